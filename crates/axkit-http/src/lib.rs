@@ -1,0 +1,234 @@
+//! The HTTP/1.1 wire format for AxKit: request-head parsing with strict
+//! RFC 9112 validation, body framing (Content-Length and chunked), response-head
+//! encoding and a cached `Date`.
+//!
+//! This crate does no I/O so that every byte-level decision can be unit-tested
+//! and fuzzed in isolation. It is deliberately strict: every ambiguity a
+//! lenient parser tolerates is a way for two parsers in a chain (proxy and
+//! origin) to disagree about where a request ends, i.e. request smuggling.
+//! Nothing here may panic on any input; errors carry the status to answer with
+//! and the connection is expected to close after any of them.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod chunked;
+mod date;
+mod request;
+mod response;
+
+#[cfg(test)]
+mod chunked_tests;
+#[cfg(test)]
+mod request_tests;
+#[cfg(test)]
+mod response_tests;
+
+pub use bytes;
+
+pub use chunked::{ChunkStep, ChunkedDecoder};
+pub use date::{fmt_http_date, http_date_now, parse_http_date};
+pub use request::{parse_request_head, RequestHead};
+pub use response::{
+    reason_phrase, valid_header_name, valid_header_value, write_chunk_header, write_header,
+    write_status_line, LAST_CHUNK,
+};
+
+/// The protocol version of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// `HTTP/1.0`
+    Http10,
+    /// `HTTP/1.1`
+    Http11,
+}
+
+impl Version {
+    /// The version as it appears on the wire, e.g. `"HTTP/1.0"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// Size limits applied while parsing a request head.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Longest request line, excluding its CRLF (414 beyond).
+    pub max_request_line: usize,
+    /// Largest header section: every field line plus the terminating empty
+    /// line, CRLFs included (431 beyond).
+    pub max_header_bytes: usize,
+    /// Most header field lines (431 beyond).
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_line: 8192,
+            max_header_bytes: 16384,
+            max_headers: 100,
+        }
+    }
+}
+
+/// A protocol error: the status to answer with (400, 413, 414, 431, 501,
+/// 505...) and a short reason for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpError {
+    /// The HTTP status code to answer with.
+    pub status: u16,
+    /// A short, static description for the log (never sent to clients
+    /// verbatim by this crate).
+    pub reason: &'static str,
+}
+
+impl HttpError {
+    pub(crate) const fn new(status: u16, reason: &'static str) -> Self {
+        HttpError { status, reason }
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status,
+            reason_phrase(self.status),
+            self.reason
+        )
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// How the body of a request is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body (no framing headers, or `Content-Length: 0`).
+    None,
+    /// Exactly this many bytes follow the head; always greater than zero.
+    Length(u64),
+    /// A chunked body follows; decode it with [`ChunkedDecoder`].
+    Chunked,
+}
+
+/// Digit-by-digit Content-Length parser: only ASCII digits, no sign, no
+/// whitespace inside, overflow-checked (u64). `None` if invalid.
+///
+/// Deliberately not `str::parse::<u64>`, which accepts a leading `+`: a
+/// front end that reads `+5` differently is a smuggling vector.
+pub fn parse_content_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+/// RFC 9110 `tchar`, as a table because it sits on the hot path of
+/// method and header-name validation.
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
+pub(crate) fn is_tchar(b: u8) -> bool {
+    TCHAR[usize::from(b)]
+}
+
+pub(crate) fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+/// `field-vchar` or the whitespace allowed between them: HTAB, SP, VCHAR,
+/// obs-text. Everything else (NUL, CR, LF, other CTLs, DEL) is rejected.
+pub(crate) fn is_field_value_byte(b: u8) -> bool {
+    b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
+}
+
+/// Strip optional whitespace (SP / HTAB) from both ends.
+pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_parser() {
+        assert_eq!(parse_content_length(b"0"), Some(0));
+        assert_eq!(parse_content_length(b"007"), Some(7));
+        assert_eq!(
+            parse_content_length(b"18446744073709551615"),
+            Some(u64::MAX)
+        );
+        for bad in [
+            &b""[..],
+            b"+5",
+            b"-1",
+            b"0x5",
+            b"5 5",
+            b" 5",
+            b"5,5",
+            b"18446744073709551616",
+            b"99999999999999999999999",
+        ] {
+            assert_eq!(parse_content_length(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn version_and_error_display() {
+        assert_eq!(Version::Http10.as_str(), "HTTP/1.0");
+        assert_eq!(Version::Http11.as_str(), "HTTP/1.1");
+        let e = HttpError::new(400, "bare CR");
+        assert_eq!(e.to_string(), "400 Bad Request: bare CR");
+    }
+
+    #[test]
+    fn ows_trim() {
+        assert_eq!(trim_ows(b" \t a b\t "), b"a b");
+        assert_eq!(trim_ows(b"   "), b"");
+    }
+}

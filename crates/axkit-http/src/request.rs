@@ -1,0 +1,744 @@
+//! Request-head parsing: framing of the head (line structure and limits),
+//! request-line validation, field parsing with httparse, and the RFC 9112
+//! semantic checks (Host, Content-Length, Transfer-Encoding) that decide how
+//! the body is delimited.
+//!
+//! Parsing happens in a fixed left-to-right order and each check only looks at
+//! bytes before the point it is made, so feeding a head in pieces gives the same
+//! result as feeding it whole: a prefix either yields `Ok(None)` or the very
+//! error the whole input yields. The size limits are enforced on incomplete
+//! input, so a client trickling an endless header is cut off at the limit.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::{
+    is_field_value_byte, is_token, parse_content_length, trim_ows, BodyFraming, HttpError, Limits,
+    Version,
+};
+
+/// RFC 9112 §2.2 lets a server skip empty lines before the request line
+/// (some clients send a stray CRLF after a POST body). A few are plenty; more
+/// is a client feeding us nothing to hold the connection.
+const MAX_EMPTY_LINES: usize = 8;
+
+/// Heads whose fields fit here are parsed with a header array on the stack.
+const STACK_HEADERS: usize = 32;
+
+const E_BARE_CR: HttpError = HttpError::new(400, "bare CR in request head");
+// RFC 9112 §2.2 allows a recipient to accept a bare LF as a line terminator.
+// We do not: a front end that splits lines differently from us is exactly how
+// requests get smuggled, and every real client sends CRLF.
+const E_BARE_LF: HttpError = HttpError::new(400, "bare LF in request head");
+const E_TOO_MANY_EMPTY: HttpError = HttpError::new(400, "too many empty lines before request");
+const E_LINE_TOO_LONG: HttpError = HttpError::new(414, "request line too long");
+const E_HEADERS_TOO_LARGE: HttpError = HttpError::new(431, "header section too large");
+const E_TOO_MANY_HEADERS: HttpError = HttpError::new(431, "too many header fields");
+const E_OBS_FOLD: HttpError = HttpError::new(400, "obsolete line folding");
+const E_REQUEST_LINE: HttpError = HttpError::new(400, "malformed request line");
+const E_METHOD: HttpError = HttpError::new(400, "method is not a token");
+const E_VERSION: HttpError = HttpError::new(400, "malformed HTTP version");
+const E_VERSION_UNSUPPORTED: HttpError = HttpError::new(505, "unsupported HTTP major version");
+const E_TARGET: HttpError = HttpError::new(400, "invalid request-target");
+const E_TARGET_FORM: HttpError = HttpError::new(400, "request-target form not allowed here");
+const E_FIELD: HttpError = HttpError::new(400, "malformed header field");
+const E_HOST_MISSING: HttpError = HttpError::new(400, "HTTP/1.1 request without Host");
+const E_HOST_DUP: HttpError = HttpError::new(400, "more than one Host header");
+const E_HOST_INVALID: HttpError = HttpError::new(400, "invalid Host header");
+const E_CL_DUP: HttpError = HttpError::new(400, "more than one Content-Length header");
+const E_CL_INVALID: HttpError = HttpError::new(400, "invalid Content-Length");
+const E_CL_AND_TE: HttpError = HttpError::new(400, "both Content-Length and Transfer-Encoding");
+const E_TE_HTTP10: HttpError = HttpError::new(400, "Transfer-Encoding in an HTTP/1.0 request");
+const E_TE_INVALID: HttpError = HttpError::new(400, "malformed Transfer-Encoding");
+const E_TE_CHUNKED: HttpError = HttpError::new(400, "chunked is not the final transfer coding");
+const E_TE_UNKNOWN: HttpError = HttpError::new(501, "unsupported transfer coding");
+const E_INTERNAL: HttpError = HttpError::new(400, "request head could not be parsed");
+
+/// A byte range into the head. `u32` keeps `RequestHead` small; heads are
+/// bounded by [`Limits`] far below 4 GiB and bigger ones are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn new(start: usize, end: usize) -> Option<Span> {
+        Some(Span {
+            start: u32::try_from(start).ok()?,
+            end: u32::try_from(end).ok()?,
+        })
+    }
+
+    fn get(self, b: &[u8]) -> &[u8] {
+        b.get(self.start as usize..self.end as usize).unwrap_or(&[])
+    }
+
+    /// The span of `inner`, which must be a sub-slice of `outer`.
+    fn of(outer: &[u8], inner: &[u8]) -> Option<Span> {
+        let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+        let end = start.checked_add(inner.len())?;
+        if end > outer.len() {
+            return None;
+        }
+        Span::new(start, end)
+    }
+
+    /// A sub-span of `self` given offsets relative to its start.
+    fn sub(self, from: usize, to: usize) -> Option<Span> {
+        let base = self.start as usize;
+        Span::new(base.checked_add(from)?, base.checked_add(to)?)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Field {
+    name: Span,
+    value: Span,
+}
+
+/// A parsed, validated request head. Owns the head bytes (a `Bytes` split off
+/// the read buffer, no copy) and offsets into them.
+#[derive(Clone, Debug)]
+pub struct RequestHead {
+    head: Bytes,
+    method: Span,
+    target: Span,
+    /// `None` means an absolute-form target with an empty path, i.e. "/".
+    path: Option<Span>,
+    query: Option<Span>,
+    host: Option<Span>,
+    version: Version,
+    fields: Vec<Field>,
+    framing: BodyFraming,
+    keep_alive: bool,
+    expects_continue: bool,
+}
+
+fn as_str(b: &[u8]) -> &str {
+    // Every span handed to this was validated as ASCII during parsing.
+    std::str::from_utf8(b).unwrap_or("")
+}
+
+impl RequestHead {
+    /// The request method, case-sensitive as sent.
+    pub fn method(&self) -> &str {
+        as_str(self.method.get(&self.head))
+    }
+
+    /// The request-target exactly as sent.
+    pub fn target(&self) -> &str {
+        as_str(self.target.get(&self.head))
+    }
+
+    /// The path part of the target, still percent-encoded, without the query.
+    /// For absolute-form `http://h/p?q` it is `/p` (and `/` if empty); for `*`
+    /// it is `*`; for a CONNECT authority-form target it is the authority.
+    pub fn path(&self) -> &str {
+        match self.path {
+            Some(s) => as_str(s.get(&self.head)),
+            None => "/",
+        }
+    }
+
+    /// Everything after the first `?` of the target, raw.
+    pub fn query(&self) -> Option<&str> {
+        self.query.map(|s| as_str(s.get(&self.head)))
+    }
+
+    /// The protocol version of the request.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The header fields in order, names as sent.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.fields
+            .iter()
+            .map(move |f| (as_str(f.name.get(&self.head)), f.value.get(&self.head)))
+    }
+
+    /// The value of the first field named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Like [`header`](Self::header), but `None` if the value is not UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The host the request is for, as sent but without any `:port`: the
+    /// authority of an absolute-form target (RFC 9112 §3.2.2 says it overrides
+    /// Host), else the Host header. `None` if neither names a host (HTTP/1.0
+    /// without Host, or an empty Host).
+    pub fn host(&self) -> Option<&str> {
+        self.host.map(|s| as_str(s.get(&self.head)))
+    }
+
+    /// How the request body is delimited.
+    pub fn framing(&self) -> BodyFraming {
+        self.framing
+    }
+
+    /// Whether the connection may stay open after this request: on HTTP/1.1
+    /// unless Connection has the token `close`; on HTTP/1.0 only if it has
+    /// `keep-alive` (and not `close`).
+    pub fn keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+
+    /// Whether an HTTP/1.1 client sent `Expect: 100-continue` and waits for an
+    /// interim response before sending the body.
+    pub fn expects_continue(&self) -> bool {
+        self.expects_continue
+    }
+
+    /// The raw head, from the request line through the final CRLFCRLF.
+    pub fn head_bytes(&self) -> &[u8] {
+        &self.head
+    }
+}
+
+/// Parse a request head from the front of `buf`.
+///
+/// `Ok(None)`: incomplete, read more and call again with the grown buffer. On
+/// success the head (and any empty lines before it) is split off the front of
+/// `buf`, so what remains is body or pipelined data. On error `buf` is left
+/// untouched and the connection must be closed: we never resynchronise.
+pub fn parse_request_head(
+    buf: &mut BytesMut,
+    limits: &Limits,
+) -> Result<Option<RequestHead>, HttpError> {
+    let Some(scan) = scan_head(buf, limits)? else {
+        return Ok(None);
+    };
+    let data: &[u8] = buf;
+    let head = data.get(scan.skip..scan.end).ok_or(E_INTERNAL)?;
+    let parsed = if scan.fields <= STACK_HEADERS {
+        let mut headers = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        analyse(head, &scan, &mut headers)?
+    } else {
+        let mut headers = vec![httparse::EMPTY_HEADER; scan.fields];
+        analyse(head, &scan, &mut headers)?
+    };
+    buf.advance(scan.skip);
+    let head = buf.split_to(scan.end - scan.skip).freeze();
+    Ok(Some(RequestHead { head, ..parsed }))
+}
+
+/// What the byte-level scan learnt about a complete head.
+struct Scan {
+    /// Bytes of empty lines before the request line.
+    skip: usize,
+    /// End of the head (just past the final LF), from the start of the buffer.
+    end: usize,
+    /// Number of header field lines.
+    fields: usize,
+    method: Span,
+    target: Span,
+    version: Version,
+}
+
+/// Find the end of the head, enforcing line structure and limits on whatever
+/// is available. `Ok(None)` if more input is needed.
+fn scan_head(data: &[u8], limits: &Limits) -> Result<Option<Scan>, HttpError> {
+    let mut skip = 0;
+    let mut empty_lines = 0;
+    loop {
+        match data.get(skip..) {
+            Some([b'\r', b'\n', ..]) => {
+                empty_lines += 1;
+                if empty_lines > MAX_EMPTY_LINES {
+                    return Err(E_TOO_MANY_EMPTY);
+                }
+                skip += 2;
+            }
+            Some([b'\r']) | Some([]) | None => return Ok(None),
+            Some([b'\r', _, ..]) => return Err(E_BARE_CR),
+            Some([b'\n', ..]) => return Err(E_BARE_LF),
+            Some(_) => break,
+        }
+    }
+    let rest = &data[skip..];
+
+    let Some(line_end) = find_line(
+        rest,
+        0,
+        limits.max_request_line.saturating_add(2),
+        E_LINE_TOO_LONG,
+    )?
+    else {
+        return Ok(None);
+    };
+    let line_len = line_end - 2;
+    let (method, target, version) = parse_request_line(&rest[..line_len])?;
+
+    let mut pos = line_end;
+    let mut fields = 0usize;
+    loop {
+        // The budget covers every field line and the final empty line.
+        let used = pos - line_end;
+        let budget = limits.max_header_bytes.saturating_sub(used);
+        match rest.get(pos) {
+            Some(b' ' | b'\t') => return Err(E_OBS_FOLD),
+            Some(b'\r' | b'\n') | None => {}
+            Some(_) => {
+                fields += 1;
+                if fields > limits.max_headers {
+                    return Err(E_TOO_MANY_HEADERS);
+                }
+            }
+        }
+        let Some(end) = find_line(rest, pos, budget, E_HEADERS_TOO_LARGE)? else {
+            return Ok(None);
+        };
+        let empty = end - pos == 2;
+        pos = end;
+        if empty {
+            break;
+        }
+    }
+    let end = skip.checked_add(pos).ok_or(E_HEADERS_TOO_LARGE)?;
+    if u32::try_from(pos).is_err() {
+        return Err(E_HEADERS_TOO_LARGE);
+    }
+    Ok(Some(Scan {
+        skip,
+        end,
+        fields,
+        method,
+        target,
+        version,
+    }))
+}
+
+/// Find the line starting at `start`, which may be at most `max_total` bytes
+/// including its CRLF. Returns the index just past the LF, `Ok(None)` if the
+/// line is incomplete but may still fit, or an error for a bare CR, a bare LF
+/// or a line that cannot fit (`too_long`). Only bytes inside the window are
+/// looked at, so the answer never changes as more input arrives.
+fn find_line(
+    data: &[u8],
+    start: usize,
+    max_total: usize,
+    too_long: HttpError,
+) -> Result<Option<usize>, HttpError> {
+    let avail = data.get(start..).unwrap_or(&[]);
+    let window = &avail[..avail.len().min(max_total)];
+    match memchr::memchr(b'\n', window) {
+        Some(lf) => {
+            let before = &window[..lf];
+            match memchr::memchr(b'\r', before) {
+                Some(cr) if cr + 1 == lf => Ok(Some(start + lf + 1)),
+                Some(_) => Err(E_BARE_CR),
+                None => Err(E_BARE_LF),
+            }
+        }
+        None => {
+            // A CR is only acceptable as the last byte seen so far.
+            if let Some(cr) = memchr::memchr(b'\r', window) {
+                if cr + 1 < window.len() {
+                    return Err(E_BARE_CR);
+                }
+            }
+            if window.len() >= max_total {
+                Err(too_long)
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// `method SP request-target SP HTTP-version`, single spaces (RFC 9112 §3).
+fn parse_request_line(line: &[u8]) -> Result<(Span, Span, Version), HttpError> {
+    let sp1 = memchr::memchr(b' ', line).ok_or(E_REQUEST_LINE)?;
+    let method = &line[..sp1];
+    if !is_token(method) {
+        return Err(E_METHOD);
+    }
+    let after = &line[sp1 + 1..];
+    // No second space: an HTTP/0.9 request ("GET /"), which we do not speak.
+    let sp2 = memchr::memchr(b' ', after).ok_or(E_REQUEST_LINE)?;
+    let target = &after[..sp2];
+    let version = parse_version(&after[sp2 + 1..])?;
+    // VCHAR only: the URI grammar has no room for CTLs or non-ASCII, and '#'
+    // (a fragment) is never part of a request-target.
+    if target.is_empty()
+        || !target
+            .iter()
+            .all(|&b| (b'!'..=b'~').contains(&b) && b != b'#')
+    {
+        return Err(E_TARGET);
+    }
+    let method = Span::new(0, sp1).ok_or(E_INTERNAL)?;
+    let t_start = sp1 + 1;
+    let target = Span::new(t_start, t_start + sp2).ok_or(E_INTERNAL)?;
+    Ok((method, target, version))
+}
+
+/// Only HTTP/1.0 and HTTP/1.1 are accepted. A well-formed `HTTP/x.y` with a
+/// major version other than 1 gets 505 (RFC 9110 §15.6.6: the major version is
+/// what we do not support). Anything else, including `HTTP/1.2` (which RFC 9110
+/// §6.2 would let us treat as 1.1; we prefer strictness), gets 400.
+fn parse_version(v: &[u8]) -> Result<Version, HttpError> {
+    match v {
+        b"HTTP/1.1" => Ok(Version::Http11),
+        b"HTTP/1.0" => Ok(Version::Http10),
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() && *major != b'1' =>
+        {
+            Err(E_VERSION_UNSUPPORTED)
+        }
+        _ => Err(E_VERSION),
+    }
+}
+
+/// Field parsing and the semantic checks on a complete head. `head` starts at
+/// the request line and ends after the final CRLF.
+fn analyse<'h>(
+    head: &'h [u8],
+    scan: &Scan,
+    headers: &mut [httparse::Header<'h>],
+) -> Result<RequestHead, HttpError> {
+    let mut req = httparse::Request::new(headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+        Ok(_) => return Err(E_INTERNAL),
+        Err(httparse::Error::TooManyHeaders) => return Err(E_TOO_MANY_HEADERS),
+        Err(_) => return Err(E_FIELD),
+    }
+    // httparse parsed the same request line we validated; make sure it agrees
+    // rather than trusting either blindly.
+    if req.method.map(str::as_bytes) != Some(scan.method.get(head))
+        || req.path.map(str::as_bytes) != Some(scan.target.get(head))
+    {
+        return Err(E_INTERNAL);
+    }
+    let mut fields = Vec::with_capacity(req.headers.len());
+    let mut host_field: Option<&[u8]> = None;
+    let mut host_count = 0usize;
+    let mut content_length: Option<&[u8]> = None;
+    let mut has_te = false;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        // httparse already enforces both; re-checking costs little and keeps
+        // our guarantees independent of its version.
+        if !is_token(name) || !h.value.iter().all(|&b| is_field_value_byte(b)) {
+            return Err(E_FIELD);
+        }
+        fields.push(Field {
+            name: Span::of(head, name).ok_or(E_INTERNAL)?,
+            value: Span::of(head, h.value).ok_or(E_INTERNAL)?,
+        });
+        if name.eq_ignore_ascii_case(b"host") {
+            host_count += 1;
+            host_field = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            // Even two equal values are refused: RFC 9112 §6.3 allows merging
+            // them, but a peer that takes the first of two different ones
+            // disagrees with one that takes the last.
+            if content_length.is_some() {
+                return Err(E_CL_DUP);
+            }
+            content_length = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            has_te = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for tok in h.value.split(|&b| b == b',').map(trim_ows) {
+                if tok.eq_ignore_ascii_case(b"close") {
+                    conn_close = true;
+                } else if tok.eq_ignore_ascii_case(b"keep-alive") {
+                    conn_keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"expect")
+            && h.value.eq_ignore_ascii_case(b"100-continue")
+        {
+            expect_continue = true;
+        }
+    }
+    let version = scan.version;
+
+    // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, for any request
+    // with more than one, or with an invalid value.
+    if host_count > 1 {
+        return Err(E_HOST_DUP);
+    }
+    let mut host = None;
+    match host_field {
+        None if version == Version::Http11 => return Err(E_HOST_MISSING),
+        None => {}
+        Some([]) => {}
+        Some(v) => {
+            let host_len = authority_host_len(v).ok_or(E_HOST_INVALID)?;
+            let span = Span::of(head, v).ok_or(E_INTERNAL)?;
+            host = Some(span.sub(0, host_len).ok_or(E_INTERNAL)?);
+        }
+    }
+
+    let (path, query, target_host) = classify_target(head, scan)?;
+    if target_host.is_some() {
+        host = target_host;
+    }
+
+    let framing = if has_te {
+        if content_length.is_some() {
+            return Err(E_CL_AND_TE);
+        }
+        // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
+        // framing, whatever else it says.
+        if version == Version::Http10 {
+            return Err(E_TE_HTTP10);
+        }
+        check_transfer_encoding(
+            req.headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+                .map(|h| h.value),
+        )?;
+        BodyFraming::Chunked
+    } else if let Some(v) = content_length {
+        // A list such as "5, 5" fails here too: only digits are accepted.
+        match parse_content_length(v).ok_or(E_CL_INVALID)? {
+            0 => BodyFraming::None,
+            n => BodyFraming::Length(n),
+        }
+    } else {
+        BodyFraming::None
+    };
+
+    let keep_alive = match version {
+        Version::Http11 => !conn_close,
+        Version::Http10 => conn_keep_alive && !conn_close,
+    };
+
+    Ok(RequestHead {
+        head: Bytes::new(),
+        method: scan.method,
+        target: scan.target,
+        path,
+        query,
+        host,
+        version,
+        fields,
+        framing,
+        keep_alive,
+        expects_continue: expect_continue && version == Version::Http11,
+    })
+}
+
+type TargetParts = (Option<Span>, Option<Span>, Option<Span>);
+
+/// Check the request-target form against the method (RFC 9112 §3.2) and split
+/// it into path, query and (for absolute-form) host.
+fn classify_target(head: &[u8], scan: &Scan) -> Result<TargetParts, HttpError> {
+    let method = scan.method.get(head);
+    let span = scan.target;
+    let target = span.get(head);
+    let is_connect = method == b"CONNECT";
+
+    if target == b"*" {
+        if method != b"OPTIONS" {
+            return Err(E_TARGET_FORM);
+        }
+        return Ok((Some(span), None, None));
+    }
+    if target.first() == Some(&b'/') {
+        if is_connect {
+            return Err(E_TARGET_FORM);
+        }
+        let (path, query) = split_query(span, target, 0)?;
+        return Ok((Some(path), query, None));
+    }
+    let scheme_len = if starts_with_ignore_case(target, b"http://") {
+        Some(7)
+    } else if starts_with_ignore_case(target, b"https://") {
+        Some(8)
+    } else {
+        None
+    };
+    if let Some(scheme_len) = scheme_len {
+        if is_connect {
+            return Err(E_TARGET_FORM);
+        }
+        let rest = &target[scheme_len..];
+        let auth_len = rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .unwrap_or(rest.len());
+        let host_len = authority_host_len(&rest[..auth_len]).ok_or(E_TARGET)?;
+        let host = span
+            .sub(scheme_len, scheme_len + host_len)
+            .ok_or(E_INTERNAL)?;
+        let path_start = scheme_len + auth_len;
+        let (path, query) = split_query(span, target, path_start)?;
+        // An empty path ("http://h" or "http://h?q") means "/".
+        let path = if path.start == path.end {
+            None
+        } else {
+            Some(path)
+        };
+        return Ok((path, query, Some(host)));
+    }
+    if is_connect {
+        // authority-form: host and a port, nothing else.
+        match authority_host_len(target) {
+            Some(n) if n + 1 < target.len() => return Ok((Some(span), None, None)),
+            _ => return Err(E_TARGET),
+        }
+    }
+    Err(E_TARGET)
+}
+
+fn split_query(span: Span, target: &[u8], from: usize) -> Result<(Span, Option<Span>), HttpError> {
+    let tail = target.get(from..).ok_or(E_INTERNAL)?;
+    match memchr::memchr(b'?', tail) {
+        Some(q) => Ok((
+            span.sub(from, from + q).ok_or(E_INTERNAL)?,
+            Some(span.sub(from + q + 1, target.len()).ok_or(E_INTERNAL)?),
+        )),
+        None => Ok((span.sub(from, target.len()).ok_or(E_INTERNAL)?, None)),
+    }
+}
+
+fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+fn is_unreserved_or_sub_delim(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+}
+
+/// Validate `host [ ":" port ]` (RFC 3986 authority without userinfo, which
+/// RFC 9110 §4.2.4 forbids in http URIs) and return the length of the host
+/// part, which must not be empty (an empty Host value is handled by the
+/// caller: RFC 9110 §7.2 allows it, but not an empty host with a port).
+fn authority_host_len(a: &[u8]) -> Option<usize> {
+    let (host_len, port) = if a.first() == Some(&b'[') {
+        let close = memchr::memchr(b']', a)?;
+        let inner = &a[1..close];
+        // IPv6 / IPvFuture / zone ids; a plausibility check, not a full grammar.
+        if inner.is_empty()
+            || !inner
+                .iter()
+                .all(|&b| b == b':' || b == b'%' || is_unreserved_or_sub_delim(b))
+        {
+            return None;
+        }
+        let after = &a[close + 1..];
+        match after {
+            [] => (close + 1, None),
+            [b':', port @ ..] => (close + 1, Some(port)),
+            _ => return None,
+        }
+    } else {
+        let colon = memchr::memchr(b':', a);
+        let host = &a[..colon.unwrap_or(a.len())];
+        if !valid_reg_name(host) {
+            return None;
+        }
+        (host.len(), colon.map(|c| &a[c + 1..]))
+    };
+    if host_len == 0 {
+        return None;
+    }
+    if let Some(port) = port {
+        // port = *DIGIT; an empty port is allowed by the grammar.
+        if port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        if !port.is_empty() && parse_content_length(port)? > 65535 {
+            return None;
+        }
+    }
+    Some(host_len)
+}
+
+/// reg-name = *( unreserved / pct-encoded / sub-delims ); IPv4 is a subset.
+fn valid_reg_name(h: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&b) = h.get(i) {
+        if b == b'%' {
+            match h.get(i + 1..i + 3) {
+                Some([x, y]) if x.is_ascii_hexdigit() && y.is_ascii_hexdigit() => i += 3,
+                _ => return false,
+            }
+        } else if is_unreserved_or_sub_delim(b) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Only a single, final `chunked` is accepted (RFC 9112 §6.1, §7). Field lines
+/// are combined into one list first, as RFC 9110 §5.3 says they are equivalent.
+fn check_transfer_encoding<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<(), HttpError> {
+    let mut chunked = 0usize;
+    let mut last_is_chunked = false;
+    let mut other = false;
+    for v in values {
+        for elem in v.split(|&b| b == b',') {
+            let elem = trim_ows(elem);
+            if elem.is_empty() {
+                // Also an entirely empty field value.
+                return Err(E_TE_INVALID);
+            }
+            let (name, params) = match memchr::memchr(b';', elem) {
+                Some(i) => (trim_ows(&elem[..i]), Some(&elem[i..])),
+                None => (elem, None),
+            };
+            if !is_token(name) {
+                return Err(E_TE_INVALID);
+            }
+            if name.eq_ignore_ascii_case(b"chunked") {
+                // chunked takes no parameters.
+                if params.is_some() {
+                    return Err(E_TE_INVALID);
+                }
+                chunked += 1;
+                last_is_chunked = true;
+            } else {
+                other = true;
+                last_is_chunked = false;
+            }
+        }
+    }
+    if chunked > 1 {
+        return Err(E_TE_INVALID);
+    }
+    if chunked == 1 && !last_is_chunked {
+        return Err(E_TE_CHUNKED);
+    }
+    if other {
+        return Err(E_TE_UNKNOWN);
+    }
+    if chunked == 0 {
+        return Err(E_TE_INVALID);
+    }
+    Ok(())
+}

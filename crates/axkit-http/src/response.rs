@@ -1,0 +1,139 @@
+//! Response-head encoding: status lines, header lines, chunk framing, and the
+//! checks that keep header names and values set by plugins from splitting a
+//! response.
+
+use crate::{is_field_value_byte, is_token};
+
+/// The last chunk and the empty trailer section that end a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// The reason phrase for `status`: the RFC 9110 codes plus the other
+/// IANA-registered ones a server may send (RFC 6585, 7725, 8297, WebDAV);
+/// `"Unknown"` otherwise.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        208 => "Already Reported",
+        226 => "IM Used",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        423 => "Locked",
+        424 => "Failed Dependency",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        506 => "Variant Also Negotiates",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        511 => "Network Authentication Required",
+        _ => "Unknown",
+    }
+}
+
+/// Append `"HTTP/1.1 200 OK\r\n"`. Always HTTP/1.1: RFC 9112 §2.3 says a
+/// server sends its own highest version, even to an HTTP/1.0 client. A status
+/// outside 100..=999 cannot be put on the wire and is written as 500.
+pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
+    let status = if (100..=999).contains(&status) {
+        status
+    } else {
+        500
+    };
+    let digits = [
+        b'0' + (status / 100) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ];
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&digits);
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Append `"Name: value\r\n"`. Does not validate: check names and values that
+/// come from outside with [`valid_header_name`] / [`valid_header_value`].
+pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.reserve(name.len() + value.len() + 4);
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Whether `name` is a valid field name (a non-empty token).
+pub fn valid_header_name(name: &str) -> bool {
+    is_token(name.as_bytes())
+}
+
+/// Whether `value` may be sent as a field value: no CR, LF, NUL, DEL or other
+/// CTL except HTAB (obs-text 0x80-0xFF is allowed). A CR or LF smuggled into a
+/// value would let its author write arbitrary headers or a second response.
+pub fn valid_header_value(value: &[u8]) -> bool {
+    value.iter().all(|&b| is_field_value_byte(b))
+}
+
+/// Append the size line for a chunk of `len` bytes: `"{hex}\r\n"`. A zero
+/// `len` writes `"0\r\n"`, which starts the last chunk; prefer [`LAST_CHUNK`].
+pub fn write_chunk_header(out: &mut Vec<u8>, len: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 2 * std::mem::size_of::<usize>()];
+    let mut i = buf.len();
+    let mut n = len;
+    loop {
+        i -= 1;
+        buf[i] = HEX[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+    out.extend_from_slice(b"\r\n");
+}

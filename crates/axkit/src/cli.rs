@@ -1,0 +1,190 @@
+//! The `axkit` command line: run the master (default), one worker in the
+//! foreground (`--no-master`), check a config (`--check`, like `nginx -t`),
+//! or list every directive (`--directives`).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::config::{PluginCatalog, Registry, Source};
+use crate::server::{load_config, log_line, master, report_errors, run_worker, Catalog};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "axkit",
+    version,
+    about = "AxKit: a pluggable, event-driven HTTP application server",
+    after_help = "Without -c, serves demo/ on http://127.0.0.1:8000 with a built-in config."
+)]
+struct Cli {
+    /// Configuration file to run.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check the configuration and exit: 0 if it is valid, 1 with every error found.
+    #[arg(short = 't', long)]
+    check: bool,
+    /// Print every directive known (core and plugins) with its plugin, scopes, arguments and doc.
+    #[arg(long)]
+    directives: bool,
+    /// Run a single worker in this process, without a master (for debugging).
+    #[arg(long)]
+    no_master: bool,
+    /// Internal: run as a worker started by the master.
+    #[arg(long, hide = true)]
+    worker: bool,
+}
+
+/// The config `cargo run` uses: demo/ on 127.0.0.1:8000, with the request
+/// log on stdout.
+fn builtin_config() -> Source {
+    let demo = if Path::new("demo").is_dir() {
+        PathBuf::from("demo")
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../demo")
+    };
+    let text = format!(
+        "# Built-in configuration: serve demo/ on 127.0.0.1:8000.\n\
+         Plugin logging/warn\n\
+         LogLevel LOGINFO\n\
+         Plugin request_log\n\
+         RequestLog -\n\
+         <Server>\n\
+         \x20   Listen 127.0.0.1:8000\n\
+         \x20   DocumentRoot \"{}\"\n\
+         \x20   DirectoryIndex index.html\n\
+         \x20   Plugin uri_to_file\n\
+         \x20   Plugin fast_mime_map\n\
+         \x20   Plugin serve_file\n\
+         </Server>\n",
+        demo.display()
+    );
+    Source::Text {
+        name: "<built-in>".into(),
+        text,
+    }
+}
+
+pub(crate) fn main(catalog: Catalog) -> ExitCode {
+    let cli = Cli::parse();
+    let source = match &cli.config {
+        Some(path) => Source::File(path.clone()),
+        None => builtin_config(),
+    };
+    if cli.directives {
+        return print_directives(&catalog);
+    }
+    if cli.check {
+        return match load_config(&source, &catalog) {
+            Ok(_) => {
+                println!("axkit: configuration {} is OK", source_name(&source));
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                report_errors(&errors);
+                eprintln!(
+                    "axkit: configuration {} has {} error(s)",
+                    source_name(&source),
+                    errors.len()
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if cli.worker {
+        return worker_main(&catalog, &source);
+    }
+    if cli.no_master {
+        let config = match load_config(&source, &catalog) {
+            Ok(c) => c,
+            Err(errors) => {
+                report_errors(&errors);
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut listeners = Vec::new();
+        for addr in crate::server::listen_addrs(&config) {
+            match master::bind(addr) {
+                Ok(l) => listeners.push((addr, l)),
+                Err(e) => {
+                    eprintln!("axkit: cannot listen on {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        master::announce(&listeners, 1);
+        return run_worker(config, &catalog, listeners, || {});
+    }
+    let worker_args: Vec<OsString> = match &cli.config {
+        Some(path) => vec!["-c".into(), path.clone().into_os_string()],
+        None => Vec::new(),
+    };
+    master::run(&catalog, source, worker_args)
+}
+
+fn source_name(source: &Source) -> String {
+    match source {
+        Source::File(p) => p.display().to_string(),
+        Source::Text { name, .. } => name.clone(),
+    }
+}
+
+fn worker_main(catalog: &Catalog, source: &Source) -> ExitCode {
+    let listeners = match master::inherited_listeners() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{}", log_line(crate::plugin::Level::Crit, &e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match load_config(source, catalog) {
+        Ok(c) => c,
+        Err(errors) => {
+            report_errors(&errors);
+            return ExitCode::FAILURE;
+        }
+    };
+    run_worker(config, catalog, listeners, || {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(b"ready\n");
+        let _ = out.flush();
+    })
+}
+
+fn print_directives(catalog: &Catalog) -> ExitCode {
+    let mut registry = Registry::new();
+    for (plugin, directives) in catalog.builtin() {
+        for d in directives {
+            if let Err(e) = registry.add(&plugin, d) {
+                eprintln!("axkit: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let mut rows: Vec<_> = registry.iter().collect();
+    rows.sort_by(|a, b| (a.2, a.1.name.to_lowercase()).cmp(&(b.2, b.1.name.to_lowercase())));
+    let mut out = std::io::stdout().lock();
+    let mut last_plugin = "";
+    for (_, d, plugin) in rows {
+        if plugin != last_plugin {
+            let _ = writeln!(out, "\n[{plugin}]");
+            last_plugin = plugin;
+        }
+        let default = d
+            .default
+            .as_deref()
+            .map(|v| format!(" (default: {v})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {}\n      scopes: {}{}\n      {}",
+            d.usage(),
+            d.scopes.describe(),
+            default,
+            d.doc
+        );
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,26 @@
+//! The configuration language: AxKit2's Apache-like syntax, plugin-declared
+//! directives, scopes and merging.
+//!
+//! Loading a config goes through four steps, each in its own file:
+//! `syntax` turns text into a tree of directive lines (comments, quoting,
+//! `\` continuation, `Include`, `<Block>` nesting), `value` parses typed
+//! arguments (sizes, durations, regexes…), `registry` knows every directive
+//! and which plugin owns it, and `load` validates the tree against the
+//! registry and freezes one merged [`LocationConfig`] per `<Location>` so that
+//! a request only ever looks a value up, never merges.
+//!
+//! Why hand-written: the config language is part of the heart of the server
+//! (error messages with file:line, owner plugin and a suggestion are its user
+//! interface), and no crate speaks AxKit2's dialect.
+
+mod directive;
+mod load;
+mod registry;
+mod syntax;
+mod value;
+
+pub use directive::{Args, Directive, Merge, Scopes, ValueType};
+pub use load::{load, Config, ConfigError, LocationNode, PluginCatalog, ServerConfig, Source};
+pub use registry::{core_directives, DirectiveId, Registry};
+pub use syntax::{parse as parse_syntax, Node};
+pub use value::{BlockLine, LocationConfig, Setting, Value};

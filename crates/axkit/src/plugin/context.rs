@@ -1,0 +1,295 @@
+//! What a hook sees of one request: the parsed request, the response being
+//! built, facts about the connection, the merged config of the matched
+//! `<Location>`, string notes shared between plugins and typed per-plugin
+//! state. The I/O methods (`read_body`, `write`) are implemented next to the
+//! connection state machine in `server::connection`.
+
+use std::any::{Any, TypeId};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use axkit_http::{RequestHead, Version};
+use bytes::Bytes;
+
+use crate::config::{LocationConfig, ServerConfig};
+use crate::server::connection::ConnIo;
+use crate::server::worker::{LocationRt, WorkerRt};
+
+use super::log::Level;
+
+/// Facts about the connection a request came on.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// Per-worker connection number, for log correlation.
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+}
+
+/// The request as received. The head is kept as the bytes read from the
+/// wire; accessors hand out slices of it.
+#[derive(Debug)]
+pub struct Request {
+    pub(crate) head: RequestHead,
+    pub(crate) decoded_path: String,
+    pub(crate) started: SystemTime,
+}
+
+impl Request {
+    pub fn method(&self) -> &str {
+        self.head.method()
+    }
+    /// The request-target exactly as sent (`/a%20b?x=1`).
+    pub fn uri(&self) -> &str {
+        self.head.target()
+    }
+    /// The path, still percent-encoded, without the query.
+    pub fn path(&self) -> &str {
+        self.head.path()
+    }
+    pub fn query(&self) -> Option<&str> {
+        self.head.query()
+    }
+    /// The path percent-decoded once and normalised (`.`/`..` resolved,
+    /// `//` collapsed); an encoded `/` stays as `%2F` so that it cannot
+    /// create a path segment. This is what `<Location>` matching uses.
+    pub fn decoded_path(&self) -> &str {
+        &self.decoded_path
+    }
+    /// When the request head was complete.
+    pub fn start_time(&self) -> SystemTime {
+        self.started
+    }
+    pub fn version(&self) -> Version {
+        self.head.version()
+    }
+    /// First header of that name (case-insensitive), if it is UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.header_str(name)
+    }
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.head.headers()
+    }
+    /// The host the client asked for, without the port.
+    pub fn host(&self) -> Option<&str> {
+        self.head.host()
+    }
+    pub fn is_head(&self) -> bool {
+        self.head.method() == "HEAD"
+    }
+    /// The request line, for logs (`GET /x HTTP/1.1`).
+    pub fn request_line(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.method(),
+            self.uri(),
+            self.version().as_str()
+        )
+    }
+}
+
+/// Response headers, in the order they will be sent. Names compare
+/// case-insensitively. Values are checked for CR/LF/NUL when the head is
+/// written (a plugin cannot split the response).
+#[derive(Debug, Default)]
+pub struct Headers {
+    list: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+}
+
+impl Headers {
+    /// Replace every header of this name with one value.
+    pub fn set(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) {
+        let name = name.into();
+        self.remove(&name);
+        self.list.push((name, value.into()));
+    }
+    /// Add a header, keeping others of the same name (Set-Cookie).
+    pub fn add(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) {
+        self.list.push((name.into(), value.into()));
+    }
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.list
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
+    }
+    pub fn remove(&mut self, name: &str) {
+        self.list.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.list.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+    }
+    pub fn clear(&mut self) {
+        self.list.clear();
+    }
+}
+
+/// A response body that the server sends after the `response` hook.
+#[derive(Debug, Default)]
+pub enum Body {
+    #[default]
+    Empty,
+    Bytes(Bytes),
+    /// `len` bytes of an open file from `offset`: sent with sendfile when no
+    /// body filter is in the chain.
+    File {
+        file: std::fs::File,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Body {
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The response being built.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Headers,
+    pub body: Body,
+}
+
+impl Default for Response {
+    fn default() -> Self {
+        Response {
+            status: 200,
+            headers: Headers::default(),
+            body: Body::Empty,
+        }
+    }
+}
+
+/// One outgoing body chunk on its way through `write_body_data` filters.
+#[derive(Debug)]
+pub struct BodyChunk {
+    pub data: Bytes,
+    /// This is the end of the body.
+    pub last: bool,
+}
+
+/// Why the error path was taken.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub plugin: String,
+    pub hook: &'static str,
+    pub message: String,
+}
+
+/// Everything a hook sees of one request.
+pub struct Context {
+    pub request: Request,
+    pub response: Response,
+    pub conn: Rc<ConnInfo>,
+    /// Set by `uri_translation`: the file the URI maps to…
+    pub filename: Option<PathBuf>,
+    /// …and what is left of the path after it (decoded), as CGI's PATH_INFO.
+    pub path_info: String,
+    /// The file's metadata, when the translating plugin already looked.
+    pub metadata: Option<std::fs::Metadata>,
+    /// `filename` already opened (read-only) by the translating plugin.
+    pub file: Option<std::fs::File>,
+    /// Set by `authentication`.
+    pub user: Option<String>,
+    pub auth_type: Option<String>,
+    /// Strings shared between plugins (and scripts) for this request.
+    pub notes: HashMap<String, String>,
+    /// Set when the error path runs.
+    pub failure: Option<Failure>,
+    state: HashMap<TypeId, Box<dyn Any>>,
+    pub(crate) io: ConnIo,
+    pub(crate) location: Rc<LocationRt>,
+    pub(crate) worker: Rc<WorkerRt>,
+    pub(crate) server: usize,
+}
+
+impl Context {
+    pub(crate) fn new(
+        request: Request,
+        conn: Rc<ConnInfo>,
+        io: ConnIo,
+        worker: Rc<WorkerRt>,
+        server: usize,
+        location: Rc<LocationRt>,
+    ) -> Context {
+        Context {
+            request,
+            response: Response::default(),
+            conn,
+            filename: None,
+            path_info: String::new(),
+            metadata: None,
+            file: None,
+            user: None,
+            auth_type: None,
+            notes: HashMap::new(),
+            failure: None,
+            state: HashMap::new(),
+            io,
+            location,
+            worker,
+            server,
+        }
+    }
+
+    /// The merged configuration of the matched `<Location>` (or Server).
+    pub fn config(&self) -> &LocationConfig {
+        &self.location.config
+    }
+
+    /// The prefix of the matched `<Location>` (`/` for the Server itself).
+    pub fn location_prefix(&self) -> &str {
+        &self.location.prefix
+    }
+
+    /// The `<Server>` that took this request.
+    pub fn server(&self) -> &ServerConfig {
+        &self.worker.config.servers[self.server]
+    }
+
+    /// Per-plugin typed state for this request.
+    pub fn state<T: 'static>(&self) -> Option<&T> {
+        self.state
+            .get(&TypeId::of::<T>())
+            .and_then(|b| b.downcast_ref())
+    }
+    pub fn state_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        self.state
+            .get_mut(&TypeId::of::<T>())
+            .and_then(|b| b.downcast_mut())
+    }
+    pub fn set_state<T: 'static>(&mut self, value: T) {
+        self.state.insert(TypeId::of::<T>(), Box::new(value));
+    }
+
+    /// Log through the `logging` hooks of this request's chain.
+    pub fn log(&self, level: Level, message: &str) {
+        self.worker
+            .log_via(&self.location, level, message, Some(self.conn.peer));
+    }
+
+    /// Whether the response head has gone out (headers can no longer change).
+    pub fn head_sent(&self) -> bool {
+        self.io.head_sent
+    }
+
+    /// Bytes of response body written so far.
+    pub fn body_bytes_sent(&self) -> u64 {
+        self.io.body_bytes_sent
+    }
+}

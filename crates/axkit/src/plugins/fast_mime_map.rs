@@ -1,0 +1,83 @@
+//! `fast_mime_map`: sets Content-Type from the file name's extension
+//! (hook `mime_map`), from a built-in table plus `MimeType` lines.
+//!
+//! Directives:
+//! - `MimeType EXT TYPE` (repeatable, any scope): map an extension (without
+//!   the dot, case-insensitive) to a type; overrides the built-in table.
+//!
+//! ```text
+//! Plugin fast_mime_map
+//! MimeType md text/markdown
+//! ```
+//!
+//! The built-in table is `mime_guess`'s; text types get `charset=utf-8`
+//! the way browsers expect for modern files.
+
+use std::rc::Rc;
+
+use crate::config::{Args, Directive, Value, ValueType};
+use crate::plugin::{Context, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec};
+
+pub fn spec() -> PluginSpec {
+    PluginSpec {
+        name: "fast_mime_map",
+        directives,
+        create,
+    }
+}
+
+fn directives() -> Vec<Directive> {
+    vec![Directive::new("MimeType", ValueType::String)
+        .args(Args::Range(2, 2))
+        .append()
+        .doc("Map a file extension to a Content-Type: MimeType EXT TYPE")]
+}
+
+fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    Ok(Rc::new(FastMimeMap))
+}
+
+struct FastMimeMap;
+
+impl Plugin for FastMimeMap {
+    fn hooks(&self) -> Hooks {
+        Hooks::of(&[Hook::MimeMap])
+    }
+
+    fn mime_map<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        let Some(ext) = ctx
+            .filename
+            .as_ref()
+            .and_then(|f| f.extension())
+            .and_then(|e| e.to_str())
+        else {
+            return Outcome::Declined.into();
+        };
+        let ext = ext.to_ascii_lowercase();
+        let configured = ctx
+            .config()
+            .settings("MimeType")
+            .iter()
+            .rev()
+            .find_map(|s| match s.args.as_slice() {
+                [Value::Str(e), Value::Str(t)]
+                    if e.trim_start_matches('.').eq_ignore_ascii_case(&ext) =>
+                {
+                    Some(t.clone())
+                }
+                _ => None,
+            });
+        let content_type = match configured {
+            Some(t) => t,
+            None => match mime_guess::from_ext(&ext).first_raw() {
+                Some(t) if t.starts_with("text/") || t == "application/javascript" => {
+                    format!("{t}; charset=utf-8")
+                }
+                Some(t) => t.to_string(),
+                None => return Outcome::Declined.into(),
+            },
+        };
+        ctx.response.headers.set("Content-Type", content_type);
+        Outcome::Ok.into()
+    }
+}

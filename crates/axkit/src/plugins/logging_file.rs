@@ -1,0 +1,70 @@
+//! `logging/file`: appends log lines to a file (hook `logging`), reopened
+//! on SIGUSR1 for logrotate.
+//!
+//! Directives:
+//! - `LogFile PATH` (global): the file to append to.
+//!
+//! ```text
+//! Plugin   logging/file
+//! LogFile  /var/log/axkit/error.log
+//! LogLevel LOGWARN
+//! ```
+
+use std::rc::Rc;
+
+use crate::config::{Directive, Scopes, ValueType};
+use crate::plugin::{
+    Hook, HookFuture, Hooks, Level, LogRecord, Outcome, Plugin, PluginInit, PluginSpec,
+};
+use crate::plugins::sink::Sink;
+use crate::server::log_line;
+
+pub fn spec() -> PluginSpec {
+    PluginSpec {
+        name: "logging/file",
+        directives,
+        create,
+    }
+}
+
+fn directives() -> Vec<Directive> {
+    vec![Directive::new("LogFile", ValueType::Path)
+        .scopes(Scopes::GLOBAL)
+        .doc("File that logging/file appends log lines to")]
+}
+
+fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    let path = init
+        .config
+        .global
+        .path("LogFile")
+        .ok_or("LogFile is not set")?;
+    let sink = Sink::open(path).map_err(|e| format!("LogFile {}: {e}", path.display()))?;
+    Ok(Rc::new(LoggingFile { sink }))
+}
+
+struct LoggingFile {
+    sink: Sink,
+}
+
+impl Plugin for LoggingFile {
+    fn hooks(&self) -> Hooks {
+        Hooks::of(&[Hook::Logging])
+    }
+
+    fn logging<'a>(&'a self, record: &'a LogRecord<'a>) -> HookFuture<'a> {
+        let mut line = log_line(record.level, record.message);
+        line.push('\n');
+        self.sink.write_line(line.as_bytes());
+        Outcome::Declined.into()
+    }
+
+    fn reopen_logs(&self) {
+        if let Err(e) = self.sink.reopen() {
+            eprintln!(
+                "{}",
+                log_line(Level::Error, &format!("reopening LogFile: {e}"))
+            );
+        }
+    }
+}

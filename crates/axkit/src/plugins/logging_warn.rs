@@ -1,0 +1,45 @@
+//! `logging/warn`: writes log lines to stderr (hook `logging`).
+//!
+//! No directives of its own: which lines reach it is set with the core's
+//! `LogLevel` (AxKit2 names `LOGDEBUG` … `LOGEMERG`, or `debug` … `emerg`).
+//!
+//! ```text
+//! Plugin   logging/warn
+//! LogLevel LOGINFO
+//! ```
+//!
+//! It declines every line so that other log sinks see it too.
+
+use std::io::Write;
+use std::rc::Rc;
+
+use crate::config::Directive;
+use crate::plugin::{Hook, HookFuture, Hooks, LogRecord, Outcome, Plugin, PluginInit, PluginSpec};
+use crate::server::log_line;
+
+pub fn spec() -> PluginSpec {
+    PluginSpec {
+        name: "logging/warn",
+        directives: Vec::<Directive>::new,
+        create,
+    }
+}
+
+fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    Ok(Rc::new(LoggingWarn))
+}
+
+struct LoggingWarn;
+
+impl Plugin for LoggingWarn {
+    fn hooks(&self) -> Hooks {
+        Hooks::of(&[Hook::Logging])
+    }
+
+    fn logging<'a>(&'a self, record: &'a LogRecord<'a>) -> HookFuture<'a> {
+        let mut line = log_line(record.level, record.message);
+        line.push('\n');
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        Outcome::Declined.into()
+    }
+}

@@ -1,0 +1,1128 @@
+//! The connection state machine: wait for a request head, walk it through
+//! the hooks, write the response, keep the connection alive or close it.
+//! Also the I/O half of [`Context`]: reading the request body and writing
+//! the response body.
+//!
+//! Written by hand rather than on hyper because an idle keep-alive
+//! connection must hold almost nothing (hyper keeps an 8 KiB read buffer per
+//! connection) and file bodies must go out with sendfile. While idle, a
+//! connection owns only its socket: the read buffer is released and the
+//! per-request state lives in a boxed future that exists only while a
+//! request is in flight.
+
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axkit_http::{BodyFraming, ChunkedDecoder, HttpError, RequestHead, Version};
+use bytes::{Bytes, BytesMut};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::plugin::{Body, BodyChunk, ConnInfo, Context, Hook, Level, Outcome, Request};
+use crate::server::worker::{
+    run_body_data, run_conn_hook, run_hook, run_write_body_data, WorkerRt,
+};
+
+/// Bodies up to this size are read into memory and sent in the same write
+/// as the head; larger ones go out with sendfile.
+const SMALL_FILE: u64 = 32 * 1024;
+/// How much unread request body we read and discard to keep a connection
+/// alive, rather than closing it.
+const MAX_DRAIN: u64 = 256 * 1024;
+/// A fast client may not keep the worker to itself: yield to other
+/// connections after this many bytes of one body.
+const YIELD_EVERY: u64 = 1 << 20;
+
+/// The request body still to be read.
+#[derive(Debug)]
+pub(crate) enum BodyState {
+    None,
+    Length(u64),
+    Chunked(Box<ChunkedDecoder>),
+    /// A framing error or a timeout happened: the connection must close.
+    Broken,
+}
+
+/// Why reading the request body failed: answer with `status` (400 framing,
+/// 408 timeout, 413 too large) and close the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BodyError {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+impl From<BodyError> for Outcome {
+    fn from(e: BodyError) -> Outcome {
+        Outcome::Status(e.status)
+    }
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.reason, self.status)
+    }
+}
+
+/// The socket and the per-connection state that a request's [`Context`]
+/// borrows for the duration of the request.
+pub(crate) struct ConnIo {
+    pub stream: TcpStream,
+    /// Bytes read but not yet consumed (body, or pipelined requests).
+    pub buf: BytesMut,
+    pub body: BodyState,
+    body_read: u64,
+    max_body: u64,
+    body_timeout: Duration,
+    send_timeout: Duration,
+    expect_continue: bool,
+    pub head_sent: bool,
+    pub body_bytes_sent: u64,
+    /// The response body goes out chunk-encoded.
+    chunked_out: bool,
+    /// Content-Length announced in a streamed head: we must not exceed it.
+    announced: Option<u64>,
+    is_head: bool,
+    version: Version,
+    /// The connection closes after this response.
+    pub close: bool,
+    server_header: Vec<u8>,
+}
+
+impl ConnIo {
+    fn new(stream: TcpStream) -> ConnIo {
+        ConnIo {
+            stream,
+            buf: BytesMut::new(),
+            body: BodyState::None,
+            body_read: 0,
+            max_body: 0,
+            body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            expect_continue: false,
+            head_sent: false,
+            body_bytes_sent: 0,
+            chunked_out: false,
+            announced: None,
+            is_head: false,
+            version: Version::Http11,
+            close: false,
+            server_header: Vec::new(),
+        }
+    }
+
+    /// Wait until the socket can be written, at most SendTimeout.
+    async fn writable(&self) -> io::Result<()> {
+        match timeout(self.send_timeout, self.stream.writable()).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "send timeout")),
+        }
+    }
+
+    /// Write every byte of `bufs`, in order, with few syscalls.
+    async fn write_all(&mut self, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+        let mut bufs = bufs;
+        // Drop leading empties so that an all-empty write returns at once.
+        IoSlice::advance_slices(&mut bufs, 0);
+        while !bufs.is_empty() {
+            match self.stream.try_write_vectored(bufs) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Send `len` bytes of `file` from `offset` with sendfile(2).
+    async fn sendfile(
+        &mut self,
+        file: &std::fs::File,
+        mut offset: u64,
+        len: u64,
+    ) -> io::Result<()> {
+        let end = offset + len;
+        let mut since_yield = 0;
+        while offset < end {
+            let want = (end - offset).min(YIELD_EVERY) as usize;
+            let result = self.stream.try_io(Interest::WRITABLE, || {
+                let mut off = offset as libc::off_t;
+                // SAFETY: both descriptors are open for the duration of the call.
+                let n = unsafe {
+                    libc::sendfile(self.stream.as_raw_fd(), file.as_raw_fd(), &mut off, want)
+                };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as u64)
+                }
+            });
+            match result {
+                // The file shrank under us: never send past its new end.
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shrank while sending",
+                    ))
+                }
+                Ok(n) => {
+                    offset += n;
+                    since_yield += n;
+                    if since_yield >= YIELD_EVERY {
+                        since_yield = 0;
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Read more bytes into `buf`. Ok(0) is EOF.
+    async fn read_more(&mut self, limit: Duration) -> io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(8192);
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match self.stream.try_read_buf(&mut self.buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match tokio::time::timeout_at(deadline, self.stream.readable()).await {
+                        Ok(r) => r?,
+                        Err(_) => {
+                            return Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout"))
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether request body bytes remain unread.
+    fn body_pending(&self) -> bool {
+        !matches!(self.body, BodyState::None)
+    }
+
+    /// Build the response head into `out`.
+    fn encode_head(
+        &self,
+        status: u16,
+        headers: &crate::plugin::Headers,
+        framing: OutFraming,
+        out: &mut Vec<u8>,
+    ) {
+        axkit_http::write_status_line(out, status);
+        out.extend_from_slice(&self.server_header);
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(&axkit_http::http_date_now());
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in headers.iter() {
+            if is_framing_header(name) {
+                continue;
+            }
+            if axkit_http::valid_header_name(name)
+                && axkit_http::valid_header_value(value.as_bytes())
+            {
+                axkit_http::write_header(out, name, value.as_bytes());
+            }
+        }
+        match framing {
+            OutFraming::Length(n) => {
+                let mut digits = itoa_buf(n);
+                axkit_http::write_header(out, "Content-Length", digits.as_bytes_mut());
+            }
+            OutFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            OutFraming::None | OutFraming::UntilClose => {}
+        }
+        if self.close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if self.version == Version::Http10 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A tiny, allocation-light decimal formatter for Content-Length.
+struct Digits([u8; 20], usize);
+impl Digits {
+    fn as_bytes_mut(&mut self) -> &[u8] {
+        &self.0[self.1..]
+    }
+}
+fn itoa_buf(mut n: u64) -> Digits {
+    let mut buf = [0u8; 20];
+    let mut i = 20;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    Digits(buf, i)
+}
+
+/// Headers the server owns: a plugin's values for these are ignored.
+fn is_framing_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-length")
+        || name.eq_ignore_ascii_case("transfer-encoding")
+        || name.eq_ignore_ascii_case("connection")
+        || name.eq_ignore_ascii_case("date")
+        || name.eq_ignore_ascii_case("server")
+        || name.eq_ignore_ascii_case("keep-alive")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OutFraming {
+    /// No body allowed (HEAD excepted: HEAD announces the length it would send).
+    None,
+    Length(u64),
+    Chunked,
+    /// HTTP/1.0 client, unknown length: the body ends when we close.
+    UntilClose,
+}
+
+/// Statuses whose responses never carry a body.
+fn bodiless(status: u16) -> bool {
+    (100..200).contains(&status) || status == 204 || status == 304
+}
+
+impl Context {
+    /// The next piece of the request body, or `None` at its end. The first
+    /// call answers `Expect: 100-continue`. On error the connection will be
+    /// closed after the response; return the error as the hook's outcome.
+    pub async fn read_body(&mut self) -> Result<Option<Bytes>, BodyError> {
+        let io = &mut self.io;
+        if io.expect_continue {
+            io.expect_continue = false;
+            if !io.head_sent {
+                let mut bufs = [IoSlice::new(b"HTTP/1.1 100 Continue\r\n\r\n")];
+                if io.write_all(&mut bufs).await.is_err() {
+                    io.body = BodyState::Broken;
+                    return Err(BodyError {
+                        status: 400,
+                        reason: "client went away",
+                    });
+                }
+            }
+        }
+        loop {
+            match &mut io.body {
+                BodyState::None => return Ok(None),
+                BodyState::Broken => {
+                    return Err(BodyError {
+                        status: 400,
+                        reason: "request body unreadable",
+                    })
+                }
+                BodyState::Length(remaining) => {
+                    if !io.buf.is_empty() {
+                        let take = (*remaining).min(io.buf.len() as u64) as usize;
+                        *remaining -= take as u64;
+                        if *remaining == 0 {
+                            io.body = BodyState::None;
+                        }
+                        io.body_read += take as u64;
+                        return Ok(Some(io.buf.split_to(take).freeze()));
+                    }
+                }
+                BodyState::Chunked(decoder) => {
+                    if !io.buf.is_empty() {
+                        let step = match decoder.decode(&io.buf) {
+                            Ok(step) => step,
+                            Err(e) => {
+                                io.body = BodyState::Broken;
+                                return Err(BodyError {
+                                    status: e.status,
+                                    reason: e.reason,
+                                });
+                            }
+                        };
+                        let consumed = step.consumed;
+                        let done = step.done;
+                        let (start, len) = (
+                            step.data.as_ptr() as usize - io.buf.as_ptr() as usize,
+                            step.data.len(),
+                        );
+                        if consumed > 0 || done {
+                            let mut taken = io.buf.split_to(consumed);
+                            if done {
+                                io.body = BodyState::None;
+                            }
+                            if len > 0 {
+                                io.body_read += len as u64;
+                                if io.body_read > io.max_body {
+                                    io.body = BodyState::Broken;
+                                    return Err(BodyError {
+                                        status: 413,
+                                        reason: "request body too large",
+                                    });
+                                }
+                                let data = taken.split_off(start).split_to(len).freeze();
+                                return Ok(Some(data));
+                            }
+                            continue;
+                        }
+                    }
+                }
+            }
+            match io.read_more(io.body_timeout).await {
+                Ok(0) => {
+                    io.body = BodyState::Broken;
+                    return Err(BodyError {
+                        status: 400,
+                        reason: "client closed the connection mid-body",
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    io.body = BodyState::Broken;
+                    let status = if e.kind() == io::ErrorKind::TimedOut {
+                        408
+                    } else {
+                        400
+                    };
+                    return Err(BodyError {
+                        status,
+                        reason: "error reading request body",
+                    });
+                }
+            }
+        }
+    }
+
+    /// The whole request body (bounded by MaxRequestBody).
+    pub async fn read_body_all(&mut self) -> Result<Bytes, BodyError> {
+        let mut all = BytesMut::new();
+        while let Some(chunk) = self.read_body().await? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all.freeze())
+    }
+
+    /// Stream a piece of the response body. The first call sends the head
+    /// (from `ctx.response`): with the Content-Length the plugin set, or
+    /// chunked. Waits while the client is slow (backpressure).
+    pub async fn write(&mut self, data: impl Into<Bytes>) -> io::Result<()> {
+        let mut chunk = BodyChunk {
+            data: data.into(),
+            last: false,
+        };
+        if !self.io.head_sent {
+            self.send_streaming_head().await?;
+        }
+        if !self.location.chain(Hook::WriteBodyData).is_empty() {
+            if let Outcome::Error(m) = filter_outcome(run_write_body_data(self, &mut chunk).await) {
+                self.io.close = true;
+                return Err(io::Error::other(m));
+            }
+        }
+        self.io_write_body(&chunk.data).await
+    }
+
+    async fn send_streaming_head(&mut self) -> io::Result<()> {
+        let status = self.response.status;
+        let filtered = !self.location.chain(Hook::WriteBodyData).is_empty();
+        let declared = self
+            .response
+            .headers
+            .get("Content-Length")
+            .and_then(|v| axkit_http::parse_content_length(v.as_bytes()));
+        let framing = if bodiless(status) {
+            OutFraming::None
+        } else if let (Some(n), false) = (declared, filtered) {
+            OutFraming::Length(n)
+        } else if self.io.version == Version::Http11 {
+            OutFraming::Chunked
+        } else {
+            self.io.close = true;
+            OutFraming::UntilClose
+        };
+        self.io.chunked_out = framing == OutFraming::Chunked && !self.io.is_head;
+        self.io.announced = match framing {
+            OutFraming::Length(n) => Some(n),
+            OutFraming::None => Some(0),
+            _ => None,
+        };
+        let mut head = Vec::with_capacity(256);
+        self.io
+            .encode_head(status, &self.response.headers, framing, &mut head);
+        self.io.head_sent = true;
+        self.io.write_all(&mut [IoSlice::new(&head)]).await
+    }
+
+    async fn io_write_body(&mut self, data: &[u8]) -> io::Result<()> {
+        let io = &mut self.io;
+        if io.is_head || data.is_empty() {
+            return Ok(());
+        }
+        if let Some(limit) = io.announced {
+            if io.body_bytes_sent + data.len() as u64 > limit {
+                io.close = true;
+                return Err(io::Error::other(
+                    "response body longer than its Content-Length",
+                ));
+            }
+        }
+        io.body_bytes_sent += data.len() as u64;
+        if io.chunked_out {
+            let mut size = Vec::with_capacity(18);
+            axkit_http::write_chunk_header(&mut size, data.len());
+            io.write_all(&mut [
+                IoSlice::new(&size),
+                IoSlice::new(data),
+                IoSlice::new(b"\r\n"),
+            ])
+            .await
+        } else {
+            io.write_all(&mut [IoSlice::new(data)]).await
+        }
+    }
+
+    /// Finish a streamed response: flush filters, send the last chunk.
+    async fn finish_stream(&mut self) -> io::Result<()> {
+        if !self.location.chain(Hook::WriteBodyData).is_empty() {
+            let mut chunk = BodyChunk {
+                data: Bytes::new(),
+                last: true,
+            };
+            if let Outcome::Error(m) = filter_outcome(run_write_body_data(self, &mut chunk).await) {
+                self.io.close = true;
+                return Err(io::Error::other(m));
+            }
+            self.io_write_body(&chunk.data).await?;
+        }
+        let io = &mut self.io;
+        if io.chunked_out {
+            io.write_all(&mut [IoSlice::new(axkit_http::LAST_CHUNK)])
+                .await?;
+        }
+        if let Some(n) = io.announced {
+            if io.body_bytes_sent < n && !io.is_head {
+                // Fewer bytes than announced: the client must not wait for more.
+                io.close = true;
+                return Err(io::Error::other(
+                    "response body shorter than its Content-Length",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Send `ctx.response` in full (the usual, non-streamed case).
+    async fn send_response(&mut self) -> io::Result<()> {
+        let status = self.response.status;
+        let filtered = !self.location.chain(Hook::WriteBodyData).is_empty();
+        let body = std::mem::take(&mut self.response.body);
+        if bodiless(status) {
+            let mut head = Vec::with_capacity(256);
+            self.io
+                .encode_head(status, &self.response.headers, OutFraming::None, &mut head);
+            self.io.head_sent = true;
+            return self.io.write_all(&mut [IoSlice::new(&head)]).await;
+        }
+        match body {
+            Body::File { file, offset, len } if filtered => {
+                // Filters see bytes, so the file goes through memory, streamed.
+                use std::os::unix::fs::FileExt;
+                let mut pos = offset;
+                let end = offset + len;
+                let mut buf = vec![0u8; 64 * 1024];
+                while pos < end {
+                    let want = ((end - pos) as usize).min(buf.len());
+                    let n = file.read_at(&mut buf[..want], pos)?;
+                    if n == 0 {
+                        self.io.close = true;
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "file shrank while sending",
+                        ));
+                    }
+                    pos += n as u64;
+                    self.write(Bytes::copy_from_slice(&buf[..n])).await?;
+                }
+                if !self.io.head_sent {
+                    self.send_streaming_head().await?;
+                }
+                self.finish_stream().await
+            }
+            Body::File { file, offset, len } => {
+                let mut head =
+                    Vec::with_capacity(256 + if len <= SMALL_FILE { len as usize } else { 0 });
+                self.io.encode_head(
+                    status,
+                    &self.response.headers,
+                    OutFraming::Length(len),
+                    &mut head,
+                );
+                self.io.head_sent = true;
+                if self.io.is_head {
+                    return self.io.write_all(&mut [IoSlice::new(&head)]).await;
+                }
+                if len <= SMALL_FILE {
+                    use std::os::unix::fs::FileExt;
+                    let start = head.len();
+                    head.resize(start + len as usize, 0);
+                    let mut filled = 0;
+                    while filled < len as usize {
+                        let n =
+                            file.read_at(&mut head[start + filled..], offset + filled as u64)?;
+                        if n == 0 {
+                            self.io.close = true;
+                            return Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "file shrank while sending",
+                            ));
+                        }
+                        filled += n;
+                    }
+                    self.io.body_bytes_sent = len;
+                    self.io.write_all(&mut [IoSlice::new(&head)]).await
+                } else {
+                    self.io.write_all(&mut [IoSlice::new(&head)]).await?;
+                    let result = self.io.sendfile(&file, offset, len).await;
+                    if result.is_err() {
+                        self.io.close = true;
+                    }
+                    self.io.body_bytes_sent = len;
+                    result
+                }
+            }
+            Body::Bytes(bytes) if filtered => {
+                let mut chunk = BodyChunk {
+                    data: bytes,
+                    last: true,
+                };
+                if let Outcome::Error(m) =
+                    filter_outcome(run_write_body_data(self, &mut chunk).await)
+                {
+                    return Err(io::Error::other(m));
+                }
+                self.send_bytes(status, chunk.data).await
+            }
+            Body::Bytes(bytes) => self.send_bytes(status, bytes).await,
+            Body::Empty => self.send_bytes(status, Bytes::new()).await,
+        }
+    }
+
+    async fn send_bytes(&mut self, status: u16, bytes: Bytes) -> io::Result<()> {
+        let mut head = Vec::with_capacity(256);
+        self.io.encode_head(
+            status,
+            &self.response.headers,
+            OutFraming::Length(bytes.len() as u64),
+            &mut head,
+        );
+        self.io.head_sent = true;
+        if self.io.is_head {
+            return self.io.write_all(&mut [IoSlice::new(&head)]).await;
+        }
+        self.io.body_bytes_sent = bytes.len() as u64;
+        self.io
+            .write_all(&mut [IoSlice::new(&head), IoSlice::new(&bytes)])
+            .await
+    }
+}
+
+/// Filters may only rewrite; map their outcomes to "carry on" or a failure.
+fn filter_outcome(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Ok | Outcome::Declined => Outcome::Ok,
+        Outcome::Error(m) => Outcome::Error(m),
+        Outcome::Status(s) => Outcome::Error(format!("write_body_data returned status {s}")),
+        Outcome::Done => Outcome::Error("write_body_data returned DONE".into()),
+    }
+}
+
+/// Serve one connection until it closes.
+pub(crate) async fn serve(
+    worker: Rc<WorkerRt>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: usize,
+) {
+    worker.active.set(worker.active.get() + 1);
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    let conn = Rc::new(ConnInfo {
+        id: worker.next_conn_id(),
+        peer,
+        local,
+        tls: false,
+    });
+    let default_server = worker.listener_servers[listener][0];
+    let conn_location = worker.servers[default_server].locations[0].clone();
+    let mut io = ConnIo::new(stream);
+    if run_conn_hook(&worker, &conn_location, Hook::Connect, &conn).await {
+        let mut served: u64 = 0;
+        loop {
+            if !run_conn_hook(&worker, &conn_location, Hook::PreRequest, &conn).await {
+                break;
+            }
+            if io.buf.is_empty() && !wait_for_request(&worker, &io, default_server, served).await {
+                break;
+            }
+            let cycle = Box::pin(request_cycle(
+                worker.clone(),
+                io,
+                conn.clone(),
+                listener,
+                served,
+            ))
+            .await;
+            match cycle {
+                Some(back) => io = back,
+                None => break,
+            }
+            served += 1;
+            if io.buf.is_empty() {
+                // Idle: hold no buffer (nginx does the same).
+                io.buf = BytesMut::new();
+            }
+        }
+    }
+    run_conn_hook(&worker, &conn_location, Hook::Disconnect, &conn).await;
+    worker.active.set(worker.active.get() - 1);
+}
+
+/// Wait for the first byte of the next request; false means close (idle
+/// timeout, peer closed, or the worker is shutting down).
+async fn wait_for_request(worker: &WorkerRt, io: &ConnIo, server: usize, served: u64) -> bool {
+    let notified = worker.shutdown.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    if worker.shutting_down.get() {
+        return false;
+    }
+    let srv = &worker.servers[server];
+    let limit = if served == 0 {
+        srv.header_timeout
+    } else {
+        srv.keepalive_timeout
+    };
+    tokio::select! {
+        r = io.stream.readable() => r.is_ok(),
+        _ = tokio::time::sleep(limit) => false,
+        _ = &mut notified => false,
+    }
+}
+
+/// Read one request head and answer it. Returns the connection's I/O state
+/// if the connection stays open.
+async fn request_cycle(
+    worker: Rc<WorkerRt>,
+    mut io: ConnIo,
+    conn: Rc<ConnInfo>,
+    listener: usize,
+    served: u64,
+) -> Option<ConnIo> {
+    let default_server = worker.listener_servers[listener][0];
+    let head = match read_head(&worker, &mut io, default_server).await {
+        Ok(Some(head)) => head,
+        Ok(None) => return None,
+        Err(e) => {
+            worker.log(
+                Level::Info,
+                &format!("{}: bad request: {}", conn.peer, e.reason),
+            );
+            reject(&worker, io, default_server, e.status).await;
+            return None;
+        }
+    };
+    let server_index = worker.pick_server(listener, head.host());
+    let server = &worker.servers[server_index];
+    let decoded = match crate::server::uri::normalize_path(head.path()) {
+        Some(p) => p,
+        None => {
+            worker.log(
+                Level::Info,
+                &format!(
+                    "{}: bad request: malformed path {:?}",
+                    conn.peer,
+                    head.path()
+                ),
+            );
+            reject(&worker, io, server_index, 400).await;
+            return None;
+        }
+    };
+    let node = worker.config.servers[server_index].location_for(&decoded);
+    let location_index = worker.config.servers[server_index]
+        .locations
+        .iter()
+        .position(|n| std::ptr::eq(n, node))
+        .unwrap_or(0);
+    let location = server.locations[location_index].clone();
+
+    io.server_header.clone_from(&server.server_header);
+    io.version = head.version();
+    io.is_head = head.method() == "HEAD";
+    io.head_sent = false;
+    io.body_bytes_sent = 0;
+    io.chunked_out = false;
+    io.announced = None;
+    io.body_read = 0;
+    io.max_body = location.max_body;
+    io.body_timeout = location.body_timeout;
+    io.send_timeout = location.send_timeout;
+    io.expect_continue = head.expects_continue();
+    io.close = !(head.keep_alive()
+        && server.keepalive
+        && (server.max_keepalive_requests == 0 || served + 1 < server.max_keepalive_requests)
+        && !worker.shutting_down.get());
+    let too_large = match head.framing() {
+        BodyFraming::None => {
+            io.body = BodyState::None;
+            false
+        }
+        BodyFraming::Length(0) => {
+            io.body = BodyState::None;
+            false
+        }
+        BodyFraming::Length(n) => {
+            io.body = BodyState::Length(n);
+            n > location.max_body
+        }
+        BodyFraming::Chunked => {
+            io.body = BodyState::Chunked(Box::new(ChunkedDecoder::new(8192)));
+            false
+        }
+    };
+
+    let request = Request {
+        head,
+        decoded_path: decoded,
+        started: SystemTime::now(),
+    };
+    let mut ctx = Context::new(request, conn, io, worker.clone(), server_index, location);
+    if too_large {
+        ctx.io.body = BodyState::Broken;
+        ctx.io.expect_continue = false;
+        error_response(&mut ctx, 413).await;
+    } else {
+        walk(&mut ctx).await;
+    }
+
+    if !ctx.location.chain(Hook::ResponseSent).is_empty()
+        && run_hook(&mut ctx, Hook::ResponseSent).await == Outcome::Done
+    {
+        ctx.io.close = true;
+    }
+    let mut io = ctx.io;
+    if io.body_pending() && !io.close {
+        drain_body(&mut io).await;
+    }
+    if io.close {
+        lingering_close(io).await;
+        return None;
+    }
+    Some(io)
+}
+
+/// Read until a complete head is buffered. Ok(None): the peer closed or
+/// timed out before sending anything worth answering.
+async fn read_head(
+    worker: &WorkerRt,
+    io: &mut ConnIo,
+    server: usize,
+) -> Result<Option<RequestHead>, HttpError> {
+    let srv = &worker.servers[server];
+    let deadline = Instant::now() + srv.header_timeout;
+    loop {
+        if !io.buf.is_empty() {
+            if let Some(head) = axkit_http::parse_request_head(&mut io.buf, &srv.limits)? {
+                return Ok(Some(head));
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match io.read_more(left).await {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && !io.buf.is_empty() => {
+                return Err(HttpError {
+                    status: 408,
+                    reason: "timed out reading the request head",
+                })
+            }
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// Answer a request we could not parse, without involving plugins, and
+/// close.
+async fn reject(worker: &WorkerRt, mut io: ConnIo, server: usize, status: u16) {
+    io.close = true;
+    io.version = Version::Http11;
+    io.server_header
+        .clone_from(&worker.servers[server].server_header);
+    let body = default_error_page(status, None);
+    let mut headers = crate::plugin::Headers::default();
+    headers.set("Content-Type", "text/html; charset=utf-8");
+    let mut head = Vec::with_capacity(256);
+    io.encode_head(
+        status,
+        &headers,
+        OutFraming::Length(body.len() as u64),
+        &mut head,
+    );
+    let _ = io
+        .write_all(&mut [IoSlice::new(&head), IoSlice::new(body.as_bytes())])
+        .await;
+    lingering_close(io).await;
+}
+
+/// The request walk, from post_read_request to the response.
+async fn walk(ctx: &mut Context) {
+    const PHASES: [Hook; 8] = [
+        Hook::UriTranslation,
+        Hook::MimeMap,
+        Hook::AccessControl,
+        Hook::Authentication,
+        Hook::Authorization,
+        Hook::Fixup,
+        Hook::XmlResponse,
+        Hook::Response,
+    ];
+    match run_hook(ctx, Hook::PostReadRequest).await {
+        Outcome::Ok | Outcome::Declined => {}
+        Outcome::Done => return finish(ctx).await,
+        other => return fail(ctx, other).await,
+    }
+    if ctx.io.body_pending() && !ctx.location.chain(Hook::BodyData).is_empty() {
+        loop {
+            match ctx.read_body().await {
+                Ok(Some(chunk)) => match run_body_data(ctx, &chunk).await {
+                    Outcome::Ok | Outcome::Declined => {}
+                    Outcome::Done => break,
+                    other => return fail(ctx, other).await,
+                },
+                Ok(None) => break,
+                Err(e) => return error_response(ctx, e.status).await,
+            }
+        }
+    }
+    for hook in PHASES {
+        if ctx.location.chain(hook).is_empty() {
+            continue;
+        }
+        match run_hook(ctx, hook).await {
+            Outcome::Declined => {}
+            // For the producing phases Ok means "the response is ready".
+            Outcome::Ok if matches!(hook, Hook::XmlResponse | Hook::Response) => {
+                return finish(ctx).await
+            }
+            Outcome::Ok => {}
+            Outcome::Done => return finish(ctx).await,
+            other => return fail(ctx, other).await,
+        }
+    }
+    // Every plugin declined to produce a response.
+    error_response(ctx, 404).await
+}
+
+/// Send whatever the plugins produced.
+async fn finish(ctx: &mut Context) {
+    let result = if ctx.io.head_sent {
+        ctx.finish_stream().await
+    } else {
+        ctx.send_response().await
+    };
+    if let Err(e) = result {
+        ctx.io.close = true;
+        if e.kind() != io::ErrorKind::BrokenPipe && e.kind() != io::ErrorKind::ConnectionReset {
+            let msg = format!(
+                "{}: sending response to {} failed: {e}",
+                ctx.request.request_line(),
+                ctx.conn.peer
+            );
+            ctx.log(Level::Info, &msg);
+        }
+    }
+}
+
+/// A hook stopped the walk with a Status or an error.
+async fn fail(ctx: &mut Context, outcome: Outcome) {
+    let status = match outcome {
+        Outcome::Status(s) if (100..=999).contains(&s) => s,
+        Outcome::Status(s) => {
+            let msg = format!("invalid status {s} returned by a hook");
+            ctx.log(Level::Error, &msg);
+            500
+        }
+        _ => 500,
+    };
+    if status >= 500 {
+        if let Some(f) = &ctx.failure {
+            let msg = format!(
+                "{} {}: plugin {}, hook {}: {}",
+                ctx.conn.peer,
+                ctx.request.request_line(),
+                f.plugin,
+                f.hook,
+                f.message
+            );
+            ctx.log(Level::Error, &msg);
+        }
+    }
+    error_response(ctx, status).await
+}
+
+/// The error path: let `error` hooks produce the page, else the built-in one.
+pub(crate) async fn error_response(ctx: &mut Context, status: u16) {
+    if ctx.io.head_sent {
+        // Too late for an error page: the client sees a truncated response.
+        ctx.io.close = true;
+        return;
+    }
+    if matches!(ctx.io.body, BodyState::Broken) {
+        ctx.io.close = true;
+    }
+    ctx.response.status = status;
+    ctx.response.body = Body::Empty;
+    let mut handled = false;
+    if !ctx.location.chain(Hook::Error).is_empty() {
+        match run_hook(ctx, Hook::Error).await {
+            Outcome::Ok | Outcome::Done => handled = true,
+            _ => ctx.response.status = status,
+        }
+    }
+    if ctx.io.head_sent {
+        return finish(ctx).await;
+    }
+    if !handled {
+        let failure = ctx.failure.clone();
+        let page = default_error_page(
+            status,
+            failure.as_ref().filter(|_| ctx.config().flag("StackTrace")),
+        );
+        ctx.response
+            .headers
+            .set("Content-Type", "text/html; charset=utf-8");
+        ctx.response.body = Body::Bytes(Bytes::from(page));
+    }
+    finish(ctx).await
+}
+
+/// The built-in error page: small, valid HTML, nothing internal unless
+/// asked for.
+pub(crate) fn default_error_page(status: u16, failure: Option<&crate::plugin::Failure>) -> String {
+    let reason = axkit_http::reason_phrase(status);
+    let detail = match failure {
+        Some(f) => format!(
+            "<pre>plugin {}, hook {}: {}</pre>\n",
+            crate::server::html_escape(&f.plugin),
+            f.hook,
+            crate::server::html_escape(&f.message)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n<body><h1>{status} {reason}</h1>\n{detail}</body></html>\n"
+    )
+}
+
+/// Read and discard what is left of a request body nobody read, so the
+/// connection can serve the next request; close if there is too much.
+async fn drain_body(io: &mut ConnIo) {
+    let budget = MAX_DRAIN;
+    let mut drained = 0u64;
+    loop {
+        match &mut io.body {
+            BodyState::None => return,
+            BodyState::Broken => {
+                io.close = true;
+                return;
+            }
+            BodyState::Length(remaining) => {
+                if *remaining > budget - drained.min(budget) {
+                    io.close = true;
+                    return;
+                }
+                let take = (*remaining).min(io.buf.len() as u64) as usize;
+                let _ = io.buf.split_to(take);
+                *remaining -= take as u64;
+                drained += take as u64;
+                if *remaining == 0 {
+                    io.body = BodyState::None;
+                    return;
+                }
+            }
+            BodyState::Chunked(decoder) => {
+                if !io.buf.is_empty() {
+                    match decoder.decode(&io.buf) {
+                        Ok(step) => {
+                            let (consumed, done, len) = (step.consumed, step.done, step.data.len());
+                            let _ = io.buf.split_to(consumed);
+                            drained += len as u64;
+                            if done {
+                                io.body = BodyState::None;
+                                return;
+                            }
+                            if drained > budget {
+                                io.close = true;
+                                return;
+                            }
+                            if consumed > 0 {
+                                continue;
+                            }
+                        }
+                        Err(_) => {
+                            io.close = true;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        let limit = io.body_timeout.min(Duration::from_secs(5));
+        match io.read_more(limit).await {
+            Ok(n) if n > 0 => {}
+            _ => {
+                io.close = true;
+                return;
+            }
+        }
+    }
+}
+
+/// Close after answering: stop writing, then read and discard for a moment
+/// so that a client still sending (a body we refused, pipelined requests)
+/// receives our response instead of a reset.
+async fn lingering_close(io: ConnIo) {
+    let stream = io.stream;
+    let Ok(std_stream) = stream.into_std() else {
+        return;
+    };
+    let _ = std_stream.shutdown(std::net::Shutdown::Write);
+    let Ok(stream) = TcpStream::from_std(std_stream) else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut scratch = [0u8; 4096];
+    let mut total = 0usize;
+    while total < 1 << 20 {
+        match tokio::time::timeout_at(deadline, stream.readable()).await {
+            Ok(Ok(())) => match stream.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            },
+            _ => return,
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! The master process: binds the listening sockets, starts `Workers N`
+//! worker processes that inherit them, restarts a worker that dies, reloads
+//! on SIGHUP, drains on SIGTERM/SIGINT and passes SIGUSR1 on.
+//!
+//! Workers are started by re-executing our own binary (posix_spawn through
+//! `Command`, with no `pre_exec`) rather than by `fork`: the master runs a
+//! tokio runtime, and forking a process with threads is unsafe. A worker
+//! learns its sockets from `AXKIT_LISTEN_FDS`, reads the config itself, and
+//! says `ready` on its stdout; its stdin is a pipe whose EOF tells it the
+//! master is gone.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::{Config, Source};
+use crate::plugin::Level;
+use crate::server::{
+    listen_addrs, load_config, log_line, report_errors, Catalog, LISTEN_ENV, WORKER_ENV,
+};
+
+/// How long a new worker may take to say `ready`.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn log(level: Level, message: &str) {
+    eprintln!("{}", log_line(level, message));
+}
+
+/// Create a listening socket. It is non-blocking (a property of the shared
+/// open file, which every worker wants) and inheritable.
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Let the socket survive exec into a worker.
+fn make_inheritable(listener: &TcpListener) -> std::io::Result<()> {
+    let fd = listener.as_raw_fd();
+    // SAFETY: plain fcntl calls on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Print where we listen, with the real port when the config said 0.
+pub(crate) fn announce(listeners: &[(SocketAddr, TcpListener)], workers: usize) {
+    for (_, l) in listeners {
+        if let Ok(addr) = l.local_addr() {
+            println!(
+                "axkit: listening on http://{addr}/ ({workers} worker{})",
+                if workers == 1 { "" } else { "s" }
+            );
+        }
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+/// Bind every address of `config`, reusing sockets we already have.
+fn bind_all(
+    config: &Config,
+    existing: &[(SocketAddr, TcpListener)],
+) -> Result<Vec<(SocketAddr, TcpListener)>, String> {
+    let mut out = Vec::new();
+    for addr in listen_addrs(config) {
+        let listener = match existing.iter().find(|(a, _)| *a == addr) {
+            Some((_, l)) => l
+                .try_clone()
+                .map_err(|e| format!("cannot reuse socket for {addr}: {e}"))?,
+            None => bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?,
+        };
+        make_inheritable(&listener).map_err(|e| format!("socket for {addr}: {e}"))?;
+        out.push((addr, listener));
+    }
+    Ok(out)
+}
+
+/// Listening sockets handed over by the master (worker side).
+pub(crate) fn inherited_listeners() -> Result<Vec<(SocketAddr, TcpListener)>, String> {
+    let spec = std::env::var(LISTEN_ENV).map_err(|_| format!("{LISTEN_ENV} is not set"))?;
+    let mut out = Vec::new();
+    for item in spec.split(',').filter(|s| !s.is_empty()) {
+        let (fd, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("bad {LISTEN_ENV} entry {item:?}"))?;
+        let fd: i32 = fd
+            .parse()
+            .map_err(|_| format!("bad descriptor in {LISTEN_ENV}: {fd:?}"))?;
+        let addr: SocketAddr = addr
+            .parse()
+            .map_err(|_| format!("bad address in {LISTEN_ENV}: {addr:?}"))?;
+        // SAFETY: the master passed this descriptor to us for exactly this.
+        let listener = unsafe { TcpListener::from_raw_fd(fd) };
+        // Ours only: a CGI started by this worker must not inherit it.
+        // SAFETY: plain fcntl on the descriptor we now own.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        }
+        out.push((addr, listener));
+    }
+    Ok(out)
+}
+
+struct WorkerProc {
+    pid: u32,
+    generation: u64,
+    started: Instant,
+    /// Held open: dropping it tells the worker we are gone.
+    _stdin: ChildStdin,
+}
+
+struct Master<'a> {
+    catalog: &'a Catalog,
+    source: Source,
+    worker_args: Vec<OsString>,
+    config: Config,
+    listeners: Vec<(SocketAddr, TcpListener)>,
+    workers: HashMap<u32, WorkerProc>,
+    generation: u64,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+/// What the master's loop hears from its helper tasks.
+enum Event {
+    /// A worker process ended, with its status.
+    Exited(u32, String),
+    /// Try again to bring the current generation up to strength.
+    Respawn,
+}
+
+fn worker_count(config: &Config) -> usize {
+    match config.global.int("Workers") {
+        Some(n) if n > 0 => n as usize,
+        _ => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    }
+}
+
+impl Master<'_> {
+    /// Start one worker of `generation` on `listeners`; wait for `ready`.
+    async fn spawn(
+        &mut self,
+        generation: u64,
+        listeners: &[(SocketAddr, TcpListener)],
+    ) -> Result<u32, String> {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+        let fds = listeners
+            .iter()
+            .map(|(addr, l)| format!("{}={}", l.as_raw_fd(), addr))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut child: Child = Command::new(exe)
+            .arg("--worker")
+            .args(&self.worker_args)
+            .env(LISTEN_ENV, fds)
+            .env(WORKER_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start worker: {e}"))?;
+        let pid = child.id().unwrap_or(0);
+        let stdin = child.stdin.take().ok_or("worker has no stdin pipe")?;
+        let stdout = child.stdout.take().ok_or("worker has no stdout pipe")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(READY_TIMEOUT, lines.next_line()).await;
+        let events = self.events.clone();
+        tokio::task::spawn_local(async move {
+            let status = match child.wait().await {
+                Ok(s) => s.to_string(),
+                Err(e) => e.to_string(),
+            };
+            let _ = events.send(Event::Exited(pid, status));
+        });
+        match ready {
+            Ok(Ok(Some(line))) if line == "ready" => {
+                // A worker's stdout (`RequestLog -`) goes on to ours.
+                tokio::task::spawn_local(async move {
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        println!("{line}");
+                    }
+                });
+                self.workers.insert(
+                    pid,
+                    WorkerProc {
+                        pid,
+                        generation,
+                        started: Instant::now(),
+                        _stdin: stdin,
+                    },
+                );
+                Ok(pid)
+            }
+            _ => {
+                signal_pid(pid, libc::SIGKILL);
+                Err(format!("worker {pid} failed to start"))
+            }
+        }
+    }
+
+    /// Start a full generation; on failure kill what was started.
+    async fn spawn_generation(
+        &mut self,
+        generation: u64,
+        listeners: &[(SocketAddr, TcpListener)],
+        count: usize,
+    ) -> Result<(), String> {
+        for _ in 0..count {
+            if let Err(e) = self.spawn(generation, listeners).await {
+                let started: Vec<u32> = self
+                    .workers
+                    .values()
+                    .filter(|w| w.generation == generation)
+                    .map(|w| w.pid)
+                    .collect();
+                for pid in started {
+                    signal_pid(pid, libc::SIGKILL);
+                    self.workers.remove(&pid);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn reload(&mut self) {
+        log(Level::Notice, "SIGHUP: reloading configuration");
+        let config = match load_config(&self.source, self.catalog) {
+            Ok(c) => c,
+            Err(errors) => {
+                report_errors(&errors);
+                log(
+                    Level::Error,
+                    "reload failed: configuration has errors; keeping the old one",
+                );
+                return;
+            }
+        };
+        let listeners = match bind_all(&config, &self.listeners) {
+            Ok(l) => l,
+            Err(e) => {
+                log(
+                    Level::Error,
+                    &format!("reload failed: {e}; keeping the old configuration"),
+                );
+                return;
+            }
+        };
+        let generation = self.generation + 1;
+        if let Err(e) = self
+            .spawn_generation(generation, &listeners, worker_count(&config))
+            .await
+        {
+            log(
+                Level::Error,
+                &format!("reload failed: {e}; keeping the old configuration"),
+            );
+            return;
+        }
+        for w in self.workers.values().filter(|w| w.generation < generation) {
+            signal_pid(w.pid, libc::SIGTERM);
+        }
+        self.generation = generation;
+        self.config = config;
+        self.listeners = listeners;
+        log(Level::Notice, "configuration reloaded");
+    }
+
+    async fn worker_exited(&mut self, pid: u32, status: String) {
+        let Some(w) = self.workers.remove(&pid) else {
+            return;
+        };
+        if w.generation != self.generation {
+            return;
+        }
+        log(
+            Level::Error,
+            &format!("worker {pid} exited ({status}); starting a new one"),
+        );
+        if w.started.elapsed() < Duration::from_secs(1) {
+            // Crashing at start: don't spin.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        self.respawn().await;
+    }
+
+    /// Start workers until the current generation is at full strength.
+    async fn respawn(&mut self) {
+        let want = worker_count(&self.config);
+        while self
+            .workers
+            .values()
+            .filter(|w| w.generation == self.generation)
+            .count()
+            < want
+        {
+            let listeners = match bind_all(&self.config, &self.listeners) {
+                Ok(l) => l,
+                Err(e) => return log(Level::Crit, &e),
+            };
+            if let Err(e) = self.spawn(self.generation, &listeners).await {
+                log(Level::Crit, &format!("{e}; retrying in a second"));
+                let events = self.events.clone();
+                tokio::task::spawn_local(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = events.send(Event::Respawn);
+                });
+                return;
+            }
+        }
+    }
+
+    async fn stop(&mut self, mut events: mpsc::UnboundedReceiver<Event>) {
+        log(Level::Notice, "shutting down: finishing in-flight requests");
+        for w in self.workers.values() {
+            signal_pid(w.pid, libc::SIGTERM);
+        }
+        let limit = self
+            .config
+            .global
+            .duration("ShutdownTimeout")
+            .unwrap_or(Duration::from_secs(30));
+        let deadline = Instant::now() + limit + Duration::from_secs(2);
+        while !self.workers.is_empty() {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(Event::Exited(pid, _))) => {
+                    self.workers.remove(&pid);
+                }
+                Ok(Some(Event::Respawn)) => {}
+                _ => break,
+            }
+        }
+        for w in self.workers.values() {
+            signal_pid(w.pid, libc::SIGKILL);
+        }
+    }
+}
+
+fn signal_pid(pid: u32, sig: i32) {
+    if pid > 0 {
+        // SAFETY: kill(2) on a child we started.
+        unsafe {
+            libc::kill(pid as i32, sig);
+        }
+    }
+}
+
+/// Run the master until SIGTERM/SIGINT.
+pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>) -> ExitCode {
+    let config = match load_config(&source, catalog) {
+        Ok(c) => c,
+        Err(errors) => {
+            report_errors(&errors);
+            return ExitCode::FAILURE;
+        }
+    };
+    let listeners = match bind_all(&config, &[]) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("axkit: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("axkit: cannot start the event loop: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let count = worker_count(&config);
+        let mut master = Master {
+            catalog,
+            source,
+            worker_args,
+            config,
+            listeners: Vec::new(),
+            workers: HashMap::new(),
+            generation: 1,
+            events: tx,
+        };
+        let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+            signal(SignalKind::user_defined1()),
+        ) else {
+            eprintln!("axkit: cannot install signal handlers");
+            return ExitCode::FAILURE;
+        };
+        if let Err(e) = master.spawn_generation(1, &listeners, count).await {
+            eprintln!("axkit: {e}");
+            return ExitCode::FAILURE;
+        }
+        announce(&listeners, count);
+        master.listeners = listeners;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => master.reload().await,
+                _ = usr1.recv() => {
+                    for w in master.workers.values() {
+                        signal_pid(w.pid, libc::SIGUSR1);
+                    }
+                }
+                Some(event) = events.recv() => match event {
+                    Event::Exited(pid, status) => master.worker_exited(pid, status).await,
+                    Event::Respawn => master.respawn().await,
+                },
+            }
+        }
+        master.stop(events).await;
+        log(Level::Notice, "stopped");
+        ExitCode::SUCCESS
+    })
+}

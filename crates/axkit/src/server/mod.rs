@@ -1,0 +1,208 @@
+//! The server: the master process that owns the listening sockets and the
+//! worker processes, each worker's event loop, and the connection state
+//! machine. [`Server`] is the entry point a binary uses: the stock `axkit`
+//! command and any custom binary with extra Rust plugins alike.
+
+pub(crate) mod connection;
+pub(crate) mod master;
+mod uri;
+pub(crate) mod worker;
+
+pub use connection::BodyError;
+pub use uri::normalize_path;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::config::{self, Config, ConfigError, Directive, PluginCatalog, Source};
+use crate::plugin::{Level, PluginSpec};
+
+/// Set in a worker's environment: it was started by a master.
+pub(crate) const WORKER_ENV: &str = "AXKIT_WORKER";
+/// The listening sockets a worker inherits: `FD=ADDR,FD=ADDR`, ADDR being
+/// the address as configured (it may have port 0).
+pub(crate) const LISTEN_ENV: &str = "AXKIT_LISTEN_FDS";
+
+/// The plugins a binary knows, built-in and added.
+#[derive(Clone, Default)]
+pub struct Catalog {
+    specs: Vec<PluginSpec>,
+}
+
+impl Catalog {
+    pub fn add(&mut self, spec: PluginSpec) {
+        self.specs.retain(|s| s.name != spec.name);
+        self.specs.push(spec);
+    }
+
+    pub fn spec(&self, name: &str) -> Option<&PluginSpec> {
+        self.specs.iter().find(|s| s.name == name)
+    }
+
+    pub fn specs(&self) -> &[PluginSpec] {
+        &self.specs
+    }
+}
+
+impl PluginCatalog for Catalog {
+    fn builtin(&self) -> Vec<(String, Vec<Directive>)> {
+        self.specs
+            .iter()
+            .map(|s| (s.name.to_string(), (s.directives)()))
+            .collect()
+    }
+
+    fn find(
+        &self,
+        _name: &str,
+        _plugin_dirs: &[PathBuf],
+    ) -> Result<Option<Vec<Directive>>, String> {
+        Ok(None)
+    }
+}
+
+/// A server binary: the built-in plugins plus any you add.
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     axkit::Server::new().main()
+/// }
+/// ```
+pub struct Server {
+    catalog: Catalog,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server::new()
+    }
+}
+
+impl Server {
+    /// A server with every built-in plugin.
+    pub fn new() -> Server {
+        let mut catalog = Catalog::default();
+        for spec in crate::plugins::builtin() {
+            catalog.add(spec);
+        }
+        Server { catalog }
+    }
+
+    /// Add a plugin (a third-party plugin, or a replacement for a built-in
+    /// one of the same name).
+    pub fn plugin(mut self, spec: PluginSpec) -> Server {
+        self.catalog.add(spec);
+        self
+    }
+
+    /// Run the command line (`axkit --help` says what it takes).
+    pub fn main(self) -> ExitCode {
+        crate::cli::main(self.catalog)
+    }
+}
+
+/// Load and validate a config.
+pub(crate) fn load_config(source: &Source, catalog: &Catalog) -> Result<Config, Vec<ConfigError>> {
+    config::load(source, catalog)
+}
+
+/// Print every config error, one per line, to stderr.
+pub(crate) fn report_errors(errors: &[ConfigError]) {
+    let mut err = std::io::stderr().lock();
+    for e in errors {
+        let _ = writeln!(err, "axkit: {e}");
+    }
+}
+
+/// The one format for log lines written to stderr or a log file:
+/// `2026-11-26T05:59:01Z [warn] axkit[1234]: message`.
+pub fn log_line(level: Level, message: &str) -> String {
+    let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+    format!("[{now}] [{level}] axkit[{}]: {message}", std::process::id())
+}
+
+/// Escape text for HTML element content and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Resolves when stdin (a pipe from the master) reaches EOF or fails: the
+/// master is gone and the worker must not outlive it.
+pub(crate) async fn wait_for_eof_on_stdin() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: fd 0 is the pipe the master gave us; nothing else uses it.
+    let fd = unsafe { OwnedFd::from_raw_fd(0) };
+    let Ok(mut pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return std::future::pending().await;
+    };
+    let mut buf = [0u8; 64];
+    loop {
+        use tokio::io::AsyncReadExt;
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Listen addresses of a config, each once, in order.
+pub(crate) fn listen_addrs(config: &Config) -> Vec<SocketAddr> {
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for server in &config.servers {
+        for addr in &server.listen {
+            if !addrs.contains(addr) {
+                addrs.push(*addr);
+            }
+        }
+    }
+    addrs
+}
+
+/// Run one worker in this process (`--no-master`, or a worker started by
+/// the master with inherited sockets).
+pub(crate) fn run_worker(
+    config: Config,
+    catalog: &Catalog,
+    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    ready: impl FnOnce(),
+) -> ExitCode {
+    let addrs: Vec<SocketAddr> = listeners.iter().map(|(a, _)| *a).collect();
+    let worker = match worker::WorkerRt::new(Arc::new(config), catalog, &addrs) {
+        Ok(w) => std::rc::Rc::new(w),
+        Err(e) => {
+            eprintln!("{}", log_line(Level::Crit, &e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!(
+                "{}",
+                log_line(Level::Crit, &format!("cannot start the event loop: {e}"))
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    let sockets = listeners.into_iter().map(|(_, l)| l).collect();
+    local.block_on(&runtime, worker::serve(worker, sockets, ready));
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,103 @@
+//! Normalising a request path once, in the core, so that `<Location>`
+//! matching and every plugin see the same canonical path and cannot be
+//! fooled by encodings (`/%61dmin`, `/a/../admin`, `//admin`).
+
+/// Percent-decode `raw` (a path as sent, without the query) once, resolve
+/// `.` and `..`, collapse empty segments. `None` for anything that cannot
+/// name a resource safely: a bad `%` escape, an encoded NUL, bytes that are
+/// not UTF-8 after decoding (this also rejects overlong UTF-8 forms), or
+/// `..` above the root. An encoded `/` is kept as `%2F` so it can never
+/// split a segment; plugins that map to files refuse it.
+pub fn normalize_path(raw: &str) -> Option<String> {
+    if raw == "*" {
+        return Some("*".to_string());
+    }
+    if !raw.starts_with('/') {
+        return None;
+    }
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hi = hex(*bytes.get(i + 1)?)?;
+            let lo = hex(*bytes.get(i + 2)?)?;
+            let v = hi << 4 | lo;
+            match v {
+                0 => return None,
+                b'/' => decoded.extend_from_slice(b"%2F"),
+                _ => decoded.push(v),
+            }
+            i += 3;
+        } else {
+            decoded.push(b);
+            i += 1;
+        }
+    }
+    let decoded = String::from_utf8(decoded).ok()?;
+    let mut segments: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    for segment in decoded.split('/') {
+        trailing_slash = false;
+        match segment {
+            "" | "." => trailing_slash = true,
+            ".." => {
+                segments.pop()?;
+                trailing_slash = true;
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing_slash || out.is_empty() {
+        out.push('/');
+    }
+    Some(out)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_path as n;
+
+    #[test]
+    fn normalises() {
+        assert_eq!(n("/").as_deref(), Some("/"));
+        assert_eq!(n("/a/b").as_deref(), Some("/a/b"));
+        assert_eq!(n("/a/b/").as_deref(), Some("/a/b/"));
+        assert_eq!(n("//a//b").as_deref(), Some("/a/b"));
+        assert_eq!(n("/a/./b/../c").as_deref(), Some("/a/c"));
+        assert_eq!(n("/a/..").as_deref(), Some("/"));
+        assert_eq!(n("/%61dmin").as_deref(), Some("/admin"));
+        assert_eq!(n("/a%20b").as_deref(), Some("/a b"));
+        assert_eq!(n("/a%2Fb").as_deref(), Some("/a%2Fb"));
+        assert_eq!(n("/a/%2e%2e/b").as_deref(), Some("/b"));
+        assert_eq!(n("*").as_deref(), Some("*"));
+    }
+
+    #[test]
+    fn rejects() {
+        assert_eq!(n("/.."), None);
+        assert_eq!(n("/a/../.."), None);
+        assert_eq!(n("/%2e%2e/etc"), None);
+        assert_eq!(n("/%00"), None);
+        assert_eq!(n("/%zz"), None);
+        assert_eq!(n("/%4"), None);
+        assert_eq!(n("/%c0%af"), None, "overlong UTF-8 for '/'");
+        assert_eq!(n("/%ff"), None);
+        assert_eq!(n("a"), None);
+    }
+}

@@ -1,0 +1,115 @@
+//! Fuzz target: arbitrary bytes through `parse_request_head`. Checks that it
+//! never panics, that every accessor of a parsed head works, and that feeding
+//! the input in two reads (split at a fuzzer-chosen point) gives the same
+//! answer as feeding it whole.
+//!
+//! Input layout: byte 0 picks the limits (high bit: tiny limits, so the limit
+//! paths are reachable) and the split point; the rest is the request.
+
+#![no_main]
+
+use axkit_http::bytes::BytesMut;
+use axkit_http::{parse_request_head, BodyFraming, HttpError, Limits, RequestHead};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Incomplete,
+    Err(HttpError),
+    Head { head: Vec<u8>, rest: Vec<u8> },
+}
+
+fn outcome(buf: &BytesMut, r: &Result<Option<RequestHead>, HttpError>) -> Outcome {
+    match r {
+        Ok(None) => Outcome::Incomplete,
+        Err(e) => Outcome::Err(e.clone()),
+        Ok(Some(h)) => Outcome::Head {
+            head: h.head_bytes().to_vec(),
+            rest: buf.to_vec(),
+        },
+    }
+}
+
+fn exercise(h: &RequestHead) {
+    assert!(!h.method().is_empty());
+    assert!(!h.target().is_empty());
+    assert!(!h.path().is_empty());
+    if let Some(q) = h.query() {
+        assert!(h.target().contains('?'));
+        assert!(h.target().ends_with(q));
+    }
+    let _ = h.version().as_str();
+    let names: Vec<(&str, &[u8])> = h.headers().collect();
+    for (name, value) in &names {
+        assert!(axkit_http::valid_header_name(name));
+        assert!(axkit_http::valid_header_value(value));
+        assert!(h.header(name).is_some());
+        let _ = h.header_str(name);
+    }
+    if let Some(host) = h.host() {
+        assert!(!host.is_empty());
+    }
+    if let BodyFraming::Length(n) = h.framing() {
+        assert!(n > 0);
+    }
+    if h.expects_continue() {
+        assert_eq!(h.version(), axkit_http::Version::Http11);
+    }
+    let _ = h.keep_alive();
+    let head = h.head_bytes();
+    assert!(head.ends_with(b"\r\n\r\n"));
+    let _ = h.clone();
+    let _ = format!("{h:?}");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&ctl, input)) = data.split_first() else {
+        return;
+    };
+    let limits = if ctl & 0x80 != 0 {
+        Limits {
+            max_request_line: 48,
+            max_header_bytes: 96,
+            max_headers: 4,
+        }
+    } else {
+        Limits::default()
+    };
+
+    let mut whole_buf = BytesMut::from(input);
+    let whole = parse_request_head(&mut whole_buf, &limits);
+    let expected = outcome(&whole_buf, &whole);
+    if let Ok(Some(h)) = &whole {
+        exercise(h);
+        assert!(h.head_bytes().len() + whole_buf.len() <= input.len());
+        // Whatever follows is parsed as a pipelined request.
+        if let Ok(Some(next)) = parse_request_head(&mut whole_buf, &limits) {
+            exercise(&next);
+        }
+    }
+    if let Err(e) = &whole {
+        assert!(matches!(e.status, 400 | 414 | 431 | 501 | 505), "{e:?}");
+        assert_eq!(whole_buf.len(), input.len(), "errors leave the buffer alone");
+    }
+
+    // Two reads, split at a point chosen by the fuzzer.
+    let split = if input.is_empty() {
+        0
+    } else {
+        usize::from(ctl & 0x7f).wrapping_mul(7919) % (input.len() + 1)
+    };
+    let mut buf = BytesMut::from(&input[..split]);
+    let first = parse_request_head(&mut buf, &limits);
+    let got = match first {
+        Ok(None) => {
+            buf.extend_from_slice(&input[split..]);
+            let second = parse_request_head(&mut buf, &limits);
+            outcome(&buf, &second)
+        }
+        other => {
+            buf.extend_from_slice(&input[split..]);
+            outcome(&buf, &other)
+        }
+    };
+    assert_eq!(got, expected);
+});

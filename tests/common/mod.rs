@@ -1,0 +1,343 @@
+//! Shared test support: start the real `axkit` binary on an ephemeral port
+//! with a config written to a temporary directory, and talk to it over raw
+//! TCP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_axkit");
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "axkit-test-{}-{}-{}",
+            tag,
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.0.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running axkit. `{dir}` in the config text is replaced by the scratch
+/// directory. Stopped (SIGKILL) on drop.
+pub struct Axkit {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+    pub conf: PathBuf,
+    stderr: mpsc::Receiver<String>,
+    pub stderr_lines: Vec<String>,
+}
+
+pub fn config_text(dir: &TempDir, text: &str) -> String {
+    text.replace("{dir}", dir.path().to_str().unwrap())
+}
+
+impl Axkit {
+    /// Start with a master and `Workers 2` unless the config says otherwise.
+    pub fn start(config: &str) -> Axkit {
+        Axkit::start_with(config, &[], |_| {})
+    }
+
+    /// Start a single process (`--no-master`).
+    pub fn start_single(config: &str) -> Axkit {
+        Axkit::start_with(config, &["--no-master"], |_| {})
+    }
+
+    pub fn start_with(config: &str, args: &[&str], prepare: impl FnOnce(&TempDir)) -> Axkit {
+        let dir = TempDir::new("srv");
+        prepare(&dir);
+        let conf = dir.write("axkit.conf", config_text(&dir, config));
+        let mut child = Command::new(BIN)
+            .args(args)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn axkit");
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (otx, orx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = otx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            match orx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        break rest.split('/').next().unwrap().parse().unwrap();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let errs: Vec<String> = rx.try_iter().collect();
+                    panic!("axkit did not start; stderr:\n{}", errs.join("\n"));
+                }
+            }
+        };
+        Axkit { child, addr, dir, conf, stderr: rx, stderr_lines: Vec::new() }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Collect stderr lines seen so far.
+    pub fn stderr(&mut self) -> String {
+        self.stderr_lines.extend(self.stderr.try_iter());
+        self.stderr_lines.join("\n")
+    }
+
+    /// Wait until stderr contains `needle` (or time out and fail).
+    pub fn wait_stderr(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let all = self.stderr();
+            if all.contains(needle) {
+                return all;
+            }
+            match self.stderr.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => self.stderr_lines.push(line),
+                Err(_) if Instant::now() > deadline => panic!("never saw {needle:?} in stderr:\n{all}"),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Wait for the process to exit, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    /// Send raw bytes on a new connection; read until the server closes
+    /// (or 10 s pass). Returns everything read and whether it closed.
+    pub fn raw(&self, request: &[u8]) -> (Vec<u8>, bool) {
+        let mut s = self.connect();
+        s.write_all(request).unwrap();
+        read_until_close(&mut s, Duration::from_secs(10))
+    }
+
+    /// One request on a new connection; parsed response.
+    pub fn get(&self, path: &str) -> Response {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let (bytes, _) = self.raw(req.as_bytes());
+        parse_response(&bytes).expect("a response")
+    }
+
+    /// The worker processes (children of the master).
+    pub fn workers(&self) -> Vec<i32> {
+        children_of(self.pid())
+    }
+}
+
+impl Drop for Axkit {
+    fn drop(&mut self) {
+        let workers = children_of(self.pid());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for w in workers {
+            unsafe {
+                libc::kill(w, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Read until EOF, reset or timeout. The bool says whether the peer closed.
+pub fn read_until_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (out, false);
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return (out, true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                return (out, false)
+            }
+            Err(_) => return (out, true),
+        }
+    }
+}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Bytes of the whole response on the wire.
+    pub len: usize,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Parse one response from the front of `bytes` (Content-Length, chunked,
+/// or to the end). `None` if incomplete. HEAD responses: use
+/// `parse_head_response`.
+pub fn parse_response(bytes: &[u8]) -> Option<Response> {
+    parse_response_inner(bytes, false)
+}
+
+pub fn parse_head_response(bytes: &[u8]) -> Option<Response> {
+    parse_response_inner(bytes, true)
+}
+
+fn parse_response_inner(bytes: &[u8], head_only: bool) -> Option<Response> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&bytes[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let status: u16 = status_line.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':').map(|(n, v)| (n.to_string(), v.trim().to_string())))
+        .collect();
+    let mut r = Response { status, headers, body: Vec::new(), len: end };
+    if head_only || status == 304 || status == 204 || (100..200).contains(&status) {
+        return Some(r);
+    }
+    let rest = &bytes[end..];
+    if let Some(len) = r.header("Content-Length") {
+        let len: usize = len.parse().ok()?;
+        if rest.len() < len {
+            return None;
+        }
+        r.body = rest[..len].to_vec();
+        r.len = end + len;
+    } else if r.header("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let mut pos = 0;
+        loop {
+            let line_end = rest[pos..].windows(2).position(|w| w == b"\r\n")? + pos;
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[pos..line_end]).ok()?.split(';').next()?, 16).ok()?;
+            pos = line_end + 2;
+            if size == 0 {
+                let trailer_end = rest[pos..].windows(2).position(|w| w == b"\r\n")? + pos;
+                pos = trailer_end + 2;
+                break;
+            }
+            if rest.len() < pos + size + 2 {
+                return None;
+            }
+            r.body.extend_from_slice(&rest[pos..pos + size]);
+            pos += size + 2;
+        }
+        r.len = end + pos;
+    } else {
+        r.body = rest.to_vec();
+        r.len = bytes.len();
+    }
+    Some(r)
+}
+
+/// Parse every response in `bytes`, in order (pipelining).
+pub fn parse_all(mut bytes: &[u8]) -> Vec<Response> {
+    let mut out = Vec::new();
+    while let Some(r) = parse_response(bytes) {
+        bytes = &bytes[r.len..];
+        out.push(r);
+    }
+    out
+}
+
+/// The status of the first response in `bytes`.
+pub fn status_of(bytes: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(bytes);
+    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// A minimal static-file config on an ephemeral port, docroot `{dir}/www`.
+pub const STATIC_CONF: &str = "\
+Workers 1
+<Server>
+    Listen 127.0.0.1:0
+    DocumentRoot {dir}/www
+    DirectoryIndex index.html
+    Plugin uri_to_file
+    Plugin fast_mime_map
+    Plugin serve_file
+</Server>
+";
