@@ -40,7 +40,8 @@ const E_VERSION: HttpError = HttpError::new(400, "malformed HTTP version");
 const E_VERSION_UNSUPPORTED: HttpError = HttpError::new(505, "unsupported HTTP major version");
 const E_TARGET: HttpError = HttpError::new(400, "invalid request-target");
 const E_TARGET_FORM: HttpError = HttpError::new(400, "request-target form not allowed here");
-const E_FIELD: HttpError = HttpError::new(400, "malformed header field");
+const E_FIELD_NAME: HttpError = HttpError::new(400, "invalid header field name");
+const E_FIELD_VALUE: HttpError = HttpError::new(400, "invalid byte in header field value");
 const E_HOST_MISSING: HttpError = HttpError::new(400, "HTTP/1.1 request without Host");
 const E_HOST_DUP: HttpError = HttpError::new(400, "more than one Host header");
 const E_HOST_INVALID: HttpError = HttpError::new(400, "invalid Host header");
@@ -408,7 +409,9 @@ fn analyse<'h>(
         Ok(httparse::Status::Complete(n)) if n == head.len() => {}
         Ok(_) => return Err(E_INTERNAL),
         Err(httparse::Error::TooManyHeaders) => return Err(E_TOO_MANY_HEADERS),
-        Err(_) => return Err(E_FIELD),
+        Err(httparse::Error::HeaderName) => return Err(E_FIELD_NAME),
+        Err(httparse::Error::HeaderValue) => return Err(E_FIELD_VALUE),
+        Err(_) => return Err(E_REQUEST_LINE),
     }
     // httparse parsed the same request line we validated; make sure it agrees
     // rather than trusting either blindly.
@@ -429,8 +432,11 @@ fn analyse<'h>(
         let name = h.name.as_bytes();
         // httparse already enforces both; re-checking costs little and keeps
         // our guarantees independent of its version.
-        if !is_token(name) || !h.value.iter().all(|&b| is_field_value_byte(b)) {
-            return Err(E_FIELD);
+        if !is_token(name) {
+            return Err(E_FIELD_NAME);
+        }
+        if !h.value.iter().all(|&b| is_field_value_byte(b)) {
+            return Err(E_FIELD_VALUE);
         }
         fields.push(Field {
             name: Span::of(head, name).ok_or(E_INTERNAL)?,

@@ -761,3 +761,12 @@ fn limits_of_zero_do_not_panic() {
     assert_eq!(status_with(b"GET / HTTP/1.0\r\n\r\n", &two), 200);
     assert_eq!(status_with(b"GET / HTTP/1.0\r\nA: b\r\n\r\n", &two), 431);
 }
+
+#[test]
+fn unusual_but_visible_target_bytes_accepted() {
+    // Not valid URI characters, but visible ASCII that real clients send;
+    // accepting them creates no framing ambiguity.
+    let h = ok(b"GET /a\"<>\\^`{|}[]b?q=|x| HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(h.path(), "/a\"<>\\^`{|}[]b");
+    assert_eq!(h.query(), Some("q=|x|"));
+}

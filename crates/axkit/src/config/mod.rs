@@ -3,11 +3,11 @@
 //!
 //! Loading a config goes through four steps, each in its own file:
 //! `syntax` turns text into a tree of directive lines (comments, quoting,
-//! `\` continuation, `Include`, `<Block>` nesting), `value` parses typed
+//! `\` continuation, `<Block>` nesting), `value` parses typed
 //! arguments (sizes, durations, regexes…), `registry` knows every directive
-//! and which plugin owns it, and `load` validates the tree against the
-//! registry and freezes one merged [`LocationConfig`] per `<Location>` so that
-//! a request only ever looks a value up, never merges.
+//! and which plugin owns it, and `load` expands `Include`, validates the
+//! tree against the registry and freezes one merged [`LocationConfig`] per
+//! `<Location>` so that a request only ever looks a value up, never merges.
 //!
 //! Why hand-written: the config language is part of the heart of the server
 //! (error messages with file:line, owner plugin and a suggestion are its user

@@ -4,6 +4,7 @@
 //! Lookup happens at request time (plugins read values by name), so it must
 //! not allocate: names are normalised into a stack buffer before hashing.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::directive::{Args, Directive, Scopes, ValueType};
@@ -268,6 +269,25 @@ pub fn core_directives() -> Vec<Directive> {
             .scopes(server)
             .append()
             .doc("More host names for this server; `*.example.com` matches any subdomain"),
+        // Logging and error pages.
+        Directive::new(
+            "LogLevel",
+            T::Enum(
+                [
+                    "LOGDEBUG", "LOGINFO", "LOGNOTICE", "LOGWARN", "LOGERROR", "LOGCRIT", "LOGALERT", "LOGEMERG", "debug",
+                    "info", "notice", "warn", "warning", "error", "err", "crit", "alert", "emerg",
+                ]
+                .into_iter()
+                .map(Cow::Borrowed)
+                .collect(),
+            ),
+        )
+        .scopes(Scopes::GLOBAL)
+        .default("LOGWARN")
+        .doc("Least severe log level written by the logging plugins (AxKit2 names or plain ones)"),
+        Directive::new("StackTrace", T::OnOff)
+            .default("off")
+            .doc("Put the failing plugin, hook and message on 500 pages (never in production)"),
         // Protocol limits.
         Directive::new("ServerToken", T::String)
             .scopes(gs)
