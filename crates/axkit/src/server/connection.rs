@@ -433,7 +433,23 @@ impl Context {
         self.io_write_body(&chunk.data).await
     }
 
+    /// Last chance to decide that the connection closes after this
+    /// response, so that the head can say so.
+    fn decide_close(&mut self) {
+        // Draining: let clients move to a worker that stays.
+        if self.worker.shutting_down.get() {
+            self.io.close = true;
+        }
+        // We never said 100 Continue, so the client may never send the
+        // body: waiting to drain it could hang, and guessing could
+        // misread a body as the next request.
+        if self.io.expect_continue && self.io.body_pending() {
+            self.io.close = true;
+        }
+    }
+
     async fn send_streaming_head(&mut self) -> io::Result<()> {
+        self.decide_close();
         let status = self.response.status;
         let filtered = !self.location.chain(Hook::WriteBodyData).is_empty();
         let declared = self
@@ -936,6 +952,7 @@ async fn walk(ctx: &mut Context) {
 
 /// Send whatever the plugins produced.
 async fn finish(ctx: &mut Context) {
+    ctx.decide_close();
     let result = if ctx.io.head_sent {
         ctx.finish_stream().await
     } else {
