@@ -96,6 +96,16 @@ impl Registry {
     pub fn lookup(&self, name: &str) -> Option<DirectiveId> {
         let mut buf = [0u8; STACK_NAME];
         let mut len = 0;
+        // Plugins look names up on every request, and names are ASCII in
+        // practice: normalise byte by byte without Unicode case tables.
+        if name.is_ascii() && name.len() <= STACK_NAME {
+            for b in name.bytes().filter(|b| *b != b'_' && *b != b'-') {
+                buf[len] = b.to_ascii_lowercase();
+                len += 1;
+            }
+            let key = std::str::from_utf8(&buf[..len]).ok()?;
+            return self.by_name.get(key).copied();
+        }
         for c in norm_chars(name) {
             let n = c.len_utf8();
             let Some(slot) = buf.get_mut(len..len + n) else {

@@ -6,6 +6,7 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -129,6 +130,51 @@ impl Headers {
     }
 }
 
+/// A file opened by the plugin that translated the URI. It may live in an
+/// open-file cache and serve many requests, so small files' contents are
+/// kept with it once read.
+#[derive(Debug)]
+pub struct OpenFile {
+    pub file: std::fs::File,
+    pub metadata: std::fs::Metadata,
+    contents: RefCell<Option<Bytes>>,
+}
+
+impl OpenFile {
+    pub fn new(file: std::fs::File, metadata: std::fs::Metadata) -> OpenFile {
+        OpenFile {
+            file,
+            metadata,
+            contents: RefCell::new(None),
+        }
+    }
+
+    /// The whole file, read once and kept for as long as this handle lives
+    /// (meant for small files). A file that shrank since it was opened is
+    /// an `UnexpectedEof` error: never serve a short body under a longer
+    /// Content-Length.
+    pub fn contents(&self) -> std::io::Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        if let Some(bytes) = self.contents.borrow().as_ref() {
+            return Ok(bytes.clone());
+        }
+        let len = usize::try_from(self.metadata.len()).map_err(std::io::Error::other)?;
+        let mut buf = vec![0u8; len];
+        let mut filled = 0;
+        while filled < len {
+            match self.file.read_at(&mut buf[filled..], filled as u64) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let bytes = Bytes::from(buf);
+        *self.contents.borrow_mut() = Some(bytes.clone());
+        Ok(bytes)
+    }
+}
+
 /// A response body that the server sends after the `response` hook.
 #[derive(Debug, Default)]
 pub enum Body {
@@ -202,8 +248,9 @@ pub struct Context {
     pub path_info: String,
     /// The file's metadata, when the translating plugin already looked.
     pub metadata: Option<std::fs::Metadata>,
-    /// `filename` already opened (read-only) by the translating plugin.
-    pub file: Option<std::fs::File>,
+    /// `filename` already opened (read-only) by the translating plugin,
+    /// possibly shared with other requests through an open-file cache.
+    pub file: Option<Rc<OpenFile>>,
     /// Set by `authentication`.
     pub user: Option<String>,
     pub auth_type: Option<String>,

@@ -12,7 +12,9 @@
 mod context;
 mod log;
 
-pub use context::{Body, BodyChunk, ConnInfo, Context, Failure, Headers, Request, Response};
+pub use context::{
+    Body, BodyChunk, ConnInfo, Context, Failure, Headers, OpenFile, Request, Response,
+};
 pub use log::{Level, LogRecord};
 
 use std::future::Future;

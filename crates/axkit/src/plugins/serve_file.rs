@@ -16,8 +16,12 @@ use std::rc::Rc;
 
 use crate::config::Directive;
 use crate::plugin::{
-    Body, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin, PluginInit, PluginSpec,
+    Body, Context, Hook, HookFuture, Hooks, Level, OpenFile, Outcome, Plugin, PluginInit,
+    PluginSpec,
 };
+
+/// Files up to this size are sent from memory in the same write as the head.
+const SMALL_FILE: u64 = 32 * 1024;
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -71,10 +75,10 @@ fn serve(ctx: &mut Context) -> Outcome {
     if !ctx.path_info.is_empty() {
         return Outcome::Status(404);
     }
-    let file = match ctx.file.take() {
-        Some(f) => f,
+    let open = match ctx.file.take() {
+        Some(open) => open,
         None => match std::fs::File::open(&filename) {
-            Ok(f) => f,
+            Ok(f) => Rc::new(OpenFile::new(f, metadata.clone())),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 return Outcome::Status(403)
             }
@@ -83,6 +87,30 @@ fn serve(ctx: &mut Context) -> Outcome {
                 return Outcome::Status(404);
             }
         },
+    };
+    // Small files go out from memory in the same write as the head (and
+    // stay in memory while an open-file cache keeps them); large ones with
+    // sendfile.
+    let body = if metadata.len() <= SMALL_FILE {
+        match open.contents() {
+            Ok(bytes) => Body::Bytes(bytes),
+            Err(e) => {
+                ctx.log(Level::Error, &format!("{}: {e}", filename.display()));
+                return Outcome::Status(500);
+            }
+        }
+    } else {
+        match open.file.try_clone() {
+            Ok(file) => Body::File {
+                file,
+                offset: 0,
+                len: metadata.len(),
+            },
+            Err(e) => {
+                ctx.log(Level::Error, &format!("{}: {e}", filename.display()));
+                return Outcome::Status(500);
+            }
+        }
     };
     if ctx.response.headers.get("Content-Type").is_none() {
         ctx.response
@@ -95,10 +123,6 @@ fn serve(ctx: &mut Context) -> Outcome {
             .set("Last-Modified", axkit_http::fmt_http_date(modified));
     }
     ctx.response.status = 200;
-    ctx.response.body = Body::File {
-        file,
-        offset: 0,
-        len: metadata.len(),
-    };
+    ctx.response.body = body;
     Outcome::Ok
 }

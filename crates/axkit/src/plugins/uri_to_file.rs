@@ -11,6 +11,12 @@
 //!   that exists is served.
 //! - `FollowSymlinks on|off` (default off): off refuses files whose path
 //!   leads outside DocumentRoot through a symlink (links inside it are fine).
+//! - `OpenFileCache N` (default 0 = off): keep up to N open files (with
+//!   their metadata, and the contents of small ones) per worker, so a hot
+//!   file costs no open/stat/read per request.
+//! - `OpenFileCacheValid DURATION` (default 1s): how long a cached entry is
+//!   trusted before the file is opened again; a changed file is seen at most
+//!   this late (nginx's `open_file_cache_valid`).
 //!
 //! ```text
 //! <Server>
@@ -39,10 +45,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::config::{Args, Directive, Scopes, Setting, ValueType};
 use crate::plugin::{
-    Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin, PluginInit, PluginSpec,
+    Context, Hook, HookFuture, Hooks, Level, OpenFile, Outcome, Plugin, PluginInit, PluginSpec,
 };
 
 pub fn spec() -> PluginSpec {
@@ -64,18 +71,35 @@ fn directives() -> Vec<Directive> {
         Directive::new("FollowSymlinks", ValueType::OnOff)
             .default("off")
             .doc("Serve files reached through symlinks that lead outside DocumentRoot"),
+        Directive::new("OpenFileCache", ValueType::Integer)
+            .default("0")
+            .doc("Open files (with metadata, and small files' contents) kept per worker; 0 = off"),
+        Directive::new("OpenFileCacheValid", ValueType::Duration)
+            .default("1s")
+            .doc("How long a cached open file is trusted before it is opened again"),
     ]
 }
 
 fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     Ok(Rc::new(UriToFile {
         roots: RefCell::new(HashMap::new()),
+        cache: RefCell::new(HashMap::new()),
     }))
 }
 
 struct UriToFile {
     /// An open descriptor per document root, to resolve paths beneath it.
     roots: RefCell<HashMap<PathBuf, Rc<OwnedFd>>>,
+    /// The open-file cache: (path asked for, resolved beneath the root?) to
+    /// what it resolved to.
+    cache: RefCell<HashMap<(PathBuf, bool), Cached>>,
+}
+
+struct Cached {
+    /// The file served: the path itself, or a directory's index file.
+    filename: PathBuf,
+    open: Rc<OpenFile>,
+    opened: Instant,
 }
 
 impl Plugin for UriToFile {
@@ -118,6 +142,10 @@ impl UriToFile {
         let beneath = !ctx.config().flag("FollowSymlinks");
         let rel_path: PathBuf = segments.iter().collect();
         let full = root.join(&rel_path);
+        let cache_size = ctx.config().int("OpenFileCache").unwrap_or(0).max(0) as usize;
+        if cache_size > 0 && self.cached(ctx, &full, beneath, path.ends_with('/')) {
+            return Outcome::Ok;
+        }
         match open_beneath(&root_fd, &rel_path, beneath) {
             Ok(file) => {
                 let md = match file.metadata() {
@@ -128,11 +156,19 @@ impl UriToFile {
                     if !path.ends_with('/') {
                         return redirect_to_slash(ctx);
                     }
-                    return self.directory_index(ctx, &root_fd, &rel_path, full, beneath);
+                    let outcome =
+                        self.directory_index(ctx, &root_fd, &rel_path, full.clone(), beneath);
+                    self.remember(ctx, full, beneath, cache_size);
+                    return outcome;
                 }
-                ctx.filename = Some(full);
-                ctx.metadata = Some(md);
-                ctx.file = Some(file);
+                ctx.filename = Some(full.clone());
+                ctx.metadata = Some(md.clone());
+                ctx.file = Some(Rc::new(OpenFile::new(file, md)));
+                // `/a.html/`: the slash is path info, as in `/a.html/x`.
+                if path.ends_with('/') {
+                    ctx.path_info = "/".to_string();
+                }
+                self.remember(ctx, full, beneath, cache_size);
                 Outcome::Ok
             }
             Err(e) if is_missing(&e) => {
@@ -182,8 +218,8 @@ impl UriToFile {
                 if let Ok(md) = file.metadata() {
                     if md.is_file() {
                         ctx.filename = Some(dir.join(&name));
-                        ctx.metadata = Some(md);
-                        ctx.file = Some(file);
+                        ctx.metadata = Some(md.clone());
+                        ctx.file = Some(Rc::new(OpenFile::new(file, md)));
                         return Outcome::Ok;
                     }
                 }
@@ -192,6 +228,54 @@ impl UriToFile {
         ctx.metadata = std::fs::metadata(&dir).ok();
         ctx.filename = Some(dir);
         Outcome::Ok
+    }
+
+    /// Answer from the open-file cache if a fresh entry exists.
+    fn cached(&self, ctx: &mut Context, full: &Path, beneath: bool, trailing_slash: bool) -> bool {
+        let ttl = ctx
+            .config()
+            .duration("OpenFileCacheValid")
+            .unwrap_or(Duration::from_secs(1));
+        let key = (full.to_path_buf(), beneath);
+        let cache = self.cache.borrow();
+        let Some(entry) = cache.get(&key) else {
+            return false;
+        };
+        // A directory's entry names its index; without the slash the
+        // request must be redirected instead.
+        if entry.opened.elapsed() > ttl || (entry.filename != full && !trailing_slash) {
+            return false;
+        }
+        ctx.filename = Some(entry.filename.clone());
+        ctx.metadata = Some(entry.open.metadata.clone());
+        ctx.file = Some(entry.open.clone());
+        if entry.filename == full && trailing_slash {
+            ctx.path_info = "/".to_string();
+        }
+        true
+    }
+
+    /// Keep what `full` resolved to (a regular file only).
+    fn remember(&self, ctx: &Context, full: PathBuf, beneath: bool, cache_size: usize) {
+        let (Some(open), Some(filename)) = (&ctx.file, &ctx.filename) else {
+            return;
+        };
+        if cache_size == 0 || !open.metadata.is_file() {
+            return;
+        }
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() >= cache_size {
+            // Bounded without bookkeeping per hit: start over when full.
+            cache.clear();
+        }
+        cache.insert(
+            (full, beneath),
+            Cached {
+                filename: filename.clone(),
+                open: open.clone(),
+                opened: Instant::now(),
+            },
+        );
     }
 
     fn root_fd(&self, root: &Path) -> io::Result<Rc<OwnedFd>> {
@@ -284,8 +368,8 @@ fn split_path_info(
                 info.push('/');
             }
             ctx.filename = Some(root.join(&rel));
-            ctx.metadata = Some(md);
-            ctx.file = Some(file);
+            ctx.metadata = Some(md.clone());
+            ctx.file = Some(Rc::new(OpenFile::new(file, md)));
             ctx.path_info = info;
             return;
         }
