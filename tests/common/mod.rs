@@ -118,7 +118,14 @@ impl Axkit {
                 }
             }
         };
-        Axkit { child, addr, dir, conf, stderr: rx, stderr_lines: Vec::new() }
+        Axkit {
+            child,
+            addr,
+            dir,
+            conf,
+            stderr: rx,
+            stderr_lines: Vec::new(),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -147,7 +154,9 @@ impl Axkit {
             }
             match self.stderr.recv_timeout(Duration::from_millis(50)) {
                 Ok(line) => self.stderr_lines.push(line),
-                Err(_) if Instant::now() > deadline => panic!("never saw {needle:?} in stderr:\n{all}"),
+                Err(_) if Instant::now() > deadline => {
+                    panic!("never saw {needle:?} in stderr:\n{all}")
+                }
                 Err(_) => {}
             }
         }
@@ -228,7 +237,10 @@ pub fn read_until_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
         match s.read(&mut buf) {
             Ok(0) => return (out, true),
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
                 return (out, false)
             }
             Err(_) => return (out, true),
@@ -248,7 +260,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -274,9 +289,17 @@ fn parse_response_inner(bytes: &[u8], head_only: bool) -> Option<Response> {
     let status: u16 = status_line.split(' ').nth(1)?.parse().ok()?;
     let headers: Vec<(String, String)> = lines
         .filter(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':').map(|(n, v)| (n.to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(n, v)| (n.to_string(), v.trim().to_string()))
+        })
         .collect();
-    let mut r = Response { status, headers, body: Vec::new(), len: end };
+    let mut r = Response {
+        status,
+        headers,
+        body: Vec::new(),
+        len: end,
+    };
     if head_only || status == 304 || status == 204 || (100..200).contains(&status) {
         return Some(r);
     }
@@ -288,11 +311,21 @@ fn parse_response_inner(bytes: &[u8], head_only: bool) -> Option<Response> {
         }
         r.body = rest[..len].to_vec();
         r.len = end + len;
-    } else if r.header("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    } else if r
+        .header("Transfer-Encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
         let mut pos = 0;
         loop {
             let line_end = rest[pos..].windows(2).position(|w| w == b"\r\n")? + pos;
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[pos..line_end]).ok()?.split(';').next()?, 16).ok()?;
+            let size = usize::from_str_radix(
+                std::str::from_utf8(&rest[pos..line_end])
+                    .ok()?
+                    .split(';')
+                    .next()?,
+                16,
+            )
+            .ok()?;
             pos = line_end + 2;
             if size == 0 {
                 let trailer_end = rest[pos..].windows(2).position(|w| w == b"\r\n")? + pos;
@@ -326,7 +359,10 @@ pub fn parse_all(mut bytes: &[u8]) -> Vec<Response> {
 /// The status of the first response in `bytes`.
 pub fn status_of(bytes: &[u8]) -> u16 {
     let text = String::from_utf8_lossy(bytes);
-    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A minimal static-file config on an ephemeral port, docroot `{dir}/www`.

@@ -1,4 +1,4 @@
-//! A custom AxKit binary with one third-party plugin, `greeting`, built in:
+//! A custom AxKit binary with a third-party plugin, `greeting`, built in:
 //! the way you add Rust plugins to AxKit (as with Caddy modules or Pingora
 //! apps). The binary has the full `axkit` command line.
 //!
@@ -16,6 +16,11 @@
 //! `GET /anything?name=Ada` answers `Good morning, Ada!`. The body is
 //! streamed in two pieces with `ctx.write` to show the streaming API; a
 //! plain plugin would set `ctx.response.body` instead.
+//!
+//! It also carries `faults` (`src/faults.rs`), a plugin that misbehaves on
+//! purpose so that the tests can check a bad hook costs one request only.
+
+mod faults;
 
 use std::rc::Rc;
 
@@ -69,5 +74,8 @@ impl Plugin for Greeting {
 }
 
 fn main() -> std::process::ExitCode {
-    axkit::Server::new().plugin(GREETING).main()
+    axkit::Server::new()
+        .plugin(GREETING)
+        .plugin(faults::FAULTS)
+        .main()
 }

@@ -329,9 +329,27 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
             && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
 }
 
-/// Answer 301 to the same URL with a trailing slash, query kept.
+/// Answer 301 to the same URL with a trailing slash, query kept. The
+/// Location is the normalised path, re-encoded (as Apache's mod_dir does),
+/// never the path as sent: `//host/dir` would send a browser to `host`.
 fn redirect_to_slash(ctx: &mut Context) -> Outcome {
-    let mut location = format!("{}/", ctx.request.path());
+    use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+    const PATH: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'\\')
+        .add(b'^')
+        .add(b'`')
+        .add(b'{')
+        .add(b'|')
+        .add(b'}');
+    let path = utf8_percent_encode(ctx.request.decoded_path(), PATH);
+    let mut location = format!("{path}/");
     if let Some(q) = ctx.request.query() {
         location.push('?');
         location.push_str(q);

@@ -33,6 +33,8 @@ const SMALL_FILE: u64 = 32 * 1024;
 /// How much unread request body we read and discard to keep a connection
 /// alive, rather than closing it.
 const MAX_DRAIN: u64 = 256 * 1024;
+/// Read buffer size for a request head (grows up to MaxHeaderSize).
+const READ_BUFFER: usize = 4096;
 /// A fast client may not keep the worker to itself: yield to other
 /// connections after this many bytes of one body.
 const YIELD_EVERY: u64 = 1 << 20;
@@ -353,10 +355,13 @@ impl Context {
                         };
                         let consumed = step.consumed;
                         let done = step.done;
-                        let (start, len) = (
-                            step.data.as_ptr() as usize - io.buf.as_ptr() as usize,
-                            step.data.len(),
-                        );
+                        // An empty `data` need not point into `buf` (`&[]`).
+                        let len = step.data.len();
+                        let start = if len == 0 {
+                            0
+                        } else {
+                            step.data.as_ptr() as usize - io.buf.as_ptr() as usize
+                        };
                         if consumed > 0 || done {
                             let mut taken = io.buf.split_to(consumed);
                             if done {
@@ -688,7 +693,9 @@ pub(crate) async fn serve(
             if !run_conn_hook(&worker, &conn_location, Hook::PreRequest, &conn).await {
                 break;
             }
-            if io.buf.is_empty() && !wait_for_request(&worker, &io, default_server, served).await {
+            if io.buf.is_empty()
+                && !wait_for_request(&worker, &mut io, default_server, served).await
+            {
                 break;
             }
             let cycle = Box::pin(request_cycle(
@@ -714,25 +721,44 @@ pub(crate) async fn serve(
     worker.active.set(worker.active.get() - 1);
 }
 
-/// Wait for the first byte of the next request; false means close (idle
-/// timeout, peer closed, or the worker is shutting down).
-async fn wait_for_request(worker: &WorkerRt, io: &ConnIo, server: usize, served: u64) -> bool {
-    let notified = worker.shutdown.notified();
-    tokio::pin!(notified);
-    notified.as_mut().enable();
-    if worker.shutting_down.get() {
-        return false;
-    }
+/// Wait for the first bytes of the next request and read them into
+/// `io.buf`; false means close (idle timeout, peer closed, or the worker is
+/// shutting down).
+///
+/// It reads first and waits only on WouldBlock: readiness left over from
+/// the previous read would otherwise end a `readable()` wait at once, and
+/// the idle connection would then sit in `read_head` past the keep-alive
+/// timeout, deaf to shutdown. Reading (rather than peeking) costs no extra
+/// syscall on a busy keep-alive connection. The buffer is released again
+/// before waiting, so an idle connection holds none.
+async fn wait_for_request(worker: &WorkerRt, io: &mut ConnIo, server: usize, served: u64) -> bool {
     let srv = &worker.servers[server];
     let limit = if served == 0 {
         srv.header_timeout
     } else {
         srv.keepalive_timeout
     };
-    tokio::select! {
-        r = io.stream.readable() => r.is_ok(),
-        _ = tokio::time::sleep(limit) => false,
-        _ = &mut notified => false,
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let notified = worker.shutdown.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if worker.shutting_down.get() {
+            return false;
+        }
+        io.buf.reserve(READ_BUFFER);
+        match io.stream.try_read_buf(&mut io.buf) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.buf = BytesMut::new(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+        tokio::select! {
+            r = io.stream.readable() => if r.is_err() { return false },
+            _ = tokio::time::sleep_until(deadline) => return false,
+            _ = &mut notified => return false,
+        }
     }
 }
 
@@ -974,7 +1000,8 @@ async fn finish(ctx: &mut Context) {
 /// A hook stopped the walk with a Status or an error.
 async fn fail(ctx: &mut Context, outcome: Outcome) {
     let status = match outcome {
-        Outcome::Status(s) if (100..=999).contains(&s) => s,
+        // 1xx are interim responses: a hook cannot end a request with one.
+        Outcome::Status(s) if (200..=999).contains(&s) => s,
         Outcome::Status(s) => {
             let msg = format!("invalid status {s} returned by a hook");
             ctx.log(Level::Error, &msg);

@@ -491,8 +491,11 @@ pub(crate) async fn serve(
         };
         tokio::task::spawn_local(accept_loop(worker.clone(), listener, index));
     }
+    // The signal handlers go in before `ready`: from then on the master may
+    // forward SIGUSR1, whose default action would kill the worker.
+    let stop = wait_for_stop(&worker);
     ready();
-    wait_for_stop(&worker).await;
+    stop.await;
     worker.shutting_down.set(true);
     worker.shutdown.notify_waiters();
     let limit = worker
@@ -516,33 +519,37 @@ pub(crate) async fn serve(
 }
 
 /// Wait for SIGTERM/SIGINT, or for the master to go away (our stdin, a pipe
-/// from the master, reaches EOF). SIGUSR1 reopens logs meanwhile.
-async fn wait_for_stop(worker: &WorkerRt) {
+/// from the master, reaches EOF). SIGUSR1 reopens logs meanwhile. The
+/// handlers are installed by the call itself, before the first poll.
+fn wait_for_stop(worker: &WorkerRt) -> impl Future<Output = ()> + '_ {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut usr1), Ok(mut hup)) = (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::user_defined1()),
         signal(SignalKind::hangup()),
-    ) else {
-        worker.log(Level::Crit, "cannot install signal handlers");
-        return;
-    };
-    let master_gone = async {
-        if std::env::var_os(super::WORKER_ENV).is_none() {
-            return std::future::pending::<()>().await;
-        }
-        super::wait_for_eof_on_stdin().await
-    };
-    tokio::pin!(master_gone);
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
-            _ = &mut master_gone => return,
-            _ = usr1.recv() => worker.reopen_logs(),
-            // A worker ignores SIGHUP: reloading is the master's job.
-            _ = hup.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int), Ok(mut usr1), Ok(mut hup)) = signals else {
+            worker.log(Level::Crit, "cannot install signal handlers");
+            return;
+        };
+        let master_gone = async {
+            if std::env::var_os(super::WORKER_ENV).is_none() {
+                return std::future::pending::<()>().await;
+            }
+            super::wait_for_eof_on_stdin().await
+        };
+        tokio::pin!(master_gone);
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = &mut master_gone => return,
+                _ = usr1.recv() => worker.reopen_logs(),
+                // A worker ignores SIGHUP: reloading is the master's job.
+                _ = hup.recv() => {}
+            }
         }
     }
 }

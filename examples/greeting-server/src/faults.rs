@@ -1,0 +1,111 @@
+//! `faults`: a plugin that misbehaves on purpose, so that tests can check
+//! that one bad hook costs one request, never the worker. Never load it in
+//! production.
+//!
+//! No directives. Hook `response`, by path:
+//! - `/panic`: panics before returning a future; `/panic-async` panics
+//!   after an await point (both messages contain HTML, to check escaping);
+//! - `/error`: returns `Outcome::Error("deliberate failure")`;
+//! - `/status/NNN`: returns `Outcome::Status(NNN)` (a number that does not
+//!   fit a `u16` becomes 65535, which the core must refuse);
+//! - `/sleep?ms=N` (default 200): waits N ms on a timer, then answers
+//!   `slept`: a suspended request must not hold up the worker;
+//! - `/stream-panic`: streams a chunk with `ctx.write`, then panics: the
+//!   head is already out, so the client gets a truncated response and the
+//!   connection closes;
+//! - `/body`: reads the whole request body and answers its length;
+//! - anything else: Declined.
+//!
+//! Hook `post_read_request`: panics when the request has `X-Panic-Early: 1`.
+//!
+//! ```text
+//! <Server>
+//!     Listen 127.0.0.1:8080
+//!     Plugin faults
+//! </Server>
+//! ```
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use axkit::config::Directive;
+use axkit::plugin::Body;
+use axkit::{hook, Context, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec};
+
+pub const FAULTS: PluginSpec = PluginSpec {
+    name: "faults",
+    directives: Vec::<Directive>::new,
+    create,
+};
+
+fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    Ok(Rc::new(Faults))
+}
+
+struct Faults;
+
+impl Plugin for Faults {
+    fn hooks(&self) -> Hooks {
+        Hooks::of(&[Hook::PostReadRequest, Hook::Response])
+    }
+
+    fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        if ctx.request.header("X-Panic-Early") == Some("1") {
+            panic!("deliberate panic in post_read_request");
+        }
+        Outcome::Declined.into()
+    }
+
+    fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        let path = ctx.request.path().to_string();
+        match path.as_str() {
+            "/panic" => panic!("deliberate panic <b>&</b>"),
+            "/panic-async" => hook(async move {
+                tokio::task::yield_now().await;
+                panic!("deliberate async panic <i>");
+            }),
+            "/error" => Outcome::Error("deliberate failure".into()).into(),
+            "/sleep" => {
+                let ms = ctx
+                    .request
+                    .query()
+                    .and_then(|q| q.strip_prefix("ms="))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(200);
+                hook(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    text(ctx, "slept\n".to_string())
+                })
+            }
+            "/stream-panic" => hook(async move {
+                ctx.response.headers.set("Content-Type", "text/plain");
+                if ctx.write("partial ").await.is_err() {
+                    return Outcome::Done;
+                }
+                panic!("deliberate panic after the head was sent");
+            }),
+            "/body" => hook(async move {
+                match ctx.read_body_all().await {
+                    Ok(body) => text(ctx, format!("{}", body.len())),
+                    Err(e) => e.into(),
+                }
+            }),
+            _ => match path.strip_prefix("/status/") {
+                Some(code) => match code.parse::<u64>() {
+                    Ok(n) => Outcome::Status(u16::try_from(n).unwrap_or(u16::MAX)).into(),
+                    Err(_) => Outcome::Declined.into(),
+                },
+                None => Outcome::Declined.into(),
+            },
+        }
+    }
+}
+
+/// A plain-text response.
+fn text(ctx: &mut Context, body: String) -> Outcome {
+    ctx.response
+        .headers
+        .set("Content-Type", "text/plain; charset=utf-8");
+    ctx.response.body = Body::Bytes(body.into());
+    Outcome::Ok
+}
