@@ -91,7 +91,7 @@ pub(crate) struct ConnIo {
     version: Version,
     /// The connection closes after this response.
     pub close: bool,
-    server_header: Vec<u8>,
+    server_header: Rc<[u8]>,
 }
 
 impl ConnIo {
@@ -112,7 +112,7 @@ impl ConnIo {
             is_head: false,
             version: Version::Http11,
             close: false,
-            server_header: Vec::new(),
+            server_header: Rc::from(&b""[..]),
         }
     }
 
@@ -743,7 +743,12 @@ async fn wait_for_request(worker: &WorkerRt, io: &mut ConnIo, server: usize, ser
         let notified = worker.shutdown.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if worker.shutting_down.get() {
+        // A new connection still gets its first request answered when
+        // shutdown begins after it was accepted: its client could not know
+        // and cannot safely retry (nginx does the same). Only idle
+        // keep-alive connections are closed at once.
+        let idle = served > 0;
+        if idle && worker.shutting_down.get() {
             return false;
         }
         io.buf.reserve(READ_BUFFER);
@@ -757,7 +762,7 @@ async fn wait_for_request(worker: &WorkerRt, io: &mut ConnIo, server: usize, ser
         tokio::select! {
             r = io.stream.readable() => if r.is_err() { return false },
             _ = tokio::time::sleep_until(deadline) => return false,
-            _ = &mut notified => return false,
+            _ = &mut notified, if idle => return false,
         }
     }
 }
@@ -809,7 +814,7 @@ async fn request_cycle(
         .unwrap_or(0);
     let location = server.locations[location_index].clone();
 
-    io.server_header.clone_from(&server.server_header);
+    io.server_header = server.server_header.clone();
     io.version = head.version();
     io.is_head = head.method() == "HEAD";
     io.head_sent = false;
@@ -909,8 +914,7 @@ async fn read_head(
 async fn reject(worker: &WorkerRt, mut io: ConnIo, server: usize, status: u16) {
     io.close = true;
     io.version = Version::Http11;
-    io.server_header
-        .clone_from(&worker.servers[server].server_header);
+    io.server_header = worker.servers[server].server_header.clone();
     let body = default_error_page(status, None);
     let mut headers = crate::plugin::Headers::default();
     headers.set("Content-Type", "text/html; charset=utf-8");

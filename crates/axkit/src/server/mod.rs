@@ -180,6 +180,12 @@ pub(crate) fn run_worker(
     listeners: Vec<(SocketAddr, std::net::TcpListener)>,
     ready: impl FnOnce(),
 ) -> ExitCode {
+    // A panic in a hook is caught and answered with a 500 by the hook
+    // runner; this puts the panic's message and location in the log format
+    // instead of Rust's raw "thread 'main' panicked" text.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("{}", log_line(Level::Error, &format!("panic: {info}")));
+    }));
     let addrs: Vec<SocketAddr> = listeners.iter().map(|(a, _)| *a).collect();
     let worker = match worker::WorkerRt::new(Arc::new(config), catalog, &addrs) {
         Ok(w) => std::rc::Rc::new(w),

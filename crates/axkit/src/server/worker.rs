@@ -89,7 +89,7 @@ pub(crate) struct ServerRt {
     pub keepalive: bool,
     pub max_keepalive_requests: u64,
     /// Pre-serialised `Server: …\r\n`, empty when switched off.
-    pub server_header: Vec<u8>,
+    pub server_header: Rc<[u8]>,
 }
 
 /// Everything a worker shares between its connections.
@@ -170,7 +170,7 @@ impl WorkerRt {
                 keepalive: root.flag("KeepAlive"),
                 max_keepalive_requests: root.int("MaxKeepAliveRequests").unwrap_or(1000).max(0)
                     as u64,
-                server_header,
+                server_header: Rc::from(server_header),
             });
         }
         let listener_servers = listeners
