@@ -355,7 +355,7 @@ fn unreadable_include() {
     if unsafe { libc::geteuid() } != 0 {
         use std::os::unix::fs::PermissionsExt;
         let secret = dir.write("secret.conf", "Workers 1\n");
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0)).unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
         let file = dir.write(
             "u.conf",
             "Include secret.conf\n<Server>\n    Listen 127.0.0.1:0\n</Server>\n",

@@ -282,9 +282,13 @@ fn scan_head(data: &[u8], limits: &Limits) -> Result<Option<Scan>, HttpError> {
         // The budget covers every field line and the final empty line.
         let used = pos - line_end;
         let budget = limits.max_header_bytes.saturating_sub(used);
+        // Wait for the first byte of a line before judging it, even if the
+        // budget is already spent: which error we give must not depend on
+        // where the input happened to be split.
         match rest.get(pos) {
+            None => return Ok(None),
             Some(b' ' | b'\t') => return Err(E_OBS_FOLD),
-            Some(b'\r' | b'\n') | None => {}
+            Some(b'\r' | b'\n') => {}
             Some(_) => {
                 fields += 1;
                 if fields > limits.max_headers {

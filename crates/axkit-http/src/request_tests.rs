@@ -770,3 +770,22 @@ fn unusual_but_visible_target_bytes_accepted() {
     assert_eq!(h.path(), "/a\"<>\\^`{|}[]b");
     assert_eq!(h.query(), Some("q=|x|"));
 }
+
+#[test]
+fn same_error_whatever_the_split_when_budget_is_spent() {
+    // Found by the request_head fuzzer: with the header budget used up exactly
+    // at a line start, a read ending there must not decide "too large" before
+    // the next byte shows a field that is one too many.
+    let limits = Limits {
+        max_request_line: 48,
+        max_header_bytes: 12,
+        max_headers: 2,
+    };
+    let raw = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+    let mut buf = BytesMut::from(&raw[..28]);
+    assert!(matches!(parse_request_head(&mut buf, &limits), Ok(None)));
+    assert_eq!(
+        parse_with(raw, &limits).unwrap_err(),
+        HttpError::new(431, "too many header fields")
+    );
+}

@@ -50,13 +50,22 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// Let the socket survive exec into a worker.
-fn make_inheritable(listener: &TcpListener) -> std::io::Result<()> {
+/// Let the socket survive exec into a worker (`inherit`), or not. Every
+/// listening socket of the master is close-on-exec except while the worker
+/// it is meant for is being started: otherwise each worker (and each CGI
+/// process it starts) would also inherit sockets it was not given, such as
+/// those of an address a reload has dropped.
+fn set_inheritable(listener: &TcpListener, inherit: bool) -> std::io::Result<()> {
     let fd = listener.as_raw_fd();
     // SAFETY: plain fcntl calls on a descriptor we own.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFD);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+        let flags = if inherit {
+            flags & !libc::FD_CLOEXEC
+        } else {
+            flags | libc::FD_CLOEXEC
+        };
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags) < 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
@@ -90,7 +99,6 @@ fn bind_all(
                 .map_err(|e| format!("cannot reuse socket for {addr}: {e}"))?,
             None => bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?,
         };
-        make_inheritable(&listener).map_err(|e| format!("socket for {addr}: {e}"))?;
         out.push((addr, listener));
     }
     Ok(out)
@@ -173,16 +181,28 @@ impl Master<'_> {
             .map(|(addr, l)| format!("{}={}", l.as_raw_fd(), addr))
             .collect::<Vec<_>>()
             .join(",");
-        let mut child: Child = Command::new(exe)
-            .arg("--worker")
-            .args(&self.worker_args)
-            .env(LISTEN_ENV, fds)
-            .env(WORKER_ENV, "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start worker: {e}"))?;
+        // Only these sockets, and only for this exec. The master is one
+        // thread, so no other process starts in between.
+        let inherit = |on: bool| {
+            listeners
+                .iter()
+                .try_for_each(|(_, l)| set_inheritable(l, on))
+                .map_err(|e| format!("cannot pass listening sockets to a worker: {e}"))
+        };
+        let spawned = inherit(true).and_then(|()| {
+            Command::new(exe)
+                .arg("--worker")
+                .args(&self.worker_args)
+                .env(LISTEN_ENV, fds)
+                .env(WORKER_ENV, "1")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| format!("cannot start worker: {e}"))
+        });
+        let _ = inherit(false);
+        let mut child: Child = spawned?;
         let pid = child.id().unwrap_or(0);
         let stdin = child.stdin.take().ok_or("worker has no stdin pipe")?;
         let stdout = child.stdout.take().ok_or("worker has no stdout pipe")?;
@@ -339,6 +359,10 @@ impl Master<'_> {
         for w in self.workers.values() {
             signal_pid(w.pid, libc::SIGTERM);
         }
+        // Workers close theirs as they stop accepting; once ours are closed
+        // too, new connections are refused rather than left unanswered in
+        // the backlog until we exit.
+        self.listeners.clear();
         let limit = self
             .config
             .global

@@ -498,6 +498,9 @@ pub(crate) async fn serve(
     stop.await;
     worker.shutting_down.set(true);
     worker.shutdown.notify_waiters();
+    // A connection accepted in the last turn is spawned but not yet polled,
+    // so not counted in `active`: let it start before counting.
+    tokio::task::yield_now().await;
     let limit = worker
         .config
         .global
