@@ -14,6 +14,10 @@
 //!   head is already out, so the client gets a truncated response and the
 //!   connection closes;
 //! - `/body`: reads the whole request body and answers its length;
+//! - `/redirect?URI`: internal redirect to URI (`/redirect?/redirect?/x`
+//!   chains); `/redirect-404?URI`: the same, keeping status 404, as an
+//!   ErrorDocument would;
+//! - `/notes`: answers the method, the path and the `redirect.*` notes;
 //! - anything else: Declined.
 //!
 //! Hook `post_read_request`: panics when the request has `X-Panic-Early: 1`.
@@ -90,6 +94,26 @@ impl Plugin for Faults {
                     Err(e) => e.into(),
                 }
             }),
+            "/redirect" | "/redirect-404" => {
+                let target = ctx.request.query().unwrap_or("").to_string();
+                if path == "/redirect" {
+                    ctx.internal_redirect(&target);
+                } else {
+                    ctx.internal_redirect_with_status(&target, 404);
+                }
+                Outcome::Done.into()
+            }
+            "/notes" => {
+                let note = |k: &str| ctx.notes.get(k).cloned().unwrap_or_default();
+                let body = format!(
+                    "{} {} from={} status={}\n",
+                    ctx.request.method(),
+                    ctx.request.uri(),
+                    note("redirect.uri"),
+                    note("redirect.status")
+                );
+                text(ctx, body).into()
+            }
             _ => match path.strip_prefix("/status/") {
                 Some(code) => match code.parse::<u64>() {
                     Ok(n) => Outcome::Status(u16::try_from(n).unwrap_or(u16::MAX)).into(),

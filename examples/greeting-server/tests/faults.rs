@@ -500,3 +500,52 @@ fn body_over_max_request_body() {
     req.extend_from_slice(&[b'a'; 100]);
     assert_eq!(parse(&srv.raw(&req).0).unwrap().text(), "100");
 }
+
+#[test]
+fn internal_redirects() {
+    let mut srv = Server::start("");
+    // A GET of the new URI through the whole walk, with notes saying where
+    // it came from; the POST body is dropped and the connection stays usable.
+    let r = srv.get("/redirect?/notes?a=1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "GET /notes?a=1 from=/redirect?/notes?a=1 status=200\n"
+    );
+    let mut s = srv.connect();
+    s.write_all(b"POST /redirect?/notes HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        .unwrap();
+    let first = read_one(&mut s);
+    assert_eq!(
+        first.text(),
+        "GET /notes from=/redirect?/notes status=200\n"
+    );
+    s.write_all(b"GET /notes HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let second = read_one(&mut s);
+    assert_eq!(second.text(), "GET /notes from= status=\n");
+    // Chains work; the status can be imposed (ErrorDocument style).
+    let r = srv.get("/redirect?/redirect-404?/notes");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(
+        r.text()
+            .starts_with("GET /notes from=/redirect-404?/notes status=404"),
+        "{}",
+        r.text()
+    );
+    // A loop ends with 500 and a log line; so does a target that is not a path.
+    let r = srv.get("/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/notes");
+    assert_eq!(r.status, 500, "{}", r.text());
+    srv.wait_log(&["more than 10 internal redirects"]);
+    let r = srv.get("/redirect?http://elsewhere/");
+    assert_eq!(r.status, 500, "{}", r.text());
+    srv.wait_log(&["internal redirect to an invalid URI"]);
+    // HEAD stays bodiless through a redirect.
+    let (bytes, _) =
+        srv.raw(b"HEAD /redirect?/notes HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("\r\n\r\n"),
+        "{text}"
+    );
+}

@@ -263,6 +263,11 @@ pub struct Context {
     pub(crate) location: Rc<LocationRt>,
     pub(crate) worker: Rc<WorkerRt>,
     pub(crate) server: usize,
+    /// An internal redirect asked for by a hook: the URI, and the status
+    /// the final response must carry (ErrorDocument), if any.
+    pub(crate) redirect: Option<(String, Option<u16>)>,
+    /// The status an internal redirect imposed on this response.
+    pub(crate) status_override: Option<u16>,
 }
 
 impl Context {
@@ -291,7 +296,25 @@ impl Context {
             location,
             worker,
             server,
+            redirect: None,
+            status_override: None,
         }
+    }
+
+    /// Serve `uri` (a local path, with an optional query) instead of this
+    /// request, once the current hook returns (return `Outcome::Done`): the
+    /// core runs it as a fresh GET through the whole walk in the same
+    /// `<Server>`, keeping the request headers and notes and dropping the
+    /// request body. Notes `redirect.uri` and `redirect.status` tell the
+    /// new walk where it came from. At most 10 hops, then 500.
+    pub fn internal_redirect(&mut self, uri: &str) {
+        self.redirect = Some((uri.to_string(), None));
+    }
+
+    /// Like [`Context::internal_redirect`], but the final response carries
+    /// `status` (an error page served with the original error's status).
+    pub fn internal_redirect_with_status(&mut self, uri: &str, status: u16) {
+        self.redirect = Some((uri.to_string(), Some(status)));
     }
 
     /// The merged configuration of the matched `<Location>` (or Server).

@@ -24,7 +24,7 @@ use tokio::time::timeout;
 
 use crate::plugin::{Body, BodyChunk, ConnInfo, Context, Hook, Level, Outcome, Request};
 use crate::server::worker::{
-    run_body_data, run_conn_hook, run_hook, run_write_body_data, WorkerRt,
+    run_body_data, run_conn_hook, run_hook, run_write_body_data, LocationRt, WorkerRt,
 };
 
 /// Bodies up to this size are read into memory and sent in the same write
@@ -33,6 +33,8 @@ const SMALL_FILE: u64 = 32 * 1024;
 /// How much unread request body we read and discard to keep a connection
 /// alive, rather than closing it.
 const MAX_DRAIN: u64 = 256 * 1024;
+/// How many internal redirects one request may chain.
+const MAX_REDIRECTS: u32 = 10;
 /// Read buffer size for a request head (grows up to MaxHeaderSize).
 const READ_BUFFER: usize = 4096;
 /// A fast client may not keep the worker to itself: yield to other
@@ -91,6 +93,10 @@ pub(crate) struct ConnIo {
     version: Version,
     /// The connection closes after this response.
     pub close: bool,
+    /// An internal redirect made this a GET without a body: reads see none
+    /// (the original body, if any, is still drained or the connection
+    /// closed).
+    body_detached: bool,
     server_header: Rc<[u8]>,
 }
 
@@ -112,6 +118,7 @@ impl ConnIo {
             is_head: false,
             version: Version::Http11,
             close: false,
+            body_detached: false,
             server_header: Rc::from(&b""[..]),
         }
     }
@@ -308,6 +315,9 @@ impl Context {
     /// closed after the response; return the error as the hook's outcome.
     pub async fn read_body(&mut self) -> Result<Option<Bytes>, BodyError> {
         let io = &mut self.io;
+        if io.body_detached {
+            return Ok(None);
+        }
         if io.expect_continue {
             io.expect_continue = false;
             if !io.head_sent {
@@ -441,6 +451,12 @@ impl Context {
     /// Last chance to decide that the connection closes after this
     /// response, so that the head can say so.
     fn decide_close(&mut self) {
+        // An ErrorDocument page is served with the original error status.
+        if let Some(status) = self.status_override {
+            if !self.io.head_sent && self.response.status == 200 {
+                self.response.status = status;
+            }
+        }
         // Draining: let clients move to a worker that stays.
         if self.worker.shutting_down.get() {
             self.io.close = true;
@@ -806,13 +822,7 @@ async fn request_cycle(
             return None;
         }
     };
-    let node = worker.config.servers[server_index].location_for(&decoded);
-    let location_index = worker.config.servers[server_index]
-        .locations
-        .iter()
-        .position(|n| std::ptr::eq(n, node))
-        .unwrap_or(0);
-    let location = server.locations[location_index].clone();
+    let location = location_rt(&worker, server_index, &decoded);
 
     io.server_header = server.server_header.clone();
     io.version = head.version();
@@ -826,6 +836,7 @@ async fn request_cycle(
     io.body_timeout = location.body_timeout;
     io.send_timeout = location.send_timeout;
     io.expect_continue = head.expects_continue();
+    io.body_detached = false;
     io.close = !(head.keep_alive()
         && server.keepalive
         && (server.max_keepalive_requests == 0 || served + 1 < server.max_keepalive_requests)
@@ -862,6 +873,7 @@ async fn request_cycle(
     } else {
         walk(&mut ctx).await;
     }
+    follow_redirects(&mut ctx).await;
 
     if !ctx.location.chain(Hook::ResponseSent).is_empty()
         && run_hook(&mut ctx, Hook::ResponseSent).await == Outcome::Done
@@ -877,6 +889,103 @@ async fn request_cycle(
         return None;
     }
     Some(io)
+}
+
+/// The runtime of the `<Location>` that `decoded` falls in.
+fn location_rt(worker: &WorkerRt, server: usize, decoded: &str) -> Rc<LocationRt> {
+    let config = &worker.config.servers[server];
+    let node = config.location_for(decoded);
+    let index = config
+        .locations
+        .iter()
+        .position(|n| std::ptr::eq(n, node))
+        .unwrap_or(0);
+    worker.servers[server].locations[index].clone()
+}
+
+/// Internal redirects chained by hooks (`ctx.internal_redirect`): each is
+/// a fresh GET walk of the new URI, at most `MAX_REDIRECTS` deep.
+async fn follow_redirects(ctx: &mut Context) {
+    let mut hops = 0;
+    while let Some((target, status)) = ctx.redirect.take() {
+        if ctx.io.head_sent {
+            break;
+        }
+        hops += 1;
+        let request = match redirected_request(&ctx.request, &target) {
+            Some(r) if hops <= MAX_REDIRECTS => r,
+            other => {
+                let why = if other.is_some() {
+                    "more than 10 internal redirects"
+                } else {
+                    "internal redirect to an invalid URI"
+                };
+                let msg = format!("{}: {why}: {target:?}", ctx.request.request_line());
+                ctx.log(Level::Error, &msg);
+                ctx.redirect = None;
+                ctx.status_override = None;
+                ctx.response.headers.clear();
+                // A loop can only end here: no more hops from error hooks.
+                hops = MAX_REDIRECTS;
+                error_response(ctx, 500).await;
+                continue;
+            }
+        };
+        let from_status = status.unwrap_or(ctx.response.status);
+        ctx.notes
+            .insert("redirect.uri".into(), ctx.request.uri().to_string());
+        ctx.notes
+            .insert("redirect.status".into(), from_status.to_string());
+        ctx.location = location_rt(&ctx.worker, ctx.server, &request.decoded_path);
+        ctx.request = request;
+        ctx.response = Default::default();
+        ctx.filename = None;
+        ctx.path_info.clear();
+        ctx.metadata = None;
+        ctx.file = None;
+        ctx.failure = None;
+        ctx.status_override = status;
+        ctx.io.body_detached = true;
+        ctx.io.expect_continue = false;
+        walk(ctx).await;
+    }
+}
+
+/// The request an internal redirect to `target` makes: a GET of `target`
+/// with the original headers (minus body framing), parsed and normalised
+/// like a request from the wire.
+fn redirected_request(old: &Request, target: &str) -> Option<Request> {
+    if !target.starts_with('/') {
+        return None;
+    }
+    let mut raw = Vec::with_capacity(old.head.head_bytes().len() + target.len());
+    raw.extend_from_slice(b"GET ");
+    raw.extend_from_slice(target.as_bytes());
+    raw.push(b' ');
+    raw.extend_from_slice(old.version().as_str().as_bytes());
+    raw.extend_from_slice(b"\r\n");
+    for (name, value) in old.headers() {
+        if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("expect")
+        {
+            continue;
+        }
+        axkit_http::write_header(&mut raw, name, value);
+    }
+    raw.extend_from_slice(b"\r\n");
+    let limits = axkit_http::Limits {
+        max_request_line: raw.len(),
+        max_header_bytes: raw.len(),
+        max_headers: old.headers().count() + 1,
+    };
+    let head = axkit_http::parse_request_head(&mut BytesMut::from(&raw[..]), &limits).ok()??;
+    let decoded_path = crate::server::uri::normalize_path(head.path())?;
+    Some(Request {
+        head,
+        decoded_path,
+        started: old.started,
+    })
 }
 
 /// Read until a complete head is buffered. Ok(None): the peer closed or
@@ -982,6 +1091,10 @@ async fn walk(ctx: &mut Context) {
 
 /// Send whatever the plugins produced.
 async fn finish(ctx: &mut Context) {
+    if ctx.redirect.is_some() && !ctx.io.head_sent {
+        // An internal redirect answers instead (see `follow_redirects`).
+        return;
+    }
     ctx.decide_close();
     let result = if ctx.io.head_sent {
         ctx.finish_stream().await
@@ -1048,7 +1161,7 @@ pub(crate) async fn error_response(ctx: &mut Context, status: u16) {
             _ => ctx.response.status = status,
         }
     }
-    if ctx.io.head_sent {
+    if ctx.io.head_sent || ctx.redirect.is_some() {
         return finish(ctx).await;
     }
     if !handled {
