@@ -409,13 +409,10 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::server::event_loop() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("axkit: cannot start the event loop: {e}");
+            eprintln!("axkit: {e}");
             return ExitCode::FAILURE;
         }
     };

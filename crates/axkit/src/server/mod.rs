@@ -15,10 +15,11 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::{self, Config, ConfigError, Directive, PluginCatalog, Source};
-use crate::plugin::{Level, PluginSpec};
+use crate::plugin::{Level, Plugin, PluginInit, PluginSpec};
 
 /// Set in a worker's environment: it was started by a master.
 pub(crate) const WORKER_ENV: &str = "AXKIT_WORKER";
@@ -26,10 +27,38 @@ pub(crate) const WORKER_ENV: &str = "AXKIT_WORKER";
 /// the address as configured (it may have port 0).
 pub(crate) const LISTEN_ENV: &str = "AXKIT_LISTEN_FDS";
 
-/// The plugins a binary knows, built-in and added.
+/// Where plugins that are not compiled in come from: a script host (such
+/// as `axkit-lua`) registered with [`Server::source`]. The `axkit` crate
+/// cannot depend on its script hosts, so they plug in through this trait.
+/// A source lives in one thread (a worker, or the master while it loads a
+/// config), so it may keep per-worker state such as an interpreter.
+pub trait PluginSource {
+    /// The name that owns [`directives`](Self::directives) in errors and
+    /// `axkit --directives` (e.g. `lua`).
+    fn name(&self) -> &'static str;
+    /// The source's own directives (e.g. `LuaTimeLimit`), known without
+    /// reading the config, like a built-in plugin's.
+    fn directives(&self) -> Vec<Directive>;
+    /// Look for plugin `name` in `plugin_dirs`: Ok(Some(its directives)) if
+    /// found, Ok(None) if not, Err(message with file:line) if it is broken.
+    /// Called whenever a config is loaded (start-up, `--check`, reload).
+    fn find(&self, name: &str, plugin_dirs: &[PathBuf]) -> Result<Option<Vec<Directive>>, String>;
+    /// Instantiate plugin `name` (already found by `find`, or the source's
+    /// own [`name`](Self::name)) in this worker.
+    fn create(
+        &self,
+        name: &str,
+        plugin_dirs: &[PathBuf],
+        init: &PluginInit,
+    ) -> Result<Rc<dyn Plugin>, String>;
+}
+
+/// The plugins a binary knows, built-in and added, and the sources of
+/// script plugins.
 #[derive(Clone, Default)]
 pub struct Catalog {
     specs: Vec<PluginSpec>,
+    sources: Vec<Rc<dyn PluginSource>>,
 }
 
 impl Catalog {
@@ -45,6 +74,24 @@ impl Catalog {
     pub fn specs(&self) -> &[PluginSpec] {
         &self.specs
     }
+
+    /// Instantiate a plugin that is not compiled in, from the first source
+    /// that finds it.
+    pub(crate) fn create_from_source(
+        &self,
+        name: &str,
+        plugin_dirs: &[PathBuf],
+        init: &PluginInit,
+    ) -> Result<Rc<dyn Plugin>, String> {
+        for source in &self.sources {
+            // `Plugin NAME` with a source's own name loads the source itself
+            // (so that its directives may be used).
+            if source.name() == name || source.find(name, plugin_dirs)?.is_some() {
+                return source.create(name, plugin_dirs, init);
+            }
+        }
+        Err(format!("plugin `{name}` is not built into this binary"))
+    }
 }
 
 impl PluginCatalog for Catalog {
@@ -52,14 +99,20 @@ impl PluginCatalog for Catalog {
         self.specs
             .iter()
             .map(|s| (s.name.to_string(), (s.directives)()))
+            .chain(
+                self.sources
+                    .iter()
+                    .map(|s| (s.name().to_string(), s.directives())),
+            )
             .collect()
     }
 
-    fn find(
-        &self,
-        _name: &str,
-        _plugin_dirs: &[PathBuf],
-    ) -> Result<Option<Vec<Directive>>, String> {
+    fn find(&self, name: &str, plugin_dirs: &[PathBuf]) -> Result<Option<Vec<Directive>>, String> {
+        for source in &self.sources {
+            if let Some(directives) = source.find(name, plugin_dirs)? {
+                return Ok(Some(directives));
+            }
+        }
         Ok(None)
     }
 }
@@ -95,6 +148,13 @@ impl Server {
     /// one of the same name).
     pub fn plugin(mut self, spec: PluginSpec) -> Server {
         self.catalog.add(spec);
+        self
+    }
+
+    /// Add a source of script plugins (searched, in the order added, for a
+    /// `Plugin NAME` that is not compiled in).
+    pub fn source(mut self, source: impl PluginSource + 'static) -> Server {
+        self.catalog.sources.push(Rc::new(source));
         self
     }
 
@@ -194,16 +254,10 @@ pub(crate) fn run_worker(
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match event_loop() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!(
-                "{}",
-                log_line(Level::Crit, &format!("cannot start the event loop: {e}"))
-            );
+            eprintln!("{}", log_line(Level::Crit, &e));
             return ExitCode::FAILURE;
         }
     };
@@ -211,4 +265,12 @@ pub(crate) fn run_worker(
     let sockets = listeners.into_iter().map(|(_, l)| l).collect();
     local.block_on(&runtime, worker::serve(worker, sockets, ready));
     ExitCode::SUCCESS
+}
+
+/// A process's event loop: one thread (DESIGN.md, "Process model").
+pub(crate) fn event_loop() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the event loop: {e}"))
 }
