@@ -1,5 +1,8 @@
-//! The stock `axkit` command: the server with every built-in plugin.
+//! The stock `axkit` command: the server with every built-in plugin, and
+//! Lua script plugins found through `PluginDir`.
 
 fn main() -> std::process::ExitCode {
-    axkit::Server::new().main()
+    axkit::Server::new()
+        .source(axkit_lua::LuaSource::new())
+        .main()
 }

@@ -74,7 +74,7 @@ pub(crate) fn main(catalog: Catalog) -> ExitCode {
         None => builtin_config(),
     };
     if cli.directives {
-        return print_directives(&catalog);
+        return print_directives(&catalog, cli.config.is_some().then_some(&source));
     }
     if cli.check {
         return match load_config(&source, &catalog) {
@@ -153,16 +153,32 @@ fn worker_main(catalog: &Catalog, source: &Source) -> ExitCode {
     })
 }
 
-fn print_directives(catalog: &Catalog) -> ExitCode {
-    let mut registry = Registry::new();
-    for (plugin, directives) in catalog.builtin() {
-        for d in directives {
-            if let Err(e) = registry.add(&plugin, d) {
-                eprintln!("axkit: {e}");
+/// Every directive of the binary's plugins; with `-c FILE`, also those that
+/// the config's script plugins declare.
+fn print_directives(catalog: &Catalog, config: Option<&Source>) -> ExitCode {
+    let registry = match config {
+        // The loaded config's registry has every directive: core, built-in
+        // plugins and script plugins.
+        Some(source) => match load_config(source, catalog) {
+            Ok(config) => config.registry,
+            Err(errors) => {
+                report_errors(&errors);
                 return ExitCode::FAILURE;
             }
+        },
+        None => {
+            let mut registry = Registry::new();
+            for (plugin, directives) in catalog.builtin() {
+                for d in directives {
+                    if let Err(e) = registry.add(&plugin, d) {
+                        eprintln!("axkit: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            std::sync::Arc::new(registry)
         }
-    }
+    };
     let mut rows: Vec<_> = registry.iter().collect();
     rows.sort_by(|a, b| (a.2, a.1.name.to_lowercase()).cmp(&(b.2, b.1.name.to_lowercase())));
     let mut out = std::io::stdout().lock();

@@ -15,4 +15,4 @@ pub mod server;
 pub use plugin::{
     hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin, PluginInit, PluginSpec,
 };
-pub use server::Server;
+pub use server::{PluginSource, Server};

@@ -23,4 +23,7 @@ pub use directive::{Args, Directive, Merge, Scopes, ValueType};
 pub use load::{load, Config, ConfigError, LocationNode, PluginCatalog, ServerConfig, Source};
 pub use registry::{core_directives, DirectiveId, Registry};
 pub use syntax::{parse as parse_syntax, Node};
+/// For plugins that parse a typed value inside a larger argument
+/// (`Expires access+1h`).
+pub(crate) use value::parse_value;
 pub use value::{BlockLine, LocationConfig, Setting, Value};

@@ -237,6 +237,21 @@ pub struct Failure {
     pub message: String,
 }
 
+/// Logs through the `logging` hooks of one request's chain, after the
+/// request is over (see [`Context::logger`]).
+pub struct Logger {
+    worker: Rc<WorkerRt>,
+    location: Rc<LocationRt>,
+    peer: SocketAddr,
+}
+
+impl Logger {
+    pub fn log(&self, level: Level, message: &str) {
+        self.worker
+            .log_via(&self.location, level, message, Some(self.peer));
+    }
+}
+
 /// Everything a hook sees of one request.
 pub struct Context {
     pub request: Request,
@@ -351,6 +366,17 @@ impl Context {
     pub fn log(&self, level: Level, message: &str) {
         self.worker
             .log_via(&self.location, level, message, Some(self.conn.peer));
+    }
+
+    /// A handle that logs as [`Context::log`] does, for work a plugin
+    /// finishes in a task of its own after the request is over (reaping a
+    /// CGI process and logging what it still says).
+    pub fn logger(&self) -> Logger {
+        Logger {
+            worker: self.worker.clone(),
+            location: self.location.clone(),
+            peer: self.conn.peer,
+        }
     }
 
     /// Whether the response head has gone out (headers can no longer change).

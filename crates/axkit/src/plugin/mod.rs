@@ -13,7 +13,7 @@ mod context;
 mod log;
 
 pub use context::{
-    Body, BodyChunk, ConnInfo, Context, Failure, Headers, OpenFile, Request, Response,
+    Body, BodyChunk, ConnInfo, Context, Failure, Headers, Logger, OpenFile, Request, Response,
 };
 pub use log::{Level, LogRecord};
 

@@ -13,6 +13,9 @@
 //! The built-in table is `mime_guess`'s; text types get `charset=utf-8`
 //! the way browsers expect for modern files.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::config::{Args, Directive, Value, ValueType};
@@ -34,10 +37,34 @@ fn directives() -> Vec<Directive> {
 }
 
 fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
-    Ok(Rc::new(FastMimeMap))
+    Ok(Rc::new(FastMimeMap {
+        builtin: RefCell::new(HashMap::new()),
+    }))
 }
 
-struct FastMimeMap;
+struct FastMimeMap {
+    /// Built-in table lookups already made, with the charset added, so
+    /// the hot path neither searches the table nor allocates. Only
+    /// extensions the table knows are kept: at most one entry per known
+    /// extension, each interned once per worker.
+    builtin: RefCell<HashMap<String, &'static str>>,
+}
+
+impl FastMimeMap {
+    fn builtin_type(&self, ext: &str) -> Option<&'static str> {
+        if let Some(t) = self.builtin.borrow().get(ext) {
+            return Some(t);
+        }
+        let t = mime_guess::from_ext(ext).first_raw()?;
+        let t: &'static str = if t.starts_with("text/") || t == "application/javascript" {
+            Box::leak(format!("{t}; charset=utf-8").into_boxed_str())
+        } else {
+            t
+        };
+        self.builtin.borrow_mut().insert(ext.to_string(), t);
+        Some(t)
+    }
+}
 
 impl Plugin for FastMimeMap {
     fn hooks(&self) -> Hooks {
@@ -53,7 +80,11 @@ impl Plugin for FastMimeMap {
         else {
             return Outcome::Declined.into();
         };
-        let ext = ext.to_ascii_lowercase();
+        let ext: Cow<str> = if ext.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(ext.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(ext)
+        };
         let configured = ctx
             .config()
             .settings("MimeType")
@@ -67,13 +98,10 @@ impl Plugin for FastMimeMap {
                 }
                 _ => None,
             });
-        let content_type = match configured {
-            Some(t) => t,
-            None => match mime_guess::from_ext(&ext).first_raw() {
-                Some(t) if t.starts_with("text/") || t == "application/javascript" => {
-                    format!("{t}; charset=utf-8")
-                }
-                Some(t) => t.to_string(),
+        let content_type: Cow<'static, str> = match configured {
+            Some(t) => Cow::Owned(t),
+            None => match self.builtin_type(&ext) {
+                Some(t) => Cow::Borrowed(t),
                 None => return Outcome::Declined.into(),
             },
         };

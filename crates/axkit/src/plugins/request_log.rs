@@ -1,5 +1,5 @@
-//! `request_log`: one line per request in the Combined Log Format
-//! (hook `response_sent`), the format every log analyser reads:
+//! `request_log`: one line per request (hook `response_sent`), by default
+//! in the Combined Log Format that every log analyser reads:
 //!
 //! ```text
 //! 127.0.0.1 - - [26/Nov/2026:05:59:01 +0000] "GET / HTTP/1.1" 200 512 "-" "curl/8.0"
@@ -7,14 +7,24 @@
 //!
 //! Directives:
 //! - `RequestLog PATH` (any scope): the file to append to; `-` is stdout.
+//! - `RequestLogFormat FORMAT` (any scope, default `combined`): `combined`,
+//!   `common`, or Apache `LogFormat` tokens: `%h` client address, `%a`
+//!   (same), `%l` (always `-`), `%u` user, `%t` time, `%r` request line,
+//!   `%>s`/`%s` status, `%b` body bytes (`-` for none), `%B` (`0` for
+//!   none), `%{Name}i` request header, `%{Name}o` response header,
+//!   `%{name}n` note, `%D` time taken in microseconds, `%T` in seconds,
+//!   `%m` method, `%U` path, `%q` query (with its `?`), `%H` protocol,
+//!   `%v` server name, `%p` local port, `%%`.
 //!
 //! ```text
-//! Plugin     request_log
-//! RequestLog logs/access_log
+//! Plugin           request_log
+//! RequestLog       logs/access_log
+//! RequestLogFormat "%h %t \"%r\" %>s %b %D"
 //! ```
 //!
 //! Files are opened with O_APPEND and each line is one write, so workers
-//! never interleave; SIGUSR1 reopens them.
+//! never interleave. The writes happen on a thread of their own, so a slow
+//! disk never blocks the event loop; SIGUSR1 reopens the files.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -28,6 +38,9 @@ use crate::plugin::{
 };
 use crate::plugins::sink::Sink;
 
+const COMBINED: &str = "%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\"";
+const COMMON: &str = "%h %l %u %t \"%r\" %>s %b";
+
 pub fn spec() -> PluginSpec {
     PluginSpec {
         name: "request_log",
@@ -37,18 +50,47 @@ pub fn spec() -> PluginSpec {
 }
 
 fn directives() -> Vec<Directive> {
-    vec![Directive::new("RequestLog", ValueType::Path)
-        .doc("File for the access log in Combined Log Format; - is stdout")]
+    vec![
+        Directive::new("RequestLog", ValueType::Path)
+            .doc("File for the access log (see RequestLogFormat); - is stdout"),
+        Directive::new("RequestLogFormat", ValueType::String)
+            .default("combined")
+            .doc("Access log line: combined, common, or Apache LogFormat tokens (%h %t %r %>s %b %D...)"),
+    ]
 }
 
-fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+/// Every format is compiled once here, so a bad token stops the server
+/// with file and line instead of producing broken lines.
+fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    let mut formats = HashMap::new();
+    let scopes = std::iter::once(&init.config.global).chain(
+        init.config
+            .servers
+            .iter()
+            .flat_map(|s| s.locations.iter().map(|l| &l.config)),
+    );
+    for config in scopes {
+        for setting in config.settings("RequestLogFormat") {
+            if let Some(text) = setting.args.first().and_then(|v| v.as_str()) {
+                if !formats.contains_key(text) {
+                    let tokens = compile(text).map_err(|e| {
+                        format!("{}:{}: RequestLogFormat: {e}", setting.file, setting.line)
+                    })?;
+                    formats.insert(text.to_string(), Rc::from(tokens));
+                }
+            }
+        }
+    }
     Ok(Rc::new(RequestLog {
         sinks: RefCell::new(HashMap::new()),
+        formats,
     }))
 }
 
 struct RequestLog {
     sinks: RefCell<HashMap<PathBuf, Rc<Sink>>>,
+    /// Compiled formats by their text.
+    formats: HashMap<String, Rc<[Token]>>,
 }
 
 impl Plugin for RequestLog {
@@ -58,9 +100,14 @@ impl Plugin for RequestLog {
 
     fn response_sent<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         if let Some(path) = ctx.config().path("RequestLog") {
-            match self.sink(path) {
-                Ok(sink) => sink.write_line(combined_line(ctx).as_bytes()),
-                Err(e) => ctx.log(Level::Error, &format!("RequestLog {}: {e}", path.display())),
+            let format = ctx.config().str("RequestLogFormat").unwrap_or("combined");
+            let tokens = self.formats.get(format).cloned();
+            match (self.sink(path), tokens) {
+                (Ok(sink), Some(tokens)) => sink.write_line(render(&tokens, ctx).as_bytes()),
+                (Err(e), _) => {
+                    ctx.log(Level::Error, &format!("RequestLog {}: {e}", path.display()))
+                }
+                (_, None) => {}
             }
         }
         Outcome::Declined.into()
@@ -78,7 +125,7 @@ impl RequestLog {
         if let Some(s) = self.sinks.borrow().get(path) {
             return Ok(s.clone());
         }
-        let sink = Rc::new(Sink::open(path)?);
+        let sink = Rc::new(Sink::open_background(path)?);
         self.sinks
             .borrow_mut()
             .insert(path.to_path_buf(), sink.clone());
@@ -86,27 +133,164 @@ impl RequestLog {
     }
 }
 
-fn combined_line(ctx: &Context) -> String {
-    let bytes = ctx.body_bytes_sent();
+/// One piece of a compiled log format.
+#[derive(Debug, PartialEq)]
+enum Token {
+    Text(String),
+    ClientIp,
+    Ident,
+    User,
+    Time,
+    RequestLine,
+    Status,
+    /// `%b` (`-` for none) or `%B` (`0`).
+    Bytes {
+        dash: bool,
+    },
+    RequestHeader(String),
+    ResponseHeader(String),
+    Note(String),
+    Micros,
+    Seconds,
+    Method,
+    Path,
+    Query,
+    Protocol,
+    ServerName,
+    LocalPort,
+}
+
+/// Parse a format (or the name of a built-in one) into tokens.
+fn compile(format: &str) -> Result<Vec<Token>, String> {
+    let format = match format {
+        "combined" => COMBINED,
+        "common" => COMMON,
+        f => f,
+    };
+    let mut tokens = Vec::new();
+    let mut text = String::new();
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            text.push(c);
+            continue;
+        }
+        let mut arg = None;
+        if chars.peek() == Some(&'{') {
+            chars.next();
+            let mut name = String::new();
+            loop {
+                match chars.next() {
+                    Some('}') => break,
+                    Some(c) => name.push(c),
+                    None => return Err("unclosed %{".into()),
+                }
+            }
+            arg = Some(name);
+        }
+        // Apache's `>` / `<` (final / original request): one request here.
+        while matches!(chars.peek(), Some('>') | Some('<')) {
+            chars.next();
+        }
+        let Some(letter) = chars.next() else {
+            return Err("format ends with %".into());
+        };
+        let token = match (letter, arg) {
+            ('%', None) => {
+                text.push('%');
+                continue;
+            }
+            ('h' | 'a', None) => Token::ClientIp,
+            ('l', None) => Token::Ident,
+            ('u', None) => Token::User,
+            ('t', None) => Token::Time,
+            ('r', None) => Token::RequestLine,
+            ('s', None) => Token::Status,
+            ('b', None) => Token::Bytes { dash: true },
+            ('B', None) => Token::Bytes { dash: false },
+            ('i', Some(name)) => Token::RequestHeader(name),
+            ('o', Some(name)) => Token::ResponseHeader(name),
+            ('n', Some(name)) => Token::Note(name),
+            ('D', None) => Token::Micros,
+            ('T', None) => Token::Seconds,
+            ('m', None) => Token::Method,
+            ('U', None) => Token::Path,
+            ('q', None) => Token::Query,
+            ('H', None) => Token::Protocol,
+            ('v', None) => Token::ServerName,
+            ('p', None) => Token::LocalPort,
+            (other, _) => return Err(format!("unknown token %{other}")),
+        };
+        if !text.is_empty() {
+            tokens.push(Token::Text(std::mem::take(&mut text)));
+        }
+        tokens.push(token);
+    }
+    if !text.is_empty() {
+        tokens.push(Token::Text(text));
+    }
+    Ok(tokens)
+}
+
+/// One log line for this request.
+fn render(tokens: &[Token], ctx: &Context) -> String {
+    use std::fmt::Write;
     let req = &ctx.request;
-    format!(
-        "{} - {} [{}] \"{}\" {} {} \"{}\" \"{}\"\n",
-        ctx.conn.peer.ip(),
-        ctx.user
-            .as_deref()
-            .map(escape)
-            .unwrap_or_else(|| "-".into()),
-        clf_time(req.start_time()),
-        escape(&req.request_line()),
-        ctx.response.status,
-        if bytes == 0 {
-            "-".to_string()
-        } else {
-            bytes.to_string()
-        },
-        escape(req.header("Referer").unwrap_or("-")),
-        escape(req.header("User-Agent").unwrap_or("-")),
-    )
+    let mut out = String::with_capacity(256);
+    let dash_or = |v: Option<&str>| v.map(escape).unwrap_or_else(|| "-".into());
+    for token in tokens {
+        let _ = match token {
+            Token::Text(t) => {
+                out.push_str(t);
+                Ok(())
+            }
+            Token::ClientIp => write!(out, "{}", ctx.conn.peer.ip()),
+            Token::Ident => write!(out, "-"),
+            Token::User => write!(out, "{}", dash_or(ctx.user.as_deref())),
+            Token::Time => write!(out, "[{}]", clf_time(req.start_time())),
+            Token::RequestLine => write!(out, "{}", escape(&req.request_line())),
+            Token::Status => write!(out, "{}", ctx.response.status),
+            Token::Bytes { dash } => match ctx.body_bytes_sent() {
+                0 if *dash => write!(out, "-"),
+                n => write!(out, "{n}"),
+            },
+            Token::RequestHeader(name) => write!(out, "{}", dash_or(req.header(name))),
+            Token::ResponseHeader(name) => {
+                write!(out, "{}", dash_or(ctx.response.headers.get(name)))
+            }
+            Token::Note(name) => {
+                write!(out, "{}", dash_or(ctx.notes.get(name).map(|s| s.as_str())))
+            }
+            Token::Micros => write!(out, "{}", elapsed(req.start_time()).as_micros()),
+            Token::Seconds => write!(out, "{}", elapsed(req.start_time()).as_secs()),
+            Token::Method => write!(out, "{}", escape(req.method())),
+            Token::Path => write!(out, "{}", escape(req.path())),
+            Token::Query => match req.query() {
+                Some(q) => write!(out, "?{}", escape(q)),
+                None => Ok(()),
+            },
+            Token::Protocol => write!(out, "{}", req.version().as_str()),
+            Token::ServerName => write!(
+                out,
+                "{}",
+                escape(
+                    ctx.server()
+                        .names
+                        .first()
+                        .map(String::as_str)
+                        .or(req.host())
+                        .unwrap_or("-")
+                )
+            ),
+            Token::LocalPort => write!(out, "{}", ctx.conn.local.port()),
+        };
+    }
+    out.push('\n');
+    out
+}
+
+fn elapsed(since: SystemTime) -> std::time::Duration {
+    SystemTime::now().duration_since(since).unwrap_or_default()
 }
 
 /// Apache's escaping for logged strings: quotes, backslashes and
@@ -167,6 +351,25 @@ mod tests {
         assert_eq!(clf_time(t), "10/Oct/2000:13:55:36 +0000");
         let t = UNIX_EPOCH + Duration::from_secs(1_709_208_000); // 2024-02-29 12:00:00
         assert_eq!(clf_time(t), "29/Feb/2024:12:00:00 +0000");
+    }
+
+    #[test]
+    fn compiles_formats() {
+        assert_eq!(
+            compile("%h [%{X-Y}i] %>s 100%%").unwrap(),
+            vec![
+                Token::ClientIp,
+                Token::Text(" [".into()),
+                Token::RequestHeader("X-Y".into()),
+                Token::Text("] ".into()),
+                Token::Status,
+                Token::Text(" 100%".into()),
+            ]
+        );
+        assert_eq!(compile("combined").unwrap().len(), 18);
+        assert!(compile("%Z").is_err());
+        assert!(compile("%{Referer").is_err());
+        assert!(compile("abc %").is_err());
     }
 
     #[test]

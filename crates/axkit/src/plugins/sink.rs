@@ -1,48 +1,106 @@
 //! An append-only log destination shared by the logging plugins: a file
 //! opened with O_APPEND (so several workers can write whole lines to it
 //! without interleaving), or `-` for stdout, reopened on SIGUSR1.
+//!
+//! A sink opened with [`Sink::open_background`] hands its lines to a
+//! writer thread over a bounded queue, so a slow or stalled disk never
+//! blocks the event loop (the access log writes once per request); when
+//! the queue is full, lines are dropped and counted rather than waited
+//! for. The thread writes whatever has queued up in one `write`, and the
+//! sink flushes the queue and joins the thread when dropped.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+
+/// Lines a background sink may hold before it starts dropping them.
+const QUEUE: usize = 16 * 1024;
+/// Most bytes the writer thread gathers into one write.
+const BATCH: usize = 64 * 1024;
 
 pub(crate) struct Sink {
     path: PathBuf,
     file: RefCell<Option<File>>,
+    background: Option<Background>,
+}
+
+struct Background {
+    tx: Option<SyncSender<Message>>,
+    thread: Option<JoinHandle<()>>,
+    dropped: Cell<u64>,
+}
+
+enum Message {
+    Line(Vec<u8>),
+    Reopen,
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+fn is_stdout(path: &Path) -> bool {
+    path.as_os_str() == "-"
 }
 
 impl Sink {
-    /// Open `path` (created if missing); `-` means stdout.
+    /// Open `path` (created if missing); `-` means stdout. Lines are
+    /// written by the calling thread.
     pub fn open(path: &Path) -> io::Result<Sink> {
         let sink = Sink {
             path: path.to_path_buf(),
             file: RefCell::new(None),
+            background: None,
         };
         sink.reopen()?;
         Ok(sink)
     }
 
-    fn is_stdout(&self) -> bool {
-        self.path.as_os_str() == "-"
+    /// Open `path` (so that an error shows at once) and write its lines
+    /// from a thread of its own.
+    pub fn open_background(path: &Path) -> io::Result<Sink> {
+        let file = if is_stdout(path) {
+            None
+        } else {
+            Some(open_append(path)?)
+        };
+        let (tx, rx) = sync_channel(QUEUE);
+        let owned = path.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("axkit-log".into())
+            .spawn(move || write_loop(&owned, file, rx))?;
+        Ok(Sink {
+            path: path.to_path_buf(),
+            file: RefCell::new(None),
+            background: Some(Background {
+                tx: Some(tx),
+                thread: Some(thread),
+                dropped: Cell::new(0),
+            }),
+        })
     }
 
     /// Reopen the file (logrotate moved it away).
     pub fn reopen(&self) -> io::Result<()> {
-        if self.is_stdout() {
+        if let Some(bg) = &self.background {
+            bg.send(Message::Reopen);
             return Ok(());
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        *self.file.borrow_mut() = Some(file);
+        if is_stdout(&self.path) {
+            return Ok(());
+        }
+        *self.file.borrow_mut() = Some(open_append(&self.path)?);
         Ok(())
     }
 
-    /// Write one whole line in one syscall.
+    /// Write one whole line in one syscall (or queue it).
     pub fn write_line(&self, line: &[u8]) {
-        if self.is_stdout() {
+        if let Some(bg) = &self.background {
+            bg.send(Message::Line(line.to_vec()));
+        } else if is_stdout(&self.path) {
             let mut out = io::stdout().lock();
             let _ = out.write_all(line);
             let _ = out.flush();
@@ -50,4 +108,85 @@ impl Sink {
             let _ = file.write_all(line);
         }
     }
+}
+
+impl Background {
+    fn send(&self, message: Message) {
+        let Some(tx) = &self.tx else { return };
+        if let Err(TrySendError::Full(_)) = tx.try_send(message) {
+            let n = self.dropped.get() + 1;
+            self.dropped.set(n);
+            // Say so now and then, on stderr: the log itself is what is stuck.
+            if n.is_power_of_two() {
+                eprintln!(
+                    "{}",
+                    crate::server::log_line(
+                        crate::plugin::Level::Error,
+                        &format!("log writer behind: {n} lines dropped")
+                    )
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if let Some(bg) = &mut self.background {
+            // Closing the queue ends the thread once it has written the rest.
+            bg.tx = None;
+            if let Some(thread) = bg.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// The writer thread: gather what is queued, write it in one go.
+fn write_loop(path: &Path, mut file: Option<File>, rx: Receiver<Message>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Line(line) => batch.extend_from_slice(&line),
+                Message::Reopen => {
+                    flush(&mut file, &mut batch);
+                    if !is_stdout(path) {
+                        match open_append(path) {
+                            Ok(f) => file = Some(f),
+                            Err(e) => eprintln!(
+                                "{}",
+                                crate::server::log_line(
+                                    crate::plugin::Level::Error,
+                                    &format!("reopening {}: {e}", path.display())
+                                )
+                            ),
+                        }
+                    }
+                }
+            }
+            if batch.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        flush(&mut file, &mut batch);
+    }
+}
+
+fn flush(file: &mut Option<File>, batch: &mut Vec<u8>) {
+    if batch.is_empty() {
+        return;
+    }
+    match file {
+        Some(f) => {
+            let _ = f.write_all(batch);
+        }
+        None => {
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(batch);
+            let _ = out.flush();
+        }
+    }
+    batch.clear();
 }

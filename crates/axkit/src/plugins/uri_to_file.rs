@@ -13,7 +13,10 @@
 //!   leads outside DocumentRoot through a symlink (links inside it are fine).
 //! - `OpenFileCache N` (default 0 = off): keep up to N open files (with
 //!   their metadata, and the contents of small ones) per worker, so a hot
-//!   file costs no open/stat/read per request.
+//!   file costs no open/stat/read per request. Misses are cached too (a
+//!   flood of 404s costs no syscalls), and with the cache on, a lookup
+//!   that is not in it runs on the blocking pool, so open/stat on a cold
+//!   disk never stall the worker's other connections.
 //! - `OpenFileCacheValid DURATION` (default 1s): how long a cached entry is
 //!   trusted before the file is opened again; a changed file is seen at most
 //!   this late (nginx's `open_file_cache_valid`).
@@ -49,8 +52,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Args, Directive, Scopes, Setting, ValueType};
 use crate::plugin::{
-    Context, Hook, HookFuture, Hooks, Level, OpenFile, Outcome, Plugin, PluginInit, PluginSpec,
+    hook, Context, Hook, HookFuture, Hooks, Level, OpenFile, Outcome, Plugin, PluginInit,
+    PluginSpec,
 };
+use crate::plugins::file_http::KnownMissing;
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -73,7 +78,7 @@ fn directives() -> Vec<Directive> {
             .doc("Serve files reached through symlinks that lead outside DocumentRoot"),
         Directive::new("OpenFileCache", ValueType::Integer)
             .default("0")
-            .doc("Open files (with metadata, and small files' contents) kept per worker; 0 = off"),
+            .doc("Open files and misses (with metadata, small files' contents) kept per worker; 0 = off"),
         Directive::new("OpenFileCacheValid", ValueType::Duration)
             .default("1s")
             .doc("How long a cached open file is trusted before it is opened again"),
@@ -88,8 +93,9 @@ fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
 }
 
 struct UriToFile {
-    /// An open descriptor per document root, to resolve paths beneath it.
-    roots: RefCell<HashMap<PathBuf, Rc<OwnedFd>>>,
+    /// An open descriptor per document root, to resolve paths beneath it
+    /// (shared with the blocking pool while a cold lookup runs there).
+    roots: RefCell<HashMap<PathBuf, Arc<OwnedFd>>>,
     /// The open-file cache: (path asked for, resolved beneath the root?) to
     /// what it resolved to.
     cache: RefCell<HashMap<(PathBuf, bool), Cached>>,
@@ -98,8 +104,51 @@ struct UriToFile {
 struct Cached {
     /// The file served: the path itself, or a directory's index file.
     filename: PathBuf,
-    open: Rc<OpenFile>,
+    /// None: nothing exists there (a cached miss, as nginx's
+    /// `open_file_cache_errors`), so a flood of 404s costs no syscalls.
+    open: Option<Rc<OpenFile>>,
     opened: Instant,
+}
+
+/// Everything a lookup needs, owned, so that it can run on the blocking
+/// pool.
+struct Lookup {
+    root_fd: Arc<OwnedFd>,
+    root: PathBuf,
+    rel_path: PathBuf,
+    full: PathBuf,
+    segments: Vec<String>,
+    trailing_slash: bool,
+    beneath: bool,
+    index_names: Vec<String>,
+}
+
+/// What a lookup found.
+enum Found {
+    /// A regular file; `cacheable` unless it was found by splitting off
+    /// PATH_INFO.
+    File {
+        filename: PathBuf,
+        file: File,
+        md: std::fs::Metadata,
+        path_info: String,
+        cacheable: bool,
+    },
+    /// A directory asked for without its trailing slash.
+    DirWithoutSlash,
+    /// A directory without an index file.
+    Dir {
+        dir: PathBuf,
+        md: std::fs::Metadata,
+    },
+    /// Nothing there.
+    Missing {
+        filename: PathBuf,
+    },
+    /// The path leads outside the root through a symlink.
+    Escape(io::Error),
+    Denied,
+    Failed(io::Error),
 }
 
 impl Plugin for UriToFile {
@@ -108,27 +157,58 @@ impl Plugin for UriToFile {
     }
 
     fn uri_translation<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-        self.translate(ctx).into()
+        let lookup = match self.prepare(ctx) {
+            Ok(lookup) => lookup,
+            Err(outcome) => return outcome.into(),
+        };
+        let cache_size = ctx.config().int("OpenFileCache").unwrap_or(0).max(0) as usize;
+        if cache_size == 0 {
+            // No cache: every lookup is cold, and a thread hop per request
+            // would cost more than the open itself on a warm page cache
+            // (nginx without aio threads does the same).
+            let found = resolve(&lookup);
+            return self.apply(ctx, lookup, found, 0).into();
+        }
+        // With a cache, a miss goes to the blocking pool: open/stat on a
+        // cold disk (or NFS) never stalls the worker's other connections.
+        hook(async move {
+            let (lookup, found) = match tokio::task::spawn_blocking(move || {
+                let found = resolve(&lookup);
+                (lookup, found)
+            })
+            .await
+            {
+                Ok(done) => done,
+                Err(e) => return Outcome::Error(format!("file lookup failed: {e}")),
+            };
+            self.apply(ctx, lookup, found, cache_size)
+        })
     }
 }
 
 impl UriToFile {
-    fn translate(&self, ctx: &mut Context) -> Outcome {
+    /// The part that needs no filesystem access (or only the cache): the
+    /// root, the relative path, and a cache hit. `Err` is the outcome.
+    fn prepare(&self, ctx: &mut Context) -> Result<Lookup, Outcome> {
         let Some(setting) = ctx.config().settings("DocumentRoot").last().cloned() else {
-            return Outcome::Declined;
+            return Err(Outcome::Declined);
         };
         let Some(crate::config::Value::Path(root)) = setting.args.first() else {
-            return Outcome::Declined;
+            return Err(Outcome::Declined);
         };
         let path = ctx.request.decoded_path().to_string();
         if path == "*" {
-            return Outcome::Declined;
+            return Err(Outcome::Declined);
         }
         if path.contains("%2F") {
-            return Outcome::Status(404);
+            return Err(Outcome::Status(404));
         }
         let rel = strip_root_prefix(ctx, &setting, &path);
-        let segments: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
+        let segments: Vec<String> = rel
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
         let root_fd = match self.root_fd(root) {
             Ok(fd) => fd,
             Err(e) => {
@@ -136,7 +216,7 @@ impl UriToFile {
                     Level::Error,
                     &format!("DocumentRoot {}: {e}", root.display()),
                 );
-                return Outcome::Status(500);
+                return Err(Outcome::Status(500));
             }
         };
         let beneath = !ctx.config().flag("FollowSymlinks");
@@ -144,90 +224,76 @@ impl UriToFile {
         let full = root.join(&rel_path);
         let cache_size = ctx.config().int("OpenFileCache").unwrap_or(0).max(0) as usize;
         if cache_size > 0 && self.cached(ctx, &full, beneath, path.ends_with('/')) {
-            return Outcome::Ok;
+            return Err(Outcome::Ok);
         }
-        match open_beneath(&root_fd, &rel_path, beneath) {
-            Ok(file) => {
-                let md = match file.metadata() {
-                    Ok(md) => md,
-                    Err(_) => return Outcome::Status(403),
-                };
-                if md.is_dir() {
-                    if !path.ends_with('/') {
-                        return redirect_to_slash(ctx);
-                    }
-                    let outcome =
-                        self.directory_index(ctx, &root_fd, &rel_path, full.clone(), beneath);
-                    self.remember(ctx, full, beneath, cache_size);
-                    return outcome;
-                }
-                ctx.filename = Some(full.clone());
+        let index_names = ctx
+            .config()
+            .values("DirectoryIndex")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .filter(|name| !name.contains('/') && *name != ".." && *name != ".")
+            .map(str::to_string)
+            .collect();
+        Ok(Lookup {
+            root_fd,
+            root: root.clone(),
+            rel_path,
+            full,
+            segments,
+            trailing_slash: path.ends_with('/'),
+            beneath,
+            index_names,
+        })
+    }
+
+    /// Put what the lookup found into the context (and the cache).
+    fn apply(&self, ctx: &mut Context, lookup: Lookup, found: Found, cache_size: usize) -> Outcome {
+        match found {
+            Found::File {
+                filename,
+                file,
+                md,
+                path_info,
+                cacheable,
+            } => {
+                ctx.filename = Some(filename);
                 ctx.metadata = Some(md.clone());
                 ctx.file = Some(Rc::new(OpenFile::new(file, md)));
-                // `/a.html/`: the slash is path info, as in `/a.html/x`.
-                if path.ends_with('/') {
-                    ctx.path_info = "/".to_string();
+                ctx.path_info = path_info;
+                if cacheable {
+                    self.remember(ctx, lookup.full, lookup.beneath, cache_size);
                 }
-                self.remember(ctx, full, beneath, cache_size);
                 Outcome::Ok
             }
-            Err(e) if is_missing(&e) => {
-                split_path_info(ctx, &root_fd, root, &segments, path.ends_with('/'), beneath);
+            Found::DirWithoutSlash => redirect_to_slash(ctx),
+            Found::Dir { dir, md } => {
+                ctx.metadata = Some(md);
+                ctx.filename = Some(dir);
                 Outcome::Ok
             }
-            Err(e) if is_escape(&e) => {
+            Found::Missing { filename } => {
+                ctx.filename = Some(filename);
+                ctx.metadata = None;
+                ctx.set_state(KnownMissing);
+                self.remember(ctx, lookup.full, lookup.beneath, cache_size);
+                Outcome::Ok
+            }
+            Found::Escape(e) => {
                 ctx.log(
                     Level::Warn,
                     &format!(
                         "{}: refused: leads outside DocumentRoot ({e})",
-                        full.display()
+                        lookup.full.display()
                     ),
                 );
                 Outcome::Status(403)
             }
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Outcome::Status(403),
-            Err(e) => {
-                ctx.log(Level::Error, &format!("{}: {e}", full.display()));
+            Found::Denied => Outcome::Status(403),
+            Found::Failed(e) => {
+                ctx.log(Level::Error, &format!("{}: {e}", lookup.full.display()));
                 Outcome::Status(500)
             }
         }
-    }
-
-    fn directory_index(
-        &self,
-        ctx: &mut Context,
-        root_fd: &OwnedFd,
-        rel: &Path,
-        dir: PathBuf,
-        beneath: bool,
-    ) -> Outcome {
-        let names: Vec<String> = ctx
-            .config()
-            .values("DirectoryIndex")
-            .iter()
-            .filter_map(|v| match v {
-                crate::config::Value::Str(s) => Some(s.clone()),
-                _ => None,
-            })
-            .collect();
-        for name in names {
-            if name.contains('/') || name == ".." || name == "." {
-                continue;
-            }
-            if let Ok(file) = open_beneath(root_fd, &rel.join(&name), beneath) {
-                if let Ok(md) = file.metadata() {
-                    if md.is_file() {
-                        ctx.filename = Some(dir.join(&name));
-                        ctx.metadata = Some(md.clone());
-                        ctx.file = Some(Rc::new(OpenFile::new(file, md)));
-                        return Outcome::Ok;
-                    }
-                }
-            }
-        }
-        ctx.metadata = std::fs::metadata(&dir).ok();
-        ctx.filename = Some(dir);
-        Outcome::Ok
     }
 
     /// Answer from the open-file cache if a fresh entry exists.
@@ -247,24 +313,35 @@ impl UriToFile {
             return false;
         }
         ctx.filename = Some(entry.filename.clone());
-        ctx.metadata = Some(entry.open.metadata.clone());
-        ctx.file = Some(entry.open.clone());
+        let Some(open) = &entry.open else {
+            // A cached miss.
+            ctx.metadata = None;
+            ctx.set_state(KnownMissing);
+            return true;
+        };
+        ctx.metadata = Some(open.metadata.clone());
+        ctx.file = Some(open.clone());
         if entry.filename == full && trailing_slash {
             ctx.path_info = "/".to_string();
         }
         true
     }
 
-    /// Keep what `full` resolved to (a regular file only).
+    /// Keep what `full` resolved to: a regular file, or nothing at all.
     fn remember(&self, ctx: &Context, full: PathBuf, beneath: bool, cache_size: usize) {
-        let (Some(open), Some(filename)) = (&ctx.file, &ctx.filename) else {
+        let Some(filename) = &ctx.filename else {
             return;
         };
-        if cache_size == 0 || !open.metadata.is_file() {
+        if cache_size == 0 || ctx.file.as_ref().is_some_and(|f| !f.metadata.is_file()) {
             return;
         }
         let mut cache = self.cache.borrow_mut();
         if cache.len() >= cache_size {
+            // A miss never empties the cache: a flood of random 404s must
+            // not keep evicting the hot files.
+            if ctx.file.is_none() {
+                return;
+            }
             // Bounded without bookkeeping per hit: start over when full.
             cache.clear();
         }
@@ -272,13 +349,13 @@ impl UriToFile {
             (full, beneath),
             Cached {
                 filename: filename.clone(),
-                open: open.clone(),
+                open: ctx.file.clone(),
                 opened: Instant::now(),
             },
         );
     }
 
-    fn root_fd(&self, root: &Path) -> io::Result<Rc<OwnedFd>> {
+    fn root_fd(&self, root: &Path) -> io::Result<Arc<OwnedFd>> {
         if let Some(fd) = self.roots.borrow().get(root) {
             return Ok(fd.clone());
         }
@@ -295,11 +372,62 @@ impl UriToFile {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fd was just opened and is owned by nobody else.
-        let fd = Rc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
         self.roots
             .borrow_mut()
             .insert(root.to_path_buf(), fd.clone());
         Ok(fd)
+    }
+}
+
+/// The filesystem part of a lookup: open the path beneath the root, and
+/// for a directory its index; for a missing path, split off PATH_INFO.
+/// Touches nothing but the filesystem, so it can run on any thread.
+fn resolve(l: &Lookup) -> Found {
+    match open_beneath(&l.root_fd, &l.rel_path, l.beneath) {
+        Ok(file) => {
+            let Ok(md) = file.metadata() else {
+                return Found::Denied;
+            };
+            if !md.is_dir() {
+                // `/a.html/`: the slash is path info, as in `/a.html/x`.
+                let path_info = if l.trailing_slash { "/" } else { "" };
+                return Found::File {
+                    filename: l.full.clone(),
+                    file,
+                    md,
+                    path_info: path_info.to_string(),
+                    cacheable: true,
+                };
+            }
+            if !l.trailing_slash {
+                return Found::DirWithoutSlash;
+            }
+            for name in &l.index_names {
+                let Ok(index) = open_beneath(&l.root_fd, &l.rel_path.join(name), l.beneath) else {
+                    continue;
+                };
+                if let Ok(index_md) = index.metadata() {
+                    if index_md.is_file() {
+                        return Found::File {
+                            filename: l.full.join(name),
+                            file: index,
+                            md: index_md,
+                            path_info: String::new(),
+                            cacheable: true,
+                        };
+                    }
+                }
+            }
+            Found::Dir {
+                dir: l.full.clone(),
+                md,
+            }
+        }
+        Err(e) if is_missing(&e) => split_path_info(l),
+        Err(e) if is_escape(&e) => Found::Escape(e),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Found::Denied,
+        Err(e) => Found::Failed(e),
     }
 }
 
@@ -359,44 +487,40 @@ fn redirect_to_slash(ctx: &mut Context) -> Outcome {
 }
 
 /// The full path does not exist: find the longest existing prefix that is
-/// a file; the rest is PATH_INFO. Otherwise leave a missing filename for the
+/// a file; the rest is PATH_INFO. Otherwise the path is missing, for the
 /// response plugin to 404.
-fn split_path_info(
-    ctx: &mut Context,
-    root_fd: &OwnedFd,
-    root: &Path,
-    segments: &[&str],
-    trailing: bool,
-    beneath: bool,
-) {
+fn split_path_info(l: &Lookup) -> Found {
     let mut rel = PathBuf::new();
-    for (i, segment) in segments.iter().enumerate() {
+    for (i, segment) in l.segments.iter().enumerate() {
         rel.push(segment);
-        let Ok(file) = open_beneath(root_fd, &rel, beneath) else {
+        let Ok(file) = open_beneath(&l.root_fd, &rel, l.beneath) else {
             break;
         };
         let Ok(md) = file.metadata() else { break };
         if md.is_file() {
             let mut info = String::new();
-            for s in &segments[i + 1..] {
+            for s in &l.segments[i + 1..] {
                 info.push('/');
                 info.push_str(s);
             }
-            if trailing {
+            if l.trailing_slash {
                 info.push('/');
             }
-            ctx.filename = Some(root.join(&rel));
-            ctx.metadata = Some(md.clone());
-            ctx.file = Some(Rc::new(OpenFile::new(file, md)));
-            ctx.path_info = info;
-            return;
+            return Found::File {
+                filename: l.root.join(&rel),
+                file,
+                md,
+                path_info: info,
+                cacheable: false,
+            };
         }
         if !md.is_dir() {
             break;
         }
     }
-    ctx.filename = Some(root.join(segments.iter().collect::<PathBuf>()));
-    ctx.metadata = None;
+    Found::Missing {
+        filename: l.root.join(&l.rel_path),
+    }
 }
 
 fn is_missing(e: &io::Error) -> bool {

@@ -43,14 +43,15 @@ pub trait PluginSource {
     /// found, Ok(None) if not, Err(message with file:line) if it is broken.
     /// Called whenever a config is loaded (start-up, `--check`, reload).
     fn find(&self, name: &str, plugin_dirs: &[PathBuf]) -> Result<Option<Vec<Directive>>, String>;
-    /// Instantiate plugin `name` (already found by `find`, or the source's
-    /// own [`name`](Self::name)) in this worker.
+    /// Instantiate plugin `name` (found by `find` when this worker loaded
+    /// its config, or the source's own [`name`](Self::name)) in this
+    /// worker; Ok(None) if it is not this source's.
     fn create(
         &self,
         name: &str,
         plugin_dirs: &[PathBuf],
         init: &PluginInit,
-    ) -> Result<Rc<dyn Plugin>, String>;
+    ) -> Result<Option<Rc<dyn Plugin>>, String>;
 }
 
 /// The plugins a binary knows, built-in and added, and the sources of
@@ -84,10 +85,8 @@ impl Catalog {
         init: &PluginInit,
     ) -> Result<Rc<dyn Plugin>, String> {
         for source in &self.sources {
-            // `Plugin NAME` with a source's own name loads the source itself
-            // (so that its directives may be used).
-            if source.name() == name || source.find(name, plugin_dirs)?.is_some() {
-                return source.create(name, plugin_dirs, init);
+            if let Some(plugin) = source.create(name, plugin_dirs, init)? {
+                return Ok(plugin);
             }
         }
         Err(format!("plugin `{name}` is not built into this binary"))

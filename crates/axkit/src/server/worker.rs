@@ -119,14 +119,21 @@ impl WorkerRt {
     ) -> Result<WorkerRt, String> {
         let mut all: HashMap<String, Rc<dyn Plugin>> = HashMap::new();
         let mut plugins = Vec::new();
+        let plugin_dirs: Vec<std::path::PathBuf> = config
+            .global
+            .settings("PluginDir")
+            .iter()
+            .filter_map(|s| s.args.first()?.as_path().map(Into::into))
+            .collect();
         for name in &config.plugins {
-            let spec = catalog
-                .spec(name)
-                .ok_or_else(|| format!("plugin `{name}` is not built into this binary"))?;
-            let plugin = (spec.create)(&PluginInit {
+            let init = PluginInit {
                 config: &config,
                 name,
-            })
+            };
+            let plugin = match catalog.spec(name) {
+                Some(spec) => (spec.create)(&init),
+                None => catalog.create_from_source(name, &plugin_dirs, &init),
+            }
             .map_err(|e| format!("plugin `{name}`: {e}"))?;
             plugins.push(plugin.clone());
             all.insert(name.clone(), plugin);

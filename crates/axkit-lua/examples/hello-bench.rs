@@ -1,0 +1,50 @@
+//! The benchmark server of `bench/lua.sh`: the stock plugins, Lua scripts,
+//! and `rust_hello`, a Rust plugin doing what `plugins/hello.lua` does
+//! (greet `?name=`, default "world"), so that a Rust handler and a Lua
+//! handler can be measured in the same binary against nginx + Lua.
+//!
+//!     cargo build --release -p axkit-lua --example hello-bench
+
+use std::rc::Rc;
+
+use axkit::plugin::Body;
+use axkit::{Context, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec};
+
+const RUST_HELLO: PluginSpec = PluginSpec {
+    name: "rust_hello",
+    directives: Vec::new,
+    create,
+};
+
+fn create(_init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    Ok(Rc::new(RustHello))
+}
+
+struct RustHello;
+
+impl Plugin for RustHello {
+    fn hooks(&self) -> Hooks {
+        Hooks::of(&[Hook::Response])
+    }
+
+    fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        let name = ctx
+            .request
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("name=")))
+            .unwrap_or("world");
+        let body = format!("Hello, {name}\n");
+        ctx.response
+            .headers
+            .set("Content-Type", "text/plain; charset=utf-8");
+        ctx.response.body = Body::Bytes(body.into());
+        Outcome::Ok.into()
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    axkit::Server::new()
+        .plugin(RUST_HELLO)
+        .source(axkit_lua::LuaSource::new())
+        .main()
+}

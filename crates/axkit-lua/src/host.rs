@@ -1,0 +1,291 @@
+//! The Lua state of one worker: a sandboxed base environment holding the
+//! scripting API, one environment table per script (its module-level state,
+//! which lives across requests in this worker), and the instruction-count
+//! hook that enforces `LuaTimeLimit`.
+//!
+//! Lua 5.4 rather than LuaJIT: LuaJIT runs no debug hooks inside compiled
+//! traces, so a count hook cannot stop `while true do end` there without
+//! switching the JIT off, which gives up most of its advantage.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axkit::config::Directive;
+use axkit::{Hook, Hooks};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, VmState};
+
+use crate::directives;
+
+/// Instructions between two looks at the clock: cheap enough to leave on
+/// (one `Instant::now()` per 10,000 instructions), fine-grained enough to
+/// stop a loop within microseconds of its limit.
+const CHECK_EVERY: u32 = 10_000;
+
+/// The limit while a script's top level runs at load time.
+const LOAD_LIMIT: Duration = Duration::from_secs(5);
+
+/// The CPU slice of the Lua code running now: since when, for how long it
+/// may run before it is stopped, and where it was stopped.
+#[derive(Default)]
+pub(crate) struct Clock {
+    armed: Cell<bool>,
+    start: Cell<Option<Instant>>,
+    limit: Cell<Duration>,
+    killed: RefCell<Option<String>>,
+}
+
+/// Restores the previous slice when a nested run (a log hook called from a
+/// hook) ends.
+pub(crate) struct Slice<'a> {
+    clock: &'a Clock,
+    armed: bool,
+    start: Option<Instant>,
+    limit: Duration,
+    killed: Option<String>,
+}
+
+impl Clock {
+    /// Start a slice of at most `limit` of uninterrupted Lua execution.
+    pub fn arm(&self, limit: Duration) -> Slice<'_> {
+        Slice {
+            clock: self,
+            armed: self.armed.replace(true),
+            start: self.start.replace(Some(Instant::now())),
+            limit: self.limit.replace(limit),
+            killed: self.killed.take(),
+        }
+    }
+
+    /// Where the running slice was stopped, if it was.
+    pub fn killed(&self) -> Option<String> {
+        self.killed.borrow().clone()
+    }
+}
+
+impl Drop for Slice<'_> {
+    fn drop(&mut self) {
+        self.clock.armed.set(self.armed);
+        self.clock.start.set(self.start);
+        self.clock.limit.set(self.limit);
+        *self.clock.killed.borrow_mut() = self.killed.take();
+    }
+}
+
+/// A loaded script: its environment and hook functions.
+pub(crate) struct Script {
+    pub name: String,
+    pub path: PathBuf,
+    pub env: RefCell<Table>,
+    /// `hook_<name>` per [`Hook`], as found when the script was (re)loaded.
+    functions: RefCell<Vec<Option<Function>>>,
+    pub hooks: Hooks,
+    pub directives: Vec<Directive>,
+    /// Modification time when loaded, for `LuaReload`.
+    pub mtime: Cell<Option<SystemTime>>,
+}
+
+impl Script {
+    /// The script's `hook_<name>` function.
+    pub fn function(&self, hook: Hook) -> Option<Function> {
+        self.functions.borrow()[hook as usize].clone()
+    }
+}
+
+/// One Lua state and the scripts loaded into it.
+pub(crate) struct Host {
+    pub lua: Lua,
+    pub clock: Rc<Clock>,
+    base: Table,
+    /// Scripts loaded by path, so that a worker's `create` reuses what its
+    /// config load just executed.
+    scripts: RefCell<Vec<Rc<Script>>>,
+}
+
+impl Host {
+    pub fn new() -> mlua::Result<Host> {
+        let lua = Lua::new_with(
+            StdLib::COROUTINE | StdLib::TABLE | StdLib::STRING | StdLib::UTF8 | StdLib::MATH,
+            LuaOptions::new(),
+        )?;
+        let clock = Rc::new(Clock::default());
+        let hook_clock = clock.clone();
+        lua.set_global_hook(
+            HookTriggers::new().every_nth_instruction(CHECK_EVERY),
+            move |_lua, debug| {
+                if !hook_clock.armed.get() {
+                    return Ok(VmState::Continue);
+                }
+                if hook_clock.killed.borrow().is_none() {
+                    let Some(start) = hook_clock.start.get() else {
+                        return Ok(VmState::Continue);
+                    };
+                    if start.elapsed() < hook_clock.limit.get() {
+                        return Ok(VmState::Continue);
+                    }
+                    let source = debug.source();
+                    let line = debug.current_line().unwrap_or(0);
+                    let file = source.short_src.as_deref().unwrap_or("?").to_string();
+                    *hook_clock.killed.borrow_mut() = Some(format!("{file}:{line}"));
+                    // Yielding cannot be caught by `pcall`: the hook runner
+                    // sees the yield, finds the slice killed and drops the
+                    // coroutine.
+                    return Ok(VmState::Yield);
+                }
+                // Still running after that yield: the code cannot yield
+                // here (top level, inside a C call). Raise an error instead,
+                // again every CHECK_EVERY instructions until it gets out.
+                Err(mlua::Error::runtime("LuaTimeLimit exceeded"))
+            },
+        )?;
+        // Requests make short-lived garbage (the request object, strings):
+        // the generational collector deals with it in small steps.
+        lua.load("collectgarbage('generational')").exec()?;
+        let base = crate::api::install(&lua)?;
+        crate::request::install_write(&lua)?;
+        Ok(Host {
+            lua,
+            clock,
+            base,
+            scripts: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Compile and run `path` in a fresh environment, collecting the
+    /// directives it declares. The script replaces any earlier one loaded
+    /// from the same path.
+    pub fn load(&self, name: &str, path: &Path) -> Result<Rc<Script>, String> {
+        let source = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let env = self.lua.create_table().map_err(|e| e.to_string())?;
+        let meta = self.lua.create_table().map_err(|e| e.to_string())?;
+        let declared: Rc<RefCell<Vec<Directive>>> = Rc::default();
+        let collect = declared.clone();
+        let directive = self
+            .lua
+            .create_function(move |_, spec: Table| {
+                collect.borrow_mut().push(directives::declare(&spec)?);
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+        meta.raw_set("__index", &self.base)
+            .and_then(|_| env.set_metatable(Some(meta)))
+            .and_then(|_| env.raw_set("directive", directive))
+            .map_err(|e| e.to_string())?;
+        let chunk = self
+            .lua
+            .load(source)
+            .set_name(format!("@{}", path.display()))
+            .set_environment(env.clone());
+        {
+            let _slice = self.clock.arm(LOAD_LIMIT);
+            let result = chunk.exec();
+            if let Some(at) = self.clock.killed() {
+                return Err(format!(
+                    "{}: top level ran longer than {LOAD_LIMIT:?} (stopped at {at})",
+                    path.display()
+                ));
+            }
+            result.map_err(|e| e.to_string())?;
+        }
+        let mut hooks = Hooks::NONE;
+        let mut functions = Vec::with_capacity(Hook::COUNT);
+        for hook in Hook::ALL {
+            let key = format!("hook_{}", hook.name());
+            match env.raw_get::<mlua::Value>(key.as_str()) {
+                Ok(mlua::Value::Function(f)) => {
+                    hooks = hooks.with(hook);
+                    functions.push(Some(f));
+                }
+                Ok(mlua::Value::Nil) => functions.push(None),
+                _ => return Err(format!("{}: `{key}` is not a function", path.display())),
+            }
+        }
+        let directives = declared.take();
+        let script = Rc::new(Script {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            env: RefCell::new(env),
+            functions: RefCell::new(functions),
+            hooks,
+            directives,
+            mtime: Cell::new(mtime),
+        });
+        let mut scripts = self.scripts.borrow_mut();
+        scripts.retain(|s| s.path != path);
+        scripts.push(script.clone());
+        Ok(script)
+    }
+
+    /// The script most recently loaded from `path`.
+    pub fn loaded(&self, path: &Path) -> Option<Rc<Script>> {
+        self.scripts
+            .borrow()
+            .iter()
+            .find(|s| s.path == path)
+            .cloned()
+    }
+
+    /// `LuaReload On`: if the file changed since `script` was loaded, run
+    /// it again and take its new environment (module state starts over).
+    /// A script that no longer loads keeps its old version; the error is
+    /// returned for the log.
+    pub fn reload_if_changed(&self, script: &Script) -> Result<(), String> {
+        let mtime = std::fs::metadata(&script.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if mtime == script.mtime.get() {
+            return Ok(());
+        }
+        script.mtime.set(mtime);
+        let fresh = self.load(&script.name, &script.path)?;
+        *script.env.borrow_mut() = fresh.env.borrow().clone();
+        *script.functions.borrow_mut() = fresh.functions.borrow().clone();
+        Ok(())
+    }
+}
+
+/// Find `NAME.lua` or `NAME/init.lua` in the plugin directories. A name is
+/// a relative path of plain components (`apps/wiki`), never `..`.
+pub(crate) fn resolve(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+    let rel = Path::new(name);
+    if name.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return None;
+    }
+    for dir in dirs {
+        let file = dir.join(format!("{name}.lua"));
+        if file.is_file() {
+            return Some(file);
+        }
+        let init = dir.join(rel).join("init.lua");
+        if init.is_file() {
+            return Some(init);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_finds_scripts_and_refuses_escapes() {
+        let dir = std::env::temp_dir().join(format!("axkit-lua-resolve-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("apps/blog")).unwrap();
+        std::fs::write(dir.join("hello.lua"), "").unwrap();
+        std::fs::write(dir.join("apps/blog/init.lua"), "").unwrap();
+        let dirs = [PathBuf::from("/nonexistent"), dir.clone()];
+        assert_eq!(resolve("hello", &dirs), Some(dir.join("hello.lua")));
+        assert_eq!(
+            resolve("apps/blog", &dirs),
+            Some(dir.join("apps/blog/init.lua"))
+        );
+        assert_eq!(resolve("missing", &dirs), None);
+        for bad in ["", "../hello", "/etc/passwd", "apps/../hello"] {
+            assert_eq!(resolve(bad, &dirs), None, "{bad}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

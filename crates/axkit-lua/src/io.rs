@@ -1,0 +1,371 @@
+//! Non-blocking primitives for scripts. Each suspends only the calling
+//! request's coroutine and lets the worker serve everyone else: `sleep`,
+//! an HTTP/1.1 client (`http`), TCP sockets (`tcp`), subprocesses
+//! (`process`) and files (`file`, through tokio's blocking pool).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use mlua::{Lua, Table, UserData, UserDataMethods};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// The most `socket:receive(n)` reads in one call.
+const MAX_RECEIVE: usize = 16 << 20;
+
+/// Default for every network wait that a script does not bound itself.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn err(what: &str, e: impl std::fmt::Display) -> mlua::Error {
+    mlua::Error::runtime(format!("{what}: {e}"))
+}
+
+fn seconds(s: Option<f64>) -> mlua::Result<Duration> {
+    match s {
+        None => Ok(DEFAULT_TIMEOUT),
+        Some(s) => Duration::try_from_secs_f64(s).map_err(|e| err("bad timeout", e)),
+    }
+}
+
+/// Bound a future by a timeout, as a Lua error.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = std::io::Result<T>>,
+) -> mlua::Result<T> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(|e| err(what, e)),
+        Err(_) => Err(err(what, "timed out")),
+    }
+}
+
+pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<()> {
+    base.raw_set(
+        "sleep",
+        lua.create_async_function(|_, secs: f64| async move {
+            tokio::time::sleep(Duration::try_from_secs_f64(secs).map_err(|e| err("sleep", e))?)
+                .await;
+            Ok(())
+        })?,
+    )?;
+
+    let http = lua.create_table()?;
+    http.raw_set("request", lua.create_async_function(http_request)?)?;
+    base.raw_set("http", http)?;
+
+    let tcp = lua.create_table()?;
+    tcp.raw_set(
+        "connect",
+        lua.create_async_function(
+            |_, (host, port, timeout): (String, u16, Option<f64>)| async move {
+                let stream = within(
+                    seconds(timeout)?,
+                    "tcp.connect",
+                    TcpStream::connect((host.as_str(), port)),
+                )
+                .await?;
+                Ok(Socket(Rc::new(RefCell::new(Some(BufReader::new(stream))))))
+            },
+        )?,
+    )?;
+    base.raw_set("tcp", tcp)?;
+
+    let process = lua.create_table()?;
+    process.raw_set("run", lua.create_async_function(process_run)?)?;
+    base.raw_set("process", process)?;
+
+    let file = lua.create_table()?;
+    file.raw_set(
+        "read",
+        lua.create_async_function(|lua, path: String| async move {
+            match tokio::fs::read(&path).await {
+                Ok(data) => Ok((Some(lua.create_string(data)?), None)),
+                Err(e) => Ok((None, Some(format!("{path}: {e}")))),
+            }
+        })?,
+    )?;
+    file.raw_set(
+        "write",
+        lua.create_async_function(|_, (path, data): (String, mlua::LuaString)| async move {
+            // Write a sibling and rename it into place, so readers never
+            // see half a file.
+            let tmp = format!("{path}.tmp-{}", std::process::id());
+            let bytes = data.as_bytes().to_vec();
+            tokio::fs::write(&tmp, bytes)
+                .await
+                .map_err(|e| err(&format!("file.write {path}"), e))?;
+            tokio::fs::rename(&tmp, &path)
+                .await
+                .map_err(|e| err(&format!("file.write {path}"), e))
+        })?,
+    )?;
+    file.raw_set(
+        "exists",
+        lua.create_async_function(|_, path: String| async move {
+            Ok(tokio::fs::try_exists(&path).await.unwrap_or(false))
+        })?,
+    )?;
+    file.raw_set(
+        "list",
+        lua.create_async_function(|_, dir: String| async move {
+            let mut entries = tokio::fs::read_dir(&dir)
+                .await
+                .map_err(|e| err(&format!("file.list {dir}"), e))?;
+            let mut names = Vec::new();
+            while let Some(entry) = entries
+                .next_entry()
+                .await
+                .map_err(|e| err(&format!("file.list {dir}"), e))?
+            {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+            names.sort();
+            Ok(names)
+        })?,
+    )?;
+    base.raw_set("file", file)?;
+    Ok(())
+}
+
+/// `http.request{ url = "http://host:port/path", method = "GET",
+/// headers = { … }, body = "…", timeout = 30 }` →
+/// `{ status =, headers = { lower-case name = value }, body = }`.
+async fn http_request(lua: Lua, spec: Table) -> mlua::Result<Table> {
+    let url: String = spec.get("url")?;
+    let method: String = spec
+        .get::<Option<String>>("method")?
+        .unwrap_or_else(|| "GET".into());
+    let body: Option<mlua::LuaString> = spec.get("body")?;
+    let limit = seconds(spec.get("timeout")?)?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| err("http.request", format!("only http:// URLs: {url}")))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>().map_err(|e| err("http.request: port", e))?,
+        ),
+        None => (authority, 80),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let valid = |s: &str| !s.bytes().any(|b| b.is_ascii_control() || b == b' ');
+    if !valid(&method) || !valid(path) || !valid(authority) {
+        return Err(err("http.request", "invalid method, host or path"));
+    }
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    if let Some(headers) = spec.get::<Option<Table>>("headers")? {
+        for pair in headers.pairs::<String, String>() {
+            let (name, value) = pair?;
+            if name.bytes().any(|b| b.is_ascii_control() || b == b':')
+                || value.bytes().any(|b| b == b'\r' || b == b'\n')
+            {
+                return Err(err("http.request", format!("invalid header {name:?}")));
+            }
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    if let Some(b) = &body {
+        head.push_str(&format!("Content-Length: {}\r\n", b.as_bytes().len()));
+    }
+    head.push_str("\r\n");
+    let payload = body.map(|b| b.as_bytes().to_vec()).unwrap_or_default();
+    let response = within(limit, "http.request", async {
+        let mut stream = TcpStream::connect((host, port)).await?;
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&payload).await?;
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).await?;
+        Ok(all)
+    })
+    .await?;
+    parse_response(&lua, &response, method == "HEAD")
+}
+
+/// Parse a whole HTTP/1.1 response read until the server closed.
+fn parse_response(lua: &Lua, bytes: &[u8], head_only: bool) -> mlua::Result<Table> {
+    let bad = || err("http.request", "malformed response");
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(bad)?;
+    let head = String::from_utf8_lossy(&bytes[..end]);
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let headers = lua.create_table()?;
+    let mut chunked = false;
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            let name = name.trim().to_ascii_lowercase();
+            let value = value.trim();
+            if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
+                chunked = true;
+            }
+            headers.set(name, value)?;
+        }
+    }
+    let raw = &bytes[end + 4..];
+    let body = if head_only {
+        Vec::new()
+    } else if chunked {
+        dechunk(raw).ok_or_else(bad)?
+    } else {
+        raw.to_vec()
+    };
+    let t = lua.create_table()?;
+    t.set("status", status)?;
+    t.set("headers", headers)?;
+    t.set("body", lua.create_string(body)?)?;
+    Ok(t)
+}
+
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&raw[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size + 2..)?;
+    }
+}
+
+/// `process.run{ "cmd", "arg", …, stdin = "…", timeout = 30 }` →
+/// `{ status =, stdout =, stderr = }`. The program runs without a shell;
+/// it is killed if it outlives the timeout.
+async fn process_run(lua: Lua, spec: Table) -> mlua::Result<Table> {
+    let argv: Vec<String> = spec.sequence_values().collect::<mlua::Result<_>>()?;
+    let Some((program, args)) = argv.split_first() else {
+        return Err(err("process.run", "no program given"));
+    };
+    let input: Option<mlua::LuaString> = spec.get("stdin")?;
+    let limit = seconds(spec.get("timeout")?)?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|e| err(&format!("process.run {program}"), e))?;
+    let mut stdin = child.stdin.take();
+    let data = input.map(|s| s.as_bytes().to_vec()).unwrap_or_default();
+    let output = within(limit, "process.run", async move {
+        if let Some(mut pipe) = stdin.take() {
+            // A program that exits without reading its input is fine.
+            let _ = pipe.write_all(&data).await;
+        }
+        child.wait_with_output().await
+    })
+    .await?;
+    let t = lua.create_table()?;
+    t.set("status", output.status.code())?;
+    t.set("stdout", lua.create_string(output.stdout)?)?;
+    t.set("stderr", lua.create_string(output.stderr)?)?;
+    Ok(t)
+}
+
+/// A connected TCP socket. Taken out of its cell while an operation waits,
+/// so that two coroutines cannot use it at once.
+struct Socket(Rc<RefCell<Option<BufReader<TcpStream>>>>);
+
+impl Socket {
+    fn take(&self) -> mlua::Result<BufReader<TcpStream>> {
+        self.0
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| err("socket", "closed or busy"))
+    }
+}
+
+impl UserData for Socket {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_async_method(
+            "send",
+            |_, s, (data, timeout): (mlua::LuaString, Option<f64>)| async move {
+                let mut stream = s.take()?;
+                let bytes = data.as_bytes().to_vec();
+                let r = within(
+                    seconds(timeout)?,
+                    "socket:send",
+                    stream.get_mut().write_all(&bytes),
+                )
+                .await;
+                *s.0.borrow_mut() = Some(stream);
+                r
+            },
+        );
+        // `receive("line")` (without the newline), `receive(n)` bytes, or
+        // `receive("all")` until the peer closes. Nil at end of stream.
+        m.add_async_method(
+            "receive",
+            |lua, s, (what, timeout): (mlua::Value, Option<f64>)| async move {
+                let mut stream = s.take()?;
+                let limit = seconds(timeout)?;
+                let r = within(limit, "socket:receive", async {
+                    match &what {
+                        mlua::Value::Integer(n) => {
+                            let want = usize::try_from(*n)
+                                .ok()
+                                .filter(|n| *n <= MAX_RECEIVE)
+                                .ok_or_else(|| std::io::Error::other("bad byte count"))?;
+                            let mut buf = vec![0; want];
+                            let mut filled = 0;
+                            while filled < want {
+                                let got = stream.read(&mut buf[filled..]).await?;
+                                if got == 0 {
+                                    break;
+                                }
+                                filled += got;
+                            }
+                            buf.truncate(filled);
+                            // At end of stream before any byte: nil.
+                            Ok((filled > 0 || want == 0).then_some(buf))
+                        }
+                        mlua::Value::String(s) if s.as_bytes().as_ref() == b"all" => {
+                            let mut buf = Vec::new();
+                            stream.read_to_end(&mut buf).await?;
+                            Ok(Some(buf))
+                        }
+                        _ => {
+                            let mut buf = Vec::new();
+                            let n = stream.read_until(b'\n', &mut buf).await?;
+                            if n == 0 {
+                                return Ok(None);
+                            }
+                            while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                                buf.pop();
+                            }
+                            Ok(Some(buf))
+                        }
+                    }
+                })
+                .await;
+                *s.0.borrow_mut() = Some(stream);
+                match r? {
+                    Some(bytes) => Ok(Some(lua.create_string(bytes)?)),
+                    None => Ok(None),
+                }
+            },
+        );
+        m.add_method("close", |_, s, ()| {
+            s.0.borrow_mut().take();
+            Ok(())
+        });
+    }
+}

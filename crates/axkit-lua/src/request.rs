@@ -1,0 +1,479 @@
+//! The request object `r` that hooks receive: read the request, build the
+//! response, read the body, stream output, redirect, log.
+//!
+//! A hook's coroutine runs only while the hook runner polls it, and the
+//! runner holds the request's `&mut Context` for exactly that long. The
+//! runner puts a pointer to the context in the request's [`Slot`] for the
+//! duration of each poll and clears it afterwards, so a method reaches the
+//! context only while it is valid; `r` kept past its hook (in a global, say)
+//! gets an error instead. Methods that must wait on the connection (read
+//! the body, flush output) do not touch the context across an await: they
+//! post an [`Op`] and suspend, and the runner performs it with its own
+//! `&mut Context` between two polls.
+
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use axkit::plugin::Body;
+use axkit::server::BodyError;
+use axkit::{Context, Level};
+use bytes::{Bytes, BytesMut};
+use mlua::{UserData, UserDataMethods};
+
+use crate::directives;
+use crate::form;
+
+/// Output buffered by `r:write` is sent once it reaches this size (or on
+/// `r:flush()`): small responses go out in one piece with a Content-Length,
+/// large ones stream with backpressure.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// Something only the hook runner can do, because it needs the context
+/// across an await.
+pub(crate) enum Op {
+    /// Read the next piece of the request body.
+    Read,
+    /// Send buffered output to the client now.
+    Write(Bytes),
+}
+
+pub(crate) enum OpResult {
+    Read(Result<Option<Bytes>, BodyError>),
+    Written(std::io::Result<()>),
+}
+
+/// Per-request state shared by `r` and the hook runner.
+#[derive(Default)]
+pub(crate) struct Slot {
+    ctx: Cell<Option<std::ptr::NonNull<Context>>>,
+    op: RefCell<Option<Op>>,
+    result: RefCell<Option<OpResult>>,
+    /// `r:write` output not yet sent.
+    pub out: RefCell<BytesMut>,
+    /// The hook must end with this status (a body read failed: 400/408/413).
+    pub abort: Cell<Option<u16>>,
+    /// The parsed form, once read (`r:form()`), and the body it came from.
+    form: RefCell<Option<mlua::Table>>,
+    body: RefCell<Option<Bytes>>,
+    /// Temporary files holding uploads, removed with the request.
+    pub uploads: RefCell<Vec<PathBuf>>,
+}
+
+impl Slot {
+    /// Let `r` reach `ctx` until the guard drops (one poll of the hook).
+    pub fn enter(&self, ctx: &mut Context) -> Entered<'_> {
+        let prev = self.ctx.replace(Some(std::ptr::NonNull::from(ctx)));
+        Entered { slot: self, prev }
+    }
+
+    pub fn take_op(&self) -> Option<Op> {
+        self.op.borrow_mut().take()
+    }
+
+    pub fn complete(&self, result: OpResult) {
+        *self.result.borrow_mut() = Some(result);
+    }
+
+    fn with_ctx<R>(&self, f: impl FnOnce(&mut Context) -> R) -> mlua::Result<R> {
+        match self.ctx.get() {
+            // SAFETY: the pointer is set only while the hook runner polls
+            // this request's coroutine, holding the `&mut Context` it came
+            // from and not using it; nothing else reaches it meanwhile.
+            Some(mut ptr) => Ok(f(unsafe { ptr.as_mut() })),
+            None => Err(mlua::Error::runtime(
+                "the request object was used outside its hook",
+            )),
+        }
+    }
+
+    /// Post `op` and wait for the runner to perform it.
+    async fn perform(&self, op: Op) -> OpResult {
+        *self.op.borrow_mut() = Some(op);
+        std::future::poll_fn(|_| match self.result.borrow_mut().take() {
+            Some(r) => std::task::Poll::Ready(r),
+            // The runner sees the posted op as soon as this returns, and
+            // polls again right after completing it: no waker needed.
+            None => std::task::Poll::Pending,
+        })
+        .await
+    }
+
+    /// The next piece of the body; a failure ends the hook with its status.
+    pub async fn read(&self) -> mlua::Result<Option<Bytes>> {
+        match self.perform(Op::Read).await {
+            OpResult::Read(Ok(chunk)) => Ok(chunk),
+            OpResult::Read(Err(e)) => {
+                self.abort.set(Some(e.status));
+                Err(mlua::Error::runtime(format!(
+                    "reading the request body: {e}"
+                )))
+            }
+            OpResult::Written(_) => unreachable!("a read is answered with a read"),
+        }
+    }
+
+    /// The whole body (bounded by MaxRequestBody), read once and kept.
+    pub async fn body(&self) -> mlua::Result<Bytes> {
+        if let Some(body) = self.body.borrow().clone() {
+            return Ok(body);
+        }
+        let mut all = BytesMut::new();
+        while let Some(chunk) = self.read().await? {
+            all.extend_from_slice(&chunk);
+        }
+        let body = all.freeze();
+        *self.body.borrow_mut() = Some(body.clone());
+        Ok(body)
+    }
+
+    /// Send what `r:write` buffered.
+    pub async fn flush(&self) -> mlua::Result<()> {
+        let data = self.out.borrow_mut().split().freeze();
+        match self.perform(Op::Write(data)).await {
+            OpResult::Written(Ok(())) => Ok(()),
+            OpResult::Written(Err(e)) => {
+                Err(mlua::Error::runtime(format!("writing the response: {e}")))
+            }
+            OpResult::Read(_) => unreachable!("a write is answered with a write"),
+        }
+    }
+}
+
+/// See [`Slot::enter`].
+pub(crate) struct Entered<'a> {
+    slot: &'a Slot,
+    prev: Option<std::ptr::NonNull<Context>>,
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        self.slot.ctx.set(self.prev);
+    }
+}
+
+/// Perform a posted op with the context (called by the hook runner).
+pub(crate) async fn run_op(ctx: &mut Context, op: Op) -> OpResult {
+    match op {
+        Op::Read => OpResult::Read(ctx.read_body().await),
+        Op::Write(data) => OpResult::Written(ctx.write(data).await),
+    }
+}
+
+/// Kept in the context's state: `r` for this request, and the cleanup of
+/// its uploads when the request ends.
+pub(crate) struct RequestState {
+    pub slot: Rc<Slot>,
+    pub object: mlua::AnyUserData,
+    /// `LuaTimeLimit` of the request's Location.
+    pub limit: std::time::Duration,
+    /// The request-target this state belongs to: after an internal
+    /// redirect the context carries on with a new request, which gets a
+    /// fresh `r` (its body, form and Location are not the old one's).
+    pub uri: String,
+}
+
+impl Drop for RequestState {
+    fn drop(&mut self) {
+        for path in self.slot.uploads.borrow_mut().drain(..) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// `r:write(...)`: append, and flush with backpressure once enough output
+/// is buffered.
+const WRITE: &str = "local r = ...; if r:append(select(2, ...)) then return r:flush() end";
+
+/// Add `write` (written in Lua) to the methods of `r`: mlua only makes
+/// Rust methods, and an async Rust method would cost every small write a
+/// suspension.
+pub(crate) fn install_write(lua: &mlua::Lua) -> mlua::Result<()> {
+    let probe = lua.create_userdata(Request(Rc::default()))?;
+    let methods: mlua::Table = probe.metatable()?.get("__index")?;
+    let write = lua.load(WRITE).set_name("=r:write").into_function()?;
+    methods.raw_set("write", write)
+}
+
+/// The userdata behind `r`.
+pub(crate) struct Request(pub Rc<Slot>);
+
+fn level(name: &str) -> mlua::Result<Level> {
+    Level::parse(name).ok_or_else(|| mlua::Error::runtime(format!("unknown log level `{name}`")))
+}
+
+/// Append the arguments of `r:write(...)`/`r:log(level, ...)` to `out`,
+/// joined with `sep`, numbers and booleans converted as `print` does.
+fn append(out: &mut BytesMut, args: &mlua::MultiValue, sep: &str) -> mlua::Result<()> {
+    for (i, v) in args.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(sep.as_bytes());
+        }
+        match v {
+            mlua::Value::String(s) => out.extend_from_slice(&s.as_bytes()),
+            other => out.extend_from_slice(other.to_string()?.as_bytes()),
+        }
+    }
+    Ok(())
+}
+
+fn str_arg(v: &mlua::Value) -> mlua::Result<String> {
+    match v {
+        mlua::Value::String(s) => Ok(s.to_str()?.to_string()),
+        mlua::Value::Integer(_) | mlua::Value::Number(_) => v.to_string(),
+        other => Err(mlua::Error::runtime(format!(
+            "expected a string, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+impl UserData for Request {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        // The request.
+        m.add_method("method", |_, r, ()| {
+            r.0.with_ctx(|c| c.request.method().to_string())
+        });
+        m.add_method("uri", |_, r, ()| {
+            r.0.with_ctx(|c| c.request.uri().to_string())
+        });
+        m.add_method("path", |_, r, ()| {
+            r.0.with_ctx(|c| c.request.decoded_path().to_string())
+        });
+        m.add_method("query", |_, r, ()| {
+            r.0.with_ctx(|c| c.request.query().map(str::to_string))
+        });
+        // Values go into Lua strings straight from the request, without a
+        // Rust copy: these are the calls every handler makes. (Names come
+        // in as `String`: converting is cheaper than holding a reference to
+        // a Lua string.)
+        m.add_method("header", |lua, r, name: String| {
+            r.0.with_ctx(|c| c.request.header(&name).map(|v| lua.create_string(v)))?
+                .transpose()
+        });
+        m.add_method("headers", |lua, r, ()| {
+            let t = lua.create_table()?;
+            r.0.with_ctx(|c| {
+                for (name, value) in c.request.headers() {
+                    let name = name.to_ascii_lowercase();
+                    let value = String::from_utf8_lossy(value);
+                    let joined = match t.raw_get::<Option<String>>(name.as_str())? {
+                        Some(prev) => format!("{prev}, {value}"),
+                        None => value.into_owned(),
+                    };
+                    t.raw_set(name, joined)?;
+                }
+                Ok::<_, mlua::Error>(())
+            })??;
+            Ok(t)
+        });
+        m.add_method("peer", |_, r, ()| {
+            r.0.with_ctx(|c| (c.conn.peer.ip().to_string(), c.conn.peer.port()))
+        });
+        m.add_method("host", |_, r, ()| {
+            r.0.with_ctx(|c| c.request.host().map(str::to_string))
+        });
+        m.add_method("location", |_, r, ()| {
+            r.0.with_ctx(|c| c.location_prefix().to_string())
+        });
+        m.add_method("param", |lua, r, name: String| {
+            let found =
+                r.0.with_ctx(|c| c.request.query().and_then(|q| form::lookup(q, &name)))?;
+            if let Some(v) = found {
+                return Ok(Some(lua.create_string(v)?));
+            }
+            match r.0.form.borrow().as_ref() {
+                Some(f) => f.get::<Option<mlua::LuaString>>(name),
+                None => Ok(None),
+            }
+        });
+        m.add_method("params", |lua, r, ()| {
+            let query = r.0.with_ctx(|c| c.request.query().map(str::to_string))?;
+            let t = lua.create_table()?;
+            for (k, v) in form::pairs(query.as_deref().unwrap_or("")) {
+                if !t.contains_key(k.as_str())? {
+                    t.set(lua.create_string(k)?, lua.create_string(v)?)?;
+                }
+            }
+            Ok(t)
+        });
+        m.add_method("cookie", |_, r, name: String| {
+            r.0.with_ctx(|c| {
+                c.request
+                    .header("Cookie")
+                    .and_then(|h| form::cookie(h, &name))
+            })
+        });
+        m.add_method("config", |lua, r, name: String| {
+            r.0.with_ctx(|c| directives::config_value(lua, c.config(), &name))?
+        });
+        m.add_method("note", |_, r, (name, value): (String, Option<String>)| {
+            r.0.with_ctx(|c| match value {
+                Some(v) => c.notes.insert(name, v),
+                None => c.notes.get(&name).cloned(),
+            })
+        });
+        m.add_method("notes", |_, r, ()| r.0.with_ctx(|c| c.notes.clone()));
+        m.add_method("filename", |_, r, ()| {
+            r.0.with_ctx(|c| c.filename.as_ref().map(|p| p.display().to_string()))
+        });
+        m.add_method(
+            "set_filename",
+            |_, r, (path, info): (String, Option<String>)| {
+                r.0.with_ctx(|c| {
+                    c.filename = Some(PathBuf::from(path));
+                    c.metadata = None;
+                    c.file = None;
+                    if let Some(info) = info {
+                        c.path_info = info;
+                    }
+                })
+            },
+        );
+        m.add_method("path_info", |_, r, ()| {
+            r.0.with_ctx(|c| c.path_info.clone())
+        });
+        m.add_method("user", |_, r, ()| r.0.with_ctx(|c| c.user.clone()));
+        m.add_method(
+            "set_user",
+            |_, r, (user, kind): (String, Option<String>)| {
+                r.0.with_ctx(|c| {
+                    c.user = Some(user);
+                    c.auth_type = kind;
+                })
+            },
+        );
+        m.add_method("failure", |lua, r, ()| {
+            let failure = r.0.with_ctx(|c| c.failure.clone())?;
+            failure
+                .map(|f| {
+                    let t = lua.create_table()?;
+                    t.set("plugin", f.plugin)?;
+                    t.set("hook", f.hook)?;
+                    t.set("message", f.message)?;
+                    Ok(t)
+                })
+                .transpose()
+        });
+
+        // The body.
+        m.add_async_method("body", |lua, r, ()| async move {
+            let body = r.0.body().await?;
+            lua.create_string(&body)
+        });
+        m.add_async_method("read", |lua, r, ()| async move {
+            match r.0.read().await? {
+                Some(chunk) => Ok(Some(lua.create_string(&chunk)?)),
+                None => Ok(None),
+            }
+        });
+        m.add_async_method("form", |lua, r, ()| async move {
+            if let Some(t) = r.0.form.borrow().clone() {
+                return Ok(t);
+            }
+            let content_type =
+                r.0.with_ctx(|c| c.request.header("Content-Type").map(str::to_string))?;
+            let body = r.0.body().await?;
+            let t = form::parse(&lua, content_type.as_deref(), &body, &r.0).await?;
+            *r.0.form.borrow_mut() = Some(t.clone());
+            Ok(t)
+        });
+
+        // The response.
+        m.add_method("status", |_, r, status: Option<u16>| {
+            r.0.with_ctx(|c| {
+                if let Some(s) = status {
+                    c.response.status = s;
+                }
+                c.response.status
+            })
+        });
+        m.add_method(
+            "set_header",
+            |_, r, (name, value): (String, mlua::Value)| {
+                let value = str_arg(&value)?;
+                r.0.with_ctx(|c| c.response.headers.set(name, value))
+            },
+        );
+        m.add_method(
+            "add_header",
+            |_, r, (name, value): (String, mlua::Value)| {
+                let value = str_arg(&value)?;
+                r.0.with_ctx(|c| c.response.headers.add(name, value))
+            },
+        );
+        m.add_method("remove_header", |_, r, name: String| {
+            r.0.with_ctx(|c| c.response.headers.remove(&name))
+        });
+        m.add_method("response_header", |_, r, name: String| {
+            r.0.with_ctx(|c| c.response.headers.get(&name).map(str::to_string))
+        });
+        m.add_method(
+            "set_cookie",
+            |_, r, (name, value, opts): (String, String, Option<mlua::Table>)| {
+                let cookie = form::set_cookie(&name, &value, opts.as_ref())?;
+                r.0.with_ctx(|c| c.response.headers.add("Set-Cookie", cookie))
+            },
+        );
+        // `r:write(...)` is the Lua function WRITE (installed by
+        // `install_write`): a synchronous append, and a flush only when
+        // the buffer is full, so small writes never pay for a suspension.
+        m.add_method("append", |_, r, args: mlua::MultiValue| {
+            let mut out = r.0.out.borrow_mut();
+            append(&mut out, &args, "")?;
+            Ok(out.len() >= FLUSH_AT)
+        });
+        m.add_async_method("flush", |_, r, ()| async move { r.0.flush().await });
+        m.add_async_method(
+            "send_file",
+            |_, r, (path, content_type): (String, Option<String>)| async move {
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| mlua::Error::runtime(format!("send_file {path}: {e}")))?
+                    .into_std()
+                    .await;
+                let len = file
+                    .metadata()
+                    .map_err(|e| mlua::Error::runtime(format!("send_file {path}: {e}")))?
+                    .len();
+                r.0.with_ctx(|c| {
+                    if let Some(t) = content_type {
+                        c.response.headers.set("Content-Type", t);
+                    }
+                    c.response.body = Body::File {
+                        file,
+                        offset: 0,
+                        len,
+                    };
+                })?;
+                // The file is the body: drop anything `r:write` buffered.
+                r.0.out.borrow_mut().clear();
+                Ok(crate::script::OK)
+            },
+        );
+        m.add_method(
+            "redirect",
+            |_, r, (location, status): (String, Option<u16>)| {
+                let status = status.unwrap_or(302);
+                r.0.with_ctx(|c| {
+                    c.response.status = status;
+                    c.response.headers.set("Location", location);
+                    c.response.body = Body::Empty;
+                })?;
+                r.0.out.borrow_mut().clear();
+                Ok(crate::script::DONE)
+            },
+        );
+        m.add_method("internal_redirect", |_, r, uri: String| {
+            r.0.with_ctx(|c| c.internal_redirect(&uri))?;
+            Ok(crate::script::DONE)
+        });
+        m.add_method("log", |_, r, (lvl, rest): (String, mlua::MultiValue)| {
+            let level = level(&lvl)?;
+            let mut text = BytesMut::new();
+            append(&mut text, &rest, " ")?;
+            let text = String::from_utf8_lossy(&text);
+            r.0.with_ctx(|c| c.log(level, &text))
+        });
+    }
+}

@@ -1,0 +1,135 @@
+//! `error_doc`: custom error pages (hook `error`), as Apache's
+//! `ErrorDocument`: the page at a local URI is served through the whole
+//! request walk (so it can be a static file, a script, anything) with the
+//! original error's status.
+//!
+//! Directives:
+//! - `ErrorDocument STATUS URI` (repeatable; Server or Location; inner
+//!   scopes add to and override outer ones): for responses with STATUS,
+//!   serve URI (a local path starting with `/`, optionally with a query).
+//!
+//! ```text
+//! Plugin error_doc
+//! <Server>
+//!     ErrorDocument 404 /errors/404.html
+//!     ErrorDocument 500 /errors/oops.html
+//! </Server>
+//! ```
+//!
+//! Statuses without an ErrorDocument get the built-in page. If the error
+//! page itself fails, the built-in page for the original status is sent
+//! rather than looping.
+//! The failing request's details never reach the page: with `StackTrace On`
+//! only the built-in 500 page shows them.
+
+use std::rc::Rc;
+
+use crate::config::{Args, Directive, Scopes, Value, ValueType};
+use crate::plugin::{
+    Body, Context, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec,
+};
+
+pub fn spec() -> PluginSpec {
+    PluginSpec {
+        name: "error_doc",
+        directives,
+        create,
+    }
+}
+
+fn directives() -> Vec<Directive> {
+    vec![Directive::new("ErrorDocument", ValueType::String)
+        .args(Args::Range(2, 2))
+        .scopes(Scopes::SERVER | Scopes::LOCATION)
+        .append()
+        .doc("Serve a local URI as the page for an error status: ErrorDocument 404 /404.html")]
+}
+
+/// Every ErrorDocument is checked when the server starts, so a typo stops
+/// it with file and line instead of surfacing on a request.
+fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    for server in &init.config.servers {
+        for location in &server.locations {
+            for s in location.config.settings("ErrorDocument") {
+                if let [Value::Str(status), Value::Str(uri)] = s.args.as_slice() {
+                    parse_rule(status, uri)
+                        .map_err(|e| format!("{}:{}: ErrorDocument: {e}", s.file, s.line))?;
+                }
+            }
+        }
+    }
+    Ok(Rc::new(ErrorDoc))
+}
+
+/// `404 /errors/404.html` → (404, "/errors/404.html").
+fn parse_rule<'a>(status: &str, uri: &'a str) -> Result<(u16, &'a str), String> {
+    let code = status
+        .parse::<u16>()
+        .ok()
+        .filter(|c| (400..=599).contains(c))
+        .ok_or_else(|| format!("expected an error status 400-599, got {status:?}"))?;
+    if !uri.starts_with('/') || uri.starts_with("//") {
+        return Err(format!("expected a local URI starting with /, got {uri:?}"));
+    }
+    Ok((code, uri))
+}
+
+struct ErrorDoc;
+
+impl Plugin for ErrorDoc {
+    fn hooks(&self) -> Hooks {
+        Hooks::of(&[Hook::Error])
+    }
+
+    fn error<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        // The error page failed in turn: the built-in page for the
+        // original status (as Apache does), never a loop.
+        if let Some(original) = ctx.notes.get("redirect.status") {
+            let Some(original) = original.parse::<u16>().ok().filter(|s| *s >= 400) else {
+                return Outcome::Declined.into();
+            };
+            let page = crate::server::connection::default_error_page(original, None);
+            ctx.response.status = original;
+            ctx.response
+                .headers
+                .set("Content-Type", "text/html; charset=utf-8");
+            ctx.response.body = Body::Bytes(page.into());
+            return Outcome::Ok.into();
+        }
+        let status = ctx.response.status;
+        // The innermost (last) rule for this status wins.
+        let target = ctx
+            .config()
+            .settings("ErrorDocument")
+            .iter()
+            .rev()
+            .find_map(|s| match s.args.as_slice() {
+                [Value::Str(code), Value::Str(uri)] => parse_rule(code, uri)
+                    .ok()
+                    .filter(|(c, _)| *c == status)
+                    .map(|(_, u)| u.to_string()),
+                _ => None,
+            });
+        match target {
+            Some(uri) => {
+                ctx.internal_redirect_with_status(&uri, status);
+                Outcome::Done.into()
+            }
+            None => Outcome::Declined.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules() {
+        assert_eq!(parse_rule("404", "/e/404.html"), Ok((404, "/e/404.html")));
+        assert!(parse_rule("200", "/x").is_err());
+        assert!(parse_rule("abc", "/x").is_err());
+        assert!(parse_rule("404", "http://evil/").is_err());
+        assert!(parse_rule("404", "//evil/x").is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! `typeless_uri` (AxKit2's name; Apache calls it MultiViews): `/about`
+//! serves `about.html`, or the first of `TypelessExtensions` that exists,
+//! so URLs need not name a file type (hook `mime_map`, before the type is
+//! chosen).
+//!
+//! Directives:
+//! - `TypelessExtensions EXT…` (default `html xml txt`): the extensions
+//!   tried, in order.
+//!
+//! ```text
+//! Plugin uri_to_file
+//! Plugin typeless_uri
+//! Plugin fast_mime_map
+//! Plugin serve_file
+//! ```
+//!
+//! It runs in `mime_map` because that is the first phase after
+//! `uri_to_file` has found that the path does not exist: it swaps in the
+//! file it found and declines, so the next `mime_map` plugin types the
+//! real file and `serve_file` gives it the real file's validators. The
+//! candidate is opened next to the missing name with no symlink followed
+//! in the last component (the directories leading to it were resolved
+//! beneath DocumentRoot by `uri_to_file`). With `OpenFileCache` on, the
+//! candidates are tried on the blocking pool, never on the event loop.
+
+use std::fs::{File, Metadata};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use crate::config::{Args, Directive, Scopes, ValueType};
+use crate::plugin::{
+    hook, Context, Hook, HookFuture, Hooks, OpenFile, Outcome, Plugin, PluginInit, PluginSpec,
+};
+use crate::plugins::file_http::open_sibling;
+
+pub fn spec() -> PluginSpec {
+    PluginSpec {
+        name: "typeless_uri",
+        directives,
+        create,
+    }
+}
+
+fn directives() -> Vec<Directive> {
+    vec![Directive::new("TypelessExtensions", ValueType::String)
+        .args(Args::Many)
+        .scopes(Scopes::ALL)
+        .default("html xml txt")
+        .doc("Extensions tried, in order, for a URI naming no existing file")]
+}
+
+fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    Ok(Rc::new(TypelessUri))
+}
+
+struct TypelessUri;
+
+impl Plugin for TypelessUri {
+    fn hooks(&self) -> Hooks {
+        Hooks::of(&[Hook::MimeMap])
+    }
+
+    fn mime_map<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        // Only a path that names nothing: no open file, no metadata, and
+        // not a directory URL.
+        let Some(missing) = ctx.filename.clone() else {
+            return Outcome::Declined.into();
+        };
+        if ctx.file.is_some()
+            || ctx.metadata.is_some()
+            || ctx.request.decoded_path().ends_with('/')
+            || missing.file_name().is_none()
+        {
+            return Outcome::Declined.into();
+        }
+        let candidates: Vec<PathBuf> = ctx
+            .config()
+            .values("TypelessExtensions")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .map(|e| e.trim_start_matches('.'))
+            .filter(|e| !e.is_empty() && !e.contains('/'))
+            .map(|ext| {
+                let mut name = missing.as_os_str().to_owned();
+                name.push(".");
+                name.push(ext);
+                PathBuf::from(name)
+            })
+            .collect();
+        // With an open-file cache the server is set up not to touch a cold
+        // disk on the event loop: look on the blocking pool.
+        if ctx.config().int("OpenFileCache").unwrap_or(0) > 0 {
+            return hook(async move {
+                let found = tokio::task::spawn_blocking(move || first_existing(candidates))
+                    .await
+                    .ok()
+                    .flatten();
+                use_found(ctx, found)
+            });
+        }
+        use_found(ctx, first_existing(candidates)).into()
+    }
+}
+
+/// The first candidate that is a regular file (no symlink followed).
+fn first_existing(candidates: Vec<PathBuf>) -> Option<(PathBuf, File, Metadata)> {
+    candidates
+        .into_iter()
+        .find_map(|path| open_sibling(&path).ok().map(|(file, md)| (path, file, md)))
+}
+
+/// Swap in the file found, and decline so the next `mime_map` plugin
+/// types it.
+fn use_found(ctx: &mut Context, found: Option<(PathBuf, File, Metadata)>) -> Outcome {
+    if let Some((path, file, md)) = found {
+        ctx.metadata = Some(md.clone());
+        ctx.file = Some(Rc::new(OpenFile::new(file, md)));
+        ctx.filename = Some(path);
+    }
+    Outcome::Declined
+}

@@ -1,0 +1,1027 @@
+//! Lua plugins through the stock `axkit` binary: loading from `PluginDir`,
+//! script-declared directives, the request API, hooks and their return
+//! values, errors (syntax, runtime, bad returns, CPU loops stopped by
+//! `LuaTimeLimit`), non-blocking primitives (sleep, HTTP client, TCP
+//! socket, subprocess, files), forms and uploads, reloading, and the demos
+//! in `plugins/` (hello, JSON API, wiki).
+//!
+//! Each test starts its own server (`--no-master` unless it tests the
+//! master) with real scripts written to its scratch directory.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The repository's example plugins.
+const DEMO_PLUGINS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/plugins");
+
+/// A one-Server config on an ephemeral port with the scratch directory's
+/// `plugins/` as PluginDir; `body` goes inside `<Server>`.
+fn conf(global: &str, body: &str) -> String {
+    format!(
+        "PluginDir {{dir}}/plugins\nPlugin logging/warn\nLogLevel LOGINFO\n{global}\n\
+         <Server>\n    Listen 127.0.0.1:0\n{body}\n</Server>\n"
+    )
+}
+
+/// Start one process with `scripts` (name, source) in `plugins/`.
+fn start(conf: &str, scripts: &[(&str, &str)]) -> Axkit {
+    Axkit::start_with(conf, &["--no-master"], |d| {
+        for (name, src) in scripts {
+            d.write(&format!("plugins/{name}.lua"), src);
+        }
+    })
+}
+
+/// One request with extra header lines and a body; the connection closes.
+fn send(srv: &Axkit, method: &str, path: &str, headers: &str, body: &[u8]) -> Response {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    let (bytes, _) = srv.raw(&req);
+    parse_response(&bytes)
+        .unwrap_or_else(|| panic!("no response to {method} {path}: {}", lossy(&bytes)))
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn check(conf_text: &str, scripts: &[(&str, &str)]) -> (bool, String) {
+    let dir = TempDir::new("luacheck");
+    for (name, src) in scripts {
+        dir.write(&format!("plugins/{name}.lua"), src);
+    }
+    let path = dir.write("axkit.conf", config_text(&dir, conf_text));
+    let out = Command::new(BIN)
+        .arg("--check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        lossy(&out.stderr) + &lossy(&out.stdout),
+    )
+}
+
+const HELLO: &str = r#"
+directive { name = "Greeting", type = "string", scopes = { "server", "location" },
+            default = "Hello", doc = "What to greet with" }
+
+function hook_response(r)
+  r:set_header("Content-Type", "text/plain")
+  r:write(r:config("Greeting") .. ", " .. (r:param("name") or "world") .. "\n")
+  return OK
+end
+"#;
+
+#[test]
+fn hello_with_directive_default_and_override() {
+    let srv = start(
+        &conf(
+            "",
+            "    Plugin hello\n    <Location /fr>\n        Greeting Bonjour\n    </Location>",
+        ),
+        &[("hello", HELLO)],
+    );
+    let r = srv.get("/?name=Ada%20Lovelace");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "Hello, Ada Lovelace\n");
+    assert_eq!(r.header("Content-Type"), Some("text/plain"));
+    assert_eq!(r.header("Content-Length"), Some("20"));
+    assert_eq!(srv.get("/fr/x").text(), "Bonjour, world\n");
+}
+
+#[test]
+fn init_lua_in_a_directory_and_directives_listing() {
+    let conf_text = conf("", "    Plugin greeter\n    Greeting Hi");
+    let dir = TempDir::new("luadirectives");
+    dir.write("plugins/greeter/init.lua", HELLO);
+    let path = dir.write("axkit.conf", config_text(&dir, &conf_text));
+    let out = Command::new(BIN)
+        .args(["--directives", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = lossy(&out.stdout);
+    assert!(out.status.success(), "{}", lossy(&out.stderr));
+    let section = text.split("[greeter]").nth(1).expect("greeter section");
+    assert!(section.contains("Greeting <string>"), "{text}");
+    assert!(section.contains("scopes: <Server>, <Location> (default: Hello)"));
+    assert!(section.contains("What to greet with"));
+    assert!(text.contains("LuaTimeLimit <duration>"), "{text}");
+
+    let srv = Axkit::start_with(&conf_text, &["--no-master"], |d| {
+        d.write("plugins/greeter/init.lua", HELLO);
+    });
+    assert_eq!(srv.get("/").text(), "Hi, world\n");
+}
+
+#[test]
+fn script_directives_are_validated_like_rust_ones() {
+    let script = r#"
+directive { name = "Retries", type = "integer", scopes = { "location" }, default = "3" }
+directive { name = "Mode", type = "enum", values = { "fast", "safe" }, default = "safe" }
+"#;
+    let (ok, out) = check(
+        &conf("", "    Plugin opts\n    Retries many"),
+        &[("opts", script)],
+    );
+    assert!(!ok);
+    assert!(
+        out.contains("axkit.conf:8: Retries (plugin opts): not allowed in <Server>"),
+        "{out}"
+    );
+    let (ok, out) = check(
+        &conf(
+            "",
+            "    Plugin opts\n    <Location /a>\n        Retries x\n        Mode slow\n    </Location>",
+        ),
+        &[("opts", script)],
+    );
+    assert!(!ok);
+    assert!(
+        out.contains("axkit.conf:9: Retries (plugin opts):"),
+        "{out}"
+    );
+    assert!(out.contains("axkit.conf:10: Mode (plugin opts):"), "{out}");
+    assert!(out.contains("fast|safe"), "{out}");
+    // A bad declaration is the script's error, reported at the Plugin line.
+    let (ok, out) = check(
+        &conf("", "    Plugin opts"),
+        &[("opts", "directive { name = 'X', type = 'colour' }")],
+    );
+    assert!(!ok);
+    assert!(out.contains("axkit.conf:7: Plugin"), "{out}");
+    assert!(out.contains("unknown type `colour`"), "{out}");
+}
+
+#[test]
+fn typed_config_values_reach_the_script() {
+    let script = r#"
+directive { name = "Count", type = "integer", default = "7" }
+directive { name = "Limit", type = "size", default = "2K" }
+directive { name = "Wait", type = "duration", default = "1500ms" }
+directive { name = "Enabled", type = "onoff", default = "off" }
+directive { name = "Names", type = "list" }
+directive { name = "Tag", type = "string", append = true }
+function hook_response(r)
+  local t = {}
+  for _, name in ipairs({ "Count", "Limit", "Wait", "Enabled" }) do
+    local v = r:config(name)
+    t[#t + 1] = name .. "=" .. tostring(v) .. ":" .. (math.type(v) or "nil") .. type(v)
+  end
+  t[#t + 1] = "Names=" .. table.concat(r:config("Names"), ",")
+  t[#t + 1] = "Tags=" .. table.concat(r:config("Tag"), ",")
+  r:write(table.concat(t, " "))
+  return OK
+end
+"#;
+    let srv = start(
+        &conf(
+            "",
+            "    Plugin typed\n    Enabled on\n    Names a b c\n    Tag x\n    Tag y",
+        ),
+        &[("typed", script)],
+    );
+    assert_eq!(
+        srv.get("/").text(),
+        "Count=7:integernumber Limit=2048:integernumber Wait=1.5:floatnumber \
+         Enabled=true:nilboolean Names=a,b,c Tags=x,y"
+    );
+}
+
+#[test]
+fn syntax_errors_name_file_and_line() {
+    let (ok, out) = check(
+        &conf("", "    Plugin broken"),
+        &[("broken", "function hook_response(r)\n  r:write('x'\nend\n")],
+    );
+    assert!(!ok);
+    assert!(out.contains("axkit.conf:7: Plugin (plugin core): cannot load plugin `broken`"));
+    assert!(out.contains("plugins/broken.lua:3:"), "{out}");
+    // The server refuses to start with it.
+    let dir = TempDir::new("luasyntax");
+    dir.write("plugins/broken.lua", "x = = 1\n");
+    let path = dir.write(
+        "axkit.conf",
+        config_text(&dir, &conf("", "    Plugin broken")),
+    );
+    let out = Command::new(BIN)
+        .args(["--no-master", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(lossy(&out.stderr).contains("plugins/broken.lua:1:"));
+    // Unknown plugin: not found in the PluginDir.
+    let (ok, out) = check(&conf("", "    Plugin nosuch"), &[]);
+    assert!(!ok);
+    assert!(out.contains("unknown plugin `nosuch`"), "{out}");
+}
+
+const API: &str = r#"
+function hook_post_read_request(r)
+  r:note("seen_by", "api")
+  return DECLINED
+end
+
+function hook_response(r)
+  local p = r:path()
+  if p == "/info" then
+    local ip, port = r:peer()
+    local h = r:headers()
+    r:set_header("Content-Type", "application/json")
+    r:write(json.encode({
+      method = r:method(), uri = r:uri(), path = p, query = r:query(),
+      a = r:param("a"), params = r:params(), ua = r:header("user-agent"),
+      x = h["x-multi"], peer = ip, port_ok = port > 0, note = r:note("seen_by"),
+      cookie = r:cookie("sid"), location = r:location(), host = r:host(),
+    }))
+    return OK
+  elseif p == "/body" then
+    local body = r:body()
+    r:write(#body, ":", body:sub(1, 10))
+    return OK
+  elseif p == "/form" then
+    local f = r:form()
+    local out = { a = f.a, b = f.b, p = r:param("b") }
+    if f.up then
+      out.name = f.up.filename
+      out.size = f.up.size
+      out.type = f.up.content_type
+      out.data = file.read(f.up.path)
+      out.path = f.up.path
+    end
+    r:write(json.encode(out))
+    return OK
+  elseif p == "/cookie" then
+    r:set_cookie("sid", "abc123", { path = "/", http_only = true, max_age = 60 })
+    r:set_cookie("theme", "dark")
+    r:status(201)
+    r:set_header("X-One", 1)
+    r:add_header("X-Two", "a")
+    r:add_header("X-Two", "b")
+    return OK
+  elseif p == "/redirect" then
+    return r:redirect("/elsewhere", 301)
+  elseif p == "/internal" then
+    return r:internal_redirect("/target?from=internal")
+  elseif p == "/target" then
+    r:write("target ", r:param("from") or "-", " ", r:note("redirect.uri") or "-",
+            " [", r:body(), "]")
+    return OK
+  elseif p == "/post-then-redirect" then
+    r:body()
+    return r:internal_redirect("/target?from=post")
+  elseif p == "/file" then
+    return r:send_file(r:param("path"), "text/plain")
+  elseif p == "/stream" then
+    for i = 1, 200 do
+      r:write(string.rep(string.char(96 + i % 26), 1000))
+    end
+    r:flush()
+    r:write("end")
+    return OK
+  elseif p == "/log" then
+    r:log("warn", "script says", 42)
+    return 204
+  end
+end
+"#;
+
+#[test]
+fn request_api() {
+    let srv = start(&conf("", "    Plugin api"), &[("api", API)]);
+    let r = send(
+        &srv,
+        "GET",
+        "/info?a=x%20y&b=1+2&a=second",
+        "User-Agent: tester\r\nX-Multi: 1\r\nX-Multi: 2\r\nCookie: theme=x; sid=s%41\r\n",
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let t = r.text();
+    for want in [
+        r#""method":"GET""#,
+        r#""uri":"/info?a=x%20y&b=1+2&a=second""#,
+        r#""path":"/info""#,
+        r#""query":"a=x%20y&b=1+2&a=second""#,
+        r#""a":"x y""#,
+        r#""b":"1 2""#,
+        r#""ua":"tester""#,
+        r#""x":"1, 2""#,
+        r#""peer":"127.0.0.1""#,
+        r#""port_ok":true"#,
+        r#""note":"api""#,
+        r#""cookie":"s%41""#,
+        r#""location":"/""#,
+        r#""host":"localhost""#,
+    ] {
+        assert!(t.contains(want), "{want} not in {t}");
+    }
+
+    let r = send(&srv, "POST", "/body", "", b"0123456789abcdef");
+    assert_eq!(r.text(), "16:0123456789");
+    // Chunked request bodies are decoded.
+    let (bytes, _) = srv.raw(
+        b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    );
+    assert_eq!(parse_response(&bytes).unwrap().text(), "5:abcde");
+
+    let r = send(&srv, "GET", "/cookie", "", b"");
+    assert_eq!(r.status, 201);
+    let cookies: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        cookies,
+        ["sid=abc123; Path=/; Max-Age=60; HttpOnly", "theme=dark"]
+    );
+    assert_eq!(r.header("X-One"), Some("1"));
+    let twos: Vec<_> = r.headers.iter().filter(|(n, _)| n == "X-Two").collect();
+    assert_eq!(twos.len(), 2);
+
+    let r = srv.get("/redirect");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("Location"), Some("/elsewhere"));
+
+    let r = srv.get("/internal");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "target internal /internal []");
+    // The redirected request is a GET without the original body.
+    let r = send(&srv, "POST", "/post-then-redirect", "", b"payload");
+    assert_eq!(r.text(), "target post /post-then-redirect []");
+
+    let path = srv.dir.write("big.txt", vec![b'z'; 100_000]);
+    let r = srv.get(&format!("/file?path={}", path.display()));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Length"), Some("100000"));
+    assert_eq!(r.header("Content-Type"), Some("text/plain"));
+    assert!(r.body.iter().all(|b| *b == b'z') && r.body.len() == 100_000);
+    let r = srv.get("/file?path=/nonexistent/file");
+    assert_eq!(r.status, 500);
+
+    let r = srv.get("/stream");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
+    assert_eq!(r.body.len(), 200_003);
+    assert!(r.text().ends_with("end"));
+
+    let r = srv.get("/log");
+    assert_eq!(r.status, 204);
+    let mut srv = srv;
+    srv.wait_stderr("script says 42", Duration::from_secs(10));
+
+    // Not the script's: nil means DECLINED, so nobody answers.
+    assert_eq!(srv.get("/other").status, 404);
+}
+
+#[test]
+fn forms_urlencoded_and_multipart_uploads() {
+    let srv = start(&conf("", "    Plugin api"), &[("api", API)]);
+    let r = send(
+        &srv,
+        "POST",
+        "/form?b=query",
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        b"a=1%262&b=x+y",
+    );
+    let t = r.text();
+    assert!(t.contains(r#""a":"1&2""#), "{t}");
+    assert!(t.contains(r#""b":"x y""#), "{t}");
+    // The query string wins for r:param, as with AxKit2's param().
+    assert!(t.contains(r#""p":"query""#), "{t}");
+
+    let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nfield value\r\n\
+--XyZ\r\nContent-Disposition: form-data; name=\"up\"; filename=\"notes.txt\"\r\n\
+Content-Type: text/plain\r\n\r\nline 1\r\nline 2\r\n--XyZ--\r\n";
+    let r = send(
+        &srv,
+        "POST",
+        "/form",
+        "Content-Type: multipart/form-data; boundary=XyZ\r\n",
+        body,
+    );
+    let t = r.text();
+    assert!(t.contains(r#""a":"field value""#), "{t}");
+    assert!(t.contains(r#""name":"notes.txt""#), "{t}");
+    assert!(t.contains(r#""size":14"#), "{t}");
+    assert!(t.contains(r#""type":"text/plain""#), "{t}");
+    assert!(t.contains(r#""data":"line 1\r\nline 2""#), "{t}");
+    // The temporary file is gone once the request is over.
+    let path = t
+        .split(r#""path":""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(path).exists() {
+        assert!(Instant::now() < deadline, "{path} was not removed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // MaxRequestBody applies to scripts too.
+    let srv2 = start(
+        &conf("", "    Plugin api\n    MaxRequestBody 10"),
+        &[("api", API)],
+    );
+    let r = send(&srv2, "POST", "/body", "", b"0123456789abcdef");
+    assert_eq!(r.status, 413);
+}
+
+#[test]
+fn hooks_chain_and_return_values() {
+    let first = r#"
+function hook_access_control(r)
+  if r:header("X-Deny") then return 403 end
+  return OK
+end
+function hook_fixup(r)
+  r:note("fixup", "first")
+end
+function hook_response(r)
+  if r:path() == "/first" then r:write("first ", r:note("fixup")) return OK end
+  if r:path() == "/declined" then return DECLINED end
+  if r:path() == "/done" then r:status(202) r:write("done") return DONE end
+  if r:path() == "/string" then return "yes" end
+  if r:path() == "/table" then return {} end
+  if r:path() == "/float" then return 1.5 end
+  return nil
+end
+"#;
+    let second = r#"
+function hook_response(r)
+  r:write("second")
+  return OK
+end
+function hook_error(r)
+  local f = r:failure()
+  if r:status() == 418 or (f and f.message:match("teapot")) then
+    r:write("custom error page")
+    return OK
+  end
+end
+function hook_write_body_data(r, data, last)
+  if r:path() == "/first" then return OK, data:upper() end
+end
+"#;
+    let srv = start(
+        &conf("", "    Plugin first\n    Plugin second"),
+        &[("first", first), ("second", second)],
+    );
+    let r = srv.get("/first");
+    assert_eq!(r.text(), "FIRST FIRST");
+    assert_eq!(srv.get("/declined").text(), "second");
+    assert_eq!(srv.get("/other").text(), "second");
+    let r = srv.get("/done");
+    assert_eq!((r.status, r.text().as_str()), (202, "done"));
+    let r = send(&srv, "GET", "/first", "X-Deny: 1\r\n", b"");
+    assert_eq!(r.status, 403);
+    let mut srv = srv;
+    for (path, shown) in [
+        ("/string", "returned \"yes\""),
+        ("/table", "returned table"),
+        ("/float", "returned 1.5"),
+    ] {
+        assert_eq!(srv.get(path).status, 500, "{path}");
+        srv.wait_stderr(shown, Duration::from_secs(10));
+    }
+    let log = srv.stderr();
+    assert!(
+        log.contains("plugins/first.lua: hook_response returned \"yes\"; expected OK, DECLINED"),
+        "{log}"
+    );
+}
+
+#[test]
+fn module_state_lives_across_requests_in_a_worker() {
+    let script = r#"
+local hits = 0
+loaded = (loaded or 0) + 1
+function hook_response(r)
+  hits = hits + 1
+  r:write(hits, " ", loaded)
+  return OK
+end
+"#;
+    let srv = start(&conf("", "    Plugin counter"), &[("counter", script)]);
+    for want in ["1 1", "2 1", "3 1"] {
+        assert_eq!(srv.get("/").text(), want);
+    }
+}
+
+#[test]
+fn connection_and_logging_hooks_and_streamed_body_reads() {
+    let script = r#"
+local connections, lines = 0, {}
+function hook_connect(c)
+  connections = connections + 1
+  if c.peer ~= "127.0.0.1" or c.port <= 0 then return 403 end
+end
+function hook_logging(level, message, peer)
+  if message:match("^note:") then lines[#lines + 1] = level .. " " .. message end
+  return DECLINED
+end
+function hook_response(r)
+  if r:path() == "/log" then
+    r:log("warn", "note:", "one")
+    r:log("LOGINFO", "note: two")
+    r:write(table.concat(lines, "|"))
+  elseif r:path() == "/read" then
+    local sizes = 0
+    while true do
+      local chunk = r:read()
+      if not chunk then break end
+      sizes = sizes + #chunk
+    end
+    r:write("read ", sizes, " ", tostring(r:read()))
+  else
+    r:write("connections ", connections)
+  end
+  return OK
+end
+"#;
+    let srv = start(&conf("", "    Plugin hooks"), &[("hooks", script)]);
+    assert_eq!(srv.get("/").text(), "connections 1");
+    assert_eq!(srv.get("/").text(), "connections 2");
+    assert_eq!(srv.get("/log").text(), "warn note: one|info note: two");
+    let r = send(&srv, "POST", "/read", "", &vec![b'x'; 200_000]);
+    assert_eq!(r.text(), "read 200000 nil");
+}
+
+#[test]
+fn the_demo_config_checks() {
+    let out = Command::new(BIN)
+        .args(["--check", "-c", "etc/lua.conf"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", lossy(&out.stderr));
+}
+
+#[test]
+fn runtime_errors_are_500_with_traceback_and_the_worker_survives() {
+    let script = r#"
+local function inner(x)
+  return x.field.missing
+end
+function hook_response(r)
+  if r:path() == "/boom" then inner({}) end
+  if r:path():match("/error$") then error("custom failure") end
+  r:write("fine")
+  return OK
+end
+"#;
+    let mut srv = start(
+        &conf(
+            "",
+            "    Plugin oops\n    <Location /trace>\n        StackTrace On\n    </Location>",
+        ),
+        &[("oops", script)],
+    );
+    let r = srv.get("/boom");
+    assert_eq!(r.status, 500);
+    assert!(
+        !r.text().contains("oops.lua"),
+        "no details without StackTrace"
+    );
+    // The traceback's lines arrive one by one: wait for the last one.
+    let log = srv.wait_stderr("in function <", Duration::from_secs(10));
+    assert!(log.contains("stack traceback"), "{log}");
+    assert!(
+        log.contains("plugins/oops.lua:3: attempt to index a nil value"),
+        "{log}"
+    );
+    assert!(
+        log.contains("in upvalue 'inner'") || log.contains("in local 'inner'"),
+        "{log}"
+    );
+    let r = srv.get("/trace/error");
+    assert_eq!(r.status, 500);
+    let page = r.text();
+    assert!(
+        page.contains("plugins/oops.lua:7: custom failure"),
+        "{page}"
+    );
+    assert!(page.contains("stack traceback"), "{page}");
+    assert_eq!(srv.get("/ok").text(), "fine");
+}
+
+const SLOW: &str = r#"
+function hook_response(r)
+  local p = r:path():gsub("^/long", "")
+  if p == "/sleep" then
+    sleep(tonumber(r:param("s") or "1"))
+    r:write("slept")
+    return OK
+  elseif p == "/spin" then
+    while true do end
+  elseif p == "/spin-pcall" then
+    while true do pcall(function() while true do end end) end
+  elseif p == "/spin-sort" then
+    local t = {}
+    for i = 1, 100 do t[i] = i end
+    table.sort(t, function(a, b) while true do end end)
+  end
+  r:write("fast")
+  return OK
+end
+"#;
+
+/// Send a GET without reading the answer yet.
+fn begin(srv: &Axkit, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(srv.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    s
+}
+
+fn finish(mut s: TcpStream) -> Response {
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    parse_response(&out).unwrap_or_else(|| panic!("no response: {}", lossy(&out)))
+}
+
+#[test]
+fn sleeping_requests_do_not_block_the_worker() {
+    let srv = start(&conf("", "    Plugin slow"), &[("slow", SLOW)]);
+    // A request sleeping for a long time…
+    let sleeper = begin(&srv, "/sleep?s=30");
+    std::thread::sleep(Duration::from_millis(100));
+    // …does not keep the single worker from answering others.
+    assert_eq!(srv.get("/fast").text(), "fast");
+    drop(sleeper);
+    // 200 requests sleeping at once in one worker all finish; one after
+    // the other they would take 200 s, far past the read timeout.
+    let streams: Vec<TcpStream> = (0..200).map(|_| begin(&srv, "/sleep?s=1")).collect();
+    for s in streams {
+        assert_eq!(finish(s).text(), "slept");
+    }
+}
+
+#[test]
+fn cpu_loops_are_stopped_by_lua_time_limit() {
+    let mut srv = start(
+        &conf(
+            "Plugin lua\nLuaTimeLimit 200ms",
+            "    Plugin slow\n    <Location /long>\n        LuaTimeLimit 1s\n    </Location>",
+        ),
+        &[("slow", SLOW)],
+    );
+    let sleeper = begin(&srv, "/sleep?s=2");
+    for path in ["/spin", "/spin-pcall", "/spin-sort"] {
+        let r = srv.get(path);
+        assert_eq!(r.status, 500, "{path}");
+        assert_eq!(srv.get("/fast").text(), "fast");
+    }
+    let log = srv.wait_stderr("/spin-sort", Duration::from_secs(10));
+    assert!(
+        log.contains("plugins/slow.lua: hook_response: LuaTimeLimit (200ms) exceeded, stopped at"),
+        "{log}"
+    );
+    // The sleeping request was not disturbed by its neighbours' loops.
+    assert_eq!(finish(sleeper).text(), "slept");
+    // A longer limit in a Location.
+    assert_eq!(srv.get("/long/spin").status, 500);
+    srv.wait_stderr("LuaTimeLimit (1s) exceeded", Duration::from_secs(10));
+}
+
+#[test]
+fn body_data_hook_streams_the_request_body() {
+    let script = r#"
+local sizes = {}
+function hook_body_data(r, chunk)
+  r:note("bytes", tostring(tonumber(r:note("bytes") or "0") + #chunk))
+  return OK
+end
+function hook_response(r)
+  r:write("got ", r:note("bytes") or "0")
+  return OK
+end
+"#;
+    let srv = start(&conf("", "    Plugin counter"), &[("counter", script)]);
+    let body = vec![b'q'; 300_000];
+    let r = send(&srv, "POST", "/", "", &body);
+    assert_eq!(r.text(), "got 300000");
+}
+
+/// A backend on an ephemeral port answering its n-th connection with
+/// `replies[n]`, after reading the request (`{line}` and `{body}` in the
+/// reply are replaced by the request line and body).
+fn backend(replies: &[&'static str]) -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let replies = replies.to_vec();
+    let handle = std::thread::spawn(move || {
+        for reply in replies {
+            let (s, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            let mut line = String::new();
+            let mut len = 0;
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let text = reply
+                .replace("{line}", first.trim())
+                .replace("{body}", &lossy(&body));
+            let mut s = s;
+            s.write_all(text.as_bytes()).unwrap();
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn http_client_tcp_socket_subprocess_and_files() {
+    let script = r#"
+function hook_response(r)
+  local p = r:path()
+  if p == "/http" then
+    local res = http.request{ url = "http://127.0.0.1:" .. r:param("port") .. "/up?x=1",
+                              method = "POST", body = "payload",
+                              headers = { ["X-From"] = "lua" } }
+    r:write(res.status, " ", res.headers["x-backend"], " ", res.body)
+    return OK
+  elseif p == "/tcp" then
+    local s = tcp.connect("127.0.0.1", tonumber(r:param("port")))
+    s:send("hello\n")
+    local line = s:receive("line")
+    s:close()
+    r:write("tcp:", line)
+    return OK
+  elseif p == "/refused" then
+    local ok, err = pcall(tcp.connect, "127.0.0.1", tonumber(r:param("port")))
+    r:write(tostring(ok), " ", tostring(err):match("tcp.connect") or err)
+    return OK
+  elseif p == "/proc" then
+    local out = process.run{ "sh", "-c", "read x; echo out:$x; echo err >&2; exit 3",
+                             stdin = "in\n" }
+    r:write(out.status, "|", out.stdout, "|", out.stderr)
+    return OK
+  elseif p == "/files" then
+    local dir = r:param("dir")
+    file.write(dir .. "/a.txt", "written by lua")
+    local data = file.read(dir .. "/a.txt")
+    local missing, err = file.read(dir .. "/nope.txt")
+    r:write(data, "|", tostring(missing), "|", tostring(err ~= nil), "|",
+            tostring(file.exists(dir .. "/a.txt")), "|", table.concat(file.list(dir), ","))
+    return OK
+  elseif p == "/blocked" then
+    r:write(type(io), type(os.execute), type(dofile), type(require), type(os.time))
+    return OK
+  end
+end
+"#;
+    let srv = start(&conf("", "    Plugin tools"), &[("tools", script)]);
+    let (port, handle) = backend(&[
+        "HTTP/1.1 200 OK\r\nX-Backend: yes\r\nConnection: close\r\n\r\n{line} {body}",
+        "HTTP/1.1 200 OK\r\nX-Backend: chunked\r\nTransfer-Encoding: chunked\r\n\r\n\
+         3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    ]);
+    let r = srv.get(&format!("/http?port={port}"));
+    assert_eq!(r.text(), "200 yes POST /up?x=1 HTTP/1.1 payload");
+    let r = srv.get(&format!("/http?port={port}"));
+    assert_eq!(r.text(), "200 chunked abcde");
+    handle.join().unwrap();
+
+    let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    let echo_thread = std::thread::spawn(move || {
+        let (s, _) = echo.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(s.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let mut s = s;
+        s.write_all(format!("echo {line}").as_bytes()).unwrap();
+    });
+    assert_eq!(
+        srv.get(&format!("/tcp?port={echo_port}")).text(),
+        "tcp:echo hello"
+    );
+    echo_thread.join().unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    assert_eq!(
+        srv.get(&format!("/refused?port={closed_port}")).text(),
+        "false tcp.connect"
+    );
+
+    assert_eq!(srv.get("/proc").text(), "3|out:in\n|err\n");
+
+    let files = srv.dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    assert_eq!(
+        srv.get(&format!("/files?dir={}", files.display())).text(),
+        "written by lua|nil|true|true|a.txt"
+    );
+    assert_eq!(srv.get("/blocked").text(), "nilnilnilnilfunction");
+}
+
+#[test]
+fn lua_reload_picks_up_changed_scripts() {
+    let v1 = "function hook_response(r) r:write('v1') return OK end";
+    let v2 = "function hook_response(r) r:write('v2') return OK end";
+    let srv = start(
+        &conf("Plugin lua\nLuaReload On", "    Plugin live"),
+        &[("live", v1)],
+    );
+    assert_eq!(srv.get("/").text(), "v1");
+    let path = srv.dir.path().join("plugins/live.lua");
+    std::fs::write(&path, v2).unwrap();
+    // Make the change visible even on a coarse-grained clock.
+    let f = std::fs::File::options().write(true).open(&path).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(srv.get("/").text(), "v2");
+    // A broken edit keeps the old version and says why.
+    std::fs::write(&path, "function hook_response(r) r:write('v3' end").unwrap();
+    let f = std::fs::File::options().write(true).open(&path).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(srv.get("/").text(), "v2");
+    let mut srv = srv;
+    let log = srv.wait_stderr("plugins/live.lua:1:", Duration::from_secs(10));
+    assert!(
+        log.contains("LuaReload: keeping the previous version"),
+        "{log}"
+    );
+    assert_eq!(srv.get("/").text(), "v2");
+}
+
+#[test]
+fn sighup_reloads_scripts_without_dropping_requests() {
+    let v1 = "function hook_response(r) sleep(tonumber(r:param('s') or '0')) r:write('one') return OK end";
+    let mut srv = Axkit::start_with(&conf("Workers 1", "    Plugin live"), &[], |d| {
+        d.write("plugins/live.lua", v1);
+    });
+    assert_eq!(srv.get("/").text(), "one");
+    // A request in flight across the reload…
+    let in_flight = begin(&srv, "/?s=1");
+    std::thread::sleep(Duration::from_millis(200));
+
+    // A broken script is refused and the old one keeps serving.
+    let path = srv.dir.path().join("plugins/live.lua");
+    std::fs::write(&path, "function hook_response(r").unwrap();
+    srv.signal(libc::SIGHUP);
+    srv.wait_stderr("live.lua:1:", Duration::from_secs(10));
+    assert_eq!(srv.get("/").text(), "one");
+
+    std::fs::write(
+        &path,
+        "function hook_response(r) r:write('two') return OK end",
+    )
+    .unwrap();
+    srv.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while srv.get("/").text() != "two" {
+        assert!(Instant::now() < deadline, "reload never took effect");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // …is answered in full by the old worker with the old script.
+    let r = finish(in_flight);
+    assert_eq!((r.status, r.text().as_str()), (200, "one"));
+}
+
+#[test]
+fn demo_hello_and_json_api() {
+    let srv = Axkit::start_with(
+        &format!(
+            "PluginDir {DEMO_PLUGINS}\n<Server>\n    Listen 127.0.0.1:0\n\
+             <Location /hello>\n        Plugin hello\n        Greeting Howdy\n    </Location>\n\
+             <Location /api>\n        Plugin json_api\n        ApiMaxItems 2\n    </Location>\n</Server>\n"
+        ),
+        &["--no-master"],
+        |_| {},
+    );
+    assert_eq!(srv.get("/hello?name=Ada").text(), "Howdy, Ada\n");
+    assert_eq!(srv.get("/hello").text(), "Howdy, world\n");
+
+    let r = srv.get("/api/time");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert!(r.text().starts_with("{\"time\":"), "{}", r.text());
+    let r = send(&srv, "POST", "/api/items", "", br#"{"name":"apple"}"#);
+    assert_eq!(r.status, 201);
+    assert_eq!(r.header("Location"), Some("/api/items/1"));
+    assert!(r.text().contains("\"id\":1") && r.text().contains("\"name\":\"apple\""));
+    assert_eq!(
+        send(&srv, "POST", "/api/items", "", br#"{"name":"pear"}"#).status,
+        201
+    );
+    assert_eq!(
+        send(&srv, "POST", "/api/items", "", br#"{"name":"fig"}"#).status,
+        507
+    );
+    assert_eq!(
+        send(&srv, "POST", "/api/items", "", b"not json").status,
+        400
+    );
+    let r = srv.get("/api/items");
+    assert!(r.text().contains("\"count\":2"), "{}", r.text());
+    assert!(srv.get("/api/items/2").text().contains("\"name\":\"pear\""));
+    assert_eq!(srv.get("/api/items/9").status, 404);
+    let r = send(&srv, "POST", "/api/echo?k=v", "", br#"{"a":[1,2]}"#);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("\"a\":[1,2]"), "{}", r.text());
+    assert!(r.text().contains("\"k\":\"v\""), "{}", r.text());
+    let r = send(&srv, "DELETE", "/api/items", "", b"");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("Allow"), Some("GET, POST"));
+    assert_eq!(srv.get("/api/nothing").status, 404);
+}
+
+#[test]
+fn demo_wiki_view_edit_save() {
+    let srv = Axkit::start_with(
+        &format!(
+            "PluginDir {DEMO_PLUGINS}\n<Server>\n    Listen 127.0.0.1:0\n\
+             <Location /wiki>\n        Plugin wiki\n        WikiDir {{dir}}/pages\n    </Location>\n</Server>\n"
+        ),
+        &["--no-master"],
+        |d| {
+            d.write("pages/FrontPage.txt", "Start at SandBox.\n");
+        },
+    );
+    let r = srv.get("/wiki/");
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("Location"), Some("/wiki/FrontPage"));
+    let r = srv.get("/wiki/FrontPage");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text()
+            .contains("<p>Start at <a href=\"/wiki/SandBox\">SandBox</a>.</p>"),
+        "{}",
+        r.text()
+    );
+    // A missing page invites editing.
+    let r = srv.get("/wiki/SandBox");
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("/wiki/SandBox?edit"));
+    let r = srv.get("/wiki/SandBox?edit");
+    assert!(r
+        .text()
+        .contains("<form method=\"post\" action=\"/wiki/SandBox\">"));
+    // Save through the form: text is stored as written, shown escaped.
+    let r = send(
+        &srv,
+        "POST",
+        "/wiki/SandBox",
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        b"text=Hello+%3Cscript%3Ealert(1)%3C%2Fscript%3E+%26+FrontPage%0D%0A%0D%0Atwo",
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("Location"), Some("/wiki/SandBox"));
+    let saved = std::fs::read_to_string(srv.dir.path().join("pages/SandBox.txt")).unwrap();
+    assert_eq!(saved, "Hello <script>alert(1)</script> & FrontPage\n\ntwo");
+    let page = srv.get("/wiki/SandBox").text();
+    assert!(
+        page.contains("Hello &lt;script&gt;alert(1)&lt;/script&gt; &amp; "),
+        "{page}"
+    );
+    assert!(
+        page.contains("<a href=\"/wiki/FrontPage\">FrontPage</a></p>\n<p>two</p>"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>"));
+    let edit = srv.get("/wiki/SandBox?edit").text();
+    assert!(edit.contains("&lt;script&gt;alert(1)"), "{edit}");
+    let index = srv.get("/wiki/?index").text();
+    assert!(index.contains("/wiki/FrontPage") && index.contains("/wiki/SandBox"));
+    // Page names are words: no way out of the page directory.
+    assert_eq!(srv.get("/wiki/..%2F..%2Fetc%2Fpasswd").status, 404);
+    assert_eq!(srv.get("/wiki/a.b").status, 404);
+    assert_eq!(send(&srv, "PUT", "/wiki/SandBox", "", b"").status, 405);
+}
