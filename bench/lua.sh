@@ -5,7 +5,8 @@
 #   rust   axkit running a Rust plugin doing the same (rust_hello, in
 #          crates/axkit-lua/examples/hello-bench.rs; same binary)
 #   nginx  nginx + Debian's libnginx-mod-http-lua, content_by_lua_block
-#          printing the same greeting
+#          printing the same greeting (configured with `set $greeting`, as
+#          hello.lua reads its Greeting directive)
 #
 # Each answers GET /?name=Ada with "Hello, Ada\n" (text/plain). wrk runs
 # against the three alternately for ROUNDS rounds; the script prints each
@@ -148,9 +149,11 @@ http {
     server {
         listen 127.0.0.1:$NG_PORT;
         location / {
+            # The greeting is configuration, as hello.lua's Greeting is.
+            set \$greeting "Hello";
             content_by_lua_block {
                 ngx.header["Content-Type"] = "text/plain; charset=utf-8"
-                ngx.print("Hello, ", ngx.var.arg_name or "world", "\n")
+                ngx.print(ngx.var.greeting, ", ", ngx.var.arg_name or "world", "\n")
             }
         }
     }

@@ -600,3 +600,22 @@ fn mutated_sample_configs_never_crash_check() {
     // Some mutations land in comments: a mix of valid and invalid results.
     assert!(ok > 0 && ok < 200, "{ok} of 200 mutated configs were valid");
 }
+
+/// Values a plugin checks only when it is built (here a log format) are
+/// still caught by `--check`, which builds every plugin once as a worker
+/// would, and nothing is served.
+#[test]
+fn check_builds_the_plugins() {
+    let (_dir, file, run) = check(
+        "Plugin request_log\nRequestLogFormat \"%{Referer\"\n<Server>\n    Listen 127.0.0.1:0\n</Server>\n",
+    );
+    assert_eq!(run.code, Some(1), "stderr:\n{}", run.stderr);
+    assert_eq!(
+        run.stderr_lines(),
+        vec![
+            format!("axkit: plugin `request_log`: {file}:2: RequestLogFormat: unclosed %{{"),
+            format!("axkit: configuration {file} has errors"),
+        ]
+    );
+    assert!(run.stdout.is_empty(), "stdout: {}", run.stdout);
+}

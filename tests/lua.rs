@@ -634,6 +634,25 @@ function hook_response(r)
     while true do end
   elseif p == "/spin-pcall" then
     while true do pcall(function() while true do end end) end
+  elseif p == "/spin-co" then
+    local co = coroutine.wrap(function() while true do end end)
+    while true do pcall(co) end
+  elseif p == "/co-sleep" then
+    -- Waiting inside the script's own coroutines suspends the request too.
+    local log = {}
+    local a = coroutine.wrap(function(x)
+      sleep(0.05)
+      local y = coroutine.yield(x + 1)
+      sleep(0.05)
+      return "a got " .. y
+    end)
+    log[#log + 1] = a(1)
+    log[#log + 1] = a(10)
+    local b = coroutine.create(function() sleep(0.05) error("inside b") end)
+    local ok, err = coroutine.resume(b)
+    log[#log + 1] = tostring(ok) .. " " .. err:match("inside b") .. " " .. coroutine.status(b)
+    r:write(table.concat(log, "|"))
+    return OK
   elseif p == "/spin-sort" then
     local t = {}
     for i = 1, 100 do t[i] = i end
@@ -671,6 +690,10 @@ fn sleeping_requests_do_not_block_the_worker() {
     // …does not keep the single worker from answering others.
     assert_eq!(srv.get("/fast").text(), "fast");
     drop(sleeper);
+    assert_eq!(
+        srv.get("/co-sleep").text(),
+        "2|a got 10|false inside b dead"
+    );
     // 200 requests sleeping at once in one worker all finish; one after
     // the other they would take 200 s, far past the read timeout.
     let streams: Vec<TcpStream> = (0..200).map(|_| begin(&srv, "/sleep?s=1")).collect();
@@ -689,7 +712,7 @@ fn cpu_loops_are_stopped_by_lua_time_limit() {
         &[("slow", SLOW)],
     );
     let sleeper = begin(&srv, "/sleep?s=2");
-    for path in ["/spin", "/spin-pcall", "/spin-sort"] {
+    for path in ["/spin", "/spin-pcall", "/spin-co", "/spin-sort"] {
         let r = srv.get(path);
         assert_eq!(r.status, 500, "{path}");
         assert_eq!(srv.get("/fast").text(), "fast");

@@ -1,11 +1,16 @@
 //! The environment every script sees: a safe subset of the Lua standard
 //! library (no `io`, no `os.execute`, no `dofile`/`require`: nothing that
-//! blocks the worker), AxKit2's return constants, and the non-blocking
-//! primitives of `io.rs` plus small helpers (JSON, escaping, logging).
+//! blocks the worker), AxKit2's return names (`OK`, `DECLINED`, `DONE`),
+//! `coroutine`/`pcall` wrappers that cooperate with suspension and with
+//! `LuaTimeLimit`, the non-blocking primitives of `io.rs`, and small
+//! helpers (JSON, escaping, logging).
+
+use std::rc::Rc;
 
 use axkit::Level;
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 
+use crate::host::Clock;
 use crate::script::{DECLINED, DONE, OK};
 
 /// Globals copied from the standard library into the scripts' base.
@@ -15,7 +20,6 @@ const SAFE_GLOBALS: &[&str] = &[
     "ipairs",
     "next",
     "pairs",
-    "pcall",
     "rawequal",
     "rawget",
     "rawlen",
@@ -26,20 +30,18 @@ const SAFE_GLOBALS: &[&str] = &[
     "tonumber",
     "tostring",
     "type",
-    "xpcall",
     "_VERSION",
     "string",
     "table",
     "math",
     "utf8",
-    "coroutine",
 ];
 
 /// The parts of `os` that neither block nor touch the process.
 const SAFE_OS: &[&str] = &["time", "clock", "date", "difftime", "getenv"];
 
 /// Build the base environment (each script's globals fall back to it).
-pub(crate) fn install(lua: &Lua) -> mlua::Result<Table> {
+pub(crate) fn install(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<Table> {
     lua.load_std_libs(mlua::StdLib::OS)?;
     let globals = lua.globals();
     let base = lua.create_table()?;
@@ -60,6 +62,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<Table> {
             std_load.call::<mlua::MultiValue>((chunk, name, "t"))
         })?,
     )?;
+    install_control(lua, &base, clock)?;
     base.raw_set("OK", OK)?;
     base.raw_set("DECLINED", DECLINED)?;
     base.raw_set("DONE", DONE)?;
@@ -103,6 +106,62 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<Table> {
     base.raw_set("json", json)?;
     crate::io::install(lua, &base)?;
     Ok(base)
+}
+
+/// Control flow that must cooperate with the server, written in Lua:
+///
+/// - `coroutine.resume` and `coroutine.wrap` pass a suspension through:
+///   when a coroutine the script made waits in a primitive (`sleep`, a
+///   socket…), mlua yields a "pending" marker out of it; these yield that
+///   marker on to the hook's own coroutine, which the server suspends, and
+///   resume the inner coroutine when the hook's is resumed. Without them
+///   the script would receive the marker as if it were a result.
+/// - `pcall`, `xpcall` and `coroutine.resume` do not swallow the error
+///   that `LuaTimeLimit` raises: once the limit is hit (`time_up()`), any
+///   error they catch is raised again, so a loop around `pcall` ends too.
+const CONTROL: &str = r##"
+local pending, std, raw_pcall, raw_xpcall, time_up = ...
+local create, resume, status, yield = std.create, std.resume, std.status, std.yield
+local function rethrow(ok, ...)
+  if not ok and time_up() then error((...), 0) end
+  return ok, ...
+end
+local function forward(co, ok, ...)
+  if ok and select("#", ...) == 1 and (...) == pending and status(co) == "suspended" then
+    return forward(co, resume(co, yield(pending)))
+  end
+  return rethrow(ok, ...)
+end
+local function unwrap(ok, ...)
+  if not ok then error((...), 0) end
+  return ...
+end
+local co = {}
+for k, v in pairs(std) do co[k] = v end
+co.resume = function(c, ...) return forward(c, resume(c, ...)) end
+co.wrap = function(f)
+  local c = create(f)
+  return function(...) return unwrap(forward(c, resume(c, ...))) end
+end
+local function pcall(f, ...) return rethrow(raw_pcall(f, ...)) end
+local function xpcall(f, handler, ...) return rethrow(raw_xpcall(f, handler, ...)) end
+return co, pcall, xpcall
+"##;
+
+fn install_control(lua: &Lua, base: &Table, clock: Rc<Clock>) -> mlua::Result<()> {
+    let globals = lua.globals();
+    let time_up = lua.create_function(move |_, ()| Ok(clock.killed().is_some()))?;
+    let (co, pcall, xpcall): (Table, mlua::Function, mlua::Function) =
+        lua.load(CONTROL).set_name("=control").call((
+            Value::LightUserData(Lua::poll_pending()),
+            globals.raw_get::<Table>("coroutine")?,
+            globals.raw_get::<mlua::Function>("pcall")?,
+            globals.raw_get::<mlua::Function>("xpcall")?,
+            time_up,
+        ))?;
+    base.raw_set("coroutine", co)?;
+    base.raw_set("pcall", pcall)?;
+    base.raw_set("xpcall", xpcall)
 }
 
 /// `log(level, ...)` outside a request: straight to stderr in the server's

@@ -142,7 +142,7 @@ impl Host {
         // Requests make short-lived garbage (the request object, strings):
         // the generational collector deals with it in small steps.
         lua.load("collectgarbage('generational')").exec()?;
-        let base = crate::api::install(&lua)?;
+        let base = crate::api::install(&lua, clock.clone())?;
         crate::request::install_write(&lua)?;
         Ok(Host {
             lua,

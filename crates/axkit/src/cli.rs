@@ -78,10 +78,20 @@ pub(crate) fn main(catalog: Catalog) -> ExitCode {
     }
     if cli.check {
         return match load_config(&source, &catalog) {
-            Ok(_) => {
-                println!("axkit: configuration {} is OK", source_name(&source));
-                ExitCode::SUCCESS
-            }
+            // Plugins check some values only when they are built (a bad
+            // Expires or RequestLogFormat, a script that fails to load):
+            // build them all once, as a worker would.
+            Ok(config) => match crate::server::build_plugins(config, &catalog) {
+                Ok(()) => {
+                    println!("axkit: configuration {} is OK", source_name(&source));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("axkit: {e}");
+                    eprintln!("axkit: configuration {} has errors", source_name(&source));
+                    ExitCode::FAILURE
+                }
+            },
             Err(errors) => {
                 report_errors(&errors);
                 eprintln!(

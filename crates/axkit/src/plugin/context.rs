@@ -316,6 +316,19 @@ impl Context {
         }
     }
 
+    /// Forget what the walk so far produced, before an internal redirect
+    /// walks the new URI: only the request headers, notes and connection
+    /// carry over.
+    pub(crate) fn reset_for_redirect(&mut self) {
+        self.response = Response::default();
+        self.filename = None;
+        self.path_info.clear();
+        self.metadata = None;
+        self.file = None;
+        self.failure = None;
+        self.state.clear();
+    }
+
     /// Serve `uri` (a local path, with an optional query) instead of this
     /// request, once the current hook returns (return `Outcome::Done`): the
     /// core runs it as a fresh GET through the whole walk in the same

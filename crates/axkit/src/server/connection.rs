@@ -93,6 +93,9 @@ pub(crate) struct ConnIo {
     version: Version,
     /// The connection closes after this response.
     pub close: bool,
+    /// The head of a streamed response, encoded but held back so that it
+    /// leaves in the same write as the first piece of body.
+    pending_head: Vec<u8>,
     /// An internal redirect made this a GET without a body: reads see none
     /// (the original body, if any, is still drained or the connection
     /// closed).
@@ -119,6 +122,7 @@ impl ConnIo {
             version: Version::Http11,
             close: false,
             body_detached: false,
+            pending_head: Vec::new(),
             server_header: Rc::from(&b""[..]),
         }
     }
@@ -132,7 +136,20 @@ impl ConnIo {
     }
 
     /// Write every byte of `bufs`, in order, with few syscalls.
+    /// A streamed response's head waiting in `pending_head` goes out in
+    /// the same write.
     async fn write_all(&mut self, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+        if !self.pending_head.is_empty() {
+            let head = std::mem::take(&mut self.pending_head);
+            let mut all = Vec::with_capacity(bufs.len() + 1);
+            all.push(IoSlice::new(&head));
+            all.extend(bufs.iter().map(|b| IoSlice::new(b)));
+            return self.write_slices(&mut all).await;
+        }
+        self.write_slices(bufs).await
+    }
+
+    async fn write_slices(&mut self, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
         let mut bufs = bufs;
         // Drop leading empties so that an all-empty write returns at once.
         IoSlice::advance_slices(&mut bufs, 0);
@@ -472,7 +489,7 @@ impl Context {
             last: false,
         };
         if !self.io.head_sent {
-            self.send_streaming_head().await?;
+            self.hold_streaming_head();
         }
         if !self.location.chain(Hook::WriteBodyData).is_empty() {
             if let Outcome::Error(m) = filter_outcome(run_write_body_data(self, &mut chunk).await) {
@@ -529,7 +546,9 @@ impl Context {
         }
     }
 
-    async fn send_streaming_head(&mut self) -> io::Result<()> {
+    /// Commit to the head of a streamed response; it is written with the
+    /// first piece of body (see `ConnIo::pending_head`).
+    fn hold_streaming_head(&mut self) {
         self.decide_close();
         let status = self.response.status;
         let filtered = !self.location.chain(Hook::WriteBodyData).is_empty();
@@ -558,7 +577,7 @@ impl Context {
         self.io
             .encode_head(status, &self.response.headers, framing, &mut head);
         self.io.head_sent = true;
-        self.io.write_all(&mut [IoSlice::new(&head)]).await
+        self.io.pending_head = head;
     }
 
     async fn io_write_body(&mut self, data: &[u8]) -> io::Result<()> {
@@ -606,6 +625,9 @@ impl Context {
         if io.chunked_out {
             io.write_all(&mut [IoSlice::new(axkit_http::LAST_CHUNK)])
                 .await?;
+        } else {
+            // Flushes a head still held back (a response with no body).
+            io.write_all(&mut []).await?;
         }
         if let Some(n) = io.announced {
             if io.body_bytes_sent < n && !io.is_head {
@@ -652,7 +674,7 @@ impl Context {
                     self.write(Bytes::copy_from_slice(&buf[..n])).await?;
                 }
                 if !self.io.head_sent {
-                    self.send_streaming_head().await?;
+                    self.hold_streaming_head();
                 }
                 self.finish_stream().await
             }
@@ -998,12 +1020,7 @@ async fn follow_redirects(ctx: &mut Context) {
             .insert("redirect.status".into(), from_status.to_string());
         ctx.location = location_rt(&ctx.worker, ctx.server, &request.decoded_path);
         ctx.request = request;
-        ctx.response = Default::default();
-        ctx.filename = None;
-        ctx.path_info.clear();
-        ctx.metadata = None;
-        ctx.file = None;
-        ctx.failure = None;
+        ctx.reset_for_redirect();
         ctx.status_override = status;
         ctx.io.body_detached = true;
         ctx.io.expect_continue = false;

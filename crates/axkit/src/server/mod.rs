@@ -273,3 +273,9 @@ pub(crate) fn event_loop() -> Result<tokio::runtime::Runtime, String> {
         .build()
         .map_err(|e| format!("cannot start the event loop: {e}"))
 }
+
+/// Build every plugin of `config` once, as a worker would, and drop them:
+/// what `--check` does after the config itself loaded.
+pub(crate) fn build_plugins(config: Config, catalog: &Catalog) -> Result<(), String> {
+    worker::WorkerRt::new(Arc::new(config), catalog, &[]).map(drop)
+}
