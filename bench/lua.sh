@@ -36,74 +36,28 @@ ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-50}
 SLEEP_CONNS=${SLEEP_CONNS:-10000}
 
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$BENCH_DIR/.." && pwd)
+SCRIPT_TAG=lua.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BIN=$ROOT/target/release/examples/hello-bench
-
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'lua.sh: %s\n' "$*" >&2; exit 1; }
 
 # ---- tools ------------------------------------------------------------------
 
 LUA_MOD=/usr/lib/nginx/modules/ngx_http_lua_module.so
 NDK_MOD=/usr/lib/nginx/modules/ndk_http_module.so
-need=()
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-[ -f "$LUA_MOD" ] || need+=(nginx libnginx-mod-http-lua)
-if [ ${#need[@]} -gt 0 ]; then
-    log "installing ${need[*]}"
-    apt-get update -qq
-    apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+need_cmd wrk wrk
+[ -f "$LUA_MOD" ] || NEED_PKGS+=(nginx libnginx-mod-http-lua)
+install_needed
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
-log "building hello-bench (release) at $REV"
-(cd "$ROOT" && cargo build --release -q -p axkit-lua --example hello-bench)
+build_release hello-bench -p axkit-lua --example hello-bench
 
 # ---- cleanup ----------------------------------------------------------------
 
-TMP=$(mktemp -d /tmp/axkit-bench-lua.XXXXXX)
-STARTED=()
-stop_pid() {
-    local pid=$1 i kids
-    kill -0 "$pid" 2>/dev/null || return 0
-    kids=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for k in $kids; do
-        for i in $(seq 20); do kill -0 "$k" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$k" 2>/dev/null || true
-    done
-}
-cleanup() {
-    local pid
-    for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-read -r EPH_LO _ </proc/sys/net/ipv4/ip_local_port_range
-PORT_HI=$(( EPH_LO > 20100 ? EPH_LO - 1 : 30000 ))
-USED=""
-free_port() {
-    local i p
-    for i in $(seq 50); do
-        p=$(( 20001 + RANDOM % (PORT_HI - 20001) ))
-        case " $USED " in *" $p "*) continue ;; esac
-        if python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null; then
-            USED="$USED $p"; echo "$p"; return 0
-        fi
-    done
-    die "no free port found"
-}
+make_tmp axkit-bench-lua   # cleanup on EXIT: stop STARTED_PIDS by PID, remove TMP
 
 # ---- configs and servers --------------------------------------------------------
 
-LUA_PORT=$(free_port); RUST_PORT=$(free_port); NG_PORT=$(free_port); SLEEP_PORT=$(free_port)
+pick_ports LUA_PORT RUST_PORT NG_PORT SLEEP_PORT
 mkdir -p "$TMP/plugins" "$TMP/nginx"
 cat >"$TMP/plugins/sleeper.lua" <<'EOF'
 function hook_response(r)
@@ -130,17 +84,8 @@ axkit_conf "$LUA_PORT" hello "$WORKERS" >"$TMP/lua.conf"
 axkit_conf "$RUST_PORT" rust_hello "$WORKERS" >"$TMP/rust.conf"
 axkit_conf "$SLEEP_PORT" sleeper 1 >"$TMP/sleep.conf"
 
-NG_USER=""
-[ "$(id -u)" = 0 ] && NG_USER="user root;"
 cat >"$TMP/nginx/nginx.conf" <<EOF
-$NG_USER
-load_module $NDK_MOD;
-load_module $LUA_MOD;
-worker_processes $WORKERS;
-worker_rlimit_nofile 20000;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 20000; }
+$(nginx_main "$WORKERS" 20000 20000 "$NDK_MOD" "$LUA_MOD")
 http {
     access_log off;
     keepalive_requests 1000000;
@@ -161,46 +106,31 @@ http {
 EOF
 
 for c in lua rust sleep; do
-    "$BIN" --check -c "$TMP/$c.conf" >/dev/null 2>"$TMP/check.log" \
-        || { cat "$TMP/check.log" >&2; die "axkit rejected $c.conf"; }
+    must_pass "axkit rejected $c.conf" "$BIN" --check -c "$TMP/$c.conf"
 done
-"$NGINX" -t -q -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" \
-    || die "nginx rejected its config"
+nginx_check
 
-"$BIN" -c "$TMP/lua.conf" >"$TMP/lua.log" 2>&1 & LUA_PID=$!; STARTED+=("$LUA_PID")
-"$BIN" -c "$TMP/rust.conf" >"$TMP/rust.log" 2>&1 & RUST_PID=$!; STARTED+=("$RUST_PID")
-"$NGINX" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' \
-    >"$TMP/nginx/stdout.log" 2>&1 & NG_PID=$!; STARTED+=("$NG_PID")
+start_bg LUA_PID "$TMP/lua.log" "$BIN" -c "$TMP/lua.conf"
+start_bg RUST_PID "$TMP/rust.log" "$BIN" -c "$TMP/rust.conf"
+nginx_start
 
-wait_up() {   # wait_up NAME PID PORT: up to 10 s for the greeting
-    local i
-    for i in $(seq 100); do
-        kill -0 "$2" 2>/dev/null || die "$1 (PID $2) exited at startup"
-        if [ "$(curl -fs "http://127.0.0.1:$3/?name=Ada" 2>/dev/null)" = "Hello, Ada" ]; then return 0; fi
-        sleep 0.1
-    done
-    die "$1 did not greet on port $3 within 10 s"
-}
-wait_up lua "$LUA_PID" "$LUA_PORT"
-wait_up rust "$RUST_PID" "$RUST_PORT"
-wait_up nginx "$NG_PID" "$NG_PORT"
+# Up to 10 s each for the greeting.
+wait_up lua "$LUA_PID" "$LUA_PORT" "/?name=Ada" "Hello, Ada"
+wait_up rust "$RUST_PID" "$RUST_PORT" "/?name=Ada" "Hello, Ada"
+wait_up nginx "$NG_PID" "$NG_PORT" "/?name=Ada" "Hello, Ada"
 
 # ---- throughput -----------------------------------------------------------------
 
-cpu_ticks() {   # user+system ticks of PID and its children
-    local total=0 p
-    for p in "$1" $(cat "/proc/$1/task/$1/children" 2>/dev/null); do
-        total=$(( total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) ))
-    done
-    echo "$total"
+server_ticks() {   # user+system ticks of PID and its children
+    cpu_ticks "$1" $(cat "/proc/$1/task/$1/children" 2>/dev/null)
 }
 TICK=$(getconf CLK_TCK)
 
-run_wrk() {   # run_wrk NAME PID PORT: prints "RPS US_PER_REQ"
+greet_wrk() {   # greet_wrk NAME PID PORT: prints "RPS US_PER_REQ"
     local out t0 t1 reqs rps errors
-    t0=$(cpu_ticks "$2")
+    t0=$(server_ticks "$2")
     out=$(wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$3/?name=Ada")
-    t1=$(cpu_ticks "$2")
+    t1=$(server_ticks "$2")
     errors=$(echo "$out" | grep -E "Non-2xx|Socket errors" || true)
     [ -z "$errors" ] || log "$1: $errors"
     reqs=$(echo "$out" | awk '/requests in/ {print $1}')
@@ -214,9 +144,9 @@ declare -A RPS US
 for round in $(seq "$ROUNDS"); do
     for s in lua rust nginx; do
         case $s in
-            lua) read -r r u < <(run_wrk lua "$LUA_PID" "$LUA_PORT") ;;
-            rust) read -r r u < <(run_wrk rust "$RUST_PID" "$RUST_PORT") ;;
-            nginx) read -r r u < <(run_wrk nginx "$NG_PID" "$NG_PORT") ;;
+            lua) read -r r u < <(greet_wrk lua "$LUA_PID" "$LUA_PORT") ;;
+            rust) read -r r u < <(greet_wrk rust "$RUST_PID" "$RUST_PORT") ;;
+            nginx) read -r r u < <(greet_wrk nginx "$NG_PID" "$NG_PORT") ;;
         esac
         RPS[$s]="${RPS[$s]:-} $r"; US[$s]="${US[$s]:-} $u"
         printf 'round %d  %-5s %8s req/s  %6s us CPU/request\n' "$round" "$s" "$r" "$u"
@@ -241,12 +171,8 @@ stop_pid "$LUA_PID"; stop_pid "$RUST_PID"; stop_pid "$NG_PID"
 # ---- 10,000 sleeping requests in one worker -------------------------------------------
 
 log "sleep: $SLEEP_CONNS requests, each sleep(1) in Lua, one worker"
-"$BIN" -c "$TMP/sleep.conf" >"$TMP/sleep.log" 2>&1 & SLEEP_PID=$!; STARTED+=("$SLEEP_PID")
-for i in $(seq 100); do
-    curl -fs -o /dev/null "http://127.0.0.1:$SLEEP_PORT/" 2>/dev/null && break
-    kill -0 "$SLEEP_PID" 2>/dev/null || die "sleep server exited"
-    sleep 0.1
-done
+start_bg SLEEP_PID "$TMP/sleep.log" "$BIN" -c "$TMP/sleep.conf"
+wait_up sleep "$SLEEP_PID" "$SLEEP_PORT" /
 python3 "$BENCH_DIR/lua_sleep.py" "$SLEEP_PORT" "$SLEEP_CONNS" "$SLEEP_PID"
 RSS=$(awk '/VmRSS/ {print $2}' "/proc/$(cat "/proc/$SLEEP_PID/task/$SLEEP_PID/children" | awk '{print $1}')/status")
 echo "sleep worker RSS after the batch: ${RSS} KiB"

@@ -39,64 +39,25 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 HOLDERS=${HOLDERS:-4}         # client processes for the idle test (fd limit 20,000 each)
 FILE_CACHE=${FILE_CACHE:-1}   # 1: open-file cache on both (axkit OpenFileCache, nginx open_file_cache); 0: off on both
 
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$BENCH_DIR/.." && pwd)
+SCRIPT_TAG=static.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 AXKIT=$ROOT/target/release/axkit
-
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'static.sh: %s\n' "$*" >&2; exit 1; }
 
 # ---- tools ------------------------------------------------------------------
 
-need_pkgs=()
-command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-    log "installing ${need_pkgs[*]}"
-    apt-get update -qq
-    apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-fi
+need_cmd wrk wrk
+need_cmd nginx nginx-light
+install_needed
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 command -v python3 >/dev/null || die "python3 is required"
 command -v curl >/dev/null || die "curl is required"
 
 # What exactly is measured: the tree moves while others work in it.
-AXKIT_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
-log "building axkit (release) at $AXKIT_REV"
-(cd "$ROOT" && cargo build --release -q -p axkit-cli)
+build_release axkit -p axkit-cli
 
 # ---- cleanup ----------------------------------------------------------------
 
-TMP=$(mktemp -d /tmp/axkit-bench.XXXXXX)
-STARTED_PIDS=()   # every process we start; stopped by PID on exit
-HOLDER_FDS=()
-
-stop_pid() {      # stop_pid PID: TERM, wait up to 5 s, then KILL it and its children
-    local pid=$1 i kids
-    kill -0 "$pid" 2>/dev/null || return 0
-    kids=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "PID $pid ignored SIGTERM for 5 s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    # Its workers (recorded by PID above) get 2 s to follow, then SIGKILL.
-    for k in $kids; do
-        for i in $(seq 20); do kill -0 "$k" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$k" 2>/dev/null || true
-    done
-}
-
-cleanup() {
-    local fd pid
-    for fd in "${HOLDER_FDS[@]}"; do eval "exec $fd>&-" 2>/dev/null || true; done
-    for pid in "${STARTED_PIDS[@]}"; do stop_pid "$pid"; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+make_tmp axkit-bench   # cleanup on EXIT: close HOLDER_FDS, stop STARTED_PIDS by PID, remove TMP
 
 # ---- content and ports --------------------------------------------------------
 
@@ -105,24 +66,9 @@ mkdir -p "$TMP/www" "$TMP/nginx"
 python3 -c 'import sys; sys.stdout.write(("0123456789abcdef" * 64)[:1024])' >"$TMP/www/1k.bin"
 [ "$(stat -c %s "$TMP/www/1k.bin")" = 1024 ] || die "1k.bin is not 1024 bytes"
 
-# A free port above 20000 and below the ephemeral range (so client sockets
-# can never be sitting on it).
-read -r EPH_LO _ </proc/sys/net/ipv4/ip_local_port_range
-PORT_HI=$(( EPH_LO > 20100 ? EPH_LO - 1 : 30000 ))
-free_port() {
-    local i p
-    for i in $(seq 50); do
-        p=$(( 20001 + RANDOM % (PORT_HI - 20001) ))
-        if python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null \
-            && ! ss -Htan "( sport = :$p or dport = :$p )" | grep -q .; then
-            echo "$p"; return 0
-        fi
-    done
-    die "no free port found"
-}
-AX_PORT=$(free_port)
-NG_PORT=$(free_port)
-while [ "$NG_PORT" = "$AX_PORT" ]; do NG_PORT=$(free_port); done
+# Free ports above 20000 and below the ephemeral range (so client sockets
+# can never be sitting on them).
+pick_ports AX_PORT NG_PORT
 
 # ---- configs --------------------------------------------------------------------
 
@@ -139,24 +85,12 @@ Workers $WORKERS
 $AX_CACHE
 KeepAliveTimeout 120s
 MaxKeepAliveRequests 0
-<Server>
-    Listen 127.0.0.1:$AX_PORT
-    DocumentRoot $TMP/www
-    Plugin uri_to_file
-    Plugin fast_mime_map
-    Plugin serve_file
+$(axkit_static_server "$AX_PORT")
 </Server>
 EOF
 
-NG_USER=""
-[ "$(id -u)" = 0 ] && NG_USER="user root;"
 cat >"$TMP/nginx/nginx.conf" <<EOF
-$NG_USER
-worker_processes $WORKERS;
-worker_rlimit_nofile 20000;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 20000; }
+$(nginx_main "$WORKERS" 20000 20000)
 http {
     access_log off;
     $NG_CACHE
@@ -173,32 +107,11 @@ http {
 }
 EOF
 
-"$AXKIT" --check -c "$TMP/axkit.conf" >"$TMP/axkit-check.log" 2>&1 \
-    || { cat "$TMP/axkit-check.log" >&2; die "axkit rejected its config"; }
-"$NGINX" -t -q -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" \
-    || die "nginx rejected its config"
-
 # ---- start servers ----------------------------------------------------------------
 
-"$AXKIT" -c "$TMP/axkit.conf" >"$TMP/axkit.log" 2>&1 &
-AX_PID=$!; STARTED_PIDS+=("$AX_PID")
-"$NGINX" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' \
-    >"$TMP/nginx/stdout.log" 2>&1 &
-NG_PID=$!; STARTED_PIDS+=("$NG_PID")
+# Both configs checked, both servers started, each up to 10 s for a 200 on /1k.bin.
+start_axkit_nginx /1k.bin
 
-wait_up() {   # wait_up NAME PID PORT: up to 10 s for a 200 on /1k.bin
-    local name=$1 pid=$2 port=$3 i
-    for i in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || die "$name (PID $pid) exited at startup"
-        if curl -fs -o /dev/null "http://127.0.0.1:$port/1k.bin"; then return 0; fi
-        sleep 0.1
-    done
-    die "$name did not answer on port $port within 10 s"
-}
-wait_up axkit "$AX_PID" "$AX_PORT"
-wait_up nginx "$NG_PID" "$NG_PORT"
-
-workers_of() { ps -o pid= --ppid "$1" | tr -d ' ' | tr '\n' ' '; }
 log "axkit  PID $AX_PID port $AX_PORT workers: $(workers_of "$AX_PID")"
 log "nginx  PID $NG_PID port $NG_PORT workers: $(workers_of "$NG_PID")"
 
@@ -212,44 +125,32 @@ done
 
 # ---- throughput -------------------------------------------------------------------
 
-# run_wrk NAME PORT SECONDS -> prints req/s; wrk output saved and anomalies echoed
-run_wrk() {
-    local name=$1 port=$2 secs=$3 out
-    out="$TMP/wrk-$name-$RANDOM.txt"
-    kill -0 "$( [ "$name" = axkit ] && echo "$AX_PID" || echo "$NG_PID")" 2>/dev/null \
-        || die "$name master died before a wrk run"
-    timeout $(( secs + 30 )) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --latency \
-        "http://127.0.0.1:$port/1k.bin" >"$out" 2>&1 || { cat "$out" >&2; die "wrk against $name failed"; }
-    grep -E 'Non-2xx|Socket errors' "$out" | sed "s/^/   [$name] /" >&2 || true
-    grep -E 'Non-2xx|Socket errors' "$out" >>"$TMP/anomalies-$name.txt" || true
-    awk '/^Requests\/sec:/ {print $2}' "$out"
+# bench_wrk NAME PORT SECONDS -> prints req/s (run_wrk on /1k.bin, after
+# checking that NAME's master is still alive)
+bench_wrk() {
+    kill -0 "$( [ "$1" = axkit ] && echo "$AX_PID" || echo "$NG_PID")" 2>/dev/null \
+        || die "$1 master died before a wrk run"
+    run_wrk "$1" "$2" "$3" /1k.bin --latency
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-# Other busy processes right now (fuzzers, builds, another benchmark): noise.
-BUSY=$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 >= 20 {printf "%s%s %s%%", sep, $2, $1; sep=", "}')
+note_load
 log "warm-up (3 s each)"
-run_wrk axkit "$AX_PORT" 3 >/dev/null
-run_wrk nginx "$NG_PORT" 3 >/dev/null
+bench_wrk axkit "$AX_PORT" 3 >/dev/null
+bench_wrk nginx "$NG_PORT" 3 >/dev/null
 : >"$TMP/anomalies-axkit.txt"; : >"$TMP/anomalies-nginx.txt"
 
 AX_RPS=(); NG_RPS=()
 for r in $(seq "$ROUNDS"); do
-    a=$(run_wrk axkit "$AX_PORT" "$DURATION"); AX_RPS+=("$a")
-    n=$(run_wrk nginx "$NG_PORT" "$DURATION"); NG_RPS+=("$n")
+    a=$(bench_wrk axkit "$AX_PORT" "$DURATION"); AX_RPS+=("$a")
+    n=$(bench_wrk nginx "$NG_PORT" "$DURATION"); NG_RPS+=("$n")
     log "round $r: axkit $a req/s, nginx $n req/s"
 done
 AX_MED=$(median "${AX_RPS[@]}")
 NG_MED=$(median "${NG_RPS[@]}")
-RPS_RATIO=$(awk -v a="$AX_MED" -v n="$NG_MED" 'BEGIN {printf "%.2f", a/n}')
+RPS_RATIO=$(ratio "$AX_MED" "$NG_MED")
 # Each round's axkit/nginx ratio (back-to-back runs see similar background
 # load), and their median: a second view that resists load drifting.
-PAIR_RATIOS=()
-for i in "${!AX_RPS[@]}"; do
-    PAIR_RATIOS+=("$(awk -v a="${AX_RPS[$i]}" -v n="${NG_RPS[$i]}" 'BEGIN {printf "%.2f", a/n}')")
-done
-PAIR_MED=$(median "${PAIR_RATIOS[@]}")
+PAIRS=$(pair_ratios "${AX_RPS[*]}" "${NG_RPS[*]}")
 
 # ---- idle keep-alive memory -----------------------------------------------------------
 
@@ -260,14 +161,8 @@ PAIR_MED=$(median "${PAIR_RATIOS[@]}")
 # *other* processes (the python holders) map the same libc, which would show
 # up as a bogus change in the server's memory.
 mem_of() {
-    local pids p pss=0 rss=0 v
-    pids="$1 $(workers_of "$1")"
-    for p in $pids; do
-        v=$(awk '/^Pss_Anon:|^Pss_Shmem:/ {s += $2} END {print s + 0}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
-        pss=$(( pss + ${v:-0} ))
-        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
-        rss=$(( rss + ${v:-0} ))
-    done
+    local pss rss
+    read -r pss rss < <(mem_kib "$1" $(workers_of "$1"))
     echo "$(( pss * 1024 )) $(( rss * 1024 ))"
 }
 established() { ss -Htn state established "( sport = :$1 )" | wc -l; }
@@ -340,11 +235,10 @@ AX_IDLE_PSS=$IDLE_PSS AX_IDLE_RSS=$IDLE_RSS AX_IDLE_NOTE=$IDLE_NOTE AX_IDLE_N=$I
 sleep 2
 idle_test nginx "$NG_PID" "$NG_PORT"
 NG_IDLE_PSS=$IDLE_PSS NG_IDLE_RSS=$IDLE_RSS NG_IDLE_NOTE=$IDLE_NOTE NG_IDLE_N=$IDLE_N
-MEM_RATIO=$(awk -v a="$AX_IDLE_PSS" -v n="$NG_IDLE_PSS" 'BEGIN {if (n > 0) printf "%.2f", a/n; else print "n/a"}')
+MEM_RATIO=$(ratio "$AX_IDLE_PSS" "$NG_IDLE_PSS")
 
 # ---- summary ---------------------------------------------------------------------------
 
-anoms() { [ -s "$TMP/anomalies-$1.txt" ] && sort "$TMP/anomalies-$1.txt" | uniq -c | sed 's/^ */    /' || echo "    none"; }
 ax_log_lines=$(grep -c . "$TMP/axkit.log" || true)
 ng_err_lines=$(grep -c . "$TMP/nginx/error.log" || true)
 
@@ -361,7 +255,7 @@ axkit: $AXKIT_REV (the working tree as built; "-dirty" = uncommitted changes) ·
 | 1 KiB GET, keep-alive | axkit | nginx | axkit/nginx |
 |---|---|---|---|
 | requests/s (median) | $AX_MED | $NG_MED | $RPS_RATIO |
-| requests/s (each round) | ${AX_RPS[*]} | ${NG_RPS[*]} | ${PAIR_RATIOS[*]} (median $PAIR_MED) |
+| requests/s (each round) | ${AX_RPS[*]} | ${NG_RPS[*]} | $PAIRS |
 | idle keep-alive, Pss(anon) per conn | $AX_IDLE_PSS B ($(kib "$AX_IDLE_PSS")) | $NG_IDLE_PSS B ($(kib "$NG_IDLE_PSS")) | $MEM_RATIO |
 | idle keep-alive, RSS per conn | $AX_IDLE_RSS B | $NG_IDLE_RSS B | |
 

@@ -33,64 +33,24 @@ SLOW=${SLOW:-200}
 SLOW_RATE=${SLOW_RATE:-1048576}
 SLOW_SECS=${SLOW_SECS:-25}
 
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$BENCH_DIR/.." && pwd)
+SCRIPT_TAG=static_large.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 AXKIT=$ROOT/target/release/axkit
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'static_large.sh: %s\n' "$*" >&2; exit 1; }
 
-need=()
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -qq
-    apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+need_cmd wrk wrk
+need_cmd nginx nginx-light
+need_cmd curl curl
+install_needed -q
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-AXKIT_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
-log "building axkit (release) at $AXKIT_REV"
-(cd "$ROOT" && cargo build --release -q --bin axkit)
+build_release axkit --bin axkit
 
-TMP=$(mktemp -d /tmp/axkit-bench-large.XXXXXX)
-STARTED=()
-stop_pid() {
-    local pid=$1 kids
-    kill -0 "$pid" 2>/dev/null || return 0
-    kids=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for k in $kids; do
-        for _ in $(seq 20); do kill -0 "$k" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$k" 2>/dev/null || true
-    done
-}
-cleanup() { local p; for p in "${STARTED[@]}"; do stop_pid "$p"; done; rm -rf "$TMP"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
+make_tmp axkit-bench-large   # cleanup on EXIT: stop STARTED_PIDS by PID, remove TMP
 mkdir -p "$TMP/www" "$TMP/nginx"
 head -c $((100 * 1024)) /dev/urandom >"$TMP/www/100k.bin"
 head -c $((100 * 1024 * 1024)) /dev/urandom >"$TMP/www/100m.bin"
 python3 -c 'import sys; sys.stdout.write(("0123456789abcdef" * 64)[:1024])' >"$TMP/www/1k.bin"
 
-read -r EPH_LO _ </proc/sys/net/ipv4/ip_local_port_range
-PORT_HI=$(( EPH_LO > 20100 ? EPH_LO - 1 : 30000 ))
-free_port() {
-    local p
-    for _ in $(seq 50); do
-        p=$(( 20001 + RANDOM % (PORT_HI - 20001) ))
-        if python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null \
-            && ! ss -Htan "( sport = :$p or dport = :$p )" | grep -q .; then
-            echo "$p"; return 0
-        fi
-    done
-    die "no free port found"
-}
-AX_PORT=$(free_port); NG_PORT=$(free_port)
-while [ "$NG_PORT" = "$AX_PORT" ]; do NG_PORT=$(free_port); done
+pick_ports AX_PORT NG_PORT
 
 cat >"$TMP/axkit.conf" <<CONF
 Workers $WORKERS
@@ -99,22 +59,11 @@ OpenFileCacheValid 1s
 KeepAliveTimeout 120s
 MaxKeepAliveRequests 0
 SendTimeout 120s
-<Server>
-    Listen 127.0.0.1:$AX_PORT
-    DocumentRoot $TMP/www
-    Plugin uri_to_file
-    Plugin fast_mime_map
-    Plugin serve_file
+$(axkit_static_server "$AX_PORT")
 </Server>
 CONF
-NG_USER=""; [ "$(id -u)" = 0 ] && NG_USER="user root;"
 cat >"$TMP/nginx/nginx.conf" <<CONF
-$NG_USER
-worker_processes $WORKERS;
-worker_rlimit_nofile 20000;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 20000; }
+$(nginx_main "$WORKERS" 20000 20000)
 http {
     access_log off;
     open_file_cache max=10000 inactive=60s; open_file_cache_valid 1s;
@@ -128,17 +77,7 @@ http {
     server { listen 127.0.0.1:$NG_PORT; root $TMP/www; }
 }
 CONF
-"$AXKIT" --check -c "$TMP/axkit.conf" >/dev/null || die "axkit rejected its config"
-"$NGINX" -t -q -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" || die "nginx rejected its config"
-
-"$AXKIT" -c "$TMP/axkit.conf" >"$TMP/axkit.log" 2>&1 &
-AX_PID=$!; STARTED+=("$AX_PID")
-"$NGINX" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' >/dev/null 2>&1 &
-NG_PID=$!; STARTED+=("$NG_PID")
-for port in "$AX_PORT" "$NG_PORT"; do
-    for i in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$port/1k.bin" && break; sleep 0.1; done
-    [ "$i" -lt 100 ] || die "nothing answers on $port"
-done
+start_axkit_nginx /1k.bin
 for s in "axkit $AX_PORT" "nginx $NG_PORT"; do
     set -- $s
     for f in 100k.bin 100m.bin; do
@@ -146,16 +85,11 @@ for s in "axkit $AX_PORT" "nginx $NG_PORT"; do
     done
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}'; }
 wrk_rps() {   # wrk_rps PORT PATH SECONDS CONNS -> req/s
-    local out="$TMP/wrk-$RANDOM.txt"
-    timeout $(( $3 + 30 )) wrk -t1 -c"$4" -d"$3s" "http://127.0.0.1:$1$2" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed"; }
-    grep -E 'Non-2xx|Socket errors' "$out" | sed 's/^/   [wrk] /' >&2 || true
-    awk '/^Requests\/sec:/ {print $2}' "$out"
+    local THREADS=1 CONNS=$4
+    run_wrk wrk "$1" "$3" "$2"
 }
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-BUSY=$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 >= 20 {printf "%s%s %s%%", sep, $2, $1; sep=", "}')
+note_load
 
 # ---- 1. 100 KiB req/s -------------------------------------------------------
 log "100 KiB: warm-up"
@@ -179,24 +113,15 @@ done
 AX_SM=$(median "${AX_S[@]}"); NG_SM=$(median "${NG_S[@]}")
 # Each round's ratio (back-to-back runs see similar background load) and
 # their median: a view that resists load drifting between rounds.
-pair_ratios() {   # pair_ratios "A1 A2…" "N1 N2…" -> "r1 r2… (median m)"
-    local -a a=($1) n=($2) r=()
-    local i
-    for i in "${!a[@]}"; do r+=("$(ratio "${a[$i]}" "${n[$i]}")"); done
-    echo "${r[*]} (median $(median "${r[@]}"))"
-}
 K_PAIRS=$(pair_ratios "${AX_K[*]}" "${NG_K[*]}")
 S_PAIRS=$(pair_ratios "${AX_S[*]}" "${NG_S[*]}")
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b/1048576}'; }
 
 # ---- 3. slow clients ---------------------------------------------------------
 anon_of() {   # anonymous Pss (bytes) of a master and its workers
-    local p s=0 v
-    for p in "$1" $(ps -o pid= --ppid "$1"); do
-        v=$(awk '/^Pss_Anon:|^Pss_Shmem:/ {s += $2} END {print s + 0}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
-        s=$(( s + v ))
-    done
-    echo $(( s * 1024 ))
+    local pss rss
+    read -r pss rss < <(mem_kib "$1" $(workers_of "$1"))
+    echo $(( pss * 1024 ))
 }
 slow_test() {   # slow_test NAME PID PORT -> sets GROWTH UNLOADED LOADED SLOW_NOTE
     local name=$1 pid=$2 port=$3 before peak m i h out
@@ -208,7 +133,7 @@ slow_test() {   # slow_test NAME PID PORT -> sets GROWTH UNLOADED LOADED SLOW_NO
     for h in 1 2 3 4; do
         python3 "$BENCH_DIR/slow_readers.py" 127.0.0.1 "$port" /100m.bin "$per" "$SLOW_RATE" "$SLOW_SECS" "127.0.0.$(( h + 1 ))" \
             >"$TMP/slow-$name-$h.out" 2>&1 &
-        hp+=($!); STARTED+=($!)
+        hp+=($!); STARTED_PIDS+=($!)
     done
     for i in $(seq 300); do
         [ "$(cat "$TMP"/slow-"$name"-*.out | grep -c '^ready' || true)" -ge 4 ] && break

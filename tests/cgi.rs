@@ -40,7 +40,7 @@ fn conf(global: &str, extra: &str) -> String {
 }
 
 fn start(conf: &str, prepare: impl FnOnce(&TempDir)) -> Axkit {
-    Axkit::start_with(conf, &["--no-master"], |d| {
+    Axkit::start_single_with(conf, |d| {
         std::fs::create_dir_all(d.path().join("www")).unwrap();
         std::fs::create_dir_all(d.path().join("cgi-bin")).unwrap();
         prepare(d)
@@ -485,12 +485,7 @@ fn headers_status_redirects_and_nph() {
     assert_eq!(r.status, 201);
     assert_eq!(r.header("Content-Type"), Some("text/x-a"));
     assert_eq!(r.header("X-Multi"), Some("spaced"));
-    let cookies: Vec<&str> = r
-        .headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
-        .map(|(_, v)| v.as_str())
-        .collect();
+    let cookies = r.header_all("set-cookie");
     assert_eq!(cookies, ["a=1", "b=2"]);
     assert_eq!(r.text(), "made");
     // Output still coming after the head: streamed, chunked.
@@ -637,13 +632,7 @@ fn serve_file_before_serve_cgi_is_refused_at_start() {
         "axkit.conf",
         "<Server>\n Listen 127.0.0.1:0\n Plugin uri_to_file\n Plugin serve_file\n Plugin serve_cgi\n</Server>\n",
     );
-    let out = Command::new(BIN)
-        .args(["--no-master", "-c"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_at_start(&conf);
     assert!(
         err.contains("must come before `Plugin serve_file`"),
         "{err}"

@@ -483,7 +483,7 @@ fn directive_names_ignore_case_underscores_and_dashes() {
                 <location /alt>\n        document-root {dir}/alt\n    </LOCATION>\n</SERVER>\n";
     let (_dir, _file, run) = check(text);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let srv = Axkit::start_with(text, &["--no-master"], |dir| {
+    let srv = Axkit::start_single_with(text, |dir| {
         dir.write("www/index.html", "main index\n");
         dir.write("www/a.txt", "main a\n");
         dir.write("alt/a.txt", "alt a\n");

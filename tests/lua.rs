@@ -32,7 +32,7 @@ fn conf(global: &str, body: &str) -> String {
 
 /// Start one process with `scripts` (name, source) in `plugins/`.
 fn start(conf: &str, scripts: &[(&str, &str)]) -> Axkit {
-    Axkit::start_with(conf, &["--no-master"], |d| {
+    Axkit::start_single_with(conf, |d| {
         for (name, src) in scripts {
             d.write(&format!("plugins/{name}.lua"), src);
         }
@@ -50,10 +50,6 @@ fn send(srv: &Axkit, method: &str, path: &str, headers: &str, body: &[u8]) -> Re
     let (bytes, _) = srv.raw(&req);
     parse_response(&bytes)
         .unwrap_or_else(|| panic!("no response to {method} {path}: {}", lossy(&bytes)))
-}
-
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn check(conf_text: &str, scripts: &[(&str, &str)]) -> (bool, String) {
@@ -121,7 +117,7 @@ fn init_lua_in_a_directory_and_directives_listing() {
     assert!(section.contains("What to greet with"));
     assert!(text.contains("LuaTimeLimit <duration>"), "{text}");
 
-    let srv = Axkit::start_with(&conf_text, &["--no-master"], |d| {
+    let srv = Axkit::start_single_with(&conf_text, |d| {
         d.write("plugins/greeter/init.lua", HELLO);
     });
     assert_eq!(srv.get("/").text(), "Hi, world\n");
@@ -217,13 +213,7 @@ fn syntax_errors_name_file_and_line() {
         "axkit.conf",
         config_text(&dir, &conf("", "    Plugin broken")),
     );
-    let out = Command::new(BIN)
-        .args(["--no-master", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(lossy(&out.stderr).contains("plugins/broken.lua:1:"));
+    assert!(refused_at_start(&path).contains("plugins/broken.lua:1:"));
     // Unknown plugin: not found in the PluginDir.
     let (ok, out) = check(&conf("", "    Plugin nosuch"), &[]);
     assert!(!ok);
@@ -342,12 +332,7 @@ fn request_api() {
 
     let r = send(&srv, "GET", "/cookie", "", b"");
     assert_eq!(r.status, 201);
-    let cookies: Vec<&str> = r
-        .headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
-        .map(|(_, v)| v.as_str())
-        .collect();
+    let cookies = r.header_all("set-cookie");
     assert_eq!(
         cookies,
         ["sid=abc123; Path=/; Max-Age=60; HttpOnly", "theme=dark"]
@@ -940,13 +925,12 @@ fn sighup_reloads_scripts_without_dropping_requests() {
 
 #[test]
 fn demo_hello_and_json_api() {
-    let srv = Axkit::start_with(
+    let srv = Axkit::start_single_with(
         &format!(
             "PluginDir {DEMO_PLUGINS}\n<Server>\n    Listen 127.0.0.1:0\n\
              <Location /hello>\n        Plugin hello\n        Greeting Howdy\n    </Location>\n\
              <Location /api>\n        Plugin json_api\n        ApiMaxItems 2\n    </Location>\n</Server>\n"
         ),
-        &["--no-master"],
         |_| {},
     );
     assert_eq!(srv.get("/hello?name=Ada").text(), "Howdy, Ada\n");
@@ -988,12 +972,11 @@ fn demo_hello_and_json_api() {
 
 #[test]
 fn demo_wiki_view_edit_save() {
-    let srv = Axkit::start_with(
+    let srv = Axkit::start_single_with(
         &format!(
             "PluginDir {DEMO_PLUGINS}\n<Server>\n    Listen 127.0.0.1:0\n\
              <Location /wiki>\n        Plugin wiki\n        WikiDir {{dir}}/pages\n    </Location>\n</Server>\n"
         ),
-        &["--no-master"],
         |d| {
             d.write("pages/FrontPage.txt", "Start at SandBox.\n");
         },

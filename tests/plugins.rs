@@ -11,37 +11,12 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A request with extra header lines (each ending in `\r\n`) on a new
-/// connection that closes after the response.
-fn request(srv: &Axkit, method: &str, path: &str, headers: &str) -> Response {
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
-    );
-    let (bytes, _) = srv.raw(req.as_bytes());
-    let parsed = if method == "HEAD" {
-        parse_head_response(&bytes)
-    } else {
-        parse_response(&bytes)
-    };
-    parsed.unwrap_or_else(|| panic!("no response to {method} {path}: {:?}", lossy(&bytes)))
-}
-
 fn get_with(srv: &Axkit, path: &str, headers: &str) -> Response {
     request(srv, "GET", path, headers)
-}
-
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Start the stock binary (one process) with `conf`, after `prepare` has
-/// filled the scratch directory.
-fn start(conf: &str, prepare: impl FnOnce(&TempDir)) -> Axkit {
-    Axkit::start_with(conf, &["--no-master"], prepare)
 }
 
 /// Wait until `path` exists and has a line satisfying `pred`; return the
@@ -63,18 +38,9 @@ fn wait_for_line(path: &Path, pred: impl Fn(&str) -> bool) -> String {
     }
 }
 
-/// 06 Nov 1994 08:49:37 GMT, RFC 9110's example date.
-const MTIME: u64 = 784_111_777;
-
-fn set_mtime(path: &Path) {
-    let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(UNIX_EPOCH + Duration::from_secs(MTIME))
-        .unwrap();
-}
-
 #[test]
 fn files_get_content_type_length_and_last_modified() {
-    let srv = start(STATIC_CONF, |d| {
+    let srv = Axkit::start_single_with(STATIC_CONF, |d| {
         for (name, body) in [
             ("a.html", "<p>hi</p>\n"),
             ("b.css", "p { color: red }\n"),
@@ -123,7 +89,7 @@ fn files_get_content_type_length_and_last_modified() {
 
 #[test]
 fn missing_files_and_methods() {
-    let srv = start(STATIC_CONF, |d| {
+    let srv = Axkit::start_single_with(STATIC_CONF, |d| {
         d.write("www/a.txt", "abc\n");
         d.write("www/empty.txt", "");
         d.write("www/big.bin", big());
@@ -181,7 +147,7 @@ fn big() -> Vec<u8> {
 #[test]
 fn directories() {
     let conf = STATIC_CONF.replace("DirectoryIndex index.html", "DirectoryIndex a.html b.html");
-    let srv = start(&conf, |d| {
+    let srv = Axkit::start_single_with(&conf, |d| {
         d.write("www/both/a.html", "A\n");
         d.write("www/both/b.html", "B\n");
         d.write("www/second/b.html", "B2\n");
@@ -229,7 +195,7 @@ fn directories() {
 #[test]
 fn directory_without_directory_index_is_forbidden() {
     let conf = STATIC_CONF.replace("    DirectoryIndex index.html\n", "");
-    let srv = start(&conf, |d| {
+    let srv = Axkit::start_single_with(&conf, |d| {
         d.write("www/dir/index.html", "I\n");
     });
     assert_eq!(srv.get("/dir/").status, 403);
@@ -248,7 +214,7 @@ fn path_info_after_a_static_file_is_404() {
             "Plugin uri_to_file\n    OpenFileCache 100",
         ),
     ] {
-        let srv = start(&conf, |d| {
+        let srv = Axkit::start_single_with(&conf, |d| {
             d.write("www/doc.html", "doc\n");
             d.write("www/sub/page.txt", "page\n");
         });
@@ -290,7 +256,7 @@ fn locations_and_document_roots() {
     </Location>
 </Server>
 ";
-    let srv = start(conf, |d| {
+    let srv = Axkit::start_single_with(conf, |d| {
         d.write("icons/a.svg", "<svg/>\n");
         d.write("icons/index.html", "icon index\n");
         d.write("www/icons/a.svg", "WRONG: server root\n");
@@ -341,7 +307,7 @@ fn symlinks() {
         std::os::unix::fs::symlink(d.path().join("outside"), www.join("abs-out")).unwrap();
         std::os::unix::fs::symlink("/nonexistent/x", www.join("dangling")).unwrap();
     };
-    let srv = start(STATIC_CONF, prepare);
+    let srv = Axkit::start_single_with(STATIC_CONF, prepare);
     assert_eq!(srv.get("/link.txt").text(), "real\n");
     assert_eq!(srv.get("/sub/up.txt").text(), "real\n");
     for path in [
@@ -359,7 +325,7 @@ fn symlinks() {
         "Plugin uri_to_file",
         "Plugin uri_to_file\n    FollowSymlinks On",
     );
-    let srv = start(&conf, prepare);
+    let srv = Axkit::start_single_with(&conf, prepare);
     assert_eq!(srv.get("/link.txt").text(), "real\n");
     assert_eq!(srv.get("/rel-out.txt").text(), "secret\n");
     assert_eq!(srv.get("/abs-out/secret.txt").text(), "secret\n");
@@ -369,7 +335,7 @@ fn symlinks() {
 
 #[test]
 fn traversal_never_escapes_the_root() {
-    let srv = start(STATIC_CONF, |d| {
+    let srv = Axkit::start_single_with(STATIC_CONF, |d| {
         d.write("secret.txt", "secret\n");
         d.write("www/sub/a.txt", "a\n");
     });
@@ -418,7 +384,7 @@ fn unreadable_file_is_forbidden() {
         eprintln!("unreadable_file_is_forbidden: running as root, skipped");
         return;
     }
-    let srv = start(STATIC_CONF, |d| {
+    let srv = Axkit::start_single_with(STATIC_CONF, |d| {
         let p = d.write("www/locked.txt", "locked\n");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
         let dir = d.path().join("www/lockeddir");
@@ -444,7 +410,7 @@ fn mime_type_overrides() {
         "Plugin fast_mime_map\n    MimeType md text/markdown\n    MimeType .HTML text/x-mine\n    \
          <Location /raw>\n        MimeType md text/plain\n    </Location>",
     );
-    let srv = start(&conf, |d| {
+    let srv = Axkit::start_single_with(&conf, |d| {
         d.write("www/a.md", "# a\n");
         d.write("www/A.MD", "# A\n");
         d.write("www/b.html", "<b/>\n");
@@ -479,7 +445,7 @@ fn mime_type_overrides() {
 #[test]
 fn mime_type_without_fast_mime_map_is_octet_stream() {
     let conf = STATIC_CONF.replace("    Plugin fast_mime_map\n", "");
-    let srv = start(&conf, |d| {
+    let srv = Axkit::start_single_with(&conf, |d| {
         d.write("www/a.html", "<p/>\n");
     });
     assert_eq!(
@@ -499,7 +465,7 @@ fn start_logging(level: &str) -> Axkit {
             "    <Location /broken>\n        DocumentRoot {dir}/missing-root\n    </Location>\n</Server>"
         )
     );
-    start(&conf, |d| {
+    Axkit::start_single_with(&conf, |d| {
         d.write("www/a.txt", "a\n");
         d.write("outside.txt", "out\n");
         std::os::unix::fs::symlink("../outside.txt", d.path().join("www/out.txt")).unwrap();
@@ -620,7 +586,7 @@ fn parse_clf(line: &str) -> (String, u16, String, String, String) {
 #[test]
 fn request_log_combined_format() {
     let conf = format!("Plugin request_log\nRequestLog {{dir}}/access.log\n{STATIC_CONF}");
-    let srv = start(&conf, |d| {
+    let srv = Axkit::start_single_with(&conf, |d| {
         d.write("www/a.txt", "hello\n");
         d.write("www/empty.txt", "");
     });
@@ -692,7 +658,7 @@ Plugin serve_file
 
 #[test]
 fn name_based_virtual_hosts() {
-    let srv = start(VHOSTS, |d| {
+    let srv = Axkit::start_single_with(VHOSTS, |d| {
         d.write("a/who.txt", "A\n");
         d.write("b/who.txt", "B\n");
     });
@@ -739,7 +705,7 @@ fn location_scoped_plugin() {
     </Location>
 </Server>
 ";
-    let srv = start(conf, |d| {
+    let srv = Axkit::start_single_with(conf, |d| {
         d.write("www/files/a.txt", "a\n");
         d.write("www/b.txt", "b\n");
     });

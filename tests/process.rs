@@ -86,6 +86,21 @@ fn kill(pid: i32, sig: i32) {
     }
 }
 
+/// SIGTERM the master; it must exit successfully within 15 s.
+fn terminate_within_15s(srv: &mut Axkit) {
+    let t = Instant::now();
+    srv.signal(libc::SIGTERM);
+    let status = srv
+        .wait_exit(Duration::from_secs(20))
+        .expect("master did not exit");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
 /// One GET on a new connection that must answer 200 with `Connection:
 /// close`; every failure is an `Err`, never a panic.
 fn try_get(addr: SocketAddr, path: &str) -> Result<Response, String> {
@@ -434,17 +449,7 @@ fn shutdown_timeout_bounds_the_drain() {
     // A client that reads the head and then stalls.
     let (mut dl, len, body) = start_download(srv.addr, "/big.bin", 1);
     let workers = srv.workers();
-    let t = Instant::now();
-    srv.signal(libc::SIGTERM);
-    let status = srv
-        .wait_exit(Duration::from_secs(20))
-        .expect("master did not exit");
-    assert!(status.success(), "{status:?}");
-    assert!(
-        t.elapsed() < Duration::from_secs(15),
-        "took {:?}",
-        t.elapsed()
-    );
+    terminate_within_15s(&mut srv);
     srv.wait_stderr(
         "shutdown timeout: closing 1 connection",
         Duration::from_secs(5),
@@ -701,7 +706,7 @@ fn sigusr1_reopens_logs() {
 
 #[test]
 fn no_master_runs_one_process() {
-    let mut srv = Axkit::start_with(&conf("", ""), &["--no-master"], www);
+    let mut srv = Axkit::start_single_with(&conf("", ""), www);
     assert_eq!(srv.get("/").text(), "hello\n");
     assert!(srv.workers().is_empty(), "children: {:?}", srv.workers());
     assert_eq!(srv.get("/a.txt").text(), "aaa\n");
@@ -875,17 +880,7 @@ fn idle_keepalive_connections_do_not_hold_up_reload_or_shutdown() {
 
     let mut idle = TcpStream::connect(srv.addr).unwrap();
     keepalive_request(&mut idle);
-    let t = Instant::now();
-    srv.signal(libc::SIGTERM);
-    let status = srv
-        .wait_exit(Duration::from_secs(20))
-        .expect("master did not exit");
-    assert!(status.success(), "{status:?}");
-    assert!(
-        t.elapsed() < Duration::from_secs(15),
-        "took {:?}",
-        t.elapsed()
-    );
+    terminate_within_15s(&mut srv);
     let (bytes, closed) = read_until_close(&mut idle, Duration::from_secs(5));
     assert!(closed && bytes.is_empty(), "{bytes:?}");
 }

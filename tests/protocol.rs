@@ -36,7 +36,7 @@ fn start_main() -> Axkit {
     let conf = format!(
         "MaxRequestLine 1K\nMaxHeaders 20\nMaxHeaderSize 4K\nMaxRequestBody 64K\n{STATIC_CONF}"
     );
-    Axkit::start_with(&conf, &["--no-master"], |d| {
+    Axkit::start_single_with(&conf, |d| {
         d.write("www/index.html", INDEX);
         d.write("www/1k.txt", one_k());
         d.write("www/big.bin", vec![b'x'; 8 << 20]);
@@ -45,10 +45,6 @@ fn start_main() -> Axkit {
 
 /// How long any single exchange may take before we call it a hang.
 const LIMIT: Duration = Duration::from_secs(5);
-
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Send `req` on a fresh connection and read until close (or `LIMIT`).
 fn exchange(srv: &Axkit, req: &[u8]) -> (Vec<u8>, bool) {
@@ -833,7 +829,7 @@ fn bad_chunked_bodies() {
     // Same with a Content-Length body larger than the drain budget but
     // under MaxRequestBody: the response comes without the body, then close.
     let conf = format!("MaxRequestBody 10M\n{STATIC_CONF}");
-    let big_srv = Axkit::start_with(&conf, &["--no-master"], |d| {
+    let big_srv = Axkit::start_single_with(&conf, |d| {
         d.write("www/1k.txt", one_k());
     });
     let req = format!("POST /1k.txt HTTP/1.1\r\n{h}Content-Length: 5000000\r\n\r\n");
@@ -853,7 +849,7 @@ fn deadlines_and_keepalive_limits() {
     let conf = format!(
         "HeaderTimeout 1s\nKeepAliveTimeout 1s\nBodyTimeout 1s\nMaxKeepAliveRequests 2\nServerToken Off\n{STATIC_CONF}"
     );
-    let mut srv = Axkit::start_with(&conf, &["--no-master"], |d| {
+    let mut srv = Axkit::start_single_with(&conf, |d| {
         d.write("www/1k.txt", one_k());
     });
     let h = "Host: localhost\r\n";
@@ -1048,7 +1044,7 @@ fn garbage(rng: &mut XorShift, i: usize) -> Vec<u8> {
 #[test]
 fn robustness() {
     let conf = format!("HeaderTimeout 1s\nKeepAliveTimeout 1s\nBodyTimeout 1s\n{STATIC_CONF}");
-    let mut srv = Axkit::start_with(&conf, &["--no-master"], |d| {
+    let mut srv = Axkit::start_single_with(&conf, |d| {
         d.write("www/1k.txt", one_k());
         d.write("www/big.bin", vec![b'x'; 16 << 20]);
     });

@@ -11,42 +11,11 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 
-/// 06 Nov 1994 08:49:37 GMT, RFC 9110's example date.
-const MTIME: u64 = 784_111_777;
 const LAST_MODIFIED: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
-
-fn set_mtime(path: &Path) {
-    let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(UNIX_EPOCH + Duration::from_secs(MTIME))
-        .unwrap();
-}
-
-fn start(conf: &str, prepare: impl FnOnce(&TempDir)) -> Axkit {
-    Axkit::start_with(conf, &["--no-master"], prepare)
-}
-
-/// One request with extra header lines (each ending in `\r\n`).
-fn request(srv: &Axkit, method: &str, path: &str, headers: &str) -> Response {
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
-    );
-    let (bytes, _) = srv.raw(req.as_bytes());
-    let parsed = if method == "HEAD" {
-        parse_head_response(&bytes)
-    } else {
-        parse_response(&bytes)
-    };
-    parsed.unwrap_or_else(|| {
-        panic!(
-            "no response to {method} {path}: {:?}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })
-}
 
 fn get(srv: &Axkit, path: &str, headers: &str) -> Response {
     request(srv, "GET", path, headers)
@@ -79,7 +48,7 @@ fn files_conf(extra: &str) -> String {
 }
 
 fn files_server(extra: &str) -> Axkit {
-    start(&files_conf(extra), |d| {
+    Axkit::start_single_with(&files_conf(extra), |d| {
         set_mtime(&d.write("www/d.txt", digits100()));
         set_mtime(&d.write("www/big.bin", big_content()));
         set_mtime(&d.write("www/empty.txt", ""));
@@ -131,6 +100,8 @@ fn file_etag_off_sends_no_etag() {
 fn conditional_get_304_and_412_with_rfc_precedence() {
     let srv = files_server("CacheControl \"public, max-age=60\"");
     let etag = get(&srv, "/d.txt", "").header("ETag").unwrap().to_string();
+    // The status of a GET of /d.txt with extra header lines.
+    let d_status = |headers: &str| get(&srv, "/d.txt", headers).status;
 
     // If-None-Match matching (also weakly, also in a list) → 304 with the
     // validators and caching headers, no body.
@@ -155,10 +126,7 @@ fn conditional_get_304_and_412_with_rfc_precedence() {
         assert_eq!(bytes.len(), r.len, "a 304 has no body");
     }
     // Not matching → 200.
-    assert_eq!(
-        get(&srv, "/d.txt", "If-None-Match: \"other\"\r\n").status,
-        200
-    );
+    assert_eq!(d_status("If-None-Match: \"other\"\r\n"), 200);
     // HEAD too.
     assert_eq!(
         request(
@@ -174,45 +142,25 @@ fn conditional_get_304_and_412_with_rfc_precedence() {
     // If-Modified-Since: same or later date → 304; earlier → 200;
     // garbage → ignored (200).
     assert_eq!(
-        get(
-            &srv,
-            "/d.txt",
-            &format!("If-Modified-Since: {LAST_MODIFIED}\r\n")
-        )
-        .status,
+        d_status(&format!("If-Modified-Since: {LAST_MODIFIED}\r\n")),
         304
     );
     assert_eq!(
-        get(
-            &srv,
-            "/d.txt",
-            "If-Modified-Since: Mon, 07 Nov 1994 08:49:37 GMT\r\n"
-        )
-        .status,
+        d_status("If-Modified-Since: Mon, 07 Nov 1994 08:49:37 GMT\r\n"),
         304
     );
     assert_eq!(
-        get(
-            &srv,
-            "/d.txt",
-            "If-Modified-Since: Sat, 05 Nov 1994 08:49:37 GMT\r\n"
-        )
-        .status,
+        d_status("If-Modified-Since: Sat, 05 Nov 1994 08:49:37 GMT\r\n"),
         200
     );
     // The obsolete formats are accepted too.
     assert_eq!(
-        get(
-            &srv,
-            "/d.txt",
-            "If-Modified-Since: Sunday, 06-Nov-94 08:49:37 GMT\r\n"
-        )
-        .status,
+        d_status("If-Modified-Since: Sunday, 06-Nov-94 08:49:37 GMT\r\n"),
         304
     );
     for garbage in ["yesterday", "Sun, 06 Nov 1994 08:49:37", "0", ""] {
         assert_eq!(
-            get(&srv, "/d.txt", &format!("If-Modified-Since: {garbage}\r\n")).status,
+            d_status(&format!("If-Modified-Since: {garbage}\r\n")),
             200,
             "{garbage:?}"
         );
@@ -220,69 +168,39 @@ fn conditional_get_304_and_412_with_rfc_precedence() {
     // If-None-Match takes precedence over If-Modified-Since: a tag that
     // does not match means 200 even with a matching date.
     assert_eq!(
-        get(
-            &srv,
-            "/d.txt",
-            &format!("If-None-Match: \"other\"\r\nIf-Modified-Since: {LAST_MODIFIED}\r\n")
-        )
-        .status,
+        d_status(&format!(
+            "If-None-Match: \"other\"\r\nIf-Modified-Since: {LAST_MODIFIED}\r\n"
+        )),
         200
     );
 
     // If-Match: matching (strongly) → 200; not matching or weak → 412.
-    assert_eq!(
-        get(&srv, "/d.txt", &format!("If-Match: {etag}\r\n")).status,
-        200
-    );
-    assert_eq!(get(&srv, "/d.txt", "If-Match: *\r\n").status, 200);
+    assert_eq!(d_status(&format!("If-Match: {etag}\r\n")), 200);
+    assert_eq!(d_status("If-Match: *\r\n"), 200);
     let r = get(&srv, "/d.txt", "If-Match: \"other\"\r\n");
     assert_eq!(r.status, 412);
     assert_eq!(r.header("ETag"), Some(etag.as_str()));
-    assert_eq!(
-        get(&srv, "/d.txt", &format!("If-Match: W/{etag}\r\n")).status,
-        412
-    );
+    assert_eq!(d_status(&format!("If-Match: W/{etag}\r\n")), 412);
     // If-Unmodified-Since: earlier → 412, same → 200, garbage → ignored.
     assert_eq!(
-        get(
-            &srv,
-            "/d.txt",
-            "If-Unmodified-Since: Sat, 05 Nov 1994 08:49:37 GMT\r\n"
-        )
-        .status,
+        d_status("If-Unmodified-Since: Sat, 05 Nov 1994 08:49:37 GMT\r\n"),
         412
     );
     assert_eq!(
-        get(
-            &srv,
-            "/d.txt",
-            &format!("If-Unmodified-Since: {LAST_MODIFIED}\r\n")
-        )
-        .status,
+        d_status(&format!("If-Unmodified-Since: {LAST_MODIFIED}\r\n")),
         200
     );
-    assert_eq!(
-        get(&srv, "/d.txt", "If-Unmodified-Since: soon\r\n").status,
-        200
-    );
+    assert_eq!(d_status("If-Unmodified-Since: soon\r\n"), 200);
     // If-Match wins over If-Unmodified-Since (which is then not looked at).
     assert_eq!(
-        get(
-            &srv,
-            "/d.txt",
-            &format!("If-Match: {etag}\r\nIf-Unmodified-Since: Sat, 05 Nov 1994 08:49:37 GMT\r\n")
-        )
-        .status,
+        d_status(&format!(
+            "If-Match: {etag}\r\nIf-Unmodified-Since: Sat, 05 Nov 1994 08:49:37 GMT\r\n"
+        )),
         200
     );
     // 412 comes before 304: If-Match failing with a matching If-None-Match.
     assert_eq!(
-        get(
-            &srv,
-            "/d.txt",
-            &format!("If-Match: \"other\"\r\nIf-None-Match: {etag}\r\n")
-        )
-        .status,
+        d_status(&format!("If-Match: \"other\"\r\nIf-None-Match: {etag}\r\n")),
         412
     );
 }
@@ -481,7 +399,7 @@ fn if_range_with_current_and_stale_validators() {
 
 #[test]
 fn cache_control_and_expires_per_location() {
-    let srv = start(
+    let srv = Axkit::start_single_with(
         &files_conf(
             "    <Location /assets>
         CacheControl \"public, max-age=3600\"
@@ -519,13 +437,7 @@ fn bad_expires_is_a_config_error() {
         "axkit.conf",
         config_text(&dir, &files_conf("Expires tomorrow")),
     );
-    let out = std::process::Command::new(BIN)
-        .args(["--no-master", "-c"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_at_start(&conf);
     assert!(err.contains("Expires"), "{err}");
 }
 
@@ -540,7 +452,7 @@ fn precompressed_siblings_looked_up_on_the_blocking_pool_with_a_cache() {
 }
 
 fn precompressed_checks(extra: &str) {
-    let srv = start(
+    let srv = Axkit::start_single_with(
         &files_conf(&format!("Precompressed br gzip\n{extra}")),
         |d| {
             set_mtime(&d.write("www/app.js", "plain javascript"));
@@ -593,7 +505,7 @@ fn precompressed_checks(extra: &str) {
 
 #[test]
 fn precompressed_sibling_symlink_is_not_followed() {
-    let srv = start(&files_conf("Precompressed gzip"), |d| {
+    let srv = Axkit::start_single_with(&files_conf("Precompressed gzip"), |d| {
         d.write("secret.txt", "SECRET");
         d.write("www/a.txt", "plain");
         std::os::unix::fs::symlink(d.path().join("secret.txt"), d.path().join("www/a.txt.gz"))
@@ -653,7 +565,7 @@ fn directory_index_first_existing_name_wins() {
         "DirectoryIndex index.html",
         "DirectoryIndex index.htm default.txt index.html",
     );
-    let srv = start(&conf, |d| {
+    let srv = Axkit::start_single_with(&conf, |d| {
         d.write("www/a/default.txt", "default");
         d.write("www/a/index.html", "html");
         d.write("www/b/index.html", "b-html");
@@ -684,7 +596,7 @@ Workers 1
 #[test]
 fn serve_dir_lists_sorted_escaped_with_sizes_and_dates() {
     let evil = "<img src=x onerror=alert(1)>";
-    let srv = start(LISTING_CONF, |d| {
+    let srv = Axkit::start_single_with(LISTING_CONF, |d| {
         set_mtime(&d.write("www/list/b.txt", "12345"));
         set_mtime(&d.write("www/list/a.txt", "1"));
         set_mtime(&d.write(&format!("www/list/{evil}"), "x"));
@@ -743,7 +655,7 @@ fn typeless_uri_with_an_open_file_cache() {
 }
 
 fn typeless_checks(extra: &str) {
-    let srv = start(
+    let srv = Axkit::start_single_with(
         &format!(
             "Workers 1
 {extra}
@@ -795,7 +707,7 @@ fn magic_mime_map_sniffs_files_without_a_useful_extension() {
     let png: &[u8] = &[
         0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, b'I', b'H', b'D', b'R',
     ];
-    let srv = start(
+    let srv = Axkit::start_single_with(
         "Workers 1
 <Server>
     Listen 127.0.0.1:0
@@ -850,7 +762,7 @@ Workers 1
 
 #[test]
 fn error_document_served_with_the_original_status() {
-    let srv = start(ERRDOC_CONF, |d| {
+    let srv = Axkit::start_single_with(ERRDOC_CONF, |d| {
         d.write("www/errors/404.html", "<h1>custom not found</h1>");
         d.write("www/errors/api404.html", "{\"error\": 404}");
         std::fs::create_dir_all(d.path().join("www/noindex")).unwrap();
@@ -895,13 +807,7 @@ fn bad_error_document_is_a_config_error() {
             &ERRDOC_CONF.replace("/errors/404.html", "http://elsewhere/"),
         ),
     );
-    let out = std::process::Command::new(BIN)
-        .args(["--no-master", "-c"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_at_start(&conf);
     assert!(
         err.contains("ErrorDocument") && err.contains("local URI"),
         "{err}"
@@ -922,7 +828,7 @@ fn built_in_error_pages_leak_internals_only_with_stack_trace_on() {
     </Location>
 </Server>
 ";
-    let srv = start(conf, |_| {});
+    let srv = Axkit::start_single_with(conf, |_| {});
     let r = get(&srv, "/x", "");
     assert_eq!(r.status, 500);
     let page = r.text();
@@ -981,7 +887,7 @@ RequestLog {dir}/access.log
     </Location>
 </Server>
 ";
-    let srv = start(conf, |d| {
+    let srv = Axkit::start_single_with(conf, |d| {
         d.write("www/custom/a.txt", "hello");
         d.write("www/b.txt", "bb");
     });
@@ -1033,13 +939,7 @@ fn bad_request_log_format_is_a_config_error() {
             "Plugin request_log\nRequestLogFormat \"%h %Z\"\n<Server>\n    Listen 127.0.0.1:0\n</Server>\n",
         ),
     );
-    let out = std::process::Command::new(BIN)
-        .args(["--no-master", "-c"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_at_start(&conf);
     assert!(
         err.contains("RequestLogFormat") && err.contains("%Z"),
         "{err}"
@@ -1048,7 +948,7 @@ fn bad_request_log_format_is_a_config_error() {
 
 #[test]
 fn open_file_cache_keeps_misses_and_hits_for_its_validity() {
-    let srv = start(
+    let srv = Axkit::start_single_with(
         &files_conf("OpenFileCache 100\nOpenFileCacheValid 1s"),
         |d| {
             d.write("www/a.txt", "v1");

@@ -1,6 +1,10 @@
 //! Shared test support: start the real `axkit` binary on an ephemeral port
 //! with a config written to a temporary directory, and talk to it over raw
 //! TCP.
+//!
+//! The greeting-server example's tests include this file too (with
+//! `#[path]`), so it uses nothing that package lacks: no `libc` crate, and
+//! no `CARGO_BIN_EXE_axkit` there (`Axkit::start_bin` takes the binary).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,7 +15,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_axkit");
+/// The `axkit` binary under test; empty in a package that does not build it
+/// (use `Axkit::start_bin` there).
+pub const BIN: &str = match option_env!("CARGO_BIN_EXE_axkit") {
+    Some(bin) => bin,
+    None => "",
+};
+
+// kill(2), declared here rather than taken from the `libc` crate so that
+// packages without that dependency can include this file.
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+const SIGKILL: i32 = 9;
 
 /// A scratch directory removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -71,14 +88,33 @@ impl Axkit {
 
     /// Start a single process (`--no-master`).
     pub fn start_single(config: &str) -> Axkit {
-        Axkit::start_with(config, &["--no-master"], |_| {})
+        Axkit::start_single_with(config, |_| {})
     }
 
+    /// Start a single process (`--no-master`) after `prepare` has filled the
+    /// scratch directory.
+    pub fn start_single_with(config: &str, prepare: impl FnOnce(&TempDir)) -> Axkit {
+        Axkit::start_with(config, &["--no-master"], prepare)
+    }
+
+    /// Start with extra command-line `args`, after `prepare` has filled the
+    /// scratch directory.
     pub fn start_with(config: &str, args: &[&str], prepare: impl FnOnce(&TempDir)) -> Axkit {
+        Axkit::start_bin(BIN, config, args, prepare)
+    }
+
+    /// Like `start_with`, but running the binary at `bin` (an axkit built
+    /// with other plugins, say).
+    pub fn start_bin(
+        bin: &str,
+        config: &str,
+        args: &[&str],
+        prepare: impl FnOnce(&TempDir),
+    ) -> Axkit {
         let dir = TempDir::new("srv");
         prepare(&dir);
         let conf = dir.write("axkit.conf", config_text(&dir, config));
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin)
             .args(args)
             .arg("-c")
             .arg(&conf)
@@ -134,7 +170,7 @@ impl Axkit {
 
     pub fn signal(&self, sig: i32) {
         unsafe {
-            libc::kill(self.pid(), sig);
+            kill(self.pid(), sig);
         }
     }
 
@@ -158,6 +194,31 @@ impl Axkit {
                     panic!("never saw {needle:?} in stderr:\n{all}")
                 }
                 Err(_) => {}
+            }
+        }
+    }
+
+    /// Wait until one stderr line contains every one of `needles` (or time
+    /// out and fail); returns that line.
+    pub fn wait_stderr_line(&mut self, needles: &[&str], limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.stderr_lines.extend(self.stderr.try_iter());
+            if let Some(line) = self
+                .stderr_lines
+                .iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return line.clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no stderr line with {needles:?}:\n{}",
+                    self.stderr_lines.join("\n")
+                );
+            }
+            if let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(50)) {
+                self.stderr_lines.push(line);
             }
         }
     }
@@ -208,7 +269,7 @@ impl Drop for Axkit {
         let _ = self.child.wait();
         for w in workers {
             unsafe {
-                libc::kill(w, libc::SIGKILL);
+                kill(w, SIGKILL);
             }
         }
     }
@@ -267,6 +328,14 @@ impl Response {
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// Every value of header `name` (case-insensitive), in order.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -354,6 +423,54 @@ pub fn parse_all(mut bytes: &[u8]) -> Vec<Response> {
         out.push(r);
     }
     out
+}
+
+/// `method path` with extra header lines (each ending in `\r\n`) on a new
+/// connection that closes after the response; HEAD responses are parsed as
+/// bodiless. Panics if no complete response comes back.
+pub fn request(srv: &Axkit, method: &str, path: &str, headers: &str) -> Response {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
+    );
+    let (bytes, _) = srv.raw(req.as_bytes());
+    let parsed = if method == "HEAD" {
+        parse_head_response(&bytes)
+    } else {
+        parse_response(&bytes)
+    };
+    parsed.unwrap_or_else(|| {
+        panic!(
+            "no response to {method} {path}: {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
+/// Run `axkit --no-master -c conf`, which must fail to start; returns its
+/// stderr.
+pub fn refused_at_start(conf: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["--no-master", "-c"])
+        .arg(conf)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// 06 Nov 1994 08:49:37 GMT, RFC 9110's example date.
+pub const MTIME: u64 = 784_111_777;
+
+/// Set the modification time of `path` to [`MTIME`].
+pub fn set_mtime(path: &Path) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(MTIME))
+        .unwrap();
+}
+
+/// `b` as text, invalid UTF-8 replaced.
+pub fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 /// The status of the first response in `bytes`.

@@ -16,47 +16,19 @@
 # temp dir, only the processes started here are stopped (by PID).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-die() { printf 'nginx_cache.sh: FAIL: %s\n' "$*" >&2; exit 1; }
-log() { printf '== %s\n' "$*" >&2; }
+SCRIPT_TAG="nginx_cache.sh: FAIL"
+source "$(dirname "${BASH_SOURCE[0]}")/../../bench/lib.sh"
 
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-    log "installing nginx-light"
-    apt-get update -qq
-    apt-get install -y -qq nginx-light >/dev/null
-fi
+need_cmd nginx nginx-light
+need_cmd curl curl
+install_needed
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-command -v curl >/dev/null || { apt-get update -qq; apt-get install -y -qq curl >/dev/null; }
 
 (cd "$ROOT" && cargo build -q --bin axkit)
 AXKIT=$ROOT/target/debug/axkit
 
-TMP=$(mktemp -d /tmp/axkit-nginx-cache.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        kill -TERM "$p" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-free_port() {
-    local p
-    for _ in $(seq 50); do
-        p=$(( 20001 + RANDOM % 9000 ))
-        if python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null; then
-            echo "$p"; return 0
-        fi
-    done
-    die "no free port"
-}
-AX_PORT=$(free_port)
-NG_PORT=$(free_port)
-while [ "$NG_PORT" = "$AX_PORT" ]; do NG_PORT=$(free_port); done
+make_tmp axkit-nginx-cache   # cleanup on EXIT: stop STARTED_PIDS by PID, remove TMP
+pick_ports AX_PORT NG_PORT
 
 mkdir -p "$TMP/www/fresh" "$TMP/www/stale" "$TMP/nginx/cache"
 echo "fresh content" >"$TMP/www/fresh/a.txt"
@@ -67,12 +39,7 @@ Workers 1
 Plugin request_log
 RequestLog $TMP/axkit_access.log
 RequestLogFormat "%>s %m %U"
-<Server>
-    Listen 127.0.0.1:$AX_PORT
-    DocumentRoot $TMP/www
-    Plugin uri_to_file
-    Plugin fast_mime_map
-    Plugin serve_file
+$(axkit_static_server "$AX_PORT")
     <Location /fresh>
         CacheControl "public, max-age=60"
     </Location>
@@ -82,14 +49,8 @@ RequestLogFormat "%>s %m %U"
 </Server>
 CONF
 
-NG_USER=""
-[ "$(id -u)" = 0 ] && NG_USER="user root;"
 cat >"$TMP/nginx/nginx.conf" <<CONF
-$NG_USER
-worker_processes 1;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 64; }
+$(nginx_main 1 64)
 http {
     access_log off;
     client_body_temp_path $TMP/nginx/body;
@@ -109,22 +70,12 @@ http {
 }
 CONF
 
-"$AXKIT" --no-master -c "$TMP/axkit.conf" >"$TMP/axkit.log" 2>&1 &
-PIDS+=($!)
-"$NGINX" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' \
-    >"$TMP/nginx/stdout.log" 2>&1 &
-PIDS+=($!)
+start_bg AX_PID "$TMP/axkit.log" "$AXKIT" --no-master -c "$TMP/axkit.conf"
+nginx_start
 
-up() {
-    for _ in $(seq 100); do
-        curl -fs -o /dev/null "http://127.0.0.1:$1/fresh/a.txt" -H 'Cache-Control: no-cache' 2>/dev/null && return 0
-        sleep 0.1
-    done
-    cat "$TMP/axkit.log" "$TMP/nginx/error.log" >&2 || true
-    die "nothing answers on port $1"
-}
 # Wait for axkit directly (so nginx's cache stays empty until the checks).
-up "$AX_PORT"
+STARTUP_LOGS=("$TMP/axkit.log" "$TMP/nginx/error.log")
+wait_up axkit "$AX_PID" "$AX_PORT" /fresh/a.txt
 for _ in $(seq 100); do
     curl -fs -o /dev/null "http://127.0.0.1:$NG_PORT/nothing-here" && break
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$NG_PORT/nothing-here")" = 404 ] && break

@@ -9,40 +9,24 @@
 # temp dir (the venv too), only the axkit started here is stopped (by PID).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-die() { printf 'redbot.sh: FAIL: %s\n' "$*" >&2; exit 1; }
+SCRIPT_TAG="redbot.sh: FAIL"
+source "$(dirname "${BASH_SOURCE[0]}")/../../bench/lib.sh"
 
-TMP=$(mktemp -d /tmp/axkit-redbot.XXXXXX)
-AX_PID=""
-cleanup() {
-    if [ -n "$AX_PID" ]; then
-        kill -TERM "$AX_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$AX_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$AX_PID" 2>/dev/null || true
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+make_tmp axkit-redbot   # cleanup on EXIT: stop the axkit started here by PID, remove TMP
 
 python3 -m venv "$TMP/venv" 2>/dev/null || {
-    apt-get update -qq
-    apt-get install -y -qq python3-venv >/dev/null
+    apt_install python3-venv
     python3 -m venv "$TMP/venv"
 }
 "$TMP/venv/bin/pip" install -q redbot || die "pip install redbot failed"
 REDBOT=$TMP/venv/bin/redbot
+need_cmd curl curl
+install_needed
 
 (cd "$ROOT" && cargo build -q --bin axkit)
 AXKIT=$ROOT/target/debug/axkit
 
-PORT=""
-for _ in $(seq 50); do
-    p=$(( 20001 + RANDOM % 9000 ))
-    if python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null; then
-        PORT=$p; break
-    fi
-done
-[ -n "$PORT" ] || die "no free port"
+pick_ports PORT
 
 mkdir -p "$TMP/www"
 python3 - "$TMP/www" <<'PY'
@@ -58,22 +42,14 @@ PY
 
 cat >"$TMP/axkit.conf" <<CONF
 Workers 1
-<Server>
-    Listen 127.0.0.1:$PORT
-    DocumentRoot $TMP/www
-    Plugin uri_to_file
-    Plugin fast_mime_map
-    Plugin serve_file
+$(axkit_static_server "$PORT")
     CacheControl "max-age=3600"
     Precompressed gzip
 </Server>
 CONF
-"$AXKIT" --no-master -c "$TMP/axkit.conf" >"$TMP/axkit.log" 2>&1 &
-AX_PID=$!
-for _ in $(seq 100); do
-    python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$PORT" 2>/dev/null && break
-    sleep 0.1
-done
+start_bg AX_PID "$TMP/axkit.log" "$AXKIT" --no-master -c "$TMP/axkit.conf"
+STARTUP_LOGS=("$TMP/axkit.log")
+wait_up axkit "$AX_PID" "$PORT" /page.txt
 
 failed=0
 for path in /page.txt /data.bin /app.js; do

@@ -6,147 +6,36 @@
 //! the same worker keeps serving. Also the request-body API (`/body`):
 //! Content-Length, chunked, `Expect: 100-continue`, MaxRequestBody.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+#[path = "../../../tests/common/mod.rs"]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
+
+use common::{read_until_close, Axkit};
 
 /// The custom binary, a single process, with `faults` as its only plugin
 /// (plus `extra` config lines inside the `<Server>`). Killed on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-    stderr: mpsc::Receiver<String>,
-    seen: Vec<String>,
+fn start(extra: &str) -> Axkit {
+    Axkit::start_bin(
+        env!("CARGO_BIN_EXE_greeting-server"),
+        &format!("<Server>\n  Listen 127.0.0.1:0\n  Plugin faults\n{extra}\n</Server>\n"),
+        &["--no-master"],
+        |_| {},
+    )
 }
 
-impl Server {
-    fn start(extra: &str) -> Server {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "faults-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let conf = dir.join("faults.conf");
-        std::fs::write(
-            &conf,
-            format!("<Server>\n  Listen 127.0.0.1:0\n  Plugin faults\n{extra}\n</Server>\n"),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_greeting-server"))
-            .arg("--no-master")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, stderr) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(addr) = line.split("http://").nth(1) else {
-            let _ = child.kill();
-            let errs: Vec<String> = stderr.try_iter().collect();
-            panic!("greeting-server did not start: {line}\n{}", errs.join("\n"));
-        };
-        let addr = addr.split('/').next().unwrap().parse().unwrap();
-        Server {
-            child,
-            addr,
-            dir,
-            stderr,
-            seen: Vec::new(),
-        }
-    }
-
-    fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s
-    }
-
-    /// Send raw bytes on a new connection, read until the server closes.
-    fn raw(&self, request: &[u8]) -> (Vec<u8>, bool) {
-        let mut s = self.connect();
-        s.write_all(request).unwrap();
-        read_until_close(&mut s, Duration::from_secs(10))
-    }
-
-    /// GET on a new connection (`Connection: close`).
-    fn get(&self, path: &str) -> Response {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        parse(&self.raw(req.as_bytes()).0).expect("a complete response")
-    }
-
-    /// Wait until stderr has a line containing every one of `needles`.
-    fn wait_log(&mut self, needles: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            self.seen.extend(self.stderr.try_iter());
-            if let Some(line) = self
-                .seen
-                .iter()
-                .find(|l| needles.iter().all(|n| l.contains(n)))
-            {
-                return line.clone();
-            }
-            if Instant::now() > deadline {
-                panic!("no stderr line with {needles:?}:\n{}", self.seen.join("\n"));
-            }
-            if let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(50)) {
-                self.seen.push(line);
-            }
-        }
-    }
+/// GET on a new connection (`Connection: close`), parsed with the strict
+/// `parse` below.
+fn get(srv: &Axkit, path: &str) -> Response {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    parse(&srv.raw(req.as_bytes()).0).expect("a complete response")
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn read_until_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
-    let deadline = Instant::now() + limit;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 16384];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return (out, false);
-        }
-        s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut buf) {
-            Ok(0) => return (out, true),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                return (out, false)
-            }
-            Err(_) => return (out, true),
-        }
-    }
+/// Wait until stderr has a line containing every one of `needles`.
+fn wait_log(srv: &mut Axkit, needles: &[&str]) -> String {
+    srv.wait_stderr_line(needles, Duration::from_secs(10))
 }
 
 /// Read exactly one complete response from a keep-alive connection.
@@ -242,7 +131,7 @@ const NORMAL: &[u8] = b"GET /status/403 HTTP/1.1\r\nHost: x\r\n\r\n";
 
 #[test]
 fn panic_costs_one_request_and_the_connection_keeps_serving() {
-    let mut srv = Server::start("");
+    let mut srv = start("");
     for path in ["/panic", "/panic-async"] {
         let mut s = srv.connect();
         s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
@@ -255,23 +144,29 @@ fn panic_costs_one_request_and_the_connection_keeps_serving() {
         s.write_all(NORMAL).unwrap();
         assert_eq!(read_one(&mut s).status, 403);
     }
-    let line = srv.wait_log(&[
-        "plugin faults",
-        "hook response",
-        "deliberate panic <b>&</b>",
-    ]);
+    let line = wait_log(
+        &mut srv,
+        &[
+            "plugin faults",
+            "hook response",
+            "deliberate panic <b>&</b>",
+        ],
+    );
     assert!(line.contains("GET /panic HTTP/1.1"), "{line}");
     assert!(line.contains("[error]"), "{line}");
-    srv.wait_log(&["plugin faults", "hook response", "deliberate async panic"]);
+    wait_log(
+        &mut srv,
+        &["plugin faults", "hook response", "deliberate async panic"],
+    );
     // Still alive for new connections too, and the process did not exit.
-    assert_eq!(srv.get("/status/404").status, 404);
+    assert_eq!(get(&srv, "/status/404").status, 404);
     assert!(srv.child.try_wait().unwrap().is_none());
 }
 
 #[test]
 fn error_outcome_is_logged_but_not_shown() {
-    let mut srv = Server::start("");
-    let r = srv.get("/error");
+    let mut srv = start("");
+    let r = get(&srv, "/error");
     assert_eq!(r.status, 500);
     assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
     assert!(
@@ -281,13 +176,16 @@ fn error_outcome_is_logged_but_not_shown() {
     );
     assert!(!r.text().contains("deliberate failure"), "{}", r.text());
     assert!(!r.text().contains("faults"), "{}", r.text());
-    srv.wait_log(&["plugin faults, hook response: deliberate failure"]);
+    wait_log(
+        &mut srv,
+        &["plugin faults, hook response: deliberate failure"],
+    );
 }
 
 #[test]
 fn stack_trace_on_shows_the_failure_html_escaped() {
-    let srv = Server::start("  StackTrace On");
-    let r = srv.get("/error");
+    let srv = start("  StackTrace On");
+    let r = get(&srv, "/error");
     assert_eq!(r.status, 500);
     assert!(
         r.text()
@@ -295,7 +193,7 @@ fn stack_trace_on_shows_the_failure_html_escaped() {
         "{}",
         r.text()
     );
-    let r = srv.get("/panic");
+    let r = get(&srv, "/panic");
     assert_eq!(r.status, 500);
     assert!(
         r.text()
@@ -308,55 +206,58 @@ fn stack_trace_on_shows_the_failure_html_escaped() {
 
 #[test]
 fn stack_trace_can_be_switched_on_per_location() {
-    let srv = Server::start("  <Location /error>\n    StackTrace On\n  </Location>");
-    assert!(srv.get("/error").text().contains("deliberate failure"));
-    assert!(!srv.get("/panic").text().contains("deliberate"));
+    let srv = start("  <Location /error>\n    StackTrace On\n  </Location>");
+    assert!(get(&srv, "/error").text().contains("deliberate failure"));
+    assert!(!get(&srv, "/panic").text().contains("deliberate"));
 }
 
 #[test]
 fn status_outcomes() {
-    let mut srv = Server::start("");
-    let r = srv.get("/status/403");
+    let mut srv = start("");
+    let r = get(&srv, "/status/403");
     assert_eq!(r.status, 403);
     assert!(r.text().contains("403 Forbidden"), "{}", r.text());
-    assert_eq!(srv.get("/status/418").status, 418);
-    assert_eq!(srv.get("/status/503").status, 503);
+    assert_eq!(get(&srv, "/status/418").status, 418);
+    assert_eq!(get(&srv, "/status/503").status, 503);
     // Not a status code: refused and logged, 500 instead.
     for bad in ["99999", "1000", "42", "0"] {
-        let r = srv.get(&format!("/status/{bad}"));
+        let r = get(&srv, &format!("/status/{bad}"));
         assert_eq!(r.status, 500, "/status/{bad}");
     }
-    srv.wait_log(&["invalid status 65535"]);
-    srv.wait_log(&["invalid status 42"]);
+    wait_log(&mut srv, &["invalid status 65535"]);
+    wait_log(&mut srv, &["invalid status 42"]);
     // Declined by faults, nobody else: 404.
-    assert_eq!(srv.get("/nothing").status, 404);
+    assert_eq!(get(&srv, "/nothing").status, 404);
 }
 
 /// A 1xx is never a final response: a client given `100 Continue` as the
 /// answer waits forever for the real one.
 #[test]
 fn status_1xx_from_a_hook_is_refused() {
-    let srv = Server::start("");
+    let srv = start("");
     for code in ["100", "101", "199"] {
-        let r = srv.get(&format!("/status/{code}"));
+        let r = get(&srv, &format!("/status/{code}"));
         assert_eq!(r.status, 500, "/status/{code}: {r:?}");
     }
 }
 
 #[test]
 fn panic_in_post_read_request() {
-    let mut srv = Server::start("");
+    let mut srv = start("");
     let mut s = srv.connect();
     s.write_all(b"GET /status/204 HTTP/1.1\r\nHost: x\r\nX-Panic-Early: 1\r\n\r\n")
         .unwrap();
     assert_eq!(read_one(&mut s).status, 500);
     s.write_all(NORMAL).unwrap();
     assert_eq!(read_one(&mut s).status, 403);
-    srv.wait_log(&[
-        "plugin faults",
-        "hook post_read_request",
-        "deliberate panic",
-    ]);
+    wait_log(
+        &mut srv,
+        &[
+            "plugin faults",
+            "hook post_read_request",
+            "deliberate panic",
+        ],
+    );
     // Only the value 1 triggers it.
     let (bytes, _) = srv.raw(
         b"GET /status/403 HTTP/1.1\r\nHost: x\r\nX-Panic-Early: 0\r\nConnection: close\r\n\r\n",
@@ -366,7 +267,7 @@ fn panic_in_post_read_request() {
 
 #[test]
 fn panic_after_the_head_truncates_and_closes() {
-    let mut srv = Server::start("");
+    let mut srv = start("");
     let mut s = srv.connect();
     // Keep-alive request, and a second one pipelined behind it that must
     // never be answered: the connection cannot be reused after a
@@ -385,19 +286,22 @@ fn panic_after_the_head_truncates_and_closes() {
     );
     assert!(parse(&bytes).is_none(), "looks complete: {text}");
     assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
-    srv.wait_log(&["plugin faults", "hook response", "after the head was sent"]);
-    assert_eq!(srv.get("/status/403").status, 403);
+    wait_log(
+        &mut srv,
+        &["plugin faults", "hook response", "after the head was sent"],
+    );
+    assert_eq!(get(&srv, "/status/403").status, 403);
 }
 
 #[test]
 fn sleeping_request_does_not_block_others() {
-    let srv = Server::start("");
+    let srv = start("");
     let mut slow = srv.connect();
     slow.write_all(b"GET /sleep?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     // Served while the other request is suspended.
-    assert_eq!(srv.get("/status/403").status, 403);
+    assert_eq!(get(&srv, "/status/403").status, 403);
     slow.set_nonblocking(true).unwrap();
     let mut probe = [0u8; 1];
     assert!(
@@ -411,7 +315,7 @@ fn sleeping_request_does_not_block_others() {
 
 #[test]
 fn body_with_content_length() {
-    let srv = Server::start("");
+    let srv = start("");
     let mut s = srv.connect();
     s.write_all(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789")
         .unwrap();
@@ -434,7 +338,7 @@ fn body_with_content_length() {
 
 #[test]
 fn body_chunked() {
-    let srv = Server::start("");
+    let srv = start("");
     let mut s = srv.connect();
     // With an extension and a trailer; then one more on the same connection.
     s.write_all(
@@ -452,7 +356,7 @@ fn body_chunked() {
 
 #[test]
 fn expect_100_continue() {
-    let srv = Server::start("");
+    let srv = start("");
     let mut s = srv.connect();
     s.write_all(
         b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n",
@@ -476,7 +380,7 @@ fn expect_100_continue() {
 
 #[test]
 fn body_over_max_request_body() {
-    let srv = Server::start("  MaxRequestBody 100");
+    let srv = start("  MaxRequestBody 100");
     // Chunked: discovered while reading.
     let mut req =
         b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n".to_vec();
@@ -503,10 +407,10 @@ fn body_over_max_request_body() {
 
 #[test]
 fn internal_redirects() {
-    let mut srv = Server::start("");
+    let mut srv = start("");
     // A GET of the new URI through the whole walk, with notes saying where
     // it came from; the POST body is dropped and the connection stays usable.
-    let r = srv.get("/redirect?/notes?a=1");
+    let r = get(&srv, "/redirect?/notes?a=1");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.text(),
@@ -525,7 +429,7 @@ fn internal_redirects() {
     let second = read_one(&mut s);
     assert_eq!(second.text(), "GET /notes from= status=\n");
     // Chains work; the status can be imposed (ErrorDocument style).
-    let r = srv.get("/redirect?/redirect-404?/notes");
+    let r = get(&srv, "/redirect?/redirect-404?/notes");
     assert_eq!(r.status, 404, "{}", r.text());
     assert!(
         r.text()
@@ -534,12 +438,12 @@ fn internal_redirects() {
         r.text()
     );
     // A loop ends with 500 and a log line; so does a target that is not a path.
-    let r = srv.get("/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/notes");
+    let r = get(&srv, "/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/redirect?/notes");
     assert_eq!(r.status, 500, "{}", r.text());
-    srv.wait_log(&["more than 10 internal redirects"]);
-    let r = srv.get("/redirect?http://elsewhere/");
+    wait_log(&mut srv, &["more than 10 internal redirects"]);
+    let r = get(&srv, "/redirect?http://elsewhere/");
     assert_eq!(r.status, 500, "{}", r.text());
-    srv.wait_log(&["internal redirect to an invalid URI"]);
+    wait_log(&mut srv, &["internal redirect to an invalid URI"]);
     // HEAD stays bodiless through a redirect.
     let (bytes, _) =
         srv.raw(b"HEAD /redirect?/notes HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");

@@ -1,0 +1,284 @@
+# bench/lib.sh — shell helpers shared by the benchmark scripts (bench/*.sh)
+# and the interop tests (tests/interop/*.sh). Sourced, never run:
+#     source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"               # bench/
+#     source "$(dirname "${BASH_SOURCE[0]}")/../../bench/lib.sh"   # tests/interop/
+# Set SCRIPT_TAG first: it prefixes die's message ("static.sh",
+# "redbot.sh: FAIL", …).
+#
+# Sets: BENCH_DIR (this directory), ROOT (the repository), TMP (after
+# make_tmp), STARTED_PIDS (processes to stop on exit), HOLDER_FDS
+# (descriptors to close on exit), NEED_PKGS (packages to install).
+#
+# Functions:
+#   log MSG…             "== MSG" on stderr.
+#   die MSG…             "$SCRIPT_TAG: MSG" on stderr, exit 1.
+#   apt_install PKG…     apt-get update + install, quietly.
+#   need_cmd CMD PKG…    queue PKG… in NEED_PKGS unless CMD is on PATH or
+#                        in /usr/sbin.
+#   install_needed [-q]  install NEED_PKGS if any ("installing …" logged
+#                        unless -q).
+#   build_release WHAT CARGO_ARGS…
+#                        set AXKIT_REV (git describe of the tree), log
+#                        "building WHAT (release) at REV", cargo build
+#                        --release -q CARGO_ARGS… in ROOT.
+#   make_tmp NAME        TMP=/tmp/NAME.XXXXXX (mktemp -d); install the
+#                        cleanup traps (EXIT: cleanup; INT/TERM: exit 130).
+#   stop_pid PID         SIGTERM, up to 5 s, then SIGKILL; then its
+#                        children (recorded before) get 2 s, then SIGKILL.
+#   cleanup              close HOLDER_FDS, stop_pid every STARTED_PIDS
+#                        entry, remove TMP.
+#   start_bg VAR LOG CMD…  run CMD in the background (stdout+stderr to LOG),
+#                        PID into VAR and into STARTED_PIDS.
+#   must_pass MSG CMD…   run CMD (output to $TMP/check.log); on failure show
+#                        that output and die MSG.
+#   pick_ports VAR…      a distinct random free 127.0.0.1 port above 20000
+#                        and below the ephemeral range (30000 at most when
+#                        that range starts low) into each VAR: bindable
+#                        and no socket using it; 50 tries each.
+#   wait_up NAME PID PORT PATH [BODY]
+#                        up to 10 s (100 x 0.1 s) for a 2xx on PATH (and,
+#                        given BODY, that exact body); dies if PID exits
+#                        or time runs out, after showing the files listed
+#                        in STARTUP_LOGS.
+#   workers_of PID       the PIDs of PID's children, space-separated.
+#   mem_kib PID…         "PSS RSS" in KiB summed over PIDs; PSS is
+#                        Pss_Anon + Pss_Shmem (anonymous memory only).
+#   cpu_ticks PID…       user+system clock ticks summed over PIDs.
+#   axkit_static_server PORT
+#                        the opening of an axkit <Server> serving files
+#                        from $TMP/www on 127.0.0.1:PORT (uri_to_file,
+#                        fast_mime_map, serve_file); the caller adds any
+#                        further lines and </Server>.
+#   nginx_user           "user root;" when run as root, else nothing.
+#   nginx_main WORKERS WORKER_CONNECTIONS [RLIMIT_NOFILE [MODULE.so…]]
+#                        the main context of an nginx.conf: user (as
+#                        root), load_module for each MODULE (nginx wants
+#                        them first), worker_processes, worker_rlimit_nofile
+#                        (if not empty), pid and error_log in $TMP/nginx,
+#                        events.
+#   nginx_check          nginx -t on $TMP/nginx/nginx.conf, die if rejected.
+#   nginx_start          nginx on $TMP/nginx/nginx.conf in the foreground
+#                        (daemon off) in the background; PID in NG_PID.
+#   start_axkit_nginx PATH
+#                        check $TMP/axkit.conf ($AXKIT) and nginx.conf,
+#                        start both (AX_PID, NG_PID), wait_up each on PATH.
+#   run_wrk NAME PORT SECS PATH [WRK_ARGS…]
+#                        wrk -t$THREADS -c$CONNS (bounded by timeout),
+#                        prints req/s; Non-2xx/socket errors are echoed
+#                        and appended to $TMP/anomalies-NAME.txt; request
+#                        count left in $TMP/last-count.
+#   anoms NAME           the anomalies of NAME counted, or "    none".
+#   note_load            set LOAD_BEFORE (load average) and BUSY (other
+#                        processes at >= 20% CPU).
+#   median N…            median of numbers.
+#   ratio A B            A/B to 2 decimals ("n/a" when B is 0).
+#   pair_ratios "A1 A2…" "B1 B2…"  "r1 r2… (median m)", ri = Ai/Bi.
+#
+# Safety rules every user keeps: only processes started here are stopped,
+# by PID, from the EXIT trap; no sysctl is changed; loopback only; every
+# loop is bounded.
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+SCRIPT_TAG=${SCRIPT_TAG:-$(basename "$0")}
+STARTED_PIDS=()
+HOLDER_FDS=()
+NEED_PKGS=()
+STARTUP_LOGS=()
+TMP=""
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf '%s: %s\n' "$SCRIPT_TAG" "$*" >&2; exit 1; }
+
+# ---- tools ------------------------------------------------------------------
+
+apt_install() {
+    apt-get update -qq
+    apt-get install -y -qq "$@" >/dev/null
+}
+need_cmd() {
+    local cmd=$1; shift
+    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || NEED_PKGS+=("$@")
+}
+install_needed() {
+    [ ${#NEED_PKGS[@]} -gt 0 ] || return 0
+    [ "${1:-}" = -q ] || log "installing ${NEED_PKGS[*]}"
+    apt_install "${NEED_PKGS[@]}"
+}
+build_release() {
+    local what=$1; shift
+    AXKIT_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+    log "building $what (release) at $AXKIT_REV"
+    (cd "$ROOT" && cargo build --release -q "$@")
+}
+
+# ---- temp dir, processes, cleanup -------------------------------------------
+
+make_tmp() {
+    TMP=$(mktemp -d "/tmp/$1.XXXXXX")
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+stop_pid() {
+    local pid=$1 i k kids
+    kill -0 "$pid" 2>/dev/null || return 0
+    kids=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "PID $pid ignored SIGTERM for 5 s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    for k in $kids; do
+        for i in $(seq 20); do kill -0 "$k" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$k" 2>/dev/null || true
+    done
+}
+cleanup() {
+    local fd pid
+    for fd in "${HOLDER_FDS[@]}"; do eval "exec $fd>&-" 2>/dev/null || true; done
+    for pid in "${STARTED_PIDS[@]}"; do stop_pid "$pid"; done
+    [ -z "$TMP" ] || rm -rf "$TMP"
+}
+start_bg() {
+    local var=$1 out=$2; shift 2
+    "$@" >"$out" 2>&1 &
+    printf -v "$var" '%s' "$!"
+    STARTED_PIDS+=("$!")
+}
+must_pass() {
+    local msg=$1; shift
+    "$@" >"$TMP/check.log" 2>&1 || { cat "$TMP/check.log" >&2; die "$msg"; }
+}
+
+# ---- ports and start-up -----------------------------------------------------
+
+pick_ports() {
+    local eph_lo hi var p i taken=" "
+    read -r eph_lo _ </proc/sys/net/ipv4/ip_local_port_range
+    hi=$(( eph_lo > 20100 ? eph_lo - 1 : 30000 ))
+    for var in "$@"; do
+        p=""
+        for i in $(seq 50); do
+            p=$(( 20001 + RANDOM % (hi - 20001) ))
+            case "$taken" in *" $p "*) p=""; continue ;; esac
+            if python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null \
+                && ! ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q .; then
+                break
+            fi
+            p=""
+        done
+        [ -n "$p" ] || die "no free port found"
+        taken+="$p "
+        printf -v "$var" '%s' "$p"
+    done
+}
+startup_logs() {
+    local f
+    for f in "${STARTUP_LOGS[@]}"; do [ -s "$f" ] && cat "$f" >&2; done
+    return 0
+}
+wait_up() {
+    local name=$1 pid=$2 port=$3 path=$4 i body
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || { startup_logs; die "$name (PID $pid) exited at startup"; }
+        if body=$(curl -fs "http://127.0.0.1:$port$path" 2>/dev/null); then
+            if [ $# -lt 5 ] || [ "$body" = "$5" ]; then return 0; fi
+        fi
+        sleep 0.1
+    done
+    startup_logs
+    die "$name did not answer on port $port within 10 s"
+}
+
+# ---- measuring --------------------------------------------------------------
+
+workers_of() { ps -o pid= --ppid "$1" | tr -d ' ' | tr '\n' ' '; }
+mem_kib() {
+    local p pss=0 rss=0 v
+    for p in "$@"; do
+        v=$(awk '/^Pss_Anon:|^Pss_Shmem:/ {s += $2} END {print s + 0}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+        pss=$(( pss + ${v:-0} ))
+        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        rss=$(( rss + ${v:-0} ))
+    done
+    echo "$pss $rss"
+}
+cpu_ticks() {
+    local p t=0
+    for p in "$@"; do t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done
+    echo "$t"
+}
+
+# ---- configs ----------------------------------------------------------------
+
+axkit_static_server() {
+    cat <<EOF
+<Server>
+    Listen 127.0.0.1:$1
+    DocumentRoot $TMP/www
+    Plugin uri_to_file
+    Plugin fast_mime_map
+    Plugin serve_file
+EOF
+}
+
+# ---- nginx ------------------------------------------------------------------
+
+nginx_user() { if [ "$(id -u)" = 0 ]; then echo "user root;"; fi; }
+nginx_main() {
+    local m
+    nginx_user
+    for m in "${@:4}"; do echo "load_module $m;"; done
+    echo "worker_processes $1;"
+    if [ -n "${3:-}" ]; then echo "worker_rlimit_nofile $3;"; fi
+    echo "pid $TMP/nginx/nginx.pid;"
+    echo "error_log $TMP/nginx/error.log warn;"
+    echo "events { worker_connections $2; }"
+}
+nginx_check() {
+    "$NGINX" -t -q -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" \
+        || die "nginx rejected its config"
+}
+nginx_start() {
+    start_bg NG_PID "$TMP/nginx/stdout.log" \
+        "$NGINX" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" -g 'daemon off;'
+}
+
+start_axkit_nginx() {
+    must_pass "axkit rejected its config" "$AXKIT" --check -c "$TMP/axkit.conf"
+    nginx_check
+    start_bg AX_PID "$TMP/axkit.log" "$AXKIT" -c "$TMP/axkit.conf"
+    nginx_start
+    wait_up axkit "$AX_PID" "$AX_PORT" "$1"
+    wait_up nginx "$NG_PID" "$NG_PORT" "$1"
+}
+
+# ---- wrk and arithmetic -----------------------------------------------------
+
+run_wrk() {
+    local name=$1 port=$2 secs=$3 path=$4 out
+    shift 4
+    out="$TMP/wrk-$name-$RANDOM.txt"
+    timeout $(( secs + 30 )) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" "$@" \
+        "http://127.0.0.1:$port$path" >"$out" 2>&1 || { cat "$out" >&2; die "wrk against $name failed"; }
+    grep -E 'Non-2xx|Socket errors' "$out" | sed "s/^/   [$name] /" >&2 || true
+    grep -E 'Non-2xx|Socket errors' "$out" >>"$TMP/anomalies-$name.txt" || true
+    awk '/requests in/ {print $1}' "$out" >"$TMP/last-count"
+    awk '/^Requests\/sec:/ {print $2}' "$out"
+}
+anoms() { [ -s "$TMP/anomalies-$1.txt" ] && sort "$TMP/anomalies-$1.txt" | uniq -c | sed 's/^ */    /' || echo "    none"; }
+note_load() {
+    LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+    # Other busy processes right now (fuzzers, builds, another benchmark): noise.
+    BUSY=$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 >= 20 {printf "%s%s %s%%", sep, $2, $1; sep=", "}')
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}'; }
+pair_ratios() {
+    local -a a=($1) n=($2) r=()
+    local i
+    for i in "${!a[@]}"; do r+=("$(ratio "${a[$i]}" "${n[$i]}")"); done
+    echo "${r[*]} (median $(median "${r[@]}"))"
+}
