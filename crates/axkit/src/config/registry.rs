@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::directive::{Args, Directive, Scopes, ValueType};
 
@@ -13,6 +14,15 @@ use super::directive::{Args, Directive, Scopes, ValueType};
 /// [`crate::config::LocationConfig`] built from that registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DirectiveId(pub u32);
+
+/// Size of the per-thread cache of name lookups (see `Registry::lookup`).
+const LOOKUP_CACHE_SLOTS: usize = 64;
+
+thread_local! {
+    /// (address of a name string, the id it was found as).
+    static LOOKUP_CACHE: [std::cell::Cell<(usize, u32)>; LOOKUP_CACHE_SLOTS] =
+        const { [const { std::cell::Cell::new((0, 0)) }; LOOKUP_CACHE_SLOTS] };
+}
 
 /// The owner recorded for the directives the core itself declares.
 pub(crate) const CORE: &str = "core";
@@ -33,7 +43,32 @@ struct Entry {
 pub struct Registry {
     entries: Vec<Entry>,
     /// Normalised name -> id.
-    by_name: HashMap<String, DirectiveId>,
+    by_name: HashMap<String, DirectiveId, BuildHasherDefault<NameHasher>>,
+}
+
+/// FNV-1a for directive names. Plugins look names up on every request and
+/// the keys are short, trusted strings from plugin code and config files,
+/// so SipHash's flooding resistance buys nothing here and costs more than
+/// the rest of the lookup.
+#[derive(Default)]
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
 }
 
 impl Default for Registry {
@@ -47,7 +82,7 @@ impl Registry {
     pub fn new() -> Registry {
         let mut r = Registry {
             entries: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: HashMap::default(),
         };
         for d in core_directives() {
             // The core list is fixed and conflict-free; a failure here would
@@ -94,6 +129,29 @@ impl Registry {
 
     /// Finds a directive by name, ignoring case, `_` and `-`.
     pub fn lookup(&self, name: &str) -> Option<DirectiveId> {
+        // Plugins ask for the same literal names on every request: a
+        // per-thread cache keyed by the name's address answers those
+        // without normalising or hashing. A hit is only trusted when the
+        // directive at that id is spelled exactly `name` in this registry,
+        // so a reused address or another registry can never give a wrong
+        // answer.
+        let slot = (name.as_ptr() as usize >> 3) % LOOKUP_CACHE_SLOTS;
+        let cached = LOOKUP_CACHE.with(|c| c[slot].get());
+        if cached.0 == name.as_ptr() as usize {
+            if let Some(entry) = self.entries.get(cached.1 as usize) {
+                if entry.directive.name == name {
+                    return Some(DirectiveId(cached.1));
+                }
+            }
+        }
+        let found = self.lookup_slow(name)?;
+        if self.entries[found.0 as usize].directive.name == name {
+            LOOKUP_CACHE.with(|c| c[slot].set((name.as_ptr() as usize, found.0)));
+        }
+        Some(found)
+    }
+
+    fn lookup_slow(&self, name: &str) -> Option<DirectiveId> {
         let mut buf = [0u8; STACK_NAME];
         let mut len = 0;
         // Plugins look names up on every request, and names are ASCII in
@@ -349,6 +407,26 @@ pub fn core_directives() -> Vec<Directive> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The per-thread lookup cache must never answer for another registry
+    /// or another spelling.
+    #[test]
+    fn lookup_cache_is_per_registry_and_spelling() {
+        const NAME: &str = "Greeting";
+        let mut a = Registry::new();
+        let mut b = Registry::new();
+        b.add("other", Directive::new("Padding", ValueType::String))
+            .unwrap();
+        let ia = a.add("x", Directive::new(NAME, ValueType::String)).unwrap();
+        let ib = b.add("x", Directive::new(NAME, ValueType::String)).unwrap();
+        assert_ne!(ia, ib);
+        for _ in 0..3 {
+            assert_eq!(a.lookup(NAME), Some(ia));
+            assert_eq!(b.lookup(NAME), Some(ib));
+            assert_eq!(a.lookup("greeting"), Some(ia));
+            assert_eq!(Registry::new().lookup(NAME), None);
+        }
+    }
 
     #[test]
     fn normalisation() {
