@@ -808,11 +808,11 @@ pub(crate) async fn serve(
                 Some(back) => io = back,
                 None => break,
             }
+            // The read buffer is kept while requests keep coming (the next
+            // read reuses its allocation once this request's head is
+            // dropped) and released by `wait_for_request` as soon as the
+            // connection goes idle.
             served += 1;
-            if io.buf.is_empty() {
-                // Idle: hold no buffer (nginx does the same).
-                io.buf = BytesMut::new();
-            }
         }
     }
     run_conn_hook(&worker, &conn_location, Hook::Disconnect, &conn).await;
