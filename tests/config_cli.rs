@@ -496,22 +496,6 @@ fn directive_names_ignore_case_underscores_and_dashes() {
     assert_eq!((r.status, r.text().as_str()), (200, "alt a\n"));
 }
 
-/// xorshift64*: deterministic randomness without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// 200 random byte-level mutations of etc/axkit.conf: `--check` always
 /// answers 0 or 1, never panics, never dies of a signal.
 #[test]

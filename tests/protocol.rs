@@ -995,39 +995,22 @@ fn deadlines_and_keepalive_limits() {
     assert_eq!(r.status, 200, "{r:?}");
 }
 
-/// A seeded xorshift64 generator: reproducible garbage, no dependencies.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Input number `i`: pure random bytes, random bytes from an HTTP-ish
 /// alphabet, or a valid request with a few bytes mutated.
-fn garbage(rng: &mut XorShift, i: usize) -> Vec<u8> {
+fn garbage(rng: &mut Rng, i: usize) -> Vec<u8> {
     const VALID: &[u8] = b"POST /1k.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     const ALPHABET: &[u8] =
         b"GETPOSTHEAD /%:\r\n\t HTTP/1.01chunkedContent-LengthHost0123456789abcdef;,\x00\x7f\xff";
-    let len = 1 + rng.below(300) as usize;
+    let len = 1 + rng.below(300);
     match i % 3 {
         0 => (0..len).map(|_| rng.next() as u8).collect(),
         1 => (0..len)
-            .map(|_| ALPHABET[rng.below(ALPHABET.len() as u64) as usize])
+            .map(|_| ALPHABET[rng.below(ALPHABET.len())])
             .collect(),
         _ => {
             let mut v = VALID.to_vec();
             for _ in 0..1 + rng.below(4) {
-                let at = rng.below(v.len() as u64) as usize;
+                let at = rng.below(v.len());
                 match rng.below(3) {
                     0 => v[at] = rng.next() as u8,
                     1 => {
@@ -1053,7 +1036,7 @@ fn robustness() {
     // after sending, so "waiting for more" ends in EOF at once; every tenth
     // is left open to go through the header/body timeouts.
     let inputs: Vec<Vec<u8>> = {
-        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         (0..200).map(|i| garbage(&mut rng, i)).collect()
     };
     let addr = srv.addr;

@@ -115,7 +115,7 @@ pub(crate) fn main(catalog: Catalog) -> ExitCode {
             }
         };
         let mut listeners = Vec::new();
-        for addr in crate::server::listen_addrs(&config) {
+        for addr in config.listen_addrs() {
             match master::bind(addr) {
                 Ok(l) => listeners.push((addr, l)),
                 Err(e) => {

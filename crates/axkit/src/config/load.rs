@@ -109,19 +109,6 @@ impl Config {
         }
         out
     }
-
-    /// The server for a request accepted on `listen` (one of
-    /// [`listen_addrs`](Self::listen_addrs)) with this Host header: the
-    /// first server on that address whose names match, else the first
-    /// server on that address (the default for it).
-    pub fn server_for(&self, listen: SocketAddr, host: Option<&str>) -> Option<&ServerConfig> {
-        let mut on_addr = self.servers.iter().filter(|s| s.listen.contains(&listen));
-        let first = on_addr.clone().next();
-        match host {
-            Some(h) => on_addr.find(|s| s.matches_name(h)).or(first),
-            None => first,
-        }
-    }
 }
 
 /// One `<Server>`.
@@ -1786,11 +1773,6 @@ ShutdownTimeout 5s
         let a80: SocketAddr = "0.0.0.0:80".parse().unwrap();
         let a81: SocketAddr = "0.0.0.0:81".parse().unwrap();
         assert_eq!(cfg.listen_addrs(), [a80, a81]);
-        assert_eq!(cfg.server_for(a80, Some("www.b.com")).unwrap().index, 1);
-        assert_eq!(cfg.server_for(a80, Some("other")).unwrap().index, 0);
-        assert_eq!(cfg.server_for(a80, None).unwrap().index, 0);
-        assert_eq!(cfg.server_for(a81, Some("b.com")).unwrap().index, 2);
-        assert!(cfg.server_for("1.2.3.4:5".parse().unwrap(), None).is_none());
         assert_eq!(strip_port("[::1]:80"), "[::1]");
         assert_eq!(strip_port("::1"), "::1");
     }

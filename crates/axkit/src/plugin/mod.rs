@@ -139,11 +139,6 @@ impl Hook {
             Hook::Error => "error",
         }
     }
-
-    /// The hook with this name, if any.
-    pub fn from_name(name: &str) -> Option<Hook> {
-        Hook::ALL.into_iter().find(|h| h.name() == name)
-    }
 }
 
 /// The set of hooks a plugin implements. The server only calls the hooks in

@@ -50,7 +50,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Args, Directive, Scopes, Setting, ValueType};
+use crate::config::{Args, Config, Directive, Scopes, ValueType};
 use crate::plugin::{
     hook, Context, Hook, HookFuture, Hooks, Level, OpenFile, Outcome, Plugin, PluginInit,
     PluginSpec,
@@ -85,11 +85,43 @@ fn directives() -> Vec<Directive> {
     ]
 }
 
-fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     Ok(Rc::new(UriToFile {
         roots: RefCell::new(HashMap::new()),
         cache: RefCell::new(HashMap::new()),
+        alias_prefix: alias_prefixes(init.config),
     }))
+}
+
+/// For every `<Location>` (keyed by the address of its frozen config),
+/// the prefix to strip from request paths before mapping under its
+/// DocumentRoot: that of the outermost scope that set the DocumentRoot in
+/// effect there. Scopes that use the Server's root map the full path and
+/// have no entry. Worked out once here, not per request.
+fn alias_prefixes(config: &Config) -> HashMap<usize, String> {
+    let mut out = HashMap::new();
+    for server in &config.servers {
+        for node in &server.locations {
+            let Some(mine) = node.config.settings("DocumentRoot").last() else {
+                continue;
+            };
+            let defining = server
+                .locations
+                .iter()
+                .filter(|n| prefix_matches(&n.prefix, &node.prefix))
+                .filter(|n| {
+                    n.config
+                        .settings("DocumentRoot")
+                        .last()
+                        .is_some_and(|t| Arc::ptr_eq(t, mine))
+                })
+                .min_by_key(|n| n.prefix.len());
+            if let Some(d) = defining.filter(|d| d.prefix != "/") {
+                out.insert(Arc::as_ptr(&node.config) as usize, d.prefix.clone());
+            }
+        }
+    }
+    out
 }
 
 struct UriToFile {
@@ -99,6 +131,8 @@ struct UriToFile {
     /// The open-file cache: (path asked for, resolved beneath the root?) to
     /// what it resolved to.
     cache: RefCell<HashMap<(PathBuf, bool), Cached>>,
+    /// See [`alias_prefixes`].
+    alias_prefix: HashMap<usize, String>,
 }
 
 struct Cached {
@@ -203,7 +237,10 @@ impl UriToFile {
         if path.contains("%2F") {
             return Err(Outcome::Status(404));
         }
-        let rel = strip_root_prefix(ctx, &setting, &path);
+        let rel = match self.alias_prefix.get(&(ctx.config() as *const _ as usize)) {
+            Some(prefix) => path[prefix.len()..].trim_start_matches('/'),
+            None => path.as_str(),
+        };
         let segments: Vec<String> = rel
             .split('/')
             .filter(|s| !s.is_empty())
@@ -428,25 +465,6 @@ fn resolve(l: &Lookup) -> Found {
         Err(e) if is_escape(&e) => Found::Escape(e),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Found::Denied,
         Err(e) => Found::Failed(e),
-    }
-}
-
-/// A location that set its own DocumentRoot maps the path after its
-/// prefix; find the outermost scope whose setting is the one in effect.
-fn strip_root_prefix<'p>(ctx: &Context, setting: &Arc<Setting>, path: &'p str) -> &'p str {
-    let mut best: Option<&str> = None;
-    for node in &ctx.server().locations {
-        let theirs = node.config.settings("DocumentRoot").last();
-        if !theirs.is_some_and(|t| Arc::ptr_eq(t, setting)) || !prefix_matches(&node.prefix, path) {
-            continue;
-        }
-        if best.is_none_or(|b| node.prefix.len() < b.len()) {
-            best = Some(&node.prefix);
-        }
-    }
-    match best {
-        Some(prefix) if prefix != "/" => path[prefix.len()..].trim_start_matches('/'),
-        _ => path,
     }
 }
 

@@ -27,9 +27,6 @@ use crate::server::worker::{
     run_body_data, run_conn_hook, run_hook, run_write_body_data, LocationRt, WorkerRt,
 };
 
-/// Bodies up to this size are read into memory and sent in the same write
-/// as the head; larger ones go out with sendfile.
-const SMALL_FILE: u64 = 32 * 1024;
 /// How much unread request body we read and discard to keep a connection
 /// alive, rather than closing it.
 const MAX_DRAIN: u64 = 256 * 1024;
@@ -154,15 +151,41 @@ impl ConnIo {
         // Drop leading empties so that an all-empty write returns at once.
         IoSlice::advance_slices(&mut bufs, 0);
         while !bufs.is_empty() {
-            match self.stream.try_write_vectored(bufs) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+            let slices: &[IoSlice] = bufs;
+            let n = self
+                .write_op(|| self.stream.try_write_vectored(slices))
+                .await?;
+            IoSlice::advance_slices(&mut bufs, n);
         }
         Ok(())
+    }
+
+    /// Run one non-blocking write-side call until it moves bytes: wait for
+    /// the socket (at most SendTimeout) when it would block, retry when a
+    /// signal interrupts it, and treat 0 bytes written as an error (the
+    /// caller asks for at least one).
+    async fn write_op(&self, mut op: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
+        loop {
+            match op() {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return result,
+            }
+        }
+    }
+
+    /// A raw syscall on the socket under tokio's readiness tracking: -1
+    /// becomes the OS error (WouldBlock clears readiness for `writable`).
+    fn try_raw(&self, call: impl FnOnce(i32) -> isize) -> io::Result<usize> {
+        self.stream.try_io(Interest::WRITABLE, || {
+            let n = call(self.stream.as_raw_fd());
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        })
     }
 
     /// Write a response head that sendfile will follow, with MSG_MORE so
@@ -173,29 +196,21 @@ impl ConnIo {
         let mut sent = 0;
         while sent < head.len() {
             let rest = &head[sent..];
-            let result = self.stream.try_io(Interest::WRITABLE, || {
-                // SAFETY: a valid descriptor and a live buffer of this length.
-                let n = unsafe {
-                    libc::send(
-                        self.stream.as_raw_fd(),
-                        rest.as_ptr().cast(),
-                        rest.len(),
-                        libc::MSG_MORE | libc::MSG_NOSIGNAL,
-                    )
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            });
-            match result {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+            sent += self
+                .write_op(|| {
+                    self.try_raw(|fd| {
+                        // SAFETY: a valid descriptor and a live buffer of this length.
+                        unsafe {
+                            libc::send(
+                                fd,
+                                rest.as_ptr().cast(),
+                                rest.len(),
+                                libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                            )
+                        }
+                    })
+                })
+                .await?;
         }
         Ok(())
     }
@@ -211,37 +226,28 @@ impl ConnIo {
         let mut since_yield = 0;
         while offset < end {
             let want = (end - offset).min(YIELD_EVERY) as usize;
-            let result = self.stream.try_io(Interest::WRITABLE, || {
-                let mut off = offset as libc::off_t;
-                // SAFETY: both descriptors are open for the duration of the call.
-                let n = unsafe {
-                    libc::sendfile(self.stream.as_raw_fd(), file.as_raw_fd(), &mut off, want)
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as u64)
-                }
+            let sent = self.write_op(|| {
+                self.try_raw(|fd| {
+                    let mut off = offset as libc::off_t;
+                    // SAFETY: both descriptors are open for the duration of the call.
+                    unsafe { libc::sendfile(fd, file.as_raw_fd(), &mut off, want) }
+                })
             });
-            match result {
+            let n = match sent.await {
                 // The file shrank under us: never send past its new end.
-                Ok(0) => {
+                Err(e) if e.kind() == io::ErrorKind::WriteZero => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "file shrank while sending",
                     ))
                 }
-                Ok(n) => {
-                    offset += n;
-                    since_yield += n;
-                    if since_yield >= YIELD_EVERY {
-                        since_yield = 0;
-                        tokio::task::yield_now().await;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                other => other? as u64,
+            };
+            offset += n;
+            since_yield += n;
+            if since_yield >= YIELD_EVERY {
+                since_yield = 0;
+                tokio::task::yield_now().await;
             }
         }
         Ok(())
@@ -266,6 +272,86 @@ impl ConnIo {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next piece of request body (from the buffer, else read with
+    /// `timeout`), or `None` at its end. Any error leaves the body Broken,
+    /// so the connection will close.
+    async fn next_body(&mut self, timeout: Duration) -> Result<Option<Bytes>, BodyError> {
+        loop {
+            match &mut self.body {
+                BodyState::None => return Ok(None),
+                BodyState::Broken => {
+                    return Err(BodyError {
+                        status: 400,
+                        reason: "request body unreadable",
+                    })
+                }
+                BodyState::Length(remaining) => {
+                    if !self.buf.is_empty() {
+                        let take = (*remaining).min(self.buf.len() as u64) as usize;
+                        *remaining -= take as u64;
+                        if *remaining == 0 {
+                            self.body = BodyState::None;
+                        }
+                        return Ok(Some(self.buf.split_to(take).freeze()));
+                    }
+                }
+                BodyState::Chunked(decoder) => {
+                    if !self.buf.is_empty() {
+                        let step = match decoder.decode(&self.buf) {
+                            Ok(step) => step,
+                            Err(e) => {
+                                self.body = BodyState::Broken;
+                                return Err(BodyError {
+                                    status: e.status,
+                                    reason: e.reason,
+                                });
+                            }
+                        };
+                        let (consumed, done, len) = (step.consumed, step.done, step.data.len());
+                        // An empty `data` need not point into `buf` (`&[]`).
+                        let start = if len == 0 {
+                            0
+                        } else {
+                            step.data.as_ptr() as usize - self.buf.as_ptr() as usize
+                        };
+                        if consumed > 0 || done {
+                            let mut taken = self.buf.split_to(consumed);
+                            if done {
+                                self.body = BodyState::None;
+                            }
+                            if len > 0 {
+                                return Ok(Some(taken.split_off(start).split_to(len).freeze()));
+                            }
+                            continue;
+                        }
+                    }
+                }
+            }
+            match self.read_more(timeout).await {
+                Ok(0) => {
+                    self.body = BodyState::Broken;
+                    return Err(BodyError {
+                        status: 400,
+                        reason: "client closed the connection mid-body",
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.body = BodyState::Broken;
+                    let status = if e.kind() == io::ErrorKind::TimedOut {
+                        408
+                    } else {
+                        400
+                    };
+                    return Err(BodyError {
+                        status,
+                        reason: "error reading request body",
+                    });
+                }
             }
         }
     }
@@ -300,8 +386,7 @@ impl ConnIo {
         }
         match framing {
             OutFraming::Length(n) => {
-                let mut digits = itoa_buf(n);
-                axkit_http::write_header(out, "Content-Length", digits.as_bytes_mut());
+                axkit_http::write_header(out, "Content-Length", itoa_buf(n).as_bytes());
             }
             OutFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
             OutFraming::None | OutFraming::UntilClose => {}
@@ -318,7 +403,7 @@ impl ConnIo {
 /// A tiny, allocation-light decimal formatter for Content-Length.
 struct Digits([u8; 20], usize);
 impl Digits {
-    fn as_bytes_mut(&mut self) -> &[u8] {
+    fn as_bytes(&self) -> &[u8] {
         &self.0[self.1..]
     }
 }
@@ -383,92 +468,21 @@ impl Context {
                 }
             }
         }
-        loop {
-            match &mut io.body {
-                BodyState::None => return Ok(None),
-                BodyState::Broken => {
-                    return Err(BodyError {
-                        status: 400,
-                        reason: "request body unreadable",
-                    })
-                }
-                BodyState::Length(remaining) => {
-                    if !io.buf.is_empty() {
-                        let take = (*remaining).min(io.buf.len() as u64) as usize;
-                        *remaining -= take as u64;
-                        if *remaining == 0 {
-                            io.body = BodyState::None;
-                        }
-                        io.body_read += take as u64;
-                        return Ok(Some(io.buf.split_to(take).freeze()));
-                    }
-                }
-                BodyState::Chunked(decoder) => {
-                    if !io.buf.is_empty() {
-                        let step = match decoder.decode(&io.buf) {
-                            Ok(step) => step,
-                            Err(e) => {
-                                io.body = BodyState::Broken;
-                                return Err(BodyError {
-                                    status: e.status,
-                                    reason: e.reason,
-                                });
-                            }
-                        };
-                        let consumed = step.consumed;
-                        let done = step.done;
-                        // An empty `data` need not point into `buf` (`&[]`).
-                        let len = step.data.len();
-                        let start = if len == 0 {
-                            0
-                        } else {
-                            step.data.as_ptr() as usize - io.buf.as_ptr() as usize
-                        };
-                        if consumed > 0 || done {
-                            let mut taken = io.buf.split_to(consumed);
-                            if done {
-                                io.body = BodyState::None;
-                            }
-                            if len > 0 {
-                                io.body_read += len as u64;
-                                if io.body_read > io.max_body {
-                                    io.body = BodyState::Broken;
-                                    return Err(BodyError {
-                                        status: 413,
-                                        reason: "request body too large",
-                                    });
-                                }
-                                let data = taken.split_off(start).split_to(len).freeze();
-                                return Ok(Some(data));
-                            }
-                            continue;
-                        }
-                    }
-                }
-            }
-            match io.read_more(io.body_timeout).await {
-                Ok(0) => {
-                    io.body = BodyState::Broken;
-                    return Err(BodyError {
-                        status: 400,
-                        reason: "client closed the connection mid-body",
-                    });
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    io.body = BodyState::Broken;
-                    let status = if e.kind() == io::ErrorKind::TimedOut {
-                        408
-                    } else {
-                        400
-                    };
-                    return Err(BodyError {
-                        status,
-                        reason: "error reading request body",
-                    });
-                }
+        let timeout = io.body_timeout;
+        let chunk = io.next_body(timeout).await?;
+        if let Some(data) = &chunk {
+            io.body_read += data.len() as u64;
+            // Only a chunked body can get here past its limit: a
+            // Content-Length over it was refused before reading.
+            if io.body_read > io.max_body {
+                io.body = BodyState::Broken;
+                return Err(BodyError {
+                    status: 413,
+                    reason: "request body too large",
+                });
             }
         }
+        Ok(chunk)
     }
 
     /// The whole request body (bounded by MaxRequestBody).
@@ -679,8 +693,11 @@ impl Context {
                 self.finish_stream().await
             }
             Body::File { file, offset, len } => {
-                let mut head =
-                    Vec::with_capacity(256 + if len <= SMALL_FILE { len as usize } else { 0 });
+                // Plugins that want a small file sent from memory in one
+                // write hand over `Body::Bytes` (serve_file's SmallFileSize);
+                // a file body always goes out with sendfile, its head held
+                // back with MSG_MORE so both leave in one segment.
+                let mut head = Vec::with_capacity(256);
                 self.io.encode_head(
                     status,
                     &self.response.headers,
@@ -691,34 +708,13 @@ impl Context {
                 if self.io.is_head {
                     return self.io.write_all(&mut [IoSlice::new(&head)]).await;
                 }
-                if len <= SMALL_FILE {
-                    use std::os::unix::fs::FileExt;
-                    let start = head.len();
-                    head.resize(start + len as usize, 0);
-                    let mut filled = 0;
-                    while filled < len as usize {
-                        let n =
-                            file.read_at(&mut head[start + filled..], offset + filled as u64)?;
-                        if n == 0 {
-                            self.io.close = true;
-                            return Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "file shrank while sending",
-                            ));
-                        }
-                        filled += n;
-                    }
-                    self.io.body_bytes_sent = len;
-                    self.io.write_all(&mut [IoSlice::new(&head)]).await
-                } else {
-                    self.io.write_head_more(&head).await?;
-                    let result = self.io.sendfile(&file, offset, len).await;
-                    if result.is_err() {
-                        self.io.close = true;
-                    }
-                    self.io.body_bytes_sent = len;
-                    result
+                self.io.write_head_more(&head).await?;
+                let result = self.io.sendfile(&file, offset, len).await;
+                if result.is_err() {
+                    self.io.close = true;
                 }
+                self.io.body_bytes_sent = len;
+                result
             }
             Body::Bytes(bytes) if filtered => {
                 let mut chunk = BodyChunk {
@@ -1271,60 +1267,26 @@ pub(crate) fn default_error_page(status: u16, failure: Option<&crate::plugin::Fa
 /// Read and discard what is left of a request body nobody read, so the
 /// connection can serve the next request; close if there is too much.
 async fn drain_body(io: &mut ConnIo) {
-    let budget = MAX_DRAIN;
+    let timeout = io.body_timeout.min(Duration::from_secs(5));
     let mut drained = 0u64;
     loop {
-        match &mut io.body {
-            BodyState::None => return,
-            BodyState::Broken => {
+        // A known length past the budget is not worth waiting for.
+        if let BodyState::Length(remaining) = io.body {
+            if remaining > MAX_DRAIN - drained.min(MAX_DRAIN) {
                 io.close = true;
                 return;
             }
-            BodyState::Length(remaining) => {
-                if *remaining > budget - drained.min(budget) {
+        }
+        match io.next_body(timeout).await {
+            Ok(None) => return,
+            Ok(Some(chunk)) => {
+                drained += chunk.len() as u64;
+                if drained > MAX_DRAIN {
                     io.close = true;
                     return;
                 }
-                let take = (*remaining).min(io.buf.len() as u64) as usize;
-                let _ = io.buf.split_to(take);
-                *remaining -= take as u64;
-                drained += take as u64;
-                if *remaining == 0 {
-                    io.body = BodyState::None;
-                    return;
-                }
             }
-            BodyState::Chunked(decoder) => {
-                if !io.buf.is_empty() {
-                    match decoder.decode(&io.buf) {
-                        Ok(step) => {
-                            let (consumed, done, len) = (step.consumed, step.done, step.data.len());
-                            let _ = io.buf.split_to(consumed);
-                            drained += len as u64;
-                            if done {
-                                io.body = BodyState::None;
-                                return;
-                            }
-                            if drained > budget {
-                                io.close = true;
-                                return;
-                            }
-                            if consumed > 0 {
-                                continue;
-                            }
-                        }
-                        Err(_) => {
-                            io.close = true;
-                            return;
-                        }
-                    }
-                }
-            }
-        }
-        let limit = io.body_timeout.min(Duration::from_secs(5));
-        match io.read_more(limit).await {
-            Ok(n) if n > 0 => {}
-            _ => {
+            Err(_) => {
                 io.close = true;
                 return;
             }

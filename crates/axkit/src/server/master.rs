@@ -24,9 +24,7 @@ use tokio::time::Instant;
 
 use crate::config::{Config, Source};
 use crate::plugin::Level;
-use crate::server::{
-    listen_addrs, load_config, log_line, report_errors, Catalog, LISTEN_ENV, WORKER_ENV,
-};
+use crate::server::{load_config, log_line, report_errors, Catalog, LISTEN_ENV, WORKER_ENV};
 
 /// How long a new worker may take to say `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -92,7 +90,7 @@ fn bind_all(
     existing: &[(SocketAddr, TcpListener)],
 ) -> Result<Vec<(SocketAddr, TcpListener)>, String> {
     let mut out = Vec::new();
-    for addr in listen_addrs(config) {
+    for addr in config.listen_addrs() {
         let listener = match existing.iter().find(|(a, _)| *a == addr) {
             Some((_, l)) => l
                 .try_clone()

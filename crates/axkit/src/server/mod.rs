@@ -72,10 +72,6 @@ impl Catalog {
         self.specs.iter().find(|s| s.name == name)
     }
 
-    pub fn specs(&self) -> &[PluginSpec] {
-        &self.specs
-    }
-
     /// Instantiate a plugin that is not compiled in, from the first source
     /// that finds it.
     pub(crate) fn create_from_source(
@@ -216,19 +212,6 @@ pub(crate) async fn wait_for_eof_on_stdin() {
             Ok(_) => {}
         }
     }
-}
-
-/// Listen addresses of a config, each once, in order.
-pub(crate) fn listen_addrs(config: &Config) -> Vec<SocketAddr> {
-    let mut addrs: Vec<SocketAddr> = Vec::new();
-    for server in &config.servers {
-        for addr in &server.listen {
-            if !addrs.contains(addr) {
-                addrs.push(*addr);
-            }
-        }
-    }
-    addrs
 }
 
 /// Run one worker in this process (`--no-master`, or a worker started by
