@@ -717,3 +717,27 @@ fn location_scoped_plugin() {
     assert_eq!(srv.get("/b.txt").status, 404);
     assert_eq!(srv.get("/filesx/a.txt").status, 404);
 }
+
+/// `logging/warn` writes log lines to stderr, in the log format, at and
+/// above LogLevel, and declines them so that the next sink (here
+/// logging/file) gets them too. With a sink in the chain the core's own
+/// stderr fallback is silent, so the stderr line can only come from
+/// logging/warn.
+#[test]
+fn logging_warn_writes_to_stderr() {
+    let conf = format!(
+        "Plugin logging/warn\nPlugin logging/file\nLogFile {{dir}}/error.log\nLogLevel LOGINFO\n{STATIC_CONF}"
+    );
+    let mut srv = Axkit::start_single_with(&conf, |d| {
+        d.write("www/index.html", "hi\n");
+    });
+    let (bytes, _) = srv.raw(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    assert_eq!(status_of(&bytes), 400);
+    let all = srv.wait_stderr("bad request", Duration::from_secs(10));
+    let line = all.lines().find(|l| l.contains("bad request")).unwrap();
+    assert!(line.contains("] [info] axkit["), "{line}");
+    let file = wait_for_line(&srv.dir.path().join("error.log"), |l| {
+        l.contains("bad request")
+    });
+    assert!(file.contains("[info]"), "{file}");
+}
