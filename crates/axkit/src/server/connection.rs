@@ -10,10 +10,12 @@
 //! per-request state lives in a boxed future that exists only while a
 //! request is in flight.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use axkit_http::{BodyFraming, ChunkedDecoder, HttpError, RequestHead, Version};
@@ -258,22 +260,45 @@ impl ConnIo {
         if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(8192);
         }
-        let deadline = tokio::time::Instant::now() + limit;
+        // The clock is read only once a wait is needed.
+        let mut deadline = None;
         loop {
-            match self.stream.try_read_buf(&mut self.buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match tokio::time::timeout_at(deadline, self.stream.readable()).await {
+            match self.read_now().await {
+                Some(Ok(n)) => return Ok(n),
+                None => {
+                    let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + limit);
+                    match tokio::time::timeout_at(at, self.stream.readable()).await {
                         Ok(r) => r?,
                         Err(_) => {
                             return Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout"))
                         }
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Some(Err(e)) => return Err(e),
             }
         }
+    }
+
+    /// One read into `buf` if the socket may have bytes, without waiting:
+    /// None when it has none. This goes through tokio's `AsyncRead`, which
+    /// (unlike `try_read`) forgets the socket's readiness when a read
+    /// comes back short: the socket is drained, so the next wait goes
+    /// straight to epoll instead of first paying a recv that can only say
+    /// EAGAIN. nginx does the same.
+    async fn read_now(&mut self) -> Option<io::Result<usize>> {
+        use tokio::io::AsyncReadExt;
+        let mut read = std::pin::pin!(self.stream.read_buf(&mut self.buf));
+        std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await
+    }
+
+    /// Whether tokio still counts the socket as readable (no syscall).
+    async fn maybe_readable(&self) -> bool {
+        std::future::poll_fn(|cx| Poll::Ready(self.stream.poll_read_ready(cx).is_ready())).await
     }
 
     /// The next piece of request body (from the buffer, else read with
@@ -819,46 +844,69 @@ pub(crate) async fn serve(
 /// `io.buf`; false means close (idle timeout, peer closed, or the worker is
 /// shutting down).
 ///
-/// It reads first and waits only on WouldBlock: readiness left over from
-/// the previous read would otherwise end a `readable()` wait at once, and
-/// the idle connection would then sit in `read_head` past the keep-alive
-/// timeout, deaf to shutdown. Reading (rather than peeking) costs no extra
-/// syscall on a busy keep-alive connection. The buffer is released again
-/// before waiting, so an idle connection holds none.
+/// Bytes are only ever taken by a read here, never left to `read_head`:
+/// a `readable()` wait can end on stale readiness, and the idle connection
+/// would then sit in `read_head` past the keep-alive timeout, deaf to
+/// shutdown. The buffer is released before waiting, so an idle connection
+/// holds none.
 async fn wait_for_request(worker: &WorkerRt, io: &mut ConnIo, server: usize, served: u64) -> bool {
+    // A new connection still gets its first request answered when shutdown
+    // begins after it was accepted: its client could not know and cannot
+    // safely retry (nginx does the same). Only idle keep-alive connections
+    // are closed at once.
+    let idle = served > 0;
+    if idle && worker.shutting_down.get() {
+        return false;
+    }
+    // On a busy connection the next request is often there already: the
+    // timer and the shutdown subscription are only set up to wait.
+    if let Some(more) = try_read_request(io).await {
+        return more;
+    }
     let srv = &worker.servers[server];
-    let limit = if served == 0 {
-        srv.header_timeout
-    } else {
+    let limit = if idle {
         srv.keepalive_timeout
+    } else {
+        srv.header_timeout
     };
-    let deadline = tokio::time::Instant::now() + limit;
+    let sleep = tokio::time::sleep(limit);
+    tokio::pin!(sleep);
     loop {
         let notified = worker.shutdown.notified();
         tokio::pin!(notified);
+        // Subscribed before the flag is checked, so a shutdown between the
+        // two cannot be missed.
         notified.as_mut().enable();
-        // A new connection still gets its first request answered when
-        // shutdown begins after it was accepted: its client could not know
-        // and cannot safely retry (nginx does the same). Only idle
-        // keep-alive connections are closed at once.
-        let idle = served > 0;
         if idle && worker.shutting_down.get() {
             return false;
         }
-        io.buf.reserve(READ_BUFFER);
-        match io.stream.try_read_buf(&mut io.buf) {
-            Ok(0) => return false,
-            Ok(_) => return true,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.buf = BytesMut::new(),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
         tokio::select! {
             r = io.stream.readable() => if r.is_err() { return false },
-            _ = tokio::time::sleep_until(deadline) => return false,
+            _ = &mut sleep => return false,
             _ = &mut notified, if idle => return false,
         }
+        if let Some(more) = try_read_request(io).await {
+            return more;
+        }
     }
+}
+
+/// One non-blocking read into `io.buf`: Some(true) when bytes came,
+/// Some(false) at EOF or on an error, None when there is nothing yet (the
+/// buffer is then released so an idle connection holds none).
+async fn try_read_request(io: &mut ConnIo) -> Option<bool> {
+    while io.maybe_readable().await {
+        io.buf.reserve(READ_BUFFER);
+        match io.read_now().await {
+            Some(Ok(0)) => return Some(false),
+            Some(Ok(_)) => return Some(true),
+            Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Some(Err(_)) => return Some(false),
+            None => break,
+        }
+    }
+    io.buf = BytesMut::new();
+    None
 }
 
 /// Read one request head and answer it. Returns the connection's I/O state
@@ -1069,14 +1117,16 @@ async fn read_head(
     server: usize,
 ) -> Result<Option<RequestHead>, HttpError> {
     let srv = &worker.servers[server];
-    let deadline = Instant::now() + srv.header_timeout;
+    // The clock is read only when the head is not all there yet.
+    let mut deadline = None;
     loop {
         if !io.buf.is_empty() {
             if let Some(head) = axkit_http::parse_request_head(&mut io.buf, &srv.limits)? {
                 return Ok(Some(head));
             }
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        let at = *deadline.get_or_insert_with(|| Instant::now() + srv.header_timeout);
+        let left = at.saturating_duration_since(Instant::now());
         match io.read_more(left).await {
             Ok(0) => return Ok(None),
             Ok(_) => {}

@@ -15,6 +15,14 @@ pub fn normalize_path(raw: &str) -> Option<String> {
     if !raw.starts_with('/') {
         return None;
     }
+    if is_canonical(raw) {
+        // The usual case: nothing to decode or resolve, one allocation.
+        return Some(raw.to_string());
+    }
+    decode_and_resolve(raw)
+}
+
+fn decode_and_resolve(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -60,6 +68,31 @@ pub fn normalize_path(raw: &str) -> Option<String> {
     Some(out)
 }
 
+/// True when `raw` (starting with `/`) is already what `normalize_path`
+/// would make of it: no `%` escapes, no empty, `.` or `..` segments (a
+/// single trailing `/` is fine), and nothing but printable ASCII, which
+/// httparse has already enforced for the request target.
+fn is_canonical(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    let mut seg_start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'%' => return false,
+            b'/' if i > 0 => {
+                let seg = &b[seg_start + 1..i];
+                if seg.is_empty() || seg == b"." || seg == b".." {
+                    return false;
+                }
+                seg_start = i;
+            }
+            c if !(0x21..0x7f).contains(&c) => return false,
+            _ => {}
+        }
+    }
+    let last = &b[seg_start + 1..];
+    last != b"." && last != b".."
+}
+
 fn hex(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -86,6 +119,32 @@ mod tests {
         assert_eq!(n("/a%2Fb").as_deref(), Some("/a%2Fb"));
         assert_eq!(n("/a/%2e%2e/b").as_deref(), Some("/b"));
         assert_eq!(n("*").as_deref(), Some("*"));
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_full_one() {
+        // Every string of up to 6 characters over an alphabet that covers
+        // each rule: whenever the fast path accepts, the full path must
+        // give back the input unchanged.
+        let alphabet = [b'/', b'a', b'.', b'%', b'2', b'F', b' ', 0xc3];
+        let mut checked = 0;
+        for len in 1..=6u32 {
+            for mut code in 0..alphabet.len().pow(len) {
+                let mut s = vec![b'/'];
+                for _ in 0..len {
+                    s.push(alphabet[code % alphabet.len()]);
+                    code /= alphabet.len();
+                }
+                let Ok(s) = String::from_utf8(s) else {
+                    continue;
+                };
+                if super::is_canonical(&s) {
+                    assert_eq!(super::decode_and_resolve(&s).as_deref(), Some(&*s), "{s:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100);
     }
 
     #[test]
