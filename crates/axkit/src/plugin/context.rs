@@ -215,7 +215,11 @@ impl Default for Response {
     fn default() -> Self {
         Response {
             status: 200,
-            headers: Headers::default(),
+            // Room for a typical response's headers (Content-Type,
+            // validators, Accept-Ranges, caching…) in one allocation.
+            headers: Headers {
+                list: Vec::with_capacity(8),
+            },
             body: Body::Empty,
         }
     }

@@ -386,15 +386,17 @@ impl ConnIo {
         !matches!(self.body, BodyState::None)
     }
 
-    /// Build the response head into `out`.
+    /// Build the response head.
     fn encode_head(
         &self,
         status: u16,
         headers: &crate::plugin::Headers,
         framing: OutFraming,
-        out: &mut Vec<u8>,
-    ) {
-        axkit_http::write_status_line(out, status);
+    ) -> Vec<u8> {
+        // A file's head with validators is about 250 bytes: room for it
+        // and a few more headers without growing.
+        let mut out = Vec::with_capacity(512);
+        axkit_http::write_status_line(&mut out, status);
         out.extend_from_slice(&self.server_header);
         out.extend_from_slice(b"Date: ");
         out.extend_from_slice(&axkit_http::http_date_now());
@@ -406,12 +408,12 @@ impl ConnIo {
             if axkit_http::valid_header_name(name)
                 && axkit_http::valid_header_value(value.as_bytes())
             {
-                axkit_http::write_header(out, name, value.as_bytes());
+                axkit_http::write_header(&mut out, name, value.as_bytes());
             }
         }
         match framing {
             OutFraming::Length(n) => {
-                axkit_http::write_header(out, "Content-Length", itoa_buf(n).as_bytes());
+                axkit_http::write_header(&mut out, "Content-Length", itoa_buf(n).as_bytes());
             }
             OutFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
             OutFraming::None | OutFraming::UntilClose => {}
@@ -422,6 +424,7 @@ impl ConnIo {
             out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         out.extend_from_slice(b"\r\n");
+        out
     }
 }
 
@@ -612,9 +615,7 @@ impl Context {
             OutFraming::None => Some(0),
             _ => None,
         };
-        let mut head = Vec::with_capacity(256);
-        self.io
-            .encode_head(status, &self.response.headers, framing, &mut head);
+        let head = self.io.encode_head(status, &self.response.headers, framing);
         self.io.head_sent = true;
         self.io.pending_head = head;
     }
@@ -686,9 +687,9 @@ impl Context {
         let filtered = !self.location.chain(Hook::WriteBodyData).is_empty();
         let body = std::mem::take(&mut self.response.body);
         if bodiless(status) {
-            let mut head = Vec::with_capacity(256);
-            self.io
-                .encode_head(status, &self.response.headers, OutFraming::None, &mut head);
+            let head = self
+                .io
+                .encode_head(status, &self.response.headers, OutFraming::None);
             self.io.head_sent = true;
             return self.io.write_all(&mut [IoSlice::new(&head)]).await;
         }
@@ -722,13 +723,9 @@ impl Context {
                 // write hand over `Body::Bytes` (serve_file's SmallFileSize);
                 // a file body always goes out with sendfile, its head held
                 // back with MSG_MORE so both leave in one segment.
-                let mut head = Vec::with_capacity(256);
-                self.io.encode_head(
-                    status,
-                    &self.response.headers,
-                    OutFraming::Length(len),
-                    &mut head,
-                );
+                let head =
+                    self.io
+                        .encode_head(status, &self.response.headers, OutFraming::Length(len));
                 self.io.head_sent = true;
                 if self.io.is_head {
                     return self.io.write_all(&mut [IoSlice::new(&head)]).await;
@@ -759,12 +756,10 @@ impl Context {
     }
 
     async fn send_bytes(&mut self, status: u16, bytes: Bytes) -> io::Result<()> {
-        let mut head = Vec::with_capacity(256);
-        self.io.encode_head(
+        let head = self.io.encode_head(
             status,
             &self.response.headers,
             OutFraming::Length(bytes.len() as u64),
-            &mut head,
         );
         self.io.head_sent = true;
         if self.io.is_head {
@@ -860,7 +855,7 @@ async fn wait_for_request(worker: &WorkerRt, io: &mut ConnIo, server: usize, ser
     }
     // On a busy connection the next request is often there already: the
     // timer and the shutdown subscription are only set up to wait.
-    if let Some(more) = try_read_request(io).await {
+    if let Some(more) = try_read_request(worker, io).await {
         return more;
     }
     let srv = &worker.servers[server];
@@ -885,7 +880,7 @@ async fn wait_for_request(worker: &WorkerRt, io: &mut ConnIo, server: usize, ser
             _ = &mut sleep => return false,
             _ = &mut notified, if idle => return false,
         }
-        if let Some(more) = try_read_request(io).await {
+        if let Some(more) = try_read_request(worker, io).await {
             return more;
         }
     }
@@ -894,8 +889,11 @@ async fn wait_for_request(worker: &WorkerRt, io: &mut ConnIo, server: usize, ser
 /// One non-blocking read into `io.buf`: Some(true) when bytes came,
 /// Some(false) at EOF or on an error, None when there is nothing yet (the
 /// buffer is then released so an idle connection holds none).
-async fn try_read_request(io: &mut ConnIo) -> Option<bool> {
+async fn try_read_request(worker: &WorkerRt, io: &mut ConnIo) -> Option<bool> {
     while io.maybe_readable().await {
+        if io.buf.capacity() == 0 {
+            io.buf = worker.read_buffer();
+        }
         io.buf.reserve(READ_BUFFER);
         match io.read_now().await {
             Some(Ok(0)) => return Some(false),
@@ -905,7 +903,7 @@ async fn try_read_request(io: &mut ConnIo) -> Option<bool> {
             None => break,
         }
     }
-    io.buf = BytesMut::new();
+    worker.recycle_read_buffer(std::mem::take(&mut io.buf));
     None
 }
 
@@ -1150,13 +1148,7 @@ async fn reject(worker: &WorkerRt, mut io: ConnIo, server: usize, status: u16) {
     let body = default_error_page(status, None);
     let mut headers = crate::plugin::Headers::default();
     headers.set("Content-Type", "text/html; charset=utf-8");
-    let mut head = Vec::with_capacity(256);
-    io.encode_head(
-        status,
-        &headers,
-        OutFraming::Length(body.len() as u64),
-        &mut head,
-    );
+    let head = io.encode_head(status, &headers, OutFraming::Length(body.len() as u64));
     let _ = io
         .write_all(&mut [IoSlice::new(&head), IoSlice::new(body.as_bytes())])
         .await;

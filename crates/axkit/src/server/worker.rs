@@ -5,7 +5,7 @@
 //! Everything here is per worker and lives on one thread, hence `Rc` and
 //! `Cell`: no locks on the hot path.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,6 +17,7 @@ use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::time::Duration;
 
 use axkit_http::Limits;
+use bytes::BytesMut;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -106,7 +107,15 @@ pub(crate) struct WorkerRt {
     pub shutdown: Notify,
     pub active: Cell<usize>,
     next_conn_id: Cell<u64>,
+    /// Read buffers of connections that went idle, for the next one that
+    /// gets bytes: a busy keep-alive connection releases its buffer while
+    /// it waits for each request, and 4 KiB chunks are too big for
+    /// malloc's fast path.
+    read_buffers: RefCell<Vec<BytesMut>>,
 }
+
+/// Spare read buffers a worker keeps at most (64 × 4 KiB).
+const SPARE_READ_BUFFERS: usize = 64;
 
 impl WorkerRt {
     /// Instantiate every plugin of `config` and precompute the chains.
@@ -217,7 +226,22 @@ impl WorkerRt {
             shutdown: Notify::new(),
             active: Cell::new(0),
             next_conn_id: Cell::new(1),
+            read_buffers: RefCell::new(Vec::new()),
         })
+    }
+
+    /// An empty read buffer, recycled when one is spare.
+    pub fn read_buffer(&self) -> BytesMut {
+        self.read_buffers.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Keep `buf` for another connection (its contents are dropped).
+    pub fn recycle_read_buffer(&self, mut buf: BytesMut) {
+        let mut spare = self.read_buffers.borrow_mut();
+        if buf.capacity() > 0 && spare.len() < SPARE_READ_BUFFERS {
+            buf.clear();
+            spare.push(buf);
+        }
     }
 
     pub fn next_conn_id(&self) -> u64 {
