@@ -864,21 +864,14 @@ async fn wait_for_request(worker: &WorkerRt, io: &mut ConnIo, server: usize, ser
     } else {
         srv.header_timeout
     };
-    let sleep = tokio::time::sleep(limit);
-    tokio::pin!(sleep);
+    // Ends at the deadline, and at shutdown for an idle connection.
+    let wait = worker.idle.wait(limit, idle);
+    tokio::pin!(wait);
     loop {
-        let notified = worker.shutdown.notified();
-        tokio::pin!(notified);
-        // Subscribed before the flag is checked, so a shutdown between the
-        // two cannot be missed.
-        notified.as_mut().enable();
-        if idle && worker.shutting_down.get() {
-            return false;
-        }
         tokio::select! {
+            biased;
             r = io.stream.readable() => if r.is_err() { return false },
-            _ = &mut sleep => return false,
-            _ = &mut notified, if idle => return false,
+            _ = &mut wait => return false,
         }
         if let Some(more) = try_read_request(worker, io).await {
             return more;

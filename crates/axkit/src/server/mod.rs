@@ -4,6 +4,7 @@
 //! command and any custom binary with extra Rust plugins alike.
 
 pub(crate) mod connection;
+mod idle;
 pub(crate) mod master;
 mod uri;
 pub(crate) mod worker;

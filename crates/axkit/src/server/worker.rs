@@ -26,6 +26,7 @@ use crate::plugin::{
     BodyChunk, ConnInfo, Context, Failure, Hook, HookFuture, Level, LogRecord, Outcome, Plugin,
     PluginInit,
 };
+use crate::server::idle::{self, IdleWaits};
 use crate::server::{connection, log_line, Catalog};
 
 /// A plugin in a chain, with the name it was loaded under (for logs).
@@ -105,6 +106,8 @@ pub(crate) struct WorkerRt {
     pub log_level: Level,
     pub shutting_down: Cell<bool>,
     pub shutdown: Notify,
+    /// Connections waiting for their next request.
+    pub idle: IdleWaits,
     pub active: Cell<usize>,
     next_conn_id: Cell<u64>,
     /// Read buffers of connections that went idle, for the next one that
@@ -224,6 +227,7 @@ impl WorkerRt {
             log_level,
             shutting_down: Cell::new(false),
             shutdown: Notify::new(),
+            idle: IdleWaits::new(),
             active: Cell::new(0),
             next_conn_id: Cell::new(1),
             read_buffers: RefCell::new(Vec::new()),
@@ -522,6 +526,7 @@ pub(crate) async fn serve(
         };
         tokio::task::spawn_local(accept_loop(worker.clone(), listener, index));
     }
+    tokio::task::spawn_local(sweep_idle(worker.clone()));
     // The signal handlers go in before `ready`: from then on the master may
     // forward SIGUSR1, whose default action would kill the worker.
     let stop = wait_for_stop(&worker);
@@ -529,6 +534,7 @@ pub(crate) async fn serve(
     stop.await;
     worker.shutting_down.set(true);
     worker.shutdown.notify_waiters();
+    worker.idle.shutdown();
     // A connection accepted in the last turn is spawned but not yet polled,
     // so not counted in `active`: let it start before counting.
     tokio::task::yield_now().await;
@@ -585,6 +591,15 @@ fn wait_for_stop(worker: &WorkerRt) -> impl Future<Output = ()> + '_ {
                 _ = hup.recv() => {}
             }
         }
+    }
+}
+
+/// End the idle waits whose time is up, for as long as the worker runs.
+async fn sweep_idle(worker: Rc<WorkerRt>) {
+    let mut tick = tokio::time::interval(idle::SWEEP);
+    loop {
+        tick.tick().await;
+        worker.idle.sweep();
     }
 }
 
