@@ -902,6 +902,10 @@ async fn try_read_request(worker: &WorkerRt, io: &mut ConnIo) -> Option<bool> {
 
 /// Read one request head and answer it. Returns the connection's I/O state
 /// if the connection stays open.
+///
+/// The rare paths (rejects, 413, internal redirects) are awaited boxed:
+/// inline, their futures would make this one, allocated for every
+/// request, several times bigger.
 async fn request_cycle(
     worker: Rc<WorkerRt>,
     mut io: ConnIo,
@@ -918,7 +922,7 @@ async fn request_cycle(
                 Level::Info,
                 &format!("{}: bad request: {}", conn.peer, e.reason),
             );
-            reject(&worker, io, default_server, e.status).await;
+            Box::pin(reject(&worker, io, default_server, e.status)).await;
             return None;
         }
     };
@@ -935,7 +939,7 @@ async fn request_cycle(
                     head.path()
                 ),
             );
-            reject(&worker, io, server_index, 400).await;
+            Box::pin(reject(&worker, io, server_index, 400)).await;
             return None;
         }
     };
@@ -986,11 +990,13 @@ async fn request_cycle(
     if too_large {
         ctx.io.body = BodyState::Broken;
         ctx.io.expect_continue = false;
-        error_response(&mut ctx, 413).await;
+        Box::pin(error_response(&mut ctx, 413)).await;
     } else {
         walk(&mut ctx).await;
     }
-    follow_redirects(&mut ctx).await;
+    if ctx.redirect.is_some() {
+        Box::pin(follow_redirects(&mut ctx)).await;
+    }
 
     if !ctx.location.chain(Hook::ResponseSent).is_empty()
         && run_hook(&mut ctx, Hook::ResponseSent).await == Outcome::Done
@@ -1334,25 +1340,38 @@ async fn drain_body(io: &mut ConnIo) {
 /// receives our response instead of a reset.
 async fn lingering_close(io: ConnIo) {
     let stream = io.stream;
-    let Ok(std_stream) = stream.into_std() else {
+    if socket2::SockRef::from(&stream)
+        .shutdown(std::net::Shutdown::Write)
+        .is_err()
+    {
         return;
-    };
-    let _ = std_stream.shutdown(std::net::Shutdown::Write);
-    let Ok(stream) = TcpStream::from_std(std_stream) else {
-        return;
-    };
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    let mut scratch = [0u8; 4096];
     let mut total = 0usize;
     while total < 1 << 20 {
         match tokio::time::timeout_at(deadline, stream.readable()).await {
-            Ok(Ok(())) => match stream.try_read(&mut scratch) {
-                Ok(0) => return,
-                Ok(n) => total += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
+            Ok(Ok(())) => match discard_input(&stream) {
+                Some(n) => total += n,
+                None => return,
             },
             _ => return,
+        }
+    }
+}
+
+/// Read and drop what the peer has sent so far: the byte count, or None
+/// at EOF or on an error. (A plain function, so its buffer lives on the
+/// stack for the call rather than in every connection's future.)
+fn discard_input(stream: &TcpStream) -> Option<usize> {
+    let mut scratch = [0u8; 4096];
+    let mut total = 0;
+    loop {
+        match stream.try_read(&mut scratch) {
+            Ok(0) => return None,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(total),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
         }
     }
 }
