@@ -719,7 +719,11 @@ fn no_master_runs_one_process() {
 
 #[test]
 fn worker_exits_are_restarted_without_crash_looping() {
-    let mut srv = Axkit::start_with(&conf("", ""), &[], www);
+    let global = "Plugin logging/file\nLogFile {dir}/logs/error.log";
+    let mut srv = Axkit::start_with(&conf(global, ""), &[], |dir| {
+        www(dir);
+        dir.write("logs/.keep", "");
+    });
     let first = srv.workers();
     assert_eq!(first.len(), 2);
     // A worker that exits on its own (here: asked to, behind the master's
@@ -742,11 +746,10 @@ fn worker_exits_are_restarted_without_crash_looping() {
     );
     assert_eq!(srv.get("/").status, 200);
 
-    // The config file turns bad without a SIGHUP, and then a worker dies:
-    // its replacement cannot load the config. The master retries at a
-    // bounded rate and the other worker keeps serving.
-    let good = std::fs::read_to_string(&srv.conf).unwrap();
-    std::fs::write(&srv.conf, format!("Zebra 1\n{good}")).unwrap();
+    // A replacement cannot start (its log directory is gone): the master
+    // retries at a bounded rate and the other worker keeps serving.
+    let logs = srv.dir.path().join("logs");
+    std::fs::remove_dir_all(&logs).unwrap();
     let survivor = now[1];
     kill(now[0], libc::SIGKILL);
     srv.wait_stderr("failed to start", Duration::from_secs(20));
@@ -763,17 +766,74 @@ fn worker_exits_are_restarted_without_crash_looping() {
         assert_eq!(srv.get("/").status, 200);
     }
     // Fixed again: back to full strength.
-    std::fs::write(&srv.conf, &good).unwrap();
+    std::fs::create_dir(&logs).unwrap();
     assert!(
         wait_until(Duration::from_secs(20), || {
             let w = srv.workers();
-            w.len() == 2 && w.contains(&survivor) && w.iter().all(|&p| process_exists(p))
+            w.len() == 2 && w.contains(&survivor) && w.iter().all(|&p| worker_ready(p))
         }),
         "{:?}\n{}",
         srv.workers(),
         srv.stderr()
     );
     assert_eq!(srv.get("/").status, 200);
+}
+
+#[test]
+fn restarted_workers_keep_the_configuration_the_master_loaded() {
+    // The Server block comes from an included file.
+    let main = "Workers 2\nInclude {dir}/conf.d/*.conf\n";
+    let server = "<Server>\n    Listen 127.0.0.1:0\n    DocumentRoot {dir}/www\n    \
+                  DirectoryIndex index.html\n    Plugin uri_to_file\n    Plugin fast_mime_map\n    \
+                  Plugin serve_file\n</Server>\n";
+    let mut srv = Axkit::start_with(main, &[], |dir| {
+        www(dir);
+        dir.write(
+            "conf.d/server.conf",
+            server.replace("{dir}", &dir.path().display().to_string()),
+        );
+    });
+    let conf_d = srv.dir.path().join("conf.d");
+    assert_eq!(srv.get("/").text(), "hello\n");
+
+    // Both files are edited without a SIGHUP: one valid change (another
+    // index page) and one that would not load at all. Then every worker
+    // dies in turn.
+    let server_conf = conf_d.join("server.conf");
+    let edited = std::fs::read_to_string(&server_conf)
+        .unwrap()
+        .replace("DirectoryIndex index.html", "DirectoryIndex a.txt");
+    std::fs::write(&server_conf, edited).unwrap();
+    std::fs::write(conf_d.join("zz-new.conf"), "Zebra 1\n").unwrap();
+    for victim in srv.workers() {
+        kill(victim, libc::SIGKILL);
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                let w = srv.workers();
+                w.len() == 2 && !w.contains(&victim) && w.iter().all(|&p| worker_ready(p))
+            }),
+            "no replacement for {victim}:\n{}",
+            srv.stderr()
+        );
+    }
+    // The replacements serve what the master loaded, not what is on disk.
+    for _ in 0..10 {
+        assert_eq!(srv.get("/").text(), "hello\n");
+    }
+    assert!(!srv.stderr().contains("Zebra"), "{}", srv.stderr());
+
+    // A SIGHUP reads the disk: the bad file is reported and the old
+    // configuration stays; once it is gone the edit takes effect.
+    srv.signal(libc::SIGHUP);
+    srv.wait_stderr("Zebra", Duration::from_secs(20));
+    assert_eq!(srv.get("/").text(), "hello\n");
+    std::fs::remove_file(conf_d.join("zz-new.conf")).unwrap();
+    srv.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(20), || srv.get("/").text() == "aaa\n"),
+        "{}",
+        srv.stderr()
+    );
 }
 
 /// Socket inodes open in process `pid`.

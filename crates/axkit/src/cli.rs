@@ -149,7 +149,16 @@ fn worker_main(catalog: &Catalog, source: &Source) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = match load_config(source, catalog) {
+    // The master writes the configuration it loaded to our stdin first.
+    let snapshot = match crate::config::Snapshot::read_from(&mut std::io::stdin().lock()) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("cannot read the configuration from the master: {e}");
+            eprintln!("{}", log_line(crate::plugin::Level::Crit, &msg));
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match crate::config::load_from(source, catalog, Some(&snapshot)) {
         Ok(c) => c,
         Err(errors) => {
             report_errors(&errors);

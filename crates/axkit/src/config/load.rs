@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use super::directive::{Args, Directive, Merge, Scopes};
 use super::registry::{nearest, same_name, DirectiveId, Registry, CORE};
+use super::snapshot::Snapshot;
 use super::syntax::{parse, Node, MAX_DEPTH};
 use super::value::{
     default_setting, parse_value, quote, BlockLine, LocationConfig, Setting, Value,
@@ -91,9 +92,10 @@ pub struct Config {
     /// `<Server>`), in config order: what runs for events not tied to a
     /// server or location.
     pub global_plugins: Vec<String>,
-    /// Every file read (main + includes); empty for a `Source::Text` config
-    /// without includes.
-    pub files: Vec<PathBuf>,
+    /// Every file read (main + includes), with its text: what a worker
+    /// loads instead of the files on disk. Empty for a `Source::Text`
+    /// config without includes.
+    pub snapshot: Arc<Snapshot>,
 }
 
 impl Config {
@@ -207,9 +209,21 @@ pub struct LocationNode {
 /// Reads, validates and freezes a config. Returns every error found,
 /// sorted by file and line.
 pub fn load(source: &Source, catalog: &dyn PluginCatalog) -> Result<Config, Vec<ConfigError>> {
+    load_from(source, catalog, None)
+}
+
+/// As [`load`], but with every file (and directory listing) taken from
+/// `replay` instead of the disk when it is given: how a worker loads the
+/// configuration its master validated.
+pub fn load_from(
+    source: &Source,
+    catalog: &dyn PluginCatalog,
+    replay: Option<&Snapshot>,
+) -> Result<Config, Vec<ConfigError>> {
     let mut ld = Loader {
         errors: Vec::new(),
-        files: Vec::new(),
+        snapshot: Snapshot::default(),
+        replay,
         include_stack: Vec::new(),
     };
     let (main_name, nodes) = match ld.read_main(source) {
@@ -231,7 +245,7 @@ pub fn load(source: &Source, catalog: &dyn PluginCatalog) -> Result<Config, Vec<
         servers,
         plugins: v.loaded,
         global_plugins,
-        files: ld.files,
+        snapshot: Arc::new(ld.snapshot),
     })
 }
 
@@ -247,9 +261,11 @@ fn is_block_name(node: &Node, name: &str) -> bool {
 // ---------------------------------------------------------------------------
 // Stage 1: files and Include.
 
-struct Loader {
+struct Loader<'a> {
     errors: Vec<ConfigError>,
-    files: Vec<PathBuf>,
+    /// What has been read so far.
+    snapshot: Snapshot,
+    replay: Option<&'a Snapshot>,
     /// Canonical paths of the files being read, outermost first: a file
     /// already on it is an include cycle.
     include_stack: Vec<PathBuf>,
@@ -273,13 +289,48 @@ impl At<'_> {
     }
 }
 
-impl Loader {
+impl Loader<'_> {
+    /// A config file's canonical path and text, from the disk (only
+    /// regular files: `Include /dev/zero` or a FIFO would hang or exhaust
+    /// memory instead of failing) or from the snapshot being replayed.
+    fn read_file(&mut self, path: &Path) -> std::io::Result<(PathBuf, String)> {
+        if let Some(replay) = self.replay {
+            return replay.file(path);
+        }
+        let canon = std::fs::canonicalize(path)?;
+        if !canon.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        let text = std::fs::read_to_string(&canon)?;
+        self.snapshot.record_file(path, &canon, &text);
+        Ok((canon, text))
+    }
+
+    /// The names of the entries of `dir` that are not directories.
+    fn list_dir(&mut self, dir: &Path) -> std::io::Result<Vec<String>> {
+        if let Some(replay) = self.replay {
+            return replay.listing(dir);
+        }
+        let listing = if dir.as_os_str().is_empty() {
+            std::fs::read_dir(".")
+        } else {
+            std::fs::read_dir(dir)
+        }?;
+        let names: Vec<String> = listing
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().map(|t| !t.is_dir()).unwrap_or(false))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        self.snapshot.record_listing(dir, &names);
+        Ok(names)
+    }
+
     fn read_main(&mut self, source: &Source) -> Option<(String, Vec<Node>)> {
         match source {
             Source::File(path) => {
                 let name = path.display().to_string();
-                let text = match std::fs::read_to_string(path) {
-                    Ok(t) => t,
+                let (canon, text) = match self.read_file(path) {
+                    Ok(read) => read,
                     Err(e) => {
                         self.errors.push(ConfigError {
                             file: name,
@@ -291,10 +342,7 @@ impl Loader {
                         return None;
                     }
                 };
-                self.files.push(path.clone());
-                if let Ok(canon) = std::fs::canonicalize(path) {
-                    self.include_stack.push(canon);
-                }
+                self.include_stack.push(canon);
                 let nodes = self.parse_text(&text, &name)?;
                 let dir = path.parent().unwrap_or(Path::new(""));
                 let nodes = self.expand(nodes, dir, 0, 0);
@@ -412,12 +460,7 @@ impl Loader {
             )));
             return Vec::new();
         }
-        let listing = if parent.as_os_str().is_empty() {
-            std::fs::read_dir(".")
-        } else {
-            std::fs::read_dir(parent)
-        };
-        let entries = match listing {
+        let entries = match self.list_dir(parent) {
             Ok(e) => e,
             Err(e) => {
                 self.errors
@@ -427,9 +470,7 @@ impl Loader {
         };
         let pat: Vec<char> = pattern.chars().collect();
         let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().map(|t| !t.is_dir()).unwrap_or(false))
-            .filter_map(|e| e.file_name().into_string().ok())
+            .into_iter()
             // Like a shell, `*` does not pick up hidden files (editor swap
             // files, `.#locks`) unless the pattern asks for a dot.
             .filter(|n| !n.starts_with('.') || pattern.starts_with('.'))
@@ -452,8 +493,8 @@ impl Loader {
             return Vec::new();
         }
         let shown = path.display().to_string();
-        let canon = match std::fs::canonicalize(path) {
-            Ok(c) => c,
+        let (canon, text) = match self.read_file(path) {
+            Ok(read) => read,
             Err(e) => {
                 self.errors
                     .push(at.error(format!("cannot read {shown}: {e}")));
@@ -465,22 +506,6 @@ impl Loader {
                 .push(at.error(format!("include cycle: {shown} is already being read")));
             return Vec::new();
         }
-        // Only regular files: `Include /dev/zero` or a FIFO would hang or
-        // exhaust memory instead of failing.
-        if !canon.is_file() {
-            self.errors
-                .push(at.error(format!("cannot read {shown}: not a regular file")));
-            return Vec::new();
-        }
-        let text = match std::fs::read_to_string(&canon) {
-            Ok(t) => t,
-            Err(e) => {
-                self.errors
-                    .push(at.error(format!("cannot read {shown}: {e}")));
-                return Vec::new();
-            }
-        };
-        self.files.push(path.to_path_buf());
         let Some(nodes) = self.parse_text(&text, &shown) else {
             return Vec::new();
         };
@@ -1634,7 +1659,7 @@ ShutdownTimeout 5s
             cfg.plugins,
             ["hello", "serve_file", "serve_cgi", "uri_to_file"]
         );
-        assert!(cfg.files.is_empty());
+        assert_eq!(cfg.snapshot.files().count(), 0);
         assert_eq!(
             cfg.global.duration("ShutdownTimeout"),
             Some(Duration::from_secs(5))
@@ -1845,8 +1870,8 @@ ShutdownTimeout 5s
         assert!(g.file.ends_with("20-b.conf"), "{}", g.file);
         assert_eq!(g.line, 1);
         let names: Vec<String> = cfg
-            .files
-            .iter()
+            .snapshot
+            .files()
             .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(

@@ -16,12 +16,16 @@
 mod directive;
 mod load;
 mod registry;
+mod snapshot;
 mod syntax;
 mod value;
 
 pub use directive::{Args, Directive, Merge, Scopes, ValueType};
-pub use load::{load, Config, ConfigError, LocationNode, PluginCatalog, ServerConfig, Source};
+pub use load::{
+    load, load_from, Config, ConfigError, LocationNode, PluginCatalog, ServerConfig, Source,
+};
 pub use registry::{core_directives, DirectiveId, Registry};
+pub use snapshot::Snapshot;
 pub use syntax::{parse as parse_syntax, Node};
 /// For plugins that parse a typed value inside a larger argument
 /// (`Expires access+1h`).

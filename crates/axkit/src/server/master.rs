@@ -5,9 +5,10 @@
 //! Workers are started by re-executing our own binary (posix_spawn through
 //! `Command`, with no `pre_exec`) rather than by `fork`: the master runs a
 //! tokio runtime, and forking a process with threads is unsafe. A worker
-//! learns its sockets from `AXKIT_LISTEN_FDS`, reads the config itself, and
-//! says `ready` on its stdout; its stdin is a pipe whose EOF tells it the
-//! master is gone.
+//! learns its sockets from `AXKIT_LISTEN_FDS` and the configuration from a
+//! snapshot of the files the master loaded (written to its stdin: a worker
+//! restarted later must not pick up edits made since), and says `ready` on
+//! its stdout; the EOF of its stdin then tells it the master is gone.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -16,13 +17,13 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::config::{Config, Source};
+use crate::config::{Config, Snapshot, Source};
 use crate::plugin::Level;
 use crate::server::{load_config, log_line, report_errors, Catalog, LISTEN_ENV, WORKER_ENV};
 
@@ -166,11 +167,13 @@ fn worker_count(config: &Config) -> usize {
 }
 
 impl Master<'_> {
-    /// Start one worker of `generation` on `listeners`; wait for `ready`.
+    /// Start one worker of `generation` on `listeners`, hand it the
+    /// configuration `snapshot`, and wait for `ready`.
     async fn spawn(
         &mut self,
         generation: u64,
         listeners: &[(SocketAddr, TcpListener)],
+        snapshot: &Snapshot,
     ) -> Result<u32, String> {
         let exe =
             std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
@@ -202,7 +205,9 @@ impl Master<'_> {
         let _ = inherit(false);
         let mut child: Child = spawned?;
         let pid = child.id().unwrap_or(0);
-        let stdin = child.stdin.take().ok_or("worker has no stdin pipe")?;
+        let mut stdin = child.stdin.take().ok_or("worker has no stdin pipe")?;
+        // A worker that died at once is noticed by the `ready` wait below.
+        let _ = stdin.write_all(&snapshot.encode()).await;
         let stdout = child.stdout.take().ok_or("worker has no stdout pipe")?;
         let mut lines = BufReader::new(stdout).lines();
         let ready = tokio::time::timeout(READY_TIMEOUT, lines.next_line()).await;
@@ -245,10 +250,10 @@ impl Master<'_> {
         &mut self,
         generation: u64,
         listeners: &[(SocketAddr, TcpListener)],
-        count: usize,
+        config: &Config,
     ) -> Result<(), String> {
-        for _ in 0..count {
-            if let Err(e) = self.spawn(generation, listeners).await {
+        for _ in 0..worker_count(config) {
+            if let Err(e) = self.spawn(generation, listeners, &config.snapshot).await {
                 let started: Vec<u32> = self
                     .workers
                     .values()
@@ -289,10 +294,7 @@ impl Master<'_> {
             }
         };
         let generation = self.generation + 1;
-        if let Err(e) = self
-            .spawn_generation(generation, &listeners, worker_count(&config))
-            .await
-        {
+        if let Err(e) = self.spawn_generation(generation, &listeners, &config).await {
             log(
                 Level::Error,
                 &format!("reload failed: {e}; keeping the old configuration"),
@@ -340,7 +342,8 @@ impl Master<'_> {
                 Ok(l) => l,
                 Err(e) => return log(Level::Crit, &e),
             };
-            if let Err(e) = self.spawn(self.generation, &listeners).await {
+            let snapshot = self.config.snapshot.clone();
+            if let Err(e) = self.spawn(self.generation, &listeners, &snapshot).await {
                 log(Level::Crit, &format!("{e}; retrying in a second"));
                 let events = self.events.clone();
                 tokio::task::spawn_local(async move {
@@ -437,7 +440,8 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             eprintln!("axkit: cannot install signal handlers");
             return ExitCode::FAILURE;
         };
-        if let Err(e) = master.spawn_generation(1, &listeners, count).await {
+        let config = master.config.clone();
+        if let Err(e) = master.spawn_generation(1, &listeners, &config).await {
             eprintln!("axkit: {e}");
             return ExitCode::FAILURE;
         }
