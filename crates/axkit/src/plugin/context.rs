@@ -278,7 +278,7 @@ pub struct Context {
     /// Set when the error path runs.
     pub failure: Option<Failure>,
     state: HashMap<TypeId, Box<dyn Any>>,
-    pub(crate) io: ConnIo,
+    pub(crate) io: Box<ConnIo>,
     pub(crate) location: Rc<LocationRt>,
     pub(crate) worker: Rc<WorkerRt>,
     pub(crate) server: usize,
@@ -293,7 +293,7 @@ impl Context {
     pub(crate) fn new(
         request: Request,
         conn: Rc<ConnInfo>,
-        io: ConnIo,
+        io: Box<ConnIo>,
         worker: Rc<WorkerRt>,
         server: usize,
         location: Rc<LocationRt>,

@@ -800,7 +800,9 @@ pub(crate) async fn serve(
     });
     let default_server = worker.listener_servers[listener][0];
     let conn_location = worker.servers[default_server].locations[0].clone();
-    let mut io = ConnIo::new(stream);
+    // Boxed: it lives as long as the connection and moves into and out
+    // of every request's Context, which then moves a pointer.
+    let mut io = Box::new(ConnIo::new(stream));
     if run_conn_hook(&worker, &conn_location, Hook::Connect, &conn).await {
         let mut served: u64 = 0;
         loop {
@@ -908,11 +910,11 @@ async fn try_read_request(worker: &WorkerRt, io: &mut ConnIo) -> Option<bool> {
 /// request, several times bigger.
 async fn request_cycle(
     worker: Rc<WorkerRt>,
-    mut io: ConnIo,
+    mut io: Box<ConnIo>,
     conn: Rc<ConnInfo>,
     listener: usize,
     served: u64,
-) -> Option<ConnIo> {
+) -> Option<Box<ConnIo>> {
     let default_server = worker.listener_servers[listener][0];
     let head = match read_head(&worker, &mut io, default_server).await {
         Ok(Some(head)) => head,
@@ -1140,7 +1142,7 @@ async fn read_head(
 
 /// Answer a request we could not parse, without involving plugins, and
 /// close.
-async fn reject(worker: &WorkerRt, mut io: ConnIo, server: usize, status: u16) {
+async fn reject(worker: &WorkerRt, mut io: Box<ConnIo>, server: usize, status: u16) {
     io.close = true;
     io.version = Version::Http11;
     io.server_header = worker.servers[server].server_header.clone();
@@ -1338,7 +1340,7 @@ async fn drain_body(io: &mut ConnIo) {
 /// Close after answering: stop writing, then read and discard for a moment
 /// so that a client still sending (a body we refused, pipelined requests)
 /// receives our response instead of a reset.
-async fn lingering_close(io: ConnIo) {
+async fn lingering_close(io: Box<ConnIo>) {
     let stream = io.stream;
     if socket2::SockRef::from(&stream)
         .shutdown(std::net::Shutdown::Write)
