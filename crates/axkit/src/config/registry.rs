@@ -311,6 +311,14 @@ pub fn core_directives() -> Vec<Directive> {
             .scopes(global)
             .default("0")
             .doc("Number of worker processes; 0 means one per CPU"),
+        Directive::new("MaxConnections", T::Integer)
+            .scopes(global)
+            .default("0")
+            .doc(
+                "Connections one worker serves at once (nginx's worker_connections); at the \
+                 limit it stops accepting and the other workers take new ones. 0: seven \
+                 eighths of the open-file limit, the rest kept for files, pipes and logs",
+            ),
         Directive::new("ShutdownTimeout", T::Duration)
             .scopes(global)
             .default("30s")

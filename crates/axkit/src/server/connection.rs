@@ -789,7 +789,6 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     listener: usize,
 ) {
-    worker.active.set(worker.active.get() + 1);
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
     let conn = Rc::new(ConnInfo {
@@ -834,7 +833,7 @@ pub(crate) async fn serve(
         }
     }
     run_conn_hook(&worker, &conn_location, Hook::Disconnect, &conn).await;
-    worker.active.set(worker.active.get() - 1);
+    worker.connection_closed();
 }
 
 /// Wait for the first bytes of the next request and read them into

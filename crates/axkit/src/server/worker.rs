@@ -108,7 +108,12 @@ pub(crate) struct WorkerRt {
     pub shutdown: Notify,
     /// Connections waiting for their next request.
     pub idle: IdleWaits,
+    /// Connections accepted and not yet closed.
     pub active: Cell<usize>,
+    /// `MaxConnections`: no accepting while `active` is there.
+    max_connections: usize,
+    /// Notified when `active` drops below `max_connections`.
+    room: Notify,
     next_conn_id: Cell<u64>,
     /// Read buffers of connections that went idle, for the next one that
     /// gets bytes: a busy keep-alive connection releases its buffer while
@@ -218,6 +223,7 @@ impl WorkerRt {
             .str("LogLevel")
             .and_then(Level::parse)
             .unwrap_or(Level::Warn);
+        let max_connections = max_connections(&config);
         Ok(WorkerRt {
             config,
             servers,
@@ -229,6 +235,8 @@ impl WorkerRt {
             shutdown: Notify::new(),
             idle: IdleWaits::new(),
             active: Cell::new(0),
+            max_connections,
+            room: Notify::new(),
             next_conn_id: Cell::new(1),
             read_buffers: RefCell::new(Vec::new()),
         })
@@ -245,6 +253,15 @@ impl WorkerRt {
         if buf.capacity() > 0 && spare.len() < SPARE_READ_BUFFERS {
             buf.clear();
             spare.push(buf);
+        }
+    }
+
+    /// A connection ended.
+    pub fn connection_closed(&self) {
+        let was = self.active.get();
+        self.active.set(was - 1);
+        if was == self.max_connections {
+            self.room.notify_waiters();
         }
     }
 
@@ -535,9 +552,6 @@ pub(crate) async fn serve(
     worker.shutting_down.set(true);
     worker.shutdown.notify_waiters();
     worker.idle.shutdown();
-    // A connection accepted in the last turn is spawned but not yet polled,
-    // so not counted in `active`: let it start before counting.
-    tokio::task::yield_now().await;
     let limit = worker
         .config
         .global
@@ -603,6 +617,25 @@ async fn sweep_idle(worker: Rc<WorkerRt>) {
     }
 }
 
+/// The worker's `MaxConnections`, or by default 7/8 of its open-file limit
+/// (a worker out of descriptors could not open the files its requests ask
+/// for either).
+fn max_connections(config: &Config) -> usize {
+    match config.global.int("MaxConnections") {
+        Some(n) if n > 0 => n as usize,
+        _ => {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit only writes the struct it is given.
+            let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+            let files = if ok { limit.rlim_cur } else { 1024 };
+            usize::try_from(files / 8 * 7).unwrap_or(usize::MAX).max(1)
+        }
+    }
+}
+
 async fn accept_loop(worker: Rc<WorkerRt>, listener: TcpListener, index: usize) {
     loop {
         let notified = worker.shutdown.notified();
@@ -611,11 +644,23 @@ async fn accept_loop(worker: Rc<WorkerRt>, listener: TcpListener, index: usize) 
         if worker.shutting_down.get() {
             return;
         }
+        if worker.active.get() >= worker.max_connections {
+            // Full: the kernel queues new connections for the other
+            // workers (or for us, once one of ours has closed).
+            let room = worker.room.notified();
+            tokio::select! {
+                _ = &mut notified => return,
+                _ = room => continue,
+            }
+        }
         tokio::select! {
             biased;
             _ = &mut notified => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Counted here, not when the task first runs: this
+                    // loop may accept several before that.
+                    worker.active.set(worker.active.get() + 1);
                     tokio::task::spawn_local(connection::serve(worker.clone(), stream, peer, index));
                 }
                 Err(e) => {
