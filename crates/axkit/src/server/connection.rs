@@ -782,15 +782,21 @@ fn filter_outcome(outcome: Outcome) -> Outcome {
     }
 }
 
-/// Serve one connection until it closes.
+/// Serve one connection until it closes. `bound` is the listening
+/// socket's address when it names one interface: then it is the
+/// connection's local address too, without asking the kernel.
 pub(crate) async fn serve(
     worker: Rc<WorkerRt>,
     stream: TcpStream,
     peer: SocketAddr,
     listener: usize,
+    bound: Option<SocketAddr>,
 ) {
     let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(peer);
+    let local = match bound {
+        Some(addr) => addr,
+        None => stream.local_addr().unwrap_or(peer),
+    };
     let conn = Rc::new(ConnInfo {
         id: worker.next_conn_id(),
         peer,
@@ -854,6 +860,13 @@ async fn wait_for_request(worker: &WorkerRt, io: &mut ConnIo, server: usize, ser
     if idle && worker.shutting_down.get() {
         return false;
     }
+    // A new connection's request has usually arrived with it, before
+    // epoll has said so: ask the socket once instead of waiting a turn.
+    if !idle {
+        if let Some(more) = read_first(worker, io) {
+            return more;
+        }
+    }
     // On a busy connection the next request is often there already: the
     // timer and the shutdown subscription are only set up to wait.
     if let Some(more) = try_read_request(worker, io).await {
@@ -899,6 +912,28 @@ async fn try_read_request(worker: &WorkerRt, io: &mut ConnIo) -> Option<bool> {
     }
     worker.recycle_read_buffer(std::mem::take(&mut io.buf));
     None
+}
+
+/// One read straight from the socket, whatever tokio knows of its
+/// readiness (nothing yet, for a new connection); as `try_read_request`.
+fn read_first(worker: &WorkerRt, io: &mut ConnIo) -> Option<bool> {
+    use std::io::Read;
+    let mut first = [0u8; 2048];
+    loop {
+        return match (&*socket2::SockRef::from(&io.stream)).read(&mut first) {
+            Ok(0) => Some(false),
+            Ok(n) => {
+                if io.buf.capacity() == 0 {
+                    io.buf = worker.read_buffer();
+                }
+                io.buf.extend_from_slice(&first[..n]);
+                Some(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(_) => Some(false),
+        };
+    }
 }
 
 /// Read one request head and answer it. Returns the connection's I/O state
@@ -1009,7 +1044,7 @@ async fn request_cycle(
         drain_body(&mut io).await;
     }
     if io.close {
-        lingering_close(io).await;
+        close(io).await;
         return None;
     }
     Some(io)
@@ -1339,6 +1374,22 @@ async fn drain_body(io: &mut ConnIo) {
 /// Close after answering: stop writing, then read and discard for a moment
 /// so that a client still sending (a body we refused, pipelined requests)
 /// receives our response instead of a reset.
+/// Close after a response. Closing with unread bytes from the client
+/// makes the kernel send a reset, which can destroy the response before
+/// the client reads it: when a request body is left, or the client has
+/// sent more already (pipelining), close lingering. Otherwise close at
+/// once, as nginx does, without a shutdown and another wait.
+async fn close(io: Box<ConnIo>) {
+    // What epoll has told tokio is enough (nginx goes by the same): a read
+    // only when it says there is something. None: the client has closed.
+    let more = io.body_pending()
+        || !io.buf.is_empty()
+        || (io.maybe_readable().await && discard_input(&io.stream).is_some_and(|n| n > 0));
+    if more {
+        lingering_close(io).await;
+    }
+}
+
 async fn lingering_close(io: Box<ConnIo>) {
     let stream = io.stream;
     if socket2::SockRef::from(&stream)

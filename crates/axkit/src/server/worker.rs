@@ -637,10 +637,15 @@ fn max_connections(config: &Config) -> usize {
 }
 
 async fn accept_loop(worker: Rc<WorkerRt>, listener: TcpListener, index: usize) {
+    let bound = listener
+        .local_addr()
+        .ok()
+        .filter(|a| !a.ip().is_unspecified());
+    // One subscription for the loop's life: shutdown happens once.
+    let notified = worker.shutdown.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
     loop {
-        let notified = worker.shutdown.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
         if worker.shutting_down.get() {
             return;
         }
@@ -661,7 +666,7 @@ async fn accept_loop(worker: Rc<WorkerRt>, listener: TcpListener, index: usize) 
                     // Counted here, not when the task first runs: this
                     // loop may accept several before that.
                     worker.active.set(worker.active.get() + 1);
-                    tokio::task::spawn_local(connection::serve(worker.clone(), stream, peer, index));
+                    tokio::task::spawn_local(connection::serve(worker.clone(), stream, peer, index, bound));
                 }
                 Err(e) => {
                     // Out of descriptors or memory: back off rather than spin.
