@@ -15,7 +15,8 @@
 # 120 s keep-alive timeout, listening on random free 127.0.0.1 ports, and
 # the same open-file cache setting (FILE_CACHE=1: both cache descriptors
 # and metadata for 1 s, which is how a static server is deployed;
-# FILE_CACHE=0: neither does, which is nginx's default).
+# FILE_CACHE=0: neither does, which is nginx's default; axkit then opens
+# every file on its blocking pool, a thread hop per request).
 #
 # How to run (from anywhere; needs root only to apt-get install wrk/nginx):
 #     bench/static.sh
@@ -37,7 +38,7 @@ CONNS=${CONNS:-50}            # wrk connections
 THREADS=${THREADS:-1}         # wrk threads
 IDLE_CONNS=${IDLE_CONNS:-10000}
 HOLDERS=${HOLDERS:-4}         # client processes for the idle test (fd limit 20,000 each)
-FILE_CACHE=${FILE_CACHE:-1}   # 1: open-file cache on both (axkit OpenFileCache, nginx open_file_cache); 0: off on both
+FILE_CACHE=${FILE_CACHE:-1}   # 1: open-file cache on both (axkit OpenFileCache, nginx open_file_cache); 0: off on both (axkit OpenFileCache Off)
 
 SCRIPT_TAG=static.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -72,11 +73,10 @@ pick_ports AX_PORT NG_PORT
 
 # ---- configs --------------------------------------------------------------------
 
-AX_CACHE=""
+AX_CACHE="OpenFileCache Off"
 NG_CACHE=""
 if [ "$FILE_CACHE" = 1 ]; then
-    AX_CACHE="OpenFileCache 10000
-OpenFileCacheValid 1s"
+    AX_CACHE="OpenFileCache 10000 1s"
     NG_CACHE="open_file_cache max=10000 inactive=60s; open_file_cache_valid 1s;"
 fi
 

@@ -54,8 +54,7 @@ pick_ports AX_PORT NG_PORT
 
 cat >"$TMP/axkit.conf" <<CONF
 Workers $WORKERS
-OpenFileCache 10000
-OpenFileCacheValid 1s
+OpenFileCache 10000 1s
 KeepAliveTimeout 120s
 MaxKeepAliveRequests 0
 SendTimeout 120s

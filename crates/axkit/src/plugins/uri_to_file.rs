@@ -11,15 +11,17 @@
 //!   that exists is served.
 //! - `FollowSymlinks on|off` (default off): off refuses files whose path
 //!   leads outside DocumentRoot through a symlink (links inside it are fine).
-//! - `OpenFileCache N` (default 0 = off): keep up to N open files (with
-//!   their metadata, and the contents of small ones) per worker, so a hot
-//!   file costs no open/stat/read per request. Misses are cached too (a
-//!   flood of 404s costs no syscalls), and with the cache on, a lookup
-//!   that is not in it runs on the blocking pool, so open/stat on a cold
-//!   disk never stall the worker's other connections.
-//! - `OpenFileCacheValid DURATION` (default 1s): how long a cached entry is
-//!   trusted before the file is opened again; a changed file is seen at most
-//!   this late (nginx's `open_file_cache_valid`).
+//! - `OpenFileCache SIZE TTL | Off` (default `1000 1s`, as lighttpd's
+//!   stat cache): keep up to SIZE open files per worker (with their
+//!   metadata, validators, and the contents of files up to
+//!   `SmallFileSize`), and misses too, each trusted for TTL (`1s`,
+//!   `500ms`): a hot file or a flood of 404s costs no syscall per
+//!   request, and a changed file is seen at most TTL late (nginx's
+//!   `open_file_cache` + `open_file_cache_valid`). Whatever is not in the
+//!   cache is looked up on the blocking pool, never on the event loop.
+//!   `Off` caches nothing: every lookup then takes a trip through the
+//!   pool (changes are seen at once, at the price of a thread hop per
+//!   request). See `open_file_cache.rs`.
 //!
 //! ```text
 //! <Server>
@@ -48,7 +50,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crate::config::{Args, Config, Directive, Scopes, ValueType};
 use crate::plugin::{
@@ -56,6 +57,7 @@ use crate::plugin::{
     PluginSpec,
 };
 use crate::plugins::file_http::KnownMissing;
+use crate::plugins::open_file_cache::{self, How, Policy};
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -76,19 +78,19 @@ fn directives() -> Vec<Directive> {
         Directive::new("FollowSymlinks", ValueType::OnOff)
             .default("off")
             .doc("Serve files reached through symlinks that lead outside DocumentRoot"),
-        Directive::new("OpenFileCache", ValueType::Integer)
-            .default("0")
-            .doc("Open files and misses (with metadata, small files' contents) kept per worker; 0 = off"),
-        Directive::new("OpenFileCacheValid", ValueType::Duration)
-            .default("1s")
-            .doc("How long a cached open file is trusted before it is opened again"),
+        Directive::new("OpenFileCache", ValueType::String)
+            .args(Args::Range(1, 2))
+            .default("1000 1s")
+            .doc("SIZE TTL: open files and misses kept per worker, trusted for TTL; or Off"),
     ]
 }
 
+/// `OpenFileCache` is checked when the server starts, so a typo stops it
+/// with file and line instead of surfacing on a request.
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    open_file_cache::check(init.config)?;
     Ok(Rc::new(UriToFile {
         roots: RefCell::new(HashMap::new()),
-        cache: RefCell::new(HashMap::new()),
         alias_prefix: alias_prefixes(init.config),
     }))
 }
@@ -128,20 +130,8 @@ struct UriToFile {
     /// An open descriptor per document root, to resolve paths beneath it
     /// (shared with the blocking pool while a cold lookup runs there).
     roots: RefCell<HashMap<PathBuf, Arc<OwnedFd>>>,
-    /// The open-file cache: (path asked for, resolved beneath the root?) to
-    /// what it resolved to.
-    cache: RefCell<HashMap<(PathBuf, bool), Cached>>,
     /// See [`alias_prefixes`].
     alias_prefix: HashMap<usize, String>,
-}
-
-struct Cached {
-    /// The file served: the path itself, or a directory's index file.
-    filename: PathBuf,
-    /// None: nothing exists there (a cached miss, as nginx's
-    /// `open_file_cache_errors`), so a flood of 404s costs no syscalls.
-    open: Option<Rc<OpenFile>>,
-    opened: Instant,
 }
 
 /// Everything a lookup needs, owned, so that it can run on the blocking
@@ -155,6 +145,9 @@ struct Lookup {
     trailing_slash: bool,
     beneath: bool,
     index_names: Vec<String>,
+    /// Files up to this size are read as they are opened.
+    small: u64,
+    policy: Option<Policy>,
 }
 
 /// What a lookup found.
@@ -163,8 +156,7 @@ enum Found {
     /// PATH_INFO.
     File {
         filename: PathBuf,
-        file: File,
-        md: std::fs::Metadata,
+        open: OpenFile,
         path_info: String,
         cacheable: bool,
     },
@@ -195,16 +187,9 @@ impl Plugin for UriToFile {
             Ok(lookup) => lookup,
             Err(outcome) => return outcome.into(),
         };
-        let cache_size = ctx.config().int("OpenFileCache").unwrap_or(0).max(0) as usize;
-        if cache_size == 0 {
-            // No cache: every lookup is cold, and a thread hop per request
-            // would cost more than the open itself on a warm page cache
-            // (nginx without aio threads does the same).
-            let found = resolve(&lookup);
-            return self.apply(ctx, lookup, found, 0).into();
-        }
-        // With a cache, a miss goes to the blocking pool: open/stat on a
-        // cold disk (or NFS) never stalls the worker's other connections.
+        // Not in the cache (or no cache): the blocking pool looks, so
+        // open/stat/read on a cold disk (or NFS) never stall the worker's
+        // other connections.
         hook(async move {
             let (lookup, found) = match tokio::task::spawn_blocking(move || {
                 let found = resolve(&lookup);
@@ -215,7 +200,7 @@ impl Plugin for UriToFile {
                 Ok(done) => done,
                 Err(e) => return Outcome::Error(format!("file lookup failed: {e}")),
             };
-            self.apply(ctx, lookup, found, cache_size)
+            self.apply(ctx, lookup, found)
         })
     }
 }
@@ -259,9 +244,11 @@ impl UriToFile {
         let beneath = !ctx.config().flag("FollowSymlinks");
         let rel_path: PathBuf = segments.iter().collect();
         let full = root.join(&rel_path);
-        let cache_size = ctx.config().int("OpenFileCache").unwrap_or(0).max(0) as usize;
-        if cache_size > 0 && self.cached(ctx, &full, beneath, path.ends_with('/')) {
-            return Err(Outcome::Ok);
+        let policy = open_file_cache::policy(ctx.config());
+        if let Some(policy) = policy {
+            if cached(ctx, &full, beneath, path.ends_with('/'), policy) {
+                return Err(Outcome::Ok);
+            }
         }
         let index_names = ctx
             .config()
@@ -280,26 +267,34 @@ impl UriToFile {
             trailing_slash: path.ends_with('/'),
             beneath,
             index_names,
+            small: open_file_cache::small_file_size(ctx.config()),
+            policy,
         })
     }
 
     /// Put what the lookup found into the context (and the cache).
-    fn apply(&self, ctx: &mut Context, lookup: Lookup, found: Found, cache_size: usize) -> Outcome {
+    fn apply(&self, ctx: &mut Context, lookup: Lookup, found: Found) -> Outcome {
         match found {
             Found::File {
                 filename,
-                file,
-                md,
+                open,
                 path_info,
                 cacheable,
             } => {
-                ctx.filename = Some(filename);
-                ctx.metadata = Some(md.clone());
-                ctx.file = Some(Rc::new(OpenFile::new(file, md)));
+                let open = Rc::new(open);
+                ctx.metadata = Some(open.metadata.clone());
+                ctx.file = Some(open.clone());
                 ctx.path_info = path_info;
-                if cacheable {
-                    self.remember(ctx, lookup.full, lookup.beneath, cache_size);
+                if let (true, Some(policy)) = (cacheable, lookup.policy) {
+                    open_file_cache::put(
+                        how(lookup.beneath),
+                        lookup.full,
+                        filename.clone(),
+                        Some(open),
+                        policy,
+                    );
                 }
+                ctx.filename = Some(filename);
                 Outcome::Ok
             }
             Found::DirWithoutSlash => redirect_to_slash(ctx),
@@ -309,10 +304,13 @@ impl UriToFile {
                 Outcome::Ok
             }
             Found::Missing { filename } => {
+                if let Some(policy) = lookup.policy {
+                    let how = how(lookup.beneath);
+                    open_file_cache::put(how, lookup.full, filename.clone(), None, policy);
+                }
                 ctx.filename = Some(filename);
                 ctx.metadata = None;
                 ctx.set_state(KnownMissing);
-                self.remember(ctx, lookup.full, lookup.beneath, cache_size);
                 Outcome::Ok
             }
             Found::Escape(e) => {
@@ -331,65 +329,6 @@ impl UriToFile {
                 Outcome::Status(500)
             }
         }
-    }
-
-    /// Answer from the open-file cache if a fresh entry exists.
-    fn cached(&self, ctx: &mut Context, full: &Path, beneath: bool, trailing_slash: bool) -> bool {
-        let ttl = ctx
-            .config()
-            .duration("OpenFileCacheValid")
-            .unwrap_or(Duration::from_secs(1));
-        let key = (full.to_path_buf(), beneath);
-        let cache = self.cache.borrow();
-        let Some(entry) = cache.get(&key) else {
-            return false;
-        };
-        // A directory's entry names its index; without the slash the
-        // request must be redirected instead.
-        if entry.opened.elapsed() > ttl || (entry.filename != full && !trailing_slash) {
-            return false;
-        }
-        ctx.filename = Some(entry.filename.clone());
-        let Some(open) = &entry.open else {
-            // A cached miss.
-            ctx.metadata = None;
-            ctx.set_state(KnownMissing);
-            return true;
-        };
-        ctx.metadata = Some(open.metadata.clone());
-        ctx.file = Some(open.clone());
-        if entry.filename == full && trailing_slash {
-            ctx.path_info = "/".to_string();
-        }
-        true
-    }
-
-    /// Keep what `full` resolved to: a regular file, or nothing at all.
-    fn remember(&self, ctx: &Context, full: PathBuf, beneath: bool, cache_size: usize) {
-        let Some(filename) = &ctx.filename else {
-            return;
-        };
-        if cache_size == 0 || ctx.file.as_ref().is_some_and(|f| !f.metadata.is_file()) {
-            return;
-        }
-        let mut cache = self.cache.borrow_mut();
-        if cache.len() >= cache_size {
-            // A miss never empties the cache: a flood of random 404s must
-            // not keep evicting the hot files.
-            if ctx.file.is_none() {
-                return;
-            }
-            // Bounded without bookkeeping per hit: start over when full.
-            cache.clear();
-        }
-        cache.insert(
-            (full, beneath),
-            Cached {
-                filename: filename.clone(),
-                open: ctx.file.clone(),
-                opened: Instant::now(),
-            },
-        );
     }
 
     fn root_fd(&self, root: &Path) -> io::Result<Arc<OwnedFd>> {
@@ -417,6 +356,46 @@ impl UriToFile {
     }
 }
 
+fn how(beneath: bool) -> How {
+    if beneath {
+        How::Beneath
+    } else {
+        How::Follow
+    }
+}
+
+/// Answer from the open-file cache if a fresh entry exists: no syscall.
+fn cached(
+    ctx: &mut Context,
+    full: &Path,
+    beneath: bool,
+    trailing_slash: bool,
+    policy: Policy,
+) -> bool {
+    let Some(entry) = open_file_cache::get(how(beneath), full, policy) else {
+        return false;
+    };
+    // A directory's entry names its index; without the slash the request
+    // must be redirected instead.
+    if entry.filename != full && !trailing_slash {
+        return false;
+    }
+    let Some(open) = entry.open else {
+        // A cached miss.
+        ctx.filename = Some(entry.filename);
+        ctx.metadata = None;
+        ctx.set_state(KnownMissing);
+        return true;
+    };
+    if entry.filename == full && trailing_slash {
+        ctx.path_info = "/".to_string();
+    }
+    ctx.filename = Some(entry.filename);
+    ctx.metadata = Some(open.metadata.clone());
+    ctx.file = Some(open);
+    true
+}
+
 /// The filesystem part of a lookup: open the path beneath the root, and
 /// for a directory its index; for a missing path, split off PATH_INFO.
 /// Touches nothing but the filesystem, so it can run on any thread.
@@ -431,8 +410,7 @@ fn resolve(l: &Lookup) -> Found {
                 let path_info = if l.trailing_slash { "/" } else { "" };
                 return Found::File {
                     filename: l.full.clone(),
-                    file,
-                    md,
+                    open: OpenFile::load(file, md, l.small),
                     path_info: path_info.to_string(),
                     cacheable: true,
                 };
@@ -448,8 +426,7 @@ fn resolve(l: &Lookup) -> Found {
                     if index_md.is_file() {
                         return Found::File {
                             filename: l.full.join(name),
-                            file: index,
-                            md: index_md,
+                            open: OpenFile::load(index, index_md, l.small),
                             path_info: String::new(),
                             cacheable: true,
                         };
@@ -524,10 +501,10 @@ fn split_path_info(l: &Lookup) -> Found {
             if l.trailing_slash {
                 info.push('/');
             }
+            // Not a static file (a script with path info): nothing to read.
             return Found::File {
                 filename: l.root.join(&rel),
-                file,
-                md,
+                open: OpenFile::new(file, md),
                 path_info: info,
                 cacheable: false,
             };
