@@ -37,16 +37,18 @@ pub(crate) struct Policy {
 
 /// Parse the arguments of `OpenFileCache`: `SIZE TTL` or `Off`.
 pub(crate) fn parse(args: &[Value]) -> Result<Option<Policy>, String> {
-    let words: Vec<&str> = args.iter().filter_map(Value::as_str).collect();
     let bad = || {
+        let words: Vec<&str> = args.iter().filter_map(Value::as_str).collect();
         format!(
             "expected OpenFileCache SIZE TTL (like 1000 1s) or Off, got {:?}",
             words.join(" ")
         )
     };
-    match words[..] {
-        [off] if off.eq_ignore_ascii_case("off") => Ok(None),
-        [size, ttl] => {
+    // Runs per request (no allocation unless the value is wrong, which the
+    // start-up check has ruled out).
+    match args {
+        [Value::Str(off)] if off.eq_ignore_ascii_case("off") => Ok(None),
+        [Value::Str(size), Value::Str(ttl)] => {
             let size = size.parse::<usize>().ok().filter(|&n| n > 0);
             let size = size.ok_or_else(|| format!("{}: SIZE must be a positive number", bad()))?;
             let ttl = match crate::config::parse_value(&ValueType::Duration, ttl) {

@@ -137,7 +137,8 @@ struct UriToFile {
 /// Everything a lookup needs, owned, so that it can run on the blocking
 /// pool.
 struct Lookup {
-    root_fd: Arc<OwnedFd>,
+    /// The root's descriptor, once opened (the first lookup opens it).
+    root_fd: Option<Arc<OwnedFd>>,
     root: PathBuf,
     rel_path: PathBuf,
     full: PathBuf,
@@ -175,6 +176,8 @@ enum Found {
     Escape(io::Error),
     Denied,
     Failed(io::Error),
+    /// The DocumentRoot itself cannot be opened.
+    NoRoot(io::Error),
 }
 
 impl Plugin for UriToFile {
@@ -192,7 +195,8 @@ impl Plugin for UriToFile {
         // other connections.
         hook(async move {
             let (lookup, found) = match tokio::task::spawn_blocking(move || {
-                let found = resolve(&lookup);
+                let mut lookup = lookup;
+                let found = resolve(&mut lookup);
                 (lookup, found)
             })
             .await
@@ -206,8 +210,9 @@ impl Plugin for UriToFile {
 }
 
 impl UriToFile {
-    /// The part that needs no filesystem access (or only the cache): the
-    /// root, the relative path, and a cache hit. `Err` is the outcome.
+    /// The part that needs no filesystem access (or only the cache): a
+    /// cache hit, or what the lookup on the blocking pool needs. `Err` is
+    /// the outcome.
     fn prepare(&self, ctx: &mut Context) -> Result<Lookup, Outcome> {
         let Some(setting) = ctx.config().settings("DocumentRoot").last().cloned() else {
             return Err(Outcome::Declined);
@@ -215,41 +220,40 @@ impl UriToFile {
         let Some(crate::config::Value::Path(root)) = setting.args.first() else {
             return Err(Outcome::Declined);
         };
-        let path = ctx.request.decoded_path().to_string();
+        let path = ctx.request.decoded_path();
         if path == "*" {
             return Err(Outcome::Declined);
         }
         if path.contains("%2F") {
             return Err(Outcome::Status(404));
         }
+        let trailing_slash = path.ends_with('/');
         let rel = match self.alias_prefix.get(&(ctx.config() as *const _ as usize)) {
-            Some(prefix) => path[prefix.len()..].trim_start_matches('/'),
-            None => path.as_str(),
+            Some(prefix) => &path[prefix.len()..],
+            None => path,
+        };
+        // The path is normalised (no `.`, `..` or `//`), so its segments
+        // joined are the path without its outer slashes.
+        let rel = rel.trim_matches('/');
+        let full = root.join(rel);
+        let beneath = !ctx.config().flag("FollowSymlinks");
+        let policy = open_file_cache::policy(ctx.config());
+        if let Some(policy) = policy {
+            if cached(ctx, &full, beneath, trailing_slash, policy) {
+                return Err(Outcome::Ok);
+            }
+        }
+        let path = ctx.request.decoded_path();
+        let rel = match self.alias_prefix.get(&(ctx.config() as *const _ as usize)) {
+            Some(prefix) => &path[prefix.len()..],
+            None => path,
         };
         let segments: Vec<String> = rel
             .split('/')
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
-        let root_fd = match self.root_fd(root) {
-            Ok(fd) => fd,
-            Err(e) => {
-                ctx.log(
-                    Level::Error,
-                    &format!("DocumentRoot {}: {e}", root.display()),
-                );
-                return Err(Outcome::Status(500));
-            }
-        };
-        let beneath = !ctx.config().flag("FollowSymlinks");
         let rel_path: PathBuf = segments.iter().collect();
-        let full = root.join(&rel_path);
-        let policy = open_file_cache::policy(ctx.config());
-        if let Some(policy) = policy {
-            if cached(ctx, &full, beneath, path.ends_with('/'), policy) {
-                return Err(Outcome::Ok);
-            }
-        }
         let index_names = ctx
             .config()
             .values("DirectoryIndex")
@@ -259,12 +263,12 @@ impl UriToFile {
             .map(str::to_string)
             .collect();
         Ok(Lookup {
-            root_fd,
+            root_fd: self.roots.borrow().get(root).cloned(),
             root: root.clone(),
             rel_path,
             full,
             segments,
-            trailing_slash: path.ends_with('/'),
+            trailing_slash,
             beneath,
             index_names,
             small: open_file_cache::small_file_size(ctx.config()),
@@ -274,6 +278,12 @@ impl UriToFile {
 
     /// Put what the lookup found into the context (and the cache).
     fn apply(&self, ctx: &mut Context, lookup: Lookup, found: Found) -> Outcome {
+        if let Some(fd) = &lookup.root_fd {
+            let mut roots = self.roots.borrow_mut();
+            if !roots.contains_key(&lookup.root) {
+                roots.insert(lookup.root.clone(), fd.clone());
+            }
+        }
         match found {
             Found::File {
                 filename,
@@ -328,31 +338,12 @@ impl UriToFile {
                 ctx.log(Level::Error, &format!("{}: {e}", lookup.full.display()));
                 Outcome::Status(500)
             }
+            Found::NoRoot(e) => {
+                let root = lookup.root.display();
+                ctx.log(Level::Error, &format!("DocumentRoot {root}: {e}"));
+                Outcome::Status(500)
+            }
         }
-    }
-
-    fn root_fd(&self, root: &Path) -> io::Result<Arc<OwnedFd>> {
-        if let Some(fd) = self.roots.borrow().get(root) {
-            return Ok(fd.clone());
-        }
-        let c = CString::new(root.as_os_str().as_bytes())
-            .map_err(|_| io::Error::other("NUL in path"))?;
-        // SAFETY: open(2) with a valid C string; the result is checked.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just opened and is owned by nobody else.
-        let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
-        self.roots
-            .borrow_mut()
-            .insert(root.to_path_buf(), fd.clone());
-        Ok(fd)
     }
 }
 
@@ -399,8 +390,16 @@ fn cached(
 /// The filesystem part of a lookup: open the path beneath the root, and
 /// for a directory its index; for a missing path, split off PATH_INFO.
 /// Touches nothing but the filesystem, so it can run on any thread.
-fn resolve(l: &Lookup) -> Found {
-    match open_beneath(&l.root_fd, &l.rel_path, l.beneath) {
+fn resolve(l: &mut Lookup) -> Found {
+    let root_fd = match &l.root_fd {
+        Some(fd) => fd.clone(),
+        None => match open_root(&l.root) {
+            Ok(fd) => l.root_fd.insert(Arc::new(fd)).clone(),
+            Err(e) => return Found::NoRoot(e),
+        },
+    };
+    let l = &*l;
+    match open_beneath(&root_fd, &l.rel_path, l.beneath) {
         Ok(file) => {
             let Ok(md) = file.metadata() else {
                 return Found::Denied;
@@ -419,7 +418,7 @@ fn resolve(l: &Lookup) -> Found {
                 return Found::DirWithoutSlash;
             }
             for name in &l.index_names {
-                let Ok(index) = open_beneath(&l.root_fd, &l.rel_path.join(name), l.beneath) else {
+                let Ok(index) = open_beneath(&root_fd, &l.rel_path.join(name), l.beneath) else {
                     continue;
                 };
                 if let Ok(index_md) = index.metadata() {
@@ -438,7 +437,7 @@ fn resolve(l: &Lookup) -> Found {
                 md,
             }
         }
-        Err(e) if is_missing(&e) => split_path_info(l),
+        Err(e) if is_missing(&e) => split_path_info(l, &root_fd),
         Err(e) if is_escape(&e) => Found::Escape(e),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Found::Denied,
         Err(e) => Found::Failed(e),
@@ -484,11 +483,11 @@ fn redirect_to_slash(ctx: &mut Context) -> Outcome {
 /// The full path does not exist: find the longest existing prefix that is
 /// a file; the rest is PATH_INFO. Otherwise the path is missing, for the
 /// response plugin to 404.
-fn split_path_info(l: &Lookup) -> Found {
+fn split_path_info(l: &Lookup, root_fd: &OwnedFd) -> Found {
     let mut rel = PathBuf::new();
     for (i, segment) in l.segments.iter().enumerate() {
         rel.push(segment);
-        let Ok(file) = open_beneath(&l.root_fd, &rel, l.beneath) else {
+        let Ok(file) = open_beneath(root_fd, &rel, l.beneath) else {
             break;
         };
         let Ok(md) = file.metadata() else { break };
@@ -516,6 +515,24 @@ fn split_path_info(l: &Lookup) -> Found {
     Found::Missing {
         filename: l.root.join(&l.rel_path),
     }
+}
+
+/// The DocumentRoot as an `O_PATH` descriptor to resolve paths beneath.
+fn open_root(root: &Path) -> io::Result<OwnedFd> {
+    let c =
+        CString::new(root.as_os_str().as_bytes()).map_err(|_| io::Error::other("NUL in path"))?;
+    // SAFETY: open(2) with a valid C string; the result is checked.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn is_missing(e: &io::Error) -> bool {
