@@ -169,6 +169,30 @@ impl OpenFile {
     /// contents, and is then sent with sendfile, which stops at a shrunken
     /// end.
     pub fn load(file: std::fs::File, metadata: std::fs::Metadata, small: u64) -> OpenFile {
+        OpenFile::load_with(file, metadata, small, false).0
+    }
+
+    /// [`OpenFile::load`] for the event loop: the contents are read only
+    /// from the page cache (`preadv2` with `RWF_NOWAIT`), never from the
+    /// disk. `None` when that is not possible: load it on the blocking
+    /// pool instead.
+    pub fn load_nowait(
+        file: std::fs::File,
+        metadata: std::fs::Metadata,
+        small: u64,
+    ) -> Option<OpenFile> {
+        let (open, waited) = OpenFile::load_with(file, metadata, small, true);
+        (!waited).then_some(open)
+    }
+
+    /// The file, and whether (only with `nowait`) the read would have
+    /// waited, leaving it without contents.
+    fn load_with(
+        file: std::fs::File,
+        metadata: std::fs::Metadata,
+        small: u64,
+        nowait: bool,
+    ) -> (OpenFile, bool) {
         use std::os::unix::fs::MetadataExt;
         let mut metadata = metadata;
         let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| {
@@ -192,18 +216,24 @@ impl OpenFile {
             if !metadata.is_file() || metadata.len() > small {
                 break;
             }
-            let read = read_exactly(&file, metadata.len());
+            let read = read_exactly(&file, metadata.len(), nowait);
+            if read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
+            {
+                return (OpenFile::new(file, metadata), true);
+            }
             let Ok(after) = file.metadata() else { break };
             match read {
                 Ok(bytes) if same(&metadata, &after) => {
                     let mut open = OpenFile::new(file, after);
                     open.contents = Some(bytes);
-                    return open;
+                    return (open, false);
                 }
                 _ => metadata = after,
             }
         }
-        OpenFile::new(file, metadata)
+        (OpenFile::new(file, metadata), false)
     }
 
     /// The whole file, when it was read at open (small files).
@@ -244,12 +274,44 @@ fn last_modified(md: &std::fs::Metadata) -> Option<SystemTime> {
 
 /// Exactly `len` bytes from the start of `file`; a file that ends sooner
 /// is an `UnexpectedEof` error (never a short body under a longer
-/// Content-Length).
-fn read_exactly(file: &std::fs::File, len: u64) -> std::io::Result<Bytes> {
-    use std::os::unix::fs::FileExt;
-    let len = usize::try_from(len).map_err(std::io::Error::other)?;
+/// Content-Length). With `nowait`, only from the page cache: anything that
+/// would need the disk (or a filesystem without `RWF_NOWAIT`) is a
+/// `WouldBlock` error.
+fn read_exactly(file: &std::fs::File, len: u64, nowait: bool) -> std::io::Result<Bytes> {
+    use std::io::{Error, ErrorKind};
+    use std::os::fd::AsRawFd;
+    let len = usize::try_from(len).map_err(Error::other)?;
     let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, 0)?;
+    let mut filled = 0;
+    while filled < len {
+        let rest = &mut buf[filled..];
+        let iov = libc::iovec {
+            iov_base: rest.as_mut_ptr().cast(),
+            iov_len: rest.len(),
+        };
+        let flags = if nowait { libc::RWF_NOWAIT } else { 0 };
+        // SAFETY: one iovec over a live buffer of that length; the file
+        // is open for the duration of the call.
+        let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, filled as libc::off_t, flags) };
+        match n {
+            0 => return Err(ErrorKind::UnexpectedEof.into()),
+            // Part of it is in the page cache, the rest is not.
+            n if n > 0 && nowait && (n as usize) < rest.len() => {
+                return Err(ErrorKind::WouldBlock.into())
+            }
+            n if n > 0 => filled += n as usize,
+            _ => {
+                let e = Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    Some(libc::EAGAIN | libc::EOPNOTSUPP) if nowait => {
+                        return Err(ErrorKind::WouldBlock.into())
+                    }
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
     Ok(Bytes::from(buf))
 }
 

@@ -3,16 +3,11 @@
 //! 9110 §8.8, are made once per open file by [`crate::plugin::OpenFile`]):
 //! conditional requests with their precedence (§13.2.2), byte ranges and
 //! `If-Range` (§14), the `multipart/byteranges` layout (§14.6), content
-//! coding negotiation for precompressed siblings (§12.5.3), and opening a
-//! sibling of an already resolved file without following a symlink.
+//! coding negotiation for precompressed siblings (§12.5.3).
 //!
-//! Everything here is pure or touches only the one file asked for, so the
-//! rules are unit-tested below and the plugins stay short.
+//! Everything here is pure, so the rules are unit-tested below and the
+//! plugins stay short.
 
-use std::fs::{File, Metadata};
-use std::io;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::time::SystemTime;
 
 use crate::plugin::Request;
@@ -297,23 +292,6 @@ pub(crate) fn accepts_encoding(header: &str, coding: &str) -> bool {
         }
     }
     star.unwrap_or(false)
-}
-
-/// Open `path`, a sibling of a file that was already resolved safely
-/// beneath its document root, refusing a symlink as the last component
-/// (the directories leading to it are the ones just resolved) and anything
-/// that is not a regular file. O_NONBLOCK so that a FIFO cannot hang the
-/// worker.
-pub(crate) fn open_sibling(path: &Path) -> io::Result<(File, Metadata)> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    let md = file.metadata()?;
-    if !md.is_file() {
-        return Err(io::ErrorKind::NotFound.into());
-    }
-    Ok((file, md))
 }
 
 #[cfg(test)]

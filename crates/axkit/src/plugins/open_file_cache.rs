@@ -1,30 +1,40 @@
 //! The per-worker open-file cache that the file plugins share
 //! (`uri_to_file` for the paths it maps, `serve_file` for precompressed
 //! siblings, `typeless_uri` for the names it tries), and their one way of
-//! opening files off the event loop.
+//! opening files without ever making the event loop wait for a disk.
 //!
 //! `OpenFileCache SIZE TTL` (declared by `uri_to_file`, default
 //! `1000 1s`) keeps up to SIZE open files per worker, each with its
 //! metadata, validators and (small files) contents, and also misses,
-//! trusted for TTL. A hit costs no syscall at all. Everything else — a
-//! cold open, a miss, a revalidation after TTL — runs on the blocking
-//! pool, so `open`/`stat`/`read` on a cold disk never stall the worker's
-//! other connections. `OpenFileCache Off` keeps nothing, and then *every*
-//! open takes the trip through the pool (a thread hop per request; the
-//! price of never blocking the loop without a cache).
+//! trusted for TTL. A hit costs no syscall at all.
+//!
+//! Everything else — a cold open, a miss, a revalidation after TTL, and
+//! every open with `OpenFileCache Off` — is first tried on the event loop
+//! in [`Io::Cached`] mode, where the kernel answers only from its own
+//! caches: `openat2` with `RESOLVE_CACHED` fails with EAGAIN instead of
+//! reading a directory from disk, `preadv2` with `RWF_NOWAIT` instead of
+//! reading file pages (the test io_uring makes before it runs an open
+//! inline). Only what would wait goes to the blocking pool ([`Io::Blocking`]),
+//! so a warm server pays no thread hop and a cold disk never stalls the
+//! worker's other connections. A kernel without `RESOLVE_CACHED` (before
+//! 5.12) refuses the flag, and every such lookup then takes the pool.
 //!
 //! The worker is one thread, so the cache is a thread-local: no locks, and
 //! every plugin instance of the worker sees the same entries.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, LocationConfig, Value, ValueType};
 use crate::plugin::OpenFile;
-use crate::plugins::file_http::open_sibling;
 
 /// What `OpenFileCache SIZE TTL` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +97,105 @@ pub(crate) fn policy(config: &LocationConfig) -> Option<Policy> {
 /// (`serve_file`'s `SmallFileSize`; 0 when `serve_file` is not loaded).
 pub(crate) fn small_file_size(config: &LocationConfig) -> u64 {
     config.size("SmallFileSize").unwrap_or(0)
+}
+
+/// Whether a filesystem call may wait for the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Io {
+    /// On the event loop: only what the kernel's caches can answer;
+    /// anything else is [`WouldBlock`].
+    Cached,
+    /// On the blocking pool: whatever it takes.
+    Blocking,
+}
+
+/// An [`Io::Cached`] call would have waited: do it again on the blocking
+/// pool.
+#[derive(Debug)]
+pub(crate) struct WouldBlock;
+
+impl Io {
+    /// Whether `e` means "would wait" in this mode: EAGAIN from
+    /// `RESOLVE_CACHED`, or EINVAL from a kernel that does not know the
+    /// flag.
+    pub fn would_block(self, e: &io::Error) -> bool {
+        self == Io::Cached && matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINVAL))
+    }
+}
+
+/// `struct open_how` of openat2(2); libc's is non-exhaustive.
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+pub(crate) const RESOLVE_BENEATH: u64 = 0x08;
+const RESOLVE_CACHED: u64 = 0x20;
+
+/// The flags for opening a file to serve: read-only, and O_NONBLOCK so
+/// that a FIFO cannot hang the caller.
+pub(crate) const READ_FLAGS: libc::c_int =
+    libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+
+/// openat2(2): `path` relative to `dir` (or to the working directory with
+/// AT_FDCWD), with `flags` and `resolve` restrictions (magic links are
+/// never followed); in [`Io::Cached`] mode from the dentry cache only.
+pub(crate) fn openat2(
+    dir: RawFd,
+    path: &Path,
+    flags: libc::c_int,
+    resolve: u64,
+    io: Io,
+) -> io::Result<File> {
+    let c =
+        CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("NUL in path"))?;
+    let cached = if io == Io::Cached { RESOLVE_CACHED } else { 0 };
+    let how = OpenHow {
+        flags: flags as u64,
+        mode: 0,
+        resolve: resolve | RESOLVE_NO_MAGICLINKS | cached,
+    };
+    // SAFETY: openat2 with a valid dirfd (or AT_FDCWD), a C string and an
+    // open_how of the size we pass; the result is checked.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir,
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+}
+
+/// [`OpenFile::load`] in this mode (small files' contents read from the
+/// page cache only in [`Io::Cached`] mode).
+pub(crate) fn load(file: File, md: Metadata, small: u64, io: Io) -> Result<OpenFile, WouldBlock> {
+    match io {
+        Io::Cached => OpenFile::load_nowait(file, md, small).ok_or(WouldBlock),
+        Io::Blocking => Ok(OpenFile::load(file, md, small)),
+    }
+}
+
+/// Open `path`, a sibling of a file that was already resolved safely
+/// beneath its document root, refusing a symlink as the last component
+/// (the directories leading to it are the ones just resolved) and anything
+/// that is not a regular file.
+fn open_sibling(path: &Path, io: Io) -> io::Result<(File, Metadata)> {
+    let file = openat2(libc::AT_FDCWD, path, READ_FLAGS | libc::O_NOFOLLOW, 0, io)?;
+    let md = file.metadata()?;
+    if !md.is_file() {
+        return Err(io::ErrorKind::NotFound.into());
+    }
+    Ok((file, md))
 }
 
 /// How a cached path was resolved: the same path opened another way is
@@ -156,57 +265,93 @@ pub(crate) fn put(
     });
 }
 
-/// The first of `candidates` that is a regular file, answered from the
-/// cache alone: `Some(None)` when the cache knows that none exists,
-/// `None` when it does not know (look with [`first_sibling`]).
-pub(crate) fn cached_sibling(
+/// The first of `candidates` that is a regular file, found without
+/// waiting: from the open-file cache, else opened in [`Io::Cached`] mode
+/// (and remembered). `None` when that would wait: look with
+/// [`first_sibling`] on the blocking pool.
+pub(crate) fn sibling_now(
     candidates: &[PathBuf],
     policy: Option<Policy>,
+    small: u64,
 ) -> Option<Option<(usize, Rc<OpenFile>)>> {
-    if candidates.is_empty() {
-        return Some(None);
-    }
-    let policy = policy?;
-    for (i, path) in candidates.iter().enumerate() {
-        if let Some(open) = get(How::Sibling, path, policy)?.open {
-            return Some(Some((i, open)));
+    if let Some(policy) = policy {
+        let mut known = Some(None);
+        for (i, path) in candidates.iter().enumerate() {
+            match get(How::Sibling, path, policy) {
+                Some(Entry {
+                    open: Some(open), ..
+                }) => {
+                    known = Some(Some((i, open)));
+                    break;
+                }
+                Some(_) => continue,
+                None => {
+                    known = None;
+                    break;
+                }
+            }
+        }
+        if known.is_some() {
+            return known;
         }
     }
-    Some(None)
+    let tried = try_siblings(candidates, Io::Cached, small).ok()?;
+    Some(remember_siblings(candidates, tried, policy))
 }
 
-/// The first of `candidates` that opens as a regular file (no symlink
-/// followed in the last component), looked up on the blocking pool and
-/// remembered, found or not, under `policy`.
+/// What [`sibling_now`] could not find without waiting, on the blocking
+/// pool, remembered found or not.
 pub(crate) async fn first_sibling(
     candidates: Vec<PathBuf>,
     policy: Option<Policy>,
     small: u64,
 ) -> Option<(usize, Rc<OpenFile>)> {
     let (candidates, tried) = tokio::task::spawn_blocking(move || {
-        let mut tried = Vec::new();
-        for path in &candidates {
-            let found = open_sibling(path)
-                .ok()
-                .map(|(file, md)| OpenFile::load(file, md, small));
-            let hit = found.is_some();
-            tried.push(found);
-            if hit {
-                break;
-            }
-        }
+        let tried = try_siblings(&candidates, Io::Blocking, small).unwrap_or_default();
         (candidates, tried)
     })
     .await
     .ok()?;
+    remember_siblings(&candidates, tried, policy)
+}
+
+/// Open candidates in order up to the first regular file (no symlink
+/// followed in the last component); one result per candidate tried.
+fn try_siblings(
+    candidates: &[PathBuf],
+    io: Io,
+    small: u64,
+) -> Result<Vec<Option<OpenFile>>, WouldBlock> {
+    let mut tried = Vec::new();
+    for path in candidates {
+        let found = match open_sibling(path, io) {
+            Ok((file, md)) => Some(load(file, md, small, io)?),
+            Err(e) if io.would_block(&e) => return Err(WouldBlock),
+            Err(_) => None,
+        };
+        let hit = found.is_some();
+        tried.push(found);
+        if hit {
+            break;
+        }
+    }
+    Ok(tried)
+}
+
+/// Cache what [`try_siblings`] found and pick the first file.
+fn remember_siblings(
+    candidates: &[PathBuf],
+    tried: Vec<Option<OpenFile>>,
+    policy: Option<Policy>,
+) -> Option<(usize, Rc<OpenFile>)> {
     let mut first = None;
-    for (i, (path, found)) in candidates.into_iter().zip(tried).enumerate() {
+    for (i, (path, found)) in candidates.iter().zip(tried).enumerate() {
         let open = found.map(Rc::new);
         if let Some(open) = &open {
             first = Some((i, open.clone()));
         }
         if let Some(policy) = policy {
-            put(How::Sibling, path.clone(), path, open, policy);
+            put(How::Sibling, path.clone(), path.clone(), open, policy);
         }
     }
     first

@@ -23,8 +23,8 @@
 //!   coding that fits wins), with `Content-Encoding` and
 //!   `Vary: Accept-Encoding`; ranges and validators apply to the encoded
 //!   file. Siblings go through the open-file cache (`OpenFileCache`) like
-//!   the file itself: found or missing, they are remembered, and looked
-//!   for on the blocking pool, never on the event loop.
+//!   the file itself: found or missing, they are remembered, and a disk is
+//!   never waited for on the event loop.
 //!
 //! ```text
 //! Plugin uri_to_file
@@ -37,10 +37,11 @@
 //! </Location>
 //! ```
 //!
-//! Nothing here opens, stats or reads a file on the event loop: the file
-//! comes open (with its validators, and small files' contents) from
-//! `uri_to_file`; a file named by another translating plugin is opened on
-//! the blocking pool; bodies go out with sendfile, several ranges too.
+//! Nothing here waits for a disk on the event loop: the file comes open
+//! (with its validators, and small files' contents) from `uri_to_file`; a
+//! file named by another translating plugin, and the siblings, are opened
+//! the way `open_file_cache.rs` describes (from the kernel's caches, else
+//! on the blocking pool); bodies go out with sendfile, several ranges too.
 //!
 //! Status codes: 200, 206 (one range, or `multipart/byteranges` for
 //! several), 304 / 412 (RFC 9110 §13 preconditions), 416 with
@@ -58,7 +59,7 @@ use crate::plugin::{
     PluginSpec,
 };
 use crate::plugins::file_http::{self, Precondition, Ranges};
-use crate::plugins::open_file_cache;
+use crate::plugins::open_file_cache::{self, Io};
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -153,36 +154,47 @@ impl Plugin for ServeFile {
     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         let (candidates, codings) = sibling_candidates(ctx);
         let policy = open_file_cache::policy(ctx.config());
-        // A file named by a translating plugin that did not open it.
+        let small = open_file_cache::small_file_size(ctx.config());
+        // A file named by a translating plugin that did not open it: open
+        // it now if the kernel's caches can answer, else on the pool.
         let unopened = ctx.file.is_none()
             && ctx.state::<file_http::KnownMissing>().is_none()
             && !ctx.metadata.as_ref().is_some_and(|m| m.is_dir());
-        let unopened = unopened.then(|| ctx.filename.clone()).flatten();
+        let mut unopened = unopened.then(|| ctx.filename.clone()).flatten();
+        if let Some(path) = &unopened {
+            match open_file(path, small, Io::Cached) {
+                Ok(open) => {
+                    ctx.metadata = Some(open.metadata.clone());
+                    ctx.file = Some(Rc::new(open));
+                    unopened = None;
+                }
+                Err(e) if Io::Cached.would_block(&e) => {}
+                Err(e) => return open_failed(&e).into(),
+            }
+        }
         if unopened.is_none() {
-            if let Some(found) = open_file_cache::cached_sibling(&candidates, policy) {
-                // The fast path: everything is at hand, no syscall.
+            if let Some(found) = open_file_cache::sibling_now(&candidates, policy, small) {
+                // Nothing had to wait: no thread hop, no boxed future.
                 return match prepare(ctx, found.map(|(i, open)| (open, codings[i]))) {
                     Prepared::Done(outcome) => outcome.into(),
                     Prepared::Multipart(parts) => hook(send_multipart(ctx, parts)),
                 };
             }
         }
-        let small = open_file_cache::small_file_size(ctx.config());
         hook(async move {
             if let Some(path) = unopened {
-                match tokio::task::spawn_blocking(move || open_file(&path, small)).await {
+                let opened =
+                    tokio::task::spawn_blocking(move || open_file(&path, small, Io::Blocking));
+                match opened.await {
                     Ok(Ok(open)) => {
                         ctx.metadata = Some(open.metadata.clone());
                         ctx.file = Some(Rc::new(open));
                     }
-                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                        return Outcome::Status(403)
-                    }
-                    Ok(Err(_)) => return Outcome::Status(404),
+                    Ok(Err(e)) => return open_failed(&e),
                     Err(e) => return Outcome::Error(format!("file open failed: {e}")),
                 }
             }
-            let found = match open_file_cache::cached_sibling(&candidates, policy) {
+            let found = match open_file_cache::sibling_now(&candidates, policy, small) {
                 Some(found) => found,
                 None => open_file_cache::first_sibling(candidates, policy, small).await,
             };
@@ -195,16 +207,22 @@ impl Plugin for ServeFile {
 }
 
 /// Open a file that no plugin opened yet (following symlinks, as a
-/// translating plugin's path is taken at its word), on the blocking pool.
-/// O_NONBLOCK so that a FIFO cannot hang the thread.
-fn open_file(path: &std::path::Path, small: u64) -> std::io::Result<OpenFile> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
+/// translating plugin's path is taken at its word). In [`Io::Cached`] mode
+/// an EAGAIN error means "try again on the blocking pool".
+fn open_file(path: &std::path::Path, small: u64, io: Io) -> std::io::Result<OpenFile> {
+    let file = open_file_cache::openat2(libc::AT_FDCWD, path, open_file_cache::READ_FLAGS, 0, io)?;
     let md = file.metadata()?;
-    Ok(OpenFile::load(file, md, small))
+    open_file_cache::load(file, md, small, io)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EAGAIN))
+}
+
+/// 403 when the file may not be read, 404 otherwise.
+fn open_failed(e: &std::io::Error) -> Outcome {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        Outcome::Status(403)
+    } else {
+        Outcome::Status(404)
+    }
 }
 
 /// What `prepare` decided: an outcome now, or a multipart body to stream.

@@ -21,8 +21,9 @@
 //! candidate is opened next to the missing name with no symlink followed
 //! in the last component (the directories leading to it were resolved
 //! beneath DocumentRoot by `uri_to_file`). The candidates go through the
-//! open-file cache (`OpenFileCache`), found or missing, and are tried on
-//! the blocking pool, never on the event loop.
+//! open-file cache (`OpenFileCache`), found or missing, and are opened
+//! without ever waiting for a disk on the event loop (see
+//! `open_file_cache.rs`).
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -88,10 +89,10 @@ impl Plugin for TypelessUri {
             })
             .collect();
         let policy = open_file_cache::policy(ctx.config());
-        if let Some(found) = open_file_cache::cached_sibling(&candidates, policy) {
+        let small = open_file_cache::small_file_size(ctx.config());
+        if let Some(found) = open_file_cache::sibling_now(&candidates, policy, small) {
             return use_found(ctx, candidates, found).into();
         }
-        let small = open_file_cache::small_file_size(ctx.config());
         hook(async move {
             let found = open_file_cache::first_sibling(candidates.clone(), policy, small).await;
             use_found(ctx, candidates, found)

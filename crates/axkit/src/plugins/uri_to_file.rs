@@ -18,10 +18,13 @@
 //!   `500ms`): a hot file or a flood of 404s costs no syscall per
 //!   request, and a changed file is seen at most TTL late (nginx's
 //!   `open_file_cache` + `open_file_cache_valid`). Whatever is not in the
-//!   cache is looked up on the blocking pool, never on the event loop.
-//!   `Off` caches nothing: every lookup then takes a trip through the
-//!   pool (changes are seen at once, at the price of a thread hop per
-//!   request). See `open_file_cache.rs`.
+//!   cache is looked up on the event loop only if the kernel can answer
+//!   from its own caches (`openat2` `RESOLVE_CACHED`, `preadv2`
+//!   `RWF_NOWAIT`), else on the blocking pool: a disk is never waited for
+//!   on the event loop. `Off` caches nothing: changes are seen at once, at
+//!   the price of open/fstat (and a small file's read) per request, and a
+//!   thread hop when the kernel's caches are cold. See
+//!   `open_file_cache.rs`.
 //!
 //! ```text
 //! <Server>
@@ -35,18 +38,17 @@
 //! NUL, valid UTF-8); an encoded `/` (`%2F`) answers 404 as Apache does.
 //! A directory without its trailing slash answers 301 to the slash form.
 //! Whatever follows an existing file becomes PATH_INFO (`/cgi/app.pl/x/y`
-//! maps to `app.pl` with path info `/x/y`). Opening goes through
-//! `openat2(RESOLVE_BENEATH)` relative to the root, so escaping the root
-//! through a symlink is refused by the kernel in the same syscall that opens
-//! the file.
+//! maps to `app.pl` with path info `/x/y`; such lookups end in ENOTDIR,
+//! which the kernel's caches do not answer, so they take the blocking
+//! pool). Opening goes through `openat2(RESOLVE_BENEATH)` relative to the
+//! root, so escaping the root through a symlink is refused by the kernel in
+//! the same syscall that opens the file.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -57,7 +59,9 @@ use crate::plugin::{
     PluginSpec,
 };
 use crate::plugins::file_http::KnownMissing;
-use crate::plugins::open_file_cache::{self, How, Policy};
+use crate::plugins::open_file_cache::{
+    self, How, Io, Policy, WouldBlock, READ_FLAGS, RESOLVE_BENEATH,
+};
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -186,17 +190,22 @@ impl Plugin for UriToFile {
     }
 
     fn uri_translation<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-        let lookup = match self.prepare(ctx) {
+        let mut lookup = match self.prepare(ctx) {
             Ok(lookup) => lookup,
             Err(outcome) => return outcome.into(),
         };
-        // Not in the cache (or no cache): the blocking pool looks, so
+        // Not in the open-file cache (or no cache): look now if the
+        // kernel's caches can answer, else on the blocking pool, so
         // open/stat/read on a cold disk (or NFS) never stall the worker's
         // other connections.
+        if let Ok(found) = resolve(&mut lookup, Io::Cached) {
+            return self.apply(ctx, lookup, found).into();
+        }
         hook(async move {
             let (lookup, found) = match tokio::task::spawn_blocking(move || {
                 let mut lookup = lookup;
-                let found = resolve(&mut lookup);
+                let found = resolve(&mut lookup, Io::Blocking)
+                    .unwrap_or_else(|_| Found::Failed(io::ErrorKind::WouldBlock.into()));
                 (lookup, found)
             })
             .await
@@ -390,45 +399,48 @@ fn cached(
 /// The filesystem part of a lookup: open the path beneath the root, and
 /// for a directory its index; for a missing path, split off PATH_INFO.
 /// Touches nothing but the filesystem, so it can run on any thread.
-fn resolve(l: &mut Lookup) -> Found {
+fn resolve(l: &mut Lookup, io: Io) -> Result<Found, WouldBlock> {
     let root_fd = match &l.root_fd {
         Some(fd) => fd.clone(),
-        None => match open_root(&l.root) {
+        None => match open_root(&l.root, io) {
             Ok(fd) => l.root_fd.insert(Arc::new(fd)).clone(),
-            Err(e) => return Found::NoRoot(e),
+            Err(e) if io.would_block(&e) => return Err(WouldBlock),
+            Err(e) => return Ok(Found::NoRoot(e)),
         },
     };
     let l = &*l;
-    match open_beneath(&root_fd, &l.rel_path, l.beneath) {
+    let found = match open_beneath(&root_fd, &l.rel_path, l.beneath, io) {
         Ok(file) => {
             let Ok(md) = file.metadata() else {
-                return Found::Denied;
+                return Ok(Found::Denied);
             };
             if !md.is_dir() {
                 // `/a.html/`: the slash is path info, as in `/a.html/x`.
                 let path_info = if l.trailing_slash { "/" } else { "" };
-                return Found::File {
+                return Ok(Found::File {
                     filename: l.full.clone(),
-                    open: OpenFile::load(file, md, l.small),
+                    open: open_file_cache::load(file, md, l.small, io)?,
                     path_info: path_info.to_string(),
                     cacheable: true,
-                };
+                });
             }
             if !l.trailing_slash {
-                return Found::DirWithoutSlash;
+                return Ok(Found::DirWithoutSlash);
             }
             for name in &l.index_names {
-                let Ok(index) = open_beneath(&root_fd, &l.rel_path.join(name), l.beneath) else {
-                    continue;
+                let index = match open_beneath(&root_fd, &l.rel_path.join(name), l.beneath, io) {
+                    Ok(index) => index,
+                    Err(e) if io.would_block(&e) => return Err(WouldBlock),
+                    Err(_) => continue,
                 };
                 if let Ok(index_md) = index.metadata() {
                     if index_md.is_file() {
-                        return Found::File {
+                        return Ok(Found::File {
                             filename: l.full.join(name),
-                            open: OpenFile::load(index, index_md, l.small),
+                            open: open_file_cache::load(index, index_md, l.small, io)?,
                             path_info: String::new(),
                             cacheable: true,
-                        };
+                        });
                     }
                 }
             }
@@ -437,11 +449,13 @@ fn resolve(l: &mut Lookup) -> Found {
                 md,
             }
         }
-        Err(e) if is_missing(&e) => split_path_info(l, &root_fd),
+        Err(e) if io.would_block(&e) => return Err(WouldBlock),
+        Err(e) if is_missing(&e) => split_path_info(l, &root_fd, io)?,
         Err(e) if is_escape(&e) => Found::Escape(e),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Found::Denied,
         Err(e) => Found::Failed(e),
-    }
+    };
+    Ok(found)
 }
 
 fn prefix_matches(prefix: &str, path: &str) -> bool {
@@ -483,12 +497,14 @@ fn redirect_to_slash(ctx: &mut Context) -> Outcome {
 /// The full path does not exist: find the longest existing prefix that is
 /// a file; the rest is PATH_INFO. Otherwise the path is missing, for the
 /// response plugin to 404.
-fn split_path_info(l: &Lookup, root_fd: &OwnedFd) -> Found {
+fn split_path_info(l: &Lookup, root_fd: &OwnedFd, io: Io) -> Result<Found, WouldBlock> {
     let mut rel = PathBuf::new();
     for (i, segment) in l.segments.iter().enumerate() {
         rel.push(segment);
-        let Ok(file) = open_beneath(root_fd, &rel, l.beneath) else {
-            break;
+        let file = match open_beneath(root_fd, &rel, l.beneath, io) {
+            Ok(file) => file,
+            Err(e) if io.would_block(&e) => return Err(WouldBlock),
+            Err(_) => break,
         };
         let Ok(md) = file.metadata() else { break };
         if md.is_file() {
@@ -501,38 +517,26 @@ fn split_path_info(l: &Lookup, root_fd: &OwnedFd) -> Found {
                 info.push('/');
             }
             // Not a static file (a script with path info): nothing to read.
-            return Found::File {
+            return Ok(Found::File {
                 filename: l.root.join(&rel),
                 open: OpenFile::new(file, md),
                 path_info: info,
                 cacheable: false,
-            };
+            });
         }
         if !md.is_dir() {
             break;
         }
     }
-    Found::Missing {
+    Ok(Found::Missing {
         filename: l.root.join(&l.rel_path),
-    }
+    })
 }
 
 /// The DocumentRoot as an `O_PATH` descriptor to resolve paths beneath.
-fn open_root(root: &Path) -> io::Result<OwnedFd> {
-    let c =
-        CString::new(root.as_os_str().as_bytes()).map_err(|_| io::Error::other("NUL in path"))?;
-    // SAFETY: open(2) with a valid C string; the result is checked.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just opened and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+fn open_root(root: &Path, io: Io) -> io::Result<OwnedFd> {
+    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    open_file_cache::openat2(libc::AT_FDCWD, root, flags, 0, io).map(OwnedFd::from)
 }
 
 fn is_missing(e: &io::Error) -> bool {
@@ -546,46 +550,84 @@ fn is_escape(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EXDEV) | Some(libc::ELOOP))
 }
 
-/// `struct open_how` of openat2(2); libc's is non-exhaustive.
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
 /// Open `rel` (made of normal components only) beneath `root`. With
 /// `beneath`, the kernel refuses any resolution that leaves the root,
-/// symlinks included. O_NONBLOCK so that a FIFO in the tree cannot hang
-/// the worker.
-fn open_beneath(root: &OwnedFd, rel: &Path, beneath: bool) -> io::Result<File> {
+/// symlinks included.
+fn open_beneath(root: &OwnedFd, rel: &Path, beneath: bool, io: Io) -> io::Result<File> {
     let rel = if rel.as_os_str().is_empty() {
         Path::new(".")
     } else {
         rel
     };
-    let c =
-        CString::new(rel.as_os_str().as_bytes()).map_err(|_| io::Error::other("NUL in path"))?;
-    let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
-    let how = OpenHow {
-        flags: flags as u64,
-        mode: 0,
-        resolve: if beneath { 0x08 | 0x02 } else { 0x02 }, // RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
-    };
-    // SAFETY: openat2 with a valid dirfd, C string and open_how of the
-    // size we pass; the result is checked.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+    let resolve = if beneath { RESOLVE_BENEATH } else { 0 };
+    open_file_cache::openat2(root.as_raw_fd(), rel, READ_FLAGS, resolve, io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both ways of looking (on the event loop from the kernel's caches,
+    /// on the blocking pool from anywhere) find the same things; the
+    /// cached way may only decline.
+    #[test]
+    fn lookups_agree_in_both_io_modes() {
+        let root = std::env::temp_dir().join(format!("axkit-u2f-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("dir")).unwrap();
+        std::fs::write(root.join("small.txt"), "small").unwrap();
+        std::fs::write(root.join("dir/index.html"), "index").unwrap();
+        let lookup = |rel: &str, trailing_slash: bool| Lookup {
+            root_fd: None,
+            root: root.clone(),
+            rel_path: PathBuf::from(rel),
+            full: root.join(rel),
+            segments: rel
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            trailing_slash,
+            beneath: true,
+            index_names: vec!["index.html".to_string()],
+            small: 1024,
+            policy: None,
+        };
+        let describe = |found: Found| match found {
+            Found::File {
+                filename,
+                open,
+                path_info,
+                ..
+            } => format!(
+                "file {} {:?} {path_info}",
+                filename.display(),
+                open.contents().map(|b| b.to_vec())
+            ),
+            Found::DirWithoutSlash => "redirect".to_string(),
+            Found::Missing { filename } => format!("missing {}", filename.display()),
+            _ => "other".to_string(),
+        };
+        // Path info (`small.txt/extra` ends in ENOTDIR) may always need the
+        // pool; the rest is answered from warm caches.
+        for (rel, slash, warm) in [
+            ("small.txt", false, true),
+            ("dir", true, true),
+            ("dir", false, true),
+            ("nothing.txt", false, true),
+            ("small.txt/extra", false, false),
+        ] {
+            let pooled = describe(resolve(&mut lookup(rel, slash), Io::Blocking).unwrap());
+            if let Ok(found) = resolve(&mut lookup(rel, slash), Io::Cached) {
+                assert_eq!(describe(found), pooled, "{rel}");
+            }
+            if warm {
+                // Looked up just now: the kernel's caches answer.
+                let again = resolve(&mut lookup(rel, slash), Io::Cached);
+                assert_eq!(describe(again.expect("warm")), pooled, "{rel}");
+            }
+        }
+        let small = describe(resolve(&mut lookup("small.txt", false), Io::Blocking).unwrap());
+        assert!(small.contains("Some([115, 109, 97, 108, 108])"), "{small}");
+        std::fs::remove_dir_all(&root).unwrap();
     }
-    // SAFETY: a fresh descriptor that nothing else owns.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
 }
