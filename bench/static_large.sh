@@ -22,6 +22,12 @@
 #     bench/static_large.sh
 #     WORKERS=2 DURATION=10 ROUNDS=3 SLOW=200 SLOW_SECS=25 bench/static_large.sh
 #     STREAM_ONLY=1 STREAMS=15 bench/static_large.sh   # only part 2
+#     STREAM_ONLY=1 PIN=1 bench/static_large.sh        # servers on CPU 0, curl on CPU 1
+#
+# PIN=1 (part 2 only) pins both servers' processes to CPU 0 and curl to
+# CPU 1 with taskset: the scheduler then cannot put the client and the
+# server on one core in some rounds and not in others, which otherwise
+# makes single downloads swing by ±40 %.
 #
 # Safety: only processes this script starts are stopped (by PID, trap on
 # EXIT); no sysctl change; loopback only; every loop bounded; one temp dir.
@@ -37,6 +43,7 @@ SLOW_RATE=${SLOW_RATE:-1048576}
 SLOW_SECS=${SLOW_SECS:-25}
 STREAMS=${STREAMS:-$ROUNDS}
 STREAM_ONLY=${STREAM_ONLY:-0}
+PIN=${PIN:-0}
 
 SCRIPT_TAG=static_large.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -118,10 +125,18 @@ cpu_ns() {   # CPU time (ns) of every thread of a master and its workers
     done
     echo "$s"
 }
+CURL=(curl)
+if [ "$PIN" = 1 ]; then
+    need_cmd taskset util-linux
+    for p in "$AX_PID" $(workers_of "$AX_PID") "$NG_PID" $(workers_of "$NG_PID"); do
+        taskset -apc 0 "$p" >/dev/null
+    done
+    CURL=(taskset -c 1 curl)
+fi
 one_stream() {   # one_stream PORT PID -> "bytes/s cpu_ms"
     local before speed
     before=$(cpu_ns "$2")
-    speed=$(curl -fsS -o /dev/null -w '%{speed_download}' --max-time 120 "http://127.0.0.1:$1/100m.bin")
+    speed=$("${CURL[@]}" -fsS -o /dev/null -w '%{speed_download}' --max-time 120 "http://127.0.0.1:$1/100m.bin")
     echo "$speed $(( ($(cpu_ns "$2") - before) / 1000000 ))"
 }
 AX_S=(); NG_S=(); AX_C=(); NG_C=()
@@ -143,7 +158,7 @@ if [ "$STREAM_ONLY" = 1 ]; then
     cat <<SUMMARY
 
 ---- summary (paste into docs/benchmarks.md) ----
-Date: $(date -u +%Y-%m-%d) · $(nproc) cores · $(uname -r) · $("$NGINX" -v 2>&1 | sed 's/.*: //') · axkit $AXKIT_REV · Workers $WORKERS each · $STREAMS alternating downloads each · load avg before: $LOAD_BEFORE · busy: ${BUSY:-none}
+Date: $(date -u +%Y-%m-%d) · $(nproc) cores · $(uname -r) · $("$NGINX" -v 2>&1 | sed 's/.*: //') · axkit $AXKIT_REV · Workers $WORKERS each · $STREAMS alternating downloads each$([ "$PIN" = 1 ] && echo ", servers on CPU 0, curl on CPU 1") · load avg before: $LOAD_BEFORE · busy: ${BUSY:-none}
 
 | measure | axkit | nginx | axkit/nginx |
 |---|---|---|---|
