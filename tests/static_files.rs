@@ -1244,3 +1244,38 @@ fn filtered_file_bodies_whole_and_multipart() {
     assert_eq!(parts[0].1, &upper[..10]);
     assert_eq!(parts[1].1, &upper[70000..]);
 }
+
+/// A file named by another translating plugin (a Lua `uri_translation`
+/// hook) is opened by `serve_file` itself: found, missing, a directory.
+#[test]
+fn serve_file_opens_a_file_another_plugin_named() {
+    let conf = "PluginDir {dir}/plugins
+Workers 1
+<Server>
+    Listen 127.0.0.1:0
+    Plugin mapper
+    Plugin fast_mime_map
+    Plugin serve_file
+</Server>
+";
+    let srv = Axkit::start_single_with(conf, |d| {
+        let root = d.path().join("files");
+        d.write(
+            "plugins/mapper.lua",
+            &format!(
+                "function hook_uri_translation(r)\n  r:set_filename(\"{}\" .. r:path())\n  return OK\nend\n",
+                root.display()
+            ),
+        );
+        set_mtime(&d.write("files/a.txt", "from lua"));
+        d.write("files/big.bin", big_content());
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+    });
+    let r = get(&srv, "/a.txt", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "from lua");
+    assert_eq!(r.header("Last-Modified"), Some(LAST_MODIFIED));
+    assert_eq!(get(&srv, "/big.bin", "").body, big_content());
+    assert_eq!(get(&srv, "/nothing.txt", "").status, 404);
+    assert_eq!(get(&srv, "/sub", "").status, 403);
+}

@@ -14,8 +14,9 @@
 //! - `MaxRanges N` (default 100): a `Range` with more ranges than this is
 //!   ignored (the whole file is sent), as are overlapping ranges.
 //! - `SmallFileSize SIZE` (default 32K): files up to this size are read
-//!   whole when they are opened (on the blocking pool, and kept by the
-//!   open-file cache) and sent from memory with the head in one write;
+//!   whole when they are opened (never waiting for a disk on the event
+//!   loop, see `open_file_cache.rs`; kept by the open-file cache) and sent
+//!   from memory with the head in one write;
 //!   larger ones go out with sendfile. Which way a file goes is decided
 //!   when it is opened.
 //! - `Precompressed gzip|br…`: send `FILE.gz` / `FILE.br` instead of
@@ -153,14 +154,18 @@ impl Plugin for ServeFile {
 
     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         let (candidates, codings) = sibling_candidates(ctx);
-        let policy = open_file_cache::policy(ctx.config());
-        let small = open_file_cache::small_file_size(ctx.config());
-        // A file named by a translating plugin that did not open it: open
-        // it now if the kernel's caches can answer, else on the pool.
+        // A file named by a translating plugin that did not open it.
         let unopened = ctx.file.is_none()
             && ctx.state::<file_http::KnownMissing>().is_none()
             && !ctx.metadata.as_ref().is_some_and(|m| m.is_dir());
         let mut unopened = unopened.then(|| ctx.filename.clone()).flatten();
+        if unopened.is_none() && candidates.is_empty() {
+            // The usual case: the file came open from uri_to_file.
+            return respond(ctx, None);
+        }
+        let policy = open_file_cache::policy(ctx.config());
+        let small = open_file_cache::small_file_size(ctx.config());
+        // Open it now if the kernel's caches can answer, else on the pool.
         if let Some(path) = &unopened {
             match open_file(path, small, Io::Cached) {
                 Ok(open) => {
@@ -175,10 +180,7 @@ impl Plugin for ServeFile {
         if unopened.is_none() {
             if let Some(found) = open_file_cache::sibling_now(&candidates, policy, small) {
                 // Nothing had to wait: no thread hop, no boxed future.
-                return match prepare(ctx, found.map(|(i, open)| (open, codings[i]))) {
-                    Prepared::Done(outcome) => outcome.into(),
-                    Prepared::Multipart(parts) => hook(send_multipart(ctx, parts)),
-                };
+                return respond(ctx, found.map(|(i, open)| (open, codings[i])));
             }
         }
         hook(async move {
@@ -198,10 +200,7 @@ impl Plugin for ServeFile {
                 Some(found) => found,
                 None => open_file_cache::first_sibling(candidates, policy, small).await,
             };
-            match prepare(ctx, found.map(|(i, open)| (open, codings[i]))) {
-                Prepared::Done(outcome) => outcome,
-                Prepared::Multipart(parts) => send_multipart(ctx, parts).await,
-            }
+            respond(ctx, found.map(|(i, open)| (open, codings[i]))).await
         })
     }
 }
@@ -222,6 +221,17 @@ fn open_failed(e: &std::io::Error) -> Outcome {
         Outcome::Status(403)
     } else {
         Outcome::Status(404)
+    }
+}
+
+/// [`prepare`], then a multipart body streamed if that is what it made.
+fn respond<'a>(
+    ctx: &'a mut Context,
+    sibling: Option<(Rc<OpenFile>, &'static str)>,
+) -> HookFuture<'a> {
+    match prepare(ctx, sibling) {
+        Prepared::Done(outcome) => outcome.into(),
+        Prepared::Multipart(parts) => hook(send_multipart(ctx, parts)),
     }
 }
 
