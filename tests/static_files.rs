@@ -1262,7 +1262,7 @@ Workers 1
         let root = d.path().join("files");
         d.write(
             "plugins/mapper.lua",
-            &format!(
+            format!(
                 "function hook_uri_translation(r)\n  r:set_filename(\"{}\" .. r:path())\n  return OK\nend\n",
                 root.display()
             ),
