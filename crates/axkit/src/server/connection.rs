@@ -557,9 +557,8 @@ impl Context {
     /// per call, the head or chunk size held back with MSG_MORE to leave in
     /// the same segment; filters see bytes, so then the file goes through
     /// memory, 64 KiB at a time, read on the blocking pool (never on the
-    /// event loop). A file that ends early is an
-    /// `UnexpectedEof` error and the connection will close: nothing past
-    /// the new end is ever sent.
+    /// event loop). A file that ends early is an `UnexpectedEof` error and
+    /// the connection will close: nothing past the new end is ever sent.
     pub async fn write_file(
         &mut self,
         file: &std::fs::File,
