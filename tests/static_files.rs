@@ -1279,3 +1279,39 @@ Workers 1
     assert_eq!(get(&srv, "/nothing.txt", "").status, 404);
     assert_eq!(get(&srv, "/sub", "").status, 403);
 }
+
+/// A large file kept open by the open-file cache and cut short between
+/// two requests: the second response announces the length the cache knew,
+/// sends the bytes that still exist and closes the connection, never
+/// anything past the new end. (Should the cache entry have expired in
+/// between, the new length is announced instead; the bytes are the same.)
+#[test]
+fn a_cached_file_that_shrank_is_never_sent_past_its_end() {
+    let srv = files_server("");
+    let big = big_content();
+    assert_eq!(get(&srv, "/big.bin", "").body, big);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(srv.dir.path().join("www/big.bin"))
+        .unwrap()
+        .set_len(1000)
+        .unwrap();
+    let (bytes, closed) = srv.raw(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&bytes[..head_end]);
+    let announced_old = head.contains("Content-Length: 200000\r\n");
+    assert!(
+        announced_old || head.contains("Content-Length: 1000\r\n"),
+        "{head}"
+    );
+    assert!(closed || !announced_old, "the connection closes");
+    assert!(
+        bytes[head_end..] == big[..1000],
+        "only the bytes that exist"
+    );
+    assert_eq!(
+        get(&srv, "/d.txt", "").status,
+        200,
+        "the worker still serves"
+    );
+}
