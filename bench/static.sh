@@ -4,7 +4,8 @@
 # What it measures (DESIGN.md, "What fast means here"):
 #   1. Throughput: requests/s for GET /1k.bin over keep-alive, wrk against
 #      axkit and nginx alternately (ROUNDS rounds each, median taken), and
-#      the ratio axkit/nginx.
+#      the ratio axkit/nginx; and the servers' CPU time per request in
+#      those rounds (user + system / requests), which is steadier.
 #   2. Idle keep-alive memory: anonymous Pss (and RSS) of each server's master +
 #      worker processes before and after IDLE_CONNS connections that each
 #      completed one request and then sit idle; (after - before) / IDLE_CONNS
@@ -15,11 +16,13 @@
 # 120 s keep-alive timeout, listening on random free 127.0.0.1 ports, and
 # the same open-file cache setting (FILE_CACHE=1: both cache descriptors
 # and metadata for 1 s, which is how a static server is deployed;
-# FILE_CACHE=0: neither does, which is nginx's default).
+# FILE_CACHE=0: neither does, which is nginx's default; axkit then opens
+# every file on its blocking pool, a thread hop per request).
 #
 # How to run (from anywhere; needs root only to apt-get install wrk/nginx):
 #     bench/static.sh
 #     WORKERS=2 DURATION=10 ROUNDS=3 CONNS=50 IDLE_CONNS=10000 bench/static.sh
+#     IDLE_CONNS=0 WORKERS=1 DURATION=4 bench/static.sh   # throughput and CPU/request only
 #
 # The load generator shares the cores with the servers and other work on the
 # machine, so absolute numbers are noisy: quote the ratios.
@@ -37,7 +40,7 @@ CONNS=${CONNS:-50}            # wrk connections
 THREADS=${THREADS:-1}         # wrk threads
 IDLE_CONNS=${IDLE_CONNS:-10000}
 HOLDERS=${HOLDERS:-4}         # client processes for the idle test (fd limit 20,000 each)
-FILE_CACHE=${FILE_CACHE:-1}   # 1: open-file cache on both (axkit OpenFileCache, nginx open_file_cache); 0: off on both
+FILE_CACHE=${FILE_CACHE:-1}   # 1: open-file cache on both (axkit OpenFileCache, nginx open_file_cache); 0: off on both (axkit OpenFileCache Off)
 
 SCRIPT_TAG=static.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -72,11 +75,10 @@ pick_ports AX_PORT NG_PORT
 
 # ---- configs --------------------------------------------------------------------
 
-AX_CACHE=""
+AX_CACHE="OpenFileCache Off"
 NG_CACHE=""
 if [ "$FILE_CACHE" = 1 ]; then
-    AX_CACHE="OpenFileCache 10000
-OpenFileCacheValid 1s"
+    AX_CACHE="OpenFileCache 10000 1s"
     NG_CACHE="open_file_cache max=10000 inactive=60s; open_file_cache_valid 1s;"
 fi
 
@@ -139,12 +141,23 @@ bench_wrk axkit "$AX_PORT" 3 >/dev/null
 bench_wrk nginx "$NG_PORT" 3 >/dev/null
 : >"$TMP/anomalies-axkit.txt"; : >"$TMP/anomalies-nginx.txt"
 
-AX_RPS=(); NG_RPS=()
+# Server CPU time per request (user + system of master and workers over a
+# round / requests in it): steadier than req/s when the load generator
+# shares the cores.
+TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
+cpu_us_per_req() {   # cpu_us_per_req TICKS_BEFORE PID -> µs per request of the last wrk run
+    awk -v t=$(( $(cpu_ticks "$2" $(workers_of "$2")) - $1 )) -v u="$TICK_US" -v n="$(cat "$TMP/last-count")" \
+        'BEGIN {if (n > 0) printf "%.1f", t * u / n; else print 0}'
+}
+AX_RPS=(); NG_RPS=(); AX_CPU=(); NG_CPU=()
 for r in $(seq "$ROUNDS"); do
-    a=$(bench_wrk axkit "$AX_PORT" "$DURATION"); AX_RPS+=("$a")
-    n=$(bench_wrk nginx "$NG_PORT" "$DURATION"); NG_RPS+=("$n")
-    log "round $r: axkit $a req/s, nginx $n req/s"
+    t=$(cpu_ticks "$AX_PID" $(workers_of "$AX_PID"))
+    a=$(bench_wrk axkit "$AX_PORT" "$DURATION"); AX_RPS+=("$a"); AX_CPU+=("$(cpu_us_per_req "$t" "$AX_PID")")
+    t=$(cpu_ticks "$NG_PID" $(workers_of "$NG_PID"))
+    n=$(bench_wrk nginx "$NG_PORT" "$DURATION"); NG_RPS+=("$n"); NG_CPU+=("$(cpu_us_per_req "$t" "$NG_PID")")
+    log "round $r: axkit $a req/s (${AX_CPU[-1]} µs CPU/req), nginx $n req/s (${NG_CPU[-1]} µs CPU/req)"
 done
+AX_CPU_MED=$(median "${AX_CPU[@]}"); NG_CPU_MED=$(median "${NG_CPU[@]}")
 AX_MED=$(median "${AX_RPS[@]}")
 NG_MED=$(median "${NG_RPS[@]}")
 RPS_RATIO=$(ratio "$AX_MED" "$NG_MED")
@@ -229,12 +242,16 @@ idle_test() {
     log "$name idle: Pss $b_pss -> $a_pss, RSS $b_rss -> $a_rss bytes; $IDLE_NOTE"
 }
 
-log "idle keep-alive memory: $IDLE_CONNS connections over $HOLDERS holders"
-idle_test axkit "$AX_PID" "$AX_PORT"
-AX_IDLE_PSS=$IDLE_PSS AX_IDLE_RSS=$IDLE_RSS AX_IDLE_NOTE=$IDLE_NOTE AX_IDLE_N=$IDLE_N
-sleep 2
-idle_test nginx "$NG_PID" "$NG_PORT"
-NG_IDLE_PSS=$IDLE_PSS NG_IDLE_RSS=$IDLE_RSS NG_IDLE_NOTE=$IDLE_NOTE NG_IDLE_N=$IDLE_N
+AX_IDLE_PSS=0 AX_IDLE_RSS=0 AX_IDLE_NOTE=skipped AX_IDLE_N=0
+NG_IDLE_PSS=0 NG_IDLE_RSS=0 NG_IDLE_NOTE=skipped NG_IDLE_N=0
+if [ "$IDLE_CONNS" -gt 0 ]; then   # IDLE_CONNS=0: throughput only
+    log "idle keep-alive memory: $IDLE_CONNS connections over $HOLDERS holders"
+    idle_test axkit "$AX_PID" "$AX_PORT"
+    AX_IDLE_PSS=$IDLE_PSS AX_IDLE_RSS=$IDLE_RSS AX_IDLE_NOTE=$IDLE_NOTE AX_IDLE_N=$IDLE_N
+    sleep 2
+    idle_test nginx "$NG_PID" "$NG_PORT"
+    NG_IDLE_PSS=$IDLE_PSS NG_IDLE_RSS=$IDLE_RSS NG_IDLE_NOTE=$IDLE_NOTE NG_IDLE_N=$IDLE_N
+fi
 MEM_RATIO=$(ratio "$AX_IDLE_PSS" "$NG_IDLE_PSS")
 
 # ---- summary ---------------------------------------------------------------------------
@@ -256,6 +273,7 @@ axkit: $AXKIT_REV (the working tree as built; "-dirty" = uncommitted changes) ·
 |---|---|---|---|
 | requests/s (median) | $AX_MED | $NG_MED | $RPS_RATIO |
 | requests/s (each round) | ${AX_RPS[*]} | ${NG_RPS[*]} | $PAIRS |
+| server CPU µs/request (median; rounds) | $AX_CPU_MED (${AX_CPU[*]}) | $NG_CPU_MED (${NG_CPU[*]}) | $(ratio "$AX_CPU_MED" "$NG_CPU_MED") |
 | idle keep-alive, Pss(anon) per conn | $AX_IDLE_PSS B ($(kib "$AX_IDLE_PSS")) | $NG_IDLE_PSS B ($(kib "$NG_IDLE_PSS")) | $MEM_RATIO |
 | idle keep-alive, RSS per conn | $AX_IDLE_RSS B | $NG_IDLE_RSS B | |
 

@@ -5,7 +5,9 @@
 #   1. 100 KiB file: requests/s over keep-alive (wrk, ROUNDS alternating
 #      rounds, medians and ratio axkit/nginx).           target >= 1.0x
 #   2. 100 MiB file, one stream: throughput of a single curl download to
-#      /dev/null (ROUNDS rounds each, medians, ratio).   target >= 1.0x
+#      /dev/null (STREAMS alternating rounds each, default ROUNDS; medians,
+#      ratio), and the server CPU time each download cost (all threads of
+#      master + workers, from /proc/*/task/*/schedstat).  target >= 1.0x
 #   3. SLOW clients (default 200) each reading the 100 MiB file at about
 #      SLOW_RATE (1 MiB/s): the server's memory growth (anonymous Pss of
 #      master + workers: peak during the test minus before), and wrk on a
@@ -19,6 +21,13 @@
 #
 #     bench/static_large.sh
 #     WORKERS=2 DURATION=10 ROUNDS=3 SLOW=200 SLOW_SECS=25 bench/static_large.sh
+#     STREAM_ONLY=1 STREAMS=15 bench/static_large.sh   # only part 2
+#     STREAM_ONLY=1 PIN=1 bench/static_large.sh        # servers on CPU 0, curl on CPU 1
+#
+# PIN=1 (part 2 only) pins both servers' processes to CPU 0 and curl to
+# CPU 1 with taskset: the scheduler then cannot put the client and the
+# server on one core in some rounds and not in others, which otherwise
+# makes single downloads swing by ±40 %.
 #
 # Safety: only processes this script starts are stopped (by PID, trap on
 # EXIT); no sysctl change; loopback only; every loop bounded; one temp dir.
@@ -32,6 +41,9 @@ CONNS=${CONNS:-50}
 SLOW=${SLOW:-200}
 SLOW_RATE=${SLOW_RATE:-1048576}
 SLOW_SECS=${SLOW_SECS:-25}
+STREAMS=${STREAMS:-$ROUNDS}
+STREAM_ONLY=${STREAM_ONLY:-0}
+PIN=${PIN:-0}
 
 SCRIPT_TAG=static_large.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -54,8 +66,7 @@ pick_ports AX_PORT NG_PORT
 
 cat >"$TMP/axkit.conf" <<CONF
 Workers $WORKERS
-OpenFileCache 10000
-OpenFileCacheValid 1s
+OpenFileCache 10000 1s
 KeepAliveTimeout 120s
 MaxKeepAliveRequests 0
 SendTimeout 120s
@@ -92,30 +103,70 @@ wrk_rps() {   # wrk_rps PORT PATH SECONDS CONNS -> req/s
 note_load
 
 # ---- 1. 100 KiB req/s -------------------------------------------------------
-log "100 KiB: warm-up"
-wrk_rps "$AX_PORT" /100k.bin 3 "$CONNS" >/dev/null; wrk_rps "$NG_PORT" /100k.bin 3 "$CONNS" >/dev/null
 AX_K=(); NG_K=()
-for r in $(seq "$ROUNDS"); do
-    a=$(wrk_rps "$AX_PORT" /100k.bin "$DURATION" "$CONNS"); AX_K+=("$a")
-    n=$(wrk_rps "$NG_PORT" /100k.bin "$DURATION" "$CONNS"); NG_K+=("$n")
-    log "100 KiB round $r: axkit $a req/s, nginx $n req/s"
-done
-AX_KM=$(median "${AX_K[@]}"); NG_KM=$(median "${NG_K[@]}")
+if [ "$STREAM_ONLY" != 1 ]; then
+    log "100 KiB: warm-up"
+    wrk_rps "$AX_PORT" /100k.bin 3 "$CONNS" >/dev/null; wrk_rps "$NG_PORT" /100k.bin 3 "$CONNS" >/dev/null
+    for r in $(seq "$ROUNDS"); do
+        a=$(wrk_rps "$AX_PORT" /100k.bin "$DURATION" "$CONNS"); AX_K+=("$a")
+        n=$(wrk_rps "$NG_PORT" /100k.bin "$DURATION" "$CONNS"); NG_K+=("$n")
+        log "100 KiB round $r: axkit $a req/s, nginx $n req/s"
+    done
+    AX_KM=$(median "${AX_K[@]}"); NG_KM=$(median "${NG_K[@]}")
+fi
 
 # ---- 2. 100 MiB single stream -----------------------------------------------
-one_stream() { curl -fsS -o /dev/null -w '%{speed_download}' --max-time 120 "http://127.0.0.1:$1/100m.bin"; }
-AX_S=(); NG_S=()
-for r in $(seq "$ROUNDS"); do
-    a=$(one_stream "$AX_PORT"); AX_S+=("$a")
-    n=$(one_stream "$NG_PORT"); NG_S+=("$n")
-    log "100 MiB round $r: axkit $(( ${a%.*} / 1048576 )) MiB/s, nginx $(( ${n%.*} / 1048576 )) MiB/s"
+cpu_ns() {   # CPU time (ns) of every thread of a master and its workers
+    local p t s=0
+    for p in "$1" $(workers_of "$1"); do
+        for t in /proc/"$p"/task/*/schedstat; do
+            s=$(( s + $(cut -d' ' -f1 "$t" 2>/dev/null || echo 0) ))
+        done
+    done
+    echo "$s"
+}
+CURL=(curl)
+if [ "$PIN" = 1 ]; then
+    need_cmd taskset util-linux
+    for p in "$AX_PID" $(workers_of "$AX_PID") "$NG_PID" $(workers_of "$NG_PID"); do
+        taskset -apc 0 "$p" >/dev/null
+    done
+    CURL=(taskset -c 1 curl)
+fi
+one_stream() {   # one_stream PORT PID -> "bytes/s cpu_ms"
+    local before speed
+    before=$(cpu_ns "$2")
+    speed=$("${CURL[@]}" -fsS -o /dev/null -w '%{speed_download}' --max-time 120 "http://127.0.0.1:$1/100m.bin")
+    echo "$speed $(( ($(cpu_ns "$2") - before) / 1000000 ))"
+}
+AX_S=(); NG_S=(); AX_C=(); NG_C=()
+for r in $(seq "$STREAMS"); do
+    read -r a ac < <(one_stream "$AX_PORT" "$AX_PID"); AX_S+=("$a"); AX_C+=("$ac")
+    read -r n nc < <(one_stream "$NG_PORT" "$NG_PID"); NG_S+=("$n"); NG_C+=("$nc")
+    log "100 MiB round $r: axkit $(( ${a%.*} / 1048576 )) MiB/s (${ac} ms CPU), nginx $(( ${n%.*} / 1048576 )) MiB/s (${nc} ms CPU)"
 done
 AX_SM=$(median "${AX_S[@]}"); NG_SM=$(median "${NG_S[@]}")
+AX_CM=$(median "${AX_C[@]}"); NG_CM=$(median "${NG_C[@]}")
 # Each round's ratio (back-to-back runs see similar background load) and
 # their median: a view that resists load drifting between rounds.
-K_PAIRS=$(pair_ratios "${AX_K[*]}" "${NG_K[*]}")
 S_PAIRS=$(pair_ratios "${AX_S[*]}" "${NG_S[*]}")
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b/1048576}'; }
+STREAM_ROWS="| 100 MiB one stream, MiB/s (median of $STREAMS) | $(mib "$AX_SM") | $(mib "$NG_SM") | $(ratio "$AX_SM" "$NG_SM") |
+| 100 MiB one stream, MiB/s (rounds) | $(for v in "${AX_S[@]}"; do printf '%s ' "$(mib "$v")"; done) | $(for v in "${NG_S[@]}"; do printf '%s ' "$(mib "$v")"; done) | $S_PAIRS |
+| 100 MiB one stream, server CPU ms (median) | $AX_CM | $NG_CM | $(ratio "$AX_CM" "$NG_CM") |"
+if [ "$STREAM_ONLY" = 1 ]; then
+    cat <<SUMMARY
+
+---- summary (paste into docs/benchmarks.md) ----
+Date: $(date -u +%Y-%m-%d) · $(nproc) cores · $(uname -r) · $("$NGINX" -v 2>&1 | sed 's/.*: //') · axkit $AXKIT_REV · Workers $WORKERS each · $STREAMS alternating downloads each$([ "$PIN" = 1 ] && echo ", servers on CPU 0, curl on CPU 1") · load avg before: $LOAD_BEFORE · busy: ${BUSY:-none}
+
+| measure | axkit | nginx | axkit/nginx |
+|---|---|---|---|
+$STREAM_ROWS
+SUMMARY
+    exit 0
+fi
+K_PAIRS=$(pair_ratios "${AX_K[*]}" "${NG_K[*]}")
 
 # ---- 3. slow clients ---------------------------------------------------------
 anon_of() {   # anonymous Pss (bytes) of a master and its workers
@@ -177,8 +228,7 @@ Date: $(date -u +%Y-%m-%d) · $(nproc) cores · $(uname -r) · $("$NGINX" -v 2>&
 |---|---|---|---|
 | 100 KiB GET, req/s (median) | $AX_KM | $NG_KM | $(ratio "$AX_KM" "$NG_KM") |
 | 100 KiB GET, req/s (rounds) | ${AX_K[*]} | ${NG_K[*]} | $K_PAIRS |
-| 100 MiB one stream, MiB/s (median) | $(mib "$AX_SM") | $(mib "$NG_SM") | $(ratio "$AX_SM" "$NG_SM") |
-| 100 MiB one stream, MiB/s (rounds) | $(for v in "${AX_S[@]}"; do printf '%s ' "$(mib "$v")"; done) | $(for v in "${NG_S[@]}"; do printf '%s ' "$(mib "$v")"; done) | $S_PAIRS |
+$STREAM_ROWS
 | $SLOW slow readers: memory growth | $(mib "$AX_G") MiB | $(mib "$NG_G") MiB | |
 | 1 KiB req/s unloaded → with slow readers | $AX_U → $AX_L ($(ratio "$AX_L" "$AX_U")) | $NG_U → $NG_L ($(ratio "$NG_L" "$NG_U")) | |
 

@@ -6,7 +6,6 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -131,48 +130,189 @@ impl Headers {
 }
 
 /// A file opened by the plugin that translated the URI. It may live in an
-/// open-file cache and serve many requests, so small files' contents are
-/// kept with it once read.
+/// open-file cache and serve many requests, so what every response needs
+/// is worked out once, when the file is opened: its validators as HTTP
+/// sends them and, for small files, the contents.
 #[derive(Debug)]
 pub struct OpenFile {
     pub file: std::fs::File,
     pub metadata: std::fs::Metadata,
-    contents: RefCell<Option<Bytes>>,
+    /// The whole file, read when it was opened (see [`OpenFile::load`]).
+    contents: Option<Bytes>,
+    etag: String,
+    /// Whole seconds, and the same as an HTTP-date.
+    last_modified: Option<(SystemTime, String)>,
 }
 
 impl OpenFile {
+    /// Wrap a file and the metadata of that open descriptor.
     pub fn new(file: std::fs::File, metadata: std::fs::Metadata) -> OpenFile {
+        let etag = etag(&metadata);
+        let last_modified = last_modified(&metadata).map(|t| (t, axkit_http::fmt_http_date(t)));
         OpenFile {
             file,
             metadata,
-            contents: RefCell::new(None),
+            contents: None,
+            etag,
+            last_modified,
         }
     }
 
-    /// The whole file, read once and kept for as long as this handle lives
-    /// (meant for small files). A file that shrank since it was opened is
-    /// an `UnexpectedEof` error: never serve a short body under a longer
-    /// Content-Length.
-    pub fn contents(&self) -> std::io::Result<Bytes> {
-        use std::os::unix::fs::FileExt;
-        if let Some(bytes) = self.contents.borrow().as_ref() {
-            return Ok(bytes.clone());
-        }
-        let len = usize::try_from(self.metadata.len()).map_err(std::io::Error::other)?;
-        let mut buf = vec![0u8; len];
-        let mut filled = 0;
-        while filled < len {
-            match self.file.read_at(&mut buf[filled..], filled as u64) {
-                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+    /// Like [`OpenFile::new`], and when the file is at most `small` bytes
+    /// long also read it whole, so that responses are sent from memory.
+    /// This reads the disk: call it where blocking is fine (the blocking
+    /// pool), never on the event loop.
+    ///
+    /// The contents are a snapshot that matches the metadata (and so the
+    /// validators): the file is stat'ed again after the read and read anew
+    /// if it changed meanwhile. A file that keeps changing is kept without
+    /// contents, and is then sent with sendfile, which stops at a shrunken
+    /// end.
+    pub fn load(file: std::fs::File, metadata: std::fs::Metadata, small: u64) -> OpenFile {
+        OpenFile::load_with(file, metadata, small, false).0
+    }
+
+    /// [`OpenFile::load`] for the event loop: the contents are read only
+    /// from the page cache (`preadv2` with `RWF_NOWAIT`), never from the
+    /// disk. `None` when that is not possible: load it on the blocking
+    /// pool instead.
+    pub fn load_nowait(
+        file: std::fs::File,
+        metadata: std::fs::Metadata,
+        small: u64,
+    ) -> Option<OpenFile> {
+        let (open, waited) = OpenFile::load_with(file, metadata, small, true);
+        (!waited).then_some(open)
+    }
+
+    /// The file, and whether (only with `nowait`) the read would have
+    /// waited, leaving it without contents.
+    fn load_with(
+        file: std::fs::File,
+        metadata: std::fs::Metadata,
+        small: u64,
+        nowait: bool,
+    ) -> (OpenFile, bool) {
+        use std::os::unix::fs::MetadataExt;
+        let mut metadata = metadata;
+        let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| {
+            (
+                a.ino(),
+                a.size(),
+                a.mtime(),
+                a.mtime_nsec(),
+                a.ctime(),
+                a.ctime_nsec(),
+            ) == (
+                b.ino(),
+                b.size(),
+                b.mtime(),
+                b.mtime_nsec(),
+                b.ctime(),
+                b.ctime_nsec(),
+            )
+        };
+        for _ in 0..3 {
+            if !metadata.is_file() || metadata.len() > small {
+                break;
+            }
+            let read = read_exactly(&file, metadata.len(), nowait);
+            if read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
+            {
+                return (OpenFile::new(file, metadata), true);
+            }
+            let Ok(after) = file.metadata() else { break };
+            match read {
+                Ok(bytes) if same(&metadata, &after) => {
+                    let mut open = OpenFile::new(file, after);
+                    open.contents = Some(bytes);
+                    return (open, false);
+                }
+                _ => metadata = after,
             }
         }
-        let bytes = Bytes::from(buf);
-        *self.contents.borrow_mut() = Some(bytes.clone());
-        Ok(bytes)
+        (OpenFile::new(file, metadata), false)
     }
+
+    /// The whole file, when it was read at open (small files).
+    pub fn contents(&self) -> Option<&Bytes> {
+        self.contents.as_ref()
+    }
+
+    /// A strong entity tag from inode, size and modification time (what
+    /// Apache's `FileETag INode MTime Size` gives): any change to the
+    /// file, or a different file put in its place, changes it.
+    pub fn etag(&self) -> &str {
+        &self.etag
+    }
+
+    /// The modification time truncated to whole seconds, as HTTP dates
+    /// carry it, and formatted as one.
+    pub fn last_modified(&self) -> Option<(SystemTime, &str)> {
+        self.last_modified.as_ref().map(|(t, s)| (*t, s.as_str()))
+    }
+}
+
+fn etag(md: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mtime_ns = (md.mtime() as i128) * 1_000_000_000 + md.mtime_nsec() as i128;
+    format!("\"{:x}-{:x}-{:x}\"", md.ino(), md.size(), mtime_ns.max(0))
+}
+
+fn last_modified(md: &std::fs::Metadata) -> Option<SystemTime> {
+    use std::time::{Duration, UNIX_EPOCH};
+    let secs = md
+        .modified()
+        .ok()?
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Exactly `len` bytes from the start of `file`; a file that ends sooner
+/// is an `UnexpectedEof` error (never a short body under a longer
+/// Content-Length). With `nowait`, only from the page cache: anything that
+/// would need the disk (or a filesystem without `RWF_NOWAIT`) is a
+/// `WouldBlock` error.
+fn read_exactly(file: &std::fs::File, len: u64, nowait: bool) -> std::io::Result<Bytes> {
+    use std::io::{Error, ErrorKind};
+    use std::os::fd::AsRawFd;
+    let len = usize::try_from(len).map_err(Error::other)?;
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        let rest = &mut buf[filled..];
+        let iov = libc::iovec {
+            iov_base: rest.as_mut_ptr().cast(),
+            iov_len: rest.len(),
+        };
+        let flags = if nowait { libc::RWF_NOWAIT } else { 0 };
+        // SAFETY: one iovec over a live buffer of that length; the file
+        // is open for the duration of the call.
+        let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, filled as libc::off_t, flags) };
+        match n {
+            0 => return Err(ErrorKind::UnexpectedEof.into()),
+            // Part of it is in the page cache, the rest is not.
+            n if n > 0 && nowait && (n as usize) < rest.len() => {
+                return Err(ErrorKind::WouldBlock.into())
+            }
+            n if n > 0 => filled += n as usize,
+            _ => {
+                let e = Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    Some(libc::EAGAIN | libc::EOPNOTSUPP) if nowait => {
+                        return Err(ErrorKind::WouldBlock.into())
+                    }
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// A response body that the server sends after the `response` hook.

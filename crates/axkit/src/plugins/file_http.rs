@@ -1,18 +1,14 @@
 //! The HTTP semantics of serving a stored file, shared by the file-serving
-//! plugins (`serve_file`, `typeless_uri`): validators (RFC 9110 §8.8),
+//! plugins (`serve_file`, `typeless_uri`; the validators themselves, RFC
+//! 9110 §8.8, are made once per open file by [`crate::plugin::OpenFile`]):
 //! conditional requests with their precedence (§13.2.2), byte ranges and
 //! `If-Range` (§14), the `multipart/byteranges` layout (§14.6), content
-//! coding negotiation for precompressed siblings (§12.5.3), and opening a
-//! sibling of an already resolved file without following a symlink.
+//! coding negotiation for precompressed siblings (§12.5.3).
 //!
-//! Everything here is pure or touches only the one file asked for, so the
-//! rules are unit-tested below and the plugins stay short.
+//! Everything here is pure, so the rules are unit-tested below and the
+//! plugins stay short.
 
-use std::fs::{File, Metadata};
-use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::plugin::Request;
 
@@ -20,26 +16,6 @@ use crate::plugin::Request;
 /// (found just now or remembered by its open-file cache), so that
 /// `serve_file` answers 404 without looking again.
 pub(crate) struct KnownMissing;
-
-/// A strong entity tag from inode, size and modification time (what
-/// Apache's `FileETag INode MTime Size` gives): any change to the file, or a
-/// different file put in its place, changes it.
-pub(crate) fn etag(md: &Metadata) -> String {
-    let mtime_ns = (md.mtime() as i128) * 1_000_000_000 + md.mtime_nsec() as i128;
-    format!("\"{:x}-{:x}-{:x}\"", md.ino(), md.size(), mtime_ns.max(0))
-}
-
-/// The modification time truncated to whole seconds, as HTTP dates carry
-/// it; comparisons with `If-Modified-Since` happen at that resolution.
-pub(crate) fn last_modified(md: &Metadata) -> Option<SystemTime> {
-    let secs = md
-        .modified()
-        .ok()?
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    Some(UNIX_EPOCH + Duration::from_secs(secs))
-}
 
 /// The result of evaluating a request's preconditions.
 #[derive(Debug, PartialEq, Eq)]
@@ -316,23 +292,6 @@ pub(crate) fn accepts_encoding(header: &str, coding: &str) -> bool {
         }
     }
     star.unwrap_or(false)
-}
-
-/// Open `path`, a sibling of a file that was already resolved safely
-/// beneath its document root, refusing a symlink as the last component
-/// (the directories leading to it are the ones just resolved) and anything
-/// that is not a regular file. O_NONBLOCK so that a FIFO cannot hang the
-/// worker.
-pub(crate) fn open_sibling(path: &Path) -> io::Result<(File, Metadata)> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    let md = file.metadata()?;
-    if !md.is_file() {
-        return Err(io::ErrorKind::NotFound.into());
-    }
-    Ok((file, md))
 }
 
 #[cfg(test)]

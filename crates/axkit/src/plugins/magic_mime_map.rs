@@ -11,8 +11,10 @@
 //! Plugin magic_mime_map
 //! ```
 //!
-//! It looks at the open file `uri_to_file` handed over (a small file's
-//! contents are read once and kept by the open-file cache anyway); files
+//! It looks at the open file `uri_to_file` handed over: a small file's
+//! contents, read when it was opened and kept by the open-file cache, or
+//! else the file's first bytes, read on the blocking pool (never on the
+//! event loop). Files
 //! it cannot recognise are left to `serve_file`'s
 //! `application/octet-stream`.
 
@@ -20,7 +22,9 @@ use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 
 use crate::config::Directive;
-use crate::plugin::{Context, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec};
+use crate::plugin::{
+    hook, Context, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec,
+};
 
 /// Bytes read to sniff: every signature `infer` knows fits in this.
 const SNIFF: usize = 8192;
@@ -48,17 +52,36 @@ impl Plugin for MagicMimeMap {
         let Some(open) = ctx.file.as_ref().filter(|f| f.metadata.is_file()) else {
             return Outcome::Declined.into();
         };
-        let mut head = vec![0u8; SNIFF.min(open.metadata.len() as usize)];
-        let n = match open.file.read_at(&mut head, 0) {
-            Ok(n) => n,
-            Err(_) => return Outcome::Declined.into(),
-        };
-        match infer::get(&head[..n]) {
-            Some(kind) => {
-                ctx.response.headers.set("Content-Type", kind.mime_type());
-                Outcome::Ok.into()
-            }
-            None => Outcome::Declined.into(),
+        if let Some(bytes) = open.contents() {
+            let head = bytes.slice(..bytes.len().min(SNIFF));
+            return set_type(ctx, &head).into();
         }
+        let (file, len) = (open.file.try_clone(), open.metadata.len());
+        hook(async move {
+            let Ok(file) = file else {
+                return Outcome::Declined;
+            };
+            let read = tokio::task::spawn_blocking(move || {
+                let mut head = vec![0u8; SNIFF.min(len as usize)];
+                let n = file.read_at(&mut head, 0)?;
+                head.truncate(n);
+                Ok::<_, std::io::Error>(head)
+            });
+            match read.await {
+                Ok(Ok(head)) => set_type(ctx, &head),
+                _ => Outcome::Declined,
+            }
+        })
+    }
+}
+
+/// The type `infer` recognises in a file's first bytes, if any.
+fn set_type(ctx: &mut Context, head: &[u8]) -> Outcome {
+    match infer::get(head) {
+        Some(kind) => {
+            ctx.response.headers.set("Content-Type", kind.mime_type());
+            Outcome::Ok
+        }
+        None => Outcome::Declined,
     }
 }

@@ -7,6 +7,7 @@ mod file_http;
 mod logging_file;
 mod logging_warn;
 mod magic_mime_map;
+mod open_file_cache;
 mod request_log;
 mod serve_cgi;
 mod serve_dir;

@@ -14,14 +14,18 @@
 //! - `MaxRanges N` (default 100): a `Range` with more ranges than this is
 //!   ignored (the whole file is sent), as are overlapping ranges.
 //! - `SmallFileSize SIZE` (default 32K): files up to this size are read
-//!   once (and kept by the open-file cache) and sent with the head in one
-//!   write; larger ones go out with sendfile.
+//!   whole when they are opened (never waiting for a disk on the event
+//!   loop, see `open_file_cache.rs`; kept by the open-file cache) and sent
+//!   from memory with the head in one write;
+//!   larger ones go out with sendfile. Which way a file goes is decided
+//!   when it is opened.
 //! - `Precompressed gzip|br…`: send `FILE.gz` / `FILE.br` instead of
 //!   `FILE` when it exists and `Accept-Encoding` allows it (first listed
 //!   coding that fits wins), with `Content-Encoding` and
 //!   `Vary: Accept-Encoding`; ranges and validators apply to the encoded
-//!   file. With `OpenFileCache` on, siblings are looked for on the
-//!   blocking pool, never on the event loop.
+//!   file. Siblings go through the open-file cache (`OpenFileCache`) like
+//!   the file itself: found or missing, they are remembered, and a disk is
+//!   never waited for on the event loop.
 //!
 //! ```text
 //! Plugin uri_to_file
@@ -34,18 +38,21 @@
 //! </Location>
 //! ```
 //!
+//! Nothing here waits for a disk on the event loop: the file comes open
+//! (with its validators, and small files' contents) from `uri_to_file`; a
+//! file named by another translating plugin, and the siblings, are opened
+//! the way `open_file_cache.rs` describes (from the kernel's caches, else
+//! on the blocking pool); bodies go out with sendfile, several ranges too.
+//!
 //! Status codes: 200, 206 (one range, or `multipart/byteranges` for
 //! several), 304 / 412 (RFC 9110 §13 preconditions), 416 with
 //! `Content-Range: bytes */LEN`, 404 when the file does not exist, 403 for
 //! directories without an index and anything that is not a regular file,
 //! 405 with `Allow` for other methods.
 
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
-
-use bytes::Bytes;
 
 use crate::config::{Args, Directive, Scopes, ValueType};
 use crate::plugin::{
@@ -53,6 +60,7 @@ use crate::plugin::{
     PluginSpec,
 };
 use crate::plugins::file_http::{self, Precondition, Ranges};
+use crate::plugins::open_file_cache::{self, Io};
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -145,27 +153,85 @@ impl Plugin for ServeFile {
     }
 
     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-        let candidates = sibling_candidates(ctx);
-        // With an open-file cache the server is set up not to touch a cold
-        // disk on the event loop: look for siblings on the blocking pool.
-        let pooled = !candidates.is_empty() && ctx.config().int("OpenFileCache").unwrap_or(0) > 0;
-        if !pooled {
-            let sibling = first_sibling(candidates);
-            return match prepare(ctx, sibling) {
-                Prepared::Done(outcome) => outcome.into(),
-                Prepared::Multipart(parts) => hook(send_multipart(ctx, parts)),
-            };
+        let (candidates, codings) = sibling_candidates(ctx);
+        // A file named by a translating plugin that did not open it.
+        let unopened = ctx.file.is_none()
+            && ctx.state::<file_http::KnownMissing>().is_none()
+            && !ctx.metadata.as_ref().is_some_and(|m| m.is_dir());
+        let mut unopened = unopened.then(|| ctx.filename.clone()).flatten();
+        if unopened.is_none() && candidates.is_empty() {
+            // The usual case: the file came open from uri_to_file.
+            return respond(ctx, None);
+        }
+        let policy = open_file_cache::policy(ctx.config());
+        let small = open_file_cache::small_file_size(ctx.config());
+        // Open it now if the kernel's caches can answer, else on the pool.
+        if let Some(path) = &unopened {
+            match open_file(path, small, Io::Cached) {
+                Ok(open) => {
+                    ctx.metadata = Some(open.metadata.clone());
+                    ctx.file = Some(Rc::new(open));
+                    unopened = None;
+                }
+                Err(e) if Io::Cached.would_block(&e) => {}
+                Err(e) => return open_failed(&e).into(),
+            }
+        }
+        if unopened.is_none() {
+            if let Some(found) = open_file_cache::sibling_now(&candidates, policy, small) {
+                // Nothing had to wait: no thread hop, no boxed future.
+                return respond(ctx, found.map(|(i, open)| (open, codings[i])));
+            }
         }
         hook(async move {
-            let sibling = tokio::task::spawn_blocking(move || first_sibling(candidates))
-                .await
-                .ok()
-                .flatten();
-            match prepare(ctx, sibling) {
-                Prepared::Done(outcome) => outcome,
-                Prepared::Multipart(parts) => send_multipart(ctx, parts).await,
+            if let Some(path) = unopened {
+                let opened =
+                    tokio::task::spawn_blocking(move || open_file(&path, small, Io::Blocking));
+                match opened.await {
+                    Ok(Ok(open)) => {
+                        ctx.metadata = Some(open.metadata.clone());
+                        ctx.file = Some(Rc::new(open));
+                    }
+                    Ok(Err(e)) => return open_failed(&e),
+                    Err(e) => return Outcome::Error(format!("file open failed: {e}")),
+                }
             }
+            let found = match open_file_cache::sibling_now(&candidates, policy, small) {
+                Some(found) => found,
+                None => open_file_cache::first_sibling(candidates, policy, small).await,
+            };
+            respond(ctx, found.map(|(i, open)| (open, codings[i]))).await
         })
+    }
+}
+
+/// Open a file that no plugin opened yet (following symlinks, as a
+/// translating plugin's path is taken at its word). In [`Io::Cached`] mode
+/// an EAGAIN error means "try again on the blocking pool".
+fn open_file(path: &std::path::Path, small: u64, io: Io) -> std::io::Result<OpenFile> {
+    let file = open_file_cache::openat2(libc::AT_FDCWD, path, open_file_cache::READ_FLAGS, 0, io)?;
+    let md = file.metadata()?;
+    open_file_cache::load(file, md, small, io)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EAGAIN))
+}
+
+/// 403 when the file may not be read, 404 otherwise.
+fn open_failed(e: &std::io::Error) -> Outcome {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        Outcome::Status(403)
+    } else {
+        Outcome::Status(404)
+    }
+}
+
+/// [`prepare`], then a multipart body streamed if that is what it made.
+fn respond<'a>(
+    ctx: &'a mut Context,
+    sibling: Option<(Rc<OpenFile>, &'static str)>,
+) -> HookFuture<'a> {
+    match prepare(ctx, sibling) {
+        Prepared::Done(outcome) => outcome.into(),
+        Prepared::Multipart(parts) => hook(send_multipart(ctx, parts)),
     }
 }
 
@@ -178,8 +244,6 @@ enum Prepared {
 /// A multipart/byteranges response still to be written.
 struct Multipart {
     open: Rc<OpenFile>,
-    /// In memory when the file is small.
-    contents: Option<Bytes>,
     boundary: String,
     content_type: String,
     ranges: Vec<(u64, u64)>,
@@ -187,24 +251,14 @@ struct Multipart {
 }
 
 /// Everything but the body transfer; `sibling` is the precompressed file
-/// to send instead, if one fits.
-fn prepare(ctx: &mut Context, sibling: Option<Sibling>) -> Prepared {
+/// to send instead (and its coding), if one fits.
+fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> Prepared {
     let outcome = Prepared::Done;
-    let Some(filename) = ctx.filename.clone() else {
+    if ctx.filename.is_none() {
         return outcome(Outcome::Declined);
-    };
-    let metadata = match ctx.metadata.take() {
-        Some(md) => md,
-        None if ctx.state::<file_http::KnownMissing>().is_some() => {
-            return outcome(Outcome::Status(404))
-        }
-        None => match std::fs::metadata(&filename) {
-            Ok(md) => md,
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                return outcome(Outcome::Status(403))
-            }
-            Err(_) => return outcome(Outcome::Status(404)),
-        },
+    }
+    let Some(metadata) = ctx.metadata.take() else {
+        return outcome(Outcome::Status(404));
     };
     if !metadata.is_file() {
         return outcome(Outcome::Status(if metadata.is_dir() { 403 } else { 404 }));
@@ -221,30 +275,19 @@ fn prepare(ctx: &mut Context, sibling: Option<Sibling>) -> Prepared {
     if !ctx.path_info.is_empty() {
         return outcome(Outcome::Status(404));
     }
-    let mut open = match ctx.file.take() {
-        Some(open) => open,
-        None => match std::fs::File::open(&filename) {
-            Ok(f) => Rc::new(OpenFile::new(f, metadata)),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                return outcome(Outcome::Status(403))
-            }
-            Err(e) => {
-                ctx.log(Level::Error, &format!("{}: {e}", filename.display()));
-                return outcome(Outcome::Status(404));
-            }
-        },
+    let Some(mut open) = ctx.file.take() else {
+        return outcome(Outcome::Status(404));
     };
     if ctx.response.headers.get("Content-Type").is_none() {
         ctx.response
             .headers
             .set("Content-Type", "application/octet-stream");
     }
-    if let Some((file, md, coding)) = sibling {
+    if let Some((sibling, coding)) = sibling {
         ctx.response.headers.set("Content-Encoding", coding);
-        open = Rc::new(OpenFile::new(file, md));
+        open = sibling;
     }
-    let md = &open.metadata;
-    let len = md.len();
+    let len = open.metadata.len();
 
     // An error document (ErrorDocument's internal redirect) is sent whole
     // and without validators or caching headers: they describe the page,
@@ -254,23 +297,25 @@ fn prepare(ctx: &mut Context, sibling: Option<Sibling>) -> Prepared {
         .get("redirect.status")
         .and_then(|s| s.parse::<u16>().ok())
         .is_some_and(|s| s >= 400);
-    let modified = file_http::last_modified(md);
-    let etag = (!error_page && ctx.config().flag("FileETag")).then(|| file_http::etag(md));
+    let last_modified = open.last_modified();
+    let modified = last_modified.map(|(time, _)| time);
+    let etag = (!error_page && ctx.config().flag("FileETag")).then(|| open.etag());
     let precondition = if error_page {
         Precondition::Proceed
     } else {
         // Validators and caching headers go on every answer below (200,
         // 206, 304, 412, 416) so that a cache can update what it keeps.
         let headers = &mut ctx.response.headers;
-        if let Some(m) = modified {
-            headers.set("Last-Modified", axkit_http::fmt_http_date(m));
+        // Formatted once per open file, not per request.
+        if let Some((_, text)) = last_modified {
+            headers.set("Last-Modified", text.to_string());
         }
-        if let Some(tag) = &etag {
-            headers.set("ETag", tag.clone());
+        if let Some(tag) = etag {
+            headers.set("ETag", tag.to_string());
         }
         headers.set("Accept-Ranges", "bytes");
         caching_headers(ctx, modified);
-        file_http::evaluate(&ctx.request, etag.as_deref(), modified)
+        file_http::evaluate(&ctx.request, etag, modified)
     };
     match precondition {
         Precondition::Proceed => {}
@@ -293,7 +338,7 @@ fn prepare(ctx: &mut Context, sibling: Option<Sibling>) -> Prepared {
             let current = ctx
                 .request
                 .header("If-Range")
-                .is_none_or(|v| file_http::if_range_matches(v, etag.as_deref(), modified));
+                .is_none_or(|v| file_http::if_range_matches(v, etag, modified));
             if current {
                 file_http::parse_ranges(range, len, max_ranges)
             } else {
@@ -301,18 +346,6 @@ fn prepare(ctx: &mut Context, sibling: Option<Sibling>) -> Prepared {
             }
         }
         _ => Ranges::Whole,
-    };
-    let small = len <= ctx.config().size("SmallFileSize").unwrap_or(32 * 1024);
-    let contents = if small {
-        match open.contents() {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                ctx.log(Level::Error, &format!("{}: {e}", filename.display()));
-                return outcome(Outcome::Status(500));
-            }
-        }
-    } else {
-        None
     };
     let (status, (start, end)) = match ranges {
         Ranges::Whole => (200, (0, len)),
@@ -332,7 +365,6 @@ fn prepare(ctx: &mut Context, sibling: Option<Sibling>) -> Prepared {
                 .to_string();
             return Prepared::Multipart(Multipart {
                 open,
-                contents,
                 boundary: file_http::boundary(),
                 content_type,
                 ranges: list,
@@ -345,7 +377,9 @@ fn prepare(ctx: &mut Context, sibling: Option<Sibling>) -> Prepared {
             .headers
             .set("Content-Range", file_http::content_range(start, end, len));
     }
-    let body = match contents {
+    // Small files were read when opened (SmallFileSize): from memory, with
+    // the head in one write; others with sendfile.
+    let body = match open.contents() {
         Some(bytes) => Body::Bytes(bytes.slice(start as usize..end as usize)),
         None => match open.file.try_clone() {
             Ok(file) => Body::File {
@@ -354,7 +388,8 @@ fn prepare(ctx: &mut Context, sibling: Option<Sibling>) -> Prepared {
                 len: end - start,
             },
             Err(e) => {
-                ctx.log(Level::Error, &format!("{}: {e}", filename.display()));
+                let name = ctx.filename.as_deref().unwrap_or(std::path::Path::new(""));
+                ctx.log(Level::Error, &format!("{}: {e}", name.display()));
                 return outcome(Outcome::Status(500));
             }
         },
@@ -364,17 +399,14 @@ fn prepare(ctx: &mut Context, sibling: Option<Sibling>) -> Prepared {
     outcome(Outcome::Ok)
 }
 
-/// A precompressed sibling: the open file and its coding.
-type Sibling = (std::fs::File, std::fs::Metadata, &'static str);
-
-/// With `Precompressed`, the `.gz`/`.br` siblings the client accepts, in
-/// the configured order; sets `Vary` (the answer depends on
-/// Accept-Encoding whether or not a sibling is sent this time).
-fn sibling_candidates(ctx: &mut Context) -> Vec<(PathBuf, &'static str)> {
+/// With `Precompressed`, the `.gz`/`.br` siblings the client accepts and
+/// their codings, in the configured order; sets `Vary` (the answer depends
+/// on Accept-Encoding whether or not a sibling is sent this time).
+fn sibling_candidates(ctx: &mut Context) -> (Vec<PathBuf>, Vec<&'static str>) {
+    let (mut paths, mut codings) = (Vec::new(), Vec::new());
     let Some(filename) = &ctx.filename else {
-        return Vec::new();
+        return (paths, codings);
     };
-    let mut candidates = Vec::new();
     let accept = ctx.request.header("Accept-Encoding");
     for value in ctx.config().values("Precompressed") {
         let (coding, suffix) = match value.as_str() {
@@ -385,22 +417,14 @@ fn sibling_candidates(ctx: &mut Context) -> Vec<(PathBuf, &'static str)> {
         if accept.is_some_and(|a| file_http::accepts_encoding(a, coding)) {
             let mut path = filename.as_os_str().to_owned();
             path.push(suffix);
-            candidates.push((PathBuf::from(path), coding));
+            paths.push(PathBuf::from(path));
+            codings.push(coding);
         }
     }
     if ctx.config().is_set("Precompressed") {
         ctx.response.headers.set("Vary", "Accept-Encoding");
     }
-    candidates
-}
-
-/// The first candidate that exists as a regular file (no symlink).
-fn first_sibling(candidates: Vec<(PathBuf, &'static str)>) -> Option<Sibling> {
-    candidates.into_iter().find_map(|(path, coding)| {
-        file_http::open_sibling(&path)
-            .ok()
-            .map(|(file, md)| (file, md, coding))
-    })
+    (paths, codings)
 }
 
 /// `Cache-Control` and `Expires` from the Location's directives.
@@ -426,9 +450,11 @@ fn caching_headers(ctx: &mut Context, modified: Option<SystemTime>) {
     }
 }
 
-/// Stream a multipart/byteranges body with a Content-Length, so memory
-/// stays bounded (64 KiB) however large the ranges are, and a slow client
-/// only suspends this request.
+/// Stream a multipart/byteranges body with a Content-Length: part heads
+/// from memory, part bytes from the small file's contents or with
+/// sendfile, so memory stays bounded however large the ranges are, no file
+/// is read on the event loop, and a slow client only suspends this
+/// request.
 async fn send_multipart(ctx: &mut Context, m: Multipart) -> Outcome {
     let heads: Vec<String> = m
         .ranges
@@ -446,35 +472,18 @@ async fn send_multipart(ctx: &mut Context, m: Multipart) -> Outcome {
     );
     headers.set("Content-Length", total.to_string());
     ctx.response.status = 206;
-    let mut buf = Vec::new();
     for (head, &(start, stop)) in heads.into_iter().zip(&m.ranges) {
         if ctx.write(head).await.is_err() {
             return Outcome::Done;
         }
-        if let Some(bytes) = &m.contents {
-            if ctx
-                .write(bytes.slice(start as usize..stop as usize))
-                .await
-                .is_err()
-            {
-                return Outcome::Done;
-            }
-            continue;
-        }
-        let mut pos = start;
-        while pos < stop {
-            buf.resize(((stop - pos) as usize).min(64 * 1024), 0);
-            match m.open.file.read_at(&mut buf, pos) {
-                // The file shrank: stop short; the core sees fewer bytes
-                // than announced and closes the connection.
-                Ok(0) | Err(_) => return Outcome::Done,
-                Ok(n) => {
-                    pos += n as u64;
-                    if ctx.write(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
-                        return Outcome::Done;
-                    }
-                }
-            }
+        // A file that shrank makes write_file fail: the core sees fewer
+        // bytes than announced and closes the connection.
+        let sent = match m.open.contents() {
+            Some(bytes) => ctx.write(bytes.slice(start as usize..stop as usize)).await,
+            None => ctx.write_file(&m.open.file, start, stop - start).await,
+        };
+        if sent.is_err() {
+            return Outcome::Done;
         }
     }
     let _ = ctx.write(end).await;

@@ -20,10 +20,11 @@
 //! real file and `serve_file` gives it the real file's validators. The
 //! candidate is opened next to the missing name with no symlink followed
 //! in the last component (the directories leading to it were resolved
-//! beneath DocumentRoot by `uri_to_file`). With `OpenFileCache` on, the
-//! candidates are tried on the blocking pool, never on the event loop.
+//! beneath DocumentRoot by `uri_to_file`). The candidates go through the
+//! open-file cache (`OpenFileCache`), found or missing, and are opened
+//! without ever waiting for a disk on the event loop (see
+//! `open_file_cache.rs`).
 
-use std::fs::{File, Metadata};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -31,7 +32,7 @@ use crate::config::{Args, Directive, Scopes, ValueType};
 use crate::plugin::{
     hook, Context, Hook, HookFuture, Hooks, OpenFile, Outcome, Plugin, PluginInit, PluginSpec,
 };
-use crate::plugins::file_http::open_sibling;
+use crate::plugins::open_file_cache;
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -87,35 +88,29 @@ impl Plugin for TypelessUri {
                 PathBuf::from(name)
             })
             .collect();
-        // With an open-file cache the server is set up not to touch a cold
-        // disk on the event loop: look on the blocking pool.
-        if ctx.config().int("OpenFileCache").unwrap_or(0) > 0 {
-            return hook(async move {
-                let found = tokio::task::spawn_blocking(move || first_existing(candidates))
-                    .await
-                    .ok()
-                    .flatten();
-                use_found(ctx, found)
-            });
+        let policy = open_file_cache::policy(ctx.config());
+        let small = open_file_cache::small_file_size(ctx.config());
+        if let Some(found) = open_file_cache::sibling_now(&candidates, policy, small) {
+            return use_found(ctx, candidates, found).into();
         }
-        use_found(ctx, first_existing(candidates)).into()
+        hook(async move {
+            let found = open_file_cache::first_sibling(candidates.clone(), policy, small).await;
+            use_found(ctx, candidates, found)
+        })
     }
-}
-
-/// The first candidate that is a regular file (no symlink followed).
-fn first_existing(candidates: Vec<PathBuf>) -> Option<(PathBuf, File, Metadata)> {
-    candidates
-        .into_iter()
-        .find_map(|path| open_sibling(&path).ok().map(|(file, md)| (path, file, md)))
 }
 
 /// Swap in the file found, and decline so the next `mime_map` plugin
 /// types it.
-fn use_found(ctx: &mut Context, found: Option<(PathBuf, File, Metadata)>) -> Outcome {
-    if let Some((path, file, md)) = found {
-        ctx.metadata = Some(md.clone());
-        ctx.file = Some(Rc::new(OpenFile::new(file, md)));
-        ctx.filename = Some(path);
+fn use_found(
+    ctx: &mut Context,
+    mut candidates: Vec<PathBuf>,
+    found: Option<(usize, Rc<OpenFile>)>,
+) -> Outcome {
+    if let Some((i, open)) = found {
+        ctx.metadata = Some(open.metadata.clone());
+        ctx.file = Some(open);
+        ctx.filename = Some(candidates.swap_remove(i));
     }
     Outcome::Declined
 }

@@ -11,15 +11,20 @@
 //!   that exists is served.
 //! - `FollowSymlinks on|off` (default off): off refuses files whose path
 //!   leads outside DocumentRoot through a symlink (links inside it are fine).
-//! - `OpenFileCache N` (default 0 = off): keep up to N open files (with
-//!   their metadata, and the contents of small ones) per worker, so a hot
-//!   file costs no open/stat/read per request. Misses are cached too (a
-//!   flood of 404s costs no syscalls), and with the cache on, a lookup
-//!   that is not in it runs on the blocking pool, so open/stat on a cold
-//!   disk never stall the worker's other connections.
-//! - `OpenFileCacheValid DURATION` (default 1s): how long a cached entry is
-//!   trusted before the file is opened again; a changed file is seen at most
-//!   this late (nginx's `open_file_cache_valid`).
+//! - `OpenFileCache SIZE TTL | Off` (default `1000 1s`, as lighttpd's
+//!   stat cache): keep up to SIZE open files per worker (with their
+//!   metadata, validators, and the contents of files up to
+//!   `SmallFileSize`), and misses too, each trusted for TTL (`1s`,
+//!   `500ms`): a hot file or a flood of 404s costs no syscall per
+//!   request, and a changed file is seen at most TTL late (nginx's
+//!   `open_file_cache` + `open_file_cache_valid`). Whatever is not in the
+//!   cache is looked up on the event loop only if the kernel can answer
+//!   from its own caches (`openat2` `RESOLVE_CACHED`, `preadv2`
+//!   `RWF_NOWAIT`), else on the blocking pool: a disk is never waited for
+//!   on the event loop. `Off` caches nothing: changes are seen at once, at
+//!   the price of open/fstat (and a small file's read) per request, and a
+//!   thread hop when the kernel's caches are cold. See
+//!   `open_file_cache.rs`.
 //!
 //! ```text
 //! <Server>
@@ -33,22 +38,20 @@
 //! NUL, valid UTF-8); an encoded `/` (`%2F`) answers 404 as Apache does.
 //! A directory without its trailing slash answers 301 to the slash form.
 //! Whatever follows an existing file becomes PATH_INFO (`/cgi/app.pl/x/y`
-//! maps to `app.pl` with path info `/x/y`). Opening goes through
-//! `openat2(RESOLVE_BENEATH)` relative to the root, so escaping the root
-//! through a symlink is refused by the kernel in the same syscall that opens
-//! the file.
+//! maps to `app.pl` with path info `/x/y`; such lookups end in ENOTDIR,
+//! which the kernel's caches do not answer, so they take the blocking
+//! pool). Opening goes through `openat2(RESOLVE_BENEATH)` relative to the
+//! root, so escaping the root through a symlink is refused by the kernel in
+//! the same syscall that opens the file.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crate::config::{Args, Config, Directive, Scopes, ValueType};
 use crate::plugin::{
@@ -56,6 +59,9 @@ use crate::plugin::{
     PluginSpec,
 };
 use crate::plugins::file_http::KnownMissing;
+use crate::plugins::open_file_cache::{
+    self, How, Io, Policy, WouldBlock, READ_FLAGS, RESOLVE_BENEATH,
+};
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -76,19 +82,19 @@ fn directives() -> Vec<Directive> {
         Directive::new("FollowSymlinks", ValueType::OnOff)
             .default("off")
             .doc("Serve files reached through symlinks that lead outside DocumentRoot"),
-        Directive::new("OpenFileCache", ValueType::Integer)
-            .default("0")
-            .doc("Open files and misses (with metadata, small files' contents) kept per worker; 0 = off"),
-        Directive::new("OpenFileCacheValid", ValueType::Duration)
-            .default("1s")
-            .doc("How long a cached open file is trusted before it is opened again"),
+        Directive::new("OpenFileCache", ValueType::String)
+            .args(Args::Range(1, 2))
+            .default("1000 1s")
+            .doc("SIZE TTL: open files and misses kept per worker, trusted for TTL; or Off"),
     ]
 }
 
+/// `OpenFileCache` is checked when the server starts, so a typo stops it
+/// with file and line instead of surfacing on a request.
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    open_file_cache::check(init.config)?;
     Ok(Rc::new(UriToFile {
         roots: RefCell::new(HashMap::new()),
-        cache: RefCell::new(HashMap::new()),
         alias_prefix: alias_prefixes(init.config),
     }))
 }
@@ -128,26 +134,15 @@ struct UriToFile {
     /// An open descriptor per document root, to resolve paths beneath it
     /// (shared with the blocking pool while a cold lookup runs there).
     roots: RefCell<HashMap<PathBuf, Arc<OwnedFd>>>,
-    /// The open-file cache: (path asked for, resolved beneath the root?) to
-    /// what it resolved to.
-    cache: RefCell<HashMap<(PathBuf, bool), Cached>>,
     /// See [`alias_prefixes`].
     alias_prefix: HashMap<usize, String>,
-}
-
-struct Cached {
-    /// The file served: the path itself, or a directory's index file.
-    filename: PathBuf,
-    /// None: nothing exists there (a cached miss, as nginx's
-    /// `open_file_cache_errors`), so a flood of 404s costs no syscalls.
-    open: Option<Rc<OpenFile>>,
-    opened: Instant,
 }
 
 /// Everything a lookup needs, owned, so that it can run on the blocking
 /// pool.
 struct Lookup {
-    root_fd: Arc<OwnedFd>,
+    /// The root's descriptor, once opened (the first lookup opens it).
+    root_fd: Option<Arc<OwnedFd>>,
     root: PathBuf,
     rel_path: PathBuf,
     full: PathBuf,
@@ -155,6 +150,9 @@ struct Lookup {
     trailing_slash: bool,
     beneath: bool,
     index_names: Vec<String>,
+    /// Files up to this size are read as they are opened.
+    small: u64,
+    policy: Option<Policy>,
 }
 
 /// What a lookup found.
@@ -163,8 +161,7 @@ enum Found {
     /// PATH_INFO.
     File {
         filename: PathBuf,
-        file: File,
-        md: std::fs::Metadata,
+        open: OpenFile,
         path_info: String,
         cacheable: bool,
     },
@@ -183,6 +180,8 @@ enum Found {
     Escape(io::Error),
     Denied,
     Failed(io::Error),
+    /// The DocumentRoot itself cannot be opened.
+    NoRoot(io::Error),
 }
 
 impl Plugin for UriToFile {
@@ -191,23 +190,22 @@ impl Plugin for UriToFile {
     }
 
     fn uri_translation<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-        let lookup = match self.prepare(ctx) {
+        let mut lookup = match self.prepare(ctx) {
             Ok(lookup) => lookup,
             Err(outcome) => return outcome.into(),
         };
-        let cache_size = ctx.config().int("OpenFileCache").unwrap_or(0).max(0) as usize;
-        if cache_size == 0 {
-            // No cache: every lookup is cold, and a thread hop per request
-            // would cost more than the open itself on a warm page cache
-            // (nginx without aio threads does the same).
-            let found = resolve(&lookup);
-            return self.apply(ctx, lookup, found, 0).into();
+        // Not in the open-file cache (or no cache): look now if the
+        // kernel's caches can answer, else on the blocking pool, so
+        // open/stat/read on a cold disk (or NFS) never stall the worker's
+        // other connections.
+        if let Ok(found) = resolve(&mut lookup, Io::Cached) {
+            return self.apply(ctx, lookup, found).into();
         }
-        // With a cache, a miss goes to the blocking pool: open/stat on a
-        // cold disk (or NFS) never stalls the worker's other connections.
         hook(async move {
             let (lookup, found) = match tokio::task::spawn_blocking(move || {
-                let found = resolve(&lookup);
+                let mut lookup = lookup;
+                let found = resolve(&mut lookup, Io::Blocking)
+                    .unwrap_or_else(|_| Found::Failed(io::ErrorKind::WouldBlock.into()));
                 (lookup, found)
             })
             .await
@@ -215,14 +213,15 @@ impl Plugin for UriToFile {
                 Ok(done) => done,
                 Err(e) => return Outcome::Error(format!("file lookup failed: {e}")),
             };
-            self.apply(ctx, lookup, found, cache_size)
+            self.apply(ctx, lookup, found)
         })
     }
 }
 
 impl UriToFile {
-    /// The part that needs no filesystem access (or only the cache): the
-    /// root, the relative path, and a cache hit. `Err` is the outcome.
+    /// The part that needs no filesystem access (or only the cache): a
+    /// cache hit, or what the lookup on the blocking pool needs. `Err` is
+    /// the outcome.
     fn prepare(&self, ctx: &mut Context) -> Result<Lookup, Outcome> {
         let Some(setting) = ctx.config().settings("DocumentRoot").last().cloned() else {
             return Err(Outcome::Declined);
@@ -230,39 +229,40 @@ impl UriToFile {
         let Some(crate::config::Value::Path(root)) = setting.args.first() else {
             return Err(Outcome::Declined);
         };
-        let path = ctx.request.decoded_path().to_string();
+        let path = ctx.request.decoded_path();
         if path == "*" {
             return Err(Outcome::Declined);
         }
         if path.contains("%2F") {
             return Err(Outcome::Status(404));
         }
+        let trailing_slash = path.ends_with('/');
         let rel = match self.alias_prefix.get(&(ctx.config() as *const _ as usize)) {
-            Some(prefix) => path[prefix.len()..].trim_start_matches('/'),
-            None => path.as_str(),
+            Some(prefix) => &path[prefix.len()..],
+            None => path,
+        };
+        // The path is normalised (no `.`, `..` or `//`), so its segments
+        // joined are the path without its outer slashes.
+        let rel = rel.trim_matches('/');
+        let full = root.join(rel);
+        let beneath = !ctx.config().flag("FollowSymlinks");
+        let policy = open_file_cache::policy(ctx.config());
+        if let Some(policy) = policy {
+            if cached(ctx, &full, beneath, trailing_slash, policy) {
+                return Err(Outcome::Ok);
+            }
+        }
+        let path = ctx.request.decoded_path();
+        let rel = match self.alias_prefix.get(&(ctx.config() as *const _ as usize)) {
+            Some(prefix) => &path[prefix.len()..],
+            None => path,
         };
         let segments: Vec<String> = rel
             .split('/')
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
-        let root_fd = match self.root_fd(root) {
-            Ok(fd) => fd,
-            Err(e) => {
-                ctx.log(
-                    Level::Error,
-                    &format!("DocumentRoot {}: {e}", root.display()),
-                );
-                return Err(Outcome::Status(500));
-            }
-        };
-        let beneath = !ctx.config().flag("FollowSymlinks");
         let rel_path: PathBuf = segments.iter().collect();
-        let full = root.join(&rel_path);
-        let cache_size = ctx.config().int("OpenFileCache").unwrap_or(0).max(0) as usize;
-        if cache_size > 0 && self.cached(ctx, &full, beneath, path.ends_with('/')) {
-            return Err(Outcome::Ok);
-        }
         let index_names = ctx
             .config()
             .values("DirectoryIndex")
@@ -272,34 +272,48 @@ impl UriToFile {
             .map(str::to_string)
             .collect();
         Ok(Lookup {
-            root_fd,
+            root_fd: self.roots.borrow().get(root).cloned(),
             root: root.clone(),
             rel_path,
             full,
             segments,
-            trailing_slash: path.ends_with('/'),
+            trailing_slash,
             beneath,
             index_names,
+            small: open_file_cache::small_file_size(ctx.config()),
+            policy,
         })
     }
 
     /// Put what the lookup found into the context (and the cache).
-    fn apply(&self, ctx: &mut Context, lookup: Lookup, found: Found, cache_size: usize) -> Outcome {
+    fn apply(&self, ctx: &mut Context, lookup: Lookup, found: Found) -> Outcome {
+        if let Some(fd) = &lookup.root_fd {
+            let mut roots = self.roots.borrow_mut();
+            if !roots.contains_key(&lookup.root) {
+                roots.insert(lookup.root.clone(), fd.clone());
+            }
+        }
         match found {
             Found::File {
                 filename,
-                file,
-                md,
+                open,
                 path_info,
                 cacheable,
             } => {
-                ctx.filename = Some(filename);
-                ctx.metadata = Some(md.clone());
-                ctx.file = Some(Rc::new(OpenFile::new(file, md)));
+                let open = Rc::new(open);
+                ctx.metadata = Some(open.metadata.clone());
+                ctx.file = Some(open.clone());
                 ctx.path_info = path_info;
-                if cacheable {
-                    self.remember(ctx, lookup.full, lookup.beneath, cache_size);
+                if let (true, Some(policy)) = (cacheable, lookup.policy) {
+                    open_file_cache::put(
+                        how(lookup.beneath),
+                        lookup.full,
+                        filename.clone(),
+                        Some(open),
+                        policy,
+                    );
                 }
+                ctx.filename = Some(filename);
                 Outcome::Ok
             }
             Found::DirWithoutSlash => redirect_to_slash(ctx),
@@ -309,10 +323,13 @@ impl UriToFile {
                 Outcome::Ok
             }
             Found::Missing { filename } => {
+                if let Some(policy) = lookup.policy {
+                    let how = how(lookup.beneath);
+                    open_file_cache::put(how, lookup.full, filename.clone(), None, policy);
+                }
                 ctx.filename = Some(filename);
                 ctx.metadata = None;
                 ctx.set_state(KnownMissing);
-                self.remember(ctx, lookup.full, lookup.beneath, cache_size);
                 Outcome::Ok
             }
             Found::Escape(e) => {
@@ -330,129 +347,100 @@ impl UriToFile {
                 ctx.log(Level::Error, &format!("{}: {e}", lookup.full.display()));
                 Outcome::Status(500)
             }
-        }
-    }
-
-    /// Answer from the open-file cache if a fresh entry exists.
-    fn cached(&self, ctx: &mut Context, full: &Path, beneath: bool, trailing_slash: bool) -> bool {
-        let ttl = ctx
-            .config()
-            .duration("OpenFileCacheValid")
-            .unwrap_or(Duration::from_secs(1));
-        let key = (full.to_path_buf(), beneath);
-        let cache = self.cache.borrow();
-        let Some(entry) = cache.get(&key) else {
-            return false;
-        };
-        // A directory's entry names its index; without the slash the
-        // request must be redirected instead.
-        if entry.opened.elapsed() > ttl || (entry.filename != full && !trailing_slash) {
-            return false;
-        }
-        ctx.filename = Some(entry.filename.clone());
-        let Some(open) = &entry.open else {
-            // A cached miss.
-            ctx.metadata = None;
-            ctx.set_state(KnownMissing);
-            return true;
-        };
-        ctx.metadata = Some(open.metadata.clone());
-        ctx.file = Some(open.clone());
-        if entry.filename == full && trailing_slash {
-            ctx.path_info = "/".to_string();
-        }
-        true
-    }
-
-    /// Keep what `full` resolved to: a regular file, or nothing at all.
-    fn remember(&self, ctx: &Context, full: PathBuf, beneath: bool, cache_size: usize) {
-        let Some(filename) = &ctx.filename else {
-            return;
-        };
-        if cache_size == 0 || ctx.file.as_ref().is_some_and(|f| !f.metadata.is_file()) {
-            return;
-        }
-        let mut cache = self.cache.borrow_mut();
-        if cache.len() >= cache_size {
-            // A miss never empties the cache: a flood of random 404s must
-            // not keep evicting the hot files.
-            if ctx.file.is_none() {
-                return;
+            Found::NoRoot(e) => {
+                let root = lookup.root.display();
+                ctx.log(Level::Error, &format!("DocumentRoot {root}: {e}"));
+                Outcome::Status(500)
             }
-            // Bounded without bookkeeping per hit: start over when full.
-            cache.clear();
         }
-        cache.insert(
-            (full, beneath),
-            Cached {
-                filename: filename.clone(),
-                open: ctx.file.clone(),
-                opened: Instant::now(),
-            },
-        );
     }
+}
 
-    fn root_fd(&self, root: &Path) -> io::Result<Arc<OwnedFd>> {
-        if let Some(fd) = self.roots.borrow().get(root) {
-            return Ok(fd.clone());
-        }
-        let c = CString::new(root.as_os_str().as_bytes())
-            .map_err(|_| io::Error::other("NUL in path"))?;
-        // SAFETY: open(2) with a valid C string; the result is checked.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just opened and is owned by nobody else.
-        let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
-        self.roots
-            .borrow_mut()
-            .insert(root.to_path_buf(), fd.clone());
-        Ok(fd)
+fn how(beneath: bool) -> How {
+    if beneath {
+        How::Beneath
+    } else {
+        How::Follow
     }
+}
+
+/// Answer from the open-file cache if a fresh entry exists: no syscall.
+fn cached(
+    ctx: &mut Context,
+    full: &Path,
+    beneath: bool,
+    trailing_slash: bool,
+    policy: Policy,
+) -> bool {
+    let Some(entry) = open_file_cache::get(how(beneath), full, policy) else {
+        return false;
+    };
+    // A directory's entry names its index; without the slash the request
+    // must be redirected instead.
+    if entry.filename != full && !trailing_slash {
+        return false;
+    }
+    let Some(open) = entry.open else {
+        // A cached miss.
+        ctx.filename = Some(entry.filename);
+        ctx.metadata = None;
+        ctx.set_state(KnownMissing);
+        return true;
+    };
+    if entry.filename == full && trailing_slash {
+        ctx.path_info = "/".to_string();
+    }
+    ctx.filename = Some(entry.filename);
+    ctx.metadata = Some(open.metadata.clone());
+    ctx.file = Some(open);
+    true
 }
 
 /// The filesystem part of a lookup: open the path beneath the root, and
 /// for a directory its index; for a missing path, split off PATH_INFO.
 /// Touches nothing but the filesystem, so it can run on any thread.
-fn resolve(l: &Lookup) -> Found {
-    match open_beneath(&l.root_fd, &l.rel_path, l.beneath) {
+fn resolve(l: &mut Lookup, io: Io) -> Result<Found, WouldBlock> {
+    let root_fd = match &l.root_fd {
+        Some(fd) => fd.clone(),
+        None => match open_root(&l.root, io) {
+            Ok(fd) => l.root_fd.insert(Arc::new(fd)).clone(),
+            Err(e) if io.would_block(&e) => return Err(WouldBlock),
+            Err(e) => return Ok(Found::NoRoot(e)),
+        },
+    };
+    let l = &*l;
+    let found = match open_beneath(&root_fd, &l.rel_path, l.beneath, io) {
         Ok(file) => {
             let Ok(md) = file.metadata() else {
-                return Found::Denied;
+                return Ok(Found::Denied);
             };
             if !md.is_dir() {
                 // `/a.html/`: the slash is path info, as in `/a.html/x`.
                 let path_info = if l.trailing_slash { "/" } else { "" };
-                return Found::File {
+                return Ok(Found::File {
                     filename: l.full.clone(),
-                    file,
-                    md,
+                    open: open_file_cache::load(file, md, l.small, io)?,
                     path_info: path_info.to_string(),
                     cacheable: true,
-                };
+                });
             }
             if !l.trailing_slash {
-                return Found::DirWithoutSlash;
+                return Ok(Found::DirWithoutSlash);
             }
             for name in &l.index_names {
-                let Ok(index) = open_beneath(&l.root_fd, &l.rel_path.join(name), l.beneath) else {
-                    continue;
+                let index = match open_beneath(&root_fd, &l.rel_path.join(name), l.beneath, io) {
+                    Ok(index) => index,
+                    Err(e) if io.would_block(&e) => return Err(WouldBlock),
+                    Err(_) => continue,
                 };
                 if let Ok(index_md) = index.metadata() {
                     if index_md.is_file() {
-                        return Found::File {
+                        return Ok(Found::File {
                             filename: l.full.join(name),
-                            file: index,
-                            md: index_md,
+                            open: open_file_cache::load(index, index_md, l.small, io)?,
                             path_info: String::new(),
                             cacheable: true,
-                        };
+                        });
                     }
                 }
             }
@@ -461,11 +449,13 @@ fn resolve(l: &Lookup) -> Found {
                 md,
             }
         }
-        Err(e) if is_missing(&e) => split_path_info(l),
+        Err(e) if io.would_block(&e) => return Err(WouldBlock),
+        Err(e) if is_missing(&e) => split_path_info(l, &root_fd, io)?,
         Err(e) if is_escape(&e) => Found::Escape(e),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Found::Denied,
         Err(e) => Found::Failed(e),
-    }
+    };
+    Ok(found)
 }
 
 fn prefix_matches(prefix: &str, path: &str) -> bool {
@@ -507,12 +497,14 @@ fn redirect_to_slash(ctx: &mut Context) -> Outcome {
 /// The full path does not exist: find the longest existing prefix that is
 /// a file; the rest is PATH_INFO. Otherwise the path is missing, for the
 /// response plugin to 404.
-fn split_path_info(l: &Lookup) -> Found {
+fn split_path_info(l: &Lookup, root_fd: &OwnedFd, io: Io) -> Result<Found, WouldBlock> {
     let mut rel = PathBuf::new();
     for (i, segment) in l.segments.iter().enumerate() {
         rel.push(segment);
-        let Ok(file) = open_beneath(&l.root_fd, &rel, l.beneath) else {
-            break;
+        let file = match open_beneath(root_fd, &rel, l.beneath, io) {
+            Ok(file) => file,
+            Err(e) if io.would_block(&e) => return Err(WouldBlock),
+            Err(_) => break,
         };
         let Ok(md) = file.metadata() else { break };
         if md.is_file() {
@@ -524,21 +516,27 @@ fn split_path_info(l: &Lookup) -> Found {
             if l.trailing_slash {
                 info.push('/');
             }
-            return Found::File {
+            // Not a static file (a script with path info): nothing to read.
+            return Ok(Found::File {
                 filename: l.root.join(&rel),
-                file,
-                md,
+                open: OpenFile::new(file, md),
                 path_info: info,
                 cacheable: false,
-            };
+            });
         }
         if !md.is_dir() {
             break;
         }
     }
-    Found::Missing {
+    Ok(Found::Missing {
         filename: l.root.join(&l.rel_path),
-    }
+    })
+}
+
+/// The DocumentRoot as an `O_PATH` descriptor to resolve paths beneath.
+fn open_root(root: &Path, io: Io) -> io::Result<OwnedFd> {
+    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    open_file_cache::openat2(libc::AT_FDCWD, root, flags, 0, io).map(OwnedFd::from)
 }
 
 fn is_missing(e: &io::Error) -> bool {
@@ -552,46 +550,84 @@ fn is_escape(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EXDEV) | Some(libc::ELOOP))
 }
 
-/// `struct open_how` of openat2(2); libc's is non-exhaustive.
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
 /// Open `rel` (made of normal components only) beneath `root`. With
 /// `beneath`, the kernel refuses any resolution that leaves the root,
-/// symlinks included. O_NONBLOCK so that a FIFO in the tree cannot hang
-/// the worker.
-fn open_beneath(root: &OwnedFd, rel: &Path, beneath: bool) -> io::Result<File> {
+/// symlinks included.
+fn open_beneath(root: &OwnedFd, rel: &Path, beneath: bool, io: Io) -> io::Result<File> {
     let rel = if rel.as_os_str().is_empty() {
         Path::new(".")
     } else {
         rel
     };
-    let c =
-        CString::new(rel.as_os_str().as_bytes()).map_err(|_| io::Error::other("NUL in path"))?;
-    let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
-    let how = OpenHow {
-        flags: flags as u64,
-        mode: 0,
-        resolve: if beneath { 0x08 | 0x02 } else { 0x02 }, // RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
-    };
-    // SAFETY: openat2 with a valid dirfd, C string and open_how of the
-    // size we pass; the result is checked.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+    let resolve = if beneath { RESOLVE_BENEATH } else { 0 };
+    open_file_cache::openat2(root.as_raw_fd(), rel, READ_FLAGS, resolve, io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both ways of looking (on the event loop from the kernel's caches,
+    /// on the blocking pool from anywhere) find the same things; the
+    /// cached way may only decline.
+    #[test]
+    fn lookups_agree_in_both_io_modes() {
+        let root = std::env::temp_dir().join(format!("axkit-u2f-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("dir")).unwrap();
+        std::fs::write(root.join("small.txt"), "small").unwrap();
+        std::fs::write(root.join("dir/index.html"), "index").unwrap();
+        let lookup = |rel: &str, trailing_slash: bool| Lookup {
+            root_fd: None,
+            root: root.clone(),
+            rel_path: PathBuf::from(rel),
+            full: root.join(rel),
+            segments: rel
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            trailing_slash,
+            beneath: true,
+            index_names: vec!["index.html".to_string()],
+            small: 1024,
+            policy: None,
+        };
+        let describe = |found: Found| match found {
+            Found::File {
+                filename,
+                open,
+                path_info,
+                ..
+            } => format!(
+                "file {} {:?} {path_info}",
+                filename.display(),
+                open.contents().map(|b| b.to_vec())
+            ),
+            Found::DirWithoutSlash => "redirect".to_string(),
+            Found::Missing { filename } => format!("missing {}", filename.display()),
+            _ => "other".to_string(),
+        };
+        // Path info (`small.txt/extra` ends in ENOTDIR) may always need the
+        // pool; the rest is answered from warm caches.
+        for (rel, slash, warm) in [
+            ("small.txt", false, true),
+            ("dir", true, true),
+            ("dir", false, true),
+            ("nothing.txt", false, true),
+            ("small.txt/extra", false, false),
+        ] {
+            let pooled = describe(resolve(&mut lookup(rel, slash), Io::Blocking).unwrap());
+            if let Ok(found) = resolve(&mut lookup(rel, slash), Io::Cached) {
+                assert_eq!(describe(found), pooled, "{rel}");
+            }
+            if warm {
+                // Looked up just now: the kernel's caches answer.
+                let again = resolve(&mut lookup(rel, slash), Io::Cached);
+                assert_eq!(describe(again.expect("warm")), pooled, "{rel}");
+            }
+        }
+        let small = describe(resolve(&mut lookup("small.txt", false), Io::Blocking).unwrap());
+        assert!(small.contains("Some([115, 109, 97, 108, 108])"), "{small}");
+        std::fs::remove_dir_all(&root).unwrap();
     }
-    // SAFETY: a fresh descriptor that nothing else owns.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
 }
