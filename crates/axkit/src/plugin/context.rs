@@ -16,7 +16,7 @@ use axkit_http::{RequestHead, Version};
 use bytes::Bytes;
 
 use crate::config::{LocationConfig, ServerConfig};
-use crate::server::connection::ConnIo;
+use crate::server::conn_io::ConnIo;
 use crate::server::worker::{LocationRt, WorkerRt};
 
 use super::log::Level;

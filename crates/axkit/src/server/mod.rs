@@ -3,13 +3,15 @@
 //! machine. [`Server`] is the entry point a binary uses: the stock `axkit`
 //! command and any custom binary with extra Rust plugins alike.
 
+pub(crate) mod conn_io;
 pub(crate) mod connection;
 mod idle;
 pub(crate) mod master;
+mod response;
 mod uri;
 pub(crate) mod worker;
 
-pub use connection::BodyError;
+pub use conn_io::BodyError;
 pub use uri::normalize_path;
 
 use std::io::Write;
