@@ -376,6 +376,65 @@ fn request_api() {
     assert_eq!(srv.get("/other").status, 404);
 }
 
+/// The methods of `r` written as plain Lua C functions (`fast.rs`): the
+/// config cache per Location, argument conversion, and an `r` kept past
+/// its hook.
+#[test]
+fn hot_request_methods_check_requests_arguments_and_locations() {
+    let script = r#"
+directive { name = "Greeting", type = "string", default = "Hello" }
+directive { name = "Names", type = "list" }
+local kept
+function hook_response(r)
+  local p = r:path()
+  if p == "/keep" then kept = r r:write("kept") return OK end
+  if p == "/stale" then kept:set_header("X-Stale", "1") return OK end
+  if p == "/write" then
+    local t = setmetatable({}, { __tostring = function() return "T" end })
+    r:write(1, " ", 1.5, " ", true, " ", nil, " ", t)
+    return OK
+  end
+  if p == "/badheader" then r:set_header("X-Bad", {}) return OK end
+  local names = r:config("Names")
+  names[#names + 1] = "z" -- a table from r:config is this call's own
+  r:write(r:config("Greeting"), " ", table.concat(r:config("Names"), ","), " ", r:status())
+  return OK
+end
+"#;
+    let mut srv = start(
+        &conf(
+            "",
+            "    Plugin hot
+    Names a b
+    <Location /a>
+        Greeting A
+    </Location>
+                 <Location /b>
+        Greeting B
+        Names c
+    </Location>",
+        ),
+        &[("hot", script)],
+    );
+    for _ in 0..2 {
+        assert_eq!(srv.get("/x").text(), "Hello a,b 200");
+        assert_eq!(srv.get("/a/x").text(), "A a,b 200");
+        assert_eq!(srv.get("/b/x").text(), "B c 200");
+    }
+    assert_eq!(srv.get("/write").text(), "1 1.5 true nil T");
+    assert_eq!(srv.get("/keep").text(), "kept");
+    let r = srv.get("/stale");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.header("X-Stale"), None);
+    srv.wait_stderr("used outside its hook", Duration::from_secs(10));
+    assert_eq!(srv.get("/badheader").status, 500);
+    srv.wait_stderr(
+        "r:set_header: bad argument #2 (value)",
+        Duration::from_secs(10),
+    );
+    assert_eq!(srv.get("/x").text(), "Hello a,b 200");
+}
+
 #[test]
 fn forms_urlencoded_and_multipart_uploads() {
     let srv = start(&conf("", "    Plugin api"), &[("api", API)]);

@@ -2,6 +2,7 @@
 //! `multipart/form-data`, AxKit2's `parse_post_data`) and cookies. Uploaded
 //! files go to temporary files that are removed when the request ends.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mlua::{Lua, Table};
@@ -29,12 +30,22 @@ pub(crate) fn pairs(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The first value of `name` in a query string.
-pub(crate) fn lookup(query: &str, name: &str) -> Option<String> {
-    pairs(query)
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
+/// The first value of `name` in a query string, decoded as [`pairs`]
+/// does. Nothing is allocated for the usual plain `name=value` pairs.
+pub(crate) fn lookup<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
+    query.split('&').filter(|p| !p.is_empty()).find_map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        (decode_cow(k) == name).then(|| decode_cow(v))
+    })
+}
+
+/// [`decode`], borrowing `s` when there is nothing to decode.
+fn decode_cow(s: &str) -> Cow<'_, str> {
+    if s.contains(['%', '+']) {
+        Cow::Owned(decode(s))
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 /// The value of cookie `name` in a Cookie header.
@@ -216,6 +227,8 @@ mod tests {
             Some("Ada L".into())
         );
         assert_eq!(lookup("x=1", "name"), None);
+        assert_eq!(lookup("c&name=Ada&x", "name"), Some("Ada".into()));
+        assert_eq!(lookup("c&name=Ada&x", "c"), Some("".into()));
     }
 
     #[test]

@@ -143,7 +143,7 @@ impl Host {
         // the generational collector deals with it in small steps.
         lua.load("collectgarbage('generational')").exec()?;
         let base = crate::api::install(&lua, clock.clone())?;
-        crate::request::install_write(&lua)?;
+        crate::fast::install(&lua)?;
         Ok(Host {
             lua,
             clock,

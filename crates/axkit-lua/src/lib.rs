@@ -17,6 +17,7 @@
 
 mod api;
 mod directives;
+mod fast;
 mod form;
 mod host;
 mod io;

@@ -21,13 +21,12 @@ use axkit::{Context, Level};
 use bytes::{Bytes, BytesMut};
 use mlua::{UserData, UserDataMethods};
 
-use crate::directives;
 use crate::form;
 
 /// Output buffered by `r:write` is sent once it reaches this size (or on
 /// `r:flush()`): small responses go out in one piece with a Content-Length,
 /// large ones stream with backpressure.
-const FLUSH_AT: usize = 64 * 1024;
+pub(crate) const FLUSH_AT: usize = 64 * 1024;
 
 /// Something only the hook runner can do, because it needs the context
 /// across an await.
@@ -47,6 +46,8 @@ pub(crate) enum OpResult {
 #[derive(Default)]
 pub(crate) struct Slot {
     ctx: Cell<Option<std::ptr::NonNull<Context>>>,
+    /// The address of this request's `r` (see [`with_polled`]).
+    pub object: Cell<usize>,
     op: RefCell<Option<Op>>,
     result: RefCell<Option<OpResult>>,
     /// `r:write` output not yet sent.
@@ -54,17 +55,42 @@ pub(crate) struct Slot {
     /// The hook must end with this status (a body read failed: 400/408/413).
     pub abort: Cell<Option<u16>>,
     /// The parsed form, once read (`r:form()`), and the body it came from.
-    form: RefCell<Option<mlua::Table>>,
+    pub form: RefCell<Option<mlua::Table>>,
     body: RefCell<Option<Bytes>>,
     /// Temporary files holding uploads, removed with the request.
     pub uploads: RefCell<Vec<PathBuf>>,
+}
+
+thread_local! {
+    /// The slot of the request whose hook is being polled right now, for
+    /// the methods of `r` written as plain Lua C functions (`fast.rs`).
+    static POLLED: Cell<*const Slot> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Run `f` with the slot and context of the request whose hook is running,
+/// if `object` (the first argument of an `r:` method) is that request's
+/// `r`; `None` for an `r` used outside its hook or anything else.
+pub(crate) fn with_polled<R>(object: usize, f: impl FnOnce(&Slot, &mut Context) -> R) -> Option<R> {
+    let slot = POLLED.with(Cell::get);
+    // SAFETY: POLLED is set only while `Slot::enter`'s guard lives, and
+    // the guard borrows the slot.
+    let slot = unsafe { slot.as_ref() }?;
+    if object == 0 || slot.object.get() != object {
+        return None;
+    }
+    slot.with_ctx(|c| f(slot, c)).ok()
 }
 
 impl Slot {
     /// Let `r` reach `ctx` until the guard drops (one poll of the hook).
     pub fn enter(&self, ctx: &mut Context) -> Entered<'_> {
         let prev = self.ctx.replace(Some(std::ptr::NonNull::from(ctx)));
-        Entered { slot: self, prev }
+        let prev_polled = POLLED.with(|p| p.replace(self));
+        Entered {
+            slot: self,
+            prev,
+            prev_polled,
+        }
     }
 
     pub fn take_op(&self) -> Option<Op> {
@@ -75,7 +101,7 @@ impl Slot {
         *self.result.borrow_mut() = Some(result);
     }
 
-    fn with_ctx<R>(&self, f: impl FnOnce(&mut Context) -> R) -> mlua::Result<R> {
+    pub fn with_ctx<R>(&self, f: impl FnOnce(&mut Context) -> R) -> mlua::Result<R> {
         match self.ctx.get() {
             // SAFETY: the pointer is set only while the hook runner polls
             // this request's coroutine, holding the `&mut Context` it came
@@ -144,11 +170,13 @@ impl Slot {
 pub(crate) struct Entered<'a> {
     slot: &'a Slot,
     prev: Option<std::ptr::NonNull<Context>>,
+    prev_polled: *const Slot,
 }
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
         self.slot.ctx.set(self.prev);
+        POLLED.with(|p| p.set(self.prev_polled));
     }
 }
 
@@ -181,20 +209,6 @@ impl Drop for RequestState {
     }
 }
 
-/// `r:write(...)`: append, and flush with backpressure once enough output
-/// is buffered.
-const WRITE: &str = "local r = ...; if r:append(select(2, ...)) then return r:flush() end";
-
-/// Add `write` (written in Lua) to the methods of `r`: mlua only makes
-/// Rust methods, and an async Rust method would cost every small write a
-/// suspension.
-pub(crate) fn install_write(lua: &mlua::Lua) -> mlua::Result<()> {
-    let probe = lua.create_userdata(Request(Rc::default()))?;
-    let methods: mlua::Table = probe.metatable()?.get("__index")?;
-    let write = lua.load(WRITE).set_name("=r:write").into_function()?;
-    methods.raw_set("write", write)
-}
-
 /// The userdata behind `r`.
 pub(crate) struct Request(pub Rc<Slot>);
 
@@ -217,40 +231,11 @@ fn append(out: &mut BytesMut, args: &mlua::MultiValue, sep: &str) -> mlua::Resul
     Ok(())
 }
 
-fn str_arg(v: &mlua::Value) -> mlua::Result<String> {
-    match v {
-        mlua::Value::String(s) => Ok(s.to_str()?.to_string()),
-        mlua::Value::Integer(_) | mlua::Value::Number(_) => v.to_string(),
-        other => Err(mlua::Error::runtime(format!(
-            "expected a string, got {}",
-            other.type_name()
-        ))),
-    }
-}
-
 impl UserData for Request {
+    /// The methods every handler calls (`r:param`, `r:write`…) are in
+    /// `fast.rs`, added to these by `fast::install`.
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         // The request.
-        m.add_method("method", |_, r, ()| {
-            r.0.with_ctx(|c| c.request.method().to_string())
-        });
-        m.add_method("uri", |_, r, ()| {
-            r.0.with_ctx(|c| c.request.uri().to_string())
-        });
-        m.add_method("path", |_, r, ()| {
-            r.0.with_ctx(|c| c.request.decoded_path().to_string())
-        });
-        m.add_method("query", |_, r, ()| {
-            r.0.with_ctx(|c| c.request.query().map(str::to_string))
-        });
-        // Values go into Lua strings straight from the request, without a
-        // Rust copy: these are the calls every handler makes. (Names come
-        // in as `String`: converting is cheaper than holding a reference to
-        // a Lua string.)
-        m.add_method("header", |lua, r, name: String| {
-            r.0.with_ctx(|c| c.request.header(&name).map(|v| lua.create_string(v)))?
-                .transpose()
-        });
         m.add_method("headers", |lua, r, ()| {
             let t = lua.create_table()?;
             r.0.with_ctx(|c| {
@@ -276,17 +261,6 @@ impl UserData for Request {
         m.add_method("location", |_, r, ()| {
             r.0.with_ctx(|c| c.location_prefix().to_string())
         });
-        m.add_method("param", |lua, r, name: String| {
-            let found =
-                r.0.with_ctx(|c| c.request.query().and_then(|q| form::lookup(q, &name)))?;
-            if let Some(v) = found {
-                return Ok(Some(lua.create_string(v)?));
-            }
-            match r.0.form.borrow().as_ref() {
-                Some(f) => f.get::<Option<mlua::LuaString>>(name),
-                None => Ok(None),
-            }
-        });
         m.add_method("params", |lua, r, ()| {
             let query = r.0.with_ctx(|c| c.request.query().map(str::to_string))?;
             let t = lua.create_table()?;
@@ -303,9 +277,6 @@ impl UserData for Request {
                     .header("Cookie")
                     .and_then(|h| form::cookie(h, &name))
             })
-        });
-        m.add_method("config", |lua, r, name: String| {
-            r.0.with_ctx(|c| directives::config_value(lua, c.config(), &name))?
         });
         m.add_method("note", |_, r, (name, value): (String, Option<String>)| {
             r.0.with_ctx(|c| match value {
@@ -380,28 +351,6 @@ impl UserData for Request {
         });
 
         // The response.
-        m.add_method("status", |_, r, status: Option<u16>| {
-            r.0.with_ctx(|c| {
-                if let Some(s) = status {
-                    c.response.status = s;
-                }
-                c.response.status
-            })
-        });
-        m.add_method(
-            "set_header",
-            |_, r, (name, value): (String, mlua::Value)| {
-                let value = str_arg(&value)?;
-                r.0.with_ctx(|c| c.response.headers.set(name, value))
-            },
-        );
-        m.add_method(
-            "add_header",
-            |_, r, (name, value): (String, mlua::Value)| {
-                let value = str_arg(&value)?;
-                r.0.with_ctx(|c| c.response.headers.add(name, value))
-            },
-        );
         m.add_method("remove_header", |_, r, name: String| {
             r.0.with_ctx(|c| c.response.headers.remove(&name))
         });
@@ -415,14 +364,6 @@ impl UserData for Request {
                 r.0.with_ctx(|c| c.response.headers.add("Set-Cookie", cookie))
             },
         );
-        // `r:write(...)` is the Lua function WRITE (installed by
-        // `install_write`): a synchronous append, and a flush only when
-        // the buffer is full, so small writes never pay for a suspension.
-        m.add_method("append", |_, r, args: mlua::MultiValue| {
-            let mut out = r.0.out.borrow_mut();
-            append(&mut out, &args, "")?;
-            Ok(out.len() >= FLUSH_AT)
-        });
         m.add_async_method("flush", |_, r, ()| async move { r.0.flush().await });
         m.add_async_method(
             "send_file",

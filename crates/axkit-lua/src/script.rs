@@ -141,6 +141,7 @@ impl ScriptPlugin {
         }
         let slot = Rc::new(Slot::default());
         let object = self.host.lua.create_userdata(Request(slot.clone()))?;
+        slot.object.set(object.to_pointer() as usize);
         let limit = ctx
             .config()
             .duration("LuaTimeLimit")
