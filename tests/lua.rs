@@ -676,6 +676,14 @@ function hook_response(r)
     return OK
   elseif p == "/spin" then
     while true do end
+  elseif p == "/sleep-spin" then
+    sleep(0.01)
+    while true do end
+  elseif p == "/yield" then
+    -- A bare yield in a hook only gives way to other requests.
+    coroutine.yield(1)
+    r:write("after yield")
+    return OK
   elseif p == "/spin-pcall" then
     while true do pcall(function() while true do end end) end
   elseif p == "/spin-co" then
@@ -756,7 +764,14 @@ fn cpu_loops_are_stopped_by_lua_time_limit() {
         &[("slow", SLOW)],
     );
     let sleeper = begin(&srv, "/sleep?s=2");
-    for path in ["/spin", "/spin-pcall", "/spin-co", "/spin-sort"] {
+    assert_eq!(srv.get("/yield").text(), "after yield");
+    for path in [
+        "/spin",
+        "/sleep-spin",
+        "/spin-pcall",
+        "/spin-co",
+        "/spin-sort",
+    ] {
         let r = srv.get(path);
         assert_eq!(r.status, 500, "{path}");
         assert_eq!(srv.get("/fast").text(), "fast");

@@ -18,16 +18,17 @@
 //! message after all Rust values are dropped and only then raises it.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use axkit::Context;
 use mlua::ffi::{self, lua_State};
-use mlua::{AnyUserData, Function, Lua, LuaString, Table, Value};
+use mlua::{Function, Lua, LuaString, Table, Value};
 
 use crate::directives;
 use crate::form;
-use crate::request::{with_polled, Request, Slot, FLUSH_AT};
+use crate::request::{polled_slot, with_polled, Slot, FLUSH_AT, OUTSIDE};
 
 /// What a method's body decided.
 enum Done {
@@ -74,10 +75,8 @@ impl Call {
     /// With the request, if argument 1 is the `r` of the running hook.
     fn request<R>(&self, f: impl FnOnce(&Slot, &mut Context) -> R) -> Result<R, Cow<'static, str>> {
         // SAFETY: reading the address of a value on this call's stack.
-        let object = unsafe { ffi::lua_touserdata(self.0, 1) } as usize;
-        with_polled(object, f).ok_or(Cow::Borrowed(
-            "the request object was used outside its hook",
-        ))
+        let object = unsafe { ffi::lua_topointer(self.0, 1) } as usize;
+        with_polled(object, f).ok_or(Cow::Borrowed(OUTSIDE))
     }
 
     fn push(&self, s: Option<&[u8]>) -> Done {
@@ -205,12 +204,21 @@ methods! {
     };
 }
 
-/// `r:append(...)`, the body of `r:write`: the arguments converted to
-/// strings as `print` does, then appended to the output; true when the
-/// buffer should be flushed. The conversion may run a `__tostring`
+/// `r:write(...)`: the arguments converted to strings as `print` does and
+/// appended to the output; once the buffer is full, `r:flush()` (upvalue
+/// 1, an mlua async function) is called to send it, with a continuation
+/// so that it may suspend the hook. The conversion may run a `__tostring`
 /// metamethod (which may raise an error), so it is done before any Rust
 /// state exists.
-unsafe extern "C-unwind" fn append(l: *mut lua_State) -> c_int {
+unsafe extern "C-unwind" fn write(l: *mut lua_State) -> c_int {
+    /// What runs when the flush returns, also after suspending.
+    unsafe extern "C-unwind" fn flushed(
+        _: *mut lua_State,
+        _: c_int,
+        _: ffi::lua_KContext,
+    ) -> c_int {
+        0
+    }
     // SAFETY: Lua calls this as a C function; `luaL_tolstring` pushes one
     // value, which `lua_replace` pops.
     unsafe {
@@ -221,17 +229,27 @@ unsafe extern "C-unwind" fn append(l: *mut lua_State) -> c_int {
                 ffi::lua_replace(l, i);
             }
         }
+        let full = Cell::new(false);
         run(l, "write", |c| {
-            let full = c.request(|slot, _| {
+            let parts = (2..=top).map(|i| c.opt_str(i).unwrap_or_default());
+            let len = parts.clone().map(<[u8]>::len).sum();
+            c.request(|slot, _| {
                 let mut out = slot.out.borrow_mut();
-                for i in 2..=top {
-                    out.extend_from_slice(c.opt_str(i).unwrap_or_default());
-                }
-                out.len() >= FLUSH_AT
+                // One allocation for the usual single write.
+                out.reserve(len);
+                parts.for_each(|p| out.extend_from_slice(p));
+                full.set(out.len() >= FLUSH_AT);
             })?;
-            ffi::lua_pushboolean(l, full.into());
-            Ok(Done::Results(1))
-        })
+            Ok(Done::Results(0))
+        });
+        if !full.get() {
+            return 0;
+        }
+        ffi::lua_settop(l, 1);
+        ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+        ffi::lua_insert(l, 1);
+        ffi::lua_callk(l, 1, 0, 0, Some(flushed));
+        flushed(l, ffi::LUA_OK, 0)
     }
 }
 
@@ -264,13 +282,10 @@ fn config_key(ctx: &Context) -> *const c_void {
     std::ptr::from_ref(ctx.config()).cast()
 }
 
-/// Add the methods of this module to those of `r`, `r:write` (written in
-/// Lua: a flush must suspend, which only mlua's async methods can do)
-/// among them.
-pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
-    let probe = lua.create_userdata(Request(Default::default()))?;
-    let methods: Table = probe.metatable()?.get("__index")?;
-    let plain: [(&str, ffi::lua_CFunction); 9] = [
+/// Add the methods of this module to those of `r` (after `r:flush`, which
+/// `r:write` calls).
+pub(crate) fn install(lua: &Lua, methods: &Table) -> mlua::Result<()> {
+    let plain: [(&str, ffi::lua_CFunction); 8] = [
         ("method", method),
         ("uri", uri),
         ("path", path),
@@ -279,15 +294,14 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
         ("status", status),
         ("set_header", set_header),
         ("add_header", add_header),
-        ("append", append),
     ];
     for (name, f) in plain {
         // SAFETY: these functions follow the Lua C API contract.
         methods.raw_set(name, unsafe { lua.create_c_function(f) }?)?;
     }
-    let form_param = lua.create_function(|_, (r, name): (AnyUserData, String)| {
-        let r = r.borrow::<Request>()?;
-        let form = r.0.form.borrow();
+    let form_param = lua.create_function(|_, (r, name): (Value, String)| {
+        let slot = polled_slot(&r)?;
+        let form = slot.form.borrow();
         match form.as_ref() {
             Some(f) => f.get::<Option<LuaString>>(name),
             None => Ok(None),
@@ -297,14 +311,14 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     let cache = lua.create_table()?;
     let config_slow = {
         let cache = cache.clone();
-        lua.create_function(move |lua, (r, name): (AnyUserData, String)| {
-            let r = r.borrow::<Request>()?;
-            let (value, key) = r.0.with_ctx(|c| {
+        lua.create_function(move |lua, (r, name): (Value, String)| {
+            let (value, key) = with_polled(r.to_pointer() as usize, |_, c| {
                 (
                     directives::config_value(lua, c.config(), &name),
                     config_key(c),
                 )
-            })?;
+            })
+            .ok_or_else(|| mlua::Error::runtime(OUTSIDE))?;
             let value = value?;
             if !matches!(value, Value::Table(_) | Value::Nil) {
                 let key = Value::LightUserData(mlua::LightUserData(key.cast_mut()));
@@ -325,10 +339,8 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
         "config",
         closure(lua, config, config_slow, Value::Table(cache))?,
     )?;
-    let write = lua
-        .load("local append = ...; return function(r, ...) if append(r, ...) then return r:flush() end end")
-        .set_name("=r:write")
-        .call::<Function>(methods.raw_get::<Function>("append")?)?;
+    let flush = methods.raw_get::<Function>("flush")?;
+    let write = closure(lua, write, flush, Value::Nil)?;
     methods.raw_set("write", write)
 }
 

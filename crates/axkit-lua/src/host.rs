@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axkit::config::Directive;
 use axkit::{Hook, Hooks};
-use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, VmState};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Thread, VmState};
 
 use crate::directives;
 
@@ -23,11 +23,22 @@ use crate::directives;
 /// stop a loop within microseconds of its limit.
 const CHECK_EVERY: u32 = 10_000;
 
+/// Finished hook coroutines kept for the next hook calls (by the host for
+/// request hooks, by mlua for `call_async`). Without a pool every hook call
+/// makes a new Lua thread (object, stack, call info) and the collector
+/// frees it again. Only threads whose function returned are pooled, and
+/// they are reset (stack emptied) before reuse, so nothing of one request
+/// is left for the next.
+const THREAD_POOL: usize = 64;
+
 /// The limit while a script's top level runs at load time.
 const LOAD_LIMIT: Duration = Duration::from_secs(5);
 
 /// The CPU slice of the Lua code running now: since when, for how long it
-/// may run before it is stopped, and where it was stopped.
+/// may run before it is stopped, and where it was stopped. The clock is
+/// read at the slice's first check rather than when it starts, which
+/// spares a clock read per resumption (most hooks end before their first
+/// check), so a slice may run up to CHECK_EVERY instructions past its limit.
 #[derive(Default)]
 pub(crate) struct Clock {
     armed: Cell<bool>,
@@ -52,7 +63,7 @@ impl Clock {
         Slice {
             clock: self,
             armed: self.armed.replace(true),
-            start: self.start.replace(Some(Instant::now())),
+            start: self.start.replace(None),
             limit: self.limit.replace(limit),
             killed: self.killed.take(),
         }
@@ -96,8 +107,12 @@ impl Script {
 /// One Lua state and the scripts loaded into it.
 pub(crate) struct Host {
     pub lua: Lua,
+    /// The metatable of every request object `r`.
+    pub request_meta: Table,
     pub clock: Rc<Clock>,
     base: Table,
+    /// See [`THREAD_POOL`].
+    threads: RefCell<Vec<Thread>>,
     /// Scripts loaded by path, so that a worker's `create` reuses what its
     /// config load just executed.
     scripts: RefCell<Vec<Rc<Script>>>,
@@ -107,7 +122,7 @@ impl Host {
     pub fn new() -> mlua::Result<Host> {
         let lua = Lua::new_with(
             StdLib::COROUTINE | StdLib::TABLE | StdLib::STRING | StdLib::UTF8 | StdLib::MATH,
-            LuaOptions::new(),
+            LuaOptions::new().thread_pool_size(THREAD_POOL),
         )?;
         let clock = Rc::new(Clock::default());
         let hook_clock = clock.clone();
@@ -119,6 +134,7 @@ impl Host {
                 }
                 if hook_clock.killed.borrow().is_none() {
                     let Some(start) = hook_clock.start.get() else {
+                        hook_clock.start.set(Some(Instant::now()));
                         return Ok(VmState::Continue);
                     };
                     if start.elapsed() < hook_clock.limit.get() {
@@ -143,13 +159,35 @@ impl Host {
         // the generational collector deals with it in small steps.
         lua.load("collectgarbage('generational')").exec()?;
         let base = crate::api::install(&lua, clock.clone())?;
-        crate::fast::install(&lua)?;
+        let request_meta = crate::request::install(&lua)?;
         Ok(Host {
             lua,
+            request_meta,
+            threads: RefCell::new(Vec::new()),
             clock,
             base,
             scripts: RefCell::new(Vec::new()),
         })
+    }
+
+    /// A coroutine that will run `func`: a pooled one, or a new one.
+    pub fn thread(&self, func: &Function) -> mlua::Result<Thread> {
+        let pooled = self.threads.borrow_mut().pop();
+        match pooled {
+            Some(thread) => {
+                thread.reset(func.clone())?;
+                Ok(thread)
+            }
+            None => self.lua.create_thread(func.clone()),
+        }
+    }
+
+    /// Keep a coroutine whose function returned, for [`Host::thread`].
+    pub fn recycle(&self, thread: Thread) {
+        let mut pool = self.threads.borrow_mut();
+        if pool.len() < THREAD_POOL {
+            pool.push(thread);
+        }
     }
 
     /// Compile and run `path` in a fresh environment, collecting the

@@ -19,7 +19,7 @@ use axkit::plugin::Body;
 use axkit::server::BodyError;
 use axkit::{Context, Level};
 use bytes::{Bytes, BytesMut};
-use mlua::{UserData, UserDataMethods};
+use mlua::{FromLuaMulti, IntoLuaMulti, Lua, Table, Value};
 
 use crate::form;
 
@@ -48,6 +48,8 @@ pub(crate) struct Slot {
     ctx: Cell<Option<std::ptr::NonNull<Context>>>,
     /// The address of this request's `r` (see [`with_polled`]).
     pub object: Cell<usize>,
+    /// This slot's own `Rc`, for methods that suspend.
+    me: std::rc::Weak<Slot>,
     op: RefCell<Option<Op>>,
     result: RefCell<Option<OpResult>>,
     /// `r:write` output not yet sent.
@@ -82,6 +84,18 @@ pub(crate) fn with_polled<R>(object: usize, f: impl FnOnce(&Slot, &mut Context) 
 }
 
 impl Slot {
+    pub fn new() -> Rc<Slot> {
+        Rc::new_cyclic(|me| Slot {
+            me: me.clone(),
+            ..Slot::default()
+        })
+    }
+
+    /// The `Rc` this slot lives in.
+    fn rc(&self) -> Option<Rc<Slot>> {
+        self.me.upgrade()
+    }
+
     /// Let `r` reach `ctx` until the guard drops (one poll of the hook).
     pub fn enter(&self, ctx: &mut Context) -> Entered<'_> {
         let prev = self.ctx.replace(Some(std::ptr::NonNull::from(ctx)));
@@ -192,7 +206,7 @@ pub(crate) async fn run_op(ctx: &mut Context, op: Op) -> OpResult {
 /// its uploads when the request ends.
 pub(crate) struct RequestState {
     pub slot: Rc<Slot>,
-    pub object: mlua::AnyUserData,
+    pub object: Table,
     /// `LuaTimeLimit` of the request's Location.
     pub limit: std::time::Duration,
     /// The request-target this state belongs to: after an internal
@@ -208,9 +222,6 @@ impl Drop for RequestState {
         }
     }
 }
-
-/// The userdata behind `r`.
-pub(crate) struct Request(pub Rc<Slot>);
 
 fn level(name: &str) -> mlua::Result<Level> {
     Level::parse(name).ok_or_else(|| mlua::Error::runtime(format!("unknown log level `{name}`")))
@@ -231,190 +242,263 @@ fn append(out: &mut BytesMut, args: &mlua::MultiValue, sep: &str) -> mlua::Resul
     Ok(())
 }
 
-impl UserData for Request {
-    /// The methods every handler calls (`r:param`, `r:write`…) are in
-    /// `fast.rs`, added to these by `fast::install`.
-    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        // The request.
-        m.add_method("headers", |lua, r, ()| {
-            let t = lua.create_table()?;
-            r.0.with_ctx(|c| {
-                for (name, value) in c.request.headers() {
-                    let name = name.to_ascii_lowercase();
-                    let value = String::from_utf8_lossy(value);
-                    let joined = match t.raw_get::<Option<String>>(name.as_str())? {
-                        Some(prev) => format!("{prev}, {value}"),
-                        None => value.into_owned(),
-                    };
-                    t.raw_set(name, joined)?;
-                }
-                Ok::<_, mlua::Error>(())
-            })??;
-            Ok(t)
-        });
-        m.add_method("peer", |_, r, ()| {
-            r.0.with_ctx(|c| (c.conn.peer.ip().to_string(), c.conn.peer.port()))
-        });
-        m.add_method("host", |_, r, ()| {
-            r.0.with_ctx(|c| c.request.host().map(str::to_string))
-        });
-        m.add_method("location", |_, r, ()| {
-            r.0.with_ctx(|c| c.location_prefix().to_string())
-        });
-        m.add_method("params", |lua, r, ()| {
-            let query = r.0.with_ctx(|c| c.request.query().map(str::to_string))?;
-            let t = lua.create_table()?;
-            for (k, v) in form::pairs(query.as_deref().unwrap_or("")) {
-                if !t.contains_key(k.as_str())? {
-                    t.set(lua.create_string(k)?, lua.create_string(v)?)?;
-                }
+/// Make the metatable of `r` with its methods: the ones below, and those
+/// every handler calls (`r:param`, `r:write`…), in `fast.rs`.
+///
+/// `r` is a plain table with this (protected) metatable: unlike an mlua
+/// userdata it needs no finalizer, which made `r` cost about 2,000
+/// instructions per request to create and collect. Methods recognise
+/// their `r` by its address (see [`with_polled`]).
+pub(crate) fn install(lua: &Lua) -> mlua::Result<Table> {
+    let m = Methods {
+        lua,
+        table: lua.create_table()?,
+    };
+
+    // The request.
+    m.sync("headers", |lua, _, c, ()| {
+        let t = lua.create_table()?;
+        for (name, value) in c.request.headers() {
+            let name = name.to_ascii_lowercase();
+            let value = String::from_utf8_lossy(value);
+            let joined = match t.raw_get::<Option<String>>(name.as_str())? {
+                Some(prev) => format!("{prev}, {value}"),
+                None => value.into_owned(),
+            };
+            t.raw_set(name, joined)?;
+        }
+        Ok(t)
+    })?;
+    m.sync("peer", |_, _, c, ()| {
+        Ok((c.conn.peer.ip().to_string(), c.conn.peer.port()))
+    })?;
+    m.sync("host", |_, _, c, ()| {
+        Ok(c.request.host().map(str::to_string))
+    })?;
+    m.sync("location", |_, _, c, ()| {
+        Ok(c.location_prefix().to_string())
+    })?;
+    m.sync("params", |lua, _, c, ()| {
+        let t = lua.create_table()?;
+        for (k, v) in form::pairs(c.request.query().unwrap_or("")) {
+            if !t.contains_key(k.as_str())? {
+                t.set(lua.create_string(k)?, lua.create_string(v)?)?;
             }
-            Ok(t)
-        });
-        m.add_method("cookie", |_, r, name: String| {
-            r.0.with_ctx(|c| {
-                c.request
-                    .header("Cookie")
-                    .and_then(|h| form::cookie(h, &name))
-            })
-        });
-        m.add_method("note", |_, r, (name, value): (String, Option<String>)| {
-            r.0.with_ctx(|c| match value {
+        }
+        Ok(t)
+    })?;
+    m.sync("cookie", |_, _, c, name: String| {
+        Ok(c.request
+            .header("Cookie")
+            .and_then(|h| form::cookie(h, &name)))
+    })?;
+    m.sync(
+        "note",
+        |_, _, c, (name, value): (String, Option<String>)| {
+            Ok(match value {
                 Some(v) => c.notes.insert(name, v),
                 None => c.notes.get(&name).cloned(),
             })
-        });
-        m.add_method("notes", |_, r, ()| r.0.with_ctx(|c| c.notes.clone()));
-        m.add_method("filename", |_, r, ()| {
-            r.0.with_ctx(|c| c.filename.as_ref().map(|p| p.display().to_string()))
-        });
-        m.add_method(
-            "set_filename",
-            |_, r, (path, info): (String, Option<String>)| {
-                r.0.with_ctx(|c| {
-                    c.filename = Some(PathBuf::from(path));
-                    c.metadata = None;
-                    c.file = None;
-                    if let Some(info) = info {
-                        c.path_info = info;
-                    }
-                })
-            },
-        );
-        m.add_method("path_info", |_, r, ()| {
-            r.0.with_ctx(|c| c.path_info.clone())
-        });
-        m.add_method("user", |_, r, ()| r.0.with_ctx(|c| c.user.clone()));
-        m.add_method(
-            "set_user",
-            |_, r, (user, kind): (String, Option<String>)| {
-                r.0.with_ctx(|c| {
-                    c.user = Some(user);
-                    c.auth_type = kind;
-                })
-            },
-        );
-        m.add_method("failure", |lua, r, ()| {
-            let failure = r.0.with_ctx(|c| c.failure.clone())?;
-            failure
-                .map(|f| {
-                    let t = lua.create_table()?;
-                    t.set("plugin", f.plugin)?;
-                    t.set("hook", f.hook)?;
-                    t.set("message", f.message)?;
-                    Ok(t)
-                })
-                .transpose()
-        });
-
-        // The body.
-        m.add_async_method("body", |lua, r, ()| async move {
-            let body = r.0.body().await?;
-            lua.create_string(&body)
-        });
-        m.add_async_method("read", |lua, r, ()| async move {
-            match r.0.read().await? {
-                Some(chunk) => Ok(Some(lua.create_string(&chunk)?)),
-                None => Ok(None),
+        },
+    )?;
+    m.sync("notes", |_, _, c, ()| Ok(c.notes.clone()))?;
+    m.sync("filename", |_, _, c, ()| {
+        Ok(c.filename.as_ref().map(|p| p.display().to_string()))
+    })?;
+    m.sync(
+        "set_filename",
+        |_, _, c, (path, info): (String, Option<String>)| {
+            c.filename = Some(PathBuf::from(path));
+            c.metadata = None;
+            c.file = None;
+            if let Some(info) = info {
+                c.path_info = info;
             }
-        });
-        m.add_async_method("form", |lua, r, ()| async move {
-            if let Some(t) = r.0.form.borrow().clone() {
-                return Ok(t);
-            }
-            let content_type =
-                r.0.with_ctx(|c| c.request.header("Content-Type").map(str::to_string))?;
-            let body = r.0.body().await?;
-            let t = form::parse(&lua, content_type.as_deref(), &body, &r.0).await?;
-            *r.0.form.borrow_mut() = Some(t.clone());
-            Ok(t)
-        });
+            Ok(())
+        },
+    )?;
+    m.sync("path_info", |_, _, c, ()| Ok(c.path_info.clone()))?;
+    m.sync("user", |_, _, c, ()| Ok(c.user.clone()))?;
+    m.sync(
+        "set_user",
+        |_, _, c, (user, kind): (String, Option<String>)| {
+            c.user = Some(user);
+            c.auth_type = kind;
+            Ok(())
+        },
+    )?;
+    m.sync("failure", |lua, _, c, ()| {
+        c.failure
+            .clone()
+            .map(|f| {
+                let t = lua.create_table()?;
+                t.set("plugin", f.plugin)?;
+                t.set("hook", f.hook)?;
+                t.set("message", f.message)?;
+                Ok(t)
+            })
+            .transpose()
+    })?;
 
-        // The response.
-        m.add_method("remove_header", |_, r, name: String| {
-            r.0.with_ctx(|c| c.response.headers.remove(&name))
-        });
-        m.add_method("response_header", |_, r, name: String| {
-            r.0.with_ctx(|c| c.response.headers.get(&name).map(str::to_string))
-        });
-        m.add_method(
-            "set_cookie",
-            |_, r, (name, value, opts): (String, String, Option<mlua::Table>)| {
-                let cookie = form::set_cookie(&name, &value, opts.as_ref())?;
-                r.0.with_ctx(|c| c.response.headers.add("Set-Cookie", cookie))
-            },
-        );
-        m.add_async_method("flush", |_, r, ()| async move { r.0.flush().await });
-        m.add_async_method(
-            "send_file",
-            |_, r, (path, content_type): (String, Option<String>)| async move {
-                let file = tokio::fs::File::open(&path)
-                    .await
-                    .map_err(|e| mlua::Error::runtime(format!("send_file {path}: {e}")))?
-                    .into_std()
-                    .await;
-                let len = file
-                    .metadata()
-                    .map_err(|e| mlua::Error::runtime(format!("send_file {path}: {e}")))?
-                    .len();
-                r.0.with_ctx(|c| {
-                    if let Some(t) = content_type {
-                        c.response.headers.set("Content-Type", t);
-                    }
-                    c.response.body = Body::File {
-                        file,
-                        offset: 0,
-                        len,
-                    };
-                })?;
-                // The file is the body: drop anything `r:write` buffered.
-                r.0.out.borrow_mut().clear();
-                Ok(crate::script::OK)
-            },
-        );
-        m.add_method(
-            "redirect",
-            |_, r, (location, status): (String, Option<u16>)| {
-                let status = status.unwrap_or(302);
-                r.0.with_ctx(|c| {
-                    c.response.status = status;
-                    c.response.headers.set("Location", location);
-                    c.response.body = Body::Empty;
-                })?;
-                r.0.out.borrow_mut().clear();
-                Ok(crate::script::DONE)
-            },
-        );
-        m.add_method("internal_redirect", |_, r, uri: String| {
-            r.0.with_ctx(|c| c.internal_redirect(&uri))?;
+    // The body.
+    m.suspending("body", |lua, slot, ()| async move {
+        let body = slot.body().await?;
+        lua.create_string(&body)
+    })?;
+    m.suspending("read", |lua, slot, ()| async move {
+        match slot.read().await? {
+            Some(chunk) => Ok(Some(lua.create_string(&chunk)?)),
+            None => Ok(None),
+        }
+    })?;
+    m.suspending("form", |lua, slot, ()| async move {
+        if let Some(t) = slot.form.borrow().clone() {
+            return Ok(t);
+        }
+        let content_type =
+            slot.with_ctx(|c| c.request.header("Content-Type").map(str::to_string))?;
+        let body = slot.body().await?;
+        let t = form::parse(&lua, content_type.as_deref(), &body, &slot).await?;
+        *slot.form.borrow_mut() = Some(t.clone());
+        Ok(t)
+    })?;
+
+    // The response.
+    m.sync("remove_header", |_, _, c, name: String| {
+        c.response.headers.remove(&name);
+        Ok(())
+    })?;
+    m.sync("response_header", |_, _, c, name: String| {
+        Ok(c.response.headers.get(&name).map(str::to_string))
+    })?;
+    m.sync(
+        "set_cookie",
+        |_, _, c, (name, value, opts): (String, String, Option<Table>)| {
+            let cookie = form::set_cookie(&name, &value, opts.as_ref())?;
+            c.response.headers.add("Set-Cookie", cookie);
+            Ok(())
+        },
+    )?;
+    m.suspending("flush", |_, slot, ()| async move { slot.flush().await })?;
+    m.suspending(
+        "send_file",
+        |_, slot, (path, content_type): (String, Option<String>)| async move {
+            let file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| mlua::Error::runtime(format!("send_file {path}: {e}")))?
+                .into_std()
+                .await;
+            let len = file
+                .metadata()
+                .map_err(|e| mlua::Error::runtime(format!("send_file {path}: {e}")))?
+                .len();
+            slot.with_ctx(|c| {
+                if let Some(t) = content_type {
+                    c.response.headers.set("Content-Type", t);
+                }
+                c.response.body = Body::File {
+                    file,
+                    offset: 0,
+                    len,
+                };
+            })?;
+            // The file is the body: drop anything `r:write` buffered.
+            slot.out.borrow_mut().clear();
+            Ok(crate::script::OK)
+        },
+    )?;
+    m.sync(
+        "redirect",
+        |_, slot, c, (location, status): (String, Option<u16>)| {
+            c.response.status = status.unwrap_or(302);
+            c.response.headers.set("Location", location);
+            c.response.body = Body::Empty;
+            slot.out.borrow_mut().clear();
             Ok(crate::script::DONE)
-        });
-        m.add_method("log", |_, r, (lvl, rest): (String, mlua::MultiValue)| {
-            let level = level(&lvl)?;
-            let mut text = BytesMut::new();
-            append(&mut text, &rest, " ")?;
-            let text = String::from_utf8_lossy(&text);
-            r.0.with_ctx(|c| c.log(level, &text))
-        });
+        },
+    )?;
+    m.sync("internal_redirect", |_, _, c, uri: String| {
+        c.internal_redirect(&uri);
+        Ok(crate::script::DONE)
+    })?;
+    m.sync("log", |_, _, c, (lvl, rest): (String, mlua::MultiValue)| {
+        let level = level(&lvl)?;
+        let mut text = BytesMut::new();
+        append(&mut text, &rest, " ")?;
+        c.log(level, &String::from_utf8_lossy(&text));
+        Ok(())
+    })?;
+
+    crate::fast::install(lua, &m.table)?;
+    let meta = lua.create_table()?;
+    meta.raw_set("__index", m.table)?;
+    meta.raw_set(
+        "__newindex",
+        lua.create_function(|_, ()| -> mlua::Result<()> {
+            Err(mlua::Error::runtime("the request object is read-only"))
+        })?,
+    )?;
+    meta.raw_set("__metatable", "request")?;
+    Ok(meta)
+}
+
+/// The error of a method called with anything but the `r` of the running
+/// hook.
+pub(crate) const OUTSIDE: &str = "the request object was used outside its hook";
+
+/// The slot of `r`, if it is the `r` of the running hook.
+pub(crate) fn polled_slot(r: &Value) -> mlua::Result<Rc<Slot>> {
+    with_polled(r.to_pointer() as usize, |slot, _| slot.rc())
+        .flatten()
+        .ok_or_else(|| mlua::Error::runtime(OUTSIDE))
+}
+
+/// Registers the methods of `r` written with mlua.
+struct Methods<'a> {
+    lua: &'a Lua,
+    table: Table,
+}
+
+impl Methods<'_> {
+    /// A method that runs with the request's context.
+    fn sync<A, R>(
+        &self,
+        name: &str,
+        f: impl Fn(&Lua, &Slot, &mut Context, A) -> mlua::Result<R> + 'static,
+    ) -> mlua::Result<()>
+    where
+        A: FromLuaMulti,
+        R: IntoLuaMulti,
+    {
+        let func = self
+            .lua
+            .create_function(move |lua, (r, args): (Value, A)| {
+                with_polled(r.to_pointer() as usize, |slot, c| f(lua, slot, c, args))
+                    .unwrap_or_else(|| Err(mlua::Error::runtime(OUTSIDE)))
+            })?;
+        self.table.raw_set(name, func)
+    }
+
+    /// A method that may suspend the hook (it reaches the context through
+    /// the slot, only while the hook is being polled).
+    fn suspending<A, R, F>(
+        &self,
+        name: &str,
+        f: impl Fn(Lua, Rc<Slot>, A) -> F + 'static,
+    ) -> mlua::Result<()>
+    where
+        A: FromLuaMulti + 'static,
+        R: IntoLuaMulti,
+        F: std::future::Future<Output = mlua::Result<R>> + 'static,
+    {
+        let f = Rc::new(f);
+        let func = self
+            .lua
+            .create_async_function(move |lua, (r, args): (Value, A)| {
+                let f = f.clone();
+                let slot = polled_slot(&r);
+                async move { f(lua, slot?, args).await }
+            })?;
+        self.table.raw_set(name, func)
     }
 }

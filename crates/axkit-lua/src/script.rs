@@ -3,6 +3,7 @@
 //! and its return value becomes the hook's [`Outcome`].
 
 use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
@@ -10,10 +11,10 @@ use std::time::Duration;
 use axkit::plugin::{Body, BodyChunk, ConnInfo, LogRecord};
 use axkit::{hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin};
 use bytes::Bytes;
-use mlua::{IntoLuaMulti, MultiValue, Value};
+use mlua::{IntoLuaMulti, Thread, Value};
 
 use crate::host::{Host, Script};
-use crate::request::{run_op, Request, RequestState, Slot};
+use crate::request::{run_op, RequestState, Slot};
 
 /// What hooks return, as Lua sees them (AxKit2's names).
 pub(crate) const OK: i64 = 0;
@@ -32,9 +33,13 @@ pub(crate) struct ScriptPlugin {
     pub global_limit: Duration,
 }
 
+/// What a hook returned: the outcome, and a second value
+/// (`hook_write_body_data`'s replacement data).
+type Returned = (Value, Value);
+
 /// How one run of a hook's coroutine ended.
 enum Step {
-    Finished(mlua::Result<MultiValue>),
+    Finished(mlua::Result<Returned>),
     Killed(String),
     Op(crate::request::Op),
 }
@@ -64,25 +69,90 @@ impl ScriptPlugin {
         &self,
         hook: Hook,
         ctx: &mut Context,
-        extra: MultiValue,
-    ) -> (Outcome, MultiValue) {
+        extra: impl IntoLuaMulti,
+    ) -> (Outcome, Value) {
         let Some(func) = self.function(hook, |e| ctx.log(Level::Error, e)) else {
-            return (Outcome::Declined, MultiValue::new());
+            return (Outcome::Declined, Value::Nil);
         };
         let (slot, object, limit) = match self.request_object(ctx) {
             Ok(state) => state,
-            Err(e) => return (Outcome::Error(e.to_string()), MultiValue::new()),
+            Err(e) => return (Outcome::Error(e.to_string()), Value::Nil),
         };
-        let mut args = MultiValue::new();
-        args.push_back(Value::UserData(object));
-        args.extend(extra);
-        let fut = func.call_async::<MultiValue>(args);
-        let mut fut = std::pin::pin!(fut);
-        let result = loop {
+        let thread = match self.host.thread(&func) {
+            Ok(thread) => thread,
+            Err(e) => return (Outcome::Error(e.to_string()), Value::Nil),
+        };
+        // The first run is a plain resume: most hooks finish in it, without
+        // the machinery of an async call. One that suspends (it waits in a
+        // primitive, polled once with a no-op waker) or yields continues as
+        // an async thread, which polls that primitive again with the real
+        // waker as soon as it resumes.
+        let first = {
+            let _slice = self.host.clock.arm(limit);
+            let _entered = slot.enter(ctx);
+            let result = thread.resume::<Returned>((object, extra));
+            match (self.host.clock.killed(), result) {
+                (Some(at), _) => Some(Step::Killed(at)),
+                (None, Ok(values)) if thread.is_finished() => Some(Step::Finished(Ok(values))),
+                (None, Ok(_)) => None,
+                (None, Err(e)) => Some(Step::Finished(Err(e))),
+            }
+        };
+        let step = match first {
+            Some(step) => {
+                if matches!(step, Step::Finished(Ok(_))) {
+                    self.host.recycle(thread);
+                }
+                step
+            }
+            None => self.drive(thread, ctx, &slot, limit).await,
+        };
+        let result = match step {
+            Step::Finished(r) => Ok(r),
+            Step::Killed(at) => Err(Outcome::Error(format!(
+                "{}: LuaTimeLimit ({limit:?}) exceeded, stopped at {at}",
+                self.describe(hook)
+            ))),
+            Step::Op(_) => unreachable!("drive performs the ops"),
+        };
+        let (first, second) = match result {
+            Ok(Ok(values)) => values,
+            Ok(Err(e)) => {
+                if let Some(status) = slot.abort.take() {
+                    return (Outcome::Status(status), Value::Nil);
+                }
+                return (
+                    Outcome::Error(format!("{}: {e}", self.describe(hook))),
+                    Value::Nil,
+                );
+            }
+            Err(outcome) => return (outcome, Value::Nil),
+        };
+        if let Err(e) = self.finish_output(ctx, &slot).await {
+            return (
+                Outcome::Error(format!("{}: {e}", self.describe(hook))),
+                second,
+            );
+        }
+        (self.outcome(hook, &first), second)
+    }
+
+    /// Carry on with a hook's coroutine that suspended in its first run,
+    /// performing the ops its `r` posts, until it finishes or is stopped.
+    async fn drive(&self, thread: Thread, ctx: &mut Context, slot: &Slot, limit: Duration) -> Step {
+        let mut fut = match thread.into_async::<Returned>(()) {
+            Ok(fut) => fut,
+            Err(e) => return Step::Finished(Err(e)),
+        };
+        let mut op = slot.take_op();
+        loop {
+            if let Some(op) = op.take() {
+                slot.complete(run_op(ctx, op).await);
+            }
             let step = poll_fn(|cx| {
                 let _slice = self.host.clock.arm(limit);
                 let _entered = slot.enter(ctx);
-                let poll = fut.as_mut().poll(cx);
+                let poll = Pin::new(&mut fut).poll(cx);
                 if let Some(at) = self.host.clock.killed() {
                     return Poll::Ready(Step::Killed(at));
                 }
@@ -96,51 +166,23 @@ impl ScriptPlugin {
             })
             .await;
             match step {
-                Step::Op(op) => slot.complete(run_op(ctx, op).await),
-                Step::Killed(at) => {
-                    break Err(Outcome::Error(format!(
-                        "{}: LuaTimeLimit ({limit:?}) exceeded, stopped at {at}",
-                        self.describe(hook)
-                    )))
-                }
-                Step::Finished(r) => break Ok(r),
+                Step::Op(next) => op = Some(next),
+                done => return done,
             }
-        };
-        let values = match result {
-            Ok(Ok(values)) => values,
-            Ok(Err(e)) => {
-                if let Some(status) = slot.abort.take() {
-                    return (Outcome::Status(status), MultiValue::new());
-                }
-                return (
-                    Outcome::Error(format!("{}: {e}", self.describe(hook))),
-                    MultiValue::new(),
-                );
-            }
-            Err(outcome) => return (outcome, MultiValue::new()),
-        };
-        if let Err(e) = self.finish_output(ctx, &slot).await {
-            return (
-                Outcome::Error(format!("{}: {e}", self.describe(hook))),
-                values,
-            );
         }
-        (self.outcome(hook, values.front()), values)
     }
 
     /// The request object of this request (created on its first Lua hook
     /// and shared by every script plugin in the chain) and its time limit.
-    fn request_object(
-        &self,
-        ctx: &mut Context,
-    ) -> mlua::Result<(Rc<Slot>, mlua::AnyUserData, Duration)> {
+    fn request_object(&self, ctx: &mut Context) -> mlua::Result<(Rc<Slot>, mlua::Table, Duration)> {
         if let Some(state) = ctx.state::<RequestState>() {
             if state.uri == ctx.request.uri() {
                 return Ok((state.slot.clone(), state.object.clone(), state.limit));
             }
         }
-        let slot = Rc::new(Slot::default());
-        let object = self.host.lua.create_userdata(Request(slot.clone()))?;
+        let slot = Slot::new();
+        let object = self.host.lua.create_table()?;
+        object.set_metatable(Some(self.host.request_meta.clone()))?;
         slot.object.set(object.to_pointer() as usize);
         let limit = ctx
             .config()
@@ -158,7 +200,7 @@ impl ScriptPlugin {
     /// Hand what `r:write` buffered to the core: the whole body if nothing
     /// was streamed yet, else the rest of the stream.
     async fn finish_output(&self, ctx: &mut Context, slot: &Slot) -> std::io::Result<()> {
-        let out = slot.out.borrow_mut().split().freeze();
+        let out = std::mem::take(&mut *slot.out.borrow_mut()).freeze();
         if ctx.head_sent() {
             if !out.is_empty() {
                 ctx.write(out).await?;
@@ -175,7 +217,7 @@ impl ScriptPlugin {
         let Some(func) = self.function(hook, report) else {
             return Outcome::Declined;
         };
-        let fut = func.call_async::<MultiValue>(args);
+        let fut = func.call_async::<Value>(args);
         let mut fut = std::pin::pin!(fut);
         let limit = self.global_limit;
         let result = poll_fn(|cx| {
@@ -188,7 +230,7 @@ impl ScriptPlugin {
         })
         .await;
         match result {
-            Ok(Ok(values)) => self.outcome(hook, values.front()),
+            Ok(Ok(value)) => self.outcome(hook, &value),
             Ok(Err(e)) => Outcome::Error(format!("{}: {e}", self.describe(hook))),
             Err(at) => Outcome::Error(format!(
                 "{}: LuaTimeLimit ({limit:?}) exceeded, stopped at {at}",
@@ -199,11 +241,11 @@ impl ScriptPlugin {
 
     /// What a returned value means: nil or DECLINED, OK, DONE, or an HTTP
     /// status; anything else is the script's bug, reported as such.
-    fn outcome(&self, hook: Hook, value: Option<&Value>) -> Outcome {
+    fn outcome(&self, hook: Hook, value: &Value) -> Outcome {
         let code = match value {
-            None | Some(Value::Nil) => return Outcome::Declined,
-            Some(Value::Integer(i)) => Some(*i),
-            Some(Value::Number(n)) if n.fract() == 0.0 => Some(*n as i64),
+            Value::Nil => return Outcome::Declined,
+            Value::Integer(i) => Some(*i),
+            Value::Number(n) if n.fract() == 0.0 => Some(*n as i64),
             _ => None,
         };
         match code {
@@ -213,9 +255,8 @@ impl ScriptPlugin {
             Some(s @ 100..=999) => Outcome::Status(s as u16),
             _ => {
                 let shown = match value {
-                    Some(Value::String(s)) => format!("{:?}", s.to_string_lossy()),
-                    Some(v) => v.to_string().unwrap_or_else(|_| v.type_name().to_string()),
-                    None => "nothing".into(),
+                    Value::String(s) => format!("{:?}", s.to_string_lossy()),
+                    v => v.to_string().unwrap_or_else(|_| v.type_name().to_string()),
                 };
                 Outcome::Error(format!(
                     "{} returned {shown}; expected OK, DECLINED, DONE, an HTTP status or nil",
@@ -240,7 +281,7 @@ macro_rules! request_hooks {
     ($($method:ident => $hook:ident),* $(,)?) => {
         $(
             fn $method<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-                hook(async move { self.request_hook(Hook::$hook, ctx, MultiValue::new()).await.0 })
+                hook(async move { self.request_hook(Hook::$hook, ctx, ()).await.0 })
             }
         )*
     };
@@ -271,8 +312,7 @@ impl Plugin for ScriptPlugin {
                 Ok(s) => s,
                 Err(e) => return Outcome::Error(e.to_string()),
             };
-            let extra = MultiValue::from_iter([Value::String(data)]);
-            self.request_hook(Hook::BodyData, ctx, extra).await.0
+            self.request_hook(Hook::BodyData, ctx, data).await.0
         })
     }
 
@@ -288,9 +328,10 @@ impl Plugin for ScriptPlugin {
                 Ok(s) => s,
                 Err(e) => return Outcome::Error(e.to_string()),
             };
-            let extra = MultiValue::from_iter([Value::String(data), Value::Boolean(chunk.last)]);
-            let (outcome, values) = self.request_hook(Hook::WriteBodyData, ctx, extra).await;
-            if let Some(Value::String(s)) = values.get(1) {
+            let (outcome, second) = self
+                .request_hook(Hook::WriteBodyData, ctx, (data, chunk.last))
+                .await;
+            if let Value::String(s) = second {
                 chunk.data = Bytes::copy_from_slice(&s.as_bytes());
             }
             outcome
