@@ -395,6 +395,7 @@ function hook_response(r)
     return OK
   end
   if p == "/badheader" then r:set_header("X-Bad", {}) return OK end
+  if p == "/upload" then r:write(r:form().up.path) return OK end
   local names = r:config("Names")
   names[#names + 1] = "z" -- a table from r:config is this call's own
   r:write(r:config("Greeting"), " ", table.concat(r:config("Names"), ","), " ", r:status())
@@ -433,6 +434,24 @@ end
         Duration::from_secs(10),
     );
     assert_eq!(srv.get("/x").text(), "Hello a,b 200");
+    // With a single hook the request's state is not kept in the context:
+    // uploads still go when the request is over.
+    let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"up\"; filename=\"a.txt\"\r\n\r\n\
+                 data\r\n--XyZ--\r\n";
+    let r = send(
+        &srv,
+        "POST",
+        "/upload",
+        "Content-Type: multipart/form-data; boundary=XyZ\r\n",
+        body,
+    );
+    let path = r.text();
+    assert!(path.contains("axkit-upload-"), "{path}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(&path).exists() {
+        assert!(Instant::now() < deadline, "{path} was not removed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

@@ -119,7 +119,7 @@ pub(crate) async fn parse(
                     tokio::fs::write(&path, part.data)
                         .await
                         .map_err(|e| mlua::Error::runtime(format!("saving an upload: {e}")))?;
-                    slot.uploads.borrow_mut().push(path.clone());
+                    slot.uploads.push(path.clone());
                     let file = lua.create_table()?;
                     file.set("filename", filename)?;
                     file.set("path", path.display().to_string())?;

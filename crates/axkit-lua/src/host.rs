@@ -113,6 +113,11 @@ pub(crate) struct Host {
     base: Table,
     /// See [`THREAD_POOL`].
     threads: RefCell<Vec<Thread>>,
+    /// How many hook calls with `r` a request may see from this worker's
+    /// script plugins, roughly: each hook function counts 1, one that runs
+    /// several times per request (`hook_body_data`…) 2. See
+    /// `ScriptPlugin::request_object`.
+    pub request_hooks: Cell<u32>,
     /// Scripts loaded by path, so that a worker's `create` reuses what its
     /// config load just executed.
     scripts: RefCell<Vec<Rc<Script>>>,
@@ -164,6 +169,7 @@ impl Host {
             lua,
             request_meta,
             threads: RefCell::new(Vec::new()),
+            request_hooks: Cell::new(0),
             clock,
             base,
             scripts: RefCell::new(Vec::new()),

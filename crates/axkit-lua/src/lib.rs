@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use axkit::config::{Directive, Scopes, ValueType};
-use axkit::{Hooks, Plugin, PluginInit, PluginSource};
+use axkit::{Hook, Hooks, Plugin, PluginInit, PluginSource};
 
 use host::Host;
 use script::ScriptPlugin;
@@ -107,6 +107,16 @@ impl PluginSource for LuaSource {
             Some(script) => script,
             None => host.load(name, &path)?,
         };
+        let calls: u32 = Hook::ALL
+            .into_iter()
+            .filter(|&h| script.hooks.contains(h))
+            .map(|h| match h {
+                Hook::Connect | Hook::PreRequest | Hook::Disconnect | Hook::Logging => 0,
+                Hook::BodyData | Hook::WriteBodyData => 2,
+                _ => 1,
+            })
+            .sum();
+        host.request_hooks.set(host.request_hooks.get() + calls);
         let global = &init.config.global;
         Ok(Some(Rc::new(ScriptPlugin {
             host,

@@ -59,8 +59,7 @@ pub(crate) struct Slot {
     /// The parsed form, once read (`r:form()`), and the body it came from.
     pub form: RefCell<Option<mlua::Table>>,
     body: RefCell<Option<Bytes>>,
-    /// Temporary files holding uploads, removed with the request.
-    pub uploads: RefCell<Vec<PathBuf>>,
+    pub uploads: Uploads,
 }
 
 thread_local! {
@@ -202,8 +201,7 @@ pub(crate) async fn run_op(ctx: &mut Context, op: Op) -> OpResult {
     }
 }
 
-/// Kept in the context's state: `r` for this request, and the cleanup of
-/// its uploads when the request ends.
+/// Kept in the context's state: `r` for this request, for its later hooks.
 pub(crate) struct RequestState {
     pub slot: Rc<Slot>,
     pub object: Table,
@@ -215,9 +213,20 @@ pub(crate) struct RequestState {
     pub uri: String,
 }
 
-impl Drop for RequestState {
+/// Temporary files holding uploads, removed with the slot: when the
+/// request's hooks are done with it.
+#[derive(Default)]
+pub(crate) struct Uploads(RefCell<Vec<PathBuf>>);
+
+impl Uploads {
+    pub fn push(&self, path: PathBuf) {
+        self.0.borrow_mut().push(path);
+    }
+}
+
+impl Drop for Uploads {
     fn drop(&mut self) {
-        for path in self.slot.uploads.borrow_mut().drain(..) {
+        for path in self.0.get_mut().drain(..) {
             let _ = std::fs::remove_file(path);
         }
     }

@@ -172,12 +172,19 @@ impl ScriptPlugin {
         }
     }
 
-    /// The request object of this request (created on its first Lua hook
-    /// and shared by every script plugin in the chain) and its time limit.
+    /// The request object of this request and its time limit. It is made
+    /// by the request's first Lua hook and kept in the context for the
+    /// following ones, unless this worker's scripts have a single hook that
+    /// sees requests and it runs once per request (`hook_response` alone,
+    /// say): then nothing could share it, and keeping it would cost more
+    /// than the rest of a small handler.
     fn request_object(&self, ctx: &mut Context) -> mlua::Result<(Rc<Slot>, mlua::Table, Duration)> {
-        if let Some(state) = ctx.state::<RequestState>() {
-            if state.uri == ctx.request.uri() {
-                return Ok((state.slot.clone(), state.object.clone(), state.limit));
+        let shared = self.host.request_hooks.get() > 1;
+        if shared {
+            if let Some(state) = ctx.state::<RequestState>() {
+                if state.uri == ctx.request.uri() {
+                    return Ok((state.slot.clone(), state.object.clone(), state.limit));
+                }
             }
         }
         let slot = Slot::new();
@@ -188,6 +195,9 @@ impl ScriptPlugin {
             .config()
             .duration("LuaTimeLimit")
             .unwrap_or(self.global_limit);
+        if !shared {
+            return Ok((slot, object, limit));
+        }
         ctx.set_state(RequestState {
             slot: slot.clone(),
             object: object.clone(),
