@@ -14,7 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axkit::config::Directive;
 use axkit::{Hook, Hooks};
-use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Thread, VmState};
+use mlua::{
+    Function, HookTriggers, LightUserData, Lua, LuaOptions, StdLib, Table, Thread, VmState,
+};
 
 use crate::directives;
 
@@ -107,10 +109,10 @@ impl Script {
 /// One Lua state and the scripts loaded into it.
 pub(crate) struct Host {
     pub lua: Lua,
-    /// The metatable of every request object `r`.
-    pub request_meta: Table,
     pub clock: Rc<Clock>,
     base: Table,
+    /// Request objects made so far (see [`Host::next_request`]).
+    requests: Cell<u64>,
     /// See [`THREAD_POOL`].
     threads: RefCell<Vec<Thread>>,
     /// How many hook calls with `r` a request may see from this worker's
@@ -164,16 +166,25 @@ impl Host {
         // the generational collector deals with it in small steps.
         lua.load("collectgarbage('generational')").exec()?;
         let base = crate::api::install(&lua, clock.clone())?;
-        let request_meta = crate::request::install(&lua)?;
+        crate::request::install(&lua)?;
         Ok(Host {
             lua,
-            request_meta,
+            requests: Cell::new(0),
             threads: RefCell::new(Vec::new()),
             request_hooks: Cell::new(0),
             clock,
             base,
             scripts: RefCell::new(Vec::new()),
         })
+    }
+
+    /// A new request object `r`: a light userdata holding a number never
+    /// used before in this worker, with the top bit set so that it is no
+    /// address of anything.
+    pub fn next_request(&self) -> LightUserData {
+        let n = self.requests.get() + 1;
+        self.requests.set(n);
+        LightUserData((n | 1 << 63) as usize as *mut std::ffi::c_void)
     }
 
     /// A coroutine that will run `func`: a pooled one, or a new one.

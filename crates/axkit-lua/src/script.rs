@@ -11,7 +11,7 @@ use std::time::Duration;
 use axkit::plugin::{Body, BodyChunk, ConnInfo, LogRecord};
 use axkit::{hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin};
 use bytes::Bytes;
-use mlua::{IntoLuaMulti, Thread, Value};
+use mlua::{IntoLuaMulti, LightUserData, Thread, Value};
 
 use crate::host::{Host, Script};
 use crate::request::{run_op, RequestState, Slot};
@@ -74,10 +74,7 @@ impl ScriptPlugin {
         let Some(func) = self.function(hook, |e| ctx.log(Level::Error, e)) else {
             return (Outcome::Declined, Value::Nil);
         };
-        let (slot, object, limit) = match self.request_object(ctx) {
-            Ok(state) => state,
-            Err(e) => return (Outcome::Error(e.to_string()), Value::Nil),
-        };
+        let (slot, object, limit) = self.request_object(ctx);
         let thread = match self.host.thread(&func) {
             Ok(thread) => thread,
             Err(e) => return (Outcome::Error(e.to_string()), Value::Nil),
@@ -178,33 +175,32 @@ impl ScriptPlugin {
     /// sees requests and it runs once per request (`hook_response` alone,
     /// say): then nothing could share it, and keeping it would cost more
     /// than the rest of a small handler.
-    fn request_object(&self, ctx: &mut Context) -> mlua::Result<(Rc<Slot>, mlua::Table, Duration)> {
+    fn request_object(&self, ctx: &mut Context) -> (Rc<Slot>, LightUserData, Duration) {
         let shared = self.host.request_hooks.get() > 1;
         if shared {
             if let Some(state) = ctx.state::<RequestState>() {
                 if state.uri == ctx.request.uri() {
-                    return Ok((state.slot.clone(), state.object.clone(), state.limit));
+                    return (state.slot.clone(), state.object, state.limit);
                 }
             }
         }
         let slot = Slot::new();
-        let object = self.host.lua.create_table()?;
-        object.set_metatable(Some(self.host.request_meta.clone()))?;
-        slot.object.set(object.to_pointer() as usize);
+        let object = self.host.next_request();
+        slot.object.set(object.0 as usize);
         let limit = ctx
             .config()
             .duration("LuaTimeLimit")
             .unwrap_or(self.global_limit);
         if !shared {
-            return Ok((slot, object, limit));
+            return (slot, object, limit);
         }
         ctx.set_state(RequestState {
             slot: slot.clone(),
-            object: object.clone(),
+            object,
             limit,
             uri: ctx.request.uri().to_string(),
         });
-        Ok((slot, object, limit))
+        (slot, object, limit)
     }
 
     /// Hand what `r:write` buffered to the core: the whole body if nothing
