@@ -68,8 +68,7 @@ impl Call {
 
     /// Argument `i` as UTF-8 text.
     fn text(&self, i: c_int, what: &str) -> Result<&str, Cow<'static, str>> {
-        std::str::from_utf8(self.str(i, what)?)
-            .map_err(|_| format!("bad argument #{} ({what}): not UTF-8", i - 1).into())
+        utf8(self.str(i, what)?, i, what)
     }
 
     /// With the request, if argument 1 is the `r` of the running hook.
@@ -143,7 +142,7 @@ methods! {
     // The query string first (AxKit2's param()), then the form once
     // `r:form()` has parsed it (upvalue 1 looks there).
     param => |c: &Call| {
-        let name = c.text(2, "name")?;
+        let name = c.str(2, "name")?;
         c.request(|slot, ctx| {
             match ctx.request.query().and_then(|q| form::lookup(q, name)) {
                 Some(v) => c.push(Some(v.as_bytes())),
@@ -265,15 +264,21 @@ const HEADER_NAMES: &[&str] = &[
     "Content-Disposition",
 ];
 
+/// Argument `i` (`bytes`) as UTF-8 text.
+fn utf8<'a>(bytes: &'a [u8], i: c_int, what: &str) -> Result<&'a str, Cow<'static, str>> {
+    std::str::from_utf8(bytes)
+        .map_err(|_| format!("bad argument #{} ({what}): not UTF-8", i - 1).into())
+}
+
 /// `(name, value)` of `r:set_header`/`r:add_header`; the value may be a
 /// number.
 fn header_args(c: &Call) -> Result<(Cow<'static, str>, String), Cow<'static, str>> {
-    let name = c.text(2, "name")?;
-    let value = c.text(3, "value")?.to_string();
-    let name = match HEADER_NAMES.iter().find(|n| **n == name) {
+    let name = c.str(2, "name")?;
+    let name = match HEADER_NAMES.iter().find(|n| n.as_bytes() == name) {
         Some(n) => Cow::Borrowed(*n),
-        None => Cow::Owned(name.to_string()),
+        None => Cow::Owned(utf8(name, 2, "name")?.to_string()),
     };
+    let value = c.text(3, "value")?.to_string();
     Ok((name, value))
 }
 

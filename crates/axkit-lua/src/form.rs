@@ -32,16 +32,16 @@ pub(crate) fn pairs(query: &str) -> Vec<(String, String)> {
 
 /// The first value of `name` in a query string, decoded as [`pairs`]
 /// does. Nothing is allocated for the usual plain `name=value` pairs.
-pub(crate) fn lookup<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
+pub(crate) fn lookup<'q>(query: &'q str, name: &[u8]) -> Option<Cow<'q, str>> {
     query.split('&').filter(|p| !p.is_empty()).find_map(|p| {
         let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        (decode_cow(k) == name).then(|| decode_cow(v))
+        (decode_cow(k).as_bytes() == name).then(|| decode_cow(v))
     })
 }
 
 /// [`decode`], borrowing `s` when there is nothing to decode.
 fn decode_cow(s: &str) -> Cow<'_, str> {
-    if s.contains(['%', '+']) {
+    if s.bytes().any(|b| b == b'%' || b == b'+') {
         Cow::Owned(decode(s))
     } else {
         Cow::Borrowed(s)
@@ -223,12 +223,12 @@ mod tests {
             ]
         );
         assert_eq!(
-            lookup("x=1&na%6De=Ada+L&name=second", "name"),
+            lookup("x=1&na%6De=Ada+L&name=second", b"name"),
             Some("Ada L".into())
         );
-        assert_eq!(lookup("x=1", "name"), None);
-        assert_eq!(lookup("c&name=Ada&x", "name"), Some("Ada".into()));
-        assert_eq!(lookup("c&name=Ada&x", "c"), Some("".into()));
+        assert_eq!(lookup("x=1", b"name"), None);
+        assert_eq!(lookup("c&name=Ada&x", b"name"), Some("Ada".into()));
+        assert_eq!(lookup("c&name=Ada&x", b"c"), Some("".into()));
     }
 
     #[test]
