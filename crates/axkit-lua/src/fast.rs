@@ -222,21 +222,26 @@ unsafe extern "C-unwind" fn write(l: *mut lua_State) -> c_int {
     // value, which `lua_replace` pops.
     unsafe {
         let top = ffi::lua_gettop(l);
+        let mut len = 0;
         for i in 2..=top {
             if ffi::lua_type(l, i) != ffi::LUA_TSTRING {
                 ffi::luaL_tolstring(l, i, std::ptr::null_mut());
                 ffi::lua_replace(l, i);
             }
+            len += ffi::lua_rawlen(l, i);
         }
         let full = Cell::new(false);
         run(l, "write", |c| {
-            let parts = (2..=top).map(|i| c.opt_str(i).unwrap_or_default());
-            let len = parts.clone().map(<[u8]>::len).sum();
             c.request(|slot, _| {
                 let mut out = slot.out.borrow_mut();
                 // One allocation for the usual single write.
                 out.reserve(len);
-                parts.for_each(|p| out.extend_from_slice(p));
+                for i in 2..=top {
+                    let mut n = 0;
+                    // A string on this call's stack (see above).
+                    let p = ffi::lua_tolstring(l, i, &mut n);
+                    out.extend_from_slice(std::slice::from_raw_parts(p.cast(), n));
+                }
                 full.set(out.len() >= FLUSH_AT);
             })?;
             Ok(Done::Results(0))

@@ -116,8 +116,8 @@ pub(crate) struct Host {
     /// See [`THREAD_POOL`].
     threads: RefCell<Vec<Thread>>,
     /// How many hook calls with `r` a request may see from this worker's
-    /// script plugins, roughly: each hook function counts 1, one that runs
-    /// several times per request (`hook_body_data`…) 2. See
+    /// script plugins, roughly: each hook function counts 1, one that may
+    /// run several times per request (`hook_body_data`…) 2. See
     /// `ScriptPlugin::request_object`.
     pub request_hooks: Cell<u32>,
     /// Scripts loaded by path, so that a worker's `create` reuses what its
@@ -188,14 +188,14 @@ impl Host {
     }
 
     /// A coroutine that will run `func`: a pooled one, or a new one.
-    pub fn thread(&self, func: &Function) -> mlua::Result<Thread> {
+    pub fn thread(&self, func: Function) -> mlua::Result<Thread> {
         let pooled = self.threads.borrow_mut().pop();
         match pooled {
             Some(thread) => {
-                thread.reset(func.clone())?;
+                thread.reset(func)?;
                 Ok(thread)
             }
-            None => self.lua.create_thread(func.clone()),
+            None => self.lua.create_thread(func),
         }
     }
 

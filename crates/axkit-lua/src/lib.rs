@@ -112,7 +112,8 @@ impl PluginSource for LuaSource {
             .filter(|&h| script.hooks.contains(h))
             .map(|h| match h {
                 Hook::Connect | Hook::PreRequest | Hook::Disconnect | Hook::Logging => 0,
-                Hook::BodyData | Hook::WriteBodyData => 2,
+                // These may run more than once per request.
+                Hook::BodyData | Hook::WriteBodyData | Hook::Error => 2,
                 _ => 1,
             })
             .sum();

@@ -75,7 +75,7 @@ impl ScriptPlugin {
             return (Outcome::Declined, Value::Nil);
         };
         let (slot, object, limit) = self.request_object(ctx);
-        let thread = match self.host.thread(&func) {
+        let thread = match self.host.thread(func) {
             Ok(thread) => thread,
             Err(e) => return (Outcome::Error(e.to_string()), Value::Nil),
         };
