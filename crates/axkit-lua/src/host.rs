@@ -228,6 +228,14 @@ impl Host {
             .and_then(|_| env.set_metatable(Some(meta)))
             .and_then(|_| env.raw_set("directive", directive))
             .map_err(|e| e.to_string())?;
+        // The return names are in the script's own globals too, so that
+        // `return OK` finds them without falling back to the base.
+        for name in ["OK", "DECLINED", "DONE"] {
+            self.base
+                .raw_get::<mlua::Value>(name)
+                .and_then(|v| env.raw_set(name, v))
+                .map_err(|e| e.to_string())?;
+        }
         let chunk = self
             .lua
             .load(source)

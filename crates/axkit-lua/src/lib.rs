@@ -126,6 +126,7 @@ impl PluginSource for LuaSource {
             global_limit: global
                 .duration("LuaTimeLimit")
                 .unwrap_or(script::DEFAULT_TIME_LIMIT),
+            limit_id: global.registry().lookup("LuaTimeLimit"),
         })))
     }
 }

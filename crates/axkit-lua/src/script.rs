@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
 
+use axkit::config::DirectiveId;
 use axkit::plugin::{Body, BodyChunk, ConnInfo, LogRecord};
 use axkit::{hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin};
 use bytes::Bytes;
@@ -31,6 +32,8 @@ pub(crate) struct ScriptPlugin {
     pub reload: bool,
     /// `LuaTimeLimit` for hooks without a request (connection, logging).
     pub global_limit: Duration,
+    /// `LuaTimeLimit`'s id, to read it per request without a name lookup.
+    pub limit_id: Option<DirectiveId>,
 }
 
 /// What a hook returned: the outcome, and a second value
@@ -187,9 +190,9 @@ impl ScriptPlugin {
         let slot = Slot::new();
         let object = self.host.next_request();
         slot.object.set(object.0 as usize);
-        let limit = ctx
-            .config()
-            .duration("LuaTimeLimit")
+        let limit = self
+            .limit_id
+            .and_then(|id| ctx.config().settings_by_id(id).last()?.args.first()?.as_duration())
             .unwrap_or(self.global_limit);
         if !shared {
             return (slot, object, limit);
