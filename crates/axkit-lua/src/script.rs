@@ -12,7 +12,9 @@ use axkit::config::DirectiveId;
 use axkit::plugin::{Body, BodyChunk, ConnInfo, LogRecord};
 use axkit::{hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin};
 use bytes::Bytes;
-use mlua::{IntoLuaMulti, LightUserData, Thread, Value};
+use std::ffi::c_int;
+
+use mlua::{ffi, IntoLuaMulti, LightUserData, Lua, Thread, Value};
 
 use crate::host::{Host, Script};
 use crate::request::{run_op, RequestState, Slot};
@@ -90,12 +92,11 @@ impl ScriptPlugin {
         let first = {
             let _slice = self.host.clock.arm(limit);
             let _entered = slot.enter(ctx);
-            let result = thread.resume::<Returned>((object, extra));
+            let result = self.first_run(&thread, object, extra);
             match (self.host.clock.killed(), result) {
                 (Some(at), _) => Some(Step::Killed(at)),
-                (None, Ok(values)) if thread.is_finished() => Some(Step::Finished(Ok(values))),
-                (None, Ok(_)) => None,
-                (None, Err(e)) => Some(Step::Finished(Err(e))),
+                (None, Some(result)) => Some(Step::Finished(result)),
+                (None, None) => None,
             }
         };
         let step = match first {
@@ -135,6 +136,56 @@ impl ScriptPlugin {
             );
         }
         (self.outcome(hook, &first), second)
+    }
+
+    /// Start `thread` (reset to a hook function) with `r` and `extra`:
+    /// what the function returned or raised, or `None` if it suspended or
+    /// yielded (its stack then emptied, ready for `into_async`).
+    ///
+    /// Straight through the Lua C API rather than mlua's `Thread::resume`,
+    /// whose checks and conversions cost about 600 instructions, which is
+    /// as much as two `r:` calls; the error path builds the same errors as
+    /// mlua does (a message with the coroutine's traceback, or the error a
+    /// Rust function raised).
+    fn first_run(
+        &self,
+        thread: &Thread,
+        object: LightUserData,
+        extra: impl IntoLuaMulti,
+    ) -> Option<mlua::Result<Returned>> {
+        let lua = &self.host.lua;
+        let ts = thread.state();
+        let extra = match extra.into_lua_multi(lua) {
+            Ok(extra) => extra,
+            Err(e) => return Some(Err(e)),
+        };
+        let nextra = extra.len() as c_int;
+        // SAFETY: `ts` is a coroutine of this state, holding the function
+        // to run (Thread::reset): push its arguments and resume it.
+        unsafe {
+            if ffi::lua_checkstack(ts, nextra + 1) == 0 {
+                return Some(Err(mlua::Error::StackError));
+            }
+            ffi::lua_pushlightuserdata(ts, object.0);
+            if nextra > 0 {
+                if let Err(e) = lua.exec_raw::<()>(extra, |l| ffi::lua_xmove(l, ts, nextra)) {
+                    return Some(Err(e));
+                }
+            }
+            let mut nres = 0;
+            match ffi::lua_resume(ts, std::ptr::null_mut(), nextra + 1, &mut nres) {
+                ffi::LUA_OK => {
+                    let values = returned(lua, ts, nres);
+                    ffi::lua_settop(ts, 0);
+                    Some(values)
+                }
+                ffi::LUA_YIELD => {
+                    ffi::lua_settop(ts, 0);
+                    None
+                }
+                _ => Some(Err(raised(lua, ts))),
+            }
+        }
     }
 
     /// Carry on with a hook's coroutine that suspended in its first run,
@@ -192,7 +243,14 @@ impl ScriptPlugin {
         slot.object.set(object.0 as usize);
         let limit = self
             .limit_id
-            .and_then(|id| ctx.config().settings_by_id(id).last()?.args.first()?.as_duration())
+            .and_then(|id| {
+                ctx.config()
+                    .settings_by_id(id)
+                    .last()?
+                    .args
+                    .first()?
+                    .as_duration()
+            })
             .unwrap_or(self.global_limit);
         if !shared {
             return (slot, object, limit);
@@ -273,6 +331,67 @@ impl ScriptPlugin {
                 ))
             }
         }
+    }
+}
+
+/// The first two of the `nres` values a coroutine returned; numbers and nil
+/// (what hooks return) are read directly.
+///
+/// # Safety
+/// `ts` is a finished coroutine of `lua` with `nres` results on its stack.
+unsafe fn returned(lua: &Lua, ts: *mut ffi::lua_State, nres: c_int) -> mlua::Result<Returned> {
+    let first = ffi::lua_gettop(ts) - nres + 1;
+    let value = match (nres, ffi::lua_type(ts, first)) {
+        (0, _) | (1, ffi::LUA_TNIL) => Value::Nil,
+        (1, ffi::LUA_TNUMBER) => {
+            let mut isint = 0;
+            let i = ffi::lua_tointegerx(ts, first, &mut isint);
+            if isint != 0 {
+                Value::Integer(i)
+            } else {
+                Value::Number(ffi::lua_tonumberx(ts, first, std::ptr::null_mut()))
+            }
+        }
+        _ => {
+            let n = nres.min(2);
+            ffi::lua_pop(ts, nres - n);
+            return lua.exec_raw((), |l| ffi::lua_xmove(ts, l, n));
+        }
+    };
+    Ok((value, Value::Nil))
+}
+
+/// The error a coroutine died of, as mlua makes it: a Rust function's error
+/// as it was raised; anything else as a runtime error whose message ends
+/// with the coroutine's traceback.
+///
+/// # Safety
+/// `ts` is a coroutine of `lua` that stopped with an error (on its stack).
+unsafe fn raised(lua: &Lua, ts: *mut ffi::lua_State) -> mlua::Error {
+    if ffi::lua_checkstack(ts, ffi::LUA_TRACEBACK_STACK + 1) == 0 {
+        return mlua::Error::StackError;
+    }
+    let message = match ffi::lua_type(ts, -1) {
+        ffi::LUA_TSTRING | ffi::LUA_TNUMBER => ffi::lua_tolstring(ts, -1, std::ptr::null_mut()),
+        _ => std::ptr::null(),
+    };
+    ffi::luaL_traceback(ts, ts, message, 0);
+    let mut len = 0;
+    let text = ffi::lua_tolstring(ts, -1, &mut len);
+    let text = String::from_utf8_lossy(std::slice::from_raw_parts(text.cast(), len)).into_owned();
+    ffi::lua_pop(ts, 1);
+    if !message.is_null() {
+        return mlua::Error::RuntimeError(text);
+    }
+    match lua.exec_raw::<Value>((), |l| ffi::lua_xmove(ts, l, 1)) {
+        Ok(Value::Error(e)) => *e,
+        Ok(other) => mlua::Error::RuntimeError(format!(
+            "{}\n{text}",
+            other
+                .to_string()
+                .unwrap_or_else(|_| other.type_name().to_string())
+        )),
+        Err(e) => e,
     }
 }
 
