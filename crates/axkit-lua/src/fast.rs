@@ -8,7 +8,7 @@
 //! arguments into Rust values and `String`s, the error protocol), which
 //! in a hello handler was a third of the Lua time. Here a method reads
 //! its arguments straight off the Lua stack, recognises `r` by its
-//! address (the request whose hook is being polled, see
+//! number (that of the request whose hook is being polled, see
 //! [`with_polled`]), and pushes its result; rare cases (`r:param` with a
 //! parsed form, `r:config` on a first use) call a regular mlua function
 //! held as the C function's upvalue.
@@ -98,22 +98,37 @@ impl Call {
 /// # Safety
 /// `l` is the state of a running C function.
 unsafe fn run(l: *mut lua_State, name: &str, body: impl FnOnce(&Call) -> Outcome) -> c_int {
+    /// What is left to do once every Rust value of the body is dropped.
+    enum Next {
+        Return(c_int),
+        Fallback,
+        Raise,
+    }
     let nargs = ffi::lua_gettop(l);
-    let message = match catch_unwind(AssertUnwindSafe(|| body(&Call(l)))) {
-        Ok(Ok(Done::Results(n))) => return n,
-        Ok(Ok(Done::Fallback)) => {
+    let next = match catch_unwind(AssertUnwindSafe(|| body(&Call(l)))) {
+        Ok(Ok(Done::Results(n))) => Next::Return(n),
+        Ok(Ok(Done::Fallback)) => Next::Fallback,
+        failed => {
+            let message = match failed {
+                Ok(Err(e)) => format!("r:{name}: {e}"),
+                _ => format!("r:{name}: internal error"),
+            };
+            ffi::lua_pushlstring(l, message.as_ptr().cast(), message.len());
+            Next::Raise
+        }
+    };
+    // Both of these may leave by a longjmp.
+    match next {
+        Next::Return(n) => n,
+        Next::Fallback => {
             ffi::lua_settop(l, nargs);
             ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
             ffi::lua_insert(l, 1);
             ffi::lua_call(l, nargs, ffi::LUA_MULTRET);
-            return ffi::lua_gettop(l);
+            ffi::lua_gettop(l)
         }
-        Ok(Err(e)) => format!("r:{name}: {e}"),
-        Err(_) => format!("r:{name}: internal error"),
-    };
-    ffi::lua_pushlstring(l, message.as_ptr().cast(), message.len());
-    drop(message);
-    ffi::lua_error(l)
+        Next::Raise => ffi::lua_error(l),
+    }
 }
 
 /// Define `unsafe extern "C-unwind" fn NAME(l)` running BODY (a closure

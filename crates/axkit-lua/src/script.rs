@@ -2,6 +2,7 @@
 //! that hook, run in its own coroutine that suspends only its own request,
 //! and its return value becomes the hook's [`Outcome`].
 
+use std::ffi::c_int;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -12,8 +13,6 @@ use axkit::config::DirectiveId;
 use axkit::plugin::{Body, BodyChunk, ConnInfo, LogRecord};
 use axkit::{hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin};
 use bytes::Bytes;
-use std::ffi::c_int;
-
 use mlua::{ffi, IntoLuaMulti, LightUserData, Lua, Thread, Value};
 
 use crate::host::{Host, Script};
@@ -42,10 +41,15 @@ pub(crate) struct ScriptPlugin {
 /// (`hook_write_body_data`'s replacement data).
 type Returned = (Value, Value);
 
-/// How one run of a hook's coroutine ended.
-enum Step {
+/// How a hook's coroutine ended.
+enum End {
     Finished(mlua::Result<Returned>),
     Killed(String),
+}
+
+/// What one poll of a suspended hook's coroutine gave.
+enum Step {
+    End(End),
     Op(crate::request::Op),
 }
 
@@ -94,27 +98,26 @@ impl ScriptPlugin {
             let _entered = slot.enter(ctx);
             let result = self.first_run(&thread, object, extra);
             match (self.host.clock.killed(), result) {
-                (Some(at), _) => Some(Step::Killed(at)),
-                (None, Some(result)) => Some(Step::Finished(result)),
+                (Some(at), _) => Some(End::Killed(at)),
+                (None, Some(result)) => Some(End::Finished(result)),
                 (None, None) => None,
             }
         };
-        let step = match first {
-            Some(step) => {
-                if matches!(step, Step::Finished(Ok(_))) {
+        let end = match first {
+            Some(end) => {
+                if matches!(end, End::Finished(Ok(_))) {
                     self.host.recycle(thread);
                 }
-                step
+                end
             }
             None => self.drive(thread, ctx, &slot, limit).await,
         };
-        let result = match step {
-            Step::Finished(r) => Ok(r),
-            Step::Killed(at) => Err(Outcome::Error(format!(
+        let result = match end {
+            End::Finished(r) => Ok(r),
+            End::Killed(at) => Err(Outcome::Error(format!(
                 "{}: LuaTimeLimit ({limit:?}) exceeded, stopped at {at}",
                 self.describe(hook)
             ))),
-            Step::Op(_) => unreachable!("drive performs the ops"),
         };
         let (first, second) = match result {
             Ok(Ok(values)) => values,
@@ -190,10 +193,10 @@ impl ScriptPlugin {
 
     /// Carry on with a hook's coroutine that suspended in its first run,
     /// performing the ops its `r` posts, until it finishes or is stopped.
-    async fn drive(&self, thread: Thread, ctx: &mut Context, slot: &Slot, limit: Duration) -> Step {
+    async fn drive(&self, thread: Thread, ctx: &mut Context, slot: &Slot, limit: Duration) -> End {
         let mut fut = match thread.into_async::<Returned>(()) {
             Ok(fut) => fut,
-            Err(e) => return Step::Finished(Err(e)),
+            Err(e) => return End::Finished(Err(e)),
         };
         let mut op = slot.take_op();
         loop {
@@ -205,10 +208,10 @@ impl ScriptPlugin {
                 let _entered = slot.enter(ctx);
                 let poll = Pin::new(&mut fut).poll(cx);
                 if let Some(at) = self.host.clock.killed() {
-                    return Poll::Ready(Step::Killed(at));
+                    return Poll::Ready(Step::End(End::Killed(at)));
                 }
                 match poll {
-                    Poll::Ready(r) => Poll::Ready(Step::Finished(r)),
+                    Poll::Ready(r) => Poll::Ready(Step::End(End::Finished(r))),
                     Poll::Pending => match slot.take_op() {
                         Some(op) => Poll::Ready(Step::Op(op)),
                         None => Poll::Pending,
@@ -218,7 +221,7 @@ impl ScriptPlugin {
             .await;
             match step {
                 Step::Op(next) => op = Some(next),
-                done => return done,
+                Step::End(end) => return end,
             }
         }
     }
