@@ -116,10 +116,12 @@ pub(crate) async fn parse(
                 None => t.set(part.name, lua.create_string(part.data)?)?,
                 Some(filename) => {
                     let path = upload_path();
+                    // Registered first: removed even if the request ends
+                    // while the file is being written.
+                    slot.add_upload(path.clone());
                     tokio::fs::write(&path, part.data)
                         .await
                         .map_err(|e| mlua::Error::runtime(format!("saving an upload: {e}")))?;
-                    slot.uploads.push(path.clone());
                     let file = lua.create_table()?;
                     file.set("filename", filename)?;
                     file.set("path", path.display().to_string())?;

@@ -59,7 +59,7 @@ pub(crate) struct Slot {
     /// The parsed form, once read (`r:form()`), and the body it came from.
     pub form: RefCell<Option<mlua::Table>>,
     body: RefCell<Option<Bytes>>,
-    pub uploads: Uploads,
+    uploads: Uploads,
 }
 
 thread_local! {
@@ -104,6 +104,19 @@ impl Slot {
             prev,
             prev_polled,
         }
+    }
+
+    /// Note a temporary file to remove when the request ends.
+    pub fn add_upload(&self, path: PathBuf) {
+        self.uploads.0.borrow_mut().push(path);
+        let _ = self.with_ctx(|c| {
+            let Some(slot) = self.rc() else { return };
+            match c.state_mut::<RequestUploads>() {
+                Some(kept) if kept.0.iter().any(|s| Rc::ptr_eq(s, &slot)) => {}
+                Some(kept) => kept.0.push(slot),
+                None => c.set_state(RequestUploads(vec![slot])),
+            }
+        });
     }
 
     pub fn take_op(&self) -> Option<Op> {
@@ -213,21 +226,35 @@ pub(crate) struct RequestState {
     pub uri: String,
 }
 
-/// Temporary files holding uploads, removed with the slot: when the
-/// request's hooks are done with it.
+/// Temporary files holding uploads, removed when the request ends (see
+/// [`Slot::add_upload`]) or at the latest with the slot.
 #[derive(Default)]
 pub(crate) struct Uploads(RefCell<Vec<PathBuf>>);
 
 impl Uploads {
-    pub fn push(&self, path: PathBuf) {
-        self.0.borrow_mut().push(path);
+    fn remove_all(&self) {
+        for path in self.0.borrow_mut().drain(..) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
 impl Drop for Uploads {
     fn drop(&mut self) {
-        for path in self.0.get_mut().drain(..) {
-            let _ = std::fs::remove_file(path);
+        self.remove_all();
+    }
+}
+
+/// Kept in the context's state once a request has uploads: removes them
+/// when the request ends, whoever still holds its slot (a suspended method
+/// of an abandoned hook keeps it until the collector runs).
+/// (Several slots after an internal redirect.)
+struct RequestUploads(Vec<Rc<Slot>>);
+
+impl Drop for RequestUploads {
+    fn drop(&mut self) {
+        for slot in &self.0 {
+            slot.uploads.remove_all();
         }
     }
 }
