@@ -8,6 +8,7 @@
 //! switching the JIT off, which gives up most of its advantage.
 
 use std::cell::{Cell, RefCell};
+use std::ffi::c_int;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 use axkit::config::Directive;
 use axkit::{Hook, Hooks};
 use mlua::{
-    Function, HookTriggers, LightUserData, Lua, LuaOptions, StdLib, Table, Thread, VmState,
+    ffi, Function, HookTriggers, LightUserData, Lua, LuaOptions, RegistryKey, StdLib, Table,
+    Thread, VmState,
 };
 
 use crate::directives;
@@ -92,17 +94,34 @@ pub(crate) struct Script {
     pub path: PathBuf,
     pub env: RefCell<Table>,
     /// `hook_<name>` per [`Hook`], as found when the script was (re)loaded.
-    functions: RefCell<Vec<Option<Function>>>,
+    functions: RefCell<Vec<Option<HookFn>>>,
     pub hooks: Hooks,
     pub directives: Vec<Directive>,
     /// Modification time when loaded, for `LuaReload`.
     pub mtime: Cell<Option<SystemTime>>,
 }
 
+/// A hook function, also held in the registry so that the C API can push
+/// it onto a pooled coroutine (see [`Host::thread`]).
+#[derive(Clone)]
+struct HookFn {
+    func: Function,
+    key: Rc<RegistryKey>,
+}
+
 impl Script {
     /// The script's `hook_<name>` function.
     pub fn function(&self, hook: Hook) -> Option<Function> {
-        self.functions.borrow()[hook as usize].clone()
+        self.functions.borrow()[hook as usize]
+            .as_ref()
+            .map(|f| f.func.clone())
+    }
+
+    /// Its registry index, valid until the script is reloaded.
+    pub fn function_id(&self, hook: Hook) -> Option<c_int> {
+        self.functions.borrow()[hook as usize]
+            .as_ref()
+            .map(|f| f.key.id())
     }
 }
 
@@ -187,15 +206,31 @@ impl Host {
         LightUserData((n | 1 << 63) as usize as *mut std::ffi::c_void)
     }
 
-    /// A coroutine that will run `func`: a pooled one, or a new one.
-    pub fn thread(&self, func: Function) -> mlua::Result<Thread> {
+    /// A coroutine that will run the hook function registered at `id`
+    /// (`func` gives it as a value): a pooled one, the function pushed with
+    /// the C API (cheaper than mlua's checks), or a new one.
+    pub fn thread(
+        &self,
+        id: c_int,
+        func: impl FnOnce() -> Option<Function>,
+    ) -> mlua::Result<Thread> {
         let pooled = self.threads.borrow_mut().pop();
         match pooled {
             Some(thread) => {
-                thread.reset(func)?;
+                // SAFETY: a pooled coroutine's function returned (see
+                // `recycle`): empty its stack and push the next function.
+                unsafe {
+                    let ts = thread.state();
+                    ffi::lua_settop(ts, 0);
+                    ffi::lua_rawgeti(ts, ffi::LUA_REGISTRYINDEX, id.into());
+                }
                 Ok(thread)
             }
-            None => self.lua.create_thread(func),
+            None => {
+                let func =
+                    func().ok_or_else(|| mlua::Error::runtime("the hook function is gone"))?;
+                self.lua.create_thread(func)
+            }
         }
     }
 
@@ -257,9 +292,16 @@ impl Host {
         for hook in Hook::ALL {
             let key = format!("hook_{}", hook.name());
             match env.raw_get::<mlua::Value>(key.as_str()) {
-                Ok(mlua::Value::Function(f)) => {
+                Ok(mlua::Value::Function(func)) => {
                     hooks = hooks.with(hook);
-                    functions.push(Some(f));
+                    let key = self
+                        .lua
+                        .create_registry_value(&func)
+                        .map_err(|e| e.to_string())?;
+                    functions.push(Some(HookFn {
+                        func,
+                        key: Rc::new(key),
+                    }));
                 }
                 Ok(mlua::Value::Nil) => functions.push(None),
                 _ => return Err(format!("{}: `{key}` is not a function", path.display())),

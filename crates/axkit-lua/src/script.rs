@@ -58,10 +58,10 @@ impl ScriptPlugin {
         format!("{}: hook_{}", self.script.path.display(), hook.name())
     }
 
-    /// The hook's function, after reloading the script if asked to. A
-    /// script that no longer loads keeps its previous version; the error is
-    /// handed to `report` (once per change of the file).
-    fn function(&self, hook: Hook, report: impl FnOnce(&str)) -> Option<mlua::Function> {
+    /// The script, after reloading it if asked to. A script that no
+    /// longer loads keeps its previous version; the error is handed to
+    /// `report` (once per change of the file).
+    fn script(&self, report: impl FnOnce(&str)) -> &Script {
         if self.reload {
             if let Err(e) = self.host.reload_if_changed(&self.script) {
                 report(&format!(
@@ -70,7 +70,7 @@ impl ScriptPlugin {
                 ));
             }
         }
-        self.script.function(hook)
+        &self.script
     }
 
     /// Run a hook that has a request: `hook_<name>(r, extra…)`.
@@ -80,11 +80,12 @@ impl ScriptPlugin {
         ctx: &mut Context,
         extra: impl IntoLuaMulti,
     ) -> (Outcome, Value) {
-        let Some(func) = self.function(hook, |e| ctx.log(Level::Error, e)) else {
+        let script = self.script(|e| ctx.log(Level::Error, e));
+        let Some(id) = script.function_id(hook) else {
             return (Outcome::Declined, Value::Nil);
         };
         let (slot, object, limit) = self.request_object(ctx);
-        let thread = match self.host.thread(func) {
+        let thread = match self.host.thread(id, || script.function(hook)) {
             Ok(thread) => thread,
             Err(e) => return (Outcome::Error(e.to_string()), Value::Nil),
         };
@@ -284,7 +285,7 @@ impl ScriptPlugin {
     /// Run a hook without a request (connection events, log lines).
     async fn plain_hook(&self, hook: Hook, args: impl IntoLuaMulti) -> Outcome {
         let report = |e: &str| eprintln!("{}", axkit::server::log_line(Level::Error, e));
-        let Some(func) = self.function(hook, report) else {
+        let Some(func) = self.script(report).function(hook) else {
             return Outcome::Declined;
         };
         let fut = func.call_async::<Value>(args);
