@@ -41,6 +41,24 @@ pub(crate) struct ScriptPlugin {
 /// (`hook_write_body_data`'s replacement data).
 type Returned = (Value, Value);
 
+/// How far [`ScriptPlugin::begin`] got.
+enum Begun {
+    Ended(Ended),
+    /// The coroutine waits: [`ScriptPlugin::carry_on`] drives it.
+    Suspended {
+        slot: Rc<Slot>,
+        limit: Duration,
+        thread: Thread,
+    },
+}
+
+/// A request hook's result: its outcome, the second value it returned, and
+/// output still to stream.
+enum Ended {
+    Done(Outcome, Value),
+    Streaming(Outcome, Value, Bytes),
+}
+
 /// How a hook's coroutine ended.
 enum End {
     Finished(mlua::Result<Returned>),
@@ -80,14 +98,22 @@ impl ScriptPlugin {
         ctx: &mut Context,
         extra: impl IntoLuaMulti,
     ) -> (Outcome, Value) {
+        let begun = self.begin(hook, ctx, extra);
+        self.carry_on(hook, ctx, begun).await
+    }
+
+    /// As much of a request hook as runs without awaiting: all of it for a
+    /// hook that neither waits nor streams (most do), which so needs no
+    /// future of its own (see `request_hooks!`).
+    fn begin(&self, hook: Hook, ctx: &mut Context, extra: impl IntoLuaMulti) -> Begun {
         let script = self.script(|e| ctx.log(Level::Error, e));
         let Some(id) = script.function_id(hook) else {
-            return (Outcome::Declined, Value::Nil);
+            return Begun::Ended(Ended::Done(Outcome::Declined, Value::Nil));
         };
         let (slot, object, limit) = self.request_object(ctx);
         let thread = match self.host.thread(id, || script.function(hook)) {
             Ok(thread) => thread,
-            Err(e) => return (Outcome::Error(e.to_string()), Value::Nil),
+            Err(e) => return Begun::Ended(Ended::Done(Outcome::Error(e.to_string()), Value::Nil)),
         };
         // The first run is a plain resume: most hooks finish in it, without
         // the machinery of an async call. One that suspends (it waits in a
@@ -104,42 +130,77 @@ impl ScriptPlugin {
                 (None, None) => None,
             }
         };
-        let end = match first {
+        match first {
             Some(end) => {
                 if matches!(end, End::Finished(Ok(_))) {
                     self.host.recycle(thread);
                 }
-                end
+                Begun::Ended(self.end(hook, ctx, &slot, limit, end))
             }
-            None => self.drive(thread, ctx, &slot, limit).await,
-        };
-        let result = match end {
-            End::Finished(r) => Ok(r),
-            End::Killed(at) => Err(Outcome::Error(format!(
-                "{}: LuaTimeLimit ({limit:?}) exceeded, stopped at {at}",
-                self.describe(hook)
-            ))),
-        };
-        let (first, second) = match result {
-            Ok(Ok(values)) => values,
-            Ok(Err(e)) => {
-                if let Some(status) = slot.abort.take() {
-                    return (Outcome::Status(status), Value::Nil);
-                }
-                return (
-                    Outcome::Error(format!("{}: {e}", self.describe(hook))),
-                    Value::Nil,
-                );
-            }
-            Err(outcome) => return (outcome, Value::Nil),
-        };
-        if let Err(e) = self.finish_output(ctx, &slot).await {
-            return (
-                Outcome::Error(format!("{}: {e}", self.describe(hook))),
-                second,
-            );
+            None => Begun::Suspended {
+                slot,
+                limit,
+                thread,
+            },
         }
-        (self.outcome(hook, &first), second)
+    }
+
+    /// The rest of a request hook after [`ScriptPlugin::begin`].
+    async fn carry_on(&self, hook: Hook, ctx: &mut Context, begun: Begun) -> (Outcome, Value) {
+        let ended = match begun {
+            Begun::Ended(ended) => ended,
+            Begun::Suspended {
+                slot,
+                limit,
+                thread,
+            } => {
+                let end = self.drive(thread, ctx, &slot, limit).await;
+                self.end(hook, ctx, &slot, limit, end)
+            }
+        };
+        match ended {
+            Ended::Done(outcome, second) => (outcome, second),
+            Ended::Streaming(outcome, second, out) => match ctx.write(out).await {
+                Ok(()) => (outcome, second),
+                Err(e) => (
+                    Outcome::Error(format!("{}: {e}", self.describe(hook))),
+                    second,
+                ),
+            },
+        }
+    }
+
+    /// What a hook's coroutine ending means, its output handed to the core:
+    /// as the whole body, or (the head having gone) the rest of the stream,
+    /// still to be written.
+    fn end(&self, hook: Hook, ctx: &mut Context, slot: &Slot, limit: Duration, end: End) -> Ended {
+        let (first, second) = match end {
+            End::Finished(Ok(values)) => values,
+            End::Finished(Err(e)) => {
+                let outcome = match slot.abort.take() {
+                    Some(status) => Outcome::Status(status),
+                    None => Outcome::Error(format!("{}: {e}", self.describe(hook))),
+                };
+                return Ended::Done(outcome, Value::Nil);
+            }
+            End::Killed(at) => {
+                let message = format!(
+                    "{}: LuaTimeLimit ({limit:?}) exceeded, stopped at {at}",
+                    self.describe(hook)
+                );
+                return Ended::Done(Outcome::Error(message), Value::Nil);
+            }
+        };
+        let outcome = self.outcome(hook, &first);
+        let out = std::mem::take(&mut *slot.out.borrow_mut()).freeze();
+        if out.is_empty() {
+            Ended::Done(outcome, second)
+        } else if ctx.head_sent() {
+            Ended::Streaming(outcome, second, out)
+        } else {
+            ctx.response.body = Body::Bytes(out);
+            Ended::Done(outcome, second)
+        }
     }
 
     /// Start `thread` (reset to a hook function) with `r` and `extra`:
@@ -266,20 +327,6 @@ impl ScriptPlugin {
             uri: ctx.request.uri().to_string(),
         });
         (slot, object, limit)
-    }
-
-    /// Hand what `r:write` buffered to the core: the whole body if nothing
-    /// was streamed yet, else the rest of the stream.
-    async fn finish_output(&self, ctx: &mut Context, slot: &Slot) -> std::io::Result<()> {
-        let out = std::mem::take(&mut *slot.out.borrow_mut()).freeze();
-        if ctx.head_sent() {
-            if !out.is_empty() {
-                ctx.write(out).await?;
-            }
-        } else if !out.is_empty() {
-            ctx.response.body = Body::Bytes(out);
-        }
-        Ok(())
     }
 
     /// Run a hook without a request (connection events, log lines).
@@ -413,7 +460,10 @@ macro_rules! request_hooks {
     ($($method:ident => $hook:ident),* $(,)?) => {
         $(
             fn $method<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-                hook(async move { self.request_hook(Hook::$hook, ctx, ()).await.0 })
+                match self.begin(Hook::$hook, ctx, ()) {
+                    Begun::Ended(Ended::Done(outcome, _)) => outcome.into(),
+                    begun => hook(async move { self.carry_on(Hook::$hook, ctx, begun).await.0 }),
+                }
             }
         )*
     };
