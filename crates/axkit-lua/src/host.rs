@@ -203,7 +203,7 @@ impl Host {
     pub fn next_request(&self) -> LightUserData {
         let n = self.requests.get() + 1;
         self.requests.set(n);
-        LightUserData((n | 1 << 63) as usize as *mut std::ffi::c_void)
+        LightUserData((n as usize | 1 << (usize::BITS - 1)) as *mut std::ffi::c_void)
     }
 
     /// A coroutine that will run the hook function registered at `id`
