@@ -52,8 +52,9 @@ pub(crate) struct Slot {
     me: std::rc::Weak<Slot>,
     op: RefCell<Option<Op>>,
     result: RefCell<Option<OpResult>>,
-    /// `r:write` output not yet sent.
-    pub out: RefCell<BytesMut>,
+    /// `r:write` output not yet sent (a `Vec`: the usual single small write
+    /// costs one exact allocation, handed to the core as is).
+    pub out: RefCell<Vec<u8>>,
     /// The hook must end with this status (a body read failed: 400/408/413).
     pub abort: Cell<Option<u16>>,
     /// The parsed form, once read (`r:form()`), and the body it came from.
@@ -181,7 +182,13 @@ impl Slot {
 
     /// Send what `r:write` buffered.
     pub async fn flush(&self) -> mlua::Result<()> {
-        let data = self.out.borrow_mut().split().freeze();
+        let data = {
+            let mut out = self.out.borrow_mut();
+            let data = Bytes::from(std::mem::take(&mut *out));
+            // A script that flushes is streaming: room for the next piece.
+            out.reserve(FLUSH_AT);
+            data
+        };
         match self.perform(Op::Write(data)).await {
             OpResult::Written(Ok(())) => Ok(()),
             OpResult::Written(Err(e)) => {

@@ -192,7 +192,7 @@ impl ScriptPlugin {
             }
         };
         let outcome = self.outcome(hook, &first);
-        let out = std::mem::take(&mut *slot.out.borrow_mut()).freeze();
+        let out = Bytes::from(std::mem::take(&mut *slot.out.borrow_mut()));
         if out.is_empty() {
             Ended::Done(outcome, second)
         } else if ctx.head_sent() {
