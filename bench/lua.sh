@@ -18,6 +18,7 @@
 # Then the sleep test: SLEEP_CONNS (10,000) connections to a one-worker
 # axkit whose script does `sleep(1)` before answering, all sent at once
 # (bench/lua_sleep.py): wall time, slowest request and server CPU.
+# SLEEP_CONNS=0 skips it (quick throughput runs).
 #
 # Run from anywhere (installs wrk, nginx and libnginx-mod-http-lua with
 # apt-get when missing):
@@ -169,6 +170,8 @@ EOF
 stop_pid "$LUA_PID"; stop_pid "$RUST_PID"; stop_pid "$NG_PID"
 
 # ---- 10,000 sleeping requests in one worker -------------------------------------------
+
+[ "$SLEEP_CONNS" -gt 0 ] || exit 0
 
 log "sleep: $SLEEP_CONNS requests, each sleep(1) in Lua, one worker"
 start_bg SLEEP_PID "$TMP/sleep.log" "$BIN" -c "$TMP/sleep.conf"

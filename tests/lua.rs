@@ -376,6 +376,84 @@ fn request_api() {
     assert_eq!(srv.get("/other").status, 404);
 }
 
+/// The methods of `r` written as plain Lua C functions (`fast.rs`): the
+/// config cache per Location, argument conversion, and an `r` kept past
+/// its hook.
+#[test]
+fn hot_request_methods_check_requests_arguments_and_locations() {
+    let script = r#"
+directive { name = "Greeting", type = "string", default = "Hello" }
+directive { name = "Names", type = "list" }
+local kept
+function hook_response(r)
+  local p = r:path()
+  if p == "/keep" then kept = r r:write("kept") return OK end
+  if p == "/stale" then kept:set_header("X-Stale", "1") return OK end
+  if p == "/write" then
+    local t = setmetatable({}, { __tostring = function() return "T" end })
+    r:write(1, " ", 1.5, " ", true, " ", nil, " ", t)
+    return OK
+  end
+  if p == "/badheader" then r:set_header("X-Bad", {}) return OK end
+  if p == "/upload" then r:write(r:form().up.path) return OK end
+  local names = r:config("Names")
+  names[#names + 1] = "z" -- a table from r:config is this call's own
+  r:write(r:config("Greeting"), " ", table.concat(r:config("Names"), ","), " ", r:status())
+  return OK
+end
+"#;
+    let mut srv = start(
+        &conf(
+            "",
+            "    Plugin hot
+    Names a b
+    <Location /a>
+        Greeting A
+    </Location>
+                 <Location /b>
+        Greeting B
+        Names c
+    </Location>",
+        ),
+        &[("hot", script)],
+    );
+    for _ in 0..2 {
+        assert_eq!(srv.get("/x").text(), "Hello a,b 200");
+        assert_eq!(srv.get("/a/x").text(), "A a,b 200");
+        assert_eq!(srv.get("/b/x").text(), "B c 200");
+    }
+    assert_eq!(srv.get("/write").text(), "1 1.5 true nil T");
+    assert_eq!(srv.get("/keep").text(), "kept");
+    let r = srv.get("/stale");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.header("X-Stale"), None);
+    srv.wait_stderr("used outside its hook", Duration::from_secs(10));
+    assert_eq!(srv.get("/badheader").status, 500);
+    srv.wait_stderr(
+        "r:set_header: bad argument #2 (value)",
+        Duration::from_secs(10),
+    );
+    assert_eq!(srv.get("/x").text(), "Hello a,b 200");
+    // With a single hook the request's state is not kept in the context:
+    // uploads still go when the request is over.
+    let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"up\"; filename=\"a.txt\"\r\n\r\n\
+                 data\r\n--XyZ--\r\n";
+    let r = send(
+        &srv,
+        "POST",
+        "/upload",
+        "Content-Type: multipart/form-data; boundary=XyZ\r\n",
+        body,
+    );
+    let path = r.text();
+    assert!(path.contains("axkit-upload-"), "{path}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(&path).exists() {
+        assert!(Instant::now() < deadline, "{path} was not removed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn forms_urlencoded_and_multipart_uploads() {
     let srv = start(&conf("", "    Plugin api"), &[("api", API)]);
@@ -617,6 +695,14 @@ function hook_response(r)
     return OK
   elseif p == "/spin" then
     while true do end
+  elseif p == "/sleep-spin" then
+    sleep(0.01)
+    while true do end
+  elseif p == "/yield" then
+    -- A bare yield in a hook only gives way to other requests.
+    coroutine.yield(1)
+    r:write("after yield")
+    return OK
   elseif p == "/spin-pcall" then
     while true do pcall(function() while true do end end) end
   elseif p == "/spin-co" then
@@ -697,7 +783,14 @@ fn cpu_loops_are_stopped_by_lua_time_limit() {
         &[("slow", SLOW)],
     );
     let sleeper = begin(&srv, "/sleep?s=2");
-    for path in ["/spin", "/spin-pcall", "/spin-co", "/spin-sort"] {
+    assert_eq!(srv.get("/yield").text(), "after yield");
+    for path in [
+        "/spin",
+        "/sleep-spin",
+        "/spin-pcall",
+        "/spin-co",
+        "/spin-sort",
+    ] {
         let r = srv.get(path);
         assert_eq!(r.status, 500, "{path}");
         assert_eq!(srv.get("/fast").text(), "fast");

@@ -2,6 +2,7 @@
 //! `multipart/form-data`, AxKit2's `parse_post_data`) and cookies. Uploaded
 //! files go to temporary files that are removed when the request ends.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mlua::{Lua, Table};
@@ -29,12 +30,22 @@ pub(crate) fn pairs(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The first value of `name` in a query string.
-pub(crate) fn lookup(query: &str, name: &str) -> Option<String> {
-    pairs(query)
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
+/// The first value of `name` in a query string, decoded as [`pairs`]
+/// does. Nothing is allocated for the usual plain `name=value` pairs.
+pub(crate) fn lookup<'q>(query: &'q str, name: &[u8]) -> Option<Cow<'q, str>> {
+    query.split('&').filter(|p| !p.is_empty()).find_map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        (decode_cow(k).as_bytes() == name).then(|| decode_cow(v))
+    })
+}
+
+/// [`decode`], borrowing `s` when there is nothing to decode.
+fn decode_cow(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b == b'%' || b == b'+') {
+        Cow::Owned(decode(s))
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 /// The value of cookie `name` in a Cookie header.
@@ -105,10 +116,12 @@ pub(crate) async fn parse(
                 None => t.set(part.name, lua.create_string(part.data)?)?,
                 Some(filename) => {
                     let path = upload_path();
+                    // Registered first: removed even if the request ends
+                    // while the file is being written.
+                    slot.add_upload(path.clone());
                     tokio::fs::write(&path, part.data)
                         .await
                         .map_err(|e| mlua::Error::runtime(format!("saving an upload: {e}")))?;
-                    slot.uploads.borrow_mut().push(path.clone());
                     let file = lua.create_table()?;
                     file.set("filename", filename)?;
                     file.set("path", path.display().to_string())?;
@@ -212,10 +225,12 @@ mod tests {
             ]
         );
         assert_eq!(
-            lookup("x=1&na%6De=Ada+L&name=second", "name"),
+            lookup("x=1&na%6De=Ada+L&name=second", b"name"),
             Some("Ada L".into())
         );
-        assert_eq!(lookup("x=1", "name"), None);
+        assert_eq!(lookup("x=1", b"name"), None);
+        assert_eq!(lookup("c&name=Ada&x", b"name"), Some("Ada".into()));
+        assert_eq!(lookup("c&name=Ada&x", b"c"), Some("".into()));
     }
 
     #[test]

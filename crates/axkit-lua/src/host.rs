@@ -8,13 +8,17 @@
 //! switching the JIT off, which gives up most of its advantage.
 
 use std::cell::{Cell, RefCell};
+use std::ffi::c_int;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axkit::config::Directive;
 use axkit::{Hook, Hooks};
-use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, VmState};
+use mlua::{
+    ffi, Function, HookTriggers, LightUserData, Lua, LuaOptions, RegistryKey, StdLib, Table,
+    Thread, VmState,
+};
 
 use crate::directives;
 
@@ -23,11 +27,22 @@ use crate::directives;
 /// stop a loop within microseconds of its limit.
 const CHECK_EVERY: u32 = 10_000;
 
+/// Finished hook coroutines kept for the next hook calls (by the host for
+/// request hooks, by mlua for `call_async`). Without a pool every hook call
+/// makes a new Lua thread (object, stack, call info) and the collector
+/// frees it again. Only threads whose function returned are pooled, and
+/// they are reset (stack emptied) before reuse, so nothing of one request
+/// is left for the next.
+const THREAD_POOL: usize = 64;
+
 /// The limit while a script's top level runs at load time.
 const LOAD_LIMIT: Duration = Duration::from_secs(5);
 
 /// The CPU slice of the Lua code running now: since when, for how long it
-/// may run before it is stopped, and where it was stopped.
+/// may run before it is stopped, and where it was stopped. The clock is
+/// read at the slice's first check rather than when it starts, which
+/// spares a clock read per resumption (most hooks end before their first
+/// check), so a slice may run up to CHECK_EVERY instructions past its limit.
 #[derive(Default)]
 pub(crate) struct Clock {
     armed: Cell<bool>,
@@ -52,7 +67,7 @@ impl Clock {
         Slice {
             clock: self,
             armed: self.armed.replace(true),
-            start: self.start.replace(Some(Instant::now())),
+            start: self.start.replace(None),
             limit: self.limit.replace(limit),
             killed: self.killed.take(),
         }
@@ -79,17 +94,34 @@ pub(crate) struct Script {
     pub path: PathBuf,
     pub env: RefCell<Table>,
     /// `hook_<name>` per [`Hook`], as found when the script was (re)loaded.
-    functions: RefCell<Vec<Option<Function>>>,
+    functions: RefCell<Vec<Option<HookFn>>>,
     pub hooks: Hooks,
     pub directives: Vec<Directive>,
     /// Modification time when loaded, for `LuaReload`.
     pub mtime: Cell<Option<SystemTime>>,
 }
 
+/// A hook function, also held in the registry so that the C API can push
+/// it onto a pooled coroutine (see [`Host::thread`]).
+#[derive(Clone)]
+struct HookFn {
+    func: Function,
+    key: Rc<RegistryKey>,
+}
+
 impl Script {
     /// The script's `hook_<name>` function.
     pub fn function(&self, hook: Hook) -> Option<Function> {
-        self.functions.borrow()[hook as usize].clone()
+        self.functions.borrow()[hook as usize]
+            .as_ref()
+            .map(|f| f.func.clone())
+    }
+
+    /// Its registry index, valid until the script is reloaded.
+    pub fn function_id(&self, hook: Hook) -> Option<c_int> {
+        self.functions.borrow()[hook as usize]
+            .as_ref()
+            .map(|f| f.key.id())
     }
 }
 
@@ -98,6 +130,15 @@ pub(crate) struct Host {
     pub lua: Lua,
     pub clock: Rc<Clock>,
     base: Table,
+    /// Request objects made so far (see [`Host::next_request`]).
+    requests: Cell<u64>,
+    /// See [`THREAD_POOL`].
+    threads: RefCell<Vec<Thread>>,
+    /// How many hook calls with `r` a request may see from this worker's
+    /// script plugins, roughly: each hook function counts 1, one that may
+    /// run several times per request (`hook_body_data`…) 2. See
+    /// `ScriptPlugin::request_object`.
+    pub request_hooks: Cell<u32>,
     /// Scripts loaded by path, so that a worker's `create` reuses what its
     /// config load just executed.
     scripts: RefCell<Vec<Rc<Script>>>,
@@ -107,7 +148,7 @@ impl Host {
     pub fn new() -> mlua::Result<Host> {
         let lua = Lua::new_with(
             StdLib::COROUTINE | StdLib::TABLE | StdLib::STRING | StdLib::UTF8 | StdLib::MATH,
-            LuaOptions::new(),
+            LuaOptions::new().thread_pool_size(THREAD_POOL),
         )?;
         let clock = Rc::new(Clock::default());
         let hook_clock = clock.clone();
@@ -119,6 +160,7 @@ impl Host {
                 }
                 if hook_clock.killed.borrow().is_none() {
                     let Some(start) = hook_clock.start.get() else {
+                        hook_clock.start.set(Some(Instant::now()));
                         return Ok(VmState::Continue);
                     };
                     if start.elapsed() < hook_clock.limit.get() {
@@ -143,13 +185,61 @@ impl Host {
         // the generational collector deals with it in small steps.
         lua.load("collectgarbage('generational')").exec()?;
         let base = crate::api::install(&lua, clock.clone())?;
-        crate::request::install_write(&lua)?;
+        crate::request::install(&lua)?;
         Ok(Host {
             lua,
+            requests: Cell::new(0),
+            threads: RefCell::new(Vec::new()),
+            request_hooks: Cell::new(0),
             clock,
             base,
             scripts: RefCell::new(Vec::new()),
         })
+    }
+
+    /// A new request object `r`: a light userdata holding a number never
+    /// used before in this worker, with the top bit set so that it is no
+    /// address of anything.
+    pub fn next_request(&self) -> LightUserData {
+        let n = self.requests.get() + 1;
+        self.requests.set(n);
+        LightUserData((n as usize | 1 << (usize::BITS - 1)) as *mut std::ffi::c_void)
+    }
+
+    /// A coroutine that will run the hook function registered at `id`
+    /// (`func` gives it as a value): a pooled one, the function pushed with
+    /// the C API (cheaper than mlua's checks), or a new one.
+    pub fn thread(
+        &self,
+        id: c_int,
+        func: impl FnOnce() -> Option<Function>,
+    ) -> mlua::Result<Thread> {
+        let pooled = self.threads.borrow_mut().pop();
+        match pooled {
+            Some(thread) => {
+                // SAFETY: a pooled coroutine's function returned (see
+                // `recycle`): empty its stack and push the next function.
+                unsafe {
+                    let ts = thread.state();
+                    ffi::lua_settop(ts, 0);
+                    ffi::lua_rawgeti(ts, ffi::LUA_REGISTRYINDEX, id.into());
+                }
+                Ok(thread)
+            }
+            None => {
+                let func =
+                    func().ok_or_else(|| mlua::Error::runtime("the hook function is gone"))?;
+                self.lua.create_thread(func)
+            }
+        }
+    }
+
+    /// Keep a coroutine whose function returned, for [`Host::thread`].
+    pub fn recycle(&self, thread: Thread) {
+        let mut pool = self.threads.borrow_mut();
+        if pool.len() < THREAD_POOL {
+            pool.push(thread);
+        }
     }
 
     /// Compile and run `path` in a fresh environment, collecting the
@@ -173,6 +263,14 @@ impl Host {
             .and_then(|_| env.set_metatable(Some(meta)))
             .and_then(|_| env.raw_set("directive", directive))
             .map_err(|e| e.to_string())?;
+        // The return names are in the script's own globals too, so that
+        // `return OK` finds them without falling back to the base.
+        for name in ["OK", "DECLINED", "DONE"] {
+            self.base
+                .raw_get::<mlua::Value>(name)
+                .and_then(|v| env.raw_set(name, v))
+                .map_err(|e| e.to_string())?;
+        }
         let chunk = self
             .lua
             .load(source)
@@ -194,9 +292,16 @@ impl Host {
         for hook in Hook::ALL {
             let key = format!("hook_{}", hook.name());
             match env.raw_get::<mlua::Value>(key.as_str()) {
-                Ok(mlua::Value::Function(f)) => {
+                Ok(mlua::Value::Function(func)) => {
                     hooks = hooks.with(hook);
-                    functions.push(Some(f));
+                    let key = self
+                        .lua
+                        .create_registry_value(&func)
+                        .map_err(|e| e.to_string())?;
+                    functions.push(Some(HookFn {
+                        func,
+                        key: Rc::new(key),
+                    }));
                 }
                 Ok(mlua::Value::Nil) => functions.push(None),
                 _ => return Err(format!("{}: `{key}` is not a function", path.display())),

@@ -17,6 +17,7 @@
 
 mod api;
 mod directives;
+mod fast;
 mod form;
 mod host;
 mod io;
@@ -28,7 +29,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use axkit::config::{Directive, Scopes, ValueType};
-use axkit::{Hooks, Plugin, PluginInit, PluginSource};
+use axkit::{Hook, Hooks, Plugin, PluginInit, PluginSource};
 
 use host::Host;
 use script::ScriptPlugin;
@@ -106,6 +107,17 @@ impl PluginSource for LuaSource {
             Some(script) => script,
             None => host.load(name, &path)?,
         };
+        let calls: u32 = Hook::ALL
+            .into_iter()
+            .filter(|&h| script.hooks.contains(h))
+            .map(|h| match h {
+                Hook::Connect | Hook::PreRequest | Hook::Disconnect | Hook::Logging => 0,
+                // These may run more than once per request.
+                Hook::BodyData | Hook::WriteBodyData | Hook::Error => 2,
+                _ => 1,
+            })
+            .sum();
+        host.request_hooks.set(host.request_hooks.get() + calls);
         let global = &init.config.global;
         Ok(Some(Rc::new(ScriptPlugin {
             host,
@@ -114,6 +126,7 @@ impl PluginSource for LuaSource {
             global_limit: global
                 .duration("LuaTimeLimit")
                 .unwrap_or(script::DEFAULT_TIME_LIMIT),
+            limit_id: global.registry().lookup("LuaTimeLimit"),
         })))
     }
 }

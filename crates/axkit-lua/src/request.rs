@@ -19,15 +19,14 @@ use axkit::plugin::Body;
 use axkit::server::BodyError;
 use axkit::{Context, Level};
 use bytes::{Bytes, BytesMut};
-use mlua::{UserData, UserDataMethods};
+use mlua::{FromLuaMulti, IntoLuaMulti, LightUserData, Lua, Table, Value};
 
-use crate::directives;
 use crate::form;
 
 /// Output buffered by `r:write` is sent once it reaches this size (or on
 /// `r:flush()`): small responses go out in one piece with a Content-Length,
 /// large ones stream with backpressure.
-const FLUSH_AT: usize = 64 * 1024;
+pub(crate) const FLUSH_AT: usize = 64 * 1024;
 
 /// Something only the hook runner can do, because it needs the context
 /// across an await.
@@ -47,24 +46,78 @@ pub(crate) enum OpResult {
 #[derive(Default)]
 pub(crate) struct Slot {
     ctx: Cell<Option<std::ptr::NonNull<Context>>>,
+    /// The number this request's `r` holds (see [`with_polled`]).
+    pub object: Cell<usize>,
+    /// This slot's own `Rc`, for methods that suspend.
+    me: std::rc::Weak<Slot>,
     op: RefCell<Option<Op>>,
     result: RefCell<Option<OpResult>>,
-    /// `r:write` output not yet sent.
-    pub out: RefCell<BytesMut>,
+    /// `r:write` output not yet sent (a `Vec`: the usual single small write
+    /// costs one exact allocation, handed to the core as is).
+    pub out: RefCell<Vec<u8>>,
     /// The hook must end with this status (a body read failed: 400/408/413).
     pub abort: Cell<Option<u16>>,
     /// The parsed form, once read (`r:form()`), and the body it came from.
-    form: RefCell<Option<mlua::Table>>,
+    pub form: RefCell<Option<mlua::Table>>,
     body: RefCell<Option<Bytes>>,
-    /// Temporary files holding uploads, removed with the request.
-    pub uploads: RefCell<Vec<PathBuf>>,
+    uploads: Uploads,
+}
+
+thread_local! {
+    /// The slot of the request whose hook is being polled right now, for
+    /// the methods of `r` written as plain Lua C functions (`fast.rs`).
+    static POLLED: Cell<*const Slot> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Run `f` with the slot and context of the request whose hook is running,
+/// if `object` (the first argument of an `r:` method) is that request's
+/// `r`; `None` for an `r` used outside its hook or anything else.
+pub(crate) fn with_polled<R>(object: usize, f: impl FnOnce(&Slot, &mut Context) -> R) -> Option<R> {
+    let slot = POLLED.with(Cell::get);
+    // SAFETY: POLLED is set only while `Slot::enter`'s guard lives, and
+    // the guard borrows the slot.
+    let slot = unsafe { slot.as_ref() }?;
+    if object == 0 || slot.object.get() != object {
+        return None;
+    }
+    slot.with_ctx(|c| f(slot, c)).ok()
 }
 
 impl Slot {
+    pub fn new() -> Rc<Slot> {
+        Rc::new_cyclic(|me| Slot {
+            me: me.clone(),
+            ..Slot::default()
+        })
+    }
+
+    /// The `Rc` this slot lives in.
+    fn rc(&self) -> Option<Rc<Slot>> {
+        self.me.upgrade()
+    }
+
     /// Let `r` reach `ctx` until the guard drops (one poll of the hook).
     pub fn enter(&self, ctx: &mut Context) -> Entered<'_> {
         let prev = self.ctx.replace(Some(std::ptr::NonNull::from(ctx)));
-        Entered { slot: self, prev }
+        let prev_polled = POLLED.with(|p| p.replace(self));
+        Entered {
+            slot: self,
+            prev,
+            prev_polled,
+        }
+    }
+
+    /// Note a temporary file to remove when the request ends.
+    pub fn add_upload(&self, path: PathBuf) {
+        self.uploads.0.borrow_mut().push(path);
+        let _ = self.with_ctx(|c| {
+            let Some(slot) = self.rc() else { return };
+            match c.state_mut::<RequestUploads>() {
+                Some(kept) if kept.0.iter().any(|s| Rc::ptr_eq(s, &slot)) => {}
+                Some(kept) => kept.0.push(slot),
+                None => c.set_state(RequestUploads(vec![slot])),
+            }
+        });
     }
 
     pub fn take_op(&self) -> Option<Op> {
@@ -75,7 +128,7 @@ impl Slot {
         *self.result.borrow_mut() = Some(result);
     }
 
-    fn with_ctx<R>(&self, f: impl FnOnce(&mut Context) -> R) -> mlua::Result<R> {
+    pub fn with_ctx<R>(&self, f: impl FnOnce(&mut Context) -> R) -> mlua::Result<R> {
         match self.ctx.get() {
             // SAFETY: the pointer is set only while the hook runner polls
             // this request's coroutine, holding the `&mut Context` it came
@@ -129,7 +182,13 @@ impl Slot {
 
     /// Send what `r:write` buffered.
     pub async fn flush(&self) -> mlua::Result<()> {
-        let data = self.out.borrow_mut().split().freeze();
+        let data = {
+            let mut out = self.out.borrow_mut();
+            let data = Bytes::from(std::mem::take(&mut *out));
+            // A script that flushes is streaming: room for the next piece.
+            out.reserve(FLUSH_AT);
+            data
+        };
         match self.perform(Op::Write(data)).await {
             OpResult::Written(Ok(())) => Ok(()),
             OpResult::Written(Err(e)) => {
@@ -144,11 +203,13 @@ impl Slot {
 pub(crate) struct Entered<'a> {
     slot: &'a Slot,
     prev: Option<std::ptr::NonNull<Context>>,
+    prev_polled: *const Slot,
 }
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
         self.slot.ctx.set(self.prev);
+        POLLED.with(|p| p.set(self.prev_polled));
     }
 }
 
@@ -160,11 +221,10 @@ pub(crate) async fn run_op(ctx: &mut Context, op: Op) -> OpResult {
     }
 }
 
-/// Kept in the context's state: `r` for this request, and the cleanup of
-/// its uploads when the request ends.
+/// Kept in the context's state: `r` for this request, for its later hooks.
 pub(crate) struct RequestState {
     pub slot: Rc<Slot>,
-    pub object: mlua::AnyUserData,
+    pub object: LightUserData,
     /// `LuaTimeLimit` of the request's Location.
     pub limit: std::time::Duration,
     /// The request-target this state belongs to: after an internal
@@ -173,30 +233,38 @@ pub(crate) struct RequestState {
     pub uri: String,
 }
 
-impl Drop for RequestState {
-    fn drop(&mut self) {
-        for path in self.slot.uploads.borrow_mut().drain(..) {
+/// Temporary files holding uploads, removed when the request ends (see
+/// [`Slot::add_upload`]) or at the latest with the slot.
+#[derive(Default)]
+pub(crate) struct Uploads(RefCell<Vec<PathBuf>>);
+
+impl Uploads {
+    fn remove_all(&self) {
+        for path in self.0.borrow_mut().drain(..) {
             let _ = std::fs::remove_file(path);
         }
     }
 }
 
-/// `r:write(...)`: append, and flush with backpressure once enough output
-/// is buffered.
-const WRITE: &str = "local r = ...; if r:append(select(2, ...)) then return r:flush() end";
-
-/// Add `write` (written in Lua) to the methods of `r`: mlua only makes
-/// Rust methods, and an async Rust method would cost every small write a
-/// suspension.
-pub(crate) fn install_write(lua: &mlua::Lua) -> mlua::Result<()> {
-    let probe = lua.create_userdata(Request(Rc::default()))?;
-    let methods: mlua::Table = probe.metatable()?.get("__index")?;
-    let write = lua.load(WRITE).set_name("=r:write").into_function()?;
-    methods.raw_set("write", write)
+impl Drop for Uploads {
+    fn drop(&mut self) {
+        self.remove_all();
+    }
 }
 
-/// The userdata behind `r`.
-pub(crate) struct Request(pub Rc<Slot>);
+/// Kept in the context's state once a request has uploads: removes them
+/// when the request ends, whoever still holds its slot (a suspended method
+/// of an abandoned hook keeps it until the collector runs).
+/// (Several slots after an internal redirect.)
+struct RequestUploads(Vec<Rc<Slot>>);
+
+impl Drop for RequestUploads {
+    fn drop(&mut self) {
+        for slot in &self.0 {
+            slot.uploads.remove_all();
+        }
+    }
+}
 
 fn level(name: &str) -> mlua::Result<Level> {
     Level::parse(name).ok_or_else(|| mlua::Error::runtime(format!("unknown log level `{name}`")))
@@ -217,263 +285,260 @@ fn append(out: &mut BytesMut, args: &mlua::MultiValue, sep: &str) -> mlua::Resul
     Ok(())
 }
 
-fn str_arg(v: &mlua::Value) -> mlua::Result<String> {
-    match v {
-        mlua::Value::String(s) => Ok(s.to_str()?.to_string()),
-        mlua::Value::Integer(_) | mlua::Value::Number(_) => v.to_string(),
-        other => Err(mlua::Error::runtime(format!(
-            "expected a string, got {}",
-            other.type_name()
-        ))),
-    }
-}
+/// Give `r` its methods: the ones below, and those every handler calls
+/// (`r:param`, `r:write`…), in `fast.rs`.
+///
+/// `r` is a light userdata holding a number unique to the request (see
+/// `Host::next_request`), and these methods are the `__index` of the
+/// metatable that all light userdata share. Making it costs nothing and
+/// leaves nothing to collect, where an mlua userdata (with its finalizer)
+/// cost about 2,000 instructions per request and a table 700. Methods
+/// recognise their request by that number (see [`with_polled`]); an `r`
+/// kept past its request never matches again.
+pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
+    let m = Methods {
+        lua,
+        table: lua.create_table()?,
+    };
 
-impl UserData for Request {
-    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        // The request.
-        m.add_method("method", |_, r, ()| {
-            r.0.with_ctx(|c| c.request.method().to_string())
-        });
-        m.add_method("uri", |_, r, ()| {
-            r.0.with_ctx(|c| c.request.uri().to_string())
-        });
-        m.add_method("path", |_, r, ()| {
-            r.0.with_ctx(|c| c.request.decoded_path().to_string())
-        });
-        m.add_method("query", |_, r, ()| {
-            r.0.with_ctx(|c| c.request.query().map(str::to_string))
-        });
-        // Values go into Lua strings straight from the request, without a
-        // Rust copy: these are the calls every handler makes. (Names come
-        // in as `String`: converting is cheaper than holding a reference to
-        // a Lua string.)
-        m.add_method("header", |lua, r, name: String| {
-            r.0.with_ctx(|c| c.request.header(&name).map(|v| lua.create_string(v)))?
-                .transpose()
-        });
-        m.add_method("headers", |lua, r, ()| {
-            let t = lua.create_table()?;
-            r.0.with_ctx(|c| {
-                for (name, value) in c.request.headers() {
-                    let name = name.to_ascii_lowercase();
-                    let value = String::from_utf8_lossy(value);
-                    let joined = match t.raw_get::<Option<String>>(name.as_str())? {
-                        Some(prev) => format!("{prev}, {value}"),
-                        None => value.into_owned(),
-                    };
-                    t.raw_set(name, joined)?;
-                }
-                Ok::<_, mlua::Error>(())
-            })??;
-            Ok(t)
-        });
-        m.add_method("peer", |_, r, ()| {
-            r.0.with_ctx(|c| (c.conn.peer.ip().to_string(), c.conn.peer.port()))
-        });
-        m.add_method("host", |_, r, ()| {
-            r.0.with_ctx(|c| c.request.host().map(str::to_string))
-        });
-        m.add_method("location", |_, r, ()| {
-            r.0.with_ctx(|c| c.location_prefix().to_string())
-        });
-        m.add_method("param", |lua, r, name: String| {
-            let found =
-                r.0.with_ctx(|c| c.request.query().and_then(|q| form::lookup(q, &name)))?;
-            if let Some(v) = found {
-                return Ok(Some(lua.create_string(v)?));
+    // The request.
+    m.sync("headers", |lua, _, c, ()| {
+        let t = lua.create_table()?;
+        for (name, value) in c.request.headers() {
+            let name = name.to_ascii_lowercase();
+            let value = String::from_utf8_lossy(value);
+            let joined = match t.raw_get::<Option<String>>(name.as_str())? {
+                Some(prev) => format!("{prev}, {value}"),
+                None => value.into_owned(),
+            };
+            t.raw_set(name, joined)?;
+        }
+        Ok(t)
+    })?;
+    m.sync("peer", |_, _, c, ()| {
+        Ok((c.conn.peer.ip().to_string(), c.conn.peer.port()))
+    })?;
+    m.sync("host", |_, _, c, ()| {
+        Ok(c.request.host().map(str::to_string))
+    })?;
+    m.sync("location", |_, _, c, ()| {
+        Ok(c.location_prefix().to_string())
+    })?;
+    m.sync("params", |lua, _, c, ()| {
+        let t = lua.create_table()?;
+        for (k, v) in form::pairs(c.request.query().unwrap_or("")) {
+            if !t.contains_key(k.as_str())? {
+                t.set(lua.create_string(k)?, lua.create_string(v)?)?;
             }
-            match r.0.form.borrow().as_ref() {
-                Some(f) => f.get::<Option<mlua::LuaString>>(name),
-                None => Ok(None),
-            }
-        });
-        m.add_method("params", |lua, r, ()| {
-            let query = r.0.with_ctx(|c| c.request.query().map(str::to_string))?;
-            let t = lua.create_table()?;
-            for (k, v) in form::pairs(query.as_deref().unwrap_or("")) {
-                if !t.contains_key(k.as_str())? {
-                    t.set(lua.create_string(k)?, lua.create_string(v)?)?;
-                }
-            }
-            Ok(t)
-        });
-        m.add_method("cookie", |_, r, name: String| {
-            r.0.with_ctx(|c| {
-                c.request
-                    .header("Cookie")
-                    .and_then(|h| form::cookie(h, &name))
-            })
-        });
-        m.add_method("config", |lua, r, name: String| {
-            r.0.with_ctx(|c| directives::config_value(lua, c.config(), &name))?
-        });
-        m.add_method("note", |_, r, (name, value): (String, Option<String>)| {
-            r.0.with_ctx(|c| match value {
+        }
+        Ok(t)
+    })?;
+    m.sync("cookie", |_, _, c, name: String| {
+        Ok(c.request
+            .header("Cookie")
+            .and_then(|h| form::cookie(h, &name)))
+    })?;
+    m.sync(
+        "note",
+        |_, _, c, (name, value): (String, Option<String>)| {
+            Ok(match value {
                 Some(v) => c.notes.insert(name, v),
                 None => c.notes.get(&name).cloned(),
             })
-        });
-        m.add_method("notes", |_, r, ()| r.0.with_ctx(|c| c.notes.clone()));
-        m.add_method("filename", |_, r, ()| {
-            r.0.with_ctx(|c| c.filename.as_ref().map(|p| p.display().to_string()))
-        });
-        m.add_method(
-            "set_filename",
-            |_, r, (path, info): (String, Option<String>)| {
-                r.0.with_ctx(|c| {
-                    c.filename = Some(PathBuf::from(path));
-                    c.metadata = None;
-                    c.file = None;
-                    if let Some(info) = info {
-                        c.path_info = info;
-                    }
-                })
-            },
-        );
-        m.add_method("path_info", |_, r, ()| {
-            r.0.with_ctx(|c| c.path_info.clone())
-        });
-        m.add_method("user", |_, r, ()| r.0.with_ctx(|c| c.user.clone()));
-        m.add_method(
-            "set_user",
-            |_, r, (user, kind): (String, Option<String>)| {
-                r.0.with_ctx(|c| {
-                    c.user = Some(user);
-                    c.auth_type = kind;
-                })
-            },
-        );
-        m.add_method("failure", |lua, r, ()| {
-            let failure = r.0.with_ctx(|c| c.failure.clone())?;
-            failure
-                .map(|f| {
-                    let t = lua.create_table()?;
-                    t.set("plugin", f.plugin)?;
-                    t.set("hook", f.hook)?;
-                    t.set("message", f.message)?;
-                    Ok(t)
-                })
-                .transpose()
-        });
-
-        // The body.
-        m.add_async_method("body", |lua, r, ()| async move {
-            let body = r.0.body().await?;
-            lua.create_string(&body)
-        });
-        m.add_async_method("read", |lua, r, ()| async move {
-            match r.0.read().await? {
-                Some(chunk) => Ok(Some(lua.create_string(&chunk)?)),
-                None => Ok(None),
+        },
+    )?;
+    m.sync("notes", |_, _, c, ()| Ok(c.notes.clone()))?;
+    m.sync("filename", |_, _, c, ()| {
+        Ok(c.filename.as_ref().map(|p| p.display().to_string()))
+    })?;
+    m.sync(
+        "set_filename",
+        |_, _, c, (path, info): (String, Option<String>)| {
+            c.filename = Some(PathBuf::from(path));
+            c.metadata = None;
+            c.file = None;
+            if let Some(info) = info {
+                c.path_info = info;
             }
-        });
-        m.add_async_method("form", |lua, r, ()| async move {
-            if let Some(t) = r.0.form.borrow().clone() {
-                return Ok(t);
-            }
-            let content_type =
-                r.0.with_ctx(|c| c.request.header("Content-Type").map(str::to_string))?;
-            let body = r.0.body().await?;
-            let t = form::parse(&lua, content_type.as_deref(), &body, &r.0).await?;
-            *r.0.form.borrow_mut() = Some(t.clone());
-            Ok(t)
-        });
-
-        // The response.
-        m.add_method("status", |_, r, status: Option<u16>| {
-            r.0.with_ctx(|c| {
-                if let Some(s) = status {
-                    c.response.status = s;
-                }
-                c.response.status
+            Ok(())
+        },
+    )?;
+    m.sync("path_info", |_, _, c, ()| Ok(c.path_info.clone()))?;
+    m.sync("user", |_, _, c, ()| Ok(c.user.clone()))?;
+    m.sync(
+        "set_user",
+        |_, _, c, (user, kind): (String, Option<String>)| {
+            c.user = Some(user);
+            c.auth_type = kind;
+            Ok(())
+        },
+    )?;
+    m.sync("failure", |lua, _, c, ()| {
+        c.failure
+            .clone()
+            .map(|f| {
+                let t = lua.create_table()?;
+                t.set("plugin", f.plugin)?;
+                t.set("hook", f.hook)?;
+                t.set("message", f.message)?;
+                Ok(t)
             })
-        });
-        m.add_method(
-            "set_header",
-            |_, r, (name, value): (String, mlua::Value)| {
-                let value = str_arg(&value)?;
-                r.0.with_ctx(|c| c.response.headers.set(name, value))
-            },
-        );
-        m.add_method(
-            "add_header",
-            |_, r, (name, value): (String, mlua::Value)| {
-                let value = str_arg(&value)?;
-                r.0.with_ctx(|c| c.response.headers.add(name, value))
-            },
-        );
-        m.add_method("remove_header", |_, r, name: String| {
-            r.0.with_ctx(|c| c.response.headers.remove(&name))
-        });
-        m.add_method("response_header", |_, r, name: String| {
-            r.0.with_ctx(|c| c.response.headers.get(&name).map(str::to_string))
-        });
-        m.add_method(
-            "set_cookie",
-            |_, r, (name, value, opts): (String, String, Option<mlua::Table>)| {
-                let cookie = form::set_cookie(&name, &value, opts.as_ref())?;
-                r.0.with_ctx(|c| c.response.headers.add("Set-Cookie", cookie))
-            },
-        );
-        // `r:write(...)` is the Lua function WRITE (installed by
-        // `install_write`): a synchronous append, and a flush only when
-        // the buffer is full, so small writes never pay for a suspension.
-        m.add_method("append", |_, r, args: mlua::MultiValue| {
-            let mut out = r.0.out.borrow_mut();
-            append(&mut out, &args, "")?;
-            Ok(out.len() >= FLUSH_AT)
-        });
-        m.add_async_method("flush", |_, r, ()| async move { r.0.flush().await });
-        m.add_async_method(
-            "send_file",
-            |_, r, (path, content_type): (String, Option<String>)| async move {
-                let file = tokio::fs::File::open(&path)
-                    .await
-                    .map_err(|e| mlua::Error::runtime(format!("send_file {path}: {e}")))?
-                    .into_std()
-                    .await;
-                let len = file
-                    .metadata()
-                    .map_err(|e| mlua::Error::runtime(format!("send_file {path}: {e}")))?
-                    .len();
-                r.0.with_ctx(|c| {
-                    if let Some(t) = content_type {
-                        c.response.headers.set("Content-Type", t);
-                    }
-                    c.response.body = Body::File {
-                        file,
-                        offset: 0,
-                        len,
-                    };
-                })?;
-                // The file is the body: drop anything `r:write` buffered.
-                r.0.out.borrow_mut().clear();
-                Ok(crate::script::OK)
-            },
-        );
-        m.add_method(
-            "redirect",
-            |_, r, (location, status): (String, Option<u16>)| {
-                let status = status.unwrap_or(302);
-                r.0.with_ctx(|c| {
-                    c.response.status = status;
-                    c.response.headers.set("Location", location);
-                    c.response.body = Body::Empty;
-                })?;
-                r.0.out.borrow_mut().clear();
-                Ok(crate::script::DONE)
-            },
-        );
-        m.add_method("internal_redirect", |_, r, uri: String| {
-            r.0.with_ctx(|c| c.internal_redirect(&uri))?;
+            .transpose()
+    })?;
+
+    // The body.
+    m.suspending("body", |lua, slot, ()| async move {
+        let body = slot.body().await?;
+        lua.create_string(&body)
+    })?;
+    m.suspending("read", |lua, slot, ()| async move {
+        match slot.read().await? {
+            Some(chunk) => Ok(Some(lua.create_string(&chunk)?)),
+            None => Ok(None),
+        }
+    })?;
+    m.suspending("form", |lua, slot, ()| async move {
+        if let Some(t) = slot.form.borrow().clone() {
+            return Ok(t);
+        }
+        let content_type =
+            slot.with_ctx(|c| c.request.header("Content-Type").map(str::to_string))?;
+        let body = slot.body().await?;
+        let t = form::parse(&lua, content_type.as_deref(), &body, &slot).await?;
+        *slot.form.borrow_mut() = Some(t.clone());
+        Ok(t)
+    })?;
+
+    // The response.
+    m.sync("remove_header", |_, _, c, name: String| {
+        c.response.headers.remove(&name);
+        Ok(())
+    })?;
+    m.sync("response_header", |_, _, c, name: String| {
+        Ok(c.response.headers.get(&name).map(str::to_string))
+    })?;
+    m.sync(
+        "set_cookie",
+        |_, _, c, (name, value, opts): (String, String, Option<Table>)| {
+            let cookie = form::set_cookie(&name, &value, opts.as_ref())?;
+            c.response.headers.add("Set-Cookie", cookie);
+            Ok(())
+        },
+    )?;
+    m.suspending("flush", |_, slot, ()| async move { slot.flush().await })?;
+    m.suspending(
+        "send_file",
+        |_, slot, (path, content_type): (String, Option<String>)| async move {
+            let file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| mlua::Error::runtime(format!("send_file {path}: {e}")))?
+                .into_std()
+                .await;
+            let len = file
+                .metadata()
+                .map_err(|e| mlua::Error::runtime(format!("send_file {path}: {e}")))?
+                .len();
+            slot.with_ctx(|c| {
+                if let Some(t) = content_type {
+                    c.response.headers.set("Content-Type", t);
+                }
+                c.response.body = Body::File {
+                    file,
+                    offset: 0,
+                    len,
+                };
+            })?;
+            // The file is the body: drop anything `r:write` buffered.
+            slot.out.borrow_mut().clear();
+            Ok(crate::script::OK)
+        },
+    )?;
+    m.sync(
+        "redirect",
+        |_, slot, c, (location, status): (String, Option<u16>)| {
+            c.response.status = status.unwrap_or(302);
+            c.response.headers.set("Location", location);
+            c.response.body = Body::Empty;
+            slot.out.borrow_mut().clear();
             Ok(crate::script::DONE)
-        });
-        m.add_method("log", |_, r, (lvl, rest): (String, mlua::MultiValue)| {
-            let level = level(&lvl)?;
-            let mut text = BytesMut::new();
-            append(&mut text, &rest, " ")?;
-            let text = String::from_utf8_lossy(&text);
-            r.0.with_ctx(|c| c.log(level, &text))
-        });
+        },
+    )?;
+    m.sync("internal_redirect", |_, _, c, uri: String| {
+        c.internal_redirect(&uri);
+        Ok(crate::script::DONE)
+    })?;
+    m.sync("log", |_, _, c, (lvl, rest): (String, mlua::MultiValue)| {
+        let level = level(&lvl)?;
+        let mut text = BytesMut::new();
+        append(&mut text, &rest, " ")?;
+        c.log(level, &String::from_utf8_lossy(&text));
+        Ok(())
+    })?;
+
+    crate::fast::install(lua, &m.table)?;
+    let meta = lua.create_table()?;
+    meta.raw_set("__index", m.table)?;
+    lua.set_type_metatable::<LightUserData>(Some(meta));
+    Ok(())
+}
+
+/// The error of a method called with anything but the `r` of the running
+/// hook.
+pub(crate) const OUTSIDE: &str = "the request object was used outside its hook";
+
+/// The slot of `r`, if it is the `r` of the running hook.
+pub(crate) fn polled_slot(r: &Value) -> mlua::Result<Rc<Slot>> {
+    with_polled(r.to_pointer() as usize, |slot, _| slot.rc())
+        .flatten()
+        .ok_or_else(|| mlua::Error::runtime(OUTSIDE))
+}
+
+/// Registers the methods of `r` written with mlua.
+struct Methods<'a> {
+    lua: &'a Lua,
+    table: Table,
+}
+
+impl Methods<'_> {
+    /// A method that runs with the request's context.
+    fn sync<A, R>(
+        &self,
+        name: &str,
+        f: impl Fn(&Lua, &Slot, &mut Context, A) -> mlua::Result<R> + 'static,
+    ) -> mlua::Result<()>
+    where
+        A: FromLuaMulti,
+        R: IntoLuaMulti,
+    {
+        let func = self
+            .lua
+            .create_function(move |lua, (r, args): (Value, A)| {
+                with_polled(r.to_pointer() as usize, |slot, c| f(lua, slot, c, args))
+                    .unwrap_or_else(|| Err(mlua::Error::runtime(OUTSIDE)))
+            })?;
+        self.table.raw_set(name, func)
+    }
+
+    /// A method that may suspend the hook (it reaches the context through
+    /// the slot, only while the hook is being polled).
+    fn suspending<A, R, F>(
+        &self,
+        name: &str,
+        f: impl Fn(Lua, Rc<Slot>, A) -> F + 'static,
+    ) -> mlua::Result<()>
+    where
+        A: FromLuaMulti + 'static,
+        R: IntoLuaMulti,
+        F: std::future::Future<Output = mlua::Result<R>> + 'static,
+    {
+        let f = Rc::new(f);
+        let func = self
+            .lua
+            .create_async_function(move |lua, (r, args): (Value, A)| {
+                let f = f.clone();
+                let slot = polled_slot(&r);
+                async move { f(lua, slot?, args).await }
+            })?;
+        self.table.raw_set(name, func)
     }
 }

@@ -2,18 +2,21 @@
 //! that hook, run in its own coroutine that suspends only its own request,
 //! and its return value becomes the hook's [`Outcome`].
 
+use std::ffi::c_int;
 use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
 
+use axkit::config::DirectiveId;
 use axkit::plugin::{Body, BodyChunk, ConnInfo, LogRecord};
 use axkit::{hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin};
 use bytes::Bytes;
-use mlua::{IntoLuaMulti, MultiValue, Value};
+use mlua::{ffi, IntoLuaMulti, LightUserData, Lua, Thread, Value};
 
 use crate::host::{Host, Script};
-use crate::request::{run_op, Request, RequestState, Slot};
+use crate::request::{run_op, RequestState, Slot};
 
 /// What hooks return, as Lua sees them (AxKit2's names).
 pub(crate) const OK: i64 = 0;
@@ -30,12 +33,41 @@ pub(crate) struct ScriptPlugin {
     pub reload: bool,
     /// `LuaTimeLimit` for hooks without a request (connection, logging).
     pub global_limit: Duration,
+    /// `LuaTimeLimit`'s id, to read it per request without a name lookup.
+    pub limit_id: Option<DirectiveId>,
 }
 
-/// How one run of a hook's coroutine ended.
-enum Step {
-    Finished(mlua::Result<MultiValue>),
+/// What a hook returned: the outcome, and a second value
+/// (`hook_write_body_data`'s replacement data).
+type Returned = (Value, Value);
+
+/// How far [`ScriptPlugin::begin`] got.
+enum Begun {
+    Ended(Ended),
+    /// The coroutine waits: [`ScriptPlugin::carry_on`] drives it.
+    Suspended {
+        slot: Rc<Slot>,
+        limit: Duration,
+        thread: Thread,
+    },
+}
+
+/// A request hook's result: its outcome, the second value it returned, and
+/// output still to stream.
+enum Ended {
+    Done(Outcome, Value),
+    Streaming(Outcome, Value, Bytes),
+}
+
+/// How a hook's coroutine ended.
+enum End {
+    Finished(mlua::Result<Returned>),
     Killed(String),
+}
+
+/// What one poll of a suspended hook's coroutine gave.
+enum Step {
+    End(End),
     Op(crate::request::Op),
 }
 
@@ -44,10 +76,10 @@ impl ScriptPlugin {
         format!("{}: hook_{}", self.script.path.display(), hook.name())
     }
 
-    /// The hook's function, after reloading the script if asked to. A
-    /// script that no longer loads keeps its previous version; the error is
-    /// handed to `report` (once per change of the file).
-    fn function(&self, hook: Hook, report: impl FnOnce(&str)) -> Option<mlua::Function> {
+    /// The script, after reloading it if asked to. A script that no
+    /// longer loads keeps its previous version; the error is handed to
+    /// `report` (once per change of the file).
+    fn script(&self, report: impl FnOnce(&str)) -> &Script {
         if self.reload {
             if let Err(e) = self.host.reload_if_changed(&self.script) {
                 report(&format!(
@@ -56,7 +88,7 @@ impl ScriptPlugin {
                 ));
             }
         }
-        self.script.function(hook)
+        &self.script
     }
 
     /// Run a hook that has a request: `hook_<name>(r, extra…)`.
@@ -64,30 +96,184 @@ impl ScriptPlugin {
         &self,
         hook: Hook,
         ctx: &mut Context,
-        extra: MultiValue,
-    ) -> (Outcome, MultiValue) {
-        let Some(func) = self.function(hook, |e| ctx.log(Level::Error, e)) else {
-            return (Outcome::Declined, MultiValue::new());
+        extra: impl IntoLuaMulti,
+    ) -> (Outcome, Value) {
+        let begun = self.begin(hook, ctx, extra);
+        self.carry_on(hook, ctx, begun).await
+    }
+
+    /// As much of a request hook as runs without awaiting: all of it for a
+    /// hook that neither waits nor streams (most do), which so needs no
+    /// future of its own (see `request_hooks!`).
+    fn begin(&self, hook: Hook, ctx: &mut Context, extra: impl IntoLuaMulti) -> Begun {
+        let script = self.script(|e| ctx.log(Level::Error, e));
+        let Some(id) = script.function_id(hook) else {
+            return Begun::Ended(Ended::Done(Outcome::Declined, Value::Nil));
         };
-        let (slot, object, limit) = match self.request_object(ctx) {
-            Ok(state) => state,
-            Err(e) => return (Outcome::Error(e.to_string()), MultiValue::new()),
+        let (slot, object, limit) = self.request_object(ctx);
+        let thread = match self.host.thread(id, || script.function(hook)) {
+            Ok(thread) => thread,
+            Err(e) => return Begun::Ended(Ended::Done(Outcome::Error(e.to_string()), Value::Nil)),
         };
-        let mut args = MultiValue::new();
-        args.push_back(Value::UserData(object));
-        args.extend(extra);
-        let fut = func.call_async::<MultiValue>(args);
-        let mut fut = std::pin::pin!(fut);
-        let result = loop {
+        // The first run is a plain resume: most hooks finish in it, without
+        // the machinery of an async call. One that suspends (it waits in a
+        // primitive, polled once with a no-op waker) or yields continues as
+        // an async thread, which polls that primitive again with the real
+        // waker as soon as it resumes.
+        let first = {
+            let _slice = self.host.clock.arm(limit);
+            let _entered = slot.enter(ctx);
+            let result = self.first_run(&thread, object, extra);
+            match (self.host.clock.killed(), result) {
+                (Some(at), _) => Some(End::Killed(at)),
+                (None, Some(result)) => Some(End::Finished(result)),
+                (None, None) => None,
+            }
+        };
+        match first {
+            Some(end) => {
+                if matches!(end, End::Finished(Ok(_))) {
+                    self.host.recycle(thread);
+                }
+                Begun::Ended(self.end(hook, ctx, &slot, limit, end))
+            }
+            None => Begun::Suspended {
+                slot,
+                limit,
+                thread,
+            },
+        }
+    }
+
+    /// The rest of a request hook after [`ScriptPlugin::begin`].
+    async fn carry_on(&self, hook: Hook, ctx: &mut Context, begun: Begun) -> (Outcome, Value) {
+        let ended = match begun {
+            Begun::Ended(ended) => ended,
+            Begun::Suspended {
+                slot,
+                limit,
+                thread,
+            } => {
+                let end = self.drive(thread, ctx, &slot, limit).await;
+                self.end(hook, ctx, &slot, limit, end)
+            }
+        };
+        match ended {
+            Ended::Done(outcome, second) => (outcome, second),
+            Ended::Streaming(outcome, second, out) => match ctx.write(out).await {
+                Ok(()) => (outcome, second),
+                Err(e) => (
+                    Outcome::Error(format!("{}: {e}", self.describe(hook))),
+                    second,
+                ),
+            },
+        }
+    }
+
+    /// What a hook's coroutine ending means, its output handed to the core:
+    /// as the whole body, or (the head having gone) the rest of the stream,
+    /// still to be written.
+    fn end(&self, hook: Hook, ctx: &mut Context, slot: &Slot, limit: Duration, end: End) -> Ended {
+        let (first, second) = match end {
+            End::Finished(Ok(values)) => values,
+            End::Finished(Err(e)) => {
+                let outcome = match slot.abort.take() {
+                    Some(status) => Outcome::Status(status),
+                    None => Outcome::Error(format!("{}: {e}", self.describe(hook))),
+                };
+                return Ended::Done(outcome, Value::Nil);
+            }
+            End::Killed(at) => {
+                let message = format!(
+                    "{}: LuaTimeLimit ({limit:?}) exceeded, stopped at {at}",
+                    self.describe(hook)
+                );
+                return Ended::Done(Outcome::Error(message), Value::Nil);
+            }
+        };
+        let outcome = self.outcome(hook, &first);
+        let out = Bytes::from(std::mem::take(&mut *slot.out.borrow_mut()));
+        if out.is_empty() {
+            Ended::Done(outcome, second)
+        } else if ctx.head_sent() {
+            Ended::Streaming(outcome, second, out)
+        } else {
+            ctx.response.body = Body::Bytes(out);
+            Ended::Done(outcome, second)
+        }
+    }
+
+    /// Start `thread` (reset to a hook function) with `r` and `extra`:
+    /// what the function returned or raised, or `None` if it suspended or
+    /// yielded (its stack then emptied, ready for `into_async`).
+    ///
+    /// Straight through the Lua C API rather than mlua's `Thread::resume`,
+    /// whose checks and conversions cost about 600 instructions, which is
+    /// as much as two `r:` calls; the error path builds the same errors as
+    /// mlua does (a message with the coroutine's traceback, or the error a
+    /// Rust function raised).
+    fn first_run(
+        &self,
+        thread: &Thread,
+        object: LightUserData,
+        extra: impl IntoLuaMulti,
+    ) -> Option<mlua::Result<Returned>> {
+        let lua = &self.host.lua;
+        let ts = thread.state();
+        let extra = match extra.into_lua_multi(lua) {
+            Ok(extra) => extra,
+            Err(e) => return Some(Err(e)),
+        };
+        let nextra = extra.len() as c_int;
+        // SAFETY: `ts` is a coroutine of this state, holding the function
+        // to run (Thread::reset): push its arguments and resume it.
+        unsafe {
+            if ffi::lua_checkstack(ts, nextra + 1) == 0 {
+                return Some(Err(mlua::Error::StackError));
+            }
+            ffi::lua_pushlightuserdata(ts, object.0);
+            if nextra > 0 {
+                if let Err(e) = lua.exec_raw::<()>(extra, |l| ffi::lua_xmove(l, ts, nextra)) {
+                    return Some(Err(e));
+                }
+            }
+            let mut nres = 0;
+            match ffi::lua_resume(ts, std::ptr::null_mut(), nextra + 1, &mut nres) {
+                ffi::LUA_OK => {
+                    let values = returned(lua, ts, nres);
+                    ffi::lua_settop(ts, 0);
+                    Some(values)
+                }
+                ffi::LUA_YIELD => {
+                    ffi::lua_settop(ts, 0);
+                    None
+                }
+                _ => Some(Err(raised(lua, ts))),
+            }
+        }
+    }
+
+    /// Carry on with a hook's coroutine that suspended in its first run,
+    /// performing the ops its `r` posts, until it finishes or is stopped.
+    async fn drive(&self, thread: Thread, ctx: &mut Context, slot: &Slot, limit: Duration) -> End {
+        let mut fut = match thread.into_async::<Returned>(()) {
+            Ok(fut) => fut,
+            Err(e) => return End::Finished(Err(e)),
+        };
+        let mut op = slot.take_op();
+        loop {
+            if let Some(op) = op.take() {
+                slot.complete(run_op(ctx, op).await);
+            }
             let step = poll_fn(|cx| {
                 let _slice = self.host.clock.arm(limit);
                 let _entered = slot.enter(ctx);
-                let poll = fut.as_mut().poll(cx);
+                let poll = Pin::new(&mut fut).poll(cx);
                 if let Some(at) = self.host.clock.killed() {
-                    return Poll::Ready(Step::Killed(at));
+                    return Poll::Ready(Step::End(End::Killed(at)));
                 }
                 match poll {
-                    Poll::Ready(r) => Poll::Ready(Step::Finished(r)),
+                    Poll::Ready(r) => Poll::Ready(Step::End(End::Finished(r))),
                     Poll::Pending => match slot.take_op() {
                         Some(op) => Poll::Ready(Step::Op(op)),
                         None => Poll::Pending,
@@ -96,85 +282,60 @@ impl ScriptPlugin {
             })
             .await;
             match step {
-                Step::Op(op) => slot.complete(run_op(ctx, op).await),
-                Step::Killed(at) => {
-                    break Err(Outcome::Error(format!(
-                        "{}: LuaTimeLimit ({limit:?}) exceeded, stopped at {at}",
-                        self.describe(hook)
-                    )))
-                }
-                Step::Finished(r) => break Ok(r),
+                Step::Op(next) => op = Some(next),
+                Step::End(end) => return end,
             }
-        };
-        let values = match result {
-            Ok(Ok(values)) => values,
-            Ok(Err(e)) => {
-                if let Some(status) = slot.abort.take() {
-                    return (Outcome::Status(status), MultiValue::new());
-                }
-                return (
-                    Outcome::Error(format!("{}: {e}", self.describe(hook))),
-                    MultiValue::new(),
-                );
-            }
-            Err(outcome) => return (outcome, MultiValue::new()),
-        };
-        if let Err(e) = self.finish_output(ctx, &slot).await {
-            return (
-                Outcome::Error(format!("{}: {e}", self.describe(hook))),
-                values,
-            );
         }
-        (self.outcome(hook, values.front()), values)
     }
 
-    /// The request object of this request (created on its first Lua hook
-    /// and shared by every script plugin in the chain) and its time limit.
-    fn request_object(
-        &self,
-        ctx: &mut Context,
-    ) -> mlua::Result<(Rc<Slot>, mlua::AnyUserData, Duration)> {
-        if let Some(state) = ctx.state::<RequestState>() {
-            if state.uri == ctx.request.uri() {
-                return Ok((state.slot.clone(), state.object.clone(), state.limit));
+    /// The request object of this request and its time limit. It is made
+    /// by the request's first Lua hook and kept in the context for the
+    /// following ones, unless this worker's scripts have a single hook that
+    /// sees requests and it runs once per request (`hook_response` alone,
+    /// say): then nothing could share it, and keeping it would cost more
+    /// than the rest of a small handler.
+    fn request_object(&self, ctx: &mut Context) -> (Rc<Slot>, LightUserData, Duration) {
+        let shared = self.host.request_hooks.get() > 1;
+        if shared {
+            if let Some(state) = ctx.state::<RequestState>() {
+                if state.uri == ctx.request.uri() {
+                    return (state.slot.clone(), state.object, state.limit);
+                }
             }
         }
-        let slot = Rc::new(Slot::default());
-        let object = self.host.lua.create_userdata(Request(slot.clone()))?;
-        let limit = ctx
-            .config()
-            .duration("LuaTimeLimit")
+        let slot = Slot::new();
+        let object = self.host.next_request();
+        slot.object.set(object.0 as usize);
+        let limit = self
+            .limit_id
+            .and_then(|id| {
+                ctx.config()
+                    .settings_by_id(id)
+                    .last()?
+                    .args
+                    .first()?
+                    .as_duration()
+            })
             .unwrap_or(self.global_limit);
+        if !shared {
+            return (slot, object, limit);
+        }
         ctx.set_state(RequestState {
             slot: slot.clone(),
-            object: object.clone(),
+            object,
             limit,
             uri: ctx.request.uri().to_string(),
         });
-        Ok((slot, object, limit))
-    }
-
-    /// Hand what `r:write` buffered to the core: the whole body if nothing
-    /// was streamed yet, else the rest of the stream.
-    async fn finish_output(&self, ctx: &mut Context, slot: &Slot) -> std::io::Result<()> {
-        let out = slot.out.borrow_mut().split().freeze();
-        if ctx.head_sent() {
-            if !out.is_empty() {
-                ctx.write(out).await?;
-            }
-        } else if !out.is_empty() {
-            ctx.response.body = Body::Bytes(out);
-        }
-        Ok(())
+        (slot, object, limit)
     }
 
     /// Run a hook without a request (connection events, log lines).
     async fn plain_hook(&self, hook: Hook, args: impl IntoLuaMulti) -> Outcome {
         let report = |e: &str| eprintln!("{}", axkit::server::log_line(Level::Error, e));
-        let Some(func) = self.function(hook, report) else {
+        let Some(func) = self.script(report).function(hook) else {
             return Outcome::Declined;
         };
-        let fut = func.call_async::<MultiValue>(args);
+        let fut = func.call_async::<Value>(args);
         let mut fut = std::pin::pin!(fut);
         let limit = self.global_limit;
         let result = poll_fn(|cx| {
@@ -187,7 +348,7 @@ impl ScriptPlugin {
         })
         .await;
         match result {
-            Ok(Ok(values)) => self.outcome(hook, values.front()),
+            Ok(Ok(value)) => self.outcome(hook, &value),
             Ok(Err(e)) => Outcome::Error(format!("{}: {e}", self.describe(hook))),
             Err(at) => Outcome::Error(format!(
                 "{}: LuaTimeLimit ({limit:?}) exceeded, stopped at {at}",
@@ -198,11 +359,11 @@ impl ScriptPlugin {
 
     /// What a returned value means: nil or DECLINED, OK, DONE, or an HTTP
     /// status; anything else is the script's bug, reported as such.
-    fn outcome(&self, hook: Hook, value: Option<&Value>) -> Outcome {
+    fn outcome(&self, hook: Hook, value: &Value) -> Outcome {
         let code = match value {
-            None | Some(Value::Nil) => return Outcome::Declined,
-            Some(Value::Integer(i)) => Some(*i),
-            Some(Value::Number(n)) if n.fract() == 0.0 => Some(*n as i64),
+            Value::Nil => return Outcome::Declined,
+            Value::Integer(i) => Some(*i),
+            Value::Number(n) if n.fract() == 0.0 => Some(*n as i64),
             _ => None,
         };
         match code {
@@ -212,9 +373,8 @@ impl ScriptPlugin {
             Some(s @ 100..=999) => Outcome::Status(s as u16),
             _ => {
                 let shown = match value {
-                    Some(Value::String(s)) => format!("{:?}", s.to_string_lossy()),
-                    Some(v) => v.to_string().unwrap_or_else(|_| v.type_name().to_string()),
-                    None => "nothing".into(),
+                    Value::String(s) => format!("{:?}", s.to_string_lossy()),
+                    v => v.to_string().unwrap_or_else(|_| v.type_name().to_string()),
                 };
                 Outcome::Error(format!(
                     "{} returned {shown}; expected OK, DECLINED, DONE, an HTTP status or nil",
@@ -222,6 +382,67 @@ impl ScriptPlugin {
                 ))
             }
         }
+    }
+}
+
+/// The first two of the `nres` values a coroutine returned; numbers and nil
+/// (what hooks return) are read directly.
+///
+/// # Safety
+/// `ts` is a finished coroutine of `lua` with `nres` results on its stack.
+unsafe fn returned(lua: &Lua, ts: *mut ffi::lua_State, nres: c_int) -> mlua::Result<Returned> {
+    let first = ffi::lua_gettop(ts) - nres + 1;
+    let value = match (nres, ffi::lua_type(ts, first)) {
+        (0, _) | (1, ffi::LUA_TNIL) => Value::Nil,
+        (1, ffi::LUA_TNUMBER) => {
+            let mut isint = 0;
+            let i = ffi::lua_tointegerx(ts, first, &mut isint);
+            if isint != 0 {
+                Value::Integer(i)
+            } else {
+                Value::Number(ffi::lua_tonumberx(ts, first, std::ptr::null_mut()))
+            }
+        }
+        _ => {
+            let n = nres.min(2);
+            ffi::lua_pop(ts, nres - n);
+            return lua.exec_raw((), |l| ffi::lua_xmove(ts, l, n));
+        }
+    };
+    Ok((value, Value::Nil))
+}
+
+/// The error a coroutine died of, as mlua makes it: a Rust function's error
+/// as it was raised; anything else as a runtime error whose message ends
+/// with the coroutine's traceback.
+///
+/// # Safety
+/// `ts` is a coroutine of `lua` that stopped with an error (on its stack).
+unsafe fn raised(lua: &Lua, ts: *mut ffi::lua_State) -> mlua::Error {
+    if ffi::lua_checkstack(ts, ffi::LUA_TRACEBACK_STACK + 1) == 0 {
+        return mlua::Error::StackError;
+    }
+    let message = match ffi::lua_type(ts, -1) {
+        ffi::LUA_TSTRING | ffi::LUA_TNUMBER => ffi::lua_tolstring(ts, -1, std::ptr::null_mut()),
+        _ => std::ptr::null(),
+    };
+    ffi::luaL_traceback(ts, ts, message, 0);
+    let mut len = 0;
+    let text = ffi::lua_tolstring(ts, -1, &mut len);
+    let text = String::from_utf8_lossy(std::slice::from_raw_parts(text.cast(), len)).into_owned();
+    ffi::lua_pop(ts, 1);
+    if !message.is_null() {
+        return mlua::Error::RuntimeError(text);
+    }
+    match lua.exec_raw::<Value>((), |l| ffi::lua_xmove(ts, l, 1)) {
+        Ok(Value::Error(e)) => *e,
+        Ok(other) => mlua::Error::RuntimeError(format!(
+            "{}\n{text}",
+            other
+                .to_string()
+                .unwrap_or_else(|_| other.type_name().to_string())
+        )),
+        Err(e) => e,
     }
 }
 
@@ -239,7 +460,10 @@ macro_rules! request_hooks {
     ($($method:ident => $hook:ident),* $(,)?) => {
         $(
             fn $method<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-                hook(async move { self.request_hook(Hook::$hook, ctx, MultiValue::new()).await.0 })
+                match self.begin(Hook::$hook, ctx, ()) {
+                    Begun::Ended(Ended::Done(outcome, _)) => outcome.into(),
+                    begun => hook(async move { self.carry_on(Hook::$hook, ctx, begun).await.0 }),
+                }
             }
         )*
     };
@@ -270,8 +494,7 @@ impl Plugin for ScriptPlugin {
                 Ok(s) => s,
                 Err(e) => return Outcome::Error(e.to_string()),
             };
-            let extra = MultiValue::from_iter([Value::String(data)]);
-            self.request_hook(Hook::BodyData, ctx, extra).await.0
+            self.request_hook(Hook::BodyData, ctx, data).await.0
         })
     }
 
@@ -287,9 +510,10 @@ impl Plugin for ScriptPlugin {
                 Ok(s) => s,
                 Err(e) => return Outcome::Error(e.to_string()),
             };
-            let extra = MultiValue::from_iter([Value::String(data), Value::Boolean(chunk.last)]);
-            let (outcome, values) = self.request_hook(Hook::WriteBodyData, ctx, extra).await;
-            if let Some(Value::String(s)) = values.get(1) {
+            let (outcome, second) = self
+                .request_hook(Hook::WriteBodyData, ctx, (data, chunk.last))
+                .await;
+            if let Value::String(s) = second {
                 chunk.data = Bytes::copy_from_slice(&s.as_bytes());
             }
             outcome
