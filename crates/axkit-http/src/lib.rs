@@ -180,6 +180,16 @@ pub(crate) fn is_field_value_byte(b: u8) -> bool {
     b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
 }
 
+/// Every byte of `v` passes [`is_field_value_byte`]. Written without an
+/// early exit so that the compiler checks many bytes per instruction: this
+/// runs over every request and response header.
+pub(crate) fn is_field_value(v: &[u8]) -> bool {
+    let bad = v.iter().fold(false, |bad, &b| {
+        bad | ((b < b' ' && b != b'\t') | (b == 0x7f))
+    });
+    !bad
+}
+
 /// Strip optional whitespace (SP / HTAB) from both ends.
 pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
@@ -194,6 +204,17 @@ pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_value_check_agrees_with_the_byte_rule() {
+        for b in 0..=255u8 {
+            assert_eq!(is_field_value(&[b]), is_field_value_byte(b), "{b:#x}");
+            let mut long = vec![b'a'; 70];
+            long[37] = b;
+            assert_eq!(is_field_value(&long), is_field_value_byte(b), "{b:#x}");
+        }
+        assert!(is_field_value(b""));
+    }
 
     #[test]
     fn content_length_parser() {

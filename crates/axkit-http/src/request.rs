@@ -9,10 +9,12 @@
 //! error the whole input yields. The size limits are enforced on incomplete
 //! input, so a client trickling an endless header is cut off at the limit.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::{
-    is_field_value_byte, is_token, parse_content_length, trim_ows, BodyFraming, HttpError, Limits,
+    is_field_value, is_token, parse_content_length, trim_ows, BodyFraming, HttpError, Limits,
     Version,
 };
 
@@ -217,11 +219,12 @@ pub fn parse_request_head(
     };
     let data: &[u8] = buf;
     let head = data.get(scan.skip..scan.end).ok_or(E_INTERNAL)?;
+    // httparse fills the slots it uses: no need to initialise all of them.
     let parsed = if scan.fields <= STACK_HEADERS {
-        let mut headers = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        let mut headers = [const { MaybeUninit::uninit() }; STACK_HEADERS];
         analyse(head, &scan, &mut headers)?
     } else {
-        let mut headers = vec![httparse::EMPTY_HEADER; scan.fields];
+        let mut headers = vec![MaybeUninit::uninit(); scan.fields];
         analyse(head, &scan, &mut headers)?
     };
     buf.advance(scan.skip);
@@ -371,11 +374,10 @@ fn parse_request_line(line: &[u8]) -> Result<(Span, Span, Version), HttpError> {
     let version = parse_version(&after[sp2 + 1..])?;
     // VCHAR only: the URI grammar has no room for CTLs or non-ASCII, and '#'
     // (a fragment) is never part of a request-target.
-    if target.is_empty()
-        || !target
-            .iter()
-            .all(|&b| (b'!'..=b'~').contains(&b) && b != b'#')
-    {
+    let bad = target.iter().fold(false, |bad, &b| {
+        bad | !(b'!'..=b'~').contains(&b) | (b == b'#')
+    });
+    if target.is_empty() || bad {
         return Err(E_TARGET);
     }
     let method = Span::new(0, sp1).ok_or(E_INTERNAL)?;
@@ -406,10 +408,10 @@ fn parse_version(v: &[u8]) -> Result<Version, HttpError> {
 fn analyse<'h>(
     head: &'h [u8],
     scan: &Scan,
-    headers: &mut [httparse::Header<'h>],
+    headers: &mut [MaybeUninit<httparse::Header<'h>>],
 ) -> Result<RequestHead, HttpError> {
-    let mut req = httparse::Request::new(headers);
-    match req.parse(head) {
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(head, headers) {
         Ok(httparse::Status::Complete(n)) if n == head.len() => {}
         Ok(_) => return Err(E_INTERNAL),
         Err(httparse::Error::TooManyHeaders) => return Err(E_TOO_MANY_HEADERS),
@@ -439,7 +441,7 @@ fn analyse<'h>(
         if !is_token(name) {
             return Err(E_FIELD_NAME);
         }
-        if !h.value.iter().all(|&b| is_field_value_byte(b)) {
+        if !is_field_value(h.value) {
             return Err(E_FIELD_VALUE);
         }
         fields.push(Field {
@@ -622,25 +624,38 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
 }
 
 fn is_unreserved_or_sub_delim(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-        )
+    UNRESERVED_OR_SUB_DELIM[usize::from(b)]
 }
+
+/// RFC 3986 unreserved and sub-delims, as a table: every Host header's
+/// bytes go through it.
+const UNRESERVED_OR_SUB_DELIM: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        i += 1;
+    }
+    t
+};
 
 /// Validate `host [ ":" port ]` (RFC 3986 authority without userinfo, which
 /// RFC 9110 §4.2.4 forbids in http URIs) and return the length of the host

@@ -2,7 +2,7 @@
 //! checks that keep header names and values set by plugins from splitting a
 //! response.
 
-use crate::{is_field_value_byte, is_token};
+use crate::{is_field_value, is_token};
 
 /// The last chunk and the empty trailer section that end a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
@@ -116,7 +116,7 @@ pub fn valid_header_name(name: &str) -> bool {
 /// CTL except HTAB (obs-text 0x80-0xFF is allowed). A CR or LF smuggled into a
 /// value would let its author write arbitrary headers or a second response.
 pub fn valid_header_value(value: &[u8]) -> bool {
-    value.iter().all(|&b| is_field_value_byte(b))
+    is_field_value(value)
 }
 
 /// Append the size line for a chunk of `len` bytes: `"{hex}\r\n"`. A zero
