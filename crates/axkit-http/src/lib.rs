@@ -138,33 +138,23 @@ pub fn parse_content_length(v: &[u8]) -> Option<u64> {
 
 /// RFC 9110 `tchar`, as a table because it sits on the hot path of
 /// method and header-name validation.
-const TCHAR: [bool; 256] = {
+const TCHAR: [bool; 256] = alnum_and(b"!#$%&'*+-.^_`|~");
+
+/// A byte-class table: ASCII letters and digits plus `extra`.
+pub(crate) const fn alnum_and(extra: &[u8]) -> [bool; 256] {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
+        t[i] = (i as u8).is_ascii_alphanumeric();
         i += 1;
     }
+    let mut j = 0;
+    while j < extra.len() {
+        t[extra[j] as usize] = true;
+        j += 1;
+    }
     t
-};
+}
 
 pub(crate) fn is_tchar(b: u8) -> bool {
     TCHAR[usize::from(b)]

@@ -14,8 +14,8 @@ use std::mem::MaybeUninit;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::{
-    is_field_value, is_token, parse_content_length, trim_ows, BodyFraming, HttpError, Limits,
-    Version,
+    alnum_and, is_field_value, is_token, parse_content_length, trim_ows, BodyFraming, HttpError,
+    Limits, Version,
 };
 
 /// RFC 9112 §2.2 lets a server skip empty lines before the request line
@@ -629,33 +629,7 @@ fn is_unreserved_or_sub_delim(b: u8) -> bool {
 
 /// RFC 3986 unreserved and sub-delims, as a table: every Host header's
 /// bytes go through it.
-const UNRESERVED_OR_SUB_DELIM: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            );
-        i += 1;
-    }
-    t
-};
+const UNRESERVED_OR_SUB_DELIM: [bool; 256] = alnum_and(b"-._~!$&'()*+,;=");
 
 /// Validate `host [ ":" port ]` (RFC 3986 authority without userinfo, which
 /// RFC 9110 §4.2.4 forbids in http URIs) and return the length of the host
