@@ -1,6 +1,8 @@
 //! The built-in plugins, one file each, built only on the public plugin API
 //! (the same one third-party plugins use).
 
+mod cgi_output;
+mod cgi_process;
 mod error_doc;
 mod fast_mime_map;
 mod file_http;

@@ -87,7 +87,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::config::{Args, Directive, Scopes, Value, ValueType};
@@ -97,12 +97,13 @@ use crate::plugin::{
 };
 use crate::server::BodyError;
 
+use super::cgi_output::{header_end, parse_head, Applied};
+use super::cgi_process::{close_inherited_on_exec, terminate, Spawner};
+
 /// Largest header block a script may send before its body.
 const MAX_HEADER_BLOCK: usize = 64 * 1024;
 /// How much script output is read (and written to the client) at a time.
 const READ_CHUNK: usize = 64 * 1024;
-/// Threads per worker that start scripts (see `Spawner`).
-const SPAWN_THREADS: usize = 4;
 /// A stderr line longer than this is logged in pieces.
 const MAX_LOG_LINE: usize = 4096;
 /// The PATH scripts get unless SetEnv/PassEnv say otherwise (Apache's
@@ -211,86 +212,6 @@ struct ServeCgi {
     max_queue: usize,
     queue_timeout: Duration,
     spawner: Spawner,
-}
-
-/// Starts scripts on threads of its own. posix_spawn returns in the parent
-/// only once the child has exec'd (vfork semantics), which on a busy
-/// machine takes milliseconds; meanwhile the event loop keeps serving
-/// (measured: 2.5x the requests/s of spawning inline, under load), and
-/// several children can be on their way at once. A fixed few threads per
-/// worker, started on first use, rather than tokio's blocking pool, which
-/// grows a thread (and a malloc arena) per concurrent spawn.
-#[derive(Default)]
-struct Spawner {
-    jobs: std::cell::OnceCell<Option<SpawnQueue>>,
-}
-
-type SpawnQueue = std::sync::mpsc::Sender<(Command, oneshot::Sender<std::io::Result<Child>>)>;
-
-impl Spawner {
-    async fn spawn(&self, mut command: Command) -> std::io::Result<Child> {
-        let queue = self.jobs.get_or_init(|| {
-            let (queue, jobs) = std::sync::mpsc::channel::<(Command, oneshot::Sender<_>)>();
-            let jobs = Arc::new(std::sync::Mutex::new(jobs));
-            // The children's pipes register with this worker's event loop.
-            let runtime = tokio::runtime::Handle::current();
-            let started = (0..SPAWN_THREADS).filter(|_| {
-                let jobs = jobs.clone();
-                let runtime = runtime.clone();
-                let thread = std::thread::Builder::new()
-                    .name("cgi-spawner".into())
-                    .spawn(move || {
-                        let _context = runtime.enter();
-                        loop {
-                            // The lock is held while waiting, not while spawning.
-                            let job = jobs.lock().ok().and_then(|j| j.recv().ok());
-                            let Some((mut command, reply)) = job else {
-                                return;
-                            };
-                            let _ = reply.send(command.spawn());
-                        }
-                    });
-                thread.is_ok()
-            });
-            (started.count() > 0).then_some(queue)
-        });
-        // Without threads (none could be started), spawn inline.
-        let Some(queue) = queue else {
-            return command.spawn();
-        };
-        let (reply, result) = oneshot::channel();
-        queue
-            .send((command, reply))
-            .map_err(|_| std::io::Error::other("the spawner threads are gone"))?;
-        result
-            .await
-            .map_err(|_| std::io::Error::other("the spawner threads are gone"))?
-    }
-}
-
-/// Mark every descriptor above stderr close-on-exec. The server's own are
-/// already; this catches any the process inherited from whatever started
-/// it (a make jobserver's pipes, a supervisor's sockets), which scripts
-/// would otherwise inherit in turn.
-fn close_inherited_on_exec() {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let fds: Vec<i32> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd > 2)
-        .collect();
-    for fd in fds {
-        // SAFETY: F_GETFD/F_SETFD change no state but the flag; a
-        // descriptor closed meanwhile (the directory's own) just fails.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
-    }
 }
 
 /// What a request runs, from ScriptAlias or CGI_Match (always a regular
@@ -1088,224 +1009,11 @@ async fn read_pipe<R: AsyncRead + Unpin>(
     }
 }
 
-/// End a script's whole process group: SIGTERM, the grace period, then
-/// SIGKILL. The leader is reaped only at the end, so that its pid (the
-/// group's id) cannot be reused by an unrelated process while we signal it.
-async fn terminate(mut child: Child, pgid: i32, grace: Duration, permit: OwnedSemaphorePermit) {
-    if pgid > 0 {
-        // SAFETY: signalling a process group we created.
-        unsafe { libc::killpg(pgid, libc::SIGTERM) };
-        let deadline = Instant::now() + grace;
-        while !exited_unreaped(pgid) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        // SAFETY: as above; the leader is at worst a zombie, so the group
-        // id is still ours. Kills what ignored SIGTERM or outlived it.
-        unsafe { libc::killpg(pgid, libc::SIGKILL) };
-    }
-    let _ = child.wait().await;
-    drop(permit);
-}
-
-/// Whether `pid` has exited, without reaping it.
-fn exited_unreaped(pid: i32) -> bool {
-    // SAFETY: waitid with WNOWAIT only inspects our own child.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let r = libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        );
-        r != 0 || info.si_pid() != 0
-    }
-}
-
 fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(sig)) => format!("killed by signal {sig}"),
         _ => "exited".to_string(),
-    }
-}
-
-/// Where the header block ends (just past its empty line), if it does.
-fn header_end(buf: &[u8]) -> Option<usize> {
-    if buf.starts_with(b"\n") {
-        return Some(1);
-    }
-    if buf.starts_with(b"\r\n") {
-        return Some(2);
-    }
-    for i in memchr::memchr_iter(b'\n', buf) {
-        match &buf[i + 1..] {
-            [b'\n', ..] => return Some(i + 2),
-            [b'\r', b'\n', ..] => return Some(i + 3),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// A script's parsed header block.
-#[derive(Debug, Default)]
-struct CgiHead {
-    status: Option<u16>,
-    location: Option<String>,
-    content_type: bool,
-    headers: Vec<(String, String)>,
-}
-
-/// Parse the header block (RFC 3875 §6.3): `Name: value` lines ending in
-/// LF or CRLF. Anything that could split or smuggle a response is refused.
-fn parse_head(block: &[u8]) -> Result<CgiHead, String> {
-    let mut head = CgiHead::default();
-    for raw in block.split(|&b| b == b'\n') {
-        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if line.is_empty() {
-            continue;
-        }
-        let shown = || {
-            let s = String::from_utf8_lossy(&line[..line.len().min(80)]);
-            format!("{s:?}")
-        };
-        if line.starts_with(b" ") || line.starts_with(b"\t") {
-            return Err(format!("folded header line {}", shown()));
-        }
-        let Some(colon) = memchr::memchr(b':', line) else {
-            return Err(format!("not a header line: {}", shown()));
-        };
-        let name = std::str::from_utf8(&line[..colon]).unwrap_or("");
-        if !axkit_http::valid_header_name(name) {
-            return Err(format!("invalid header name in {}", shown()));
-        }
-        let value = trim_ows(&line[colon + 1..]);
-        if !axkit_http::valid_header_value(value) {
-            return Err(format!(
-                "invalid header value (CR, LF, NUL or control) in {}",
-                shown()
-            ));
-        }
-        let Ok(value) = std::str::from_utf8(value) else {
-            return Err(format!("header value is not UTF-8 in {}", shown()));
-        };
-        if name.eq_ignore_ascii_case("status") {
-            let code = value.get(..3).and_then(|c| c.parse::<u16>().ok());
-            let tail_ok = value.len() == 3 || value.as_bytes()[3] == b' ';
-            match code {
-                Some(c) if (200..=599).contains(&c) && tail_ok => head.status = Some(c),
-                _ => return Err(format!("invalid Status {}", shown())),
-            }
-        } else if name.eq_ignore_ascii_case("location") {
-            head.location = Some(value.to_string());
-        } else {
-            if name.eq_ignore_ascii_case("content-type") {
-                head.content_type = true;
-            }
-            if name.eq_ignore_ascii_case("content-length")
-                && axkit_http::parse_content_length(value.as_bytes()).is_none()
-            {
-                return Err(format!("invalid Content-Length {}", shown()));
-            }
-            head.headers.push((name.to_string(), value.to_string()));
-        }
-    }
-    if head.status.is_none() && head.location.is_none() && !head.content_type {
-        return Err("no Content-Type, Location or Status header".to_string());
-    }
-    Ok(head)
-}
-
-fn trim_ows(mut v: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = v {
-        v = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = v {
-        v = rest;
-    }
-    v
-}
-
-/// What applying a header block to the response came to.
-enum Applied {
-    Ready,
-    Redirected,
-    Invalid(String),
-}
-
-impl CgiHead {
-    fn apply(self, ctx: &mut Context) -> Applied {
-        match (&self.location, self.status) {
-            // RFC 3875 §6.2.2: a local redirect is the server's business.
-            (Some(loc), None) if loc.starts_with('/') && !loc.starts_with("//") => {
-                ctx.internal_redirect(loc);
-                return Applied::Redirected;
-            }
-            (Some(loc), None) if !loc.contains("://") => {
-                return Applied::Invalid(format!(
-                    "Location {loc:?} is neither a local path nor an absolute URL"
-                ));
-            }
-            _ => {}
-        }
-        ctx.response.status = match (&self.location, self.status) {
-            (_, Some(status)) => status,
-            (Some(_), None) => 302,
-            (None, None) => 200,
-        };
-        if let Some(loc) = self.location {
-            ctx.response.headers.set("Location", loc);
-        }
-        // The script's fields replace what other plugins set (mime_map's
-        // Content-Type, say); repeated ones (Set-Cookie) all go out.
-        for (name, _) in &self.headers {
-            ctx.response.headers.remove(name);
-        }
-        for (name, value) in self.headers {
-            ctx.response.headers.add(name, value);
-        }
-        Applied::Ready
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_block_end() {
-        assert_eq!(header_end(b"A: b\n\nbody"), Some(6));
-        assert_eq!(header_end(b"A: b\r\n\r\nbody"), Some(8));
-        assert_eq!(header_end(b"A: b\r\n\nbody"), Some(7));
-        assert_eq!(header_end(b"\nbody"), Some(1));
-        assert_eq!(header_end(b"A: b\r\nB: c"), None);
-    }
-
-    #[test]
-    fn header_lines() {
-        let h = parse_head(b"Content-Type: text/plain\r\nX-A:  1 \r\nStatus: 404 Nope\r\n\r\n")
-            .unwrap();
-        assert_eq!(h.status, Some(404));
-        assert!(h.content_type);
-        assert_eq!(h.headers[1], ("X-A".to_string(), "1".to_string()));
-        for bad in [
-            &b"Content-Type: a\rb\n\n"[..],
-            b"Content-Type: a\0b\n\n",
-            b"Bad Name: x\nContent-Type: a\n\n",
-            b"no colon\n\n",
-            b"Content-Type: a\n folded\n\n",
-            b"Status: abc\n\n",
-            b"Status: 100\n\n",
-            b"Content-Type: a\nContent-Length: +5\n\n",
-            b"X-Only: a\n\n",
-        ] {
-            assert!(
-                parse_head(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
     }
 }

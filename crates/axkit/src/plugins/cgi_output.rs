@@ -1,0 +1,184 @@
+//! A CGI script's output head (RFC 3875 §6): where the header block ends,
+//! what its lines say, and how they become the response. Anything that
+//! could split or smuggle a response is refused.
+
+use crate::plugin::Context;
+
+/// Where the header block ends (just past its empty line), if it does.
+pub(super) fn header_end(buf: &[u8]) -> Option<usize> {
+    if buf.starts_with(b"\n") {
+        return Some(1);
+    }
+    if buf.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    for i in memchr::memchr_iter(b'\n', buf) {
+        match &buf[i + 1..] {
+            [b'\n', ..] => return Some(i + 2),
+            [b'\r', b'\n', ..] => return Some(i + 3),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A script's parsed header block.
+#[derive(Debug, Default)]
+pub(super) struct CgiHead {
+    pub(super) status: Option<u16>,
+    pub(super) location: Option<String>,
+    pub(super) content_type: bool,
+    pub(super) headers: Vec<(String, String)>,
+}
+
+/// Parse the header block (RFC 3875 §6.3): `Name: value` lines ending in
+/// LF or CRLF. Anything that could split or smuggle a response is refused.
+pub(super) fn parse_head(block: &[u8]) -> Result<CgiHead, String> {
+    let mut head = CgiHead::default();
+    for raw in block.split(|&b| b == b'\n') {
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.is_empty() {
+            continue;
+        }
+        let shown = || {
+            let s = String::from_utf8_lossy(&line[..line.len().min(80)]);
+            format!("{s:?}")
+        };
+        if line.starts_with(b" ") || line.starts_with(b"\t") {
+            return Err(format!("folded header line {}", shown()));
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            return Err(format!("not a header line: {}", shown()));
+        };
+        let name = std::str::from_utf8(&line[..colon]).unwrap_or("");
+        if !axkit_http::valid_header_name(name) {
+            return Err(format!("invalid header name in {}", shown()));
+        }
+        let value = trim_ows(&line[colon + 1..]);
+        if !axkit_http::valid_header_value(value) {
+            return Err(format!(
+                "invalid header value (CR, LF, NUL or control) in {}",
+                shown()
+            ));
+        }
+        let Ok(value) = std::str::from_utf8(value) else {
+            return Err(format!("header value is not UTF-8 in {}", shown()));
+        };
+        if name.eq_ignore_ascii_case("status") {
+            let code = value.get(..3).and_then(|c| c.parse::<u16>().ok());
+            let tail_ok = value.len() == 3 || value.as_bytes()[3] == b' ';
+            match code {
+                Some(c) if (200..=599).contains(&c) && tail_ok => head.status = Some(c),
+                _ => return Err(format!("invalid Status {}", shown())),
+            }
+        } else if name.eq_ignore_ascii_case("location") {
+            head.location = Some(value.to_string());
+        } else {
+            if name.eq_ignore_ascii_case("content-type") {
+                head.content_type = true;
+            }
+            if name.eq_ignore_ascii_case("content-length")
+                && axkit_http::parse_content_length(value.as_bytes()).is_none()
+            {
+                return Err(format!("invalid Content-Length {}", shown()));
+            }
+            head.headers.push((name.to_string(), value.to_string()));
+        }
+    }
+    if head.status.is_none() && head.location.is_none() && !head.content_type {
+        return Err("no Content-Type, Location or Status header".to_string());
+    }
+    Ok(head)
+}
+
+pub(super) fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// What applying a header block to the response came to.
+pub(super) enum Applied {
+    Ready,
+    Redirected,
+    Invalid(String),
+}
+
+impl CgiHead {
+    pub(super) fn apply(self, ctx: &mut Context) -> Applied {
+        match (&self.location, self.status) {
+            // RFC 3875 §6.2.2: a local redirect is the server's business.
+            (Some(loc), None) if loc.starts_with('/') && !loc.starts_with("//") => {
+                ctx.internal_redirect(loc);
+                return Applied::Redirected;
+            }
+            (Some(loc), None) if !loc.contains("://") => {
+                return Applied::Invalid(format!(
+                    "Location {loc:?} is neither a local path nor an absolute URL"
+                ));
+            }
+            _ => {}
+        }
+        ctx.response.status = match (&self.location, self.status) {
+            (_, Some(status)) => status,
+            (Some(_), None) => 302,
+            (None, None) => 200,
+        };
+        if let Some(loc) = self.location {
+            ctx.response.headers.set("Location", loc);
+        }
+        // The script's fields replace what other plugins set (mime_map's
+        // Content-Type, say); repeated ones (Set-Cookie) all go out.
+        for (name, _) in &self.headers {
+            ctx.response.headers.remove(name);
+        }
+        for (name, value) in self.headers {
+            ctx.response.headers.add(name, value);
+        }
+        Applied::Ready
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_block_end() {
+        assert_eq!(header_end(b"A: b\n\nbody"), Some(6));
+        assert_eq!(header_end(b"A: b\r\n\r\nbody"), Some(8));
+        assert_eq!(header_end(b"A: b\r\n\nbody"), Some(7));
+        assert_eq!(header_end(b"\nbody"), Some(1));
+        assert_eq!(header_end(b"A: b\r\nB: c"), None);
+    }
+
+    #[test]
+    fn header_lines() {
+        let h = parse_head(b"Content-Type: text/plain\r\nX-A:  1 \r\nStatus: 404 Nope\r\n\r\n")
+            .unwrap();
+        assert_eq!(h.status, Some(404));
+        assert!(h.content_type);
+        assert_eq!(h.headers[1], ("X-A".to_string(), "1".to_string()));
+        for bad in [
+            &b"Content-Type: a\rb\n\n"[..],
+            b"Content-Type: a\0b\n\n",
+            b"Bad Name: x\nContent-Type: a\n\n",
+            b"no colon\n\n",
+            b"Content-Type: a\n folded\n\n",
+            b"Status: abc\n\n",
+            b"Status: 100\n\n",
+            b"Content-Type: a\nContent-Length: +5\n\n",
+            b"X-Only: a\n\n",
+        ] {
+            assert!(
+                parse_head(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
