@@ -626,6 +626,21 @@ fn request_log_combined_format() {
         ("HEAD /a.txt HTTP/1.1", 200, "-")
     );
 
+    // Requests refused before any plugin ran are logged too, as nginx
+    // does: a framing error (two Host fields) and a malformed path.
+    let (bytes, _) = srv.raw(b"GET /dup HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    assert!(bytes.starts_with(b"HTTP/1.1 400 "), "{bytes:?}");
+    let (bytes, _) = srv.raw(b"GET /bad%zz HTTP/1.0\r\n\r\n");
+    assert!(bytes.starts_with(b"HTTP/1.1 400 "), "{bytes:?}");
+    let text = wait_for_line(&log, |l| l.contains("/bad%zz"));
+    let line = text.lines().find(|l| l.contains("/dup")).unwrap();
+    let (req, status, bytes, _, _) = parse_clf(line);
+    assert_eq!((req.as_str(), status), ("GET /dup HTTP/1.1", 400));
+    assert_ne!(bytes, "-", "the error page has a body");
+    let line = text.lines().find(|l| l.contains("/bad%zz")).unwrap();
+    let (req, status, _, _, _) = parse_clf(line);
+    assert_eq!((req.as_str(), status), ("GET /bad%zz HTTP/1.0", 400));
+
     // A control byte in a header cannot forge a line: it is escaped
     // (here a tab, which HTTP allows in field values).
     get_with(&srv, "/a.txt", "User-Agent: tab\there\r\n");

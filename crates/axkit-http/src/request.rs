@@ -198,6 +198,55 @@ impl RequestHead {
         self.expects_continue
     }
 
+    /// A stand-in head for bytes that were refused as a request, so that
+    /// the refusal can still be logged: the method and target are the
+    /// first two words of the first line (at most 256 bytes each, bytes
+    /// outside printable ASCII shown as `?`, `-` for a missing word), the
+    /// version is HTTP/1.0 if the line says so and HTTP/1.1 otherwise; no
+    /// fields, no body, no keep-alive.
+    pub fn unparsed(raw: &[u8]) -> RequestHead {
+        const MAX_WORD: usize = 256;
+        let line_end = memchr::memchr2(b'\r', b'\n', raw).unwrap_or(raw.len());
+        let mut words = raw[..line_end]
+            .split(|&b| b == b' ')
+            .filter(|w| !w.is_empty());
+        let mut text = Vec::with_capacity(2 * MAX_WORD + 1);
+        fn word(text: &mut Vec<u8>, w: Option<&[u8]>) -> Span {
+            let start = text.len();
+            match w {
+                Some(w) => text.extend(w.iter().take(MAX_WORD).map(|&b| {
+                    if (b'!'..=b'~').contains(&b) {
+                        b
+                    } else {
+                        b'?'
+                    }
+                })),
+                None => text.push(b'-'),
+            }
+            Span::new(start, text.len()).unwrap_or(Span { start: 0, end: 0 })
+        }
+        let method = word(&mut text, words.next());
+        text.push(b' ');
+        let target = word(&mut text, words.next());
+        let version = match words.next() {
+            Some(b"HTTP/1.0") => Version::Http10,
+            _ => Version::Http11,
+        };
+        RequestHead {
+            head: Bytes::from(text),
+            method,
+            target,
+            path: Some(target),
+            query: None,
+            host: None,
+            version,
+            fields: Vec::new(),
+            framing: BodyFraming::None,
+            keep_alive: false,
+            expects_continue: false,
+        }
+    }
+
     /// The raw head, from the request line through the final CRLFCRLF.
     pub fn head_bytes(&self) -> &[u8] {
         &self.head

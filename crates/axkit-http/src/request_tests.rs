@@ -789,3 +789,25 @@ fn same_error_whatever_the_split_when_budget_is_spent() {
         HttpError::new(431, "too many header fields")
     );
 }
+
+#[test]
+fn unparsed_heads_stand_in_for_logging() {
+    let h = RequestHead::unparsed(b"GET /x?y HTTP/1.0\r\nHost: a\r\n\r\n");
+    assert_eq!(
+        (h.method(), h.target(), h.version()),
+        ("GET", "/x?y", Version::Http10)
+    );
+    assert_eq!(h.headers().count(), 0);
+    assert!(!h.keep_alive());
+    let h = RequestHead::unparsed(b"");
+    assert_eq!(
+        (h.method(), h.target(), h.version()),
+        ("-", "-", Version::Http11)
+    );
+    let h = RequestHead::unparsed(b"\x00\xff  bad\tx HTTP/9.9\n");
+    assert_eq!((h.method(), h.target()), ("??", "bad?x"));
+    let long = vec![b'a'; 10_000];
+    let h = RequestHead::unparsed(&long);
+    assert_eq!(h.method().len(), 256);
+    assert_eq!(h.target(), "-");
+}

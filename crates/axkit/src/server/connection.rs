@@ -205,7 +205,8 @@ async fn request_cycle(
                 Level::Info,
                 &format!("{}: bad request: {}", conn.peer, e.reason),
             );
-            Box::pin(reject(&worker, io, default_server, e.status)).await;
+            let head = RequestHead::unparsed(&io.buf);
+            Box::pin(reject(&worker, io, conn, default_server, e.status, head)).await;
             return None;
         }
     };
@@ -222,7 +223,7 @@ async fn request_cycle(
                     head.path()
                 ),
             );
-            Box::pin(reject(&worker, io, server_index, 400)).await;
+            Box::pin(reject(&worker, io, conn, server_index, 400, head)).await;
             return None;
         }
     };
@@ -421,19 +422,44 @@ async fn read_head(
     }
 }
 
-/// Answer a request we could not parse, without involving plugins, and
-/// close.
-async fn reject(worker: &WorkerRt, mut io: Box<ConnIo>, server: usize, status: u16) {
+/// Answer a request we could not parse, without the request hooks, and
+/// close. `head` is the request as far as it could be read (see
+/// `RequestHead::unparsed`): the response_sent hooks still see it, so the
+/// refusal reaches the request log as nginx's access log has it.
+async fn reject(
+    worker: &Rc<WorkerRt>,
+    mut io: Box<ConnIo>,
+    conn: Rc<ConnInfo>,
+    server: usize,
+    status: u16,
+    head: RequestHead,
+) {
+    let started = SystemTime::now();
     io.close = true;
     io.version = Version::Http11;
     io.server_header = worker.servers[server].server_header.clone();
     let body = default_error_page(status, None);
     let mut headers = crate::plugin::Headers::default();
     headers.set("Content-Type", "text/html; charset=utf-8");
-    let head = io.encode_head(status, &headers, OutFraming::Length(body.len() as u64));
+    let encoded = io.encode_head(status, &headers, OutFraming::Length(body.len() as u64));
+    io.head_sent = true;
+    io.body_bytes_sent = body.len() as u64;
     let _ = io
-        .write_all(&mut [IoSlice::new(&head), IoSlice::new(body.as_bytes())])
+        .write_all(&mut [IoSlice::new(&encoded), IoSlice::new(body.as_bytes())])
         .await;
+    let location = worker.servers[server].locations[0].clone();
+    if !location.chain(Hook::ResponseSent).is_empty() {
+        let request = Request {
+            decoded_path: head.path().to_string(),
+            head,
+            started,
+        };
+        let mut ctx = Context::new(request, conn, io, worker.clone(), server, location);
+        ctx.response.status = status;
+        ctx.response.headers = headers;
+        run_hook(&mut ctx, Hook::ResponseSent).await;
+        io = ctx.io;
+    }
     lingering_close(io).await;
 }
 
