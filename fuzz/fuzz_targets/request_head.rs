@@ -1,5 +1,6 @@
 //! Fuzz target: arbitrary bytes through `parse_request_head`. Checks that it
-//! never panics, that every accessor of a parsed head works, and that feeding
+//! never panics, that every accessor of a parsed head works (and of the
+//! stand-in `RequestHead::unparsed` makes of refused bytes), and that feeding
 //! the input in two reads (split at a fuzzer-chosen point) gives the same
 //! answer as feeding it whole.
 //!
@@ -90,6 +91,12 @@ fuzz_target!(|data: &[u8]| {
     if let Err(e) = &whole {
         assert!(matches!(e.status, 400 | 414 | 431 | 501 | 505), "{e:?}");
         assert_eq!(whole_buf.len(), input.len(), "errors leave the buffer alone");
+        // What the server logs for a refused request.
+        let stand_in = RequestHead::unparsed(&whole_buf);
+        assert!(!stand_in.method().is_empty() && stand_in.method().len() <= 256);
+        assert!(!stand_in.target().is_empty() && stand_in.target().len() <= 256);
+        assert_eq!(stand_in.path(), stand_in.target());
+        assert_eq!(stand_in.headers().count(), 0);
     }
 
     // Two reads, split at a point chosen by the fuzzer.
