@@ -33,6 +33,9 @@ struct Listing {
 
 /// Refuse to decode anything larger: a snapshot is a few config files.
 const MAX_ENCODED: usize = 64 << 20;
+/// Starts every encoding: a worker from another build fails with a clear
+/// message instead of misreading the bytes.
+const MAGIC: &[u8; 8] = b"AXKCONF1";
 
 impl Snapshot {
     /// Every file read, in the order read (main file first).
@@ -94,13 +97,21 @@ impl Snapshot {
             }
         }
         out.push(b'E');
-        let mut framed = (out.len() as u64).to_le_bytes().to_vec();
+        let mut framed = MAGIC.to_vec();
+        framed.extend_from_slice(&(out.len() as u64).to_le_bytes());
         framed.extend_from_slice(&out);
         framed
     }
 
     /// Read one encoded snapshot from `r`, consuming nothing after it.
     pub fn read_from(r: &mut impl io::Read) -> io::Result<Snapshot> {
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic)?;
+        if &magic != MAGIC {
+            return Err(bad(
+                "not a configuration snapshot of this version (master and worker from different builds?)",
+            ));
+        }
         let mut len = [0u8; 8];
         r.read_exact(&mut len)?;
         let len = usize::try_from(u64::from_le_bytes(len)).unwrap_or(usize::MAX);

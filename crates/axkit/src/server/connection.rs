@@ -107,13 +107,6 @@ async fn wait_for_request(worker: &WorkerRt, io: &mut ConnIo, server: usize, ser
     if idle && worker.shutting_down.get() {
         return false;
     }
-    // A new connection's request has usually arrived with it, before
-    // epoll has said so: ask the socket once instead of waiting a turn.
-    if !idle {
-        if let Some(more) = read_first(worker, io) {
-            return more;
-        }
-    }
     // On a busy connection the next request is often there already: the
     // timer and the shutdown subscription are only set up to wait.
     if let Some(more) = try_read_request(worker, io).await {
@@ -159,28 +152,6 @@ async fn try_read_request(worker: &WorkerRt, io: &mut ConnIo) -> Option<bool> {
     }
     worker.recycle_read_buffer(std::mem::take(&mut io.buf));
     None
-}
-
-/// One read straight from the socket, whatever tokio knows of its
-/// readiness (nothing yet, for a new connection); as `try_read_request`.
-fn read_first(worker: &WorkerRt, io: &mut ConnIo) -> Option<bool> {
-    use std::io::Read;
-    let mut first = [0u8; 2048];
-    loop {
-        return match (&*socket2::SockRef::from(&io.stream)).read(&mut first) {
-            Ok(0) => Some(false),
-            Ok(n) => {
-                if io.buf.capacity() == 0 {
-                    io.buf = worker.read_buffer();
-                }
-                io.buf.extend_from_slice(&first[..n]);
-                Some(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-            Err(_) => Some(false),
-        };
-    }
 }
 
 /// Read one request head and answer it. Returns the connection's I/O state
@@ -653,11 +624,12 @@ async fn drain_body(io: &mut ConnIo) {
 /// sent more already (pipelining), close lingering. Otherwise close at
 /// once, as nginx does, without a shutdown and another wait.
 async fn close(io: Box<ConnIo>) {
-    // What epoll has told tokio is enough (nginx goes by the same): a read
-    // only when it says there is something. None: the client has closed.
-    let more = io.body_pending()
-        || !io.buf.is_empty()
-        || (io.maybe_readable().await && discard_input(&io.stream).is_some_and(|n| n > 0));
+    // What epoll has told tokio is enough (nginx goes by the same):
+    // `try_read` makes no syscall unless tokio counts the socket readable,
+    // and unlike a readiness poll it never answers "not readable" because
+    // the task has used up its budget. None: the client has closed.
+    let more =
+        io.body_pending() || !io.buf.is_empty() || discard_input(&io.stream).is_some_and(|n| n > 0);
     if more {
         lingering_close(io).await;
     }
@@ -684,13 +656,14 @@ async fn lingering_close(io: Box<ConnIo>) {
     }
 }
 
-/// Read and drop what the peer has sent so far: the byte count, or None
-/// at EOF or on an error. (A plain function, so its buffer lives on the
-/// stack for the call rather than in every connection's future.)
+/// Read and drop what the peer has sent so far, at most 64 KiB a call so
+/// that a client sending fast cannot keep the worker here: the byte count,
+/// or None at EOF or on an error. (A plain function, so its buffer lives on
+/// the stack for the call rather than in every connection's future.)
 fn discard_input(stream: &TcpStream) -> Option<usize> {
     let mut scratch = [0u8; 4096];
     let mut total = 0;
-    loop {
+    while total < 64 * 1024 {
         match stream.try_read(&mut scratch) {
             Ok(0) => return None,
             Ok(n) => total += n,
@@ -699,4 +672,5 @@ fn discard_input(stream: &TcpStream) -> Option<usize> {
             Err(_) => return None,
         }
     }
+    Some(total)
 }

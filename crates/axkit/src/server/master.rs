@@ -206,8 +206,9 @@ impl Master<'_> {
         let mut child: Child = spawned?;
         let pid = child.id().unwrap_or(0);
         let mut stdin = child.stdin.take().ok_or("worker has no stdin pipe")?;
-        // A worker that died at once is noticed by the `ready` wait below.
-        let _ = stdin.write_all(&snapshot.encode()).await;
+        // A worker that died at once is noticed by the `ready` wait below;
+        // one that never reads must not hold the master here.
+        let _ = tokio::time::timeout(READY_TIMEOUT, stdin.write_all(&snapshot.encode())).await;
         let stdout = child.stdout.take().ok_or("worker has no stdout pipe")?;
         let mut lines = BufReader::new(stdout).lines();
         let ready = tokio::time::timeout(READY_TIMEOUT, lines.next_line()).await;

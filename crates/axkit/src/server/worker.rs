@@ -543,6 +543,9 @@ pub(crate) async fn serve(
         };
         tokio::task::spawn_local(accept_loop(worker.clone(), listener, index));
     }
+    // The idle clock starts now, not when the sweeper first runs (plugins
+    // may have taken a while to start).
+    worker.idle.sweep();
     tokio::task::spawn_local(sweep_idle(worker.clone()));
     // The signal handlers go in before `ready`: from then on the master may
     // forward SIGUSR1, whose default action would kill the worker.
