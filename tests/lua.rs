@@ -559,7 +559,7 @@ end
     let mut srv = srv;
     for (path, shown) in [
         ("/string", "returned \"yes\""),
-        ("/table", "returned table"),
+        ("/table", "returned a table"),
         ("/float", "returned 1.5"),
     ] {
         assert_eq!(srv.get(path).status, 500, "{path}");
@@ -1123,4 +1123,68 @@ fn demo_wiki_view_edit_save() {
     assert_eq!(srv.get("/wiki/..%2F..%2Fetc%2Fpasswd").status, 404);
     assert_eq!(srv.get("/wiki/a.b").status, 404);
     assert_eq!(send(&srv, "PUT", "/wiki/SandBox", "", b"").status, 405);
+}
+
+/// What a script could use to hang or crash a worker, or to reach another
+/// script's methods, found in review: each answers 500 (or is refused) and
+/// the worker goes on serving.
+#[test]
+fn scripts_cannot_hang_crash_or_rewire_the_worker() {
+    let evil = r#"
+function hook_response(r)
+  local p = r:path()
+  if p == "/gc" then
+    -- Finalizers run with debug hooks off: LuaTimeLimit could not stop this.
+    setmetatable({}, {__gc = function() while true do end end})
+  elseif p == "/tostring" then
+    -- A bad return value is described without calling __tostring.
+    return setmetatable({}, {__tostring = function() while true do end end})
+  elseif p == "/meta" then
+    r:write(tostring(getmetatable(r)), " ", tostring(getmetatable("")))
+    return OK
+  elseif p == "/sortflush" then
+    -- r:flush where the script cannot yield, then a body read.
+    pcall(table.sort, {3, 2, 1}, function(a, b) r:flush() return a < b end)
+    r:body()
+    r:write("read")
+    return OK
+  elseif p == "/filter" then
+    r:write("start\n")
+    r:flush()
+    r:write("end\n")
+    return OK
+  end
+  r:write("fine")
+  return OK
+end
+
+function hook_write_body_data(r, data, last)
+  if r:path() == "/filter" and #data > 0 then
+    -- A filter that writes would run the filters again, without end.
+    r:write("x")
+    r:flush()
+  end
+  return OK
+end
+"#;
+    let mut srv = start(
+        &conf("Plugin lua\nLuaTimeLimit 300ms", "    Plugin evil"),
+        &[("evil", evil)],
+    );
+    let r = srv.get("/gc");
+    assert_eq!(r.status, 500, "{r:?}");
+    srv.wait_stderr("__gc finalizers are not allowed", Duration::from_secs(10));
+    let r = srv.get("/tostring");
+    assert_eq!(r.status, 500, "{r:?}");
+    srv.wait_stderr("returned a table", Duration::from_secs(10));
+    assert_eq!(srv.get("/meta").text(), "false false");
+    let r = srv.get("/sortflush");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.text(), "read");
+    // The response fails (the connection closes), the worker does not.
+    let _ = srv.raw(b"GET /filter HTTP/1.1\r\nHost: x\r\n\r\n");
+    srv.wait_stderr("write_body_data hook cannot write", Duration::from_secs(10));
+    for _ in 0..3 {
+        assert_eq!(srv.get("/ok").text(), "fine");
+    }
 }

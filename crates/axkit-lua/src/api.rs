@@ -54,6 +54,31 @@ pub(crate) fn install(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<Table> {
         os.raw_set(*name, std_os.raw_get::<Value>(*name)?)?;
     }
     base.raw_set("os", os)?;
+    // No `__gc` finalizers: Lua runs them with debug hooks off, where
+    // LuaTimeLimit cannot stop a loop (and a worker would hang). Adding
+    // `__gc` to a metatable after setmetatable has no effect in Lua 5.4.
+    // The string metatable is shared by every script: not theirs to change.
+    let guarded: mlua::Function = lua
+        .load(
+            r#"
+            local setmetatable, rawget, type, error = ...
+            getmetatable("").__metatable = false
+            return function(t, mt)
+                if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+                    error("setmetatable: __gc finalizers are not allowed", 2)
+                end
+                return setmetatable(t, mt)
+            end
+            "#,
+        )
+        .set_name("=setmetatable")
+        .call((
+            globals.raw_get::<Value>("setmetatable")?,
+            globals.raw_get::<Value>("rawget")?,
+            globals.raw_get::<Value>("type")?,
+            globals.raw_get::<Value>("error")?,
+        ))?;
+    base.raw_set("setmetatable", guarded)?;
     // `load` for text chunks only: compiling bytecode can crash the VM.
     let std_load: mlua::Function = globals.raw_get("load")?;
     base.raw_set(

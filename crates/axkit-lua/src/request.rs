@@ -140,8 +140,11 @@ impl Slot {
         }
     }
 
-    /// Post `op` and wait for the runner to perform it.
+    /// Post `op` and wait for the runner to perform it. Whatever an earlier
+    /// call left behind (one that failed where the script cannot yield, a
+    /// table.sort comparator say) is dropped first.
     async fn perform(&self, op: Op) -> OpResult {
+        self.result.borrow_mut().take();
         *self.op.borrow_mut() = Some(op);
         std::future::poll_fn(|_| match self.result.borrow_mut().take() {
             Some(r) => std::task::Poll::Ready(r),
@@ -162,7 +165,7 @@ impl Slot {
                     "reading the request body: {e}"
                 )))
             }
-            OpResult::Written(_) => unreachable!("a read is answered with a read"),
+            OpResult::Written(_) => Err(mlua::Error::runtime(STRAY)),
         }
     }
 
@@ -194,7 +197,7 @@ impl Slot {
             OpResult::Written(Err(e)) => {
                 Err(mlua::Error::runtime(format!("writing the response: {e}")))
             }
-            OpResult::Read(_) => unreachable!("a write is answered with a write"),
+            OpResult::Read(_) => Err(mlua::Error::runtime(STRAY)),
         }
     }
 }
@@ -478,9 +481,17 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     crate::fast::install(lua, &m.table)?;
     let meta = lua.create_table()?;
     meta.raw_set("__index", m.table)?;
+    // Shared by every script in the worker (and every `r`): hidden from
+    // getmetatable so that no script can rewrite another's methods.
+    meta.raw_set("__metatable", false)?;
     lua.set_type_metatable::<LightUserData>(Some(meta));
     Ok(())
 }
+
+/// The answer to a body read or write was that of another call (posted
+/// from where the script could not wait for it).
+const STRAY: &str = "r:read, r:body and r:flush cannot be used where the script cannot yield \
+                     (a metamethod, a table.sort comparator, a gsub callback)";
 
 /// The error of a method called with anything but the `r` of the running
 /// hook.

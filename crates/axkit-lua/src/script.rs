@@ -372,9 +372,14 @@ impl ScriptPlugin {
             Some(DONE) => Outcome::Done,
             Some(s @ 100..=999) => Outcome::Status(s as u16),
             _ => {
+                // No metamethods: this runs outside the time limit, and a
+                // returned table's __tostring could loop.
                 let shown = match value {
                     Value::String(s) => format!("{:?}", s.to_string_lossy()),
-                    v => v.to_string().unwrap_or_else(|_| v.type_name().to_string()),
+                    Value::Integer(i) => i.to_string(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Boolean(b) => b.to_string(),
+                    v => format!("a {}", v.type_name()),
                 };
                 Outcome::Error(format!(
                     "{} returned {shown}; expected OK, DECLINED, DONE, an HTTP status or nil",

@@ -83,6 +83,9 @@ pub(crate) struct ConnIo {
     /// (the original body, if any, is still drained or the connection
     /// closed).
     pub(super) body_detached: bool,
+    /// A write_body_data filter is running: writing from it would run the
+    /// filters again, without end.
+    pub(crate) filtering: bool,
     pub(super) server_header: Rc<[u8]>,
 }
 
@@ -105,6 +108,7 @@ impl ConnIo {
             version: Version::Http11,
             close: false,
             body_detached: false,
+            filtering: false,
             pending_head: Vec::new(),
             server_header: Rc::from(&b""[..]),
         }

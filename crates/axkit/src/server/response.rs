@@ -12,6 +12,17 @@ use crate::server::conn_io::{bodiless, BodyError, BodyState, OutFraming};
 use crate::server::worker::run_write_body_data;
 
 impl Context {
+    /// A write_body_data filter rewrites `chunk.data`; writing from it would
+    /// run the filters again, without end.
+    fn not_filtering(&self) -> io::Result<()> {
+        if self.io.filtering {
+            return Err(io::Error::other(
+                "a write_body_data hook cannot write: it rewrites the chunk it is given",
+            ));
+        }
+        Ok(())
+    }
+
     /// The next piece of the request body, or `None` at its end. The first
     /// call answers `Expect: 100-continue`. On error the connection will be
     /// closed after the response; return the error as the hook's outcome.
@@ -63,6 +74,7 @@ impl Context {
     /// (from `ctx.response`): with the Content-Length the plugin set, or
     /// chunked. Waits while the client is slow (backpressure).
     pub async fn write(&mut self, data: impl Into<Bytes>) -> io::Result<()> {
+        self.not_filtering()?;
         let mut chunk = BodyChunk {
             data: data.into(),
             last: false,
@@ -93,6 +105,7 @@ impl Context {
         offset: u64,
         len: u64,
     ) -> io::Result<()> {
+        self.not_filtering()?;
         if !self.io.head_sent {
             self.hold_streaming_head();
         }

@@ -479,15 +479,21 @@ pub(crate) async fn run_body_data(ctx: &mut Context, chunk: &[u8]) -> Outcome {
 /// Run the `write_body_data` filters over one outgoing chunk.
 pub(crate) async fn run_write_body_data(ctx: &mut Context, chunk: &mut BodyChunk) -> Outcome {
     let location = ctx.location.clone();
+    ctx.io.filtering = true;
+    let mut result = Outcome::Ok;
     for (name, plugin) in location.chain(Hook::WriteBodyData) {
         let outcome = guarded(|| plugin.write_body_data(ctx, chunk)).await;
         note_failure(ctx, name, Hook::WriteBodyData, &outcome);
         match outcome {
             Outcome::Declined | Outcome::Ok => {}
-            other => return other,
+            other => {
+                result = other;
+                break;
+            }
         }
     }
-    Outcome::Ok
+    ctx.io.filtering = false;
+    result
 }
 
 /// Run a connection-level hook (`connect`, `pre_request`, `disconnect`).
