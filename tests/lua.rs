@@ -1148,6 +1148,14 @@ function hook_response(r)
     r:body()
     r:write("read")
     return OK
+  elseif p == "/logstash" then
+    -- A logging hook reaching this request through a saved r while r:log
+    -- runs: refused, not a second hold on the request.
+    G = r
+    r:log("warn", "stash")
+    G = nil
+    r:write(NESTED or "none")
+    return OK
   elseif p == "/filter" then
     r:write("start\n")
     r:flush()
@@ -1156,6 +1164,16 @@ function hook_response(r)
   end
   r:write("fine")
   return OK
+end
+
+function hook_logging(level, msg, peer)
+  if G then
+    local ok, err = pcall(function() G:set_header("X-Log", "1") end)
+    local e = tostring(err)
+    local refused = e:match("outside its hook") or e:match("cannot be used from inside")
+    NESTED = ok and "allowed" or refused and "refused" or e
+  end
+  return DECLINED
 end
 
 function hook_write_body_data(r, data, last)
@@ -1178,6 +1196,9 @@ end
     assert_eq!(r.status, 500, "{r:?}");
     srv.wait_stderr("returned a table", Duration::from_secs(10));
     assert_eq!(srv.get("/meta").text(), "false false");
+    let r = srv.get("/logstash");
+    assert_eq!((r.status, r.text().as_str()), (200, "refused"), "{r:?}");
+    assert_eq!(r.header("X-Log"), None);
     let r = srv.get("/sortflush");
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.text(), "read");

@@ -46,6 +46,9 @@ pub(crate) enum OpResult {
 #[derive(Default)]
 pub(crate) struct Slot {
     ctx: Cell<Option<std::ptr::NonNull<Context>>>,
+    /// A method holds the context: a second one reached from inside it (a
+    /// logging hook run by `r:log` using a saved `r`) must not get it too.
+    busy: Cell<bool>,
     /// The number this request's `r` holds (see [`with_polled`]).
     pub object: Cell<usize>,
     /// This slot's own `Rc`, for methods that suspend.
@@ -129,11 +132,24 @@ impl Slot {
     }
 
     pub fn with_ctx<R>(&self, f: impl FnOnce(&mut Context) -> R) -> mlua::Result<R> {
+        struct Release<'a>(&'a Cell<bool>);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
         match self.ctx.get() {
+            Some(_) if self.busy.get() => Err(mlua::Error::runtime(
+                "r cannot be used from inside one of its own methods (a logging hook during r:log)",
+            )),
             // SAFETY: the pointer is set only while the hook runner polls
             // this request's coroutine, holding the `&mut Context` it came
-            // from and not using it; nothing else reaches it meanwhile.
-            Some(mut ptr) => Ok(f(unsafe { ptr.as_mut() })),
+            // from and not using it, and `busy` keeps this the only borrow.
+            Some(mut ptr) => {
+                self.busy.set(true);
+                let _release = Release(&self.busy);
+                Ok(f(unsafe { ptr.as_mut() }))
+            }
             None => Err(mlua::Error::runtime(
                 "the request object was used outside its hook",
             )),
