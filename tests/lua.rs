@@ -1148,6 +1148,10 @@ function hook_response(r)
     r:body()
     r:write("read")
     return OK
+  elseif p == "/hog" then
+    -- Beyond LuaMemoryLimit an allocation is a Lua error, not the OOM killer.
+    local t = {}
+    for i = 1, 1000 do t[i] = string.rep("x", 1024 * 1024) .. i end
   elseif p == "/logstash" then
     -- A logging hook reaching this request through a saved r while r:log
     -- runs: refused, not a second hold on the request.
@@ -1186,7 +1190,10 @@ function hook_write_body_data(r, data, last)
 end
 "#;
     let mut srv = start(
-        &conf("Plugin lua\nLuaTimeLimit 300ms", "    Plugin evil"),
+        &conf(
+            "Plugin lua\nLuaTimeLimit 300ms\nLuaMemoryLimit 64M",
+            "    Plugin evil",
+        ),
         &[("evil", evil)],
     );
     let r = srv.get("/gc");
@@ -1196,6 +1203,9 @@ end
     assert_eq!(r.status, 500, "{r:?}");
     srv.wait_stderr("returned a table", Duration::from_secs(10));
     assert_eq!(srv.get("/meta").text(), "false false");
+    let r = srv.get("/hog");
+    assert_eq!(r.status, 500, "{r:?}");
+    srv.wait_stderr("not enough memory", Duration::from_secs(10));
     let r = srv.get("/logstash");
     assert_eq!((r.status, r.text().as_str()), (200, "refused"), "{r:?}");
     assert_eq!(r.header("X-Log"), None);

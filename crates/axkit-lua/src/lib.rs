@@ -67,6 +67,13 @@ impl PluginSource for LuaSource {
                 .scopes(Scopes::ALL)
                 .default("5s")
                 .doc("How long a Lua hook may run without suspending before it is stopped (500)"),
+            Directive::new("LuaMemoryLimit", ValueType::Size)
+                .scopes(Scopes::GLOBAL)
+                .default("1G")
+                .doc(
+                    "Memory all Lua scripts of one worker may hold; beyond it an allocation \
+                     is a Lua error (500) rather than the worker being killed. 0: no limit",
+                ),
             Directive::new("LuaReload", ValueType::OnOff)
                 .scopes(Scopes::GLOBAL)
                 .default("off")
@@ -102,6 +109,10 @@ impl PluginSource for LuaSource {
             return Ok(None);
         };
         let host = self.host()?;
+        let memory = init.config.global.size("LuaMemoryLimit").unwrap_or(0);
+        host.lua
+            .set_memory_limit(usize::try_from(memory).unwrap_or(usize::MAX))
+            .map_err(|e| format!("LuaMemoryLimit: {e}"))?;
         // Normally the script ran when this worker loaded its config.
         let script = match host.loaded(&path) {
             Some(script) => script,
