@@ -10,9 +10,11 @@
 //! per-request state lives in a boxed future that exists only while a
 //! request is in flight.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use axkit_http::{BodyFraming, ChunkedDecoder, HttpError, RequestHead, Version};
@@ -119,13 +121,19 @@ async fn wait_for_request(worker: &WorkerRt, io: &mut ConnIo, server: usize, ser
         srv.header_timeout
     };
     // Ends at the deadline, and at shutdown for an idle connection.
-    let wait = worker.idle.wait(limit, idle);
-    tokio::pin!(wait);
+    let mut wait = worker.idle.wait(limit, idle);
     loop {
-        tokio::select! {
-            biased;
-            r = io.stream.readable() => if r.is_err() { return false },
-            _ = &mut wait => return false,
+        // Readiness polled directly rather than through `readable()`: no
+        // waiter to link into the socket's list and unlink again.
+        let readable = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = io.stream.poll_read_ready(cx) {
+                return Poll::Ready(r.is_ok());
+            }
+            std::pin::Pin::new(&mut wait).poll(cx).map(|()| false)
+        })
+        .await;
+        if !readable {
+            return false;
         }
         if let Some(more) = try_read_request(worker, io).await {
             return more;
