@@ -227,6 +227,11 @@ pub(crate) struct Entered<'a> {
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
+        // Normally `with_ctx` has released it already; a Lua memory error
+        // raised by a push inside a method longjmps past that release.
+        if self.prev.is_none() {
+            self.slot.busy.set(false);
+        }
         self.slot.ctx.set(self.prev);
         POLLED.with(|p| p.set(self.prev_polled));
     }
