@@ -329,11 +329,6 @@ impl ConnIo {
         .await
     }
 
-    /// Whether tokio still counts the socket as readable (no syscall).
-    pub(super) async fn maybe_readable(&self) -> bool {
-        std::future::poll_fn(|cx| Poll::Ready(self.stream.poll_read_ready(cx).is_ready())).await
-    }
-
     /// The next piece of request body (from the buffer, else read with
     /// `timeout`), or `None` at its end. Any error leaves the body Broken,
     /// so the connection will close.

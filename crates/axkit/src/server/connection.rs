@@ -145,7 +145,9 @@ async fn wait_for_request(worker: &WorkerRt, io: &mut ConnIo, server: usize, ser
 /// Some(false) at EOF or on an error, None when there is nothing yet (the
 /// buffer is then released so an idle connection holds none).
 async fn try_read_request(worker: &WorkerRt, io: &mut ConnIo) -> Option<bool> {
-    while io.maybe_readable().await {
+    // `read_now` asks tokio's readiness before any syscall, so a socket
+    // with nothing to read costs only a spare buffer taken and given back.
+    loop {
         if io.buf.capacity() == 0 {
             io.buf = worker.read_buffer();
         }
