@@ -705,6 +705,56 @@ fn sigusr1_reopens_logs() {
 }
 
 #[test]
+fn a_closed_stderr_does_not_stop_the_server() {
+    // Started from a terminal that went away, or logging into a pipe
+    // whose reader died: every log line then fails to write.
+    let dir = TempDir::new("nostderr");
+    www(&dir);
+    let text = conf("LogLevel LOGDEBUG", "");
+    let conf_path = dir.write("axkit.conf", config_text(&dir, &text));
+    let mut child = std::process::Command::new(BIN)
+        .arg("-c")
+        .arg(&conf_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let addr: SocketAddr = line
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let workers = children_of(child.id() as i32);
+    for _ in 0..20 {
+        // A 404, a bad request: each is logged.
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /missing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let (bytes, _) = read_until_close(&mut s, Duration::from_secs(10));
+        assert!(bytes.starts_with(b"HTTP/1.1 404 "), "{bytes:?}");
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")
+            .unwrap();
+        let (bytes, _) = read_until_close(&mut s, Duration::from_secs(10));
+        assert!(bytes.starts_with(b"HTTP/1.1 400 "), "{bytes:?}");
+    }
+    assert_eq!(try_get(addr, "/a.txt").unwrap().text(), "aaa\n");
+    // No worker died on the way.
+    assert_eq!(children_of(child.id() as i32), workers);
+    let _ = child.kill();
+    let _ = child.wait();
+    for w in workers {
+        kill(w, libc::SIGKILL);
+    }
+}
+
+#[test]
 fn no_master_runs_one_process() {
     let mut srv = Axkit::start_single_with(&conf("", ""), www);
     assert_eq!(srv.get("/").text(), "hello\n");

@@ -125,11 +125,20 @@ impl Axkit {
             .expect("spawn axkit");
         let (tx, rx) = mpsc::channel();
         let err = child.stderr.take().unwrap();
+        // Lossy: a log line that is not UTF-8 must not end the reader (and
+        // leave the server writing into a pipe nobody reads).
         std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
+            let mut err = BufReader::new(err);
+            let mut line = Vec::new();
+            while matches!(err.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                let text = String::from_utf8_lossy(&line);
+                if tx
+                    .send(text.trim_end_matches(['\r', '\n']).to_string())
+                    .is_err()
+                {
                     break;
                 }
+                line.clear();
             }
         });
         let (otx, orx) = mpsc::channel();
@@ -253,7 +262,17 @@ impl Axkit {
     pub fn get(&self, path: &str) -> Response {
         let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         let (bytes, _) = self.raw(req.as_bytes());
-        parse_response(&bytes).expect("a response")
+        parse_response(&bytes).unwrap_or_else(|| {
+            // What the server said meanwhile tells why (a crash, a reset).
+            std::thread::sleep(Duration::from_millis(200));
+            let log: Vec<String> = self.stderr.try_iter().collect();
+            panic!(
+                "no response to GET {path}: {:?}\nstderr (partly):\n{}\n{}",
+                String::from_utf8_lossy(&bytes),
+                self.stderr_lines.join("\n"),
+                log.join("\n")
+            )
+        })
     }
 
     /// The worker processes (children of the master).

@@ -201,6 +201,6 @@ fn log(_: &Lua, (level, args): (String, mlua::MultiValue)) -> mlua::Result<()> {
         }
         text.push_str(&v.to_string()?);
     }
-    eprintln!("{}", axkit::server::log_line(level, &text));
+    axkit::server::log_to_stderr(level, &text);
     Ok(())
 }

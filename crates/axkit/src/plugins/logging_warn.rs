@@ -10,12 +10,11 @@
 //!
 //! It declines every line so that other log sinks see it too.
 
-use std::io::Write;
 use std::rc::Rc;
 
 use crate::config::Directive;
 use crate::plugin::{Hook, HookFuture, Hooks, LogRecord, Outcome, Plugin, PluginInit, PluginSpec};
-use crate::server::log_line;
+use crate::server::log_to_stderr;
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -37,9 +36,7 @@ impl Plugin for LoggingWarn {
     }
 
     fn logging<'a>(&'a self, record: &'a LogRecord<'a>) -> HookFuture<'a> {
-        let mut line = log_line(record.level, record.message);
-        line.push('\n');
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        log_to_stderr(record.level, record.message);
         Outcome::Declined.into()
     }
 }

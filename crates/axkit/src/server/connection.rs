@@ -625,9 +625,6 @@ async fn drain_body(io: &mut ConnIo) {
     }
 }
 
-/// Close after answering: stop writing, then read and discard for a moment
-/// so that a client still sending (a body we refused, pipelined requests)
-/// receives our response instead of a reset.
 /// Close after a response. Closing with unread bytes from the client
 /// makes the kernel send a reset, which can destroy the response before
 /// the client reads it: when a request body is left, or the client has
@@ -645,6 +642,9 @@ async fn close(io: Box<ConnIo>) {
     }
 }
 
+/// Stop writing, then read and discard for a moment, so that a client
+/// still sending (a body we refused, pipelined requests) receives our
+/// response instead of a reset.
 async fn lingering_close(io: Box<ConnIo>) {
     let stream = io.stream;
     if socket2::SockRef::from(&stream)

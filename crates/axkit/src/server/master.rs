@@ -25,13 +25,13 @@ use tokio::time::Instant;
 
 use crate::config::{Config, Snapshot, Source};
 use crate::plugin::Level;
-use crate::server::{load_config, log_line, report_errors, Catalog, LISTEN_ENV, WORKER_ENV};
+use crate::server::{load_config, log_to_stderr, report_errors, Catalog, LISTEN_ENV, WORKER_ENV};
 
 /// How long a new worker may take to say `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn log(level: Level, message: &str) {
-    eprintln!("{}", log_line(level, message));
+    log_to_stderr(level, message);
 }
 
 /// Create a listening socket. It is non-blocking (a property of the shared
@@ -223,9 +223,16 @@ impl Master<'_> {
         match ready {
             Ok(Ok(Some(line))) if line == "ready" => {
                 // A worker's stdout (`RequestLog -`) goes on to ours.
+                // Bytes as they come, not lines: a line that is not UTF-8
+                // must not end the forwarding (the worker's writes would
+                // then fail), and a closed stdout must not panic the master.
                 tokio::task::spawn_local(async move {
-                    while let Ok(Some(line)) = lines.next_line().await {
-                        println!("{line}");
+                    let mut out = lines.into_inner();
+                    let mut line = Vec::new();
+                    while matches!(out.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
+                        use std::io::Write;
+                        let _ = std::io::stdout().lock().write_all(&line);
+                        line.clear();
                     }
                 });
                 self.workers.insert(

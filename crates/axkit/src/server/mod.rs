@@ -182,6 +182,16 @@ pub fn log_line(level: Level, message: &str) -> String {
     format!("[{now}] [{level}] axkit[{}]: {message}", std::process::id())
 }
 
+/// Write one log line to stderr. A failed write is dropped, where
+/// `eprintln!` would panic: a server whose stderr was closed (its terminal
+/// gone, a log pipe's reader dead) keeps serving.
+pub fn log_to_stderr(level: Level, message: &str) {
+    use std::io::Write;
+    let mut line = log_line(level, message);
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
 /// Escape text for HTML element content and attribute values.
 pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -229,20 +239,20 @@ pub(crate) fn run_worker(
     // runner; this puts the panic's message and location in the log format
     // instead of Rust's raw "thread 'main' panicked" text.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("{}", log_line(Level::Error, &format!("panic: {info}")));
+        log_to_stderr(Level::Error, &format!("panic: {info}"));
     }));
     let addrs: Vec<SocketAddr> = listeners.iter().map(|(a, _)| *a).collect();
     let worker = match worker::WorkerRt::new(Arc::new(config), catalog, &addrs) {
         Ok(w) => std::rc::Rc::new(w),
         Err(e) => {
-            eprintln!("{}", log_line(Level::Crit, &e));
+            log_to_stderr(Level::Crit, &e);
             return ExitCode::FAILURE;
         }
     };
     let runtime = match event_loop() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("{}", log_line(Level::Crit, &e));
+            log_to_stderr(Level::Crit, &e);
             return ExitCode::FAILURE;
         }
     };

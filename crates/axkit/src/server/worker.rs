@@ -27,7 +27,7 @@ use crate::plugin::{
     PluginInit,
 };
 use crate::server::idle::{self, IdleWaits};
-use crate::server::{connection, log_line, Catalog};
+use crate::server::{connection, log_to_stderr, Catalog};
 
 /// A plugin in a chain, with the name it was loaded under (for logs).
 pub(crate) type Entry = (Rc<str>, Rc<dyn Plugin>);
@@ -292,7 +292,7 @@ impl WorkerRt {
         }
         let chain = location.chain(Hook::Logging);
         if chain.is_empty() {
-            eprintln!("{}", log_line(level, message));
+            log_to_stderr(level, message);
             return;
         }
         let owned = Rc::new((level, message.to_string(), peer));
