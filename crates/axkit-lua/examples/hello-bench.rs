@@ -33,7 +33,12 @@ impl Plugin for RustHello {
             .query()
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("name=")))
             .unwrap_or("world");
-        let body = format!("Hello, {name}\n");
+        // Built at its exact size: a `Bytes` then takes the buffer over
+        // as it is.
+        let mut body = String::with_capacity(8 + name.len());
+        body.push_str("Hello, ");
+        body.push_str(name);
+        body.push('\n');
         ctx.response
             .headers
             .set("Content-Type", "text/plain; charset=utf-8");

@@ -36,11 +36,37 @@ pub struct ConnInfo {
 #[derive(Debug)]
 pub struct Request {
     pub(crate) head: RequestHead,
-    pub(crate) decoded_path: String,
+    /// `None` when the path as sent is already normal (the usual case).
+    decoded_path: Option<String>,
     pub(crate) started: SystemTime,
 }
 
 impl Request {
+    /// The request for `head`, or the head back (boxed: the rare path) if
+    /// its path cannot be normalised (see
+    /// [`normalize_path`](crate::server::normalize_path)).
+    pub(crate) fn new(head: RequestHead, started: SystemTime) -> Result<Request, Box<RequestHead>> {
+        let decoded_path = match crate::server::normalize_path(head.path()) {
+            Some(Cow::Borrowed(_)) => None,
+            Some(Cow::Owned(p)) => Some(p),
+            None => return Err(Box::new(head)),
+        };
+        Ok(Request {
+            head,
+            decoded_path,
+            started,
+        })
+    }
+
+    /// A request whose path is taken as it is (refused ones, for the log).
+    pub(crate) fn unchecked(head: RequestHead, started: SystemTime) -> Request {
+        Request {
+            head,
+            decoded_path: None,
+            started,
+        }
+    }
+
     pub fn method(&self) -> &str {
         self.head.method()
     }
@@ -59,7 +85,9 @@ impl Request {
     /// `//` collapsed); an encoded `/` stays as `%2F` so that it cannot
     /// create a path segment. This is what `<Location>` matching uses.
     pub fn decoded_path(&self) -> &str {
-        &self.decoded_path
+        self.decoded_path
+            .as_deref()
+            .unwrap_or_else(|| self.head.path())
     }
     /// When the request head was complete.
     pub fn start_time(&self) -> SystemTime {

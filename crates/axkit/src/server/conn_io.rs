@@ -482,12 +482,17 @@ pub(super) fn itoa_buf(mut n: u64) -> Digits {
 
 /// Headers the server owns: a plugin's values for these are ignored.
 pub(super) fn is_framing_header(name: &str) -> bool {
-    name.eq_ignore_ascii_case("content-length")
-        || name.eq_ignore_ascii_case("transfer-encoding")
-        || name.eq_ignore_ascii_case("connection")
-        || name.eq_ignore_ascii_case("date")
-        || name.eq_ignore_ascii_case("server")
-        || name.eq_ignore_ascii_case("keep-alive")
+    // By length first: every response's headers pass through here, and
+    // most (Content-Type, ETag…) match none of these lengths.
+    let candidates: &[&str] = match name.len() {
+        4 => &["date"],
+        6 => &["server"],
+        10 => &["connection", "keep-alive"],
+        14 => &["content-length"],
+        17 => &["transfer-encoding"],
+        _ => return false,
+    };
+    candidates.iter().any(|c| name.eq_ignore_ascii_case(c))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

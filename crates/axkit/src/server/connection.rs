@@ -193,9 +193,9 @@ async fn request_cycle(
     };
     let server_index = worker.pick_server(listener, head.host());
     let server = &worker.servers[server_index];
-    let decoded = match crate::server::uri::normalize_path(head.path()) {
-        Some(p) => p,
-        None => {
+    let request = match Request::new(head, SystemTime::now()) {
+        Ok(request) => request,
+        Err(head) => {
             worker.log(
                 Level::Info,
                 &format!(
@@ -204,11 +204,12 @@ async fn request_cycle(
                     head.path()
                 ),
             );
-            Box::pin(reject(&worker, io, conn, server_index, 400, head)).await;
+            Box::pin(reject(&worker, io, conn, server_index, 400, *head)).await;
             return None;
         }
     };
-    let location = location_rt(&worker, server_index, &decoded);
+    let location = location_rt(&worker, server_index, request.decoded_path());
+    let head = &request.head;
 
     io.server_header = server.server_header.clone();
     io.version = head.version();
@@ -246,11 +247,6 @@ async fn request_cycle(
         }
     };
 
-    let request = Request {
-        head,
-        decoded_path: decoded,
-        started: SystemTime::now(),
-    };
     let mut ctx = Context::new(request, conn, io, worker.clone(), server_index, location);
     if too_large {
         ctx.io.body = BodyState::Broken;
@@ -324,7 +320,7 @@ async fn follow_redirects(ctx: &mut Context) {
             .insert("redirect.uri".into(), ctx.request.uri().to_string());
         ctx.notes
             .insert("redirect.status".into(), from_status.to_string());
-        ctx.location = location_rt(&ctx.worker, ctx.server, &request.decoded_path);
+        ctx.location = location_rt(&ctx.worker, ctx.server, request.decoded_path());
         ctx.request = request;
         ctx.reset_for_redirect();
         ctx.status_override = status;
@@ -363,12 +359,7 @@ fn redirected_request(old: &Request, target: &str) -> Option<Request> {
         max_headers: old.headers().count() + 1,
     };
     let head = axkit_http::parse_request_head(&mut BytesMut::from(&raw[..]), &limits).ok()??;
-    let decoded_path = crate::server::uri::normalize_path(head.path())?;
-    Some(Request {
-        head,
-        decoded_path,
-        started: old.started,
-    })
+    Request::new(head, old.started).ok()
 }
 
 /// Read until a complete head is buffered. Ok(None): the peer closed or
@@ -430,11 +421,7 @@ async fn reject(
         .await;
     let location = worker.servers[server].locations[0].clone();
     if !location.chain(Hook::ResponseSent).is_empty() {
-        let request = Request {
-            decoded_path: head.path().to_string(),
-            head,
-            started,
-        };
+        let request = Request::unchecked(head, started);
         let mut ctx = Context::new(request, conn, io, worker.clone(), server, location);
         ctx.response.status = status;
         ctx.response.headers = headers;

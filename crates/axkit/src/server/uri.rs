@@ -2,24 +2,26 @@
 //! matching and every plugin see the same canonical path and cannot be
 //! fooled by encodings (`/%61dmin`, `/a/../admin`, `//admin`).
 
+use std::borrow::Cow;
+
 /// Percent-decode `raw` (a path as sent, without the query) once, resolve
 /// `.` and `..`, collapse empty segments. `None` for anything that cannot
 /// name a resource safely: a bad `%` escape, an encoded NUL, bytes that are
 /// not UTF-8 after decoding (this also rejects overlong UTF-8 forms), or
 /// `..` above the root. An encoded `/` is kept as `%2F` so it can never
 /// split a segment; plugins that map to files refuse it.
-pub fn normalize_path(raw: &str) -> Option<String> {
+pub fn normalize_path(raw: &str) -> Option<Cow<'_, str>> {
     if raw == "*" {
-        return Some("*".to_string());
+        return Some(Cow::Borrowed(raw));
     }
     if !raw.starts_with('/') {
         return None;
     }
     if is_canonical(raw) {
-        // The usual case: nothing to decode or resolve, one allocation.
-        return Some(raw.to_string());
+        // The usual case: nothing to decode or resolve, nothing to copy.
+        return Some(Cow::Borrowed(raw));
     }
-    decode_and_resolve(raw)
+    decode_and_resolve(raw).map(Cow::Owned)
 }
 
 fn decode_and_resolve(raw: &str) -> Option<String> {
