@@ -23,18 +23,12 @@ fn format_secs(secs: u64) -> [u8; 29] {
     out
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// The current time as an IMF-fixdate (29 bytes), re-formatted at most once
-/// per second per thread; the server runs one thread per worker, so this is
-/// one formatting per second per worker and no locking.
-pub fn http_date_now() -> [u8; 29] {
-    let secs = now_secs();
+/// `secs` (since the epoch: the caller reads the clock, with whatever
+/// precision the Date header needs) as an IMF-fixdate (29 bytes),
+/// re-formatted only when the second changes, per thread; the server runs
+/// one thread per worker, so this is about one formatting per second per
+/// worker and no locking.
+pub fn http_date(secs: u64) -> [u8; 29] {
     CACHE
         .try_with(|c| {
             let (cached_secs, cached) = c.get();

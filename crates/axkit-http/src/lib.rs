@@ -27,7 +27,7 @@ mod response_tests;
 pub use bytes;
 
 pub use chunked::{ChunkStep, ChunkedDecoder};
-pub use date::{fmt_http_date, http_date_now, parse_http_date};
+pub use date::{fmt_http_date, http_date, parse_http_date};
 pub use request::{parse_request_head, RequestHead};
 pub use response::{
     reason_phrase, valid_header_name, valid_header_value, write_chunk_header, write_header,

@@ -128,6 +128,12 @@ impl RequestHead {
         as_str(self.method.get(&self.head))
     }
 
+    /// Whether the method is `method` (case-sensitive), without making a
+    /// `&str` of it.
+    pub fn method_is(&self, method: &str) -> bool {
+        self.method.get(&self.head) == method.as_bytes()
+    }
+
     /// The request-target exactly as sent.
     pub fn target(&self) -> &str {
         as_str(self.target.get(&self.head))
@@ -384,28 +390,18 @@ fn find_line(
 ) -> Result<Option<usize>, HttpError> {
     let avail = data.get(start..).unwrap_or(&[]);
     let window = &avail[..avail.len().min(max_total)];
-    match memchr::memchr(b'\n', window) {
-        Some(lf) => {
-            let before = &window[..lf];
-            match memchr::memchr(b'\r', before) {
-                Some(cr) if cr + 1 == lf => Ok(Some(start + lf + 1)),
-                Some(_) => Err(E_BARE_CR),
-                None => Err(E_BARE_LF),
-            }
-        }
-        None => {
-            // A CR is only acceptable as the last byte seen so far.
-            if let Some(cr) = memchr::memchr(b'\r', window) {
-                if cr + 1 < window.len() {
-                    return Err(E_BARE_CR);
-                }
-            }
-            if window.len() >= max_total {
-                Err(too_long)
-            } else {
-                Ok(None)
-            }
-        }
+    // One pass: the first CR or LF must be the CR of a CRLF.
+    match memchr::memchr2(b'\r', b'\n', window) {
+        Some(i) if window[i] == b'\n' => Err(E_BARE_LF),
+        Some(cr) => match window.get(cr + 1) {
+            Some(b'\n') => Ok(Some(start + cr + 2)),
+            Some(_) => Err(E_BARE_CR),
+            // A CR as the last byte seen so far: its LF may still come.
+            None if window.len() >= max_total => Err(too_long),
+            None => Ok(None),
+        },
+        None if window.len() >= max_total => Err(too_long),
+        None => Ok(None),
     }
 }
 

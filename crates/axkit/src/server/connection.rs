@@ -191,7 +191,7 @@ async fn request_cycle(
             return None;
         }
     };
-    let server_index = worker.pick_server(listener, head.host());
+    let server_index = worker.pick_server(listener, &head);
     let server = &worker.servers[server_index];
     let request = match Request::new(head, SystemTime::now()) {
         Ok(request) => request,
@@ -208,12 +208,12 @@ async fn request_cycle(
             return None;
         }
     };
-    let location = location_rt(&worker, server_index, request.decoded_path());
+    let location = location_rt(&worker, server_index, &request);
     let head = &request.head;
 
     io.server_header = server.server_header.clone();
     io.version = head.version();
-    io.is_head = head.method() == "HEAD";
+    io.is_head = head.method_is("HEAD");
     io.head_sent = false;
     io.body_bytes_sent = 0;
     io.chunked_out = false;
@@ -275,16 +275,20 @@ async fn request_cycle(
     Some(io)
 }
 
-/// The runtime of the `<Location>` that `decoded` falls in.
-fn location_rt(worker: &WorkerRt, server: usize, decoded: &str) -> Rc<LocationRt> {
+/// The runtime of the `<Location>` that the request's path falls in.
+fn location_rt(worker: &WorkerRt, server: usize, request: &Request) -> Rc<LocationRt> {
+    let locations = &worker.servers[server].locations;
+    if locations.len() == 1 {
+        return locations[0].clone();
+    }
     let config = &worker.config.servers[server];
-    let node = config.location_for(decoded);
+    let node = config.location_for(request.decoded_path());
     let index = config
         .locations
         .iter()
         .position(|n| std::ptr::eq(n, node))
         .unwrap_or(0);
-    worker.servers[server].locations[index].clone()
+    locations[index].clone()
 }
 
 /// Internal redirects chained by hooks (`ctx.internal_redirect`): each is
@@ -320,7 +324,7 @@ async fn follow_redirects(ctx: &mut Context) {
             .insert("redirect.uri".into(), ctx.request.uri().to_string());
         ctx.notes
             .insert("redirect.status".into(), from_status.to_string());
-        ctx.location = location_rt(&ctx.worker, ctx.server, request.decoded_path());
+        ctx.location = location_rt(&ctx.worker, ctx.server, &request);
         ctx.request = request;
         ctx.reset_for_redirect();
         ctx.status_override = status;

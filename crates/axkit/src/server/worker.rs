@@ -326,10 +326,11 @@ impl WorkerRt {
     }
 
     /// Pick the `<Server>` for a request on listener `listener` by Host.
-    pub fn pick_server(&self, listener: usize, host: Option<&str>) -> usize {
+    pub fn pick_server(&self, listener: usize, head: &axkit_http::RequestHead) -> usize {
         let candidates = &self.listener_servers[listener];
-        if let Some(host) = host {
-            if candidates.len() > 1 {
+        // The host is only looked at when there is a choice.
+        if candidates.len() > 1 {
+            if let Some(host) = head.host() {
                 for &i in candidates {
                     if self.config.servers[i].matches_name(host) {
                         return i;
@@ -555,9 +556,12 @@ pub(crate) async fn serve(
     tokio::task::spawn_local(sweep_idle(worker.clone()));
     // The signal handlers go in before `ready`: from then on the master may
     // forward SIGUSR1, whose default action would kill the worker.
-    let stop = wait_for_stop(&worker);
+    // A task of its own: `run_until` polls the worker's main future on
+    // every turn of the event loop, and the signal streams need not be
+    // asked each time.
+    let stop = tokio::task::spawn_local(wait_for_stop(worker.clone()));
     ready();
-    stop.await;
+    let _ = stop.await;
     worker.shutting_down.set(true);
     worker.shutdown.notify_waiters();
     worker.idle.shutdown();
@@ -584,7 +588,7 @@ pub(crate) async fn serve(
 /// Wait for SIGTERM/SIGINT, or for the master to go away (our stdin, a pipe
 /// from the master, reaches EOF). SIGUSR1 reopens logs meanwhile. The
 /// handlers are installed by the call itself, before the first poll.
-fn wait_for_stop(worker: &WorkerRt) -> impl Future<Output = ()> + '_ {
+fn wait_for_stop(worker: Rc<WorkerRt>) -> impl Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let signals = (
         signal(SignalKind::terminate()),
