@@ -1,7 +1,7 @@
 //! Lua plugins through the stock `axkit` binary: loading from `PluginDir`,
 //! script-declared directives, the request API, hooks and their return
 //! values, errors (syntax, runtime, bad returns, CPU loops stopped by
-//! `LuaTimeLimit`), non-blocking primitives (sleep, HTTP client, TCP
+//! `LuaTimeLimit`, memory errors beyond `LuaMemoryLimit`), non-blocking primitives (sleep, HTTP client, TCP
 //! socket, subprocess, files), forms and uploads, reloading, and the demos
 //! in `plugins/` (hello, JSON API, wiki).
 //!
@@ -1216,6 +1216,137 @@ end
     let _ = srv.raw(b"GET /filter HTTP/1.1\r\nHost: x\r\n\r\n");
     srv.wait_stderr("write_body_data hook cannot write", Duration::from_secs(10));
     for _ in 0..3 {
+        assert_eq!(srv.get("/ok").text(), "fine");
+    }
+}
+
+/// Beyond `LuaMemoryLimit` an allocation raises a Lua error (a
+/// `longjmp`). A script fills the memory to the limit, then calls the
+/// methods of `r` that allocate, and raises errors whose traceback must be
+/// built with the memory full: every request answers (500 at worst), a
+/// memory error inside a method leaves `r` whole, and the worker serves on
+/// with its memory back.
+#[test]
+fn memory_errors_inside_methods_and_tracebacks_are_safe() {
+    let script = r#"
+local rep, pcall, max = string.rep, pcall, math.max
+local LONG = rep("v", 200)
+local BIG = rep("w", 20000)
+local MSG = "failed with the memory full"
+local ERR = setmetatable({}, { __tostring = function() return "a table error" end })
+
+-- Take memory until not even the shortest long string (41 bytes) fits:
+-- nothing is garbage, and any string longer than 40 bytes fails.
+local function fill(hold)
+  local n, size = 0, 1 << 20
+  while size > 0 do
+    local ok, s = pcall(rep, "x", size)
+    if ok then
+      n = n + 1
+      hold[n] = s
+    else
+      size = size > 41 and max(size // 2, 41) or 0
+    end
+  end
+  return n
+end
+
+local CALLS = {
+  path = function(r) return r:path() end,
+  uri = function(r) return r:uri() end,
+  query = function(r) return r:query() end,
+  header = function(r) return r:header("X-Long") end,
+  param = function(r) return r:param("plain") end,
+  decoded = function(r) return r:param("coded") end,
+  bad = function(r) r:set_header("X-Bad", "\255") end,
+  number = function(r) r:set_header("X-Number", 123456789) end,
+  named = function(r) r:add_header("X-A-Rather-Long-Header-Name", LONG) end,
+  write = function(r) r:write(LONG, 1.5, LONG) end,
+  big = function(r) r:write(BIG) end,
+  config = function(r) return r:config("Greeting") end,
+  headers = function(r) return r:headers() end,
+  params = function(r) return r:params() end,
+  note = function(r) r:note("k", LONG) return r:note("k") end,
+}
+
+directive { name = "Greeting", type = "string", default = "Hello" }
+
+function hook_response(r)
+  local p = r:path()
+  local m = p:match("^/mem/(%a+)")
+  if not m then r:write("fine") return OK end
+  local hold, seen = {}, { false, false }
+  for i = 1, 256 do hold[i] = false end
+  if m == "traceback" then fill(hold) error(MSG, 0) end
+  if m == "tracetable" then fill(hold) error(ERR, 0) end
+  if m == "tracenumber" then fill(hold) error(12345.5, 0) end
+  local call = CALLS[m]
+  for round = 1, 2 do
+    local n = fill(hold)
+    local ok, err = pcall(call, r)
+    seen[round] = ok or err
+    for i = 1, n do hold[i] = false end
+  end
+  hold = nil
+  -- With the memory back, r is whole: its methods work again.
+  for i = 1, 2 do
+    local s = seen[i]
+    seen[i] = s == true and "ok" or tostring(s):match("not enough memory") and "memory" or tostring(s)
+  end
+  pcall(call, r)
+  local whole = r:path() == p and r:param("plain") == LONG
+  r:set_header("X-Report", table.concat(seen, ",") .. (whole and " whole" or " broken"))
+  return OK
+end
+"#;
+    let mut srv = start(
+        &conf("Plugin lua\nLuaMemoryLimit 8M", "    Plugin mem"),
+        &[("mem", script)],
+    );
+    let long = "v".repeat(200);
+    let coded = "a%20b".repeat(40);
+    let request = |srv: &Axkit, m: &str| {
+        send(
+            srv,
+            "GET",
+            &format!("/mem/{m}/{long}?plain={long}&coded={coded}"),
+            &format!("X-Long: {long}\r\n"),
+            b"",
+        )
+    };
+    // The methods of fast.rs whose result (or error message) is a long
+    // string: pushing it fails each time.
+    let failing = ["path", "uri", "query", "header", "param", "decoded", "bad"];
+    // The others may get their memory or not: a memory error that the
+    // script's pcall does not catch (it needs memory too) is a 500.
+    let others = [
+        "number", "named", "write", "big", "config", "headers", "params", "note",
+    ];
+    for _ in 0..2 {
+        for m in failing {
+            let r = request(&srv, m);
+            assert_eq!(r.status, 200, "{m}: {r:?}");
+            assert_eq!(r.header("X-Report"), Some("memory,memory whole"), "{m}");
+        }
+        for m in others {
+            let r = request(&srv, m);
+            let report = r.header("X-Report").unwrap_or("");
+            assert!(
+                r.status == 500 || (r.status == 200 && report.ends_with(" whole")),
+                "{m}: {r:?}"
+            );
+        }
+        // With the memory full the message goes without its traceback
+        // (and a table's __tostring may not get to run).
+        for (m, needle) in [
+            ("traceback", "runtime error: failed with the memory full"),
+            ("tracetable", "runtime error: "),
+            ("tracenumber", "runtime error: 12345.5"),
+        ] {
+            assert_eq!(request(&srv, m).status, 500, "{m}");
+            srv.wait_stderr_line(&[&format!("/mem/{m}/"), needle], Duration::from_secs(10));
+        }
+        assert_eq!(srv.child.try_wait().unwrap(), None, "the worker died");
         assert_eq!(srv.get("/ok").text(), "fine");
     }
 }

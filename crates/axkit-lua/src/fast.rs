@@ -13,9 +13,15 @@
 //! parsed form, `r:config` on a first use) call a regular mlua function
 //! held as the C function's upvalue.
 //!
-//! Raising a Lua error from Rust is a `longjmp` over the Rust frames in
-//! between, so every method runs in [`run`], which returns the error
-//! message after all Rust values are dropped and only then raises it.
+//! Raising a Lua error is a `longjmp` over the Rust frames in between,
+//! which must then hold nothing to drop or release (a `String`, the hold
+//! on the request's context). Lua raises one too where it cannot allocate
+//! (beyond `LuaMemoryLimit`): in a push, in converting a number to a
+//! string. So every method runs in [`run`]: a body only reads the stack
+//! and decides; `run` converts number arguments before it and pushes its
+//! result or raises its error after it, once all of its values are gone,
+//! an owned string through a protected call (which catches the memory
+//! error, so that the string is still freed).
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -34,6 +40,12 @@ use crate::request::{polled_slot, with_polled, Slot, FLUSH_AT, OUTSIDE};
 enum Done {
     /// That many results are on the stack.
     Results(c_int),
+    /// Return this string of the request (or nil). It stays where it is
+    /// until the hook's poll ends, and Lua copies it before anything else
+    /// can run, so [`run`] pushes it after the body let go of the request.
+    Request(Option<*const [u8]>),
+    /// Return this string, made for this call.
+    Owned(String),
     /// Call the upvalue-1 function with the same arguments instead.
     Fallback,
 }
@@ -50,19 +62,19 @@ impl Call {
             .ok_or_else(|| format!("bad argument #{} ({what}): expected a string", i - 1).into())
     }
 
-    /// Argument `i` as bytes, or `None` if it is not a string or number.
+    /// Argument `i` as bytes, or `None` if it is not a string (or a number
+    /// that [`run`] converted).
     fn opt_str(&self, i: c_int) -> Option<&[u8]> {
-        // SAFETY: the value stays on this call's stack (and with it the
-        // string's bytes) until the method returns.
+        // SAFETY: the value is a string (reading it allocates nothing) and
+        // stays on this call's stack, and with it its bytes, until the
+        // method returns.
         unsafe {
-            match ffi::lua_type(self.0, i) {
-                ffi::LUA_TSTRING | ffi::LUA_TNUMBER => {
-                    let mut len = 0;
-                    let p = ffi::lua_tolstring(self.0, i, &mut len);
-                    Some(std::slice::from_raw_parts(p.cast(), len))
-                }
-                _ => None,
+            if ffi::lua_type(self.0, i) != ffi::LUA_TSTRING {
+                return None;
             }
+            let mut len = 0;
+            let p = ffi::lua_tolstring(self.0, i, &mut len);
+            Some(std::slice::from_raw_parts(p.cast(), len))
         }
     }
 
@@ -77,49 +89,72 @@ impl Call {
         let object = unsafe { ffi::lua_topointer(self.0, 1) } as usize;
         with_polled(object, f).ok_or(Cow::Borrowed(OUTSIDE))
     }
+}
 
-    fn push(&self, s: Option<&[u8]>) -> Done {
-        // SAFETY: a C function may push LUA_MINSTACK values.
-        unsafe {
-            match s {
-                Some(s) => {
-                    ffi::lua_pushlstring(self.0, s.as_ptr().cast(), s.len());
-                }
-                None => ffi::lua_pushnil(self.0),
-            }
-        }
-        Done::Results(1)
-    }
+/// A string of the request as the method's result.
+fn request_str(s: Option<&str>) -> Done {
+    Done::Request(s.map(|s| std::ptr::from_ref(s.as_bytes())))
 }
 
 /// Run a method's body and turn its outcome into what Lua expects; see the
-/// module doc for why errors are raised only here.
+/// module doc for why only this pushes and raises. Arguments `strings`,
+/// if numbers, are converted to strings first.
 ///
 /// # Safety
-/// `l` is the state of a running C function.
-unsafe fn run(l: *mut lua_State, name: &str, body: impl FnOnce(&Call) -> Outcome) -> c_int {
+/// `l` is the state of a running C function; `body` owns nothing to drop
+/// (converting an argument may raise a memory error before it runs).
+unsafe fn run(
+    l: *mut lua_State,
+    name: &str,
+    strings: &[c_int],
+    body: impl FnOnce(&Call) -> Outcome,
+) -> c_int {
     /// What is left to do once every Rust value of the body is dropped.
     enum Next {
         Return(c_int),
+        Push(Option<*const [u8]>),
         Fallback,
         Raise,
     }
     let nargs = ffi::lua_gettop(l);
+    for &i in strings {
+        if ffi::lua_type(l, i) == ffi::LUA_TNUMBER {
+            // In place, as luaL_checklstring does.
+            ffi::lua_tolstring(l, i, std::ptr::null_mut());
+        }
+    }
     let next = match catch_unwind(AssertUnwindSafe(|| body(&Call(l)))) {
         Ok(Ok(Done::Results(n))) => Next::Return(n),
+        Ok(Ok(Done::Request(s))) => Next::Push(s),
+        Ok(Ok(Done::Owned(s))) => {
+            if push_protected(l, s.as_bytes()) {
+                Next::Return(1)
+            } else {
+                Next::Raise
+            }
+        }
         Ok(Ok(Done::Fallback)) => Next::Fallback,
         failed => {
             let message = match failed {
                 Ok(Err(e)) => format!("r:{name}: {e}"),
                 _ => format!("r:{name}: internal error"),
             };
-            ffi::lua_pushlstring(l, message.as_ptr().cast(), message.len());
+            // Failing to push it leaves the memory error to raise instead.
+            push_protected(l, message.as_bytes());
             Next::Raise
         }
     };
-    // Both of these may leave by a longjmp.
+    // All of these may leave by a longjmp.
     match next {
         Next::Return(n) => n,
+        Next::Push(Some(s)) => {
+            ffi::lua_pushlstring(l, (*s).as_ptr().cast(), s.len());
+            1
+        }
+        Next::Push(None) => {
+            ffi::lua_pushnil(l);
+            1
+        }
         Next::Fallback => {
             ffi::lua_settop(l, nargs);
             ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
@@ -131,38 +166,59 @@ unsafe fn run(l: *mut lua_State, name: &str, body: impl FnOnce(&Call) -> Outcome
     }
 }
 
+/// Push `s` in a protected call: true if it is on the stack, false if that
+/// failed and the error is there instead.
+///
+/// # Safety
+/// `l` is the state of a running C function with two free stack slots.
+unsafe fn push_protected(l: *mut lua_State, s: &[u8]) -> bool {
+    unsafe extern "C-unwind" fn push(l: *mut lua_State) -> c_int {
+        // SAFETY: the argument is the slice `push_protected` borrowed.
+        unsafe {
+            let s = &*ffi::lua_touserdata(l, 1).cast::<&[u8]>();
+            ffi::lua_pushlstring(l, s.as_ptr().cast(), s.len());
+        }
+        1
+    }
+    ffi::lua_pushcfunction(l, push);
+    ffi::lua_pushlightuserdata(l, std::ptr::from_ref(&s).cast_mut().cast());
+    ffi::lua_pcall(l, 1, 1, 0) == ffi::LUA_OK
+}
+
 /// Define `unsafe extern "C-unwind" fn NAME(l)` running BODY (a closure
-/// taking the [`Call`]) through [`run`].
+/// taking the [`Call`]) through [`run`], with its string arguments (the
+/// numbers in parentheses).
 macro_rules! methods {
-    ($($name:ident => $body:expr;)*) => {
+    ($($name:ident($($string:literal),*) => $body:expr;)*) => {
         $(
             unsafe extern "C-unwind" fn $name(l: *mut lua_State) -> c_int {
                 let body = $body;
                 // SAFETY: Lua calls this as a C function.
-                unsafe { run(l, stringify!($name), body) }
+                unsafe { run(l, stringify!($name), &[$($string),*], body) }
             }
         )*
     };
 }
 
 methods! {
-    method => |c: &Call| c.request(|_, ctx| c.push(Some(ctx.request.method().as_bytes())));
-    uri => |c: &Call| c.request(|_, ctx| c.push(Some(ctx.request.uri().as_bytes())));
-    path => |c: &Call| c.request(|_, ctx| c.push(Some(ctx.request.decoded_path().as_bytes())));
-    query => |c: &Call| c.request(|_, ctx| c.push(ctx.request.query().map(str::as_bytes)));
-    header => |c: &Call| {
+    method() => |c: &Call| c.request(|_, ctx| request_str(Some(ctx.request.method())));
+    uri() => |c: &Call| c.request(|_, ctx| request_str(Some(ctx.request.uri())));
+    path() => |c: &Call| c.request(|_, ctx| request_str(Some(ctx.request.decoded_path())));
+    query() => |c: &Call| c.request(|_, ctx| request_str(ctx.request.query()));
+    header(2) => |c: &Call| {
         let name = c.text(2, "name")?;
-        c.request(|_, ctx| c.push(ctx.request.header(name).map(str::as_bytes)))
+        c.request(|_, ctx| request_str(ctx.request.header(name)))
     };
     // The query string first (AxKit2's param()), then the form once
     // `r:form()` has parsed it (upvalue 1 looks there).
-    param => |c: &Call| {
+    param(2) => |c: &Call| {
         let name = c.str(2, "name")?;
         c.request(|slot, ctx| {
             match ctx.request.query().and_then(|q| form::lookup(q, name)) {
-                Some(v) => c.push(Some(v.as_bytes())),
+                Some(Cow::Borrowed(v)) => request_str(Some(v)),
+                Some(Cow::Owned(v)) => Done::Owned(v),
                 None if slot.form.borrow().is_some() => Done::Fallback,
-                None => c.push(None),
+                None => request_str(None),
             }
         })
     };
@@ -170,7 +226,7 @@ methods! {
     // by its address: a worker's Location configs live as long as the
     // worker): `cache[config][name]`. Anything not cached yet, or not
     // cacheable (tables, nil, errors), goes to upvalue 1.
-    config => |c: &Call| {
+    config() => |c: &Call| {
         let config = c.request(|_, ctx| config_key(ctx))?;
         // SAFETY: at most three pushes; `rawget` on tables raises no error.
         unsafe {
@@ -185,7 +241,7 @@ methods! {
         }
         Ok(Done::Fallback)
     };
-    status => |c: &Call| {
+    status() => |c: &Call| {
         let mut isnum = 0;
         // SAFETY: reading argument 2.
         let n = unsafe { ffi::lua_tointegerx(c.0, 2, &mut isnum) };
@@ -202,16 +258,16 @@ methods! {
             }
             ctx.response.status
         })?;
-        // SAFETY: one push.
+        // SAFETY: one push, which allocates nothing.
         unsafe { ffi::lua_pushinteger(c.0, status.into()) };
         Ok(Done::Results(1))
     };
-    set_header => |c: &Call| {
+    set_header(2, 3) => |c: &Call| {
         let (name, value) = header_args(c)?;
         c.request(|_, ctx| ctx.response.headers.set(name, value))?;
         Ok(Done::Results(0))
     };
-    add_header => |c: &Call| {
+    add_header(2, 3) => |c: &Call| {
         let (name, value) = header_args(c)?;
         c.request(|_, ctx| ctx.response.headers.add(name, value))?;
         Ok(Done::Results(0))
@@ -222,8 +278,8 @@ methods! {
 /// appended to the output; once the buffer is full, `r:flush()` (upvalue
 /// 1, an mlua async function) is called to send it, with a continuation
 /// so that it may suspend the hook. The conversion may run a `__tostring`
-/// metamethod (which may raise an error), so it is done before any Rust
-/// state exists.
+/// metamethod and allocates, either of which may raise an error, so it is
+/// done before any Rust state exists.
 unsafe extern "C-unwind" fn write(l: *mut lua_State) -> c_int {
     /// What runs when the flush returns, also after suspending.
     unsafe extern "C-unwind" fn flushed(
@@ -246,7 +302,7 @@ unsafe extern "C-unwind" fn write(l: *mut lua_State) -> c_int {
             len += ffi::lua_rawlen(l, i);
         }
         let full = Cell::new(false);
-        run(l, "write", |c| {
+        run(l, "write", &[], |c| {
             c.request(|slot, _| {
                 let mut out = slot.out.borrow_mut();
                 // One allocation for the usual single write.

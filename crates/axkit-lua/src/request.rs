@@ -227,8 +227,11 @@ pub(crate) struct Entered<'a> {
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        // Normally `with_ctx` has released it already; a Lua memory error
-        // raised by a push inside a method longjmps past that release.
+        // Normally `with_ctx` has released it already. A Lua error raised
+        // inside it would longjmp past that release: `fast.rs` raises none
+        // there, and mlua protects its calls from memory errors when
+        // LuaMemoryLimit is set, but without a limit it does not (the
+        // system allocator failing).
         if self.prev.is_none() {
             self.slot.busy.set(false);
         }

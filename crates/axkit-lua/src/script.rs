@@ -13,7 +13,7 @@ use axkit::config::DirectiveId;
 use axkit::plugin::{Body, BodyChunk, ConnInfo, LogRecord};
 use axkit::{hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin};
 use bytes::Bytes;
-use mlua::{ffi, IntoLuaMulti, LightUserData, Lua, Thread, Value};
+use mlua::{ffi, IntoLuaMulti, LightUserData, Lua, LuaString, Thread, Value};
 
 use crate::host::{Host, Script};
 use crate::request::{run_op, RequestState, Slot};
@@ -248,7 +248,7 @@ impl ScriptPlugin {
                     ffi::lua_settop(ts, 0);
                     None
                 }
-                _ => Some(Err(raised(lua, ts))),
+                status => Some(Err(raised(lua, ts, status))),
             }
         }
     }
@@ -417,37 +417,51 @@ unsafe fn returned(lua: &Lua, ts: *mut ffi::lua_State, nres: c_int) -> mlua::Res
     Ok((value, Value::Nil))
 }
 
-/// The error a coroutine died of, as mlua makes it: a Rust function's error
-/// as it was raised; anything else as a runtime error whose message ends
-/// with the coroutine's traceback.
+/// The error a coroutine died of (`status`), as mlua makes it: a Rust
+/// function's error as it was raised; anything else as a runtime (or
+/// memory) error whose message ends with the coroutine's traceback.
+///
+/// The traceback is built in a protected call on the running state: near
+/// `LuaMemoryLimit` its allocations may fail, and on the dead coroutine
+/// itself such an error would have no handler (a Lua panic, which aborts
+/// the worker). If it cannot be built, the message goes without it.
 ///
 /// # Safety
 /// `ts` is a coroutine of `lua` that stopped with an error (on its stack).
-unsafe fn raised(lua: &Lua, ts: *mut ffi::lua_State) -> mlua::Error {
-    if ffi::lua_checkstack(ts, ffi::LUA_TRACEBACK_STACK + 1) == 0 {
-        return mlua::Error::StackError;
-    }
-    let message = match ffi::lua_type(ts, -1) {
-        ffi::LUA_TSTRING | ffi::LUA_TNUMBER => ffi::lua_tolstring(ts, -1, std::ptr::null_mut()),
-        _ => std::ptr::null(),
+unsafe fn raised(lua: &Lua, ts: *mut ffi::lua_State, status: c_int) -> mlua::Error {
+    // Moving the value allocates nothing; the coroutine's frames stay.
+    let error = match lua.exec_raw::<Value>((), |l| ffi::lua_xmove(ts, l, 1)) {
+        Ok(Value::Error(e)) => return *e,
+        Ok(error) => error,
+        Err(e) => return e,
     };
-    ffi::luaL_traceback(ts, ts, message, 0);
-    let mut len = 0;
-    let text = ffi::lua_tolstring(ts, -1, &mut len);
-    let text = String::from_utf8_lossy(std::slice::from_raw_parts(text.cast(), len)).into_owned();
-    ffi::lua_pop(ts, 1);
-    if !message.is_null() {
-        return mlua::Error::RuntimeError(text);
-    }
-    match lua.exec_raw::<Value>((), |l| ffi::lua_xmove(ts, l, 1)) {
-        Ok(Value::Error(e)) => *e,
-        Ok(other) => mlua::Error::RuntimeError(format!(
-            "{}\n{text}",
-            other
-                .to_string()
-                .unwrap_or_else(|_| other.type_name().to_string())
-        )),
-        Err(e) => e,
+    let is_message = matches!(
+        error,
+        Value::String(_) | Value::Integer(_) | Value::Number(_)
+    );
+    let traceback = lua.exec_raw::<LuaString>(&error, |l| {
+        let message = if is_message {
+            ffi::lua_tolstring(l, -1, std::ptr::null_mut())
+        } else {
+            std::ptr::null()
+        };
+        ffi::luaL_traceback(l, ts, message, 0);
+        ffi::lua_replace(l, -2);
+    });
+    let shown = || match &error {
+        Value::String(s) => s.to_string_lossy(),
+        other => other
+            .to_string()
+            .unwrap_or_else(|_| other.type_name().to_string()),
+    };
+    let text = match traceback {
+        Ok(text) if is_message => text.to_string_lossy(),
+        Ok(text) => format!("{}\n{}", shown(), text.to_string_lossy()),
+        Err(_) => shown(),
+    };
+    match status {
+        ffi::LUA_ERRMEM => mlua::Error::MemoryError(text),
+        _ => mlua::Error::RuntimeError(text),
     }
 }
 
