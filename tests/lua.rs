@@ -197,6 +197,20 @@ end
     );
 }
 
+/// Scripts go to the workers with the config, so they count towards its
+/// size limit: one too big is refused, with the reason, before it is read.
+#[test]
+fn scripts_past_the_snapshot_limit_are_refused() {
+    let huge = format!("-- {}\n", "x".repeat(64 << 20));
+    let (ok, out) = check(&conf("", "    Plugin huge"), &[("huge", &huge)]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("cannot load plugin `huge`: ")
+            && out.contains("huge.lua: the config files and plugin scripts loaded exceed 64 MiB"),
+        "{out}"
+    );
+}
+
 #[test]
 fn syntax_errors_name_file_and_line() {
     let (ok, out) = check(

@@ -886,6 +886,105 @@ fn restarted_workers_keep_the_configuration_the_master_loaded() {
     );
 }
 
+/// The same for Lua scripts: a worker restarted after a crash runs the
+/// script its master loaded (bytes that are not UTF-8 included), even when
+/// the disk now holds a `NAME.lua` that would win over the `NAME/init.lua`
+/// the master found, or one that does not load at all.
+#[test]
+fn restarted_workers_keep_the_scripts_the_master_loaded() {
+    let config = "Workers 2\nPluginDir {dir}/plugins\n<Server>\n    Listen 127.0.0.1:0\n    \
+                  Plugin live\n</Server>\n";
+    let script = |text: &[u8]| {
+        let mut s = b"function hook_response(r) r:write('".to_vec();
+        s.extend_from_slice(text);
+        s.extend_from_slice(b"') return OK end\n");
+        s
+    };
+    let mut srv = Axkit::start_with(config, &[], |dir| {
+        dir.write("plugins/live/init.lua", script(b"one \xff"));
+    });
+    let plugins = srv.dir.path().join("plugins");
+    assert_eq!(srv.get("/").body, b"one \xff");
+
+    // Kill every worker in turn; the replacements must start and serve
+    // what the master loaded.
+    let restart_all = |srv: &mut Axkit| {
+        for victim in srv.workers() {
+            kill(victim, libc::SIGKILL);
+            assert!(
+                wait_until(Duration::from_secs(20), || {
+                    let w = srv.workers();
+                    w.len() == 2 && !w.contains(&victim) && w.iter().all(|&p| worker_ready(p))
+                }),
+                "no replacement for {victim}:\n{}",
+                srv.stderr()
+            );
+        }
+        for _ in 0..10 {
+            assert_eq!(srv.get("/").text(), "one \u{fffd}");
+        }
+    };
+    // Valid edits without a SIGHUP: a live.lua that would now be found
+    // first, and a changed live/init.lua.
+    std::fs::write(plugins.join("live.lua"), script(b"two")).unwrap();
+    std::fs::write(plugins.join("live/init.lua"), script(b"three")).unwrap();
+    restart_all(&mut srv);
+    // A broken edit does not stop a replacement from starting.
+    std::fs::write(plugins.join("live.lua"), "function hook_response(r").unwrap();
+    restart_all(&mut srv);
+    assert!(!srv.stderr().contains("live.lua"), "{}", srv.stderr());
+
+    // A SIGHUP reads the disk: the broken script is reported and the old
+    // one stays; once it is fixed, it is served.
+    srv.signal(libc::SIGHUP);
+    srv.wait_stderr("live.lua:1:", Duration::from_secs(20));
+    assert_eq!(srv.get("/").body, b"one \xff");
+    std::fs::write(plugins.join("live.lua"), script(b"two")).unwrap();
+    srv.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(20), || srv.get("/").text() == "two"),
+        "{}",
+        srv.stderr()
+    );
+}
+
+/// `LuaReload On` reads the disk, not the snapshot: a worker restarted
+/// after an edit runs the file as it is now, as its sibling does.
+#[test]
+fn lua_reload_bypasses_the_snapshot() {
+    let config = "Workers 1\nPluginDir {dir}/plugins\nPlugin lua\nLuaReload On\n<Server>\n    \
+                  Listen 127.0.0.1:0\n    Plugin live\n</Server>\n";
+    let mut srv = Axkit::start_with(config, &[], |dir| {
+        dir.write(
+            "plugins/live.lua",
+            "function hook_response(r) r:write('one') return OK end",
+        );
+    });
+    assert_eq!(srv.get("/").text(), "one");
+    let path = srv.dir.path().join("plugins/live.lua");
+    std::fs::write(
+        &path,
+        "function hook_response(r) r:write('two') return OK end",
+    )
+    .unwrap();
+    // Make the change visible even on a coarse-grained clock.
+    let f = std::fs::File::options().write(true).open(&path).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(srv.get("/").text(), "two");
+    let victim = srv.workers()[0];
+    kill(victim, libc::SIGKILL);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let w = srv.workers();
+            w.len() == 1 && w[0] != victim && worker_ready(w[0])
+        }),
+        "no replacement for {victim}:\n{}",
+        srv.stderr()
+    );
+    assert_eq!(srv.get("/").text(), "two");
+}
+
 /// Socket inodes open in process `pid`.
 fn socket_fds(pid: i32) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {

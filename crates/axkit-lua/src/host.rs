@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use axkit::config::Directive;
+use axkit::config::{Directive, FileReader, PluginFile};
 use axkit::{Hook, Hooks};
 use mlua::{
     ffi, Function, HookTriggers, LightUserData, Lua, LuaOptions, RegistryKey, StdLib, Table,
@@ -97,7 +97,9 @@ pub(crate) struct Script {
     functions: RefCell<Vec<Option<HookFn>>>,
     pub hooks: Hooks,
     pub directives: Vec<Directive>,
-    /// Modification time when loaded, for `LuaReload`.
+    /// Modification time when loaded, for `LuaReload`; None when the
+    /// source came from the master's snapshot, so that the first look at
+    /// the file reloads it.
     pub mtime: Cell<Option<SystemTime>>,
 }
 
@@ -139,8 +141,8 @@ pub(crate) struct Host {
     /// run several times per request (`hook_body_data`…) 2. See
     /// `ScriptPlugin::request_object`.
     pub request_hooks: Cell<u32>,
-    /// Scripts loaded by path, so that a worker's `create` reuses what its
-    /// config load just executed.
+    /// Scripts loaded, by plugin name, so that a worker's `create` uses
+    /// what its config load just executed.
     scripts: RefCell<Vec<Rc<Script>>>,
 }
 
@@ -242,12 +244,16 @@ impl Host {
         }
     }
 
-    /// Compile and run `path` in a fresh environment, collecting the
-    /// directives it declares. The script replaces any earlier one loaded
-    /// from the same path.
-    pub fn load(&self, name: &str, path: &Path) -> Result<Rc<Script>, String> {
-        let source = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    /// Compile and run `source` (read from `path`, modified at `mtime`) in
+    /// a fresh environment, collecting the directives it declares. The
+    /// script replaces any earlier one loaded as plugin `name`.
+    pub fn load(
+        &self,
+        name: &str,
+        path: &Path,
+        source: &[u8],
+        mtime: Option<SystemTime>,
+    ) -> Result<Rc<Script>, String> {
         let env = self.lua.create_table().map_err(|e| e.to_string())?;
         let meta = self.lua.create_table().map_err(|e| e.to_string())?;
         let declared: Rc<RefCell<Vec<Directive>>> = Rc::default();
@@ -318,24 +324,25 @@ impl Host {
             mtime: Cell::new(mtime),
         });
         let mut scripts = self.scripts.borrow_mut();
-        scripts.retain(|s| s.path != path);
+        scripts.retain(|s| s.name != name);
         scripts.push(script.clone());
         Ok(script)
     }
 
-    /// The script most recently loaded from `path`.
-    pub fn loaded(&self, path: &Path) -> Option<Rc<Script>> {
+    /// The script most recently loaded as plugin `name`.
+    pub fn loaded(&self, name: &str) -> Option<Rc<Script>> {
         self.scripts
             .borrow()
             .iter()
-            .find(|s| s.path == path)
+            .find(|s| s.name == name)
             .cloned()
     }
 
     /// `LuaReload On`: if the file changed since `script` was loaded, run
     /// it again and take its new environment (module state starts over).
     /// A script that no longer loads keeps its old version; the error is
-    /// returned for the log.
+    /// returned for the log. This reads the disk, not the master's
+    /// snapshot: it is a development mode.
     pub fn reload_if_changed(&self, script: &Script) -> Result<(), String> {
         let mtime = std::fs::metadata(&script.path)
             .and_then(|m| m.modified())
@@ -344,31 +351,40 @@ impl Host {
             return Ok(());
         }
         script.mtime.set(mtime);
-        let fresh = self.load(&script.name, &script.path)?;
+        let source =
+            std::fs::read(&script.path).map_err(|e| format!("{}: {e}", script.path.display()))?;
+        let fresh = self.load(&script.name, &script.path, &source, mtime)?;
         *script.env.borrow_mut() = fresh.env.borrow().clone();
         *script.functions.borrow_mut() = fresh.functions.borrow().clone();
         Ok(())
     }
 }
 
-/// Find `NAME.lua` or `NAME/init.lua` in the plugin directories. A name is
-/// a relative path of plain components (`apps/wiki`), never `..`.
-pub(crate) fn resolve(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+/// Find and read `NAME.lua` or `NAME/init.lua` in the plugin directories,
+/// through `files` (the disk, or the master's snapshot in a worker). A name
+/// is a relative path of plain components (`apps/wiki`), never `..`.
+pub(crate) fn resolve(
+    name: &str,
+    dirs: &[PathBuf],
+    files: &mut FileReader<'_>,
+) -> Result<Option<(PathBuf, PluginFile)>, String> {
     let rel = Path::new(name);
     if name.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-        return None;
+        return Ok(None);
     }
     for dir in dirs {
-        let file = dir.join(format!("{name}.lua"));
-        if file.is_file() {
-            return Some(file);
-        }
-        let init = dir.join(rel).join("init.lua");
-        if init.is_file() {
-            return Some(init);
+        for path in [
+            dir.join(format!("{name}.lua")),
+            dir.join(rel).join("init.lua"),
+        ] {
+            match files.plugin_file(&path) {
+                Ok(Some(file)) => return Ok(Some((path, file))),
+                Ok(None) => {}
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            }
         }
     }
-    None
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -379,18 +395,41 @@ mod tests {
     fn resolve_finds_scripts_and_refuses_escapes() {
         let dir = std::env::temp_dir().join(format!("axkit-lua-resolve-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("apps/blog")).unwrap();
-        std::fs::write(dir.join("hello.lua"), "").unwrap();
+        std::fs::write(dir.join("hello.lua"), "-- \u{e9}").unwrap();
         std::fs::write(dir.join("apps/blog/init.lua"), "").unwrap();
         let dirs = [PathBuf::from("/nonexistent"), dir.clone()];
-        assert_eq!(resolve("hello", &dirs), Some(dir.join("hello.lua")));
+        let mut files = FileReader::new(None);
+        let found = |name: &str, files: &mut FileReader<'_>| {
+            resolve(name, &dirs, files)
+                .unwrap()
+                .map(|(path, file)| (path, file.bytes))
+        };
         assert_eq!(
-            resolve("apps/blog", &dirs),
-            Some(dir.join("apps/blog/init.lua"))
+            found("hello", &mut files),
+            Some((dir.join("hello.lua"), "-- \u{e9}".into()))
         );
-        assert_eq!(resolve("missing", &dirs), None);
+        assert_eq!(
+            found("apps/blog", &mut files),
+            Some((dir.join("apps/blog/init.lua"), Vec::new()))
+        );
+        assert_eq!(found("missing", &mut files), None);
         for bad in ["", "../hello", "/etc/passwd", "apps/../hello"] {
-            assert_eq!(resolve(bad, &dirs), None, "{bad}");
+            assert_eq!(found(bad, &mut files), None, "{bad}");
         }
+
+        // Replayed without the disk, the same names find the same files,
+        // and the misses stay misses.
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("missing.lua"), "").unwrap();
+        let snapshot = files.into_snapshot();
+        let mut replay = FileReader::new(Some(&snapshot));
+        assert_eq!(
+            found("hello", &mut replay),
+            Some((dir.join("hello.lua"), "-- \u{e9}".into()))
+        );
+        assert!(found("apps/blog", &mut replay).is_some());
+        assert_eq!(found("missing", &mut replay), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

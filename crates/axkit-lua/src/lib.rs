@@ -14,6 +14,11 @@
 //! `LuaTimeLimit` (how long a hook may run without suspending before it is
 //! stopped with a 500) and `LuaReload` (re-run a script when its file
 //! changes, for development).
+//!
+//! Scripts are read through the config's `FileReader`: the master records
+//! them in the snapshot it hands its workers, so a worker restarted after
+//! a crash runs the script the master loaded. Only `LuaReload On` reads
+//! the disk again.
 
 mod api;
 mod directives;
@@ -28,7 +33,7 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use axkit::config::{Directive, Scopes, ValueType};
+use axkit::config::{Directive, FileReader, Scopes, ValueType};
 use axkit::{Hook, Hooks, Plugin, PluginInit, PluginSource};
 
 use host::Host;
@@ -86,38 +91,37 @@ impl PluginSource for LuaSource {
     /// Loading runs the script's top level (that is where it declares its
     /// directives), so a syntax or load error is reported with file:line
     /// at start-up, by `--check` and on reload.
-    fn find(&self, name: &str, plugin_dirs: &[PathBuf]) -> Result<Option<Vec<Directive>>, String> {
-        let Some(path) = host::resolve(name, plugin_dirs) else {
-            return Ok(None);
-        };
-        let script = self.host()?.load(name, &path)?;
-        Ok(Some(script.directives.clone()))
-    }
-
-    fn create(
+    fn find(
         &self,
         name: &str,
         plugin_dirs: &[PathBuf],
-        init: &PluginInit,
-    ) -> Result<Option<Rc<dyn Plugin>>, String> {
+        files: &mut FileReader<'_>,
+    ) -> Result<Option<Vec<Directive>>, String> {
+        let Some((path, file)) = host::resolve(name, plugin_dirs, files)? else {
+            return Ok(None);
+        };
+        let script = self.host()?.load(name, &path, &file.bytes, file.modified)?;
+        Ok(Some(script.directives.clone()))
+    }
+
+    fn create(&self, name: &str, init: &PluginInit) -> Result<Option<Rc<dyn Plugin>>, String> {
         // `Plugin lua` loads the host itself, so that its directives may be
         // used.
         if name == self.name() {
             return Ok(Some(Rc::new(LuaHost)));
         }
-        let Some(path) = host::resolve(name, plugin_dirs) else {
+        // The script this worker ran when it loaded its config: no second
+        // look at the disk, which may hold a newer edit.
+        let Some(host) = self.host.borrow().clone() else {
             return Ok(None);
         };
-        let host = self.host()?;
+        let Some(script) = host.loaded(name) else {
+            return Ok(None);
+        };
         let memory = init.config.global.size("LuaMemoryLimit").unwrap_or(0);
         host.lua
             .set_memory_limit(usize::try_from(memory).unwrap_or(usize::MAX))
             .map_err(|e| format!("LuaMemoryLimit: {e}"))?;
-        // Normally the script ran when this worker loaded its config.
-        let script = match host.loaded(&path) {
-            Some(script) => script,
-            None => host.load(name, &path)?,
-        };
         let calls: u32 = Hook::ALL
             .into_iter()
             .filter(|&h| script.hooks.contains(h))

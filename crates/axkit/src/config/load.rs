@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::directive::{Args, Directive, Merge, Scopes};
 use super::registry::{nearest, same_name, DirectiveId, Registry, CORE};
-use super::snapshot::Snapshot;
+use super::snapshot::{FileReader, Snapshot};
 use super::syntax::{parse, Node, MAX_DEPTH};
 use super::value::{
     default_setting, parse_value, quote, BlockLine, LocationConfig, Setting, Value,
@@ -38,8 +38,13 @@ pub enum Source {
 pub trait PluginCatalog {
     /// Every plugin known without reading the config (built-ins): (name, its directive declarations).
     fn builtin(&self) -> Vec<(String, Vec<Directive>)>;
-    /// A plugin that is not built in (e.g. a script found in one of `plugin_dirs`): Ok(Some(directives)) if found, Ok(None) if not, Err(message) if found but broken.
-    fn find(&self, name: &str, plugin_dirs: &[PathBuf]) -> Result<Option<Vec<Directive>>, String>;
+    /// A plugin that is not built in (e.g. a script found in one of `plugin_dirs`, read through `files`): Ok(Some(directives)) if found, Ok(None) if not, Err(message) if found but broken.
+    fn find(
+        &self,
+        name: &str,
+        plugin_dirs: &[PathBuf],
+        files: &mut FileReader<'_>,
+    ) -> Result<Option<Vec<Directive>>, String>;
 }
 
 /// One problem in a config, with everything needed to find and fix it.
@@ -92,9 +97,10 @@ pub struct Config {
     /// `<Server>`), in config order: what runs for events not tied to a
     /// server or location.
     pub global_plugins: Vec<String>,
-    /// Every file read (main + includes), with its text: what a worker
-    /// loads instead of the files on disk. Empty for a `Source::Text`
-    /// config without includes.
+    /// Every file read (main + includes, and the plugin scripts found),
+    /// with its contents: what a worker loads instead of the files on disk.
+    /// Empty for a `Source::Text` config without includes or scripts, and
+    /// in a worker (which replayed its master's).
     pub snapshot: Arc<Snapshot>,
 }
 
@@ -212,9 +218,9 @@ pub fn load(source: &Source, catalog: &dyn PluginCatalog) -> Result<Config, Vec<
     load_from(source, catalog, None)
 }
 
-/// As [`load`], but with every file (and directory listing) taken from
-/// `replay` instead of the disk when it is given: how a worker loads the
-/// configuration its master validated.
+/// As [`load`], but with every file (and directory listing, and plugin
+/// script) taken from `replay` instead of the disk when it is given: how a
+/// worker loads the configuration its master validated.
 pub fn load_from(
     source: &Source,
     catalog: &dyn PluginCatalog,
@@ -222,8 +228,7 @@ pub fn load_from(
 ) -> Result<Config, Vec<ConfigError>> {
     let mut ld = Loader {
         errors: Vec::new(),
-        snapshot: Snapshot::default(),
-        replay,
+        files: FileReader::new(replay),
         include_stack: Vec::new(),
     };
     let (main_name, nodes) = match ld.read_main(source) {
@@ -233,7 +238,7 @@ pub fn load_from(
     if !ld.errors.is_empty() {
         return Err(sorted(ld.errors));
     }
-    let plugins = load_plugins(&nodes, catalog, &main_name, &mut ld.errors);
+    let plugins = load_plugins(&nodes, catalog, &mut ld.files, &main_name, &mut ld.errors);
     let mut v = Validator::new(plugins, ld.errors);
     let (servers, global, global_plugins) = v.run(&nodes, &main_name);
     if !v.errors.is_empty() {
@@ -245,7 +250,7 @@ pub fn load_from(
         servers,
         plugins: v.loaded,
         global_plugins,
-        snapshot: Arc::new(ld.snapshot),
+        snapshot: Arc::new(ld.files.into_snapshot()),
     })
 }
 
@@ -263,9 +268,8 @@ fn is_block_name(node: &Node, name: &str) -> bool {
 
 struct Loader<'a> {
     errors: Vec<ConfigError>,
-    /// What has been read so far.
-    snapshot: Snapshot,
-    replay: Option<&'a Snapshot>,
+    /// From the disk (recording) or from the snapshot being replayed.
+    files: FileReader<'a>,
     /// Canonical paths of the files being read, outermost first: a file
     /// already on it is an include cycle.
     include_stack: Vec<PathBuf>,
@@ -290,46 +294,11 @@ impl At<'_> {
 }
 
 impl Loader<'_> {
-    /// A config file's canonical path and text, from the disk (only
-    /// regular files: `Include /dev/zero` or a FIFO would hang or exhaust
-    /// memory instead of failing) or from the snapshot being replayed.
-    fn read_file(&mut self, path: &Path) -> std::io::Result<(PathBuf, String)> {
-        if let Some(replay) = self.replay {
-            return replay.file(path);
-        }
-        let canon = std::fs::canonicalize(path)?;
-        if !canon.is_file() {
-            return Err(std::io::Error::other("not a regular file"));
-        }
-        let text = std::fs::read_to_string(&canon)?;
-        self.snapshot.record_file(path, &canon, &text);
-        Ok((canon, text))
-    }
-
-    /// The names of the entries of `dir` that are not directories.
-    fn list_dir(&mut self, dir: &Path) -> std::io::Result<Vec<String>> {
-        if let Some(replay) = self.replay {
-            return replay.listing(dir);
-        }
-        let listing = if dir.as_os_str().is_empty() {
-            std::fs::read_dir(".")
-        } else {
-            std::fs::read_dir(dir)
-        }?;
-        let names: Vec<String> = listing
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().map(|t| !t.is_dir()).unwrap_or(false))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        self.snapshot.record_listing(dir, &names);
-        Ok(names)
-    }
-
     fn read_main(&mut self, source: &Source) -> Option<(String, Vec<Node>)> {
         match source {
             Source::File(path) => {
                 let name = path.display().to_string();
-                let (canon, text) = match self.read_file(path) {
+                let (canon, text) = match self.files.config_file(path) {
                     Ok(read) => read,
                     Err(e) => {
                         self.errors.push(ConfigError {
@@ -460,7 +429,7 @@ impl Loader<'_> {
             )));
             return Vec::new();
         }
-        let entries = match self.list_dir(parent) {
+        let entries = match self.files.list_dir(parent) {
             Ok(e) => e,
             Err(e) => {
                 self.errors
@@ -493,7 +462,7 @@ impl Loader<'_> {
             return Vec::new();
         }
         let shown = path.display().to_string();
-        let (canon, text) = match self.read_file(path) {
+        let (canon, text) = match self.files.config_file(path) {
             Ok(read) => read,
             Err(e) => {
                 self.errors
@@ -586,6 +555,7 @@ fn collect_plugin_lines<'a>(
 fn load_plugins(
     nodes: &[Node],
     catalog: &dyn PluginCatalog,
+    files: &mut FileReader<'_>,
     main: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Plugins {
@@ -634,7 +604,7 @@ fn load_plugins(
             loaded.push(name.clone());
             continue;
         }
-        match catalog.find(name, &dirs) {
+        match catalog.find(name, &dirs, files) {
             Ok(Some(directives)) => {
                 for d in directives {
                     // Script plugins declare directives at run time, so a
@@ -1337,7 +1307,12 @@ mod tests {
             ]
         }
 
-        fn find(&self, name: &str, dirs: &[PathBuf]) -> Result<Option<Vec<Directive>>, String> {
+        fn find(
+            &self,
+            name: &str,
+            dirs: &[PathBuf],
+            _files: &mut FileReader<'_>,
+        ) -> Result<Option<Vec<Directive>>, String> {
             match name {
                 "script" if dirs.iter().any(|d| d == Path::new("lua")) => {
                     Ok(Some(vec![Directive::new("ScriptOpt", ValueType::Integer)]))

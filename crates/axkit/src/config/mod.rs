@@ -25,7 +25,7 @@ pub use load::{
     load, load_from, Config, ConfigError, LocationNode, PluginCatalog, ServerConfig, Source,
 };
 pub use registry::{core_directives, DirectiveId, Registry};
-pub use snapshot::Snapshot;
+pub use snapshot::{FileReader, PluginFile, Snapshot};
 pub use syntax::{parse as parse_syntax, Node};
 /// For plugins that parse a typed value inside a larger argument
 /// (`Expires access+1h`).

@@ -1,19 +1,28 @@
-//! The config files exactly as the loader read them (and the directory
-//! listings behind wildcard `Include`s), so that the master can hand its
-//! workers the configuration it validated.
+//! Everything a config load read from the disk, and the reader that records
+//! it: the config files exactly as read, the directory listings behind
+//! wildcard `Include`s, and the files plugin sources load scripts from
+//! (`NAME.lua`, including the lookups that found nothing). The master hands
+//! its workers this snapshot, and a worker's load replays it instead of
+//! touching the disk.
 //!
 //! Without it a worker re-read the files itself: a worker restarted after
 //! a crash would pick up edits saved since the last SIGHUP and serve a
-//! different configuration from its siblings, or fail to start at all.
+//! different configuration (or script) from its siblings, or fail to start
+//! at all.
 
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
     files: Vec<FileRead>,
     listings: Vec<Listing>,
+    plugin_files: Vec<PluginFileRead>,
+    /// The length of [`encode`](Self::encode)'s body so far, kept below
+    /// [`MAX_ENCODED`] as reads are recorded.
+    encoded_len: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,35 +40,77 @@ struct Listing {
     names: Vec<String>,
 }
 
-/// Refuse to decode anything larger: a snapshot is a few config files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PluginFileRead {
+    path: PathBuf,
+    /// Bytes, not text: a script may hold any bytes in its string literals.
+    /// None: there was no regular file at `path`.
+    bytes: Option<Vec<u8>>,
+}
+
+/// Refuse to record or decode anything larger: it all goes through a pipe
+/// to every worker, and is held in memory by the master and each worker.
 const MAX_ENCODED: usize = 64 << 20;
 /// Starts every encoding: a worker from another build fails with a clear
 /// message instead of misreading the bytes.
-const MAGIC: &[u8; 8] = b"AXKCONF1";
+const MAGIC: &[u8; 8] = b"AXKCONF2";
 
 impl Snapshot {
-    /// Every file read, in the order read (main file first).
+    /// Every config file read, in the order read (main file first).
     pub fn files(&self) -> impl Iterator<Item = &Path> {
         self.files.iter().map(|f| f.path.as_path())
     }
 
-    pub(crate) fn record_file(&mut self, path: &Path, canonical: &Path, text: &str) {
+    /// Count a record of `fields` (their lengths) towards the size limit.
+    fn grow(&mut self, fields: &[usize]) -> io::Result<()> {
+        let len = fields.iter().fold(1usize, |n, f| n.saturating_add(8 + f));
+        let total = self.encoded_len.saturating_add(len);
+        // One byte stays free for the end tag.
+        if total >= MAX_ENCODED {
+            return Err(too_large());
+        }
+        self.encoded_len = total;
+        Ok(())
+    }
+
+    fn record_file(&mut self, path: &Path, canonical: &Path, text: &str) -> io::Result<()> {
+        self.grow(&[
+            path.as_os_str().len(),
+            canonical.as_os_str().len(),
+            text.len(),
+        ])?;
         self.files.push(FileRead {
             path: path.to_path_buf(),
             canonical: canonical.to_path_buf(),
             text: text.to_string(),
         });
+        Ok(())
     }
 
-    pub(crate) fn record_listing(&mut self, dir: &Path, names: &[String]) {
+    fn record_listing(&mut self, dir: &Path, names: &[String]) -> io::Result<()> {
+        let mut fields = vec![dir.as_os_str().len(), 8];
+        fields.extend(names.iter().map(String::len));
+        self.grow(&fields)?;
         self.listings.push(Listing {
             dir: dir.to_path_buf(),
             names: names.to_vec(),
         });
+        Ok(())
+    }
+
+    fn record_plugin_file(&mut self, path: &Path, bytes: Option<&[u8]>) -> io::Result<()> {
+        let mut fields = vec![path.as_os_str().len()];
+        fields.extend(bytes.map(<[u8]>::len));
+        self.grow(&fields)?;
+        self.plugin_files.push(PluginFileRead {
+            path: path.to_path_buf(),
+            bytes: bytes.map(<[u8]>::to_vec),
+        });
+        Ok(())
     }
 
     /// The canonical path and text of `path` as it was read.
-    pub(crate) fn file(&self, path: &Path) -> io::Result<(PathBuf, String)> {
+    fn file(&self, path: &Path) -> io::Result<(PathBuf, String)> {
         self.files
             .iter()
             .find(|f| f.path == path)
@@ -67,7 +118,7 @@ impl Snapshot {
             .ok_or_else(|| missing(path))
     }
 
-    pub(crate) fn listing(&self, dir: &Path) -> io::Result<Vec<String>> {
+    fn listing(&self, dir: &Path) -> io::Result<Vec<String>> {
         self.listings
             .iter()
             .find(|l| l.dir == dir)
@@ -75,9 +126,17 @@ impl Snapshot {
             .ok_or_else(|| missing(dir))
     }
 
+    fn plugin_file(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        self.plugin_files
+            .iter()
+            .find(|f| f.path == path)
+            .map(|f| f.bytes.clone())
+            .ok_or_else(|| missing(path))
+    }
+
     /// A flat byte encoding: tagged records of length-prefixed fields.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.encoded_len + 1);
         let field = |out: &mut Vec<u8>, bytes: &[u8]| {
             out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
             out.extend_from_slice(bytes);
@@ -94,6 +153,19 @@ impl Snapshot {
             field(&mut out, &(l.names.len() as u64).to_le_bytes());
             for n in &l.names {
                 field(&mut out, n.as_bytes());
+            }
+        }
+        for p in &self.plugin_files {
+            match &p.bytes {
+                Some(bytes) => {
+                    out.push(b'P');
+                    field(&mut out, p.path.as_os_str().as_bytes());
+                    field(&mut out, bytes);
+                }
+                None => {
+                    out.push(b'A');
+                    field(&mut out, p.path.as_os_str().as_bytes());
+                }
             }
         }
         out.push(b'E');
@@ -144,14 +216,14 @@ impl Snapshot {
         fn text(b: &mut &[u8]) -> io::Result<String> {
             String::from_utf8(field(b)?.to_vec()).map_err(|_| bad("snapshot text is not UTF-8"))
         }
+        // Recording again counts every record towards `encoded_len`.
         let mut s = Snapshot::default();
         loop {
             match take(&mut b, 1)?[0] {
-                b'F' => s.files.push(FileRead {
-                    path: path(&mut b)?,
-                    canonical: path(&mut b)?,
-                    text: text(&mut b)?,
-                }),
+                b'F' => {
+                    let (path, canonical) = (path(&mut b)?, path(&mut b)?);
+                    s.record_file(&path, &canonical, &text(&mut b)?)?;
+                }
                 b'D' => {
                     let dir = path(&mut b)?;
                     let count = u64::from_le_bytes(field(&mut b)?.try_into().unwrap_or_default());
@@ -159,13 +231,145 @@ impl Snapshot {
                     for _ in 0..count {
                         names.push(text(&mut b)?);
                     }
-                    s.listings.push(Listing { dir, names });
+                    s.record_listing(&dir, &names)?;
                 }
+                b'P' => {
+                    let path = path(&mut b)?;
+                    s.record_plugin_file(&path, Some(field(&mut b)?))?;
+                }
+                b'A' => s.record_plugin_file(&path(&mut b)?, None)?,
                 b'E' if b.is_empty() => return Ok(s),
                 _ => return Err(bad("malformed snapshot")),
             }
         }
     }
+}
+
+/// Reads what a config load needs from the disk: config files, the
+/// listings behind wildcard `Include`s, and the files a
+/// [`PluginSource`](crate::PluginSource) loads plugins from. Each read is
+/// recorded into a [`Snapshot`]; or, given a snapshot to replay (in a
+/// worker), every read is answered from it and the disk is never touched.
+pub struct FileReader<'a> {
+    recorded: Snapshot,
+    replay: Option<&'a Snapshot>,
+}
+
+/// A file read for a plugin source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginFile {
+    pub bytes: Vec<u8>,
+    /// The file's modification time when it was read from the disk; None
+    /// when it came from the master's snapshot (the file on disk may have
+    /// changed since).
+    pub modified: Option<SystemTime>,
+}
+
+impl<'a> FileReader<'a> {
+    /// A reader of the disk (`replay` None) or of `replay`.
+    pub fn new(replay: Option<&'a Snapshot>) -> FileReader<'a> {
+        FileReader {
+            recorded: Snapshot::default(),
+            replay,
+        }
+    }
+
+    /// What was read from the disk (nothing when replaying).
+    pub fn into_snapshot(self) -> Snapshot {
+        self.recorded
+    }
+
+    /// A config file's canonical path and text. Only regular files:
+    /// `Include /dev/zero` or a FIFO would hang or exhaust memory instead
+    /// of failing.
+    pub(crate) fn config_file(&mut self, path: &Path) -> io::Result<(PathBuf, String)> {
+        if let Some(replay) = self.replay {
+            return replay.file(path);
+        }
+        let canon = std::fs::canonicalize(path)?;
+        let meta = std::fs::metadata(&canon)?;
+        if !meta.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        self.check_room(&meta)?;
+        let text = std::fs::read_to_string(&canon)?;
+        self.recorded.record_file(path, &canon, &text)?;
+        Ok((canon, text))
+    }
+
+    /// The names of the entries of `dir` that are not directories.
+    pub(crate) fn list_dir(&mut self, dir: &Path) -> io::Result<Vec<String>> {
+        if let Some(replay) = self.replay {
+            return replay.listing(dir);
+        }
+        let listing = if dir.as_os_str().is_empty() {
+            std::fs::read_dir(".")
+        } else {
+            std::fs::read_dir(dir)
+        }?;
+        let names: Vec<String> = listing
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().map(|t| !t.is_dir()).unwrap_or(false))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        self.recorded.record_listing(dir, &names)?;
+        Ok(names)
+    }
+
+    /// The regular file at `path`, or Ok(None) if there is none: a plugin
+    /// source looks for its files with this alone, so that a worker
+    /// replaying the snapshot finds exactly what the master found (the
+    /// misses too) without looking at the disk.
+    pub fn plugin_file(&mut self, path: &Path) -> io::Result<Option<PluginFile>> {
+        if let Some(replay) = self.replay {
+            return Ok(replay.plugin_file(path)?.map(|bytes| PluginFile {
+                bytes,
+                modified: None,
+            }));
+        }
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => Some(meta).filter(std::fs::Metadata::is_file),
+            // `dir/NAME/init.lua` where `dir/NAME` is a file is no error.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(meta) = meta else {
+            self.recorded.record_plugin_file(path, None)?;
+            return Ok(None);
+        };
+        self.check_room(&meta)?;
+        let bytes = std::fs::read(path)?;
+        self.recorded.record_plugin_file(path, Some(&bytes))?;
+        Ok(Some(PluginFile {
+            bytes,
+            modified: meta.modified().ok(),
+        }))
+    }
+
+    /// Refuse a file that would take the snapshot past its limit before
+    /// reading it into memory.
+    fn check_room(&self, meta: &std::fs::Metadata) -> io::Result<()> {
+        let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+        if self.recorded.encoded_len.saturating_add(len) >= MAX_ENCODED {
+            return Err(too_large());
+        }
+        Ok(())
+    }
+}
+
+fn too_large() -> io::Error {
+    io::Error::other(format!(
+        "the config files and plugin scripts loaded exceed {} MiB in all, the most a master \
+         hands its workers",
+        MAX_ENCODED >> 20
+    ))
 }
 
 fn missing(path: &Path) -> io::Error {
@@ -186,38 +390,89 @@ fn bad(what: &str) -> io::Error {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip() {
+    fn sample() -> Snapshot {
         let mut s = Snapshot::default();
-        s.record_file(Path::new("a.conf"), Path::new("/etc/a.conf"), "Port 1\n");
+        s.record_file(Path::new("a.conf"), Path::new("/etc/a.conf"), "Port 1\n")
+            .unwrap();
         s.record_file(
             Path::new("conf.d/x.conf"),
             Path::new("/etc/conf.d/x.conf"),
             "é\n",
-        );
-        s.record_listing(Path::new("conf.d"), &["x.conf".into(), "y".into()]);
+        )
+        .unwrap();
+        s.record_listing(Path::new("conf.d"), &["x.conf".into(), "y".into()])
+            .unwrap();
+        // Not UTF-8: a script's string literals may hold any bytes.
+        s.record_plugin_file(Path::new("lua/x.lua"), Some(b"s = '\xff\xfe\0'\n"))
+            .unwrap();
+        s.record_plugin_file(Path::new("lua/y.lua"), None).unwrap();
+        s
+    }
+
+    #[test]
+    fn round_trip() {
+        let s = sample();
         let bytes = s.encode();
+        assert_eq!(bytes.len(), 16 + s.encoded_len + 1);
         let mut extra = bytes.clone();
         extra.extend_from_slice(b"after");
         let mut r = &extra[..];
-        assert_eq!(Snapshot::read_from(&mut r).unwrap(), s);
+        let decoded = Snapshot::read_from(&mut r).unwrap();
+        assert_eq!(decoded, s);
         assert_eq!(r, b"after", "reads exactly one snapshot");
         assert_eq!(
-            s.file(Path::new("a.conf")).unwrap(),
+            decoded.file(Path::new("a.conf")).unwrap(),
             ("/etc/a.conf".into(), "Port 1\n".into())
         );
-        assert!(s.file(Path::new("b.conf")).is_err());
-        assert_eq!(s.listing(Path::new("conf.d")).unwrap().len(), 2);
+        assert!(decoded.file(Path::new("b.conf")).is_err());
+        assert_eq!(decoded.listing(Path::new("conf.d")).unwrap().len(), 2);
+        assert_eq!(
+            decoded
+                .plugin_file(Path::new("lua/x.lua"))
+                .unwrap()
+                .unwrap(),
+            b"s = '\xff\xfe\0'\n"
+        );
+        assert_eq!(decoded.plugin_file(Path::new("lua/y.lua")).unwrap(), None);
+    }
+
+    #[test]
+    fn a_replaying_reader_answers_from_the_snapshot_only() {
+        let s = sample();
+        let mut files = FileReader::new(Some(&s));
+        assert_eq!(
+            files.plugin_file(Path::new("lua/x.lua")).unwrap(),
+            Some(PluginFile {
+                bytes: b"s = '\xff\xfe\0'\n".to_vec(),
+                modified: None
+            })
+        );
+        // A miss the master recorded, and a path it never looked at.
+        assert_eq!(files.plugin_file(Path::new("lua/y.lua")).unwrap(), None);
+        let err = files.plugin_file(Path::new("/etc/passwd")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/passwd is not in the configuration the master loaded"
+        );
+        assert_eq!(files.into_snapshot(), Snapshot::default());
+    }
+
+    #[test]
+    fn the_size_limit_counts_scripts() {
+        let mut s = Snapshot::default();
+        let big = vec![b'x'; MAX_ENCODED / 2];
+        s.record_plugin_file(Path::new("a.lua"), Some(&big))
+            .unwrap();
+        let err = s
+            .record_plugin_file(Path::new("b.lua"), Some(&big))
+            .unwrap_err();
+        assert!(err.to_string().contains("exceed 64 MiB"), "{err}");
+        assert_eq!(s.plugin_files.len(), 1);
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        let good = {
-            let mut s = Snapshot::default();
-            s.record_file(Path::new("a"), Path::new("/a"), "x");
-            s.record_listing(Path::new("d"), &["n".into()]);
-            s.encode()
-        };
+        let good = sample().encode();
         for cut in 0..good.len() {
             assert!(
                 Snapshot::read_from(&mut &good[..cut]).is_err(),

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::config::{self, Config, ConfigError, Directive, PluginCatalog, Source};
+use crate::config::{self, Config, ConfigError, Directive, FileReader, PluginCatalog, Source};
 use crate::plugin::{Level, Plugin, PluginInit, PluginSpec};
 
 /// Set in a worker's environment: it was started by a master.
@@ -35,6 +35,12 @@ pub(crate) const LISTEN_ENV: &str = "AXKIT_LISTEN_FDS";
 /// cannot depend on its script hosts, so they plug in through this trait.
 /// A source lives in one thread (a worker, or the master while it loads a
 /// config), so it may keep per-worker state such as an interpreter.
+///
+/// A source reads its scripts only through the [`FileReader`] that `find`
+/// is given, never from the disk directly: the master's reads are recorded
+/// into the configuration snapshot it hands its workers, and a worker's are
+/// answered from that snapshot. So a worker restarted after a crash runs the
+/// scripts the master loaded, not edits saved since the last SIGHUP.
 pub trait PluginSource {
     /// The name that owns [`directives`](Self::directives) in errors and
     /// `axkit --directives` (e.g. `lua`).
@@ -42,19 +48,21 @@ pub trait PluginSource {
     /// The source's own directives (e.g. `LuaTimeLimit`), known without
     /// reading the config, like a built-in plugin's.
     fn directives(&self) -> Vec<Directive>;
-    /// Look for plugin `name` in `plugin_dirs`: Ok(Some(its directives)) if
-    /// found, Ok(None) if not, Err(message with file:line) if it is broken.
-    /// Called whenever a config is loaded (start-up, `--check`, reload).
-    fn find(&self, name: &str, plugin_dirs: &[PathBuf]) -> Result<Option<Vec<Directive>>, String>;
-    /// Instantiate plugin `name` (found by `find` when this worker loaded
-    /// its config, or the source's own [`name`](Self::name)) in this
-    /// worker; Ok(None) if it is not this source's.
-    fn create(
+    /// Look for plugin `name` in `plugin_dirs`, reading (and testing for)
+    /// files with [`FileReader::plugin_file`] only: Ok(Some(its
+    /// directives)) if found, Ok(None) if not, Err(message with file:line)
+    /// if it is broken. Called whenever a config is loaded (start-up,
+    /// `--check`, reload, and each worker's start).
+    fn find(
         &self,
         name: &str,
         plugin_dirs: &[PathBuf],
-        init: &PluginInit,
-    ) -> Result<Option<Rc<dyn Plugin>>, String>;
+        files: &mut FileReader<'_>,
+    ) -> Result<Option<Vec<Directive>>, String>;
+    /// Instantiate plugin `name` in this worker from what `find` read when
+    /// the worker loaded its config (or the source's own
+    /// [`name`](Self::name)); Ok(None) if it is not this source's.
+    fn create(&self, name: &str, init: &PluginInit) -> Result<Option<Rc<dyn Plugin>>, String>;
 }
 
 /// The plugins a binary knows, built-in and added, and the sources of
@@ -80,11 +88,10 @@ impl Catalog {
     pub(crate) fn create_from_source(
         &self,
         name: &str,
-        plugin_dirs: &[PathBuf],
         init: &PluginInit,
     ) -> Result<Rc<dyn Plugin>, String> {
         for source in &self.sources {
-            if let Some(plugin) = source.create(name, plugin_dirs, init)? {
+            if let Some(plugin) = source.create(name, init)? {
                 return Ok(plugin);
             }
         }
@@ -105,9 +112,14 @@ impl PluginCatalog for Catalog {
             .collect()
     }
 
-    fn find(&self, name: &str, plugin_dirs: &[PathBuf]) -> Result<Option<Vec<Directive>>, String> {
+    fn find(
+        &self,
+        name: &str,
+        plugin_dirs: &[PathBuf],
+        files: &mut FileReader<'_>,
+    ) -> Result<Option<Vec<Directive>>, String> {
         for source in &self.sources {
-            if let Some(directives) = source.find(name, plugin_dirs)? {
+            if let Some(directives) = source.find(name, plugin_dirs, files)? {
                 return Ok(Some(directives));
             }
         }

@@ -136,12 +136,6 @@ impl WorkerRt {
     ) -> Result<WorkerRt, String> {
         let mut all: HashMap<String, Rc<dyn Plugin>> = HashMap::new();
         let mut plugins = Vec::new();
-        let plugin_dirs: Vec<std::path::PathBuf> = config
-            .global
-            .settings("PluginDir")
-            .iter()
-            .filter_map(|s| s.args.first()?.as_path().map(Into::into))
-            .collect();
         for name in &config.plugins {
             let init = PluginInit {
                 config: &config,
@@ -149,7 +143,7 @@ impl WorkerRt {
             };
             let plugin = match catalog.spec(name) {
                 Some(spec) => (spec.create)(&init),
-                None => catalog.create_from_source(name, &plugin_dirs, &init),
+                None => catalog.create_from_source(name, &init),
             }
             .map_err(|e| format!("plugin `{name}`: {e}"))?;
             plugins.push(plugin.clone());
