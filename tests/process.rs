@@ -891,6 +891,47 @@ fn restarted_workers_keep_the_configuration_the_master_loaded() {
 /// the disk now holds a `NAME.lua` that would win over the `NAME/init.lua`
 /// the master found, or one that does not load at all.
 #[test]
+fn sigterm_is_not_held_up_by_a_worker_still_starting() {
+    // Workers take about 4 s to start: the script's top level spins, in
+    // workers only (the master loads it too, to learn its directives).
+    let config = "Workers 1\nPluginDir {dir}/plugins\n<Server>\n    Listen 127.0.0.1:0\n    \
+                  Plugin slowstart\n</Server>\n";
+    let script = "if os.getenv('AXKIT_WORKER') then\n\
+                  local t = os.clock() while os.clock() - t < 4 do end\n\
+                  end\n\
+                  function hook_response(r) r:write('up') return OK end\n";
+    let mut srv = Axkit::start_with(config, &[], |dir| {
+        dir.write("plugins/slowstart.lua", script);
+    });
+    assert_eq!(srv.get("/").text(), "up");
+    // The replacement of a killed worker is starting when SIGTERM comes:
+    // the master stops it and exits instead of waiting for it.
+    let victim = srv.workers()[0];
+    kill(victim, libc::SIGKILL);
+    assert!(
+        wait_until(Duration::from_secs(10), || srv
+            .workers()
+            .iter()
+            .any(|&p| p != victim && process_exists(p))),
+        "no replacement started:\n{}",
+        srv.stderr()
+    );
+    let starting = srv.workers();
+    srv.signal(libc::SIGTERM);
+    // Well before the replacement could say `ready` (about 4 s).
+    let status = srv
+        .wait_exit(Duration::from_millis(2500))
+        .unwrap_or_else(|| panic!("master still running:\n{}", srv.stderr()));
+    assert!(status.success(), "{status:?}");
+    for p in starting {
+        assert!(
+            wait_until(Duration::from_secs(5), || !process_exists(p)),
+            "worker {p} left behind"
+        );
+    }
+}
+
+#[test]
 fn restarted_workers_keep_the_scripts_the_master_loaded() {
     let config = "Workers 2\nPluginDir {dir}/plugins\n<Server>\n    Listen 127.0.0.1:0\n    \
                   Plugin live\n</Server>\n";

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::{Config, Snapshot, Source};
@@ -147,6 +147,9 @@ struct Master<'a> {
     workers: HashMap<u32, WorkerProc>,
     generation: u64,
     events: mpsc::UnboundedSender<Event>,
+    /// Turns true at SIGTERM/SIGINT: a wait for a starting worker (up to
+    /// READY_TIMEOUT) ends at once, so that shutdown is not held up.
+    stopping: watch::Receiver<bool>,
 }
 
 /// What the master's loop hears from its helper tasks.
@@ -155,6 +158,20 @@ enum Event {
     Exited(u32, String),
     /// Try again to bring the current generation up to strength.
     Respawn,
+    /// SIGTERM or SIGINT.
+    Stop,
+}
+
+/// Run `f` unless the master is told to stop first (None then).
+async fn unless_stopping<T>(
+    stopping: &watch::Receiver<bool>,
+    f: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let mut stopping = stopping.clone();
+    tokio::select! {
+        value = f => Some(value),
+        _ = stopping.wait_for(|stop| *stop) => None,
+    }
 }
 
 fn worker_count(config: &Config) -> usize {
@@ -206,12 +223,15 @@ impl Master<'_> {
         let mut child: Child = spawned?;
         let pid = child.id().unwrap_or(0);
         let mut stdin = child.stdin.take().ok_or("worker has no stdin pipe")?;
-        // A worker that died at once is noticed by the `ready` wait below;
-        // one that never reads must not hold the master here.
-        let _ = tokio::time::timeout(READY_TIMEOUT, stdin.write_all(&snapshot.encode())).await;
         let stdout = child.stdout.take().ok_or("worker has no stdout pipe")?;
         let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(READY_TIMEOUT, lines.next_line()).await;
+        // A worker that died at once is noticed by the `ready` wait below;
+        // one that never reads must not hold the master here.
+        let ready = unless_stopping(&self.stopping, async {
+            let _ = tokio::time::timeout(READY_TIMEOUT, stdin.write_all(&snapshot.encode())).await;
+            tokio::time::timeout(READY_TIMEOUT, lines.next_line()).await
+        })
+        .await;
         let events = self.events.clone();
         tokio::task::spawn_local(async move {
             let status = match child.wait().await {
@@ -221,7 +241,7 @@ impl Master<'_> {
             let _ = events.send(Event::Exited(pid, status));
         });
         match ready {
-            Ok(Ok(Some(line))) if line == "ready" => {
+            Some(Ok(Ok(Some(line)))) if line == "ready" => {
                 // A worker's stdout (`RequestLog -`) goes on to ours.
                 // Bytes as they come, not lines: a line that is not UTF-8
                 // must not end the forwarding (the worker's writes would
@@ -245,6 +265,10 @@ impl Master<'_> {
                     },
                 );
                 Ok(pid)
+            }
+            None => {
+                signal_pid(pid, libc::SIGKILL);
+                Err(format!("worker {pid} not started: shutting down"))
             }
             _ => {
                 signal_pid(pid, libc::SIGKILL);
@@ -331,7 +355,10 @@ impl Master<'_> {
         );
         if w.started.elapsed() < Duration::from_secs(1) {
             // Crashing at start: don't spin.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            let pause = tokio::time::sleep(Duration::from_secs(1));
+            if unless_stopping(&self.stopping, pause).await.is_none() {
+                return;
+            }
         }
         self.respawn().await;
     }
@@ -352,6 +379,9 @@ impl Master<'_> {
             };
             let snapshot = self.config.snapshot.clone();
             if let Err(e) = self.spawn(self.generation, &listeners, &snapshot).await {
+                if *self.stopping.borrow() {
+                    return;
+                }
                 log(Level::Crit, &format!("{e}; retrying in a second"));
                 let events = self.events.clone();
                 tokio::task::spawn_local(async move {
@@ -383,7 +413,7 @@ impl Master<'_> {
                 Ok(Some(Event::Exited(pid, _))) => {
                     self.workers.remove(&pid);
                 }
-                Ok(Some(Event::Respawn)) => {}
+                Ok(Some(Event::Respawn | Event::Stop)) => {}
                 _ => break,
             }
         }
@@ -428,6 +458,7 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         let (tx, mut events) = mpsc::unbounded_channel();
+        let (stop_tx, stopping) = watch::channel(false);
         let count = worker_count(&config);
         let mut master = Master {
             catalog,
@@ -437,7 +468,8 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             listeners: Vec::new(),
             workers: HashMap::new(),
             generation: 1,
-            events: tx,
+            events: tx.clone(),
+            stopping,
         };
         let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = (
             signal(SignalKind::terminate()),
@@ -448,8 +480,22 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             eprintln!("axkit: cannot install signal handlers");
             return ExitCode::FAILURE;
         };
+        // Heard in a task of its own, so that a stop request also reaches
+        // the master while it waits for a worker to start.
+        tokio::task::spawn_local(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            let _ = stop_tx.send(true);
+            let _ = tx.send(Event::Stop);
+        });
         let config = master.config.clone();
         if let Err(e) = master.spawn_generation(1, &listeners, &config).await {
+            if *master.stopping.borrow() {
+                master.stop(events).await;
+                return ExitCode::SUCCESS;
+            }
             eprintln!("axkit: {e}");
             return ExitCode::FAILURE;
         }
@@ -457,8 +503,6 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
         master.listeners = listeners;
         loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
                 _ = hup.recv() => master.reload().await,
                 _ = usr1.recv() => {
                     for w in master.workers.values() {
@@ -468,6 +512,7 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
                 Some(event) = events.recv() => match event {
                     Event::Exited(pid, status) => master.worker_exited(pid, status).await,
                     Event::Respawn => master.respawn().await,
+                    Event::Stop => break,
                 },
             }
         }
