@@ -67,6 +67,22 @@ fn worker_ready(pid: i32) -> bool {
     caught & (1 << (libc::SIGUSR1 - 1)) != 0
 }
 
+/// SIGKILL each of the `count` workers in turn and wait until the master
+/// has a ready replacement for it.
+fn replace_every_worker(srv: &mut Axkit, count: usize) {
+    for victim in srv.workers() {
+        kill(victim, libc::SIGKILL);
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                let w = srv.workers();
+                w.len() == count && !w.contains(&victim) && w.iter().all(|&p| worker_ready(p))
+            }),
+            "no replacement for {victim}:\n{}",
+            srv.stderr()
+        );
+    }
+}
+
 fn process_exists(pid: i32) -> bool {
     // A zombie still has a /proc entry, but its state is Z.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -855,17 +871,7 @@ fn restarted_workers_keep_the_configuration_the_master_loaded() {
         .replace("DirectoryIndex index.html", "DirectoryIndex a.txt");
     std::fs::write(&server_conf, edited).unwrap();
     std::fs::write(conf_d.join("zz-new.conf"), "Zebra 1\n").unwrap();
-    for victim in srv.workers() {
-        kill(victim, libc::SIGKILL);
-        assert!(
-            wait_until(Duration::from_secs(20), || {
-                let w = srv.workers();
-                w.len() == 2 && !w.contains(&victim) && w.iter().all(|&p| worker_ready(p))
-            }),
-            "no replacement for {victim}:\n{}",
-            srv.stderr()
-        );
-    }
+    replace_every_worker(&mut srv, 2);
     // The replacements serve what the master loaded, not what is on disk.
     for _ in 0..10 {
         assert_eq!(srv.get("/").text(), "hello\n");
@@ -950,17 +956,7 @@ fn restarted_workers_keep_the_scripts_the_master_loaded() {
     // Kill every worker in turn; the replacements must start and serve
     // what the master loaded.
     let restart_all = |srv: &mut Axkit| {
-        for victim in srv.workers() {
-            kill(victim, libc::SIGKILL);
-            assert!(
-                wait_until(Duration::from_secs(20), || {
-                    let w = srv.workers();
-                    w.len() == 2 && !w.contains(&victim) && w.iter().all(|&p| worker_ready(p))
-                }),
-                "no replacement for {victim}:\n{}",
-                srv.stderr()
-            );
-        }
+        replace_every_worker(srv, 2);
         for _ in 0..10 {
             assert_eq!(srv.get("/").text(), "one \u{fffd}");
         }
