@@ -47,9 +47,10 @@ fn send(srv: &Axkit, method: &str, path: &str, headers: &str, body: &[u8]) -> Re
     )
     .into_bytes();
     req.extend_from_slice(body);
-    let (bytes, _) = srv.raw(&req);
+    let started = Instant::now();
+    let (bytes, ended) = srv.exchange(&req);
     parse_response(&bytes)
-        .unwrap_or_else(|| panic!("no response to {method} {path}: {}", lossy(&bytes)))
+        .unwrap_or_else(|| srv.no_response(&format!("{method} {path}"), &bytes, &ended, started))
 }
 
 fn check(conf_text: &str, scripts: &[(&str, &str)]) -> (bool, String) {

@@ -253,26 +253,43 @@ impl Axkit {
     /// Send raw bytes on a new connection; read until the server closes
     /// (or 10 s pass). Returns everything read and whether it closed.
     pub fn raw(&self, request: &[u8]) -> (Vec<u8>, bool) {
+        let (bytes, ended) = self.exchange(request);
+        (bytes, !matches!(ended, Ended::TimedOut))
+    }
+
+    /// Like `raw`, but saying how the connection ended.
+    pub fn exchange(&self, request: &[u8]) -> (Vec<u8>, Ended) {
         let mut s = self.connect();
         s.write_all(request).unwrap();
-        read_until_close(&mut s, Duration::from_secs(10))
+        read_to_end_within(&mut s, Duration::from_secs(10))
     }
 
     /// One request on a new connection; parsed response.
     pub fn get(&self, path: &str) -> Response {
         let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-        let (bytes, _) = self.raw(req.as_bytes());
-        parse_response(&bytes).unwrap_or_else(|| {
-            // What the server said meanwhile tells why (a crash, a reset).
-            std::thread::sleep(Duration::from_millis(200));
-            let log: Vec<String> = self.stderr.try_iter().collect();
-            panic!(
-                "no response to GET {path}: {:?}\nstderr (partly):\n{}\n{}",
-                String::from_utf8_lossy(&bytes),
-                self.stderr_lines.join("\n"),
-                log.join("\n")
-            )
-        })
+        let started = Instant::now();
+        let (bytes, ended) = self.exchange(req.as_bytes());
+        parse_response(&bytes)
+            .unwrap_or_else(|| self.no_response(&format!("GET {path}"), &bytes, &ended, started))
+    }
+
+    /// Fail a test whose request got no complete response, with what tells
+    /// why: the bytes that came, how the connection ended and when, whether
+    /// the server is still running, and its stderr.
+    pub fn no_response(&self, what: &str, bytes: &[u8], ended: &Ended, started: Instant) -> ! {
+        let elapsed = started.elapsed();
+        // Log lines of a dying server may still be on their way.
+        std::thread::sleep(Duration::from_millis(200));
+        let log: Vec<String> = self.stderr.try_iter().collect();
+        panic!(
+            "no response to {what}: {:?}\nconnection: {ended:?} after {elapsed:?}\n\
+             server (pid {}): {}\nstderr (partly):\n{}\n{}",
+            String::from_utf8_lossy(bytes),
+            self.pid(),
+            process_state(self.pid()),
+            self.stderr_lines.join("\n"),
+            log.join("\n")
+        )
     }
 
     /// The worker processes (children of the master).
@@ -305,26 +322,71 @@ pub fn children_of(pid: i32) -> Vec<i32> {
 
 /// Read until EOF, reset or timeout. The bool says whether the peer closed.
 pub fn read_until_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+    let (out, ended) = read_to_end_within(s, limit);
+    (out, !matches!(ended, Ended::TimedOut))
+}
+
+/// How reading a connection to its end stopped.
+#[derive(Debug)]
+pub enum Ended {
+    /// The peer closed it.
+    Closed,
+    /// A read failed: a reset (the server closed with bytes of ours
+    /// unread, or its process died with them) or another error.
+    Failed(std::io::Error),
+    /// The time limit passed first.
+    TimedOut,
+}
+
+/// Read until EOF, an error or `limit`; everything read and how it ended.
+pub fn read_to_end_within(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, Ended) {
     let deadline = Instant::now() + limit;
     let mut out = Vec::new();
     let mut buf = [0u8; 65536];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return (out, false);
+            return (out, Ended::TimedOut);
         }
         s.set_read_timeout(Some(left)).unwrap();
         match s.read(&mut buf) {
-            Ok(0) => return (out, true),
+            Ok(0) => return (out, Ended::Closed),
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e)
                 if e.kind() == std::io::ErrorKind::WouldBlock
                     || e.kind() == std::io::ErrorKind::TimedOut =>
             {
-                return (out, false)
+                return (out, Ended::TimedOut)
             }
-            Err(_) => return (out, true),
+            // A signal is no end of the connection.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (out, Ended::Failed(e)),
         }
+    }
+}
+
+/// Whether process `pid` (a child of this one, so never reaped behind our
+/// back) still runs; if it ended, how (from the wait status Linux keeps in
+/// `/proc/PID/stat` for a zombie).
+pub fn process_state(pid: i32) -> String {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return "gone (already reaped)".to_string();
+    };
+    // The command name in parentheses may hold spaces: fields start after it.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    match fields.first() {
+        Some(&"Z") => {
+            let status: i32 = fields.last().and_then(|s| s.parse().ok()).unwrap_or(-1);
+            match status & 0x7f {
+                0 => format!("exited with status {}", (status >> 8) & 0xff),
+                sig => format!("killed by signal {sig}"),
+            }
+        }
+        Some(state) => format!("running (state {state})"),
+        None => format!("unknown ({stat:?})"),
     }
 }
 
@@ -451,18 +513,14 @@ pub fn request(srv: &Axkit, method: &str, path: &str, headers: &str) -> Response
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
     );
-    let (bytes, _) = srv.raw(req.as_bytes());
+    let started = Instant::now();
+    let (bytes, ended) = srv.exchange(req.as_bytes());
     let parsed = if method == "HEAD" {
         parse_head_response(&bytes)
     } else {
         parse_response(&bytes)
     };
-    parsed.unwrap_or_else(|| {
-        panic!(
-            "no response to {method} {path}: {:?}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })
+    parsed.unwrap_or_else(|| srv.no_response(&format!("{method} {path}"), &bytes, &ended, started))
 }
 
 /// Run `axkit --no-master -c conf`, which must fail to start; returns its
