@@ -16,13 +16,3 @@ pub use plugin::{
     hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin, PluginInit, PluginSpec,
 };
 pub use server::{PluginSource, Server};
-
-/// Every binary built on this crate (the `axkit` command, custom servers
-/// with their own plugins) allocates through mimalloc: a request makes a
-/// handful of short-lived allocations, and mimalloc's thread-local free
-/// lists serve them in a fraction of glibc malloc's instructions (measured
-/// in docs/benchmarks.md). A binary that wants another allocator turns the
-/// default `mimalloc` feature off.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
