@@ -898,12 +898,14 @@ fn restarted_workers_keep_the_configuration_the_master_loaded() {
 /// the master found, or one that does not load at all.
 #[test]
 fn sigterm_is_not_held_up_by_a_worker_still_starting() {
-    // Workers take about 4 s to start: the script's top level spins, in
-    // workers only (the master loads it too, to learn its directives).
+    // Workers take 3 to 4 s of wall time to start (under the 5 s limit on
+    // a script's top level, however busy the machine): the top level
+    // spins, in workers only (the master loads it too, to learn its
+    // directives).
     let config = "Workers 1\nPluginDir {dir}/plugins\n<Server>\n    Listen 127.0.0.1:0\n    \
                   Plugin slowstart\n</Server>\n";
     let script = "if os.getenv('AXKIT_WORKER') then\n\
-                  local t = os.clock() while os.clock() - t < 4 do end\n\
+                  local t = os.time() while os.time() - t < 4 do end\n\
                   end\n\
                   function hook_response(r) r:write('up') return OK end\n";
     let mut srv = Axkit::start_with(config, &[], |dir| {
@@ -924,9 +926,9 @@ fn sigterm_is_not_held_up_by_a_worker_still_starting() {
     );
     let starting = srv.workers();
     srv.signal(libc::SIGTERM);
-    // Well before the replacement could say `ready` (about 4 s).
+    // Well before the replacement could say `ready` (in 2.5 s at least).
     let status = srv
-        .wait_exit(Duration::from_millis(2500))
+        .wait_exit(Duration::from_secs(2))
         .unwrap_or_else(|| panic!("master still running:\n{}", srv.stderr()));
     assert!(status.success(), "{status:?}");
     for p in starting {
