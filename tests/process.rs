@@ -84,16 +84,8 @@ fn replace_every_worker(srv: &mut Axkit, count: usize) {
 }
 
 fn process_exists(pid: i32) -> bool {
-    // A zombie still has a /proc entry, but its state is Z.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
+    // A zombie still has a /proc entry, but it no longer runs.
+    process_state(pid).starts_with("running")
 }
 
 fn kill(pid: i32, sig: i32) {
@@ -892,10 +884,6 @@ fn restarted_workers_keep_the_configuration_the_master_loaded() {
     );
 }
 
-/// The same for Lua scripts: a worker restarted after a crash runs the
-/// script its master loaded (bytes that are not UTF-8 included), even when
-/// the disk now holds a `NAME.lua` that would win over the `NAME/init.lua`
-/// the master found, or one that does not load at all.
 #[test]
 fn sigterm_is_not_held_up_by_a_worker_still_starting() {
     // Workers take 3 to 4 s of wall time to start (under the 5 s limit on
@@ -939,6 +927,10 @@ fn sigterm_is_not_held_up_by_a_worker_still_starting() {
     }
 }
 
+/// The same for Lua scripts: a worker restarted after a crash runs the
+/// script its master loaded (bytes that are not UTF-8 included), even when
+/// the disk now holds a `NAME.lua` that would win over the `NAME/init.lua`
+/// the master found, or one that does not load at all.
 #[test]
 fn restarted_workers_keep_the_scripts_the_master_loaded() {
     let config = "Workers 2\nPluginDir {dir}/plugins\n<Server>\n    Listen 127.0.0.1:0\n    \

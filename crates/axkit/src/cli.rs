@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::config::{PluginCatalog, Registry, Source};
-use crate::server::{load_config, log_line, master, report_errors, run_worker, Catalog};
+use crate::server::{load_config, log_to_stderr, master, report_errors, run_worker, Catalog};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -145,7 +145,7 @@ fn worker_main(catalog: &Catalog, source: &Source) -> ExitCode {
     let listeners = match master::inherited_listeners() {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("{}", log_line(crate::plugin::Level::Crit, &e));
+            log_to_stderr(crate::plugin::Level::Crit, &e);
             return ExitCode::FAILURE;
         }
     };
@@ -154,7 +154,7 @@ fn worker_main(catalog: &Catalog, source: &Source) -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("cannot read the configuration from the master: {e}");
-            eprintln!("{}", log_line(crate::plugin::Level::Crit, &msg));
+            log_to_stderr(crate::plugin::Level::Crit, &msg);
             return ExitCode::FAILURE;
         }
     };

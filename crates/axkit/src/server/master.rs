@@ -23,7 +23,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::config::{Config, Snapshot, Source};
+use crate::config::{Config, Source};
 use crate::plugin::Level;
 use crate::server::{load_config, log_to_stderr, report_errors, Catalog, LISTEN_ENV, WORKER_ENV};
 
@@ -158,8 +158,11 @@ enum Event {
     Exited(u32, String),
     /// Try again to bring the current generation up to strength.
     Respawn,
-    /// SIGTERM or SIGINT.
-    Stop,
+}
+
+/// Ends once the master is told to stop.
+async fn stopped(stopping: &watch::Receiver<bool>) {
+    let _ = stopping.clone().wait_for(|stop| *stop).await;
 }
 
 /// Run `f` unless the master is told to stop first (None then).
@@ -167,10 +170,9 @@ async fn unless_stopping<T>(
     stopping: &watch::Receiver<bool>,
     f: impl std::future::Future<Output = T>,
 ) -> Option<T> {
-    let mut stopping = stopping.clone();
     tokio::select! {
         value = f => Some(value),
-        _ = stopping.wait_for(|stop| *stop) => None,
+        _ = stopped(stopping) => None,
     }
 }
 
@@ -185,13 +187,13 @@ fn worker_count(config: &Config) -> usize {
 
 impl Master<'_> {
     /// Start one worker of `generation` on `listeners`, hand it the
-    /// configuration `snapshot`, and wait for `ready`.
+    /// configuration (`snapshot`, encoded), and wait for `ready`.
     async fn spawn(
-        &mut self,
+        &self,
         generation: u64,
         listeners: &[(SocketAddr, TcpListener)],
-        snapshot: &Snapshot,
-    ) -> Result<u32, String> {
+        snapshot: &[u8],
+    ) -> Result<WorkerProc, String> {
         let exe =
             std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
         let fds = listeners
@@ -228,7 +230,7 @@ impl Master<'_> {
         // A worker that died at once is noticed by the `ready` wait below;
         // one that never reads must not hold the master here.
         let ready = unless_stopping(&self.stopping, async {
-            let _ = tokio::time::timeout(READY_TIMEOUT, stdin.write_all(&snapshot.encode())).await;
+            let _ = tokio::time::timeout(READY_TIMEOUT, stdin.write_all(snapshot)).await;
             tokio::time::timeout(READY_TIMEOUT, lines.next_line()).await
         })
         .await;
@@ -255,16 +257,12 @@ impl Master<'_> {
                         line.clear();
                     }
                 });
-                self.workers.insert(
+                Ok(WorkerProc {
                     pid,
-                    WorkerProc {
-                        pid,
-                        generation,
-                        started: Instant::now(),
-                        _stdin: stdin,
-                    },
-                );
-                Ok(pid)
+                    generation,
+                    started: Instant::now(),
+                    _stdin: stdin,
+                })
             }
             None => {
                 signal_pid(pid, libc::SIGKILL);
@@ -277,29 +275,29 @@ impl Master<'_> {
         }
     }
 
-    /// Start a full generation; on failure kill what was started.
+    /// Start a full generation of `config`'s workers; on failure kill
+    /// what was started.
     async fn spawn_generation(
-        &mut self,
+        &self,
         generation: u64,
         listeners: &[(SocketAddr, TcpListener)],
         config: &Config,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<WorkerProc>, String> {
+        // Encoded once for the whole generation.
+        let snapshot = config.snapshot.encode();
+        let mut started = Vec::new();
         for _ in 0..worker_count(config) {
-            if let Err(e) = self.spawn(generation, listeners, &config.snapshot).await {
-                let started: Vec<u32> = self
-                    .workers
-                    .values()
-                    .filter(|w| w.generation == generation)
-                    .map(|w| w.pid)
-                    .collect();
-                for pid in started {
-                    signal_pid(pid, libc::SIGKILL);
-                    self.workers.remove(&pid);
+            match self.spawn(generation, listeners, &snapshot).await {
+                Ok(worker) => started.push(worker),
+                Err(e) => {
+                    for w in started {
+                        signal_pid(w.pid, libc::SIGKILL);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
         }
-        Ok(())
+        Ok(started)
     }
 
     async fn reload(&mut self) {
@@ -326,12 +324,15 @@ impl Master<'_> {
             }
         };
         let generation = self.generation + 1;
-        if let Err(e) = self.spawn_generation(generation, &listeners, &config).await {
-            log(
-                Level::Error,
-                &format!("reload failed: {e}; keeping the old configuration"),
-            );
-            return;
+        match self.spawn_generation(generation, &listeners, &config).await {
+            Ok(started) => self.workers.extend(started.into_iter().map(|w| (w.pid, w))),
+            Err(e) => {
+                log(
+                    Level::Error,
+                    &format!("reload failed: {e}; keeping the old configuration"),
+                );
+                return;
+            }
         }
         for w in self.workers.values().filter(|w| w.generation < generation) {
             signal_pid(w.pid, libc::SIGTERM);
@@ -366,6 +367,7 @@ impl Master<'_> {
     /// Start workers until the current generation is at full strength.
     async fn respawn(&mut self) {
         let want = worker_count(&self.config);
+        let snapshot = self.config.snapshot.encode();
         while self
             .workers
             .values()
@@ -377,18 +379,20 @@ impl Master<'_> {
                 Ok(l) => l,
                 Err(e) => return log(Level::Crit, &e),
             };
-            let snapshot = self.config.snapshot.clone();
-            if let Err(e) = self.spawn(self.generation, &listeners, &snapshot).await {
-                if *self.stopping.borrow() {
+            match self.spawn(self.generation, &listeners, &snapshot).await {
+                Ok(worker) => {
+                    self.workers.insert(worker.pid, worker);
+                }
+                Err(_) if *self.stopping.borrow() => return,
+                Err(e) => {
+                    log(Level::Crit, &format!("{e}; retrying in a second"));
+                    let events = self.events.clone();
+                    tokio::task::spawn_local(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let _ = events.send(Event::Respawn);
+                    });
                     return;
                 }
-                log(Level::Crit, &format!("{e}; retrying in a second"));
-                let events = self.events.clone();
-                tokio::task::spawn_local(async move {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    let _ = events.send(Event::Respawn);
-                });
-                return;
             }
         }
     }
@@ -413,7 +417,7 @@ impl Master<'_> {
                 Ok(Some(Event::Exited(pid, _))) => {
                     self.workers.remove(&pid);
                 }
-                Ok(Some(Event::Respawn | Event::Stop)) => {}
+                Ok(Some(Event::Respawn)) => {}
                 _ => break,
             }
         }
@@ -468,8 +472,8 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             listeners: Vec::new(),
             workers: HashMap::new(),
             generation: 1,
-            events: tx.clone(),
-            stopping,
+            events: tx,
+            stopping: stopping.clone(),
         };
         let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = (
             signal(SignalKind::terminate()),
@@ -488,16 +492,19 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
                 _ = int.recv() => {}
             }
             let _ = stop_tx.send(true);
-            let _ = tx.send(Event::Stop);
         });
-        let config = master.config.clone();
-        if let Err(e) = master.spawn_generation(1, &listeners, &config).await {
-            if *master.stopping.borrow() {
+        match master.spawn_generation(1, &listeners, &master.config).await {
+            Ok(started) => master
+                .workers
+                .extend(started.into_iter().map(|w| (w.pid, w))),
+            Err(_) if *master.stopping.borrow() => {
                 master.stop(events).await;
                 return ExitCode::SUCCESS;
             }
-            eprintln!("axkit: {e}");
-            return ExitCode::FAILURE;
+            Err(e) => {
+                eprintln!("axkit: {e}");
+                return ExitCode::FAILURE;
+            }
         }
         announce(&listeners, count);
         master.listeners = listeners;
@@ -512,8 +519,8 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
                 Some(event) = events.recv() => match event {
                     Event::Exited(pid, status) => master.worker_exited(pid, status).await,
                     Event::Respawn => master.respawn().await,
-                    Event::Stop => break,
                 },
+                _ = stopped(&stopping) => break,
             }
         }
         master.stop(events).await;
