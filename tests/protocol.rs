@@ -1143,37 +1143,3 @@ fn reset(s: TcpStream) {
     assert_eq!(rc, 0, "SO_LINGER");
     drop(s);
 }
-
-/// MaxConnections: a full worker leaves new connections waiting in the
-/// kernel's queue and takes them once one of its own has closed.
-#[test]
-fn max_connections_defers_accepting() {
-    let conf = format!("MaxConnections 2\n{STATIC_CONF}");
-    let srv = Axkit::start_single_with(&conf, |d| {
-        d.write("www/1k.txt", one_k());
-    });
-    let mut first = srv.connect();
-    let mut second = srv.connect();
-    for s in [&mut first, &mut second] {
-        s.write_all(get("/1k.txt").as_bytes()).unwrap();
-        assert_eq!(read_one(s, false, &mut Vec::new()).status, 200);
-    }
-    // The third connects (the kernel accepts it into the queue) but is not
-    // served while the other two stay open.
-    let mut third = srv.connect();
-    third.write_all(get("/1k.txt").as_bytes()).unwrap();
-    third
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut byte = [0u8; 1];
-    let waited = third.read(&mut byte);
-    assert!(
-        matches!(&waited, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
-        "served beyond MaxConnections: {waited:?}"
-    );
-    third.set_read_timeout(None).unwrap();
-    drop(first);
-    assert_eq!(read_one(&mut third, false, &mut Vec::new()).status, 200);
-    // The one still open is served as before.
-    assert_usable(&mut second, &mut Vec::new(), "second");
-}

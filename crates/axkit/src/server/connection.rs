@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 
 use crate::plugin::{Body, ConnInfo, Context, Hook, Level, Outcome, Request};
 use crate::server::conn_io::{BodyState, ConnIo, OutFraming, READ_BUFFER};
+use crate::server::idle::Kind;
 use crate::server::worker::{run_body_data, run_conn_hook, run_hook, LocationRt, WorkerRt};
 
 /// How much unread request body we read and discard to keep a connection
@@ -120,8 +121,10 @@ async fn wait_for_request(worker: &WorkerRt, io: &mut ConnIo, server: usize, ser
     } else {
         srv.header_timeout
     };
-    // Ends at the deadline, and at shutdown for an idle connection.
-    let mut wait = worker.idle.wait(limit, idle);
+    // Ends at the deadline, when the worker needs the room for a new
+    // client, and at shutdown for an idle connection.
+    let kind = if idle { Kind::Idle } else { Kind::Fresh };
+    let mut wait = worker.idle.wait(limit, kind);
     loop {
         // Readiness polled directly rather than through `readable()`: no
         // waiter to link into the socket's list and unlink again.
