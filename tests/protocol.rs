@@ -1143,3 +1143,48 @@ fn reset(s: TcpStream) {
     assert_eq!(rc, 0, "SO_LINGER");
     drop(s);
 }
+
+/// A request whose body was never asked for (`Expect: 100-continue`, no
+/// 100 sent) that ends in an internal redirect (an ErrorDocument): the error
+/// page still says `Connection: close` and the server closes, so the
+/// client's next request is never read as the body it held back. The same
+/// for a response with no error page, for comparison.
+#[test]
+fn expect_continue_with_an_error_document_closes() {
+    let conf = STATIC_CONF.replace(
+        "    Plugin serve_file\n",
+        "    Plugin serve_file\n    Plugin error_doc\n    ErrorDocument 404 /errors/404.html\n",
+    );
+    let srv = Axkit::start_single_with(&conf, |d| {
+        d.write("www/1k.txt", one_k());
+        d.write("www/errors/404.html", "custom 404\n");
+    });
+    for (path, status, body) in [
+        ("/nope", 404, &b"custom 404\n"[..]),
+        ("/1k.txt", 405, &b""[..]),
+    ] {
+        let mut s = srv.connect();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        // The client, having waited, sends its next request: it must not
+        // be taken for the 10-byte body.
+        let mut pending = Vec::new();
+        let r = read_one(&mut s, false, &mut pending);
+        assert_eq!(r.status, status, "{path}: {r:?}");
+        if !body.is_empty() {
+            assert_eq!(r.body, body, "{path}");
+        }
+        assert_eq!(r.header("Connection"), Some("close"), "{path}: {r:?}");
+        let _ = s.write_all(get("/1k.txt").as_bytes());
+        let (rest, closed) = read_until_close(&mut s, LIMIT);
+        pending.extend_from_slice(&rest);
+        assert!(closed, "{path}: left open");
+        assert!(
+            pending.is_empty(),
+            "{path}: answered after the close: {}",
+            lossy(&pending)
+        );
+    }
+}

@@ -268,6 +268,9 @@ async fn request_cycle(
         ctx.io.close = true;
     }
     let mut io = ctx.io;
+    if io.body_never_asked_for() {
+        io.close = true;
+    }
     if io.body_pending() && !io.close {
         drain_body(&mut io).await;
     }
@@ -331,8 +334,10 @@ async fn follow_redirects(ctx: &mut Context) {
         ctx.request = request;
         ctx.reset_for_redirect();
         ctx.status_override = status;
+        // The redirected walk reads no body (and so never says 100
+        // Continue); the original body is still there to drain, or the
+        // connection closes if it was never asked for.
         ctx.io.body_detached = true;
-        ctx.io.expect_continue = false;
         walk(ctx).await;
     }
 }
