@@ -15,7 +15,7 @@ mod log;
 pub use context::{
     Body, BodyChunk, ConnInfo, Context, Failure, Headers, Logger, OpenFile, Request, Response,
 };
-pub use log::{Level, LogRecord};
+pub use log::{escape_log, escape_log_bytes, escape_log_field, Level, LogRecord};
 
 use std::future::Future;
 use std::pin::Pin;

@@ -331,7 +331,8 @@ async fn follow_redirects(ctx: &mut Context) {
         ctx.notes
             .insert("redirect.status".into(), from_status.to_string());
         ctx.location = location_rt(&ctx.worker, ctx.server, &request);
-        ctx.request = request;
+        let replaced = std::mem::replace(&mut ctx.request, request);
+        ctx.original.get_or_insert(replaced);
         ctx.reset_for_redirect();
         ctx.status_override = status;
         // The redirected walk reads no body (and so never says 100

@@ -23,8 +23,8 @@ use tokio::sync::Notify;
 
 use crate::config::{Config, LocationConfig};
 use crate::plugin::{
-    BodyChunk, ConnInfo, Context, Failure, Hook, HookFuture, Level, LogRecord, Outcome, Plugin,
-    PluginInit,
+    escape_log, BodyChunk, ConnInfo, Context, Failure, Hook, HookFuture, Level, LogRecord, Outcome,
+    Plugin, PluginInit,
 };
 use crate::server::idle::{self, IdleWaits};
 use crate::server::{connection, log_to_stderr, Catalog};
@@ -320,7 +320,9 @@ impl WorkerRt {
     /// Send a log line through the `logging` hooks of `location`'s chain.
     /// Sinks that finish at once (all the built-in ones) write in order;
     /// one that has to wait continues as its own task. Without any sink in
-    /// the chain, lines go to stderr so that nothing is lost.
+    /// the chain, lines go to stderr so that nothing is lost. Every sink
+    /// gets the message escaped (`escape_log`): messages quote paths,
+    /// headers and script output, and no sink has to remember.
     pub fn log_via(
         &self,
         location: &LocationRt,
@@ -336,7 +338,7 @@ impl WorkerRt {
             log_to_stderr(level, message);
             return;
         }
-        let owned = Rc::new((level, message.to_string(), peer));
+        let owned = Rc::new((level, escape_log(message).into_owned(), peer));
         for (_, plugin) in chain {
             let plugin = plugin.clone();
             let line = owned.clone();
