@@ -10,32 +10,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
 fn get_with(srv: &Axkit, path: &str, headers: &str) -> Response {
     request(srv, "GET", path, headers)
-}
-
-/// Wait until `path` exists and has a line satisfying `pred`; return the
-/// whole file. Log lines are written after the response is sent, so a test
-/// that has its response may still have to wait a moment for the line.
-fn wait_for_line(path: &Path, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.lines().any(&pred) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no such line in {}:\n{text}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
