@@ -4,7 +4,8 @@
 //! `LuaTimeLimit`, memory errors beyond `LuaMemoryLimit`), non-blocking primitives (sleep, HTTP client, TCP
 //! socket, subprocess, files), forms and uploads (saved only when asked
 //! for, in a private directory, never through a planted link; multipart
-//! limits), reloading, and the demos in `plugins/` (hello, JSON API, wiki).
+//! limits), reloading, and the demos in `plugins/` (hello, JSON API, wiki,
+//! the wiki under 200 concurrent saves of one page).
 //!
 //! Each test starts its own server (`--no-master` unless it tests the
 //! master) with real scripts written to its scratch directory.
@@ -1663,4 +1664,166 @@ x\r\n--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nplain\r\n--XyZ--\r\n
         post("application/x-www-form-urlencoded", b"a=1").text(),
         "nil|1|nil"
     );
+}
+
+/// A failed file.write leaves no temporary file; a new file gets the
+/// usual permissions (0666 less the umask); file.read refuses what is not
+/// a regular file (a FIFO would block it for good); process.run feeds a
+/// big stdin while it reads the output, and bounds that output.
+#[test]
+fn file_and_process_primitives_under_stress() {
+    use std::os::unix::fs::PermissionsExt;
+    let script = r#"
+function hook_response(r)
+  local p, dir = r:path(), r:param("dir")
+  if p == "/write" then
+    local ok, err = pcall(file.write, dir .. "/" .. r:param("name"), "data")
+    r:write(tostring(ok), "|", tostring(err))
+  elseif p == "/read" then
+    local data, err = file.read(dir .. "/" .. r:param("name"))
+    r:write(tostring(data), "|", tostring(err))
+  elseif p == "/cat" then
+    local input = string.rep("0123456789abcdef", 65536)
+    local out = process.run{ "cat", stdin = input, timeout = 5 }
+    r:write(tostring(out.stdout == input), "|", #out.stdout)
+  elseif p == "/flood" then
+    local ok, err = pcall(process.run, { "head", "-c", "17000000", "/dev/zero" })
+    r:write(tostring(ok), "|", tostring(err))
+  end
+  return OK
+end
+"#;
+    let srv = start(&conf("", "    Plugin files"), &[("files", script)]);
+    let dir = srv.dir.path().join("data");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let d = dir.display();
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+
+    // Renaming onto a directory fails after the data was written.
+    let t = srv.get(&format!("/write?dir={d}&name=sub")).text();
+    assert!(t.starts_with("false|"), "{t}");
+    assert_eq!(listing(), ["sub"]);
+    let long = "n".repeat(300);
+    let t = srv.get(&format!("/write?dir={d}&name={long}")).text();
+    assert!(t.contains("File name too long"), "{t}");
+    assert_eq!(listing(), ["sub"]);
+
+    let t = srv.get(&format!("/write?dir={d}&name=new.txt")).text();
+    assert_eq!(t, "true|nil");
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let umask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .map(|m| u32::from_str_radix(m.trim(), 8).unwrap())
+        .unwrap();
+    let mode = std::fs::metadata(dir.join("new.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o666 & !umask);
+    assert_eq!(listing(), ["new.txt", "sub"]);
+
+    let fifo = std::ffi::CString::new(format!("{d}/fifo")).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let t = srv.get(&format!("/read?dir={d}&name=fifo")).text();
+    assert!(
+        t.starts_with("nil|") && t.contains("not a regular file"),
+        "{t}"
+    );
+    assert_eq!(
+        srv.get(&format!("/read?dir={d}&name=new.txt")).text(),
+        "data|nil"
+    );
+
+    assert_eq!(srv.get("/cat").text(), "true|1048576");
+    let t = srv.get("/flood").text();
+    assert!(t.starts_with("false|") && t.contains("more than"), "{t}");
+}
+
+/// 200 saves of one wiki page at once (20 clients, 10 saves each, every
+/// body different): none fails, a reader never sees a torn page, the page
+/// ends as exactly one of the bodies and no temporary file is left.
+#[test]
+fn demo_wiki_survives_concurrent_saves_of_one_page() {
+    const CLIENTS: usize = 20;
+    const SAVES: usize = 10;
+    let srv = Axkit::start_single_with(
+        "PluginDir {dir}/plugins\n<Server>\n    Listen 127.0.0.1:0\n\
+         <Location /wiki>\n        Plugin wiki\n        WikiDir {dir}/pages\n    </Location>\n</Server>\n",
+        |d| {
+            d.write(
+                "plugins/wiki.lua",
+                std::fs::read(format!("{DEMO_PLUGINS}/wiki.lua")).unwrap(),
+            );
+            d.write("pages/SandBox.txt", "initial");
+        },
+    );
+    let body = |c: usize, i: usize| format!("client {c} save {i} ").repeat(400);
+    let mut bodies: std::collections::HashSet<String> = (0..CLIENTS)
+        .flat_map(|c| (0..SAVES).map(move |i| body(c, i)))
+        .collect();
+    bodies.insert("initial".into());
+    let bodies = std::sync::Arc::new(bodies);
+    let page = srv.dir.path().join("pages/SandBox.txt");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (page, done, bodies) = (page.clone(), done.clone(), bodies.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let text = std::fs::read_to_string(&page).unwrap();
+                assert!(
+                    bodies.contains(&text),
+                    "torn page: {:?}…",
+                    &text[..text.len().min(80)]
+                );
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let addr = srv.addr;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                for i in 0..SAVES {
+                    let form = format!("text={}", body(c, i).replace(' ', "+"));
+                    let req = format!(
+                        "POST /wiki/SandBox HTTP/1.1\r\nHost: x\r\n\
+                         Content-Type: application/x-www-form-urlencoded\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+                        form.len()
+                    );
+                    let mut s = TcpStream::connect(addr).unwrap();
+                    s.write_all(req.as_bytes()).unwrap();
+                    let (bytes, _) = read_until_close(&mut s, Duration::from_secs(30));
+                    statuses.push(status_of(&bytes));
+                }
+                statuses
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+    let failed = statuses.iter().filter(|&&s| s != 303).count();
+    assert_eq!(failed, 0, "statuses: {statuses:?}");
+    let text = std::fs::read_to_string(&page).unwrap();
+    assert!(text != "initial" && bodies.contains(&text));
+    let names: Vec<String> = std::fs::read_dir(page.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["SandBox.txt"]);
 }
