@@ -1827,3 +1827,36 @@ fn demo_wiki_survives_concurrent_saves_of_one_page() {
         .collect();
     assert_eq!(names, ["SandBox.txt"]);
 }
+
+/// A page name longer than a file name can be is no page: 404 for every
+/// method, where a save used to fail with a 500.
+#[test]
+fn demo_wiki_refuses_over_long_page_names() {
+    let srv = Axkit::start_single_with(
+        &format!(
+            "PluginDir {DEMO_PLUGINS}\n<Server>\n    Listen 127.0.0.1:0\n\
+             <Location /wiki>\n        Plugin wiki\n        WikiDir {{dir}}/pages\n    </Location>\n</Server>\n"
+        ),
+        |d| {
+            d.write("pages/FrontPage.txt", "front");
+        },
+    );
+    let save = |name: &str| {
+        send(
+            &srv,
+            "POST",
+            &format!("/wiki/{name}"),
+            "Content-Type: application/x-www-form-urlencoded\r\n",
+            b"text=hello",
+        )
+        .status
+    };
+    let longest = "A".repeat(100);
+    assert_eq!(save(&longest), 303);
+    assert_eq!(srv.get(&format!("/wiki/{longest}")).status, 200);
+    for name in ["A".repeat(101), "B".repeat(300)] {
+        assert_eq!(save(&name), 404, "{}", name.len());
+        assert_eq!(srv.get(&format!("/wiki/{name}")).status, 404);
+        assert_eq!(srv.get(&format!("/wiki/{name}?edit")).status, 404);
+    }
+}
