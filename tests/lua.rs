@@ -616,6 +616,7 @@ function hook_response(r)
   if r:path() == "/log" then
     r:log("warn", "note:", "one")
     r:log("LOGINFO", "note: two")
+    r:log("warn", "note: three\n[emerg] FORGED\27[2J\255")
     r:write(table.concat(lines, "|"))
   elseif r:path() == "/read" then
     local sizes = 0
@@ -634,7 +635,12 @@ end
     let srv = start(&conf("", "    Plugin hooks"), &[("hooks", script)]);
     assert_eq!(srv.get("/").text(), "connections 1");
     assert_eq!(srv.get("/").text(), "connections 2");
-    assert_eq!(srv.get("/log").text(), "warn note: one|info note: two");
+    // Every logging hook sees a script's message escaped: it cannot start
+    // a line of its own, drive a terminal, or carry bytes that are not UTF-8.
+    assert_eq!(
+        srv.get("/log").text(),
+        "warn note: one|info note: two|warn note: three\\x0a[emerg] FORGED\\x1b[2J\\xff"
+    );
     let r = send(&srv, "POST", "/read", "", &vec![b'x'; 200_000]);
     assert_eq!(r.text(), "read 200000 nil");
 }

@@ -504,7 +504,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
         let level = level(&lvl)?;
         let mut text = BytesMut::new();
         append(&mut text, &rest, " ")?;
-        c.log(level, &String::from_utf8_lossy(&text));
+        c.log(level, &axkit::plugin::escape_log_bytes(&text));
         Ok(())
     })?;
 
