@@ -377,6 +377,15 @@ fn request_api() {
     assert!(r.body.iter().all(|b| *b == b'z') && r.body.len() == 100_000);
     let r = srv.get("/file?path=/nonexistent/file");
     assert_eq!(r.status, 500);
+    // A FIFO (or any other non-file) is refused at once: opening it must
+    // not wait for a writer, nor stream from it.
+    let fifo = srv.dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let r = srv.get(&format!("/file?path={}", fifo.display()));
+    assert_eq!(r.status, 500);
+    let r = srv.get(&format!("/file?path={}", srv.dir.path().display()));
+    assert_eq!(r.status, 500);
 
     let r = srv.get("/stream");
     assert_eq!(r.status, 200);

@@ -462,15 +462,24 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     m.suspending(
         "send_file",
         |_, slot, (path, content_type): (String, Option<String>)| async move {
-            let file = tokio::fs::File::open(&path)
+            let fail =
+                |e: &dyn std::fmt::Display| mlua::Error::runtime(format!("send_file {path}: {e}"));
+            // O_NONBLOCK: opening a FIFO would otherwise wait (on the
+            // blocking pool) for a writer that may never come; only a
+            // regular file is sent.
+            let file = tokio::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                .open(&path)
                 .await
-                .map_err(|e| mlua::Error::runtime(format!("send_file {path}: {e}")))?
+                .map_err(|e| fail(&e))?
                 .into_std()
                 .await;
-            let len = file
-                .metadata()
-                .map_err(|e| mlua::Error::runtime(format!("send_file {path}: {e}")))?
-                .len();
+            let metadata = file.metadata().map_err(|e| fail(&e))?;
+            if !metadata.is_file() {
+                return Err(fail(&"not a regular file"));
+            }
+            let len = metadata.len();
             slot.with_ctx(|c| {
                 if let Some(t) = content_type {
                     c.response.headers.set("Content-Type", t);
