@@ -7,9 +7,11 @@
 //! environment; REMOTE_USER/AUTH_TYPE from a Lua authentication plugin),
 //! request bodies (Content-Length and chunked, large ones,
 //! scripts that never read them), responses (headers, Status, redirects,
-//! `nph-`, large output to a slow client in flat memory), malformed output
-//! (502 with a log line), stderr logging, timeouts and client disconnects
-//! ending the whole process group, the concurrency cap and its queue,
+//! `nph-`, large output to a slow client in flat memory), malformed or
+//! ambiguous output (502 with a log line), ErrorDocument scripts and their
+//! REDIRECT_* variables, stderr logging, timeouts and client disconnects
+//! ending the whole process group, background children ended with their
+//! script (CGIKillGroup), the concurrency cap and its queue,
 //! descriptors a script inherits, and 1,000 mixed requests leaving no
 //! process, zombie or descriptor behind.
 //!
@@ -313,6 +315,74 @@ fn meta_variables_are_complete_and_nothing_else_is_passed() {
         Some("Basic dTpw")
     );
     assert!(!env.contains_key("HTTP_PROXY"));
+}
+
+#[test]
+fn error_documents_and_local_redirects_tell_the_script_where_they_came_from() {
+    let srv = start(
+        &conf(
+            "",
+            "    Plugin error_doc\n    ErrorDocument 404 /cgi-bin/env.pl\n    \
+             ErrorDocument 405 /cgi-bin/env.pl",
+        ),
+        |d| {
+            script(d, "cgi-bin/env.pl", &format!("{}{ENV_PL}", perl()));
+            script(
+                d,
+                "cgi-bin/jump",
+                "#!/bin/sh\nprintf 'Location: /cgi-bin/env.pl?from=jump\\n\\n'\n",
+            );
+            d.write("www/file.txt", "a file\n");
+        },
+    );
+    let var = |env: &std::collections::BTreeMap<String, String>, k: &str| env.get(k).cloned();
+
+    // As Apache: the original status, path (decoded, no query) and query.
+    let r = get(&srv, "/no%20such?x=1", "");
+    assert_eq!(r.status, 404, "{}", r.text());
+    let env = env_map(&r.text());
+    assert_eq!(
+        var(&env, "REDIRECT_STATUS").as_deref(),
+        Some("404"),
+        "{env:#?}"
+    );
+    assert_eq!(var(&env, "REDIRECT_URL").as_deref(), Some("/no such"));
+    assert_eq!(var(&env, "REDIRECT_QUERY_STRING").as_deref(), Some("x=1"));
+    assert_eq!(var(&env, "REQUEST_METHOD").as_deref(), Some("GET"));
+    assert_eq!(var(&env, "SCRIPT_NAME").as_deref(), Some("/cgi-bin/env.pl"));
+
+    // Whatever the method was, the error page runs as a GET; no query, no
+    // REDIRECT_QUERY_STRING.
+    let r = request(&srv, "DELETE", "/file.txt", "");
+    assert_eq!(r.status, 405, "{}", r.text());
+    let env = env_map(&r.text());
+    assert_eq!(
+        var(&env, "REQUEST_METHOD").as_deref(),
+        Some("GET"),
+        "{env:#?}"
+    );
+    assert_eq!(var(&env, "REDIRECT_STATUS").as_deref(), Some("405"));
+    assert_eq!(var(&env, "REDIRECT_URL").as_deref(), Some("/file.txt"));
+    assert_eq!(var(&env, "REDIRECT_QUERY_STRING"), None);
+
+    // A script's local redirect: the status it had (200).
+    let r = get(&srv, "/cgi-bin/jump", "");
+    assert_eq!(r.status, 200);
+    let env = env_map(&r.text());
+    assert_eq!(
+        var(&env, "REDIRECT_STATUS").as_deref(),
+        Some("200"),
+        "{env:#?}"
+    );
+    assert_eq!(var(&env, "REDIRECT_URL").as_deref(), Some("/cgi-bin/jump"));
+    assert_eq!(var(&env, "QUERY_STRING").as_deref(), Some("from=jump"));
+
+    // Not redirected: REDIRECT_STATUS=200 (PHP's force-cgi-redirect wants
+    // it), and nothing else of the kind.
+    let env = env_map(&get(&srv, "/cgi-bin/env.pl?y=2", "").text());
+    assert_eq!(var(&env, "REDIRECT_STATUS").as_deref(), Some("200"));
+    assert_eq!(var(&env, "REDIRECT_URL"), None);
+    assert_eq!(var(&env, "REDIRECT_QUERY_STRING"), None);
 }
 
 #[test]
@@ -626,6 +696,101 @@ fn malformed_output_is_502_logged_with_the_script() {
 }
 
 #[test]
+fn head_announces_the_length_the_script_declared() {
+    // A script that honours HEAD sends its Content-Length and no body: the
+    // response says what a GET would get, not 0.
+    let srv = start(&conf("", ""), |d| {
+        script(
+            d,
+            "cgi-bin/sized",
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\nContent-Length: 5\\n\\n'\n\
+             [ \"$REQUEST_METHOD\" = HEAD ] || printf hello\n",
+        );
+    });
+    let r = request(&srv, "HEAD", "/cgi-bin/sized", "");
+    assert_eq!((r.status, r.header("Content-Length")), (200, Some("5")));
+    let r = get(&srv, "/cgi-bin/sized", "");
+    assert_eq!(
+        (r.header("Content-Length"), r.text().as_str()),
+        (Some("5"), "hello")
+    );
+    // Kept alive: nothing of a body follows the HEAD response.
+    let mut s = srv.connect();
+    s.write_all(
+        b"HEAD /cgi-bin/sized HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /cgi-bin/sized HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let (bytes, _) = read_until_close(&mut s, Duration::from_secs(10));
+    let text = lossy(&bytes);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    assert!(text.ends_with("\r\n\r\nhello"), "{text}");
+}
+
+#[test]
+fn ambiguous_framing_in_the_output_head_is_502() {
+    // Heads a client or a proxy could read two ways: every one is refused,
+    // with a log line that says why, and the connection stays in step.
+    let mut srv = start(&conf("", ""), |d| {
+        let cases = [
+            ("two-lengths", "Content-Type: text/plain\\nContent-Length: 5\\nContent-Length: 10\\n\\nhello"),
+            ("same-length-twice", "Content-Type: text/plain\\nContent-Length: 5\\ncontent-length: 5\\n\\nhello"),
+            ("chunked", "Content-Type: text/plain\\nTransfer-Encoding: chunked\\n\\n5\\r\\nhello\\r\\n0\\r\\n\\r\\n"),
+            ("chunked-and-length", "Content-Type: text/plain\\nContent-Length: 5\\nTransfer-Encoding: chunked\\n\\nhello"),
+            ("two-statuses", "Status: 200 OK\\nStatus: 404 Not Found\\nContent-Type: text/plain\\n\\nx"),
+            ("two-locations", "Location: /a.txt\\nLocation: http://example.com/\\n\\n"),
+        ];
+        for (name, head) in cases {
+            script(
+                d,
+                &format!("cgi-bin/{name}"),
+                &format!("#!/bin/sh\nprintf '{head}'\n"),
+            );
+        }
+        script(
+            d,
+            "cgi-bin/ok",
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\nContent-Length: 2\\n\\nok'\n",
+        );
+    });
+    for (name, why) in [
+        ("two-lengths", "duplicate Content-Length"),
+        ("same-length-twice", "duplicate Content-Length"),
+        ("chunked", "Transfer-Encoding"),
+        ("chunked-and-length", "Transfer-Encoding"),
+        ("two-statuses", "duplicate Status"),
+        ("two-locations", "duplicate Location"),
+    ] {
+        // Kept alive, with a second request behind it: that one must be
+        // answered as itself.
+        let mut s = srv.connect();
+        let req = format!(
+            "GET /cgi-bin/{name} HTTP/1.1\r\nHost: x\r\n\r\n\
+             GET /cgi-bin/ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let (bytes, _) = read_until_close(&mut s, Duration::from_secs(10));
+        let all = parse_all(&bytes);
+        assert_eq!(all.len(), 2, "{name}: {}", lossy(&bytes));
+        assert_eq!(all[0].status, 502, "{name}: {}", lossy(&bytes));
+        assert!(!all[0].text().contains("hello"), "{name}");
+        assert_eq!(
+            (all[1].status, all[1].text().as_str()),
+            (200, "ok"),
+            "{name}"
+        );
+        let line = format!("{}/cgi-bin/{name}: ", srv.dir.path().display());
+        let log = srv.wait_stderr(&line, Duration::from_secs(5));
+        let ours: Vec<&str> = log.lines().filter(|l| l.contains(&line)).collect();
+        assert!(
+            ours.iter().any(|l| l.contains(why)),
+            "{name}: expected {why:?} in\n{}",
+            ours.join("\n")
+        );
+    }
+}
+
+#[test]
 fn serve_file_before_serve_cgi_is_refused_at_start() {
     let dir = TempDir::new("cgi-order");
     let conf = dir.write(
@@ -759,6 +924,130 @@ fn timeouts_and_disconnects_end_the_whole_process_group() {
     assert!(
         eventually(Duration::from_secs(3), || group_members(pid).is_empty()),
         "script outlived its client"
+    );
+}
+
+/// Kills a process the test left behind, whatever the test's outcome.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2); the pid is a process this test caused to exist.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    process_state(pid).starts_with("running")
+}
+
+/// A background child that closed its stdio (nothing ties it to the
+/// request any more): it goes with its script unless CGIKillGroup is Off.
+#[test]
+fn background_children_end_with_their_script_unless_kill_group_is_off() {
+    let mut srv = start(
+        &conf(
+            "",
+            "    <Location /cgi-bin/keep>\n        CGIKillGroup Off\n    </Location>",
+        ),
+        |d| {
+            let text = |tag: &str| {
+                format!(
+                    "#!/bin/sh\necho \"{tag} pid=$$\" >&2\n\
+                     sleep 300 </dev/null >/dev/null 2>&1 &\n\
+                     echo $! > \"$DOCUMENT_ROOT/../{tag}.pid\"\n\
+                     printf 'Content-Type: text/plain\\n\\nanswered'\n"
+                )
+            };
+            script(d, "cgi-bin/keep/bg", &text("keep"));
+            script(d, "cgi-bin/bg", &text("kill"));
+        },
+    );
+    let bg_pid = |srv: &Axkit, tag: &str| -> i32 {
+        let file = srv.dir.path().join(format!("{tag}.pid"));
+        std::fs::read_to_string(file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+
+    // Off: the child outlives the request, and its script's end.
+    let r = get(&srv, "/cgi-bin/keep/bg", "");
+    assert_eq!((r.status, r.text().as_str()), (200, "answered"));
+    let kept = KillOnDrop(bg_pid(&srv, "keep"));
+    let leader = logged_pid(&mut srv, "keep");
+    assert!(
+        eventually(Duration::from_secs(10), || !all_children(srv.pid())
+            .contains(&leader)),
+        "the script was not reaped"
+    );
+
+    // The default (On): gone soon after the response.
+    let r = get(&srv, "/cgi-bin/bg", "");
+    assert_eq!((r.status, r.text().as_str()), (200, "answered"));
+    let killed = KillOnDrop(bg_pid(&srv, "kill"));
+    assert!(
+        eventually(Duration::from_secs(10), || !alive(killed.0)),
+        "background child {} outlived its script: {}",
+        killed.0,
+        process_state(killed.0)
+    );
+    // By now the Off child would have been signalled long ago.
+    assert!(alive(kept.0), "{}", process_state(kept.0));
+}
+
+/// A background child that ignores SIGTERM: SIGKILL after CGIKillGrace,
+/// which delays neither the response nor the next request on the
+/// connection, and until then it holds its script's CGIMaxProcesses slot.
+#[test]
+fn a_stubborn_background_child_is_killed_after_the_grace_and_holds_its_slot() {
+    let mut srv = start(
+        &conf("CGIMaxProcesses 1\nLogLevel LOGINFO", "    CGIKillGrace 3s"),
+        |d| {
+            script(
+                d,
+                "cgi-bin/stubborn",
+                "#!/bin/sh\n(trap '' TERM; exec sleep 300) </dev/null >/dev/null 2>&1 &\n\
+                 echo $! > \"$DOCUMENT_ROOT/../bg.pid\"\n\
+                 printf 'Content-Type: text/plain\\n\\nanswered'\n",
+            );
+            script(
+                d,
+                "cgi-bin/ok",
+                "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nok'\n",
+            );
+            d.write("www/file.txt", "a file\n");
+        },
+    );
+    let mut s = srv.connect();
+    s.write_all(
+        b"GET /cgi-bin/stubborn HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /file.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let (bytes, _) = read_until_close(&mut s, Duration::from_secs(10));
+    let all = parse_all(&bytes);
+    assert_eq!(all.len(), 2, "{}", lossy(&bytes));
+    assert_eq!(all[0].text(), "answered");
+    assert_eq!(all[1].text(), "a file\n");
+    let pid: i32 = std::fs::read_to_string(srv.dir.path().join("bg.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let bg = KillOnDrop(pid);
+    assert!(alive(bg.0), "SIGTERM is ignored: {}", process_state(bg.0));
+    // The only slot is the stubborn group's until it is killed.
+    assert_eq!(get(&srv, "/cgi-bin/ok", "").text(), "ok");
+    assert!(
+        eventually(Duration::from_secs(1), || !alive(bg.0)),
+        "answered while the group still held the slot: {}",
+        process_state(bg.0)
+    );
+    srv.wait_stderr(
+        "/cgi-bin/stubborn: its process group was still there CGIKillGrace after SIGTERM",
+        Duration::from_secs(5),
     );
 }
 

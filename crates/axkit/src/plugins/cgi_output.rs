@@ -1,6 +1,10 @@
 //! A CGI script's output head (RFC 3875 §6): where the header block ends,
 //! what its lines say, and how they become the response. Anything that
-//! could split or smuggle a response is refused.
+//! could split or smuggle a response is refused, and so is a head that
+//! could be read two ways: a repeated Status, Location or Content-Length
+//! (nginx refuses an upstream's repeated Content-Length too), or any
+//! Transfer-Encoding (the server frames the body; a script that chunked
+//! its own output would have its chunk sizes sent as content).
 
 use crate::plugin::Context;
 
@@ -28,6 +32,7 @@ pub(super) struct CgiHead {
     pub(super) status: Option<u16>,
     pub(super) location: Option<String>,
     pub(super) content_type: bool,
+    pub(super) content_length: bool,
     pub(super) headers: Vec<(String, String)>,
 }
 
@@ -67,20 +72,35 @@ pub(super) fn parse_head(block: &[u8]) -> Result<CgiHead, String> {
         if name.eq_ignore_ascii_case("status") {
             let code = value.get(..3).and_then(|c| c.parse::<u16>().ok());
             let tail_ok = value.len() == 3 || value.as_bytes()[3] == b' ';
+            if head.status.is_some() {
+                return Err(format!("duplicate Status header {}", shown()));
+            }
             match code {
                 Some(c) if (200..=599).contains(&c) && tail_ok => head.status = Some(c),
                 _ => return Err(format!("invalid Status {}", shown())),
             }
         } else if name.eq_ignore_ascii_case("location") {
+            if head.location.is_some() {
+                return Err(format!("duplicate Location header {}", shown()));
+            }
             head.location = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(format!(
+                "Transfer-Encoding is the server's to set, refused: {}",
+                shown()
+            ));
         } else {
             if name.eq_ignore_ascii_case("content-type") {
                 head.content_type = true;
             }
-            if name.eq_ignore_ascii_case("content-length")
-                && axkit_http::parse_content_length(value.as_bytes()).is_none()
-            {
-                return Err(format!("invalid Content-Length {}", shown()));
+            if name.eq_ignore_ascii_case("content-length") {
+                if axkit_http::parse_content_length(value.as_bytes()).is_none() {
+                    return Err(format!("invalid Content-Length {}", shown()));
+                }
+                if head.content_length {
+                    return Err(format!("duplicate Content-Length header {}", shown()));
+                }
+                head.content_length = true;
             }
             head.headers.push((name.to_string(), value.to_string()));
         }
@@ -173,6 +193,11 @@ mod tests {
             b"Status: 100\n\n",
             b"Content-Type: a\nContent-Length: +5\n\n",
             b"X-Only: a\n\n",
+            b"Content-Type: a\nContent-Length: 5\nContent-Length: 6\n\n",
+            b"Content-Type: a\nContent-Length: 5\ncontent-length: 5\n\n",
+            b"Content-Type: a\nTransfer-Encoding: chunked\n\n",
+            b"Status: 200\nStatus: 404\nContent-Type: a\n\n",
+            b"Location: /a\nLocation: /b\n\n",
         ] {
             assert!(
                 parse_head(bad).is_err(),

@@ -20,6 +20,16 @@
 //!   than this is ended.
 //! - `CGIKillGrace DURATION` (default 2s): how long an ended script's
 //!   process group has between SIGTERM and SIGKILL.
+//! - `CGIKillGroup on|off` (default on): once a script has exited after
+//!   its request, end whatever it left running in its process group
+//!   (SIGTERM, `CGIKillGrace`, SIGKILL), so that nothing a script starts
+//!   outlives it, and keep its `CGIMaxProcesses` slot until all of it is
+//!   gone. Off: background children that closed their stdio outlive the
+//!   request and are not counted by `CGIMaxProcesses` (one that still
+//!   holds the script's stdout or stderr is waited for, within the
+//!   timeouts, as before). Either way a script the server ends (a
+//!   timeout, the client gone, bad output) has its whole group ended, and
+//!   a child that left the group (`setsid`, `setpgid`) escapes both.
 //! - `CGIMaxProcesses N` (global, default 64): scripts running at once per
 //!   worker; `CGIMaxQueue N` (global, default 256) requests may wait for a
 //!   slot, each at most `CGIQueueTimeout DURATION` (global, default 30s);
@@ -57,19 +67,29 @@
 //! - Output the script has finished by the time its header block is read
 //!   goes out in one write with a Content-Length; otherwise the body is
 //!   streamed (chunked unless the script sent a Content-Length), waiting
-//!   for a slow client before reading more, so memory stays flat.
+//!   for a slow client before reading more, so memory stays flat. A HEAD
+//!   response carries the Content-Length the script sent, if it sent one.
 //! - Scripts start through std's posix_spawn path (no `pre_exec`, so the
 //!   worker's memory is never copied), called from a few spawner threads
 //!   so that the event loop never waits for an exec (see `Spawner`), each
-//!   script in a process group of its own so
-//!   that a timeout or a client going away ends everything it started:
-//!   SIGTERM to the group, `CGIKillGrace`, then SIGKILL. Every descriptor
-//!   of the worker is close-on-exec (those it inherited too: see
+//!   script in a process group of its own so that a timeout or a client
+//!   going away ends everything it started: SIGTERM to the group,
+//!   `CGIKillGrace`, then SIGKILL (`CGIKillGroup` does the same once a
+//!   script ends on its own). Neither the response nor the next request
+//!   on the connection waits for that. Every descriptor of the worker is
+//!   close-on-exec (those it inherited too: see
 //!   `close_inherited_on_exec`), so a script gets only its stdio.
 //! - Malformed output (a bad header line, CR/LF/NUL in a field, a header
 //!   block over 64 KiB, exit before a complete header) answers 502 and logs
-//!   the script and what was wrong; stderr lines go to the error log tagged
-//!   with the script.
+//!   the script and what was wrong; so does a head that could be read two
+//!   ways: a repeated Status, Location or Content-Length, or any
+//!   Transfer-Encoding (the server frames the body). stderr lines go to the
+//!   error log tagged with the script.
+//! - `REDIRECT_STATUS` is 200, or after an internal redirect (an
+//!   `ErrorDocument`, a script's local `Location`) the status of the
+//!   request redirected from, with its decoded path in `REDIRECT_URL` and
+//!   its query, if any, in `REDIRECT_QUERY_STRING` (as Apache). An
+//!   ErrorDocument script always runs as a GET.
 //! - `Location: /local/path` without Status is an internal redirect (a GET;
 //!   the body is dropped); an absolute URL without Status answers 302.
 //! - `nph-*` scripts write the whole response themselves; it is relayed
@@ -98,7 +118,9 @@ use crate::plugin::{
 use crate::server::BodyError;
 
 use super::cgi_output::{header_end, parse_head, Applied};
-use super::cgi_process::{close_inherited_on_exec, terminate, Spawner};
+use super::cgi_process::{
+    close_inherited_on_exec, end_leftovers, exited, signal_group, terminate, Spawner,
+};
 
 /// Largest header block a script may send before its body.
 const MAX_HEADER_BLOCK: usize = 64 * 1024;
@@ -157,6 +179,10 @@ fn directives() -> Vec<Directive> {
             .scopes(here)
             .default("2s")
             .doc("Time between SIGTERM and SIGKILL when a CGI script is ended"),
+        Directive::new("CGIKillGroup", ValueType::OnOff)
+            .scopes(here)
+            .default("on")
+            .doc("End what a CGI script started in its process group when the script ends"),
         Directive::new("CGIMaxProcesses", ValueType::Integer)
             .scopes(Scopes::GLOBAL)
             .default("64")
@@ -436,8 +462,7 @@ fn environment(ctx: &Context, script: &Script) -> Vec<(OsString, OsString)> {
     if ctx.conn.tls {
         set("HTTPS", b"on");
     }
-    // PHP's CGI refuses to run without it; Apache and lighttpd set it.
-    set("REDIRECT_STATUS", b"200");
+    redirect_variables(ctx, &mut set);
     set("SCRIPT_NAME", script.script_name.as_bytes());
     set("SCRIPT_FILENAME", script.path.as_os_str().as_bytes());
     let root = config.path("DocumentRoot");
@@ -520,6 +545,34 @@ fn environment(ctx: &Context, script: &Script) -> Vec<(OsString, OsString)> {
     env
 }
 
+/// REDIRECT_STATUS, and after an internal redirect (an ErrorDocument, a
+/// script's `Location: /path`) REDIRECT_URL and REDIRECT_QUERY_STRING, as
+/// Apache sets them: the status, decoded path and query of the request
+/// redirected from, taken from the notes the core leaves for the new walk.
+/// Without a redirect REDIRECT_STATUS is 200: PHP's CGI refuses to run
+/// without it (its force-cgi-redirect check), and Apache and lighttpd set it.
+fn redirect_variables(ctx: &Context, set: &mut impl FnMut(&str, &[u8])) {
+    let status = ctx.notes.get("redirect.status");
+    let status = status.and_then(|s| s.parse::<u16>().ok()).unwrap_or(200);
+    set("REDIRECT_STATUS", status.to_string().as_bytes());
+    // Notes are plugins' to write: a NUL could not be passed anyway.
+    let Some(uri) = ctx.notes.get("redirect.uri").filter(|u| !u.contains('\0')) else {
+        return;
+    };
+    let (path, query) = match uri.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (uri.as_str(), None),
+    };
+    let decoded = crate::server::normalize_path(path);
+    set(
+        "REDIRECT_URL",
+        decoded.as_deref().unwrap_or(path).as_bytes(),
+    );
+    if let Some(query) = query {
+        set("REDIRECT_QUERY_STRING", query.as_bytes());
+    }
+}
+
 /// What woke the script's event loop.
 enum Event {
     Stdout(std::io::Result<usize>),
@@ -550,6 +603,8 @@ struct Running {
     idle_at: Instant,
     max_at: Option<Instant>,
     grace: Duration,
+    /// CGIKillGroup: end the script's process group once it has exited.
+    kill_group: bool,
     /// We gave up on the script (timeout, bad output, client gone): end it
     /// rather than wait for it.
     doomed: bool,
@@ -618,6 +673,7 @@ impl ServeCgi {
             grace: config
                 .duration("CGIKillGrace")
                 .unwrap_or(Duration::from_secs(2)),
+            kill_group: config.flag("CGIKillGroup"),
             doomed: false,
         };
         let nph = script
@@ -836,6 +892,10 @@ impl Running {
             Ok(head) => head,
             Err(what) => return self.gateway_failure(ctx, script, 502, &what),
         };
+        // A HEAD response announces the length a GET would get: the one
+        // the script declared, not that of what it sent (usually nothing),
+        // so such output is not collected into a body of its own.
+        let collect = !(head.content_length && ctx.request.is_head());
         match head.apply(ctx) {
             Applied::Redirected => return Outcome::Done,
             Applied::Invalid(what) => return self.gateway_failure(ctx, script, 502, &what),
@@ -845,7 +905,7 @@ impl Running {
         // goes out with a Content-Length in one write, rather than as a
         // chunked stream. Only what is already there is taken: a script
         // still working gets its head sent and its body streamed.
-        while out.len() < READ_CHUNK {
+        while collect && out.len() < READ_CHUNK {
             let Some(stdout) = self.stdout.as_mut() else {
                 break;
             };
@@ -861,7 +921,7 @@ impl Running {
                 Ok(Err(_)) | Err(_) => break,
             }
         }
-        if !out.is_empty() && ctx.write(out.split().freeze()).await.is_err() {
+        if (!out.is_empty() || !collect) && ctx.write(out.split().freeze()).await.is_err() {
             self.doomed = true;
             return Outcome::Done;
         }
@@ -947,8 +1007,9 @@ impl Running {
     /// The response is decided: the script gets EOF on stdin and loses its
     /// stdout. A task of its own then waits (within the timeouts) for it to
     /// exit and close stderr, logging what it still says, or ends its
-    /// process group; the slot is freed once it is reaped. The response
-    /// does not wait for any of that.
+    /// process group; with `CGIKillGroup` it also ends what the script
+    /// left in its group. The slot is freed once all that is done. The
+    /// response does not wait for any of it.
     fn finish(mut self, script: Script, permit: OwnedSemaphorePermit) {
         self.stdin = None;
         self.stdout = None;
@@ -961,15 +1022,16 @@ impl Running {
     }
 
     async fn reap(mut self, path: PathBuf, permit: OwnedSemaphorePermit) {
-        let deadline = match self.max_at {
+        let mut deadline = match self.max_at {
             Some(max) => max.min(self.idle_at),
             None => self.idle_at,
         };
-        let mut exited = None;
-        while exited.is_none() || self.stderr.is_some() {
+        let exit = exited(self.pgid);
+        tokio::pin!(exit);
+        let mut exited = false;
+        while !exited || self.stderr.is_some() {
             let stderr = &mut self.stderr;
             let errbuf = &mut self.errbuf;
-            let child = &mut self.child;
             tokio::select! {
                 r = read_pipe(stderr, errbuf) => {
                     if !matches!(r, Ok(n) if n > 0) {
@@ -977,23 +1039,39 @@ impl Running {
                     }
                     self.log_stderr(&path, self.stderr.is_none());
                 }
-                status = child.wait(), if exited.is_none() => {
-                    exited = Some(status.ok());
+                () = &mut exit, if !exited => {
+                    exited = true;
+                    if self.kill_group {
+                        // The script, unreaped, keeps the group's id ours.
+                        signal_group(self.pgid, libc::SIGTERM);
+                        deadline = deadline.min(Instant::now() + self.grace);
+                    }
                 }
                 _ = sleep_until(deadline) => break,
             }
         }
-        if let Some(Some(status)) = exited {
-            if !status.success() {
+        // Only an exit of the script's own says something about it.
+        let log_failure = |log: &Logger, status: Option<ExitStatus>| {
+            if let Some(status) = status.filter(|s| exited && !s.success()) {
                 let msg = format!("serve_cgi: {}: {}", path.display(), describe(status));
-                self.log.log(Level::Info, &msg);
+                log.log(Level::Info, &msg);
             }
-            if self.stderr.is_none() {
-                return;
-            }
+        };
+        if !exited || self.stderr.is_some() {
+            // Still running (or something it started still holds stderr).
+            let status = terminate(self.child, self.pgid, self.grace, permit).await;
+            return log_failure(&self.log, status);
         }
-        // Still running (or something it started still holds stderr).
-        terminate(self.child, self.pgid, self.grace, permit).await;
+        log_failure(&self.log, self.child.wait().await.ok());
+        if self.kill_group && end_leftovers(self.pgid, deadline).await {
+            let msg = format!(
+                "serve_cgi: {}: its process group was still there CGIKillGrace after SIGTERM: \
+                 SIGKILL",
+                path.display()
+            );
+            self.log.log(Level::Info, &msg);
+        }
+        drop(permit);
     }
 }
 
