@@ -635,6 +635,7 @@ fn malformed_output_is_502_logged_with_the_script() {
             ("partial", "printf 'Content-Type: text/plain\\n'; exit 0"),
             ("crash", "kill -SEGV $$"),
             ("stderr", "echo 'something broke here' >&2; printf 'Content-Type: text/plain\\n\\nok'"),
+            ("forger", "printf 'mine\\r[emerg] FORGED \\033[2J \\377\\n' >&2; printf 'Content-Type: text/plain\\n\\nok'"),
         ];
         for (name, body) in cases {
             script(
@@ -676,6 +677,16 @@ fn malformed_output_is_502_logged_with_the_script() {
     srv.wait_stderr(
         "/cgi-bin/stderr: stderr: something broke here",
         Duration::from_secs(5),
+    );
+    // A script's stderr is escaped like everything else in the log: a
+    // carriage return, a terminal escape and a byte that is not UTF-8
+    // cannot hide or rewrite what the line says.
+    assert_eq!(get(&srv, "/cgi-bin/forger", "").status, 200);
+    let log = srv.wait_stderr("FORGED", Duration::from_secs(5));
+    let line = log.lines().find(|l| l.contains("FORGED")).unwrap();
+    assert!(
+        line.ends_with("/cgi-bin/forger: stderr: mine\\x0d[emerg] FORGED \\x1b[2J \\xff"),
+        "{line:?}"
     );
 
     // Would-be CGIs are never served as files, executable or not.

@@ -112,8 +112,8 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::config::{Args, Directive, Scopes, Value, ValueType};
 use crate::plugin::{
-    hook, Body, Context, Hook, HookFuture, Hooks, Level, Logger, Outcome, Plugin, PluginInit,
-    PluginSpec,
+    escape_log_bytes, hook, Body, Context, Hook, HookFuture, Hooks, Level, Logger, Outcome, Plugin,
+    PluginInit, PluginSpec,
 };
 use crate::server::BodyError;
 
@@ -997,8 +997,10 @@ impl Running {
                 None => return,
             };
             let line = self.errbuf.split_to(cut);
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim_end_matches(['\r', '\n']);
+            let line = line.strip_suffix(b"\n").unwrap_or(&line);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            // Bytes that are not UTF-8 shown as \xNN, not replaced.
+            let text = escape_log_bytes(line);
             let msg = format!("serve_cgi: {}: stderr: {text}", path.display());
             self.log.log(Level::Error, &msg);
         }
