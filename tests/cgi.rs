@@ -350,6 +350,10 @@ fn error_documents_and_local_redirects_tell_the_script_where_they_came_from() {
     assert_eq!(var(&env, "REDIRECT_QUERY_STRING").as_deref(), Some("x=1"));
     assert_eq!(var(&env, "REQUEST_METHOD").as_deref(), Some("GET"));
     assert_eq!(var(&env, "SCRIPT_NAME").as_deref(), Some("/cgi-bin/env.pl"));
+    // REQUEST_URI is the request as the client sent it (Apache takes it
+    // from the request line): a front controller served as the 404 page
+    // routes on it.
+    assert_eq!(var(&env, "REQUEST_URI").as_deref(), Some("/no%20such?x=1"));
 
     // Whatever the method was, the error page runs as a GET; no query, no
     // REDIRECT_QUERY_STRING.
@@ -376,6 +380,7 @@ fn error_documents_and_local_redirects_tell_the_script_where_they_came_from() {
     );
     assert_eq!(var(&env, "REDIRECT_URL").as_deref(), Some("/cgi-bin/jump"));
     assert_eq!(var(&env, "QUERY_STRING").as_deref(), Some("from=jump"));
+    assert_eq!(var(&env, "REQUEST_URI").as_deref(), Some("/cgi-bin/jump"));
 
     // Not redirected: REDIRECT_STATUS=200 (PHP's force-cgi-redirect wants
     // it), and nothing else of the kind.

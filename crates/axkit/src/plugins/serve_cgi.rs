@@ -89,7 +89,8 @@
 //!   `ErrorDocument`, a script's local `Location`) the status of the
 //!   request redirected from, with its decoded path in `REDIRECT_URL` and
 //!   its query, if any, in `REDIRECT_QUERY_STRING` (as Apache). An
-//!   ErrorDocument script always runs as a GET.
+//!   ErrorDocument script always runs as a GET; its `REQUEST_URI` is the
+//!   request-target the client sent (Apache takes it from the request line).
 //! - `Location: /local/path` without Status is an internal redirect (a GET;
 //!   the body is dropped); an absolute URL without Status answers 302.
 //! - `nph-*` scripts write the whole response themselves; it is relayed
@@ -453,7 +454,9 @@ fn environment(ctx: &Context, script: &Script) -> Vec<(OsString, OsString)> {
     set("REMOTE_ADDR", ctx.conn.peer.ip().to_string().as_bytes());
     set("REMOTE_PORT", ctx.conn.peer.port().to_string().as_bytes());
     set("REQUEST_METHOD", req.method().as_bytes());
-    set("REQUEST_URI", req.uri().as_bytes());
+    // As Apache, from the request line: after an internal redirect (an
+    // ErrorDocument front controller) the URI the client asked for.
+    set("REQUEST_URI", ctx.original_request().uri().as_bytes());
     set("QUERY_STRING", req.query().unwrap_or("").as_bytes());
     set(
         "REQUEST_SCHEME",
