@@ -346,6 +346,77 @@ mod tests {
             .collect()
     }
 
+    /// An entry is handed out only for the kind of lookup, the root and
+    /// the rule it was made under: not through a root nested in its own
+    /// (the same full path), not under another rule, not as a sibling.
+    #[test]
+    fn entries_are_keyed_by_kind_root_and_rule() {
+        let dir = std::env::temp_dir().join(format!("axkit-ofc-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("a/b/x.txt"), "x").unwrap();
+        let policy = Policy {
+            size: 10,
+            ttl: Duration::from_secs(3600),
+        };
+        let outer = DocRoot::new(&dir.join("a"), Rule::Beneath);
+        let inner = DocRoot::new(&dir.join("a/b"), Rule::Beneath);
+        let file = File::open(dir.join("a/b/x.txt")).unwrap();
+        let md = file.metadata().unwrap();
+        let open = Some(Rc::new(OpenFile::new(file, md)));
+        let x = Path::new("b/x.txt");
+        put(Kind::Uri, &outer, x, dir.join("a/b/x.txt"), open, policy);
+        assert!(get(Kind::Uri, &outer, x, policy).is_some_and(|e| e.open.is_some()));
+        assert!(get(Kind::Uri, &inner, Path::new("x.txt"), policy).is_none());
+        assert!(get(Kind::Sibling, &outer, x, policy).is_none());
+        for rule in [Rule::Follow, Rule::NoSymlinks] {
+            let other = DocRoot::new(&dir.join("a"), rule);
+            assert!(get(Kind::Uri, &other, x, policy).is_none(), "{rule:?}");
+        }
+        // A miss under the inner root is no miss under the outer one.
+        put(
+            Kind::Uri,
+            &inner,
+            Path::new("y"),
+            dir.join("a/b/y"),
+            None,
+            policy,
+        );
+        assert!(get(Kind::Uri, &inner, Path::new("y"), policy).is_some());
+        assert!(get(Kind::Uri, &outer, Path::new("b/y"), policy).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The bound counts entries under every root and rule; when full, a
+    /// miss is dropped and a file starts the cache over.
+    #[test]
+    fn the_bound_spans_roots_and_rules() {
+        let policy = Policy {
+            size: 2,
+            ttl: Duration::from_secs(3600),
+        };
+        let tmp = std::env::temp_dir();
+        let a = DocRoot::new(&tmp, Rule::Beneath);
+        let b = DocRoot::new(&tmp, Rule::Follow);
+        put(Kind::Uri, &a, Path::new("m1"), tmp.join("m1"), None, policy);
+        put(
+            Kind::Sibling,
+            &b,
+            Path::new("m2"),
+            tmp.join("m2"),
+            None,
+            policy,
+        );
+        put(Kind::Uri, &b, Path::new("m3"), tmp.join("m3"), None, policy);
+        assert!(get(Kind::Uri, &b, Path::new("m3"), policy).is_none());
+        assert!(get(Kind::Uri, &a, Path::new("m1"), policy).is_some());
+        let file = File::open(&tmp).unwrap();
+        let md = file.metadata().unwrap();
+        let open = Some(Rc::new(OpenFile::new(file, md)));
+        put(Kind::Uri, &b, Path::new("f"), tmp.clone(), open, policy);
+        assert!(get(Kind::Uri, &b, Path::new("f"), policy).is_some());
+        assert!(get(Kind::Uri, &a, Path::new("m1"), policy).is_none());
+    }
+
     #[test]
     fn directive_arguments() {
         assert_eq!(
