@@ -15,7 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use axkit::plugin::Body;
+use axkit::plugin::{Body, DocRoot};
 use axkit::server::BodyError;
 use axkit::{Context, Level};
 use bytes::{Bytes, BytesMut};
@@ -456,15 +456,15 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     m.suspending(
         "send_file",
         |_, slot, (path, content_type): (String, Option<String>)| async move {
-            let file = tokio::fs::File::open(&path)
+            let failed = |e: std::io::Error| mlua::Error::runtime(format!("send_file {path}: {e}"));
+            // Beneath a root, as every file opened for a request.
+            let full = PathBuf::from(&path);
+            let root = slot.with_ctx(|c| DocRoot::for_file(c, &full))?;
+            let file = tokio::task::spawn_blocking(move || root.open(&full))
                 .await
                 .map_err(|e| mlua::Error::runtime(format!("send_file {path}: {e}")))?
-                .into_std()
-                .await;
-            let len = file
-                .metadata()
-                .map_err(|e| mlua::Error::runtime(format!("send_file {path}: {e}")))?
-                .len();
+                .map_err(failed)?;
+            let len = file.metadata().map_err(failed)?.len();
             slot.with_ctx(|c| {
                 if let Some(t) = content_type {
                     c.response.headers.set("Content-Type", t);

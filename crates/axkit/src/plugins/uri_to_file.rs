@@ -57,10 +57,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::{Args, Config, Directive, Scopes, ValueType};
-use crate::plugin::is_escape;
 use crate::plugin::{
-    hook, Context, DocRoot, Hook, HookFuture, Hooks, Level, OpenFile, Outcome, Plugin, PluginInit,
-    PluginSpec, Rule, READ_FLAGS,
+    hook, is_escape, Context, DocRoot, Hook, HookFuture, Hooks, Level, OpenFile, Outcome, Plugin,
+    PluginInit, PluginSpec, Rule, READ_FLAGS,
 };
 use crate::plugins::file_http::KnownMissing;
 use crate::plugins::open_file_cache::{self, Entry, Io, Kind, Policy, WouldBlock};
@@ -249,11 +248,6 @@ impl UriToFile {
             return Err(Outcome::Ok);
         }
         let full = root.path().join(rel);
-        let path = ctx.request.decoded_path();
-        let rel = match self.alias_prefix.get(&(ctx.config() as *const _ as usize)) {
-            Some(prefix) => &path[prefix.len()..],
-            None => path,
-        };
         let segments: Vec<String> = rel
             .split('/')
             .filter(|s| !s.is_empty())
