@@ -8,6 +8,9 @@
 --   POST /wiki/PageName       save the form's `text`, then redirect to view
 --   GET  /wiki/?index         every page
 --
+-- Page names are letters and digits, at most 100 of them; any other name
+-- is 404, so no request can reach a file outside WikiDir.
+--
 -- Config (etc/lua.conf):
 --   <Location /wiki>
 --       Plugin wiki
@@ -29,6 +32,11 @@ directive {
   default = "FrontPage",
   doc = "The page /wiki/ shows",
 }
+
+-- The longest page name: its file name (name .. ".txt") must stay well
+-- within the 255 bytes a file system allows, or the page could be viewed
+-- but never saved.
+local MAX_NAME = 100
 
 local function page(r, title, body)
   r:set_header("Content-Type", "text/html; charset=utf-8")
@@ -74,7 +82,7 @@ function hook_response(r)
     return r:redirect(r:location() .. "/" .. r:config("WikiFrontPage"))
   end
   local name = rest:match("^(%w+)$")
-  if not name then
+  if not name or #name > MAX_NAME then
     return 404
   end
   local path = file_of(r, name)

@@ -603,3 +603,23 @@ fn check_builds_the_plugins() {
     );
     assert!(run.stdout.is_empty(), "stdout: {}", run.stdout);
 }
+
+/// An ErrorDocument that the internal redirect could never follow (its path
+/// climbs above the root) is refused by `--check`, not discovered as a 500
+/// on the first error.
+#[test]
+fn check_refuses_an_error_document_above_the_root() {
+    let (_dir, file, run) = check(
+        "Plugin error_doc\n<Server>\n    Listen 127.0.0.1:0\n    ErrorDocument 404 /../../x\n</Server>\n",
+    );
+    assert_eq!(run.code, Some(1), "stderr:\n{}", run.stderr);
+    assert_eq!(
+        run.stderr_lines(),
+        vec![
+            format!(
+                "axkit: plugin `error_doc`: {file}:4: ErrorDocument: \"/../../x\" does not name a path beneath the root (`..` above it, or a bad %-escape)"
+            ),
+            format!("axkit: configuration {file} has errors"),
+        ]
+    );
+}

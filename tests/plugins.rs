@@ -10,32 +10,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
 fn get_with(srv: &Axkit, path: &str, headers: &str) -> Response {
     request(srv, "GET", path, headers)
-}
-
-/// Wait until `path` exists and has a line satisfying `pred`; return the
-/// whole file. Log lines are written after the response is sent, so a test
-/// that has its response may still have to wait a moment for the line.
-fn wait_for_line(path: &Path, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.lines().any(&pred) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no such line in {}:\n{text}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -796,4 +776,90 @@ fn logging_warn_writes_to_stderr() {
         l.contains("bad request")
     });
     assert!(file.contains("[info]"), "{file}");
+}
+
+/// Nothing a client sends can forge or hide an error log line: a decoded
+/// path with a newline, a fake date and level, a terminal escape and a
+/// bidirectional override (here reaching the warn-level "leads outside
+/// DocumentRoot" line through a symlink out of the root) stays on its own
+/// line, its control characters escaped, in the file and on stderr alike.
+#[test]
+fn error_log_lines_cannot_be_forged_from_a_url() {
+    let conf = format!(
+        "Plugin logging/warn\nPlugin logging/file\nLogFile {{dir}}/error.log\nLogLevel LOGINFO\n{STATIC_CONF}"
+    );
+    let mut srv = Axkit::start_single_with(&conf, |d| {
+        std::fs::create_dir_all(d.path().join("outside")).unwrap();
+        std::fs::create_dir_all(d.path().join("www")).unwrap();
+        std::os::unix::fs::symlink("../outside", d.path().join("www/outlink")).unwrap();
+    });
+    let forged = "/outlink/x%0a[Wed,%2002%20Dec%202026%2010:00:00%20GMT]%20[emerg]%20axkit[1]:%20FORGED%0d%1b[2J%e2%80%ae";
+    assert_eq!(srv.get(forged).status, 403);
+    let log = srv.dir.path().join("error.log");
+    let text = wait_for_line(&log, |l| l.contains("FORGED"));
+    let stderr = srv.wait_stderr("FORGED", Duration::from_secs(10));
+    for (sink, all) in [("file", text.as_str()), ("stderr", stderr.as_str())] {
+        let lines: Vec<&str> = all.lines().filter(|l| l.contains("FORGED")).collect();
+        assert_eq!(lines.len(), 1, "{sink}: {all}");
+        let line = lines[0];
+        assert_log_line_shape(line, "warn");
+        assert!(
+            line.contains("x\\x0a[Wed, 02 Dec 2026 10:00:00 GMT] [emerg] axkit[1]: FORGED\\x0d\\x1b[2J\\u{202e}"),
+            "{sink}: {line}"
+        );
+        assert!(!all.contains(['\r', '\x1b', '\u{202e}']), "{sink}: {all:?}");
+    }
+}
+
+/// The access log shows each request as the client sent it: an error page
+/// served by an internal redirect (ErrorDocument) does not replace the
+/// request line, a refused request line is logged whole, and a header that
+/// is not UTF-8 is escaped byte by byte rather than dropped.
+#[test]
+fn request_log_records_the_request_as_sent() {
+    let conf = format!(
+        "Plugin request_log\nRequestLog {{dir}}/access.log\n{}",
+        STATIC_CONF.replace(
+            "    Plugin serve_file\n",
+            "    Plugin serve_file\n    Plugin error_doc\n    \
+             ErrorDocument 404 /errors/404.html\n    ErrorDocument 405 /errors/405.html\n",
+        )
+    );
+    let srv = Axkit::start_single_with(&conf, |d| {
+        d.write("www/errors/404.html", "not here\n");
+        d.write("www/errors/405.html", "not like that\n");
+        d.write("www/ed/file.txt", "file\n");
+    });
+    let log = srv.dir.path().join("access.log");
+    let r = srv.get("/etc/passwd-probe?id=1'%20OR%201=1");
+    assert_eq!((r.status, r.text().as_str()), (404, "not here\n"));
+    let r = request(&srv, "DELETE", "/ed/file.txt", "");
+    assert_eq!((r.status, r.text().as_str()), (405, "not like that\n"));
+    let (bytes, _) = srv.raw(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(status_of(&bytes), 400);
+    let (bytes, _) = srv.raw(
+        b"GET /ed/file.txt HTTP/1.1\r\nHost: a\r\nReferer: http://x/\xff\xfe\"q\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&bytes), 200);
+    let text = wait_for_line(&log, |l| l.contains("http://x/"));
+    let text = wait_for_line(&log, |l| l.contains("GET /a b")).max(text);
+    let line = |needle: &str| {
+        let found = text.lines().find(|l| l.contains(needle));
+        found.unwrap_or_else(|| panic!("no {needle:?} in:\n{text}"))
+    };
+    let (req, status, _, _, _) = parse_clf(line("passwd-probe"));
+    assert_eq!(
+        (req.as_str(), status),
+        ("GET /etc/passwd-probe?id=1'%20OR%201=1 HTTP/1.1", 404)
+    );
+    let (req, status, _, _, _) = parse_clf(line("DELETE"));
+    assert_eq!(
+        (req.as_str(), status),
+        ("DELETE /ed/file.txt HTTP/1.1", 405)
+    );
+    let (req, status, _, _, _) = parse_clf(line("GET /a b"));
+    assert_eq!((req.as_str(), status), ("GET /a b HTTP/1.1", 400));
+    let (_, _, _, referer, _) = parse_clf(line("http://x/"));
+    assert_eq!(referer, "http://x/\\xff\\xfe\\\"q");
+    assert!(!text.contains("/errors/"), "{text}");
 }

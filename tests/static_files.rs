@@ -10,8 +10,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -875,20 +874,6 @@ fn built_in_error_pages_leak_internals_only_with_stack_trace_on() {
     );
 }
 
-/// Wait until `path` has a line satisfying `pred`; the line is written
-/// after the response, by the log writer thread.
-fn wait_for_line(path: &Path, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| pred(l)) {
-            return line.to_string();
-        }
-        assert!(Instant::now() < deadline, "no such line in:\n{text}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn request_log_format_tokens_and_default_combined() {
     let conf = "Workers 1
@@ -914,7 +899,8 @@ RequestLog {dir}/access.log
     let r = get(&srv, "/custom/a.txt?x=1", "Referer: http://ref/\"q\"\r\n");
     assert_eq!(r.status, 200);
     let etag = r.header("ETag").unwrap().to_string();
-    let line = wait_for_line(&srv.dir.path().join("custom.log"), |l| l.contains("a.txt"));
+    let text = wait_for_line(&srv.dir.path().join("custom.log"), |l| l.contains("a.txt"));
+    let line = text.lines().find(|l| l.contains("a.txt")).unwrap();
     let f: Vec<&str> = line.split('|').collect();
     assert_eq!(f.len(), 20, "{line}");
     assert_eq!(f[0], "127.0.0.1");
@@ -941,7 +927,8 @@ RequestLog {dir}/access.log
         "/b.txt",
         &format!("If-None-Match: {etag}\r\nUser-Agent: tester/1.0\r\n"),
     );
-    let line = wait_for_line(&srv.dir.path().join("access.log"), |l| l.contains(" 304 "));
+    let text = wait_for_line(&srv.dir.path().join("access.log"), |l| l.contains(" 304 "));
+    let line = text.lines().find(|l| l.contains(" 304 ")).unwrap();
     assert!(
         line.starts_with("127.0.0.1 - - [")
             && line.ends_with("] \"GET /b.txt HTTP/1.1\" 304 - \"-\" \"tester/1.0\""),

@@ -97,6 +97,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(!stand_in.target().is_empty() && stand_in.target().len() <= 256);
         assert_eq!(stand_in.path(), stand_in.target());
         assert_eq!(stand_in.headers().count(), 0);
+        assert!(stand_in.request_line().len() <= 8192);
+        assert!(!stand_in.request_line().contains(&b'\n'));
+        assert!(whole_buf.starts_with(stand_in.request_line()));
     }
 
     // Two reads, split at a point chosen by the fuzzer.

@@ -320,6 +320,26 @@ pub fn children_of(pid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// Wait (up to 10 s) until `path` exists and has a line satisfying `pred`;
+/// return the whole file. Log lines are written after the response is
+/// sent, by a writer thread, so a test that has its response may still
+/// have to wait a moment for the line.
+pub fn wait_for_line(path: &Path, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().any(&pred) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no such line in {}:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Read until EOF, reset or timeout. The bool says whether the peer closed.
 pub fn read_until_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
     let (out, ended) = read_to_end_within(s, limit);

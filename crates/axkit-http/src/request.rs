@@ -204,19 +204,42 @@ impl RequestHead {
         self.expects_continue
     }
 
+    /// The request line as the client sent it, without its line ending:
+    /// what an access log shows as `%r` (for a refused request, see
+    /// [`RequestHead::unparsed`]). It may hold any byte; escape it for logs.
+    pub fn request_line(&self) -> &[u8] {
+        let line = match memchr::memchr(b'\n', &self.head) {
+            Some(end) => &self.head[..end],
+            None => &self.head[..],
+        };
+        line.strip_suffix(b"\r").unwrap_or(line)
+    }
+
     /// A stand-in head for bytes that were refused as a request, so that
-    /// the refusal can still be logged: the method and target are the
-    /// first two words of the first line (at most 256 bytes each, bytes
-    /// outside printable ASCII shown as `?`, `-` for a missing word), the
-    /// version is HTTP/1.0 if the line says so and HTTP/1.1 otherwise; no
-    /// fields, no body, no keep-alive.
+    /// the refusal can still be logged: its request line is the first line
+    /// of `raw` as it is (up to the first LF, at most 8 KiB); the method and
+    /// target are that line's first two words (at most 256 bytes each,
+    /// bytes outside printable ASCII shown as `?`, `-` for a missing word),
+    /// the version is HTTP/1.0 if the line says so and HTTP/1.1 otherwise;
+    /// no fields, no body, no keep-alive.
     pub fn unparsed(raw: &[u8]) -> RequestHead {
         const MAX_WORD: usize = 256;
-        let line_end = memchr::memchr2(b'\r', b'\n', raw).unwrap_or(raw.len());
-        let mut words = raw[..line_end]
+        const MAX_LINE: usize = 8192;
+        let line = match memchr::memchr(b'\n', raw) {
+            Some(end) => &raw[..end],
+            None => raw,
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = &line[..line.len().min(MAX_LINE)];
+        let line_end = memchr::memchr2(b'\r', b'\n', line).unwrap_or(line.len());
+        let mut words = line[..line_end]
             .split(|&b| b == b' ')
             .filter(|w| !w.is_empty());
-        let mut text = Vec::with_capacity(2 * MAX_WORD + 1);
+        // The line itself, kept whole for `request_line`, then the words
+        // that the accessors show.
+        let mut text = Vec::with_capacity(line.len() + 2 * MAX_WORD + 3);
+        text.extend_from_slice(line);
+        text.extend_from_slice(b"\r\n");
         fn word(text: &mut Vec<u8>, w: Option<&[u8]>) -> Span {
             let start = text.len();
             match w {

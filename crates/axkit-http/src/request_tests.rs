@@ -806,8 +806,27 @@ fn unparsed_heads_stand_in_for_logging() {
     );
     let h = RequestHead::unparsed(b"\x00\xff  bad\tx HTTP/9.9\n");
     assert_eq!((h.method(), h.target()), ("??", "bad?x"));
+    assert_eq!(h.request_line(), b"\x00\xff  bad\tx HTTP/9.9");
     let long = vec![b'a'; 10_000];
     let h = RequestHead::unparsed(&long);
     assert_eq!(h.method().len(), 256);
     assert_eq!(h.target(), "-");
+    assert_eq!(h.request_line().len(), 8192);
+    // The line is logged whole, however it was refused.
+    let h = RequestHead::unparsed(b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(h.request_line(), b"GET /a b HTTP/1.1");
+    let h = RequestHead::unparsed(b"GET /a\rb HTTP/1.1\r\n");
+    assert_eq!(
+        (h.target(), h.request_line()),
+        ("/a", &b"GET /a\rb HTTP/1.1"[..])
+    );
+}
+
+#[test]
+fn the_request_line_is_kept_as_sent() {
+    let mut buf = BytesMut::from(&b"GET /x%20y?q=1 HTTP/1.1\r\nHost: a\r\n\r\n"[..]);
+    let h = parse_request_head(&mut buf, &Limits::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.request_line(), b"GET /x%20y?q=1 HTTP/1.1");
 }

@@ -30,7 +30,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use axkit::Context;
 use mlua::ffi::{self, lua_State};
-use mlua::{Function, Lua, LuaString, Table, Value};
+use mlua::{Function, Lua, Table, Value};
 
 use crate::directives;
 use crate::form;
@@ -383,9 +383,10 @@ pub(crate) fn install(lua: &Lua, methods: &Table) -> mlua::Result<()> {
     let form_param = lua.create_function(|_, (r, name): (Value, String)| {
         let slot = polled_slot(&r)?;
         let form = slot.form.borrow();
-        match form.as_ref() {
-            Some(f) => f.get::<Option<LuaString>>(name),
-            None => Ok(None),
+        // A file field is no parameter.
+        match form.as_ref().map(|f| f.get::<Value>(name)).transpose()? {
+            Some(Value::String(v)) => Ok(Some(v)),
+            _ => Ok(None),
         }
     })?;
     methods.raw_set("param", closure(lua, param, form_param, Value::Nil)?)?;

@@ -1,14 +1,44 @@
 //! Query strings, form bodies (`application/x-www-form-urlencoded` and
-//! `multipart/form-data`, AxKit2's `parse_post_data`) and cookies. Uploaded
-//! files go to temporary files that are removed when the request ends.
+//! `multipart/form-data`, AxKit2's `parse_post_data`) and cookies.
+//!
+//! Uploads: a file field is saved to disk only when the handler asks for
+//! it (`r:form{ uploads = { "avatar" } }`, or `uploads = true` for every
+//! one); otherwise it is reported without content and its bytes go with
+//! the body. A saved file is created exclusively (`O_CREAT|O_EXCL`, which
+//! refuses any existing name, a planted symbolic link included) under a
+//! random name, inside a directory private to the worker (mode 0700,
+//! itself made under a random name in `$TMPDIR`), and removed when the
+//! request ends. The directory goes when the worker exits; a worker that
+//! crashes leaves it behind, holding only the uploads of the requests it
+//! was serving, readable by the server's user alone.
+//!
+//! A multipart body is refused with 400 when it is malformed (or its
+//! boundary is over RFC 2046's 70 characters, or a part's head over
+//! [`MAX_PART_HEAD`]) and with 413 past [`MAX_PARTS`] parts; its total size
+//! is bounded by `MaxRequestBody`, since it is read whole first.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use mlua::{Lua, Table};
+use bytes::Bytes;
+use memchr::memmem;
+use mlua::{Lua, Table, Value};
 use percent_encoding::percent_decode;
+use tempfile::{TempDir, TempPath};
 
 use crate::request::Slot;
+
+/// The most parts a multipart body may have.
+pub(crate) const MAX_PARTS: usize = 1000;
+
+/// The most bytes of header lines one part may have.
+pub(crate) const MAX_PART_HEAD: usize = 8 * 1024;
+
+/// RFC 2046's limit on a boundary's length.
+const MAX_BOUNDARY: usize = 70;
 
 /// Decode one `application/x-www-form-urlencoded` component.
 pub(crate) fn decode(s: &str) -> String {
@@ -94,58 +124,230 @@ pub(crate) fn set_cookie(name: &str, value: &str, opts: Option<&Table>) -> mlua:
     Ok(out)
 }
 
-/// Parse a form body into a table: fields are strings, uploads are
-/// `{ filename =, path =, size =, content_type = }`.
+/// Which file fields of a multipart form a handler wants saved: the
+/// `uploads` option of `r:form{ … }`.
+pub(crate) enum Wanted {
+    Nothing,
+    All,
+    Fields(Vec<String>),
+}
+
+impl Wanted {
+    /// Read the options table of `r:form`: `uploads = true` or a list of
+    /// field names (or one name). Anything else is an error, so that a
+    /// misspelt option does not silently drop the uploads.
+    pub fn from_options(options: Option<&Table>) -> mlua::Result<Wanted> {
+        let bad = |what: String| mlua::Error::runtime(format!("r:form: {what}"));
+        let Some(options) = options else {
+            return Ok(Wanted::Nothing);
+        };
+        for pair in options.pairs::<Value, Value>() {
+            let (key, _) = pair?;
+            let name = match key.as_string() {
+                Some(k) if k.as_bytes().as_ref() == b"uploads" => continue,
+                Some(k) => format!("{:?}", k.to_string_lossy()),
+                None => key.type_name().to_string(),
+            };
+            return Err(bad(format!("unknown option {name} (known: uploads)")));
+        }
+        Ok(match options.get::<Value>("uploads")? {
+            Value::Nil | Value::Boolean(false) => Wanted::Nothing,
+            Value::Boolean(true) => Wanted::All,
+            Value::String(name) => Wanted::Fields(vec![name.to_str()?.to_string()]),
+            Value::Table(names) => {
+                Wanted::Fields(names.sequence_values().collect::<Result<_, _>>()?)
+            }
+            other => {
+                return Err(bad(format!(
+                    "uploads must be true or a list of field names, not a {}",
+                    other.type_name()
+                )))
+            }
+        })
+    }
+
+    fn wants(&self, field: &str) -> bool {
+        match self {
+            Wanted::Nothing => false,
+            Wanted::All => true,
+            Wanted::Fields(names) => names.iter().any(|n| n == field),
+        }
+    }
+}
+
+/// Parse a form body into a table (or, given the table an earlier
+/// `r:form` made of the same body, add to it): fields are strings, file
+/// fields `{ filename =, size =, content_type = }`, with `path =` the saved
+/// copy for those in `wanted`. When a name repeats, the last part wins.
 pub(crate) async fn parse(
     lua: &Lua,
-    content_type: Option<&str>,
-    body: &[u8],
     slot: &Slot,
+    content_type: Option<&str>,
+    body: &Bytes,
+    wanted: &Wanted,
+    parsed: Option<Table>,
 ) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    let ct = content_type.unwrap_or("").to_ascii_lowercase();
-    if ct.starts_with("multipart/form-data") {
-        let boundary = content_type
-            .unwrap_or("")
-            .split(';')
-            .find_map(|p| p.trim().strip_prefix("boundary="))
-            .map(|b| b.trim_matches('"').to_string())
-            .ok_or_else(|| mlua::Error::runtime("multipart body without a boundary"))?;
-        for part in multipart(body, &boundary)? {
-            match part.filename {
-                None => t.set(part.name, lua.create_string(part.data)?)?,
-                Some(filename) => {
-                    let path = upload_path();
-                    // Registered first: removed even if the request ends
-                    // while the file is being written.
-                    slot.add_upload(path.clone());
-                    tokio::fs::write(&path, part.data)
-                        .await
-                        .map_err(|e| mlua::Error::runtime(format!("saving an upload: {e}")))?;
-                    let file = lua.create_table()?;
-                    file.set("filename", filename)?;
-                    file.set("path", path.display().to_string())?;
-                    file.set("size", part.data.len())?;
-                    file.set("content_type", part.content_type)?;
-                    t.set(part.name, file)?;
-                }
+    let fresh = parsed.is_none();
+    let t = match parsed {
+        Some(t) => t,
+        None => lua.create_table()?,
+    };
+    let ct = content_type.unwrap_or("");
+    let media_type = ct.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("multipart/form-data") {
+        if fresh {
+            for (k, v) in pairs(&String::from_utf8_lossy(body)) {
+                t.set(k, v)?;
             }
         }
-    } else {
-        for (k, v) in pairs(&String::from_utf8_lossy(body)) {
-            t.set(k, v)?;
+        return Ok(t);
+    }
+    let boundary = params(ct)
+        .into_iter()
+        .find_map(|(k, v)| (k == "boundary").then_some(v))
+        .filter(|b| !b.is_empty() && b.len() <= MAX_BOUNDARY)
+        .ok_or_else(|| {
+            slot.refuse(
+                400,
+                format!("multipart body without a boundary of 1 to {MAX_BOUNDARY} characters"),
+            )
+        })?;
+    let parts = multipart(body, &boundary).map_err(|(status, why)| slot.refuse(status, why))?;
+    let mut last = HashMap::new();
+    for (i, part) in parts.iter().enumerate() {
+        last.insert(part.name.as_str(), i);
+    }
+    for (i, part) in parts.iter().enumerate() {
+        if last[part.name.as_str()] != i {
+            continue;
+        }
+        let Some(filename) = &part.filename else {
+            if fresh {
+                t.set(part.name.as_str(), lua.create_string(part.data)?)?;
+            }
+            continue;
+        };
+        let file = if fresh {
+            let file = lua.create_table()?;
+            file.set("filename", filename.as_str())?;
+            file.set("size", part.data.len())?;
+            file.set("content_type", part.content_type.as_deref())?;
+            t.set(part.name.as_str(), &file)?;
+            file
+        } else {
+            match t.get(part.name.as_str())? {
+                Value::Table(file) => file,
+                // The script replaced the entry: leave it be.
+                _ => continue,
+            }
+        };
+        if wanted.wants(&part.name) && file.get::<Value>("path")?.is_nil() {
+            let saved = save_upload(lua, body.slice_ref(part.data)).await?;
+            file.set("path", saved.display().to_string())?;
+            slot.add_upload(saved);
         }
     }
     Ok(t)
 }
 
-fn upload_path() -> std::path::PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    std::env::temp_dir().join(format!(
-        "axkit-upload-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ))
+/// Copy an upload into a new file of the worker's upload directory, on the
+/// blocking pool. Should the request end meanwhile, the file is removed as
+/// soon as it is written (its `TempPath` dropped with the task's output).
+async fn save_upload(lua: &Lua, data: Bytes) -> mlua::Result<TempPath> {
+    let dir = lua
+        .app_data_ref::<UploadDir>()
+        .map(|d| d.clone())
+        .ok_or_else(|| mlua::Error::runtime("no upload directory"))?;
+    tokio::task::spawn_blocking(move || dir.save(&data))
+        .await
+        .map_err(mlua::Error::runtime)?
+        .map_err(|e| mlua::Error::runtime(format!("saving an upload: {e}")))
+}
+
+/// The worker's private directory for uploads (Lua app data: one per Lua
+/// state, so one per worker), made on first use and removed with the
+/// state. Checked before each use: if it is gone, or what is at its name is
+/// not a directory of ours closed to everyone else (a temp cleaner removed it while
+/// it sat empty, and someone made another), a new one is made and whatever
+/// is at the old name is left alone.
+#[derive(Clone, Default)]
+pub(crate) struct UploadDir(Arc<Mutex<Option<TempDir>>>);
+
+impl UploadDir {
+    fn save(&self, data: &[u8]) -> std::io::Result<TempPath> {
+        let dir = self.current()?;
+        let mut file = tempfile::Builder::new()
+            .prefix("upload-")
+            .rand_bytes(16)
+            .tempfile_in(dir)?;
+        file.write_all(data)?;
+        Ok(file.into_temp_path())
+    }
+
+    fn current(&self) -> std::io::Result<PathBuf> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // Only this user (or root) can have made such a directory, and no
+        // one else can add anything to it.
+        let private = |path: &Path| {
+            std::fs::symlink_metadata(path).is_ok_and(|m| {
+                // SAFETY: geteuid cannot fail and touches no memory.
+                m.is_dir() && m.uid() == unsafe { libc::geteuid() } && m.mode() & 0o077 == 0
+            })
+        };
+        let mut current = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match current.take() {
+            Some(dir) if private(dir.path()) => {
+                let path = dir.path().to_path_buf();
+                *current = Some(dir);
+                return Ok(path);
+            }
+            // Not ours any more: removing it could remove someone else's.
+            Some(dir) => drop(dir.keep()),
+            None => {}
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("axkit-uploads-")
+            .rand_bytes(16)
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()?;
+        let path = dir.path().to_path_buf();
+        *current = Some(dir);
+        Ok(path)
+    }
+}
+
+/// The parameters of a header value (`form-data; name="a"; filename="b"`,
+/// `multipart/form-data; boundary=x`) after its first item: lower-case
+/// names, values unquoted. A quoted value runs to the next `"` (browsers
+/// send a `"` in a file name as `%22` and a backslash as is, so there is
+/// no escaping to undo) and may hold `;`.
+fn params(value: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = match value.split_once(';') {
+        Some((_, rest)) => rest,
+        None => return out,
+    };
+    while !rest.is_empty() {
+        let (name, after) = match rest.find(['=', ';']) {
+            Some(i) if rest.as_bytes()[i] == b'=' => (&rest[..i], &rest[i + 1..]),
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let after = after.trim_start();
+        let (value, after) = match after.strip_prefix('"') {
+            Some(quoted) => match quoted.split_once('"') {
+                Some((v, after)) => (v, after),
+                None => (quoted, ""),
+            },
+            None => {
+                let end = after.find(';').unwrap_or(after.len());
+                (after[..end].trim_end(), &after[end..])
+            }
+        };
+        out.push((name.trim().to_ascii_lowercase(), value.to_string()));
+        rest = after.split_once(';').map_or("", |(_, r)| r);
+    }
+    out
 }
 
 struct Part<'a> {
@@ -155,44 +357,53 @@ struct Part<'a> {
     data: &'a [u8],
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Split a multipart body into its parts.
-fn multipart<'a>(body: &'a [u8], boundary: &str) -> mlua::Result<Vec<Part<'a>>> {
-    let bad = |what: &str| mlua::Error::runtime(format!("malformed multipart body: {what}"));
+/// Split a multipart body into its parts, or say why it is refused (the
+/// status and a message for the log).
+fn multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, (u16, String)> {
+    let bad = |what: &str| (400, format!("malformed multipart body: {what}"));
     let delim = format!("--{boundary}");
-    let mut rest = &body[find(body, delim.as_bytes()).ok_or_else(|| bad("no boundary"))?..];
+    let start = memmem::find(body, delim.as_bytes()).ok_or_else(|| bad("no boundary"))?;
+    let mut rest = &body[start..];
     let next = format!("\r\n--{boundary}");
+    let next = memmem::Finder::new(next.as_bytes());
+    let head_end = memmem::Finder::new(b"\r\n\r\n");
     let mut parts = Vec::new();
     loop {
         rest = &rest[delim.len()..];
         if rest.starts_with(b"--") {
             return Ok(parts);
         }
+        if parts.len() == MAX_PARTS {
+            return Err((
+                413,
+                format!("multipart body of more than {MAX_PARTS} parts"),
+            ));
+        }
         rest = rest
             .strip_prefix(b"\r\n")
             .ok_or_else(|| bad("boundary line"))?;
-        let head_end = find(rest, b"\r\n\r\n").ok_or_else(|| bad("part head"))?;
-        let head = String::from_utf8_lossy(&rest[..head_end]).into_owned();
-        let data_start = head_end + 4;
-        let end =
-            find(&rest[data_start..], next.as_bytes()).ok_or_else(|| bad("unterminated part"))?;
+        let head_len = head_end
+            .find(&rest[..rest.len().min(MAX_PART_HEAD + 4)])
+            .ok_or_else(|| match rest.len() > MAX_PART_HEAD {
+                true => bad("part head over 8 KiB"),
+                false => bad("part head"),
+            })?;
+        let head = String::from_utf8_lossy(&rest[..head_len]);
+        let data_start = head_len + 4;
+        let end = next
+            .find(&rest[data_start..])
+            .ok_or_else(|| bad("unterminated part"))?;
         let (mut name, mut filename, mut content_type) = (None, None, None);
         for line in head.split("\r\n") {
             let Some((field, value)) = line.split_once(':') else {
                 continue;
             };
             if field.eq_ignore_ascii_case("content-disposition") {
-                for param in value.split(';').skip(1) {
-                    if let Some((k, v)) = param.trim().split_once('=') {
-                        let v = v.trim_matches('"').to_string();
-                        match k.to_ascii_lowercase().as_str() {
-                            "name" => name = Some(v),
-                            "filename" => filename = Some(v),
-                            _ => {}
-                        }
+                for (k, v) in params(value) {
+                    match k.as_str() {
+                        "name" => name = Some(v),
+                        "filename" => filename = Some(v),
+                        _ => {}
                     }
                 }
             } else if field.eq_ignore_ascii_case("content-type") {
@@ -242,6 +453,33 @@ mod tests {
     }
 
     #[test]
+    fn header_parameters() {
+        let p = |v: &str| params(v);
+        assert_eq!(
+            p(r#"form-data; name="up"; filename="a;b \x.txt""#),
+            [
+                ("name".into(), "up".into()),
+                ("filename".into(), r"a;b \x.txt".into())
+            ]
+        );
+        assert_eq!(
+            p("multipart/form-data; Boundary = x-y ;charset=utf-8"),
+            [
+                ("boundary".into(), "x-y".into()),
+                ("charset".into(), "utf-8".into())
+            ]
+        );
+        assert_eq!(p("form-data"), []);
+        assert_eq!(
+            p("form-data; flag; name=\"unterminated"),
+            [
+                ("flag".into(), String::new()),
+                ("name".into(), "unterminated".into())
+            ]
+        );
+    }
+
+    #[test]
     fn multipart_parts_and_errors() {
         let body =
             b"preamble\r\n--b\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\nx\r\n--b\r\n\
@@ -256,5 +494,14 @@ Content-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\nContent-Type: 
         assert!(multipart(b"--b\r\nno head end", "b").is_err());
         assert!(multipart(b"--b\r\n\r\nunterminated", "b").is_err());
         assert!(multipart(b"nothing", "b").is_err());
+        let head = format!("--b\r\nX: {}\r\n\r\nx\r\n--b--", "p".repeat(MAX_PART_HEAD));
+        assert_eq!(multipart(head.as_bytes(), "b").err().unwrap().0, 400);
+        let many = "--b\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n"
+            .repeat(MAX_PARTS + 1)
+            + "--b--";
+        assert_eq!(multipart(many.as_bytes(), "b").err().unwrap().0, 413);
+        let enough = "--b\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n".repeat(MAX_PARTS)
+            + "--b--";
+        assert_eq!(multipart(enough.as_bytes(), "b").unwrap().len(), MAX_PARTS);
     }
 }

@@ -2,17 +2,29 @@
 //! request's coroutine and lets the worker serve everyone else: `sleep`,
 //! an HTTP/1.1 client (`http`), TCP sockets (`tcp`), subprocesses
 //! (`process`) and files (`file`, through tokio's blocking pool).
+//!
+//! `file.write` replaces a file atomically (a new file, exclusively
+//! created under a random name beside it, synced and renamed into place);
+//! `file.read` reads regular files only; `process.run` bounds what a
+//! program may write ([`MAX_OUTPUT`]).
 
 use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
 use mlua::{Lua, Table, UserData, UserDataMethods};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// The most `socket:receive(n)` reads in one call.
 const MAX_RECEIVE: usize = 16 << 20;
+
+/// The most a subprocess may write to its standard output, and to its
+/// standard error: beyond it `process.run` kills it and fails.
+const MAX_OUTPUT: usize = 16 << 20;
 
 /// Default for every network wait that a script does not bound itself.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,7 +91,8 @@ pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<()> {
     file.raw_set(
         "read",
         lua.create_async_function(|lua, path: String| async move {
-            match tokio::fs::read(&path).await {
+            let from = PathBuf::from(&path);
+            match blocking(move || read_regular(&from)).await {
                 Ok(data) => Ok((Some(lua.create_string(data)?), None)),
                 Err(e) => Ok((None, Some(format!("{path}: {e}")))),
             }
@@ -88,14 +101,8 @@ pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<()> {
     file.raw_set(
         "write",
         lua.create_async_function(|_, (path, data): (String, mlua::LuaString)| async move {
-            // Write a sibling and rename it into place, so readers never
-            // see half a file.
-            let tmp = format!("{path}.tmp-{}", std::process::id());
-            let bytes = data.as_bytes().to_vec();
-            tokio::fs::write(&tmp, bytes)
-                .await
-                .map_err(|e| err(&format!("file.write {path}"), e))?;
-            tokio::fs::rename(&tmp, &path)
+            let (to, bytes) = (PathBuf::from(&path), data.as_bytes().to_vec());
+            blocking(move || replace(&to, &bytes))
                 .await
                 .map_err(|e| err(&format!("file.write {path}"), e))
         })?,
@@ -243,6 +250,58 @@ fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// Run `f` on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
+/// A whole regular file. Opened without blocking (a FIFO would otherwise
+/// hold a blocking thread until some writer came) and refused unless
+/// regular: a FIFO or a device (`/dev/zero`) has no end to read to.
+fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut data = Vec::new();
+    file.read_to_end(&mut data)?;
+    Ok(data)
+}
+
+/// Replace `path` with `data` so that a reader sees the old file or the
+/// new one, never part of either, and a crash leaves one of them whole:
+/// the data goes to a new file of its own in the same directory (created
+/// exclusively under a random name, so concurrent writers never share
+/// one), is flushed to disk and renamed over `path`. On any failure the
+/// temporary file is removed (when the `NamedTempFile` drops).
+fn replace(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".axkit-write-")
+        .suffix(".tmp")
+        // The mode a plain create gives (0666 less the umask), where a
+        // temporary file would get 0600.
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    // The rename made durable too. It has happened either way: readers see
+    // the new contents, so a directory that cannot be synced is no failure.
+    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    Ok(())
+}
+
 /// `process.run{ "cmd", "arg", …, stdin = "…", timeout = 30 }` →
 /// `{ status =, stdout =, stderr = }`. The program runs without a shell;
 /// it is killed if it outlives the timeout.
@@ -263,14 +322,34 @@ async fn process_run(lua: Lua, spec: Table) -> mlua::Result<Table> {
     let mut child = command
         .spawn()
         .map_err(|e| err(&format!("process.run {program}"), e))?;
-    let mut stdin = child.stdin.take();
+    let stdin = child.stdin.take();
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(err("process.run", "no output pipes"));
+    };
     let data = input.map(|s| s.as_bytes().to_vec()).unwrap_or_default();
+    // The input is fed while the output is read: a program that writes
+    // before it has read all its input (`cat`) would otherwise fill its
+    // output pipe and wait for us while we wait for it. Dropped at the
+    // timeout or on an error, the child is killed (`kill_on_drop`).
     let output = within(limit, "process.run", async move {
-        if let Some(mut pipe) = stdin.take() {
-            // A program that exits without reading its input is fine.
-            let _ = pipe.write_all(&data).await;
-        }
-        child.wait_with_output().await
+        let feed = async move {
+            if let Some(mut pipe) = stdin {
+                // A program that exits without reading its input is fine.
+                let _ = pipe.write_all(&data).await;
+            }
+            Ok(())
+        };
+        let (_, stdout, stderr, status) = tokio::try_join!(
+            feed,
+            read_output(stdout, "standard output"),
+            read_output(stderr, "standard error"),
+            child.wait()
+        )?;
+        Ok(std::process::Output {
+            status,
+            stdout,
+            stderr,
+        })
     })
     .await?;
     let t = lua.create_table()?;
@@ -278,6 +357,21 @@ async fn process_run(lua: Lua, spec: Table) -> mlua::Result<Table> {
     t.set("stdout", lua.create_string(output.stdout)?)?;
     t.set("stderr", lua.create_string(output.stderr)?)?;
     Ok(t)
+}
+
+/// Everything a child writes to one pipe, up to [`MAX_OUTPUT`].
+async fn read_output(pipe: impl AsyncRead + Unpin, which: &str) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    pipe.take(MAX_OUTPUT as u64 + 1)
+        .read_to_end(&mut out)
+        .await?;
+    if out.len() > MAX_OUTPUT {
+        return Err(std::io::Error::other(format!(
+            "{which} of more than {} MiB",
+            MAX_OUTPUT >> 20
+        )));
+    }
+    Ok(out)
 }
 
 /// A connected TCP socket. Taken out of its cell while an operation waits,

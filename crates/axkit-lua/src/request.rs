@@ -20,6 +20,7 @@ use axkit::server::BodyError;
 use axkit::{Context, Level};
 use bytes::{Bytes, BytesMut};
 use mlua::{FromLuaMulti, IntoLuaMulti, LightUserData, Lua, Table, Value};
+use tempfile::TempPath;
 
 use crate::form;
 
@@ -110,8 +111,8 @@ impl Slot {
         }
     }
 
-    /// Note a temporary file to remove when the request ends.
-    pub fn add_upload(&self, path: PathBuf) {
+    /// Keep a temporary file until the request ends.
+    pub fn add_upload(&self, path: TempPath) {
         self.uploads.0.borrow_mut().push(path);
         let _ = self.with_ctx(|c| {
             let Some(slot) = self.rc() else { return };
@@ -121,6 +122,14 @@ impl Slot {
                 None => c.set_state(RequestUploads(vec![slot])),
             }
         });
+    }
+
+    /// End the hook with `status`, the client's error (a malformed form,
+    /// say), logging why: the error to raise.
+    pub fn refuse(&self, status: u16, why: String) -> mlua::Error {
+        self.abort.set(Some(status));
+        let _ = self.with_ctx(|c| c.log(Level::Info, &why));
+        mlua::Error::runtime(why)
     }
 
     pub fn take_op(&self) -> Option<Op> {
@@ -260,22 +269,15 @@ pub(crate) struct RequestState {
     pub uri: String,
 }
 
-/// Temporary files holding uploads, removed when the request ends (see
-/// [`Slot::add_upload`]) or at the latest with the slot.
+/// Temporary files holding uploads, removed (as their `TempPath`s drop)
+/// when the request ends (see [`Slot::add_upload`]) or at the latest with
+/// the slot.
 #[derive(Default)]
-pub(crate) struct Uploads(RefCell<Vec<PathBuf>>);
+pub(crate) struct Uploads(RefCell<Vec<TempPath>>);
 
 impl Uploads {
     fn remove_all(&self) {
-        for path in self.0.borrow_mut().drain(..) {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-impl Drop for Uploads {
-    fn drop(&mut self) {
-        self.remove_all();
+        self.0.borrow_mut().clear();
     }
 }
 
@@ -424,14 +426,18 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
             None => Ok(None),
         }
     })?;
-    m.suspending("form", |lua, slot, ()| async move {
-        if let Some(t) = slot.form.borrow().clone() {
-            return Ok(t);
+    // Parsed once; a later call that asks for uploads the earlier ones did
+    // not saves them into the same table (from the body, which is kept).
+    m.suspending("form", |lua, slot, options: Option<Table>| async move {
+        let wanted = form::Wanted::from_options(options.as_ref())?;
+        let parsed = slot.form.borrow().clone();
+        if let (Some(t), form::Wanted::Nothing) = (&parsed, &wanted) {
+            return Ok(t.clone());
         }
         let content_type =
             slot.with_ctx(|c| c.request.header("Content-Type").map(str::to_string))?;
         let body = slot.body().await?;
-        let t = form::parse(&lua, content_type.as_deref(), &body, &slot).await?;
+        let t = form::parse(&lua, &slot, content_type.as_deref(), &body, &wanted, parsed).await?;
         *slot.form.borrow_mut() = Some(t.clone());
         Ok(t)
     })?;
@@ -456,15 +462,23 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     m.suspending(
         "send_file",
         |_, slot, (path, content_type): (String, Option<String>)| async move {
-            let failed = |e: std::io::Error| mlua::Error::runtime(format!("send_file {path}: {e}"));
-            // Beneath a root, as every file opened for a request.
+            let fail =
+                |e: &dyn std::fmt::Display| mlua::Error::runtime(format!("send_file {path}: {e}"));
+            // Beneath a root, as every file opened for a request; with
+            // O_NONBLOCK (DocRoot's read flags), so that opening a FIFO
+            // does not wait (on the blocking pool) for a writer that may
+            // never come. Only a regular file is sent.
             let full = PathBuf::from(&path);
             let root = slot.with_ctx(|c| DocRoot::for_file(c, &full))?;
             let file = tokio::task::spawn_blocking(move || root.open(&full))
                 .await
-                .map_err(|e| mlua::Error::runtime(format!("send_file {path}: {e}")))?
-                .map_err(failed)?;
-            let len = file.metadata().map_err(failed)?.len();
+                .map_err(|e| fail(&e))?
+                .map_err(|e| fail(&e))?;
+            let metadata = file.metadata().map_err(|e| fail(&e))?;
+            if !metadata.is_file() {
+                return Err(fail(&"not a regular file"));
+            }
+            let len = metadata.len();
             slot.with_ctx(|c| {
                 if let Some(t) = content_type {
                     c.response.headers.set("Content-Type", t);
@@ -498,7 +512,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
         let level = level(&lvl)?;
         let mut text = BytesMut::new();
         append(&mut text, &rest, " ")?;
-        c.log(level, &String::from_utf8_lossy(&text));
+        c.log(level, &axkit::plugin::escape_log_bytes(&text));
         Ok(())
     })?;
 

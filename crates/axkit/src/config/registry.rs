@@ -316,8 +316,9 @@ pub fn core_directives() -> Vec<Directive> {
             .default("0")
             .doc(
                 "Connections one worker serves at once (nginx's worker_connections); at the \
-                 limit it stops accepting and the other workers take new ones. 0: seven \
-                 eighths of the open-file limit, the rest kept for files, pipes and logs",
+                 limit a new client takes the place of the longest-idle keep-alive connection \
+                 (or of one silent for 3s), else waits for the other workers or for room. 0: \
+                 seven eighths of the open-file limit, the rest kept for files, pipes and logs",
             ),
         Directive::new("ShutdownTimeout", T::Duration)
             .scopes(global)

@@ -101,6 +101,11 @@ impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.head.header_str(name)
     }
+    /// First header of that name (case-insensitive), as sent: any bytes
+    /// (escape them for logs, see [`escape_log_field`](crate::plugin::escape_log_field)).
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.head.header(name)
+    }
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.head.headers()
     }
@@ -113,12 +118,13 @@ impl Request {
     }
     /// The request line, for logs (`GET /x HTTP/1.1`).
     pub fn request_line(&self) -> String {
-        format!(
-            "{} {} {}",
-            self.method(),
-            self.uri(),
-            self.version().as_str()
-        )
+        String::from_utf8_lossy(self.request_line_bytes()).into_owned()
+    }
+    /// The request line exactly as the client sent it, any bytes: for a
+    /// request refused as malformed, the first line of what it sent, whole
+    /// (at most 8 KiB), where `method` and `uri` show only its first words.
+    pub fn request_line_bytes(&self) -> &[u8] {
+        self.head.request_line()
     }
 }
 
@@ -460,6 +466,9 @@ pub struct Context {
     pub(crate) redirect: Option<(String, Option<u16>)>,
     /// The status an internal redirect imposed on this response.
     pub(crate) status_override: Option<u16>,
+    /// The request as the client sent it, once an internal redirect has
+    /// put another in `request`.
+    pub(crate) original: Option<Request>,
 }
 
 impl Context {
@@ -491,6 +500,7 @@ impl Context {
             server,
             redirect: None,
             status_override: None,
+            original: None,
         }
     }
 
@@ -522,6 +532,13 @@ impl Context {
     /// `status` (an error page served with the original error's status).
     pub fn internal_redirect_with_status(&mut self, uri: &str, status: u16) {
         self.redirect = Some((uri.to_string(), Some(status)));
+    }
+
+    /// The request as the client sent it: `request` itself, or after an
+    /// internal redirect (an ErrorDocument, say) the one that started it,
+    /// which is what an access log records (Apache's `%r`).
+    pub fn original_request(&self) -> &Request {
+        self.original.as_ref().unwrap_or(&self.request)
     }
 
     /// The merged configuration of the matched `<Location>` (or Server).

@@ -1,7 +1,9 @@
-//! Log levels (AxKit2's syslog-style names) and the record handed to the
-//! `logging` hook.
+//! Log levels (AxKit2's syslog-style names), the record handed to the
+//! `logging` hook, and the escaping that keeps untrusted bytes from forging
+//! or hiding log lines: one set of rules that the core and every plugin use.
 
-use std::fmt;
+use std::borrow::Cow;
+use std::fmt::{self, Write};
 
 /// Severity, most severe first. The AxKit2 names (`LOGDEBUG` … `LOGEMERG`)
 /// and the plain ones (`debug` … `emerg`, also `warning`, `err`) both parse.
@@ -73,4 +75,133 @@ pub struct LogRecord<'a> {
     pub message: &'a str,
     /// The peer of the request or connection this line is about, if any.
     pub peer: Option<std::net::SocketAddr>,
+}
+
+/// Whether `c` must not reach a log line as it is: C0 controls (newline,
+/// carriage return, escape…), DEL and the C1 controls, which start lines or
+/// drive terminals; Unicode's line and paragraph separators, which some
+/// viewers break lines at; and the bidirectional overrides and isolates,
+/// which make a viewer show text in another order than it was written.
+fn unsafe_in_log(c: char) -> bool {
+    matches!(c,
+        '\0'..='\x1f' | '\x7f'..='\u{9f}' | '\u{2028}' | '\u{2029}'
+        | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` made safe for a log line: C0 and C1 controls, DEL, the Unicode
+/// line separators and the bidirectional controls become `\xNN` (or
+/// `\u{NNNN}`), so nothing a client or a script sends can start a line of
+/// its own, rewrite a terminal, or reorder what a reader
+/// sees. Borrowed when nothing needed escaping (the usual case).
+///
+/// Idempotent: the result has no such characters left, so escaping again
+/// changes nothing. The core escapes every message on its way to the
+/// `logging` hooks and again where it formats a line for stderr or a file,
+/// so a plugin never has to remember; backslashes are left as they are for
+/// that reason (a literal `\x0a` from a client stays on its own line, which
+/// is all that matters for forging).
+pub fn escape_log(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(unsafe_in_log) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    push_escaped(&mut out, s);
+    Cow::Owned(out)
+}
+
+fn push_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c as u32 {
+            n if n < 0x100 && unsafe_in_log(c) => {
+                let _ = write!(out, "\\x{n:02x}");
+            }
+            n if unsafe_in_log(c) => {
+                let _ = write!(out, "\\u{{{n:04x}}}");
+            }
+            _ => out.push(c),
+        }
+    }
+}
+
+/// Bytes that may not be UTF-8 (a script's stderr, a client's header) for a
+/// log line: [`escape_log`], with each byte of an invalid sequence as
+/// `\xNN` instead of being dropped or replaced.
+pub fn escape_log_bytes(bytes: &[u8]) -> Cow<'_, str> {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return escape_log(s);
+    }
+    let mut out = String::with_capacity(bytes.len() + 16);
+    for chunk in bytes.utf8_chunks() {
+        push_escaped(&mut out, chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A quoted field of an access log line (the request line, a header), as
+/// Apache escapes them: `"` and `\` as `\"` and `\\`, every byte outside
+/// printable ASCII as `\xNN`. A field can then never end its quotes early,
+/// and the line parses back into the bytes that were sent.
+pub fn escape_log_field(bytes: &[u8]) -> Cow<'_, str> {
+    let plain = |b: &u8| (0x20..=0x7e).contains(b) && *b != b'"' && *b != b'\\';
+    if bytes.iter().all(plain) {
+        // Printable ASCII is UTF-8.
+        return Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default());
+    }
+    let mut out = String::with_capacity(bytes.len() + 16);
+    for &b in bytes {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(b as char),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_text_cannot_start_a_line_or_drive_a_terminal() {
+        let forged = "/x\n[Wed, 02 Dec 2026 10:00:00 GMT] [emerg] axkit[1]: FORGED\r\x1b[2J";
+        let escaped = escape_log(forged);
+        assert_eq!(
+            escaped,
+            "/x\\x0a[Wed, 02 Dec 2026 10:00:00 GMT] [emerg] axkit[1]: FORGED\\x0d\\x1b[2J"
+        );
+        assert_eq!(escape_log(&escaped), escaped, "idempotent");
+        assert_eq!(
+            escape_log("a\u{85}b\u{2028}c\u{202e}d\x7f"),
+            "a\\x85b\\u{2028}c\\u{202e}d\\x7f"
+        );
+        assert!(matches!(
+            escape_log("plain \"text\" é \\x0a"),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn invalid_utf8_is_shown_byte_by_byte() {
+        assert_eq!(
+            escape_log_bytes(b"ok \xff\xfe\n \xc3\xa9"),
+            "ok \\xff\\xfe\\x0a \u{e9}"
+        );
+        assert!(matches!(escape_log_bytes(b"fine"), Cow::Borrowed("fine")));
+    }
+
+    #[test]
+    fn access_log_fields_keep_their_quotes() {
+        assert_eq!(escape_log_field(b"a\"b\\c\n\xe9"), "a\\\"b\\\\c\\x0a\\xe9");
+        assert!(matches!(
+            escape_log_field(b"GET / HTTP/1.1"),
+            Cow::Borrowed(_)
+        ));
+    }
 }

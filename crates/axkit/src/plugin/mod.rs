@@ -18,7 +18,7 @@ pub use context::{
 };
 pub(crate) use doc_root::{is_escape, Io, READ_FLAGS};
 pub use doc_root::{DocRoot, Rule};
-pub use log::{Level, LogRecord};
+pub use log::{escape_log, escape_log_bytes, escape_log_field, Level, LogRecord};
 
 use std::future::Future;
 use std::pin::Pin;

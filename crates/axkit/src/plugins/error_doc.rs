@@ -71,6 +71,22 @@ fn parse_rule<'a>(status: &str, uri: &'a str) -> Result<(u16, &'a str), String> 
     if !uri.starts_with('/') || uri.starts_with("//") {
         return Err(format!("expected a local URI starting with /, got {uri:?}"));
     }
+    // What the internal redirect does with it at run time: parse it as a
+    // request-target and normalise its path. A URI that fails there would
+    // turn every such error into a 500, so it fails here, at start-up.
+    let raw = format!("GET {uri} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let limits = axkit_http::Limits::default();
+    let head = axkit_http::parse_request_head(&mut raw.as_bytes().into(), &limits);
+    let Ok(Some(head)) = head else {
+        return Err(format!(
+            "{uri:?} is not a valid request URI (spaces and control characters must be %-encoded)"
+        ));
+    };
+    if crate::server::normalize_path(head.path()).is_none() {
+        return Err(format!(
+            "{uri:?} does not name a path beneath the root (`..` above it, or a bad %-escape)"
+        ));
+    }
     Ok((code, uri))
 }
 
@@ -131,5 +147,13 @@ mod tests {
         assert!(parse_rule("abc", "/x").is_err());
         assert!(parse_rule("404", "http://evil/").is_err());
         assert!(parse_rule("404", "//evil/x").is_err());
+        assert!(parse_rule("404", "/../../x").is_err());
+        assert!(parse_rule("404", "/a/%2e%2e/%2e%2e/x").is_err());
+        assert!(parse_rule("404", "/a b").is_err());
+        assert!(parse_rule("404", "/bad%zz").is_err());
+        assert_eq!(
+            parse_rule("404", "/a/../e.html?x=1"),
+            Ok((404, "/a/../e.html?x=1"))
+        );
     }
 }

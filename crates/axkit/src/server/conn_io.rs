@@ -417,6 +417,15 @@ impl ConnIo {
         !matches!(self.body, BodyState::None)
     }
 
+    /// The client waits for `100 Continue` before it sends its body, and
+    /// was never told to: the body may never come, so waiting to drain it
+    /// could hang, and guessing could read the client's next request as
+    /// body. The connection must close after the response (and its head
+    /// say so), whatever produced it: an error page, an internal redirect.
+    pub(super) fn body_never_asked_for(&self) -> bool {
+        self.expect_continue && self.body_pending()
+    }
+
     /// Build the response head.
     pub(super) fn encode_head(
         &self,

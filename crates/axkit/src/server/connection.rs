@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 
 use crate::plugin::{Body, ConnInfo, Context, Hook, Level, Outcome, Request};
 use crate::server::conn_io::{BodyState, ConnIo, OutFraming, READ_BUFFER};
+use crate::server::idle::Kind;
 use crate::server::worker::{run_body_data, run_conn_hook, run_hook, LocationRt, WorkerRt};
 
 /// How much unread request body we read and discard to keep a connection
@@ -120,8 +121,10 @@ async fn wait_for_request(worker: &WorkerRt, io: &mut ConnIo, server: usize, ser
     } else {
         srv.header_timeout
     };
-    // Ends at the deadline, and at shutdown for an idle connection.
-    let mut wait = worker.idle.wait(limit, idle);
+    // Ends at the deadline, when the worker needs the room for a new
+    // client, and at shutdown for an idle connection.
+    let kind = if idle { Kind::Idle } else { Kind::Fresh };
+    let mut wait = worker.idle.wait(limit, kind);
     loop {
         // Readiness polled directly rather than through `readable()`: no
         // waiter to link into the socket's list and unlink again.
@@ -265,6 +268,9 @@ async fn request_cycle(
         ctx.io.close = true;
     }
     let mut io = ctx.io;
+    if io.body_never_asked_for() {
+        io.close = true;
+    }
     if io.body_pending() && !io.close {
         drain_body(&mut io).await;
     }
@@ -325,11 +331,14 @@ async fn follow_redirects(ctx: &mut Context) {
         ctx.notes
             .insert("redirect.status".into(), from_status.to_string());
         ctx.location = location_rt(&ctx.worker, ctx.server, &request);
-        ctx.request = request;
+        let replaced = std::mem::replace(&mut ctx.request, request);
+        ctx.original.get_or_insert(replaced);
         ctx.reset_for_redirect();
         ctx.status_override = status;
+        // The redirected walk reads no body (and so never says 100
+        // Continue); the original body is still there to drain, or the
+        // connection closes if it was never asked for.
         ctx.io.body_detached = true;
-        ctx.io.expect_continue = false;
         walk(ctx).await;
     }
 }

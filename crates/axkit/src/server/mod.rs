@@ -188,9 +188,12 @@ pub(crate) fn report_errors(errors: &[ConfigError]) {
 }
 
 /// The one format for log lines written to stderr or a log file:
-/// `2026-11-26T05:59:01Z [warn] axkit[1234]: message`.
+/// `[Wed, 02 Dec 2026 10:00:00 GMT] [warn] axkit[1234]: message`, the
+/// message escaped (see [`escape_log`](crate::plugin::escape_log)) so that
+/// it stays one line whatever it quotes.
 pub fn log_line(level: Level, message: &str) -> String {
     let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let message = crate::plugin::escape_log(message);
     format!("[{now}] [{level}] axkit[{}]: {message}", std::process::id())
 }
 

@@ -204,10 +204,7 @@ impl Context {
         if self.worker.shutting_down.get() {
             self.io.close = true;
         }
-        // We never said 100 Continue, so the client may never send the
-        // body: waiting to drain it could hang, and guessing could
-        // misread a body as the next request.
-        if self.io.expect_continue && self.io.body_pending() {
+        if self.io.body_never_asked_for() {
             self.io.close = true;
         }
     }

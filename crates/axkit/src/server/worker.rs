@@ -23,8 +23,8 @@ use tokio::sync::Notify;
 
 use crate::config::{Config, LocationConfig};
 use crate::plugin::{
-    BodyChunk, ConnInfo, Context, Failure, Hook, HookFuture, Level, LogRecord, Outcome, Plugin,
-    PluginInit,
+    escape_log, BodyChunk, ConnInfo, Context, Failure, Hook, HookFuture, Level, LogRecord, Outcome,
+    Plugin, PluginInit,
 };
 use crate::server::idle::{self, IdleWaits};
 use crate::server::{connection, log_to_stderr, Catalog};
@@ -114,6 +114,9 @@ pub(crate) struct WorkerRt {
     max_connections: usize,
     /// Notified when `active` drops below `max_connections`.
     room: Notify,
+    /// Idle connections closed to make room since the last log line
+    /// about it, and when that line was written.
+    reclaimed: Cell<(u64, Option<std::time::Instant>)>,
     next_conn_id: Cell<u64>,
     /// Read buffers of connections that went idle, for the next one that
     /// gets bytes: a busy keep-alive connection releases its buffer while
@@ -124,6 +127,15 @@ pub(crate) struct WorkerRt {
 
 /// Spare read buffers a worker keeps at most (64 × 4 KiB).
 const SPARE_READ_BUFFERS: usize = 64;
+
+/// At `MaxConnections`, a new connection that has not sent a byte for
+/// this long may be closed to make room: it is more likely a client that
+/// holds a slot than one about to send its request.
+const FRESH_GRACE: Duration = Duration::from_secs(3);
+
+/// How often a worker at `MaxConnections` says that it closes idle
+/// connections (it may do so for every new client).
+const RECLAIM_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl WorkerRt {
     /// Instantiate every plugin of `config` and precompute the chains.
@@ -231,6 +243,7 @@ impl WorkerRt {
             active: Cell::new(0),
             max_connections,
             room: Notify::new(),
+            reclaimed: Cell::new((0, None)),
             next_conn_id: Cell::new(1),
             read_buffers: RefCell::new(Vec::new()),
         })
@@ -259,6 +272,40 @@ impl WorkerRt {
         }
     }
 
+    /// A new client arrived while the worker is at `MaxConnections`:
+    /// close the connections that have waited longest for a request (see
+    /// `IdleWaits::reclaim`), a few at a time so that a burst of clients
+    /// finds room too. Said in the log at most every
+    /// [`RECLAIM_LOG_EVERY`]. When nothing could be closed (it all became
+    /// busy meanwhile), the new connection is served one over the limit;
+    /// the accept loop then waits for room.
+    fn make_room(&self) {
+        let batch = (self.max_connections / 64).clamp(1, 32);
+        let closed = self.idle.reclaim(batch, FRESH_GRACE) as u64;
+        if closed == 0 {
+            return;
+        }
+        let (count, last) = self.reclaimed.get();
+        let count = count + closed;
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now < t + RECLAIM_LOG_EVERY) {
+            self.reclaimed.set((count, last));
+            return;
+        }
+        self.reclaimed.set((0, Some(now)));
+        let since = match last {
+            Some(t) => format!(" in the last {}s", now.duration_since(t).as_secs()),
+            None => String::new(),
+        };
+        self.log(
+            Level::Warn,
+            &format!(
+                "MaxConnections ({}) reached: closed {count} idle connection(s){since} to make room for new clients",
+                self.max_connections
+            ),
+        );
+    }
+
     pub fn next_conn_id(&self) -> u64 {
         let id = self.next_conn_id.get();
         self.next_conn_id.set(id + 1);
@@ -273,7 +320,9 @@ impl WorkerRt {
     /// Send a log line through the `logging` hooks of `location`'s chain.
     /// Sinks that finish at once (all the built-in ones) write in order;
     /// one that has to wait continues as its own task. Without any sink in
-    /// the chain, lines go to stderr so that nothing is lost.
+    /// the chain, lines go to stderr so that nothing is lost. Every sink
+    /// gets the message escaped (`escape_log`): messages quote paths,
+    /// headers and script output, and no sink has to remember.
     pub fn log_via(
         &self,
         location: &LocationRt,
@@ -289,7 +338,7 @@ impl WorkerRt {
             log_to_stderr(level, message);
             return;
         }
-        let owned = Rc::new((level, message.to_string(), peer));
+        let owned = Rc::new((level, escape_log(message).into_owned(), peer));
         for (_, plugin) in chain {
             let plugin = plugin.clone();
             let line = owned.clone();
@@ -656,20 +705,27 @@ async fn accept_loop(worker: Rc<WorkerRt>, listener: TcpListener, index: usize) 
         if worker.shutting_down.get() {
             return;
         }
-        if worker.active.get() >= worker.max_connections {
-            // Full: the kernel queues new connections for the other
-            // workers (or for us, once one of ours has closed).
+        if worker.active.get() >= worker.max_connections && !worker.idle.can_reclaim(FRESH_GRACE) {
+            // Full, and every connection is busy (or has only just
+            // connected): the kernel queues new clients for the other
+            // workers, or for us once one of ours closes or goes idle.
+            // The sweep interval bounds how late an idle one is noticed.
             let room = worker.room.notified();
             tokio::select! {
                 _ = &mut notified => return,
-                _ = room => continue,
+                _ = room => {}
+                _ = tokio::time::sleep(idle::SWEEP) => {}
             }
+            continue;
         }
         tokio::select! {
             biased;
             _ = &mut notified => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if worker.active.get() >= worker.max_connections {
+                        worker.make_room();
+                    }
                     // Counted here, not when the task first runs: this
                     // loop may accept several before that.
                     worker.active.set(worker.active.get() + 1);

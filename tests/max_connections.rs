@@ -1,0 +1,169 @@
+//! A worker at `MaxConnections` still serves new clients: it closes the
+//! keep-alive connections that have been idle longest, and connections that
+//! have sent nothing for a few seconds, to make room (as nginx reuses idle
+//! keep-alive connections); a connection with a request in flight is never
+//! closed for it. Each test holds a worker at a tiny limit with deadlines far
+//! beyond the test's own bounds, so that only reclaiming can let the probe in.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// One worker with two connections at most; idle and header deadlines of a
+/// minute, far past anything the tests wait for.
+fn conf(extra: &str) -> String {
+    format!("MaxConnections 2\nKeepAliveTimeout 60s\nHeaderTimeout 60s\n{extra}\n{STATIC_CONF}")
+}
+
+fn start() -> Axkit {
+    Axkit::start_single_with(&conf(""), |d| {
+        d.write("www/hello.txt", "hello\n");
+    })
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").into_bytes()
+}
+
+/// Read one response (known to be small) from a connection that stays open.
+fn read_response(s: &mut TcpStream, limit: Duration) -> Response {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(r) = parse_response(&got) {
+            return r;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => panic!("closed before a response: {:?}", lossy(&got)),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no response within {limit:?}: {e} (got {:?})", lossy(&got)),
+        }
+    }
+}
+
+/// A keep-alive connection that has been answered once and is now idle.
+fn idle_connection(srv: &Axkit) -> TcpStream {
+    let mut s = srv.connect();
+    s.write_all(&get("/hello.txt")).unwrap();
+    assert_eq!(read_response(&mut s, Duration::from_secs(10)).status, 200);
+    s
+}
+
+/// The server closed `s` (EOF or reset), within `limit`.
+#[track_caller]
+fn assert_closed(s: &mut TcpStream, limit: Duration, what: &str) {
+    let (bytes, ended) = read_to_end_within(s, limit);
+    assert!(
+        !matches!(ended, Ended::TimedOut),
+        "{what} still open after {limit:?}"
+    );
+    assert!(bytes.is_empty(), "{what} got bytes: {:?}", lossy(&bytes));
+}
+
+#[test]
+fn the_longest_idle_keepalive_connection_makes_room() {
+    let mut srv = start();
+    let mut first = idle_connection(&srv);
+    let mut second = idle_connection(&srv);
+    // The worker is full of idle connections; a new client is served at
+    // once instead of waiting a minute for one of them to time out.
+    let mut probe = srv.connect();
+    probe.write_all(&get("/hello.txt")).unwrap();
+    assert_eq!(
+        read_response(&mut probe, Duration::from_secs(10)).status,
+        200
+    );
+    // The one idle longest made way; the other still works.
+    assert_closed(&mut first, Duration::from_secs(5), "first idle connection");
+    second.write_all(&get("/hello.txt")).unwrap();
+    assert_eq!(
+        read_response(&mut second, Duration::from_secs(5)).status,
+        200
+    );
+    // More new clients keep being served, each taking an idle slot; the
+    // log says so once, not once per client.
+    for i in 0..4 {
+        let mut next = srv.connect();
+        next.write_all(&get("/hello.txt")).unwrap();
+        let r = read_response(&mut next, Duration::from_secs(10));
+        assert_eq!(r.status, 200, "probe {i}");
+    }
+    let log = srv.wait_stderr("MaxConnections (2) reached", Duration::from_secs(5));
+    assert_eq!(
+        log.matches("MaxConnections (2) reached").count(),
+        1,
+        "not rate-limited:\n{log}"
+    );
+}
+
+#[test]
+fn connections_that_send_nothing_make_room_after_a_grace() {
+    let srv = start();
+    let mut silent = [srv.connect(), srv.connect()];
+    // Let the worker take both before the probe comes.
+    let started = Instant::now();
+    let mut probe = srv.connect();
+    probe.write_all(&get("/hello.txt")).unwrap();
+    // Served once a silent one has held its slot for a few seconds, long
+    // before HeaderTimeout (a minute) would have freed it.
+    assert_eq!(
+        read_response(&mut probe, Duration::from_secs(20)).status,
+        200
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_closed(&mut silent[0], Duration::from_secs(5), "silent connection");
+}
+
+/// A request in flight (here a long poll that a Lua handler holds until the
+/// test releases it) is never cut to make room: the new client waits until
+/// one of them has finished.
+#[test]
+fn connections_with_a_request_in_flight_are_never_reclaimed() {
+    let script = r#"
+function hook_response(r)
+  local release = r:config("Release")
+  while not (r:param("now") or file.exists(release)) do sleep(0.02) end
+  r:set_header("Content-Type", "text/plain")
+  r:write("released\n")
+  return OK
+end
+directive { name = "Release", type = "string", doc = "file that ends the wait" }
+"#;
+    let text = "MaxConnections 2\nKeepAliveTimeout 60s\nHeaderTimeout 60s\n\
+                PluginDir {dir}/plugins\nRelease {dir}/release\n\
+                <Server>\n    Listen 127.0.0.1:0\n    Plugin hold\n</Server>\n";
+    let mut srv = Axkit::start_single_with(text, |d| {
+        d.write("plugins/hold.lua", script);
+    });
+    let mut held = [srv.connect(), srv.connect()];
+    for s in &mut held {
+        s.write_all(&get("/hold")).unwrap();
+    }
+    let mut probe = srv.connect();
+    probe.write_all(&get("/?now=1")).unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = probe.read(&mut byte);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "served while both connections had a request in flight: {early:?}\n{}",
+        srv.stderr()
+    );
+    srv.dir.write("release", "");
+    for (i, s) in held.iter_mut().enumerate() {
+        let r = read_response(s, Duration::from_secs(10));
+        assert_eq!((r.status, r.text()), (200, "released\n".into()), "held {i}");
+    }
+    // Now idle, the long polls make room for the waiting client.
+    assert_eq!(
+        read_response(&mut probe, Duration::from_secs(10)).status,
+        200
+    );
+}
