@@ -377,6 +377,12 @@ fn request_api() {
     assert!(r.body.iter().all(|b| *b == b'z') && r.body.len() == 100_000);
     let r = srv.get("/file?path=/nonexistent/file");
     assert_eq!(r.status, 500);
+    // Opened beneath a root like any file: no DocumentRoot here, so no
+    // symlink anywhere in the path.
+    let link = srv.dir.path().join("link.txt");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let r = srv.get(&format!("/file?path={}", link.display()));
+    assert_eq!(r.status, 500);
     // A FIFO (or any other non-file) is refused at once: opening it must
     // not wait for a writer, nor stream from it.
     let fifo = srv.dir.path().join("fifo");

@@ -313,6 +313,47 @@ fn symlinks() {
     assert_eq!(srv.get("/dangling").status, 404);
 }
 
+/// Two Locations whose roots nest (`www` and `www/b`) map one file to the
+/// same full path; a symlink from `b` up into `www` stays beneath the
+/// outer root but leaves the inner one. What the open-file cache learnt
+/// for the outer Location must not be handed to the inner one, in either
+/// order, and the inner one's refusal must not hide the file from the
+/// outer one.
+#[test]
+fn nested_roots_do_not_share_open_file_cache_entries() {
+    let conf = "Workers 1
+<Server>
+    Listen 127.0.0.1:0
+    DocumentRoot {dir}/www
+    OpenFileCache 1000 1h
+    Plugin uri_to_file
+    Plugin fast_mime_map
+    Plugin serve_file
+    <Location /inner>
+        DocumentRoot {dir}/www/b
+    </Location>
+</Server>
+";
+    let srv = Axkit::start_single_with(conf, |d| {
+        d.write("www/up.txt", "outer only\n");
+        d.write("www/b/own.txt", "inner\n");
+        std::os::unix::fs::symlink("../up.txt", d.path().join("www/b/link.txt")).unwrap();
+        std::os::unix::fs::symlink("../up.txt", d.path().join("www/b/link2.txt")).unwrap();
+    });
+    // Outer first: served (the link stays beneath www), then refused
+    // through the inner root although the cache holds it.
+    assert_eq!(srv.get("/b/link.txt").text(), "outer only\n");
+    let r = srv.get("/inner/link.txt");
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(!r.text().contains("outer only"));
+    // Inner first: refused, and the outer root still serves it.
+    assert_eq!(srv.get("/inner/link2.txt").status, 403);
+    assert_eq!(srv.get("/b/link2.txt").text(), "outer only\n");
+    // Files beneath both roots are served through either.
+    assert_eq!(srv.get("/b/own.txt").text(), "inner\n");
+    assert_eq!(srv.get("/inner/own.txt").text(), "inner\n");
+}
+
 #[test]
 fn traversal_never_escapes_the_root() {
     let srv = Axkit::start_single_with(STATIC_CONF, |d| {

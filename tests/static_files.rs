@@ -643,6 +643,26 @@ fn serve_dir_lists_sorted_escaped_with_sizes_and_dates() {
     assert!(!get(&srv, "/", "").text().contains("href=\"../\""));
 }
 
+/// A symlink in a listing is shown as what it would serve under the
+/// root's rule: a link to a directory inside the root as a directory, a
+/// link out of the root without the size or date of what it points to.
+#[test]
+fn serve_dir_shows_symlinks_as_the_root_serves_them() {
+    let srv = Axkit::start_single_with(LISTING_CONF, |d| {
+        std::fs::create_dir_all(d.path().join("www/links/sub")).unwrap();
+        d.write("outside.bin", vec![b'x'; 7777]);
+        let links = d.path().join("www/links");
+        std::os::unix::fs::symlink("sub", links.join("to-sub")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("outside.bin"), links.join("to-out")).unwrap();
+    });
+    let html = get(&srv, "/links/", "").text();
+    assert!(html.contains(">to-sub/<"), "{html}");
+    assert!(html.contains(">to-out<"), "{html}");
+    assert!(!html.contains("7777"), "{html}");
+    assert_eq!(get(&srv, "/links/to-out", "").status, 403);
+    assert_eq!(get(&srv, "/links/to-sub/", "").status, 200);
+}
+
 #[test]
 fn typeless_uri_serves_the_first_existing_extension_with_its_validators() {
     typeless_checks("");
@@ -1234,18 +1254,27 @@ fn filtered_file_bodies_whole_and_multipart() {
 
 /// A file named by another translating plugin (a Lua `uri_translation`
 /// hook) is opened by `serve_file` itself: found, missing, a directory.
+/// It is opened beneath a root like any other: the Location's
+/// DocumentRoot when the file lies under it (links inside it followed,
+/// links out refused unless `FollowSymlinks on`), else with no symlink
+/// anywhere in its path.
 #[test]
 fn serve_file_opens_a_file_another_plugin_named() {
-    let conf = "PluginDir {dir}/plugins
+    let mapper_conf = |extra: &str| {
+        format!(
+            "PluginDir {{dir}}/plugins
 Workers 1
 <Server>
     Listen 127.0.0.1:0
     Plugin mapper
+{extra}
     Plugin fast_mime_map
     Plugin serve_file
 </Server>
-";
-    let srv = Axkit::start_single_with(conf, |d| {
+"
+        )
+    };
+    let prepare = |d: &TempDir| {
         let root = d.path().join("files");
         d.write(
             "plugins/mapper.lua",
@@ -1257,7 +1286,11 @@ Workers 1
         set_mtime(&d.write("files/a.txt", "from lua"));
         d.write("files/big.bin", big_content());
         std::fs::create_dir_all(root.join("sub")).unwrap();
-    });
+        d.write("outside/secret.txt", "SECRET");
+        std::os::unix::fs::symlink("a.txt", root.join("link.txt")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("outside"), root.join("out")).unwrap();
+    };
+    let srv = Axkit::start_single_with(&mapper_conf(""), prepare);
     let r = get(&srv, "/a.txt", "");
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "from lua");
@@ -1265,6 +1298,20 @@ Workers 1
     assert_eq!(get(&srv, "/big.bin", "").body, big_content());
     assert_eq!(get(&srv, "/nothing.txt", "").status, 404);
     assert_eq!(get(&srv, "/sub", "").status, 403);
+    // No DocumentRoot: no symlink anywhere in the path.
+    assert_eq!(get(&srv, "/link.txt", "").status, 403);
+    assert_eq!(get(&srv, "/out/secret.txt", "").status, 403);
+
+    // Under the Location's DocumentRoot: its rule.
+    let with_root = "    Plugin uri_to_file\n    DocumentRoot {dir}/files";
+    let srv = Axkit::start_single_with(&mapper_conf(with_root), prepare);
+    assert_eq!(get(&srv, "/link.txt", "").text(), "from lua");
+    let r = get(&srv, "/out/secret.txt", "");
+    assert_eq!(r.status, 403);
+    assert!(!r.text().contains("SECRET"));
+    let follow = format!("{with_root}\n    FollowSymlinks on");
+    let srv = Axkit::start_single_with(&mapper_conf(&follow), prepare);
+    assert_eq!(get(&srv, "/out/secret.txt", "").text(), "SECRET");
 }
 
 /// A large file kept open by the open-file cache and cut short between

@@ -15,7 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use axkit::plugin::Body;
+use axkit::plugin::{Body, DocRoot};
 use axkit::server::BodyError;
 use axkit::{Context, Level};
 use bytes::{Bytes, BytesMut};
@@ -464,17 +464,16 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
         |_, slot, (path, content_type): (String, Option<String>)| async move {
             let fail =
                 |e: &dyn std::fmt::Display| mlua::Error::runtime(format!("send_file {path}: {e}"));
-            // O_NONBLOCK: opening a FIFO would otherwise wait (on the
-            // blocking pool) for a writer that may never come; only a
-            // regular file is sent.
-            let file = tokio::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-                .open(&path)
+            // Beneath a root, as every file opened for a request; with
+            // O_NONBLOCK (DocRoot's read flags), so that opening a FIFO
+            // does not wait (on the blocking pool) for a writer that may
+            // never come. Only a regular file is sent.
+            let full = PathBuf::from(&path);
+            let root = slot.with_ctx(|c| DocRoot::for_file(c, &full))?;
+            let file = tokio::task::spawn_blocking(move || root.open(&full))
                 .await
                 .map_err(|e| fail(&e))?
-                .into_std()
-                .await;
+                .map_err(|e| fail(&e))?;
             let metadata = file.metadata().map_err(|e| fail(&e))?;
             if !metadata.is_file() {
                 return Err(fail(&"not a regular file"));

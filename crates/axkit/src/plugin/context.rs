@@ -19,6 +19,7 @@ use crate::config::{LocationConfig, ServerConfig};
 use crate::server::conn_io::ConnIo;
 use crate::server::worker::{LocationRt, WorkerRt};
 
+use super::doc_root::DocRoot;
 use super::log::Level;
 
 /// Facts about the connection a request came on.
@@ -444,6 +445,10 @@ pub struct Context {
     /// `filename` already opened (read-only) by the translating plugin,
     /// possibly shared with other requests through an open-file cache.
     pub file: Option<Rc<OpenFile>>,
+    /// The root `filename` was resolved beneath, and how (set by
+    /// `uri_to_file`): every other file opened for this request goes
+    /// through it (see [`DocRoot::for_file`]).
+    pub doc_root: Option<DocRoot>,
     /// Set by `authentication`.
     pub user: Option<String>,
     pub auth_type: Option<String>,
@@ -483,6 +488,7 @@ impl Context {
             path_info: String::new(),
             metadata: None,
             file: None,
+            doc_root: None,
             user: None,
             auth_type: None,
             notes: HashMap::new(),
@@ -507,6 +513,7 @@ impl Context {
         self.path_info.clear();
         self.metadata = None;
         self.file = None;
+        self.doc_root = None;
         self.failure = None;
         self.state.clear();
     }

@@ -10,11 +10,14 @@
 //! deliberate: each worker is one thread, so plugins may use `Rc`/`RefCell`.
 
 mod context;
+mod doc_root;
 mod log;
 
 pub use context::{
     Body, BodyChunk, ConnInfo, Context, Failure, Headers, Logger, OpenFile, Request, Response,
 };
+pub(crate) use doc_root::{is_escape, Io, READ_FLAGS};
+pub use doc_root::{DocRoot, Rule};
 pub use log::{escape_log, escape_log_bytes, escape_log_field, Level, LogRecord};
 
 use std::future::Future;

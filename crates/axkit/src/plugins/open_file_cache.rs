@@ -1,12 +1,17 @@
 //! The per-worker open-file cache that the file plugins share
 //! (`uri_to_file` for the paths it maps, `serve_file` for precompressed
-//! siblings, `typeless_uri` for the names it tries), and their one way of
-//! opening files without ever making the event loop wait for a disk.
+//! siblings, `typeless_uri` for the names it tries), and how they open
+//! files without ever making the event loop wait for a disk. Every open
+//! goes through [`DocRoot`] (beneath the request's root, under its
+//! `FollowSymlinks` rule: see `plugin/doc_root.rs`).
 //!
 //! `OpenFileCache SIZE TTL` (declared by `uri_to_file`, default
 //! `1000 1s`) keeps up to SIZE open files per worker, each with its
 //! metadata, validators and (small files) contents, and also misses,
-//! trusted for TTL. A hit costs no syscall at all.
+//! trusted for TTL. A hit costs no syscall at all. An entry is keyed by
+//! the root it was resolved beneath and the rule it was resolved under as
+//! well as by its path (see `Cache`), so it is never handed to a request
+//! that would have resolved the same path differently.
 //!
 //! Everything else — a cold open, a miss, a revalidation after TTL, and
 //! every open with `OpenFileCache Off` — is first tried on the event loop
@@ -33,17 +38,15 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs::{File, Metadata};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, LocationConfig, Value, ValueType};
-use crate::plugin::OpenFile;
+pub(crate) use crate::plugin::Io;
+use crate::plugin::{DocRoot, OpenFile, Rule, READ_FLAGS};
 
 /// What `OpenFileCache SIZE TTL` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,82 +111,10 @@ pub(crate) fn small_file_size(config: &LocationConfig) -> u64 {
     config.size("SmallFileSize").unwrap_or(0)
 }
 
-/// Whether a filesystem call may wait for the disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Io {
-    /// On the event loop: only what the kernel's caches can answer;
-    /// anything else is [`WouldBlock`].
-    Cached,
-    /// On the blocking pool: whatever it takes.
-    Blocking,
-}
-
 /// An [`Io::Cached`] call would have waited: do it again on the blocking
 /// pool.
 #[derive(Debug)]
 pub(crate) struct WouldBlock;
-
-impl Io {
-    /// Whether `e` means "would wait" in this mode: EAGAIN from
-    /// `RESOLVE_CACHED`, or EINVAL from a kernel that does not know the
-    /// flag.
-    pub fn would_block(self, e: &io::Error) -> bool {
-        self == Io::Cached && matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINVAL))
-    }
-}
-
-/// `struct open_how` of openat2(2); libc's is non-exhaustive.
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-pub(crate) const RESOLVE_BENEATH: u64 = 0x08;
-const RESOLVE_CACHED: u64 = 0x20;
-
-/// The flags for opening a file to serve: read-only, and O_NONBLOCK so
-/// that a FIFO cannot hang the caller.
-pub(crate) const READ_FLAGS: libc::c_int =
-    libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
-
-/// openat2(2): `path` relative to `dir` (or to the working directory with
-/// AT_FDCWD), with `flags` and `resolve` restrictions (magic links are
-/// never followed); in [`Io::Cached`] mode from the dentry cache only.
-pub(crate) fn openat2(
-    dir: RawFd,
-    path: &Path,
-    flags: libc::c_int,
-    resolve: u64,
-    io: Io,
-) -> io::Result<File> {
-    let c =
-        CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("NUL in path"))?;
-    let cached = if io == Io::Cached { RESOLVE_CACHED } else { 0 };
-    let how = OpenHow {
-        flags: flags as u64,
-        mode: 0,
-        resolve: resolve | RESOLVE_NO_MAGICLINKS | cached,
-    };
-    // SAFETY: openat2 with a valid dirfd (or AT_FDCWD), a C string and an
-    // open_how of the size we pass; the result is checked.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir,
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor that nothing else owns.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
-}
 
 /// [`OpenFile::load`] in this mode (small files' contents read from the
 /// page cache only in [`Io::Cached`] mode).
@@ -194,12 +125,11 @@ pub(crate) fn load(file: File, md: Metadata, small: u64, io: Io) -> Result<OpenF
     }
 }
 
-/// Open `path`, a sibling of a file that was already resolved safely
-/// beneath its document root, refusing a symlink as the last component
-/// (the directories leading to it are the ones just resolved) and anything
-/// that is not a regular file.
-fn open_sibling(path: &Path, io: Io) -> io::Result<(File, Metadata)> {
-    let file = openat2(libc::AT_FDCWD, path, READ_FLAGS | libc::O_NOFOLLOW, 0, io)?;
+/// Open `path` (a full path under `root`) under the root's rule, as a
+/// regular file only.
+fn open_sibling(root: &DocRoot, path: &Path, io: Io) -> io::Result<(File, Metadata)> {
+    let rel = root.relative(path).ok_or(io::ErrorKind::NotFound)?;
+    let file = root.open_rel(rel, READ_FLAGS, io)?;
     let md = file.metadata()?;
     if !md.is_file() {
         return Err(io::ErrorKind::NotFound.into());
@@ -207,15 +137,14 @@ fn open_sibling(path: &Path, io: Io) -> io::Result<(File, Metadata)> {
     Ok((file, md))
 }
 
-/// How a cached path was resolved: the same path opened another way is
-/// another entry.
+/// What a cached path was looked up for: the same path looked up for
+/// another purpose is another entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum How {
-    /// By `uri_to_file`, beneath DocumentRoot (FollowSymlinks off).
-    Beneath,
-    /// By `uri_to_file`, symlinks followed (FollowSymlinks on).
-    Follow,
-    /// Next to a resolved file, no symlink in the last component.
+pub(crate) enum Kind {
+    /// By `uri_to_file`, for a URL: a directory's entry names its index.
+    Uri,
+    /// Next to a file already found (precompressed siblings, typeless
+    /// names): regular files only.
     Sibling,
 }
 
@@ -230,55 +159,90 @@ pub(crate) struct Entry {
     opened: Instant,
 }
 
-thread_local! {
-    /// One map per [`How`], so that a lookup by `&Path` allocates nothing.
-    static CACHE: RefCell<[HashMap<PathBuf, Entry>; 3]> = RefCell::default();
+/// Entries by root path, then by path relative to the root: both levels
+/// are looked up by `&Path`, so a hit allocates nothing.
+type ByRoot = HashMap<PathBuf, HashMap<PathBuf, Entry>>;
+
+/// The cache: one [`ByRoot`] per ([`Kind`], [`Rule`]). A path is thus
+/// found only under the root and the rule it was resolved with: two
+/// Locations whose roots nest (`/a`, `/a/b`) or whose `FollowSymlinks`
+/// differ never share an entry, since one may refuse what the other
+/// allows (`/a/b/x -> ../y` is beneath `/a`, not beneath `/a/b`).
+#[derive(Default)]
+struct Cache {
+    slots: [ByRoot; 6],
+    /// Entries in all slots together, for the bound.
+    len: usize,
 }
 
-/// The fresh entry for `path`, if any.
-pub(crate) fn get(how: How, path: &Path, policy: Policy) -> Option<Entry> {
-    CACHE.with_borrow(|maps| {
-        maps[how as usize]
-            .get(path)
+fn slot(kind: Kind, rule: Rule) -> usize {
+    let rule = match rule {
+        Rule::Beneath => 0,
+        Rule::Follow => 1,
+        Rule::NoSymlinks => 2,
+    };
+    kind as usize * 3 + rule
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::default();
+}
+
+/// The fresh entry for `rel` looked up beneath `root` (under its rule),
+/// if any.
+pub(crate) fn get(kind: Kind, root: &DocRoot, rel: &Path, policy: Policy) -> Option<Entry> {
+    CACHE.with_borrow(|cache| {
+        cache.slots[slot(kind, root.rule())]
+            .get(root.path())?
+            .get(rel)
             .filter(|e| e.opened.elapsed() <= policy.ttl)
             .cloned()
     })
 }
 
-/// Remember what `path` resolved to: `open` (a regular file) or nothing.
+/// Remember what `rel` beneath `root` resolved to: `open` (a regular
+/// file, served as `filename`) or nothing.
 pub(crate) fn put(
-    how: How,
-    path: PathBuf,
+    kind: Kind,
+    root: &DocRoot,
+    rel: &Path,
     filename: PathBuf,
     open: Option<Rc<OpenFile>>,
     policy: Policy,
 ) {
-    CACHE.with_borrow_mut(|maps| {
-        if maps.iter().map(HashMap::len).sum::<usize>() >= policy.size {
+    CACHE.with_borrow_mut(|cache| {
+        if cache.len >= policy.size {
             // A miss never empties the cache: a flood of random 404s must
             // not keep evicting the hot files.
             if open.is_none() {
                 return;
             }
             // Bounded without bookkeeping per hit: start over when full.
-            maps.iter_mut().for_each(HashMap::clear);
+            cache.slots.iter_mut().for_each(HashMap::clear);
+            cache.len = 0;
         }
-        maps[how as usize].insert(
-            path,
-            Entry {
-                filename,
-                open,
-                opened: Instant::now(),
-            },
-        );
+        let by_root = &mut cache.slots[slot(kind, root.rule())];
+        if !by_root.contains_key(root.path()) {
+            by_root.insert(root.path().to_path_buf(), HashMap::new());
+        }
+        let by_rel = by_root.get_mut(root.path()).expect("just inserted");
+        let entry = Entry {
+            filename,
+            open,
+            opened: Instant::now(),
+        };
+        if by_rel.insert(rel.to_path_buf(), entry).is_none() {
+            cache.len += 1;
+        }
     });
 }
 
-/// The first of `candidates` that is a regular file, found without
-/// waiting: from the open-file cache, else opened in [`Io::Cached`] mode
-/// (and remembered). `None` when that would wait: look with
-/// [`first_sibling`] on the blocking pool.
+/// The first of `candidates` (full paths under `root`) that is a regular
+/// file, found without waiting: from the open-file cache, else opened in
+/// [`Io::Cached`] mode (and remembered). `None` when that would wait: look
+/// with [`first_sibling`] on the blocking pool.
 pub(crate) fn sibling_now(
+    root: &DocRoot,
     candidates: &[PathBuf],
     policy: Option<Policy>,
     small: u64,
@@ -286,7 +250,11 @@ pub(crate) fn sibling_now(
     if let Some(policy) = policy {
         let mut known = Some(None);
         for (i, path) in candidates.iter().enumerate() {
-            match get(How::Sibling, path, policy) {
+            // A candidate outside the root is never found.
+            let Some(rel) = root.relative(path) else {
+                continue;
+            };
+            match get(Kind::Sibling, root, rel, policy) {
                 Some(Entry {
                     open: Some(open), ..
                 }) => {
@@ -304,36 +272,38 @@ pub(crate) fn sibling_now(
             return known;
         }
     }
-    let tried = try_siblings(candidates, Io::Cached, small).ok()?;
-    Some(remember_siblings(candidates, tried, policy))
+    let tried = try_siblings(root, candidates, Io::Cached, small).ok()?;
+    Some(remember_siblings(root, candidates, tried, policy))
 }
 
 /// What [`sibling_now`] could not find without waiting, on the blocking
 /// pool, remembered found or not.
 pub(crate) async fn first_sibling(
+    root: DocRoot,
     candidates: Vec<PathBuf>,
     policy: Option<Policy>,
     small: u64,
 ) -> Option<(usize, Rc<OpenFile>)> {
-    let (candidates, tried) = tokio::task::spawn_blocking(move || {
-        let tried = try_siblings(&candidates, Io::Blocking, small).unwrap_or_default();
-        (candidates, tried)
+    let (root, candidates, tried) = tokio::task::spawn_blocking(move || {
+        let tried = try_siblings(&root, &candidates, Io::Blocking, small).unwrap_or_default();
+        (root, candidates, tried)
     })
     .await
     .ok()?;
-    remember_siblings(&candidates, tried, policy)
+    remember_siblings(&root, &candidates, tried, policy)
 }
 
-/// Open candidates in order up to the first regular file (no symlink
-/// followed in the last component); one result per candidate tried.
+/// Open candidates in order up to the first regular file; one result per
+/// candidate tried.
 fn try_siblings(
+    root: &DocRoot,
     candidates: &[PathBuf],
     io: Io,
     small: u64,
 ) -> Result<Vec<Option<OpenFile>>, WouldBlock> {
     let mut tried = Vec::new();
     for path in candidates {
-        let found = match open_sibling(path, io) {
+        let found = match open_sibling(root, path, io) {
             Ok((file, md)) => Some(load(file, md, small, io)?),
             Err(e) if io.would_block(&e) => return Err(WouldBlock),
             Err(_) => None,
@@ -349,6 +319,7 @@ fn try_siblings(
 
 /// Cache what [`try_siblings`] found and pick the first file.
 fn remember_siblings(
+    root: &DocRoot,
     candidates: &[PathBuf],
     tried: Vec<Option<OpenFile>>,
     policy: Option<Policy>,
@@ -359,13 +330,12 @@ fn remember_siblings(
         if let Some(open) = &open {
             first = Some((i, open.clone()));
         }
-        if let Some(policy) = policy {
-            put(How::Sibling, path.clone(), path.clone(), open, policy);
+        if let (Some(policy), Some(rel)) = (policy, root.relative(path)) {
+            put(Kind::Sibling, root, rel, path.clone(), open, policy);
         }
     }
     first
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +344,77 @@ mod tests {
         text.split_whitespace()
             .map(|w| Value::Str(w.to_string()))
             .collect()
+    }
+
+    /// An entry is handed out only for the kind of lookup, the root and
+    /// the rule it was made under: not through a root nested in its own
+    /// (the same full path), not under another rule, not as a sibling.
+    #[test]
+    fn entries_are_keyed_by_kind_root_and_rule() {
+        let dir = std::env::temp_dir().join(format!("axkit-ofc-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("a/b/x.txt"), "x").unwrap();
+        let policy = Policy {
+            size: 10,
+            ttl: Duration::from_secs(3600),
+        };
+        let outer = DocRoot::new(&dir.join("a"), Rule::Beneath);
+        let inner = DocRoot::new(&dir.join("a/b"), Rule::Beneath);
+        let file = File::open(dir.join("a/b/x.txt")).unwrap();
+        let md = file.metadata().unwrap();
+        let open = Some(Rc::new(OpenFile::new(file, md)));
+        let x = Path::new("b/x.txt");
+        put(Kind::Uri, &outer, x, dir.join("a/b/x.txt"), open, policy);
+        assert!(get(Kind::Uri, &outer, x, policy).is_some_and(|e| e.open.is_some()));
+        assert!(get(Kind::Uri, &inner, Path::new("x.txt"), policy).is_none());
+        assert!(get(Kind::Sibling, &outer, x, policy).is_none());
+        for rule in [Rule::Follow, Rule::NoSymlinks] {
+            let other = DocRoot::new(&dir.join("a"), rule);
+            assert!(get(Kind::Uri, &other, x, policy).is_none(), "{rule:?}");
+        }
+        // A miss under the inner root is no miss under the outer one.
+        put(
+            Kind::Uri,
+            &inner,
+            Path::new("y"),
+            dir.join("a/b/y"),
+            None,
+            policy,
+        );
+        assert!(get(Kind::Uri, &inner, Path::new("y"), policy).is_some());
+        assert!(get(Kind::Uri, &outer, Path::new("b/y"), policy).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The bound counts entries under every root and rule; when full, a
+    /// miss is dropped and a file starts the cache over.
+    #[test]
+    fn the_bound_spans_roots_and_rules() {
+        let policy = Policy {
+            size: 2,
+            ttl: Duration::from_secs(3600),
+        };
+        let tmp = std::env::temp_dir();
+        let a = DocRoot::new(&tmp, Rule::Beneath);
+        let b = DocRoot::new(&tmp, Rule::Follow);
+        put(Kind::Uri, &a, Path::new("m1"), tmp.join("m1"), None, policy);
+        put(
+            Kind::Sibling,
+            &b,
+            Path::new("m2"),
+            tmp.join("m2"),
+            None,
+            policy,
+        );
+        put(Kind::Uri, &b, Path::new("m3"), tmp.join("m3"), None, policy);
+        assert!(get(Kind::Uri, &b, Path::new("m3"), policy).is_none());
+        assert!(get(Kind::Uri, &a, Path::new("m1"), policy).is_some());
+        let file = File::open(&tmp).unwrap();
+        let md = file.metadata().unwrap();
+        let open = Some(Rc::new(OpenFile::new(file, md)));
+        put(Kind::Uri, &b, Path::new("f"), tmp.clone(), open, policy);
+        assert!(get(Kind::Uri, &b, Path::new("f"), policy).is_some());
+        assert!(get(Kind::Uri, &a, Path::new("m1"), policy).is_none());
     }
 
     #[test]

@@ -18,17 +18,31 @@
 //! `<img src=x onerror=alert(1)>` is shown, not run. Reading the directory
 //! happens on the blocking pool: a huge or slow directory never stalls the
 //! worker's other connections.
+//!
+//! The directory is opened beneath the root `uri_to_file` resolved the
+//! request under, under its `FollowSymlinks` rule (`DocRoot::for_file`),
+//! and read through that descriptor, never by its full path: swapping a
+//! directory for a symlink cannot list another one. Entries are looked at
+//! relative to that descriptor without following links; a symlink is
+//! shown as what it would serve (opened beneath the root under the same
+//! rule), or without size and date when that is refused or dangling.
 
-use std::path::PathBuf;
+use std::ffi::{CStr, OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::rc::Rc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::config::{Directive, Scopes, ValueType};
 use crate::plugin::{
-    hook, Body, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin, PluginInit, PluginSpec,
+    hook, Body, Context, DocRoot, Hook, HookFuture, Hooks, Io, Level, Outcome, Plugin, PluginInit,
+    PluginSpec,
 };
 use crate::server::html_escape;
 
@@ -74,11 +88,15 @@ impl Plugin for ServeDir {
             return Outcome::Status(405).into();
         }
         let hidden = ctx.config().flag("DirListHidden");
+        let root = DocRoot::for_file(ctx, &dir);
         hook(async move {
-            let entries = match tokio::task::spawn_blocking(move || read_entries(dir, hidden)).await
-            {
+            let listed = tokio::task::spawn_blocking(move || read_entries(&root, &dir, hidden));
+            let entries = match listed.await {
                 Ok(Ok(entries)) => entries,
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Ok(Err(e))
+                    if e.kind() == io::ErrorKind::PermissionDenied
+                        || crate::plugin::is_escape(&e) =>
+                {
                     return Outcome::Status(403)
                 }
                 Ok(Err(e)) => {
@@ -106,29 +124,109 @@ struct Entry {
     modified: Option<SystemTime>,
 }
 
-/// The directory's entries, directories first, then by name. Names that
-/// are not UTF-8 are shown lossily (their links would not resolve anyway:
-/// the core only serves UTF-8 paths).
-fn read_entries(dir: PathBuf, hidden: bool) -> std::io::Result<Vec<Entry>> {
+/// The entries of `dir` (a full path beneath `root`), directories first,
+/// then by name. Names that are not UTF-8 are shown lossily (their links
+/// would not resolve anyway: the core only serves UTF-8 paths).
+fn read_entries(root: &DocRoot, dir: &Path, hidden: bool) -> io::Result<Vec<Entry>> {
+    let rel = root.relative(dir).ok_or(io::ErrorKind::NotFound)?;
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    let handle = root.open_rel(rel, flags, Io::Blocking)?;
     let mut entries = Vec::new();
-    for item in std::fs::read_dir(dir)? {
-        let item = item?;
-        let name = item.file_name().to_string_lossy().into_owned();
-        if !hidden && name.starts_with('.') {
+    for name in names(&handle)? {
+        if !hidden && name.as_bytes().starts_with(b".") {
             continue;
         }
-        // Follows symlinks, as the file would be served; a dangling link
-        // is listed without size or date.
-        let md = std::fs::metadata(item.path()).ok();
-        entries.push(Entry {
-            name,
-            is_dir: md.as_ref().is_some_and(|m| m.is_dir()),
-            size: md.as_ref().map_or(0, |m| m.len()),
-            modified: md.and_then(|m| m.modified().ok()),
-        });
+        let mut entry = Entry {
+            name: name.to_string_lossy().into_owned(),
+            is_dir: false,
+            size: 0,
+            modified: None,
+        };
+        match lstat_at(&handle, &name) {
+            Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                // What the link would serve, by the root's rule.
+                let link = root.open_rel(
+                    &rel.join(&name),
+                    libc::O_PATH | libc::O_CLOEXEC,
+                    Io::Blocking,
+                );
+                if let Ok(md) = link.and_then(|f| f.metadata()) {
+                    entry.is_dir = md.is_dir();
+                    entry.size = md.len();
+                    entry.modified = md.modified().ok();
+                }
+            }
+            Some(st) => {
+                entry.is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+                entry.size = st.st_size as u64;
+                let since = Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec as u32);
+                entry.modified = UNIX_EPOCH.checked_add(since);
+            }
+            // Gone since it was listed.
+            None => continue,
+        }
+        entries.push(entry);
     }
     entries.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
     Ok(entries)
+}
+
+/// The names in the open directory `dir` (but `.` and `..`), read through
+/// its descriptor.
+fn names(dir: &File) -> io::Result<Vec<OsString>> {
+    // fdopendir takes the descriptor over (closedir closes it): give it a
+    // duplicate, so `dir` stays usable for fstatat.
+    let fd = dir.try_clone()?.into_raw_fd();
+    // SAFETY: fd is an open directory descriptor that nothing else owns.
+    let stream = unsafe { libc::fdopendir(fd) };
+    if stream.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so fd is still ours to close.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    let mut names = Vec::new();
+    let result = loop {
+        // readdir reports an error only through errno.
+        // SAFETY: errno is thread-local.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: a stream from fdopendir, not yet closed.
+        let entry = unsafe { libc::readdir(stream) };
+        if entry.is_null() {
+            let e = io::Error::last_os_error();
+            break if e.raw_os_error() == Some(0) {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: readdir returned an entry whose d_name is NUL-terminated,
+        // valid until the next readdir on this stream.
+        let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(name).to_os_string());
+        }
+    };
+    // SAFETY: the stream is open; this closes it and its descriptor.
+    unsafe { libc::closedir(stream) };
+    result.map(|()| names)
+}
+
+/// The entry `name` of the open directory `dir`, not following a symlink.
+fn lstat_at(dir: &File, name: &OsStr) -> Option<libc::stat> {
+    let name = std::ffi::CString::new(name.as_bytes()).ok()?;
+    // SAFETY: zeroed is a valid stat (plain integers).
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor, a C string and a stat to fill.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    (r == 0).then_some(st)
 }
 
 /// Everything but unreserved characters is percent-encoded in a link.

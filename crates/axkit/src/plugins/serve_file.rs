@@ -38,11 +38,20 @@
 //! </Location>
 //! ```
 //!
+//! Where files are opened: the file usually comes open from `uri_to_file`.
+//! The siblings, and a file that another translating plugin named without
+//! opening it (a Lua `r:set_filename`), are opened beneath a root under
+//! its `FollowSymlinks` rule, never by full path (`DocRoot::for_file`):
+//! the root `uri_to_file` resolved the request under when the file lies
+//! beneath it, else the Location's DocumentRoot when it lies beneath that,
+//! else `/` with no symlink anywhere in the path (`FollowSymlinks on`
+//! follows them). A file refused that way answers 403 and is logged.
+//!
 //! Nothing here waits for a disk on the event loop: the file comes open
-//! (with its validators, and small files' contents) from `uri_to_file`; a
-//! file named by another translating plugin, and the siblings, are opened
-//! the way `open_file_cache.rs` describes (from the kernel's caches, else
-//! on the blocking pool); bodies go out with sendfile, several ranges too.
+//! (with its validators, and small files' contents) from `uri_to_file`;
+//! the others are opened the way `open_file_cache.rs` describes (from the
+//! kernel's caches, else on the blocking pool); bodies go out with
+//! sendfile, several ranges too.
 //!
 //! Status codes: 200, 206 (one range, or `multipart/byteranges` for
 //! several), 304 / 412 (RFC 9110 §13 preconditions), 416 with
@@ -50,14 +59,14 @@
 //! directories without an index and anything that is not a regular file,
 //! 405 with `Allow` for other methods.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use crate::config::{Args, Directive, Scopes, ValueType};
 use crate::plugin::{
-    hook, Body, Context, Hook, HookFuture, Hooks, Level, OpenFile, Outcome, Plugin, PluginInit,
-    PluginSpec,
+    hook, Body, Context, DocRoot, Hook, HookFuture, Hooks, Level, OpenFile, Outcome, Plugin,
+    PluginInit, PluginSpec, READ_FLAGS,
 };
 use crate::plugins::file_http::{self, Precondition, Ranges};
 use crate::plugins::open_file_cache::{self, Io};
@@ -163,60 +172,76 @@ impl Plugin for ServeFile {
             // The usual case: the file came open from uri_to_file.
             return respond(ctx, None);
         }
+        // The file and its siblings, beneath the request's root.
+        let root = match &ctx.filename {
+            Some(filename) => DocRoot::for_file(ctx, filename),
+            None => return respond(ctx, None),
+        };
         let policy = open_file_cache::policy(ctx.config());
         let small = open_file_cache::small_file_size(ctx.config());
         // Open it now if the kernel's caches can answer, else on the pool.
         if let Some(path) = &unopened {
-            match open_file(path, small, Io::Cached) {
+            match open_file(&root, path, small, Io::Cached) {
                 Ok(open) => {
                     ctx.metadata = Some(open.metadata.clone());
                     ctx.file = Some(Rc::new(open));
                     unopened = None;
                 }
                 Err(e) if Io::Cached.would_block(&e) => {}
-                Err(e) => return open_failed(&e).into(),
+                Err(e) => return open_failed(ctx, path, &e).into(),
             }
         }
         if unopened.is_none() {
-            if let Some(found) = open_file_cache::sibling_now(&candidates, policy, small) {
+            if let Some(found) = open_file_cache::sibling_now(&root, &candidates, policy, small) {
                 // Nothing had to wait: no thread hop, no boxed future.
                 return respond(ctx, found.map(|(i, open)| (open, codings[i])));
             }
         }
         hook(async move {
             if let Some(path) = unopened {
-                let opened =
-                    tokio::task::spawn_blocking(move || open_file(&path, small, Io::Blocking));
+                let opened = {
+                    let (root, path) = (root.clone(), path.clone());
+                    tokio::task::spawn_blocking(move || {
+                        open_file(&root, &path, small, Io::Blocking)
+                    })
+                };
                 match opened.await {
                     Ok(Ok(open)) => {
                         ctx.metadata = Some(open.metadata.clone());
                         ctx.file = Some(Rc::new(open));
                     }
-                    Ok(Err(e)) => return open_failed(&e),
+                    Ok(Err(e)) => return open_failed(ctx, &path, &e),
                     Err(e) => return Outcome::Error(format!("file open failed: {e}")),
                 }
             }
-            let found = match open_file_cache::sibling_now(&candidates, policy, small) {
+            let found = match open_file_cache::sibling_now(&root, &candidates, policy, small) {
                 Some(found) => found,
-                None => open_file_cache::first_sibling(candidates, policy, small).await,
+                None => open_file_cache::first_sibling(root, candidates, policy, small).await,
             };
             respond(ctx, found.map(|(i, open)| (open, codings[i]))).await
         })
     }
 }
 
-/// Open a file that no plugin opened yet (following symlinks, as a
-/// translating plugin's path is taken at its word). In [`Io::Cached`] mode
-/// an EAGAIN error means "try again on the blocking pool".
-fn open_file(path: &std::path::Path, small: u64, io: Io) -> std::io::Result<OpenFile> {
-    let file = open_file_cache::openat2(libc::AT_FDCWD, path, open_file_cache::READ_FLAGS, 0, io)?;
+/// Open a file that no plugin opened yet, beneath `root`. In
+/// [`Io::Cached`] mode an EAGAIN error means "try again on the blocking
+/// pool".
+fn open_file(root: &DocRoot, path: &Path, small: u64, io: Io) -> std::io::Result<OpenFile> {
+    let rel = root.relative(path).ok_or(std::io::ErrorKind::NotFound)?;
+    let file = root.open_rel(rel, READ_FLAGS, io)?;
     let md = file.metadata()?;
     open_file_cache::load(file, md, small, io)
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EAGAIN))
 }
 
-/// 403 when the file may not be read, 404 otherwise.
-fn open_failed(e: &std::io::Error) -> Outcome {
+/// 403 when the file may not be read or its path leaves its root (logged,
+/// as `uri_to_file` does), 404 otherwise.
+fn open_failed(ctx: &Context, path: &Path, e: &std::io::Error) -> Outcome {
+    if crate::plugin::is_escape(e) {
+        let message = format!("{}: refused: leads outside its root ({e})", path.display());
+        ctx.log(Level::Warn, &message);
+        return Outcome::Status(403);
+    }
     if e.kind() == std::io::ErrorKind::PermissionDenied {
         Outcome::Status(403)
     } else {

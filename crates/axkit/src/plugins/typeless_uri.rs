@@ -18,19 +18,20 @@
 //! `uri_to_file` has found that the path does not exist: it swaps in the
 //! file it found and declines, so the next `mime_map` plugin types the
 //! real file and `serve_file` gives it the real file's validators. The
-//! candidate is opened next to the missing name with no symlink followed
-//! in the last component (the directories leading to it were resolved
-//! beneath DocumentRoot by `uri_to_file`). The candidates go through the
-//! open-file cache (`OpenFileCache`), found or missing, and are opened
-//! without ever waiting for a disk on the event loop (see
-//! `open_file_cache.rs`).
+//! candidates are opened beneath the root `uri_to_file` resolved the
+//! request under, under its `FollowSymlinks` rule, the way the file the
+//! URL names would have been (`DocRoot::for_file`), never by full path.
+//! They go through the open-file cache (`OpenFileCache`), found or
+//! missing, and are opened without ever waiting for a disk on the event
+//! loop (see `open_file_cache.rs`).
 
 use std::path::PathBuf;
 use std::rc::Rc;
 
 use crate::config::{Args, Directive, Scopes, ValueType};
 use crate::plugin::{
-    hook, Context, Hook, HookFuture, Hooks, OpenFile, Outcome, Plugin, PluginInit, PluginSpec,
+    hook, Context, DocRoot, Hook, HookFuture, Hooks, OpenFile, Outcome, Plugin, PluginInit,
+    PluginSpec,
 };
 use crate::plugins::open_file_cache;
 
@@ -88,13 +89,15 @@ impl Plugin for TypelessUri {
                 PathBuf::from(name)
             })
             .collect();
+        let root = DocRoot::for_file(ctx, &missing);
         let policy = open_file_cache::policy(ctx.config());
         let small = open_file_cache::small_file_size(ctx.config());
-        if let Some(found) = open_file_cache::sibling_now(&candidates, policy, small) {
+        if let Some(found) = open_file_cache::sibling_now(&root, &candidates, policy, small) {
             return use_found(ctx, candidates, found).into();
         }
         hook(async move {
-            let found = open_file_cache::first_sibling(candidates.clone(), policy, small).await;
+            let tried = candidates.clone();
+            let found = open_file_cache::first_sibling(root, tried, policy, small).await;
             use_found(ctx, candidates, found)
         })
     }

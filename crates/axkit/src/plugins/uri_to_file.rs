@@ -10,7 +10,12 @@
 //! - `DirectoryIndex NAME…`: for a directory URL, the first of these files
 //!   that exists is served.
 //! - `FollowSymlinks on|off` (default off): off refuses files whose path
-//!   leads outside DocumentRoot through a symlink (links inside it are fine).
+//!   leads outside DocumentRoot through a symlink (links inside it are
+//!   fine). The rule holds for every file opened for the request, not only
+//!   the one the URL names: the root and rule are put in
+//!   `ctx.doc_root`, and the other file plugins (precompressed siblings,
+//!   typeless names, listings, error documents) open beneath it the same
+//!   way (see `plugin/doc_root.rs`).
 //! - `OpenFileCache SIZE TTL | Off` (default `1000 1s`, as lighttpd's
 //!   stat cache): keep up to SIZE open files per worker (with their
 //!   metadata, validators, and the contents of files up to
@@ -41,27 +46,23 @@
 //! maps to `app.pl` with path info `/x/y`; such lookups end in ENOTDIR,
 //! which the kernel's caches do not answer, so they take the blocking
 //! pool). Opening goes through `openat2(RESOLVE_BENEATH)` relative to the
-//! root, so escaping the root through a symlink is refused by the kernel in
-//! the same syscall that opens the file.
+//! root ([`DocRoot`]), so escaping the root through a symlink is refused by
+//! the kernel in the same syscall that opens the file.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::{Args, Config, Directive, Scopes, ValueType};
 use crate::plugin::{
-    hook, Context, Hook, HookFuture, Hooks, Level, OpenFile, Outcome, Plugin, PluginInit,
-    PluginSpec,
+    hook, is_escape, Context, DocRoot, Hook, HookFuture, Hooks, Level, OpenFile, Outcome, Plugin,
+    PluginInit, PluginSpec, Rule, READ_FLAGS,
 };
 use crate::plugins::file_http::KnownMissing;
-use crate::plugins::open_file_cache::{
-    self, How, Io, Policy, WouldBlock, READ_FLAGS, RESOLVE_BENEATH,
-};
+use crate::plugins::open_file_cache::{self, Entry, Io, Kind, Policy, WouldBlock};
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -94,7 +95,6 @@ fn directives() -> Vec<Directive> {
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     open_file_cache::check(init.config)?;
     Ok(Rc::new(UriToFile {
-        roots: RefCell::new(HashMap::new()),
         alias_prefix: alias_prefixes(init.config),
     }))
 }
@@ -131,9 +131,6 @@ fn alias_prefixes(config: &Config) -> HashMap<usize, String> {
 }
 
 struct UriToFile {
-    /// An open descriptor per document root, to resolve paths beneath it
-    /// (shared with the blocking pool while a cold lookup runs there).
-    roots: RefCell<HashMap<PathBuf, Arc<OwnedFd>>>,
     /// See [`alias_prefixes`].
     alias_prefix: HashMap<usize, String>,
 }
@@ -141,14 +138,12 @@ struct UriToFile {
 /// Everything a lookup needs, owned, so that it can run on the blocking
 /// pool.
 struct Lookup {
-    /// The root's descriptor, once opened (the first lookup opens it).
-    root_fd: Option<Arc<OwnedFd>>,
-    root: PathBuf,
+    /// DocumentRoot, under the rule FollowSymlinks sets.
+    root: DocRoot,
     rel_path: PathBuf,
     full: PathBuf,
     segments: Vec<String>,
     trailing_slash: bool,
-    beneath: bool,
     index_names: Vec<String>,
     /// Files up to this size are read as they are opened.
     small: u64,
@@ -190,7 +185,7 @@ impl Plugin for UriToFile {
     }
 
     fn uri_translation<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-        let mut lookup = match self.prepare(ctx) {
+        let lookup = match self.prepare(ctx) {
             Ok(lookup) => lookup,
             Err(outcome) => return outcome.into(),
         };
@@ -198,13 +193,12 @@ impl Plugin for UriToFile {
         // kernel's caches can answer, else on the blocking pool, so
         // open/stat/read on a cold disk (or NFS) never stall the worker's
         // other connections.
-        if let Ok(found) = resolve(&mut lookup, Io::Cached) {
+        if let Ok(found) = resolve(&lookup, Io::Cached) {
             return self.apply(ctx, lookup, found).into();
         }
         hook(async move {
             let (lookup, found) = match tokio::task::spawn_blocking(move || {
-                let mut lookup = lookup;
-                let found = resolve(&mut lookup, Io::Blocking)
+                let found = resolve(&lookup, Io::Blocking)
                     .unwrap_or_else(|_| Found::Failed(io::ErrorKind::WouldBlock.into()));
                 (lookup, found)
             })
@@ -244,19 +238,16 @@ impl UriToFile {
         // The path is normalised (no `.`, `..` or `//`), so its segments
         // joined are the path without its outer slashes.
         let rel = rel.trim_matches('/');
-        let full = root.join(rel);
-        let beneath = !ctx.config().flag("FollowSymlinks");
+        let root = DocRoot::new(root, Rule::of(ctx.config()));
+        // Whatever the outcome, the request's other files are opened
+        // beneath this root under this rule.
+        ctx.doc_root = Some(root.clone());
         let policy = open_file_cache::policy(ctx.config());
-        if let Some(policy) = policy {
-            if cached(ctx, &full, beneath, trailing_slash, policy) {
-                return Err(Outcome::Ok);
-            }
+        if let Some(hit) = policy.and_then(|p| cached(&root, Path::new(rel), trailing_slash, p)) {
+            use_cached(ctx, hit.0, hit.1);
+            return Err(Outcome::Ok);
         }
-        let path = ctx.request.decoded_path();
-        let rel = match self.alias_prefix.get(&(ctx.config() as *const _ as usize)) {
-            Some(prefix) => &path[prefix.len()..],
-            None => path,
-        };
+        let full = root.path().join(rel);
         let segments: Vec<String> = rel
             .split('/')
             .filter(|s| !s.is_empty())
@@ -272,13 +263,11 @@ impl UriToFile {
             .map(str::to_string)
             .collect();
         Ok(Lookup {
-            root_fd: self.roots.borrow().get(root).cloned(),
-            root: root.clone(),
+            root,
             rel_path,
             full,
             segments,
             trailing_slash,
-            beneath,
             index_names,
             small: open_file_cache::small_file_size(ctx.config()),
             policy,
@@ -287,12 +276,6 @@ impl UriToFile {
 
     /// Put what the lookup found into the context (and the cache).
     fn apply(&self, ctx: &mut Context, lookup: Lookup, found: Found) -> Outcome {
-        if let Some(fd) = &lookup.root_fd {
-            let mut roots = self.roots.borrow_mut();
-            if !roots.contains_key(&lookup.root) {
-                roots.insert(lookup.root.clone(), fd.clone());
-            }
-        }
         match found {
             Found::File {
                 filename,
@@ -305,9 +288,11 @@ impl UriToFile {
                 ctx.file = Some(open.clone());
                 ctx.path_info = path_info;
                 if let (true, Some(policy)) = (cacheable, lookup.policy) {
+                    let (root, rel) = (&lookup.root, &lookup.rel_path);
                     open_file_cache::put(
-                        how(lookup.beneath),
-                        lookup.full,
+                        Kind::Uri,
+                        root,
+                        rel,
                         filename.clone(),
                         Some(open),
                         policy,
@@ -324,8 +309,8 @@ impl UriToFile {
             }
             Found::Missing { filename } => {
                 if let Some(policy) = lookup.policy {
-                    let how = how(lookup.beneath);
-                    open_file_cache::put(how, lookup.full, filename.clone(), None, policy);
+                    let (root, rel) = (&lookup.root, &lookup.rel_path);
+                    open_file_cache::put(Kind::Uri, root, rel, filename.clone(), None, policy);
                 }
                 ctx.filename = Some(filename);
                 ctx.metadata = None;
@@ -348,7 +333,7 @@ impl UriToFile {
                 Outcome::Status(500)
             }
             Found::NoRoot(e) => {
-                let root = lookup.root.display();
+                let root = lookup.root.path().display();
                 ctx.log(Level::Error, &format!("DocumentRoot {root}: {e}"));
                 Outcome::Status(500)
             }
@@ -356,60 +341,52 @@ impl UriToFile {
     }
 }
 
-fn how(beneath: bool) -> How {
-    if beneath {
-        How::Beneath
-    } else {
-        How::Follow
-    }
-}
-
-/// Answer from the open-file cache if a fresh entry exists: no syscall.
+/// The open-file cache's fresh entry for `rel` beneath `root`, if it
+/// answers this request (no syscall, no allocation but the filename's),
+/// and whether the slash after the path is path info.
 fn cached(
-    ctx: &mut Context,
-    full: &Path,
-    beneath: bool,
+    root: &DocRoot,
+    rel: &Path,
     trailing_slash: bool,
     policy: Policy,
-) -> bool {
-    let Some(entry) = open_file_cache::get(how(beneath), full, policy) else {
-        return false;
-    };
+) -> Option<(Entry, bool)> {
+    let entry = open_file_cache::get(Kind::Uri, root, rel, policy)?;
     // A directory's entry names its index; without the slash the request
     // must be redirected instead.
-    if entry.filename != full && !trailing_slash {
-        return false;
+    let is_path = root.relative(&entry.filename) == Some(rel);
+    if !is_path && !trailing_slash {
+        return None;
     }
+    Some((entry, is_path && trailing_slash))
+}
+
+/// Answer from a cache entry that [`cached`] found.
+fn use_cached(ctx: &mut Context, entry: Entry, slash_info: bool) {
     let Some(open) = entry.open else {
         // A cached miss.
         ctx.filename = Some(entry.filename);
         ctx.metadata = None;
         ctx.set_state(KnownMissing);
-        return true;
+        return;
     };
-    if entry.filename == full && trailing_slash {
+    if slash_info {
         ctx.path_info = "/".to_string();
     }
     ctx.filename = Some(entry.filename);
     ctx.metadata = Some(open.metadata.clone());
     ctx.file = Some(open);
-    true
 }
 
 /// The filesystem part of a lookup: open the path beneath the root, and
 /// for a directory its index; for a missing path, split off PATH_INFO.
 /// Touches nothing but the filesystem, so it can run on any thread.
-fn resolve(l: &mut Lookup, io: Io) -> Result<Found, WouldBlock> {
-    let root_fd = match &l.root_fd {
-        Some(fd) => fd.clone(),
-        None => match open_root(&l.root, io) {
-            Ok(fd) => l.root_fd.insert(Arc::new(fd)).clone(),
-            Err(e) if io.would_block(&e) => return Err(WouldBlock),
-            Err(e) => return Ok(Found::NoRoot(e)),
-        },
-    };
-    let l = &*l;
-    let found = match open_beneath(&root_fd, &l.rel_path, l.beneath, io) {
+fn resolve(l: &Lookup, io: Io) -> Result<Found, WouldBlock> {
+    match l.root.fd(io) {
+        Ok(_) => {}
+        Err(e) if io.would_block(&e) => return Err(WouldBlock),
+        Err(e) => return Ok(Found::NoRoot(e)),
+    }
+    let found = match open(&l.root, &l.rel_path, io) {
         Ok(file) => {
             let Ok(md) = file.metadata() else {
                 return Ok(Found::Denied);
@@ -428,7 +405,7 @@ fn resolve(l: &mut Lookup, io: Io) -> Result<Found, WouldBlock> {
                 return Ok(Found::DirWithoutSlash);
             }
             for name in &l.index_names {
-                let index = match open_beneath(&root_fd, &l.rel_path.join(name), l.beneath, io) {
+                let index = match open(&l.root, &l.rel_path.join(name), io) {
                     Ok(index) => index,
                     Err(e) if io.would_block(&e) => return Err(WouldBlock),
                     Err(_) => continue,
@@ -450,7 +427,7 @@ fn resolve(l: &mut Lookup, io: Io) -> Result<Found, WouldBlock> {
             }
         }
         Err(e) if io.would_block(&e) => return Err(WouldBlock),
-        Err(e) if is_missing(&e) => split_path_info(l, &root_fd, io)?,
+        Err(e) if is_missing(&e) => split_path_info(l, io)?,
         Err(e) if is_escape(&e) => Found::Escape(e),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Found::Denied,
         Err(e) => Found::Failed(e),
@@ -497,11 +474,11 @@ fn redirect_to_slash(ctx: &mut Context) -> Outcome {
 /// The full path does not exist: find the longest existing prefix that is
 /// a file; the rest is PATH_INFO. Otherwise the path is missing, for the
 /// response plugin to 404.
-fn split_path_info(l: &Lookup, root_fd: &OwnedFd, io: Io) -> Result<Found, WouldBlock> {
+fn split_path_info(l: &Lookup, io: Io) -> Result<Found, WouldBlock> {
     let mut rel = PathBuf::new();
     for (i, segment) in l.segments.iter().enumerate() {
         rel.push(segment);
-        let file = match open_beneath(root_fd, &rel, l.beneath, io) {
+        let file = match open(&l.root, &rel, io) {
             Ok(file) => file,
             Err(e) if io.would_block(&e) => return Err(WouldBlock),
             Err(_) => break,
@@ -518,7 +495,7 @@ fn split_path_info(l: &Lookup, root_fd: &OwnedFd, io: Io) -> Result<Found, Would
             }
             // Not a static file (a script with path info): nothing to read.
             return Ok(Found::File {
-                filename: l.root.join(&rel),
+                filename: l.root.path().join(&rel),
                 open: OpenFile::new(file, md),
                 path_info: info,
                 cacheable: false,
@@ -529,14 +506,8 @@ fn split_path_info(l: &Lookup, root_fd: &OwnedFd, io: Io) -> Result<Found, Would
         }
     }
     Ok(Found::Missing {
-        filename: l.root.join(&l.rel_path),
+        filename: l.full.clone(),
     })
-}
-
-/// The DocumentRoot as an `O_PATH` descriptor to resolve paths beneath.
-fn open_root(root: &Path, io: Io) -> io::Result<OwnedFd> {
-    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
-    open_file_cache::openat2(libc::AT_FDCWD, root, flags, 0, io).map(OwnedFd::from)
 }
 
 fn is_missing(e: &io::Error) -> bool {
@@ -546,21 +517,10 @@ fn is_missing(e: &io::Error) -> bool {
     )
 }
 
-fn is_escape(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EXDEV) | Some(libc::ELOOP))
-}
-
-/// Open `rel` (made of normal components only) beneath `root`. With
-/// `beneath`, the kernel refuses any resolution that leaves the root,
-/// symlinks included.
-fn open_beneath(root: &OwnedFd, rel: &Path, beneath: bool, io: Io) -> io::Result<File> {
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    let resolve = if beneath { RESOLVE_BENEATH } else { 0 };
-    open_file_cache::openat2(root.as_raw_fd(), rel, READ_FLAGS, resolve, io)
+/// Open `rel` beneath `root` under its rule: with FollowSymlinks off the
+/// kernel refuses any resolution that leaves the root, symlinks included.
+fn open(root: &DocRoot, rel: &Path, io: Io) -> io::Result<File> {
+    root.open_rel(rel, READ_FLAGS, io)
 }
 
 #[cfg(test)]
@@ -577,8 +537,7 @@ mod tests {
         std::fs::write(root.join("small.txt"), "small").unwrap();
         std::fs::write(root.join("dir/index.html"), "index").unwrap();
         let lookup = |rel: &str, trailing_slash: bool| Lookup {
-            root_fd: None,
-            root: root.clone(),
+            root: DocRoot::new(&root, Rule::Beneath),
             rel_path: PathBuf::from(rel),
             full: root.join(rel),
             segments: rel
@@ -587,7 +546,6 @@ mod tests {
                 .map(String::from)
                 .collect(),
             trailing_slash,
-            beneath: true,
             index_names: vec!["index.html".to_string()],
             small: 1024,
             policy: None,
@@ -616,17 +574,17 @@ mod tests {
             ("nothing.txt", false, true),
             ("small.txt/extra", false, false),
         ] {
-            let pooled = describe(resolve(&mut lookup(rel, slash), Io::Blocking).unwrap());
-            if let Ok(found) = resolve(&mut lookup(rel, slash), Io::Cached) {
+            let pooled = describe(resolve(&lookup(rel, slash), Io::Blocking).unwrap());
+            if let Ok(found) = resolve(&lookup(rel, slash), Io::Cached) {
                 assert_eq!(describe(found), pooled, "{rel}");
             }
             if warm {
                 // Looked up just now: the kernel's caches answer.
-                let again = resolve(&mut lookup(rel, slash), Io::Cached);
+                let again = resolve(&lookup(rel, slash), Io::Cached);
                 assert_eq!(describe(again.expect("warm")), pooled, "{rel}");
             }
         }
-        let small = describe(resolve(&mut lookup("small.txt", false), Io::Blocking).unwrap());
+        let small = describe(resolve(&lookup("small.txt", false), Io::Blocking).unwrap());
         assert!(small.contains("Some([115, 109, 97, 108, 108])"), "{small}");
         std::fs::remove_dir_all(&root).unwrap();
     }

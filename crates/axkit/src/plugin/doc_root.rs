@@ -1,0 +1,321 @@
+//! [`DocRoot`]: the directory a request's files are opened beneath, and
+//! the one way the server opens them.
+//!
+//! The rule, for every file the server opens on behalf of a request (the
+//! file a URL maps to, a directory's index, precompressed siblings,
+//! typeless names, directory listings, error documents, whatever a plugin
+//! opens next): the path is resolved by the kernel relative to an open
+//! descriptor of the root (`openat2`), never by its full path from the
+//! working directory, and under the root's [`Rule`] (from
+//! `FollowSymlinks`). A symlink or `..` is checked in the same syscall
+//! that opens the file, on every component, so nothing can swap a
+//! directory for a symlink between a check and the open: a full path
+//! opened with `O_NOFOLLOW` guards only its last component.
+//!
+//! `uri_to_file` puts the root it resolved a request under in
+//! [`Context::doc_root`](crate::Context::doc_root); a plugin that opens
+//! a file for the request picks its root with [`DocRoot::for_file`] and
+//! opens with [`DocRoot::open`]. Roots stay open for the life of the
+//! worker, one descriptor per root shared by every request and by the
+//! blocking pool.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use crate::config::LocationConfig;
+use crate::Context;
+
+/// How paths beneath a root are resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// `FollowSymlinks off`: resolution never leaves the root; a symlink
+    /// is followed only while it stays beneath it (`RESOLVE_BENEATH`).
+    Beneath,
+    /// `FollowSymlinks on`: symlinks are followed wherever they lead.
+    Follow,
+    /// No symlink anywhere in the path (`RESOLVE_NO_SYMLINKS`): for a
+    /// file a plugin named outside any DocumentRoot with `FollowSymlinks
+    /// off`, where no root says which links would stay inside.
+    NoSymlinks,
+}
+
+impl Rule {
+    /// The rule `FollowSymlinks` sets for a DocumentRoot of this scope.
+    pub fn of(config: &LocationConfig) -> Rule {
+        if config.flag("FollowSymlinks") {
+            Rule::Follow
+        } else {
+            Rule::Beneath
+        }
+    }
+
+    fn resolve(self) -> u64 {
+        match self {
+            Rule::Beneath => RESOLVE_BENEATH,
+            Rule::Follow => 0,
+            Rule::NoSymlinks => RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
+        }
+    }
+}
+
+/// A root to open a request's files beneath, with its [`Rule`]. Cheap to
+/// clone (one reference count), and `Send`, for the blocking pool.
+#[derive(Clone)]
+pub struct DocRoot {
+    dir: Arc<RootDir>,
+    rule: Rule,
+}
+
+/// A root directory, opened (`O_PATH`) on first use by whichever thread
+/// needs it first, then shared.
+struct RootDir {
+    path: PathBuf,
+    fd: OnceLock<OwnedFd>,
+}
+
+thread_local! {
+    /// This thread's roots (a worker's, since plugins run on its one
+    /// thread), by path: each opened once. Only configured roots and `/`
+    /// (or the working directory) get here, so it stays small.
+    static ROOTS: RefCell<HashMap<PathBuf, Arc<RootDir>>> = RefCell::default();
+}
+
+impl fmt::Debug for DocRoot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DocRoot")
+            .field("path", &self.dir.path)
+            .field("rule", &self.rule)
+            .finish()
+    }
+}
+
+impl DocRoot {
+    /// The root at `path` (relative to the working directory, or
+    /// absolute) under `rule`. The directory is opened when first used
+    /// and stays open for the life of the worker: make roots from the
+    /// configuration, never from request data.
+    pub fn new(path: &Path, rule: Rule) -> DocRoot {
+        let dir = ROOTS.with_borrow_mut(|roots| match roots.get(path) {
+            Some(dir) => dir.clone(),
+            None => {
+                let dir = Arc::new(RootDir {
+                    path: path.to_path_buf(),
+                    fd: OnceLock::new(),
+                });
+                roots.insert(path.to_path_buf(), dir.clone());
+                dir
+            }
+        });
+        DocRoot { dir, rule }
+    }
+
+    /// The root a file this request names is opened beneath: the request's
+    /// [`Context::doc_root`](crate::Context::doc_root) when `path` lies
+    /// under it (what `uri_to_file` resolved); else the `<Location>`'s
+    /// DocumentRoot when `path` lies under it, with its `FollowSymlinks`;
+    /// else `/` (or the working directory, for a relative path) with no
+    /// symlink followed anywhere, unless `FollowSymlinks on`.
+    pub fn for_file(ctx: &Context, path: &Path) -> DocRoot {
+        if let Some(root) = ctx.doc_root.as_ref().filter(|r| r.contains(path)) {
+            return root.clone();
+        }
+        let config = ctx.config();
+        if let Some(root) = config.path("DocumentRoot").filter(|r| path.starts_with(r)) {
+            return DocRoot::new(root, Rule::of(config));
+        }
+        let rule = match Rule::of(config) {
+            Rule::Follow => Rule::Follow,
+            _ => Rule::NoSymlinks,
+        };
+        let top = if path.is_absolute() { "/" } else { "" };
+        DocRoot::new(Path::new(top), rule)
+    }
+
+    /// The root directory's path, as configured.
+    pub fn path(&self) -> &Path {
+        &self.dir.path
+    }
+
+    pub fn rule(&self) -> Rule {
+        self.rule
+    }
+
+    /// Whether `path` (a full path, as `ctx.filename`) lies under this
+    /// root.
+    pub fn contains(&self, path: &Path) -> bool {
+        self.relative(path).is_some()
+    }
+
+    /// `path` (a full path, as `ctx.filename`) relative to the root;
+    /// `None` when it does not lie under it.
+    pub fn relative<'a>(&self, path: &'a Path) -> Option<&'a Path> {
+        let rel = path.strip_prefix(&self.dir.path).ok()?;
+        // The root `""` (the working directory) prefixes any path.
+        (!rel.is_absolute()).then_some(rel)
+    }
+
+    /// Open `path` (a full path under the root, as `ctx.filename`)
+    /// read-only under the root's rule. It may wait for a disk: call it
+    /// inside `tokio::task::spawn_blocking`.
+    pub fn open(&self, path: &Path) -> io::Result<File> {
+        let rel = self.relative(path).ok_or(io::ErrorKind::NotFound)?;
+        self.open_rel(rel, READ_FLAGS, Io::Blocking)
+    }
+
+    /// The root's descriptor, opened now if this is its first use.
+    pub(crate) fn fd(&self, io: Io) -> io::Result<RawFd> {
+        if let Some(fd) = self.dir.fd.get() {
+            return Ok(fd.as_raw_fd());
+        }
+        // The root itself comes from the configuration: its own path is
+        // taken as written, symlinks and all.
+        let top = match &self.dir.path {
+            p if p.as_os_str().is_empty() => Path::new("."),
+            p => p.as_path(),
+        };
+        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        let fd = OwnedFd::from(openat2(libc::AT_FDCWD, top, flags, 0, io)?);
+        // Another thread may have opened it meanwhile: keep the first.
+        let _ = self.dir.fd.set(fd);
+        Ok(self.dir.fd.get().expect("just set").as_raw_fd())
+    }
+
+    /// The one opener: `rel` (normal components only; empty is the root
+    /// itself) beneath the root, with `flags`, under the root's rule. `..`
+    /// and absolute paths are refused whatever the rule.
+    pub(crate) fn open_rel(&self, rel: &Path, flags: libc::c_int, io: Io) -> io::Result<File> {
+        if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+        }
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        openat2(self.fd(io)?, rel, flags, self.rule.resolve(), io)
+    }
+}
+
+/// Whether `e` is a rule refusing the path: it leads outside the root
+/// (`RESOLVE_BENEATH`), or through a symlink (`RESOLVE_NO_SYMLINKS`).
+pub(crate) fn is_escape(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EXDEV) | Some(libc::ELOOP))
+}
+
+/// Whether a filesystem call may wait for the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Io {
+    /// On the event loop: only what the kernel's caches can answer;
+    /// anything else fails with EAGAIN (see [`Io::would_block`]).
+    Cached,
+    /// On the blocking pool: whatever it takes.
+    Blocking,
+}
+
+impl Io {
+    /// Whether `e` means "would wait" in this mode: EAGAIN from
+    /// `RESOLVE_CACHED`, or EINVAL from a kernel that does not know the
+    /// flag.
+    pub fn would_block(self, e: &io::Error) -> bool {
+        self == Io::Cached && matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINVAL))
+    }
+}
+
+/// The flags for opening a file to serve: read-only, and O_NONBLOCK so
+/// that a FIFO cannot hang the caller.
+pub(crate) const READ_FLAGS: libc::c_int =
+    libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+
+/// `struct open_how` of openat2(2); libc's is non-exhaustive.
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+const RESOLVE_BENEATH: u64 = 0x08;
+const RESOLVE_CACHED: u64 = 0x20;
+
+/// openat2(2): `path` relative to `dir` (or to the working directory with
+/// AT_FDCWD), with `flags` and `resolve` restrictions (magic links are
+/// never followed); in [`Io::Cached`] mode from the dentry cache only.
+fn openat2(dir: RawFd, path: &Path, flags: libc::c_int, resolve: u64, io: Io) -> io::Result<File> {
+    let c =
+        CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("NUL in path"))?;
+    let cached = if io == Io::Cached { RESOLVE_CACHED } else { 0 };
+    let how = OpenHow {
+        flags: flags as u64,
+        mode: 0,
+        resolve: resolve | RESOLVE_NO_MAGICLINKS | cached,
+    };
+    // SAFETY: openat2 with a valid dirfd (or AT_FDCWD), a C string and an
+    // open_how of the size we pass; the result is checked.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir,
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each rule as the kernel applies it, and `..` or an absolute path
+    /// refused under every rule.
+    #[test]
+    fn rules() {
+        let dir = std::env::temp_dir().join(format!("axkit-docroot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("www/sub")).unwrap();
+        std::fs::write(dir.join("www/sub/in.txt"), "in").unwrap();
+        std::fs::write(dir.join("out.txt"), "out").unwrap();
+        std::os::unix::fs::symlink("sub/in.txt", dir.join("www/link-in")).unwrap();
+        std::os::unix::fs::symlink("../out.txt", dir.join("www/link-out")).unwrap();
+        let www = dir.join("www");
+        let read = |rule, rel: &str| {
+            let file = DocRoot::new(&www, rule).open(&www.join(rel));
+            file.map(|f| std::io::read_to_string(f).unwrap())
+                .map_err(|e| e.raw_os_error())
+        };
+        assert_eq!(read(Rule::Beneath, "sub/in.txt"), Ok("in".into()));
+        assert_eq!(read(Rule::Beneath, "link-in"), Ok("in".into()));
+        assert_eq!(read(Rule::Beneath, "link-out"), Err(Some(libc::EXDEV)));
+        assert_eq!(read(Rule::Follow, "link-out"), Ok("out".into()));
+        assert_eq!(read(Rule::NoSymlinks, "sub/in.txt"), Ok("in".into()));
+        assert_eq!(read(Rule::NoSymlinks, "link-in"), Err(Some(libc::ELOOP)));
+        let root = DocRoot::new(&www, Rule::Follow);
+        for rel in ["../out.txt", "sub/../../out.txt", "/etc/passwd"] {
+            let e = root.open_rel(Path::new(rel), READ_FLAGS, Io::Blocking);
+            assert_eq!(e.unwrap_err().raw_os_error(), Some(libc::EXDEV), "{rel}");
+        }
+        // Not under the root at all.
+        assert!(root.open(&dir.join("out.txt")).is_err());
+        assert_eq!(root.relative(&www.join("a/b")), Some(Path::new("a/b")));
+        assert_eq!(
+            DocRoot::new(Path::new(""), Rule::Beneath).relative(&www),
+            None
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
