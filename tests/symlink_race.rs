@@ -3,7 +3,8 @@
 //! RENAME_EXCHANGE in a loop) while clients ask for what the file plugins
 //! open next to the main file: precompressed siblings (`serve_file`),
 //! typeless names (`typeless_uri`), a directory listing (`serve_dir`), an
-//! error document's precompressed sibling (`error_doc`).
+//! error document's precompressed sibling (`error_doc`), and a CGI script
+//! (`serve_cgi`, which starts it in a handle on its directory).
 //! No response may carry anything from outside the root, with the
 //! open-file cache on (a short TTL, so that entries are looked up again
 //! many times during the run) and off.
@@ -34,7 +35,7 @@ const CLIENTS: usize = 6;
 const SECRET: &str = "SECRET";
 
 /// The requests, each reaching a different plugin's open.
-const KINDS: [(&str, &str); 4] = [
+const KINDS: [(&str, &str); 5] = [
     (
         "precompressed",
         "GET /d/f.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n",
@@ -45,6 +46,7 @@ const KINDS: [(&str, &str); 4] = [
         "error document",
         "GET /nothing HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n",
     ),
+    ("cgi", "GET /d/run.cgi HTTP/1.1\r\nHost: x\r\n\r\n"),
 ];
 
 /// What one kind of request got: responses, those with the safe contents,
@@ -67,7 +69,9 @@ LogLevel error
     OpenFileCache {cache}
     Precompressed gzip
     ErrorDocument 404 /d/err.html
+    CGI_Match \\.cgi$
     Plugin error_doc
+    Plugin serve_cgi
     Plugin uri_to_file
     Plugin typeless_uri
     Plugin fast_mime_map
@@ -92,6 +96,14 @@ fn prepare(d: &TempDir) {
     d.write("outside/page.html", "SECRET page");
     d.write("outside/err.html.gz", "SECRET error gzip");
     d.write("outside/SECRET-name.txt", "x");
+    for (dir, says) in [("www/d", "safe cgi"), ("outside", "SECRET cgi")] {
+        let script = d.write(
+            &format!("{dir}/run.cgi"),
+            format!("#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n{says}'\n"),
+        );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     std::os::unix::fs::symlink(d.path().join("outside"), d.path().join("www/link")).unwrap();
 }
 
@@ -127,7 +139,7 @@ fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<u8>,
     r.read_line(&mut line)?;
     let status = line.split(' ').nth(1).and_then(|s| s.parse().ok());
     let status = status.ok_or_else(|| std::io::Error::other(format!("bad status {line:?}")))?;
-    let (mut len, mut close) = (0, false);
+    let (mut len, mut close, mut chunked) = (0, false, false);
     loop {
         line.clear();
         r.read_line(&mut line)?;
@@ -142,15 +154,33 @@ fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<u8>,
         if name.eq_ignore_ascii_case("connection") && value.trim().eq_ignore_ascii_case("close") {
             close = true;
         }
+        // A CGI script's output may be streamed.
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = true;
+        }
     }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    Ok((status, body, close))
+    if !chunked {
+        let mut body = vec![0; len];
+        r.read_exact(&mut body)?;
+        return Ok((status, body, close));
+    }
+    let mut body = Vec::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line)?;
+        let size = usize::from_str_radix(line.trim_end(), 16).map_err(std::io::Error::other)?;
+        let mut chunk = vec![0; size + 2];
+        r.read_exact(&mut chunk)?;
+        if size == 0 {
+            return Ok((status, body, close));
+        }
+        body.extend_from_slice(&chunk[..size]);
+    }
 }
 
 /// Requests of every kind in turn until `until`; what each kind got.
-fn client(srv_addr: std::net::SocketAddr, until: Instant) -> [Seen; 4] {
-    let mut seen: [Seen; 4] = Default::default();
+fn client(srv_addr: std::net::SocketAddr, until: Instant) -> [Seen; 5] {
+    let mut seen: [Seen; 5] = Default::default();
     let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
     let mut i = 0;
     while Instant::now() < until {
@@ -196,6 +226,7 @@ fn race(cache: &str) {
         b"GET /nothing HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(parse_response(&error.0).unwrap().text(), "safe error gzip");
+    assert_eq!(srv.get("/d/run.cgi").text(), "safe cgi");
 
     let stop = Arc::new(AtomicBool::new(false));
     let swapper = {
@@ -213,7 +244,7 @@ fn race(cache: &str) {
             std::thread::spawn(move || client(addr, until))
         })
         .collect();
-    let mut totals: [Seen; 4] = Default::default();
+    let mut totals: [Seen; 5] = Default::default();
     for c in clients {
         for (total, seen) in totals.iter_mut().zip(c.join().unwrap()) {
             total.responses += seen.responses;

@@ -170,6 +170,26 @@ impl DocRoot {
         self.open_rel(rel, READ_FLAGS, Io::Blocking)
     }
 
+    /// The metadata of `path` (a full path under the root), resolved under
+    /// the root's rule, without opening it for reading (a program that
+    /// may only be executed has metadata too). It may wait for a disk.
+    pub fn metadata(&self, path: &Path) -> io::Result<std::fs::Metadata> {
+        let rel = self.relative(path).ok_or(io::ErrorKind::NotFound)?;
+        let flags = libc::O_PATH | libc::O_CLOEXEC;
+        self.open_rel(rel, flags, Io::Blocking)?.metadata()
+    }
+
+    /// The directory `path` (a full path under the root) as an `O_PATH`
+    /// descriptor, resolved under the root's rule: a handle to run a
+    /// program in (its working directory set to `/proc/self/fd/N`)
+    /// without its path being looked up again. It may wait for a disk:
+    /// call it where blocking is fine.
+    pub fn open_dir(&self, path: &Path) -> io::Result<OwnedFd> {
+        let rel = self.relative(path).ok_or(io::ErrorKind::NotFound)?;
+        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        self.open_rel(rel, flags, Io::Blocking).map(OwnedFd::from)
+    }
+
     /// The root's descriptor, opened now if this is its first use.
     pub(crate) fn fd(&self, io: Io) -> io::Result<RawFd> {
         if let Some(fd) = self.dir.fd.get() {

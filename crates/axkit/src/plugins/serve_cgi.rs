@@ -50,6 +50,12 @@
 //! ```
 //!
 //! How it behaves, and why:
+//! - A script is looked up beneath its root (the DocumentRoot, or the
+//!   ScriptAlias directory), under `FollowSymlinks` like every file a
+//!   request opens, and started as `./NAME` in a handle on its directory
+//!   opened beneath that root: a directory swapped for a symlink out of
+//!   the root between the lookup and the exec cannot make it run a program
+//!   from elsewhere (see `Start`).
 //! - A file that would run as CGI is never served as a static file: one
 //!   that is not executable answers 403 (logged). To guarantee it, the
 //!   plugin refuses to start when `serve_file` comes first in a chain.
@@ -113,8 +119,8 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::config::{Args, Directive, Scopes, Value, ValueType};
 use crate::plugin::{
-    escape_log_bytes, hook, Body, Context, Hook, HookFuture, Hooks, Level, Logger, Outcome, Plugin,
-    PluginInit, PluginSpec,
+    escape_log_bytes, hook, is_escape, Body, Context, DocRoot, Hook, HookFuture, Hooks, Level,
+    Logger, Outcome, Plugin, PluginInit, PluginSpec, Rule,
 };
 use crate::server::BodyError;
 
@@ -246,6 +252,10 @@ struct ServeCgi {
 #[derive(Clone, Debug)]
 struct Script {
     path: PathBuf,
+    /// The root the script was found beneath (the DocumentRoot, or a
+    /// ScriptAlias directory); `None` for a ScriptAlias naming one
+    /// program, whose path is the configuration's.
+    root: Option<DocRoot>,
     /// The URL path of the script (SCRIPT_NAME)…
     script_name: String,
     /// …and what follows it (PATH_INFO), decoded.
@@ -298,14 +308,6 @@ impl Plugin for ServeCgi {
                 },
             },
         };
-        if !is_executable(&script.path) {
-            let msg = format!(
-                "serve_cgi: {}: not an executable file, refused",
-                script.path.display()
-            );
-            ctx.log(Level::Warn, &msg);
-            return Outcome::Status(403).into();
-        }
         hook(self.run(ctx, script))
     }
 }
@@ -333,9 +335,19 @@ fn script_alias(ctx: &Context) -> Option<Result<(Script, std::fs::Metadata), u16
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let trailing = path.ends_with('/') && !rest.is_empty();
     let mut file = PathBuf::from(target.trim_end_matches('/'));
+    // A directory of scripts is a root: what the URL names inside it is
+    // looked up beneath it, under FollowSymlinks (as a DocumentRoot). The
+    // target itself is the configuration's, taken as written.
+    let root = std::fs::metadata(&file)
+        .is_ok_and(|md| md.is_dir())
+        .then(|| DocRoot::new(&file, Rule::of(ctx.config())));
     let mut used = 0;
     let metadata = loop {
-        match std::fs::metadata(&file) {
+        let found = match &root {
+            Some(root) => root.metadata(&file),
+            None => std::fs::metadata(&file),
+        };
+        match found {
             Ok(md) if md.is_file() => break md,
             Ok(md) if md.is_dir() => match segments.get(used) {
                 Some(segment) => {
@@ -346,6 +358,7 @@ fn script_alias(ctx: &Context) -> Option<Result<(Script, std::fs::Metadata), u16
                 None => return Some(Err(403)),
             },
             Ok(_) => return Some(Err(403)),
+            Err(e) if is_escape(&e) => return Some(Err(403)),
             Err(_) => return Some(Err(404)),
         }
     };
@@ -364,6 +377,7 @@ fn script_alias(ctx: &Context) -> Option<Result<(Script, std::fs::Metadata), u16
         .to_string();
     let script = Script {
         path: file,
+        root,
         script_name,
         path_info,
     };
@@ -405,17 +419,76 @@ fn cgi_match(ctx: &Context) -> Option<Script> {
     };
     Some(Script {
         path: filename.clone(),
+        root: Some(DocRoot::for_file(ctx, filename)),
         script_name,
         path_info: ctx.path_info.clone(),
     })
 }
 
-fn is_executable(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: access(2) with a valid C string.
-    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+/// How a script is started: the program to run and the directory to run
+/// it in. A script found beneath a root runs as `./NAME` in a handle on
+/// its directory opened beneath that root (`/proc/self/fd/N`, the handle
+/// kept open until the script has started), so the path is never looked
+/// up again by full name between the check and the exec: a directory
+/// swapped for a symlink out of the root meanwhile cannot make it run
+/// something else. (Execing the script's own descriptor would close the
+/// last component too, but a `#!` script's interpreter then gets
+/// `/dev/fd/N` for `$0`, which breaks `dirname "$0"`, FindBin and
+/// `__file__`; whoever can replace a file in a script directory can write
+/// a script there anyway.)
+struct Start {
+    program: PathBuf,
+    dir: PathBuf,
+    /// The directory's handle, while the script starts.
+    _handle: Option<std::os::fd::OwnedFd>,
+}
+
+impl Start {
+    /// Where and how `script` starts; `Err` is the status to answer, the
+    /// reason logged. The lookups here hit the caches `uri_translation`
+    /// just warmed.
+    fn new(ctx: &Context, script: &Script) -> Result<Start, u16> {
+        let refuse = |status, why: &dyn std::fmt::Display| {
+            let msg = format!("serve_cgi: {}: {why}, refused", script.path.display());
+            ctx.log(Level::Warn, &msg);
+            Err(status)
+        };
+        let name = script.path.file_name().unwrap_or_default();
+        let parent = script.path.parent().unwrap_or(Path::new("/"));
+        let (program, dir, handle, dir_fd) = match &script.root {
+            Some(root) => {
+                let handle = match root.open_dir(parent) {
+                    Ok(handle) => handle,
+                    Err(e) if is_escape(&e) => return refuse(403, &"leads outside its root"),
+                    Err(e) => return refuse(404, &e),
+                };
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&handle);
+                let program = Path::new(".").join(name);
+                let dir = PathBuf::from(format!("/proc/self/fd/{fd}"));
+                (program, dir, Some(handle), fd)
+            }
+            // Config paths may be relative to the server's directory, but
+            // the script starts in its own.
+            None => {
+                let program = std::path::absolute(&script.path).unwrap_or(script.path.clone());
+                let dir = program.parent().unwrap_or(Path::new("/")).to_path_buf();
+                (program, dir, None, libc::AT_FDCWD)
+            }
+        };
+        let Ok(c) = std::ffi::CString::new(program.as_os_str().as_bytes()) else {
+            return refuse(404, &"NUL in its name");
+        };
+        // SAFETY: faccessat(2) with a directory descriptor we hold (or
+        // AT_FDCWD) and a valid C string.
+        if unsafe { libc::faccessat(dir_fd, c.as_ptr(), libc::X_OK, 0) } != 0 {
+            return refuse(403, &"not an executable file");
+        }
+        Ok(Start {
+            program,
+            dir,
+            _handle: handle,
+        })
+    }
 }
 
 /// The request's body framing, from its headers (the core has already
@@ -615,20 +688,23 @@ struct Running {
 
 impl ServeCgi {
     async fn run(&self, ctx: &mut Context, mut script: Script) -> Outcome {
+        let start = match Start::new(ctx, &script) {
+            Ok(start) => start,
+            Err(status) => return Outcome::Status(status),
+        };
         let Some(permit) = self.slot(ctx, &script).await else {
             return Outcome::Status(503);
         };
-        // Config paths may be relative to the server's directory, but the
-        // script starts in its own (and SCRIPT_FILENAME is absolute).
+        // SCRIPT_FILENAME is absolute, whatever the configuration wrote.
         if let Ok(absolute) = std::path::absolute(&script.path) {
             script.path = absolute;
         }
         let body = request_body(ctx);
-        let mut command = Command::new(&script.path);
+        let mut command = Command::new(&start.program);
         command
             .env_clear()
             .envs(environment(ctx, &script))
-            .current_dir(script.path.parent().unwrap_or(Path::new("/")))
+            .current_dir(&start.dir)
             // std stays on its posix_spawn path with these options (see
             // `Command::posix_spawn` in library/std/src/sys/process/unix/
             // unix.rs): process_group becomes POSIX_SPAWN_SETPGROUP,
@@ -646,7 +722,9 @@ impl ServeCgi {
             .stderr(Stdio::piped())
             // The last resort if the worker itself goes away mid-request.
             .kill_on_drop(true);
-        let mut child = match self.spawner.spawn(command).await {
+        let spawned = self.spawner.spawn(command).await;
+        drop(start);
+        let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
                 let msg = format!("serve_cgi: {}: cannot run: {e}", script.path.display());
