@@ -33,8 +33,9 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use axkit::config::{Directive, FileReader, Scopes, ValueType};
+use axkit::config::{Directive, FileReader, Key, Scopes};
 use axkit::{Hook, Hooks, Plugin, PluginInit, PluginSource};
+use std::time::Duration;
 
 use host::Host;
 use script::ScriptPlugin;
@@ -61,6 +62,24 @@ impl LuaSource {
     }
 }
 
+/// How long a hook may run without suspending (per Location).
+pub(crate) static LUA_TIME_LIMIT: Key<Duration> = Key::new("LuaTimeLimit")
+    .default("5s")
+    .doc("How long a Lua hook may run without suspending before it is stopped (500)");
+
+static LUA_MEMORY_LIMIT: Key<u64> = Key::new("LuaMemoryLimit")
+    .scopes(Scopes::GLOBAL)
+    .default("1G")
+    .doc(
+        "Memory all Lua scripts of one worker may hold; beyond it an allocation \
+         is a Lua error (500) rather than the worker being killed. 0: no limit",
+    );
+
+static LUA_RELOAD: Key<bool> = Key::new("LuaReload")
+    .scopes(Scopes::GLOBAL)
+    .default("off")
+    .doc("Re-run a Lua script when its file changes (development; module state resets)");
+
 impl PluginSource for LuaSource {
     fn name(&self) -> &'static str {
         "lua"
@@ -68,23 +87,9 @@ impl PluginSource for LuaSource {
 
     fn directives(&self) -> Vec<Directive> {
         vec![
-            Directive::new("LuaTimeLimit", ValueType::Duration)
-                .scopes(Scopes::ALL)
-                .default("5s")
-                .doc("How long a Lua hook may run without suspending before it is stopped (500)"),
-            Directive::new("LuaMemoryLimit", ValueType::Size)
-                .scopes(Scopes::GLOBAL)
-                .default("1G")
-                .doc(
-                    "Memory all Lua scripts of one worker may hold; beyond it an allocation \
-                     is a Lua error (500) rather than the worker being killed. 0: no limit",
-                ),
-            Directive::new("LuaReload", ValueType::OnOff)
-                .scopes(Scopes::GLOBAL)
-                .default("off")
-                .doc(
-                    "Re-run a Lua script when its file changes (development; module state resets)",
-                ),
+            LUA_TIME_LIMIT.declare(),
+            LUA_MEMORY_LIMIT.declare(),
+            LUA_RELOAD.declare(),
         ]
     }
 
@@ -118,7 +123,7 @@ impl PluginSource for LuaSource {
         let Some(script) = host.loaded(name) else {
             return Ok(None);
         };
-        let memory = init.config.global.size("LuaMemoryLimit").unwrap_or(0);
+        let memory = *init.config.global.get(&LUA_MEMORY_LIMIT);
         host.lua
             .set_memory_limit(usize::try_from(memory).unwrap_or(usize::MAX))
             .map_err(|e| format!("LuaMemoryLimit: {e}"))?;
@@ -137,11 +142,8 @@ impl PluginSource for LuaSource {
         Ok(Some(Rc::new(ScriptPlugin {
             host,
             script,
-            reload: global.flag("LuaReload"),
-            global_limit: global
-                .duration("LuaTimeLimit")
-                .unwrap_or(script::DEFAULT_TIME_LIMIT),
-            limit_id: global.registry().lookup("LuaTimeLimit"),
+            reload: *global.get(&LUA_RELOAD),
+            global_limit: *global.get(&LUA_TIME_LIMIT),
         })))
     }
 }

@@ -869,6 +869,7 @@ impl Validator {
                 args: header_args,
                 file: file.clone(),
                 line: *line,
+                typed: None,
             });
             own.table[id.0 as usize].insert(0, s);
         }
@@ -1088,21 +1089,39 @@ impl Validator {
             args.push(Value::Block(children.iter().map(block_line).collect()));
         }
         let ty = d.value.clone();
+        let key = d.key;
+        let secret = d.secret.then(|| secret_error(d));
         let mut ok = true;
         for a in node.args() {
             match parse_value(&ty, a) {
                 Ok(v) => args.push(v),
                 Err(msg) => {
-                    self.error(node, Some(id), msg);
+                    self.error(node, Some(id), secret.clone().unwrap_or(msg));
                     ok = false;
                 }
             }
         }
-        ok.then(|| Setting {
+        if !ok {
+            return None;
+        }
+        let mut setting = Setting {
             args,
             file: node.file().clone(),
             line: node.line(),
-        })
+            typed: None,
+        };
+        // A typed key converts the value now, once: a bad value is an
+        // error here, with file:line, like any other.
+        if let Some(key) = key {
+            match key.0.convert(&setting) {
+                Ok(typed) => setting.typed = Some(typed),
+                Err(msg) => {
+                    self.error(node, Some(id), secret.unwrap_or(msg));
+                    return None;
+                }
+            }
+        }
+        Some(setting)
     }
 
     /// Extra meaning and checks for a few core directives. Returns whether
@@ -1226,11 +1245,16 @@ impl Validator {
                 }
             })
             .collect();
-        Arc::new(LocationConfig {
-            registry: self.reg.clone(),
-            settings,
-        })
+        Arc::new(LocationConfig::new(self.reg.clone(), settings))
     }
+}
+
+/// What is wrong with a secret directive's value, without quoting it.
+fn secret_error(d: &Directive) -> String {
+    format!(
+        "invalid value (not shown: the directive is secret); usage: {}",
+        d.usage()
+    )
 }
 
 /// Converts a plugin block's body to untyped lines. Depth is bounded by the

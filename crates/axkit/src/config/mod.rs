@@ -13,21 +13,22 @@
 //! (error messages with file:line, owner plugin and a suggestion are its user
 //! interface), and no crate speaks AxKit2's dialect.
 
+pub mod core;
 mod directive;
+mod key;
 mod load;
 mod registry;
 mod snapshot;
 mod syntax;
 mod value;
 
-pub use directive::{Args, Directive, Merge, Scopes, ValueType};
+pub use self::core::core_directives;
+pub use directive::{Args, Directive, Merge, Scopes, ValueType, Words};
+pub use key::{parse, ArgType, FromConfig, Key, List};
 pub use load::{
     load, load_from, Config, ConfigError, LocationNode, PluginCatalog, ServerConfig, Source,
 };
-pub use registry::{core_directives, DirectiveId, Registry};
+pub use registry::{DirectiveId, Registry};
 pub use snapshot::{FileReader, PluginFile, Snapshot};
 pub use syntax::{parse as parse_syntax, Node};
-/// For plugins that parse a typed value inside a larger argument
-/// (`Expires access+1h`).
-pub(crate) use value::parse_value;
 pub use value::{BlockLine, LocationConfig, Setting, Value};

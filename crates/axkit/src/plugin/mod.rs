@@ -17,7 +17,7 @@ pub use context::{
     Body, BodyChunk, ConnInfo, Context, Failure, Headers, Logger, OpenFile, Request, Response,
 };
 pub(crate) use doc_root::{is_escape, Io, READ_FLAGS};
-pub use doc_root::{DocRoot, Rule};
+pub use doc_root::{DocRoot, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS};
 pub use log::{escape_log, escape_log_bytes, escape_log_field, Level, LogRecord};
 
 use std::future::Future;

@@ -21,6 +21,7 @@ use axkit_http::{BodyFraming, ChunkedDecoder, HttpError, RequestHead, Version};
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 
+use crate::config::core;
 use crate::plugin::{Body, ConnInfo, Context, Hook, Level, Outcome, Request};
 use crate::server::conn_io::{BodyState, ConnIo, OutFraming, READ_BUFFER};
 use crate::server::idle::Kind;
@@ -567,7 +568,7 @@ pub(crate) async fn error_response(ctx: &mut Context, status: u16) {
             status,
             failure
                 .as_ref()
-                .filter(|_| status >= 500 && ctx.config().flag("StackTrace")),
+                .filter(|_| status >= 500 && *ctx.config().get(&core::STACK_TRACE)),
         );
         ctx.response
             .headers
