@@ -1,0 +1,87 @@
+//! Test helpers shared by the loading stages' unit tests: a catalog with a
+//! few plugins of every kind, and shorthands to load config text.
+
+use std::path::{Path, PathBuf};
+
+use super::{
+    load, Args, Config, ConfigError, Directive, FileReader, PluginCatalog, Scopes, Source,
+    ValueType,
+};
+
+/// A catalog with a few built-ins and some script plugins found by name.
+pub(super) struct Cat;
+
+impl PluginCatalog for Cat {
+    fn builtin(&self) -> Vec<(String, Vec<Directive>)> {
+        let sl = Scopes::SERVER | Scopes::LOCATION;
+        vec![
+            (
+                "serve_file".into(),
+                vec![
+                    Directive::new("DocumentRoot", ValueType::Path).scopes(sl),
+                    Directive::new("DirectoryIndex", ValueType::String)
+                        .args(Args::Many)
+                        .append()
+                        .default("index.html"),
+                ],
+            ),
+            (
+                "serve_cgi".into(),
+                vec![Directive::new("CGI_Match", ValueType::Regex)],
+            ),
+            ("uri_to_file".into(), vec![]),
+            (
+                "hello".into(),
+                vec![
+                    Directive::new("Greeting", ValueType::String).default("Hello"),
+                    Directive::new("Perl", ValueType::String).args(Args::Block),
+                    Directive::new("Verbose", ValueType::String).args(Args::Flag),
+                    Directive::new("Pair", ValueType::Integer).args(Args::Range(2, 3)),
+                ],
+            ),
+        ]
+    }
+
+    fn find(
+        &self,
+        name: &str,
+        dirs: &[PathBuf],
+        _files: &mut FileReader<'_>,
+    ) -> Result<Option<Vec<Directive>>, String> {
+        match name {
+            "script" if dirs.iter().any(|d| d == Path::new("lua")) => {
+                Ok(Some(vec![Directive::new("ScriptOpt", ValueType::Integer)]))
+            }
+            "broken" => Err("syntax error at line 3".into()),
+            "clash" => Ok(Some(vec![Directive::new("greeting", ValueType::String)])),
+            "baddefault" => Ok(Some(vec![
+                Directive::new("Bd", ValueType::Size).default("lots")
+            ])),
+            _ => Ok(None),
+        }
+    }
+}
+
+pub(super) fn load_text(text: &str) -> Result<Config, Vec<ConfigError>> {
+    let source = Source::Text {
+        name: "t.conf".into(),
+        text: text.into(),
+    };
+    load(&source, &Cat)
+}
+
+pub(super) fn errors(text: &str) -> Vec<String> {
+    match load_text(text) {
+        Ok(_) => panic!("config loaded:\n{text}"),
+        Err(errs) => errs.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// A config that is valid except for the line(s) under test.
+pub(super) fn with_server(lines: &str) -> String {
+    format!("<Server>\nPort 8000\n{lines}\n</Server>\n")
+}
+
+pub(super) fn error_strings(r: Result<Config, Vec<ConfigError>>) -> Vec<String> {
+    r.err().unwrap().iter().map(ToString::to_string).collect()
+}
