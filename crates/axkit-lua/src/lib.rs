@@ -62,7 +62,7 @@ impl LuaSource {
 }
 
 impl PluginSource for LuaSource {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "lua"
     }
 

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::config::{PluginCatalog, Registry, Source};
-use crate::server::{load_config, log_to_stderr, master, report_errors, run_worker, Catalog};
+use crate::config::Source;
+use crate::plugin::Catalog;
+use crate::server::{load_config, log_to_stderr, master, report_errors, run_worker};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -186,14 +187,12 @@ fn print_directives(catalog: &Catalog, config: Option<&Source>) -> ExitCode {
             }
         },
         None => {
-            let mut registry = Registry::new();
-            for (plugin, directives) in catalog.builtin() {
-                for d in directives {
-                    if let Err(e) = registry.add(&plugin, d) {
-                        eprintln!("axkit: {e}");
-                        return ExitCode::FAILURE;
-                    }
+            let (registry, _, errors) = crate::config::plugins::known_registry(catalog);
+            if !errors.is_empty() {
+                for e in errors {
+                    eprintln!("axkit: {e}");
                 }
+                return ExitCode::FAILURE;
             }
             std::sync::Arc::new(registry)
         }

@@ -286,12 +286,12 @@ fn glob_match(pat: &[char], name: &[char]) -> bool {
 mod tests {
     use super::*;
     use crate::config::load;
-    use crate::config::test_support::{error_strings, Cat};
+    use crate::config::test_support::{catalog, error_strings};
 
     #[test]
     fn missing_file() {
         let path = std::env::temp_dir().join("axkit-config-test-does-not-exist/x.conf");
-        let errs = load(&Source::File(path.clone()), &Cat).unwrap_err();
+        let errs = load(&Source::File(path.clone()), &catalog()).unwrap_err();
         assert_eq!(
             errs.iter().map(ToString::to_string).collect::<Vec<_>>(),
             [format!(
@@ -336,7 +336,7 @@ mod tests {
             "main.conf",
             "<Server>\n  Include server.conf\n  Include conf.d/*.none\n</Server>\n",
         );
-        let cfg = load(&Source::File(main.clone()), &Cat).unwrap();
+        let cfg = load(&Source::File(main.clone()), &catalog()).unwrap();
         let root = &cfg.servers[0].locations[0];
         assert_eq!(root.config.str("Greeting"), Some("from-b"));
         assert_eq!(root.plugins, ["hello"]);
@@ -357,7 +357,7 @@ mod tests {
         let bad = t.write("bad.conf", "Include missing.conf\n<Server 80>\n</Server>\n");
         let missing = t.path("missing.conf");
         assert_eq!(
-            error_strings(load(&Source::File(bad.clone()), &Cat)),
+            error_strings(load(&Source::File(bad.clone()), &catalog())),
             [format!(
                 "{}:1: Include (plugin core): cannot read {}: No such file or directory (os error 2)",
                 bad.display(),
@@ -368,7 +368,7 @@ mod tests {
         t.write("typo.conf", "Wrokers 2\n");
         let inc = t.write("inc.conf", "Include typo.conf\n<Server 80>\n</Server>\n");
         assert_eq!(
-            error_strings(load(&Source::File(inc), &Cat)),
+            error_strings(load(&Source::File(inc), &catalog())),
             [format!(
                 "{}:1: Wrokers: unknown directive; did you mean `Workers`?",
                 t.path("typo.conf").display()
@@ -379,7 +379,7 @@ mod tests {
             "Include\n<Include x>\n</Include>\n<Server 80>\n</Server>\n",
         );
         assert_eq!(
-            error_strings(load(&Source::File(args.clone()), &Cat)),
+            error_strings(load(&Source::File(args.clone()), &catalog())),
             [
                 format!("{}:1: Include (plugin core): expected 1 argument, got 0; usage: Include <path>", args.display()),
                 format!(
@@ -396,7 +396,7 @@ mod tests {
         let a = t.write("a.conf", "Include b.conf\n<Server 80>\n</Server>\n");
         let b = t.write("b.conf", "Include a.conf\n");
         assert_eq!(
-            error_strings(load(&Source::File(a.clone()), &Cat)),
+            error_strings(load(&Source::File(a.clone()), &catalog())),
             [format!(
                 "{}:1: Include (plugin core): include cycle: {} is already being read",
                 b.display(),
@@ -410,14 +410,14 @@ mod tests {
         t.write("d17.conf", "Workers 1\n");
         let main = t.write("deep.conf", "Include d0.conf\n<Server 80>\n</Server>\n");
         assert_eq!(
-            error_strings(load(&Source::File(main), &Cat)),
+            error_strings(load(&Source::File(main), &catalog())),
             [format!(
                 "{}:1: Include (plugin core): includes nested deeper than 16",
                 t.path("d15.conf").display()
             )]
         );
         t.write("d15.conf", "Workers 1\n");
-        assert!(load(&Source::File(t.path("deep.conf")), &Cat).is_ok());
+        assert!(load(&Source::File(t.path("deep.conf")), &catalog()).is_ok());
         // Includes cannot be used to nest blocks past the parser's limit.
         t.write("nest.conf", "<Perl>\nInclude nest2.conf\n</Perl>\n");
         t.write("nest2.conf", &("<A>\n".repeat(32) + &"</A>\n".repeat(32)));
@@ -425,7 +425,7 @@ mod tests {
             "nestmain.conf",
             "Plugin hello\nInclude nest.conf\n<Server 80>\n</Server>\n",
         );
-        let errs = error_strings(load(&Source::File(m), &Cat));
+        let errs = error_strings(load(&Source::File(m), &catalog()));
         assert!(
             errs[0].ends_with("blocks nested deeper than 32 (through Include)"),
             "{errs:?}"

@@ -14,13 +14,14 @@ use std::sync::Arc;
 
 use super::include::Reader;
 use super::model::{Config, ConfigError, Source};
-use super::plugins::{load_plugins, PluginCatalog};
+use super::plugins::load_plugins;
 use super::snapshot::Snapshot;
 use super::validate::Validator;
+use crate::plugin::Catalog;
 
 /// Reads, validates and freezes a config. Returns every error found,
 /// sorted by file and line.
-pub fn load(source: &Source, catalog: &dyn PluginCatalog) -> Result<Config, Vec<ConfigError>> {
+pub fn load(source: &Source, catalog: &Catalog) -> Result<Config, Vec<ConfigError>> {
     load_from(source, catalog, None)
 }
 
@@ -29,7 +30,7 @@ pub fn load(source: &Source, catalog: &dyn PluginCatalog) -> Result<Config, Vec<
 /// worker loads the configuration its master validated.
 pub fn load_from(
     source: &Source,
-    catalog: &dyn PluginCatalog,
+    catalog: &Catalog,
     replay: Option<&Snapshot>,
 ) -> Result<Config, Vec<ConfigError>> {
     let mut ld = Reader::new(replay);

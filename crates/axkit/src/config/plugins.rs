@@ -1,6 +1,6 @@
 //! The second loading stage: find every plugin the config names with
-//! `Plugin NAME` (built into the binary, or found by a [`PluginCatalog`]
-//! in the `PluginDir`s) and build the [`Registry`] of the directives they
+//! `Plugin NAME` (compiled in, or found by a [`PluginSource`](crate::PluginSource) in the
+//! `PluginDir`s) and build the [`Registry`] of the directives they
 //! declare, which the validation stage checks every line against.
 
 use std::collections::HashSet;
@@ -12,19 +12,7 @@ use super::registry::{nearest, same_name, Registry, CORE};
 use super::snapshot::FileReader;
 use super::syntax::Node;
 use super::value::default_setting;
-
-/// What the loader needs to know about plugins.
-pub trait PluginCatalog {
-    /// Every plugin known without reading the config (built-ins): (name, its directive declarations).
-    fn builtin(&self) -> Vec<(String, Vec<Directive>)>;
-    /// A plugin that is not built in (e.g. a script found in one of `plugin_dirs`, read through `files`): Ok(Some(directives)) if found, Ok(None) if not, Err(message) if found but broken.
-    fn find(
-        &self,
-        name: &str,
-        plugin_dirs: &[PathBuf],
-        files: &mut FileReader<'_>,
-    ) -> Result<Option<Vec<Directive>>, String>;
-}
+use crate::plugin::Catalog;
 
 /// What the stage found.
 pub(super) struct Plugins {
@@ -62,39 +50,66 @@ fn collect_plugin_lines<'a>(
     }
 }
 
-/// Finds the plugins of `nodes` (the whole config, includes expanded) and
-/// registers their directives, with the catalog's built-ins'; `main` names
-/// the config in errors that have no line.
-pub(super) fn load_plugins(
-    nodes: &[Node],
-    catalog: &dyn PluginCatalog,
-    files: &mut FileReader<'_>,
-    main: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Plugins {
+/// The plugins known before a config is read, with their directives: the
+/// sources' compiled-in plugins, then each source itself, owning its own
+/// directives.
+fn known(catalog: &Catalog) -> Vec<(String, Vec<Directive>)> {
+    let compiled = catalog.sources().flat_map(|source| {
+        source
+            .plugins()
+            .into_iter()
+            .map(|(name, directives)| (name.to_string(), directives))
+    });
+    let sources = catalog
+        .sources()
+        .map(|source| (source.name().to_string(), source.directives()));
+    compiled.chain(sources).collect()
+}
+
+/// The registry of the core's directives and of every plugin known before
+/// a config is read (what `axkit --directives` lists without one), and the
+/// names of those plugins. Errors are declarations in conflict.
+pub(crate) fn known_registry(catalog: &Catalog) -> (Registry, Vec<String>, Vec<String>) {
     let mut reg = Registry::new();
-    let builtin = catalog.builtin();
-    for (plugin, directives) in &builtin {
+    let mut names = Vec::new();
+    let mut errors = Vec::new();
+    for (plugin, directives) in known(catalog) {
         for d in directives {
-            // A built-in plugin with a broken default is a programming
+            // A compiled-in plugin with a broken default is a programming
             // error: loud in debug builds, ignored (no default) in release.
-            let checked = default_setting(d);
+            let checked = default_setting(&d);
             debug_assert!(
                 checked.is_ok(),
                 "plugin {plugin}: directive {}: {checked:?}",
                 d.name
             );
-            if let Err(message) = reg.add(plugin, d.clone()) {
-                errors.push(ConfigError {
-                    file: main.to_string(),
-                    line: 0,
-                    directive: None,
-                    plugin: None,
-                    message,
-                });
+            if let Err(message) = reg.add(&plugin, d) {
+                errors.push(message);
             }
         }
+        names.push(plugin);
     }
+    (reg, names, errors)
+}
+
+/// Finds the plugins of `nodes` (the whole config, includes expanded) and
+/// registers their directives, with those of the plugins known before;
+/// `main` names the config in errors that have no line.
+pub(super) fn load_plugins(
+    nodes: &[Node],
+    catalog: &Catalog,
+    files: &mut FileReader<'_>,
+    main: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Plugins {
+    let (mut reg, builtin, conflicts) = known_registry(catalog);
+    errors.extend(conflicts.into_iter().map(|message| ConfigError {
+        file: main.to_string(),
+        line: 0,
+        directive: None,
+        plugin: None,
+        message,
+    }));
     let mut lines = Vec::new();
     let mut dirs = Vec::new();
     collect_plugin_lines(nodes, &mut lines, &mut dirs);
@@ -113,11 +128,11 @@ pub(super) fn load_plugins(
             plugin: Some(CORE.to_string()),
             message,
         };
-        if builtin.iter().any(|(b, _)| b == name) {
+        if builtin.contains(name) {
             loaded.push(name.clone());
             continue;
         }
-        match catalog.find(name, &dirs, files) {
+        match find(catalog, name, &dirs, files) {
             Ok(Some(directives)) => {
                 for d in directives {
                     // Script plugins declare directives at run time, so a
@@ -137,7 +152,7 @@ pub(super) fn load_plugins(
             }
             Ok(None) => {
                 let mut message = format!("unknown plugin `{name}`");
-                if let Some(s) = nearest(name, builtin.iter().map(|(b, _)| b.as_str())) {
+                if let Some(s) = nearest(name, builtin.iter().map(String::as_str)) {
                     message.push_str(&format!("; did you mean `{s}`?"));
                 }
                 errors.push(err(message));
@@ -154,6 +169,22 @@ pub(super) fn load_plugins(
         loaded,
         failed,
     }
+}
+
+/// A plugin that is not known before the config is read, from the first
+/// source that finds it in `plugin_dirs`.
+fn find(
+    catalog: &Catalog,
+    name: &str,
+    plugin_dirs: &[PathBuf],
+    files: &mut FileReader<'_>,
+) -> Result<Option<Vec<Directive>>, String> {
+    for source in catalog.sources() {
+        if let Some(directives) = source.find(name, plugin_dirs, files)? {
+            return Ok(Some(directives));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -2,21 +2,30 @@
 //! few plugins of every kind, and shorthands to load config text.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use super::{
-    load, Args, Config, ConfigError, Directive, FileReader, PluginCatalog, Scopes, Source,
-    ValueType,
-};
+use super::{load, Args, Config, ConfigError, Directive, FileReader, Scopes, Source, ValueType};
+use crate::plugin::{Catalog, Plugin, PluginInit, PluginSource};
 
-/// A catalog with a few built-ins and some script plugins found by name.
-pub(super) struct Cat;
+/// A source with a few compiled-in plugins and some script plugins found by
+/// name; it only declares, never creates.
+struct Cat;
 
-impl PluginCatalog for Cat {
-    fn builtin(&self) -> Vec<(String, Vec<Directive>)> {
+/// A catalog of [`Cat`] alone.
+pub(super) fn catalog() -> Catalog {
+    Catalog::new(vec![Box::new(Cat)])
+}
+
+impl PluginSource for Cat {
+    fn name(&self) -> &str {
+        "cat"
+    }
+
+    fn plugins(&self) -> Vec<(&str, Vec<Directive>)> {
         let sl = Scopes::SERVER | Scopes::LOCATION;
         vec![
             (
-                "serve_file".into(),
+                "serve_file",
                 vec![
                     Directive::new("DocumentRoot", ValueType::Path).scopes(sl),
                     Directive::new("DirectoryIndex", ValueType::String)
@@ -26,12 +35,12 @@ impl PluginCatalog for Cat {
                 ],
             ),
             (
-                "serve_cgi".into(),
+                "serve_cgi",
                 vec![Directive::new("CGI_Match", ValueType::Regex)],
             ),
-            ("uri_to_file".into(), vec![]),
+            ("uri_to_file", vec![]),
             (
-                "hello".into(),
+                "hello",
                 vec![
                     Directive::new("Greeting", ValueType::String).default("Hello"),
                     Directive::new("Perl", ValueType::String).args(Args::Block),
@@ -60,6 +69,10 @@ impl PluginCatalog for Cat {
             _ => Ok(None),
         }
     }
+
+    fn create(&self, _: &str, _: &PluginInit) -> Result<Option<Rc<dyn Plugin>>, String> {
+        Ok(None)
+    }
 }
 
 pub(super) fn load_text(text: &str) -> Result<Config, Vec<ConfigError>> {
@@ -67,7 +80,7 @@ pub(super) fn load_text(text: &str) -> Result<Config, Vec<ConfigError>> {
         name: "t.conf".into(),
         text: text.into(),
     };
-    load(&source, &Cat)
+    load(&source, &catalog())
 }
 
 pub(super) fn errors(text: &str) -> Vec<String> {

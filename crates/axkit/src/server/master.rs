@@ -24,8 +24,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::{Config, Source};
-use crate::plugin::Level;
-use crate::server::{load_config, log_to_stderr, report_errors, Catalog, LISTEN_ENV, WORKER_ENV};
+use crate::plugin::{Catalog, Level};
+use crate::server::{load_config, log_to_stderr, report_errors, LISTEN_ENV, WORKER_ENV};
 
 /// How long a new worker may take to say `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
