@@ -41,7 +41,15 @@ pub fn load_from(
     if !ld.errors.is_empty() {
         return Err(sorted(ld.errors));
     }
-    let plugins = load_plugins(&nodes, catalog, &mut ld.files, &main_name, &mut ld.errors);
+    let mut warnings = Vec::new();
+    let plugins = load_plugins(
+        &nodes,
+        catalog,
+        &mut ld.files,
+        &main_name,
+        &mut ld.errors,
+        &mut warnings,
+    );
     let mut v = Validator::new(plugins, ld.errors);
     let (servers, global, global_plugins) = v.run(&nodes, &main_name);
     if !v.errors.is_empty() {
@@ -51,9 +59,10 @@ pub fn load_from(
         registry: v.reg,
         global,
         servers,
-        plugins: v.loaded,
+        plugins: v.owners.loaded,
         global_plugins,
         snapshot: Arc::new(ld.files.into_snapshot()),
+        warnings: sorted(warnings),
     })
 }
 

@@ -78,6 +78,10 @@ pub struct Config {
     /// Empty for a `Source::Text` config without includes or scripts, and
     /// in a worker (which replayed its master's).
     pub snapshot: Arc<Snapshot>,
+    /// What is worth fixing but does not stop the config from loading (a
+    /// deprecated line), sorted like errors: `axkit --check` prints them
+    /// and the master logs them.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Config {

@@ -1,7 +1,8 @@
 //! The second loading stage: find every plugin the config names with
-//! `Plugin NAME` (compiled in, or found by a [`PluginSource`](crate::PluginSource) in the
-//! `PluginDir`s) and build the [`Registry`] of the directives they
-//! declare, which the validation stage checks every line against.
+//! `Plugin NAME` (compiled in, or found by a
+//! [`PluginSource`](crate::PluginSource) in the `PluginDir`s), tell which
+//! sources are in use, and build the [`Registry`] of the directives they
+//! all declare, which the validation stage checks every line against.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -12,16 +13,46 @@ use super::registry::{nearest, same_name, Registry, CORE};
 use super::snapshot::FileReader;
 use super::syntax::Node;
 use super::value::default_setting;
-use crate::plugin::Catalog;
+use crate::plugin::{Catalog, InUse};
 
 /// What the stage found.
 pub(super) struct Plugins {
     pub(super) reg: Registry,
+    pub(super) owners: Owners,
+    /// `Plugin` names whose lines add nothing to chains and produce no
+    /// further errors (they were reported): plugins that failed to load,
+    /// and sources named as if they were plugins.
+    pub(super) skip: HashSet<String>,
+}
+
+/// Whose directives a config may write: the core's, those of the plugins
+/// it loads, and those of the plugin sources in use.
+pub(super) struct Owners {
     /// Plugins that loaded, in order of first appearance.
     pub(super) loaded: Vec<String>,
-    /// `Plugin` names that failed (already reported): their lines add
-    /// nothing to chains and produce no further errors.
-    pub(super) failed: HashSet<String>,
+    /// Every source with directives of its own: its name, when it is in
+    /// use, and whether it is in this config.
+    sources: Vec<(String, InUse, bool)>,
+}
+
+impl Owners {
+    /// Why a directive owned by `owner` may not be written in this config;
+    /// None if it may.
+    pub(super) fn unavailable(&self, owner: &str) -> Option<String> {
+        if owner == CORE || self.loaded.iter().any(|p| p == owner) {
+            return None;
+        }
+        match self.sources.iter().find(|(name, ..)| name == owner) {
+            Some((_, InUse::WithPluginDir, false)) => Some(format!(
+                "applies to `{owner}` plugins, which are found through `PluginDir`; \
+                 add `PluginDir <path>`"
+            )),
+            Some(_) => None,
+            None => Some(format!(
+                "plugin `{owner}` is not loaded; add `Plugin {owner}`"
+            )),
+        }
+    }
 }
 
 /// Every `Plugin NAME` and `PluginDir` outside plugin blocks (the only
@@ -50,59 +81,80 @@ fn collect_plugin_lines<'a>(
     }
 }
 
-/// The plugins known before a config is read, with their directives: the
-/// sources' compiled-in plugins, then each source itself, owning its own
-/// directives.
-fn known(catalog: &Catalog) -> Vec<(String, Vec<Directive>)> {
-    let compiled = catalog.sources().flat_map(|source| {
-        source
-            .plugins()
-            .into_iter()
-            .map(|(name, directives)| (name.to_string(), directives))
-    });
-    let sources = catalog
-        .sources()
-        .map(|source| (source.name().to_string(), source.directives()));
-    compiled.chain(sources).collect()
+/// What is known before a config is read.
+pub(crate) struct Known {
+    /// The core's directives, and those of the compiled-in plugins and of
+    /// the sources.
+    pub(crate) reg: Registry,
+    /// The compiled-in plugins.
+    plugins: Vec<String>,
+    /// The sources with directives of their own, and when they are in use.
+    sources: Vec<(String, InUse)>,
+    /// Declarations in conflict.
+    pub(crate) errors: Vec<String>,
 }
 
-/// The registry of the core's directives and of every plugin known before
-/// a config is read (what `axkit --directives` lists without one), and the
-/// names of those plugins. Errors are declarations in conflict.
-pub(crate) fn known_registry(catalog: &Catalog) -> (Registry, Vec<String>, Vec<String>) {
-    let mut reg = Registry::new();
-    let mut names = Vec::new();
-    let mut errors = Vec::new();
-    for (plugin, directives) in known(catalog) {
+/// The directives known before a config is read (what `axkit
+/// --directives` lists without one), with their owners: the sources'
+/// compiled-in plugins, and each source for its own directives.
+pub(crate) fn known(catalog: &Catalog) -> Known {
+    let mut known = Known {
+        reg: Registry::new(),
+        plugins: Vec::new(),
+        sources: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut add = |owner: &str, directives: Vec<Directive>| {
         for d in directives {
-            // A compiled-in plugin with a broken default is a programming
-            // error: loud in debug builds, ignored (no default) in release.
+            // A compiled-in plugin or a source with a broken default is a
+            // programming error: loud in debug builds, ignored (no
+            // default) in release.
             let checked = default_setting(&d);
             debug_assert!(
                 checked.is_ok(),
-                "plugin {plugin}: directive {}: {checked:?}",
+                "plugin {owner}: directive {}: {checked:?}",
                 d.name
             );
-            if let Err(message) = reg.add(&plugin, d) {
-                errors.push(message);
+            if let Err(message) = known.reg.add(owner, d) {
+                known.errors.push(message);
             }
         }
-        names.push(plugin);
+    };
+    for source in catalog.sources() {
+        for (name, directives) in source.plugins() {
+            add(name, directives);
+            known.plugins.push(name.to_string());
+        }
     }
-    (reg, names, errors)
+    for source in catalog.sources() {
+        let directives = source.directives();
+        if !directives.is_empty() {
+            add(source.name(), directives);
+            known
+                .sources
+                .push((source.name().to_string(), source.in_use()));
+        }
+    }
+    known
 }
 
 /// Finds the plugins of `nodes` (the whole config, includes expanded) and
-/// registers their directives, with those of the plugins known before;
-/// `main` names the config in errors that have no line.
+/// registers their directives, with those known before; `main` names the
+/// config in errors that have no line. A deprecated line is a warning.
 pub(super) fn load_plugins(
     nodes: &[Node],
     catalog: &Catalog,
     files: &mut FileReader<'_>,
     main: &str,
     errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
 ) -> Plugins {
-    let (mut reg, builtin, conflicts) = known_registry(catalog);
+    let Known {
+        mut reg,
+        plugins: compiled,
+        sources,
+        errors: conflicts,
+    } = known(catalog);
     errors.extend(conflicts.into_iter().map(|message| ConfigError {
         file: main.to_string(),
         line: 0,
@@ -115,21 +167,32 @@ pub(super) fn load_plugins(
     collect_plugin_lines(nodes, &mut lines, &mut dirs);
 
     let mut loaded: Vec<String> = Vec::new();
-    let mut failed = HashSet::new();
+    let mut skip = HashSet::new();
     for node in lines {
         let name = &node.args()[0];
-        if loaded.contains(name) || failed.contains(name) {
+        if loaded.contains(name) || skip.contains(name) {
             continue;
         }
-        let err = |message: String| ConfigError {
+        let at_line = |message: String| ConfigError {
             file: node.file().to_string(),
             line: node.line(),
             directive: Some("Plugin".to_string()),
             plugin: Some(CORE.to_string()),
             message,
         };
-        if builtin.contains(name) {
+        if compiled.contains(name) {
             loaded.push(name.clone());
+            continue;
+        }
+        if let Some((_, in_use)) = sources.iter().find(|(s, _)| s == name) {
+            // Older configs loaded a source as a plugin to write its
+            // directives: still accepted, and it puts the source in use.
+            warnings.push(at_line(format!(
+                "`Plugin {name}` is deprecated: `{name}` is a plugin source, not a plugin, \
+                 and its directives apply {}; remove this line",
+                in_use.describe()
+            )));
+            skip.insert(name.clone());
             continue;
         }
         match find(catalog, name, &dirs, files) {
@@ -138,36 +201,48 @@ pub(super) fn load_plugins(
                     // Script plugins declare directives at run time, so a
                     // bad default is a config-time error, not a bug.
                     if let Err(e) = default_setting(&d) {
-                        errors.push(err(format!(
+                        errors.push(at_line(format!(
                             "plugin `{name}` declares `{}` with an invalid default: {e}",
                             d.name
                         )));
                         continue;
                     }
                     if let Err(message) = reg.add(name, d) {
-                        errors.push(err(message));
+                        errors.push(at_line(message));
                     }
                 }
                 loaded.push(name.clone());
             }
             Ok(None) => {
                 let mut message = format!("unknown plugin `{name}`");
-                if let Some(s) = nearest(name, builtin.iter().map(String::as_str)) {
+                if let Some(s) = nearest(name, compiled.iter().map(String::as_str)) {
                     message.push_str(&format!("; did you mean `{s}`?"));
                 }
-                errors.push(err(message));
-                failed.insert(name.clone());
+                errors.push(at_line(message));
+                skip.insert(name.clone());
             }
             Err(e) => {
-                errors.push(err(format!("cannot load plugin `{name}`: {e}")));
-                failed.insert(name.clone());
+                errors.push(at_line(format!("cannot load plugin `{name}`: {e}")));
+                skip.insert(name.clone());
             }
         }
     }
+    let sources = sources
+        .into_iter()
+        .map(|(name, in_use)| {
+            // Named by a (deprecated) Plugin line, or in use by its rule.
+            let used = skip.contains(&name)
+                || match in_use {
+                    InUse::Always => true,
+                    InUse::WithPluginDir => !dirs.is_empty(),
+                };
+            (name, in_use, used)
+        })
+        .collect();
     Plugins {
         reg,
-        loaded,
-        failed,
+        owners: Owners { loaded, sources },
+        skip,
     }
 }
 
@@ -189,6 +264,8 @@ fn find(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use crate::config::test_support::{errors, load_text, with_server};
 
     #[test]
@@ -229,6 +306,53 @@ mod tests {
             cfg.registry
                 .owner(cfg.registry.lookup("ScriptOpt").unwrap()),
             "script"
+        );
+    }
+
+    #[test]
+    fn source_directives_apply_where_the_source_is_in_use() {
+        // The test source finds its plugins through PluginDir, so its own
+        // directives need one, not a Plugin line.
+        let cfg = load_text(&format!(
+            "PluginDir lua\nScriptLimit 2s\n{}",
+            with_server("")
+        ))
+        .unwrap();
+        assert_eq!(
+            cfg.global.duration("ScriptLimit"),
+            Some(Duration::from_secs(2))
+        );
+        assert!(cfg.warnings.is_empty());
+        assert_eq!(
+            errors(&format!("ScriptLimit 2s\n{}", with_server(""))),
+            [
+                "t.conf:1: ScriptLimit (plugin cat): applies to `cat` plugins, which are found \
+              through `PluginDir`; add `PluginDir <path>`"
+            ]
+        );
+        // An old-style `Plugin cat` is accepted with one warning, puts the
+        // source in use, and adds nothing to any chain.
+        let cfg = load_text(&format!(
+            "Plugin cat\nScriptLimit 2s\n{}",
+            with_server("Plugin cat")
+        ))
+        .unwrap();
+        let warnings: Vec<String> = cfg.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "t.conf:1: Plugin (plugin core): `Plugin cat` is deprecated: `cat` is a plugin \
+              source, not a plugin, and its directives apply wherever a `PluginDir` is set; \
+              remove this line"
+            ]
+        );
+        assert!(cfg.plugins.is_empty());
+        assert!(cfg.global_plugins.is_empty());
+        assert!(cfg.servers[0].locations[0].plugins.is_empty());
+        // A source is not a plugin to suggest.
+        assert_eq!(
+            errors(&format!("Plugin cta\n{}", with_server(""))),
+            ["t.conf:1: Plugin (plugin core): unknown plugin `cta`"]
         );
     }
 }

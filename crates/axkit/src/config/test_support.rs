@@ -7,8 +7,8 @@ use std::rc::Rc;
 use super::{load, Args, Config, ConfigError, Directive, FileReader, Scopes, Source, ValueType};
 use crate::plugin::{Catalog, Plugin, PluginInit, PluginSource};
 
-/// A source with a few compiled-in plugins and some script plugins found by
-/// name; it only declares, never creates.
+/// A source with a few compiled-in plugins, some script plugins found by
+/// name and a directive of its own; it only declares, never creates.
 struct Cat;
 
 /// A catalog of [`Cat`] alone.
@@ -49,6 +49,10 @@ impl PluginSource for Cat {
                 ],
             ),
         ]
+    }
+
+    fn directives(&self) -> Vec<Directive> {
+        vec![Directive::new("ScriptLimit", ValueType::Duration).default("5s")]
     }
 
     fn find(

@@ -1,5 +1,5 @@
 //! The third loading stage: check every line against the registry (known,
-//! its plugin loaded, allowed in its scope, argument count and typed
+//! its owner loaded or in use, allowed in its scope, argument count and typed
 //! values), give the core's structural directives their meaning (`Server`,
 //! `Location`, `Plugin`, `Listen`, names), merge each scope into the ones
 //! it encloses and freeze one [`LocationConfig`] per `<Server>` and
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::directive::{Args, Merge, Scopes};
 use super::model::{prefix_matches, ConfigError, LocationNode, ServerConfig};
-use super::plugins::Plugins;
+use super::plugins::{Owners, Plugins};
 use super::registry::{DirectiveId, Registry, CORE};
 use super::syntax::Node;
 use super::value::{
@@ -76,8 +76,8 @@ struct ScopeBuild<'n> {
 /// The stage's state: [`run`](Self::run) does the whole stage.
 pub(super) struct Validator {
     pub(super) reg: Arc<Registry>,
-    pub(super) loaded: Vec<String>,
-    failed: HashSet<String>,
+    pub(super) owners: Owners,
+    skip: HashSet<String>,
     ids: CoreIds,
     /// Parsed defaults, by id.
     defaults: Table,
@@ -117,8 +117,8 @@ impl Validator {
             .collect();
         Validator {
             reg: Arc::new(reg),
-            loaded: p.loaded,
-            failed: p.failed,
+            owners: p.owners,
+            skip: p.skip,
             ids,
             defaults,
             errors,
@@ -387,7 +387,7 @@ impl Validator {
         b
     }
 
-    /// Lookup, plugin-loaded, scope and block-shape checks. Returns the id
+    /// Lookup, owner-available, scope and block-shape checks. Returns the id
     /// when the node may be interpreted further.
     fn check_known(&mut self, node: &Node, scope: Scope) -> Option<DirectiveId> {
         let Some(id) = self.reg.lookup(node.name()) else {
@@ -400,8 +400,7 @@ impl Validator {
         };
         let d = self.reg.directive(id);
         let owner = self.reg.owner(id);
-        if owner != CORE && !self.loaded.iter().any(|p| p == owner) {
-            let msg = format!("plugin `{owner}` is not loaded; add `Plugin {owner}`");
+        if let Some(msg) = self.owners.unavailable(owner) {
             self.error(node, Some(id), msg);
             return None;
         }
@@ -535,7 +534,7 @@ impl Validator {
             let Some(name) = node.args().first() else {
                 return false;
             };
-            if self.failed.contains(name) {
+            if self.skip.contains(name) {
                 return false;
             }
             let previous = inherited

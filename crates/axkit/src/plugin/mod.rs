@@ -22,7 +22,7 @@ pub(crate) use doc_root::{is_escape, Io, READ_FLAGS};
 pub use doc_root::{DocRoot, Rule};
 pub use log::{escape_log, escape_log_bytes, escape_log_field, Level, LogRecord};
 pub(crate) use source::RustPlugins;
-pub use source::{Catalog, PluginSource};
+pub use source::{Catalog, InUse, PluginSource};
 
 use std::future::Future;
 use std::pin::Pin;

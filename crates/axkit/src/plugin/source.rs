@@ -12,6 +12,10 @@ use crate::config::{Directive, FileReader};
 
 /// A source of plugins: the one trait through which the config loader
 /// learns what a `Plugin NAME` line declares and a worker instantiates it.
+/// The Rust plugins compiled into a binary are a source like any other
+/// (the first in its [`Catalog`]), so that loading and instantiating take
+/// one path whatever a plugin is written in; the [`Catalog`] is a plain
+/// struct, because there is only one way to search a list of sources.
 ///
 /// A source has two ways to know a plugin. Compiled-in plugins are known
 /// before any config is read ([`plugins`](Self::plugins)): their directives
@@ -45,9 +49,20 @@ pub trait PluginSource {
     }
 
     /// The source's own directives (e.g. `LuaTimeLimit`), known without
-    /// reading the config.
+    /// reading the config. They may be written wherever the source is in
+    /// use (see [`in_use`](Self::in_use)), with no `Plugin` line: a source
+    /// is not a plugin. (A `Plugin NAME` line naming a source with
+    /// directives, which older configs needed, still puts it in use, with
+    /// a deprecation warning.)
     fn directives(&self) -> Vec<Directive> {
         Vec::new()
+    }
+
+    /// When the source is in use, so that its own directives may be
+    /// written. By default: when the config has a `PluginDir`, which is
+    /// where a script host finds its plugins.
+    fn in_use(&self) -> InUse {
+        InUse::WithPluginDir
     }
 
     /// Look for plugin `name`, which is not among [`plugins`](Self::plugins),
@@ -70,6 +85,26 @@ pub trait PluginSource {
     /// `find` read when the worker loaded its config); Ok(None) if it is not
     /// this source's.
     fn create(&self, name: &str, init: &PluginInit) -> Result<Option<Rc<dyn Plugin>>, String>;
+}
+
+/// When a [`PluginSource`] is in use in a config, which is when its own
+/// directives may be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InUse {
+    /// In every config.
+    Always,
+    /// In a config with a `PluginDir`: the source finds its plugins there.
+    WithPluginDir,
+}
+
+impl InUse {
+    /// Where the directives of a source used so apply, for messages.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            InUse::Always => "in every config",
+            InUse::WithPluginDir => "wherever a `PluginDir` is set",
+        }
+    }
 }
 
 /// A binary's sources of plugins, in lookup order: what a config is loaded
@@ -120,6 +155,10 @@ impl RustPlugins {
 impl PluginSource for RustPlugins {
     fn name(&self) -> &str {
         "rust"
+    }
+
+    fn in_use(&self) -> InUse {
+        InUse::Always
     }
 
     fn plugins(&self) -> Vec<(&str, Vec<Directive>)> {

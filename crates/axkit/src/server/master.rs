@@ -25,7 +25,9 @@ use tokio::time::Instant;
 
 use crate::config::{Config, Source};
 use crate::plugin::{Catalog, Level};
-use crate::server::{load_config, log_to_stderr, report_errors, LISTEN_ENV, WORKER_ENV};
+use crate::server::{
+    load_config, log_to_stderr, log_warnings, report_errors, LISTEN_ENV, WORKER_ENV,
+};
 
 /// How long a new worker may take to say `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -313,6 +315,7 @@ impl Master<'_> {
                 return;
             }
         };
+        log_warnings(&config);
         let listeners = match bind_all(&config, &self.listeners) {
             Ok(l) => l,
             Err(e) => {
@@ -445,6 +448,7 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             return ExitCode::FAILURE;
         }
     };
+    log_warnings(&config);
     let listeners = match bind_all(&config, &[]) {
         Ok(l) => l,
         Err(e) => {

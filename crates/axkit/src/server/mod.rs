@@ -94,6 +94,15 @@ pub(crate) fn report_errors(errors: &[ConfigError]) {
     }
 }
 
+/// Log a loaded config's warnings. Only where a config is first loaded
+/// (the master, a single process): a worker loads the same config again
+/// and would repeat them.
+pub(crate) fn log_warnings(config: &Config) {
+    for w in &config.warnings {
+        log_to_stderr(Level::Warn, &w.to_string());
+    }
+}
+
 /// The one format for log lines written to stderr or a log file:
 /// `[Wed, 02 Dec 2026 10:00:00 GMT] [warn] axkit[1234]: message`, the
 /// message escaped (see [`escape_log`](crate::plugin::escape_log)) so that
