@@ -10,10 +10,12 @@
 //! worker's event loop, so a script that sleeps or waits on a socket
 //! suspends only its own request.
 //!
-//! Directives of the Lua host itself, usable after `Plugin lua`:
+//! Directives of the Lua host itself, usable wherever a `PluginDir` is set
+//! (where Lua plugins are found; no `Plugin lua` line, which is deprecated):
 //! `LuaTimeLimit` (how long a hook may run without suspending before it is
-//! stopped with a 500) and `LuaReload` (re-run a script when its file
-//! changes, for development).
+//! stopped with a 500), `LuaMemoryLimit` (memory all scripts of a worker
+//! may hold) and `LuaReload` (re-run a script when its file changes, for
+//! development).
 //!
 //! Scripts are read through the config's `FileReader`: the master records
 //! them in the snapshot it hands its workers, so a worker restarted after
@@ -34,7 +36,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use axkit::config::{Directive, FileReader, Key, Scopes};
-use axkit::{Hook, Hooks, Plugin, PluginInit, PluginSource};
+use axkit::{Hook, Plugin, PluginInit, PluginSource};
 use std::time::Duration;
 
 use host::Host;
@@ -81,10 +83,12 @@ static LUA_RELOAD: Key<bool> = Key::new("LuaReload")
     .doc("Re-run a Lua script when its file changes (development; module state resets)");
 
 impl PluginSource for LuaSource {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "lua"
     }
 
+    /// Written wherever a `PluginDir` is set (the default
+    /// [`in_use`](PluginSource::in_use)), as Lua plugins can be loaded there.
     fn directives(&self) -> Vec<Directive> {
         vec![
             LUA_TIME_LIMIT.declare(),
@@ -110,11 +114,6 @@ impl PluginSource for LuaSource {
     }
 
     fn create(&self, name: &str, init: &PluginInit) -> Result<Option<Rc<dyn Plugin>>, String> {
-        // `Plugin lua` loads the host itself, so that its directives may be
-        // used.
-        if name == self.name() {
-            return Ok(Some(Rc::new(LuaHost)));
-        }
         // The script this worker ran when it loaded its config: no second
         // look at the disk, which may hold a newer edit.
         let Some(host) = self.host.borrow().clone() else {
@@ -145,15 +144,5 @@ impl PluginSource for LuaSource {
             reload: *global.get(&LUA_RELOAD),
             global_limit: *global.get(&LUA_TIME_LIMIT),
         })))
-    }
-}
-
-/// `Plugin lua`: the Lua host as a plugin, so that its directives
-/// (`LuaTimeLimit`, `LuaReload`) may be written. It has no hooks.
-struct LuaHost;
-
-impl Plugin for LuaHost {
-    fn hooks(&self) -> Hooks {
-        Hooks::NONE
     }
 }

@@ -13,6 +13,7 @@ pub mod plugins;
 pub mod server;
 
 pub use plugin::{
-    hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin, PluginInit, PluginSpec,
+    hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin, PluginInit, PluginSource,
+    PluginSpec,
 };
-pub use server::{PluginSource, Server};
+pub use server::Server;

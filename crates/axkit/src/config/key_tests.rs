@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
-use crate::config::{load, Config, ConfigError, FileReader, PluginCatalog, Source};
+use std::rc::Rc;
+
+use crate::config::{load, Config, ConfigError, FileReader, Source};
+use crate::plugin::{Catalog, Plugin, PluginInit, PluginSource};
 
 static GREETING: Key<String> = Key::new("Greeting").default("Hello");
 static ROOT: Key<Option<PathBuf>> = Key::new("Root").scopes(Scopes::SERVER.or(Scopes::LOCATION));
@@ -44,12 +47,17 @@ fn parse_rule(args: &[&str]) -> Result<(u16, String), String> {
     Ok((code, args[1].to_string()))
 }
 
-struct Catalog;
+/// A source of one plugin, `things`, declaring every key above.
+struct Things;
 
-impl PluginCatalog for Catalog {
-    fn builtin(&self) -> Vec<(String, Vec<Directive>)> {
+impl PluginSource for Things {
+    fn name(&self) -> &str {
+        "test"
+    }
+
+    fn plugins(&self) -> Vec<(&str, Vec<Directive>)> {
         vec![(
-            "things".into(),
+            "things",
             vec![
                 GREETING.declare(),
                 ROOT.declare(),
@@ -75,6 +83,10 @@ impl PluginCatalog for Catalog {
     ) -> Result<Option<Vec<Directive>>, String> {
         Ok(None)
     }
+
+    fn create(&self, _: &str, _: &PluginInit) -> Result<Option<Rc<dyn Plugin>>, String> {
+        Ok(None)
+    }
 }
 
 fn load_text(text: &str) -> Result<Config, Vec<ConfigError>> {
@@ -82,7 +94,7 @@ fn load_text(text: &str) -> Result<Config, Vec<ConfigError>> {
         name: "t.conf".into(),
         text: format!("Plugin things\n{text}"),
     };
-    load(&source, &Catalog)
+    load(&source, &Catalog::new(vec![Box::new(Things)]))
 }
 
 fn errors(text: &str) -> Vec<String> {
@@ -156,9 +168,12 @@ fn bad_values_are_load_errors_with_file_and_line() {
 fn a_secret_is_never_quoted_back() {
     static PIN: Key<Option<i64>> = Key::new("Pin").secret();
     struct Secrets;
-    impl PluginCatalog for Secrets {
-        fn builtin(&self) -> Vec<(String, Vec<Directive>)> {
-            vec![("vault".into(), vec![PIN.declare()])]
+    impl PluginSource for Secrets {
+        fn name(&self) -> &str {
+            "test"
+        }
+        fn plugins(&self) -> Vec<(&str, Vec<Directive>)> {
+            vec![("vault", vec![PIN.declare()])]
         }
         fn find(
             &self,
@@ -168,12 +183,15 @@ fn a_secret_is_never_quoted_back() {
         ) -> Result<Option<Vec<Directive>>, String> {
             Ok(None)
         }
+        fn create(&self, _: &str, _: &PluginInit) -> Result<Option<Rc<dyn Plugin>>, String> {
+            Ok(None)
+        }
     }
     let source = Source::Text {
         name: "t.conf".into(),
         text: "Plugin vault\nPin hunter2\n<Server>\nListen 127.0.0.1:0\n</Server>\n".into(),
     };
-    let errs: Vec<String> = load(&source, &Secrets)
+    let errs: Vec<String> = load(&source, &Catalog::new(vec![Box::new(Secrets)]))
         .unwrap_err()
         .iter()
         .map(ToString::to_string)

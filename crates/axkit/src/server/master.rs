@@ -24,8 +24,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::{core, Config, Source};
-use crate::plugin::Level;
-use crate::server::{load_config, log_to_stderr, report_errors, Catalog, LISTEN_ENV, WORKER_ENV};
+use crate::plugin::{Catalog, Level};
+use crate::server::{
+    load_config, log_to_stderr, log_warnings, report_errors, LISTEN_ENV, WORKER_ENV,
+};
 
 /// How long a new worker may take to say `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -313,6 +315,7 @@ impl Master<'_> {
                 return;
             }
         };
+        log_warnings(&config);
         let listeners = match bind_all(&config, &self.listeners) {
             Ok(l) => l,
             Err(e) => {
@@ -441,6 +444,7 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             return ExitCode::FAILURE;
         }
     };
+    log_warnings(&config);
     let listeners = match bind_all(&config, &[]) {
         Ok(l) => l,
         Err(e) => {

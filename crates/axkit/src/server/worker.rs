@@ -22,12 +22,13 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::config::{core, Config, LocationConfig};
+use crate::plugin::Catalog;
 use crate::plugin::{
     escape_log, BodyChunk, ConnInfo, Context, Failure, Hook, HookFuture, Level, LogRecord, Outcome,
     Plugin, PluginInit,
 };
 use crate::server::idle::{self, IdleWaits};
-use crate::server::{connection, log_to_stderr, Catalog};
+use crate::server::{connection, log_to_stderr};
 
 /// A plugin in a chain, with the name it was loaded under (for logs).
 pub(crate) type Entry = (Rc<str>, Rc<dyn Plugin>);
@@ -149,11 +150,9 @@ impl WorkerRt {
                 config: &config,
                 name,
             };
-            let plugin = match catalog.spec(name) {
-                Some(spec) => (spec.create)(&init),
-                None => catalog.create_from_source(name, &init),
-            }
-            .map_err(|e| format!("plugin `{name}`: {e}"))?;
+            let plugin = catalog
+                .create(name, &init)
+                .map_err(|e| format!("plugin `{name}`: {e}"))?;
             plugins.push(plugin.clone());
             all.insert(name.clone(), plugin);
         }
