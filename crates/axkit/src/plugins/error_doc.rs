@@ -75,7 +75,7 @@ fn parse_rule<'a>(status: &str, uri: &'a str) -> Result<(u16, &'a str), String> 
             "{uri:?} is not a valid request URI (spaces and control characters must be %-encoded)"
         ));
     };
-    if crate::server::normalize_path(head.path()).is_none() {
+    if axkit_http::normalize_path(head.path()).is_none() {
         return Err(format!(
             "{uri:?} does not name a path beneath the root (`..` above it, or a bad %-escape)"
         ));

@@ -663,7 +663,7 @@ fn redirect_variables(ctx: &Context, set: &mut impl FnMut(&str, &[u8])) {
         Some((path, query)) => (path, Some(query)),
         None => (uri.as_str(), None),
     };
-    let decoded = crate::server::normalize_path(path);
+    let decoded = axkit_http::normalize_path(path);
     set(
         "REDIRECT_URL",
         decoded.as_deref().unwrap_or(path).as_bytes(),

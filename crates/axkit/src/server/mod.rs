@@ -8,11 +8,9 @@ pub(crate) mod connection;
 mod idle;
 pub(crate) mod master;
 mod response;
-mod uri;
 pub(crate) mod worker;
 
 pub use conn_io::BodyError;
-pub use uri::normalize_path;
 
 use std::io::Write;
 use std::net::SocketAddr;
