@@ -398,6 +398,25 @@ pub fn alive(pid: i32) -> bool {
     process_state(pid).starts_with("running")
 }
 
+/// What each descriptor of process `pid` refers to: a path (as it is
+/// named now, after a rename), `socket:[INODE]`, `pipe:[INODE]`...
+pub fn fd_targets(pid: i32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Socket inodes open in process `pid`.
+pub fn socket_fds(pid: i32) -> Vec<String> {
+    fd_targets(pid)
+        .into_iter()
+        .filter(|l| l.starts_with("socket:"))
+        .collect()
+}
+
 /// `addr` as `/proc/net/tcp` shows it (IPv4 only).
 pub fn proc_net_tcp_addr(addr: SocketAddr) -> String {
     let SocketAddr::V4(v4) = addr else {

@@ -144,25 +144,6 @@ pub fn big_file(dir: &TempDir) {
     dir.write("www/big.bin", data);
 }
 
-/// What each descriptor of process `pid` refers to: a path (as it is
-/// named now, after a rename), `socket:[INODE]`, `pipe:[INODE]`...
-pub fn fd_targets(pid: i32) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .map(|l| l.to_string_lossy().into_owned())
-        .collect()
-}
-
-/// Socket inodes open in process `pid`.
-pub fn socket_fds(pid: i32) -> Vec<String> {
-    fd_targets(pid)
-        .into_iter()
-        .filter(|l| l.starts_with("socket:"))
-        .collect()
-}
-
 /// The `socket:[INODE]` of the socket listening on `addr` (IPv4).
 pub fn listening_inode(addr: SocketAddr) -> String {
     let want = proc_net_tcp_addr(addr);
