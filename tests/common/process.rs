@@ -26,8 +26,15 @@ pub fn www(dir: &TempDir) {
 }
 
 /// Whether worker `pid` has said `ready`: it installs its signal handlers
-/// (SIGUSR1 caught) just before, and after reading its config.
+/// (SIGUSR1 caught) just before, and after reading its config. Only once
+/// it runs as a worker (`AXKIT_WORKER` in its environment): a child the
+/// master has just forked, not yet a worker, has the master's handlers,
+/// and its descriptors.
 pub fn worker_ready(pid: i32) -> bool {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    if !environ.split(|&b| b == 0).any(|v| v.starts_with(b"AXKIT_WORKER=")) {
+        return false;
+    }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let caught = status
         .lines()
