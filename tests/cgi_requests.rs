@@ -322,7 +322,7 @@ for fd in sorted(int(f) for f in os.listdir("/proc/self/fd")):
         let req = format!(
             "{method} /cgi-bin/fds.py HTTP/1.1\r\nHost: x\r\n{length}Connection: close\r\n\r\n{body}"
         );
-        let (r, _) = exchange(&srv, req.as_bytes());
+        let r = exchange(&srv, req.as_bytes());
         let text = r.text();
         let fds: Vec<(u32, &str)> = text
             .lines()

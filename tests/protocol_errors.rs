@@ -371,18 +371,21 @@ fn nothing_after_a_framing_error_is_answered() {
     let h = "Host: localhost\r\n";
     let req = format!(
         "POST /1k.txt HTTP/1.1\r\n{h}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{}",
-        get("/1k.txt")
+        keep_alive_get("/1k.txt")
     );
     expect_rejected(&srv, "smuggled request after CL+TE", req.as_bytes(), 400);
     let req = format!(
         "GET /1k.txt HTTP/1.1\r\n{h}X-A: a\r\n b\r\n\r\n{}",
-        get("/1k.txt")
+        keep_alive_get("/1k.txt")
     );
     expect_rejected(&srv, "request after obs-fold", req.as_bytes(), 400);
 
     // A bad request on a connection that already served one: the first
     // response stands, the bad one gets its error, then the close.
-    let req = format!("{}GET /1k.txt HTTP/1.1\r\n\r\n", get("/index.html"));
+    let req = format!(
+        "{}GET /1k.txt HTTP/1.1\r\n\r\n",
+        keep_alive_get("/index.html")
+    );
     let (bytes, closed) = exchange(&srv, req.as_bytes());
     let all = parse_all(&bytes);
     assert_eq!(
@@ -530,7 +533,7 @@ fn nothing_after_a_bad_chunked_body_is_answered() {
             // A valid request follows the broken body: it must not be served.
             let req = format!(
                 "{method} /1k.txt HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\n{body}{}",
-                get("/index.html")
+                keep_alive_get("/index.html")
             );
             let what = format!("{method} with chunked body: {what}");
             expect_closed(&srv, &what, req.as_bytes(), expected);
@@ -550,7 +553,7 @@ fn an_unread_chunked_body_over_the_limit_is_drained() {
     let chunk = format!("{:x}\r\n{}\r\n", 50_000, "c".repeat(50_000));
     let req = format!(
         "POST /1k.txt HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\n{chunk}{chunk}0\r\n\r\n{}",
-        get("/index.html")
+        keep_alive_get("/index.html")
     );
     let mut s = srv.connect();
     s.write_all(req.as_bytes()).unwrap();

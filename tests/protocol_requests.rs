@@ -168,7 +168,7 @@ fn http_1_0_and_keep_alive() {
     let mut s = srv.connect();
     let mut pending = Vec::new();
     for path in ["/1k.txt", "/index.html"] {
-        s.write_all(get(path).as_bytes()).unwrap();
+        s.write_all(keep_alive_get(path).as_bytes()).unwrap();
         let r = read_one(&mut s, false, &mut pending);
         assert_eq!(r.status, 200, "{path}: {r:?}");
         assert_eq!(r.header("Connection"), None, "{path}: {r:?}");
@@ -188,8 +188,8 @@ fn pipelining_and_tolerated_forms() {
     // Pipelining: three requests in one write, answered in order.
     let req = format!(
         "{}{}GET /1k.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-        get("/index.html"),
-        get("/missing.txt")
+        keep_alive_get("/index.html"),
+        keep_alive_get("/missing.txt")
     );
     let (bytes, closed) = exchange(&srv, req.as_bytes());
     let all = parse_all(&bytes);
@@ -265,7 +265,7 @@ fn expect_continue_without_a_body_reader() {
     // the bytes behind the head are never taken for a request.
     let req = format!(
         "GET /1k.txt HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello{}",
-        get("/index.html")
+        keep_alive_get("/index.html")
     );
     let (bytes, closed) = exchange(&srv, req.as_bytes());
     let all = parse_all(&bytes);
@@ -326,7 +326,7 @@ fn unread_bodies_are_drained() {
     // drained and the pipelined request after it is served.
     let req = format!(
         "POST /1k.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\nhello=world{}",
-        get("/index.html")
+        keep_alive_get("/index.html")
     );
     let mut s = srv.connect();
     s.write_all(req.as_bytes()).unwrap();
@@ -344,7 +344,7 @@ fn unread_bodies_are_drained() {
     let req = format!(
         "POST /1k.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: Chunked\r\n\r\n\
          5;ext=1;q=\"a b\"\r\nhello\r\n0006\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n{}",
-        get("/index.html")
+        keep_alive_get("/index.html")
     );
     let mut s = srv.connect();
     s.write_all(req.as_bytes()).unwrap();
@@ -367,7 +367,7 @@ fn encoded_slashes_and_dot_segments() {
     // protocol error, so the connection stays open.
     let mut s = srv.connect();
     let mut pending = Vec::new();
-    s.write_all(get("/a%2Fb").as_bytes()).unwrap();
+    s.write_all(keep_alive_get("/a%2Fb").as_bytes()).unwrap();
     let r = read_one(&mut s, false, &mut pending);
     assert_eq!(r.status, 404, "/a%2Fb: {r:?}");
     assert_usable(&mut s, &mut pending, "after /a%2Fb");
@@ -435,7 +435,7 @@ fn expect_continue_with_an_error_document_closes() {
             assert_eq!(r.body, body, "{path}");
         }
         assert_eq!(r.header("Connection"), Some("close"), "{path}: {r:?}");
-        let _ = s.write_all(get("/1k.txt").as_bytes());
+        let _ = s.write_all(keep_alive_get("/1k.txt").as_bytes());
         let (rest, closed) = read_until_close(&mut s, LIMIT);
         pending.extend_from_slice(&rest);
         assert!(closed, "{path}: left open");

@@ -105,7 +105,7 @@ fn an_idle_keep_alive_connection_is_closed() {
     let mut srv = deadline_server();
     let mut s = srv.connect();
     let mut pending = Vec::new();
-    s.write_all(get("/1k.txt").as_bytes()).unwrap();
+    s.write_all(keep_alive_get("/1k.txt").as_bytes()).unwrap();
     let r = read_one(&mut s, false, &mut pending);
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(
@@ -132,7 +132,7 @@ fn an_idle_keep_alive_connection_is_closed() {
 fn max_keep_alive_requests_closes_after_the_last() {
     let mut srv = deadline_server();
     let mut s = srv.connect();
-    s.write_all(format!("{}{}", get("/1k.txt"), get("/1k.txt")).as_bytes())
+    s.write_all(format!("{}{}", keep_alive_get("/1k.txt"), keep_alive_get("/1k.txt")).as_bytes())
         .unwrap();
     let (bytes, closed) = read_until_close(&mut s, LIMIT);
     let all = parse_all(&bytes);
@@ -153,9 +153,9 @@ fn max_keep_alive_requests_closes_after_the_last() {
     // ... also when the requests come one at a time.
     let mut s = srv.connect();
     let mut pending = Vec::new();
-    s.write_all(get("/1k.txt").as_bytes()).unwrap();
+    s.write_all(keep_alive_get("/1k.txt").as_bytes()).unwrap();
     assert_eq!(read_one(&mut s, false, &mut pending).status, 200);
-    s.write_all(get("/1k.txt").as_bytes()).unwrap();
+    s.write_all(keep_alive_get("/1k.txt").as_bytes()).unwrap();
     let r = read_one(&mut s, false, &mut pending);
     assert_eq!(r.header("Connection"), Some("close"), "{r:?}");
     let (bytes, closed) = read_until_close(&mut s, LIMIT);
@@ -267,7 +267,7 @@ fn clients_that_reset_do_not_take_the_worker_down() {
     let idle = socket_fds(srv.pid()).len();
     for _ in 0..3 {
         let mut s = srv.connect();
-        s.write_all(get("/big.bin").as_bytes()).unwrap();
+        s.write_all(keep_alive_get("/big.bin").as_bytes()).unwrap();
         let mut buf = [0u8; 4096];
         let n = s.read(&mut buf).unwrap();
         assert!(
@@ -280,7 +280,7 @@ fn clients_that_reset_do_not_take_the_worker_down() {
     // And one that resets right after sending, before any response.
     for _ in 0..3 {
         let mut s = srv.connect();
-        s.write_all(get("/big.bin").as_bytes()).unwrap();
+        s.write_all(keep_alive_get("/big.bin").as_bytes()).unwrap();
         reset(s);
     }
     // Every one of those connections is closed on the server's side

@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 
@@ -55,17 +55,10 @@ pub fn perl() -> String {
 }
 
 /// Send raw bytes, read the whole (Connection: close) response.
-pub fn exchange(srv: &Axkit, raw: &[u8]) -> (Response, Vec<u8>) {
-    let (bytes, _) = srv.raw(raw);
-    let r = parse_response(&bytes)
-        .unwrap_or_else(|| panic!("no response: {:?}", String::from_utf8_lossy(&bytes)));
-    (r, bytes)
-}
-
-pub fn get(srv: &Axkit, path: &str, headers: &str) -> Response {
-    let req =
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
-    exchange(srv, req.as_bytes()).0
+pub fn exchange(srv: &Axkit, raw: &[u8]) -> Response {
+    let started = Instant::now();
+    let (bytes, ended) = srv.exchange(raw);
+    parse_response(&bytes).unwrap_or_else(|| srv.no_response("a request", &bytes, &ended, started))
 }
 
 pub fn post(srv: &Axkit, path: &str, ctype: &str, body: &[u8]) -> Response {
@@ -76,7 +69,7 @@ pub fn post(srv: &Axkit, path: &str, ctype: &str, body: &[u8]) -> Response {
     )
     .into_bytes();
     req.extend_from_slice(body);
-    exchange(srv, &req).0
+    exchange(srv, &req)
 }
 
 /// A chunked POST, in pieces of `piece` bytes.

@@ -678,6 +678,16 @@ pub fn request(srv: &Axkit, method: &str, path: &str, headers: &str) -> Response
     parsed.unwrap_or_else(|| srv.no_response(&format!("{method} {path}"), &bytes, &ended, started))
 }
 
+/// `GET path` with extra header lines, as `request` does.
+pub fn get(srv: &Axkit, path: &str, headers: &str) -> Response {
+    request(srv, "GET", path, headers)
+}
+
+/// The bytes of `GET path` on a connection kept alive.
+pub fn keep_alive_get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
+}
+
 /// Run `axkit --no-master -c conf`, which must fail to start; returns its
 /// stderr.
 pub fn refused_at_start(conf: &Path) -> String {

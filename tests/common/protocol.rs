@@ -128,15 +128,10 @@ pub fn expect_rejected(srv: &Axkit, what: &str, req: &[u8], status: u16) {
     );
 }
 
-/// `GET path` on a keep-alive connection, as bytes.
-pub fn get(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
-}
-
 /// The connection is still usable: a GET on it gets a 200 with the 1 KiB file.
 #[track_caller]
 pub fn assert_usable(s: &mut TcpStream, pending: &mut Vec<u8>, what: &str) {
-    s.write_all(get("/1k.txt").as_bytes()).unwrap();
+    s.write_all(keep_alive_get("/1k.txt").as_bytes()).unwrap();
     let r = read_one(s, false, pending);
     assert_eq!(r.status, 200, "{what}: follow-up GET failed: {r:?}");
     assert_eq!(r.body, one_k(), "{what}: follow-up body differs");

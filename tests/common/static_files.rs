@@ -7,10 +7,6 @@ use crate::common::*;
 
 pub const LAST_MODIFIED: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
 
-pub fn get(srv: &Axkit, path: &str, headers: &str) -> Response {
-    request(srv, "GET", path, headers)
-}
-
 /// 100 bytes: `0123456789` ten times, so any range is easy to check.
 pub fn digits100() -> String {
     "0123456789".repeat(10)
