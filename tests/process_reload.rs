@@ -238,7 +238,7 @@ fn reload_under_load_loses_no_request() {
     reload_under_load(3, Duration::from_secs(1));
 }
 
-/// The same, harder: run with `cargo test --test process -- --ignored`.
+/// The same, harder: run with `cargo test --test process_reload -- --ignored`.
 #[test]
 #[ignore]
 fn many_reloads_under_load_lose_no_request() {
