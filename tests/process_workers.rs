@@ -188,7 +188,7 @@ fn worker_exits_are_restarted_without_crash_looping() {
 #[test]
 fn restarted_workers_keep_the_configuration_the_master_loaded() {
     // The Server block comes from an included file.
-    let main = "Workers 2\nInclude {dir}/conf.d/*.conf\n";
+    let main = "Workers 2\nLogLevel LOGINFO\nInclude {dir}/conf.d/*.conf\n";
     let server = "<Server>\n    Listen 127.0.0.1:0\n    DocumentRoot {dir}/www\n    \
                   DirectoryIndex index.html\n    Plugin uri_to_file\n    Plugin fast_mime_map\n    \
                   Plugin serve_file\n</Server>\n";
@@ -216,7 +216,8 @@ fn restarted_workers_keep_the_configuration_the_master_loaded() {
     for _ in 0..10 {
         assert_eq!(srv.get("/").text(), "hello\n");
     }
-    assert!(!srv.stderr().contains("Zebra"), "{}", srv.stderr());
+    let log = srv.sync_stderr();
+    assert!(!log.contains("Zebra"), "{log}");
 
     // A SIGHUP reads the disk: the bad file is reported and the old
     // configuration stays; once it is gone the edit takes effect.
@@ -238,8 +239,8 @@ fn restarted_workers_keep_the_configuration_the_master_loaded() {
 /// the master found, or one that does not load at all.
 #[test]
 fn restarted_workers_keep_the_scripts_the_master_loaded() {
-    let config = "Workers 2\nPluginDir {dir}/plugins\n<Server>\n    Listen 127.0.0.1:0\n    \
-                  Plugin live\n</Server>\n";
+    let config = "Workers 2\nLogLevel LOGINFO\nPluginDir {dir}/plugins\n<Server>\n    \
+                  Listen 127.0.0.1:0\n    Plugin live\n</Server>\n";
     let script = |text: &[u8]| {
         let mut s = b"function hook_response(r) r:write('".to_vec();
         s.extend_from_slice(text);
@@ -268,7 +269,8 @@ fn restarted_workers_keep_the_scripts_the_master_loaded() {
     // A broken edit does not stop a replacement from starting.
     std::fs::write(plugins.join("live.lua"), "function hook_response(r").unwrap();
     restart_all(&mut srv);
-    assert!(!srv.stderr().contains("live.lua"), "{}", srv.stderr());
+    let log = srv.sync_stderr();
+    assert!(!log.contains("live.lua"), "{log}");
 
     // A SIGHUP reads the disk: the broken script is reported and the old
     // one stays; once it is fixed, it is served.

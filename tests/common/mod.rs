@@ -1,6 +1,11 @@
 //! Shared test support: start the real `axkit` binary on an ephemeral port
-//! with a config written to a temporary directory, and talk to it over raw
-//! TCP.
+//! with a config written to a temporary directory, talk to it over raw
+//! TCP, and wait on what can be observed of it (its log, `/proc`, the
+//! state of a socket) rather than on the clock.
+//!
+//! Helpers only one family of tests uses live beside this file
+//! (`cgi.rs`, `lua.rs`, `process.rs`, `protocol.rs`, `static_files.rs`),
+//! each included by its family's files with `#[path]`.
 //!
 //! The greeting-server example's tests include this file too (with
 //! `#[path]`), so it uses nothing that package lacks: no `libc` crate, and
@@ -253,13 +258,13 @@ impl Axkit {
     }
 
     /// Make the server write a line to stderr and wait for it: every line
-    /// it wrote there before is then in `stderr_lines`, so that a check
-    /// for a line that must *not* be there cannot pass only because that
-    /// line is still on its way. Returns stderr so far.
+    /// written to that pipe before (by any of its processes) is then in
+    /// `stderr_lines`, so that a check for a line that must *not* be there
+    /// cannot pass only because that line is still on its way. Returns
+    /// stderr so far.
     ///
     /// The line is the one for a bad request (two `Host` fields), logged
-    /// at info with the client's address: the server must run as one
-    /// process (lines of different processes are not ordered), at
+    /// at info with the client's address: the server must run at
     /// `LogLevel LOGINFO` or below, logging to stderr.
     pub fn sync_stderr(&mut self) -> String {
         let mut s = self.connect();

@@ -32,7 +32,10 @@ pub fn www(dir: &TempDir) {
 /// and its descriptors.
 pub fn worker_ready(pid: i32) -> bool {
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    if !environ.split(|&b| b == 0).any(|v| v.starts_with(b"AXKIT_WORKER=")) {
+    if !environ
+        .split(|&b| b == 0)
+        .any(|v| v.starts_with(b"AXKIT_WORKER="))
+    {
         return false;
     }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
