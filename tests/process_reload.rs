@@ -127,13 +127,14 @@ impl KeepAliveClient {
     }
 }
 
-#[test]
-fn sighup_reloads_the_config() {
-    let before = "ServerToken Before";
-    let alt = |n: u32| {
-        format!("    <Location /alt>\n        DocumentRoot {{dir}}/alt{n}\n    </Location>")
-    };
-    let mut srv = Axkit::start_with(&conf(before, &alt(1)), &[], |dir| {
+/// `/alt` served from `{dir}/alt{n}`.
+fn alt(n: u32) -> String {
+    format!("    <Location /alt>\n        DocumentRoot {{dir}}/alt{n}\n    </Location>")
+}
+
+/// Two workers with `ServerToken Before`, `/alt` from `alt1`.
+fn start_alt() -> Axkit {
+    let srv = Axkit::start_with(&conf("ServerToken Before", &alt(1)), &[], |dir| {
         www(dir);
         dir.write("alt1/x.txt", "one\n");
         dir.write("alt2/x.txt", "two\n");
@@ -143,9 +144,33 @@ fn sighup_reloads_the_config() {
         (r.text().as_str(), r.header("Server")),
         ("one\n", Some("Before"))
     );
-    let old = srv.workers();
-    assert_eq!(old.len(), 2);
+    assert_eq!(srv.workers().len(), 2);
+    srv
+}
 
+/// `/alt/x.txt` is still served by the configuration `start_alt` loaded,
+/// by the same workers.
+fn assert_old_config_serves(srv: &Axkit, workers: &[i32]) {
+    for _ in 0..5 {
+        let r = srv.get("/alt/x.txt");
+        assert_eq!(
+            (r.text().as_str(), r.header("Server")),
+            ("one\n", Some("Before"))
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            srv.workers().iter().collect::<HashSet<_>>() == workers.iter().collect::<HashSet<_>>()
+        }),
+        "{workers:?} -> {:?}",
+        srv.workers()
+    );
+}
+
+#[test]
+fn sighup_reloads_the_config() {
+    let mut srv = start_alt();
+    let old = srv.workers();
     std::fs::write(
         &srv.conf,
         config_text(&srv.dir, &conf("ServerToken After", &alt(2))),
@@ -182,10 +207,15 @@ fn sighup_reloads_the_config() {
             ("two\n", Some("After"))
         );
     }
+}
 
-    // A bad config: reported with file and line, and the old one stays.
-    let good = now;
-    let bad = conf("ServerToken Bad\nZebra 1", &alt(1));
+/// A bad config on SIGHUP: reported with file and line, and the old one
+/// stays, with its workers.
+#[test]
+fn a_config_with_errors_keeps_the_old_one() {
+    let mut srv = start_alt();
+    let good = srv.workers();
+    let bad = conf("ServerToken Bad\nZebra 1", &alt(2));
     std::fs::write(&srv.conf, config_text(&srv.dir, &bad)).unwrap();
     srv.signal(libc::SIGHUP);
     let err = srv.wait_stderr("keeping the old one", Duration::from_secs(20));
@@ -198,23 +228,18 @@ fn sighup_reloads_the_config() {
         err.contains("reload failed: configuration has errors; keeping the old one"),
         "{err}"
     );
-    for _ in 0..5 {
-        let r = srv.get("/alt/x.txt");
-        assert_eq!(
-            (r.text().as_str(), r.header("Server")),
-            ("two\n", Some("After"))
-        );
-    }
-    assert_eq!(
-        srv.workers().iter().collect::<HashSet<_>>(),
-        good.iter().collect::<HashSet<_>>()
-    );
+    assert_old_config_serves(&srv, &good);
+}
 
-    // A config that checks but whose workers cannot start (the error log
-    // cannot be opened): the old generation stays too.
+/// A config that checks but whose workers cannot start (the error log
+/// cannot be opened): the old generation stays too.
+#[test]
+fn a_config_whose_workers_cannot_start_keeps_the_old_one() {
+    let mut srv = start_alt();
+    let good = srv.workers();
     let unstartable = conf(
         "ServerToken Bad\nPlugin logging/file\nLogFile {dir}/no/such/dir/error.log",
-        &alt(1),
+        &alt(2),
     );
     std::fs::write(&srv.conf, config_text(&srv.dir, &unstartable)).unwrap();
     srv.signal(libc::SIGHUP);
@@ -223,14 +248,7 @@ fn sighup_reloads_the_config() {
         Duration::from_secs(30),
     );
     assert!(!err.contains("panicked"), "{err}");
-    let r = srv.get("/alt/x.txt");
-    assert_eq!(
-        (r.text().as_str(), r.header("Server")),
-        ("two\n", Some("After"))
-    );
-    assert!(wait_until(Duration::from_secs(10), || {
-        srv.workers().iter().collect::<HashSet<_>>() == good.iter().collect::<HashSet<_>>()
-    }));
+    assert_old_config_serves(&srv, &good);
 }
 
 #[test]
