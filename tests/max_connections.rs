@@ -19,14 +19,11 @@ fn conf(extra: &str) -> String {
     format!("MaxConnections 2\nKeepAliveTimeout 60s\nHeaderTimeout 60s\n{extra}\n{STATIC_CONF}")
 }
 
+/// At `LogLevel LOGINFO`, so that `Axkit::sync_stderr` works.
 fn start() -> Axkit {
-    Axkit::start_single_with(&conf(""), |d| {
+    Axkit::start_single_with(&conf("LogLevel LOGINFO"), |d| {
         d.write("www/hello.txt", "hello\n");
     })
-}
-
-fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").into_bytes()
 }
 
 /// Read one response (known to be small) from a connection that stays open.
@@ -49,7 +46,8 @@ fn read_response(s: &mut TcpStream, limit: Duration) -> Response {
 /// A keep-alive connection that has been answered once and is now idle.
 fn idle_connection(srv: &Axkit) -> TcpStream {
     let mut s = srv.connect();
-    s.write_all(&get("/hello.txt")).unwrap();
+    s.write_all(keep_alive_get("/hello.txt").as_bytes())
+        .unwrap();
     assert_eq!(read_response(&mut s, Duration::from_secs(10)).status, 200);
     s
 }
@@ -73,14 +71,18 @@ fn the_longest_idle_keepalive_connection_makes_room() {
     // The worker is full of idle connections; a new client is served at
     // once instead of waiting a minute for one of them to time out.
     let mut probe = srv.connect();
-    probe.write_all(&get("/hello.txt")).unwrap();
+    probe
+        .write_all(keep_alive_get("/hello.txt").as_bytes())
+        .unwrap();
     assert_eq!(
         read_response(&mut probe, Duration::from_secs(10)).status,
         200
     );
     // The one idle longest made way; the other still works.
     assert_closed(&mut first, Duration::from_secs(5), "first idle connection");
-    second.write_all(&get("/hello.txt")).unwrap();
+    second
+        .write_all(keep_alive_get("/hello.txt").as_bytes())
+        .unwrap();
     assert_eq!(
         read_response(&mut second, Duration::from_secs(5)).status,
         200
@@ -89,11 +91,14 @@ fn the_longest_idle_keepalive_connection_makes_room() {
     // log says so once, not once per client.
     for i in 0..4 {
         let mut next = srv.connect();
-        next.write_all(&get("/hello.txt")).unwrap();
+        next.write_all(keep_alive_get("/hello.txt").as_bytes())
+            .unwrap();
         let r = read_response(&mut next, Duration::from_secs(10));
         assert_eq!(r.status, 200, "probe {i}");
     }
-    let log = srv.wait_stderr("MaxConnections (2) reached", Duration::from_secs(5));
+    srv.wait_stderr("MaxConnections (2) reached", Duration::from_secs(5));
+    // A second line would be in the log before the server's next one.
+    let log = srv.sync_stderr();
     assert_eq!(
         log.matches("MaxConnections (2) reached").count(),
         1,
@@ -108,7 +113,9 @@ fn connections_that_send_nothing_make_room_after_a_grace() {
     // Let the worker take both before the probe comes.
     let started = Instant::now();
     let mut probe = srv.connect();
-    probe.write_all(&get("/hello.txt")).unwrap();
+    probe
+        .write_all(keep_alive_get("/hello.txt").as_bytes())
+        .unwrap();
     // Served once a silent one has held its slot for a few seconds, long
     // before HeaderTimeout (a minute) would have freed it.
     assert_eq!(
@@ -142,10 +149,12 @@ directive { name = "Release", type = "string", doc = "file that ends the wait" }
     });
     let mut held = [srv.connect(), srv.connect()];
     for s in &mut held {
-        s.write_all(&get("/hold")).unwrap();
+        s.write_all(keep_alive_get("/hold").as_bytes()).unwrap();
     }
     let mut probe = srv.connect();
-    probe.write_all(&get("/?now=1")).unwrap();
+    probe
+        .write_all(keep_alive_get("/?now=1").as_bytes())
+        .unwrap();
     probe
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();

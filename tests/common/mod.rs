@@ -1,6 +1,11 @@
 //! Shared test support: start the real `axkit` binary on an ephemeral port
-//! with a config written to a temporary directory, and talk to it over raw
-//! TCP.
+//! with a config written to a temporary directory, talk to it over raw
+//! TCP, and wait on what can be observed of it (its log, `/proc`, the
+//! state of a socket) rather than on the clock.
+//!
+//! Helpers only one family of tests uses live beside this file
+//! (`cgi.rs`, `lua.rs`, `process.rs`, `protocol.rs`, `static_files.rs`),
+//! each included by its family's files with `#[path]`.
 //!
 //! The greeting-server example's tests include this file too (with
 //! `#[path]`), so it uses nothing that package lacks: no `libc` crate, and
@@ -29,6 +34,28 @@ extern "C" {
 }
 
 const SIGKILL: i32 = 9;
+const SIGTERM: i32 = 15;
+
+/// Send signal `sig` to process `pid` (one this test started).
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) has no memory effects.
+    unsafe {
+        kill(pid, sig);
+    }
+}
+
+/// Poll `cond` every 20 ms until it holds or `limit` passes (then once
+/// more); whether it held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
 
 /// A scratch directory removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -178,9 +205,7 @@ impl Axkit {
     }
 
     pub fn signal(&self, sig: i32) {
-        unsafe {
-            kill(self.pid(), sig);
-        }
+        signal(self.pid(), sig);
     }
 
     /// Collect stderr lines seen so far.
@@ -232,16 +257,56 @@ impl Axkit {
         }
     }
 
+    /// Make the server write a line to stderr and wait for it: every line
+    /// written to that pipe before (by any of its processes) is then in
+    /// `stderr_lines`, so that a check for a line that must *not* be there
+    /// cannot pass only because that line is still on its way. Returns
+    /// stderr so far.
+    ///
+    /// The line is the one for a bad request (two `Host` fields), logged
+    /// at info with the client's address: the server must run at
+    /// `LogLevel LOGINFO` or below, logging to stderr.
+    pub fn sync_stderr(&mut self) -> String {
+        let mut s = self.connect();
+        let me = s.local_addr().unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+            .unwrap();
+        let _ = read_to_end_within(&mut s, Duration::from_secs(10));
+        self.wait_stderr_line(&[&format!("{me}: bad request")], Duration::from_secs(10));
+        self.stderr_lines.join("\n")
+    }
+
+    /// Stop the server with SIGTERM and return everything it wrote to
+    /// stderr, read to the end of the pipe: a check that a line is *not*
+    /// there is then final, however late the line would have come.
+    pub fn stop(&mut self) -> String {
+        self.signal(SIGTERM);
+        let status = self.wait_exit(Duration::from_secs(20));
+        assert!(status.is_some(), "axkit did not exit on SIGTERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self
+                .stderr
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => self.stderr_lines.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("stderr still open 20 s after the server exited")
+                }
+            }
+        }
+        self.stderr_lines.join("\n")
+    }
+
     /// Wait for the process to exit, up to `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        let mut status = None;
+        wait_until(limit, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status
     }
 
     pub fn connect(&self) -> TcpStream {
@@ -304,9 +369,7 @@ impl Drop for Axkit {
         let _ = self.child.kill();
         let _ = self.child.wait();
         for w in workers {
-            unsafe {
-                kill(w, SIGKILL);
-            }
+            signal(w, SIGKILL);
         }
     }
 }
@@ -325,19 +388,96 @@ pub fn children_of(pid: i32) -> Vec<i32> {
 /// sent, by a writer thread, so a test that has its response may still
 /// have to wait a moment for the line.
 pub fn wait_for_line(path: &Path, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.lines().any(&pred) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no such line in {}:\n{text}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut text = String::new();
+    let found = wait_until(Duration::from_secs(10), || {
+        text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines().any(&pred)
+    });
+    assert!(found, "no such line in {}:\n{text}", path.display());
+    text
+}
+
+/// Whether process `pid` (a child of this one, or of one of its children)
+/// runs: a zombie has a `/proc` entry but runs no more.
+pub fn alive(pid: i32) -> bool {
+    process_state(pid).starts_with("running")
+}
+
+/// What each descriptor of process `pid` refers to: a path (as it is
+/// named now, after a rename), `socket:[INODE]`, `pipe:[INODE]`...
+pub fn fd_targets(pid: i32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Socket inodes open in process `pid`.
+pub fn socket_fds(pid: i32) -> Vec<String> {
+    fd_targets(pid)
+        .into_iter()
+        .filter(|l| l.starts_with("socket:"))
+        .collect()
+}
+
+/// `addr` as `/proc/net/tcp` shows it (IPv4 only).
+pub fn proc_net_tcp_addr(addr: SocketAddr) -> String {
+    let SocketAddr::V4(v4) = addr else {
+        panic!("IPv4 only: {addr}")
+    };
+    format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(v4.ip().octets()),
+        v4.port()
+    )
+}
+
+/// The `/proc/net/tcp` rows (fields split on whitespace), header skipped.
+pub fn proc_net_tcp() -> Vec<Vec<String>> {
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+/// Whether the server has read everything sent on `s` so far: the bytes
+/// were acknowledged (none left in `s`'s send queue) and none wait in the
+/// receive queue of the server's end, whether it was accepted yet or not.
+pub fn server_has_read(s: &TcpStream) -> bool {
+    let (me, peer) = (
+        proc_net_tcp_addr(s.local_addr().unwrap()),
+        proc_net_tcp_addr(s.peer_addr().unwrap()),
+    );
+    // Field 4 is `tx_queue:rx_queue`, in hex.
+    let queue = |row: &Vec<String>, rx: bool| {
+        let (tx, rxq) = row[4].split_once(':').unwrap();
+        u64::from_str_radix(if rx { rxq } else { tx }, 16).unwrap()
+    };
+    let rows = proc_net_tcp();
+    let sent = rows
+        .iter()
+        .find(|r| r[1] == me && r[2] == peer)
+        .is_some_and(|r| queue(r, false) == 0);
+    // No server end left: it was closed, so nothing waits in it.
+    let read = rows
+        .iter()
+        .find(|r| r[1] == peer && r[2] == me)
+        .is_none_or(|r| queue(r, true) == 0);
+    sent && read
+}
+
+/// Wait (up to 10 s) until the server has read everything sent on `s`:
+/// a request sent there is in the server's hands, not in a socket buffer.
+pub fn wait_server_read(s: &TcpStream) {
+    assert!(
+        wait_until(Duration::from_secs(10), || server_has_read(s)),
+        "the server did not read what was sent on {:?}",
+        s.local_addr()
+    );
 }
 
 /// Read until EOF, reset or timeout. The bool says whether the peer closed.
@@ -541,6 +681,16 @@ pub fn request(srv: &Axkit, method: &str, path: &str, headers: &str) -> Response
         parse_response(&bytes)
     };
     parsed.unwrap_or_else(|| srv.no_response(&format!("{method} {path}"), &bytes, &ended, started))
+}
+
+/// `GET path` with extra header lines, as `request` does.
+pub fn get(srv: &Axkit, path: &str, headers: &str) -> Response {
+    request(srv, "GET", path, headers)
+}
+
+/// The bytes of `GET path` on a connection kept alive.
+pub fn keep_alive_get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
 }
 
 /// Run `axkit --no-master -c conf`, which must fail to start; returns its

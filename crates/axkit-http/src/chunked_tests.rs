@@ -2,67 +2,19 @@
 //! pipelined data after the body), every malformation with its status, and the
 //! guarantee that any split of the input decodes to the same body.
 
+use crate::testing::{decode_chunked, Decoded};
 use crate::*;
-
-/// The result of decoding `pieces` in order, as a caller with a buffer would:
-/// unconsumed bytes are kept and the next piece is appended.
-#[derive(Debug, PartialEq, Eq)]
-struct Decoded {
-    body: Vec<u8>,
-    /// Input bytes consumed in total (the rest belongs to the next request).
-    consumed: usize,
-    done: bool,
-    error: Option<HttpError>,
-}
-
-fn decode_pieces(pieces: &[&[u8]], max_trailer: usize) -> Decoded {
-    let mut dec = ChunkedDecoder::new(max_trailer);
-    let mut pending: Vec<u8> = Vec::new();
-    let mut out = Decoded {
-        body: Vec::new(),
-        consumed: 0,
-        done: false,
-        error: None,
-    };
-    for piece in pieces {
-        pending.extend_from_slice(piece);
-        loop {
-            match dec.decode(&pending) {
-                Err(e) => {
-                    // How far framing got before the error is not meaningful.
-                    out.consumed = 0;
-                    out.error = Some(e);
-                    return out;
-                }
-                Ok(step) => {
-                    out.body.extend_from_slice(step.data);
-                    out.consumed += step.consumed;
-                    let (consumed, done) = (step.consumed, step.done);
-                    pending.drain(..consumed);
-                    if done {
-                        out.done = true;
-                        return out;
-                    }
-                    if consumed == 0 {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    out
-}
 
 /// Decode whole, at every single split point, and byte by byte; all must
 /// agree. Returns the whole-input result.
 fn decode_all_ways(input: &[u8], max_trailer: usize) -> Decoded {
-    let whole = decode_pieces(&[input], max_trailer);
+    let whole = decode_chunked(&[input], max_trailer);
     for k in 0..=input.len() {
         let (a, b) = input.split_at(k);
-        assert_eq!(decode_pieces(&[a, b], max_trailer), whole, "split at {k}");
+        assert_eq!(decode_chunked(&[a, b], max_trailer), whole, "split at {k}");
     }
     let bytes: Vec<&[u8]> = input.chunks(1).collect();
-    assert_eq!(decode_pieces(&bytes, max_trailer), whole, "byte by byte");
+    assert_eq!(decode_chunked(&bytes, max_trailer), whole, "byte by byte");
     whole
 }
 
@@ -210,19 +162,19 @@ fn extension_limits_400() {
     line.extend_from_slice(&[b'a'; 4094]);
     line.extend_from_slice(b"\r\nz\r\n0\r\n\r\n");
     // "1;" + 4094 = 4096 bytes: at the limit.
-    assert_eq!(decode_pieces(&[&line], 0).body, b"z");
+    assert_eq!(decode_chunked(&[&line], 0).body, b"z");
     let mut line = b"1;".to_vec();
     line.extend_from_slice(&[b'a'; 4095]);
     line.extend_from_slice(b"\r\nz\r\n0\r\n\r\n");
     assert_eq!(
-        decode_pieces(&[&line], 0).error.map(|e| e.status),
+        decode_chunked(&[&line], 0).error.map(|e| e.status),
         Some(400)
     );
     // Leading zeros count against the line too.
     let mut zeros = vec![b'0'; 5000];
     zeros.extend_from_slice(b"1\r\nz\r\n");
     assert_eq!(
-        decode_pieces(&[&zeros], 0).error.map(|e| e.status),
+        decode_chunked(&[&zeros], 0).error.map(|e| e.status),
         Some(400)
     );
     // Many chunks each under the per-line limit, over the total.
@@ -232,7 +184,7 @@ fn extension_limits_400() {
         many.extend_from_slice(&[b'e'; 4000]);
         many.extend_from_slice(b"\r\nz\r\n");
     }
-    let d = decode_pieces(&[&many], 0);
+    let d = decode_chunked(&[&many], 0);
     assert_eq!(d.error.map(|e| e.status), Some(400));
     assert_eq!(d.body, b"zzzz");
     // CTLs are not allowed in extensions.
@@ -264,7 +216,7 @@ fn trailer_size_bounded_431() {
     let mut endless = b"0\r\nX: ".to_vec();
     endless.extend_from_slice(&[b'a'; 2000]);
     assert_eq!(
-        decode_pieces(&[&endless], 1024).error.map(|e| e.status),
+        decode_chunked(&[&endless], 1024).error.map(|e| e.status),
         Some(431)
     );
 }

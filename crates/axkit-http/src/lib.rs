@@ -24,6 +24,9 @@ mod chunked_tests;
 mod request_tests;
 #[cfg(test)]
 mod response_tests;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
 
 pub use bytes;
 

@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{read_until_close, Axkit};
+use common::{read_until_close, wait_server_read, Axkit};
 
 /// The custom binary, a single process, with `faults` as its only plugin
 /// (plus `extra` config lines inside the `<Server>`). Killed on drop.
@@ -299,7 +299,8 @@ fn sleeping_request_does_not_block_others() {
     let mut slow = srv.connect();
     slow.write_all(b"GET /sleep?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    // Once the worker (one thread) has read it, it runs it until it sleeps.
+    wait_server_read(&slow);
     // Served while the other request is suspended.
     assert_eq!(get(&srv, "/status/403").status, 403);
     slow.set_nonblocking(true).unwrap();
@@ -331,7 +332,7 @@ fn body_with_content_length() {
     // A body sent in pieces, slowly.
     s.write_all(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    wait_server_read(&s);
     s.write_all(b"def").unwrap();
     assert_eq!(read_one(&mut s).text(), "6");
 }

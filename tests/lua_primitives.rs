@@ -1,0 +1,222 @@
+//! The non-blocking primitives Lua scripts get, through the stock `axkit`
+//! binary: the HTTP client, TCP sockets, subprocesses and files, also
+//! under stress.
+//!
+//! Each test starts its own server (`--no-master` unless it tests the
+//! master) with real scripts written to its scratch directory.
+
+mod common;
+#[path = "common/lua.rs"]
+mod lua;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+
+use common::*;
+use lua::*;
+
+/// A backend on an ephemeral port answering its n-th connection with
+/// `replies[n]`, after reading the request (`{line}` and `{body}` in the
+/// reply are replaced by the request line and body).
+fn backend(replies: &[&'static str]) -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let replies = replies.to_vec();
+    let handle = std::thread::spawn(move || {
+        for reply in replies {
+            let (s, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            let mut line = String::new();
+            let mut len = 0;
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let text = reply
+                .replace("{line}", first.trim())
+                .replace("{body}", &lossy(&body));
+            let mut s = s;
+            s.write_all(text.as_bytes()).unwrap();
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn http_client_tcp_socket_subprocess_and_files() {
+    let script = r#"
+function hook_response(r)
+  local p = r:path()
+  if p == "/http" then
+    local res = http.request{ url = "http://127.0.0.1:" .. r:param("port") .. "/up?x=1",
+                              method = "POST", body = "payload",
+                              headers = { ["X-From"] = "lua" } }
+    r:write(res.status, " ", res.headers["x-backend"], " ", res.body)
+    return OK
+  elseif p == "/tcp" then
+    local s = tcp.connect("127.0.0.1", tonumber(r:param("port")))
+    s:send("hello\n")
+    local line = s:receive("line")
+    s:close()
+    r:write("tcp:", line)
+    return OK
+  elseif p == "/refused" then
+    local ok, err = pcall(tcp.connect, "127.0.0.1", tonumber(r:param("port")))
+    r:write(tostring(ok), " ", tostring(err):match("tcp.connect") or err)
+    return OK
+  elseif p == "/proc" then
+    local out = process.run{ "sh", "-c", "read x; echo out:$x; echo err >&2; exit 3",
+                             stdin = "in\n" }
+    r:write(out.status, "|", out.stdout, "|", out.stderr)
+    return OK
+  elseif p == "/files" then
+    local dir = r:param("dir")
+    file.write(dir .. "/a.txt", "written by lua")
+    local data = file.read(dir .. "/a.txt")
+    local missing, err = file.read(dir .. "/nope.txt")
+    r:write(data, "|", tostring(missing), "|", tostring(err ~= nil), "|",
+            tostring(file.exists(dir .. "/a.txt")), "|", table.concat(file.list(dir), ","))
+    return OK
+  elseif p == "/blocked" then
+    r:write(type(io), type(os.execute), type(dofile), type(require), type(os.time))
+    return OK
+  end
+end
+"#;
+    let srv = start(&conf("", "    Plugin tools"), &[("tools", script)]);
+    let (port, handle) = backend(&[
+        "HTTP/1.1 200 OK\r\nX-Backend: yes\r\nConnection: close\r\n\r\n{line} {body}",
+        "HTTP/1.1 200 OK\r\nX-Backend: chunked\r\nTransfer-Encoding: chunked\r\n\r\n\
+         3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    ]);
+    let r = srv.get(&format!("/http?port={port}"));
+    assert_eq!(r.text(), "200 yes POST /up?x=1 HTTP/1.1 payload");
+    let r = srv.get(&format!("/http?port={port}"));
+    assert_eq!(r.text(), "200 chunked abcde");
+    handle.join().unwrap();
+
+    let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    let echo_thread = std::thread::spawn(move || {
+        let (s, _) = echo.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(s.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let mut s = s;
+        s.write_all(format!("echo {line}").as_bytes()).unwrap();
+    });
+    assert_eq!(
+        srv.get(&format!("/tcp?port={echo_port}")).text(),
+        "tcp:echo hello"
+    );
+    echo_thread.join().unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    assert_eq!(
+        srv.get(&format!("/refused?port={closed_port}")).text(),
+        "false tcp.connect"
+    );
+
+    assert_eq!(srv.get("/proc").text(), "3|out:in\n|err\n");
+
+    let files = srv.dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    assert_eq!(
+        srv.get(&format!("/files?dir={}", files.display())).text(),
+        "written by lua|nil|true|true|a.txt"
+    );
+    assert_eq!(srv.get("/blocked").text(), "nilnilnilnilfunction");
+}
+
+/// A failed file.write leaves no temporary file; a new file gets the
+/// usual permissions (0666 less the umask); file.read refuses what is not
+/// a regular file (a FIFO would block it for good); process.run feeds a
+/// big stdin while it reads the output, and bounds that output.
+#[test]
+fn file_and_process_primitives_under_stress() {
+    use std::os::unix::fs::PermissionsExt;
+    let script = r#"
+function hook_response(r)
+  local p, dir = r:path(), r:param("dir")
+  if p == "/write" then
+    local ok, err = pcall(file.write, dir .. "/" .. r:param("name"), "data")
+    r:write(tostring(ok), "|", tostring(err))
+  elseif p == "/read" then
+    local data, err = file.read(dir .. "/" .. r:param("name"))
+    r:write(tostring(data), "|", tostring(err))
+  elseif p == "/cat" then
+    local input = string.rep("0123456789abcdef", 65536)
+    local out = process.run{ "cat", stdin = input, timeout = 5 }
+    r:write(tostring(out.stdout == input), "|", #out.stdout)
+  elseif p == "/flood" then
+    local ok, err = pcall(process.run, { "head", "-c", "17000000", "/dev/zero" })
+    r:write(tostring(ok), "|", tostring(err))
+  end
+  return OK
+end
+"#;
+    let srv = start(&conf("", "    Plugin files"), &[("files", script)]);
+    let dir = srv.dir.path().join("data");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let d = dir.display();
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+
+    // Renaming onto a directory fails after the data was written.
+    let t = srv.get(&format!("/write?dir={d}&name=sub")).text();
+    assert!(t.starts_with("false|"), "{t}");
+    assert_eq!(listing(), ["sub"]);
+    let long = "n".repeat(300);
+    let t = srv.get(&format!("/write?dir={d}&name={long}")).text();
+    assert!(t.contains("File name too long"), "{t}");
+    assert_eq!(listing(), ["sub"]);
+
+    let t = srv.get(&format!("/write?dir={d}&name=new.txt")).text();
+    assert_eq!(t, "true|nil");
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let umask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .map(|m| u32::from_str_radix(m.trim(), 8).unwrap())
+        .unwrap();
+    let mode = std::fs::metadata(dir.join("new.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o666 & !umask);
+    assert_eq!(listing(), ["new.txt", "sub"]);
+
+    let fifo = std::ffi::CString::new(format!("{d}/fifo")).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let t = srv.get(&format!("/read?dir={d}&name=fifo")).text();
+    assert!(
+        t.starts_with("nil|") && t.contains("not a regular file"),
+        "{t}"
+    );
+    assert_eq!(
+        srv.get(&format!("/read?dir={d}&name=new.txt")).text(),
+        "data|nil"
+    );
+
+    assert_eq!(srv.get("/cat").text(), "true|1048576");
+    let t = srv.get("/flood").text();
+    assert!(t.starts_with("false|") && t.contains("more than"), "{t}");
+}

@@ -1,0 +1,387 @@
+//! The request API of Lua plugins through the stock `axkit` binary: what a
+//! script reads and writes, the hot methods' argument checks, hooks and
+//! their return values, module state per worker, connection and logging
+//! hooks, streamed request bodies, and runtime errors (500 with a
+//! traceback; the worker survives).
+//!
+//! Each test starts its own server (`--no-master` unless it tests the
+//! master) with real scripts written to its scratch directory.
+
+mod common;
+#[path = "common/lua.rs"]
+mod lua;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use lua::*;
+
+#[test]
+fn request_api() {
+    let srv = start(&conf("", "    Plugin api"), &[("api", API)]);
+    let r = send(
+        &srv,
+        "GET",
+        "/info?a=x%20y&b=1+2&a=second",
+        "User-Agent: tester\r\nX-Multi: 1\r\nX-Multi: 2\r\nCookie: theme=x; sid=s%41\r\n",
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let t = r.text();
+    for want in [
+        r#""method":"GET""#,
+        r#""uri":"/info?a=x%20y&b=1+2&a=second""#,
+        r#""path":"/info""#,
+        r#""query":"a=x%20y&b=1+2&a=second""#,
+        r#""a":"x y""#,
+        r#""b":"1 2""#,
+        r#""ua":"tester""#,
+        r#""x":"1, 2""#,
+        r#""peer":"127.0.0.1""#,
+        r#""port_ok":true"#,
+        r#""note":"api""#,
+        r#""cookie":"s%41""#,
+        r#""location":"/""#,
+        r#""host":"localhost""#,
+    ] {
+        assert!(t.contains(want), "{want} not in {t}");
+    }
+
+    let r = send(&srv, "POST", "/body", "", b"0123456789abcdef");
+    assert_eq!(r.text(), "16:0123456789");
+    // Chunked request bodies are decoded.
+    let (bytes, _) = srv.raw(
+        b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    );
+    assert_eq!(parse_response(&bytes).unwrap().text(), "5:abcde");
+
+    let r = send(&srv, "GET", "/cookie", "", b"");
+    assert_eq!(r.status, 201);
+    let cookies = r.header_all("set-cookie");
+    assert_eq!(
+        cookies,
+        ["sid=abc123; Path=/; Max-Age=60; HttpOnly", "theme=dark"]
+    );
+    assert_eq!(r.header("X-One"), Some("1"));
+    let twos: Vec<_> = r.headers.iter().filter(|(n, _)| n == "X-Two").collect();
+    assert_eq!(twos.len(), 2);
+
+    let r = srv.get("/redirect");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("Location"), Some("/elsewhere"));
+
+    let r = srv.get("/internal");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "target internal /internal []");
+    // The redirected request is a GET without the original body.
+    let r = send(&srv, "POST", "/post-then-redirect", "", b"payload");
+    assert_eq!(r.text(), "target post /post-then-redirect []");
+
+    let path = srv.dir.write("big.txt", vec![b'z'; 100_000]);
+    let r = srv.get(&format!("/file?path={}", path.display()));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Length"), Some("100000"));
+    assert_eq!(r.header("Content-Type"), Some("text/plain"));
+    assert!(r.body.iter().all(|b| *b == b'z') && r.body.len() == 100_000);
+    let r = srv.get("/file?path=/nonexistent/file");
+    assert_eq!(r.status, 500);
+    // Opened beneath a root like any file: no DocumentRoot here, so no
+    // symlink anywhere in the path.
+    let link = srv.dir.path().join("link.txt");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let r = srv.get(&format!("/file?path={}", link.display()));
+    assert_eq!(r.status, 500);
+    // A FIFO (or any other non-file) is refused at once: opening it must
+    // not wait for a writer, nor stream from it.
+    let fifo = srv.dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let r = srv.get(&format!("/file?path={}", fifo.display()));
+    assert_eq!(r.status, 500);
+    let r = srv.get(&format!("/file?path={}", srv.dir.path().display()));
+    assert_eq!(r.status, 500);
+
+    let r = srv.get("/stream");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
+    assert_eq!(r.body.len(), 200_003);
+    assert!(r.text().ends_with("end"));
+
+    let r = srv.get("/log");
+    assert_eq!(r.status, 204);
+    let mut srv = srv;
+    srv.wait_stderr("script says 42", Duration::from_secs(10));
+
+    // Not the script's: nil means DECLINED, so nobody answers.
+    assert_eq!(srv.get("/other").status, 404);
+}
+
+/// The methods of `r` written as plain Lua C functions (`fast.rs`): the
+/// config cache per Location, argument conversion, and an `r` kept past
+/// its hook.
+#[test]
+fn hot_request_methods_check_requests_arguments_and_locations() {
+    let script = r#"
+directive { name = "Greeting", type = "string", default = "Hello" }
+directive { name = "Names", type = "list" }
+local kept
+function hook_response(r)
+  local p = r:path()
+  if p == "/keep" then kept = r r:write("kept") return OK end
+  if p == "/stale" then kept:set_header("X-Stale", "1") return OK end
+  if p == "/write" then
+    local t = setmetatable({}, { __tostring = function() return "T" end })
+    r:write(1, " ", 1.5, " ", true, " ", nil, " ", t)
+    return OK
+  end
+  if p == "/badheader" then r:set_header("X-Bad", {}) return OK end
+  if p == "/upload" then r:write(r:form{ uploads = true }.up.path) return OK end
+  local names = r:config("Names")
+  names[#names + 1] = "z" -- a table from r:config is this call's own
+  r:write(r:config("Greeting"), " ", table.concat(r:config("Names"), ","), " ", r:status())
+  return OK
+end
+"#;
+    let mut srv = start(
+        &conf(
+            "",
+            "    Plugin hot
+    Names a b
+    <Location /a>
+        Greeting A
+    </Location>
+                 <Location /b>
+        Greeting B
+        Names c
+    </Location>",
+        ),
+        &[("hot", script)],
+    );
+    for _ in 0..2 {
+        assert_eq!(srv.get("/x").text(), "Hello a,b 200");
+        assert_eq!(srv.get("/a/x").text(), "A a,b 200");
+        assert_eq!(srv.get("/b/x").text(), "B c 200");
+    }
+    assert_eq!(srv.get("/write").text(), "1 1.5 true nil T");
+    assert_eq!(srv.get("/keep").text(), "kept");
+    let r = srv.get("/stale");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.header("X-Stale"), None);
+    srv.wait_stderr("used outside its hook", Duration::from_secs(10));
+    assert_eq!(srv.get("/badheader").status, 500);
+    srv.wait_stderr(
+        "r:set_header: bad argument #2 (value)",
+        Duration::from_secs(10),
+    );
+    assert_eq!(srv.get("/x").text(), "Hello a,b 200");
+    // With a single hook the request's state is not kept in the context:
+    // uploads still go when the request is over.
+    let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"up\"; filename=\"a.txt\"\r\n\r\n\
+                 data\r\n--XyZ--\r\n";
+    let r = send(
+        &srv,
+        "POST",
+        "/upload",
+        "Content-Type: multipart/form-data; boundary=XyZ\r\n",
+        body,
+    );
+    let path = r.text();
+    assert!(path.contains("axkit-uploads-"), "{path}");
+    wait_gone(Path::new(&path));
+    stop(srv);
+}
+
+#[test]
+fn hooks_chain_and_return_values() {
+    let first = r#"
+function hook_access_control(r)
+  if r:header("X-Deny") then return 403 end
+  return OK
+end
+function hook_fixup(r)
+  r:note("fixup", "first")
+end
+function hook_response(r)
+  if r:path() == "/first" then r:write("first ", r:note("fixup")) return OK end
+  if r:path() == "/declined" then return DECLINED end
+  if r:path() == "/done" then r:status(202) r:write("done") return DONE end
+  if r:path() == "/string" then return "yes" end
+  if r:path() == "/table" then return {} end
+  if r:path() == "/float" then return 1.5 end
+  return nil
+end
+"#;
+    let second = r#"
+function hook_response(r)
+  r:write("second")
+  return OK
+end
+function hook_error(r)
+  local f = r:failure()
+  if r:status() == 418 or (f and f.message:match("teapot")) then
+    r:write("custom error page")
+    return OK
+  end
+end
+function hook_write_body_data(r, data, last)
+  if r:path() == "/first" then return OK, data:upper() end
+end
+"#;
+    let srv = start(
+        &conf("", "    Plugin first\n    Plugin second"),
+        &[("first", first), ("second", second)],
+    );
+    let r = srv.get("/first");
+    assert_eq!(r.text(), "FIRST FIRST");
+    assert_eq!(srv.get("/declined").text(), "second");
+    assert_eq!(srv.get("/other").text(), "second");
+    let r = srv.get("/done");
+    assert_eq!((r.status, r.text().as_str()), (202, "done"));
+    let r = send(&srv, "GET", "/first", "X-Deny: 1\r\n", b"");
+    assert_eq!(r.status, 403);
+    let mut srv = srv;
+    for (path, shown) in [
+        ("/string", "returned \"yes\""),
+        ("/table", "returned a table"),
+        ("/float", "returned 1.5"),
+    ] {
+        assert_eq!(srv.get(path).status, 500, "{path}");
+        srv.wait_stderr(shown, Duration::from_secs(10));
+    }
+    let log = srv.stderr();
+    assert!(
+        log.contains("plugins/first.lua: hook_response returned \"yes\"; expected OK, DECLINED"),
+        "{log}"
+    );
+}
+
+#[test]
+fn module_state_lives_across_requests_in_a_worker() {
+    let script = r#"
+local hits = 0
+loaded = (loaded or 0) + 1
+function hook_response(r)
+  hits = hits + 1
+  r:write(hits, " ", loaded)
+  return OK
+end
+"#;
+    let srv = start(&conf("", "    Plugin counter"), &[("counter", script)]);
+    for want in ["1 1", "2 1", "3 1"] {
+        assert_eq!(srv.get("/").text(), want);
+    }
+}
+
+#[test]
+fn connection_and_logging_hooks_and_streamed_body_reads() {
+    let script = r#"
+local connections, lines = 0, {}
+function hook_connect(c)
+  connections = connections + 1
+  if c.peer ~= "127.0.0.1" or c.port <= 0 then return 403 end
+end
+function hook_logging(level, message, peer)
+  if message:match("^note:") then lines[#lines + 1] = level .. " " .. message end
+  return DECLINED
+end
+function hook_response(r)
+  if r:path() == "/log" then
+    r:log("warn", "note:", "one")
+    r:log("LOGINFO", "note: two")
+    r:log("warn", "note: three\n[emerg] FORGED\27[2J\255")
+    r:write(table.concat(lines, "|"))
+  elseif r:path() == "/read" then
+    local sizes = 0
+    while true do
+      local chunk = r:read()
+      if not chunk then break end
+      sizes = sizes + #chunk
+    end
+    r:write("read ", sizes, " ", tostring(r:read()))
+  else
+    r:write("connections ", connections)
+  end
+  return OK
+end
+"#;
+    let srv = start(&conf("", "    Plugin hooks"), &[("hooks", script)]);
+    assert_eq!(srv.get("/").text(), "connections 1");
+    assert_eq!(srv.get("/").text(), "connections 2");
+    // Every logging hook sees a script's message escaped: it cannot start
+    // a line of its own, drive a terminal, or carry bytes that are not UTF-8.
+    assert_eq!(
+        srv.get("/log").text(),
+        "warn note: one|info note: two|warn note: three\\x0a[emerg] FORGED\\x1b[2J\\xff"
+    );
+    let r = send(&srv, "POST", "/read", "", &vec![b'x'; 200_000]);
+    assert_eq!(r.text(), "read 200000 nil");
+}
+
+#[test]
+fn body_data_hook_streams_the_request_body() {
+    let script = r#"
+local sizes = {}
+function hook_body_data(r, chunk)
+  r:note("bytes", tostring(tonumber(r:note("bytes") or "0") + #chunk))
+  return OK
+end
+function hook_response(r)
+  r:write("got ", r:note("bytes") or "0")
+  return OK
+end
+"#;
+    let srv = start(&conf("", "    Plugin counter"), &[("counter", script)]);
+    let body = vec![b'q'; 300_000];
+    let r = send(&srv, "POST", "/", "", &body);
+    assert_eq!(r.text(), "got 300000");
+}
+
+#[test]
+fn runtime_errors_are_500_with_traceback_and_the_worker_survives() {
+    let script = r#"
+local function inner(x)
+  return x.field.missing
+end
+function hook_response(r)
+  if r:path() == "/boom" then inner({}) end
+  if r:path():match("/error$") then error("custom failure") end
+  r:write("fine")
+  return OK
+end
+"#;
+    let mut srv = start(
+        &conf(
+            "",
+            "    Plugin oops\n    <Location /trace>\n        StackTrace On\n    </Location>",
+        ),
+        &[("oops", script)],
+    );
+    let r = srv.get("/boom");
+    assert_eq!(r.status, 500);
+    assert!(
+        !r.text().contains("oops.lua"),
+        "no details without StackTrace"
+    );
+    // The traceback's lines arrive one by one: wait for the last one.
+    let log = srv.wait_stderr("in function <", Duration::from_secs(10));
+    assert!(log.contains("stack traceback"), "{log}");
+    assert!(
+        log.contains("plugins/oops.lua:3: attempt to index a nil value"),
+        "{log}"
+    );
+    assert!(
+        log.contains("in upvalue 'inner'") || log.contains("in local 'inner'"),
+        "{log}"
+    );
+    let r = srv.get("/trace/error");
+    assert_eq!(r.status, 500);
+    let page = r.text();
+    assert!(
+        page.contains("plugins/oops.lua:7: custom failure"),
+        "{page}"
+    );
+    assert!(page.contains("stack traceback"), "{page}");
+    assert_eq!(srv.get("/ok").text(), "fine");
+}

@@ -1,0 +1,289 @@
+//! Which file a URL gets and as what, through the stock `axkit` binary:
+//! directories (the slash redirect, DirectoryIndex, serve_dir listings),
+//! typeless URIs, content sniffing, and serve_file opening a file another
+//! plugin named.
+//!
+//! Every server runs as one process (`--no-master`); each test starts its
+//! own so that they can run in parallel.
+
+mod common;
+#[path = "common/static_files.rs"]
+mod static_files;
+
+use common::*;
+use static_files::*;
+
+#[test]
+fn directory_without_slash_redirects_with_query_kept() {
+    let srv = files_server("");
+    std::fs::create_dir_all(srv.dir.path().join("www/sub dir")).unwrap();
+    let r = get(&srv, "/sub%20dir?a=1&b=2", "");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("Location"), Some("/sub%20dir/?a=1&b=2"));
+}
+
+#[test]
+fn directory_index_first_existing_name_wins() {
+    let conf = files_conf("").replace(
+        "DirectoryIndex index.html",
+        "DirectoryIndex index.htm default.txt index.html",
+    );
+    let srv = Axkit::start_single_with(&conf, |d| {
+        d.write("www/a/default.txt", "default");
+        d.write("www/a/index.html", "html");
+        d.write("www/b/index.html", "b-html");
+        d.write("www/c/other.txt", "x");
+    });
+    assert_eq!(get(&srv, "/a/", "").text(), "default");
+    assert_eq!(get(&srv, "/b/", "").text(), "b-html");
+    // No index and no serve_dir: 403.
+    assert_eq!(get(&srv, "/c/", "").status, 403);
+}
+
+const LISTING_CONF: &str = "\
+Workers 1
+<Server>
+    Listen 127.0.0.1:0
+    DocumentRoot {dir}/www
+    DirectoryIndex index.html
+    Plugin uri_to_file
+    Plugin fast_mime_map
+    Plugin serve_dir
+    Plugin serve_file
+    <Location /hidden>
+        DirListHidden on
+    </Location>
+</Server>
+";
+
+#[test]
+fn serve_dir_lists_sorted_escaped_with_sizes_and_dates() {
+    let evil = "<img src=x onerror=alert(1)>";
+    let srv = Axkit::start_single_with(LISTING_CONF, |d| {
+        set_mtime(&d.write("www/list/b.txt", "12345"));
+        set_mtime(&d.write("www/list/a.txt", "1"));
+        set_mtime(&d.write(&format!("www/list/{evil}"), "x"));
+        set_mtime(&d.write("www/list/q\"uote&amp.txt", "x"));
+        d.write("www/list/.secret", "x");
+        std::fs::create_dir_all(d.path().join("www/list/zdir")).unwrap();
+        d.write("www/withindex/index.html", "index!");
+        d.write("www/hidden/.dot", "x");
+    });
+    let r = get(&srv, "/list/", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
+    let html = r.text();
+    assert!(!html.contains("<img"), "{html}");
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{html}"
+    );
+    assert!(
+        html.contains("href=\"./%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E\""),
+        "{html}"
+    );
+    assert!(html.contains("q&quot;uote&amp;amp.txt"), "{html}");
+    assert!(
+        !html.contains(".secret"),
+        "dotfiles hidden by default: {html}"
+    );
+    // Directories first, then names in order; sizes and dates shown.
+    let pos = |s: &str| html.find(s).unwrap_or_else(|| panic!("{s} in {html}"));
+    assert!(pos("zdir/") < pos(">&lt;img") && pos(">&lt;img") < pos(">a.txt<"));
+    assert!(pos(">a.txt<") < pos(">b.txt<"));
+    assert!(html.contains("<td>5</td>"), "{html}");
+    assert!(html.contains(LAST_MODIFIED), "{html}");
+    assert!(html.contains("href=\"../\""));
+    // An index file still wins; the listing only without one.
+    assert_eq!(get(&srv, "/withindex/", "").text(), "index!");
+    // Without the slash: the redirect, not a listing.
+    assert_eq!(get(&srv, "/list", "").status, 301);
+    // HEAD works, other methods do not.
+    assert_eq!(request(&srv, "HEAD", "/list/", "").status, 200);
+    assert_eq!(request(&srv, "DELETE", "/list/", "").status, 405);
+    // DirListHidden on.
+    assert!(get(&srv, "/hidden/", "").text().contains(".dot"));
+    // The root has no parent link.
+    assert!(!get(&srv, "/", "").text().contains("href=\"../\""));
+}
+
+/// A symlink in a listing is shown as what it would serve under the
+/// root's rule: a link to a directory inside the root as a directory, a
+/// link out of the root without the size or date of what it points to.
+#[test]
+fn serve_dir_shows_symlinks_as_the_root_serves_them() {
+    let srv = Axkit::start_single_with(LISTING_CONF, |d| {
+        std::fs::create_dir_all(d.path().join("www/links/sub")).unwrap();
+        d.write("outside.bin", vec![b'x'; 7777]);
+        let links = d.path().join("www/links");
+        std::os::unix::fs::symlink("sub", links.join("to-sub")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("outside.bin"), links.join("to-out")).unwrap();
+    });
+    let html = get(&srv, "/links/", "").text();
+    assert!(html.contains(">to-sub/<"), "{html}");
+    assert!(html.contains(">to-out<"), "{html}");
+    assert!(!html.contains("7777"), "{html}");
+    assert_eq!(get(&srv, "/links/to-out", "").status, 403);
+    assert_eq!(get(&srv, "/links/to-sub/", "").status, 200);
+}
+
+#[test]
+fn typeless_uri_serves_the_first_existing_extension_with_its_validators() {
+    typeless_checks("");
+}
+
+#[test]
+fn typeless_uri_with_the_open_file_cache_off() {
+    typeless_checks("OpenFileCache Off");
+}
+
+fn typeless_checks(extra: &str) {
+    let srv = Axkit::start_single_with(
+        &format!(
+            "Workers 1
+{extra}
+<Server>
+    Listen 127.0.0.1:0
+    DocumentRoot {{dir}}/www
+    Plugin uri_to_file
+    Plugin typeless_uri
+    Plugin fast_mime_map
+    Plugin serve_file
+    <Location /docs>
+        TypelessExtensions txt html
+    </Location>
+</Server>
+"
+        ),
+        |d| {
+            set_mtime(&d.write("www/about.html", "<p>about</p>"));
+            d.write("www/about.txt", "about text");
+            d.write("www/feed.xml", "<feed/>");
+            d.write("www/docs/x.html", "html");
+            d.write("www/docs/x.txt", "txt");
+            d.write("secret.html", "SECRET");
+            std::os::unix::fs::symlink(d.path().join("secret.html"), d.path().join("www/s.html"))
+                .unwrap();
+        },
+    );
+    let r = get(&srv, "/about", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "<p>about</p>");
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
+    assert_eq!(r.header("Last-Modified"), Some(LAST_MODIFIED));
+    let etag = r.header("ETag").unwrap().to_string();
+    assert_eq!(
+        get(&srv, "/about", &format!("If-None-Match: {etag}\r\n")).status,
+        304
+    );
+    assert_eq!(get(&srv, "/feed", "").text(), "<feed/>");
+    assert_eq!(get(&srv, "/docs/x", "").text(), "txt");
+    assert_eq!(get(&srv, "/nothing", "").status, 404);
+    // A symlink out of the tree is not followed.
+    assert_eq!(get(&srv, "/s", "").status, 404);
+    // The explicit name still works.
+    assert_eq!(get(&srv, "/about.txt", "").text(), "about text");
+}
+
+#[test]
+fn magic_mime_map_sniffs_files_without_a_useful_extension() {
+    let png: &[u8] = &[
+        0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, b'I', b'H', b'D', b'R',
+    ];
+    let srv = Axkit::start_single_with(
+        "Workers 1
+<Server>
+    Listen 127.0.0.1:0
+    DocumentRoot {dir}/www
+    Plugin uri_to_file
+    Plugin fast_mime_map
+    Plugin magic_mime_map
+    Plugin serve_file
+</Server>
+",
+        |d| {
+            d.write("www/picture", png);
+            d.write("www/archive.dat1", b"PK\x03\x04rest of a zip file");
+            d.write("www/page.html", "<p>named</p>");
+            d.write("www/unknown", "just text");
+        },
+    );
+    assert_eq!(
+        get(&srv, "/picture", "").header("Content-Type"),
+        Some("image/png")
+    );
+    assert_eq!(
+        get(&srv, "/archive.dat1", "").header("Content-Type"),
+        Some("application/zip")
+    );
+    assert_eq!(
+        get(&srv, "/page.html", "").header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(
+        get(&srv, "/unknown", "").header("Content-Type"),
+        Some("application/octet-stream")
+    );
+}
+
+/// A file named by another translating plugin (a Lua `uri_translation`
+/// hook) is opened by `serve_file` itself: found, missing, a directory.
+/// It is opened beneath a root like any other: the Location's
+/// DocumentRoot when the file lies under it (links inside it followed,
+/// links out refused unless `FollowSymlinks on`), else with no symlink
+/// anywhere in its path.
+#[test]
+fn serve_file_opens_a_file_another_plugin_named() {
+    let mapper_conf = |extra: &str| {
+        format!(
+            "PluginDir {{dir}}/plugins
+Workers 1
+<Server>
+    Listen 127.0.0.1:0
+    Plugin mapper
+{extra}
+    Plugin fast_mime_map
+    Plugin serve_file
+</Server>
+"
+        )
+    };
+    let prepare = |d: &TempDir| {
+        let root = d.path().join("files");
+        d.write(
+            "plugins/mapper.lua",
+            format!(
+                "function hook_uri_translation(r)\n  r:set_filename(\"{}\" .. r:path())\n  return OK\nend\n",
+                root.display()
+            ),
+        );
+        set_mtime(&d.write("files/a.txt", "from lua"));
+        d.write("files/big.bin", big_content());
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        d.write("outside/secret.txt", "SECRET");
+        std::os::unix::fs::symlink("a.txt", root.join("link.txt")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("outside"), root.join("out")).unwrap();
+    };
+    let srv = Axkit::start_single_with(&mapper_conf(""), prepare);
+    let r = get(&srv, "/a.txt", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "from lua");
+    assert_eq!(r.header("Last-Modified"), Some(LAST_MODIFIED));
+    assert_eq!(get(&srv, "/big.bin", "").body, big_content());
+    assert_eq!(get(&srv, "/nothing.txt", "").status, 404);
+    assert_eq!(get(&srv, "/sub", "").status, 403);
+    // No DocumentRoot: no symlink anywhere in the path.
+    assert_eq!(get(&srv, "/link.txt", "").status, 403);
+    assert_eq!(get(&srv, "/out/secret.txt", "").status, 403);
+
+    // Under the Location's DocumentRoot: its rule.
+    let with_root = "    Plugin uri_to_file\n    DocumentRoot {dir}/files";
+    let srv = Axkit::start_single_with(&mapper_conf(with_root), prepare);
+    assert_eq!(get(&srv, "/link.txt", "").text(), "from lua");
+    let r = get(&srv, "/out/secret.txt", "");
+    assert_eq!(r.status, 403);
+    assert!(!r.text().contains("SECRET"));
+    let follow = format!("{with_root}\n    FollowSymlinks on");
+    let srv = Axkit::start_single_with(&mapper_conf(&follow), prepare);
+    assert_eq!(get(&srv, "/out/secret.txt", "").text(), "SECRET");
+}
