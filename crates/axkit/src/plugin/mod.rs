@@ -14,7 +14,8 @@ mod doc_root;
 mod log;
 
 pub use context::{
-    Body, BodyChunk, ConnInfo, Context, Failure, Headers, Logger, OpenFile, Request, Response,
+    Body, BodyChunk, BodyError, ConnInfo, Context, Failure, Headers, Logger, OpenFile, Request,
+    Response,
 };
 pub(crate) use doc_root::{is_escape, Io, READ_FLAGS};
 pub use doc_root::{DocRoot, Rule};

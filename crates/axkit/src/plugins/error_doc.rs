@@ -104,7 +104,7 @@ impl Plugin for ErrorDoc {
             let Some(original) = original.parse::<u16>().ok().filter(|s| *s >= 400) else {
                 return Outcome::Declined.into();
             };
-            let page = crate::server::connection::default_error_page(original, None);
+            let page = crate::server::walk::default_error_page(original, None);
             ctx.response.status = original;
             ctx.response
                 .headers
