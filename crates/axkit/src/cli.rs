@@ -82,7 +82,10 @@ pub(crate) fn main(catalog: Catalog) -> ExitCode {
             // Expires or RequestLogFormat, a script that fails to load):
             // build them all once, as a worker would.
             Ok(config) => match crate::server::build_plugins(config, &catalog) {
-                Ok(()) => {
+                Ok(warnings) => {
+                    for w in warnings {
+                        eprintln!("axkit: warning: {w}");
+                    }
                     println!("axkit: configuration {} is OK", source_name(&source));
                     ExitCode::SUCCESS
                 }

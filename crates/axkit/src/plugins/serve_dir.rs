@@ -1,6 +1,7 @@
 //! `serve_dir` (AxKit2's name): an HTML listing of a directory that has no
 //! `DirectoryIndex` file (hook `response`). Off unless this plugin is
-//! loaded; list it before `serve_file`, which answers 403 for directories.
+//! loaded; list it before `serve_file` in the same scope, which answers
+//! 403 for directories. It declines whatever is not a directory URL.
 //!
 //! Directives:
 //! - `DirListHidden on|off` (default off): also list names starting with

@@ -293,7 +293,8 @@ pub(crate) fn event_loop() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// Build every plugin of `config` once, as a worker would, and drop them:
-/// what `--check` does after the config itself loaded.
-pub(crate) fn build_plugins(config: Config, catalog: &Catalog) -> Result<(), String> {
-    runtime::WorkerRt::new(Arc::new(config), catalog, &[]).map(drop)
+/// what `--check` does after the config itself loaded. Ok: warnings about
+/// plugins that can never be called where they are loaded.
+pub(crate) fn build_plugins(config: Config, catalog: &Catalog) -> Result<Vec<String>, String> {
+    runtime::WorkerRt::new(Arc::new(config), catalog, &[]).map(|w| w.unreachable_plugins())
 }

@@ -29,7 +29,13 @@ use crate::server::Catalog;
 pub(crate) type Entry = (Rc<str>, Rc<dyn Plugin>);
 
 /// Per-`<Location>` runtime: its merged config, cached hot values, and for
-/// each hook the plugins that implement it, in chain order.
+/// each hook the plugins that implement it, in the order they run.
+///
+/// That order is scope order (global, Server, enclosing Locations, this
+/// one; config order within each), except for the content hooks
+/// ([`CONTENT_HOOKS`]): there the innermost scope goes first, so that the
+/// application loaded in a `<Location>` answers its requests before a file
+/// server loaded for the whole `<Server>`, whatever the order of the lines.
 pub(crate) struct LocationRt {
     pub config: Arc<LocationConfig>,
     pub prefix: String,
@@ -39,24 +45,35 @@ pub(crate) struct LocationRt {
     pub send_timeout: Duration,
 }
 
+/// The hooks that produce a response: a Location's own plugins get the
+/// first say there. The others (translation, access, fixups, filters,
+/// logging) are cross-cutting and keep scope order.
+pub(crate) const CONTENT_HOOKS: [Hook; 2] = [Hook::XmlResponse, Hook::Response];
+
 impl LocationRt {
+    /// `plugins` is the scope's chain and `scope_starts` where each
+    /// scope's group begins in it (see `LocationNode`).
     fn new(
         config: Arc<LocationConfig>,
         prefix: String,
-        plugins: &[String],
+        (plugins, scope_starts): (&[String], &[usize]),
         all: &HashMap<String, Rc<dyn Plugin>>,
     ) -> LocationRt {
         let mut chains = vec![Vec::new(); Hook::COUNT];
-        for name in plugins {
-            if let Some(plugin) = all.get(name) {
-                let hooks = plugin.hooks();
-                let name: Rc<str> = Rc::from(name.as_str());
-                for hook in Hook::ALL {
-                    if hooks.contains(hook) {
-                        chains[hook as usize].push((name.clone(), plugin.clone()));
-                    }
+        let entries = plugins.iter().filter_map(|name| {
+            let plugin = all.get(name)?;
+            Some((Rc::<str>::from(name.as_str()), plugin.clone()))
+        });
+        for (name, plugin) in entries {
+            let hooks = plugin.hooks();
+            for hook in Hook::ALL {
+                if hooks.contains(hook) {
+                    chains[hook as usize].push((name.clone(), plugin.clone()));
                 }
             }
+        }
+        for hook in CONTENT_HOOKS {
+            chains[hook as usize] = innermost_first(&chains[hook as usize], plugins, scope_starts);
         }
         LocationRt {
             max_body: config.size("MaxRequestBody").unwrap_or(1 << 20),
@@ -76,6 +93,23 @@ impl LocationRt {
     pub fn chain(&self, hook: Hook) -> &[Entry] {
         &self.chains[hook as usize]
     }
+}
+
+/// `chain` (in scope order) with the scopes' groups reversed: the
+/// innermost scope's plugins first, each group still in config order.
+fn innermost_first(chain: &[Entry], plugins: &[String], scope_starts: &[usize]) -> Vec<Entry> {
+    // The scope of each plugin: the last group that begins at or before it.
+    let scope_of = |name: &str| {
+        let at = plugins.iter().position(|p| p == name).unwrap_or(0);
+        scope_starts.iter().rposition(|&s| s <= at).unwrap_or(0)
+    };
+    let mut ordered: Vec<(usize, Entry)> = chain
+        .iter()
+        .map(|entry| (scope_of(&entry.0), entry.clone()))
+        .collect();
+    // Stable: config order within a scope.
+    ordered.sort_by_key(|(scope, _)| std::cmp::Reverse(*scope));
+    ordered.into_iter().map(|(_, entry)| entry).collect()
 }
 
 /// Per-`<Server>` runtime: its locations and the connection-level settings
@@ -101,7 +135,7 @@ impl ServerRt {
                 Rc::new(LocationRt::new(
                     node.config.clone(),
                     node.prefix.clone(),
-                    &node.plugins,
+                    (&node.plugins, &node.scope_starts),
                     all,
                 ))
             })
@@ -209,7 +243,7 @@ impl WorkerRt {
         let global = Rc::new(LocationRt::new(
             config.global.clone(),
             String::new(),
-            &config.global_plugins,
+            (&config.global_plugins, &[0]),
             &all,
         ));
         let log_level = config
@@ -305,6 +339,90 @@ impl WorkerRt {
             .position(|n| std::ptr::eq(n, node))
             .unwrap_or(0);
         locations[index].clone()
+    }
+}
+
+/// The hooks that run only in the root chain of the first `<Server>` on
+/// an address: no request has said yet which Server or Location a
+/// connection is for.
+const CONNECTION_HOOKS: [Hook; 3] = [Hook::Connect, Hook::PreRequest, Hook::Disconnect];
+
+impl WorkerRt {
+    /// Plugins loaded where none of their hooks ever runs, one message
+    /// each (for `axkit --check`). The one case the config and the hook
+    /// sets decide for sure: a plugin whose hooks are all connection hooks
+    /// ([`CONNECTION_HOOKS`]), loaded in a `<Location>` or in a `<Server>`
+    /// that is not the first on any of its addresses. (Whether a content
+    /// plugin is shadowed by one before it that answers everything is
+    /// decided per request, so it is not reported.)
+    pub fn unreachable_plugins(&self) -> Vec<String> {
+        let connection_only = |name: &str| {
+            let i = self.config.plugins.iter().position(|p| p == name)?;
+            let hooks: Vec<Hook> = Hook::ALL
+                .into_iter()
+                .filter(|&h| self.plugins[i].hooks().contains(h))
+                .collect();
+            let only = !hooks.is_empty() && hooks.iter().all(|h| CONNECTION_HOOKS.contains(h));
+            only.then(|| {
+                hooks
+                    .iter()
+                    .map(|h| h.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+        };
+        let first_on = |addr: &SocketAddr| {
+            self.config
+                .servers
+                .iter()
+                .position(|s| s.listen.contains(addr))
+        };
+        let mut out = Vec::new();
+        for (index, server) in self.config.servers.iter().enumerate() {
+            let first_somewhere = server.listen.iter().any(|a| first_on(a) == Some(index));
+            for (n, node) in server.locations.iter().enumerate() {
+                // The node's own `Plugin` lines: its last scope group.
+                let own = node
+                    .scope_starts
+                    .last()
+                    .map_or(&node.plugins[..], |&s| &node.plugins[s..]);
+                for name in own {
+                    let Some(hooks) = connection_only(name) else {
+                        continue;
+                    };
+                    let (place, why) = if n > 0 {
+                        (
+                            format!(
+                                "<Location {}> of the <Server> at {}:{}",
+                                node.prefix, server.file, server.line
+                            ),
+                            "they run in the Server's own chain, not a Location's".to_string(),
+                        )
+                    } else if !first_somewhere {
+                        let addr = server.listen.iter().find_map(|a| {
+                            let first = &self.config.servers[first_on(a)?];
+                            Some(format!(
+                                "{a} is the <Server> at {}:{}",
+                                first.file, first.line
+                            ))
+                        });
+                        (
+                            format!("the <Server> at {}:{}", server.file, server.line),
+                            format!(
+                                "they run for the first <Server> on an address, and the first on {}",
+                                addr.unwrap_or_default()
+                            ),
+                        )
+                    } else {
+                        continue;
+                    };
+                    out.push(format!(
+                        "plugin `{name}` in {place} is never called: it implements only connection hooks ({hooks}), and {why}"
+                    ));
+                }
+            }
+        }
+        out
     }
 }
 
