@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use axkit::config::{Directive, FileReader, Scopes, ValueType};
-use axkit::{Hook, Hooks, Plugin, PluginInit, PluginSource};
+use axkit::{Hook, Plugin, PluginInit, PluginSource};
 
 use host::Host;
 use script::ScriptPlugin;
@@ -150,8 +150,5 @@ impl PluginSource for LuaSource {
 /// (`LuaTimeLimit`, `LuaReload`) may be written. It has no hooks.
 struct LuaHost;
 
-impl Plugin for LuaHost {
-    fn hooks(&self) -> Hooks {
-        Hooks::NONE
-    }
-}
+#[axkit::plugin]
+impl Plugin for LuaHost {}

@@ -25,9 +25,7 @@
 use std::rc::Rc;
 
 use crate::config::{Args, Directive, Scopes, Value, ValueType};
-use crate::plugin::{
-    Body, Context, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec,
-};
+use crate::plugin::{Body, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -92,11 +90,8 @@ fn parse_rule<'a>(status: &str, uri: &'a str) -> Result<(u16, &'a str), String> 
 
 struct ErrorDoc;
 
+#[axkit::plugin]
 impl Plugin for ErrorDoc {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::Error])
-    }
-
     fn error<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         // The error page failed in turn: the built-in page for the
         // original status (as Apache does), never a loop.

@@ -13,9 +13,7 @@
 use std::rc::Rc;
 
 use crate::config::{Directive, Scopes, ValueType};
-use crate::plugin::{
-    Hook, HookFuture, Hooks, Level, LogRecord, Outcome, Plugin, PluginInit, PluginSpec,
-};
+use crate::plugin::{HookFuture, Level, LogRecord, Outcome, Plugin, PluginInit, PluginSpec};
 use crate::plugins::sink::Sink;
 use crate::server::log_line;
 
@@ -47,11 +45,8 @@ struct LoggingFile {
     sink: Sink,
 }
 
+#[axkit::plugin]
 impl Plugin for LoggingFile {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::Logging])
-    }
-
     fn logging<'a>(&'a self, record: &'a LogRecord<'a>) -> HookFuture<'a> {
         let mut line = log_line(record.level, record.message);
         line.push('\n');

@@ -119,8 +119,8 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::config::{Args, Directive, Scopes, Value, ValueType};
 use crate::plugin::{
-    escape_log_bytes, hook, is_escape, Body, Context, DocRoot, Hook, HookFuture, Hooks, Level,
-    Logger, Outcome, Plugin, PluginInit, PluginSpec, Rule,
+    escape_log_bytes, hook, is_escape, Body, Context, DocRoot, HookFuture, Level, Logger, Outcome,
+    Plugin, PluginInit, PluginSpec, Rule,
 };
 use crate::server::BodyError;
 
@@ -268,11 +268,8 @@ struct Mapped {
     script: Script,
 }
 
+#[axkit::plugin]
 impl Plugin for ServeCgi {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::UriTranslation, Hook::Response])
-    }
-
     fn uri_translation<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         match script_alias(ctx) {
             None => Outcome::Declined,

@@ -42,8 +42,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::config::{Directive, Scopes, ValueType};
 use crate::plugin::{
-    hook, Body, Context, DocRoot, Hook, HookFuture, Hooks, Io, Level, Outcome, Plugin, PluginInit,
-    PluginSpec,
+    hook, Body, Context, DocRoot, HookFuture, Io, Level, Outcome, Plugin, PluginInit, PluginSpec,
 };
 use crate::server::html_escape;
 
@@ -68,11 +67,8 @@ fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
 
 struct ServeDir;
 
+#[axkit::plugin]
 impl Plugin for ServeDir {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::Response])
-    }
-
     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         let Some(dir) = ctx.filename.clone() else {
             return Outcome::Declined.into();

@@ -70,8 +70,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{Args, Directive, Scopes, ValueType};
 use crate::plugin::{
-    hook, Body, Context, DocRoot, Hook, HookFuture, Hooks, Level, OpenFile, Outcome, Plugin,
-    PluginInit, PluginSpec, READ_FLAGS,
+    hook, Body, Context, DocRoot, HookFuture, Level, OpenFile, Outcome, Plugin, PluginInit,
+    PluginSpec, READ_FLAGS,
 };
 use crate::plugins::file_http::{self, Precondition, Ranges};
 use crate::plugins::open_file_cache::{self, Io};
@@ -161,11 +161,8 @@ fn parse_expires(text: &str) -> Result<Option<(ExpiresBase, Duration)>, String> 
 
 struct ServeFile;
 
+#[axkit::plugin]
 impl Plugin for ServeFile {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::Response])
-    }
-
     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         let (candidates, codings) = sibling_candidates(ctx);
         // A file named by a translating plugin that did not open it.

@@ -19,7 +19,7 @@ use axkit_http::Limits;
 use tokio::sync::Notify;
 
 use crate::config::{Config, LocationConfig, ServerConfig};
-use crate::plugin::{Hook, Level, Plugin, PluginInit, Request};
+use crate::plugin::{called_hooks, Hook, Level, Plugin, PluginInit, Request};
 use crate::server::conn_io::{ConnIo, ReadBuffers};
 use crate::server::hooks;
 use crate::server::idle::IdleWaits;
@@ -65,7 +65,7 @@ impl LocationRt {
             Some((Rc::<str>::from(name.as_str()), plugin.clone()))
         });
         for (name, plugin) in entries {
-            let hooks = plugin.hooks();
+            let hooks = called_hooks(&*plugin);
             for hook in Hook::ALL {
                 if hooks.contains(hook) {
                     chains[hook as usize].push((name.clone(), plugin.clone()));
@@ -360,7 +360,7 @@ impl WorkerRt {
             let i = self.config.plugins.iter().position(|p| p == name)?;
             let hooks: Vec<Hook> = Hook::ALL
                 .into_iter()
-                .filter(|&h| self.plugins[i].hooks().contains(h))
+                .filter(|&h| called_hooks(&*self.plugins[i]).contains(h))
                 .collect();
             let only = !hooks.is_empty() && hooks.iter().all(|h| CONNECTION_HOOKS.contains(h));
             only.then(|| {
