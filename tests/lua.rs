@@ -668,6 +668,12 @@ fn the_demo_config_checks() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", lossy(&out.stderr));
+    // The demo shows the current way: no deprecated lines.
+    assert!(
+        !lossy(&out.stderr).contains("warning"),
+        "{}",
+        lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -837,6 +843,52 @@ fn cpu_loops_are_stopped_by_lua_time_limit() {
     // A longer limit in a Location.
     assert_eq!(srv.get("/long/spin").status, 500);
     srv.wait_stderr("LuaTimeLimit (1s) exceeded", Duration::from_secs(10));
+}
+
+/// The Lua host's directives need only a `PluginDir` (where Lua plugins
+/// are found), not a `Plugin lua` line.
+#[test]
+fn lua_directives_apply_wherever_a_plugin_dir_is_set() {
+    let text = conf("LuaTimeLimit 1s", "    Plugin slow");
+    let (ok, out) = check(&text, &[("slow", SLOW)]);
+    assert!(ok, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+    let mut srv = start(&text, &[("slow", SLOW)]);
+    assert_eq!(srv.get("/spin").status, 500);
+    srv.wait_stderr("LuaTimeLimit (1s) exceeded", Duration::from_secs(10));
+    // Without a PluginDir there is no Lua plugin for them to apply to.
+    let (ok, out) = check(
+        "LuaTimeLimit 1s\n<Server>\n    Listen 127.0.0.1:0\n</Server>\n",
+        &[],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("axkit.conf:1: LuaTimeLimit (plugin lua): applies to `lua` plugins"),
+        "{out}"
+    );
+}
+
+/// An old config's `Plugin lua` line still works, with one deprecation
+/// warning: in `--check` (which still passes) and in the master's log (not
+/// once more from each worker).
+#[test]
+fn plugin_lua_is_deprecated_but_still_accepted() {
+    let text = conf(
+        "Plugin lua\nLuaTimeLimit 300ms\nWorkers 2",
+        "    Plugin slow",
+    );
+    let (ok, out) = check(&text, &[("slow", SLOW)]);
+    assert!(ok, "{out}");
+    let warning = "axkit.conf:4: Plugin (plugin core): `Plugin lua` is deprecated";
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains(warning)).collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].starts_with("axkit: warning: "), "{out}");
+    let mut srv = Axkit::start_with(&text, &[], |d| {
+        d.write("plugins/slow.lua", SLOW);
+    });
+    assert_eq!(srv.get("/spin").status, 500);
+    let log = srv.wait_stderr("LuaTimeLimit (300ms) exceeded", Duration::from_secs(10));
+    assert_eq!(log.matches(warning).count(), 1, "{log}");
 }
 
 #[test]

@@ -1017,7 +1017,7 @@ fn open_file_cache_directive_syntax_and_errors() {
         let (code, err, file) = check(bad);
         assert_eq!(code, Some(1), "{bad}: {err}");
         assert!(
-            err.contains(&format!("{file}:9: OpenFileCache: ")),
+            err.contains(&format!("{file}:9: OpenFileCache (plugin uri_to_file): ")),
             "{bad}: {err}"
         );
         assert!(err.contains(why), "{bad}: {err}");

@@ -61,6 +61,19 @@ fn exercise(h: &RequestHead) {
     assert!(head.ends_with(b"\r\n\r\n"));
     let _ = h.clone();
     let _ = format!("{h:?}");
+    // What the server makes of the path: absolute, no dot segments, no
+    // empty segment but a trailing one, no NUL, an encoded `/` still
+    // encoded.
+    if let Some(path) = axkit_http::normalize_path(h.path()) {
+        if path != "*" {
+            assert!(path.starts_with('/'), "{path:?}");
+            let inner = path.strip_suffix('/').unwrap_or(&path);
+            for segment in inner.split('/').skip(1) {
+                assert!(!matches!(segment, "" | "." | ".."), "{path:?}");
+            }
+            assert!(!path.contains('\0'), "{path:?}");
+        }
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

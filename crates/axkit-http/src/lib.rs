@@ -14,6 +14,7 @@
 
 mod chunked;
 mod date;
+mod path;
 mod request;
 mod response;
 
@@ -28,6 +29,7 @@ pub use bytes;
 
 pub use chunked::{ChunkStep, ChunkedDecoder};
 pub use date::{fmt_http_date, http_date, parse_http_date};
+pub use path::normalize_path;
 pub use request::{parse_request_head, RequestHead};
 pub use response::{
     reason_phrase, valid_header_name, valid_header_value, write_chunk_header, write_header,

@@ -3,9 +3,7 @@
 //! validates, merges and reports them), and config values turned back into
 //! typed Lua values for `r:config(name)`.
 
-use std::borrow::Cow;
-
-use axkit::config::{Args, Directive, LocationConfig, Scopes, Setting, Value, ValueType};
+use axkit::config::{Args, Directive, LocationConfig, Scopes, Setting, Value, ValueType, Words};
 use mlua::{Lua, Table};
 
 /// `directive { name = "Greeting", type = "string", args = "one",
@@ -40,7 +38,7 @@ pub(crate) fn declare(spec: &Table) -> mlua::Result<Directive> {
             let words: Vec<String> = spec
                 .get::<Option<Vec<String>>>("values")?
                 .ok_or_else(|| bad(format!("{name}: type enum needs `values`")))?;
-            ValueType::Enum(words.into_iter().map(Cow::Owned).collect())
+            ValueType::Enum(Words::Owned(words))
         }
         other => return Err(bad(format!("{name}: unknown type `{other}`"))),
     };

@@ -10,10 +10,12 @@
 //! worker's event loop, so a script that sleeps or waits on a socket
 //! suspends only its own request.
 //!
-//! Directives of the Lua host itself, usable after `Plugin lua`:
+//! Directives of the Lua host itself, usable wherever a `PluginDir` is set
+//! (where Lua plugins are found; no `Plugin lua` line, which is deprecated):
 //! `LuaTimeLimit` (how long a hook may run without suspending before it is
-//! stopped with a 500) and `LuaReload` (re-run a script when its file
-//! changes, for development).
+//! stopped with a 500), `LuaMemoryLimit` (memory all scripts of a worker
+//! may hold) and `LuaReload` (re-run a script when its file changes, for
+//! development).
 //!
 //! Scripts are read through the config's `FileReader`: the master records
 //! them in the snapshot it hands its workers, so a worker restarted after
@@ -33,8 +35,9 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use axkit::config::{Directive, FileReader, Scopes, ValueType};
+use axkit::config::{Directive, FileReader, Key, Scopes};
 use axkit::{Hook, Plugin, PluginInit, PluginSource};
+use std::time::Duration;
 
 use host::Host;
 use script::ScriptPlugin;
@@ -61,30 +64,36 @@ impl LuaSource {
     }
 }
 
+/// How long a hook may run without suspending (per Location).
+pub(crate) static LUA_TIME_LIMIT: Key<Duration> = Key::new("LuaTimeLimit")
+    .default("5s")
+    .doc("How long a Lua hook may run without suspending before it is stopped (500)");
+
+static LUA_MEMORY_LIMIT: Key<u64> = Key::new("LuaMemoryLimit")
+    .scopes(Scopes::GLOBAL)
+    .default("1G")
+    .doc(
+        "Memory all Lua scripts of one worker may hold; beyond it an allocation \
+         is a Lua error (500) rather than the worker being killed. 0: no limit",
+    );
+
+static LUA_RELOAD: Key<bool> = Key::new("LuaReload")
+    .scopes(Scopes::GLOBAL)
+    .default("off")
+    .doc("Re-run a Lua script when its file changes (development; module state resets)");
+
 impl PluginSource for LuaSource {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "lua"
     }
 
+    /// Written wherever a `PluginDir` is set (the default
+    /// [`in_use`](PluginSource::in_use)), as Lua plugins can be loaded there.
     fn directives(&self) -> Vec<Directive> {
         vec![
-            Directive::new("LuaTimeLimit", ValueType::Duration)
-                .scopes(Scopes::ALL)
-                .default("5s")
-                .doc("How long a Lua hook may run without suspending before it is stopped (500)"),
-            Directive::new("LuaMemoryLimit", ValueType::Size)
-                .scopes(Scopes::GLOBAL)
-                .default("1G")
-                .doc(
-                    "Memory all Lua scripts of one worker may hold; beyond it an allocation \
-                     is a Lua error (500) rather than the worker being killed. 0: no limit",
-                ),
-            Directive::new("LuaReload", ValueType::OnOff)
-                .scopes(Scopes::GLOBAL)
-                .default("off")
-                .doc(
-                    "Re-run a Lua script when its file changes (development; module state resets)",
-                ),
+            LUA_TIME_LIMIT.declare(),
+            LUA_MEMORY_LIMIT.declare(),
+            LUA_RELOAD.declare(),
         ]
     }
 
@@ -105,11 +114,6 @@ impl PluginSource for LuaSource {
     }
 
     fn create(&self, name: &str, init: &PluginInit) -> Result<Option<Rc<dyn Plugin>>, String> {
-        // `Plugin lua` loads the host itself, so that its directives may be
-        // used.
-        if name == self.name() {
-            return Ok(Some(Rc::new(LuaHost)));
-        }
         // The script this worker ran when it loaded its config: no second
         // look at the disk, which may hold a newer edit.
         let Some(host) = self.host.borrow().clone() else {
@@ -118,7 +122,7 @@ impl PluginSource for LuaSource {
         let Some(script) = host.loaded(name) else {
             return Ok(None);
         };
-        let memory = init.config.global.size("LuaMemoryLimit").unwrap_or(0);
+        let memory = *init.config.global.get(&LUA_MEMORY_LIMIT);
         host.lua
             .set_memory_limit(usize::try_from(memory).unwrap_or(usize::MAX))
             .map_err(|e| format!("LuaMemoryLimit: {e}"))?;
@@ -137,18 +141,8 @@ impl PluginSource for LuaSource {
         Ok(Some(Rc::new(ScriptPlugin {
             host,
             script,
-            reload: global.flag("LuaReload"),
-            global_limit: global
-                .duration("LuaTimeLimit")
-                .unwrap_or(script::DEFAULT_TIME_LIMIT),
-            limit_id: global.registry().lookup("LuaTimeLimit"),
+            reload: *global.get(&LUA_RELOAD),
+            global_limit: *global.get(&LUA_TIME_LIMIT),
         })))
     }
 }
-
-/// `Plugin lua`: the Lua host as a plugin, so that its directives
-/// (`LuaTimeLimit`, `LuaReload`) may be written. It has no hooks.
-struct LuaHost;
-
-#[axkit::plugin]
-impl Plugin for LuaHost {}

@@ -9,7 +9,6 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
 
-use axkit::config::DirectiveId;
 use axkit::plugin::{Body, BodyChunk, ConnInfo, LogRecord};
 use axkit::{hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin};
 use bytes::Bytes;
@@ -23,9 +22,6 @@ pub(crate) const OK: i64 = 0;
 pub(crate) const DECLINED: i64 = -1;
 pub(crate) const DONE: i64 = -2;
 
-/// The default `LuaTimeLimit`.
-pub(crate) const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(5);
-
 pub(crate) struct ScriptPlugin {
     pub host: Rc<Host>,
     pub script: Rc<Script>,
@@ -33,8 +29,6 @@ pub(crate) struct ScriptPlugin {
     pub reload: bool,
     /// `LuaTimeLimit` for hooks without a request (connection, logging).
     pub global_limit: Duration,
-    /// `LuaTimeLimit`'s id, to read it per request without a name lookup.
-    pub limit_id: Option<DirectiveId>,
 }
 
 /// What a hook returned: the outcome, and a second value
@@ -306,17 +300,7 @@ impl ScriptPlugin {
         let slot = Slot::new();
         let object = self.host.next_request();
         slot.object.set(object.0 as usize);
-        let limit = self
-            .limit_id
-            .and_then(|id| {
-                ctx.config()
-                    .settings_by_id(id)
-                    .last()?
-                    .args
-                    .first()?
-                    .as_duration()
-            })
-            .unwrap_or(self.global_limit);
+        let limit = *ctx.config().get(&crate::LUA_TIME_LIMIT);
         if !shared {
             return (slot, object, limit);
         }

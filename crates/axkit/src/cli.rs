@@ -9,8 +9,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::config::{PluginCatalog, Registry, Source};
-use crate::server::{load_config, log_to_stderr, master, report_errors, run_worker, Catalog};
+use crate::config::Source;
+use crate::plugin::Catalog;
+use crate::server::{load_config, log_to_stderr, log_warnings, master, report_errors, run_worker};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,7 +24,7 @@ struct Cli {
     /// Configuration file to run.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Check the configuration and exit: 0 if it is valid, 1 with every error found.
+    /// Check the configuration and exit: 0 if it is valid (printing any warnings), 1 with every error found.
     #[arg(short = 't', long)]
     check: bool,
     /// Print every directive known (core and plugins) with its plugin, scopes, arguments and doc.
@@ -77,34 +78,7 @@ pub(crate) fn main(catalog: Catalog) -> ExitCode {
         return print_directives(&catalog, cli.config.is_some().then_some(&source));
     }
     if cli.check {
-        return match load_config(&source, &catalog) {
-            // Plugins check some values only when they are built (a bad
-            // Expires or RequestLogFormat, a script that fails to load):
-            // build them all once, as a worker would.
-            Ok(config) => match crate::server::build_plugins(config, &catalog) {
-                Ok(warnings) => {
-                    for w in warnings {
-                        eprintln!("axkit: warning: {w}");
-                    }
-                    println!("axkit: configuration {} is OK", source_name(&source));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("axkit: {e}");
-                    eprintln!("axkit: configuration {} has errors", source_name(&source));
-                    ExitCode::FAILURE
-                }
-            },
-            Err(errors) => {
-                report_errors(&errors);
-                eprintln!(
-                    "axkit: configuration {} has {} error(s)",
-                    source_name(&source),
-                    errors.len()
-                );
-                ExitCode::FAILURE
-            }
-        };
+        return check(&catalog, &source);
     }
     if cli.worker {
         return worker_main(&catalog, &source);
@@ -117,6 +91,7 @@ pub(crate) fn main(catalog: Catalog) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        log_warnings(&config);
         let mut listeners = Vec::new();
         for addr in config.listen_addrs() {
             match master::bind(addr) {
@@ -135,6 +110,44 @@ pub(crate) fn main(catalog: Catalog) -> ExitCode {
         None => Vec::new(),
     };
     master::run(&catalog, source, worker_args)
+}
+
+/// `--check`: load the config, printing its errors or its warnings; then
+/// build every plugin once, as a worker would, because plugins check some
+/// values only when they are built (a bad Expires or RequestLogFormat).
+fn check(catalog: &Catalog, source: &Source) -> ExitCode {
+    let config = match load_config(source, catalog) {
+        Ok(config) => config,
+        Err(errors) => {
+            report_errors(&errors);
+            eprintln!(
+                "axkit: configuration {} has {} error(s)",
+                source_name(source),
+                errors.len()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    {
+        let mut err = std::io::stderr().lock();
+        for w in &config.warnings {
+            let _ = writeln!(err, "axkit: warning: {w}");
+        }
+    }
+    match crate::server::build_plugins(config, catalog) {
+        Ok(unreachable) => {
+            for w in unreachable {
+                eprintln!("axkit: warning: {w}");
+            }
+            println!("axkit: configuration {} is OK", source_name(source));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("axkit: {e}");
+            eprintln!("axkit: configuration {} has errors", source_name(source));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn source_name(source: &Source) -> String {
@@ -189,16 +202,14 @@ fn print_directives(catalog: &Catalog, config: Option<&Source>) -> ExitCode {
             }
         },
         None => {
-            let mut registry = Registry::new();
-            for (plugin, directives) in catalog.builtin() {
-                for d in directives {
-                    if let Err(e) = registry.add(&plugin, d) {
-                        eprintln!("axkit: {e}");
-                        return ExitCode::FAILURE;
-                    }
+            let known = crate::config::plugins::known(catalog);
+            if !known.errors.is_empty() {
+                for e in known.errors {
+                    eprintln!("axkit: {e}");
                 }
+                return ExitCode::FAILURE;
             }
-            std::sync::Arc::new(registry)
+            std::sync::Arc::new(known.reg)
         }
     };
     let mut rows: Vec<_> = registry.iter().collect();

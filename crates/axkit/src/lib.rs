@@ -17,9 +17,10 @@ pub mod plugins;
 pub mod server;
 
 pub use plugin::{
-    hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin, PluginInit, PluginSpec,
+    hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin, PluginInit, PluginSource,
+    PluginSpec,
 };
-pub use server::{PluginSource, Server};
+pub use server::Server;
 
 /// `#[axkit::plugin]` on `impl Plugin for T`: the server calls exactly the
 /// hooks that impl writes. See [`Plugin`].

@@ -24,7 +24,7 @@ mod faults;
 
 use std::rc::Rc;
 
-use axkit::config::{Directive, Scopes, ValueType};
+use axkit::config::{Directive, Key, Scopes};
 use axkit::{hook, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
 
 const GREETING: PluginSpec = PluginSpec {
@@ -33,11 +33,14 @@ const GREETING: PluginSpec = PluginSpec {
     create,
 };
 
+/// Declared once, with its type and default; read with `ctx.config().get`.
+static GREETING_TEXT: Key<String> = Key::new("Greeting")
+    .scopes(Scopes::SERVER.or(Scopes::LOCATION))
+    .default("Hello")
+    .doc("What the greeting plugin greets with");
+
 fn directives() -> Vec<Directive> {
-    vec![Directive::new("Greeting", ValueType::String)
-        .scopes(Scopes::SERVER | Scopes::LOCATION)
-        .default("Hello")
-        .doc("What the greeting plugin greets with")]
+    vec![GREETING_TEXT.declare()]
 }
 
 fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
@@ -50,7 +53,7 @@ struct Greeting;
 impl Plugin for Greeting {
     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         hook(async move {
-            let greeting = ctx.config().str("Greeting").unwrap_or("Hello").to_string();
+            let greeting = ctx.config().get(&GREETING_TEXT).clone();
             let name = ctx
                 .request
                 .query()

@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+use super::key::KeyRef;
+
 /// The scopes a directive may appear in (a small bit set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Scopes(u8);
@@ -37,6 +39,14 @@ impl Scopes {
             parts.push("<Location>");
         }
         parts.join(", ")
+    }
+}
+
+impl Scopes {
+    /// Both sets (`|` in a `const` or `static`, where operators cannot be
+    /// used).
+    pub const fn or(self, other: Scopes) -> Scopes {
+        Scopes(self.0 | other.0)
     }
 }
 
@@ -83,7 +93,33 @@ pub enum ValueType {
     Regex,
     /// One of a fixed set of words, compared case-insensitively; the value
     /// handed to the plugin is the spelling from this list.
-    Enum(Vec<Cow<'static, str>>),
+    Enum(Words),
+}
+
+/// The words of an [`ValueType::Enum`]: a plugin's fixed list, or one a
+/// script declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Words {
+    Static(&'static [&'static str]),
+    Owned(Vec<String>),
+}
+
+impl Words {
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let (fixed, owned) = match self {
+            Words::Static(w) => (*w, &[][..]),
+            Words::Owned(w) => (&[][..], w.as_slice()),
+        };
+        fixed
+            .iter()
+            .copied()
+            .chain(owned.iter().map(String::as_str))
+    }
+
+    /// `a|b|c`, for messages.
+    pub fn join(&self) -> String {
+        self.iter().collect::<Vec<_>>().join("|")
+    }
 }
 
 impl ValueType {
@@ -97,7 +133,7 @@ impl ValueType {
             ValueType::Duration => "duration".into(),
             ValueType::OnOff => "on|off".into(),
             ValueType::Regex => "regex".into(),
-            ValueType::Enum(words) => words.join("|"),
+            ValueType::Enum(words) => words.join(),
         }
     }
 }
@@ -135,6 +171,11 @@ pub struct Directive {
     pub default: Option<Cow<'static, str>>,
     pub doc: Cow<'static, str>,
     pub merge: Merge,
+    /// The value is never quoted back in messages or shown with the
+    /// configuration (a password in a URL, a key).
+    pub secret: bool,
+    /// The typed key this was declared from, if any (see [`super::Key`]).
+    pub(crate) key: Option<KeyRef>,
 }
 
 impl Directive {
@@ -148,6 +189,8 @@ impl Directive {
             default: None,
             doc: Cow::Borrowed(""),
             merge: Merge::Replace,
+            secret: false,
+            key: None,
         }
     }
 
@@ -174,6 +217,12 @@ impl Directive {
     /// Every occurrence counts (see [`Merge::Append`]).
     pub fn append(mut self) -> Directive {
         self.merge = Merge::Append;
+        self
+    }
+
+    /// The value is a secret (see [`Directive::secret`]).
+    pub fn secret(mut self) -> Directive {
+        self.secret = true;
         self
     }
 

@@ -1,33 +1,44 @@
 //! The configuration language: AxKit2's Apache-like syntax, plugin-declared
 //! directives, scopes and merging.
 //!
-//! Loading a config goes through four steps, each in its own file:
-//! `syntax` turns text into a tree of directive lines (comments, quoting,
-//! `\` continuation, `<Block>` nesting), `value` parses typed
-//! arguments (sizes, durations, regexes…), `registry` knows every directive
-//! and which plugin owns it, and `load` expands `Include`, validates the
-//! tree against the registry and freezes one merged [`LocationConfig`] per
-//! `<Location>` so that a request only ever looks a value up, never merges.
+//! What a loaded config is lives in `model` ([`Config`], [`ServerConfig`],
+//! [`LocationNode`], [`ConfigError`]). The building blocks: `syntax` turns
+//! text into a tree of directive lines (comments, quoting, `\`
+//! continuation, `<Block>` nesting), `value` parses typed arguments (sizes,
+//! durations, regexes…), `registry` knows every directive and which plugin
+//! owns it. [`load`] runs the stages, each in its own file: `include` reads
+//! the files and expands `Include`, `plugins` finds the plugins the config
+//! names and registers their directives, `validate` checks the tree against
+//! the registry and freezes one merged [`LocationConfig`] per `<Location>`
+//! so that a request only ever looks a value up, never merges.
 //!
 //! Why hand-written: the config language is part of the heart of the server
 //! (error messages with file:line, owner plugin and a suggestion are its user
 //! interface), and no crate speaks AxKit2's dialect.
 
+pub mod core;
 mod directive;
+mod include;
+mod key;
 mod load;
+mod model;
+pub(crate) mod plugins;
 mod registry;
 mod snapshot;
 mod syntax;
+#[cfg(test)]
+mod test_support;
+mod validate;
+#[cfg(test)]
+mod validate_tests;
 mod value;
 
-pub use directive::{Args, Directive, Merge, Scopes, ValueType};
-pub use load::{
-    load, load_from, Config, ConfigError, LocationNode, PluginCatalog, ServerConfig, Source,
-};
-pub use registry::{core_directives, DirectiveId, Registry};
+pub use self::core::core_directives;
+pub use directive::{Args, Directive, Merge, Scopes, ValueType, Words};
+pub use key::{parse, ArgType, FromConfig, Key, List};
+pub use load::{load, load_from};
+pub use model::{Config, ConfigError, LocationNode, ServerConfig, Source};
+pub use registry::{DirectiveId, Registry};
 pub use snapshot::{FileReader, PluginFile, Snapshot};
 pub use syntax::{parse as parse_syntax, Node};
-/// For plugins that parse a typed value inside a larger argument
-/// (`Expires access+1h`).
-pub(crate) use value::parse_value;
 pub use value::{BlockLine, LocationConfig, Setting, Value};

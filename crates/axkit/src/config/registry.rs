@@ -4,11 +4,12 @@
 //! Lookup happens at request time (plugins read values by name), so it must
 //! not allocate: names are normalised into a stack buffer before hashing.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::directive::{Args, Directive, Scopes, ValueType};
+use super::core::core_directives;
+use super::directive::Directive;
 
 /// Index of a directive in a [`Registry`]; also the index into every
 /// [`crate::config::LocationConfig`] built from that registry.
@@ -41,6 +42,9 @@ struct Entry {
 /// Every known directive and the plugin that owns it.
 #[derive(Debug)]
 pub struct Registry {
+    /// Unique per registry made by this process: typed keys remember their
+    /// index together with it (see `LocationConfig::get`).
+    generation: u32,
     entries: Vec<Entry>,
     /// Normalised name -> id.
     by_name: HashMap<String, DirectiveId, BuildHasherDefault<NameHasher>>,
@@ -80,7 +84,9 @@ impl Default for Registry {
 impl Registry {
     /// A registry holding the core directives, owned by plugin `core`.
     pub fn new() -> Registry {
+        static GENERATIONS: AtomicU32 = AtomicU32::new(1);
         let mut r = Registry {
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             entries: Vec::new(),
             by_name: HashMap::default(),
         };
@@ -115,6 +121,14 @@ impl Registry {
                 plugin
             ));
         }
+        if let Some(key) = d.key {
+            if d.default.is_none() && !key.0.has_unset() {
+                return Err(format!(
+                    "plugin `{plugin}`: directive `{}` needs a default (its type has no value for \"not written\"; use an Option)",
+                    d.name
+                ));
+            }
+        }
         let Ok(index) = u32::try_from(self.entries.len()) else {
             return Err("too many directives".to_string());
         };
@@ -125,6 +139,11 @@ impl Registry {
         });
         self.by_name.insert(norm, id);
         Ok(id)
+    }
+
+    /// This registry's generation (see the field).
+    pub(crate) fn generation(&self) -> u32 {
+        self.generation
     }
 
     /// Finds a directive by name, ignoring case, `_` and `-`.
@@ -280,142 +299,10 @@ fn levenshtein(a: &[char], b: &[char]) -> usize {
     prev[b.len()]
 }
 
-/// The directives the core understands. `Server` and `Location` are listed
-/// too (as blocks) so that scope errors, name clashes and `--directives`
-/// treat them like everything else; the loader gives them their meaning.
-pub fn core_directives() -> Vec<Directive> {
-    use ValueType as T;
-    let global = Scopes::GLOBAL;
-    let server = Scopes::SERVER;
-    let gs = Scopes::GLOBAL | Scopes::SERVER;
-    let all = Scopes::ALL;
-    vec![
-        // Structure.
-        Directive::new("Server", T::String)
-            .args(Args::Block)
-            .scopes(global)
-            .doc("A virtual server; optional arguments are listen addresses, as for Listen"),
-        Directive::new("Location", T::String)
-            .args(Args::Block)
-            .scopes(server | Scopes::LOCATION)
-            .doc("Settings for URL paths under a prefix; the longest matching prefix wins"),
-        Directive::new("Include", T::Path)
-            .scopes(all)
-            .doc("Read another config file here; `*` and `?` in the file name include every match, sorted"),
-        Directive::new("Plugin", T::String)
-            .scopes(all)
-            .append()
-            .doc("Load a plugin in this scope"),
-        // Process.
-        Directive::new("Workers", T::Integer)
-            .scopes(global)
-            .default("0")
-            .doc("Number of worker processes; 0 means one per CPU"),
-        Directive::new("MaxConnections", T::Integer)
-            .scopes(global)
-            .default("0")
-            .doc(
-                "Connections one worker serves at once (nginx's worker_connections); at the \
-                 limit a new client takes the place of the longest-idle keep-alive connection \
-                 (or of one silent for 3s), else waits for the other workers or for room. 0: \
-                 seven eighths of the open-file limit, the rest kept for files, pipes and logs",
-            ),
-        Directive::new("ShutdownTimeout", T::Duration)
-            .scopes(global)
-            .default("30s")
-            .doc("How long a graceful shutdown waits for requests in flight"),
-        Directive::new("PluginDir", T::Path)
-            .scopes(global)
-            .append()
-            .doc("Directory searched for script plugins named by `Plugin`"),
-        // Virtual servers.
-        Directive::new("Port", T::Integer)
-            .scopes(server)
-            .append()
-            .doc("Listen on 0.0.0.0:PORT"),
-        Directive::new("Listen", T::String)
-            .args(Args::Many)
-            .scopes(server)
-            .append()
-            .doc("Listen on ADDR:PORT, [IPV6]:PORT or PORT (= 0.0.0.0:PORT)"),
-        Directive::new("ServerName", T::String)
-            .scopes(server)
-            .doc("Host name this server answers to (name-based virtual hosting)"),
-        Directive::new("ServerAlias", T::String)
-            .args(Args::Many)
-            .scopes(server)
-            .append()
-            .doc("More host names for this server; `*.example.com` matches any subdomain"),
-        // Logging and error pages.
-        Directive::new(
-            "LogLevel",
-            T::Enum(
-                [
-                    "LOGDEBUG", "LOGINFO", "LOGNOTICE", "LOGWARN", "LOGERROR", "LOGCRIT", "LOGALERT", "LOGEMERG", "debug",
-                    "info", "notice", "warn", "warning", "error", "err", "crit", "alert", "emerg",
-                ]
-                .into_iter()
-                .map(Cow::Borrowed)
-                .collect(),
-            ),
-        )
-        .scopes(Scopes::GLOBAL)
-        .default("LOGWARN")
-        .doc("Least severe log level written by the logging plugins (AxKit2 names or plain ones)"),
-        Directive::new("StackTrace", T::OnOff)
-            .default("off")
-            .doc("Put the failing plugin, hook and message on 500 pages (never in production)"),
-        // Protocol limits.
-        Directive::new("ServerToken", T::String)
-            .scopes(gs)
-            .default("AxKit")
-            .doc("Value of the Server response header; `Off` sends no header"),
-        Directive::new("MaxRequestLine", T::Size)
-            .scopes(gs)
-            .default("8K")
-            .doc("Longest request line accepted (414 beyond)"),
-        Directive::new("MaxHeaderSize", T::Size)
-            .scopes(gs)
-            .default("16K")
-            .doc("Largest total size of the request headers (431 beyond)"),
-        Directive::new("MaxHeaders", T::Integer)
-            .scopes(gs)
-            .default("100")
-            .doc("Most request header lines accepted (431 beyond)"),
-        Directive::new("HeaderTimeout", T::Duration)
-            .scopes(gs)
-            .default("30s")
-            .doc("Time allowed to receive the request line and headers"),
-        Directive::new("KeepAliveTimeout", T::Duration)
-            .scopes(gs)
-            .default("60s")
-            .doc("How long an idle keep-alive connection is kept open"),
-        Directive::new("KeepAlive", T::OnOff)
-            .scopes(gs)
-            .default("on")
-            .doc("Whether connections are kept open between requests"),
-        Directive::new("MaxKeepAliveRequests", T::Integer)
-            .scopes(gs)
-            .default("1000")
-            .doc("Requests served on one connection before closing it; 0 = unlimited"),
-        Directive::new("MaxRequestBody", T::Size)
-            .scopes(all)
-            .default("1M")
-            .doc("Largest request body accepted (413 beyond)"),
-        Directive::new("BodyTimeout", T::Duration)
-            .scopes(all)
-            .default("60s")
-            .doc("Time allowed between two reads of the request body"),
-        Directive::new("SendTimeout", T::Duration)
-            .scopes(all)
-            .default("60s")
-            .doc("Time allowed for the client to accept each write of the response"),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ValueType;
 
     /// The per-thread lookup cache must never answer for another registry
     /// or another spelling.

@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::load::ConfigError;
+use super::model::ConfigError;
 use super::registry::same_name;
 
 /// Deepest block nesting accepted. The tree is walked recursively later on,
@@ -73,6 +73,12 @@ impl Node {
         match self {
             Node::Directive { line, .. } | Node::Block { line, .. } => *line,
         }
+    }
+
+    /// Whether this is a `<name …>` block (names compared as directive
+    /// names are).
+    pub(crate) fn is_block(&self, name: &str) -> bool {
+        matches!(self, Node::Block { .. }) && same_name(self.name(), name)
     }
 }
 

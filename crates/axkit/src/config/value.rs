@@ -13,7 +13,14 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::directive::{Args, Directive, ValueType};
+use super::key::{Key, List, Typed};
 use super::registry::{DirectiveId, Registry};
+
+/// A key read but declared by no loaded plugin: a bug in the plugin.
+#[cold]
+fn undeclared(name: &str) -> ! {
+    panic!("directive `{name}` is read but no loaded plugin declares it (add its key to the plugin's directives)")
+}
 
 /// One typed argument.
 #[derive(Clone, Debug)]
@@ -108,11 +115,24 @@ pub struct BlockLine {
 /// For an `Args::Block` directive, `args[0]` is the [`Value::Block`] body
 /// and `args[1..]` are the arguments written inside `<Name …>`, typed like
 /// any other argument, so `value(name)` is always the body.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Setting {
     pub args: Vec<Value>,
     pub file: Arc<str>,
     pub line: u32,
+    /// The arguments converted by the directive's typed key, if it was
+    /// declared from one.
+    pub(crate) typed: Option<Typed>,
+}
+
+impl std::fmt::Debug for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setting")
+            .field("args", &self.args)
+            .field("file", &self.file)
+            .field("line", &self.line)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Setting {
@@ -156,7 +176,7 @@ pub(crate) fn parse_value(ty: &ValueType, text: &str) -> Result<Value, String> {
             .iter()
             .find(|w| w.eq_ignore_ascii_case(text))
             .map(|w| Value::Str(w.to_string()))
-            .ok_or_else(|| format!("expected one of {}, got {}", words.join("|"), quote(text))),
+            .ok_or_else(|| format!("expected one of {}, got {}", words.join(), quote(text))),
     }
 }
 
@@ -170,7 +190,9 @@ fn parse_digits(text: &str) -> Option<u64> {
     })
 }
 
-fn parse_int(text: &str) -> Result<i64, String> {
+/// An integer (`-7`, `42`), overflow-checked; the error says what was
+/// expected.
+pub fn parse_int(text: &str) -> Result<i64, String> {
     let (neg, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -194,7 +216,8 @@ fn parse_int(text: &str) -> Result<i64, String> {
     })
 }
 
-fn parse_size(text: &str) -> Result<u64, String> {
+/// A byte size: `512`, `10K`, `10M`, `1G` (powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
     let bad = || {
         format!(
             "expected a size like 512, 10K, 10M or 1G, got {}",
@@ -218,7 +241,8 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {} is too large", quote(text)))
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// A duration: `30` (seconds), `30s`, `500ms`, `5m`, `1h`, `1m30s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || {
         format!(
             "expected a duration like 30, 30s, 500ms, 5m, 1h or 1m30s, got {}",
@@ -261,7 +285,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(millis))
 }
 
-fn parse_bool(text: &str) -> Result<bool, String> {
+/// On/Off (also yes/no, true/false, 1/0), ignoring case.
+pub fn parse_bool(text: &str) -> Result<bool, String> {
     const TRUE: [&str; 4] = ["on", "yes", "true", "1"];
     const FALSE: [&str; 4] = ["off", "no", "false", "0"];
     if TRUE.iter().any(|w| w.eq_ignore_ascii_case(text)) {
@@ -327,35 +352,144 @@ pub(crate) fn default_setting(d: &Directive) -> Result<Option<Arc<Setting>>, Str
                 .collect::<Result<_, _>>()?
         }
     };
-    Ok(Some(Arc::new(Setting {
+    let mut setting = Setting {
         args,
         file: Arc::from(DEFAULT_FILE),
         line: 0,
-    })))
+        typed: None,
+    };
+    if let Some(key) = d.key {
+        setting.typed = Some(key.0.convert(&setting)?);
+    }
+    Ok(Some(Arc::new(setting)))
 }
 
 /// The effective configuration of one scope after merging global → Server →
 /// Location. Cheap to look up; never changes after load.
-#[derive(Debug)]
 pub struct LocationConfig {
     pub(crate) registry: Arc<Registry>,
     /// Indexed by DirectiveId: the effective occurrences (Replace: at most
     /// one; Append: all, outer first). Defaults are filled in.
     pub(crate) settings: Vec<Vec<Arc<Setting>>>,
+    /// Indexed by DirectiveId: the value of a typed key in effect here
+    /// (see [`Key`]); `None` for directives declared without one.
+    pub(crate) typed: Vec<Option<Typed>>,
+}
+
+impl std::fmt::Debug for LocationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocationConfig")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LocationConfig {
     /// A config holding only the declared defaults: handy for plugin unit
     /// tests that need a `LocationConfig` without a config file.
     pub fn with_defaults(registry: Arc<Registry>) -> LocationConfig {
-        let settings = registry
+        let settings: Vec<Vec<Arc<Setting>>> = registry
             .iter()
             .map(|(_, d, _)| match default_setting(d) {
                 Ok(Some(s)) => vec![s],
                 _ => Vec::new(),
             })
             .collect();
-        LocationConfig { registry, settings }
+        LocationConfig::new(registry, settings)
+    }
+
+    /// The frozen config of a scope from its effective occurrences: each
+    /// typed key's value is worked out here, once.
+    pub(crate) fn new(registry: Arc<Registry>, settings: Vec<Vec<Arc<Setting>>>) -> LocationConfig {
+        let typed = registry
+            .iter()
+            .zip(&settings)
+            .map(|((_, d, _), set)| d.key.and_then(|k| k.0.merge(set)))
+            .collect();
+        LocationConfig {
+            registry,
+            settings,
+            typed,
+        }
+    }
+
+    /// The value of `key` in effect here, its default applied.
+    ///
+    /// # Panics
+    /// If no loaded plugin declared `key` (it is missing from its
+    /// `directives`): a hook that panics answers 500 and the log names the
+    /// directive.
+    pub fn get<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> &T {
+        self.try_get(key).unwrap_or_else(|| undeclared(key.name()))
+    }
+
+    /// As [`get`](Self::get), or `None` if no loaded plugin declared `key`
+    /// (for a plugin that reads another plugin's directive, which may not
+    /// be loaded).
+    pub fn try_get<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
+        let index = self.index(
+            key.name(),
+            key as *const Key<T> as *const (),
+            |g| key.slot(g),
+            |g, i| key.remember(g, i),
+        )?;
+        self.typed.get(index)?.as_deref()?.downcast_ref()
+    }
+
+    /// Every item of `list` in effect here, outer scopes first.
+    ///
+    /// # Panics
+    /// As [`get`](Self::get).
+    pub fn list<T: Clone + Send + Sync + 'static>(&self, list: &'static List<T>) -> &[T] {
+        let index = self.index(
+            list.name(),
+            list as *const List<T> as *const (),
+            |g| list.slot(g),
+            |g, i| list.remember(g, i),
+        );
+        let items = index.and_then(|i| self.typed.get(i)?.as_deref()?.downcast_ref::<Vec<T>>());
+        items.unwrap_or_else(|| undeclared(list.name()))
+    }
+
+    /// Whether the directive of `key` is written in the config for this
+    /// scope (or an enclosing one), as opposed to only having a default.
+    pub fn is_written<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> bool {
+        self.settings_of(key).iter().any(|s| !s.is_default())
+    }
+
+    /// The occurrences of `key` in effect here, with where each was written.
+    pub fn settings_of<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> &[Arc<Setting>] {
+        match self.index(
+            key.name(),
+            key as *const Key<T> as *const (),
+            |g| key.slot(g),
+            |g, i| key.remember(g, i),
+        ) {
+            Some(i) => self.settings.get(i).map_or(&[], Vec::as_slice),
+            None => &[],
+        }
+    }
+
+    /// Where a key's values are in this registry: remembered in the key
+    /// after the first read, so later reads cost a load and a compare.
+    fn index(
+        &self,
+        name: &str,
+        key: *const (),
+        cached: impl Fn(u32) -> Option<usize>,
+        remember: impl Fn(u32, usize),
+    ) -> Option<usize> {
+        let generation = self.registry.generation();
+        if let Some(i) = cached(generation) {
+            return Some(i);
+        }
+        let id = self.registry.lookup(name)?;
+        // The directive of that name must be this very key's declaration.
+        if !self.registry.directive(id).key.is_some_and(|k| k.is(key)) {
+            return None;
+        }
+        remember(generation, id.0 as usize);
+        Some(id.0 as usize)
     }
 
     /// The registry the ids index into.
@@ -363,9 +497,11 @@ impl LocationConfig {
         &self.registry
     }
 
-    /// Effective occurrences of a directive: the winning one for Replace
-    /// directives, all of them (outer scopes first) for Append ones, or the
-    /// default when none is written. Empty for an unknown name.
+    /// Effective occurrences of a directive by name: the winning one for
+    /// Replace directives, all of them (outer scopes first) for Append
+    /// ones, or the default when none is written. Empty for an unknown
+    /// name. For script hosts, whose scripts name directives at run time;
+    /// a Rust plugin reads its typed keys ([`get`](Self::get)).
     pub fn settings(&self, name: &str) -> &[Arc<Setting>] {
         match self.registry.lookup(name) {
             Some(id) => self.settings_by_id(id),
@@ -378,51 +514,42 @@ impl LocationConfig {
     pub fn settings_by_id(&self, id: DirectiveId) -> &[Arc<Setting>] {
         self.settings.get(id.0 as usize).map_or(&[], Vec::as_slice)
     }
+}
 
-    /// Arguments of the last effective occurrence.
-    pub fn values(&self, name: &str) -> &[Value] {
+/// Reads by name, for the loader's unit tests, which check raw values of
+/// directives their made-up plugins declare without keys.
+#[cfg(test)]
+impl LocationConfig {
+    pub(crate) fn values(&self, name: &str) -> &[Value] {
         self.settings(name)
             .last()
             .map_or(&[], |s| s.args.as_slice())
     }
-
-    /// First argument of the last effective occurrence.
-    pub fn value(&self, name: &str) -> Option<&Value> {
+    pub(crate) fn value(&self, name: &str) -> Option<&Value> {
         self.values(name).first()
     }
-
-    pub fn str(&self, name: &str) -> Option<&str> {
+    pub(crate) fn str(&self, name: &str) -> Option<&str> {
         self.value(name)?.as_str()
     }
-
-    pub fn path(&self, name: &str) -> Option<&Path> {
+    pub(crate) fn path(&self, name: &str) -> Option<&Path> {
         self.value(name)?.as_path()
     }
-
-    pub fn int(&self, name: &str) -> Option<i64> {
+    pub(crate) fn int(&self, name: &str) -> Option<i64> {
         self.value(name)?.as_int()
     }
-
-    pub fn size(&self, name: &str) -> Option<u64> {
+    pub(crate) fn size(&self, name: &str) -> Option<u64> {
         self.value(name)?.as_size()
     }
-
-    pub fn duration(&self, name: &str) -> Option<Duration> {
+    pub(crate) fn duration(&self, name: &str) -> Option<Duration> {
         self.value(name)?.as_duration()
     }
-
-    /// True for an OnOff directive that is on, or a Flag that is present.
-    pub fn flag(&self, name: &str) -> bool {
+    pub(crate) fn flag(&self, name: &str) -> bool {
         matches!(self.value(name), Some(Value::Bool(true) | Value::Flag))
     }
-
-    pub fn regex(&self, name: &str) -> Option<&Regex> {
+    pub(crate) fn regex(&self, name: &str) -> Option<&Regex> {
         self.value(name)?.as_regex()
     }
-
-    /// Whether the directive is written in the config for this scope (or an
-    /// enclosing one), as opposed to only having a default.
-    pub fn is_set(&self, name: &str) -> bool {
+    pub(crate) fn is_set(&self, name: &str) -> bool {
         self.settings(name).iter().any(|s| !s.is_default())
     }
 }
@@ -430,7 +557,6 @@ impl LocationConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::borrow::Cow;
 
     fn err(ty: ValueType, text: &str) -> String {
         parse_value(&ty, text).unwrap_err()
@@ -549,7 +675,9 @@ mod tests {
             parse_value(&ValueType::Path, "a/b").unwrap().as_path(),
             Some(Path::new("a/b"))
         );
-        let levels = ValueType::Enum(vec![Cow::Borrowed("LOGWARN"), Cow::Borrowed("LOGINFO")]);
+        let levels = ValueType::Enum(super::super::directive::Words::Static(&[
+            "LOGWARN", "LOGINFO",
+        ]));
         assert_eq!(
             parse_value(&levels, "loginfo").unwrap().as_str(),
             Some("LOGINFO")

@@ -47,9 +47,9 @@ pub struct Request {
 impl Request {
     /// The request for `head`, or the head back (boxed: the rare path) if
     /// its path cannot be normalised (see
-    /// [`normalize_path`](crate::server::normalize_path)).
+    /// [`normalize_path`](axkit_http::normalize_path)).
     pub(crate) fn new(head: RequestHead, started: SystemTime) -> Result<Request, Box<RequestHead>> {
-        let decoded_path = match crate::server::normalize_path(head.path()) {
+        let decoded_path = match axkit_http::normalize_path(head.path()) {
             Some(Cow::Borrowed(_)) => None,
             Some(Cow::Owned(p)) => Some(p),
             None => return Err(Box::new(head)),

@@ -30,7 +30,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use crate::config::LocationConfig;
+use crate::config::{Key, LocationConfig, Scopes};
 use crate::Context;
 
 /// How paths beneath a root are resolved.
@@ -47,10 +47,23 @@ pub enum Rule {
     NoSymlinks,
 }
 
+/// `DocumentRoot PATH` (Server, Location): the directory the URL space
+/// maps to. Declared by `uri_to_file`; here because every plugin that
+/// opens a request's files reads it.
+pub static DOCUMENT_ROOT: Key<Option<PathBuf>> = Key::new("DocumentRoot")
+    .scopes(Scopes::SERVER.or(Scopes::LOCATION))
+    .doc("Directory the URL space maps to (in a <Location>, the path after its prefix)");
+
+/// `FollowSymlinks on|off` (default off): the [`Rule`] files are opened
+/// under. Declared by `uri_to_file`, like [`DOCUMENT_ROOT`].
+pub static FOLLOW_SYMLINKS: Key<bool> = Key::new("FollowSymlinks")
+    .default("off")
+    .doc("Serve files reached through symlinks that lead outside DocumentRoot");
+
 impl Rule {
     /// The rule `FollowSymlinks` sets for a DocumentRoot of this scope.
     pub fn of(config: &LocationConfig) -> Rule {
-        if config.flag("FollowSymlinks") {
+        if *config.get(&FOLLOW_SYMLINKS) {
             Rule::Follow
         } else {
             Rule::Beneath
@@ -128,7 +141,11 @@ impl DocRoot {
             return root.clone();
         }
         let config = ctx.config();
-        if let Some(root) = config.path("DocumentRoot").filter(|r| path.starts_with(r)) {
+        if let Some(root) = config
+            .get(&DOCUMENT_ROOT)
+            .as_ref()
+            .filter(|r| path.starts_with(r))
+        {
             return DocRoot::new(root, Rule::of(config));
         }
         let rule = match Rule::of(config) {

@@ -1,6 +1,7 @@
 //! The plugin API: the [`Plugin`] trait with one method per hook, the
 //! [`Outcome`] a hook returns, and [`PluginSpec`], which is how a plugin is
-//! made known to a server (built-in or third-party alike).
+//! made known to a server (built-in or third-party alike). Script hosts
+//! add plugins through a [`PluginSource`].
 //!
 //! Every hook is asynchronous: awaiting inside a hook is how a plugin
 //! suspends one request without blocking the worker (AxKit2 called this a
@@ -14,14 +15,17 @@
 mod context;
 mod doc_root;
 mod log;
+mod source;
 
 pub use context::{
     Body, BodyChunk, BodyError, ConnInfo, Context, Failure, Headers, Logger, OpenFile, Request,
     Response,
 };
 pub(crate) use doc_root::{is_escape, Io, READ_FLAGS};
-pub use doc_root::{DocRoot, Rule};
+pub use doc_root::{DocRoot, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS};
 pub use log::{escape_log, escape_log_bytes, escape_log_field, Level, LogRecord};
+pub(crate) use source::RustPlugins;
+pub use source::{Catalog, InUse, PluginSource};
 
 use std::future::Future;
 use std::pin::Pin;

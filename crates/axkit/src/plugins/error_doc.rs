@@ -24,8 +24,17 @@
 
 use std::rc::Rc;
 
-use crate::config::{Args, Directive, Scopes, Value, ValueType};
+use crate::config::{Args, Directive, List, Scopes};
 use crate::plugin::{Body, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
+
+/// `ErrorDocument STATUS URI`, checked when the config loads.
+static ERROR_DOCUMENT: List<(u16, String)> = List::parsed("ErrorDocument", |args| match args {
+    [status, uri] => parse_rule(status, uri).map(|(code, uri)| (code, uri.to_string())),
+    _ => Err("expected ErrorDocument STATUS URI".into()),
+})
+.args(Args::Range(2, 2))
+.scopes(Scopes::SERVER.or(Scopes::LOCATION))
+.doc("Serve a local URI as the page for an error status: ErrorDocument 404 /404.html");
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -36,26 +45,10 @@ pub fn spec() -> PluginSpec {
 }
 
 fn directives() -> Vec<Directive> {
-    vec![Directive::new("ErrorDocument", ValueType::String)
-        .args(Args::Range(2, 2))
-        .scopes(Scopes::SERVER | Scopes::LOCATION)
-        .append()
-        .doc("Serve a local URI as the page for an error status: ErrorDocument 404 /404.html")]
+    vec![ERROR_DOCUMENT.declare()]
 }
 
-/// Every ErrorDocument is checked when the server starts, so a typo stops
-/// it with file and line instead of surfacing on a request.
-fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
-    for server in &init.config.servers {
-        for location in &server.locations {
-            for s in location.config.settings("ErrorDocument") {
-                if let [Value::Str(status), Value::Str(uri)] = s.args.as_slice() {
-                    parse_rule(status, uri)
-                        .map_err(|e| format!("{}:{}: ErrorDocument: {e}", s.file, s.line))?;
-                }
-            }
-        }
-    }
+fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     Ok(Rc::new(ErrorDoc))
 }
 
@@ -80,7 +73,7 @@ fn parse_rule<'a>(status: &str, uri: &'a str) -> Result<(u16, &'a str), String> 
             "{uri:?} is not a valid request URI (spaces and control characters must be %-encoded)"
         ));
     };
-    if crate::server::normalize_path(head.path()).is_none() {
+    if axkit_http::normalize_path(head.path()).is_none() {
         return Err(format!(
             "{uri:?} does not name a path beneath the root (`..` above it, or a bad %-escape)"
         ));
@@ -111,16 +104,11 @@ impl Plugin for ErrorDoc {
         // The innermost (last) rule for this status wins.
         let target = ctx
             .config()
-            .settings("ErrorDocument")
+            .list(&ERROR_DOCUMENT)
             .iter()
             .rev()
-            .find_map(|s| match s.args.as_slice() {
-                [Value::Str(code), Value::Str(uri)] => parse_rule(code, uri)
-                    .ok()
-                    .filter(|(c, _)| *c == status)
-                    .map(|(_, u)| u.to_string()),
-                _ => None,
-            });
+            .find(|(code, _)| *code == status)
+            .map(|(_, uri)| uri.clone());
         match target {
             Some(uri) => {
                 ctx.internal_redirect_with_status(&uri, status);

@@ -18,8 +18,19 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::config::{Args, Directive, Value, ValueType};
+use crate::config::{Args, Directive, List};
 use crate::plugin::{Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
+
+/// `MimeType EXT TYPE`: the extension lower-cased and without its dot.
+static MIME_TYPE: List<(String, String)> = List::parsed("MimeType", |args| match args {
+    [ext, ty] => Ok((
+        ext.trim_start_matches('.').to_ascii_lowercase(),
+        ty.to_string(),
+    )),
+    _ => Err("expected MimeType EXT TYPE".into()),
+})
+.args(Args::Range(2, 2))
+.doc("Map a file extension to a Content-Type: MimeType EXT TYPE");
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -30,10 +41,7 @@ pub fn spec() -> PluginSpec {
 }
 
 fn directives() -> Vec<Directive> {
-    vec![Directive::new("MimeType", ValueType::String)
-        .args(Args::Range(2, 2))
-        .append()
-        .doc("Map a file extension to a Content-Type: MimeType EXT TYPE")]
+    vec![MIME_TYPE.declare()]
 }
 
 fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
@@ -82,19 +90,14 @@ impl Plugin for FastMimeMap {
         } else {
             Cow::Borrowed(ext)
         };
+        // The innermost mapping of the extension wins.
         let configured = ctx
             .config()
-            .settings("MimeType")
+            .list(&MIME_TYPE)
             .iter()
             .rev()
-            .find_map(|s| match s.args.as_slice() {
-                [Value::Str(e), Value::Str(t)]
-                    if e.trim_start_matches('.').eq_ignore_ascii_case(&ext) =>
-                {
-                    Some(t.clone())
-                }
-                _ => None,
-            });
+            .find(|(e, _)| *e == ext)
+            .map(|(_, t)| t.clone());
         let content_type: Cow<'static, str> = match configured {
             Some(t) => Cow::Owned(t),
             None => match self.builtin_type(&ext) {

@@ -12,7 +12,9 @@
 
 use std::rc::Rc;
 
-use crate::config::{Directive, Scopes, ValueType};
+use std::path::PathBuf;
+
+use crate::config::{Directive, Key, Scopes};
 use crate::plugin::{HookFuture, Level, LogRecord, Outcome, Plugin, PluginInit, PluginSpec};
 use crate::plugins::sink::Sink;
 use crate::server::log_line;
@@ -25,17 +27,20 @@ pub fn spec() -> PluginSpec {
     }
 }
 
+static LOG_FILE: Key<Option<PathBuf>> = Key::new("LogFile")
+    .scopes(Scopes::GLOBAL)
+    .doc("File that logging/file appends log lines to");
+
 fn directives() -> Vec<Directive> {
-    vec![Directive::new("LogFile", ValueType::Path)
-        .scopes(Scopes::GLOBAL)
-        .doc("File that logging/file appends log lines to")]
+    vec![LOG_FILE.declare()]
 }
 
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     let path = init
         .config
         .global
-        .path("LogFile")
+        .get(&LOG_FILE)
+        .as_deref()
         .ok_or("LogFile is not set")?;
     let sink = Sink::open(path).map_err(|e| format!("LogFile {}: {e}", path.display()))?;
     Ok(Rc::new(LoggingFile { sink }))

@@ -44,9 +44,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, LocationConfig, Value, ValueType};
+use crate::config::{parse, Args, Key, LocationConfig};
 pub(crate) use crate::plugin::Io;
 use crate::plugin::{DocRoot, OpenFile, Rule, READ_FLAGS};
+use crate::plugins::serve_file::SMALL_FILE_SIZE;
 
 /// What `OpenFileCache SIZE TTL` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,58 +58,42 @@ pub(crate) struct Policy {
     pub ttl: Duration,
 }
 
-/// Parse the arguments of `OpenFileCache`: `SIZE TTL` or `Off`.
-pub(crate) fn parse(args: &[Value]) -> Result<Option<Policy>, String> {
+/// `OpenFileCache SIZE TTL | Off` (declared by `uri_to_file`, whose
+/// lookups it serves first): `None` is Off.
+pub(crate) static OPEN_FILE_CACHE: Key<Option<Policy>> = Key::parsed("OpenFileCache", parse)
+    .args(Args::Range(1, 2))
+    .default("1000 1s")
+    .doc("SIZE TTL: open files and misses kept per worker, trusted for TTL; or Off");
+
+/// `SIZE TTL` or `Off`, when the config is loaded.
+fn parse(args: &[&str]) -> Result<Option<Policy>, String> {
     let bad = || {
-        let words: Vec<&str> = args.iter().filter_map(Value::as_str).collect();
         format!(
             "expected OpenFileCache SIZE TTL (like 1000 1s) or Off, got {:?}",
-            words.join(" ")
+            args.join(" ")
         )
     };
-    // Runs per request (no allocation unless the value is wrong, which the
-    // start-up check has ruled out).
     match args {
-        [Value::Str(off)] if off.eq_ignore_ascii_case("off") => Ok(None),
-        [Value::Str(size), Value::Str(ttl)] => {
+        [off] if off.eq_ignore_ascii_case("off") => Ok(None),
+        [size, ttl] => {
             let size = size.parse::<usize>().ok().filter(|&n| n > 0);
             let size = size.ok_or_else(|| format!("{}: SIZE must be a positive number", bad()))?;
-            let ttl = match crate::config::parse_value(&ValueType::Duration, ttl) {
-                Ok(Value::Duration(d)) => d,
-                Ok(_) => return Err(bad()),
-                Err(e) => return Err(format!("{}: TTL: {e}", bad())),
-            };
+            let ttl = parse::duration(ttl).map_err(|e| format!("{}: TTL: {e}", bad()))?;
             Ok(Some(Policy { size, ttl }))
         }
         _ => Err(bad()),
     }
 }
 
-/// Every `OpenFileCache` written in the config, checked when the server
-/// starts (and by `--check`), so a typo stops it with file and line.
-pub(crate) fn check(config: &Config) -> Result<(), String> {
-    let scopes = config
-        .servers
-        .iter()
-        .flat_map(|s| s.locations.iter().map(|l| &l.config));
-    for config in scopes {
-        for setting in config.settings("OpenFileCache") {
-            parse(&setting.args)
-                .map_err(|e| format!("{}:{}: OpenFileCache: {e}", setting.file, setting.line))?;
-        }
-    }
-    Ok(())
-}
-
-/// The policy in effect for a request (None: Off, or no `uri_to_file`).
+/// The policy in effect for a request (None: Off).
 pub(crate) fn policy(config: &LocationConfig) -> Option<Policy> {
-    parse(config.values("OpenFileCache")).ok().flatten()
+    *config.get(&OPEN_FILE_CACHE)
 }
 
 /// Files up to this size are read when opened and served from memory
-/// (`serve_file`'s `SmallFileSize`; 0 when `serve_file` is not loaded).
+/// (`serve_file`'s `SmallFileSize`).
 pub(crate) fn small_file_size(config: &LocationConfig) -> u64 {
-    config.size("SmallFileSize").unwrap_or(0)
+    *config.get(&SMALL_FILE_SIZE)
 }
 
 /// An [`Io::Cached`] call would have waited: do it again on the blocking
@@ -340,12 +325,6 @@ fn remember_siblings(
 mod tests {
     use super::*;
 
-    fn words(text: &str) -> Vec<Value> {
-        text.split_whitespace()
-            .map(|w| Value::Str(w.to_string()))
-            .collect()
-    }
-
     /// An entry is handed out only for the kind of lookup, the root and
     /// the rule it was made under: not through a root nested in its own
     /// (the same full path), not under another rule, not as a sibling.
@@ -419,21 +398,22 @@ mod tests {
 
     #[test]
     fn directive_arguments() {
+        let parse = |text: &str| parse(&text.split_whitespace().collect::<Vec<_>>());
         assert_eq!(
-            parse(&words("1000 1s")).unwrap(),
+            parse("1000 1s").unwrap(),
             Some(Policy {
                 size: 1000,
                 ttl: Duration::from_secs(1)
             })
         );
         assert_eq!(
-            parse(&words("10 500ms")).unwrap().unwrap().ttl,
+            parse("10 500ms").unwrap().unwrap().ttl,
             Duration::from_millis(500)
         );
-        assert_eq!(parse(&words("off")).unwrap(), None);
-        assert_eq!(parse(&words("Off")).unwrap(), None);
+        assert_eq!(parse("off").unwrap(), None);
+        assert_eq!(parse("Off").unwrap(), None);
         for bad in ["1000", "0 1s", "-1 1s", "x 1s", "10 soon", "10 1s 1s", "on"] {
-            assert!(parse(&words(bad)).is_err(), "{bad}");
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 }

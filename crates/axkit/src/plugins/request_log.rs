@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{Directive, ValueType};
+use crate::config::{Directive, Key};
 use crate::plugin::{
     escape_log_field, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec,
 };
@@ -40,6 +40,21 @@ use crate::plugins::sink::Sink;
 
 const COMBINED: &str = "%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\"";
 const COMMON: &str = "%h %l %u %t \"%r\" %>s %b";
+
+static REQUEST_LOG: Key<Option<PathBuf>> =
+    Key::new("RequestLog").doc("File for the access log (see RequestLogFormat); - is stdout");
+
+/// Compiled when the config loads: a bad token is a config error with
+/// file and line, never a broken line.
+static REQUEST_LOG_FORMAT: Key<Format> = Key::parsed("RequestLogFormat", |args| match args {
+    [text] => compile(text).map(|tokens| Format(tokens.into())),
+    _ => Err("expected one format".into()),
+})
+.default("combined")
+.doc("Access log line: combined, common, or Apache LogFormat tokens (%h %t %r %>s %b %D...)");
+
+/// A compiled `RequestLogFormat`.
+struct Format(Box<[Token]>);
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -50,61 +65,29 @@ pub fn spec() -> PluginSpec {
 }
 
 fn directives() -> Vec<Directive> {
-    vec![
-        Directive::new("RequestLog", ValueType::Path)
-            .doc("File for the access log (see RequestLogFormat); - is stdout"),
-        Directive::new("RequestLogFormat", ValueType::String)
-            .default("combined")
-            .doc("Access log line: combined, common, or Apache LogFormat tokens (%h %t %r %>s %b %D...)"),
-    ]
+    vec![REQUEST_LOG.declare(), REQUEST_LOG_FORMAT.declare()]
 }
 
-/// Every format is compiled once here, so a bad token stops the server
-/// with file and line instead of producing broken lines.
-fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
-    let mut formats = HashMap::new();
-    let scopes = std::iter::once(&init.config.global).chain(
-        init.config
-            .servers
-            .iter()
-            .flat_map(|s| s.locations.iter().map(|l| &l.config)),
-    );
-    for config in scopes {
-        for setting in config.settings("RequestLogFormat") {
-            if let Some(text) = setting.args.first().and_then(|v| v.as_str()) {
-                if !formats.contains_key(text) {
-                    let tokens = compile(text).map_err(|e| {
-                        format!("{}:{}: RequestLogFormat: {e}", setting.file, setting.line)
-                    })?;
-                    formats.insert(text.to_string(), Rc::from(tokens));
-                }
-            }
-        }
-    }
+fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     Ok(Rc::new(RequestLog {
         sinks: RefCell::new(HashMap::new()),
-        formats,
     }))
 }
 
 struct RequestLog {
     sinks: RefCell<HashMap<PathBuf, Rc<Sink>>>,
-    /// Compiled formats by their text.
-    formats: HashMap<String, Rc<[Token]>>,
 }
 
 #[axkit::plugin]
 impl Plugin for RequestLog {
     fn response_sent<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-        if let Some(path) = ctx.config().path("RequestLog") {
-            let format = ctx.config().str("RequestLogFormat").unwrap_or("combined");
-            let tokens = self.formats.get(format).cloned();
-            match (self.sink(path), tokens) {
-                (Ok(sink), Some(tokens)) => sink.write_line(render(&tokens, ctx).as_bytes()),
-                (Err(e), _) => {
-                    ctx.log(Level::Error, &format!("RequestLog {}: {e}", path.display()))
+        if let Some(path) = ctx.config().get(&REQUEST_LOG) {
+            match self.sink(path) {
+                Ok(sink) => {
+                    let format = ctx.config().get(&REQUEST_LOG_FORMAT);
+                    sink.write_line(render(&format.0, ctx).as_bytes())
                 }
-                (_, None) => {}
+                Err(e) => ctx.log(Level::Error, &format!("RequestLog {}: {e}", path.display())),
             }
         }
         Outcome::Declined.into()

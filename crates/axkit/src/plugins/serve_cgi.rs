@@ -117,12 +117,13 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::config::{Args, Directive, Scopes, Value, ValueType};
+use crate::config::{Args, Directive, Key, List, Scopes};
 use crate::plugin::{
     escape_log_bytes, hook, is_escape, Body, Context, DocRoot, HookFuture, Level, Logger, Outcome,
-    Plugin, PluginInit, PluginSpec, Rule,
+    Plugin, PluginInit, PluginSpec, Rule, DOCUMENT_ROOT,
 };
 use crate::server::BodyError;
+use regex::Regex;
 
 use super::cgi_output::{header_end, parse_head, Applied};
 use super::cgi_process::{
@@ -139,6 +140,81 @@ const MAX_LOG_LINE: usize = 4096;
 /// default, minus the sbin directories).
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
+const HERE: Scopes = Scopes::SERVER.or(Scopes::LOCATION);
+
+static CGI_MATCH: Key<Option<Regex>> = Key::new("CGI_Match")
+    .scopes(HERE)
+    .doc("Files whose path matches run as CGI scripts");
+
+/// `ScriptAlias /url-prefix/ PATH`.
+static SCRIPT_ALIAS: List<(String, String)> = List::parsed("ScriptAlias", |args| match args {
+    [prefix, target] if prefix.starts_with('/') => Ok((prefix.to_string(), target.to_string())),
+    [prefix, _] => Err(format!(
+        "expected a URL prefix starting with /, got {prefix:?}"
+    )),
+    _ => Err("expected ScriptAlias /url-prefix/ PATH".into()),
+})
+.args(Args::Range(2, 2))
+.scopes(HERE)
+.doc("ScriptAlias /url-prefix/ PATH: everything under the prefix runs as CGI from PATH");
+
+static CGI_PASS_AUTH: Key<bool> = Key::new("CGIPassAuth")
+    .scopes(HERE)
+    .default("off")
+    .doc("Pass Authorization and Proxy-Authorization headers to CGI scripts");
+
+/// `SetEnv NAME VALUE`.
+static SET_ENV: List<(String, String)> = List::parsed("SetEnv", |args| match args {
+    [name, _] if name.is_empty() || name.contains(['=', '\0']) => Err(format!(
+        "expected an environment variable name, got {name:?}"
+    )),
+    [_, value] if value.contains('\0') => Err("a value cannot hold NUL".into()),
+    [name, value] => Ok((name.to_string(), value.to_string())),
+    _ => Err("expected SetEnv NAME VALUE".into()),
+})
+.args(Args::Range(2, 2))
+.scopes(HERE)
+.doc("SetEnv NAME VALUE: an environment variable for CGI scripts");
+
+static PASS_ENV: List<Vec<String>> = List::new("PassEnv")
+    .scopes(HERE)
+    .doc("Pass these variables of the server's own environment to CGI scripts");
+
+static CGI_TIMEOUT: Key<Duration> = Key::new("CGITimeout")
+    .scopes(HERE)
+    .default("60s")
+    .doc("End a CGI script that makes no progress (output or input) for this long");
+
+static CGI_MAX_TIME: Key<Duration> = Key::new("CGIMaxTime")
+    .scopes(HERE)
+    .default("0")
+    .doc("End a CGI script that runs longer than this (0: no limit)");
+
+static CGI_KILL_GRACE: Key<Duration> = Key::new("CGIKillGrace")
+    .scopes(HERE)
+    .default("2s")
+    .doc("Time between SIGTERM and SIGKILL when a CGI script is ended");
+
+static CGI_KILL_GROUP: Key<bool> = Key::new("CGIKillGroup")
+    .scopes(HERE)
+    .default("on")
+    .doc("End what a CGI script started in its process group when the script ends");
+
+static CGI_MAX_PROCESSES: Key<usize> = Key::new("CGIMaxProcesses")
+    .scopes(Scopes::GLOBAL)
+    .default("64")
+    .doc("CGI scripts running at once, per worker");
+
+static CGI_MAX_QUEUE: Key<usize> = Key::new("CGIMaxQueue")
+    .scopes(Scopes::GLOBAL)
+    .default("256")
+    .doc("Requests that may wait for a CGI slot, per worker; more get 503");
+
+static CGI_QUEUE_TIMEOUT: Key<Duration> = Key::new("CGIQueueTimeout")
+    .scopes(Scopes::GLOBAL)
+    .default("30s")
+    .doc("How long a request waits for a CGI slot before 503");
+
 pub fn spec() -> PluginSpec {
     PluginSpec {
         name: "serve_cgi",
@@ -148,60 +224,19 @@ pub fn spec() -> PluginSpec {
 }
 
 fn directives() -> Vec<Directive> {
-    let here = Scopes::SERVER | Scopes::LOCATION;
     vec![
-        Directive::new("CGI_Match", ValueType::Regex)
-            .scopes(here)
-            .doc("Files whose path matches run as CGI scripts"),
-        Directive::new("ScriptAlias", ValueType::String)
-            .args(Args::Range(2, 2))
-            .scopes(here)
-            .append()
-            .doc(
-                "ScriptAlias /url-prefix/ PATH: everything under the prefix runs as CGI from PATH",
-            ),
-        Directive::new("CGIPassAuth", ValueType::OnOff)
-            .scopes(here)
-            .default("off")
-            .doc("Pass Authorization and Proxy-Authorization headers to CGI scripts"),
-        Directive::new("SetEnv", ValueType::String)
-            .args(Args::Range(2, 2))
-            .scopes(here)
-            .append()
-            .doc("SetEnv NAME VALUE: an environment variable for CGI scripts"),
-        Directive::new("PassEnv", ValueType::String)
-            .args(Args::Many)
-            .scopes(here)
-            .append()
-            .doc("Pass these variables of the server's own environment to CGI scripts"),
-        Directive::new("CGITimeout", ValueType::Duration)
-            .scopes(here)
-            .default("60s")
-            .doc("End a CGI script that makes no progress (output or input) for this long"),
-        Directive::new("CGIMaxTime", ValueType::Duration)
-            .scopes(here)
-            .default("0")
-            .doc("End a CGI script that runs longer than this (0: no limit)"),
-        Directive::new("CGIKillGrace", ValueType::Duration)
-            .scopes(here)
-            .default("2s")
-            .doc("Time between SIGTERM and SIGKILL when a CGI script is ended"),
-        Directive::new("CGIKillGroup", ValueType::OnOff)
-            .scopes(here)
-            .default("on")
-            .doc("End what a CGI script started in its process group when the script ends"),
-        Directive::new("CGIMaxProcesses", ValueType::Integer)
-            .scopes(Scopes::GLOBAL)
-            .default("64")
-            .doc("CGI scripts running at once, per worker"),
-        Directive::new("CGIMaxQueue", ValueType::Integer)
-            .scopes(Scopes::GLOBAL)
-            .default("256")
-            .doc("Requests that may wait for a CGI slot, per worker; more get 503"),
-        Directive::new("CGIQueueTimeout", ValueType::Duration)
-            .scopes(Scopes::GLOBAL)
-            .default("30s")
-            .doc("How long a request waits for a CGI slot before 503"),
+        CGI_MATCH.declare(),
+        SCRIPT_ALIAS.declare(),
+        CGI_PASS_AUTH.declare(),
+        SET_ENV.declare(),
+        PASS_ENV.declare(),
+        CGI_TIMEOUT.declare(),
+        CGI_MAX_TIME.declare(),
+        CGI_KILL_GRACE.declare(),
+        CGI_KILL_GROUP.declare(),
+        CGI_MAX_PROCESSES.declare(),
+        CGI_MAX_QUEUE.declare(),
+        CGI_QUEUE_TIMEOUT.declare(),
     ]
 }
 
@@ -224,14 +259,11 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     }
     close_inherited_on_exec();
     let global = &init.config.global;
-    let max = global.int("CGIMaxProcesses").unwrap_or(64).max(1) as usize;
     Ok(Rc::new(ServeCgi {
-        slots: Arc::new(Semaphore::new(max)),
+        slots: Arc::new(Semaphore::new((*global.get(&CGI_MAX_PROCESSES)).max(1))),
         waiting: Cell::new(0),
-        max_queue: global.int("CGIMaxQueue").unwrap_or(256).max(0) as usize,
-        queue_timeout: global
-            .duration("CGIQueueTimeout")
-            .unwrap_or(Duration::from_secs(30)),
+        max_queue: *global.get(&CGI_MAX_QUEUE),
+        queue_timeout: *global.get(&CGI_QUEUE_TIMEOUT),
         spawner: Spawner::default(),
     }))
 }
@@ -316,12 +348,8 @@ fn script_alias(ctx: &Context) -> Option<Result<(Script, std::fs::Metadata), u16
     let path = ctx.request.decoded_path();
     let (prefix, target) = ctx
         .config()
-        .settings("ScriptAlias")
+        .list(&SCRIPT_ALIAS)
         .iter()
-        .filter_map(|s| match s.args.as_slice() {
-            [Value::Str(prefix), Value::Str(target)] => Some((prefix.as_str(), target.as_str())),
-            _ => None,
-        })
         .filter(|(prefix, _)| alias_matches(prefix, path))
         .max_by_key(|(prefix, _)| prefix.len())?;
     let rest = &path[prefix.len()..];
@@ -396,7 +424,7 @@ fn alias_matches(prefix: &str, path: &str) -> bool {
 /// The script CGI_Match makes of the file `uri_translation` found.
 fn cgi_match(ctx: &Context) -> Option<Script> {
     let filename = ctx.filename.as_ref()?;
-    let regex = ctx.config().regex("CGI_Match")?;
+    let regex = ctx.config().get(&CGI_MATCH).as_ref()?;
     if !regex.is_match(&filename.to_string_lossy()) {
         return None;
     }
@@ -538,7 +566,7 @@ fn environment(ctx: &Context, script: &Script) -> Vec<(OsString, OsString)> {
     redirect_variables(ctx, &mut set);
     set("SCRIPT_NAME", script.script_name.as_bytes());
     set("SCRIPT_FILENAME", script.path.as_os_str().as_bytes());
-    let root = config.path("DocumentRoot");
+    let root = config.get(&DOCUMENT_ROOT).as_deref();
     set(
         "DOCUMENT_ROOT",
         root.map_or(&b""[..], |r| r.as_os_str().as_bytes()),
@@ -570,7 +598,7 @@ fn environment(ctx: &Context, script: &Script) -> Vec<(OsString, OsString)> {
             set("AUTH_TYPE", auth.as_bytes());
         }
     }
-    let pass_auth = config.flag("CGIPassAuth");
+    let pass_auth = *config.get(&CGI_PASS_AUTH);
     let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
     for (name, value) in req.headers() {
         let skip = name.contains('_')
@@ -598,19 +626,15 @@ fn environment(ctx: &Context, script: &Script) -> Vec<(OsString, OsString)> {
         set(name, value);
     }
     let mut path_set = false;
-    for setting in config.settings("PassEnv") {
-        for name in setting.args.iter().filter_map(Value::as_str) {
-            if let Some(value) = std::env::var_os(name) {
-                path_set |= name == "PATH";
-                set(name, value.as_bytes());
-            }
-        }
-    }
-    for setting in config.settings("SetEnv") {
-        if let [Value::Str(name), Value::Str(value)] = setting.args.as_slice() {
+    for name in config.list(&PASS_ENV).iter().flatten() {
+        if let Some(value) = std::env::var_os(name) {
             path_set |= name == "PATH";
             set(name, value.as_bytes());
         }
+    }
+    for (name, value) in config.list(&SET_ENV) {
+        path_set |= name == "PATH";
+        set(name, value.as_bytes());
     }
     if !path_set {
         set("PATH", DEFAULT_PATH.as_bytes());
@@ -636,7 +660,7 @@ fn redirect_variables(ctx: &Context, set: &mut impl FnMut(&str, &[u8])) {
         Some((path, query)) => (path, Some(query)),
         None => (uri.as_str(), None),
     };
-    let decoded = crate::server::normalize_path(path);
+    let decoded = axkit_http::normalize_path(path);
     set(
         "REDIRECT_URL",
         decoded.as_deref().unwrap_or(path).as_bytes(),
@@ -730,10 +754,8 @@ impl ServeCgi {
             }
         };
         let config = ctx.config();
-        let idle = config
-            .duration("CGITimeout")
-            .unwrap_or(Duration::from_secs(60));
-        let max_time = config.duration("CGIMaxTime").unwrap_or_default();
+        let idle = *config.get(&CGI_TIMEOUT);
+        let max_time = *config.get(&CGI_MAX_TIME);
         let now = Instant::now();
         let mut run = Running {
             pgid: child.id().map_or(0, |id| id as i32),
@@ -748,10 +770,8 @@ impl ServeCgi {
             idle,
             idle_at: now + idle,
             max_at: (!max_time.is_zero()).then(|| now + max_time),
-            grace: config
-                .duration("CGIKillGrace")
-                .unwrap_or(Duration::from_secs(2)),
-            kill_group: config.flag("CGIKillGroup"),
+            grace: *config.get(&CGI_KILL_GRACE),
+            kill_group: *config.get(&CGI_KILL_GROUP),
             doomed: false,
         };
         let nph = script

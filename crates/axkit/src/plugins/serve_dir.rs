@@ -40,11 +40,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::config::{Directive, Scopes, ValueType};
+use crate::config::{Directive, Key, Scopes};
 use crate::plugin::{
     hook, Body, Context, DocRoot, HookFuture, Io, Level, Outcome, Plugin, PluginInit, PluginSpec,
 };
 use crate::server::html_escape;
+
+static DIR_LIST_HIDDEN: Key<bool> = Key::new("DirListHidden")
+    .scopes(Scopes::SERVER.or(Scopes::LOCATION))
+    .default("off")
+    .doc("List names starting with a dot in directory listings");
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -55,10 +60,7 @@ pub fn spec() -> PluginSpec {
 }
 
 fn directives() -> Vec<Directive> {
-    vec![Directive::new("DirListHidden", ValueType::OnOff)
-        .scopes(Scopes::SERVER | Scopes::LOCATION)
-        .default("off")
-        .doc("List names starting with a dot in directory listings")]
+    vec![DIR_LIST_HIDDEN.declare()]
 }
 
 fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
@@ -84,7 +86,7 @@ impl Plugin for ServeDir {
             ctx.response.headers.set("Allow", "GET, HEAD");
             return Outcome::Status(405).into();
         }
-        let hidden = ctx.config().flag("DirListHidden");
+        let hidden = *ctx.config().get(&DIR_LIST_HIDDEN);
         let root = DocRoot::for_file(ctx, &dir);
         hook(async move {
             let listed = tokio::task::spawn_blocking(move || read_entries(&root, &dir, hidden));

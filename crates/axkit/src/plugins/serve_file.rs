@@ -68,13 +68,47 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{Args, Directive, Scopes, ValueType};
+use crate::config::{parse, Args, Directive, Key, Scopes};
 use crate::plugin::{
     hook, Body, Context, DocRoot, HookFuture, Level, OpenFile, Outcome, Plugin, PluginInit,
     PluginSpec, READ_FLAGS,
 };
 use crate::plugins::file_http::{self, Precondition, Ranges};
 use crate::plugins::open_file_cache::{self, Io};
+
+const HERE: Scopes = Scopes::SERVER.or(Scopes::LOCATION);
+
+static FILE_ETAG: Key<bool> = Key::new("FileETag")
+    .scopes(HERE)
+    .default("on")
+    .doc("Send an ETag made of the file's inode, size and modification time");
+
+static CACHE_CONTROL: Key<Option<String>> = Key::new("CacheControl")
+    .scopes(HERE)
+    .doc("Cache-Control header for files served here, e.g. \"public, max-age=3600\"");
+
+static EXPIRES: Key<Option<(ExpiresBase, Duration)>> = Key::parsed("Expires", parse_expires)
+    .optional()
+    .scopes(HERE)
+    .doc("Expires header: access+DURATION, modification+DURATION or off");
+
+static MAX_RANGES: Key<usize> = Key::new("MaxRanges")
+    .scopes(HERE)
+    .default("100")
+    .doc("Most ranges honoured in one Range header; more (or overlapping) sends the file");
+
+/// Also read by the open-file cache, which loads small files as it opens
+/// them.
+pub(crate) static SMALL_FILE_SIZE: Key<u64> = Key::new("SmallFileSize")
+    .scopes(HERE)
+    .default("32K")
+    .doc("Files up to this size are sent from memory with the head in one write");
+
+static PRECOMPRESSED: Key<Vec<Coding>> = Key::parsed("Precompressed", parse_codings)
+    .args(Args::Many)
+    .unset(Vec::new)
+    .scopes(HERE)
+    .doc("Send FILE.gz / FILE.br when Accept-Encoding allows (gzip, br), first listed wins");
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -85,53 +119,45 @@ pub fn spec() -> PluginSpec {
 }
 
 fn directives() -> Vec<Directive> {
-    let here = Scopes::SERVER | Scopes::LOCATION;
     vec![
-        Directive::new("FileETag", ValueType::OnOff)
-            .scopes(here)
-            .default("on")
-            .doc("Send an ETag made of the file's inode, size and modification time"),
-        Directive::new("CacheControl", ValueType::String)
-            .scopes(here)
-            .doc("Cache-Control header for files served here, e.g. \"public, max-age=3600\""),
-        Directive::new("Expires", ValueType::String)
-            .scopes(here)
-            .doc("Expires header: access+DURATION, modification+DURATION or off"),
-        Directive::new("MaxRanges", ValueType::Integer)
-            .scopes(here)
-            .default("100")
-            .doc("Most ranges honoured in one Range header; more (or overlapping) sends the file"),
-        Directive::new("SmallFileSize", ValueType::Size)
-            .scopes(here)
-            .default("32K")
-            .doc("Files up to this size are sent from memory with the head in one write"),
-        Directive::new(
-            "Precompressed",
-            ValueType::Enum(vec!["gzip".into(), "br".into()]),
-        )
-        .args(Args::Many)
-        .scopes(here)
-        .doc("Send FILE.gz / FILE.br when Accept-Encoding allows, first listed wins"),
+        FILE_ETAG.declare(),
+        CACHE_CONTROL.declare(),
+        EXPIRES.declare(),
+        MAX_RANGES.declare(),
+        SMALL_FILE_SIZE.declare(),
+        PRECOMPRESSED.declare(),
     ]
 }
 
-/// `Expires` is checked when the server starts, so a typo stops it with
-/// file and line instead of surfacing on a request.
-fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
-    let scopes = init
-        .config
-        .servers
-        .iter()
-        .flat_map(|s| s.locations.iter().map(|l| &l.config));
-    for config in scopes {
-        for setting in config.settings("Expires") {
-            if let Some(text) = setting.args.first().and_then(|v| v.as_str()) {
-                parse_expires(text)
-                    .map_err(|e| format!("{}:{}: Expires: {e}", setting.file, setting.line))?;
-            }
+fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    Ok(Rc::new(ServeFile))
+}
+
+/// A precompressed sibling's coding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Coding {
+    Gzip,
+    Br,
+}
+
+impl Coding {
+    /// The `Content-Encoding` token and the sibling's suffix.
+    fn token_and_suffix(self) -> (&'static str, &'static str) {
+        match self {
+            Coding::Gzip => ("gzip", ".gz"),
+            Coding::Br => ("br", ".br"),
         }
     }
-    Ok(Rc::new(ServeFile))
+}
+
+fn parse_codings(args: &[&str]) -> Result<Vec<Coding>, String> {
+    args.iter()
+        .map(|word| match word.to_ascii_lowercase().as_str() {
+            "gzip" => Ok(Coding::Gzip),
+            "br" => Ok(Coding::Br),
+            _ => Err(format!("expected one of gzip|br, got {word:?}")),
+        })
+        .collect()
 }
 
 /// When an `Expires` date is counted from.
@@ -142,7 +168,10 @@ enum ExpiresBase {
 }
 
 /// `access+1h` → (Access, 1h); `off` → None.
-fn parse_expires(text: &str) -> Result<Option<(ExpiresBase, Duration)>, String> {
+fn parse_expires(args: &[&str]) -> Result<Option<(ExpiresBase, Duration)>, String> {
+    let [text] = args else {
+        return Err("expected one argument".into());
+    };
     if text.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
@@ -153,10 +182,7 @@ fn parse_expires(text: &str) -> Result<Option<(ExpiresBase, Duration)>, String> 
         "modification" | "m" => ExpiresBase::Modification,
         _ => return Err(bad()),
     };
-    match crate::config::parse_value(&ValueType::Duration, duration.trim())? {
-        crate::config::Value::Duration(d) => Ok(Some((base, d))),
-        _ => Err(bad()),
-    }
+    Ok(Some((base, parse::duration(duration.trim())?)))
 }
 
 struct ServeFile;
@@ -311,7 +337,7 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
     ctx.metadata = None;
     // The answer depends on Accept-Encoding whether or not a sibling is
     // sent this time.
-    if ctx.config().is_set("Precompressed") {
+    if !ctx.config().get(&PRECOMPRESSED).is_empty() {
         ctx.response.headers.set("Vary", "Accept-Encoding");
     }
     if ctx.response.headers.get("Content-Type").is_none() {
@@ -335,7 +361,7 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
         .is_some_and(|s| s >= 400);
     let last_modified = open.last_modified();
     let modified = last_modified.map(|(time, _)| time);
-    let etag = (!error_page && ctx.config().flag("FileETag")).then(|| open.etag());
+    let etag = (!error_page && *ctx.config().get(&FILE_ETAG)).then(|| open.etag());
     let precondition = if error_page {
         Precondition::Proceed
     } else {
@@ -367,7 +393,7 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
         Precondition::Failed => return outcome(Outcome::Status(412)),
     }
 
-    let max_ranges = ctx.config().int("MaxRanges").unwrap_or(100).max(0) as usize;
+    let max_ranges = *ctx.config().get(&MAX_RANGES);
     let ranges = match ctx.request.header("Range") {
         // Ranges are defined for GET only (RFC 9110 §14.2).
         Some(range) if get && !error_page => {
@@ -443,12 +469,8 @@ fn sibling_candidates(ctx: &mut Context) -> (Vec<PathBuf>, Vec<&'static str>) {
         return (paths, codings);
     };
     let accept = ctx.request.header("Accept-Encoding");
-    for value in ctx.config().values("Precompressed") {
-        let (coding, suffix) = match value.as_str() {
-            Some("gzip") => ("gzip", ".gz"),
-            Some("br") => ("br", ".br"),
-            _ => continue,
-        };
+    let listed = ctx.config().get(&PRECOMPRESSED);
+    for (coding, suffix) in listed.iter().map(|c| c.token_and_suffix()) {
         if accept.is_some_and(|a| file_http::accepts_encoding(a, coding)) {
             let mut path = filename.as_os_str().to_owned();
             path.push(suffix);
@@ -461,15 +483,11 @@ fn sibling_candidates(ctx: &mut Context) -> (Vec<PathBuf>, Vec<&'static str>) {
 
 /// `Cache-Control` and `Expires` from the Location's directives.
 fn caching_headers(ctx: &mut Context, modified: Option<SystemTime>) {
-    if let Some(value) = ctx.config().str("CacheControl") {
-        let value = value.to_string();
+    if let Some(value) = ctx.config().get(&CACHE_CONTROL) {
+        let value = value.clone();
         ctx.response.headers.set("Cache-Control", value);
     }
-    let expires = ctx
-        .config()
-        .str("Expires")
-        .and_then(|t| parse_expires(t).ok().flatten());
-    if let Some((base, after)) = expires {
+    if let Some((base, after)) = *ctx.config().get(&EXPIRES) {
         let from = match base {
             ExpiresBase::Access => Some(SystemTime::now()),
             ExpiresBase::Modification => modified,
@@ -529,16 +547,16 @@ mod tests {
     #[test]
     fn expires_values() {
         assert_eq!(
-            parse_expires("access+1h").unwrap(),
+            parse_expires(&["access+1h"]).unwrap(),
             Some((ExpiresBase::Access, Duration::from_secs(3600)))
         );
         assert_eq!(
-            parse_expires("modification+2d").unwrap(),
+            parse_expires(&["modification+2d"]).unwrap(),
             Some((ExpiresBase::Modification, Duration::from_secs(172_800)))
         );
-        assert_eq!(parse_expires("off").unwrap(), None);
-        assert!(parse_expires("later+1h").is_err());
-        assert!(parse_expires("access+soon").is_err());
-        assert!(parse_expires("1h").is_err());
+        assert_eq!(parse_expires(&["off"]).unwrap(), None);
+        assert!(parse_expires(&["later+1h"]).is_err());
+        assert!(parse_expires(&["access+soon"]).is_err());
+        assert!(parse_expires(&["1h"]).is_err());
     }
 }

@@ -28,11 +28,25 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use crate::config::{Args, Directive, Scopes, ValueType};
+use crate::config::{Args, Directive, Key};
 use crate::plugin::{
     hook, Context, DocRoot, HookFuture, OpenFile, Outcome, Plugin, PluginInit, PluginSpec,
 };
 use crate::plugins::open_file_cache;
+
+/// Extensions without their dot, checked when the config loads.
+static TYPELESS_EXTENSIONS: Key<Vec<String>> = Key::parsed("TypelessExtensions", |args| {
+    args.iter()
+        .map(|e| match e.trim_start_matches('.') {
+            "" => Err("expected an extension, got an empty one".to_string()),
+            e if e.contains('/') => Err(format!("expected an extension without `/`, got {e:?}")),
+            e => Ok(e.to_string()),
+        })
+        .collect()
+})
+.args(Args::Many)
+.default("html xml txt")
+.doc("Extensions tried, in order, for a URI naming no existing file");
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -43,11 +57,7 @@ pub fn spec() -> PluginSpec {
 }
 
 fn directives() -> Vec<Directive> {
-    vec![Directive::new("TypelessExtensions", ValueType::String)
-        .args(Args::Many)
-        .scopes(Scopes::ALL)
-        .default("html xml txt")
-        .doc("Extensions tried, in order, for a URI naming no existing file")]
+    vec![TYPELESS_EXTENSIONS.declare()]
 }
 
 fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
@@ -73,11 +83,8 @@ impl Plugin for TypelessUri {
         }
         let candidates: Vec<PathBuf> = ctx
             .config()
-            .values("TypelessExtensions")
+            .get(&TYPELESS_EXTENSIONS)
             .iter()
-            .filter_map(|v| v.as_str())
-            .map(|e| e.trim_start_matches('.'))
-            .filter(|e| !e.is_empty() && !e.contains('/'))
             .map(|ext| {
                 let mut name = missing.as_os_str().to_owned();
                 name.push(".");

@@ -56,13 +56,29 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::config::{Args, Config, Directive, Scopes, ValueType};
+use crate::config::{Args, Config, Directive, Key};
 use crate::plugin::{
     hook, is_escape, Context, DocRoot, HookFuture, Level, OpenFile, Outcome, Plugin, PluginInit,
-    PluginSpec, Rule, READ_FLAGS,
+    PluginSpec, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS,
 };
 use crate::plugins::file_http::KnownMissing;
-use crate::plugins::open_file_cache::{self, Entry, Io, Kind, Policy, WouldBlock};
+use crate::plugins::open_file_cache::{self, Entry, Io, Kind, Policy, WouldBlock, OPEN_FILE_CACHE};
+
+/// `DirectoryIndex NAME…`: plain file names, checked when the config loads.
+static DIRECTORY_INDEX: Key<Vec<String>> = Key::parsed("DirectoryIndex", index_names)
+    .args(Args::Many)
+    .unset(Vec::new)
+    .doc("Files to serve for a directory URL; the first that exists wins");
+
+fn index_names(args: &[&str]) -> Result<Vec<String>, String> {
+    args.iter()
+        .map(|name| match *name {
+            "" | "." | ".." => Err(format!("expected a file name, got {name:?}")),
+            n if n.contains('/') => Err(format!("expected a file name without `/`, got {n:?}")),
+            n => Ok(n.to_string()),
+        })
+        .collect()
+}
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -74,26 +90,14 @@ pub fn spec() -> PluginSpec {
 
 fn directives() -> Vec<Directive> {
     vec![
-        Directive::new("DocumentRoot", ValueType::Path)
-            .scopes(Scopes::SERVER | Scopes::LOCATION)
-            .doc("Directory the URL space maps to (in a <Location>, the path after its prefix)"),
-        Directive::new("DirectoryIndex", ValueType::String)
-            .args(Args::Many)
-            .doc("Files to serve for a directory URL; the first that exists wins"),
-        Directive::new("FollowSymlinks", ValueType::OnOff)
-            .default("off")
-            .doc("Serve files reached through symlinks that lead outside DocumentRoot"),
-        Directive::new("OpenFileCache", ValueType::String)
-            .args(Args::Range(1, 2))
-            .default("1000 1s")
-            .doc("SIZE TTL: open files and misses kept per worker, trusted for TTL; or Off"),
+        DOCUMENT_ROOT.declare(),
+        DIRECTORY_INDEX.declare(),
+        FOLLOW_SYMLINKS.declare(),
+        OPEN_FILE_CACHE.declare(),
     ]
 }
 
-/// `OpenFileCache` is checked when the server starts, so a typo stops it
-/// with file and line instead of surfacing on a request.
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
-    open_file_cache::check(init.config)?;
     Ok(Rc::new(UriToFile {
         alias_prefix: alias_prefixes(init.config),
     }))
@@ -108,7 +112,7 @@ fn alias_prefixes(config: &Config) -> HashMap<usize, String> {
     let mut out = HashMap::new();
     for server in &config.servers {
         for node in &server.locations {
-            let Some(mine) = node.config.settings("DocumentRoot").last() else {
+            let Some(mine) = node.config.settings_of(&DOCUMENT_ROOT).last() else {
                 continue;
             };
             let defining = server
@@ -117,7 +121,7 @@ fn alias_prefixes(config: &Config) -> HashMap<usize, String> {
                 .filter(|n| prefix_matches(&n.prefix, &node.prefix))
                 .filter(|n| {
                     n.config
-                        .settings("DocumentRoot")
+                        .settings_of(&DOCUMENT_ROOT)
                         .last()
                         .is_some_and(|t| Arc::ptr_eq(t, mine))
                 })
@@ -214,10 +218,7 @@ impl UriToFile {
     /// cache hit, or what the lookup on the blocking pool needs. `Err` is
     /// the outcome.
     fn prepare(&self, ctx: &mut Context) -> Result<Lookup, Outcome> {
-        let Some(setting) = ctx.config().settings("DocumentRoot").last().cloned() else {
-            return Err(Outcome::Declined);
-        };
-        let Some(crate::config::Value::Path(root)) = setting.args.first() else {
+        let Some(root) = ctx.config().get(&DOCUMENT_ROOT) else {
             return Err(Outcome::Declined);
         };
         let path = ctx.request.decoded_path();
@@ -251,14 +252,7 @@ impl UriToFile {
             .map(str::to_string)
             .collect();
         let rel_path: PathBuf = segments.iter().collect();
-        let index_names = ctx
-            .config()
-            .values("DirectoryIndex")
-            .iter()
-            .filter_map(|v| v.as_str())
-            .filter(|name| !name.contains('/') && *name != ".." && *name != ".")
-            .map(str::to_string)
-            .collect();
+        let index_names = ctx.config().get(&DIRECTORY_INDEX).clone();
         Ok(Lookup {
             root,
             rel_path,

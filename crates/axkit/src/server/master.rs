@@ -23,9 +23,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::config::{Config, Source};
-use crate::plugin::Level;
-use crate::server::{load_config, log_to_stderr, report_errors, Catalog, LISTEN_ENV, WORKER_ENV};
+use crate::config::{core, Config, Source};
+use crate::plugin::{Catalog, Level};
+use crate::server::{
+    load_config, log_to_stderr, log_warnings, report_errors, LISTEN_ENV, WORKER_ENV,
+};
 
 /// How long a new worker may take to say `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -177,8 +179,8 @@ async fn unless_stopping<T>(
 }
 
 fn worker_count(config: &Config) -> usize {
-    match config.global.int("Workers") {
-        Some(n) if n > 0 => n as usize,
+    match *config.global.get(&core::WORKERS) {
+        n if n > 0 => n,
         _ => std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
@@ -313,6 +315,7 @@ impl Master<'_> {
                 return;
             }
         };
+        log_warnings(&config);
         let listeners = match bind_all(&config, &self.listeners) {
             Ok(l) => l,
             Err(e) => {
@@ -406,11 +409,7 @@ impl Master<'_> {
         // too, new connections are refused rather than left unanswered in
         // the backlog until we exit.
         self.listeners.clear();
-        let limit = self
-            .config
-            .global
-            .duration("ShutdownTimeout")
-            .unwrap_or(Duration::from_secs(30));
+        let limit = *self.config.global.get(&core::SHUTDOWN_TIMEOUT);
         let deadline = Instant::now() + limit + Duration::from_secs(2);
         while !self.workers.is_empty() {
             match tokio::time::timeout_at(deadline, events.recv()).await {
@@ -445,6 +444,7 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             return ExitCode::FAILURE;
         }
     };
+    log_warnings(&config);
     let listeners = match bind_all(&config, &[]) {
         Ok(l) => l,
         Err(e) => {

@@ -11,128 +11,27 @@ mod idle;
 pub(crate) mod master;
 pub(crate) mod response;
 mod runtime;
-mod uri;
 pub(crate) mod walk;
 mod worker;
 
 pub use crate::plugin::BodyError;
-pub use uri::normalize_path;
 // The seam to the plugin API: a Context holds the server's side of its
 // request, and its I/O methods call `response`.
 pub(crate) use runtime::{LogRoute, RequestRt};
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::config::{self, Config, ConfigError, Directive, FileReader, PluginCatalog, Source};
-use crate::plugin::{Level, Plugin, PluginInit, PluginSpec};
+use crate::config::{self, Config, ConfigError, Source};
+use crate::plugin::{Catalog, Level, PluginSource, PluginSpec, RustPlugins};
 
 /// Set in a worker's environment: it was started by a master.
 pub(crate) const WORKER_ENV: &str = "AXKIT_WORKER";
 /// The listening sockets a worker inherits: `FD=ADDR,FD=ADDR`, ADDR being
 /// the address as configured (it may have port 0).
 pub(crate) const LISTEN_ENV: &str = "AXKIT_LISTEN_FDS";
-
-/// Where plugins that are not compiled in come from: a script host (such
-/// as `axkit-lua`) registered with [`Server::source`]. The `axkit` crate
-/// cannot depend on its script hosts, so they plug in through this trait.
-/// A source lives in one thread (a worker, or the master while it loads a
-/// config), so it may keep per-worker state such as an interpreter.
-///
-/// A source reads its scripts only through the [`FileReader`] that `find`
-/// is given, never from the disk directly: the master's reads are recorded
-/// into the configuration snapshot it hands its workers, and a worker's are
-/// answered from that snapshot. So a worker restarted after a crash runs the
-/// scripts the master loaded, not edits saved since the last SIGHUP.
-pub trait PluginSource {
-    /// The name that owns [`directives`](Self::directives) in errors and
-    /// `axkit --directives` (e.g. `lua`).
-    fn name(&self) -> &'static str;
-    /// The source's own directives (e.g. `LuaTimeLimit`), known without
-    /// reading the config, like a built-in plugin's.
-    fn directives(&self) -> Vec<Directive>;
-    /// Look for plugin `name` in `plugin_dirs`, reading (and testing for)
-    /// files with [`FileReader::plugin_file`] only: Ok(Some(its
-    /// directives)) if found, Ok(None) if not, Err(message with file:line)
-    /// if it is broken. Called whenever a config is loaded (start-up,
-    /// `--check`, reload, and each worker's start).
-    fn find(
-        &self,
-        name: &str,
-        plugin_dirs: &[PathBuf],
-        files: &mut FileReader<'_>,
-    ) -> Result<Option<Vec<Directive>>, String>;
-    /// Instantiate plugin `name` in this worker from what `find` read when
-    /// the worker loaded its config (or the source's own
-    /// [`name`](Self::name)); Ok(None) if it is not this source's.
-    fn create(&self, name: &str, init: &PluginInit) -> Result<Option<Rc<dyn Plugin>>, String>;
-}
-
-/// The plugins a binary knows, built-in and added, and the sources of
-/// script plugins.
-#[derive(Clone, Default)]
-pub struct Catalog {
-    specs: Vec<PluginSpec>,
-    sources: Vec<Rc<dyn PluginSource>>,
-}
-
-impl Catalog {
-    pub fn add(&mut self, spec: PluginSpec) {
-        self.specs.retain(|s| s.name != spec.name);
-        self.specs.push(spec);
-    }
-
-    pub fn spec(&self, name: &str) -> Option<&PluginSpec> {
-        self.specs.iter().find(|s| s.name == name)
-    }
-
-    /// Instantiate a plugin that is not compiled in, from the first source
-    /// that finds it.
-    pub(crate) fn create_from_source(
-        &self,
-        name: &str,
-        init: &PluginInit,
-    ) -> Result<Rc<dyn Plugin>, String> {
-        for source in &self.sources {
-            if let Some(plugin) = source.create(name, init)? {
-                return Ok(plugin);
-            }
-        }
-        Err(format!("plugin `{name}` is not built into this binary"))
-    }
-}
-
-impl PluginCatalog for Catalog {
-    fn builtin(&self) -> Vec<(String, Vec<Directive>)> {
-        self.specs
-            .iter()
-            .map(|s| (s.name.to_string(), (s.directives)()))
-            .chain(
-                self.sources
-                    .iter()
-                    .map(|s| (s.name().to_string(), s.directives())),
-            )
-            .collect()
-    }
-
-    fn find(
-        &self,
-        name: &str,
-        plugin_dirs: &[PathBuf],
-        files: &mut FileReader<'_>,
-    ) -> Result<Option<Vec<Directive>>, String> {
-        for source in &self.sources {
-            if let Some(directives) = source.find(name, plugin_dirs, files)? {
-                return Ok(Some(directives));
-            }
-        }
-        Ok(None)
-    }
-}
 
 /// A server binary: the built-in plugins plus any you add.
 ///
@@ -142,7 +41,8 @@ impl PluginCatalog for Catalog {
 /// }
 /// ```
 pub struct Server {
-    catalog: Catalog,
+    rust: RustPlugins,
+    sources: Vec<Box<dyn PluginSource>>,
 }
 
 impl Default for Server {
@@ -154,30 +54,35 @@ impl Default for Server {
 impl Server {
     /// A server with every built-in plugin.
     pub fn new() -> Server {
-        let mut catalog = Catalog::default();
+        let mut rust = RustPlugins::default();
         for spec in crate::plugins::builtin() {
-            catalog.add(spec);
+            rust.add(spec);
         }
-        Server { catalog }
+        Server {
+            rust,
+            sources: Vec::new(),
+        }
     }
 
     /// Add a plugin (a third-party plugin, or a replacement for a built-in
     /// one of the same name).
     pub fn plugin(mut self, spec: PluginSpec) -> Server {
-        self.catalog.add(spec);
+        self.rust.add(spec);
         self
     }
 
-    /// Add a source of script plugins (searched, in the order added, for a
-    /// `Plugin NAME` that is not compiled in).
+    /// Add a source of plugins, such as a script host (searched, in the
+    /// order added, for a `Plugin NAME` that is not compiled in).
     pub fn source(mut self, source: impl PluginSource + 'static) -> Server {
-        self.catalog.sources.push(Rc::new(source));
+        self.sources.push(Box::new(source));
         self
     }
 
     /// Run the command line (`axkit --help` says what it takes).
     pub fn main(self) -> ExitCode {
-        crate::cli::main(self.catalog)
+        let mut sources: Vec<Box<dyn PluginSource>> = vec![Box::new(self.rust)];
+        sources.extend(self.sources);
+        crate::cli::main(Catalog::new(sources))
     }
 }
 
@@ -191,6 +96,15 @@ pub(crate) fn report_errors(errors: &[ConfigError]) {
     let mut err = std::io::stderr().lock();
     for e in errors {
         let _ = writeln!(err, "axkit: {e}");
+    }
+}
+
+/// Log a loaded config's warnings. Only where a config is first loaded
+/// (the master, a single process): a worker loads the same config again
+/// and would repeat them.
+pub(crate) fn log_warnings(config: &Config) {
+    for w in &config.warnings {
+        log_to_stderr(Level::Warn, &w.to_string());
     }
 }
 

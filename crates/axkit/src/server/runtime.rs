@@ -18,12 +18,11 @@ use std::time::Duration;
 use axkit_http::Limits;
 use tokio::sync::Notify;
 
-use crate::config::{Config, LocationConfig, ServerConfig};
-use crate::plugin::{called_hooks, Hook, Level, Plugin, PluginInit, Request};
+use crate::config::{core, Config, LocationConfig, ServerConfig};
+use crate::plugin::{called_hooks, Catalog, Hook, Level, Plugin, PluginInit, Request};
 use crate::server::conn_io::{ConnIo, ReadBuffers};
 use crate::server::hooks;
 use crate::server::idle::IdleWaits;
-use crate::server::Catalog;
 
 /// A plugin in a chain, with the name it was loaded under (for logs).
 pub(crate) type Entry = (Rc<str>, Rc<dyn Plugin>);
@@ -76,13 +75,9 @@ impl LocationRt {
             chains[hook as usize] = innermost_first(&chains[hook as usize], plugins, scope_starts);
         }
         LocationRt {
-            max_body: config.size("MaxRequestBody").unwrap_or(1 << 20),
-            body_timeout: config
-                .duration("BodyTimeout")
-                .unwrap_or(Duration::from_secs(60)),
-            send_timeout: config
-                .duration("SendTimeout")
-                .unwrap_or(Duration::from_secs(60)),
+            max_body: *config.get(&core::MAX_REQUEST_BODY),
+            body_timeout: *config.get(&core::BODY_TIMEOUT),
+            send_timeout: *config.get(&core::SEND_TIMEOUT),
             config,
             prefix,
             chains,
@@ -140,29 +135,22 @@ impl ServerRt {
                 ))
             })
             .collect();
-        let token = root.str("ServerToken").unwrap_or("AxKit");
-        let server_header = if token.eq_ignore_ascii_case("off") || token.is_empty() {
-            Vec::new()
-        } else {
-            let mut h = Vec::new();
-            axkit_http::write_header(&mut h, "Server", token.as_bytes());
-            h
-        };
+        let mut server_header = Vec::new();
+        if let Some(token) = root.get(&core::SERVER_TOKEN) {
+            axkit_http::write_header(&mut server_header, "Server", token.as_bytes());
+        }
+        let size = |key| usize::try_from(*root.get(key)).unwrap_or(usize::MAX);
         ServerRt {
             locations,
             limits: Limits {
-                max_request_line: root.size("MaxRequestLine").unwrap_or(8192) as usize,
-                max_header_bytes: root.size("MaxHeaderSize").unwrap_or(16384) as usize,
-                max_headers: root.int("MaxHeaders").unwrap_or(100).max(1) as usize,
+                max_request_line: size(&core::MAX_REQUEST_LINE),
+                max_header_bytes: size(&core::MAX_HEADER_SIZE),
+                max_headers: (*root.get(&core::MAX_HEADERS)).max(1),
             },
-            header_timeout: root
-                .duration("HeaderTimeout")
-                .unwrap_or(Duration::from_secs(30)),
-            keepalive_timeout: root
-                .duration("KeepAliveTimeout")
-                .unwrap_or(Duration::from_secs(60)),
-            keepalive: root.flag("KeepAlive"),
-            max_keepalive_requests: root.int("MaxKeepAliveRequests").unwrap_or(1000).max(0) as u64,
+            header_timeout: *root.get(&core::HEADER_TIMEOUT),
+            keepalive_timeout: *root.get(&core::KEEPALIVE_TIMEOUT),
+            keepalive: *root.get(&core::KEEPALIVE),
+            max_keepalive_requests: *root.get(&core::MAX_KEEPALIVE_REQUESTS) as u64,
             server_header: Rc::from(server_header),
         }
     }
@@ -212,11 +200,9 @@ impl WorkerRt {
                 config: &config,
                 name,
             };
-            let plugin = match catalog.spec(name) {
-                Some(spec) => (spec.create)(&init),
-                None => catalog.create_from_source(name, &init),
-            }
-            .map_err(|e| format!("plugin `{name}`: {e}"))?;
+            let plugin = catalog
+                .create(name, &init)
+                .map_err(|e| format!("plugin `{name}`: {e}"))?;
             plugins.push(plugin.clone());
             all.insert(name.clone(), plugin);
         }
@@ -246,11 +232,7 @@ impl WorkerRt {
             (&config.global_plugins, &[0]),
             &all,
         ));
-        let log_level = config
-            .global
-            .str("LogLevel")
-            .and_then(Level::parse)
-            .unwrap_or(Level::Warn);
+        let log_level = *config.global.get(&core::LOG_LEVEL);
         let max_connections = max_connections(&config);
         Ok(WorkerRt {
             config,
@@ -430,8 +412,8 @@ impl WorkerRt {
 /// (a worker out of descriptors could not open the files its requests ask
 /// for either).
 fn max_connections(config: &Config) -> usize {
-    match config.global.int("MaxConnections") {
-        Some(n) if n > 0 => n as usize,
+    match *config.global.get(&core::MAX_CONNECTIONS) {
+        n if n > 0 => n,
         _ => {
             let mut limit = libc::rlimit {
                 rlim_cur: 0,

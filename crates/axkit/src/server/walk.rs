@@ -38,6 +38,7 @@ use axkit_http::{RequestHead, Version};
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 
+use crate::config::core;
 use crate::plugin::{Body, ConnInfo, Context, Failure, Headers, Hook, Level, Outcome, Request};
 use crate::server::conn_io::{self, BodyState, ConnIo, OutFraming};
 use crate::server::hooks::{run_body_data, run_conn_hook, run_hook};
@@ -358,7 +359,7 @@ async fn error_response(ctx: &mut Context, status: u16) {
             status,
             failure
                 .as_ref()
-                .filter(|_| status >= 500 && ctx.config().flag("StackTrace")),
+                .filter(|_| status >= 500 && *ctx.config().get(&core::STACK_TRACE)),
         );
         ctx.response
             .headers

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::config::core;
 use crate::plugin::Level;
 use crate::server::idle;
 use crate::server::runtime::WorkerRt;
@@ -104,11 +105,7 @@ pub(crate) async fn serve(
     worker.shutting_down.set(true);
     worker.shutdown.notify_waiters();
     worker.idle.shutdown();
-    let limit = worker
-        .config
-        .global
-        .duration("ShutdownTimeout")
-        .unwrap_or(Duration::from_secs(30));
+    let limit = *worker.config.global.get(&core::SHUTDOWN_TIMEOUT);
     let deadline = tokio::time::Instant::now() + limit;
     while worker.active.get() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1,6 +1,8 @@
-//! Normalising a request path once, in the core, so that `<Location>`
+//! Normalising a request path once, so that the server's `<Location>`
 //! matching and every plugin see the same canonical path and cannot be
-//! fooled by encodings (`/%61dmin`, `/a/../admin`, `//admin`).
+//! fooled by encodings (`/%61dmin`, `/a/../admin`, `//admin`). Here, with
+//! the rest of the wire, because it decides what untrusted bytes mean:
+//! it is unit-tested and fuzzed with the parser.
 
 use std::borrow::Cow;
 

@@ -1,0 +1,200 @@
+//! The core's own directives: the structure of a config (`<Server>`,
+//! `<Location>`, `Include`, `Plugin`, listen addresses and names), which
+//! the loader gives their meaning, and the typed keys of the process,
+//! protocol and logging settings the server reads.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::directive::{Args, Directive, Scopes, ValueType};
+use super::key::{Key, List};
+use crate::plugin::Level;
+
+const GLOBAL: Scopes = Scopes::GLOBAL;
+const GLOBAL_SERVER: Scopes = Scopes::GLOBAL.or(Scopes::SERVER);
+
+/// Number of worker processes; 0 means one per CPU.
+pub static WORKERS: Key<usize> = Key::new("Workers")
+    .scopes(GLOBAL)
+    .default("0")
+    .doc("Number of worker processes; 0 means one per CPU");
+
+/// Connections one worker serves at once; 0: seven eighths of the
+/// open-file limit.
+pub static MAX_CONNECTIONS: Key<usize> =
+    Key::new("MaxConnections").scopes(GLOBAL).default("0").doc(
+        "Connections one worker serves at once (nginx's worker_connections); at the \
+         limit a new client takes the place of the longest-idle keep-alive connection \
+         (or of one silent for 3s), else waits for the other workers or for room. 0: \
+         seven eighths of the open-file limit, the rest kept for files, pipes and logs",
+    );
+
+pub static SHUTDOWN_TIMEOUT: Key<Duration> = Key::new("ShutdownTimeout")
+    .scopes(GLOBAL)
+    .default("30s")
+    .doc("How long a graceful shutdown waits for requests in flight");
+
+pub static PLUGIN_DIR: List<PathBuf> = List::new("PluginDir")
+    .scopes(GLOBAL)
+    .doc("Directory searched for script plugins named by `Plugin`");
+
+/// The least severe level the logging plugins write.
+pub static LOG_LEVEL: Key<Level> = Key::parsed("LogLevel", |args| match args {
+    [word] => Level::parse(word).ok_or_else(|| {
+        format!(
+            "expected a log level (LOGDEBUG, LOGINFO, LOGNOTICE, LOGWARN, LOGERROR, LOGCRIT, \
+             LOGALERT, LOGEMERG, or debug…emerg), got {word:?}"
+        )
+    }),
+    _ => Err("expected one log level".into()),
+})
+.one_of(&[
+    "LOGDEBUG",
+    "LOGINFO",
+    "LOGNOTICE",
+    "LOGWARN",
+    "LOGERROR",
+    "LOGCRIT",
+    "LOGALERT",
+    "LOGEMERG",
+    "debug",
+    "info",
+    "notice",
+    "warn",
+    "warning",
+    "error",
+    "err",
+    "crit",
+    "alert",
+    "emerg",
+])
+.scopes(GLOBAL)
+.default("LOGWARN")
+.doc("Least severe log level written by the logging plugins (AxKit2 names or plain ones)");
+
+pub static STACK_TRACE: Key<bool> = Key::new("StackTrace")
+    .default("off")
+    .doc("Put the failing plugin, hook and message on 500 pages (never in production)");
+
+/// The `Server` response header's value; `None` for `Off` (no header).
+pub static SERVER_TOKEN: Key<Option<String>> = Key::parsed("ServerToken", |args| match args {
+    [off] if off.eq_ignore_ascii_case("off") || off.is_empty() => Ok(None),
+    [token] => Ok(Some(token.to_string())),
+    _ => Err("expected one word".into()),
+})
+.scopes(GLOBAL_SERVER)
+.default("AxKit")
+.doc("Value of the Server response header; `Off` sends no header");
+
+pub static MAX_REQUEST_LINE: Key<u64> = Key::new("MaxRequestLine")
+    .scopes(GLOBAL_SERVER)
+    .default("8K")
+    .doc("Longest request line accepted (414 beyond)");
+
+pub static MAX_HEADER_SIZE: Key<u64> = Key::new("MaxHeaderSize")
+    .scopes(GLOBAL_SERVER)
+    .default("16K")
+    .doc("Largest total size of the request headers (431 beyond)");
+
+pub static MAX_HEADERS: Key<usize> = Key::new("MaxHeaders")
+    .scopes(GLOBAL_SERVER)
+    .default("100")
+    .doc("Most request header lines accepted (431 beyond)");
+
+pub static HEADER_TIMEOUT: Key<Duration> = Key::new("HeaderTimeout")
+    .scopes(GLOBAL_SERVER)
+    .default("30s")
+    .doc("Time allowed to receive the request line and headers");
+
+pub static KEEPALIVE_TIMEOUT: Key<Duration> = Key::new("KeepAliveTimeout")
+    .scopes(GLOBAL_SERVER)
+    .default("60s")
+    .doc("How long an idle keep-alive connection is kept open");
+
+pub static KEEPALIVE: Key<bool> = Key::new("KeepAlive")
+    .scopes(GLOBAL_SERVER)
+    .default("on")
+    .doc("Whether connections are kept open between requests");
+
+pub static MAX_KEEPALIVE_REQUESTS: Key<usize> = Key::new("MaxKeepAliveRequests")
+    .scopes(GLOBAL_SERVER)
+    .default("1000")
+    .doc("Requests served on one connection before closing it; 0 = unlimited");
+
+pub static MAX_REQUEST_BODY: Key<u64> = Key::new("MaxRequestBody")
+    .default("1M")
+    .doc("Largest request body accepted (413 beyond)");
+
+pub static BODY_TIMEOUT: Key<Duration> = Key::new("BodyTimeout")
+    .default("60s")
+    .doc("Time allowed between two reads of the request body");
+
+pub static SEND_TIMEOUT: Key<Duration> = Key::new("SendTimeout")
+    .default("60s")
+    .doc("Time allowed for the client to accept each write of the response");
+
+/// The directives the core understands. `Server` and `Location` are listed
+/// too (as blocks) so that scope errors, name clashes and `--directives`
+/// treat them like everything else; the loader gives them, and the other
+/// structural directives, their meaning.
+pub fn core_directives() -> Vec<Directive> {
+    use ValueType as T;
+    let server = Scopes::SERVER;
+    let all = Scopes::ALL;
+    vec![
+        // Structure.
+        Directive::new("Server", T::String)
+            .args(Args::Block)
+            .scopes(GLOBAL)
+            .doc("A virtual server; optional arguments are listen addresses, as for Listen"),
+        Directive::new("Location", T::String)
+            .args(Args::Block)
+            .scopes(server | Scopes::LOCATION)
+            .doc("Settings for URL paths under a prefix; the longest matching prefix wins"),
+        Directive::new("Include", T::Path)
+            .scopes(all)
+            .doc("Read another config file here; `*` and `?` in the file name include every match, sorted"),
+        Directive::new("Plugin", T::String)
+            .scopes(all)
+            .append()
+            .doc("Load a plugin in this scope"),
+        // Process.
+        WORKERS.declare(),
+        MAX_CONNECTIONS.declare(),
+        SHUTDOWN_TIMEOUT.declare(),
+        PLUGIN_DIR.declare(),
+        // Virtual servers.
+        Directive::new("Port", T::Integer)
+            .scopes(server)
+            .append()
+            .doc("Listen on 0.0.0.0:PORT"),
+        Directive::new("Listen", T::String)
+            .args(Args::Many)
+            .scopes(server)
+            .append()
+            .doc("Listen on ADDR:PORT, [IPV6]:PORT or PORT (= 0.0.0.0:PORT)"),
+        Directive::new("ServerName", T::String)
+            .scopes(server)
+            .doc("Host name this server answers to (name-based virtual hosting)"),
+        Directive::new("ServerAlias", T::String)
+            .args(Args::Many)
+            .scopes(server)
+            .append()
+            .doc("More host names for this server; `*.example.com` matches any subdomain"),
+        // Logging and error pages.
+        LOG_LEVEL.declare(),
+        STACK_TRACE.declare(),
+        // Protocol limits.
+        SERVER_TOKEN.declare(),
+        MAX_REQUEST_LINE.declare(),
+        MAX_HEADER_SIZE.declare(),
+        MAX_HEADERS.declare(),
+        HEADER_TIMEOUT.declare(),
+        KEEPALIVE_TIMEOUT.declare(),
+        KEEPALIVE.declare(),
+        MAX_KEEPALIVE_REQUESTS.declare(),
+        MAX_REQUEST_BODY.declare(),
+        BODY_TIMEOUT.declare(),
+        SEND_TIMEOUT.declare(),
+    ]
+}
