@@ -8,7 +8,7 @@
 use std::rc::Rc;
 
 use axkit::plugin::Body;
-use axkit::{Context, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec};
+use axkit::{Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
 
 const RUST_HELLO: PluginSpec = PluginSpec {
     name: "rust_hello",
@@ -22,11 +22,8 @@ fn create(_init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
 
 struct RustHello;
 
+#[axkit::plugin]
 impl Plugin for RustHello {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::Response])
-    }
-
     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         let name = ctx
             .request

@@ -459,36 +459,70 @@ fn conn_table(host: &Host, conn: &ConnInfo) -> mlua::Result<mlua::Table> {
     Ok(t)
 }
 
-macro_rules! request_hooks {
-    ($($method:ident => $hook:ident),* $(,)?) => {
-        $(
-            fn $method<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-                match self.begin(Hook::$hook, ctx, ()) {
-                    Begun::Ended(Ended::Done(outcome, _)) => outcome.into(),
-                    begun => hook(async move { self.carry_on(Hook::$hook, ctx, begun).await.0 }),
-                }
-            }
-        )*
-    };
+impl ScriptPlugin {
+    /// A hook that takes the request alone: finished at once when the
+    /// script's function neither waits nor streams (no boxed future).
+    #[inline]
+    fn on_request<'a>(&'a self, which: Hook, ctx: &'a mut Context) -> HookFuture<'a> {
+        match self.begin(which, ctx, ()) {
+            Begun::Ended(Ended::Done(outcome, _)) => outcome.into(),
+            begun => hook(async move { self.carry_on(which, ctx, begun).await.0 }),
+        }
+    }
 }
 
+// Every hook is written out: `#[axkit::plugin]` derives the hooks that can
+// be called from these methods, and the script's own functions narrow them
+// (`enabled_hooks`).
+#[axkit::plugin]
 impl Plugin for ScriptPlugin {
-    fn hooks(&self) -> Hooks {
+    /// The hooks the script defines a function for.
+    fn enabled_hooks(&self, _written: Hooks) -> Hooks {
         self.script.hooks
     }
 
-    request_hooks! {
-        post_read_request => PostReadRequest,
-        uri_translation => UriTranslation,
-        mime_map => MimeMap,
-        access_control => AccessControl,
-        authentication => Authentication,
-        authorization => Authorization,
-        fixup => Fixup,
-        xmlresponse => XmlResponse,
-        response => Response,
-        response_sent => ResponseSent,
-        error => Error,
+    fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        self.on_request(Hook::PostReadRequest, ctx)
+    }
+
+    fn uri_translation<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        self.on_request(Hook::UriTranslation, ctx)
+    }
+
+    fn mime_map<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        self.on_request(Hook::MimeMap, ctx)
+    }
+
+    fn access_control<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        self.on_request(Hook::AccessControl, ctx)
+    }
+
+    fn authentication<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        self.on_request(Hook::Authentication, ctx)
+    }
+
+    fn authorization<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        self.on_request(Hook::Authorization, ctx)
+    }
+
+    fn fixup<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        self.on_request(Hook::Fixup, ctx)
+    }
+
+    fn xmlresponse<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        self.on_request(Hook::XmlResponse, ctx)
+    }
+
+    fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        self.on_request(Hook::Response, ctx)
+    }
+
+    fn response_sent<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        self.on_request(Hook::ResponseSent, ctx)
+    }
+
+    fn error<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        self.on_request(Hook::Error, ctx)
     }
 
     fn body_data<'a>(&'a self, ctx: &'a mut Context, chunk: &'a [u8]) -> HookFuture<'a> {

@@ -135,7 +135,10 @@ fn check(catalog: &Catalog, source: &Source) -> ExitCode {
         }
     }
     match crate::server::build_plugins(config, catalog) {
-        Ok(()) => {
+        Ok(unreachable) => {
+            for w in unreachable {
+                eprintln!("axkit: warning: {w}");
+            }
             println!("axkit: configuration {} is OK", source_name(source));
             ExitCode::SUCCESS
         }

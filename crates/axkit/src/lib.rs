@@ -6,6 +6,10 @@
 //! that third-party plugins use. See `docs/plugins.md` for writing one, and
 //! [`Server`] for building a binary that includes it.
 
+// `#[axkit::plugin]` generates paths from `::axkit`, also for the
+// built-in plugins of this crate.
+extern crate self as axkit;
+
 mod cli;
 pub mod config;
 pub mod plugin;
@@ -17,3 +21,27 @@ pub use plugin::{
     PluginSpec,
 };
 pub use server::Server;
+
+/// `#[axkit::plugin]` on `impl Plugin for T`: the server calls exactly the
+/// hooks that impl writes. See [`Plugin`].
+///
+/// Hook methods written by another macro inside the impl cannot be seen,
+/// so the attribute refuses them rather than leave them out:
+///
+/// ```compile_fail
+/// macro_rules! fixup {
+///     () => {
+///         fn fixup<'a>(&'a self, _: &'a mut axkit::Context) -> axkit::HookFuture<'a> {
+///             axkit::Outcome::Declined.into()
+///         }
+///     };
+/// }
+///
+/// struct Hidden;
+///
+/// #[axkit::plugin]
+/// impl axkit::Plugin for Hidden {
+///     fixup!();
+/// }
+/// ```
+pub use axkit_macros::plugin;

@@ -22,6 +22,10 @@
 //!
 //! Hook `post_read_request`: panics when the request has `X-Panic-Early: 1`.
 //!
+//! Hook `fixup`: sets `X-Fixup: called` on the response when the request
+//! has `X-Fixup: 1` (nothing but the hook written in the impl makes the
+//! server call it: `#[axkit::plugin]` derives the list).
+//!
 //! ```text
 //! <Server>
 //!     Listen 127.0.0.1:8080
@@ -34,7 +38,7 @@ use std::time::Duration;
 
 use axkit::config::Directive;
 use axkit::plugin::Body;
-use axkit::{hook, Context, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec};
+use axkit::{hook, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
 
 pub const FAULTS: PluginSpec = PluginSpec {
     name: "faults",
@@ -48,14 +52,18 @@ fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
 
 struct Faults;
 
+#[axkit::plugin]
 impl Plugin for Faults {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::PostReadRequest, Hook::Response])
-    }
-
     fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         if ctx.request.header("X-Panic-Early") == Some("1") {
             panic!("deliberate panic in post_read_request");
+        }
+        Outcome::Declined.into()
+    }
+
+    fn fixup<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        if ctx.request.header("X-Fixup") == Some("1") {
+            ctx.response.headers.set("X-Fixup", "called");
         }
         Outcome::Declined.into()
     }

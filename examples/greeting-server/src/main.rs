@@ -25,7 +25,7 @@ mod faults;
 use std::rc::Rc;
 
 use axkit::config::{Directive, Key, Scopes};
-use axkit::{hook, Context, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec};
+use axkit::{hook, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
 
 const GREETING: PluginSpec = PluginSpec {
     name: "greeting",
@@ -49,11 +49,8 @@ fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
 
 struct Greeting;
 
+#[axkit::plugin]
 impl Plugin for Greeting {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::Response])
-    }
-
     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         hook(async move {
             let greeting = ctx.config().get(&GREETING_TEXT).clone();

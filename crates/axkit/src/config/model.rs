@@ -217,6 +217,10 @@ pub struct LocationNode {
     /// each enclosing Location's (outer first), then this one's; each group
     /// in config order.
     pub plugins: Vec<String>,
+    /// Where each scope's group begins in `plugins`: the global one at 0,
+    /// then the Server's, then each enclosing Location's, this one's last
+    /// (a scope without `Plugin` lines starts where the next one does).
+    pub scope_starts: Vec<usize>,
 }
 
 #[cfg(test)]

@@ -275,15 +275,18 @@ impl Validator {
         let merged = self.merge(global, &own.table);
         let mut chain: Vec<ChainEntry> = global_chain.to_vec();
         chain.extend(own.plugins.iter().cloned());
+        let starts = vec![0, global_chain.len()];
         let mut locations = vec![LocationNode {
             prefix: "/".to_string(),
             config: self.freeze(&merged),
             plugins: chain.iter().map(|c| c.name.clone()).collect(),
+            scope_starts: starts.clone(),
         }];
         // (prefix, file, line) of every Location so far, for duplicates.
         let mut seen: Vec<(String, Arc<str>, u32)> = Vec::new();
         for (loc, prefix) in own.locations {
-            self.location(loc, prefix, &merged, &chain, &mut locations, &mut seen);
+            let parent = (&chain[..], &starts[..]);
+            self.location(loc, prefix, &merged, parent, &mut locations, &mut seen);
         }
 
         let cfg = ServerConfig::new(index, listen.clone(), names, file.clone(), *line, locations);
@@ -296,12 +299,14 @@ impl Validator {
         Some((cfg, build))
     }
 
+    /// `parent_chain`: the enclosing scope's plugin chain and where each
+    /// of its scopes begins in it.
     fn location(
         &mut self,
         node: &Node,
         prefix: String,
         parent: &Table,
-        parent_chain: &[ChainEntry],
+        (parent_chain, parent_starts): (&[ChainEntry], &[usize]),
         out: &mut Vec<LocationNode>,
         seen: &mut Vec<(String, Arc<str>, u32)>,
     ) {
@@ -318,10 +323,13 @@ impl Validator {
         let merged = self.merge(parent, &own.table);
         let mut chain = parent_chain.to_vec();
         chain.extend(own.plugins.iter().cloned());
+        let mut starts = parent_starts.to_vec();
+        starts.push(parent_chain.len());
         out.push(LocationNode {
             prefix: prefix.clone(),
             config: self.freeze(&merged),
             plugins: chain.iter().map(|c| c.name.clone()).collect(),
+            scope_starts: starts.clone(),
         });
         for (child, child_prefix) in own.locations {
             // Nested prefixes must live inside their parent's, or the
@@ -335,7 +343,7 @@ impl Validator {
                 self.error(child, self.ids.location, msg);
                 continue;
             }
-            self.location(child, child_prefix, &merged, &chain, out, seen);
+            self.location(child, child_prefix, &merged, (&chain, &starts), out, seen);
         }
     }
 

@@ -1,8 +1,10 @@
 //! What a hook sees of one request: the parsed request, the response being
 //! built, facts about the connection, the merged config of the matched
 //! `<Location>`, string notes shared between plugins and typed per-plugin
-//! state. The I/O methods (`read_body`, `write`) are implemented next to the
-//! connection state machine in `server::connection`.
+//! state, and the I/O a hook may do (reading the request body, streaming
+//! the response). The server's side of a request (its connection, the
+//! matched Location's runtime, the walk's own state) is one crate-private
+//! field, [`RequestRt`], that plugins cannot reach.
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
@@ -13,11 +15,11 @@ use std::rc::Rc;
 use std::time::SystemTime;
 
 use axkit_http::{RequestHead, Version};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
+use super::Outcome;
 use crate::config::{LocationConfig, ServerConfig};
-use crate::server::conn_io::ConnIo;
-use crate::server::worker::{LocationRt, WorkerRt};
+use crate::server::{response, LogRoute, RequestRt};
 
 use super::doc_root::DocRoot;
 use super::log::Level;
@@ -416,18 +418,36 @@ pub struct Failure {
     pub message: String,
 }
 
+/// Why reading the request body failed: answer with `status` (400 framing,
+/// 408 timeout, 413 too large) and close the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BodyError {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+impl From<BodyError> for Outcome {
+    fn from(e: BodyError) -> Outcome {
+        Outcome::Status(e.status)
+    }
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.reason, self.status)
+    }
+}
+
 /// Logs through the `logging` hooks of one request's chain, after the
 /// request is over (see [`Context::logger`]).
 pub struct Logger {
-    worker: Rc<WorkerRt>,
-    location: Rc<LocationRt>,
+    route: LogRoute,
     peer: SocketAddr,
 }
 
 impl Logger {
     pub fn log(&self, level: Level, message: &str) {
-        self.worker
-            .log_via(&self.location, level, message, Some(self.peer));
+        self.route.log(level, message, self.peer);
     }
 }
 
@@ -457,29 +477,13 @@ pub struct Context {
     /// Set when the error path runs.
     pub failure: Option<Failure>,
     state: HashMap<TypeId, Box<dyn Any>>,
-    pub(crate) io: Box<ConnIo>,
-    pub(crate) location: Rc<LocationRt>,
-    pub(crate) worker: Rc<WorkerRt>,
-    pub(crate) server: usize,
-    /// An internal redirect asked for by a hook: the URI, and the status
-    /// the final response must carry (ErrorDocument), if any.
-    pub(crate) redirect: Option<(String, Option<u16>)>,
-    /// The status an internal redirect imposed on this response.
-    pub(crate) status_override: Option<u16>,
-    /// The request as the client sent it, once an internal redirect has
-    /// put another in `request`.
-    pub(crate) original: Option<Request>,
+    /// The server's side of the request.
+    pub(crate) rt: RequestRt,
 }
 
 impl Context {
-    pub(crate) fn new(
-        request: Request,
-        conn: Rc<ConnInfo>,
-        io: Box<ConnIo>,
-        worker: Rc<WorkerRt>,
-        server: usize,
-        location: Rc<LocationRt>,
-    ) -> Context {
+    #[inline]
+    pub(crate) fn new(request: Request, conn: Rc<ConnInfo>, rt: RequestRt) -> Context {
         Context {
             request,
             response: Response::default(),
@@ -494,13 +498,7 @@ impl Context {
             notes: HashMap::new(),
             failure: None,
             state: HashMap::new(),
-            io,
-            location,
-            worker,
-            server,
-            redirect: None,
-            status_override: None,
-            original: None,
+            rt,
         }
     }
 
@@ -525,35 +523,35 @@ impl Context {
     /// request body. Notes `redirect.uri` and `redirect.status` tell the
     /// new walk where it came from. At most 10 hops, then 500.
     pub fn internal_redirect(&mut self, uri: &str) {
-        self.redirect = Some((uri.to_string(), None));
+        self.rt.redirect_to(uri, None);
     }
 
     /// Like [`Context::internal_redirect`], but the final response carries
     /// `status` (an error page served with the original error's status).
     pub fn internal_redirect_with_status(&mut self, uri: &str, status: u16) {
-        self.redirect = Some((uri.to_string(), Some(status)));
+        self.rt.redirect_to(uri, Some(status));
     }
 
     /// The request as the client sent it: `request` itself, or after an
     /// internal redirect (an ErrorDocument, say) the one that started it,
     /// which is what an access log records (Apache's `%r`).
     pub fn original_request(&self) -> &Request {
-        self.original.as_ref().unwrap_or(&self.request)
+        self.rt.original().unwrap_or(&self.request)
     }
 
     /// The merged configuration of the matched `<Location>` (or Server).
     pub fn config(&self) -> &LocationConfig {
-        &self.location.config
+        self.rt.config()
     }
 
     /// The prefix of the matched `<Location>` (`/` for the Server itself).
     pub fn location_prefix(&self) -> &str {
-        &self.location.prefix
+        self.rt.prefix()
     }
 
     /// The `<Server>` that took this request.
     pub fn server(&self) -> &ServerConfig {
-        &self.worker.config.servers[self.server]
+        self.rt.server_config()
     }
 
     /// Per-plugin typed state for this request.
@@ -573,8 +571,7 @@ impl Context {
 
     /// Log through the `logging` hooks of this request's chain.
     pub fn log(&self, level: Level, message: &str) {
-        self.worker
-            .log_via(&self.location, level, message, Some(self.conn.peer));
+        self.rt.log(level, message, self.conn.peer);
     }
 
     /// A handle that logs as [`Context::log`] does, for work a plugin
@@ -582,19 +579,74 @@ impl Context {
     /// CGI process and logging what it still says).
     pub fn logger(&self) -> Logger {
         Logger {
-            worker: self.worker.clone(),
-            location: self.location.clone(),
+            route: self.rt.log_route(),
             peer: self.conn.peer,
         }
     }
 
     /// Whether the response head has gone out (headers can no longer change).
     pub fn head_sent(&self) -> bool {
-        self.io.head_sent
+        self.rt.head_sent()
     }
 
     /// Bytes of response body written so far.
     pub fn body_bytes_sent(&self) -> u64 {
-        self.io.body_bytes_sent
+        self.rt.body_bytes_sent()
+    }
+
+    /// The next piece of the request body, or `None` at its end. The first
+    /// call answers `Expect: 100-continue`. On error the connection will be
+    /// closed after the response; return the error as the hook's outcome.
+    pub async fn read_body(&mut self) -> Result<Option<Bytes>, BodyError> {
+        response::read_body(self).await
+    }
+
+    /// The whole request body (bounded by MaxRequestBody).
+    pub async fn read_body_all(&mut self) -> Result<Bytes, BodyError> {
+        let mut all = BytesMut::new();
+        while let Some(chunk) = self.read_body().await? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all.freeze())
+    }
+
+    /// Stream a piece of the response body. The first call sends the head
+    /// (from `ctx.response`): with the Content-Length the plugin set, or
+    /// chunked. Waits while the client is slow (backpressure).
+    pub async fn write(&mut self, data: impl Into<Bytes>) -> std::io::Result<()> {
+        response::write(self, data.into()).await
+    }
+
+    /// Stream `len` bytes of `file` from `offset` as the next piece of the
+    /// response body, like [`Context::write`] (the first call sends the
+    /// head). Without body filters the bytes go out with sendfile, capped
+    /// per call, the head or chunk size held back with MSG_MORE to leave in
+    /// the same segment; filters see bytes, so then the file goes through
+    /// memory, 64 KiB at a time, read on the blocking pool (never on the
+    /// event loop). A file that ends early is an `UnexpectedEof` error and
+    /// the connection will close: nothing past the new end is ever sent.
+    pub async fn write_file(
+        &mut self,
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> std::io::Result<()> {
+        response::write_file(self, file, offset, len).await
+    }
+
+    /// Send bytes exactly as given: no head is generated and nothing is
+    /// framed or filtered, because the caller writes the whole response,
+    /// status line included (an `nph-` CGI script). Only the sender knows
+    /// where such a body ends, so the connection closes after it.
+    pub async fn write_raw(&mut self, data: &[u8]) -> std::io::Result<()> {
+        response::write_raw(self, data).await
+    }
+
+    /// Resolves when the client closes its connection (or it fails), so
+    /// that a handler waiting on slow work can give up. Call it once the
+    /// request body has been read: it stays pending when the client has
+    /// sent more bytes (a pipelined request says nothing about leaving).
+    pub async fn client_closed(&self) {
+        response::client_closed(self).await
     }
 }

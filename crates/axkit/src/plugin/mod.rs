@@ -9,6 +9,8 @@
 //! [`HookFuture`], which costs no allocation; hooks that do wait wrap their
 //! `async` block with [`hook`]. The `'static`-free design (no `Send`) is
 //! deliberate: each worker is one thread, so plugins may use `Rc`/`RefCell`.
+//! An `impl Plugin` carries `#[axkit::plugin]`, which derives the hooks the
+//! server calls from the methods it writes.
 
 mod context;
 mod doc_root;
@@ -16,7 +18,8 @@ mod log;
 mod source;
 
 pub use context::{
-    Body, BodyChunk, ConnInfo, Context, Failure, Headers, Logger, OpenFile, Request, Response,
+    Body, BodyChunk, BodyError, ConnInfo, Context, Failure, Headers, Logger, OpenFile, Request,
+    Response,
 };
 pub(crate) use doc_root::{is_escape, Io, READ_FLAGS};
 pub use doc_root::{DocRoot, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS};
@@ -48,38 +51,49 @@ pub enum Outcome {
     Error(String),
 }
 
-/// The future a hook returns. `Ready` is for hooks that finish without
-/// waiting, and avoids a heap allocation on the hot path.
-pub enum HookFuture<'a> {
+/// The future a hook returns: `Outcome::X.into()` for a hook that
+/// finishes without waiting (no heap allocation on the hot path), or
+/// [`hook`]`(async move { … })` for one that waits. Those are the only
+/// ways to build one, so every `HookFuture` yields an outcome.
+///
+/// ```compile_fail,E0599
+/// // There is no empty HookFuture to build.
+/// let never: axkit::HookFuture<'static> = axkit::HookFuture::Ready(None);
+/// ```
+pub struct HookFuture<'a>(HookState<'a>);
+
+enum HookState<'a> {
+    /// `None` only once the outcome has been taken by `poll`.
     Ready(Option<Outcome>),
     Pending(Pin<Box<dyn Future<Output = Outcome> + 'a>>),
 }
 
 impl From<Outcome> for HookFuture<'_> {
     fn from(outcome: Outcome) -> Self {
-        HookFuture::Ready(Some(outcome))
+        HookFuture(HookState::Ready(Some(outcome)))
     }
 }
 
 /// Wrap an `async` block as a hook's result:
 /// `hook(async move { …; Outcome::Ok })`.
 pub fn hook<'a>(f: impl Future<Output = Outcome> + 'a) -> HookFuture<'a> {
-    HookFuture::Pending(Box::pin(f))
+    HookFuture(HookState::Pending(Box::pin(f)))
 }
 
 impl Future for HookFuture<'_> {
     type Output = Outcome;
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Outcome> {
-        match self.get_mut() {
-            HookFuture::Ready(outcome) => {
+        match &mut self.get_mut().0 {
+            HookState::Ready(outcome) => {
                 Poll::Ready(outcome.take().expect("HookFuture polled after completion"))
             }
-            HookFuture::Pending(f) => f.as_mut().poll(cx),
+            HookState::Pending(f) => f.as_mut().poll(cx),
         }
     }
 }
 
-/// The hooks, in the order a request meets them (see DESIGN.md, "Hooks").
+/// The hooks, in the order a request meets them (docs/plugins.md has the
+/// table of what each is for and how its plugins are walked).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Hook {
@@ -148,7 +162,9 @@ impl Hook {
     }
 }
 
-/// The set of hooks a plugin implements. The server only calls the hooks in
+/// A set of hooks: those a plugin's impl writes (derived by
+/// [`#[axkit::plugin]`](macro@crate::plugin)), and of those the ones it
+/// enables ([`Plugin::enabled_hooks`]). The server only calls the hooks in
 /// this set, and precomputes per `<Location>` which plugins run for each
 /// hook, so a hook nobody implements costs nothing per request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -174,16 +190,85 @@ impl Hooks {
     pub fn contains(self, hook: Hook) -> bool {
         self.0 & (1 << hook as u32) != 0
     }
+
+    /// The hooks in both sets.
+    pub fn and(self, other: Hooks) -> Hooks {
+        Hooks(self.0 & other.0)
+    }
 }
 
-/// A plugin. Implement the hooks you need and list them in [`Plugin::hooks`];
-/// every other method has a default that declines. One instance serves every
-/// request of a worker; per-request data belongs in the [`Context`]
+/// The hooks of `plugin` that the server calls: those its impl writes,
+/// narrowed by [`Plugin::enabled_hooks`] (which cannot add any).
+pub(crate) fn called_hooks(plugin: &dyn Plugin) -> Hooks {
+    let written = plugin.written_hooks();
+    plugin.enabled_hooks(written).and(written)
+}
+
+/// What `#[axkit::plugin]` generates code against. Not an API: an impl of
+/// its trait written by hand could list hooks the impl does not write, or
+/// leave out one it does, which is what the attribute exists to prevent.
+#[doc(hidden)]
+pub mod __private {
+    use super::Hooks;
+
+    /// The hooks an `impl Plugin` writes, as `#[axkit::plugin]` derives
+    /// them.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` implements `Plugin` without `#[axkit::plugin]`",
+        label = "no hook list for `{Self}`",
+        note = "put `#[axkit::plugin]` on `impl Plugin for {Self}`: it derives the hooks the server calls from the methods the impl writes"
+    )]
+    pub trait WrittenHooks {
+        fn written_hooks(&self) -> Hooks;
+    }
+}
+
+/// A plugin. Write the hooks you need in an `impl Plugin` marked
+/// `#[axkit::plugin]`: the attribute derives from the methods written which
+/// hooks the server calls, so a hook cannot be written and then skipped.
+/// Every other method has a default that declines. One instance serves
+/// every request of a worker; per-request data belongs in the [`Context`]
 /// (`ctx.state_mut`) and per-Location settings in `ctx.config()`.
+///
+/// ```
+/// use axkit::{Context, HookFuture, Outcome, Plugin};
+///
+/// struct Hello;
+///
+/// #[axkit::plugin]
+/// impl Plugin for Hello {
+///     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+///         ctx.response.body = axkit::plugin::Body::Bytes("hello\n".into());
+///         Outcome::Ok.into()
+///     }
+/// }
+/// ```
+///
+/// Without the attribute the impl does not compile: there is no hook list
+/// to write by hand.
+///
+/// ```compile_fail,E0277
+/// use axkit::{Context, HookFuture, Outcome, Plugin};
+///
+/// struct Hello;
+///
+/// impl Plugin for Hello {
+///     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+///         Outcome::Ok.into()
+///     }
+/// }
+/// ```
 #[allow(unused_variables)]
-pub trait Plugin: 'static {
-    /// The hooks this plugin implements.
-    fn hooks(&self) -> Hooks;
+pub trait Plugin: __private::WrittenHooks + 'static {
+    /// Of the hooks this impl writes (`written`), those the server calls:
+    /// all of them unless the plugin says otherwise. A plugin whose hooks
+    /// depend on what it loaded (a script host, whose scripts define some
+    /// hooks and not others) returns fewer, so that the others cost
+    /// nothing; a hook the impl does not write is never called, whatever
+    /// this returns.
+    fn enabled_hooks(&self, written: Hooks) -> Hooks {
+        written
+    }
 
     /// A log line at `record.level` (the plugin is a log sink). Runs until a
     /// plugin returns something other than Declined.
@@ -288,4 +373,69 @@ pub struct PluginSpec {
     pub name: &'static str,
     pub directives: fn() -> Vec<Directive>,
     pub create: fn(&PluginInit) -> Result<Rc<dyn Plugin>, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes two hooks and nothing else.
+    struct Two;
+
+    #[axkit::plugin]
+    impl Plugin for Two {
+        fn fixup<'a>(&'a self, _: &'a mut Context) -> HookFuture<'a> {
+            Outcome::Declined.into()
+        }
+        fn logging<'a>(&'a self, _: &'a LogRecord<'a>) -> HookFuture<'a> {
+            Outcome::Declined.into()
+        }
+        fn reopen_logs(&self) {}
+    }
+
+    /// Writes three hooks, enables two of them and one it does not write.
+    struct Narrowed;
+
+    #[axkit::plugin]
+    impl Plugin for Narrowed {
+        fn enabled_hooks(&self, _: Hooks) -> Hooks {
+            Hooks::of(&[Hook::Connect, Hook::Response, Hook::Error])
+        }
+        fn connect<'a>(&'a self, _: &'a ConnInfo) -> HookFuture<'a> {
+            Outcome::Declined.into()
+        }
+        fn response<'a>(&'a self, _: &'a mut Context) -> HookFuture<'a> {
+            Outcome::Declined.into()
+        }
+        fn disconnect<'a>(&'a self, _: &'a ConnInfo) -> HookFuture<'a> {
+            Outcome::Declined.into()
+        }
+    }
+
+    #[test]
+    fn the_hooks_called_are_the_hooks_written() {
+        assert_eq!(called_hooks(&Two), Hooks::of(&[Hook::Fixup, Hook::Logging]));
+    }
+
+    #[test]
+    fn enabled_hooks_only_narrow_the_written_ones() {
+        assert_eq!(
+            called_hooks(&Narrowed),
+            Hooks::of(&[Hook::Connect, Hook::Response])
+        );
+    }
+
+    #[test]
+    fn a_ready_hook_future_yields_its_outcome() {
+        let waker = std::task::Waker::noop();
+        let mut cx = TaskContext::from_waker(waker);
+        let mut ready: HookFuture<'_> = Outcome::Status(418).into();
+        let polled = Pin::new(&mut ready).poll(&mut cx);
+        assert_eq!(polled, Poll::Ready(Outcome::Status(418)));
+        let mut pending = hook(async { Outcome::Done });
+        assert_eq!(
+            Pin::new(&mut pending).poll(&mut cx),
+            Poll::Ready(Outcome::Done)
+        );
+    }
 }

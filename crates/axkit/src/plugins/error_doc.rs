@@ -25,9 +25,7 @@
 use std::rc::Rc;
 
 use crate::config::{Args, Directive, List, Scopes};
-use crate::plugin::{
-    Body, Context, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec,
-};
+use crate::plugin::{Body, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
 
 /// `ErrorDocument STATUS URI`, checked when the config loads.
 static ERROR_DOCUMENT: List<(u16, String)> = List::parsed("ErrorDocument", |args| match args {
@@ -85,11 +83,8 @@ fn parse_rule<'a>(status: &str, uri: &'a str) -> Result<(u16, &'a str), String> 
 
 struct ErrorDoc;
 
+#[axkit::plugin]
 impl Plugin for ErrorDoc {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::Error])
-    }
-
     fn error<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         // The error page failed in turn: the built-in page for the
         // original status (as Apache does), never a loop.
@@ -97,7 +92,7 @@ impl Plugin for ErrorDoc {
             let Some(original) = original.parse::<u16>().ok().filter(|s| *s >= 400) else {
                 return Outcome::Declined.into();
             };
-            let page = crate::server::connection::default_error_page(original, None);
+            let page = crate::server::walk::default_error_page(original, None);
             ctx.response.status = original;
             ctx.response
                 .headers

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::config::{Args, Directive, List};
-use crate::plugin::{Context, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec};
+use crate::plugin::{Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
 
 /// `MimeType EXT TYPE`: the extension lower-cased and without its dot.
 static MIME_TYPE: List<(String, String)> = List::parsed("MimeType", |args| match args {
@@ -74,11 +74,8 @@ impl FastMimeMap {
     }
 }
 
+#[axkit::plugin]
 impl Plugin for FastMimeMap {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::MimeMap])
-    }
-
     fn mime_map<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         let Some(ext) = ctx
             .filename

@@ -15,9 +15,7 @@ use std::rc::Rc;
 use std::path::PathBuf;
 
 use crate::config::{Directive, Key, Scopes};
-use crate::plugin::{
-    Hook, HookFuture, Hooks, Level, LogRecord, Outcome, Plugin, PluginInit, PluginSpec,
-};
+use crate::plugin::{HookFuture, Level, LogRecord, Outcome, Plugin, PluginInit, PluginSpec};
 use crate::plugins::sink::Sink;
 use crate::server::log_line;
 
@@ -52,11 +50,8 @@ struct LoggingFile {
     sink: Sink,
 }
 
+#[axkit::plugin]
 impl Plugin for LoggingFile {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::Logging])
-    }
-
     fn logging<'a>(&'a self, record: &'a LogRecord<'a>) -> HookFuture<'a> {
         let mut line = log_line(record.level, record.message);
         line.push('\n');

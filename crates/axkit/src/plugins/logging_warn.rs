@@ -13,7 +13,7 @@
 use std::rc::Rc;
 
 use crate::config::Directive;
-use crate::plugin::{Hook, HookFuture, Hooks, LogRecord, Outcome, Plugin, PluginInit, PluginSpec};
+use crate::plugin::{HookFuture, LogRecord, Outcome, Plugin, PluginInit, PluginSpec};
 use crate::server::log_to_stderr;
 
 pub fn spec() -> PluginSpec {
@@ -30,11 +30,8 @@ fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
 
 struct LoggingWarn;
 
+#[axkit::plugin]
 impl Plugin for LoggingWarn {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::Logging])
-    }
-
     fn logging<'a>(&'a self, record: &'a LogRecord<'a>) -> HookFuture<'a> {
         log_to_stderr(record.level, record.message);
         Outcome::Declined.into()

@@ -22,9 +22,7 @@ use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 
 use crate::config::Directive;
-use crate::plugin::{
-    hook, Context, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec,
-};
+use crate::plugin::{hook, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
 
 /// Bytes read to sniff: every signature `infer` knows fits in this.
 const SNIFF: usize = 8192;
@@ -43,11 +41,8 @@ fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
 
 struct MagicMimeMap;
 
+#[axkit::plugin]
 impl Plugin for MagicMimeMap {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::MimeMap])
-    }
-
     fn mime_map<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         let Some(open) = ctx.file.as_ref().filter(|f| f.metadata.is_file()) else {
             return Outcome::Declined.into();

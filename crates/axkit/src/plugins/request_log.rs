@@ -34,8 +34,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{Directive, Key};
 use crate::plugin::{
-    escape_log_field, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin, PluginInit,
-    PluginSpec,
+    escape_log_field, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec,
 };
 use crate::plugins::sink::Sink;
 
@@ -79,11 +78,8 @@ struct RequestLog {
     sinks: RefCell<HashMap<PathBuf, Rc<Sink>>>,
 }
 
+#[axkit::plugin]
 impl Plugin for RequestLog {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::ResponseSent])
-    }
-
     fn response_sent<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         if let Some(path) = ctx.config().get(&REQUEST_LOG) {
             match self.sink(path) {

@@ -119,8 +119,8 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::config::{Args, Directive, Key, List, Scopes};
 use crate::plugin::{
-    escape_log_bytes, hook, is_escape, Body, Context, DocRoot, Hook, HookFuture, Hooks, Level,
-    Logger, Outcome, Plugin, PluginInit, PluginSpec, Rule, DOCUMENT_ROOT,
+    escape_log_bytes, hook, is_escape, Body, Context, DocRoot, HookFuture, Level, Logger, Outcome,
+    Plugin, PluginInit, PluginSpec, Rule, DOCUMENT_ROOT,
 };
 use crate::server::BodyError;
 use regex::Regex;
@@ -300,11 +300,8 @@ struct Mapped {
     script: Script,
 }
 
+#[axkit::plugin]
 impl Plugin for ServeCgi {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::UriTranslation, Hook::Response])
-    }
-
     fn uri_translation<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         match script_alias(ctx) {
             None => Outcome::Declined,

@@ -1,6 +1,7 @@
 //! `serve_dir` (AxKit2's name): an HTML listing of a directory that has no
 //! `DirectoryIndex` file (hook `response`). Off unless this plugin is
-//! loaded; list it before `serve_file`, which answers 403 for directories.
+//! loaded; list it before `serve_file` in the same scope, which answers
+//! 403 for directories. It declines whatever is not a directory URL.
 //!
 //! Directives:
 //! - `DirListHidden on|off` (default off): also list names starting with
@@ -41,8 +42,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::config::{Directive, Key, Scopes};
 use crate::plugin::{
-    hook, Body, Context, DocRoot, Hook, HookFuture, Hooks, Io, Level, Outcome, Plugin, PluginInit,
-    PluginSpec,
+    hook, Body, Context, DocRoot, HookFuture, Io, Level, Outcome, Plugin, PluginInit, PluginSpec,
 };
 use crate::server::html_escape;
 
@@ -69,11 +69,8 @@ fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
 
 struct ServeDir;
 
+#[axkit::plugin]
 impl Plugin for ServeDir {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::Response])
-    }
-
     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         let Some(dir) = ctx.filename.clone() else {
             return Outcome::Declined.into();

@@ -55,9 +55,14 @@
 //!
 //! Status codes: 200, 206 (one range, or `multipart/byteranges` for
 //! several), 304 / 412 (RFC 9110 §13 preconditions), 416 with
-//! `Content-Range: bytes */LEN`, 404 when the file does not exist, 403 for
-//! directories without an index and anything that is not a regular file,
-//! 405 with `Allow` for other methods.
+//! `Content-Range: bytes */LEN`, 403 for directories without an index and
+//! files it may not read, 405 with `Allow` for other methods. What it
+//! cannot serve it declines, as AxKit2's serve_file did: a file that does
+//! not exist, one followed by path info, anything that is neither a file
+//! nor a directory. A later plugin may answer those, and the core answers
+//! 404 when none does. So the plugin may be listed anywhere; an
+//! application in a `<Location>` comes first for its requests anyway (see
+//! docs/architecture.md, "Which plugin answers").
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -65,8 +70,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{parse, Args, Directive, Key, Scopes};
 use crate::plugin::{
-    hook, Body, Context, DocRoot, Hook, HookFuture, Hooks, Level, OpenFile, Outcome, Plugin,
-    PluginInit, PluginSpec, READ_FLAGS,
+    hook, Body, Context, DocRoot, HookFuture, Level, OpenFile, Outcome, Plugin, PluginInit,
+    PluginSpec, READ_FLAGS,
 };
 use crate::plugins::file_http::{self, Precondition, Ranges};
 use crate::plugins::open_file_cache::{self, Io};
@@ -182,11 +187,8 @@ fn parse_expires(args: &[&str]) -> Result<Option<(ExpiresBase, Duration)>, Strin
 
 struct ServeFile;
 
+#[axkit::plugin]
 impl Plugin for ServeFile {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::Response])
-    }
-
     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         let (candidates, codings) = sibling_candidates(ctx);
         // A file named by a translating plugin that did not open it.
@@ -261,7 +263,7 @@ fn open_file(root: &DocRoot, path: &Path, small: u64, io: Io) -> std::io::Result
 }
 
 /// 403 when the file may not be read or its path leaves its root (logged,
-/// as `uri_to_file` does), 404 otherwise.
+/// as `uri_to_file` does); otherwise it cannot be served: declined.
 fn open_failed(ctx: &Context, path: &Path, e: &std::io::Error) -> Outcome {
     if crate::plugin::is_escape(e) {
         let message = format!("{}: refused: leads outside its root ({e})", path.display());
@@ -271,7 +273,7 @@ fn open_failed(ctx: &Context, path: &Path, e: &std::io::Error) -> Outcome {
     if e.kind() == std::io::ErrorKind::PermissionDenied {
         Outcome::Status(403)
     } else {
-        Outcome::Status(404)
+        Outcome::Declined
     }
 }
 
@@ -305,14 +307,21 @@ struct Multipart {
 /// to send instead (and its coding), if one fits.
 fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> Prepared {
     let outcome = Prepared::Done;
-    if ctx.filename.is_none() {
+    // What cannot be served here is declined, for a later plugin or the
+    // core's 404: no file (or a missing one), a file followed by path
+    // info (not a static resource), anything that is neither a file nor a
+    // directory. What exists but is refused is answered here.
+    if ctx.filename.is_none() || !ctx.path_info.is_empty() {
         return outcome(Outcome::Declined);
     }
-    let Some(metadata) = ctx.metadata.take() else {
-        return outcome(Outcome::Status(404));
+    let Some(metadata) = ctx.metadata.as_ref() else {
+        return outcome(Outcome::Declined);
     };
+    if metadata.is_dir() {
+        return outcome(Outcome::Status(403));
+    }
     if !metadata.is_file() {
-        return outcome(Outcome::Status(if metadata.is_dir() { 403 } else { 404 }));
+        return outcome(Outcome::Declined);
     }
     let get = match ctx.request.method() {
         "GET" => true,
@@ -322,13 +331,15 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
             return outcome(Outcome::Status(405));
         }
     };
-    // A file that is also followed by path info is not a static resource.
-    if !ctx.path_info.is_empty() {
-        return outcome(Outcome::Status(404));
-    }
     let Some(mut open) = ctx.file.take() else {
-        return outcome(Outcome::Status(404));
+        return outcome(Outcome::Declined);
     };
+    ctx.metadata = None;
+    // The answer depends on Accept-Encoding whether or not a sibling is
+    // sent this time.
+    if !ctx.config().get(&PRECOMPRESSED).is_empty() {
+        ctx.response.headers.set("Vary", "Accept-Encoding");
+    }
     if ctx.response.headers.get("Content-Type").is_none() {
         ctx.response
             .headers
@@ -451,8 +462,7 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
 }
 
 /// With `Precompressed`, the `.gz`/`.br` siblings the client accepts and
-/// their codings, in the configured order; sets `Vary` (the answer depends
-/// on Accept-Encoding whether or not a sibling is sent this time).
+/// their codings, in the configured order.
 fn sibling_candidates(ctx: &mut Context) -> (Vec<PathBuf>, Vec<&'static str>) {
     let (mut paths, mut codings) = (Vec::new(), Vec::new());
     let Some(filename) = &ctx.filename else {
@@ -467,9 +477,6 @@ fn sibling_candidates(ctx: &mut Context) -> (Vec<PathBuf>, Vec<&'static str>) {
             paths.push(PathBuf::from(path));
             codings.push(coding);
         }
-    }
-    if !listed.is_empty() {
-        ctx.response.headers.set("Vary", "Accept-Encoding");
     }
     (paths, codings)
 }

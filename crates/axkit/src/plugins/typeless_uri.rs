@@ -30,8 +30,7 @@ use std::rc::Rc;
 
 use crate::config::{Args, Directive, Key};
 use crate::plugin::{
-    hook, Context, DocRoot, Hook, HookFuture, Hooks, OpenFile, Outcome, Plugin, PluginInit,
-    PluginSpec,
+    hook, Context, DocRoot, HookFuture, OpenFile, Outcome, Plugin, PluginInit, PluginSpec,
 };
 use crate::plugins::open_file_cache;
 
@@ -67,11 +66,8 @@ fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
 
 struct TypelessUri;
 
+#[axkit::plugin]
 impl Plugin for TypelessUri {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::MimeMap])
-    }
-
     fn mime_map<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         // Only a path that names nothing: no open file, no metadata, and
         // not a directory URL.

@@ -58,8 +58,8 @@ use std::sync::Arc;
 
 use crate::config::{Args, Config, Directive, Key};
 use crate::plugin::{
-    hook, is_escape, Context, DocRoot, Hook, HookFuture, Hooks, Level, OpenFile, Outcome, Plugin,
-    PluginInit, PluginSpec, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS,
+    hook, is_escape, Context, DocRoot, HookFuture, Level, OpenFile, Outcome, Plugin, PluginInit,
+    PluginSpec, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS,
 };
 use crate::plugins::file_http::KnownMissing;
 use crate::plugins::open_file_cache::{self, Entry, Io, Kind, Policy, WouldBlock, OPEN_FILE_CACHE};
@@ -183,11 +183,8 @@ enum Found {
     NoRoot(io::Error),
 }
 
+#[axkit::plugin]
 impl Plugin for UriToFile {
-    fn hooks(&self) -> Hooks {
-        Hooks::of(&[Hook::UriTranslation])
-    }
-
     fn uri_translation<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         let lookup = match self.prepare(ctx) {
             Ok(lookup) => lookup,

@@ -1,7 +1,9 @@
-//! A connection's socket and what outlives one request on it: reading
-//! request bytes (with deadlines, through tokio's readiness), the request
-//! body's framing, writing (vectored writes; sendfile, with the head held
-//! back by MSG_MORE and long bodies corked) and encoding response heads.
+//! A connection's socket and what outlives one request on it: waiting
+//! for and reading request heads (with deadlines, through tokio's
+//! readiness), the request body's framing, writing (vectored writes;
+//! sendfile, with the head held back by MSG_MORE and long bodies corked),
+//! encoding response heads, and closing (at once, or lingering while the
+//! client may still be sending).
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -10,19 +12,51 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
 
-use axkit_http::{ChunkedDecoder, Version};
+use std::cell::RefCell;
+use std::time::Instant;
+
+use axkit_http::{BodyFraming, ChunkedDecoder, HttpError, Limits, RequestHead, Version};
 use bytes::{Bytes, BytesMut};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::plugin::Outcome;
+use crate::plugin::BodyError;
+use crate::server::idle::{IdleWaits, Kind};
+use crate::server::runtime::LocationRt;
 
 /// Read buffer size for a request head (grows up to MaxHeaderSize).
 pub(super) const READ_BUFFER: usize = 4096;
 /// A fast client may not keep the worker to itself: yield to other
 /// connections after this many bytes of one body.
 const YIELD_EVERY: u64 = 1 << 20;
+/// How much unread request body we read and discard to keep a connection
+/// alive, rather than closing it.
+const MAX_DRAIN: u64 = 256 * 1024;
+/// Spare read buffers a worker keeps at most (64 × 4 KiB).
+const SPARE_READ_BUFFERS: usize = 64;
+
+/// Read buffers of connections that went idle, for the next one that gets
+/// bytes: a busy keep-alive connection releases its buffer while it waits
+/// for each request, and 4 KiB chunks are too big for malloc's fast path.
+#[derive(Default)]
+pub(crate) struct ReadBuffers(RefCell<Vec<BytesMut>>);
+
+impl ReadBuffers {
+    /// An empty read buffer, recycled when one is spare.
+    fn take(&self) -> BytesMut {
+        self.0.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Keep `buf` for another connection (its contents are dropped).
+    fn give(&self, mut buf: BytesMut) {
+        let mut spare = self.0.borrow_mut();
+        if buf.capacity() > 0 && spare.len() < SPARE_READ_BUFFERS {
+            buf.clear();
+            spare.push(buf);
+        }
+    }
+}
 
 /// The request body still to be read.
 #[derive(Debug)]
@@ -32,26 +66,6 @@ pub(crate) enum BodyState {
     Chunked(Box<ChunkedDecoder>),
     /// A framing error or a timeout happened: the connection must close.
     Broken,
-}
-
-/// Why reading the request body failed: answer with `status` (400 framing,
-/// 408 timeout, 413 too large) and close the connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BodyError {
-    pub status: u16,
-    pub reason: &'static str,
-}
-
-impl From<BodyError> for Outcome {
-    fn from(e: BodyError) -> Outcome {
-        Outcome::Status(e.status)
-    }
-}
-
-impl std::fmt::Display for BodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.reason, self.status)
-    }
 }
 
 /// The socket and the per-connection state that a request's [`Context`]
@@ -111,6 +125,144 @@ impl ConnIo {
             filtering: false,
             pending_head: HeadBuf::default(),
             server_header: Rc::from(&b""[..]),
+        }
+    }
+
+    /// One non-blocking read into `buf`: Some(true) when bytes came,
+    /// Some(false) at EOF or on an error, None when there is nothing yet
+    /// (the buffer then goes back to `buffers`, so an idle connection
+    /// holds none).
+    async fn try_read(&mut self, buffers: &ReadBuffers) -> Option<bool> {
+        // `read_now` asks tokio's readiness before any syscall, so a socket
+        // with nothing to read costs only a spare buffer taken and given back.
+        loop {
+            if self.buf.capacity() == 0 {
+                self.buf = buffers.take();
+            }
+            self.buf.reserve(READ_BUFFER);
+            match self.read_now().await {
+                Some(Ok(0)) => return Some(false),
+                Some(Ok(_)) => return Some(true),
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Some(Err(_)) => return Some(false),
+                None => break,
+            }
+        }
+        buffers.give(std::mem::take(&mut self.buf));
+        None
+    }
+
+    /// Wait for the first bytes of the next request and read them into
+    /// `buf`: true when they came, false when the wait ended first (after
+    /// `limit`, or when `idle` ends it) or the peer went.
+    ///
+    /// Bytes are only ever taken by a read here, never left to
+    /// `read_head`: a `readable()` wait can end on stale readiness, and
+    /// the idle connection would then sit in `read_head` past its
+    /// timeout, deaf to shutdown.
+    pub(super) async fn wait_for_request(
+        &mut self,
+        buffers: &ReadBuffers,
+        idle: &IdleWaits,
+        limit: Duration,
+        kind: Kind,
+    ) -> bool {
+        // On a busy connection the next request is often there already:
+        // the idle wait is only set up to wait.
+        if let Some(more) = self.try_read(buffers).await {
+            return more;
+        }
+        let mut wait = idle.wait(limit, kind);
+        loop {
+            // Readiness polled directly rather than through `readable()`:
+            // no waiter to link into the socket's list and unlink again.
+            let readable = std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = self.stream.poll_read_ready(cx) {
+                    return Poll::Ready(r.is_ok());
+                }
+                std::pin::Pin::new(&mut wait).poll(cx).map(|()| false)
+            })
+            .await;
+            if !readable {
+                return false;
+            }
+            if let Some(more) = self.try_read(buffers).await {
+                return more;
+            }
+        }
+    }
+
+    /// Read until a complete head is buffered, for at most `timeout`.
+    /// Ok(None): the peer closed or timed out before sending anything
+    /// worth answering.
+    pub(super) async fn read_head(
+        &mut self,
+        limits: &Limits,
+        timeout: Duration,
+    ) -> Result<Option<RequestHead>, HttpError> {
+        // The clock is read only when the head is not all there yet.
+        let mut deadline = None;
+        loop {
+            if !self.buf.is_empty() {
+                if let Some(head) = axkit_http::parse_request_head(&mut self.buf, limits)? {
+                    return Ok(Some(head));
+                }
+            }
+            let at = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+            let left = at.saturating_duration_since(Instant::now());
+            match self.read_more(left).await {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && !self.buf.is_empty() => {
+                    return Err(HttpError {
+                        status: 408,
+                        reason: "timed out reading the request head",
+                    })
+                }
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+
+    /// Set the connection up for the request `head` in `location`: its
+    /// body's framing and limits, how the response is framed, and whether
+    /// the connection stays open after it. True when the body announced is
+    /// over the Location's limit.
+    #[inline(always)]
+    pub(super) fn start_request(
+        &mut self,
+        head: &RequestHead,
+        server_header: &Rc<[u8]>,
+        location: &LocationRt,
+        keep_alive: bool,
+    ) -> bool {
+        self.server_header = server_header.clone();
+        self.version = head.version();
+        self.is_head = head.method_is("HEAD");
+        self.head_sent = false;
+        self.body_bytes_sent = 0;
+        self.chunked_out = false;
+        self.announced = None;
+        self.body_read = 0;
+        self.max_body = location.max_body;
+        self.body_timeout = location.body_timeout;
+        self.send_timeout = location.send_timeout;
+        self.expect_continue = head.expects_continue();
+        self.body_detached = false;
+        self.close = !keep_alive;
+        match head.framing() {
+            BodyFraming::None | BodyFraming::Length(0) => {
+                self.body = BodyState::None;
+                false
+            }
+            BodyFraming::Length(n) => {
+                self.body = BodyState::Length(n);
+                n > location.max_body
+            }
+            BodyFraming::Chunked => {
+                self.body = BodyState::Chunked(Box::new(ChunkedDecoder::new(8192)));
+                false
+            }
         }
     }
 
@@ -426,6 +578,36 @@ impl ConnIo {
         self.expect_continue && self.body_pending()
     }
 
+    /// Read and discard what is left of a request body nobody read, so the
+    /// connection can serve the next request; close if there is too much.
+    pub(super) async fn drain_body(&mut self) {
+        let timeout = self.body_timeout.min(Duration::from_secs(5));
+        let mut drained = 0u64;
+        loop {
+            // A known length past the budget is not worth waiting for.
+            if let BodyState::Length(remaining) = self.body {
+                if remaining > MAX_DRAIN - drained.min(MAX_DRAIN) {
+                    self.close = true;
+                    return;
+                }
+            }
+            match self.next_body(timeout).await {
+                Ok(None) => return,
+                Ok(Some(chunk)) => {
+                    drained += chunk.len() as u64;
+                    if drained > MAX_DRAIN {
+                        self.close = true;
+                        return;
+                    }
+                }
+                Err(_) => {
+                    self.close = true;
+                    return;
+                }
+            }
+        }
+    }
+
     /// Build the response head.
     pub(super) fn encode_head(
         &self,
@@ -464,6 +646,66 @@ impl ConnIo {
         out.extend_from_slice(b"\r\n");
         out
     }
+}
+
+/// Close after a response. Closing with unread bytes from the client
+/// makes the kernel send a reset, which can destroy the response before
+/// the client reads it: when a request body is left, or the client has
+/// sent more already (pipelining), close lingering. Otherwise close at
+/// once, as nginx does, without a shutdown and another wait.
+pub(super) async fn close(io: Box<ConnIo>) {
+    // What epoll has told tokio is enough (nginx goes by the same):
+    // `try_read` makes no syscall unless tokio counts the socket readable,
+    // and unlike a readiness poll it never answers "not readable" because
+    // the task has used up its budget. None: the client has closed.
+    let more =
+        io.body_pending() || !io.buf.is_empty() || discard_input(&io.stream).is_some_and(|n| n > 0);
+    if more {
+        lingering_close(io).await;
+    }
+}
+
+/// Stop writing, then read and discard for a moment, so that a client
+/// still sending (a body we refused, pipelined requests) receives our
+/// response instead of a reset.
+pub(super) async fn lingering_close(io: Box<ConnIo>) {
+    let stream = io.stream;
+    if socket2::SockRef::from(&stream)
+        .shutdown(std::net::Shutdown::Write)
+        .is_err()
+    {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut total = 0usize;
+    while total < 1 << 20 {
+        match tokio::time::timeout_at(deadline, stream.readable()).await {
+            Ok(Ok(())) => match discard_input(&stream) {
+                Some(n) => total += n,
+                None => return,
+            },
+            _ => return,
+        }
+    }
+}
+
+/// Read and drop what the peer has sent so far, at most 64 KiB a call so
+/// that a client sending fast cannot keep the worker here: the byte count,
+/// or None at EOF or on an error. (A plain function, so its buffer lives on
+/// the stack for the call rather than in every connection's future.)
+fn discard_input(stream: &TcpStream) -> Option<usize> {
+    let mut scratch = [0u8; 4096];
+    let mut total = 0;
+    while total < 64 * 1024 {
+        match stream.try_read(&mut scratch) {
+            Ok(0) => return None,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(total),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(total)
 }
 
 /// An encoded response head. Its buffer comes from a small per-thread

@@ -1,16 +1,23 @@
 //! The server: the master process that owns the listening sockets and the
-//! worker processes, each worker's event loop, and the connection state
-//! machine. [`Server`] is the entry point a binary uses: the stock `axkit`
-//! command and any custom binary with extra Rust plugins alike.
+//! worker processes (`master.rs`), each worker's event loop (`worker.rs`)
+//! and runtime tables (`runtime.rs`), and the request walk (`walk.rs`),
+//! which runs hooks (`hooks.rs`) and does its I/O through `conn_io.rs` and
+//! `response.rs`. [`Server`] is the entry point a binary uses: the stock
+//! `axkit` command and any custom binary with extra Rust plugins alike.
 
-pub(crate) mod conn_io;
-pub(crate) mod connection;
+mod conn_io;
+mod hooks;
 mod idle;
 pub(crate) mod master;
-mod response;
-pub(crate) mod worker;
+pub(crate) mod response;
+mod runtime;
+pub(crate) mod walk;
+mod worker;
 
-pub use conn_io::BodyError;
+pub use crate::plugin::BodyError;
+// The seam to the plugin API: a Context holds the server's side of its
+// request, and its I/O methods call `response`.
+pub(crate) use runtime::{LogRoute, RequestRt};
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -171,7 +178,7 @@ pub(crate) fn run_worker(
         log_to_stderr(Level::Error, &format!("panic: {info}"));
     }));
     let addrs: Vec<SocketAddr> = listeners.iter().map(|(a, _)| *a).collect();
-    let worker = match worker::WorkerRt::new(Arc::new(config), catalog, &addrs) {
+    let worker = match runtime::WorkerRt::new(Arc::new(config), catalog, &addrs) {
         Ok(w) => std::rc::Rc::new(w),
         Err(e) => {
             log_to_stderr(Level::Crit, &e);
@@ -191,7 +198,7 @@ pub(crate) fn run_worker(
     ExitCode::SUCCESS
 }
 
-/// A process's event loop: one thread (DESIGN.md, "Process model").
+/// A process's event loop: one thread.
 pub(crate) fn event_loop() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -200,7 +207,8 @@ pub(crate) fn event_loop() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// Build every plugin of `config` once, as a worker would, and drop them:
-/// what `--check` does after the config itself loaded.
-pub(crate) fn build_plugins(config: Config, catalog: &Catalog) -> Result<(), String> {
-    worker::WorkerRt::new(Arc::new(config), catalog, &[]).map(drop)
+/// what `--check` does after the config itself loaded. Ok: warnings about
+/// plugins that can never be called where they are loaded.
+pub(crate) fn build_plugins(config: Config, catalog: &Catalog) -> Result<Vec<String>, String> {
+    runtime::WorkerRt::new(Arc::new(config), catalog, &[]).map(|w| w.unreachable_plugins())
 }

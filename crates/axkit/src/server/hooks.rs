@@ -1,0 +1,237 @@
+//! Running one hook over a chain of plugins: in the hook's mode (every
+//! plugin while they decline or say Ok, or until the first that does not
+//! decline), with panics caught so that they cost one request and never
+//! the worker, and the plugin that stopped the walk noted in
+//! `ctx.failure` for the error path. Which hooks run when is the walk's
+//! business (`walk.rs`); this file only runs them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Wake, Waker};
+
+use crate::plugin::{
+    escape_log, BodyChunk, ConnInfo, Context, Failure, Hook, HookFuture, Level, LogRecord, Outcome,
+    Plugin,
+};
+use crate::server::runtime::{Entry, LocationRt, WorkerRt};
+
+/// How a hook's plugins are walked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Every plugin while they return Declined or Ok; anything else stops.
+    AllWhileOk,
+    /// Until the first plugin that does not decline.
+    FirstNotDeclined,
+}
+
+fn mode(hook: Hook) -> Mode {
+    match hook {
+        Hook::UriTranslation
+        | Hook::MimeMap
+        | Hook::Authentication
+        | Hook::XmlResponse
+        | Hook::Response
+        | Hook::Error => Mode::FirstNotDeclined,
+        _ => Mode::AllWhileOk,
+    }
+}
+
+fn call<'a>(plugin: &'a dyn Plugin, hook: Hook, ctx: &'a mut Context) -> HookFuture<'a> {
+    match hook {
+        Hook::PostReadRequest => plugin.post_read_request(ctx),
+        Hook::UriTranslation => plugin.uri_translation(ctx),
+        Hook::MimeMap => plugin.mime_map(ctx),
+        Hook::AccessControl => plugin.access_control(ctx),
+        Hook::Authentication => plugin.authentication(ctx),
+        Hook::Authorization => plugin.authorization(ctx),
+        Hook::Fixup => plugin.fixup(ctx),
+        Hook::XmlResponse => plugin.xmlresponse(ctx),
+        Hook::Response => plugin.response(ctx),
+        Hook::ResponseSent => plugin.response_sent(ctx),
+        Hook::Error => plugin.error(ctx),
+        // Hooks with other arguments have their own runners.
+        Hook::Logging
+        | Hook::Connect
+        | Hook::PreRequest
+        | Hook::BodyData
+        | Hook::WriteBodyData
+        | Hook::Disconnect => Outcome::Declined.into(),
+    }
+}
+
+/// Turns a panic inside a hook into `Outcome::Error`, so that it costs the
+/// one request and never the worker.
+struct CatchUnwind<F>(F);
+
+impl<F: Future<Output = Outcome> + Unpin> Future for CatchUnwind<F> {
+    type Output = Outcome;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Outcome> {
+        let inner = &mut self.0;
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => Poll::Ready(Outcome::Error(format!(
+                "panicked: {}",
+                panic_message(&panic)
+            ))),
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+/// Start a hook, catching a panic in its synchronous part too.
+fn guarded<'a>(start: impl FnOnce() -> HookFuture<'a>) -> CatchUnwind<HookFuture<'a>> {
+    match catch_unwind(AssertUnwindSafe(start)) {
+        Ok(fut) => CatchUnwind(fut),
+        Err(panic) => {
+            CatchUnwind(Outcome::Error(format!("panicked: {}", panic_message(&panic))).into())
+        }
+    }
+}
+
+/// Record why a request is leaving the normal path.
+fn note_failure(ctx: &mut Context, plugin: &str, hook: Hook, outcome: &Outcome) {
+    let message = match outcome {
+        Outcome::Error(m) => m.clone(),
+        Outcome::Status(s) => format!("returned status {s}"),
+        _ => return,
+    };
+    ctx.failure = Some(Failure {
+        plugin: plugin.to_string(),
+        hook: hook.name(),
+        message,
+    });
+}
+
+/// Run one request hook over the chain of the request's Location.
+pub(crate) async fn run_hook(ctx: &mut Context, hook: Hook) -> Outcome {
+    let location = ctx.rt.location.clone();
+    let mode = mode(hook);
+    let mut result = Outcome::Declined;
+    for (name, plugin) in location.chain(hook) {
+        let outcome = guarded(|| call(&**plugin, hook, ctx)).await;
+        note_failure(ctx, name, hook, &outcome);
+        match (mode, outcome) {
+            (_, Outcome::Declined) => {}
+            (Mode::AllWhileOk, Outcome::Ok) => result = Outcome::Ok,
+            (_, other) => return other,
+        }
+    }
+    result
+}
+
+/// Run `body_data` over the chain with one chunk of request body.
+pub(crate) async fn run_body_data(ctx: &mut Context, chunk: &[u8]) -> Outcome {
+    let location = ctx.rt.location.clone();
+    let mut result = Outcome::Declined;
+    for (name, plugin) in location.chain(Hook::BodyData) {
+        let outcome = guarded(|| plugin.body_data(ctx, chunk)).await;
+        note_failure(ctx, name, Hook::BodyData, &outcome);
+        match outcome {
+            Outcome::Declined => {}
+            Outcome::Ok => result = Outcome::Ok,
+            other => return other,
+        }
+    }
+    result
+}
+
+/// Run the `write_body_data` filters over one outgoing chunk.
+pub(crate) async fn run_write_body_data(ctx: &mut Context, chunk: &mut BodyChunk) -> Outcome {
+    let location = ctx.rt.location.clone();
+    ctx.rt.io.filtering = true;
+    let mut result = Outcome::Ok;
+    for (name, plugin) in location.chain(Hook::WriteBodyData) {
+        let outcome = guarded(|| plugin.write_body_data(ctx, chunk)).await;
+        note_failure(ctx, name, Hook::WriteBodyData, &outcome);
+        match outcome {
+            Outcome::Declined | Outcome::Ok => {}
+            other => {
+                result = other;
+                break;
+            }
+        }
+    }
+    ctx.rt.io.filtering = false;
+    result
+}
+
+/// Run a connection-level hook (`connect`, `pre_request`, `disconnect`).
+/// Returns false if a plugin rejected the connection.
+pub(crate) async fn run_conn_hook(
+    worker: &WorkerRt,
+    location: &LocationRt,
+    hook: Hook,
+    conn: &ConnInfo,
+) -> bool {
+    for (name, plugin) in location.chain(hook) {
+        let outcome = guarded(|| match hook {
+            Hook::Connect => plugin.connect(conn),
+            Hook::PreRequest => plugin.pre_request(conn),
+            _ => plugin.disconnect(conn),
+        })
+        .await;
+        match outcome {
+            Outcome::Declined | Outcome::Ok => {}
+            _ if hook == Hook::Disconnect => {}
+            other => {
+                if let Outcome::Error(m) = &other {
+                    worker.log(
+                        Level::Error,
+                        &format!("plugin {name}, hook {}: {m}", hook.name()),
+                    );
+                }
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Run the `logging` hooks of `chain` (not empty) with one line, until a
+/// sink returns something other than Declined. Sinks that finish at once
+/// (all the built-in ones) write in order; one that has to wait continues
+/// as its own task. Every sink gets the message escaped (`escape_log`):
+/// messages quote paths, headers and script output, and no sink has to
+/// remember.
+pub(crate) fn run_logging(chain: &[Entry], level: Level, message: &str, peer: Option<SocketAddr>) {
+    let owned = Rc::new((level, escape_log(message).into_owned(), peer));
+    for (_, plugin) in chain {
+        let plugin = plugin.clone();
+        let line = owned.clone();
+        let fut = async move {
+            let record = LogRecord {
+                level: line.0,
+                message: &line.1,
+                peer: line.2,
+            };
+            plugin.logging(&record).await
+        };
+        let mut fut = Box::pin(fut);
+        let waker = Waker::from(Arc::new(NoopWake));
+        match fut.as_mut().poll(&mut TaskContext::from_waker(&waker)) {
+            Poll::Ready(Outcome::Declined) => continue,
+            Poll::Ready(_) => return,
+            Poll::Pending => {
+                tokio::task::spawn_local(fut);
+            }
+        }
+    }
+}
+
+struct NoopWake;
+impl Wake for NoopWake {
+    fn wake(self: Arc<Self>) {}
+}

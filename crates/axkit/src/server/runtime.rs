@@ -1,0 +1,530 @@
+//! The runtime tables a worker builds once from its config: for each
+//! `<Location>` the plugins of every hook in the order they run and the
+//! values the core reads per request; for each `<Server>` its connection
+//! settings; for the worker the lot, plus what its connections share. And
+//! per request, [`RequestRt`]: the server's side of a
+//! [`Context`](crate::plugin::Context), which plugins never see.
+//!
+//! Everything here is per worker and lives on one thread, hence `Rc` and
+//! `Cell`: no locks on the hot path.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axkit_http::Limits;
+use tokio::sync::Notify;
+
+use crate::config::{core, Config, LocationConfig, ServerConfig};
+use crate::plugin::{called_hooks, Catalog, Hook, Level, Plugin, PluginInit, Request};
+use crate::server::conn_io::{ConnIo, ReadBuffers};
+use crate::server::hooks;
+use crate::server::idle::IdleWaits;
+
+/// A plugin in a chain, with the name it was loaded under (for logs).
+pub(crate) type Entry = (Rc<str>, Rc<dyn Plugin>);
+
+/// Per-`<Location>` runtime: its merged config, cached hot values, and for
+/// each hook the plugins that implement it, in the order they run.
+///
+/// That order is scope order (global, Server, enclosing Locations, this
+/// one; config order within each), except for the content hooks
+/// ([`CONTENT_HOOKS`]): there the innermost scope goes first, so that the
+/// application loaded in a `<Location>` answers its requests before a file
+/// server loaded for the whole `<Server>`, whatever the order of the lines.
+pub(crate) struct LocationRt {
+    pub config: Arc<LocationConfig>,
+    pub prefix: String,
+    chains: Vec<Vec<Entry>>,
+    pub max_body: u64,
+    pub body_timeout: Duration,
+    pub send_timeout: Duration,
+}
+
+/// The hooks that produce a response: a Location's own plugins get the
+/// first say there. The others (translation, access, fixups, filters,
+/// logging) are cross-cutting and keep scope order.
+pub(crate) const CONTENT_HOOKS: [Hook; 2] = [Hook::XmlResponse, Hook::Response];
+
+impl LocationRt {
+    /// `plugins` is the scope's chain and `scope_starts` where each
+    /// scope's group begins in it (see `LocationNode`).
+    fn new(
+        config: Arc<LocationConfig>,
+        prefix: String,
+        (plugins, scope_starts): (&[String], &[usize]),
+        all: &HashMap<String, Rc<dyn Plugin>>,
+    ) -> LocationRt {
+        let mut chains = vec![Vec::new(); Hook::COUNT];
+        let entries = plugins.iter().filter_map(|name| {
+            let plugin = all.get(name)?;
+            Some((Rc::<str>::from(name.as_str()), plugin.clone()))
+        });
+        for (name, plugin) in entries {
+            let hooks = called_hooks(&*plugin);
+            for hook in Hook::ALL {
+                if hooks.contains(hook) {
+                    chains[hook as usize].push((name.clone(), plugin.clone()));
+                }
+            }
+        }
+        for hook in CONTENT_HOOKS {
+            chains[hook as usize] = innermost_first(&chains[hook as usize], plugins, scope_starts);
+        }
+        LocationRt {
+            max_body: *config.get(&core::MAX_REQUEST_BODY),
+            body_timeout: *config.get(&core::BODY_TIMEOUT),
+            send_timeout: *config.get(&core::SEND_TIMEOUT),
+            config,
+            prefix,
+            chains,
+        }
+    }
+
+    /// The plugins that run for `hook` here, in the order they run.
+    pub fn chain(&self, hook: Hook) -> &[Entry] {
+        &self.chains[hook as usize]
+    }
+}
+
+/// `chain` (in scope order) with the scopes' groups reversed: the
+/// innermost scope's plugins first, each group still in config order.
+fn innermost_first(chain: &[Entry], plugins: &[String], scope_starts: &[usize]) -> Vec<Entry> {
+    // The scope of each plugin: the last group that begins at or before it.
+    let scope_of = |name: &str| {
+        let at = plugins.iter().position(|p| p == name).unwrap_or(0);
+        scope_starts.iter().rposition(|&s| s <= at).unwrap_or(0)
+    };
+    let mut ordered: Vec<(usize, Entry)> = chain
+        .iter()
+        .map(|entry| (scope_of(&entry.0), entry.clone()))
+        .collect();
+    // Stable: config order within a scope.
+    ordered.sort_by_key(|(scope, _)| std::cmp::Reverse(*scope));
+    ordered.into_iter().map(|(_, entry)| entry).collect()
+}
+
+/// Per-`<Server>` runtime: its locations and the connection-level settings
+/// that apply before a Location is known.
+pub(crate) struct ServerRt {
+    pub locations: Vec<Rc<LocationRt>>,
+    pub limits: Limits,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub keepalive: bool,
+    pub max_keepalive_requests: u64,
+    /// Pre-serialised `Server: …\r\n`, empty when switched off.
+    pub server_header: Rc<[u8]>,
+}
+
+impl ServerRt {
+    fn new(config: &ServerConfig, all: &HashMap<String, Rc<dyn Plugin>>) -> ServerRt {
+        let root = &config.locations[0].config;
+        let locations = config
+            .locations
+            .iter()
+            .map(|node| {
+                Rc::new(LocationRt::new(
+                    node.config.clone(),
+                    node.prefix.clone(),
+                    (&node.plugins, &node.scope_starts),
+                    all,
+                ))
+            })
+            .collect();
+        let mut server_header = Vec::new();
+        if let Some(token) = root.get(&core::SERVER_TOKEN) {
+            axkit_http::write_header(&mut server_header, "Server", token.as_bytes());
+        }
+        let size = |key| usize::try_from(*root.get(key)).unwrap_or(usize::MAX);
+        ServerRt {
+            locations,
+            limits: Limits {
+                max_request_line: size(&core::MAX_REQUEST_LINE),
+                max_header_bytes: size(&core::MAX_HEADER_SIZE),
+                max_headers: (*root.get(&core::MAX_HEADERS)).max(1),
+            },
+            header_timeout: *root.get(&core::HEADER_TIMEOUT),
+            keepalive_timeout: *root.get(&core::KEEPALIVE_TIMEOUT),
+            keepalive: *root.get(&core::KEEPALIVE),
+            max_keepalive_requests: *root.get(&core::MAX_KEEPALIVE_REQUESTS) as u64,
+            server_header: Rc::from(server_header),
+        }
+    }
+}
+
+/// Everything a worker shares between its connections.
+pub(crate) struct WorkerRt {
+    pub config: Arc<Config>,
+    pub servers: Vec<ServerRt>,
+    /// The global plugin chain, for log lines not tied to a request.
+    pub global: Rc<LocationRt>,
+    plugins: Vec<Rc<dyn Plugin>>,
+    /// Per listening socket: the servers bound to it, default first.
+    pub listener_servers: Vec<Vec<usize>>,
+    pub log_level: Level,
+    pub shutting_down: Cell<bool>,
+    pub shutdown: Notify,
+    /// Connections waiting for their next request.
+    pub idle: IdleWaits,
+    /// Connections accepted and not yet closed.
+    pub active: Cell<usize>,
+    /// `MaxConnections`: no accepting while `active` is there.
+    pub(super) max_connections: usize,
+    /// Notified when `active` drops below `max_connections`.
+    pub(super) room: Notify,
+    /// Idle connections closed to make room since the last log line
+    /// about it, and when that line was written.
+    pub(super) reclaimed: Cell<(u64, Option<std::time::Instant>)>,
+    next_conn_id: Cell<u64>,
+    /// Read buffers of connections that went idle.
+    pub read_buffers: ReadBuffers,
+}
+
+impl WorkerRt {
+    /// Instantiate every plugin of `config` and precompute the chains.
+    /// `listeners` are the configured addresses of the sockets, in the order
+    /// their accept loops will be started.
+    pub fn new(
+        config: Arc<Config>,
+        catalog: &Catalog,
+        listeners: &[SocketAddr],
+    ) -> Result<WorkerRt, String> {
+        let mut all: HashMap<String, Rc<dyn Plugin>> = HashMap::new();
+        let mut plugins = Vec::new();
+        for name in &config.plugins {
+            let init = PluginInit {
+                config: &config,
+                name,
+            };
+            let plugin = catalog
+                .create(name, &init)
+                .map_err(|e| format!("plugin `{name}`: {e}"))?;
+            plugins.push(plugin.clone());
+            all.insert(name.clone(), plugin);
+        }
+        let servers = config
+            .servers
+            .iter()
+            .map(|server| ServerRt::new(server, &all))
+            .collect();
+        let listener_servers = listeners
+            .iter()
+            .map(|addr| {
+                config
+                    .servers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.listen.contains(addr))
+                    .map(|(i, _)| i)
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        if let Some(pos) = listener_servers.iter().position(|s| s.is_empty()) {
+            return Err(format!("no <Server> listens on {}", listeners[pos]));
+        }
+        let global = Rc::new(LocationRt::new(
+            config.global.clone(),
+            String::new(),
+            (&config.global_plugins, &[0]),
+            &all,
+        ));
+        let log_level = *config.global.get(&core::LOG_LEVEL);
+        let max_connections = max_connections(&config);
+        Ok(WorkerRt {
+            config,
+            servers,
+            global,
+            plugins,
+            listener_servers,
+            log_level,
+            shutting_down: Cell::new(false),
+            shutdown: Notify::new(),
+            idle: IdleWaits::new(),
+            active: Cell::new(0),
+            max_connections,
+            room: Notify::new(),
+            reclaimed: Cell::new((0, None)),
+            next_conn_id: Cell::new(1),
+            read_buffers: ReadBuffers::default(),
+        })
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        let id = self.next_conn_id.get();
+        self.next_conn_id.set(id + 1);
+        id
+    }
+
+    /// A log line not tied to a request.
+    pub fn log(&self, level: Level, message: &str) {
+        self.log_via(&self.global, level, message, None);
+    }
+
+    /// Send a log line through the `logging` hooks of `location`'s chain
+    /// (see [`hooks::run_logging`]); without any sink in the chain, lines
+    /// go to stderr so that nothing is lost.
+    pub fn log_via(
+        &self,
+        location: &LocationRt,
+        level: Level,
+        message: &str,
+        peer: Option<SocketAddr>,
+    ) {
+        if level > self.log_level {
+            return;
+        }
+        let chain = location.chain(Hook::Logging);
+        if chain.is_empty() {
+            super::log_to_stderr(level, message);
+            return;
+        }
+        hooks::run_logging(chain, level, message, peer);
+    }
+
+    pub fn reopen_logs(&self) {
+        for plugin in &self.plugins {
+            plugin.reopen_logs();
+        }
+    }
+
+    /// The `<Server>` for a request on listener `listener`, by Host.
+    pub fn pick_server(&self, listener: usize, head: &axkit_http::RequestHead) -> usize {
+        let candidates = &self.listener_servers[listener];
+        // The host is only looked at when there is a choice.
+        if candidates.len() > 1 {
+            if let Some(host) = head.host() {
+                for &i in candidates {
+                    if self.config.servers[i].matches_name(host) {
+                        return i;
+                    }
+                }
+            }
+        }
+        candidates[0]
+    }
+
+    /// The `<Location>` of `server` that the request's path falls in.
+    pub fn pick_location(&self, server: usize, request: &Request) -> Rc<LocationRt> {
+        let locations = &self.servers[server].locations;
+        if locations.len() == 1 {
+            return locations[0].clone();
+        }
+        let config = &self.config.servers[server];
+        let node = config.location_for(request.decoded_path());
+        let index = config
+            .locations
+            .iter()
+            .position(|n| std::ptr::eq(n, node))
+            .unwrap_or(0);
+        locations[index].clone()
+    }
+}
+
+/// The hooks that run only in the root chain of the first `<Server>` on
+/// an address: no request has said yet which Server or Location a
+/// connection is for.
+const CONNECTION_HOOKS: [Hook; 3] = [Hook::Connect, Hook::PreRequest, Hook::Disconnect];
+
+impl WorkerRt {
+    /// Plugins loaded where none of their hooks ever runs, one message
+    /// each (for `axkit --check`). The one case the config and the hook
+    /// sets decide for sure: a plugin whose hooks are all connection hooks
+    /// ([`CONNECTION_HOOKS`]), loaded in a `<Location>` or in a `<Server>`
+    /// that is not the first on any of its addresses. (Whether a content
+    /// plugin is shadowed by one before it that answers everything is
+    /// decided per request, so it is not reported.)
+    pub fn unreachable_plugins(&self) -> Vec<String> {
+        let connection_only = |name: &str| {
+            let i = self.config.plugins.iter().position(|p| p == name)?;
+            let hooks: Vec<Hook> = Hook::ALL
+                .into_iter()
+                .filter(|&h| called_hooks(&*self.plugins[i]).contains(h))
+                .collect();
+            let only = !hooks.is_empty() && hooks.iter().all(|h| CONNECTION_HOOKS.contains(h));
+            only.then(|| {
+                hooks
+                    .iter()
+                    .map(|h| h.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+        };
+        let first_on = |addr: &SocketAddr| {
+            self.config
+                .servers
+                .iter()
+                .position(|s| s.listen.contains(addr))
+        };
+        let mut out = Vec::new();
+        for (index, server) in self.config.servers.iter().enumerate() {
+            let first_somewhere = server.listen.iter().any(|a| first_on(a) == Some(index));
+            for (n, node) in server.locations.iter().enumerate() {
+                // The node's own `Plugin` lines: its last scope group.
+                let own = node
+                    .scope_starts
+                    .last()
+                    .map_or(&node.plugins[..], |&s| &node.plugins[s..]);
+                for name in own {
+                    let Some(hooks) = connection_only(name) else {
+                        continue;
+                    };
+                    let (place, why) = if n > 0 {
+                        (
+                            format!(
+                                "<Location {}> of the <Server> at {}:{}",
+                                node.prefix, server.file, server.line
+                            ),
+                            "they run in the Server's own chain, not a Location's".to_string(),
+                        )
+                    } else if !first_somewhere {
+                        let addr = server.listen.iter().find_map(|a| {
+                            let first = &self.config.servers[first_on(a)?];
+                            Some(format!(
+                                "{a} is the <Server> at {}:{}",
+                                first.file, first.line
+                            ))
+                        });
+                        (
+                            format!("the <Server> at {}:{}", server.file, server.line),
+                            format!(
+                                "they run for the first <Server> on an address, and the first on {}",
+                                addr.unwrap_or_default()
+                            ),
+                        )
+                    } else {
+                        continue;
+                    };
+                    out.push(format!(
+                        "plugin `{name}` in {place} is never called: it implements only connection hooks ({hooks}), and {why}"
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The worker's `MaxConnections`, or by default 7/8 of its open-file limit
+/// (a worker out of descriptors could not open the files its requests ask
+/// for either).
+fn max_connections(config: &Config) -> usize {
+    match *config.global.get(&core::MAX_CONNECTIONS) {
+        n if n > 0 => n,
+        _ => {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit only writes the struct it is given.
+            let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+            let files = if ok { limit.rlim_cur } else { 1024 };
+            usize::try_from(files / 8 * 7).unwrap_or(usize::MAX).max(1)
+        }
+    }
+}
+
+/// The server's side of one request: what the walk and the I/O behind
+/// `Context`'s methods need. A [`Context`](crate::plugin::Context) holds
+/// one, and plugins cannot reach into it.
+pub(crate) struct RequestRt {
+    /// The connection, lent to the request for its duration.
+    pub io: Box<ConnIo>,
+    pub location: Rc<LocationRt>,
+    pub worker: Rc<WorkerRt>,
+    /// Index of the `<Server>` that took the request.
+    pub server: usize,
+    /// An internal redirect asked for by a hook: the URI, and the status
+    /// the final response must carry (ErrorDocument), if any.
+    pub redirect: Option<(String, Option<u16>)>,
+    /// The status an internal redirect imposed on this response.
+    pub status_override: Option<u16>,
+    /// The request as the client sent it, once an internal redirect has
+    /// put another in `Context::request` (boxed: rare, and a Context is
+    /// built for every request).
+    pub original: Option<Box<Request>>,
+}
+
+impl RequestRt {
+    #[inline]
+    pub fn new(
+        io: Box<ConnIo>,
+        worker: Rc<WorkerRt>,
+        server: usize,
+        location: Rc<LocationRt>,
+    ) -> RequestRt {
+        RequestRt {
+            io,
+            location,
+            worker,
+            server,
+            redirect: None,
+            status_override: None,
+            original: None,
+        }
+    }
+
+    /// The merged config of the request's Location.
+    pub fn config(&self) -> &LocationConfig {
+        &self.location.config
+    }
+
+    /// The prefix of the request's Location.
+    pub fn prefix(&self) -> &str {
+        &self.location.prefix
+    }
+
+    /// Serve `uri` instead, once the current hook returns.
+    pub fn redirect_to(&mut self, uri: &str, status: Option<u16>) {
+        self.redirect = Some((uri.to_string(), status));
+    }
+
+    /// The request the client sent, when an internal redirect replaced it.
+    pub fn original(&self) -> Option<&Request> {
+        self.original.as_deref()
+    }
+
+    pub fn head_sent(&self) -> bool {
+        self.io.head_sent
+    }
+
+    pub fn body_bytes_sent(&self) -> u64 {
+        self.io.body_bytes_sent
+    }
+
+    /// The `<Server>` that took the request.
+    pub fn server_config(&self) -> &ServerConfig {
+        &self.worker.config.servers[self.server]
+    }
+
+    /// Log through the `logging` hooks of the request's chain.
+    pub fn log(&self, level: Level, message: &str, peer: SocketAddr) {
+        self.worker
+            .log_via(&self.location, level, message, Some(peer));
+    }
+
+    /// Where this request's log lines go, to keep after it is over.
+    pub fn log_route(&self) -> LogRoute {
+        LogRoute {
+            worker: self.worker.clone(),
+            location: self.location.clone(),
+        }
+    }
+}
+
+/// A request's `logging` chain, kept by a [`Logger`](crate::plugin::Logger)
+/// beyond the request.
+pub(crate) struct LogRoute {
+    worker: Rc<WorkerRt>,
+    location: Rc<LocationRt>,
+}
+
+impl LogRoute {
+    pub fn log(&self, level: Level, message: &str, peer: SocketAddr) {
+        self.worker
+            .log_via(&self.location, level, message, Some(peer));
+    }
+}

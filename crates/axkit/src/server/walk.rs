@@ -1,0 +1,504 @@
+//! The request walk, top to bottom: what the server does with a connection
+//! from accept to close. Each function below is one step, in the order a
+//! request meets them:
+//!
+//! 1. [`serve`]: the connection. `connect`, then per request
+//!    `pre_request`, wait for the head, one [`request_cycle`]; at the end
+//!    `disconnect`.
+//! 2. [`request_cycle`]: one request. Read the head, pick the `<Server>`
+//!    (by Host) and the `<Location>` (by path), set the connection up for
+//!    it, [`walk`] the hooks, follow internal redirects, run
+//!    `response_sent` (where request logs write), then keep the connection
+//!    alive (draining a body nobody read) or close it.
+//! 3. [`walk`]: the hooks in order, `post_read_request` through
+//!    `response`; the first that ends the walk decides how it answers.
+//! 4. [`finish`]: respond, with what the plugins produced.
+//! 5. [`fail`] and [`error_response`]: the error path, through the `error`
+//!    hooks or the built-in page.
+//! 6. [`follow_redirects`]: internal redirects, each a fresh walk.
+//! 7. [`reject`]: a request that could not be parsed is answered without
+//!    the request hooks.
+//!
+//! Running a hook over its chain is `hooks.rs`; the socket is `conn_io.rs`;
+//! writing the response and reading the body is `response.rs`.
+//!
+//! Written by hand rather than on hyper because an idle keep-alive
+//! connection must hold almost nothing (hyper keeps an 8 KiB read buffer per
+//! connection) and file bodies must go out with sendfile. While idle, a
+//! connection owns only its socket: the read buffer is released and the
+//! per-request state lives in a boxed future that exists only while a
+//! request is in flight.
+
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use axkit_http::{RequestHead, Version};
+use bytes::{Bytes, BytesMut};
+use tokio::net::TcpStream;
+
+use crate::config::core;
+use crate::plugin::{Body, ConnInfo, Context, Failure, Headers, Hook, Level, Outcome, Request};
+use crate::server::conn_io::{self, BodyState, ConnIo, OutFraming};
+use crate::server::hooks::{run_body_data, run_conn_hook, run_hook};
+use crate::server::idle::Kind;
+use crate::server::response;
+use crate::server::runtime::{RequestRt, WorkerRt};
+
+/// How many internal redirects one request may chain.
+const MAX_REDIRECTS: u32 = 10;
+
+/// Serve one connection until it closes. `bound` is the listening
+/// socket's address when it names one interface: then it is the
+/// connection's local address too, without asking the kernel.
+pub(crate) async fn serve(
+    worker: Rc<WorkerRt>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: usize,
+    bound: Option<SocketAddr>,
+) {
+    let _ = stream.set_nodelay(true);
+    let local = match bound {
+        Some(addr) => addr,
+        None => stream.local_addr().unwrap_or(peer),
+    };
+    let conn = Rc::new(ConnInfo {
+        id: worker.next_conn_id(),
+        peer,
+        local,
+        tls: false,
+    });
+    // Connection hooks run in the root of the listener's default Server:
+    // no request has said which Server or Location it is for.
+    let default_server = worker.listener_servers[listener][0];
+    let conn_location = worker.servers[default_server].locations[0].clone();
+    // Boxed: it lives as long as the connection and moves into and out
+    // of every request's Context, which then moves a pointer.
+    let mut io = Box::new(ConnIo::new(stream));
+    if run_conn_hook(&worker, &conn_location, Hook::Connect, &conn).await {
+        let mut served: u64 = 0;
+        loop {
+            if !run_conn_hook(&worker, &conn_location, Hook::PreRequest, &conn).await {
+                break;
+            }
+            // Wait for the next request's first bytes (ending at the
+            // timeout, at shutdown, or when the worker needs the room).
+            if io.buf.is_empty() {
+                let Some((limit, kind)) = next_request_wait(&worker, default_server, served) else {
+                    break;
+                };
+                if !io
+                    .wait_for_request(&worker.read_buffers, &worker.idle, limit, kind)
+                    .await
+                {
+                    break;
+                }
+            }
+            let cycle = Box::pin(request_cycle(
+                worker.clone(),
+                io,
+                conn.clone(),
+                listener,
+                served,
+            ))
+            .await;
+            match cycle {
+                Some(back) => io = back,
+                None => break,
+            }
+            // The read buffer is kept while requests keep coming (the next
+            // read reuses its allocation once this request's head is
+            // dropped) and released by `ConnIo::wait_for_request` as soon
+            // as the connection goes idle.
+            served += 1;
+        }
+    }
+    run_conn_hook(&worker, &conn_location, Hook::Disconnect, &conn).await;
+    worker.connection_closed();
+}
+
+/// How long to wait for the next request on a connection that has served
+/// `served` (its header timeout for the first, the keep-alive timeout
+/// after), and as what kind of wait; None to close it instead.
+fn next_request_wait(worker: &WorkerRt, server: usize, served: u64) -> Option<(Duration, Kind)> {
+    let srv = &worker.servers[server];
+    if served == 0 {
+        // A new connection still gets its first request answered when
+        // shutdown begins after it was accepted: its client could not know
+        // and cannot safely retry (nginx does the same).
+        return Some((srv.header_timeout, Kind::Fresh));
+    }
+    // Only idle keep-alive connections are closed at once.
+    if worker.shutting_down.get() {
+        return None;
+    }
+    Some((srv.keepalive_timeout, Kind::Idle))
+}
+
+/// Read one request head and answer it. Returns the connection's I/O state
+/// if the connection stays open.
+///
+/// The rare paths (rejects, 413, internal redirects) are awaited boxed:
+/// inline, their futures would make this one, allocated for every
+/// request, several times bigger.
+async fn request_cycle(
+    worker: Rc<WorkerRt>,
+    mut io: Box<ConnIo>,
+    conn: Rc<ConnInfo>,
+    listener: usize,
+    served: u64,
+) -> Option<Box<ConnIo>> {
+    // Read the head, with the limits of the listener's default Server:
+    // which Server it is for is in the head.
+    let default_server = worker.listener_servers[listener][0];
+    let srv = &worker.servers[default_server];
+    let head = match io.read_head(&srv.limits, srv.header_timeout).await {
+        Ok(Some(head)) => head,
+        Ok(None) => return None,
+        Err(e) => {
+            worker.log(
+                Level::Info,
+                &format!("{}: bad request: {}", conn.peer, e.reason),
+            );
+            let head = RequestHead::unparsed(&io.buf);
+            Box::pin(reject(&worker, io, conn, default_server, e.status, head)).await;
+            return None;
+        }
+    };
+
+    // Pick the Server by Host, then the Location by the normalised path.
+    let server_index = worker.pick_server(listener, &head);
+    let server = &worker.servers[server_index];
+    let request = match Request::new(head, SystemTime::now()) {
+        Ok(request) => request,
+        Err(head) => {
+            worker.log(
+                Level::Info,
+                &format!(
+                    "{}: bad request: malformed path {:?}",
+                    conn.peer,
+                    head.path()
+                ),
+            );
+            Box::pin(reject(&worker, io, conn, server_index, 400, *head)).await;
+            return None;
+        }
+    };
+    let location = worker.pick_location(server_index, &request);
+
+    // The connection's state for this request: body framing and limits,
+    // and whether it stays open after the response.
+    let head = &request.head;
+    let keep_alive = head.keep_alive()
+        && server.keepalive
+        && (server.max_keepalive_requests == 0 || served + 1 < server.max_keepalive_requests)
+        && !worker.shutting_down.get();
+    let too_large = io.start_request(head, &server.server_header, &location, keep_alive);
+
+    // The hooks and the response (or the error path), then any internal
+    // redirect the hooks asked for.
+    let rt = RequestRt::new(io, worker.clone(), server_index, location);
+    let mut ctx = Context::new(request, conn, rt);
+    if too_large {
+        ctx.rt.io.body = BodyState::Broken;
+        ctx.rt.io.expect_continue = false;
+        Box::pin(error_response(&mut ctx, 413)).await;
+    } else {
+        walk(&mut ctx).await;
+    }
+    if ctx.rt.redirect.is_some() {
+        Box::pin(follow_redirects(&mut ctx)).await;
+    }
+
+    // The response is out: `response_sent` (request logs).
+    if !ctx.rt.location.chain(Hook::ResponseSent).is_empty()
+        && run_hook(&mut ctx, Hook::ResponseSent).await == Outcome::Done
+    {
+        ctx.rt.io.close = true;
+    }
+
+    // Keep-alive: drain what is left of the body, or close.
+    let mut io = ctx.rt.io;
+    if io.body_never_asked_for() {
+        io.close = true;
+    }
+    if io.body_pending() && !io.close {
+        io.drain_body().await;
+    }
+    if io.close {
+        conn_io::close(io).await;
+        return None;
+    }
+    Some(io)
+}
+
+/// The hooks in their order, from post_read_request to the response.
+async fn walk(ctx: &mut Context) {
+    // uri_translation through response, in their declared order.
+    let phases = &Hook::ALL[Hook::UriTranslation as usize..=Hook::Response as usize];
+    match run_hook(ctx, Hook::PostReadRequest).await {
+        Outcome::Ok | Outcome::Declined => {}
+        Outcome::Done => return finish(ctx).await,
+        other => return fail(ctx, other).await,
+    }
+    // A body_data hook in the chain: the body is read before
+    // uri_translation, as AxKit2 did.
+    if ctx.rt.io.body_pending() && !ctx.rt.location.chain(Hook::BodyData).is_empty() {
+        loop {
+            match ctx.read_body().await {
+                Ok(Some(chunk)) => match run_body_data(ctx, &chunk).await {
+                    Outcome::Ok | Outcome::Declined => {}
+                    Outcome::Done => break,
+                    other => return fail(ctx, other).await,
+                },
+                Ok(None) => break,
+                Err(e) => return error_response(ctx, e.status).await,
+            }
+        }
+    }
+    for &hook in phases {
+        if ctx.rt.location.chain(hook).is_empty() {
+            continue;
+        }
+        match run_hook(ctx, hook).await {
+            Outcome::Declined => {}
+            // For the producing phases Ok means "the response is ready".
+            Outcome::Ok if matches!(hook, Hook::XmlResponse | Hook::Response) => {
+                return finish(ctx).await
+            }
+            Outcome::Ok => {}
+            Outcome::Done => return finish(ctx).await,
+            other => return fail(ctx, other).await,
+        }
+    }
+    // Every plugin declined to produce a response.
+    error_response(ctx, 404).await
+}
+
+/// Send whatever the plugins produced.
+async fn finish(ctx: &mut Context) {
+    if ctx.rt.redirect.is_some() && !ctx.rt.io.head_sent {
+        // An internal redirect answers instead (see `follow_redirects`).
+        return;
+    }
+    response::decide_close(ctx);
+    let result = if ctx.rt.io.head_sent {
+        response::finish_stream(ctx).await
+    } else {
+        response::send(ctx).await
+    };
+    if let Err(e) = result {
+        ctx.rt.io.close = true;
+        if e.kind() != io::ErrorKind::BrokenPipe && e.kind() != io::ErrorKind::ConnectionReset {
+            let msg = format!(
+                "{}: sending response to {} failed: {e}",
+                ctx.request.request_line(),
+                ctx.conn.peer
+            );
+            ctx.log(Level::Info, &msg);
+        }
+    }
+}
+
+/// A hook stopped the walk with a Status or an error.
+async fn fail(ctx: &mut Context, outcome: Outcome) {
+    let status = match outcome {
+        // 1xx are interim responses: a hook cannot end a request with one.
+        Outcome::Status(s) if (200..=999).contains(&s) => s,
+        Outcome::Status(s) => {
+            let msg = format!("invalid status {s} returned by a hook");
+            ctx.log(Level::Error, &msg);
+            500
+        }
+        _ => 500,
+    };
+    if status >= 500 {
+        if let Some(f) = &ctx.failure {
+            let msg = format!(
+                "{} {}: plugin {}, hook {}: {}",
+                ctx.conn.peer,
+                ctx.request.request_line(),
+                f.plugin,
+                f.hook,
+                f.message
+            );
+            ctx.log(Level::Error, &msg);
+        }
+    }
+    error_response(ctx, status).await
+}
+
+/// The error path: let `error` hooks produce the page, else the built-in one.
+async fn error_response(ctx: &mut Context, status: u16) {
+    if ctx.rt.io.head_sent {
+        // Too late for an error page: the client sees a truncated response.
+        ctx.rt.io.close = true;
+        return;
+    }
+    if matches!(ctx.rt.io.body, BodyState::Broken) {
+        ctx.rt.io.close = true;
+    }
+    ctx.response.status = status;
+    ctx.response.body = Body::Empty;
+    let mut handled = false;
+    if !ctx.rt.location.chain(Hook::Error).is_empty() {
+        match run_hook(ctx, Hook::Error).await {
+            Outcome::Ok | Outcome::Done => handled = true,
+            _ => ctx.response.status = status,
+        }
+    }
+    if ctx.rt.io.head_sent || ctx.rt.redirect.is_some() {
+        return finish(ctx).await;
+    }
+    if !handled {
+        let failure = ctx.failure.clone();
+        // Only server errors carry the trace: a 404 or 403 is not a bug.
+        let page = default_error_page(
+            status,
+            failure
+                .as_ref()
+                .filter(|_| status >= 500 && *ctx.config().get(&core::STACK_TRACE)),
+        );
+        ctx.response
+            .headers
+            .set("Content-Type", "text/html; charset=utf-8");
+        ctx.response.body = Body::Bytes(Bytes::from(page));
+    }
+    finish(ctx).await
+}
+
+/// The built-in error page: small, valid HTML, nothing internal unless
+/// asked for.
+pub(crate) fn default_error_page(status: u16, failure: Option<&Failure>) -> String {
+    let reason = axkit_http::reason_phrase(status);
+    let detail = match failure {
+        Some(f) => format!(
+            "<pre>plugin {}, hook {}: {}</pre>\n",
+            crate::server::html_escape(&f.plugin),
+            f.hook,
+            crate::server::html_escape(&f.message)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n<body><h1>{status} {reason}</h1>\n{detail}</body></html>\n"
+    )
+}
+
+/// Internal redirects chained by hooks (`ctx.internal_redirect`): each is
+/// a fresh GET walk of the new URI, at most `MAX_REDIRECTS` deep.
+async fn follow_redirects(ctx: &mut Context) {
+    let mut hops = 0;
+    while let Some((target, status)) = ctx.rt.redirect.take() {
+        if ctx.rt.io.head_sent {
+            break;
+        }
+        hops += 1;
+        let request = match redirected_request(&ctx.request, &target) {
+            Some(r) if hops <= MAX_REDIRECTS => r,
+            other => {
+                let why = if other.is_some() {
+                    "more than 10 internal redirects"
+                } else {
+                    "internal redirect to an invalid URI"
+                };
+                let msg = format!("{}: {why}: {target:?}", ctx.request.request_line());
+                ctx.log(Level::Error, &msg);
+                ctx.rt.redirect = None;
+                ctx.rt.status_override = None;
+                ctx.response.headers.clear();
+                // A loop can only end here: no more hops from error hooks.
+                hops = MAX_REDIRECTS;
+                error_response(ctx, 500).await;
+                continue;
+            }
+        };
+        let from_status = status.unwrap_or(ctx.response.status);
+        ctx.notes
+            .insert("redirect.uri".into(), ctx.request.uri().to_string());
+        ctx.notes
+            .insert("redirect.status".into(), from_status.to_string());
+        ctx.rt.location = ctx.rt.worker.pick_location(ctx.rt.server, &request);
+        let replaced = std::mem::replace(&mut ctx.request, request);
+        ctx.rt.original.get_or_insert(Box::new(replaced));
+        ctx.reset_for_redirect();
+        ctx.rt.status_override = status;
+        // The redirected walk reads no body (and so never says 100
+        // Continue); the original body is still there to drain, or the
+        // connection closes if it was never asked for.
+        ctx.rt.io.body_detached = true;
+        walk(ctx).await;
+    }
+}
+
+/// The request an internal redirect to `target` makes: a GET of `target`
+/// with the original headers (minus body framing), parsed and normalised
+/// like a request from the wire.
+fn redirected_request(old: &Request, target: &str) -> Option<Request> {
+    if !target.starts_with('/') {
+        return None;
+    }
+    let mut raw = Vec::with_capacity(old.head.head_bytes().len() + target.len());
+    raw.extend_from_slice(b"GET ");
+    raw.extend_from_slice(target.as_bytes());
+    raw.push(b' ');
+    raw.extend_from_slice(old.version().as_str().as_bytes());
+    raw.extend_from_slice(b"\r\n");
+    for (name, value) in old.headers() {
+        if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("expect")
+        {
+            continue;
+        }
+        axkit_http::write_header(&mut raw, name, value);
+    }
+    raw.extend_from_slice(b"\r\n");
+    let limits = axkit_http::Limits {
+        max_request_line: raw.len(),
+        max_header_bytes: raw.len(),
+        max_headers: old.headers().count() + 1,
+    };
+    let head = axkit_http::parse_request_head(&mut BytesMut::from(&raw[..]), &limits).ok()??;
+    Request::new(head, old.started).ok()
+}
+
+/// Answer a request we could not parse, without the request hooks, and
+/// close. `head` is the request as far as it could be read (see
+/// `RequestHead::unparsed`): the response_sent hooks still see it, so the
+/// refusal reaches the request log as nginx's access log has it.
+async fn reject(
+    worker: &Rc<WorkerRt>,
+    mut io: Box<ConnIo>,
+    conn: Rc<ConnInfo>,
+    server: usize,
+    status: u16,
+    head: RequestHead,
+) {
+    let started = SystemTime::now();
+    io.close = true;
+    io.version = Version::Http11;
+    io.server_header = worker.servers[server].server_header.clone();
+    let body = default_error_page(status, None);
+    let mut headers = Headers::default();
+    headers.set("Content-Type", "text/html; charset=utf-8");
+    let encoded = io.encode_head(status, &headers, OutFraming::Length(body.len() as u64));
+    io.head_sent = true;
+    io.body_bytes_sent = body.len() as u64;
+    let _ = io
+        .write_all(&mut [IoSlice::new(&encoded), IoSlice::new(body.as_bytes())])
+        .await;
+    let location = worker.servers[server].locations[0].clone();
+    if !location.chain(Hook::ResponseSent).is_empty() {
+        let request = Request::unchecked(head, started);
+        let rt = RequestRt::new(io, worker.clone(), server, location);
+        let mut ctx = Context::new(request, conn, rt);
+        ctx.response.status = status;
+        ctx.response.headers = headers;
+        run_hook(&mut ctx, Hook::ResponseSent).await;
+        io = ctx.rt.io;
+    }
+    conn_io::lingering_close(io).await;
+}
