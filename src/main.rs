@@ -3,6 +3,7 @@
 
 fn main() -> std::process::ExitCode {
     axkit::Server::new()
+        .plugins(axkit_plugins::builtin())
         .source(axkit_lua::LuaSource::new())
         .main()
 }

@@ -98,7 +98,7 @@ pub(crate) fn install(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<Table> {
     )?;
     base.raw_set(
         "html_escape",
-        lua.create_function(|_, s: String| Ok(axkit::server::html_escape(&s)))?,
+        lua.create_function(|_, s: String| Ok(axkit::plugin::html_escape(&s)))?,
     )?;
     base.raw_set(
         "url_decode",
@@ -201,6 +201,6 @@ fn log(_: &Lua, (level, args): (String, mlua::MultiValue)) -> mlua::Result<()> {
         }
         text.push_str(&v.to_string()?);
     }
-    axkit::server::log_to_stderr(level, &text);
+    axkit::plugin::log_to_stderr(level, &text);
     Ok(())
 }

@@ -315,7 +315,7 @@ impl ScriptPlugin {
 
     /// Run a hook without a request (connection events, log lines).
     async fn plain_hook(&self, hook: Hook, args: impl IntoLuaMulti) -> Outcome {
-        let report = |e: &str| axkit::server::log_to_stderr(Level::Error, e);
+        let report = |e: &str| axkit::plugin::log_to_stderr(Level::Error, e);
         let Some(func) = self.script(report).function(hook) else {
             return Outcome::Declined;
         };
@@ -593,7 +593,7 @@ impl Plugin for ScriptPlugin {
                 .await;
             if let Outcome::Error(e) = &outcome {
                 // A broken log sink cannot log through itself.
-                axkit::server::log_to_stderr(Level::Error, e);
+                axkit::plugin::log_to_stderr(Level::Error, e);
             }
             outcome
         })

@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::config::Source;
+use crate::plugin::log_to_stderr;
 use crate::plugin::Catalog;
-use crate::server::{load_config, log_to_stderr, log_warnings, master, report_errors, run_worker};
+use crate::server::{load_config, log_warnings, master, report_errors, run_worker};
 
 #[derive(Parser, Debug)]
 #[command(

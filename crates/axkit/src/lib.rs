@@ -1,20 +1,20 @@
 //! AxKit: a pluggable, event-driven HTTP application server.
 //!
 //! The core owns sockets, the HTTP/1.1 wire, timers, the process model, the
-//! config language and running hooks; everything else (mapping URIs to
-//! files, serving them, logging…) is a plugin built on the same public API
-//! that third-party plugins use. See `docs/plugins.md` for writing one, and
+//! config language ([`config`]) and running hooks; everything else (mapping
+//! URIs to files, serving them, logging…) is a plugin built on the public
+//! API in [`plugin`]: the built-in ones live in the `axkit-plugins` crate,
+//! which can use nothing else. See `docs/plugins.md` for writing one, and
 //! [`Server`] for building a binary that includes it.
 
-// `#[axkit::plugin]` generates paths from `::axkit`, also for the
-// built-in plugins of this crate.
+// `#[axkit::plugin]` generates paths from `::axkit`, also for the plugins
+// of this crate's own unit tests.
 extern crate self as axkit;
 
 mod cli;
 pub mod config;
 pub mod plugin;
-pub mod plugins;
-pub mod server;
+mod server;
 
 pub use plugin::{
     hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin, PluginInit, PluginSource,

@@ -75,6 +75,7 @@ impl Plugin for Greeting {
 
 fn main() -> std::process::ExitCode {
     axkit::Server::new()
+        .plugins(axkit_plugins::builtin())
         .plugin(GREETING)
         .plugin(faults::FAULTS)
         .main()

@@ -208,7 +208,7 @@ impl DocRoot {
     }
 
     /// The root's descriptor, opened now if this is its first use.
-    pub(crate) fn fd(&self, io: Io) -> io::Result<RawFd> {
+    pub fn fd(&self, io: Io) -> io::Result<RawFd> {
         if let Some(fd) = self.dir.fd.get() {
             return Ok(fd.as_raw_fd());
         }
@@ -228,7 +228,7 @@ impl DocRoot {
     /// The one opener: `rel` (normal components only; empty is the root
     /// itself) beneath the root, with `flags`, under the root's rule. `..`
     /// and absolute paths are refused whatever the rule.
-    pub(crate) fn open_rel(&self, rel: &Path, flags: libc::c_int, io: Io) -> io::Result<File> {
+    pub fn open_rel(&self, rel: &Path, flags: libc::c_int, io: Io) -> io::Result<File> {
         if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
             return Err(io::Error::from_raw_os_error(libc::EXDEV));
         }
@@ -243,13 +243,13 @@ impl DocRoot {
 
 /// Whether `e` is a rule refusing the path: it leads outside the root
 /// (`RESOLVE_BENEATH`), or through a symlink (`RESOLVE_NO_SYMLINKS`).
-pub(crate) fn is_escape(e: &io::Error) -> bool {
+pub fn is_escape(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EXDEV) | Some(libc::ELOOP))
 }
 
 /// Whether a filesystem call may wait for the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Io {
+pub enum Io {
     /// On the event loop: only what the kernel's caches can answer;
     /// anything else fails with EAGAIN (see [`Io::would_block`]).
     Cached,
@@ -268,7 +268,7 @@ impl Io {
 
 /// The flags for opening a file to serve: read-only, and O_NONBLOCK so
 /// that a FIFO cannot hang the caller.
-pub(crate) const READ_FLAGS: libc::c_int =
+pub const READ_FLAGS: libc::c_int =
     libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
 
 /// `struct open_how` of openat2(2); libc's is non-exhaustive.

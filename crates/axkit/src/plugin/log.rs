@@ -164,6 +164,26 @@ pub fn escape_log_field(bytes: &[u8]) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The one format for log lines written to stderr or a log file:
+/// `[Wed, 02 Dec 2026 10:00:00 GMT] [warn] axkit[1234]: message`, the
+/// message escaped (see [`escape_log`]) so that
+/// it stays one line whatever it quotes.
+pub fn log_line(level: Level, message: &str) -> String {
+    let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let message = escape_log(message);
+    format!("[{now}] [{level}] axkit[{}]: {message}", std::process::id())
+}
+
+/// Write one log line to stderr. A failed write is dropped, where
+/// `eprintln!` would panic: a server whose stderr was closed (its terminal
+/// gone, a log pipe's reader dead) keeps serving.
+pub fn log_to_stderr(level: Level, message: &str) {
+    use std::io::Write;
+    let mut line = log_line(level, message);
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@
 
 mod context;
 mod doc_root;
+mod html;
 mod log;
 mod source;
 
@@ -21,9 +22,11 @@ pub use context::{
     Body, BodyChunk, BodyError, ConnInfo, Context, Failure, Headers, Logger, OpenFile, Request,
     Response,
 };
-pub(crate) use doc_root::{is_escape, Io, READ_FLAGS};
-pub use doc_root::{DocRoot, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS};
-pub use log::{escape_log, escape_log_bytes, escape_log_field, Level, LogRecord};
+pub use doc_root::{is_escape, DocRoot, Io, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS};
+pub use html::{default_error_page, html_escape};
+pub use log::{
+    escape_log, escape_log_bytes, escape_log_field, log_line, log_to_stderr, Level, LogRecord,
+};
 pub(crate) use source::RustPlugins;
 pub use source::{Catalog, InUse, PluginSource};
 

@@ -24,10 +24,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::{core, Config, Source};
-use crate::plugin::{Catalog, Level};
-use crate::server::{
-    load_config, log_to_stderr, log_warnings, report_errors, LISTEN_ENV, WORKER_ENV,
-};
+use crate::plugin::{log_to_stderr, Catalog, Level};
+use crate::server::{load_config, log_warnings, report_errors, LISTEN_ENV, WORKER_ENV};
 
 /// How long a new worker may take to say `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);

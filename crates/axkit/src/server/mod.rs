@@ -14,7 +14,6 @@ mod runtime;
 pub(crate) mod walk;
 mod worker;
 
-pub use crate::plugin::BodyError;
 // The seam to the plugin API: a Context holds the server's side of its
 // request, and its I/O methods call `response`.
 pub(crate) use runtime::{LogRoute, RequestRt};
@@ -25,7 +24,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::config::{self, Config, ConfigError, Source};
-use crate::plugin::{Catalog, Level, PluginSource, PluginSpec, RustPlugins};
+use crate::plugin::{log_to_stderr, Catalog, Level, PluginSource, PluginSpec, RustPlugins};
 
 /// Set in a worker's environment: it was started by a master.
 pub(crate) const WORKER_ENV: &str = "AXKIT_WORKER";
@@ -52,16 +51,23 @@ impl Default for Server {
 }
 
 impl Server {
-    /// A server with every built-in plugin.
+    /// A server with no plugins yet: add them with [`plugin`](Self::plugin)
+    /// and [`plugins`](Self::plugins) (the built-in ones are in the
+    /// `axkit-plugins` crate) and sources of script plugins with
+    /// [`source`](Self::source).
     pub fn new() -> Server {
-        let mut rust = RustPlugins::default();
-        for spec in crate::plugins::builtin() {
-            rust.add(spec);
-        }
         Server {
-            rust,
+            rust: RustPlugins::default(),
             sources: Vec::new(),
         }
+    }
+
+    /// Add several plugins (`axkit_plugins::builtin()`, say).
+    pub fn plugins(mut self, specs: impl IntoIterator<Item = PluginSpec>) -> Server {
+        for spec in specs {
+            self.rust.add(spec);
+        }
+        self
     }
 
     /// Add a plugin (a third-party plugin, or a replacement for a built-in
@@ -106,42 +112,6 @@ pub(crate) fn log_warnings(config: &Config) {
     for w in &config.warnings {
         log_to_stderr(Level::Warn, &w.to_string());
     }
-}
-
-/// The one format for log lines written to stderr or a log file:
-/// `[Wed, 02 Dec 2026 10:00:00 GMT] [warn] axkit[1234]: message`, the
-/// message escaped (see [`escape_log`](crate::plugin::escape_log)) so that
-/// it stays one line whatever it quotes.
-pub fn log_line(level: Level, message: &str) -> String {
-    let now = httpdate::fmt_http_date(std::time::SystemTime::now());
-    let message = crate::plugin::escape_log(message);
-    format!("[{now}] [{level}] axkit[{}]: {message}", std::process::id())
-}
-
-/// Write one log line to stderr. A failed write is dropped, where
-/// `eprintln!` would panic: a server whose stderr was closed (its terminal
-/// gone, a log pipe's reader dead) keeps serving.
-pub fn log_to_stderr(level: Level, message: &str) {
-    use std::io::Write;
-    let mut line = log_line(level, message);
-    line.push('\n');
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
-}
-
-/// Escape text for HTML element content and attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Resolves when stdin (a pipe from the master) reaches EOF or fails: the

@@ -279,7 +279,7 @@ impl WorkerRt {
         }
         let chain = location.chain(Hook::Logging);
         if chain.is_empty() {
-            super::log_to_stderr(level, message);
+            crate::plugin::log_to_stderr(level, message);
             return;
         }
         hooks::run_logging(chain, level, message, peer);

@@ -39,7 +39,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 
 use crate::config::core;
-use crate::plugin::{Body, ConnInfo, Context, Failure, Headers, Hook, Level, Outcome, Request};
+use crate::plugin::{Body, ConnInfo, Context, Headers, Hook, Level, Outcome, Request};
 use crate::server::conn_io::{self, BodyState, ConnIo, OutFraming};
 use crate::server::hooks::{run_body_data, run_conn_hook, run_hook};
 use crate::server::idle::Kind;
@@ -355,7 +355,7 @@ async fn error_response(ctx: &mut Context, status: u16) {
     if !handled {
         let failure = ctx.failure.clone();
         // Only server errors carry the trace: a 404 or 403 is not a bug.
-        let page = default_error_page(
+        let page = crate::plugin::default_error_page(
             status,
             failure
                 .as_ref()
@@ -367,24 +367,6 @@ async fn error_response(ctx: &mut Context, status: u16) {
         ctx.response.body = Body::Bytes(Bytes::from(page));
     }
     finish(ctx).await
-}
-
-/// The built-in error page: small, valid HTML, nothing internal unless
-/// asked for.
-pub(crate) fn default_error_page(status: u16, failure: Option<&Failure>) -> String {
-    let reason = axkit_http::reason_phrase(status);
-    let detail = match failure {
-        Some(f) => format!(
-            "<pre>plugin {}, hook {}: {}</pre>\n",
-            crate::server::html_escape(&f.plugin),
-            f.hook,
-            crate::server::html_escape(&f.message)
-        ),
-        None => String::new(),
-    };
-    format!(
-        "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n<body><h1>{status} {reason}</h1>\n{detail}</body></html>\n"
-    )
 }
 
 /// Internal redirects chained by hooks (`ctx.internal_redirect`): each is
@@ -481,7 +463,7 @@ async fn reject(
     io.close = true;
     io.version = Version::Http11;
     io.server_header = worker.servers[server].server_header.clone();
-    let body = default_error_page(status, None);
+    let body = crate::plugin::default_error_page(status, None);
     let mut headers = Headers::default();
     headers.set("Content-Type", "text/html; charset=utf-8");
     let encoded = io.encode_head(status, &headers, OutFraming::Length(body.len() as u64));

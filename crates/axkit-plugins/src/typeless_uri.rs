@@ -28,11 +28,11 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use crate::config::{Args, Directive, Key};
-use crate::plugin::{
+use crate::open_file_cache;
+use axkit::config::{Args, Directive, Key};
+use axkit::plugin::{
     hook, Context, DocRoot, HookFuture, OpenFile, Outcome, Plugin, PluginInit, PluginSpec,
 };
-use crate::plugins::open_file_cache;
 
 /// Extensions without their dot, checked when the config loads.
 static TYPELESS_EXTENSIONS: Key<Vec<String>> = Key::parsed("TypelessExtensions", |args| {

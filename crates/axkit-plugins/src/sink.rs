@@ -120,8 +120,8 @@ impl Background {
             if n.is_power_of_two() {
                 eprintln!(
                     "{}",
-                    crate::server::log_line(
-                        crate::plugin::Level::Error,
+                    axkit::plugin::log_line(
+                        axkit::plugin::Level::Error,
                         &format!("log writer behind: {n} lines dropped")
                     )
                 );
@@ -157,8 +157,8 @@ fn write_loop(path: &Path, mut file: Option<File>, rx: Receiver<Message>) {
                             Ok(f) => file = Some(f),
                             Err(e) => eprintln!(
                                 "{}",
-                                crate::server::log_line(
-                                    crate::plugin::Level::Error,
+                                axkit::plugin::log_line(
+                                    axkit::plugin::Level::Error,
                                     &format!("reopening {}: {e}", path.display())
                                 )
                             ),

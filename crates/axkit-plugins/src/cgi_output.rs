@@ -6,7 +6,7 @@
 //! Transfer-Encoding (the server frames the body; a script that chunked
 //! its own output would have its chunk sizes sent as content).
 
-use crate::plugin::Context;
+use axkit::plugin::Context;
 
 /// Where the header block ends (just past its empty line), if it does.
 pub(super) fn header_end(buf: &[u8]) -> Option<usize> {

@@ -1,6 +1,6 @@
 //! The HTTP semantics of serving a stored file, shared by the file-serving
 //! plugins (`serve_file`, `typeless_uri`; the validators themselves, RFC
-//! 9110 §8.8, are made once per open file by [`crate::plugin::OpenFile`]):
+//! 9110 §8.8, are made once per open file by [`axkit::plugin::OpenFile`]):
 //! conditional requests with their precedence (§13.2.2), byte ranges and
 //! `If-Range` (§14), the `multipart/byteranges` layout (§14.6), content
 //! coding negotiation for precompressed siblings (§12.5.3).
@@ -10,7 +10,7 @@
 
 use std::time::SystemTime;
 
-use crate::plugin::Request;
+use axkit::plugin::Request;
 
 /// Request state set by `uri_to_file` when nothing exists at the path
 /// (found just now or remembered by its open-file cache), so that

@@ -56,13 +56,13 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::config::{Args, Config, Directive, Key};
-use crate::plugin::{
+use crate::file_http::KnownMissing;
+use crate::open_file_cache::{self, Entry, Io, Kind, Policy, WouldBlock, OPEN_FILE_CACHE};
+use axkit::config::{Args, Config, Directive, Key};
+use axkit::plugin::{
     hook, is_escape, Context, DocRoot, HookFuture, Level, OpenFile, Outcome, Plugin, PluginInit,
     PluginSpec, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS,
 };
-use crate::plugins::file_http::KnownMissing;
-use crate::plugins::open_file_cache::{self, Entry, Io, Kind, Policy, WouldBlock, OPEN_FILE_CACHE};
 
 /// `DirectoryIndex NAME…`: plain file names, checked when the config loads.
 static DIRECTORY_INDEX: Key<Vec<String>> = Key::parsed("DirectoryIndex", index_names)

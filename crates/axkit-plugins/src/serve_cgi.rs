@@ -117,12 +117,12 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::config::{Args, Directive, Key, List, Scopes};
-use crate::plugin::{
+use axkit::config::{Args, Directive, Key, List, Scopes};
+use axkit::plugin::BodyError;
+use axkit::plugin::{
     escape_log_bytes, hook, is_escape, Body, Context, DocRoot, HookFuture, Level, Logger, Outcome,
     Plugin, PluginInit, PluginSpec, Rule, DOCUMENT_ROOT,
 };
-use crate::server::BodyError;
 use regex::Regex;
 
 use super::cgi_output::{header_end, parse_head, Applied};

@@ -68,13 +68,13 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{parse, Args, Directive, Key, Scopes};
-use crate::plugin::{
+use crate::file_http::{self, Precondition, Ranges};
+use crate::open_file_cache::{self, Io};
+use axkit::config::{parse, Args, Directive, Key, Scopes};
+use axkit::plugin::{
     hook, Body, Context, DocRoot, HookFuture, Level, OpenFile, Outcome, Plugin, PluginInit,
     PluginSpec, READ_FLAGS,
 };
-use crate::plugins::file_http::{self, Precondition, Ranges};
-use crate::plugins::open_file_cache::{self, Io};
 
 const HERE: Scopes = Scopes::SERVER.or(Scopes::LOCATION);
 
@@ -265,7 +265,7 @@ fn open_file(root: &DocRoot, path: &Path, small: u64, io: Io) -> std::io::Result
 /// 403 when the file may not be read or its path leaves its root (logged,
 /// as `uri_to_file` does); otherwise it cannot be served: declined.
 fn open_failed(ctx: &Context, path: &Path, e: &std::io::Error) -> Outcome {
-    if crate::plugin::is_escape(e) {
+    if axkit::plugin::is_escape(e) {
         let message = format!("{}: refused: leads outside its root ({e})", path.display());
         ctx.log(Level::Warn, &message);
         return Outcome::Status(403);

@@ -44,10 +44,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::config::{parse, Args, Key, LocationConfig};
-pub(crate) use crate::plugin::Io;
-use crate::plugin::{DocRoot, OpenFile, Rule, READ_FLAGS};
-use crate::plugins::serve_file::SMALL_FILE_SIZE;
+use crate::serve_file::SMALL_FILE_SIZE;
+use axkit::config::{parse, Args, Key, LocationConfig};
+pub(crate) use axkit::plugin::Io;
+use axkit::plugin::{DocRoot, OpenFile, Rule, READ_FLAGS};
 
 /// What `OpenFileCache SIZE TTL` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

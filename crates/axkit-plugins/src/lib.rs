@@ -1,5 +1,15 @@
-//! The built-in plugins, one file each, built only on the public plugin API
-//! (the same one third-party plugins use).
+//! AxKit's built-in plugins, one file each (a plugin's directives at its
+//! top): mapping URLs to files, serving files and directories, CGI, MIME
+//! types, error pages, the error and access logs. They are written only
+//! against the `axkit` crate's public API, the one a third-party plugin
+//! uses: this crate cannot reach anything else, so the compiler keeps that
+//! API honest.
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     axkit::Server::new().plugins(axkit_plugins::builtin()).main()
+//! }
+//! ```
 
 mod cgi_output;
 mod cgi_process;
@@ -18,7 +28,7 @@ mod sink;
 mod typeless_uri;
 mod uri_to_file;
 
-use crate::plugin::PluginSpec;
+use axkit::plugin::PluginSpec;
 
 /// Every built-in plugin, by the name used in `Plugin NAME`.
 pub fn builtin() -> Vec<PluginSpec> {

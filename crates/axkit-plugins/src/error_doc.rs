@@ -24,8 +24,8 @@
 
 use std::rc::Rc;
 
-use crate::config::{Args, Directive, List, Scopes};
-use crate::plugin::{Body, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
+use axkit::config::{Args, Directive, List, Scopes};
+use axkit::plugin::{Body, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
 
 /// `ErrorDocument STATUS URI`, checked when the config loads.
 static ERROR_DOCUMENT: List<(u16, String)> = List::parsed("ErrorDocument", |args| match args {
@@ -92,7 +92,7 @@ impl Plugin for ErrorDoc {
             let Some(original) = original.parse::<u16>().ok().filter(|s| *s >= 400) else {
                 return Outcome::Declined.into();
             };
-            let page = crate::server::walk::default_error_page(original, None);
+            let page = axkit::plugin::default_error_page(original, None);
             ctx.response.status = original;
             ctx.response
                 .headers

@@ -18,8 +18,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::config::{Args, Directive, List};
-use crate::plugin::{Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
+use axkit::config::{Args, Directive, List};
+use axkit::plugin::{Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
 
 /// `MimeType EXT TYPE`: the extension lower-cased and without its dot.
 static MIME_TYPE: List<(String, String)> = List::parsed("MimeType", |args| match args {

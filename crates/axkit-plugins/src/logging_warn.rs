@@ -12,9 +12,9 @@
 
 use std::rc::Rc;
 
-use crate::config::Directive;
-use crate::plugin::{HookFuture, LogRecord, Outcome, Plugin, PluginInit, PluginSpec};
-use crate::server::log_to_stderr;
+use axkit::config::Directive;
+use axkit::plugin::log_to_stderr;
+use axkit::plugin::{HookFuture, LogRecord, Outcome, Plugin, PluginInit, PluginSpec};
 
 pub fn spec() -> PluginSpec {
     PluginSpec {

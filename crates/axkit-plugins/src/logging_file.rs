@@ -14,10 +14,10 @@ use std::rc::Rc;
 
 use std::path::PathBuf;
 
-use crate::config::{Directive, Key, Scopes};
-use crate::plugin::{HookFuture, Level, LogRecord, Outcome, Plugin, PluginInit, PluginSpec};
-use crate::plugins::sink::Sink;
-use crate::server::log_line;
+use crate::sink::Sink;
+use axkit::config::{Directive, Key, Scopes};
+use axkit::plugin::log_line;
+use axkit::plugin::{HookFuture, Level, LogRecord, Outcome, Plugin, PluginInit, PluginSpec};
 
 pub fn spec() -> PluginSpec {
     PluginSpec {

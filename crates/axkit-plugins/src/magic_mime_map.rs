@@ -21,8 +21,8 @@
 use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 
-use crate::config::Directive;
-use crate::plugin::{hook, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
+use axkit::config::Directive;
+use axkit::plugin::{hook, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
 
 /// Bytes read to sniff: every signature `infer` knows fits in this.
 const SNIFF: usize = 8192;

@@ -32,11 +32,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{Directive, Key};
-use crate::plugin::{
+use crate::sink::Sink;
+use axkit::config::{Directive, Key};
+use axkit::plugin::{
     escape_log_field, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec,
 };
-use crate::plugins::sink::Sink;
 
 const COMBINED: &str = "%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\"";
 const COMMON: &str = "%h %l %u %t \"%r\" %>s %b";

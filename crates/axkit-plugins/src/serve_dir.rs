@@ -40,11 +40,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::config::{Directive, Key, Scopes};
-use crate::plugin::{
+use axkit::config::{Directive, Key, Scopes};
+use axkit::plugin::html_escape;
+use axkit::plugin::{
     hook, Body, Context, DocRoot, HookFuture, Io, Level, Outcome, Plugin, PluginInit, PluginSpec,
 };
-use crate::server::html_escape;
 
 static DIR_LIST_HIDDEN: Key<bool> = Key::new("DirListHidden")
     .scopes(Scopes::SERVER.or(Scopes::LOCATION))
@@ -94,7 +94,7 @@ impl Plugin for ServeDir {
                 Ok(Ok(entries)) => entries,
                 Ok(Err(e))
                     if e.kind() == io::ErrorKind::PermissionDenied
-                        || crate::plugin::is_escape(&e) =>
+                        || axkit::plugin::is_escape(&e) =>
                 {
                     return Outcome::Status(403)
                 }
