@@ -385,3 +385,54 @@ end
     assert!(page.contains("stack traceback"), "{page}");
     assert_eq!(srv.get("/ok").text(), "fine");
 }
+
+/// A `write_body_data` filter sees every response's body, and its first
+/// chunk before the head is committed: here it sets a header and appends
+/// how many bytes it saw, for a streamed body (each write), a whole body
+/// from memory, a file sent with sendfile without filters (here through
+/// memory), and an empty file.
+#[test]
+fn body_filters_see_the_head_before_it_is_committed() {
+    let filter = r#"
+function hook_write_body_data(r, data, last)
+  local seen = tonumber(r:note("seen") or "0") + #data
+  r:note("seen", tostring(seen))
+  r:set_header("X-Filtered", "yes")
+  if last then return OK, data .. "[" .. seen .. "]" end
+  return OK, data
+end
+"#;
+    let stream = r#"
+function hook_response(r)
+  r:write("ab")
+  r:flush()
+  r:write("cd")
+  return OK
+end
+"#;
+    let body = "    DocumentRoot {dir}/www\n    Plugin filter\n    Plugin uri_to_file\n    \
+                Plugin serve_file\n    <Location /stream>\n        Plugin stream\n    </Location>";
+    let srv = Axkit::start_single_with(&conf("", body), |d| {
+        d.write("plugins/filter.lua", filter);
+        d.write("plugins/stream.lua", stream);
+        d.write("www/small.txt", "small");
+        d.write("www/big.txt", vec![b'x'; 100_000]);
+        d.write("www/empty.txt", "");
+    });
+    for (path, len) in [
+        ("/stream", 4),
+        ("/small.txt", 5),
+        ("/big.txt", 100_000),
+        ("/empty.txt", 0),
+    ] {
+        let r = srv.get(path);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("X-Filtered"), Some("yes"), "{path}: {r:?}");
+        assert!(
+            r.text().ends_with(&format!("[{len}]")),
+            "{path}: {}",
+            r.text()
+        );
+        assert_eq!(r.body.len(), len + format!("[{len}]").len(), "{path}");
+    }
+}

@@ -331,10 +331,16 @@ pub trait Plugin: __private::WrittenHooks + 'static {
     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         Outcome::Declined.into()
     }
-    /// Each outgoing body chunk, to rewrite in place (`chunk.data`). The last
-    /// call has `chunk.last` set (and possibly empty data) so a filter can
-    /// flush. With such a filter in the chain the body length is unknown, so
-    /// the response goes out chunked.
+    /// Each outgoing body chunk, to rewrite in place (`chunk.data`): every
+    /// response with a body goes through, whole bodies, streamed ones and
+    /// files alike (files then through memory, not sendfile). The first
+    /// call comes before the response head is committed (`ctx.head_sent()`
+    /// is false), so a filter can still change `ctx.response.status` and
+    /// headers (a compressor sets `Content-Encoding`); with a filter in the
+    /// chain the body goes out chunked, so it may change the length. The
+    /// last call has `chunk.last` set (and possibly empty data) so a filter
+    /// can flush, or store what it collected (a cache keeps the status,
+    /// the headers and every chunk). A filter cannot write itself.
     fn write_body_data<'a>(
         &'a self,
         ctx: &'a mut Context,

@@ -61,20 +61,36 @@ pub(crate) async fn read_body(ctx: &mut Context) -> Result<Option<Bytes>, BodyEr
     Ok(chunk)
 }
 
-/// [`Context::write`]: the first call commits to the head.
+/// [`Context::write`]: the filters see the chunk first (the first one
+/// while the head can still change), then the first call commits to the
+/// head.
 pub(crate) async fn write(ctx: &mut Context, data: Bytes) -> io::Result<()> {
     not_filtering(ctx)?;
     let mut chunk = BodyChunk { data, last: false };
+    filter(ctx, &mut chunk).await?;
     if !ctx.rt.io.head_sent {
         hold_streaming_head(ctx);
     }
-    if !ctx.rt.location.chain(Hook::WriteBodyData).is_empty() {
-        if let Outcome::Error(m) = filter_outcome(run_write_body_data(ctx, &mut chunk).await) {
-            ctx.rt.io.close = true;
-            return Err(io::Error::other(m));
-        }
-    }
     write_body(ctx, &chunk.data).await
+}
+
+/// Run the `write_body_data` filters over `chunk`, if the chain has any.
+/// They run before the head is committed when this is the response's
+/// first chunk, so a filter can still set headers (a compressor's
+/// `Content-Encoding`) or take the status and headers down with the body
+/// (a cache); with filters in the chain the body goes out chunked, so a
+/// filter may change its length.
+async fn filter(ctx: &mut Context, chunk: &mut BodyChunk) -> io::Result<()> {
+    if ctx.rt.location.chain(Hook::WriteBodyData).is_empty() {
+        return Ok(());
+    }
+    match filter_outcome(run_write_body_data(ctx, chunk).await) {
+        Outcome::Error(m) => {
+            ctx.rt.io.close = true;
+            Err(io::Error::other(m))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// [`Context::write_file`]: with sendfile, or through memory (read on
@@ -86,10 +102,8 @@ pub(crate) async fn write_file(
     len: u64,
 ) -> io::Result<()> {
     not_filtering(ctx)?;
-    if !ctx.rt.io.head_sent {
-        hold_streaming_head(ctx);
-    }
     if !ctx.rt.location.chain(Hook::WriteBodyData).is_empty() {
+        // Through `write`, which runs the filters before the head.
         use std::os::unix::fs::FileExt;
         let mut pos = offset;
         let end = offset + len;
@@ -115,6 +129,9 @@ pub(crate) async fn write_file(
             write(ctx, Bytes::copy_from_slice(&buf[..n])).await?;
         }
         return Ok(());
+    }
+    if !ctx.rt.io.head_sent {
+        hold_streaming_head(ctx);
     }
     let io = &mut ctx.rt.io;
     if io.is_head || len == 0 {
@@ -252,17 +269,15 @@ async fn write_body(ctx: &mut Context, data: &[u8]) -> io::Result<()> {
 
 /// Finish a streamed response: flush filters, send the last chunk.
 pub(super) async fn finish_stream(ctx: &mut Context) -> io::Result<()> {
-    if !ctx.rt.location.chain(Hook::WriteBodyData).is_empty() {
-        let mut chunk = BodyChunk {
-            data: Bytes::new(),
-            last: true,
-        };
-        if let Outcome::Error(m) = filter_outcome(run_write_body_data(ctx, &mut chunk).await) {
-            ctx.rt.io.close = true;
-            return Err(io::Error::other(m));
-        }
-        write_body(ctx, &chunk.data).await?;
+    let mut chunk = BodyChunk {
+        data: Bytes::new(),
+        last: true,
+    };
+    filter(ctx, &mut chunk).await?;
+    if !ctx.rt.io.head_sent {
+        hold_streaming_head(ctx);
     }
+    write_body(ctx, &chunk.data).await?;
     let io = &mut ctx.rt.io;
     if io.chunked_out {
         io.write_all(&mut [IoSlice::new(axkit_http::LAST_CHUNK)])
@@ -300,9 +315,6 @@ pub(super) async fn send(ctx: &mut Context) -> io::Result<()> {
         Body::File { file, offset, len } if filtered => {
             // Filters see bytes: write_file streams it through memory.
             write_file(ctx, &file, offset, len).await?;
-            if !ctx.rt.io.head_sent {
-                hold_streaming_head(ctx);
-            }
             finish_stream(ctx).await
         }
         Body::File { file, offset, len } => {
@@ -326,14 +338,15 @@ pub(super) async fn send(ctx: &mut Context) -> io::Result<()> {
             ctx.rt.io.body_bytes_sent = len;
             result
         }
-        Body::Bytes(bytes) if filtered => {
-            let mut chunk = BodyChunk {
-                data: bytes,
-                last: true,
+        body @ (Body::Bytes(_) | Body::Empty) if filtered => {
+            let data = match body {
+                Body::Bytes(bytes) => bytes,
+                _ => Bytes::new(),
             };
-            if let Outcome::Error(m) = filter_outcome(run_write_body_data(ctx, &mut chunk).await) {
-                return Err(io::Error::other(m));
-            }
+            let mut chunk = BodyChunk { data, last: true };
+            filter(ctx, &mut chunk).await?;
+            // A filter may have changed the status, as the headers.
+            let status = ctx.response.status;
             send_bytes(ctx, status, chunk.data).await
         }
         Body::Bytes(bytes) => send_bytes(ctx, status, bytes).await,
