@@ -18,8 +18,11 @@
 //! plain plugin would set `ctx.response.body` instead.
 //!
 //! It also carries `faults` (`src/faults.rs`), a plugin that misbehaves on
-//! purpose so that the tests can check a bad hook costs one request only.
+//! purpose so that the tests can check a bad hook costs one request only,
+//! and `echo` (`src/echo.rs`), which takes its connection over after an
+//! `Upgrade` request.
 
+mod echo;
 mod faults;
 
 use std::rc::Rc;
@@ -78,5 +81,6 @@ fn main() -> std::process::ExitCode {
         .plugins(axkit_plugins::builtin())
         .plugin(GREETING)
         .plugin(faults::FAULTS)
+        .plugin(echo::ECHO)
         .main()
 }

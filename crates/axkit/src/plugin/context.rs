@@ -19,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::Outcome;
 use crate::config::{LocationConfig, ServerConfig};
+pub use crate::server::response::Upgraded;
 use crate::server::{response, LogRoute, RequestRt};
 
 use super::doc_root::DocRoot;
@@ -640,6 +641,23 @@ impl Context {
     /// where such a body ends, so the connection closes after it.
     pub async fn write_raw(&mut self, data: &[u8]) -> std::io::Result<()> {
         response::write_raw(self, data).await
+    }
+
+    /// Take the connection over for another protocol after an `Upgrade`
+    /// request (a WebSocket, a tunnel): sends `101 Switching Protocols`
+    /// with `Connection: Upgrade`, `Upgrade: protocol` and the headers set
+    /// in `ctx.response.headers` (`Sec-WebSocket-Accept`, say), then hands
+    /// over the connection to read and write as a byte stream for as long
+    /// as the hook likes (a slow or idle tunnel suspends only this hook).
+    /// When the hook returns, the server closes the connection and writes
+    /// nothing more on it; `response_sent` hooks see status 101.
+    ///
+    /// Fails, leaving the response to be made as usual, when the response
+    /// has started, the request has a body, or it did not ask to upgrade
+    /// (HTTP/1.1 with `Connection: upgrade` and `Upgrade`): which protocols
+    /// to accept is the plugin's choice (426 for the others).
+    pub async fn upgrade(&mut self, protocol: &str) -> std::io::Result<Upgraded<'_>> {
+        response::upgrade(self, protocol).await
     }
 
     /// Resolves when the client closes its connection (or it fails), so

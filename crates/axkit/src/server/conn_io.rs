@@ -101,6 +101,9 @@ pub(crate) struct ConnIo {
     /// filters again, without end.
     pub(crate) filtering: bool,
     pub(super) server_header: Rc<[u8]>,
+    /// A plugin took the connection over (`Context::upgrade`): the
+    /// server writes nothing more on it and closes it as it is.
+    pub(super) upgraded: bool,
 }
 
 impl ConnIo {
@@ -125,6 +128,7 @@ impl ConnIo {
             filtering: false,
             pending_head: HeadBuf::default(),
             server_header: Rc::from(&b""[..]),
+            upgraded: false,
         }
     }
 
@@ -654,6 +658,10 @@ impl ConnIo {
 /// sent more already (pipelining), close lingering. Otherwise close at
 /// once, as nginx does, without a shutdown and another wait.
 pub(super) async fn close(io: Box<ConnIo>) {
+    // A tunnel's bytes are its plugin's business: nothing to linger for.
+    if io.upgraded {
+        return;
+    }
     // What epoll has told tokio is enough (nginx goes by the same):
     // `try_read` makes no syscall unless tokio counts the socket readable,
     // and unlike a readiness poll it never answers "not readable" because

@@ -172,6 +172,93 @@ pub(crate) async fn write_raw(ctx: &mut Context, data: &[u8]) -> io::Result<()> 
     io.write_all(&mut [IoSlice::new(data)]).await
 }
 
+/// [`Context::upgrade`]: `101 Switching Protocols`, then the connection is
+/// the plugin's.
+pub(crate) async fn upgrade<'a>(ctx: &'a mut Context, protocol: &str) -> io::Result<Upgraded<'a>> {
+    let refuse = |why: &str| Err(io::Error::other(format!("cannot upgrade: {why}")));
+    if ctx.rt.io.head_sent {
+        return refuse("the response has started");
+    }
+    if ctx.rt.io.body_pending() {
+        return refuse("the request has a body");
+    }
+    let asked = ctx.request.header("Upgrade").is_some()
+        && ctx.request.header("Connection").is_some_and(|c| {
+            c.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    if !asked || ctx.request.version() != Version::Http11 {
+        return refuse("the request did not ask for it (HTTP/1.1, Connection: upgrade, Upgrade)");
+    }
+    if !axkit_http::valid_header_value(protocol.as_bytes()) || protocol.is_empty() {
+        return refuse("invalid protocol name");
+    }
+    let io = &mut ctx.rt.io;
+    // Not "Connection: close": the head says Upgrade instead.
+    io.close = false;
+    let mut head = io.encode_head(101, &ctx.response.headers, OutFraming::None);
+    // Before the blank line that ends the head.
+    let end = head.len() - 2;
+    head.truncate(end);
+    axkit_http::write_header(&mut head, "Connection", b"Upgrade");
+    axkit_http::write_header(&mut head, "Upgrade", protocol.as_bytes());
+    head.extend_from_slice(b"\r\n");
+    io.head_sent = true;
+    io.upgraded = true;
+    io.close = true;
+    ctx.response.status = 101;
+    io.write_all(&mut [IoSlice::new(&head)]).await?;
+    Ok(Upgraded { io })
+}
+
+/// A connection a plugin took over after `101 Switching Protocols` (see
+/// [`Context::upgrade`]): read and write it as a byte stream. Bytes the
+/// client sent right after its request head come first. The server closes
+/// the connection when the hook that holds this returns.
+pub struct Upgraded<'a> {
+    io: &'a mut crate::server::conn_io::ConnIo,
+}
+
+impl tokio::io::AsyncRead for Upgraded<'_> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let io = &mut *self.get_mut().io;
+        if !io.buf.is_empty() {
+            let n = buf.remaining().min(io.buf.len());
+            buf.put_slice(&io.buf.split_to(n));
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut io.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Upgraded<'_> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io.stream).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io.stream).poll_shutdown(cx)
+    }
+}
+
 /// [`Context::client_closed`]: pending while the client has sent bytes
 /// nobody has read.
 pub(crate) async fn client_closed(ctx: &Context) {

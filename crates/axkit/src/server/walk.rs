@@ -283,6 +283,10 @@ async fn finish(ctx: &mut Context) {
         // An internal redirect answers instead (see `follow_redirects`).
         return;
     }
+    if ctx.rt.io.upgraded {
+        // The plugin's tunnel has ended: the connection just closes.
+        return;
+    }
     response::decide_close(ctx);
     let result = if ctx.rt.io.head_sent {
         response::finish_stream(ctx).await
