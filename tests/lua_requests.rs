@@ -436,3 +436,58 @@ end
         assert_eq!(r.body.len(), len + format!("[{len}]").len(), "{path}");
     }
 }
+
+/// `xmlresponse` is a chain: the Location's producer puts a document in
+/// the pipeline, the Server's processor after it transforms it, and the
+/// document left at the end is the body (as XML unless a type is set); a
+/// processor that writes the response itself ends it; with no document
+/// and nothing answered, the walk goes on to `response`.
+#[test]
+fn xmlresponse_is_a_chain_that_carries_a_document() {
+    let producer = r#"
+function hook_xmlresponse(r)
+  if r:path() == "/doc/none" then return DECLINED end
+  r:set_document("<greeting>hello " .. r:path() .. "</greeting>")
+  return OK
+end
+"#;
+    let processor = r#"
+function hook_xmlresponse(r)
+  local doc = r:document()
+  if not doc then return DECLINED end
+  if r:path() == "/doc/written" then
+    r:set_header("Content-Type", "text/plain")
+    r:write("processed: ", doc)
+    return DONE
+  end
+  r:set_document((doc:gsub("hello", "HELLO")))
+  return OK
+end
+function hook_response(r)
+  r:write("plain response")
+  return OK
+end
+"#;
+    let body =
+        "    Plugin processor\n    <Location /doc>\n        Plugin producer\n    </Location>";
+    let srv = start(
+        &conf("", body),
+        &[("producer", producer), ("processor", processor)],
+    );
+    let r = srv.get("/doc/x");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "<greeting>HELLO /doc/x</greeting>");
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/xml; charset=utf-8")
+    );
+    let r = srv.get("/doc/written");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "processed: <greeting>hello /doc/written</greeting>")
+    );
+    assert_eq!(r.header("Content-Type"), Some("text/plain"));
+    // Nothing produced: the response hook answers.
+    assert_eq!(srv.get("/doc/none").text(), "plain response");
+    assert_eq!(srv.get("/elsewhere").text(), "plain response");
+}

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use axkit::plugin::BodyError;
-use axkit::plugin::{Body, DocRoot};
+use axkit::plugin::{Body, DocRoot, Document};
 use axkit::{Context, Level};
 use bytes::{Bytes, BytesMut};
 use mlua::{FromLuaMulti, IntoLuaMulti, LightUserData, Lua, Table, Value};
@@ -377,6 +377,17 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
         },
     )?;
     m.sync("notes", |_, _, c, ()| Ok(c.notes.clone()))?;
+    m.sync("document", |lua, _, c, ()| match &c.document {
+        None => Ok(mlua::Value::Nil),
+        Some(Document::Text(text)) => Ok(mlua::Value::String(lua.create_string(text)?)),
+        Some(Document::Tree(_)) => Err(mlua::Error::runtime(
+            "r:document: the document is a parsed tree, which a script cannot read",
+        )),
+    })?;
+    m.sync("set_document", |_, _, c, text: mlua::LuaString| {
+        c.document = Some(Document::Text(Bytes::copy_from_slice(&text.as_bytes())));
+        Ok(())
+    })?;
     m.sync("filename", |_, _, c, ()| {
         Ok(c.filename.as_ref().map(|p| p.display().to_string()))
     })?;

@@ -411,6 +411,31 @@ pub struct BodyChunk {
     pub last: bool,
 }
 
+/// A document on its way through the `xmlresponse` chain (AxKit's
+/// pipeline): the plugin that produces it puts it in `ctx.document`, each
+/// processor after it in the chain transforms it in place, and what is
+/// left when the chain ends is the response body, unless a processor
+/// wrote the response itself.
+pub enum Document {
+    /// Serialised text (XML, or whatever the processors agree on). Left at
+    /// the end of the chain, it is sent with `Content-Type:
+    /// application/xml; charset=utf-8` unless one is set.
+    Text(Bytes),
+    /// A parsed tree of a type the processors agree on (a DOM, say). Left
+    /// at the end of the chain it is an error (500): the last processor
+    /// must serialise it.
+    Tree(Box<dyn Any>),
+}
+
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Document::Text(t) => write!(f, "Document::Text({} bytes)", t.len()),
+            Document::Tree(_) => f.write_str("Document::Tree"),
+        }
+    }
+}
+
 /// Why the error path was taken.
 #[derive(Clone, Debug)]
 pub struct Failure {
@@ -477,6 +502,8 @@ pub struct Context {
     pub notes: HashMap<String, String>,
     /// Set when the error path runs.
     pub failure: Option<Failure>,
+    /// The document the `xmlresponse` chain passes along (see [`Document`]).
+    pub document: Option<Document>,
     state: HashMap<TypeId, Box<dyn Any>>,
     /// The server's side of the request.
     pub(crate) rt: RequestRt,
@@ -498,6 +525,7 @@ impl Context {
             auth_type: None,
             notes: HashMap::new(),
             failure: None,
+            document: None,
             state: HashMap::new(),
             rt,
         }
@@ -508,6 +536,7 @@ impl Context {
     /// carry over.
     pub(crate) fn reset_for_redirect(&mut self) {
         self.response = Response::default();
+        self.document = None;
         self.filename = None;
         self.path_info.clear();
         self.metadata = None;

@@ -19,8 +19,8 @@ mod log;
 mod source;
 
 pub use context::{
-    Body, BodyChunk, BodyError, ConnInfo, Context, Failure, Headers, Logger, OpenFile, Request,
-    Response, Upgraded,
+    Body, BodyChunk, BodyError, ConnInfo, Context, Document, Failure, Headers, Logger, OpenFile,
+    Request, Response, Upgraded,
 };
 pub use doc_root::{is_escape, DocRoot, Io, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS};
 pub use html::{default_error_page, html_escape};
@@ -321,8 +321,13 @@ pub trait Plugin: __private::WrittenHooks + 'static {
     fn fixup<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         Outcome::Declined.into()
     }
-    /// Transformation pipelines (XML, templates). Ok means the response
-    /// (status, headers, body) in `ctx.response` is the one to send.
+    /// The pipeline (AxKit's XML processing, templates): a chain, not a
+    /// race. Every plugin runs in chain order while they return Ok or
+    /// Declined: the one that produces a document puts it in
+    /// `ctx.document`, each after it transforms it; Done ends the chain
+    /// with the response as it is. If any returned Ok, or a document is
+    /// left, the pipeline answers: a [`Document::Text`] left at the end is
+    /// the body; otherwise the walk goes on to `response`.
     fn xmlresponse<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         Outcome::Declined.into()
     }

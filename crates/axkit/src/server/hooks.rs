@@ -33,7 +33,6 @@ fn mode(hook: Hook) -> Mode {
         Hook::UriTranslation
         | Hook::MimeMap
         | Hook::Authentication
-        | Hook::XmlResponse
         | Hook::Response
         | Hook::Error => Mode::FirstNotDeclined,
         _ => Mode::AllWhileOk,

@@ -39,7 +39,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 
 use crate::config::core;
-use crate::plugin::{Body, ConnInfo, Context, Headers, Hook, Level, Outcome, Request};
+use crate::plugin::{Body, ConnInfo, Context, Document, Headers, Hook, Level, Outcome, Request};
 use crate::server::conn_io::{self, BodyState, ConnIo, OutFraming};
 use crate::server::hooks::{run_body_data, run_conn_hook, run_hook};
 use crate::server::idle::Kind;
@@ -259,22 +259,50 @@ async fn walk(ctx: &mut Context) {
         }
     }
     for &hook in phases {
-        if ctx.rt.location.chain(hook).is_empty() {
-            continue;
-        }
-        match run_hook(ctx, hook).await {
-            Outcome::Declined => {}
-            // For the producing phases Ok means "the response is ready".
-            Outcome::Ok if matches!(hook, Hook::XmlResponse | Hook::Response) => {
-                return finish(ctx).await
+        if !ctx.rt.location.chain(hook).is_empty() {
+            match run_hook(ctx, hook).await {
+                Outcome::Declined => {}
+                // For the producing phases Ok means "the response is ready".
+                Outcome::Ok if hook == Hook::Response => return finish(ctx).await,
+                Outcome::Ok if hook == Hook::XmlResponse => return finish_document(ctx).await,
+                Outcome::Ok => {}
+                Outcome::Done => return finish(ctx).await,
+                other => return fail(ctx, other).await,
             }
-            Outcome::Ok => {}
-            Outcome::Done => return finish(ctx).await,
-            other => return fail(ctx, other).await,
+        }
+        // A document left by the pipeline (or put there earlier) answers.
+        if hook == Hook::XmlResponse && ctx.document.is_some() {
+            return finish_document(ctx).await;
         }
     }
     // Every plugin declined to produce a response.
     error_response(ctx, 404).await
+}
+
+/// The `xmlresponse` chain answered: the document it left, as text, is the
+/// body (unless a processor wrote one); a tree nobody serialised is an
+/// error.
+async fn finish_document(ctx: &mut Context) {
+    match ctx.document.take() {
+        Some(Document::Text(text)) if ctx.response.body.is_empty() && !ctx.rt.io.head_sent => {
+            if ctx.response.headers.get("Content-Type").is_none() {
+                ctx.response
+                    .headers
+                    .set("Content-Type", "application/xml; charset=utf-8");
+            }
+            ctx.response.body = Body::Bytes(text);
+        }
+        Some(Document::Tree(_)) => {
+            let msg = format!(
+                "{}: xmlresponse: a parsed document was left with no processor to serialise it",
+                ctx.request.request_line()
+            );
+            ctx.log(Level::Error, &msg);
+            return error_response(ctx, 500).await;
+        }
+        _ => {}
+    }
+    finish(ctx).await
 }
 
 /// Send whatever the plugins produced.
