@@ -575,3 +575,29 @@ fn check_refuses_an_error_document_above_the_root() {
         &[":4: ErrorDocument (plugin error_doc): \"/../../x\" does not name a path beneath the root (`..` above it, or a bad %-escape)"],
     );
 }
+
+/// What only a plugin can check when it is built is reported for every
+/// plugin in one run too, not just the first that fails.
+#[test]
+fn check_reports_every_plugin_that_cannot_start() {
+    let (_dir, file, run) = check(
+        "Plugin logging/file\n<Server>\n    Listen 127.0.0.1:0\n    Plugin serve_file\n    \
+         Plugin serve_cgi\n</Server>\n",
+    );
+    assert_eq!(run.code, Some(1), "stderr:\n{}", run.stderr);
+    let lines = run.stderr_lines();
+    assert_eq!(lines.len(), 3, "{}", run.stderr);
+    assert!(
+        lines[0].contains("plugin `logging/file`: LogFile is not set"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        lines[1].contains(
+            "plugin `serve_cgi`: `Plugin serve_cgi` must come before `Plugin serve_file`"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(lines[2], format!("axkit: configuration {file} has errors"));
+}

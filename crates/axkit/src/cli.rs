@@ -143,8 +143,10 @@ fn check(catalog: &Catalog, source: &Source) -> ExitCode {
             println!("axkit: configuration {} is OK", source_name(source));
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("axkit: {e}");
+        Err(errors) => {
+            for e in errors {
+                eprintln!("axkit: {e}");
+            }
             eprintln!("axkit: configuration {} has errors", source_name(source));
             ExitCode::FAILURE
         }

@@ -411,6 +411,14 @@ pub struct BodyChunk {
     pub last: bool,
 }
 
+/// The note that names the backend this request goes to: a plugin that
+/// routes sets it in any hook before `response` (a Lua script with
+/// `r:note("upstream", "pool-b")`) to the name of an upstream group or a
+/// URL, and a proxying plugin sends the request there instead of its
+/// configured default. A note, not an API of its own, so that Rust and
+/// Lua plugins route alike.
+pub const UPSTREAM_NOTE: &str = "upstream";
+
 /// A document on its way through the `xmlresponse` chain (AxKit's
 /// pipeline): the plugin that produces it puts it in `ctx.document`, each
 /// processor after it in the chain transforms it in place, and what is
@@ -498,7 +506,10 @@ pub struct Context {
     /// Set by `authentication`.
     pub user: Option<String>,
     pub auth_type: Option<String>,
-    /// Strings shared between plugins (and scripts) for this request.
+    /// Strings shared between plugins (and scripts) for this request. Some
+    /// names have a meaning every plugin agrees on: `redirect.uri` and
+    /// `redirect.status` (set by the core on an internal redirect), and
+    /// [`UPSTREAM_NOTE`].
     pub notes: HashMap<String, String>,
     /// Set when the error path runs.
     pub failure: Option<Failure>,

@@ -20,7 +20,7 @@ mod source;
 
 pub use context::{
     Body, BodyChunk, BodyError, ConnInfo, Context, Document, Failure, Headers, Logger, OpenFile,
-    Request, Response, Upgraded,
+    Request, Response, Upgraded, UPSTREAM_NOTE,
 };
 pub use doc_root::{is_escape, DocRoot, Io, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS};
 pub use html::{default_error_page, html_escape};

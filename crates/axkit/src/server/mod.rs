@@ -150,8 +150,10 @@ pub(crate) fn run_worker(
     let addrs: Vec<SocketAddr> = listeners.iter().map(|(a, _)| *a).collect();
     let worker = match runtime::WorkerRt::new(Arc::new(config), catalog, &addrs) {
         Ok(w) => std::rc::Rc::new(w),
-        Err(e) => {
-            log_to_stderr(Level::Crit, &e);
+        Err(errors) => {
+            for e in errors {
+                log_to_stderr(Level::Crit, &e);
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -179,6 +181,6 @@ pub(crate) fn event_loop() -> Result<tokio::runtime::Runtime, String> {
 /// Build every plugin of `config` once, as a worker would, and drop them:
 /// what `--check` does after the config itself loaded. Ok: warnings about
 /// plugins that can never be called where they are loaded.
-pub(crate) fn build_plugins(config: Config, catalog: &Catalog) -> Result<Vec<String>, String> {
+pub(crate) fn build_plugins(config: Config, catalog: &Catalog) -> Result<Vec<String>, Vec<String>> {
     runtime::WorkerRt::new(Arc::new(config), catalog, &[]).map(|w| w.unreachable_plugins())
 }

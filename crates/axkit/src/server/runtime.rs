@@ -192,19 +192,27 @@ impl WorkerRt {
         config: Arc<Config>,
         catalog: &Catalog,
         listeners: &[SocketAddr],
-    ) -> Result<WorkerRt, String> {
+    ) -> Result<WorkerRt, Vec<String>> {
         let mut all: HashMap<String, Rc<dyn Plugin>> = HashMap::new();
         let mut plugins = Vec::new();
+        // Every plugin is built, so that all their errors are reported at
+        // once, as the loader reports the config's.
+        let mut errors = Vec::new();
         for name in &config.plugins {
             let init = PluginInit {
                 config: &config,
                 name,
             };
-            let plugin = catalog
-                .create(name, &init)
-                .map_err(|e| format!("plugin `{name}`: {e}"))?;
-            plugins.push(plugin.clone());
-            all.insert(name.clone(), plugin);
+            match catalog.create(name, &init) {
+                Ok(plugin) => {
+                    plugins.push(plugin.clone());
+                    all.insert(name.clone(), plugin);
+                }
+                Err(e) => errors.push(format!("plugin `{name}`: {e}")),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         let servers = config
             .servers
@@ -224,7 +232,7 @@ impl WorkerRt {
             })
             .collect::<Vec<_>>();
         if let Some(pos) = listener_servers.iter().position(|s| s.is_empty()) {
-            return Err(format!("no <Server> listens on {}", listeners[pos]));
+            return Err(vec![format!("no <Server> listens on {}", listeners[pos])]);
         }
         let global = Rc::new(LocationRt::new(
             config.global.clone(),
