@@ -1,4 +1,4 @@
-//! AxKit's built-in plugins, one file each (a plugin's directives at its
+//! AxKit's built-in plugins, one module each (a plugin's directives at its
 //! top): mapping URLs to files, serving files and directories, CGI, MIME
 //! types, error pages, the error and access logs. They are written only
 //! against the `axkit` crate's public API, the one a third-party plugin
