@@ -1,4 +1,4 @@
-//! AxKit's built-in plugins, one module each (a plugin's directives at its
+//! AxKit's built-in plugins, one file each (a plugin's directives at its
 //! top): mapping URLs to files, serving files and directories, CGI, MIME
 //! types, error pages, the error and access logs. They are written only
 //! against the `axkit` crate's public API, the one a third-party plugin
@@ -27,6 +27,12 @@ mod serve_file;
 mod sink;
 mod typeless_uri;
 mod uri_to_file;
+
+/// `docs/plugins.md`: its Rust examples are compiled as doctests of this
+/// crate, which has both `axkit` and the built-in plugins they use.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/plugins.md")]
+pub struct PluginsGuide;
 
 use axkit::plugin::PluginSpec;
 
