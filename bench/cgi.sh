@@ -2,7 +2,7 @@
 # bench/cgi.sh — AxKit serve_cgi vs lighttpd mod_cgi, side by side, running
 # the same trivial /bin/sh CGI script.
 #
-# What it measures (issue #4's target; DESIGN.md, "What fast means here"):
+# What it measures (see docs/benchmarks.md for the figures):
 #   1. Throughput: requests/s for GET /cgi-bin/hello.sh over keep-alive, wrk
 #      against axkit and lighttpd alternately (ROUNDS rounds each, median),
 #      and the ratio axkit/lighttpd (target: >= 1.0).

@@ -4,7 +4,7 @@
 Used by bench/static_large.sh: each connection sends one
 `GET PATH HTTP/1.1` and then reads the response at about RATE bytes/s,
 so the server has to keep COUNT large responses in flight for a long time
-(the "200 clients at 1 MiB/s" case of DESIGN.md).
+(200 clients at 1 MiB/s by default in static_large.sh).
 
     slow_readers.py HOST PORT PATH COUNT RATE SECONDS [SOURCE_IP]
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench/static.sh — AxKit vs nginx, side by side, on one 1 KiB static file.
 #
-# What it measures (DESIGN.md, "What fast means here"):
+# What it measures (see docs/benchmarks.md for the figures and how to read
+# them: on a 2-core box the load generator shares the CPU, so compare CPU
+# per request and ratios, not absolute requests/s):
 #   1. Throughput: requests/s for GET /1k.bin over keep-alive, wrk against
 #      axkit and nginx alternately (ROUNDS rounds each, median taken), and
 #      the ratio axkit/nginx; and the servers' CPU time per request in

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/static_large.sh — AxKit vs nginx, side by side, on large static
-# files (issue #3's targets):
+# files, each against its target:
 #
 #   1. 100 KiB file: requests/s over keep-alive (wrk, ROUNDS alternating
 #      rounds, medians and ratio axkit/nginx).           target >= 1.0x

@@ -3,8 +3,9 @@
 //! plain `axkit -c FILE`) and checks the exit status and the exact lines on
 //! stderr (`FILE:LINE: DIRECTIVE (plugin P): message`). Also `--directives`,
 //! `--help`, `--version`, name normalisation (`document_root`), the sample
-//! `etc/axkit.conf`, and a robustness check: randomly mutated configs never
-//! make `--check` panic or exit with anything but 0 or 1.
+//! `etc/axkit.conf` (and README.md's example of a typo in it), and a
+//! robustness check: randomly mutated configs never make `--check` panic or
+//! exit with anything but 0 or 1.
 
 mod common;
 
@@ -362,6 +363,35 @@ fn sample_config_checks_ok() {
     // `-t` is the short spelling (as in nginx -t).
     let run = axkit_in(&["-t", "-c", "etc/axkit.conf"], Some(Path::new(root)));
     assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
+}
+
+/// The README's tour step "make a mistake on purpose" shows what `--check`
+/// really prints for that typo in the sample config, line number and all.
+#[test]
+fn readme_typo_example_is_the_real_output() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let shown: Vec<&str> = readme
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains("etc/axkit.conf:") || l.starts_with("axkit: configuration"))
+        .collect();
+    assert!(!shown.is_empty(), "no --check output in README.md");
+
+    let sample = std::fs::read_to_string(format!("{root}/etc/axkit.conf")).unwrap();
+    let right = "\n    DocumentRoot   demo\n";
+    assert!(
+        sample.contains(right),
+        "etc/axkit.conf no longer has {right:?}"
+    );
+    let dir = TempDir::new("readme");
+    dir.write(
+        "etc/axkit.conf",
+        sample.replacen(right, "\n    DocumentRot demo\n", 1),
+    );
+    let run = axkit_in(&["--check", "-c", "etc/axkit.conf"], Some(dir.path()));
+    assert_eq!(run.code, Some(1), "stderr:\n{}", run.stderr);
+    assert_eq!(run.stderr_lines(), shown, "README.md's --check example");
 }
 
 #[test]

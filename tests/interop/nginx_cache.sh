@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/interop/nginx_cache.sh — nginx (Debian package) as a caching
-# reverse proxy in front of axkit, the deployment DESIGN.md promises: the
-# front end caches what axkit says it may cache.
+# reverse proxy in front of axkit, a deployment axkit supports: the front
+# end caches what axkit says it may cache.
 #
 # Checks:
 #   1. A file under `CacheControl "public, max-age=60"`: the first request

@@ -1,4 +1,4 @@
-//! The benchmark server of `bench/lua.sh`: the stock plugins, Lua scripts,
+//! The benchmark server of `bench/lua.sh`: Lua scripts (no built-in plugin),
 //! and `rust_hello`, a Rust plugin doing what `plugins/hello.lua` does
 //! (greet `?name=`, default "world"), so that a Rust handler and a Lua
 //! handler can be measured in the same binary against nginx + Lua.

@@ -28,6 +28,12 @@ mod sink;
 mod typeless_uri;
 mod uri_to_file;
 
+/// `docs/plugins.md`: its Rust examples are compiled as doctests of this
+/// crate, which has both `axkit` and the built-in plugins they use.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/plugins.md")]
+pub struct PluginsGuide;
+
 use axkit::plugin::PluginSpec;
 
 /// Every built-in plugin, by the name used in `Plugin NAME`.

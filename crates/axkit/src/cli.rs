@@ -113,9 +113,12 @@ pub(crate) fn main(catalog: Catalog) -> ExitCode {
     master::run(&catalog, source, worker_args)
 }
 
-/// `--check`: load the config, printing its errors or its warnings; then
-/// build every plugin once, as a worker would, because plugins check some
-/// values only when they are built (a bad Expires or RequestLogFormat).
+/// `--check`: load the config, printing its errors or its warnings (every
+/// directive's value is converted and checked there); then build every
+/// plugin once, as a worker would: a constructor may refuse what goes
+/// beyond one value (a `LogFile` it cannot open, `serve_cgi` loaded after
+/// `serve_file`), and the plugins built say which hooks each one has, for
+/// the warnings about plugins that can never be called.
 fn check(catalog: &Catalog, source: &Source) -> ExitCode {
     let config = match load_config(source, catalog) {
         Ok(config) => config,

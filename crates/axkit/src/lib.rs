@@ -3,7 +3,7 @@
 //! The core owns sockets, the HTTP/1.1 wire, timers, the process model, the
 //! config language ([`config`]) and running hooks; everything else (mapping
 //! URIs to files, serving them, logging…) is a plugin built on the public
-//! API in [`plugin`]: the built-in ones live in the `axkit-plugins` crate,
+//! API in [`mod@plugin`]: the built-in ones live in the `axkit-plugins` crate,
 //! which can use nothing else. See `docs/plugins.md` for writing one, and
 //! [`Server`] for building a binary that includes it.
 

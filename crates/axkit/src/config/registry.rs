@@ -1,8 +1,10 @@
 //! The directive registry: every directive the loaded config may use, which
 //! plugin declared it, and name lookup that ignores case, `_` and `-`.
 //!
-//! Lookup happens at request time (plugins read values by name), so it must
-//! not allocate: names are normalised into a stack buffer before hashing.
+//! Lookup by name can happen at request time (a typed key's first read in
+//! a worker, before it remembers its index; a script's `r:config(NAME)`),
+//! so it must not allocate: names are normalised into a stack buffer
+//! before hashing.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -50,8 +52,8 @@ pub struct Registry {
     by_name: HashMap<String, DirectiveId, BuildHasherDefault<NameHasher>>,
 }
 
-/// FNV-1a for directive names. Plugins look names up on every request and
-/// the keys are short, trusted strings from plugin code and config files,
+/// FNV-1a for directive names. Names may be looked up on the request path
+/// and the keys are short, trusted strings from plugin code and config files,
 /// so SipHash's flooding resistance buys nothing here and costs more than
 /// the rest of the lookup.
 #[derive(Default)]
@@ -148,7 +150,7 @@ impl Registry {
 
     /// Finds a directive by name, ignoring case, `_` and `-`.
     pub fn lookup(&self, name: &str) -> Option<DirectiveId> {
-        // Plugins ask for the same literal names on every request: a
+        // Callers ask for the same literal names again and again: a
         // per-thread cache keyed by the name's address answers those
         // without normalising or hashing. A hit is only trusted when the
         // directive at that id is spelled exactly `name` in this registry,
@@ -173,7 +175,7 @@ impl Registry {
     fn lookup_slow(&self, name: &str) -> Option<DirectiveId> {
         let mut buf = [0u8; STACK_NAME];
         let mut len = 0;
-        // Plugins look names up on every request, and names are ASCII in
+        // Names may be looked up on the request path, and are ASCII in
         // practice: normalise byte by byte without Unicode case tables.
         if name.is_ascii() && name.len() <= STACK_NAME {
             for b in name.bytes().filter(|b| *b != b'_' && *b != b'-') {

@@ -32,10 +32,13 @@ pub(crate) const WORKER_ENV: &str = "AXKIT_WORKER";
 /// the address as configured (it may have port 0).
 pub(crate) const LISTEN_ENV: &str = "AXKIT_LISTEN_FDS";
 
-/// A server binary: the built-in plugins plus any you add.
+/// A server binary: the `axkit` command line, with the plugins and plugin
+/// sources it is given. The stock `axkit` command is
+/// `Server::new().plugins(axkit_plugins::builtin()).source(axkit_lua::LuaSource::new()).main()`.
 ///
 /// ```no_run
 /// fn main() -> std::process::ExitCode {
+///     // No plugin: a config can load none, and every request is a 404.
 ///     axkit::Server::new().main()
 /// }
 /// ```
