@@ -257,7 +257,7 @@ fn form_file_fields_not_asked_for_are_not_saved() {
 #[test]
 fn uploads_are_removed_after_errors_and_their_directory_at_exit() {
     let mut srv = start(
-        &conf("Plugin lua\nLuaTimeLimit 200ms", "    Plugin uploads"),
+        &conf("LuaTimeLimit 200ms", "    Plugin uploads"),
         &[("uploads", UPLOADS)],
     );
     let mut dir = None;

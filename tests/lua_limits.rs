@@ -90,7 +90,7 @@ fn sleeping_requests_do_not_block_the_worker() {
 fn cpu_loops_are_stopped_by_lua_time_limit() {
     let mut srv = start(
         &conf(
-            "Plugin lua\nLuaTimeLimit 200ms",
+            "LuaTimeLimit 200ms",
             "    Plugin slow\n    <Location /long>\n        LuaTimeLimit 1s\n    </Location>",
         ),
         &[("slow", SLOW)],
@@ -232,10 +232,7 @@ function hook_write_body_data(r, data, last)
 end
 "#;
     let mut srv = start(
-        &conf(
-            "Plugin lua\nLuaTimeLimit 300ms\nLuaMemoryLimit 64M",
-            "    Plugin evil",
-        ),
+        &conf("LuaTimeLimit 300ms\nLuaMemoryLimit 64M", "    Plugin evil"),
         &[("evil", evil)],
     );
     let r = srv.get("/gc");
@@ -342,7 +339,7 @@ function hook_response(r)
 end
 "#;
     let mut srv = start(
-        &conf("Plugin lua\nLuaMemoryLimit 8M", "    Plugin mem"),
+        &conf("LuaMemoryLimit 8M", "    Plugin mem"),
         &[("mem", script)],
     );
     let long = "v".repeat(200);

@@ -185,10 +185,7 @@ fn syntax_errors_name_file_and_line() {
 fn lua_reload_picks_up_changed_scripts() {
     let v1 = "function hook_response(r) r:write('v1') return OK end";
     let v2 = "function hook_response(r) r:write('v2') return OK end";
-    let srv = start(
-        &conf("Plugin lua\nLuaReload On", "    Plugin live"),
-        &[("live", v1)],
-    );
+    let srv = start(&conf("LuaReload On", "    Plugin live"), &[("live", v1)]);
     assert_eq!(srv.get("/").text(), "v1");
     let path = srv.dir.path().join("plugins/live.lua");
     std::fs::write(&path, v2).unwrap();

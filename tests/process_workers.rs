@@ -290,7 +290,7 @@ fn restarted_workers_keep_the_scripts_the_master_loaded() {
 /// after an edit runs the file as it is now, as its sibling does.
 #[test]
 fn lua_reload_bypasses_the_snapshot() {
-    let config = "Workers 1\nPluginDir {dir}/plugins\nPlugin lua\nLuaReload On\n<Server>\n    \
+    let config = "Workers 1\nPluginDir {dir}/plugins\nLuaReload On\n<Server>\n    \
                   Listen 127.0.0.1:0\n    Plugin live\n</Server>\n";
     let mut srv = Axkit::start_with(config, &[], |dir| {
         dir.write(

@@ -341,8 +341,10 @@ pub trait Plugin: __private::WrittenHooks + 'static {
     /// files alike (files then through memory, not sendfile). The first
     /// call comes before the response head is committed (`ctx.head_sent()`
     /// is false), so a filter can still change `ctx.response.status` and
-    /// headers (a compressor sets `Content-Encoding`); with a filter in the
-    /// chain the body goes out chunked, so it may change the length. The
+    /// headers (a compressor sets `Content-Encoding`). A filter may change
+    /// the body's length: a streamed or file body then goes out chunked, a
+    /// whole one (which the filter sees in one call) is measured after
+    /// it. The
     /// last call has `chunk.last` set (and possibly empty data) so a filter
     /// can flush, or store what it collected (a cache keeps the status,
     /// the headers and every chunk). A filter cannot write itself.
