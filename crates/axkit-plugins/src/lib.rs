@@ -1,9 +1,9 @@
-//! AxKit's built-in plugins, one file each (a plugin's directives at its
-//! top): mapping URLs to files, serving files and directories, CGI, MIME
-//! types, error pages, the error and access logs. They are written only
-//! against the `axkit` crate's public API, the one a third-party plugin
-//! uses: this crate cannot reach anything else, so the compiler keeps that
-//! API honest.
+//! AxKit's built-in plugins, one file each (CGI a folder, `cgi/`), a
+//! plugin's directives at its top: mapping URLs to files, serving files and
+//! directories, CGI, MIME types, error pages, the error and access logs.
+//! They are written only against the `axkit` crate's public API, the one a
+//! third-party plugin uses: this crate cannot reach anything else, so the
+//! compiler keeps that API honest.
 //!
 //! ```no_run
 //! fn main() -> std::process::ExitCode {
@@ -11,8 +11,7 @@
 //! }
 //! ```
 
-mod cgi_output;
-mod cgi_process;
+mod cgi;
 mod error_doc;
 mod fast_mime_map;
 mod file_http;
@@ -21,7 +20,6 @@ mod logging_warn;
 mod magic_mime_map;
 mod open_file_cache;
 mod request_log;
-mod serve_cgi;
 mod serve_dir;
 mod serve_file;
 mod sink;
@@ -49,6 +47,6 @@ pub fn builtin() -> Vec<PluginSpec> {
         error_doc::spec(),
         typeless_uri::spec(),
         magic_mime_map::spec(),
-        serve_cgi::spec(),
+        cgi::spec(),
     ]
 }
