@@ -236,8 +236,6 @@ async fn request_cycle(
 
 /// The hooks in their order, from post_read_request to the response.
 async fn walk(ctx: &mut Context) {
-    // uri_translation through response, in their declared order.
-    let phases = &Hook::ALL[Hook::UriTranslation as usize..=Hook::Response as usize];
     match run_hook(ctx, Hook::PostReadRequest).await {
         Outcome::Ok | Outcome::Declined => {}
         Outcome::Done => return finish(ctx).await,
@@ -258,21 +256,35 @@ async fn walk(ctx: &mut Context) {
             }
         }
     }
-    for &hook in phases {
-        if !ctx.rt.location.chain(hook).is_empty() {
-            match run_hook(ctx, hook).await {
-                Outcome::Declined => {}
-                // For the producing phases Ok means "the response is ready".
-                Outcome::Ok if hook == Hook::Response => return finish(ctx).await,
-                Outcome::Ok if hook == Hook::XmlResponse => return finish_document(ctx).await,
-                Outcome::Ok => {}
-                Outcome::Done => return finish(ctx).await,
-                other => return fail(ctx, other).await,
-            }
+    // uri_translation through fixup, in their declared order.
+    for &hook in &Hook::ALL[Hook::UriTranslation as usize..=Hook::Fixup as usize] {
+        if ctx.rt.location.chain(hook).is_empty() {
+            continue;
         }
-        // A document left by the pipeline (or put there earlier) answers.
-        if hook == Hook::XmlResponse && ctx.document.is_some() {
-            return finish_document(ctx).await;
+        match run_hook(ctx, hook).await {
+            Outcome::Ok | Outcome::Declined => {}
+            Outcome::Done => return finish(ctx).await,
+            other => return fail(ctx, other).await,
+        }
+    }
+    // The pipeline: Ok from it, or a document left in it, answers.
+    if !ctx.rt.location.chain(Hook::XmlResponse).is_empty() {
+        match run_hook(ctx, Hook::XmlResponse).await {
+            Outcome::Declined => {}
+            Outcome::Ok => return finish_document(ctx).await,
+            Outcome::Done => return finish(ctx).await,
+            other => return fail(ctx, other).await,
+        }
+    }
+    if ctx.document.is_some() {
+        return finish_document(ctx).await;
+    }
+    // The response: the first plugin that does not decline.
+    if !ctx.rt.location.chain(Hook::Response).is_empty() {
+        match run_hook(ctx, Hook::Response).await {
+            Outcome::Declined => {}
+            Outcome::Ok | Outcome::Done => return finish(ctx).await,
+            other => return fail(ctx, other).await,
         }
     }
     // Every plugin declined to produce a response.
