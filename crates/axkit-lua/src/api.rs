@@ -102,7 +102,7 @@ pub(crate) fn install(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<Table> {
     )?;
     base.raw_set(
         "url_decode",
-        lua.create_function(|_, s: String| Ok(crate::form::decode(&s)))?,
+        lua.create_function(|_, s: String| Ok(axkit::plugin::form::url_decode(&s).into_owned()))?,
     )?;
     base.raw_set(
         "url_encode",

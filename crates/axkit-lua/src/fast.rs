@@ -33,7 +33,6 @@ use mlua::ffi::{self, lua_State};
 use mlua::{Function, Lua, Table, Value};
 
 use crate::directives;
-use crate::form;
 use crate::request::{polled_slot, with_polled, Slot, FLUSH_AT, OUTSIDE};
 
 /// What a method's body decided.
@@ -212,9 +211,9 @@ methods! {
     // The query string first (AxKit2's param()), then the form once
     // `r:form()` has parsed it (upvalue 1 looks there).
     param(2) => |c: &Call| {
-        let name = c.str(2, "name")?;
+        let name = c.text(2, "name")?;
         c.request(|slot, ctx| {
-            match ctx.request.query().and_then(|q| form::lookup(q, name)) {
+            match ctx.request.param(name) {
                 Some(Cow::Borrowed(v)) => request_str(Some(v)),
                 Some(Cow::Owned(v)) => Done::Owned(v),
                 None if slot.form.borrow().is_some() => Done::Fallback,

@@ -186,7 +186,6 @@ impl Host {
         // Requests make short-lived garbage (the request object, strings):
         // the generational collector deals with it in small steps.
         lua.load("collectgarbage('generational')").exec()?;
-        lua.set_app_data(crate::form::UploadDir::default());
         let base = crate::api::install(&lua, clock.clone())?;
         crate::request::install(&lua)?;
         Ok(Host {

@@ -15,12 +15,10 @@ use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use axkit::plugin::BodyError;
-use axkit::plugin::{Body, DocRoot, Document};
+use axkit::plugin::{Body, BodyError, DocRoot, Document, FormError, Uploads};
 use axkit::{Context, Level};
 use bytes::{Bytes, BytesMut};
 use mlua::{FromLuaMulti, IntoLuaMulti, LightUserData, Lua, Table, Value};
-use tempfile::TempPath;
 
 use crate::form;
 
@@ -34,12 +32,19 @@ pub(crate) const FLUSH_AT: usize = 64 * 1024;
 pub(crate) enum Op {
     /// Read the next piece of the request body.
     Read,
+    /// Read the whole body (kept by the context).
+    ReadAll,
+    /// Read the form (kept by the context) and save these uploads.
+    Form(form::Wanted),
     /// Send buffered output to the client now.
     Write(Bytes),
 }
 
 pub(crate) enum OpResult {
     Read(Result<Option<Bytes>, BodyError>),
+    ReadAll(Result<Bytes, BodyError>),
+    /// Saving an upload failed: the server's error, not the client's.
+    Form(Result<Result<(), std::io::Error>, FormError>),
     Written(std::io::Result<()>),
 }
 
@@ -61,10 +66,8 @@ pub(crate) struct Slot {
     pub out: RefCell<Vec<u8>>,
     /// The hook must end with this status (a body read failed: 400/408/413).
     pub abort: Cell<Option<u16>>,
-    /// The parsed form, once read (`r:form()`), and the body it came from.
+    /// The table of the parsed form, once `r:form()` made it.
     pub form: RefCell<Option<mlua::Table>>,
-    body: RefCell<Option<Bytes>>,
-    uploads: Uploads,
 }
 
 thread_local! {
@@ -109,27 +112,6 @@ impl Slot {
             prev,
             prev_polled,
         }
-    }
-
-    /// Keep a temporary file until the request ends.
-    pub fn add_upload(&self, path: TempPath) {
-        self.uploads.0.borrow_mut().push(path);
-        let _ = self.with_ctx(|c| {
-            let Some(slot) = self.rc() else { return };
-            match c.state_mut::<RequestUploads>() {
-                Some(kept) if kept.0.iter().any(|s| Rc::ptr_eq(s, &slot)) => {}
-                Some(kept) => kept.0.push(slot),
-                None => c.set_state(RequestUploads(vec![slot])),
-            }
-        });
-    }
-
-    /// End the hook with `status`, the client's error (a malformed form,
-    /// say), logging why: the error to raise.
-    pub fn refuse(&self, status: u16, why: String) -> mlua::Error {
-        self.abort.set(Some(status));
-        let _ = self.with_ctx(|c| c.log(Level::Info, &why));
-        mlua::Error::runtime(why)
     }
 
     pub fn take_op(&self) -> Option<Op> {
@@ -183,29 +165,39 @@ impl Slot {
     /// The next piece of the body; a failure ends the hook with its status.
     pub async fn read(&self) -> mlua::Result<Option<Bytes>> {
         match self.perform(Op::Read).await {
-            OpResult::Read(Ok(chunk)) => Ok(chunk),
-            OpResult::Read(Err(e)) => {
-                self.abort.set(Some(e.status));
-                Err(mlua::Error::runtime(format!(
-                    "reading the request body: {e}"
-                )))
-            }
-            OpResult::Written(_) => Err(mlua::Error::runtime(STRAY)),
+            OpResult::Read(result) => result.map_err(|e| self.body_error(e)),
+            _ => Err(mlua::Error::runtime(STRAY)),
         }
     }
 
     /// The whole body (bounded by MaxRequestBody), read once and kept.
     pub async fn body(&self) -> mlua::Result<Bytes> {
-        if let Some(body) = self.body.borrow().clone() {
-            return Ok(body);
+        match self.perform(Op::ReadAll).await {
+            OpResult::ReadAll(result) => result.map_err(|e| self.body_error(e)),
+            _ => Err(mlua::Error::runtime(STRAY)),
         }
-        let mut all = BytesMut::new();
-        while let Some(chunk) = self.read().await? {
-            all.extend_from_slice(&chunk);
+    }
+
+    /// Have the request's form read and the `wanted` uploads saved (then
+    /// `ctx.form()` has it). A body that cannot be read or parsed ends the
+    /// hook with its status (the core logged why).
+    pub async fn read_form(&self, wanted: form::Wanted) -> mlua::Result<()> {
+        match self.perform(Op::Form(wanted)).await {
+            OpResult::Form(Ok(saved)) => {
+                saved.map_err(|e| mlua::Error::runtime(format!("saving an upload: {e}")))
+            }
+            OpResult::Form(Err(e)) => {
+                self.abort.set(Some(e.status));
+                Err(mlua::Error::runtime(e.reason))
+            }
+            _ => Err(mlua::Error::runtime(STRAY)),
         }
-        let body = all.freeze();
-        *self.body.borrow_mut() = Some(body.clone());
-        Ok(body)
+    }
+
+    /// A body read failed: the hook ends with its status.
+    fn body_error(&self, e: BodyError) -> mlua::Error {
+        self.abort.set(Some(e.status));
+        mlua::Error::runtime(format!("reading the request body: {e}"))
     }
 
     /// Send what `r:write` buffered.
@@ -222,7 +214,7 @@ impl Slot {
             OpResult::Written(Err(e)) => {
                 Err(mlua::Error::runtime(format!("writing the response: {e}")))
             }
-            OpResult::Read(_) => Err(mlua::Error::runtime(STRAY)),
+            _ => Err(mlua::Error::runtime(STRAY)),
         }
     }
 }
@@ -253,6 +245,23 @@ impl Drop for Entered<'_> {
 pub(crate) async fn run_op(ctx: &mut Context, op: Op) -> OpResult {
     match op {
         Op::Read => OpResult::Read(ctx.read_body().await),
+        Op::ReadAll => OpResult::ReadAll(ctx.read_body_all().await),
+        Op::Form(wanted) => {
+            let form = match ctx.read_form().await {
+                Ok(form) => form,
+                Err(e) => return OpResult::Form(Err(e)),
+            };
+            let names: Vec<&str>;
+            let uploads = match &wanted {
+                form::Wanted::Nothing => return OpResult::Form(Ok(Ok(()))),
+                form::Wanted::All => Uploads::All,
+                form::Wanted::Fields(fields) => {
+                    names = fields.iter().map(String::as_str).collect();
+                    Uploads::Fields(&names)
+                }
+            };
+            OpResult::Form(Ok(form.save_uploads(uploads).await))
+        }
         Op::Write(data) => OpResult::Written(ctx.write(data).await),
     }
 }
@@ -267,32 +276,6 @@ pub(crate) struct RequestState {
     /// redirect the context carries on with a new request, which gets a
     /// fresh `r` (its body, form and Location are not the old one's).
     pub uri: String,
-}
-
-/// Temporary files holding uploads, removed (as their `TempPath`s drop)
-/// when the request ends (see [`Slot::add_upload`]) or at the latest with
-/// the slot.
-#[derive(Default)]
-pub(crate) struct Uploads(RefCell<Vec<TempPath>>);
-
-impl Uploads {
-    fn remove_all(&self) {
-        self.0.borrow_mut().clear();
-    }
-}
-
-/// Kept in the context's state once a request has uploads: removes them
-/// when the request ends, whoever still holds its slot (a suspended method
-/// of an abandoned hook keeps it until the collector runs).
-/// (Several slots after an internal redirect.)
-struct RequestUploads(Vec<Rc<Slot>>);
-
-impl Drop for RequestUploads {
-    fn drop(&mut self) {
-        for slot in &self.0 {
-            slot.uploads.remove_all();
-        }
-    }
 }
 
 fn level(name: &str) -> mlua::Result<Level> {
@@ -355,17 +338,18 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     })?;
     m.sync("params", |lua, _, c, ()| {
         let t = lua.create_table()?;
-        for (k, v) in form::pairs(c.request.query().unwrap_or("")) {
-            if !t.contains_key(k.as_str())? {
-                t.set(lua.create_string(k)?, lua.create_string(v)?)?;
+        for (k, v) in c.request.query_params() {
+            if !t.contains_key(k.as_ref())? {
+                t.set(
+                    lua.create_string(k.as_ref())?,
+                    lua.create_string(v.as_ref())?,
+                )?;
             }
         }
         Ok(t)
     })?;
     m.sync("cookie", |_, _, c, name: String| {
-        Ok(c.request
-            .header("Cookie")
-            .and_then(|h| form::cookie(h, &name)))
+        Ok(c.request.cookie(&name).map(str::to_string))
     })?;
     m.sync(
         "note",
@@ -437,18 +421,20 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
             None => Ok(None),
         }
     })?;
-    // Parsed once; a later call that asks for uploads the earlier ones did
-    // not saves them into the same table (from the body, which is kept).
+    // Parsed once (by the core, which keeps it for every plugin of the
+    // request); a later call that asks for uploads the earlier ones did
+    // not saves them and adds their paths to the same table.
     m.suspending("form", |lua, slot, options: Option<Table>| async move {
         let wanted = form::Wanted::from_options(options.as_ref())?;
-        let parsed = slot.form.borrow().clone();
-        if let (Some(t), form::Wanted::Nothing) = (&parsed, &wanted) {
+        let made = slot.form.borrow().clone();
+        if let (Some(t), form::Wanted::Nothing) = (&made, &wanted) {
             return Ok(t.clone());
         }
-        let content_type =
-            slot.with_ctx(|c| c.request.header("Content-Type").map(str::to_string))?;
-        let body = slot.body().await?;
-        let t = form::parse(&lua, &slot, content_type.as_deref(), &body, &wanted, parsed).await?;
+        slot.read_form(wanted).await?;
+        let t = slot.with_ctx(|c| match c.form() {
+            Some(parsed) => form::table(&lua, parsed, made),
+            None => Err(mlua::Error::runtime("r:form: the form is gone")),
+        })??;
         *slot.form.borrow_mut() = Some(t.clone());
         Ok(t)
     })?;

@@ -19,11 +19,13 @@
 //!
 //! It also carries `faults` (`src/faults.rs`), a plugin that misbehaves on
 //! purpose so that the tests can check a bad hook costs one request only,
-//! and `echo` (`src/echo.rs`), which takes its connection over after an
-//! `Upgrade` request.
+//! `echo` (`src/echo.rs`), which takes its connection over after an
+//! `Upgrade` request, and `forms` (`src/forms.rs`), which reads query
+//! parameters, cookies and forms with the request conveniences.
 
 mod echo;
 mod faults;
+mod forms;
 
 use std::rc::Rc;
 
@@ -82,5 +84,6 @@ fn main() -> std::process::ExitCode {
         .plugin(GREETING)
         .plugin(faults::FAULTS)
         .plugin(echo::ECHO)
+        .plugin(forms::FORMS)
         .main()
 }

@@ -23,6 +23,7 @@ pub use crate::server::response::Upgraded;
 use crate::server::{response, LogRoute, RequestRt};
 
 use super::doc_root::DocRoot;
+use super::form::{Form, FormError};
 use super::log::Level;
 
 /// Facts about the connection a request came on.
@@ -118,6 +119,23 @@ impl Request {
     }
     pub fn is_head(&self) -> bool {
         self.head.method() == "HEAD"
+    }
+    /// The query parameters, in order, decoded (`+` and `%XX`; bytes that
+    /// are not UTF-8 become U+FFFD). Nothing is allocated for plain pairs.
+    pub fn query_params(&self) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+        super::form::query_pairs(self.query().unwrap_or(""))
+    }
+    /// The first value of query parameter `name`, decoded.
+    pub fn param(&self, name: &str) -> Option<Cow<'_, str>> {
+        super::form::query_param(self.query()?, name)
+    }
+    /// The value of cookie `name` (from every `Cookie` header), as sent.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.head
+            .headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            .find_map(|h| super::form::cookie(h, name))
     }
     /// The request line, for logs (`GET /x HTTP/1.1`).
     pub fn request_line(&self) -> String {
@@ -516,6 +534,9 @@ pub struct Context {
     /// The document the `xmlresponse` chain passes along (see [`Document`]).
     pub document: Option<Document>,
     state: HashMap<TypeId, Box<dyn Any>>,
+    /// The body as `read_body_all` read it, and the form parsed from it.
+    body: Option<Bytes>,
+    form: Option<Box<Form>>,
     /// The server's side of the request.
     pub(crate) rt: RequestRt,
 }
@@ -538,6 +559,8 @@ impl Context {
             failure: None,
             document: None,
             state: HashMap::new(),
+            body: None,
+            form: None,
             rt,
         }
     }
@@ -555,6 +578,8 @@ impl Context {
         self.doc_root = None;
         self.failure = None;
         self.state.clear();
+        self.body = None;
+        self.form = None;
     }
 
     /// Serve `uri` (a local path, with an optional query) instead of this
@@ -642,13 +667,47 @@ impl Context {
         response::read_body(self).await
     }
 
-    /// The whole request body (bounded by MaxRequestBody).
+    /// The whole request body (bounded by MaxRequestBody), or what is left
+    /// of it after [`read_body`](Self::read_body) calls. Kept: later calls,
+    /// by any plugin of the request, and [`read_form`](Self::read_form) get
+    /// the same bytes.
     pub async fn read_body_all(&mut self) -> Result<Bytes, BodyError> {
+        if let Some(body) = &self.body {
+            return Ok(body.clone());
+        }
         let mut all = BytesMut::new();
         while let Some(chunk) = self.read_body().await? {
             all.extend_from_slice(&chunk);
         }
-        Ok(all.freeze())
+        let body = all.freeze();
+        self.body = Some(body.clone());
+        Ok(body)
+    }
+
+    /// The request body parsed as a form (`multipart/form-data` by its
+    /// `Content-Type`, else `application/x-www-form-urlencoded`), read
+    /// whole with [`read_body_all`](Self::read_body_all) and parsed on the
+    /// first call; later calls, by any plugin of the request (a Lua
+    /// script's `r:form` too), get the same form. File fields stay in
+    /// memory unless saved with [`Form::save_uploads`]; saved ones are
+    /// removed when the request ends. A body that cannot be read, or a
+    /// malformed multipart body (logged at level info), is an error to
+    /// return as the hook's outcome (400, 408 or 413).
+    pub async fn read_form(&mut self) -> Result<&mut Form, FormError> {
+        if self.form.is_none() {
+            let body = self.read_body_all().await?;
+            let content_type = self.request.header("Content-Type");
+            let form = Form::parse(content_type, body).inspect_err(|e| {
+                self.log(Level::Info, &e.reason);
+            })?;
+            self.form = Some(Box::new(form));
+        }
+        Ok(self.form.as_mut().expect("parsed above"))
+    }
+
+    /// The form [`read_form`](Self::read_form) parsed, if it was called.
+    pub fn form(&self) -> Option<&Form> {
+        self.form.as_deref()
     }
 
     /// Stream a piece of the response body. The first call sends the head

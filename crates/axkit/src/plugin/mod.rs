@@ -14,6 +14,7 @@
 
 mod context;
 mod doc_root;
+pub mod form;
 mod html;
 mod log;
 mod source;
@@ -23,6 +24,7 @@ pub use context::{
     Request, Response, Upgraded, UPSTREAM_NOTE,
 };
 pub use doc_root::{is_escape, DocRoot, Io, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS};
+pub use form::{Field, Form, FormError, Upload, Uploads};
 pub use html::{default_error_page, html_escape};
 pub use log::{
     escape_log, escape_log_bytes, escape_log_field, log_line, log_to_stderr, Level, LogRecord,

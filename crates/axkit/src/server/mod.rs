@@ -170,6 +170,9 @@ pub(crate) fn run_worker(
     let local = tokio::task::LocalSet::new();
     let sockets = listeners.into_iter().map(|(_, l)| l).collect();
     local.block_on(&runtime, worker::serve(worker, sockets, ready));
+    // Requests still in flight drop their forms (and uploads) with it.
+    drop(local);
+    crate::plugin::form::remove_upload_dir();
     ExitCode::SUCCESS
 }
 
