@@ -30,6 +30,7 @@ mod host;
 mod io;
 mod request;
 mod script;
+mod template;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -138,6 +139,8 @@ impl PluginSource for LuaSource {
             .sum();
         host.request_hooks.set(host.request_hooks.get() + calls);
         let global = &init.config.global;
+        host.lua
+            .set_app_data(template::GlobalConfig(global.clone()));
         Ok(Some(Rc::new(ScriptPlugin {
             host,
             script,

@@ -90,6 +90,16 @@ pub(crate) fn with_polled<R>(object: usize, f: impl FnOnce(&Slot, &mut Context) 
     slot.with_ctx(|c| f(slot, c)).ok()
 }
 
+/// Run `f` with the context of the request whose hook is running, for
+/// globals that act on the current request (`template.render`); `None`
+/// when no request hook is running.
+pub(crate) fn with_current<R>(f: impl FnOnce(&mut Context) -> R) -> Option<mlua::Result<R>> {
+    let slot = POLLED.with(Cell::get);
+    // SAFETY: as in `with_polled`.
+    let slot = unsafe { slot.as_ref() }?;
+    Some(slot.with_ctx(f))
+}
+
 impl Slot {
     pub fn new() -> Rc<Slot> {
         Rc::new_cyclic(|me| Slot {
@@ -514,6 +524,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     })?;
 
     crate::fast::install(lua, &m.table)?;
+    crate::template::install_methods(lua, &m.table)?;
     let meta = lua.create_table()?;
     meta.raw_set("__index", m.table)?;
     // Shared by every script in the worker (and every `r`): hidden from

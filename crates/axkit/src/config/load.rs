@@ -3,7 +3,8 @@
 //! ([`plugins`](super::plugins)), validate every line against the
 //! directives those plugins declare, and freeze one merged
 //! [`LocationConfig`](super::LocationConfig) per `<Server>` and
-//! `<Location>` ([`validate`](super::validate)).
+//! `<Location>` ([`validate`](super::validate)); then each plugin source
+//! reads the files its own directives name (`PluginSource::load_files`).
 //!
 //! Errors are collected, never fatal one by one: an operator fixing a config
 //! wants every mistake in one run. The only early exits are when a later
@@ -55,15 +56,26 @@ pub fn load_from(
     if !v.errors.is_empty() {
         return Err(sorted(v.errors));
     }
-    Ok(Config {
+    let mut config = Config {
         registry: v.reg,
         global,
         servers,
         plugins: v.owners.loaded,
         global_plugins,
-        snapshot: Arc::new(ld.files.into_snapshot()),
+        snapshot: Arc::default(),
         warnings: sorted(warnings),
-    })
+    };
+    let mut errors = Vec::new();
+    for source in catalog.sources() {
+        if let Err(e) = source.load_files(&config, &mut ld.files) {
+            errors.extend(e);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(sorted(errors));
+    }
+    config.snapshot = Arc::new(ld.files.into_snapshot());
+    Ok(config)
 }
 
 fn sorted(mut errors: Vec<ConfigError>) -> Vec<ConfigError> {

@@ -1,7 +1,8 @@
 //! Everything a config load read from the disk, and the reader that records
 //! it: the config files exactly as read, the directory listings behind
-//! wildcard `Include`s, and the files plugin sources load scripts from
-//! (`NAME.lua`, including the lookups that found nothing). The master hands
+//! wildcard `Include`s, the files plugin sources load scripts from
+//! (`NAME.lua`, including the lookups that found nothing), and the files
+//! beneath the directories sources read whole (a `TemplateDir`). The master hands
 //! its workers this snapshot, and a worker's load replays it instead of
 //! touching the disk.
 //!
@@ -20,6 +21,8 @@ pub struct Snapshot {
     files: Vec<FileRead>,
     listings: Vec<Listing>,
     plugin_files: Vec<PluginFileRead>,
+    /// Every regular file beneath a directory, as relative paths.
+    trees: Vec<Listing>,
     /// The length of [`encode`](Self::encode)'s body so far, kept below
     /// [`MAX_ENCODED`] as reads are recorded.
     encoded_len: usize,
@@ -53,7 +56,7 @@ struct PluginFileRead {
 const MAX_ENCODED: usize = 64 << 20;
 /// Starts every encoding: a worker from another build fails with a clear
 /// message instead of misreading the bytes.
-const MAGIC: &[u8; 8] = b"AXKCONF2";
+const MAGIC: &[u8; 8] = b"AXKCONF3";
 
 impl Snapshot {
     /// Every config file read, in the order read (main file first).
@@ -98,6 +101,17 @@ impl Snapshot {
         Ok(())
     }
 
+    fn record_tree(&mut self, dir: &Path, files: &[String]) -> io::Result<()> {
+        let mut fields = vec![dir.as_os_str().len(), 8];
+        fields.extend(files.iter().map(String::len));
+        self.grow(&fields)?;
+        self.trees.push(Listing {
+            dir: dir.to_path_buf(),
+            names: files.to_vec(),
+        });
+        Ok(())
+    }
+
     fn record_plugin_file(&mut self, path: &Path, bytes: Option<&[u8]>) -> io::Result<()> {
         let mut fields = vec![path.as_os_str().len()];
         fields.extend(bytes.map(<[u8]>::len));
@@ -120,6 +134,14 @@ impl Snapshot {
 
     fn listing(&self, dir: &Path) -> io::Result<Vec<String>> {
         self.listings
+            .iter()
+            .find(|l| l.dir == dir)
+            .map(|l| l.names.clone())
+            .ok_or_else(|| missing(dir))
+    }
+
+    fn tree(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.trees
             .iter()
             .find(|l| l.dir == dir)
             .map(|l| l.names.clone())
@@ -152,6 +174,14 @@ impl Snapshot {
             field(&mut out, l.dir.as_os_str().as_bytes());
             field(&mut out, &(l.names.len() as u64).to_le_bytes());
             for n in &l.names {
+                field(&mut out, n.as_bytes());
+            }
+        }
+        for t in &self.trees {
+            out.push(b'T');
+            field(&mut out, t.dir.as_os_str().as_bytes());
+            field(&mut out, &(t.names.len() as u64).to_le_bytes());
+            for n in &t.names {
                 field(&mut out, n.as_bytes());
             }
         }
@@ -224,14 +254,17 @@ impl Snapshot {
                     let (path, canonical) = (path(&mut b)?, path(&mut b)?);
                     s.record_file(&path, &canonical, &text(&mut b)?)?;
                 }
-                b'D' => {
+                tag @ (b'D' | b'T') => {
                     let dir = path(&mut b)?;
                     let count = u64::from_le_bytes(field(&mut b)?.try_into().unwrap_or_default());
                     let mut names = Vec::new();
                     for _ in 0..count {
                         names.push(text(&mut b)?);
                     }
-                    s.record_listing(&dir, &names)?;
+                    match tag {
+                        b'D' => s.record_listing(&dir, &names)?,
+                        _ => s.record_tree(&dir, &names)?,
+                    }
                 }
                 b'P' => {
                     let path = path(&mut b)?;
@@ -353,6 +386,24 @@ impl<'a> FileReader<'a> {
         }))
     }
 
+    /// The regular files beneath `dir`, at any depth, as paths relative to
+    /// it (`/`-separated, sorted): what a source that reads a whole
+    /// directory (a `TemplateDir`) reads with [`plugin_file`](Self::plugin_file)
+    /// next. Symbolic links to files count; directories behind symbolic
+    /// links are not entered (no loops), and neither are names that are not
+    /// UTF-8. At most 10,000 files, 16 levels deep: a directory named by
+    /// mistake (`/`) is an error, not a long walk.
+    pub fn files_beneath(&mut self, dir: &Path) -> io::Result<Vec<String>> {
+        if let Some(replay) = self.replay {
+            return replay.tree(dir);
+        }
+        let mut files = Vec::new();
+        walk(dir, "", 0, &mut files)?;
+        files.sort();
+        self.recorded.record_tree(dir, &files)?;
+        Ok(files)
+    }
+
     /// Refuse a file that would take the snapshot past its limit before
     /// reading it into memory.
     fn check_room(&self, meta: &std::fs::Metadata) -> io::Result<()> {
@@ -362,6 +413,40 @@ impl<'a> FileReader<'a> {
         }
         Ok(())
     }
+}
+
+/// The most files [`FileReader::files_beneath`] lists.
+const MAX_TREE_FILES: usize = 10_000;
+/// The most levels of directories [`FileReader::files_beneath`] enters.
+const MAX_TREE_DEPTH: usize = 16;
+
+/// Add the regular files of `dir` (at `prefix` beneath the walk's root) to
+/// `files`, and those of its subdirectories.
+fn walk(dir: &Path, prefix: &str, depth: usize, files: &mut Vec<String>) -> io::Result<()> {
+    if depth > MAX_TREE_DEPTH {
+        return Err(io::Error::other(format!(
+            "more than {MAX_TREE_DEPTH} levels of directories"
+        )));
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let rel = format!("{prefix}{name}");
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            walk(&entry.path(), &format!("{rel}/"), depth + 1, files)?;
+        } else if kind.is_file() || (kind.is_symlink() && entry.path().is_file()) {
+            if files.len() == MAX_TREE_FILES {
+                return Err(io::Error::other(format!(
+                    "more than {MAX_TREE_FILES} files"
+                )));
+            }
+            files.push(rel);
+        }
+    }
+    Ok(())
 }
 
 fn too_large() -> io::Error {
@@ -406,6 +491,8 @@ mod tests {
         s.record_plugin_file(Path::new("lua/x.lua"), Some(b"s = '\xff\xfe\0'\n"))
             .unwrap();
         s.record_plugin_file(Path::new("lua/y.lua"), None).unwrap();
+        s.record_tree(Path::new("templates"), &["a.html".into(), "x/b.txt".into()])
+            .unwrap();
         s
     }
 
@@ -434,6 +521,10 @@ mod tests {
             b"s = '\xff\xfe\0'\n"
         );
         assert_eq!(decoded.plugin_file(Path::new("lua/y.lua")).unwrap(), None);
+        assert_eq!(
+            decoded.tree(Path::new("templates")).unwrap(),
+            ["a.html", "x/b.txt"]
+        );
     }
 
     #[test]
@@ -455,6 +546,26 @@ mod tests {
             "/etc/passwd is not in the configuration the master loaded"
         );
         assert_eq!(files.into_snapshot(), Snapshot::default());
+    }
+
+    #[test]
+    fn files_beneath_a_directory_are_listed_and_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("top.html"), "").unwrap();
+        std::fs::write(root.join("a/b/deep.txt"), "").unwrap();
+        std::fs::write(root.join(".hidden"), "").unwrap();
+        std::os::unix::fs::symlink(root.join("top.html"), root.join("link.html")).unwrap();
+        // A loop, which must not be followed.
+        std::os::unix::fs::symlink(root, root.join("a/loop")).unwrap();
+        let mut files = FileReader::new(None);
+        let found = files.files_beneath(root).unwrap();
+        assert_eq!(found, [".hidden", "a/b/deep.txt", "link.html", "top.html"]);
+        let snapshot = files.into_snapshot();
+        let mut replay = FileReader::new(Some(&snapshot));
+        assert_eq!(replay.files_beneath(root).unwrap(), found);
+        assert!(replay.files_beneath(&root.join("a")).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use super::{Plugin, PluginInit, PluginSpec};
-use crate::config::{Directive, FileReader};
+use crate::config::{Config, ConfigError, Directive, FileReader};
 
 /// A source of plugins: the one trait through which the config loader
 /// learns what a `Plugin NAME` line declares and a worker instantiates it.
@@ -79,6 +79,25 @@ pub trait PluginSource {
     ) -> Result<Option<Vec<Directive>>, String> {
         let _ = (name, plugin_dirs, files);
         Ok(None)
+    }
+
+    /// Read the files the source's own directives name (the templates
+    /// beneath a `TemplateDir`, certificates…), once the config is
+    /// validated: at start-up, by `--check`, on reload, and in each worker
+    /// as it loads its config. Only through `files`, like
+    /// [`find`](Self::find): the master records what it reads into the
+    /// snapshot and a worker replays it, so every worker of a generation
+    /// uses what the master loaded. Errors are config errors (say which
+    /// file and line is wrong): the load fails with them, and a reload
+    /// keeps the old config. A source keeps what it made of the files for
+    /// this thread (the worker) to use.
+    fn load_files(
+        &self,
+        config: &Config,
+        files: &mut FileReader<'_>,
+    ) -> Result<(), Vec<ConfigError>> {
+        let _ = (config, files);
+        Ok(())
     }
 
     /// Instantiate plugin `name` in this worker (for a script: from what
