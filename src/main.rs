@@ -1,11 +1,12 @@
 //! The stock `axkit` command: the server with every built-in plugin, Lua
-//! script plugins found through `PluginDir`, and the templates of
-//! `TemplateDir`.
+//! script plugins found through `PluginDir`, the templates of
+//! `TemplateDir`, and the HTTP client's trust (`HttpClientCAFile`).
 
 fn main() -> std::process::ExitCode {
     axkit::Server::new()
         .plugins(axkit_plugins::builtin())
         .source(axkit_lua::LuaSource::new())
         .source(axkit_template::TemplateSource)
+        .source(axkit_client::ClientSource)
         .main()
 }

@@ -1,7 +1,7 @@
 //! Non-blocking primitives for scripts. Each suspends only the calling
 //! request's coroutine and lets the worker serve everyone else: `sleep`,
-//! an HTTP/1.1 client (`http`), TCP sockets (`tcp`), subprocesses
-//! (`process`) and files (`file`, through tokio's blocking pool).
+//! TCP sockets (`tcp`), subprocesses (`process`) and files (`file`,
+//! through tokio's blocking pool). The HTTP client (`http`) is `http.rs`.
 //!
 //! `file.write` replaces a file atomically (a new file, exclusively
 //! created under a random name beside it, synced and renamed into place);
@@ -61,10 +61,6 @@ pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<()> {
             Ok(())
         })?,
     )?;
-
-    let http = lua.create_table()?;
-    http.raw_set("request", lua.create_async_function(http_request)?)?;
-    base.raw_set("http", http)?;
 
     let tcp = lua.create_table()?;
     tcp.raw_set(
@@ -133,121 +129,6 @@ pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<()> {
     )?;
     base.raw_set("file", file)?;
     Ok(())
-}
-
-/// `http.request{ url = "http://host:port/path", method = "GET",
-/// headers = { … }, body = "…", timeout = 30 }` →
-/// `{ status =, headers = { lower-case name = value }, body = }`.
-async fn http_request(lua: Lua, spec: Table) -> mlua::Result<Table> {
-    let url: String = spec.get("url")?;
-    let method: String = spec
-        .get::<Option<String>>("method")?
-        .unwrap_or_else(|| "GET".into());
-    let body: Option<mlua::LuaString> = spec.get("body")?;
-    let limit = seconds(spec.get("timeout")?)?;
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| err("http.request", format!("only http:// URLs: {url}")))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>().map_err(|e| err("http.request: port", e))?,
-        ),
-        None => (authority, 80),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let valid = |s: &str| !s.bytes().any(|b| b.is_ascii_control() || b == b' ');
-    if !valid(&method) || !valid(path) || !valid(authority) {
-        return Err(err("http.request", "invalid method, host or path"));
-    }
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
-    if let Some(headers) = spec.get::<Option<Table>>("headers")? {
-        for pair in headers.pairs::<String, String>() {
-            let (name, value) = pair?;
-            if name.bytes().any(|b| b.is_ascii_control() || b == b':')
-                || value.bytes().any(|b| b == b'\r' || b == b'\n')
-            {
-                return Err(err("http.request", format!("invalid header {name:?}")));
-            }
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-    }
-    if let Some(b) = &body {
-        head.push_str(&format!("Content-Length: {}\r\n", b.as_bytes().len()));
-    }
-    head.push_str("\r\n");
-    let payload = body.map(|b| b.as_bytes().to_vec()).unwrap_or_default();
-    let response = within(limit, "http.request", async {
-        let mut stream = TcpStream::connect((host, port)).await?;
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(&payload).await?;
-        let mut all = Vec::new();
-        stream.read_to_end(&mut all).await?;
-        Ok(all)
-    })
-    .await?;
-    parse_response(&lua, &response, method == "HEAD")
-}
-
-/// Parse a whole HTTP/1.1 response read until the server closed.
-fn parse_response(lua: &Lua, bytes: &[u8], head_only: bool) -> mlua::Result<Table> {
-    let bad = || err("http.request", "malformed response");
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(bad)?;
-    let head = String::from_utf8_lossy(&bytes[..end]);
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)?;
-    let headers = lua.create_table()?;
-    let mut chunked = false;
-    for line in lines {
-        if let Some((name, value)) = line.split_once(':') {
-            let name = name.trim().to_ascii_lowercase();
-            let value = value.trim();
-            if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
-                chunked = true;
-            }
-            headers.set(name, value)?;
-        }
-    }
-    let raw = &bytes[end + 4..];
-    let body = if head_only {
-        Vec::new()
-    } else if chunked {
-        dechunk(raw).ok_or_else(bad)?
-    } else {
-        raw.to_vec()
-    };
-    let t = lua.create_table()?;
-    t.set("status", status)?;
-    t.set("headers", headers)?;
-    t.set("body", lua.create_string(body)?)?;
-    Ok(t)
-}
-
-fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&raw[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        raw = &raw[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(raw.get(..size)?);
-        raw = raw.get(size + 2..)?;
-    }
 }
 
 /// Run `f` on tokio's blocking pool.

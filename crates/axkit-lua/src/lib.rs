@@ -27,6 +27,7 @@ mod directives;
 mod fast;
 mod form;
 mod host;
+mod http;
 mod io;
 mod request;
 mod script;

@@ -1,0 +1,201 @@
+//! Connections to servers: plain TCP or TLS (rustls), and the pool of
+//! idle keep-alive connections a [`Client`](crate::Client) keeps per
+//! (scheme, host, port).
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::url::Url;
+use crate::{Deadline, Error, ErrorKind};
+
+/// What a connection is to: (TLS, host, port).
+pub(crate) type Key = (bool, String, u16);
+
+pub(crate) fn key(url: &Url) -> Key {
+    (url.tls, url.host.clone(), url.port)
+}
+
+/// A byte stream to a server.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A connection and the bytes read from it but not used yet.
+pub(crate) struct Conn {
+    pub stream: Stream,
+    pub buf: BytesMut,
+    pub key: Key,
+    /// It came from the pool (it may have been closed by the server since).
+    pub reused: bool,
+    idle_since: Instant,
+}
+
+impl Conn {
+    /// Whether an idle connection can take a request: the server has
+    /// neither closed it nor sent anything (a TLS close_notify, stray
+    /// bytes) since its last response.
+    fn alive(&self) -> bool {
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        matches!(
+            self.stream.tcp().poll_peek(&mut cx, &mut buf),
+            Poll::Pending
+        )
+    }
+}
+
+/// Open a connection to `url`'s server within the connect timeout (the TLS
+/// handshake included), with `tls` for an `https://` URL.
+pub(crate) async fn connect(
+    url: &Url,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    deadline: &Deadline,
+) -> Result<Conn, Error> {
+    let connect = deadline.connect_limit();
+    let target = format!("{}:{}", url.host, url.port);
+    let tcp = deadline
+        .within(
+            connect,
+            ErrorKind::Connect,
+            "connect",
+            TcpStream::connect((url.host.as_str(), url.port)),
+        )
+        .await
+        .map_err(|e| e.context(&target))?;
+    // Requests are written whole or in chunks: no waiting for more.
+    let _ = tcp.set_nodelay(true);
+    let stream = match tls {
+        None => Stream::Plain(tcp),
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::try_from(url.host.clone())
+                .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("{}: {e}", url.host)))?;
+            let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+            let tls = deadline
+                .within(connect, ErrorKind::Tls, "TLS handshake", handshake)
+                .await
+                .map_err(|e| e.context(&target))?;
+            Stream::Tls(Box::new(tls))
+        }
+    };
+    Ok(Conn {
+        stream,
+        buf: BytesMut::new(),
+        key: key(url),
+        reused: false,
+        idle_since: Instant::now(),
+    })
+}
+
+/// Idle keep-alive connections by what they are to, most recent last.
+pub(crate) struct Pool {
+    idle: HashMap<Key, Vec<Conn>>,
+    /// At most this many idle connections per (scheme, host, port).
+    pub max_idle: usize,
+    /// An idle connection is closed after this long.
+    pub idle_timeout: Duration,
+    /// Connections opened so far (for tests and statistics).
+    pub opened: u64,
+}
+
+impl Pool {
+    pub fn new(max_idle: usize, idle_timeout: Duration) -> Pool {
+        Pool {
+            idle: HashMap::new(),
+            max_idle,
+            idle_timeout,
+            opened: 0,
+        }
+    }
+
+    /// An idle connection to `key` that is still usable, if there is one.
+    /// Connections idle for too long, anywhere in the pool, are closed on
+    /// the way: the pool has no timer of its own.
+    pub fn take(&mut self, key: &Key) -> Option<Conn> {
+        let timeout = self.idle_timeout;
+        self.idle.retain(|_, conns| {
+            conns.retain(|c| c.idle_since.elapsed() < timeout);
+            !conns.is_empty()
+        });
+        let conns = self.idle.get_mut(key)?;
+        while let Some(mut conn) = conns.pop() {
+            if conn.alive() {
+                conn.reused = true;
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keep `conn` for the next request to its server.
+    pub fn put(&mut self, mut conn: Conn) {
+        if self.max_idle == 0 {
+            return;
+        }
+        conn.idle_since = Instant::now();
+        let conns = self.idle.entry(conn.key.clone()).or_default();
+        if conns.len() == self.max_idle {
+            conns.remove(0);
+        }
+        conns.push(conn);
+    }
+}

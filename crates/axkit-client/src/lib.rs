@@ -1,0 +1,869 @@
+//! An HTTP/1.1 client for AxKit's workers, for Rust plugins and (as the
+//! `http` global) Lua scripts: keep-alive connections pooled per (scheme,
+//! host, port), HTTPS through rustls, connect/read/total timeouts, a limit
+//! on the response body, and streaming both ways (a request body produced
+//! chunk by chunk, a response body read chunk by chunk). Redirects are not
+//! followed unless a request asks for it. `docs/http-client.md` documents
+//! it, with an example per call.
+//!
+//! A [`Client`] belongs to one thread (a worker): its pool is `Rc`, no
+//! lock anywhere, and nothing it does blocks the event loop (names are
+//! resolved on tokio's blocking pool, as are the system's root
+//! certificates, once, at a client's first HTTPS request).
+//!
+//! Trust: the system's root certificates (rustls-native-certs: on Debian
+//! `/etc/ssl/certs/ca-certificates.crt`, from the `ca-certificates`
+//! package; `SSL_CERT_FILE` and `SSL_CERT_DIR` override) plus any given to
+//! the client ([`ClientBuilder::add_root_pem`]) or, for the worker's
+//! client ([`client`]), by the directive below.
+//!
+//! Directive (global; its source is always in use, no `Plugin` line):
+//! `HttpClientCAFile FILE`, repeatable: PEM certificates the worker's
+//! client trusts besides the system's (a private CA). The files are read
+//! when the config loads, through the config's `FileReader` (so a worker
+//! uses what its master read; they change on SIGHUP), and a file without a
+//! certificate is a config error.
+
+mod conn;
+mod url;
+mod wire;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axkit::config::{Config, ConfigError, Directive, FileReader, List, Scopes};
+use axkit::plugin::InUse;
+use axkit::{Plugin, PluginInit, PluginSource};
+use axkit_http::{write_chunk_header, LAST_CHUNK};
+use bytes::{Buf, Bytes, BytesMut};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use conn::{Conn, Pool};
+use wire::{BodyFraming, Framing};
+
+pub use url::Url;
+
+/// The default limit on a response body: 16 MiB.
+pub const DEFAULT_MAX_SIZE: u64 = 16 << 20;
+/// The default limit on connecting (the TLS handshake included).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default limit on each wait for the server once connected.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `HttpClientCAFile FILE`: certificates the worker's client trusts too.
+pub static CA_FILE: List<PathBuf> = List::new("HttpClientCAFile")
+    .scopes(Scopes::GLOBAL)
+    .doc("PEM certificates (a private CA) that the HTTP client of Lua's http and Rust's axkit_client::client() trusts besides the system's");
+
+/// What went wrong with a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request cannot be made as given (bad URL, method or header).
+    InvalidRequest,
+    /// No connection could be made (refused, unreachable, no such host).
+    Connect,
+    /// The TLS handshake failed (an untrusted or mismatched certificate).
+    Tls,
+    /// A timeout ran out.
+    Timeout,
+    /// The response body is larger than the request's limit.
+    TooLarge,
+    /// The server's response is not valid HTTP/1.1.
+    Protocol,
+    /// The connection failed or closed early.
+    Io,
+    /// The request body's producer failed.
+    Body,
+}
+
+/// A failed request: its kind and a message saying what and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Prefix the message with where it happened.
+    pub(crate) fn context(mut self, what: &str) -> Error {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The timeouts of one request, and when its total time runs out.
+#[derive(Clone, Copy)]
+pub(crate) struct Deadline {
+    connect: Duration,
+    read: Duration,
+    end: Option<Instant>,
+}
+
+impl Deadline {
+    pub(crate) fn connect_limit(&self) -> Duration {
+        self.connect
+    }
+
+    /// Run `fut` for at most `limit`, and not past the total deadline.
+    pub(crate) async fn within<T>(
+        &self,
+        limit: Duration,
+        kind: ErrorKind,
+        what: &str,
+        fut: impl Future<Output = std::io::Result<T>>,
+    ) -> Result<T, Error> {
+        let (limit, total) = match self.end {
+            Some(end) => {
+                let left = end.saturating_duration_since(Instant::now());
+                (limit.min(left), left <= limit)
+            }
+            None => (limit, false),
+        };
+        match tokio::time::timeout(limit, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Error::new(kind, format!("{what}: {e}"))),
+            Err(_) if total => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("{what}: the request's timeout ran out"),
+            )),
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("{what}: timed out after {limit:?}"),
+            )),
+        }
+    }
+}
+
+/// A request body.
+pub struct Body(BodyKind);
+
+type Producer = Box<dyn FnMut() -> Pin<Box<dyn Future<Output = std::io::Result<Option<Bytes>>>>>>;
+
+enum BodyKind {
+    Empty,
+    Bytes(Bytes),
+    /// Sent chunked, as it is produced.
+    Chunks(Producer),
+}
+
+impl Body {
+    /// No body.
+    pub fn empty() -> Body {
+        Body(BodyKind::Empty)
+    }
+
+    /// A body produced piece by piece (sent chunked as each piece comes):
+    /// `next` is called for each piece until it gives `None`. The request
+    /// cannot be retried or redirected with it (it is not kept).
+    pub fn from_fn<F, Fut>(mut next: F) -> Body
+    where
+        F: FnMut() -> Fut + 'static,
+        Fut: Future<Output = std::io::Result<Option<Bytes>>> + 'static,
+    {
+        Body(BodyKind::Chunks(Box::new(move || Box::pin(next()))))
+    }
+
+    fn replayable(&self) -> bool {
+        !matches!(self.0, BodyKind::Chunks(_))
+    }
+}
+
+impl<T: Into<Bytes>> From<T> for Body {
+    fn from(bytes: T) -> Body {
+        Body(BodyKind::Bytes(bytes.into()))
+    }
+}
+
+/// A request: method, URL, headers, body and limits. Built with
+/// [`Request::new`] (or [`Request::get`]) and the methods below, sent with
+/// [`Client::send`].
+pub struct Request {
+    method: String,
+    url: Url,
+    headers: Vec<(String, String)>,
+    body: Body,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    timeout: Option<Duration>,
+    max_size: Option<u64>,
+    redirects: u32,
+}
+
+impl Request {
+    /// A request with no body, the default timeouts and limit, and no
+    /// redirects followed. Fails on a URL that is not `http://` or
+    /// `https://` with a host.
+    pub fn new(method: &str, url: &str) -> Result<Request, Error> {
+        Ok(Request {
+            method: method.to_string(),
+            url: Url::parse(url)?,
+            headers: Vec::new(),
+            body: Body::empty(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            timeout: None,
+            max_size: Some(DEFAULT_MAX_SIZE),
+            redirects: 0,
+        })
+    }
+
+    /// `GET url`.
+    pub fn get(url: &str) -> Result<Request, Error> {
+        Request::new("GET", url)
+    }
+
+    /// Add a header. `Host` and `User-Agent` replace the client's own; the
+    /// framing headers (`Content-Length`, `Transfer-Encoding`,
+    /// `Connection`…) are the client's, and setting them fails the request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The body: bytes (sent with a `Content-Length`) or
+    /// [`Body::from_fn`] (sent chunked).
+    pub fn body(mut self, body: impl Into<Body>) -> Request {
+        self.body = body.into();
+        self
+    }
+
+    /// How long connecting may take, TLS handshake included (default 10 s).
+    pub fn connect_timeout(mut self, limit: Duration) -> Request {
+        self.connect_timeout = limit;
+        self
+    }
+
+    /// How long each wait for the server may take once connected: for the
+    /// request to be written, the response head, each piece of the body
+    /// (default 30 s).
+    pub fn read_timeout(mut self, limit: Duration) -> Request {
+        self.read_timeout = limit;
+        self
+    }
+
+    /// How long the whole request may take, the response body read to its
+    /// end included (default: no limit beyond the others).
+    pub fn timeout(mut self, limit: Duration) -> Request {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// The most bytes of response body taken (default 16 MiB; `None`: no
+    /// limit); a larger body fails with [`ErrorKind::TooLarge`] as soon as
+    /// the limit is passed, streamed or not.
+    pub fn max_size(mut self, limit: Option<u64>) -> Request {
+        self.max_size = limit;
+        self
+    }
+
+    /// Follow up to `count` redirects (301, 302, 303, 307, 308 with a
+    /// `Location`; default 0: the redirect is the response). A 303, or a
+    /// 301/302 to a POST, becomes a GET without body; 307 and 308 repeat
+    /// the request as it was, unless its body was streamed (then the
+    /// redirect is the response). `Authorization` and `Cookie` headers are
+    /// not sent to another origin.
+    pub fn redirects(mut self, count: u32) -> Request {
+        self.redirects = count;
+        self
+    }
+}
+
+/// A response: status and headers, and the body, read with
+/// [`chunk`](Self::chunk) piece by piece or whole with
+/// [`bytes`](Self::bytes). The connection goes back to the pool once the
+/// body has been read to its end; a response dropped before that closes
+/// it.
+pub struct Response {
+    pub status: u16,
+    headers: Vec<(String, String)>,
+    body: BodyReader,
+}
+
+impl Response {
+    /// The first header of that name (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every header, in the order received, names as sent (values not
+    /// UTF-8 are converted lossily).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The next piece of the body, as it arrives; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        self.body.chunk().await
+    }
+
+    /// The whole body (what is left of it).
+    pub async fn bytes(mut self) -> Result<Bytes, Error> {
+        let mut all = BytesMut::new();
+        while let Some(chunk) = self.body.chunk().await? {
+            if all.is_empty() {
+                all = BytesMut::from(chunk);
+            } else {
+                all.extend_from_slice(&chunk);
+            }
+        }
+        Ok(all.freeze())
+    }
+}
+
+/// Reads a response body off its connection.
+struct BodyReader {
+    conn: Option<Conn>,
+    framing: BodyFraming,
+    /// The connection may take another request once the body is read.
+    reusable: bool,
+    left: Option<u64>,
+    deadline: Deadline,
+    client: Rc<Inner>,
+}
+
+impl BodyReader {
+    async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        let result = self.next().await;
+        match &result {
+            Ok(Some(chunk)) => {
+                if let Some(left) = &mut self.left {
+                    match left.checked_sub(chunk.len() as u64) {
+                        Some(l) => *left = l,
+                        None => {
+                            self.conn = None;
+                            return Err(Error::new(
+                                ErrorKind::TooLarge,
+                                "the response body is larger than the request's limit",
+                            ));
+                        }
+                    }
+                }
+            }
+            Ok(None) => self.finish(),
+            Err(_) => self.conn = None,
+        }
+        result
+    }
+
+    /// The body has been read: the connection goes back to the pool if it
+    /// may take another request and nothing came after the body.
+    fn finish(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if self.reusable && conn.buf.is_empty() {
+                self.client.pool.borrow_mut().put(conn);
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<Bytes>, Error> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            match &mut self.framing {
+                BodyFraming::Empty => return Ok(None),
+                BodyFraming::Length(0) => return Ok(None),
+                BodyFraming::Length(n) => {
+                    if conn.buf.is_empty() && fill(conn, &self.deadline).await? == 0 {
+                        return Err(early_end());
+                    }
+                    let take = conn
+                        .buf
+                        .len()
+                        .min(usize::try_from(*n).unwrap_or(usize::MAX));
+                    *n -= take as u64;
+                    return Ok(Some(conn.buf.split_to(take).freeze()));
+                }
+                BodyFraming::Chunked(decoder) => {
+                    if decoder.is_done() {
+                        return Ok(None);
+                    }
+                    if conn.buf.is_empty() && fill(conn, &self.deadline).await? == 0 {
+                        return Err(early_end());
+                    }
+                    let step = decoder.decode(&conn.buf).map_err(|e| {
+                        Error::new(
+                            ErrorKind::Protocol,
+                            format!("malformed chunked body: {}", e.reason),
+                        )
+                    })?;
+                    let (len, consumed) = (step.data.len(), step.consumed);
+                    if len > 0 {
+                        // The data is a slice of the buffer: hand it out
+                        // without a copy.
+                        let start = step.data.as_ptr() as usize - conn.buf.as_ptr() as usize;
+                        conn.buf.advance(start);
+                        let data = conn.buf.split_to(len).freeze();
+                        conn.buf.advance(consumed - start - len);
+                        return Ok(Some(data));
+                    }
+                    conn.buf.advance(consumed);
+                    if consumed == 0 && !decoder.is_done() && fill(conn, &self.deadline).await? == 0
+                    {
+                        return Err(early_end());
+                    }
+                }
+                BodyFraming::Close => {
+                    if conn.buf.is_empty() && fill(conn, &self.deadline).await? == 0 {
+                        return Ok(None);
+                    }
+                    return Ok(Some(conn.buf.split().freeze()));
+                }
+            }
+        }
+    }
+}
+
+fn early_end() -> Error {
+    Error::new(
+        ErrorKind::Io,
+        "the connection closed before the end of the response",
+    )
+}
+
+/// Read more of the connection into its buffer: how many bytes came (0:
+/// the server closed it).
+async fn fill(conn: &mut Conn, deadline: &Deadline) -> Result<usize, Error> {
+    conn.buf.reserve(16 * 1024);
+    let Conn { stream, buf, .. } = conn;
+    deadline
+        .within(
+            deadline.read,
+            ErrorKind::Io,
+            "reading the response",
+            stream.read_buf(buf),
+        )
+        .await
+}
+
+/// Builds a [`Client`] with its own pool and trust.
+pub struct ClientBuilder {
+    roots: Vec<CertificateDer<'static>>,
+    system_roots: bool,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+impl ClientBuilder {
+    /// Trust the certificates of this PEM text too (a private CA). Fails
+    /// on text without a certificate.
+    pub fn add_root_pem(mut self, pem: &[u8]) -> Result<ClientBuilder, String> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("not PEM certificates: {e}"))?;
+        if certs.is_empty() {
+            return Err("no certificate in it".into());
+        }
+        self.roots.extend(certs);
+        Ok(self)
+    }
+
+    /// Whether to trust the system's root certificates (default yes).
+    pub fn system_roots(mut self, on: bool) -> ClientBuilder {
+        self.system_roots = on;
+        self
+    }
+
+    /// Keep at most `count` idle connections per (scheme, host, port)
+    /// (default 16; 0: no keep-alive), each for at most `timeout` (default
+    /// 30 s).
+    pub fn keep_alive(mut self, count: usize, timeout: Duration) -> ClientBuilder {
+        self.max_idle = count;
+        self.idle_timeout = timeout;
+        self
+    }
+
+    pub fn build(self) -> Client {
+        Client {
+            inner: Rc::new(Inner {
+                pool: RefCell::new(Pool::new(self.max_idle, self.idle_timeout)),
+                roots: self.roots,
+                system_roots: self.system_roots,
+                tls: tokio::sync::OnceCell::new(),
+            }),
+        }
+    }
+}
+
+/// An HTTP client with its own pool of keep-alive connections; cheap to
+/// clone (the clones share the pool). One thread's: see [`client`] for the
+/// worker's.
+#[derive(Clone)]
+pub struct Client {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    pool: RefCell<Pool>,
+    roots: Vec<CertificateDer<'static>>,
+    system_roots: bool,
+    /// Made at the first HTTPS request.
+    tls: tokio::sync::OnceCell<Arc<rustls::ClientConfig>>,
+}
+
+impl Default for Client {
+    fn default() -> Client {
+        Client::builder().build()
+    }
+}
+
+thread_local! {
+    /// The worker's client, as the config's `HttpClientCAFile`s make it.
+    static WORKER: RefCell<Option<Client>> = const { RefCell::new(None) };
+}
+
+/// The worker's client: the one Lua's `http` uses, trusting the system's
+/// roots and the config's `HttpClientCAFile`s, its pool shared by every
+/// plugin of the worker.
+pub fn client() -> Client {
+    WORKER.with(|w| w.borrow_mut().get_or_insert_with(Client::default).clone())
+}
+
+impl Client {
+    /// A client of its own (its own pool and trust).
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            roots: Vec::new(),
+            system_roots: true,
+            max_idle: 16,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// How many connections this client has opened (each pooled
+    /// connection counts once however many requests it carried).
+    pub fn connections_opened(&self) -> u64 {
+        self.inner.pool.borrow().opened
+    }
+
+    /// Send `request`: the response once its head has arrived, its body
+    /// still to read. Redirects are followed as the request says.
+    pub async fn send(&self, mut request: Request) -> Result<Response, Error> {
+        let deadline = Deadline {
+            connect: request.connect_timeout,
+            read: request.read_timeout,
+            end: request.timeout.map(|t| Instant::now() + t),
+        };
+        let mut left = request.redirects;
+        loop {
+            let response = self.send_once(&mut request, deadline).await?;
+            let status = response.status;
+            let location = match status {
+                301 | 302 | 303 | 307 | 308 if left > 0 => {
+                    response.header("Location").map(str::to_string)
+                }
+                _ => None,
+            };
+            let Some(location) = location else {
+                return Ok(response);
+            };
+            if matches!(status, 307 | 308) && !request.body.replayable() {
+                return Ok(response);
+            }
+            let next = request.url.join(&location)?;
+            // Read what is left of the redirect's body, so that its
+            // connection can be used again (a large one is not worth it).
+            let mut response = response;
+            response.body.left = Some(64 * 1024);
+            let _ = response.bytes().await;
+            let to_get = (status == 303 && request.method != "HEAD")
+                || (matches!(status, 301 | 302) && request.method == "POST");
+            if to_get {
+                request.method = "GET".into();
+                request.body = Body::empty();
+            }
+            if !request.url.same_origin(&next) {
+                request.headers.retain(|(n, _)| {
+                    !["authorization", "cookie", "proxy-authorization"]
+                        .iter()
+                        .any(|h| n.eq_ignore_ascii_case(h))
+                });
+            }
+            request.url = next;
+            left -= 1;
+        }
+    }
+
+    /// One exchange, on a pooled connection if one is idle. A request that
+    /// fails on a pooled connection before any byte of a response came
+    /// (the server closed it meanwhile) is sent once more on a new one,
+    /// when that is safe: an idempotent method and a body that was kept.
+    async fn send_once(
+        &self,
+        request: &mut Request,
+        deadline: Deadline,
+    ) -> Result<Response, Error> {
+        let key = conn::key(&request.url);
+        let pooled = self.inner.pool.borrow_mut().take(&key);
+        let retry_safe = request.body.replayable()
+            && matches!(
+                request.method.as_str(),
+                "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+            );
+        if let Some(conn) = pooled {
+            match self.exchange(conn, request, &deadline).await {
+                Err((e, answered)) if !answered && retry_safe && e.kind() != ErrorKind::Timeout => {
+                }
+                result => return result.map_err(|(e, _)| e),
+            }
+        }
+        let tls = match request.url.tls {
+            true => Some(self.tls_config().await?),
+            false => None,
+        };
+        let conn = conn::connect(&request.url, tls, &deadline).await?;
+        self.inner.pool.borrow_mut().opened += 1;
+        self.exchange(conn, request, &deadline)
+            .await
+            .map_err(|(e, _)| e)
+    }
+
+    /// Write `request` on `conn` and read the response head. On error, also
+    /// whether any of a response had come.
+    async fn exchange(
+        &self,
+        mut conn: Conn,
+        request: &mut Request,
+        deadline: &Deadline,
+    ) -> Result<Response, (Error, bool)> {
+        let fail = |e: Error| (e, false);
+        let framing = match &request.body.0 {
+            BodyKind::Empty if matches!(request.method.as_str(), "POST" | "PUT" | "PATCH") => {
+                Framing::Length(0)
+            }
+            BodyKind::Empty => Framing::None,
+            BodyKind::Bytes(b) => Framing::Length(b.len()),
+            BodyKind::Chunks(_) => Framing::Chunked,
+        };
+        let mut out = wire::request_head(
+            &request.method,
+            &request.url.target,
+            &request.url.authority(),
+            &request.headers,
+            framing,
+        )
+        .map_err(fail)?;
+        let writing = "writing the request";
+        let write = |e: Error| fail(e.context(writing));
+        match &mut request.body.0 {
+            BodyKind::Empty => {}
+            // One write for a small body; no copy of a large one.
+            BodyKind::Bytes(b) if b.len() <= 16 * 1024 => out.extend_from_slice(b),
+            BodyKind::Bytes(b) => {
+                send(&mut conn, &out, deadline).await.map_err(write)?;
+                out.clear();
+                send(&mut conn, b, deadline).await.map_err(write)?;
+            }
+            BodyKind::Chunks(next) => {
+                send(&mut conn, &out, deadline).await.map_err(write)?;
+                out.clear();
+                loop {
+                    let piece = next().await.map_err(|e| {
+                        fail(Error::new(
+                            ErrorKind::Body,
+                            format!("the request body: {e}"),
+                        ))
+                    })?;
+                    let Some(piece) = piece else { break };
+                    if piece.is_empty() {
+                        continue;
+                    }
+                    let mut frame = Vec::with_capacity(20);
+                    write_chunk_header(&mut frame, piece.len());
+                    send(&mut conn, &frame, deadline).await.map_err(write)?;
+                    send(&mut conn, &piece, deadline).await.map_err(write)?;
+                    send(&mut conn, b"\r\n", deadline).await.map_err(write)?;
+                }
+                out.extend_from_slice(LAST_CHUNK);
+            }
+        }
+        if !out.is_empty() {
+            send(&mut conn, &out, deadline).await.map_err(write)?;
+        }
+        deadline
+            .within(deadline.read, ErrorKind::Io, writing, conn.stream.flush())
+            .await
+            .map_err(fail)?;
+        // The head, past any interim (1xx) responses.
+        let head = loop {
+            match wire::parse_head(&conn.buf).map_err(|e| (e, true))? {
+                Some((head, len)) => {
+                    conn.buf.advance(len);
+                    if head.status == 101 {
+                        return Err((
+                            Error::new(
+                                ErrorKind::Protocol,
+                                "101 Switching Protocols is not supported",
+                            ),
+                            true,
+                        ));
+                    }
+                    if head.status >= 200 {
+                        break head;
+                    }
+                }
+                None => {
+                    let had = !conn.buf.is_empty();
+                    match fill(&mut conn, deadline).await {
+                        Ok(0) => return Err((early_end(), had)),
+                        Ok(_) => {}
+                        Err(e) => return Err((e, had)),
+                    }
+                }
+            }
+        };
+        let (framing, reusable) =
+            wire::body_framing(&head, request.method == "HEAD").map_err(|e| (e, true))?;
+        Ok(Response {
+            status: head.status,
+            headers: head.headers,
+            body: BodyReader {
+                conn: Some(conn),
+                framing,
+                reusable,
+                left: request.max_size,
+                deadline: *deadline,
+                client: self.inner.clone(),
+            },
+        })
+    }
+
+    /// The TLS configuration, made at the first HTTPS request: the
+    /// system's roots are read on the blocking pool.
+    async fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
+        let inner = &self.inner;
+        inner
+            .tls
+            .get_or_try_init(|| async {
+                let mut roots = rustls::RootCertStore::empty();
+                if inner.system_roots {
+                    let native =
+                        tokio::task::spawn_blocking(rustls_native_certs::load_native_certs)
+                            .await
+                            .map_err(|e| Error::new(ErrorKind::Tls, e.to_string()))?;
+                    roots.add_parsable_certificates(native.certs);
+                }
+                for cert in &inner.roots {
+                    roots.add(cert.clone()).map_err(|e| {
+                        Error::new(ErrorKind::Tls, format!("a given root certificate: {e}"))
+                    })?;
+                }
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| Error::new(ErrorKind::Tls, e.to_string()))?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Ok(Arc::new(config))
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// Write all of `data` within the read timeout.
+async fn send(conn: &mut Conn, data: &[u8], deadline: &Deadline) -> Result<(), Error> {
+    deadline
+        .within(
+            deadline.read,
+            ErrorKind::Io,
+            "write",
+            conn.stream.write_all(data),
+        )
+        .await
+}
+
+/// The source of the client's directive: it reads the `HttpClientCAFile`s
+/// when a config loads and makes the worker's client trust them.
+pub struct ClientSource;
+
+impl PluginSource for ClientSource {
+    fn name(&self) -> &str {
+        "http-client"
+    }
+
+    fn in_use(&self) -> InUse {
+        InUse::Always
+    }
+
+    fn directives(&self) -> Vec<Directive> {
+        vec![CA_FILE.declare()]
+    }
+
+    fn load_files(
+        &self,
+        config: &Config,
+        files: &mut FileReader<'_>,
+    ) -> Result<(), Vec<ConfigError>> {
+        let mut builder = Client::builder();
+        let mut errors = Vec::new();
+        // Each occurrence is one file: the settings say where each is written.
+        let settings = config.global.settings(CA_FILE.name());
+        for (path, setting) in config.global.list(&CA_FILE).iter().zip(settings) {
+            let fail = |message: String| ConfigError {
+                file: setting.file.to_string(),
+                line: setting.line,
+                directive: Some(CA_FILE.name().to_string()),
+                plugin: Some(self.name().to_string()),
+                message,
+            };
+            let pem = match files.plugin_file(path) {
+                Ok(Some(file)) => file.bytes,
+                Ok(None) => {
+                    errors.push(fail(format!("{}: no such file", path.display())));
+                    continue;
+                }
+                Err(e) => {
+                    errors.push(fail(format!("{}: {e}", path.display())));
+                    continue;
+                }
+            };
+            builder = match builder.add_root_pem(&pem) {
+                Ok(b) => b,
+                Err(e) => {
+                    errors.push(fail(format!("{}: {e}", path.display())));
+                    return Err(errors);
+                }
+            };
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        WORKER.with(|w| *w.borrow_mut() = Some(builder.build()));
+        Ok(())
+    }
+
+    fn create(&self, _: &str, _: &PluginInit) -> Result<Option<Rc<dyn Plugin>>, String> {
+        Ok(None)
+    }
+}
