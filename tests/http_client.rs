@@ -1,0 +1,357 @@
+//! The HTTP client (Lua's `http`, on `axkit-client`), end to end: one
+//! axkit process is the upstream (a script that counts the connections it
+//! accepts), another calls it. Keep-alive reuse (counted by the server),
+//! chunked responses, timeouts, the size limit, streaming both ways,
+//! redirects; and HTTPS against `openssl s_server` with a test CA, trusted
+//! through `HttpClientCAFile`, refused without it.
+
+mod common;
+#[path = "common/lua.rs"]
+mod lua;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use lua::conf;
+
+/// The upstream: counts the connections it accepted (`/count`).
+const UPSTREAM: &str = r#"
+local connections = 0
+function hook_connect(c)
+  connections = connections + 1
+end
+function hook_response(r)
+  local p = r:path()
+  if p == "/count" then
+    r:write(connections)
+  elseif p == "/hello" then
+    r:write("hello ", r:header("X-N") or "")
+  elseif p == "/chunked" then
+    r:write("ab") r:flush() r:write("c") r:flush()
+  elseif p == "/big" then
+    r:write(string.rep("x", tonumber(r:param("n"))))
+  elseif p == "/slow" then
+    sleep(tonumber(r:param("s")))
+    r:write("late")
+  elseif p == "/stream" then
+    for i = 1, 5 do r:write(string.rep(tostring(i), 1000)) r:flush() sleep(0.01) end
+  elseif p == "/echo" then
+    r:write(r:header("Transfer-Encoding") or "length ", r:header("Content-Length") or "", ":", r:body())
+  elseif p == "/redirect" then
+    return r:redirect("/hello", 302)
+  else
+    return 404
+  end
+  return OK
+end
+"#;
+
+/// The client: each path calls the upstream (`?port=`) one way.
+const CLIENT: &str = r#"
+local function url(r, path)
+  return "http://127.0.0.1:" .. r:param("port") .. path
+end
+function hook_response(r)
+  local p = r:path()
+  if p == "/keepalive" then
+    local got = {}
+    for i = 1, 5 do
+      local res = http.request{ url = url(r, "/hello"), headers = { ["X-N"] = tostring(i) } }
+      got[#got + 1] = res.body
+    end
+    local count = http.request{ url = url(r, "/count") }
+    r:write(table.concat(got, ","), " connections=", count.body)
+  elseif p == "/chunked" then
+    local res = http.request{ url = url(r, "/chunked") }
+    r:write(res.status, " ", res.headers["transfer-encoding"], " ", res.body)
+  elseif p == "/timeout" then
+    local ok, err = pcall(http.request, { url = url(r, "/slow?s=3"), read_timeout = 0.2 })
+    r:write(tostring(ok), " ", err)
+  elseif p == "/total" then
+    local ok, err = pcall(http.request, { url = url(r, "/slow?s=3"), timeout = 0.3 })
+    r:write(tostring(ok), " ", err)
+  elseif p == "/limit" then
+    local ok, err = pcall(http.request, { url = url(r, "/big?n=100000"), max_size = 1000 })
+    local fits = http.request{ url = url(r, "/big?n=1000"), max_size = 1000 }
+    r:write(tostring(ok), " ", err, " | ", #fits.body)
+  elseif p == "/stream" then
+    local res = http.request{ url = url(r, "/stream"), stream = true }
+    local pieces, total = 0, 0
+    while true do
+      local piece = res:read()
+      if not piece then break end
+      pieces, total = pieces + 1, total + #piece
+    end
+    r:write(tostring(res.body), " pieces>1=", tostring(pieces > 1), " total=", total)
+  elseif p == "/upload" then
+    local parts = { "one ", "two ", "three" }
+    local i = 0
+    local res = http.request{ url = url(r, "/echo"), method = "POST", body = function()
+      i = i + 1
+      return parts[i]
+    end }
+    local plain = http.request{ url = url(r, "/echo"), method = "POST", body = "whole" }
+    r:write(res.body, " | ", plain.body)
+  elseif p == "/redirect" then
+    local off = http.request{ url = url(r, "/redirect") }
+    local on = http.request{ url = url(r, "/redirect"), redirects = 1 }
+    r:write(off.status, " ", off.headers["location"], " | ", on.status, " ", on.body)
+  elseif p == "/https" then
+    local ok, res = pcall(http.request, { url = "https://localhost:" .. r:param("port") .. "/" })
+    if ok then r:write(res.status, " ", res.body:match("s_server") or "?") else r:write("error ", res) end
+  elseif p == "/refused" then
+    local ok, err = pcall(http.request, { url = url(r, "/"), connect_timeout = 2 })
+    r:write(tostring(ok), " ", err)
+  end
+  return OK
+end
+"#;
+
+fn start_pair() -> (Axkit, Axkit) {
+    let up = Axkit::start_single_with(&conf("", "    Plugin up"), |d| {
+        d.write("plugins/up.lua", UPSTREAM);
+    });
+    let client = Axkit::start_single_with(&conf("", "    Plugin cl"), |d| {
+        d.write("plugins/cl.lua", CLIENT);
+    });
+    (up, client)
+}
+
+fn call(client: &Axkit, path: &str, port: u16) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let r = client.get(&format!("{path}{sep}port={port}"));
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.text()
+}
+
+#[test]
+fn keep_alive_connections_are_reused() {
+    let (up, client) = start_pair();
+    let port = up.addr.port();
+    assert_eq!(
+        call(&client, "/keepalive", port),
+        "hello 1,hello 2,hello 3,hello 4,hello 5 connections=1"
+    );
+    // The next requests find the pooled connection still there.
+    assert!(call(&client, "/keepalive", port).ends_with("connections=1"));
+}
+
+#[test]
+fn chunked_streamed_limited_and_timed_out_responses() {
+    let (up, client) = start_pair();
+    let port = up.addr.port();
+    assert_eq!(call(&client, "/chunked", port), "200 chunked abc");
+    assert_eq!(
+        call(&client, "/stream", port),
+        "nil pieces>1=true total=5000"
+    );
+    let t = call(&client, "/limit", port);
+    assert!(
+        t.starts_with("false ")
+            && t.contains("http.request: the response body is larger than the request's limit"),
+        "{t}"
+    );
+    assert!(t.ends_with(" | 1000"), "{t}");
+    let t = call(&client, "/timeout", port);
+    assert!(
+        t.starts_with("false ")
+            && t.contains("http.request: reading the response: timed out after 200ms"),
+        "{t}"
+    );
+    let t = call(&client, "/total", port);
+    assert!(t.contains("the request's timeout ran out"), "{t}");
+    // The upstream still serves; a closed port is refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let t = call(&client, "/refused", closed_port);
+    assert!(
+        t.starts_with("false ") && t.contains("http.request: 127.0.0.1:"),
+        "{t}"
+    );
+    assert!(t.contains("Connection refused"), "{t}");
+}
+
+#[test]
+fn request_bodies_stream_and_redirects_are_followed_on_request() {
+    let (up, client) = start_pair();
+    let port = up.addr.port();
+    assert_eq!(
+        call(&client, "/upload", port),
+        "chunked:one two three | length 5:whole"
+    );
+    assert_eq!(call(&client, "/redirect", port), "302 /hello | 200 hello ");
+}
+
+/// `openssl s_server` with a certificate for localhost signed by a test CA;
+/// killed on drop.
+struct TlsServer {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA (`ca.pem`) and a TLS server with a certificate it signed, or
+/// None (the test is skipped) without the `openssl` command.
+fn tls_server(dir: &Path) -> Option<TlsServer> {
+    if Command::new("openssl").arg("version").output().is_err() {
+        assert!(
+            std::env::var_os("AXKIT_REQUIRE_SERVICES").is_none(),
+            "openssl is missing (Debian package openssl)"
+        );
+        println!("skipped: no openssl command (Debian package openssl)");
+        return None;
+    }
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=axkit test CA",
+    ]);
+    openssl(dir, &ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    openssl(dir, &csr);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let child = Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-www",
+            "-cert",
+            "server.pem",
+            "-key",
+            "server.key",
+        ])
+        .arg("-accept")
+        .arg(format!("127.0.0.1:{port}"))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = TlsServer { child, port };
+    assert!(
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "s_server did not start"
+    );
+    Some(server)
+}
+
+#[test]
+fn https_with_a_trusted_ca_and_an_untrusted_certificate_refused() {
+    let dir = TempDir::new("tls");
+    let Some(server) = tls_server(dir.path()) else {
+        return;
+    };
+    let ca = dir.path().join("ca.pem");
+    let trusting = Axkit::start_single_with(
+        &conf(
+            &format!("HttpClientCAFile {}", ca.display()),
+            "    Plugin cl",
+        ),
+        |d| {
+            d.write("plugins/cl.lua", CLIENT);
+        },
+    );
+    assert_eq!(call(&trusting, "/https", server.port), "200 s_server");
+    let plain = Axkit::start_single_with(&conf("", "    Plugin cl"), |d| {
+        d.write("plugins/cl.lua", CLIENT);
+    });
+    let t = call(&plain, "/https", server.port);
+    assert!(
+        t.starts_with("error ") && t.contains("http.request: localhost:"),
+        "{t}"
+    );
+    assert!(t.contains("invalid peer certificate: UnknownIssuer"), "{t}");
+
+    // A file that holds no certificate is a config error.
+    let (ok, out) = lua::check(
+        &conf(
+            &format!("HttpClientCAFile {}", dir.path().join("ext.cnf").display()),
+            "",
+        ),
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        out.contains("HttpClientCAFile (plugin http-client): "),
+        "{out}"
+    );
+    assert!(out.contains("no certificate in it"), "{out}");
+}
