@@ -85,5 +85,7 @@ fn main() -> std::process::ExitCode {
         .plugin(faults::FAULTS)
         .plugin(echo::ECHO)
         .plugin(forms::FORMS)
+        .source(axkit_template::TemplateSource)
+        .source(axkit_client::ClientSource)
         .main()
 }

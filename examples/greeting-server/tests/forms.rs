@@ -2,7 +2,8 @@
 //! of the custom binary: decoded query parameters, cookies, urlencoded and
 //! multipart forms, uploads saved only when asked for (and removed when
 //! the request ends), the multipart limits, and one form shared by the
-//! plugins of a request (a check in `access_control`, then the handler).
+//! plugins of a request (a check in `access_control`, then the handler);
+//! and a template rendered and URLs fetched from Rust.
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
@@ -15,9 +16,15 @@ use common::{parse_response, wait_until, Axkit, Response};
 fn start() -> Axkit {
     Axkit::start_bin(
         env!("CARGO_BIN_EXE_greeting-server"),
-        "Plugin logging/warn\nLogLevel info\n<Server>\n  Listen 127.0.0.1:0\n  Plugin forms\n</Server>\n",
+        "Plugin logging/warn\nLogLevel info\nTemplateDir {dir}/templates\n\
+         <Server>\n  Listen 127.0.0.1:0\n  Plugin forms\n</Server>\n",
         &["--no-master"],
-        |_| {},
+        |d| {
+            d.write(
+                "templates/page.html",
+                "<h1>{{ title }}</h1>{% for k, v in rows %}<p>{{ k }}={{ v }}</p>{% endfor %}",
+            );
+        },
     )
 }
 
@@ -170,4 +177,24 @@ fn plugins_of_one_request_share_its_form() {
         body,
     );
     assert_eq!(r.status, 403);
+}
+
+#[test]
+fn rust_renders_templates_and_fetches_with_keep_alive() {
+    let srv = start();
+    let r = srv.get("/render?title=%3CHi%3E&a=1");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        r.text(),
+        "<h1>&lt;Hi&gt;</h1><p>title=&lt;Hi&gt;</p><p>a=1</p>"
+    );
+    // The server fetches from itself: three requests, one connection.
+    let url = format!("http://{}/query?x=1", srv.addr);
+    let r = srv.get(&format!("/fetch?times=3&url={url}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "x=1\nparam: None\nx=1\nparam: None\nx=1\nparam: None\nconnections: 1\n"
+    );
 }
