@@ -61,11 +61,10 @@ impl Plugin for Greeting {
             let greeting = ctx.config().get(&GREETING_TEXT).clone();
             let name = ctx
                 .request
-                .query()
-                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("name=")))
+                .param("name")
                 .filter(|n| n.bytes().all(|b| b.is_ascii_alphanumeric()))
-                .unwrap_or("world")
-                .to_string();
+                .unwrap_or("world".into())
+                .into_owned();
             ctx.response
                 .headers
                 .set("Content-Type", "text/plain; charset=utf-8");

@@ -11,7 +11,7 @@
 //! (`O_CREAT|O_EXCL`, which refuses any existing name, a planted symbolic
 //! link included) under a random name, inside a directory private to the
 //! worker (mode 0700, itself made under a random name in `$TMPDIR`), and
-//! removed when its [`Form`] drops, which for [`Context::read_form`] is when
+//! removed when its [`Form`] drops, which for [`Context::read_form`](super::Context::read_form) is when
 //! the request ends. The directory goes when the worker exits; a worker
 //! that crashes leaves it behind, holding only the uploads of the requests
 //! it was serving, readable by the server's user alone.
