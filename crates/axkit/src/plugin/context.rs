@@ -503,6 +503,14 @@ impl Logger {
     }
 }
 
+/// What a request's plugins read once and share: the whole body, and the
+/// form parsed from it.
+#[derive(Default)]
+struct Kept {
+    body: Option<Bytes>,
+    form: Option<Form>,
+}
+
 /// Everything a hook sees of one request.
 pub struct Context {
     pub request: Request,
@@ -534,9 +542,9 @@ pub struct Context {
     /// The document the `xmlresponse` chain passes along (see [`Document`]).
     pub document: Option<Document>,
     state: HashMap<TypeId, Box<dyn Any>>,
-    /// The body as `read_body_all` read it, and the form parsed from it.
-    body: Option<Bytes>,
-    form: Option<Box<Form>>,
+    /// The body as `read_body_all` read it, and the form parsed from it
+    /// (one pointer, for the many requests that have neither).
+    kept: Option<Box<Kept>>,
     /// The server's side of the request.
     pub(crate) rt: RequestRt,
 }
@@ -559,8 +567,7 @@ impl Context {
             failure: None,
             document: None,
             state: HashMap::new(),
-            body: None,
-            form: None,
+            kept: None,
             rt,
         }
     }
@@ -578,8 +585,7 @@ impl Context {
         self.doc_root = None;
         self.failure = None;
         self.state.clear();
-        self.body = None;
-        self.form = None;
+        self.kept = None;
     }
 
     /// Serve `uri` (a local path, with an optional query) instead of this
@@ -672,15 +678,15 @@ impl Context {
     /// by any plugin of the request, and [`read_form`](Self::read_form) get
     /// the same bytes.
     pub async fn read_body_all(&mut self) -> Result<Bytes, BodyError> {
-        if let Some(body) = &self.body {
-            return Ok(body.clone());
+        if let Some(body) = self.kept.as_ref().and_then(|k| k.body.clone()) {
+            return Ok(body);
         }
         let mut all = BytesMut::new();
         while let Some(chunk) = self.read_body().await? {
             all.extend_from_slice(&chunk);
         }
         let body = all.freeze();
-        self.body = Some(body.clone());
+        self.kept.get_or_insert_default().body = Some(body.clone());
         Ok(body)
     }
 
@@ -694,20 +700,24 @@ impl Context {
     /// malformed multipart body (logged at level info), is an error to
     /// return as the hook's outcome (400, 408 or 413).
     pub async fn read_form(&mut self) -> Result<&mut Form, FormError> {
-        if self.form.is_none() {
+        if self.form().is_none() {
             let body = self.read_body_all().await?;
             let content_type = self.request.header("Content-Type");
             let form = Form::parse(content_type, body).inspect_err(|e| {
                 self.log(Level::Info, &e.reason);
             })?;
-            self.form = Some(Box::new(form));
+            self.kept.get_or_insert_default().form = Some(form);
         }
-        Ok(self.form.as_mut().expect("parsed above"))
+        Ok(self
+            .kept
+            .as_mut()
+            .and_then(|k| k.form.as_mut())
+            .expect("parsed above"))
     }
 
     /// The form [`read_form`](Self::read_form) parsed, if it was called.
     pub fn form(&self) -> Option<&Form> {
-        self.form.as_deref()
+        self.kept.as_ref()?.form.as_ref()
     }
 
     /// Stream a piece of the response body. The first call sends the head

@@ -70,7 +70,11 @@ pub fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, s
 /// The first value of `name` in a query string, decoded as
 /// [`query_pairs`] does.
 pub fn query_param<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
-    query_pairs(query).find_map(|(k, v)| (k == name).then_some(v))
+    // Only the value asked for is decoded.
+    query.split('&').filter(|p| !p.is_empty()).find_map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        (url_decode(k) == name).then(|| url_decode(v))
+    })
 }
 
 /// The value of cookie `name` in a `Cookie` header (quotes around it
