@@ -84,8 +84,6 @@ pub(crate) struct Conn {
     pub stream: Stream,
     pub buf: BytesMut,
     pub key: Key,
-    /// It came from the pool (it may have been closed by the server since).
-    pub reused: bool,
     idle_since: Instant,
 }
 
@@ -141,7 +139,6 @@ pub(crate) async fn connect(
         stream,
         buf: BytesMut::new(),
         key: key(url),
-        reused: false,
         idle_since: Instant::now(),
     })
 }
@@ -177,9 +174,8 @@ impl Pool {
             !conns.is_empty()
         });
         let conns = self.idle.get_mut(key)?;
-        while let Some(mut conn) = conns.pop() {
+        while let Some(conn) = conns.pop() {
             if conn.alive() {
-                conn.reused = true;
                 return Some(conn);
             }
         }

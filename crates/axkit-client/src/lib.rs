@@ -48,7 +48,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use conn::{Conn, Pool};
 use wire::{BodyFraming, Framing};
 
-pub use url::Url;
+use url::Url;
 
 /// The default limit on a response body: 16 MiB.
 pub const DEFAULT_MAX_SIZE: u64 = 16 << 20;

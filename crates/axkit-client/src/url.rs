@@ -8,7 +8,7 @@ use crate::{Error, ErrorKind};
 
 /// A parsed URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Url {
+pub(crate) struct Url {
     pub(crate) tls: bool,
     /// Without brackets for IPv6.
     pub(crate) host: String,
@@ -19,7 +19,7 @@ pub struct Url {
 
 impl Url {
     /// Parse an absolute `http://` or `https://` URL.
-    pub fn parse(text: &str) -> Result<Url, Error> {
+    pub(crate) fn parse(text: &str) -> Result<Url, Error> {
         let bad = |why: &str| Error::new(ErrorKind::InvalidRequest, format!("URL {text:?}: {why}"));
         if text.bytes().any(|b| b.is_ascii_control() || b == b' ') {
             return Err(bad("control characters or spaces"));
