@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use super::{Plugin, PluginInit, PluginSpec};
-use crate::config::{Directive, FileReader};
+use super::{Plugin, PluginInit, PluginSpec, SharedMemorySpec};
+use crate::config::{Config, Directive, FileReader};
 
 /// A source of plugins: the one trait through which the config loader
 /// learns what a `Plugin NAME` line declares and a worker instantiates it.
@@ -79,6 +79,18 @@ pub trait PluginSource {
     ) -> Result<Option<Vec<Directive>>, String> {
         let _ = (name, plugin_dirs, files);
         Ok(None)
+    }
+
+    /// The regions of shared memory this source needs for `config` (see
+    /// [`SharedMemory`](super::SharedMemory)): the master creates them
+    /// before it starts the workers, keeps those whose name and size a
+    /// reload leaves unchanged, and each worker maps them all before it
+    /// builds its plugins. Called wherever a config is loaded to be run
+    /// (the master at start-up and on SIGHUP, `--no-master`, `--check`).
+    /// None by default.
+    fn shared_memory(&self, config: &Config) -> Vec<SharedMemorySpec> {
+        let _ = config;
+        Vec::new()
     }
 
     /// Instantiate plugin `name` in this worker (for a script: from what
