@@ -1,9 +1,11 @@
-//! The stock `axkit` command: the server with every built-in plugin, and
-//! Lua script plugins found through `PluginDir`.
+//! The stock `axkit` command: the server with every built-in plugin, Lua
+//! script plugins found through `PluginDir`, and the zones and broadcast
+//! shared by the workers (`SharedZone`, `BroadcastBuffer`).
 
 fn main() -> std::process::ExitCode {
     axkit::Server::new()
         .plugins(axkit_plugins::builtin())
         .source(axkit_lua::LuaSource::new())
+        .source(axkit_shared::SharedSource::new())
         .main()
 }

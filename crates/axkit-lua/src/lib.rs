@@ -30,6 +30,7 @@ mod host;
 mod io;
 mod request;
 mod script;
+mod shared;
 
 use std::cell::RefCell;
 use std::path::PathBuf;

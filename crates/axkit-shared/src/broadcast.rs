@@ -452,11 +452,13 @@ fn hub(ring: Ring) -> Result<Rc<Waiters>, Error> {
 /// # Ok(()) }
 /// ```
 pub fn wait(channel: impl AsRef<[u8]>) -> Result<Wait, Error> {
-    let channel = channel.as_ref();
+    wait_on(Ring::get()?, channel.as_ref())
+}
+
+fn wait_on(ring: Ring, channel: &[u8]) -> Result<Wait, Error> {
     if channel.is_empty() || channel.len() > MAX_CHANNEL {
         return Err(Error::BadChannel);
     }
-    let ring = Ring::get()?;
     let waiters = hub(ring)?;
     let id = waiters.next.get();
     waiters.next.set(id + 1);
