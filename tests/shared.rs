@@ -91,7 +91,9 @@ fn text(srv: &Axkit, path: &str) -> String {
 /// The answer without the worker's number.
 fn answer(srv: &Axkit, path: &str) -> String {
     let t = text(srv, path);
-    t.split_once(' ').map(|(_, rest)| rest.to_string()).unwrap_or(t)
+    t.split_once(' ')
+        .map(|(_, rest)| rest.to_string())
+        .unwrap_or(t)
 }
 
 #[test]
@@ -111,7 +113,8 @@ fn incr_from_every_worker_loses_nothing() {
                     let mut s = std::net::TcpStream::connect(addr).unwrap();
                     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
                     for _ in 0..25 {
-                        s.write_all(b"GET /incr HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                        s.write_all(b"GET /incr HTTP/1.1\r\nHost: x\r\n\r\n")
+                            .unwrap();
                         let r = read_response(&mut s);
                         assert_eq!(r.status, 200);
                         let worker = r.text().split(' ').next().unwrap().to_string();
@@ -170,7 +173,11 @@ fn values_survive_a_reload_and_a_killed_worker() {
         .all(|w| !before.contains(w))));
     assert_eq!(answer(&srv, "/get?k=a"), "default1");
     assert_eq!(answer(&srv, "/get?z=sessions&k=a"), "sessions1");
-    assert_eq!(answer(&srv, "/get?z=resized&k=a"), "nil", "a resized zone starts empty");
+    assert_eq!(
+        answer(&srv, "/get?z=resized&k=a"),
+        "nil",
+        "a resized zone starts empty"
+    );
 
     // kill -9 of every worker in turn: their replacements see it all.
     for victim in srv.workers() {

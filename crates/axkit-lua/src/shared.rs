@@ -51,8 +51,7 @@ fn args<T: FromLuaMulti>(lua: &Lua, mut args: MultiValue) -> mlua::Result<T> {
 
 fn seconds(ttl: Option<f64>) -> mlua::Result<Option<Duration>> {
     match ttl {
-        None => Ok(None),
-        Some(s) if s == 0.0 => Ok(None),
+        None | Some(0.0) => Ok(None),
         Some(s) => Duration::try_from_secs_f64(s)
             .map(Some)
             .map_err(|_| raise(format!("bad ttl {s}"))),
@@ -127,7 +126,10 @@ fn number(v: &LuaValue) -> mlua::Result<Number> {
     match v {
         LuaValue::Integer(i) => Ok(Number::Int(*i)),
         LuaValue::Number(n) => Ok(Number::Float(*n)),
-        other => Err(raise(format!("expected a number, got {}", other.type_name()))),
+        other => Err(raise(format!(
+            "expected a number, got {}",
+            other.type_name()
+        ))),
     }
 }
 
@@ -201,7 +203,10 @@ fn zone_functions(lua: &Lua, t: &Table, zone: Rc<ZoneRef>) -> mlua::Result<()> {
                     return true.into_lua_multi(lua);
                 }
                 let value = to_value(&value, 0)?;
-                outcome(lua, store(&zone, &key.as_bytes(), value, options(ttl, flags)?))
+                outcome(
+                    lua,
+                    store(&zone, &key.as_bytes(), value, options(ttl, flags)?),
+                )
             })?,
         )?;
     }

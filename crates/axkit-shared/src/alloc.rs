@@ -57,7 +57,10 @@ fn class(size: u32) -> (usize, usize) {
         (0, size as usize)
     } else {
         let f = 31 - size.leading_zeros();
-        ((f - SL_LOG + 1) as usize, ((size >> (f - SL_LOG)) as usize) - SL)
+        (
+            (f - SL_LOG + 1) as usize,
+            ((size >> (f - SL_LOG)) as usize) - SL,
+        )
     }
 }
 
@@ -122,7 +125,10 @@ impl Heap {
         tx.w32(self.head(fl, sl), block);
         let sl_map = self.header + H_SL_MAP + fl * 4;
         tx.w32(sl_map, mem.r32(sl_map) | 1 << sl);
-        tx.w32(self.header + H_FL_MAP, mem.r32(self.header + H_FL_MAP) | 1 << fl);
+        tx.w32(
+            self.header + H_FL_MAP,
+            mem.r32(self.header + H_FL_MAP) | 1 << fl,
+        );
     }
 
     fn remove(&self, block: u32) {
@@ -209,7 +215,11 @@ impl Heap {
     /// Free `block`, merging it with free neighbours.
     pub fn free(&self, block: u32) {
         let (tx, mem) = (self.tx, self.tx.mem);
-        assert_eq!(mem.r32(off(block) + B_STATE), USED, "shared zone: double free");
+        assert_eq!(
+            mem.r32(off(block) + B_STATE),
+            USED,
+            "shared zone: double free"
+        );
         let mut start = block;
         let mut size = self.size(block);
         let prev = mem.r32(off(block) + B_PREV);
@@ -375,7 +385,11 @@ mod tests {
         };
         for i in 0..20_000 {
             if rand(3) > 0 || live.is_empty() {
-                let units = if rand(10) == 0 { 1 + rand(2000) } else { 1 + rand(40) } as u32;
+                let units = if rand(10) == 0 {
+                    1 + rand(2000)
+                } else {
+                    1 + rand(40)
+                } as u32;
                 if let Some(b) = h.a(units) {
                     assert!(h.size(b) >= units.max(MIN_BLOCK));
                     live.push((b, h.size(b)));

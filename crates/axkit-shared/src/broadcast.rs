@@ -292,8 +292,9 @@ pub fn broadcast(channel: impl AsRef<[u8]>, message: impl AsRef<[u8]>) -> Result
 
 /// The event loops of this process that receive messages, fed by the
 /// thread that sleeps on the bell (started with the first waiter).
-static LISTENERS: Mutex<Option<Arc<Mutex<Vec<mpsc::UnboundedSender<Message>>>>>> =
-    Mutex::new(None);
+static LISTENERS: Mutex<Option<Listeners>> = Mutex::new(None);
+
+type Listeners = Arc<Mutex<Vec<mpsc::UnboundedSender<Message>>>>;
 
 /// A receiver of every message sent from now on, starting the bell thread
 /// if this is the first.

@@ -114,11 +114,22 @@ fn ten_thousand_waiters_wake_on_one_message() {
             t.await.unwrap();
         }
         assert_eq!(woken.get(), 10_000);
-        assert!(sent.elapsed() < Duration::from_secs(5), "{:?}", sent.elapsed());
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            sent.elapsed()
+        );
         // Every waiter is gone from the map once served.
         HUB.with(|h| {
             let h = h.borrow();
-            assert!(h.as_ref().unwrap().0.by_channel.borrow().get(&b"many"[..]).is_none());
+            assert!(h
+                .as_ref()
+                .unwrap()
+                .0
+                .by_channel
+                .borrow()
+                .get(&b"many"[..])
+                .is_none());
         });
     });
 }

@@ -138,9 +138,7 @@ fn parse_zone(args: &[&str]) -> Result<(String, usize), String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !valid {
-        return Err(format!(
-            "zone name {name:?}: 1 to 48 of A-Z a-z 0-9 _ -"
-        ));
+        return Err(format!("zone name {name:?}: 1 to 48 of A-Z a-z 0-9 _ -"));
     }
     let size = parse_size_at_least(size, MIN_SIZE)?;
     Ok((name.to_string(), size))

@@ -69,7 +69,7 @@ impl Mem {
     #[inline]
     fn at(&self, off: usize, width: usize) -> *mut u8 {
         assert!(
-            off % width == 0 && off.checked_add(width).is_some_and(|end| end <= self.len),
+            off.is_multiple_of(width) && off.checked_add(width).is_some_and(|end| end <= self.len),
             "shared zone: offset {off} out of bounds"
         );
         // SAFETY: checked to lie within the mapping.

@@ -45,7 +45,7 @@ pub enum Number {
 impl Number {
     /// `self + other`: integer while both are, else float; None on
     /// integer overflow.
-    pub fn add(self, other: Number) -> Option<Number> {
+    pub fn checked_add(self, other: Number) -> Option<Number> {
         match (self, other) {
             (Number::Int(a), Number::Int(b)) => a.checked_add(b).map(Number::Int),
             (a, b) => Some(Number::Float(a.as_f64() + b.as_f64())),
@@ -275,7 +275,8 @@ impl Value {
     /// The value a stored entry holds. None: the bytes are not a value
     /// this crate wrote.
     pub(crate) fn load(kind: Kind, bytes: Vec<u8>) -> Option<Value> {
-        let scalar = || -> Option<u64> { Some(u64::from_ne_bytes(bytes.as_slice().try_into().ok()?)) };
+        let scalar =
+            || -> Option<u64> { Some(u64::from_ne_bytes(bytes.as_slice().try_into().ok()?)) };
         Some(match kind {
             Kind::Bytes => Value::Bytes(bytes),
             Kind::Int => Value::Int(scalar()? as i64),
@@ -450,7 +451,9 @@ mod tests {
             &[3, 1, 2],
             &[5, 10, 1],
             &[6, 0xff, 0xff, 0xff, 0xff, 0x0f],
-            &[5, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            &[
+                5, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+            ],
             &[2, 2],
         ] {
             assert_eq!(Value::load(Kind::Table, bad.to_vec()), None, "{bad:?}");
@@ -459,8 +462,11 @@ mod tests {
 
     #[test]
     fn numbers_add() {
-        assert_eq!(Number::Int(2).add(3.into()), Some(Number::Int(5)));
-        assert_eq!(Number::Int(2).add(0.5.into()), Some(Number::Float(2.5)));
-        assert_eq!(Number::Int(i64::MAX).add(1.into()), None);
+        assert_eq!(Number::Int(2).checked_add(3.into()), Some(Number::Int(5)));
+        assert_eq!(
+            Number::Int(2).checked_add(0.5.into()),
+            Some(Number::Float(2.5))
+        );
+        assert_eq!(Number::Int(i64::MAX).checked_add(1.into()), None);
     }
 }

@@ -175,7 +175,9 @@ pub struct Zone {
 
 impl std::fmt::Debug for Zone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Zone").field("size", &self.mem.len()).finish()
+        f.debug_struct("Zone")
+            .field("size", &self.mem.len())
+            .finish()
     }
 }
 
@@ -284,7 +286,7 @@ impl Zone {
         // entries of a few dozen bytes, 1.6% of the zone.
         let buckets = (len / 256).next_power_of_two() / 2;
         let table = HEADER_END.next_multiple_of(64);
-        let start = (table + buckets * 4).next_multiple_of(UNIT) / UNIT;
+        let start = (table + buckets * 4).div_ceil(UNIT);
         let end = len / UNIT;
         mem.w64_raw(H_SIZE, len as u64);
         mem.w64_raw(H_SEED0, random_u64());
@@ -420,7 +422,12 @@ impl Zone {
         value: impl Into<Value>,
         options: Options,
     ) -> Result<(), Error> {
-        self.store(Mode::CasVersion(version), key.as_ref(), &value.into(), options)
+        self.store(
+            Mode::CasVersion(version),
+            key.as_ref(),
+            &value.into(),
+            options,
+        )
     }
 
     fn store(&self, mode: Mode, key: &[u8], value: &Value, options: Options) -> Result<(), Error> {
@@ -439,15 +446,13 @@ impl Zone {
                 (Mode::Replace | Mode::Cas(_) | Mode::CasVersion(_), None) => {
                     return Err(Error::NotFound)
                 }
-                (Mode::Cas(_), Some((_, e))) => {
-                    if !d.equals(e, expected.as_ref().expect("cas has a value")) {
-                        return Err(Error::Changed);
-                    }
+                (Mode::Cas(_), Some((_, e)))
+                    if !d.equals(e, expected.as_ref().expect("cas has a value")) =>
+                {
+                    return Err(Error::Changed)
                 }
-                (Mode::CasVersion(v), Some((_, e))) => {
-                    if d.tx.mem.r64(off(e) + E_VERSION) != *v {
-                        return Err(Error::Changed);
-                    }
+                (Mode::CasVersion(v), Some((_, e))) if d.tx.mem.r64(off(e) + E_VERSION) != *v => {
+                    return Err(Error::Changed)
                 }
                 _ => {}
             }
@@ -459,7 +464,13 @@ impl Zone {
                     return Ok(());
                 }
             }
-            d.insert(key, h, &stored, (expires, options.flags), found.map(|f| f.1))
+            d.insert(
+                key,
+                h,
+                &stored,
+                (expires, options.flags),
+                found.map(|f| f.1),
+            )
         })
     }
 
@@ -498,7 +509,7 @@ impl Zone {
             match d.lookup(key, h) {
                 None => {
                     let (start, ttl) = init.ok_or(Error::NotFound)?;
-                    let n = start.add(by).ok_or(Error::Overflow)?;
+                    let n = start.checked_add(by).ok_or(Error::Overflow)?;
                     let value = Value::from(n);
                     let stored = value.stored().map_err(|TooDeep| Error::TooDeep)?;
                     let expires = expires_at(d.now, ttl);
@@ -512,7 +523,7 @@ impl Zone {
                         Some(Kind::Float) => Number::Float(f64::from_bits(bits)),
                         _ => return Err(Error::NotANumber),
                     };
-                    let n = current.add(by).ok_or(Error::Overflow)?;
+                    let n = current.checked_add(by).ok_or(Error::Overflow)?;
                     let (kind, bits) = match n {
                         Number::Int(i) => (Kind::Int, i as u64),
                         Number::Float(f) => (Kind::Float, f.to_bits()),
@@ -762,7 +773,10 @@ impl Dict<'_> {
         tx.w32(link, m.r32(off(e) + E_HASH_NEXT));
         self.lru_unlink(e);
         tx.w64(H_ENTRIES, m.r64(H_ENTRIES) - 1);
-        tx.w64(H_USED, m.r64(H_USED) - (self.heap.size(e) as u64) * UNIT as u64);
+        tx.w64(
+            H_USED,
+            m.r64(H_USED) - (self.heap.size(e) as u64) * UNIT as u64,
+        );
         self.heap.free(e);
     }
 
@@ -882,7 +896,10 @@ impl Dict<'_> {
         tx.w32(bucket, block);
         self.lru_push_front(block);
         tx.w64(H_ENTRIES, m.r64(H_ENTRIES) + 1);
-        tx.w64(H_USED, m.r64(H_USED) + (self.heap.size(block) as u64) * UNIT as u64);
+        tx.w64(
+            H_USED,
+            m.r64(H_USED) + (self.heap.size(block) as u64) * UNIT as u64,
+        );
         if let Some(old) = replacing {
             self.remove(self.link_of(old), old);
         }

@@ -109,8 +109,15 @@ fn values_keep_their_types_flags_and_versions() {
     }
     let first = z.get("s").unwrap().unwrap();
     assert_eq!((first.flags, first.ttl), (0, None));
-    z.set_with("s", "again", Options { ttl: None, flags: 7 })
-        .unwrap();
+    z.set_with(
+        "s",
+        "again",
+        Options {
+            ttl: None,
+            flags: 7,
+        },
+    )
+    .unwrap();
     let second = z.get("s").unwrap().unwrap();
     assert_eq!(second.flags, 7);
     assert!(second.version > first.version);
@@ -149,7 +156,8 @@ fn add_replace_and_compare_and_swap() {
     );
     // Numbers compare as numbers.
     z.set("n", 1).unwrap();
-    z.cas("n", &Value::Float(1.0), 2, Options::default()).unwrap();
+    z.cas("n", &Value::Float(1.0), 2, Options::default())
+        .unwrap();
     assert_eq!(value(&z, "n"), Some(Value::Int(2)));
 
     let version = z.get("k").unwrap().unwrap().version;
@@ -262,7 +270,10 @@ fn freed_memory_coalesces_for_big_values() {
     }
     assert_eq!(z.stats().unwrap().used, 0);
     z.set("big", vec![2u8; capacity - 200]).unwrap();
-    assert_eq!(value(&z, "big").unwrap().as_bytes().unwrap().len(), capacity - 200);
+    assert_eq!(
+        value(&z, "big").unwrap().as_bytes().unwrap().len(),
+        capacity - 200
+    );
     check(&z);
 }
 
@@ -299,20 +310,24 @@ fn random_operations_match_a_hashmap() {
             }
             2 => {
                 let r = z.add(&key, v.clone(), Options::default());
-                if model.contains_key(&key) {
-                    assert_eq!(r, Err(Error::Exists));
-                } else {
-                    r.unwrap();
-                    model.insert(key, v);
+                match model.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        assert_eq!(r, Err(Error::Exists))
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        r.unwrap();
+                        slot.insert(v);
+                    }
                 }
             }
             3 => {
                 let r = z.replace(&key, v.clone(), Options::default());
-                if model.contains_key(&key) {
-                    r.unwrap();
-                    model.insert(key, v);
-                } else {
-                    assert_eq!(r, Err(Error::NotFound));
+                match model.get_mut(&key) {
+                    Some(slot) => {
+                        r.unwrap();
+                        *slot = v;
+                    }
+                    None => assert_eq!(r, Err(Error::NotFound)),
                 }
             }
             4 => assert_eq!(z.delete(&key).unwrap(), model.remove(&key).is_some()),

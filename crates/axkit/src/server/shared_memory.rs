@@ -10,7 +10,9 @@
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::config::Config;
-use crate::plugin::{install_shared_memory, round_to_pages, Catalog, SharedMemory, SharedMemorySpec};
+use crate::plugin::{
+    install_shared_memory, round_to_pages, Catalog, SharedMemory, SharedMemorySpec,
+};
 
 /// The regions a worker inherits: `FD=NAME,FD=NAME`.
 pub(crate) const SHARED_MEMORY_ENV: &str = "AXKIT_SHARED_MEMORY";
