@@ -4,7 +4,8 @@
 //! `add`/`replace`/`cas` and typed values from Lua; a small zone evicts
 //! and counts; a worker killed while it hammers a zone (so, most likely,
 //! holding its lock) does not wedge the worker after it; a broadcast from
-//! one worker wakes the requests waiting in the others.
+//! one worker wakes the requests waiting in the others; the directives are
+//! checked (`--check`).
 //!
 //! The zones' own structures (allocator, hash table, journal, lock
 //! recovery at every step of a mutation) are unit-tested in
@@ -402,4 +403,27 @@ fn read_within(s: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> Option<Respons
             Err(_) => return None,
         }
     }
+}
+
+#[test]
+fn zone_directives_are_checked() {
+    let (ok, out) = lua::check(
+        &lua::conf("SharedZone a 1k\nSharedZone b! 1M\nBroadcastBuffer 1k", ""),
+        &[],
+    );
+    assert!(!ok, "{out}");
+    for e in [
+        "SharedZone (plugin shared): 1k: at least 64K",
+        "SharedZone (plugin shared): zone name \"b!\"",
+        "BroadcastBuffer (plugin shared): 1k: at least 64K",
+    ] {
+        assert!(out.contains(e), "{e}: {out}");
+    }
+    let (ok, out) = lua::check(&lua::conf("SharedZone c 1M\nSharedZone c 2M", ""), &[]);
+    assert!(
+        !ok && out.contains("`shared.zone:c` is asked for twice"),
+        "{out}"
+    );
+    let (ok, out) = lua::check(&lua::conf("SharedZone default 8M", ""), &[]);
+    assert!(ok, "{out}");
 }
