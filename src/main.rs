@@ -1,6 +1,8 @@
 //! The stock `axkit` command: the server with every built-in plugin, Lua
 //! script plugins found through `PluginDir`, the templates of
-//! `TemplateDir`, and the HTTP client's trust (`HttpClientCAFile`).
+//! `TemplateDir`, the HTTP client's trust (`HttpClientCAFile`), and the
+//! zones and broadcast shared by the workers (`SharedZone`,
+//! `BroadcastBuffer`).
 
 fn main() -> std::process::ExitCode {
     axkit::Server::new()
@@ -8,5 +10,6 @@ fn main() -> std::process::ExitCode {
         .source(axkit_lua::LuaSource::new())
         .source(axkit_template::TemplateSource)
         .source(axkit_client::ClientSource)
+        .source(axkit_shared::SharedSource::new())
         .main()
 }

@@ -132,6 +132,7 @@ pub(crate) fn install(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<Table> {
     crate::io::install(lua, &base)?;
     crate::http::install(lua, &base)?;
     crate::template::install(lua, &base)?;
+    crate::shared::install(lua, &base)?;
     Ok(base)
 }
 

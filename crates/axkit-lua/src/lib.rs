@@ -31,6 +31,7 @@ mod http;
 mod io;
 mod request;
 mod script;
+mod shared;
 mod template;
 
 use std::cell::RefCell;

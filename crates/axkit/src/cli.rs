@@ -12,6 +12,7 @@ use clap::Parser;
 use crate::config::Source;
 use crate::plugin::log_to_stderr;
 use crate::plugin::Catalog;
+use crate::server::shared_memory::{self, Regions};
 use crate::server::{load_config, log_warnings, master, report_errors, run_worker};
 
 #[derive(Parser, Debug)]
@@ -103,6 +104,10 @@ pub(crate) fn main(catalog: Catalog) -> ExitCode {
                 }
             }
         }
+        if let Err(e) = map_regions_here(&config, &catalog) {
+            eprintln!("axkit: {e}");
+            return ExitCode::FAILURE;
+        }
         master::announce(&listeners, 1);
         return run_worker(config, &catalog, listeners, || {});
     }
@@ -138,6 +143,11 @@ fn check(catalog: &Catalog, source: &Source) -> ExitCode {
             let _ = writeln!(err, "axkit: warning: {w}");
         }
     }
+    if let Err(e) = map_regions_here(&config, catalog) {
+        eprintln!("axkit: {e}");
+        eprintln!("axkit: configuration {} has errors", source_name(source));
+        return ExitCode::FAILURE;
+    }
     match crate::server::build_plugins(config, catalog) {
         Ok(unreachable) => {
             for w in unreachable {
@@ -154,6 +164,12 @@ fn check(catalog: &Catalog, source: &Source) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A process that runs the plugins itself (`--no-master`, `--check`)
+/// creates the config's shared memory and maps it: it is its own master.
+fn map_regions_here(config: &crate::config::Config, catalog: &Catalog) -> Result<(), String> {
+    Regions::create(config, catalog, &Regions::default())?.map_here()
 }
 
 fn source_name(source: &Source) -> String {
@@ -187,6 +203,10 @@ fn worker_main(catalog: &Catalog, source: &Source) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = shared_memory::map_inherited() {
+        log_to_stderr(crate::plugin::Level::Crit, &e);
+        return ExitCode::FAILURE;
+    }
     run_worker(config, catalog, listeners, || {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(b"ready\n");

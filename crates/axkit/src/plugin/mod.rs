@@ -17,6 +17,7 @@ mod doc_root;
 pub mod form;
 mod html;
 mod log;
+mod shared_memory;
 mod source;
 
 pub use context::{
@@ -29,6 +30,8 @@ pub use html::{default_error_page, html_escape};
 pub use log::{
     escape_log, escape_log_bytes, escape_log_field, log_line, log_to_stderr, Level, LogRecord,
 };
+pub(crate) use shared_memory::{install as install_shared_memory, round_to_pages};
+pub use shared_memory::{SharedMemory, SharedMemorySpec};
 pub(crate) use source::RustPlugins;
 pub use source::{Catalog, InUse, PluginSource};
 

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use super::{Plugin, PluginInit, PluginSpec};
+use super::{Plugin, PluginInit, PluginSpec, SharedMemorySpec};
 use crate::config::{Config, ConfigError, Directive, FileReader};
 
 /// A source of plugins: the one trait through which the config loader
@@ -98,6 +98,18 @@ pub trait PluginSource {
     ) -> Result<(), Vec<ConfigError>> {
         let _ = (config, files);
         Ok(())
+    }
+
+    /// The regions of shared memory this source needs for `config` (see
+    /// [`SharedMemory`](super::SharedMemory)): the master creates them
+    /// before it starts the workers, keeps those whose name and size a
+    /// reload leaves unchanged, and each worker maps them all before it
+    /// builds its plugins. Called wherever a config is loaded to be run
+    /// (the master at start-up and on SIGHUP, `--no-master`, `--check`).
+    /// None by default.
+    fn shared_memory(&self, config: &Config) -> Vec<SharedMemorySpec> {
+        let _ = config;
+        Vec::new()
     }
 
     /// Instantiate plugin `name` in this worker (for a script: from what

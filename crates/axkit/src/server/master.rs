@@ -5,7 +5,8 @@
 //! Workers are started by re-executing our own binary (posix_spawn through
 //! `Command`, with no `pre_exec`) rather than by `fork`: the master runs a
 //! tokio runtime, and forking a process with threads is unsafe. A worker
-//! learns its sockets from `AXKIT_LISTEN_FDS` and the configuration from a
+//! learns its sockets from `AXKIT_LISTEN_FDS`, its regions of shared memory
+//! from `AXKIT_SHARED_MEMORY` (`shared_memory.rs`) and the configuration from a
 //! snapshot of the files the master loaded (written to its stdin: a worker
 //! restarted later must not pick up edits made since), and says `ready` on
 //! its stdout; the EOF of its stdin then tells it the master is gone.
@@ -13,7 +14,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use tokio::time::Instant;
 
 use crate::config::{core, Config, Source};
 use crate::plugin::{log_to_stderr, Catalog, Level};
+use crate::server::shared_memory::{Regions, SHARED_MEMORY_ENV};
 use crate::server::{load_config, log_warnings, report_errors, LISTEN_ENV, WORKER_ENV};
 
 /// How long a new worker may take to say `ready`.
@@ -49,13 +51,13 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// Let the socket survive exec into a worker (`inherit`), or not. Every
-/// listening socket of the master is close-on-exec except while the worker
-/// it is meant for is being started: otherwise each worker (and each CGI
-/// process it starts) would also inherit sockets it was not given, such as
-/// those of an address a reload has dropped.
-fn set_inheritable(listener: &TcpListener, inherit: bool) -> std::io::Result<()> {
-    let fd = listener.as_raw_fd();
+/// Let a descriptor survive exec into a worker (`inherit`), or not. Every
+/// listening socket and region of shared memory of the master is
+/// close-on-exec except while the worker it is meant for is being started:
+/// otherwise each worker (and each CGI process it starts) would also
+/// inherit descriptors it was not given, such as the socket of an address
+/// a reload has dropped.
+fn set_inheritable(fd: RawFd, inherit: bool) -> std::io::Result<()> {
     // SAFETY: plain fcntl calls on a descriptor we own.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFD);
@@ -144,6 +146,8 @@ struct Master<'a> {
     worker_args: Vec<OsString>,
     config: Config,
     listeners: Vec<(SocketAddr, TcpListener)>,
+    /// The current configuration's shared memory.
+    regions: Regions,
     workers: HashMap<u32, WorkerProc>,
     generation: u64,
     events: mpsc::UnboundedSender<Event>,
@@ -186,12 +190,12 @@ fn worker_count(config: &Config) -> usize {
 }
 
 impl Master<'_> {
-    /// Start one worker of `generation` on `listeners`, hand it the
-    /// configuration (`snapshot`, encoded), and wait for `ready`.
+    /// Start one worker of `generation` on `listeners` with `regions`, hand
+    /// it the configuration (`snapshot`, encoded), and wait for `ready`.
     async fn spawn(
         &self,
         generation: u64,
-        listeners: &[(SocketAddr, TcpListener)],
+        (listeners, regions): (&[(SocketAddr, TcpListener)], &Regions),
         snapshot: &[u8],
     ) -> Result<WorkerProc, String> {
         let exe =
@@ -201,19 +205,22 @@ impl Master<'_> {
             .map(|(addr, l)| format!("{}={}", l.as_raw_fd(), addr))
             .collect::<Vec<_>>()
             .join(",");
-        // Only these sockets, and only for this exec. The master is one
+        // Only these descriptors, and only for this exec. The master is one
         // thread, so no other process starts in between.
         let inherit = |on: bool| {
             listeners
                 .iter()
-                .try_for_each(|(_, l)| set_inheritable(l, on))
-                .map_err(|e| format!("cannot pass listening sockets to a worker: {e}"))
+                .map(|(_, l)| l.as_raw_fd())
+                .chain(regions.fds())
+                .try_for_each(|fd| set_inheritable(fd, on))
+                .map_err(|e| format!("cannot pass descriptors to a worker: {e}"))
         };
         let spawned = inherit(true).and_then(|()| {
             Command::new(exe)
                 .arg("--worker")
                 .args(&self.worker_args)
                 .env(LISTEN_ENV, fds)
+                .env(SHARED_MEMORY_ENV, regions.env())
                 .env(WORKER_ENV, "1")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -280,14 +287,14 @@ impl Master<'_> {
     async fn spawn_generation(
         &self,
         generation: u64,
-        listeners: &[(SocketAddr, TcpListener)],
+        with: (&[(SocketAddr, TcpListener)], &Regions),
         config: &Config,
     ) -> Result<Vec<WorkerProc>, String> {
         // Encoded once for the whole generation.
         let snapshot = config.snapshot.encode();
         let mut started = Vec::new();
         for _ in 0..worker_count(config) {
-            match self.spawn(generation, listeners, &snapshot).await {
+            match self.spawn(generation, with, &snapshot).await {
                 Ok(worker) => started.push(worker),
                 Err(e) => {
                     for w in started {
@@ -324,8 +331,21 @@ impl Master<'_> {
                 return;
             }
         };
+        let regions = match Regions::create(&config, self.catalog, &self.regions) {
+            Ok(r) => r,
+            Err(e) => {
+                log(
+                    Level::Error,
+                    &format!("reload failed: {e}; keeping the old configuration"),
+                );
+                return;
+            }
+        };
         let generation = self.generation + 1;
-        match self.spawn_generation(generation, &listeners, &config).await {
+        match self
+            .spawn_generation(generation, (&listeners, &regions), &config)
+            .await
+        {
             Ok(started) => self.workers.extend(started.into_iter().map(|w| (w.pid, w))),
             Err(e) => {
                 log(
@@ -341,6 +361,9 @@ impl Master<'_> {
         self.generation = generation;
         self.config = config;
         self.listeners = listeners;
+        // The old generation mapped what it uses: a region dropped here
+        // lives on in its workers until they exit.
+        self.regions = regions;
         log(Level::Notice, "configuration reloaded");
     }
 
@@ -380,7 +403,10 @@ impl Master<'_> {
                 Ok(l) => l,
                 Err(e) => return log(Level::Crit, &e),
             };
-            match self.spawn(self.generation, &listeners, &snapshot).await {
+            match self
+                .spawn(self.generation, (&listeners, &self.regions), &snapshot)
+                .await
+            {
                 Ok(worker) => {
                     self.workers.insert(worker.pid, worker);
                 }
@@ -450,6 +476,13 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             return ExitCode::FAILURE;
         }
     };
+    let regions = match Regions::create(&config, catalog, &Regions::default()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("axkit: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match crate::server::event_loop() {
         Ok(rt) => rt,
         Err(e) => {
@@ -468,6 +501,7 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             worker_args,
             config,
             listeners: Vec::new(),
+            regions,
             workers: HashMap::new(),
             generation: 1,
             events: tx,
@@ -491,7 +525,10 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             }
             let _ = stop_tx.send(true);
         });
-        match master.spawn_generation(1, &listeners, &master.config).await {
+        match master
+            .spawn_generation(1, (&listeners, &master.regions), &master.config)
+            .await
+        {
             Ok(started) => master
                 .workers
                 .extend(started.into_iter().map(|w| (w.pid, w))),

@@ -11,6 +11,7 @@ mod idle;
 pub(crate) mod master;
 pub(crate) mod response;
 mod runtime;
+pub(crate) mod shared_memory;
 pub(crate) mod walk;
 mod worker;
 

@@ -1,0 +1,370 @@
+//! The `shared` global: the `axkit-shared` crate's zones and broadcast for
+//! scripts (docs/shared.md).
+//!
+//! `shared.get/set/incr/…` use the zone `default`; `shared.zone(name)`
+//! returns a table with the same functions for a zone declared with
+//! `SharedZone`, callable with a dot or a colon (`z.get(k)`, `z:get(k)`).
+//! A zone is looked up when first used, not when named: a script's top
+//! level also runs in the master (which maps no zone) and in `--check`.
+//! Lua integers are stored as integers and floats as floats; a table is
+//! stored as a copy (no functions, no userdata, nested at most 64 deep) and
+//! read back as a new table. What can be expected to happen (the key is
+//! missing, the zone is full, the value changed) is returned as `nil` or
+//! `false` and a message; a mistake in the call (a bad key, a value that
+//! cannot be stored, an undeclared zone) raises an error.
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use axkit_shared::{Error, Number, Options, Value, Zone, MAX_DEPTH};
+use mlua::{FromLuaMulti, IntoLuaMulti, Lua, LuaString, MultiValue, Table, Value as LuaValue};
+
+fn raise(e: impl std::fmt::Display) -> mlua::Error {
+    mlua::Error::runtime(format!("shared: {e}"))
+}
+
+/// A zone resolved on first use.
+struct ZoneRef {
+    name: String,
+    zone: OnceCell<Zone>,
+}
+
+impl ZoneRef {
+    fn get(&self) -> mlua::Result<Zone> {
+        if let Some(z) = self.zone.get() {
+            return Ok(*z);
+        }
+        let z = Zone::open(&self.name).map_err(raise)?;
+        Ok(*self.zone.get_or_init(|| z))
+    }
+}
+
+/// The arguments after a leading table (the zone itself, in `z:get(k)`).
+fn args<T: FromLuaMulti>(lua: &Lua, mut args: MultiValue) -> mlua::Result<T> {
+    if matches!(args.front(), Some(LuaValue::Table(_))) {
+        args.pop_front();
+    }
+    T::from_lua_multi(args, lua)
+}
+
+fn seconds(ttl: Option<f64>) -> mlua::Result<Option<Duration>> {
+    match ttl {
+        None | Some(0.0) => Ok(None),
+        Some(s) => Duration::try_from_secs_f64(s)
+            .map(Some)
+            .map_err(|_| raise(format!("bad ttl {s}"))),
+    }
+}
+
+fn options(ttl: Option<f64>, flags: Option<u32>) -> mlua::Result<Options> {
+    Ok(Options {
+        ttl: seconds(ttl)?,
+        flags: flags.unwrap_or(0),
+    })
+}
+
+/// A Lua value as a zone stores it.
+fn to_value(v: &LuaValue, depth: usize) -> mlua::Result<Value> {
+    Ok(match v {
+        LuaValue::Boolean(b) => Value::Bool(*b),
+        LuaValue::Integer(i) => Value::Int(*i),
+        LuaValue::Number(n) => Value::Float(*n),
+        LuaValue::String(s) => Value::Bytes(s.as_bytes().to_vec()),
+        LuaValue::Table(t) => {
+            if depth >= MAX_DEPTH {
+                return Err(raise(format!(
+                    "table nested deeper than {MAX_DEPTH} (or containing itself)"
+                )));
+            }
+            let mut pairs = Vec::new();
+            for pair in t.pairs::<LuaValue, LuaValue>() {
+                let (k, v) = pair?;
+                if !matches!(
+                    k,
+                    LuaValue::Boolean(_)
+                        | LuaValue::Integer(_)
+                        | LuaValue::Number(_)
+                        | LuaValue::String(_)
+                ) {
+                    return Err(raise(format!(
+                        "a table key must be a string, number or boolean, not {}",
+                        k.type_name()
+                    )));
+                }
+                pairs.push((to_value(&k, depth + 1)?, to_value(&v, depth + 1)?));
+            }
+            Value::Table(pairs)
+        }
+        other => {
+            return Err(raise(format!(
+                "cannot store a {} in a shared zone",
+                other.type_name()
+            )))
+        }
+    })
+}
+
+fn to_lua(lua: &Lua, v: &Value) -> mlua::Result<LuaValue> {
+    Ok(match v {
+        Value::Bytes(b) => LuaValue::String(lua.create_string(b)?),
+        Value::Int(i) => LuaValue::Integer(*i),
+        Value::Float(f) => LuaValue::Number(*f),
+        Value::Bool(b) => LuaValue::Boolean(*b),
+        Value::Table(pairs) => {
+            let t = lua.create_table_with_capacity(0, pairs.len())?;
+            for (k, v) in pairs {
+                t.raw_set(to_lua(lua, k)?, to_lua(lua, v)?)?;
+            }
+            LuaValue::Table(t)
+        }
+    })
+}
+
+fn number(v: &LuaValue) -> mlua::Result<Number> {
+    match v {
+        LuaValue::Integer(i) => Ok(Number::Int(*i)),
+        LuaValue::Number(n) => Ok(Number::Float(*n)),
+        other => Err(raise(format!(
+            "expected a number, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn number_to_lua(n: Number) -> LuaValue {
+    match n {
+        Number::Int(i) => LuaValue::Integer(i),
+        Number::Float(f) => LuaValue::Number(f),
+    }
+}
+
+/// An outcome the script may expect: `true`, or `false` and the reason.
+/// Mistakes in the call raise instead.
+fn outcome(lua: &Lua, r: Result<(), Error>) -> mlua::Result<MultiValue> {
+    match r {
+        Ok(()) => true.into_lua_multi(lua),
+        Err(e) if expected(&e) => (false, e.to_string()).into_lua_multi(lua),
+        Err(e) => Err(raise(e)),
+    }
+}
+
+/// What a script should handle rather than be stopped by.
+fn expected(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::NotFound
+            | Error::Exists
+            | Error::Changed
+            | Error::NoMemory
+            | Error::TooBig
+            | Error::NotANumber
+            | Error::Overflow
+    )
+}
+
+/// The functions of one zone, in `t`.
+fn zone_functions(lua: &Lua, t: &Table, zone: Rc<ZoneRef>) -> mlua::Result<()> {
+    let z = zone.clone();
+    t.raw_set(
+        "get",
+        lua.create_function(move |lua, a: MultiValue| {
+            let key: LuaString = args(lua, a)?;
+            match z.get()?.get(key.as_bytes()).map_err(raise)? {
+                None => LuaValue::Nil.into_lua_multi(lua),
+                Some(e) => (
+                    to_lua(lua, &e.value)?,
+                    e.flags,
+                    e.ttl.map(|d| d.as_secs_f64()),
+                    e.version,
+                )
+                    .into_lua_multi(lua),
+            }
+        })?,
+    )?;
+    // set, add, replace: (key, value [, ttl [, flags]]).
+    type Store = fn(&Zone, &[u8], Value, Options) -> Result<(), Error>;
+    let stores: [(&str, Store); 3] = [
+        ("set", |z, k, v, o| z.set_with(k, v, o)),
+        ("add", |z, k, v, o| z.add(k, v, o)),
+        ("replace", |z, k, v, o| z.replace(k, v, o)),
+    ];
+    for (name, store) in stores {
+        let z = zone.clone();
+        t.raw_set(
+            name,
+            lua.create_function(move |lua, a: MultiValue| {
+                let (key, value, ttl, flags): (LuaString, LuaValue, Option<f64>, Option<u32>) =
+                    args(lua, a)?;
+                let zone = z.get()?;
+                if value.is_nil() && name == "set" {
+                    zone.delete(key.as_bytes()).map_err(raise)?;
+                    return true.into_lua_multi(lua);
+                }
+                let value = to_value(&value, 0)?;
+                outcome(
+                    lua,
+                    store(&zone, &key.as_bytes(), value, options(ttl, flags)?),
+                )
+            })?,
+        )?;
+    }
+    let z = zone.clone();
+    t.raw_set(
+        "cas",
+        lua.create_function(move |lua, a: MultiValue| {
+            let (key, old, new, ttl, flags): (
+                LuaString,
+                LuaValue,
+                LuaValue,
+                Option<f64>,
+                Option<u32>,
+            ) = args(lua, a)?;
+            let (old, new) = (to_value(&old, 0)?, to_value(&new, 0)?);
+            let r = z
+                .get()?
+                .cas(key.as_bytes(), &old, new, options(ttl, flags)?);
+            outcome(lua, r)
+        })?,
+    )?;
+    let z = zone.clone();
+    t.raw_set(
+        "cas_version",
+        lua.create_function(move |lua, a: MultiValue| {
+            let (key, version, new, ttl, flags): (
+                LuaString,
+                u64,
+                LuaValue,
+                Option<f64>,
+                Option<u32>,
+            ) = args(lua, a)?;
+            let new = to_value(&new, 0)?;
+            let r = z
+                .get()?
+                .cas_version(key.as_bytes(), version, new, options(ttl, flags)?);
+            outcome(lua, r)
+        })?,
+    )?;
+    let z = zone.clone();
+    t.raw_set(
+        "incr",
+        lua.create_function(move |lua, a: MultiValue| {
+            let (key, by, init, init_ttl): (LuaString, LuaValue, LuaValue, Option<f64>) =
+                args(lua, a)?;
+            let by = number(&by)?;
+            let zone = z.get()?;
+            let r = if init.is_nil() {
+                zone.incr(key.as_bytes(), by)
+            } else {
+                zone.incr_init(key.as_bytes(), by, number(&init)?, seconds(init_ttl)?)
+            };
+            match r {
+                Ok(n) => number_to_lua(n).into_lua_multi(lua),
+                Err(e) if expected(&e) => (LuaValue::Nil, e.to_string()).into_lua_multi(lua),
+                Err(e) => Err(raise(e)),
+            }
+        })?,
+    )?;
+    let z = zone.clone();
+    t.raw_set(
+        "delete",
+        lua.create_function(move |lua, a: MultiValue| {
+            let key: LuaString = args(lua, a)?;
+            z.get()?.delete(key.as_bytes()).map_err(raise)
+        })?,
+    )?;
+    let z = zone.clone();
+    t.raw_set(
+        "ttl",
+        lua.create_function(move |lua, a: MultiValue| {
+            let key: LuaString = args(lua, a)?;
+            match z.get()?.ttl(key.as_bytes()) {
+                Ok(ttl) => ttl.map_or(0.0, |d| d.as_secs_f64()).into_lua_multi(lua),
+                Err(e) if expected(&e) => (LuaValue::Nil, e.to_string()).into_lua_multi(lua),
+                Err(e) => Err(raise(e)),
+            }
+        })?,
+    )?;
+    let z = zone.clone();
+    t.raw_set(
+        "expire",
+        lua.create_function(move |lua, a: MultiValue| {
+            let (key, ttl): (LuaString, Option<f64>) = args(lua, a)?;
+            let r = z.get()?.expire(key.as_bytes(), seconds(ttl)?);
+            outcome(lua, r)
+        })?,
+    )?;
+    let z = zone;
+    t.raw_set(
+        "stats",
+        lua.create_function(move |lua, a: MultiValue| {
+            let () = args(lua, a)?;
+            let s = z.get()?.stats().map_err(raise)?;
+            let t = lua.create_table()?;
+            t.raw_set("size", s.size)?;
+            t.raw_set("capacity", s.capacity)?;
+            t.raw_set("used", s.used)?;
+            t.raw_set("entries", s.entries)?;
+            t.raw_set("evictions", s.evictions)?;
+            t.raw_set("expired", s.expired)?;
+            t.raw_set("recoveries", s.recoveries)?;
+            Ok(t)
+        })?,
+    )?;
+    Ok(())
+}
+
+pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<()> {
+    let shared = lua.create_table()?;
+    let default = Rc::new(ZoneRef {
+        name: axkit_shared::DEFAULT_ZONE.to_string(),
+        zone: OnceCell::new(),
+    });
+    zone_functions(lua, &shared, default)?;
+    let zones: RefCell<HashMap<String, Table>> = RefCell::default();
+    shared.raw_set(
+        "zone",
+        lua.create_function(move |lua, a: MultiValue| {
+            let name: String = args(lua, a)?;
+            if let Some(t) = zones.borrow().get(&name) {
+                return Ok(t.clone());
+            }
+            let t = lua.create_table()?;
+            let zone = Rc::new(ZoneRef {
+                name: name.clone(),
+                zone: OnceCell::new(),
+            });
+            zone_functions(lua, &t, zone)?;
+            zones.borrow_mut().insert(name, t.clone());
+            Ok(t)
+        })?,
+    )?;
+    shared.raw_set(
+        "broadcast",
+        lua.create_function(|lua, a: MultiValue| {
+            let (channel, message): (LuaString, LuaString) = args(lua, a)?;
+            match axkit_shared::broadcast(channel.as_bytes(), message.as_bytes()) {
+                Ok(()) => true.into_lua_multi(lua),
+                Err(e @ Error::MessageTooBig) => (false, e.to_string()).into_lua_multi(lua),
+                Err(e) => Err(raise(e)),
+            }
+        })?,
+    )?;
+    shared.raw_set(
+        "wait",
+        lua.create_async_function(|lua, a: MultiValue| async move {
+            let (channel, timeout): (LuaString, Option<f64>) = args(&lua, a)?;
+            let wait = axkit_shared::wait(channel.as_bytes()).map_err(raise)?;
+            let message = match seconds(timeout)? {
+                None => wait.await,
+                Some(limit) => match tokio::time::timeout(limit, wait).await {
+                    Ok(m) => m,
+                    Err(_) => return (LuaValue::Nil, "timeout").into_lua_multi(&lua),
+                },
+            };
+            lua.create_string(&message)?.into_lua_multi(&lua)
+        })?,
+    )?;
+    base.raw_set("shared", shared)
+}
