@@ -274,6 +274,12 @@ async fn save_upload(lua: &Lua, data: Bytes) -> mlua::Result<TempPath> {
 pub(crate) struct UploadDir(Arc<Mutex<Option<TempDir>>>);
 
 impl UploadDir {
+    /// The directory, if this worker has made one.
+    pub fn path(&self) -> Option<PathBuf> {
+        let current = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        current.as_ref().map(|d| d.path().to_path_buf())
+    }
+
     fn save(&self, data: &[u8]) -> std::io::Result<TempPath> {
         let dir = self.current()?;
         let mut file = tempfile::Builder::new()

@@ -25,11 +25,15 @@
 mod api;
 mod directives;
 mod fast;
+mod files;
 mod form;
 mod host;
 mod io;
+mod json;
+mod modules;
 mod request;
 mod script;
+mod timer;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -94,6 +98,7 @@ impl PluginSource for LuaSource {
             LUA_TIME_LIMIT.declare(),
             LUA_MEMORY_LIMIT.declare(),
             LUA_RELOAD.declare(),
+            files::LUA_FILE_ROOT.declare(),
         ]
     }
 
@@ -109,7 +114,8 @@ impl PluginSource for LuaSource {
         let Some((path, file)) = host::resolve(name, plugin_dirs, files)? else {
             return Ok(None);
         };
-        let script = self.host()?.load(name, &path, &file.bytes, file.modified)?;
+        let from = (path.as_path(), &file.bytes[..], file.modified);
+        let script = self.host()?.load(name, from, plugin_dirs, files)?;
         Ok(Some(script.directives.clone()))
     }
 
@@ -138,6 +144,8 @@ impl PluginSource for LuaSource {
             .sum();
         host.request_hooks.set(host.request_hooks.get() + calls);
         let global = &init.config.global;
+        host.files.configure(global.list(&files::LUA_FILE_ROOT))?;
+        host.timers.set_limit(*global.get(&LUA_TIME_LIMIT));
         Ok(Some(Rc::new(ScriptPlugin {
             host,
             script,

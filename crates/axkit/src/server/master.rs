@@ -133,6 +133,9 @@ pub(crate) fn inherited_listeners() -> Result<Vec<(SocketAddr, TcpListener)>, St
 struct WorkerProc {
     pid: u32,
     generation: u64,
+    /// Its place in the generation (0..Workers), which a replacement
+    /// takes over: see `Worker::index`.
+    slot: usize,
     started: Instant,
     /// Held open: dropping it tells the worker we are gone.
     _stdin: ChildStdin,
@@ -186,11 +189,12 @@ fn worker_count(config: &Config) -> usize {
 }
 
 impl Master<'_> {
-    /// Start one worker of `generation` on `listeners`, hand it the
-    /// configuration (`snapshot`, encoded), and wait for `ready`.
+    /// Start worker `slot` of `count` of `generation` on `listeners`, hand
+    /// it the configuration (`snapshot`, encoded), and wait for `ready`.
     async fn spawn(
         &self,
         generation: u64,
+        (slot, count): (usize, usize),
         listeners: &[(SocketAddr, TcpListener)],
         snapshot: &[u8],
     ) -> Result<WorkerProc, String> {
@@ -214,7 +218,7 @@ impl Master<'_> {
                 .arg("--worker")
                 .args(&self.worker_args)
                 .env(LISTEN_ENV, fds)
-                .env(WORKER_ENV, "1")
+                .env(WORKER_ENV, format!("{slot}/{count}"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -260,6 +264,7 @@ impl Master<'_> {
                 Ok(WorkerProc {
                     pid,
                     generation,
+                    slot,
                     started: Instant::now(),
                     _stdin: stdin,
                 })
@@ -286,8 +291,12 @@ impl Master<'_> {
         // Encoded once for the whole generation.
         let snapshot = config.snapshot.encode();
         let mut started = Vec::new();
-        for _ in 0..worker_count(config) {
-            match self.spawn(generation, listeners, &snapshot).await {
+        let count = worker_count(config);
+        for slot in 0..count {
+            match self
+                .spawn(generation, (slot, count), listeners, &snapshot)
+                .await
+            {
                 Ok(worker) => started.push(worker),
                 Err(e) => {
                     for w in started {
@@ -369,18 +378,23 @@ impl Master<'_> {
     async fn respawn(&mut self) {
         let want = worker_count(&self.config);
         let snapshot = self.config.snapshot.encode();
-        while self
-            .workers
-            .values()
-            .filter(|w| w.generation == self.generation)
-            .count()
-            < want
-        {
+        // The first place of the generation that no worker holds.
+        let vacant = |workers: &HashMap<u32, WorkerProc>, generation| {
+            (0..want).find(|&slot| {
+                !workers
+                    .values()
+                    .any(|w| w.generation == generation && w.slot == slot)
+            })
+        };
+        while let Some(slot) = vacant(&self.workers, self.generation) {
             let listeners = match bind_all(&self.config, &self.listeners) {
                 Ok(l) => l,
                 Err(e) => return log(Level::Crit, &e),
             };
-            match self.spawn(self.generation, &listeners, &snapshot).await {
+            match self
+                .spawn(self.generation, (slot, want), &listeners, &snapshot)
+                .await
+            {
                 Ok(worker) => {
                     self.workers.insert(worker.pid, worker);
                 }
