@@ -315,6 +315,12 @@ impl Host {
                 None => result.map_err(|e| e.to_string()),
             }
         });
+        // The timers of the modules that were loaded again go (those
+        // modules' new top levels made theirs).
+        for module in self.modules.take_dropped() {
+            let timers = self.timers.owned_by(&module);
+            self.timers.cancel(&timers);
+        }
         result?;
         let mut watch = vec![(path.to_path_buf(), mtime)];
         watch.extend(required.iter().filter_map(|m| self.modules.file_of(m)));
@@ -379,10 +385,7 @@ impl Host {
             return Ok(());
         }
         *script.watch.borrow_mut() = now;
-        for module in self.modules.drop_changed() {
-            let timers = self.timers.owned_by(&Owner::Module(module));
-            self.timers.cancel(&timers);
-        }
+        self.modules.drop_changed();
         let owner = Owner::Script(script.name.clone());
         let old_timers = self.timers.owned_by(&owner);
         let loaded = std::fs::read(&script.path)

@@ -7,7 +7,11 @@
 //! A module is read only while a script loads (its top level, or the top
 //! level of a module it requires): that is when the reader exists. Later a
 //! `require` finds what is already loaded (`package.loaded`, one table per
-//! worker, as in Lua) and nothing else. Names are words separated by dots:
+//! worker, as in Lua) and nothing else. While a script loads, a module
+//! found in the cache is read again and kept only if neither its file nor
+//! those of the modules it required changed: the master keeps its Lua
+//! state from one config load to the next, and each load must record (and
+//! run) the modules as they are now. Names are words separated by dots:
 //! no `..`, no `/`, no absolute path; there is no C module loader
 //! (`package.loadlib`, `package.cpath` do not exist).
 //!
@@ -18,7 +22,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::SystemTime;
 
@@ -27,16 +31,21 @@ use mlua::{Function, Lua, LuaString, Table, Value};
 
 use crate::host::{Clock, LOAD_LIMIT};
 
-/// Whose top level created something (a timer): a script or a module.
+/// Whose top level created something (a timer): a script, or one load of
+/// a module (numbered, so that what the old load of a reloaded module made
+/// can be told from what the new one makes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Owner {
     Script(String),
-    Module(String),
+    Module(String, u64),
 }
 
-/// A loaded module, for `LuaReload`.
+/// A loaded module: where it came from, to tell whether it is still
+/// current.
 struct Record {
+    owner: Owner,
     path: PathBuf,
+    source: Vec<u8>,
     /// None when it came from the master's snapshot.
     mtime: Option<SystemTime>,
     /// The modules its top level required.
@@ -61,6 +70,11 @@ pub(crate) struct Modules {
     read_mtime: Cell<Option<SystemTime>>,
     records: RefCell<HashMap<String, Record>>,
     loading: RefCell<Vec<Frame>>,
+    /// Modules forgotten since the host last asked (see
+    /// [`Modules::take_dropped`]).
+    dropped: RefCell<Vec<Owner>>,
+    /// Module loads so far.
+    loads: Cell<u64>,
 }
 
 /// A script's (or module's) own global environment: its globals, which
@@ -93,6 +107,8 @@ pub(crate) fn install(lua: &Lua, base: &Table, clock: Rc<Clock>) -> mlua::Result
         read_mtime: Cell::new(None),
         records: RefCell::new(HashMap::new()),
         loading: RefCell::new(Vec::new()),
+        dropped: RefCell::new(Vec::new()),
+        loads: Cell::new(0),
     });
     let weak = Rc::downgrade(&modules);
     base.raw_set(
@@ -191,11 +207,24 @@ impl Modules {
             .map(|r| (r.path.clone(), r.mtime))
     }
 
+    /// The module loads forgotten (their file changed) since the last
+    /// call: what their top levels created (timers) goes with them.
+    pub fn take_dropped(&self) -> Vec<Owner> {
+        self.dropped.take()
+    }
+
+    fn forget(&self, name: &str) {
+        if let Some(record) = self.records.borrow_mut().remove(name) {
+            self.dropped.borrow_mut().push(record.owner);
+        }
+        let _ = self.loaded.raw_set(name, Value::Nil);
+    }
+
     /// `LuaReload`: forget the modules whose file changed since they were
     /// loaded, and those that required them (directly or not), so that the
-    /// next `require` loads them again. Returns their names.
-    pub fn drop_changed(&self) -> Vec<String> {
-        let mut records = self.records.borrow_mut();
+    /// next `require` loads them again.
+    pub fn drop_changed(&self) {
+        let records = self.records.borrow();
         let mut changed: Vec<String> = records
             .iter()
             .filter(|(_, r)| crate::host::mtime(&r.path) != r.mtime)
@@ -214,11 +243,49 @@ impl Modules {
             }
             changed.extend(more);
         }
+        drop(records);
         for name in &changed {
-            records.remove(name);
-            let _ = self.loaded.raw_set(name.as_str(), Value::Nil);
+            self.forget(name);
         }
-        changed
+    }
+
+    /// Read `name` with `reader`: its path and source.
+    fn read(&self, reader: &Function, name: &str) -> mlua::Result<(String, LuaString)> {
+        match reader.call::<(Option<String>, LuaString)>(name)? {
+            (Some(path), source) => Ok((path, source)),
+            (None, why) => Err(mlua::Error::runtime(why.to_string_lossy())),
+        }
+    }
+
+    /// Whether the cached module `name` is what its file (and those of the
+    /// modules it required) hold now. A value a script put in
+    /// `package.loaded` itself has no file, and stays.
+    fn current(&self, reader: &Function, name: &str) -> mlua::Result<bool> {
+        let Some((path, deps)) = self
+            .records
+            .borrow()
+            .get(name)
+            .map(|r| (r.path.clone(), r.deps.clone()))
+        else {
+            return Ok(true);
+        };
+        let Ok((now, source)) = self.read(reader, name) else {
+            return Ok(false);
+        };
+        let same = self
+            .records
+            .borrow()
+            .get(name)
+            .is_some_and(|r| Path::new(&now) == path && r.source == *source.as_bytes());
+        if !same {
+            return Ok(false);
+        }
+        for dep in deps {
+            if !self.current(reader, &dep)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn require(&self, lua: &Lua, name: &str) -> mlua::Result<Value> {
@@ -229,17 +296,21 @@ impl Modules {
             }
         }
         let cached: Value = self.loaded.raw_get(name)?;
+        let reader = self.reader.borrow().clone();
         if !cached.is_nil() {
-            return Ok(cached);
+            match &reader {
+                Some(reader) if !self.current(reader, name)? => self.forget(name),
+                _ => return Ok(cached),
+            }
         }
-        let owner = Owner::Module(name.to_string());
-        if self.loading.borrow().iter().any(|f| f.owner == owner) {
+        let loading = |f: &Frame| matches!(&f.owner, Owner::Module(m, _) if m == name);
+        if self.loading.borrow().iter().any(loading) {
             let chain: Vec<String> = self
                 .loading
                 .borrow()
                 .iter()
                 .filter_map(|f| match &f.owner {
-                    Owner::Module(m) => Some(m.clone()),
+                    Owner::Module(m, _) => Some(m.clone()),
                     Owner::Script(_) => None,
                 })
                 .chain([name.to_string()])
@@ -249,16 +320,13 @@ impl Modules {
                 chain.join(" → ")
             )));
         }
-        let reader = self.reader.borrow().clone().ok_or_else(|| {
+        let reader = reader.ok_or_else(|| {
             mlua::Error::runtime(format!(
                 "require {name:?}: modules are read when scripts load; require it at the \
                  top level of the script (or of a module it requires)"
             ))
         })?;
-        let (path, source) = match reader.call::<(Option<String>, LuaString)>(name)? {
-            (Some(path), source) => (path, source),
-            (None, why) => return Err(mlua::Error::runtime(why.to_string_lossy())),
-        };
+        let (path, source) = self.read(&reader, name)?;
         let mtime = self.read_mtime.take();
         let env = environment(lua, &self.base)?;
         let bytes = source.as_bytes();
@@ -266,8 +334,10 @@ impl Modules {
             .load(&*bytes)
             .set_name(format!("@{path}"))
             .set_environment(env);
+        self.loads.set(self.loads.get() + 1);
+        let owner = Owner::Module(name.to_string(), self.loads.get());
         self.loading.borrow_mut().push(Frame {
-            owner,
+            owner: owner.clone(),
             requires: Vec::new(),
         });
         let result = {
@@ -294,7 +364,9 @@ impl Modules {
         self.records.borrow_mut().insert(
             name.to_string(),
             Record {
+                owner,
                 path: PathBuf::from(path),
+                source: bytes.to_vec(),
                 mtime,
                 deps,
             },

@@ -5,7 +5,7 @@
 //! subscriptions, pool upkeep) starts there and ends when the worker
 //! drains.
 
-use std::rc::Rc;
+use std::rc::Weak;
 
 use crate::server::WorkerHandle;
 
@@ -15,7 +15,8 @@ use super::log::Level;
 /// it for the life of the worker.
 #[derive(Clone)]
 pub struct Worker {
-    pub(crate) rt: Rc<WorkerHandle>,
+    /// Weak: the worker holds its plugins, which may hold this.
+    pub(crate) rt: Weak<WorkerHandle>,
     pub(crate) index: usize,
     pub(crate) count: usize,
 }
@@ -38,7 +39,7 @@ impl Worker {
 
     /// Whether the worker has begun to drain.
     pub fn is_stopping(&self) -> bool {
-        self.rt.shutting_down.get()
+        self.rt.upgrade().is_none_or(|rt| rt.shutting_down.get())
     }
 
     /// Resolves when the worker begins to drain (SIGTERM or SIGINT, a
@@ -46,10 +47,13 @@ impl Worker {
     /// should end then. The worker exits once its connections are done,
     /// whether or not background work has.
     pub async fn stopping(&self) {
+        let Some(rt) = self.rt.upgrade() else {
+            return;
+        };
         // Registered before the flag is read: `notify_waiters` wakes a
         // `Notified` made before it, even one not polled yet.
-        let notified = self.rt.shutdown.notified();
-        if self.is_stopping() {
+        let notified = rt.shutdown.notified();
+        if rt.shutting_down.get() {
             return;
         }
         notified.await;
@@ -59,6 +63,9 @@ impl Worker {
     /// `ErrorLog`, a script's sink…), at or below `LogLevel`; to stderr
     /// when no plugin logs.
     pub fn log(&self, level: Level, message: &str) {
-        self.rt.log(level, message);
+        match self.rt.upgrade() {
+            Some(rt) => rt.log(level, message),
+            None => super::log::log_to_stderr(level, message),
+        }
     }
 }

@@ -174,7 +174,7 @@ pub(crate) fn run_worker(
     let sockets = listeners.into_iter().map(|(_, l)| l).collect();
     let (index, count) = worker_place();
     let plugin_view = crate::plugin::Worker {
-        rt: worker.clone(),
+        rt: std::rc::Rc::downgrade(&worker),
         index,
         count,
     };
