@@ -50,6 +50,8 @@ fn demo_hello_and_json_api() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Content-Type"), Some("application/json"));
     assert!(r.text().starts_with("{\"time\":"), "{}", r.text());
+    // An empty list is a JSON array.
+    assert_eq!(srv.get("/api/items").text(), "{\"count\":0,\"items\":[]}\n");
     let r = send(&srv, "POST", "/api/items", "", br#"{"name":"apple"}"#);
     assert_eq!(r.status, 201);
     assert_eq!(r.header("Location"), Some("/api/items/1"));

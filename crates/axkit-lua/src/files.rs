@@ -273,12 +273,13 @@ fn delete(root: &DocRoot, rel: &Path) -> Result<(), String> {
     }
 }
 
-fn rename(from: (&DocRoot, &Path), to: (&DocRoot, &Path)) -> Result<(), String> {
-    let (from_dir, from_name) = parent_of(from.0, from.1)?;
-    let (to_dir, to_name) = parent_of(to.0, to.1)?;
+/// Rename; an error says whether it is about the destination (true).
+fn rename(from: (&DocRoot, &Path), to: (&DocRoot, &Path)) -> Result<(), (bool, String)> {
+    let (from_dir, from_name) = parent_of(from.0, from.1).map_err(|e| (false, e))?;
+    let (to_dir, to_name) = parent_of(to.0, to.1).map_err(|e| (true, e))?;
     rustix::fs::renameat(&from_dir, from_name, &to_dir, to_name).map_err(|e| match e {
-        rustix::io::Errno::XDEV => "the two paths are on different file systems".into(),
-        e => naming(e),
+        rustix::io::Errno::XDEV => (false, "the two paths are on different file systems".into()),
+        e => (false, naming(e)),
     })
 }
 
@@ -443,10 +444,17 @@ pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<Rc<Files>> {
                 let (shown, r) = match (source, target) {
                     (Err(e), _) => (from, Err(e)),
                     (_, Err(e)) => (to, Err(e)),
-                    (Ok((fr, frel)), Ok((tr, trel))) => (
-                        from,
-                        blocking(move || rename((&fr, &frel), (&tr, &trel)).map(|()| true)).await,
-                    ),
+                    (Ok((fr, frel)), Ok((tr, trel))) => {
+                        let renamed =
+                            tokio::task::spawn_blocking(move || rename((&fr, &frel), (&tr, &trel)))
+                                .await
+                                .unwrap_or_else(|e| Err((false, e.to_string())));
+                        match renamed {
+                            Ok(()) => (from, Ok(true)),
+                            Err((false, e)) => (from, Err(e)),
+                            Err((true, e)) => (to, Err(e)),
+                        }
+                    }
                 };
                 answer(&lua, &shown.to_string_lossy(), r)
             }
