@@ -12,15 +12,18 @@
 //!
 //! Directives of the Lua host itself, usable wherever a `PluginDir` is set
 //! (where Lua plugins are found; no `Plugin lua` line, which is deprecated):
-//! `LuaTimeLimit` (how long a hook may run without suspending before it is
-//! stopped with a 500), `LuaMemoryLimit` (memory all scripts of a worker
-//! may hold) and `LuaReload` (re-run a script when its file changes, for
-//! development).
+//! `LuaTimeLimit` (how long a hook or a timer's run may run without
+//! suspending before it is stopped), `LuaMemoryLimit` (memory all scripts
+//! of a worker may hold), `LuaReload` (re-run a script when its file, or a
+//! module it requires, changes, for development) and `LuaFileRoot`
+//! (repeatable: the directories the `file` API may touch; none, no file
+//! access).
 //!
-//! Scripts are read through the config's `FileReader`: the master records
-//! them in the snapshot it hands its workers, so a worker restarted after
-//! a crash runs the script the master loaded. Only `LuaReload On` reads
-//! the disk again.
+//! Scripts, and the modules they `require`, are read through the config's
+//! `FileReader`: the master records them in the snapshot it hands its
+//! workers, so a worker restarted after a crash runs what the master
+//! loaded. Only `LuaReload On` reads the disk again. Timers start when the
+//! worker does (`Plugin::worker_start`) and stop when it drains.
 
 mod api;
 mod directives;

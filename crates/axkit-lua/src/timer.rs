@@ -13,8 +13,9 @@
 //! Timers created while scripts load (their top level, in the master or a
 //! worker loading its config) wait until the worker starts serving
 //! (`Plugin::worker_start`): the master and `axkit --check` never run
-//! them. They all stop when the worker begins to drain; after a SIGHUP the
-//! new generation's workers start their own. With `LuaReload On`, the
+//! them. They all stop when the worker begins to drain (a run in progress
+//! finishes, or ends with the worker); after a SIGHUP the new generation's
+//! workers start their own. With `LuaReload On`, the
 //! timers a script's (or module's) top level created are cancelled when
 //! it is loaded again, which creates them anew.
 
@@ -107,13 +108,11 @@ impl Timers {
         });
     }
 
+    /// No more runs; a run in progress finishes, or ends with the worker.
     fn stop(&self) {
         self.stopped.set(true);
-        for entry in self.entries.take() {
-            entry.done.set(true);
-            if let Some(task) = entry.task.take() {
-                task.abort();
-            }
+        for entry in self.entries.borrow().clone() {
+            self.cancel_one(&entry);
         }
     }
 
