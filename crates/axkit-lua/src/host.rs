@@ -269,8 +269,33 @@ impl Host {
     /// Compile and run `source` (read from `path`, modified at `mtime`) in
     /// a fresh environment, collecting the directives it declares; the
     /// modules it requires are found in `dirs` and read through `files`.
-    /// The script replaces any earlier one loaded as plugin `name`.
+    /// The script replaces any earlier one loaded as plugin `name` (in the
+    /// master, at the previous config load; with `LuaReload`, the running
+    /// version), and the timers that one's top level created go; if it
+    /// does not load, the timers the failed run created go instead.
     pub fn load(
+        &self,
+        name: &str,
+        from: (&Path, &[u8], Option<SystemTime>),
+        dirs: &[PathBuf],
+        files: &mut FileReader<'_>,
+    ) -> Result<Rc<Script>, String> {
+        let owner = Owner::Script(name.to_string());
+        let old = self.timers.owned_by(&owner);
+        let loaded = self.run_script(name, from, dirs, files);
+        let gone = match loaded {
+            Ok(_) => old,
+            Err(_) => {
+                let mut created = self.timers.owned_by(&owner);
+                created.retain(|t| !old.iter().any(|o| Rc::ptr_eq(o, t)));
+                created
+            }
+        };
+        self.timers.cancel(&gone);
+        loaded
+    }
+
+    fn run_script(
         &self,
         name: &str,
         (path, source, mtime): (&Path, &[u8], Option<SystemTime>),
@@ -304,7 +329,7 @@ impl Host {
             .set_name(format!("@{}", path.display()))
             .set_environment(env.clone());
         let owner = Owner::Script(name.to_string());
-        let (result, required) = self.modules.reading(&self.lua, owner, dirs, files, || {
+        let reading = self.modules.reading(&self.lua, owner, dirs, files, || {
             let _slice = self.clock.arm(LOAD_LIMIT);
             let result = chunk.exec();
             match self.clock.killed() {
@@ -315,6 +340,7 @@ impl Host {
                 None => result.map_err(|e| e.to_string()),
             }
         });
+        let (result, required) = reading.map_err(|e| e.to_string())?;
         // The timers of the modules that were loaded again go (those
         // modules' new top levels made theirs).
         for module in self.modules.take_dropped() {
@@ -373,8 +399,8 @@ impl Host {
     /// required changed since it was loaded, run it again and take its new
     /// environment (module state starts over). The modules whose files
     /// changed are loaded again, with those that require them; the
-    /// timers the old top levels created are cancelled (the new ones
-    /// create theirs). A script that no longer loads keeps its old
+    /// timers the old top levels created are cancelled (see
+    /// [`Host::load`]). A script that no longer loads keeps its old
     /// version and its timers; the error is returned for the log, once
     /// per change. This reads the disk, not the master's snapshot: it is a
     /// development mode.
@@ -386,31 +412,17 @@ impl Host {
         }
         *script.watch.borrow_mut() = now;
         self.modules.drop_changed();
-        let owner = Owner::Script(script.name.clone());
-        let old_timers = self.timers.owned_by(&owner);
-        let loaded = std::fs::read(&script.path)
+        let fresh = std::fs::read(&script.path)
             .map_err(|e| format!("{}: {e}", script.path.display()))
             .and_then(|source| {
                 let dirs = self.plugin_dirs.borrow().clone();
                 let from = (script.path.as_path(), &source[..], mtime(&script.path));
                 self.load(&script.name, from, &dirs, &mut FileReader::new(None))
-            });
-        match loaded {
-            Ok(fresh) => {
-                self.timers.cancel(&old_timers);
-                *script.env.borrow_mut() = fresh.env.borrow().clone();
-                *script.functions.borrow_mut() = fresh.functions.borrow().clone();
-                *script.watch.borrow_mut() = fresh.watch.borrow().clone();
-                Ok(())
-            }
-            Err(e) => {
-                // What the failed run created goes; the old version's stay.
-                let mut created = self.timers.owned_by(&owner);
-                created.retain(|t| !old_timers.iter().any(|o| Rc::ptr_eq(o, t)));
-                self.timers.cancel(&created);
-                Err(e)
-            }
-        }
+            })?;
+        *script.env.borrow_mut() = fresh.env.borrow().clone();
+        *script.functions.borrow_mut() = fresh.functions.borrow().clone();
+        *script.watch.borrow_mut() = fresh.watch.borrow().clone();
+        Ok(())
     }
 }
 

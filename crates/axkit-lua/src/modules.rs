@@ -75,6 +75,8 @@ pub(crate) struct Modules {
     dropped: RefCell<Vec<Owner>>,
     /// Module loads so far.
     loads: Cell<u64>,
+    /// The modules found current since the script being loaded started.
+    checked: RefCell<Vec<String>>,
 }
 
 /// A script's (or module's) own global environment: its globals, which
@@ -109,6 +111,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, clock: Rc<Clock>) -> mlua::Result
         loading: RefCell::new(Vec::new()),
         dropped: RefCell::new(Vec::new()),
         loads: Cell::new(0),
+        checked: RefCell::new(Vec::new()),
     });
     let weak = Rc::downgrade(&modules);
     base.raw_set(
@@ -151,9 +154,10 @@ impl Modules {
         dirs: &[PathBuf],
         files: &mut FileReader<'_>,
         load: impl FnOnce() -> R,
-    ) -> (R, Vec<String>) {
+    ) -> mlua::Result<(R, Vec<String>)> {
+        self.checked.borrow_mut().clear();
         let files = RefCell::new(files);
-        let result = lua.scope(|scope| {
+        lua.scope(|scope| {
             // (path, source), or (nil, why not): an error raised here would
             // reach the script wrapped in a callback error of its own.
             let reader = scope.create_function(|lua, name: String| {
@@ -186,12 +190,7 @@ impl Modules {
             let frame = self.loading.borrow_mut().pop();
             *self.reader.borrow_mut() = outer;
             Ok((result, frame.map(|f| f.requires).unwrap_or_default()))
-        });
-        match result {
-            Ok(r) => r,
-            // Only making the scoped function can fail, before `load`.
-            Err(e) => panic!("cannot set up the module reader: {e}"),
-        }
+        })
     }
 
     /// Who is being loaded now, if anything (the innermost chunk).
@@ -261,6 +260,9 @@ impl Modules {
     /// modules it required) hold now. A value a script put in
     /// `package.loaded` itself has no file, and stays.
     fn current(&self, reader: &Function, name: &str) -> mlua::Result<bool> {
+        if self.checked.borrow().iter().any(|c| c == name) {
+            return Ok(true);
+        }
         let Some((path, deps)) = self
             .records
             .borrow()
@@ -285,6 +287,7 @@ impl Modules {
                 return Ok(false);
             }
         }
+        self.checked.borrow_mut().push(name.to_string());
         Ok(true)
     }
 
@@ -361,6 +364,7 @@ impl Modules {
             v => v,
         };
         self.loaded.raw_set(name, &value)?;
+        self.checked.borrow_mut().push(name.to_string());
         self.records.borrow_mut().insert(
             name.to_string(),
             Record {

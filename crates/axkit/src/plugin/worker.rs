@@ -24,10 +24,10 @@ pub struct Worker {
 impl Worker {
     /// This worker's place in its generation, from 0 to
     /// [`count`](Self::count) − 1. A worker restarted after a crash takes
-    /// the place of the one it replaces, so exactly one worker of a
-    /// generation has index 0 at any time (across a reload, the old
-    /// generation's worker 0 drains while the new one's starts). A single
-    /// process (`--no-master`) is worker 0 of 1.
+    /// the place of the one it replaces, so no two running workers of a
+    /// generation share an index (across a reload, the old generation's
+    /// worker 0 drains while the new one's starts). A single process
+    /// (`--no-master`) is worker 0 of 1.
     pub fn index(&self) -> usize {
         self.index
     }
