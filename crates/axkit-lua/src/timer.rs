@@ -171,11 +171,13 @@ impl Timers {
             )));
         }
         let info = func.info();
-        let place = format!(
-            "{}:{}",
-            info.short_src.as_deref().unwrap_or("?"),
-            info.line_defined.unwrap_or(0)
-        );
+        // A script's chunk is named `@FILE` (short_src would cut a long
+        // path); a chunk from `load` is its text, which short_src sums up.
+        let file = match info.source.as_deref().and_then(|s| s.strip_prefix('@')) {
+            Some(path) => path.to_string(),
+            None => info.short_src.unwrap_or_else(|| "?".into()),
+        };
+        let place = format!("{file}:{}", info.line_defined.unwrap_or(0));
         let entry = Rc::new(Entry {
             kind,
             delay,
