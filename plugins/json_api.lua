@@ -48,7 +48,8 @@ function hook_response(r)
     return reply(r, 200, { time = os.time() })
 
   elseif rest == "/items" and method == "GET" then
-    local list = {}
+    -- json.array: with no items yet, `[]` rather than `{}`.
+    local list = json.array()
     for _, item in ipairs(items) do list[#list + 1] = item end
     return reply(r, 200, { items = list, count = #list })
 

@@ -11,7 +11,9 @@
 -- Page names are letters and digits, at most 100 of them; any other name
 -- is 404, so no request can reach a file outside WikiDir.
 --
--- Config (etc/lua.conf):
+-- Config (etc/lua.conf): WikiDir must lie beneath a LuaFileRoot, the
+-- directories scripts may touch.
+--   LuaFileRoot demo/wiki
 --   <Location /wiki>
 --       Plugin wiki
 --       WikiDir demo/wiki
@@ -71,7 +73,7 @@ function hook_response(r)
   if rest == "" then
     if query == "index" then
       local names = {}
-      for _, f in ipairs(file.list(r:config("WikiDir"))) do
+      for _, f in ipairs(file.list(r:config("WikiDir")) or {}) do
         local name = f:match("^(%w+)%.txt$")
         if name then
           names[#names + 1] = '<li><a href="' .. r:location() .. "/" .. name .. '">' .. name .. "</a></li>"
@@ -92,7 +94,11 @@ function hook_response(r)
     if type(form.text) ~= "string" then
       return 400
     end
-    file.write(path, (form.text:gsub("\r\n", "\n")))
+    local ok, err = file.write(path, (form.text:gsub("\r\n", "\n")))
+    if not ok then
+      r:log("error", "wiki: cannot save", name, err)
+      return 500
+    end
     r:log("info", "wiki: saved", name)
     return r:redirect(r:location() .. "/" .. name, 303)
   elseif r:method() ~= "GET" and r:method() ~= "HEAD" then

@@ -50,6 +50,8 @@ fn demo_hello_and_json_api() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Content-Type"), Some("application/json"));
     assert!(r.text().starts_with("{\"time\":"), "{}", r.text());
+    // An empty list is a JSON array.
+    assert_eq!(srv.get("/api/items").text(), "{\"count\":0,\"items\":[]}\n");
     let r = send(&srv, "POST", "/api/items", "", br#"{"name":"apple"}"#);
     assert_eq!(r.status, 201);
     assert_eq!(r.header("Location"), Some("/api/items/1"));
@@ -84,7 +86,7 @@ fn demo_hello_and_json_api() {
 fn demo_wiki_view_edit_save() {
     let srv = Axkit::start_single_with(
         &format!(
-            "PluginDir {DEMO_PLUGINS}\n<Server>\n    Listen 127.0.0.1:0\n\
+            "PluginDir {DEMO_PLUGINS}\nLuaFileRoot {{dir}}/pages\n<Server>\n    Listen 127.0.0.1:0\n\
              <Location /wiki>\n        Plugin wiki\n        WikiDir {{dir}}/pages\n    </Location>\n</Server>\n"
         ),
         |d| {
@@ -150,7 +152,7 @@ fn demo_wiki_survives_concurrent_saves_of_one_page() {
     const CLIENTS: usize = 20;
     const SAVES: usize = 10;
     let srv = Axkit::start_single_with(
-        "PluginDir {dir}/plugins\n<Server>\n    Listen 127.0.0.1:0\n\
+        "PluginDir {dir}/plugins\nLuaFileRoot {dir}/pages\n<Server>\n    Listen 127.0.0.1:0\n\
          <Location /wiki>\n        Plugin wiki\n        WikiDir {dir}/pages\n    </Location>\n</Server>\n",
         |d| {
             d.write(
@@ -229,7 +231,7 @@ fn demo_wiki_survives_concurrent_saves_of_one_page() {
 fn demo_wiki_refuses_over_long_page_names() {
     let srv = Axkit::start_single_with(
         &format!(
-            "PluginDir {DEMO_PLUGINS}\n<Server>\n    Listen 127.0.0.1:0\n\
+            "PluginDir {DEMO_PLUGINS}\nLuaFileRoot {{dir}}/pages\n<Server>\n    Listen 127.0.0.1:0\n\
              <Location /wiki>\n        Plugin wiki\n        WikiDir {{dir}}/pages\n    </Location>\n</Server>\n"
         ),
         |d| {

@@ -19,7 +19,10 @@ use lua::*;
 
 #[test]
 fn request_api() {
-    let srv = start(&conf("", "    Plugin api"), &[("api", API)]);
+    let srv = start(
+        &conf("LuaFileRoot {dir}", "    Plugin api"),
+        &[("api", API)],
+    );
     let r = send(
         &srv,
         "GET",
@@ -87,12 +90,21 @@ fn request_api() {
     assert!(r.body.iter().all(|b| *b == b'z') && r.body.len() == 100_000);
     let r = srv.get("/file?path=/nonexistent/file");
     assert_eq!(r.status, 500);
-    // Opened beneath a root like any file: no DocumentRoot here, so no
-    // symlink anywhere in the path.
+    // Beneath a LuaFileRoot (there is no DocumentRoot here): a relative
+    // symlink is followed while it stays beneath the root; nothing outside
+    // is sent.
     let link = srv.dir.path().join("link.txt");
-    std::os::unix::fs::symlink(&path, &link).unwrap();
+    std::os::unix::fs::symlink("big.txt", &link).unwrap();
     let r = srv.get(&format!("/file?path={}", link.display()));
-    assert_eq!(r.status, 500);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 100_000);
+    let out = srv.dir.path().join("out.txt");
+    std::os::unix::fs::symlink("/etc/passwd", &out).unwrap();
+    assert_eq!(
+        srv.get(&format!("/file?path={}", out.display())).status,
+        500
+    );
+    assert_eq!(srv.get("/file?path=/etc/passwd").status, 500);
     // A FIFO (or any other non-file) is refused at once: opening it must
     // not wait for a writer, nor stream from it.
     let fifo = srv.dir.path().join("fifo");

@@ -216,9 +216,13 @@ fn sighup_reloads_scripts_without_dropping_requests() {
               local wait = r:param('wait')\n\
               while wait and not file.exists(wait) do sleep(0.02) end\n\
               r:write('one') return OK end";
-    let mut srv = Axkit::start_with(&conf("Workers 1", "    Plugin live"), &[], |d| {
-        d.write("plugins/live.lua", v1);
-    });
+    let mut srv = Axkit::start_with(
+        &conf("Workers 1\nLuaFileRoot {dir}", "    Plugin live"),
+        &[],
+        |d| {
+            d.write("plugins/live.lua", v1);
+        },
+    );
     assert_eq!(srv.get("/").text(), "one");
     // A request in flight across the reload: the worker has it before the
     // first SIGHUP, and keeps it until the second has taken effect.

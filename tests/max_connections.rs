@@ -142,7 +142,7 @@ end
 directive { name = "Release", type = "string", doc = "file that ends the wait" }
 "#;
     let text = "MaxConnections 2\nKeepAliveTimeout 60s\nHeaderTimeout 60s\n\
-                PluginDir {dir}/plugins\nRelease {dir}/release\n\
+                PluginDir {dir}/plugins\nRelease {dir}/release\nLuaFileRoot {dir}\n\
                 <Server>\n    Listen 127.0.0.1:0\n    Plugin hold\n</Server>\n";
     let mut srv = Axkit::start_single_with(text, |d| {
         d.write("plugins/hold.lua", script);

@@ -237,6 +237,7 @@ fn serve_file_opens_a_file_another_plugin_named() {
     let mapper_conf = |extra: &str| {
         format!(
             "PluginDir {{dir}}/plugins
+LuaFileRoot {{dir}}/files
 Workers 1
 <Server>
     Listen 127.0.0.1:0

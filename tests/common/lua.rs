@@ -26,10 +26,18 @@ pub fn conf(global: &str, body: &str) -> String {
 
 /// Start one process with `scripts` (name, source) in `plugins/`.
 pub fn start(conf: &str, scripts: &[(&str, &str)]) -> Axkit {
+    start_with(conf, scripts, |_| {})
+}
+
+/// Start one process with `scripts` in `plugins/`, after `prepare` has
+/// filled the scratch directory (the directories a `LuaFileRoot` names
+/// must exist).
+pub fn start_with(conf: &str, scripts: &[(&str, &str)], prepare: impl FnOnce(&TempDir)) -> Axkit {
     Axkit::start_single_with(conf, |d| {
         for (name, src) in scripts {
             d.write(&format!("plugins/{name}.lua"), src);
         }
+        prepare(d);
     })
 }
 

@@ -1,14 +1,17 @@
 //! The environment every script sees: a safe subset of the Lua standard
-//! library (no `io`, no `os.execute`, no `dofile`/`require`: nothing that
-//! blocks the worker), AxKit2's return names (`OK`, `DECLINED`, `DONE`),
-//! `coroutine`/`pcall` wrappers that cooperate with suspension and with
-//! `LuaTimeLimit`, the non-blocking primitives of `io.rs`, and small
-//! helpers (JSON, escaping, logging).
+//! library (no `io`, no `os.execute`, no `dofile`/`loadfile`: nothing that
+//! blocks the worker or reaches past the sandbox), AxKit2's return names
+//! (`OK`, `DECLINED`, `DONE`), `coroutine`/`pcall` wrappers that cooperate
+//! with suspension and with `LuaTimeLimit`, the non-blocking primitives of
+//! `io.rs`, JSON (`json.rs`) and small helpers (escaping, logging). The
+//! host adds `require` (`modules.rs`), `file` (`files.rs`) and `timer`
+//! (`timer.rs`); each script's own globals, `_G` among them, fall back to
+//! this base.
 
 use std::rc::Rc;
 
 use axkit::Level;
-use mlua::{Lua, LuaSerdeExt, Table, Value};
+use mlua::{Lua, Table, Value};
 
 use crate::host::Clock;
 use crate::script::{DECLINED, DONE, OK};
@@ -113,22 +116,7 @@ pub(crate) fn install(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<Table> {
             )
         })?,
     )?;
-    let json = lua.create_table()?;
-    json.raw_set(
-        "encode",
-        lua.create_function(|_, v: Value| {
-            serde_json::to_string(&v).map_err(|e| mlua::Error::runtime(format!("json.encode: {e}")))
-        })?,
-    )?;
-    json.raw_set(
-        "decode",
-        lua.create_function(|lua, s: String| {
-            let v: serde_json::Value = serde_json::from_str(&s)
-                .map_err(|e| mlua::Error::runtime(format!("json.decode: {e}")))?;
-            lua.to_value(&v)
-        })?,
-    )?;
-    base.raw_set("json", json)?;
+    crate::json::install(lua, &base)?;
     crate::io::install(lua, &base)?;
     crate::http::install(lua, &base)?;
     crate::template::install(lua, &base)?;

@@ -1,6 +1,7 @@
 //! The Lua state of one worker: a sandboxed base environment holding the
 //! scripting API, one environment table per script (its module-level state,
-//! which lives across requests in this worker), and the instruction-count
+//! which lives across requests in this worker), the modules scripts
+//! require, the worker's timers and file roots, and the instruction-count
 //! hook that enforces `LuaTimeLimit`.
 //!
 //! Lua 5.4 rather than LuaJIT: LuaJIT runs no debug hooks inside compiled
@@ -9,8 +10,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::ffi::c_int;
+use std::future::{poll_fn, Future};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use axkit::config::{Directive, FileReader, PluginFile};
@@ -21,6 +24,9 @@ use mlua::{
 };
 
 use crate::directives;
+use crate::files::Files;
+use crate::modules::{Modules, Owner};
+use crate::timer::Timers;
 
 /// Instructions between two looks at the clock: cheap enough to leave on
 /// (one `Instant::now()` per 10,000 instructions), fine-grained enough to
@@ -35,8 +41,8 @@ const CHECK_EVERY: u32 = 10_000;
 /// is left for the next.
 const THREAD_POOL: usize = 64;
 
-/// The limit while a script's top level runs at load time.
-const LOAD_LIMIT: Duration = Duration::from_secs(5);
+/// The limit while a script's (or a module's) top level runs at load time.
+pub(crate) const LOAD_LIMIT: Duration = Duration::from_secs(5);
 
 /// The CPU slice of the Lua code running now: since when, for how long it
 /// may run before it is stopped, and where it was stopped. The clock is
@@ -97,10 +103,11 @@ pub(crate) struct Script {
     functions: RefCell<Vec<Option<HookFn>>>,
     pub hooks: Hooks,
     pub directives: Vec<Directive>,
-    /// Modification time when loaded, for `LuaReload`; None when the
-    /// source came from the master's snapshot, so that the first look at
-    /// the file reloads it.
-    pub mtime: Cell<Option<SystemTime>>,
+    /// For `LuaReload`: the script's file and the files of the modules
+    /// its top level required, each with its modification time when last
+    /// loaded (None when the source came from the master's snapshot, so
+    /// that the first look at the file reloads it).
+    watch: RefCell<Vec<(PathBuf, Option<SystemTime>)>>,
 }
 
 /// A hook function, also held in the registry so that the C API can push
@@ -144,6 +151,11 @@ pub(crate) struct Host {
     /// Scripts loaded, by plugin name, so that a worker's `create` uses
     /// what its config load just executed.
     scripts: RefCell<Vec<Rc<Script>>>,
+    pub modules: Rc<Modules>,
+    pub files: Rc<Files>,
+    pub timers: Rc<Timers>,
+    /// The PluginDirs of the last load, where `LuaReload` finds modules.
+    plugin_dirs: RefCell<Vec<PathBuf>>,
 }
 
 impl Host {
@@ -188,7 +200,16 @@ impl Host {
         lua.load("collectgarbage('generational')").exec()?;
         let base = crate::api::install(&lua, clock.clone())?;
         crate::request::install(&lua)?;
+        let modules = crate::modules::install(&lua, &base, clock.clone())?;
+        let files = crate::files::install(&lua, &base)?;
+        // For the request's file calls (`r:send_file`).
+        lua.set_app_data(files.clone());
+        let timers = crate::timer::install(&lua, &base, clock.clone(), modules.clone())?;
         Ok(Host {
+            modules,
+            files,
+            timers,
+            plugin_dirs: RefCell::new(Vec::new()),
             lua,
             requests: Cell::new(0),
             threads: RefCell::new(Vec::new()),
@@ -245,17 +266,43 @@ impl Host {
     }
 
     /// Compile and run `source` (read from `path`, modified at `mtime`) in
-    /// a fresh environment, collecting the directives it declares. The
-    /// script replaces any earlier one loaded as plugin `name`.
+    /// a fresh environment, collecting the directives it declares; the
+    /// modules it requires are found in `dirs` and read through `files`.
+    /// The script replaces any earlier one loaded as plugin `name` (in the
+    /// master, at the previous config load; with `LuaReload`, the running
+    /// version), and the timers that one's top level created go; if it
+    /// does not load, the timers the failed run created go instead.
     pub fn load(
         &self,
         name: &str,
-        path: &Path,
-        source: &[u8],
-        mtime: Option<SystemTime>,
+        from: (&Path, &[u8], Option<SystemTime>),
+        dirs: &[PathBuf],
+        files: &mut FileReader<'_>,
     ) -> Result<Rc<Script>, String> {
-        let env = self.lua.create_table().map_err(|e| e.to_string())?;
-        let meta = self.lua.create_table().map_err(|e| e.to_string())?;
+        let owner = Owner::Script(name.to_string());
+        let old = self.timers.owned_by(&owner);
+        let loaded = self.run_script(name, from, dirs, files);
+        let gone = match loaded {
+            Ok(_) => old,
+            Err(_) => {
+                let mut created = self.timers.owned_by(&owner);
+                created.retain(|t| !old.iter().any(|o| Rc::ptr_eq(o, t)));
+                created
+            }
+        };
+        self.timers.cancel(&gone);
+        loaded
+    }
+
+    fn run_script(
+        &self,
+        name: &str,
+        (path, source, mtime): (&Path, &[u8], Option<SystemTime>),
+        dirs: &[PathBuf],
+        files: &mut FileReader<'_>,
+    ) -> Result<Rc<Script>, String> {
+        *self.plugin_dirs.borrow_mut() = dirs.to_vec();
+        let env = crate::modules::environment(&self.lua, &self.base).map_err(|e| e.to_string())?;
         let declared: Rc<RefCell<Vec<Directive>>> = Rc::default();
         let collect = declared.clone();
         let directive = self
@@ -265,9 +312,7 @@ impl Host {
                 Ok(())
             })
             .map_err(|e| e.to_string())?;
-        meta.raw_set("__index", &self.base)
-            .and_then(|_| env.set_metatable(Some(meta)))
-            .and_then(|_| env.raw_set("directive", directive))
+        env.raw_set("directive", directive)
             .map_err(|e| e.to_string())?;
         // The return names are in the script's own globals too, so that
         // `return OK` finds them without falling back to the base.
@@ -282,17 +327,28 @@ impl Host {
             .load(source)
             .set_name(format!("@{}", path.display()))
             .set_environment(env.clone());
-        {
+        let owner = Owner::Script(name.to_string());
+        let reading = self.modules.reading(&self.lua, owner, dirs, files, || {
             let _slice = self.clock.arm(LOAD_LIMIT);
             let result = chunk.exec();
-            if let Some(at) = self.clock.killed() {
-                return Err(format!(
+            match self.clock.killed() {
+                Some(at) => Err(format!(
                     "{}: top level ran longer than {LOAD_LIMIT:?} (stopped at {at})",
                     path.display()
-                ));
+                )),
+                None => result.map_err(|e| e.to_string()),
             }
-            result.map_err(|e| e.to_string())?;
+        });
+        let (result, required) = reading.map_err(|e| e.to_string())?;
+        // The timers of the modules that were loaded again go (those
+        // modules' new top levels made theirs).
+        for module in self.modules.take_dropped() {
+            let timers = self.timers.owned_by(&module);
+            self.timers.cancel(&timers);
         }
+        result?;
+        let mut watch = vec![(path.to_path_buf(), mtime)];
+        watch.extend(required.iter().filter_map(|m| self.modules.file_of(m)));
         let mut hooks = Hooks::NONE;
         let mut functions = Vec::with_capacity(Hook::COUNT);
         for hook in Hook::ALL {
@@ -321,7 +377,7 @@ impl Host {
             functions: RefCell::new(functions),
             hooks,
             directives,
-            mtime: Cell::new(mtime),
+            watch: RefCell::new(watch),
         });
         let mut scripts = self.scripts.borrow_mut();
         scripts.retain(|s| s.name != name);
@@ -338,26 +394,59 @@ impl Host {
             .cloned()
     }
 
-    /// `LuaReload On`: if the file changed since `script` was loaded, run
-    /// it again and take its new environment (module state starts over).
-    /// A script that no longer loads keeps its old version; the error is
-    /// returned for the log. This reads the disk, not the master's
-    /// snapshot: it is a development mode.
+    /// `LuaReload On`: if the script's file or the file of a module it
+    /// required changed since it was loaded, run it again and take its new
+    /// environment (module state starts over). The modules whose files
+    /// changed are loaded again, with those that require them; the
+    /// timers the old top levels created are cancelled (see
+    /// [`Host::load`]). A script that no longer loads keeps its old
+    /// version and its timers; the error is returned for the log, once
+    /// per change. This reads the disk, not the master's snapshot: it is a
+    /// development mode.
     pub fn reload_if_changed(&self, script: &Script) -> Result<(), String> {
-        let mtime = std::fs::metadata(&script.path)
-            .and_then(|m| m.modified())
-            .ok();
-        if mtime == script.mtime.get() {
+        let seen = script.watch.borrow().clone();
+        let now: Vec<_> = seen.iter().map(|(p, _)| (p.clone(), mtime(p))).collect();
+        if now == seen {
             return Ok(());
         }
-        script.mtime.set(mtime);
-        let source =
-            std::fs::read(&script.path).map_err(|e| format!("{}: {e}", script.path.display()))?;
-        let fresh = self.load(&script.name, &script.path, &source, mtime)?;
+        *script.watch.borrow_mut() = now;
+        self.modules.drop_changed();
+        let fresh = std::fs::read(&script.path)
+            .map_err(|e| format!("{}: {e}", script.path.display()))
+            .and_then(|source| {
+                let dirs = self.plugin_dirs.borrow().clone();
+                let from = (script.path.as_path(), &source[..], mtime(&script.path));
+                self.load(&script.name, from, &dirs, &mut FileReader::new(None))
+            })?;
         *script.env.borrow_mut() = fresh.env.borrow().clone();
         *script.functions.borrow_mut() = fresh.functions.borrow().clone();
+        *script.watch.borrow_mut() = fresh.watch.borrow().clone();
         Ok(())
     }
+}
+
+/// A file's modification time, if it can be read.
+pub(crate) fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Poll `fut` with the clock armed for `limit` at each resumption, as a
+/// hook is run: `Err(where)` if the limit stopped it.
+pub(crate) async fn limited<F: Future>(
+    clock: &Clock,
+    limit: Duration,
+    fut: F,
+) -> Result<F::Output, String> {
+    let mut fut = std::pin::pin!(fut);
+    poll_fn(|cx| {
+        let _slice = clock.arm(limit);
+        let poll = fut.as_mut().poll(cx);
+        if let Some(at) = clock.killed() {
+            return Poll::Ready(Err(at));
+        }
+        poll.map(Ok)
+    })
+    .await
 }
 
 /// Find and read `NAME.lua` or `NAME/init.lua` in the plugin directories,

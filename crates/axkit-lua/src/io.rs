@@ -1,17 +1,10 @@
 //! Non-blocking primitives for scripts. Each suspends only the calling
 //! request's coroutine and lets the worker serve everyone else: `sleep`,
-//! TCP sockets (`tcp`), subprocesses (`process`) and files (`file`,
-//! through tokio's blocking pool). The HTTP client (`http`) is `http.rs`.
-//!
-//! `file.write` replaces a file atomically (a new file, exclusively
-//! created under a random name beside it, synced and renamed into place);
-//! `file.read` reads regular files only; `process.run` bounds what a
-//! program may write ([`MAX_OUTPUT`]).
+//! TCP sockets (`tcp`) and subprocesses (`process`, which bounds what a
+//! program may write: [`MAX_OUTPUT`]). The HTTP client (`http`) is
+//! `http.rs`, files `files.rs`.
 
 use std::cell::RefCell;
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -83,103 +76,6 @@ pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<()> {
     process.raw_set("run", lua.create_async_function(process_run)?)?;
     base.raw_set("process", process)?;
 
-    let file = lua.create_table()?;
-    file.raw_set(
-        "read",
-        lua.create_async_function(|lua, path: String| async move {
-            let from = PathBuf::from(&path);
-            match blocking(move || read_regular(&from)).await {
-                Ok(data) => Ok((Some(lua.create_string(data)?), None)),
-                Err(e) => Ok((None, Some(format!("{path}: {e}")))),
-            }
-        })?,
-    )?;
-    file.raw_set(
-        "write",
-        lua.create_async_function(|_, (path, data): (String, mlua::LuaString)| async move {
-            let (to, bytes) = (PathBuf::from(&path), data.as_bytes().to_vec());
-            blocking(move || replace(&to, &bytes))
-                .await
-                .map_err(|e| err(&format!("file.write {path}"), e))
-        })?,
-    )?;
-    file.raw_set(
-        "exists",
-        lua.create_async_function(|_, path: String| async move {
-            Ok(tokio::fs::try_exists(&path).await.unwrap_or(false))
-        })?,
-    )?;
-    file.raw_set(
-        "list",
-        lua.create_async_function(|_, dir: String| async move {
-            let mut entries = tokio::fs::read_dir(&dir)
-                .await
-                .map_err(|e| err(&format!("file.list {dir}"), e))?;
-            let mut names = Vec::new();
-            while let Some(entry) = entries
-                .next_entry()
-                .await
-                .map_err(|e| err(&format!("file.list {dir}"), e))?
-            {
-                names.push(entry.file_name().to_string_lossy().into_owned());
-            }
-            names.sort();
-            Ok(names)
-        })?,
-    )?;
-    base.raw_set("file", file)?;
-    Ok(())
-}
-
-/// Run `f` on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-}
-
-/// A whole regular file. Opened without blocking (a FIFO would otherwise
-/// hold a blocking thread until some writer came) and refused unless
-/// regular: a FIFO or a device (`/dev/zero`) has no end to read to.
-fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut data = Vec::new();
-    file.read_to_end(&mut data)?;
-    Ok(data)
-}
-
-/// Replace `path` with `data` so that a reader sees the old file or the
-/// new one, never part of either, and a crash leaves one of them whole:
-/// the data goes to a new file of its own in the same directory (created
-/// exclusively under a random name, so concurrent writers never share
-/// one), is flushed to disk and renamed over `path`. On any failure the
-/// temporary file is removed (when the `NamedTempFile` drops).
-fn replace(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".axkit-write-")
-        .suffix(".tmp")
-        // The mode a plain create gives (0666 less the umask), where a
-        // temporary file would get 0600.
-        .permissions(std::fs::Permissions::from_mode(0o666))
-        .tempfile_in(dir)?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    // The rename made durable too. It has happened either way: readers see
-    // the new contents, so a directory that cannot be synced is no failure.
-    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     Ok(())
 }
 

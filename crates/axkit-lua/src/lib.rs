@@ -12,27 +12,34 @@
 //!
 //! Directives of the Lua host itself, usable wherever a `PluginDir` is set
 //! (where Lua plugins are found; no `Plugin lua` line, which is deprecated):
-//! `LuaTimeLimit` (how long a hook may run without suspending before it is
-//! stopped with a 500), `LuaMemoryLimit` (memory all scripts of a worker
-//! may hold) and `LuaReload` (re-run a script when its file changes, for
-//! development).
+//! `LuaTimeLimit` (how long a hook or a timer's run may run without
+//! suspending before it is stopped), `LuaMemoryLimit` (memory all scripts
+//! of a worker may hold), `LuaReload` (re-run a script when its file, or a
+//! module it requires, changes, for development) and `LuaFileRoot`
+//! (repeatable: the directories the `file` API may touch; none, no file
+//! access).
 //!
-//! Scripts are read through the config's `FileReader`: the master records
-//! them in the snapshot it hands its workers, so a worker restarted after
-//! a crash runs the script the master loaded. Only `LuaReload On` reads
-//! the disk again.
+//! Scripts, and the modules they `require`, are read through the config's
+//! `FileReader`: the master records them in the snapshot it hands its
+//! workers, so a worker restarted after a crash runs what the master
+//! loaded. Only `LuaReload On` reads the disk again. Timers start when the
+//! worker does (`Plugin::worker_start`) and stop when it drains.
 
 mod api;
 mod directives;
 mod fast;
+mod files;
 mod form;
 mod host;
 mod http;
 mod io;
+mod json;
+mod modules;
 mod request;
 mod script;
 mod shared;
 mod template;
+mod timer;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -97,6 +104,7 @@ impl PluginSource for LuaSource {
             LUA_TIME_LIMIT.declare(),
             LUA_MEMORY_LIMIT.declare(),
             LUA_RELOAD.declare(),
+            files::LUA_FILE_ROOT.declare(),
         ]
     }
 
@@ -112,7 +120,8 @@ impl PluginSource for LuaSource {
         let Some((path, file)) = host::resolve(name, plugin_dirs, files)? else {
             return Ok(None);
         };
-        let script = self.host()?.load(name, &path, &file.bytes, file.modified)?;
+        let from = (path.as_path(), &file.bytes[..], file.modified);
+        let script = self.host()?.load(name, from, plugin_dirs, files)?;
         Ok(Some(script.directives.clone()))
     }
 
@@ -143,6 +152,8 @@ impl PluginSource for LuaSource {
         let global = &init.config.global;
         host.lua
             .set_app_data(template::GlobalConfig(global.clone()));
+        host.files.configure(global.list(&files::LUA_FILE_ROOT))?;
+        host.timers.set_limit(*global.get(&LUA_TIME_LIMIT));
         Ok(Some(Rc::new(ScriptPlugin {
             host,
             script,

@@ -12,14 +12,15 @@
 //! `&mut Context` between two polls.
 
 use std::cell::{Cell, RefCell};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use axkit::plugin::{Body, BodyError, DocRoot, Document, FormError, Uploads};
+use axkit::plugin::{Body, BodyError, DocRoot, Document, FormError, Io, Uploads, READ_FLAGS};
 use axkit::{Context, Level};
 use bytes::{Bytes, BytesMut};
 use mlua::{FromLuaMulti, IntoLuaMulti, LightUserData, Lua, Table, Value};
 
+use crate::files::Files;
 use crate::form;
 
 /// Output buffered by `r:write` is sent once it reaches this size (or on
@@ -385,10 +386,15 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     m.sync("filename", |_, _, c, ()| {
         Ok(c.filename.as_ref().map(|p| p.display().to_string()))
     })?;
+    // Only a file a script may open itself (see `Files::for_request`): the
+    // plugin that serves it opens it under the request-file rule.
     m.sync(
         "set_filename",
-        |_, _, c, (path, info): (String, Option<String>)| {
-            c.filename = Some(PathBuf::from(path));
+        |lua, _, c, (path, info): (String, Option<String>)| {
+            let full = PathBuf::from(&path);
+            request_file(lua, c, &full)
+                .map_err(|e| mlua::Error::runtime(format!("r:set_filename {path}: {e}")))?;
+            c.filename = Some(full);
             c.metadata = None;
             c.file = None;
             if let Some(info) = info {
@@ -468,16 +474,20 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     m.suspending("flush", |_, slot, ()| async move { slot.flush().await })?;
     m.suspending(
         "send_file",
-        |_, slot, (path, content_type): (String, Option<String>)| async move {
+        |lua, slot, (path, content_type): (String, Option<String>)| async move {
             let fail =
                 |e: &dyn std::fmt::Display| mlua::Error::runtime(format!("send_file {path}: {e}"));
-            // Beneath a root, as every file opened for a request; with
-            // O_NONBLOCK (DocRoot's read flags), so that opening a FIFO
-            // does not wait (on the blocking pool) for a writer that may
-            // never come. Only a regular file is sent.
+            // Beneath the DocumentRoot or a LuaFileRoot (see
+            // `Files::for_request`); with O_NONBLOCK (DocRoot's read
+            // flags), so that opening a FIFO does not wait (on the
+            // blocking pool) for a writer that may never come. Only a
+            // regular file is sent.
             let full = PathBuf::from(&path);
-            let root = slot.with_ctx(|c| DocRoot::for_file(c, &full))?;
-            let file = tokio::task::spawn_blocking(move || root.open(&full))
+            let (root, rel) = slot
+                .with_ctx(|c| request_file(&lua, c, &full))?
+                .map_err(|e| fail(&e))?;
+            let open = move || root.open_rel(&rel, READ_FLAGS, Io::Blocking);
+            let file = tokio::task::spawn_blocking(open)
                 .await
                 .map_err(|e| fail(&e))?
                 .map_err(|e| fail(&e))?;
@@ -598,4 +608,14 @@ impl Methods<'_> {
             })?;
         self.table.raw_set(name, func)
     }
+}
+
+/// The root a file named by a request hook is opened beneath, and its path
+/// relative to it.
+fn request_file(lua: &Lua, ctx: &Context, path: &Path) -> Result<(DocRoot, PathBuf), String> {
+    let files = lua
+        .app_data_ref::<Rc<Files>>()
+        .map(|f| f.clone())
+        .ok_or_else(|| String::from("no file roots"))?;
+    files.for_request(ctx, path)
 }

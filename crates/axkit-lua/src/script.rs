@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
 
-use axkit::plugin::{Body, BodyChunk, ConnInfo, LogRecord};
+use axkit::plugin::{Body, BodyChunk, ConnInfo, LogRecord, Worker};
 use axkit::{hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin};
 use bytes::Bytes;
 use mlua::{ffi, IntoLuaMulti, LightUserData, Lua, LuaString, Thread, Value};
@@ -319,18 +319,9 @@ impl ScriptPlugin {
         let Some(func) = self.script(report).function(hook) else {
             return Outcome::Declined;
         };
-        let fut = func.call_async::<Value>(args);
-        let mut fut = std::pin::pin!(fut);
         let limit = self.global_limit;
-        let result = poll_fn(|cx| {
-            let _slice = self.host.clock.arm(limit);
-            let poll = fut.as_mut().poll(cx);
-            if let Some(at) = self.host.clock.killed() {
-                return Poll::Ready(Err(at));
-            }
-            poll.map(Ok)
-        })
-        .await;
+        let result =
+            crate::host::limited(&self.host.clock, limit, func.call_async::<Value>(args)).await;
         match result {
             Ok(Ok(value)) => self.outcome(hook, &value),
             Ok(Err(e)) => Outcome::Error(format!("{}: {e}", self.describe(hook))),
@@ -582,6 +573,11 @@ impl Plugin for ScriptPlugin {
                 Err(e) => Outcome::Error(e.to_string()),
             }
         })
+    }
+
+    /// The worker's timers start (once, whichever script plugin is first).
+    fn worker_start(&self, worker: &Worker) {
+        self.host.timers.start(worker);
     }
 
     /// `hook_logging(level, message, peer)`.

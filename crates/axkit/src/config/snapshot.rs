@@ -113,6 +113,12 @@ impl Snapshot {
     }
 
     fn record_plugin_file(&mut self, path: &Path, bytes: Option<&[u8]>) -> io::Result<()> {
+        // A source may read a file again (a module several scripts
+        // require): once is enough, and a replay finds the first.
+        let same = |f: &PluginFileRead| f.path == path && f.bytes.as_deref() == bytes;
+        if self.plugin_files.iter().any(same) {
+            return Ok(());
+        }
         let mut fields = vec![path.as_os_str().len()];
         fields.extend(bytes.map(<[u8]>::len));
         self.grow(&fields)?;
@@ -579,6 +585,24 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("exceed 64 MiB"), "{err}");
         assert_eq!(s.plugin_files.len(), 1);
+    }
+
+    /// A module several scripts require is read once per script: the
+    /// snapshot keeps one copy.
+    #[test]
+    fn a_file_read_again_is_recorded_once() {
+        let mut s = Snapshot::default();
+        for _ in 0..3 {
+            s.record_plugin_file(Path::new("lib/m.lua"), Some(b"return 1"))
+                .unwrap();
+            s.record_plugin_file(Path::new("lib/none.lua"), None)
+                .unwrap();
+        }
+        assert_eq!(s.plugin_files.len(), 2);
+        let len = s.encode().len();
+        s.record_plugin_file(Path::new("lib/m.lua"), Some(b"return 1"))
+            .unwrap();
+        assert_eq!(s.encode().len(), len);
     }
 
     #[test]

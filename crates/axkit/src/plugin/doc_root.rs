@@ -137,23 +137,32 @@ impl DocRoot {
     /// else `/` (or the working directory, for a relative path) with no
     /// symlink followed anywhere, unless `FollowSymlinks on`.
     pub fn for_file(ctx: &Context, path: &Path) -> DocRoot {
-        if let Some(root) = ctx.doc_root.as_ref().filter(|r| r.contains(path)) {
-            return root.clone();
+        if let Some(root) = DocRoot::configured_for(ctx, path) {
+            return root;
         }
         let config = ctx.config();
-        if let Some(root) = config
-            .get(&DOCUMENT_ROOT)
-            .as_ref()
-            .filter(|r| path.starts_with(r))
-        {
-            return DocRoot::new(root, Rule::of(config));
-        }
         let rule = match Rule::of(config) {
             Rule::Follow => Rule::Follow,
             _ => Rule::NoSymlinks,
         };
         let top = if path.is_absolute() { "/" } else { "" };
         DocRoot::new(Path::new(top), rule)
+    }
+
+    /// The root the configuration gives a file this request names, as
+    /// [`for_file`](Self::for_file) picks it, or `None` when `path` lies
+    /// under neither the request's root nor the Location's DocumentRoot:
+    /// for a plugin that opens only files beneath a configured root.
+    pub fn configured_for(ctx: &Context, path: &Path) -> Option<DocRoot> {
+        if let Some(root) = ctx.doc_root.as_ref().filter(|r| r.contains(path)) {
+            return Some(root.clone());
+        }
+        let config = ctx.config();
+        config
+            .get(&DOCUMENT_ROOT)
+            .as_ref()
+            .filter(|r| path.starts_with(r))
+            .map(|root| DocRoot::new(root, Rule::of(config)))
     }
 
     /// The root directory's path, as configured.

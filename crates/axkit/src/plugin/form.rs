@@ -372,6 +372,14 @@ fn upload_dir() -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
+/// The worker's upload directory, if it has made one: where the uploads
+/// of its requests are while those requests run (a script host lets
+/// scripts read them there).
+pub fn upload_dir_path() -> Option<PathBuf> {
+    let current = UPLOAD_DIR.lock().unwrap_or_else(PoisonError::into_inner);
+    current.as_ref().map(|d| d.path().to_path_buf())
+}
+
 /// Remove the worker's upload directory (at the end of a worker).
 pub(crate) fn remove_upload_dir() {
     drop(

@@ -19,6 +19,7 @@ mod html;
 mod log;
 mod shared_memory;
 mod source;
+mod worker;
 
 pub use context::{
     Body, BodyChunk, BodyError, ConnInfo, Context, Document, Failure, Headers, Logger, OpenFile,
@@ -34,6 +35,7 @@ pub(crate) use shared_memory::{install as install_shared_memory, round_to_pages}
 pub use shared_memory::{SharedMemory, SharedMemorySpec};
 pub(crate) use source::RustPlugins;
 pub use source::{Catalog, InUse, PluginSource};
+pub use worker::Worker;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -377,6 +379,16 @@ pub trait Plugin: __private::WrittenHooks + 'static {
 
     /// SIGUSR1: reopen any log files (logrotate moved them).
     fn reopen_logs(&self) {}
+
+    /// The worker starts serving: called once in each worker process,
+    /// after every plugin was built and before the first connection is
+    /// accepted, on the worker's event loop (`tokio::task::spawn_local`
+    /// works here). Never in the master nor in `axkit --check`. Background
+    /// work that belongs to no request (timers, subscriptions) starts
+    /// here and ends when [`Worker::stopping`] resolves; `worker` also says
+    /// which of the generation's workers this is, for work that one worker
+    /// should do for all.
+    fn worker_start(&self, worker: &Worker) {}
 }
 
 /// What a plugin's constructor sees: the whole loaded config (global values

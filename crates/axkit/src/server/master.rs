@@ -135,6 +135,9 @@ pub(crate) fn inherited_listeners() -> Result<Vec<(SocketAddr, TcpListener)>, St
 struct WorkerProc {
     pid: u32,
     generation: u64,
+    /// Its place in the generation (0..Workers), which a replacement
+    /// takes over: see `Worker::index`.
+    slot: usize,
     started: Instant,
     /// Held open: dropping it tells the worker we are gone.
     _stdin: ChildStdin,
@@ -190,11 +193,13 @@ fn worker_count(config: &Config) -> usize {
 }
 
 impl Master<'_> {
-    /// Start one worker of `generation` on `listeners` with `regions`, hand
+    /// Start worker `slot` of `count` of `generation` on `listeners` with
+    /// `regions`, hand
     /// it the configuration (`snapshot`, encoded), and wait for `ready`.
     async fn spawn(
         &self,
         generation: u64,
+        (slot, count): (usize, usize),
         (listeners, regions): (&[(SocketAddr, TcpListener)], &Regions),
         snapshot: &[u8],
     ) -> Result<WorkerProc, String> {
@@ -221,7 +226,7 @@ impl Master<'_> {
                 .args(&self.worker_args)
                 .env(LISTEN_ENV, fds)
                 .env(SHARED_MEMORY_ENV, regions.env())
-                .env(WORKER_ENV, "1")
+                .env(WORKER_ENV, format!("{slot}/{count}"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -267,6 +272,7 @@ impl Master<'_> {
                 Ok(WorkerProc {
                     pid,
                     generation,
+                    slot,
                     started: Instant::now(),
                     _stdin: stdin,
                 })
@@ -293,8 +299,9 @@ impl Master<'_> {
         // Encoded once for the whole generation.
         let snapshot = config.snapshot.encode();
         let mut started = Vec::new();
-        for _ in 0..worker_count(config) {
-            match self.spawn(generation, with, &snapshot).await {
+        let count = worker_count(config);
+        for slot in 0..count {
+            match self.spawn(generation, (slot, count), with, &snapshot).await {
                 Ok(worker) => started.push(worker),
                 Err(e) => {
                     for w in started {
@@ -392,19 +399,26 @@ impl Master<'_> {
     async fn respawn(&mut self) {
         let want = worker_count(&self.config);
         let snapshot = self.config.snapshot.encode();
-        while self
-            .workers
-            .values()
-            .filter(|w| w.generation == self.generation)
-            .count()
-            < want
-        {
+        // The first place of the generation that no worker holds.
+        let vacant = |workers: &HashMap<u32, WorkerProc>, generation| {
+            (0..want).find(|&slot| {
+                !workers
+                    .values()
+                    .any(|w| w.generation == generation && w.slot == slot)
+            })
+        };
+        while let Some(slot) = vacant(&self.workers, self.generation) {
             let listeners = match bind_all(&self.config, &self.listeners) {
                 Ok(l) => l,
                 Err(e) => return log(Level::Crit, &e),
             };
             match self
-                .spawn(self.generation, (&listeners, &self.regions), &snapshot)
+                .spawn(
+                    self.generation,
+                    (slot, want),
+                    (&listeners, &self.regions),
+                    &snapshot,
+                )
                 .await
             {
                 Ok(worker) => {

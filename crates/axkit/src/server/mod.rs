@@ -18,6 +18,8 @@ mod worker;
 // The seam to the plugin API: a Context holds the server's side of its
 // request, and its I/O methods call `response`.
 pub(crate) use runtime::{LogRoute, RequestRt};
+// What a plugin's `Worker` holds.
+pub(crate) use runtime::WorkerRt as WorkerHandle;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -27,7 +29,8 @@ use std::sync::Arc;
 use crate::config::{self, Config, ConfigError, Source};
 use crate::plugin::{log_to_stderr, Catalog, Level, PluginSource, PluginSpec, RustPlugins};
 
-/// Set in a worker's environment: it was started by a master.
+/// Set in a worker's environment: it was started by a master, as worker
+/// `INDEX/COUNT` of its generation (see [`crate::plugin::Worker::index`]).
 pub(crate) const WORKER_ENV: &str = "AXKIT_WORKER";
 /// The listening sockets a worker inherits: `FD=ADDR,FD=ADDR`, ADDR being
 /// the address as configured (it may have port 0).
@@ -170,11 +173,30 @@ pub(crate) fn run_worker(
     };
     let local = tokio::task::LocalSet::new();
     let sockets = listeners.into_iter().map(|(_, l)| l).collect();
-    local.block_on(&runtime, worker::serve(worker, sockets, ready));
+    let (index, count) = worker_place();
+    let plugin_view = crate::plugin::Worker {
+        rt: std::rc::Rc::downgrade(&worker),
+        index,
+        count,
+    };
+    local.block_on(&runtime, worker::serve(worker, plugin_view, sockets, ready));
     // Requests still in flight drop their forms (and uploads) with it.
     drop(local);
     crate::plugin::form::remove_upload_dir();
     ExitCode::SUCCESS
+}
+
+/// This worker's index and its generation's worker count, from
+/// [`WORKER_ENV`]; a process the master did not start is worker 0 of 1.
+fn worker_place() -> (usize, usize) {
+    std::env::var(WORKER_ENV)
+        .ok()
+        .and_then(|v| {
+            let (index, count) = v.split_once('/')?;
+            Some((index.parse().ok()?, count.parse().ok()?))
+        })
+        .filter(|(index, count)| index < count)
+        .unwrap_or((0, 1))
 }
 
 /// A process's event loop: one thread.

@@ -299,6 +299,13 @@ impl WorkerRt {
         }
     }
 
+    /// Tell every plugin that the worker starts serving.
+    pub fn worker_start(&self, worker: &crate::plugin::Worker) {
+        for plugin in &self.plugins {
+            plugin.worker_start(worker);
+        }
+    }
+
     /// The `<Server>` for a request on listener `listener`, by Host.
     pub fn pick_server(&self, listener: usize, head: &axkit_http::RequestHead) -> usize {
         let candidates = &self.listener_servers[listener];
