@@ -50,7 +50,7 @@ pub fn load_from(
         &mut ld.errors,
         &mut warnings,
     );
-    let mut v = Validator::new(plugins, ld.errors);
+    let mut v = Validator::new(plugins, ld.errors, ld.files);
     let (servers, global, global_plugins) = v.run(&nodes, &main_name);
     if !v.errors.is_empty() {
         return Err(sorted(v.errors));
@@ -61,7 +61,7 @@ pub fn load_from(
         servers,
         plugins: v.owners.loaded,
         global_plugins,
-        snapshot: Arc::new(ld.files.into_snapshot()),
+        snapshot: Arc::new(v.files.into_snapshot()),
         warnings: sorted(warnings),
     })
 }
