@@ -191,9 +191,17 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The next message; None when the connection was lost.
-    pub async fn next(&mut self) -> Option<Msg> {
-        self.stream.next().await
+    /// The next message; an [`ErrorKind::Unavailable`] error when the
+    /// connection was lost.
+    pub async fn next(&mut self) -> Result<Msg, Error> {
+        self.stream.next().await.ok_or_else(|| {
+            Error::new(
+                &self.database,
+                Kind::Redis,
+                ErrorKind::Unavailable,
+                "the subscription's connection was lost",
+            )
+        })
     }
 
     /// The database's name in the config.

@@ -130,6 +130,7 @@ pub(crate) fn install(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<Table> {
     )?;
     base.raw_set("json", json)?;
     crate::io::install(lua, &base)?;
+    crate::db::install(lua, &base)?;
     Ok(base)
 }
 

@@ -23,6 +23,7 @@
 //! the disk again.
 
 mod api;
+mod db;
 mod directives;
 mod fast;
 mod form;
@@ -122,6 +123,7 @@ impl PluginSource for LuaSource {
         let Some(script) = host.loaded(name) else {
             return Ok(None);
         };
+        crate::db::configure(&host.lua, init.config)?;
         let memory = *init.config.global.get(&LUA_MEMORY_LIMIT);
         host.lua
             .set_memory_limit(usize::try_from(memory).unwrap_or(usize::MAX))

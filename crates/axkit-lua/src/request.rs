@@ -87,6 +87,15 @@ pub(crate) fn with_polled<R>(object: usize, f: impl FnOnce(&Slot, &mut Context) 
     slot.with_ctx(|c| f(slot, c)).ok()
 }
 
+/// Run `f` with the context of the request whose hook is running now;
+/// `None` outside any (a script's top level).
+pub(crate) fn with_current<R>(f: impl FnOnce(&mut Context) -> R) -> Option<R> {
+    let slot = POLLED.with(Cell::get);
+    // SAFETY: as in `with_polled`.
+    let slot = unsafe { slot.as_ref() }?;
+    slot.with_ctx(f).ok()
+}
+
 impl Slot {
     pub fn new() -> Rc<Slot> {
         Rc::new_cyclic(|me| Slot {

@@ -526,7 +526,9 @@ pub(crate) trait ErasedKey: Send + Sync {
 
 impl<T: Send + Sync + 'static> ErasedKey for Key<T> {
     fn convert(&self, setting: &Setting, files: &mut FileReader<'_>) -> Result<Typed, String> {
-        self.convert.run(setting, files).map(|v| Arc::new(v) as Typed)
+        self.convert
+            .run(setting, files)
+            .map(|v| Arc::new(v) as Typed)
     }
 
     fn merge(&self, settings: &[Arc<Setting>]) -> Option<Typed> {
@@ -543,7 +545,9 @@ impl<T: Send + Sync + 'static> ErasedKey for Key<T> {
 
 impl<T: Clone + Send + Sync + 'static> ErasedKey for List<T> {
     fn convert(&self, setting: &Setting, files: &mut FileReader<'_>) -> Result<Typed, String> {
-        self.convert.run(setting, files).map(|v| Arc::new(v) as Typed)
+        self.convert
+            .run(setting, files)
+            .map(|v| Arc::new(v) as Typed)
     }
 
     fn merge(&self, settings: &[Arc<Setting>]) -> Option<Typed> {

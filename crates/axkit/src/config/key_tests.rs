@@ -273,7 +273,10 @@ static SECRET_FILE: List<(String, String)> =
             .map_err(|e| format!("cannot read {path}: {e}"))?
             .ok_or_else(|| format!("{path}: no such file"))?;
         let text = String::from_utf8_lossy(&file.bytes);
-        Ok((name.to_string(), text.lines().next().unwrap_or("").to_string()))
+        Ok((
+            name.to_string(),
+            text.lines().next().unwrap_or("").to_string(),
+        ))
     })
     .args(Args::Range(2, 2));
 
