@@ -65,7 +65,12 @@ fn open(path: PathBuf, busy: Duration) -> rusqlite::Result<Connection> {
 
 fn failed(spec: &Spec, e: &rusqlite::Error) -> Error {
     use rusqlite::ffi::ErrorCode as C;
-    let kind = match e.sqlite_error_code() {
+    let code = match e {
+        // A statement SQLite could not parse: its error is set apart.
+        rusqlite::Error::SqlInputError { error, .. } => Some(error.code),
+        other => other.sqlite_error_code(),
+    };
+    let kind = match code {
         Some(C::OperationInterrupted) => ErrorKind::Timeout,
         Some(
             C::DatabaseBusy
