@@ -101,6 +101,12 @@ pub use redis;
 pub use rusqlite;
 pub use tokio_postgres;
 
+/// `docs/databases.md`: its Rust examples are compiled as doctests of
+/// this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/databases.md")]
+pub struct DatabasesGuide;
+
 /// The source of the `Database` and `DatabaseFile` directives: in use in
 /// every config, with no plugins of its own.
 pub struct DbSource;

@@ -145,13 +145,23 @@ impl Redis {
             .await
     }
 
-    /// Subscribe to `channels` and to channels matching `patterns`, on a
-    /// connection of the subscription's own (not one of the pool's): it
-    /// lasts until the [`Subscription`] is dropped.
-    pub async fn subscribe(
+    /// Subscribe to `channels`, on a connection of the subscription's own
+    /// (not one of the pool's): it lasts until the [`Subscription`] is
+    /// dropped.
+    pub async fn subscribe<C: AsRef<[u8]>>(&self, channels: &[C]) -> Result<Subscription, Error> {
+        self.open_subscription(channels, false).await
+    }
+
+    /// Subscribe to the channels matching `patterns` (`room:*`), as
+    /// [`subscribe`](Self::subscribe) does.
+    pub async fn psubscribe<P: AsRef<[u8]>>(&self, patterns: &[P]) -> Result<Subscription, Error> {
+        self.open_subscription(patterns, true).await
+    }
+
+    async fn open_subscription<N: AsRef<[u8]>>(
         &self,
-        channels: &[&[u8]],
-        patterns: &[&[u8]],
+        names: &[N],
+        patterns: bool,
     ) -> Result<Subscription, Error> {
         let spec = &self.pool.spec;
         self.pool
@@ -161,15 +171,14 @@ impl Redis {
                     .await
                     .map_err(|e| failed(spec, &e))?;
                 let (mut sink, stream) = pubsub.split();
-                for channel in channels {
-                    sink.subscribe(channel)
-                        .await
-                        .map_err(|e| failed(spec, &e))?;
-                }
-                for pattern in patterns {
-                    sink.psubscribe(pattern)
-                        .await
-                        .map_err(|e| failed(spec, &e))?;
+                for name in names {
+                    let name = name.as_ref();
+                    let done = if patterns {
+                        sink.psubscribe(name).await
+                    } else {
+                        sink.subscribe(name).await
+                    };
+                    done.map_err(|e| failed(spec, &e))?;
                 }
                 Ok(Subscription {
                     _sink: sink,

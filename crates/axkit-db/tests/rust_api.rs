@@ -157,7 +157,7 @@ fn redis_commands_pipelines_and_subscriptions() {
         let wrong = kv.cmd(cmd("INCR").arg("k")).await.unwrap_err();
         assert_eq!((wrong.kind(), wrong.status()), (ErrorKind::Query, 500));
 
-        let mut sub = kv.subscribe(&[b"news"], &[]).await.unwrap();
+        let mut sub = kv.subscribe(&["news"]).await.unwrap();
         let n: i64 = kv
             .query(cmd("PUBLISH").arg("news").arg("hi"))
             .await

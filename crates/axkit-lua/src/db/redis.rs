@@ -118,22 +118,11 @@ fn names(args: &MultiValue) -> mlua::Result<Vec<Vec<u8>>> {
         .collect()
 }
 
-async fn subscribe(
-    lua: &Lua,
-    this: &Handle,
-    channels: &[Vec<u8>],
-    patterns: &[Vec<u8>],
-) -> mlua::Result<Sub> {
-    let channels: Vec<&[u8]> = channels.iter().map(Vec::as_slice).collect();
-    let patterns: Vec<&[u8]> = patterns.iter().map(Vec::as_slice).collect();
-    let sub = this
-        .db(lua)?
-        .subscribe(&channels, &patterns)
-        .await
-        .map_err(raise)?;
+/// A subscription object, released when the request ends.
+fn subscription(sub: Subscription) -> Sub {
     let shared: Shared<Subscription> = Rc::new(RefCell::new(Some(sub)));
     hold_for_request(shared.clone());
-    Ok(Sub(shared))
+    Sub(shared)
 }
 
 impl UserData for Handle {
@@ -162,13 +151,15 @@ impl UserData for Handle {
         methods.add_async_method(
             "subscribe",
             |lua, this: UserDataRef<Self>, args: MultiValue| async move {
-                subscribe(&lua, &this, &names(&args)?, &[]).await
+                let sub = this.db(&lua)?.subscribe(&names(&args)?).await;
+                sub.map(subscription).map_err(raise)
             },
         );
         methods.add_async_method(
             "psubscribe",
             |lua, this: UserDataRef<Self>, args: MultiValue| async move {
-                subscribe(&lua, &this, &[], &names(&args)?).await
+                let sub = this.db(&lua)?.psubscribe(&names(&args)?).await;
+                sub.map(subscription).map_err(raise)
             },
         );
     }
