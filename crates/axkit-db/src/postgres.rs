@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures_util::TryStreamExt;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{BorrowToSql, ToSql};
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
@@ -170,6 +171,14 @@ where
         }
         Err(e) => Err(e),
     };
+    if let Err(e) = &result {
+        // The schema changed under a kept statement so that its result
+        // has other columns ("cached plan must not change result type"):
+        // prepare it again next time.
+        if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) {
+            conn.statements.remove(sql);
+        }
+    }
     let closed = conn.client.is_closed();
     if closed {
         c.discard();

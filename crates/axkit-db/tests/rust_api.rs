@@ -40,8 +40,9 @@ fn postgres_typed_rows_transactions_and_errors() {
         return;
     };
     pg.psql("CREATE TABLE posts (id serial PRIMARY KEY, title text NOT NULL UNIQUE)");
+    pg.psql("CREATE TABLE shapes (a int, b int); INSERT INTO shapes VALUES (1, 2)");
     let config = config(&format!(
-        "Database main {url} pool=2\nDatabase slow {url} timeout=200ms\n\
+        "Database main {url} pool=2\nDatabase one {url} pool=1\nDatabase slow {url} timeout=200ms\n\
          Database down postgres://postgres@127.0.0.1:{}/x",
         services::free_port(),
         url = pg.url()
@@ -127,6 +128,16 @@ fn postgres_typed_rows_transactions_and_errors() {
                 .get::<_, i32>(0),
             1
         );
+
+        // A kept statement whose table changed shape fails once, and is
+        // prepared again.
+        let one = dbs.postgres("one").unwrap();
+        let shape = "SELECT * FROM shapes";
+        assert_eq!(one.query_one(shape, &[]).await.unwrap().len(), 2);
+        pg.psql("ALTER TABLE shapes ADD COLUMN c int");
+        let changed = one.query_one(shape, &[]).await.unwrap_err();
+        assert_eq!(changed.code(), Some("0A000"), "{changed}");
+        assert_eq!(one.query_one(shape, &[]).await.unwrap().len(), 3);
     });
     assert!(common::wait_until(Duration::from_secs(10), || {
         pg.psql("SELECT string_agg(title, ',' ORDER BY id) FROM posts") == "a,b'; --,kept"
