@@ -54,19 +54,19 @@ fn check_reports_bad_urls_and_options_without_quoting_them() {
     assert!(!ok, "{out}");
     assert!(!out.contains("hunter2@"), "{out}");
     for expected in [
-        "axkit.conf:1: Database (plugin db): invalid value (not shown: the directive is secret): \
+        "axkit.conf:1: Database (plugin databases): invalid value (not shown: the directive is secret): \
          unknown scheme \"ftp\"",
-        "axkit.conf:2: Database (plugin db): invalid value (not shown: the directive is secret): \
+        "axkit.conf:2: Database (plugin databases): invalid value (not shown: the directive is secret): \
          sslmode=require",
-        "axkit.conf:3: Database (plugin db): invalid value (not shown: the directive is secret): \
+        "axkit.conf:3: Database (plugin databases): invalid value (not shown: the directive is secret): \
          pool: expected a count from 1 to 1024",
-        "axkit.conf:4: Database (plugin db): invalid value (not shown: the directive is secret): \
+        "axkit.conf:4: Database (plugin databases): invalid value (not shown: the directive is secret): \
          timeout: expected a duration",
-        "axkit.conf:5: Database (plugin db): invalid value (not shown: the directive is secret): \
+        "axkit.conf:5: Database (plugin databases): invalid value (not shown: the directive is secret): \
          not a PostgreSQL URL the client understands: unknown option `bogus`",
-        "axkit.conf:6: Database (plugin db): expected 2 to 4 arguments, got 1",
+        "axkit.conf:6: Database (plugin databases): expected 2 to 4 arguments, got 1",
         "/missing.url: no such file",
-        "axkit.conf:11: Database (plugin db): not allowed in <Location>",
+        "axkit.conf:11: Database (plugin databases): not allowed in <Location>",
     ] {
         assert!(out.contains(expected), "no {expected:?} in:\n{out}");
     }
@@ -159,8 +159,8 @@ fn directives_lists_the_database_directives() {
     let text = lossy(&out.stdout);
     let db = text
         .split("\n[")
-        .find(|s| s.starts_with("db]"))
-        .unwrap_or_else(|| panic!("no [db] in:\n{text}"));
+        .find(|s| s.starts_with("databases]"))
+        .unwrap_or_else(|| panic!("no [databases] in:\n{text}"));
     assert!(db.contains("  Database <string>"), "{db}");
     assert!(db.contains("  DatabaseFile <string>"), "{db}");
 }

@@ -112,8 +112,11 @@ pub struct DatabasesGuide;
 pub struct DbSource;
 
 impl PluginSource for DbSource {
+    /// Not a plugin name a script is likely to take: a `Plugin` line
+    /// naming a source with directives is read as the deprecated way to
+    /// put it in use, not as a script.
     fn name(&self) -> &str {
-        "db"
+        "databases"
     }
 
     fn directives(&self) -> Vec<Directive> {
