@@ -212,9 +212,4 @@ impl Subscription {
             )
         })
     }
-
-    /// The database's name in the config.
-    pub fn database(&self) -> &str {
-        &self.database
-    }
 }

@@ -87,11 +87,6 @@ impl Databases {
         Ok(Databases { entries })
     }
 
-    /// The declared databases, in config order.
-    pub fn specs(&self) -> impl Iterator<Item = &Spec> {
-        self.entries.iter().map(|e| &e.spec)
-    }
-
     fn handle(&self, name: &str, kind: Kind) -> Result<Handle, Error> {
         let usage = |message: String| Error::new(&Arc::from(name), kind, ErrorKind::Usage, message);
         let Some(entry) = self.entries.iter().find(|e| &*e.spec.name == name) else {

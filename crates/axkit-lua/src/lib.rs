@@ -17,6 +17,9 @@
 //! may hold) and `LuaReload` (re-run a script when its file changes, for
 //! development).
 //!
+//! The globals `postgres`, `redis` and `sqlite` are the config's databases
+//! (`Database NAME URL`), through `axkit-db`'s per-worker pools (`db/`).
+//!
 //! Scripts are read through the config's `FileReader`: the master records
 //! them in the snapshot it hands its workers, so a worker restarted after
 //! a crash runs the script the master loaded. Only `LuaReload On` reads
