@@ -2,7 +2,8 @@
 //! binary, on a file in the test's scratch directory (nothing to
 //! install): WAL mode, queries, bound parameters, types and NULLs,
 //! transactions, a database that cannot be opened (503), a slow statement
-//! that delays only its own request, and a `DatabaseFile` URL.
+//! that delays only its own request, and a `DatabaseFile` URL (which a
+//! worker restarted after a crash takes from the master's snapshot).
 
 mod common;
 #[path = "common/lua.rs"]
@@ -179,4 +180,37 @@ fn a_slow_statement_delays_only_its_own_request() {
     assert!(pending, "the slow request answered before the fast one");
     slow.set_nonblocking(false).unwrap();
     assert_eq!(finish(slow).text(), "slow 5000000");
+}
+
+#[test]
+fn a_restarted_worker_uses_the_url_file_the_master_read() {
+    let app = "function hook_response(r)\n  \
+               r:write(sqlite.get('secret'):query_one('PRAGMA database_list').file)\n  \
+               return OK\nend\n";
+    let text = "PluginDir {dir}/plugins\nWorkers 1\nDatabaseFile secret {dir}/secret.url\n\
+                <Server>\n    Listen 127.0.0.1:0\n    Plugin app\n</Server>\n";
+    let mut srv = Axkit::start_with(text, &[], |d| {
+        d.write("plugins/app.lua", app);
+        d.write(
+            "secret.url",
+            format!("sqlite:{}/a.db\n", d.path().display()),
+        );
+    });
+    let first = srv.get("/").text();
+    assert!(first.ends_with("/a.db"), "{first}");
+    // Edited since the master loaded it: a worker restarted after a
+    // crash still uses what the master read (a reload would take it).
+    let other = format!("sqlite:{}/b.db\n", srv.dir.path().display());
+    srv.dir.write("secret.url", other);
+    let victim = srv.workers()[0];
+    signal(victim, 9);
+    let mut now = Vec::new();
+    assert!(wait_until(Duration::from_secs(20), || {
+        now = srv.workers();
+        now.len() == 1 && !now.contains(&victim)
+    }));
+    let after = srv.get("/").text();
+    assert!(after.ends_with("/a.db"), "{after}");
+    assert!(!srv.dir.path().join("b.db").exists());
+    srv.stop();
 }
