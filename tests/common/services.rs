@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 use std::fs::File;
+use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -32,7 +33,12 @@ pub fn service_missing(package: &str, binary: &str) {
              (AXKIT_REQUIRE_SERVICES=1 makes this a failure, not a skip)"
         );
     }
-    eprintln!("skipped: {binary} not found (install the Debian package {package})");
+    // Past the harness's capture (which hides a passing test's output),
+    // so that a skip shows.
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: {binary} not found (install the Debian package {package})"
+    );
 }
 
 /// A loopback port nobody listens on now.
