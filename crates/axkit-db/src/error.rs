@@ -111,17 +111,29 @@ impl Error {
     }
 
     /// End a hook with this error: a database that could not serve logs
-    /// a line naming it and answers 503; anything else is an
-    /// [`Outcome::Error`] (500, logged by the core with the plugin and
-    /// hook).
+    /// a line naming it (and the request) and answers 503; anything else
+    /// is an [`Outcome::Error`] (500, logged by the core with the plugin
+    /// and hook).
     pub fn outcome(&self, ctx: &mut Context) -> Outcome {
         if self.is_unavailable() {
-            ctx.log(Level::Error, &self.to_string());
+            log_unavailable(ctx, self, "");
             Outcome::Status(503)
         } else {
             Outcome::Error(self.to_string())
         }
     }
+}
+
+/// Log `error`, a database that could not serve a request, with the
+/// request it failed (as the core's own 5xx lines have it), after
+/// `context` (a script's name and hook, say).
+pub fn log_unavailable(ctx: &mut Context, error: &Error, context: &str) {
+    let line = format!(
+        "{} {}: {context}{error}",
+        ctx.conn.peer,
+        ctx.request.request_line()
+    );
+    ctx.log(Level::Error, &line);
 }
 
 impl fmt::Display for Error {

@@ -84,7 +84,7 @@ use axkit::plugin::InUse;
 use axkit::{Plugin, PluginInit, PluginSource};
 
 pub use crate::config::{Kind, Spec, DATABASE, DATABASE_FILE, DEFAULT_POOL, DEFAULT_TIMEOUT};
-pub use crate::error::{Error, ErrorKind};
+pub use crate::error::{log_unavailable, Error, ErrorKind};
 pub use crate::postgres::{PgTransaction, Postgres};
 pub use crate::redis_db::{Redis, Subscription};
 pub use crate::registry::Databases;

@@ -176,7 +176,8 @@ impl ScriptPlugin {
                     // A database that could not serve: the server's
                     // trouble of the moment, not the script's bug.
                     (None, Some(db)) => {
-                        ctx.log(Level::Error, &format!("{}: {db}", self.describe(hook)));
+                        let script = format!("{}: ", self.describe(hook));
+                        axkit_db::log_unavailable(ctx, db, &script);
                         Outcome::Status(503)
                     }
                     (None, None) => Outcome::Error(format!("{}: {e}", self.describe(hook))),
