@@ -274,6 +274,7 @@ end
     assert_eq!(res.status, 503);
     let line = srv.wait_stderr_line(
         &[
+            "GET / HTTP/1.1: ",
             "app.lua: hook_response",
             "postgres database \"down\": unavailable",
         ],
