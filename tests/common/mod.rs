@@ -4,8 +4,10 @@
 //! state of a socket) rather than on the clock.
 //!
 //! Helpers only one family of tests uses live beside this file
-//! (`cgi.rs`, `lua.rs`, `process.rs`, `protocol.rs`, `static_files.rs`),
-//! each included by its family's files with `#[path]`.
+//! (`cgi.rs`, `lua.rs`, `process.rs`, `protocol.rs`, `static_files.rs`,
+//! and `services.rs`: PostgreSQL and Redis servers a test starts, skipped
+//! when missing unless `AXKIT_REQUIRE_SERVICES=1`), each included by its
+//! family's files with `#[path]`.
 //!
 //! The greeting-server example's tests include this file too (with
 //! `#[path]`), so it uses nothing that package lacks: no `libc` crate, and

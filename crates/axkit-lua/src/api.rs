@@ -121,6 +121,7 @@ pub(crate) fn install(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<Table> {
     crate::http::install(lua, &base)?;
     crate::template::install(lua, &base)?;
     crate::shared::install(lua, &base)?;
+    crate::db::install(lua, &base)?;
     Ok(base)
 }
 

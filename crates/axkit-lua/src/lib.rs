@@ -19,6 +19,9 @@
 //! (repeatable: the directories the `file` API may touch; none, no file
 //! access).
 //!
+//! The globals `postgres`, `redis` and `sqlite` are the config's databases
+//! (`Database NAME URL`), through `axkit-db`'s per-worker pools (`db/`).
+//!
 //! Scripts, and the modules they `require`, are read through the config's
 //! `FileReader`: the master records them in the snapshot it hands its
 //! workers, so a worker restarted after a crash runs what the master
@@ -26,6 +29,7 @@
 //! worker does (`Plugin::worker_start`) and stop when it drains.
 
 mod api;
+mod db;
 mod directives;
 mod fast;
 mod files;
@@ -134,6 +138,7 @@ impl PluginSource for LuaSource {
         let Some(script) = host.loaded(name) else {
             return Ok(None);
         };
+        crate::db::configure(&host.lua, init.config)?;
         let memory = *init.config.global.get(&LUA_MEMORY_LIMIT);
         host.lua
             .set_memory_limit(usize::try_from(memory).unwrap_or(usize::MAX))

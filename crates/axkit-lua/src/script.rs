@@ -171,9 +171,16 @@ impl ScriptPlugin {
         let (first, second) = match end {
             End::Finished(Ok(values)) => values,
             End::Finished(Err(e)) => {
-                let outcome = match slot.abort.take() {
-                    Some(status) => Outcome::Status(status),
-                    None => Outcome::Error(format!("{}: {e}", self.describe(hook))),
+                let outcome = match (slot.abort.take(), crate::db::unavailable(&e)) {
+                    (Some(status), _) => Outcome::Status(status),
+                    // A database that could not serve: the server's
+                    // trouble of the moment, not the script's bug.
+                    (None, Some(db)) => {
+                        let script = format!("{}: ", self.describe(hook));
+                        axkit_db::log_unavailable(ctx, db, &script);
+                        Outcome::Status(503)
+                    }
+                    (None, None) => Outcome::Error(format!("{}: {e}", self.describe(hook))),
                 };
                 return Ended::Done(outcome, Value::Nil);
             }

@@ -26,7 +26,8 @@
 //! byte size: `10K`, `1M`), `Duration` (`30s`, `500ms`), `bool` (on/off),
 //! `Regex`, `Option<_>` of those (unset without a default) and `Vec<_>`
 //! (several arguments). Anything else is a custom type with its own parse
-//! function ([`Key::parsed`]).
+//! function ([`Key::parsed`]), which may also read files through the
+//! config's [`FileReader`] ([`Key::parsed_with_files`]).
 
 use std::any::Any;
 use std::marker::PhantomData;
@@ -38,6 +39,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::directive::{Args, Directive, Merge, Scopes, ValueType, Words};
+use super::snapshot::FileReader;
 use super::value::{Setting, Value};
 
 /// A converted value, as the loader keeps it for any key type.
@@ -209,16 +211,17 @@ enum Convert<T> {
     Typed(fn(&[Value]) -> Result<T, String>),
     /// From the arguments as written, by the plugin's own function.
     Parsed(fn(&[&str]) -> Result<T, String>),
+    /// The same, reading files through the config's reader.
+    WithFiles(fn(&[&str], &mut FileReader<'_>) -> Result<T, String>),
 }
 
 impl<T> Convert<T> {
-    fn run(&self, setting: &Setting) -> Result<T, String> {
+    fn run(&self, setting: &Setting, files: &mut FileReader<'_>) -> Result<T, String> {
+        let words = || -> Vec<&str> { setting.args.iter().filter_map(Value::as_str).collect() };
         match self {
             Convert::Typed(f) => f(&setting.args),
-            Convert::Parsed(f) => {
-                let words: Vec<&str> = setting.args.iter().filter_map(Value::as_str).collect();
-                f(&words)
-            }
+            Convert::Parsed(f) => f(&words()),
+            Convert::WithFiles(f) => f(&words(), files),
         }
     }
 }
@@ -395,6 +398,26 @@ impl<T: Send + Sync + 'static> Key<T> {
             _type: PhantomData,
         }
     }
+
+    /// A key of a custom type whose parse function also reads files (a
+    /// secret kept in a file of its own, say) through `files`, with
+    /// [`FileReader::plugin_file`]: the master's reads are recorded into
+    /// the configuration snapshot and a worker's are answered from it, so
+    /// every worker of a generation, a restarted one included, sees what
+    /// the master read. A relative path is taken from the working
+    /// directory, as `PluginDir`'s are.
+    pub const fn parsed_with_files(
+        name: &'static str,
+        parse: fn(&[&str], &mut FileReader<'_>) -> Result<T, String>,
+    ) -> Self {
+        Key {
+            spec: Spec::new(name, ArgType::String, Args::One),
+            convert: Convert::WithFiles(parse),
+            unset: None,
+            slot: Slot::new(),
+            _type: PhantomData,
+        }
+    }
 }
 
 impl<T: Send + Sync + 'static> Key<T> {
@@ -441,6 +464,20 @@ impl<T: Clone + Send + Sync + 'static> List<T> {
             _type: PhantomData,
         }
     }
+
+    /// A list of a custom type whose parse function also reads files
+    /// (see [`Key::parsed_with_files`]).
+    pub const fn parsed_with_files(
+        name: &'static str,
+        parse: fn(&[&str], &mut FileReader<'_>) -> Result<T, String>,
+    ) -> Self {
+        List {
+            spec: Spec::new(name, ArgType::String, Args::One),
+            convert: Convert::WithFiles(parse),
+            slot: Slot::new(),
+            _type: PhantomData,
+        }
+    }
 }
 
 impl<T: Send + Sync + 'static> Key<T> {
@@ -475,8 +512,9 @@ impl<T: Clone + Send + Sync + 'static> List<T> {
 
 /// A key of any type, as the loader sees it.
 pub(crate) trait ErasedKey: Send + Sync {
-    /// One occurrence converted.
-    fn convert(&self, setting: &Setting) -> Result<Typed, String>;
+    /// One occurrence converted (a parse function that reads files reads
+    /// them through `files`).
+    fn convert(&self, setting: &Setting, files: &mut FileReader<'_>) -> Result<Typed, String>;
     /// The value in effect for a scope from its occurrences (the winning
     /// one, or all of them for a list; none: unset). `None` when the key
     /// has no value at all there (no default, and a type without an unset
@@ -487,8 +525,10 @@ pub(crate) trait ErasedKey: Send + Sync {
 }
 
 impl<T: Send + Sync + 'static> ErasedKey for Key<T> {
-    fn convert(&self, setting: &Setting) -> Result<Typed, String> {
-        self.convert.run(setting).map(|v| Arc::new(v) as Typed)
+    fn convert(&self, setting: &Setting, files: &mut FileReader<'_>) -> Result<Typed, String> {
+        self.convert
+            .run(setting, files)
+            .map(|v| Arc::new(v) as Typed)
     }
 
     fn merge(&self, settings: &[Arc<Setting>]) -> Option<Typed> {
@@ -504,8 +544,10 @@ impl<T: Send + Sync + 'static> ErasedKey for Key<T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> ErasedKey for List<T> {
-    fn convert(&self, setting: &Setting) -> Result<Typed, String> {
-        self.convert.run(setting).map(|v| Arc::new(v) as Typed)
+    fn convert(&self, setting: &Setting, files: &mut FileReader<'_>) -> Result<Typed, String> {
+        self.convert
+            .run(setting, files)
+            .map(|v| Arc::new(v) as Typed)
     }
 
     fn merge(&self, settings: &[Arc<Setting>]) -> Option<Typed> {

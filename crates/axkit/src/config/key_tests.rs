@@ -202,6 +202,127 @@ fn a_secret_is_never_quoted_back() {
     );
 }
 
+/// `Token SCHEME:SECRET`; its errors name the scheme, never the secret,
+/// except the one that (wrongly) quotes it.
+fn parse_token(args: &[&str]) -> Result<String, String> {
+    match args[0].split_once(':') {
+        Some(("key", rest)) if !rest.is_empty() => Ok(rest.to_string()),
+        Some(("leaky", _)) => Err(format!("cannot use {:?}", args[0])),
+        Some((scheme, _)) => Err(format!("unknown scheme {scheme:?}; expected key:")),
+        None => Err("expected SCHEME:SECRET".into()),
+    }
+}
+
+/// A source of one plugin `vault` declaring `keys`.
+struct Vault(fn() -> Vec<Directive>);
+
+impl PluginSource for Vault {
+    fn name(&self) -> &str {
+        "test"
+    }
+    fn plugins(&self) -> Vec<(&str, Vec<Directive>)> {
+        vec![("vault", (self.0)())]
+    }
+    fn create(&self, _: &str, _: &PluginInit) -> Result<Option<Rc<dyn Plugin>>, String> {
+        Ok(None)
+    }
+}
+
+fn vault_errors(keys: fn() -> Vec<Directive>, text: &str) -> Vec<String> {
+    let source = Source::Text {
+        name: "t.conf".into(),
+        text: format!("Plugin vault\n{text}<Server>\nListen 127.0.0.1:0\n</Server>\n"),
+    };
+    load(&source, &Catalog::new(vec![Box::new(Vault(keys))]))
+        .err()
+        .unwrap_or_default()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn a_secret_parse_error_says_why_without_the_value() {
+    static TOKEN: Key<Option<String>> = Key::parsed("Token", |a| parse_token(a).map(Some))
+        .optional()
+        .secret();
+    let errs = vault_errors(
+        || vec![TOKEN.declare()],
+        "Token ftp:hunter2\nToken leaky:hunter2\nToken key:fine\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "t.conf:2: Token (plugin vault): invalid value (not shown: the directive is secret): \
+             unknown scheme \"ftp\"; expected key:; usage: Token <string>",
+            // The parse function quoted the value: nothing of what it said.
+            "t.conf:3: Token (plugin vault): invalid value (not shown: the directive is secret); \
+             usage: Token <string>",
+        ]
+    );
+}
+
+/// `Secret NAME FILE`: the file's first line.
+static SECRET_FILE: List<(String, String)> =
+    List::parsed_with_files("SecretFile", |args, files| {
+        let [name, path] = args else {
+            return Err("expected SecretFile NAME FILE".into());
+        };
+        let file = files
+            .plugin_file(Path::new(path))
+            .map_err(|e| format!("cannot read {path}: {e}"))?
+            .ok_or_else(|| format!("{path}: no such file"))?;
+        let text = String::from_utf8_lossy(&file.bytes);
+        Ok((
+            name.to_string(),
+            text.lines().next().unwrap_or("").to_string(),
+        ))
+    })
+    .args(Args::Range(2, 2));
+
+#[test]
+fn a_key_reads_files_through_the_snapshot() {
+    let dir = std::env::temp_dir().join(format!("axkit-key-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("pw");
+    std::fs::write(&secret, "first\nsecond\n").unwrap();
+    let text = format!(
+        "Plugin vault\nSecretFile a {}\n<Server>\nListen 127.0.0.1:0\n</Server>\n",
+        secret.display()
+    );
+    let source = Source::Text {
+        name: "t.conf".into(),
+        text,
+    };
+    let catalog = Catalog::new(vec![Box::new(Vault(|| vec![SECRET_FILE.declare()]))]);
+    let config = load(&source, &catalog).unwrap();
+    assert_eq!(
+        config.global.list(&SECRET_FILE),
+        [("a".to_string(), "first".to_string())]
+    );
+
+    // A worker replays what the master read, whatever the disk holds now.
+    std::fs::write(&secret, "rotated\n").unwrap();
+    let replayed = crate::config::load_from(&source, &catalog, Some(&config.snapshot)).unwrap();
+    assert_eq!(
+        replayed.global.list(&SECRET_FILE),
+        [("a".to_string(), "first".to_string())]
+    );
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    let errs = vault_errors(
+        || vec![SECRET_FILE.declare()],
+        &format!("SecretFile a {}\n", secret.display()),
+    );
+    assert_eq!(
+        errs,
+        [format!(
+            "t.conf:2: SecretFile (plugin vault): {}: no such file",
+            secret.display()
+        )]
+    );
+}
+
 #[test]
 fn a_key_without_a_value_for_unwritten_needs_a_default() {
     static BARE: Key<String> = Key::new("Bare");

@@ -51,11 +51,14 @@ pub fn load_from(
         &mut ld.errors,
         &mut warnings,
     );
-    let mut v = Validator::new(plugins, ld.errors);
+    let mut v = Validator::new(plugins, ld.errors, ld.files);
     let (servers, global, global_plugins) = v.run(&nodes, &main_name);
     if !v.errors.is_empty() {
         return Err(sorted(v.errors));
     }
+    // The validator read the files its keys name; the sources read theirs
+    // through the same reader, so the snapshot holds them all.
+    let mut files = v.files;
     let mut config = Config {
         registry: v.reg,
         global,
@@ -67,14 +70,14 @@ pub fn load_from(
     };
     let mut errors = Vec::new();
     for source in catalog.sources() {
-        if let Err(e) = source.load_files(&config, &mut ld.files) {
+        if let Err(e) = source.load_files(&config, &mut files) {
             errors.extend(e);
         }
     }
     if !errors.is_empty() {
         return Err(sorted(errors));
     }
-    config.snapshot = Arc::new(ld.files.into_snapshot());
+    config.snapshot = Arc::new(files.into_snapshot());
     Ok(config)
 }
 

@@ -13,6 +13,7 @@ use super::directive::{Args, Merge, Scopes};
 use super::model::{prefix_matches, ConfigError, LocationNode, ServerConfig};
 use super::plugins::{Owners, Plugins};
 use super::registry::{DirectiveId, Registry, CORE};
+use super::snapshot::FileReader;
 use super::syntax::Node;
 use super::value::{
     default_setting, parse_value, quote, BlockLine, LocationConfig, Setting, Value,
@@ -73,7 +74,7 @@ struct ScopeBuild<'n> {
 }
 
 /// The stage's state: [`run`](Self::run) does the whole stage.
-pub(super) struct Validator {
+pub(super) struct Validator<'a> {
     pub(super) reg: Arc<Registry>,
     pub(super) owners: Owners,
     skip: HashSet<String>,
@@ -82,6 +83,9 @@ pub(super) struct Validator {
     defaults: Table,
     /// Every error so far, the earlier stages' included.
     pub(super) errors: Vec<ConfigError>,
+    /// What the keys that read files read them through (see
+    /// [`Key::parsed_with_files`](super::Key::parsed_with_files)).
+    pub(super) files: FileReader<'a>,
 }
 
 struct ServerBuild {
@@ -91,10 +95,10 @@ struct ServerBuild {
     names: Vec<(String, &'static str, Arc<str>, u32)>,
 }
 
-impl Validator {
+impl<'a> Validator<'a> {
     /// Validation against the plugins found, after the earlier stages'
-    /// `errors`.
-    pub(super) fn new(p: Plugins, errors: Vec<ConfigError>) -> Validator {
+    /// `errors`, reading files through the earlier stages' `files`.
+    pub(super) fn new(p: Plugins, errors: Vec<ConfigError>, files: FileReader<'a>) -> Self {
         let reg = p.reg;
         let id = |n: &str| reg.lookup(n);
         let ids = CoreIds {
@@ -120,6 +124,7 @@ impl Validator {
             ids,
             defaults,
             errors,
+            files,
         }
     }
 
@@ -461,7 +466,7 @@ impl Validator {
         }
         let ty = d.value.clone();
         let key = d.key;
-        let secret = d.secret.then(|| secret_error(d));
+        let secret = d.secret.then(|| secret_error(d, None));
         let mut ok = true;
         for a in node.args() {
             match parse_value(&ty, a) {
@@ -484,10 +489,19 @@ impl Validator {
         // A typed key converts the value now, once: a bad value is an
         // error here, with file:line, like any other.
         if let Some(key) = key {
-            match key.0.convert(&setting) {
+            match key.0.convert(&setting, &mut self.files) {
                 Ok(typed) => setting.typed = Some(typed),
                 Err(msg) => {
-                    self.error(node, Some(id), secret.unwrap_or(msg));
+                    let msg = match secret {
+                        // What the parse function says helps, unless it
+                        // quotes the value.
+                        Some(_) if !node.args().iter().any(|a| msg.contains(a.as_str())) => {
+                            secret_error(self.reg.directive(id), Some(&msg))
+                        }
+                        Some(generic) => generic,
+                        None => msg,
+                    };
+                    self.error(node, Some(id), msg);
                     return None;
                 }
             }
@@ -612,10 +626,13 @@ impl Validator {
     }
 }
 
-/// What is wrong with a secret directive's value, without quoting it.
-fn secret_error(d: &super::Directive) -> String {
+/// What is wrong with a secret directive's value, without quoting it:
+/// `why` is what its conversion said, given only when that quotes none of
+/// the arguments.
+fn secret_error(d: &super::Directive, why: Option<&str>) -> String {
+    let why = why.map(|w| format!(": {w}")).unwrap_or_default();
     format!(
-        "invalid value (not shown: the directive is secret); usage: {}",
+        "invalid value (not shown: the directive is secret){why}; usage: {}",
         d.usage()
     )
 }

@@ -359,7 +359,11 @@ pub(crate) fn default_setting(d: &Directive) -> Result<Option<Arc<Setting>>, Str
         typed: None,
     };
     if let Some(key) = d.key {
-        setting.typed = Some(key.0.convert(&setting)?);
+        // A default is part of the program, not of a config: it reads no
+        // file (the reader has nothing to give).
+        let nothing = super::Snapshot::default();
+        let mut files = super::FileReader::new(Some(&nothing));
+        setting.typed = Some(key.0.convert(&setting, &mut files)?);
     }
     Ok(Some(Arc::new(setting)))
 }

@@ -1,0 +1,289 @@
+//! The directives: `Database NAME URL [pool=N] [timeout=D]` and
+//! `DatabaseFile NAME FILE [pool=N] [timeout=D]` (the URL read from FILE),
+//! both global. The URL's scheme picks the server: `postgres://` or
+//! `postgresql://` PostgreSQL, `redis://` or `redis+unix://` Redis,
+//! `sqlite:PATH` SQLite.
+//!
+//! Everything that can be checked without a connection is checked when
+//! the config loads (so `axkit --check` reports it): the name, the URL's
+//! syntax and scheme, the client's own parse of it, the options. The URL
+//! may hold a password: `Database` is a secret directive, and no message
+//! here quotes the URL or any part of it but its scheme.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axkit::config::{parse, Args, FileReader, List, Scopes};
+
+/// Connections per database and worker when `pool=` is not written.
+pub const DEFAULT_POOL: usize = 4;
+/// How long a call may take when `timeout=` is not written.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most connections `pool=` may ask for, per database and worker.
+const MAX_POOL: usize = 1024;
+
+/// `Database NAME URL [pool=N] [timeout=D]`, any number of times.
+pub static DATABASE: List<Spec> = List::parsed("Database", parse_database)
+    .args(Args::Range(2, 4))
+    .scopes(Scopes::GLOBAL)
+    .secret()
+    .doc(
+        "A database: NAME, then a URL whose scheme picks the server (postgres://, redis://, \
+         sqlite:PATH), then pool=N connections per worker (4) and timeout=D per call (10s)",
+    );
+
+/// `DatabaseFile NAME FILE [pool=N] [timeout=D]`: the URL is FILE's first
+/// line, read with the config (and kept in the snapshot the workers get).
+pub static DATABASE_FILE: List<Spec> = List::parsed_with_files("DatabaseFile", parse_file)
+    .args(Args::Range(2, 4))
+    .scopes(Scopes::GLOBAL)
+    .doc(
+        "A database whose URL (a secret) is the first line of FILE; \
+         otherwise as Database NAME URL [pool=N] [timeout=D]",
+    );
+
+/// Which server a database is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Postgres,
+    Redis,
+    Sqlite,
+}
+
+impl Kind {
+    /// As errors and the Lua globals name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Postgres => "postgres",
+            Kind::Redis => "redis",
+            Kind::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// Where a database is, as its client understands it.
+#[derive(Clone)]
+pub(crate) enum Target {
+    Postgres(tokio_postgres::Config),
+    Redis(redis::Client),
+    Sqlite(PathBuf),
+}
+
+/// One declared database. Its `Debug` leaves the URL out.
+#[derive(Clone)]
+pub struct Spec {
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: Kind,
+    pub(crate) pool: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) target: Target,
+}
+
+impl Spec {
+    /// The name the config gave it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Connections per worker, at most.
+    pub fn pool(&self) -> usize {
+        self.pool
+    }
+
+    /// How long one call may take, waiting for a connection included.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl std::fmt::Debug for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spec")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("pool", &self.pool)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_database(args: &[&str]) -> Result<Spec, String> {
+    let [name, url, options @ ..] = args else {
+        return Err("expected Database NAME URL [pool=N] [timeout=D]".into());
+    };
+    spec(name, url, options)
+}
+
+fn parse_file(args: &[&str], files: &mut FileReader<'_>) -> Result<Spec, String> {
+    let [name, path, options @ ..] = args else {
+        return Err("expected DatabaseFile NAME FILE [pool=N] [timeout=D]".into());
+    };
+    let file = files
+        .plugin_file(Path::new(path))
+        .map_err(|e| format!("cannot read {path}: {e}"))?
+        .ok_or_else(|| format!("{path}: no such file"))?;
+    let text = std::str::from_utf8(&file.bytes)
+        .map_err(|_| format!("{path}: the URL in it is not UTF-8"))?;
+    let url = text.lines().next().unwrap_or("").trim();
+    spec(name, url, options).map_err(|e| format!("{path}: {e}"))
+}
+
+/// A spec from its words; errors never quote `url`.
+fn spec(name: &str, url: &str, options: &[&str]) -> Result<Spec, String> {
+    check_name(name)?;
+    let (kind, target) = target(url)?;
+    let mut pool = DEFAULT_POOL;
+    let mut timeout = DEFAULT_TIMEOUT;
+    for option in options {
+        match option.split_once('=') {
+            Some(("pool", n)) => {
+                pool = parse::integer(n)
+                    .ok()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|n| (1..=MAX_POOL).contains(n))
+                    .ok_or_else(|| format!("pool: expected a count from 1 to {MAX_POOL}"))?;
+            }
+            Some(("timeout", d)) => {
+                timeout = parse::duration(d)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or("timeout: expected a duration like 500ms, 10s or 1m")?;
+            }
+            _ => return Err("unknown option; expected pool=N or timeout=D".into()),
+        }
+    }
+    Ok(Spec {
+        name: Arc::from(name),
+        kind,
+        pool,
+        timeout,
+        target,
+    })
+}
+
+/// Names are what scripts pass to `postgres.get(NAME)`: short and plain.
+fn check_name(name: &str) -> Result<(), String> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(plain) {
+        return Err(
+            "a database name is 1 to 64 letters, digits, `_`, `-` or `.` (then the URL)".into(),
+        );
+    }
+    Ok(())
+}
+
+/// The server a URL names, parsed by its client.
+fn target(url: &str) -> Result<(Kind, Target), String> {
+    let scheme = url
+        .split_once(':')
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+'))
+        .ok_or("expected a URL such as postgres://USER@HOST/DB, redis://HOST or sqlite:PATH")?;
+    match scheme.as_str() {
+        "postgres" | "postgresql" => {
+            let config: tokio_postgres::Config =
+                url.parse().map_err(|e: tokio_postgres::Error| {
+                    let why =
+                        std::error::Error::source(&e).map_or(e.to_string(), |c| c.to_string());
+                    format!("not a PostgreSQL URL the client understands: {why}")
+                })?;
+            if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+                return Err(
+                    "sslmode=require: this build does not speak TLS to PostgreSQL; \
+                            connect over loopback or a Unix socket"
+                        .into(),
+                );
+            }
+            Ok((Kind::Postgres, Target::Postgres(config)))
+        }
+        "redis" | "redis+unix" | "unix" | "rediss" => {
+            if scheme == "rediss" {
+                return Err("rediss://: this build does not speak TLS to Redis; \
+                            connect over loopback or a Unix socket"
+                    .into());
+            }
+            let client = redis::Client::open(url)
+                .map_err(|e| format!("not a Redis URL the client understands: {e}"))?;
+            Ok((Kind::Redis, Target::Redis(client)))
+        }
+        "sqlite" => {
+            let rest = &url["sqlite:".len()..];
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() || path.starts_with(':') {
+                return Err("expected sqlite:PATH (a file; created if missing)".into());
+            }
+            Ok((Kind::Sqlite, Target::Sqlite(PathBuf::from(path))))
+        }
+        _ => Err(format!(
+            "unknown scheme {scheme:?}; expected postgres://, postgresql://, redis://, \
+             redis+unix:// or sqlite:"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(args: &[&str]) -> String {
+        parse_database(args).unwrap_err()
+    }
+
+    #[test]
+    fn urls_pick_the_server_and_options_parse() {
+        let pg = parse_database(&["main", "postgres://app:pw@127.0.0.1:5432/app"]).unwrap();
+        assert_eq!(
+            (pg.name(), pg.kind(), pg.pool(), pg.timeout()),
+            ("main", Kind::Postgres, 4, DEFAULT_TIMEOUT)
+        );
+        let r = parse_database(&[
+            "cache",
+            "redis://127.0.0.1:6379/2",
+            "pool=2",
+            "timeout=500ms",
+        ])
+        .unwrap();
+        assert_eq!(
+            (r.kind(), r.pool(), r.timeout()),
+            (Kind::Redis, 2, Duration::from_millis(500))
+        );
+        let s = parse_database(&["local", "sqlite:data/app.db", "timeout=2s"]).unwrap();
+        assert!(matches!(&s.target, Target::Sqlite(p) if p == Path::new("data/app.db")));
+        let abs = parse_database(&["abs", "sqlite:///var/lib/app.db"]).unwrap();
+        assert!(matches!(&abs.target, Target::Sqlite(p) if p == Path::new("/var/lib/app.db")));
+    }
+
+    #[test]
+    fn errors_never_quote_the_url() {
+        let secret = "hunter2";
+        let cases = [
+            vec!["main", "ftp://u:hunter2@h/"],
+            vec!["main", "hunter2"],
+            vec!["main", "postgres://u:hunter2@h/db?bogus=1"],
+            vec!["main", "postgres://u:hunter2@h/db?sslmode=require"],
+            vec!["main", "rediss://u:hunter2@h/"],
+            vec!["main", "redis://u:hunter2@h/notanumber"],
+            vec!["main", "sqlite:"],
+            vec!["main", "postgres://u:hunter2@h/db", "pool=0"],
+            vec!["main", "postgres://u:hunter2@h/db", "timeout=soon"],
+            vec!["main", "postgres://u:hunter2@h/db", "size=3"],
+            vec!["bad name", "postgres://u:hunter2@h/db"],
+        ];
+        for args in cases {
+            let e = err(&args);
+            assert!(!e.contains(secret), "{args:?}: {e}");
+        }
+        assert_eq!(
+            err(&["main", "ftp://u:hunter2@h/"]),
+            "unknown scheme \"ftp\"; expected postgres://, postgresql://, redis://, redis+unix:// or sqlite:"
+        );
+        let bogus = err(&["main", "postgres://u:p@h/db?bogus=1"]);
+        assert!(bogus.contains("unknown option `bogus`"), "{bogus}");
+        assert!(err(&["main", "postgres://h/db", "pool=0"]).starts_with("pool:"));
+    }
+}

@@ -1,0 +1,493 @@
+//! PostgreSQL through tokio-postgres: a [`Postgres`] handle on a worker's
+//! pool, statements prepared once per connection and kept (the cache is
+//! keyed by the statement's text), parameters always bound (`$1`, `$2`…),
+//! rows as tokio-postgres [`Row`]s (typed `row.get::<_, i32>("id")`, or
+//! [`cell`](crate::pg_value::cell) for a script host), transactions that
+//! roll back unless committed.
+//!
+//! No TLS: PostgreSQL is reached over loopback or a Unix socket
+//! (`sslmode=require` is refused when the config loads).
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures_util::TryStreamExt;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{BorrowToSql, ToSql};
+use tokio_postgres::{Client, NoTls, Row, Statement};
+
+use crate::config::{Kind, Spec, Target};
+use crate::error::{Error, ErrorKind};
+use crate::pool::{Connector, Pool, Pooled};
+
+/// Prepared statements kept per connection; past this the cache starts
+/// over (an application has a fixed set of statements; one that builds
+/// them from data would otherwise grow it without end).
+const MAX_STATEMENTS: usize = 512;
+
+/// A PostgreSQL database of this worker: cheap to clone, every clone
+/// sharing one pool. Each call takes a connection for its duration (a
+/// slow statement holds only its own), and is bounded by the database's
+/// `timeout=` (waiting for a connection included).
+#[derive(Clone)]
+pub struct Postgres {
+    pool: Rc<Pool<PgConnector>>,
+}
+
+pub(crate) struct PgConnector;
+
+pub(crate) struct PgConn {
+    client: Client,
+    statements: HashMap<Box<str>, Statement>,
+    /// A statement is on its way or running: a connection given up now
+    /// asks the server to cancel it.
+    running: bool,
+}
+
+impl Connector for PgConnector {
+    type Conn = PgConn;
+
+    async fn connect(&self, spec: &Spec) -> Result<PgConn, Error> {
+        let Target::Postgres(config) = &spec.target else {
+            unreachable!("a postgres pool of another database");
+        };
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|e| unavailable(spec, &e))?;
+        // The connection's I/O runs as a task of its own; it ends when the
+        // client is dropped or the server goes away (`is_closed`).
+        tokio::spawn(connection);
+        Ok(PgConn {
+            client,
+            statements: HashMap::new(),
+            running: false,
+        })
+    }
+
+    fn alive(conn: &PgConn) -> bool {
+        !conn.client.is_closed()
+    }
+
+    fn abandon(conn: PgConn) {
+        if conn.running && !conn.client.is_closed() {
+            let cancel = conn.client.cancel_token();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = cancel.cancel_query(NoTls).await;
+                });
+            }
+        }
+    }
+}
+
+impl PgConn {
+    /// The prepared statement for `sql`, from the cache or prepared now.
+    async fn statement(&mut self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        if self.statements.len() >= MAX_STATEMENTS {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.into(), statement.clone());
+        Ok(statement)
+    }
+}
+
+/// The connection could not be had or was lost.
+fn unavailable(spec: &Spec, e: &tokio_postgres::Error) -> Error {
+    let error = Error::new(
+        &spec.name,
+        Kind::Postgres,
+        ErrorKind::Unavailable,
+        message(e),
+    );
+    match e.code() {
+        Some(code) => error.with_code(code.code()),
+        None => error,
+    }
+}
+
+/// What the server or the client said, without tokio-postgres's `db
+/// error: ` prefix; the server's detail and hint after it.
+fn message(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        return match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        };
+    };
+    let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    if let Some(detail) = db.detail() {
+        text.push_str("; ");
+        text.push_str(detail);
+    }
+    if let Some(hint) = db.hint() {
+        text.push_str("; hint: ");
+        text.push_str(hint);
+    }
+    text
+}
+
+/// A failed call on a live connection: the server refused the statement
+/// (or cannot serve now), or a value could not be converted.
+fn failed(spec: &Spec, e: &tokio_postgres::Error, closed: bool) -> Error {
+    let Some(db) = e.as_db_error() else {
+        let kind = if closed {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::Usage
+        };
+        return Error::new(&spec.name, Kind::Postgres, kind, message(e));
+    };
+    let code = db.code().code();
+    // Connection exceptions, insufficient resources, operator
+    // intervention (shutdown, a cancelled statement): not the statement's
+    // fault.
+    let kind =
+        if closed || code.starts_with("08") || code.starts_with("53") || code.starts_with("57") {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::Query
+        };
+    Error::new(&spec.name, Kind::Postgres, kind, message(e)).with_code(code)
+}
+
+/// Run a statement on a lent connection; the connection is given back,
+/// or discarded when it broke.
+async fn run<T, F>(c: &mut Pooled<PgConnector>, sql: &str, op: F) -> Result<T, Error>
+where
+    F: AsyncFnOnce(&Client, Statement) -> Result<T, tokio_postgres::Error>,
+{
+    let conn = c.start();
+    let result = match conn.statement(sql).await {
+        Ok(statement) => {
+            conn.running = true;
+            let result = op(&conn.client, statement).await;
+            conn.running = false;
+            result
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &result {
+        // The schema changed under a kept statement so that its result
+        // has other columns ("cached plan must not change result type"):
+        // prepare it again next time.
+        if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) {
+            conn.statements.remove(sql);
+        }
+    }
+    let closed = conn.client.is_closed();
+    if closed {
+        c.discard();
+    } else {
+        c.done();
+    }
+    result.map_err(|e| failed(c.spec(), &e, closed))
+}
+
+async fn query_on<P, I>(
+    c: &mut Pooled<PgConnector>,
+    sql: &str,
+    params: I,
+) -> Result<Vec<Row>, Error>
+where
+    P: BorrowToSql,
+    I: IntoIterator<Item = P>,
+    I::IntoIter: ExactSizeIterator,
+{
+    run(c, sql, async |client: &Client, statement| {
+        client
+            .query_raw(&statement, params)
+            .await?
+            .try_collect()
+            .await
+    })
+    .await
+}
+
+async fn execute_on<P, I>(c: &mut Pooled<PgConnector>, sql: &str, params: I) -> Result<u64, Error>
+where
+    P: BorrowToSql,
+    I: IntoIterator<Item = P>,
+    I::IntoIter: ExactSizeIterator,
+{
+    run(c, sql, async |client: &Client, statement| {
+        client.execute_raw(&statement, params).await
+    })
+    .await
+}
+
+/// `sql` as a simple query: several statements, no parameters, nothing
+/// prepared (schema set-up, `BEGIN`/`COMMIT`).
+async fn batch_on(c: &mut Pooled<PgConnector>, sql: &str) -> Result<(), Error> {
+    let conn = c.start();
+    conn.running = true;
+    let result = conn.client.batch_execute(sql).await;
+    conn.running = false;
+    let closed = conn.client.is_closed();
+    if closed {
+        c.discard();
+    } else {
+        c.done();
+    }
+    result.map_err(|e| failed(c.spec(), &e, closed))
+}
+
+fn one(spec: &Spec, mut rows: Vec<Row>) -> Result<Row, Error> {
+    match rows.len() {
+        1 => Ok(rows.swap_remove(0)),
+        n => Err(Error::new(
+            &spec.name,
+            Kind::Postgres,
+            ErrorKind::Query,
+            format!("expected one row, got {n}"),
+        )),
+    }
+}
+
+fn at_most_one(spec: &Spec, mut rows: Vec<Row>) -> Result<Option<Row>, Error> {
+    match rows.len() {
+        0 => Ok(None),
+        1 => Ok(Some(rows.swap_remove(0))),
+        n => Err(Error::new(
+            &spec.name,
+            Kind::Postgres,
+            ErrorKind::Query,
+            format!("expected at most one row, got {n}"),
+        )),
+    }
+}
+
+impl Postgres {
+    pub(crate) fn new(spec: Spec) -> Postgres {
+        Postgres {
+            pool: Pool::new(spec, PgConnector),
+        }
+    }
+
+    /// The database's name in the config.
+    pub fn name(&self) -> &str {
+        &self.pool.spec.name
+    }
+
+    /// The rows `sql` returns, `params` bound to `$1`, `$2`…
+    ///
+    /// ```no_run
+    /// # async fn f(db: axkit_db::Postgres) -> Result<(), axkit_db::Error> {
+    /// let rows = db.query("SELECT id, title FROM posts WHERE author = $1", &[&"ada"]).await?;
+    /// for row in &rows {
+    ///     let (id, title): (i32, &str) = (row.get("id"), row.get("title"));
+    /// #   let _ = (id, title);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Error> {
+        self.query_raw(sql, params.iter().copied()).await
+    }
+
+    /// [`query`](Self::query) with the parameters from an iterator (of
+    /// [`Param`](crate::pg_value::Param)s, say), so that nothing needs
+    /// collecting first.
+    pub async fn query_raw<P, I>(&self, sql: &str, params: I) -> Result<Vec<Row>, Error>
+    where
+        P: BorrowToSql,
+        I: IntoIterator<Item = P>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        self.pool
+            .within(async {
+                let mut c = self.pool.get().await?;
+                query_on(&mut c, sql, params).await
+            })
+            .await
+    }
+
+    /// The one row `sql` returns; none or several is an error.
+    pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Error> {
+        one(&self.pool.spec, self.query(sql, params).await?)
+    }
+
+    /// The row `sql` returns, if any; several is an error.
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, Error> {
+        at_most_one(&self.pool.spec, self.query(sql, params).await?)
+    }
+
+    /// Run `sql` (an `INSERT`, `UPDATE`…): the number of rows it changed.
+    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error> {
+        self.execute_raw(sql, params.iter().copied()).await
+    }
+
+    /// [`execute`](Self::execute) with the parameters from an iterator.
+    pub async fn execute_raw<P, I>(&self, sql: &str, params: I) -> Result<u64, Error>
+    where
+        P: BorrowToSql,
+        I: IntoIterator<Item = P>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        self.pool
+            .within(async {
+                let mut c = self.pool.get().await?;
+                execute_on(&mut c, sql, params).await
+            })
+            .await
+    }
+
+    /// Run several statements without parameters (`CREATE TABLE …;
+    /// CREATE INDEX …`), for setting up a schema.
+    pub async fn batch(&self, sql: &str) -> Result<(), Error> {
+        self.pool
+            .within(async {
+                let mut c = self.pool.get().await?;
+                batch_on(&mut c, sql).await
+            })
+            .await
+    }
+
+    /// Start a transaction on a connection of its own. It ends with
+    /// [`commit`](PgTransaction::commit) or
+    /// [`rollback`](PgTransaction::rollback); dropped before either, its
+    /// connection is closed and the server rolls it back.
+    pub async fn begin(&self) -> Result<PgTransaction, Error> {
+        self.pool
+            .within(async {
+                let mut c = self.pool.get().await?;
+                batch_on(&mut c, "BEGIN").await?;
+                Ok(PgTransaction { conn: Some(c) })
+            })
+            .await
+    }
+}
+
+/// An open transaction: each call as on [`Postgres`], on the
+/// transaction's connection.
+pub struct PgTransaction {
+    /// None once committed or rolled back.
+    conn: Option<Pooled<PgConnector>>,
+}
+
+impl PgTransaction {
+    /// The connection, unless a call timed out on it (its state is then
+    /// unknown: the transaction can only be dropped).
+    fn conn(&mut self) -> Result<&mut Pooled<PgConnector>, Error> {
+        let conn = self.conn.as_mut().expect("a transaction in use is open");
+        if conn.is_busy() {
+            return Err(Error::new(
+                &conn.spec().name,
+                Kind::Postgres,
+                ErrorKind::Unavailable,
+                "the transaction was broken off by an earlier timeout",
+            ));
+        }
+        Ok(conn)
+    }
+
+    fn pool(&self) -> Rc<Pool<PgConnector>> {
+        self.conn
+            .as_ref()
+            .expect("a transaction in use is open")
+            .pool()
+            .clone()
+    }
+
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Error> {
+        self.query_raw(sql, params.iter().copied()).await
+    }
+
+    pub async fn query_raw<P, I>(&mut self, sql: &str, params: I) -> Result<Vec<Row>, Error>
+    where
+        P: BorrowToSql,
+        I: IntoIterator<Item = P>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let pool = self.pool();
+        pool.within(async { query_on(self.conn()?, sql, params).await })
+            .await
+    }
+
+    pub async fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, Error> {
+        let rows = self.query(sql, params).await?;
+        one(&self.pool().spec, rows)
+    }
+
+    pub async fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, Error> {
+        let rows = self.query(sql, params).await?;
+        at_most_one(&self.pool().spec, rows)
+    }
+
+    pub async fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, Error> {
+        self.execute_raw(sql, params.iter().copied()).await
+    }
+
+    pub async fn execute_raw<P, I>(&mut self, sql: &str, params: I) -> Result<u64, Error>
+    where
+        P: BorrowToSql,
+        I: IntoIterator<Item = P>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let pool = self.pool();
+        pool.within(async { execute_on(self.conn()?, sql, params).await })
+            .await
+    }
+
+    /// Make the transaction's changes permanent. If the server refuses
+    /// (a deferred constraint), it has rolled the transaction back.
+    pub async fn commit(mut self) -> Result<(), Error> {
+        self.end("COMMIT").await
+    }
+
+    /// Undo the transaction's changes.
+    pub async fn rollback(mut self) -> Result<(), Error> {
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(&mut self, sql: &str) -> Result<(), Error> {
+        let pool = self.pool();
+        let result = pool
+            .within(async { batch_on(self.conn()?, sql).await })
+            .await;
+        // Over, whatever the server said (a failed COMMIT rolls back): the
+        // connection goes back to the pool, unless the call was given up.
+        if self.conn.as_ref().is_some_and(|c| !c.is_busy()) {
+            self.conn = None;
+        }
+        result
+    }
+}
+
+impl Drop for PgTransaction {
+    /// Neither committed nor rolled back: close the connection, and the
+    /// server rolls the transaction back. (Rolling back here would need an
+    /// await, which a drop cannot do.)
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take().as_mut().and_then(Pooled::take) {
+            PgConnector::abandon(conn);
+        }
+    }
+}

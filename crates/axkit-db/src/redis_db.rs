@@ -1,0 +1,215 @@
+//! Redis through the `redis` crate: a [`Redis`] handle on a worker's pool
+//! of connections, commands with their arguments sent as separate bulk
+//! strings (never a command line built from text), pipelines, and
+//! publish/subscribe on a connection of the subscription's own.
+//!
+//! A connection is not known to be dead until a command fails on it: the
+//! first command after the server restarted fails (as unavailable), and
+//! the pool then drops every idle connection it kept, so that the next
+//! command opens a new one.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Msg, Pipeline, RedisError, Value};
+
+use crate::config::{Kind, Spec, Target};
+use crate::error::{Error, ErrorKind};
+use crate::pool::{Connector, Pool, Pooled};
+
+/// A Redis database of this worker: cheap to clone, every clone sharing
+/// one pool. Each call takes a connection for its duration (a blocking
+/// `BLPOP` holds only its own) and is bounded by the database's
+/// `timeout=`.
+#[derive(Clone)]
+pub struct Redis {
+    pool: Rc<Pool<RedisConnector>>,
+}
+
+pub(crate) struct RedisConnector;
+
+impl Connector for RedisConnector {
+    type Conn = MultiplexedConnection;
+
+    async fn connect(&self, spec: &Spec) -> Result<MultiplexedConnection, Error> {
+        // The pool's own timeout bounds every call: none of the client's.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(None)
+            .set_response_timeout(None);
+        client(spec)
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| failed(spec, &e))
+    }
+
+    fn alive(_: &MultiplexedConnection) -> bool {
+        true
+    }
+}
+
+fn client(spec: &Spec) -> &redis::Client {
+    match &spec.target {
+        Target::Redis(client) => client,
+        _ => unreachable!("a redis pool of another database"),
+    }
+}
+
+/// Whether `e` means the connection is gone (or never was).
+fn lost(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_unrecoverable_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+}
+
+fn failed(spec: &Spec, e: &RedisError) -> Error {
+    let kind = if lost(e) || e.kind() == redis::ErrorKind::AuthenticationFailed {
+        ErrorKind::Unavailable
+    } else if matches!(
+        e.kind(),
+        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+    ) {
+        ErrorKind::Query
+    } else {
+        ErrorKind::Usage
+    };
+    let error = Error::new(&spec.name, Kind::Redis, kind, e.to_string());
+    match e.code() {
+        Some(code) if kind == ErrorKind::Query => error.with_code(code),
+        _ => error,
+    }
+}
+
+impl Redis {
+    pub(crate) fn new(spec: Spec) -> Redis {
+        Redis {
+            pool: Pool::new(spec, RedisConnector),
+        }
+    }
+
+    /// The database's name in the config.
+    pub fn name(&self) -> &str {
+        &self.pool.spec.name
+    }
+
+    /// Run `op` on a lent connection, bounded by the timeout.
+    async fn with<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut MultiplexedConnection) -> Result<T, RedisError>,
+    ) -> Result<T, Error> {
+        self.pool
+            .within(async {
+                let mut c: Pooled<RedisConnector> = self.pool.get().await?;
+                let result = op(c.start()).await;
+                match &result {
+                    Err(e) if lost(e) => {
+                        c.discard();
+                        // Probably a restarted server: the other idle
+                        // connections are gone too.
+                        self.pool.drop_idle();
+                    }
+                    _ => c.done(),
+                }
+                result.map_err(|e| failed(&self.pool.spec, &e))
+            })
+            .await
+    }
+
+    /// One command, its reply as the server gave it (an error reply is an
+    /// [`ErrorKind::Query`] error).
+    ///
+    /// ```no_run
+    /// # async fn f(r: axkit_db::Redis) -> Result<(), axkit_db::Error> {
+    /// r.cmd(redis::cmd("SET").arg("greeting").arg("hello")).await?;
+    /// let n: i64 = r.query(redis::cmd("INCR").arg("visits")).await?;
+    /// # let _ = n; Ok(()) }
+    /// ```
+    pub async fn cmd(&self, cmd: &Cmd) -> Result<Value, Error> {
+        self.query(cmd).await
+    }
+
+    /// One command, its reply converted to `T`.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+        self.with(async |conn: &mut MultiplexedConnection| cmd.query_async(conn).await)
+            .await
+    }
+
+    /// Several commands sent at once (`redis::pipe()`, `.atomic()` for
+    /// MULTI/EXEC): their replies in order. An error reply from any of
+    /// them fails the call (the others have run).
+    pub async fn pipeline(&self, pipe: &Pipeline) -> Result<Vec<Value>, Error> {
+        self.with(async |conn: &mut MultiplexedConnection| pipe.query_async(conn).await)
+            .await
+    }
+
+    /// Subscribe to `channels`, on a connection of the subscription's own
+    /// (not one of the pool's): it lasts until the [`Subscription`] is
+    /// dropped.
+    pub async fn subscribe<C: AsRef<[u8]>>(&self, channels: &[C]) -> Result<Subscription, Error> {
+        self.open_subscription(channels, false).await
+    }
+
+    /// Subscribe to the channels matching `patterns` (`room:*`), as
+    /// [`subscribe`](Self::subscribe) does.
+    pub async fn psubscribe<P: AsRef<[u8]>>(&self, patterns: &[P]) -> Result<Subscription, Error> {
+        self.open_subscription(patterns, true).await
+    }
+
+    async fn open_subscription<N: AsRef<[u8]>>(
+        &self,
+        names: &[N],
+        patterns: bool,
+    ) -> Result<Subscription, Error> {
+        let spec = &self.pool.spec;
+        self.pool
+            .within(async {
+                let pubsub = client(spec)
+                    .get_async_pubsub()
+                    .await
+                    .map_err(|e| failed(spec, &e))?;
+                let (mut sink, stream) = pubsub.split();
+                for name in names {
+                    let name = name.as_ref();
+                    let done = if patterns {
+                        sink.psubscribe(name).await
+                    } else {
+                        sink.subscribe(name).await
+                    };
+                    done.map_err(|e| failed(spec, &e))?;
+                }
+                Ok(Subscription {
+                    _sink: sink,
+                    stream,
+                    database: spec.name.clone(),
+                })
+            })
+            .await
+    }
+}
+
+/// A subscription: the messages published to its channels, in order.
+pub struct Subscription {
+    /// Dropped with the stream: the connection closes and the server
+    /// forgets the subscription.
+    _sink: PubSubSink,
+    stream: PubSubStream,
+    database: Arc<str>,
+}
+
+impl Subscription {
+    /// The next message; an [`ErrorKind::Unavailable`] error when the
+    /// connection was lost.
+    pub async fn next(&mut self) -> Result<Msg, Error> {
+        self.stream.next().await.ok_or_else(|| {
+            Error::new(
+                &self.database,
+                Kind::Redis,
+                ErrorKind::Unavailable,
+                "the subscription's connection was lost",
+            )
+        })
+    }
+}

@@ -1,0 +1,198 @@
+//! `sqlite.get(NAME)`: the same calls as `postgres.get`, on SQLite's
+//! blocking pool: `db:query(sql, ...)`, `db:query_one`, `db:exec` (rows
+//! changed, and the rowid of the last `INSERT`), `db:batch` and
+//! `db:begin()`. Parameters are bound to `?1`, `?2`… (or `?`): nil is
+//! NULL, a boolean 1 or 0, a string TEXT when it is UTF-8 and a BLOB
+//! otherwise; columns come back as integers, numbers and strings, NULL as
+//! a missing key.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use axkit_db::{Databases, Rows, SqlValue, Sqlite, SqliteTransaction};
+use mlua::{
+    Lua, LuaString, MetaMethod, MultiValue, Table, UserData, UserDataMethods, UserDataRef, Value,
+};
+
+use super::{hold_for_request, put, raise, take, Held, Lazy, Shared};
+
+pub(super) fn global(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set(
+        "get",
+        lua.create_function(|lua, name: String| {
+            Ok(Handle(Lazy::new(lua, name, Databases::sqlite)?))
+        })?,
+    )?;
+    Ok(t)
+}
+
+struct Handle(Lazy<Sqlite>);
+
+impl Handle {
+    fn db(&self, lua: &Lua) -> mlua::Result<Sqlite> {
+        self.0.get(lua, Databases::sqlite)
+    }
+}
+
+/// The parameters `values` stand for, owned: they go to a blocking thread.
+fn params(values: &MultiValue) -> mlua::Result<Vec<SqlValue>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            Ok(match v {
+                Value::Nil => SqlValue::Null,
+                Value::Boolean(b) => SqlValue::Integer(i64::from(*b)),
+                Value::Integer(n) => SqlValue::Integer(*n),
+                Value::Number(n) => SqlValue::Real(*n),
+                Value::String(s) => match s.to_str() {
+                    Ok(text) => SqlValue::Text(text.to_string()),
+                    Err(_) => SqlValue::Blob(s.as_bytes().to_vec()),
+                },
+                other => {
+                    return Err(mlua::Error::runtime(format!(
+                        "parameter {}: cannot bind a {} (strings, numbers, booleans and nil can be bound)",
+                        i + 1,
+                        other.type_name()
+                    )))
+                }
+            })
+        })
+        .collect()
+}
+
+fn row_table(lua: &Lua, columns: &[String], values: &[SqlValue]) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(0, columns.len())?;
+    for (name, value) in columns.iter().zip(values) {
+        let value = match value {
+            SqlValue::Null => continue,
+            SqlValue::Integer(n) => Value::Integer(*n),
+            SqlValue::Real(f) => Value::Number(*f),
+            SqlValue::Text(text) => Value::String(lua.create_string(text)?),
+            SqlValue::Blob(bytes) => Value::String(lua.create_string(bytes)?),
+        };
+        t.raw_set(name.as_str(), value)?;
+    }
+    Ok(t)
+}
+
+fn rows_table(lua: &Lua, rows: &Rows) -> mlua::Result<Table> {
+    let list = lua.create_table_with_capacity(rows.len(), 0)?;
+    for (i, row) in rows.iter().enumerate() {
+        list.raw_set(i + 1, row_table(lua, rows.columns(), row)?)?;
+    }
+    Ok(list)
+}
+
+fn one_row(lua: &Lua, rows: &Rows) -> mlua::Result<Option<Table>> {
+    match rows.len() {
+        0 => Ok(None),
+        1 => rows
+            .row(0)
+            .map(|row| row_table(lua, rows.columns(), row))
+            .transpose(),
+        n => Err(mlua::Error::runtime(format!(
+            "query_one: the query returned {n} rows"
+        ))),
+    }
+}
+
+impl UserData for Handle {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_async_method(
+            "query",
+            |lua, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
+                let db = this.db(&lua)?;
+                let rows = db
+                    .query(&sql.to_str()?, params(&args)?)
+                    .await
+                    .map_err(raise)?;
+                rows_table(&lua, &rows)
+            },
+        );
+        methods.add_async_method(
+            "query_one",
+            |lua, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
+                let db = this.db(&lua)?;
+                let rows = db
+                    .query(&sql.to_str()?, params(&args)?)
+                    .await
+                    .map_err(raise)?;
+                one_row(&lua, &rows)
+            },
+        );
+        methods.add_async_method(
+            "exec",
+            |lua, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
+                let db = this.db(&lua)?;
+                let done = db
+                    .execute(&sql.to_str()?, params(&args)?)
+                    .await
+                    .map_err(raise)?;
+                Ok((done.changes, done.last_insert_rowid))
+            },
+        );
+        methods.add_async_method(
+            "batch",
+            |lua, this: UserDataRef<Self>, sql: LuaString| async move {
+                let db = this.db(&lua)?;
+                db.batch(&sql.to_str()?).await.map_err(raise)
+            },
+        );
+        methods.add_async_method("begin", |lua, this: UserDataRef<Self>, ()| async move {
+            let tx = this.db(&lua)?.begin().await.map_err(raise)?;
+            let shared: Shared<SqliteTransaction> = Rc::new(RefCell::new(Some(tx)));
+            hold_for_request(shared.clone());
+            Ok(Transaction(shared))
+        });
+    }
+}
+
+/// `db:begin()`'s transaction.
+struct Transaction(Shared<SqliteTransaction>);
+
+const TX: &str = "transaction";
+
+impl UserData for Transaction {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_async_method(
+            "query",
+            |lua, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
+                let mut tx = take(&this.0, TX)?;
+                let rows = tx.query(&sql.to_str()?, params(&args)?).await;
+                put(&this.0, tx);
+                rows_table(&lua, &rows.map_err(raise)?)
+            },
+        );
+        methods.add_async_method(
+            "query_one",
+            |lua, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
+                let mut tx = take(&this.0, TX)?;
+                let rows = tx.query(&sql.to_str()?, params(&args)?).await;
+                put(&this.0, tx);
+                one_row(&lua, &rows.map_err(raise)?)
+            },
+        );
+        methods.add_async_method(
+            "exec",
+            |_, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
+                let mut tx = take(&this.0, TX)?;
+                let done = tx.execute(&sql.to_str()?, params(&args)?).await;
+                put(&this.0, tx);
+                let done = done.map_err(raise)?;
+                Ok((done.changes, done.last_insert_rowid))
+            },
+        );
+        methods.add_async_method("commit", |_, this: UserDataRef<Self>, ()| async move {
+            take(&this.0, TX)?.commit().await.map_err(raise)
+        });
+        methods.add_async_method("rollback", |_, this: UserDataRef<Self>, ()| async move {
+            take(&this.0, TX)?.rollback().await.map_err(raise)
+        });
+        methods.add_meta_method(MetaMethod::Close, |_, this, _: MultiValue| {
+            this.0.release();
+            Ok(())
+        });
+    }
+}

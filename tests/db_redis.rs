@@ -1,0 +1,184 @@
+//! Redis from Lua scripts (`redis.get`), through the stock `axkit` binary,
+//! against a real server each test starts for itself: commands with bound
+//! arguments, replies as Lua values, pipelines, publish/subscribe (a
+//! subscriber suspended while another request publishes; unsubscribed
+//! when its request ends), a server that is down (503 and a log line) and
+//! reconnecting after a restart.
+
+mod common;
+#[path = "common/lua.rs"]
+mod lua;
+#[path = "common/services.rs"]
+mod services;
+
+use std::time::Duration;
+
+use common::*;
+use lua::*;
+use services::{free_port, Redis};
+
+const APP: &str = r#"
+local r = redis.get("main")
+
+local function show(v)
+  if type(v) == "table" then
+    local out = {}
+    for i, x in ipairs(v) do out[i] = show(x) end
+    return "[" .. table.concat(out, ",") .. "]"
+  end
+  return type(v) .. ":" .. tostring(v)
+end
+
+function hook_response(req)
+  local p = req:path()
+  if p == "/cmd" then
+    local evil = req:param("v")
+    local set = r:cmd("SET", "k", evil)
+    local got = r:cmd("GET", "k")
+    local n = r:cmd("INCRBY", "n", 5)
+    local missing = r:cmd("GET", "missing")
+    r:cmd("RPUSH", "list", "a", "b", 3)
+    local list = r:cmd("LRANGE", "list", 0, -1)
+    local mget = r:cmd("MGET", "k", "missing")
+    req:write(show(set), " ", tostring(got == evil), " ", show(n), " ", show(missing), " ",
+              show(list), " ", #mget, show(mget[2]), " ", show(r:cmd("DBSIZE")))
+    return OK
+  elseif p == "/pipeline" then
+    local replies = r:pipeline():cmd("SET", "p", "1"):cmd("INCR", "p"):cmd("GET", "p"):exec()
+    local atomic = r:pipeline{ atomic = true }
+    atomic:cmd("INCR", "p")
+    atomic:cmd("INCR", "p")
+    local done = atomic:exec()
+    req:write(show(replies), " ", show(done))
+    return OK
+  elseif p == "/error" then
+    r:cmd("SET", "s", "text")
+    r:cmd("INCR", "s")
+    return OK
+  elseif p == "/subscribe" then
+    local sub = r:subscribe("news")
+    req:note("subscribed", "yes")
+    local msg, channel = sub:next(10)
+    local none = sub:next(0.05)
+    req:write(tostring(msg), " on ", tostring(channel), " then ", tostring(none))
+    return OK
+  elseif p == "/psubscribe" then
+    local sub = r:psubscribe("ne*")
+    local msg, channel, pattern = sub:next(10)
+    sub:close()
+    local ok = pcall(function() return sub:next(1) end)
+    req:write(msg, " ", channel, " ", pattern, " ", tostring(ok))
+    return OK
+  elseif p == "/publish" then
+    req:write(r:cmd("PUBLISH", req:param("ch"), req:param("msg")))
+    return OK
+  elseif p == "/numsub" then
+    local reply = r:cmd("PUBSUB", "NUMSUB", "news")
+    req:write(reply[2])
+    return OK
+  elseif p == "/ping" then
+    req:write(r:cmd("PING"))
+    return OK
+  end
+end
+"#;
+
+fn server(redis: &Redis) -> Axkit {
+    let global = format!("Database main {}", redis.url());
+    start(&conf(&global, "Plugin app"), &[("app", APP)])
+}
+
+#[test]
+fn commands_with_bound_arguments_and_their_replies() {
+    let Some(redis) = Redis::start() else { return };
+    let srv = server(&redis);
+    // Spaces, CRLF and a command of its own stay one argument.
+    let res = srv.get("/cmd?v=a%20b%0D%0AFLUSHALL%0D%0A");
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        res.text(),
+        "string:OK true number:5 nil:nil [string:a,string:b,string:3] 2boolean:false number:3"
+    );
+    let res = srv.get("/pipeline");
+    assert_eq!(
+        res.text(),
+        "[string:OK,number:2,string:2] [number:3,number:4]"
+    );
+}
+
+#[test]
+fn an_error_reply_is_a_500_naming_the_database() {
+    let Some(redis) = Redis::start() else { return };
+    let mut srv = server(&redis);
+    assert_eq!(srv.get("/error").status, 500);
+    srv.wait_stderr_line(
+        &["hook_response", "redis database \"main\"", "not an integer"],
+        Duration::from_secs(10),
+    );
+}
+
+#[test]
+fn a_subscriber_waits_for_a_publisher_and_unsubscribes_when_its_request_ends() {
+    let Some(redis) = Redis::start() else { return };
+    let srv = server(&redis);
+    let waiting = begin(&srv, "/subscribe");
+    // The subscriber is suspended, not the worker: other requests see it
+    // subscribed.
+    assert!(wait_until(Duration::from_secs(10), || srv
+        .get("/numsub")
+        .text()
+        == "1"));
+    assert_eq!(srv.get("/publish?ch=news&msg=hello").text(), "1");
+    let res = finish(waiting);
+    assert_eq!(res.text(), "hello on news then nil");
+    assert!(
+        wait_until(Duration::from_secs(10), || srv.get("/numsub").text() == "0"),
+        "still subscribed after the request ended"
+    );
+
+    let waiting = begin(&srv, "/psubscribe");
+    assert!(wait_until(Duration::from_secs(10), || srv
+        .get("/publish?ch=news&msg=hi")
+        .text()
+        == "1"));
+    assert_eq!(finish(waiting).text(), "hi news ne* false");
+}
+
+#[test]
+fn a_server_that_is_down_answers_503_and_it_reconnects_after_a_restart() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let global = format!(
+        "Database main {}\nDatabase down redis://:hunter2@127.0.0.1:{}/0",
+        redis.url(),
+        free_port()
+    );
+    let app = r#"
+function hook_response(r)
+  local db = redis.get(r:path() == "/down" and "down" or "main")
+  r:write(db:cmd("PING"))
+  return OK
+end
+"#;
+    let mut srv = start(&conf(&global, "Plugin app"), &[("app", app)]);
+    assert_eq!(srv.get("/down").status, 503);
+    let line = srv.wait_stderr_line(
+        &[
+            "app.lua: hook_response",
+            "redis database \"down\": unavailable",
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(!line.contains("hunter2"), "{line}");
+
+    assert_eq!(srv.get("/main").text(), "PONG");
+    redis.restart();
+    let mut last = 0;
+    let back = wait_until(Duration::from_secs(10), || {
+        last = srv.get("/main").status;
+        last == 200
+    });
+    assert!(back, "still {last} after the restart");
+    assert_eq!(srv.get("/main").text(), "PONG");
+}

@@ -1,0 +1,216 @@
+//! SQLite from Lua scripts (`sqlite.get`), through the stock `axkit`
+//! binary, on a file in the test's scratch directory (nothing to
+//! install): WAL mode, queries, bound parameters, types and NULLs,
+//! transactions, a database that cannot be opened (503), a slow statement
+//! that delays only its own request, and a `DatabaseFile` URL (which a
+//! worker restarted after a crash takes from the master's snapshot).
+
+mod common;
+#[path = "common/lua.rs"]
+mod lua;
+
+use std::io::Read;
+use std::time::Duration;
+
+use common::*;
+use lua::*;
+
+const APP: &str = r#"
+local db = sqlite.get("main")
+
+function hook_response(r)
+  local p = r:path()
+  if p == "/setup" then
+    db:batch([[CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, pic BLOB);
+               CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES people(id));
+               CREATE TABLE marks (what TEXT)]])
+    r:write(db:query_one("PRAGMA journal_mode").journal_mode)
+    return OK
+  elseif p == "/insert" then
+    local changed, id = db:exec("INSERT INTO people (name, score, pic) VALUES (?1, ?2, ?3)",
+                                r:param("name"), 1.5, "\0\1\2")
+    r:write(changed, " ", id)
+    return OK
+  elseif p == "/people" then
+    local out = {}
+    for _, row in ipairs(db:query("SELECT id, name, score, pic, NULL AS missing FROM people ORDER BY id")) do
+      out[#out + 1] = string.format("%s|%s|%s|%s|%d|%s", math.type(row.id), row.name,
+                                    math.type(row.score), tostring(row.score), #row.pic, tostring(row.missing))
+    end
+    r:write(table.concat(out, "\n"))
+    return OK
+  elseif p == "/find" then
+    local row = db:query_one("SELECT name FROM people WHERE name = ?", r:param("name"))
+    r:write(row and row.name or "none")
+    return OK
+  elseif p == "/tx" then
+    local how = r:param("how")
+    local tx = db:begin()
+    tx:exec("INSERT INTO people (name) VALUES (?)", "tx-" .. how)
+    local inside = tx:query_one("SELECT count(*) AS n FROM people WHERE name = ?", "tx-" .. how).n
+    if how == "commit" then tx:commit()
+    elseif how == "rollback" then tx:rollback()
+    elseif how == "error" then error("failed half-way") end
+    r:write("inside=", inside)
+    return OK
+  elseif p == "/count" then
+    r:write(db:query_one("SELECT count(*) AS n FROM people WHERE name = ?", r:param("name")).n)
+    return OK
+  elseif p == "/fk" then
+    db:exec("INSERT INTO child (parent) VALUES (?)", 999)
+    return OK
+  elseif p == "/slow" then
+    db:exec("INSERT INTO marks VALUES ('slow started')")
+    -- A statement that takes a while on the blocking pool.
+    local row = db:query_one([[WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?)
+                               SELECT count(*) AS n FROM c]], tonumber(r:param("n")))
+    r:write("slow ", row.n)
+    return OK
+  elseif p == "/fast" then
+    r:write("fast ", db:query_one("SELECT 1 AS one").one)
+    return OK
+  elseif p == "/marks" then
+    r:write(db:query_one("SELECT count(*) AS n FROM marks").n)
+    return OK
+  elseif p == "/secret" then
+    r:write(sqlite.get("secret"):query_one("SELECT 7 AS seven").seven)
+    return OK
+  elseif p == "/broken" then
+    sqlite.get("broken"):query("SELECT 1")
+    return OK
+  end
+end
+"#;
+
+fn server() -> Axkit {
+    let global =
+        "Database main sqlite:{dir}/app.db\nDatabase broken sqlite:{dir}/no/such/dir/x.db\n\
+                  DatabaseFile secret {dir}/secret.url";
+    Axkit::start_single_with(&conf(global, "Plugin app"), |d| {
+        d.write("plugins/app.lua", APP);
+        d.write(
+            "secret.url",
+            format!("sqlite:{}/other.db\n", d.path().display()),
+        );
+    })
+}
+
+#[test]
+fn queries_parameters_types_and_nulls_in_wal_mode() {
+    let mut srv = server();
+    assert_eq!(srv.get("/setup").text(), "wal");
+    assert!(srv.dir.path().join("app.db-wal").exists());
+    let evil = "x'); DROP TABLE people; --";
+    let insert = srv.get(&format!(
+        "/insert?name={}",
+        evil.replace(' ', "%20").replace(';', "%3B")
+    ));
+    assert_eq!((insert.status, insert.text()), (200, "1 1".to_string()));
+    assert_eq!(srv.get("/insert?name=b").text(), "1 2");
+    let people = srv.get("/people");
+    assert_eq!(people.status, 200, "{}", srv.sync_stderr());
+    assert_eq!(
+        people.text(),
+        format!("integer|{evil}|float|1.5|3|nil\ninteger|b|float|1.5|3|nil")
+    );
+    assert_eq!(srv.get("/find?name=b").text(), "b");
+    assert_eq!(srv.get("/find?name=zz").text(), "none");
+    assert_eq!(srv.get("/secret").text(), "7");
+}
+
+#[test]
+fn transactions_and_constraints() {
+    let mut srv = server();
+    srv.get("/setup");
+    for how in ["commit", "rollback", "forget"] {
+        assert_eq!(
+            srv.get(&format!("/tx?how={how}")).text(),
+            "inside=1",
+            "{how}"
+        );
+    }
+    assert_eq!(srv.get("/tx?how=error").status, 500);
+    let count = |name: &str| srv.get(&format!("/count?name=tx-{name}")).text();
+    // The rollback of a transaction left open happens on a blocking thread
+    // as its request ends.
+    assert!(wait_until(Duration::from_secs(10), || count("forget")
+        == "0"
+        && count("error") == "0"));
+    assert_eq!(count("commit"), "1");
+    assert_eq!(count("rollback"), "0");
+    // Foreign keys are enforced: a 500 naming the database.
+    assert_eq!(srv.get("/fk").status, 500);
+    srv.wait_stderr_line(
+        &["sqlite database \"main\"", "FOREIGN KEY constraint failed"],
+        Duration::from_secs(10),
+    );
+}
+
+#[test]
+fn a_database_that_cannot_be_opened_answers_503() {
+    let mut srv = server();
+    assert_eq!(srv.get("/broken").status, 503);
+    srv.wait_stderr_line(
+        &[
+            "app.lua: hook_response",
+            "sqlite database \"broken\": unavailable",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(srv.get("/fast").text(), "fast 1");
+}
+
+#[test]
+fn a_slow_statement_delays_only_its_own_request() {
+    let srv = server();
+    srv.get("/setup");
+    // Far more than the fast request needs, on SQLite's blocking pool.
+    let mut slow = begin(&srv, "/slow?n=5000000");
+    // Asked through the same worker: it answers while the statement runs.
+    assert!(wait_until(Duration::from_secs(10), || srv
+        .get("/marks")
+        .text()
+        == "1"));
+    let fast = srv.get("/fast");
+    assert_eq!((fast.status, fast.text()), (200, "fast 1".to_string()));
+    slow.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 1];
+    let pending =
+        matches!(slow.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    assert!(pending, "the slow request answered before the fast one");
+    slow.set_nonblocking(false).unwrap();
+    assert_eq!(finish(slow).text(), "slow 5000000");
+}
+
+#[test]
+fn a_restarted_worker_uses_the_url_file_the_master_read() {
+    let app = "function hook_response(r)\n  \
+               r:write(sqlite.get('secret'):query_one('PRAGMA database_list').file)\n  \
+               return OK\nend\n";
+    let text = "PluginDir {dir}/plugins\nWorkers 1\nDatabaseFile secret {dir}/secret.url\n\
+                <Server>\n    Listen 127.0.0.1:0\n    Plugin app\n</Server>\n";
+    let mut srv = Axkit::start_with(text, &[], |d| {
+        d.write("plugins/app.lua", app);
+        d.write(
+            "secret.url",
+            format!("sqlite:{}/a.db\n", d.path().display()),
+        );
+    });
+    let first = srv.get("/").text();
+    assert!(first.ends_with("/a.db"), "{first}");
+    // Edited since the master loaded it: a worker restarted after a
+    // crash still uses what the master read (a reload would take it).
+    let other = format!("sqlite:{}/b.db\n", srv.dir.path().display());
+    srv.dir.write("secret.url", other);
+    let victim = srv.workers()[0];
+    signal(victim, 9);
+    let mut now = Vec::new();
+    assert!(wait_until(Duration::from_secs(20), || {
+        now = srv.workers();
+        now.len() == 1 && !now.contains(&victim)
+    }));
+    let after = srv.get("/").text();
+    assert!(after.ends_with("/a.db"), "{after}");
+    assert!(!srv.dir.path().join("b.db").exists());
+    srv.stop();
+}
