@@ -94,7 +94,7 @@ function hook_response(r)
 end
 "#;
     let srv = start(
-        &conf("LuaFileRoot {dir}", "    Plugin tools"),
+        &conf("LuaFileRoot {dir}\nLuaProcess on", "    Plugin tools"),
         &[("tools", script)],
     );
     let (port, handle) = backend(&[
@@ -171,7 +171,7 @@ function hook_response(r)
 end
 "#;
     let srv = start_with(
-        &conf("LuaFileRoot {dir}/data", "    Plugin files"),
+        &conf("LuaFileRoot {dir}/data\nLuaProcess on", "    Plugin files"),
         &[("files", script)],
         |d| std::fs::create_dir_all(d.path().join("data/sub")).unwrap(),
     );
@@ -225,4 +225,19 @@ end
     assert_eq!(srv.get("/cat").text(), "true|1048576");
     let t = srv.get("/flood").text();
     assert!(t.starts_with("false|") && t.contains("more than"), "{t}");
+}
+
+/// A program started by a script runs with the server's rights, whatever
+/// the file API's roots: `process.run` is off unless `LuaProcess on`.
+#[test]
+fn process_run_is_off_unless_configured() {
+    let script = r#"
+function hook_response(r)
+  local ok, err = pcall(process.run, { "cat", "/etc/shadow" })
+  r:write(tostring(ok), "|", tostring(err):match("LuaProcess off") or tostring(err))
+  return OK
+end
+"#;
+    let srv = start(&conf("", "    Plugin runner"), &[("runner", script)]);
+    assert_eq!(srv.get("/").text(), "false|LuaProcess off");
 }

@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use axkit::config::{Key, Scopes};
 use mlua::{Lua, Table, UserData, UserDataMethods};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -79,10 +80,34 @@ pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
+/// `LuaProcess on|off` (global, default off): whether `process.run` may
+/// start programs. A program has the server's rights whatever the file
+/// API's roots, so it is a deliberate choice in the config.
+pub(crate) static LUA_PROCESS: Key<bool> = Key::new("LuaProcess")
+    .scopes(Scopes::GLOBAL)
+    .default("off")
+    .doc("Let Lua scripts run programs with process.run (they run with the server's rights)");
+
+/// Whether this worker's scripts may run programs ([`LUA_PROCESS`]): Lua
+/// app data, set when the plugins are built.
+#[derive(Default)]
+pub(crate) struct ProcessPolicy(pub std::cell::Cell<bool>);
+
 /// `process.run{ "cmd", "arg", …, stdin = "…", timeout = 30 }` →
 /// `{ status =, stdout =, stderr = }`. The program runs without a shell;
 /// it is killed if it outlives the timeout.
 async fn process_run(lua: Lua, spec: Table) -> mlua::Result<Table> {
+    // A program runs with the server's rights, beyond any LuaFileRoot:
+    // off unless the config says so.
+    let allowed = lua
+        .app_data_ref::<ProcessPolicy>()
+        .is_some_and(|p| p.0.get());
+    if !allowed {
+        return Err(err(
+            "process.run",
+            "running programs is off (LuaProcess off)",
+        ));
+    }
     let argv: Vec<String> = spec.sequence_values().collect::<mlua::Result<_>>()?;
     let Some((program, args)) = argv.split_first() else {
         return Err(err("process.run", "no program given"));

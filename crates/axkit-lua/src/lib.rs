@@ -109,6 +109,7 @@ impl PluginSource for LuaSource {
             LUA_MEMORY_LIMIT.declare(),
             LUA_RELOAD.declare(),
             files::LUA_FILE_ROOT.declare(),
+            io::LUA_PROCESS.declare(),
         ]
     }
 
@@ -158,6 +159,10 @@ impl PluginSource for LuaSource {
         host.lua
             .set_app_data(template::GlobalConfig(global.clone()));
         host.files.configure(global.list(&files::LUA_FILE_ROOT))?;
+        host.lua
+            .set_app_data(io::ProcessPolicy(std::cell::Cell::new(
+                *global.get(&io::LUA_PROCESS),
+            )));
         host.timers.set_limit(*global.get(&LUA_TIME_LIMIT));
         Ok(Some(Rc::new(ScriptPlugin {
             host,

@@ -348,6 +348,13 @@ async fn finish(ctx: &mut Context) {
 
 /// A hook stopped the walk with a Status or an error.
 async fn fail(ctx: &mut Context, outcome: Outcome) {
+    // A plugin that answers with a status chose it (and logs its own
+    // reason: a database down, say); an error or a panic is the core's to
+    // report.
+    let level = match outcome {
+        Outcome::Status(_) => Level::Info,
+        _ => Level::Error,
+    };
     let status = match outcome {
         // 1xx are interim responses: a hook cannot end a request with one.
         Outcome::Status(s) if (200..=999).contains(&s) => s,
@@ -368,7 +375,7 @@ async fn fail(ctx: &mut Context, outcome: Outcome) {
                 f.hook,
                 f.message
             );
-            ctx.log(Level::Error, &msg);
+            ctx.log(level, &msg);
         }
     }
     error_response(ctx, status).await
