@@ -1,30 +1,40 @@
--- wiki: a small wiki in the spirit of AxKit2's moewiki. Pages are text
--- files in WikiDir; CamelCase words link to pages; everything a visitor
--- wrote is HTML-escaped before it is shown.
+-- wiki: a small wiki application in the spirit of AxKit2's moewiki. Pages
+-- and their history live in a database (SQLite unless the config names
+-- PostgreSQL), users log in with argon2-hashed passwords and a session,
+-- every form carries a CSRF token, the pages come from templates (so
+-- everything a visitor wrote is escaped), and the recent changes are a
+-- live page fed by server-sent events from every worker.
 --
---   GET  /wiki/               -> redirect to the front page
---   GET  /wiki/PageName       view (or an invitation to create it)
---   GET  /wiki/PageName?edit  an edit form
---   POST /wiki/PageName       save the form's `text`, then redirect to view
---   GET  /wiki/?index         every page
+--   GET  /wiki/                 redirect to the front page
+--   GET  /wiki/PageName         view (or an invitation to create it)
+--   GET  /wiki/PageName?edit    the edit form (logged in)
+--   POST /wiki/PageName         save the form's `text` (logged in, CSRF)
+--   GET  /wiki/PageName?history its revisions; ?rev=N shows one
+--   GET  /wiki/?index           every page
+--   GET  /wiki/?changes         recent changes, kept up to date by ...
+--   GET  /wiki/?events          ... this stream of server-sent events
+--   GET|POST /wiki/?signup, /wiki/?login; POST /wiki/?logout
 --
--- Page names are letters and digits, at most 100 of them; any other name
--- is 404, so no request can reach a file outside WikiDir.
+-- Page names are letters and digits, at most 100 of them: any other name
+-- is 404. The code is split into modules beside this file (required from
+-- the PluginDir): wiki/store.lua (the database), wiki/markup.lua (page
+-- text to paragraphs and links), wiki/auth.lua (sessions, CSRF,
+-- passwords). The templates are demo/templates/wiki/*.html.
 --
--- Config (etc/lua.conf): WikiDir must lie beneath a LuaFileRoot, the
--- directories scripts may touch.
---   LuaFileRoot demo/wiki
+-- Config (etc/lua.conf, and the built-in config of `axkit`):
+--   PluginDir   plugins
+--   TemplateDir demo/templates
+--   Database    wiki sqlite:var/wiki.db      # or postgres://…
 --   <Location /wiki>
 --       Plugin wiki
---       WikiDir demo/wiki
 --   </Location>
 
 directive {
-  name = "WikiDir",
-  type = "path",
+  name = "WikiDatabase",
+  type = "string",
   scopes = { "server", "location" },
-  default = "demo/wiki",
-  doc = "Directory holding the wiki's pages, one text file per page",
+  default = "wiki",
+  doc = "The Database (SQLite or PostgreSQL) holding the wiki's pages, history and users",
 }
 
 directive {
@@ -35,88 +45,239 @@ directive {
   doc = "The page /wiki/ shows",
 }
 
--- The longest page name: its file name (name .. ".txt") must stay well
--- within the 255 bytes a file system allows, or the page could be viewed
--- but never saved.
-local MAX_NAME = 100
+local store = require "wiki.store"
+local markup = require "wiki.markup"
+local auth = require "wiki.auth"
 
-local function page(r, title, body)
-  r:set_header("Content-Type", "text/html; charset=utf-8")
-  r:write("<!DOCTYPE html>\n<html><head><title>", html_escape(title),
-          "</title></head>\n<body>\n<h1>", html_escape(title), "</h1>\n",
-          body, "\n<hr><p><a href=\"", r:location(), "/?index\">All pages</a></p>\n</body></html>\n")
+-- The longest page name, and the most bytes a page may hold.
+local MAX_NAME = 100
+local MAX_TEXT = 100000
+-- User names: letters, digits and `_`, at most 32; passwords 8 to 1024
+-- bytes (argon2 reads all of it).
+local MAX_USER = 32
+local PASSWORD_MIN, PASSWORD_MAX = 8, 1024
+-- The broadcast channel on which every save is announced to every worker.
+local CHANNEL = "wiki:changes"
+-- How long a live stream waits before a keep-alive comment.
+local HEARTBEAT = 15
+
+local function when(t)
+  return os.date("!%Y-%m-%d %H:%M UTC", t)
+end
+
+-- A change or revision as the templates and the event stream show it.
+local function shown(c)
+  return { id = c.id, page = c.page, rev = c.rev, author = c.author, saved = when(c.saved) }
+end
+
+local function render(r, template, data)
+  data.base = r:location()
+  data.me = data.me or auth.me(r)
+  r:render("wiki/" .. template .. ".html", data)
   return OK
 end
 
--- Escape first, then link CamelCase words: links are built only from
--- [A-Za-z] characters, so no markup from the page text gets through.
-local function render(r, text)
-  local out = {}
-  for para in (text .. "\n\n"):gmatch("(.-)\n%s*\n") do
-    if para:match("%S") then
-      local html = html_escape(para):gsub("%f[%w](%u%l+%u%w*)", function(word)
-        return '<a href="' .. r:location() .. "/" .. word .. '">' .. word .. "</a>"
-      end)
-      out[#out + 1] = "<p>" .. html .. "</p>"
+local function page_view(r, db, name)
+  local rev = r:param("rev")
+  local page
+  if rev then
+    rev = rev:match("^%d+$") and tonumber(rev)
+    page = rev and db:page(name, rev)
+    if not page then
+      return 404
     end
+  else
+    page = db:page(name)
   end
-  return table.concat(out, "\n")
+  if not page then
+    r:status(404)
+    return render(r, "page", { title = name, name = name, paragraphs = {} })
+  end
+  page.saved = when(page.saved)
+  return render(r, "page", {
+    title = name, name = name, page = page, old = rev ~= nil,
+    paragraphs = markup.paragraphs(page.body),
+  })
 end
 
-local function file_of(r, name)
-  return r:config("WikiDir") .. "/" .. name .. ".txt"
+local function edit_form(r, db, name)
+  local me = auth.me(r)
+  if not me then
+    return r:redirect(r:location() .. "/?login&next=" .. url_encode(name), 303)
+  end
+  local page = db:page(name)
+  return render(r, "edit", { title = "Editing " .. name, name = name, me = me, text = page and page.body or "" })
+end
+
+local function save(r, db, name)
+  if not auth.check_csrf(r) then
+    return 403
+  end
+  local me = auth.me(r)
+  if not me then
+    return 403
+  end
+  local text = r:form().text
+  if type(text) ~= "string" then
+    return 400
+  end
+  text = text:gsub("\r\n", "\n")
+  if #text > MAX_TEXT then
+    r:status(413)
+    return render(r, "edit", {
+      title = "Editing " .. name, name = name, me = me, text = text,
+      error = "A page holds at most " .. MAX_TEXT .. " bytes.",
+    })
+  end
+  local change = db:save(name, text, me.name)
+  r:log("info", "wiki: " .. me.name .. " saved " .. name .. " revision " .. change.rev)
+  -- Every worker's live streams hear of it; one that misses the message
+  -- catches up from the database (see `events`).
+  shared.broadcast(CHANNEL, json.encode(shown(change)))
+  return r:redirect(r:location() .. "/" .. name, 303)
+end
+
+-- The log-in and sign-up forms and their posts.
+local function account(r, db, signup)
+  local base = r:location()
+  local form = r:method() == "POST" and r:form() or {}
+  -- Where to go afterwards: a page of the wiki, nothing else (no open
+  -- redirect through `next`).
+  local next = form.next or r:param("next") or ""
+  if not next:match("^%w*$") or #next > MAX_NAME then
+    next = ""
+  end
+  local data = { title = signup and "Sign up" or "Log in", signup = signup, next = next, name = form.name }
+  if r:method() == "POST" then
+    if not auth.check_csrf(r) then
+      return 403
+    end
+    local name, password = form.name, form.password
+    if type(name) ~= "string" or type(password) ~= "string" then
+      return 400
+    end
+    if signup then
+      if not name:match("^[%w_]+$") or #name > MAX_USER then
+        data.error = "A name is letters, digits and _, at most " .. MAX_USER .. " of them."
+        r:status(400)
+      elseif #password < PASSWORD_MIN or #password > PASSWORD_MAX then
+        data.error = "A password is " .. PASSWORD_MIN .. " to " .. PASSWORD_MAX .. " bytes long."
+        r:status(400)
+      elseif not db:add_user(name, auth.hash_password(password)) then
+        data.error = "That name is taken."
+        r:status(409)
+      end
+    elseif not auth.verify_password(password, #name <= MAX_USER and db:password_of(name)) then
+      data.error = "Wrong name or password."
+      r:status(403)
+    end
+    if not data.error then
+      auth.login(r, name)
+      r:log("info", "wiki: " .. name .. (signup and " signed up" or " logged in"))
+      return r:redirect(base .. "/" .. next, 303)
+    end
+  end
+  data.csrf = auth.csrf_token(r)
+  return render(r, "login", data)
+end
+
+local function logout(r)
+  if r:method() ~= "POST" then
+    r:set_header("Allow", "POST")
+    return 405
+  end
+  if not auth.check_csrf(r) then
+    return 403
+  end
+  auth.logout(r)
+  return r:redirect(r:location() .. "/", 303)
+end
+
+-- Recent changes as server-sent events, from the change numbered `after`
+-- (the page's newest, or the browser's Last-Event-ID when it reconnects).
+-- A save's broadcast carries the change; a gap in the numbers (a message
+-- this worker missed) or a quiet while is filled from the database.
+local function events(r, db)
+  local after = tonumber(r:header("Last-Event-ID") or r:param("after") or "")
+  if not after then
+    local newest = db:changes()[1]
+    after = newest and newest.id or 0
+  end
+  r:set_header("Content-Type", "text/event-stream")
+  r:set_header("Cache-Control", "no-cache")
+  r:write("retry: 3000\n\n")
+  local function send(c)
+    r:write("event: change\nid: ", c.id, "\ndata: ", json.encode(c), "\n\n")
+    after = c.id
+  end
+  local function catch_up()
+    for _, c in ipairs(db:changes(after)) do
+      send(shown(c))
+    end
+  end
+  catch_up()
+  while pcall(r.flush, r) do
+    local message = shared.wait(CHANNEL, HEARTBEAT)
+    local change = message and json.decode(message)
+    if change and change.id == after + 1 then
+      send(change)
+    elseif change and change.id <= after then
+      -- Already sent (caught up from the database first).
+    else
+      catch_up()
+      if not message then
+        r:write(": still here\n\n")
+      end
+    end
+  end
+  -- The client went away.
+  return DONE
 end
 
 function hook_response(r)
-  local rest = r:path():sub(#r:location() + 2)
+  local base = r:location()
+  local rest = r:path():sub(#base + 2)
   local query = r:query() or ""
+  local action = query:match("^(%a+)")
+  local db = store.open(r:config("WikiDatabase"))
+  local method = r:method()
   if rest == "" then
-    if query == "index" then
-      local names = {}
-      for _, f in ipairs(file.list(r:config("WikiDir")) or {}) do
-        local name = f:match("^(%w+)%.txt$")
-        if name then
-          names[#names + 1] = '<li><a href="' .. r:location() .. "/" .. name .. '">' .. name .. "</a></li>"
-        end
+    if action == "index" then
+      return render(r, "index", { title = "All pages", names = db:names() })
+    elseif action == "changes" then
+      local changes = db:changes()
+      local list = {}
+      for i, c in ipairs(changes) do
+        list[i] = shown(c)
       end
-      return page(r, "All pages", "<ul>\n" .. table.concat(names, "\n") .. "\n</ul>")
+      return render(r, "changes", { title = "Recent changes", changes = list, last = changes[1] and changes[1].id or 0 })
+    elseif action == "events" then
+      return events(r, db)
+    elseif action == "login" or action == "signup" then
+      return account(r, db, action == "signup")
+    elseif action == "logout" then
+      return logout(r)
     end
-    return r:redirect(r:location() .. "/" .. r:config("WikiFrontPage"))
+    return r:redirect(base .. "/" .. r:config("WikiFrontPage"))
   end
   local name = rest:match("^(%w+)$")
   if not name or #name > MAX_NAME then
     return 404
   end
-  local path = file_of(r, name)
-
-  if r:method() == "POST" then
-    local form = r:form()
-    if type(form.text) ~= "string" then
-      return 400
-    end
-    local ok, err = file.write(path, (form.text:gsub("\r\n", "\n")))
-    if not ok then
-      r:log("error", "wiki: cannot save", name, err)
-      return 500
-    end
-    r:log("info", "wiki: saved", name)
-    return r:redirect(r:location() .. "/" .. name, 303)
-  elseif r:method() ~= "GET" and r:method() ~= "HEAD" then
+  if method == "POST" then
+    return save(r, db, name)
+  elseif method ~= "GET" and method ~= "HEAD" then
     r:set_header("Allow", "GET, HEAD, POST")
     return 405
   end
-
-  local text = file.read(path)
-  if query == "edit" then
-    return page(r, "Editing " .. name,
-      '<form method="post" action="' .. r:location() .. "/" .. name .. '">\n' ..
-      '<textarea name="text" rows="20" cols="80">' .. html_escape(text or "") .. "</textarea>\n" ..
-      '<p><input type="submit" value="Save"></p>\n</form>')
+  if action == "edit" then
+    return edit_form(r, db, name)
+  elseif action == "history" then
+    local list = {}
+    for i, c in ipairs(db:history(name)) do
+      list[i] = shown(c)
+    end
+    return render(r, "history", { title = "History of " .. name, changes = list })
   end
-  local edit = '<p><a href="' .. r:location() .. "/" .. name .. '?edit">Edit this page</a></p>'
-  if not text then
-    r:status(404)
-    return page(r, name, "<p>This page does not exist yet.</p>\n" .. edit)
-  end
-  return page(r, name, render(r, text) .. "\n" .. edit)
+  return page_view(r, db, name)
 end

@@ -2,7 +2,13 @@
 //! script plugins found through `PluginDir`, the databases (`Database NAME
 //! URL`), the templates of `TemplateDir`, the HTTP client's trust
 //! (`HttpClientCAFile`), and the zones and broadcast shared by the workers
-//! (`SharedZone`, `BroadcastBuffer`).
+//! (`SharedZone`, `BroadcastBuffer`). Without `-c` it runs the demo: the
+//! static site of `demo/` and the wiki application of `plugins/`.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 fn main() -> std::process::ExitCode {
     axkit::Server::new()
@@ -12,5 +18,73 @@ fn main() -> std::process::ExitCode {
         .source(axkit_template::TemplateSource)
         .source(axkit_client::ClientSource)
         .source(axkit_shared::SharedSource::new())
+        .builtin_config(demo_config)
         .main()
+}
+
+/// The config `axkit` runs without `-c` (`cargo run`): `demo/` as static
+/// files and the wiki (`plugins/wiki.lua`, its templates in
+/// `demo/templates`) on 127.0.0.1:8000. The wiki's data lives in `var/`:
+/// an SQLite database, made when the wiki is first used, and the key that
+/// signs and encrypts the session cookies, made here the first time.
+/// Paths are those of the checkout when the working directory is not one.
+fn demo_config() -> String {
+    let root = if Path::new("demo").is_dir() {
+        PathBuf::new()
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    };
+    let path = |rel: &str| root.join(rel).display().to_string();
+    let key = root.join("var/session.key");
+    if let Err(e) = make_key(&key) {
+        eprintln!("axkit: cannot make {}: {e}", key.display());
+    }
+    format!(
+        "# Built-in configuration: demo/ and the wiki on 127.0.0.1:8000.\n\
+         Plugin logging/warn\n\
+         LogLevel LOGINFO\n\
+         Plugin request_log\n\
+         RequestLog -\n\
+         PluginDir \"{plugins}\"\n\
+         TemplateDir \"{templates}\"\n\
+         Database wiki \"sqlite:{db}\"\n\
+         SessionKey demo \"{key}\"\n\
+         <Server>\n\
+         \x20   Listen 127.0.0.1:8000\n\
+         \x20   DocumentRoot \"{demo}\"\n\
+         \x20   DirectoryIndex index.html\n\
+         \x20   Plugin uri_to_file\n\
+         \x20   Plugin fast_mime_map\n\
+         \x20   Plugin serve_file\n\
+         \x20   <Location /wiki>\n\
+         \x20       Plugin wiki\n\
+         \x20   </Location>\n\
+         </Server>\n",
+        plugins = path("plugins"),
+        templates = path("demo/templates"),
+        db = path("var/wiki.db"),
+        key = key.display(),
+        demo = path("demo"),
+    )
+}
+
+/// Write 32 random bytes (as hex) to a new file `key`, readable by its
+/// owner only, unless it exists. Created exclusively: a file or a link
+/// someone put there first is never written through.
+fn make_key(key: &Path) -> std::io::Result<()> {
+    let mut file = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(key)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    file.write_all(hex.as_bytes())?;
+    file.sync_all()
 }

@@ -20,7 +20,7 @@ use crate::server::{load_config, log_warnings, master, report_errors, run_worker
     name = "axkit",
     version,
     about = "AxKit: a pluggable, event-driven HTTP application server",
-    after_help = "Without -c, serves demo/ on http://127.0.0.1:8000 with a built-in config."
+    after_help = "Without -c, runs the built-in config (the demo on http://127.0.0.1:8000)."
 )]
 struct Cli {
     /// Configuration file to run.
@@ -40,15 +40,16 @@ struct Cli {
     worker: bool,
 }
 
-/// The config `cargo run` uses: demo/ on 127.0.0.1:8000, with the request
-/// log on stdout.
-fn builtin_config() -> Source {
+/// The config run without `-c` when the binary names none (see
+/// [`Server::builtin_config`](crate::Server::builtin_config)): demo/ on
+/// 127.0.0.1:8000, with the request log on stdout.
+pub(crate) fn default_builtin_config() -> String {
     let demo = if Path::new("demo").is_dir() {
         PathBuf::from("demo")
     } else {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../demo")
     };
-    let text = format!(
+    format!(
         "# Built-in configuration: serve demo/ on 127.0.0.1:8000.\n\
          Plugin logging/warn\n\
          LogLevel LOGINFO\n\
@@ -63,18 +64,17 @@ fn builtin_config() -> Source {
          \x20   Plugin serve_file\n\
          </Server>\n",
         demo.display()
-    );
-    Source::Text {
-        name: "<built-in>".into(),
-        text,
-    }
+    )
 }
 
-pub(crate) fn main(catalog: Catalog) -> ExitCode {
+pub(crate) fn main(catalog: Catalog, builtin_config: fn() -> String) -> ExitCode {
     let cli = Cli::parse();
     let source = match &cli.config {
         Some(path) => Source::File(path.clone()),
-        None => builtin_config(),
+        None => Source::Text {
+            name: "<built-in>".into(),
+            text: builtin_config(),
+        },
     };
     if cli.directives {
         return print_directives(&catalog, cli.config.is_some().then_some(&source));

@@ -49,6 +49,7 @@ pub(crate) const LISTEN_ENV: &str = "AXKIT_LISTEN_FDS";
 pub struct Server {
     rust: RustPlugins,
     sources: Vec<Box<dyn PluginSource>>,
+    builtin_config: fn() -> String,
 }
 
 impl Default for Server {
@@ -66,6 +67,7 @@ impl Server {
         Server {
             rust: RustPlugins::default(),
             sources: Vec::new(),
+            builtin_config: crate::cli::default_builtin_config,
         }
     }
 
@@ -91,11 +93,22 @@ impl Server {
         self
     }
 
+    /// The config the command runs when given no `-c FILE` (`cargo run`'s
+    /// demo): its text, made by `config`. By default it serves `demo/` as
+    /// static files on 127.0.0.1:8000. `config` is called in the master and
+    /// again in each worker it starts, so it must give the same text each
+    /// time; relative paths in it are taken from the working directory, as
+    /// in a config file.
+    pub fn builtin_config(mut self, config: fn() -> String) -> Server {
+        self.builtin_config = config;
+        self
+    }
+
     /// Run the command line (`axkit --help` says what it takes).
     pub fn main(self) -> ExitCode {
         let mut sources: Vec<Box<dyn PluginSource>> = vec![Box::new(self.rust)];
         sources.extend(self.sources);
-        crate::cli::main(Catalog::new(sources))
+        crate::cli::main(Catalog::new(sources), self.builtin_config)
     }
 }
 
