@@ -58,8 +58,6 @@ local MAX_USER = 32
 local PASSWORD_MIN, PASSWORD_MAX = 8, 1024
 -- The broadcast channel on which every save is announced to every worker.
 local CHANNEL = "wiki:changes"
--- How long a live stream waits before a keep-alive comment.
-local HEARTBEAT = 15
 
 local function when(t)
   return os.date("!%Y-%m-%d %H:%M UTC", t)
@@ -131,8 +129,7 @@ local function save(r, db, name)
   end
   local change = db:save(name, text, me.name)
   r:log("info", "wiki: " .. me.name .. " saved " .. name .. " revision " .. change.rev)
-  -- Every worker's live streams hear of it; one that misses the message
-  -- catches up from the database (see `events`).
+  -- Every worker's live streams hear of it (see `events`).
   shared.broadcast(CHANNEL, json.encode(shown(change)))
   return r:redirect(r:location() .. "/" .. name, 303)
 end
@@ -195,43 +192,47 @@ end
 
 -- Recent changes as server-sent events, from the change numbered `after`
 -- (the page's newest, or the browser's Last-Event-ID when it reconnects).
--- A save's broadcast carries the change; a gap in the numbers (a message
--- this worker missed) or a quiet while is filled from the database.
+-- The subscription comes first, so no save is missed between reading the
+-- database and waiting; a save's broadcast carries the change, and a gap
+-- in the numbers (messages the subscription's queue dropped) is filled
+-- from the database. The stream ends when the client leaves or the worker
+-- drains (the browser then reconnects, to a worker that stays).
 local function events(r, db)
-  local after = tonumber(r:header("Last-Event-ID") or r:param("after") or "")
+  local sub <close> = shared.subscribe(CHANNEL)
+  local s = r:sse{ retry = 3 }
+  local after = tonumber(s:last_event_id() or r:param("after") or "")
   if not after then
     local newest = db:changes()[1]
     after = newest and newest.id or 0
   end
-  r:set_header("Content-Type", "text/event-stream")
-  r:set_header("Cache-Control", "no-cache")
-  r:write("retry: 3000\n\n")
   local function send(c)
-    r:write("event: change\nid: ", c.id, "\ndata: ", json.encode(c), "\n\n")
     after = c.id
+    return s:send{ event = "change", id = tostring(c.id), data = json.encode(c) }
   end
   local function catch_up()
     for _, c in ipairs(db:changes(after)) do
-      send(shown(c))
-    end
-  end
-  catch_up()
-  while pcall(r.flush, r) do
-    local message = shared.wait(CHANNEL, HEARTBEAT)
-    local change = message and json.decode(message)
-    if change and change.id == after + 1 then
-      send(change)
-    elseif change and change.id <= after then
-      -- Already sent (caught up from the database first).
-    else
-      catch_up()
-      if not message then
-        r:write(": still here\n\n")
+      if not send(shown(c)) then
+        return false
       end
     end
+    return true
   end
-  -- The client went away.
-  return DONE
+  if not catch_up() then
+    return OK
+  end
+  for message in sub do
+    local change = json.decode(message)
+    local sent = true
+    if change.id == after + 1 then
+      sent = send(change)
+    elseif change.id > after then
+      sent = catch_up()
+    end
+    if not sent then
+      break
+    end
+  end
+  return OK
 end
 
 function hook_response(r)

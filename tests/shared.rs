@@ -288,21 +288,6 @@ end
     assert_eq!(&f[2..], ["nil", "200"], "{t}");
 }
 
-/// The worker serving the connection `client` made.
-fn worker_serving(srv: &Axkit, client: &std::net::TcpStream) -> Option<i32> {
-    let (local, remote) = (
-        proc_net_tcp_addr(client.peer_addr().unwrap()),
-        proc_net_tcp_addr(client.local_addr().unwrap()),
-    );
-    let row = proc_net_tcp()
-        .into_iter()
-        .find(|f| f[1] == local && f[2] == remote)?;
-    let socket = format!("socket:[{}]", row[9]);
-    srv.workers()
-        .into_iter()
-        .find(|&w| fd_targets(w).contains(&socket))
-}
-
 #[test]
 fn a_worker_killed_in_the_middle_of_a_zone_operation_wedges_nobody() {
     let srv = start(2, "SharedZone spin 1M");
@@ -315,7 +300,7 @@ fn a_worker_killed_in_the_middle_of_a_zone_operation_wedges_nobody() {
         let mut busy = None;
         assert!(
             wait_until(Duration::from_secs(20), || {
-                busy = worker_serving(&srv, &spinner);
+                busy = srv.worker_serving(&spinner);
                 busy.is_some() && answer(&srv, "/get?k=spinning") == "true"
             }),
             "the spin never started"

@@ -363,6 +363,22 @@ impl Axkit {
     pub fn workers(&self) -> Vec<i32> {
         children_of(self.pid())
     }
+
+    /// The worker serving the connection `client` made (none before one
+    /// has accepted it).
+    pub fn worker_serving(&self, client: &TcpStream) -> Option<i32> {
+        let (local, remote) = (
+            proc_net_tcp_addr(client.peer_addr().unwrap()),
+            proc_net_tcp_addr(client.local_addr().unwrap()),
+        );
+        let row = proc_net_tcp()
+            .into_iter()
+            .find(|f| f[1] == local && f[2] == remote)?;
+        let socket = format!("socket:[{}]", row[9]);
+        self.workers()
+            .into_iter()
+            .find(|&w| fd_targets(w).contains(&socket))
+    }
 }
 
 impl Drop for Axkit {
