@@ -31,7 +31,10 @@ fn start(url: &str, extra: &str) -> Axkit {
          \x20   <Location /wiki>\n        Plugin wiki\n    </Location>\n</Server>\n"
     );
     Axkit::start_with(&config, &[], |d| {
-        d.write("session.key", "a test key, long enough to sign with: 0123456789");
+        d.write(
+            "session.key",
+            "a test key, long enough to sign with: 0123456789",
+        );
     })
 }
 
@@ -94,7 +97,10 @@ impl Browser {
         // Long enough for an argon2 hash in a debug build.
         let (bytes, _) = read_to_end_within(&mut s, Duration::from_secs(30));
         let r = parse_response(&bytes).unwrap_or_else(|| {
-            panic!("{method} {path}: no response: {}", String::from_utf8_lossy(&bytes))
+            panic!(
+                "{method} {path}: no response: {}",
+                String::from_utf8_lossy(&bytes)
+            )
         });
         self.take_cookies(&r);
         r
@@ -104,7 +110,11 @@ impl Browser {
         if self.cookies.is_empty() {
             return String::new();
         }
-        let pairs: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let pairs: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         format!("Cookie: {}\r\n", pairs.join("; "))
     }
 
@@ -218,7 +228,11 @@ fn sign_up_edit_and_log_out(srv: &Axkit) -> Browser {
     let bob_token = csrf(&bob.get("/wiki/?login").text());
     let r = bob.post(
         "/wiki/?login",
-        &[("csrf_token", &bob_token), ("name", "ada"), ("password", "wrong password")],
+        &[
+            ("csrf_token", &bob_token),
+            ("name", "ada"),
+            ("password", "wrong password"),
+        ],
     );
     assert_eq!(r.status, 403);
     assert!(r.text().contains("Wrong name or password"), "{}", r.text());
@@ -231,8 +245,11 @@ fn sign_up_edit_and_log_out(srv: &Axkit) -> Browser {
     assert_eq!(r.status, 303);
     assert_eq!(ada.get("/wiki/SandBox?edit").status, 303);
     assert_eq!(
-        ada.post("/wiki/SandBox", &[("csrf_token", &token), ("text", "after")])
-            .status,
+        ada.post(
+            "/wiki/SandBox",
+            &[("csrf_token", &token), ("text", "after")]
+        )
+        .status,
         403
     );
 
@@ -240,7 +257,11 @@ fn sign_up_edit_and_log_out(srv: &Axkit) -> Browser {
     let token = csrf(&ada.get("/wiki/?login").text());
     let r = ada.post(
         "/wiki/?login",
-        &[("csrf_token", &token), ("name", "ada"), ("password", PASSWORD)],
+        &[
+            ("csrf_token", &token),
+            ("name", "ada"),
+            ("password", PASSWORD),
+        ],
     );
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(r.header("Location"), Some("/wiki/"));
@@ -261,7 +282,10 @@ fn read_until(s: &mut TcpStream, seen: &mut Vec<u8>, needle: &str) {
         );
         s.set_read_timeout(Some(left)).unwrap();
         match s.read(&mut buf) {
-            Ok(0) => panic!("closed before {needle:?}: {}", String::from_utf8_lossy(seen)),
+            Ok(0) => panic!(
+                "closed before {needle:?}: {}",
+                String::from_utf8_lossy(seen)
+            ),
             Ok(n) => seen.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
@@ -316,7 +340,12 @@ fn live_changes_from_another_worker(srv: &Axkit, ada: &Browser) {
     )
     .unwrap();
     let (bytes, _) = read_until_close(&mut saver, Duration::from_secs(10));
-    assert_eq!(status_of(&bytes), 303, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(
+        status_of(&bytes),
+        303,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
     assert_ne!(srv.worker_serving(&stream), None);
 
     read_until(&mut stream, &mut seen, "\"page\":\"LiveDemo\"");
@@ -349,7 +378,10 @@ fn concurrent_saves(ada: &Browser) {
     });
     let history = ada.clone().get("/wiki/Busy?history").text();
     for rev in 1..=CLIENTS * SAVES {
-        assert!(history.contains(&format!(">Revision {rev}</a>")), "{rev}: {history}");
+        assert!(
+            history.contains(&format!(">Revision {rev}</a>")),
+            "{rev}: {history}"
+        );
     }
     assert!(!history.contains(&format!(">Revision {}</a>", CLIENTS * SAVES + 1)));
 }
