@@ -42,6 +42,7 @@ mod modules;
 mod request;
 mod script;
 mod shared;
+mod sse;
 mod template;
 mod timer;
 
