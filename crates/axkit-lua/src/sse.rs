@@ -1,7 +1,7 @@
 //! Server-sent events and long polls for scripts (docs/sse.md), on the
 //! `axkit-sse` crate: `r:sse(options)` begins a `text/event-stream`
 //! response and returns the stream (`s:send{…}`, `s:comment(text)`,
-//! `s:last_event_id()`); `r:long_poll(channel or subscription, timeout)`
+//! `s:closed()`, `s:last_event_id()`); `r:long_poll(channel or subscription, timeout)`
 //! waits for one message and answers 200 with it or 204. The waiting
 //! itself is a subscription's (`shared.subscribe`, in `shared.rs`): in a
 //! request, its wait ends when the client leaves or the worker drains,
@@ -150,6 +150,12 @@ impl UserData for Stream {
                 let r = slot?.send_frame(Frame::Comment(text)).await?;
                 sent(&lua, r)
             }
+        });
+        // `s:closed()`: nil while the stream goes on, else why it is over
+        // ("closed": the client left; "stopping": the worker drains).
+        m.add_method("closed", |_, s, ()| {
+            let ended = s.slot()?.sse.borrow().as_ref().and_then(EventStream::ended);
+            Ok(ended.map(|why| why.to_string()))
         });
         m.add_method("last_event_id", |_, s, ()| {
             s.slot()?

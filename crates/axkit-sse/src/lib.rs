@@ -25,6 +25,64 @@
 //! through the worker's one notification.
 //!
 //! No directives: the options are the plugin's (or script's) to choose.
+//!
+//! A live feed: subscribe first, then read the current state, then wait,
+//! so that nothing sent in between is lost (the subscription queues it).
+//!
+//! ```no_run
+//! use axkit::{hook, Context, HookFuture, Outcome, Plugin};
+//! use axkit_shared::Zone;
+//! use axkit_sse::{Event, EventStream, Options};
+//!
+//! struct Feed;
+//!
+//! #[axkit::plugin]
+//! impl Plugin for Feed {
+//!     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+//!         hook(async move {
+//!             let Ok(mut news) = axkit_shared::subscribe("news", 64) else {
+//!                 return Outcome::Status(503);
+//!             };
+//!             let latest = Zone::default_zone()
+//!                 .and_then(|z| z.get("news:latest"))
+//!                 .ok()
+//!                 .flatten();
+//!             let Ok(mut stream) = EventStream::start(ctx, Options::default()).await else {
+//!                 return Outcome::Done;
+//!             };
+//!             if let Some(latest) = latest.as_ref().and_then(|e| e.value.as_bytes()) {
+//!                 let _ = stream.send(ctx, &Event::new(latest).event("latest")).await;
+//!             }
+//!             // Until the client leaves or the worker drains.
+//!             while let Ok(message) = stream.next(ctx, &mut news).await {
+//!                 if stream.send(ctx, &Event::new(&message)).await.is_err() {
+//!                     break;
+//!                 }
+//!             }
+//!             Outcome::Done
+//!         })
+//!     }
+//! }
+//! ```
+//!
+//! A long poll, answering 200 with the next message or 204 after 25 s:
+//!
+//! ```no_run
+//! # use axkit::{hook, Context, HookFuture, Outcome, Plugin};
+//! # use std::time::Duration;
+//! # struct Poll;
+//! # #[axkit::plugin]
+//! # impl Plugin for Poll {
+//! fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+//!     hook(async move {
+//!         let Ok(wait) = axkit_shared::wait("news") else { return Outcome::Status(503) };
+//!         let _ = axkit_sse::long_poll(ctx, wait, Duration::from_secs(25)).await;
+//!         ctx.response.headers.set("Content-Type", "text/plain");
+//!         Outcome::Ok
+//!     })
+//! }
+//! # }
+//! ```
 
 mod event;
 mod heartbeat;
@@ -209,9 +267,17 @@ impl EventStream {
         self.wait(ctx, subscription.recv(), None).await
     }
 
-    /// Whether the client is known to be gone.
-    pub fn is_closed(&self) -> bool {
-        self.closed
+    /// Whether the stream is over, and why: the client is known to be
+    /// gone ([`Ended::Closed`]) or the worker is draining
+    /// ([`Ended::Stopping`]). A loop that sends without waiting checks it.
+    pub fn ended(&self) -> Option<Ended> {
+        if self.closed {
+            Some(Ended::Closed)
+        } else if self.worker.is_stopping() {
+            Some(Ended::Stopping)
+        } else {
+            None
+        }
     }
 }
 
