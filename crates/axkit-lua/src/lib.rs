@@ -21,6 +21,8 @@
 //!
 //! The globals `postgres`, `redis` and `sqlite` are the config's databases
 //! (`Database NAME URL`), through `axkit-db`'s per-worker pools (`db/`).
+//! Live pages (`r:sse`, `r:long_poll`, `shared.subscribe`) are built on
+//! `axkit-sse` and `axkit-shared`'s broadcast (`sse.rs`, `shared.rs`).
 //!
 //! Scripts, and the modules they `require`, are read through the config's
 //! `FileReader`: the master records them in the snapshot it hands its
@@ -42,6 +44,7 @@ mod modules;
 mod request;
 mod script;
 mod shared;
+mod sse;
 mod template;
 mod timer;
 

@@ -2,7 +2,8 @@
 //! shared memory ([`Zone`]: typed values, TTL, atomic `incr`, `add`,
 //! `replace`, compare-and-swap, LRU eviction with counters) and a
 //! **broadcast** that wakes waiters in every worker ([`broadcast`],
-//! [`wait`]). The Lua global `shared` (in `axkit-lua`) is built on this
+//! [`wait`], and [`subscribe`] for a queue that misses nothing between two
+//! reads). The Lua global `shared` (in `axkit-lua`) is built on this
 //! crate; docs/shared.md documents both, with an example per call.
 //!
 //! Register the source in a binary, `axkit::Server::new()
@@ -49,7 +50,9 @@ use axkit::config::{parse, Args, Config, Directive, Key, List, Scopes};
 use axkit::plugin::{InUse, PluginSource, SharedMemorySpec};
 use axkit::{Plugin, PluginInit};
 
-pub use broadcast::{broadcast, wait, Wait, MAX_CHANNEL, MIN_BUFFER};
+pub use broadcast::{
+    broadcast, subscribe, wait, waiting, Subscription, Wait, DEFAULT_QUEUE, MAX_CHANNEL, MIN_BUFFER,
+};
 pub use value::{Number, Value, MAX_DEPTH};
 pub use zone::{Entry, Options, Stats, Zone, MAX_EVICT, MAX_KEY, MIN_SIZE};
 

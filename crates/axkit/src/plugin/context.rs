@@ -25,6 +25,7 @@ use crate::server::{response, LogRoute, RequestRt};
 use super::doc_root::DocRoot;
 use super::form::{Form, FormError};
 use super::log::Level;
+use super::worker::Worker;
 
 /// Facts about the connection a request came on.
 #[derive(Clone, Debug)]
@@ -624,6 +625,15 @@ impl Context {
     /// The `<Server>` that took this request.
     pub fn server(&self) -> &ServerConfig {
         self.rt.server_config()
+    }
+
+    /// The worker process serving this request: its place in the
+    /// generation, and whether it is draining, so that a hook that waits
+    /// for long (a server-sent event stream, a long poll) can end when a
+    /// reload or shutdown begins instead of holding it up until
+    /// `ShutdownTimeout` (`ctx.worker().stopping().await`).
+    pub fn worker(&self) -> Worker {
+        self.rt.worker.view()
     }
 
     /// Per-plugin typed state for this request.
