@@ -59,6 +59,15 @@ local PASSWORD_MIN, PASSWORD_MAX = 8, 1024
 -- The broadcast channel on which every save is announced to every worker.
 local CHANNEL = "wiki:changes"
 
+-- `s` as a whole number, if it is one of at most `digits` digits (a
+-- revision fits PostgreSQL's `integer` with 9, a change number its
+-- `bigint` with 18).
+local function whole(s, digits)
+  if type(s) == "string" and #s <= digits and s:match("^%d+$") then
+    return math.tointeger(tonumber(s))
+  end
+end
+
 local function when(t)
   return os.date("!%Y-%m-%d %H:%M UTC", t)
 end
@@ -79,7 +88,7 @@ local function page_view(r, db, name)
   local rev = r:param("rev")
   local page
   if rev then
-    rev = rev:match("^%d+$") and tonumber(rev)
+    rev = whole(rev, 9)
     page = rev and db:page(name, rev)
     if not page then
       return 404
@@ -200,7 +209,7 @@ end
 local function events(r, db)
   local sub <close> = shared.subscribe(CHANNEL)
   local s = r:sse{ retry = 3 }
-  local after = tonumber(s:last_event_id() or r:param("after") or "")
+  local after = whole(s:last_event_id() or r:param("after"), 18)
   if not after then
     local newest = db:changes()[1]
     after = newest and newest.id or 0

@@ -205,6 +205,11 @@ fn sign_up_edit_and_log_out(srv: &Axkit) -> Browser {
     );
     assert!(!page.contains("<script>alert"), "{page}");
     assert!(page.contains("Revision 1, saved"), "{page}");
+    let old = ada.get("/wiki/SandBox?rev=1").text();
+    assert!(old.contains("Revision 1 of SandBox"), "{old}");
+    for rev in ["2", "x", "99999999999999999999"] {
+        assert_eq!(ada.get(&format!("/wiki/SandBox?rev={rev}")).status, 404);
+    }
     let edit = ada.get("/wiki/SandBox?edit").text();
     assert!(edit.contains("&lt;script&gt;alert(1)"), "{edit}");
     let index = ada.get("/wiki/?index").text();
