@@ -20,7 +20,8 @@
 //! access).
 //!
 //! The globals `postgres`, `redis` and `sqlite` are the config's databases
-//! (`Database NAME URL`), through `axkit-db`'s per-worker pools (`db/`).
+//! (`Database NAME URL`), through `axkit-db`'s per-worker pools (`db/`);
+//! `session` and `crypto` are `axkit-session`'s (`session.rs`).
 //!
 //! Scripts, and the modules they `require`, are read through the config's
 //! `FileReader`: the master records them in the snapshot it hands its
@@ -41,6 +42,7 @@ mod json;
 mod modules;
 mod request;
 mod script;
+mod session;
 mod shared;
 mod template;
 mod timer;
