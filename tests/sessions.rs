@@ -95,6 +95,11 @@ function hook_response(r)
   elseif p == "/destroy" then
     s:destroy()
     r:write("destroyed")
+  elseif p == "/stream" then
+    s.user = "streamer"
+    r:flush()
+    local ok, err = pcall(function() s.user = "late" end)
+    r:write(tostring(ok), " ", err)
   elseif p == "/token" then
     r:write(session.csrf_token(r))
   elseif p == "/post" then
@@ -204,6 +209,23 @@ fn cookie_sessions_round_trip_encrypted_with_secure_attributes() {
 }
 
 #[test]
+fn a_streamed_response_carries_the_session_and_refuses_later_changes() {
+    let srv = server(&[("k1", KEY1)], "");
+    let res = srv.get("/stream");
+    assert!(
+        text(&res).starts_with("false ")
+            && text(&res).contains("session: the response head has gone out"),
+        "{}",
+        res.text()
+    );
+    let cookie = set_session(&res).expect("the Set-Cookie went with the head");
+    assert_eq!(
+        text(&with_cookie(&srv, "/get", &cookie)),
+        "streamer nil nil false"
+    );
+}
+
+#[test]
 fn signed_cookies_show_their_data_and_still_cannot_be_changed() {
     let srv = server(
         &[("k1", KEY1)],
@@ -286,7 +308,6 @@ fn rotated_keys_read_old_cookies_and_write_new_ones() {
     let new = set_session(&res).expect("re-signed with the new key");
     assert!(new.starts_with("e.k2."), "{new}");
     assert_eq!(text(&with_cookie(&srv, "/get", &new)), "ada 42 1y false");
-    // A CSRF token made with the old key's session still verifies.
     drop(srv);
     // The old key gone: its cookies are fresh sessions, the new ones read.
     let srv = server(&[("k2", KEY2)], "");

@@ -8,7 +8,7 @@
 //! `destroy`, `csrf_token` and `is_new` (so `s:get("set")` reads a key
 //! named like a method). It acts on its request only while a hook of that
 //! request runs, like `r`. The session is saved by the server just before
-//! the response head goes out. `session.csrf_token(r)` and
+//! the response head goes out; a change after that is an error. `session.csrf_token(r)` and
 //! `session.check_csrf(r)` are the CSRF helpers.
 //!
 //! `crypto` has secure random bytes, hex and base64url, HMAC, a
@@ -48,6 +48,17 @@ impl LuaSession {
         })
         .unwrap_or_else(|| Err(mlua::Error::runtime(OUTSIDE)))
     }
+
+    /// As `with`, for a change: an error once the head (and the
+    /// `Set-Cookie` that would save it) has gone, rather than a change
+    /// silently lost.
+    fn change<R>(&self, f: impl FnOnce(&mut Session) -> R) -> mlua::Result<R> {
+        let gone = with_polled(self.0, |_, c: &mut Context| c.head_sent()).unwrap_or(false);
+        if gone {
+            return Err(raise(axkit_session::Error::HeadSent));
+        }
+        self.with(|s| Ok(f(s)))
+    }
 }
 
 fn get(lua: &Lua, s: &LuaSession, key: &str) -> mlua::Result<Value> {
@@ -62,14 +73,11 @@ fn set(s: &LuaSession, key: String, value: Value) -> mlua::Result<()> {
         Value::Nil => None,
         v => Some(crate::shared::to_value(&v, 0)?),
     };
-    s.with(|s| {
-        match value {
-            Some(v) => s.set(key, v),
-            None => {
-                s.remove(&key);
-            }
+    s.change(|s| match value {
+        Some(v) => s.set(key, v),
+        None => {
+            s.remove(&key);
         }
-        Ok(())
     })
 }
 
@@ -79,8 +87,8 @@ impl UserData for LuaSession {
         m.add_method("set", |_, s, (key, value): (String, Value)| {
             set(s, key, value)
         });
-        m.add_method("regenerate", |_, s, ()| s.with(|s| Ok(s.regenerate())));
-        m.add_method("destroy", |_, s, ()| s.with(|s| Ok(s.destroy())));
+        m.add_method("regenerate", |_, s, ()| s.change(Session::regenerate));
+        m.add_method("destroy", |_, s, ()| s.change(Session::destroy));
         m.add_method("csrf_token", |_, s, ()| s.with(|s| Ok(s.csrf_token())));
         m.add_method("is_new", |_, s, ()| s.with(|s| Ok(s.is_new())));
         m.add_meta_method(MetaMethod::Index, |lua, s, key: String| get(lua, s, &key));

@@ -738,7 +738,7 @@ mod tests {
         s.set("user", "ada");
         s.set("n", 3);
         let value = s.cookie_value().unwrap();
-        assert_eq!(value.contains("ada"), false);
+        assert!(!value.contains("ada"));
         let mut back = Session::fresh(settings(Store::Cookie, encrypt, &["a"]), true);
         assert_eq!(back.read_cookie(&value, now_ms()), None);
         assert!(back.loaded);
