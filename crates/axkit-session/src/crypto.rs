@@ -51,7 +51,7 @@ pub fn random(n: usize) -> Vec<u8> {
     buf
 }
 
-/// The hash functions [`hmac`] takes.
+/// The hash functions [`hmac()`] takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hash {
     Sha256,
