@@ -2,8 +2,9 @@
 //! script plugins found through `PluginDir`, the databases (`Database NAME
 //! URL`), the templates of `TemplateDir`, the HTTP client's trust
 //! (`HttpClientCAFile`), and the zones and broadcast shared by the workers
-//! (`SharedZone`, `BroadcastBuffer`). Without `-c` it runs the demo: the
-//! static site of `demo/` and the wiki application of `plugins/`.
+//! (`SharedZone`, `BroadcastBuffer`), and sessions (`SessionKey`,
+//! `SessionStore`…). Without `-c` it runs the demo: the static site of
+//! `demo/` and the wiki application of `plugins/`.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -18,6 +19,7 @@ fn main() -> std::process::ExitCode {
         .source(axkit_template::TemplateSource)
         .source(axkit_client::ClientSource)
         .source(axkit_shared::SharedSource::new())
+        .source(axkit_session::SessionSource)
         .builtin_config(demo_config)
         .main()
 }

@@ -20,7 +20,8 @@
 //! access).
 //!
 //! The globals `postgres`, `redis` and `sqlite` are the config's databases
-//! (`Database NAME URL`), through `axkit-db`'s per-worker pools (`db/`).
+//! (`Database NAME URL`), through `axkit-db`'s per-worker pools (`db/`);
+//! `session` and `crypto` are `axkit-session`'s (`session.rs`).
 //! Live pages (`r:sse`, `r:long_poll`, `shared.subscribe`) are built on
 //! `axkit-sse` and `axkit-shared`'s broadcast (`sse.rs`, `shared.rs`).
 //!
@@ -43,6 +44,7 @@ mod json;
 mod modules;
 mod request;
 mod script;
+mod session;
 mod shared;
 mod sse;
 mod template;

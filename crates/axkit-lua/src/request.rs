@@ -477,8 +477,12 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
         }
         Ok(t)
     })?;
-    m.sync("cookie", |_, _, c, name: String| {
-        Ok(c.request.cookie(&name).map(str::to_string))
+    // Decoded as `r:set_cookie` encodes.
+    m.sync("cookie", |lua, _, c, name: String| {
+        c.request
+            .cookie(&name)
+            .map(|v| lua.create_string(axkit_session::cookie::decode_value(v)))
+            .transpose()
     })?;
     m.sync(
         "note",
@@ -583,8 +587,8 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     })?;
     m.sync(
         "set_cookie",
-        |_, _, c, (name, value, opts): (String, String, Option<Table>)| {
-            let cookie = form::set_cookie(&name, &value, opts.as_ref())?;
+        |_, _, c, (name, value, opts): (String, mlua::LuaString, Option<Table>)| {
+            let cookie = form::set_cookie(&name, &value.as_bytes(), opts.as_ref())?;
             c.response.headers.add("Set-Cookie", cookie);
             Ok(())
         },

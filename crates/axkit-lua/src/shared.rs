@@ -71,7 +71,7 @@ fn options(ttl: Option<f64>, flags: Option<u32>) -> mlua::Result<Options> {
 }
 
 /// A Lua value as a zone stores it.
-fn to_value(v: &LuaValue, depth: usize) -> mlua::Result<Value> {
+pub(crate) fn to_value(v: &LuaValue, depth: usize) -> mlua::Result<Value> {
     Ok(match v {
         LuaValue::Boolean(b) => Value::Bool(*b),
         LuaValue::Integer(i) => Value::Int(*i),
@@ -111,7 +111,7 @@ fn to_value(v: &LuaValue, depth: usize) -> mlua::Result<Value> {
     })
 }
 
-fn to_lua(lua: &Lua, v: &Value) -> mlua::Result<LuaValue> {
+pub(crate) fn to_lua(lua: &Lua, v: &Value) -> mlua::Result<LuaValue> {
     Ok(match v {
         Value::Bytes(b) => LuaValue::String(lua.create_string(b)?),
         Value::Int(i) => LuaValue::Integer(*i),
