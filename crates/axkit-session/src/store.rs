@@ -208,20 +208,13 @@ pub(crate) fn configure(config: &Config) -> Result<(), Vec<ConfigError>> {
             .iter()
             .flat_map(|s| s.locations.iter().map(|l| &l.config)),
     );
-    let zones: Vec<&str> = config
-        .global
-        .settings("SharedZone")
-        .iter()
-        .filter_map(|s| s.args.first()?.as_str())
-        .chain([axkit_shared::DEFAULT_ZONE])
-        .collect();
     let mut databases = None;
     let mut errors = Vec::new();
     for scope in scopes {
         let store = scope.get(&SESSION_STORE);
         let problem = match store {
             Store::Cookie => None,
-            Store::Shared(zone) => (!zones.contains(&zone.as_str())).then(|| {
+            Store::Shared(zone) => (!axkit_shared::zone_declared(config, zone)).then(|| {
                 format!("no shared zone `{zone}` (declare it with `SharedZone {zone} SIZE`)")
             }),
             Store::Redis(name) | Store::Sqlite(name) => {

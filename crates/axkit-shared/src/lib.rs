@@ -173,6 +173,18 @@ static BROADCAST_BUFFER: Key<usize> = Key::parsed("BroadcastBuffer", |args| matc
 .default("1M")
 .doc("The ring broadcast messages go through (a message is at most a quarter of it)");
 
+/// Whether `config` has a zone `name` (declared by `SharedZone`, or the
+/// default zone, which always exists): for a plugin that is told a zone's
+/// name in its own directives and checks it at load.
+pub fn zone_declared(config: &Config, name: &str) -> bool {
+    name == DEFAULT_ZONE
+        || config
+            .global
+            .list(&SHARED_ZONE)
+            .iter()
+            .any(|(n, _)| n == name)
+}
+
 /// The source that declares `SharedZone` and `BroadcastBuffer` and asks
 /// the master for the zones and the broadcast ring. It has no plugins:
 /// every plugin, Rust or Lua, uses the zones through [`Zone`].
