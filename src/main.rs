@@ -28,7 +28,8 @@ fn main() -> std::process::ExitCode {
 /// files and the wiki (`plugins/wiki.lua`, its templates in
 /// `demo/templates`) on 127.0.0.1:8000. The wiki's data lives in `var/`:
 /// an SQLite database, made when the wiki is first used, and the key that
-/// signs and encrypts the session cookies, made here the first time.
+/// signs the session cookies, made here the first time. Sessions are kept
+/// in the shared zone, so that logging out ends one for good.
 /// Paths are those of the checkout when the working directory is not one.
 fn demo_config() -> String {
     let root = if Path::new("demo").is_dir() {
@@ -51,6 +52,7 @@ fn demo_config() -> String {
          TemplateDir \"{templates}\"\n\
          Database wiki \"sqlite:{db}\"\n\
          SessionKey demo \"{key}\"\n\
+         SessionStore shared\n\
          <Server>\n\
          \x20   Listen 127.0.0.1:8000\n\
          \x20   DocumentRoot \"{demo}\"\n\

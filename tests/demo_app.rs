@@ -4,8 +4,9 @@
 //! (403 without one), a page showing what was saved escaped, the live
 //! recent changes (server-sent events) hearing of a save made on another
 //! worker, and saves of one page from many clients at once. On SQLite with
-//! sessions in cookies, and the same on PostgreSQL with sessions in Redis,
-//! servers the test starts for itself.
+//! sessions in the shared zone (as the built-in config has them), and the
+//! same on PostgreSQL with sessions in Redis, servers the test starts for
+//! itself.
 
 mod common;
 #[path = "common/services.rs"]
@@ -246,8 +247,11 @@ fn sign_up_edit_and_log_out(srv: &Axkit) -> Browser {
     let token = csrf(&ada.get("/wiki/SandBox").text());
     assert_eq!(ada.post("/wiki/?logout", &[]).status, 403);
     assert_eq!(ada.get("/wiki/?logout").status, 405);
+    let before = ada.clone();
     let r = ada.post("/wiki/?logout", &[("csrf_token", &token)]);
     assert_eq!(r.status, 303);
+    // The session is over on the server: its cookie, kept, logs no one in.
+    assert_eq!(before.clone().get("/wiki/SandBox?edit").status, 303);
     assert_eq!(ada.get("/wiki/SandBox?edit").status, 303);
     assert_eq!(
         ada.post(
@@ -393,7 +397,7 @@ fn concurrent_saves(ada: &Browser) {
 
 #[test]
 fn the_wiki_on_sqlite() {
-    let srv = start("sqlite:{dir}/wiki.db", "");
+    let srv = start("sqlite:{dir}/wiki.db", "SessionStore shared");
     let ada = sign_up_edit_and_log_out(&srv);
     live_changes_from_another_worker(&srv, &ada);
     concurrent_saves(&ada);
