@@ -80,7 +80,7 @@ fn sd_notify_says_ready_reloading_and_stopping() {
     let ready = next_message(&socket);
     assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
     assert!(ready.contains("configuration generation 2"), "{ready:?}");
-    assert!(srv.stderr().contains("configuration reloaded"));
+    srv.wait_stderr("configuration reloaded", Duration::from_secs(10));
 
     srv.signal(libc::SIGTERM);
     let stopping = next_message(&socket);
