@@ -507,7 +507,7 @@ impl Master<'_> {
             let message = format!("SIGUSR2 ignored: the new master {pid} is still running");
             return log(Level::Warn, &message);
         }
-        if let Some(Err(e)) = self.pid_file.as_ref().map(PidFile::to_oldbin) {
+        if let Some(Err(e)) = self.pid_file.as_ref().map(PidFile::move_to_oldbin) {
             return log(Level::Error, &format!("binary upgrade failed: {e}"));
         }
         let fds = self
@@ -538,7 +538,7 @@ impl Master<'_> {
             Ok(child) => child,
             Err(e) => {
                 if let Some(p) = &self.pid_file {
-                    p.from_oldbin();
+                    p.move_back_from_oldbin();
                 }
                 let message = format!(
                     "binary upgrade failed: cannot start {}: {e}",
@@ -576,7 +576,7 @@ impl Master<'_> {
         }
         self.successor = None;
         if let Some(p) = &self.pid_file {
-            p.from_oldbin();
+            p.move_back_from_oldbin();
         }
         log(
             Level::Error,

@@ -88,14 +88,14 @@ impl PidFile {
     }
 
     /// Move the file to `FILE.oldbin`, for the master that replaces us.
-    pub(crate) fn to_oldbin(&self) -> Result<(), String> {
+    pub(crate) fn move_to_oldbin(&self) -> Result<(), String> {
         std::fs::rename(&self.path, oldbin(&self.path))
             .map_err(|e| format!("cannot rename PidFile {}: {e}", self.path.display()))
     }
 
     /// Move it back, when the new master failed (unless something else
     /// is at the name by now).
-    pub(crate) fn from_oldbin(&self) {
+    pub(crate) fn move_back_from_oldbin(&self) {
         let old = oldbin(&self.path);
         if self.is_ours_at(&old) && !self.path.exists() {
             let _ = std::fs::rename(old, &self.path);

@@ -35,7 +35,7 @@ pub(crate) fn lookup_user(name: &str) -> Result<Account, String> {
                 buf.len(),
                 &mut result,
             );
-            (rc, (!result.is_null()).then(|| (pwd.pw_uid, pwd.pw_gid)))
+            (rc, (!result.is_null()).then_some((pwd.pw_uid, pwd.pw_gid)))
         };
         match (rc, found) {
             (libc::ERANGE, _) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
