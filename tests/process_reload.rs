@@ -2,7 +2,8 @@
 //! the new config (a bad config is reported with file and line and the
 //! old one keeps serving, as it does when the new workers cannot start),
 //! no request fails while reloading under load (clients retry as RFC 9112
-//! allows), and SIGUSR1 makes every worker reopen its logs.
+//! allows; a keep-alive POST, which no client retries, is answered too),
+//! and SIGUSR1 makes every worker reopen its logs.
 //!
 //! Every wait polls observable state (`/proc`, the log, responses) with a
 //! generous deadline: these tests share a small, busy machine and assert
@@ -404,4 +405,116 @@ fn sigusr1_reopens_logs() {
     // The master is still there with its two workers.
     let mut srv = srv;
     assert_eq!(srv.workers().len(), 2, "{}", srv.stderr());
+}
+
+/// One keep-alive POST client of `reloads_lose_no_keepalive_post`: sends
+/// `count` POSTs, pausing a little between them (so that reloads find its
+/// connection idle as well as busy), opening a new connection only when
+/// the server said `Connection: close`. A POST is not retried: any request
+/// that does not get its 200 is a failure.
+fn post_client(addr: SocketAddr, stop: Arc<AtomicBool>, id: usize) -> (usize, Vec<String>) {
+    let mut conn: Option<TcpStream> = None;
+    let mut ok = 0;
+    let mut failures = Vec::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut i = 0usize;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        i += 1;
+        std::thread::sleep(Duration::from_millis(((i * 7 + id * 3) % 25) as u64));
+        let mut s = match conn.take() {
+            Some(s) => s,
+            None => match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+                Ok(s) => s,
+                Err(e) => {
+                    failures.push(format!("POST {i}: connect: {e}"));
+                    continue;
+                }
+            },
+        };
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let body = format!("client={id}&n={i}");
+        let req = format!(
+            "POST /post HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if let Err(e) = s.write_all(req.as_bytes()) {
+            failures.push(format!("POST {i}: write: {e}"));
+            continue;
+        }
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let response = loop {
+            match s.read(&mut chunk) {
+                Ok(0) => break None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => {
+                    failures.push(format!("POST {i}: read: {e} after {buf:?}"));
+                    break None;
+                }
+            }
+            if let Some(r) = parse_response(&buf) {
+                break Some(r);
+            }
+        };
+        match response {
+            Some(r) if r.status == 200 && r.text() == format!("got {}\n", body.len()) => {
+                ok += 1;
+                if !r
+                    .header("Connection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                {
+                    conn = Some(s);
+                }
+            }
+            Some(r) => failures.push(format!("POST {i}: {} {:?}", r.status, r.text())),
+            None => failures.push(format!("POST {i}: no response: {buf:?}")),
+        }
+    }
+    (ok, failures)
+}
+
+/// A reload drains the old workers without losing a request on a
+/// keep-alive connection, even a POST, which a client cannot safely send
+/// twice: a request on a connection the old worker still holds is
+/// answered (with `Connection: close`), never met by a close.
+#[test]
+fn reloads_lose_no_keepalive_post() {
+    let post = "    <Location /post>\n        Plugin echo\n    </Location>";
+    let mut srv = Axkit::start_with(&conf("PluginDir {dir}/plugins", post), &[], |dir| {
+        www(dir);
+        dir.write(
+            "plugins/echo.lua",
+            "function hook_response(r)\n  local body = r:body()\n  \
+             r:set_header(\"Content-Type\", \"text/plain\")\n  r:write(\"got \", #body, \"\\n\")\n  \
+             return OK\nend\n",
+        );
+    });
+    let addr = srv.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|id| {
+            let stop = stop.clone();
+            std::thread::spawn(move || post_client(addr, stop, id))
+        })
+        .collect();
+    for n in 1..=3 {
+        std::thread::sleep(Duration::from_millis(300));
+        srv.signal(libc::SIGHUP);
+        let done = wait_until(Duration::from_secs(30), || {
+            srv.stderr().matches("configuration reloaded").count() >= n
+        });
+        assert!(done, "reload {n} did not finish:\n{}", srv.stderr());
+    }
+    // Past the old workers' drain.
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for c in clients {
+        let (ok, f) = c.join().unwrap();
+        assert!(ok > 20, "a client made only {ok} POSTs: {f:?}");
+        failures.extend(f);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    srv.stop();
 }

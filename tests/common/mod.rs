@@ -143,10 +143,16 @@ impl Axkit {
         let dir = TempDir::new("srv");
         prepare(&dir);
         let conf = dir.write("axkit.conf", config_text(&dir, config));
-        let mut child = Command::new(bin)
-            .args(args)
-            .arg("-c")
-            .arg(&conf)
+        let mut command = Command::new(bin);
+        command.args(args).arg("-c").arg(&conf);
+        Axkit::launch(command, dir, conf)
+    }
+
+    /// Run `command` (an axkit with its `-c conf`, set up as the test
+    /// needs: environment, inherited descriptors) and wait until it
+    /// listens. `dir` is its scratch directory.
+    pub fn launch(mut command: Command, dir: TempDir, conf: PathBuf) -> Axkit {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

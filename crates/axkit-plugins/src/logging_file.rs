@@ -2,7 +2,9 @@
 //! on SIGUSR1 for logrotate.
 //!
 //! Directives:
-//! - `LogFile PATH` (global): the file to append to.
+//! - `LogFile PATH` (global): the file to append to. The master writes its
+//!   own lines (a failed reload, a worker that died) there too; the key is
+//!   `axkit::plugin::LOG_FILE` for that reason.
 //!
 //! ```text
 //! Plugin   logging/file
@@ -12,11 +14,9 @@
 
 use std::rc::Rc;
 
-use std::path::PathBuf;
-
 use crate::sink::Sink;
-use axkit::config::{Directive, Key, Scopes};
-use axkit::plugin::log_line;
+use axkit::config::Directive;
+use axkit::plugin::{log_line, LOG_FILE};
 use axkit::plugin::{HookFuture, Level, LogRecord, Outcome, Plugin, PluginInit, PluginSpec};
 
 pub fn spec() -> PluginSpec {
@@ -26,10 +26,6 @@ pub fn spec() -> PluginSpec {
         create,
     }
 }
-
-static LOG_FILE: Key<Option<PathBuf>> = Key::new("LogFile")
-    .scopes(Scopes::GLOBAL)
-    .doc("File that logging/file appends log lines to");
 
 fn directives() -> Vec<Directive> {
     vec![LOG_FILE.declare()]

@@ -94,6 +94,9 @@ pub(crate) fn main(catalog: Catalog, builtin_config: fn() -> String) -> ExitCode
             }
         };
         log_warnings(&config);
+        if let Some(w) = crate::server::privileges::warning(&config) {
+            log_to_stderr(crate::plugin::Level::Warn, &w);
+        }
         let mut listeners = Vec::new();
         for addr in config.listen_addrs() {
             match master::bind(addr) {

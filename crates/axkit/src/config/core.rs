@@ -34,6 +34,51 @@ pub static SHUTDOWN_TIMEOUT: Key<Duration> = Key::new("ShutdownTimeout")
     .default("30s")
     .doc("How long a graceful shutdown waits for requests in flight");
 
+/// `User NAME`: the account the workers (and so CGI scripts and every
+/// process they start) run as; see `server/privileges.rs`.
+pub static USER: Key<Option<Account>> = Key::parsed("User", |args| match args {
+    [name] => crate::server::privileges::lookup_user(name).map(Some),
+    _ => Err("expected one user name".into()),
+})
+.optional()
+.scopes(GLOBAL)
+.doc(
+    "Run the workers (and the CGI scripts and programs they start) as this user, with its \
+     supplementary groups; the master keeps root to bind, open logs and read the config. \
+     Needs a master started as root",
+);
+
+/// `Group NAME`: the workers' group, instead of `User`'s primary group.
+pub static GROUP: Key<Option<Group>> = Key::parsed("Group", |args| match args {
+    [name] => crate::server::privileges::lookup_group(name).map(Some),
+    _ => Err("expected one group name".into()),
+})
+.optional()
+.scopes(GLOBAL)
+.doc("The workers' group (default: User's primary group); needs User");
+
+/// `PidFile FILE`: where the master writes its process id.
+pub static PID_FILE: Key<Option<PathBuf>> = Key::new("PidFile").scopes(GLOBAL).doc(
+    "File the master writes its process id to once its workers serve (removed at exit; \
+     read at start only); a master refuses to start while another live one holds it",
+);
+
+/// A user account, looked up when the config is loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    /// Its primary group.
+    pub gid: u32,
+}
+
+/// A group, looked up when the config is loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+}
+
 pub static PLUGIN_DIR: List<PathBuf> = List::new("PluginDir")
     .scopes(GLOBAL)
     .doc("Directory searched for script plugins named by `Plugin`");
@@ -163,6 +208,9 @@ pub fn core_directives() -> Vec<Directive> {
         MAX_CONNECTIONS.declare(),
         SHUTDOWN_TIMEOUT.declare(),
         PLUGIN_DIR.declare(),
+        USER.declare(),
+        GROUP.declare(),
+        PID_FILE.declare(),
         // Virtual servers.
         Directive::new("Port", T::Integer)
             .scopes(server)

@@ -4,6 +4,17 @@
 
 use std::borrow::Cow;
 use std::fmt::{self, Write};
+use std::path::PathBuf;
+
+use crate::config::{Key, Scopes};
+
+/// `LogFile PATH` (global): the file `logging/file` appends log lines to.
+/// Declared by that plugin; here because the master writes its own lines
+/// (a failed reload, a worker that died) to the same file, and the master
+/// runs no plugin code.
+pub static LOG_FILE: Key<Option<PathBuf>> = Key::new("LogFile")
+    .scopes(Scopes::GLOBAL)
+    .doc("File that logging/file appends log lines to (the master's own lines go there too)");
 
 /// Severity, most severe first. The AxKit2 names (`LOGDEBUG` … `LOGEMERG`)
 /// and the plain ones (`debug` … `emerg`, also `warning`, `err`) both parse.

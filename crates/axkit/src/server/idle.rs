@@ -1,7 +1,10 @@
 //! The connections waiting for a request, kept by the worker in one table:
 //! new connections that have not sent a byte yet, and keep-alive
 //! connections between two requests. A task sweeps it four times a second
-//! to end the waits that timed out; shutdown ends the keep-alive ones; and
+//! to end the waits that timed out; shutdown gives the keep-alive ones a
+//! short grace (a request they send meanwhile is answered, with
+//! `Connection: close`, rather than lost to a close under a client that
+//! was sending it); and
 //! when the worker is at `MaxConnections`, the waits that have lasted
 //! longest are ended to make room for a new client (`reclaim`), as nginx
 //! closes idle keep-alive connections when it runs out of connections.
@@ -30,6 +33,14 @@ use tokio::time::Instant;
 
 /// How often deadlines are checked; also the clock's granularity here.
 pub(crate) const SWEEP: Duration = Duration::from_millis(250);
+
+/// How long a keep-alive connection waits for its next request once the
+/// worker drains (reload, upgrade, stop). Closing it at once races a client
+/// that is sending that request at the same moment: the request is then
+/// lost (a reset, for a POST nothing a client may safely retry). Within
+/// the grace the request is answered with `Connection: close`; a client
+/// silent that long is not in the middle of sending one.
+pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// No slot (end of a list, or of the free list).
 const NONE: usize = usize::MAX;
@@ -96,16 +107,19 @@ impl IdleWaits {
     }
 
     /// A wait that ends `limit` from now (to within [`SWEEP`] twice), when
-    /// reclaimed, or (an `Idle` one) at shutdown.
+    /// reclaimed, or (an `Idle` one) [`DRAIN_GRACE`] after shutdown.
     pub fn wait(&self, limit: Duration, kind: Kind) -> IdleWait<'_> {
         let now = self.now.get();
-        let over = kind == Kind::Idle && self.shutting_down.get();
+        let limit = match kind {
+            Kind::Idle if self.shutting_down.get() => limit.min(DRAIN_GRACE),
+            _ => limit,
+        };
         // The clock is a sweep old: add a sweep so no wait ends early.
         let wait = Wait {
             deadline: now + limit + SWEEP,
             kind,
             since: now,
-            over,
+            over: false,
             waker: None,
             prev: NONE,
             next: NONE,
@@ -124,9 +138,7 @@ impl IdleWaits {
                 key
             }
         };
-        if !over {
-            self.link(&mut slots, key, kind);
-        }
+        self.link(&mut slots, key, kind);
         IdleWait { waits: self, key }
     }
 
@@ -137,10 +149,18 @@ impl IdleWaits {
         self.end_where(|w| w.deadline <= now);
     }
 
-    /// End every keep-alive wait, now and from now on.
+    /// End every keep-alive wait within [`DRAIN_GRACE`], now and from now
+    /// on.
     pub fn shutdown(&self) {
         self.shutting_down.set(true);
-        self.end_where(|w| w.kind == Kind::Idle);
+        let cap = Instant::now() + DRAIN_GRACE;
+        for slot in self.slots.borrow_mut().iter_mut() {
+            if let Slot::Waiting(w) = slot {
+                if w.kind == Kind::Idle {
+                    w.deadline = w.deadline.min(cap);
+                }
+            }
+        }
     }
 
     /// Whether [`reclaim`](Self::reclaim) would end a wait now.
@@ -309,15 +329,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn shutdown_ends_only_keepalive_waits() {
+    async fn shutdown_ends_only_keepalive_waits_after_a_grace() {
         let waits = IdleWaits::new();
         let mut idle = waits.wait(Duration::from_secs(60), Kind::Idle);
         let mut first = waits.wait(Duration::from_secs(60), Kind::Fresh);
         waits.shutdown();
-        assert!(poll(&mut idle).is_ready());
-        assert!(poll(&mut first).is_pending());
         let mut later = waits.wait(Duration::from_secs(60), Kind::Idle);
+        waits.sweep();
+        assert!(poll(&mut idle).is_pending(), "a request may be on its way");
+        assert!(poll(&mut later).is_pending());
+        tokio::time::advance(DRAIN_GRACE + SWEEP).await;
+        waits.sweep();
+        assert!(poll(&mut idle).is_ready());
         assert!(poll(&mut later).is_ready());
+        assert!(poll(&mut first).is_pending());
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,6 +1,9 @@
-//! The master process: binds the listening sockets, starts `Workers N`
-//! worker processes that inherit them, restarts a worker that dies, reloads
-//! on SIGHUP, drains on SIGTERM/SIGINT and passes SIGUSR1 on.
+//! The master process: binds the listening sockets (or adopts those that
+//! systemd or the master it replaces passed: `systemd.rs`, `upgrade`),
+//! starts `Workers N` worker processes that inherit them, restarts a worker
+//! that dies, reloads on SIGHUP, starts a new master from the binary on
+//! disk on SIGUSR2 (a binary upgrade), drains on SIGTERM/SIGINT/SIGQUIT and
+//! passes SIGUSR1 on.
 //!
 //! Workers are started by re-executing our own binary (posix_spawn through
 //! `Command`, with no `pre_exec`) rather than by `fork`: the master runs a
@@ -25,16 +28,27 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::{core, Config, Source};
-use crate::plugin::{log_to_stderr, Catalog, Level};
+use crate::plugin::{Catalog, Level};
+use crate::server::master_log::{self, log};
+use crate::server::pid_file::{self, PidFile};
+use crate::server::privileges;
 use crate::server::shared_memory::{Regions, SHARED_MEMORY_ENV};
-use crate::server::{load_config, log_warnings, report_errors, LISTEN_ENV, WORKER_ENV};
+use crate::server::systemd::{self, SYSTEMD_ENV};
+use crate::server::{load_config, log_warnings, LISTEN_ENV, WORKER_ENV};
+
+/// The listening sockets a new master inherits from the one it replaces
+/// (binary upgrade): `FD=ADDR,…` as in [`LISTEN_ENV`].
+const UPGRADE_ENV: &str = "AXKIT_UPGRADE_FDS";
 
 /// How long a new worker may take to say `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn log(level: Level, message: &str) {
-    log_to_stderr(level, message);
-}
+/// What workers run: the master's own binary, even once the file it was
+/// started from has been replaced (by a build, a package upgrade). Workers
+/// and their master must be the same program (they share the config
+/// snapshot's encoding, the environment's meaning); a new binary runs only
+/// through a binary upgrade (SIGUSR2), which starts a new master.
+const SELF_EXE: &str = "/proc/self/exe";
 
 /// Create a listening socket. It is non-blocking (a property of the shared
 /// open file, which every worker wants) and inheritable.
@@ -108,17 +122,22 @@ fn bind_all(
 /// Listening sockets handed over by the master (worker side).
 pub(crate) fn inherited_listeners() -> Result<Vec<(SocketAddr, TcpListener)>, String> {
     let spec = std::env::var(LISTEN_ENV).map_err(|_| format!("{LISTEN_ENV} is not set"))?;
+    listeners_from(LISTEN_ENV, &spec)
+}
+
+/// The sockets named by `spec` (`FD=ADDR,…`), the value of `var`.
+fn listeners_from(var: &str, spec: &str) -> Result<Vec<(SocketAddr, TcpListener)>, String> {
     let mut out = Vec::new();
     for item in spec.split(',').filter(|s| !s.is_empty()) {
         let (fd, addr) = item
             .split_once('=')
-            .ok_or_else(|| format!("bad {LISTEN_ENV} entry {item:?}"))?;
+            .ok_or_else(|| format!("bad {var} entry {item:?}"))?;
         let fd: i32 = fd
             .parse()
-            .map_err(|_| format!("bad descriptor in {LISTEN_ENV}: {fd:?}"))?;
+            .map_err(|_| format!("bad descriptor in {var}: {fd:?}"))?;
         let addr: SocketAddr = addr
             .parse()
-            .map_err(|_| format!("bad address in {LISTEN_ENV}: {addr:?}"))?;
+            .map_err(|_| format!("bad address in {var}: {addr:?}"))?;
         // SAFETY: the master passed this descriptor to us for exactly this.
         let listener = unsafe { TcpListener::from_raw_fd(fd) };
         // Ours only: a CGI started by this worker must not inherit it.
@@ -146,6 +165,9 @@ struct WorkerProc {
 struct Master<'a> {
     catalog: &'a Catalog,
     source: Source,
+    /// Our binary, as found at start: a binary upgrade runs what is at
+    /// this path now.
+    exe: std::path::PathBuf,
     worker_args: Vec<OsString>,
     config: Config,
     listeners: Vec<(SocketAddr, TcpListener)>,
@@ -154,15 +176,21 @@ struct Master<'a> {
     workers: HashMap<u32, WorkerProc>,
     generation: u64,
     events: mpsc::UnboundedSender<Event>,
-    /// Turns true at SIGTERM/SIGINT: a wait for a starting worker (up to
-    /// READY_TIMEOUT) ends at once, so that shutdown is not held up.
+    /// Turns true at SIGTERM/SIGINT/SIGQUIT: a wait for a starting worker
+    /// (up to READY_TIMEOUT) ends at once, so that shutdown is not held up.
     stopping: watch::Receiver<bool>,
+    pid_file: Option<PidFile>,
+    /// The new master a binary upgrade started, while it runs: it is the
+    /// service's main process now, so we tell systemd nothing more.
+    successor: Option<u32>,
 }
 
 /// What the master's loop hears from its helper tasks.
 enum Event {
     /// A worker process ended, with its status.
     Exited(u32, String),
+    /// The new master of a binary upgrade ended, with its status.
+    SuccessorExited(u32, String),
     /// Try again to bring the current generation up to strength.
     Respawn,
 }
@@ -203,8 +231,6 @@ impl Master<'_> {
         (listeners, regions): (&[(SocketAddr, TcpListener)], &Regions),
         snapshot: &[u8],
     ) -> Result<WorkerProc, String> {
-        let exe =
-            std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
         let fds = listeners
             .iter()
             .map(|(addr, l)| format!("{}={}", l.as_raw_fd(), addr))
@@ -221,7 +247,12 @@ impl Master<'_> {
                 .map_err(|e| format!("cannot pass descriptors to a worker: {e}"))
         };
         let spawned = inherit(true).and_then(|()| {
-            Command::new(exe)
+            let mut command = Command::new(SELF_EXE);
+            for var in SYSTEMD_ENV.iter().chain([&UPGRADE_ENV]) {
+                command.env_remove(var);
+            }
+            command
+                .arg0(&self.exe)
                 .arg("--worker")
                 .args(&self.worker_args)
                 .env(LISTEN_ENV, fds)
@@ -319,7 +350,7 @@ impl Master<'_> {
         let config = match load_config(&self.source, self.catalog) {
             Ok(c) => c,
             Err(errors) => {
-                report_errors(&errors);
+                master_log::config_errors(&errors);
                 log(
                     Level::Error,
                     "reload failed: configuration has errors; keeping the old one",
@@ -371,6 +402,9 @@ impl Master<'_> {
         // The old generation mapped what it uses: a region dropped here
         // lives on in its workers until they exit.
         self.regions = regions;
+        if let Err(e) = master_log::configure(&self.config) {
+            log(Level::Error, &e);
+        }
         log(Level::Notice, "configuration reloaded");
     }
 
@@ -438,6 +472,120 @@ impl Master<'_> {
         }
     }
 
+    /// Tell systemd `state`, unless a new master has taken over.
+    fn notify(&self, state: &str) {
+        if self.successor.is_none() {
+            systemd::notify(state);
+        }
+    }
+
+    /// A line for systemd's STATUS: what this master serves.
+    fn status(&self) -> String {
+        let addrs: Vec<String> = self
+            .listeners
+            .iter()
+            .filter_map(|(_, l)| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .collect();
+        format!(
+            "serving on {} with {} worker(s), configuration generation {}",
+            addrs.join(" "),
+            worker_count(&self.config),
+            self.generation
+        )
+    }
+
+    /// SIGUSR2, a binary upgrade (nginx's way): start a new master from
+    /// the binary now at our path, with our command line, handing it our
+    /// listening sockets (named in [`UPGRADE_ENV`]). It loads the config,
+    /// starts its workers on the same sockets and writes the PidFile,
+    /// ours having moved to `FILE.oldbin`; both generations then serve
+    /// until this master is told to stop (SIGQUIT or SIGTERM) and drains.
+    /// If the new master exits first, this one carries on as before.
+    fn upgrade(&mut self) {
+        if let Some(pid) = self.successor {
+            let message = format!("SIGUSR2 ignored: the new master {pid} is still running");
+            return log(Level::Warn, &message);
+        }
+        if let Some(Err(e)) = self.pid_file.as_ref().map(PidFile::move_to_oldbin) {
+            return log(Level::Error, &format!("binary upgrade failed: {e}"));
+        }
+        let fds = self
+            .listeners
+            .iter()
+            .map(|(addr, l)| format!("{}={}", l.as_raw_fd(), addr))
+            .collect::<Vec<_>>()
+            .join(",");
+        let inherit = |on: bool| {
+            self.listeners
+                .iter()
+                .try_for_each(|(_, l)| set_inheritable(l.as_raw_fd(), on))
+        };
+        let spawned = inherit(true).and_then(|()| {
+            let mut command = Command::new(&self.exe);
+            // The new master tells systemd it is the main process now; the
+            // sockets systemd passed are in UPGRADE_ENV like the others.
+            for var in SYSTEMD_ENV.iter().filter(|v| **v != "NOTIFY_SOCKET") {
+                command.env_remove(var);
+            }
+            command
+                .args(std::env::args_os().skip(1))
+                .env(UPGRADE_ENV, fds)
+                .spawn()
+        });
+        let _ = inherit(false);
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                if let Some(p) = &self.pid_file {
+                    p.move_back_from_oldbin();
+                }
+                let message = format!(
+                    "binary upgrade failed: cannot start {}: {e}",
+                    self.exe.display()
+                );
+                return log(Level::Error, &message);
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        let events = self.events.clone();
+        tokio::task::spawn_local(async move {
+            let status = match child.wait().await {
+                Ok(s) => s.to_string(),
+                Err(e) => e.to_string(),
+            };
+            let _ = events.send(Event::SuccessorExited(pid, status));
+        });
+        self.successor = Some(pid);
+        log(
+            Level::Notice,
+            &format!(
+                "SIGUSR2: binary upgrade: started a new master (pid {pid}) from {}; once it \
+                 serves, SIGQUIT to this master ({}) drains and ends it",
+                self.exe.display(),
+                std::process::id()
+            ),
+        );
+    }
+
+    /// The new master of a binary upgrade ended: this master is the one
+    /// again (its PidFile back in place).
+    fn successor_exited(&mut self, pid: u32, status: &str) {
+        if self.successor != Some(pid) {
+            return;
+        }
+        self.successor = None;
+        if let Some(p) = &self.pid_file {
+            p.move_back_from_oldbin();
+        }
+        log(
+            Level::Error,
+            &format!(
+                "binary upgrade: the new master {pid} exited ({status}); this master carries on"
+            ),
+        );
+    }
+
     async fn stop(&mut self, mut events: mpsc::UnboundedReceiver<Event>) {
         log(Level::Notice, "shutting down: finishing in-flight requests");
         for w in self.workers.values() {
@@ -454,7 +602,7 @@ impl Master<'_> {
                 Ok(Some(Event::Exited(pid, _))) => {
                     self.workers.remove(&pid);
                 }
-                Ok(Some(Event::Respawn)) => {}
+                Ok(Some(Event::Respawn | Event::SuccessorExited(..))) => {}
                 _ => break,
             }
         }
@@ -473,36 +621,69 @@ fn signal_pid(pid: u32, sig: i32) {
     }
 }
 
-/// Run the master until SIGTERM/SIGINT.
+/// The listening sockets this master starts with: those systemd passed
+/// (socket activation) and those of the master it replaces (binary
+/// upgrade), each under the `Listen` address it serves; `bind_all` binds
+/// the rest.
+fn inherited_sockets(config: &Config) -> Result<Vec<(SocketAddr, TcpListener)>, String> {
+    let (mut sockets, warnings) = systemd::adopt(&config.listen_addrs());
+    for w in warnings {
+        log(Level::Warn, &w);
+    }
+    if let Ok(spec) = std::env::var(UPGRADE_ENV) {
+        let passed = listeners_from(UPGRADE_ENV, &spec)?;
+        log(
+            Level::Notice,
+            &format!(
+                "binary upgrade: took over {} listening socket(s) from the old master",
+                passed.len()
+            ),
+        );
+        sockets.extend(passed);
+    }
+    Ok(sockets)
+}
+
+/// Run the master until SIGTERM/SIGINT/SIGQUIT.
 pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>) -> ExitCode {
     let config = match load_config(&source, catalog) {
         Ok(c) => c,
         Err(errors) => {
-            report_errors(&errors);
+            super::report_errors(&errors);
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = master_log::configure(&config) {
+        eprintln!("axkit: {e}");
+        return ExitCode::FAILURE;
+    }
+    let fail = |e: &str| {
+        log(Level::Crit, e);
+        ExitCode::FAILURE
+    };
     log_warnings(&config);
-    let listeners = match bind_all(&config, &[]) {
+    if let Some(w) = privileges::warning(&config) {
+        log(Level::Warn, &w);
+    }
+    let pid_path = config.global.get(&core::PID_FILE).clone();
+    if let Some(Err(e)) = pid_path.as_deref().map(pid_file::check_free) {
+        return fail(&e);
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return fail(&format!("cannot find own executable: {e}")),
+    };
+    let listeners = match inherited_sockets(&config).and_then(|got| bind_all(&config, &got)) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("axkit: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(&e),
     };
     let regions = match Regions::create(&config, catalog, &Regions::default()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("axkit: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(&e),
     };
     let runtime = match crate::server::event_loop() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("axkit: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(&e),
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
@@ -512,6 +693,7 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
         let mut master = Master {
             catalog,
             source,
+            exe,
             worker_args,
             config,
             listeners: Vec::new(),
@@ -520,15 +702,21 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             generation: 1,
             events: tx,
             stopping: stopping.clone(),
+            pid_file: None,
+            successor: None,
         };
-        let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = (
+        let signals = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
             signal(SignalKind::hangup()),
             signal(SignalKind::user_defined1()),
-        ) else {
-            eprintln!("axkit: cannot install signal handlers");
-            return ExitCode::FAILURE;
+            signal(SignalKind::user_defined2()),
+        );
+        let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut hup), Ok(mut usr1), Ok(mut usr2)) =
+            signals
+        else {
+            return fail("cannot install signal handlers");
         };
         // Heard in a task of its own, so that a stop request also reaches
         // the master while it waits for a worker to start.
@@ -536,6 +724,7 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
+                _ = quit.recv() => {}
             }
             let _ = stop_tx.send(true);
         });
@@ -550,28 +739,53 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
                 master.stop(events).await;
                 return ExitCode::SUCCESS;
             }
-            Err(e) => {
-                eprintln!("axkit: {e}");
-                return ExitCode::FAILURE;
+            Err(e) => return fail(&e),
+        }
+        master.listeners = listeners;
+        if let Some(path) = &pid_path {
+            match PidFile::write(path) {
+                Ok(p) => master.pid_file = Some(p),
+                Err(e) => {
+                    log(Level::Crit, &e);
+                    master.stop(events).await;
+                    return ExitCode::FAILURE;
+                }
             }
         }
-        announce(&listeners, count);
-        master.listeners = listeners;
+        announce(&master.listeners, count);
+        // A master started by a binary upgrade is the service's main
+        // process from now on.
+        let main_pid = match std::env::var_os(UPGRADE_ENV) {
+            Some(_) => format!("MAINPID={}\n", std::process::id()),
+            None => String::new(),
+        };
+        master.notify(&format!("{main_pid}READY=1\nSTATUS={}", master.status()));
         loop {
             tokio::select! {
-                _ = hup.recv() => master.reload().await,
+                _ = hup.recv() => {
+                    master.notify(&format!(
+                        "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading",
+                        systemd::monotonic_usec()
+                    ));
+                    master.reload().await;
+                    master.notify(&format!("READY=1\nSTATUS={}", master.status()));
+                }
                 _ = usr1.recv() => {
+                    master_log::reopen();
                     for w in master.workers.values() {
                         signal_pid(w.pid, libc::SIGUSR1);
                     }
                 }
+                _ = usr2.recv() => master.upgrade(),
                 Some(event) = events.recv() => match event {
                     Event::Exited(pid, status) => master.worker_exited(pid, status).await,
+                    Event::SuccessorExited(pid, status) => master.successor_exited(pid, &status),
                     Event::Respawn => master.respawn().await,
                 },
                 _ = stopped(&stopping) => break,
             }
         }
+        master.notify("STOPPING=1\nSTATUS=finishing in-flight requests");
         master.stop(events).await;
         log(Level::Notice, "stopped");
         ExitCode::SUCCESS

@@ -9,9 +9,13 @@ mod conn_io;
 mod hooks;
 mod idle;
 pub(crate) mod master;
+pub(crate) mod master_log;
+mod pid_file;
+pub(crate) mod privileges;
 pub(crate) mod response;
 mod runtime;
 pub(crate) mod shared_memory;
+mod systemd;
 pub(crate) mod walk;
 mod worker;
 
@@ -114,7 +118,13 @@ impl Server {
 
 /// Load and validate a config.
 pub(crate) fn load_config(source: &Source, catalog: &Catalog) -> Result<Config, Vec<ConfigError>> {
-    config::load(source, catalog)
+    let config = config::load(source, catalog)?;
+    let errors = privileges::check(&config);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Print every config error, one per line, to stderr.
@@ -130,7 +140,7 @@ pub(crate) fn report_errors(errors: &[ConfigError]) {
 /// and would repeat them.
 pub(crate) fn log_warnings(config: &Config) {
     for w in &config.warnings {
-        log_to_stderr(Level::Warn, &w.to_string());
+        master_log::log(Level::Warn, &w.to_string());
     }
 }
 
@@ -168,7 +178,8 @@ pub(crate) fn run_worker(
         log_to_stderr(Level::Error, &format!("panic: {info}"));
     }));
     let addrs: Vec<SocketAddr> = listeners.iter().map(|(a, _)| *a).collect();
-    let worker = match runtime::WorkerRt::new(Arc::new(config), catalog, &addrs) {
+    let config = Arc::new(config);
+    let worker = match runtime::WorkerRt::new(config.clone(), catalog, &addrs) {
         Ok(w) => std::rc::Rc::new(w),
         Err(errors) => {
             for e in errors {
@@ -177,6 +188,12 @@ pub(crate) fn run_worker(
             return ExitCode::FAILURE;
         }
     };
+    // Root opened what the plugins' constructors open (log files); no
+    // plugin's background work and no request runs with it.
+    if let Err(e) = privileges::drop_privileges(&config) {
+        log_to_stderr(Level::Crit, &format!("cannot run as User: {e}"));
+        return ExitCode::FAILURE;
+    }
     let runtime = match event_loop() {
         Ok(rt) => rt,
         Err(e) => {

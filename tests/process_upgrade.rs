@@ -1,0 +1,213 @@
+//! The binary upgrade (nginx's SIGUSR2), end to end with the real binary:
+//! under a stream of requests, SIGUSR2 starts a new master on the same
+//! listening sockets (the PidFile moves to `FILE.oldbin` and the new
+//! master writes its own), SIGQUIT drains the old one, and no client sees
+//! a refused connection or an error, a keep-alive client included (it is
+//! told `Connection: close`, never closed under).
+
+mod common;
+#[path = "common/process.rs"]
+mod process;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use process::*;
+
+/// Kills the new master and its workers when the test ends, however.
+struct Reap(i32);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let workers = children_of(self.0);
+        signal(self.0, libc::SIGKILL);
+        for w in workers {
+            signal(w, libc::SIGKILL);
+        }
+    }
+}
+
+/// GETs on one keep-alive connection (a new one only after `Connection:
+/// close`), or on a new connection each, until `stop`; nothing retried.
+fn client(
+    addr: SocketAddr,
+    keepalive: bool,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut conn: Option<TcpStream> = None;
+    let until = Instant::now() + Duration::from_secs(60);
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(3));
+        if !keepalive {
+            match try_get(addr, "/a.txt") {
+                Ok(r) if r.body == b"aaa\n" => {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(r) => failures.push(format!("body {:?}", r.text())),
+                Err(e) => failures.push(e),
+            }
+            continue;
+        }
+        let mut s = match conn.take() {
+            Some(s) => s,
+            None => match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+                Ok(s) => s,
+                Err(e) => {
+                    failures.push(format!("connect: {e}"));
+                    continue;
+                }
+            },
+        };
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        if let Err(e) = s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n") {
+            failures.push(format!("write: {e}"));
+            continue;
+        }
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let response = loop {
+            match s.read(&mut chunk) {
+                Ok(0) => break None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => {
+                    failures.push(format!("read: {e}"));
+                    break None;
+                }
+            }
+            if let Some(r) = parse_response(&buf) {
+                break Some(r);
+            }
+        };
+        match response {
+            Some(r) if r.status == 200 && r.body == b"aaa\n" => {
+                ok.fetch_add(1, Ordering::Relaxed);
+                if !r
+                    .header("Connection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                {
+                    conn = Some(s);
+                }
+            }
+            Some(r) => failures.push(format!("status {}", r.status)),
+            None => failures.push(format!("no response: {buf:?}")),
+        }
+    }
+    failures
+}
+
+fn read_pid(path: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::metadata(format!("/proc/{pid}")).is_ok()
+}
+
+#[test]
+fn sigusr2_upgrades_the_binary_without_losing_a_request() {
+    let mut srv = Axkit::start_with(&conf("PidFile {dir}/axkit.pid", ""), &[], www);
+    let addr = srv.addr;
+    let pid_file = srv.dir.path().join("axkit.pid");
+    let old = srv.pid();
+    assert_eq!(read_pid(&pid_file), Some(old));
+    let old_workers = srv.workers();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = [true, true, false]
+        .into_iter()
+        .map(|keepalive| {
+            let (stop, ok) = (stop.clone(), ok.clone());
+            std::thread::spawn(move || client(addr, keepalive, stop, ok))
+        })
+        .collect();
+    assert!(wait_until(Duration::from_secs(20), || ok
+        .load(Ordering::Relaxed)
+        > 50));
+
+    srv.signal(libc::SIGUSR2);
+    // The new master serves once its PidFile is written; the old one's
+    // has moved aside.
+    let mut new = 0;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            new = read_pid(&pid_file).unwrap_or(0);
+            new != 0 && new != old
+        }),
+        "no new master:\n{}",
+        srv.stderr()
+    );
+    let _reap = Reap(new);
+    let oldbin = srv.dir.path().join("axkit.pid.oldbin");
+    assert_eq!(read_pid(&oldbin), Some(old));
+    let new_workers = children_of(new);
+    assert_eq!(new_workers.len(), 2, "{}", srv.stderr());
+    assert!(new_workers.iter().all(|&w| worker_ready(w)));
+    // Both generations serve for a while.
+    let before = ok.load(Ordering::Relaxed);
+    assert!(wait_until(Duration::from_secs(20), || ok
+        .load(Ordering::Relaxed)
+        > before + 50));
+
+    // SIGQUIT drains the old master and its workers.
+    srv.signal(libc::SIGQUIT);
+    let status = srv
+        .wait_exit(Duration::from_secs(20))
+        .expect("old master still running");
+    assert!(status.success(), "{status:?}");
+    assert!(wait_until(Duration::from_secs(20), || old_workers
+        .iter()
+        .all(|&w| !alive(w))));
+    assert!(!oldbin.exists(), "the old master left its PidFile");
+    assert_eq!(read_pid(&pid_file), Some(new));
+    let before = ok.load(Ordering::Relaxed);
+    assert!(wait_until(Duration::from_secs(20), || ok
+        .load(Ordering::Relaxed)
+        > before + 50));
+
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    // The new master is on its own and stops as usual.
+    assert!(alive(new));
+    signal(new, libc::SIGTERM);
+    assert!(wait_until(Duration::from_secs(20), || !alive(new) || is_zombie(new)));
+    let err = srv.stderr();
+    assert!(
+        err.contains("binary upgrade: took over 1 listening socket(s)"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn a_new_master_that_fails_leaves_the_old_one_serving() {
+    let mut srv = Axkit::start_with(&conf("PidFile {dir}/axkit.pid", ""), &[], www);
+    let pid_file = srv.dir.path().join("axkit.pid");
+    // The new master reads the config from the disk: a broken one stops it.
+    let text = std::fs::read_to_string(&srv.conf).unwrap();
+    std::fs::write(&srv.conf, format!("{text}\nNoSuchDirective 1\n")).unwrap();
+    srv.signal(libc::SIGUSR2);
+    srv.wait_stderr("this master carries on", Duration::from_secs(30));
+    assert_eq!(read_pid(&pid_file), Some(srv.pid()));
+    assert!(!srv.dir.path().join("axkit.pid.oldbin").exists());
+    assert_eq!(srv.get("/a.txt").text(), "aaa\n");
+    srv.stop();
+}
