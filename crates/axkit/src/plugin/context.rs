@@ -710,6 +710,17 @@ impl Context {
         }
     }
 
+    /// Say that this request now waits for something to send (a long
+    /// poll, an event stream) rather than working: the metrics count its
+    /// connection as `waiting` instead of `handler` until the response
+    /// ends.
+    pub fn set_waiting(&mut self) {
+        self.rt
+            .io
+            .track
+            .set(super::metrics::ConnState::Waiting);
+    }
+
     /// Log through the `logging` hooks of this request's chain.
     pub fn log(&self, level: Level, message: &str) {
         self.rt.log(level, message, self.conn.peer);
