@@ -240,3 +240,19 @@ fn trim_end(mut s: &[u8]) -> &[u8] {
     }
     s
 }
+
+/// `host` without its `:port` (`example.com:8080` → `example.com`,
+/// `[::1]:8080` → `[::1]`); a trailing part that is not all digits is no
+/// port.
+pub fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}

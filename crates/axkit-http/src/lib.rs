@@ -40,7 +40,8 @@ pub use bytes;
 pub use chunked::{ChunkStep, ChunkedDecoder};
 pub use date::{fmt_http_date, http_date, parse_http_date};
 pub use forwarded::{
-    forwarded_for_entries, parse_forwarded, parse_node, scheme, valid_host, ForwardedElement, Node,
+    forwarded_for_entries, parse_forwarded, parse_node, scheme, strip_port, valid_host,
+    ForwardedElement, Node,
 };
 pub use path::normalize_path;
 pub use proxy::{parse_proxy_header, ProxyHeader, MAX_PROXY_HEADER, PROXY_V2_SIGNATURE};
