@@ -241,7 +241,7 @@ fn check_reports_bad_auth_files_with_file_and_line() {
     dir.write("htpasswd", "ada:$2b$04$LHGutq5Cfg.TnP.3SjDabexndGgjKcWdYKFXaaUmMTeUvxMEF31HG\nold:$apr1$abc$0123456789abcdefghijkl\n");
     let conf = dir.write(
         "a.conf",
-        &config_text(
+        config_text(
             &dir,
             "Plugin auth_basic\n<Server>\n    Listen 127.0.0.1:20981\n    AuthUserFile {dir}/htpasswd\n    Require valid-user\n</Server>\n",
         ),
