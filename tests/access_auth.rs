@@ -279,3 +279,33 @@ fn check_reports_bad_auth_files_with_file_and_line() {
         "{text}"
     );
 }
+
+#[test]
+fn a_reload_rereads_the_user_file() {
+    let conf = format!(
+        "Workers 1\nPluginDir {{dir}}/plugins\n<Server>\n    Listen 127.0.0.1:0\n    \
+         Plugin access\n    Plugin auth_basic\n    Plugin hello\n{AUTH}\n</Server>\n"
+    );
+    let srv = Axkit::start_with(&conf, &[], |d| {
+        d.write("plugins/hello.lua", HELLO);
+        d.write("htpasswd", HTPASSWD);
+        d.write("groups", "admins: grace\n");
+    });
+    assert_eq!(status(&srv, "/private/", None, ADA), 200);
+    // Ada is removed; the running workers keep what the master read until
+    // the reload.
+    srv.dir
+        .write("htpasswd", HTPASSWD.replace("ada:", "# ada:"));
+    assert_eq!(status(&srv, "/private/", None, ADA), 200);
+    srv.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(20), || status(
+            &srv,
+            "/private/",
+            None,
+            ADA
+        ) == 401),
+        "the reloaded workers still know ada"
+    );
+    assert_eq!(status(&srv, "/private/", None, GRACE), 200);
+}
