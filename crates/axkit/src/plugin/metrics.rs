@@ -152,7 +152,9 @@ impl ConnState {
     }
 
     fn from_word(w: u64) -> Option<ConnState> {
-        ConnState::ALL.get(usize::try_from(w.checked_sub(1)?).ok()?).copied()
+        ConnState::ALL
+            .get(usize::try_from(w.checked_sub(1)?).ok()?)
+            .copied()
     }
 }
 
@@ -226,9 +228,7 @@ impl Region {
     fn label_text(&self, i: usize, len: usize) -> &'static [u8] {
         // SAFETY: written once before its meta word was published
         // (Release), never after; within the label's bytes.
-        unsafe {
-            std::slice::from_raw_parts(self.base.add(HEADER_SIZE + i * LABEL_SIZE + 8), len)
-        }
+        unsafe { std::slice::from_raw_parts(self.base.add(HEADER_SIZE + i * LABEL_SIZE + 8), len) }
     }
 
     fn slot_word(&self, slot: usize, w: usize) -> &'static AtomicU64 {
@@ -322,7 +322,10 @@ fn process_alive(pid: u32) -> bool {
 /// Add `n` to a counter only this process writes.
 #[inline]
 fn bump(word: &AtomicU64, n: u64) {
-    word.store(word.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    word.store(
+        word.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
 }
 
 /// Milliseconds since the epoch.
@@ -411,7 +414,9 @@ impl Slot {
             word(S_STATES + state as usize).store(0, Ordering::Relaxed);
         }
         for e in 0..CONNS {
-            region.conn_word(index, e, E_STATE).store(0, Ordering::Relaxed);
+            region
+                .conn_word(index, e, E_STATE)
+                .store(0, Ordering::Relaxed);
         }
         for (i, kind, ..) in region.labels() {
             if kind == K_GAUGE {

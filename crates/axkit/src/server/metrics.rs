@@ -60,7 +60,14 @@ impl ConnTrack {
     /// time since `started`, `bytes` of body and the plugin that answered),
     /// and the connection is idle again.
     #[inline]
-    pub fn done(&mut self, series: u32, status: u16, started: SystemTime, bytes: u64, answered: u16) {
+    pub fn done(
+        &mut self,
+        series: u32,
+        status: u16,
+        started: SystemTime,
+        bytes: u64,
+        answered: u16,
+    ) {
         if let Some(s) = self.slot {
             let micros = started.elapsed().map_or(0, |d| d.as_micros() as u64);
             s.count(series, status, micros, bytes, answered);
