@@ -29,7 +29,6 @@
 
 mod render;
 
-use std::net::IpAddr;
 use std::rc::Rc;
 
 use axkit::config::{Cidr, Config, Directive, Key, List, Scopes};
@@ -49,12 +48,6 @@ static METRICS_PATH: Key<Option<String>> = Key::new("MetricsPath")
 static STATS_ALLOW: List<Vec<Cidr>> = List::new("StatsAllow")
     .scopes(Scopes::GLOBAL.or(Scopes::SERVER))
     .doc("Clients (ADDR or ADDR/BITS) that may see StatsPath and MetricsPath; default loopback only");
-
-/// Where a `StatsAllow` is not written.
-const LOOPBACK: [IpAddr; 2] = [
-    IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-    IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-];
 
 /// The source of the `stats` and `console` plugins: both read the core's
 /// metrics, so the source asks for its region when a config loads either.
@@ -133,7 +126,7 @@ impl Stats {
         let ip = ctx.client().addr.ip();
         let lists = ctx.config().list(&STATS_ALLOW);
         if lists.is_empty() {
-            return LOOPBACK.contains(&ip.to_canonical());
+            return ip.to_canonical().is_loopback();
         }
         lists.iter().flatten().any(|range| range.contains(ip))
     }
