@@ -80,11 +80,22 @@ fn console(sock: &Path) -> Console<UnixStream> {
 fn commands_list_workers_config_and_connections() {
     let (srv, sock) = start();
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600, "the console socket is the owner's only");
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the console socket is the owner's only"
+    );
     let mut c = console(&sock);
 
     let help = c.ask("help");
-    for command in ["connections", "workers", "config", "loglevel", "reload", "quit"] {
+    for command in [
+        "connections",
+        "workers",
+        "config",
+        "loglevel",
+        "reload",
+        "quit",
+    ] {
         assert!(help.iter().any(|l| l.starts_with(command)), "{help:?}");
     }
     assert_eq!(help.last().unwrap(), "OK");
@@ -100,7 +111,9 @@ fn commands_list_workers_config_and_connections() {
     let mut listed = pids.clone();
     listed.sort();
     assert_eq!(listed, running);
-    assert!(workers[1..3].iter().all(|l| l.split(' ').nth(1) == Some("1")));
+    assert!(workers[1..3]
+        .iter()
+        .all(|l| l.split(' ').nth(1) == Some("1")));
 
     let config = c.ask("config");
     assert_eq!(config[0], "generation 1 (newest running: 1)");
@@ -136,8 +149,16 @@ fn commands_list_workers_config_and_connections() {
     );
     assert!(listing.last().unwrap().starts_with("OK "));
 
-    assert!(c.ask("frobnicate").last().unwrap().starts_with("ERR unknown command"));
-    assert!(c.ask("loglevel verbose").last().unwrap().starts_with("ERR unknown level"));
+    assert!(c
+        .ask("frobnicate")
+        .last()
+        .unwrap()
+        .starts_with("ERR unknown command"));
+    assert!(c
+        .ask("loglevel verbose")
+        .last()
+        .unwrap()
+        .starts_with("ERR unknown level"));
     assert_eq!(c.ask("quit"), vec!["OK bye"]);
     drop((held, silent));
 }
@@ -162,7 +183,10 @@ fn loglevel_changes_what_every_worker_logs() {
     // written before the response came).
     let quiet: Vec<String> = (0..4).map(|_| bad_request(&srv)).collect();
     let set = c.ask("loglevel info");
-    assert!(set[0].starts_with("OK loglevel info in every worker"), "{set:?}");
+    assert!(
+        set[0].starts_with("OK loglevel info in every worker"),
+        "{set:?}"
+    );
     // Both workers log at info now: several connections, so that each
     // worker takes some.
     for _ in 0..6 {
@@ -193,17 +217,20 @@ fn reload_starts_a_new_generation() {
     srv.wait_stderr("configuration reloaded", Duration::from_secs(30));
     // The new worker 0 has the console now (the old one drains): ask it.
     let mut generation = String::new();
-    assert!(wait_until(Duration::from_secs(20), || {
-        let Ok(s) = UnixStream::connect(&sock) else {
-            return false;
-        };
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut c = Console {
-            reader: BufReader::new(s),
-        };
-        generation = c.ask("config")[0].clone();
-        generation.starts_with("generation 2")
-    }), "{generation}");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let Ok(s) = UnixStream::connect(&sock) else {
+                return false;
+            };
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut c = Console {
+                reader: BufReader::new(s),
+            };
+            generation = c.ask("config")[0].clone();
+            generation.starts_with("generation 2")
+        }),
+        "{generation}"
+    );
     assert!(wait_until(Duration::from_secs(20), || {
         srv.workers().iter().all(|w| !old.contains(w))
     }));
@@ -248,6 +275,9 @@ fn check_refuses_a_console_beyond_loopback() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{listen}: {err}");
-        assert!(err.contains("ConsoleListen") && err.contains(why), "{listen}: {err}");
+        assert!(
+            err.contains("ConsoleListen") && err.contains(why),
+            "{listen}: {err}"
+        );
     }
 }

@@ -44,13 +44,18 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 fn requests(text: &str, location: &str, class: &str) -> f64 {
-    let series =
-        format!("axkit_requests_total{{server=\"www.test\",location=\"{location}\",class=\"{class}\"}}");
+    let series = format!(
+        "axkit_requests_total{{server=\"www.test\",location=\"{location}\",class=\"{class}\"}}"
+    );
     sample(text, &series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
 }
 
 fn plugin(text: &str, name: &str) -> f64 {
-    sample(text, &format!("axkit_plugin_responses_total{{plugin=\"{name}\"}}")).unwrap_or(0.0)
+    sample(
+        text,
+        &format!("axkit_plugin_responses_total{{plugin=\"{name}\"}}"),
+    )
+    .unwrap_or(0.0)
 }
 
 /// Every bucket of `location`'s histogram, in order, and its count.
@@ -140,7 +145,10 @@ fn counters_are_exact_across_workers_by_location_class_and_plugin() {
     let status = status_json(&srv);
     let workers = status["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 2, "{status}");
-    let sum: u64 = workers.iter().map(|w| w["requests"].as_u64().unwrap()).sum();
+    let sum: u64 = workers
+        .iter()
+        .map(|w| w["requests"].as_u64().unwrap())
+        .sum();
     assert_eq!(sum, 30 + 5 + 7 + 3 + 2 + 2, "{status}");
 }
 
@@ -181,7 +189,11 @@ fn counts_survive_a_reload_and_a_killed_worker() {
     let text = metrics(&srv);
     assert_eq!(requests(&text, "/", "2xx"), f64::from(ok), "{text}");
     assert_eq!(sample(&text, "axkit_reloads_total"), Some(1.0), "{text}");
-    assert_eq!(sample(&text, "axkit_worker_restarts_total"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "axkit_worker_restarts_total"),
+        Some(1.0),
+        "{text}"
+    );
     assert_eq!(sample(&text, "axkit_workers"), Some(2.0), "{text}");
 }
 
@@ -191,7 +203,8 @@ fn the_json_status_has_its_fields_and_the_page_is_html() {
     assert_eq!(srv.get("/a.txt").status, 200);
     // A keep-alive connection left open after its request.
     let mut held = srv.connect();
-    held.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    held.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     wait_server_read(&held);
     let status = status_json(&srv);
     assert_eq!(status["generation"], 1);
@@ -201,7 +214,10 @@ fn the_json_status_has_its_fields_and_the_page_is_html() {
         assert!(status["connections"][state].is_u64(), "{status}");
     }
     // The status request itself is being handled.
-    assert!(status["connections"]["handler"].as_u64().unwrap() >= 1, "{status}");
+    assert!(
+        status["connections"]["handler"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
     let series = status["series"].as_array().unwrap();
     let root = series
         .iter()
@@ -222,7 +238,10 @@ fn the_json_status_has_its_fields_and_the_page_is_html() {
     assert_eq!(r.header("Content-Type"), Some("application/json"));
     serde_json::from_slice::<serde_json::Value>(&r.body).unwrap();
     let page = srv.get("/status");
-    assert_eq!(page.header("Content-Type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        page.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
     assert!(page.text().contains("<h1>AxKit status</h1>"));
     assert!(page.text().contains("www.test"));
     // The held connection shows as idle once answered.
@@ -243,7 +262,11 @@ fn get_from(srv: &Axkit, from: &str, path: &str) -> u16 {
     socket.connect(&srv.addr.into()).unwrap();
     let mut s: TcpStream = socket.into();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let (bytes, _) = read_to_end_within(&mut s, Duration::from_secs(10));
     parse_response(&bytes).expect("a response").status
 }

@@ -46,9 +46,7 @@ use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axkit::config::{Directive, Key, Scopes};
-use axkit::plugin::{
-    escape_log, escape_log_field, metrics, Level, Plugin, PluginInit, Worker,
-};
+use axkit::plugin::{escape_log, escape_log_field, metrics, Level, Plugin, PluginInit, Worker};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 /// Where the console listens.
@@ -74,7 +72,9 @@ fn parse_endpoint(args: &[&str]) -> Result<Option<Endpoint>, String> {
     if let Some(path) = text.strip_prefix("unix:") {
         let path = PathBuf::from(path);
         if !path.is_absolute() {
-            return Err(format!("a unix socket needs an absolute path, got {path:?}"));
+            return Err(format!(
+                "a unix socket needs an absolute path, got {path:?}"
+            ));
         }
         return Ok(Some(Endpoint::Unix(path)));
     }
@@ -231,16 +231,18 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let mut stream = BufReader::new(stream);
     if sessions.get() >= MAX_SESSIONS {
-        let _ = stream
-            .write_all(b"ERR too many console sessions\n")
-            .await;
+        let _ = stream.write_all(b"ERR too many console sessions\n").await;
         return;
     }
     sessions.set(sessions.get() + 1);
     let mut line = Vec::new();
     loop {
         line.clear();
-        match (&mut stream).take(MAX_LINE).read_until(b'\n', &mut line).await {
+        match (&mut stream)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut line)
+            .await
+        {
             Ok(0) | Err(_) => break,
             Ok(_) if !line.ends_with(b"\n") && line.len() as u64 >= MAX_LINE => {
                 let _ = stream.write_all(b"ERR line too long\n").await;

@@ -33,8 +33,7 @@ use std::rc::Rc;
 
 use axkit::config::{Cidr, Config, Directive, Key, List, Scopes};
 use axkit::plugin::{
-    metrics, Body, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSource,
-    SharedMemorySpec,
+    metrics, Body, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSource, SharedMemorySpec,
 };
 
 static STATS_PATH: Key<Option<String>> = Key::new("StatsPath")
@@ -47,7 +46,9 @@ static METRICS_PATH: Key<Option<String>> = Key::new("MetricsPath")
 
 static STATS_ALLOW: List<Vec<Cidr>> = List::new("StatsAllow")
     .scopes(Scopes::GLOBAL.or(Scopes::SERVER))
-    .doc("Clients (ADDR or ADDR/BITS) that may see StatsPath and MetricsPath; default loopback only");
+    .doc(
+        "Clients (ADDR or ADDR/BITS) that may see StatsPath and MetricsPath; default loopback only",
+    );
 
 /// The source of the `stats` and `console` plugins: both read the core's
 /// metrics, so the source asks for its region when a config loads either.

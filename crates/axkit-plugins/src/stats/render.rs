@@ -385,7 +385,9 @@ mod tests {
         assert!(text.contains(
             "axkit_request_duration_seconds_bucket{server=\"s\",location=\"/\",le=\"+Inf\"} 3\n"
         ));
-        assert!(text.contains("axkit_request_duration_seconds_count{server=\"s\",location=\"/\"} 3\n"));
+        assert!(
+            text.contains("axkit_request_duration_seconds_count{server=\"s\",location=\"/\"} 3\n")
+        );
         assert!(text.contains("# TYPE axkit_request_duration_seconds histogram\n"));
     }
 }
