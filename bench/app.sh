@@ -204,10 +204,11 @@ start_postgres() {
     done
     "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" || die "postgres not ready within 30 s"
     PSQL=("$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -X -q -A -t -v ON_ERROR_STOP=1)
+    # Two -c: VACUUM cannot run in the transaction one -c with several statements is.
     must_pass "loading the world table failed" "${PSQL[@]}" -c "
         CREATE TABLE world (id integer PRIMARY KEY, randomnumber integer NOT NULL);
-        INSERT INTO world SELECT i, 1 + floor(random() * $ROWS)::integer FROM generate_series(1, $ROWS) i;
-        VACUUM ANALYZE world;"
+        INSERT INTO world SELECT i, 1 + floor(random() * $ROWS)::integer FROM generate_series(1, $ROWS) i;" \
+        -c "VACUUM ANALYZE world"
     # Every row, to check the servers' answers against.
     "${PSQL[@]}" -F ' ' -c "SELECT id, randomnumber FROM world" >"$TMP/world.txt"
     PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
@@ -388,12 +389,16 @@ http {
     client_body_temp_path $TMP/nginx/client_body;
     lua_package_path "$TMP/nginx/lua/?.lua;/usr/share/lua/5.1/?.lua;;";
     lua_package_cpath "$LPEG_DIR/?.so;;";
+    # Loaded once in the master, as OpenResty advises: cosmo and lpeg set
+    # globals, and cosmo required from content_by_lua failed ("attempt to
+    # yield across C-call boundary").
+    init_by_lua_block { page = require "cosmo_page" }
     server {
         listen 127.0.0.1:$NG_PORT;
         location / {
             content_by_lua_block {
                 ngx.header["Content-Type"] = "text/html; charset=utf-8"
-                ngx.print(require("cosmo_page").render())
+                ngx.print(page.render())
             }
         }
     }
