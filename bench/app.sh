@@ -455,11 +455,18 @@ fi
 
 # ---- summary ---------------------------------------------------------------------------
 
-cat <<EOF
-
----- summary (paste into docs/benchmarks.md) ----
-Date: $(date -u +%Y-%m-%d) · $(nproc) cores · $(uname -r) · axkit ${AXKIT_REV:-not built} (the working tree as built; "-dirty" = uncommitted changes) · wrk -t$THREADS -c$CONNS -d${DURATION}s, ${WARMUP}s warm-up, $ROUNDS rounds alternating, median · load avg before: $LOAD_BEFORE · other busy processes at start: ${BUSY:-none}
-$(part query && echo "Single query: PostgreSQL ${PG_VERSION:-?} (fsync, synchronous_commit, full_page_writes and autovacuum off: read-only benchmark) · node ${NODE_VERSION:-?} + pg@$PG_NPM · pool $POOL per worker process on every server")
-$(part template && echo "Template: $("$NGINX" -v 2>&1 | sed 's/.*: //') + libnginx-mod-http-lua $(dpkg-query -W -f '${Version}' libnginx-mod-http-lua 2>/dev/null) + lua-cosmo $(dpkg-query -W -f '${Version}' lua-cosmo 2>/dev/null)")
-$(cat "$SUMMARY")
-EOF
+# The lines of the parts that ran; with only `shared`, the revision is the
+# one bench/shared.sh built.
+if part query || part template; then
+    RUN=" · wrk -t$THREADS -c$CONNS -d${DURATION}s, ${WARMUP}s warm-up, $ROUNDS rounds alternating, median"
+fi
+echo
+echo "---- summary (paste into docs/benchmarks.md) ----"
+echo "Date: $(date -u +%Y-%m-%d) · $(nproc) cores · $(uname -r) · axkit ${AXKIT_REV:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)} (the working tree as built; \"-dirty\" = uncommitted changes)${RUN:-} · load avg before: $LOAD_BEFORE · other busy processes at start: ${BUSY:-none}"
+if part query; then
+    echo "Single query: PostgreSQL ${PG_VERSION:-?} (fsync, synchronous_commit, full_page_writes and autovacuum off: read-only benchmark) · node ${NODE_VERSION:-?} + pg@$PG_NPM · pool $POOL per worker process on every server"
+fi
+if part template; then
+    echo "Template: $("$NGINX" -v 2>&1 | sed 's/.*: //') + libnginx-mod-http-lua $(dpkg-query -W -f '${Version}' libnginx-mod-http-lua 2>/dev/null) + lua-cosmo $(dpkg-query -W -f '${Version}' lua-cosmo 2>/dev/null)"
+fi
+cat "$SUMMARY"
