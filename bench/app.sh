@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/app.sh — the application toolkit's targets, side by side, equal
-# worker processes (docs/benchmarks.md has the figures):
+# worker processes (docs/benchmarks.md describes the method):
 #
 #   1. "Single query", TechEmpower's test 2: GET /db reads the row of a
 #      random id (1..10,000) from `world(id int primary key, randomnumber
@@ -219,7 +219,8 @@ install_node_pg() {
     mkdir -p "$TMP/node"
     echo '{"private": true}' >"$TMP/node/package.json"
     # Into the temp dir, with a cache there too: nothing global is touched.
-    must_pass "npm install pg@$PG_NPM failed" npm install --prefix "$TMP/node" --cache "$TMP/npm-cache" \
+    # Bounded: a registry that does not answer ends the run.
+    must_pass "npm install pg@$PG_NPM failed" timeout 300 npm install --prefix "$TMP/node" --cache "$TMP/npm-cache" \
         --no-audit --no-fund --no-update-notifier --no-package-lock "pg@$PG_NPM"
     cat >"$TMP/node/server.js" <<'EOF'
 // node:http + pg's Pool, one cluster process per worker: node server.js PORT WORKERS POOL URL

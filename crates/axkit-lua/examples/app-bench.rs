@@ -12,7 +12,6 @@
 //!     cargo build --release -p axkit-lua --example app-bench
 
 use std::cell::Cell;
-use std::fmt::Write;
 use std::rc::Rc;
 
 use axkit::plugin::Body;
@@ -65,10 +64,7 @@ impl Plugin for SingleQuery {
             let id = self.random_id();
             let row = match self
                 .db
-                .query_one(
-                    "SELECT id, randomnumber FROM world WHERE id = $1",
-                    &[&id],
-                )
+                .query_one("SELECT id, randomnumber FROM world WHERE id = $1", &[&id])
                 .await
             {
                 Ok(row) => row,
@@ -76,11 +72,8 @@ impl Plugin for SingleQuery {
             };
             let (id, number): (i32, i32) = (row.get(0), row.get(1));
             // Two integers: nothing in them needs escaping.
-            let mut body = String::with_capacity(40);
-            let _ = write!(body, r#"{{"id":{id},"randomNumber":{number}}}"#);
-            ctx.response
-                .headers
-                .set("Content-Type", "application/json");
+            let body = format!(r#"{{"id":{id},"randomNumber":{number}}}"#);
+            ctx.response.headers.set("Content-Type", "application/json");
             ctx.response.body = Body::Bytes(body.into());
             Outcome::Ok
         })
