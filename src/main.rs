@@ -2,7 +2,8 @@
 //! script plugins found through `PluginDir`, the databases (`Database NAME
 //! URL`), the templates of `TemplateDir`, the HTTP client's trust
 //! (`HttpClientCAFile`), and the zones and broadcast shared by the workers
-//! (`SharedZone`, `BroadcastBuffer`).
+//! (`SharedZone`, `BroadcastBuffer`), and sessions (`SessionKey`,
+//! `SessionStore`…).
 
 fn main() -> std::process::ExitCode {
     axkit::Server::new()
@@ -12,5 +13,6 @@ fn main() -> std::process::ExitCode {
         .source(axkit_template::TemplateSource)
         .source(axkit_client::ClientSource)
         .source(axkit_shared::SharedSource::new())
+        .source(axkit_session::SessionSource)
         .main()
 }

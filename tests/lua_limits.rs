@@ -167,6 +167,21 @@ fn plugin_lua_is_deprecated_but_still_accepted() {
     assert_eq!(log.matches(warning).count(), 1, "{log}");
 }
 
+/// A script may share its name with a plugin source (`shared.lua`,
+/// `template.lua`): `Plugin shared` loads the script, with no deprecation
+/// warning, rather than taking the line for an old config's source line.
+#[test]
+fn a_script_named_like_a_source_is_loaded() {
+    let script = "function hook_response(r) r:write('from the script') return OK end";
+    let text = conf("", "    Plugin shared");
+    let (ok, out) = check(&text, &[("shared", script)]);
+    assert!(ok, "{out}");
+    assert!(!out.contains("deprecated"), "{out}");
+    let srv = start(&text, &[("shared", script)]);
+    let res = srv.get("/");
+    assert_eq!((res.status, res.text().as_str()), (200, "from the script"));
+}
+
 /// What a script could use to hang or crash a worker, or to reach another
 /// script's methods, found in review: each answers 500 (or is refused) and
 /// the worker goes on serving.

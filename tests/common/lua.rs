@@ -56,7 +56,17 @@ pub fn send(srv: &Axkit, method: &str, path: &str, headers: &str, body: &[u8]) -
 }
 
 pub fn check(conf_text: &str, scripts: &[(&str, &str)]) -> (bool, String) {
+    check_with(conf_text, scripts, |_| {})
+}
+
+/// `check`, after `prepare` has filled the scratch directory.
+pub fn check_with(
+    conf_text: &str,
+    scripts: &[(&str, &str)],
+    prepare: impl FnOnce(&TempDir),
+) -> (bool, String) {
     let dir = TempDir::new("luacheck");
+    prepare(&dir);
     for (name, src) in scripts {
         dir.write(&format!("plugins/{name}.lua"), src);
     }

@@ -122,6 +122,7 @@ pub(crate) fn install(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<Table> {
     crate::template::install(lua, &base)?;
     crate::shared::install(lua, &base)?;
     crate::db::install(lua, &base)?;
+    crate::session::install(lua, &base)?;
     Ok(base)
 }
 

@@ -1,7 +1,8 @@
 //! Forms and cookies as scripts see them. The parsing is axkit's
 //! ([`axkit::plugin::form`], shared with Rust plugins): this module reads
 //! the options of `r:form{ … }`, turns a parsed [`Form`] into the table a
-//! script gets, and builds `Set-Cookie` values.
+//! script gets, and builds `Set-Cookie` values (with `axkit-session`'s
+//! cookie helpers, which encode values rather than refuse them).
 //!
 //! In a form's table a field is a string and a file field a table
 //! `{ filename =, size =, content_type = }`, with `path =` once the upload
@@ -9,44 +10,49 @@
 //! or `uploads = true`).
 
 use axkit::plugin::{Field, Form};
+use axkit_session::cookie::{SameSite, SetCookie};
 use mlua::{Lua, Table, Value};
 
-/// A Set-Cookie value. Options: `path`, `domain`, `max_age` (seconds),
-/// `expires` (an HTTP date), `secure`, `http_only`, `same_site`.
-pub(crate) fn set_cookie(name: &str, value: &str, opts: Option<&Table>) -> mlua::Result<String> {
-    let bad = |c: char| c.is_control() || c == ';' || c == ',' || c == ' ';
-    if name.is_empty() || name.chars().any(|c| bad(c) || c == '=') || value.chars().any(bad) {
-        return Err(mlua::Error::runtime(format!(
-            "set_cookie: invalid cookie {name:?}={value:?}"
-        )));
-    }
-    let mut out = format!("{name}={value}");
+/// A Set-Cookie value: the value percent-encoded where a cookie cannot
+/// carry it (`;`, `,`, spaces, quotes, `%`, anything not ASCII), which
+/// `r:cookie` decodes. Options: `path`, `domain`, `max_age` (seconds),
+/// `expires` (an HTTP date), `secure`, `http_only`, `same_site` (`"Lax"`,
+/// `"Strict"`, `"None"`). A name that is not a token, or an attribute
+/// with `;` or a control character, is an error.
+pub(crate) fn set_cookie(name: &str, value: &[u8], opts: Option<&Table>) -> mlua::Result<String> {
+    let fail = |e: String| mlua::Error::runtime(format!("set_cookie: {e}"));
+    let mut c = SetCookie::new(name, value);
     if let Some(o) = opts {
-        for key in ["path", "domain", "expires", "same_site"] {
-            if let Some(v) = o.get::<Option<String>>(key)? {
-                if v.chars().any(|c| c.is_control() || c == ';') {
-                    return Err(mlua::Error::runtime(format!("set_cookie: invalid {key}")));
+        if let Some(v) = o.get::<Option<String>>("path")? {
+            c = c.path(v);
+        }
+        if let Some(v) = o.get::<Option<String>>("domain")? {
+            c = c.domain(v);
+        }
+        if let Some(v) = o.get::<Option<String>>("expires")? {
+            c = c.expires(v);
+        }
+        if let Some(v) = o.get::<Option<String>>("same_site")? {
+            let same_site = match v.to_ascii_lowercase().as_str() {
+                "lax" => SameSite::Lax,
+                "strict" => SameSite::Strict,
+                "none" => SameSite::None,
+                _ => {
+                    return Err(fail(format!(
+                        "same_site {v:?}: expected Lax, Strict or None"
+                    )))
                 }
-                let attr = match key {
-                    "path" => "Path",
-                    "domain" => "Domain",
-                    "expires" => "Expires",
-                    _ => "SameSite",
-                };
-                out.push_str(&format!("; {attr}={v}"));
-            }
+            };
+            c = c.same_site(same_site);
         }
         if let Some(age) = o.get::<Option<i64>>("max_age")? {
-            out.push_str(&format!("; Max-Age={age}"));
+            c = c.max_age(age);
         }
-        if o.get::<Option<bool>>("secure")?.unwrap_or(false) {
-            out.push_str("; Secure");
-        }
-        if o.get::<Option<bool>>("http_only")?.unwrap_or(false) {
-            out.push_str("; HttpOnly");
-        }
+        c = c
+            .secure(o.get::<Option<bool>>("secure")?.unwrap_or(false))
+            .http_only(o.get::<Option<bool>>("http_only")?.unwrap_or(false));
     }
-    Ok(out)
+    c.header().map_err(fail)
 }
 
 /// Which file fields of a multipart form a handler wants saved: the
@@ -136,9 +142,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cookies_that_would_inject_are_refused() {
-        assert!(set_cookie("bad name", "v", None).is_err());
-        assert!(set_cookie("n", "v;injected", None).is_err());
-        assert_eq!(set_cookie("n", "v", None).unwrap(), "n=v");
+    fn cookie_values_are_encoded_and_names_checked() {
+        assert!(set_cookie("bad name", b"v", None).is_err());
+        assert_eq!(
+            set_cookie("n", b"v;injected", None).unwrap(),
+            "n=v%3Binjected"
+        );
+        assert_eq!(set_cookie("n", b"v", None).unwrap(), "n=v");
     }
 }

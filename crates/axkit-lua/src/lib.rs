@@ -20,7 +20,10 @@
 //! access).
 //!
 //! The globals `postgres`, `redis` and `sqlite` are the config's databases
-//! (`Database NAME URL`), through `axkit-db`'s per-worker pools (`db/`).
+//! (`Database NAME URL`), through `axkit-db`'s per-worker pools (`db/`);
+//! `session` and `crypto` are `axkit-session`'s (`session.rs`).
+//! Live pages (`r:sse`, `r:long_poll`, `shared.subscribe`) are built on
+//! `axkit-sse` and `axkit-shared`'s broadcast (`sse.rs`, `shared.rs`).
 //!
 //! Scripts, and the modules they `require`, are read through the config's
 //! `FileReader`: the master records them in the snapshot it hands its
@@ -41,7 +44,9 @@ mod json;
 mod modules;
 mod request;
 mod script;
+mod session;
 mod shared;
+mod sse;
 mod template;
 mod timer;
 

@@ -14,9 +14,12 @@
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Duration;
 
 use axkit::plugin::{Body, BodyError, DocRoot, Document, FormError, Io, Uploads, READ_FLAGS};
 use axkit::{Context, Level};
+use axkit_shared::Subscription;
+use axkit_sse::Ended;
 use bytes::{Bytes, BytesMut};
 use mlua::{FromLuaMulti, IntoLuaMulti, LightUserData, Lua, Table, Value};
 
@@ -39,6 +42,15 @@ pub(crate) enum Op {
     Form(form::Wanted),
     /// Send buffered output to the client now.
     Write(Bytes),
+    /// Begin a server-sent event stream (`r:sse`).
+    SseStart(axkit_sse::Options),
+    /// Send an event or a comment on it.
+    SseSend(crate::sse::Frame),
+    /// Wait for a subscription's next message while the client is there
+    /// (heartbeats on the request's event stream meanwhile).
+    Next(Subscription, Option<Duration>),
+    /// A long poll (`r:long_poll`).
+    LongPoll(crate::sse::Waiting, Duration),
 }
 
 pub(crate) enum OpResult {
@@ -47,6 +59,12 @@ pub(crate) enum OpResult {
     /// Saving an upload failed: the server's error, not the client's.
     Form(Result<Result<(), std::io::Error>, FormError>),
     Written(std::io::Result<()>),
+    /// The stream started (or why it could not).
+    SseStarted(std::io::Result<()>),
+    /// The subscription back, and what came of the wait.
+    Next(Subscription, Result<Bytes, Ended>),
+    /// The subscription (if the poll was on one) and what came.
+    LongPolled(Option<Subscription>, Result<Bytes, Ended>),
 }
 
 /// Per-request state shared by `r` and the hook runner.
@@ -69,12 +87,24 @@ pub(crate) struct Slot {
     pub abort: Cell<Option<u16>>,
     /// The table of the parsed form, once `r:form()` made it.
     pub form: RefCell<Option<mlua::Table>>,
+    /// The request's server-sent event stream, once `r:sse()` began it.
+    pub sse: RefCell<Option<axkit_sse::EventStream>>,
+    /// The subscriptions made during the request, ended with it.
+    pub subscriptions: crate::shared::Owned,
 }
 
 thread_local! {
     /// The slot of the request whose hook is being polled right now, for
     /// the methods of `r` written as plain Lua C functions (`fast.rs`).
     static POLLED: Cell<*const Slot> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The slot of the request whose hook is running, if any (a global called
+/// from a request's hook rather than from a timer or a top level).
+pub(crate) fn current_slot() -> Option<Rc<Slot>> {
+    let slot = POLLED.with(Cell::get);
+    // SAFETY: as in `with_polled`.
+    unsafe { slot.as_ref() }?.rc()
 }
 
 /// Run `f` with the slot and context of the request whose hook is running,
@@ -211,6 +241,55 @@ impl Slot {
         mlua::Error::runtime(format!("reading the request body: {e}"))
     }
 
+    /// Begin the request's event stream.
+    pub async fn start_sse(&self, options: axkit_sse::Options) -> mlua::Result<()> {
+        match self.perform(Op::SseStart(options)).await {
+            OpResult::SseStarted(r) => r.map_err(|e| mlua::Error::runtime(format!("r:sse: {e}"))),
+            _ => Err(mlua::Error::runtime(STRAY)),
+        }
+    }
+
+    /// Send an event or comment on the request's stream (what `r:write`
+    /// buffered first): Ok(Err) when the client is gone.
+    pub async fn send_frame(&self, frame: crate::sse::Frame) -> mlua::Result<std::io::Result<()>> {
+        if !self.out.borrow().is_empty() {
+            self.flush().await?;
+        }
+        match self.perform(Op::SseSend(frame)).await {
+            OpResult::Written(Err(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                Err(mlua::Error::runtime(format!("sse:send: {e}")))
+            }
+            OpResult::Written(r) => Ok(r),
+            _ => Err(mlua::Error::runtime(STRAY)),
+        }
+    }
+
+    /// The next message of `sub`, waited for while the client is there
+    /// and the worker is not draining (see [`Op::Next`]). `None` if the
+    /// subscription was lost to a stray call.
+    pub async fn next(
+        &self,
+        sub: Subscription,
+        timeout: Option<Duration>,
+    ) -> Option<(Subscription, Result<Bytes, Ended>)> {
+        match self.perform(Op::Next(sub, timeout)).await {
+            OpResult::Next(sub, got) => Some((sub, got)),
+            _ => None,
+        }
+    }
+
+    /// A long poll (see [`Op::LongPoll`]).
+    pub async fn long_poll(
+        &self,
+        waiting: crate::sse::Waiting,
+        timeout: Duration,
+    ) -> mlua::Result<(Option<Subscription>, Result<Bytes, Ended>)> {
+        match self.perform(Op::LongPoll(waiting, timeout)).await {
+            OpResult::LongPolled(sub, got) => Ok((sub, got)),
+            _ => Err(mlua::Error::runtime(STRAY)),
+        }
+    }
+
     /// Send what `r:write` buffered.
     pub async fn flush(&self) -> mlua::Result<()> {
         let data = {
@@ -253,7 +332,7 @@ impl Drop for Entered<'_> {
 }
 
 /// Perform a posted op with the context (called by the hook runner).
-pub(crate) async fn run_op(ctx: &mut Context, op: Op) -> OpResult {
+pub(crate) async fn run_op(ctx: &mut Context, slot: &Slot, op: Op) -> OpResult {
     match op {
         Op::Read => OpResult::Read(ctx.read_body().await),
         Op::ReadAll => OpResult::ReadAll(ctx.read_body_all().await),
@@ -274,6 +353,41 @@ pub(crate) async fn run_op(ctx: &mut Context, op: Op) -> OpResult {
             OpResult::Form(Ok(form.save_uploads(uploads).await))
         }
         Op::Write(data) => OpResult::Written(ctx.write(data).await),
+        Op::SseStart(options) => {
+            let started = axkit_sse::EventStream::start(ctx, options).await;
+            OpResult::SseStarted(started.map(|s| *slot.sse.borrow_mut() = Some(s)))
+        }
+        Op::SseSend(frame) => {
+            // Out of its cell while it writes: nothing else can reach it
+            // then (the script waits for this op).
+            let Some(mut stream) = slot.sse.borrow_mut().take() else {
+                return OpResult::Written(Err(std::io::Error::other("no event stream")));
+            };
+            let sent = frame.send(&mut stream, ctx).await;
+            *slot.sse.borrow_mut() = Some(stream);
+            OpResult::Written(sent)
+        }
+        Op::Next(mut sub, timeout) => {
+            let stream = slot.sse.borrow_mut().take();
+            let got = match stream {
+                Some(mut stream) => {
+                    let got = stream.wait(ctx, sub.recv(), timeout).await;
+                    *slot.sse.borrow_mut() = Some(stream);
+                    got
+                }
+                None => axkit_sse::wait_for(ctx, sub.recv(), timeout).await,
+            };
+            OpResult::Next(sub, got)
+        }
+        Op::LongPoll(waiting, timeout) => match waiting {
+            crate::sse::Waiting::Channel(wait) => {
+                OpResult::LongPolled(None, axkit_sse::long_poll(ctx, wait, timeout).await)
+            }
+            crate::sse::Waiting::Subscription(mut sub) => {
+                let got = axkit_sse::long_poll(ctx, sub.recv(), timeout).await;
+                OpResult::LongPolled(Some(sub), got)
+            }
+        },
     }
 }
 
@@ -347,6 +461,10 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     m.sync("location", |_, _, c, ()| {
         Ok(c.location_prefix().to_string())
     })?;
+    m.sync("worker", |_, _, c, ()| {
+        let worker = c.worker();
+        Ok((worker.index(), worker.count()))
+    })?;
     m.sync("params", |lua, _, c, ()| {
         let t = lua.create_table()?;
         for (k, v) in c.request.query_params() {
@@ -359,8 +477,12 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
         }
         Ok(t)
     })?;
-    m.sync("cookie", |_, _, c, name: String| {
-        Ok(c.request.cookie(&name).map(str::to_string))
+    // Decoded as `r:set_cookie` encodes.
+    m.sync("cookie", |lua, _, c, name: String| {
+        c.request
+            .cookie(&name)
+            .map(|v| lua.create_string(axkit_session::cookie::decode_value(v)))
+            .transpose()
     })?;
     m.sync(
         "note",
@@ -465,8 +587,8 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     })?;
     m.sync(
         "set_cookie",
-        |_, _, c, (name, value, opts): (String, String, Option<Table>)| {
-            let cookie = form::set_cookie(&name, &value, opts.as_ref())?;
+        |_, _, c, (name, value, opts): (String, mlua::LuaString, Option<Table>)| {
+            let cookie = form::set_cookie(&name, &value.as_bytes(), opts.as_ref())?;
             c.response.headers.add("Set-Cookie", cookie);
             Ok(())
         },
@@ -535,6 +657,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
 
     crate::fast::install(lua, &m.table)?;
     crate::template::install_methods(lua, &m.table)?;
+    crate::sse::install_methods(lua, &m.table)?;
     let meta = lua.create_table()?;
     meta.raw_set("__index", m.table)?;
     // Shared by every script in the worker (and every `r`): hidden from
@@ -546,7 +669,8 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
 
 /// The answer to a body read or write was that of another call (posted
 /// from where the script could not wait for it).
-const STRAY: &str = "r:read, r:body and r:flush cannot be used where the script cannot yield \
+const STRAY: &str = "r:read, r:body, r:flush, r:sse, r:long_poll, an event stream's calls and a \
+                     subscription's waits cannot be used where the script cannot yield \
                      (a metamethod, a table.sort comparator, a gsub callback)";
 
 /// The error of a method called with anything but the `r` of the running

@@ -264,7 +264,7 @@ impl ScriptPlugin {
         let mut op = slot.take_op();
         loop {
             if let Some(op) = op.take() {
-                slot.complete(run_op(ctx, op).await);
+                slot.complete(run_op(ctx, slot, op).await);
             }
             let step = poll_fn(|cx| {
                 let _slice = self.host.clock.arm(limit);

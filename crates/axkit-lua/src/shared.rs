@@ -13,13 +13,18 @@
 //! `false` and a message; a mistake in the call (a bad key, a value that
 //! cannot be stored, an undeclared zone) raises an error.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use axkit_shared::{Error, Number, Options, Value, Zone, MAX_DEPTH};
-use mlua::{FromLuaMulti, IntoLuaMulti, Lua, LuaString, MultiValue, Table, Value as LuaValue};
+use axkit_shared::{Error, Number, Options, Subscription, Value, Zone, MAX_DEPTH};
+use axkit_sse::Ended;
+use bytes::Bytes;
+use mlua::{
+    FromLuaMulti, IntoLuaMulti, Lua, LuaString, MetaMethod, MultiValue, Table, UserData,
+    UserDataMethods, Value as LuaValue,
+};
 
 fn raise(e: impl std::fmt::Display) -> mlua::Error {
     mlua::Error::runtime(format!("shared: {e}"))
@@ -66,7 +71,7 @@ fn options(ttl: Option<f64>, flags: Option<u32>) -> mlua::Result<Options> {
 }
 
 /// A Lua value as a zone stores it.
-fn to_value(v: &LuaValue, depth: usize) -> mlua::Result<Value> {
+pub(crate) fn to_value(v: &LuaValue, depth: usize) -> mlua::Result<Value> {
     Ok(match v {
         LuaValue::Boolean(b) => Value::Bool(*b),
         LuaValue::Integer(i) => Value::Int(*i),
@@ -106,7 +111,7 @@ fn to_value(v: &LuaValue, depth: usize) -> mlua::Result<Value> {
     })
 }
 
-fn to_lua(lua: &Lua, v: &Value) -> mlua::Result<LuaValue> {
+pub(crate) fn to_lua(lua: &Lua, v: &Value) -> mlua::Result<LuaValue> {
     Ok(match v {
         Value::Bytes(b) => LuaValue::String(lua.create_string(b)?),
         Value::Int(i) => LuaValue::Integer(*i),
@@ -366,5 +371,189 @@ pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<()> {
             lua.create_string(&message)?.into_lua_multi(&lua)
         })?,
     )?;
+    shared.raw_set(
+        "subscribe",
+        lua.create_function(|lua, a: MultiValue| {
+            let (channel, queue): (LuaString, Option<i64>) = args(lua, a)?;
+            let queue = match queue {
+                None => axkit_shared::DEFAULT_QUEUE,
+                Some(n @ 1..=MAX_QUEUE) => n as usize,
+                Some(n) => {
+                    return Err(raise(format!(
+                        "a queue of 1 to {MAX_QUEUE} messages, not {n}"
+                    )))
+                }
+            };
+            let sub = axkit_shared::subscribe(channel.as_bytes(), queue).map_err(raise)?;
+            let cell = Rc::new(SubCell {
+                state: RefCell::new(SubState::Ready(sub)),
+                dropped: Cell::new(0),
+            });
+            if let Some(slot) = crate::request::current_slot() {
+                slot.subscriptions.0.borrow_mut().push(Rc::downgrade(&cell));
+            }
+            Ok(Sub(cell))
+        })?,
+    )?;
+    shared.raw_set(
+        "waiting",
+        lua.create_function(|_, _: MultiValue| Ok(axkit_shared::waiting()))?,
+    )?;
     base.raw_set("shared", shared)
+}
+
+/// The largest queue `shared.subscribe` makes.
+const MAX_QUEUE: i64 = 1 << 16;
+
+/// A subscription as a script holds it (`shared.subscribe`).
+pub(crate) struct Sub(Rc<SubCell>);
+
+impl Sub {
+    pub fn cell(&self) -> Rc<SubCell> {
+        self.0.clone()
+    }
+}
+
+/// The subscriptions made while a request's hooks ran, closed when the
+/// request ends: one kept in a global would otherwise hold messages for a
+/// client long gone, until the collector came by.
+#[derive(Default)]
+pub(crate) struct Owned(RefCell<Vec<std::rc::Weak<SubCell>>>);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        for sub in self.0.get_mut().drain(..) {
+            if let Some(sub) = sub.upgrade() {
+                sub.close();
+            }
+        }
+    }
+}
+
+/// Where a script's subscription lives: out of it while a wait has it,
+/// gone once closed (by `sub:close()`, or by the end of the request that
+/// made it).
+pub(crate) struct SubCell {
+    state: RefCell<SubState>,
+    /// The drop count when the subscription was last in its cell.
+    dropped: Cell<u64>,
+}
+
+enum SubState {
+    Ready(Subscription),
+    Busy,
+    Closed,
+}
+
+impl SubCell {
+    /// Take the subscription for a wait: `None` once closed; an error
+    /// while another wait has it.
+    pub fn take(&self) -> mlua::Result<Option<Subscription>> {
+        let mut state = self.state.borrow_mut();
+        match std::mem::replace(&mut *state, SubState::Busy) {
+            SubState::Ready(sub) => {
+                self.dropped.set(sub.dropped());
+                Ok(Some(sub))
+            }
+            SubState::Busy => Err(raise("the subscription is in use by another wait")),
+            SubState::Closed => {
+                *state = SubState::Closed;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Give it back after a wait (unless it was closed meanwhile).
+    pub fn put_back(&self, sub: Subscription) {
+        let mut state = self.state.borrow_mut();
+        if matches!(*state, SubState::Busy) {
+            self.dropped.set(sub.dropped());
+            *state = SubState::Ready(sub);
+        }
+    }
+
+    /// Unsubscribe (a wait in progress finds it closed when it ends).
+    pub fn close(&self) {
+        let old = std::mem::replace(&mut *self.state.borrow_mut(), SubState::Closed);
+        if let SubState::Ready(sub) = old {
+            self.dropped.set(sub.dropped());
+        }
+    }
+
+    fn dropped(&self) -> u64 {
+        match &*self.state.borrow() {
+            SubState::Ready(sub) => sub.dropped(),
+            _ => self.dropped.get(),
+        }
+    }
+
+    /// The next message, or why there is none: in a request, waited for
+    /// by the hook runner while the client is there and the worker is not
+    /// draining (with the stream's heartbeats); elsewhere (a timer), only
+    /// for the message or the timeout.
+    async fn next(
+        &self,
+        slot: Option<Rc<crate::request::Slot>>,
+        timeout: Option<Duration>,
+    ) -> mlua::Result<Result<Bytes, Ended>> {
+        let Some(mut sub) = self.take()? else {
+            return Ok(Err(Ended::Closed));
+        };
+        let got = match slot {
+            Some(slot) => match slot.next(sub, timeout).await {
+                Some((back, got)) => {
+                    sub = back;
+                    got
+                }
+                None => {
+                    self.close();
+                    return Err(raise(
+                        "the subscription was lost to a wait where the script cannot yield",
+                    ));
+                }
+            },
+            None => match timeout {
+                Some(limit) => tokio::time::timeout(limit, sub.recv())
+                    .await
+                    .map_err(|_| Ended::Timeout),
+                None => Ok(sub.recv().await),
+            },
+        };
+        self.put_back(sub);
+        Ok(got)
+    }
+}
+
+impl UserData for Sub {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        // `sub:next([timeout])`: the message, or nil and why not.
+        m.add_async_method("next", |lua, sub, timeout: Option<f64>| {
+            let (cell, slot) = (sub.cell(), crate::request::current_slot());
+            async move {
+                match cell.next(slot, seconds(timeout)?).await? {
+                    Ok(m) => lua.create_string(&m)?.into_lua_multi(&lua),
+                    Err(why) => (LuaValue::Nil, why.to_string()).into_lua_multi(&lua),
+                }
+            }
+        });
+        // `for message in sub do … end`: until the stream should end.
+        m.add_async_meta_method(MetaMethod::Call, |lua, sub, _: MultiValue| {
+            let (cell, slot) = (sub.cell(), crate::request::current_slot());
+            async move {
+                match cell.next(slot, None).await? {
+                    Ok(m) => Ok(LuaValue::String(lua.create_string(&m)?)),
+                    Err(_) => Ok(LuaValue::Nil),
+                }
+            }
+        });
+        m.add_method("dropped", |_, sub, ()| Ok(sub.0.dropped()));
+        m.add_method("close", |_, sub, ()| {
+            sub.0.close();
+            Ok(())
+        });
+        m.add_meta_method(MetaMethod::Close, |_, sub, _: MultiValue| {
+            sub.0.close();
+            Ok(())
+        });
+    }
 }

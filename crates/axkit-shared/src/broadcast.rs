@@ -29,12 +29,18 @@
 //! (it says so in its log). Messages sent while a worker is starting or
 //! restarting are not delivered to it: it has no waiters yet.
 //!
+//! A loop of waits misses what is sent between one wait's end and the
+//! next one's start (while the waiter writes out the message it got, say).
+//! A [`Subscription`] stays in the table instead and queues what comes
+//! between two reads, up to its capacity (then it drops the oldest and
+//! counts them): what server-sent event streams use.
+//!
 //! A sender that dies while writing leaves the ring as it was: the record
 //! becomes visible only when the write position moves past it, which is
 //! the last store.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -368,11 +374,57 @@ fn watch(ring: Ring, mut pos: u64, listeners: &Mutex<Vec<mpsc::UnboundedSender<M
     }
 }
 
-/// A waiter's mailbox.
+/// A waiter's mailbox: one message for a [`Wait`], a bounded queue for a
+/// [`Subscription`].
 struct Slot {
     start: u64,
-    message: RefCell<Option<Bytes>>,
+    mailbox: Mailbox,
     waker: RefCell<Option<Waker>>,
+}
+
+enum Mailbox {
+    One(RefCell<Option<Bytes>>),
+    Queue {
+        messages: RefCell<VecDeque<Bytes>>,
+        capacity: usize,
+        dropped: Cell<u64>,
+    },
+}
+
+impl Slot {
+    /// Hand `message` over; whether the slot stays (a subscription does).
+    fn take(&self, message: &Bytes) -> bool {
+        let stays = match &self.mailbox {
+            Mailbox::One(one) => {
+                *one.borrow_mut() = Some(message.clone());
+                false
+            }
+            Mailbox::Queue {
+                messages,
+                capacity,
+                dropped,
+            } => {
+                let mut messages = messages.borrow_mut();
+                if messages.len() == *capacity {
+                    messages.pop_front();
+                    dropped.set(dropped.get() + 1);
+                }
+                messages.push_back(message.clone());
+                true
+            }
+        };
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+        stays
+    }
+
+    fn register(&self, cx: &Context<'_>) {
+        let mut waker = self.waker.borrow_mut();
+        if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *waker = Some(cx.waker().clone());
+        }
+    }
 }
 
 /// This thread's waiters, by channel, and the task that wakes them.
@@ -380,6 +432,8 @@ struct Slot {
 struct Waiters {
     by_channel: RefCell<HashMap<Bytes, HashMap<u64, Rc<Slot>>>>,
     next: Cell<u64>,
+    /// Waits and subscriptions in the map.
+    count: Cell<usize>,
 }
 
 impl Waiters {
@@ -388,25 +442,33 @@ impl Waiters {
         let Some(slots) = map.get_mut(&message.channel) else {
             return;
         };
-        slots.retain(|_, slot| {
-            if slot.start > message.seq {
-                return true;
-            }
-            *slot.message.borrow_mut() = Some(message.data.clone());
-            if let Some(waker) = slot.waker.borrow_mut().take() {
-                waker.wake();
-            }
-            false
-        });
+        let before = slots.len();
+        slots.retain(|_, slot| slot.start > message.seq || slot.take(&message.data));
+        self.count.set(self.count.get() - (before - slots.len()));
         if slots.is_empty() {
             map.remove(&message.channel);
         }
     }
 
+    fn add(&self, channel: &[u8], slot: Rc<Slot>) -> (Bytes, u64) {
+        let id = self.next.get();
+        self.next.set(id + 1);
+        let channel = Bytes::copy_from_slice(channel);
+        self.by_channel
+            .borrow_mut()
+            .entry(channel.clone())
+            .or_default()
+            .insert(id, slot);
+        self.count.set(self.count.get() + 1);
+        (channel, id)
+    }
+
     fn remove(&self, channel: &Bytes, id: u64) {
         let mut map = self.by_channel.borrow_mut();
         if let Some(slots) = map.get_mut(channel) {
-            slots.remove(&id);
+            if slots.remove(&id).is_some() {
+                self.count.set(self.count.get() - 1);
+            }
             if slots.is_empty() {
                 map.remove(channel);
             }
@@ -457,30 +519,33 @@ pub fn wait(channel: impl AsRef<[u8]>) -> Result<Wait, Error> {
 }
 
 fn wait_on(ring: Ring, channel: &[u8]) -> Result<Wait, Error> {
-    if channel.is_empty() || channel.len() > MAX_CHANNEL {
-        return Err(Error::BadChannel);
-    }
-    let waiters = hub(ring)?;
-    let id = waiters.next.get();
-    waiters.next.set(id + 1);
-    let slot = Rc::new(Slot {
-        start: ring.next_seq(),
-        message: RefCell::new(None),
-        waker: RefCell::new(None),
-    });
-    let channel = Bytes::copy_from_slice(channel);
-    waiters
-        .by_channel
-        .borrow_mut()
-        .entry(channel.clone())
-        .or_default()
-        .insert(id, slot.clone());
+    let (waiters, slot, channel, id) = register(ring, channel, Mailbox::One(RefCell::new(None)))?;
     Ok(Wait {
         waiters,
         channel,
         id,
         slot,
     })
+}
+
+/// A new slot for `channel` in this thread's waiters, starting with the
+/// next message sent.
+fn register(
+    ring: Ring,
+    channel: &[u8],
+    mailbox: Mailbox,
+) -> Result<(Rc<Waiters>, Rc<Slot>, Bytes, u64), Error> {
+    if channel.is_empty() || channel.len() > MAX_CHANNEL {
+        return Err(Error::BadChannel);
+    }
+    let waiters = hub(ring)?;
+    let slot = Rc::new(Slot {
+        start: ring.next_seq(),
+        mailbox,
+        waker: RefCell::new(None),
+    });
+    let (channel, id) = waiters.add(channel, slot.clone());
+    Ok((waiters, slot, channel, id))
 }
 
 /// A wait for the next message on a channel ([`wait`]).
@@ -495,13 +560,12 @@ impl Future for Wait {
     type Output = Bytes;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Bytes> {
-        if let Some(message) = self.slot.message.borrow_mut().take() {
-            return Poll::Ready(message);
+        if let Mailbox::One(one) = &self.slot.mailbox {
+            if let Some(message) = one.borrow_mut().take() {
+                return Poll::Ready(message);
+            }
         }
-        let mut waker = self.slot.waker.borrow_mut();
-        if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            *waker = Some(cx.waker().clone());
-        }
+        self.slot.register(cx);
         Poll::Pending
     }
 }
@@ -510,6 +574,103 @@ impl Drop for Wait {
     fn drop(&mut self) {
         self.waiters.remove(&self.channel, self.id);
     }
+}
+
+/// The messages queued for a subscriber when none is given
+/// ([`subscribe`]).
+pub const DEFAULT_QUEUE: usize = 64;
+
+/// Every message sent on `channel` from now on, by any worker, queued for
+/// this subscriber until it reads them ([`Subscription::recv`]): unlike a
+/// loop of [`wait`] calls, which misses what is sent while it is busy
+/// between two waits, a subscription misses nothing while it keeps up.
+/// At most `capacity` messages wait in its queue (at least 1); when
+/// another comes, the oldest is dropped and counted
+/// ([`Subscription::dropped`]). Must run on a tokio `LocalSet`; dropping
+/// it unsubscribes.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), axkit_shared::Error> {
+/// let mut news = axkit_shared::subscribe("news", 64)?;
+/// loop {
+///     let message = news.recv().await;
+///     // … send it on; messages sent meanwhile wait in the queue.
+/// #   let _ = message;
+/// }
+/// # }
+/// ```
+pub fn subscribe(channel: impl AsRef<[u8]>, capacity: usize) -> Result<Subscription, Error> {
+    subscribe_on(Ring::get()?, channel.as_ref(), capacity)
+}
+
+fn subscribe_on(ring: Ring, channel: &[u8], capacity: usize) -> Result<Subscription, Error> {
+    let mailbox = Mailbox::Queue {
+        messages: RefCell::new(VecDeque::new()),
+        capacity: capacity.max(1),
+        dropped: Cell::new(0),
+    };
+    let (waiters, slot, channel, id) = register(ring, channel, mailbox)?;
+    Ok(Subscription {
+        waiters,
+        channel,
+        id,
+        slot,
+    })
+}
+
+/// A subscription to a channel ([`subscribe`]).
+pub struct Subscription {
+    waiters: Rc<Waiters>,
+    channel: Bytes,
+    id: u64,
+    slot: Rc<Slot>,
+}
+
+impl Subscription {
+    /// The next message: the oldest queued, or the next one sent.
+    pub fn recv(&mut self) -> impl Future<Output = Bytes> + '_ {
+        std::future::poll_fn(move |cx| match self.try_recv() {
+            Some(message) => Poll::Ready(message),
+            None => {
+                self.slot.register(cx);
+                Poll::Pending
+            }
+        })
+    }
+
+    /// The oldest queued message, if any, without waiting.
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        match &self.slot.mailbox {
+            Mailbox::Queue { messages, .. } => messages.borrow_mut().pop_front(),
+            Mailbox::One(_) => None,
+        }
+    }
+
+    /// How many messages were dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        match &self.slot.mailbox {
+            Mailbox::Queue { dropped, .. } => dropped.get(),
+            Mailbox::One(_) => 0,
+        }
+    }
+
+    /// The channel subscribed to.
+    pub fn channel(&self) -> &[u8] {
+        &self.channel
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.waiters.remove(&self.channel, self.id);
+    }
+}
+
+/// How many waits ([`wait`]) and subscriptions ([`subscribe`]) this
+/// worker has (this thread's, to be exact): what a status page or a test
+/// watches to see that clients that went away were let go.
+pub fn waiting() -> usize {
+    HUB.with(|hub| hub.borrow().as_ref().map_or(0, |(w, _)| w.count.get()))
 }
 
 #[cfg(test)]

@@ -133,3 +133,73 @@ fn ten_thousand_waiters_wake_on_one_message() {
         });
     });
 }
+
+#[test]
+fn a_loop_of_waits_misses_what_comes_between_two_but_a_subscription_does_not() {
+    let r = shared_ring();
+    on_event_loop(async move {
+        let limit = Duration::from_secs(10);
+        let mut sub = subscribe_on(r, b"loop", 8).unwrap();
+        let first = wait_on(r, b"loop").unwrap();
+        r.send(b"loop", b"1").unwrap();
+        assert_eq!(tokio::time::timeout(limit, first).await.unwrap(), "1");
+        // Between the first wait's end and the next one's start.
+        r.send(b"loop", b"2").unwrap();
+        let second = wait_on(r, b"loop").unwrap();
+        r.send(b"loop", b"3").unwrap();
+        assert_eq!(tokio::time::timeout(limit, second).await.unwrap(), "3");
+        for m in ["1", "2", "3"] {
+            assert_eq!(tokio::time::timeout(limit, sub.recv()).await.unwrap(), m);
+        }
+        assert_eq!(sub.dropped(), 0);
+        assert_eq!(sub.channel(), b"loop");
+    });
+}
+
+#[test]
+fn a_full_subscription_drops_the_oldest_and_counts() {
+    let r = shared_ring();
+    on_event_loop(async move {
+        let mut sub = subscribe_on(r, b"full", 3).unwrap();
+        for i in 0..10 {
+            r.send(b"full", format!("{i}").as_bytes()).unwrap();
+        }
+        // Delivered by this thread's event loop once the bell thread has
+        // read them.
+        let delivered = async {
+            while sub.dropped() < 7 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), delivered)
+            .await
+            .unwrap();
+        let got: Vec<_> = std::iter::from_fn(|| sub.try_recv()).collect();
+        assert_eq!(got, ["7", "8", "9"]);
+        assert_eq!(sub.dropped(), 7);
+    });
+}
+
+#[test]
+fn waiting_counts_waits_and_subscriptions_until_they_go() {
+    let r = shared_ring();
+    on_event_loop(async move {
+        let before = waiting();
+        let sub = subscribe_on(r, b"count", 4).unwrap();
+        let w = wait_on(r, b"count").unwrap();
+        let other = wait_on(r, b"count-other").unwrap();
+        assert_eq!(waiting(), before + 3);
+        r.send(b"count", b"x").unwrap();
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(10), w)
+                .await
+                .unwrap(),
+            "x"
+        );
+        // The served wait is gone; the subscription stays until dropped.
+        assert_eq!(waiting(), before + 2);
+        drop(sub);
+        drop(other);
+        assert_eq!(waiting(), before);
+    });
+}

@@ -2,7 +2,8 @@
 //! shared memory ([`Zone`]: typed values, TTL, atomic `incr`, `add`,
 //! `replace`, compare-and-swap, LRU eviction with counters) and a
 //! **broadcast** that wakes waiters in every worker ([`broadcast`],
-//! [`wait`]). The Lua global `shared` (in `axkit-lua`) is built on this
+//! [`wait`], and [`subscribe`] for a queue that misses nothing between two
+//! reads). The Lua global `shared` (in `axkit-lua`) is built on this
 //! crate; docs/shared.md documents both, with an example per call.
 //!
 //! Register the source in a binary, `axkit::Server::new()
@@ -49,7 +50,9 @@ use axkit::config::{parse, Args, Config, Directive, Key, List, Scopes};
 use axkit::plugin::{InUse, PluginSource, SharedMemorySpec};
 use axkit::{Plugin, PluginInit};
 
-pub use broadcast::{broadcast, wait, Wait, MAX_CHANNEL, MIN_BUFFER};
+pub use broadcast::{
+    broadcast, subscribe, wait, waiting, Subscription, Wait, DEFAULT_QUEUE, MAX_CHANNEL, MIN_BUFFER,
+};
 pub use value::{Number, Value, MAX_DEPTH};
 pub use zone::{Entry, Options, Stats, Zone, MAX_EVICT, MAX_KEY, MIN_SIZE};
 
@@ -169,6 +172,18 @@ static BROADCAST_BUFFER: Key<usize> = Key::parsed("BroadcastBuffer", |args| matc
 .scopes(Scopes::GLOBAL)
 .default("1M")
 .doc("The ring broadcast messages go through (a message is at most a quarter of it)");
+
+/// Whether `config` has a zone `name` (declared by `SharedZone`, or the
+/// default zone, which always exists): for a plugin that is told a zone's
+/// name in its own directives and checks it at load.
+pub fn zone_declared(config: &Config, name: &str) -> bool {
+    name == DEFAULT_ZONE
+        || config
+            .global
+            .list(&SHARED_ZONE)
+            .iter()
+            .any(|(n, _)| n == name)
+}
 
 /// The source that declares `SharedZone` and `BroadcastBuffer` and asks
 /// the master for the zones and the broadcast ring. It has no plugins:

@@ -282,12 +282,30 @@ impl Value {
             Kind::Int => Value::Int(scalar()? as i64),
             Kind::Float => Value::Float(f64::from_bits(scalar()?)),
             Kind::Bool => Value::Bool(scalar()? != 0),
-            Kind::Table => {
-                let mut at = 0;
-                let v = decode(&bytes, &mut at, 0)?;
-                (at == bytes.len()).then_some(v)?
-            }
+            Kind::Table => Value::from_bytes(&bytes)?,
         })
+    }
+}
+
+impl Value {
+    /// The value in the encoding above (a table's, for any value), for a
+    /// plugin that keeps values elsewhere (a session in a cookie or a
+    /// database) and wants them back as they were: an integer stays an
+    /// integer, bytes stay bytes. Fails only for a table nested deeper
+    /// than [`MAX_DEPTH`].
+    pub fn to_bytes(&self) -> Result<Vec<u8>, crate::Error> {
+        let mut out = Vec::new();
+        encode(self, &mut out, 0).map_err(|TooDeep| crate::Error::TooDeep)?;
+        Ok(out)
+    }
+
+    /// The value [`to_bytes`](Value::to_bytes) made; None for bytes it
+    /// did not make (nothing else, however corrupt: no panic, no huge
+    /// allocation).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Value> {
+        let mut at = 0;
+        let v = decode(bytes, &mut at, 0)?;
+        (at == bytes.len()).then_some(v)
     }
 }
 
@@ -458,6 +476,17 @@ mod tests {
         ] {
             assert_eq!(Value::load(Kind::Table, bad.to_vec()), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn public_encoding_round_trips() {
+        let v = Value::Table(vec![
+            (Value::from("user"), Value::from("ada")),
+            (Value::from("n"), Value::Int(3)),
+        ]);
+        assert_eq!(Value::from_bytes(&v.to_bytes().unwrap()), Some(v));
+        assert_eq!(Value::from_bytes(&[3, 1]), None);
+        assert_eq!(Value::from_bytes(&[1, 1]), None);
     }
 
     #[test]

@@ -184,19 +184,9 @@ pub(super) fn load_plugins(
             loaded.push(name.clone());
             continue;
         }
-        if let Some((_, in_use)) = sources.iter().find(|(s, _)| s == name) {
-            // Older configs loaded a source as a plugin to write its
-            // directives: still accepted, and it puts the source in use.
-            warnings.push(at_line(format!(
-                "`Plugin {name}` is deprecated: `{name}` is a plugin source, not a plugin, \
-                 and its directives apply {}; remove this line",
-                in_use.describe()
-            )));
-            skip.insert(name.clone());
-            continue;
-        }
-        match find(catalog, name, &dirs, files) {
-            Ok(Some(directives)) => {
+        let source = sources.iter().find(|(s, _)| s == name).map(|(_, u)| u);
+        match (find(catalog, name, &dirs, files), source) {
+            (Ok(Some(directives)), _) => {
                 for d in directives {
                     // Script plugins declare directives at run time, so a
                     // bad default is a config-time error, not a bug.
@@ -213,7 +203,19 @@ pub(super) fn load_plugins(
                 }
                 loaded.push(name.clone());
             }
-            Ok(None) => {
+            // A script of that name (`shared.lua`) is found first; only
+            // without one is this an older config loading a source as a
+            // plugin to write its directives: still accepted, and it puts
+            // the source in use.
+            (Ok(None), Some(in_use)) => {
+                warnings.push(at_line(format!(
+                    "`Plugin {name}` is deprecated: `{name}` is a plugin source, not a plugin, \
+                     and its directives apply {}; remove this line",
+                    in_use.describe()
+                )));
+                skip.insert(name.clone());
+            }
+            (Ok(None), None) => {
                 let mut message = format!("unknown plugin `{name}`");
                 if let Some(s) = nearest(name, compiled.iter().map(String::as_str)) {
                     message.push_str(&format!("; did you mean `{s}`?"));
@@ -221,7 +223,7 @@ pub(super) fn load_plugins(
                 errors.push(at_line(message));
                 skip.insert(name.clone());
             }
-            Err(e) => {
+            (Err(e), _) => {
                 errors.push(at_line(format!("cannot load plugin `{name}`: {e}")));
                 skip.insert(name.clone());
             }

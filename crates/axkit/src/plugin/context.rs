@@ -9,8 +9,10 @@
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::SystemTime;
 
@@ -25,6 +27,7 @@ use crate::server::{response, LogRoute, RequestRt};
 use super::doc_root::DocRoot;
 use super::form::{Form, FormError};
 use super::log::Level;
+use super::worker::Worker;
 
 /// Facts about the connection a request came on.
 #[derive(Clone, Debug)]
@@ -511,6 +514,11 @@ struct Kept {
     form: Option<Form>,
 }
 
+/// Work registered with [`Context::before_head`]: given the context, a
+/// future that finishes it.
+pub type BeforeHead =
+    Box<dyn for<'a> FnOnce(&'a mut Context) -> Pin<Box<dyn Future<Output = ()> + 'a>>>;
+
 /// Everything a hook sees of one request.
 pub struct Context {
     pub request: Request,
@@ -545,6 +553,8 @@ pub struct Context {
     /// The body as `read_body_all` read it, and the form parsed from it
     /// (one pointer, for the many requests that have neither).
     kept: Option<Box<Kept>>,
+    /// See [`Context::before_head`]; kept across internal redirects.
+    before_head: Vec<BeforeHead>,
     /// The server's side of the request.
     pub(crate) rt: RequestRt,
 }
@@ -568,6 +578,7 @@ impl Context {
             document: None,
             state: HashMap::new(),
             kept: None,
+            before_head: Vec::new(),
             rt,
         }
     }
@@ -626,6 +637,15 @@ impl Context {
         self.rt.server_config()
     }
 
+    /// The worker process serving this request: its place in the
+    /// generation, and whether it is draining, so that a hook that waits
+    /// for long (a server-sent event stream, a long poll) can end when a
+    /// reload or shutdown begins instead of holding it up until
+    /// `ShutdownTimeout` (`ctx.worker().stopping().await`).
+    pub fn worker(&self) -> Worker {
+        self.rt.worker.view()
+    }
+
     /// Per-plugin typed state for this request.
     pub fn state<T: 'static>(&self) -> Option<&T> {
         self.state
@@ -639,6 +659,55 @@ impl Context {
     }
     pub fn set_state<T: 'static>(&mut self, value: T) {
         self.state.insert(TypeId::of::<T>(), Box::new(value));
+    }
+
+    /// Run `f` just before the response head is committed, whichever way
+    /// it goes out: a whole response, the first [`write`](Self::write) or
+    /// [`write_file`](Self::write_file) of a streamed one, an error page,
+    /// a `101` of [`upgrade`](Self::upgrade). It is for what must travel in
+    /// the head but is known only at the end (a session's `Set-Cookie`,
+    /// written once whatever the plugins did to the session), and may
+    /// wait (on a store, say) and change `ctx.response`'s status and
+    /// headers. The functions run once each, in the order registered,
+    /// before the `write_body_data` filters see the first chunk; one
+    /// registered while they run runs too. They survive an internal
+    /// redirect (the work was asked for by the same client request), and
+    /// do not run for [`write_raw`](Self::write_raw), which sends no head
+    /// of the server's, nor when registered after the head went out.
+    ///
+    /// ```no_run
+    /// # fn hook(ctx: &mut axkit::Context) {
+    /// ctx.before_head(|ctx| {
+    ///     Box::pin(async move {
+    ///         let took = ctx.request.start_time().elapsed().unwrap_or_default();
+    ///         ctx.response.headers.set("Server-Timing", format!("app;dur={}", took.as_millis()));
+    ///     })
+    /// });
+    /// # }
+    /// ```
+    pub fn before_head(
+        &mut self,
+        f: impl for<'a> FnOnce(&'a mut Context) -> Pin<Box<dyn Future<Output = ()> + 'a>> + 'static,
+    ) {
+        if !self.head_sent() {
+            self.before_head.push(Box::new(f));
+        }
+    }
+
+    /// Whether [`before_head`](Self::before_head) work is waiting (one
+    /// test on the way to every head, for the requests that have none).
+    #[inline]
+    pub(crate) fn before_head_pending(&self) -> bool {
+        !self.before_head.is_empty()
+    }
+
+    /// Run what [`before_head`](Self::before_head) registered (the core,
+    /// as it commits the head).
+    pub(crate) async fn run_before_head(&mut self) {
+        while !self.before_head.is_empty() {
+            let f = self.before_head.remove(0);
+            f(self).await;
+        }
     }
 
     /// Log through the `logging` hooks of this request's chain.

@@ -22,8 +22,8 @@ mod source;
 mod worker;
 
 pub use context::{
-    Body, BodyChunk, BodyError, ConnInfo, Context, Document, Failure, Headers, Logger, OpenFile,
-    Request, Response, Upgraded, UPSTREAM_NOTE,
+    BeforeHead, Body, BodyChunk, BodyError, ConnInfo, Context, Document, Failure, Headers, Logger,
+    OpenFile, Request, Response, Upgraded, UPSTREAM_NOTE,
 };
 pub use doc_root::{is_escape, DocRoot, Io, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS};
 pub use form::{Field, Form, FormError, Upload, Uploads};

@@ -173,13 +173,7 @@ pub(crate) fn run_worker(
     };
     let local = tokio::task::LocalSet::new();
     let sockets = listeners.into_iter().map(|(_, l)| l).collect();
-    let (index, count) = worker_place();
-    let plugin_view = crate::plugin::Worker {
-        rt: std::rc::Rc::downgrade(&worker),
-        index,
-        count,
-    };
-    local.block_on(&runtime, worker::serve(worker, plugin_view, sockets, ready));
+    local.block_on(&runtime, worker::serve(worker, sockets, ready));
     // Requests still in flight drop their forms (and uploads) with it.
     drop(local);
     crate::plugin::form::remove_upload_dir();

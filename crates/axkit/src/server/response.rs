@@ -66,12 +66,21 @@ pub(crate) async fn read_body(ctx: &mut Context) -> Result<Option<Bytes>, BodyEr
 /// head.
 pub(crate) async fn write(ctx: &mut Context, data: Bytes) -> io::Result<()> {
     not_filtering(ctx)?;
+    before_head(ctx).await;
     let mut chunk = BodyChunk { data, last: false };
     filter(ctx, &mut chunk).await?;
     if !ctx.rt.io.head_sent {
         hold_streaming_head(ctx);
     }
     write_body(ctx, &chunk.data).await
+}
+
+/// The work plugins asked to do before the head ([`Context::before_head`]),
+/// while it has not gone out.
+async fn before_head(ctx: &mut Context) {
+    if ctx.before_head_pending() && !ctx.rt.io.head_sent {
+        ctx.run_before_head().await;
+    }
 }
 
 /// Run the `write_body_data` filters over `chunk`, if the chain has any.
@@ -102,6 +111,7 @@ pub(crate) async fn write_file(
     len: u64,
 ) -> io::Result<()> {
     not_filtering(ctx)?;
+    before_head(ctx).await;
     if !ctx.rt.location.chain(Hook::WriteBodyData).is_empty() {
         // Through `write`, which runs the filters before the head.
         use std::os::unix::fs::FileExt;
@@ -190,6 +200,7 @@ pub(crate) async fn upgrade<'a>(ctx: &'a mut Context, protocol: &str) -> io::Res
     if !asked || ctx.request.version() != Version::Http11 {
         return refuse("the request did not ask for it (HTTP/1.1, Connection: upgrade, Upgrade)");
     }
+    before_head(ctx).await;
     if !axkit_http::valid_header_value(protocol.as_bytes()) || protocol.is_empty() {
         return refuse("invalid protocol name");
     }
@@ -356,6 +367,7 @@ async fn write_body(ctx: &mut Context, data: &[u8]) -> io::Result<()> {
 
 /// Finish a streamed response: flush filters, send the last chunk.
 pub(super) async fn finish_stream(ctx: &mut Context) -> io::Result<()> {
+    before_head(ctx).await;
     let mut chunk = BodyChunk {
         data: Bytes::new(),
         last: true,
@@ -387,6 +399,7 @@ pub(super) async fn finish_stream(ctx: &mut Context) -> io::Result<()> {
 
 /// Send `ctx.response` in full (the usual, non-streamed case).
 pub(super) async fn send(ctx: &mut Context) -> io::Result<()> {
+    before_head(ctx).await;
     let status = ctx.response.status;
     let filtered = !ctx.rt.location.chain(Hook::WriteBodyData).is_empty();
     let body = std::mem::take(&mut ctx.response.body);

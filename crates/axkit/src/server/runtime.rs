@@ -166,6 +166,9 @@ pub(crate) struct WorkerRt {
     /// Per listening socket: the servers bound to it, default first.
     pub listener_servers: Vec<Vec<usize>>,
     pub log_level: Level,
+    /// This worker's index in its generation and the generation's size
+    /// (see [`crate::plugin::Worker::index`]).
+    place: (usize, usize),
     pub shutting_down: Cell<bool>,
     pub shutdown: Notify,
     /// Connections waiting for their next request.
@@ -249,6 +252,7 @@ impl WorkerRt {
             plugins,
             listener_servers,
             log_level,
+            place: super::worker_place(),
             shutting_down: Cell::new(false),
             shutdown: Notify::new(),
             idle: IdleWaits::new(),
@@ -259,6 +263,16 @@ impl WorkerRt {
             next_conn_id: Cell::new(1),
             read_buffers: ReadBuffers::default(),
         })
+    }
+
+    /// The plugins' view of this worker (`Plugin::worker_start`,
+    /// `Context::worker`).
+    pub fn view(self: &Rc<Self>) -> crate::plugin::Worker {
+        crate::plugin::Worker {
+            rt: Rc::downgrade(self),
+            index: self.place.0,
+            count: self.place.1,
+        }
     }
 
     pub fn next_conn_id(&self) -> u64 {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::core;
-use crate::plugin::{Level, Worker};
+use crate::plugin::Level;
 use crate::server::idle;
 use crate::server::runtime::WorkerRt;
 use crate::server::walk;
@@ -71,15 +71,14 @@ impl WorkerRt {
 
 /// Serve on `listeners` until told to stop, then let in-flight requests
 /// finish for up to the configured ShutdownTimeout. The plugins' background
-/// work starts first (`worker_start`, given `view`); `ready` is called once
-/// the accept loops run.
+/// work starts first (`worker_start`); `ready` is called once the accept
+/// loops run.
 pub(crate) async fn serve(
     worker: Rc<WorkerRt>,
-    view: Worker,
     listeners: Vec<std::net::TcpListener>,
     ready: impl FnOnce(),
 ) {
-    worker.worker_start(&view);
+    worker.worker_start(&worker.view());
     for (index, listener) in listeners.into_iter().enumerate() {
         let listener = match listener
             .set_nonblocking(true)

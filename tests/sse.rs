@@ -1,0 +1,333 @@
+//! Server-sent events and long polls, end to end with the real binary and
+//! a Lua script over real sockets: a stream on one worker gets what a
+//! request on the other broadcast; events are framed to the exact byte
+//! (multi-line data, fields, refused line breaks); `Last-Event-ID` reaches
+//! the script; a subscription keeps what comes between subscribing and
+//! waiting; a long poll wakes with a message or times out with 204;
+//! streams end at once on SIGHUP and SIGTERM rather than holding the
+//! drain up; a client that leaves frees its waiter.
+//!
+//! Event framing and the subscription queue are unit-tested in
+//! `crates/axkit-sse` and `crates/axkit-shared`.
+
+mod common;
+#[path = "common/lua.rs"]
+mod lua;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// `/events` streams (a `hello` event naming the worker and the
+/// `Last-Event-ID`, then every message on channel `ch`; with `?hold`, it
+/// waits for a message on `go` between subscribing and starting the
+/// stream); `/frames` sends fixed events and returns; `/poll?t=` is a
+/// long poll on `ch`; `/send?m=[&c=]` broadcasts (answering the sender's
+/// worker); `/state` answers this worker's waiters and the streams ended.
+const LIVE: &str = r#"
+function hook_response(r)
+  local p = r:path()
+  if p == "/events" then
+    local sub = shared.subscribe("ch")
+    if r:param("hold") then shared.wait("go", 20) end
+    local s = r:sse{ heartbeat = false }
+    s:send{ event = "hello", data = "worker " .. r:worker() .. "\nlast " .. tostring(s:last_event_id()) }
+    for m in sub do
+      if not s:send{ data = m } then break end
+    end
+    shared.incr("ended", 1, 0)
+    r:log("info", "stream ended: " .. (s:closed() or "by the script"))
+  elseif p == "/frames" then
+    local s = r:sse{ heartbeat = false, retry = 2.5 }
+    s:send{ event = "multi", id = "7", data = "a\nb\r\nc\rd\n" }
+    s:send(42)
+    s:comment("two\nlines")
+    for _, bad in ipairs{ { event = "x\ny" }, { id = "1\r2" } } do
+      local ok, err = pcall(s.send, s, bad)
+      s:send{ event = "refused", data = tostring(ok) .. " " .. tostring(err):match("an event %a+ cannot contain [%a ,]+") }
+    end
+  elseif p == "/poll" then
+    local m, why = r:long_poll("ch", tonumber(r:param("t")))
+    r:set_header("X-Why", why or "message")
+  elseif p == "/send" then
+    shared.broadcast(r:param("c") or "ch", r:param("m"))
+    r:write((r:worker()))
+  elseif p == "/state" then
+    r:write(shared.waiting(), " ", shared.get("ended") or 0)
+  else
+    return 404
+  end
+  return OK
+end
+"#;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn start(workers: usize, global: &str) -> Axkit {
+    let conf = lua::conf(
+        &format!("Workers {workers}\nLuaTimeLimit 60s\n{global}"),
+        "    Plugin live",
+    );
+    Axkit::start_with(&conf, &[], |d| {
+        d.write("plugins/live.lua", LIVE);
+    })
+}
+
+fn start_single() -> Axkit {
+    lua::start(&lua::conf("", "    Plugin live"), &[("live", LIVE)])
+}
+
+fn text(srv: &Axkit, path: &str) -> String {
+    let r = get(srv, path, "");
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.text()
+}
+
+/// An open event stream: the head, then the body as it comes, dechunked.
+struct Stream {
+    s: TcpStream,
+    raw: Vec<u8>,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Stream {
+    /// Send the request and read the head.
+    fn open(srv: &Axkit, path: &str, headers: &str) -> Stream {
+        let mut stream = Stream::request(srv, path, headers);
+        stream.read_head();
+        stream
+    }
+
+    fn request(srv: &Axkit, path: &str, headers: &str) -> Stream {
+        let mut s = TcpStream::connect(srv.addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").unwrap();
+        Stream {
+            s,
+            raw: Vec::new(),
+            head: String::new(),
+            body: Vec::new(),
+        }
+    }
+
+    fn read_head(&mut self) {
+        while !self.raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            assert!(self.fill(), "no head: {}", lossy(&self.raw));
+        }
+        let end = self.raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        self.head = lossy(&self.raw[..end]);
+        self.raw.drain(..end);
+    }
+
+    /// Read once more (false at EOF, failing after `LIMIT`).
+    fn fill(&mut self) -> bool {
+        let mut buf = [0u8; 16384];
+        self.s.set_read_timeout(Some(LIMIT)).unwrap();
+        let n = self.s.read(&mut buf).expect("the stream went quiet");
+        self.raw.extend_from_slice(&buf[..n]);
+        n > 0
+    }
+
+    /// Move the whole chunks read so far into `body`; whether the last
+    /// chunk came.
+    fn dechunk(&mut self) -> bool {
+        loop {
+            let Some(eol) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return false;
+            };
+            let size = usize::from_str_radix(std::str::from_utf8(&self.raw[..eol]).unwrap(), 16)
+                .unwrap_or_else(|_| panic!("not chunked: {}", lossy(&self.raw)));
+            if self.raw.len() < eol + 2 + size + 2 {
+                return false;
+            }
+            self.body
+                .extend_from_slice(&self.raw[eol + 2..eol + 2 + size]);
+            self.raw.drain(..eol + 2 + size + 2);
+            if size == 0 {
+                return true;
+            }
+        }
+    }
+
+    /// Read until the body has `needle`; the body up to and including it
+    /// is consumed and returned.
+    fn until(&mut self, needle: &str) -> String {
+        loop {
+            self.dechunk();
+            if let Some(at) = self
+                .body
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+            {
+                let got = self.body.drain(..at + needle.len()).collect::<Vec<_>>();
+                return lossy(&got);
+            }
+            assert!(
+                self.fill(),
+                "ended before {needle:?}: {}",
+                lossy(&self.body)
+            );
+        }
+    }
+
+    /// The next event (up to its blank line), past comments (the one
+    /// that opens a stream without `retry`, heartbeats).
+    fn event(&mut self) -> String {
+        loop {
+            let frame = self.until("\n\n");
+            if !frame.starts_with(':') {
+                return frame;
+            }
+        }
+    }
+
+    /// Read to the end of the response, within `limit`; whether it ended
+    /// with its last chunk (a clean end, not a cut connection).
+    fn ends_within(&mut self, limit: Duration) -> bool {
+        let (rest, ended) = read_to_end_within(&mut self.s, limit);
+        assert!(
+            !matches!(ended, common::Ended::TimedOut),
+            "the stream did not end within {limit:?}"
+        );
+        self.raw.extend_from_slice(&rest);
+        self.dechunk()
+    }
+}
+
+#[test]
+fn an_event_broadcast_on_one_worker_reaches_streams_on_both() {
+    let srv = start(2, "");
+    // The kernel picks the worker of each connection: open streams until
+    // both workers have some.
+    let mut streams = Vec::new();
+    let mut workers = std::collections::HashSet::new();
+    while workers.len() < 2 {
+        assert!(streams.len() < 200, "every stream went to one worker");
+        let mut s = Stream::open(&srv, "/events", "");
+        let hello = s.event();
+        let worker = hello
+            .split("worker ")
+            .nth(1)
+            .unwrap()
+            .split('\n')
+            .next()
+            .unwrap()
+            .to_string();
+        workers.insert(worker);
+        streams.push(s);
+    }
+    // One request on one worker, so the other worker's streams get it from
+    // another process.
+    let sender = text(&srv, "/send?m=across");
+    assert!(workers.contains(&sender));
+    for s in &mut streams {
+        assert_eq!(s.event(), "data: across\n\n");
+    }
+}
+
+#[test]
+fn events_are_framed_exactly() {
+    let srv = start_single();
+    let mut s = Stream::open(&srv, "/frames", "Connection: close\r\n");
+    assert!(s.head.starts_with("HTTP/1.1 200 OK\r\n"), "{}", s.head);
+    for h in [
+        "Content-Type: text/event-stream\r\n",
+        "Cache-Control: no-cache\r\n",
+        "X-Accel-Buffering: no\r\n",
+        "Transfer-Encoding: chunked\r\n",
+    ] {
+        assert!(s.head.contains(h), "{h:?} in {}", s.head);
+    }
+    assert!(
+        s.ends_within(LIMIT),
+        "ended with its last chunk: {}",
+        lossy(&s.body)
+    );
+    assert_eq!(
+        lossy(&s.body),
+        "retry: 2500\n\n\
+         event: multi\nid: 7\ndata: a\ndata: b\ndata: c\ndata: d\ndata: \n\n\
+         data: 42\n\n\
+         : two\n: lines\n\n\
+         event: refused\ndata: false an event name cannot contain CR or LF\n\n\
+         event: refused\ndata: false an event id cannot contain CR, LF or NUL\n\n"
+    );
+}
+
+#[test]
+fn last_event_id_reaches_the_script_and_a_subscription_keeps_what_came_before_the_wait() {
+    let srv = start_single();
+    let mut s = Stream::request(&srv, "/events?hold=1", "Last-Event-ID: 41\r\n");
+    // Subscribed, and held between subscribing and waiting: a broadcast
+    // now must still reach the stream.
+    assert!(wait_until(LIMIT, || text(&srv, "/state") == "2 0"));
+    text(&srv, "/send?m=early");
+    text(&srv, "/send?c=go&m=now");
+    s.read_head();
+    assert_eq!(s.event(), "event: hello\ndata: worker 0\ndata: last 41\n\n");
+    assert_eq!(s.event(), "data: early\n\n");
+    text(&srv, "/send?m=later");
+    assert_eq!(s.event(), "data: later\n\n");
+}
+
+#[test]
+fn a_long_poll_wakes_with_a_message_or_times_out() {
+    let srv = start_single();
+    let timed_out = get(&srv, "/poll?t=0.2", "");
+    assert_eq!(timed_out.status, 204);
+    assert_eq!(timed_out.header("X-Why"), Some("timeout"));
+    assert_eq!(timed_out.header("Cache-Control"), Some("no-cache"));
+    assert!(timed_out.body.is_empty());
+
+    let mut poll = TcpStream::connect(srv.addr).unwrap();
+    poll.write_all(b"GET /poll?t=60 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(wait_until(LIMIT, || text(&srv, "/state") == "1 0"));
+    let sent = Instant::now();
+    text(&srv, "/send?m=news");
+    let (bytes, _) = read_to_end_within(&mut poll, LIMIT);
+    let r = parse_response(&bytes).unwrap_or_else(|| panic!("{}", lossy(&bytes)));
+    assert!(sent.elapsed() < LIMIT);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("X-Why"), Some("message"));
+    assert_eq!(r.text(), "news");
+}
+
+#[test]
+fn streams_end_at_once_on_sighup_and_sigterm() {
+    // A drain that waited for the streams would take ShutdownTimeout.
+    let mut srv = start(2, "ShutdownTimeout 300s");
+    let mut streams: Vec<_> = (0..4)
+        .map(|_| {
+            let mut s = Stream::open(&srv, "/events", "");
+            s.event();
+            s
+        })
+        .collect();
+    srv.signal(libc::SIGHUP);
+    for s in &mut streams {
+        assert!(s.ends_within(LIMIT), "ended with its last chunk");
+    }
+    srv.wait_stderr("stream ended: stopping", LIMIT);
+    srv.wait_stderr("configuration reloaded", LIMIT);
+
+    let mut s = Stream::open(&srv, "/events", "");
+    s.event();
+    srv.signal(libc::SIGTERM);
+    assert!(s.ends_within(LIMIT), "ended with its last chunk");
+    assert!(srv.wait_exit(LIMIT).is_some(), "the server exited");
+}
+
+#[test]
+fn a_client_that_leaves_frees_its_waiter() {
+    let mut srv = start_single();
+    let mut s = Stream::open(&srv, "/events", "");
+    s.event();
+    assert_eq!(text(&srv, "/state"), "1 0");
+    // No heartbeat: the leaving is seen by the wait itself.
+    drop(s);
+    assert!(wait_until(LIMIT, || text(&srv, "/state") == "0 1"));
+    srv.wait_stderr("stream ended: closed", LIMIT);
+}
