@@ -23,10 +23,14 @@
 #      through a helper called on every value, as cosmo has no
 #      autoescape); the two bodies are checked to be byte-identical first.
 #      Target: lua >= 1.0x nginx's requests/s; CPU per request beside it.
-#   3. bench/shared.sh (shared dictionary from Rust: get/set per second,
-#      1,000,000 incr from every core; 10,000 long-poll waiters).
+#   3. bench/shared.sh, WORKERS=SHARED_WORKERS (shared dictionary from Rust:
+#      get/set per second, 1,000,000 incr from every core; 10,000 long-poll
+#      waiters).
+#   4. bench/sse.sh (10,000 event streams on one worker, woken by a
+#      broadcast from the other; its N, IDLE and HEARTBEAT pass through).
 #
-# Every part runs for each worker count in WORKERS (default "1 2"): ROUNDS
+# PARTS (default "query template shared sse") picks the parts. Parts 1 and
+# 2 run for each worker count in WORKERS (default "1 2"): ROUNDS
 # alternating wrk rounds of DURATION seconds after a WARMUP, medians and
 # per-round ratios. CPU per request is the figure to quote: on a 2-core
 # machine wrk, PostgreSQL and the server share the cores, so requests/s
@@ -61,7 +65,7 @@ ROUNDS=${ROUNDS:-3}           # rounds per server (alternating)
 CONNS=${CONNS:-50}            # wrk connections
 THREADS=${THREADS:-1}         # wrk threads
 POOL=${POOL:-8}               # database connections per worker process
-PARTS=${PARTS:-"query template shared"}
+PARTS=${PARTS:-"query template shared sse"}
 SHARED_WORKERS=${SHARED_WORKERS:-2}   # WORKERS for bench/shared.sh
 PG_NPM=${PG_NPM:-8.23.1}      # npm's pg, pinned
 
@@ -441,17 +445,23 @@ EOF
     done
 fi
 
-# ---- 3. shared dictionary and long-poll ----------------------------------------------
+# ---- 3. and 4. the scripts of their own ------------------------------------------------
 
+# included SCRIPT HEADING VAR=VALUE…: bench/SCRIPT run with VAR=VALUE… in
+# its environment; its output, indented, under HEADING in the summary.
+included() {
+    local script=$1 heading=$2
+    shift 2
+    log "$heading"
+    env "$@" "$BENCH_DIR/$script" >"$TMP/$script.out" || die "bench/$script failed"
+    { echo; echo "$heading"; echo; sed 's/^/    /' "$TMP/$script.out"; } >>"$SUMMARY"
+}
 if part shared; then
-    log "shared dictionary and long-poll: bench/shared.sh with WORKERS=$SHARED_WORKERS"
-    WORKERS=$SHARED_WORKERS "$BENCH_DIR/shared.sh" >"$TMP/shared.out" || die "bench/shared.sh failed"
-    {
-        echo
-        echo "Shared dictionary (bench/shared.sh, WORKERS=$SHARED_WORKERS; targets: get and set >= 1,000,000 ops/s each from Rust, no increment lost, long-poll idle CPU flat and all woken within 1 s):"
-        echo
-        sed 's/^/    /' "$TMP/shared.out"
-    } >>"$SUMMARY"
+    included shared.sh "Shared dictionary (bench/shared.sh, WORKERS=$SHARED_WORKERS; targets: get and set >= 1,000,000 ops/s each from Rust, no increment lost, long-poll idle CPU flat and all woken within 1 s):" \
+        WORKERS="$SHARED_WORKERS"
+fi
+if part sse; then
+    included sse.sh "Server-sent events (bench/sse.sh, ${N:-10000} streams on one of 2 workers; targets: CPU flat while idle, all woken within 1 s of a broadcast from the other worker):"
 fi
 
 # ---- summary ---------------------------------------------------------------------------
