@@ -109,10 +109,14 @@ make_tmp axkit-bench-app   # cleanup on EXIT: stop STARTED_PIDS by PID (last fir
 cd "$TMP"
 
 TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
-server_ticks() {   # a master and its children
-    local kids
+server_ticks() {   # a master, its live children, and the children it has reaped
+    local kids reaped
     read -ra kids <<<"$(workers_of "$1")"
-    cpu_ticks "$1" "${kids[@]}"
+    # cutime + cstime: a PostgreSQL backend (or a worker) that exits between
+    # two readings takes its CPU out of the live sum; its parent's counters
+    # keep it, so the difference never goes negative.
+    reaped=$(awk '{print $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0)
+    echo $(( $(cpu_ticks "$1" "${kids[@]}") + reaped ))
 }
 SUMMARY=$TMP/summary.md
 : >"$SUMMARY"
