@@ -117,6 +117,13 @@ pub static LOG_LEVEL: Key<Level> = Key::parsed("LogLevel", |args| match args {
 .default("LOGWARN")
 .doc("Least severe log level written by the logging plugins (AxKit2 names or plain ones)");
 
+/// `Trace On`: log every hook call of the requests of this scope (see
+/// `server/hooks.rs`).
+pub static TRACE: Key<bool> = Key::new("Trace").default("off").doc(
+    "Log, for every request here, each plugin called at each hook with its outcome and time \
+     (lines `trace …` at level notice, written whatever LogLevel says)",
+);
+
 pub static STACK_TRACE: Key<bool> = Key::new("StackTrace")
     .default("off")
     .doc("Put the failing plugin, hook and message on 500 pages (never in production)");
@@ -231,6 +238,7 @@ pub fn core_directives() -> Vec<Directive> {
             .doc("More host names for this server; `*.example.com` matches any subdomain"),
         // Logging and error pages.
         LOG_LEVEL.declare(),
+        TRACE.declare(),
         STACK_TRACE.declare(),
         // Protocol limits.
         SERVER_TOKEN.declare(),

@@ -283,6 +283,8 @@ impl<'a> Validator<'a> {
         let starts = vec![0, global_chain.len()];
         let mut locations = vec![LocationNode {
             prefix: "/".to_string(),
+            file: file.clone(),
+            line: *line,
             config: self.freeze(&merged),
             plugins: chain.iter().map(|c| c.name.clone()).collect(),
             scope_starts: starts.clone(),
@@ -332,6 +334,8 @@ impl<'a> Validator<'a> {
         starts.push(parent_chain.len());
         out.push(LocationNode {
             prefix: prefix.clone(),
+            file: node.file().clone(),
+            line: node.line(),
             config: self.freeze(&merged),
             plugins: chain.iter().map(|c| c.name.clone()).collect(),
             scope_starts: starts.clone(),

@@ -16,6 +16,7 @@ pub(crate) mod response;
 mod runtime;
 pub(crate) mod shared_memory;
 mod systemd;
+mod trace;
 pub(crate) mod walk;
 mod worker;
 

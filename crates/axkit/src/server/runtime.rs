@@ -38,6 +38,11 @@ pub(crate) type Entry = (Rc<str>, Rc<dyn Plugin>);
 pub(crate) struct LocationRt {
     pub config: Arc<LocationConfig>,
     pub prefix: String,
+    /// Where the `<Location>` (or `<Server>`) begins, for trace lines.
+    pub file: Arc<str>,
+    pub line: u32,
+    /// `Trace On` here.
+    pub trace: bool,
     chains: Vec<Vec<Entry>>,
     pub max_body: u64,
     pub body_timeout: Duration,
@@ -54,7 +59,7 @@ impl LocationRt {
     /// scope's group begins in it (see `LocationNode`).
     fn new(
         config: Arc<LocationConfig>,
-        prefix: String,
+        (prefix, file, line): (String, Arc<str>, u32),
         (plugins, scope_starts): (&[String], &[usize]),
         all: &HashMap<String, Rc<dyn Plugin>>,
     ) -> LocationRt {
@@ -78,8 +83,11 @@ impl LocationRt {
             max_body: *config.get(&core::MAX_REQUEST_BODY),
             body_timeout: *config.get(&core::BODY_TIMEOUT),
             send_timeout: *config.get(&core::SEND_TIMEOUT),
+            trace: *config.get(&core::TRACE),
             config,
             prefix,
+            file,
+            line,
             chains,
         }
     }
@@ -129,7 +137,7 @@ impl ServerRt {
             .map(|node| {
                 Rc::new(LocationRt::new(
                     node.config.clone(),
-                    node.prefix.clone(),
+                    (node.prefix.clone(), node.file.clone(), node.line),
                     (&node.plugins, &node.scope_starts),
                     all,
                 ))
@@ -166,6 +174,9 @@ pub(crate) struct WorkerRt {
     /// Per listening socket: the servers bound to it, default first.
     pub listener_servers: Vec<Vec<usize>>,
     pub log_level: Level,
+    /// Whether any request may be traced (see `trace.rs`): else the walk
+    /// never looks.
+    pub tracing: bool,
     /// This worker's index in its generation and the generation's size
     /// (see [`crate::plugin::Worker::index`]).
     place: (usize, usize),
@@ -217,7 +228,7 @@ impl WorkerRt {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let servers = config
+        let servers: Vec<ServerRt> = config
             .servers
             .iter()
             .map(|server| ServerRt::new(server, &all))
@@ -239,11 +250,15 @@ impl WorkerRt {
         }
         let global = Rc::new(LocationRt::new(
             config.global.clone(),
-            String::new(),
+            (String::new(), Arc::from(""), 0),
             (&config.global_plugins, &[0]),
             &all,
         ));
         let log_level = *config.global.get(&core::LOG_LEVEL);
+        let tracing = log_level >= Level::Debug
+            || servers
+                .iter()
+                .any(|s| s.locations.iter().any(|l| l.trace));
         let max_connections = max_connections(&config);
         Ok(WorkerRt {
             config,
@@ -252,6 +267,7 @@ impl WorkerRt {
             plugins,
             listener_servers,
             log_level,
+            tracing,
             place: super::worker_place(),
             shutting_down: Cell::new(false),
             shutdown: Notify::new(),
@@ -299,6 +315,18 @@ impl WorkerRt {
         if level > self.log_level {
             return;
         }
+        self.log_always(location, level, message, peer);
+    }
+
+    /// As [`log_via`](Self::log_via), whatever `LogLevel` says: a traced
+    /// request's lines.
+    pub fn log_always(
+        &self,
+        location: &LocationRt,
+        level: Level,
+        message: &str,
+        peer: Option<SocketAddr>,
+    ) {
         let chain = location.chain(Hook::Logging);
         if chain.is_empty() {
             crate::plugin::log_to_stderr(level, message);
@@ -475,6 +503,9 @@ pub(crate) struct RequestRt {
     /// put another in `Context::request` (boxed: rare, and a Context is
     /// built for every request).
     pub original: Option<Box<Request>>,
+    /// The level of this request's trace lines, when it is traced (see
+    /// `trace.rs`).
+    pub trace: Option<Level>,
 }
 
 impl RequestRt {
@@ -493,6 +524,7 @@ impl RequestRt {
             redirect: None,
             status_override: None,
             original: None,
+            trace: None,
         }
     }
 
