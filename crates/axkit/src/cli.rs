@@ -1,6 +1,7 @@
 //! The `axkit` command line: run the master (default), one worker in the
 //! foreground (`--no-master`), check a config (`--check`, like `nginx -t`),
-//! or list every directive (`--directives`).
+//! say what a request would meet (`--explain URL`), or list every
+//! directive (`--directives`).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -32,6 +33,12 @@ struct Cli {
     /// Print every directive known (core and plugins) with its plugin, scopes, arguments and doc.
     #[arg(long)]
     directives: bool,
+    /// Say what a request for URL (/PATH or http://HOST[:PORT]/PATH) meets: its Server and Location, every directive in effect there with its file:line, and the plugins of each hook in the order they run.
+    #[arg(long, value_name = "URL")]
+    explain: Option<String>,
+    /// With --explain: the Host the request names (instead of the URL's).
+    #[arg(long, value_name = "H", requires = "explain")]
+    host: Option<String>,
     /// Run a single worker in this process, without a master (for debugging).
     #[arg(long)]
     no_master: bool,
@@ -81,6 +88,9 @@ pub(crate) fn main(catalog: Catalog, builtin_config: fn() -> String) -> ExitCode
     }
     if cli.check {
         return check(&catalog, &source);
+    }
+    if let Some(url) = &cli.explain {
+        return explain(&catalog, &source, url, cli.host.as_deref());
     }
     if cli.worker {
         return worker_main(&catalog, &source);
@@ -164,6 +174,34 @@ fn check(catalog: &Catalog, source: &Source) -> ExitCode {
                 eprintln!("axkit: {e}");
             }
             eprintln!("axkit: configuration {} has errors", source_name(source));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--explain URL`: load the config as `--check` does, then print what a
+/// request for URL meets (`server/explain.rs`).
+fn explain(catalog: &Catalog, source: &Source, url: &str, host: Option<&str>) -> ExitCode {
+    let config = match load_config(source, catalog) {
+        Ok(config) => config,
+        Err(errors) => {
+            report_errors(&errors);
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = map_regions_here(&config, catalog) {
+        eprintln!("axkit: {e}");
+        return ExitCode::FAILURE;
+    }
+    match crate::server::explain::explain(config, catalog, url, host) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in errors {
+                eprintln!("axkit: {e}");
+            }
             ExitCode::FAILURE
         }
     }

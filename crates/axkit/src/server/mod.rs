@@ -6,6 +6,7 @@
 //! `axkit` command and any custom binary with extra Rust plugins alike.
 
 mod conn_io;
+pub(crate) mod explain;
 mod hooks;
 mod idle;
 pub(crate) mod master;
