@@ -130,7 +130,7 @@ impl Error {
 pub fn log_unavailable(ctx: &mut Context, error: &Error, context: &str) {
     let line = format!(
         "{} {}: {context}{error}",
-        ctx.conn.peer,
+        ctx.client().addr_text(),
         ctx.request.request_line()
     );
     ctx.log(Level::Error, &line);

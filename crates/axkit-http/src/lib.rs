@@ -1,6 +1,7 @@
 //! The HTTP/1.1 wire format for AxKit: request-head parsing with strict
 //! RFC 9112 validation, body framing (Content-Length and chunked), response-head
-//! encoding and a cached `Date`.
+//! encoding, a cached `Date`, and the headers a front proxy sends: the PROXY
+//! protocol (v1 and v2), `Forwarded` and `X-Forwarded-For`.
 //!
 //! This crate does no I/O so that every byte-level decision can be unit-tested
 //! and fuzzed in isolation. It is deliberately strict: every ambiguity a
@@ -14,12 +15,18 @@
 
 mod chunked;
 mod date;
+mod forwarded;
 mod path;
+mod proxy;
 mod request;
 mod response;
 
 #[cfg(test)]
 mod chunked_tests;
+#[cfg(test)]
+mod forwarded_tests;
+#[cfg(test)]
+mod proxy_tests;
 #[cfg(test)]
 mod request_tests;
 #[cfg(test)]
@@ -32,7 +39,12 @@ pub use bytes;
 
 pub use chunked::{ChunkStep, ChunkedDecoder};
 pub use date::{fmt_http_date, http_date, parse_http_date};
+pub use forwarded::{
+    forwarded_for_entries, parse_forwarded, parse_node, scheme, strip_port, valid_host,
+    ForwardedElement, Node,
+};
 pub use path::normalize_path;
+pub use proxy::{parse_proxy_header, ProxyHeader, MAX_PROXY_HEADER, PROXY_V2_SIGNATURE};
 pub use request::{parse_request_head, RequestHead};
 pub use response::{
     reason_phrase, valid_header_name, valid_header_value, write_chunk_header, write_header,

@@ -452,11 +452,18 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
         }
         Ok(t)
     })?;
+    // The client as `Context::client` resolves it: behind a trusted
+    // proxy, the one it forwarded for (its port nil when not given).
     m.sync("peer", |_, _, c, ()| {
-        Ok((c.conn.peer.ip().to_string(), c.conn.peer.port()))
+        let addr = c.client().addr;
+        Ok((addr.ip().to_string(), Some(addr.port()).filter(|&p| p != 0)))
     })?;
-    m.sync("host", |_, _, c, ()| {
-        Ok(c.request.host().map(str::to_string))
+    m.sync("scheme", |_, _, c, ()| Ok(c.client().scheme()))?;
+    // Without the port, as nginx's `$host` and Caddy's `{host}`;
+    // `r:authority()` keeps it.
+    m.sync("host", |_, _, c, ()| Ok(c.host().map(str::to_string)))?;
+    m.sync("authority", |_, _, c, ()| {
+        Ok(c.authority().map(str::to_string))
     })?;
     m.sync("location", |_, _, c, ()| {
         Ok(c.location_prefix().to_string())

@@ -451,8 +451,9 @@ unsafe fn raised(lua: &Lua, ts: *mut ffi::lua_State, status: c_int) -> mlua::Err
 fn conn_table(host: &Host, conn: &ConnInfo) -> mlua::Result<mlua::Table> {
     let t = host.lua.create_table()?;
     t.set("id", conn.id)?;
-    t.set("peer", conn.peer.ip().to_string())?;
-    t.set("port", conn.peer.port())?;
+    let client = conn.client();
+    t.set("peer", client.ip().to_string())?;
+    t.set("port", client.port())?;
     t.set("local", conn.local.to_string())?;
     Ok(t)
 }

@@ -1,6 +1,7 @@
 //! AxKit's built-in plugins, one file each (CGI a folder, `cgi/`), a
 //! plugin's directives at its top: mapping URLs to files, serving files and
-//! directories, CGI, MIME types, error pages, the error and access logs.
+//! directories, CGI, MIME types, error pages, the error and access logs,
+//! access control by address and Basic authentication.
 //! They are written only against the `axkit` crate's public API, the one a
 //! third-party plugin uses: this crate cannot reach anything else, so the
 //! compiler keeps that API honest.
@@ -11,6 +12,8 @@
 //! }
 //! ```
 
+mod access;
+mod auth_basic;
 mod cgi;
 mod error_doc;
 mod fast_mime_map;
@@ -48,5 +51,7 @@ pub fn builtin() -> Vec<PluginSpec> {
         typeless_uri::spec(),
         magic_mime_map::spec(),
         cgi::spec(),
+        access::spec(),
+        auth_basic::spec(),
     ]
 }

@@ -8,8 +8,9 @@
 //! Directives:
 //! - `RequestLog PATH` (any scope): the file to append to; `-` is stdout.
 //! - `RequestLogFormat FORMAT` (any scope, default `combined`): `combined`,
-//!   `common`, or Apache `LogFormat` tokens: `%h` client address, `%a`
-//!   (same), `%l` (always `-`), `%u` user, `%t` time, `%r` request line,
+//!   `common`, or Apache `LogFormat` tokens: `%h` client address (behind
+//!   a `TrustedProxy`, the one it forwarded for), `%a` (same), `%{c}a` the
+//!   socket's peer (the proxy), `%l` (always `-`), `%u` user, `%t` time, `%r` request line,
 //!   `%>s`/`%s` status, `%b` body bytes (`-` for none), `%B` (`0` for
 //!   none), `%{Name}i` request header, `%{Name}o` response header,
 //!   `%{name}n` note, `%D` time taken in microseconds, `%T` in seconds,
@@ -118,6 +119,8 @@ impl RequestLog {
 enum Token {
     Text(String),
     ClientIp,
+    /// `%{c}a`: the socket's peer, which behind a proxy is the proxy.
+    PeerIp,
     Ident,
     User,
     Time,
@@ -181,6 +184,7 @@ fn compile(format: &str) -> Result<Vec<Token>, String> {
                 continue;
             }
             ('h' | 'a', None) => Token::ClientIp,
+            ('a', Some(c)) if c == "c" => Token::PeerIp,
             ('l', None) => Token::Ident,
             ('u', None) => Token::User,
             ('t', None) => Token::Time,
@@ -227,7 +231,8 @@ fn render(tokens: &[Token], ctx: &Context) -> String {
                 out.push_str(t);
                 Ok(())
             }
-            Token::ClientIp => write!(out, "{}", ctx.conn.peer.ip()),
+            Token::ClientIp => write!(out, "{}", ctx.client().addr.ip()),
+            Token::PeerIp => write!(out, "{}", ctx.conn.peer.ip()),
             Token::Ident => write!(out, "-"),
             Token::User => write!(out, "{}", dash_or(ctx.user.as_deref().map(str::as_bytes))),
             Token::Time => write!(out, "[{}]", clf_time(req.start_time())),

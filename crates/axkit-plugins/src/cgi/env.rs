@@ -32,12 +32,17 @@ pub(super) struct EnvInput<'a> {
     pub(super) query: Option<&'a str>,
     /// The request's header fields as sent, in order.
     pub(super) headers: Vec<(&'a str, &'a [u8])>,
-    /// The host the client asked for, else the `<Server>`'s first name
-    /// (else SERVER_NAME is the local address).
+    /// The host the client asked for (behind a trusted proxy, the one it
+    /// forwarded), else the `<Server>`'s first name (else SERVER_NAME is
+    /// the local address).
     pub(super) server_name: Option<&'a str>,
     pub(super) local: SocketAddr,
-    pub(super) peer: SocketAddr,
-    pub(super) tls: bool,
+    /// The client (`Context::client`: behind a trusted proxy, the one it
+    /// forwarded for), its port 0 when unknown, and how it connected.
+    pub(super) client: SocketAddr,
+    pub(super) https: bool,
+    /// The port the client connected to (SERVER_PORT).
+    pub(super) server_port: u16,
     /// Who the authentication hook said the client is, and how.
     pub(super) user: Option<&'a str>,
     pub(super) auth_type: Option<&'a str>,
@@ -59,16 +64,18 @@ impl<'a> EnvInput<'a> {
         let req = &ctx.request;
         let config = ctx.config();
         let first_name = ctx.server().names.first().map(String::as_str);
+        let client = ctx.client();
         EnvInput {
             method: req.method(),
             protocol: req.version().as_str(),
             request_uri: ctx.original_request().uri(),
             query: req.query(),
             headers: req.headers().collect(),
-            server_name: req.host().or(first_name),
+            server_name: ctx.host().or(first_name),
             local: ctx.conn.local,
-            peer: ctx.conn.peer,
-            tls: ctx.conn.tls,
+            client: client.addr,
+            https: client.https,
+            server_port: client.port,
             user: ctx.user.as_deref(),
             auth_type: ctx.auth_type.as_deref(),
             redirect_status: ctx.notes.get("redirect.status").map(String::as_str),
@@ -132,14 +139,19 @@ pub(super) fn environment(
         input.server_name.unwrap_or(&local_ip).as_bytes(),
     );
     set("SERVER_ADDR", local_ip.as_bytes());
-    set("SERVER_PORT", input.local.port().to_string().as_bytes());
-    set("REMOTE_ADDR", input.peer.ip().to_string().as_bytes());
-    set("REMOTE_PORT", input.peer.port().to_string().as_bytes());
+    set("SERVER_PORT", input.server_port.to_string().as_bytes());
+    set("REMOTE_ADDR", input.client.ip().to_string().as_bytes());
+    if input.client.port() != 0 {
+        set("REMOTE_PORT", input.client.port().to_string().as_bytes());
+    }
     set("REQUEST_METHOD", input.method.as_bytes());
     set("REQUEST_URI", input.request_uri.as_bytes());
     set("QUERY_STRING", input.query.unwrap_or("").as_bytes());
-    set("REQUEST_SCHEME", if input.tls { b"https" } else { b"http" });
-    if input.tls {
+    set(
+        "REQUEST_SCHEME",
+        if input.https { b"https" } else { b"http" },
+    );
+    if input.https {
         set("HTTPS", b"on");
     }
     redirect_variables(input, &mut set);
@@ -274,8 +286,9 @@ mod tests {
             headers: headers.to_vec(),
             server_name: Some("example.org"),
             local: "127.0.0.1:8080".parse().unwrap(),
-            peer: "192.0.2.7:40000".parse().unwrap(),
-            tls: false,
+            client: "192.0.2.7:40000".parse().unwrap(),
+            https: false,
+            server_port: 8080,
             user: None,
             auth_type: None,
             redirect_status: None,
@@ -361,7 +374,7 @@ mod tests {
 
         // TLS; no Host and no server name: the local address.
         let mut tls = input(&[]);
-        tls.tls = true;
+        tls.https = true;
         tls.server_name = None;
         let env = env_of(&tls, &script("/cgi-bin/env", ""));
         assert_eq!(var(&env, "REQUEST_SCHEME"), Some("https"));

@@ -281,7 +281,7 @@ impl Running {
                 let msg = format!(
                     "serve_cgi: {}: client {} went away, ending the script",
                     script.path.display(),
-                    ctx.conn.peer
+                    ctx.client().addr_text()
                 );
                 ctx.log(Level::Info, &msg);
                 self.doomed = true;

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::cidr::Cidr;
 use super::directive::{Args, Directive, Scopes, ValueType};
 use super::key::{Key, List};
 use crate::plugin::Level;
@@ -185,6 +186,24 @@ pub static SEND_TIMEOUT: Key<Duration> = Key::new("SendTimeout")
     .default("60s")
     .doc("Time allowed for the client to accept each write of the response");
 
+/// The front proxies whose word about the client is taken (see
+/// `Context::client`); every line adds to the list.
+pub static TRUSTED_PROXY: List<Vec<Cidr>> = List::new("TrustedProxy").scopes(GLOBAL_SERVER).doc(
+    "Addresses (ADDR or ADDR/BITS, IPv4 or IPv6) of front proxies whose forwarding headers \
+         (TrustedProxyHeader) give the client's address, scheme and host; from any other peer \
+         those headers are ignored",
+);
+
+/// Which forwarding headers a trusted proxy's word is read from.
+pub static TRUSTED_PROXY_HEADER: Key<String> = Key::new("TrustedProxyHeader")
+    .one_of(&["X-Forwarded-For", "Forwarded"])
+    .scopes(GLOBAL_SERVER)
+    .default("X-Forwarded-For")
+    .doc(
+        "X-Forwarded-For (with X-Forwarded-Proto, -Host, -Port) or Forwarded (RFC 7239): the \
+         one header family the trusted proxies set; the other is ignored",
+    );
+
 /// The directives the core understands. `Server` and `Location` are listed
 /// too (as blocks) so that scope errors, name clashes and `--directives`
 /// treat them like everything else; the loader gives them, and the other
@@ -227,7 +246,10 @@ pub fn core_directives() -> Vec<Directive> {
             .args(Args::Many)
             .scopes(server)
             .append()
-            .doc("Listen on ADDR:PORT, [IPV6]:PORT or PORT (= 0.0.0.0:PORT)"),
+            .doc(
+                "Listen on ADDR:PORT, [IPV6]:PORT or PORT (= 0.0.0.0:PORT); a last word \
+                 `proxy-protocol` makes every connection start with a PROXY protocol header",
+            ),
         Directive::new("ServerName", T::String)
             .scopes(server)
             .doc("Host name this server answers to (name-based virtual hosting)"),
@@ -236,6 +258,8 @@ pub fn core_directives() -> Vec<Directive> {
             .scopes(server)
             .append()
             .doc("More host names for this server; `*.example.com` matches any subdomain"),
+        TRUSTED_PROXY.declare(),
+        TRUSTED_PROXY_HEADER.declare(),
         // Logging and error pages.
         LOG_LEVEL.declare(),
         TRACE.declare(),

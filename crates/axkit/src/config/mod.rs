@@ -16,6 +16,7 @@
 //! (error messages with file:line, owner plugin and a suggestion are its user
 //! interface), and no crate speaks AxKit2's dialect.
 
+mod cidr;
 pub mod core;
 mod directive;
 mod include;
@@ -34,6 +35,7 @@ mod validate_tests;
 mod value;
 
 pub use self::core::core_directives;
+pub use cidr::Cidr;
 pub use directive::{Args, Directive, Merge, Scopes, ValueType, Words};
 pub use key::{parse, ArgType, FromConfig, Key, List};
 pub use load::{load, load_from};

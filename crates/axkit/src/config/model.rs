@@ -106,6 +106,9 @@ pub struct ServerConfig {
     /// From the `<Server ADDR…>` arguments, Port and Listen, deduplicated,
     /// in order.
     pub listen: Vec<SocketAddr>,
+    /// The addresses of `listen` written with `proxy-protocol`: every
+    /// connection on them starts with a PROXY protocol header.
+    pub proxy_protocol: Vec<SocketAddr>,
     /// ServerName then ServerAliases, lowercased; may be `*.example.com`.
     pub names: Vec<String>,
     pub file: Arc<str>,
@@ -137,6 +140,7 @@ impl ServerConfig {
         ServerConfig {
             index,
             listen,
+            proxy_protocol: Vec::new(),
             names,
             file,
             line,
@@ -166,7 +170,7 @@ impl ServerConfig {
     /// ignored) is one of this server's names, case-insensitively;
     /// `*.example.com` matches any name ending in `.example.com`.
     pub fn matches_name(&self, host: &str) -> bool {
-        let host = strip_port(host);
+        let host = axkit_http::strip_port(host);
         let host = host.strip_suffix('.').unwrap_or(host);
         self.names.iter().any(|n| match n.strip_prefix("*.") {
             Some(suffix) => {
@@ -178,20 +182,6 @@ impl ServerConfig {
             }
             None => n.eq_ignore_ascii_case(host),
         })
-    }
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // [v6]:port -> [v6]
-        return match host.find(']') {
-            Some(end) => &host[..=end],
-            None => host,
-        };
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
     }
 }
 
@@ -306,7 +296,7 @@ mod tests {
         let a80: SocketAddr = "0.0.0.0:80".parse().unwrap();
         let a81: SocketAddr = "0.0.0.0:81".parse().unwrap();
         assert_eq!(cfg.listen_addrs(), [a80, a81]);
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("::1"), "::1");
+        assert_eq!(axkit_http::strip_port("[::1]:80"), "[::1]");
+        assert_eq!(axkit_http::strip_port("::1"), "::1");
     }
 }

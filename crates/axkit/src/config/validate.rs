@@ -67,6 +67,8 @@ struct ScopeBuild<'n> {
     plugins: Vec<ChainEntry>,
     /// Listen addresses (servers only), in order.
     listen: Vec<SocketAddr>,
+    /// Those of them written with `proxy-protocol`.
+    proxy_protocol: Vec<SocketAddr>,
     /// Host names (servers only): (lowercased, directive, file, line).
     names: Vec<(String, &'static str, Arc<str>, u32)>,
     /// Nested `<Location>` blocks with a valid prefix.
@@ -92,6 +94,7 @@ struct ServerBuild {
     file: Arc<str>,
     line: u32,
     listen: Vec<SocketAddr>,
+    proxy_protocol: Vec<SocketAddr>,
     names: Vec<(String, &'static str, Arc<str>, u32)>,
 }
 
@@ -186,6 +189,7 @@ impl<'a> Validator<'a> {
             });
         }
         self.check_names(&builds);
+        self.check_proxy_protocol(&builds);
         let global_plugins = global_chain.into_iter().map(|c| c.name).collect();
         (servers, global_frozen, global_plugins)
     }
@@ -212,6 +216,32 @@ impl<'a> Validator<'a> {
                             ),
                         });
                     }
+                }
+            }
+        }
+    }
+
+    /// A listening socket either expects a PROXY protocol header on every
+    /// connection or on none: Servers sharing an address must agree.
+    fn check_proxy_protocol(&mut self, builds: &[ServerBuild]) {
+        for (j, later) in builds.iter().enumerate() {
+            for earlier in &builds[..j] {
+                let differs = later.listen.iter().find(|a| {
+                    earlier.listen.contains(a)
+                        && earlier.proxy_protocol.contains(a) != later.proxy_protocol.contains(a)
+                });
+                if let Some(addr) = differs {
+                    self.errors.push(ConfigError {
+                        file: later.file.to_string(),
+                        line: later.line,
+                        directive: Some("Listen".to_string()),
+                        plugin: Some(CORE.to_string()),
+                        message: format!(
+                            "{addr} is `proxy-protocol` for one <Server> and not for the other, \
+                             at {}:{}; one socket is either or neither",
+                            earlier.file, earlier.line
+                        ),
+                    });
                 }
             }
         }
@@ -296,11 +326,14 @@ impl<'a> Validator<'a> {
             self.location(loc, prefix, &merged, parent, &mut locations, &mut seen);
         }
 
-        let cfg = ServerConfig::new(index, listen.clone(), names, file.clone(), *line, locations);
+        let mut cfg =
+            ServerConfig::new(index, listen.clone(), names, file.clone(), *line, locations);
+        cfg.proxy_protocol = own.proxy_protocol.clone();
         let build = ServerBuild {
             file: file.clone(),
             line: *line,
             listen,
+            proxy_protocol: own.proxy_protocol,
             names: own.names,
         };
         Some((cfg, build))
@@ -369,6 +402,7 @@ impl<'a> Validator<'a> {
             table: self.empty_table(),
             plugins: Vec::new(),
             listen: Vec::new(),
+            proxy_protocol: Vec::new(),
             names: Vec::new(),
             locations: Vec::new(),
         };
@@ -538,9 +572,22 @@ impl<'a> Validator<'a> {
             }
         } else if Some(id) == ids.listen {
             let mut ok = true;
-            for a in node.args() {
+            let mut addrs = node.args();
+            let proxy = addrs.len() > 1
+                && addrs
+                    .last()
+                    .is_some_and(|w| w.eq_ignore_ascii_case("proxy-protocol"));
+            if proxy {
+                addrs = &addrs[..addrs.len() - 1];
+            }
+            for a in addrs {
                 match parse_listen(a) {
-                    Ok(addr) => b.listen.push(addr),
+                    Ok(addr) => {
+                        b.listen.push(addr);
+                        if proxy {
+                            b.proxy_protocol.push(addr);
+                        }
+                    }
                     Err(e) => {
                         self.error(node, Some(id), e);
                         ok = false;

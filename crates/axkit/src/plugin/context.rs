@@ -8,6 +8,7 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,19 +25,37 @@ use crate::config::{LocationConfig, ServerConfig};
 pub use crate::server::response::Upgraded;
 use crate::server::{response, LogRoute, RequestRt};
 
+use super::client::Client;
 use super::doc_root::DocRoot;
 use super::form::{Form, FormError};
 use super::log::Level;
 use super::worker::Worker;
 
-/// Facts about the connection a request came on.
+/// Facts about the connection a request came on. Behind a proxy these are
+/// the proxy's: who the client is, is [`Context::client`].
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
     /// Per-worker connection number, for log correlation.
     pub id: u64,
+    /// The socket's peer (a front proxy, when there is one).
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
+    /// What the PROXY protocol header said, on a listener with
+    /// `proxy-protocol`.
+    pub proxied: Option<axkit_http::ProxyHeader>,
+}
+
+impl ConnInfo {
+    /// The connection's client: the source a PROXY protocol header gave,
+    /// else the socket's peer. (A request's client may be further away,
+    /// behind trusted proxies: see [`Context::client`].)
+    pub fn client(&self) -> SocketAddr {
+        match self.proxied {
+            Some(axkit_http::ProxyHeader::Tcp { source, .. }) => source,
+            _ => self.peer,
+        }
+    }
 }
 
 /// The request as received. The head is kept as the bytes read from the
@@ -524,6 +543,8 @@ pub struct Context {
     pub request: Request,
     pub response: Response,
     pub conn: Rc<ConnInfo>,
+    /// Resolved on first use (see [`Context::client`]).
+    client: OnceCell<Client>,
     /// Set by `uri_translation`: the file the URI maps to…
     pub filename: Option<PathBuf>,
     /// …and what is left of the path after it (decoded), as CGI's PATH_INFO.
@@ -566,6 +587,7 @@ impl Context {
             request,
             response: Response::default(),
             conn,
+            client: OnceCell::new(),
             filename: None,
             path_info: String::new(),
             metadata: None,
@@ -710,9 +732,36 @@ impl Context {
         }
     }
 
+    /// Who sent this request and how they addressed it: behind front
+    /// proxies listed in `TrustedProxy`, what they said (see [`Client`]);
+    /// otherwise the connection's peer. Resolved on first use, once per
+    /// request: what logs, CGI, scripts and access control all use.
+    pub fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| super::client::resolve(&self.conn, &self.request, self.rt.trust()))
+    }
+
+    /// The host the client asked for, without its port: a trusted proxy's
+    /// word, else the request's own (see [`Request::host`]).
+    pub fn host(&self) -> Option<&str> {
+        match &self.client().host {
+            Some(host) => Some(axkit_http::strip_port(host)),
+            None => self.request.host(),
+        }
+    }
+
+    /// The host and port the client asked for (`example.com:8443`): a
+    /// trusted proxy's word, else the request's Host as sent.
+    pub fn authority(&self) -> Option<&str> {
+        match &self.client().host {
+            Some(host) => Some(host),
+            None => self.request.header("Host").filter(|h| !h.is_empty()),
+        }
+    }
+
     /// Log through the `logging` hooks of this request's chain.
     pub fn log(&self, level: Level, message: &str) {
-        self.rt.log(level, message, self.conn.peer);
+        self.rt.log(level, message, self.client().addr);
     }
 
     /// Say why this request is answered `status` (a 403, 404 or 405: what
@@ -745,7 +794,7 @@ impl Context {
     pub fn logger(&self) -> Logger {
         Logger {
             route: self.rt.log_route(),
-            peer: self.conn.peer,
+            peer: self.client().addr,
         }
     }
 

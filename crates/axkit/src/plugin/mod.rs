@@ -12,6 +12,7 @@
 //! An `impl Plugin` carries `#[axkit::plugin]`, which derives the hooks the
 //! server calls from the methods it writes.
 
+mod client;
 mod context;
 mod doc_root;
 pub mod form;
@@ -21,6 +22,8 @@ mod shared_memory;
 mod source;
 mod worker;
 
+pub use client::Client;
+pub(crate) use client::Trust;
 pub use context::{
     BeforeHead, Body, BodyChunk, BodyError, ConnInfo, Context, Document, Failure, Headers, Logger,
     OpenFile, Request, Response, Upgraded, UPSTREAM_NOTE,

@@ -19,7 +19,7 @@ use axkit_http::Limits;
 use tokio::sync::Notify;
 
 use crate::config::{core, Config, LocationConfig, ServerConfig};
-use crate::plugin::{called_hooks, Catalog, Hook, Level, Plugin, PluginInit, Request};
+use crate::plugin::{called_hooks, Catalog, Hook, Level, Plugin, PluginInit, Request, Trust};
 use crate::server::conn_io::{ConnIo, ReadBuffers};
 use crate::server::hooks;
 use crate::server::idle::IdleWaits;
@@ -126,6 +126,9 @@ pub(crate) struct ServerRt {
     pub max_keepalive_requests: u64,
     /// Pre-serialised `Server: …\r\n`, empty when switched off.
     pub server_header: Rc<[u8]>,
+    /// `TrustedProxy`: None when not written, so that a request's client
+    /// is then the connection's at the cost of one test.
+    pub trust: Option<Trust>,
 }
 
 impl ServerRt {
@@ -148,6 +151,18 @@ impl ServerRt {
             axkit_http::write_header(&mut server_header, "Server", token.as_bytes());
         }
         let size = |key| usize::try_from(*root.get(key)).unwrap_or(usize::MAX);
+        let proxies: Vec<_> = root
+            .list(&core::TRUSTED_PROXY)
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        let trust = (!proxies.is_empty()).then(|| Trust {
+            proxies,
+            forwarded: root
+                .get(&core::TRUSTED_PROXY_HEADER)
+                .eq_ignore_ascii_case("forwarded"),
+        });
         ServerRt {
             locations,
             limits: Limits {
@@ -160,6 +175,7 @@ impl ServerRt {
             keepalive: *root.get(&core::KEEPALIVE),
             max_keepalive_requests: *root.get(&core::MAX_KEEPALIVE_REQUESTS) as u64,
             server_header: Rc::from(server_header),
+            trust,
         }
     }
 }
@@ -173,6 +189,9 @@ pub(crate) struct WorkerRt {
     plugins: Vec<Rc<dyn Plugin>>,
     /// Per listening socket: the servers bound to it, default first.
     pub listener_servers: Vec<Vec<usize>>,
+    /// Per listening socket: whether connections start with a PROXY
+    /// protocol header.
+    pub listener_proxy: Vec<bool>,
     pub log_level: Level,
     /// Whether any request may be traced (see `trace.rs`): else the walk
     /// never looks.
@@ -245,6 +264,15 @@ impl WorkerRt {
                     .collect::<Vec<_>>()
             })
             .collect::<Vec<_>>();
+        let listener_proxy = listeners
+            .iter()
+            .map(|addr| {
+                config
+                    .servers
+                    .iter()
+                    .any(|s| s.proxy_protocol.contains(addr))
+            })
+            .collect();
         if let Some(pos) = listener_servers.iter().position(|s| s.is_empty()) {
             return Err(vec![format!("no <Server> listens on {}", listeners[pos])]);
         }
@@ -266,6 +294,7 @@ impl WorkerRt {
             global,
             plugins,
             listener_servers,
+            listener_proxy,
             log_level,
             tracing,
             place: super::worker_place(),
@@ -554,6 +583,11 @@ impl RequestRt {
 
     pub fn body_bytes_sent(&self) -> u64 {
         self.io.body_bytes_sent
+    }
+
+    /// The `TrustedProxy` setting of the request's `<Server>`.
+    pub fn trust(&self) -> Option<&Trust> {
+        self.worker.servers[self.server].trust.as_ref()
     }
 
     /// The `<Server>` that took the request.

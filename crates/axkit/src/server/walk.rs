@@ -39,7 +39,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 
 use crate::config::core;
-use crate::plugin::{Body, ConnInfo, Context, Document, Headers, Hook, Level, Outcome, Request};
+use crate::plugin::{
+    escape_log_bytes, Body, ConnInfo, Context, Document, Headers, Hook, Level, Outcome, Request,
+};
 use crate::server::conn_io::{self, BodyState, ConnIo, OutFraming};
 use crate::server::hooks::{run_body_data, run_conn_hook, run_hook};
 use crate::server::idle::Kind;
@@ -55,7 +57,7 @@ const MAX_REDIRECTS: u32 = 10;
 /// connection's local address too, without asking the kernel.
 pub(crate) async fn serve(
     worker: Rc<WorkerRt>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     listener: usize,
     bound: Option<SocketAddr>,
@@ -65,19 +67,37 @@ pub(crate) async fn serve(
         Some(addr) => addr,
         None => stream.local_addr().unwrap_or(peer),
     };
+    // Connection hooks run in the root of the listener's default Server:
+    // no request has said which Server or Location it is for.
+    let default_server = worker.listener_servers[listener][0];
+    let conn_location = worker.servers[default_server].locations[0].clone();
+    let mut proxied = None;
+    let mut early = BytesMut::new();
+    if worker.listener_proxy[listener] {
+        let timeout = worker.servers[default_server].header_timeout;
+        match read_proxy_header(&mut stream, timeout).await {
+            Ok((header, rest)) => {
+                proxied = Some(header);
+                early = rest;
+            }
+            Err(why) => {
+                worker.log(Level::Info, &format!("{peer}: refused: {why}"));
+                worker.connection_closed();
+                return;
+            }
+        }
+    }
     let conn = Rc::new(ConnInfo {
         id: worker.next_conn_id(),
         peer,
         local,
         tls: false,
+        proxied,
     });
-    // Connection hooks run in the root of the listener's default Server:
-    // no request has said which Server or Location it is for.
-    let default_server = worker.listener_servers[listener][0];
-    let conn_location = worker.servers[default_server].locations[0].clone();
     // Boxed: it lives as long as the connection and moves into and out
     // of every request's Context, which then moves a pointer.
     let mut io = Box::new(ConnIo::new(stream));
+    io.buf = early;
     if run_conn_hook(&worker, &conn_location, Hook::Connect, &conn).await {
         let mut served: u64 = 0;
         loop {
@@ -118,6 +138,56 @@ pub(crate) async fn serve(
     }
     run_conn_hook(&worker, &conn_location, Hook::Disconnect, &conn).await;
     worker.connection_closed();
+}
+
+/// The PROXY protocol header a `proxy-protocol` listener's connections
+/// start with, read within `timeout` and at most `MAX_PROXY_HEADER` bytes;
+/// with the bytes read after it (the start of the first request). Err: why
+/// the connection is refused (a missing, malformed, truncated or late
+/// header), with the first bytes received, escaped, for the log.
+async fn read_proxy_header(
+    stream: &mut TcpStream,
+    timeout: Duration,
+) -> Result<(axkit_http::ProxyHeader, BytesMut), String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = BytesMut::with_capacity(axkit_http::MAX_PROXY_HEADER);
+    let read = async {
+        loop {
+            match axkit_http::parse_proxy_header(&buf) {
+                Ok(Some(found)) => return Ok(found),
+                Ok(None) => {}
+                Err(why) => return Err(why.to_string()),
+            }
+            // The parser refuses an over-long header before this fills.
+            if buf.len() == buf.capacity() {
+                return Err("PROXY protocol header too long".to_string());
+            }
+            match stream.read_buf(&mut buf).await {
+                Ok(0) => {
+                    return Err("connection closed before its PROXY protocol header ended".into())
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("reading the PROXY protocol header: {e}")),
+            }
+        }
+    };
+    let outcome = match tokio::time::timeout(timeout, read).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err("no PROXY protocol header within HeaderTimeout".to_string()),
+    };
+    match outcome {
+        Ok((header, n)) => {
+            let _ = buf.split_to(n);
+            Ok((header, buf))
+        }
+        Err(why) => {
+            let shown = &buf[..buf.len().min(48)];
+            Err(format!(
+                "{why}; first bytes: \"{}\"",
+                escape_log_bytes(shown)
+            ))
+        }
+    }
 }
 
 /// How long to wait for the next request on a connection that has served
@@ -161,7 +231,7 @@ async fn request_cycle(
         Err(e) => {
             worker.log(
                 Level::Info,
-                &format!("{}: bad request: {}", conn.peer, e.reason),
+                &format!("{}: bad request: {}", conn.client(), e.reason),
             );
             let head = RequestHead::unparsed(&io.buf);
             Box::pin(reject(&worker, io, conn, default_server, e.status, head)).await;
@@ -179,7 +249,7 @@ async fn request_cycle(
                 Level::Info,
                 &format!(
                     "{}: bad request: malformed path {:?}",
-                    conn.peer,
+                    conn.client(),
                     head.path()
                 ),
             );
@@ -368,7 +438,7 @@ async fn finish(ctx: &mut Context) {
             let msg = format!(
                 "{}: sending response to {} failed: {e}",
                 ctx.request.request_line(),
-                ctx.conn.peer
+                ctx.client().addr_text()
             );
             ctx.log(Level::Info, &msg);
         }
@@ -398,7 +468,7 @@ async fn fail(ctx: &mut Context, outcome: Outcome) {
         if let Some(f) = &ctx.failure {
             let msg = format!(
                 "{} {}: plugin {}, hook {}: {}",
-                ctx.conn.peer,
+                ctx.client().addr_text(),
                 ctx.request.request_line(),
                 f.plugin,
                 f.hook,

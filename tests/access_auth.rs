@@ -1,0 +1,311 @@
+//! The `access` and `auth_basic` plugins over real sockets: every
+//! combination of Allow and Deny (the client address as `TrustedProxy`
+//! resolves it, so that one test host can be many clients), Basic
+//! authentication with bcrypt, SHA-crypt and Argon2 hashes (and one made by
+//! `htpasswd -B` when apache2-utils is installed), `Require` in each form,
+//! the exact statuses and challenge, failures rate-limited per client, and
+//! what `--check` says about a bad user file.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// Answers with who the request was authenticated as.
+const HELLO: &str = r#"
+function hook_response(r)
+  r:write("user=" .. tostring(r:user()) .. "\n")
+  return OK
+end
+"#;
+
+const HTPASSWD: &str = "# staff\n\
+ada:$2b$04$LHGutq5Cfg.TnP.3SjDabexndGgjKcWdYKFXaaUmMTeUvxMEF31HG\n\
+\n\
+grace:$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$LXEZKBxUxnKY6x8Kgm8X7+qqz53cbRNyfNHKWgTJaSM\n\
+linus:$6$saltsalt$e/5XKibXPLqVcfjpD.ouauaJrAOL5V0uo80Lt7n7EbRdRiCx3HbQ90yjOHr.G0T.mx79PEMRy8nmtr0qSYhQp1\n";
+
+const ADA: &str = "Authorization: Basic YWRhOm9wZW4gc2VzYW1l\r\n"; // ada:open sesame
+const GRACE: &str = "Authorization: Basic Z3JhY2U6Z3JhY2UgaG9wcGVy\r\n"; // grace:grace hopper
+const LINUS: &str = "Authorization: Basic bGludXM6b3BlbiBzZXNhbWU=\r\n"; // linus:open sesame
+const ADA_WRONG: &str = "Authorization: Basic YWRhOndyb25n\r\n"; // ada:wrong
+const MALLORY: &str = "Authorization: Basic bWFsbG9yeTpvcGVuIHNlc2FtZQ==\r\n"; // unknown user
+const ZED: &str = "Authorization: Basic emVkOnplZCBwYXNz\r\n"; // zed:zed pass, htpasswd -B
+
+fn start(global: &str, server: &str, prepare: impl FnOnce(&TempDir)) -> Axkit {
+    let conf = format!(
+        "Workers 1\nPluginDir {{dir}}/plugins\nPlugin logging/warn\nLogLevel LOGINFO\n{global}\n\
+         <Server>\n    Listen 127.0.0.1:0\n    TrustedProxy 127.0.0.1\n    Plugin access\n    \
+         Plugin auth_basic\n    Plugin hello\n{server}\n</Server>\n"
+    );
+    Axkit::start_single_with(&conf, |d| {
+        d.write("plugins/hello.lua", HELLO);
+        d.write("htpasswd", HTPASSWD);
+        d.write("groups", "admins: grace\nstaff: ada linus\n");
+        prepare(d);
+    })
+}
+
+/// The status of GET `path` from client `from` (through the trusted
+/// proxy at 127.0.0.1; None: the socket's own address).
+fn status(srv: &Axkit, path: &str, from: Option<&str>, headers: &str) -> u16 {
+    let xff = from
+        .map(|a| format!("X-Forwarded-For: {a}\r\n"))
+        .unwrap_or_default();
+    get(srv, path, &format!("{xff}{headers}")).status
+}
+
+const ACCESS: &str = "\
+    <Location /allow>\n        Allow from 10.0.0.0/8 2001:db8::/32\n        \
+        <Location /allow/narrow>\n            Allow from 10.1.0.0/16\n        </Location>\n    </Location>\n    \
+    <Location /deny>\n        Deny from 10.6.6.0/24\n    </Location>\n    \
+    <Location /both>\n        Allow from 10.0.0.0/8\n        Deny from 10.6.6.0/24\n    </Location>\n    \
+    <Location /closed>\n        Allow from all\n        Deny from all\n    </Location>\n    \
+    <Location /everyone>\n        Allow from all\n    </Location>\n";
+
+#[test]
+fn allow_and_deny_every_combination() {
+    let mut srv = start("", ACCESS, |_| {});
+    let cases: &[(&str, &str, u16)] = &[
+        ("/", "192.0.2.1", 200),
+        ("/allow/", "10.1.2.3", 200),
+        ("/allow/", "2001:db8::7", 200),
+        ("/allow/", "192.0.2.1", 403),
+        ("/allow/narrow/", "10.1.2.3", 200),
+        ("/allow/narrow/", "10.2.0.1", 403),
+        ("/allow/narrow/", "192.0.2.1", 403),
+        ("/deny/", "10.6.6.6", 403),
+        ("/deny/", "10.1.2.3", 200),
+        ("/deny/", "192.0.2.1", 200),
+        ("/both/", "10.1.2.3", 200),
+        ("/both/", "10.6.6.6", 403),
+        ("/both/", "192.0.2.1", 403),
+        ("/closed/", "10.1.2.3", 403),
+        ("/everyone/", "192.0.2.1", 200),
+    ];
+    for (path, from, want) in cases {
+        assert_eq!(
+            status(&srv, path, Some(from), ""),
+            *want,
+            "{path} from {from}"
+        );
+    }
+    // The proxy itself (no X-Forwarded-For) is no one on the list.
+    assert_eq!(status(&srv, "/allow/", None, ""), 403);
+    srv.wait_stderr_line(
+        &["access: 192.0.2.1 GET /allow/ HTTP/1.1: refused: the client does not match `Allow from 10.0.0.0/8 2001:db8::/32`"],
+        Duration::from_secs(10),
+    );
+    srv.wait_stderr_line(
+        &["access: 10.6.6.6 GET /both/ HTTP/1.1: refused: the client matches `Deny from 10.6.6.0/24`"],
+        Duration::from_secs(10),
+    );
+}
+
+#[test]
+fn a_spoofed_address_grants_nothing() {
+    // No TrustedProxy: X-Forwarded-For from 127.0.0.1 is a client's claim.
+    let conf = format!(
+        "Workers 1\nPluginDir {{dir}}/plugins\n<Server>\n    Listen 127.0.0.1:0\n    \
+         Plugin access\n    Plugin hello\n{ACCESS}\n</Server>\n"
+    );
+    let srv = Axkit::start_single_with(&conf, |d| {
+        d.write("plugins/hello.lua", HELLO);
+    });
+    assert_eq!(status(&srv, "/allow/", Some("10.1.2.3"), ""), 403);
+    assert_eq!(status(&srv, "/deny/", Some("10.6.6.6"), ""), 200);
+}
+
+const AUTH: &str = "\
+    AuthUserFile {dir}/htpasswd\n    AuthGroupFile {dir}/groups\n    \
+    <Location /private>\n        AuthName \"Staff \\\"only\\\"\"\n        Require valid-user\n    </Location>\n    \
+    <Location /admins>\n        Require group admins\n    </Location>\n    \
+    <Location /named>\n        Require user linus zed\n    </Location>\n    \
+    <Location /guarded>\n        Allow from 10.0.0.0/8\n        Require valid-user\n    </Location>\n";
+
+#[test]
+fn basic_authentication_statuses() {
+    let htpasswd_b = std::process::Command::new("htpasswd")
+        .args(["-nbB", "-C", "4", "zed", "zed pass"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    if htpasswd_b.is_none() {
+        println!("htpasswd (apache2-utils) is not installed: its bcrypt line is left out");
+    }
+    let mut srv = start("", AUTH, |d| {
+        if let Some(out) = &htpasswd_b {
+            let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            d.write("htpasswd", format!("{HTPASSWD}{line}\n"));
+        }
+    });
+    // No credentials: the challenge, exactly.
+    let r = get(&srv, "/private/", "");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("WWW-Authenticate"),
+        Some(r#"Basic realm="Staff \"only\"", charset="UTF-8""#)
+    );
+    // Every kind of hash, and what is not a valid login.
+    for (who, want, body) in [
+        (ADA, 200, "user=ada\n"),
+        (GRACE, 200, "user=grace\n"),
+        (LINUS, 200, "user=linus\n"),
+        (ADA_WRONG, 401, ""),
+        (MALLORY, 401, ""),
+        ("Authorization: Bearer abc\r\n", 401, ""),
+        ("Authorization: Basic !!!\r\n", 401, ""),
+        ("Authorization: Basic YWRh\r\n", 401, ""),
+    ] {
+        let r = get(&srv, "/private/", who);
+        assert_eq!(r.status, want, "{who}");
+        if want == 200 {
+            assert_eq!(r.text(), body);
+        } else {
+            assert!(r.header("WWW-Authenticate").is_some());
+        }
+    }
+    if htpasswd_b.is_some() {
+        assert_eq!(get(&srv, "/private/", ZED).text(), "user=zed\n");
+        assert_eq!(status(&srv, "/named/", None, ZED), 200);
+    }
+    // Require group and user.
+    assert_eq!(status(&srv, "/admins/", None, GRACE), 200);
+    assert_eq!(status(&srv, "/admins/", None, ADA), 401);
+    assert_eq!(status(&srv, "/named/", None, LINUS), 200);
+    assert_eq!(status(&srv, "/named/", None, ADA), 401);
+    // No Require: no authentication.
+    assert_eq!(get(&srv, "/", "").text(), "user=nil\n");
+    // With access: the address first (403 whatever the password), then
+    // the password.
+    assert_eq!(status(&srv, "/guarded/", Some("192.0.2.1"), ADA), 403);
+    assert_eq!(status(&srv, "/guarded/", Some("10.1.2.3"), ""), 401);
+    assert_eq!(status(&srv, "/guarded/", Some("10.1.2.3"), ADA), 200);
+    srv.wait_stderr_line(
+        &["auth_basic: 127.0.0.1 GET /private/ HTTP/1.1: user \"ada\": wrong password"],
+        Duration::from_secs(10),
+    );
+    srv.wait_stderr_line(&["user \"mallory\": unknown user"], Duration::from_secs(10));
+    srv.wait_stderr_line(
+        &["user \"ada\" is not allowed by Require"],
+        Duration::from_secs(10),
+    );
+    // Neither credentials nor passwords reach the log.
+    let stderr = srv.stop();
+    for secret in ["YWRh", "open sesame", "Basic "] {
+        assert!(!stderr.contains(secret), "{secret} logged:\n{stderr}");
+    }
+}
+
+#[test]
+fn failures_are_rate_limited_per_client() {
+    let mut srv = start("", &format!("{AUTH}    AuthFailureLimit 3 1h\n"), |_| {});
+    let from = Some("10.9.9.9");
+    for _ in 0..3 {
+        assert_eq!(status(&srv, "/private/", from, ADA_WRONG), 401);
+    }
+    // Used up: even the right password is not checked now.
+    let r = get(
+        &srv,
+        "/private/",
+        &format!("X-Forwarded-For: 10.9.9.9\r\n{ADA}"),
+    );
+    assert_eq!(r.status, 429);
+    let wait: u64 = r.header("Retry-After").unwrap().parse().unwrap();
+    assert!((3000..=3600).contains(&wait), "{wait}");
+    // Another client is not held back.
+    assert_eq!(status(&srv, "/private/", Some("10.8.8.8"), ADA), 200);
+    // Malformed credentials count too.
+    for _ in 0..3 {
+        assert_eq!(
+            status(
+                &srv,
+                "/private/",
+                Some("10.7.7.7"),
+                "Authorization: Basic !!!\r\n"
+            ),
+            401
+        );
+    }
+    assert_eq!(status(&srv, "/private/", Some("10.7.7.7"), ADA), 429);
+    srv.wait_stderr_line(
+        &["auth_basic: 10.9.9.9 GET /private/ HTTP/1.1: too many failed attempts, 429 for"],
+        Duration::from_secs(10),
+    );
+}
+
+#[test]
+fn check_reports_bad_auth_files_with_file_and_line() {
+    let dir = TempDir::new("authcheck");
+    dir.write("htpasswd", "ada:$2b$04$LHGutq5Cfg.TnP.3SjDabexndGgjKcWdYKFXaaUmMTeUvxMEF31HG\nold:$apr1$abc$0123456789abcdefghijkl\n");
+    let conf = dir.write(
+        "a.conf",
+        config_text(
+            &dir,
+            "Plugin auth_basic\n<Server>\n    Listen 127.0.0.1:20981\n    AuthUserFile {dir}/htpasswd\n    Require valid-user\n</Server>\n",
+        ),
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["--check", "-c"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    let expect = format!(
+        "{}:4: AuthUserFile (plugin auth_basic): {}/htpasswd:2: user \"old\": MD5-crypt ($apr1$, $1$) is refused",
+        conf.display(),
+        dir.path().display()
+    );
+    assert!(text.contains(&expect), "missing {expect:?} in:\n{text}");
+    assert!(
+        !text.contains("0123456789abcdefghijkl"),
+        "the hash was quoted:\n{text}"
+    );
+    // Require without a user file: the plugin refuses to start.
+    let conf = dir.write(
+        "b.conf",
+        "Plugin auth_basic\n<Server>\n    Listen 127.0.0.1:20981\n    Require valid-user\n</Server>\n",
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["--check", "-c"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("Require needs an AuthUserFile"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_reload_rereads_the_user_file() {
+    let conf = format!(
+        "Workers 1\nPluginDir {{dir}}/plugins\n<Server>\n    Listen 127.0.0.1:0\n    \
+         Plugin access\n    Plugin auth_basic\n    Plugin hello\n{AUTH}\n</Server>\n"
+    );
+    let srv = Axkit::start_with(&conf, &[], |d| {
+        d.write("plugins/hello.lua", HELLO);
+        d.write("htpasswd", HTPASSWD);
+        d.write("groups", "admins: grace\n");
+    });
+    assert_eq!(status(&srv, "/private/", None, ADA), 200);
+    // Ada is removed; the running workers keep what the master read until
+    // the reload.
+    srv.dir
+        .write("htpasswd", HTPASSWD.replace("ada:", "# ada:"));
+    assert_eq!(status(&srv, "/private/", None, ADA), 200);
+    srv.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(20), || status(
+            &srv,
+            "/private/",
+            None,
+            ADA
+        ) == 401),
+        "the reloaded workers still know ada"
+    );
+    assert_eq!(status(&srv, "/private/", None, GRACE), 200);
+}
