@@ -130,6 +130,44 @@ fn log_level_debug_traces_every_request_at_debug() {
     assert!(line.contains("[notice]"), "{line}");
 }
 
+/// `X-AxKit-Trace: 1` traces a request from a client in `TraceFrom`
+/// (behind a trusted proxy, the client it names); from anyone else the
+/// header is ignored, and a forwarded address from an untrusted peer
+/// counts for nothing.
+#[test]
+fn trace_header_is_honoured_only_from_trace_from() {
+    let text = SITE.replace("        Trace On\n", "").replace(
+        "    Plugin uri_to_file\n",
+        "    TraceFrom 10.0.0.0/8 127.0.0.1\n    Plugin uri_to_file\n",
+    );
+    let mut srv = Axkit::start_single_with(&text, site);
+    let (_, plain) = get_from(&srv, "/a.txt", "");
+    let (_, zero) = get_from(&srv, "/a.txt", "X-AxKit-Trace: 0\r\n");
+    let (status, asked) = get_from(&srv, "/a.txt", "X-AxKit-Trace: 1\r\n");
+    assert_eq!(status, 200);
+    srv.wait_stderr_line(&[&format!("trace {asked}: sent 200")], LIMIT);
+    let all = srv.stderr();
+    assert_eq!(trace_lines(&all, &asked).len(), 5, "{all}");
+    assert!(trace_lines(&all, &plain).is_empty(), "{all}");
+    assert!(trace_lines(&all, &zero).is_empty(), "{all}");
+
+    // 127.0.0.1 is not in TraceFrom here; a forwarded 10.x address counts
+    // only from a trusted proxy.
+    let text = SITE.replace("        Trace On\n", "").replace(
+        "    Plugin uri_to_file\n",
+        "    TraceFrom 10.0.0.0/8\n    Plugin uri_to_file\n",
+    );
+    let mut srv = Axkit::start_single_with(&text, site);
+    let spoofed = "X-AxKit-Trace: 1\r\nX-Forwarded-For: 10.0.0.1\r\n";
+    let (_, refused) = get_from(&srv, "/a.txt", spoofed);
+    let all = srv.stop();
+    assert!(trace_lines(&all, &refused).is_empty(), "{all}");
+    let text = text.replace("    TraceFrom", "    TrustedProxy 127.0.0.1\n    TraceFrom");
+    let mut srv = Axkit::start_single_with(&text, site);
+    let (_, proxied) = get_from(&srv, "/a.txt", spoofed);
+    srv.wait_stderr_line(&[&format!("trace {proxied}: sent 200")], LIMIT);
+}
+
 /// The reasons for 403, 404 and 405 at level info: what was looked for
 /// and why it failed.
 #[test]

@@ -194,6 +194,13 @@ pub static TRUSTED_PROXY: List<Vec<Cidr>> = List::new("TrustedProxy").scopes(GLO
          those headers are ignored",
 );
 
+/// Who may ask for a request to be traced (`X-AxKit-Trace: 1`); every
+/// line adds to the list.
+pub static TRACE_FROM: List<Vec<Cidr>> = List::new("TraceFrom").scopes(GLOBAL_SERVER).doc(
+    "Client addresses (ADDR or ADDR/BITS) whose requests with `X-AxKit-Trace: 1` are traced as \
+     under `Trace On`; the header from any other client is ignored",
+);
+
 /// Which forwarding headers a trusted proxy's word is read from.
 pub static TRUSTED_PROXY_HEADER: Key<String> = Key::new("TrustedProxyHeader")
     .one_of(&["X-Forwarded-For", "Forwarded"])
@@ -260,6 +267,7 @@ pub fn core_directives() -> Vec<Directive> {
             .doc("More host names for this server; `*.example.com` matches any subdomain"),
         TRUSTED_PROXY.declare(),
         TRUSTED_PROXY_HEADER.declare(),
+        TRACE_FROM.declare(),
         // Logging and error pages.
         LOG_LEVEL.declare(),
         TRACE.declare(),

@@ -129,6 +129,8 @@ pub(crate) struct ServerRt {
     /// `TrustedProxy`: None when not written, so that a request's client
     /// is then the connection's at the cost of one test.
     pub trust: Option<Trust>,
+    /// `TraceFrom`: the clients whose `X-AxKit-Trace: 1` is honoured.
+    pub trace_from: Vec<crate::config::Cidr>,
 }
 
 impl ServerRt {
@@ -176,6 +178,12 @@ impl ServerRt {
             max_keepalive_requests: *root.get(&core::MAX_KEEPALIVE_REQUESTS) as u64,
             server_header: Rc::from(server_header),
             trust,
+            trace_from: root
+                .list(&core::TRACE_FROM)
+                .iter()
+                .flatten()
+                .copied()
+                .collect(),
         }
     }
 }
@@ -286,7 +294,7 @@ impl WorkerRt {
         let tracing = log_level >= Level::Debug
             || servers
                 .iter()
-                .any(|s| s.locations.iter().any(|l| l.trace));
+                .any(|s| !s.trace_from.is_empty() || s.locations.iter().any(|l| l.trace));
         let max_connections = max_connections(&config);
         Ok(WorkerRt {
             config,

@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::plugin::{Context, Hook, Level, Outcome};
 
 /// The request header that asks for a trace (honoured from `TraceFrom`).
-pub(crate) const TRACE_HEADER: &str = "X-AxKit-Trace";
+const TRACE_HEADER: &str = "X-AxKit-Trace";
 
 /// Decide whether the request in `ctx` (its Server and Location picked)
 /// is traced, and if so say where it went. Called when
@@ -58,9 +58,13 @@ pub(crate) fn begin(ctx: &mut Context) {
     log(ctx, &line);
 }
 
-/// `X-AxKit-Trace: 1` from an address in the Server's `TraceFrom`.
-fn asked_by_header(_ctx: &Context) -> bool {
-    false
+/// `X-AxKit-Trace: 1` from a client in the Server's `TraceFrom` (the
+/// client as resolved behind trusted proxies, as access control sees it).
+fn asked_by_header(ctx: &Context) -> bool {
+    let from = &ctx.rt.worker.servers[ctx.rt.server].trace_from;
+    !from.is_empty()
+        && ctx.request.header(TRACE_HEADER) == Some("1")
+        && from.iter().any(|net| net.contains(ctx.client().addr.ip()))
 }
 
 /// One plugin's call at one hook.
