@@ -138,7 +138,15 @@ pub(crate) fn main(catalog: Catalog, builtin_config: fn() -> String) -> ExitCode
 /// `serve_file`), and the plugins built say which hooks each one has, for
 /// the warnings about plugins that can never be called.
 fn check(catalog: &Catalog, source: &Source) -> ExitCode {
-    let config = match load_config(source, catalog) {
+    let loaded = load_config(source, catalog).and_then(|config| {
+        let missing = missing_roots(&config);
+        if missing.is_empty() {
+            Ok(config)
+        } else {
+            Err(missing)
+        }
+    });
+    let config = match loaded {
         Ok(config) => config,
         Err(errors) => {
             report_errors(&errors);
@@ -205,6 +213,45 @@ fn explain(catalog: &Catalog, source: &Source, url: &str, host: Option<&str>) ->
             ExitCode::FAILURE
         }
     }
+}
+
+/// Every `DocumentRoot` that is not a directory (each line once), with
+/// the path it resolved to: every request under it would fail. Only
+/// `--check` refuses them; a server starts (a root may be mounted later).
+fn missing_roots(config: &crate::config::Config) -> Vec<crate::config::ConfigError> {
+    use crate::plugin::DOCUMENT_ROOT;
+    let mut seen = std::collections::HashSet::new();
+    let mut errors = Vec::new();
+    let nodes = config.servers.iter().flat_map(|s| &s.locations);
+    for node in nodes {
+        let (Some(setting), Some(root)) = (
+            node.config.settings_of(&DOCUMENT_ROOT).last(),
+            node.config.get(&DOCUMENT_ROOT),
+        ) else {
+            continue;
+        };
+        if !seen.insert((setting.file.clone(), setting.line)) {
+            continue;
+        }
+        let problem = match std::fs::metadata(root) {
+            Ok(md) if md.is_dir() => continue,
+            Ok(_) => "not a directory".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let shown = std::path::absolute(root).unwrap_or_else(|_| root.clone());
+        let owner = config
+            .registry
+            .lookup(DOCUMENT_ROOT.name())
+            .map(|id| config.registry.owner(id).to_string());
+        errors.push(crate::config::ConfigError {
+            file: setting.file.to_string(),
+            line: setting.line,
+            directive: Some("DocumentRoot".to_string()),
+            plugin: owner,
+            message: format!("{}: {problem}", shown.display()),
+        });
+    }
+    errors
 }
 
 /// A process that runs the plugins itself (`--no-master`, `--check`)

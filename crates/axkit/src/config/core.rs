@@ -3,7 +3,7 @@
 //! the loader gives their meaning, and the typed keys of the process,
 //! protocol and logging settings the server reads.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::cidr::Cidr;
@@ -79,6 +79,21 @@ pub struct Group {
     pub name: String,
     pub gid: u32,
 }
+
+/// `ServerRoot DIR`: what relative paths in the config are taken from
+/// (the loader resolves every path-valued directive against it).
+pub static SERVER_ROOT: Key<Option<PathBuf>> = Key::parsed("ServerRoot", |args| match args {
+    [dir] if Path::new(dir).is_absolute() => Ok(Some(PathBuf::from(dir))),
+    [dir] => Err(format!("expected an absolute directory, got {dir:?}")),
+    _ => Err("expected one directory".into()),
+})
+.optional()
+.scopes(GLOBAL)
+.doc(
+    "Absolute directory that relative paths of path-valued directives (DocumentRoot, PluginDir, \
+     LogFile, RequestLog, PidFile, TemplateDir…) are taken from; default: the working directory. \
+     `Include` stays relative to the including file",
+);
 
 pub static PLUGIN_DIR: List<PathBuf> = List::new("PluginDir")
     .scopes(GLOBAL)
@@ -240,6 +255,7 @@ pub fn core_directives() -> Vec<Directive> {
         WORKERS.declare(),
         MAX_CONNECTIONS.declare(),
         SHUTDOWN_TIMEOUT.declare(),
+        SERVER_ROOT.declare(),
         PLUGIN_DIR.declare(),
         USER.declare(),
         GROUP.declare(),
