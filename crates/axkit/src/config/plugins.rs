@@ -395,7 +395,14 @@ mod tests {
             cfg.global.duration("ScriptLimit"),
             Some(Duration::from_secs(2))
         );
-        assert!(cfg.warnings.is_empty());
+        // The test source reads no directory: `lua` need not exist, which
+        // is only worth a warning.
+        let warnings: Vec<String> = cfg.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with("t.conf:1: PluginDir (plugin core): lua: "),
+            "{warnings:?}"
+        );
         assert_eq!(
             errors(&format!("ScriptLimit 2s\n{}", with_server(""))),
             [
