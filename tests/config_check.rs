@@ -81,7 +81,9 @@ fn relative_paths_are_taken_from_server_root() {
     assert_eq!(code, Some(1));
     assert_eq!(
         err[0],
-        format!("axkit: {f}:1: ServerRoot (plugin core): expected an absolute directory, got \"srv\"")
+        format!(
+            "axkit: {f}:1: ServerRoot (plugin core): expected an absolute directory, got \"srv\""
+        )
     );
 }
 
@@ -125,7 +127,10 @@ fn unknown_plugin_is_reported_once_with_the_paths_searched() {
         "PluginDir {dir}/lua\nPluginDir {dir}/gone\nPlugin hello_wrold\n<Server>\n    \
          Listen 127.0.0.1:0\n    Plugin hello_wrold\n    HelloGreeting hi\n    DocumentRot x\n</Server>\n",
     );
-    dir.write("lua/hello_world.lua", "function hook_response(r) return DECLINED end\n");
+    dir.write(
+        "lua/hello_world.lua",
+        "function hook_response(r) return DECLINED end\n",
+    );
     let d = dir.path().display();
     let (code, _, err) = axkit(&["--check", "-c", &f]);
     assert_eq!(code, Some(1));
@@ -151,7 +156,10 @@ fn missing_plugin_dir_is_a_warning() {
         "ServerRoot {dir}\nPluginDir lua\nPluginDir typo\nPlugin hello\n<Server>\n    \
          Listen 127.0.0.1:0\n</Server>\n",
     );
-    dir.write("lua/hello.lua", "function hook_response(r) return DECLINED end\n");
+    dir.write(
+        "lua/hello.lua",
+        "function hook_response(r) return DECLINED end\n",
+    );
     let d = dir.path().display();
     let (code, out, err) = axkit(&["--check", "-c", &f]);
     assert_eq!(code, Some(0), "{err:?}");

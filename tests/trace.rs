@@ -46,13 +46,15 @@ fn get_from(srv: &Axkit, path: &str, headers: &str) -> (u16, String) {
     use std::io::Write;
     let mut s = srv.connect();
     let me = s.local_addr().unwrap().to_string();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).unwrap();
     let (bytes, _) = read_to_end_within(&mut s, LIMIT);
     (status_of(&bytes), me)
 }
 
-const SITE: &str = "Plugin logging/warn\n<Server>\n    Listen 127.0.0.1:0\n    DocumentRoot {dir}/www\n    \
+const SITE: &str =
+    "Plugin logging/warn\n<Server>\n    Listen 127.0.0.1:0\n    DocumentRoot {dir}/www\n    \
                     Plugin uri_to_file\n    Plugin fast_mime_map\n    Plugin serve_file\n    \
                     <Location /t>\n        Trace On\n    </Location>\n</Server>\n";
 
@@ -108,7 +110,10 @@ fn trace_on_logs_every_plugin_call_of_its_location() {
 
 #[test]
 fn log_level_debug_traces_every_request_at_debug() {
-    let text = SITE.replace("Plugin logging/warn\n", "Plugin logging/warn\nLogLevel LOGDEBUG\n");
+    let text = SITE.replace(
+        "Plugin logging/warn\n",
+        "Plugin logging/warn\nLogLevel LOGDEBUG\n",
+    );
     let mut srv = Axkit::start_single_with(&text, site);
     let (status, plain) = get_from(&srv, "/a.txt", "");
     assert_eq!(status, 200);

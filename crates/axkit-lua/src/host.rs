@@ -475,7 +475,12 @@ fn candidates(name: &str, dirs: &[PathBuf]) -> Vec<PathBuf> {
         return Vec::new();
     }
     dirs.iter()
-        .flat_map(|dir| [dir.join(format!("{name}.lua")), dir.join(rel).join("init.lua")])
+        .flat_map(|dir| {
+            [
+                dir.join(format!("{name}.lua")),
+                dir.join(rel).join("init.lua"),
+            ]
+        })
         .collect()
 }
 
@@ -483,7 +488,11 @@ fn candidates(name: &str, dirs: &[PathBuf]) -> Vec<PathBuf> {
 /// scripts the `dirs` hold (`NAME.lua`, `NAME/init.lua`).
 pub(crate) fn searched(name: &str, dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
     let mut names = Vec::new();
-    for entry in dirs.iter().filter_map(|d| std::fs::read_dir(d).ok()).flatten() {
+    for entry in dirs
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+    {
         let Ok(entry) = entry else { continue };
         let path = entry.path();
         let file_name = entry.file_name().to_string_lossy().into_owned();

@@ -86,7 +86,9 @@ impl Plugin for ServeDir {
             let method = ctx.request.method();
             ctx.log_reason(
                 405,
-                format_args!("method {method:?} not allowed for the listing of {dir:?}; allowed: GET, HEAD"),
+                format_args!(
+                    "method {method:?} not allowed for the listing of {dir:?}; allowed: GET, HEAD"
+                ),
             );
             ctx.response.headers.set("Allow", "GET, HEAD");
             return Outcome::Status(405).into();

@@ -322,7 +322,9 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
         if let Some(dir) = &ctx.filename {
             ctx.log_reason(
                 403,
-                format_args!("directory index of {dir:?} is forbidden (no DirectoryIndex file in it)"),
+                format_args!(
+                    "directory index of {dir:?} is forbidden (no DirectoryIndex file in it)"
+                ),
             );
         }
         return outcome(Outcome::Status(403));

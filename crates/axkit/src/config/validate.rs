@@ -525,7 +525,9 @@ impl<'a> Validator<'a> {
         for a in node.args() {
             match parse_value(&ty, a) {
                 // `-` is stdout wherever a path may name it.
-                Ok(Value::Path(p)) if a != "-" => args.push(Value::Path(resolve(root.as_deref(), &p))),
+                Ok(Value::Path(p)) if a != "-" => {
+                    args.push(Value::Path(resolve(root.as_deref(), &p)))
+                }
                 Ok(v) => args.push(v),
                 Err(msg) => {
                     self.error(node, Some(id), secret.clone().unwrap_or(msg));

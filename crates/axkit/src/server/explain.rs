@@ -124,8 +124,12 @@ pub(crate) fn explain(
     Ok(out)
 }
 
-/// `http://HOST[:PORT]/PATH` or `/PATH`: (host, port, path with query).
-fn split_url(url: &str) -> Result<(Option<&str>, Option<u16>, &str), Vec<String>> {
+/// What a URL on the command line names: its host and port, if it is a
+/// full URL, and the path with its query.
+type UrlParts<'a> = (Option<&'a str>, Option<u16>, &'a str);
+
+/// `http://HOST[:PORT]/PATH` or `/PATH`.
+fn split_url(url: &str) -> Result<UrlParts<'_>, Vec<String>> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"));
@@ -203,7 +207,7 @@ fn word(s: &str) -> String {
 
 fn size(n: u64) -> String {
     for (unit, suffix) in [(1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")] {
-        if n >= unit && n % unit == 0 {
+        if n >= unit && n.is_multiple_of(unit) {
             return format!("{}{suffix}", n / unit);
         }
     }
