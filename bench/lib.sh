@@ -26,7 +26,7 @@
 #   stop_pid PID         SIGTERM, up to 5 s, then SIGKILL; then its
 #                        children (recorded before) get 2 s, then SIGKILL.
 #   cleanup              close HOLDER_FDS, stop_pid every STARTED_PIDS
-#                        entry, remove TMP.
+#                        entry (the last started first), remove TMP.
 #   start_bg VAR LOG CMD…  run CMD in the background (stdout+stderr to LOG),
 #                        PID into VAR and into STARTED_PIDS.
 #   must_pass MSG CMD…   run CMD (output to $TMP/check.log); on failure show
@@ -136,9 +136,10 @@ stop_pid() {
     done
 }
 cleanup() {
-    local fd pid
+    local fd i
     for fd in "${HOLDER_FDS[@]}"; do eval "exec $fd>&-" 2>/dev/null || true; done
-    for pid in "${STARTED_PIDS[@]}"; do stop_pid "$pid"; done
+    # The last started first: a server goes before the database it uses.
+    for (( i = ${#STARTED_PIDS[@]} - 1; i >= 0; i-- )); do stop_pid "${STARTED_PIDS[$i]}"; done
     [ -z "$TMP" ] || rm -rf "$TMP"
 }
 start_bg() {

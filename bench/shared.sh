@@ -26,6 +26,7 @@ WAITERS=${WAITERS:-10000}
 IDLE=${IDLE:-5}
 
 SCRIPT_TAG=shared.sh
+# shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 build_release axkit --bin axkit -p axkit-cli
@@ -59,6 +60,7 @@ function hook_response(r)
   return OK
 end
 LUA
+# shellcheck disable=SC2153 # pick_ports set PORT
 cat >"$TMP/poll.conf" <<CONF
 Workers $WORKERS
 PluginDir $TMP/plugins
@@ -69,8 +71,15 @@ MaxConnections $((WAITERS + 1000))
 </Server>
 CONF
 must_pass "axkit rejected poll.conf" "$BIN" --check -c "$TMP/poll.conf"
-ulimit -n $((WAITERS * 2 + 1000))
+# The client holds WAITERS sockets and one worker may hold them all: twice
+# that with room, but no more than the hard limit (raising it needs
+# CAP_SYS_RESOURCE, which a container's root may not have).
+FDS=$((WAITERS * 2 + 1000))
+HARD=$(ulimit -Hn)
+if [ "$HARD" != unlimited ] && [ "$FDS" -gt "$HARD" ]; then FDS=$HARD; fi
+[ "$FDS" -ge $((WAITERS + 100)) ] || die "$WAITERS waiters need more descriptors than the hard limit $HARD"
+ulimit -n "$FDS"
 start_bg AX_PID "$TMP/axkit.log" "$BIN" -c "$TMP/poll.conf"
 wait_up axkit "$AX_PID" "$PORT" /count 0
-python3 "$BENCH_DIR/long_poll.py" 127.0.0.1 "$PORT" "$WAITERS" "$IDLE" \
-    $(workers_of "$AX_PID")
+read -ra WORKER_PIDS <<<"$(workers_of "$AX_PID")"
+python3 "$BENCH_DIR/long_poll.py" 127.0.0.1 "$PORT" "$WAITERS" "$IDLE" "${WORKER_PIDS[@]}"

@@ -2,8 +2,9 @@
 //! script plugins found through `PluginDir`, the databases (`Database NAME
 //! URL`), the templates of `TemplateDir`, the HTTP client's trust
 //! (`HttpClientCAFile`), and the zones and broadcast shared by the workers
-//! (`SharedZone`, `BroadcastBuffer`), and sessions (`SessionKey`,
-//! `SessionStore`…). Without `-c` it runs the demo: the static site of
+//! (`SharedZone`, `BroadcastBuffer`), sessions (`SessionKey`,
+//! `SessionStore`…), and the status page, metrics and console (`stats`,
+//! `console`). Without `-c` it runs the demo: the static site of
 //! `demo/` and the wiki application of `plugins/`.
 
 use std::fs::OpenOptions;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 fn main() -> std::process::ExitCode {
     axkit::Server::new()
         .plugins(axkit_plugins::builtin())
+        .source(axkit_plugins::StatsSource)
         .source(axkit_db::DbSource)
         .source(axkit_lua::LuaSource::new())
         .source(axkit_template::TemplateSource)

@@ -442,21 +442,10 @@ fn post_client(addr: SocketAddr, stop: Arc<AtomicBool>, id: usize) -> (usize, Ve
             failures.push(format!("POST {i}: write: {e}"));
             continue;
         }
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let response = loop {
-            match s.read(&mut chunk) {
-                Ok(0) => break None,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) => {
-                    failures.push(format!("POST {i}: read: {e} after {buf:?}"));
-                    break None;
-                }
-            }
-            if let Some(r) = parse_response(&buf) {
-                break Some(r);
-            }
-        };
+        let response = read_one_response(&mut s).unwrap_or_else(|e| {
+            failures.push(format!("POST {i}: read: {e}"));
+            None
+        });
         match response {
             Some(r) if r.status == 200 && r.text() == format!("got {}\n", body.len()) => {
                 ok += 1;
@@ -468,7 +457,7 @@ fn post_client(addr: SocketAddr, stop: Arc<AtomicBool>, id: usize) -> (usize, Ve
                 }
             }
             Some(r) => failures.push(format!("POST {i}: {} {:?}", r.status, r.text())),
-            None => failures.push(format!("POST {i}: no response: {buf:?}")),
+            None => failures.push(format!("POST {i}: no response")),
         }
     }
     (ok, failures)

@@ -510,6 +510,24 @@ pub fn read_until_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
     (out, !matches!(ended, Ended::TimedOut))
 }
 
+/// Read one whole response from a kept-alive connection (under the
+/// stream's own read timeout): `Ok(None)` if the server closed first, the
+/// error and what came before it if a read failed.
+pub fn read_one_response(s: &mut TcpStream) -> Result<Option<Response>, String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return Ok(None),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("{e} after {:?}", lossy(&buf))),
+        }
+        if let Some(r) = parse_response(&buf) {
+            return Ok(Some(r));
+        }
+    }
+}
+
 /// How reading a connection to its end stopped.
 #[derive(Debug)]
 pub enum Ended {

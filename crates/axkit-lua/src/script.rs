@@ -448,6 +448,25 @@ unsafe fn raised(lua: &Lua, ts: *mut ffi::lua_State, status: c_int) -> mlua::Err
 }
 
 /// A connection as hooks without a request see it.
+/// Set the `axkit_lua_memory_bytes` gauge of the metrics to what the
+/// worker's Lua state holds, every second until the worker drains (a
+/// no-op without the metrics: no `stats` or `console` plugin loaded).
+async fn report_memory(host: std::rc::Weak<Host>, worker: Worker) {
+    let gauge = axkit::plugin::metrics::Gauge::register(
+        "axkit_lua_memory_bytes",
+        "Memory held by the workers' Lua states, updated every second.",
+    );
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = worker.stopping() => return,
+        }
+        let Some(host) = host.upgrade() else { return };
+        gauge.set(host.lua.used_memory() as i64);
+    }
+}
+
 fn conn_table(host: &Host, conn: &ConnInfo) -> mlua::Result<mlua::Table> {
     let t = host.lua.create_table()?;
     t.set("id", conn.id)?;
@@ -583,9 +602,12 @@ impl Plugin for ScriptPlugin {
         })
     }
 
-    /// The worker's timers start (once, whichever script plugin is first).
+    /// The worker's timers start, and its Lua memory is reported to the
+    /// metrics (once, whichever script plugin is first).
     fn worker_start(&self, worker: &Worker) {
-        self.host.timers.start(worker);
+        if self.host.timers.start(worker) {
+            tokio::task::spawn_local(report_memory(Rc::downgrade(&self.host), worker.clone()));
+        }
     }
 
     /// `hook_logging(level, message, peer)`.

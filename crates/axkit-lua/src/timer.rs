@@ -88,10 +88,10 @@ impl Timers {
 
     /// The worker starts serving: start the timers created so far, and
     /// stop them all when it begins to drain. Only the first call counts
-    /// (each script plugin of the worker passes it on).
-    pub fn start(self: &Rc<Self>, worker: &Worker) {
+    /// (each script plugin of the worker passes it on): whether this was it.
+    pub fn start(self: &Rc<Self>, worker: &Worker) -> bool {
         if self.worker.borrow().is_some() {
-            return;
+            return false;
         }
         *self.worker.borrow_mut() = Some(worker.clone());
         let pending: Vec<Rc<Entry>> = self.entries.borrow().clone();
@@ -106,6 +106,7 @@ impl Timers {
                 this.stop();
             }
         });
+        true
     }
 
     /// No more runs; a run in progress finishes, or ends with the worker.

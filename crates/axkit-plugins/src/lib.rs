@@ -1,7 +1,9 @@
 //! AxKit's built-in plugins, one file each (CGI a folder, `cgi/`), a
 //! plugin's directives at its top: mapping URLs to files, serving files and
 //! directories, CGI, MIME types, error pages, the error and access logs,
-//! access control by address and Basic authentication.
+//! access control by address and Basic authentication; and, from
+//! [`StatsSource`], the status page and metrics (`stats`) and the
+//! operator's `console`.
 //! They are written only against the `axkit` crate's public API, the one a
 //! third-party plugin uses: this crate cannot reach anything else, so the
 //! compiler keeps that API honest.
@@ -15,6 +17,7 @@
 mod access;
 mod auth_basic;
 mod cgi;
+mod console;
 mod error_doc;
 mod fast_mime_map;
 mod file_http;
@@ -26,6 +29,7 @@ mod request_log;
 mod serve_dir;
 mod serve_file;
 mod sink;
+mod stats;
 mod typeless_uri;
 mod uri_to_file;
 
@@ -36,6 +40,8 @@ mod uri_to_file;
 pub struct PluginsGuide;
 
 use axkit::plugin::PluginSpec;
+
+pub use stats::StatsSource;
 
 /// Every built-in plugin, by the name used in `Plugin NAME`.
 pub fn builtin() -> Vec<PluginSpec> {

@@ -189,6 +189,7 @@ impl EventStream {
         r.headers.set("Content-Type", "text/event-stream");
         r.headers.set("Cache-Control", "no-cache");
         r.headers.set("X-Accel-Buffering", "no");
+        ctx.set_waiting();
         let first = match options.retry {
             Some(retry) => format!("retry: {}\n\n", retry.as_millis()).into_bytes(),
             None => event::comment(b""),
@@ -347,6 +348,7 @@ pub async fn long_poll<F: Future<Output = Bytes>>(
     message: F,
     timeout: Duration,
 ) -> Result<Bytes, Ended> {
+    ctx.set_waiting();
     let got = wait_for(ctx, message, Some(timeout)).await;
     let r = &mut ctx.response;
     r.headers.set("Cache-Control", "no-cache");

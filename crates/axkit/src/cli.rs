@@ -83,6 +83,7 @@ pub(crate) fn main(catalog: Catalog, builtin_config: fn() -> String) -> ExitCode
             text: builtin_config(),
         },
     };
+    let _ = crate::server::CONFIG_NAME.set(source_name(&source));
     if cli.directives {
         return print_directives(&catalog, cli.config.is_some().then_some(&source));
     }
@@ -295,6 +296,7 @@ fn worker_main(catalog: &Catalog, source: &Source) -> ExitCode {
         log_to_stderr(crate::plugin::Level::Crit, &e);
         return ExitCode::FAILURE;
     }
+    crate::server::adopt_control_fd();
     run_worker(config, catalog, listeners, || {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(b"ready\n");

@@ -121,9 +121,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use axkit::config::{Args, Directive, Key, List, Scopes};
+use axkit::plugin::metrics::Gauge;
 use axkit::plugin::{hook, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
 use regex::Regex;
 
@@ -255,7 +256,35 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
         max_queue: *global.get(&CGI_MAX_QUEUE),
         queue_timeout: *global.get(&CGI_QUEUE_TIMEOUT),
         spawner: Spawner::default(),
+        running: Gauge::register(
+            "axkit_cgi_processes",
+            "CGI scripts running (and starting), by serve_cgi.",
+        ),
     }))
+}
+
+/// A script's slot (`CGIMaxProcesses`), held until the script is reaped,
+/// and counted meanwhile in the `axkit_cgi_processes` gauge of the
+/// metrics.
+pub(super) struct ScriptSlot {
+    _permit: OwnedSemaphorePermit,
+    gauge: Gauge,
+}
+
+impl ScriptSlot {
+    fn new(permit: OwnedSemaphorePermit, gauge: Gauge) -> ScriptSlot {
+        gauge.add(1);
+        ScriptSlot {
+            _permit: permit,
+            gauge,
+        }
+    }
+}
+
+impl Drop for ScriptSlot {
+    fn drop(&mut self) {
+        self.gauge.add(-1);
+    }
 }
 
 struct ServeCgi {
@@ -267,6 +296,8 @@ struct ServeCgi {
     max_queue: usize,
     queue_timeout: Duration,
     spawner: Spawner,
+    /// Scripts holding a slot, for the metrics.
+    running: Gauge,
 }
 
 /// uri_translation's ScriptAlias mapping, for the response hook.

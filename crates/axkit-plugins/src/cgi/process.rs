@@ -16,8 +16,10 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::process::{Child, Command};
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
+
+use super::ScriptSlot;
 
 /// How often a process group is looked at while it is given time to end.
 const POLL: Duration = Duration::from_millis(10);
@@ -113,7 +115,7 @@ pub(super) async fn terminate(
     mut child: Child,
     pgid: i32,
     grace: Duration,
-    permit: OwnedSemaphorePermit,
+    permit: ScriptSlot,
 ) -> Option<ExitStatus> {
     signal_group(pgid, libc::SIGTERM);
     let deadline = Instant::now() + grace;

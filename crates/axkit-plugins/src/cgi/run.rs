@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use axkit::plugin::{escape_log_bytes, Body, BodyError, Context, Level, Logger, Outcome};
@@ -21,7 +20,7 @@ use super::env::{environment, EnvInput};
 use super::map::{Script, Start};
 use super::output::{header_end, parse_head, Applied};
 use super::process::{end_leftovers, exited, signal_group, terminate};
-use super::{ServeCgi, CGI_KILL_GRACE, CGI_KILL_GROUP, CGI_MAX_TIME, CGI_TIMEOUT};
+use super::{ScriptSlot, ServeCgi, CGI_KILL_GRACE, CGI_KILL_GROUP, CGI_MAX_TIME, CGI_TIMEOUT};
 
 /// Largest header block a script may send before its body.
 const MAX_HEADER_BLOCK: usize = 64 * 1024;
@@ -161,9 +160,9 @@ impl ServeCgi {
     }
 
     /// Wait for a free script slot, in a bounded queue for a bounded time.
-    async fn slot(&self, ctx: &Context, script: &Script) -> Option<OwnedSemaphorePermit> {
+    async fn slot(&self, ctx: &Context, script: &Script) -> Option<ScriptSlot> {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
-            return Some(permit);
+            return Some(ScriptSlot::new(permit, self.running));
         }
         let why = if self.waiting.get() >= self.max_queue {
             "queue full"
@@ -172,7 +171,7 @@ impl ServeCgi {
             let waited = timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await;
             self.waiting.set(self.waiting.get() - 1);
             match waited {
-                Ok(Ok(permit)) => return Some(permit),
+                Ok(Ok(permit)) => return Some(ScriptSlot::new(permit, self.running)),
                 _ => "waited too long",
             }
         };
@@ -483,7 +482,7 @@ impl Running {
     /// process group; with `CGIKillGroup` it also ends what the script
     /// left in its group. The slot is freed once all that is done. The
     /// response does not wait for any of it.
-    fn finish(mut self, script: Script, permit: OwnedSemaphorePermit) {
+    fn finish(mut self, script: Script, permit: ScriptSlot) {
         self.stdin = None;
         self.stdout = None;
         self.pending = None;
@@ -494,7 +493,7 @@ impl Running {
         }
     }
 
-    async fn reap(mut self, path: PathBuf, permit: OwnedSemaphorePermit) {
+    async fn reap(mut self, path: PathBuf, permit: ScriptSlot) {
         let mut deadline = match self.max_at {
             Some(max) => max.min(self.idle_at),
             None => self.idle_at,

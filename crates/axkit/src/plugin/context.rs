@@ -759,6 +759,14 @@ impl Context {
         }
     }
 
+    /// Say that this request now waits for something to send (a long
+    /// poll, an event stream) rather than working: the metrics count its
+    /// connection as `waiting` instead of `handler` until the response
+    /// ends.
+    pub fn set_waiting(&mut self) {
+        self.rt.io.track.set(super::metrics::ConnState::Waiting);
+    }
+
     /// Log through the `logging` hooks of this request's chain.
     pub fn log(&self, level: Level, message: &str) {
         self.rt.log(level, message, self.client().addr);
@@ -777,7 +785,7 @@ impl Context {
     /// # }
     /// ```
     pub fn log_reason(&self, status: u16, why: std::fmt::Arguments<'_>) {
-        if self.rt.worker.log_level < Level::Info {
+        if self.rt.worker.log_level() < Level::Info {
             return;
         }
         let message = format!(

@@ -18,6 +18,7 @@ mod doc_root;
 pub mod form;
 mod html;
 mod log;
+pub mod metrics;
 mod shared_memory;
 mod source;
 mod worker;

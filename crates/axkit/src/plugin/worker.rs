@@ -37,6 +37,42 @@ impl Worker {
         self.count
     }
 
+    /// The configuration generation this worker runs: 1 at start, one
+    /// more per reload (SIGHUP); a binary upgrade's new master starts at 1
+    /// again.
+    pub fn generation(&self) -> u64 {
+        self.rt.upgrade().map_or(1, |rt| rt.generation)
+    }
+
+    /// The config the server runs, as its command line named it (a path,
+    /// or `<built-in>`).
+    pub fn config_name(&self) -> &'static str {
+        crate::server::CONFIG_NAME
+            .get()
+            .map_or("<built-in>", String::as_str)
+    }
+
+    /// Change `LogLevel` at run time in every worker of this generation
+    /// and of older ones still draining (the next reload's workers go by
+    /// their config again). Works through the metrics region in shared
+    /// memory: Err when it is not in use (no `stats` or `console` plugin
+    /// loaded).
+    pub fn set_log_level(&self, level: Level) -> Result<(), String> {
+        super::metrics::set_log_level(self.generation(), level)
+    }
+
+    /// The `LogLevel` this worker logs at now.
+    pub fn log_level(&self) -> Level {
+        self.rt.upgrade().map_or(Level::Info, |rt| rt.log_level())
+    }
+
+    /// Ask the master to reload the configuration, as SIGHUP does. Err in
+    /// a process without a master (`--no-master`). Whether the reload
+    /// worked is the master's to say (its log; a new generation).
+    pub fn request_reload(&self) -> Result<(), String> {
+        crate::server::ask_master(crate::server::ASK_RELOAD)
+    }
+
     /// Whether the worker has begun to drain.
     pub fn is_stopping(&self) -> bool {
         self.rt.upgrade().is_none_or(|rt| rt.shutting_down.get())

@@ -23,6 +23,7 @@ use tokio::time::timeout;
 
 use crate::plugin::BodyError;
 use crate::server::idle::{IdleWaits, Kind};
+use crate::server::metrics::ConnTrack;
 use crate::server::runtime::LocationRt;
 
 /// Read buffer size for a request head (grows up to MaxHeaderSize).
@@ -104,6 +105,8 @@ pub(crate) struct ConnIo {
     /// A plugin took the connection over (`Context::upgrade`): the
     /// server writes nothing more on it and closes it as it is.
     pub(super) upgraded: bool,
+    /// The connection's state and entry in the metrics.
+    pub(crate) track: ConnTrack,
 }
 
 impl ConnIo {
@@ -129,6 +132,7 @@ impl ConnIo {
             pending_head: HeadBuf::default(),
             server_header: Rc::from(&b""[..]),
             upgraded: false,
+            track: ConnTrack::none(),
         }
     }
 

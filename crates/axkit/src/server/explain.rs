@@ -113,7 +113,7 @@ pub(crate) fn explain(
         if chain.is_empty() {
             continue;
         }
-        let names: Vec<&str> = chain.iter().map(|(name, _)| &**name).collect();
+        let names: Vec<&str> = chain.iter().map(|(name, ..)| &**name).collect();
         let mode = if CONTENT_HOOKS.contains(&hook) {
             " (innermost scope first; the first that does not decline answers)"
         } else {

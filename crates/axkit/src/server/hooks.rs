@@ -149,15 +149,28 @@ async fn run_chain<const TRACED: bool>(ctx: &mut Context, hook: Hook) -> Outcome
     let location = ctx.rt.location.clone();
     let mode = mode(hook);
     let mut result = Outcome::Declined;
-    for (name, plugin) in location.chain(hook) {
+    for (name, plugin, index) in location.chain(hook) {
         let start = started::<TRACED>();
         let outcome = guarded(|| call(&**plugin, hook, ctx)).await;
         traced::<TRACED>(ctx, hook, name, &outcome, start);
         note_failure(ctx, name, hook, &outcome);
         match (mode, outcome) {
             (_, Outcome::Declined) => {}
-            (Mode::AllWhileOk, Outcome::Ok) => result = Outcome::Ok,
-            (_, other) => return other,
+            (Mode::AllWhileOk, Outcome::Ok) => {
+                // The pipeline's answer is the document's producer's.
+                if hook == Hook::XmlResponse && ctx.rt.answered == 0 {
+                    ctx.rt.answered = index + 1;
+                }
+                result = Outcome::Ok;
+            }
+            (_, other) => {
+                // Who decided the response, for the metrics: not an error
+                // page's plugin nor `response_sent`.
+                if hook as u8 <= Hook::Response as u8 {
+                    ctx.rt.answered = index + 1;
+                }
+                return other;
+            }
         }
     }
     result
@@ -174,7 +187,7 @@ pub(crate) async fn run_body_data(ctx: &mut Context, chunk: &[u8]) -> Outcome {
 async fn body_data_chain<const TRACED: bool>(ctx: &mut Context, chunk: &[u8]) -> Outcome {
     let location = ctx.rt.location.clone();
     let mut result = Outcome::Declined;
-    for (name, plugin) in location.chain(Hook::BodyData) {
+    for (name, plugin, _) in location.chain(Hook::BodyData) {
         let start = started::<TRACED>();
         let outcome = guarded(|| plugin.body_data(ctx, chunk)).await;
         traced::<TRACED>(ctx, Hook::BodyData, name, &outcome, start);
@@ -200,7 +213,7 @@ async fn filter_chain<const TRACED: bool>(ctx: &mut Context, chunk: &mut BodyChu
     let location = ctx.rt.location.clone();
     ctx.rt.io.filtering = true;
     let mut result = Outcome::Ok;
-    for (name, plugin) in location.chain(Hook::WriteBodyData) {
+    for (name, plugin, _) in location.chain(Hook::WriteBodyData) {
         let start = started::<TRACED>();
         let outcome = guarded(|| plugin.write_body_data(ctx, chunk)).await;
         traced::<TRACED>(ctx, Hook::WriteBodyData, name, &outcome, start);
@@ -225,7 +238,7 @@ pub(crate) async fn run_conn_hook(
     hook: Hook,
     conn: &ConnInfo,
 ) -> bool {
-    for (name, plugin) in location.chain(hook) {
+    for (name, plugin, _) in location.chain(hook) {
         let outcome = guarded(|| match hook {
             Hook::Connect => plugin.connect(conn),
             Hook::PreRequest => plugin.pre_request(conn),
@@ -257,7 +270,7 @@ pub(crate) async fn run_conn_hook(
 /// remember.
 pub(crate) fn run_logging(chain: &[Entry], level: Level, message: &str, peer: Option<SocketAddr>) {
     let owned = Rc::new((level, escape_log(message).into_owned(), peer));
-    for (_, plugin) in chain {
+    for (_, plugin, _) in chain {
         let plugin = plugin.clone();
         let line = owned.clone();
         let fut = async move {

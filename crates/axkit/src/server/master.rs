@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
@@ -34,7 +34,10 @@ use crate::server::pid_file::{self, PidFile};
 use crate::server::privileges;
 use crate::server::shared_memory::{Regions, SHARED_MEMORY_ENV};
 use crate::server::systemd::{self, SYSTEMD_ENV};
-use crate::server::{load_config, log_warnings, LISTEN_ENV, WORKER_ENV};
+use crate::server::{
+    load_config, log_warnings, ASK_RELOAD, CONTROL_ENV, GENERATION_ENV, LISTEN_ENV, RESPAWN_ENV,
+    WORKER_ENV,
+};
 
 /// The listening sockets a new master inherits from the one it replaces
 /// (binary upgrade): `FD=ADDR,…` as in [`LISTEN_ENV`].
@@ -183,6 +186,9 @@ struct Master<'a> {
     /// The new master a binary upgrade started, while it runs: it is the
     /// service's main process now, so we tell systemd nothing more.
     successor: Option<u32>,
+    /// The write end of the control pipe every worker inherits, to ask
+    /// for a reload (see `server::ask_master`).
+    control: OwnedFd,
 }
 
 /// What the master's loop hears from its helper tasks.
@@ -221,12 +227,12 @@ fn worker_count(config: &Config) -> usize {
 }
 
 impl Master<'_> {
-    /// Start worker `slot` of `count` of `generation` on `listeners` with
-    /// `regions`, hand
-    /// it the configuration (`snapshot`, encoded), and wait for `ready`.
+    /// Start worker `slot` of `count` of `generation` (`respawn`: in place
+    /// of one that died) on `listeners` with `regions`, hand it the
+    /// configuration (`snapshot`, encoded), and wait for `ready`.
     async fn spawn(
         &self,
-        generation: u64,
+        (generation, respawn): (u64, bool),
         (slot, count): (usize, usize),
         (listeners, regions): (&[(SocketAddr, TcpListener)], &Regions),
         snapshot: &[u8],
@@ -243,6 +249,7 @@ impl Master<'_> {
                 .iter()
                 .map(|(_, l)| l.as_raw_fd())
                 .chain(regions.fds())
+                .chain([self.control.as_raw_fd()])
                 .try_for_each(|fd| set_inheritable(fd, on))
                 .map_err(|e| format!("cannot pass descriptors to a worker: {e}"))
         };
@@ -251,6 +258,9 @@ impl Master<'_> {
             for var in SYSTEMD_ENV.iter().chain([&UPGRADE_ENV]) {
                 command.env_remove(var);
             }
+            if respawn {
+                command.env(RESPAWN_ENV, "1");
+            }
             command
                 .arg0(&self.exe)
                 .arg("--worker")
@@ -258,6 +268,8 @@ impl Master<'_> {
                 .env(LISTEN_ENV, fds)
                 .env(SHARED_MEMORY_ENV, regions.env())
                 .env(WORKER_ENV, format!("{slot}/{count}"))
+                .env(GENERATION_ENV, generation.to_string())
+                .env(CONTROL_ENV, self.control.as_raw_fd().to_string())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -332,7 +344,10 @@ impl Master<'_> {
         let mut started = Vec::new();
         let count = worker_count(config);
         for slot in 0..count {
-            match self.spawn(generation, (slot, count), with, &snapshot).await {
+            match self
+                .spawn((generation, false), (slot, count), with, &snapshot)
+                .await
+            {
                 Ok(worker) => started.push(worker),
                 Err(e) => {
                     for w in started {
@@ -448,7 +463,7 @@ impl Master<'_> {
             };
             match self
                 .spawn(
-                    self.generation,
+                    (self.generation, true),
                     (slot, want),
                     (&listeners, &self.regions),
                     &snapshot,
@@ -621,6 +636,42 @@ fn signal_pid(pid: u32, sig: i32) {
     }
 }
 
+/// The control pipe: (read end, write end), both close-on-exec (the write
+/// end is inherited by each worker only while it starts), the write end
+/// non-blocking, so that a worker never waits on it.
+fn control_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the array with two new descriptors we own.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let (read, write) = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
+        let flags = libc::fcntl(fds[1], libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fds[1], libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((read, write))
+    }
+}
+
+/// What the workers ask on the control pipe: a reload (the console's
+/// `reload`) is done as SIGHUP is, by sending ourselves one, so that it
+/// takes the same path (systemd's RELOADING included).
+async fn hear_workers(read: OwnedFd) {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(read) else {
+        return log(Level::Error, "cannot watch the control pipe");
+    };
+    let mut buf = [0u8; 64];
+    while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+        if buf[..n].contains(&ASK_RELOAD) {
+            log(Level::Notice, "a worker asked for a reload");
+            signal_pid(std::process::id(), libc::SIGHUP);
+        }
+    }
+}
+
 /// The listening sockets this master starts with: those systemd passed
 /// (socket activation) and those of the master it replaces (binary
 /// upgrade), each under the `Listen` address it serves; `bind_all` binds
@@ -685,8 +736,13 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
         Ok(rt) => rt,
         Err(e) => return fail(&e),
     };
+    let (control_read, control) = match control_pipe() {
+        Ok(pipe) => pipe,
+        Err(e) => return fail(&format!("cannot make the control pipe: {e}")),
+    };
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
+        tokio::task::spawn_local(hear_workers(control_read));
         let (tx, mut events) = mpsc::unbounded_channel();
         let (stop_tx, stopping) = watch::channel(false);
         let count = worker_count(&config);
@@ -704,6 +760,7 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             stopping: stopping.clone(),
             pid_file: None,
             successor: None,
+            control,
         };
         let signals = (
             signal(SignalKind::terminate()),

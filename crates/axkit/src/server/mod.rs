@@ -11,6 +11,7 @@ mod hooks;
 mod idle;
 pub(crate) mod master;
 pub(crate) mod master_log;
+mod metrics;
 mod pid_file;
 pub(crate) mod privileges;
 pub(crate) mod response;
@@ -41,6 +42,69 @@ pub(crate) const WORKER_ENV: &str = "AXKIT_WORKER";
 /// The listening sockets a worker inherits: `FD=ADDR,FD=ADDR`, ADDR being
 /// the address as configured (it may have port 0).
 pub(crate) const LISTEN_ENV: &str = "AXKIT_LISTEN_FDS";
+/// Set in a worker's environment: the configuration generation it runs (1
+/// at start, one more per reload).
+pub(crate) const GENERATION_ENV: &str = "AXKIT_GENERATION";
+/// Set in a worker's environment when it replaces one that died.
+pub(crate) const RESPAWN_ENV: &str = "AXKIT_RESPAWN";
+/// Set in a worker's environment: the write end of the pipe on which it
+/// asks its master for things (see [`ask_master`]).
+pub(crate) const CONTROL_ENV: &str = "AXKIT_CONTROL_FD";
+
+/// The config this process runs, as the command line named it (a path,
+/// or `<built-in>`).
+pub(crate) static CONFIG_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// What a worker may ask its master, one byte on the control pipe.
+pub(crate) const ASK_RELOAD: u8 = b'R';
+
+/// The worker's end of the control pipe.
+static CONTROL: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
+
+/// Worker side: keep the control pipe the master passed ([`CONTROL_ENV`]),
+/// close-on-exec so that a CGI process does not inherit it.
+pub(crate) fn adopt_control_fd() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let Some(fd) = std::env::var(CONTROL_ENV)
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
+        return;
+    };
+    // SAFETY: the master passed this descriptor to us for exactly this;
+    // fcntl only changes its flags.
+    let owned = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags < 0 {
+            return;
+        }
+        libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        OwnedFd::from_raw_fd(fd)
+    };
+    let _ = CONTROL.set(owned);
+}
+
+/// Ask the master for `what` (a byte such as [`ASK_RELOAD`]): Err in a
+/// process that has no master (`--no-master`) or when the pipe fails.
+/// Whichever privileges the worker dropped to, a pipe reaches the master,
+/// where a signal from an unprivileged worker to a root master would not.
+pub(crate) fn ask_master(what: u8) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let fd = CONTROL
+        .get()
+        .ok_or("this process has no master (--no-master)")?;
+    // SAFETY: a one-byte write from a live buffer to our descriptor; the
+    // pipe is non-blocking and a write under PIPE_BUF is atomic.
+    let n = unsafe { libc::write(fd.as_raw_fd(), [what].as_ptr().cast(), 1) };
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(format!(
+            "cannot reach the master: {}",
+            std::io::Error::last_os_error()
+        ))
+    }
+}
 
 /// A server binary: the `axkit` command line, with the plugins and plugin
 /// sources it is given. The stock `axkit` command is
@@ -223,6 +287,17 @@ fn worker_place() -> (usize, usize) {
         })
         .filter(|(index, count)| index < count)
         .unwrap_or((0, 1))
+}
+
+/// This worker's configuration generation, from [`GENERATION_ENV`] (1 in
+/// a process the master did not start), and whether it replaces a worker
+/// that died.
+fn worker_generation() -> (u64, bool) {
+    let generation = std::env::var(GENERATION_ENV)
+        .ok()
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(1);
+    (generation, std::env::var_os(RESPAWN_ENV).is_some())
 }
 
 /// A process's event loop: one thread.

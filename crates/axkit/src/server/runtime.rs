@@ -19,13 +19,18 @@ use axkit_http::Limits;
 use tokio::sync::Notify;
 
 use crate::config::{core, Config, LocationConfig, ServerConfig};
+use crate::plugin::metrics::Slot;
 use crate::plugin::{called_hooks, Catalog, Hook, Level, Plugin, PluginInit, Request, Trust};
 use crate::server::conn_io::{ConnIo, ReadBuffers};
 use crate::server::hooks;
 use crate::server::idle::IdleWaits;
 
-/// A plugin in a chain, with the name it was loaded under (for logs).
-pub(crate) type Entry = (Rc<str>, Rc<dyn Plugin>);
+/// A plugin in a chain, with the name it was loaded under (for logs) and
+/// its index in `Config::plugins` (for the metrics: which plugin answered).
+pub(crate) type Entry = (Rc<str>, Rc<dyn Plugin>, u16);
+
+/// Every plugin of a worker by name, with its index in `Config::plugins`.
+type Built = HashMap<String, (Rc<dyn Plugin>, u16)>;
 
 /// Per-`<Location>` runtime: its merged config, cached hot values, and for
 /// each hook the plugins that implement it, in the order they run.
@@ -47,6 +52,8 @@ pub(crate) struct LocationRt {
     pub max_body: u64,
     pub body_timeout: Duration,
     pub send_timeout: Duration,
+    /// The label of its requests in the metrics (0 without them).
+    pub series: u32,
 }
 
 /// The hooks that produce a response: a Location's own plugins get the
@@ -61,18 +68,19 @@ impl LocationRt {
         config: Arc<LocationConfig>,
         (prefix, file, line): (String, Arc<str>, u32),
         (plugins, scope_starts): (&[String], &[usize]),
-        all: &HashMap<String, Rc<dyn Plugin>>,
+        all: &Built,
+        series: u32,
     ) -> LocationRt {
         let mut chains = vec![Vec::new(); Hook::COUNT];
         let entries = plugins.iter().filter_map(|name| {
-            let plugin = all.get(name)?;
-            Some((Rc::<str>::from(name.as_str()), plugin.clone()))
+            let (plugin, index) = all.get(name)?;
+            Some((Rc::<str>::from(name.as_str()), plugin.clone(), *index))
         });
-        for (name, plugin) in entries {
+        for (name, plugin, index) in entries {
             let hooks = called_hooks(&*plugin);
             for hook in Hook::ALL {
                 if hooks.contains(hook) {
-                    chains[hook as usize].push((name.clone(), plugin.clone()));
+                    chains[hook as usize].push((name.clone(), plugin.clone(), index));
                 }
             }
         }
@@ -89,6 +97,7 @@ impl LocationRt {
             file,
             line,
             chains,
+            series,
         }
     }
 
@@ -134,8 +143,14 @@ pub(crate) struct ServerRt {
 }
 
 impl ServerRt {
-    fn new(config: &ServerConfig, all: &HashMap<String, Rc<dyn Plugin>>) -> ServerRt {
+    fn new(config: &ServerConfig, all: &Built, metrics: Option<&Slot>) -> ServerRt {
         let root = &config.locations[0].config;
+        // Its label in the metrics: its name, else its first address.
+        let name = match (config.names.first(), config.listen.first()) {
+            (Some(name), _) => name.clone(),
+            (None, Some(addr)) => addr.to_string(),
+            (None, None) => String::new(),
+        };
         let locations = config
             .locations
             .iter()
@@ -145,6 +160,7 @@ impl ServerRt {
                     (node.prefix.clone(), node.file.clone(), node.line),
                     (&node.plugins, &node.scope_starts),
                     all,
+                    metrics.map_or(0, |m| m.series(&name, &node.prefix)),
                 ))
             })
             .collect();
@@ -200,7 +216,13 @@ pub(crate) struct WorkerRt {
     /// Per listening socket: whether connections start with a PROXY
     /// protocol header.
     pub listener_proxy: Vec<bool>,
-    pub log_level: Level,
+    log_level: Level,
+    /// Where this worker counts (see `plugin/metrics.rs`), when the config
+    /// asked for the metrics region.
+    pub metrics: Option<&'static Slot>,
+    /// The configuration generation this worker runs (1 at start, one
+    /// more per reload).
+    pub generation: u64,
     /// Whether any request may be traced (see `trace.rs`): else the walk
     /// never looks.
     pub tracing: bool,
@@ -234,12 +256,17 @@ impl WorkerRt {
         catalog: &Catalog,
         listeners: &[SocketAddr],
     ) -> Result<WorkerRt, Vec<String>> {
-        let mut all: HashMap<String, Rc<dyn Plugin>> = HashMap::new();
+        let place = super::worker_place();
+        let (generation, respawned) = super::worker_generation();
+        // Claimed before the plugins are built, so that they may register
+        // gauges.
+        let metrics = Slot::claim(&config, generation, place.0, respawned);
+        let mut all: Built = HashMap::new();
         let mut plugins = Vec::new();
         // Every plugin is built, so that all their errors are reported at
         // once, as the loader reports the config's.
         let mut errors = Vec::new();
-        for name in &config.plugins {
+        for (index, name) in config.plugins.iter().enumerate() {
             let init = PluginInit {
                 config: &config,
                 name,
@@ -247,7 +274,7 @@ impl WorkerRt {
             match catalog.create(name, &init) {
                 Ok(plugin) => {
                     plugins.push(plugin.clone());
-                    all.insert(name.clone(), plugin);
+                    all.insert(name.clone(), (plugin, index as u16));
                 }
                 Err(e) => errors.push(format!("plugin `{name}`: {e}")),
             }
@@ -258,7 +285,7 @@ impl WorkerRt {
         let servers: Vec<ServerRt> = config
             .servers
             .iter()
-            .map(|server| ServerRt::new(server, &all))
+            .map(|server| ServerRt::new(server, &all, metrics))
             .collect();
         let listener_servers = listeners
             .iter()
@@ -289,9 +316,13 @@ impl WorkerRt {
             (String::new(), Arc::from(""), 0),
             (&config.global_plugins, &[0]),
             &all,
+            0,
         ));
         let log_level = *config.global.get(&core::LOG_LEVEL);
+        // The console may turn LogLevel to debug at run time (through
+        // the metrics region), which traces every request.
         let tracing = log_level >= Level::Debug
+            || metrics.is_some()
             || servers
                 .iter()
                 .any(|s| !s.trace_from.is_empty() || s.locations.iter().any(|l| l.trace));
@@ -305,7 +336,9 @@ impl WorkerRt {
             listener_proxy,
             log_level,
             tracing,
-            place: super::worker_place(),
+            metrics,
+            generation,
+            place,
             shutting_down: Cell::new(false),
             shutdown: Notify::new(),
             idle: IdleWaits::new(),
@@ -349,7 +382,7 @@ impl WorkerRt {
         message: &str,
         peer: Option<SocketAddr>,
     ) {
-        if level > self.log_level {
+        if level > self.log_level() {
             return;
         }
         self.log_always(location, level, message, peer);
@@ -370,6 +403,14 @@ impl WorkerRt {
             return;
         }
         hooks::run_logging(chain, level, message, peer);
+    }
+
+    /// `LogLevel`: the config's, unless the console changed it for every
+    /// worker (`Worker::set_log_level`).
+    pub fn log_level(&self) -> Level {
+        self.metrics
+            .and_then(|m| m.log_level())
+            .unwrap_or(self.log_level)
     }
 
     pub fn reopen_logs(&self) {
@@ -536,6 +577,9 @@ pub(crate) struct RequestRt {
     pub redirect: Option<(String, Option<u16>)>,
     /// The status an internal redirect imposed on this response.
     pub status_override: Option<u16>,
+    /// The plugin that answered, for the metrics: its index in
+    /// `Config::plugins` plus one; 0 for none (the core answered).
+    pub answered: u16,
     /// The request as the client sent it, once an internal redirect has
     /// put another in `Context::request` (boxed: rare, and a Context is
     /// built for every request).
@@ -560,6 +604,7 @@ impl RequestRt {
             server,
             redirect: None,
             status_override: None,
+            answered: 0,
             original: None,
             trace: None,
         }

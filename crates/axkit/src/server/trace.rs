@@ -31,7 +31,7 @@ pub(crate) fn begin(ctx: &mut Context) {
         Some(Level::Notice)
     } else if ctx.rt.trace.is_some() {
         ctx.rt.trace
-    } else if ctx.rt.worker.log_level >= Level::Debug {
+    } else if ctx.rt.worker.log_level() >= Level::Debug {
         Some(Level::Debug)
     } else {
         None

@@ -45,6 +45,7 @@ use crate::plugin::{
 use crate::server::conn_io::{self, BodyState, ConnIo, OutFraming};
 use crate::server::hooks::{run_body_data, run_conn_hook, run_hook};
 use crate::server::idle::Kind;
+use crate::server::metrics::ConnTrack;
 use crate::server::response;
 use crate::server::runtime::{RequestRt, WorkerRt};
 use crate::server::trace;
@@ -98,6 +99,7 @@ pub(crate) async fn serve(
     // of every request's Context, which then moves a pointer.
     let mut io = Box::new(ConnIo::new(stream));
     io.buf = early;
+    io.track = ConnTrack::open(worker.metrics, conn.id, peer);
     if run_conn_hook(&worker, &conn_location, Hook::Connect, &conn).await {
         let mut served: u64 = 0;
         loop {
@@ -258,6 +260,7 @@ async fn request_cycle(
         }
     };
     let location = worker.pick_location(server_index, &request);
+    io.track.request(&request.head, request.started);
 
     // The connection's state for this request: body framing and limits,
     // and whether it stays open after the response.
@@ -270,6 +273,7 @@ async fn request_cycle(
 
     // The hooks and the response (or the error path), then any internal
     // redirect the hooks asked for.
+    let series = location.series;
     let rt = RequestRt::new(io, worker.clone(), server_index, location);
     let mut ctx = Context::new(request, conn, rt);
     if worker.tracing {
@@ -286,12 +290,21 @@ async fn request_cycle(
         Box::pin(follow_redirects(&mut ctx)).await;
     }
 
-    // The response is out: `response_sent` (request logs).
+    // The response is out: `response_sent` (request logs), and the
+    // metrics, under the Location the client asked for.
     if !ctx.rt.location.chain(Hook::ResponseSent).is_empty()
         && run_hook(&mut ctx, Hook::ResponseSent).await == Outcome::Done
     {
         ctx.rt.io.close = true;
     }
+    let bytes = ctx.rt.io.body_bytes_sent;
+    ctx.rt.io.track.done(
+        series,
+        ctx.response.status,
+        ctx.request.started,
+        bytes,
+        ctx.rt.answered,
+    );
     if ctx.rt.trace.is_some() {
         trace::end(&ctx);
     }
@@ -553,6 +566,7 @@ async fn follow_redirects(ctx: &mut Context) {
         ctx.notes
             .insert("redirect.status".into(), from_status.to_string());
         ctx.rt.location = ctx.rt.worker.pick_location(ctx.rt.server, &request);
+        ctx.rt.answered = 0;
         let replaced = std::mem::replace(&mut ctx.request, request);
         ctx.rt.original.get_or_insert(Box::new(replaced));
         ctx.reset_for_redirect();
@@ -626,6 +640,9 @@ async fn reject(
         .write_all(&mut [IoSlice::new(&encoded), IoSlice::new(body.as_bytes())])
         .await;
     let location = worker.servers[server].locations[0].clone();
+    io.track.request(&head, started);
+    let bytes = io.body_bytes_sent;
+    io.track.done(location.series, status, started, bytes, 0);
     if !location.chain(Hook::ResponseSent).is_empty() {
         let request = Request::unchecked(head, started);
         let rt = RequestRt::new(io, worker.clone(), server, location);

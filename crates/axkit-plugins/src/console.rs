@@ -1,0 +1,388 @@
+//! `console`: AxKit2's console, a line protocol for an operator on the
+//! machine: list the connections and their state, the workers' load, the
+//! configuration generation; change `LogLevel` in every worker; reload.
+//!
+//! Directive (global):
+//! - `ConsoleListen ADDR:PORT | unix:/PATH`: a loopback address
+//!   (`127.0.0.1:9000`, `[::1]:9000`) or a unix socket, made mode 0600
+//!   (owner only: the workers' `User`, whose directory it must be in). No
+//!   other address is accepted: the console has no authentication, so who
+//!   may use it is who may reach it.
+//!
+//! ```text
+//! Plugin        console
+//! ConsoleListen unix:/run/axkit/console.sock
+//! ```
+//!
+//! Commands, one per line; each answer ends with a line `OK …` or
+//! `ERR …`:
+//!
+//! ```text
+//! help                the commands
+//! connections         every open connection: worker pid, number, peer, state, age, request line
+//! workers             every worker: pid, generation, index, connections, requests, uptime
+//! config              the configuration generation and file
+//! loglevel [LEVEL]    show LogLevel, or set it in every worker until the next reload
+//! reload              reload the configuration, as SIGHUP does
+//! quit                end the session
+//! ```
+//!
+//! **Where it runs.** In worker 0 of the current generation: the master
+//! runs no plugin code, and what the console shows is in the core's
+//! metrics in shared memory, which any worker reads (every worker's
+//! connection table and counters, the control word that sets `LogLevel`
+//! for all of them). A reload asks the master through the workers'
+//! control pipe (`Worker::request_reload`), which works whatever `User`
+//! the workers run as. Across a reload the new worker 0 listens on the
+//! same address while the old one drains (`SO_REUSEPORT`; a unix socket is
+//! made afresh), so the console stays reachable; a session with the old
+//! worker ends with it.
+
+use std::cell::Cell;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axkit::config::{Directive, Key, Scopes};
+use axkit::plugin::{escape_log, escape_log_field, metrics, Level, Plugin, PluginInit, Worker};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+
+/// Where the console listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Endpoint {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Tcp(addr) => write!(f, "{addr}"),
+            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+fn parse_endpoint(args: &[&str]) -> Result<Option<Endpoint>, String> {
+    let [text] = args else {
+        return Err("expected ADDR:PORT or unix:/PATH".into());
+    };
+    if let Some(path) = text.strip_prefix("unix:") {
+        let path = PathBuf::from(path);
+        if !path.is_absolute() {
+            return Err(format!(
+                "a unix socket needs an absolute path, got {path:?}"
+            ));
+        }
+        return Ok(Some(Endpoint::Unix(path)));
+    }
+    let addr: SocketAddr = text
+        .parse()
+        .map_err(|_| format!("expected ADDR:PORT or unix:/PATH, got {text:?}"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address: the console listens on loopback or a unix socket only"
+        ));
+    }
+    Ok(Some(Endpoint::Tcp(addr)))
+}
+
+static CONSOLE_LISTEN: Key<Option<Endpoint>> = Key::parsed("ConsoleListen", parse_endpoint)
+    .optional()
+    .scopes(Scopes::GLOBAL)
+    .doc("Where the console listens: a loopback ADDR:PORT or unix:/PATH (mode 0600)");
+
+/// Console sessions open at once, at most.
+const MAX_SESSIONS: usize = 16;
+/// A command line, at most.
+const MAX_LINE: u64 = 1024;
+
+pub(crate) fn directives() -> Vec<Directive> {
+    vec![CONSOLE_LISTEN.declare()]
+}
+
+pub(crate) fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    let endpoint = init
+        .config
+        .global
+        .get(&CONSOLE_LISTEN)
+        .clone()
+        .ok_or("`console` needs `ConsoleListen ADDR:PORT` or `ConsoleListen unix:/PATH`")?;
+    Ok(Rc::new(Console { endpoint }))
+}
+
+struct Console {
+    endpoint: Endpoint,
+}
+
+#[axkit::plugin]
+impl Plugin for Console {
+    fn worker_start(&self, worker: &Worker) {
+        if worker.index() == 0 {
+            tokio::task::spawn_local(listen(self.endpoint.clone(), worker.clone()));
+        }
+    }
+}
+
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+fn bind(endpoint: &Endpoint) -> std::io::Result<Listener> {
+    match endpoint {
+        Endpoint::Tcp(addr) => {
+            use socket2::{Domain, Socket, Type};
+            let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            // The next generation's worker 0 listens while this one drains.
+            socket.set_reuse_port(true)?;
+            socket.set_nonblocking(true)?;
+            socket.set_cloexec(true)?;
+            socket.bind(&(*addr).into())?;
+            socket.listen(16)?;
+            Ok(Listener::Tcp(tokio::net::TcpListener::from_std(
+                socket.into(),
+            )?))
+        }
+        Endpoint::Unix(path) => {
+            // A socket left by an earlier worker is replaced; anything else
+            // at that path is not ours to remove.
+            use std::os::unix::fs::FileTypeExt;
+            match std::fs::symlink_metadata(path) {
+                Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
+                Ok(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "exists and is not a socket",
+                    ))
+                }
+                Err(_) => {}
+            }
+            // Mode 0600 from the start: the umask applies at bind (a chmod
+            // after it would leave a window). The worker is one thread.
+            // SAFETY: umask only changes this process's file creation mask.
+            let old = unsafe { libc::umask(0o177) };
+            let bound = tokio::net::UnixListener::bind(path);
+            // SAFETY: as above, restoring it.
+            unsafe { libc::umask(old) };
+            Ok(Listener::Unix(bound?))
+        }
+    }
+}
+
+/// Serve the console until the worker drains.
+async fn listen(endpoint: Endpoint, worker: Worker) {
+    let listener = match bind(&endpoint) {
+        Ok(l) => l,
+        Err(e) => {
+            let msg = format!("console: cannot listen on {endpoint}: {e}");
+            return worker.log(Level::Error, &msg);
+        }
+    };
+    worker.log(
+        Level::Notice,
+        &format!(
+            "console: listening on {endpoint} (generation {})",
+            worker.generation()
+        ),
+    );
+    let sessions = Rc::new(Cell::new(0usize));
+    loop {
+        let accepted = tokio::select! {
+            _ = worker.stopping() => return,
+            accepted = async {
+                match &listener {
+                    Listener::Tcp(l) => l.accept().await.map(|(s, _)| Session::Tcp(s)),
+                    Listener::Unix(l) => l.accept().await.map(|(s, _)| Session::Unix(s)),
+                }
+            } => accepted,
+        };
+        match accepted {
+            Ok(stream) => {
+                let (worker, sessions) = (worker.clone(), sessions.clone());
+                tokio::task::spawn_local(async move {
+                    match stream {
+                        Session::Tcp(s) => session(s, &worker, &sessions).await,
+                        Session::Unix(s) => session(s, &worker, &sessions).await,
+                    }
+                });
+            }
+            Err(e) => {
+                worker.log(Level::Error, &format!("console: accept: {e}"));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+enum Session {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+/// One operator's session: a command per line, until `quit` or EOF.
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    worker: &Worker,
+    sessions: &Cell<usize>,
+) {
+    let mut stream = BufReader::new(stream);
+    if sessions.get() >= MAX_SESSIONS {
+        let _ = stream.write_all(b"ERR too many console sessions\n").await;
+        return;
+    }
+    sessions.set(sessions.get() + 1);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut stream)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) if !line.ends_with(b"\n") && line.len() as u64 >= MAX_LINE => {
+                let _ = stream.write_all(b"ERR line too long\n").await;
+                break;
+            }
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        let (answer, quit) = command(text.trim(), worker);
+        if stream.write_all(answer.as_bytes()).await.is_err() || quit {
+            break;
+        }
+        let _ = stream.flush().await;
+    }
+    let _ = stream.flush().await;
+    sessions.set(sessions.get() - 1);
+}
+
+const HELP: &str = "\
+help                the commands
+connections         every open connection: worker pid, number, peer, state, age, request line
+workers             every worker: pid, generation, index, connections, requests, uptime
+config              the configuration generation and file
+loglevel [LEVEL]    show LogLevel, or set it in every worker until the next reload
+reload              reload the configuration, as SIGHUP does
+quit                end the session
+";
+
+/// The answer to one command line, and whether the session ends.
+fn command(line: &str, worker: &Worker) -> (String, bool) {
+    let mut words = line.split_whitespace();
+    let answer = match (words.next(), words.next(), words.next()) {
+        (None, ..) => return (String::new(), false),
+        (Some("help"), None, _) => Ok(format!("{HELP}OK")),
+        (Some("quit"), None, _) => return ("OK bye\n".into(), true),
+        (Some("connections"), None, _) => connections(),
+        (Some("workers"), None, _) => workers(),
+        (Some("config"), None, _) => Ok(format!(
+            "generation {} (newest running: {})\nfile {}\nOK",
+            worker.generation(),
+            metrics::snapshot().map_or(0, |s| s.generation),
+            escape_log(worker.config_name())
+        )),
+        (Some("loglevel"), None, _) => Ok(format!("loglevel {}\nOK", worker.log_level())),
+        (Some("loglevel"), Some(word), None) => match Level::parse(word) {
+            Some(level) => worker.set_log_level(level).map(|()| {
+                worker.log(
+                    Level::Notice,
+                    &format!("console: LogLevel set to {level} in every worker"),
+                );
+                format!(
+                    "OK loglevel {level} in every worker of generation {} and older, until the next reload",
+                    worker.generation()
+                )
+            }),
+            None => Err(format!("unknown level \"{}\"", escape_log(word))),
+        },
+        (Some("reload"), None, _) => worker.request_reload().map(|()| {
+            worker.log(Level::Notice, "console: reload requested");
+            format!(
+                "OK reload requested (generation {} now; `config` shows the new one once it runs)",
+                worker.generation()
+            )
+        }),
+        _ => Err(format!("unknown command \"{}\"; try help", escape_log(line))),
+    };
+    let mut text = match answer {
+        Ok(text) => text,
+        Err(e) => format!("ERR {e}"),
+    };
+    text.push('\n');
+    (text, false)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn connections() -> Result<String, String> {
+    let list = metrics::connections().ok_or("no metrics in this server")?;
+    let now = now_ms();
+    let mut out = String::from("pid id peer state age request\n");
+    for c in &list {
+        let request = if c.request_line.is_empty() {
+            "-".to_string()
+        } else {
+            format!("\"{}\"", escape_log_field(&c.request_line))
+        };
+        out.push_str(&format!(
+            "{} {} {} {} {:.1}s {request}\n",
+            c.pid,
+            c.id,
+            c.peer,
+            c.state.as_str(),
+            now.saturating_sub(c.since_ms) as f64 / 1000.0
+        ));
+    }
+    out.push_str(&format!("OK {} connection(s)", list.len()));
+    Ok(out)
+}
+
+fn workers() -> Result<String, String> {
+    let snapshot = metrics::snapshot().ok_or("no metrics in this server")?;
+    let now = now_ms() / 1000;
+    let mut out = String::from("pid generation index connections requests uptime\n");
+    let alive: Vec<_> = snapshot.workers.iter().filter(|w| w.alive).collect();
+    for w in &alive {
+        out.push_str(&format!(
+            "{} {} {} {} {} {}s\n",
+            w.pid,
+            w.generation,
+            w.index,
+            w.connections,
+            w.requests,
+            now.saturating_sub(w.started)
+        ));
+    }
+    out.push_str(&format!("OK {} worker(s)", alive.len()));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_listens_on_loopback_or_a_unix_socket_only() {
+        assert_eq!(
+            parse_endpoint(&["127.0.0.1:9000"]),
+            Ok(Some(Endpoint::Tcp("127.0.0.1:9000".parse().unwrap())))
+        );
+        assert!(parse_endpoint(&["[::1]:9000"]).is_ok());
+        assert_eq!(
+            parse_endpoint(&["unix:/run/a.sock"]),
+            Ok(Some(Endpoint::Unix("/run/a.sock".into())))
+        );
+        for bad in ["0.0.0.0:9000", "10.0.0.1:9000", "unix:rel.sock", "nonsense"] {
+            assert!(parse_endpoint(&[bad]).is_err(), "{bad}");
+        }
+    }
+}

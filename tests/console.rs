@@ -1,0 +1,283 @@
+//! The `console` plugin over a real socket: its commands (help, workers,
+//! config, connections listing a connection the test holds open), a
+//! `loglevel` change seen in the log of every worker, a `reload` seen as a
+//! new generation, the unix socket's mode, a loopback TCP console, and the
+//! addresses `--check` refuses.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn conf(listen: &str) -> String {
+    format!(
+        "Workers 2\n\
+         Plugin logging/warn\n\
+         LogLevel LOGNOTICE\n\
+         Plugin console\n\
+         ConsoleListen {listen}\n\
+         <Server>\n\
+             Listen 127.0.0.1:0\n\
+             DocumentRoot {{dir}}/www\n\
+             Plugin uri_to_file\n\
+             Plugin serve_file\n\
+         </Server>\n"
+    )
+}
+
+fn start() -> (Axkit, PathBuf) {
+    let mut srv = Axkit::start_with(&conf("unix:{dir}/console.sock"), &[], |d| {
+        d.write("www/a.txt", "hello\n");
+    });
+    srv.wait_stderr("console: listening on unix:", Duration::from_secs(20));
+    let sock = srv.dir.path().join("console.sock");
+    (srv, sock)
+}
+
+/// A console session.
+struct Console<S: std::io::Read + Write> {
+    reader: BufReader<S>,
+}
+
+impl<S: std::io::Read + Write> Console<S> {
+    /// Send `command`; its answer's lines, up to and with the `OK`/`ERR`
+    /// line.
+    fn ask(&mut self, command: &str) -> Vec<String> {
+        self.reader
+            .get_mut()
+            .write_all(format!("{command}\n").as_bytes())
+            .unwrap();
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).unwrap();
+            assert!(n > 0, "console closed after {lines:?}");
+            let line = line.trim_end().to_string();
+            let last = line.starts_with("OK") || line.starts_with("ERR");
+            lines.push(line);
+            if last {
+                return lines;
+            }
+        }
+    }
+}
+
+fn console(sock: &Path) -> Console<UnixStream> {
+    let s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    Console {
+        reader: BufReader::new(s),
+    }
+}
+
+#[test]
+fn commands_list_workers_config_and_connections() {
+    let (srv, sock) = start();
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the console socket is the owner's only"
+    );
+    let mut c = console(&sock);
+
+    let help = c.ask("help");
+    for command in [
+        "connections",
+        "workers",
+        "config",
+        "loglevel",
+        "reload",
+        "quit",
+    ] {
+        assert!(help.iter().any(|l| l.starts_with(command)), "{help:?}");
+    }
+    assert_eq!(help.last().unwrap(), "OK");
+
+    let workers = c.ask("workers");
+    assert_eq!(workers.last().unwrap(), "OK 2 worker(s)", "{workers:?}");
+    let pids: Vec<i32> = workers[1..3]
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    let mut running = srv.workers();
+    running.sort();
+    let mut listed = pids.clone();
+    listed.sort();
+    assert_eq!(listed, running);
+    assert!(workers[1..3]
+        .iter()
+        .all(|l| l.split(' ').nth(1) == Some("1")));
+
+    let config = c.ask("config");
+    assert_eq!(config[0], "generation 1 (newest running: 1)");
+    assert_eq!(config[1], format!("file {}", srv.conf.display()));
+
+    // A connection that sent a request and stays open, and one that has
+    // sent nothing yet.
+    let mut held = srv.connect();
+    held.write_all(b"GET /a.txt?x=\"1\" HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    wait_server_read(&held);
+    let mut answer = [0u8; 1];
+    std::io::Read::read(&mut held, &mut answer).unwrap();
+    let silent = srv.connect();
+    let (held_addr, silent_addr) = (
+        held.local_addr().unwrap().to_string(),
+        silent.local_addr().unwrap().to_string(),
+    );
+    let mut listing = Vec::new();
+    assert!(wait_until(Duration::from_secs(10), || {
+        listing = c.ask("connections");
+        listing
+            .iter()
+            .any(|l| l.contains(&held_addr) && l.contains(" idle "))
+            && listing
+                .iter()
+                .any(|l| l.contains(&silent_addr) && l.contains(" reading "))
+    }));
+    let line = listing.iter().find(|l| l.contains(&held_addr)).unwrap();
+    assert!(
+        line.ends_with(r#""GET /a.txt?x=\"1\" HTTP/1.1""#),
+        "the request line, escaped: {line}"
+    );
+    assert!(listing.last().unwrap().starts_with("OK "));
+
+    assert!(c
+        .ask("frobnicate")
+        .last()
+        .unwrap()
+        .starts_with("ERR unknown command"));
+    assert!(c
+        .ask("loglevel verbose")
+        .last()
+        .unwrap()
+        .starts_with("ERR unknown level"));
+    assert_eq!(c.ask("quit"), vec!["OK bye"]);
+    drop((held, silent));
+}
+
+/// Send a request with two Host headers from a new connection: logged at
+/// info ("PEER: bad request") by whichever worker takes it. Its address.
+fn bad_request(srv: &Axkit) -> String {
+    let mut s = srv.connect();
+    let me = s.local_addr().unwrap().to_string();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        .unwrap();
+    let _ = read_to_end_within(&mut s, Duration::from_secs(10));
+    me
+}
+
+#[test]
+fn loglevel_changes_what_every_worker_logs() {
+    let (mut srv, sock) = start();
+    let mut c = console(&sock);
+    assert_eq!(c.ask("loglevel"), vec!["loglevel notice", "OK"]);
+    // At notice, a bad request is not logged (the line would have been
+    // written before the response came).
+    let quiet: Vec<String> = (0..4).map(|_| bad_request(&srv)).collect();
+    let set = c.ask("loglevel info");
+    assert!(
+        set[0].starts_with("OK loglevel info in every worker"),
+        "{set:?}"
+    );
+    // Both workers log at info now: several connections, so that each
+    // worker takes some.
+    for _ in 0..6 {
+        let loud = bad_request(&srv);
+        srv.wait_stderr_line(&[&format!("{loud}: bad request")], Duration::from_secs(10));
+    }
+    let log = srv.stderr();
+    for addr in quiet {
+        assert!(!log.contains(&format!("{addr}: bad request")), "{log}");
+    }
+    let pids: std::collections::HashSet<&str> = log
+        .lines()
+        .filter(|l| l.contains(": bad request"))
+        .filter_map(|l| l.split("axkit[").nth(1)?.split(']').next())
+        .collect();
+    let workers = srv.workers().len();
+    assert!(pids.len() <= workers && !pids.is_empty(), "{log}");
+    assert_eq!(c.ask("loglevel"), vec!["loglevel info", "OK"]);
+}
+
+#[test]
+fn reload_starts_a_new_generation() {
+    let (mut srv, sock) = start();
+    let mut c = console(&sock);
+    let old = srv.workers();
+    let answer = c.ask("reload");
+    assert!(answer[0].starts_with("OK reload requested"), "{answer:?}");
+    srv.wait_stderr("configuration reloaded", Duration::from_secs(30));
+    // The new worker 0 has the console now (the old one drains): ask it.
+    let mut generation = String::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let Ok(s) = UnixStream::connect(&sock) else {
+                return false;
+            };
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut c = Console {
+                reader: BufReader::new(s),
+            };
+            generation = c.ask("config")[0].clone();
+            generation.starts_with("generation 2")
+        }),
+        "{generation}"
+    );
+    assert!(wait_until(Duration::from_secs(20), || {
+        srv.workers().iter().all(|w| !old.contains(w))
+    }));
+}
+
+#[test]
+fn a_tcp_console_on_loopback() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut srv = Axkit::start_with(&conf(&format!("127.0.0.1:{port}")), &[], |d| {
+        d.write("www/a.txt", "hello\n");
+    });
+    srv.wait_stderr(
+        &format!("console: listening on 127.0.0.1:{port}"),
+        Duration::from_secs(20),
+    );
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = Console {
+        reader: BufReader::new(s),
+    };
+    assert_eq!(c.ask("workers").last().unwrap(), "OK 2 worker(s)");
+}
+
+#[test]
+fn check_refuses_a_console_beyond_loopback() {
+    let dir = TempDir::new("console-check");
+    for (listen, why) in [
+        ("0.0.0.0:9000", "not a loopback address"),
+        ("192.0.2.1:9000", "not a loopback address"),
+        ("unix:relative.sock", "absolute path"),
+    ] {
+        let path = dir.write("axkit.conf", config_text(&dir, &conf(listen)));
+        let out = Command::new(BIN)
+            .arg("--check")
+            .arg("-c")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{listen}: {err}");
+        assert!(
+            err.contains("ConsoleListen") && err.contains(why),
+            "{listen}: {err}"
+        );
+    }
+}
