@@ -457,23 +457,52 @@ pub(crate) fn resolve(
     dirs: &[PathBuf],
     files: &mut FileReader<'_>,
 ) -> Result<Option<(PathBuf, PluginFile)>, String> {
-    let rel = Path::new(name);
-    if name.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Ok(None);
-    }
-    for dir in dirs {
-        for path in [
-            dir.join(format!("{name}.lua")),
-            dir.join(rel).join("init.lua"),
-        ] {
-            match files.plugin_file(&path) {
-                Ok(Some(file)) => return Ok(Some((path, file))),
-                Ok(None) => {}
-                Err(e) => return Err(format!("{}: {e}", path.display())),
-            }
+    for path in candidates(name, dirs) {
+        match files.plugin_file(&path) {
+            Ok(Some(file)) => return Ok(Some((path, file))),
+            Ok(None) => {}
+            Err(e) => return Err(format!("{}: {e}", path.display())),
         }
     }
     Ok(None)
+}
+
+/// The paths [`resolve`] looks at for script `name`, in order: none for
+/// a name that is not a plain relative path.
+fn candidates(name: &str, dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let rel = Path::new(name);
+    if name.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Vec::new();
+    }
+    dirs.iter()
+        .flat_map(|dir| {
+            [
+                dir.join(format!("{name}.lua")),
+                dir.join(rel).join("init.lua"),
+            ]
+        })
+        .collect()
+}
+
+/// For an "unknown plugin" error: the paths looked at for `name`, and the
+/// scripts the `dirs` hold (`NAME.lua`, `NAME/init.lua`).
+pub(crate) fn searched(name: &str, dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+    let mut names = Vec::new();
+    for entry in dirs
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+    {
+        let Ok(entry) = entry else { continue };
+        let path = entry.path();
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = file_name.strip_suffix(".lua") {
+            names.push(stem.to_string());
+        } else if path.join("init.lua").is_file() {
+            names.push(file_name);
+        }
+    }
+    (candidates(name, dirs), names)
 }
 
 #[cfg(test)]

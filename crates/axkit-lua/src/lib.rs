@@ -135,6 +135,10 @@ impl PluginSource for LuaSource {
         Ok(Some(script.directives.clone()))
     }
 
+    fn searched(&self, name: &str, plugin_dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+        host::searched(name, plugin_dirs)
+    }
+
     fn create(&self, name: &str, init: &PluginInit) -> Result<Option<Rc<dyn Plugin>>, String> {
         // The script this worker ran when it loaded its config: no second
         // look at the disk, which may hold a newer edit.

@@ -69,10 +69,38 @@ fn directives() -> Vec<Directive> {
     vec![REQUEST_LOG.declare(), REQUEST_LOG_FORMAT.declare()]
 }
 
-fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
-    Ok(Rc::new(RequestLog {
+/// Every `RequestLog` of the config is opened here, before the first
+/// request: a file that cannot be (a missing directory, no permission)
+/// stops the server from starting and `--check` reports it, with the line
+/// that names it, where opening on first use lost every line.
+fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    let log = RequestLog {
         sinks: RefCell::new(HashMap::new()),
-    }))
+    };
+    let scopes = std::iter::once(&init.config.global).chain(
+        init.config
+            .servers
+            .iter()
+            .flat_map(|s| s.locations.iter().map(|n| &n.config)),
+    );
+    for config in scopes {
+        let (Some(setting), Some(path)) = (
+            config.settings_of(&REQUEST_LOG).last(),
+            config.get(&REQUEST_LOG),
+        ) else {
+            continue;
+        };
+        if let Err(e) = log.sink(path) {
+            let shown = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            return Err(format!(
+                "{}:{}: RequestLog {}: {e}",
+                setting.file,
+                setting.line,
+                shown.display()
+            ));
+        }
+    }
+    Ok(Rc::new(log))
 }
 
 struct RequestLog {

@@ -83,6 +83,13 @@ impl Plugin for ServeDir {
             return Outcome::Declined.into();
         }
         if !matches!(ctx.request.method(), "GET" | "HEAD") {
+            let method = ctx.request.method();
+            ctx.log_reason(
+                405,
+                format_args!(
+                    "method {method:?} not allowed for the listing of {dir:?}; allowed: GET, HEAD"
+                ),
+            );
             ctx.response.headers.set("Allow", "GET, HEAD");
             return Outcome::Status(405).into();
         }
@@ -96,7 +103,9 @@ impl Plugin for ServeDir {
                     if e.kind() == io::ErrorKind::PermissionDenied
                         || axkit::plugin::is_escape(&e) =>
                 {
-                    return Outcome::Status(403)
+                    let dir = ctx.filename.as_deref().unwrap_or(Path::new(""));
+                    ctx.log_reason(403, format_args!("listing {dir:?} failed: {e}"));
+                    return Outcome::Status(403);
                 }
                 Ok(Err(e)) => {
                     ctx.log(Level::Error, &format!("listing: {e}"));

@@ -271,6 +271,7 @@ fn open_failed(ctx: &Context, path: &Path, e: &std::io::Error) -> Outcome {
         return Outcome::Status(403);
     }
     if e.kind() == std::io::ErrorKind::PermissionDenied {
+        ctx.log_reason(403, format_args!("open({path:?}) failed: {e}"));
         Outcome::Status(403)
     } else {
         Outcome::Declined
@@ -318,6 +319,14 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
         return outcome(Outcome::Declined);
     };
     if metadata.is_dir() {
+        if let Some(dir) = &ctx.filename {
+            ctx.log_reason(
+                403,
+                format_args!(
+                    "directory index of {dir:?} is forbidden (no DirectoryIndex file in it)"
+                ),
+            );
+        }
         return outcome(Outcome::Status(403));
     }
     if !metadata.is_file() {
@@ -326,7 +335,13 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
     let get = match ctx.request.method() {
         "GET" => true,
         "HEAD" => false,
-        _ => {
+        method => {
+            if let Some(file) = &ctx.filename {
+                ctx.log_reason(
+                    405,
+                    format_args!("method {method:?} not allowed for {file:?}; allowed: GET, HEAD"),
+                );
+            }
             ctx.response.headers.set("Allow", "GET, HEAD");
             return outcome(Outcome::Status(405));
         }

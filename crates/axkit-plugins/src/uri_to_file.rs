@@ -177,7 +177,8 @@ enum Found {
     },
     /// The path leads outside the root through a symlink.
     Escape(io::Error),
-    Denied,
+    /// The path (or the file's metadata) may not be read.
+    Denied(io::Error),
     Failed(io::Error),
     /// The DocumentRoot itself cannot be opened.
     NoRoot(io::Error),
@@ -226,6 +227,7 @@ impl UriToFile {
             return Err(Outcome::Declined);
         }
         if path.contains("%2F") {
+            ctx.log_reason(404, format_args!("an encoded slash (%2F) in the path"));
             return Err(Outcome::Status(404));
         }
         let trailing_slash = path.ends_with('/');
@@ -318,7 +320,11 @@ impl UriToFile {
                 );
                 Outcome::Status(403)
             }
-            Found::Denied => Outcome::Status(403),
+            Found::Denied(e) => {
+                let path = &lookup.full;
+                ctx.log_reason(403, format_args!("open({path:?}) failed: {e}"));
+                Outcome::Status(403)
+            }
             Found::Failed(e) => {
                 ctx.log(Level::Error, &format!("{}: {e}", lookup.full.display()));
                 Outcome::Status(500)
@@ -379,8 +385,9 @@ fn resolve(l: &Lookup, io: Io) -> Result<Found, WouldBlock> {
     }
     let found = match open(&l.root, &l.rel_path, io) {
         Ok(file) => {
-            let Ok(md) = file.metadata() else {
-                return Ok(Found::Denied);
+            let md = match file.metadata() {
+                Ok(md) => md,
+                Err(e) => return Ok(Found::Denied(e)),
             };
             if !md.is_dir() {
                 // `/a.html/`: the slash is path info, as in `/a.html/x`.
@@ -420,7 +427,7 @@ fn resolve(l: &Lookup, io: Io) -> Result<Found, WouldBlock> {
         Err(e) if io.would_block(&e) => return Err(WouldBlock),
         Err(e) if is_missing(&e) => split_path_info(l, io)?,
         Err(e) if is_escape(&e) => Found::Escape(e),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Found::Denied,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Found::Denied(e),
         Err(e) => Found::Failed(e),
     };
     Ok(found)

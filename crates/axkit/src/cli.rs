@@ -1,6 +1,7 @@
 //! The `axkit` command line: run the master (default), one worker in the
 //! foreground (`--no-master`), check a config (`--check`, like `nginx -t`),
-//! or list every directive (`--directives`).
+//! say what a request would meet (`--explain URL`), or list every
+//! directive (`--directives`).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -32,6 +33,12 @@ struct Cli {
     /// Print every directive known (core and plugins) with its plugin, scopes, arguments and doc.
     #[arg(long)]
     directives: bool,
+    /// Say what a request for URL (/PATH or http://HOST[:PORT]/PATH) meets: its Server and Location, every directive in effect there with its file:line, and the plugins of each hook in the order they run.
+    #[arg(long, value_name = "URL")]
+    explain: Option<String>,
+    /// With --explain: the Host the request names (instead of the URL's).
+    #[arg(long, value_name = "H", requires = "explain")]
+    host: Option<String>,
     /// Run a single worker in this process, without a master (for debugging).
     #[arg(long)]
     no_master: bool,
@@ -83,6 +90,9 @@ pub(crate) fn main(catalog: Catalog, builtin_config: fn() -> String) -> ExitCode
     if cli.check {
         return check(&catalog, &source);
     }
+    if let Some(url) = &cli.explain {
+        return explain(&catalog, &source, url, cli.host.as_deref());
+    }
     if cli.worker {
         return worker_main(&catalog, &source);
     }
@@ -129,7 +139,15 @@ pub(crate) fn main(catalog: Catalog, builtin_config: fn() -> String) -> ExitCode
 /// `serve_file`), and the plugins built say which hooks each one has, for
 /// the warnings about plugins that can never be called.
 fn check(catalog: &Catalog, source: &Source) -> ExitCode {
-    let config = match load_config(source, catalog) {
+    let loaded = load_config(source, catalog).and_then(|config| {
+        let missing = missing_roots(&config);
+        if missing.is_empty() {
+            Ok(config)
+        } else {
+            Err(missing)
+        }
+    });
+    let config = match loaded {
         Ok(config) => config,
         Err(errors) => {
             report_errors(&errors);
@@ -168,6 +186,73 @@ fn check(catalog: &Catalog, source: &Source) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--explain URL`: load the config as `--check` does, then print what a
+/// request for URL meets (`server/explain.rs`).
+fn explain(catalog: &Catalog, source: &Source, url: &str, host: Option<&str>) -> ExitCode {
+    let config = match load_config(source, catalog) {
+        Ok(config) => config,
+        Err(errors) => {
+            report_errors(&errors);
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = map_regions_here(&config, catalog) {
+        eprintln!("axkit: {e}");
+        return ExitCode::FAILURE;
+    }
+    match crate::server::explain::explain(config, catalog, url, host) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in errors {
+                eprintln!("axkit: {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every `DocumentRoot` that is not a directory (each line once), with
+/// the path it resolved to: every request under it would fail. Only
+/// `--check` refuses them; a server starts (a root may be mounted later).
+fn missing_roots(config: &crate::config::Config) -> Vec<crate::config::ConfigError> {
+    use crate::plugin::DOCUMENT_ROOT;
+    let mut seen = std::collections::HashSet::new();
+    let mut errors = Vec::new();
+    let nodes = config.servers.iter().flat_map(|s| &s.locations);
+    for node in nodes {
+        let (Some(setting), Some(root)) = (
+            node.config.settings_of(&DOCUMENT_ROOT).last(),
+            node.config.get(&DOCUMENT_ROOT),
+        ) else {
+            continue;
+        };
+        if !seen.insert((setting.file.clone(), setting.line)) {
+            continue;
+        }
+        let problem = match std::fs::metadata(root) {
+            Ok(md) if md.is_dir() => continue,
+            Ok(_) => "not a directory".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let shown = std::path::absolute(root).unwrap_or_else(|_| root.clone());
+        let owner = config
+            .registry
+            .lookup(DOCUMENT_ROOT.name())
+            .map(|id| config.registry.owner(id).to_string());
+        errors.push(crate::config::ConfigError {
+            file: setting.file.to_string(),
+            line: setting.line,
+            directive: Some("DocumentRoot".to_string()),
+            plugin: owner,
+            message: format!("{}: {problem}", shown.display()),
+        });
+    }
+    errors
 }
 
 /// A process that runs the plugins itself (`--no-master`, `--check`)

@@ -3,7 +3,7 @@
 //! the loader gives their meaning, and the typed keys of the process,
 //! protocol and logging settings the server reads.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::cidr::Cidr;
@@ -80,6 +80,21 @@ pub struct Group {
     pub gid: u32,
 }
 
+/// `ServerRoot DIR`: what relative paths in the config are taken from
+/// (the loader resolves every path-valued directive against it).
+pub static SERVER_ROOT: Key<Option<PathBuf>> = Key::parsed("ServerRoot", |args| match args {
+    [dir] if Path::new(dir).is_absolute() => Ok(Some(PathBuf::from(dir))),
+    [dir] => Err(format!("expected an absolute directory, got {dir:?}")),
+    _ => Err("expected one directory".into()),
+})
+.optional()
+.scopes(GLOBAL)
+.doc(
+    "Absolute directory that relative paths of path-valued directives (DocumentRoot, PluginDir, \
+     LogFile, RequestLog, PidFile, TemplateDir…) are taken from; default: the working directory. \
+     `Include` stays relative to the including file",
+);
+
 pub static PLUGIN_DIR: List<PathBuf> = List::new("PluginDir")
     .scopes(GLOBAL)
     .doc("Directory searched for script plugins named by `Plugin`");
@@ -117,6 +132,13 @@ pub static LOG_LEVEL: Key<Level> = Key::parsed("LogLevel", |args| match args {
 .scopes(GLOBAL)
 .default("LOGWARN")
 .doc("Least severe log level written by the logging plugins (AxKit2 names or plain ones)");
+
+/// `Trace On`: log every hook call of the requests of this scope (see
+/// `server/hooks.rs`).
+pub static TRACE: Key<bool> = Key::new("Trace").default("off").doc(
+    "Log, for every request here, each plugin called at each hook with its outcome and time \
+     (lines `trace …` at level notice, written whatever LogLevel says)",
+);
 
 pub static STACK_TRACE: Key<bool> = Key::new("StackTrace")
     .default("off")
@@ -187,6 +209,13 @@ pub static TRUSTED_PROXY: List<Vec<Cidr>> = List::new("TrustedProxy").scopes(GLO
          those headers are ignored",
 );
 
+/// Who may ask for a request to be traced (`X-AxKit-Trace: 1`); every
+/// line adds to the list.
+pub static TRACE_FROM: List<Vec<Cidr>> = List::new("TraceFrom").scopes(GLOBAL_SERVER).doc(
+    "Client addresses (ADDR or ADDR/BITS) whose requests with `X-AxKit-Trace: 1` are traced as \
+     under `Trace On`; the header from any other client is ignored",
+);
+
 /// Which forwarding headers a trusted proxy's word is read from.
 pub static TRUSTED_PROXY_HEADER: Key<String> = Key::new("TrustedProxyHeader")
     .one_of(&["X-Forwarded-For", "Forwarded"])
@@ -226,6 +255,7 @@ pub fn core_directives() -> Vec<Directive> {
         WORKERS.declare(),
         MAX_CONNECTIONS.declare(),
         SHUTDOWN_TIMEOUT.declare(),
+        SERVER_ROOT.declare(),
         PLUGIN_DIR.declare(),
         USER.declare(),
         GROUP.declare(),
@@ -253,8 +283,10 @@ pub fn core_directives() -> Vec<Directive> {
             .doc("More host names for this server; `*.example.com` matches any subdomain"),
         TRUSTED_PROXY.declare(),
         TRUSTED_PROXY_HEADER.declare(),
+        TRACE_FROM.declare(),
         // Logging and error pages.
         LOG_LEVEL.declare(),
+        TRACE.declare(),
         STACK_TRACE.declare(),
         // Protocol limits.
         SERVER_TOKEN.declare(),

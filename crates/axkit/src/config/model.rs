@@ -201,6 +201,10 @@ pub(super) fn prefix_matches(prefix: &str, path: &str) -> bool {
 pub struct LocationNode {
     /// `/` for the server root.
     pub prefix: String,
+    /// Where the `<Location>` (or, for the server root, the `<Server>`)
+    /// begins.
+    pub file: Arc<str>,
+    pub line: u32,
     /// Merged global → Server → enclosing Locations → this.
     pub config: Arc<LocationConfig>,
     /// Effective plugin chain: global `Plugin`s, then the Server's, then

@@ -5,7 +5,7 @@
 //! all declare, which the validation stage checks every line against.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::directive::Directive;
 use super::model::ConfigError;
@@ -23,6 +23,10 @@ pub(super) struct Plugins {
     /// further errors (they were reported): plugins that failed to load,
     /// and sources named as if they were plugins.
     pub(super) skip: HashSet<String>,
+    /// Whether a `Plugin` line named a plugin that could not be found or
+    /// loaded: its directives are then unknown too, and reporting each of
+    /// them would bury the one mistake that matters.
+    pub(super) unresolved: bool,
 }
 
 /// Whose directives a config may write: the core's, those of the plugins
@@ -55,12 +59,35 @@ impl Owners {
     }
 }
 
+/// The global `ServerRoot`, if the config sets one that is absolute (a
+/// relative one is an error the validation stage reports): what relative
+/// paths are resolved against, from `PluginDir` on.
+pub(super) fn server_root(nodes: &[Node]) -> Option<PathBuf> {
+    nodes
+        .iter()
+        .filter(|n| matches!(n, Node::Directive { name, .. } if same_name(name, "ServerRoot")))
+        .filter_map(|n| match n.args() {
+            [dir] if Path::new(dir).is_absolute() => Some(PathBuf::from(dir)),
+            _ => None,
+        })
+        .next_back()
+}
+
+/// `path` as the config means it: beneath `root` when it is relative and
+/// a `ServerRoot` is set; as written otherwise (the working directory's).
+pub(super) fn resolve(root: Option<&Path>, path: &Path) -> PathBuf {
+    match root {
+        Some(root) if path.is_relative() => root.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
 /// Every `Plugin NAME` and `PluginDir` outside plugin blocks (the only
 /// places they can mean anything), in config order.
 fn collect_plugin_lines<'a>(
     nodes: &'a [Node],
     plugins: &mut Vec<&'a Node>,
-    dirs: &mut Vec<PathBuf>,
+    dirs: &mut Vec<&'a Node>,
 ) {
     for node in nodes {
         match node {
@@ -68,7 +95,7 @@ fn collect_plugin_lines<'a>(
                 if same_name(name, "Plugin") {
                     plugins.push(node);
                 } else if same_name(name, "PluginDir") {
-                    dirs.push(PathBuf::from(&args[0]));
+                    dirs.push(node);
                 }
             }
             Node::Block { children, .. }
@@ -163,11 +190,35 @@ pub(super) fn load_plugins(
         message,
     }));
     let mut lines = Vec::new();
+    let mut dir_lines = Vec::new();
+    collect_plugin_lines(nodes, &mut lines, &mut dir_lines);
+    let root = server_root(nodes);
     let mut dirs = Vec::new();
-    collect_plugin_lines(nodes, &mut lines, &mut dirs);
+    for node in dir_lines {
+        let dir = resolve(root.as_deref(), Path::new(&node.args()[0]));
+        // Only a warning: another PluginDir may hold every script. A
+        // plugin not found says where it was looked for.
+        if let Err(e) = std::fs::metadata(&dir).and_then(|md| {
+            if md.is_dir() {
+                Ok(())
+            } else {
+                Err(std::io::Error::other("not a directory"))
+            }
+        }) {
+            warnings.push(ConfigError {
+                file: node.file().to_string(),
+                line: node.line(),
+                directive: Some("PluginDir".to_string()),
+                plugin: Some(CORE.to_string()),
+                message: format!("{}: {e}", dir.display()),
+            });
+        }
+        dirs.push(dir);
+    }
 
     let mut loaded: Vec<String> = Vec::new();
     let mut skip = HashSet::new();
+    let mut unresolved = false;
     for node in lines {
         let name = &node.args()[0];
         if loaded.contains(name) || skip.contains(name) {
@@ -216,16 +267,14 @@ pub(super) fn load_plugins(
                 skip.insert(name.clone());
             }
             (Ok(None), None) => {
-                let mut message = format!("unknown plugin `{name}`");
-                if let Some(s) = nearest(name, compiled.iter().map(String::as_str)) {
-                    message.push_str(&format!("; did you mean `{s}`?"));
-                }
-                errors.push(at_line(message));
+                errors.push(at_line(unknown_plugin(catalog, name, &compiled, &dirs)));
                 skip.insert(name.clone());
+                unresolved = true;
             }
             (Err(e), _) => {
                 errors.push(at_line(format!("cannot load plugin `{name}`: {e}")));
                 skip.insert(name.clone());
+                unresolved = true;
             }
         }
     }
@@ -245,7 +294,29 @@ pub(super) fn load_plugins(
         reg,
         owners: Owners { loaded, sources },
         skip,
+        unresolved,
     }
+}
+
+/// "unknown plugin": the nearest name among the compiled-in plugins and
+/// the scripts in the `PluginDir`s, and every path the sources looked at.
+fn unknown_plugin(catalog: &Catalog, name: &str, compiled: &[String], dirs: &[PathBuf]) -> String {
+    let mut searched = Vec::new();
+    let mut names: Vec<String> = compiled.to_vec();
+    for source in catalog.sources() {
+        let (paths, found) = source.searched(name, dirs);
+        searched.extend(paths);
+        names.extend(found);
+    }
+    let mut message = format!("unknown plugin `{name}`");
+    if let Some(s) = nearest(name, names.iter().map(String::as_str)) {
+        message.push_str(&format!("; did you mean `{s}`?"));
+    }
+    if !searched.is_empty() {
+        let paths: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
+        message.push_str(&format!(" (looked for {})", paths.join(", ")));
+    }
+    message
 }
 
 /// A plugin that is not known before the config is read, from the first
@@ -324,7 +395,14 @@ mod tests {
             cfg.global.duration("ScriptLimit"),
             Some(Duration::from_secs(2))
         );
-        assert!(cfg.warnings.is_empty());
+        // The test source reads no directory: `lua` need not exist, which
+        // is only worth a warning.
+        let warnings: Vec<String> = cfg.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with("t.conf:1: PluginDir (plugin core): lua: "),
+            "{warnings:?}"
+        );
         assert_eq!(
             errors(&format!("ScriptLimit 2s\n{}", with_server(""))),
             [

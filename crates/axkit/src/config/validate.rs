@@ -7,11 +7,12 @@
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::directive::{Args, Merge, Scopes};
 use super::model::{prefix_matches, ConfigError, LocationNode, ServerConfig};
-use super::plugins::{Owners, Plugins};
+use super::plugins::{resolve, server_root, Owners, Plugins};
 use super::registry::{DirectiveId, Registry, CORE};
 use super::snapshot::FileReader;
 use super::syntax::Node;
@@ -80,6 +81,10 @@ pub(super) struct Validator<'a> {
     pub(super) reg: Arc<Registry>,
     pub(super) owners: Owners,
     skip: HashSet<String>,
+    /// See [`Plugins::unresolved`].
+    unresolved: bool,
+    /// `ServerRoot`: relative paths are taken from it.
+    root: Option<PathBuf>,
     ids: CoreIds,
     /// Parsed defaults, by id.
     defaults: Table,
@@ -124,6 +129,8 @@ impl<'a> Validator<'a> {
             reg: Arc::new(reg),
             owners: p.owners,
             skip: p.skip,
+            unresolved: p.unresolved,
+            root: None,
             ids,
             defaults,
             errors,
@@ -160,6 +167,7 @@ impl<'a> Validator<'a> {
         nodes: &[Node],
         main: &str,
     ) -> (Vec<ServerConfig>, Arc<LocationConfig>, Vec<String>) {
+        self.root = server_root(nodes);
         let global = self.scope(nodes, Scope::Global, &[]);
         let global_chain = global.plugins.clone();
         let global_frozen = self.freeze(&global.table);
@@ -313,6 +321,8 @@ impl<'a> Validator<'a> {
         let starts = vec![0, global_chain.len()];
         let mut locations = vec![LocationNode {
             prefix: "/".to_string(),
+            file: file.clone(),
+            line: *line,
             config: self.freeze(&merged),
             plugins: chain.iter().map(|c| c.name.clone()).collect(),
             scope_starts: starts.clone(),
@@ -365,6 +375,8 @@ impl<'a> Validator<'a> {
         starts.push(parent_chain.len());
         out.push(LocationNode {
             prefix: prefix.clone(),
+            file: node.file().clone(),
+            line: node.line(),
             config: self.freeze(&merged),
             plugins: chain.iter().map(|c| c.name.clone()).collect(),
             scope_starts: starts.clone(),
@@ -437,8 +449,14 @@ impl<'a> Validator<'a> {
     /// when the node may be interpreted further.
     fn check_known(&mut self, node: &Node, scope: Scope) -> Option<DirectiveId> {
         let Some(id) = self.reg.lookup(node.name()) else {
+            let suggestion = self.reg.suggest(node.name());
+            // Probably a directive of the plugin that could not be found:
+            // that error was reported, once.
+            if self.unresolved && suggestion.is_none() {
+                return None;
+            }
             let mut msg = "unknown directive".to_string();
-            if let Some(s) = self.reg.suggest(node.name()) {
+            if let Some(s) = suggestion {
                 msg.push_str(&format!("; did you mean `{s}`?"));
             }
             self.error(node, None, msg);
@@ -502,8 +520,14 @@ impl<'a> Validator<'a> {
         let key = d.key;
         let secret = d.secret.then(|| secret_error(d, None));
         let mut ok = true;
+        // `Include` was resolved against its file when it was read.
+        let root = self.root.clone().filter(|_| d.name != "Include");
         for a in node.args() {
             match parse_value(&ty, a) {
+                // `-` is stdout wherever a path may name it.
+                Ok(Value::Path(p)) if a != "-" => {
+                    args.push(Value::Path(resolve(root.as_deref(), &p)))
+                }
                 Ok(v) => args.push(v),
                 Err(msg) => {
                     self.error(node, Some(id), secret.clone().unwrap_or(msg));

@@ -772,6 +772,30 @@ impl Context {
         self.rt.log(level, message, self.client().addr);
     }
 
+    /// Say why this request is answered `status` (a 403, 404 or 405: what
+    /// was looked for and why it failed), at level info, as
+    /// `PEER REQUEST-LINE: STATUS: WHY`. `why` is only formatted when
+    /// `LogLevel` writes info lines, so a flood of 404s costs nothing
+    /// under the default (warn). Paths in it are best quoted with `{:?}`,
+    /// which escapes what a client may have put in them.
+    ///
+    /// ```no_run
+    /// # fn hook(ctx: &axkit::Context, path: &std::path::Path, e: std::io::Error) {
+    /// ctx.log_reason(403, format_args!("open({path:?}) failed: {e}"));
+    /// # }
+    /// ```
+    pub fn log_reason(&self, status: u16, why: std::fmt::Arguments<'_>) {
+        if self.rt.worker.log_level() < Level::Info {
+            return;
+        }
+        let message = format!(
+            "{} {}: {status}: {why}",
+            self.conn.peer,
+            self.request.request_line()
+        );
+        self.log(Level::Info, &message);
+    }
+
     /// A handle that logs as [`Context::log`] does, for work a plugin
     /// finishes in a task of its own after the request is over (reaping a
     /// CGI process and logging what it still says).

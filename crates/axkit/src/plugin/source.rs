@@ -81,6 +81,14 @@ pub trait PluginSource {
         Ok(None)
     }
 
+    /// For an "unknown plugin" error: the paths [`find`](Self::find) looked
+    /// at for `name` in `plugin_dirs`, and the names of the plugins it
+    /// would find there (for a did-you-mean). None by default.
+    fn searched(&self, name: &str, plugin_dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+        let _ = (name, plugin_dirs);
+        (Vec::new(), Vec::new())
+    }
+
     /// Read the files the source's own directives name (the templates
     /// beneath a `TemplateDir`, certificates…), once the config is
     /// validated: at start-up, by `--check`, on reload, and in each worker

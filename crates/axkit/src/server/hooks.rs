@@ -2,8 +2,9 @@
 //! plugin while they decline or say Ok, or until the first that does not
 //! decline), with panics caught so that they cost one request and never
 //! the worker, and the plugin that stopped the walk noted in
-//! `ctx.failure` for the error path. Which hooks run when is the walk's
-//! business (`walk.rs`); this file only runs them.
+//! `ctx.failure` for the error path, and for a traced request a line per
+//! call (`trace.rs`). Which hooks run when is the walk's business
+//! (`walk.rs`); this file only runs them.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,12 +13,14 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
+use std::time::Instant;
 
 use crate::plugin::{
     escape_log, BodyChunk, ConnInfo, Context, Failure, Hook, HookFuture, Level, LogRecord, Outcome,
     Plugin,
 };
 use crate::server::runtime::{Entry, LocationRt, WorkerRt};
+use crate::server::trace;
 
 /// How a hook's plugins are walked.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -114,13 +117,42 @@ fn note_failure(ctx: &mut Context, plugin: &str, hook: Hook, outcome: &Outcome) 
     });
 }
 
+/// When `TRACED`, the time now, to say how long a plugin's call took
+/// (see `trace.rs`). The runners below are generic over `TRACED` so that
+/// a request that is not traced pays one test per hook, not per plugin.
+fn started<const TRACED: bool>() -> Option<Instant> {
+    TRACED.then(Instant::now)
+}
+
+/// When `TRACED`, the trace line of one plugin's call.
+fn traced<const TRACED: bool>(
+    ctx: &Context,
+    hook: Hook,
+    name: &str,
+    outcome: &Outcome,
+    start: Option<Instant>,
+) {
+    if let (true, Some(start)) = (TRACED, start) {
+        trace::call(ctx, hook, name, outcome, start.elapsed());
+    }
+}
+
 /// Run one request hook over the chain of the request's Location.
 pub(crate) async fn run_hook(ctx: &mut Context, hook: Hook) -> Outcome {
+    if ctx.rt.trace.is_some() {
+        return Box::pin(run_chain::<true>(ctx, hook)).await;
+    }
+    run_chain::<false>(ctx, hook).await
+}
+
+async fn run_chain<const TRACED: bool>(ctx: &mut Context, hook: Hook) -> Outcome {
     let location = ctx.rt.location.clone();
     let mode = mode(hook);
     let mut result = Outcome::Declined;
     for (name, plugin, index) in location.chain(hook) {
+        let start = started::<TRACED>();
         let outcome = guarded(|| call(&**plugin, hook, ctx)).await;
+        traced::<TRACED>(ctx, hook, name, &outcome, start);
         note_failure(ctx, name, hook, &outcome);
         match (mode, outcome) {
             (_, Outcome::Declined) => {}
@@ -146,10 +178,19 @@ pub(crate) async fn run_hook(ctx: &mut Context, hook: Hook) -> Outcome {
 
 /// Run `body_data` over the chain with one chunk of request body.
 pub(crate) async fn run_body_data(ctx: &mut Context, chunk: &[u8]) -> Outcome {
+    if ctx.rt.trace.is_some() {
+        return Box::pin(body_data_chain::<true>(ctx, chunk)).await;
+    }
+    body_data_chain::<false>(ctx, chunk).await
+}
+
+async fn body_data_chain<const TRACED: bool>(ctx: &mut Context, chunk: &[u8]) -> Outcome {
     let location = ctx.rt.location.clone();
     let mut result = Outcome::Declined;
     for (name, plugin, _) in location.chain(Hook::BodyData) {
+        let start = started::<TRACED>();
         let outcome = guarded(|| plugin.body_data(ctx, chunk)).await;
+        traced::<TRACED>(ctx, Hook::BodyData, name, &outcome, start);
         note_failure(ctx, name, Hook::BodyData, &outcome);
         match outcome {
             Outcome::Declined => {}
@@ -162,11 +203,20 @@ pub(crate) async fn run_body_data(ctx: &mut Context, chunk: &[u8]) -> Outcome {
 
 /// Run the `write_body_data` filters over one outgoing chunk.
 pub(crate) async fn run_write_body_data(ctx: &mut Context, chunk: &mut BodyChunk) -> Outcome {
+    if ctx.rt.trace.is_some() {
+        return Box::pin(filter_chain::<true>(ctx, chunk)).await;
+    }
+    filter_chain::<false>(ctx, chunk).await
+}
+
+async fn filter_chain<const TRACED: bool>(ctx: &mut Context, chunk: &mut BodyChunk) -> Outcome {
     let location = ctx.rt.location.clone();
     ctx.rt.io.filtering = true;
     let mut result = Outcome::Ok;
     for (name, plugin, _) in location.chain(Hook::WriteBodyData) {
+        let start = started::<TRACED>();
         let outcome = guarded(|| plugin.write_body_data(ctx, chunk)).await;
+        traced::<TRACED>(ctx, Hook::WriteBodyData, name, &outcome, start);
         note_failure(ctx, name, Hook::WriteBodyData, &outcome);
         match outcome {
             Outcome::Declined | Outcome::Ok => {}

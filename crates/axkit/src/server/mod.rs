@@ -6,6 +6,7 @@
 //! `axkit` command and any custom binary with extra Rust plugins alike.
 
 mod conn_io;
+pub(crate) mod explain;
 mod hooks;
 mod idle;
 pub(crate) mod master;
@@ -17,6 +18,7 @@ pub(crate) mod response;
 mod runtime;
 pub(crate) mod shared_memory;
 mod systemd;
+mod trace;
 pub(crate) mod walk;
 mod worker;
 

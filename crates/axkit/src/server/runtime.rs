@@ -43,6 +43,11 @@ type Built = HashMap<String, (Rc<dyn Plugin>, u16)>;
 pub(crate) struct LocationRt {
     pub config: Arc<LocationConfig>,
     pub prefix: String,
+    /// Where the `<Location>` (or `<Server>`) begins, for trace lines.
+    pub file: Arc<str>,
+    pub line: u32,
+    /// `Trace On` here.
+    pub trace: bool,
     chains: Vec<Vec<Entry>>,
     pub max_body: u64,
     pub body_timeout: Duration,
@@ -61,7 +66,7 @@ impl LocationRt {
     /// scope's group begins in it (see `LocationNode`).
     fn new(
         config: Arc<LocationConfig>,
-        prefix: String,
+        (prefix, file, line): (String, Arc<str>, u32),
         (plugins, scope_starts): (&[String], &[usize]),
         all: &Built,
         series: u32,
@@ -86,8 +91,11 @@ impl LocationRt {
             max_body: *config.get(&core::MAX_REQUEST_BODY),
             body_timeout: *config.get(&core::BODY_TIMEOUT),
             send_timeout: *config.get(&core::SEND_TIMEOUT),
+            trace: *config.get(&core::TRACE),
             config,
             prefix,
+            file,
+            line,
             chains,
             series,
         }
@@ -130,6 +138,8 @@ pub(crate) struct ServerRt {
     /// `TrustedProxy`: None when not written, so that a request's client
     /// is then the connection's at the cost of one test.
     pub trust: Option<Trust>,
+    /// `TraceFrom`: the clients whose `X-AxKit-Trace: 1` is honoured.
+    pub trace_from: Vec<crate::config::Cidr>,
 }
 
 impl ServerRt {
@@ -147,7 +157,7 @@ impl ServerRt {
             .map(|node| {
                 Rc::new(LocationRt::new(
                     node.config.clone(),
-                    node.prefix.clone(),
+                    (node.prefix.clone(), node.file.clone(), node.line),
                     (&node.plugins, &node.scope_starts),
                     all,
                     metrics.map_or(0, |m| m.series(&name, &node.prefix)),
@@ -184,6 +194,12 @@ impl ServerRt {
             max_keepalive_requests: *root.get(&core::MAX_KEEPALIVE_REQUESTS) as u64,
             server_header: Rc::from(server_header),
             trust,
+            trace_from: root
+                .list(&core::TRACE_FROM)
+                .iter()
+                .flatten()
+                .copied()
+                .collect(),
         }
     }
 }
@@ -207,6 +223,9 @@ pub(crate) struct WorkerRt {
     /// The configuration generation this worker runs (1 at start, one
     /// more per reload).
     pub generation: u64,
+    /// Whether any request may be traced (see `trace.rs`): else the walk
+    /// never looks.
+    pub tracing: bool,
     /// This worker's index in its generation and the generation's size
     /// (see [`crate::plugin::Worker::index`]).
     place: (usize, usize),
@@ -263,7 +282,7 @@ impl WorkerRt {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let servers = config
+        let servers: Vec<ServerRt> = config
             .servers
             .iter()
             .map(|server| ServerRt::new(server, &all, metrics))
@@ -294,12 +313,19 @@ impl WorkerRt {
         }
         let global = Rc::new(LocationRt::new(
             config.global.clone(),
-            String::new(),
+            (String::new(), Arc::from(""), 0),
             (&config.global_plugins, &[0]),
             &all,
             0,
         ));
         let log_level = *config.global.get(&core::LOG_LEVEL);
+        // The console may turn LogLevel to debug at run time (through
+        // the metrics region), which traces every request.
+        let tracing = log_level >= Level::Debug
+            || metrics.is_some()
+            || servers
+                .iter()
+                .any(|s| !s.trace_from.is_empty() || s.locations.iter().any(|l| l.trace));
         let max_connections = max_connections(&config);
         Ok(WorkerRt {
             config,
@@ -309,6 +335,7 @@ impl WorkerRt {
             listener_servers,
             listener_proxy,
             log_level,
+            tracing,
             metrics,
             generation,
             place,
@@ -358,6 +385,18 @@ impl WorkerRt {
         if level > self.log_level() {
             return;
         }
+        self.log_always(location, level, message, peer);
+    }
+
+    /// As [`log_via`](Self::log_via), whatever `LogLevel` says: a traced
+    /// request's lines.
+    pub fn log_always(
+        &self,
+        location: &LocationRt,
+        level: Level,
+        message: &str,
+        peer: Option<SocketAddr>,
+    ) {
         let chain = location.chain(Hook::Logging);
         if chain.is_empty() {
             crate::plugin::log_to_stderr(level, message);
@@ -545,6 +584,9 @@ pub(crate) struct RequestRt {
     /// put another in `Context::request` (boxed: rare, and a Context is
     /// built for every request).
     pub original: Option<Box<Request>>,
+    /// The level of this request's trace lines, when it is traced (see
+    /// `trace.rs`).
+    pub trace: Option<Level>,
 }
 
 impl RequestRt {
@@ -564,6 +606,7 @@ impl RequestRt {
             status_override: None,
             answered: 0,
             original: None,
+            trace: None,
         }
     }
 

@@ -48,6 +48,7 @@ use crate::server::idle::Kind;
 use crate::server::metrics::ConnTrack;
 use crate::server::response;
 use crate::server::runtime::{RequestRt, WorkerRt};
+use crate::server::trace;
 
 /// How many internal redirects one request may chain.
 const MAX_REDIRECTS: u32 = 10;
@@ -275,6 +276,9 @@ async fn request_cycle(
     let series = location.series;
     let rt = RequestRt::new(io, worker.clone(), server_index, location);
     let mut ctx = Context::new(request, conn, rt);
+    if worker.tracing {
+        trace::begin(&mut ctx);
+    }
     if too_large {
         ctx.rt.io.body = BodyState::Broken;
         ctx.rt.io.expect_continue = false;
@@ -301,6 +305,9 @@ async fn request_cycle(
         bytes,
         ctx.rt.answered,
     );
+    if ctx.rt.trace.is_some() {
+        trace::end(&ctx);
+    }
 
     // Keep-alive: drain what is left of the body, or close.
     let mut io = ctx.rt.io;
@@ -371,7 +378,29 @@ async fn walk(ctx: &mut Context) {
         }
     }
     // Every plugin declined to produce a response.
+    not_found_reason(ctx);
     error_response(ctx, 404).await
+}
+
+/// Why the core answers 404: what the request was mapped to, if anything.
+fn not_found_reason(ctx: &Context) {
+    match (&ctx.filename, &ctx.metadata) {
+        (None, _) => ctx.log_reason(
+            404,
+            format_args!("no plugin mapped it to a file or answered it"),
+        ),
+        (Some(file), None) => ctx.log_reason(404, format_args!("{file:?} does not exist")),
+        (Some(file), Some(_)) if !ctx.path_info.is_empty() => ctx.log_reason(
+            404,
+            format_args!(
+                "{file:?} followed by path info {:?}, which no plugin answered",
+                ctx.path_info
+            ),
+        ),
+        (Some(file), Some(_)) => {
+            ctx.log_reason(404, format_args!("no plugin answered for {file:?}"))
+        }
+    }
 }
 
 /// The `xmlresponse` chain answered: the document it left, as text, is the
@@ -541,6 +570,9 @@ async fn follow_redirects(ctx: &mut Context) {
         let replaced = std::mem::replace(&mut ctx.request, request);
         ctx.rt.original.get_or_insert(Box::new(replaced));
         ctx.reset_for_redirect();
+        if ctx.rt.worker.tracing {
+            trace::begin(ctx);
+        }
         ctx.rt.status_override = status;
         // The redirected walk reads no body (and so never says 100
         // Continue); the original body is still there to drain, or the
