@@ -140,7 +140,7 @@ pub(crate) fn main(catalog: Catalog, builtin_config: fn() -> String) -> ExitCode
 /// the warnings about plugins that can never be called.
 fn check(catalog: &Catalog, source: &Source) -> ExitCode {
     let loaded = load_config(source, catalog).and_then(|config| {
-        let missing = missing_roots(&config);
+        let missing = unmet_paths(&config);
         if missing.is_empty() {
             Ok(config)
         } else {
@@ -216,42 +216,45 @@ fn explain(catalog: &Catalog, source: &Source, url: &str, host: Option<&str>) ->
     }
 }
 
-/// Every `DocumentRoot` that is not a directory (each line once), with
-/// the path it resolved to: every request under it would fail. Only
+/// Every path a directive names that is not what the directive needs
+/// (a `DocumentRoot` that is not a directory, a `ScriptAlias` target that
+/// is not there: see [`Expect`](crate::config::Expect)), each line once,
+/// with the path as resolved: every request using it would fail. Only
 /// `--check` refuses them; a server starts (a root may be mounted later).
-fn missing_roots(config: &crate::config::Config) -> Vec<crate::config::ConfigError> {
-    use crate::plugin::DOCUMENT_ROOT;
+fn unmet_paths(config: &crate::config::Config) -> Vec<crate::config::ConfigError> {
     let mut seen = std::collections::HashSet::new();
     let mut errors = Vec::new();
-    let nodes = config.servers.iter().flat_map(|s| &s.locations);
-    for node in nodes {
-        let (Some(setting), Some(root)) = (
-            node.config.settings_of(&DOCUMENT_ROOT).last(),
-            node.config.get(&DOCUMENT_ROOT),
-        ) else {
-            continue;
-        };
-        if !seen.insert((setting.file.clone(), setting.line)) {
-            continue;
-        }
-        let problem = match std::fs::metadata(root) {
-            Ok(md) if md.is_dir() => continue,
-            Ok(_) => "not a directory".to_string(),
-            Err(e) => e.to_string(),
-        };
-        let shown = std::path::absolute(root).unwrap_or_else(|_| root.clone());
-        let owner = config
+    let scopes = std::iter::once(&config.global).chain(
+        config
+            .servers
+            .iter()
+            .flat_map(|s| s.locations.iter().map(|n| &n.config)),
+    );
+    for scope in scopes {
+        let settings = config
             .registry
-            .lookup(DOCUMENT_ROOT.name())
-            .map(|id| config.registry.owner(id).to_string());
-        errors.push(crate::config::ConfigError {
-            file: setting.file.to_string(),
-            line: setting.line,
-            directive: Some("DocumentRoot".to_string()),
-            plugin: owner,
-            message: format!("{}: {problem}", shown.display()),
-        });
+            .iter()
+            .flat_map(|(id, ..)| scope.settings_by_id(id).iter().map(move |s| (id, s)));
+        for (id, setting) in settings {
+            for (path, what) in &setting.expected {
+                if !seen.insert((setting.file.clone(), setting.line, path.clone())) {
+                    continue;
+                }
+                let Some(problem) = what.unmet(path) else {
+                    continue;
+                };
+                let shown = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+                errors.push(crate::config::ConfigError {
+                    file: setting.file.to_string(),
+                    line: setting.line,
+                    directive: Some(config.registry.directive(id).name.to_string()),
+                    plugin: Some(config.registry.owner(id).to_string()),
+                    message: format!("{}: {problem}", shown.display()),
+                });
+            }
+        }
     }
+    errors.sort_by(|a, b| (a.file.as_str(), a.line).cmp(&(b.file.as_str(), b.line)));
     errors
 }
 

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use super::key::KeyRef;
+use super::snapshot::Expect;
 
 /// The scopes a directive may appear in (a small bit set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -78,8 +79,9 @@ pub enum Args {
 pub enum ValueType {
     /// Any string.
     String,
-    /// A filesystem path; relative paths are taken relative to the server's
-    /// working directory (as Apache's ServerRoot-less configs do).
+    /// A filesystem path; relative paths are taken from `ServerRoot`, or
+    /// without one from the server's working directory (as Apache's
+    /// ServerRoot-less configs do): see [`FileReader::path`](super::FileReader::path).
     Path,
     /// A signed integer.
     Integer,
@@ -174,6 +176,9 @@ pub struct Directive {
     /// The value is never quoted back in messages or shown with the
     /// configuration (a password in a URL, a key).
     pub secret: bool,
+    /// What must be at the path each argument names (a path-typed
+    /// directive), for `axkit --check` to look at.
+    pub expect: Option<Expect>,
     /// The typed key this was declared from, if any (see [`super::Key`]).
     pub(crate) key: Option<KeyRef>,
 }
@@ -190,6 +195,7 @@ impl Directive {
             doc: Cow::Borrowed(""),
             merge: Merge::Replace,
             secret: false,
+            expect: None,
             key: None,
         }
     }
@@ -223,6 +229,12 @@ impl Directive {
     /// The value is a secret (see [`Directive::secret`]).
     pub fn secret(mut self) -> Directive {
         self.secret = true;
+        self
+    }
+
+    /// What must be at the paths it names (see [`Directive::expect`]).
+    pub fn expect(mut self, what: Expect) -> Directive {
+        self.expect = Some(what);
         self
     }
 

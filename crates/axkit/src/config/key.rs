@@ -26,8 +26,8 @@
 //! byte size: `10K`, `1M`), `Duration` (`30s`, `500ms`), `bool` (on/off),
 //! `Regex`, `Option<_>` of those (unset without a default) and `Vec<_>`
 //! (several arguments). Anything else is a custom type with its own parse
-//! function ([`Key::parsed`]), which may also read files through the
-//! config's [`FileReader`] ([`Key::parsed_with_files`]).
+//! function ([`Key::parsed`]), which may also name paths and read files
+//! through the config's [`FileReader`] ([`Key::parsed_with_files`]).
 
 use std::any::Any;
 use std::marker::PhantomData;
@@ -39,7 +39,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::directive::{Args, Directive, Merge, Scopes, ValueType, Words};
-use super::snapshot::FileReader;
+use super::snapshot::{Expect, FileReader};
 use super::value::{Setting, Value};
 
 /// A converted value, as the loader keeps it for any key type.
@@ -235,6 +235,7 @@ struct Spec {
     default: Option<&'static str>,
     doc: &'static str,
     secret: bool,
+    expect: Option<Expect>,
 }
 
 impl Spec {
@@ -247,6 +248,7 @@ impl Spec {
             default: None,
             doc: "",
             secret: false,
+            expect: None,
         }
     }
 
@@ -263,6 +265,9 @@ impl Spec {
         }
         if self.secret {
             d = d.secret();
+        }
+        if let Some(what) = self.expect {
+            d = d.expect(what);
         }
         d.key = Some(KeyRef(key));
         d
@@ -360,6 +365,14 @@ macro_rules! builders {
                 self
             }
 
+            /// What must be at the path it names (a `PathBuf` key) for
+            /// it to work: `axkit --check` looks (see [`Expect`]). A custom
+            /// parse function says so itself ([`FileReader::expect`]).
+            pub const fn expect(mut self, what: Expect) -> Self {
+                self.spec.expect = Some(what);
+                self
+            }
+
             /// The directive's name.
             pub const fn name(&self) -> &'static str {
                 self.spec.name
@@ -399,13 +412,16 @@ impl<T: Send + Sync + 'static> Key<T> {
         }
     }
 
-    /// A key of a custom type whose parse function also reads files (a
-    /// secret kept in a file of its own, say) through `files`, with
+    /// A key of a custom type whose parse function also names paths or
+    /// reads files (a secret kept in a file of its own, say) through
+    /// `files`. A path found in the words means what
+    /// [`FileReader::path`] says (relative: beneath `ServerRoot`), as for
+    /// every path-typed key; what must be there for the directive to work
+    /// is said with [`FileReader::expect`]. Files are read with
     /// [`FileReader::plugin_file`]: the master's reads are recorded into
     /// the configuration snapshot and a worker's are answered from it, so
     /// every worker of a generation, a restarted one included, sees what
-    /// the master read. A relative path is taken from the working
-    /// directory, as `PluginDir`'s are.
+    /// the master read.
     pub const fn parsed_with_files(
         name: &'static str,
         parse: fn(&[&str], &mut FileReader<'_>) -> Result<T, String>,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::include::Reader;
 use super::model::{Config, ConfigError, Source};
-use super::plugins::load_plugins;
+use super::plugins::{load_plugins, server_root};
 use super::snapshot::Snapshot;
 use super::validate::Validator;
 use crate::plugin::Catalog;
@@ -42,6 +42,8 @@ pub fn load_from(
     if !ld.errors.is_empty() {
         return Err(sorted(ld.errors));
     }
+    // From here on, relative paths are taken from `ServerRoot`.
+    ld.files.set_root(server_root(&nodes));
     let mut warnings = Vec::new();
     let plugins = load_plugins(
         &nodes,

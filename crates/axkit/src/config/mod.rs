@@ -41,6 +41,6 @@ pub use key::{parse, ArgType, FromConfig, Key, List};
 pub use load::{load, load_from};
 pub use model::{Config, ConfigError, LocationNode, ServerConfig, Source};
 pub use registry::{DirectiveId, Registry};
-pub use snapshot::{FileReader, PluginFile, Snapshot};
+pub use snapshot::{Expect, FileReader, PluginFile, Snapshot};
 pub use syntax::{parse as parse_syntax, Node};
 pub use value::{BlockLine, LocationConfig, Setting, Value};

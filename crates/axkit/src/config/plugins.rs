@@ -61,7 +61,7 @@ impl Owners {
 
 /// The global `ServerRoot`, if the config sets one that is absolute (a
 /// relative one is an error the validation stage reports): what relative
-/// paths are resolved against, from `PluginDir` on.
+/// paths are resolved against ([`FileReader::path`]), from `PluginDir` on.
 pub(super) fn server_root(nodes: &[Node]) -> Option<PathBuf> {
     nodes
         .iter()
@@ -71,15 +71,6 @@ pub(super) fn server_root(nodes: &[Node]) -> Option<PathBuf> {
             _ => None,
         })
         .next_back()
-}
-
-/// `path` as the config means it: beneath `root` when it is relative and
-/// a `ServerRoot` is set; as written otherwise (the working directory's).
-pub(super) fn resolve(root: Option<&Path>, path: &Path) -> PathBuf {
-    match root {
-        Some(root) if path.is_relative() => root.join(path),
-        _ => path.to_path_buf(),
-    }
 }
 
 /// Every `Plugin NAME` and `PluginDir` outside plugin blocks (the only
@@ -192,10 +183,9 @@ pub(super) fn load_plugins(
     let mut lines = Vec::new();
     let mut dir_lines = Vec::new();
     collect_plugin_lines(nodes, &mut lines, &mut dir_lines);
-    let root = server_root(nodes);
     let mut dirs = Vec::new();
     for node in dir_lines {
-        let dir = resolve(root.as_deref(), Path::new(&node.args()[0]));
+        let dir = files.path(&node.args()[0]);
         // Only a warning: another PluginDir may hold every script. A
         // plugin not found says where it was looked for.
         if let Err(e) = std::fs::metadata(&dir).and_then(|md| {

@@ -289,9 +289,47 @@ impl Snapshot {
 /// [`PluginSource`](crate::PluginSource) loads plugins from. Each read is
 /// recorded into a [`Snapshot`]; or, given a snapshot to replay (in a
 /// worker), every read is answered from it and the disk is never touched.
+///
+/// It is also what says which file a path in the config means
+/// ([`path`](Self::path): relative paths are taken from `ServerRoot`), and
+/// where a directive's parse function says what must be at a path it
+/// names for the directive to work ([`expect`](Self::expect)).
 pub struct FileReader<'a> {
     recorded: Snapshot,
     replay: Option<&'a Snapshot>,
+    /// `ServerRoot`, once the config's lines are read.
+    root: Option<PathBuf>,
+    /// What the occurrence being converted expects at the paths it names,
+    /// taken by the validator after each conversion.
+    expected: Vec<(PathBuf, Expect)>,
+}
+
+/// What must be at a path a directive names for the directive to work:
+/// `axkit --check` reports a path where it is not, with the directive's
+/// file:line and the path as resolved. The server still starts (the path
+/// may be mounted, or made, later).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// A directory (a `DocumentRoot`).
+    Directory,
+    /// A directory or a regular file (a `ScriptAlias` target: a directory
+    /// of scripts, or one program).
+    DirectoryOrFile,
+}
+
+impl Expect {
+    /// Why `path` does not hold what is expected; None if it does.
+    pub(crate) fn unmet(self, path: &Path) -> Option<String> {
+        match (std::fs::metadata(path), self) {
+            (Err(e), _) => Some(e.to_string()),
+            (Ok(md), _) if md.is_dir() => None,
+            (Ok(md), Expect::DirectoryOrFile) if md.is_file() => None,
+            (Ok(_), Expect::Directory) => Some("not a directory".to_string()),
+            (Ok(_), Expect::DirectoryOrFile) => {
+                Some("neither a directory nor a regular file".to_string())
+            }
+        }
+    }
 }
 
 /// A file read for a plugin source.
@@ -310,7 +348,44 @@ impl<'a> FileReader<'a> {
         FileReader {
             recorded: Snapshot::default(),
             replay,
+            root: None,
+            expected: Vec::new(),
         }
+    }
+
+    /// Take relative paths from `root` from now on (the config's
+    /// `ServerRoot`; None: the working directory).
+    pub(crate) fn set_root(&mut self, root: Option<PathBuf>) {
+        self.root = root;
+    }
+
+    /// `path` as the config means it: beneath `ServerRoot` when it is
+    /// relative and a `ServerRoot` is set; as written otherwise (taken from
+    /// the working directory). Every path a config names goes through
+    /// here: the values of path-typed keys, `PluginDir`, and what a custom
+    /// parse function ([`Key::parsed_with_files`](super::Key::parsed_with_files))
+    /// finds inside its words (a `ScriptAlias` target, a `sqlite:` URL's
+    /// file), so that all of them mean the same file, and the messages that
+    /// quote them show that file.
+    pub fn path(&self, path: impl AsRef<Path>) -> PathBuf {
+        let path = path.as_ref();
+        match &self.root {
+            Some(root) if path.is_relative() => root.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    /// Say, from a parse function, that the occurrence being parsed names
+    /// `path` (as [`path`](Self::path) resolved it), which must be `what`
+    /// for the directive to work: `axkit --check` looks (see [`Expect`]).
+    pub fn expect(&mut self, path: &Path, what: Expect) {
+        self.expected.push((path.to_path_buf(), what));
+    }
+
+    /// What the occurrence just converted expects (see
+    /// [`expect`](Self::expect)), leaving none for the next one.
+    pub(crate) fn take_expected(&mut self) -> Vec<(PathBuf, Expect)> {
+        std::mem::take(&mut self.expected)
     }
 
     /// What was read from the disk (nothing when replaying).

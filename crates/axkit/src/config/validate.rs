@@ -7,12 +7,11 @@
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::directive::{Args, Merge, Scopes};
 use super::model::{prefix_matches, ConfigError, LocationNode, ServerConfig};
-use super::plugins::{resolve, server_root, Owners, Plugins};
+use super::plugins::{Owners, Plugins};
 use super::registry::{DirectiveId, Registry, CORE};
 use super::snapshot::FileReader;
 use super::syntax::Node;
@@ -83,8 +82,6 @@ pub(super) struct Validator<'a> {
     skip: HashSet<String>,
     /// See [`Plugins::unresolved`].
     unresolved: bool,
-    /// `ServerRoot`: relative paths are taken from it.
-    root: Option<PathBuf>,
     ids: CoreIds,
     /// Parsed defaults, by id.
     defaults: Table,
@@ -130,7 +127,6 @@ impl<'a> Validator<'a> {
             owners: p.owners,
             skip: p.skip,
             unresolved: p.unresolved,
-            root: None,
             ids,
             defaults,
             errors,
@@ -167,7 +163,6 @@ impl<'a> Validator<'a> {
         nodes: &[Node],
         main: &str,
     ) -> (Vec<ServerConfig>, Arc<LocationConfig>, Vec<String>) {
-        self.root = server_root(nodes);
         let global = self.scope(nodes, Scope::Global, &[]);
         let global_chain = global.plugins.clone();
         let global_frozen = self.freeze(&global.table);
@@ -290,6 +285,7 @@ impl<'a> Validator<'a> {
                 file: file.clone(),
                 line: *line,
                 typed: None,
+                expected: Vec::new(),
             });
             own.table[id.0 as usize].insert(0, s);
         }
@@ -521,12 +517,16 @@ impl<'a> Validator<'a> {
         let secret = d.secret.then(|| secret_error(d, None));
         let mut ok = true;
         // `Include` was resolved against its file when it was read.
-        let root = self.root.clone().filter(|_| d.name != "Include");
+        let include = d.name == "Include";
+        let expect = d.expect;
+        let mut expected = Vec::new();
         for a in node.args() {
             match parse_value(&ty, a) {
                 // `-` is stdout wherever a path may name it.
-                Ok(Value::Path(p)) if a != "-" => {
-                    args.push(Value::Path(resolve(root.as_deref(), &p)))
+                Ok(Value::Path(p)) if a != "-" && !include => {
+                    let path = self.files.path(&p);
+                    expected.extend(expect.map(|what| (path.clone(), what)));
+                    args.push(Value::Path(path))
                 }
                 Ok(v) => args.push(v),
                 Err(msg) => {
@@ -543,11 +543,14 @@ impl<'a> Validator<'a> {
             file: node.file().clone(),
             line: node.line(),
             typed: None,
+            expected,
         };
         // A typed key converts the value now, once: a bad value is an
         // error here, with file:line, like any other.
         if let Some(key) = key {
-            match key.0.convert(&setting, &mut self.files) {
+            let converted = key.0.convert(&setting, &mut self.files);
+            setting.expected.extend(self.files.take_expected());
+            match converted {
                 Ok(typed) => setting.typed = Some(typed),
                 Err(msg) => {
                     let msg = match secret {

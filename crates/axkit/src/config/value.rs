@@ -15,6 +15,7 @@ use regex::Regex;
 use super::directive::{Args, Directive, ValueType};
 use super::key::{Key, List, Typed};
 use super::registry::{DirectiveId, Registry};
+use super::snapshot::Expect;
 
 /// A key read but declared by no loaded plugin: a bug in the plugin.
 #[cold]
@@ -123,6 +124,8 @@ pub struct Setting {
     /// The arguments converted by the directive's typed key, if it was
     /// declared from one.
     pub(crate) typed: Option<Typed>,
+    /// What must be at the paths it names (see [`Expect`]), for `--check`.
+    pub(crate) expected: Vec<(PathBuf, Expect)>,
 }
 
 impl std::fmt::Debug for Setting {
@@ -357,6 +360,7 @@ pub(crate) fn default_setting(d: &Directive) -> Result<Option<Arc<Setting>>, Str
         file: Arc::from(DEFAULT_FILE),
         line: 0,
         typed: None,
+        expected: Vec::new(),
     };
     if let Some(key) = d.key {
         // A default is part of the program, not of a config: it reads no

@@ -30,7 +30,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use crate::config::{Key, LocationConfig, Scopes};
+use crate::config::{Expect, Key, LocationConfig, Scopes};
 use crate::Context;
 
 /// How paths beneath a root are resolved.
@@ -52,6 +52,8 @@ pub enum Rule {
 /// opens a request's files reads it.
 pub static DOCUMENT_ROOT: Key<Option<PathBuf>> = Key::new("DocumentRoot")
     .scopes(Scopes::SERVER.or(Scopes::LOCATION))
+    // Every request beneath a root that is not there would fail.
+    .expect(Expect::Directory)
     .doc("Directory the URL space maps to (in a <Location>, the path after its prefix)");
 
 /// `FollowSymlinks on|off` (default off): the [`Rule`] files are opened
