@@ -2,7 +2,8 @@
 //! `DatabaseFile NAME FILE [pool=N] [timeout=D]` (the URL read from FILE),
 //! both global. The URL's scheme picks the server: `postgres://` or
 //! `postgresql://` PostgreSQL, `redis://` or `redis+unix://` Redis,
-//! `sqlite:PATH` SQLite.
+//! `sqlite:PATH` SQLite. A relative PATH, like a relative FILE, is taken
+//! from `ServerRoot` (the working directory without one).
 //!
 //! Everything that can be checked without a connection is checked when
 //! the config loads (so `axkit --check` reports it): the name, the URL's
@@ -10,7 +11,7 @@
 //! may hold a password: `Database` is a secret directive, and no message
 //! here quotes the URL or any part of it but its scheme.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_POOL: usize = 1024;
 
 /// `Database NAME URL [pool=N] [timeout=D]`, any number of times.
-pub static DATABASE: List<Spec> = List::parsed("Database", parse_database)
+pub static DATABASE: List<Spec> = List::parsed_with_files("Database", parse_database)
     .args(Args::Range(2, 4))
     .scopes(Scopes::GLOBAL)
     .secret()
@@ -112,31 +113,34 @@ impl std::fmt::Debug for Spec {
     }
 }
 
-fn parse_database(args: &[&str]) -> Result<Spec, String> {
+fn parse_database(args: &[&str], files: &mut FileReader<'_>) -> Result<Spec, String> {
     let [name, url, options @ ..] = args else {
         return Err("expected Database NAME URL [pool=N] [timeout=D]".into());
     };
-    spec(name, url, options)
+    spec(name, url, options, files)
 }
 
 fn parse_file(args: &[&str], files: &mut FileReader<'_>) -> Result<Spec, String> {
     let [name, path, options @ ..] = args else {
         return Err("expected DatabaseFile NAME FILE [pool=N] [timeout=D]".into());
     };
+    let path = files.path(path);
+    let shown = path.display();
     let file = files
-        .plugin_file(Path::new(path))
-        .map_err(|e| format!("cannot read {path}: {e}"))?
-        .ok_or_else(|| format!("{path}: no such file"))?;
+        .plugin_file(&path)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?
+        .ok_or_else(|| format!("{shown}: no such file"))?;
     let text = std::str::from_utf8(&file.bytes)
-        .map_err(|_| format!("{path}: the URL in it is not UTF-8"))?;
+        .map_err(|_| format!("{shown}: the URL in it is not UTF-8"))?;
     let url = text.lines().next().unwrap_or("").trim();
-    spec(name, url, options).map_err(|e| format!("{path}: {e}"))
+    spec(name, url, options, files).map_err(|e| format!("{shown}: {e}"))
 }
 
-/// A spec from its words; errors never quote `url`.
-fn spec(name: &str, url: &str, options: &[&str]) -> Result<Spec, String> {
+/// A spec from its words (a `sqlite:` file as `files` resolves it);
+/// errors never quote `url`.
+fn spec(name: &str, url: &str, options: &[&str], files: &FileReader<'_>) -> Result<Spec, String> {
     check_name(name)?;
-    let (kind, target) = target(url)?;
+    let (kind, target) = target(url, files)?;
     let mut pool = DEFAULT_POOL;
     let mut timeout = DEFAULT_TIMEOUT;
     for option in options {
@@ -177,8 +181,9 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The server a URL names, parsed by its client.
-fn target(url: &str) -> Result<(Kind, Target), String> {
+/// The server a URL names, parsed by its client; a `sqlite:` file
+/// relative to `ServerRoot` ([`FileReader::path`]).
+fn target(url: &str, files: &FileReader<'_>) -> Result<(Kind, Target), String> {
     let scheme = url
         .split_once(':')
         .map(|(s, _)| s.to_ascii_lowercase())
@@ -217,7 +222,7 @@ fn target(url: &str) -> Result<(Kind, Target), String> {
             if path.is_empty() || path.starts_with(':') {
                 return Err("expected sqlite:PATH (a file; created if missing)".into());
             }
-            Ok((Kind::Sqlite, Target::Sqlite(PathBuf::from(path))))
+            Ok((Kind::Sqlite, Target::Sqlite(files.path(path))))
         }
         _ => Err(format!(
             "unknown scheme {scheme:?}; expected postgres://, postgresql://, redis://, \
@@ -228,20 +233,26 @@ fn target(url: &str) -> Result<(Kind, Target), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
+    fn parse(args: &[&str]) -> Result<Spec, String> {
+        parse_database(args, &mut FileReader::new(None))
+    }
+
     fn err(args: &[&str]) -> String {
-        parse_database(args).unwrap_err()
+        parse(args).unwrap_err()
     }
 
     #[test]
     fn urls_pick_the_server_and_options_parse() {
-        let pg = parse_database(&["main", "postgres://app:pw@127.0.0.1:5432/app"]).unwrap();
+        let pg = parse(&["main", "postgres://app:pw@127.0.0.1:5432/app"]).unwrap();
         assert_eq!(
             (pg.name(), pg.kind(), pg.pool(), pg.timeout()),
             ("main", Kind::Postgres, 4, DEFAULT_TIMEOUT)
         );
-        let r = parse_database(&[
+        let r = parse(&[
             "cache",
             "redis://127.0.0.1:6379/2",
             "pool=2",
@@ -252,9 +263,9 @@ mod tests {
             (r.kind(), r.pool(), r.timeout()),
             (Kind::Redis, 2, Duration::from_millis(500))
         );
-        let s = parse_database(&["local", "sqlite:data/app.db", "timeout=2s"]).unwrap();
+        let s = parse(&["local", "sqlite:data/app.db", "timeout=2s"]).unwrap();
         assert!(matches!(&s.target, Target::Sqlite(p) if p == Path::new("data/app.db")));
-        let abs = parse_database(&["abs", "sqlite:///var/lib/app.db"]).unwrap();
+        let abs = parse(&["abs", "sqlite:///var/lib/app.db"]).unwrap();
         assert!(matches!(&abs.target, Target::Sqlite(p) if p == Path::new("/var/lib/app.db")));
     }
 

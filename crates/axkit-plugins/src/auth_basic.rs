@@ -15,6 +15,7 @@
 //!   and plain text: all are fast enough to guess offline from a leaked
 //!   file (regenerate with `htpasswd -B`).
 //! - `AuthGroupFile FILE`: `group: user user…` lines, for `Require group`.
+//!   A relative FILE (either directive's) is taken from `ServerRoot`.
 //! - `AuthFailureLimit COUNT PERIOD` (default `10 1m`): after COUNT
 //!   attempts with credentials that fail within PERIOD, a client address
 //!   gets 429 (with `Retry-After`) for the rest of the period, without its
@@ -61,7 +62,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -232,12 +232,17 @@ struct Users {
     decoy: Hash,
 }
 
-fn read_lines(path: &str, files: &mut FileReader<'_>) -> Result<String, String> {
+/// The text of the file `path` names (relative: beneath `ServerRoot`),
+/// with the path as it resolved, which messages show.
+fn read_lines(path: &str, files: &mut FileReader<'_>) -> Result<(String, String), String> {
+    let path = files.path(path);
+    let shown = path.display().to_string();
     let file = files
-        .plugin_file(Path::new(path))
-        .map_err(|e| format!("cannot read {path}: {e}"))?
-        .ok_or_else(|| format!("{path}: no such file"))?;
-    String::from_utf8(file.bytes).map_err(|_| format!("{path}: not UTF-8"))
+        .plugin_file(&path)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?
+        .ok_or_else(|| format!("{shown}: no such file"))?;
+    let text = String::from_utf8(file.bytes).map_err(|_| format!("{shown}: not UTF-8"))?;
+    Ok((shown, text))
 }
 
 /// Each line that is not blank or a comment, with its number.
@@ -252,7 +257,7 @@ fn read_user_file(args: &[&str], files: &mut FileReader<'_>) -> Result<Option<Ar
     let [path] = args else {
         return Err("expected AuthUserFile FILE".into());
     };
-    let text = read_lines(path, files)?;
+    let (path, text) = read_lines(path, files)?;
     let mut hashes = HashMap::new();
     let mut decoy = None;
     for (n, line) in content_lines(&text) {
@@ -281,7 +286,7 @@ fn read_group_file(
     let [path] = args else {
         return Err("expected AuthGroupFile FILE".into());
     };
-    let text = read_lines(path, files)?;
+    let (path, text) = read_lines(path, files)?;
     let mut groups: HashMap<String, Vec<String>> = HashMap::new();
     for (n, line) in content_lines(&text) {
         let Some((group, members)) = line.split_once(':').filter(|(g, _)| !g.trim().is_empty())

@@ -5,8 +5,8 @@
 //! Directive (global):
 //! - `ConsoleListen ADDR:PORT | unix:/PATH`: a loopback address
 //!   (`127.0.0.1:9000`, `[::1]:9000`) or a unix socket, made mode 0600
-//!   (owner only: the workers' `User`, whose directory it must be in). No
-//!   other address is accepted: the console has no authentication, so who
+//!   (owner only: the workers' `User`, whose directory it must be in); a
+//!   relative PATH is taken from `ServerRoot`. No other address is accepted: the console has no authentication, so who
 //!   may use it is who may reach it.
 //!
 //! ```text
@@ -45,7 +45,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axkit::config::{Directive, Key, Scopes};
+use axkit::config::{Directive, FileReader, Key, Scopes};
 use axkit::plugin::{escape_log, escape_log_field, metrics, Level, Plugin, PluginInit, Worker};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -65,18 +65,15 @@ impl fmt::Display for Endpoint {
     }
 }
 
-fn parse_endpoint(args: &[&str]) -> Result<Option<Endpoint>, String> {
+fn parse_endpoint(args: &[&str], files: &mut FileReader<'_>) -> Result<Option<Endpoint>, String> {
     let [text] = args else {
         return Err("expected ADDR:PORT or unix:/PATH".into());
     };
     if let Some(path) = text.strip_prefix("unix:") {
-        let path = PathBuf::from(path);
-        if !path.is_absolute() {
-            return Err(format!(
-                "a unix socket needs an absolute path, got {path:?}"
-            ));
+        if path.is_empty() {
+            return Err("expected a path after unix:".into());
         }
-        return Ok(Some(Endpoint::Unix(path)));
+        return Ok(Some(Endpoint::Unix(files.path(path))));
     }
     let addr: SocketAddr = text
         .parse()
@@ -89,10 +86,11 @@ fn parse_endpoint(args: &[&str]) -> Result<Option<Endpoint>, String> {
     Ok(Some(Endpoint::Tcp(addr)))
 }
 
-static CONSOLE_LISTEN: Key<Option<Endpoint>> = Key::parsed("ConsoleListen", parse_endpoint)
-    .optional()
-    .scopes(Scopes::GLOBAL)
-    .doc("Where the console listens: a loopback ADDR:PORT or unix:/PATH (mode 0600)");
+static CONSOLE_LISTEN: Key<Option<Endpoint>> =
+    Key::parsed_with_files("ConsoleListen", parse_endpoint)
+        .optional()
+        .scopes(Scopes::GLOBAL)
+        .doc("Where the console listens: a loopback ADDR:PORT or unix:/PATH (mode 0600)");
 
 /// Console sessions open at once, at most.
 const MAX_SESSIONS: usize = 16;
@@ -370,19 +368,28 @@ fn workers() -> Result<String, String> {
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> Result<Option<Endpoint>, String> {
+        parse_endpoint(&[text], &mut FileReader::new(None))
+    }
+
     #[test]
     fn the_console_listens_on_loopback_or_a_unix_socket_only() {
         assert_eq!(
-            parse_endpoint(&["127.0.0.1:9000"]),
+            parse("127.0.0.1:9000"),
             Ok(Some(Endpoint::Tcp("127.0.0.1:9000".parse().unwrap())))
         );
-        assert!(parse_endpoint(&["[::1]:9000"]).is_ok());
+        assert!(parse("[::1]:9000").is_ok());
         assert_eq!(
-            parse_endpoint(&["unix:/run/a.sock"]),
+            parse("unix:/run/a.sock"),
             Ok(Some(Endpoint::Unix("/run/a.sock".into())))
         );
-        for bad in ["0.0.0.0:9000", "10.0.0.1:9000", "unix:rel.sock", "nonsense"] {
-            assert!(parse_endpoint(&[bad]).is_err(), "{bad}");
+        // Without a ServerRoot, from the working directory.
+        assert_eq!(
+            parse("unix:run/a.sock"),
+            Ok(Some(Endpoint::Unix("run/a.sock".into())))
+        );
+        for bad in ["0.0.0.0:9000", "10.0.0.1:9000", "unix:", "nonsense"] {
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 }

@@ -10,9 +10,9 @@
 //! A key is read from its file through the config's `FileReader`, like
 //! `DatabaseFile`'s URL: the master records what it read in the config
 //! snapshot, so a restarted worker uses the key the master loaded, and a
-//! changed file takes effect on reload (SIGHUP). No message quotes a key.
+//! changed file takes effect on reload (SIGHUP). A relative FILE is taken
+//! from `ServerRoot`. No message quotes a key.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -144,14 +144,16 @@ fn parse_key(args: &[&str], files: &mut FileReader<'_>) -> Result<SessionKey, St
         return Err("expected SessionKey NAME FILE".into());
     };
     check_key_name(name)?;
+    let path = files.path(path);
+    let shown = path.display();
     let file = files
-        .plugin_file(Path::new(path))
-        .map_err(|e| format!("cannot read {path}: {e}"))?
-        .ok_or_else(|| format!("{path}: no such file"))?;
+        .plugin_file(&path)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?
+        .ok_or_else(|| format!("{shown}: no such file"))?;
     // A key written with `echo` or an editor ends with a line break,
     // which is not part of the secret.
     let secret = file.bytes.trim_ascii_end();
-    SessionKey::new(name, secret).map_err(|e| format!("{path}: {e}"))
+    SessionKey::new(name, secret).map_err(|e| format!("{shown}: {e}"))
 }
 
 /// Where a session's data lives.

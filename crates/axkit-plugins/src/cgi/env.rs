@@ -628,11 +628,8 @@ mod tests {
         std::fs::write(bin.join("sub/deep"), "").unwrap();
         std::fs::write(dir.path().join("backend"), "").unwrap();
         let aliases = [
-            ("/cgi-bin/".to_string(), format!("{}/", bin.display())),
-            (
-                "/git".to_string(),
-                dir.path().join("backend").display().to_string(),
-            ),
+            ("/cgi-bin/".to_string(), bin.clone()),
+            ("/git".to_string(), dir.path().join("backend")),
         ];
         let mapped = |path: &str| {
             let (script, _) = alias_script(&aliases, path, Rule::Beneath)

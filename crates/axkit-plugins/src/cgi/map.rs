@@ -37,7 +37,7 @@ pub(super) fn script_alias(ctx: &Context) -> Option<Result<(Script, std::fs::Met
 /// [`script_alias`] for the decoded URL `path`, the `(prefix, target)`
 /// pairs of `ScriptAlias` and the `FollowSymlinks` rule of the scope.
 pub(super) fn alias_script(
-    aliases: &[(String, String)],
+    aliases: &[(String, PathBuf)],
     path: &str,
     rule: Rule,
 ) -> Option<Result<(Script, std::fs::Metadata), u16>> {
@@ -52,10 +52,10 @@ pub(super) fn alias_script(
     }
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let trailing = path.ends_with('/') && !rest.is_empty();
-    let mut file = PathBuf::from(target.trim_end_matches('/'));
+    let mut file = target.clone();
     // A directory of scripts is a root: what the URL names inside it is
     // looked up beneath it, under FollowSymlinks (as a DocumentRoot). The
-    // target itself is the configuration's, taken as written.
+    // target itself is the configuration's (beneath ServerRoot if relative).
     let root = std::fs::metadata(&file)
         .is_ok_and(|md| md.is_dir())
         .then(|| DocRoot::new(&file, rule));

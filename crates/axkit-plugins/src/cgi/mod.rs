@@ -9,7 +9,9 @@
 //!   URL under the prefix runs as CGI from PATH (Apache's directive). PATH
 //!   may be a directory of scripts or one program, which then gets the rest
 //!   of the URL as PATH_INFO
-//!   (`ScriptAlias /git/ /usr/lib/git-core/git-http-backend/`).
+//!   (`ScriptAlias /git/ /usr/lib/git-core/git-http-backend/`); relative,
+//!   it is taken from `ServerRoot`. `axkit --check` refuses a PATH that is
+//!   not there (or is neither a directory nor a file), with the path.
 //! - `CGIPassAuth on|off` (default off): pass `Authorization` and
 //!   `Proxy-Authorization` to scripts as HTTP_AUTHORIZATION…
 //! - `SetEnv NAME VALUE`, `PassEnv NAME…` (repeatable): extra variables
@@ -117,13 +119,14 @@ mod process;
 mod run;
 
 use std::cell::Cell;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use axkit::config::{Args, Directive, Key, List, Scopes};
+use axkit::config::{Args, Directive, Expect, Key, List, Scopes};
 use axkit::plugin::metrics::Gauge;
 use axkit::plugin::{hook, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
 use regex::Regex;
@@ -137,17 +140,26 @@ static CGI_MATCH: Key<Option<Regex>> = Key::new("CGI_Match")
     .scopes(HERE)
     .doc("Files whose path matches run as CGI scripts");
 
-/// `ScriptAlias /url-prefix/ PATH`.
-static SCRIPT_ALIAS: List<(String, String)> = List::parsed("ScriptAlias", |args| match args {
-    [prefix, target] if prefix.starts_with('/') => Ok((prefix.to_string(), target.to_string())),
-    [prefix, _] => Err(format!(
-        "expected a URL prefix starting with /, got {prefix:?}"
-    )),
-    _ => Err("expected ScriptAlias /url-prefix/ PATH".into()),
-})
-.args(Args::Range(2, 2))
-.scopes(HERE)
-.doc("ScriptAlias /url-prefix/ PATH: everything under the prefix runs as CGI from PATH");
+/// `ScriptAlias /url-prefix/ PATH`: the prefix, and PATH as the config
+/// means it (relative: beneath `ServerRoot`), without the trailing `/` a
+/// program may be written with.
+static SCRIPT_ALIAS: List<(String, PathBuf)> =
+    List::parsed_with_files("ScriptAlias", |args, files| match args {
+        [prefix, target] if prefix.starts_with('/') => {
+            let trimmed = target.trim_end_matches('/');
+            let target = files.path(if trimmed.is_empty() { "/" } else { trimmed });
+            // Every request under the prefix would fail without it.
+            files.expect(&target, Expect::DirectoryOrFile);
+            Ok((prefix.to_string(), target))
+        }
+        [prefix, _] => Err(format!(
+            "expected a URL prefix starting with /, got {prefix:?}"
+        )),
+        _ => Err("expected ScriptAlias /url-prefix/ PATH".into()),
+    })
+    .args(Args::Range(2, 2))
+    .scopes(HERE)
+    .doc("ScriptAlias /url-prefix/ PATH: everything under the prefix runs as CGI from PATH");
 
 static CGI_PASS_AUTH: Key<bool> = Key::new("CGIPassAuth")
     .scopes(HERE)
