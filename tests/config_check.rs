@@ -3,12 +3,17 @@
 //! RequestLog whose directory is missing (the server refuses to start
 //! too), a PluginDir that does not exist (a warning), an unknown plugin
 //! with the paths looked at and the nearest script name, reported once
-//! (its directives are not reported again as unknown), and relative paths
-//! taken from `ServerRoot`. Exact messages, as `config_cli.rs` checks them.
+//! (its directives are not reported again as unknown), a ScriptAlias
+//! target that is not there, and relative paths taken from `ServerRoot`,
+//! in every directive that names one, whatever the working directory.
+//! Exact messages, as `config_cli.rs` checks them.
 
 mod common;
 
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -170,4 +175,151 @@ fn missing_plugin_dir_is_a_warning() {
         )]
     );
     assert_eq!(out.trim(), format!("axkit: configuration {f} is OK"));
+}
+
+/// A ScriptAlias target that is not there, or is neither a directory of
+/// scripts nor one program: the line, and the path it resolved to (taken
+/// from ServerRoot, or from the working directory without one).
+#[test]
+fn missing_script_alias_target_names_the_resolved_path() {
+    let (dir, f) = conf(
+        "ServerRoot {dir}\nPlugin serve_cgi\n<Server>\n    Listen 127.0.0.1:0\n    \
+         ScriptAlias /cgi-bin/ cgi-bin/\n    ScriptAlias /tool/ tool.cgi/\n    \
+         ScriptAlias /scripts/ scripts\n    ScriptAlias /null/ /dev/null\n</Server>\n",
+    );
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    dir.write("tool.cgi", "#!/bin/sh\n");
+    let d = dir.path().display();
+    let (code, _, err) = axkit(&["--check", "-c", &f]);
+    assert_eq!(code, Some(1), "{err:?}");
+    assert_eq!(
+        err,
+        [
+            format!(
+                "axkit: {f}:5: ScriptAlias (plugin serve_cgi): {d}/cgi-bin: No such file or directory (os error 2)"
+            ),
+            format!(
+                "axkit: {f}:8: ScriptAlias (plugin serve_cgi): /dev/null: neither a directory nor a regular file"
+            ),
+            format!("axkit: configuration {f} has 2 error(s)"),
+        ]
+    );
+    // Without ServerRoot, from the working directory (the crate root).
+    let (_dir, f) = conf(
+        "Plugin serve_cgi\n<Server>\n    Listen 127.0.0.1:0\n    ScriptAlias /cgi-bin/ no-cgi-bin/\n</Server>\n",
+    );
+    let (code, _, err) = axkit(&["--check", "-c", &f]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err[0],
+        format!(
+            "axkit: {f}:4: ScriptAlias (plugin serve_cgi): {}/no-cgi-bin: No such file or directory (os error 2)",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    );
+}
+
+/// `app`: a SQLite query, a session, and who Basic auth let in.
+const APP: &str = r#"
+local db = sqlite.get("x")
+
+function hook_response(r)
+  local p = r:path()
+  if p == "/db" then
+    db:exec("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+    db:exec("INSERT INTO t VALUES (?)", 7)
+    r:write("sum=", db:query_one("SELECT sum(n) AS n FROM t").n)
+  elseif p == "/session" then
+    session.get(r).seen = true
+    r:write("session")
+  elseif p == "/private/" then
+    r:write("user=", tostring(r:user()))
+  else
+    return DECLINED
+  end
+  return OK
+end
+"#;
+
+/// Every directive that names a file or directory, written relative with
+/// a `ServerRoot`: a server started from another working directory runs
+/// the CGI script, signs a session with the key, queries the SQLite file,
+/// checks passwords from the htpasswd file and opens its console socket,
+/// all beneath ServerRoot, and leaves nothing in its working directory.
+#[test]
+fn relative_paths_of_every_directive_are_taken_from_server_root() {
+    const CONF: &str = "ServerRoot {dir}\nPluginDir plugins\nSessionKey k1 keys/k1.key\n\
+        Database x sqlite:data/x.db\nPlugin console\nConsoleListen unix:console.sock\n<Server>\n    Listen 127.0.0.1:0\n    Plugin serve_cgi\n    \
+        Plugin auth_basic\n    Plugin app\n    ScriptAlias /cgi-bin/ cgi-bin/\n    \
+        <Location /private/>\n        AuthUserFile htpasswd\n        Require valid-user\n    \
+        </Location>\n</Server>\n";
+    let dir = TempDir::new("root");
+    dir.write("plugins/app.lua", APP);
+    dir.write(
+        "keys/k1.key",
+        "a-session-key-0123456789abcdefghijklmnopqrstuvwxyz\n",
+    );
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let cgi = dir.write(
+        "cgi-bin/hello.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\ncgi ran\\n'\n",
+    );
+    std::fs::set_permissions(cgi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // ada:open sesame (bcrypt, cost 4).
+    dir.write(
+        "htpasswd",
+        "ada:$2b$04$LHGutq5Cfg.TnP.3SjDabexndGgjKcWdYKFXaaUmMTeUvxMEF31HG\n",
+    );
+    let conf = dir.write("axkit.conf", config_text(&dir, CONF));
+    let elsewhere = TempDir::new("cwd");
+
+    let out = Command::new(BIN)
+        .args(["--check", "-c"])
+        .arg(&conf)
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut command = Command::new(BIN);
+    command
+        .args(["--no-master", "-c"])
+        .arg(&conf)
+        .current_dir(elsewhere.path());
+    let srv = Axkit::launch(command, dir, conf);
+    let res = get(&srv, "/cgi-bin/hello.cgi", "");
+    assert_eq!((res.status, res.text()), (200, "cgi ran\n".to_string()));
+    let res = get(&srv, "/session", "");
+    assert_eq!(res.status, 200);
+    let cookie = res.header_all("Set-Cookie");
+    assert!(
+        cookie.iter().any(|c| c.starts_with("axkit_session=")),
+        "{cookie:?}"
+    );
+    let res = get(&srv, "/db", "");
+    assert_eq!((res.status, res.text()), (200, "sum=7".to_string()));
+    assert!(srv.dir.path().join("data/x.db").is_file());
+    assert_eq!(get(&srv, "/private/", "").status, 401);
+    let res = get(
+        &srv,
+        "/private/",
+        "Authorization: Basic YWRhOm9wZW4gc2VzYW1l\r\n",
+    );
+    assert_eq!((res.status, res.text()), (200, "user=ada".to_string()));
+    let sock = srv.dir.path().join("console.sock");
+    assert!(wait_until(Duration::from_secs(20), || sock.exists()));
+    let mut console = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    console
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    console.write_all(b"quit\n").unwrap();
+    let mut answer = String::new();
+    console.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "OK bye\n");
+    let left: Vec<_> = std::fs::read_dir(elsewhere.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
