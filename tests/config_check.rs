@@ -246,9 +246,10 @@ end
 /// the CGI script, signs a session with the key, queries the SQLite file,
 /// checks passwords from the htpasswd file and opens its console socket,
 /// all beneath ServerRoot, and leaves nothing in its working directory.
+/// Its workers replay what the master read: the same paths.
 #[test]
 fn relative_paths_of_every_directive_are_taken_from_server_root() {
-    const CONF: &str = "ServerRoot {dir}\nPluginDir plugins\nSessionKey k1 keys/k1.key\n\
+    const CONF: &str = "ServerRoot {dir}\nWorkers 2\nPluginDir plugins\nSessionKey k1 keys/k1.key\n\
         Database x sqlite:data/x.db\nPlugin console\nConsoleListen unix:console.sock\n<Server>\n    Listen 127.0.0.1:0\n    Plugin serve_cgi\n    \
         Plugin auth_basic\n    Plugin app\n    ScriptAlias /cgi-bin/ cgi-bin/\n    \
         <Location /private/>\n        AuthUserFile htpasswd\n        Require valid-user\n    \
@@ -286,10 +287,7 @@ fn relative_paths_of_every_directive_are_taken_from_server_root() {
     );
 
     let mut command = Command::new(BIN);
-    command
-        .args(["--no-master", "-c"])
-        .arg(&conf)
-        .current_dir(elsewhere.path());
+    command.arg("-c").arg(&conf).current_dir(elsewhere.path());
     let srv = Axkit::launch(command, dir, conf);
     let res = get(&srv, "/cgi-bin/hello.cgi", "");
     assert_eq!((res.status, res.text()), (200, "cgi ran\n".to_string()));

@@ -134,10 +134,11 @@ fn root_without_user_is_warned_about_once() {
     );
 }
 
-/// `axkit --check` on `config` (written to a scratch file): exit status
-/// and stderr.
+/// `axkit --check` on `config` (written to a scratch file, beside the
+/// `www` its DocumentRoot names): exit status and stderr.
 fn check(config: &str) -> (bool, String) {
     let dir = TempDir::new("check");
+    www(&dir);
     let conf = dir.write("axkit.conf", config_text(&dir, config));
     let out = Command::new(BIN)
         .args(["--check", "-c"])

@@ -81,7 +81,9 @@ pub struct Group {
 }
 
 /// `ServerRoot DIR`: what relative paths in the config are taken from
-/// (the loader resolves every path-valued directive against it).
+/// (through [`FileReader::path`](super::FileReader::path): the loader's for
+/// path-valued directives, plugins' parse functions' for the paths inside
+/// their arguments).
 pub static SERVER_ROOT: Key<Option<PathBuf>> = Key::parsed("ServerRoot", |args| match args {
     [dir] if Path::new(dir).is_absolute() => Ok(Some(PathBuf::from(dir))),
     [dir] => Err(format!("expected an absolute directory, got {dir:?}")),
@@ -90,9 +92,10 @@ pub static SERVER_ROOT: Key<Option<PathBuf>> = Key::parsed("ServerRoot", |args| 
 .optional()
 .scopes(GLOBAL)
 .doc(
-    "Absolute directory that relative paths of path-valued directives (DocumentRoot, PluginDir, \
-     LogFile, RequestLog, PidFile, TemplateDir…) are taken from; default: the working directory. \
-     `Include` stays relative to the including file",
+    "Absolute directory that every relative path in the config is taken from (DocumentRoot, \
+     PluginDir, LogFile, RequestLog, PidFile, TemplateDir, ScriptAlias, SessionKey, sqlite: \
+     URLs, AuthUserFile…); default: the working directory. `Include` stays relative to the \
+     including file",
 );
 
 pub static PLUGIN_DIR: List<PathBuf> = List::new("PluginDir")
