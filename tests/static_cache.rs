@@ -203,6 +203,8 @@ fn open_file_cache_keeps_misses_and_hits_for_its_validity() {
 fn open_file_cache_directive_syntax_and_errors() {
     let check = |line: &str| {
         let dir = TempDir::new("ofc");
+        // A DocumentRoot that does not exist is a --check error of its own.
+        std::fs::create_dir_all(dir.path().join("www")).unwrap();
         let conf = dir.write("axkit.conf", config_text(&dir, &files_conf(line)));
         let out = std::process::Command::new(BIN)
             .args(["--check", "-c"])
