@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod chunked;
+mod coding;
 mod date;
 mod forwarded;
 mod path;
@@ -38,6 +39,7 @@ pub mod testing;
 pub use bytes;
 
 pub use chunked::{ChunkStep, ChunkedDecoder};
+pub use coding::coding_quality;
 pub use date::{fmt_http_date, http_date, parse_http_date};
 pub use forwarded::{
     forwarded_for_entries, parse_forwarded, parse_node, scheme, strip_port, valid_host,

@@ -2,8 +2,8 @@
 //! plugins (`serve_file`, `typeless_uri`; the validators themselves, RFC
 //! 9110 §8.8, are made once per open file by [`axkit::plugin::OpenFile`]):
 //! conditional requests with their precedence (§13.2.2), byte ranges and
-//! `If-Range` (§14), the `multipart/byteranges` layout (§14.6), content
-//! coding negotiation for precompressed siblings (§12.5.3).
+//! `If-Range` (§14), the `multipart/byteranges` layout (§14.6). Content
+//! coding negotiation is `axkit_http::coding_quality`.
 //!
 //! Everything here is pure, so the rules are unit-tested below and the
 //! plugins stay short.
@@ -270,30 +270,6 @@ pub(crate) fn multipart_end(boundary: &str) -> String {
     format!("\r\n--{boundary}--\r\n")
 }
 
-/// Whether `Accept-Encoding` allows `coding` (a q-value of 0 forbids it;
-/// `*` covers codings not listed). `gzip` also answers to `x-gzip`.
-pub(crate) fn accepts_encoding(header: &str, coding: &str) -> bool {
-    let mut star = None;
-    for item in header.split(',') {
-        let mut parts = item.split(';');
-        let name = parts.next().unwrap_or("").trim();
-        let q = parts
-            .filter_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
-            .next()
-            .map(|q| q.trim().parse::<f32>().is_ok_and(|q| q > 0.0))
-            .unwrap_or(true);
-        if name.eq_ignore_ascii_case(coding)
-            || (coding == "gzip" && name.eq_ignore_ascii_case("x-gzip"))
-        {
-            return q;
-        }
-        if name == "*" {
-            star = Some(q);
-        }
-    }
-    star.unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,17 +331,5 @@ mod tests {
         assert!(if_range_matches("\"abc\"", ours, None));
         assert!(!if_range_matches("W/\"abc\"", ours, None));
         assert!(!if_range_matches("garbage", ours, None));
-    }
-
-    #[test]
-    fn accept_encoding() {
-        assert!(accepts_encoding("gzip, deflate, br", "br"));
-        assert!(accepts_encoding("x-gzip", "gzip"));
-        assert!(!accepts_encoding("gzip;q=0, br", "gzip"));
-        assert!(accepts_encoding("*", "br"));
-        assert!(!accepts_encoding("*;q=0", "br"));
-        assert!(!accepts_encoding("br;q=0, *", "br"));
-        assert!(!accepts_encoding("identity", "gzip"));
-        assert!(!accepts_encoding("", "gzip"));
     }
 }

@@ -486,7 +486,7 @@ fn sibling_candidates(ctx: &mut Context) -> (Vec<PathBuf>, Vec<&'static str>) {
     let accept = ctx.request.header("Accept-Encoding");
     let listed = ctx.config().get(&PRECOMPRESSED);
     for (coding, suffix) in listed.iter().map(|c| c.token_and_suffix()) {
-        if accept.is_some_and(|a| file_http::accepts_encoding(a, coding)) {
+        if accept.is_some_and(|a| axkit_http::coding_quality(a, coding).is_some_and(|q| q > 0)) {
             let mut path = filename.as_os_str().to_owned();
             path.push(suffix);
             paths.push(PathBuf::from(path));
