@@ -17,15 +17,6 @@ use std::time::Duration;
 use cgi::*;
 use common::*;
 
-/// Write `cgi-bin/NAME`, a sh script running `body`.
-fn sh(d: &TempDir, name: &str, body: &str) {
-    script(
-        d,
-        &format!("cgi-bin/{name}"),
-        &format!("#!/bin/sh\n{body}\n"),
-    )
-}
-
 #[test]
 fn headers_and_status_from_the_script() {
     let srv = start(&conf("", ""), |d| {

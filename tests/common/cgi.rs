@@ -37,6 +37,15 @@ pub fn script(d: &TempDir, rel: &str, text: &str) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// Write `cgi-bin/NAME`, a sh script running `body`.
+pub fn sh(d: &TempDir, name: &str, body: &str) {
+    script(
+        d,
+        &format!("cgi-bin/{name}"),
+        &format!("#!/bin/sh\n{body}\n"),
+    )
+}
+
 /// `#!` lines for the real interpreters on this machine.
 pub fn python() -> String {
     let out = Command::new("python3")

@@ -291,6 +291,25 @@ struct Compress;
 
 #[axkit::plugin]
 impl Plugin for Compress {
+    /// A `304` has no body, so the filter never sees it: a client
+    /// revalidating with a weak tag gets its answer fixed just before the
+    /// head goes out.
+    fn fixup<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        let weak_validator = ctx.request.headers().any(|(n, v)| {
+            n.eq_ignore_ascii_case("if-none-match") && v.windows(2).any(|w| w == b"W/")
+        });
+        if weak_validator && *ctx.config().get(&ENABLED) {
+            ctx.before_head(|ctx| {
+                Box::pin(async move {
+                    if ctx.response.status == 304 {
+                        answer_not_modified(ctx);
+                    }
+                })
+            });
+        }
+        Outcome::Declined.into()
+    }
+
     fn write_body_data<'a>(
         &'a self,
         ctx: &'a mut Context,
@@ -334,11 +353,7 @@ fn decide(ctx: &mut Context, chunk: &BodyChunk) -> State {
     }
     let status = ctx.response.status;
     let headers = &ctx.response.headers;
-    if status == 304 {
-        answer_not_modified(ctx);
-        return State::Pass;
-    }
-    if status < 200 || status == 204 || status == 206 {
+    if status < 200 || status == 204 || status == 206 || status == 304 {
         return State::Pass;
     }
     if headers.get("Content-Range").is_some()

@@ -1,0 +1,356 @@
+//! The `compress` plugin through the stock `axkit` binary: each coding
+//! decoded back to the file, `Accept-Encoding` weights, what is never
+//! compressed (ranges, encoded bodies, small bodies, other types, `Compress
+//! off`), `Vary` merged, weak `ETag`s that still revalidate to 304, `HEAD`,
+//! and a CGI stream compressed while the script still runs.
+
+#[path = "common/cgi.rs"]
+mod cgi;
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use cgi::*;
+use common::*;
+
+/// Files under `www/`, scripts under `cgi-bin/`, `compress` loaded for
+/// the whole Server.
+fn server(prepare: impl FnOnce(&TempDir)) -> Axkit {
+    let extra = "    Plugin compress\n    \
+                 <Location /pre>\n        Precompressed gzip\n    </Location>\n    \
+                 <Location /off>\n        Compress off\n    </Location>\n    \
+                 <Location /gz>\n        CompressPrefer gzip\n        CompressLevel gzip=9\n    </Location>\n";
+    start(&conf("", extra), |d| {
+        d.write("www/big.html", page(100 * 1024));
+        d.write("www/small.html", page(4 * 1024));
+        d.write("www/tiny.html", "<p>tiny</p>\n");
+        d.write("www/logo.png", page(8 * 1024));
+        d.write("www/off/big.html", page(8 * 1024));
+        d.write("www/gz/big.html", page(8 * 1024));
+        prepare(d)
+    })
+}
+
+/// HTML-like text of `len` bytes, varied enough that codecs work for it.
+fn page(len: usize) -> String {
+    let mut rng = Rng(7);
+    let words = [
+        "axkit",
+        "pipe",
+        "<div class=\"x\">",
+        "</div>",
+        "the",
+        "web",
+        "\n",
+        "cache",
+    ];
+    let mut out = String::from("<!doctype html>\n");
+    while out.len() < len {
+        out.push_str(words[rng.below(words.len())]);
+        out.push_str(&rng.below(1000).to_string());
+        out.push(' ');
+    }
+    out.truncate(len);
+    out
+}
+
+fn decode(coding: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    match coding {
+        "gzip" => {
+            flate2::read::GzDecoder::new(data)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        "br" => {
+            brotli::Decompressor::new(data, 4096)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        "zstd" => out = zstd::decode_all(data).unwrap(),
+        other => panic!("coding {other}"),
+    }
+    out
+}
+
+fn file(srv: &Axkit, rel: &str) -> Vec<u8> {
+    std::fs::read(srv.dir.path().join("www").join(rel)).unwrap()
+}
+
+#[test]
+fn each_coding_decodes_to_the_file() {
+    let srv = server(|_| {});
+    for coding in ["gzip", "br", "zstd"] {
+        // Streamed from the file (larger than SmallFileSize): chunked.
+        let r = get(&srv, "/big.html", &format!("Accept-Encoding: {coding}\r\n"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("Content-Encoding"), Some(coding));
+        assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+        assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
+        assert_eq!(r.header("Content-Length"), None);
+        assert_eq!(r.header("Accept-Ranges"), None);
+        assert!(r.header("ETag").unwrap().starts_with("W/\""), "{r:?}");
+        assert!(r.body.len() < 100 * 1024 / 2, "{coding}: {}", r.body.len());
+        assert_eq!(decode(coding, &r.body), file(&srv, "big.html"), "{coding}");
+        // Whole from memory: compressed in one go, with its length.
+        let r = get(
+            &srv,
+            "/small.html",
+            &format!("Accept-Encoding: {coding}\r\n"),
+        );
+        assert_eq!(r.header("Content-Encoding"), Some(coding));
+        assert_eq!(
+            r.header("Content-Length"),
+            Some(r.body.len().to_string().as_str())
+        );
+        assert_eq!(
+            decode(coding, &r.body),
+            file(&srv, "small.html"),
+            "{coding}"
+        );
+    }
+    // The Location's preference and level.
+    let r = get(&srv, "/gz/big.html", "Accept-Encoding: br, zstd, gzip\r\n");
+    assert_eq!(r.header("Content-Encoding"), Some("gzip"));
+    assert_eq!(decode("gzip", &r.body), file(&srv, "gz/big.html"));
+}
+
+#[test]
+fn accept_encoding_weights() {
+    let srv = server(|_| {});
+    for (accept, expect) in [
+        ("gzip, deflate, br, zstd", Some("br")),
+        ("gzip, zstd", Some("zstd")),
+        ("gzip;q=1, br;q=0.5", Some("gzip")),
+        ("br;q=0, zstd;q=0, *", Some("gzip")),
+        ("x-gzip", Some("gzip")),
+        ("*;q=0.3, zstd;q=0.2", Some("br")),
+        ("identity", None),
+        ("gzip;q=0.5, identity", None),
+        ("gzip;q=0", None),
+        ("*;q=0", None),
+        ("gzip;q=bogus", None),
+    ] {
+        let r = get(
+            &srv,
+            "/small.html",
+            &format!("Accept-Encoding: {accept}\r\n"),
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("Content-Encoding"), expect, "{accept}");
+        // Whatever the answer, it depended on the field.
+        assert_eq!(r.header("Vary"), Some("Accept-Encoding"), "{accept}");
+        match expect {
+            Some(coding) => assert_eq!(decode(coding, &r.body), file(&srv, "small.html")),
+            None => assert_eq!(r.body, file(&srv, "small.html"), "{accept}"),
+        }
+    }
+    let r = get(&srv, "/small.html", "");
+    assert_eq!(r.header("Content-Encoding"), None);
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    assert_eq!(r.body, file(&srv, "small.html"));
+}
+
+#[test]
+fn what_is_never_compressed() {
+    let srv = server(|d| {
+        // A precompressed sibling is sent as it is, not compressed again.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(9));
+        gz.write_all(page(8 * 1024).as_bytes()).unwrap();
+        d.write("www/pre/page.html", page(8 * 1024));
+        d.write("www/pre/page.html.gz", gz.finish().unwrap());
+        sh(d, "encoded", "printf 'Content-Type: text/html\\nContent-Encoding: x-custom\\n\\n'; head -c 2000 /dev/zero");
+        sh(
+            d,
+            "events",
+            "printf 'Content-Type: text/event-stream\\n\\n'; head -c 2000 /dev/zero",
+        );
+        sh(d, "keep", "printf 'Content-Type: text/html\\nCache-Control: no-transform\\n\\n'; head -c 2000 /dev/zero");
+    });
+    let ae = "Accept-Encoding: gzip, br, zstd\r\n";
+    // A range: 206 of the identity bytes.
+    let r = get(&srv, "/big.html", &format!("{ae}Range: bytes=10-19\r\n"));
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("Content-Encoding"), None);
+    assert_eq!(r.body, file(&srv, "big.html")[10..20]);
+    // Several ranges: multipart, still identity.
+    let r = get(&srv, "/big.html", &format!("{ae}Range: bytes=0-1,5-6\r\n"));
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("Content-Encoding"), None);
+    // Known to be shorter than CompressMinLength: as it is, no Vary.
+    let r = get(&srv, "/tiny.html", ae);
+    assert_eq!(r.header("Content-Encoding"), None);
+    assert_eq!(r.header("Vary"), None);
+    assert_eq!(r.text(), "<p>tiny</p>\n");
+    // A type not in CompressTypes.
+    let r = get(&srv, "/logo.png", ae);
+    assert_eq!(r.header("Content-Type"), Some("image/png"));
+    assert_eq!(r.header("Content-Encoding"), None);
+    assert_eq!(r.header("Vary"), None);
+    assert_eq!(r.body, file(&srv, "logo.png"));
+    // Compress off.
+    let r = get(&srv, "/off/big.html", ae);
+    assert_eq!(r.header("Content-Encoding"), None);
+    assert_eq!(r.body, file(&srv, "off/big.html"));
+    // The precompressed file, byte for byte.
+    let r = get(&srv, "/pre/page.html", ae);
+    assert_eq!(r.header("Content-Encoding"), Some("gzip"));
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    assert_eq!(r.body, file(&srv, "pre/page.html.gz"));
+    // Encoded by the script, an event stream, no-transform.
+    let r = get(&srv, "/cgi-bin/encoded", ae);
+    assert_eq!(r.header("Content-Encoding"), Some("x-custom"));
+    assert_eq!(r.body, vec![0u8; 2000]);
+    for script in ["events", "keep"] {
+        let r = get(&srv, &format!("/cgi-bin/{script}"), ae);
+        assert_eq!(r.header("Content-Encoding"), None, "{script}");
+        assert_eq!(r.body, vec![0u8; 2000], "{script}");
+    }
+}
+
+#[test]
+fn vary_is_merged() {
+    let srv = server(|d| {
+        sh(
+            d,
+            "cookie",
+            "printf 'Content-Type: text/plain\\nVary: Cookie\\n\\n'; head -c 2000 /dev/zero",
+        );
+        sh(d, "already", "printf 'Content-Type: text/plain\\nVary: accept-encoding\\n\\n'; head -c 2000 /dev/zero");
+    });
+    let r = get(&srv, "/cgi-bin/cookie", "Accept-Encoding: gzip\r\n");
+    assert_eq!(r.header("Content-Encoding"), Some("gzip"));
+    assert_eq!(r.header_all("Vary"), ["Cookie, Accept-Encoding"]);
+    assert_eq!(decode("gzip", &r.body), vec![0u8; 2000]);
+    let r = get(&srv, "/cgi-bin/already", "Accept-Encoding: gzip\r\n");
+    assert_eq!(r.header_all("Vary"), ["accept-encoding"]);
+}
+
+/// The weak tag of a compressed answer revalidates: 304, with that tag
+/// back. The identity answer keeps the file's strong tag.
+#[test]
+fn weak_etag_still_revalidates() {
+    let srv = server(|_| {});
+    let plain = get(&srv, "/big.html", "");
+    let strong = plain.header("ETag").unwrap().to_string();
+    assert!(strong.starts_with('"'), "{strong}");
+    let r = get(&srv, "/big.html", "Accept-Encoding: gzip\r\n");
+    let weak = r.header("ETag").unwrap().to_string();
+    assert_eq!(weak, format!("W/{strong}"));
+    let r = get(
+        &srv,
+        "/big.html",
+        &format!("Accept-Encoding: gzip\r\nIf-None-Match: {weak}\r\n"),
+    );
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("ETag"), Some(weak.as_str()));
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    let r = get(&srv, "/big.html", &format!("If-None-Match: {strong}\r\n"));
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("ETag"), Some(strong.as_str()));
+}
+
+/// HEAD has the headers GET would: a body seen whole is compressed for
+/// its length; a streamed one only gets the headers.
+#[test]
+fn head_answers_as_get_would() {
+    let srv = server(|_| {});
+    let ae = "Accept-Encoding: gzip\r\n";
+    let got = get(&srv, "/small.html", ae);
+    let head = request(&srv, "HEAD", "/small.html", ae);
+    assert_eq!(head.header("Content-Encoding"), Some("gzip"));
+    assert_eq!(head.header("Vary"), Some("Accept-Encoding"));
+    assert_eq!(head.header("Content-Length"), got.header("Content-Length"));
+    assert_eq!(head.header("ETag"), got.header("ETag"));
+    let (bytes, _) = srv.raw(
+        format!("HEAD /big.html HTTP/1.1\r\nHost: x\r\n{ae}Connection: close\r\n\r\n").as_bytes(),
+    );
+    let head = parse_head_response(&bytes).unwrap();
+    assert_eq!(head.header("Content-Encoding"), Some("gzip"));
+    assert_eq!(head.header("Content-Length"), None);
+    // Nothing after the head.
+    assert_eq!(bytes.len(), head.len, "{}", lossy(&bytes));
+}
+
+/// The complete chunks' payloads of a chunked body read so far.
+fn chunk_payloads(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(eol) = body[pos..].windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[pos..pos + eol]).unwrap(), 16).unwrap();
+        let start = pos + eol + 2;
+        if size == 0 || body.len() < start + size + 2 {
+            break;
+        }
+        out.extend_from_slice(&body[start..start + size]);
+        pos = start + size + 2;
+    }
+    out
+}
+
+/// A CGI's output is compressed while the script runs: what it wrote
+/// first decodes at the client before it writes the rest.
+#[test]
+fn a_stream_is_compressed_while_it_runs() {
+    let srv = server(|d| {
+        sh(
+            d,
+            "later",
+            "printf 'Content-Type: text/plain\\n\\nearly '\n\
+             i=0; while [ ! -e \"$DOCUMENT_ROOT/../go-on\" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n\
+             printf late",
+        );
+    });
+    let mut s = srv.connect();
+    s.write_all(b"GET /cgi-bin/later HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut decoder = flate2::write::GzDecoder::new(Vec::new());
+    let mut fed = 0;
+    while !lossy(decoder.get_ref()).contains("early ") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {}", lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let payload = chunk_payloads(&got[end + 4..]);
+            decoder.write_all(&payload[fed..]).unwrap();
+            decoder.flush().unwrap();
+            fed = payload.len();
+        }
+    }
+    assert!(!lossy(decoder.get_ref()).contains("late"));
+    std::fs::write(srv.dir.path().join("go-on"), "").unwrap();
+    let (rest, closed) = read_until_close(&mut s, Duration::from_secs(30));
+    got.extend_from_slice(&rest);
+    assert!(closed);
+    let r = parse_response(&got).unwrap_or_else(|| panic!("{}", lossy(&got)));
+    assert_eq!(r.header("Content-Encoding"), Some("gzip"));
+    assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
+    assert_eq!(decode("gzip", &r.body), b"early late");
+}
+
+#[test]
+fn bad_directives_are_refused_at_load() {
+    let dir = TempDir::new("compress-check");
+    let conf = dir.write(
+        "axkit.conf",
+        "Plugin compress\nCompressLevel gzip=10\nCompressPrefer deflate\nCompressTypes html\n\
+         <Server>\n    Listen 127.0.0.1:0\n</Server>\n",
+    );
+    let out = refused_at_start(&conf);
+    assert!(
+        out.contains("CompressLevel (plugin compress): expected CODING=LEVEL"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CompressPrefer (plugin compress): unknown coding \"deflate\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("CompressTypes (plugin compress): expected a media type"),
+        "{out}"
+    );
+}
