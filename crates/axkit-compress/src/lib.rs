@@ -283,7 +283,7 @@ enum State {
     Pass,
     /// A `HEAD` with a streamed body: headers as for a `GET`, no work.
     HeadOnly,
-    Encoding(Encoder),
+    Encoding(Box<Encoder>),
     Finished,
 }
 
@@ -401,7 +401,7 @@ fn decide(ctx: &mut Context, chunk: &BodyChunk) -> State {
         return State::HeadOnly;
     }
     match Encoder::new(coding, levels, known_length) {
-        Ok(encoder) => State::Encoding(encoder),
+        Ok(encoder) => State::Encoding(Box::new(encoder)),
         Err(e) => {
             // Nothing is sent yet: undo, and send it as it is.
             let headers = &mut ctx.response.headers;
