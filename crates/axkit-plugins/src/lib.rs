@@ -21,6 +21,7 @@ mod console;
 mod error_doc;
 mod fast_mime_map;
 mod file_http;
+mod headers;
 mod logging_file;
 mod logging_warn;
 mod magic_mime_map;
@@ -59,5 +60,6 @@ pub fn builtin() -> Vec<PluginSpec> {
         cgi::spec(),
         access::spec(),
         auth_basic::spec(),
+        headers::spec(),
     ]
 }
