@@ -38,7 +38,8 @@ fn start(server: &str) -> Axkit {
 /// The raw response to `GET path` with `headers`, its `Date` value
 /// replaced by `DATE`.
 fn raw_get(srv: &Axkit, path: &str, headers: &str) -> String {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
     let (bytes, _) = srv.raw(req.as_bytes());
     let text = lossy(&bytes);
     let mut out = String::new();
@@ -116,7 +117,11 @@ fn request_headers_reach_later_plugins() {
          <Location /inner>\n        RequestHeader set X-A inner\n        \
              RequestHeader add X-C second\n    </Location>\n",
     );
-    let r = get(&srv, "/", "X-A: client\r\nProxy: evil\r\nX-B: one\r\nX-B: two\r\n");
+    let r = get(
+        &srv,
+        "/",
+        "X-A: client\r\nProxy: evil\r\nX-B: one\r\nX-B: two\r\n",
+    );
     assert_eq!(r.text(), "a=server b=one, two, more c=default proxy=nil\n");
     let r = get(&srv, "/", "X-C: mine\r\n");
     assert_eq!(r.text(), "a=server b=more c=mine proxy=nil\n");
@@ -153,6 +158,7 @@ fn bad_lines_are_refused_at_check() {
     ] {
         assert!(err.contains(want), "{want:?} not in {err}");
     }
-    let (ok, err) = check("    Header always set X-A \"a b\" status=404\n    RequestHeader unset Proxy\n");
+    let (ok, err) =
+        check("    Header always set X-A \"a b\" status=404\n    RequestHeader unset Proxy\n");
     assert!(ok, "{err}");
 }

@@ -100,8 +100,7 @@ struct Rule {
 
 const HEADER_USAGE: &str =
     "expected Header [onsuccess|always] set|add|append|setifempty|unset NAME [VALUE] [status=CODE,…]";
-const REQUEST_USAGE: &str =
-    "expected RequestHeader set|add|append|setifempty|unset NAME [VALUE]";
+const REQUEST_USAGE: &str = "expected RequestHeader set|add|append|setifempty|unset NAME [VALUE]";
 
 /// `ACTION NAME [VALUE]` and what follows, checked; the rest of `args`.
 fn action_name_value<'a>(
@@ -111,7 +110,8 @@ fn action_name_value<'a>(
     let [action, name, rest @ ..] = args else {
         return Err(usage.into());
     };
-    let action = Action::parse(action).ok_or_else(|| format!("unknown action {action:?}; {usage}"))?;
+    let action =
+        Action::parse(action).ok_or_else(|| format!("unknown action {action:?}; {usage}"))?;
     if !axkit_http::valid_header_name(name) {
         return Err(format!("invalid header name {name:?}"));
     }
@@ -218,9 +218,7 @@ fn apply_response(headers: &mut Headers, rule: &Rule) {
     match rule.action {
         Action::Set => headers.set(name, rule.value.clone()),
         Action::Add => headers.add(name, rule.value.clone()),
-        Action::SetIfEmpty if headers.get(&name).is_none() => {
-            headers.set(name, rule.value.clone())
-        }
+        Action::SetIfEmpty if headers.get(&name).is_none() => headers.set(name, rule.value.clone()),
         Action::SetIfEmpty => {}
         Action::Append => {
             let joined = joined(

@@ -27,6 +27,7 @@ mod logging_warn;
 mod magic_mime_map;
 mod open_file_cache;
 mod request_log;
+mod rewrite;
 mod serve_dir;
 mod serve_file;
 mod sink;
@@ -61,5 +62,6 @@ pub fn builtin() -> Vec<PluginSpec> {
         access::spec(),
         auth_basic::spec(),
         headers::spec(),
+        rewrite::spec(),
     ]
 }

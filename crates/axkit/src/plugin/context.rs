@@ -192,7 +192,12 @@ impl Request {
         self.edit_headers(name, None, true)
     }
 
-    fn edit_headers(&mut self, name: &str, value: Option<&str>, replace: bool) -> Result<(), String> {
+    fn edit_headers(
+        &mut self,
+        name: &str,
+        value: Option<&str>,
+        replace: bool,
+    ) -> Result<(), String> {
         check_request_header(name, value.unwrap_or(""))?;
         let kept = self
             .headers()
@@ -233,7 +238,8 @@ impl Request {
             max_header_bytes: raw.len(),
             max_headers: count + 1,
         };
-        let head = axkit_http::parse_request_head(&mut BytesMut::from(&raw[..]), &limits).ok()??;
+        let head =
+            axkit_http::parse_request_head(&mut BytesMut::from(&raw[..]), &limits).ok()??;
         Request::new(head, self.started).ok()
     }
 }
@@ -244,7 +250,9 @@ fn check_request_header(name: &str, value: &str) -> Result<(), String> {
         return Err(format!("invalid header name {name:?}"));
     }
     if !axkit_http::valid_header_value(value.as_bytes()) {
-        return Err(format!("invalid value for header {name}: control characters"));
+        return Err(format!(
+            "invalid value for header {name}: control characters"
+        ));
     }
     if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
     {
