@@ -169,7 +169,9 @@ fn conditions_apply_to_the_next_rule() {
         "    RewriteCond host ^admin\\. nocase\n    RewriteCond method ^GET$\n    \
          Rewrite ^/(.*)$ /admin/$1 end\n    \
          RewriteCond header:X-Beta ^on$ not\n    Rewrite ^/beta/(.*)$ /stable/$1\n    \
-         Rewrite ^/plain$ /plain-ok\n",
+         <Location /blk>\n        RewriteCond method ^POST$\n        \
+             Rewrite ^/blk/post$ /blk/posted\n    </Location>\n    \
+         Rewrite ^/plain$ /plain-ok\n    Rewrite ^/blk/get$ /blk/got\n",
     );
     let admin = |method: &str| {
         let req = format!(
@@ -185,10 +187,17 @@ fn conditions_apply_to_the_next_rule() {
         get(&srv, "/beta/x", "X-Beta: on\r\n").text(),
         "GET /beta/x in /\n"
     );
-    // The conditions belong to the rules under them only.
+    // The conditions belong to the rules under them only, in their block:
+    // the Location's POST condition is not the Server rule's after it.
     assert_eq!(
         get(&srv, "/plain", "X-Beta: on\r\n").text(),
         "GET /plain-ok in /\n"
+    );
+    assert_eq!(get(&srv, "/blk/get", "").text(), "GET /blk/got in /blk\n");
+    assert_eq!(get(&srv, "/blk/post", "").text(), "GET /blk/post in /blk\n");
+    assert_eq!(
+        request_body(&srv, "POST", "/blk/post", ""),
+        "POST /blk/posted in /blk body=\n"
     );
 }
 
@@ -236,4 +245,23 @@ fn bad_rules_are_refused_at_check() {
     ] {
         assert!(err.contains(want), "{want:?} not in {err}");
     }
+
+    // A condition whose block ends before any rule: refused, not given to
+    // the rule after the block.
+    let conf = dir.write(
+        "u.conf",
+        "<Server>\n    Listen 127.0.0.1:0\n    Plugin rewrite\n    <Location /a>\n        \
+         RewriteCond method ^POST$\n    </Location>\n    Rewrite ^/a/(.*)$ /b/$1\n</Server>\n",
+    );
+    let out = Command::new(BIN)
+        .args(["--check", "-c"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let err = lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("u.conf:5: RewriteCond with no Rewrite line after it in its block"),
+        "{err}"
+    );
 }

@@ -12,8 +12,9 @@
 //! - `RedirectMatch [STATUS] REGEX URL`: the path matches REGEX; URL may
 //!   use its captures (`$1`…`$9`, `${name}`).
 //! - `RewriteCond host|method|path|header:NAME [!]REGEX [nocase] [not]`:
-//!   a condition of the next `Rewrite` line of the same file (every one
-//!   must hold; `not` or `!` negates).
+//!   a condition of the next `Rewrite` line of its block (every one must
+//!   hold; `not` or `!` negates); one with no `Rewrite` after it in its
+//!   block is a start-up (and `--check`) error.
 //! - `Rewrite REGEX REPLACEMENT [FLAG…]`: when the path matches, it
 //!   becomes REPLACEMENT (captures expanded). A replacement that is a URL
 //!   (`http://`, `https://`) or a rule with `redirect` answers with a
@@ -45,8 +46,9 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use axkit::config::{Args, Directive, Key, List, LocationConfig, Scopes};
+use axkit::config::{Args, Config, Directive, Key, List, LocationConfig, Scopes, Setting};
 use axkit::plugin::{Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
 use regex::{Captures, Regex, RegexBuilder};
 
@@ -323,10 +325,78 @@ fn directives() -> Vec<Directive> {
     ]
 }
 
-fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    let blocks = Blocks::of(init.config);
+    blocks.check_conditions()?;
     Ok(Rc::new(Rewrite {
+        blocks,
         rules: RefCell::new(HashMap::new()),
     }))
+}
+
+/// Where each `Rewrite` and `RewriteCond` line is in effect: the
+/// `(server, location)` configs that hold it. Two lines of the same block
+/// are in effect in exactly the same configs, and lines of different
+/// blocks never are, so this tells a condition written inside a
+/// `<Location>` from a rule written after the block ends.
+struct Blocks {
+    /// By the address of the line's `Setting` (shared by every merged
+    /// config that holds it).
+    seen_in: HashMap<usize, Vec<(usize, usize)>>,
+    /// Every line once, for the check.
+    lines: Vec<(bool, Arc<Setting>)>,
+}
+
+impl Blocks {
+    fn of(config: &Config) -> Blocks {
+        let mut blocks = Blocks {
+            seen_in: HashMap::new(),
+            lines: Vec::new(),
+        };
+        for (si, server) in config.servers.iter().enumerate() {
+            for (li, node) in server.locations.iter().enumerate() {
+                let rules = node.config.settings("Rewrite").iter().map(|s| (true, s));
+                let conds = node
+                    .config
+                    .settings("RewriteCond")
+                    .iter()
+                    .map(|s| (false, s));
+                for (is_rule, setting) in rules.chain(conds) {
+                    let seen = blocks.seen_in.entry(key(setting)).or_default();
+                    if seen.is_empty() {
+                        blocks.lines.push((is_rule, setting.clone()));
+                    }
+                    seen.push((si, li));
+                }
+            }
+        }
+        blocks
+    }
+
+    /// Whether `a` and `b` were written in the same block.
+    fn same_block(&self, a: &Setting, b: &Setting) -> bool {
+        a.file == b.file && self.seen_in.get(&key(a)) == self.seen_in.get(&key(b))
+    }
+
+    /// Every `RewriteCond` has a `Rewrite` line after it in its block.
+    fn check_conditions(&self) -> Result<(), String> {
+        for (_, cond) in self.lines.iter().filter(|(is_rule, _)| !is_rule) {
+            let ruled = self.lines.iter().any(|(is_rule, rule)| {
+                *is_rule && rule.line > cond.line && self.same_block(cond, rule)
+            });
+            if !ruled {
+                return Err(format!(
+                    "{}:{}: RewriteCond with no Rewrite line after it in its block",
+                    cond.file, cond.line
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn key(setting: &Setting) -> usize {
+    setting as *const Setting as usize
 }
 
 /// A `Rewrite` line with the `RewriteCond` lines written above it.
@@ -336,6 +406,7 @@ struct Guarded {
 }
 
 struct Rewrite {
+    blocks: Blocks,
     /// The rules of each `<Location>`'s merged config, conditions paired
     /// with their rule once (by the address of the config, frozen for the
     /// worker's life).
@@ -348,16 +419,15 @@ impl Rewrite {
         if let Some(rules) = self.rules.borrow().get(&key) {
             return rules.clone();
         }
-        let rules: Rc<[Guarded]> = pair(config).into();
+        let rules: Rc<[Guarded]> = pair(config, &self.blocks).into();
         self.rules.borrow_mut().insert(key, rules.clone());
         rules
     }
 }
 
-/// Each `Rewrite` line with the `RewriteCond` lines right above it in the
-/// same file (after the `Rewrite` line before it), as mod_rewrite reads
-/// them.
-fn pair(config: &LocationConfig) -> Vec<Guarded> {
+/// Each `Rewrite` line with the `RewriteCond` lines right above it in its
+/// block (after the `Rewrite` line before it), as mod_rewrite reads them.
+fn pair(config: &LocationConfig, blocks: &Blocks) -> Vec<Guarded> {
     let rules = config.list(&REWRITE);
     let rule_at = config.settings("Rewrite");
     let conds = config.list(&REWRITE_COND);
@@ -366,14 +436,14 @@ fn pair(config: &LocationConfig) -> Vec<Guarded> {
     for (rule, at) in rules.iter().zip(rule_at) {
         let previous = rule_at
             .iter()
-            .filter(|r| r.file == at.file && r.line < at.line)
+            .filter(|r| r.line < at.line && blocks.same_block(r, at))
             .map(|r| r.line)
             .max()
             .unwrap_or(0);
         let conds = conds
             .iter()
             .zip(cond_at)
-            .filter(|(_, c)| c.file == at.file && c.line > previous && c.line < at.line)
+            .filter(|(_, c)| c.line > previous && c.line < at.line && blocks.same_block(c, at))
             .map(|(c, _)| c.clone())
             .collect();
         out.push(Guarded {
