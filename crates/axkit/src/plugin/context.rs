@@ -205,7 +205,7 @@ impl Request {
         let added = value.map(|v| (name, v.as_bytes()));
         let edited = self
             .rebuilt(self.method(), self.uri(), kept.chain(added))
-            .ok_or_else(|| format!("the request with header {name:?} does not parse"))?;
+            .ok_or_else(|| format!("the request would not parse with this change to {name}"))?;
         *self = edited;
         Ok(())
     }
@@ -1040,5 +1040,56 @@ impl Context {
     /// sent more bytes (a pipelined request says nothing about leaving).
     pub async fn client_closed(&self) {
         response::client_closed(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(raw: &str) -> Request {
+        let head = axkit_http::parse_request_head(&mut BytesMut::from(raw), &Default::default())
+            .unwrap()
+            .unwrap();
+        Request::new(head, SystemTime::UNIX_EPOCH).unwrap()
+    }
+
+    #[test]
+    fn header_edits_keep_the_rest_and_refuse_what_would_mislead() {
+        let mut r = request(
+            "POST /a%20b?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 3\r\n\r\n",
+        );
+        r.add_header("X-B", "b").unwrap();
+        r.set_header("X-A", "only").unwrap();
+        r.remove_header("X-Missing").unwrap();
+        // HTTP/1.1 needs a Host: refused, the request unchanged.
+        let refused = r.remove_header("Host").unwrap_err();
+        assert_eq!(
+            refused,
+            "the request would not parse with this change to Host"
+        );
+        let all: Vec<_> = r
+            .headers()
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                ("Host".to_string(), b"h".to_vec()),
+                ("Content-Length".to_string(), b"3".to_vec()),
+                ("X-B".to_string(), b"b".to_vec()),
+                ("X-A".to_string(), b"only".to_vec()),
+            ]
+        );
+        assert_eq!(
+            (r.method(), r.uri(), r.decoded_path()),
+            ("POST", "/a%20b?x=1", "/a b")
+        );
+        assert!(r.set_header("X-C", "a\r\nX-D: 1").is_err());
+        assert!(r.set_header("X C", "1").is_err());
+        assert!(r.set_header("content-length", "9").is_err());
+        assert!(r.remove_header("Transfer-Encoding").is_ok()); // absent: nothing to do
+        assert!(r.add_header("Transfer-Encoding", "chunked").is_err());
+        assert_eq!(r.header("content-length"), Some("3"));
     }
 }
