@@ -36,7 +36,7 @@
 //!     RequestHeader unset Proxy
 //!     <Location /static>
 //!         Header set Cache-Control "public, max-age=86400"
-//!         Header status=404 set Cache-Control "no-store"
+//!         Header set Cache-Control "no-store" status=404
 //!     </Location>
 //! </Server>
 //! ```
