@@ -21,11 +21,13 @@ mod console;
 mod error_doc;
 mod fast_mime_map;
 mod file_http;
+mod headers;
 mod logging_file;
 mod logging_warn;
 mod magic_mime_map;
 mod open_file_cache;
 mod request_log;
+mod rewrite;
 mod serve_dir;
 mod serve_file;
 mod sink;
@@ -59,5 +61,7 @@ pub fn builtin() -> Vec<PluginSpec> {
         cgi::spec(),
         access::spec(),
         auth_basic::spec(),
+        headers::spec(),
+        rewrite::spec(),
     ]
 }

@@ -444,22 +444,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 /// Location is the normalised path, re-encoded (as Apache's mod_dir does),
 /// never the path as sent: `//host/dir` would send a browser to `host`.
 fn redirect_to_slash(ctx: &mut Context) -> Outcome {
-    use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
-    const PATH: &AsciiSet = &CONTROLS
-        .add(b' ')
-        .add(b'"')
-        .add(b'#')
-        .add(b'%')
-        .add(b'<')
-        .add(b'>')
-        .add(b'?')
-        .add(b'\\')
-        .add(b'^')
-        .add(b'`')
-        .add(b'{')
-        .add(b'|')
-        .add(b'}');
-    let path = utf8_percent_encode(ctx.request.decoded_path(), PATH);
+    let path = encode_path(ctx.request.decoded_path());
     let mut location = format!("{path}/");
     if let Some(q) = ctx.request.query() {
         location.push('?');
@@ -519,6 +504,29 @@ fn is_missing(e: &io::Error) -> bool {
 /// kernel refuses any resolution that leaves the root, symlinks included.
 fn open(root: &DocRoot, rel: &Path, io: Io) -> io::Result<File> {
     root.open_rel(rel, READ_FLAGS, io)
+}
+
+/// A decoded, normalised path (`Request::decoded_path`) percent-encoded
+/// again for a request-target or a `Location`: `%` too, so that what it
+/// decodes to is the path given (an encoded `/`, kept as `%2F` by the
+/// decoding, stays one).
+pub(crate) fn encode_path(path: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+    const PATH: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'\\')
+        .add(b'^')
+        .add(b'`')
+        .add(b'{')
+        .add(b'|')
+        .add(b'}');
+    utf8_percent_encode(path, PATH).to_string()
 }
 
 #[cfg(test)]

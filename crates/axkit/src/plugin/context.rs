@@ -169,6 +169,98 @@ impl Request {
     pub fn request_line_bytes(&self) -> &[u8] {
         self.head.request_line()
     }
+
+    /// Replace every header field `name` with one of `value` (Apache's
+    /// `RequestHeader set`): every later hook, CGI and scripts see it.
+    /// Refused, with why, for an invalid name or value and for the
+    /// framing fields (`Content-Length`, `Transfer-Encoding`), which the
+    /// server has already read the body by.
+    pub fn set_header(&mut self, name: &str, value: &str) -> Result<(), String> {
+        self.edit_headers(name, Some(value), true)
+    }
+
+    /// Add a header field, keeping others of the same name.
+    pub fn add_header(&mut self, name: &str, value: &str) -> Result<(), String> {
+        self.edit_headers(name, Some(value), false)
+    }
+
+    /// Remove every header field `name`.
+    pub fn remove_header(&mut self, name: &str) -> Result<(), String> {
+        if self.header_bytes(name).is_none() {
+            return Ok(());
+        }
+        self.edit_headers(name, None, true)
+    }
+
+    fn edit_headers(
+        &mut self,
+        name: &str,
+        value: Option<&str>,
+        replace: bool,
+    ) -> Result<(), String> {
+        check_request_header(name, value.unwrap_or(""))?;
+        let kept = self
+            .headers()
+            .filter(|(n, _)| !(replace && n.eq_ignore_ascii_case(name)));
+        let added = value.map(|v| (name, v.as_bytes()));
+        let edited = self
+            .rebuilt(self.method(), self.uri(), kept.chain(added))
+            .ok_or_else(|| format!("the request would not parse with this change to {name}"))?;
+        *self = edited;
+        Ok(())
+    }
+
+    /// This request with another method and target and these header
+    /// fields, parsed and normalised again like a request from the wire
+    /// (so nothing a plugin puts in can be read otherwise by a later
+    /// hook); `None` if it does not parse or its path cannot be normalised.
+    pub(crate) fn rebuilt<'a>(
+        &self,
+        method: &str,
+        target: &str,
+        headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    ) -> Option<Request> {
+        let mut raw = Vec::with_capacity(self.head.head_bytes().len() + target.len() + 64);
+        raw.extend_from_slice(method.as_bytes());
+        raw.push(b' ');
+        raw.extend_from_slice(target.as_bytes());
+        raw.push(b' ');
+        raw.extend_from_slice(self.version().as_str().as_bytes());
+        raw.extend_from_slice(b"\r\n");
+        let mut count = 0;
+        for (name, value) in headers {
+            axkit_http::write_header(&mut raw, name, value);
+            count += 1;
+        }
+        raw.extend_from_slice(b"\r\n");
+        let limits = axkit_http::Limits {
+            max_request_line: raw.len(),
+            max_header_bytes: raw.len(),
+            max_headers: count + 1,
+        };
+        let head =
+            axkit_http::parse_request_head(&mut BytesMut::from(&raw[..]), &limits).ok()??;
+        Request::new(head, self.started).ok()
+    }
+}
+
+/// Why `name: value` may not be put into a request by a plugin, if so.
+fn check_request_header(name: &str, value: &str) -> Result<(), String> {
+    if !axkit_http::valid_header_name(name) {
+        return Err(format!("invalid header name {name:?}"));
+    }
+    if !axkit_http::valid_header_value(value.as_bytes()) {
+        return Err(format!(
+            "invalid value for header {name}: control characters"
+        ));
+    }
+    if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+    {
+        return Err(format!(
+            "{name} cannot be changed: the request body is framed by it"
+        ));
+    }
+    Ok(())
 }
 
 /// Response headers, in the order they will be sent. Names compare
@@ -637,6 +729,29 @@ impl Context {
         self.rt.redirect_to(uri, Some(status));
     }
 
+    /// Go on with `uri` (a local path with an optional query) as the
+    /// request's target, from `post_read_request` (a rewrite rule): the
+    /// method, headers and body stay, the `<Location>` is picked again for
+    /// the new path, and every later hook runs in it (the rest of this
+    /// `post_read_request` chain runs in the first one).
+    /// [`original_request`](Self::original_request) keeps what the client
+    /// sent, as CGI's `REQUEST_URI` does in Apache. Refused, with why, for
+    /// a target that is not a path or whose path cannot be normalised
+    /// (`..` above the root, an encoded NUL).
+    pub fn rewrite_uri(&mut self, uri: &str) -> Result<(), String> {
+        if !uri.starts_with('/') {
+            return Err(format!("{uri:?} is not a local path"));
+        }
+        let request = self
+            .request
+            .rebuilt(self.request.method(), uri, self.request.headers())
+            .ok_or_else(|| format!("{uri:?} is not a valid request target"))?;
+        self.rt.location = self.rt.worker.pick_location(self.rt.server, &request);
+        let replaced = std::mem::replace(&mut self.request, request);
+        self.rt.original.get_or_insert(Box::new(replaced));
+        Ok(())
+    }
+
     /// The request as the client sent it: `request` itself, or after an
     /// internal redirect (an ErrorDocument, say) the one that started it,
     /// which is what an access log records (Apache's `%r`).
@@ -925,5 +1040,56 @@ impl Context {
     /// sent more bytes (a pipelined request says nothing about leaving).
     pub async fn client_closed(&self) {
         response::client_closed(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(raw: &str) -> Request {
+        let head = axkit_http::parse_request_head(&mut BytesMut::from(raw), &Default::default())
+            .unwrap()
+            .unwrap();
+        Request::new(head, SystemTime::UNIX_EPOCH).unwrap()
+    }
+
+    #[test]
+    fn header_edits_keep_the_rest_and_refuse_what_would_mislead() {
+        let mut r = request(
+            "POST /a%20b?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 3\r\n\r\n",
+        );
+        r.add_header("X-B", "b").unwrap();
+        r.set_header("X-A", "only").unwrap();
+        r.remove_header("X-Missing").unwrap();
+        // HTTP/1.1 needs a Host: refused, the request unchanged.
+        let refused = r.remove_header("Host").unwrap_err();
+        assert_eq!(
+            refused,
+            "the request would not parse with this change to Host"
+        );
+        let all: Vec<_> = r
+            .headers()
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                ("Host".to_string(), b"h".to_vec()),
+                ("Content-Length".to_string(), b"3".to_vec()),
+                ("X-B".to_string(), b"b".to_vec()),
+                ("X-A".to_string(), b"only".to_vec()),
+            ]
+        );
+        assert_eq!(
+            (r.method(), r.uri(), r.decoded_path()),
+            ("POST", "/a%20b?x=1", "/a b")
+        );
+        assert!(r.set_header("X-C", "a\r\nX-D: 1").is_err());
+        assert!(r.set_header("X C", "1").is_err());
+        assert!(r.set_header("content-length", "9").is_err());
+        assert!(r.remove_header("Transfer-Encoding").is_ok()); // absent: nothing to do
+        assert!(r.add_header("Transfer-Encoding", "chunked").is_err());
+        assert_eq!(r.header("content-length"), Some("3"));
     }
 }

@@ -589,29 +589,12 @@ fn redirected_request(old: &Request, target: &str) -> Option<Request> {
     if !target.starts_with('/') {
         return None;
     }
-    let mut raw = Vec::with_capacity(old.head.head_bytes().len() + target.len());
-    raw.extend_from_slice(b"GET ");
-    raw.extend_from_slice(target.as_bytes());
-    raw.push(b' ');
-    raw.extend_from_slice(old.version().as_str().as_bytes());
-    raw.extend_from_slice(b"\r\n");
-    for (name, value) in old.headers() {
-        if name.eq_ignore_ascii_case("content-length")
-            || name.eq_ignore_ascii_case("transfer-encoding")
-            || name.eq_ignore_ascii_case("expect")
-        {
-            continue;
-        }
-        axkit_http::write_header(&mut raw, name, value);
-    }
-    raw.extend_from_slice(b"\r\n");
-    let limits = axkit_http::Limits {
-        max_request_line: raw.len(),
-        max_header_bytes: raw.len(),
-        max_headers: old.headers().count() + 1,
-    };
-    let head = axkit_http::parse_request_head(&mut BytesMut::from(&raw[..]), &limits).ok()??;
-    Request::new(head, old.started).ok()
+    let headers = old.headers().filter(|(name, _)| {
+        !name.eq_ignore_ascii_case("content-length")
+            && !name.eq_ignore_ascii_case("transfer-encoding")
+            && !name.eq_ignore_ascii_case("expect")
+    });
+    old.rebuilt("GET", target, headers)
 }
 
 /// Answer a request we could not parse, without the request hooks, and

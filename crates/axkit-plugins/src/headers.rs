@@ -1,0 +1,327 @@
+//! `headers`: set, add, append or remove response and request header
+//! fields by configuration, as Apache's mod_headers (`Header`,
+//! `RequestHeader`) or nginx's `add_header` / `proxy_set_header`.
+//!
+//! Directives (Server or Location; a Location's lines add to those of the
+//! Server and the Locations around it, outer lines first, each in config
+//! order, so an inner `unset` undoes an outer `set`):
+//! - `Header [onsuccess|always] ACTION NAME [VALUE] [status=CODE,…]`:
+//!   a response header, applied just before the head is committed
+//!   (`Context::before_head`), whichever plugin answered, error pages
+//!   included. `onsuccess` (the default) applies to responses below 400,
+//!   `always` to every response, and `status=404,410` to exactly those
+//!   statuses (whatever the condition word says).
+//! - `RequestHeader ACTION NAME [VALUE]`: a request header, applied in
+//!   `post_read_request`, so every later hook, CGI and Lua see it (list
+//!   `Plugin headers` before a plugin whose `post_read_request` must see
+//!   it too). `Content-Length` and `Transfer-Encoding` are refused: the
+//!   body is framed by what the client sent.
+//!
+//! ACTION is one of `set` (replace every field of the name with one),
+//! `add` (one more field, keeping the others), `append` (join VALUE to the
+//! existing value with `, `, or set it when there is none), `setifempty`
+//! (set only when there is no such field) and `unset` (remove every field
+//! of the name; no VALUE). Values are literal: no variables are expanded.
+//! Names and values are checked when the config loads: a name must be a
+//! token and a value must hold no control character (CR, LF, NUL…), so a
+//! configured header can never split a response. The core writes `Date`,
+//! `Server`, `Connection` and the framing fields itself: `Header` refuses
+//! `Content-Length`, `Transfer-Encoding` and `Connection`.
+//!
+//! ```text
+//! Plugin headers
+//! <Server>
+//!     Header set X-Content-Type-Options nosniff
+//!     Header always set Strict-Transport-Security "max-age=31536000"
+//!     RequestHeader unset Proxy
+//!     <Location /static>
+//!         Header set Cache-Control "public, max-age=86400"
+//!         Header set Cache-Control "no-store" status=404
+//!     </Location>
+//! </Server>
+//! ```
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use axkit::config::{Args, Directive, List, Scopes};
+use axkit::plugin::{Context, Headers, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
+
+/// What a line does to the fields of its name.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Action {
+    Set,
+    Add,
+    Append,
+    SetIfEmpty,
+    Unset,
+}
+
+impl Action {
+    fn parse(word: &str) -> Option<Action> {
+        Some(match word.to_ascii_lowercase().as_str() {
+            "set" => Action::Set,
+            "add" => Action::Add,
+            "append" => Action::Append,
+            "setifempty" => Action::SetIfEmpty,
+            "unset" => Action::Unset,
+            _ => return None,
+        })
+    }
+}
+
+/// Which responses a `Header` line applies to.
+#[derive(Clone, Debug, PartialEq)]
+enum When {
+    /// Below 400.
+    OnSuccess,
+    Always,
+    Statuses(Vec<u16>),
+}
+
+impl When {
+    fn covers(&self, status: u16) -> bool {
+        match self {
+            When::OnSuccess => status < 400,
+            When::Always => true,
+            When::Statuses(list) => list.contains(&status),
+        }
+    }
+}
+
+/// One `Header` or `RequestHeader` line, checked.
+#[derive(Debug)]
+struct Rule {
+    when: When,
+    action: Action,
+    name: String,
+    value: String,
+}
+
+const HEADER_USAGE: &str =
+    "expected Header [onsuccess|always] set|add|append|setifempty|unset NAME [VALUE] [status=CODE,…]";
+const REQUEST_USAGE: &str = "expected RequestHeader set|add|append|setifempty|unset NAME [VALUE]";
+
+/// `ACTION NAME [VALUE]` and what follows, checked; the rest of `args`.
+fn action_name_value<'a>(
+    args: &'a [&'a str],
+    usage: &str,
+) -> Result<(Action, String, String, &'a [&'a str]), String> {
+    let [action, name, rest @ ..] = args else {
+        return Err(usage.into());
+    };
+    let action =
+        Action::parse(action).ok_or_else(|| format!("unknown action {action:?}; {usage}"))?;
+    if !axkit_http::valid_header_name(name) {
+        return Err(format!("invalid header name {name:?}"));
+    }
+    let (value, rest) = match (action, rest) {
+        (Action::Unset, rest) => (String::new(), rest),
+        (_, [value, rest @ ..]) => (value.to_string(), rest),
+        (_, []) => return Err(format!("{name}: a value is needed; {usage}")),
+    };
+    if !axkit_http::valid_header_value(value.as_bytes()) {
+        return Err(format!(
+            "the value for {name} holds a control character (CR, LF, NUL…)"
+        ));
+    }
+    Ok((action, name.to_string(), value, rest))
+}
+
+fn parse_header(args: &[&str]) -> Result<Arc<Rule>, String> {
+    let (mut when, args) = match args.first().map(|w| w.to_ascii_lowercase()) {
+        Some(w) if w == "always" => (When::Always, &args[1..]),
+        Some(w) if w == "onsuccess" => (When::OnSuccess, &args[1..]),
+        _ => (When::OnSuccess, args),
+    };
+    let (action, name, value, rest) = action_name_value(args, HEADER_USAGE)?;
+    for framing in ["content-length", "transfer-encoding", "connection"] {
+        if name.eq_ignore_ascii_case(framing) {
+            return Err(format!("{name} is the server's to write"));
+        }
+    }
+    match rest {
+        [] => {}
+        [statuses] => {
+            let list = statuses
+                .strip_prefix("status=")
+                .ok_or_else(|| format!("unexpected {statuses:?}; {HEADER_USAGE}"))?;
+            let codes = list
+                .split(',')
+                .map(|c| match c.parse::<u16>() {
+                    Ok(code) if (100..=599).contains(&code) => Ok(code),
+                    _ => Err(format!("status=: {c:?} is not an HTTP status")),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            when = When::Statuses(codes);
+        }
+        _ => return Err(HEADER_USAGE.into()),
+    }
+    Ok(Arc::new(Rule {
+        when,
+        action,
+        name,
+        value,
+    }))
+}
+
+fn parse_request_header(args: &[&str]) -> Result<Arc<Rule>, String> {
+    let (action, name, value, rest) = action_name_value(args, REQUEST_USAGE)?;
+    if !rest.is_empty() {
+        return Err(REQUEST_USAGE.into());
+    }
+    if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+    {
+        return Err(format!(
+            "{name} cannot be changed: the request body is framed by it"
+        ));
+    }
+    Ok(Arc::new(Rule {
+        when: When::Always,
+        action,
+        name,
+        value,
+    }))
+}
+
+static HEADER: List<Arc<Rule>> = List::parsed("Header", parse_header)
+    .args(Args::Range(2, 5))
+    .scopes(Scopes::SERVER.or(Scopes::LOCATION))
+    .doc("Header [onsuccess|always] set|add|append|setifempty|unset NAME [VALUE] [status=CODE,…]: change a response header");
+
+static REQUEST_HEADER: List<Arc<Rule>> = List::parsed("RequestHeader", parse_request_header)
+    .args(Args::Range(2, 3))
+    .scopes(Scopes::SERVER.or(Scopes::LOCATION))
+    .doc("RequestHeader set|add|append|setifempty|unset NAME [VALUE]: change a request header before the other hooks see it");
+
+pub fn spec() -> PluginSpec {
+    PluginSpec {
+        name: "headers",
+        directives,
+        create,
+    }
+}
+
+fn directives() -> Vec<Directive> {
+    vec![HEADER.declare(), REQUEST_HEADER.declare()]
+}
+
+fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    Ok(Rc::new(HeadersPlugin))
+}
+
+struct HeadersPlugin;
+
+/// Apply `rule` to response headers.
+fn apply_response(headers: &mut Headers, rule: &Rule) {
+    let name = rule.name.clone();
+    match rule.action {
+        Action::Set => headers.set(name, rule.value.clone()),
+        Action::Add => headers.add(name, rule.value.clone()),
+        Action::SetIfEmpty if headers.get(&name).is_none() => headers.set(name, rule.value.clone()),
+        Action::SetIfEmpty => {}
+        Action::Append => {
+            let joined = joined(
+                headers
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(&name))
+                    .map(|(_, v)| v.as_bytes()),
+                &rule.value,
+            );
+            headers.set(name, joined);
+        }
+        Action::Unset => headers.remove(&name),
+    }
+}
+
+/// The existing values of a field and `value`, joined with `, ` (the one
+/// value when there were none).
+fn joined<'a>(existing: impl Iterator<Item = &'a [u8]>, value: &str) -> String {
+    let mut out = String::new();
+    for v in existing {
+        out.push_str(&String::from_utf8_lossy(v));
+        out.push_str(", ");
+    }
+    out.push_str(value);
+    out
+}
+
+/// Apply `rule` to the request.
+fn apply_request(ctx: &mut Context, rule: &Rule) -> Result<(), String> {
+    let request = &mut ctx.request;
+    match rule.action {
+        Action::Set => request.set_header(&rule.name, &rule.value),
+        Action::Add => request.add_header(&rule.name, &rule.value),
+        Action::SetIfEmpty if request.header_bytes(&rule.name).is_none() => {
+            request.set_header(&rule.name, &rule.value)
+        }
+        Action::SetIfEmpty => Ok(()),
+        Action::Append => {
+            let existing: Vec<Vec<u8>> = request
+                .headers()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(&rule.name))
+                .map(|(_, v)| v.to_vec())
+                .collect();
+            let value = joined(existing.iter().map(|v| &v[..]), &rule.value);
+            request.set_header(&rule.name, &value)
+        }
+        Action::Unset => request.remove_header(&rule.name),
+    }
+}
+
+#[axkit::plugin]
+impl Plugin for HeadersPlugin {
+    fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        let rules = ctx.config().list(&REQUEST_HEADER).to_vec();
+        for rule in rules {
+            if let Err(e) = apply_request(ctx, &rule) {
+                return Outcome::Error(format!("RequestHeader {}: {e}", rule.name)).into();
+            }
+        }
+        // The Location that answers (after a rewrite, an internal
+        // redirect) decides, and the status is known only at the end.
+        ctx.before_head(|ctx| {
+            let rules = ctx.config().list(&HEADER).to_vec();
+            let status = ctx.response.status;
+            for rule in rules.iter().filter(|r| r.when.covers(status)) {
+                apply_response(&mut ctx.response.headers, rule);
+            }
+            Box::pin(async {})
+        });
+        Outcome::Ok.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lines_and_refuses_bad_ones() {
+        let r = parse_header(&["always", "set", "X-A", "1", "status=404,410"]).unwrap();
+        assert_eq!(r.when, When::Statuses(vec![404, 410]));
+        assert_eq!(r.action, Action::Set);
+        let r = parse_header(&["unset", "ETag"]).unwrap();
+        assert_eq!((r.when.clone(), r.action), (When::OnSuccess, Action::Unset));
+        assert!(parse_header(&["set", "X-A"]).is_err());
+        assert!(parse_header(&["set", "X A", "1"]).is_err());
+        assert!(parse_header(&["set", "X-A", "1\r\nX-B: 2"]).is_err());
+        assert!(parse_header(&["set", "X-A", "a\u{1}b"]).is_err());
+        assert!(parse_header(&["frob", "X-A", "1"]).is_err());
+        assert!(parse_header(&["set", "Content-Length", "1"]).is_err());
+        assert!(parse_header(&["set", "X-A", "1", "status=99"]).is_err());
+        assert!(parse_request_header(&["set", "Transfer-Encoding", "chunked"]).is_err());
+        assert!(parse_request_header(&["unset", "X-A", "1"]).is_err());
+    }
+
+    #[test]
+    fn append_joins_every_existing_value() {
+        let mut h = Headers::default();
+        h.add("Vary", "Cookie");
+        h.add("vary", "Accept");
+        let rule = parse_header(&["append", "Vary", "Accept-Encoding"]).unwrap();
+        apply_response(&mut h, &rule);
+        let all: Vec<_> = h.iter().collect();
+        assert_eq!(all, [("Vary", "Cookie, Accept, Accept-Encoding")]);
+    }
+}

@@ -1,0 +1,722 @@
+//! `rewrite`: URL redirects and rewrites by rule, mod_alias's `Redirect`
+//! and the useful core of mod_rewrite (nginx's `return` and `rewrite`),
+//! in `post_read_request`, before any plugin maps the URI. docs/rewrite.md
+//! has the rules at length and a table from mod_rewrite and nginx.
+//!
+//! Directives (Server or Location; a Location's lines add to those of the
+//! Server and the Locations around it, outer lines first):
+//! - `Redirect [STATUS] /PREFIX URL`: a request for `/PREFIX` or beneath
+//!   it is sent to URL with the rest of its path appended and its query
+//!   kept. STATUS: 301, 302 (the default), 303, 307, 308, or `permanent`,
+//!   `temp`, `seeother`.
+//! - `RedirectMatch [STATUS] REGEX URL`: the path matches REGEX; URL may
+//!   use its captures (`$1`…`$9`, `${name}`).
+//! - `RewriteCond host|method|path|header:NAME [!]REGEX [nocase] [not]`:
+//!   a condition of the next `Rewrite` line of its block (every one must
+//!   hold; `not` or `!` negates); one with no `Rewrite` after it in its
+//!   block is a start-up (and `--check`) error.
+//! - `Rewrite REGEX REPLACEMENT [FLAG…]`: when the path matches, it
+//!   becomes REPLACEMENT (captures expanded). A replacement that is a URL
+//!   (`http://`, `https://`) or a rule with `redirect` answers with a
+//!   redirect; otherwise the request goes on with the new path (an
+//!   internal rewrite: the method, headers and body stay, the
+//!   `<Location>` is picked again, CGI's `REQUEST_URI` stays what the
+//!   client sent). A replacement without `?` keeps the query; with one, it
+//!   replaces it, unless `qsappend`. Flags: `last` (no more rules this
+//!   round), `end` (no more rules at all), `redirect[=STATUS]`,
+//!   `qsappend`, `nocase`; or mod_rewrite's `[L,END,R=301,QSA,NC]`.
+//! - `RewriteMaxLoops N` (default 10): rounds of rules one request may
+//!   take before it is answered 500 (logged).
+//!
+//! Order: the `Redirect` lines, then `RedirectMatch`, each outer first;
+//! the first that matches answers. Then the `Rewrite` lines in order, each
+//! seeing the path as the lines before it left it. When a round changed
+//! the path into another `<Location>`, a new round runs with that
+//! Location's lines (unless `end`): a loop between Locations ends at
+//! `RewriteMaxLoops`.
+//!
+//! Paths are matched decoded and normalised (`Request::decoded_path`, what
+//! `<Location>` matching sees). A capture put back into a path is
+//! percent-encoded again, and every local result is normalised (`..`
+//! cannot climb above the root: such a request is answered 400, logged),
+//! so that no rule can make a path the core would refuse or a `Location`
+//! starting with `//` (another host). Rules are compiled when the config
+//! loads: a bad regex is an `axkit --check` error with its file and line.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use axkit::config::{Args, Config, Directive, Key, List, LocationConfig, Scopes, Setting};
+use axkit::plugin::{Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
+use regex::{Captures, Regex, RegexBuilder};
+
+use crate::uri_to_file::encode_path;
+
+/// A redirect's status, from a number or mod_alias's words.
+fn parse_status(word: &str) -> Option<u16> {
+    match word.to_ascii_lowercase().as_str() {
+        "permanent" => Some(301),
+        "temp" => Some(302),
+        "seeother" => Some(303),
+        w => w
+            .parse()
+            .ok()
+            .filter(|s| matches!(s, 301 | 302 | 303 | 307 | 308)),
+    }
+}
+
+fn compile(pattern: &str, nocase: bool) -> Result<Regex, String> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(nocase)
+        .build()
+        .map_err(|e| format!("bad regex {pattern:?}: {e}"))
+}
+
+/// A redirect target: a URL or a local path, checked when loaded.
+fn check_target(target: &str) -> Result<(), String> {
+    if is_url(target) || target.starts_with('/') {
+        if axkit_http::valid_header_value(target.as_bytes()) && !target.contains(' ') {
+            return Ok(());
+        }
+        return Err(format!("{target:?} holds a space or a control character"));
+    }
+    Err(format!(
+        "{target:?} is neither a URL (http://, https://) nor a path"
+    ))
+}
+
+fn is_url(text: &str) -> bool {
+    let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// `Redirect [STATUS] /PREFIX URL`.
+#[derive(Clone, Debug)]
+struct Redirect {
+    status: u16,
+    prefix: String,
+    target: String,
+}
+
+fn status_and_rest<'a>(args: &'a [&'a str], usage: &str) -> Result<(u16, &'a [&'a str]), String> {
+    match args {
+        [status, rest @ ..] if rest.len() == 2 => {
+            parse_status(status).map(|s| (s, rest)).ok_or_else(|| {
+                format!("{status:?} is not a redirect status (301, 302, 303, 307, 308)")
+            })
+        }
+        rest if rest.len() == 2 => Ok((302, rest)),
+        _ => Err(usage.into()),
+    }
+}
+
+fn parse_redirect(args: &[&str]) -> Result<Redirect, String> {
+    let (status, rest) = status_and_rest(args, "expected Redirect [STATUS] /PREFIX URL")?;
+    let (prefix, target) = (rest[0], rest[1]);
+    if !prefix.starts_with('/') {
+        return Err(format!("{prefix:?}: the prefix is a path, starting with /"));
+    }
+    check_target(target)?;
+    Ok(Redirect {
+        status,
+        prefix: prefix.to_string(),
+        target: target.to_string(),
+    })
+}
+
+/// `RedirectMatch [STATUS] REGEX URL`.
+#[derive(Clone, Debug)]
+struct RedirectMatch {
+    status: u16,
+    regex: Regex,
+    target: String,
+}
+
+fn parse_redirect_match(args: &[&str]) -> Result<RedirectMatch, String> {
+    let (status, rest) = status_and_rest(args, "expected RedirectMatch [STATUS] REGEX URL")?;
+    check_target(rest[1])?;
+    Ok(RedirectMatch {
+        status,
+        regex: compile(rest[0], false)?,
+        target: rest[1].to_string(),
+    })
+}
+
+/// What a `RewriteCond` tests.
+#[derive(Clone, Debug)]
+enum Subject {
+    Host,
+    Method,
+    Path,
+    Header(String),
+}
+
+#[derive(Clone, Debug)]
+struct Cond {
+    subject: Subject,
+    regex: Regex,
+    negate: bool,
+}
+
+impl Cond {
+    fn holds(&self, ctx: &Context, path: &str) -> bool {
+        let text = match &self.subject {
+            Subject::Host => ctx.host().unwrap_or(""),
+            Subject::Method => ctx.request.method(),
+            Subject::Path => path,
+            Subject::Header(name) => ctx.request.header(name).unwrap_or(""),
+        };
+        self.regex.is_match(text) != self.negate
+    }
+}
+
+const COND_USAGE: &str =
+    "expected RewriteCond host|method|path|header:NAME [!]REGEX [nocase] [not]";
+
+fn parse_cond(args: &[&str]) -> Result<Cond, String> {
+    let [subject, pattern, flags @ ..] = args else {
+        return Err(COND_USAGE.into());
+    };
+    let subject = match subject.to_ascii_lowercase().as_str() {
+        "host" => Subject::Host,
+        "method" => Subject::Method,
+        "path" => Subject::Path,
+        s => match s.strip_prefix("header:") {
+            Some(name) if axkit_http::valid_header_name(name) => Subject::Header(name.to_string()),
+            _ => return Err(format!("unknown subject {subject:?}; {COND_USAGE}")),
+        },
+    };
+    let (mut negate, pattern) = match pattern.strip_prefix('!') {
+        Some(p) => (true, p),
+        None => (false, *pattern),
+    };
+    let mut nocase = false;
+    for flag in flags {
+        match flag.to_ascii_lowercase().as_str() {
+            "nocase" | "[nc]" => nocase = true,
+            "not" => negate = !negate,
+            _ => return Err(format!("unknown flag {flag:?}; {COND_USAGE}")),
+        }
+    }
+    Ok(Cond {
+        subject,
+        regex: compile(pattern, nocase)?,
+        negate,
+    })
+}
+
+/// One `Rewrite` line.
+#[derive(Clone, Debug)]
+struct Rule {
+    regex: Regex,
+    replacement: String,
+    last: bool,
+    end: bool,
+    redirect: Option<u16>,
+    qsappend: bool,
+}
+
+const REWRITE_USAGE: &str =
+    "expected Rewrite REGEX REPLACEMENT [last|end|redirect[=STATUS]|qsappend|nocase…]";
+
+/// The flags of a `Rewrite` line as words (`last redirect=301`) or in
+/// mod_rewrite's brackets (`[L,R=301]`).
+fn flag_words<'a>(args: &'a [&'a str]) -> Vec<&'a str> {
+    let mut words = Vec::new();
+    for arg in args {
+        match arg.strip_prefix('[').and_then(|a| a.strip_suffix(']')) {
+            Some(list) => words.extend(list.split(',')),
+            None => words.push(*arg),
+        }
+    }
+    words
+}
+
+fn parse_rewrite(args: &[&str]) -> Result<Rule, String> {
+    let [pattern, replacement, flags @ ..] = args else {
+        return Err(REWRITE_USAGE.into());
+    };
+    if !is_url(replacement) && !replacement.starts_with('/') {
+        return Err(format!(
+            "{replacement:?}: the replacement is a path (starting with /) or a URL"
+        ));
+    }
+    if !axkit_http::valid_header_value(replacement.as_bytes()) || replacement.contains(' ') {
+        return Err(format!(
+            "{replacement:?} holds a space or a control character"
+        ));
+    }
+    let mut rule = Rule {
+        regex: compile("", false)?,
+        replacement: replacement.to_string(),
+        last: false,
+        end: false,
+        redirect: None,
+        qsappend: false,
+    };
+    let mut nocase = false;
+    for flag in flag_words(flags) {
+        let lower = flag.to_ascii_lowercase();
+        let (name, value) = match lower.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (lower.as_str(), None),
+        };
+        match (name, value) {
+            ("last" | "l", None) => rule.last = true,
+            ("end", None) => rule.end = true,
+            ("qsappend" | "qsa", None) => rule.qsappend = true,
+            ("nocase" | "nc", None) => nocase = true,
+            ("redirect" | "r", None) => rule.redirect = Some(302),
+            ("redirect" | "r", Some(v)) => {
+                rule.redirect = Some(parse_status(v).ok_or_else(|| {
+                    format!("{v:?} is not a redirect status (301, 302, 303, 307, 308)")
+                })?)
+            }
+            _ => return Err(format!("unknown flag {flag:?}; {REWRITE_USAGE}")),
+        }
+    }
+    rule.regex = compile(pattern, nocase)?;
+    Ok(rule)
+}
+
+static REDIRECT: List<Redirect> = List::parsed("Redirect", parse_redirect)
+    .args(Args::Range(2, 3))
+    .scopes(Scopes::SERVER.or(Scopes::LOCATION))
+    .doc("Redirect [STATUS] /PREFIX URL: redirect a path and everything beneath it, rest of path and query kept");
+
+static REDIRECT_MATCH: List<RedirectMatch> = List::parsed("RedirectMatch", parse_redirect_match)
+    .args(Args::Range(2, 3))
+    .scopes(Scopes::SERVER.or(Scopes::LOCATION))
+    .doc(
+        "RedirectMatch [STATUS] REGEX URL: redirect a path matching REGEX ($1…$9, ${name} in URL)",
+    );
+
+static REWRITE_COND: List<Cond> = List::parsed("RewriteCond", parse_cond)
+    .args(Args::Range(2, 4))
+    .scopes(Scopes::SERVER.or(Scopes::LOCATION))
+    .doc("RewriteCond host|method|path|header:NAME [!]REGEX [nocase] [not]: a condition of the next Rewrite line");
+
+static REWRITE: List<Rule> = List::parsed("Rewrite", parse_rewrite)
+    .args(Args::Many)
+    .scopes(Scopes::SERVER.or(Scopes::LOCATION))
+    .doc("Rewrite REGEX REPLACEMENT [last|end|redirect[=STATUS]|qsappend|nocase]: rewrite or redirect a matching path");
+
+static MAX_LOOPS: Key<usize> = Key::new("RewriteMaxLoops")
+    .default("10")
+    .doc("How many rounds of Rewrite rules one request may take before it is answered 500");
+
+pub fn spec() -> PluginSpec {
+    PluginSpec {
+        name: "rewrite",
+        directives,
+        create,
+    }
+}
+
+fn directives() -> Vec<Directive> {
+    vec![
+        REDIRECT.declare(),
+        REDIRECT_MATCH.declare(),
+        REWRITE_COND.declare(),
+        REWRITE.declare(),
+        MAX_LOOPS.declare(),
+    ]
+}
+
+fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    let blocks = Blocks::of(init.config);
+    blocks.check_conditions()?;
+    Ok(Rc::new(Rewrite {
+        blocks,
+        rules: RefCell::new(HashMap::new()),
+    }))
+}
+
+/// Where each `Rewrite` and `RewriteCond` line is in effect: the
+/// `(server, location)` configs that hold it. Two lines of the same block
+/// are in effect in exactly the same configs, and lines of different
+/// blocks never are, so this tells a condition written inside a
+/// `<Location>` from a rule written after the block ends.
+struct Blocks {
+    /// By the address of the line's `Setting` (shared by every merged
+    /// config that holds it).
+    seen_in: HashMap<usize, Vec<(usize, usize)>>,
+    /// Every line once, for the check.
+    lines: Vec<(bool, Arc<Setting>)>,
+}
+
+impl Blocks {
+    fn of(config: &Config) -> Blocks {
+        let mut blocks = Blocks {
+            seen_in: HashMap::new(),
+            lines: Vec::new(),
+        };
+        for (si, server) in config.servers.iter().enumerate() {
+            for (li, node) in server.locations.iter().enumerate() {
+                let rules = node.config.settings("Rewrite").iter().map(|s| (true, s));
+                let conds = node
+                    .config
+                    .settings("RewriteCond")
+                    .iter()
+                    .map(|s| (false, s));
+                for (is_rule, setting) in rules.chain(conds) {
+                    let seen = blocks.seen_in.entry(key(setting)).or_default();
+                    if seen.is_empty() {
+                        blocks.lines.push((is_rule, setting.clone()));
+                    }
+                    seen.push((si, li));
+                }
+            }
+        }
+        blocks
+    }
+
+    /// Whether `a` and `b` were written in the same block.
+    fn same_block(&self, a: &Setting, b: &Setting) -> bool {
+        a.file == b.file && self.seen_in.get(&key(a)) == self.seen_in.get(&key(b))
+    }
+
+    /// Every `RewriteCond` has a `Rewrite` line after it in its block.
+    fn check_conditions(&self) -> Result<(), String> {
+        for (_, cond) in self.lines.iter().filter(|(is_rule, _)| !is_rule) {
+            let ruled = self.lines.iter().any(|(is_rule, rule)| {
+                *is_rule && rule.line > cond.line && self.same_block(cond, rule)
+            });
+            if !ruled {
+                return Err(format!(
+                    "{}:{}: RewriteCond with no Rewrite line after it in its block",
+                    cond.file, cond.line
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn key(setting: &Setting) -> usize {
+    setting as *const Setting as usize
+}
+
+/// A `Rewrite` line with the `RewriteCond` lines written above it.
+struct Guarded {
+    rule: Rule,
+    conds: Vec<Cond>,
+}
+
+struct Rewrite {
+    blocks: Blocks,
+    /// The rules of each `<Location>`'s merged config, conditions paired
+    /// with their rule once (by the address of the config, frozen for the
+    /// worker's life).
+    rules: RefCell<HashMap<usize, Rc<[Guarded]>>>,
+}
+
+impl Rewrite {
+    fn rules_of(&self, config: &LocationConfig) -> Rc<[Guarded]> {
+        let key = config as *const LocationConfig as usize;
+        if let Some(rules) = self.rules.borrow().get(&key) {
+            return rules.clone();
+        }
+        let rules: Rc<[Guarded]> = pair(config, &self.blocks).into();
+        self.rules.borrow_mut().insert(key, rules.clone());
+        rules
+    }
+}
+
+/// Each `Rewrite` line with the `RewriteCond` lines right above it in its
+/// block (after the `Rewrite` line before it), as mod_rewrite reads them.
+fn pair(config: &LocationConfig, blocks: &Blocks) -> Vec<Guarded> {
+    let rules = config.list(&REWRITE);
+    let rule_at = config.settings("Rewrite");
+    let conds = config.list(&REWRITE_COND);
+    let cond_at = config.settings("RewriteCond");
+    let mut out = Vec::with_capacity(rules.len());
+    for (rule, at) in rules.iter().zip(rule_at) {
+        let previous = rule_at
+            .iter()
+            .filter(|r| r.line < at.line && blocks.same_block(r, at))
+            .map(|r| r.line)
+            .max()
+            .unwrap_or(0);
+        let conds = conds
+            .iter()
+            .zip(cond_at)
+            .filter(|(_, c)| c.line > previous && c.line < at.line && blocks.same_block(c, at))
+            .map(|(c, _)| c.clone())
+            .collect();
+        out.push(Guarded {
+            rule: rule.clone(),
+            conds,
+        });
+    }
+    out
+}
+
+/// `template` with `$0`…`$9`, `${name}` and `$$` expanded from `caps`,
+/// each capture percent-encoded (it is decoded text going into a URL: a
+/// space, `?` or `#` in it stays part of the path).
+fn expand(template: &str, caps: &Captures<'_>) -> String {
+    let put = |out: &mut String, text: Option<regex::Match<'_>>| {
+        out.push_str(&encode_path(text.map_or("", |m| m.as_str())));
+    };
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i + 1..];
+        let next = rest.as_bytes().first().copied();
+        match next {
+            Some(d @ b'0'..=b'9') => {
+                put(&mut out, caps.get(usize::from(d - b'0')));
+                rest = &rest[1..];
+            }
+            Some(b'{') => match rest.find('}') {
+                Some(end) => {
+                    put(&mut out, caps.name(&rest[1..end]));
+                    rest = &rest[end + 1..];
+                }
+                None => out.push('$'),
+            },
+            Some(b'$') => {
+                out.push('$');
+                rest = &rest[1..];
+            }
+            _ => out.push('$'),
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A local `path?query` made by a rule, normalised and encoded again;
+/// None if its path cannot be normalised (it climbs above the root).
+fn local_target(target: &str) -> Option<String> {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let normal = axkit_http::normalize_path(path)?;
+    let mut out = encode_path(&normal);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Some(out)
+}
+
+/// `target` with the request's `query` added: after `?`, or after `&` if
+/// `target` has one.
+fn with_query(mut target: String, query: Option<&str>) -> String {
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        target.push(if target.contains('?') { '&' } else { '?' });
+        target.push_str(q);
+    }
+    target
+}
+
+/// Answer with a redirect to `target` (a URL, or a local path normalised
+/// so that it cannot name another host).
+fn redirect(ctx: &mut Context, status: u16, target: String) -> Outcome {
+    let location = if is_url(&target) {
+        target
+    } else {
+        match local_target(&target) {
+            Some(t) => t,
+            None => return refuse(ctx, &target),
+        }
+    };
+    if !axkit_http::valid_header_value(location.as_bytes()) {
+        return refuse(ctx, &location);
+    }
+    ctx.response.status = status;
+    ctx.response.headers.set("Location", location);
+    Outcome::Done
+}
+
+/// A rule made a target that is no URI: 400, with why in the log.
+fn refuse(ctx: &Context, target: &str) -> Outcome {
+    ctx.log_reason(
+        400,
+        format_args!("rewrite: the rules made {target:?}, which is not a valid path"),
+    );
+    Outcome::Status(400)
+}
+
+/// What a round of `Rewrite` rules did.
+enum Round {
+    /// No rule changed the path.
+    Same,
+    /// The request now has this target; go on (or stop for good).
+    Rewritten { target: String, end: bool },
+    /// Answered (a redirect, or a refusal).
+    Answered(Outcome),
+}
+
+fn run_round(ctx: &mut Context, rules: &[Guarded]) -> Round {
+    let mut path = ctx.request.decoded_path().to_string();
+    let mut query = ctx.request.query().map(str::to_string);
+    let mut changed = false;
+    for Guarded { rule, conds } in rules {
+        let Some(caps) = rule.regex.captures(&path) else {
+            continue;
+        };
+        if !conds.iter().all(|c| c.holds(ctx, &path)) {
+            continue;
+        }
+        let url = is_url(&rule.replacement);
+        let expanded = expand(&rule.replacement, &caps);
+        let (new_path, new_query) = match expanded.split_once('?') {
+            Some((p, q)) if rule.qsappend => match query.as_deref().filter(|o| !o.is_empty()) {
+                Some(old) => (p.to_string(), Some(format!("{q}&{old}"))),
+                None => (p.to_string(), Some(q.to_string())),
+            },
+            Some((p, q)) => (p.to_string(), Some(q.to_string())),
+            None => (expanded.clone(), query.clone()),
+        };
+        let target = match &new_query {
+            Some(q) if !q.is_empty() => format!("{new_path}?{q}"),
+            _ => new_path.clone(),
+        };
+        if url || rule.redirect.is_some() {
+            let status = rule.redirect.unwrap_or(302);
+            return Round::Answered(redirect(ctx, status, target));
+        }
+        let Some(normal) = axkit_http::normalize_path(&new_path) else {
+            return Round::Answered(refuse(ctx, &target));
+        };
+        path = normal.into_owned();
+        query = new_query;
+        changed = true;
+        if rule.end {
+            return Round::Rewritten {
+                target: with_path(&path, query.as_deref()),
+                end: true,
+            };
+        }
+        if rule.last {
+            break;
+        }
+    }
+    if changed {
+        Round::Rewritten {
+            target: with_path(&path, query.as_deref()),
+            end: false,
+        }
+    } else {
+        Round::Same
+    }
+}
+
+/// A decoded path encoded again, with a query.
+fn with_path(path: &str, query: Option<&str>) -> String {
+    let mut out = encode_path(path);
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// The `Redirect` and `RedirectMatch` lines: the first that matches.
+fn redirects(ctx: &mut Context) -> Option<Outcome> {
+    let config = ctx.config();
+    let path = ctx.request.decoded_path();
+    let found = config.list(&REDIRECT).iter().find_map(|r| {
+        // As mod_alias: `/old` takes `/old` and `/old/…`, `/old/` only
+        // `/old/…`.
+        let rest = path.strip_prefix(r.prefix.as_str())?;
+        if !(rest.is_empty() || rest.starts_with('/') || r.prefix.ends_with('/')) {
+            return None;
+        }
+        let target = format!("{}{}", r.target, encode_path(rest));
+        Some((r.status, with_query(target, ctx.request.query())))
+    });
+    let found = found.or_else(|| {
+        config.list(&REDIRECT_MATCH).iter().find_map(|r| {
+            let caps = r.regex.captures(path)?;
+            Some((r.status, expand(&r.target, &caps)))
+        })
+    });
+    let (status, target) = found?;
+    Some(redirect(ctx, status, target))
+}
+
+#[axkit::plugin]
+impl Plugin for Rewrite {
+    fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        if let Some(answered) = redirects(ctx) {
+            return answered.into();
+        }
+        let max = *ctx.config().get(&MAX_LOOPS);
+        let mut rounds = 0;
+        loop {
+            let rules = self.rules_of(ctx.config());
+            if rules.is_empty() {
+                return Outcome::Declined.into();
+            }
+            let (target, end) = match run_round(ctx, &rules) {
+                Round::Same => return Outcome::Declined.into(),
+                Round::Answered(outcome) => return outcome.into(),
+                Round::Rewritten { target, end } => (target, end),
+            };
+            rounds += 1;
+            if rounds > max {
+                let msg = format!(
+                    "{}: rewrite: more than {max} rounds of rules (RewriteMaxLoops), last at {target:?}",
+                    ctx.original_request().request_line()
+                );
+                ctx.log(Level::Error, &msg);
+                return Outcome::Status(500).into();
+            }
+            let before = ctx.location_prefix().to_string();
+            if let Err(e) = ctx.rewrite_uri(&target) {
+                return refuse(ctx, &e).into();
+            }
+            if end || ctx.location_prefix() == before {
+                return Outcome::Ok.into();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_captures_encoded() {
+        let re = Regex::new(r"^/u/(?P<name>[^/]+)/(.*)$").unwrap();
+        let caps = re.captures("/u/a b/x?y").unwrap();
+        assert_eq!(
+            expand("/p/${name}/$2/$$/$9/$", &caps),
+            "/p/a%20b/x%3Fy/$//$"
+        );
+        assert_eq!(expand("https://h/$1", &caps), "https://h/a%20b");
+    }
+
+    #[test]
+    fn local_targets_are_normalised() {
+        assert_eq!(
+            local_target("//evil.example/x").as_deref(),
+            Some("/evil.example/x")
+        );
+        assert_eq!(local_target("/a/../b?q=1").as_deref(), Some("/b?q=1"));
+        assert_eq!(local_target("/../etc/passwd"), None);
+    }
+
+    #[test]
+    fn parses_flags_both_ways() {
+        let r = parse_rewrite(&["^/a", "/b", "[L,R=301,QSA,NC]"]).unwrap();
+        assert!(r.last && r.qsappend && r.redirect == Some(301));
+        assert!(r.regex.is_match("/A"));
+        let r = parse_rewrite(&["^/a", "/b", "end", "redirect"]).unwrap();
+        assert!(r.end && r.redirect == Some(302) && !r.last);
+        assert!(parse_rewrite(&["^/a", "/b", "redirect=200"]).is_err());
+        assert!(parse_rewrite(&["^/(a", "/b"]).is_err());
+        assert!(parse_rewrite(&["^/a", "b"]).is_err());
+        assert!(parse_cond(&["cookie", "x"]).is_err());
+        assert!(parse_cond(&["header:X-A", "!^on$", "not"]).is_ok_and(|c| !c.negate));
+    }
+}

@@ -1,0 +1,164 @@
+//! The `headers` plugin over real sockets: `Header` lines applied to the
+//! response head as it is committed (exact raw responses), Server and
+//! Location lines in order, `onsuccess`/`always`/`status=` on error pages,
+//! `RequestHeader` seen by a later plugin (a Lua script), and what
+//! `axkit --check` says about a bad line.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+/// Echoes the request headers the tests change, and answers 404 (by
+/// declining) for `/missing`, 500 for `/boom`.
+const ECHO: &str = r#"
+function hook_response(r)
+  if r:path() == "/missing" then return DECLINED end
+  if r:path() == "/boom" then error("boom") end
+  r:set_header("Content-Type", "text/plain")
+  r:set_header("Cache-Control", "private")
+  local h = r:headers()
+  r:write("a=", tostring(h["x-a"]), " b=", tostring(h["x-b"]), " c=", tostring(h["x-c"]),
+          " proxy=", tostring(h["proxy"]), "\n")
+  return OK
+end
+"#;
+
+fn start(server: &str) -> Axkit {
+    let conf = format!(
+        "Workers 1\nPluginDir {{dir}}/plugins\n<Server>\n    Listen 127.0.0.1:0\n    \
+         Plugin headers\n    Plugin echo\n{server}\n</Server>\n"
+    );
+    Axkit::start_single_with(&conf, |d| {
+        d.write("plugins/echo.lua", ECHO);
+    })
+}
+
+/// The raw response to `GET path` with `headers`, its `Date` value
+/// replaced by `DATE`.
+fn raw_get(srv: &Axkit, path: &str, headers: &str) -> String {
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
+    let (bytes, _) = srv.raw(req.as_bytes());
+    let text = lossy(&bytes);
+    let mut out = String::new();
+    for line in text.split_inclusive("\r\n") {
+        if line.to_ascii_lowercase().starts_with("date: ") {
+            out.push_str("Date: DATE\r\n");
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+const RESPONSE_RULES: &str = "    Header set X-Frame-Options DENY\n    \
+    Header add Set-Cookie a=1\n    Header add Set-Cookie b=2\n    \
+    Header append Cache-Control no-transform\n    \
+    Header setifempty Content-Type text/html\n    \
+    <Location /inner>\n        Header unset X-Frame-Options\n        \
+        Header setifempty X-Kind inner\n        Header set Set-Cookie c=3\n    </Location>\n";
+
+#[test]
+fn response_headers_in_order_with_inheritance() {
+    let srv = start(RESPONSE_RULES);
+    assert_eq!(
+        raw_get(&srv, "/", ""),
+        "HTTP/1.1 200 OK\r\nServer: AxKit\r\nDate: DATE\r\nContent-Type: text/plain\r\n\
+         X-Frame-Options: DENY\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\
+         Cache-Control: private, no-transform\r\nContent-Length: 28\r\nConnection: close\r\n\r\n\
+         a=nil b=nil c=nil proxy=nil\n"
+    );
+    // `append` replaces the field, so it moves last; the Location's lines
+    // run after the Server's: unset, then one cookie for the two.
+    assert_eq!(
+        raw_get(&srv, "/inner/x", ""),
+        "HTTP/1.1 200 OK\r\nServer: AxKit\r\nDate: DATE\r\nContent-Type: text/plain\r\n\
+         Cache-Control: private, no-transform\r\nX-Kind: inner\r\nSet-Cookie: c=3\r\n\
+         Content-Length: 28\r\nConnection: close\r\n\r\n\
+         a=nil b=nil c=nil proxy=nil\n"
+    );
+}
+
+#[test]
+fn conditions_on_error_pages() {
+    let srv = start(
+        "    Header set X-Ok yes\n    Header always set X-Always yes\n    \
+         Header set X-Gone yes status=404,410\n    Header always set X-Oops yes status=500\n",
+    );
+    let ok = get(&srv, "/", "");
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.header("X-Ok"), Some("yes"));
+    assert_eq!(ok.header("X-Always"), Some("yes"));
+    assert_eq!(ok.header("X-Gone"), None);
+    assert_eq!(ok.header("X-Oops"), None);
+
+    let missing = get(&srv, "/missing", "");
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.header("X-Ok"), None);
+    assert_eq!(missing.header("X-Always"), Some("yes"));
+    assert_eq!(missing.header("X-Gone"), Some("yes"));
+    assert_eq!(missing.header("X-Oops"), None);
+
+    let boom = get(&srv, "/boom", "");
+    assert_eq!(boom.status, 500);
+    assert_eq!(boom.header("X-Ok"), None);
+    assert_eq!(boom.header("X-Always"), Some("yes"));
+    assert_eq!(boom.header("X-Gone"), None);
+    assert_eq!(boom.header("X-Oops"), Some("yes"));
+}
+
+#[test]
+fn request_headers_reach_later_plugins() {
+    let srv = start(
+        "    RequestHeader set X-A server\n    RequestHeader unset Proxy\n    \
+         RequestHeader append X-B more\n    RequestHeader setifempty X-C default\n    \
+         <Location /inner>\n        RequestHeader set X-A inner\n        \
+             RequestHeader add X-C second\n    </Location>\n",
+    );
+    let r = get(
+        &srv,
+        "/",
+        "X-A: client\r\nProxy: evil\r\nX-B: one\r\nX-B: two\r\n",
+    );
+    assert_eq!(r.text(), "a=server b=one, two, more c=default proxy=nil\n");
+    let r = get(&srv, "/", "X-C: mine\r\n");
+    assert_eq!(r.text(), "a=server b=more c=mine proxy=nil\n");
+    let r = get(&srv, "/inner/", "");
+    assert_eq!(r.text(), "a=inner b=more c=default, second proxy=nil\n");
+}
+
+/// `axkit --check` on a config with `lines` in its Server: (success, stderr).
+fn check(lines: &str) -> (bool, String) {
+    let dir = TempDir::new("headers-check");
+    let conf = dir.write(
+        "t.conf",
+        format!("<Server>\n    Listen 127.0.0.1:0\n    Plugin headers\n{lines}</Server>\n"),
+    );
+    let out = Command::new(BIN)
+        .args(["--check", "-c"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    (out.status.success(), lossy(&out.stderr))
+}
+
+#[test]
+fn bad_lines_are_refused_at_check() {
+    let (ok, err) = check("    Header set \"X A\" 1\n    Header set X-B \"a\u{1}b\"\n    \
+         RequestHeader set Content-Length 5\n    Header frob X-C 1\n    Header set X-D 1 status=99\n");
+    assert!(!ok, "{err}");
+    for want in [
+        "t.conf:4: Header (plugin headers): invalid header name \"X A\"",
+        "t.conf:5: Header (plugin headers): the value for X-B holds a control character",
+        "t.conf:6: RequestHeader (plugin headers): Content-Length cannot be changed",
+        "t.conf:7: Header (plugin headers): unknown action \"frob\"",
+        "t.conf:8: Header (plugin headers): status=: \"99\" is not an HTTP status",
+    ] {
+        assert!(err.contains(want), "{want:?} not in {err}");
+    }
+    let (ok, err) =
+        check("    Header always set X-A \"a b\" status=404\n    RequestHeader unset Proxy\n");
+    assert!(ok, "{err}");
+}
