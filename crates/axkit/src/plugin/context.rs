@@ -169,6 +169,98 @@ impl Request {
     pub fn request_line_bytes(&self) -> &[u8] {
         self.head.request_line()
     }
+
+    /// Replace every header field `name` with one of `value` (Apache's
+    /// `RequestHeader set`): every later hook, CGI and scripts see it.
+    /// Refused, with why, for an invalid name or value and for the
+    /// framing fields (`Content-Length`, `Transfer-Encoding`), which the
+    /// server has already read the body by.
+    pub fn set_header(&mut self, name: &str, value: &str) -> Result<(), String> {
+        self.edit_headers(name, Some(value), true)
+    }
+
+    /// Add a header field, keeping others of the same name.
+    pub fn add_header(&mut self, name: &str, value: &str) -> Result<(), String> {
+        self.edit_headers(name, Some(value), false)
+    }
+
+    /// Remove every header field `name`.
+    pub fn remove_header(&mut self, name: &str) -> Result<(), String> {
+        if self.header_bytes(name).is_none() {
+            return Ok(());
+        }
+        self.edit_headers(name, None, true)
+    }
+
+    fn edit_headers(
+        &mut self,
+        name: &str,
+        value: Option<&str>,
+        replace: bool,
+    ) -> Result<(), String> {
+        check_request_header(name, value.unwrap_or(""))?;
+        let kept = self
+            .headers()
+            .filter(|(n, _)| !(replace && n.eq_ignore_ascii_case(name)));
+        let added = value.map(|v| (name, v.as_bytes()));
+        let edited = self
+            .rebuilt(self.method(), self.uri(), kept.chain(added))
+            .ok_or_else(|| format!("the request with header {name:?} does not parse"))?;
+        *self = edited;
+        Ok(())
+    }
+
+    /// This request with another method and target and these header
+    /// fields, parsed and normalised again like a request from the wire
+    /// (so nothing a plugin puts in can be read otherwise by a later
+    /// hook); `None` if it does not parse or its path cannot be normalised.
+    pub(crate) fn rebuilt<'a>(
+        &self,
+        method: &str,
+        target: &str,
+        headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    ) -> Option<Request> {
+        let mut raw = Vec::with_capacity(self.head.head_bytes().len() + target.len() + 64);
+        raw.extend_from_slice(method.as_bytes());
+        raw.push(b' ');
+        raw.extend_from_slice(target.as_bytes());
+        raw.push(b' ');
+        raw.extend_from_slice(self.version().as_str().as_bytes());
+        raw.extend_from_slice(b"\r\n");
+        let mut count = 0;
+        for (name, value) in headers {
+            axkit_http::write_header(&mut raw, name, value);
+            count += 1;
+        }
+        raw.extend_from_slice(b"\r\n");
+        let limits = axkit_http::Limits {
+            max_request_line: raw.len(),
+            max_header_bytes: raw.len(),
+            max_headers: count + 1,
+        };
+        let head =
+            axkit_http::parse_request_head(&mut BytesMut::from(&raw[..]), &limits).ok()??;
+        Request::new(head, self.started).ok()
+    }
+}
+
+/// Why `name: value` may not be put into a request by a plugin, if so.
+fn check_request_header(name: &str, value: &str) -> Result<(), String> {
+    if !axkit_http::valid_header_name(name) {
+        return Err(format!("invalid header name {name:?}"));
+    }
+    if !axkit_http::valid_header_value(value.as_bytes()) {
+        return Err(format!(
+            "invalid value for header {name}: control characters"
+        ));
+    }
+    if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+    {
+        return Err(format!(
+            "{name} cannot be changed: the request body is framed by it"
+        ));
+    }
+    Ok(())
 }
 
 /// Response headers, in the order they will be sent. Names compare
