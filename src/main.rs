@@ -4,7 +4,8 @@
 //! (`HttpClientCAFile`), and the zones and broadcast shared by the workers
 //! (`SharedZone`, `BroadcastBuffer`), sessions (`SessionKey`,
 //! `SessionStore`…), and the status page, metrics and console (`stats`,
-//! `console`), and on-the-fly compression (`compress`). Without `-c` it runs the demo: the static site of
+//! `console`), on-the-fly compression (`compress`)
+//! and the response cache (`cache`). Without `-c` it runs the demo: the static site of
 //! `demo/` and the wiki application of `plugins/`.
 
 use std::fs::OpenOptions;
@@ -16,6 +17,7 @@ fn main() -> std::process::ExitCode {
     axkit::Server::new()
         .plugins(axkit_plugins::builtin())
         .plugin(axkit_compress::COMPRESS)
+        .plugin(axkit_cache::CACHE)
         .source(axkit_plugins::StatsSource)
         .source(axkit_db::DbSource)
         .source(axkit_lua::LuaSource::new())

@@ -1,0 +1,834 @@
+//! The `cache` plugin: AxKit2's cachecache, by RFC 9111. It caches any
+//! response of the Locations where it is on (files, CGI, Lua, proxied),
+//! whoever produced it, in a per-worker tier or in shared memory.
+//!
+//! Directives:
+//!
+//! - `Cache On|Off` (default Off; Server, Location): cache here.
+//! - `CacheStore memory | shared [ZONE]` (default `memory`): the tier. `memory`
+//!   is each worker's own, bounded by `CacheSize`; `shared` keeps entries
+//!   in the `axkit-shared` zone ZONE (default `cache`, declared with
+//!   `SharedZone cache SIZE`), seen by every worker, bounded by the zone.
+//! - `CacheSize SIZE` (default 64M; global): the per-worker tier's bound.
+//! - `CacheMaxEntrySize SIZE` (default 1M): a larger body is not stored.
+//! - `CacheLockTimeout DURATION` (default 5s): how long concurrent misses
+//!   on one key wait for the request that fills it.
+//! - `CachePurgeFrom CIDR…` (repeatable): who may `PURGE` a URL.
+//!
+//! How: in `post_read_request` (before any content plugin) a GET or HEAD
+//! is looked up under its key (scheme, host and URI; HEAD shares GET's
+//! entries; a response with `Vary` is stored under a secondary key made of
+//! the request headers it names). A fresh entry answers at once (with
+//! `Age`, `Cache-Status: axkit; hit`, and 304 when the client's
+//! conditional says it has it). Otherwise the request goes on through the
+//! walk and the cache watches its response: in `before_head` it decides
+//! from the status and headers whether to store it (only explicit
+//! freshness: `s-maxage`, `max-age`, `Expires`; never `no-store`,
+//! `private`, `Set-Cookie`, nor an answer to `Authorization` unless
+//! `public`/`s-maxage`), and the `write_body_data` filter captures the
+//! body, storing it when it is complete and not over `CacheMaxEntrySize`.
+//! A stale entry with validators is revalidated by running the walk with
+//! `If-None-Match`/`If-Modified-Since` put in the request: a 304 refreshes
+//! the entry and the client is answered from it. Concurrent misses on one
+//! key wait for the first (in a worker; across workers too with the
+//! shared tier, through a lock in the zone). `stale-while-revalidate`
+//! lets the others have the stale entry meanwhile; `stale-if-error`
+//! answers a 5xx with the stale entry. A tier that fails makes the cache
+//! step aside: the request is served as if there were no cache.
+
+mod entry;
+mod policy;
+mod storage;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axkit::config::{Args, Cidr, Directive, Key, List, Scopes};
+use axkit::plugin::{Body, BodyChunk};
+use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Notify;
+
+pub use entry::{Entry, Object};
+pub use policy::CacheControl;
+pub use storage::{MemoryStore, SharedStore, Storage, StoreFuture, StoreResult};
+
+use policy::{ResponseFacts, Storable};
+
+/// The plugin, for `Server::plugin`.
+pub const CACHE: PluginSpec = PluginSpec {
+    name: "cache",
+    directives,
+    create,
+};
+
+const HERE: Scopes = Scopes::SERVER.or(Scopes::LOCATION);
+
+static ENABLED: Key<bool> = Key::new("Cache")
+    .scopes(HERE)
+    .doc("Cache responses here (RFC 9111)");
+
+/// Which tier a Location uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tier {
+    Memory,
+    Shared(String),
+}
+
+static STORE: Key<Tier> = Key::parsed("CacheStore", |args| match args {
+    ["memory"] => Ok(Tier::Memory),
+    ["shared"] => Ok(Tier::Shared("cache".into())),
+    ["shared", zone] => Ok(Tier::Shared(zone.to_string())),
+    _ => Err("expected CacheStore memory, or CacheStore shared [ZONE]".into()),
+})
+.args(Args::Range(1, 2))
+.default("memory")
+.doc("The tier: memory (per worker, CacheSize) or shared [ZONE] (a SharedZone, default `cache`)");
+
+static SIZE: Key<u64> = Key::new("CacheSize")
+    .scopes(Scopes::GLOBAL)
+    .default("64M")
+    .doc("The bound of each worker's memory tier");
+
+static MAX_ENTRY: Key<u64> = Key::new("CacheMaxEntrySize")
+    .default("1M")
+    .doc("A response body larger than this is not stored");
+
+static LOCK_TIMEOUT: Key<Duration> = Key::new("CacheLockTimeout")
+    .default("5s")
+    .doc("How long concurrent misses on one key wait for the request filling it");
+
+static PURGE_FROM: List<Vec<Cidr>> = List::new("CachePurgeFrom")
+    .scopes(HERE.or(Scopes::GLOBAL))
+    .doc("Client addresses allowed to PURGE a cached URL");
+
+fn directives() -> Vec<Directive> {
+    vec![
+        ENABLED.declare(),
+        STORE.declare(),
+        SIZE.declare(),
+        MAX_ENTRY.declare(),
+        LOCK_TIMEOUT.declare(),
+        PURGE_FROM.declare(),
+    ]
+}
+
+fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    let size = *init.config.global.get(&SIZE) as usize;
+    Ok(Rc::new(Cache {
+        memory: Rc::new(MemoryStore::new(size)),
+        shared: RefCell::new(HashMap::new()),
+        fills: Rc::new(RefCell::new(HashMap::new())),
+        seq: Cell::new(0),
+    }))
+}
+
+type Fills = Rc<RefCell<HashMap<Vec<u8>, Rc<Notify>>>>;
+
+struct Cache {
+    memory: Rc<MemoryStore>,
+    /// Shared tiers by zone, opened on first use; None: the zone cannot be
+    /// opened (said once in the log), so that Location has no cache.
+    shared: RefCell<HashMap<String, Option<Rc<SharedStore>>>>,
+    /// The keys this worker is filling, each with the requests waiting.
+    fills: Fills,
+    seq: Cell<u64>,
+}
+
+/// This worker fills `key`: while it lives, other requests for the key
+/// wait for it; dropped, it wakes them and releases the tier's lock.
+struct FillGuard {
+    fills: Fills,
+    key: Vec<u8>,
+    notify: Rc<Notify>,
+    lock: Option<(Rc<dyn Storage>, String)>,
+}
+
+impl Drop for FillGuard {
+    fn drop(&mut self) {
+        let mut fills = self.fills.borrow_mut();
+        if fills
+            .get(&self.key)
+            .is_some_and(|n| Rc::ptr_eq(n, &self.notify))
+        {
+            fills.remove(&self.key);
+        }
+        drop(fills);
+        self.notify.notify_waiters();
+        if let Some((store, token)) = self.lock.take() {
+            let key = std::mem::take(&mut self.key);
+            tokio::task::spawn_local(async move {
+                let _ = store.unlock(&key, &token).await;
+            });
+        }
+    }
+}
+
+/// A request on its way to the origin, and what the cache does with its
+/// response.
+struct Fill {
+    store: Rc<dyn Storage>,
+    primary: Vec<u8>,
+    guard: Option<FillGuard>,
+    /// Why it went forward (RFC 9211 `fwd`).
+    reason: &'static str,
+    stale: Option<Rc<Entry>>,
+    /// The request's validators were replaced by the stale entry's; the
+    /// client's own, to answer it from the refreshed entry.
+    revalidating: Option<(Option<String>, Option<String>)>,
+    authorized: bool,
+    request_no_store: bool,
+    is_head: bool,
+    /// Secondary-key values of the request, by lowercase header name.
+    request_headers: Vec<(String, String)>,
+    max: usize,
+    capture: Option<Capture>,
+}
+
+/// The request state: the fill, taken out while a hook works on it
+/// beside the rest of the context.
+struct Slot(Option<Fill>);
+
+fn take_fill(ctx: &mut Context) -> Option<Fill> {
+    ctx.state_mut::<Slot>().and_then(|s| s.0.take())
+}
+
+fn put_fill(ctx: &mut Context, fill: Fill) {
+    ctx.set_state(Slot(Some(fill)));
+}
+
+struct Capture {
+    entry: Entry,
+    vary: Vec<String>,
+    body: BytesMut,
+}
+
+enum Lookup {
+    Fresh(Rc<Entry>),
+    Stale(Rc<Entry>, Vec<u8>),
+    Miss(Vec<u8>, &'static str),
+}
+
+/// RFC 9211's field for this cache.
+const NAME: &str = "axkit";
+
+impl Cache {
+    fn store(&self, ctx: &Context) -> Option<Rc<dyn Storage>> {
+        match ctx.config().get(&STORE) {
+            Tier::Memory => Some(self.memory.clone()),
+            Tier::Shared(zone) => {
+                let mut shared = self.shared.borrow_mut();
+                let opened = shared.entry(zone.clone()).or_insert_with(|| {
+                    SharedStore::open(zone)
+                        .map_err(|e| ctx.log(Level::Error, &format!("cache: {e}: not caching")))
+                        .ok()
+                        .map(Rc::new)
+                });
+                opened.clone().map(|s| s as Rc<dyn Storage>)
+            }
+        }
+    }
+
+    async fn lookup(
+        &self,
+        store: &Rc<dyn Storage>,
+        primary: &[u8],
+        ctx: &Context,
+    ) -> Result<Lookup, String> {
+        let now = SystemTime::now();
+        let (object, key, miss) = match store.get(primary).await? {
+            Some(o) if matches!(*o, Object::Variants(_)) => {
+                let Object::Variants(names) = &*o else {
+                    unreachable!()
+                };
+                let key = secondary_key(primary, &request_values(ctx, names));
+                (store.get(&key).await?, key, "vary-miss")
+            }
+            found => (found, primary.to_vec(), "uri-miss"),
+        };
+        Ok(match object.as_deref() {
+            Some(Object::Response(e)) => {
+                let e = Rc::new(e.clone());
+                if e.staleness(now).is_none() {
+                    Lookup::Fresh(e)
+                } else {
+                    Lookup::Stale(e, key)
+                }
+            }
+            _ => Lookup::Miss(key, miss),
+        })
+    }
+
+    /// Whether another request is filling `key` (in this worker, or in
+    /// another holding the tier's lock); waits for it to end, at most
+    /// `limit`.
+    async fn wait_for_fill(
+        &self,
+        store: &Rc<dyn Storage>,
+        key: &[u8],
+        limit: Duration,
+        mine: bool,
+    ) -> bool {
+        if !mine {
+            let notify = self.fills.borrow().get(key).cloned();
+            if let Some(notify) = notify {
+                let _ = tokio::time::timeout(limit, notify.notified()).await;
+                return true;
+            }
+        }
+        if !matches!(store.locked(key).await, Ok(true)) {
+            return false;
+        }
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if !matches!(store.locked(key).await, Ok(true)) {
+                break;
+            }
+            if matches!(store.get(key).await, Ok(Some(_))) {
+                break;
+            }
+        }
+        true
+    }
+
+    fn register(&self, key: &[u8]) -> FillGuard {
+        let notify = Rc::new(Notify::new());
+        self.fills
+            .borrow_mut()
+            .entry(key.to_vec())
+            .or_insert_with(|| notify.clone());
+        FillGuard {
+            fills: self.fills.clone(),
+            key: key.to_vec(),
+            notify,
+            lock: None,
+        }
+    }
+
+    async fn purge(&self, ctx: &mut Context) -> Outcome {
+        let ip = ctx.client().addr.ip();
+        if !allowed(ctx.config().list(&PURGE_FROM), ip) {
+            ctx.log_reason(
+                403,
+                format_args!("PURGE from an address not in CachePurgeFrom"),
+            );
+            return Outcome::Status(403);
+        }
+        let Some(store) = self.store(ctx) else {
+            return Outcome::Status(404);
+        };
+        let primary = cache_key(ctx);
+        match store.remove(&primary).await {
+            Ok(true) => {
+                ctx.response.headers.set("Content-Type", "text/plain");
+                ctx.response.body = Body::Bytes(Bytes::from_static(b"purged\n"));
+                Outcome::Done
+            }
+            Ok(false) => {
+                ctx.log_reason(404, format_args!("PURGE of a URL the cache does not hold"));
+                Outcome::Status(404)
+            }
+            Err(e) => Outcome::Error(format!("cache: purge: {e}")),
+        }
+    }
+
+    async fn post_read(&self, ctx: &mut Context) -> Outcome {
+        if !*ctx.config().get(&ENABLED) {
+            return Outcome::Declined;
+        }
+        let method = ctx.request.method();
+        if method == "PURGE" {
+            return self.purge(ctx).await;
+        }
+        if method != "GET" && method != "HEAD" {
+            return Outcome::Declined;
+        }
+        let Some(store) = self.store(ctx) else {
+            return Outcome::Declined;
+        };
+        let primary = cache_key(ctx);
+        let request_cc = CacheControl::parse(header_values(ctx, "Cache-Control"));
+        let authorized = ctx.request.header_bytes("Authorization").is_some();
+        let no_cache = request_cc.no_cache
+            || header_values(ctx, "Pragma").any(|p| p.trim().eq_ignore_ascii_case("no-cache"));
+        let limit = *ctx.config().get(&LOCK_TIMEOUT);
+        let mut fill = Fill {
+            store: store.clone(),
+            primary: primary.clone(),
+            guard: None,
+            reason: "request",
+            stale: None,
+            revalidating: None,
+            authorized,
+            request_no_store: request_cc.no_store,
+            is_head: ctx.request.is_head(),
+            request_headers: Vec::new(),
+            max: *ctx.config().get(&MAX_ENTRY) as usize,
+            capture: None,
+        };
+        if !(authorized || no_cache || request_cc.no_store) {
+            for attempt in 0..3 {
+                let found = match self.lookup(&store, &primary, ctx).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        ctx.log(
+                            Level::Warn,
+                            &format!("cache: lookup failed, not caching: {e}"),
+                        );
+                        return Outcome::Declined;
+                    }
+                };
+                let key = match found {
+                    Lookup::Fresh(entry) => {
+                        answer(ctx, &entry, format!("{NAME}; hit"), None);
+                        return Outcome::Done;
+                    }
+                    Lookup::Stale(entry, key) => {
+                        let over = entry.staleness(SystemTime::now()).unwrap_or_default();
+                        let busy = self.fills.borrow().contains_key(&key)
+                            || matches!(store.locked(&key).await, Ok(true));
+                        if busy && !entry.must_revalidate && over.as_millis() as u64 <= entry.swr_ms
+                        {
+                            answer(
+                                ctx,
+                                &entry,
+                                format!("{NAME}; hit; detail=stale-while-revalidate"),
+                                None,
+                            );
+                            return Outcome::Done;
+                        }
+                        fill.reason = "stale";
+                        fill.stale = Some(entry);
+                        key
+                    }
+                    Lookup::Miss(key, why) => {
+                        fill.reason = why;
+                        key
+                    }
+                };
+                if attempt < 2 {
+                    let mine = fill.guard.is_some();
+                    if !mine && !self.fills.borrow().contains_key(&key) {
+                        fill.guard = Some(self.register(&key));
+                        let token = self.token();
+                        match store.lock(&key, &token, limit).await {
+                            Ok(true) => {
+                                if let Some(g) = &mut fill.guard {
+                                    g.lock = Some((store.clone(), token));
+                                }
+                                break;
+                            }
+                            Ok(false) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    if self
+                        .wait_for_fill(&store, &key, limit, fill.guard.is_some())
+                        .await
+                    {
+                        continue;
+                    }
+                }
+                break;
+            }
+        }
+        if let Some(stale) = fill.stale.clone() {
+            if stale.has_validators() {
+                // Ask the origin whether the stale entry is still good.
+                let client = (
+                    ctx.request.header("If-None-Match").map(str::to_string),
+                    ctx.request.header("If-Modified-Since").map(str::to_string),
+                );
+                let set = |ctx: &mut Context, name: &str, value: Option<&str>| match value {
+                    Some(v) => ctx.request.set_header(name, v),
+                    None => ctx.request.remove_header(name),
+                };
+                let etag = stale.header("ETag");
+                let lm = stale.header("Last-Modified");
+                if set(ctx, "If-None-Match", etag).is_ok()
+                    && set(ctx, "If-Modified-Since", lm).is_ok()
+                {
+                    fill.revalidating = Some(client);
+                }
+            }
+        }
+        put_fill(ctx, fill);
+        ctx.before_head(|ctx| Box::pin(on_head(ctx)));
+        Outcome::Declined
+    }
+
+    fn token(&self) -> String {
+        self.seq.set(self.seq.get() + 1);
+        format!("{}:{}", std::process::id(), self.seq.get())
+    }
+}
+
+#[axkit::plugin]
+impl Plugin for Cache {
+    fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        if !*ctx.config().get(&ENABLED) {
+            return Outcome::Declined.into();
+        }
+        hook(self.post_read(ctx))
+    }
+
+    fn write_body_data<'a>(
+        &'a self,
+        ctx: &'a mut Context,
+        chunk: &'a mut BodyChunk,
+    ) -> HookFuture<'a> {
+        let Some(fill) = ctx.state_mut::<Slot>().and_then(|s| s.0.as_mut()) else {
+            return Outcome::Declined.into();
+        };
+        let Some(capture) = &mut fill.capture else {
+            return Outcome::Declined.into();
+        };
+        if capture.body.len() + chunk.data.len() > fill.max {
+            fill.capture = None;
+            fill.guard = None;
+            return Outcome::Declined.into();
+        }
+        capture.body.extend_from_slice(&chunk.data);
+        if !chunk.last {
+            return Outcome::Declined.into();
+        }
+        hook(async move {
+            if let Some(mut fill) = take_fill(ctx) {
+                finish_fill(&mut fill).await;
+                put_fill(ctx, fill);
+            }
+            Outcome::Declined
+        })
+    }
+}
+
+/// Store what was captured, and let the waiting requests look again.
+async fn finish_fill(fill: &mut Fill) {
+    if let Some(capture) = fill.capture.take() {
+        let mut entry = capture.entry;
+        entry.body = capture.body.freeze();
+        let key = if capture.vary.is_empty() {
+            fill.primary.clone()
+        } else {
+            let values = capture
+                .vary
+                .iter()
+                .map(|n| {
+                    let v = fill
+                        .request_headers
+                        .iter()
+                        .find(|(h, _)| h == n)
+                        .map(|(_, v)| v.clone());
+                    (n.clone(), v.unwrap_or_default())
+                })
+                .collect::<Vec<_>>();
+            let variants = Rc::new(Object::Variants(capture.vary.clone()));
+            let keep = entry.keep_for().max(Duration::from_secs(3600));
+            let _ = fill.store.put(&fill.primary, variants, keep).await;
+            secondary_key(&fill.primary, &values)
+        };
+        let keep = entry.keep_for();
+        let _ = fill
+            .store
+            .put(&key, Rc::new(Object::Response(entry)), keep)
+            .await;
+    }
+    fill.guard = None;
+}
+
+/// The response head is about to go: decide what the cache does with it.
+async fn on_head(ctx: &mut Context) {
+    if let Some(mut fill) = take_fill(ctx) {
+        decide(ctx, &mut fill).await;
+        put_fill(ctx, fill);
+    }
+}
+
+async fn decide(ctx: &mut Context, fill: &mut Fill) {
+    let status = ctx.response.status;
+    let now = SystemTime::now();
+    let stale = fill.stale.clone();
+    if status == 304 {
+        if let (Some(client), Some(stale)) = (fill.revalidating.take(), stale.as_ref()) {
+            let refreshed = refresh(stale, &ctx.response.headers, now);
+            let store = fill.store.clone();
+            let primary = fill.primary.clone();
+            fill.guard = None;
+            let key = revalidated_key(ctx, &primary, stale);
+            let keep = refreshed.keep_for();
+            let refreshed = Rc::new(refreshed);
+            let _ = store
+                .put(&key, Rc::new(Object::Response((*refreshed).clone())), keep)
+                .await;
+            answer(
+                ctx,
+                &refreshed,
+                format!("{NAME}; fwd=stale; fwd-status=304"),
+                Some(client),
+            );
+            return;
+        }
+    }
+    if status >= 500 {
+        if let Some(stale) = stale.filter(|s| {
+            !s.must_revalidate
+                && s.staleness(now)
+                    .is_some_and(|over| over.as_millis() as u64 <= s.sie_ms)
+        }) {
+            let client = fill.revalidating.take();
+            fill.guard = None;
+            answer(
+                ctx,
+                &stale,
+                format!("{NAME}; fwd=stale; fwd-status={status}"),
+                client,
+            );
+            return;
+        }
+    }
+    let reason = fill.reason;
+    let headers = &ctx.response.headers;
+    let cc = CacheControl::parse(
+        headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cache-control"))
+            .map(|(_, v)| v),
+    );
+    let vary: Vec<String> = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("vary"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+        .collect();
+    let date = headers.get("Date").and_then(axkit_http::parse_http_date);
+    let facts = ResponseFacts {
+        status,
+        cc: &cc,
+        expires: headers.get("Expires"),
+        date,
+        vary_star: vary.iter().any(|v| v == "*"),
+        set_cookie: headers.get("Set-Cookie").is_some(),
+        authorized: fill.authorized,
+        request_no_store: fill.request_no_store,
+    };
+    let too_big = headers
+        .get("Content-Length")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > fill.max as u64);
+    let fwd = if status == 304 || fill.stale.is_none() {
+        format!("{NAME}; fwd={reason}")
+    } else {
+        format!("{NAME}; fwd={reason}; fwd-status={status}")
+    };
+    match policy::storable(&facts, now) {
+        Storable::Yes(fresh) if !fill.is_head && !too_big && status != 304 => {
+            let age = headers
+                .get("Age")
+                .and_then(|a| a.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1000;
+            let apparent = date
+                .and_then(|d| now.duration_since(d).ok())
+                .map_or(0, |d| d.as_millis() as u64);
+            let entry = Entry {
+                status,
+                headers: stored_headers(headers),
+                body: Bytes::new(),
+                stored_ms: entry::epoch_ms(now),
+                initial_age_ms: age.max(apparent),
+                fresh_ms: fresh.as_millis() as u64,
+                swr_ms: cc.stale_while_revalidate.unwrap_or(0) * 1000,
+                sie_ms: cc.stale_if_error.unwrap_or(0) * 1000,
+                must_revalidate: cc.must_revalidate,
+            };
+            fill.request_headers = request_values(ctx, &vary);
+            fill.capture = Some(Capture {
+                entry,
+                vary,
+                body: BytesMut::new(),
+            });
+            ctx.response
+                .headers
+                .set("Cache-Status", format!("{fwd}; stored"));
+            if bodiless(status) {
+                finish_fill(fill).await;
+            }
+        }
+        _ => {
+            fill.guard = None;
+            ctx.response.headers.set("Cache-Status", fwd);
+        }
+    }
+}
+
+/// The key a refreshed entry goes back under: the secondary key when the
+/// URL's responses vary.
+fn revalidated_key(ctx: &Context, primary: &[u8], stale: &Entry) -> Vec<u8> {
+    let names: Vec<String> = stale
+        .header("Vary")
+        .map(|v| {
+            v.split(',')
+                .map(|n| n.trim().to_ascii_lowercase())
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        primary.to_vec()
+    } else {
+        secondary_key(primary, &request_values(ctx, &names))
+    }
+}
+
+fn bodiless(status: u16) -> bool {
+    status == 204 || status == 304 || status < 200
+}
+
+/// RFC 9111 §4.3.4: the stored headers, updated from a 304, and the
+/// entry's clock restarted.
+fn refresh(stale: &Entry, update: &axkit::plugin::Headers, now: SystemTime) -> Entry {
+    let mut entry = stale.clone();
+    for (name, value) in stored_headers(update) {
+        entry
+            .headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+        entry.headers.push((name, value));
+    }
+    let cc = CacheControl::parse(
+        entry
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cache-control"))
+            .map(|(_, v)| v.as_str()),
+    );
+    let facts = ResponseFacts {
+        status: entry.status,
+        cc: &cc,
+        expires: entry.header("Expires"),
+        date: None,
+        vary_star: false,
+        set_cookie: false,
+        authorized: false,
+        request_no_store: false,
+    };
+    entry.fresh_ms = match policy::storable(&facts, now) {
+        Storable::Yes(fresh) => fresh.as_millis() as u64,
+        Storable::No(_) => 0,
+    };
+    entry.swr_ms = cc.stale_while_revalidate.unwrap_or(0) * 1000;
+    entry.sie_ms = cc.stale_if_error.unwrap_or(0) * 1000;
+    entry.must_revalidate = cc.must_revalidate;
+    entry.stored_ms = entry::epoch_ms(now);
+    entry.initial_age_ms = 0;
+    entry
+}
+
+/// The response headers worth keeping: not those the server writes for
+/// each response, nor hop-by-hop ones, nor this cache's own.
+fn stored_headers(headers: &axkit::plugin::Headers) -> Vec<(String, String)> {
+    const SKIP: &[&str] = &[
+        "date",
+        "server",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        "age",
+        "cache-status",
+    ];
+    headers
+        .iter()
+        .filter(|(n, _)| !SKIP.iter().any(|s| n.eq_ignore_ascii_case(s)))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Answer from `entry`: its status, headers and body, `Age`, and
+/// `Cache-Status`; 304 when the client's validators (`client`, else the
+/// request's own) say it has it.
+fn answer(
+    ctx: &mut Context,
+    entry: &Entry,
+    status_field: String,
+    client: Option<(Option<String>, Option<String>)>,
+) {
+    let (inm, ims) = client.unwrap_or_else(|| {
+        (
+            ctx.request.header("If-None-Match").map(str::to_string),
+            ctx.request.header("If-Modified-Since").map(str::to_string),
+        )
+    });
+    let fresh_304 = entry.status == 200
+        && policy::not_modified(
+            inm.as_deref(),
+            ims.as_deref(),
+            entry.header("ETag"),
+            entry.header("Last-Modified"),
+        );
+    let response = &mut ctx.response;
+    response.headers.clear();
+    for (n, v) in &entry.headers {
+        response.headers.add(n.clone(), v.clone());
+    }
+    response
+        .headers
+        .set("Age", entry.age(SystemTime::now()).as_secs().to_string());
+    response.headers.set("Cache-Status", status_field);
+    if fresh_304 {
+        response.status = 304;
+        response.body = Body::Empty;
+    } else {
+        response.status = entry.status;
+        response.body = Body::Bytes(entry.body.clone());
+    }
+}
+
+/// The primary key: scheme, host and request-target (GET and HEAD share).
+fn cache_key(ctx: &Context) -> Vec<u8> {
+    let scheme = ctx.client().scheme();
+    let host = ctx.authority().unwrap_or("").to_ascii_lowercase();
+    format!("{scheme}://{host}{}", ctx.request.uri()).into_bytes()
+}
+
+fn header_values<'a>(ctx: &'a Context, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    ctx.request
+        .headers()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+fn request_values(ctx: &Context, names: &[String]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .map(|n| {
+            let v = header_values(ctx, n).collect::<Vec<_>>().join(",");
+            (n.clone(), v.trim().to_string())
+        })
+        .collect()
+}
+
+/// A variant's key: the primary key and the values of the request headers
+/// the response varies by.
+fn secondary_key(primary: &[u8], values: &[(String, String)]) -> Vec<u8> {
+    let mut key = primary.to_vec();
+    for (name, value) in values {
+        key.push(0);
+        key.extend_from_slice(name.as_bytes());
+        key.push(b'=');
+        key.extend_from_slice(value.as_bytes());
+    }
+    key
+}
+
+fn allowed(lists: &[Vec<Cidr>], ip: IpAddr) -> bool {
+    lists.iter().flatten().any(|c| c.contains(ip))
+}
