@@ -124,14 +124,10 @@ fn parse_file(args: &[&str], files: &mut FileReader<'_>) -> Result<Spec, String>
     let [name, path, options @ ..] = args else {
         return Err("expected DatabaseFile NAME FILE [pool=N] [timeout=D]".into());
     };
-    let path = files.path(path);
+    let (path, bytes) = files.required_file(path)?;
     let shown = path.display();
-    let file = files
-        .plugin_file(&path)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?
-        .ok_or_else(|| format!("{shown}: no such file"))?;
-    let text = std::str::from_utf8(&file.bytes)
-        .map_err(|_| format!("{shown}: the URL in it is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| format!("{shown}: the URL in it is not UTF-8"))?;
     let url = text.lines().next().unwrap_or("").trim();
     spec(name, url, options, files).map_err(|e| format!("{shown}: {e}"))
 }

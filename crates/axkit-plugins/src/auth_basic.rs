@@ -235,13 +235,9 @@ struct Users {
 /// The text of the file `path` names (relative: beneath `ServerRoot`),
 /// with the path as it resolved, which messages show.
 fn read_lines(path: &str, files: &mut FileReader<'_>) -> Result<(String, String), String> {
-    let path = files.path(path);
+    let (path, bytes) = files.required_file(path)?;
     let shown = path.display().to_string();
-    let file = files
-        .plugin_file(&path)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?
-        .ok_or_else(|| format!("{shown}: no such file"))?;
-    let text = String::from_utf8(file.bytes).map_err(|_| format!("{shown}: not UTF-8"))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{shown}: not UTF-8"))?;
     Ok((shown, text))
 }
 

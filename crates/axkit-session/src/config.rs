@@ -144,15 +144,11 @@ fn parse_key(args: &[&str], files: &mut FileReader<'_>) -> Result<SessionKey, St
         return Err("expected SessionKey NAME FILE".into());
     };
     check_key_name(name)?;
-    let path = files.path(path);
+    let (path, bytes) = files.required_file(path)?;
     let shown = path.display();
-    let file = files
-        .plugin_file(&path)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?
-        .ok_or_else(|| format!("{shown}: no such file"))?;
     // A key written with `echo` or an editor ends with a line break,
     // which is not part of the secret.
-    let secret = file.bytes.trim_ascii_end();
+    let secret = bytes.trim_ascii_end();
     SessionKey::new(name, secret).map_err(|e| format!("{shown}: {e}"))
 }
 

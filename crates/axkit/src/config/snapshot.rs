@@ -375,6 +375,21 @@ impl<'a> FileReader<'a> {
         }
     }
 
+    /// The file a directive names (`written` as in the config; relative:
+    /// beneath `ServerRoot`), read through the snapshot as
+    /// [`plugin_file`](Self::plugin_file) does: its resolved path, which
+    /// messages should show, and its bytes; a missing or unreadable file
+    /// is an error that says which (for `SessionKey FILE`, `DatabaseFile`,
+    /// `AuthUserFile`).
+    pub fn required_file(&mut self, written: &str) -> Result<(PathBuf, Vec<u8>), String> {
+        let path = self.path(written);
+        match self.plugin_file(&path) {
+            Ok(Some(file)) => Ok((path, file.bytes)),
+            Ok(None) => Err(format!("{}: no such file", path.display())),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
     /// Say, from a parse function, that the occurrence being parsed names
     /// `path` (as [`path`](Self::path) resolved it), which must be `what`
     /// for the directive to work: `axkit --check` looks (see [`Expect`]).
