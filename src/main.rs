@@ -4,7 +4,7 @@
 //! (`HttpClientCAFile`), and the zones and broadcast shared by the workers
 //! (`SharedZone`, `BroadcastBuffer`), sessions (`SessionKey`,
 //! `SessionStore`…), and the status page, metrics and console (`stats`,
-//! `console`). Without `-c` it runs the demo: the static site of
+//! `console`), and the reverse proxy (`proxy`). Without `-c` it runs the demo: the static site of
 //! `demo/` and the wiki application of `plugins/`.
 
 use std::fs::OpenOptions;
@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 fn main() -> std::process::ExitCode {
     axkit::Server::new()
         .plugins(axkit_plugins::builtin())
+        .plugin(axkit_proxy::PROXY)
         .source(axkit_plugins::StatsSource)
         .source(axkit_db::DbSource)
         .source(axkit_lua::LuaSource::new())

@@ -122,6 +122,8 @@ impl std::error::Error for Error {}
 pub(crate) struct Deadline {
     connect: Duration,
     read: Duration,
+    /// Each write of the request.
+    send: Duration,
     end: Option<Instant>,
 }
 
@@ -170,6 +172,8 @@ enum BodyKind {
     Bytes(Bytes),
     /// Sent chunked, as it is produced.
     Chunks(Producer),
+    /// Sent with this `Content-Length`, as it is produced.
+    Sized(u64, Producer),
 }
 
 impl Body {
@@ -189,8 +193,22 @@ impl Body {
         Body(BodyKind::Chunks(Box::new(move || Box::pin(next()))))
     }
 
+    /// A body of exactly `len` bytes produced piece by piece, sent with
+    /// `Content-Length: len` as each piece comes (a proxy forwarding a
+    /// body whose length it was told). A producer that gives more or fewer
+    /// bytes fails the request ([`ErrorKind::Body`]) and its connection is
+    /// closed: the server never reads a body framed one way and sent
+    /// another. Not kept, like [`Body::from_fn`]'s.
+    pub fn sized<F, Fut>(len: u64, mut next: F) -> Body
+    where
+        F: FnMut() -> Fut + 'static,
+        Fut: Future<Output = std::io::Result<Option<Bytes>>> + 'static,
+    {
+        Body(BodyKind::Sized(len, Box::new(move || Box::pin(next()))))
+    }
+
     fn replayable(&self) -> bool {
-        !matches!(self.0, BodyKind::Chunks(_))
+        !matches!(self.0, BodyKind::Chunks(_) | BodyKind::Sized(..))
     }
 }
 
@@ -210,9 +228,11 @@ pub struct Request {
     body: Body,
     connect_timeout: Duration,
     read_timeout: Duration,
+    send_timeout: Option<Duration>,
     timeout: Option<Duration>,
     max_size: Option<u64>,
     redirects: u32,
+    user_agent: bool,
 }
 
 impl Request {
@@ -227,9 +247,11 @@ impl Request {
             body: Body::empty(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            send_timeout: None,
             timeout: None,
             max_size: Some(DEFAULT_MAX_SIZE),
             redirects: 0,
+            user_agent: true,
         })
     }
 
@@ -264,6 +286,21 @@ impl Request {
     /// (default 30 s).
     pub fn read_timeout(mut self, limit: Duration) -> Request {
         self.read_timeout = limit;
+        self
+    }
+
+    /// How long each write of the request (head and body) may wait for
+    /// the server to take it (default: the read timeout).
+    pub fn send_timeout(mut self, limit: Duration) -> Request {
+        self.send_timeout = Some(limit);
+        self
+    }
+
+    /// Whether to write `User-Agent: axkit/VERSION` when the request has
+    /// no `User-Agent` of its own (default yes; a proxy passes on only
+    /// what its client sent).
+    pub fn default_user_agent(mut self, on: bool) -> Request {
+        self.user_agent = on;
         self
     }
 
@@ -571,6 +608,7 @@ impl Client {
         let deadline = Deadline {
             connect: request.connect_timeout,
             read: request.read_timeout,
+            send: request.send_timeout.unwrap_or(request.read_timeout),
             end: request.timeout.map(|t| Instant::now() + t),
         };
         let mut left = request.redirects;
@@ -661,8 +699,9 @@ impl Client {
                 Framing::Length(0)
             }
             BodyKind::Empty => Framing::None,
-            BodyKind::Bytes(b) => Framing::Length(b.len()),
+            BodyKind::Bytes(b) => Framing::Length(b.len() as u64),
             BodyKind::Chunks(_) => Framing::Chunked,
+            BodyKind::Sized(len, _) => Framing::Length(*len),
         };
         let mut out = wire::request_head(
             &request.method,
@@ -670,6 +709,7 @@ impl Client {
             &request.url.authority(),
             &request.headers,
             framing,
+            request.user_agent,
         )
         .map_err(fail)?;
         let writing = "writing the request";
@@ -705,12 +745,34 @@ impl Client {
                 }
                 out.extend_from_slice(LAST_CHUNK);
             }
+            BodyKind::Sized(len, next) => {
+                send(&mut conn, &out, deadline).await.map_err(write)?;
+                out.clear();
+                let mut left = *len;
+                let body_error = |message: &str| {
+                    fail(Error::new(
+                        ErrorKind::Body,
+                        format!("the request body: {message}"),
+                    ))
+                };
+                loop {
+                    let piece = next().await.map_err(|e| body_error(&e.to_string()))?;
+                    let Some(piece) = piece else { break };
+                    left = left
+                        .checked_sub(piece.len() as u64)
+                        .ok_or_else(|| body_error("longer than its Content-Length"))?;
+                    send(&mut conn, &piece, deadline).await.map_err(write)?;
+                }
+                if left > 0 {
+                    return Err(body_error("shorter than its Content-Length"));
+                }
+            }
         }
         if !out.is_empty() {
             send(&mut conn, &out, deadline).await.map_err(write)?;
         }
         deadline
-            .within(deadline.read, ErrorKind::Io, writing, conn.stream.flush())
+            .within(deadline.send, ErrorKind::Io, writing, conn.stream.flush())
             .await
             .map_err(fail)?;
         // The head, past any interim (1xx) responses.
@@ -791,11 +853,11 @@ impl Client {
     }
 }
 
-/// Write all of `data` within the read timeout.
+/// Write all of `data` within the send timeout.
 async fn send(conn: &mut Conn, data: &[u8], deadline: &Deadline) -> Result<(), Error> {
     deadline
         .within(
-            deadline.read,
+            deadline.send,
             ErrorKind::Io,
             "write",
             conn.stream.write_all(data),

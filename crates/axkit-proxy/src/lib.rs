@@ -1,0 +1,549 @@
+//! The `proxy` plugin: a reverse proxy that passes requests to an HTTP
+//! upstream and its answers back, both bodies streamed with backpressure,
+//! on `axkit-client`'s keep-alive connections (one pool per worker).
+//! `docs/proxy.md` has an example per directive.
+//!
+//! Directives:
+//! - `ProxyPass URL` in a `<Location>`: the Location's prefix maps to the
+//!   URL's path (`<Location /app>` + `ProxyPass http://b:8080/x/` sends
+//!   `/app/a?q` to `http://b:8080/x/a?q`), as Apache does. `ProxyPass
+//!   /prefix URL` (in a `<Server>` or a `<Location>`) maps that prefix
+//!   instead. Prefixes match whole path segments; the longest matching one
+//!   wins (the innermost scope's on a tie). The path sent is the request's
+//!   normalised path (what `<Location>` matching saw) re-encoded, so that
+//!   `..` or `%2e%2e` cannot step out of the mapped prefix; the query goes
+//!   as sent.
+//! - `ProxyPreserveHost On|Off` (default Off): send the client's `Host`
+//!   rather than the URL's.
+//! - `ProxyTimeout DURATION`: the three timeouts below at once;
+//!   `ProxyConnectTimeout` (default 10s), `ProxyReadTimeout` (each wait
+//!   for the upstream's answer, default 60s), `ProxySendTimeout` (each
+//!   write of the request to it, default 60s) each override it.
+//! - `ProxyKeepAlive COUNT` (global, default 32): idle connections each
+//!   worker keeps per upstream (0: none).
+//!
+//! What is sent upstream: the request's headers less the hop-by-hop ones
+//! (`Connection` and the headers it names, `Keep-Alive`, `TE`, `Trailer`,
+//! `Transfer-Encoding`, `Upgrade`, `Proxy-*`), `Expect` (the core has
+//! answered it) and header values that are not UTF-8; the body framed as
+//! the core decoded it (`Content-Length`, else chunked: never both, and a
+//! body that ends early or runs long closes the upstream connection
+//! rather than reaching it framed two ways); `X-Forwarded-For`,
+//! `Forwarded` and `X-Forwarded-Port` are appended to when the peer is a
+//! `TrustedProxy` whose header family (`TrustedProxyHeader`) they are,
+//! else replaced; `X-Forwarded-Proto` and `X-Forwarded-Host` say what the
+//! client asked (`Context::client`); `Via: 1.x axkit` is appended.
+//! What comes back: the status and headers less the hop-by-hop ones and
+//! the upstream's `Date` and `Server` (the core writes its own), `Via`
+//! appended, and the body as it arrives. An upstream that cannot be
+//! reached or answers what is not HTTP is a 502, one that times out a 504,
+//! each logged at level error with the reason; a failure once the head
+//! has gone closes the client's connection, so that a cut body never
+//! looks complete.
+
+use std::io;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use axkit::config::core::{TRUSTED_PROXY, TRUSTED_PROXY_HEADER};
+use axkit::config::{Args, Directive, Key, List, Scopes};
+use axkit::plugin::BodyError;
+use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
+use axkit_client::{Body, Client, ErrorKind, Request};
+use bytes::Bytes;
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use tokio::sync::{mpsc, Mutex};
+
+/// The `proxy` plugin's spec, for `Server::plugin`.
+pub const PROXY: PluginSpec = PluginSpec {
+    name: "proxy",
+    directives,
+    create,
+};
+
+/// One `ProxyPass` line.
+#[derive(Clone, Debug)]
+pub struct Pass {
+    /// `None`: the Location's own prefix.
+    prefix: Option<String>,
+    /// `scheme://authority`, without a path.
+    origin: String,
+    /// The URL's path (`/` when it has none), as written (encoded).
+    path: String,
+}
+
+static PASS: List<Pass> = List::parsed("ProxyPass", parse_pass)
+    .args(Args::Range(1, 2))
+    .scopes(Scopes::SERVER.or(Scopes::LOCATION))
+    .doc("ProxyPass URL (a Location's prefix maps to the URL's path) or ProxyPass /PREFIX URL: send matching requests to an HTTP upstream");
+
+static PRESERVE_HOST: Key<bool> = Key::new("ProxyPreserveHost")
+    .scopes(Scopes::GLOBAL.or(Scopes::SERVER).or(Scopes::LOCATION))
+    .doc("Send the client's Host header upstream rather than the ProxyPass URL's host");
+
+static TIMEOUT: Key<Option<Duration>> = Key::new("ProxyTimeout")
+    .doc("The connect, read and send timeouts of ProxyConnectTimeout, ProxyReadTimeout and ProxySendTimeout at once");
+
+static CONNECT_TIMEOUT: Key<Option<Duration>> = Key::new("ProxyConnectTimeout")
+    .doc("How long connecting to an upstream may take (default 10s, or ProxyTimeout)");
+
+static READ_TIMEOUT: Key<Option<Duration>> = Key::new("ProxyReadTimeout").doc(
+    "How long each wait for the upstream's response head or body may take (default 60s, or ProxyTimeout)",
+);
+
+static SEND_TIMEOUT: Key<Option<Duration>> = Key::new("ProxySendTimeout").doc(
+    "How long each write of the request to the upstream may wait (default 60s, or ProxyTimeout)",
+);
+
+static KEEP_ALIVE: Key<usize> = Key::new("ProxyKeepAlive")
+    .scopes(Scopes::GLOBAL)
+    .default("32")
+    .doc("Idle keep-alive connections each worker keeps per upstream (0: none)");
+
+const DEFAULT_CONNECT: Duration = Duration::from_secs(10);
+const DEFAULT_IO: Duration = Duration::from_secs(60);
+/// How long an idle upstream connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn directives() -> Vec<Directive> {
+    vec![
+        PASS.declare(),
+        PRESERVE_HOST.declare(),
+        TIMEOUT.declare(),
+        CONNECT_TIMEOUT.declare(),
+        READ_TIMEOUT.declare(),
+        SEND_TIMEOUT.declare(),
+        KEEP_ALIVE.declare(),
+    ]
+}
+
+fn parse_pass(args: &[&str]) -> Result<Pass, String> {
+    let (prefix, url) = match args {
+        [url] => (None, *url),
+        [prefix, url] if prefix.starts_with('/') => (Some(prefix.to_string()), *url),
+        [prefix, _] => return Err(format!("the prefix must start with /, got {prefix:?}")),
+        _ => return Err("expected ProxyPass URL or ProxyPass /PREFIX URL".into()),
+    };
+    let (origin, path) = split_url(url)?;
+    Ok(Pass {
+        prefix,
+        origin,
+        path,
+    })
+}
+
+/// `http://host:port/path` into `http://host:port` and `/path`, checked
+/// as the client will take it.
+fn split_url(url: &str) -> Result<(String, String), String> {
+    Request::get(url).map_err(|e| e.to_string())?;
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("expected an http:// or https:// URL, got {url:?}"));
+    };
+    if rest.contains(['?', '#']) {
+        return Err(format!(
+            "a ProxyPass URL has no query or fragment, got {url:?}"
+        ));
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    Ok((format!("{scheme}://{authority}"), path.to_string()))
+}
+
+fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    let idle = *init.config.global.get(&KEEP_ALIVE);
+    Ok(Rc::new(Proxy {
+        client: Client::builder().keep_alive(idle, IDLE_TIMEOUT).build(),
+    }))
+}
+
+/// The plugin: one per worker, with the worker's pool of upstream
+/// connections.
+struct Proxy {
+    client: Client,
+}
+
+#[axkit::plugin]
+impl Plugin for Proxy {
+    fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        let Some(url) = upstream_url(ctx) else {
+            return Outcome::Declined.into();
+        };
+        hook(self.forward(ctx, url))
+    }
+}
+
+/// The upstream URL for this request: the `ProxyPass` whose prefix is the
+/// longest to match the request's normalised path.
+fn upstream_url(ctx: &Context) -> Option<String> {
+    let path = ctx.request.decoded_path();
+    let location = ctx.location_prefix();
+    let mut best: Option<(&Pass, &str)> = None;
+    for pass in ctx.config().list(&PASS) {
+        let prefix = pass.prefix.as_deref().unwrap_or(location);
+        if under(path, prefix) && best.is_none_or(|(_, b)| prefix.len() >= b.len()) {
+            best = Some((pass, prefix));
+        }
+    }
+    let (pass, prefix) = best?;
+    let rest = &path[prefix.len().min(path.len())..];
+    let mut url = String::with_capacity(pass.origin.len() + pass.path.len() + rest.len() + 16);
+    url.push_str(&pass.origin);
+    url.push_str(&pass.path);
+    let rest = match (pass.path.ends_with('/'), rest.strip_prefix('/')) {
+        (true, Some(r)) => r,
+        _ => rest,
+    };
+    url.extend(utf8_percent_encode(rest, PATH));
+    if let Some(query) = ctx.request.query() {
+        url.push('?');
+        // A `#` would end the URL the client parses.
+        url.push_str(&query.replace('#', "%23"));
+    }
+    Some(url)
+}
+
+/// What is escaped in a decoded path put back into a URL.
+const PATH: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+/// Whether `path` lies under `prefix`, by whole segments.
+fn under(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Headers never passed on: hop-by-hop (RFC 9110 §7.6.1), or the
+/// framing, which the sender writes itself.
+fn hop_by_hop(name: &str) -> bool {
+    const HOP: &[&str] = &[
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    ];
+    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || name.len() > 6 && name[..6].eq_ignore_ascii_case("proxy-")
+}
+
+/// The header names a `Connection` header lists, lower-cased.
+fn connection_tokens<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
+    values
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn join(old: Option<String>, new: &str) -> String {
+    match old {
+        Some(old) if !old.trim().is_empty() => format!("{old}, {new}"),
+        _ => new.to_string(),
+    }
+}
+
+/// A `Forwarded` node or host: a token, or else a quoted string.
+fn forwarded_value(text: &str) -> String {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if !text.is_empty() && text.bytes().all(token) {
+        return text.to_string();
+    }
+    let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{escaped}\"")
+}
+
+/// The headers sent upstream, and the `Host` among them.
+fn upstream_headers(ctx: &mut Context) -> Vec<(String, String)> {
+    let request = &ctx.request;
+    let named = connection_tokens(request.headers().filter_map(|(n, v)| {
+        n.eq_ignore_ascii_case("connection")
+            .then(|| std::str::from_utf8(v).ok())
+            .flatten()
+    }));
+    let peer = ctx.conn.client().ip();
+    let config = ctx.config();
+    let trusted = config
+        .list(&TRUSTED_PROXY)
+        .iter()
+        .flatten()
+        .any(|net| net.contains(peer));
+    let family_forwarded = config.get(&TRUSTED_PROXY_HEADER) == "Forwarded";
+    let preserve_host = *config.get(&PRESERVE_HOST);
+    // Values of the forwarding headers appended to, when trusted.
+    let mut xff = None;
+    let mut forwarded = None;
+    let mut xfport = None;
+    let mut via = None;
+    let mut out = Vec::with_capacity(16);
+    let all = |old: &mut Option<String>, v: &str| *old = Some(join(old.take(), v));
+    for (name, value) in request.headers() {
+        let Ok(value) = std::str::from_utf8(value) else {
+            continue;
+        };
+        let lower = name.to_ascii_lowercase();
+        match lower.as_str() {
+            "x-forwarded-for" if trusted && !family_forwarded => all(&mut xff, value),
+            "x-forwarded-port" if trusted && !family_forwarded => all(&mut xfport, value),
+            "forwarded" if trusted && family_forwarded => all(&mut forwarded, value),
+            "via" => all(&mut via, value),
+            "host" if preserve_host => out.push((name.to_string(), value.to_string())),
+            "host" | "expect" | "x-forwarded-for" | "x-forwarded-port" | "x-forwarded-proto"
+            | "x-forwarded-host" | "forwarded" => {}
+            _ if hop_by_hop(name) || named.contains(&lower) => {}
+            _ => out.push((name.to_string(), value.to_string())),
+        }
+    }
+    let proto = if ctx.conn.tls { "https" } else { "http" };
+    let host = request.header("host").map(str::to_string);
+    let version = match request.version() {
+        axkit_http::Version::Http10 => "1.0",
+        _ => "1.1",
+    };
+    let mut element = format!("for={}", forwarded_value(&node(peer)));
+    if let Some(host) = &host {
+        element.push_str(&format!(";host={}", forwarded_value(host)));
+    }
+    element.push_str(&format!(";proto={proto}"));
+    out.push(("X-Forwarded-For".into(), join(xff, &peer.to_string())));
+    if let Some(port) = xfport {
+        out.push(("X-Forwarded-Port".into(), port));
+    }
+    let client = ctx.client().clone();
+    out.push(("X-Forwarded-Proto".into(), client.scheme().to_string()));
+    if let Some(authority) = ctx.authority() {
+        out.push(("X-Forwarded-Host".into(), authority.to_string()));
+    }
+    out.push(("Forwarded".into(), join(forwarded, &element)));
+    out.push(("Via".into(), join(via, &format!("{version} axkit"))));
+    out
+}
+
+/// An address as a `Forwarded` node: IPv6 in brackets.
+fn node(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// How the request body goes upstream: as the core decoded it.
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+fn request_framing(ctx: &Context) -> Framing {
+    if ctx.request.header_bytes("transfer-encoding").is_some() {
+        return Framing::Chunked;
+    }
+    match ctx
+        .request
+        .header("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        Some(n) if n > 0 => Framing::Length(n),
+        _ => Framing::None,
+    }
+}
+
+/// Feed the request body into `tx` as it comes: one piece in flight, so
+/// a fast client waits for a slow upstream. Returns the client's body
+/// error, if any.
+async fn pump(ctx: &mut Context, tx: mpsc::Sender<io::Result<Bytes>>) -> Option<BodyError> {
+    loop {
+        match ctx.read_body().await {
+            Ok(Some(piece)) => {
+                if tx.send(Ok(piece)).await.is_err() {
+                    return None;
+                }
+            }
+            Ok(None) => return None,
+            Err(e) => {
+                let _ = tx.send(Err(io::Error::other(e.reason))).await;
+                return Some(e);
+            }
+        }
+    }
+}
+
+impl Proxy {
+    async fn forward(&self, ctx: &mut Context, url: String) -> Outcome {
+        let config = ctx.config();
+        let all = *config.get(&TIMEOUT);
+        let connect = config
+            .get(&CONNECT_TIMEOUT)
+            .or(all)
+            .unwrap_or(DEFAULT_CONNECT);
+        let read = config.get(&READ_TIMEOUT).or(all).unwrap_or(DEFAULT_IO);
+        let send = config.get(&SEND_TIMEOUT).or(all).unwrap_or(DEFAULT_IO);
+        let method = ctx.request.method().to_string();
+        let mut request = match Request::new(&method, &url) {
+            Ok(r) => r,
+            Err(e) => return self.failed(ctx, &url, &e.to_string(), 502),
+        };
+        request = request
+            .connect_timeout(connect)
+            .read_timeout(read)
+            .send_timeout(send)
+            .max_size(None)
+            .default_user_agent(false);
+        for (name, value) in upstream_headers(ctx) {
+            request = request.header(name, value);
+        }
+        let framing = request_framing(ctx);
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(1);
+        let rx = Rc::new(Mutex::new(rx));
+        let next = move || {
+            let rx = rx.clone();
+            async move { rx.lock().await.recv().await.transpose() }
+        };
+        request = match framing {
+            Framing::None => request,
+            Framing::Length(n) => request.body(Body::sized(n, next)),
+            Framing::Chunked => request.body(Body::from_fn(next)),
+        };
+        let sent = self.client.send(request);
+        tokio::pin!(sent);
+        let mut body_error = None;
+        let result = if matches!(framing, Framing::None) {
+            drop(tx);
+            sent.await
+        } else {
+            let pumping = pump(ctx, tx);
+            tokio::pin!(pumping);
+            let mut pumped = false;
+            loop {
+                tokio::select! {
+                    result = &mut sent => break result,
+                    e = &mut pumping, if !pumped => {
+                        pumped = true;
+                        body_error = e;
+                    }
+                }
+            }
+        };
+        let mut response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(body) = body_error {
+                    return body.into();
+                }
+                let status = match e.kind() {
+                    ErrorKind::Timeout => 504,
+                    _ => 502,
+                };
+                return self.failed(ctx, &url, &e.to_string(), status);
+            }
+        };
+        ctx.response.status = response.status;
+        let named = connection_tokens(
+            response
+                .headers()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+                .map(|(_, v)| v),
+        );
+        let chunked = response.header("transfer-encoding").is_some();
+        let mut via = None;
+        for (name, value) in response.headers() {
+            let lower = name.to_ascii_lowercase();
+            match lower.as_str() {
+                "via" => via = Some(join(via, value)),
+                "date" | "server" => {}
+                // The client checked that every Content-Length agrees.
+                "content-length" if !chunked => {
+                    let n = value.split(',').next().unwrap_or("").trim();
+                    ctx.response.headers.set("Content-Length", n.to_string());
+                }
+                _ if hop_by_hop(name) || named.contains(&lower) => {}
+                _ => ctx
+                    .response
+                    .headers
+                    .add(name.to_string(), value.to_string()),
+            }
+        }
+        ctx.response.headers.set("Via", join(via, "1.1 axkit"));
+        // Commits the head even when no body follows (a HEAD's length).
+        if ctx.write(Bytes::new()).await.is_err() {
+            return Outcome::Done;
+        }
+        loop {
+            match response.chunk().await {
+                Ok(Some(piece)) => {
+                    if ctx.write(piece).await.is_err() {
+                        return Outcome::Done;
+                    }
+                }
+                Ok(None) => return Outcome::Done,
+                Err(e) => {
+                    // The head has gone: the client's connection closes.
+                    return self.failed(ctx, &url, &e.to_string(), 502);
+                }
+            }
+        }
+    }
+
+    /// Log why the upstream failed and answer `status` (too late once the
+    /// head has gone: the core then closes the connection).
+    fn failed(&self, ctx: &Context, url: &str, why: &str, status: u16) -> Outcome {
+        let line = ctx.request.request_line();
+        ctx.log(
+            Level::Error,
+            &format!("proxy: {line}: upstream {url}: {why} ({status})"),
+        );
+        if ctx.head_sent() {
+            return Outcome::Error(format!("upstream {url}: {why}"));
+        }
+        Outcome::Status(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments() {
+        assert!(under("/app", "/app"));
+        assert!(under("/app/x", "/app"));
+        assert!(!under("/application", "/app"));
+        assert!(under("/app/x", "/app/"));
+        assert!(under("/x", "/"));
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            split_url("http://b:81").unwrap(),
+            ("http://b:81".into(), "/".into())
+        );
+        assert_eq!(
+            split_url("https://b/x/").unwrap(),
+            ("https://b".into(), "/x/".into())
+        );
+        assert!(split_url("http://b/x?y").is_err());
+        assert!(split_url("ftp://b/").is_err());
+        assert!(parse_pass(&["app", "http://b/"]).is_err());
+    }
+
+    #[test]
+    fn forwarded_values() {
+        assert_eq!(forwarded_value("1.2.3.4"), "1.2.3.4");
+        assert_eq!(forwarded_value("[::1]"), "\"[::1]\"");
+        assert_eq!(forwarded_value("a:8\"0"), "\"a:8\\\"0\"");
+    }
+}

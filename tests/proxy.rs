@@ -1,0 +1,461 @@
+//! The `proxy` plugin end to end: the real `axkit` in front of an origin
+//! this file runs (a small HTTP/1.1 server on a thread per connection),
+//! which records every request exactly as it came off the wire (head and
+//! decoded body, how it was framed) and counts the connections it
+//! accepted. GET and POST through, hop-by-hop headers removed and the
+//! forwarding headers set (exact lists), a chunked upload, 20 MB each way,
+//! 502 and 504 with their log lines, and the upstream's keep-alive reused.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+
+/// A request as the origin received it.
+#[derive(Clone, Debug)]
+struct Seen {
+    /// The request line.
+    line: String,
+    /// Every header as sent, in order.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The origin: answers by path (see `answer`).
+struct Origin {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Origin {
+    fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (c, s) = (connections.clone(), seen.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                c.fetch_add(1, Ordering::SeqCst);
+                let s = s.clone();
+                std::thread::spawn(move || serve(stream, s));
+            }
+        });
+        Origin {
+            addr,
+            connections,
+            seen,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("no request reached the origin")
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+/// Serve requests on one connection until the proxy closes it.
+fn serve(stream: TcpStream, seen: Arc<Mutex<Vec<Seen>>>) {
+    let mut out = stream.try_clone().unwrap();
+    let mut input = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if input.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end().to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if input.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (n, v) = h.split_once(':').unwrap();
+            headers.push((n.to_string(), v.trim().to_string()));
+        }
+        let mut request = Seen {
+            line,
+            headers,
+            body: Vec::new(),
+        };
+        let path = request.line.split(' ').nth(1).unwrap_or("").to_string();
+        // /count answers before it is told about the body, which it
+        // counts as it reads.
+        let counting = path.ends_with("/count");
+        let mut counted = 0u64;
+        let mut sum = 0u64;
+        let mut take = |bytes: &[u8], request: &mut Seen| {
+            if counting {
+                counted += bytes.len() as u64;
+                sum = bytes
+                    .iter()
+                    .fold(sum, |s, &b| s.wrapping_mul(31).wrapping_add(b as u64));
+            } else {
+                request.body.extend_from_slice(bytes);
+            }
+        };
+        if request
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
+            loop {
+                let mut size = String::new();
+                input.read_line(&mut size).unwrap();
+                let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                let mut data = vec![0; n + 2];
+                input.read_exact(&mut data).unwrap();
+                if n == 0 {
+                    break;
+                }
+                take(&data[..n], &mut request);
+            }
+        } else if let Some(n) = request.header("content-length") {
+            let mut left: usize = n.parse().unwrap();
+            let mut buf = vec![0; 64 * 1024];
+            while left > 0 {
+                let n = input.read(&mut buf[..left.min(64 * 1024)]).unwrap();
+                assert!(n > 0, "body ended early");
+                take(&buf[..n], &mut request);
+                left -= n;
+            }
+        }
+        seen.lock().unwrap().push(request.clone());
+        if !answer(&path, &request, counted, sum, &mut out) {
+            return;
+        }
+    }
+}
+
+/// The pattern byte `i` of a generated body.
+fn pattern(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+fn checksum(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0u64, |s, &b| s.wrapping_mul(31).wrapping_add(b as u64))
+}
+
+/// Answer one request; false to close the connection.
+fn answer(path: &str, request: &Seen, counted: u64, sum: u64, out: &mut TcpStream) -> bool {
+    let p = path.split('?').next().unwrap();
+    let written = if p.ends_with("/big") {
+        // 20 MB in 64 KiB chunks, made as it goes.
+        let total: u64 = 20 << 20;
+        let mut w = out.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let mut i = 0;
+        while w.is_ok() && i < total {
+            let n = (64 * 1024).min(total - i);
+            let chunk: Vec<u8> = (i..i + n).map(pattern).collect();
+            w = out
+                .write_all(format!("{n:x}\r\n").as_bytes())
+                .and_then(|_| out.write_all(&chunk))
+                .and_then(|_| out.write_all(b"\r\n"));
+            i += n;
+        }
+        w.and_then(|_| out.write_all(b"0\r\n\r\n"))
+    } else if p.ends_with("/count") {
+        let body = format!("{counted} {sum}");
+        out.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    } else if p.ends_with("/slow") {
+        std::thread::sleep(Duration::from_secs(5));
+        out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate")
+    } else if p.ends_with("/bad") {
+        out.write_all(b"not http at all\r\n\r\n")
+    } else {
+        // The body echoed, with hop-by-hop headers of the origin's own
+        // that must not reach the client.
+        let mut head = String::from(
+            "HTTP/1.1 201 Created\r\nX-Origin: yes\r\nConnection: X-Hop\r\nX-Hop: secret\r\n\
+             Keep-Alive: timeout=5\r\nServer: origin\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\
+             Via: 1.0 other\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n",
+        );
+        head.push_str(&format!(
+            "X-Method: {}\r\n",
+            request.line.split(' ').next().unwrap()
+        ));
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", request.body.len()));
+        let mut all = head.into_bytes();
+        if !request.line.starts_with("HEAD ") {
+            all.extend_from_slice(&request.body);
+        }
+        out.write_all(&all)
+    };
+    written.is_ok() && !p.ends_with("/bad")
+}
+
+/// A proxy in front of `origin`: `<Location /app>` passes to `/base/`,
+/// and the Server passes `/api` to `/v1`.
+fn proxy(origin: &Origin, extra: &str) -> Axkit {
+    Axkit::start_single(&format!(
+        "Plugin logging/warn\nLogLevel LOGINFO\n{extra}\n<Server>\n    Listen 127.0.0.1:0\n    \
+         Plugin proxy\n    ProxyPass /api {api}\n    <Location /app>\n        ProxyPass {app}\n    \
+         </Location>\n</Server>\n",
+        api = origin.url("/v1"),
+        app = origin.url("/base/"),
+    ))
+}
+
+/// `request` on a new connection; the parsed response.
+fn send(srv: &Axkit, request: &[u8]) -> Response {
+    let (bytes, _) = srv.exchange(request);
+    parse_response(&bytes).unwrap_or_else(|| panic!("no response: {:?}", lossy(&bytes)))
+}
+
+fn sorted(headers: &[(String, String)]) -> Vec<String> {
+    let mut v: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn get_passes_through_with_hop_by_hop_headers_removed_and_forwarding_headers_set() {
+    let origin = Origin::start();
+    let srv = proxy(&origin, "");
+    let r = send(
+        &srv,
+        b"GET /app/a/b%20c?q=1&r=%2F HTTP/1.1\r\nHost: front.test:8080\r\nConnection: close, X-Drop\r\n\
+          X-Drop: 1\r\nKeep-Alive: 300\r\nTE: trailers\r\nProxy-Authorization: Basic eA==\r\n\
+          X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nForwarded: for=6.6.6.6\r\n\
+          User-Agent: test/1\r\nX-Keep: yes\r\n\r\n",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let seen = origin.last();
+    assert_eq!(seen.line, "GET /base/a/b%20c?q=1&r=%2F HTTP/1.1");
+    assert_eq!(
+        sorted(&seen.headers),
+        sorted(&[
+            ("Host".into(), origin.addr.to_string()),
+            ("User-Agent".into(), "test/1".into()),
+            ("X-Keep".into(), "yes".into()),
+            ("X-Forwarded-For".into(), "127.0.0.1".into()),
+            ("X-Forwarded-Proto".into(), "http".into()),
+            ("X-Forwarded-Host".into(), "front.test:8080".into()),
+            (
+                "Forwarded".into(),
+                "for=127.0.0.1;host=\"front.test:8080\";proto=http".into()
+            ),
+            ("Via".into(), "1.1 axkit".into()),
+        ]),
+    );
+    // Back: hop-by-hop headers and the origin's Date and Server gone, Via
+    // appended, repeated headers kept.
+    assert_eq!(r.header("X-Origin"), Some("yes"));
+    assert_eq!(r.header("X-Hop"), None);
+    assert_eq!(r.header("Keep-Alive"), None);
+    assert_eq!(r.header_all("Server"), vec!["AxKit"]);
+    assert_eq!(r.header_all("Date").len(), 1);
+    assert_ne!(r.header("Date"), Some("Thu, 01 Jan 1970 00:00:00 GMT"));
+    assert_eq!(r.header("Via"), Some("1.0 other, 1.1 axkit"));
+    assert_eq!(r.header_all("Set-Cookie"), vec!["a=1", "b=2"]);
+    assert_eq!(r.header("Content-Length"), Some("0"));
+
+    // The Server's own prefix, by whole segments; HEAD keeps the length.
+    let r = send(
+        &srv,
+        b"HEAD /api/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(origin.last().line, "HEAD /v1/x HTTP/1.1");
+    let r = send(
+        &srv,
+        b"GET /apix HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(origin.last().line, "HEAD /v1/x HTTP/1.1");
+    // What reaches the origin is the normalised path: no way out of /base.
+    let r = send(
+        &srv,
+        b"GET /app/x/%2e%2e/y HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(origin.last().line, "GET /base/y HTTP/1.1");
+}
+
+#[test]
+fn trusted_forwarding_headers_are_appended_to_and_the_host_preserved() {
+    let origin = Origin::start();
+    let srv = proxy(&origin, "TrustedProxy 127.0.0.1\nProxyPreserveHost On");
+    let r = send(
+        &srv,
+        b"GET /app/ HTTP/1.1\r\nHost: front.test\r\nConnection: close\r\n\
+          X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nForwarded: for=7.7.7.7\r\n\
+          Via: 1.0 edge\r\n\r\n",
+    );
+    assert_eq!(r.status, 201);
+    let seen = origin.last();
+    assert_eq!(seen.line, "GET /base/ HTTP/1.1");
+    assert_eq!(seen.header("Host"), Some("front.test"));
+    assert_eq!(seen.header("X-Forwarded-For"), Some("6.6.6.6, 127.0.0.1"));
+    assert_eq!(seen.header("X-Forwarded-Proto"), Some("https"));
+    // The trusted family is X-Forwarded-For: Forwarded is replaced.
+    assert_eq!(
+        seen.header("Forwarded"),
+        Some("for=127.0.0.1;host=front.test;proto=http")
+    );
+    assert_eq!(seen.header("Via"), Some("1.0 edge, 1.1 axkit"));
+}
+
+#[test]
+fn bodies_are_forwarded_framed_as_they_came() {
+    let origin = Origin::start();
+    let srv = proxy(&origin, "");
+    let r = send(
+        &srv,
+        b"POST /app/echo HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert_eq!((r.status, r.text().as_str()), (201, "hello"));
+    let seen = origin.last();
+    assert_eq!(seen.header("Content-Length"), Some("5"));
+    assert_eq!(seen.header("Transfer-Encoding"), None);
+    assert_eq!(r.header("X-Method"), Some("POST"));
+
+    let r = send(
+        &srv,
+        b"PUT /app/echo HTTP/1.1\r\nHost: h\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n",
+    );
+    assert_eq!((r.status, r.text().as_str()), (201, "abcdefg"));
+    let seen = origin.last();
+    assert_eq!(seen.header("Transfer-Encoding"), Some("chunked"));
+    assert_eq!(seen.header("Content-Length"), None);
+}
+
+#[test]
+fn twenty_megabytes_stream_each_way() {
+    let origin = Origin::start();
+    let srv = proxy(&origin, "MaxRequestBody 100M");
+    let peak_before = peak_rss_kib(srv.pid());
+    // Down: chunked from the origin, chunked to the client.
+    let r = send(
+        &srv,
+        b"GET /app/big HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 20 << 20);
+    assert!(r
+        .body
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == pattern(i as u64)));
+    // Up: 20 MB with a Content-Length, written as fast as the proxy takes it.
+    let total: usize = 20 << 20;
+    let body: Vec<u8> = (0..total as u64).map(pattern).collect();
+    let mut s = srv.connect();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(
+        format!("POST /app/count HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: {total}\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    s.write_all(&body).unwrap();
+    let (bytes, _) = read_to_end_within(&mut s, Duration::from_secs(60));
+    let r = parse_response(&bytes).expect("a response");
+    assert_eq!(r.text(), format!("{total} {}", checksum(&body)));
+    assert_eq!(
+        origin.last().header("Content-Length"),
+        Some(total.to_string().as_str())
+    );
+    // Neither body was held whole: the worker's peak memory grew by far
+    // less than one of them.
+    let grown = peak_rss_kib(srv.pid()) - peak_before;
+    assert!(grown < 8 * 1024, "peak RSS grew by {grown} KiB");
+}
+
+/// A process's peak resident memory (VmHWM), in KiB.
+fn peak_rss_kib(pid: i32) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn upstream_failures_are_502_and_504_and_logged() {
+    let origin = Origin::start();
+    // A port nothing listens on.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut srv = Axkit::start_single(&format!(
+        "Plugin logging/warn\nLogLevel LOGINFO\n<Server>\n    Listen 127.0.0.1:0\n    Plugin proxy\n    \
+         ProxyPass /down http://{closed}/\n    ProxyPass /up {up}\n    ProxyReadTimeout 300ms\n</Server>\n",
+        up = origin.url("/"),
+    ));
+    let r = srv.get("/down/x");
+    assert_eq!(r.status, 502);
+    srv.wait_stderr_line(
+        &["proxy: GET /down/x HTTP/1.1: upstream", "connect", "(502)"],
+        Duration::from_secs(10),
+    );
+    let r = srv.get("/up/bad");
+    assert_eq!(r.status, 502);
+    srv.wait_stderr_line(
+        &["GET /up/bad", "malformed response head", "(502)"],
+        Duration::from_secs(10),
+    );
+    let r = srv.get("/up/slow");
+    assert_eq!(r.status, 504);
+    srv.wait_stderr_line(
+        &["GET /up/slow", "timed out", "(504)"],
+        Duration::from_secs(10),
+    );
+}
+
+#[test]
+fn upstream_connections_are_kept_alive() {
+    let origin = Origin::start();
+    let srv = proxy(&origin, "");
+    let mut s = srv.connect();
+    for i in 0..5 {
+        s.write_all(format!("GET /app/n{i} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
+            .unwrap();
+        let r = read_one_response(&mut s).unwrap().expect("a response");
+        assert_eq!(r.status, 201);
+    }
+    // From other client connections too.
+    for _ in 0..3 {
+        assert_eq!(srv.get("/app/x").status, 201);
+    }
+    assert_eq!(origin.count(), 8);
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
+}
