@@ -39,6 +39,8 @@ impl Seen {
 struct Origin {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
+    /// How many of the next connections to close unanswered.
+    refuse: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
@@ -48,11 +50,17 @@ impl Origin {
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (c, s) = (connections.clone(), seen.clone());
+        let refuse = Arc::new(AtomicUsize::new(0));
+        let (c, s, r) = (connections.clone(), seen.clone(), refuse.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
                 c.fetch_add(1, Ordering::SeqCst);
+                if r.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    continue;
+                }
                 let s = s.clone();
                 std::thread::spawn(move || serve(stream, s));
             }
@@ -60,6 +68,7 @@ impl Origin {
         Origin {
             addr,
             connections,
+            refuse,
             seen,
         }
     }
@@ -458,4 +467,37 @@ fn upstream_connections_are_kept_alive() {
     }
     assert_eq!(origin.count(), 8);
     assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn idempotent_requests_are_retried_and_a_post_never() {
+    let origin = Origin::start();
+    let mut srv = proxy(&origin, "ProxyNextUpstreamTries 3");
+    // The origin closes the connection without answering.
+    origin.refuse.store(1, Ordering::SeqCst);
+    let r = send(
+        &srv,
+        b"POST /app/p HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
+    );
+    assert_eq!(r.status, 502);
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(origin.count(), 0);
+    origin.refuse.store(2, Ordering::SeqCst);
+    let r = srv.get("/app/g");
+    assert_eq!(r.status, 201);
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 4);
+    assert_eq!(origin.last().line, "GET /base/g HTTP/1.1");
+    srv.wait_stderr_line(
+        &[
+            "proxy: GET /app/g HTTP/1.1: upstream",
+            "trying again (2 of 3 failed)",
+        ],
+        Duration::from_secs(10),
+    );
+    // When every try fails: 502, after exactly that many.
+    let origin = Origin::start();
+    let srv = proxy(&origin, "ProxyNextUpstreamTries 2");
+    origin.refuse.store(5, Ordering::SeqCst);
+    assert_eq!(srv.get("/app/g").status, 502);
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 2);
 }

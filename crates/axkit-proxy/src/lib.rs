@@ -19,6 +19,11 @@
 //!   `ProxyConnectTimeout` (default 10s), `ProxyReadTimeout` (each wait
 //!   for the upstream's answer, default 60s), `ProxySendTimeout` (each
 //!   write of the request to it, default 60s) each override it.
+//! - `ProxyNextUpstreamTries N` (default 1): how many times a request
+//!   may be sent when the upstream fails before its response head
+//!   (refused, reset, timed out, malformed): only requests of an
+//!   idempotent method (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) without a
+//!   body, so a POST is never sent twice.
 //! - `ProxyKeepAlive COUNT` (global, default 32): idle connections each
 //!   worker keeps per upstream (0: none).
 //!
@@ -50,7 +55,7 @@ use axkit::config::core::{TRUSTED_PROXY, TRUSTED_PROXY_HEADER};
 use axkit::config::{Args, Directive, Key, List, Scopes};
 use axkit::plugin::BodyError;
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
-use axkit_client::{Body, Client, ErrorKind, Request};
+use axkit_client::{Body, Client, Error as ClientError, ErrorKind, Request, Response};
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use tokio::sync::{mpsc, Mutex};
@@ -96,6 +101,10 @@ static SEND_TIMEOUT: Key<Option<Duration>> = Key::new("ProxySendTimeout").doc(
     "How long each write of the request to the upstream may wait (default 60s, or ProxyTimeout)",
 );
 
+static TRIES: Key<usize> = Key::new("ProxyNextUpstreamTries")
+    .default("1")
+    .doc("How many times a request may be sent upstream when it fails before a response: only idempotent methods without a body (never a POST); 1: no retry");
+
 static KEEP_ALIVE: Key<usize> = Key::new("ProxyKeepAlive")
     .scopes(Scopes::GLOBAL)
     .default("32")
@@ -114,6 +123,7 @@ fn directives() -> Vec<Directive> {
         CONNECT_TIMEOUT.declare(),
         READ_TIMEOUT.declare(),
         SEND_TIMEOUT.declare(),
+        TRIES.declare(),
         KEEP_ALIVE.declare(),
     ]
 }
@@ -340,6 +350,21 @@ fn node(ip: IpAddr) -> String {
     }
 }
 
+/// The timeouts of one exchange.
+struct Limits {
+    connect: Duration,
+    read: Duration,
+    send: Duration,
+}
+
+/// Whether a method may be repeated without harm (RFC 9110 §9.2.2).
+fn idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+    )
+}
+
 /// How the request body goes upstream: as the core decoded it.
 enum Framing {
     None,
@@ -385,56 +410,36 @@ impl Proxy {
     async fn forward(&self, ctx: &mut Context, url: String) -> Outcome {
         let config = ctx.config();
         let all = *config.get(&TIMEOUT);
-        let connect = config
-            .get(&CONNECT_TIMEOUT)
-            .or(all)
-            .unwrap_or(DEFAULT_CONNECT);
-        let read = config.get(&READ_TIMEOUT).or(all).unwrap_or(DEFAULT_IO);
-        let send = config.get(&SEND_TIMEOUT).or(all).unwrap_or(DEFAULT_IO);
-        let method = ctx.request.method().to_string();
-        let mut request = match Request::new(&method, &url) {
-            Ok(r) => r,
-            Err(e) => return self.failed(ctx, &url, &e.to_string(), 502),
+        let limits = Limits {
+            connect: config
+                .get(&CONNECT_TIMEOUT)
+                .or(all)
+                .unwrap_or(DEFAULT_CONNECT),
+            read: config.get(&READ_TIMEOUT).or(all).unwrap_or(DEFAULT_IO),
+            send: config.get(&SEND_TIMEOUT).or(all).unwrap_or(DEFAULT_IO),
         };
-        request = request
-            .connect_timeout(connect)
-            .read_timeout(read)
-            .send_timeout(send)
-            .max_size(None)
-            .default_user_agent(false);
-        for (name, value) in upstream_headers(ctx) {
-            request = request.header(name, value);
-        }
         let framing = request_framing(ctx);
-        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(1);
-        let rx = Rc::new(Mutex::new(rx));
-        let next = move || {
-            let rx = rx.clone();
-            async move { rx.lock().await.recv().await.transpose() }
+        // Only a request that can be sent again as it was, and whose
+        // repetition does no harm: an idempotent method and no body (a
+        // streamed body is gone once sent).
+        let tries = match idempotent(ctx.request.method()) && matches!(framing, Framing::None) {
+            true => (*config.get(&TRIES)).max(1),
+            false => 1,
         };
-        request = match framing {
-            Framing::None => request,
-            Framing::Length(n) => request.body(Body::sized(n, next)),
-            Framing::Chunked => request.body(Body::from_fn(next)),
-        };
-        let sent = self.client.send(request);
-        tokio::pin!(sent);
-        let mut body_error = None;
-        let result = if matches!(framing, Framing::None) {
-            drop(tx);
-            sent.await
-        } else {
-            let pumping = pump(ctx, tx);
-            tokio::pin!(pumping);
-            let mut pumped = false;
-            loop {
-                tokio::select! {
-                    result = &mut sent => break result,
-                    e = &mut pumping, if !pumped => {
-                        pumped = true;
-                        body_error = e;
-                    }
+        let headers = upstream_headers(ctx);
+        let mut attempt = 1;
+        let (result, body_error) = loop {
+            let (result, body_error) = self.exchange(ctx, &url, &headers, &framing, &limits).await;
+            match result {
+                Err(e) if attempt < tries && e.kind() != ErrorKind::InvalidRequest => {
+                    let line = ctx.request.request_line();
+                    ctx.log(
+                        Level::Warn,
+                        &format!("proxy: {line}: upstream {url}: {e}: trying again ({attempt} of {tries} failed)"),
+                    );
+                    attempt += 1;
                 }
+                result => break (result, body_error),
             }
         };
         let mut response = match result {
@@ -492,6 +497,61 @@ impl Proxy {
                 Err(e) => {
                     // The head has gone: the client's connection closes.
                     return self.failed(ctx, &url, &e.to_string(), 502);
+                }
+            }
+        }
+    }
+
+    /// Send the request to `url` with the client's body, if any, streamed
+    /// up as it comes: the upstream's response head, and the client's body
+    /// error when that is why it failed.
+    async fn exchange(
+        &self,
+        ctx: &mut Context,
+        url: &str,
+        headers: &[(String, String)],
+        framing: &Framing,
+        limits: &Limits,
+    ) -> (Result<Response, ClientError>, Option<BodyError>) {
+        let mut request = match Request::new(ctx.request.method(), url) {
+            Ok(r) => r,
+            Err(e) => return (Err(e), None),
+        };
+        request = request
+            .connect_timeout(limits.connect)
+            .read_timeout(limits.read)
+            .send_timeout(limits.send)
+            .max_size(None)
+            .default_user_agent(false);
+        for (name, value) in headers {
+            request = request.header(name.clone(), value.clone());
+        }
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(1);
+        let rx = Rc::new(Mutex::new(rx));
+        let next = move || {
+            let rx = rx.clone();
+            async move { rx.lock().await.recv().await.transpose() }
+        };
+        request = match framing {
+            Framing::None => request,
+            Framing::Length(n) => request.body(Body::sized(*n, next)),
+            Framing::Chunked => request.body(Body::from_fn(next)),
+        };
+        let sent = self.client.send(request);
+        if matches!(framing, Framing::None) {
+            return (sent.await, None);
+        }
+        tokio::pin!(sent);
+        let pumping = pump(ctx, tx);
+        tokio::pin!(pumping);
+        let mut body_error = None;
+        let mut pumped = false;
+        loop {
+            tokio::select! {
+                result = &mut sent => return (result, body_error),
+                e = &mut pumping, if !pumped => {
+                    pumped = true;
+                    body_error = e;
                 }
             }
         }
