@@ -10,7 +10,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +41,8 @@ struct Origin {
     connections: Arc<AtomicUsize>,
     /// How many of the next connections to close unanswered.
     refuse: Arc<AtomicUsize>,
+    /// Close every connection unanswered, open ones at their next request.
+    down: Arc<AtomicBool>,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
@@ -51,7 +53,13 @@ impl Origin {
         let connections = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let refuse = Arc::new(AtomicUsize::new(0));
-        let (c, s, r) = (connections.clone(), seen.clone(), refuse.clone());
+        let down = Arc::new(AtomicBool::new(false));
+        let (c, s, r, d) = (
+            connections.clone(),
+            seen.clone(),
+            refuse.clone(),
+            down.clone(),
+        );
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
@@ -61,14 +69,18 @@ impl Origin {
                 {
                     continue;
                 }
-                let s = s.clone();
-                std::thread::spawn(move || serve(stream, s));
+                if d.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let (s, d) = (s.clone(), d.clone());
+                std::thread::spawn(move || serve(stream, s, d));
             }
         });
         Origin {
             addr,
             connections,
             refuse,
+            down,
             seen,
         }
     }
@@ -92,7 +104,7 @@ impl Origin {
 }
 
 /// Serve requests on one connection until the proxy closes it.
-fn serve(stream: TcpStream, seen: Arc<Mutex<Vec<Seen>>>) {
+fn serve(stream: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, down: Arc<AtomicBool>) {
     let mut out = stream.try_clone().unwrap();
     let mut input = BufReader::new(stream);
     loop {
@@ -159,6 +171,9 @@ fn serve(stream: TcpStream, seen: Arc<Mutex<Vec<Seen>>>) {
                 take(&buf[..n], &mut request);
                 left -= n;
             }
+        }
+        if down.load(Ordering::SeqCst) {
+            return;
         }
         seen.lock().unwrap().push(request.clone());
         if !answer(&path, &request, counted, sum, &mut out) {
@@ -500,4 +515,125 @@ fn idempotent_requests_are_retried_and_a_post_never() {
     origin.refuse.store(5, Ordering::SeqCst);
     assert_eq!(srv.get("/app/g").status, 502);
     assert_eq!(origin.connections.load(Ordering::SeqCst), 2);
+}
+
+impl Origin {
+    /// How many requests for `path` reached this origin.
+    fn served(&self, line: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.line.starts_with(line))
+            .count()
+    }
+
+    /// Close every connection unanswered, or serve again (a server
+    /// stopped and restarted, as the proxy sees it).
+    fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+}
+
+fn group_proxy(a: &Origin, b: &Origin, lines: &str) -> Axkit {
+    Axkit::start_single(&format!(
+        "Plugin logging/warn\nLogLevel LOGINFO\n<Upstream pool>\n    Server {a}\n    Server {b}\n{lines}\n\
+         </Upstream>\n<Server>\n    Listen 127.0.0.1:0\n    Plugin proxy\n    \
+         ProxyPass /g upstream://pool/base\n</Server>\n",
+        a = a.addr,
+        b = b.addr,
+    ))
+}
+
+#[test]
+fn a_group_balances_and_health_checks_take_a_killed_server_out_and_back() {
+    let (a, b) = (Origin::start(), Origin::start());
+    let mut srv = group_proxy(&a, &b, "    HealthCheck /health 200ms");
+    for _ in 0..4 {
+        assert_eq!(srv.get("/g/x").status, 201);
+    }
+    assert_eq!((a.served("GET /base/x"), b.served("GET /base/x")), (2, 2));
+    assert!(a.served("GET /health") > 0);
+    a.set_down(true);
+    srv.wait_stderr_line(
+        &[
+            "proxy: upstream pool:",
+            &a.addr.to_string(),
+            "is down: health check",
+        ],
+        Duration::from_secs(10),
+    );
+    for _ in 0..6 {
+        assert_eq!(srv.get("/g/x").status, 201);
+    }
+    assert_eq!((a.served("GET /base/x"), b.served("GET /base/x")), (2, 8));
+    a.set_down(false);
+    srv.wait_stderr_line(
+        &["proxy: upstream pool:", &a.addr.to_string(), "is up again"],
+        Duration::from_secs(10),
+    );
+    for _ in 0..4 {
+        assert_eq!(srv.get("/g/x").status, 201);
+    }
+    assert_eq!((a.served("GET /base/x"), b.served("GET /base/x")), (4, 10));
+}
+
+#[test]
+fn a_failed_server_is_marked_down_and_the_next_one_tried() {
+    let (a, b) = (Origin::start(), Origin::start());
+    a.set_down(true);
+    let mut srv = Axkit::start_single(&format!(
+        "Plugin logging/warn\nLogLevel LOGINFO\nProxyNextUpstreamTries 2\n<Upstream pool>\n    \
+         Server {a} weight=3\n    Server {b}\n    FailTimeout 1m\n</Upstream>\n<Server>\n    \
+         Listen 127.0.0.1:0\n    Plugin proxy\n    ProxyPass /g upstream://pool/base\n</Server>\n",
+        a = a.addr,
+        b = b.addr,
+    ));
+    // The heavier server goes first, fails, and the request goes on to b.
+    assert_eq!(srv.get("/g/x").status, 201);
+    assert_eq!(a.connections.load(Ordering::SeqCst), 1);
+    srv.wait_stderr_line(
+        &[
+            "GET /g/x",
+            "upstream pool:",
+            &a.addr.to_string(),
+            "marked down",
+        ],
+        Duration::from_secs(10),
+    );
+    // Then it is left alone for the FailTimeout.
+    for _ in 0..5 {
+        assert_eq!(srv.get("/g/x").status, 201);
+    }
+    assert_eq!(a.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(b.served("GET /base/x"), 6);
+}
+
+#[test]
+fn upstream_groups_are_checked_when_the_config_loads() {
+    let dir = TempDir::new("proxy-check");
+    for (text, error) in [
+        (
+            "<Server>\n Listen 127.0.0.1:0\n Plugin proxy\n ProxyPass /g upstream://nope/\n</Server>\n",
+            "ProxyPass: no <Upstream nope> in the config",
+        ),
+        (
+            "<Upstream u>\n Server 127.0.0.1:1 weight=x\n</Upstream>\n<Server>\n Listen 127.0.0.1:0\n Plugin proxy\n</Server>\n",
+            "Upstream u: Server: expected weight=N (1 to 1000), got \"weight=x\"",
+        ),
+        (
+            "<Upstream u>\n Balance hash body\n Server 127.0.0.1:1\n</Upstream>\n<Server>\n Listen 127.0.0.1:0\n Plugin proxy\n</Server>\n",
+            "Balance hash: expected client, uri, header:NAME or cookie:NAME",
+        ),
+    ] {
+        let conf = dir.write("axkit.conf", text);
+        let out = std::process::Command::new(BIN)
+            .args(["--check", "-c"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        let stderr = lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert!(stderr.contains(error), "{text}: {stderr}");
+    }
 }

@@ -13,6 +13,10 @@
 //!   normalised path (what `<Location>` matching saw) re-encoded, so that
 //!   `..` or `%2e%2e` cannot step out of the mapped prefix; the query goes
 //!   as sent.
+//!   The URL may be `upstream://NAME/PATH`: a server of the group
+//!   `<Upstream NAME>` (global; see the `upstream` module: `Server
+//!   HOST:PORT [weight=N]`, `Balance round-robin|least-conn|hash KEY`,
+//!   `MaxFails`, `FailTimeout`, `HealthCheck /PATH INTERVAL`).
 //! - `ProxyPreserveHost On|Off` (default Off): send the client's `Host`
 //!   rather than the URL's.
 //! - `ProxyTimeout DURATION`: the three timeouts below at once;
@@ -52,13 +56,20 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use axkit::config::core::{TRUSTED_PROXY, TRUSTED_PROXY_HEADER};
-use axkit::config::{Args, Directive, Key, List, Scopes};
+use std::collections::HashMap;
+
+use axkit::config::{Args, Directive, Key, List, Scopes, ValueType};
 use axkit::plugin::BodyError;
+use axkit::plugin::Worker;
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
 use axkit_client::{Body, Client, Error as ClientError, ErrorKind, Request, Response};
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use tokio::sync::{mpsc, Mutex};
+
+use upstream::Group;
+
+mod upstream;
 
 /// The `proxy` plugin's spec, for `Server::plugin`.
 pub const PROXY: PluginSpec = PluginSpec {
@@ -115,8 +126,15 @@ const DEFAULT_IO: Duration = Duration::from_secs(60);
 /// How long an idle upstream connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The name of the `<Upstream NAME>` block.
+pub(crate) const UPSTREAM_BLOCK: &str = "Upstream";
+
 fn directives() -> Vec<Directive> {
     vec![
+        Directive::new(UPSTREAM_BLOCK, ValueType::String)
+            .args(Args::Block)
+            .scopes(Scopes::GLOBAL)
+            .doc("<Upstream NAME> Server HOST:PORT [weight=N]… Balance round-robin|least-conn|hash KEY, MaxFails, FailTimeout, HealthCheck /PATH INTERVAL </Upstream>: a group of servers for ProxyPass upstream://NAME/PATH"),
         PASS.declare(),
         PRESERVE_HOST.declare(),
         TIMEOUT.declare(),
@@ -146,6 +164,14 @@ fn parse_pass(args: &[&str]) -> Result<Pass, String> {
 /// `http://host:port/path` into `http://host:port` and `/path`, checked
 /// as the client will take it.
 fn split_url(url: &str) -> Result<(String, String), String> {
+    if let Some(rest) = url.strip_prefix("upstream://") {
+        let (name, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if name.is_empty() || rest.contains(['?', '#']) {
+            return Err(format!("expected upstream://NAME/PATH, got {url:?}"));
+        }
+        let path = if path.is_empty() { "/" } else { path };
+        return Ok((format!("upstream://{name}"), path.to_string()));
+    }
     Request::get(url).map_err(|e| e.to_string())?;
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(format!("expected an http:// or https:// URL, got {url:?}"));
@@ -162,30 +188,58 @@ fn split_url(url: &str) -> Result<(String, String), String> {
 
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     let idle = *init.config.global.get(&KEEP_ALIVE);
+    let groups = upstream::groups(init.config)?;
+    for server in &init.config.servers {
+        for location in &server.locations {
+            for (pass, setting) in location
+                .config
+                .list(&PASS)
+                .iter()
+                .zip(location.config.settings(PASS.name()))
+            {
+                if let Some(name) = pass.origin.strip_prefix("upstream://") {
+                    if !groups.contains_key(name) {
+                        return Err(format!(
+                            "{}:{}: ProxyPass: no <Upstream {name}> in the config",
+                            setting.file, setting.line
+                        ));
+                    }
+                }
+            }
+        }
+    }
     Ok(Rc::new(Proxy {
         client: Client::builder().keep_alive(idle, IDLE_TIMEOUT).build(),
+        groups,
     }))
 }
 
 /// The plugin: one per worker, with the worker's pool of upstream
-/// connections.
+/// connections and its view of the upstream groups.
 struct Proxy {
     client: Client,
+    groups: HashMap<String, Rc<Group>>,
 }
 
 #[axkit::plugin]
 impl Plugin for Proxy {
     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-        let Some(url) = upstream_url(ctx) else {
+        let Some(target) = upstream_url(ctx) else {
             return Outcome::Declined.into();
         };
-        hook(self.forward(ctx, url))
+        hook(self.forward(ctx, target))
+    }
+
+    fn worker_start(&self, worker: &Worker) {
+        for group in self.groups.values() {
+            group.start_checks(worker, &self.client);
+        }
     }
 }
 
 /// The upstream URL for this request: the `ProxyPass` whose prefix is the
 /// longest to match the request's normalised path.
-fn upstream_url(ctx: &Context) -> Option<String> {
+fn upstream_url(ctx: &Context) -> Option<Target> {
     let path = ctx.request.decoded_path();
     let location = ctx.location_prefix();
     let mut best: Option<(&Pass, &str)> = None;
@@ -197,8 +251,7 @@ fn upstream_url(ctx: &Context) -> Option<String> {
     }
     let (pass, prefix) = best?;
     let rest = &path[prefix.len().min(path.len())..];
-    let mut url = String::with_capacity(pass.origin.len() + pass.path.len() + rest.len() + 16);
-    url.push_str(&pass.origin);
+    let mut url = String::with_capacity(pass.path.len() + rest.len() + 16);
     url.push_str(&pass.path);
     let rest = match (pass.path.ends_with('/'), rest.strip_prefix('/')) {
         (true, Some(r)) => r,
@@ -210,7 +263,17 @@ fn upstream_url(ctx: &Context) -> Option<String> {
         // A `#` would end the URL the client parses.
         url.push_str(&query.replace('#', "%23"));
     }
-    Some(url)
+    Some(Target {
+        origin: pass.origin.clone(),
+        path: url,
+    })
+}
+
+/// Where a request goes: an origin (`http://host:port`, or
+/// `upstream://NAME` for a group) and the path and query sent there.
+struct Target {
+    origin: String,
+    path: String,
 }
 
 /// What is escaped in a decoded path put back into a URL.
@@ -407,7 +470,7 @@ async fn pump(ctx: &mut Context, tx: mpsc::Sender<io::Result<Bytes>>) -> Option<
 }
 
 impl Proxy {
-    async fn forward(&self, ctx: &mut Context, url: String) -> Outcome {
+    async fn forward(&self, ctx: &mut Context, target: Target) -> Outcome {
         let config = ctx.config();
         let all = *config.get(&TIMEOUT);
         let limits = Limits {
@@ -426,12 +489,63 @@ impl Proxy {
             true => (*config.get(&TRIES)).max(1),
             false => 1,
         };
+        let group = match target.origin.strip_prefix("upstream://") {
+            Some(name) => match self.groups.get(name) {
+                Some(group) => Some(group.clone()),
+                None => {
+                    let url = format!("{}{}", target.origin, target.path);
+                    return self.failed(ctx, &url, "no such upstream group", 502);
+                }
+            },
+            None => None,
+        };
         let headers = upstream_headers(ctx);
         let mut attempt = 1;
+        let mut tried = Vec::new();
+        let mut url;
+        // Held until the response is over: least-conn counts it.
+        let mut _in_flight = None;
         let (result, body_error) = loop {
+            let server = match &group {
+                Some(group) => {
+                    let (index, in_flight) = group.pick(ctx, &tried);
+                    _in_flight = Some(in_flight);
+                    url = format!("http://{}{}", group.servers[index].authority, target.path);
+                    tried.push(index);
+                    Some((group, index))
+                }
+                None => {
+                    url = format!("{}{}", target.origin, target.path);
+                    None
+                }
+            };
             let (result, body_error) = self.exchange(ctx, &url, &headers, &framing, &limits).await;
+            if let Some((group, index)) = server {
+                match &result {
+                    Ok(_) => group.answered(index),
+                    // The client's own failure says nothing of the server.
+                    Err(_) if body_error.is_some() => {}
+                    Err(e) => {
+                        if group.failed(index) {
+                            let line = ctx.request.request_line();
+                            ctx.log(
+                                Level::Warn,
+                                &format!(
+                                    "proxy: {line}: upstream {}: {} marked down: {e}",
+                                    group.name, group.servers[index].authority
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
             match result {
-                Err(e) if attempt < tries && e.kind() != ErrorKind::InvalidRequest => {
+                // A group's servers are each tried once.
+                Err(e)
+                    if attempt < tries
+                        && e.kind() != ErrorKind::InvalidRequest
+                        && group.as_ref().is_none_or(|g| tried.len() < g.servers.len()) =>
+                {
                     let line = ctx.request.request_line();
                     ctx.log(
                         Level::Warn,
