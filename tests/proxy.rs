@@ -637,3 +637,46 @@ fn upstream_groups_are_checked_when_the_config_loads() {
         assert!(stderr.contains(error), "{text}: {stderr}");
     }
 }
+
+#[test]
+fn a_lua_script_picks_the_upstream_per_request() {
+    let (a, b) = (Origin::start(), Origin::start());
+    let mut srv = Axkit::start_single_with(
+        &format!(
+            "PluginDir {{dir}}/plugins\nPlugin logging/warn\nLogLevel LOGINFO\n\
+             <Upstream a>\n    Server {a}\n</Upstream>\n<Upstream b>\n    Server {b}\n</Upstream>\n\
+             <Server>\n    Listen 127.0.0.1:0\n    Plugin route\n    Plugin proxy\n    \
+             ProxyPass /r upstream://a/base\n</Server>\n",
+            a = a.addr,
+            b = b.addr,
+        ),
+        |dir| {
+            dir.write(
+                "plugins/route.lua",
+                "function hook_post_read_request(r)\n  local to = r:header(\"X-Route\")\n  \
+                 if to then r:note(\"upstream\", to) end\nend\n",
+            );
+        },
+    );
+    assert_eq!(get(&srv, "/r/x", "").status, 201);
+    assert_eq!(a.last().line, "GET /base/x HTTP/1.1");
+    assert_eq!(get(&srv, "/r/x", "X-Route: b\r\n").status, 201);
+    assert_eq!(b.last().line, "GET /x HTTP/1.1");
+    let url = format!("X-Route: {}\r\n", b.url("/other/"));
+    assert_eq!(get(&srv, "/r/y?z", &url).status, 201);
+    assert_eq!(b.last().line, "GET /other/y?z HTTP/1.1");
+    assert_eq!((a.count(), b.count()), (1, 2));
+    assert_eq!(get(&srv, "/r/x", "X-Route: nope\r\n").status, 502);
+    srv.wait_stderr_line(
+        &["upstream://nope/x", "no such upstream group"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(get(&srv, "/r/x", "X-Route: ftp://h/\r\n").status, 502);
+    srv.wait_stderr_line(
+        &[
+            "\"ftp://h/\" (note upstream)",
+            "not an http:// or https:// URL nor a group name",
+        ],
+        Duration::from_secs(10),
+    );
+}

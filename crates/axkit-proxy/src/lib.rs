@@ -17,6 +17,11 @@
 //!   `<Upstream NAME>` (global; see the `upstream` module: `Server
 //!   HOST:PORT [weight=N]`, `Balance round-robin|least-conn|hash KEY`,
 //!   `MaxFails`, `FailTimeout`, `HealthCheck /PATH INTERVAL`).
+//!   A plugin that routes (a Lua script: `r:note("upstream", "pool-b")`)
+//!   sets the `UPSTREAM_NOTE` before `response` to a group's name or a
+//!   URL: the request goes there instead, its path mapped as the
+//!   `ProxyPass` that matched says (a URL's path replacing the one of
+//!   the `ProxyPass` URL). A note that is neither is a 502, logged.
 //! - `ProxyPreserveHost On|Off` (default Off): send the client's `Host`
 //!   rather than the URL's.
 //! - `ProxyTimeout DURATION`: the three timeouts below at once;
@@ -59,8 +64,7 @@ use axkit::config::core::{TRUSTED_PROXY, TRUSTED_PROXY_HEADER};
 use std::collections::HashMap;
 
 use axkit::config::{Args, Directive, Key, List, Scopes, ValueType};
-use axkit::plugin::BodyError;
-use axkit::plugin::Worker;
+use axkit::plugin::{BodyError, Worker, UPSTREAM_NOTE};
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
 use axkit_client::{Body, Client, Error as ClientError, ErrorKind, Request, Response};
 use bytes::Bytes;
@@ -250,10 +254,17 @@ fn upstream_url(ctx: &Context) -> Option<Target> {
         }
     }
     let (pass, prefix) = best?;
+    // A plugin that routes names the group, or a URL, instead.
+    let routed = ctx.notes.get(UPSTREAM_NOTE).map(|note| routed(note));
+    let (origin, base) = match &routed {
+        Some(Ok((origin, base))) => (origin.clone(), base.as_str()),
+        Some(Err(note)) => (format!("{INVALID}{note}"), "/"),
+        None => (pass.origin.clone(), pass.path.as_str()),
+    };
     let rest = &path[prefix.len().min(path.len())..];
-    let mut url = String::with_capacity(pass.path.len() + rest.len() + 16);
-    url.push_str(&pass.path);
-    let rest = match (pass.path.ends_with('/'), rest.strip_prefix('/')) {
+    let mut url = String::with_capacity(base.len() + rest.len() + 16);
+    url.push_str(base);
+    let rest = match (base.ends_with('/'), rest.strip_prefix('/')) {
         (true, Some(r)) => r,
         _ => rest,
     };
@@ -263,11 +274,21 @@ fn upstream_url(ctx: &Context) -> Option<Target> {
         // A `#` would end the URL the client parses.
         url.push_str(&query.replace('#', "%23"));
     }
-    Some(Target {
-        origin: pass.origin.clone(),
-        path: url,
-    })
+    Some(Target { origin, path: url })
 }
+
+/// What an `UPSTREAM_NOTE` names: a URL (`http://host:port/base`, whose
+/// path replaces the `ProxyPass` URL's), else a group; as origin and
+/// path, or the note back when it is neither.
+fn routed(note: &str) -> Result<(String, String), String> {
+    if note.contains("://") {
+        return split_url(note).map_err(|_| note.to_string());
+    }
+    Ok((format!("upstream://{note}"), "/".to_string()))
+}
+
+/// The origin of a note that names nothing usable.
+const INVALID: &str = "invalid://";
 
 /// Where a request goes: an origin (`http://host:port`, or
 /// `upstream://NAME` for a group) and the path and query sent there.
@@ -489,6 +510,10 @@ impl Proxy {
             true => (*config.get(&TRIES)).max(1),
             false => 1,
         };
+        if let Some(note) = target.origin.strip_prefix(INVALID) {
+            let why = "not an http:// or https:// URL nor a group name";
+            return self.failed(ctx, &format!("{note:?} (note {UPSTREAM_NOTE})"), why, 502);
+        }
         let group = match target.origin.strip_prefix("upstream://") {
             Some(name) => match self.groups.get(name) {
                 Some(group) => Some(group.clone()),
