@@ -176,10 +176,63 @@ fn serve(stream: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, down: Arc<AtomicBool>) 
             return;
         }
         seen.lock().unwrap().push(request.clone());
+        if request.header("upgrade") == Some("websocket") {
+            return websocket(&request, input, out);
+        }
         if !answer(&path, &request, counted, sum, &mut out) {
             return;
         }
     }
+}
+
+/// WebSocket connections whose peer (the proxy) closed.
+static WEBSOCKETS_ENDED: AtomicUsize = AtomicUsize::new(0);
+
+/// The RFC 6455 handshake (for the RFC's own sample key only), then an
+/// echo of each masked frame as an unmasked one, until the peer closes.
+fn websocket(request: &Seen, mut input: BufReader<TcpStream>, mut out: TcpStream) {
+    let accept = match request.header("sec-websocket-key") {
+        Some("dGhlIHNhbXBsZSBub25jZQ==") => "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+        _ => "unknown key",
+    };
+    out.write_all(
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    loop {
+        let mut head = [0u8; 2];
+        if input.read_exact(&mut head).is_err() {
+            WEBSOCKETS_ENDED.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+        let len = (head[1] & 0x7f) as usize;
+        let mut mask = [0u8; 4];
+        let mut payload = vec![0u8; len];
+        if input.read_exact(&mut mask).is_err() || input.read_exact(&mut payload).is_err() {
+            return;
+        }
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= mask[i % 4];
+        }
+        let mut frame = vec![head[0], len as u8];
+        frame.extend_from_slice(&payload);
+        if out.write_all(&frame).is_err() {
+            return;
+        }
+    }
+}
+
+/// A masked text frame of `text` (under 126 bytes), as a client sends.
+fn masked_frame(text: &str) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x81, 0x80 | text.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
 }
 
 /// The pattern byte `i` of a generated body.
@@ -679,4 +732,56 @@ fn a_lua_script_picks_the_upstream_per_request() {
         ],
         Duration::from_secs(10),
     );
+}
+
+#[test]
+fn a_websocket_is_tunnelled_both_ways() {
+    let origin = Origin::start();
+    let srv = proxy(&origin, "");
+    let mut s = srv.connect();
+    // The first frame rides with the handshake: it must wait in the proxy
+    // until the tunnel is up, and not be lost.
+    let mut hello = b"GET /app/ws HTTP/1.1\r\nHost: front\r\nConnection: keep-alive, Upgrade\r\n\
+          Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        .to_vec();
+    hello.extend_from_slice(&masked_frame("first"));
+    s.write_all(&hello).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let r = parse_head_response(&head).unwrap();
+    assert_eq!(r.status, 101, "{}", lossy(&head));
+    assert_eq!(r.header("Upgrade"), Some("websocket"));
+    assert_eq!(r.header("Connection"), Some("Upgrade"));
+    assert_eq!(
+        r.header("Sec-WebSocket-Accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+    let seen = origin.last();
+    assert_eq!(seen.line, "GET /base/ws HTTP/1.1");
+    assert_eq!(seen.header("Upgrade"), Some("websocket"));
+    assert_eq!(seen.header("Connection"), Some("Upgrade"));
+    assert_eq!(
+        seen.header("Sec-WebSocket-Key"),
+        Some("dGhlIHNhbXBsZSBub25jZQ==")
+    );
+    let mut echo = [0u8; 7];
+    s.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"\x81\x05first");
+    for text in ["second", "a longer third message"] {
+        s.write_all(&masked_frame(text)).unwrap();
+        let mut echo = vec![0u8; 2 + text.len()];
+        s.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo[2..], text.as_bytes());
+    }
+    // The client leaves: the proxy closes the origin's side too.
+    drop(s);
+    assert!(wait_until(Duration::from_secs(10), || {
+        WEBSOCKETS_ENDED.load(Ordering::SeqCst) == 1
+    }));
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
 }

@@ -233,6 +233,7 @@ pub struct Request {
     max_size: Option<u64>,
     redirects: u32,
     user_agent: bool,
+    upgrade: Option<String>,
 }
 
 impl Request {
@@ -252,6 +253,7 @@ impl Request {
             max_size: Some(DEFAULT_MAX_SIZE),
             redirects: 0,
             user_agent: true,
+            upgrade: None,
         })
     }
 
@@ -301,6 +303,16 @@ impl Request {
     /// what its client sent).
     pub fn default_user_agent(mut self, on: bool) -> Request {
         self.user_agent = on;
+        self
+    }
+
+    /// Ask the server to switch to `protocol` (`Connection: Upgrade`,
+    /// `Upgrade: protocol`; a WebSocket handshake's other headers are the
+    /// caller's). A `101 Switching Protocols` answer is then a response
+    /// whose [`Response::upgraded`] is the connection; any other answer is
+    /// an ordinary response.
+    pub fn upgrade(mut self, protocol: impl Into<String>) -> Request {
+        self.upgrade = Some(protocol.into());
         self
     }
 
@@ -357,6 +369,21 @@ impl Response {
         self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
+    /// After `101 Switching Protocols` to a request that asked to
+    /// [`upgrade`](Request::upgrade): the connection, to read and write as
+    /// the new protocol says (bytes the server sent right after its head
+    /// come first). `None` for any other response.
+    pub fn upgraded(mut self) -> Option<Upgraded> {
+        if self.status != 101 {
+            return None;
+        }
+        let conn = self.body.conn.take()?;
+        Some(Upgraded {
+            stream: conn.stream,
+            buf: conn.buf,
+        })
+    }
+
     /// The next piece of the body, as it arrives; `None` at its end.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
         self.body.chunk().await
@@ -373,6 +400,54 @@ impl Response {
             }
         }
         Ok(all.freeze())
+    }
+}
+
+/// A connection handed over after `101 Switching Protocols`
+/// ([`Response::upgraded`]): a byte stream both ways.
+pub struct Upgraded {
+    stream: conn::Stream,
+    /// Read past the response head.
+    buf: BytesMut,
+}
+
+impl tokio::io::AsyncRead for Upgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        out: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.buf.is_empty() {
+            let n = out.remaining().min(this.buf.len());
+            out.put_slice(&this.buf.split_to(n));
+            return std::task::Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, out)
+    }
+}
+
+impl tokio::io::AsyncWrite for Upgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 
@@ -710,6 +785,7 @@ impl Client {
             &request.headers,
             framing,
             request.user_agent,
+            request.upgrade.as_deref(),
         )
         .map_err(fail)?;
         let writing = "writing the request";
@@ -780,6 +856,20 @@ impl Client {
             match wire::parse_head(&conn.buf).map_err(|e| (e, true))? {
                 Some((head, len)) => {
                     conn.buf.advance(len);
+                    if head.status == 101 && request.upgrade.is_some() {
+                        return Ok(Response {
+                            status: 101,
+                            headers: head.headers,
+                            body: BodyReader {
+                                conn: Some(conn),
+                                framing: BodyFraming::Empty,
+                                reusable: false,
+                                left: None,
+                                deadline: *deadline,
+                                client: self.inner.clone(),
+                            },
+                        });
+                    }
                     if head.status == 101 {
                         return Err((
                             Error::new(

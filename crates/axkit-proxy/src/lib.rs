@@ -47,6 +47,10 @@
 //! `TrustedProxy` whose header family (`TrustedProxyHeader`) they are,
 //! else replaced; `X-Forwarded-Proto` and `X-Forwarded-Host` say what the
 //! client asked (`Context::client`); `Via: 1.x axkit` is appended.
+//! A request that asks to switch protocols (a WebSocket) is passed on with
+//! its `Upgrade`; when the upstream answers 101, the client's connection
+//! switches too (`Context::upgrade`) and bytes are copied both ways until
+//! either side closes or the worker drains.
 //! What comes back: the status and headers less the hop-by-hop ones and
 //! the upstream's `Date` and `Server` (the core writes its own), `Via`
 //! appended, and the body as it arrives. An upstream that cannot be
@@ -434,6 +438,23 @@ fn node(ip: IpAddr) -> String {
     }
 }
 
+/// The protocol a request asks to switch to, when it may be tunnelled:
+/// HTTP/1.1, `Connection: upgrade`, `Upgrade`, no body.
+fn wants_upgrade(ctx: &Context, framing: &Framing) -> Option<String> {
+    let request = &ctx.request;
+    let asked = request
+        .headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let ok = asked
+        && matches!(framing, Framing::None)
+        && request.version() == axkit_http::Version::Http11;
+    ok.then(|| request.header("upgrade").map(str::to_string))
+        .flatten()
+}
+
 /// The timeouts of one exchange.
 struct Limits {
     connect: Duration,
@@ -525,6 +546,7 @@ impl Proxy {
             None => None,
         };
         let headers = upstream_headers(ctx);
+        let upgrade = wants_upgrade(ctx, &framing);
         let mut attempt = 1;
         let mut tried = Vec::new();
         let mut url;
@@ -544,7 +566,9 @@ impl Proxy {
                     None
                 }
             };
-            let (result, body_error) = self.exchange(ctx, &url, &headers, &framing, &limits).await;
+            let (result, body_error) = self
+                .exchange(ctx, &url, &headers, &framing, &limits, upgrade.as_deref())
+                .await;
             if let Some((group, index)) = server {
                 match &result {
                     Ok(_) => group.answered(index),
@@ -621,6 +645,9 @@ impl Proxy {
             }
         }
         ctx.response.headers.set("Via", join(via, "1.1 axkit"));
+        if response.status == 101 {
+            return self.tunnel(ctx, &url, response).await;
+        }
         // Commits the head even when no body follows (a HEAD's length).
         if ctx.write(Bytes::new()).await.is_err() {
             return Outcome::Done;
@@ -651,6 +678,7 @@ impl Proxy {
         headers: &[(String, String)],
         framing: &Framing,
         limits: &Limits,
+        upgrade: Option<&str>,
     ) -> (Result<Response, ClientError>, Option<BodyError>) {
         let mut request = match Request::new(ctx.request.method(), url) {
             Ok(r) => r,
@@ -662,6 +690,9 @@ impl Proxy {
             .send_timeout(limits.send)
             .max_size(None)
             .default_user_agent(false);
+        if let Some(protocol) = upgrade {
+            request = request.upgrade(protocol);
+        }
         for (name, value) in headers {
             request = request.header(name.clone(), value.clone());
         }
@@ -694,6 +725,34 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    /// The upstream switched protocols: switch the client's connection
+    /// too, and copy bytes both ways until either side closes or the
+    /// worker drains.
+    async fn tunnel(&self, ctx: &mut Context, url: &str, response: Response) -> Outcome {
+        let protocol = response.header("upgrade").unwrap_or("").to_string();
+        let Some(mut upstream) = response.upgraded() else {
+            return self.failed(ctx, url, "101 without a connection", 502);
+        };
+        let worker = ctx.worker();
+        let logger = ctx.logger();
+        let line = ctx.request.request_line();
+        let mut client = match ctx.upgrade(&protocol).await {
+            Ok(client) => client,
+            Err(e) => {
+                logger.log(
+                    Level::Error,
+                    &format!("proxy: {line}: upstream {url}: switching protocols: {e}"),
+                );
+                return Outcome::Done;
+            }
+        };
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+            _ = worker.stopping() => {}
+        }
+        Outcome::Done
     }
 
     /// Log why the upstream failed and answer `status` (too late once the
