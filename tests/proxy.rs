@@ -1,10 +1,13 @@
-//! The `proxy` plugin end to end: the real `axkit` in front of an origin
+//! The `proxy` plugin end to end: the real `axkit` in front of origins
 //! this file runs (a small HTTP/1.1 server on a thread per connection),
-//! which records every request exactly as it came off the wire (head and
-//! decoded body, how it was framed) and counts the connections it
+//! which record every request exactly as it came off the wire (head and
+//! decoded body, how it was framed) and count the connections they
 //! accepted. GET and POST through, hop-by-hop headers removed and the
-//! forwarding headers set (exact lists), a chunked upload, 20 MB each way,
-//! 502 and 504 with their log lines, and the upstream's keep-alive reused.
+//! forwarding headers set (exact lists), a chunked upload, 20 MB each way
+//! with the worker's memory bounded, ambiguous framing stopped before the
+//! origin, 502 and 504 with their log lines, the upstream's keep-alive
+//! reused, retries (never a POST), upstream groups with a server killed
+//! and restored, a WebSocket tunnelled, and a Lua script routing.
 
 mod common;
 
@@ -784,4 +787,35 @@ fn a_websocket_is_tunnelled_both_ways() {
         WEBSOCKETS_ENDED.load(Ordering::SeqCst) == 1
     }));
     assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn ambiguous_framing_never_reaches_the_origin() {
+    let origin = Origin::start();
+    let srv = proxy(&origin, "");
+    for (request, expected) in [
+        (&b"POST /app/e HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"[..], 400),
+        (&b"POST /app/e HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"[..], 400),
+        (&b"POST /app/e HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"[..], 501),
+        (&b"POST /app/e HTTP/1.1\r\nHost: h\r\nContent-Length: +3\r\n\r\nabc"[..], 400),
+    ] {
+        let (bytes, _) = srv.exchange(request);
+        assert_eq!(status_of(&bytes), expected, "{:?}: {}", lossy(request), lossy(&bytes));
+    }
+    // A body whose chunked framing breaks halfway: the origin never gets
+    // a request it could take for complete.
+    let (bytes, _) = srv.exchange(
+        b"POST /app/e HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n",
+    );
+    assert_eq!(status_of(&bytes), 400, "{}", lossy(&bytes));
+    assert_eq!(origin.count(), 0);
+    // Chunk extensions and trailers are the client's framing, not passed
+    // on: the origin (whose parser takes neither) gets plain chunks.
+    let r = send(
+        &srv,
+        b"POST /app/e HTTP/1.1\r\nHost: h\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3;ext=1\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n",
+    );
+    assert_eq!((r.status, r.text().as_str()), (201, "abc"));
+    assert_eq!(origin.last().header("Transfer-Encoding"), Some("chunked"));
 }

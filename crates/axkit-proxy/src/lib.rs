@@ -88,7 +88,7 @@ pub const PROXY: PluginSpec = PluginSpec {
 
 /// One `ProxyPass` line.
 #[derive(Clone, Debug)]
-pub struct Pass {
+struct Pass {
     /// `None`: the Location's own prefix.
     prefix: Option<String>,
     /// `scheme://authority`, without a path.
