@@ -6,10 +6,15 @@
 //! forwarding headers set (exact lists), a chunked upload, 20 MB each way
 //! with the worker's memory bounded, ambiguous framing stopped before the
 //! origin, 502 and 504 with their log lines, the upstream's keep-alive
-//! reused, retries (never a POST), upstream groups with a server killed
+//! reused, an HTTPS upstream trusted through `HttpClientCAFile`, retries
+//! (never a POST), upstream groups with a server killed
 //! and restored, a WebSocket tunnelled, and a Lua script routing.
 
 mod common;
+#[path = "common/services.rs"]
+mod services;
+#[path = "common/tls.rs"]
+mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -818,4 +823,30 @@ fn ambiguous_framing_never_reaches_the_origin() {
     );
     assert_eq!((r.status, r.text().as_str()), (201, "abc"));
     assert_eq!(origin.last().header("Transfer-Encoding"), Some("chunked"));
+}
+
+#[test]
+fn an_https_upstream_is_trusted_through_http_client_ca_file() {
+    let dir = TempDir::new("proxy-tls");
+    let Some(server) = tls::tls_server(dir.path()) else {
+        return;
+    };
+    let conf = |global: &str| {
+        format!(
+            "Plugin logging/warn\nLogLevel LOGINFO\n{global}\n<Server>\n    Listen 127.0.0.1:0\n    \
+             Plugin proxy\n    ProxyPass /s https://localhost:{}/\n</Server>\n",
+            server.port
+        )
+    };
+    let ca = dir.path().join("ca.pem");
+    let trusting = Axkit::start_single(&conf(&format!("HttpClientCAFile {}", ca.display())));
+    let r = trusting.get("/s/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("s_server"), "{}", r.text());
+    let mut plain = Axkit::start_single(&conf(""));
+    assert_eq!(plain.get("/s/").status, 502);
+    plain.wait_stderr_line(
+        &["GET /s/", "UnknownIssuer", "(502)"],
+        Duration::from_secs(10),
+    );
 }

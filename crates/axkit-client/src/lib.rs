@@ -671,6 +671,21 @@ impl Client {
         }
     }
 
+    /// A client trusting what this one trusts (the worker's: the
+    /// `HttpClientCAFile`s too) with a pool of its own: at most `count`
+    /// idle connections per (scheme, host, port), each for at most
+    /// `timeout` (a proxy's upstream pool, sized apart from the scripts').
+    pub fn with_own_pool(&self, count: usize, timeout: Duration) -> Client {
+        Client {
+            inner: Rc::new(Inner {
+                pool: RefCell::new(Pool::new(count, timeout)),
+                roots: self.inner.roots.clone(),
+                system_roots: self.inner.system_roots,
+                tls: tokio::sync::OnceCell::new(),
+            }),
+        }
+    }
+
     /// How many connections this client has opened (each pooled
     /// connection counts once however many requests it carried).
     pub fn connections_opened(&self) -> u64 {

@@ -36,6 +36,9 @@
 //! - `ProxyKeepAlive COUNT` (global, default 32): idle connections each
 //!   worker keeps per upstream (0: none).
 //!
+//! `https://` upstreams are checked against the system's roots and the
+//! `HttpClientCAFile`s, as the worker's HTTP client is.
+//!
 //! What is sent upstream: the request's headers less the hop-by-hop ones
 //! (`Connection` and the headers it names, `Keep-Alive`, `TE`, `Trailer`,
 //! `Transfer-Encoding`, `Upgrade`, `Proxy-*`), `Expect` (the core has
@@ -217,7 +220,8 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
         }
     }
     Ok(Rc::new(Proxy {
-        client: Client::builder().keep_alive(idle, IDLE_TIMEOUT).build(),
+        // The worker's trust (`HttpClientCAFile`), a pool of its own.
+        client: axkit_client::client().with_own_pool(idle, IDLE_TIMEOUT),
         groups,
     }))
 }
