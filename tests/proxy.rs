@@ -51,6 +51,8 @@ struct Origin {
     refuse: Arc<AtomicUsize>,
     /// Close every connection unanswered, open ones at their next request.
     down: Arc<AtomicBool>,
+    /// WebSocket connections whose peer (the proxy) closed.
+    websockets_ended: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
@@ -68,6 +70,8 @@ impl Origin {
             refuse.clone(),
             down.clone(),
         );
+        let websockets_ended = Arc::new(AtomicUsize::new(0));
+        let w = websockets_ended.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
@@ -80,8 +84,8 @@ impl Origin {
                 if d.load(Ordering::SeqCst) {
                     continue;
                 }
-                let (s, d) = (s.clone(), d.clone());
-                std::thread::spawn(move || serve(stream, s, d));
+                let (s, d, w) = (s.clone(), d.clone(), w.clone());
+                std::thread::spawn(move || serve(stream, s, d, w));
             }
         });
         Origin {
@@ -89,6 +93,7 @@ impl Origin {
             connections,
             refuse,
             down,
+            websockets_ended,
             seen,
         }
     }
@@ -112,7 +117,12 @@ impl Origin {
 }
 
 /// Serve requests on one connection until the proxy closes it.
-fn serve(stream: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, down: Arc<AtomicBool>) {
+fn serve(
+    stream: TcpStream,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    down: Arc<AtomicBool>,
+    websockets_ended: Arc<AtomicUsize>,
+) {
     let mut out = stream.try_clone().unwrap();
     let mut input = BufReader::new(stream);
     loop {
@@ -185,16 +195,15 @@ fn serve(stream: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, down: Arc<AtomicBool>) 
         }
         seen.lock().unwrap().push(request.clone());
         if request.header("upgrade") == Some("websocket") {
-            return websocket(&request, input, out);
+            websocket(&request, input, out);
+            websockets_ended.fetch_add(1, Ordering::SeqCst);
+            return;
         }
         if !answer(&path, &request, counted, sum, &mut out) {
             return;
         }
     }
 }
-
-/// WebSocket connections whose peer (the proxy) closed.
-static WEBSOCKETS_ENDED: AtomicUsize = AtomicUsize::new(0);
 
 /// The RFC 6455 handshake (for the RFC's own sample key only), then an
 /// echo of each masked frame as an unmasked one, until the peer closes.
@@ -214,7 +223,6 @@ fn websocket(request: &Seen, mut input: BufReader<TcpStream>, mut out: TcpStream
     loop {
         let mut head = [0u8; 2];
         if input.read_exact(&mut head).is_err() {
-            WEBSOCKETS_ENDED.fetch_add(1, Ordering::SeqCst);
             return;
         }
         let len = (head[1] & 0x7f) as usize;
@@ -742,6 +750,23 @@ fn a_lua_script_picks_the_upstream_per_request() {
     );
 }
 
+/// A WebSocket handshake through the proxy (the RFC's sample key).
+const WS_HANDSHAKE: &[u8] =
+    b"GET /app/ws HTTP/1.1\r\nHost: front\r\nConnection: keep-alive, Upgrade\r\n\
+    Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// A response head, read byte by byte so that nothing after it is taken.
+fn read_head(s: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    head
+}
+
 #[test]
 fn a_websocket_is_tunnelled_both_ways() {
     let origin = Origin::start();
@@ -749,18 +774,10 @@ fn a_websocket_is_tunnelled_both_ways() {
     let mut s = srv.connect();
     // The first frame rides with the handshake: it must wait in the proxy
     // until the tunnel is up, and not be lost.
-    let mut hello = b"GET /app/ws HTTP/1.1\r\nHost: front\r\nConnection: keep-alive, Upgrade\r\n\
-          Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        .to_vec();
+    let mut hello = WS_HANDSHAKE.to_vec();
     hello.extend_from_slice(&masked_frame("first"));
     s.write_all(&hello).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
+    let head = read_head(&mut s);
     let r = parse_head_response(&head).unwrap();
     assert_eq!(r.status, 101, "{}", lossy(&head));
     assert_eq!(r.header("Upgrade"), Some("websocket"));
@@ -789,7 +806,7 @@ fn a_websocket_is_tunnelled_both_ways() {
     // The client leaves: the proxy closes the origin's side too.
     drop(s);
     assert!(wait_until(Duration::from_secs(10), || {
-        WEBSOCKETS_ENDED.load(Ordering::SeqCst) == 1
+        origin.websockets_ended.load(Ordering::SeqCst) == 1
     }));
     assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
 }
@@ -847,6 +864,36 @@ fn an_https_upstream_is_trusted_through_http_client_ca_file() {
     assert_eq!(plain.get("/s/").status, 502);
     plain.wait_stderr_line(
         &["GET /s/", "UnknownIssuer", "(502)"],
+        Duration::from_secs(10),
+    );
+}
+
+#[test]
+fn an_idle_tunnel_is_closed_after_the_read_timeout() {
+    let origin = Origin::start();
+    let mut srv = proxy(&origin, "ProxyReadTimeout 1s");
+    let mut s = srv.connect();
+    s.write_all(WS_HANDSHAKE).unwrap();
+    assert_eq!(status_of(&read_head(&mut s)), 101);
+    // Traffic keeps it open past the limit (pauses of a third of it, the
+    // whole longer than it)…
+    for text in ["a", "b", "c", "d", "e"] {
+        std::thread::sleep(Duration::from_millis(300));
+        s.write_all(&masked_frame(text)).unwrap();
+        let mut echo = [0u8; 3];
+        s.read_exact(&mut echo).unwrap();
+    }
+    // …silence closes both sides.
+    let (rest, ended) = read_to_end_within(&mut s, Duration::from_secs(10));
+    assert!(
+        rest.is_empty() && matches!(ended, Ended::Closed),
+        "{ended:?}"
+    );
+    assert!(wait_until(Duration::from_secs(10), || {
+        origin.websockets_ended.load(Ordering::SeqCst) == 1
+    }));
+    srv.wait_stderr_line(
+        &["GET /app/ws", "tunnel idle for 1s, closed"],
         Duration::from_secs(10),
     );
 }

@@ -53,7 +53,8 @@
 //! A request that asks to switch protocols (a WebSocket) is passed on with
 //! its `Upgrade`; when the upstream answers 101, the client's connection
 //! switches too (`Context::upgrade`) and bytes are copied both ways until
-//! either side closes or the worker drains.
+//! either side closes, nothing moves either way for `ProxyReadTimeout`, or
+//! the worker drains.
 //! What comes back: the status and headers less the hop-by-hop ones and
 //! the upstream's `Date` and `Server` (the core writes its own), `Via`
 //! appended, and the body as it arrives. An upstream that cannot be
@@ -80,6 +81,7 @@ use tokio::sync::{mpsc, Mutex};
 
 use upstream::Group;
 
+mod tunnel;
 mod upstream;
 
 /// The `proxy` plugin's spec, for `Server::plugin`.
@@ -650,7 +652,7 @@ impl Proxy {
         }
         ctx.response.headers.set("Via", join(via, "1.1 axkit"));
         if response.status == 101 {
-            return self.tunnel(ctx, &url, response).await;
+            return self.tunnel(ctx, &url, response, limits.read).await;
         }
         // Commits the head even when no body follows (a HEAD's length).
         if ctx.write(Bytes::new()).await.is_err() {
@@ -732,9 +734,15 @@ impl Proxy {
     }
 
     /// The upstream switched protocols: switch the client's connection
-    /// too, and copy bytes both ways until either side closes or the
-    /// worker drains.
-    async fn tunnel(&self, ctx: &mut Context, url: &str, response: Response) -> Outcome {
+    /// too, and copy bytes both ways until either side closes, nothing
+    /// moves for `idle` (the read timeout), or the worker drains.
+    async fn tunnel(
+        &self,
+        ctx: &mut Context,
+        url: &str,
+        response: Response,
+        idle: Duration,
+    ) -> Outcome {
         let protocol = response.header("upgrade").unwrap_or("").to_string();
         let Some(mut upstream) = response.upgraded() else {
             return self.failed(ctx, url, "101 without a connection", 502);
@@ -752,9 +760,11 @@ impl Proxy {
                 return Outcome::Done;
             }
         };
-        tokio::select! {
-            _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-            _ = worker.stopping() => {}
+        if let tunnel::End::Idle = tunnel::join(&mut client, &mut upstream, idle, &worker).await {
+            logger.log(
+                Level::Info,
+                &format!("proxy: {line}: upstream {url}: tunnel idle for {idle:?}, closed"),
+            );
         }
         Outcome::Done
     }
