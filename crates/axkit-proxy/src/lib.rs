@@ -702,6 +702,9 @@ impl Proxy {
         for (name, value) in headers {
             request = request.header(name.clone(), value.clone());
         }
+        if matches!(framing, Framing::None) {
+            return (self.client.send(request).await, None);
+        }
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(1);
         let rx = Rc::new(Mutex::new(rx));
         let next = move || {
@@ -709,14 +712,10 @@ impl Proxy {
             async move { rx.lock().await.recv().await.transpose() }
         };
         request = match framing {
-            Framing::None => request,
             Framing::Length(n) => request.body(Body::sized(*n, next)),
-            Framing::Chunked => request.body(Body::from_fn(next)),
+            _ => request.body(Body::from_fn(next)),
         };
         let sent = self.client.send(request);
-        if matches!(framing, Framing::None) {
-            return (sent.await, None);
-        }
         tokio::pin!(sent);
         let pumping = pump(ctx, tx);
         tokio::pin!(pumping);
