@@ -4,8 +4,8 @@
 //! (`HttpClientCAFile`), and the zones and broadcast shared by the workers
 //! (`SharedZone`, `BroadcastBuffer`), sessions (`SessionKey`,
 //! `SessionStore`…), and the status page, metrics and console (`stats`,
-//! `console`), on-the-fly compression (`compress`)
-//! and the response cache (`cache`). Without `-c` it runs the demo: the static site of
+//! `console`), on-the-fly compression (`compress`),
+//! the response cache (`cache`) and the reverse proxy (`proxy`). Without `-c` it runs the demo: the static site of
 //! `demo/` and the wiki application of `plugins/`.
 
 use std::fs::OpenOptions;
@@ -18,6 +18,7 @@ fn main() -> std::process::ExitCode {
         .plugins(axkit_plugins::builtin())
         .plugin(axkit_compress::COMPRESS)
         .plugin(axkit_cache::CACHE)
+        .plugin(axkit_proxy::PROXY)
         .source(axkit_plugins::StatsSource)
         .source(axkit_db::DbSource)
         .source(axkit_lua::LuaSource::new())

@@ -10,13 +10,12 @@ mod common;
 mod lua;
 #[path = "common/services.rs"]
 mod services;
-
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+#[path = "common/tls.rs"]
+mod tls;
 
 use common::*;
 use lua::conf;
+use tls::tls_server;
 
 /// The upstream: counts the connections it accepted (`/count`).
 const UPSTREAM: &str = r#"
@@ -185,130 +184,6 @@ fn request_bodies_stream_and_redirects_are_followed_on_request() {
         "chunked:one two three | length 5:whole"
     );
     assert_eq!(call(&client, "/redirect", port), "302 /hello | 200 hello ");
-}
-
-/// `openssl s_server` with a certificate for localhost signed by a test CA;
-/// killed on drop.
-struct TlsServer {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A test CA (`ca.pem`) and a TLS server with a certificate it signed, or
-/// None (the test is skipped) without the `openssl` command.
-fn tls_server(dir: &Path) -> Option<TlsServer> {
-    if Command::new("openssl").arg("version").output().is_err() {
-        services::service_missing("openssl", "openssl");
-        return None;
-    }
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=axkit test CA",
-    ]);
-    openssl(dir, &ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    openssl(dir, &csr);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = free.local_addr().unwrap().port();
-    drop(free);
-    let child = Command::new("openssl")
-        .args([
-            "s_server",
-            "-quiet",
-            "-www",
-            "-cert",
-            "server.pem",
-            "-key",
-            "server.key",
-        ])
-        .arg("-accept")
-        .arg(format!("127.0.0.1:{port}"))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = TlsServer { child, port };
-    assert!(
-        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_ok()),
-        "s_server did not start"
-    );
-    Some(server)
 }
 
 #[test]

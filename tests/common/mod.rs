@@ -5,9 +5,10 @@
 //!
 //! Helpers only one family of tests uses live beside this file
 //! (`cgi.rs`, `lua.rs`, `process.rs`, `protocol.rs`, `static_files.rs`,
-//! and `services.rs`: PostgreSQL and Redis servers a test starts, skipped
-//! when missing unless `AXKIT_REQUIRE_SERVICES=1`), each included by its
-//! family's files with `#[path]`.
+//! `services.rs`: PostgreSQL and Redis servers a test starts, skipped
+//! when missing unless `AXKIT_REQUIRE_SERVICES=1`, and `tls.rs`: an
+//! `openssl s_server` with a test CA), each included by its family's files
+//! with `#[path]`.
 //!
 //! The greeting-server example's tests include this file too (with
 //! `#[path]`), so it uses nothing that package lacks: no `libc` crate, and

@@ -122,6 +122,8 @@ impl std::error::Error for Error {}
 pub(crate) struct Deadline {
     connect: Duration,
     read: Duration,
+    /// Each write of the request.
+    send: Duration,
     end: Option<Instant>,
 }
 
@@ -170,6 +172,8 @@ enum BodyKind {
     Bytes(Bytes),
     /// Sent chunked, as it is produced.
     Chunks(Producer),
+    /// Sent with this `Content-Length`, as it is produced.
+    Sized(u64, Producer),
 }
 
 impl Body {
@@ -189,8 +193,22 @@ impl Body {
         Body(BodyKind::Chunks(Box::new(move || Box::pin(next()))))
     }
 
+    /// A body of exactly `len` bytes produced piece by piece, sent with
+    /// `Content-Length: len` as each piece comes (a proxy forwarding a
+    /// body whose length it was told). A producer that gives more or fewer
+    /// bytes fails the request ([`ErrorKind::Body`]) and its connection is
+    /// closed: the server never reads a body framed one way and sent
+    /// another. Not kept, like [`Body::from_fn`]'s.
+    pub fn sized<F, Fut>(len: u64, mut next: F) -> Body
+    where
+        F: FnMut() -> Fut + 'static,
+        Fut: Future<Output = std::io::Result<Option<Bytes>>> + 'static,
+    {
+        Body(BodyKind::Sized(len, Box::new(move || Box::pin(next()))))
+    }
+
     fn replayable(&self) -> bool {
-        !matches!(self.0, BodyKind::Chunks(_))
+        !matches!(self.0, BodyKind::Chunks(_) | BodyKind::Sized(..))
     }
 }
 
@@ -210,9 +228,12 @@ pub struct Request {
     body: Body,
     connect_timeout: Duration,
     read_timeout: Duration,
+    send_timeout: Option<Duration>,
     timeout: Option<Duration>,
     max_size: Option<u64>,
     redirects: u32,
+    user_agent: bool,
+    upgrade: Option<String>,
 }
 
 impl Request {
@@ -227,9 +248,12 @@ impl Request {
             body: Body::empty(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            send_timeout: None,
             timeout: None,
             max_size: Some(DEFAULT_MAX_SIZE),
             redirects: 0,
+            user_agent: true,
+            upgrade: None,
         })
     }
 
@@ -264,6 +288,31 @@ impl Request {
     /// (default 30 s).
     pub fn read_timeout(mut self, limit: Duration) -> Request {
         self.read_timeout = limit;
+        self
+    }
+
+    /// How long each write of the request (head and body) may wait for
+    /// the server to take it (default: the read timeout).
+    pub fn send_timeout(mut self, limit: Duration) -> Request {
+        self.send_timeout = Some(limit);
+        self
+    }
+
+    /// Whether to write `User-Agent: axkit/VERSION` when the request has
+    /// no `User-Agent` of its own (default yes; a proxy passes on only
+    /// what its client sent).
+    pub fn default_user_agent(mut self, on: bool) -> Request {
+        self.user_agent = on;
+        self
+    }
+
+    /// Ask the server to switch to `protocol` (`Connection: Upgrade`,
+    /// `Upgrade: protocol`; a WebSocket handshake's other headers are the
+    /// caller's). A `101 Switching Protocols` answer is then a response
+    /// whose [`Response::upgraded`] is the connection; any other answer is
+    /// an ordinary response.
+    pub fn upgrade(mut self, protocol: impl Into<String>) -> Request {
+        self.upgrade = Some(protocol.into());
         self
     }
 
@@ -320,6 +369,21 @@ impl Response {
         self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
+    /// After `101 Switching Protocols` to a request that asked to
+    /// [`upgrade`](Request::upgrade): the connection, to read and write as
+    /// the new protocol says (bytes the server sent right after its head
+    /// come first). `None` for any other response.
+    pub fn upgraded(mut self) -> Option<Upgraded> {
+        if self.status != 101 {
+            return None;
+        }
+        let conn = self.body.conn.take()?;
+        Some(Upgraded {
+            stream: conn.stream,
+            buf: conn.buf,
+        })
+    }
+
     /// The next piece of the body, as it arrives; `None` at its end.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
         self.body.chunk().await
@@ -336,6 +400,54 @@ impl Response {
             }
         }
         Ok(all.freeze())
+    }
+}
+
+/// A connection handed over after `101 Switching Protocols`
+/// ([`Response::upgraded`]): a byte stream both ways.
+pub struct Upgraded {
+    stream: conn::Stream,
+    /// Read past the response head.
+    buf: BytesMut,
+}
+
+impl tokio::io::AsyncRead for Upgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        out: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.buf.is_empty() {
+            let n = out.remaining().min(this.buf.len());
+            out.put_slice(&this.buf.split_to(n));
+            return std::task::Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, out)
+    }
+}
+
+impl tokio::io::AsyncWrite for Upgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 
@@ -559,6 +671,21 @@ impl Client {
         }
     }
 
+    /// A client trusting what this one trusts (the worker's: the
+    /// `HttpClientCAFile`s too) with a pool of its own: at most `count`
+    /// idle connections per (scheme, host, port), each for at most
+    /// `timeout` (a proxy's upstream pool, sized apart from the scripts').
+    pub fn with_own_pool(&self, count: usize, timeout: Duration) -> Client {
+        Client {
+            inner: Rc::new(Inner {
+                pool: RefCell::new(Pool::new(count, timeout)),
+                roots: self.inner.roots.clone(),
+                system_roots: self.inner.system_roots,
+                tls: tokio::sync::OnceCell::new(),
+            }),
+        }
+    }
+
     /// How many connections this client has opened (each pooled
     /// connection counts once however many requests it carried).
     pub fn connections_opened(&self) -> u64 {
@@ -571,6 +698,7 @@ impl Client {
         let deadline = Deadline {
             connect: request.connect_timeout,
             read: request.read_timeout,
+            send: request.send_timeout.unwrap_or(request.read_timeout),
             end: request.timeout.map(|t| Instant::now() + t),
         };
         let mut left = request.redirects;
@@ -661,8 +789,9 @@ impl Client {
                 Framing::Length(0)
             }
             BodyKind::Empty => Framing::None,
-            BodyKind::Bytes(b) => Framing::Length(b.len()),
+            BodyKind::Bytes(b) => Framing::Length(b.len() as u64),
             BodyKind::Chunks(_) => Framing::Chunked,
+            BodyKind::Sized(len, _) => Framing::Length(*len),
         };
         let mut out = wire::request_head(
             &request.method,
@@ -670,6 +799,8 @@ impl Client {
             &request.url.authority(),
             &request.headers,
             framing,
+            request.user_agent,
+            request.upgrade.as_deref(),
         )
         .map_err(fail)?;
         let writing = "writing the request";
@@ -705,12 +836,34 @@ impl Client {
                 }
                 out.extend_from_slice(LAST_CHUNK);
             }
+            BodyKind::Sized(len, next) => {
+                send(&mut conn, &out, deadline).await.map_err(write)?;
+                out.clear();
+                let mut left = *len;
+                let body_error = |message: &str| {
+                    fail(Error::new(
+                        ErrorKind::Body,
+                        format!("the request body: {message}"),
+                    ))
+                };
+                loop {
+                    let piece = next().await.map_err(|e| body_error(&e.to_string()))?;
+                    let Some(piece) = piece else { break };
+                    left = left
+                        .checked_sub(piece.len() as u64)
+                        .ok_or_else(|| body_error("longer than its Content-Length"))?;
+                    send(&mut conn, &piece, deadline).await.map_err(write)?;
+                }
+                if left > 0 {
+                    return Err(body_error("shorter than its Content-Length"));
+                }
+            }
         }
         if !out.is_empty() {
             send(&mut conn, &out, deadline).await.map_err(write)?;
         }
         deadline
-            .within(deadline.read, ErrorKind::Io, writing, conn.stream.flush())
+            .within(deadline.send, ErrorKind::Io, writing, conn.stream.flush())
             .await
             .map_err(fail)?;
         // The head, past any interim (1xx) responses.
@@ -718,6 +871,20 @@ impl Client {
             match wire::parse_head(&conn.buf).map_err(|e| (e, true))? {
                 Some((head, len)) => {
                     conn.buf.advance(len);
+                    if head.status == 101 && request.upgrade.is_some() {
+                        return Ok(Response {
+                            status: 101,
+                            headers: head.headers,
+                            body: BodyReader {
+                                conn: Some(conn),
+                                framing: BodyFraming::Empty,
+                                reusable: false,
+                                left: None,
+                                deadline: *deadline,
+                                client: self.inner.clone(),
+                            },
+                        });
+                    }
                     if head.status == 101 {
                         return Err((
                             Error::new(
@@ -791,11 +958,11 @@ impl Client {
     }
 }
 
-/// Write all of `data` within the read timeout.
+/// Write all of `data` within the send timeout.
 async fn send(conn: &mut Conn, data: &[u8], deadline: &Deadline) -> Result<(), Error> {
     deadline
         .within(
-            deadline.read,
+            deadline.send,
             ErrorKind::Io,
             "write",
             conn.stream.write_all(data),

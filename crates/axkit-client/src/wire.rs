@@ -27,7 +27,7 @@ pub(crate) enum Framing {
     /// No body, and none expected by the method.
     None,
     /// `Content-Length`.
-    Length(usize),
+    Length(u64),
     /// Chunked: its length is not known beforehand.
     Chunked,
 }
@@ -40,6 +40,8 @@ pub(crate) fn request_head(
     authority: &str,
     headers: &[(String, String)],
     framing: Framing,
+    user_agent: bool,
+    upgrade: Option<&str>,
 ) -> Result<Vec<u8>, Error> {
     let invalid = |what: String| Error::new(ErrorKind::InvalidRequest, what);
     if !valid_header_name(method) {
@@ -56,7 +58,7 @@ pub(crate) fn request_head(
         head.extend_from_slice(authority.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    if !given("user-agent") {
+    if user_agent && !given("user-agent") {
         head.extend_from_slice(
             concat!("User-Agent: axkit/", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes(),
         );
@@ -71,6 +73,14 @@ pub(crate) fn request_head(
         head.extend_from_slice(name.as_bytes());
         head.extend_from_slice(b": ");
         head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if let Some(protocol) = upgrade {
+        if protocol.is_empty() || !valid_header_value(protocol.as_bytes()) {
+            return Err(invalid(format!("invalid protocol {protocol:?}")));
+        }
+        head.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: ");
+        head.extend_from_slice(protocol.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
     match framing {
@@ -220,6 +230,8 @@ mod tests {
             "x:81",
             &[("X-A".into(), "1".into())],
             Framing::Length(3),
+            true,
+            None,
         )
         .unwrap();
         let text = String::from_utf8(h).unwrap();
@@ -232,8 +244,10 @@ mod tests {
             "{text}"
         );
         let host = [("host".to_string(), "other".to_string())];
-        let h = String::from_utf8(request_head("GET", "/", "x", &host, Framing::None).unwrap())
-            .unwrap();
+        let h = String::from_utf8(
+            request_head("GET", "/", "x", &host, Framing::None, true, None).unwrap(),
+        )
+        .unwrap();
         assert!(
             h.contains("host: other\r\n") && !h.contains("Host: x"),
             "{h}"
@@ -246,11 +260,11 @@ mod tests {
         ] {
             let headers = [(bad.0.to_string(), bad.1.to_string())];
             assert!(
-                request_head("GET", "/", "x", &headers, Framing::None).is_err(),
+                request_head("GET", "/", "x", &headers, Framing::None, true, None).is_err(),
                 "{bad:?}"
             );
         }
-        assert!(request_head("GE T", "/", "x", &[], Framing::None).is_err());
+        assert!(request_head("GE T", "/", "x", &[], Framing::None, true, None).is_err());
     }
 
     #[test]
