@@ -111,6 +111,19 @@ build_release() {
     log "building $what (release) at $AXKIT_REV"
     (cd "$ROOT" && cargo build --release -q "$@")
 }
+# The stock axkit binary in $PROFILE (release, or debug for a smoke run of
+# a script: its figures mean nothing): sets AXKIT to its path.
+build_axkit() {
+    case "${PROFILE:-release}" in
+        release) build_release axkit -p axkit-cli ;;
+        debug)
+            AXKIT_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+            log "building axkit (debug: figures are not representative) at $AXKIT_REV"
+            (cd "$ROOT" && cargo build -q -p axkit-cli) ;;
+        *) die "PROFILE is release or debug" ;;
+    esac
+    AXKIT=$ROOT/target/${PROFILE:-release}/axkit
+}
 
 # ---- temp dir, processes, cleanup -------------------------------------------
 

@@ -37,14 +37,7 @@ install_needed
 command -v curl >/dev/null || die "curl is required"
 command -v python3 >/dev/null || die "python3 is required"
 
-if [ "$PROFILE" = release ]; then
-    build_release axkit -p axkit-cli
-else
-    AXKIT_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
-    log "building axkit (debug: figures are not representative) at $AXKIT_REV"
-    (cd "$ROOT" && cargo build -q -p axkit-cli)
-fi
-AXKIT=$ROOT/target/$PROFILE/axkit
+build_axkit
 
 make_tmp axkit-metrics
 mkdir -p "$TMP/www"

@@ -49,14 +49,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 command -v python3 >/dev/null || die "python3 is required"
 command -v curl >/dev/null || die "curl is required"
 
-if [ "$PROFILE" = release ]; then
-    build_release axkit -p axkit-cli
-else
-    AXKIT_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
-    log "building axkit (debug: figures are not representative) at $AXKIT_REV"
-    (cd "$ROOT" && cargo build -q -p axkit-cli)
-fi
-AXKIT=$ROOT/target/$PROFILE/axkit
+build_axkit
 
 make_tmp axkit-proxy-bench
 mkdir -p "$TMP/www" "$TMP/nginx" "$TMP/origin"

@@ -35,15 +35,8 @@ SCRIPT_TAG=sse.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ "$N" -ge 1 ] && [ "$N" -le 19000 ] || die "N must be 1 to 19000"
-case "$PROFILE" in
-    release)
-        build_release axkit --bin axkit -p axkit-cli ;;
-    debug)
-        log "building axkit (debug: figures are not the target's)"
-        (cd "$ROOT" && cargo build -q --bin axkit -p axkit-cli) ;;
-    *) die "PROFILE is release or debug" ;;
-esac
-BIN=$ROOT/target/$PROFILE/axkit
+build_axkit
+BIN=$AXKIT
 
 make_tmp axkit-bench-sse
 pick_ports PORT
