@@ -36,6 +36,15 @@ impl Handle {
     fn db(&self, lua: &Lua) -> mlua::Result<Postgres> {
         self.0.get(lua, Databases::postgres)
     }
+
+    /// What `query` and `query_one` run: the rows of `sql` with `args`
+    /// bound.
+    async fn rows(&self, lua: &Lua, sql: &LuaString, args: &MultiValue) -> mlua::Result<Vec<Row>> {
+        let strings = borrow(args);
+        let params = params(args, &strings)?;
+        let db = self.db(lua)?;
+        db.query_raw(&sql.to_str()?, params).await.map_err(raise)
+    }
 }
 
 /// The strings among `values`, borrowed for the parameters made of them.
@@ -120,21 +129,13 @@ impl UserData for Handle {
         methods.add_async_method(
             "query",
             |lua, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
-                let db = this.db(&lua)?;
-                let strings = borrow(&args);
-                let params = params(&args, &strings)?;
-                let rows = db.query_raw(&sql.to_str()?, params).await.map_err(raise)?;
-                rows_table(&lua, &rows)
+                rows_table(&lua, &this.rows(&lua, &sql, &args).await?)
             },
         );
         methods.add_async_method(
             "query_one",
             |lua, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
-                let db = this.db(&lua)?;
-                let strings = borrow(&args);
-                let params = params(&args, &strings)?;
-                let rows = db.query_raw(&sql.to_str()?, params).await.map_err(raise)?;
-                one_row(&lua, &rows)
+                one_row(&lua, &this.rows(&lua, &sql, &args).await?)
             },
         );
         methods.add_async_method(
@@ -167,28 +168,31 @@ struct Transaction(Shared<PgTransaction>);
 
 const TX: &str = "transaction";
 
+impl Transaction {
+    /// What `query` and `query_one` run, in the transaction (given back
+    /// whatever the query's outcome).
+    async fn rows(&self, sql: &LuaString, args: &MultiValue) -> mlua::Result<Vec<Row>> {
+        let mut tx = take(&self.0, TX)?;
+        let strings = borrow(args);
+        let params = params(args, &strings)?;
+        let rows = tx.query_raw(&sql.to_str()?, params).await;
+        put(&self.0, tx);
+        rows.map_err(raise)
+    }
+}
+
 impl UserData for Transaction {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_async_method(
             "query",
             |lua, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
-                let mut tx = take(&this.0, TX)?;
-                let strings = borrow(&args);
-                let params = params(&args, &strings)?;
-                let rows = tx.query_raw(&sql.to_str()?, params).await;
-                put(&this.0, tx);
-                rows_table(&lua, &rows.map_err(raise)?)
+                rows_table(&lua, &this.rows(&sql, &args).await?)
             },
         );
         methods.add_async_method(
             "query_one",
             |lua, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
-                let mut tx = take(&this.0, TX)?;
-                let strings = borrow(&args);
-                let params = params(&args, &strings)?;
-                let rows = tx.query_raw(&sql.to_str()?, params).await;
-                put(&this.0, tx);
-                one_row(&lua, &rows.map_err(raise)?)
+                one_row(&lua, &this.rows(&sql, &args).await?)
             },
         );
         methods.add_async_method(

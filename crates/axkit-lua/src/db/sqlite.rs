@@ -33,6 +33,13 @@ impl Handle {
     fn db(&self, lua: &Lua) -> mlua::Result<Sqlite> {
         self.0.get(lua, Databases::sqlite)
     }
+
+    /// What `query` and `query_one` run: the rows of `sql` with `args`
+    /// bound.
+    async fn rows(&self, lua: &Lua, sql: &LuaString, args: &MultiValue) -> mlua::Result<Rows> {
+        let db = self.db(lua)?;
+        db.query(&sql.to_str()?, params(args)?).await.map_err(raise)
+    }
 }
 
 /// The parameters `values` stand for, owned: they go to a blocking thread.
@@ -103,23 +110,13 @@ impl UserData for Handle {
         methods.add_async_method(
             "query",
             |lua, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
-                let db = this.db(&lua)?;
-                let rows = db
-                    .query(&sql.to_str()?, params(&args)?)
-                    .await
-                    .map_err(raise)?;
-                rows_table(&lua, &rows)
+                rows_table(&lua, &this.rows(&lua, &sql, &args).await?)
             },
         );
         methods.add_async_method(
             "query_one",
             |lua, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
-                let db = this.db(&lua)?;
-                let rows = db
-                    .query(&sql.to_str()?, params(&args)?)
-                    .await
-                    .map_err(raise)?;
-                one_row(&lua, &rows)
+                one_row(&lua, &this.rows(&lua, &sql, &args).await?)
             },
         );
         methods.add_async_method(
@@ -154,24 +151,29 @@ struct Transaction(Shared<SqliteTransaction>);
 
 const TX: &str = "transaction";
 
+impl Transaction {
+    /// What `query` and `query_one` run, in the transaction (given back
+    /// whatever the query's outcome).
+    async fn rows(&self, sql: &LuaString, args: &MultiValue) -> mlua::Result<Rows> {
+        let mut tx = take(&self.0, TX)?;
+        let rows = tx.query(&sql.to_str()?, params(args)?).await;
+        put(&self.0, tx);
+        rows.map_err(raise)
+    }
+}
+
 impl UserData for Transaction {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_async_method(
             "query",
             |lua, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
-                let mut tx = take(&this.0, TX)?;
-                let rows = tx.query(&sql.to_str()?, params(&args)?).await;
-                put(&this.0, tx);
-                rows_table(&lua, &rows.map_err(raise)?)
+                rows_table(&lua, &this.rows(&sql, &args).await?)
             },
         );
         methods.add_async_method(
             "query_one",
             |lua, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
-                let mut tx = take(&this.0, TX)?;
-                let rows = tx.query(&sql.to_str()?, params(&args)?).await;
-                put(&this.0, tx);
-                one_row(&lua, &rows.map_err(raise)?)
+                one_row(&lua, &this.rows(&sql, &args).await?)
             },
         );
         methods.add_async_method(
