@@ -45,7 +45,7 @@ pub use forwarded::{
     forwarded_for_entries, parse_forwarded, parse_node, scheme, strip_port, valid_host,
     ForwardedElement, Node,
 };
-pub use path::normalize_path;
+pub use path::{encode_path, normalize_path};
 pub use proxy::{parse_proxy_header, ProxyHeader, MAX_PROXY_HEADER, PROXY_V2_SIGNATURE};
 pub use request::{parse_request_head, RequestHead};
 pub use response::{

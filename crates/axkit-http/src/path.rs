@@ -5,6 +5,35 @@
 //! it is unit-tested and fuzzed with the parser.
 
 use std::borrow::Cow;
+use std::fmt::Display;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+
+/// What [`encode_path`] escapes: controls, what a request-target cannot
+/// hold unescaped, and `%` itself.
+const PATH: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// A path [`normalize_path`] decoded, percent-encoded again for a
+/// request-target, a `Location` or an upstream URL: `%` too, so that what
+/// it decodes to is the path given (an encoded `/`, kept as `%2F` by the
+/// decoding, stays one). Pieces of text, to write or collect without an
+/// extra copy.
+pub fn encode_path(path: &str) -> impl Iterator<Item = &str> + Display {
+    utf8_percent_encode(path, PATH)
+}
 
 /// Percent-decode `raw` (a path as sent, without the query) once, resolve
 /// `.` and `..`, collapse empty segments. `None` for anything that cannot
@@ -109,6 +138,16 @@ fn hex(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::normalize_path as n;
+
+    /// What `encode_path` writes decodes back to the path it was given,
+    /// an encoded slash included.
+    #[test]
+    fn encoded_paths_normalize_to_themselves() {
+        for path in ["/a b/c?d#e", "/100%/x", "/%2F/q", "/é/{x}|^\\`"] {
+            let encoded: String = super::encode_path(path).collect();
+            assert_eq!(n(&encoded).as_deref(), Some(path), "{encoded}");
+        }
+    }
 
     #[test]
     fn normalises() {

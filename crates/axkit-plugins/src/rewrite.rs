@@ -52,7 +52,7 @@ use axkit::config::{Args, Config, Directive, Key, List, LocationConfig, Scopes, 
 use axkit::plugin::{Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
 use regex::{Captures, Regex, RegexBuilder};
 
-use crate::uri_to_file::encode_path;
+use axkit_http::encode_path;
 
 /// A redirect's status, from a number or mod_alias's words.
 fn parse_status(word: &str) -> Option<u16> {
@@ -459,7 +459,7 @@ fn pair(config: &LocationConfig, blocks: &Blocks) -> Vec<Guarded> {
 /// space, `?` or `#` in it stays part of the path).
 fn expand(template: &str, caps: &Captures<'_>) -> String {
     let put = |out: &mut String, text: Option<regex::Match<'_>>| {
-        out.push_str(&encode_path(text.map_or("", |m| m.as_str())));
+        out.extend(encode_path(text.map_or("", |m| m.as_str())));
     };
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
@@ -498,7 +498,7 @@ fn local_target(target: &str) -> Option<String> {
         None => (target, None),
     };
     let normal = axkit_http::normalize_path(path)?;
-    let mut out = encode_path(&normal);
+    let mut out: String = encode_path(&normal).collect();
     if let Some(q) = query {
         out.push('?');
         out.push_str(q);
@@ -611,7 +611,7 @@ fn run_round(ctx: &mut Context, rules: &[Guarded]) -> Round {
 
 /// A decoded path encoded again, with a query.
 fn with_path(path: &str, query: Option<&str>) -> String {
-    let mut out = encode_path(path);
+    let mut out: String = encode_path(path).collect();
     if let Some(q) = query.filter(|q| !q.is_empty()) {
         out.push('?');
         out.push_str(q);

@@ -49,6 +49,7 @@
 //! root ([`DocRoot`]), so escaping the root through a symlink is refused by
 //! the kernel in the same syscall that opens the file.
 
+use axkit_http::encode_path;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
@@ -444,7 +445,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 /// Location is the normalised path, re-encoded (as Apache's mod_dir does),
 /// never the path as sent: `//host/dir` would send a browser to `host`.
 fn redirect_to_slash(ctx: &mut Context) -> Outcome {
-    let path = encode_path(ctx.request.decoded_path());
+    let path = encode_path(ctx.request.decoded_path()).to_string();
     let mut location = format!("{path}/");
     if let Some(q) = ctx.request.query() {
         location.push('?');
@@ -504,29 +505,6 @@ fn is_missing(e: &io::Error) -> bool {
 /// kernel refuses any resolution that leaves the root, symlinks included.
 fn open(root: &DocRoot, rel: &Path, io: Io) -> io::Result<File> {
     root.open_rel(rel, READ_FLAGS, io)
-}
-
-/// A decoded, normalised path (`Request::decoded_path`) percent-encoded
-/// again for a request-target or a `Location`: `%` too, so that what it
-/// decodes to is the path given (an encoded `/`, kept as `%2F` by the
-/// decoding, stays one).
-pub(crate) fn encode_path(path: &str) -> String {
-    use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
-    const PATH: &AsciiSet = &CONTROLS
-        .add(b' ')
-        .add(b'"')
-        .add(b'#')
-        .add(b'%')
-        .add(b'<')
-        .add(b'>')
-        .add(b'?')
-        .add(b'\\')
-        .add(b'^')
-        .add(b'`')
-        .add(b'{')
-        .add(b'|')
-        .add(b'}');
-    utf8_percent_encode(path, PATH).to_string()
 }
 
 #[cfg(test)]

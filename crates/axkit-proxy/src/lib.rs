@@ -76,7 +76,6 @@ use axkit::plugin::{BodyError, Worker, UPSTREAM_NOTE};
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
 use axkit_client::{Body, Client, Error as ClientError, ErrorKind, Request, Response};
 use bytes::Bytes;
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use tokio::sync::{mpsc, Mutex};
 
 use upstream::Group;
@@ -278,7 +277,7 @@ fn upstream_url(ctx: &Context) -> Option<Target> {
         (true, Some(r)) => r,
         _ => rest,
     };
-    url.extend(utf8_percent_encode(rest, PATH));
+    url.extend(axkit_http::encode_path(rest));
     if let Some(query) = ctx.request.query() {
         url.push('?');
         // A `#` would end the URL the client parses.
@@ -306,19 +305,6 @@ struct Target {
     origin: String,
     path: String,
 }
-
-/// What is escaped in a decoded path put back into a URL.
-const PATH: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}');
 
 /// Whether `path` lies under `prefix`, by whole segments.
 fn under(path: &str, prefix: &str) -> bool {
