@@ -84,6 +84,12 @@ function hook_response(r)
       tx:rollback()
     elseif how == "error" then
       error("the handler failed half-way")
+    elseif how == "badarg" then
+      -- A bad argument is the call's error; the transaction carries on.
+      for _, call in ipairs({tx.exec, tx.query, tx.query_one}) do
+        if pcall(call, tx, "SELECT $1", {}) then error("a table was bound") end
+      end
+      tx:commit()
     end
     -- "forget": neither; the request ends with the transaction open.
     r:write("inside=", inside)
@@ -205,7 +211,7 @@ fn transactions_commit_roll_back_and_roll_back_when_left_open() {
     let Some(pg) = Postgres::start() else { return };
     let srv = server(&pg);
     let count = |name: &str| srv.get(&format!("/count?name={name}")).text();
-    for how in ["commit", "rollback", "forget"] {
+    for how in ["commit", "rollback", "forget", "badarg"] {
         let res = srv.get(&format!("/tx?how={how}"));
         assert_eq!(
             (res.status, res.text()),
@@ -222,6 +228,7 @@ fn transactions_commit_roll_back_and_roll_back_when_left_open() {
             == "0"
     }));
     assert_eq!(count("tx-commit"), "1");
+    assert_eq!(count("tx-badarg"), "1");
     assert_eq!(count("tx-rollback"), "0");
     assert_eq!(count("tx-forget"), "0");
     assert_eq!(count("tx-error"), "0");

@@ -50,7 +50,14 @@ function hook_response(r)
     local inside = tx:query_one("SELECT count(*) AS n FROM people WHERE name = ?", "tx-" .. how).n
     if how == "commit" then tx:commit()
     elseif how == "rollback" then tx:rollback()
-    elseif how == "error" then error("failed half-way") end
+    elseif how == "error" then error("failed half-way")
+    elseif how == "badarg" then
+      -- A bad argument is the call's error; the transaction carries on.
+      for _, call in ipairs({tx.exec, tx.query, tx.query_one}) do
+        if pcall(call, tx, "SELECT ?", {}) then error("a table was bound") end
+      end
+      tx:commit()
+    end
     r:write("inside=", inside)
     return OK
   elseif p == "/count" then
@@ -122,7 +129,7 @@ fn queries_parameters_types_and_nulls_in_wal_mode() {
 fn transactions_and_constraints() {
     let mut srv = server();
     srv.get("/setup");
-    for how in ["commit", "rollback", "forget"] {
+    for how in ["commit", "rollback", "forget", "badarg"] {
         assert_eq!(
             srv.get(&format!("/tx?how={how}")).text(),
             "inside=1",
@@ -137,6 +144,7 @@ fn transactions_and_constraints() {
         == "0"
         && count("error") == "0"));
     assert_eq!(count("commit"), "1");
+    assert_eq!(count("badarg"), "1");
     assert_eq!(count("rollback"), "0");
     // Foreign keys are enforced: a 500 naming the database.
     assert_eq!(srv.get("/fk").status, 500);

@@ -267,6 +267,30 @@ fn paths_and_links_cannot_leave_the_roots() {
     );
 }
 
+/// Under `ServerRoot`, a relative `LuaFileRoot` and a relative path in a
+/// script are both taken from it, as every path in the config is, not
+/// from the working directory.
+#[test]
+fn relative_paths_are_taken_from_the_server_root() {
+    let srv = start_with(
+        &conf("ServerRoot {dir}\nLuaFileRoot data", "    Plugin f"),
+        &[("f", CALLER)],
+        |d| {
+            d.write("data/a.txt", "beneath the server root");
+        },
+    );
+    assert_ne!(std::env::current_dir().unwrap(), srv.dir.path());
+    assert_eq!(
+        call(&srv, "read", "data/a.txt", ""),
+        "beneath the server root|nil"
+    );
+    assert_eq!(call(&srv, "write", "data/b.txt", "new"), "true|nil");
+    assert_eq!(
+        std::fs::read_to_string(srv.dir.path().join("data/b.txt")).unwrap(),
+        "new"
+    );
+}
+
 #[test]
 fn file_roots_are_checked_at_start() {
     let (ok, out) = check(

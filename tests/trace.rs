@@ -170,7 +170,10 @@ fn trace_header_is_honoured_only_from_trace_from() {
     let text = text.replace("    TraceFrom", "    TrustedProxy 127.0.0.1\n    TraceFrom");
     let mut srv = Axkit::start_single_with(&text, site);
     let (_, proxied) = get_from(&srv, "/a.txt", spoofed);
-    srv.wait_stderr_line(&[&format!("trace {proxied}: sent 200")], LIMIT);
+    // The lines name the client the trusted proxy forwarded for.
+    srv.wait_stderr_line(&["trace 10.0.0.1: sent 200"], LIMIT);
+    let all = srv.stop();
+    assert!(trace_lines(&all, &proxied).is_empty(), "{all}");
 }
 
 /// The reasons for 403, 404 and 405 at level info: what was looked for
@@ -179,7 +182,7 @@ fn trace_header_is_honoured_only_from_trace_from() {
 fn refusals_say_why_at_info() {
     let config = format!(
         "Plugin logging/warn\nLogLevel LOGINFO\n{}<Server>\n    Listen 127.0.0.1:0\n    \
-         DocumentRoot {{dir}}/www\n    Plugin uri_to_file\n    Plugin serve_file\n</Server>\n",
+         TrustedProxy 127.0.0.1\n    DocumentRoot {{dir}}/www\n    Plugin uri_to_file\n    Plugin serve_file\n</Server>\n",
         // Root reads any file: the workers run as nobody for the 403.
         if is_root() { "User nobody\n" } else { "" }
     );
@@ -216,6 +219,14 @@ fn refusals_say_why_at_info() {
         line.ends_with(&format!(
             "{me} GET /dir/ HTTP/1.1: 403: directory index of \"{www}/dir\" is forbidden (no DirectoryIndex file in it)"
         )),
+        "{line}"
+    );
+    // Behind a trusted proxy the line names the client it forwarded for.
+    let (status, _) = get_from(&srv, "/gone.txt", "X-Forwarded-For: 192.0.2.7\r\n");
+    assert_eq!(status, 404);
+    let line = srv.wait_stderr_line(&["/gone.txt", "404"], LIMIT);
+    assert!(
+        line.contains("]: 192.0.2.7 GET /gone.txt HTTP/1.1: 404: "),
         "{line}"
     );
     let r = request(&srv, "DELETE", "/a.txt", "");

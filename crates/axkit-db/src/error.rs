@@ -128,12 +128,7 @@ impl Error {
 /// request it failed (as the core's own 5xx lines have it), after
 /// `context` (a script's name and hook, say).
 pub fn log_unavailable(ctx: &mut Context, error: &Error, context: &str) {
-    let line = format!(
-        "{} {}: {context}{error}",
-        ctx.client().addr_text(),
-        ctx.request.request_line()
-    );
-    ctx.log(Level::Error, &line);
+    ctx.log_request(Level::Error, format_args!("{context}{error}"));
 }
 
 impl fmt::Display for Error {

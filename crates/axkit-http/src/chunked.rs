@@ -44,9 +44,11 @@ enum State {
     SizeWs {
         value: u64,
     },
-    /// Inside chunk extensions; their content is not interpreted.
+    /// Inside chunk extensions: checked against the grammar, their content
+    /// not interpreted.
     Ext {
         value: u64,
+        at: ExtAt,
     },
     /// Saw the CR ending a size line.
     SizeLf {
@@ -65,6 +67,60 @@ enum State {
     EndLf,
     Done,
     Failed(HttpError),
+}
+
+/// Where in `*( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )`
+/// the decoder is. The grammar is held to exactly (a name is a token, a
+/// value a token or a quoted-string that never holds a CR or LF): a proxy
+/// that reads a malformed extension differently from its origin, say one
+/// that ends a line at a CRLF inside quotes, is a request-smuggling gap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ExtAt {
+    /// After `;`, before the name (BWS allowed).
+    NameStart,
+    Name,
+    /// Whitespace after a name: `=` or `;` must follow.
+    AfterName,
+    /// After `=`, before the value (BWS allowed).
+    ValueStart,
+    Token,
+    Quoted,
+    /// After a backslash in a quoted-string.
+    Escape,
+    /// Just after a quoted-string's closing quote.
+    Closed,
+    /// Whitespace after a value: `;` must follow.
+    AfterValue,
+}
+
+impl ExtAt {
+    /// Whether the size line may end (CRLF) here.
+    fn may_end(self) -> bool {
+        matches!(self, ExtAt::Name | ExtAt::Token | ExtAt::Closed)
+    }
+
+    /// The state after `b`, or None when `b` breaks the grammar.
+    fn next(self, b: u8) -> Option<ExtAt> {
+        use ExtAt::*;
+        let ws = b == b' ' || b == b'\t';
+        Some(match self {
+            NameStart if ws => NameStart,
+            NameStart | Name if is_tchar(b) => Name,
+            Name | AfterName if ws => AfterName,
+            Name | AfterName | Token | Closed | AfterValue if b == b';' => NameStart,
+            Name | AfterName if b == b'=' => ValueStart,
+            ValueStart if ws => ValueStart,
+            ValueStart if b == b'"' => Quoted,
+            ValueStart | Token if is_tchar(b) => Token,
+            Token | Closed | AfterValue if ws => AfterValue,
+            Quoted if b == b'"' => Closed,
+            Quoted if b == b'\\' => Escape,
+            // qdtext, and what a quoted-pair may quote: no CTL but HTAB.
+            Quoted if ws || (b >= 0x21 && b != 0x7f) => Quoted,
+            Escape if ws || (b >= 0x21 && b != 0x7f) => Quoted,
+            _ => return None,
+        })
+    }
 }
 
 /// Incremental chunked-body decoder (RFC 9112 §7.1).
@@ -216,7 +272,10 @@ impl ChunkedDecoder {
                         b'\r' => State::SizeLf { value },
                         b';' => {
                             self.size_line_byte()?;
-                            State::Ext { value }
+                            State::Ext {
+                                value,
+                                at: ExtAt::NameStart,
+                            }
                         }
                         b' ' | b'\t' => {
                             self.size_line_byte()?;
@@ -231,22 +290,27 @@ impl ChunkedDecoder {
                 self.size_line_byte()?;
                 match b {
                     b' ' | b'\t' => State::SizeWs { value },
-                    b';' => State::Ext { value },
+                    b';' => State::Ext {
+                        value,
+                        at: ExtAt::NameStart,
+                    },
                     _ => return Err(E_SIZE),
                 }
             }
-            State::Ext { value } => match b {
-                b'\r' => State::SizeLf { value },
+            State::Ext { value, at } => match b {
+                b'\r' if at.may_end() => State::SizeLf { value },
                 b'\n' => return Err(E_BARE_LF),
-                _ if is_field_value_byte(b) => {
+                _ => {
                     self.size_line_byte()?;
                     self.ext_total += 1;
                     if self.ext_total > MAX_EXTENSIONS_TOTAL {
                         return Err(E_EXT_TOTAL);
                     }
-                    State::Ext { value }
+                    State::Ext {
+                        value,
+                        at: at.next(b).ok_or(E_EXT)?,
+                    }
                 }
-                _ => return Err(E_EXT),
             },
             State::SizeLf { value } => {
                 if b != b'\n' {

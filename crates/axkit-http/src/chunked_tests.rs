@@ -95,7 +95,35 @@ fn extensions_allowed() {
         b"helloabc"
     );
     assert_eq!(body(b"5\t;x\r\nhello\r\n0\r\n\r\n"), b"hello");
-    assert_eq!(body(b"1;\xff\x80\r\nz\r\n0\r\n\r\n"), b"z");
+    assert_eq!(body(b"1; a = b ;c\t;d=\"\"\r\nz\r\n0\r\n\r\n"), b"z");
+    assert_eq!(body(b"1;q=\"\xff\\\xfe\t\"\r\nz\r\n0\r\n\r\n"), b"z");
+}
+
+/// Extensions hold to their grammar: a token name, a token or
+/// quoted-string value, nothing that one parser could end a line at and
+/// another not.
+#[test]
+fn malformed_extensions_400() {
+    for bad in [
+        &b"3;x\"\r\nabc\r\n0\r\n\r\n"[..],
+        b"1;\xff\x80\r\nz\r\n0\r\n\r\n",
+        b"1;\r\nz\r\n",
+        b"1; \r\nz\r\n",
+        b"1;=v\r\nz\r\n",
+        b"1;a=\r\nz\r\n",
+        b"1;a \r\nz\r\n",
+        b"1;a=b \r\nz\r\n",
+        b"1;a=b c\r\nz\r\n",
+        b"1;a=\"b\r\n\"\r\nz\r\n",
+        b"1;a=\"unterminated\r\nz\r\n0\r\n\r\n",
+        b"1;a=\"x\\\r\n\"\r\nz\r\n",
+        b"1;a=\"x\"y\r\nz\r\n",
+        b"1;a;;b\r\nz\r\n",
+        b"1;a=b=c\r\nz\r\n",
+        b"1;a=\"\x01\"\r\nz\r\n",
+    ] {
+        assert_eq!(err(bad), 400, "{:?}", String::from_utf8_lossy(bad));
+    }
 }
 
 #[test]

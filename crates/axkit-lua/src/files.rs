@@ -2,8 +2,9 @@
 //! `LuaFileRoot DIR` (global, repeatable). Without one, scripts have no
 //! file access at all.
 //!
-//! A path (absolute, or relative to the server's working directory, as
-//! everywhere in the config) must lie beneath one of the roots, the first
+//! A path (absolute, or relative to `ServerRoot` — the working directory
+//! without one — as everywhere in the config) must lie beneath one of the
+//! roots, the first
 //! in config order that contains it, and is then resolved by the kernel
 //! relative to that root's descriptor under `RESOLVE_BENEATH`: through
 //! [`DocRoot`], the opener the server uses for request files. `..` is
@@ -50,13 +51,19 @@ const NOT_BENEATH: &str = "not beneath a LuaFileRoot";
 pub(crate) struct Files {
     /// Absolute, in config order. None until the plugins are built.
     roots: RefCell<Option<Vec<PathBuf>>>,
+    /// What a relative path is taken from: `ServerRoot`, else the working
+    /// directory.
+    base: RefCell<PathBuf>,
 }
 
 impl Files {
-    /// Take the roots of the config (`LuaFileRoot`), each of which must be
-    /// a directory.
-    pub fn configure(&self, roots: &[PathBuf]) -> Result<(), String> {
-        let cwd = std::env::current_dir().map_err(|e| format!("LuaFileRoot: {e}"))?;
+    /// Take the roots of the config (`LuaFileRoot`, already beneath
+    /// `server_root` when relative), each of which must be a directory.
+    pub fn configure(&self, roots: &[PathBuf], server_root: Option<&Path>) -> Result<(), String> {
+        let cwd = match server_root {
+            Some(dir) => dir.to_path_buf(),
+            None => std::env::current_dir().map_err(|e| format!("LuaFileRoot: {e}"))?,
+        };
         let mut absolute = Vec::new();
         for root in roots {
             if root.components().any(|c| c == Component::ParentDir) {
@@ -72,6 +79,7 @@ impl Files {
             }
         }
         *self.roots.borrow_mut() = Some(absolute);
+        *self.base.borrow_mut() = cwd;
         Ok(())
     }
 
@@ -88,10 +96,7 @@ impl Files {
                     .into(),
             );
         };
-        let full = match path.is_absolute() {
-            true => path.to_path_buf(),
-            false => std::env::current_dir().map_err(|e| reason(&e))?.join(path),
-        };
+        let full = self.base.borrow().join(path);
         let uploads = axkit::plugin::form::upload_dir_path();
         for root in roots.iter().chain(uploads.as_ref()) {
             if let Ok(rel) = full.strip_prefix(root) {

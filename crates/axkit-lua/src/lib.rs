@@ -167,7 +167,10 @@ impl PluginSource for LuaSource {
         let global = &init.config.global;
         host.lua
             .set_app_data(template::GlobalConfig(global.clone()));
-        host.files.configure(global.list(&files::LUA_FILE_ROOT))?;
+        host.files.configure(
+            global.list(&files::LUA_FILE_ROOT),
+            global.get(&axkit::config::core::SERVER_ROOT).as_deref(),
+        )?;
         host.lua
             .set_app_data(io::ProcessPolicy(std::cell::Cell::new(
                 *global.get(&io::LUA_PROCESS),

@@ -206,11 +206,23 @@ fn directives() -> Vec<Directive> {
     vec![HEADER.declare(), REQUEST_HEADER.declare()]
 }
 
-fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
-    Ok(Rc::new(HeadersPlugin))
+fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    let mut scopes = std::iter::once(&init.config.global).chain(
+        init.config
+            .servers
+            .iter()
+            .flat_map(|s| s.locations.iter().map(|n| &n.config)),
+    );
+    Ok(Rc::new(HeadersPlugin {
+        responses: scopes.any(|config| !config.list(&HEADER).is_empty()),
+    }))
 }
 
-struct HeadersPlugin;
+struct HeadersPlugin {
+    /// Some scope has `Header` lines: only then is there work to leave
+    /// for the end of a request.
+    responses: bool,
+}
 
 /// Apply `rule` to response headers.
 fn apply_response(headers: &mut Headers, rule: &Rule) {
@@ -272,16 +284,26 @@ fn apply_request(ctx: &mut Context, rule: &Rule) -> Result<(), String> {
 #[axkit::plugin]
 impl Plugin for HeadersPlugin {
     fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-        let rules = ctx.config().list(&REQUEST_HEADER).to_vec();
-        for rule in rules {
-            if let Err(e) = apply_request(ctx, &rule) {
-                return Outcome::Error(format!("RequestHeader {}: {e}", rule.name)).into();
+        if !ctx.config().list(&REQUEST_HEADER).is_empty() {
+            // Copied: applying a rule changes the request the list is in.
+            let rules = ctx.config().list(&REQUEST_HEADER).to_vec();
+            for rule in &rules {
+                if let Err(e) = apply_request(ctx, rule) {
+                    return Outcome::Error(format!("RequestHeader {}: {e}", rule.name)).into();
+                }
             }
+        }
+        if !self.responses {
+            return Outcome::Ok.into();
         }
         // The Location that answers (after a rewrite, an internal
         // redirect) decides, and the status is known only at the end.
         ctx.before_head(|ctx| {
-            let rules = ctx.config().list(&HEADER).to_vec();
+            let rules = ctx.config().list(&HEADER);
+            if rules.is_empty() {
+                return Box::pin(async {});
+            }
+            let rules = rules.to_vec();
             let status = ctx.response.status;
             for rule in rules.iter().filter(|r| r.when.covers(status)) {
                 apply_response(&mut ctx.response.headers, rule);

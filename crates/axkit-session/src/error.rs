@@ -46,7 +46,7 @@ impl Error {
             Error::Database(e) => e.outcome(ctx),
             Error::Form(e) => Outcome::Status(e.status),
             e if e.is_unavailable() => {
-                crate::session::log(ctx, Level::Error, &e.to_string());
+                ctx.log_request(Level::Error, format_args!("{e}"));
                 Outcome::Status(503)
             }
             e => Outcome::Error(e.to_string()),

@@ -541,7 +541,7 @@ impl Loaded {
     /// it and from where it is saved before the response head.
     pub fn install(self, ctx: &mut Context) {
         if let Some(warning) = self.warning {
-            log(ctx, Level::Warn, &warning);
+            ctx.log_request(Level::Warn, format_args!("{warning}"));
         }
         ctx.set_state(Slot(Some(self.session)));
         ctx.before_head(|ctx| Box::pin(save_or_fail(ctx)));
@@ -638,7 +638,7 @@ async fn save_or_fail(ctx: &mut Context) {
     let Err(e) = save(ctx).await else {
         return;
     };
-    log(ctx, Level::Error, &e.to_string());
+    ctx.log_request(Level::Error, format_args!("{e}"));
     let status = if e.is_unavailable() { 503 } else { 500 };
     ctx.response.status = status;
     ctx.response.headers.remove("Content-Length");
@@ -691,18 +691,8 @@ pub fn csrf_failure(ctx: &mut Context, missing: bool) -> Outcome {
     } else {
         "the CSRF token is not the session's (an old page, an expired session or a forgery)"
     };
-    log(ctx, Level::Warn, &format!("403: {why}"));
+    ctx.log_request(Level::Warn, format_args!("403: {why}"));
     Outcome::Status(403)
-}
-
-/// A log line naming the request, as the core's 5xx lines do.
-pub(crate) fn log(ctx: &Context, level: Level, message: &str) {
-    let line = format!(
-        "{} {}: {message}",
-        ctx.conn.peer,
-        axkit::plugin::escape_log_bytes(ctx.request.request_line_bytes())
-    );
-    ctx.log(level, &line);
 }
 
 #[cfg(test)]

@@ -172,10 +172,13 @@ impl Transaction {
     /// What `query` and `query_one` run, in the transaction (given back
     /// whatever the query's outcome).
     async fn rows(&self, sql: &LuaString, args: &MultiValue) -> mlua::Result<Vec<Row>> {
-        let mut tx = take(&self.0, TX)?;
+        // Arguments first: a bad one is an error that leaves the
+        // transaction where it was.
         let strings = borrow(args);
         let params = params(args, &strings)?;
-        let rows = tx.query_raw(&sql.to_str()?, params).await;
+        let sql = sql.to_str()?;
+        let mut tx = take(&self.0, TX)?;
+        let rows = tx.query_raw(&sql, params).await;
         put(&self.0, tx);
         rows.map_err(raise)
     }
@@ -198,10 +201,11 @@ impl UserData for Transaction {
         methods.add_async_method(
             "exec",
             |_, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
-                let mut tx = take(&this.0, TX)?;
                 let strings = borrow(&args);
                 let params = params(&args, &strings)?;
-                let changed = tx.execute_raw(&sql.to_str()?, params).await;
+                let sql = sql.to_str()?;
+                let mut tx = take(&this.0, TX)?;
+                let changed = tx.execute_raw(&sql, params).await;
                 put(&this.0, tx);
                 changed.map_err(raise)
             },

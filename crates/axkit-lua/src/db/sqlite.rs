@@ -155,8 +155,11 @@ impl Transaction {
     /// What `query` and `query_one` run, in the transaction (given back
     /// whatever the query's outcome).
     async fn rows(&self, sql: &LuaString, args: &MultiValue) -> mlua::Result<Rows> {
+        // Arguments first: a bad one is an error that leaves the
+        // transaction where it was.
+        let (sql, params) = (sql.to_str()?, params(args)?);
         let mut tx = take(&self.0, TX)?;
-        let rows = tx.query(&sql.to_str()?, params(args)?).await;
+        let rows = tx.query(&sql, params).await;
         put(&self.0, tx);
         rows.map_err(raise)
     }
@@ -179,8 +182,9 @@ impl UserData for Transaction {
         methods.add_async_method(
             "exec",
             |_, this: UserDataRef<Self>, (sql, args): (LuaString, MultiValue)| async move {
+                let (sql, params) = (sql.to_str()?, params(&args)?);
                 let mut tx = take(&this.0, TX)?;
-                let done = tx.execute(&sql.to_str()?, params(&args)?).await;
+                let done = tx.execute(&sql, params).await;
                 put(&this.0, tx);
                 let done = done.map_err(raise)?;
                 Ok((done.changes, done.last_insert_rowid))

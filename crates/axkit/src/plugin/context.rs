@@ -903,12 +903,20 @@ impl Context {
         if self.rt.worker.log_level() < Level::Info {
             return;
         }
-        let message = format!(
-            "{} {}: {status}: {why}",
-            self.conn.peer,
+        self.log_request(Level::Info, format_args!("{status}: {why}"));
+    }
+
+    /// A line about this request as the core's own 5xx lines have it:
+    /// `CLIENT REQUEST-LINE: MESSAGE`, the client being the resolved one
+    /// ([`Context::client`]: behind a `TrustedProxy`, the address it
+    /// forwarded for, not the proxy's).
+    pub fn log_request(&self, level: Level, message: std::fmt::Arguments<'_>) {
+        let line = format!(
+            "{} {}: {message}",
+            self.client().addr_text(),
             self.request.request_line()
         );
-        self.log(Level::Info, &message);
+        self.log(level, &line);
     }
 
     /// A handle that logs as [`Context::log`] does, for work a plugin

@@ -100,13 +100,15 @@ pub(crate) fn end(ctx: &Context) {
     log(ctx, &line);
 }
 
-/// A trace line: `trace PEER: …`, through the request's log sinks.
+/// A trace line: `trace CLIENT: …` (the resolved client, as every
+/// request line has it), through the request's log sinks.
 pub(crate) fn log(ctx: &Context, message: &str) {
     let Some(level) = ctx.rt.trace else {
         return;
     };
-    let line = format!("trace {}: {message}", ctx.conn.peer);
+    let client = ctx.client();
+    let line = format!("trace {}: {message}", client.addr_text());
     ctx.rt
         .worker
-        .log_always(&ctx.rt.location, level, &line, Some(ctx.conn.peer));
+        .log_always(&ctx.rt.location, level, &line, Some(client.addr));
 }

@@ -479,15 +479,10 @@ async fn fail(ctx: &mut Context, outcome: Outcome) {
     };
     if status >= 500 {
         if let Some(f) = &ctx.failure {
-            let msg = format!(
-                "{} {}: plugin {}, hook {}: {}",
-                ctx.client().addr_text(),
-                ctx.request.request_line(),
-                f.plugin,
-                f.hook,
-                f.message
+            ctx.log_request(
+                level,
+                format_args!("plugin {}, hook {}: {}", f.plugin, f.hook, f.message),
             );
-            ctx.log(level, &msg);
         }
     }
     error_response(ctx, status).await
