@@ -38,6 +38,9 @@ function hook_response(r)
   elseif p == "/spin-co" then
     local co = coroutine.wrap(function() while true do end end)
     while true do pcall(co) end
+  elseif p == "/spin-create" then
+    local co = coroutine.create(function() while true do end end)
+    while true do coroutine.resume(co) end
   elseif p == "/co-sleep" then
     -- Waiting inside the script's own coroutines suspends the request too.
     local log = {}
@@ -103,6 +106,7 @@ fn cpu_loops_are_stopped_by_lua_time_limit() {
         "/sleep-spin",
         "/spin-pcall",
         "/spin-co",
+        "/spin-create",
         "/spin-sort",
     ] {
         let r = srv.get(path);
@@ -246,8 +250,13 @@ function hook_write_body_data(r, data, last)
   return OK
 end
 "#;
+    // /hog copies 64 MiB: on a loaded machine that can take longer than
+    // the limit the loops get.
     let mut srv = start(
-        &conf("LuaTimeLimit 300ms\nLuaMemoryLimit 64M", "    Plugin evil"),
+        &conf(
+            "LuaTimeLimit 300ms\nLuaMemoryLimit 64M",
+            "    Plugin evil\n    <Location /hog>\n        LuaTimeLimit 30s\n    </Location>",
+        ),
         &[("evil", evil)],
     );
     let r = srv.get("/gc");

@@ -137,9 +137,12 @@ pub(crate) fn install(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<Table> {
 /// - `pcall`, `xpcall` and `coroutine.resume` do not swallow the error
 ///   that `LuaTimeLimit` raises: once the limit is hit (`time_up()`), any
 ///   error they catch is raised again, so a loop around `pcall` ends too.
+/// - `coroutine.create` and `wrap` make coroutines that carry the
+///   instruction-count hook (`hooked`: see `watchdog.rs`).
 const CONTROL: &str = r##"
-local pending, std, raw_pcall, raw_xpcall, time_up = ...
-local create, resume, status, yield = std.create, std.resume, std.status, std.yield
+local pending, std, raw_pcall, raw_xpcall, time_up, hooked = ...
+local raw_create, resume, status, yield = std.create, std.resume, std.status, std.yield
+local function create(f) return hooked(raw_create, f) end
 local function rethrow(ok, ...)
   if not ok and time_up() then error((...), 0) end
   return ok, ...
@@ -156,6 +159,7 @@ local function unwrap(ok, ...)
 end
 local co = {}
 for k, v in pairs(std) do co[k] = v end
+co.create = create
 co.resume = function(c, ...) return forward(c, resume(c, ...)) end
 co.wrap = function(f)
   local c = create(f)
@@ -176,6 +180,8 @@ fn install_control(lua: &Lua, base: &Table, clock: Rc<Clock>) -> mlua::Result<()
             globals.raw_get::<mlua::Function>("pcall")?,
             globals.raw_get::<mlua::Function>("xpcall")?,
             time_up,
+            // SAFETY: a C function following the Lua API's rules.
+            unsafe { lua.create_c_function(crate::watchdog::inherit_count_hook)? },
         ))?;
     base.raw_set("coroutine", co)?;
     base.raw_set("pcall", pcall)?;

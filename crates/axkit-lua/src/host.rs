@@ -1,8 +1,8 @@
 //! The Lua state of one worker: a sandboxed base environment holding the
 //! scripting API, one environment table per script (its module-level state,
 //! which lives across requests in this worker), the modules scripts
-//! require, the worker's timers and file roots, and the instruction-count
-//! hook that enforces `LuaTimeLimit`.
+//! require, the worker's timers and file roots, and the clock of the
+//! running slice that `LuaTimeLimit` bounds (enforced by `watchdog.rs`).
 //!
 //! Lua 5.4 rather than LuaJIT: LuaJIT runs no debug hooks inside compiled
 //! traces, so a count hook cannot stop `while true do end` there without
@@ -19,19 +19,15 @@ use std::time::{Duration, Instant, SystemTime};
 use axkit::config::{Directive, FileReader, PluginFile};
 use axkit::{Hook, Hooks};
 use mlua::{
-    ffi, Function, HookTriggers, LightUserData, Lua, LuaOptions, RegistryKey, StdLib, Table,
-    Thread, VmState,
+    ffi, FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, LuaOptions, RegistryKey, StdLib,
+    Table, Thread,
 };
 
 use crate::directives;
 use crate::files::Files;
 use crate::modules::{Modules, Owner};
 use crate::timer::Timers;
-
-/// Instructions between two looks at the clock: cheap enough to leave on
-/// (one `Instant::now()` per 10,000 instructions), fine-grained enough to
-/// stop a loop within microseconds of its limit.
-const CHECK_EVERY: u32 = 10_000;
+use crate::watchdog::{Entered, Watchdog};
 
 /// Finished hook coroutines kept for the next hook calls (by the host for
 /// request hooks, by mlua for `call_async`). Without a pool every hook call
@@ -45,16 +41,18 @@ const THREAD_POOL: usize = 64;
 pub(crate) const LOAD_LIMIT: Duration = Duration::from_secs(5);
 
 /// The CPU slice of the Lua code running now: since when, for how long it
-/// may run before it is stopped, and where it was stopped. The clock is
-/// read at the slice's first check rather than when it starts, which
-/// spares a clock read per resumption (most hooks end before their first
-/// check), so a slice may run up to CHECK_EVERY instructions past its limit.
+/// may run before it is stopped, and where it was stopped. The watchdog
+/// (`watchdog.rs`) stops the slice's own coroutine; `start` is for the
+/// coroutines scripts create, whose count hook reads the clock at its
+/// first check rather than when the slice starts, which spares a clock
+/// read per resumption.
 #[derive(Default)]
 pub(crate) struct Clock {
     armed: Cell<bool>,
     start: Cell<Option<Instant>>,
     limit: Cell<Duration>,
     killed: RefCell<Option<String>>,
+    watchdog: Watchdog,
 }
 
 /// Restores the previous slice when a nested run (a log hook called from a
@@ -65,17 +63,21 @@ pub(crate) struct Slice<'a> {
     start: Option<Instant>,
     limit: Duration,
     killed: Option<String>,
+    entered: Entered,
 }
 
 impl Clock {
-    /// Start a slice of at most `limit` of uninterrupted Lua execution.
-    pub fn arm(&self, limit: Duration) -> Slice<'_> {
+    /// Start a slice of at most `limit` of uninterrupted Lua execution on
+    /// the coroutine `state` (the one resumed, or the one a top level runs
+    /// on).
+    pub fn arm(&self, limit: Duration, state: *mut ffi::lua_State) -> Slice<'_> {
         Slice {
             clock: self,
             armed: self.armed.replace(true),
             start: self.start.replace(None),
             limit: self.limit.replace(limit),
             killed: self.killed.take(),
+            entered: self.watchdog.enter(state, self, limit),
         }
     }
 
@@ -83,10 +85,35 @@ impl Clock {
     pub fn killed(&self) -> Option<String> {
         self.killed.borrow().clone()
     }
+
+    pub fn is_killed(&self) -> bool {
+        self.killed.borrow().is_some()
+    }
+
+    /// The running slice is stopped at `at` (`file:line`).
+    pub fn kill(&self, at: String) {
+        *self.killed.borrow_mut() = Some(at);
+    }
+
+    /// Whether the running slice is past its limit, for a check from a
+    /// count hook: the first check starts the slice's time.
+    pub fn overran(&self) -> bool {
+        if !self.armed.get() {
+            return false;
+        }
+        match self.start.get() {
+            None => {
+                self.start.set(Some(Instant::now()));
+                false
+            }
+            Some(start) => start.elapsed() >= self.limit.get(),
+        }
+    }
 }
 
 impl Drop for Slice<'_> {
     fn drop(&mut self) {
+        self.clock.watchdog.leave(&self.entered);
         self.clock.armed.set(self.armed);
         self.clock.start.set(self.start);
         self.clock.limit.set(self.limit);
@@ -165,36 +192,6 @@ impl Host {
             LuaOptions::new().thread_pool_size(THREAD_POOL),
         )?;
         let clock = Rc::new(Clock::default());
-        let hook_clock = clock.clone();
-        lua.set_global_hook(
-            HookTriggers::new().every_nth_instruction(CHECK_EVERY),
-            move |_lua, debug| {
-                if !hook_clock.armed.get() {
-                    return Ok(VmState::Continue);
-                }
-                if hook_clock.killed.borrow().is_none() {
-                    let Some(start) = hook_clock.start.get() else {
-                        hook_clock.start.set(Some(Instant::now()));
-                        return Ok(VmState::Continue);
-                    };
-                    if start.elapsed() < hook_clock.limit.get() {
-                        return Ok(VmState::Continue);
-                    }
-                    let source = debug.source();
-                    let line = debug.current_line().unwrap_or(0);
-                    let file = source.short_src.as_deref().unwrap_or("?").to_string();
-                    *hook_clock.killed.borrow_mut() = Some(format!("{file}:{line}"));
-                    // Yielding cannot be caught by `pcall`: the hook runner
-                    // sees the yield, finds the slice killed and drops the
-                    // coroutine.
-                    return Ok(VmState::Yield);
-                }
-                // Still running after that yield: the code cannot yield
-                // here (top level, inside a C call). Raise an error instead,
-                // again every CHECK_EVERY instructions until it gets out.
-                Err(mlua::Error::runtime("LuaTimeLimit exceeded"))
-            },
-        )?;
         // Requests make short-lived garbage (the request object, strings):
         // the generational collector deals with it in small steps.
         lua.load("collectgarbage('generational')").exec()?;
@@ -329,7 +326,9 @@ impl Host {
             .set_environment(env.clone());
         let owner = Owner::Script(name.to_string());
         let reading = self.modules.reading(&self.lua, owner, dirs, files, || {
-            let _slice = self.clock.arm(LOAD_LIMIT);
+            let _slice = self
+                .clock
+                .arm(LOAD_LIMIT, self.lua.current_thread().state());
             let result = chunk.exec();
             match self.clock.killed() {
                 Some(at) => Err(format!(
@@ -430,16 +429,18 @@ pub(crate) fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// Poll `fut` with the clock armed for `limit` at each resumption, as a
-/// hook is run: `Err(where)` if the limit stopped it.
+/// Poll `fut`, which resumes the coroutine `state`, with the clock armed
+/// for `limit` at each resumption, as a hook is run: `Err(where)` if the
+/// limit stopped it.
 pub(crate) async fn limited<F: Future>(
     clock: &Clock,
     limit: Duration,
+    state: *mut ffi::lua_State,
     fut: F,
 ) -> Result<F::Output, String> {
     let mut fut = std::pin::pin!(fut);
     poll_fn(|cx| {
-        let _slice = clock.arm(limit);
+        let _slice = clock.arm(limit, state);
         let poll = fut.as_mut().poll(cx);
         if let Some(at) = clock.killed() {
             return Poll::Ready(Err(at));
@@ -447,6 +448,26 @@ pub(crate) async fn limited<F: Future>(
         poll.map(Ok)
     })
     .await
+}
+
+/// Call `func(args)` on a coroutine of its own, limited as a hook is (see
+/// [`limited`]): `Err(where)` if the limit stopped it.
+pub(crate) async fn run_limited<R: FromLuaMulti>(
+    lua: &Lua,
+    clock: &Clock,
+    limit: Duration,
+    func: &Function,
+    args: impl IntoLuaMulti,
+) -> Result<mlua::Result<R>, String> {
+    let thread = match lua.create_thread(func.clone()) {
+        Ok(thread) => thread,
+        Err(e) => return Ok(Err(e)),
+    };
+    let state = thread.state();
+    match thread.into_async::<R>(args) {
+        Ok(run) => limited(clock, limit, state, run).await,
+        Err(e) => Ok(Err(e)),
+    }
 }
 
 /// Find and read `NAME.lua` or `NAME/init.lua` in the plugin directories,

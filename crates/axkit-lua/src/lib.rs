@@ -49,6 +49,7 @@ mod shared;
 mod sse;
 mod template;
 mod timer;
+mod watchdog;
 
 use std::cell::RefCell;
 use std::path::PathBuf;

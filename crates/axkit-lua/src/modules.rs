@@ -344,7 +344,7 @@ impl Modules {
             requires: Vec::new(),
         });
         let result = {
-            let _slice = self.clock.arm(LOAD_LIMIT);
+            let _slice = self.clock.arm(LOAD_LIMIT, lua.current_thread().state());
             let result = chunk.call::<Value>((name, path.as_str()));
             match self.clock.killed() {
                 Some(at) => Err(mlua::Error::runtime(format!(

@@ -115,7 +115,7 @@ impl ScriptPlugin {
         // an async thread, which polls that primitive again with the real
         // waker as soon as it resumes.
         let first = {
-            let _slice = self.host.clock.arm(limit);
+            let _slice = self.host.clock.arm(limit, thread.state());
             let _entered = slot.enter(ctx);
             let result = self.first_run(&thread, object, extra);
             match (self.host.clock.killed(), result) {
@@ -257,6 +257,7 @@ impl ScriptPlugin {
     /// Carry on with a hook's coroutine that suspended in its first run,
     /// performing the ops its `r` posts, until it finishes or is stopped.
     async fn drive(&self, thread: Thread, ctx: &mut Context, slot: &Slot, limit: Duration) -> End {
+        let state = thread.state();
         let mut fut = match thread.into_async::<Returned>(()) {
             Ok(fut) => fut,
             Err(e) => return End::Finished(Err(e)),
@@ -267,7 +268,7 @@ impl ScriptPlugin {
                 slot.complete(run_op(ctx, slot, op).await);
             }
             let step = poll_fn(|cx| {
-                let _slice = self.host.clock.arm(limit);
+                let _slice = self.host.clock.arm(limit, state);
                 let _entered = slot.enter(ctx);
                 let poll = Pin::new(&mut fut).poll(cx);
                 if let Some(at) = self.host.clock.killed() {
@@ -328,7 +329,8 @@ impl ScriptPlugin {
         };
         let limit = self.global_limit;
         let result =
-            crate::host::limited(&self.host.clock, limit, func.call_async::<Value>(args)).await;
+            crate::host::run_limited::<Value>(&self.host.lua, &self.host.clock, limit, &func, args)
+                .await;
         match result {
             Ok(Ok(value)) => self.outcome(hook, &value),
             Ok(Err(e)) => Outcome::Error(format!("{}: {e}", self.describe(hook))),

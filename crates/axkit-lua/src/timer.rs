@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use axkit::plugin::Worker;
 use axkit::Level;
-use mlua::{Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value};
+use mlua::{Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value, WeakLua};
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -60,6 +60,7 @@ pub(crate) struct Entry {
 
 /// The timers of one Lua state.
 pub(crate) struct Timers {
+    lua: WeakLua,
     clock: Rc<Clock>,
     modules: Rc<Modules>,
     /// `LuaTimeLimit` as configured globally.
@@ -243,12 +244,12 @@ impl Timers {
         entry.running.set(true);
         let args: MultiValue = entry.args.iter().cloned().collect();
         let limit = self.limit.get();
-        let result = crate::host::limited(
-            &self.clock,
-            limit,
-            entry.func.call_async::<MultiValue>(args),
-        )
-        .await;
+        let Some(lua) = self.lua.try_upgrade() else {
+            return;
+        };
+        let result =
+            crate::host::run_limited::<MultiValue>(&lua, &self.clock, limit, &entry.func, args)
+                .await;
         entry.running.set(false);
         let failure = match result {
             Ok(Ok(_)) => return,
@@ -285,6 +286,7 @@ pub(crate) fn install(
     modules: Rc<Modules>,
 ) -> mlua::Result<Rc<Timers>> {
     let timers = Rc::new(Timers {
+        lua: lua.weak(),
         clock,
         modules,
         limit: Cell::new(Duration::from_secs(5)),
