@@ -4,9 +4,9 @@
 //!
 //! A path (absolute, or relative to `ServerRoot` — the working directory
 //! without one — as everywhere in the config) must lie beneath one of the
-//! roots, the first
-//! in config order that contains it, and is then resolved by the kernel
-//! relative to that root's descriptor under `RESOLVE_BENEATH`: through
+//! roots, the first in config order that contains it, and is then resolved
+//! by the kernel relative to that root's descriptor under `RESOLVE_BENEATH`:
+//! through
 //! [`DocRoot`], the opener the server uses for request files. `..` is
 //! refused, and a symbolic link is followed only while it stays beneath
 //! the root, so neither a path nor a link planted in a root can reach
@@ -60,7 +60,7 @@ impl Files {
     /// Take the roots of the config (`LuaFileRoot`, already beneath
     /// `server_root` when relative), each of which must be a directory.
     pub fn configure(&self, roots: &[PathBuf], server_root: Option<&Path>) -> Result<(), String> {
-        let cwd = match server_root {
+        let base = match server_root {
             Some(dir) => dir.to_path_buf(),
             None => std::env::current_dir().map_err(|e| format!("LuaFileRoot: {e}"))?,
         };
@@ -73,13 +73,13 @@ impl Files {
                 ));
             }
             match std::fs::metadata(root) {
-                Ok(m) if m.is_dir() => absolute.push(cwd.join(root)),
+                Ok(m) if m.is_dir() => absolute.push(base.join(root)),
                 Ok(_) => return Err(format!("LuaFileRoot {}: not a directory", root.display())),
                 Err(e) => return Err(format!("LuaFileRoot {}: {}", root.display(), reason(&e))),
             }
         }
         *self.roots.borrow_mut() = Some(absolute);
-        *self.base.borrow_mut() = cwd;
+        *self.base.borrow_mut() = base;
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use std::cell::{Cell, RefCell};
 use std::ffi::c_int;
 use std::future::{poll_fn, Future};
 use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
@@ -29,8 +30,8 @@ use crate::modules::{Modules, Owner};
 use crate::timer::Timers;
 use crate::watchdog::{Entered, Watchdog};
 
-/// Finished hook coroutines kept for the next hook calls (by the host for
-/// request hooks, by mlua for `call_async`). Without a pool every hook call
+/// Finished hook coroutines kept for the next hook calls (by the host's
+/// [`Coroutines`] for hooks and timers, by mlua for `call_async`). Without a pool every hook call
 /// makes a new Lua thread (object, stack, call info) and the collector
 /// frees it again. Only threads whose function returned are pooled, and
 /// they are reset (stack emptied) before reuse, so nothing of one request
@@ -168,8 +169,7 @@ pub(crate) struct Host {
     base: Table,
     /// Request objects made so far (see [`Host::next_request`]).
     requests: Cell<u64>,
-    /// See [`THREAD_POOL`].
-    threads: RefCell<Vec<Thread>>,
+    pub coroutines: Rc<Coroutines>,
     /// How many hook calls with `r` a request may see from this worker's
     /// script plugins, roughly: each hook function counts 1, one that may
     /// run several times per request (`hook_body_data`…) 2. See
@@ -201,7 +201,14 @@ impl Host {
         let files = crate::files::install(&lua, &base)?;
         // For the request's file calls (`r:send_file`).
         lua.set_app_data(files.clone());
-        let timers = crate::timer::install(&lua, &base, clock.clone(), modules.clone())?;
+        let coroutines = Rc::new(Coroutines::default());
+        let timers = crate::timer::install(
+            &lua,
+            &base,
+            clock.clone(),
+            coroutines.clone(),
+            modules.clone(),
+        )?;
         Ok(Host {
             modules,
             files,
@@ -209,7 +216,7 @@ impl Host {
             plugin_dirs: RefCell::new(Vec::new()),
             lua,
             requests: Cell::new(0),
-            threads: RefCell::new(Vec::new()),
+            coroutines,
             request_hooks: Cell::new(0),
             clock,
             base,
@@ -234,11 +241,10 @@ impl Host {
         id: c_int,
         func: impl FnOnce() -> Option<Function>,
     ) -> mlua::Result<Thread> {
-        let pooled = self.threads.borrow_mut().pop();
-        match pooled {
+        match self.coroutines.take() {
             Some(thread) => {
                 // SAFETY: a pooled coroutine's function returned (see
-                // `recycle`): empty its stack and push the next function.
+                // `Coroutines::put`): empty its stack and push the next function.
                 unsafe {
                     let ts = thread.state();
                     ffi::lua_settop(ts, 0);
@@ -251,14 +257,6 @@ impl Host {
                     func().ok_or_else(|| mlua::Error::runtime("the hook function is gone"))?;
                 self.lua.create_thread(func)
             }
-        }
-    }
-
-    /// Keep a coroutine whose function returned, for [`Host::thread`].
-    pub fn recycle(&self, thread: Thread) {
-        let mut pool = self.threads.borrow_mut();
-        if pool.len() < THREAD_POOL {
-            pool.push(thread);
         }
     }
 
@@ -429,45 +427,63 @@ pub(crate) fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// Poll `fut`, which resumes the coroutine `state`, with the clock armed
-/// for `limit` at each resumption, as a hook is run: `Err(where)` if the
-/// limit stopped it.
-pub(crate) async fn limited<F: Future>(
-    clock: &Clock,
-    limit: Duration,
-    state: *mut ffi::lua_State,
-    fut: F,
-) -> Result<F::Output, String> {
-    let mut fut = std::pin::pin!(fut);
-    poll_fn(|cx| {
-        let _slice = clock.arm(limit, state);
-        let poll = fut.as_mut().poll(cx);
-        if let Some(at) = clock.killed() {
-            return Poll::Ready(Err(at));
+/// Finished coroutines kept for the next run (see [`THREAD_POOL`]),
+/// shared by request hooks, connection and log hooks, and timers.
+#[derive(Default)]
+pub(crate) struct Coroutines(RefCell<Vec<Thread>>);
+
+impl Coroutines {
+    pub fn take(&self) -> Option<Thread> {
+        self.0.borrow_mut().pop()
+    }
+
+    /// Keep `thread`, whose function returned.
+    pub fn put(&self, thread: Thread) {
+        let mut pool = self.0.borrow_mut();
+        if pool.len() < THREAD_POOL {
+            pool.push(thread);
         }
-        poll.map(Ok)
-    })
-    .await
+    }
 }
 
-/// Call `func(args)` on a coroutine of its own, limited as a hook is (see
-/// [`limited`]): `Err(where)` if the limit stopped it.
+/// Call `func(args)` on a coroutine of its own (a pooled one when there
+/// is one), with the clock armed for `limit` at each resumption, as a hook
+/// is run: `Err(where)` if the limit stopped it.
 pub(crate) async fn run_limited<R: FromLuaMulti>(
     lua: &Lua,
+    coroutines: &Coroutines,
     clock: &Clock,
     limit: Duration,
     func: &Function,
     args: impl IntoLuaMulti,
 ) -> Result<mlua::Result<R>, String> {
-    let thread = match lua.create_thread(func.clone()) {
+    let thread = match coroutines.take() {
+        Some(thread) => thread.reset(func.clone()).map(|()| thread),
+        None => lua.create_thread(func.clone()),
+    };
+    let thread = match thread {
         Ok(thread) => thread,
         Err(e) => return Ok(Err(e)),
     };
     let state = thread.state();
-    match thread.into_async::<R>(args) {
-        Ok(run) => limited(clock, limit, state, run).await,
-        Err(e) => Ok(Err(e)),
+    let mut run = match thread.clone().into_async::<R>(args) {
+        Ok(run) => run,
+        Err(e) => return Ok(Err(e)),
+    };
+    let result = poll_fn(|cx| {
+        let _slice = clock.arm(limit, state);
+        let poll = Pin::new(&mut run).poll(cx);
+        if let Some(at) = clock.killed() {
+            return Poll::Ready(Err(at));
+        }
+        poll.map(Ok)
+    })
+    .await;
+    drop(run);
+    if matches!(result, Ok(Ok(_))) {
+        coroutines.put(thread);
     }
+    result
 }
 
 /// Find and read `NAME.lua` or `NAME/init.lua` in the plugin directories,

@@ -127,7 +127,7 @@ impl ScriptPlugin {
         match first {
             Some(end) => {
                 if matches!(end, End::Finished(Ok(_))) {
-                    self.host.recycle(thread);
+                    self.host.coroutines.put(thread);
                 }
                 Begun::Ended(self.end(hook, ctx, &slot, limit, end))
             }
@@ -328,9 +328,15 @@ impl ScriptPlugin {
             return Outcome::Declined;
         };
         let limit = self.global_limit;
-        let result =
-            crate::host::run_limited::<Value>(&self.host.lua, &self.host.clock, limit, &func, args)
-                .await;
+        let result = crate::host::run_limited::<Value>(
+            &self.host.lua,
+            &self.host.coroutines,
+            &self.host.clock,
+            limit,
+            &func,
+            args,
+        )
+        .await;
         match result {
             Ok(Ok(value)) => self.outcome(hook, &value),
             Ok(Err(e)) => Outcome::Error(format!("{}: {e}", self.describe(hook))),

@@ -29,7 +29,7 @@ use mlua::{Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value, W
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::host::Clock;
+use crate::host::{Clock, Coroutines};
 use crate::modules::{Modules, Owner};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,7 @@ pub(crate) struct Entry {
 pub(crate) struct Timers {
     lua: WeakLua,
     clock: Rc<Clock>,
+    coroutines: Rc<Coroutines>,
     modules: Rc<Modules>,
     /// `LuaTimeLimit` as configured globally.
     limit: Cell<Duration>,
@@ -247,9 +248,15 @@ impl Timers {
         let Some(lua) = self.lua.try_upgrade() else {
             return;
         };
-        let result =
-            crate::host::run_limited::<MultiValue>(&lua, &self.clock, limit, &entry.func, args)
-                .await;
+        let result = crate::host::run_limited::<MultiValue>(
+            &lua,
+            &self.coroutines,
+            &self.clock,
+            limit,
+            &entry.func,
+            args,
+        )
+        .await;
         entry.running.set(false);
         let failure = match result {
             Ok(Ok(_)) => return,
@@ -283,11 +290,13 @@ pub(crate) fn install(
     lua: &Lua,
     base: &Table,
     clock: Rc<Clock>,
+    coroutines: Rc<Coroutines>,
     modules: Rc<Modules>,
 ) -> mlua::Result<Rc<Timers>> {
     let timers = Rc::new(Timers {
         lua: lua.weak(),
         clock,
+        coroutines,
         modules,
         limit: Cell::new(Duration::from_secs(5)),
         worker: RefCell::new(None),

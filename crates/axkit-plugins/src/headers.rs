@@ -207,14 +207,11 @@ fn directives() -> Vec<Directive> {
 }
 
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
-    let mut scopes = std::iter::once(&init.config.global).chain(
-        init.config
-            .servers
-            .iter()
-            .flat_map(|s| s.locations.iter().map(|n| &n.config)),
-    );
     Ok(Rc::new(HeadersPlugin {
-        responses: scopes.any(|config| !config.list(&HEADER).is_empty()),
+        responses: init
+            .config
+            .scopes()
+            .any(|config| !config.list(&HEADER).is_empty()),
     }))
 }
 

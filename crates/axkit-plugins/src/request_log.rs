@@ -77,13 +77,7 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     let log = RequestLog {
         sinks: RefCell::new(HashMap::new()),
     };
-    let scopes = std::iter::once(&init.config.global).chain(
-        init.config
-            .servers
-            .iter()
-            .flat_map(|s| s.locations.iter().map(|n| &n.config)),
-    );
-    for config in scopes {
+    for config in init.config.scopes() {
         let (Some(setting), Some(path)) = (
             config.settings_of(&REQUEST_LOG).last(),
             config.get(&REQUEST_LOG),

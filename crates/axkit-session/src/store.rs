@@ -202,15 +202,9 @@ async fn ensure_table(db: &Sqlite) -> Result<(), Error> {
 /// Check the config's stores: each `SessionStore` names a declared zone,
 /// or a `Database` of its kind; and keep the databases for this worker.
 pub(crate) fn configure(config: &Config) -> Result<(), Vec<ConfigError>> {
-    let scopes = std::iter::once(&config.global).chain(
-        config
-            .servers
-            .iter()
-            .flat_map(|s| s.locations.iter().map(|l| &l.config)),
-    );
     let mut databases = None;
     let mut errors = Vec::new();
-    for scope in scopes {
+    for scope in config.scopes() {
         let store = scope.get(&SESSION_STORE);
         let problem = match store {
             Store::Cookie => None,

@@ -76,15 +76,9 @@ impl PluginSource for TemplateSource {
         config: &Config,
         files: &mut FileReader<'_>,
     ) -> Result<(), Vec<ConfigError>> {
-        let scopes = std::iter::once(&config.global).chain(
-            config
-                .servers
-                .iter()
-                .flat_map(|s| s.locations.iter().map(|l| &l.config)),
-        );
         let mut sets: Vec<Rc<Templates>> = Vec::new();
         let mut errors = Vec::new();
-        for scope in scopes {
+        for scope in config.scopes() {
             let Some(dir) = scope.get(&TEMPLATE_DIR) else {
                 continue;
             };

@@ -224,13 +224,7 @@ fn explain(catalog: &Catalog, source: &Source, url: &str, host: Option<&str>) ->
 fn unmet_paths(config: &crate::config::Config) -> Vec<crate::config::ConfigError> {
     let mut seen = std::collections::HashSet::new();
     let mut errors = Vec::new();
-    let scopes = std::iter::once(&config.global).chain(
-        config
-            .servers
-            .iter()
-            .flat_map(|s| s.locations.iter().map(|n| &n.config)),
-    );
-    for scope in scopes {
+    for scope in config.scopes() {
         let settings = config
             .registry
             .iter()

@@ -85,6 +85,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every scope's merged config: the global one, then each server's
+    /// locations (its own scope first), for a plugin that checks or
+    /// gathers what every scope says.
+    pub fn scopes(&self) -> impl Iterator<Item = &Arc<LocationConfig>> {
+        std::iter::once(&self.global).chain(
+            self.servers
+                .iter()
+                .flat_map(|s| s.locations.iter().map(|n| &n.config)),
+        )
+    }
+
     /// Every distinct listen address, in config order: what to bind.
     pub fn listen_addrs(&self) -> Vec<SocketAddr> {
         let mut out = Vec::new();
