@@ -47,6 +47,13 @@ impl Plugin for RustHello {
 fn main() -> std::process::ExitCode {
     axkit::Server::new()
         .plugin(RUST_HELLO)
+        // The Lua host reads the directives of these sources (its globals
+        // `postgres`, `template`, `http`, `shared`, `session` stand on them).
+        .source(axkit_db::DbSource)
         .source(axkit_lua::LuaSource::new())
+        .source(axkit_template::TemplateSource)
+        .source(axkit_client::ClientSource)
+        .source(axkit_shared::SharedSource::new())
+        .source(axkit_session::SessionSource)
         .main()
 }
