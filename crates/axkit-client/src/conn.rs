@@ -31,6 +31,11 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
+    /// Whether written bytes may wait in the stream until a flush (TLS).
+    pub(crate) fn buffered(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
     fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,

@@ -932,10 +932,13 @@ impl Client {
         if !out.is_empty() {
             send(&mut conn, &out, deadline).await.map_err(write)?;
         }
-        deadline
-            .within(deadline.send, ErrorKind::Io, writing, conn.stream.flush())
-            .await
-            .map_err(fail)?;
+        // TLS holds bytes back until flushed; TCP has written them.
+        if conn.stream.buffered() {
+            deadline
+                .within(deadline.send, ErrorKind::Io, writing, conn.stream.flush())
+                .await
+                .map_err(fail)?;
+        }
         // The head, past any interim (1xx) responses.
         let head = loop {
             match wire::parse_head(&conn.buf).map_err(|e| (e, true))? {

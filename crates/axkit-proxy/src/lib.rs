@@ -290,7 +290,10 @@ fn upstream_url(ctx: &Context) -> Option<Target> {
     if let Some(query) = ctx.request.query() {
         url.push('?');
         // A `#` would end the URL the client parses.
-        url.push_str(&query.replace('#', "%23"));
+        match query.contains('#') {
+            true => url.push_str(&query.replace('#', "%23")),
+            false => url.push_str(query),
+        }
     }
     Some(Target { to, path: url })
 }
