@@ -57,6 +57,10 @@ impl HeaderLines {
             self.invalid = invalid(format!("{name} is the client's to set"));
             return;
         }
+        if self.bytes.capacity() == 0 {
+            // Room for a few forwarding headers at once, not a realloc each.
+            self.bytes.reserve(512);
+        }
         self.host |= name.eq_ignore_ascii_case("host");
         self.user_agent |= name.eq_ignore_ascii_case("user-agent");
         self.bytes.reserve(name.len() + value.len() + 4);
@@ -168,9 +172,16 @@ impl Head {
 /// Parse a response head from the start of `buf`: Ok(None) if more bytes
 /// are needed, else the head and its length.
 pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Error> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut fields);
-    let len = match response.parse(buf) {
+    // Left uninitialised: zeroing room for 128 fields cost more than
+    // parsing a short head.
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut fields,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
             return Err(protocol(format!(
@@ -188,7 +199,10 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Error> {
         .map(|h| {
             (
                 h.name.to_string(),
-                String::from_utf8_lossy(h.value).into_owned(),
+                match std::str::from_utf8(h.value) {
+                    Ok(value) => value.to_string(),
+                    Err(_) => String::from_utf8_lossy(h.value).into_owned(),
+                },
             )
         })
         .collect();
