@@ -1059,7 +1059,7 @@ async fn send_all(conn: &mut Conn, parts: [&[u8]; 3], deadline: &Deadline) -> Re
                 deadline.send,
                 ErrorKind::Io,
                 "write",
-                conn.stream.write_vectored(&slices),
+                conn.stream.write_vectored(slices),
             )
             .await?;
         if n == 0 {
