@@ -14,15 +14,15 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::url::Url;
+use crate::url::Origin;
 use crate::{Deadline, Error, ErrorKind};
 
-/// What a connection is to: (TLS, host, port).
-pub(crate) type Key = (bool, String, u16);
+/// How often the pool looks for connections idle too long, anywhere in it.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-pub(crate) fn key(url: &Url) -> Key {
-    (url.tls, url.host.clone(), url.port)
-}
+/// The most buffer an idle connection keeps: one that read a large body
+/// in large pieces gives the rest back.
+const IDLE_BUFFER: usize = 16 * 1024;
 
 /// A byte stream to a server.
 pub(crate) enum Stream {
@@ -31,6 +31,11 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
+    /// Whether written bytes may wait in the stream until a flush (TLS).
+    pub(crate) fn buffered(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
     fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
@@ -83,7 +88,7 @@ impl AsyncWrite for Stream {
 pub(crate) struct Conn {
     pub stream: Stream,
     pub buf: BytesMut,
-    pub key: Key,
+    pub origin: Origin,
     idle_since: Instant,
 }
 
@@ -102,50 +107,54 @@ impl Conn {
     }
 }
 
-/// Open a connection to `url`'s server within the connect timeout (the TLS
-/// handshake included), with `tls` for an `https://` URL.
+/// Open a connection to `origin` within the connect timeout (the TLS
+/// handshake included), with `tls` for an `https://` one.
 pub(crate) async fn connect(
-    url: &Url,
+    origin: &Origin,
     tls: Option<Arc<rustls::ClientConfig>>,
     deadline: &Deadline,
 ) -> Result<Conn, Error> {
     let connect = deadline.connect_limit();
-    let target = format!("{}:{}", url.host, url.port);
+    let target = || format!("{}:{}", origin.host(), origin.port());
     let tcp = deadline
         .within(
             connect,
             ErrorKind::Connect,
             "connect",
-            TcpStream::connect((url.host.as_str(), url.port)),
+            TcpStream::connect((origin.host(), origin.port())),
         )
         .await
-        .map_err(|e| e.context(&target))?;
+        .map_err(|e| e.context(&target()))?;
     // Requests are written whole or in chunks: no waiting for more.
     let _ = tcp.set_nodelay(true);
     let stream = match tls {
         None => Stream::Plain(tcp),
         Some(config) => {
-            let name = rustls::pki_types::ServerName::try_from(url.host.clone())
-                .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("{}: {e}", url.host)))?;
+            let host = origin.host().to_string();
+            let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| {
+                Error::new(ErrorKind::InvalidRequest, format!("{}: {e}", origin.host()))
+            })?;
             let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
             let tls = deadline
                 .within(connect, ErrorKind::Tls, "TLS handshake", handshake)
                 .await
-                .map_err(|e| e.context(&target))?;
+                .map_err(|e| e.context(&target()))?;
             Stream::Tls(Box::new(tls))
         }
     };
     Ok(Conn {
         stream,
         buf: BytesMut::new(),
-        key: key(url),
+        origin: origin.clone(),
         idle_since: Instant::now(),
     })
 }
 
 /// Idle keep-alive connections by what they are to, most recent last.
 pub(crate) struct Pool {
-    idle: HashMap<Key, Vec<Conn>>,
+    idle: HashMap<Origin, Vec<Conn>>,
+    /// When connections idle too long were last looked for.
+    swept: Instant,
     /// At most this many idle connections per (scheme, host, port).
     pub max_idle: usize,
     /// An idle connection is closed after this long.
@@ -158,24 +167,30 @@ impl Pool {
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Pool {
         Pool {
             idle: HashMap::new(),
+            swept: Instant::now(),
             max_idle,
             idle_timeout,
             opened: 0,
         }
     }
 
-    /// An idle connection to `key` that is still usable, if there is one.
-    /// Connections idle for too long, anywhere in the pool, are closed on
-    /// the way: the pool has no timer of its own.
-    pub fn take(&mut self, key: &Key) -> Option<Conn> {
+    /// An idle connection to `origin` that is still usable, if there is
+    /// one. Connections idle for too long, anywhere in the pool, are
+    /// closed on the way (at most once a second: the pool has no timer of
+    /// its own).
+    pub fn take(&mut self, origin: &Origin) -> Option<Conn> {
+        let now = Instant::now();
         let timeout = self.idle_timeout;
-        self.idle.retain(|_, conns| {
-            conns.retain(|c| c.idle_since.elapsed() < timeout);
-            !conns.is_empty()
-        });
-        let conns = self.idle.get_mut(key)?;
+        if now.duration_since(self.swept) >= SWEEP_EVERY {
+            self.swept = now;
+            self.idle.retain(|_, conns| {
+                conns.retain(|c| now.duration_since(c.idle_since) < timeout);
+                !conns.is_empty()
+            });
+        }
+        let conns = self.idle.get_mut(origin)?;
         while let Some(conn) = conns.pop() {
-            if conn.alive() {
+            if now.duration_since(conn.idle_since) < timeout && conn.alive() {
                 return Some(conn);
             }
         }
@@ -188,7 +203,11 @@ impl Pool {
             return;
         }
         conn.idle_since = Instant::now();
-        let conns = self.idle.entry(conn.key.clone()).or_default();
+        if conn.buf.capacity() > IDLE_BUFFER {
+            conn.buf = BytesMut::new();
+        }
+        // A clone of the origin is a reference count.
+        let conns = self.idle.entry(conn.origin.clone()).or_default();
         if conns.len() == self.max_idle {
             conns.remove(0);
         }

@@ -28,6 +28,7 @@ mod conn;
 mod url;
 mod wire;
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::future::Future;
 use std::path::PathBuf;
@@ -46,8 +47,9 @@ use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use conn::{Conn, Pool};
-use wire::{BodyFraming, Framing};
+use wire::{BodyFraming, Framing, HeaderLines};
 
+pub use url::Origin;
 use url::Url;
 
 /// The default limit on a response body: 16 MiB.
@@ -219,12 +221,12 @@ impl<T: Into<Bytes>> From<T> for Body {
 }
 
 /// A request: method, URL, headers, body and limits. Built with
-/// [`Request::new`] (or [`Request::get`]) and the methods below, sent with
-/// [`Client::send`].
+/// [`Request::new`] (or [`Request::get`], or [`Request::to`] for an origin
+/// parsed once) and the methods below, sent with [`Client::send`].
 pub struct Request {
-    method: String,
+    method: Cow<'static, str>,
     url: Url,
-    headers: Vec<(String, String)>,
+    headers: HeaderLines,
     body: Body,
     connect_timeout: Duration,
     read_timeout: Duration,
@@ -241,10 +243,31 @@ impl Request {
     /// redirects followed. Fails on a URL that is not `http://` or
     /// `https://` with a host.
     pub fn new(method: &str, url: &str) -> Result<Request, Error> {
-        Ok(Request {
-            method: method.to_string(),
-            url: Url::parse(url)?,
-            headers: Vec::new(),
+        Ok(Request::at(method, Url::parse(url)?))
+    }
+
+    /// A request for `target` (`/path?query`) at `origin`, as
+    /// [`Request::new`] makes one: for a caller that sends many requests
+    /// to one server and parses its URL once. Fails on a target that does
+    /// not start with `/` or has spaces, control characters or a `#`.
+    pub fn to(method: &str, origin: &Origin, target: &str) -> Result<Request, Error> {
+        Ok(Request::at(method, Url::at(origin, target)?))
+    }
+
+    fn at(method: &str, url: Url) -> Request {
+        // The usual methods need no copy.
+        let method = match method {
+            "GET" => Cow::Borrowed("GET"),
+            "HEAD" => Cow::Borrowed("HEAD"),
+            "POST" => Cow::Borrowed("POST"),
+            "PUT" => Cow::Borrowed("PUT"),
+            "DELETE" => Cow::Borrowed("DELETE"),
+            other => Cow::Owned(other.to_string()),
+        };
+        Request {
+            method,
+            url,
+            headers: HeaderLines::default(),
             body: Body::empty(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,
@@ -254,7 +277,7 @@ impl Request {
             redirects: 0,
             user_agent: true,
             upgrade: None,
-        })
+        }
     }
 
     /// `GET url`.
@@ -264,9 +287,10 @@ impl Request {
 
     /// Add a header. `Host` and `User-Agent` replace the client's own; the
     /// framing headers (`Content-Length`, `Transfer-Encoding`,
-    /// `Connection`…) are the client's, and setting them fails the request.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request {
-        self.headers.push((name.into(), value.into()));
+    /// `Connection`…) are the client's, and setting them fails the request,
+    /// as does a name or value that may not be sent (a line break).
+    pub fn header(mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> Request {
+        self.headers.add(name.as_ref(), value.as_ref().as_bytes());
         self
     }
 
@@ -369,6 +393,19 @@ impl Response {
         self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
+    /// Every header, moved out of the response (which has none left): for
+    /// a caller that keeps them, a proxy passing them on, without a copy.
+    pub fn take_headers(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.headers)
+    }
+
+    /// Whether the whole body has been read off the connection (what is
+    /// left, if anything, can be had from [`chunk`](Self::chunk) without
+    /// waiting).
+    pub fn body_done(&self) -> bool {
+        self.body.done()
+    }
+
     /// After `101 Switching Protocols` to a request that asked to
     /// [`upgrade`](Request::upgrade): the connection, to read and write as
     /// the new protocol says (bytes the server sent right after its head
@@ -460,9 +497,31 @@ struct BodyReader {
     left: Option<u64>,
     deadline: Deadline,
     client: Rc<Inner>,
+    /// How much the next read of the connection asks for: doubled, up to
+    /// [`BODY_READ_MAX`], while reads fill all of it (a large body).
+    read_size: usize,
 }
 
+/// What a read of a response head asks for, and a body's first read.
+const HEAD_READ: usize = 16 * 1024;
+/// The most a read of a body asks for: fewer, larger reads and wakeups
+/// for a large body, one buffer of this size per response at most.
+const BODY_READ_MAX: usize = 256 * 1024;
+
 impl BodyReader {
+    /// Whether the body has been read off the connection.
+    fn done(&self) -> bool {
+        let Some(conn) = &self.conn else {
+            return true;
+        };
+        match &self.framing {
+            BodyFraming::Empty => true,
+            BodyFraming::Length(n) => conn.buf.len() as u64 >= *n,
+            BodyFraming::Chunked(decoder) => decoder.is_done(),
+            BodyFraming::Close => false,
+        }
+    }
+
     async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
         let result = self.next().await;
         match &result {
@@ -500,12 +559,13 @@ impl BodyReader {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(None);
         };
+        let size = &mut self.read_size;
         loop {
             match &mut self.framing {
                 BodyFraming::Empty => return Ok(None),
                 BodyFraming::Length(0) => return Ok(None),
                 BodyFraming::Length(n) => {
-                    if conn.buf.is_empty() && fill(conn, &self.deadline).await? == 0 {
+                    if conn.buf.is_empty() && fill_body(conn, &self.deadline, size).await? == 0 {
                         return Err(early_end());
                     }
                     let take = conn
@@ -519,7 +579,7 @@ impl BodyReader {
                     if decoder.is_done() {
                         return Ok(None);
                     }
-                    if conn.buf.is_empty() && fill(conn, &self.deadline).await? == 0 {
+                    if conn.buf.is_empty() && fill_body(conn, &self.deadline, size).await? == 0 {
                         return Err(early_end());
                     }
                     let step = decoder.decode(&conn.buf).map_err(|e| {
@@ -539,13 +599,15 @@ impl BodyReader {
                         return Ok(Some(data));
                     }
                     conn.buf.advance(consumed);
-                    if consumed == 0 && !decoder.is_done() && fill(conn, &self.deadline).await? == 0
+                    if consumed == 0
+                        && !decoder.is_done()
+                        && fill_body(conn, &self.deadline, size).await? == 0
                     {
                         return Err(early_end());
                     }
                 }
                 BodyFraming::Close => {
-                    if conn.buf.is_empty() && fill(conn, &self.deadline).await? == 0 {
+                    if conn.buf.is_empty() && fill_body(conn, &self.deadline, size).await? == 0 {
                         return Ok(None);
                     }
                     return Ok(Some(conn.buf.split().freeze()));
@@ -562,10 +624,20 @@ fn early_end() -> Error {
     )
 }
 
-/// Read more of the connection into its buffer: how many bytes came (0:
-/// the server closed it).
-async fn fill(conn: &mut Conn, deadline: &Deadline) -> Result<usize, Error> {
-    conn.buf.reserve(16 * 1024);
+/// Read more of a body into the connection's buffer, asking for `size`
+/// bytes and doubling it for the next read when they all came.
+async fn fill_body(conn: &mut Conn, deadline: &Deadline, size: &mut usize) -> Result<usize, Error> {
+    let n = fill(conn, deadline, *size).await?;
+    if n >= *size {
+        *size = (*size * 2).min(BODY_READ_MAX);
+    }
+    Ok(n)
+}
+
+/// Read up to about `want` more bytes of the connection into its buffer:
+/// how many came (0: the server closed it).
+async fn fill(conn: &mut Conn, deadline: &Deadline, want: usize) -> Result<usize, Error> {
+    conn.buf.reserve(want);
     let Conn { stream, buf, .. } = conn;
     deadline
         .within(
@@ -726,15 +798,13 @@ impl Client {
             let to_get = (status == 303 && request.method != "HEAD")
                 || (matches!(status, 301 | 302) && request.method == "POST");
             if to_get {
-                request.method = "GET".into();
+                request.method = Cow::Borrowed("GET");
                 request.body = Body::empty();
             }
             if !request.url.same_origin(&next) {
-                request.headers.retain(|(n, _)| {
-                    !["authorization", "cookie", "proxy-authorization"]
-                        .iter()
-                        .any(|h| n.eq_ignore_ascii_case(h))
-                });
+                request
+                    .headers
+                    .remove(&["authorization", "cookie", "proxy-authorization"]);
             }
             request.url = next;
             left -= 1;
@@ -750,11 +820,10 @@ impl Client {
         request: &mut Request,
         deadline: Deadline,
     ) -> Result<Response, Error> {
-        let key = conn::key(&request.url);
-        let pooled = self.inner.pool.borrow_mut().take(&key);
+        let pooled = self.inner.pool.borrow_mut().take(&request.url.origin);
         let retry_safe = request.body.replayable()
             && matches!(
-                request.method.as_str(),
+                &*request.method,
                 "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
             );
         if let Some(conn) = pooled {
@@ -764,11 +833,11 @@ impl Client {
                 result => return result.map_err(|(e, _)| e),
             }
         }
-        let tls = match request.url.tls {
+        let tls = match request.url.origin.tls() {
             true => Some(self.tls_config().await?),
             false => None,
         };
-        let conn = conn::connect(&request.url, tls, &deadline).await?;
+        let conn = conn::connect(&request.url.origin, tls, &deadline).await?;
         self.inner.pool.borrow_mut().opened += 1;
         self.exchange(conn, request, &deadline)
             .await
@@ -785,7 +854,7 @@ impl Client {
     ) -> Result<Response, (Error, bool)> {
         let fail = |e: Error| (e, false);
         let framing = match &request.body.0 {
-            BodyKind::Empty if matches!(request.method.as_str(), "POST" | "PUT" | "PATCH") => {
+            BodyKind::Empty if matches!(&*request.method, "POST" | "PUT" | "PATCH") => {
                 Framing::Length(0)
             }
             BodyKind::Empty => Framing::None,
@@ -796,7 +865,7 @@ impl Client {
         let mut out = wire::request_head(
             &request.method,
             &request.url.target,
-            &request.url.authority(),
+            request.url.origin.authority(),
             &request.headers,
             framing,
             request.user_agent,
@@ -828,12 +897,13 @@ impl Client {
                     if piece.is_empty() {
                         continue;
                     }
-                    let mut frame = Vec::with_capacity(20);
-                    write_chunk_header(&mut frame, piece.len());
-                    send(&mut conn, &frame, deadline).await.map_err(write)?;
-                    send(&mut conn, &piece, deadline).await.map_err(write)?;
-                    send(&mut conn, b"\r\n", deadline).await.map_err(write)?;
+                    out.clear();
+                    write_chunk_header(&mut out, piece.len());
+                    send_all(&mut conn, [&out, &piece, b"\r\n"], deadline)
+                        .await
+                        .map_err(write)?;
                 }
+                out.clear();
                 out.extend_from_slice(LAST_CHUNK);
             }
             BodyKind::Sized(len, next) => {
@@ -862,10 +932,13 @@ impl Client {
         if !out.is_empty() {
             send(&mut conn, &out, deadline).await.map_err(write)?;
         }
-        deadline
-            .within(deadline.send, ErrorKind::Io, writing, conn.stream.flush())
-            .await
-            .map_err(fail)?;
+        // TLS holds bytes back until flushed; TCP has written them.
+        if conn.stream.buffered() {
+            deadline
+                .within(deadline.send, ErrorKind::Io, writing, conn.stream.flush())
+                .await
+                .map_err(fail)?;
+        }
         // The head, past any interim (1xx) responses.
         let head = loop {
             match wire::parse_head(&conn.buf).map_err(|e| (e, true))? {
@@ -882,6 +955,7 @@ impl Client {
                                 left: None,
                                 deadline: *deadline,
                                 client: self.inner.clone(),
+                                read_size: HEAD_READ,
                             },
                         });
                     }
@@ -900,7 +974,7 @@ impl Client {
                 }
                 None => {
                     let had = !conn.buf.is_empty();
-                    match fill(&mut conn, deadline).await {
+                    match fill(&mut conn, deadline, HEAD_READ).await {
                         Ok(0) => return Err((early_end(), had)),
                         Ok(_) => {}
                         Err(e) => return Err((e, had)),
@@ -920,6 +994,7 @@ impl Client {
                 left: request.max_size,
                 deadline: *deadline,
                 client: self.inner.clone(),
+                read_size: HEAD_READ,
             },
         })
     }
@@ -955,6 +1030,42 @@ impl Client {
             })
             .await
             .cloned()
+    }
+}
+
+/// Write all of `parts`, in order, with as few writes as the connection
+/// takes (one, usually), each within the send timeout.
+async fn send_all(conn: &mut Conn, parts: [&[u8]; 3], deadline: &Deadline) -> Result<(), Error> {
+    let mut skip = 0;
+    loop {
+        let mut slices = [std::io::IoSlice::new(&[]); 3];
+        let mut count = 0;
+        let mut at = skip;
+        for part in parts {
+            if at >= part.len() {
+                at -= part.len();
+                continue;
+            }
+            slices[count] = std::io::IoSlice::new(&part[at..]);
+            count += 1;
+            at = 0;
+        }
+        if count == 0 {
+            return Ok(());
+        }
+        let slices = &slices[..count];
+        let n = deadline
+            .within(
+                deadline.send,
+                ErrorKind::Io,
+                "write",
+                conn.stream.write_vectored(slices),
+            )
+            .await?;
+        if n == 0 {
+            return Err(Error::new(ErrorKind::Io, "write: the connection closed"));
+        }
+        skip += n;
     }
 }
 

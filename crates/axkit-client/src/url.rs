@@ -3,16 +3,121 @@
 //! path with an optional query; a fragment is dropped. Nothing else
 //! (userinfo, other schemes, whitespace or control characters) is
 //! accepted, so that what reaches the wire is what was meant.
+//!
+//! A URL's origin (scheme, host, port) is an [`Origin`], parsed once and
+//! shared: a caller that sends many requests to one server (a proxy) keeps
+//! it and gives only each request's target, and the pool files its
+//! connections under it.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use crate::{Error, ErrorKind};
+
+/// Where requests go: scheme, host and port, checked once
+/// ([`Origin::parse`]) and cheap to clone (shared).
+#[derive(Clone, Debug)]
+pub struct Origin(Arc<Parts>);
+
+#[derive(Debug)]
+struct Parts {
+    tls: bool,
+    /// Lower-cased, without brackets for IPv6.
+    host: String,
+    port: u16,
+    /// `host[:port]` as a `Host` header carries it.
+    authority: String,
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, other: &Origin) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.tls, &self.0.host, self.0.port) == (other.0.tls, &other.0.host, other.0.port)
+    }
+}
+
+impl Eq for Origin {}
+
+impl Hash for Origin {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.0.tls, &self.0.host, self.0.port).hash(state);
+    }
+}
+
+impl std::fmt::Display for Origin {
+    /// `scheme://host[:port]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.scheme(), self.0.authority)
+    }
+}
+
+impl Origin {
+    /// Parse `http://host[:port]` or `https://host[:port]`, with no path
+    /// but an optional `/`.
+    pub fn parse(text: &str) -> Result<Origin, Error> {
+        let url = Url::parse(text)?;
+        if url.target != "/" || text.contains('#') {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!("URL {text:?}: an origin has no path, query or fragment"),
+            ));
+        }
+        Ok(url.origin)
+    }
+
+    fn new(tls: bool, host: &str, port: u16) -> Origin {
+        let host = host.to_ascii_lowercase();
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let authority = if port == if tls { 443 } else { 80 } {
+            bracketed
+        } else {
+            format!("{bracketed}:{port}")
+        };
+        Origin(Arc::new(Parts {
+            tls,
+            host,
+            port,
+            authority,
+        }))
+    }
+
+    /// Whether it is `https://`.
+    pub fn tls(&self) -> bool {
+        self.0.tls
+    }
+
+    /// The host, lower-cased, without brackets for IPv6.
+    pub fn host(&self) -> &str {
+        &self.0.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.0.port
+    }
+
+    /// `host[:port]` as a `Host` header carries it (the port left out when
+    /// it is the scheme's default).
+    pub fn authority(&self) -> &str {
+        &self.0.authority
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.0.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
 
 /// A parsed URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Url {
-    pub(crate) tls: bool,
-    /// Without brackets for IPv6.
-    pub(crate) host: String,
-    pub(crate) port: u16,
+    pub(crate) origin: Origin,
     /// `/path?query`: the request-target.
     pub(crate) target: String,
 }
@@ -73,16 +178,27 @@ impl Url {
             }
             Some(_) => return Err(bad("bad port")),
         };
-        let target = match target {
-            "" => "/".to_string(),
-            t if t.starts_with('?') => format!("/{t}"),
-            t => t.to_string(),
-        };
         Ok(Url {
-            tls,
-            host: host.to_ascii_lowercase(),
-            port,
-            target,
+            origin: Origin::new(tls, host, port),
+            target: target_of(target),
+        })
+    }
+
+    /// `target` (`/path?query`, checked by the caller) at `origin`.
+    pub(crate) fn at(origin: &Origin, target: &str) -> Result<Url, Error> {
+        if !target.starts_with('/')
+            || target
+                .bytes()
+                .any(|b| b.is_ascii_control() || b == b' ' || b == b'#')
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!("request target {target:?}: not /path?query without spaces, controls or #"),
+            ));
+        }
+        Ok(Url {
+            origin: origin.clone(),
+            target: target.to_string(),
         })
     }
 
@@ -92,7 +208,7 @@ impl Url {
         if location.contains("://") {
             return Url::parse(location);
         }
-        let scheme = if self.tls { "https" } else { "http" };
+        let scheme = self.origin.scheme();
         if let Some(rest) = location.strip_prefix("//") {
             return Url::parse(&format!("{scheme}://{rest}"));
         }
@@ -103,28 +219,21 @@ impl Url {
             let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
             format!("{dir}{location}")
         };
-        Url::parse(&format!("{scheme}://{}{target}", self.authority()))
-    }
-
-    /// `host[:port]` as a `Host` header carries it (the port left out when
-    /// it is the scheme's default).
-    pub(crate) fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        let default = if self.tls { 443 } else { 80 };
-        if self.port == default {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+        Url::parse(&format!("{scheme}://{}{target}", self.origin.authority()))
     }
 
     /// Whether `other` is on the same origin (scheme, host and port).
     pub(crate) fn same_origin(&self, other: &Url) -> bool {
-        (self.tls, &self.host, self.port) == (other.tls, &other.host, other.port)
+        self.origin == other.origin
+    }
+}
+
+/// A URL's path and query as a request-target.
+fn target_of(rest: &str) -> String {
+    match rest {
+        "" => "/".to_string(),
+        t if t.starts_with('?') => format!("/{t}"),
+        t => t.to_string(),
     }
 }
 
@@ -136,17 +245,22 @@ mod tests {
     fn parses_what_it_should_and_refuses_the_rest() {
         let u = Url::parse("HTTPS://Example.com/a/b?x=1#frag").unwrap();
         assert_eq!(
-            (u.tls, u.host.as_str(), u.port, u.target.as_str()),
+            (
+                u.origin.tls(),
+                u.origin.host(),
+                u.origin.port(),
+                u.target.as_str()
+            ),
             (true, "example.com", 443, "/a/b?x=1")
         );
         let u = Url::parse("http://127.0.0.1:8080").unwrap();
         assert_eq!(
-            (u.port, u.target.as_str(), u.authority().as_str()),
+            (u.origin.port(), u.target.as_str(), u.origin.authority()),
             (8080, "/", "127.0.0.1:8080")
         );
         let u = Url::parse("http://[::1]:9000?q").unwrap();
         assert_eq!(
-            (u.host.as_str(), u.target.as_str(), u.authority().as_str()),
+            (u.origin.host(), u.target.as_str(), u.origin.authority()),
             ("::1", "/?q", "[::1]:9000")
         );
         for bad in [
@@ -167,14 +281,30 @@ mod tests {
     }
 
     #[test]
+    fn origins_and_targets() {
+        let o = Origin::parse("http://B.test:8080").unwrap();
+        assert_eq!((o.host(), o.authority()), ("b.test", "b.test:8080"));
+        assert_eq!(o.to_string(), "http://b.test:8080");
+        assert_eq!(o, Origin::parse("HTTP://b.test:8080/").unwrap());
+        assert_eq!(Origin::parse("https://[::1]").unwrap().authority(), "[::1]");
+        for bad in ["http://b/x", "http://b?q", "http://b#f", "ftp://b"] {
+            assert!(Origin::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Url::at(&o, "/a?b").unwrap().target, "/a?b");
+        for bad in ["a", "/a b", "/a#b", "/a\r\nX: 1", ""] {
+            assert!(Url::at(&o, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn locations_resolve_against_the_url() {
         let base = Url::parse("http://a.test:81/x/y?q=1").unwrap();
         let join = |l: &str| {
             let u = base.join(l).unwrap();
             format!(
                 "{}://{}{}",
-                if u.tls { "https" } else { "http" },
-                u.authority(),
+                u.origin.scheme(),
+                u.origin.authority(),
                 u.target
             )
         };

@@ -32,49 +32,97 @@ pub(crate) enum Framing {
     Chunked,
 }
 
+/// A request's header fields as they go on the wire (`Name: value\r\n`
+/// each, in one buffer), each checked as it is added: the first that may
+/// not be sent is kept as the request's error.
+#[derive(Clone, Default)]
+pub(crate) struct HeaderLines {
+    bytes: Vec<u8>,
+    host: bool,
+    user_agent: bool,
+    invalid: Option<Error>,
+}
+
+impl HeaderLines {
+    pub fn add(&mut self, name: &str, value: &[u8]) {
+        if self.invalid.is_some() {
+            return;
+        }
+        let invalid = |what: String| Some(Error::new(ErrorKind::InvalidRequest, what));
+        if !valid_header_name(name) || !valid_header_value(value) {
+            self.invalid = invalid(format!("invalid header {name:?}"));
+            return;
+        }
+        if MANAGED.iter().any(|m| name.eq_ignore_ascii_case(m)) {
+            self.invalid = invalid(format!("{name} is the client's to set"));
+            return;
+        }
+        if self.bytes.capacity() == 0 {
+            // Room for a few forwarding headers at once, not a realloc each.
+            self.bytes.reserve(512);
+        }
+        self.host |= name.eq_ignore_ascii_case("host");
+        self.user_agent |= name.eq_ignore_ascii_case("user-agent");
+        self.bytes.reserve(name.len() + value.len() + 4);
+        self.bytes.extend_from_slice(name.as_bytes());
+        self.bytes.extend_from_slice(b": ");
+        self.bytes.extend_from_slice(value);
+        self.bytes.extend_from_slice(b"\r\n");
+    }
+
+    /// Drop the fields whose name is one of `names` (any case). A checked
+    /// line holds no CR or LF but at its end, so lines split cleanly.
+    pub fn remove(&mut self, names: &[&str]) {
+        let mut kept = Vec::with_capacity(self.bytes.len());
+        for line in self.bytes.split_inclusive(|&b| b == b'\n') {
+            let name = line.split(|&b| b == b':').next().unwrap_or(b"");
+            if !names
+                .iter()
+                .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+            {
+                kept.extend_from_slice(line);
+            }
+        }
+        self.bytes = kept;
+    }
+}
+
 /// The head of a request: request line, `Host`, `User-Agent` (unless
 /// given), the caller's headers and the framing.
 pub(crate) fn request_head(
     method: &str,
     target: &str,
     authority: &str,
-    headers: &[(String, String)],
+    headers: &HeaderLines,
     framing: Framing,
     user_agent: bool,
     upgrade: Option<&str>,
 ) -> Result<Vec<u8>, Error> {
     let invalid = |what: String| Error::new(ErrorKind::InvalidRequest, what);
+    if let Some(e) = &headers.invalid {
+        return Err(e.clone());
+    }
     if !valid_header_name(method) {
         return Err(invalid(format!("invalid method {method:?}")));
     }
-    let mut head = Vec::with_capacity(256);
+    let mut head = Vec::with_capacity(
+        method.len() + target.len() + authority.len() + headers.bytes.len() + 128,
+    );
     head.extend_from_slice(method.as_bytes());
     head.push(b' ');
     head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
-    let given = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-    if !given("host") {
+    if !headers.host {
         head.extend_from_slice(b"Host: ");
         head.extend_from_slice(authority.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    if user_agent && !given("user-agent") {
+    if user_agent && !headers.user_agent {
         head.extend_from_slice(
             concat!("User-Agent: axkit/", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes(),
         );
     }
-    for (name, value) in headers {
-        if !valid_header_name(name) || !valid_header_value(value.as_bytes()) {
-            return Err(invalid(format!("invalid header {name:?}")));
-        }
-        if MANAGED.iter().any(|m| name.eq_ignore_ascii_case(m)) {
-            return Err(invalid(format!("{name} is the client's to set")));
-        }
-        head.extend_from_slice(name.as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
+    head.extend_from_slice(&headers.bytes);
     if let Some(protocol) = upgrade {
         if protocol.is_empty() || !valid_header_value(protocol.as_bytes()) {
             return Err(invalid(format!("invalid protocol {protocol:?}")));
@@ -85,7 +133,10 @@ pub(crate) fn request_head(
     }
     match framing {
         Framing::None => {}
-        Framing::Length(n) => head.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
+        Framing::Length(n) => {
+            use std::io::Write;
+            let _ = write!(head, "Content-Length: {n}\r\n");
+        }
         Framing::Chunked => head.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
     head.extend_from_slice(b"\r\n");
@@ -121,9 +172,16 @@ impl Head {
 /// Parse a response head from the start of `buf`: Ok(None) if more bytes
 /// are needed, else the head and its length.
 pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Error> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut fields);
-    let len = match response.parse(buf) {
+    // Left uninitialised: zeroing room for 128 fields cost more than
+    // parsing a short head.
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut fields,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
             return Err(protocol(format!(
@@ -141,7 +199,10 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Error> {
         .map(|h| {
             (
                 h.name.to_string(),
-                String::from_utf8_lossy(h.value).into_owned(),
+                match std::str::from_utf8(h.value) {
+                    Ok(value) => value.to_string(),
+                    Err(_) => String::from_utf8_lossy(h.value).into_owned(),
+                },
             )
         })
         .collect();
@@ -171,38 +232,43 @@ pub(crate) fn body_framing(head: &Head, to_head: bool) -> Result<(BodyFraming, b
     if to_head || head.status == 204 || head.status == 304 || head.status < 200 {
         return Ok((BodyFraming::Empty, reusable));
     }
-    let lengths: Vec<&str> = head
-        .values("content-length")
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    let codings: Vec<&str> = head
-        .values("transfer-encoding")
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect();
-    if !codings.is_empty() {
-        if !codings.iter().all(|c| c.eq_ignore_ascii_case("chunked")) || codings.len() > 1 {
+    let lengths = || {
+        head.values("content-length")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+    };
+    let codings = || {
+        head.values("transfer-encoding")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+    };
+    if codings().next().is_some() {
+        if codings().count() > 1 || !codings().all(|c| c.eq_ignore_ascii_case("chunked")) {
             return Err(protocol(format!(
                 "unsupported transfer coding {:?}",
-                codings.join(", ")
+                codings().collect::<Vec<_>>().join(", ")
             )));
         }
         // Both framings: the length is ignored, and the connection is not
         // trusted with another request (RFC 9112 §6.3).
-        let reusable = reusable && lengths.is_empty();
+        let reusable = reusable && lengths().next().is_none();
         return Ok((
             BodyFraming::Chunked(Box::new(ChunkedDecoder::new(MAX_TRAILERS))),
             reusable,
         ));
     }
-    let Some(first) = lengths.first() else {
+    let Some(first) = lengths().next() else {
         return Ok((BodyFraming::Close, false));
     };
     let n = parse_content_length(first.as_bytes())
-        .filter(|_| lengths.iter().all(|l| l == first))
-        .ok_or_else(|| protocol(format!("invalid Content-Length {:?}", lengths.join(", "))))?;
+        .filter(|_| lengths().all(|l| l == first))
+        .ok_or_else(|| {
+            protocol(format!(
+                "invalid Content-Length {:?}",
+                lengths().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
     Ok(if n == 0 {
         (BodyFraming::Empty, reusable)
     } else {
@@ -224,11 +290,18 @@ mod tests {
 
     #[test]
     fn request_heads() {
+        let lines = |fields: &[(&str, &str)]| {
+            let mut lines = HeaderLines::default();
+            for (n, v) in fields {
+                lines.add(n, v.as_bytes());
+            }
+            lines
+        };
         let h = request_head(
             "POST",
             "/a?b",
             "x:81",
-            &[("X-A".into(), "1".into())],
+            &lines(&[("X-A", "1")]),
             Framing::Length(3),
             true,
             None,
@@ -243,7 +316,7 @@ mod tests {
             text.ends_with("X-A: 1\r\nContent-Length: 3\r\n\r\n"),
             "{text}"
         );
-        let host = [("host".to_string(), "other".to_string())];
+        let host = lines(&[("host", "other")]);
         let h = String::from_utf8(
             request_head("GET", "/", "x", &host, Framing::None, true, None).unwrap(),
         )
@@ -258,13 +331,18 @@ mod tests {
             ("Content-Length", "1"),
             ("Transfer-Encoding", "chunked"),
         ] {
-            let headers = [(bad.0.to_string(), bad.1.to_string())];
+            let headers = lines(&[bad]);
             assert!(
                 request_head("GET", "/", "x", &headers, Framing::None, true, None).is_err(),
                 "{bad:?}"
             );
         }
-        assert!(request_head("GE T", "/", "x", &[], Framing::None, true, None).is_err());
+        let none = HeaderLines::default();
+        assert!(request_head("GE T", "/", "x", &none, Framing::None, true, None).is_err());
+        let mut some = lines(&[("Cookie", "a"), ("X-B", "c:d"), ("cookie", "e")]);
+        some.remove(&["cookie"]);
+        let h = request_head("GET", "/", "x", &some, Framing::None, false, None).unwrap();
+        assert_eq!(h, b"GET / HTTP/1.1\r\nHost: x\r\nX-B: c:d\r\n\r\n");
     }
 
     #[test]

@@ -69,12 +69,14 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use axkit::config::core::{TRUSTED_PROXY, TRUSTED_PROXY_HEADER};
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use axkit::config::{Args, Directive, Key, List, Scopes, ValueType};
 use axkit::plugin::{BodyError, Worker, UPSTREAM_NOTE};
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
-use axkit_client::{Body, Client, Error as ClientError, ErrorKind, Request, Response};
+use axkit_client::{Body, Client, Error as ClientError, ErrorKind, Origin, Request, Response};
 use bytes::Bytes;
 use tokio::sync::{mpsc, Mutex};
 
@@ -95,10 +97,21 @@ pub const PROXY: PluginSpec = PluginSpec {
 struct Pass {
     /// `None`: the Location's own prefix.
     prefix: Option<String>,
-    /// `scheme://authority`, without a path.
-    origin: String,
+    /// Where it sends requests, parsed once.
+    to: To,
     /// The URL's path (`/` when it has none), as written (encoded).
     path: String,
+}
+
+/// Where a request goes.
+#[derive(Clone, Debug)]
+enum To {
+    /// `http://host:port` or `https://…`.
+    Origin(Origin),
+    /// `upstream://NAME`: a server of that group.
+    Group(String),
+    /// What an `UPSTREAM_NOTE` said, naming nothing usable.
+    Invalid(String),
 }
 
 static PASS: List<Pass> = List::parsed("ProxyPass", parse_pass)
@@ -165,24 +178,20 @@ fn parse_pass(args: &[&str]) -> Result<Pass, String> {
         [prefix, _] => return Err(format!("the prefix must start with /, got {prefix:?}")),
         _ => return Err("expected ProxyPass URL or ProxyPass /PREFIX URL".into()),
     };
-    let (origin, path) = split_url(url)?;
-    Ok(Pass {
-        prefix,
-        origin,
-        path,
-    })
+    let (to, path) = split_url(url)?;
+    Ok(Pass { prefix, to, path })
 }
 
-/// `http://host:port/path` into `http://host:port` and `/path`, checked
-/// as the client will take it.
-fn split_url(url: &str) -> Result<(String, String), String> {
+/// `http://host:port/path` into its origin and `/path`, checked as the
+/// client will take it.
+fn split_url(url: &str) -> Result<(To, String), String> {
     if let Some(rest) = url.strip_prefix("upstream://") {
         let (name, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         if name.is_empty() || rest.contains(['?', '#']) {
             return Err(format!("expected upstream://NAME/PATH, got {url:?}"));
         }
         let path = if path.is_empty() { "/" } else { path };
-        return Ok((format!("upstream://{name}"), path.to_string()));
+        return Ok((To::Group(name.to_string()), path.to_string()));
     }
     Request::get(url).map_err(|e| e.to_string())?;
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -195,7 +204,8 @@ fn split_url(url: &str) -> Result<(String, String), String> {
     }
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
-    Ok((format!("{scheme}://{authority}"), path.to_string()))
+    let origin = Origin::parse(&format!("{scheme}://{authority}")).map_err(|e| e.to_string())?;
+    Ok((To::Origin(origin), path.to_string()))
 }
 
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
@@ -209,7 +219,7 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
                 .iter()
                 .zip(location.config.settings(PASS.name()))
             {
-                if let Some(name) = pass.origin.strip_prefix("upstream://") {
+                if let To::Group(name) = &pass.to {
                     if !groups.contains_key(name) {
                         return Err(format!(
                             "{}:{}: ProxyPass: no <Upstream {name}> in the config",
@@ -265,14 +275,13 @@ fn upstream_url(ctx: &Context) -> Option<Target> {
     let (pass, prefix) = best?;
     // A plugin that routes names the group, or a URL, instead.
     let routed = ctx.notes.get(UPSTREAM_NOTE).map(|note| routed(note));
-    let (origin, base) = match &routed {
-        Some(Ok((origin, base))) => (origin.clone(), base.as_str()),
-        Some(Err(note)) => (format!("{INVALID}{note}"), "/"),
-        None => (pass.origin.clone(), pass.path.as_str()),
+    let (to, base) = match routed {
+        Some((to, base)) => (to, base),
+        None => (pass.to.clone(), Cow::Borrowed(pass.path.as_str())),
     };
     let rest = &path[prefix.len().min(path.len())..];
     let mut url = String::with_capacity(base.len() + rest.len() + 16);
-    url.push_str(base);
+    url.push_str(&base);
     let rest = match (base.ends_with('/'), rest.strip_prefix('/')) {
         (true, Some(r)) => r,
         _ => rest,
@@ -281,29 +290,36 @@ fn upstream_url(ctx: &Context) -> Option<Target> {
     if let Some(query) = ctx.request.query() {
         url.push('?');
         // A `#` would end the URL the client parses.
-        url.push_str(&query.replace('#', "%23"));
+        match query.contains('#') {
+            true => url.push_str(&query.replace('#', "%23")),
+            false => url.push_str(query),
+        }
     }
-    Some(Target { origin, path: url })
+    Some(Target { to, path: url })
 }
 
 /// What an `UPSTREAM_NOTE` names: a URL (`http://host:port/base`, whose
-/// path replaces the `ProxyPass` URL's), else a group; as origin and
-/// path, or the note back when it is neither.
-fn routed(note: &str) -> Result<(String, String), String> {
+/// path replaces the `ProxyPass` URL's), else a group; with the path to
+/// map to. A note that is neither is [`To::Invalid`].
+fn routed(note: &str) -> (To, Cow<'static, str>) {
     if note.contains("://") {
-        return split_url(note).map_err(|_| note.to_string());
+        return match split_url(note) {
+            Ok((to, base)) => (to, Cow::Owned(base)),
+            Err(_) => (To::Invalid(note.to_string()), Cow::Borrowed("/")),
+        };
     }
-    Ok((format!("upstream://{note}"), "/".to_string()))
+    (To::Group(note.to_string()), Cow::Borrowed("/"))
 }
 
-/// The origin of a note that names nothing usable.
-const INVALID: &str = "invalid://";
-
-/// Where a request goes: an origin (`http://host:port`, or
-/// `upstream://NAME` for a group) and the path and query sent there.
+/// Where a request goes, and the path and query sent there.
 struct Target {
-    origin: String,
+    to: To,
     path: String,
+}
+
+/// `origin` and `path` as one URL, for a log line.
+fn url_of(origin: &impl std::fmt::Display, path: &str) -> String {
+    format!("{origin}{path}")
 }
 
 /// Whether `path` lies under `prefix`, by whole segments.
@@ -346,20 +362,62 @@ fn join(old: Option<String>, new: &str) -> String {
     }
 }
 
-/// A `Forwarded` node or host: a token, or else a quoted string.
-fn forwarded_value(text: &str) -> String {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if !text.is_empty() && text.bytes().all(token) {
-        return text.to_string();
+/// `old, new` into `out` (emptied first), or `new` alone when there is no
+/// `old` or it is blank.
+fn join_into(out: &mut String, old: Option<&str>, new: std::fmt::Arguments<'_>) {
+    out.clear();
+    if let Some(old) = old.filter(|o| !o.trim().is_empty()) {
+        out.push_str(old);
+        out.push_str(", ");
     }
-    let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
-    format!("\"{escaped}\"")
+    let _ = out.write_fmt(new);
 }
 
-/// The headers sent upstream, and the `Host` among them.
-fn upstream_headers(ctx: &mut Context) -> Vec<(String, String)> {
-    let request = &ctx.request;
-    let named = connection_tokens(request.headers().filter_map(|(n, v)| {
+/// `ip` onto `out` as `Display` writes it; an IPv4 address by hand, as
+/// `Display` takes several times longer (it pads).
+fn push_ip(out: &mut String, ip: IpAddr) {
+    let IpAddr::V4(v4) = ip else {
+        let _ = write!(out, "{ip}");
+        return;
+    };
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
+    }
+}
+
+/// A `Forwarded` node or host onto `out`: a token, or else a quoted
+/// string.
+fn forwarded_value(out: &mut String, text: &str) {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if !text.is_empty() && text.bytes().all(token) {
+        out.push_str(text);
+        return;
+    }
+    out.push('"');
+    for c in text.chars() {
+        if matches!(c, '\\' | '"') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// Add the headers sent upstream to `request`: the client's less the
+/// hop-by-hop ones (its `Host` only when preserved), then the forwarding
+/// headers. Each goes straight into the request's one buffer.
+fn upstream_headers(ctx: &Context, mut request: Request) -> Request {
+    let incoming = &ctx.request;
+    let named = connection_tokens(incoming.headers().filter_map(|(n, v)| {
         n.eq_ignore_ascii_case("connection")
             .then(|| std::str::from_utf8(v).ok())
             .flatten()
@@ -378,56 +436,80 @@ fn upstream_headers(ctx: &mut Context) -> Vec<(String, String)> {
     let mut forwarded = None;
     let mut xfport = None;
     let mut via = None;
-    let mut out = Vec::with_capacity(16);
     let all = |old: &mut Option<String>, v: &str| *old = Some(join(old.take(), v));
-    for (name, value) in request.headers() {
+    for (name, value) in incoming.headers() {
         let Ok(value) = std::str::from_utf8(value) else {
             continue;
         };
-        let lower = name.to_ascii_lowercase();
-        match lower.as_str() {
-            "x-forwarded-for" if trusted && !family_forwarded => all(&mut xff, value),
-            "x-forwarded-port" if trusted && !family_forwarded => all(&mut xfport, value),
-            "forwarded" if trusted && family_forwarded => all(&mut forwarded, value),
-            "via" => all(&mut via, value),
-            "host" if preserve_host => out.push((name.to_string(), value.to_string())),
-            "host" | "expect" | "x-forwarded-for" | "x-forwarded-port" | "x-forwarded-proto"
-            | "x-forwarded-host" | "forwarded" => {}
-            _ if hop_by_hop(name) || named.contains(&lower) => {}
-            _ => out.push((name.to_string(), value.to_string())),
+        let is = |h: &str| name.eq_ignore_ascii_case(h);
+        if is("x-forwarded-for") || is("x-forwarded-port") {
+            if trusted && !family_forwarded {
+                all(
+                    if is("x-forwarded-for") {
+                        &mut xff
+                    } else {
+                        &mut xfport
+                    },
+                    value,
+                );
+            }
+        } else if is("forwarded") {
+            if trusted && family_forwarded {
+                all(&mut forwarded, value);
+            }
+        } else if is("via") {
+            all(&mut via, value);
+        } else if is("host") {
+            if preserve_host {
+                request = request.header(name, value);
+            }
+        } else if is("expect")
+            || is("x-forwarded-proto")
+            || is("x-forwarded-host")
+            || hop_by_hop(name)
+            || named.iter().any(|t| t.eq_ignore_ascii_case(name))
+        {
+        } else {
+            request = request.header(name, value);
         }
     }
-    let proto = if ctx.conn.tls { "https" } else { "http" };
-    let host = request.header("host").map(str::to_string);
-    let version = match request.version() {
+    let version = match incoming.version() {
         axkit_http::Version::Http10 => "1.0",
         _ => "1.1",
     };
-    let mut element = format!("for={}", forwarded_value(&node(peer)));
-    if let Some(host) = &host {
-        element.push_str(&format!(";host={}", forwarded_value(host)));
-    }
-    element.push_str(&format!(";proto={proto}"));
-    out.push(("X-Forwarded-For".into(), join(xff, &peer.to_string())));
+    let mut value = String::with_capacity(128);
+    join_into(&mut value, xff.as_deref(), format_args!(""));
+    push_ip(&mut value, peer);
+    request = request.header("X-Forwarded-For", &value);
     if let Some(port) = xfport {
-        out.push(("X-Forwarded-Port".into(), port));
+        request = request.header("X-Forwarded-Port", port);
     }
-    let client = ctx.client().clone();
-    out.push(("X-Forwarded-Proto".into(), client.scheme().to_string()));
+    let client = ctx.client();
+    request = request.header("X-Forwarded-Proto", client.scheme());
     if let Some(authority) = ctx.authority() {
-        out.push(("X-Forwarded-Host".into(), authority.to_string()));
+        request = request.header("X-Forwarded-Host", authority);
     }
-    out.push(("Forwarded".into(), join(forwarded, &element)));
-    out.push(("Via".into(), join(via, &format!("{version} axkit"))));
-    out
-}
-
-/// An address as a `Forwarded` node: IPv6 in brackets.
-fn node(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
+    // for=NODE;host=HOST;proto=PROTO, a node's IPv6 address bracketed
+    // (and so quoted).
+    join_into(&mut value, forwarded.as_deref(), format_args!("for="));
+    match peer {
+        IpAddr::V4(_) => push_ip(&mut value, peer),
+        IpAddr::V6(v6) => {
+            let _ = write!(value, "\"[{v6}]\"");
+        }
     }
+    if let Some(host) = incoming.header("host") {
+        value.push_str(";host=");
+        forwarded_value(&mut value, host);
+    }
+    value.push_str(if ctx.conn.tls {
+        ";proto=https"
+    } else {
+        ";proto=http"
+    });
+    request = request.header("Forwarded", &value);
+    join_into(&mut value, via.as_deref(), format_args!("{version} axkit"));
+    request.header("Via", &value)
 }
 
 /// The protocol a request asks to switch to, when it may be tunnelled:
@@ -503,6 +585,49 @@ async fn pump(ctx: &mut Context, tx: mpsc::Sender<io::Result<Bytes>>) -> Option<
     }
 }
 
+/// The upstream's status and headers into the client's response, less
+/// the hop-by-hop ones and its `Date` and `Server` (the core writes its
+/// own), with `Via` appended. The headers are moved, not copied.
+fn pass_headers(ctx: &mut Context, response: &mut Response) {
+    ctx.response.status = response.status;
+    let headers = response.take_headers();
+    let named = connection_tokens(
+        headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+            .map(|(_, v)| v.as_str()),
+    );
+    let chunked = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"));
+    let mut via: Option<String> = None;
+    for (name, value) in headers {
+        let is = |h: &str| name.eq_ignore_ascii_case(h);
+        if is("via") {
+            via = Some(join(via, &value));
+        } else if is("date") || is("server") {
+        } else if is("content-length") {
+            // The client checked that every Content-Length agrees.
+            if !chunked {
+                let n = match value.split_once(',') {
+                    Some((n, _)) => n.trim().to_string(),
+                    None if value.trim().len() == value.len() => value,
+                    None => value.trim().to_string(),
+                };
+                ctx.response.headers.set("Content-Length", n);
+            }
+        } else if hop_by_hop(&name) || named.iter().any(|t| t.eq_ignore_ascii_case(&name)) {
+        } else {
+            ctx.response.headers.add(name, value);
+        }
+    }
+    let via = match via {
+        Some(via) => Cow::Owned(join(Some(via), "1.1 axkit")),
+        None => Cow::Borrowed("1.1 axkit"),
+    };
+    ctx.response.headers.set("Via", via);
+}
+
 impl Proxy {
     async fn forward(&self, ctx: &mut Context, target: Target) -> Outcome {
         let config = ctx.config();
@@ -523,44 +648,50 @@ impl Proxy {
             true => (*config.get(&TRIES)).max(1),
             false => 1,
         };
-        if let Some(note) = target.origin.strip_prefix(INVALID) {
-            let why = "not an http:// or https:// URL nor a group name";
-            return self.failed(ctx, &format!("{note:?} (note {UPSTREAM_NOTE})"), why, 502);
-        }
-        let group = match target.origin.strip_prefix("upstream://") {
-            Some(name) => match self.groups.get(name) {
+        let group = match &target.to {
+            To::Invalid(note) => {
+                let why = "not an http:// or https:// URL nor a group name";
+                return self.failed(ctx, &format!("{note:?} (note {UPSTREAM_NOTE})"), why, 502);
+            }
+            To::Group(name) => match self.groups.get(name) {
                 Some(group) => Some(group.clone()),
                 None => {
-                    let url = format!("{}{}", target.origin, target.path);
+                    let url = url_of(&format_args!("upstream://{name}"), &target.path);
                     return self.failed(ctx, &url, "no such upstream group", 502);
                 }
             },
-            None => None,
+            To::Origin(_) => None,
         };
-        let headers = upstream_headers(ctx);
         let upgrade = wants_upgrade(ctx, &framing);
         let mut attempt = 1;
         let mut tried = Vec::new();
-        let mut url;
+        let mut origin;
         // Held until the response is over: least-conn counts it.
         let mut _in_flight = None;
         let (result, body_error) = loop {
-            let server = match &group {
-                Some(group) => {
+            let server = match (&group, &target.to) {
+                (Some(group), _) => {
                     let (index, in_flight) = group.pick(ctx, &tried);
                     _in_flight = Some(in_flight);
-                    url = format!("http://{}{}", group.servers[index].authority, target.path);
+                    origin = group.servers[index].origin.clone();
                     tried.push(index);
                     Some((group, index))
                 }
-                None => {
-                    url = format!("{}{}", target.origin, target.path);
+                (None, To::Origin(o)) => {
+                    origin = o.clone();
                     None
                 }
+                (None, _) => unreachable!("a target without a group is an origin"),
             };
-            let (result, body_error) = self
-                .exchange(ctx, &url, &headers, &framing, &limits, upgrade.as_deref())
-                .await;
+            let (result, body_error) = match self.request(ctx, &origin, &target.path, &limits) {
+                Ok(mut request) => {
+                    if let Some(protocol) = &upgrade {
+                        request = request.upgrade(protocol.as_str());
+                    }
+                    self.exchange(ctx, request, &framing).await
+                }
+                Err(e) => (Err(e), None),
+            };
             if let Some((group, index)) = server {
                 match &result {
                     Ok(_) => group.answered(index),
@@ -588,6 +719,7 @@ impl Proxy {
                         && group.as_ref().is_none_or(|g| tried.len() < g.servers.len()) =>
                 {
                     let line = ctx.request.request_line();
+                    let url = url_of(&origin, &target.path);
                     ctx.log(
                         Level::Warn,
                         &format!("proxy: {line}: upstream {url}: {e}: trying again ({attempt} of {tries} failed)"),
@@ -597,6 +729,7 @@ impl Proxy {
                 result => break (result, body_error),
             }
         };
+        let url = || url_of(&origin, &target.path);
         let mut response = match result {
             Ok(r) => r,
             Err(e) => {
@@ -607,38 +740,32 @@ impl Proxy {
                     ErrorKind::Timeout => 504,
                     _ => 502,
                 };
-                return self.failed(ctx, &url, &e.to_string(), status);
+                return self.failed(ctx, &url(), &e.to_string(), status);
             }
         };
-        ctx.response.status = response.status;
-        let named = connection_tokens(
-            response
-                .headers()
-                .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-                .map(|(_, v)| v),
-        );
-        let chunked = response.header("transfer-encoding").is_some();
-        let mut via = None;
-        for (name, value) in response.headers() {
-            let lower = name.to_ascii_lowercase();
-            match lower.as_str() {
-                "via" => via = Some(join(via, value)),
-                "date" | "server" => {}
-                // The client checked that every Content-Length agrees.
-                "content-length" if !chunked => {
-                    let n = value.split(',').next().unwrap_or("").trim();
-                    ctx.response.headers.set("Content-Length", n.to_string());
-                }
-                _ if hop_by_hop(name) || named.contains(&lower) => {}
-                _ => ctx
-                    .response
-                    .headers
-                    .add(name.to_string(), value.to_string()),
-            }
-        }
-        ctx.response.headers.set("Via", join(via, "1.1 axkit"));
         if response.status == 101 {
-            return self.tunnel(ctx, &url, response, limits.read).await;
+            let protocol = response.header("upgrade").unwrap_or("").to_string();
+            pass_headers(ctx, &mut response);
+            return self
+                .tunnel(ctx, &url(), response, &protocol, limits.read)
+                .await;
+        }
+        pass_headers(ctx, &mut response);
+        // A body already read off the connection (a small one, usually)
+        // goes out with the head in one write, as a response made here
+        // would; a response to HEAD keeps the upstream's Content-Length.
+        if response.body_done() && ctx.request.method() != "HEAD" {
+            let mut body = Bytes::new();
+            loop {
+                match response.chunk().await {
+                    Ok(Some(piece)) if body.is_empty() => body = piece,
+                    Ok(Some(piece)) => body = [body, piece].concat().into(),
+                    Ok(None) => break,
+                    Err(e) => return self.failed(ctx, &url(), &e.to_string(), 502),
+                }
+            }
+            ctx.response.body = axkit::plugin::Body::Bytes(body);
+            return Outcome::Done;
         }
         // Commits the head even when no body follows (a HEAD's length).
         if ctx.write(Bytes::new()).await.is_err() {
@@ -654,40 +781,39 @@ impl Proxy {
                 Ok(None) => return Outcome::Done,
                 Err(e) => {
                     // The head has gone: the client's connection closes.
-                    return self.failed(ctx, &url, &e.to_string(), 502);
+                    return self.failed(ctx, &url(), &e.to_string(), 502);
                 }
             }
         }
     }
 
-    /// Send the request to `url` with the client's body, if any, streamed
-    /// up as it comes: the upstream's response head, and the client's body
-    /// error when that is why it failed.
-    async fn exchange(
+    /// The request for `path` at `origin`, with the client's headers and
+    /// the exchange's timeouts (its body and upgrade still to add).
+    fn request(
         &self,
-        ctx: &mut Context,
-        url: &str,
-        headers: &[(String, String)],
-        framing: &Framing,
+        ctx: &Context,
+        origin: &Origin,
+        path: &str,
         limits: &Limits,
-        upgrade: Option<&str>,
-    ) -> (Result<Response, ClientError>, Option<BodyError>) {
-        let mut request = match Request::new(ctx.request.method(), url) {
-            Ok(r) => r,
-            Err(e) => return (Err(e), None),
-        };
-        request = request
+    ) -> Result<Request, ClientError> {
+        let request = Request::to(ctx.request.method(), origin, path)?
             .connect_timeout(limits.connect)
             .read_timeout(limits.read)
             .send_timeout(limits.send)
             .max_size(None)
             .default_user_agent(false);
-        if let Some(protocol) = upgrade {
-            request = request.upgrade(protocol);
-        }
-        for (name, value) in headers {
-            request = request.header(name.clone(), value.clone());
-        }
+        Ok(upstream_headers(ctx, request))
+    }
+
+    /// Send `request` with the client's body, if any, streamed up as it
+    /// comes: the upstream's response head, and the client's body error
+    /// when that is why it failed.
+    async fn exchange(
+        &self,
+        ctx: &mut Context,
+        mut request: Request,
+        framing: &Framing,
+    ) -> (Result<Response, ClientError>, Option<BodyError>) {
         if matches!(framing, Framing::None) {
             return (self.client.send(request).await, None);
         }
@@ -726,16 +852,16 @@ impl Proxy {
         ctx: &mut Context,
         url: &str,
         response: Response,
+        protocol: &str,
         idle: Duration,
     ) -> Outcome {
-        let protocol = response.header("upgrade").unwrap_or("").to_string();
         let Some(mut upstream) = response.upgraded() else {
             return self.failed(ctx, url, "101 without a connection", 502);
         };
         let worker = ctx.worker();
         let logger = ctx.logger();
         let line = ctx.request.request_line();
-        let mut client = match ctx.upgrade(&protocol).await {
+        let mut client = match ctx.upgrade(protocol).await {
             Ok(client) => client,
             Err(e) => {
                 logger.log(
@@ -784,14 +910,14 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(
-            split_url("http://b:81").unwrap(),
-            ("http://b:81".into(), "/".into())
-        );
-        assert_eq!(
-            split_url("https://b/x/").unwrap(),
-            ("https://b".into(), "/x/".into())
-        );
+        let split = |url: &str| match split_url(url).unwrap() {
+            (To::Origin(origin), path) => format!("{origin} {path}"),
+            (To::Group(name), path) => format!("group {name} {path}"),
+            (To::Invalid(note), _) => format!("invalid {note}"),
+        };
+        assert_eq!(split("http://b:81"), "http://b:81 /");
+        assert_eq!(split("https://b/x/"), "https://b /x/");
+        assert_eq!(split("upstream://g/y"), "group g /y");
         assert!(split_url("http://b/x?y").is_err());
         assert!(split_url("ftp://b/").is_err());
         assert!(parse_pass(&["app", "http://b/"]).is_err());
@@ -799,8 +925,23 @@ mod tests {
 
     #[test]
     fn forwarded_values() {
-        assert_eq!(forwarded_value("1.2.3.4"), "1.2.3.4");
-        assert_eq!(forwarded_value("[::1]"), "\"[::1]\"");
-        assert_eq!(forwarded_value("a:8\"0"), "\"a:8\\\"0\"");
+        let value = |text: &str| {
+            let mut out = String::new();
+            forwarded_value(&mut out, text);
+            out
+        };
+        assert_eq!(value("1.2.3.4"), "1.2.3.4");
+        assert_eq!(value("[::1]"), "\"[::1]\"");
+        assert_eq!(value("a:8\"0"), "\"a:8\\\"0\"");
+        for ip in ["0.9.10.255", "100.1.20.3", "::1"] {
+            let mut out = String::new();
+            push_ip(&mut out, ip.parse().unwrap());
+            assert_eq!(out, ip);
+        }
+        let mut out = String::from("stale");
+        join_into(&mut out, Some(" "), format_args!("b"));
+        assert_eq!(out, "b");
+        join_into(&mut out, Some("a"), format_args!("b"));
+        assert_eq!(out, "a, b");
     }
 }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use axkit::config::{BlockLine, Config, Setting};
 use axkit::plugin::Worker;
 use axkit::{Context, Level};
-use axkit_client::{Client, Request};
+use axkit_client::{Client, Origin, Request};
 
 /// How a group picks a server.
 #[derive(Debug)]
@@ -53,6 +53,8 @@ enum HashKey {
 pub(crate) struct Server {
     /// `host:port`.
     pub authority: String,
+    /// `http://host:port`, parsed once.
+    pub origin: Origin,
     weight: u32,
     /// Smooth weighted round robin's running weight.
     current: Cell<i64>,
@@ -343,9 +345,9 @@ fn parse_line(group: &mut Group, line: &BlockLine) -> Result<(), String> {
     }
     match (line.name.to_ascii_lowercase().as_str(), args.as_slice()) {
         ("server", [authority, options @ ..]) => {
-            Request::get(&format!("http://{authority}/"))
+            let origin = Origin::parse(&format!("http://{authority}"))
                 .ok()
-                .filter(|_| !authority.contains('/'))
+                .filter(|_| !authority.contains(['/', '?', '#']))
                 .ok_or_else(|| format!("Server: expected HOST:PORT, got {authority:?}"))?;
             let mut weight = 1;
             for option in options {
@@ -359,6 +361,7 @@ fn parse_line(group: &mut Group, line: &BlockLine) -> Result<(), String> {
             }
             group.servers.push(Server {
                 authority: authority.to_string(),
+                origin,
                 weight,
                 current: Cell::new(0),
                 active: Cell::new(0),
