@@ -22,6 +22,10 @@
 //!   URL: the request goes there instead, its path mapped as the
 //!   `ProxyPass` that matched says (a URL's path replacing the one of
 //!   the `ProxyPass` URL). A note that is neither is a 502, logged.
+//! - `ProxyPassReverse URL` (in a `<Location>`) or `ProxyPassReverse
+//!   /PREFIX URL`: `Location`, `Content-Location` and `URI` response
+//!   headers that start with the upstream URL get the client's prefix
+//!   instead (the `reverse` module).
 //! - `ProxyPreserveHost On|Off` (default Off): send the client's `Host`
 //!   rather than the URL's.
 //! - `ProxyTimeout DURATION`: the three timeouts below at once;
@@ -80,6 +84,7 @@ use tokio::sync::{mpsc, Mutex};
 
 use upstream::Group;
 
+mod reverse;
 mod tunnel;
 mod upstream;
 
@@ -148,6 +153,7 @@ fn directives() -> Vec<Directive> {
             .scopes(Scopes::GLOBAL)
             .doc("<Upstream NAME> Server HOST:PORT [weight=N]… Balance round-robin|least-conn|hash KEY, MaxFails, FailTimeout, HealthCheck /PATH INTERVAL </Upstream>: a group of servers for ProxyPass upstream://NAME/PATH"),
         PASS.declare(),
+        reverse::REVERSE.declare(),
         PRESERVE_HOST.declare(),
         TIMEOUT.declare(),
         CONNECT_TIMEOUT.declare(),
@@ -220,6 +226,7 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
             }
         }
     }
+    reverse::check(init.config, &groups)?;
     Ok(Rc::new(Proxy {
         // The worker's trust (`HttpClientCAFile`), a pool of its own.
         client: axkit_client::client().with_own_pool(idle, IDLE_TIMEOUT),
@@ -637,6 +644,7 @@ impl Proxy {
             }
         }
         ctx.response.headers.set("Via", join(via, "1.1 axkit"));
+        reverse::rewrite(ctx, &self.groups);
         if response.status == 101 {
             return self.tunnel(ctx, &url, response, limits.read).await;
         }
