@@ -713,6 +713,14 @@ fn upstream_groups_are_checked_when_the_config_loads() {
             "<Server>\n Listen 127.0.0.1:0\n Plugin proxy\n ProxyPassReverse /g upstream://nope/\n</Server>\n",
             "ProxyPassReverse: no <Upstream nope> in the config",
         ),
+        (
+            "<Upstream u>\n Server ftp://127.0.0.1:1\n</Upstream>\n<Server>\n Listen 127.0.0.1:0\n Plugin proxy\n</Server>\n",
+            "Server: expected HOST:PORT or https://HOST:PORT, got \"ftp://127.0.0.1:1\"",
+        ),
+        (
+            "ProxyTrustedCA /nonexistent/ca.pem\n<Server>\n Listen 127.0.0.1:0\n Plugin proxy\n</Server>\n",
+            "ProxyTrustedCA (plugin proxy): /nonexistent/ca.pem: no such file",
+        ),
     ] {
         let conf = dir.write("axkit.conf", text);
         let out = std::process::Command::new(BIN)
@@ -885,6 +893,55 @@ fn an_https_upstream_is_trusted_through_http_client_ca_file() {
         &["GET /s/", "UnknownIssuer", "(502)"],
         Duration::from_secs(10),
     );
+}
+
+/// `Server https://HOST:PORT` in an `<Upstream>`: TLS to that server,
+/// trusted through `ProxyTrustedCA` (the proxy's alone), refused without
+/// it, and taken unchecked only under an explicit `ProxyVerify Off`.
+#[test]
+fn an_https_server_of_a_group_is_trusted_through_proxy_trusted_ca() {
+    let dir = TempDir::new("proxy-tls-group");
+    let Some(server) = tls::tls_server(dir.path()) else {
+        return;
+    };
+    let conf = |global: &str| {
+        format!(
+            "Plugin logging/warn\nLogLevel LOGINFO\n{global}\n<Upstream tls>\n    \
+             Server https://localhost:{}\n    HealthCheck / 1s\n</Upstream>\n<Server>\n    \
+             Listen 127.0.0.1:0\n    Plugin proxy\n    ProxyPass /s upstream://tls/\n</Server>\n",
+            server.port
+        )
+    };
+    let ca = dir.path().join("ca.pem");
+    let mut trusting = Axkit::start_single(&conf(&format!("ProxyTrustedCA {}", ca.display())));
+    let r = trusting.get("/s/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("s_server"), "{}", r.text());
+    // The health check goes over TLS too: it fails without the CA, and
+    // passes with it (by the time the untrusting proxy's first check
+    // failed, the trusting one, started before, has made its own).
+    let mut untrusting = Axkit::start_single(&conf(""));
+    assert_eq!(untrusting.get("/s/").status, 502);
+    untrusting.wait_stderr_line(
+        &["GET /s/", "UnknownIssuer", "(502)"],
+        Duration::from_secs(10),
+    );
+    untrusting.wait_stderr_line(
+        &[
+            "upstream tls: localhost:",
+            "is down: health check",
+            "UnknownIssuer",
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(
+        !trusting.sync_stderr().contains("is down"),
+        "{}",
+        trusting.stderr()
+    );
+    let unchecked = Axkit::start_single(&conf("ProxyVerify Off"));
+    let r = unchecked.get("/s/");
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[test]

@@ -40,8 +40,11 @@
 //! - `ProxyKeepAlive COUNT` (global, default 32): idle connections each
 //!   worker keeps per upstream (0: none).
 //!
-//! `https://` upstreams are checked against the system's roots and the
-//! `HttpClientCAFile`s, as the worker's HTTP client is.
+//! `https://` upstreams (a `ProxyPass` URL, or `Server https://HOST:PORT`
+//! in an `<Upstream>`) are checked against the system's roots, the
+//! `HttpClientCAFile`s and the `ProxyTrustedCA`s (global), their names
+//! against the URL's host (sent as SNI); `ProxyVerify Off` (global) takes
+//! any certificate. See the `trust` module.
 //!
 //! What is sent upstream: the request's headers less the hop-by-hop ones
 //! (`Connection` and the headers it names, `Keep-Alive`, `TE`, `Trailer`,
@@ -85,8 +88,11 @@ use tokio::sync::{mpsc, Mutex};
 use upstream::Group;
 
 mod reverse;
+mod trust;
 mod tunnel;
 mod upstream;
+
+pub use trust::ProxySource;
 
 /// The `proxy` plugin's spec, for `Server::plugin`.
 pub const PROXY: PluginSpec = PluginSpec {
@@ -151,9 +157,11 @@ fn directives() -> Vec<Directive> {
         Directive::new(UPSTREAM_BLOCK, ValueType::String)
             .args(Args::Block)
             .scopes(Scopes::GLOBAL)
-            .doc("<Upstream NAME> Server HOST:PORT [weight=N]… Balance round-robin|least-conn|hash KEY, MaxFails, FailTimeout, HealthCheck /PATH INTERVAL </Upstream>: a group of servers for ProxyPass upstream://NAME/PATH"),
+            .doc("<Upstream NAME> Server [https://]HOST:PORT [weight=N]… Balance round-robin|least-conn|hash KEY, MaxFails, FailTimeout, HealthCheck /PATH INTERVAL </Upstream>: a group of servers for ProxyPass upstream://NAME/PATH"),
         PASS.declare(),
         reverse::REVERSE.declare(),
+        trust::TRUSTED_CA.declare(),
+        trust::VERIFY.declare(),
         PRESERVE_HOST.declare(),
         TIMEOUT.declare(),
         CONNECT_TIMEOUT.declare(),
@@ -228,8 +236,9 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     }
     reverse::check(init.config, &groups)?;
     Ok(Rc::new(Proxy {
-        // The worker's trust (`HttpClientCAFile`), a pool of its own.
-        client: axkit_client::client().with_own_pool(idle, IDLE_TIMEOUT),
+        // The worker's trust (`HttpClientCAFile`) and the proxy's own, a
+        // pool of its own.
+        client: trust::client(init.config, idle, IDLE_TIMEOUT),
         groups,
     }))
 }
@@ -556,7 +565,7 @@ impl Proxy {
                 Some(group) => {
                     let (index, in_flight) = group.pick(ctx, &tried);
                     _in_flight = Some(in_flight);
-                    url = format!("http://{}{}", group.servers[index].authority, target.path);
+                    url = format!("{}{}", group.servers[index].origin, target.path);
                     tried.push(index);
                     Some((group, index))
                 }

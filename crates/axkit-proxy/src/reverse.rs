@@ -11,8 +11,9 @@
 //! - `ProxyPassReverse /PREFIX URL`: that prefix instead.
 //!
 //! `URL` is `http://` or `https://` with a path, or `upstream://NAME/PATH`
-//! for every server of the group. It matches whole path segments (`/v1`
-//! takes `/v1` and `/v1/x`, not `/v10`), the longest first; the value
+//! for every server of the group (its `http://` or `https://` origin).
+//! It matches whole path segments (`/v1` takes `/v1` and `/v1/x`, not
+//! `/v10`), the longest first; the value
 //! becomes the prefix followed by the rest (path, query, fragment), a
 //! path without scheme and host, which the client resolves against the
 //! URL it asked for.
@@ -97,10 +98,7 @@ pub(crate) fn rewrite(ctx: &mut Context, groups: &HashMap<String, Rc<Group>>) {
                 let (name, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
                 let path = if path.is_empty() { "/" } else { path };
                 for server in groups.get(name).iter().flat_map(|g| &g.servers) {
-                    pairs.push((
-                        format!("http://{}{path}", server.authority),
-                        prefix.to_string(),
-                    ));
+                    pairs.push((format!("{}{path}", server.origin), prefix.to_string()));
                 }
             }
             None => pairs.push((line.url.clone(), prefix.to_string())),
