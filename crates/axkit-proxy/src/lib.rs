@@ -173,18 +173,29 @@ fn directives() -> Vec<Directive> {
 }
 
 fn parse_pass(args: &[&str]) -> Result<Pass, String> {
-    let (prefix, url) = match args {
-        [url] => (None, *url),
-        [prefix, url] if prefix.starts_with('/') => (Some(prefix.to_string()), *url),
-        [prefix, _] => return Err(format!("the prefix must start with /, got {prefix:?}")),
-        _ => return Err("expected ProxyPass URL or ProxyPass /PREFIX URL".into()),
-    };
+    let (prefix, url) = prefix_and_url(args, "ProxyPass")?;
     let (origin, path) = split_url(url)?;
     Ok(Pass {
         prefix,
         origin,
         path,
     })
+}
+
+/// The arguments of `DIRECTIVE URL` or `DIRECTIVE /PREFIX URL`: the
+/// prefix, if given, and the URL.
+fn prefix_and_url<'a>(
+    args: &[&'a str],
+    directive: &str,
+) -> Result<(Option<String>, &'a str), String> {
+    match args {
+        [url] => Ok((None, url)),
+        [prefix, url] if prefix.starts_with('/') => Ok((Some(prefix.to_string()), url)),
+        [prefix, _] => Err(format!("the prefix must start with /, got {prefix:?}")),
+        _ => Err(format!(
+            "expected {directive} URL or {directive} /PREFIX URL"
+        )),
+    }
 }
 
 /// `http://host:port/path` into `http://host:port` and `/path`, checked
@@ -238,7 +249,7 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     Ok(Rc::new(Proxy {
         // The worker's trust (`HttpClientCAFile`) and the proxy's own, a
         // pool of its own.
-        client: trust::client(init.config, idle, IDLE_TIMEOUT),
+        client: trust::client(init.config, idle, IDLE_TIMEOUT)?,
         groups,
     }))
 }

@@ -42,12 +42,7 @@ pub(crate) static REVERSE: List<Reverse> = List::parsed("ProxyPassReverse", pars
     .doc("ProxyPassReverse URL (in a Location: to its prefix) or ProxyPassReverse /PREFIX URL: rewrite Location, Content-Location and URI headers that start with the upstream URL to the client's prefix");
 
 fn parse_reverse(args: &[&str]) -> Result<Reverse, String> {
-    let (prefix, url) = match args {
-        [url] => (None, *url),
-        [prefix, url] if prefix.starts_with('/') => (Some(prefix.to_string()), *url),
-        [prefix, _] => return Err(format!("the prefix must start with /, got {prefix:?}")),
-        _ => return Err("expected ProxyPassReverse URL or ProxyPassReverse /PREFIX URL".into()),
-    };
+    let (prefix, url) = crate::prefix_and_url(args, "ProxyPassReverse")?;
     // Checked as ProxyPass checks its URL.
     crate::split_url(url)?;
     Ok(Reverse {

@@ -32,20 +32,36 @@ pub(crate) static VERIFY: Key<bool> = Key::new("ProxyVerify")
     .doc("Check https:// upstreams' certificates (Off: take any, encrypted but not authenticated)");
 
 thread_local! {
-    /// The `ProxyTrustedCA` certificates of the config this worker loaded.
-    static ROOTS: RefCell<Roots> = RefCell::default();
+    /// The `ProxyTrustedCA` certificates of the config this worker loaded,
+    /// once `ProxySource` has read them.
+    static ROOTS: RefCell<Option<Roots>> = const { RefCell::new(None) };
 }
 
 /// The proxy's client: the worker's trust, the `ProxyTrustedCA`s, and
-/// `ProxyVerify`, with a pool of its own.
-pub(crate) fn client(config: &Config, idle: usize, timeout: std::time::Duration) -> Client {
+/// `ProxyVerify`, with a pool of its own. A binary that has the plugin
+/// without its source would drop the `ProxyTrustedCA`s silently: refused.
+pub(crate) fn client(
+    config: &Config,
+    idle: usize,
+    timeout: std::time::Duration,
+) -> Result<Client, String> {
     let roots = ROOTS.with(|r| r.borrow().clone());
-    axkit_client::client()
+    let roots = match roots {
+        Some(roots) => roots,
+        None if config.global.list(&TRUSTED_CA).is_empty() => Roots::default(),
+        None => {
+            return Err(
+                "ProxyTrustedCA needs axkit_proxy::ProxySource in this binary (Server::source)"
+                    .into(),
+            )
+        }
+    };
+    Ok(axkit_client::client()
         .derive()
         .add_roots(roots)
         .verify(*config.global.get(&VERIFY))
         .keep_alive(idle, timeout)
-        .build()
+        .build())
 }
 
 /// Reads the `ProxyTrustedCA` files when a config loads (a source, as
@@ -71,7 +87,7 @@ impl PluginSource for ProxySource {
         files: &mut FileReader<'_>,
     ) -> Result<(), Vec<ConfigError>> {
         let roots = axkit_client::read_ca_files(config, files, &TRUSTED_CA, self.name())?;
-        ROOTS.with(|r| *r.borrow_mut() = roots);
+        ROOTS.with(|r| *r.borrow_mut() = Some(roots));
         Ok(())
     }
 
