@@ -24,6 +24,7 @@ fn main() -> std::process::ExitCode {
         .source(axkit_lua::LuaSource::new())
         .source(axkit_template::TemplateSource)
         .source(axkit_client::ClientSource)
+        .source(axkit_proxy::ProxySource)
         .source(axkit_shared::SharedSource::new())
         .source(axkit_session::SessionSource)
         .builtin_config(demo_config)

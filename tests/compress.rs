@@ -2,7 +2,9 @@
 //! decoded back to the file, `Accept-Encoding` weights, what is never
 //! compressed (ranges, encoded bodies, small bodies, other types, `Compress
 //! off`), `Vary` merged, weak `ETag`s that still revalidate to 304, `HEAD`,
-//! and a CGI stream compressed while the script still runs.
+//! a CGI stream compressed while the script still runs, and an image that
+//! steps around the filter (the trace shows it never called) and keeps
+//! sendfile.
 
 #[path = "common/cgi.rs"]
 mod cgi;
@@ -20,7 +22,8 @@ fn server(prepare: impl FnOnce(&TempDir)) -> Axkit {
     let extra = "    Plugin compress\n    \
                  <Location /pre>\n        Precompressed gzip\n    </Location>\n    \
                  <Location /off>\n        Compress off\n    </Location>\n    \
-                 <Location /gz>\n        CompressPrefer gzip\n        CompressLevel gzip=9\n    </Location>\n";
+                 <Location /gz>\n        CompressPrefer gzip\n        CompressLevel gzip=9\n    </Location>\n    \
+                 <Location /trace>\n        Trace On\n    </Location>\n";
     start(&conf("", extra), |d| {
         d.write("www/big.html", page(100 * 1024));
         d.write("www/small.html", page(4 * 1024));
@@ -352,5 +355,63 @@ fn bad_directives_are_refused_at_load() {
     assert!(
         out.contains("CompressTypes (plugin compress): expected a media type"),
         "{out}"
+    );
+}
+
+/// A response the filter will not touch takes it out of its way before
+/// the body starts (`Context::skip_body_filter`): a 2 MiB image under
+/// `Compress on` is sent with its length, not chunked through memory, and
+/// the trace of its request has no `write_body_data` call; a text file
+/// beside it still goes through the filter.
+#[test]
+fn an_image_steps_around_the_filter_and_keeps_sendfile() {
+    let photo: Vec<u8> = (0..2u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut srv = server(|d| {
+        d.write("www/trace/photo.jpg", &photo);
+        d.write("www/trace/big.html", page(100 * 1024));
+    });
+    let fetch = |path: &str| {
+        let mut s = srv.connect();
+        let peer = s.local_addr().unwrap().to_string();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let (bytes, _) = read_to_end_within(&mut s, Duration::from_secs(10));
+        (parse_response(&bytes).expect("a response"), peer)
+    };
+    let (r, photo_peer) = fetch("/trace/photo.jpg");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Encoding"), None);
+    assert_eq!(r.header("Transfer-Encoding"), None, "{:?}", r.headers);
+    assert_eq!(r.header("Content-Length"), Some("2097152"));
+    assert!(r.body == photo, "the image differs");
+    let (r, html_peer) = fetch("/trace/big.html");
+    assert_eq!(r.header("Content-Encoding"), Some("gzip"));
+    assert_eq!(decode("gzip", &r.body), file(&srv, "trace/big.html"));
+    let limit = Duration::from_secs(10);
+    srv.wait_stderr_line(
+        &[
+            &format!("trace {html_peer}: "),
+            "write_body_data compress: OK",
+        ],
+        limit,
+    );
+    srv.wait_stderr_line(&[&format!("trace {photo_peer}: "), "sent 200"], limit);
+    let photo_lines: Vec<String> = srv
+        .stderr()
+        .lines()
+        .filter(|l| l.contains(&format!("trace {photo_peer}: ")))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        photo_lines
+            .iter()
+            .any(|l| l.contains("response serve_file: OK")),
+        "{photo_lines:#?}"
+    );
+    assert!(
+        !photo_lines.iter().any(|l| l.contains("write_body_data")),
+        "the filter saw the image: {photo_lines:#?}"
     );
 }

@@ -8,7 +8,8 @@
 //! origin, 502 and 504 with their log lines, the upstream's keep-alive
 //! reused, an HTTPS upstream trusted through `HttpClientCAFile`, retries
 //! (never a POST), upstream groups with a server killed
-//! and restored, a WebSocket tunnelled, and a Lua script routing.
+//! and restored, a WebSocket tunnelled, a Lua script routing, and
+//! `ProxyPassReverse` rewriting the upstream's redirects.
 
 mod common;
 #[path = "common/services.rs"]
@@ -294,6 +295,16 @@ fn answer(path: &str, request: &Seen, counted: u64, sum: u64, out: &mut TcpStrea
         out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate")
     } else if p.ends_with("/bad") {
         out.write_all(b"not http at all\r\n\r\n")
+    } else if p.ends_with("/redirect") {
+        // The URL the request asked for, in each header that may carry one.
+        let to = request.header("X-Location").unwrap_or("");
+        out.write_all(
+            format!(
+                "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Location: {to}\r\nURI: {to}\r\n\
+                 Content-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
     } else {
         // The body echoed, with hop-by-hop headers of the origin's own
         // that must not reach the client.
@@ -694,6 +705,22 @@ fn upstream_groups_are_checked_when_the_config_loads() {
             "<Upstream u>\n Balance hash body\n Server 127.0.0.1:1\n</Upstream>\n<Server>\n Listen 127.0.0.1:0\n Plugin proxy\n</Server>\n",
             "Balance hash: expected client, uri, header:NAME or cookie:NAME",
         ),
+        (
+            "<Server>\n Listen 127.0.0.1:0\n Plugin proxy\n ProxyPassReverse api http://b/\n</Server>\n",
+            "ProxyPassReverse (plugin proxy): the prefix must start with /, got \"api\"",
+        ),
+        (
+            "<Server>\n Listen 127.0.0.1:0\n Plugin proxy\n ProxyPassReverse /g upstream://nope/\n</Server>\n",
+            "ProxyPassReverse: no <Upstream nope> in the config",
+        ),
+        (
+            "<Upstream u>\n Server ftp://127.0.0.1:1\n</Upstream>\n<Server>\n Listen 127.0.0.1:0\n Plugin proxy\n</Server>\n",
+            "Server: expected HOST:PORT or https://HOST:PORT, got \"ftp://127.0.0.1:1\"",
+        ),
+        (
+            "ProxyTrustedCA /nonexistent/ca.pem\n<Server>\n Listen 127.0.0.1:0\n Plugin proxy\n</Server>\n",
+            "ProxyTrustedCA (plugin proxy): /nonexistent/ca.pem: no such file",
+        ),
     ] {
         let conf = dir.write("axkit.conf", text);
         let out = std::process::Command::new(BIN)
@@ -868,6 +895,55 @@ fn an_https_upstream_is_trusted_through_http_client_ca_file() {
     );
 }
 
+/// `Server https://HOST:PORT` in an `<Upstream>`: TLS to that server,
+/// trusted through `ProxyTrustedCA` (the proxy's alone), refused without
+/// it, and taken unchecked only under an explicit `ProxyVerify Off`.
+#[test]
+fn an_https_server_of_a_group_is_trusted_through_proxy_trusted_ca() {
+    let dir = TempDir::new("proxy-tls-group");
+    let Some(server) = tls::tls_server(dir.path()) else {
+        return;
+    };
+    let conf = |global: &str| {
+        format!(
+            "Plugin logging/warn\nLogLevel LOGINFO\n{global}\n<Upstream tls>\n    \
+             Server https://localhost:{}\n    HealthCheck / 1s\n</Upstream>\n<Server>\n    \
+             Listen 127.0.0.1:0\n    Plugin proxy\n    ProxyPass /s upstream://tls/\n</Server>\n",
+            server.port
+        )
+    };
+    let ca = dir.path().join("ca.pem");
+    let mut trusting = Axkit::start_single(&conf(&format!("ProxyTrustedCA {}", ca.display())));
+    let r = trusting.get("/s/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("s_server"), "{}", r.text());
+    // The health check goes over TLS too: it fails without the CA, and
+    // passes with it (by the time the untrusting proxy's first check
+    // failed, the trusting one, started before, has made its own).
+    let mut untrusting = Axkit::start_single(&conf(""));
+    assert_eq!(untrusting.get("/s/").status, 502);
+    untrusting.wait_stderr_line(
+        &["GET /s/", "UnknownIssuer", "(502)"],
+        Duration::from_secs(10),
+    );
+    untrusting.wait_stderr_line(
+        &[
+            "upstream tls: localhost:",
+            "is down: health check",
+            "UnknownIssuer",
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(
+        !trusting.sync_stderr().contains("is down"),
+        "{}",
+        trusting.stderr()
+    );
+    let unchecked = Axkit::start_single(&conf("ProxyVerify Off"));
+    let r = unchecked.get("/s/");
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 #[test]
 fn an_idle_tunnel_is_closed_after_the_read_timeout() {
     let origin = Origin::start();
@@ -896,4 +972,82 @@ fn an_idle_tunnel_is_closed_after_the_read_timeout() {
         &["GET /app/ws", "tunnel idle for 1s, closed"],
         Duration::from_secs(10),
     );
+}
+
+#[test]
+fn proxy_pass_reverse_rewrites_the_upstreams_urls_to_the_clients_prefix() {
+    let origin = Origin::start();
+    let srv = Axkit::start_single(&format!(
+        "Plugin logging/warn\n<Upstream g>\n    Server {addr}\n</Upstream>\n<Server>\n    \
+         Listen 127.0.0.1:0\n    Plugin proxy\n    ProxyPass /api {api}\n    ProxyPassReverse /api {api}\n    \
+         <Location /app>\n        ProxyPass {app}\n        ProxyPassReverse {app}\n    </Location>\n    \
+         <Location /grp>\n        ProxyPass upstream://g/base/\n        ProxyPassReverse upstream://g/base/\n    \
+         </Location>\n    <Location /plain>\n        ProxyPass {app}\n    </Location>\n</Server>\n",
+        addr = origin.addr,
+        api = origin.url("/v1"),
+        app = origin.url("/base/"),
+    ));
+    let redirect = |path: &str, to: &str| {
+        let r = get(&srv, path, &format!("X-Location: {to}\r\n"));
+        assert_eq!(r.status, 302, "{path} {to}");
+        let all: Vec<String> = ["Location", "Content-Location", "URI"]
+            .iter()
+            .map(|h| r.header(h).unwrap_or("").to_string())
+            .collect();
+        assert!(all.iter().all(|v| *v == all[0]), "{path} {to}: {all:?}");
+        all[0].clone()
+    };
+    for (path, to, expected) in [
+        // The Location's prefix, by its one-word form.
+        (
+            "/app/redirect",
+            origin.url("/base/login?next=/x"),
+            "/app/login?next=/x".to_string(),
+        ),
+        ("/app/redirect", origin.url("/base/"), "/app/".to_string()),
+        // The upstream's host compares without case.
+        (
+            "/app/redirect",
+            origin.url("/base/a").replace("http://", "HTTP://"),
+            "/app/a".to_string(),
+        ),
+        // The two-word form, by whole segments.
+        (
+            "/api/redirect",
+            origin.url("/v1/users/7"),
+            "/api/users/7".to_string(),
+        ),
+        ("/api/redirect", origin.url("/v1"), "/api".to_string()),
+        ("/api/redirect", origin.url("/v10/x"), origin.url("/v10/x")),
+        // Elsewhere on the upstream, a path alone, another host: as sent.
+        (
+            "/app/redirect",
+            origin.url("/other/"),
+            origin.url("/other/"),
+        ),
+        (
+            "/app/redirect",
+            "/base/x".to_string(),
+            "/base/x".to_string(),
+        ),
+        (
+            "/app/redirect",
+            "http://elsewhere/base/x".to_string(),
+            "http://elsewhere/base/x".to_string(),
+        ),
+        // A group: each of its servers.
+        (
+            "/grp/redirect",
+            origin.url("/base/in/group"),
+            "/grp/in/group".to_string(),
+        ),
+        // Without ProxyPassReverse nothing changes.
+        (
+            "/plain/redirect",
+            origin.url("/base/x"),
+            origin.url("/base/x"),
+        ),
+    ] {
+        assert_eq!(redirect(path, &to), expected, "{path} {to}");
+    }
 }

@@ -160,3 +160,174 @@ pub fn assert_alive(srv: &mut Axkit) {
         "a panic was logged:\n{stderr}"
     );
 }
+
+/// One case of a request the server refuses: what it is, its bytes, the
+/// status it gets.
+pub type Case = (&'static str, String, u16);
+
+/// Content-Length and Transfer-Encoding that two parsers could read two
+/// ways (`protocol_errors`; replayed through the proxy by
+/// `proxy_smuggling`).
+pub fn ambiguous_framing_cases() -> Vec<Case> {
+    let h = "Host: localhost\r\n";
+    vec![
+        (
+            "CL + TE",
+            format!("POST /1k.txt HTTP/1.1\r\n{h}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            400,
+        ),
+        (
+            "TE + CL",
+            format!("POST /1k.txt HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"),
+            400,
+        ),
+        (
+            "duplicate equal Content-Length",
+            format!("POST /1k.txt HTTP/1.1\r\n{h}Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello"),
+            400,
+        ),
+        ("Content-Length list", format!("POST /1k.txt HTTP/1.1\r\n{h}Content-Length: 5, 5\r\n\r\nhello"), 400),
+        ("Content-Length +5", format!("POST /1k.txt HTTP/1.1\r\n{h}Content-Length: +5\r\n\r\nhello"), 400),
+        ("Content-Length 0x5", format!("POST /1k.txt HTTP/1.1\r\n{h}Content-Length: 0x5\r\n\r\nhello"), 400),
+        ("Content-Length -1", format!("POST /1k.txt HTTP/1.1\r\n{h}Content-Length: -1\r\n\r\nhello"), 400),
+        ("Content-Length 5 5", format!("POST /1k.txt HTTP/1.1\r\n{h}Content-Length: 5 5\r\n\r\nhello"), 400),
+        ("Content-Length empty", format!("POST /1k.txt HTTP/1.1\r\n{h}Content-Length: \r\n\r\nhello"), 400),
+        (
+            "Content-Length overflow",
+            format!("POST /1k.txt HTTP/1.1\r\n{h}Content-Length: 99999999999999999999999\r\n\r\nhello"),
+            400,
+        ),
+        ("CL with a tab inside", format!("POST /1k.txt HTTP/1.1\r\n{h}Content-Length: 1\t1\r\n\r\nhello"), 400),
+        (
+            "TE gzip, chunked",
+            format!("POST /1k.txt HTTP/1.1\r\n{h}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+            501,
+        ),
+        (
+            "TE chunked, gzip",
+            format!("POST /1k.txt HTTP/1.1\r\n{h}Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"),
+            400,
+        ),
+        (
+            "TE chunked twice",
+            format!("POST /1k.txt HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            400,
+        ),
+        ("TE identity", format!("POST /1k.txt HTTP/1.1\r\n{h}Transfer-Encoding: identity\r\n\r\n"), 501),
+        ("TE empty", format!("POST /1k.txt HTTP/1.1\r\n{h}Transfer-Encoding: \r\n\r\n"), 400),
+        (
+            "TE on HTTP/1.0",
+            "POST /1k.txt HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_string(),
+            400,
+        ),
+        ("TE chunked with a parameter", format!("POST /1k.txt HTTP/1.1\r\n{h}Transfer-Encoding: chunked;q=1\r\n\r\n0\r\n\r\n"), 400),
+        ("TE xchunked", format!("POST /1k.txt HTTP/1.1\r\n{h}Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"), 501),
+        ("TE name with space", format!("POST /1k.txt HTTP/1.1\r\n{h}Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n"), 400),
+    ]
+}
+
+/// Field syntax: obs-fold, bare CR/LF, control bytes, names that are no
+/// tokens.
+pub fn bad_field_cases() -> Vec<Case> {
+    let h = "Host: localhost\r\n";
+    vec![
+        (
+            "obs-fold",
+            format!("GET /1k.txt HTTP/1.1\r\n{h}X-A: a\r\n b\r\n\r\n"),
+            400,
+        ),
+        (
+            "obs-fold tab",
+            format!("GET /1k.txt HTTP/1.1\r\n{h}X-A: a\r\n\tb\r\n\r\n"),
+            400,
+        ),
+        (
+            "fold on the first field",
+            format!("GET /1k.txt HTTP/1.1\r\n {h}\r\n"),
+            400,
+        ),
+        (
+            "bare CR in a value",
+            format!("GET /1k.txt HTTP/1.1\r\n{h}X-A: a\rb\r\n\r\n"),
+            400,
+        ),
+        (
+            "bare CR line end",
+            format!("GET /1k.txt HTTP/1.1\r\n{h}X-A: a\r\r\n\r\n"),
+            400,
+        ),
+        (
+            "bare LF line end",
+            format!("GET /1k.txt HTTP/1.1\r\n{h}X-A: a\n\r\n"),
+            400,
+        ),
+        (
+            "NUL in a value",
+            format!("GET /1k.txt HTTP/1.1\r\n{h}X-A: a\0b\r\n\r\n"),
+            400,
+        ),
+        (
+            "CTL 0x01 in a value",
+            format!("GET /1k.txt HTTP/1.1\r\n{h}X-A: a\x01b\r\n\r\n"),
+            400,
+        ),
+        (
+            "DEL in a value",
+            format!("GET /1k.txt HTTP/1.1\r\n{h}X-A: a\x7fb\r\n\r\n"),
+            400,
+        ),
+        (
+            "space before colon",
+            format!("GET /1k.txt HTTP/1.1\r\n{h}X-A : b\r\n\r\n"),
+            400,
+        ),
+        (
+            "space before colon on Host",
+            "GET /1k.txt HTTP/1.1\r\nHost : localhost\r\n\r\n".to_string(),
+            400,
+        ),
+        (
+            "invalid name byte (",
+            format!("GET /1k.txt HTTP/1.1\r\n{h}X(A: b\r\n\r\n"),
+            400,
+        ),
+        (
+            "invalid name byte @",
+            format!("GET /1k.txt HTTP/1.1\r\n{h}X@A: b\r\n\r\n"),
+            400,
+        ),
+        (
+            "vertical tab in a name",
+            format!("GET /1k.txt HTTP/1.1\r\n{h}\x0bContent-Length: 5\r\n\r\nhello"),
+            400,
+        ),
+        (
+            "empty header name",
+            format!("GET /1k.txt HTTP/1.1\r\n{h}: b\r\n\r\n"),
+            400,
+        ),
+        (
+            "no colon",
+            format!("GET /1k.txt HTTP/1.1\r\n{h}X-A b\r\n\r\n"),
+            400,
+        ),
+    ]
+}
+
+/// Broken chunked bodies (after `Transfer-Encoding: chunked`), each as
+/// its name and the bytes of the body.
+pub const BAD_CHUNKED_BODIES: &[(&str, &str)] = &[
+    ("0x size", "0x5\r\nhello\r\n0\r\n\r\n"),
+    ("empty size line", "\r\nhello\r\n0\r\n\r\n"),
+    ("size overflow", "ffffffffffffffffff\r\nhello\r\n0\r\n\r\n"),
+    ("bare LF after size", "5\nhello\r\n0\r\n\r\n"),
+    ("bare CR after size", "5\rhello\r\n0\r\n\r\n"),
+    ("negative size", "-5\r\nhello\r\n0\r\n\r\n"),
+    ("+ size", "+5\r\nhello\r\n0\r\n\r\n"),
+    ("space inside size", "5 5\r\nhello\r\n0\r\n\r\n"),
+    ("trailing space after size", "5 \r\nhello\r\n0\r\n\r\n"),
+    ("data longer than size", "3\r\nhello\r\n0\r\n\r\n"),
+    ("no CRLF after data", "5\r\nhello0\r\n\r\n"),
+    ("obs-fold in trailer", "0\r\nX-T: a\r\n b\r\n\r\n"),
+    ("bad trailer name", "0\r\nX T: a\r\n\r\n"),
+];

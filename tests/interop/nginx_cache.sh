@@ -11,6 +11,10 @@
 #      axkit answers 304 (seen in axkit's own access log), and nginx reports
 #      REVALIDATED and serves the cached body.
 #   3. A Range request through the cache gets the right bytes.
+#   4. A Location where axkit's own cache (`Cache On`) and compression
+#      (`compress`) are on, nginx asking for gzip: MISS, HIT, and once
+#      stale REVALIDATED, axkit answering nginx's conditional request
+#      (the weak ETag of the gzip variant) with 304.
 #
 # Safety: random free ports above 20000 on 127.0.0.1, everything in one
 # temp dir, only the processes started here are stopped (by PID).
@@ -30,13 +34,17 @@ AXKIT=$ROOT/target/debug/axkit
 make_tmp axkit-nginx-cache   # cleanup on EXIT: stop STARTED_PIDS by PID, remove TMP
 pick_ports AX_PORT NG_PORT
 
-mkdir -p "$TMP/www/fresh" "$TMP/www/stale" "$TMP/nginx/cache"
+mkdir -p "$TMP/www/fresh" "$TMP/www/stale" "$TMP/www/cc" "$TMP/nginx/cache"
 echo "fresh content" >"$TMP/www/fresh/a.txt"
 python3 -c 'import sys; sys.stdout.write("0123456789" * 10)' >"$TMP/www/stale/b.txt"
+python3 -c 'import sys; sys.stdout.write("compressible line of text\n" * 200)' >"$TMP/www/cc/c.txt"
 
 cat >"$TMP/axkit.conf" <<CONF
 Workers 1
 Plugin request_log
+Plugin cache
+Plugin compress
+Compress off
 RequestLog $TMP/axkit_access.log
 RequestLogFormat "%>s %m %U"
 $(axkit_static_server "$AX_PORT")
@@ -45,6 +53,11 @@ $(axkit_static_server "$AX_PORT")
     </Location>
     <Location /stale>
         CacheControl "public, max-age=1"
+    </Location>
+    <Location /cc>
+        CacheControl "public, max-age=1"
+        Cache On
+        Compress on
     </Location>
 </Server>
 CONF
@@ -62,6 +75,15 @@ http {
             proxy_pass http://127.0.0.1:$AX_PORT;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_cache axkit;
+            proxy_cache_revalidate on;
+            add_header X-Cache \$upstream_cache_status always;
+        }
+        location /cc/ {
+            proxy_pass http://127.0.0.1:$AX_PORT;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Accept-Encoding gzip;
             proxy_cache axkit;
             proxy_cache_revalidate on;
             add_header X-Cache \$upstream_cache_status always;
@@ -127,5 +149,20 @@ r=$(fetch /stale/b.txt)
 r=$(fetch /fresh/a.txt -H 'Range: bytes=0-4')
 [ "${r%% *}" = 206 ] && [ "$(cat "$TMP/body")" = "fresh" ] || die "range through cache: $r $(cat "$TMP/body")"
 
+# 5. axkit's cache and compress behind nginx's cache.
+want=$(cat "$TMP/www/cc/c.txt")
+coding() { tr -d '\r' <"$TMP/head" | awk -F': ' 'tolower($1)=="content-encoding" {print $2}'; }
+r=$(fetch /cc/c.txt --compressed); [ "$r" = "200 MISS" ] || die "first /cc/c.txt: $r (want 200 MISS)"
+[ "$(coding)" = gzip ] || die "/cc/c.txt: Content-Encoding '$(coding)' (want gzip)"
+[ "$(cat "$TMP/body")" = "$want" ] || die "/cc/c.txt: body differs after gunzip"
+r=$(fetch /cc/c.txt --compressed); [ "$r" = "200 HIT" ] || die "second /cc/c.txt: $r (want 200 HIT)"
+[ "$(cat "$TMP/body")" = "$want" ] || die "/cc/c.txt: cached body differs after gunzip"
+sleep 2.2
+r=$(fetch /cc/c.txt --compressed); [ "$r" = "200 REVALIDATED" ] || { cat "$TMP/axkit_access.log" >&2; die "stale /cc/c.txt: $r (want 200 REVALIDATED)"; }
+[ "$(coding)" = gzip ] || die "revalidated /cc/c.txt: Content-Encoding '$(coding)' (want gzip)"
+[ "$(cat "$TMP/body")" = "$want" ] || die "revalidated /cc/c.txt: body differs after gunzip"
+[ "$(hits 304 /cc/c.txt)" = 1 ] || { cat "$TMP/axkit_access.log" >&2; die "axkit did not answer the revalidation of the gzip variant with 304"; }
+log "cache+compress: MISS, HIT, 304 from axkit, REVALIDATED in nginx"
+
 [ ! -s "$TMP/nginx/error.log" ] || { cat "$TMP/nginx/error.log" >&2; }
-echo "nginx_cache.sh: ok (MISS→HIT; stale→304→REVALIDATED; change seen; range)"
+echo "nginx_cache.sh: ok (MISS→HIT; stale→304→REVALIDATED; change seen; range; the same with axkit's cache and gzip)"

@@ -2,8 +2,13 @@
 # tests/interop/redbot.sh — REDbot (the HTTP linter, from PyPI) checks
 # files served by axkit: framing, caching headers, validators and
 # conditional requests (it sends If-None-Match / If-Modified-Since itself),
-# ranges, and content negotiation of a precompressed file. Fails if
-# REDbot reports any error (a note of level BAD); warnings are printed.
+# ranges, and content negotiation of a precompressed file; then the same
+# through a second axkit in front, a reverse proxy (plugin `proxy`) with
+# the response cache (`Cache On`) and on-the-fly compression (`compress`):
+# a proxied response, a compressed one (gzip negotiated, checked with
+# curl), and the same again answered from the cache (a HIT, checked with
+# curl before REDbot sees it). Fails if REDbot reports any error (a note
+# of level BAD); warnings are printed.
 #
 # Safety: a random free port above 20000 on 127.0.0.1, everything in one
 # temp dir (the venv too), only the axkit started here is stopped (by PID).
@@ -26,7 +31,7 @@ install_needed
 (cd "$ROOT" && cargo build -q --bin axkit)
 AXKIT=$ROOT/target/debug/axkit
 
-pick_ports PORT
+pick_ports PORT PX_PORT
 
 mkdir -p "$TMP/www"
 python3 - "$TMP/www" <<'PY'
@@ -51,28 +56,69 @@ start_bg AX_PID "$TMP/axkit.log" "$AXKIT" --no-master -c "$TMP/axkit.conf"
 STARTUP_LOGS=("$TMP/axkit.log")
 wait_up axkit "$AX_PID" "$PORT" /page.txt
 
-failed=0
-for path in /page.txt /data.bin /app.js; do
-    timeout 120 "$REDBOT" -o har "http://127.0.0.1:$PORT$path" >"$TMP/har.json" \
-        || die "redbot could not check $path"
-    if ! python3 - "$path" "$TMP/har.json" <<'PY'
+cat >"$TMP/proxy.conf" <<CONF
+Workers 1
+Plugin cache
+Plugin compress
+<Server>
+    Listen 127.0.0.1:$PX_PORT
+    Plugin proxy
+    ProxyPass / http://127.0.0.1:$PORT/
+    Cache On
+</Server>
+CONF
+start_bg PX_PID "$TMP/proxy.log" "$AXKIT" --no-master -c "$TMP/proxy.conf"
+STARTUP_LOGS=("$TMP/axkit.log" "$TMP/proxy.log")
+wait_up axkit-proxy "$PX_PID" "$PX_PORT" /app.js
+
+# redbot URL -> 0 when REDbot reported no error; prints its warnings.
+redbot() {
+    local url=$1
+    timeout 120 "$REDBOT" -o har "$url" >"$TMP/har.json" || die "redbot could not check $url"
+    python3 - "$url" "$TMP/har.json" <<'PY'
 import json, sys
-path, har = sys.argv[1], json.load(open(sys.argv[2]))
+url, har = sys.argv[1], json.load(open(sys.argv[2]))
 notes = [n for e in har["log"]["entries"] for n in e.get("_red_messages", [])]
 if not notes:
-    print(f"  {path}: REDbot produced no notes (did it reach the server?)")
+    print(f"  {url}: REDbot produced no notes (did it reach the server?)")
     sys.exit(1)
 bad = [n for n in notes if n["level"] == "BAD"]
 for n in notes:
     if n["level"] in ("BAD", "WARN"):
-        print(f"  {path}: {n['level']}: {n['summary']}")
+        print(f"  {url}: {n['level']}: {n['summary']}")
 good = sum(n["level"] == "GOOD" for n in notes)
-print(f"  {path}: {len(notes)} notes, {good} good, {len(bad)} errors")
+print(f"  {url}: {len(notes)} notes, {good} good, {len(bad)} errors")
 sys.exit(1 if bad else 0)
 PY
-    then
-        failed=1
-    fi
+}
+
+# header URL NAME [curl args…] -> the header's value in a GET of URL
+header() {
+    local url=$1 name=$2; shift 2
+    curl -s -o /dev/null -D - "$@" "$url" | tr -d '\r' \
+        | awk -v n="$name" -F': ' 'tolower($1)==tolower(n) {print $2}'
+}
+
+failed=0
+for path in /page.txt /data.bin /app.js; do
+    redbot "http://127.0.0.1:$PORT$path" || failed=1
+done
+
+# Through the proxy: each once as it comes (a miss, stored), then again
+# from the cache.
+PX=http://127.0.0.1:$PX_PORT
+for path in /page.txt /data.bin /app.js; do
+    redbot "$PX$path" || failed=1
+done
+coding=$(header "$PX/page.txt" Content-Encoding -H 'Accept-Encoding: gzip')
+[ "$coding" = gzip ] || die "/page.txt through the proxy: Content-Encoding '$coding' (want gzip)"
+status=$(header "$PX/page.txt" Cache-Status -H 'Accept-Encoding: gzip')
+case "$status" in *"; hit"*) ;; *) die "/page.txt through the proxy: Cache-Status '$status' (want a hit)" ;; esac
+status=$(header "$PX/data.bin" Cache-Status)
+case "$status" in *"; hit"*) ;; *) die "/data.bin through the proxy: Cache-Status '$status' (want a hit)" ;; esac
+log "proxy: /page.txt gzip from the cache, /data.bin from the cache"
+for path in /page.txt /data.bin; do
+    redbot "$PX$path" || failed=1
 done
 [ "$failed" = 0 ] || die "REDbot reported errors"
-echo "redbot.sh: ok (no errors from REDbot)"
+echo "redbot.sh: ok (no errors from REDbot: files, proxied, compressed, cached)"

@@ -15,7 +15,8 @@
 //! `/etc/ssl/certs/ca-certificates.crt`, from the `ca-certificates`
 //! package; `SSL_CERT_FILE` and `SSL_CERT_DIR` override) plus any given to
 //! the client ([`ClientBuilder::add_root_pem`]) or, for the worker's
-//! client ([`client`]), by the directive below.
+//! client ([`client`]), by the directive below. A client built with
+//! [`ClientBuilder::verify`]`(false)` takes any certificate (`insecure`).
 //!
 //! Directive (global; its source is always in use, no `Plugin` line):
 //! `HttpClientCAFile FILE`, repeatable: PEM certificates the worker's
@@ -25,6 +26,7 @@
 //! certificate is a config error.
 
 mod conn;
+mod insecure;
 mod url;
 mod wire;
 
@@ -649,10 +651,22 @@ async fn fill(conn: &mut Conn, deadline: &Deadline, want: usize) -> Result<usize
         .await
 }
 
+/// The certificates of a PEM text; an error for text without one.
+fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("not PEM certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    Ok(certs)
+}
+
 /// Builds a [`Client`] with its own pool and trust.
 pub struct ClientBuilder {
     roots: Vec<CertificateDer<'static>>,
     system_roots: bool,
+    verify: bool,
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -661,19 +675,27 @@ impl ClientBuilder {
     /// Trust the certificates of this PEM text too (a private CA). Fails
     /// on text without a certificate.
     pub fn add_root_pem(mut self, pem: &[u8]) -> Result<ClientBuilder, String> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("not PEM certificates: {e}"))?;
-        if certs.is_empty() {
-            return Err("no certificate in it".into());
-        }
-        self.roots.extend(certs);
+        self.roots.extend(pem_certificates(pem)?);
         Ok(self)
+    }
+
+    /// Trust these certificates too ([`read_ca_files`]).
+    pub fn add_roots(mut self, roots: Roots) -> ClientBuilder {
+        self.roots.extend(roots.0);
+        self
     }
 
     /// Whether to trust the system's root certificates (default yes).
     pub fn system_roots(mut self, on: bool) -> ClientBuilder {
         self.system_roots = on;
+        self
+    }
+
+    /// Whether to check that a server's certificate is trusted and names
+    /// its host (default yes). Off, any certificate is taken: the
+    /// connection is encrypted but anyone on the path could answer.
+    pub fn verify(mut self, on: bool) -> ClientBuilder {
+        self.verify = on;
         self
     }
 
@@ -692,6 +714,7 @@ impl ClientBuilder {
                 pool: RefCell::new(Pool::new(self.max_idle, self.idle_timeout)),
                 roots: self.roots,
                 system_roots: self.system_roots,
+                verify: self.verify,
                 tls: tokio::sync::OnceCell::new(),
             }),
         }
@@ -710,6 +733,7 @@ struct Inner {
     pool: RefCell<Pool>,
     roots: Vec<CertificateDer<'static>>,
     system_roots: bool,
+    verify: bool,
     /// Made at the first HTTPS request.
     tls: tokio::sync::OnceCell<Arc<rustls::ClientConfig>>,
 }
@@ -738,6 +762,7 @@ impl Client {
         ClientBuilder {
             roots: Vec::new(),
             system_roots: true,
+            verify: true,
             max_idle: 16,
             idle_timeout: Duration::from_secs(30),
         }
@@ -753,8 +778,21 @@ impl Client {
                 pool: RefCell::new(Pool::new(count, timeout)),
                 roots: self.inner.roots.clone(),
                 system_roots: self.inner.system_roots,
+                verify: self.inner.verify,
                 tls: tokio::sync::OnceCell::new(),
             }),
+        }
+    }
+
+    /// A builder that starts from this client's trust (its roots, the
+    /// system's or not, verification), to add to it: the proxy's client
+    /// is the worker's plus its own `ProxyTrustedCA`s.
+    pub fn derive(&self) -> ClientBuilder {
+        ClientBuilder {
+            roots: self.inner.roots.clone(),
+            system_roots: self.inner.system_roots,
+            verify: self.inner.verify,
+            ..Client::builder()
         }
     }
 
@@ -1020,11 +1058,18 @@ impl Client {
                     })?;
                 }
                 let provider = Arc::new(rustls::crypto::ring::default_provider());
-                let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
                     .with_safe_default_protocol_versions()
-                    .map_err(|e| Error::new(ErrorKind::Tls, e.to_string()))?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
+                    .map_err(|e| Error::new(ErrorKind::Tls, e.to_string()))?;
+                let mut config = match inner.verify {
+                    true => builder.with_root_certificates(roots),
+                    false => builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(insecure::AnyCertificate(
+                            provider,
+                        ))),
+                }
+                .with_no_client_auth();
                 config.alpn_protocols = vec![b"http/1.1".to_vec()];
                 Ok(Arc::new(config))
             })
@@ -1081,6 +1126,47 @@ async fn send(conn: &mut Conn, data: &[u8], deadline: &Deadline) -> Result<(), E
         .await
 }
 
+/// Certificates to trust, read from PEM files ([`read_ca_files`]).
+#[derive(Clone, Debug, Default)]
+pub struct Roots(Vec<CertificateDer<'static>>);
+
+/// Read the PEM files a global `List<PathBuf>` directive names (one per
+/// line, as `HttpClientCAFile` and the proxy's `ProxyTrustedCA` do)
+/// through the config's `FileReader`: their certificates, or an error per
+/// line whose file is missing or holds none (reported for `source`).
+pub fn read_ca_files(
+    config: &Config,
+    files: &mut FileReader<'_>,
+    key: &'static List<PathBuf>,
+    source: &str,
+) -> Result<Roots, Vec<ConfigError>> {
+    let mut roots = Vec::new();
+    let mut errors = Vec::new();
+    // Each occurrence is one file: the settings say where each is written.
+    let settings = config.global.settings(key.name());
+    for (path, setting) in config.global.list(key).iter().zip(settings) {
+        let certs = match files.plugin_file(path) {
+            Ok(Some(file)) => pem_certificates(&file.bytes),
+            Ok(None) => Err("no such file".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match certs {
+            Ok(certs) => roots.extend(certs),
+            Err(e) => errors.push(ConfigError {
+                file: setting.file.to_string(),
+                line: setting.line,
+                directive: Some(key.name().to_string()),
+                plugin: Some(source.to_string()),
+                message: format!("{}: {e}", path.display()),
+            }),
+        }
+    }
+    match errors.is_empty() {
+        true => Ok(Roots(roots)),
+        false => Err(errors),
+    }
+}
+
 /// The source of the client's directive: it reads the `HttpClientCAFile`s
 /// when a config loads and makes the worker's client trust them.
 pub struct ClientSource;
@@ -1103,40 +1189,8 @@ impl PluginSource for ClientSource {
         config: &Config,
         files: &mut FileReader<'_>,
     ) -> Result<(), Vec<ConfigError>> {
-        let mut builder = Client::builder();
-        let mut errors = Vec::new();
-        // Each occurrence is one file: the settings say where each is written.
-        let settings = config.global.settings(CA_FILE.name());
-        for (path, setting) in config.global.list(&CA_FILE).iter().zip(settings) {
-            let fail = |message: String| ConfigError {
-                file: setting.file.to_string(),
-                line: setting.line,
-                directive: Some(CA_FILE.name().to_string()),
-                plugin: Some(self.name().to_string()),
-                message,
-            };
-            let pem = match files.plugin_file(path) {
-                Ok(Some(file)) => file.bytes,
-                Ok(None) => {
-                    errors.push(fail(format!("{}: no such file", path.display())));
-                    continue;
-                }
-                Err(e) => {
-                    errors.push(fail(format!("{}: {e}", path.display())));
-                    continue;
-                }
-            };
-            builder = match builder.add_root_pem(&pem) {
-                Ok(b) => b,
-                Err(e) => {
-                    errors.push(fail(format!("{}: {e}", path.display())));
-                    return Err(errors);
-                }
-            };
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+        let builder =
+            Client::builder().add_roots(read_ca_files(config, files, &CA_FILE, self.name())?);
         WORKER.with(|w| *w.borrow_mut() = Some(builder.build()));
         Ok(())
     }

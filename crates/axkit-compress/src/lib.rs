@@ -32,6 +32,9 @@
 //! precompressed sibling from `serve_file`'s `Precompressed`, a CGI that
 //! encoded its output, a proxied encoded body), a `206` or anything with a
 //! `Content-Range`, `1xx`/`204`/`304`, `Cache-Control: no-transform`.
+//! Such a response (and one of a type not listed, or known to be short)
+//! takes the filter out of its way before the body starts
+//! (`Context::skip_body_filter`), so that a file keeps sendfile.
 //!
 //! What a compressed response carries: `Content-Encoding`,
 //! `Vary: Accept-Encoding` (merged into a `Vary` already there; also on
@@ -58,7 +61,7 @@ use std::rc::Rc;
 
 use axkit::config::{parse, Args, Directive, Key};
 use axkit::plugin::{
-    BodyChunk, Context, Headers, HookFuture, Outcome, Plugin, PluginInit, PluginSpec,
+    Body, BodyChunk, Context, Headers, HookFuture, Outcome, Plugin, PluginInit, PluginSpec,
 };
 use bytes::Bytes;
 
@@ -291,22 +294,29 @@ struct Compress;
 
 #[axkit::plugin]
 impl Plugin for Compress {
-    /// A `304` has no body, so the filter never sees it: a client
-    /// revalidating with a weak tag gets its answer fixed just before the
-    /// head goes out.
+    /// Just before the head goes out, with the response built: a `304`
+    /// (which has no body, so the filter never sees it) for a client
+    /// revalidating with a weak tag gets its answer fixed; and a response
+    /// this filter will not touch (an image, a range, a body already
+    /// encoded, too short) takes the filter out of its way
+    /// (`Context::skip_body_filter`), so that a file keeps sendfile.
     fn fixup<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        if !*ctx.config().get(&ENABLED) {
+            return Outcome::Declined.into();
+        }
         let weak_validator = ctx.request.headers().any(|(n, v)| {
             n.eq_ignore_ascii_case("if-none-match") && v.windows(2).any(|w| w == b"W/")
         });
-        if weak_validator && *ctx.config().get(&ENABLED) {
-            ctx.before_head(|ctx| {
-                Box::pin(async move {
-                    if ctx.response.status == 304 {
-                        answer_not_modified(ctx);
-                    }
-                })
-            });
-        }
+        ctx.before_head(move |ctx| {
+            Box::pin(async move {
+                if weak_validator && ctx.response.status == 304 {
+                    answer_not_modified(ctx);
+                }
+                if untouched(ctx, None) {
+                    ctx.skip_body_filter(COMPRESS.name);
+                }
+            })
+        });
         Outcome::Declined.into()
     }
 
@@ -344,17 +354,19 @@ impl Plugin for Compress {
     }
 }
 
-/// On the response's first chunk, while the head can change: whether and
-/// how to compress it, with the headers that go with the answer.
-fn decide(ctx: &mut Context, chunk: &BodyChunk) -> State {
+/// Whether this response goes out as it is whatever the client accepts:
+/// compression off here, a status without a body to compress, a range, a
+/// body already encoded or marked `no-transform`, a type not listed, or a
+/// length known (from the header, `known`, or a whole body) to be short.
+fn untouched(ctx: &Context, known: Option<u64>) -> bool {
     let config = ctx.config();
     if !*config.get(&ENABLED) || ctx.head_sent() {
-        return State::Pass;
+        return true;
     }
     let status = ctx.response.status;
     let headers = &ctx.response.headers;
     if status < 200 || status == 204 || status == 206 || status == 304 {
-        return State::Pass;
+        return true;
     }
     if headers.get("Content-Range").is_some()
         || headers
@@ -365,7 +377,7 @@ fn decide(ctx: &mut Context, chunk: &BodyChunk) -> State {
                 .any(|d| d.trim().eq_ignore_ascii_case("no-transform"))
         })
     {
-        return State::Pass;
+        return true;
     }
     let essence = headers
         .get("Content-Type")
@@ -373,18 +385,34 @@ fn decide(ctx: &mut Context, chunk: &BodyChunk) -> State {
         .map(str::trim)
         .unwrap_or("");
     if !config.get(&TYPES).iter().any(|r| r.matches(essence)) {
+        return true;
+    }
+    let known = known.or_else(|| {
+        declared_length(headers).or(match &ctx.response.body {
+            Body::Bytes(b) => Some(b.len() as u64),
+            Body::File { len, .. } => Some(*len),
+            Body::Empty => None,
+        })
+    });
+    known.is_some_and(|n| n < *config.get(&MIN_LENGTH))
+}
+
+/// The body's length as its `Content-Length` says.
+fn declared_length(headers: &Headers) -> Option<u64> {
+    headers
+        .get("Content-Length")
+        .and_then(|v| axkit_http::parse_content_length(v.as_bytes()))
+}
+
+/// On the response's first chunk, while the head can change: whether and
+/// how to compress it, with the headers that go with the answer.
+fn decide(ctx: &mut Context, chunk: &BodyChunk) -> State {
+    let whole = chunk.last.then_some(chunk.data.len() as u64);
+    if untouched(ctx, whole) {
         return State::Pass;
     }
-    let known_length = if chunk.last {
-        Some(chunk.data.len() as u64)
-    } else {
-        headers
-            .get("Content-Length")
-            .and_then(|v| axkit_http::parse_content_length(v.as_bytes()))
-    };
-    if known_length.is_some_and(|n| n < *config.get(&MIN_LENGTH)) {
-        return State::Pass;
-    }
+    let config = ctx.config();
+    let known_length = whole.or_else(|| declared_length(&ctx.response.headers));
     // From here the answer depends on Accept-Encoding, whichever it is.
     let prefer = config.get(&PREFER).clone();
     let levels = *config.get(&LEVELS);

@@ -22,6 +22,10 @@
 //!   URL: the request goes there instead, its path mapped as the
 //!   `ProxyPass` that matched says (a URL's path replacing the one of
 //!   the `ProxyPass` URL). A note that is neither is a 502, logged.
+//! - `ProxyPassReverse URL` (in a `<Location>`) or `ProxyPassReverse
+//!   /PREFIX URL`: `Location`, `Content-Location` and `URI` response
+//!   headers that start with the upstream URL get the client's prefix
+//!   instead (the `reverse` module).
 //! - `ProxyPreserveHost On|Off` (default Off): send the client's `Host`
 //!   rather than the URL's.
 //! - `ProxyTimeout DURATION`: the three timeouts below at once;
@@ -36,8 +40,11 @@
 //! - `ProxyKeepAlive COUNT` (global, default 32): idle connections each
 //!   worker keeps per upstream (0: none).
 //!
-//! `https://` upstreams are checked against the system's roots and the
-//! `HttpClientCAFile`s, as the worker's HTTP client is.
+//! `https://` upstreams (a `ProxyPass` URL, or `Server https://HOST:PORT`
+//! in an `<Upstream>`) are checked against the system's roots, the
+//! `HttpClientCAFile`s and the `ProxyTrustedCA`s (global), their names
+//! against the URL's host (sent as SNI); `ProxyVerify Off` (global) takes
+//! any certificate. See the `trust` module.
 //!
 //! What is sent upstream: the request's headers less the hop-by-hop ones
 //! (`Connection` and the headers it names, `Keep-Alive`, `TE`, `Trailer`,
@@ -82,8 +89,12 @@ use tokio::sync::{mpsc, Mutex};
 
 use upstream::Group;
 
+mod reverse;
+mod trust;
 mod tunnel;
 mod upstream;
+
+pub use trust::ProxySource;
 
 /// The `proxy` plugin's spec, for `Server::plugin`.
 pub const PROXY: PluginSpec = PluginSpec {
@@ -159,8 +170,11 @@ fn directives() -> Vec<Directive> {
         Directive::new(UPSTREAM_BLOCK, ValueType::String)
             .args(Args::Block)
             .scopes(Scopes::GLOBAL)
-            .doc("<Upstream NAME> Server HOST:PORT [weight=N]… Balance round-robin|least-conn|hash KEY, MaxFails, FailTimeout, HealthCheck /PATH INTERVAL </Upstream>: a group of servers for ProxyPass upstream://NAME/PATH"),
+            .doc("<Upstream NAME> Server [https://]HOST:PORT [weight=N]… Balance round-robin|least-conn|hash KEY, MaxFails, FailTimeout, HealthCheck /PATH INTERVAL </Upstream>: a group of servers for ProxyPass upstream://NAME/PATH"),
         PASS.declare(),
+        reverse::REVERSE.declare(),
+        trust::TRUSTED_CA.declare(),
+        trust::VERIFY.declare(),
         PRESERVE_HOST.declare(),
         TIMEOUT.declare(),
         CONNECT_TIMEOUT.declare(),
@@ -172,14 +186,25 @@ fn directives() -> Vec<Directive> {
 }
 
 fn parse_pass(args: &[&str]) -> Result<Pass, String> {
-    let (prefix, url) = match args {
-        [url] => (None, *url),
-        [prefix, url] if prefix.starts_with('/') => (Some(prefix.to_string()), *url),
-        [prefix, _] => return Err(format!("the prefix must start with /, got {prefix:?}")),
-        _ => return Err("expected ProxyPass URL or ProxyPass /PREFIX URL".into()),
-    };
+    let (prefix, url) = prefix_and_url(args, "ProxyPass")?;
     let (to, path) = split_url(url)?;
     Ok(Pass { prefix, to, path })
+}
+
+/// The arguments of `DIRECTIVE URL` or `DIRECTIVE /PREFIX URL`: the
+/// prefix, if given, and the URL.
+fn prefix_and_url<'a>(
+    args: &[&'a str],
+    directive: &str,
+) -> Result<(Option<String>, &'a str), String> {
+    match args {
+        [url] => Ok((None, url)),
+        [prefix, url] if prefix.starts_with('/') => Ok((Some(prefix.to_string()), url)),
+        [prefix, _] => Err(format!("the prefix must start with /, got {prefix:?}")),
+        _ => Err(format!(
+            "expected {directive} URL or {directive} /PREFIX URL"
+        )),
+    }
 }
 
 /// `http://host:port/path` into its origin and `/path`, checked as the
@@ -230,9 +255,11 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
             }
         }
     }
+    reverse::check(init.config, &groups)?;
     Ok(Rc::new(Proxy {
-        // The worker's trust (`HttpClientCAFile`), a pool of its own.
-        client: axkit_client::client().with_own_pool(idle, IDLE_TIMEOUT),
+        // The worker's trust (`HttpClientCAFile`) and the proxy's own, a
+        // pool of its own.
+        client: trust::client(init.config, idle, IDLE_TIMEOUT)?,
         groups,
     }))
 }
@@ -587,8 +614,9 @@ async fn pump(ctx: &mut Context, tx: mpsc::Sender<io::Result<Bytes>>) -> Option<
 
 /// The upstream's status and headers into the client's response, less
 /// the hop-by-hop ones and its `Date` and `Server` (the core writes its
-/// own), with `Via` appended. The headers are moved, not copied.
-fn pass_headers(ctx: &mut Context, response: &mut Response) {
+/// own), with `Via` appended and `ProxyPassReverse` applied. The headers
+/// are moved, not copied.
+fn pass_headers(ctx: &mut Context, response: &mut Response, groups: &HashMap<String, Rc<Group>>) {
     ctx.response.status = response.status;
     let headers = response.take_headers();
     let named = connection_tokens(
@@ -626,6 +654,7 @@ fn pass_headers(ctx: &mut Context, response: &mut Response) {
         None => Cow::Borrowed("1.1 axkit"),
     };
     ctx.response.headers.set("Via", via);
+    reverse::rewrite(ctx, groups);
 }
 
 impl Proxy {
@@ -745,12 +774,12 @@ impl Proxy {
         };
         if response.status == 101 {
             let protocol = response.header("upgrade").unwrap_or("").to_string();
-            pass_headers(ctx, &mut response);
+            pass_headers(ctx, &mut response, &self.groups);
             return self
                 .tunnel(ctx, &url(), response, &protocol, limits.read)
                 .await;
         }
-        pass_headers(ctx, &mut response);
+        pass_headers(ctx, &mut response, &self.groups);
         // A body already read off the connection (a small one, usually)
         // goes out with the head in one write, as a response made here
         // would; a response to HEAD keeps the upstream's Content-Length.

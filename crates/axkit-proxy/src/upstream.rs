@@ -7,7 +7,7 @@
 //! ```text
 //! <Upstream app>
 //!     Server 127.0.0.1:9001 weight=2
-//!     Server 127.0.0.1:9002
+//!     Server https://10.0.0.3:9443 # TLS to this one
 //!     Balance least-conn            # round-robin (default) | least-conn | hash KEY
 //!     MaxFails 1                    # failed exchanges in a row that mark a server down
 //!     FailTimeout 10s               # for how long
@@ -53,7 +53,7 @@ enum HashKey {
 pub(crate) struct Server {
     /// `host:port`.
     pub authority: String,
-    /// `http://host:port`, parsed once.
+    /// `http://host:port` or `https://host:port`, parsed once.
     pub origin: Origin,
     weight: u32,
     /// Smooth weighted round robin's running weight.
@@ -228,7 +228,7 @@ impl Group {
                     _ = worker.stopping() => return,
                 }
                 for s in &group.servers {
-                    let verdict = check(&client, &s.authority, &path, interval).await;
+                    let verdict = check(&client, &s.origin, &path, interval).await;
                     let was_down = s.check_down.get();
                     match verdict {
                         Ok(()) if was_down => {
@@ -263,11 +263,11 @@ impl Group {
 /// One health check: `GET path`, its body read, within `limit`.
 async fn check(
     client: &Client,
-    authority: &str,
+    origin: &Origin,
     path: &str,
     limit: Duration,
 ) -> Result<(), String> {
-    let request = Request::get(&format!("http://{authority}{path}"))
+    let request = Request::to("GET", origin, path)
         .map_err(|e| e.to_string())?
         .timeout(limit.max(Duration::from_millis(100)))
         .max_size(Some(64 * 1024));
@@ -344,11 +344,20 @@ fn parse_line(group: &mut Group, line: &BlockLine) -> Result<(), String> {
         return Err(format!("{}: not a block", line.name));
     }
     match (line.name.to_ascii_lowercase().as_str(), args.as_slice()) {
-        ("server", [authority, options @ ..]) => {
-            let origin = Origin::parse(&format!("http://{authority}"))
+        ("server", [server, options @ ..]) => {
+            // `HOST:PORT` is plain HTTP, as nginx's `server` lines; a
+            // scheme says TLS, as Apache's `BalancerMember https://…`.
+            let (scheme, authority) = match server.split_once("://") {
+                Some((scheme @ ("http" | "https"), authority)) => (scheme, authority),
+                Some(_) => ("", *server),
+                None => ("http", *server),
+            };
+            let origin = Origin::parse(&format!("{scheme}://{authority}"))
                 .ok()
-                .filter(|_| !authority.contains(['/', '?', '#']))
-                .ok_or_else(|| format!("Server: expected HOST:PORT, got {authority:?}"))?;
+                .filter(|_| !scheme.is_empty() && !authority.contains(['/', '?', '#']))
+                .ok_or_else(|| {
+                    format!("Server: expected HOST:PORT or https://HOST:PORT, got {server:?}")
+                })?;
             let mut weight = 1;
             for option in options {
                 weight = option
@@ -407,9 +416,9 @@ fn parse_line(group: &mut Group, line: &BlockLine) -> Result<(), String> {
         }
         (name, _) => {
             return Err(format!(
-                "unknown or malformed line {name:?}: expected Server HOST:PORT [weight=N], \
+            "unknown or malformed line {name:?}: expected Server [https://]HOST:PORT [weight=N], \
                  Balance, MaxFails N, FailTimeout DURATION or HealthCheck /PATH INTERVAL"
-            ))
+        ))
         }
     }
     Ok(())

@@ -668,6 +668,9 @@ pub struct Context {
     kept: Option<Box<Kept>>,
     /// See [`Context::before_head`]; kept across internal redirects.
     before_head: Vec<BeforeHead>,
+    /// The `write_body_data` filters that stepped aside for this response
+    /// ([`Context::skip_body_filter`]), by their place in the chain.
+    skipped_filters: u64,
     /// The server's side of the request.
     pub(crate) rt: RequestRt,
 }
@@ -693,6 +696,7 @@ impl Context {
             state: HashMap::new(),
             kept: None,
             before_head: Vec::new(),
+            skipped_filters: 0,
             rt,
         }
     }
@@ -711,6 +715,7 @@ impl Context {
         self.failure = None;
         self.state.clear();
         self.kept = None;
+        self.skipped_filters = 0;
     }
 
     /// Serve `uri` (a local path, with an optional query) instead of this
@@ -829,6 +834,45 @@ impl Context {
         if !self.head_sent() {
             self.before_head.push(Box::new(f));
         }
+    }
+
+    /// Take the `write_body_data` filter of the plugin named `plugin` (as
+    /// its `Plugin` line names it) out of this response: it will not see
+    /// the body. A filter that knows before the body starts that it will
+    /// not touch it (a compressor before an image, a range, a body already
+    /// encoded) says so from its [`before_head`](Self::before_head) work,
+    /// and when no filter is left in the chain a file body keeps sendfile
+    /// instead of going through memory. Too late once the body has
+    /// started (the filter has then seen part of it): ignored.
+    pub fn skip_body_filter(&mut self, plugin: &str) {
+        if self.rt.io.head_sent {
+            return;
+        }
+        let chain = self.rt.location.chain(crate::plugin::Hook::WriteBodyData);
+        for (i, (name, _, _)) in chain.iter().enumerate().take(64) {
+            if &**name == plugin {
+                self.skipped_filters |= 1 << i;
+            }
+        }
+    }
+
+    /// Whether the `write_body_data` filter at `index` of the chain
+    /// stepped aside ([`skip_body_filter`](Self::skip_body_filter)).
+    #[inline]
+    pub(crate) fn body_filter_skipped(&self, index: usize) -> bool {
+        index < 64 && self.skipped_filters & (1 << index) != 0
+    }
+
+    /// Whether any `write_body_data` filter of the chain will see the
+    /// body: one test for the many chains that have none.
+    #[inline]
+    pub(crate) fn body_filtered(&self) -> bool {
+        let n = self
+            .rt
+            .location
+            .chain(crate::plugin::Hook::WriteBodyData)
+            .len();
+        n > 0 && (n > 64 || self.skipped_filters.count_ones() < n as u32)
     }
 
     /// Whether [`before_head`](Self::before_head) work is waiting (one

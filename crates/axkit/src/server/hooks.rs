@@ -213,7 +213,10 @@ async fn filter_chain<const TRACED: bool>(ctx: &mut Context, chunk: &mut BodyChu
     let location = ctx.rt.location.clone();
     ctx.rt.io.filtering = true;
     let mut result = Outcome::Ok;
-    for (name, plugin, _) in location.chain(Hook::WriteBodyData) {
+    for (i, (name, plugin, _)) in location.chain(Hook::WriteBodyData).iter().enumerate() {
+        if ctx.body_filter_skipped(i) {
+            continue;
+        }
         let start = started::<TRACED>();
         let outcome = guarded(|| plugin.write_body_data(ctx, chunk)).await;
         traced::<TRACED>(ctx, Hook::WriteBodyData, name, &outcome, start);

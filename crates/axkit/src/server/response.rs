@@ -9,7 +9,7 @@ use std::io::{self, IoSlice};
 use axkit_http::Version;
 use bytes::Bytes;
 
-use crate::plugin::{Body, BodyChunk, BodyError, Context, Hook, Outcome};
+use crate::plugin::{Body, BodyChunk, BodyError, Context, Outcome};
 use crate::server::conn_io::{bodiless, BodyState, OutFraming};
 use crate::server::hooks::run_write_body_data;
 
@@ -90,7 +90,7 @@ async fn before_head(ctx: &mut Context) {
 /// (a cache); with filters in the chain the body goes out chunked, so a
 /// filter may change its length.
 async fn filter(ctx: &mut Context, chunk: &mut BodyChunk) -> io::Result<()> {
-    if ctx.rt.location.chain(Hook::WriteBodyData).is_empty() {
+    if !ctx.body_filtered() {
         return Ok(());
     }
     match filter_outcome(run_write_body_data(ctx, chunk).await) {
@@ -112,7 +112,7 @@ pub(crate) async fn write_file(
 ) -> io::Result<()> {
     not_filtering(ctx)?;
     before_head(ctx).await;
-    if !ctx.rt.location.chain(Hook::WriteBodyData).is_empty() {
+    if ctx.body_filtered() {
         // Through `write`, which runs the filters before the head.
         use std::os::unix::fs::FileExt;
         let mut pos = offset;
@@ -306,7 +306,7 @@ pub(super) fn decide_close(ctx: &mut Context) {
 fn hold_streaming_head(ctx: &mut Context) {
     decide_close(ctx);
     let status = ctx.response.status;
-    let filtered = !ctx.rt.location.chain(Hook::WriteBodyData).is_empty();
+    let filtered = ctx.body_filtered();
     let declared = ctx
         .response
         .headers
@@ -401,7 +401,7 @@ pub(super) async fn finish_stream(ctx: &mut Context) -> io::Result<()> {
 pub(super) async fn send(ctx: &mut Context) -> io::Result<()> {
     before_head(ctx).await;
     let status = ctx.response.status;
-    let filtered = !ctx.rt.location.chain(Hook::WriteBodyData).is_empty();
+    let filtered = ctx.body_filtered();
     let body = std::mem::take(&mut ctx.response.body);
     if bodiless(status) {
         let head = ctx
