@@ -102,6 +102,27 @@ impl Spec {
     }
 }
 
+impl Spec {
+    /// A Redis database that no `Database` line declares: a plugin's own
+    /// (the cache's `CacheStore redis URL`), its URL checked as a
+    /// `Database` line's is (an error never quotes it), with `pool`
+    /// connections per worker and `timeout` per call.
+    pub fn redis(name: &str, url: &str, pool: usize, timeout: Duration) -> Result<Spec, String> {
+        check_name(name)?;
+        if !url.to_ascii_lowercase().starts_with("redis") && !url.starts_with("unix:") {
+            return Err("expected a redis:// URL".into());
+        }
+        let (kind, target) = target(url, &FileReader::new(None))?;
+        Ok(Spec {
+            name: Arc::from(name),
+            kind,
+            pool: pool.clamp(1, MAX_POOL),
+            timeout,
+            target,
+        })
+    }
+}
+
 impl std::fmt::Debug for Spec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Spec")
