@@ -1,5 +1,5 @@
-//! Database servers for the tests that need them (`db_*.rs`): PostgreSQL
-//! and Redis from their Debian packages, each started by the test itself
+//! Servers for the tests that need them (`db_*.rs`, the cache's tiers):
+//! PostgreSQL, Redis and memcached from their Debian packages, each started by the test itself
 //! in a scratch directory on a free loopback port and stopped by its PID
 //! (never a system service, never a default port).
 //!
@@ -348,6 +348,80 @@ impl Redis {
 }
 
 impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A memcached server of the test's own on `127.0.0.1:port`.
+pub struct Memcached {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Memcached {
+    /// Start one, or None (the test skips) when memcached is missing.
+    pub fn start() -> Option<Memcached> {
+        if Command::new("memcached").arg("-V").output().is_err() {
+            service_missing("memcached", "memcached");
+            return None;
+        }
+        let mut memcached = Memcached {
+            port: free_port(),
+            child: None,
+        };
+        memcached.run();
+        Some(memcached)
+    }
+
+    fn run(&mut self) {
+        let mut cmd = Command::new("memcached");
+        cmd.args(["-l", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "0", "-m", "64"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // memcached refuses to run as root unless told whom to run as.
+        if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+            cmd.args(["-u", "root"]);
+        }
+        self.child = Some(cmd.spawn().expect("start memcached"));
+        let addr = format!("127.0.0.1:{}", self.port);
+        let ok = wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&addr).is_ok()
+        });
+        assert!(ok, "memcached did not start on {addr}");
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id() as i32, SIGTERM);
+            assert!(
+                wait_exit(&mut child, Duration::from_secs(30)),
+                "memcached did not stop"
+            );
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+}
+
+impl Drop for Memcached {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

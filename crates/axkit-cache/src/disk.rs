@@ -188,8 +188,8 @@ impl Dir {
             .and_then(|data| Dir::live(&data).map(<[u8]>::to_vec)))
     }
 
-    /// DIR's entries: remove the expired ones, then the oldest until the
-    /// rest fit in `max`; what is left, in bytes.
+    /// DIR's entries: remove the expired ones (and timed-out locks), then
+    /// the oldest until the rest fit in `max`; what is left, in bytes.
     fn evict(&self) -> StoreResult<u64> {
         let list = match std::fs::read_dir(&self.path) {
             Ok(l) => l,
@@ -200,6 +200,14 @@ impl Dir {
         for item in list.flatten() {
             let name = item.file_name();
             let Some(name) = name.to_str() else { continue };
+            if name.starts_with("l-") {
+                // A lock its holder never released (it died): gone once
+                // it has timed out.
+                if self.held(name).is_ok_and(|h| h.is_none()) {
+                    self.unlink(name)?;
+                }
+                continue;
+            }
             if !name.starts_with("e-") {
                 continue;
             }
