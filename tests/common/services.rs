@@ -50,6 +50,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Stop `child` (by its PID, SIGTERM) and wait for it to exit.
+fn terminate(child: &mut Option<Child>, name: &str) {
+    if let Some(mut child) = child.take() {
+        signal(child.id() as i32, SIGTERM);
+        assert!(
+            wait_exit(&mut child, Duration::from_secs(30)),
+            "{name} did not stop"
+        );
+    }
+}
+
+/// Kill `child` at once: the test is over.
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// Wait for `child` to exit, up to `limit`.
 fn wait_exit(child: &mut Child, limit: Duration) -> bool {
     wait_until(limit, || matches!(child.try_wait(), Ok(Some(_))))
@@ -332,13 +351,7 @@ impl Redis {
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id() as i32, SIGTERM);
-            assert!(
-                wait_exit(&mut child, Duration::from_secs(30)),
-                "redis-server did not stop"
-            );
-        }
+        terminate(&mut self.child, "redis-server");
     }
 
     pub fn restart(&mut self) {
@@ -349,10 +362,7 @@ impl Redis {
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill(&mut self.child);
     }
 }
 
@@ -401,18 +411,8 @@ impl Memcached {
         format!("127.0.0.1:{}", self.port)
     }
 
-    pub fn pid(&self) -> i32 {
-        self.child.as_ref().map_or(0, |c| c.id() as i32)
-    }
-
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id() as i32, SIGTERM);
-            assert!(
-                wait_exit(&mut child, Duration::from_secs(30)),
-                "memcached did not stop"
-            );
-        }
+        terminate(&mut self.child, "memcached");
     }
 
     pub fn restart(&mut self) {
@@ -423,9 +423,6 @@ impl Memcached {
 
 impl Drop for Memcached {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill(&mut self.child);
     }
 }

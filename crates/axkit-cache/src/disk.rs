@@ -331,3 +331,38 @@ impl Storage for DiskStore {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_never_followed_and_locks_time_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Dir {
+            path: tmp.path().to_path_buf(),
+            root: DocRoot::new(tmp.path(), Rule::NoSymlinks),
+            max: 1 << 20,
+        };
+        let rec = record(u64::MAX, b"payload");
+        dir.write("e-x", &rec).unwrap();
+        assert_eq!(dir.read("e-x").unwrap().as_deref(), Some(&rec[..]));
+        assert_eq!(Dir::live(&rec), Some(&b"payload"[..]));
+        assert_eq!(Dir::live(&record(1, b"old")), None, "expired");
+        // A link planted in DIR is not read through, and a write replaces
+        // the link, not what it points to.
+        let target = tmp.path().join("target");
+        std::fs::write(&target, &rec).unwrap();
+        std::os::unix::fs::symlink(&target, tmp.path().join("e-y")).unwrap();
+        assert_eq!(dir.read("e-y").unwrap(), None);
+        dir.write("e-y", b"new").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), rec);
+        // A lock is exclusive until it times out.
+        let minute = Duration::from_secs(60);
+        assert!(dir.lock("l-a", "t1", minute).unwrap());
+        assert!(!dir.lock("l-a", "t2", minute).unwrap());
+        assert_eq!(dir.held("l-a").unwrap().as_deref(), Some(&b"t1"[..]));
+        assert!(dir.lock("l-b", "t1", Duration::ZERO).unwrap());
+        assert!(dir.lock("l-b", "t2", minute).unwrap(), "taken over");
+    }
+}

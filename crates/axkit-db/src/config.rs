@@ -314,4 +314,14 @@ mod tests {
         assert!(bogus.contains("unknown option `bogus`"), "{bogus}");
         assert!(err(&["main", "postgres://h/db", "pool=0"]).starts_with("pool:"));
     }
+
+    #[test]
+    fn a_plugins_own_redis() {
+        let spec = Spec::redis("cache", "redis://127.0.0.1:6379/1", 16, DEFAULT_TIMEOUT).unwrap();
+        assert_eq!((spec.kind(), spec.pool()), (Kind::Redis, 16));
+        for url in ["postgres://u:hunter2@h/db", "redis://u:hunter2@h/x"] {
+            let e = Spec::redis("cache", url, 1, DEFAULT_TIMEOUT).unwrap_err();
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+    }
 }
