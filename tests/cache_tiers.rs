@@ -5,7 +5,9 @@
 //! server reaching the other; killed by PID
 //! mid-run, the responses still come from the origin and the log says so
 //! once; restarted, hits again), and 1,000 concurrent misses on one key
-//! making one origin request with the shared, Redis and memcached tiers.
+//! making one origin request with the shared, Redis, memcached and disk
+//! tiers; a bad `CacheStore` refused when the config loads, its secret
+//! never quoted.
 //! Redis and memcached are started by each test on a free loopback port
 //! (`tests/common/services.rs`); without them the tests skip, unless
 //! `AXKIT_REQUIRE_SERVICES=1`.
@@ -218,4 +220,31 @@ fn stampede_on_the_memcached_tier() {
 fn stampede_on_the_disk_tier() {
     let store = TempDir::new("cachedisk");
     thousand_misses_one_origin_request(&format!("disk {}/c", store.path().display()));
+}
+
+#[test]
+fn bad_tiers_are_refused_when_the_config_loads() {
+    let dir = TempDir::new("cachebad");
+    // CacheStore is a secret (a Redis URL may hold a password): its
+    // errors name the line, never the value.
+    for store in [
+        "redis postgres://u:hunter2@h/db",
+        "redis redis://u:hunter2@h/notadb",
+        "memcached localhost",
+        "disk /tmp/x 10Q",
+        "nosuch",
+    ] {
+        let conf = dir.write(
+            "axkit.conf",
+            format!(
+                "Plugin cache\n<Server>\n    Listen 127.0.0.1:0\n    Cache On\n    CacheStore {store}\n</Server>\n"
+            ),
+        );
+        let err = refused_at_start(&conf);
+        assert!(
+            err.contains("CacheStore") && err.contains("invalid value"),
+            "{store}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "{store}: {err}");
+    }
 }
