@@ -39,10 +39,14 @@
 //! A stale entry with validators is revalidated by running the walk with
 //! `If-None-Match`/`If-Modified-Since` put in the request: a 304 refreshes
 //! the entry and the client is answered from it. Concurrent misses on one
-//! key wait for the first (in a worker; across workers too with the
-//! shared tier, through a lock in the zone). `stale-while-revalidate`
-//! lets the others have the stale entry meanwhile; `stale-if-error`
-//! answers a 5xx with the stale entry. A tier that fails makes the cache
+//! key wait for the first (in a worker; across workers and servers too
+//! with the shared, disk, Redis and memcached tiers, through the tier's
+//! fill lock). `stale-while-revalidate` lets the others have the stale
+//! entry meanwhile; `stale-if-error` answers a 5xx with the stale entry.
+//! A PURGE, or a POST, PUT, DELETE or PATCH answered with a 2xx or 3xx
+//! (RFC 9111 §4.4: its URI, and its `Location` and `Content-Location` on
+//! the same host), removes the entry; from the memory tier of every
+//! worker, through a broadcast. A tier that fails makes the cache
 //! step aside: the request is served as if there were no cache, and the
 //! worker says so in its log at most every 10 s.
 
