@@ -242,7 +242,7 @@ impl Storage for SharedStore {
 
 /// A tier outside the worker, each call bounded by `CacheBackendTimeout`.
 /// Once a call failed or timed out, the tier is left alone for
-/// [`RETRY`] (every call fails at once, so a dead backend costs a request
+/// a second (every call fails at once, so a dead backend costs a request
 /// nothing): then the next call tries it again, which is how the cache
 /// finds a backend that came back.
 pub struct Guarded {
@@ -252,7 +252,7 @@ pub struct Guarded {
 }
 
 /// How long a tier that failed is left alone.
-pub const RETRY: Duration = Duration::from_secs(1);
+const RETRY: Duration = Duration::from_secs(1);
 
 impl Guarded {
     pub fn new(inner: Box<dyn Storage>, timeout: Duration) -> Guarded {
