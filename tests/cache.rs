@@ -3,75 +3,21 @@
 //! every worker): a miss then a hit, what is never stored (no-store,
 //! private, Authorization), Vary, expiry and revalidation with a 304 from
 //! the origin, stale-if-error, request collapsing (per worker, and across
-//! workers with the shared tier), PURGE, HEAD from a GET entry, and the
-//! exact `Cache-Status` values.
+//! workers with the shared tier), PURGE (reaching every worker's memory
+//! tier), HEAD from a GET entry and a HEAD miss storing nothing, unsafe
+//! methods invalidating (RFC 9111 §4.4), and the exact `Cache-Status`
+//! values.
 
+#[path = "common/cache.rs"]
+mod cache;
 mod common;
 #[path = "common/lua.rs"]
 mod lua;
 
 use std::time::Duration;
 
+use cache::*;
 use common::*;
-
-/// The origin: `/calls?p=PATH` says how often PATH was served; every other
-/// path counts itself and answers `call N`, with `Cache-Control` from
-/// `?cc=`, and: `/vary…` varies by Accept-Language; `/etag…` has an ETag
-/// and answers 304 to it; `/flaky…` answers 503 once `/break` was called;
-/// `/slow…` takes half a second; `/auth…` and `/cookie…` as named.
-const ORIGIN: &str = r#"
-function hook_response(r)
-  local p = r:path()
-  if p == "/calls" then
-    r:write(tostring(shared.get("calls:" .. r:param("p")) or 0))
-    return OK
-  end
-  if p == "/break" then
-    shared.set("broken", true)
-    return OK
-  end
-  if p:sub(1, 6) == "/flaky" and shared.get("broken") then
-    return 503
-  end
-  local n = shared.incr("calls:" .. p, 1, 0)
-  r:set_header("Content-Type", "text/plain")
-  if r:param("cc") then r:set_header("Cache-Control", r:param("cc")) end
-  if p:sub(1, 7) == "/cookie" then r:set_header("Set-Cookie", "a=b") end
-  if p:sub(1, 5) == "/slow" then sleep(0.5) end
-  if p:sub(1, 5) == "/etag" then
-    r:set_header("ETag", '"v1"')
-    if r:header("If-None-Match") == '"v1"' then
-      r:status(304)
-      return OK
-    end
-  end
-  if p:sub(1, 5) == "/vary" then
-    r:set_header("Vary", "Accept-Language")
-    r:write("call ", n, " ", r:header("Accept-Language") or "-")
-    return OK
-  end
-  r:write("call ", n)
-  return OK
-end
-"#;
-
-fn start(workers: usize, global: &str, server: &str) -> Axkit {
-    let conf = lua::conf(
-        &format!("Workers {workers}\n{global}"),
-        &format!("    Plugin cache\n    Cache On\n{server}\n    Plugin origin"),
-    );
-    Axkit::start_with(&conf, &[], |d| {
-        d.write("plugins/origin.lua", ORIGIN);
-    })
-}
-
-fn calls(srv: &Axkit, path: &str) -> String {
-    get(srv, &format!("/calls?p={path}"), "").text()
-}
-
-fn status_field(r: &Response) -> &str {
-    r.header("Cache-Status").unwrap_or("(none)")
-}
 
 #[test]
 fn miss_then_hit_and_head_from_the_get_entry() {
@@ -202,38 +148,10 @@ fn stale_if_error_serves_the_stale_entry() {
     assert_eq!((r.status, status_field(&r)), (503, "axkit; fwd=uri-miss"));
 }
 
-/// 50 concurrent requests for one key; every one answered with the body
-/// of the single fill it waited for.
-fn stampede(srv: &Axkit, path: &str) {
-    let addr = srv.addr;
-    let threads: Vec<_> = (0..50)
-        .map(|_| {
-            let path = path.to_string();
-            std::thread::spawn(move || {
-                let mut s = std::net::TcpStream::connect(addr).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-                use std::io::Write;
-                write!(
-                    s,
-                    "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-                )
-                .unwrap();
-                let (bytes, _) = read_until_close(&mut s, Duration::from_secs(20));
-                parse_response(&bytes).expect("a response")
-            })
-        })
-        .collect();
-    for t in threads {
-        let r = t.join().unwrap();
-        assert_eq!(r.status, 200);
-        assert!(r.text().starts_with("call "), "{}", r.text());
-    }
-}
-
 #[test]
 fn collapsing_per_worker() {
     let srv = start(2, "", "");
-    stampede(&srv, "/slow?cc=max-age=60");
+    stampede(srv.addr, "/slow?cc=max-age=60", 50);
     let n: u32 = calls(&srv, "/slow").parse().unwrap();
     assert!((1..=2).contains(&n), "{n} origin calls for 2 workers");
 }
@@ -241,7 +159,7 @@ fn collapsing_per_worker() {
 #[test]
 fn collapsing_across_workers_with_the_shared_tier() {
     let srv = start(2, "SharedZone cache 8M", "    CacheStore shared");
-    stampede(&srv, "/slow?cc=max-age=60");
+    stampede(srv.addr, "/slow?cc=max-age=60", 50);
     assert_eq!(calls(&srv, "/slow"), "1");
     let hit = get(&srv, "/slow?cc=max-age=60", "");
     assert_eq!(
@@ -272,4 +190,99 @@ fn purge_allowed_and_denied() {
         status_field(&get(&denied, "/a?cc=max-age=60", "")),
         "axkit; hit"
     );
+}
+
+#[test]
+fn a_head_miss_stores_nothing() {
+    let srv = start(1, "", "");
+    let head = request(&srv, "HEAD", "/h?cc=max-age=60", "");
+    assert_eq!(
+        (head.status, status_field(&head)),
+        (200, "axkit; fwd=uri-miss")
+    );
+    let r = get(&srv, "/h?cc=max-age=60", "");
+    assert_eq!(
+        (r.text().as_str(), status_field(&r)),
+        ("call 2", "axkit; fwd=uri-miss; stored")
+    );
+}
+
+/// `GET path` on a kept-alive connection.
+fn ask(conn: &mut std::net::TcpStream, path: &str) -> Response {
+    use std::io::Write;
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    read_one_response(conn).unwrap().expect("a response")
+}
+
+#[test]
+fn purge_reaches_every_workers_memory_tier() {
+    let srv = start(2, "", "    CachePurgeFrom 127.0.0.0/8");
+    // A kept-alive connection to each worker.
+    let mut conns: Vec<(i32, std::net::TcpStream)> = Vec::new();
+    for _ in 0..200 {
+        if conns.len() == 2 {
+            break;
+        }
+        let c = srv.connect();
+        let mut pid = None;
+        assert!(wait_until(Duration::from_secs(5), || {
+            pid = srv.worker_serving(&c);
+            pid.is_some()
+        }));
+        if !conns.iter().any(|(p, _)| Some(*p) == pid) {
+            conns.push((pid.unwrap(), c));
+        }
+    }
+    assert_eq!(conns.len(), 2, "no connection reached the second worker");
+    let path = "/pw?cc=max-age=60";
+    for (_, c) in &mut conns {
+        ask(c, path);
+        assert_eq!(status_field(&ask(c, path)), "axkit; hit");
+    }
+    let purge = request(&srv, "PURGE", path, "");
+    assert!(matches!(purge.status, 200 | 404), "{}", purge.status);
+    // Each worker's entry goes (the broadcast reaches the other worker
+    // a moment later): its next answer is a miss.
+    for (pid, c) in &mut conns {
+        assert!(
+            wait_until(Duration::from_secs(5), || status_field(&ask(c, path))
+                != "axkit; hit"),
+            "worker {pid} kept its entry"
+        );
+    }
+}
+
+#[test]
+fn unsafe_methods_invalidate_the_uri_and_its_location() {
+    let srv = start(1, "", "");
+    let path = "/inv?cc=max-age=60";
+    assert_eq!(get(&srv, path, "").text(), "call 1");
+    assert_eq!(status_field(&get(&srv, path, "")), "axkit; hit");
+    for (n, method) in [(2, "POST"), (4, "PUT"), (6, "DELETE"), (8, "PATCH")] {
+        let r = request(&srv, method, path, "");
+        assert_eq!((r.status, r.text()), (200, format!("call {n}")), "{method}");
+        let after = get(&srv, path, "");
+        assert_eq!(
+            (after.text(), status_field(&after)),
+            (format!("call {}", n + 1), "axkit; fwd=uri-miss; stored"),
+            "{method}"
+        );
+    }
+    // Location on the same host goes too; on another host it stays.
+    let target = "/target?cc=max-age=60";
+    let other = "/target2?cc=max-age=60";
+    get(&srv, target, "");
+    get(&srv, other, "");
+    request(&srv, "POST", "/form?loc=/target%3Fcc%3Dmax-age%3D60", "");
+    request(
+        &srv,
+        "POST",
+        "/form?loc=http://elsewhere.example/target2%3Fcc%3Dmax-age%3D60",
+        "",
+    );
+    assert_eq!(
+        status_field(&get(&srv, target, "")),
+        "axkit; fwd=uri-miss; stored"
+    );
+    assert_eq!(status_field(&get(&srv, other, "")), "axkit; hit");
 }

@@ -1,5 +1,5 @@
-//! Database servers for the tests that need them (`db_*.rs`): PostgreSQL
-//! and Redis from their Debian packages, each started by the test itself
+//! Servers for the tests that need them (`db_*.rs`, the cache's tiers):
+//! PostgreSQL, Redis and memcached from their Debian packages, each started by the test itself
 //! in a scratch directory on a free loopback port and stopped by its PID
 //! (never a system service, never a default port).
 //!
@@ -48,6 +48,25 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Stop `child` (by its PID, SIGTERM) and wait for it to exit.
+fn terminate(child: &mut Option<Child>, name: &str) {
+    if let Some(mut child) = child.take() {
+        signal(child.id() as i32, SIGTERM);
+        assert!(
+            wait_exit(&mut child, Duration::from_secs(30)),
+            "{name} did not stop"
+        );
+    }
+}
+
+/// Kill `child` at once: the test is over.
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 /// Wait for `child` to exit, up to `limit`.
@@ -332,13 +351,7 @@ impl Redis {
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id() as i32, SIGTERM);
-            assert!(
-                wait_exit(&mut child, Duration::from_secs(30)),
-                "redis-server did not stop"
-            );
-        }
+        terminate(&mut self.child, "redis-server");
     }
 
     pub fn restart(&mut self) {
@@ -349,9 +362,67 @@ impl Redis {
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        kill(&mut self.child);
+    }
+}
+
+/// A memcached server of the test's own on `127.0.0.1:port`.
+pub struct Memcached {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Memcached {
+    /// Start one, or None (the test skips) when memcached is missing.
+    pub fn start() -> Option<Memcached> {
+        if Command::new("memcached").arg("-V").output().is_err() {
+            service_missing("memcached", "memcached");
+            return None;
         }
+        let mut memcached = Memcached {
+            port: free_port(),
+            child: None,
+        };
+        memcached.run();
+        Some(memcached)
+    }
+
+    fn run(&mut self) {
+        let mut cmd = Command::new("memcached");
+        cmd.args(["-l", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "0", "-m", "64"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // memcached refuses to run as root unless told whom to run as.
+        if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+            cmd.args(["-u", "root"]);
+        }
+        self.child = Some(cmd.spawn().expect("start memcached"));
+        let addr = format!("127.0.0.1:{}", self.port);
+        let ok = wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&addr).is_ok()
+        });
+        assert!(ok, "memcached did not start on {addr}");
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        terminate(&mut self.child, "memcached");
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        kill(&mut self.child);
     }
 }

@@ -4,6 +4,7 @@
 //! by. Both encode to bytes for the tiers that are not in the worker's
 //! own memory.
 
+use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -11,7 +12,10 @@ use bytes::Bytes;
 /// A stored object.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Object {
-    Response(Entry),
+    /// Shared by every hit that answers from it (the worker's memory tier
+    /// hands out the same `Rc`): nothing of it is copied per request but
+    /// the headers written into the response.
+    Response(Rc<Entry>),
     /// The response at this URL varies by these request headers
     /// (lowercase); each variant is stored under a secondary key.
     Variants(Vec<String>),
@@ -168,17 +172,19 @@ impl Object {
                     headers.push((r.string()?, r.string()?));
                 }
                 let body = Bytes::copy_from_slice(r.bytes()?);
-                r.0.is_empty().then_some(Object::Response(Entry {
-                    status,
-                    headers,
-                    body,
-                    stored_ms: n[0],
-                    initial_age_ms: n[1],
-                    fresh_ms: n[2],
-                    swr_ms: n[3],
-                    sie_ms: n[4],
-                    must_revalidate,
-                }))
+                r.0.is_empty().then(|| {
+                    Object::Response(Rc::new(Entry {
+                        status,
+                        headers,
+                        body,
+                        stored_ms: n[0],
+                        initial_age_ms: n[1],
+                        fresh_ms: n[2],
+                        swr_ms: n[3],
+                        sie_ms: n[4],
+                        must_revalidate,
+                    }))
+                })
             }
             _ => None,
         }
@@ -223,7 +229,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_garbage() {
-        let e = Object::Response(Entry {
+        let e = Object::Response(Rc::new(Entry {
             status: 200,
             headers: vec![("ETag".into(), "\"1\"".into())],
             body: Bytes::from_static(b"hello"),
@@ -233,7 +239,7 @@ mod tests {
             swr_ms: 4,
             sie_ms: 5,
             must_revalidate: true,
-        });
+        }));
         assert_eq!(Object::decode(&e.encode()), Some(e.clone()));
         let v = Object::Variants(vec!["accept-language".into()]);
         assert_eq!(Object::decode(&v.encode()), Some(v));

@@ -1,14 +1,23 @@
 //! The `cache` plugin: AxKit2's cachecache, by RFC 9111. It caches any
 //! response of the Locations where it is on (files, CGI, Lua, proxied),
-//! whoever produced it, in a per-worker tier or in shared memory.
+//! whoever produced it, in a per-worker tier, in shared memory, on disk,
+//! or in Redis or memcached shared by several machines.
 //!
 //! Directives:
 //!
 //! - `Cache On|Off` (default Off; Server, Location): cache here.
-//! - `CacheStore memory | shared [ZONE]` (default `memory`): the tier. `memory`
-//!   is each worker's own, bounded by `CacheSize`; `shared` keeps entries
-//!   in the `axkit-shared` zone ZONE (default `cache`, declared with
-//!   `SharedZone cache SIZE`), seen by every worker, bounded by the zone.
+//! - `CacheStore memory | shared [ZONE] | disk DIR [MAX] | redis URL |
+//!   memcached HOST:PORT` (default `memory`; a secret: a Redis URL may
+//!   hold a password): the tier. `memory` is each worker's own, bounded by
+//!   `CacheSize`; `shared` keeps entries in the `axkit-shared` zone ZONE
+//!   (default `cache`, declared with `SharedZone cache SIZE`), seen by
+//!   every worker, bounded by the zone; `disk` in files beneath DIR
+//!   (bounded by MAX, default 1G); `redis` and `memcached` in a server
+//!   that several machines may share.
+//! - `CacheKeyPrefix PREFIX` (default `axkit:cache:`; global): what the
+//!   Redis and memcached keys start with.
+//! - `CacheBackendTimeout DURATION` (default 100ms; global): how long one
+//!   call to the disk, Redis or memcached tier may take.
 //! - `CacheSize SIZE` (default 64M; global): the per-worker tier's bound.
 //! - `CacheMaxEntrySize SIZE` (default 1M): a larger body is not stored.
 //! - `CacheLockTimeout DURATION` (default 5s): how long concurrent misses
@@ -30,31 +39,43 @@
 //! A stale entry with validators is revalidated by running the walk with
 //! `If-None-Match`/`If-Modified-Since` put in the request: a 304 refreshes
 //! the entry and the client is answered from it. Concurrent misses on one
-//! key wait for the first (in a worker; across workers too with the
-//! shared tier, through a lock in the zone). `stale-while-revalidate`
-//! lets the others have the stale entry meanwhile; `stale-if-error`
-//! answers a 5xx with the stale entry. A tier that fails makes the cache
-//! step aside: the request is served as if there were no cache.
+//! key wait for the first (in a worker; across workers and servers too
+//! with the shared, disk, Redis and memcached tiers, through the tier's
+//! fill lock). `stale-while-revalidate` lets the others have the stale
+//! entry meanwhile; `stale-if-error` answers a 5xx with the stale entry.
+//! A PURGE, or a POST, PUT, DELETE or PATCH answered with a 2xx or 3xx
+//! (RFC 9111 §4.4: its URI, and its `Location` and `Content-Location` on
+//! the same host), removes the entry; from the memory tier of every
+//! worker, through a broadcast. A tier that fails makes the cache
+//! step aside: the request is served as if there were no cache, and the
+//! worker says so in its log at most every 10 s.
 
+mod disk;
 mod entry;
+mod memcached;
 mod policy;
+mod redis_store;
 mod storage;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axkit::config::{Args, Cidr, Directive, Key, List, Scopes};
-use axkit::plugin::{Body, BodyChunk};
+use axkit::plugin::{Body, BodyChunk, Worker};
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
+pub use disk::DiskStore;
 pub use entry::{Entry, Object};
+pub use memcached::MemcachedStore;
 pub use policy::CacheControl;
-pub use storage::{MemoryStore, SharedStore, Storage, StoreFuture, StoreResult};
+pub use redis_store::RedisStore;
+pub use storage::{Guarded, MemoryStore, SharedStore, Storage, StoreFuture, StoreResult};
 
 use policy::{ResponseFacts, Storable};
 
@@ -72,21 +93,89 @@ static ENABLED: Key<bool> = Key::new("Cache")
     .doc("Cache responses here (RFC 9111)");
 
 /// Which tier a Location uses.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Tier {
     Memory,
     Shared(String),
+    Disk(PathBuf, u64),
+    /// The URL, checked when the config loads.
+    Redis(String),
+    /// `HOST:PORT`.
+    Memcached(String),
 }
 
-static STORE: Key<Tier> = Key::parsed("CacheStore", |args| match args {
-    ["memory"] => Ok(Tier::Memory),
-    ["shared"] => Ok(Tier::Shared("cache".into())),
-    ["shared", zone] => Ok(Tier::Shared(zone.to_string())),
-    _ => Err("expected CacheStore memory, or CacheStore shared [ZONE]".into()),
+/// A Redis URL may hold a password: it is never shown.
+impl std::fmt::Debug for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tier::Memory => f.write_str("Memory"),
+            Tier::Shared(zone) => f.debug_tuple("Shared").field(zone).finish(),
+            Tier::Disk(dir, max) => f.debug_tuple("Disk").field(dir).field(max).finish(),
+            Tier::Redis(_) => f.write_str("Redis(..)"),
+            Tier::Memcached(addr) => f.debug_tuple("Memcached").field(addr).finish(),
+        }
+    }
+}
+
+const STORE_USAGE: &str = "expected CacheStore memory, shared [ZONE], disk DIR [MAX], redis URL \
+     or memcached HOST:PORT";
+
+fn parse_store(args: &[&str]) -> Result<Tier, String> {
+    match args {
+        ["memory"] => Ok(Tier::Memory),
+        ["shared"] => Ok(Tier::Shared("cache".into())),
+        ["shared", zone] => Ok(Tier::Shared(zone.to_string())),
+        ["disk", dir] => Ok(Tier::Disk(dir.into(), 1 << 30)),
+        ["disk", dir, max] => {
+            let max = axkit::config::parse::size(max)
+                .map_err(|_| "disk DIR MAX: MAX is a size such as 512M or 2G".to_string())?;
+            Ok(Tier::Disk(dir.into(), max))
+        }
+        ["redis", url] => {
+            // The client's own check, now rather than in the workers.
+            axkit_db::Spec::redis("cache", url, 1, Duration::from_secs(1))?;
+            Ok(Tier::Redis(url.to_string()))
+        }
+        ["memcached", addr] => {
+            let ok = addr
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                return Err("memcached HOST:PORT: expected a host and a port".into());
+            }
+            Ok(Tier::Memcached(addr.to_string()))
+        }
+        _ => Err(STORE_USAGE.into()),
+    }
+}
+
+static STORE: Key<Tier> = Key::parsed("CacheStore", parse_store)
+    .args(Args::Range(1, 3))
+    .default("memory")
+    .secret()
+    .doc(
+        "The tier: memory (per worker, CacheSize), shared [ZONE] (a SharedZone, default `cache`), \
+         disk DIR [MAX] (files, default 1G), redis URL, or memcached HOST:PORT",
+    );
+
+static KEY_PREFIX: Key<String> = Key::parsed("CacheKeyPrefix", |args| match args {
+    [p] if !p.is_empty() && p.len() <= 64 && p.bytes().all(|b| b.is_ascii_graphic()) => {
+        Ok(p.to_string())
+    }
+    _ => Err("expected a prefix of 1 to 64 printable characters, no spaces".into()),
 })
-.args(Args::Range(1, 2))
-.default("memory")
-.doc("The tier: memory (per worker, CacheSize) or shared [ZONE] (a SharedZone, default `cache`)");
+.args(Args::One)
+.scopes(Scopes::GLOBAL)
+.default("axkit:cache:")
+.doc("What the cache's Redis and memcached keys start with");
+
+static BACKEND_TIMEOUT: Key<Duration> = Key::new("CacheBackendTimeout")
+    .scopes(Scopes::GLOBAL)
+    .default("100ms")
+    .doc("How long one call to the disk, Redis or memcached tier may take");
+
+/// How often a worker says that a tier is failing.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 static SIZE: Key<u64> = Key::new("CacheSize")
     .scopes(Scopes::GLOBAL)
@@ -113,6 +202,8 @@ fn directives() -> Vec<Directive> {
         MAX_ENTRY.declare(),
         LOCK_TIMEOUT.declare(),
         PURGE_FROM.declare(),
+        KEY_PREFIX.declare(),
+        BACKEND_TIMEOUT.declare(),
     ]
 }
 
@@ -120,7 +211,10 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     let size = *init.config.global.get(&SIZE) as usize;
     Ok(Rc::new(Cache {
         memory: Rc::new(MemoryStore::new(size)),
-        shared: RefCell::new(HashMap::new()),
+        tiers: RefCell::new(HashMap::new()),
+        prefix: init.config.global.get(&KEY_PREFIX).clone(),
+        timeout: *init.config.global.get(&BACKEND_TIMEOUT),
+        warned: Cell::new(None),
         fills: Rc::new(RefCell::new(HashMap::new())),
         seq: Cell::new(0),
     }))
@@ -130,9 +224,13 @@ type Fills = Rc<RefCell<HashMap<Vec<u8>, Rc<Notify>>>>;
 
 struct Cache {
     memory: Rc<MemoryStore>,
-    /// Shared tiers by zone, opened on first use; None: the zone cannot be
-    /// opened (said once in the log), so that Location has no cache.
-    shared: RefCell<HashMap<String, Option<Rc<SharedStore>>>>,
+    /// The other tiers, opened on first use; None: it cannot be opened
+    /// (said once in the log), so that Location has no cache.
+    tiers: RefCell<HashMap<Tier, Option<Rc<dyn Storage>>>>,
+    prefix: String,
+    timeout: Duration,
+    /// When this worker last said that a tier failed.
+    warned: Cell<Option<Instant>>,
     /// The keys this worker is filling, each with the requests waiting.
     fills: Fills,
     seq: Cell<u64>,
@@ -217,19 +315,47 @@ const NAME: &str = "axkit";
 
 impl Cache {
     fn store(&self, ctx: &Context) -> Option<Rc<dyn Storage>> {
-        match ctx.config().get(&STORE) {
-            Tier::Memory => Some(self.memory.clone()),
-            Tier::Shared(zone) => {
-                let mut shared = self.shared.borrow_mut();
-                let opened = shared.entry(zone.clone()).or_insert_with(|| {
-                    SharedStore::open(zone)
-                        .map_err(|e| ctx.log(Level::Error, &format!("cache: {e}: not caching")))
-                        .ok()
-                        .map(Rc::new)
-                });
-                opened.clone().map(|s| s as Rc<dyn Storage>)
-            }
+        let tier = ctx.config().get(&STORE);
+        if *tier == Tier::Memory {
+            return Some(self.memory.clone());
         }
+        let mut tiers = self.tiers.borrow_mut();
+        let opened = tiers.entry(tier.clone()).or_insert_with(|| {
+            self.open(tier)
+                .map_err(|e| ctx.log(Level::Error, &format!("cache: {e}: not caching")))
+                .ok()
+        });
+        opened.clone()
+    }
+
+    fn open(&self, tier: &Tier) -> Result<Rc<dyn Storage>, String> {
+        let outside: Box<dyn Storage> = match tier {
+            Tier::Memory => return Ok(self.memory.clone()),
+            Tier::Shared(zone) => return Ok(Rc::new(SharedStore::open(zone)?)),
+            Tier::Disk(dir, max) => Box::new(DiskStore::new(dir, *max)),
+            Tier::Redis(url) => Box::new(RedisStore::open(url, &self.prefix, self.timeout)?),
+            Tier::Memcached(addr) => Box::new(MemcachedStore::new(addr, &self.prefix)),
+        };
+        Ok(Rc::new(Guarded::new(outside, self.timeout)))
+    }
+
+    /// A tier call failed: the request goes on without the cache, and the
+    /// log says so, at most every [`WARN_EVERY`] per worker (a dead
+    /// backend would otherwise write a line per request).
+    fn broken(&self, ctx: &Context, e: &str) {
+        let now = Instant::now();
+        if self
+            .warned
+            .get()
+            .is_some_and(|t| now.duration_since(t) < WARN_EVERY)
+        {
+            return;
+        }
+        self.warned.set(Some(now));
+        ctx.log(
+            Level::Warn,
+            &format!("cache: the tier failed, serving without it (said at most every 10s): {e}"),
+        );
     }
 
     async fn lookup(
@@ -251,7 +377,7 @@ impl Cache {
         };
         Ok(match object.as_deref() {
             Some(Object::Response(e)) => {
-                let e = Rc::new(e.clone());
+                let e = e.clone();
                 if e.staleness(now).is_none() {
                     Lookup::Fresh(e)
                 } else {
@@ -322,7 +448,8 @@ impl Cache {
             return Outcome::Status(404);
         };
         let primary = cache_key(ctx);
-        match store.remove(&primary).await {
+        let everywhere = *ctx.config().get(&STORE) == Tier::Memory;
+        match remove_key(&store, everywhere, &primary).await {
             Ok(true) => {
                 ctx.response.headers.set("Content-Type", "text/plain");
                 ctx.response.body = Body::Bytes(Bytes::from_static(b"purged\n"));
@@ -343,6 +470,14 @@ impl Cache {
         let method = ctx.request.method();
         if method == "PURGE" {
             return self.purge(ctx).await;
+        }
+        if matches!(method, "POST" | "PUT" | "DELETE" | "PATCH") {
+            if let Some(store) = self.store(ctx) {
+                let everywhere = *ctx.config().get(&STORE) == Tier::Memory;
+                ctx.set_state(Invalidate { store, everywhere });
+                ctx.before_head(|ctx| Box::pin(invalidate(ctx)));
+            }
+            return Outcome::Declined;
         }
         if method != "GET" && method != "HEAD" {
             return Outcome::Declined;
@@ -375,10 +510,7 @@ impl Cache {
                 let found = match self.lookup(&store, &primary, ctx).await {
                     Ok(found) => found,
                     Err(e) => {
-                        ctx.log(
-                            Level::Warn,
-                            &format!("cache: lookup failed, not caching: {e}"),
-                        );
+                        self.broken(ctx, &e);
                         return Outcome::Declined;
                     }
                 };
@@ -467,8 +599,106 @@ impl Cache {
     }
 }
 
+/// The broadcast channel on which a worker tells every worker to drop a
+/// key from its memory tier (a PURGE, an invalidation).
+const PURGE_CHANNEL: &str = "axkit-cache:purge";
+
+/// Remove `key` from `store`; with `everywhere` (the memory tier, each
+/// worker's own) from every worker's, through a broadcast. Whether this
+/// worker's tier had it.
+async fn remove_key(store: &Rc<dyn Storage>, everywhere: bool, key: &[u8]) -> StoreResult<bool> {
+    if everywhere {
+        // Without the broadcast ring (a binary without axkit-shared) the
+        // other workers keep theirs until they expire.
+        let _ = axkit_shared::broadcast(PURGE_CHANNEL, key);
+    }
+    store.remove(key).await
+}
+
+/// An unsafe request in flight: its tier, for [`invalidate`].
+struct Invalidate {
+    store: Rc<dyn Storage>,
+    everywhere: bool,
+}
+
+/// RFC 9111 §4.4: a POST, PUT, DELETE or PATCH answered with a 2xx or 3xx
+/// invalidates the entries of its URI and of its response's `Location`
+/// and `Content-Location` when they are on the same host.
+async fn invalidate(ctx: &mut Context) {
+    let Some((store, everywhere)) = ctx
+        .state_mut::<Invalidate>()
+        .map(|i| (i.store.clone(), i.everywhere))
+    else {
+        return;
+    };
+    if !(200..400).contains(&ctx.response.status) {
+        return;
+    }
+    let mut keys = vec![cache_key(ctx)];
+    for name in ["Location", "Content-Location"] {
+        if let Some(key) = ctx
+            .response
+            .headers
+            .get(name)
+            .and_then(|v| same_host_key(ctx, v))
+        {
+            keys.push(key);
+        }
+    }
+    for key in keys {
+        let _ = remove_key(&store, everywhere, &key).await;
+    }
+}
+
+/// The primary key of a `Location`-style reference (a path, or an
+/// absolute URL on the request's own host); None for another host's.
+fn same_host_key(ctx: &Context, reference: &str) -> Option<Vec<u8>> {
+    let scheme = ctx.client().scheme();
+    let host = ctx.authority().unwrap_or("").to_ascii_lowercase();
+    let path = if reference.starts_with('/') && !reference.starts_with("//") {
+        reference
+    } else {
+        let (_, rest) = reference.split_once("://")?;
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if !authority.eq_ignore_ascii_case(&host) {
+            return None;
+        }
+        if path.is_empty() {
+            "/"
+        } else {
+            path
+        }
+    };
+    Some(format!("{scheme}://{host}{path}").into_bytes())
+}
+
 #[axkit::plugin]
 impl Plugin for Cache {
+    /// PURGEs and invalidations that other workers broadcast reach this
+    /// worker's memory tier.
+    fn worker_start(&self, worker: &Worker) {
+        let memory = self.memory.clone();
+        let worker = worker.clone();
+        match axkit_shared::subscribe(PURGE_CHANNEL, 1024) {
+            Ok(mut purges) => {
+                tokio::task::spawn_local(async move {
+                    loop {
+                        tokio::select! {
+                            key = purges.recv() => {
+                                memory.remove_now(&key);
+                            }
+                            () = worker.stopping() => break,
+                        }
+                    }
+                });
+            }
+            Err(e) => worker.log(
+                Level::Info,
+                &format!("cache: PURGE reaches only the worker that gets it: {e}"),
+            ),
+        }
+    }
+
     fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         if !*ctx.config().get(&ENABLED) {
             return Outcome::Declined.into();
@@ -534,7 +764,7 @@ async fn finish_fill(fill: &mut Fill) {
         let keep = entry.keep_for();
         let _ = fill
             .store
-            .put(&key, Rc::new(Object::Response(entry)), keep)
+            .put(&key, Rc::new(Object::Response(Rc::new(entry))), keep)
             .await;
     }
     fill.guard = None;
@@ -562,7 +792,7 @@ async fn decide(ctx: &mut Context, fill: &mut Fill) {
             let keep = refreshed.keep_for();
             let refreshed = Rc::new(refreshed);
             let _ = store
-                .put(&key, Rc::new(Object::Response((*refreshed).clone())), keep)
+                .put(&key, Rc::new(Object::Response(refreshed.clone())), keep)
                 .await;
             answer(
                 ctx,

@@ -1,12 +1,13 @@
 //! Where entries live: the [`Storage`] trait every tier implements, the
 //! per-worker [`MemoryStore`] (bounded by `CacheSize`, least recently used
-//! out first) and the [`SharedStore`] in an `axkit-shared` zone (bounded
+//! out first), the [`SharedStore`] in an `axkit-shared` zone (bounded
 //! by the zone's size, with its TTL and LRU eviction, and a fill lock that
-//! collapses the misses of every worker). A tier over the network
-//! (memcached, Redis) is one more implementation: the calls return futures
-//! for that reason.
+//! collapses the misses of every worker), and [`Guarded`], which bounds
+//! every call of a tier outside the worker (disk, Redis, memcached) in time
+//! and steps around one that failed. The tiers over the network and on
+//! disk are in their own modules; the calls return futures for them.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
@@ -76,6 +77,11 @@ impl MemoryStore {
         }
     }
 
+    /// Drop `key` now (a PURGE another worker broadcast).
+    pub fn remove_now(&self, key: &[u8]) -> bool {
+        self.inner.borrow_mut().remove(key)
+    }
+
     fn get_now(&self, key: &[u8]) -> Option<Rc<Object>> {
         let mut lru = self.inner.borrow_mut();
         let lru = &mut *lru;
@@ -143,7 +149,7 @@ impl Storage for MemoryStore {
         Box::pin(async { Ok(()) })
     }
     fn remove<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, bool> {
-        let removed = self.inner.borrow_mut().remove(key);
+        let removed = self.remove_now(key);
         Box::pin(async move { Ok(removed) })
     }
     fn lock<'a>(&'a self, _: &'a [u8], _: &'a str, _: Duration) -> StoreFuture<'a, bool> {
@@ -231,6 +237,70 @@ impl Storage for SharedStore {
             Err(e) => Err(e),
         };
         done(r)
+    }
+}
+
+/// A tier outside the worker, each call bounded by `CacheBackendTimeout`.
+/// Once a call failed or timed out, the tier is left alone for
+/// a second (every call fails at once, so a dead backend costs a request
+/// nothing): then the next call tries it again, which is how the cache
+/// finds a backend that came back.
+pub struct Guarded {
+    inner: Box<dyn Storage>,
+    timeout: Duration,
+    down_until: Cell<Option<Instant>>,
+}
+
+/// How long a tier that failed is left alone.
+const RETRY: Duration = Duration::from_secs(1);
+
+impl Guarded {
+    pub fn new(inner: Box<dyn Storage>, timeout: Duration) -> Guarded {
+        Guarded {
+            inner,
+            timeout,
+            down_until: Cell::new(None),
+        }
+    }
+
+    fn call<'a, T: 'a>(&'a self, op: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
+        Box::pin(async move {
+            if self.down_until.get().is_some_and(|t| Instant::now() < t) {
+                return Err("failed a moment ago; trying again shortly".into());
+            }
+            let result = match tokio::time::timeout(self.timeout, op).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "no answer within {:?} (CacheBackendTimeout)",
+                    self.timeout
+                )),
+            };
+            if result.is_err() {
+                self.down_until.set(Some(Instant::now() + RETRY));
+            }
+            result
+        })
+    }
+}
+
+impl Storage for Guarded {
+    fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Rc<Object>>> {
+        self.call(self.inner.get(key))
+    }
+    fn put<'a>(&'a self, key: &'a [u8], object: Rc<Object>, keep: Duration) -> StoreFuture<'a, ()> {
+        self.call(self.inner.put(key, object, keep))
+    }
+    fn remove<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, bool> {
+        self.call(self.inner.remove(key))
+    }
+    fn lock<'a>(&'a self, key: &'a [u8], token: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        self.call(self.inner.lock(key, token, ttl))
+    }
+    fn locked<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, bool> {
+        self.call(self.inner.locked(key))
+    }
+    fn unlock<'a>(&'a self, key: &'a [u8], token: &'a str) -> StoreFuture<'a, ()> {
+        self.call(self.inner.unlock(key, token))
     }
 }
 

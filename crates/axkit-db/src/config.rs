@@ -102,6 +102,27 @@ impl Spec {
     }
 }
 
+impl Spec {
+    /// A Redis database that no `Database` line declares: a plugin's own
+    /// (the cache's `CacheStore redis URL`), its URL checked as a
+    /// `Database` line's is (an error never quotes it), with `pool`
+    /// connections per worker and `timeout` per call.
+    pub fn redis(name: &str, url: &str, pool: usize, timeout: Duration) -> Result<Spec, String> {
+        check_name(name)?;
+        if !url.to_ascii_lowercase().starts_with("redis") && !url.starts_with("unix:") {
+            return Err("expected a redis:// URL".into());
+        }
+        let (kind, target) = target(url, &FileReader::new(None))?;
+        Ok(Spec {
+            name: Arc::from(name),
+            kind,
+            pool: pool.clamp(1, MAX_POOL),
+            timeout,
+            target,
+        })
+    }
+}
+
 impl std::fmt::Debug for Spec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Spec")
@@ -292,5 +313,15 @@ mod tests {
         let bogus = err(&["main", "postgres://u:p@h/db?bogus=1"]);
         assert!(bogus.contains("unknown option `bogus`"), "{bogus}");
         assert!(err(&["main", "postgres://h/db", "pool=0"]).starts_with("pool:"));
+    }
+
+    #[test]
+    fn a_plugins_own_redis() {
+        let spec = Spec::redis("cache", "redis://127.0.0.1:6379/1", 16, DEFAULT_TIMEOUT).unwrap();
+        assert_eq!((spec.kind(), spec.pool()), (Kind::Redis, 16));
+        for url in ["postgres://u:hunter2@h/db", "redis://u:hunter2@h/x"] {
+            let e = Spec::redis("cache", url, 1, DEFAULT_TIMEOUT).unwrap_err();
+            assert!(!e.contains("hunter2"), "{e}");
+        }
     }
 }

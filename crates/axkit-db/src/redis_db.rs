@@ -90,6 +90,15 @@ impl Redis {
         }
     }
 
+    /// A handle with a pool of its own on `spec` ([`Spec::redis`]), for a
+    /// plugin whose Redis is not one of the config's `Database` lines.
+    pub fn open(spec: Spec) -> Result<Redis, String> {
+        match spec.target {
+            Target::Redis(_) => Ok(Redis::new(spec)),
+            _ => Err(format!("{:?} is not a Redis database", spec.name)),
+        }
+    }
+
     /// The database's name in the config.
     pub fn name(&self) -> &str {
         &self.pool.spec.name

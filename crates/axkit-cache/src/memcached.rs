@@ -1,0 +1,253 @@
+//! `CacheStore memcached HOST:PORT`: entries in a memcached server that
+//! several machines' workers share. An entry is one item (its expiry
+//! time is how long the entry is worth keeping; memcached's own LRU is the
+//! bound); a fill lock is an item of its own added only when absent
+//! (`ms … ME`) with the lock's TTL, and released only while it still holds
+//! its token: read with its CAS value, deleted with that CAS (`md … C`),
+//! so a lock that timed out and was taken by another is left alone.
+//!
+//! The client is written here rather than taken from a crate: the cache
+//! needs three commands of memcached's meta protocol (`mg`, `ms`, `md`,
+//! memcached 1.6 and later), on the worker's own current-thread event
+//! loop, with a small pool of connections per worker; that is less code
+//! than adapting a general client's runtime and connection model to it.
+//!
+//! Keys are a hash of the cache key (memcached's keys are at most 250
+//! bytes without spaces), after `CacheKeyPrefix`. An item is at most
+//! memcached's 1 MiB: a larger entry is not stored (the response is
+//! served and passed on, as one over `CacheMaxEntrySize` is).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+use crate::entry::Object;
+use crate::storage::{Storage, StoreFuture, StoreResult};
+
+/// memcached's default item size limit (`-I 1m`), less room for the key
+/// and the item's own header.
+pub const MAX_ITEM: usize = 1024 * 1024 - 512;
+
+/// Connections each worker may open to the server.
+const POOL: usize = 16;
+
+/// memcached reads an expiry time over 30 days as a Unix time.
+const MAX_TTL_SECS: u64 = 30 * 24 * 3600;
+
+/// The longest reply line read (a header line is a few dozen bytes).
+const MAX_LINE: usize = 1024;
+
+type Conn = BufReader<TcpStream>;
+
+pub struct MemcachedStore {
+    addr: String,
+    prefix: String,
+    idle: RefCell<Vec<Conn>>,
+    slots: Rc<Semaphore>,
+}
+
+/// A reply's first line, split into its words.
+struct Reply(Vec<String>);
+
+impl Reply {
+    fn code(&self) -> &str {
+        self.0.first().map_or("", String::as_str)
+    }
+}
+
+impl MemcachedStore {
+    pub fn new(addr: &str, prefix: &str) -> MemcachedStore {
+        MemcachedStore {
+            addr: addr.to_string(),
+            prefix: prefix.to_string(),
+            idle: RefCell::new(Vec::new()),
+            slots: Rc::new(Semaphore::new(POOL)),
+        }
+    }
+
+    fn key(&self, tag: &str, key: &[u8]) -> String {
+        let digest = Sha256::digest(key);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}{tag}{hex}", self.prefix)
+    }
+
+    /// Run `op` on a connection of the pool (a new one when none is
+    /// idle); one that failed, or whose call was given up half-way (the
+    /// future dropped), is closed instead of going back.
+    async fn with<T>(&self, op: impl AsyncFnOnce(&mut Conn) -> StoreResult<T>) -> StoreResult<T> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| "memcached: pool closed".to_string())?;
+        let idle = self.idle.borrow_mut().pop();
+        let mut conn = match idle {
+            Some(c) => c,
+            None => {
+                let s = TcpStream::connect(&self.addr)
+                    .await
+                    .map_err(|e| format!("memcached {}: {e}", self.addr))?;
+                let _ = s.set_nodelay(true);
+                BufReader::new(s)
+            }
+        };
+        let result = op(&mut conn).await;
+        if result.is_ok() {
+            self.idle.borrow_mut().push(conn);
+        }
+        result
+    }
+}
+
+async fn send(conn: &mut Conn, head: &str, data: Option<&[u8]>) -> StoreResult<Reply> {
+    let mut out = Vec::with_capacity(head.len() + 4 + data.map_or(0, |d| d.len() + 2));
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(d) = data {
+        out.extend_from_slice(d);
+        out.extend_from_slice(b"\r\n");
+    }
+    let io = |e: std::io::Error| format!("memcached: {e}");
+    conn.get_mut().write_all(&out).await.map_err(io)?;
+    let mut line = Vec::new();
+    let n = (&mut *conn)
+        .take(MAX_LINE as u64)
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(io)?;
+    if n == 0 || !line.ends_with(b"\r\n") {
+        return Err("memcached: connection closed or reply line too long".into());
+    }
+    let text = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
+    let words: Vec<String> = text.split(' ').map(str::to_string).collect();
+    let reply = Reply(words);
+    if reply.code().ends_with("ERROR") {
+        return Err(format!("memcached: {}", axkit::plugin::escape_log(&text)));
+    }
+    Ok(reply)
+}
+
+/// The value after a `VA <size> …` line.
+async fn value(conn: &mut Conn, reply: &Reply) -> StoreResult<Vec<u8>> {
+    let size: usize = reply
+        .0
+        .get(1)
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n <= 2 * MAX_ITEM)
+        .ok_or("memcached: a value of no or an unlikely size")?;
+    let mut data = vec![0; size + 2];
+    conn.read_exact(&mut data)
+        .await
+        .map_err(|e| format!("memcached: {e}"))?;
+    if !data.ends_with(b"\r\n") {
+        return Err("memcached: a value not ended by CRLF".into());
+    }
+    data.truncate(size);
+    Ok(data)
+}
+
+fn unexpected<T>(reply: &Reply) -> StoreResult<T> {
+    Err(format!(
+        "memcached: unexpected reply {:?}",
+        axkit::plugin::escape_log(&reply.0.join(" "))
+    ))
+}
+
+fn ttl(d: Duration) -> u64 {
+    d.as_millis().div_ceil(1000).clamp(1, MAX_TTL_SECS as u128) as u64
+}
+
+impl Storage for MemcachedStore {
+    fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Rc<Object>>> {
+        let k = self.key("e:", key);
+        Box::pin(self.with(async move |c: &mut Conn| {
+            let reply = send(c, &format!("mg {k} v"), None).await?;
+            match reply.code() {
+                "VA" => Ok(Object::decode(&value(c, &reply).await?).map(Rc::new)),
+                "EN" => Ok(None),
+                _ => unexpected(&reply),
+            }
+        }))
+    }
+    fn put<'a>(&'a self, key: &'a [u8], object: Rc<Object>, keep: Duration) -> StoreFuture<'a, ()> {
+        let k = self.key("e:", key);
+        Box::pin(async move {
+            let data = object.encode();
+            if data.len() > MAX_ITEM {
+                return Ok(());
+            }
+            self.with(async move |c: &mut Conn| {
+                let head = format!("ms {k} {} T{}", data.len(), ttl(keep));
+                let reply = send(c, &head, Some(&data)).await?;
+                match reply.code() {
+                    "HD" | "NS" => Ok(()),
+                    _ => unexpected(&reply),
+                }
+            })
+            .await
+        })
+    }
+    fn remove<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, bool> {
+        let k = self.key("e:", key);
+        Box::pin(self.with(async move |c: &mut Conn| {
+            let reply = send(c, &format!("md {k}"), None).await?;
+            match reply.code() {
+                "HD" => Ok(true),
+                "NF" => Ok(false),
+                _ => unexpected(&reply),
+            }
+        }))
+    }
+    fn lock<'a>(&'a self, key: &'a [u8], token: &'a str, ttl_: Duration) -> StoreFuture<'a, bool> {
+        let k = self.key("l:", key);
+        Box::pin(self.with(async move |c: &mut Conn| {
+            let head = format!("ms {k} {} T{} ME", token.len(), ttl(ttl_));
+            let reply = send(c, &head, Some(token.as_bytes())).await?;
+            match reply.code() {
+                "HD" => Ok(true),
+                "NS" => Ok(false),
+                _ => unexpected(&reply),
+            }
+        }))
+    }
+    fn locked<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, bool> {
+        let k = self.key("l:", key);
+        Box::pin(self.with(async move |c: &mut Conn| {
+            let reply = send(c, &format!("mg {k}"), None).await?;
+            match reply.code() {
+                "HD" => Ok(true),
+                "EN" => Ok(false),
+                _ => unexpected(&reply),
+            }
+        }))
+    }
+    fn unlock<'a>(&'a self, key: &'a [u8], token: &'a str) -> StoreFuture<'a, ()> {
+        let k = self.key("l:", key);
+        Box::pin(self.with(async move |c: &mut Conn| {
+            let reply = send(c, &format!("mg {k} v c"), None).await?;
+            match reply.code() {
+                "EN" => return Ok(()),
+                "VA" => {}
+                _ => return unexpected(&reply),
+            }
+            let held = value(c, &reply).await?;
+            let cas = reply.0.iter().find_map(|w| w.strip_prefix('c'));
+            if held != token.as_bytes() {
+                return Ok(());
+            }
+            let Some(cas) = cas else {
+                return unexpected(&reply);
+            };
+            let reply = send(c, &format!("md {k} C{cas}"), None).await?;
+            match reply.code() {
+                "HD" | "EX" | "NF" => Ok(()),
+                _ => unexpected(&reply),
+            }
+        }))
+    }
+}

@@ -1,0 +1,131 @@
+//! `CacheStore redis URL`: entries in a Redis server that several
+//! machines' workers share, through `axkit-db`'s Redis handle (its pool
+//! reconnects on its own once a restarted server is back). An entry is one
+//! value under `PREFIX e:KEY`, set with `SET … PX` so that Redis drops it
+//! when it is no longer worth keeping (`maxmemory` with an LRU policy is
+//! the server's bound); a fill lock is `PREFIX l:KEY`, taken with
+//! `SET … NX PX` and a token, and released by a script that deletes it
+//! only while it still holds that token (one that timed out may be
+//! another's by then).
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use axkit_db::redis::{cmd, Value};
+use axkit_db::Redis;
+
+use crate::entry::Object;
+use crate::storage::{Storage, StoreFuture};
+
+/// How many connections each worker may open to the server: the cache
+/// looks up every GET and HEAD, so it needs more than an application's
+/// few.
+const POOL: usize = 16;
+
+pub struct RedisStore {
+    redis: Redis,
+    prefix: Vec<u8>,
+}
+
+const UNLOCK: &str = r#"
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("DEL", KEYS[1])
+end
+return 0
+"#;
+
+impl RedisStore {
+    /// The store for `url` (checked when the config loaded), keys starting
+    /// with `prefix`, each call bounded by `timeout`.
+    pub fn open(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, String> {
+        let spec = axkit_db::Spec::redis("cache", url, POOL, timeout)?;
+        Ok(RedisStore {
+            redis: Redis::open(spec)?,
+            prefix: prefix.as_bytes().to_vec(),
+        })
+    }
+
+    fn key(&self, tag: &[u8], key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.prefix.len() + tag.len() + key.len());
+        k.extend_from_slice(&self.prefix);
+        k.extend_from_slice(tag);
+        k.extend_from_slice(key);
+        k
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    (d.as_millis() as u64).max(1)
+}
+
+impl Storage for RedisStore {
+    fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Rc<Object>>> {
+        Box::pin(async move {
+            let found: Option<Vec<u8>> = self
+                .redis
+                .query(cmd("GET").arg(self.key(b"e:", key)))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(found.and_then(|b| Object::decode(&b)).map(Rc::new))
+        })
+    }
+    fn put<'a>(&'a self, key: &'a [u8], object: Rc<Object>, keep: Duration) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let set = cmd("SET")
+                .arg(self.key(b"e:", key))
+                .arg(object.encode())
+                .arg("PX")
+                .arg(ms(keep))
+                .clone();
+            self.redis.cmd(&set).await.map_err(|e| e.to_string())?;
+            Ok(())
+        })
+    }
+    fn remove<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let n: i64 = self
+                .redis
+                .query(cmd("DEL").arg(self.key(b"e:", key)))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(n > 0)
+        })
+    }
+    fn lock<'a>(&'a self, key: &'a [u8], token: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let set = cmd("SET")
+                .arg(self.key(b"l:", key))
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(ms(ttl))
+                .clone();
+            let reply = self.redis.cmd(&set).await.map_err(|e| e.to_string())?;
+            Ok(!matches!(reply, Value::Nil))
+        })
+    }
+    fn locked<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let n: i64 = self
+                .redis
+                .query(cmd("EXISTS").arg(self.key(b"l:", key)))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(n > 0)
+        })
+    }
+    fn unlock<'a>(&'a self, key: &'a [u8], token: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            // EVAL each time: a lock is released once per fill, and a
+            // restarted server would not know an EVALSHA's script.
+            let eval = cmd("EVAL")
+                .arg(UNLOCK)
+                .arg(1)
+                .arg(self.key(b"l:", key))
+                .arg(token)
+                .clone();
+            self.redis.cmd(&eval).await.map_err(|e| e.to_string())?;
+            Ok(())
+        })
+    }
+}
