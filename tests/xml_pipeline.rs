@@ -1,0 +1,191 @@
+//! The `xslt` plugin through the real binary: a `.xml` file through a
+//! two-stylesheet chain (byte for byte what `xsltproc` makes of it), named
+//! chains by `?style=`, `<?xml-stylesheet?>` PIs, parameters from the
+//! config and the request, validators and a 304, the result cache, a
+//! stylesheet edited while serving, and Lua scripts before and after the
+//! XSLT processor in the `xmlresponse` chain.
+
+mod common;
+#[path = "common/services.rs"]
+mod services;
+#[path = "common/xml.rs"]
+mod xml;
+
+use std::time::Duration;
+
+use common::*;
+use xml::*;
+
+fn site() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("site/a.xml", ARTICLE),
+        ("site/page.xsl", TO_PAGE),
+        ("site/html.xsl", TO_HTML),
+        ("site/rss.xsl", TO_RSS),
+        ("site/plain.txt", "plain\n"),
+    ]
+}
+
+const CHAIN: &str = "    XSLTStyle page.xsl\n    XSLTStyle html.xsl";
+
+#[test]
+fn a_file_goes_through_the_chain_as_xsltproc_would() {
+    let srv = start(&conf("", CHAIN), &site());
+    let r = srv.get("/a.xml");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=UTF-8"));
+    assert!(r.text().contains("<h1>On &amp; off</h1>"), "{}", r.text());
+    assert!(r.text().contains("<p>Two &lt;b&gt;</p>"), "{}", r.text());
+    assert!(r.header("ETag").is_some() && r.header("Last-Modified").is_some());
+    // Other files are served as they are.
+    assert_eq!(srv.get("/plain.txt").text(), "plain\n");
+    let site = srv.dir.path().join("site");
+    let Some(page) = xsltproc(&site, &["page.xsl", "a.xml"]) else {
+        return;
+    };
+    std::fs::write(site.join("page.out"), page).unwrap();
+    let html = xsltproc(&site, &["html.xsl", "page.out"]).unwrap();
+    assert_eq!(r.body, html, "differs from xsltproc's output");
+}
+
+#[test]
+fn a_named_style_is_chosen_by_the_query_string() {
+    let body = format!("{CHAIN}\n    <Style rss>\n        XSLTStyle rss.xsl\n    </Style>");
+    let mut srv = start(&conf("", &body), &site());
+    let r = srv.get("/a.xml?style=rss");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/rss+xml; charset=UTF-8")
+    );
+    assert!(r.text().contains("<rss version=\"2.0\">"), "{}", r.text());
+    // The default chain, and a style nobody defined.
+    assert!(srv.get("/a.xml").text().contains("<h1>"));
+    assert_eq!(srv.get("/a.xml?style=nope").status, 404);
+    srv.wait_stderr("no style named \"nope\"", Duration::from_secs(5));
+}
+
+#[test]
+fn xml_stylesheet_pis_are_honoured_when_asked() {
+    let doc = r#"<?xml version="1.0"?>
+<?xml-stylesheet type="text/css" href="look.css"?>
+<?xml-stylesheet type="text/xsl" href="rss.xsl" title="feed" alternate="yes"?>
+<?xml-stylesheet type="text/xsl" href="page.xsl"?>
+<?xml-stylesheet type="text/xsl" href="/html.xsl"?>
+<article><title>PI</title><para>p</para></article>
+"#;
+    let mut files = site();
+    files.push(("site/pi.xml", doc));
+    let srv = start(&conf("", "    XMLStylesheetPI On"), &files);
+    let r = srv.get("/pi.xml");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("<h1>PI</h1>"), "{}", r.text());
+    let r = srv.get("/pi.xml?style=feed");
+    assert!(r.text().contains("<rss"), "{}", r.text());
+    // Off: the document as it is, as XML.
+    let srv = start(&conf("", "    XMLStylesheetPI Off"), &files);
+    let r = srv.get("/pi.xml");
+    assert_eq!(r.header("Content-Type"), Some("application/xml; charset=utf-8"));
+    assert!(r.text().contains("<article>"), "{}", r.text());
+}
+
+#[test]
+fn parameters_come_from_the_config_and_the_request() {
+    let show = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:param name="site"/><xsl:param name="who"/><xsl:param name="request.path"/>
+<xsl:template match="/">site=<xsl:value-of select="$site"/> who=<xsl:value-of select="$who"/> path=<xsl:value-of select="$request.path"/></xsl:template>
+</xsl:stylesheet>
+"#;
+    let mut files = site();
+    files.push(("site/show.xsl", show));
+    let body = "    XSLTStyle show.xsl\n    XSLTParam site \"my site\"\n    XSLTParamsFromRequest On";
+    let srv = start(&conf("", body), &files);
+    let r = srv.get("/a.xml?who=Ada%20L&site=evil");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The config's parameter wins over the request's; values are strings,
+    // never XPath.
+    assert_eq!(r.text(), "site=my site who=Ada L path=/a.xml");
+    let r = srv.get("/a.xml?who=1+1");
+    assert_eq!(r.text(), "site=my site who=1 1 path=/a.xml");
+}
+
+#[test]
+fn validators_give_304_and_results_are_cached() {
+    // The stylesheet reads a side file with document(): not something the
+    // cache tracks, which makes a cached answer visible.
+    let side = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:template match="/">side=<xsl:value-of select="document('side.xml')/side"/></xsl:template>
+</xsl:stylesheet>
+"#;
+    let mut files = site();
+    files.push(("site/side.xsl", side));
+    files.push(("site/side.xml", "<side>one</side>"));
+    let srv = start(&conf("", "    XSLTStyle side.xsl"), &files);
+    let r = srv.get("/a.xml");
+    assert_eq!(r.text(), "side=one");
+    let etag = r.header("ETag").unwrap().to_string();
+    srv.dir.write("site/side.xml", "<side>two</side>");
+    assert_eq!(srv.get("/a.xml").text(), "side=one", "not from the cache");
+    let r = request(&srv, "GET", "/a.xml", &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    let modified = r.header("Last-Modified").unwrap().to_string();
+    let r = request(&srv, "GET", "/a.xml", &format!("If-Modified-Since: {modified}\r\n"));
+    assert_eq!(r.status, 304);
+    // Without the cache, every request transforms.
+    let srv2 = start(&conf("", "    XSLTStyle side.xsl\n    XSLTCache Off"), &files);
+    assert_eq!(srv2.get("/a.xml").text(), "side=one");
+    srv2.dir.write("site/side.xml", "<side>two</side>");
+    assert_eq!(srv2.get("/a.xml").text(), "side=two");
+}
+
+#[test]
+fn an_edited_stylesheet_is_recompiled() {
+    let srv = start(&conf("", CHAIN), &site());
+    let first = srv.get("/a.xml");
+    assert!(first.text().contains("<h1>"));
+    let etag = first.header("ETag").unwrap().to_string();
+    // A different size, so that the change shows whatever the clock.
+    srv.dir
+        .write("site/html.xsl", TO_HTML.replace("<h1>", "<h2>").replace("</h1>", "</h2>"));
+    let changed = wait_until(Duration::from_secs(10), || {
+        srv.get("/a.xml").text().contains("<h2>On &amp; off</h2>")
+    });
+    assert!(changed, "the edited stylesheet was never used");
+    let r = request(&srv, "GET", "/a.xml", &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!(r.status, 200, "the old validator still matched");
+}
+
+#[test]
+fn lua_scripts_produce_and_process_documents() {
+    let producer = r#"
+function hook_xmlresponse(r)
+  if r:path() ~= "/made" then return DECLINED end
+  r:set_document("<article><title>" .. r:path() .. "</title><para>from Lua</para></article>")
+  return OK
+end
+"#;
+    let post = r#"
+function hook_xmlresponse(r)
+  local doc = r:document()
+  if not doc then return DECLINED end
+  r:set_document((doc:gsub("<body>", "<body><nav>menu</nav>")))
+  return OK
+end
+"#;
+    let mut files = site();
+    files.push(("plugins/producer.lua", producer));
+    files.push(("plugins/post.lua", post));
+    let body = format!("{CHAIN}\n    <Location /made>\n        Plugin producer\n    </Location>\n    Plugin post");
+    let srv = start(&conf("", &body), &files);
+    // A Lua document goes through the chain, and the Lua processor after
+    // it gets the output.
+    let r = srv.get("/made");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("<body><nav>menu</nav><h1>/made</h1>"), "{}", r.text());
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=UTF-8"));
+    // A file's output too.
+    assert!(srv.get("/a.xml").text().contains("<nav>menu</nav>"));
+}
