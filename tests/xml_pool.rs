@@ -33,7 +33,9 @@ fn big_document() -> String {
     doc.push_str("<?xml version=\"1.0\"?>\n<items>\n");
     let mut n: u64 = 1;
     while doc.len() < 20 << 20 {
-        n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        n = n
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         doc.push_str(&format!(
             "<item k=\"{:016x}\">abcabc item {} of the big document, some text to make it longer</item>\n",
             n, n >> 40
@@ -47,7 +49,13 @@ fn big_document() -> String {
 fn small_requests_are_answered_while_a_big_transform_runs() {
     let conf = conf("", "    XSLTStyle heavy.xsl\n    XSLTCache Off");
     let srv = Axkit::start_single_with(&conf, |d| {
-        write_files(d, &[("site/heavy.xsl", HEAVY), ("site/small.txt", &"x".repeat(1024))]);
+        write_files(
+            d,
+            &[
+                ("site/heavy.xsl", HEAVY),
+                ("site/small.txt", &"x".repeat(1024)),
+            ],
+        );
         d.write("site/big.xml", big_document());
     });
     let done = Arc::new(AtomicBool::new(false));
@@ -72,6 +80,13 @@ fn small_requests_are_answered_while_a_big_transform_runs() {
     }
     let bytes = reader.join().unwrap();
     let r = parse_response(&bytes).expect("a response to the big request");
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&bytes[..bytes.len().min(500)]));
-    assert!(r.text().starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<out><i>"));
+    assert_eq!(
+        r.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(500)])
+    );
+    assert!(r
+        .text()
+        .starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<out><i>"));
 }

@@ -70,9 +70,17 @@ pub const TO_RSS: &str = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.
 /// `xsltproc` with `args`, its stdout; `None` (the test skipped, or
 /// failed under AXKIT_REQUIRE_SERVICES=1) when it is not installed.
 pub fn xsltproc(dir: &Path, args: &[&str]) -> Option<Vec<u8>> {
-    match Command::new("xsltproc").current_dir(dir).args(args).output() {
+    match Command::new("xsltproc")
+        .current_dir(dir)
+        .args(args)
+        .output()
+    {
         Ok(out) => {
-            assert!(out.status.success(), "xsltproc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "xsltproc {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             Some(out.stdout)
         }
         Err(_) => {

@@ -34,11 +34,7 @@ pub enum Precondition {
 /// If-Modified-Since in the order RFC 9110 §13.2.2 prescribes. `etag` is
 /// ours (quoted, strong) if we send one. A date that does not parse is
 /// ignored, as the RFC requires.
-pub fn evaluate(
-    req: &Request,
-    etag: Option<&str>,
-    modified: Option<SystemTime>,
-) -> Precondition {
+pub fn evaluate(req: &Request, etag: Option<&str>, modified: Option<SystemTime>) -> Precondition {
     let safe = matches!(req.method(), "GET" | "HEAD");
     // Step 1 and 2: If-Match, else If-Unmodified-Since.
     if let Some(list) = header_list(req, "If-Match") {

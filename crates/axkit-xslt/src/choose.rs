@@ -83,14 +83,21 @@ pub(crate) fn for_media<'a>(chain: &'a [Style], media: &'a str) -> impl Iterator
 /// The stylesheets the document's XSLT PIs name for this choice: with a
 /// style name, those titled so; else the ones that are not alternates.
 /// An `href` starting with `/` is under the DocumentRoot, another is
-/// relative to the document; URLs are never fetched.
+/// relative to the document. A document names only stylesheets beneath
+/// the DocumentRoot (a URL, or a path outside it, is an error).
 pub(crate) fn from_pis(
     doc: &axkit_xml::Document,
     choice: &Choice,
     root: Option<&Path>,
     url: &Path,
-) -> Vec<PathBuf> {
+) -> Result<Vec<PathBuf>, String> {
     let base = url.parent().unwrap_or(Path::new("/"));
+    let refused = |href: &str| {
+        format!(
+            "{}: <?xml-stylesheet href=\"{href}\"?> names a stylesheet outside the DocumentRoot",
+            url.display()
+        )
+    };
     doc.stylesheet_pis()
         .into_iter()
         .filter(|pi| {
@@ -101,20 +108,25 @@ pub(crate) fn from_pis(
                 )
             })
         })
-        .filter(|pi| pi.media.as_deref().is_none_or(|m| media_takes(m, &choice.media)))
+        .filter(|pi| {
+            pi.media
+                .as_deref()
+                .is_none_or(|m| media_takes(m, &choice.media))
+        })
         .filter(|pi| match &choice.style {
             Some(name) => pi.title.as_deref() == Some(name.as_str()),
             None => !pi.alternate,
         })
-        .filter(|pi| !pi.href.contains("://"))
         .map(|pi| {
-            lexical(&match pi.href.strip_prefix('/') {
-                Some(rel) => match root {
-                    Some(root) => root.join(rel),
-                    None => PathBuf::from(&pi.href),
-                },
+            let root = root.ok_or_else(|| refused(&pi.href))?;
+            let path = lexical(&match pi.href.strip_prefix('/') {
+                Some(rel) => root.join(rel),
                 None => base.join(&pi.href),
-            })
+            });
+            if pi.href.contains("://") || !path.starts_with(root) {
+                return Err(refused(&pi.href));
+            }
+            Ok(path)
         })
         .collect()
 }

@@ -92,14 +92,15 @@ static CHOOSER: Key<Vec<Chooser>> = Key::parsed("StyleChooser", parse_choosers)
     .default("querystring")
     .doc("How a request picks a named style: querystring (?style=NAME), useragent (StyleUserAgent), media");
 
-static USER_AGENT: List<(regex::Regex, String)> = List::parsed("StyleUserAgent", |args| {
-    match args {
+static USER_AGENT: List<(regex::Regex, String)> = List::parsed(
+    "StyleUserAgent",
+    |args| match args {
         [re, name] => regex::Regex::new(re)
             .map(|re| (re, name.to_string()))
             .map_err(|e| format!("bad regex: {e}")),
         _ => Err("expected StyleUserAgent REGEX NAME".into()),
-    }
-})
+    },
+)
 .args(Args::Range(2, 2))
 .scopes(HERE)
 .doc("StyleUserAgent REGEX NAME: the style the useragent chooser picks for a matching User-Agent");
@@ -176,9 +177,9 @@ fn parse_match(args: &[&str]) -> Result<Match, String> {
     match args {
         ["root", name] => Ok(Match::Root(name.to_string())),
         ["namespace", uri] => Ok(Match::Namespace(uri.to_string())),
-        exts if !exts.is_empty() && exts.iter().all(|e| e.len() > 1 && e.starts_with('.')) => {
-            Ok(Match::Extensions(exts.iter().map(|e| e.to_string()).collect()))
-        }
+        exts if !exts.is_empty() && exts.iter().all(|e| e.len() > 1 && e.starts_with('.')) => Ok(
+            Match::Extensions(exts.iter().map(|e| e.to_string()).collect()),
+        ),
         _ => Err("expected XMLMatch .EXT…, XMLMatch root NAME or XMLMatch namespace URI".into()),
     }
 }
@@ -219,7 +220,8 @@ impl FromConfig for NamedStyle {
     const VALUE: ArgType = ArgType::String;
     const ARGS: Args = Args::Block;
     fn from_args(args: &[Value]) -> Result<Self, String> {
-        let (Some(lines), [Value::Str(name)]) = (args.first().and_then(Value::as_block), &args[1..])
+        let (Some(lines), [Value::Str(name)]) =
+            (args.first().and_then(Value::as_block), &args[1..])
         else {
             return Err("expected <Style NAME> XSLTStyle FILE… </Style>".into());
         };
@@ -267,9 +269,7 @@ fn parse_choosers(args: &[&str]) -> Result<Vec<Chooser>, String> {
 /// An XML name without a prefix, as an `xsl:param` is named.
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
         && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
@@ -368,7 +368,11 @@ impl Xslt {
             .filter(|m| matches!(m, Match::Root(_) | Match::Namespace(_)))
             .cloned()
             .collect();
-        let choice = choose::choose(ctx, config.get(&CHOOSER).as_slice(), config.list(&USER_AGENT));
+        let choice = choose::choose(
+            ctx,
+            config.get(&CHOOSER).as_slice(),
+            config.list(&USER_AGENT),
+        );
         let named = choice
             .style
             .as_deref()
@@ -431,7 +435,7 @@ impl Xslt {
         // default chain, each for the chosen medium.
         let pis = match &input {
             Input::Tree(doc) if use_pis => {
-                choose::from_pis(doc, &choice, root_dir.as_deref(), &url)
+                choose::from_pis(doc, &choice, root_dir.as_deref(), &url)?
             }
             _ => Vec::new(),
         };
@@ -466,6 +470,13 @@ impl Xslt {
             if let Some(name) = &choice.style {
                 key.push_str(&format!("\0style={name}"));
             }
+            // To the second, as Last-Modified says it.
+            let modified = std::time::UNIX_EPOCH
+                + Duration::from_secs(
+                    modified
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs()),
+                );
             let etag = format!("\"x{:016x}\"", hash(&key));
             let headers = &mut ctx.response.headers;
             headers.set("ETag", etag.clone());
@@ -639,7 +650,10 @@ fn params(ctx: &Context) -> Vec<(String, String)> {
                 params.push((name, value));
             }
         };
-        add("request.path".into(), ctx.request.decoded_path().to_string());
+        add(
+            "request.path".into(),
+            ctx.request.decoded_path().to_string(),
+        );
         add("request.method".into(), ctx.request.method().to_string());
         for (name, value) in ctx.request.query_params() {
             add(name.into_owned(), value.into_owned());

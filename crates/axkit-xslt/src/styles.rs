@@ -90,10 +90,8 @@ impl Styles {
             }
             let (deps, root) = (c.deps.clone(), c.root.clone());
             let same = tokio::task::spawn_blocking(move || {
-                deps.iter().all(|(p, stamp)| {
-                    root.metadata(p)
-                        .is_ok_and(|md| Stamp::of(&md) == *stamp)
-                })
+                deps.iter()
+                    .all(|(p, stamp)| root.metadata(p).is_ok_and(|md| Stamp::of(&md) == *stamp))
             })
             .await
             .unwrap_or(false);
