@@ -1,7 +1,8 @@
 //! The `xslt` plugin through the real binary: a `.xml` file through a
 //! two-stylesheet chain (byte for byte what `xsltproc` makes of it), named
 //! chains by `?style=`, `<?xml-stylesheet?>` PIs, parameters from the
-//! config and the request, validators and a 304, the result cache, a
+//! config and the request, validators and a 304, the result cache (and
+//! what a document loads with `document()` invalidating it), a
 //! stylesheet edited while serving, and Lua scripts before and after the
 //! XSLT processor in the `xmlresponse` chain.
 
@@ -116,8 +117,8 @@ fn parameters_come_from_the_config_and_the_request() {
 
 #[test]
 fn validators_give_304_and_results_are_cached() {
-    // The stylesheet reads a side file with document(): not something the
-    // cache tracks, which makes a cached answer visible.
+    // The stylesheet reads a side file with document(): the result
+    // depends on it too.
     let side = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
 <xsl:output method="text"/>
 <xsl:template match="/">side=<xsl:value-of select="document('side.xml')/side"/></xsl:template>
@@ -126,16 +127,17 @@ fn validators_give_304_and_results_are_cached() {
     let mut files = site();
     files.push(("site/side.xsl", side));
     files.push(("site/side.xml", "<side>one</side>"));
-    let srv = start(&conf("", "    XSLTStyle side.xsl"), &files);
+    let mut srv = start(&conf("LogLevel LOGDEBUG", "    XSLTStyle side.xsl"), &files);
     let r = srv.get("/a.xml");
     assert_eq!(r.text(), "side=one");
     let etag = r.header("ETag").unwrap().to_string();
-    srv.dir.write("site/side.xml", "<side>two</side>");
-    assert_eq!(srv.get("/a.xml").text(), "side=one", "not from the cache");
+    let modified = r.header("Last-Modified").unwrap().to_string();
+    assert_eq!(srv.get("/a.xml").text(), "side=one");
+    srv.wait_stderr("a.xml from the result cache", Duration::from_secs(5));
     let r = request(&srv, "GET", "/a.xml", &format!("If-None-Match: {etag}\r\n"));
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());
-    let modified = r.header("Last-Modified").unwrap().to_string();
+    assert_eq!(r.header("ETag"), Some(etag.as_str()));
     let r = request(
         &srv,
         "GET",
@@ -143,14 +145,14 @@ fn validators_give_304_and_results_are_cached() {
         &format!("If-Modified-Since: {modified}\r\n"),
     );
     assert_eq!(r.status, 304);
-    // Without the cache, every request transforms.
-    let srv2 = start(
-        &conf("", "    XSLTStyle side.xsl\n    XSLTCache Off"),
-        &files,
-    );
-    assert_eq!(srv2.get("/a.xml").text(), "side=one");
-    srv2.dir.write("site/side.xml", "<side>two</side>");
-    assert_eq!(srv2.get("/a.xml").text(), "side=two");
+    // A change to the file it loaded is a new result, with a new ETag.
+    srv.dir.write("site/side.xml", "<side>two two</side>");
+    let changed = wait_until(Duration::from_secs(10), || {
+        srv.get("/a.xml").text() == "side=two two"
+    });
+    assert!(changed, "the cached result outlived what it loaded");
+    let r = request(&srv, "GET", "/a.xml", &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!(r.status, 200);
 }
 
 #[test]
@@ -206,4 +208,39 @@ end
     assert_eq!(r.header("Content-Type"), Some("text/html; charset=UTF-8"));
     // A file's output too.
     assert!(srv.get("/a.xml").text().contains("<nav>menu</nav>"));
+}
+
+/// The demo's XML site (`demo/xml/`, as the built-in config and
+/// etc/axkit.conf serve it): the front page XIncludes the articles, and
+/// the same source is a feed by the `rss` chain.
+#[test]
+fn the_demo_site_renders_pages_and_a_feed() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/demo");
+    let body = format!(
+        "    DocumentRoot {demo}\n    <Location /xml>\n\
+         \x20       XSLTStyle xml/style/article.xsl\n        XSLTStyle xml/style/page.xsl\n\
+         \x20       <Style rss>\n            XSLTStyle xml/style/rss.xsl\n        </Style>\n    </Location>"
+    );
+    let srv = start(&conf("", &body), &[]);
+    let r = srv.get("/xml/index.xml");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=UTF-8"));
+    let page = r.text();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(
+        page.contains("<a href=\"articles/caching.xml\">Caching</a>"),
+        "{page}"
+    );
+    let r = srv.get("/xml/articles/pipeline.xml");
+    assert!(
+        r.text().contains("<h1>Documents in, pipeline out</h1>"),
+        "{}",
+        r.text()
+    );
+    let r = srv.get("/xml/index.xml?style=rss");
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/rss+xml; charset=UTF-8")
+    );
+    assert_eq!(r.text().matches("<item>").count(), 3, "{}", r.text());
 }

@@ -49,19 +49,21 @@ mod choose;
 mod styles;
 mod transform;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axkit::config::{ArgType, Args, Directive, FromConfig, Key, List, Scopes, Value};
 use axkit::plugin::{Body, DocRoot, Document, Rule, DOCUMENT_ROOT};
-use axkit::{hook, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
+use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
 use axkit_cache::{Entry, MemoryStore, Object, Storage};
 use axkit_plugins::file_http::{self, Precondition};
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
-use crate::styles::{Stamp, Styles};
+use crate::styles::{Compiled, Files, Stamp, Styles};
 use crate::transform::Job;
 
 pub const XSLT: PluginSpec = PluginSpec {
@@ -160,6 +162,9 @@ const INLINE_MAX: usize = 64 * 1024;
 
 /// The largest document (or file a document loads) the pipeline parses.
 const MAX_DOCUMENT: usize = 256 * 1024 * 1024;
+
+/// Files whose loads are remembered, at most (then forgotten at once).
+const MAX_SOURCES: usize = 10_000;
 
 /// A result is kept this long at most; its key changes with every file
 /// it depends on, so this only bounds how long an unused one lingers.
@@ -302,17 +307,19 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     Ok(Rc::new(Xslt {
         styles,
         results: MemoryStore::new(usize::try_from(*global.get(&CACHE_SIZE)).unwrap_or(usize::MAX)),
+        sources: RefCell::default(),
         pool: Rc::new(Semaphore::new((*global.get(&POOL)).max(1))),
     }))
 }
 
-/// A stylesheet path as the config or a PI means it: relative to the
-/// DocumentRoot (or the working directory without one) unless absolute.
+/// A stylesheet path as the config means it: relative to the
+/// DocumentRoot (or the working directory without one) unless absolute;
+/// made absolute, as the libraries name files.
 fn resolve(root: Option<&Path>, path: &str) -> PathBuf {
-    match root {
+    transform::absolute(&match root {
         Some(root) if !path.starts_with('/') => root.join(path),
         _ => PathBuf::from(path),
-    }
+    })
 }
 
 struct Xslt {
@@ -320,6 +327,9 @@ struct Xslt {
     styles: Styles,
     /// Transformed files of this worker.
     results: MemoryStore,
+    /// What each file loaded (XIncludes, `document()`) when it was last
+    /// transformed, for its cache key.
+    sources: RefCell<HashMap<PathBuf, (Stamp, Rc<Files>)>>,
     /// Turns on the blocking pool for large transforms.
     pool: Rc<Semaphore>,
 }
@@ -401,11 +411,12 @@ impl Xslt {
             },
             None => Input::File,
         };
-        let policy = transform::policy(doc_root, MAX_DOCUMENT);
+        let (policy, loaded) =
+            transform::recording(transform::policy(doc_root.clone(), MAX_DOCUMENT));
         // What names the document in errors and anchors its relative
         // references: its file, else where its URL would map.
         let url = match &file {
-            Some((path, _)) => path.clone(),
+            Some((path, _)) => transform::absolute(path),
             None => resolve(
                 root_dir.as_deref(),
                 ctx.request.decoded_path().trim_start_matches('/'),
@@ -435,7 +446,8 @@ impl Xslt {
         // default chain, each for the chosen medium.
         let pis = match &input {
             Input::Tree(doc) if use_pis => {
-                choose::from_pis(doc, &choice, root_dir.as_deref(), &url)?
+                let root = root_dir.as_deref().map(transform::absolute);
+                choose::from_pis(doc, &choice, root.as_deref(), &url)?
             }
             _ => Vec::new(),
         };
@@ -454,46 +466,27 @@ impl Xslt {
         }
 
         // A file's result has validators made of everything it depends
-        // on, and is cached by them.
-        let mut cache_key = None;
-        if let Some((path, stamp)) = &file {
-            let mut key = format!("{}\0{}", path.display(), stamp.key());
-            let mut modified = stamp.modified;
-            for sheet in &sheets {
-                key.push('\0');
-                key.push_str(&sheet.key);
-                modified = modified.max(sheet.modified);
-            }
-            for (name, value) in &params {
-                key.push_str(&format!("\0{name}={value}"));
-            }
-            if let Some(name) = &choice.style {
-                key.push_str(&format!("\0style={name}"));
-            }
-            // To the second, as Last-Modified says it.
-            let modified = std::time::UNIX_EPOCH
-                + Duration::from_secs(
-                    modified
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs()),
-                );
-            let etag = format!("\"x{:016x}\"", hash(&key));
-            let headers = &mut ctx.response.headers;
-            headers.set("ETag", etag.clone());
-            headers.set("Last-Modified", axkit_http::fmt_http_date(modified));
-            match file_http::evaluate(&ctx.request, Some(&etag), Some(modified)) {
-                Precondition::Proceed => {}
-                Precondition::NotModified => {
-                    ctx.response.headers.remove("Content-Type");
-                    ctx.response.status = 304;
-                    ctx.response.body = Body::Empty;
-                    return Ok(Outcome::Done);
-                }
-                Precondition::Failed => return Ok(Outcome::Status(412)),
+        // on (its stylesheets, what it and they loaded), and is cached by
+        // them. What a file loads is known once it has been transformed.
+        let base = file
+            .as_ref()
+            .map(|(path, stamp)| base_key(path, stamp, &sheets, &params, choice.style.as_deref()));
+        let known = match &file {
+            Some((path, stamp)) => self.known_deps(path, stamp).await,
+            None => None,
+        };
+        if let (Some(base), Some(deps)) = (&base, &known) {
+            let (key, validators) = full_key(base, deps);
+            if let Some(outcome) = conditional(ctx, &validators) {
+                return Ok(outcome);
             }
             if use_cache {
                 if let Ok(Some(object)) = self.results.get(key.as_bytes()).await {
                     if let Object::Response(entry) = &*object {
+                        if ctx.worker().log_level() >= Level::Debug {
+                            let msg = format!("xslt: {} from the result cache", url.display());
+                            ctx.log(Level::Debug, &msg);
+                        }
                         if let Some(ct) = entry.header("Content-Type") {
                             ctx.response.headers.set("Content-Type", ct.to_string());
                         }
@@ -501,7 +494,6 @@ impl Xslt {
                         return Ok(Outcome::Ok);
                     }
                 }
-                cache_key = Some(key);
             }
         }
 
@@ -526,28 +518,78 @@ impl Xslt {
         .map_err(|e| e.to_string())?;
         let body = Bytes::from(out.body);
         let content_type = out.content_type;
-        ctx.response
-            .headers
-            .set("Content-Type", content_type.clone());
-        if let Some(key) = cache_key {
-            let entry = Entry {
-                status: 200,
-                headers: vec![("Content-Type".into(), content_type)],
-                body: body.clone(),
-                stored_ms: 0,
-                initial_age_ms: 0,
-                fresh_ms: 0,
-                swr_ms: 0,
-                sie_ms: 0,
-                must_revalidate: true,
+        if let (Some((path, stamp)), Some(base)) = (&file, &base) {
+            let deps = match known {
+                Some(deps) => deps,
+                None => self.record_deps(path, stamp, doc_root, &loaded).await,
             };
-            let _ = self
-                .results
-                .put(key.as_bytes(), Rc::new(Object::Response(entry)), KEEP)
-                .await;
+            let (key, validators) = full_key(base, &deps);
+            if let Some(outcome) = conditional(ctx, &validators) {
+                return Ok(outcome);
+            }
+            if use_cache {
+                let entry = Entry {
+                    status: 200,
+                    headers: vec![("Content-Type".into(), content_type.clone())],
+                    body: body.clone(),
+                    stored_ms: 0,
+                    initial_age_ms: 0,
+                    fresh_ms: 0,
+                    swr_ms: 0,
+                    sie_ms: 0,
+                    must_revalidate: true,
+                };
+                let _ = self
+                    .results
+                    .put(key.as_bytes(), Rc::new(Object::Response(entry)), KEEP)
+                    .await;
+            }
         }
+        ctx.response.headers.set("Content-Type", content_type);
         ctx.document = Some(Document::Text(body));
         Ok(Outcome::Ok)
+    }
+
+    /// What `path` (at `stamp`) loaded when it was last transformed, if
+    /// none of it changed since.
+    async fn known_deps(&self, path: &Path, stamp: &Stamp) -> Option<Rc<Files>> {
+        let known = self
+            .sources
+            .borrow()
+            .get(path)
+            .filter(|(s, _)| s == stamp)
+            .map(|(_, files)| files.clone())?;
+        if known.unchanged().await {
+            return Some(known);
+        }
+        self.sources.borrow_mut().remove(path);
+        None
+    }
+
+    /// Stamp and remember what `path` loaded.
+    async fn record_deps(
+        &self,
+        path: &Path,
+        stamp: &Stamp,
+        root: Option<DocRoot>,
+        loaded: &transform::Loaded,
+    ) -> Rc<Files> {
+        let paths = transform::loaded(loaded);
+        let files = if paths.is_empty() {
+            Files::stat(None, &[])
+        } else {
+            let stat_root = root.clone();
+            tokio::task::spawn_blocking(move || Files::stat(stat_root, &paths))
+                .await
+                .unwrap_or_else(|_| Files::stat(None, &[]))
+        };
+        let files = Rc::new(files);
+        let mut sources = self.sources.borrow_mut();
+        if sources.len() >= MAX_SOURCES {
+            sources.clear();
+        }
+        sources.insert(path.to_path_buf(), (stamp.clone(), files.clone()));
+        files
     }
 
     /// Parse `bytes` (on the pool when large), XIncludes processed.
@@ -665,6 +707,72 @@ fn params(ctx: &Context) -> Vec<(String, String)> {
         }
     }
     params
+}
+
+/// The result cache's key of a file before what it loads: its path and
+/// stamp, its stylesheets' files, the parameters and the style; and the
+/// newest modification time among them.
+fn base_key(
+    path: &Path,
+    stamp: &Stamp,
+    sheets: &[Rc<Compiled>],
+    params: &[(String, String)],
+    style: Option<&str>,
+) -> (String, SystemTime) {
+    let mut key = format!("{}\0{}", path.display(), stamp.key());
+    let mut modified = stamp.modified;
+    for sheet in sheets {
+        key.push('\0');
+        key.push_str(&sheet.files.key);
+        modified = modified.max(sheet.files.modified);
+    }
+    for (name, value) in params {
+        key.push_str(&format!("\0{name}={value}"));
+    }
+    if let Some(name) = style {
+        key.push_str(&format!("\0style={name}"));
+    }
+    (key, modified)
+}
+
+/// The validators of a transformed file.
+struct Validators {
+    etag: String,
+    modified: SystemTime,
+}
+
+/// The whole key, with what the file loaded, and its validators.
+fn full_key((base, modified): &(String, SystemTime), deps: &Files) -> (String, Validators) {
+    let key = format!("{base}\0{}", deps.key);
+    let modified = (*modified).max(deps.modified);
+    // To the second, as Last-Modified says it.
+    let secs = modified
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let validators = Validators {
+        etag: format!("\"x{:016x}\"", hash(&key)),
+        modified: UNIX_EPOCH + Duration::from_secs(secs),
+    };
+    (key, validators)
+}
+
+/// Put the validators on the response and answer a conditional request
+/// they satisfy (304) or fail (412); `None` to answer in full.
+fn conditional(ctx: &mut Context, v: &Validators) -> Option<Outcome> {
+    let precondition = file_http::evaluate(&ctx.request, Some(&v.etag), Some(v.modified));
+    if precondition == Precondition::Failed {
+        return Some(Outcome::Status(412));
+    }
+    let headers = &mut ctx.response.headers;
+    headers.set("ETag", v.etag.clone());
+    headers.set("Last-Modified", axkit_http::fmt_http_date(v.modified));
+    if precondition == Precondition::NotModified {
+        headers.remove("Content-Type");
+        ctx.response.status = 304;
+        ctx.response.body = Body::Empty;
+        return Some(Outcome::Done);
+    }
+    None
 }
 
 fn hash(text: &str) -> u64 {

@@ -1,8 +1,9 @@
 //! Each worker's compiled stylesheets, by path. An entry remembers every
 //! file its compilation read (the stylesheet, its `xsl:include`s and
 //! `xsl:import`s, as they went through the load policy) with their inode,
-//! size and modification time; at most once a second a use checks them
-//! (on the blocking pool) and a change recompiles it.
+//! size and modification time ([`Files`]); at most once a second a use
+//! checks them (on the blocking pool) and a change recompiles it. The
+//! result cache tracks what a document loaded the same way.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -10,11 +11,11 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axkit::plugin::{DocRoot, Rule};
-use axkit_xml::{Policy, Stylesheet};
+use axkit_xml::Stylesheet;
 
 use crate::transform;
 use crate::MAX_DOCUMENT;
@@ -47,17 +48,78 @@ impl Stamp {
     }
 }
 
+/// Files something was made from, with their stamps as they were then.
+pub(crate) struct Files {
+    root: Option<DocRoot>,
+    list: Arc<Vec<(PathBuf, Stamp)>>,
+    checked: Cell<Instant>,
+    /// Their paths and stamps, for a cache key.
+    pub key: String,
+    /// The newest of their modification times.
+    pub modified: SystemTime,
+}
+
+impl Files {
+    /// Stamp `paths` (beneath `root`) now. It may wait for a disk.
+    pub(crate) fn stat(root: Option<DocRoot>, paths: &[PathBuf]) -> Files {
+        let mut list = Vec::with_capacity(paths.len());
+        let mut key = String::new();
+        let mut modified = SystemTime::UNIX_EPOCH;
+        for path in paths {
+            let Some(Ok(md)) = root.as_ref().map(|r| r.metadata(&relative(r, path))) else {
+                continue;
+            };
+            let stamp = Stamp::of(&md);
+            key.push_str(&format!("{}@{};", path.display(), stamp.key()));
+            modified = modified.max(stamp.modified);
+            list.push((path.clone(), stamp));
+        }
+        Files {
+            root,
+            list: Arc::new(list),
+            checked: Cell::new(Instant::now()),
+            key,
+            modified,
+        }
+    }
+
+    /// Whether none of them changed since they were stamped (looked at on
+    /// the blocking pool, at most once a second).
+    pub(crate) async fn unchanged(&self) -> bool {
+        if self.checked.get().elapsed() < CHECK_EVERY || self.list.is_empty() {
+            return true;
+        }
+        let (list, root) = (self.list.clone(), self.root.clone());
+        let same = tokio::task::spawn_blocking(move || {
+            list.iter().all(|(p, stamp)| {
+                root.as_ref().is_some_and(|r| {
+                    r.metadata(&relative(r, p))
+                        .is_ok_and(|md| Stamp::of(&md) == *stamp)
+                })
+            })
+        })
+        .await
+        .unwrap_or(false);
+        if same {
+            self.checked.set(Instant::now());
+        }
+        same
+    }
+}
+
+/// `path` (absolute) as `root` names its files (relative to the working
+/// directory when the root is).
+fn relative(root: &DocRoot, path: &Path) -> PathBuf {
+    match (root.path().is_absolute(), transform::cwd()) {
+        (false, Some(cwd)) => path.strip_prefix(cwd).unwrap_or(path).to_path_buf(),
+        _ => path.to_path_buf(),
+    }
+}
+
 /// A compiled stylesheet and the files it was compiled from.
 pub(crate) struct Compiled {
     pub sheet: Arc<Stylesheet>,
-    /// The path and stamps of every file it was compiled from: part of
-    /// the result cache's key.
-    pub key: String,
-    /// The newest of those files' modification times.
-    pub modified: SystemTime,
-    deps: Arc<Vec<(PathBuf, Stamp)>>,
-    root: DocRoot,
-    checked: Cell<Instant>,
+    pub files: Files,
 }
 
 #[derive(Default)]
@@ -85,18 +147,7 @@ impl Styles {
     ) -> Result<Rc<Compiled>, String> {
         let current = self.map.borrow().get(path).cloned();
         if let Some(c) = current {
-            if c.checked.get().elapsed() < CHECK_EVERY {
-                return Ok(c);
-            }
-            let (deps, root) = (c.deps.clone(), c.root.clone());
-            let same = tokio::task::spawn_blocking(move || {
-                deps.iter()
-                    .all(|(p, stamp)| root.metadata(p).is_ok_and(|md| Stamp::of(&md) == *stamp))
-            })
-            .await
-            .unwrap_or(false);
-            if same {
-                c.checked.set(Instant::now());
+            if c.files.unchanged().await {
                 return Ok(c);
             }
         }
@@ -118,47 +169,22 @@ impl Styles {
 /// config names outside the site), without following links.
 fn root_for(path: &Path, doc_root: Option<&Path>) -> DocRoot {
     match doc_root {
-        Some(root) if path.starts_with(root) => DocRoot::new(root, Rule::Beneath),
+        Some(root) if path.starts_with(transform::absolute(root)) => {
+            DocRoot::new(root, Rule::Beneath)
+        }
         _ => DocRoot::new(path.parent().unwrap_or(Path::new("/")), Rule::NoSymlinks),
     }
 }
 
 /// Compile `path`, recording every file the compilation loads.
 fn compile(path: &Path, root: DocRoot) -> Result<Compiled, String> {
-    let loaded = Arc::new(Mutex::new(vec![path.to_path_buf()]));
-    let inner = transform::policy(Some(root.clone()), MAX_DOCUMENT);
-    let record = loaded.clone();
-    let policy = Policy {
-        load: Arc::new(move |p: &Path| {
-            if let Ok(mut list) = record.lock() {
-                if !list.iter().any(|q| q == p) {
-                    list.push(p.to_path_buf());
-                }
-            }
-            (inner.load)(p)
-        }),
-        max_size: MAX_DOCUMENT,
-    };
+    let (policy, loaded) =
+        transform::recording(transform::policy(Some(root.clone()), MAX_DOCUMENT));
     let sheet = Stylesheet::compile(path, &policy).map_err(|e| e.to_string())?;
-    let files = loaded.lock().map(|l| l.clone()).unwrap_or_default();
-    let mut deps = Vec::with_capacity(files.len());
-    let mut key = String::new();
-    let mut modified = SystemTime::UNIX_EPOCH;
-    for file in files {
-        let Ok(md) = root.metadata(&file) else {
-            continue;
-        };
-        let stamp = Stamp::of(&md);
-        key.push_str(&format!("{}@{};", file.display(), stamp.key()));
-        modified = modified.max(stamp.modified);
-        deps.push((file, stamp));
-    }
+    let mut files = vec![path.to_path_buf()];
+    files.extend(transform::loaded(&loaded));
     Ok(Compiled {
         sheet: Arc::new(sheet),
-        key,
-        modified,
-        deps: Arc::new(deps),
-        root,
-        checked: Cell::new(Instant::now()),
+        files: Files::stat(Some(root), &files),
     })
 }

@@ -4,8 +4,8 @@
 //! stylesheets, the load policy), never the request.
 
 use std::io::{self, Read};
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axkit::plugin::{is_escape, DocRoot};
 use axkit_xml::{Document, Policy, Stylesheet, XmlError};
@@ -29,6 +29,33 @@ pub(crate) fn policy(root: Option<DocRoot>, max_size: usize) -> Policy {
     }
 }
 
+/// Files a [`recording`] policy loaded.
+pub(crate) type Loaded = Arc<Mutex<Vec<PathBuf>>>;
+
+/// `policy`, remembering the path of every file it loads.
+pub(crate) fn recording(policy: Policy) -> (Policy, Loaded) {
+    let loaded = Loaded::default();
+    let record = loaded.clone();
+    let inner = policy.load.clone();
+    let policy = Policy {
+        load: Arc::new(move |p: &Path| {
+            if let Ok(mut list) = record.lock() {
+                if !list.iter().any(|q| q == p) {
+                    list.push(p.to_path_buf());
+                }
+            }
+            inner(p)
+        }),
+        max_size: policy.max_size,
+    };
+    (policy, loaded)
+}
+
+/// What a recording policy has loaded so far.
+pub(crate) fn loaded(loaded: &Loaded) -> Vec<PathBuf> {
+    loaded.lock().map(|l| l.clone()).unwrap_or_default()
+}
+
 /// Read `path` through the core's opener beneath `root`, at most
 /// `max_size` bytes; a path outside it, or leading out of it through a
 /// link or `..`, is refused with why.
@@ -38,6 +65,12 @@ pub(crate) fn read_beneath(root: &DocRoot, path: &Path, max_size: usize) -> io::
             io::ErrorKind::PermissionDenied,
             format!("{} {why} {}", path.display(), root.path().display()),
         )
+    };
+    // The libraries name files by absolute paths; a root configured
+    // relative to the working directory names them relative to it.
+    let path = match (root.path().is_absolute(), cwd()) {
+        (false, Some(cwd)) => path.strip_prefix(cwd).unwrap_or(path),
+        _ => path,
     };
     if !root.contains(path) {
         return Err(refused("is outside"));
@@ -58,6 +91,20 @@ pub(crate) fn read_beneath(root: &DocRoot, path: &Path, max_size: usize) -> io::
         ));
     }
     Ok(bytes)
+}
+
+/// The working directory, which relative roots and files are under.
+pub(crate) fn cwd() -> Option<&'static Path> {
+    static CWD: OnceLock<Option<PathBuf>> = OnceLock::new();
+    CWD.get_or_init(|| std::env::current_dir().ok()).as_deref()
+}
+
+/// `path` as the libraries want it: absolute.
+pub(crate) fn absolute(path: &Path) -> PathBuf {
+    match cwd() {
+        Some(cwd) if path.is_relative() => cwd.join(path),
+        _ => path.to_path_buf(),
+    }
 }
 
 /// Parse `bytes` named `url`, and process its XIncludes if it has any.
