@@ -244,3 +244,33 @@ fn the_demo_site_renders_pages_and_a_feed() {
     );
     assert_eq!(r.text().matches("<item>").count(), 3, "{}", r.text());
 }
+
+/// `XMLMatch root`/`namespace`: only documents with that root element go
+/// through the pipeline; another file is served as it is.
+#[test]
+fn xml_match_takes_documents_by_root_element_or_namespace() {
+    let feed = "<?xml version=\"1.0\"?>\n<rss version=\"2.0\"/>\n";
+    let ns = "<?xml version=\"1.0\"?>\n<a:article xmlns:a=\"urn:x-articles\"><a:title>N</a:title></a:article>\n";
+    let mut files = site();
+    files.push(("site/feed.xml", feed));
+    files.push(("site/ns/n.xml", ns));
+    let show = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:template match="/">root=<xsl:value-of select="local-name(*)"/></xsl:template>
+</xsl:stylesheet>
+"#;
+    files.push(("site/show.xsl", show));
+    let body = "    XMLMatch root article\n    <Location /ns>\n        XMLMatch namespace urn:x-articles\n\
+                \x20       XSLTStyle show.xsl\n    </Location>";
+    let srv = start(&conf("", body), &files);
+    // No chain here: the document goes out as XML.
+    let r = srv.get("/a.xml");
+    assert_eq!(r.header("Content-Type"), Some("application/xml; charset=utf-8"));
+    assert!(r.text().contains("<article><title>On &amp; off</title>"), "{}", r.text());
+    let r = srv.get("/feed.xml");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), feed, "not served as it is");
+    // A Location's XMLMatch lines add to the Server's (as XSLTStyle lines
+    // do): article or the namespace.
+    assert_eq!(srv.get("/ns/n.xml").text(), "root=article");
+}

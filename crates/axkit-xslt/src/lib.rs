@@ -426,16 +426,19 @@ impl Xslt {
 
         // Parse first when the choice depends on the document itself.
         if wants_root || use_pis {
-            let doc = match input {
-                Input::Tree(doc) => doc,
-                Input::Text(text) => self.parse(text, &url, &policy).await?,
-                Input::File => self.parse(read_file(ctx).await?, &url, &policy).await?,
+            let (doc, text) = match input {
+                Input::Tree(doc) => (doc, None),
+                Input::Text(text) => (self.parse(text.clone(), &url, &policy).await?, Some(text)),
+                Input::File => (self.parse(read_file(ctx).await?, &url, &policy).await?, None),
             };
             if wants_root && !root_matches(&doc, &roots) {
                 // Not for this pipeline: a file goes on to be served as it
-                // is, a document stays for the next plugin.
+                // is, a document stays as it came for the next plugin.
                 if file.is_none() {
-                    ctx.document = Some(Document::Tree(Box::new(doc)));
+                    ctx.document = Some(match text {
+                        Some(text) => Document::Text(text),
+                        None => Document::Tree(Box::new(doc)),
+                    });
                 }
                 return Ok(Outcome::Declined);
             }
