@@ -190,12 +190,6 @@ log "document $DOC_SIZE bytes -> page $OUT_SIZE bytes; axkit and nginx pages: $S
 
 # ---- throughput -----------------------------------------------------------------
 
-TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
-cpu_us_per_req() {   # cpu_us_per_req TICKS_BEFORE PID -> µs per request of the last wrk run
-    awk -v t=$(( $(cpu_ticks "$2" $(workers_of "$2")) - $1 )) -v u="$TICK_US" -v n="$(cat "$TMP/last-count")" \
-        'BEGIN {if (n > 0) printf "%.1f", t * u / n; else print 0}'
-}
-
 # measure NAME PID PORT PATH: one wrk round, "REQ/S CPU-µs/REQ"
 measure() {
     kill -0 "$2" 2>/dev/null || die "$1's master died before a wrk run"
