@@ -242,15 +242,19 @@ fn flush(call: &mut Call) {
 
 /// One line of libxslt's error text. libxslt prefixes each error with a
 /// context line, `runtime error: file F line N element E` (or
-/// `compilation error: …`), and prints the message on the next.
+/// `compilation error: …`, or a bare `error` where it knows nothing), and
+/// prints the message on the next.
 fn text_line(call: &mut Call, line: &str) {
     if line.trim().is_empty() {
         return;
     }
-    for kind in ["runtime error", "compilation error"] {
+    for kind in ["runtime error", "compilation error", "error"] {
         let Some(rest) = line.strip_prefix(kind) else {
             continue;
         };
+        if !(rest.is_empty() || rest.starts_with(": file ") || rest.starts_with(": element ")) {
+            continue;
+        }
         let (file, n) = parse_context(rest);
         call.diags.push(Diag {
             file,
