@@ -245,7 +245,7 @@ fn flush(call: &mut Call) {
 /// `compilation error: …`, or a bare `error` where it knows nothing), and
 /// prints the message on the next.
 fn text_line(call: &mut Call, line: &str) {
-    if line.trim().is_empty() {
+    if line.trim().is_empty() || is_stack_dump(line) {
         return;
     }
     for kind in ["runtime error", "compilation error", "error"] {
@@ -277,6 +277,17 @@ fn text_line(call: &mut Call, line: &str) {
             message: line.trim().to_string(),
         }),
     }
+}
+
+/// The template and variable stack libxslt lists after a recursion error
+/// (`Templates:`, `#0 name r`, …): thousands of lines that say nothing
+/// the message does not.
+fn is_stack_dump(line: &str) -> bool {
+    line == "Templates:"
+        || line == "Variables:"
+        || line
+            .strip_prefix('#')
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// `: file F line N element E` → (F, N).

@@ -284,6 +284,25 @@ fn errors_carry_file_and_line() {
     let path = dir.write("www/broken.xsl", "<xsl:stylesheet version=\"1.0\"\n");
     let e = expect_err(Stylesheet::compile(&path, &policy), "broken stylesheet");
     assert_eq!(e.file.as_deref(), Some(path.to_str().unwrap()), "{e}");
+    // An error in an imported stylesheet names that one.
+    dir.write(
+        "www/sub.xsl",
+        format!("<xsl:stylesheet version=\"1.0\" {XSL}>\n\n<xsl:template match=\"a\"><xsl:value-of select=\"1 +* 2\"/></xsl:template>\n</xsl:stylesheet>\n"),
+    );
+    let body = "<xsl:import href=\"sub.xsl\"/><xsl:template match=\"/\"/>";
+    let e = expect_err(transform(&dir, &policy, body), "import with a bad XPath");
+    assert_eq!(
+        (e.file.as_deref(), e.line),
+        (Some(www(&dir, "sub.xsl").as_str()), 3),
+        "{e}"
+    );
+    assert!(e.message.contains("1 +* 2"), "{e}");
+    // Endless recursion is an error (libxslt's depth limit), and its
+    // message leaves out the stack libxslt lists.
+    let body = "<xsl:template name=\"r\"><x><xsl:call-template name=\"r\"/></x></xsl:template>\n<xsl:template match=\"/\"><xsl:call-template name=\"r\"/></xsl:template>";
+    let e = expect_err(transform(&dir, &policy, body), "recursion");
+    assert!(e.message.contains("infinite template recursion"), "{e}");
+    assert!(!e.message.contains("#1 name r"), "{e}");
     // A missing stylesheet.
     let e = expect_err(
         Stylesheet::compile(Path::new("/nonexistent/s.xsl"), &policy),
