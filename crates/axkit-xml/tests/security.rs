@@ -133,6 +133,17 @@ fn quadratic_blowup_is_refused() {
         "quadratic blowup",
     );
     assert!(e.message.contains("size limit"), "{e}");
+    // The same through attribute values.
+    let attrs = format!(
+        "<!DOCTYPE r [<!ENTITY a \"{}\">]><r>{}</r>",
+        "x".repeat(50_000),
+        "<e a=\"&a;&a;&a;\"/>".repeat(5_000)
+    );
+    let e = expect_err(
+        parse(&attrs, &www(&dir, "quad.xml"), &policy),
+        "blowup in attributes",
+    );
+    assert!(e.message.contains("size limit"), "{e}");
     // A few uses are fine.
     let small = format!(
         "<!DOCTYPE r [<!ENTITY a \"{}\">]><r>&a;&a;</r>",
@@ -309,6 +320,17 @@ fn errors_carry_file_and_line() {
         "missing",
     );
     assert!(e.message.contains("/nonexistent/s.xsl"), "{e}");
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    let (dir, policy) = site();
+    let deep = format!("{}{}", "<a>".repeat(100_000), "</a>".repeat(100_000));
+    let e = expect_err(
+        parse(&deep, &www(&dir, "deep.xml"), &policy),
+        "deep nesting",
+    );
+    assert!(e.message.contains("depth"), "{e}");
 }
 
 #[test]
