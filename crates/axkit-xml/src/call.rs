@@ -505,6 +505,13 @@ pub(crate) fn read(policy: &Policy, path: &Path) -> Result<(PathBuf, Vec<u8>), L
     Ok((path.to_path_buf(), bytes))
 }
 
+/// What a loader callback was asked for, read through the policy; a
+/// failure is noted in the call (see [`load_failed`]).
+unsafe fn load_url(url: *const c_char) -> Option<(PathBuf, Vec<u8>)> {
+    let url = unsafe { c_str(url) }?;
+    load(&url).map_err(load_failed).ok()
+}
+
 /// libxml2's external entity loader, process-wide. A load that starts a
 /// document (XInclude) goes through the calling thread's policy, and its
 /// parser gets the same entity rules; a load inside a document (an
@@ -517,15 +524,8 @@ unsafe extern "C" fn entity_loader(
     if ctxt.is_null() || unsafe { sys::axkit_xml_ctxt_depth(ctxt) } > 0 {
         return ptr::null_mut();
     }
-    let Some(url) = (unsafe { c_str(url) }) else {
+    let Some((path, bytes)) = (unsafe { load_url(url) }) else {
         return ptr::null_mut();
-    };
-    let (path, bytes) = match load(&url) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            load_failed(e);
-            return ptr::null_mut();
-        }
     };
     let Ok(len) = c_int::try_from(bytes.len()) else {
         return ptr::null_mut();
@@ -549,15 +549,8 @@ unsafe extern "C" fn doc_loader(
     _ctxt: *mut c_void,
     _kind: c_int,
 ) -> *mut sys::XmlDoc {
-    let Some(url) = (unsafe { c_str(uri as *const c_char) }) else {
+    let Some((path, bytes)) = (unsafe { load_url(uri as *const c_char) }) else {
         return ptr::null_mut();
-    };
-    let (path, bytes) = match load(&url) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            load_failed(e);
-            return ptr::null_mut();
-        }
     };
     parse_raw(&bytes, &path.to_string_lossy(), dict).unwrap_or(ptr::null_mut())
 }
