@@ -333,13 +333,7 @@ unsafe extern "C" fn on_entity_decl(
         }
     } else {
         let content = unsafe { c_str(content as *const c_char) }.unwrap_or_default();
-        // Character references were replaced when the value was read; a
-        // `&#` left is one that `&#38;` spelled out, which stays a
-        // character on use. Any other `&` starts an entity reference.
-        if content
-            .match_indices('&')
-            .any(|(i, _)| !content[i + 1..].starts_with('#'))
-        {
+        if refers_to_entities(&content) {
             format!("entity '{name}' refers to other entities: refused (entity expansion)")
         } else {
             return 1;
@@ -348,6 +342,17 @@ unsafe extern "C" fn on_entity_decl(
     let (file, line) = unsafe { ctxt_place(ctxt) };
     refuse(file, line, why);
     0
+}
+
+/// Whether an entity's text refers to an entity that could expand:
+/// character references (a `&#` left is one that `&#38;` spelled out) and
+/// the five predefined entities stay one character each; any other `&`
+/// starts a reference to a declared entity.
+fn refers_to_entities(content: &str) -> bool {
+    const PLAIN: [&str; 6] = ["#", "lt;", "gt;", "amp;", "apos;", "quot;"];
+    content
+        .match_indices('&')
+        .any(|(i, _)| !PLAIN.iter().any(|p| content[i + 1..].starts_with(p)))
 }
 
 /// Every use of an internal entity adds its length to the call's total,
@@ -583,4 +588,44 @@ pub(crate) fn parse_raw(
         return None;
     }
     Some(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_text_that_expands() {
+        assert!(!refers_to_entities("plain text <b>markup</b>"));
+        assert!(!refers_to_entities(
+            "A &amp; B &lt;&gt;&apos;&quot; &#38;#60; &#x41;"
+        ));
+        assert!(refers_to_entities("&lol;&lol;"));
+        assert!(refers_to_entities("&ampx;"));
+        assert!(refers_to_entities("trailing &"));
+    }
+
+    #[test]
+    fn urls_to_paths() {
+        assert_eq!(
+            url_to_path("/a/b%20c.xml").unwrap(),
+            PathBuf::from("/a/b c.xml")
+        );
+        assert_eq!(
+            url_to_path("file:///a/b.xml").unwrap(),
+            PathBuf::from("/a/b.xml")
+        );
+        assert_eq!(
+            url_to_path("file://localhost/a").unwrap(),
+            PathBuf::from("/a")
+        );
+        assert!(url_to_path("http://x/a.xml")
+            .unwrap_err()
+            .contains("no network"));
+        assert!(url_to_path("HTTPS://x/a.xml").is_err());
+        assert!(url_to_path("ftp://x/a.xml").is_err());
+        assert!(url_to_path("relative/a.xml").is_err());
+        assert!(url_to_path("/a%00b").is_err());
+        assert!(url_to_path("file://other-host/a").is_err());
+    }
 }
