@@ -242,15 +242,19 @@ fn flush(call: &mut Call) {
 
 /// One line of libxslt's error text. libxslt prefixes each error with a
 /// context line, `runtime error: file F line N element E` (or
-/// `compilation error: …`), and prints the message on the next.
+/// `compilation error: …`, or a bare `error` where it knows nothing), and
+/// prints the message on the next.
 fn text_line(call: &mut Call, line: &str) {
-    if line.trim().is_empty() {
+    if line.trim().is_empty() || is_stack_dump(line) {
         return;
     }
-    for kind in ["runtime error", "compilation error"] {
+    for kind in ["runtime error", "compilation error", "error"] {
         let Some(rest) = line.strip_prefix(kind) else {
             continue;
         };
+        if !(rest.is_empty() || rest.starts_with(": file ") || rest.starts_with(": element ")) {
+            continue;
+        }
         let (file, n) = parse_context(rest);
         call.diags.push(Diag {
             file,
@@ -273,6 +277,17 @@ fn text_line(call: &mut Call, line: &str) {
             message: line.trim().to_string(),
         }),
     }
+}
+
+/// The template and variable stack libxslt lists after a recursion error
+/// (`Templates:`, `#0 name r`, …): thousands of lines that say nothing
+/// the message does not.
+fn is_stack_dump(line: &str) -> bool {
+    line == "Templates:"
+        || line == "Variables:"
+        || line
+            .strip_prefix('#')
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// `: file F line N element E` → (F, N).
@@ -318,13 +333,7 @@ unsafe extern "C" fn on_entity_decl(
         }
     } else {
         let content = unsafe { c_str(content as *const c_char) }.unwrap_or_default();
-        // Character references were replaced when the value was read; a
-        // `&#` left is one that `&#38;` spelled out, which stays a
-        // character on use. Any other `&` starts an entity reference.
-        if content
-            .match_indices('&')
-            .any(|(i, _)| !content[i + 1..].starts_with('#'))
-        {
+        if refers_to_entities(&content) {
             format!("entity '{name}' refers to other entities: refused (entity expansion)")
         } else {
             return 1;
@@ -333,6 +342,17 @@ unsafe extern "C" fn on_entity_decl(
     let (file, line) = unsafe { ctxt_place(ctxt) };
     refuse(file, line, why);
     0
+}
+
+/// Whether an entity's text refers to an entity that could expand:
+/// character references (a `&#` left is one that `&#38;` spelled out) and
+/// the five predefined entities stay one character each; any other `&`
+/// starts a reference to a declared entity.
+fn refers_to_entities(content: &str) -> bool {
+    const PLAIN: [&str; 6] = ["#", "lt;", "gt;", "amp;", "apos;", "quot;"];
+    content
+        .match_indices('&')
+        .any(|(i, _)| !PLAIN.iter().any(|p| content[i + 1..].starts_with(p)))
 }
 
 /// Every use of an internal entity adds its length to the call's total,
@@ -490,6 +510,13 @@ pub(crate) fn read(policy: &Policy, path: &Path) -> Result<(PathBuf, Vec<u8>), L
     Ok((path.to_path_buf(), bytes))
 }
 
+/// What a loader callback was asked for, read through the policy; a
+/// failure is noted in the call (see [`load_failed`]).
+unsafe fn load_url(url: *const c_char) -> Option<(PathBuf, Vec<u8>)> {
+    let url = unsafe { c_str(url) }?;
+    load(&url).map_err(load_failed).ok()
+}
+
 /// libxml2's external entity loader, process-wide. A load that starts a
 /// document (XInclude) goes through the calling thread's policy, and its
 /// parser gets the same entity rules; a load inside a document (an
@@ -502,15 +529,8 @@ unsafe extern "C" fn entity_loader(
     if ctxt.is_null() || unsafe { sys::axkit_xml_ctxt_depth(ctxt) } > 0 {
         return ptr::null_mut();
     }
-    let Some(url) = (unsafe { c_str(url) }) else {
+    let Some((path, bytes)) = (unsafe { load_url(url) }) else {
         return ptr::null_mut();
-    };
-    let (path, bytes) = match load(&url) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            load_failed(e);
-            return ptr::null_mut();
-        }
     };
     let Ok(len) = c_int::try_from(bytes.len()) else {
         return ptr::null_mut();
@@ -534,15 +554,8 @@ unsafe extern "C" fn doc_loader(
     _ctxt: *mut c_void,
     _kind: c_int,
 ) -> *mut sys::XmlDoc {
-    let Some(url) = (unsafe { c_str(uri as *const c_char) }) else {
+    let Some((path, bytes)) = (unsafe { load_url(uri as *const c_char) }) else {
         return ptr::null_mut();
-    };
-    let (path, bytes) = match load(&url) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            load_failed(e);
-            return ptr::null_mut();
-        }
     };
     parse_raw(&bytes, &path.to_string_lossy(), dict).unwrap_or(ptr::null_mut())
 }
@@ -575,4 +588,44 @@ pub(crate) fn parse_raw(
         return None;
     }
     Some(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_text_that_expands() {
+        assert!(!refers_to_entities("plain text <b>markup</b>"));
+        assert!(!refers_to_entities(
+            "A &amp; B &lt;&gt;&apos;&quot; &#38;#60; &#x41;"
+        ));
+        assert!(refers_to_entities("&lol;&lol;"));
+        assert!(refers_to_entities("&ampx;"));
+        assert!(refers_to_entities("trailing &"));
+    }
+
+    #[test]
+    fn urls_to_paths() {
+        assert_eq!(
+            url_to_path("/a/b%20c.xml").unwrap(),
+            PathBuf::from("/a/b c.xml")
+        );
+        assert_eq!(
+            url_to_path("file:///a/b.xml").unwrap(),
+            PathBuf::from("/a/b.xml")
+        );
+        assert_eq!(
+            url_to_path("file://localhost/a").unwrap(),
+            PathBuf::from("/a")
+        );
+        assert!(url_to_path("http://x/a.xml")
+            .unwrap_err()
+            .contains("no network"));
+        assert!(url_to_path("HTTPS://x/a.xml").is_err());
+        assert!(url_to_path("ftp://x/a.xml").is_err());
+        assert!(url_to_path("relative/a.xml").is_err());
+        assert!(url_to_path("/a%00b").is_err());
+        assert!(url_to_path("file://other-host/a").is_err());
+    }
 }

@@ -53,10 +53,16 @@ impl Stylesheet {
     pub fn compile(path: &Path, policy: &Policy) -> Result<Stylesheet, XmlError> {
         let scope = Scope::enter(Some(policy));
         let name = path.to_string_lossy().into_owned();
-        let (_, bytes) = call::read(policy, path).map_err(|e| XmlError {
-            file: Some(name.clone()),
-            line: 0,
-            message: e.message(),
+        let (_, bytes) = call::read(policy, path).map_err(|e| {
+            let message = e.message();
+            XmlError {
+                message: message
+                    .strip_prefix(&format!("{name}: "))
+                    .unwrap_or(&message)
+                    .to_string(),
+                file: Some(name.clone()),
+                line: 0,
+            }
         })?;
         let Some(doc) = call::parse_raw(&bytes, &name, ptr::null_mut()) else {
             return Err(scope.error("not well-formed").or_file(&name));
