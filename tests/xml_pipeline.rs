@@ -265,8 +265,15 @@ fn xml_match_takes_documents_by_root_element_or_namespace() {
     let srv = start(&conf("", body), &files);
     // No chain here: the document goes out as XML.
     let r = srv.get("/a.xml");
-    assert_eq!(r.header("Content-Type"), Some("application/xml; charset=utf-8"));
-    assert!(r.text().contains("<article><title>On &amp; off</title>"), "{}", r.text());
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/xml; charset=utf-8")
+    );
+    assert!(
+        r.text().contains("<article><title>On &amp; off</title>"),
+        "{}",
+        r.text()
+    );
     let r = srv.get("/feed.xml");
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), feed, "not served as it is");

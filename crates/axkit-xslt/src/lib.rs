@@ -429,7 +429,10 @@ impl Xslt {
             let (doc, text) = match input {
                 Input::Tree(doc) => (doc, None),
                 Input::Text(text) => (self.parse(text.clone(), &url, &policy).await?, Some(text)),
-                Input::File => (self.parse(read_file(ctx).await?, &url, &policy).await?, None),
+                Input::File => (
+                    self.parse(read_file(ctx).await?, &url, &policy).await?,
+                    None,
+                ),
             };
             if wants_root && !root_matches(&doc, &roots) {
                 // Not for this pipeline: a file goes on to be served as it
