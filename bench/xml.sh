@@ -71,7 +71,7 @@ words = ("the of and to in is for on with as by at from this that axkit server "
 out = ['<?xml version="1.0" encoding="UTF-8"?>\n<article id="bench" date="2026-12-02">\n<title>A benchmark article</title>\n']
 size = len(out[0])
 n = 0
-while size < 50 * 1024 - 300:
+while size < 50 * 1024 - 700:
     n += 1
     paras = []
     for _ in range(rng.randint(2, 5)):
