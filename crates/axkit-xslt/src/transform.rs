@@ -110,7 +110,7 @@ pub(crate) fn absolute(path: &Path) -> PathBuf {
 /// Parse `bytes` named `url`, and process its XIncludes if it has any.
 pub(crate) fn parse(bytes: &[u8], url: &str, policy: &Policy) -> Result<Document, XmlError> {
     let mut doc = Document::parse(bytes, url, policy)?;
-    if bytes.windows(XINCLUDE_NS.len()).any(|w| w == XINCLUDE_NS) {
+    if memchr::memmem::find(bytes, XINCLUDE_NS).is_some() {
         doc.xinclude(policy)?;
     }
     Ok(doc)
