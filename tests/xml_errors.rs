@@ -6,15 +6,17 @@
 //! stylesheet the config names.
 
 mod common;
+#[path = "common/lua.rs"]
+mod lua;
 #[path = "common/services.rs"]
 mod services;
 #[path = "common/xml.rs"]
 mod xml;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use lua::check_with;
 use xml::*;
 
 const CHAIN: &str = "    XSLTStyle page.xsl\n    XSLTStyle html.xsl";
@@ -156,25 +158,12 @@ fn broken_documents_are_500_with_file_and_line_and_a_page_under_stack_trace() {
 
 #[test]
 fn check_compiles_every_stylesheet_the_config_names() {
-    let dir = TempDir::new("xmlcheck");
-    write_files(&dir, &site());
-    dir.write(
-        "site/bad.xsl",
-        "<xsl:stylesheet version=\"1.0\" xmlns:xsl=\"http://www.w3.org/1999/XSL/Transform\">\n\n<xsl:template match=\"/\"><xsl:value-of select=\"(\"/></xsl:template>\n</xsl:stylesheet>\n",
-    );
+    let bad = "<xsl:stylesheet version=\"1.0\" xmlns:xsl=\"http://www.w3.org/1999/XSL/Transform\">\n\n<xsl:template match=\"/\"><xsl:value-of select=\"(\"/></xsl:template>\n</xsl:stylesheet>\n";
     let run = |body: &str| {
-        let path = dir.write("axkit.conf", config_text(&dir, &conf("", body)));
-        let out = Command::new(BIN)
-            .arg("--check")
-            .arg("-c")
-            .arg(&path)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
+        check_with(&conf("", body), &[], |d| {
+            write_files(d, &site());
+            d.write("site/bad.xsl", bad);
+        })
     };
     let (ok, text) = run(CHAIN);
     assert!(ok, "{text}");
