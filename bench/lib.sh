@@ -44,6 +44,10 @@
 #   mem_kib PID…         "PSS RSS" in KiB summed over PIDs; PSS is
 #                        Pss_Anon + Pss_Shmem (anonymous memory only).
 #   cpu_ticks PID…       user+system clock ticks summed over PIDs.
+#   cpu_us_per_req TICKS_BEFORE PID
+#                        µs of CPU per request of the last run_wrk: PID's
+#                        and its workers' ticks since TICKS_BEFORE (from
+#                        cpu_ticks) over the requests it counted.
 #   axkit_static_server PORT
 #                        the opening of an axkit <Server> serving files
 #                        from $TMP/www on 127.0.0.1:PORT (uri_to_file,
@@ -223,6 +227,12 @@ cpu_ticks() {
     local p t=0
     for p in "$@"; do t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done
     echo "$t"
+}
+
+cpu_us_per_req() {
+    local tick_us=$(( 1000000 / $(getconf CLK_TCK) ))
+    awk -v t=$(( $(cpu_ticks "$2" $(workers_of "$2")) - $1 )) -v u="$tick_us" -v n="$(cat "$TMP/last-count")" \
+        'BEGIN {if (n > 0) printf "%.1f", t * u / n; else print 0}'
 }
 
 # ---- configs ----------------------------------------------------------------

@@ -5,7 +5,8 @@
 //! (`SharedZone`, `BroadcastBuffer`), sessions (`SessionKey`,
 //! `SessionStore`…), and the status page, metrics and console (`stats`,
 //! `console`), on-the-fly compression (`compress`),
-//! the response cache (`cache`) and the reverse proxy (`proxy`). Without `-c` it runs the demo: the static site of
+//! the response cache (`cache`), the reverse proxy (`proxy`) and the XML
+//! pipeline (`xslt`). Without `-c` it runs the demo: the static site of
 //! `demo/` and the wiki application of `plugins/`.
 
 use std::fs::OpenOptions;
@@ -19,6 +20,7 @@ fn main() -> std::process::ExitCode {
         .plugin(axkit_compress::COMPRESS)
         .plugin(axkit_cache::CACHE)
         .plugin(axkit_proxy::PROXY)
+        .plugin(axkit_xslt::XSLT)
         .source(axkit_plugins::StatsSource)
         .source(axkit_db::DbSource)
         .source(axkit_lua::LuaSource::new())
@@ -32,7 +34,7 @@ fn main() -> std::process::ExitCode {
 }
 
 /// The config `axkit` runs without `-c` (`cargo run`): `demo/` as static
-/// files and the wiki (`plugins/wiki.lua`, its templates in
+/// files, the XML site of `demo/xml/` through its stylesheets, and the wiki (`plugins/wiki.lua`, its templates in
 /// `demo/templates`) on 127.0.0.1:8000. The wiki's data lives in `var/`:
 /// an SQLite database, made when the wiki is first used, and the key that
 /// signs the session cookies, made here the first time. Sessions are kept
@@ -69,6 +71,14 @@ fn demo_config() -> String {
          \x20   Plugin serve_file\n\
          \x20   <Location /wiki>\n\
          \x20       Plugin wiki\n\
+         \x20   </Location>\n\
+         \x20   <Location /xml>\n\
+         \x20       Plugin xslt\n\
+         \x20       XSLTStyle xml/style/article.xsl\n\
+         \x20       XSLTStyle xml/style/page.xsl\n\
+         \x20       <Style rss>\n\
+         \x20           XSLTStyle xml/style/rss.xsl\n\
+         \x20       </Style>\n\
          \x20   </Location>\n\
          </Server>\n",
         plugins = path("plugins"),

@@ -6,7 +6,9 @@
 //! coding negotiation is `axkit_http::coding_quality`.
 //!
 //! Everything here is pure, so the rules are unit-tested below and the
-//! plugins stay short.
+//! plugins stay short. [`evaluate`] is public for plugins outside this
+//! crate that answer conditional requests for what they make (the
+//! `xslt` plugin's transformed files).
 
 use std::time::SystemTime;
 
@@ -19,7 +21,7 @@ pub(crate) struct KnownMissing;
 
 /// The result of evaluating a request's preconditions.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Precondition {
+pub enum Precondition {
     /// Serve the representation (possibly a range of it).
     Proceed,
     /// 304 Not Modified.
@@ -32,11 +34,7 @@ pub(crate) enum Precondition {
 /// If-Modified-Since in the order RFC 9110 §13.2.2 prescribes. `etag` is
 /// ours (quoted, strong) if we send one. A date that does not parse is
 /// ignored, as the RFC requires.
-pub(crate) fn evaluate(
-    req: &Request,
-    etag: Option<&str>,
-    modified: Option<SystemTime>,
-) -> Precondition {
+pub fn evaluate(req: &Request, etag: Option<&str>, modified: Option<SystemTime>) -> Precondition {
     let safe = matches!(req.method(), "GET" | "HEAD");
     // Step 1 and 2: If-Match, else If-Unmodified-Since.
     if let Some(list) = header_list(req, "If-Match") {

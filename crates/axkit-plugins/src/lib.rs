@@ -20,7 +20,7 @@ mod cgi;
 mod console;
 mod error_doc;
 mod fast_mime_map;
-mod file_http;
+pub mod file_http;
 mod headers;
 mod logging_file;
 mod logging_warn;

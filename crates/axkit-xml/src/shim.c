@@ -1,0 +1,289 @@
+/*
+ * The C side of axkit-xml: what stable Rust cannot write (the variadic
+ * printf-style error callbacks of libxml2 and libxslt) and the struct
+ * fields the Rust side reads, taken from the libraries' own headers so
+ * that no layout is copied by hand. Every decision (what may be loaded,
+ * which entity is allowed, how errors are collected) is made in Rust,
+ * through the callbacks handed to axkit_xml_init.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/parser.h>
+#include <libxml/parserInternals.h>
+#include <libxml/SAX2.h>
+#include <libxml/xmlIO.h>
+#include <libxml/xmlerror.h>
+#include <libxml/entities.h>
+#include <libxslt/xslt.h>
+#include <libxslt/xsltInternals.h>
+#include <libxslt/xsltutils.h>
+#include <libxslt/security.h>
+#include <libxslt/documents.h>
+#include <libxslt/imports.h>
+#include <libexslt/exslt.h>
+
+/* Formatted error text, appended to the calling thread's collector. */
+typedef void (*axkit_text_fn)(const char *text, size_t len);
+/* Whether an entity declaration may stand (1) or stops the parse (0). */
+typedef int (*axkit_entity_decl_fn)(xmlParserCtxtPtr ctxt, const xmlChar *name, int type,
+                                    const xmlChar *system_id, const xmlChar *content);
+/* Whether expanding `len` more bytes of entity text stays in bounds. */
+typedef int (*axkit_entity_use_fn)(xmlParserCtxtPtr ctxt, const xmlChar *name, int len);
+
+static axkit_text_fn text_fn;
+static axkit_entity_decl_fn entity_decl_fn;
+static axkit_entity_use_fn entity_use_fn;
+
+/* The generic error channel of both libraries: format, hand to Rust. */
+static void axkit_generic_error(void *ctx, const char *msg, ...) {
+    char stack[1024];
+    va_list ap;
+    int n;
+    (void) ctx;
+    va_start(ap, msg);
+    n = vsnprintf(stack, sizeof stack, msg, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t) n < sizeof stack) {
+        text_fn(stack, (size_t) n);
+        return;
+    }
+    {
+        char *heap = malloc((size_t) n + 1);
+        if (heap == NULL) {
+            text_fn(stack, sizeof stack - 1);
+            return;
+        }
+        va_start(ap, msg);
+        vsnprintf(heap, (size_t) n + 1, msg, ap);
+        va_end(ap);
+        text_fn(heap, (size_t) n);
+        free(heap);
+    }
+}
+
+/* Ends a parse the policy refused: stopped, and not well-formed, so that
+ * whoever called the parser (libxml2's XInclude, libxslt) drops the tree. */
+static void axkit_refuse(xmlParserCtxtPtr ctxt) {
+    xmlStopParser(ctxt);
+    ctxt->wellFormed = 0;
+}
+
+static void axkit_entity_decl(void *ctx, const xmlChar *name, int type, const xmlChar *public_id,
+                              const xmlChar *system_id, xmlChar *content) {
+    xmlParserCtxtPtr ctxt = (xmlParserCtxtPtr) ctx;
+    if (!entity_decl_fn(ctxt, name, type, system_id, content)) {
+        axkit_refuse(ctxt);
+        return;
+    }
+    xmlSAX2EntityDecl(ctx, name, type, public_id, system_id, content);
+}
+
+static xmlEntityPtr axkit_get_entity(void *ctx, const xmlChar *name) {
+    xmlParserCtxtPtr ctxt = (xmlParserCtxtPtr) ctx;
+    xmlEntityPtr ent = xmlSAX2GetEntity(ctx, name);
+    if ((ent != NULL) && (ctxt->inSubset == 0) &&
+        (ent->etype == XML_INTERNAL_GENERAL_ENTITY) &&
+        !entity_use_fn(ctxt, name, ent->length)) {
+        axkit_refuse(ctxt);
+        return NULL;
+    }
+    return ent;
+}
+
+/* Every parser the engine runs (its own, XInclude's) declares and expands
+ * entities through these two checks. */
+void axkit_xml_filter(xmlParserCtxtPtr ctxt) {
+    ctxt->sax->entityDecl = axkit_entity_decl;
+    ctxt->sax->getEntity = axkit_get_entity;
+}
+
+void axkit_xml_init(axkit_text_fn text, axkit_entity_decl_fn decl, axkit_entity_use_fn use,
+                    xmlExternalEntityLoader loader, xsltDocLoaderFunc doc_loader) {
+    xsltSecurityPrefsPtr sec;
+
+    text_fn = text;
+    entity_decl_fn = decl;
+    entity_use_fn = use;
+    xmlInitParser();
+    xsltInit();
+    exsltRegisterAll();
+    /* Process-wide in libxslt: one function for every thread, which hands
+     * the text to the calling thread's collector. */
+    xsltSetGenericErrorFunc(NULL, axkit_generic_error);
+    xmlSetExternalEntityLoader(loader);
+    xsltSetLoaderFunc(doc_loader);
+    /* Reads are checked by the loaders (files through the policy, nothing
+     * else); a stylesheet writes nothing anywhere. */
+    sec = xsltNewSecurityPrefs();
+    xsltSetSecurityPrefs(sec, XSLT_SECPREF_WRITE_FILE, xsltSecurityForbid);
+    xsltSetSecurityPrefs(sec, XSLT_SECPREF_CREATE_DIRECTORY, xsltSecurityForbid);
+    xsltSetSecurityPrefs(sec, XSLT_SECPREF_WRITE_NETWORK, xsltSecurityForbid);
+    xsltSetSecurityPrefs(sec, XSLT_SECPREF_READ_NETWORK, xsltSecurityForbid);
+    xsltSetDefaultSecurityPrefs(sec);
+}
+
+/* libxml2's error handlers are per thread: set on each call. */
+void axkit_xml_thread_errors(xmlStructuredErrorFunc structured) {
+    xmlSetGenericErrorFunc(NULL, axkit_generic_error);
+    xmlSetStructuredErrorFunc(NULL, structured);
+}
+
+/* Parse `len` bytes named `url` with `options`, sharing `dict` when given
+ * (as libxslt's own loader does for stylesheets and documents). */
+xmlDocPtr axkit_xml_parse(const char *buf, int len, const char *url, int options, xmlDictPtr dict) {
+    xmlDocPtr doc;
+    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
+    if (ctxt == NULL)
+        return NULL;
+    if (dict != NULL) {
+        if (ctxt->dict != NULL)
+            xmlDictFree(ctxt->dict);
+        ctxt->dict = dict;
+        xmlDictReference(dict);
+    }
+    axkit_xml_filter(ctxt);
+    doc = xmlCtxtReadMemory(ctxt, buf, len, url, NULL, options);
+    xmlFreeParserCtxt(ctxt);
+    return doc;
+}
+
+/* How many inputs the parser has open: 0 when a load starts a document
+ * (XInclude), more when it is an entity or DTD inside one. */
+int axkit_xml_ctxt_depth(xmlParserCtxtPtr ctxt) {
+    return ctxt == NULL ? 0 : ctxt->inputNr;
+}
+
+const char *axkit_xml_ctxt_file(xmlParserCtxtPtr ctxt) {
+    if ((ctxt == NULL) || (ctxt->input == NULL))
+        return NULL;
+    return ctxt->input->filename;
+}
+
+int axkit_xml_ctxt_line(xmlParserCtxtPtr ctxt) {
+    if ((ctxt == NULL) || (ctxt->input == NULL))
+        return 0;
+    return ctxt->input->line;
+}
+
+/* A copy of a loaded file, read through libxml2's I/O callbacks: an
+ * input made with xmlParserInputBufferCreateMem has no read callback, and
+ * XInclude's text inclusion reads through that callback only. */
+struct axkit_mem {
+    char *data;
+    size_t len;
+    size_t pos;
+};
+
+static int axkit_mem_read(void *ctx, char *buf, int len) {
+    struct axkit_mem *m = ctx;
+    size_t n = m->len - m->pos;
+    if (len < 0)
+        return -1;
+    if (n > (size_t) len)
+        n = (size_t) len;
+    memcpy(buf, m->data + m->pos, n);
+    m->pos += n;
+    return (int) n;
+}
+
+static int axkit_mem_close(void *ctx) {
+    struct axkit_mem *m = ctx;
+    free(m->data);
+    free(m);
+    return 0;
+}
+
+/* An input over a copy of `len` bytes, named `url` (its base for
+ * relative references, and the file its errors name). */
+xmlParserInputPtr axkit_xml_new_input(xmlParserCtxtPtr ctxt, const char *bytes, int len,
+                                      const char *url) {
+    xmlParserInputPtr input;
+    xmlParserInputBufferPtr buf;
+    struct axkit_mem *m = malloc(sizeof *m);
+    if (m == NULL)
+        return NULL;
+    m->data = malloc(len > 0 ? (size_t) len : 1);
+    if (m->data == NULL) {
+        free(m);
+        return NULL;
+    }
+    memcpy(m->data, bytes, (size_t) len);
+    m->len = (size_t) len;
+    m->pos = 0;
+    buf = xmlParserInputBufferCreateIO(axkit_mem_read, axkit_mem_close, m, XML_CHAR_ENCODING_NONE);
+    if (buf == NULL) {
+        axkit_mem_close(m);
+        return NULL;
+    }
+    input = xmlNewIOInputStream(ctxt, buf, XML_CHAR_ENCODING_NONE);
+    if (input == NULL) {
+        /* Closes through axkit_mem_close. */
+        xmlFreeParserInputBuffer(buf);
+        return NULL;
+    }
+    input->filename = (char *) xmlStrdup((const xmlChar *) url);
+    return input;
+}
+
+void axkit_xml_free(void *p) {
+    xmlFree(p);
+}
+
+xmlNodePtr axkit_xml_doc_children(xmlDocPtr doc) {
+    return doc->children;
+}
+
+int axkit_xml_doc_is_html(xmlDocPtr doc) {
+    return doc->type == XML_HTML_DOCUMENT_NODE;
+}
+
+int axkit_xml_node_type(xmlNodePtr node) {
+    return node->type;
+}
+
+xmlNodePtr axkit_xml_node_next(xmlNodePtr node) {
+    return node->next;
+}
+
+const xmlChar *axkit_xml_node_name(xmlNodePtr node) {
+    return node->name;
+}
+
+const xmlChar *axkit_xml_node_content(xmlNodePtr node) {
+    return node->content;
+}
+
+const xmlChar *axkit_xml_node_ns_href(xmlNodePtr node) {
+    return node->ns == NULL ? NULL : node->ns->href;
+}
+
+int axkit_xslt_errors(xsltStylesheetPtr style) {
+    return style->errors;
+}
+
+int axkit_xslt_state(xsltTransformContextPtr ctxt) {
+    return ctxt->state;
+}
+
+/* The xsl:output attributes in force (through imports, as the
+ * serialiser finds them): 0 method, 1 media-type, 2 encoding. */
+const xmlChar *axkit_xslt_output(xsltStylesheetPtr style, int which) {
+    const xmlChar *res = NULL;
+    switch (which) {
+    case 0:
+        XSLT_GET_IMPORT_PTR(res, style, method)
+        break;
+    case 1:
+        XSLT_GET_IMPORT_PTR(res, style, mediaType)
+        break;
+    default:
+        XSLT_GET_IMPORT_PTR(res, style, encoding)
+        break;
+    }
+    return res;
+}

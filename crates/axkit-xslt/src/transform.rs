@@ -1,0 +1,184 @@
+//! The work of one request's pipeline that may run on a thread of the
+//! blocking pool: parsing (XIncludes included) and running the chain. It
+//! holds only `Send` things (the parsed document, the shared compiled
+//! stylesheets, the load policy), never the request.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axkit::plugin::{is_escape, DocRoot};
+use axkit_xml::{Document, Policy, Stylesheet, XmlError};
+use bytes::Bytes;
+
+/// The namespace of XInclude elements: a document that does not mention
+/// it has none to process.
+const XINCLUDE_NS: &[u8] = b"http://www.w3.org/2001/XInclude";
+
+/// A load policy reading beneath `root` (every load refused without one).
+pub(crate) fn policy(root: Option<DocRoot>, max_size: usize) -> Policy {
+    Policy {
+        load: Arc::new(move |path: &Path| match &root {
+            Some(root) => read_beneath(root, path, max_size),
+            None => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "no DocumentRoot to load files beneath",
+            )),
+        }),
+        max_size,
+    }
+}
+
+/// Files a [`recording`] policy loaded.
+pub(crate) type Loaded = Arc<Mutex<Vec<PathBuf>>>;
+
+/// `policy`, remembering the path of every file it loads.
+pub(crate) fn recording(policy: Policy) -> (Policy, Loaded) {
+    let loaded = Loaded::default();
+    let record = loaded.clone();
+    let inner = policy.load.clone();
+    let policy = Policy {
+        load: Arc::new(move |p: &Path| {
+            if let Ok(mut list) = record.lock() {
+                if !list.iter().any(|q| q == p) {
+                    list.push(p.to_path_buf());
+                }
+            }
+            inner(p)
+        }),
+        max_size: policy.max_size,
+    };
+    (policy, loaded)
+}
+
+/// What a recording policy has loaded so far.
+pub(crate) fn loaded(loaded: &Loaded) -> Vec<PathBuf> {
+    loaded.lock().map(|l| l.clone()).unwrap_or_default()
+}
+
+/// Read `path` through the core's opener beneath `root`, at most
+/// `max_size` bytes; a path outside it, or leading out of it through a
+/// link or `..`, is refused with why.
+pub(crate) fn read_beneath(root: &DocRoot, path: &Path, max_size: usize) -> io::Result<Vec<u8>> {
+    let refused = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} {why} {}", path.display(), root.path().display()),
+        )
+    };
+    // The libraries name files by absolute paths; a root configured
+    // relative to the working directory names them relative to it.
+    let path = match (root.path().is_absolute(), cwd()) {
+        (false, Some(cwd)) => path.strip_prefix(cwd).unwrap_or(path),
+        _ => path,
+    };
+    if !root.contains(path) {
+        return Err(refused("is outside"));
+    }
+    let file = root.open(path).map_err(|e| {
+        if is_escape(&e) {
+            refused("leads out of")
+        } else {
+            e
+        }
+    })?;
+    let mut bytes = Vec::new();
+    file.take(max_size as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > max_size {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is larger than {max_size} bytes", path.display()),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The working directory, which relative roots and files are under.
+pub(crate) fn cwd() -> Option<&'static Path> {
+    static CWD: OnceLock<Option<PathBuf>> = OnceLock::new();
+    CWD.get_or_init(|| std::env::current_dir().ok()).as_deref()
+}
+
+/// `path` as the libraries want it: absolute.
+pub(crate) fn absolute(path: &Path) -> PathBuf {
+    match cwd() {
+        Some(cwd) if path.is_relative() => cwd.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Parse `bytes` named `url`, and process its XIncludes if it has any.
+pub(crate) fn parse(bytes: &[u8], url: &str, policy: &Policy) -> Result<Document, XmlError> {
+    let mut doc = Document::parse(bytes, url, policy)?;
+    if memchr::memmem::find(bytes, XINCLUDE_NS).is_some() {
+        doc.xinclude(policy)?;
+    }
+    Ok(doc)
+}
+
+/// The document a job starts from.
+pub(crate) enum Input {
+    Text(Bytes),
+    Tree(Document),
+}
+
+impl Input {
+    /// Roughly how much work it is: its size as text (a tree built by a
+    /// plugin counts as large).
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Input::Text(t) => t.len(),
+            Input::Tree(_) => usize::MAX,
+        }
+    }
+}
+
+/// One run of a chain.
+pub(crate) struct Job {
+    pub input: Input,
+    pub url: String,
+    pub sheets: Vec<Arc<Stylesheet>>,
+    pub params: Vec<(String, String)>,
+    pub policy: Policy,
+}
+
+/// What a chain produced.
+pub(crate) struct Output {
+    pub body: Vec<u8>,
+    pub content_type: String,
+}
+
+impl Job {
+    pub(crate) fn run(self) -> Result<Output, XmlError> {
+        let mut doc = match self.input {
+            Input::Text(text) => parse(&text, &self.url, &self.policy)?,
+            Input::Tree(doc) => doc,
+        };
+        let params: Vec<(&str, &str)> = self
+            .params
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let Some((last, before)) = self.sheets.split_last() else {
+            // No stylesheet: the document as XML.
+            return Ok(Output {
+                body: doc.to_xml(),
+                content_type: "application/xml; charset=utf-8".into(),
+            });
+        };
+        for sheet in before {
+            doc = sheet.apply(&doc, &params, &self.policy)?;
+        }
+        let result = last.apply(&doc, &params, &self.policy)?;
+        let out = last.output(&result)?;
+        let content_type = if out.encoding.is_empty() {
+            out.media_type
+        } else {
+            format!("{}; charset={}", out.media_type, out.encoding)
+        };
+        Ok(Output {
+            body: out.body,
+            content_type,
+        })
+    }
+}

@@ -1,0 +1,176 @@
+//! What the XML pipeline refuses, and how it fails: external entities
+//! (XXE), entity expansion (billion laughs), `document()` and PIs outside
+//! the DocumentRoot or through a link out of it, broken documents and
+//! stylesheets (500, file:line in the log, the error on the page only
+//! with `StackTrace On`, the worker alive), and `--check` compiling every
+//! stylesheet the config names.
+
+mod common;
+#[path = "common/lua.rs"]
+mod lua;
+#[path = "common/services.rs"]
+mod services;
+#[path = "common/xml.rs"]
+mod xml;
+
+use std::time::Duration;
+
+use common::*;
+use lua::check_with;
+use xml::*;
+
+const CHAIN: &str = "    XSLTStyle page.xsl\n    XSLTStyle html.xsl";
+
+fn site() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("site/a.xml", ARTICLE),
+        ("site/page.xsl", TO_PAGE),
+        ("site/html.xsl", TO_HTML),
+        ("secret.xml", "<secret>s3cr3t</secret>"),
+    ]
+}
+
+/// `path` answers 500, its content nowhere in the body, and the log has a
+/// line naming `needle`; the server still answers afterwards.
+fn refused(srv: &mut Axkit, path: &str, needle: &str) {
+    let r = srv.get(path);
+    assert_eq!(r.status, 500, "{path}: {}", r.text());
+    assert!(!r.text().contains("s3cr3t"), "{path}: leaked");
+    srv.wait_stderr(needle, Duration::from_secs(5));
+    assert_eq!(
+        srv.get("/a.xml").status,
+        200,
+        "the worker did not survive {path}"
+    );
+}
+
+#[test]
+fn external_entities_and_entity_bombs_are_refused() {
+    let xxe = r#"<?xml version="1.0"?>
+<!DOCTYPE article [<!ENTITY x SYSTEM "file:///{dir}/secret.xml">]>
+<article><title>&x;</title></article>
+"#;
+    let laughs = r#"<?xml version="1.0"?>
+<!DOCTYPE lolz [
+<!ENTITY lol "lol">
+<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+<!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+<!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+<!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+<!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+<!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+<!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<article><title>&lol9;</title></article>
+"#;
+    let mut srv = Axkit::start_single_with(&conf("", CHAIN), |d| {
+        write_files(d, &site());
+        d.write("site/xxe.xml", config_text(d, xxe));
+        d.write("site/laughs.xml", laughs);
+    });
+    refused(&mut srv, "/xxe.xml", "xxe.xml:");
+    refused(&mut srv, "/laughs.xml", "laughs.xml:");
+}
+
+#[test]
+fn document_and_pis_stay_beneath_the_document_root() {
+    let reader = |what: &str| {
+        format!(
+            r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:template match="/">got <xsl:value-of select="document('{what}')"/></xsl:template>
+</xsl:stylesheet>
+"#
+        )
+    };
+    let up = reader("../secret.xml");
+    let abs = reader("{dir}/secret.xml");
+    let link = reader("link.xml");
+    let inside = reader("a.xml");
+    let body = "    <Location /up>\n        XSLTStyle r-up.xsl\n    </Location>\n\
+                \x20   <Location /abs>\n        XSLTStyle r-abs.xsl\n    </Location>\n\
+                \x20   <Location /link>\n        XSLTStyle r-link.xsl\n    </Location>\n\
+                \x20   <Location /in>\n        XSLTStyle r-in.xsl\n    </Location>\n\
+                \x20   <Location /pi>\n        XMLStylesheetPI On\n    </Location>";
+    let pi = r#"<?xml version="1.0"?>
+<?xml-stylesheet type="text/xsl" href="../../../outside.xsl"?>
+<article><title>t</title></article>
+"#;
+    let mut srv = Axkit::start_single_with(&conf("", body), |d| {
+        write_files(d, &site());
+        d.write("site/r-up.xsl", &up);
+        d.write("site/r-abs.xsl", config_text(d, &abs));
+        d.write("site/r-link.xsl", &link);
+        d.write("site/r-in.xsl", &inside);
+        for dir in ["up", "abs", "link", "in", "pi/x"] {
+            d.write(&format!("site/{dir}/a.xml"), ARTICLE);
+        }
+        d.write("site/pi/x/pi.xml", pi);
+        d.write("outside.xsl", TO_PAGE);
+        std::os::unix::fs::symlink(d.path().join("secret.xml"), d.path().join("site/link.xml"))
+            .unwrap();
+    });
+    let r = srv.get("/in/a.xml");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().starts_with("got On & off"), "{}", r.text());
+    refused(&mut srv, "/up/a.xml", "secret.xml");
+    refused(&mut srv, "/abs/a.xml", "secret.xml is outside");
+    refused(&mut srv, "/link/a.xml", "link.xml leads out of");
+    refused(
+        &mut srv,
+        "/pi/x/pi.xml",
+        "outside.xsl\"?> names a stylesheet outside",
+    );
+}
+
+#[test]
+fn broken_documents_are_500_with_file_and_line_and_a_page_under_stack_trace() {
+    let broken = "<?xml version=\"1.0\"?>\n<article>\n<title>x</titel>\n</article>\n";
+    let mut files = site();
+    files.push(("site/broken.xml", broken));
+    let mut srv = start(&conf("", CHAIN), &files);
+    let r = srv.get("/broken.xml");
+    assert_eq!(r.status, 500);
+    assert!(
+        !r.text().contains("titel"),
+        "the error is shown without StackTrace"
+    );
+    let log = srv.wait_stderr("broken.xml:3", Duration::from_secs(5));
+    assert!(log.contains("plugin xslt"), "{log}");
+    assert_eq!(srv.get("/a.xml").status, 200);
+
+    let mut srv = start(&conf("StackTrace On", CHAIN), &files);
+    let r = srv.get("/broken.xml");
+    assert_eq!(r.status, 500);
+    let page = r.text();
+    assert!(page.contains("broken.xml:3"), "{page}");
+    assert!(page.contains("titel"), "{page}");
+    assert!(!page.contains("</titel>"), "not escaped: {page}");
+    srv.wait_stderr("broken.xml:3", Duration::from_secs(5));
+
+    // A stylesheet broken after the start: 500 with its file and line.
+    srv.dir.write("site/html.xsl", "<xsl:stylesheet version=\"1.0\" xmlns:xsl=\"http://www.w3.org/1999/XSL/Transform\">\n<xsl:template match=\"/\">\n<xsl:value-of select=\"(\"/>\n</xsl:template>\n</xsl:stylesheet>\n");
+    let failed = wait_until(Duration::from_secs(10), || srv.get("/a.xml").status == 500);
+    assert!(failed, "the broken stylesheet was never used");
+    srv.wait_stderr("html.xsl:3", Duration::from_secs(5));
+}
+
+#[test]
+fn check_compiles_every_stylesheet_the_config_names() {
+    let bad = "<xsl:stylesheet version=\"1.0\" xmlns:xsl=\"http://www.w3.org/1999/XSL/Transform\">\n\n<xsl:template match=\"/\"><xsl:value-of select=\"(\"/></xsl:template>\n</xsl:stylesheet>\n";
+    let run = |body: &str| {
+        check_with(&conf("", body), &[], |d| {
+            write_files(d, &site());
+            d.write("site/bad.xsl", bad);
+        })
+    };
+    let (ok, text) = run(CHAIN);
+    assert!(ok, "{text}");
+    let (ok, text) = run("    <Style broken>\n        XSLTStyle bad.xsl\n    </Style>");
+    assert!(!ok, "{text}");
+    assert!(text.contains("bad.xsl:3"), "{text}");
+    let (ok, text) = run("    XSLTStyle missing.xsl");
+    assert!(!ok, "{text}");
+    assert!(text.contains("missing.xsl"), "{text}");
+}

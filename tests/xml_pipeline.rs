@@ -1,0 +1,283 @@
+//! The `xslt` plugin through the real binary: a `.xml` file through a
+//! two-stylesheet chain (byte for byte what `xsltproc` makes of it), named
+//! chains by `?style=`, `<?xml-stylesheet?>` PIs, parameters from the
+//! config and the request, validators and a 304, the result cache (and
+//! what a document loads with `document()` invalidating it), a
+//! stylesheet edited while serving, and Lua scripts before and after the
+//! XSLT processor in the `xmlresponse` chain.
+
+mod common;
+#[path = "common/services.rs"]
+mod services;
+#[path = "common/xml.rs"]
+mod xml;
+
+use std::time::Duration;
+
+use common::*;
+use xml::*;
+
+fn site() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("site/a.xml", ARTICLE),
+        ("site/page.xsl", TO_PAGE),
+        ("site/html.xsl", TO_HTML),
+        ("site/rss.xsl", TO_RSS),
+        ("site/plain.txt", "plain\n"),
+    ]
+}
+
+const CHAIN: &str = "    XSLTStyle page.xsl\n    XSLTStyle html.xsl";
+
+#[test]
+fn a_file_goes_through_the_chain_as_xsltproc_would() {
+    let srv = start(&conf("", CHAIN), &site());
+    let r = srv.get("/a.xml");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=UTF-8"));
+    assert!(r.text().contains("<h1>On &amp; off</h1>"), "{}", r.text());
+    assert!(r.text().contains("<p>Two &lt;b&gt;</p>"), "{}", r.text());
+    assert!(r.header("ETag").is_some() && r.header("Last-Modified").is_some());
+    // Other files are served as they are.
+    assert_eq!(srv.get("/plain.txt").text(), "plain\n");
+    let site = srv.dir.path().join("site");
+    let Some(page) = xsltproc(&site, &["page.xsl", "a.xml"]) else {
+        return;
+    };
+    std::fs::write(site.join("page.out"), page).unwrap();
+    let html = xsltproc(&site, &["html.xsl", "page.out"]).unwrap();
+    assert_eq!(r.body, html, "differs from xsltproc's output");
+}
+
+#[test]
+fn a_named_style_is_chosen_by_the_query_string() {
+    let body = format!("{CHAIN}\n    <Style rss>\n        XSLTStyle rss.xsl\n    </Style>");
+    let mut srv = start(&conf("", &body), &site());
+    let r = srv.get("/a.xml?style=rss");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/rss+xml; charset=UTF-8")
+    );
+    assert!(r.text().contains("<rss version=\"2.0\">"), "{}", r.text());
+    // The default chain, and a style nobody defined.
+    assert!(srv.get("/a.xml").text().contains("<h1>"));
+    assert_eq!(srv.get("/a.xml?style=nope").status, 404);
+    srv.wait_stderr("no style named \"nope\"", Duration::from_secs(5));
+}
+
+#[test]
+fn xml_stylesheet_pis_are_honoured_when_asked() {
+    let doc = r#"<?xml version="1.0"?>
+<?xml-stylesheet type="text/css" href="look.css"?>
+<?xml-stylesheet type="text/xsl" href="rss.xsl" title="feed" alternate="yes"?>
+<?xml-stylesheet type="text/xsl" href="page.xsl"?>
+<?xml-stylesheet type="text/xsl" href="/html.xsl"?>
+<article><title>PI</title><para>p</para></article>
+"#;
+    let mut files = site();
+    files.push(("site/pi.xml", doc));
+    let srv = start(&conf("", "    XMLStylesheetPI On"), &files);
+    let r = srv.get("/pi.xml");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("<h1>PI</h1>"), "{}", r.text());
+    let r = srv.get("/pi.xml?style=feed");
+    assert!(r.text().contains("<rss"), "{}", r.text());
+    // Off: the document as it is, as XML.
+    let srv = start(&conf("", "    XMLStylesheetPI Off"), &files);
+    let r = srv.get("/pi.xml");
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/xml; charset=utf-8")
+    );
+    assert!(r.text().contains("<article>"), "{}", r.text());
+}
+
+#[test]
+fn parameters_come_from_the_config_and_the_request() {
+    let show = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:param name="site"/><xsl:param name="who"/><xsl:param name="request.path"/>
+<xsl:template match="/">site=<xsl:value-of select="$site"/> who=<xsl:value-of select="$who"/> path=<xsl:value-of select="$request.path"/></xsl:template>
+</xsl:stylesheet>
+"#;
+    let mut files = site();
+    files.push(("site/show.xsl", show));
+    let body =
+        "    XSLTStyle show.xsl\n    XSLTParam site \"my site\"\n    XSLTParamsFromRequest On";
+    let srv = start(&conf("", body), &files);
+    let r = srv.get("/a.xml?who=Ada%20L&site=evil");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The config's parameter wins over the request's; values are strings,
+    // never XPath.
+    assert_eq!(r.text(), "site=my site who=Ada L path=/a.xml");
+    let r = srv.get("/a.xml?who=1+1");
+    assert_eq!(r.text(), "site=my site who=1 1 path=/a.xml");
+}
+
+#[test]
+fn validators_give_304_and_results_are_cached() {
+    // The stylesheet reads a side file with document(): the result
+    // depends on it too.
+    let side = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:template match="/">side=<xsl:value-of select="document('side.xml')/side"/></xsl:template>
+</xsl:stylesheet>
+"#;
+    let mut files = site();
+    files.push(("site/side.xsl", side));
+    files.push(("site/side.xml", "<side>one</side>"));
+    let mut srv = start(&conf("LogLevel LOGDEBUG", "    XSLTStyle side.xsl"), &files);
+    let r = srv.get("/a.xml");
+    assert_eq!(r.text(), "side=one");
+    let etag = r.header("ETag").unwrap().to_string();
+    let modified = r.header("Last-Modified").unwrap().to_string();
+    assert_eq!(srv.get("/a.xml").text(), "side=one");
+    srv.wait_stderr("a.xml from the result cache", Duration::from_secs(5));
+    let r = request(&srv, "GET", "/a.xml", &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("ETag"), Some(etag.as_str()));
+    let r = request(
+        &srv,
+        "GET",
+        "/a.xml",
+        &format!("If-Modified-Since: {modified}\r\n"),
+    );
+    assert_eq!(r.status, 304);
+    // A change to the file it loaded is a new result, with a new ETag.
+    srv.dir.write("site/side.xml", "<side>two two</side>");
+    let changed = wait_until(Duration::from_secs(10), || {
+        srv.get("/a.xml").text() == "side=two two"
+    });
+    assert!(changed, "the cached result outlived what it loaded");
+    let r = request(&srv, "GET", "/a.xml", &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn an_edited_stylesheet_is_recompiled() {
+    let srv = start(&conf("", CHAIN), &site());
+    let first = srv.get("/a.xml");
+    assert!(first.text().contains("<h1>"));
+    let etag = first.header("ETag").unwrap().to_string();
+    // A different size, so that the change shows whatever the clock.
+    srv.dir.write(
+        "site/html.xsl",
+        TO_HTML.replace("<h1>", "<h2>").replace("</h1>", "</h2>"),
+    );
+    let changed = wait_until(Duration::from_secs(10), || {
+        srv.get("/a.xml").text().contains("<h2>On &amp; off</h2>")
+    });
+    assert!(changed, "the edited stylesheet was never used");
+    let r = request(&srv, "GET", "/a.xml", &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!(r.status, 200, "the old validator still matched");
+}
+
+#[test]
+fn lua_scripts_produce_and_process_documents() {
+    let producer = r#"
+function hook_xmlresponse(r)
+  if r:path() ~= "/made" then return DECLINED end
+  r:set_document("<article><title>" .. r:path() .. "</title><para>from Lua</para></article>")
+  return OK
+end
+"#;
+    let post = r#"
+function hook_xmlresponse(r)
+  local doc = r:document()
+  if not doc then return DECLINED end
+  r:set_document((doc:gsub("<body>", "<body><nav>menu</nav>")))
+  return OK
+end
+"#;
+    let mut files = site();
+    files.push(("plugins/producer.lua", producer));
+    files.push(("plugins/post.lua", post));
+    let body = format!(
+        "{CHAIN}\n    <Location /made>\n        Plugin producer\n    </Location>\n    Plugin post"
+    );
+    let srv = start(&conf("", &body), &files);
+    // A Lua document goes through the chain, and the Lua processor after
+    // it gets the output.
+    let r = srv.get("/made");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.text();
+    assert!(page.contains("<body><nav>menu</nav>"), "{page}");
+    assert!(page.contains("<h1>/made</h1>"), "{page}");
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=UTF-8"));
+    // A file's output too.
+    assert!(srv.get("/a.xml").text().contains("<nav>menu</nav>"));
+}
+
+/// The demo's XML site (`demo/xml/`, as the built-in config and
+/// etc/axkit.conf serve it): the front page XIncludes the articles, and
+/// the same source is a feed by the `rss` chain.
+#[test]
+fn the_demo_site_renders_pages_and_a_feed() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/demo");
+    let body = format!(
+        "    DocumentRoot {demo}\n    <Location /xml>\n\
+         \x20       XSLTStyle xml/style/article.xsl\n        XSLTStyle xml/style/page.xsl\n\
+         \x20       <Style rss>\n            XSLTStyle xml/style/rss.xsl\n        </Style>\n    </Location>"
+    );
+    let srv = start(&conf("", &body), &[]);
+    let r = srv.get("/xml/index.xml");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=UTF-8"));
+    let page = r.text();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(
+        page.contains("<a href=\"articles/caching.xml\">Caching</a>"),
+        "{page}"
+    );
+    let r = srv.get("/xml/articles/pipeline.xml");
+    assert!(
+        r.text().contains("<h1>Documents in, pipeline out</h1>"),
+        "{}",
+        r.text()
+    );
+    let r = srv.get("/xml/index.xml?style=rss");
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/rss+xml; charset=UTF-8")
+    );
+    assert_eq!(r.text().matches("<item>").count(), 3, "{}", r.text());
+}
+
+/// `XMLMatch root`/`namespace`: only documents with that root element go
+/// through the pipeline; another file is served as it is.
+#[test]
+fn xml_match_takes_documents_by_root_element_or_namespace() {
+    let feed = "<?xml version=\"1.0\"?>\n<rss version=\"2.0\"/>\n";
+    let ns = "<?xml version=\"1.0\"?>\n<a:article xmlns:a=\"urn:x-articles\"><a:title>N</a:title></a:article>\n";
+    let mut files = site();
+    files.push(("site/feed.xml", feed));
+    files.push(("site/ns/n.xml", ns));
+    let show = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:template match="/">root=<xsl:value-of select="local-name(*)"/></xsl:template>
+</xsl:stylesheet>
+"#;
+    files.push(("site/show.xsl", show));
+    let body = "    XMLMatch root article\n    <Location /ns>\n        XMLMatch namespace urn:x-articles\n\
+                \x20       XSLTStyle show.xsl\n    </Location>";
+    let srv = start(&conf("", body), &files);
+    // No chain here: the document goes out as XML.
+    let r = srv.get("/a.xml");
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/xml; charset=utf-8")
+    );
+    assert!(
+        r.text().contains("<article><title>On &amp; off</title>"),
+        "{}",
+        r.text()
+    );
+    let r = srv.get("/feed.xml");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), feed, "not served as it is");
+    // A Location's XMLMatch lines add to the Server's (as XSLTStyle lines
+    // do): article or the namespace.
+    assert_eq!(srv.get("/ns/n.xml").text(), "root=article");
+}
