@@ -547,7 +547,7 @@ impl Xslt {
                 };
                 let _ = self
                     .results
-                    .put(key.as_bytes(), Rc::new(Object::Response(entry)), KEEP)
+                    .put(key.as_bytes(), Rc::new(Object::Response(Rc::new(entry))), KEEP)
                     .await;
             }
         }
