@@ -33,6 +33,11 @@ pub(crate) const PARSE_OPTIONS: c_int =
 /// channel, and a stylesheet can print without end.
 const MAX_TEXT: usize = 64 * 1024;
 
+/// Errors kept per call at most: a large document can hold a non-fatal
+/// error (an undeclared namespace prefix) on every element, and the first
+/// few say what is wrong.
+const MAX_DIAGS: usize = 50;
+
 /// One thing a library reported.
 struct Diag {
     file: Option<String>,
@@ -209,12 +214,21 @@ unsafe extern "C" fn on_structured(_data: *mut c_void, error: *const sys::XmlErr
     let line = u32::try_from(e.line).unwrap_or(0);
     with_call(|call| {
         call.awaiting = false;
+        push(call, file, line, message);
+    });
+}
+
+/// Keep a diagnostic, unless the call has enough; whether it was kept.
+fn push(call: &mut Call, file: Option<String>, line: u32, message: String) -> bool {
+    let keep = call.diags.len() < MAX_DIAGS;
+    if keep {
         call.diags.push(Diag {
             file,
             line,
             message,
-        })
-    });
+        });
+    }
+    keep
 }
 
 unsafe extern "C" fn on_text(text: *const c_char, len: usize) {
@@ -256,12 +270,7 @@ fn text_line(call: &mut Call, line: &str) {
             continue;
         }
         let (file, n) = parse_context(rest);
-        call.diags.push(Diag {
-            file,
-            line: n,
-            message: String::new(),
-        });
-        call.awaiting = true;
+        call.awaiting = push(call, file, n, String::new());
         return;
     }
     match call.diags.last_mut() {
@@ -271,11 +280,9 @@ fn text_line(call: &mut Call, line: &str) {
             }
             last.message.push_str(line.trim());
         }
-        _ => call.diags.push(Diag {
-            file: None,
-            line: 0,
-            message: line.trim().to_string(),
-        }),
+        _ => {
+            push(call, None, 0, line.trim().to_string());
+        }
     }
 }
 
@@ -467,11 +474,7 @@ fn load_failed(e: LoadError) {
         LoadError::Missing(why) => {
             with_call(|call| {
                 call.awaiting = false;
-                call.diags.push(Diag {
-                    file: None,
-                    line: 0,
-                    message: why,
-                })
+                push(call, None, 0, why);
             });
         }
     }

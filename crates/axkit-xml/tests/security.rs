@@ -334,6 +334,20 @@ fn deep_nesting_is_an_error_not_a_crash() {
 }
 
 #[test]
+fn a_flood_of_errors_stays_bounded() {
+    let (dir, policy) = site();
+    // 20,000 non-fatal namespace errors, then a fatal one.
+    let doc = format!("<r>{}", "<p:x/>".repeat(20_000));
+    let e = expect_err(parse(&doc, &www(&dir, "flood.xml"), &policy), "flood");
+    assert!(
+        e.message.len() <= 2100,
+        "{} bytes of message",
+        e.message.len()
+    );
+    assert_eq!(e.line, 1, "{e}");
+}
+
+#[test]
 fn a_failing_call_leaves_the_next_one_clean() {
     let (dir, policy) = site();
     let url = www(&dir, "bad.xml");
