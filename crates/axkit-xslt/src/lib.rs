@@ -547,7 +547,11 @@ impl Xslt {
                 };
                 let _ = self
                     .results
-                    .put(key.as_bytes(), Rc::new(Object::Response(Rc::new(entry))), KEEP)
+                    .put(
+                        key.as_bytes(),
+                        Rc::new(Object::Response(Rc::new(entry))),
+                        KEEP,
+                    )
                     .await;
             }
         }
