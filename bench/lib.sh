@@ -66,6 +66,10 @@
 #   start_axkit_nginx PATH
 #                        check $TMP/axkit.conf ($AXKIT) and nginx.conf,
 #                        start both (AX_PID, NG_PID), wait_up each on PATH.
+#   h2o_static_start PORT THREADS
+#                        h2o serving $TMP/www on 127.0.0.1:PORT with
+#                        THREADS threads (its workers), no access log,
+#                        config in $TMP/h2o; PID in H2O_PID, wait_up on /1k.bin.
 #   run_wrk NAME PORT SECS PATH [WRK_ARGS…]
 #                        wrk -t$THREADS -c$CONNS (bounded by timeout),
 #                        prints req/s; Non-2xx/socket errors are echoed
@@ -277,6 +281,29 @@ start_axkit_nginx() {
     nginx_start
     wait_up axkit "$AX_PID" "$AX_PORT" "$1"
     wait_up nginx "$NG_PID" "$NG_PORT" "$1"
+}
+
+# ---- h2o --------------------------------------------------------------------
+
+h2o_static_start() {
+    mkdir -p "$TMP/h2o"
+    # As root h2o would switch to nobody, who cannot read the 0700 $TMP.
+    cat >"$TMP/h2o/h2o.conf" <<EOF
+$([ "$(id -u)" = 0 ] && echo "user: root")
+listen:
+  host: 127.0.0.1
+  port: $1
+num-threads: $2
+max-connections: 20000
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: $TMP/www
+EOF
+    must_pass "h2o rejected its config" h2o -t -c "$TMP/h2o/h2o.conf"
+    start_bg H2O_PID "$TMP/h2o/stdout.log" h2o -c "$TMP/h2o/h2o.conf"
+    wait_up h2o "$H2O_PID" "$1" /1k.bin
 }
 
 # ---- wrk and arithmetic -----------------------------------------------------

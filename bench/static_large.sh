@@ -8,6 +8,8 @@
 #      /dev/null (STREAMS alternating rounds each, default ROUNDS; medians,
 #      ratio), and the server CPU time each download cost (all threads of
 #      master + workers, from /proc/*/task/*/schedstat).  target >= 1.0x
+#      h2o (num-threads WORKERS) takes part here too, as the third peer
+#      (#15's target is >= 1.0x h2o); H2O=0 leaves it out.
 #   3. SLOW clients (default 200) each reading the 100 MiB file at about
 #      SLOW_RATE (1 MiB/s): the server's memory growth (anonymous Pss of
 #      master + workers: peak during the test minus before), and wrk on a
@@ -44,6 +46,7 @@ SLOW_SECS=${SLOW_SECS:-25}
 STREAMS=${STREAMS:-$ROUNDS}
 STREAM_ONLY=${STREAM_ONLY:-0}
 PIN=${PIN:-0}
+H2O=${H2O:-1}
 
 SCRIPT_TAG=static_large.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -52,6 +55,7 @@ AXKIT=$ROOT/target/release/axkit
 need_cmd wrk wrk
 need_cmd nginx nginx-light
 need_cmd curl curl
+[ "$H2O" = 1 ] && need_cmd h2o h2o
 install_needed -q
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 build_release axkit --bin axkit
@@ -62,7 +66,7 @@ head -c $((100 * 1024)) /dev/urandom >"$TMP/www/100k.bin"
 head -c $((100 * 1024 * 1024)) /dev/urandom >"$TMP/www/100m.bin"
 python3 -c 'import sys; sys.stdout.write(("0123456789abcdef" * 64)[:1024])' >"$TMP/www/1k.bin"
 
-pick_ports AX_PORT NG_PORT
+pick_ports AX_PORT NG_PORT H2_PORT
 
 cat >"$TMP/axkit.conf" <<CONF
 Workers $WORKERS
@@ -89,7 +93,12 @@ http {
 }
 CONF
 start_axkit_nginx /1k.bin
-for s in "axkit $AX_PORT" "nginx $NG_PORT"; do
+PEERS=("axkit $AX_PORT" "nginx $NG_PORT")
+if [ "$H2O" = 1 ]; then
+    h2o_static_start "$H2_PORT" "$WORKERS"
+    PEERS+=("h2o $H2_PORT")
+fi
+for s in "${PEERS[@]}"; do
     set -- $s
     for f in 100k.bin 100m.bin; do
         curl -fsS "http://127.0.0.1:$2/$f" | cmp -s - "$TMP/www/$f" || die "$1 served a different $f"
@@ -128,7 +137,7 @@ cpu_ns() {   # CPU time (ns) of every thread of a master and its workers
 CURL=(curl)
 if [ "$PIN" = 1 ]; then
     need_cmd taskset util-linux
-    for p in "$AX_PID" $(workers_of "$AX_PID") "$NG_PID" $(workers_of "$NG_PID"); do
+    for p in "$AX_PID" $(workers_of "$AX_PID") "$NG_PID" $(workers_of "$NG_PID") ${H2O_PID:-}; do
         taskset -apc 0 "$p" >/dev/null
     done
     CURL=(taskset -c 1 curl)
@@ -139,11 +148,15 @@ one_stream() {   # one_stream PORT PID -> "bytes/s cpu_ms"
     speed=$("${CURL[@]}" -fsS -o /dev/null -w '%{speed_download}' --max-time 120 "http://127.0.0.1:$1/100m.bin")
     echo "$speed $(( ($(cpu_ns "$2") - before) / 1000000 ))"
 }
-AX_S=(); NG_S=(); AX_C=(); NG_C=()
+AX_S=(); NG_S=(); AX_C=(); NG_C=(); H2_S=(); H2_C=()
 for r in $(seq "$STREAMS"); do
     read -r a ac < <(one_stream "$AX_PORT" "$AX_PID"); AX_S+=("$a"); AX_C+=("$ac")
     read -r n nc < <(one_stream "$NG_PORT" "$NG_PID"); NG_S+=("$n"); NG_C+=("$nc")
     log "100 MiB round $r: axkit $(( ${a%.*} / 1048576 )) MiB/s (${ac} ms CPU), nginx $(( ${n%.*} / 1048576 )) MiB/s (${nc} ms CPU)"
+    if [ "$H2O" = 1 ]; then
+        read -r h hc < <(one_stream "$H2_PORT" "$H2O_PID"); H2_S+=("$h"); H2_C+=("$hc")
+        log "100 MiB round $r: h2o $(( ${h%.*} / 1048576 )) MiB/s (${hc} ms CPU)"
+    fi
 done
 AX_SM=$(median "${AX_S[@]}"); NG_SM=$(median "${NG_S[@]}")
 AX_CM=$(median "${AX_C[@]}"); NG_CM=$(median "${NG_C[@]}")
@@ -154,6 +167,13 @@ mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b/1048576}'; }
 STREAM_ROWS="| 100 MiB one stream, MiB/s (median of $STREAMS) | $(mib "$AX_SM") | $(mib "$NG_SM") | $(ratio "$AX_SM" "$NG_SM") |
 | 100 MiB one stream, MiB/s (rounds) | $(for v in "${AX_S[@]}"; do printf '%s ' "$(mib "$v")"; done) | $(for v in "${NG_S[@]}"; do printf '%s ' "$(mib "$v")"; done) | $S_PAIRS |
 | 100 MiB one stream, server CPU ms (median) | $AX_CM | $NG_CM | $(ratio "$AX_CM" "$NG_CM") |"
+if [ "$H2O" = 1 ]; then
+    H2_SM=$(median "${H2_S[@]}"); H2_CM=$(median "${H2_C[@]}")
+    STREAM_ROWS+="
+| 100 MiB one stream against h2o $(h2o --version | head -1 | awk '{print $3}'): MiB/s (median) axkit · h2o | $(mib "$AX_SM") | $(mib "$H2_SM") | axkit/h2o $(ratio "$AX_SM" "$H2_SM") |
+| 100 MiB one stream, MiB/s (rounds) axkit/h2o | | | $(pair_ratios "${AX_S[*]}" "${H2_S[*]}") |
+| 100 MiB one stream, server CPU ms (median) axkit · h2o | $AX_CM | $H2_CM | axkit/h2o $(ratio "$AX_CM" "$H2_CM") |"
+fi
 if [ "$STREAM_ONLY" = 1 ]; then
     cat <<SUMMARY
 
