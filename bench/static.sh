@@ -8,6 +8,9 @@
 #      axkit and nginx alternately (ROUNDS rounds each, median taken), and
 #      the ratio axkit/nginx; and the servers' CPU time per request in
 #      those rounds (user + system / requests), which is steadier.
+#      h2o (num-threads WORKERS, its file cache on by default) runs the
+#      same rounds as a third peer (#15 sets its CPU target against h2o);
+#      H2O=0 leaves it out.
 #   2. Idle keep-alive memory: anonymous Pss (and RSS) of each server's master +
 #      worker processes before and after IDLE_CONNS connections that each
 #      completed one request and then sit idle; (after - before) / IDLE_CONNS
@@ -42,6 +45,7 @@ CONNS=${CONNS:-50}            # wrk connections
 THREADS=${THREADS:-1}         # wrk threads
 IDLE_CONNS=${IDLE_CONNS:-10000}
 HOLDERS=${HOLDERS:-4}         # client processes for the idle test (fd limit 20,000 each)
+H2O=${H2O:-1}
 FILE_CACHE=${FILE_CACHE:-1}   # 1: open-file cache on both (axkit OpenFileCache, nginx open_file_cache); 0: off on both (axkit OpenFileCache Off)
 
 SCRIPT_TAG=static.sh
@@ -52,6 +56,7 @@ AXKIT=$ROOT/target/release/axkit
 
 need_cmd wrk wrk
 need_cmd nginx nginx-light
+[ "$H2O" = 1 ] && need_cmd h2o h2o
 install_needed
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 command -v python3 >/dev/null || die "python3 is required"
@@ -73,7 +78,7 @@ python3 -c 'import sys; sys.stdout.write(("0123456789abcdef" * 64)[:1024])' >"$T
 
 # Free ports above 20000 and below the ephemeral range (so client sockets
 # can never be sitting on them).
-pick_ports AX_PORT NG_PORT
+pick_ports AX_PORT NG_PORT H2_PORT
 
 # ---- configs --------------------------------------------------------------------
 
@@ -118,9 +123,15 @@ start_axkit_nginx /1k.bin
 
 log "axkit  PID $AX_PID port $AX_PORT workers: $(workers_of "$AX_PID")"
 log "nginx  PID $NG_PID port $NG_PORT workers: $(workers_of "$NG_PID")"
+PEERS=("axkit $AX_PORT" "nginx $NG_PORT")
+if [ "$H2O" = 1 ]; then
+    h2o_static_start "$H2_PORT" "$WORKERS"
+    PEERS+=("h2o $H2_PORT")
+    log "h2o    PID $H2O_PID port $H2_PORT"
+fi
 
-# Same bytes from both?
-for s in "axkit $AX_PORT" "nginx $NG_PORT"; do
+# Same bytes from all?
+for s in "${PEERS[@]}"; do
     set -- $s
     body=$(curl -fsS "http://127.0.0.1:$2/1k.bin" | cmp - "$TMP/www/1k.bin" && echo same || echo DIFFERENT)
     hdr=$(curl -fsS -D - -o /dev/null "http://127.0.0.1:$2/1k.bin" | tr -d '\r' | tr '\n' '|')
@@ -132,7 +143,9 @@ done
 # bench_wrk NAME PORT SECONDS -> prints req/s (run_wrk on /1k.bin, after
 # checking that NAME's master is still alive)
 bench_wrk() {
-    kill -0 "$( [ "$1" = axkit ] && echo "$AX_PID" || echo "$NG_PID")" 2>/dev/null \
+    local pid
+    case $1 in axkit) pid=$AX_PID ;; nginx) pid=$NG_PID ;; *) pid=$H2O_PID ;; esac
+    kill -0 "$pid" 2>/dev/null \
         || die "$1 master died before a wrk run"
     run_wrk "$1" "$2" "$3" /1k.bin --latency
 }
@@ -141,7 +154,8 @@ note_load
 log "warm-up (3 s each)"
 bench_wrk axkit "$AX_PORT" 3 >/dev/null
 bench_wrk nginx "$NG_PORT" 3 >/dev/null
-: >"$TMP/anomalies-axkit.txt"; : >"$TMP/anomalies-nginx.txt"
+[ "$H2O" = 1 ] && bench_wrk h2o "$H2_PORT" 3 >/dev/null
+: >"$TMP/anomalies-axkit.txt"; : >"$TMP/anomalies-nginx.txt"; : >"$TMP/anomalies-h2o.txt"
 
 # Server CPU time per request (user + system of master and workers over a
 # round / requests in it): steadier than req/s when the load generator
@@ -151,13 +165,18 @@ cpu_us_per_req() {   # cpu_us_per_req TICKS_BEFORE PID -> µs per request of the
     awk -v t=$(( $(cpu_ticks "$2" $(workers_of "$2")) - $1 )) -v u="$TICK_US" -v n="$(cat "$TMP/last-count")" \
         'BEGIN {if (n > 0) printf "%.1f", t * u / n; else print 0}'
 }
-AX_RPS=(); NG_RPS=(); AX_CPU=(); NG_CPU=()
+AX_RPS=(); NG_RPS=(); AX_CPU=(); NG_CPU=(); H2_RPS=(); H2_CPU=()
 for r in $(seq "$ROUNDS"); do
     t=$(cpu_ticks "$AX_PID" $(workers_of "$AX_PID"))
     a=$(bench_wrk axkit "$AX_PORT" "$DURATION"); AX_RPS+=("$a"); AX_CPU+=("$(cpu_us_per_req "$t" "$AX_PID")")
     t=$(cpu_ticks "$NG_PID" $(workers_of "$NG_PID"))
     n=$(bench_wrk nginx "$NG_PORT" "$DURATION"); NG_RPS+=("$n"); NG_CPU+=("$(cpu_us_per_req "$t" "$NG_PID")")
     log "round $r: axkit $a req/s (${AX_CPU[-1]} µs CPU/req), nginx $n req/s (${NG_CPU[-1]} µs CPU/req)"
+    if [ "$H2O" = 1 ]; then
+        t=$(cpu_ticks "$H2O_PID" $(workers_of "$H2O_PID"))
+        h=$(bench_wrk h2o "$H2_PORT" "$DURATION"); H2_RPS+=("$h"); H2_CPU+=("$(cpu_us_per_req "$t" "$H2O_PID")")
+        log "round $r: h2o $h req/s (${H2_CPU[-1]} µs CPU/req)"
+    fi
 done
 AX_CPU_MED=$(median "${AX_CPU[@]}"); NG_CPU_MED=$(median "${NG_CPU[@]}")
 AX_MED=$(median "${AX_RPS[@]}")
@@ -278,6 +297,12 @@ axkit: $AXKIT_REV (the working tree as built; "-dirty" = uncommitted changes) ·
 | server CPU µs/request (median; rounds) | $AX_CPU_MED (${AX_CPU[*]}) | $NG_CPU_MED (${NG_CPU[*]}) | $(ratio "$AX_CPU_MED" "$NG_CPU_MED") |
 | idle keep-alive, Pss(anon) per conn | $AX_IDLE_PSS B ($(kib "$AX_IDLE_PSS")) | $NG_IDLE_PSS B ($(kib "$NG_IDLE_PSS")) | $MEM_RATIO |
 | idle keep-alive, RSS per conn | $AX_IDLE_RSS B | $NG_IDLE_RSS B | |
+$([ "$H2O" = 1 ] && cat <<H2
+| against h2o $(h2o --version | head -1 | awk '{print $3}') | axkit | h2o | axkit/h2o |
+| requests/s (median; each round) | $AX_MED | $(median "${H2_RPS[@]}") (${H2_RPS[*]}) | $(ratio "$AX_MED" "$(median "${H2_RPS[@]}")") ($(pair_ratios "${AX_RPS[*]}" "${H2_RPS[*]}")) |
+| server CPU µs/request (median; rounds) | $AX_CPU_MED | $(median "${H2_CPU[@]}") (${H2_CPU[*]}) | $(ratio "$AX_CPU_MED" "$(median "${H2_CPU[@]}")") |
+H2
+)
 
 Targets: req/s >= 1.0x nginx: $rps_ok ($RPS_RATIO x); idle memory <= 2 KiB/conn: $mem_ok ($(kib "$AX_IDLE_PSS")).
 Idle test axkit: $AX_IDLE_NOTE
