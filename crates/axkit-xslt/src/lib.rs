@@ -390,7 +390,7 @@ impl Xslt {
         let use_pis = *config.get(&STYLESHEET_PI) && named.is_none();
         let configured: Vec<PathBuf> = choose::for_media(
             named.map_or(config.list(&XSLT_STYLE), |n| &n.chain),
-            &choice.media,
+            choice.media,
         )
         .map(|s| resolve(root_dir.as_deref(), &s.path))
         .collect();
@@ -448,6 +448,10 @@ impl Xslt {
             input = Input::Tree(doc);
         }
 
+        if choice.by_agent {
+            ctx.response.headers.add("Vary", "User-Agent");
+        }
+
         // The chain: a named style, else the document's PIs, else the
         // default chain, each for the chosen medium.
         let pis = match &input {
@@ -481,6 +485,8 @@ impl Xslt {
             Some((path, stamp)) => self.known_deps(path, stamp).await,
             None => None,
         };
+        // The key once what the file loads is known (validators set).
+        let mut known_key = None;
         if let (Some(base), Some(deps)) = (&base, &known) {
             let (key, validators) = full_key(base, deps);
             if let Some(outcome) = conditional(ctx, &validators) {
@@ -501,6 +507,7 @@ impl Xslt {
                     }
                 }
             }
+            known_key = Some(key);
         }
 
         // Transform, on the pool when the document is large.
@@ -525,14 +532,18 @@ impl Xslt {
         let body = Bytes::from(out.body);
         let content_type = out.content_type;
         if let (Some((path, stamp)), Some(base)) = (&file, &base) {
-            let deps = match known {
-                Some(deps) => deps,
-                None => self.record_deps(path, stamp, doc_root, &loaded).await,
+            let key = match known_key {
+                Some(key) => key,
+                None => {
+                    // First seen (or changed): what it loaded is known now.
+                    let deps = self.record_deps(path, stamp, doc_root, &loaded).await;
+                    let (key, validators) = full_key(base, &deps);
+                    if let Some(outcome) = conditional(ctx, &validators) {
+                        return Ok(outcome);
+                    }
+                    key
+                }
             };
-            let (key, validators) = full_key(base, &deps);
-            if let Some(outcome) = conditional(ctx, &validators) {
-                return Ok(outcome);
-            }
             if use_cache {
                 let entry = Entry {
                     status: 200,
