@@ -261,6 +261,13 @@ fn the_demo_site_renders_pages_and_a_feed() {
     assert_eq!(r.text().matches("<item>").count(), 3, "{}", r.text());
 }
 
+/// Says which root element it got.
+const SHOW_ROOT: &str = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:template match="/">root=<xsl:value-of select="local-name(*)"/></xsl:template>
+</xsl:stylesheet>
+"#;
+
 /// `XMLMatch root`/`namespace`: only documents with that root element go
 /// through the pipeline; another file is served as it is.
 #[test]
@@ -270,12 +277,7 @@ fn xml_match_takes_documents_by_root_element_or_namespace() {
     let mut files = site();
     files.push(("site/feed.xml", feed));
     files.push(("site/ns/n.xml", ns));
-    let show = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
-<xsl:output method="text"/>
-<xsl:template match="/">root=<xsl:value-of select="local-name(*)"/></xsl:template>
-</xsl:stylesheet>
-"#;
-    files.push(("site/show.xsl", show));
+    files.push(("site/show.xsl", SHOW_ROOT));
     let body = "    XMLMatch root article\n    <Location /ns>\n        XMLMatch namespace urn:x-articles\n\
                 \x20       XSLTStyle show.xsl\n    </Location>";
     let srv = start(&conf("", body), &files);
@@ -331,12 +333,20 @@ fn a_named_style_is_chosen_by_the_user_agent() {
     let mut srv = start(&conf("", &body), &site());
     let feed = as_agent(&srv, "/a.xml", "Feed Reader/2.0");
     assert_eq!(feed.status, 200, "{}", feed.text());
-    assert!(feed.text().contains("<rss version=\"2.0\">"), "{}", feed.text());
+    assert!(
+        feed.text().contains("<rss version=\"2.0\">"),
+        "{}",
+        feed.text()
+    );
     assert_eq!(feed.header("Vary"), Some("User-Agent"));
     // Another agent gets the default chain, from the cache too.
     for _ in 0..2 {
         let page = as_agent(&srv, "/a.xml", "Mozilla/5.0");
-        assert!(page.text().contains("<h1>On &amp; off</h1>"), "{}", page.text());
+        assert!(
+            page.text().contains("<h1>On &amp; off</h1>"),
+            "{}",
+            page.text()
+        );
         assert_ne!(page.header("ETag"), feed.header("ETag"));
     }
     let again = as_agent(&srv, "/a.xml", "feedreader");
@@ -386,13 +396,22 @@ fn the_media_chooser_picks_stylesheets_by_medium() {
     assert_eq!(r.header("Content-Type"), Some("text/plain; charset=UTF-8"));
     assert_eq!(r.header("Vary"), Some("User-Agent"));
     let r = as_agent(&srv, "/a.xml", "Mozilla/5.0 (iPhone) Mobile/15E148");
-    assert!(r.text().contains("<card>On &amp; off</card>"), "{}", r.text());
+    assert!(
+        r.text().contains("<card>On &amp; off</card>"),
+        "{}",
+        r.text()
+    );
     let r = as_agent(&srv, "/a.xml", "Mozilla/5.0 (X11; Linux x86_64)");
     assert!(r.text().contains("<h1>On &amp; off</h1>"), "{}", r.text());
     // Twice more, from the result cache: each medium keeps its own.
     for _ in 0..2 {
-        assert_eq!(as_agent(&srv, "/a.xml", "w3m/0.5.3").text(), "TEXT On & off");
-        assert!(as_agent(&srv, "/a.xml", "Mozilla/5.0").text().contains("<h1>"));
+        assert_eq!(
+            as_agent(&srv, "/a.xml", "w3m/0.5.3").text(),
+            "TEXT On & off"
+        );
+        assert!(as_agent(&srv, "/a.xml", "Mozilla/5.0")
+            .text()
+            .contains("<h1>"));
     }
     // PIs by their media attribute.
     assert_eq!(as_agent(&srv, "/pi/a.xml", "ELinks/0.13").text(), "TEXT PI");
@@ -412,18 +431,16 @@ fn the_media_chooser_picks_stylesheets_by_medium() {
 /// and `.xml` only when listed.
 #[test]
 fn xml_match_takes_files_by_extension() {
-    let show = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
-<xsl:output method="text"/>
-<xsl:template match="/">root=<xsl:value-of select="local-name(*)"/></xsl:template>
-</xsl:stylesheet>
-"#;
     let files = [
-        ("site/show.xsl", show),
+        ("site/show.xsl", SHOW_ROOT),
         ("site/a.rdf", ARTICLE),
         ("site/b.xhtml", "<html/>"),
         ("site/c.xml", ARTICLE),
     ];
-    let srv = start(&conf("", "    XMLMatch .rdf .xhtml\n    XSLTStyle show.xsl"), &files);
+    let srv = start(
+        &conf("", "    XMLMatch .rdf .xhtml\n    XSLTStyle show.xsl"),
+        &files,
+    );
     assert_eq!(srv.get("/a.rdf").text(), "root=article");
     assert_eq!(srv.get("/b.xhtml").text(), "root=html");
     let r = srv.get("/c.xml");
@@ -445,7 +462,11 @@ fn the_cache_plugin_keeps_pages_apart_by_user_agent() {
     let srv = start(&conf("", &body), &site());
     let first = as_agent(&srv, "/a.xml", "Mozilla/5.0");
     assert_eq!(first.status, 200, "{}", first.text());
-    assert!(first.text().contains("<h1>On &amp; off</h1>"), "{}", first.text());
+    assert!(
+        first.text().contains("<h1>On &amp; off</h1>"),
+        "{}",
+        first.text()
+    );
     assert_eq!(first.header("Vary"), Some("User-Agent"));
     assert_eq!(first.header("Age"), None);
     let hit = as_agent(&srv, "/a.xml", "Mozilla/5.0");
