@@ -156,8 +156,9 @@ fn directives() -> Vec<Directive> {
 }
 
 /// Documents up to this size are parsed and transformed on the event
-/// loop: below it the hand-over to a thread costs more than it saves
-/// (docs/xml.md, "Threads").
+/// loop, without a hand-over to a thread and back; the worker's other
+/// requests wait for it (a few milliseconds at most: docs/xml.md,
+/// "Threads").
 const INLINE_MAX: usize = 64 * 1024;
 
 /// The largest document (or file a document loads) the pipeline parses.
