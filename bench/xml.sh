@@ -16,6 +16,9 @@
 #      serving the same bytes as a static file (/static/doc.html), the
 #      ratio (target: >= 0.9).
 # Both outputs are checked first: 200, text/html, and the same page.
+# axkit's workers' memory (PSS, RSS) is shown after the warm-up and after
+# the rounds: every uncached request parses and transforms, so a leak
+# shows there.
 #
 # Both servers: same worker count, no access log, keep-alive unlimited,
 # open-file caches on.
@@ -207,6 +210,7 @@ for p in "axkit $AX_PID $AX_PORT /chain/doc.xml" "nginx $NG_PID $NG_PORT /chain/
     measure $p >/dev/null
 done
 DURATION=$DURATION_SAVED
+read -r AX_PSS0 AX_RSS0 < <(mem_kib $(workers_of "$AX_PID"))
 for n in axkit nginx cached static; do : >"$TMP/anomalies-$n.txt"; done
 AX_RPS=(); NG_RPS=(); AX_CPU=(); NG_CPU=(); CA_RPS=(); ST_RPS=(); CA_CPU=(); ST_CPU=()
 for r in $(seq "$ROUNDS"); do
@@ -216,6 +220,7 @@ for r in $(seq "$ROUNDS"); do
     read -r a c < <(measure static "$AX_PID" "$AX_PORT" /static/doc.html); ST_RPS+=("$a"); ST_CPU+=("$c")
     log "round $r: uncached axkit ${AX_RPS[-1]} req/s (${AX_CPU[-1]} µs CPU/req), nginx ${NG_RPS[-1]} req/s (${NG_CPU[-1]} µs CPU/req); cached ${CA_RPS[-1]} req/s (${CA_CPU[-1]} µs), static ${ST_RPS[-1]} req/s (${ST_CPU[-1]} µs)"
 done
+read -r AX_PSS1 AX_RSS1 < <(mem_kib $(workers_of "$AX_PID"))
 AX_MED=$(median "${AX_RPS[@]}"); NG_MED=$(median "${NG_RPS[@]}")
 AX_CPU_MED=$(median "${AX_CPU[@]}"); NG_CPU_MED=$(median "${NG_CPU[@]}")
 CA_MED=$(median "${CA_RPS[@]}"); ST_MED=$(median "${ST_RPS[@]}")
@@ -238,6 +243,8 @@ Date: $(date -u +%Y-%m-%d) · $(nproc) cores · $(uname -r) · axkit $AXKIT_REV 
 | CPU µs/request (median) | $CA_CPU_MED | $ST_CPU_MED | $(ratio "$CA_CPU_MED" "$ST_CPU_MED") |
 
 Pages: axkit and nginx $SAME.
+
+axkit's workers after the warm-up: PSS $AX_PSS0 KiB, RSS $AX_RSS0 KiB; after the rounds: PSS $AX_PSS1 KiB, RSS $AX_RSS1 KiB.
 
 Anomalies (non-2xx, socket errors):
 axkit: $(anoms axkit)

@@ -1,5 +1,5 @@
 //! What the XML pipeline refuses, and how it fails: external entities
-//! (XXE), entity expansion (billion laughs), `document()` and PIs outside
+//! (XXE), entity expansion (billion laughs), `document()`, XInclude and PIs outside
 //! the DocumentRoot or through a link out of it, broken documents and
 //! stylesheets (500, file:line in the log, the error on the page only
 //! with `StackTrace On`, the worker alive), and `--check` compiling every
@@ -93,6 +93,9 @@ fn document_and_pis_stay_beneath_the_document_root() {
                 \x20   <Location /link>\n        XSLTStyle r-link.xsl\n    </Location>\n\
                 \x20   <Location /in>\n        XSLTStyle r-in.xsl\n    </Location>\n\
                 \x20   <Location /pi>\n        XMLStylesheetPI On\n    </Location>";
+    let xinclude = r#"<?xml version="1.0"?>
+<article xmlns:xi="http://www.w3.org/2001/XInclude"><xi:include href="../../../secret.xml"/></article>
+"#;
     let pi = r#"<?xml version="1.0"?>
 <?xml-stylesheet type="text/xsl" href="../../../outside.xsl"?>
 <article><title>t</title></article>
@@ -107,6 +110,7 @@ fn document_and_pis_stay_beneath_the_document_root() {
             d.write(&format!("site/{dir}/a.xml"), ARTICLE);
         }
         d.write("site/pi/x/pi.xml", pi);
+        d.write("site/xi/x/xi.xml", xinclude);
         d.write("outside.xsl", TO_PAGE);
         std::os::unix::fs::symlink(d.path().join("secret.xml"), d.path().join("site/link.xml"))
             .unwrap();
@@ -117,6 +121,7 @@ fn document_and_pis_stay_beneath_the_document_root() {
     refused(&mut srv, "/up/a.xml", "secret.xml");
     refused(&mut srv, "/abs/a.xml", "secret.xml is outside");
     refused(&mut srv, "/link/a.xml", "link.xml leads out of");
+    refused(&mut srv, "/xi/x/xi.xml", "secret.xml is outside");
     refused(
         &mut srv,
         "/pi/x/pi.xml",

@@ -1,7 +1,8 @@
 //! The `xslt` plugin through the real binary: a `.xml` file through a
 //! two-stylesheet chain (byte for byte what `xsltproc` makes of it), named
 //! chains by `?style=`, `<?xml-stylesheet?>` PIs, parameters from the
-//! config and the request, validators and a 304, the result cache (and
+//! config and the request (query, path, notes), validators, a 304 and a
+//! 412, the result cache (and
 //! what a document loads with `document()` invalidating it), a
 //! stylesheet edited while serving, and Lua scripts before and after the
 //! XSLT processor in the `xmlresponse` chain.
@@ -97,22 +98,32 @@ fn xml_stylesheet_pis_are_honoured_when_asked() {
 fn parameters_come_from_the_config_and_the_request() {
     let show = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
 <xsl:output method="text"/>
-<xsl:param name="site"/><xsl:param name="who"/><xsl:param name="request.path"/>
-<xsl:template match="/">site=<xsl:value-of select="$site"/> who=<xsl:value-of select="$who"/> path=<xsl:value-of select="$request.path"/></xsl:template>
+<xsl:param name="site"/><xsl:param name="who"/><xsl:param name="request.path"/><xsl:param name="note.user"/>
+<xsl:template match="/">site=<xsl:value-of select="$site"/> who=<xsl:value-of select="$who"/> path=<xsl:value-of select="$request.path"/> user=<xsl:value-of select="$note.user"/></xsl:template>
 </xsl:stylesheet>
+"#;
+    // A note an earlier plugin set is `note.NAME`.
+    let who = r#"
+function hook_fixup(r)
+  r:note("user", r:header("X-User") or "nobody")
+  return DECLINED
+end
 "#;
     let mut files = site();
     files.push(("site/show.xsl", show));
-    let body =
-        "    XSLTStyle show.xsl\n    XSLTParam site \"my site\"\n    XSLTParamsFromRequest On";
+    files.push(("plugins/who.lua", who));
+    let body = "    Plugin who\n    XSLTStyle show.xsl\n    XSLTParam site \"my site\"\n\
+                \x20   XSLTParamsFromRequest On";
     let srv = start(&conf("", body), &files);
     let r = srv.get("/a.xml?who=Ada%20L&site=evil");
     assert_eq!(r.status, 200, "{}", r.text());
     // The config's parameter wins over the request's; values are strings,
     // never XPath.
-    assert_eq!(r.text(), "site=my site who=Ada L path=/a.xml");
+    assert_eq!(r.text(), "site=my site who=Ada L path=/a.xml user=nobody");
     let r = srv.get("/a.xml?who=1+1");
-    assert_eq!(r.text(), "site=my site who=1 1 path=/a.xml");
+    assert_eq!(r.text(), "site=my site who=1 1 path=/a.xml user=nobody");
+    let r = request(&srv, "GET", "/a.xml?who=x", "X-User: ada'\"\r\n");
+    assert_eq!(r.text(), "site=my site who=x path=/a.xml user=ada'\"");
 }
 
 #[test]
@@ -145,6 +156,11 @@ fn validators_give_304_and_results_are_cached() {
         &format!("If-Modified-Since: {modified}\r\n"),
     );
     assert_eq!(r.status, 304);
+    // A precondition the current validator fails: 412.
+    let r = request(&srv, "GET", "/a.xml", "If-Match: \"other\"\r\n");
+    assert_eq!(r.status, 412);
+    let r = request(&srv, "GET", "/a.xml", &format!("If-Match: {etag}\r\n"));
+    assert_eq!(r.status, 200);
     // A change to the file it loaded is a new result, with a new ETag.
     srv.dir.write("site/side.xml", "<side>two two</side>");
     let changed = wait_until(Duration::from_secs(10), || {
@@ -245,6 +261,13 @@ fn the_demo_site_renders_pages_and_a_feed() {
     assert_eq!(r.text().matches("<item>").count(), 3, "{}", r.text());
 }
 
+/// Says which root element it got.
+const SHOW_ROOT: &str = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:template match="/">root=<xsl:value-of select="local-name(*)"/></xsl:template>
+</xsl:stylesheet>
+"#;
+
 /// `XMLMatch root`/`namespace`: only documents with that root element go
 /// through the pipeline; another file is served as it is.
 #[test]
@@ -254,12 +277,7 @@ fn xml_match_takes_documents_by_root_element_or_namespace() {
     let mut files = site();
     files.push(("site/feed.xml", feed));
     files.push(("site/ns/n.xml", ns));
-    let show = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
-<xsl:output method="text"/>
-<xsl:template match="/">root=<xsl:value-of select="local-name(*)"/></xsl:template>
-</xsl:stylesheet>
-"#;
-    files.push(("site/show.xsl", show));
+    files.push(("site/show.xsl", SHOW_ROOT));
     let body = "    XMLMatch root article\n    <Location /ns>\n        XMLMatch namespace urn:x-articles\n\
                 \x20       XSLTStyle show.xsl\n    </Location>";
     let srv = start(&conf("", body), &files);
@@ -280,4 +298,184 @@ fn xml_match_takes_documents_by_root_element_or_namespace() {
     // A Location's XMLMatch lines add to the Server's (as XSLTStyle lines
     // do): article or the namespace.
     assert_eq!(srv.get("/ns/n.xml").text(), "root=article");
+}
+
+/// Page -> plain text, for text browsers.
+const TO_TEXT: &str = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text" encoding="UTF-8"/>
+<xsl:template match="/page">TEXT <xsl:value-of select="title"/></xsl:template>
+</xsl:stylesheet>
+"#;
+
+/// Page -> a card for small screens.
+const TO_CARD: &str = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="xml" encoding="UTF-8"/>
+<xsl:template match="/page"><card><xsl:value-of select="title"/></card></xsl:template>
+</xsl:stylesheet>
+"#;
+
+/// A GET of `path` with `User-Agent: agent`.
+fn as_agent(srv: &Axkit, path: &str, agent: &str) -> Response {
+    request(srv, "GET", path, &format!("User-Agent: {agent}\r\n"))
+}
+
+/// `StyleChooser useragent` + `StyleUserAgent REGEX NAME`: the first regex
+/// that matches the User-Agent names the `<Style>`; `?style=` comes first
+/// when `querystring` is listed first; the response says it varies by
+/// User-Agent, and each agent's result is cached apart.
+#[test]
+fn a_named_style_is_chosen_by_the_user_agent() {
+    let body = format!(
+        "{CHAIN}\n    StyleChooser querystring useragent\n\
+         \x20   StyleUserAgent \"(?i)feed ?reader\" rss\n    StyleUserAgent ^Ghost nowhere\n\
+         \x20   <Style rss>\n        XSLTStyle rss.xsl\n    </Style>"
+    );
+    let mut srv = start(&conf("", &body), &site());
+    let feed = as_agent(&srv, "/a.xml", "Feed Reader/2.0");
+    assert_eq!(feed.status, 200, "{}", feed.text());
+    assert!(
+        feed.text().contains("<rss version=\"2.0\">"),
+        "{}",
+        feed.text()
+    );
+    assert_eq!(feed.header("Vary"), Some("User-Agent"));
+    // Another agent gets the default chain, from the cache too.
+    for _ in 0..2 {
+        let page = as_agent(&srv, "/a.xml", "Mozilla/5.0");
+        assert!(
+            page.text().contains("<h1>On &amp; off</h1>"),
+            "{}",
+            page.text()
+        );
+        assert_ne!(page.header("ETag"), feed.header("ETag"));
+    }
+    let again = as_agent(&srv, "/a.xml", "feedreader");
+    assert!(again.text().contains("<rss"), "{}", again.text());
+    assert_eq!(again.header("ETag"), feed.header("ETag"));
+    // The query string is asked first.
+    let asked = as_agent(&srv, "/a.xml?style=rss", "Mozilla/5.0");
+    assert!(asked.text().contains("<rss"), "{}", asked.text());
+    // A style the regex names that exists nowhere: 404, as for ?style=.
+    assert_eq!(as_agent(&srv, "/a.xml", "Ghost/1").status, 404);
+    srv.wait_stderr("no style named \"nowhere\"", Duration::from_secs(5));
+
+    // Without the chooser, StyleUserAgent lines are not looked at, and
+    // nothing varies by User-Agent.
+    let body = format!(
+        "{CHAIN}\n    StyleUserAgent reader rss\n    <Style rss>\n        XSLTStyle rss.xsl\n    </Style>"
+    );
+    let srv = start(&conf("", &body), &site());
+    let r = as_agent(&srv, "/a.xml", "reader");
+    assert!(r.text().contains("<h1>"), "{}", r.text());
+    assert_eq!(r.header("Vary"), None);
+}
+
+/// `StyleChooser media` + `XSLTStyle FILE MEDIA`: text browsers get the
+/// `tty` stylesheets, phones the `handheld` ones, everyone else `screen`;
+/// stylesheets without a medium are in every chain, and an
+/// `<?xml-stylesheet media=…?>` PI is chosen the same way.
+#[test]
+fn the_media_chooser_picks_stylesheets_by_medium() {
+    let body = "    StyleChooser media\n    XSLTStyle page.xsl\n    XSLTStyle html.xsl screen\n\
+                \x20   XSLTStyle text.xsl tty\n    XSLTStyle card.xsl \"handheld, print\"\n\
+                \x20   <Location /pi>\n        XMLStylesheetPI On\n    </Location>";
+    let pi = r#"<?xml version="1.0"?>
+<?xml-stylesheet type="text/xsl" href="/page.xsl"?>
+<?xml-stylesheet type="text/xsl" href="/html.xsl" media="screen"?>
+<?xml-stylesheet type="text/xsl" href="/text.xsl" media="tty"?>
+<article><title>PI</title><para>p</para></article>
+"#;
+    let mut files = site();
+    files.push(("site/text.xsl", TO_TEXT));
+    files.push(("site/card.xsl", TO_CARD));
+    files.push(("site/pi/a.xml", pi));
+    let srv = start(&conf("", body), &files);
+    let r = as_agent(&srv, "/a.xml", "Lynx/2.9.0dev.10 libwww-FM/2.14");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "TEXT On & off");
+    assert_eq!(r.header("Content-Type"), Some("text/plain; charset=UTF-8"));
+    assert_eq!(r.header("Vary"), Some("User-Agent"));
+    let r = as_agent(&srv, "/a.xml", "Mozilla/5.0 (iPhone) Mobile/15E148");
+    assert!(
+        r.text().contains("<card>On &amp; off</card>"),
+        "{}",
+        r.text()
+    );
+    let r = as_agent(&srv, "/a.xml", "Mozilla/5.0 (X11; Linux x86_64)");
+    assert!(r.text().contains("<h1>On &amp; off</h1>"), "{}", r.text());
+    // Twice more, from the result cache: each medium keeps its own.
+    for _ in 0..2 {
+        assert_eq!(
+            as_agent(&srv, "/a.xml", "w3m/0.5.3").text(),
+            "TEXT On & off"
+        );
+        assert!(as_agent(&srv, "/a.xml", "Mozilla/5.0")
+            .text()
+            .contains("<h1>"));
+    }
+    // PIs by their media attribute.
+    assert_eq!(as_agent(&srv, "/pi/a.xml", "ELinks/0.13").text(), "TEXT PI");
+    assert!(as_agent(&srv, "/pi/a.xml", "Mozilla/5.0")
+        .text()
+        .contains("<h1>PI</h1>"));
+
+    // Without the media chooser every request is `screen`.
+    let body = "    XSLTStyle page.xsl\n    XSLTStyle html.xsl screen\n    XSLTStyle text.xsl tty";
+    let srv = start(&conf("", body), &files);
+    let r = as_agent(&srv, "/a.xml", "Lynx/2.9");
+    assert!(r.text().contains("<h1>On &amp; off</h1>"), "{}", r.text());
+    assert_eq!(r.header("Vary"), None);
+}
+
+/// `XMLMatch .EXT…`: the files with those extensions are the XML ones,
+/// and `.xml` only when listed.
+#[test]
+fn xml_match_takes_files_by_extension() {
+    let files = [
+        ("site/show.xsl", SHOW_ROOT),
+        ("site/a.rdf", ARTICLE),
+        ("site/b.xhtml", "<html/>"),
+        ("site/c.xml", ARTICLE),
+    ];
+    let srv = start(
+        &conf("", "    XMLMatch .rdf .xhtml\n    XSLTStyle show.xsl"),
+        &files,
+    );
+    assert_eq!(srv.get("/a.rdf").text(), "root=article");
+    assert_eq!(srv.get("/b.xhtml").text(), "root=html");
+    let r = srv.get("/c.xml");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), ARTICLE, "not served as it is");
+}
+
+/// The `cache` plugin keeps the pipeline's pages like any response that
+/// may be cached (`Header set Cache-Control`, the `headers` plugin listed
+/// before `cache`), one per User-Agent when the style depends on it
+/// (`Vary: User-Agent`).
+#[test]
+fn the_cache_plugin_keeps_pages_apart_by_user_agent() {
+    let body = format!(
+        "{CHAIN}\n    XSLTCache Off\n    StyleChooser useragent\n    StyleUserAgent reader rss\n\
+         \x20   <Style rss>\n        XSLTStyle rss.xsl\n    </Style>\n\
+         \x20   Plugin headers\n    Header set Cache-Control \"max-age=60\"\n    Plugin cache\n    Cache On"
+    );
+    let srv = start(&conf("", &body), &site());
+    let first = as_agent(&srv, "/a.xml", "Mozilla/5.0");
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(
+        first.text().contains("<h1>On &amp; off</h1>"),
+        "{}",
+        first.text()
+    );
+    assert_eq!(first.header("Vary"), Some("User-Agent"));
+    assert_eq!(first.header("Age"), None);
+    let hit = as_agent(&srv, "/a.xml", "Mozilla/5.0");
+    assert_eq!(hit.body, first.body);
+    assert!(hit.header("Age").is_some(), "not from the cache");
+    // Another agent's page is not that one: made, then kept apart.
+    for _ in 0..2 {
+        let feed = as_agent(&srv, "/a.xml", "reader");
+        assert!(feed.text().contains("<rss"), "{}", feed.text());
+    }
+    assert!(as_agent(&srv, "/a.xml", "reader").header("Age").is_some());
 }

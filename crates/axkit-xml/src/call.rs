@@ -72,6 +72,7 @@ static INIT: Once = Once::new();
 /// Initialise the libraries once per process (idempotent).
 pub(crate) fn init() {
     INIT.call_once(|| unsafe {
+        crate::alloc::install();
         sys::axkit_xml_init(
             on_text,
             on_entity_decl,

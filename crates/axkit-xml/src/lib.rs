@@ -36,6 +36,7 @@
 //! # Ok::<(), axkit_xml::XmlError>(())
 //! ```
 
+mod alloc;
 mod call;
 mod document;
 mod stylesheet;

@@ -85,7 +85,18 @@ pub type DocLoaderFn = unsafe extern "C" fn(
 ) -> *mut XmlDoc;
 pub type StructuredErrorFn = unsafe extern "C" fn(data: *mut c_void, error: *const XmlErrorRec);
 
+pub type FreeFn = unsafe extern "C" fn(p: *mut c_void);
+pub type MallocFn = unsafe extern "C" fn(size: usize) -> *mut c_void;
+pub type ReallocFn = unsafe extern "C" fn(p: *mut c_void, size: usize) -> *mut c_void;
+pub type StrdupFn = unsafe extern "C" fn(s: *const c_char) -> *mut c_char;
+
 unsafe extern "C" {
+    pub fn xmlMemSetup(
+        free: FreeFn,
+        malloc: MallocFn,
+        realloc: ReallocFn,
+        strdup: StrdupFn,
+    ) -> c_int;
     pub fn xmlFreeDoc(doc: *mut XmlDoc);
     pub fn xmlDocGetRootElement(doc: *const XmlDoc) -> *mut XmlNode;
     pub fn xmlDocDumpMemoryEnc(

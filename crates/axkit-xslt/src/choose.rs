@@ -12,7 +12,10 @@ pub(crate) struct Choice {
     /// A named style (`?style=NAME`, a `StyleUserAgent` match).
     pub style: Option<String>,
     /// The medium (`screen` unless the media chooser says otherwise).
-    pub media: String,
+    pub media: &'static str,
+    /// Whether the User-Agent took part (the response then says `Vary:
+    /// User-Agent`, so that no cache hands one agent's page to another).
+    pub by_agent: bool,
 }
 
 pub(crate) fn choose(
@@ -22,7 +25,12 @@ pub(crate) fn choose(
 ) -> Choice {
     let mut choice = Choice {
         style: None,
-        media: "screen".into(),
+        media: "screen",
+        by_agent: choosers.iter().any(|c| match c {
+            Chooser::UserAgent => !user_agents.is_empty(),
+            Chooser::Media => true,
+            Chooser::QueryString => false,
+        }),
     };
     let agent = ctx.request.header("User-Agent").unwrap_or("");
     for chooser in choosers {
@@ -40,7 +48,7 @@ pub(crate) fn choose(
                     .find(|(re, _)| re.is_match(agent))
                     .map(|(_, name)| name.clone());
             }
-            Chooser::Media => choice.media = media_of(agent).into(),
+            Chooser::Media => choice.media = media_of(agent),
             _ => {}
         }
     }
@@ -111,7 +119,7 @@ pub(crate) fn from_pis(
         .filter(|pi| {
             pi.media
                 .as_deref()
-                .is_none_or(|m| media_takes(m, &choice.media))
+                .is_none_or(|m| media_takes(m, choice.media))
         })
         .filter(|pi| match &choice.style {
             Some(name) => pi.title.as_deref() == Some(name.as_str()),

@@ -156,8 +156,9 @@ fn directives() -> Vec<Directive> {
 }
 
 /// Documents up to this size are parsed and transformed on the event
-/// loop: below it the hand-over to a thread costs more than it saves
-/// (docs/xml.md, "Threads").
+/// loop, without a hand-over to a thread and back; the worker's other
+/// requests wait for it (about 3 ms for a 50 KiB page through two
+/// stylesheets: docs/xml.md, "Threads").
 const INLINE_MAX: usize = 64 * 1024;
 
 /// The largest document (or file a document loads) the pipeline parses.
@@ -390,7 +391,7 @@ impl Xslt {
         let use_pis = *config.get(&STYLESHEET_PI) && named.is_none();
         let configured: Vec<PathBuf> = choose::for_media(
             named.map_or(config.list(&XSLT_STYLE), |n| &n.chain),
-            &choice.media,
+            choice.media,
         )
         .map(|s| resolve(root_dir.as_deref(), &s.path))
         .collect();
@@ -448,6 +449,10 @@ impl Xslt {
             input = Input::Tree(doc);
         }
 
+        if choice.by_agent {
+            ctx.response.headers.add("Vary", "User-Agent");
+        }
+
         // The chain: a named style, else the document's PIs, else the
         // default chain, each for the chosen medium.
         let pis = match &input {
@@ -481,6 +486,8 @@ impl Xslt {
             Some((path, stamp)) => self.known_deps(path, stamp).await,
             None => None,
         };
+        // The key once what the file loads is known (validators set).
+        let mut known_key = None;
         if let (Some(base), Some(deps)) = (&base, &known) {
             let (key, validators) = full_key(base, deps);
             if let Some(outcome) = conditional(ctx, &validators) {
@@ -501,6 +508,7 @@ impl Xslt {
                     }
                 }
             }
+            known_key = Some(key);
         }
 
         // Transform, on the pool when the document is large.
@@ -525,14 +533,18 @@ impl Xslt {
         let body = Bytes::from(out.body);
         let content_type = out.content_type;
         if let (Some((path, stamp)), Some(base)) = (&file, &base) {
-            let deps = match known {
-                Some(deps) => deps,
-                None => self.record_deps(path, stamp, doc_root, &loaded).await,
+            let key = match known_key {
+                Some(key) => key,
+                None => {
+                    // First seen (or changed): what it loaded is known now.
+                    let deps = self.record_deps(path, stamp, doc_root, &loaded).await;
+                    let (key, validators) = full_key(base, &deps);
+                    if let Some(outcome) = conditional(ctx, &validators) {
+                        return Ok(outcome);
+                    }
+                    key
+                }
             };
-            let (key, validators) = full_key(base, &deps);
-            if let Some(outcome) = conditional(ctx, &validators) {
-                return Ok(outcome);
-            }
             if use_cache {
                 let entry = Entry {
                     status: 200,

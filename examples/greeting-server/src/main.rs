@@ -21,8 +21,11 @@
 //! purpose so that the tests can check a bad hook costs one request only,
 //! `echo` (`src/echo.rs`), which takes its connection over after an
 //! `Upgrade` request, and `forms` (`src/forms.rs`), which reads query
-//! parameters, cookies and forms with the request conveniences.
+//! parameters, cookies and forms with the request conveniences, and
+//! `articles` (`src/articles.rs`), which hands the XML pipeline (the
+//! `xslt` plugin, built in here too) a document as a parsed tree.
 
+mod articles;
 mod echo;
 mod faults;
 mod forms;
@@ -84,6 +87,8 @@ fn main() -> std::process::ExitCode {
         .plugin(faults::FAULTS)
         .plugin(echo::ECHO)
         .plugin(forms::FORMS)
+        .plugin(articles::ARTICLES)
+        .plugin(axkit_xslt::XSLT)
         .source(axkit_template::TemplateSource)
         .source(axkit_client::ClientSource)
         .main()
