@@ -148,24 +148,45 @@ pub(crate) struct Head {
     pub status: u16,
     /// HTTP/1.1 (else 1.0).
     pub http11: bool,
-    pub headers: Vec<(String, String)>,
+    pub headers: Fields,
 }
 
 impl Head {
-    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
     /// Whether the server keeps the connection open after this response.
     pub fn keeps_alive(&self) -> bool {
         self.http11
             && !self
+                .headers
                 .values("connection")
                 .flat_map(|v| v.split(','))
                 .any(|t| t.trim().eq_ignore_ascii_case("close"))
+    }
+}
+
+/// A response's header fields in one string (names and values as
+/// received, values not UTF-8 converted lossily) and where each lies in
+/// it: two allocations per response rather than two per field.
+#[derive(Default)]
+pub(crate) struct Fields {
+    text: String,
+    /// Name start, name end (= value start), value end, in `text`.
+    spans: Vec<[u32; 3]>,
+}
+
+impl Fields {
+    /// Every field, in the order received.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.spans.iter().map(|&[name, value, end]| {
+            let (name, value, end) = (name as usize, value as usize, end as usize);
+            (&self.text[name..value], &self.text[value..end])
+        })
+    }
+
+    /// The values of the fields named `name` (any case).
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 }
 
@@ -193,19 +214,24 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Error> {
         Err(e) => return Err(protocol(format!("malformed response head: {e}"))),
     };
     let status = response.code.unwrap_or(0);
-    let headers = response
-        .headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.to_string(),
-                match std::str::from_utf8(h.value) {
-                    Ok(value) => value.to_string(),
-                    Err(_) => String::from_utf8_lossy(h.value).into_owned(),
-                },
-            )
-        })
-        .collect();
+    // The head is at most MAX_HEAD bytes, so offsets fit in a u32 (a
+    // lossy value at most triples).
+    let mut headers = Fields {
+        text: String::with_capacity(len),
+        spans: Vec::with_capacity(response.headers.len()),
+    };
+    for h in response.headers.iter() {
+        let start = headers.text.len() as u32;
+        headers.text.push_str(h.name);
+        let value = headers.text.len() as u32;
+        match std::str::from_utf8(h.value) {
+            Ok(v) => headers.text.push_str(v),
+            Err(_) => headers.text.push_str(&String::from_utf8_lossy(h.value)),
+        }
+        headers
+            .spans
+            .push([start, value, headers.text.len() as u32]);
+    }
     Ok(Some((
         Head {
             status,
@@ -233,12 +259,14 @@ pub(crate) fn body_framing(head: &Head, to_head: bool) -> Result<(BodyFraming, b
         return Ok((BodyFraming::Empty, reusable));
     }
     let lengths = || {
-        head.values("content-length")
+        head.headers
+            .values("content-length")
             .flat_map(|v| v.split(','))
             .map(str::trim)
     };
     let codings = || {
-        head.values("transfer-encoding")
+        head.headers
+            .values("transfer-encoding")
             .flat_map(|v| v.split(','))
             .map(str::trim)
             .filter(|c| !c.is_empty())
