@@ -89,6 +89,9 @@ impl AsyncWrite for Stream {
 pub(crate) struct Conn {
     pub stream: Stream,
     pub buf: BytesMut,
+    /// Where each request's head is written (its room kept between
+    /// requests).
+    pub out: Vec<u8>,
     pub origin: Origin,
     idle_since: Instant,
 }
@@ -147,6 +150,7 @@ pub(crate) async fn connect(
     Ok(Conn {
         stream,
         buf: BytesMut::new(),
+        out: Vec::new(),
         origin: origin.clone(),
         idle_since: Instant::now(),
     })
@@ -207,6 +211,9 @@ impl Pool {
         conn.idle_since = Instant::now();
         if conn.buf.capacity() > IDLE_BUFFER {
             conn.buf = BytesMut::new();
+        }
+        if conn.out.capacity() > IDLE_BUFFER {
+            conn.out = Vec::new();
         }
         let Some(conns) = self.idle.get_mut(&conn.origin) else {
             self.idle.insert(conn.origin.clone(), vec![conn]);

@@ -882,11 +882,14 @@ impl Client {
                 result => return result.map_err(|(e, _)| e),
             }
         }
+        // Connecting (a name to resolve, a TLS handshake) takes a large
+        // future: boxed, so that every request's future is not as large
+        // when it finds a pooled connection.
         let tls = match request.url.origin.tls() {
-            true => Some(self.tls_config().await?),
+            true => Some(Box::pin(self.tls_config()).await?),
             false => None,
         };
-        let conn = conn::connect(&request.url.origin, tls, &deadline).await?;
+        let conn = Box::pin(conn::connect(&request.url.origin, tls, &deadline)).await?;
         self.inner.pool.borrow_mut().opened += 1;
         self.exchange(conn, request, &deadline)
             .await
@@ -912,9 +915,9 @@ impl Client {
             BodyKind::Sized(len, _) => Framing::Length(*len),
         };
         let mut out = wire::request_head(
+            std::mem::take(&mut conn.out),
             &request.method,
-            &request.url.target,
-            request.url.origin.authority(),
+            &request.url,
             &request.headers,
             framing,
             request.user_agent,
@@ -988,6 +991,7 @@ impl Client {
                 .await
                 .map_err(fail)?;
         }
+        conn.out = out;
         // The head, past any interim (1xx) responses.
         let head = loop {
             match wire::parse_head(&conn.buf).map_err(|e| (e, true))? {

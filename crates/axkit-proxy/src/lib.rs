@@ -378,13 +378,12 @@ fn hop_by_hop(name: &str) -> bool {
         || name.len() > 6 && name[..6].eq_ignore_ascii_case("proxy-")
 }
 
-/// The header names a `Connection` header lists, lower-cased.
-fn connection_tokens<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
-    values
-        .flat_map(|v| v.split(','))
+/// The header names a `Connection` header's value lists, lower-cased.
+fn connection_tokens(value: &str) -> impl Iterator<Item = String> + '_ {
+    value
+        .split(',')
         .map(|t| t.trim().to_ascii_lowercase())
         .filter(|t| !t.is_empty())
-        .collect()
 }
 
 fn join(old: Option<String>, new: &str) -> String {
@@ -445,16 +444,12 @@ fn forwarded_value(out: &mut String, text: &str) {
 }
 
 /// Add the headers sent upstream to `request`: the client's less the
-/// hop-by-hop ones (its `Host` only when preserved), then the forwarding
+/// hop-by-hop ones (`named`: those its `Connection` lists) (its `Host`
+/// only when preserved), then the forwarding
 /// headers, their values made in `scratch` (the worker's, reused). Each goes
 /// straight into the request's one buffer.
-fn upstream_headers(ctx: &Context, request: &mut Request, scratch: &mut String) {
+fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scratch: &mut String) {
     let incoming = &ctx.request;
-    let named = connection_tokens(incoming.headers().filter_map(|(n, v)| {
-        n.eq_ignore_ascii_case("connection")
-            .then(|| std::str::from_utf8(v).ok())
-            .flatten()
-    }));
     let peer = ctx.conn.client().ip();
     let config = ctx.config();
     let trusted = config
@@ -549,16 +544,10 @@ fn upstream_headers(ctx: &Context, request: &mut Request, scratch: &mut String) 
 
 /// The protocol a request asks to switch to, when it may be tunnelled:
 /// HTTP/1.1, `Connection: upgrade`, `Upgrade`, no body.
-fn wants_upgrade(ctx: &Context, framing: &Framing) -> Option<String> {
+fn wants_upgrade(ctx: &Context, incoming: &Incoming) -> Option<String> {
     let request = &ctx.request;
-    let asked = request
-        .headers()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    let ok = asked
-        && matches!(framing, Framing::None)
+    let ok = incoming.named.iter().any(|t| t == "upgrade")
+        && matches!(incoming.framing, Framing::None)
         && request.version() == axkit_http::Version::Http11;
     ok.then(|| request.header("upgrade").map(str::to_string))
         .flatten()
@@ -586,17 +575,42 @@ enum Framing {
     Chunked,
 }
 
-fn request_framing(ctx: &Context) -> Framing {
-    if ctx.request.header_bytes("transfer-encoding").is_some() {
-        return Framing::Chunked;
-    }
-    match ctx
-        .request
-        .header("content-length")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        Some(n) if n > 0 => Framing::Length(n),
-        _ => Framing::None,
+/// What the proxy needs of the client's request headers, found in one
+/// pass over them (each pass makes a `str` of every name again).
+struct Incoming {
+    /// The header names its `Connection` headers list, lower-cased.
+    named: Vec<String>,
+    /// How its body goes upstream.
+    framing: Framing,
+}
+
+impl Incoming {
+    fn of(ctx: &Context) -> Incoming {
+        let mut named = Vec::new();
+        let mut chunked = false;
+        let mut length = None;
+        for (name, value) in ctx.request.headers() {
+            if name.eq_ignore_ascii_case("connection") {
+                if let Ok(value) = std::str::from_utf8(value) {
+                    named.extend(connection_tokens(value));
+                }
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = true;
+            } else if name.eq_ignore_ascii_case("content-length") && length.is_none() {
+                length = Some(value);
+            }
+        }
+        // As the core decoded the body (it refused a request framed two
+        // ways, or with lengths that disagree).
+        let length = length
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let framing = match (chunked, length) {
+            (true, _) => Framing::Chunked,
+            (false, Some(n)) if n > 0 => Framing::Length(n),
+            _ => Framing::None,
+        };
+        Incoming { named, framing }
     }
 }
 
@@ -625,13 +639,15 @@ async fn pump(ctx: &mut Context, tx: mpsc::Sender<io::Result<Bytes>>) -> Option<
 /// own), with `Via` appended and `ProxyPassReverse` applied.
 fn pass_headers(ctx: &mut Context, response: &Response, groups: &HashMap<String, Rc<Group>>) {
     ctx.response.status = response.status;
-    let named = connection_tokens(
-        response
-            .headers()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-            .map(|(_, v)| v),
-    );
-    let chunked = response.header("transfer-encoding").is_some();
+    let mut named = Vec::new();
+    let mut chunked = false;
+    for (name, value) in response.headers() {
+        if name.eq_ignore_ascii_case("connection") {
+            named.extend(connection_tokens(value));
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = true;
+        }
+    }
     let mut via: Option<String> = None;
     for (name, value) in response.headers() {
         let is = |h: &str| name.eq_ignore_ascii_case(h);
@@ -705,7 +721,8 @@ impl Proxy {
             read: config.get(&READ_TIMEOUT).or(all).unwrap_or(DEFAULT_IO),
             send: config.get(&SEND_TIMEOUT).or(all).unwrap_or(DEFAULT_IO),
         };
-        let framing = request_framing(ctx);
+        let incoming = Incoming::of(ctx);
+        let framing = &incoming.framing;
         // Only a request that can be sent again as it was, and whose
         // repetition does no harm: an idempotent method and no body (a
         // streamed body is gone once sent).
@@ -727,7 +744,7 @@ impl Proxy {
             },
             To::Origin(_) => None,
         };
-        let upgrade = wants_upgrade(ctx, &framing);
+        let upgrade = wants_upgrade(ctx, &incoming);
         let mut attempt = 1;
         let mut tried = Vec::new();
         let mut origin;
@@ -748,20 +765,21 @@ impl Proxy {
                 }
                 (None, _) => unreachable!("a target without a group is an origin"),
             };
-            let (result, body_error) = match self.request(ctx, &origin, &target.path, &limits) {
-                Ok(mut request) => {
-                    if let Some(protocol) = &upgrade {
-                        request = request.upgrade(protocol.as_str());
+            let (result, body_error) =
+                match self.request(ctx, &incoming, &origin, &target.path, &limits) {
+                    Ok(mut request) => {
+                        if let Some(protocol) = &upgrade {
+                            request = request.upgrade(protocol.as_str());
+                        }
+                        match framing {
+                            Framing::None => (self.client.send(request).await, None),
+                            // Boxed: this future is large, and the hook's
+                            // whole future would be as large for every request.
+                            _ => Box::pin(self.exchange(ctx, request, framing)).await,
+                        }
                     }
-                    match framing {
-                        Framing::None => (self.client.send(request).await, None),
-                        // Boxed: this future is large, and the hook's
-                        // whole future would be as large for every request.
-                        _ => Box::pin(self.exchange(ctx, request, &framing)).await,
-                    }
-                }
-                Err(e) => (Err(e), None),
-            };
+                    Err(e) => (Err(e), None),
+                };
             if let Some((group, index)) = server {
                 match &result {
                     Ok(_) => group.answered(index),
@@ -861,6 +879,7 @@ impl Proxy {
     fn request(
         &self,
         ctx: &Context,
+        incoming: &Incoming,
         origin: &Origin,
         path: &str,
         limits: &Limits,
@@ -871,7 +890,8 @@ impl Proxy {
             .send_timeout(limits.send)
             .max_size(None)
             .default_user_agent(false);
-        upstream_headers(ctx, &mut request, &mut self.scratch.borrow_mut());
+        let scratch = &mut self.scratch.borrow_mut();
+        upstream_headers(ctx, &incoming.named, &mut request, scratch);
         Ok(request)
     }
 
