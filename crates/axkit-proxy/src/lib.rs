@@ -444,10 +444,10 @@ fn forwarded_value(out: &mut String, text: &str) {
 }
 
 /// Add the headers sent upstream to `request`: the client's less the
-/// hop-by-hop ones (`named`: those its `Connection` lists) (its `Host`
-/// only when preserved), then the forwarding
-/// headers, their values made in `scratch` (the worker's, reused). Each goes
-/// straight into the request's one buffer.
+/// hop-by-hop ones and those its `Connection` lists (`named`), its `Host`
+/// only when preserved; then the forwarding headers, their values made in
+/// `scratch` (the worker's, reused). Each goes straight into the request's
+/// one buffer.
 fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scratch: &mut String) {
     let incoming = &ctx.request;
     let peer = ctx.conn.client().ip();
