@@ -336,15 +336,21 @@ pub(crate) fn body_framing(head: &Head, to_head: bool) -> Result<(BodyFraming, b
             reusable,
         ));
     }
-    let first = match head.headers.has(CONTENT_LENGTH) {
-        true => lengths().next(),
-        false => None,
-    };
+    // Every length given, in one pass: they must all be the first.
+    let (mut first, mut agree) = (None, true);
+    if head.headers.has(CONTENT_LENGTH) {
+        for length in lengths() {
+            match first {
+                None => first = Some(length),
+                Some(f) => agree &= f == length,
+            }
+        }
+    }
     let Some(first) = first else {
         return Ok((BodyFraming::Close, false));
     };
     let n = parse_content_length(first.as_bytes())
-        .filter(|_| lengths().all(|l| l == first))
+        .filter(|_| agree)
         .ok_or_else(|| {
             protocol(format!(
                 "invalid Content-Length {:?}",
