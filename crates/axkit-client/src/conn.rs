@@ -3,6 +3,7 @@
 //! (scheme, host, port).
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::url::Origin;
+use crate::url::{Origin, OriginHasher};
 use crate::{Deadline, Error, ErrorKind};
 
 /// How often the pool looks for connections idle too long, anywhere in it.
@@ -88,6 +89,9 @@ impl AsyncWrite for Stream {
 pub(crate) struct Conn {
     pub stream: Stream,
     pub buf: BytesMut,
+    /// Where each request's head is written (its room kept between
+    /// requests).
+    pub out: Vec<u8>,
     pub origin: Origin,
     idle_since: Instant,
 }
@@ -95,14 +99,15 @@ pub(crate) struct Conn {
 impl Conn {
     /// Whether an idle connection can take a request: the server has
     /// neither closed it nor sent anything (a TLS close_notify, stray
-    /// bytes) since its last response.
+    /// bytes) since its last response. What epoll has told tokio is
+    /// enough, as nginx goes by its event loop: `try_read` makes no
+    /// syscall unless tokio counts the socket readable, which it stops
+    /// doing once a read drains it (and a read it does make takes only
+    /// bytes that make the connection unusable anyway).
     fn alive(&self) -> bool {
-        let mut byte = [0u8; 1];
-        let mut buf = ReadBuf::new(&mut byte);
-        let mut cx = Context::from_waker(std::task::Waker::noop());
         matches!(
-            self.stream.tcp().poll_peek(&mut cx, &mut buf),
-            Poll::Pending
+            self.stream.tcp().try_read(&mut [0u8; 1]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
         )
     }
 }
@@ -145,6 +150,7 @@ pub(crate) async fn connect(
     Ok(Conn {
         stream,
         buf: BytesMut::new(),
+        out: Vec::new(),
         origin: origin.clone(),
         idle_since: Instant::now(),
     })
@@ -152,7 +158,7 @@ pub(crate) async fn connect(
 
 /// Idle keep-alive connections by what they are to, most recent last.
 pub(crate) struct Pool {
-    idle: HashMap<Origin, Vec<Conn>>,
+    idle: HashMap<Origin, Vec<Conn>, BuildHasherDefault<OriginHasher>>,
     /// When connections idle too long were last looked for.
     swept: Instant,
     /// At most this many idle connections per (scheme, host, port).
@@ -166,7 +172,7 @@ pub(crate) struct Pool {
 impl Pool {
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Pool {
         Pool {
-            idle: HashMap::new(),
+            idle: HashMap::default(),
             swept: Instant::now(),
             max_idle,
             idle_timeout,
@@ -206,8 +212,13 @@ impl Pool {
         if conn.buf.capacity() > IDLE_BUFFER {
             conn.buf = BytesMut::new();
         }
-        // A clone of the origin is a reference count.
-        let conns = self.idle.entry(conn.origin.clone()).or_default();
+        if conn.out.capacity() > IDLE_BUFFER {
+            conn.out = Vec::new();
+        }
+        let Some(conns) = self.idle.get_mut(&conn.origin) else {
+            self.idle.insert(conn.origin.clone(), vec![conn]);
+            return;
+        };
         if conns.len() == self.max_idle {
             conns.remove(0);
         }

@@ -37,6 +37,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axkit::config::{Config, ConfigError, Directive, FileReader, List, Scopes};
@@ -49,7 +50,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use conn::{Conn, Pool};
-use wire::{BodyFraming, Framing, HeaderLines};
+use wire::{BodyFraming, Fields, Framing, HeaderLines};
 
 pub use url::Origin;
 use url::Url;
@@ -151,7 +152,15 @@ impl Deadline {
             }
             None => (limit, false),
         };
-        match tokio::time::timeout(limit, fut).await {
+        // Most writes, and reads whose bytes are there, are done at the
+        // first poll: no timer for them.
+        let mut fut = std::pin::pin!(fut);
+        let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+        let done = match first {
+            Poll::Ready(result) => Ok(result),
+            Poll::Pending => tokio::time::timeout(limit, fut).await,
+        };
+        match done {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::new(kind, format!("{what}: {e}"))),
             Err(_) if total => Err(Error::new(
@@ -252,8 +261,9 @@ impl Request {
     /// [`Request::new`] makes one: for a caller that sends many requests
     /// to one server and parses its URL once. Fails on a target that does
     /// not start with `/` or has spaces, control characters or a `#`.
-    pub fn to(method: &str, origin: &Origin, target: &str) -> Result<Request, Error> {
-        Ok(Request::at(method, Url::at(origin, target)?))
+    /// A `String` target is kept, not copied.
+    pub fn to(method: &str, origin: &Origin, target: impl Into<String>) -> Result<Request, Error> {
+        Ok(Request::at(method, Url::at(origin, target.into())?))
     }
 
     fn at(method: &str, url: Url) -> Request {
@@ -292,8 +302,15 @@ impl Request {
     /// `Connection`…) are the client's, and setting them fails the request,
     /// as does a name or value that may not be sent (a line break).
     pub fn header(mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> Request {
-        self.headers.add(name.as_ref(), value.as_ref().as_bytes());
+        self.add_header(name.as_ref(), value.as_ref());
         self
+    }
+
+    /// [`header`](Self::header) in place, for a caller adding many (a
+    /// proxy passing a request's on): a `Request` is large, and each call
+    /// of a builder method moves it.
+    pub fn add_header(&mut self, name: &str, value: &str) {
+        self.headers.add(name, value.as_bytes());
     }
 
     /// The body: bytes (sent with a `Content-Length`) or
@@ -376,7 +393,7 @@ impl Request {
 /// it.
 pub struct Response {
     pub status: u16,
-    headers: Vec<(String, String)>,
+    headers: Fields,
     body: BodyReader,
 }
 
@@ -386,19 +403,13 @@ impl Response {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// Every header, in the order received, names as sent (values not
     /// UTF-8 are converted lossily).
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
-    }
-
-    /// Every header, moved out of the response (which has none left): for
-    /// a caller that keeps them, a proxy passing them on, without a copy.
-    pub fn take_headers(&mut self) -> Vec<(String, String)> {
-        std::mem::take(&mut self.headers)
+        self.headers.iter()
     }
 
     /// Whether the whole body has been read off the connection (what is
@@ -871,11 +882,14 @@ impl Client {
                 result => return result.map_err(|(e, _)| e),
             }
         }
+        // Connecting (a name to resolve, a TLS handshake) takes a large
+        // future: boxed, so that every request's future is not as large
+        // when it finds a pooled connection.
         let tls = match request.url.origin.tls() {
-            true => Some(self.tls_config().await?),
+            true => Some(Box::pin(self.tls_config()).await?),
             false => None,
         };
-        let conn = conn::connect(&request.url.origin, tls, &deadline).await?;
+        let conn = Box::pin(conn::connect(&request.url.origin, tls, &deadline)).await?;
         self.inner.pool.borrow_mut().opened += 1;
         self.exchange(conn, request, &deadline)
             .await
@@ -901,9 +915,9 @@ impl Client {
             BodyKind::Sized(len, _) => Framing::Length(*len),
         };
         let mut out = wire::request_head(
+            std::mem::take(&mut conn.out),
             &request.method,
-            &request.url.target,
-            request.url.origin.authority(),
+            &request.url,
             &request.headers,
             framing,
             request.user_agent,
@@ -977,6 +991,7 @@ impl Client {
                 .await
                 .map_err(fail)?;
         }
+        conn.out = out;
         // The head, past any interim (1xx) responses.
         let head = loop {
             match wire::parse_head(&conn.buf).map_err(|e| (e, true))? {

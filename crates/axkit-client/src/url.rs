@@ -9,8 +9,8 @@
 //! it and gives only each request's target, and the pool files its
 //! connections under it.
 
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::{Arc, OnceLock};
 
 use crate::{Error, ErrorKind};
 
@@ -27,6 +27,9 @@ struct Parts {
     port: u16,
     /// `host[:port]` as a `Host` header carries it.
     authority: String,
+    /// The hash of (tls, host, port), made once: the pool looks an origin
+    /// up twice per request.
+    hash: u64,
 }
 
 impl PartialEq for Origin {
@@ -40,7 +43,36 @@ impl Eq for Origin {}
 
 impl Hash for Origin {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        (self.0.tls, &self.0.host, self.0.port).hash(state);
+        state.write_u64(self.0.hash);
+    }
+}
+
+/// The keys origins are hashed with, random per process (URLs may come
+/// from requests, through scripts).
+fn hash_keys() -> &'static RandomState {
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    KEYS.get_or_init(RandomState::new)
+}
+
+/// A hasher for keys that are an [`Origin`]: its hash made once, passed
+/// through.
+#[derive(Default)]
+pub(crate) struct OriginHasher(u64);
+
+impl Hasher for OriginHasher {
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached by an `Origin`; any other key still hashes.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(5) ^ u64::from(b);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -77,11 +109,13 @@ impl Origin {
         } else {
             format!("{bracketed}:{port}")
         };
+        let hash = hash_keys().hash_one((tls, &host, port));
         Origin(Arc::new(Parts {
             tls,
             host,
             port,
             authority,
+            hash,
         }))
     }
 
@@ -185,7 +219,7 @@ impl Url {
     }
 
     /// `target` (`/path?query`, checked by the caller) at `origin`.
-    pub(crate) fn at(origin: &Origin, target: &str) -> Result<Url, Error> {
+    pub(crate) fn at(origin: &Origin, target: String) -> Result<Url, Error> {
         if !target.starts_with('/')
             || target
                 .bytes()
@@ -198,7 +232,7 @@ impl Url {
         }
         Ok(Url {
             origin: origin.clone(),
-            target: target.to_string(),
+            target,
         })
     }
 
@@ -290,9 +324,9 @@ mod tests {
         for bad in ["http://b/x", "http://b?q", "http://b#f", "ftp://b"] {
             assert!(Origin::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(Url::at(&o, "/a?b").unwrap().target, "/a?b");
+        assert_eq!(Url::at(&o, "/a?b".into()).unwrap().target, "/a?b");
         for bad in ["a", "/a b", "/a#b", "/a\r\nX: 1", ""] {
-            assert!(Url::at(&o, bad).is_err(), "{bad:?}");
+            assert!(Url::at(&o, bad.into()).is_err(), "{bad:?}");
         }
     }
 

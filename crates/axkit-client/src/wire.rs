@@ -4,6 +4,7 @@
 
 use axkit_http::{parse_content_length, valid_header_name, valid_header_value, ChunkedDecoder};
 
+use crate::url::Url;
 use crate::{Error, ErrorKind};
 
 /// The most bytes a response head may have.
@@ -88,11 +89,12 @@ impl HeaderLines {
 }
 
 /// The head of a request: request line, `Host`, `User-Agent` (unless
-/// given), the caller's headers and the framing.
+/// given), the caller's headers and the framing; written into `head`
+/// (emptied first: a connection's buffer, reused).
 pub(crate) fn request_head(
+    mut head: Vec<u8>,
     method: &str,
-    target: &str,
-    authority: &str,
+    url: &Url,
     headers: &HeaderLines,
     framing: Framing,
     user_agent: bool,
@@ -105,9 +107,9 @@ pub(crate) fn request_head(
     if !valid_header_name(method) {
         return Err(invalid(format!("invalid method {method:?}")));
     }
-    let mut head = Vec::with_capacity(
-        method.len() + target.len() + authority.len() + headers.bytes.len() + 128,
-    );
+    let (target, authority) = (&url.target, url.origin.authority());
+    head.clear();
+    head.reserve(method.len() + target.len() + authority.len() + headers.bytes.len() + 128);
     head.extend_from_slice(method.as_bytes());
     head.push(b' ');
     head.extend_from_slice(target.as_bytes());
@@ -148,24 +150,60 @@ pub(crate) struct Head {
     pub status: u16,
     /// HTTP/1.1 (else 1.0).
     pub http11: bool,
-    pub headers: Vec<(String, String)>,
+    pub headers: Fields,
 }
 
 impl Head {
-    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
     /// Whether the server keeps the connection open after this response.
     pub fn keeps_alive(&self) -> bool {
         self.http11
-            && !self
-                .values("connection")
-                .flat_map(|v| v.split(','))
-                .any(|t| t.trim().eq_ignore_ascii_case("close"))
+            && !(self.headers.has(CONNECTION)
+                && self
+                    .headers
+                    .values("connection")
+                    .flat_map(|v| v.split(','))
+                    .any(|t| t.trim().eq_ignore_ascii_case("close")))
+    }
+}
+
+/// The fields [`body_framing`] looks at, flagged as a head is parsed so
+/// that a head without them is not searched for them.
+const CONNECTION: u8 = 1;
+const CONTENT_LENGTH: u8 = 2;
+const TRANSFER_ENCODING: u8 = 4;
+
+/// A response's header fields in one string (the head as received, or,
+/// when a value is not UTF-8, the fields copied with such values converted
+/// lossily) and where each lies in it: two allocations per response rather
+/// than two per field.
+#[derive(Default)]
+pub(crate) struct Fields {
+    text: String,
+    /// Name start and end, value start and end, in `text`.
+    spans: Vec<[u32; 4]>,
+    /// Which of [`CONNECTION`], [`CONTENT_LENGTH`] and
+    /// [`TRANSFER_ENCODING`] are present.
+    framing: u8,
+}
+
+impl Fields {
+    /// Every field, in the order received.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.spans.iter().map(|&[name, name_end, value, end]| {
+            let span = |a: u32, b: u32| &self.text[a as usize..b as usize];
+            (span(name, name_end), span(value, end))
+        })
+    }
+
+    fn has(&self, field: u8) -> bool {
+        self.framing & field != 0
+    }
+
+    /// The values of the fields named `name` (any case).
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 }
 
@@ -193,19 +231,57 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Error> {
         Err(e) => return Err(protocol(format!("malformed response head: {e}"))),
     };
     let status = response.code.unwrap_or(0);
-    let headers = response
-        .headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.to_string(),
-                match std::str::from_utf8(h.value) {
-                    Ok(value) => value.to_string(),
-                    Err(_) => String::from_utf8_lossy(h.value).into_owned(),
-                },
-            )
-        })
-        .collect();
+    let mut headers = Fields {
+        text: String::new(),
+        spans: Vec::with_capacity(response.headers.len()),
+        framing: 0,
+    };
+    for h in response.headers.iter() {
+        for (name, flag) in [
+            ("connection", CONNECTION),
+            ("content-length", CONTENT_LENGTH),
+            ("transfer-encoding", TRANSFER_ENCODING),
+        ] {
+            if h.name.eq_ignore_ascii_case(name) {
+                headers.framing |= flag;
+            }
+        }
+    }
+    // The head is at most MAX_HEAD bytes, so offsets fit in a u32 (a
+    // lossy copy of it at most triples).
+    match std::str::from_utf8(&buf[..len]) {
+        // As received, checked once: the fields are where httparse found
+        // them in it.
+        Ok(text) => {
+            let at = |s: &[u8]| match s.is_empty() {
+                true => 0,
+                false => (s.as_ptr() as usize - buf.as_ptr() as usize) as u32,
+            };
+            for h in response.headers.iter() {
+                let (name, value) = (at(h.name.as_bytes()), at(h.value));
+                headers.spans.push([
+                    name,
+                    name + h.name.len() as u32,
+                    value,
+                    value + h.value.len() as u32,
+                ]);
+            }
+            headers.text = text.to_string();
+        }
+        // A value that is not UTF-8: each field copied, lossily.
+        Err(_) => {
+            headers.text.reserve(len);
+            for h in response.headers.iter() {
+                let name = headers.text.len() as u32;
+                headers.text.push_str(h.name);
+                let value = headers.text.len() as u32;
+                headers.text.push_str(&String::from_utf8_lossy(h.value));
+                headers
+                    .spans
+                    .push([name, value, value, headers.text.len() as u32]);
+            }
+        }
+    }
     Ok(Some((
         Head {
             status,
@@ -233,17 +309,19 @@ pub(crate) fn body_framing(head: &Head, to_head: bool) -> Result<(BodyFraming, b
         return Ok((BodyFraming::Empty, reusable));
     }
     let lengths = || {
-        head.values("content-length")
+        head.headers
+            .values("content-length")
             .flat_map(|v| v.split(','))
             .map(str::trim)
     };
     let codings = || {
-        head.values("transfer-encoding")
+        head.headers
+            .values("transfer-encoding")
             .flat_map(|v| v.split(','))
             .map(str::trim)
             .filter(|c| !c.is_empty())
     };
-    if codings().next().is_some() {
+    if head.headers.has(TRANSFER_ENCODING) && codings().next().is_some() {
         if codings().count() > 1 || !codings().all(|c| c.eq_ignore_ascii_case("chunked")) {
             return Err(protocol(format!(
                 "unsupported transfer coding {:?}",
@@ -258,11 +336,21 @@ pub(crate) fn body_framing(head: &Head, to_head: bool) -> Result<(BodyFraming, b
             reusable,
         ));
     }
-    let Some(first) = lengths().next() else {
+    // Every length given, in one pass: they must all be the first.
+    let (mut first, mut agree) = (None, true);
+    if head.headers.has(CONTENT_LENGTH) {
+        for length in lengths() {
+            match first {
+                None => first = Some(length),
+                Some(f) => agree &= f == length,
+            }
+        }
+    }
+    let Some(first) = first else {
         return Ok((BodyFraming::Close, false));
     };
     let n = parse_content_length(first.as_bytes())
-        .filter(|_| lengths().all(|l| l == first))
+        .filter(|_| agree)
         .ok_or_else(|| {
             protocol(format!(
                 "invalid Content-Length {:?}",
@@ -290,6 +378,7 @@ mod tests {
 
     #[test]
     fn request_heads() {
+        let url = |text: &str| Url::parse(text).unwrap();
         let lines = |fields: &[(&str, &str)]| {
             let mut lines = HeaderLines::default();
             for (n, v) in fields {
@@ -298,9 +387,9 @@ mod tests {
             lines
         };
         let h = request_head(
+            Vec::new(),
             "POST",
-            "/a?b",
-            "x:81",
+            &url("http://x:81/a?b"),
             &lines(&[("X-A", "1")]),
             Framing::Length(3),
             true,
@@ -318,7 +407,16 @@ mod tests {
         );
         let host = lines(&[("host", "other")]);
         let h = String::from_utf8(
-            request_head("GET", "/", "x", &host, Framing::None, true, None).unwrap(),
+            request_head(
+                Vec::new(),
+                "GET",
+                &url("http://x/"),
+                &host,
+                Framing::None,
+                true,
+                None,
+            )
+            .unwrap(),
         )
         .unwrap();
         assert!(
@@ -333,15 +431,42 @@ mod tests {
         ] {
             let headers = lines(&[bad]);
             assert!(
-                request_head("GET", "/", "x", &headers, Framing::None, true, None).is_err(),
+                request_head(
+                    Vec::new(),
+                    "GET",
+                    &url("http://x/"),
+                    &headers,
+                    Framing::None,
+                    true,
+                    None
+                )
+                .is_err(),
                 "{bad:?}"
             );
         }
         let none = HeaderLines::default();
-        assert!(request_head("GE T", "/", "x", &none, Framing::None, true, None).is_err());
+        assert!(request_head(
+            Vec::new(),
+            "GE T",
+            &url("http://x/"),
+            &none,
+            Framing::None,
+            true,
+            None
+        )
+        .is_err());
         let mut some = lines(&[("Cookie", "a"), ("X-B", "c:d"), ("cookie", "e")]);
         some.remove(&["cookie"]);
-        let h = request_head("GET", "/", "x", &some, Framing::None, false, None).unwrap();
+        let h = request_head(
+            Vec::new(),
+            "GET",
+            &url("http://x/"),
+            &some,
+            Framing::None,
+            false,
+            None,
+        )
+        .unwrap();
         assert_eq!(h, b"GET / HTTP/1.1\r\nHost: x\r\nX-B: c:d\r\n\r\n");
     }
 
@@ -416,6 +541,38 @@ mod tests {
         assert_eq!(
             f("HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n", false).unwrap(),
             ("length 2".into(), true)
+        );
+    }
+
+    #[test]
+    fn fields_as_received_or_lossy() {
+        let fields = |bytes: &[u8]| {
+            let (head, _) = parse_head(bytes).unwrap().unwrap();
+            let all: Vec<(String, String)> = head
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            (all, head.headers.framing)
+        };
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            fields(b"HTTP/1.1 200 OK\r\nA: b c\r\nEmpty:\r\nContent-Length: 1\r\n\r\nx"),
+            (
+                pairs(&[("A", "b c"), ("Empty", ""), ("Content-Length", "1")]),
+                CONTENT_LENGTH
+            )
+        );
+        assert_eq!(
+            fields(b"HTTP/1.1 200 OK\r\nA: \xffz\r\nconnection: close\r\n\r\n"),
+            (
+                pairs(&[("A", "\u{fffd}z"), ("connection", "close")]),
+                CONNECTION
+            )
         );
     }
 

@@ -77,6 +77,7 @@ use std::time::Duration;
 
 use axkit::config::core::{TRUSTED_PROXY, TRUSTED_PROXY_HEADER};
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
@@ -261,6 +262,7 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
         // pool of its own.
         client: trust::client(init.config, idle, IDLE_TIMEOUT)?,
         groups,
+        scratch: RefCell::new(String::with_capacity(128)),
     }))
 }
 
@@ -269,6 +271,9 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
 struct Proxy {
     client: Client,
     groups: HashMap<String, Rc<Group>>,
+    /// Where the forwarding headers' values are made, one request at a
+    /// time (no await while it is borrowed).
+    scratch: RefCell<String>,
 }
 
 #[axkit::plugin]
@@ -373,13 +378,12 @@ fn hop_by_hop(name: &str) -> bool {
         || name.len() > 6 && name[..6].eq_ignore_ascii_case("proxy-")
 }
 
-/// The header names a `Connection` header lists, lower-cased.
-fn connection_tokens<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
-    values
-        .flat_map(|v| v.split(','))
+/// The header names a `Connection` header's value lists, lower-cased.
+fn connection_tokens(value: &str) -> impl Iterator<Item = String> + '_ {
+    value
+        .split(',')
         .map(|t| t.trim().to_ascii_lowercase())
         .filter(|t| !t.is_empty())
-        .collect()
 }
 
 fn join(old: Option<String>, new: &str) -> String {
@@ -440,15 +444,12 @@ fn forwarded_value(out: &mut String, text: &str) {
 }
 
 /// Add the headers sent upstream to `request`: the client's less the
-/// hop-by-hop ones (its `Host` only when preserved), then the forwarding
-/// headers. Each goes straight into the request's one buffer.
-fn upstream_headers(ctx: &Context, mut request: Request) -> Request {
+/// hop-by-hop ones and those its `Connection` lists (`named`), its `Host`
+/// only when preserved; then the forwarding headers, their values made in
+/// `scratch` (the worker's, reused). Each goes straight into the request's
+/// one buffer.
+fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scratch: &mut String) {
     let incoming = &ctx.request;
-    let named = connection_tokens(incoming.headers().filter_map(|(n, v)| {
-        n.eq_ignore_ascii_case("connection")
-            .then(|| std::str::from_utf8(v).ok())
-            .flatten()
-    }));
     let peer = ctx.conn.client().ip();
     let config = ctx.config();
     let trusted = config
@@ -463,6 +464,7 @@ fn upstream_headers(ctx: &Context, mut request: Request) -> Request {
     let mut forwarded = None;
     let mut xfport = None;
     let mut via = None;
+    let mut host = None;
     let all = |old: &mut Option<String>, v: &str| *old = Some(join(old.take(), v));
     for (name, value) in incoming.headers() {
         let Ok(value) = std::str::from_utf8(value) else {
@@ -487,8 +489,10 @@ fn upstream_headers(ctx: &Context, mut request: Request) -> Request {
         } else if is("via") {
             all(&mut via, value);
         } else if is("host") {
+            // The first, as `header("host")` would give it.
+            host = host.or(Some(value));
             if preserve_host {
-                request = request.header(name, value);
+                request.add_header(name, value);
             }
         } else if is("expect")
             || is("x-forwarded-proto")
@@ -497,60 +501,53 @@ fn upstream_headers(ctx: &Context, mut request: Request) -> Request {
             || named.iter().any(|t| t.eq_ignore_ascii_case(name))
         {
         } else {
-            request = request.header(name, value);
+            request.add_header(name, value);
         }
     }
     let version = match incoming.version() {
         axkit_http::Version::Http10 => "1.0",
         _ => "1.1",
     };
-    let mut value = String::with_capacity(128);
-    join_into(&mut value, xff.as_deref(), format_args!(""));
-    push_ip(&mut value, peer);
-    request = request.header("X-Forwarded-For", &value);
-    if let Some(port) = xfport {
-        request = request.header("X-Forwarded-Port", port);
+    join_into(scratch, xff.as_deref(), format_args!(""));
+    push_ip(scratch, peer);
+    request.add_header("X-Forwarded-For", scratch);
+    if let Some(port) = &xfport {
+        request.add_header("X-Forwarded-Port", port);
     }
     let client = ctx.client();
-    request = request.header("X-Forwarded-Proto", client.scheme());
+    request.add_header("X-Forwarded-Proto", client.scheme());
     if let Some(authority) = ctx.authority() {
-        request = request.header("X-Forwarded-Host", authority);
+        request.add_header("X-Forwarded-Host", authority);
     }
     // for=NODE;host=HOST;proto=PROTO, a node's IPv6 address bracketed
     // (and so quoted).
-    join_into(&mut value, forwarded.as_deref(), format_args!("for="));
+    join_into(scratch, forwarded.as_deref(), format_args!("for="));
     match peer {
-        IpAddr::V4(_) => push_ip(&mut value, peer),
+        IpAddr::V4(_) => push_ip(scratch, peer),
         IpAddr::V6(v6) => {
-            let _ = write!(value, "\"[{v6}]\"");
+            let _ = write!(scratch, "\"[{v6}]\"");
         }
     }
-    if let Some(host) = incoming.header("host") {
-        value.push_str(";host=");
-        forwarded_value(&mut value, host);
+    if let Some(host) = host {
+        scratch.push_str(";host=");
+        forwarded_value(scratch, host);
     }
-    value.push_str(if ctx.conn.tls {
+    scratch.push_str(if ctx.conn.tls {
         ";proto=https"
     } else {
         ";proto=http"
     });
-    request = request.header("Forwarded", &value);
-    join_into(&mut value, via.as_deref(), format_args!("{version} axkit"));
-    request.header("Via", &value)
+    request.add_header("Forwarded", scratch);
+    join_into(scratch, via.as_deref(), format_args!("{version} axkit"));
+    request.add_header("Via", scratch);
 }
 
 /// The protocol a request asks to switch to, when it may be tunnelled:
 /// HTTP/1.1, `Connection: upgrade`, `Upgrade`, no body.
-fn wants_upgrade(ctx: &Context, framing: &Framing) -> Option<String> {
+fn wants_upgrade(ctx: &Context, incoming: &Incoming) -> Option<String> {
     let request = &ctx.request;
-    let asked = request
-        .headers()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    let ok = asked
-        && matches!(framing, Framing::None)
+    let ok = incoming.named.iter().any(|t| t == "upgrade")
+        && matches!(incoming.framing, Framing::None)
         && request.version() == axkit_http::Version::Http11;
     ok.then(|| request.header("upgrade").map(str::to_string))
         .flatten()
@@ -578,17 +575,42 @@ enum Framing {
     Chunked,
 }
 
-fn request_framing(ctx: &Context) -> Framing {
-    if ctx.request.header_bytes("transfer-encoding").is_some() {
-        return Framing::Chunked;
-    }
-    match ctx
-        .request
-        .header("content-length")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        Some(n) if n > 0 => Framing::Length(n),
-        _ => Framing::None,
+/// What the proxy needs of the client's request headers, found in one
+/// pass over them (each pass makes a `str` of every name again).
+struct Incoming {
+    /// The header names its `Connection` headers list, lower-cased.
+    named: Vec<String>,
+    /// How its body goes upstream.
+    framing: Framing,
+}
+
+impl Incoming {
+    fn of(ctx: &Context) -> Incoming {
+        let mut named = Vec::new();
+        let mut chunked = false;
+        let mut length = None;
+        for (name, value) in ctx.request.headers() {
+            if name.eq_ignore_ascii_case("connection") {
+                if let Ok(value) = std::str::from_utf8(value) {
+                    named.extend(connection_tokens(value));
+                }
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = true;
+            } else if name.eq_ignore_ascii_case("content-length") && length.is_none() {
+                length = Some(value);
+            }
+        }
+        // As the core decoded the body (it refused a request framed two
+        // ways, or with lengths that disagree).
+        let length = length
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let framing = match (chunked, length) {
+            (true, _) => Framing::Chunked,
+            (false, Some(n)) if n > 0 => Framing::Length(n),
+            _ => Framing::None,
+        };
+        Incoming { named, framing }
     }
 }
 
@@ -614,39 +636,35 @@ async fn pump(ctx: &mut Context, tx: mpsc::Sender<io::Result<Bytes>>) -> Option<
 
 /// The upstream's status and headers into the client's response, less
 /// the hop-by-hop ones and its `Date` and `Server` (the core writes its
-/// own), with `Via` appended and `ProxyPassReverse` applied. The headers
-/// are moved, not copied.
-fn pass_headers(ctx: &mut Context, response: &mut Response, groups: &HashMap<String, Rc<Group>>) {
+/// own), with `Via` appended and `ProxyPassReverse` applied.
+fn pass_headers(ctx: &mut Context, response: &Response, groups: &HashMap<String, Rc<Group>>) {
     ctx.response.status = response.status;
-    let headers = response.take_headers();
-    let named = connection_tokens(
-        headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-            .map(|(_, v)| v.as_str()),
-    );
-    let chunked = headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"));
+    let mut named = Vec::new();
+    let mut chunked = false;
+    for (name, value) in response.headers() {
+        if name.eq_ignore_ascii_case("connection") {
+            named.extend(connection_tokens(value));
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = true;
+        }
+    }
     let mut via: Option<String> = None;
-    for (name, value) in headers {
+    for (name, value) in response.headers() {
         let is = |h: &str| name.eq_ignore_ascii_case(h);
         if is("via") {
-            via = Some(join(via, &value));
+            via = Some(join(via, value));
         } else if is("date") || is("server") {
         } else if is("content-length") {
             // The client checked that every Content-Length agrees.
             if !chunked {
-                let n = match value.split_once(',') {
-                    Some((n, _)) => n.trim().to_string(),
-                    None if value.trim().len() == value.len() => value,
-                    None => value.trim().to_string(),
-                };
-                ctx.response.headers.set("Content-Length", n);
+                let n = value.split_once(',').map_or(value, |(n, _)| n).trim();
+                ctx.response.headers.set("Content-Length", n.to_string());
             }
-        } else if hop_by_hop(&name) || named.iter().any(|t| t.eq_ignore_ascii_case(&name)) {
+        } else if hop_by_hop(name) || named.iter().any(|t| t.eq_ignore_ascii_case(name)) {
         } else {
-            ctx.response.headers.add(name, value);
+            ctx.response
+                .headers
+                .add(header_name(name), value.to_string());
         }
     }
     let via = match via {
@@ -655,6 +673,40 @@ fn pass_headers(ctx: &mut Context, response: &mut Response, groups: &HashMap<Str
     };
     ctx.response.headers.set("Via", via);
     reverse::rewrite(ctx, groups);
+}
+
+/// A response header's name as the core keeps it: the usual ones as sent
+/// by most servers need no copy.
+fn header_name(name: &str) -> Cow<'static, str> {
+    const USUAL: &[&str] = &[
+        "Content-Type",
+        "Last-Modified",
+        "ETag",
+        "Accept-Ranges",
+        "Cache-Control",
+        "Expires",
+        "Vary",
+        "Content-Encoding",
+        "Content-Language",
+        "Location",
+        "Set-Cookie",
+        "Age",
+        "Content-Range",
+        "content-type",
+        "last-modified",
+        "etag",
+        "accept-ranges",
+        "cache-control",
+        "expires",
+        "vary",
+        "content-encoding",
+        "location",
+        "set-cookie",
+    ];
+    match USUAL.iter().find(|u| **u == name) {
+        Some(usual) => Cow::Borrowed(usual),
+        None => Cow::Owned(name.to_string()),
+    }
 }
 
 impl Proxy {
@@ -669,7 +721,8 @@ impl Proxy {
             read: config.get(&READ_TIMEOUT).or(all).unwrap_or(DEFAULT_IO),
             send: config.get(&SEND_TIMEOUT).or(all).unwrap_or(DEFAULT_IO),
         };
-        let framing = request_framing(ctx);
+        let incoming = Incoming::of(ctx);
+        let framing = &incoming.framing;
         // Only a request that can be sent again as it was, and whose
         // repetition does no harm: an idempotent method and no body (a
         // streamed body is gone once sent).
@@ -691,7 +744,7 @@ impl Proxy {
             },
             To::Origin(_) => None,
         };
-        let upgrade = wants_upgrade(ctx, &framing);
+        let upgrade = wants_upgrade(ctx, &incoming);
         let mut attempt = 1;
         let mut tried = Vec::new();
         let mut origin;
@@ -712,15 +765,21 @@ impl Proxy {
                 }
                 (None, _) => unreachable!("a target without a group is an origin"),
             };
-            let (result, body_error) = match self.request(ctx, &origin, &target.path, &limits) {
-                Ok(mut request) => {
-                    if let Some(protocol) = &upgrade {
-                        request = request.upgrade(protocol.as_str());
+            let (result, body_error) =
+                match self.request(ctx, &incoming, &origin, &target.path, &limits) {
+                    Ok(mut request) => {
+                        if let Some(protocol) = &upgrade {
+                            request = request.upgrade(protocol.as_str());
+                        }
+                        match framing {
+                            Framing::None => (self.client.send(request).await, None),
+                            // Boxed: this future is large, and the hook's
+                            // whole future would be as large for every request.
+                            _ => Box::pin(self.exchange(ctx, request, framing)).await,
+                        }
                     }
-                    self.exchange(ctx, request, &framing).await
-                }
-                Err(e) => (Err(e), None),
-            };
+                    Err(e) => (Err(e), None),
+                };
             if let Some((group, index)) = server {
                 match &result {
                     Ok(_) => group.answered(index),
@@ -774,12 +833,11 @@ impl Proxy {
         };
         if response.status == 101 {
             let protocol = response.header("upgrade").unwrap_or("").to_string();
-            pass_headers(ctx, &mut response, &self.groups);
-            return self
-                .tunnel(ctx, &url(), response, &protocol, limits.read)
-                .await;
+            pass_headers(ctx, &response, &self.groups);
+            // Boxed, as the streamed body's exchange is.
+            return Box::pin(self.tunnel(ctx, &url(), response, &protocol, limits.read)).await;
         }
-        pass_headers(ctx, &mut response, &self.groups);
+        pass_headers(ctx, &response, &self.groups);
         // A body already read off the connection (a small one, usually)
         // goes out with the head in one write, as a response made here
         // would; a response to HEAD keeps the upstream's Content-Length.
@@ -821,31 +879,31 @@ impl Proxy {
     fn request(
         &self,
         ctx: &Context,
+        incoming: &Incoming,
         origin: &Origin,
         path: &str,
         limits: &Limits,
     ) -> Result<Request, ClientError> {
-        let request = Request::to(ctx.request.method(), origin, path)?
+        let mut request = Request::to(ctx.request.method(), origin, path)?
             .connect_timeout(limits.connect)
             .read_timeout(limits.read)
             .send_timeout(limits.send)
             .max_size(None)
             .default_user_agent(false);
-        Ok(upstream_headers(ctx, request))
+        let scratch = &mut self.scratch.borrow_mut();
+        upstream_headers(ctx, &incoming.named, &mut request, scratch);
+        Ok(request)
     }
 
-    /// Send `request` with the client's body, if any, streamed up as it
-    /// comes: the upstream's response head, and the client's body error
-    /// when that is why it failed.
+    /// Send `request` with the client's body streamed up as it comes: the
+    /// upstream's response head, and the client's body error when that is
+    /// why it failed.
     async fn exchange(
         &self,
         ctx: &mut Context,
         mut request: Request,
         framing: &Framing,
     ) -> (Result<Response, ClientError>, Option<BodyError>) {
-        if matches!(framing, Framing::None) {
-            return (self.client.send(request).await, None);
-        }
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(1);
         let rx = Rc::new(Mutex::new(rx));
         let next = move || {
