@@ -79,7 +79,11 @@ fn a_parked_keepalive_connection_answers_its_next_requests() {
         s.write_all(keep_alive_get("/hello.txt").as_bytes())
             .unwrap();
         let r = response(&mut s);
-        assert_eq!((r.status, r.text().as_str()), (200, "hello\n"), "round {round}");
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "hello\n"),
+            "round {round}"
+        );
         assert_eq!(r.header("Connection"), None, "still keep-alive");
     }
 }

@@ -413,8 +413,8 @@ impl Axkit {
             .into_iter()
             .filter(|(_, target)| target == "anon_inode:[eventpoll]")
             .any(|(epoll, _)| {
-                let info =
-                    std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{epoll}")).unwrap_or_default();
+                let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{epoll}"))
+                    .unwrap_or_default();
                 info.lines().any(|line| {
                     // "tfd:        9 events:  40002019 data: ..."
                     let fields: Vec<&str> = line.split_whitespace().collect();
@@ -470,7 +470,10 @@ pub fn alive(pid: i32) -> bool {
 /// What each descriptor of process `pid` refers to: a path (as it is
 /// named now, after a rename), `socket:[INODE]`, `pipe:[INODE]`...
 pub fn fd_targets(pid: i32) -> Vec<String> {
-    fd_links(pid).into_iter().map(|(_, target)| target).collect()
+    fd_links(pid)
+        .into_iter()
+        .map(|(_, target)| target)
+        .collect()
 }
 
 /// The descriptors open in process `pid`, each with what it links to.

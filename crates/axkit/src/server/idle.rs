@@ -597,7 +597,10 @@ mod tests {
         assert!(poll(&mut unparkable).is_pending());
         let (key, fd) = park(w);
         assert!(waits.is_parked(key, fd));
-        assert!(!waits.is_parked(key, fd + 1), "an event for another fd is stale");
+        assert!(
+            !waits.is_parked(key, fd + 1),
+            "an event for another fd is stale"
+        );
         for _ in 0..3 {
             tokio::time::advance(SWEEP).await;
             assert_eq!(waits.sweep(), 0);
@@ -653,6 +656,9 @@ mod tests {
         tokio::time::advance(DRAIN_GRACE + SWEEP).await;
         assert_eq!(waits.sweep(), 1);
         assert!(!waits.is_parked(ki, fi));
-        assert!(waits.is_parked(kf, ff), "a new connection keeps its HeaderTimeout");
+        assert!(
+            waits.is_parked(kf, ff),
+            "a new connection keeps its HeaderTimeout"
+        );
     }
 }

@@ -79,9 +79,8 @@ pub(crate) async fn wake_parked(worker: Rc<WorkerRt>) {
     };
     // SAFETY: the epoll descriptor is the worker's, open for as long as
     // `worker` lives, which outlives this task's `AsyncFd`.
-    let registered = unsafe {
-        AsyncFd::register_with_interest(parking.epoll.as_raw_fd(), Interest::READABLE)
-    };
+    let registered =
+        unsafe { AsyncFd::register_with_interest(parking.epoll.as_raw_fd(), Interest::READABLE) };
     let ready = match registered {
         Ok(ready) => ready,
         Err(e) => {

@@ -27,7 +27,9 @@
 //! connection) and file bodies must go out with sendfile. While idle, a
 //! connection owns only its socket: the read buffer is released and the
 //! per-request state lives in a boxed future that exists only while a
-//! request is in flight.
+//! request is in flight; after a sweep of the idle table it parks
+//! ([`requests`] ends, `park.rs` holds the socket) and [`resume`] rebuilds
+//! it when its next request arrives.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
