@@ -59,17 +59,6 @@ fn wait_parked(srv: &Axkit, s: &TcpStream, what: &str) {
     );
 }
 
-/// The server closed `s`, within `limit`, without sending anything.
-#[track_caller]
-fn assert_closed(s: &mut TcpStream, limit: Duration, what: &str) {
-    let (bytes, ended) = read_to_end_within(s, limit);
-    assert!(
-        !matches!(ended, Ended::TimedOut),
-        "{what} still open after {limit:?}"
-    );
-    assert!(bytes.is_empty(), "{what} got bytes: {:?}", lossy(&bytes));
-}
-
 #[test]
 fn a_parked_keepalive_connection_answers_its_next_requests() {
     let srv = start("KeepAliveTimeout 60s");

@@ -592,6 +592,18 @@ pub enum Ended {
     TimedOut,
 }
 
+/// The server closed `s` (EOF or reset) within `limit`, without sending
+/// anything.
+#[track_caller]
+pub fn assert_closed(s: &mut TcpStream, limit: Duration, what: &str) {
+    let (bytes, ended) = read_to_end_within(s, limit);
+    assert!(
+        !matches!(ended, Ended::TimedOut),
+        "{what} still open after {limit:?}"
+    );
+    assert!(bytes.is_empty(), "{what} got bytes: {:?}", lossy(&bytes));
+}
+
 /// Read until EOF, an error or `limit`; everything read and how it ended.
 pub fn read_to_end_within(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, Ended) {
     let deadline = Instant::now() + limit;
