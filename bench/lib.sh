@@ -43,6 +43,9 @@
 #   workers_of PID       the PIDs of PID's children, space-separated.
 #   mem_kib PID…         "PSS RSS" in KiB summed over PIDs; PSS is
 #                        Pss_Anon + Pss_Shmem (anonymous memory only).
+#   mem_of PID           "PSS RSS" in bytes over PID and its children (PSS
+#                        as in mem_kib).
+#   established PORT     server-side established TCP connections on PORT.
 #   cpu_ticks PID…       user+system clock ticks summed over PIDs.
 #   cpu_us_per_req TICKS_BEFORE PID
 #                        µs of CPU per request of the last run_wrk: PID's
@@ -76,6 +79,16 @@
 #                        and appended to $TMP/anomalies-NAME.txt; request
 #                        count left in $TMP/last-count.
 #   anoms NAME           the anomalies of NAME counted, or "    none".
+#   hold_idle_start NAME PORT COUNT HOLDERS SECONDS
+#                        HOLDERS bench/hold_idle.py processes (source
+#                        addresses 127.0.0.2, .3, …; the fd limit is 20,000
+#                        a process) open COUNT idle keep-alive connections to
+#                        PORT between them, each after one GET /1k.bin, held
+#                        at most SECONDS; waits (up to 90 s) until all are
+#                        ready; sets HOLD_OK and HOLD_FAILED.
+#   hold_idle_end NAME   ask each holder how many of its connections are
+#                        still open (HOLD_OPEN, HOLD_CLOSED), then release
+#                        them all.
 #   note_load            set LOAD_BEFORE (load average) and BUSY (other
 #                        processes at >= 20% CPU).
 #   median N…            median of numbers.
@@ -227,6 +240,12 @@ mem_kib() {
     done
     echo "$pss $rss"
 }
+mem_of() {
+    local pss rss
+    read -r pss rss < <(mem_kib "$1" $(workers_of "$1"))
+    echo "$(( pss * 1024 )) $(( rss * 1024 ))"
+}
+established() { ss -Htn state established "( sport = :$1 )" | wc -l; }
 cpu_ticks() {
     local p t=0
     for p in "$@"; do t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done
@@ -304,6 +323,60 @@ EOF
     must_pass "h2o rejected its config" h2o -t -c "$TMP/h2o/h2o.conf"
     start_bg H2O_PID "$TMP/h2o/stdout.log" h2o -c "$TMP/h2o/h2o.conf"
     wait_up h2o "$H2O_PID" "$1" /1k.bin
+}
+
+# ---- idle connections -------------------------------------------------------
+
+HOLD_PIDS=()
+hold_idle_start() {
+    local name=$1 port=$2 count=$3 holders=$4 secs=$5 i p fd ready=0 line
+    local per=$(( count / holders ))
+    HOLD_PIDS=()
+    for i in $(seq "$holders"); do
+        mkfifo "$TMP/hold-$name-$i.in"
+        python3 "$BENCH_DIR/hold_idle.py" 127.0.0.1 "$port" "$per" "127.0.0.$(( i + 1 ))" "$secs" \
+            <"$TMP/hold-$name-$i.in" >"$TMP/hold-$name-$i.out" 2>&1 &
+        HOLD_PIDS+=($!); STARTED_PIDS+=($!)
+        exec {fd}>"$TMP/hold-$name-$i.in"
+        HOLDER_FDS+=("$fd")
+    done
+    for i in $(seq 900); do
+        ready=$(cat "$TMP"/hold-"$name"-*.out | grep -c '^ready' || true)
+        [ "$ready" -ge "$holders" ] && break
+        for p in "${HOLD_PIDS[@]}"; do
+            kill -0 "$p" 2>/dev/null || { cat "$TMP"/hold-"$name"-*.out >&2; die "a holder for $name exited early"; }
+        done
+        sleep 0.1
+    done
+    [ "$ready" -ge "$holders" ] || die "holders for $name not ready within 90 s"
+    HOLD_OK=0; HOLD_FAILED=0
+    for i in $(seq "$holders"); do
+        line=$(grep '^ready' "$TMP/hold-$name-$i.out")
+        HOLD_OK=$(( HOLD_OK + $(sed -E 's/.*ok=([0-9]+).*/\1/' <<<"$line") ))
+        HOLD_FAILED=$(( HOLD_FAILED + $(sed -E 's/.*failed=([0-9]+).*/\1/' <<<"$line") ))
+        [[ "$line" == *"failed=0"* ]] || log "$name holder $i: $line"
+    done
+}
+hold_idle_end() {
+    local name=$1 n=${#HOLD_PIDS[@]} i p fd line
+    for fd in "${HOLDER_FDS[@]}"; do echo check >&"$fd"; done
+    for i in $(seq 100); do
+        [ "$(cat "$TMP"/hold-"$name"-*.out | grep -c '^open=' || true)" -ge "$n" ] && break
+        sleep 0.1
+    done
+    HOLD_OPEN=0; HOLD_CLOSED=0
+    for i in $(seq "$n"); do
+        line=$(grep '^open=' "$TMP/hold-$name-$i.out" || echo "open=0 closed=0")
+        HOLD_OPEN=$(( HOLD_OPEN + $(sed -E 's/open=([0-9]+).*/\1/' <<<"$line") ))
+        HOLD_CLOSED=$(( HOLD_CLOSED + $(sed -E 's/.*closed=([0-9]+).*/\1/' <<<"$line") ))
+    done
+    for fd in "${HOLDER_FDS[@]}"; do exec {fd}>&-; done
+    HOLDER_FDS=()
+    for p in "${HOLD_PIDS[@]}"; do
+        for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        stop_pid "$p"
+    done
+    HOLD_PIDS=()
 }
 
 # ---- wrk and arithmetic -----------------------------------------------------

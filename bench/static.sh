@@ -63,7 +63,14 @@ command -v python3 >/dev/null || die "python3 is required"
 command -v curl >/dev/null || die "curl is required"
 
 # What exactly is measured: the tree moves while others work in it.
-build_release axkit -p axkit-cli
+# AXKIT_BIN=PATH measures a binary built elsewhere instead (the "before" of
+# an A/B), named by AXKIT_REV if set.
+if [ -n "${AXKIT_BIN:-}" ]; then
+    AXKIT=$AXKIT_BIN
+    AXKIT_REV=${AXKIT_REV:-$AXKIT_BIN}
+else
+    build_release axkit -p axkit-cli
+fi
 
 # ---- cleanup ----------------------------------------------------------------
 
@@ -159,12 +166,7 @@ bench_wrk nginx "$NG_PORT" 3 >/dev/null
 
 # Server CPU time per request (user + system of master and workers over a
 # round / requests in it): steadier than req/s when the load generator
-# shares the cores.
-TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
-cpu_us_per_req() {   # cpu_us_per_req TICKS_BEFORE PID -> µs per request of the last wrk run
-    awk -v t=$(( $(cpu_ticks "$2" $(workers_of "$2")) - $1 )) -v u="$TICK_US" -v n="$(cat "$TMP/last-count")" \
-        'BEGIN {if (n > 0) printf "%.1f", t * u / n; else print 0}'
-}
+# shares the cores (cpu_us_per_req, lib.sh).
 AX_RPS=(); NG_RPS=(); AX_CPU=(); NG_CPU=(); H2_RPS=(); H2_CPU=()
 for r in $(seq "$ROUNDS"); do
     t=$(cpu_ticks "$AX_PID" $(workers_of "$AX_PID"))
@@ -188,78 +190,27 @@ PAIRS=$(pair_ratios "${AX_RPS[*]}" "${NG_RPS[*]}")
 
 # ---- idle keep-alive memory -----------------------------------------------------------
 
-# mem_of MASTER_PID -> "PSS_BYTES RSS_BYTES" summed over master + its children.
-# PSS here is Pss_Anon + Pss_Shmem: anonymous memory, shared pages split
-# between the processes sharing them (nginx workers share copy-on-write pages
-# with their master). File-backed Pss is left out on purpose: it moves when
-# *other* processes (the python holders) map the same libc, which would show
-# up as a bogus change in the server's memory.
-mem_of() {
-    local pss rss
-    read -r pss rss < <(mem_kib "$1" $(workers_of "$1"))
-    echo "$(( pss * 1024 )) $(( rss * 1024 ))"
-}
-established() { ss -Htn state established "( sport = :$1 )" | wc -l; }
+# Memory is mem_of (lib.sh): Pss_Anon + Pss_Shmem, anonymous memory, shared
+# pages split between the processes sharing them (nginx workers share
+# copy-on-write pages with their master). File-backed Pss is left out on
+# purpose: it moves when *other* processes (the python holders) map the same
+# libc, which would show up as a bogus change in the server's memory.
 
-# idle_test NAME MASTER_PID PORT -> sets IDLE_PSS IDLE_RSS IDLE_NOTE
+# idle_test NAME MASTER_PID PORT -> sets IDLE_PSS IDLE_RSS IDLE_N IDLE_NOTE
 idle_test() {
-    local name=$1 pid=$2 port=$3 i per before after ready open closed fd line
-    local -a hpids=() hfds=()
-    per=$(( IDLE_CONNS / HOLDERS ))
+    local name=$1 pid=$2 port=$3 est
     sleep 1
     read -r b_pss b_rss < <(mem_of "$pid")
-    for i in $(seq "$HOLDERS"); do
-        mkfifo "$TMP/hold-$name-$i.in"
-        python3 "$BENCH_DIR/hold_idle.py" 127.0.0.1 "$port" "$per" "127.0.0.$(( i + 1 ))" 110 \
-            <"$TMP/hold-$name-$i.in" >"$TMP/hold-$name-$i.out" 2>&1 &
-        hpids+=($!); STARTED_PIDS+=($!)
-        exec {fd}>"$TMP/hold-$name-$i.in"
-        hfds+=("$fd"); HOLDER_FDS+=("$fd")
-    done
-    # Wait (bounded) for every holder to report.
-    for i in $(seq 900); do
-        ready=$(cat "$TMP"/hold-"$name"-*.out | grep -c '^ready' || true)
-        [ "$ready" -ge "$HOLDERS" ] && break
-        for p in "${hpids[@]}"; do
-            kill -0 "$p" 2>/dev/null || { cat "$TMP"/hold-"$name"-*.out >&2; die "a holder for $name exited early"; }
-        done
-        sleep 0.1
-    done
-    [ "$ready" -ge "$HOLDERS" ] || die "holders for $name not ready within 90 s"
-    local ok=0 failed=0
-    for i in $(seq "$HOLDERS"); do
-        line=$(grep '^ready' "$TMP/hold-$name-$i.out")
-        ok=$(( ok + $(sed -E 's/.*ok=([0-9]+).*/\1/' <<<"$line") ))
-        failed=$(( failed + $(sed -E 's/.*failed=([0-9]+).*/\1/' <<<"$line") ))
-        [[ "$line" == *"failed=0"* ]] || log "$name holder $i: $line"
-    done
+    hold_idle_start "$name" "$port" "$IDLE_CONNS" "$HOLDERS" 110
     sleep 2   # let memory settle
     read -r a_pss a_rss < <(mem_of "$pid")
-    local est
     est=$(established "$port")
-    # Ask each holder whether its connections are still open, then release them.
-    for fd in "${hfds[@]}"; do echo check >&"$fd"; done
-    for i in $(seq 100); do
-        [ "$(cat "$TMP"/hold-"$name"-*.out | grep -c '^open=' || true)" -ge "$HOLDERS" ] && break
-        sleep 0.1
-    done
-    open=0; closed=0
-    for i in $(seq "$HOLDERS"); do
-        line=$(grep '^open=' "$TMP/hold-$name-$i.out" || echo "open=0 closed=0")
-        open=$(( open + $(sed -E 's/open=([0-9]+).*/\1/' <<<"$line") ))
-        closed=$(( closed + $(sed -E 's/.*closed=([0-9]+).*/\1/' <<<"$line") ))
-    done
-    for fd in "${hfds[@]}"; do exec {fd}>&-; done
-    HOLDER_FDS=()
-    for p in "${hpids[@]}"; do
-        for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        stop_pid "$p"
-    done
+    hold_idle_end "$name"
     kill -0 "$pid" 2>/dev/null || die "$name master died during the idle test"
-    IDLE_N=$ok
-    IDLE_PSS=$(( ok > 0 ? (a_pss - b_pss) / ok : 0 ))
-    IDLE_RSS=$(( ok > 0 ? (a_rss - b_rss) / ok : 0 ))
-    IDLE_NOTE="held $ok/$IDLE_CONNS (failed $failed); server-side established $est; still open at check $open, closed $closed"
+    IDLE_N=$HOLD_OK
+    IDLE_PSS=$(( HOLD_OK > 0 ? (a_pss - b_pss) / HOLD_OK : 0 ))
+    IDLE_RSS=$(( HOLD_OK > 0 ? (a_rss - b_rss) / HOLD_OK : 0 ))
+    IDLE_NOTE="held $HOLD_OK/$IDLE_CONNS (failed $HOLD_FAILED); server-side established $est; still open at check $HOLD_OPEN, closed $HOLD_CLOSED"
     log "$name idle: Pss $b_pss -> $a_pss, RSS $b_rss -> $a_rss bytes; $IDLE_NOTE"
 }
 

@@ -52,17 +52,6 @@ fn idle_connection(srv: &Axkit) -> TcpStream {
     s
 }
 
-/// The server closed `s` (EOF or reset), within `limit`.
-#[track_caller]
-fn assert_closed(s: &mut TcpStream, limit: Duration, what: &str) {
-    let (bytes, ended) = read_to_end_within(s, limit);
-    assert!(
-        !matches!(ended, Ended::TimedOut),
-        "{what} still open after {limit:?}"
-    );
-    assert!(bytes.is_empty(), "{what} got bytes: {:?}", lossy(&bytes));
-}
-
 #[test]
 fn the_longest_idle_keepalive_connection_makes_room() {
     let mut srv = start();

@@ -374,6 +374,13 @@ impl Axkit {
     /// The worker serving the connection `client` made (none before one
     /// has accepted it).
     pub fn worker_serving(&self, client: &TcpStream) -> Option<i32> {
+        self.server_end(client).map(|(pid, _)| pid)
+    }
+
+    /// The process holding the server's end of `client`'s connection (a
+    /// worker, or the server itself under `--no-master`) and its
+    /// descriptor there.
+    pub fn server_end(&self, client: &TcpStream) -> Option<(i32, i32)> {
         let (local, remote) = (
             proc_net_tcp_addr(client.peer_addr().unwrap()),
             proc_net_tcp_addr(client.local_addr().unwrap()),
@@ -382,9 +389,41 @@ impl Axkit {
             .into_iter()
             .find(|f| f[1] == local && f[2] == remote)?;
         let socket = format!("socket:[{}]", row[9]);
-        self.workers()
+        let mut processes = self.workers();
+        processes.push(self.pid());
+        processes.into_iter().find_map(|pid| {
+            let fd = fd_links(pid)
+                .into_iter()
+                .find(|(_, target)| *target == socket)?
+                .0;
+            Some((pid, fd))
+        })
+    }
+
+    /// Whether the server has parked `client`'s idle connection: its
+    /// socket waits in a worker's parking epoll, registered for one event
+    /// (`EPOLLONESHOT`, which tokio's reactor never uses), instead of in
+    /// tokio's reactor with a task.
+    pub fn is_parked(&self, client: &TcpStream) -> bool {
+        const EPOLLONESHOT: u32 = 1 << 30;
+        let Some((pid, fd)) = self.server_end(client) else {
+            return false;
+        };
+        fd_links(pid)
             .into_iter()
-            .find(|&w| fd_targets(w).contains(&socket))
+            .filter(|(_, target)| target == "anon_inode:[eventpoll]")
+            .any(|(epoll, _)| {
+                let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{epoll}"))
+                    .unwrap_or_default();
+                info.lines().any(|line| {
+                    // "tfd:        9 events:  40002019 data: ..."
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    fields.len() >= 4
+                        && fields[0] == "tfd:"
+                        && fields[1] == fd.to_string()
+                        && u32::from_str_radix(fields[3], 16).is_ok_and(|e| e & EPOLLONESHOT != 0)
+                })
+            })
     }
 }
 
@@ -431,12 +470,24 @@ pub fn alive(pid: i32) -> bool {
 /// What each descriptor of process `pid` refers to: a path (as it is
 /// named now, after a rename), `socket:[INODE]`, `pipe:[INODE]`...
 pub fn fd_targets(pid: i32) -> Vec<String> {
+    fd_links(pid)
+        .into_iter()
+        .map(|(_, target)| target)
+        .collect()
+}
+
+/// The descriptors open in process `pid`, each with what it links to.
+pub fn fd_links(pid: i32) -> Vec<(i32, String)> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return Vec::new();
     };
-    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .map(|l| l.to_string_lossy().into_owned())
-        .collect()
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let fd = e.file_name().to_str()?.parse().ok()?;
+        let target = std::fs::read_link(e.path()).ok()?;
+        Some((fd, target.to_string_lossy().into_owned()))
+    })
+    .collect()
 }
 
 /// Socket inodes open in process `pid`.
@@ -539,6 +590,18 @@ pub enum Ended {
     Failed(std::io::Error),
     /// The time limit passed first.
     TimedOut,
+}
+
+/// The server closed `s` (EOF or reset) within `limit`, without sending
+/// anything.
+#[track_caller]
+pub fn assert_closed(s: &mut TcpStream, limit: Duration, what: &str) {
+    let (bytes, ended) = read_to_end_within(s, limit);
+    assert!(
+        !matches!(ended, Ended::TimedOut),
+        "{what} still open after {limit:?}"
+    );
+    assert!(bytes.is_empty(), "{what} got bytes: {:?}", lossy(&bytes));
 }
 
 /// Read until EOF, an error or `limit`; everything read and how it ended.

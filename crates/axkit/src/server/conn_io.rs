@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::io::{self, IoSlice};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::plugin::BodyError;
-use crate::server::idle::{IdleWaits, Kind};
+use crate::server::idle::{End, IdleWait, IdleWaits, Kind};
 use crate::server::metrics::ConnTrack;
 use crate::server::runtime::LocationRt;
 
@@ -45,16 +45,89 @@ pub(crate) struct ReadBuffers(RefCell<Vec<BytesMut>>);
 
 impl ReadBuffers {
     /// An empty read buffer, recycled when one is spare.
-    fn take(&self) -> BytesMut {
+    pub(super) fn take(&self) -> BytesMut {
         self.0.borrow_mut().pop().unwrap_or_default()
     }
 
     /// Keep `buf` for another connection (its contents are dropped).
-    fn give(&self, mut buf: BytesMut) {
+    pub(super) fn give(&self, mut buf: BytesMut) {
         let mut spare = self.0.borrow_mut();
         if buf.capacity() > 0 && spare.len() < SPARE_READ_BUFFERS {
             buf.clear();
             spare.push(buf);
+        }
+    }
+}
+
+/// How a wait for the next request ended.
+pub(super) enum Waited<'w> {
+    /// Its first bytes are in the buffer.
+    Request,
+    /// Timed out, reclaimed, drained, or the peer went: close.
+    Gone,
+    /// Idle for a sweep: the connection may park in this wait's slot.
+    Park(IdleWait<'w>),
+}
+
+impl Waited<'_> {
+    fn read(more: bool) -> Self {
+        if more {
+            Waited::Request
+        } else {
+            Waited::Gone
+        }
+    }
+}
+
+/// What the first read of a parked connection's event found.
+pub(super) enum FirstRead {
+    /// The start of a request, in a buffer from the pool.
+    Bytes(BytesMut),
+    /// Nothing yet (a spurious event).
+    Nothing,
+    /// The peer closed, or an error: the connection is over.
+    Gone,
+}
+
+/// Read what woke the parked socket `fd`, before it is a tokio stream again:
+/// tokio would first wait for the reactor to report readiness, a turn of
+/// the loop for bytes that are already here.
+pub(super) fn read_parked(fd: RawFd, buffers: &ReadBuffers) -> FirstRead {
+    let mut buf = buffers.take();
+    buf.reserve(READ_BUFFER);
+    let read = loop {
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: `spare` is writable memory of that length; recv writes at
+        // most that many bytes into it.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            break Ok(n as usize);
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            break Err(error);
+        }
+    };
+    match read {
+        Ok(n) if n > 0 => {
+            // SAFETY: recv initialised the first n bytes of the spare room.
+            unsafe { buf.set_len(n) };
+            FirstRead::Bytes(buf)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            buffers.give(buf);
+            FirstRead::Nothing
+        }
+        _ => {
+            buffers.give(buf);
+            FirstRead::Gone
         }
     }
 }
@@ -161,41 +234,47 @@ impl ConnIo {
     }
 
     /// Wait for the first bytes of the next request and read them into
-    /// `buf`: true when they came, false when the wait ended first (after
-    /// `limit`, or when `idle` ends it) or the peer went.
+    /// `buf`: `Request` when they came, `Gone` when the wait ended first
+    /// (after `limit`, or when `idle` ends it) or the peer went, `Park`
+    /// when it has lasted a sweep and `parkable` lets the connection park.
     ///
     /// Bytes are only ever taken by a read here, never left to
     /// `read_head`: a `readable()` wait can end on stale readiness, and
     /// the idle connection would then sit in `read_head` past its
     /// timeout, deaf to shutdown.
-    pub(super) async fn wait_for_request(
+    pub(super) async fn wait_for_request<'w>(
         &mut self,
         buffers: &ReadBuffers,
-        idle: &IdleWaits,
+        idle: &'w IdleWaits,
         limit: Duration,
         kind: Kind,
-    ) -> bool {
+        parkable: bool,
+    ) -> Waited<'w> {
         // On a busy connection the next request is often there already:
         // the idle wait is only set up to wait.
         if let Some(more) = self.try_read(buffers).await {
-            return more;
+            return Waited::read(more);
         }
-        let mut wait = idle.wait(limit, kind);
+        let mut wait = idle.wait(limit, kind, parkable);
         loop {
             // Readiness polled directly rather than through `readable()`:
             // no waiter to link into the socket's list and unlink again.
             let readable = std::future::poll_fn(|cx| {
                 if let Poll::Ready(r) = self.stream.poll_read_ready(cx) {
-                    return Poll::Ready(r.is_ok());
+                    return Poll::Ready(r.map(|_| ()).map_err(|_| End::Over));
                 }
-                std::pin::Pin::new(&mut wait).poll(cx).map(|()| false)
+                std::pin::Pin::new(&mut wait).poll(cx).map(Err)
             })
             .await;
-            if !readable {
-                return false;
+            match readable {
+                Ok(()) => {}
+                Err(End::Over) => return Waited::Gone,
+                // Bytes that come from now on wake the parked connection:
+                // its epoll reports them even if they are already there.
+                Err(End::Park) => return Waited::Park(wait),
             }
             if let Some(more) = self.try_read(buffers).await {
-                return more;
+                return Waited::read(more);
             }
         }
     }

@@ -1,10 +1,10 @@
 //! The connections waiting for a request, kept by the worker in one table:
 //! new connections that have not sent a byte yet, and keep-alive
 //! connections between two requests. A task sweeps it four times a second
-//! to end the waits that timed out; shutdown gives the keep-alive ones a
-//! short grace (a request they send meanwhile is answered, with
-//! `Connection: close`, rather than lost to a close under a client that
-//! was sending it); and
+//! to end the waits that timed out and to park the ones that have lasted a
+//! sweep; shutdown gives the keep-alive ones a short grace (a request they
+//! send meanwhile is answered, with `Connection: close`, rather than lost
+//! to a close under a client that was sending it); and
 //! when the worker is at `MaxConnections`, the waits that have lasted
 //! longest are ended to make room for a new client (`reclaim`), as nginx
 //! closes idle keep-alive connections when it runs out of connections.
@@ -17,6 +17,16 @@
 //! registering one is a slot in a vector plus two links, without reading
 //! the clock.
 //!
+//! A wait is first *live*: its connection's task polls it beside the
+//! socket's readiness, which costs nothing on a busy connection whose next
+//! request comes within the sweep. One that outlasts a sweep is *parked*
+//! (`park.rs`): its task ends and the slot keeps only a [`Parked`] record,
+//! the socket and the little needed to rebuild the connection, in place,
+//! so its deadline and its place in the lists (reclaim order) carry on. An
+//! idle connection then costs its slot here, as nginx's costs its
+//! `ngx_connection_t`, instead of a task, its future and tokio's
+//! registration.
+//!
 //! Each kind of wait is also kept in a list in the order the waits began
 //! (links through the slots, so no allocation): the longest wait is the
 //! head, found without a scan however many connections the worker holds.
@@ -25,13 +35,17 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// How often deadlines are checked; also the clock's granularity here.
+use crate::server::metrics::ConnTrack;
+
+/// How often deadlines are checked; also the clock's granularity here,
+/// and how long a wait stays live before it is parked.
 pub(crate) const SWEEP: Duration = Duration::from_millis(250);
 
 /// How long a keep-alive connection waits for its next request once the
@@ -43,7 +57,7 @@ pub(crate) const SWEEP: Duration = Duration::from_millis(250);
 pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// No slot (end of a list, or of the free list).
-const NONE: usize = usize::MAX;
+const NONE: u32 = u32::MAX;
 
 /// What a connection is waiting for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,29 +68,60 @@ pub(crate) enum Kind {
     Idle = 1,
 }
 
+/// How a live wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Timed out, reclaimed or drained: the connection closes.
+    Over,
+    /// Waited a sweep: the connection parks (it is still in its list).
+    Park,
+}
+
+/// A parked connection: what rebuilds it when bytes arrive.
+pub(crate) struct Parked {
+    pub fd: OwnedFd,
+    /// `ConnInfo::id`, kept so that logs and the console see one
+    /// connection across its requests.
+    pub id: u64,
+    /// Requests answered on it (for `MaxKeepAliveRequests`).
+    pub served: u32,
+    /// The index of the listening socket that accepted it.
+    pub listener: u16,
+    /// Its entry in the metrics; dropping it counts the connection closed.
+    pub track: ConnTrack,
+}
+
 enum Slot {
-    Free { next: usize },
+    Free { next: u32 },
     Waiting(Wait),
 }
 
 struct Wait {
     deadline: Instant,
-    kind: Kind,
     /// When the wait began (the sweep clock).
     since: Instant,
-    /// Ended: no longer in its kind's list.
-    over: bool,
-    waker: Option<Waker>,
     /// Neighbours in its kind's list (older, newer).
-    prev: usize,
-    next: usize,
+    prev: u32,
+    next: u32,
+    kind: Kind,
+    state: State,
+}
+
+enum State {
+    /// A task polls the wait. `end` Over: no longer in its kind's list.
+    Live {
+        waker: Option<Waker>,
+        parkable: bool,
+        end: Option<End>,
+    },
+    Parked(Parked),
 }
 
 /// The oldest and newest wait of one kind.
 #[derive(Clone, Copy)]
 struct List {
-    head: usize,
-    tail: usize,
+    head: u32,
+    tail: u32,
 }
 
 const EMPTY: List = List {
@@ -87,7 +132,7 @@ const EMPTY: List = List {
 pub(crate) struct IdleWaits {
     slots: RefCell<Vec<Slot>>,
     /// Head of the free-slot list.
-    free: Cell<usize>,
+    free: Cell<u32>,
     /// Live waits of each [`Kind`], oldest first.
     lists: Cell<[List; 2]>,
     /// The clock as of the last sweep.
@@ -107,8 +152,9 @@ impl IdleWaits {
     }
 
     /// A wait that ends `limit` from now (to within [`SWEEP`] twice), when
-    /// reclaimed, or (an `Idle` one) [`DRAIN_GRACE`] after shutdown.
-    pub fn wait(&self, limit: Duration, kind: Kind) -> IdleWait<'_> {
+    /// reclaimed, or (an `Idle` one) [`DRAIN_GRACE`] after shutdown; and,
+    /// when `parkable`, that asks to be parked once it has lasted a sweep.
+    pub fn wait(&self, limit: Duration, kind: Kind, parkable: bool) -> IdleWait<'_> {
         let now = self.now.get();
         let limit = match kind {
             Kind::Idle if self.shutting_down.get() => limit.min(DRAIN_GRACE),
@@ -117,24 +163,27 @@ impl IdleWaits {
         // The clock is a sweep old: add a sweep so no wait ends early.
         let wait = Wait {
             deadline: now + limit + SWEEP,
-            kind,
             since: now,
-            over: false,
-            waker: None,
             prev: NONE,
             next: NONE,
+            kind,
+            state: State::Live {
+                waker: None,
+                parkable,
+                end: None,
+            },
         };
         let mut slots = self.slots.borrow_mut();
         let key = match self.free.get() {
             NONE => {
                 slots.push(Slot::Waiting(wait));
-                slots.len() - 1
+                (slots.len() - 1) as u32
             }
             key => {
-                if let Slot::Free { next } = slots[key] {
+                if let Slot::Free { next } = slots[key as usize] {
                     self.free.set(next);
                 }
-                slots[key] = Slot::Waiting(wait);
+                slots[key as usize] = Slot::Waiting(wait);
                 key
             }
         };
@@ -142,11 +191,45 @@ impl IdleWaits {
         IdleWait { waits: self, key }
     }
 
-    /// End the waits whose deadline has passed.
-    pub fn sweep(&self) {
+    /// End the waits whose deadline has passed, and ask the parkable live
+    /// ones that have lasted a sweep to park. Returns how many parked
+    /// connections were closed (their counts are the caller's to drop).
+    pub fn sweep(&self) -> usize {
         let now = Instant::now();
         self.now.set(now);
-        self.end_where(|w| w.deadline <= now);
+        let mut closed = 0;
+        let mut slots = self.slots.borrow_mut();
+        for key in 0..slots.len() as u32 {
+            let Slot::Waiting(w) = &mut slots[key as usize] else {
+                continue;
+            };
+            let live_end = match &w.state {
+                State::Live { end, .. } => Some(*end),
+                State::Parked(_) => None,
+            };
+            if live_end == Some(Some(End::Over)) {
+                continue;
+            }
+            if w.deadline <= now {
+                closed += usize::from(self.end(&mut slots, key));
+                continue;
+            }
+            if w.since + SWEEP > now {
+                continue;
+            }
+            if let State::Live {
+                waker,
+                parkable: true,
+                end: end @ None,
+            } = &mut w.state
+            {
+                *end = Some(End::Park);
+                if let Some(waker) = waker.take() {
+                    waker.wake();
+                }
+            }
+        }
+        closed
     }
 
     /// End every keep-alive wait within [`DRAIN_GRACE`], now and from now
@@ -175,62 +258,113 @@ impl IdleWaits {
     /// End up to `most` waits to free their connections, longest-waiting
     /// first: keep-alive connections, then new connections that have sent
     /// nothing for at least `fresh_grace` (one that has just connected is
-    /// probably a client about to send its request). Returns how many.
-    pub fn reclaim(&self, most: usize, fresh_grace: Duration) -> usize {
-        let mut ended = 0;
+    /// probably a client about to send its request). Returns how many, and
+    /// how many of those were parked connections, closed here.
+    pub fn reclaim(&self, most: usize, fresh_grace: Duration) -> (usize, usize) {
+        let (mut ended, mut closed) = (0, 0);
         for kind in [Kind::Idle, Kind::Fresh] {
             while ended < most {
                 let head = self.lists.get()[kind as usize].head;
                 if head == NONE || (kind == Kind::Fresh && !self.waited(head, fresh_grace)) {
                     break;
                 }
-                self.end(&mut self.slots.borrow_mut(), head);
+                closed += usize::from(self.end(&mut self.slots.borrow_mut(), head));
                 ended += 1;
             }
         }
-        ended
+        (ended, closed)
+    }
+
+    /// Park the live wait `key`: its connection's task hands over `conn`
+    /// and ends. The wait keeps its deadline and its place in its list.
+    fn park(&self, key: u32, conn: Parked) {
+        if let Slot::Waiting(w) = &mut self.slots.borrow_mut()[key as usize] {
+            w.state = State::Parked(conn);
+        }
+    }
+
+    /// Whether slot `key` holds the parked connection on `fd` (an event
+    /// from the parking epoll names both, so a stale one is recognised).
+    pub fn is_parked(&self, key: u32, fd: RawFd) -> bool {
+        matches!(
+            self.slots.borrow().get(key as usize),
+            Some(Slot::Waiting(Wait { state: State::Parked(p), .. })) if p.fd.as_raw_fd() == fd
+        )
+    }
+
+    /// Take the parked connection out of slot `key` (its wait is over).
+    pub fn unpark(&self, key: u32) -> Option<Parked> {
+        let mut slots = self.slots.borrow_mut();
+        if !matches!(
+            slots.get(key as usize),
+            Some(Slot::Waiting(Wait {
+                state: State::Parked(_),
+                ..
+            }))
+        ) {
+            return None;
+        }
+        self.unlink(&mut slots, key);
+        match self.release(&mut slots, key) {
+            Slot::Waiting(Wait {
+                state: State::Parked(conn),
+                ..
+            }) => Some(conn),
+            _ => None,
+        }
     }
 
     /// Whether the wait in slot `key` began at least `grace` ago.
-    fn waited(&self, key: usize, grace: Duration) -> bool {
-        match &self.slots.borrow()[key] {
+    fn waited(&self, key: u32, grace: Duration) -> bool {
+        match &self.slots.borrow()[key as usize] {
             Slot::Waiting(w) => w.since + grace <= self.now.get(),
             Slot::Free { .. } => false,
         }
     }
 
-    fn end_where(&self, mut ends: impl FnMut(&Wait) -> bool) {
-        let mut slots = self.slots.borrow_mut();
-        for key in 0..slots.len() {
-            if matches!(&slots[key], Slot::Waiting(w) if !w.over && ends(w)) {
-                self.end(&mut slots, key);
+    /// End the wait in slot `key`, still in its list: a live one's task is
+    /// woken to close its connection; a parked one is closed here (true).
+    fn end(&self, slots: &mut [Slot], key: u32) -> bool {
+        self.unlink(slots, key);
+        let Slot::Waiting(w) = &mut slots[key as usize] else {
+            return false;
+        };
+        match &mut w.state {
+            State::Live { waker, end, .. } => {
+                *end = Some(End::Over);
+                if let Some(waker) = waker.take() {
+                    waker.wake();
+                }
+                false
+            }
+            State::Parked(_) => {
+                // Dropping the record closes the socket.
+                drop(self.release(slots, key));
+                true
             }
         }
     }
 
-    /// End the live wait in slot `key`: out of its list, its task woken.
-    fn end(&self, slots: &mut [Slot], key: usize) {
-        self.unlink(slots, key);
-        if let Slot::Waiting(w) = &mut slots[key] {
-            w.over = true;
-            if let Some(waker) = w.waker.take() {
-                waker.wake();
-            }
-        }
+    /// Put slot `key` on the free list, returning what it held.
+    fn release(&self, slots: &mut [Slot], key: u32) -> Slot {
+        let free = Slot::Free {
+            next: self.free.replace(key),
+        };
+        std::mem::replace(&mut slots[key as usize], free)
     }
 
     /// Append the wait in slot `key` to its kind's list (the newest).
-    fn link(&self, slots: &mut [Slot], key: usize, kind: Kind) {
+    fn link(&self, slots: &mut [Slot], key: u32, kind: Kind) {
         let mut lists = self.lists.get();
         let list = &mut lists[kind as usize];
-        if let Slot::Waiting(w) = &mut slots[key] {
+        if let Slot::Waiting(w) = &mut slots[key as usize] {
             w.prev = list.tail;
             w.next = NONE;
         }
         match list.tail {
             NONE => list.head = key,
             tail => {
-                if let Slot::Waiting(t) = &mut slots[tail] {
+                if let Slot::Waiting(t) = &mut slots[tail as usize] {
                     t.next = key;
                 }
             }
@@ -240,8 +374,8 @@ impl IdleWaits {
     }
 
     /// Take the wait in slot `key` out of its kind's list.
-    fn unlink(&self, slots: &mut [Slot], key: usize) {
-        let Slot::Waiting(w) = &slots[key] else {
+    fn unlink(&self, slots: &mut [Slot], key: u32) {
+        let Slot::Waiting(w) = &slots[key as usize] else {
             return;
         };
         let (prev, next, kind) = (w.prev, w.next, w.kind);
@@ -250,7 +384,7 @@ impl IdleWaits {
         match prev {
             NONE => list.head = next,
             p => {
-                if let Slot::Waiting(p) = &mut slots[p] {
+                if let Slot::Waiting(p) = &mut slots[p as usize] {
                     p.next = next;
                 }
             }
@@ -258,7 +392,7 @@ impl IdleWaits {
         match next {
             NONE => list.tail = prev,
             n => {
-                if let Slot::Waiting(n) = &mut slots[n] {
+                if let Slot::Waiting(n) = &mut slots[n as usize] {
                     n.prev = prev;
                 }
             }
@@ -267,27 +401,47 @@ impl IdleWaits {
     }
 }
 
-/// Resolves when the wait is over; dropping it gives the slot back.
+/// Resolves when the wait is over or asks to be parked; dropping it gives
+/// the slot back.
 pub(crate) struct IdleWait<'a> {
     waits: &'a IdleWaits,
-    key: usize,
+    key: u32,
+}
+
+impl IdleWait<'_> {
+    /// The slot's number (what the parking epoll's events carry).
+    pub fn key(&self) -> u32 {
+        self.key
+    }
+
+    /// Turn this wait, which asked to park, into the parked connection
+    /// `conn`: the slot stays taken until the connection wakes or closes.
+    pub fn park(self, conn: Parked) {
+        self.waits.park(self.key, conn);
+        std::mem::forget(self);
+    }
 }
 
 impl Future for IdleWait<'_> {
-    type Output = ();
+    type Output = End;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<End> {
         let mut slots = self.waits.slots.borrow_mut();
-        match &mut slots[self.key] {
-            Slot::Waiting(w) if w.over => Poll::Ready(()),
-            Slot::Waiting(w) => {
-                match &w.waker {
-                    Some(old) if old.will_wake(cx.waker()) => {}
-                    _ => w.waker = Some(cx.waker().clone()),
+        match &mut slots[self.key as usize] {
+            Slot::Waiting(Wait {
+                state: State::Live { waker, end, .. },
+                ..
+            }) => match end {
+                Some(end) => Poll::Ready(*end),
+                None => {
+                    match waker {
+                        Some(old) if old.will_wake(cx.waker()) => {}
+                        _ => *waker = Some(cx.waker().clone()),
+                    }
+                    Poll::Pending
                 }
-                Poll::Pending
-            }
-            Slot::Free { .. } => Poll::Ready(()),
+            },
+            _ => Poll::Ready(End::Over),
         }
     }
 }
@@ -295,13 +449,19 @@ impl Future for IdleWait<'_> {
 impl Drop for IdleWait<'_> {
     fn drop(&mut self) {
         let mut slots = self.waits.slots.borrow_mut();
-        if matches!(&slots[self.key], Slot::Waiting(w) if !w.over) {
+        if !matches!(
+            &slots[self.key as usize],
+            Slot::Waiting(Wait {
+                state: State::Live {
+                    end: Some(End::Over),
+                    ..
+                },
+                ..
+            })
+        ) {
             self.waits.unlink(&mut slots, self.key);
         }
-        slots[self.key] = Slot::Free {
-            next: self.waits.free.get(),
-        };
-        self.waits.free.set(self.key);
+        self.waits.release(&mut slots, self.key);
     }
 }
 
@@ -309,7 +469,7 @@ impl Drop for IdleWait<'_> {
 mod tests {
     use super::*;
 
-    fn poll(w: &mut IdleWait<'_>) -> Poll<()> {
+    fn poll(w: &mut IdleWait<'_>) -> Poll<End> {
         let mut cx = Context::from_waker(Waker::noop());
         Pin::new(w).poll(&mut cx)
     }
@@ -317,7 +477,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn ends_after_its_limit_and_not_before() {
         let waits = IdleWaits::new();
-        let mut w = waits.wait(Duration::from_secs(1), Kind::Fresh);
+        let mut w = waits.wait(Duration::from_secs(1), Kind::Fresh, false);
         for _ in 0..4 {
             tokio::time::advance(SWEEP).await;
             waits.sweep();
@@ -331,10 +491,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_ends_only_keepalive_waits_after_a_grace() {
         let waits = IdleWaits::new();
-        let mut idle = waits.wait(Duration::from_secs(60), Kind::Idle);
-        let mut first = waits.wait(Duration::from_secs(60), Kind::Fresh);
+        let mut idle = waits.wait(Duration::from_secs(60), Kind::Idle, false);
+        let mut first = waits.wait(Duration::from_secs(60), Kind::Fresh, false);
         waits.shutdown();
-        let mut later = waits.wait(Duration::from_secs(60), Kind::Idle);
+        let mut later = waits.wait(Duration::from_secs(60), Kind::Idle, false);
         waits.sweep();
         assert!(poll(&mut idle).is_pending(), "a request may be on its way");
         assert!(poll(&mut later).is_pending());
@@ -349,8 +509,8 @@ mod tests {
     async fn slots_are_reused() {
         let waits = IdleWaits::new();
         for _ in 0..100 {
-            let a = waits.wait(Duration::from_secs(1), Kind::Idle);
-            let b = waits.wait(Duration::from_secs(1), Kind::Fresh);
+            let a = waits.wait(Duration::from_secs(1), Kind::Idle, false);
+            let b = waits.wait(Duration::from_secs(1), Kind::Fresh, false);
             drop(a);
             drop(b);
         }
@@ -362,46 +522,143 @@ mod tests {
     async fn reclaims_the_longest_idle_first() {
         let waits = IdleWaits::new();
         let limit = Duration::from_secs(60);
-        let mut a = waits.wait(limit, Kind::Idle);
+        let mut a = waits.wait(limit, Kind::Idle, false);
         tokio::time::advance(SWEEP).await;
         waits.sweep();
-        let mut b = waits.wait(limit, Kind::Idle);
-        let mut c = waits.wait(limit, Kind::Idle);
+        let mut b = waits.wait(limit, Kind::Idle, false);
+        let mut c = waits.wait(limit, Kind::Idle, false);
         // A wait that ended by itself is out of the running.
         drop(b);
-        b = waits.wait(limit, Kind::Idle);
-        assert_eq!(waits.reclaim(2, Duration::ZERO), 2);
+        b = waits.wait(limit, Kind::Idle, false);
+        assert_eq!(waits.reclaim(2, Duration::ZERO).0, 2);
         assert!(poll(&mut a).is_ready());
         assert!(poll(&mut c).is_ready());
         assert!(poll(&mut b).is_pending());
-        assert_eq!(waits.reclaim(5, Duration::ZERO), 1);
+        assert_eq!(waits.reclaim(5, Duration::ZERO).0, 1);
         assert!(poll(&mut b).is_ready());
-        assert_eq!(waits.reclaim(5, Duration::ZERO), 0);
+        assert_eq!(waits.reclaim(5, Duration::ZERO).0, 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn new_connections_get_a_grace_period() {
         let waits = IdleWaits::new();
         let grace = Duration::from_secs(2);
-        let mut fresh = waits.wait(Duration::from_secs(60), Kind::Fresh);
+        let mut fresh = waits.wait(Duration::from_secs(60), Kind::Fresh, false);
         assert!(!waits.can_reclaim(grace));
-        assert_eq!(waits.reclaim(10, grace), 0);
+        assert_eq!(waits.reclaim(10, grace).0, 0);
         // A keep-alive connection goes before any new one.
-        let mut idle = waits.wait(Duration::from_secs(60), Kind::Idle);
+        let mut idle = waits.wait(Duration::from_secs(60), Kind::Idle, false);
         assert!(waits.can_reclaim(grace));
-        assert_eq!(waits.reclaim(10, grace), 1);
+        assert_eq!(waits.reclaim(10, grace).0, 1);
         assert!(poll(&mut idle).is_ready());
         assert!(poll(&mut fresh).is_pending());
         tokio::time::advance(grace).await;
         waits.sweep();
         assert!(waits.can_reclaim(grace));
-        assert_eq!(waits.reclaim(10, grace), 1);
+        assert_eq!(waits.reclaim(10, grace).0, 1);
         assert!(poll(&mut fresh).is_ready());
         // Timed-out and reclaimed waits are both out of the lists.
-        let mut late = waits.wait(Duration::from_secs(1), Kind::Idle);
+        let mut late = waits.wait(Duration::from_secs(1), Kind::Idle, false);
         tokio::time::advance(Duration::from_secs(2)).await;
         waits.sweep();
         assert!(poll(&mut late).is_ready());
         assert!(!waits.can_reclaim(Duration::ZERO));
+    }
+
+    /// A parked connection's record, on a descriptor of its own.
+    fn record() -> Parked {
+        Parked {
+            fd: std::fs::File::open("/dev/null").unwrap().into(),
+            id: 1,
+            served: 1,
+            listener: 0,
+            track: ConnTrack::none(),
+        }
+    }
+
+    /// Park `w` (which asked to) with a fresh record: its slot and fd.
+    fn park(w: IdleWait<'_>) -> (u32, RawFd) {
+        let conn = record();
+        let (key, fd) = (w.key(), conn.fd.as_raw_fd());
+        w.park(conn);
+        (key, fd)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_parks_after_a_sweep_and_keeps_its_deadline() {
+        let waits = IdleWaits::new();
+        let mut w = waits.wait(Duration::from_secs(1), Kind::Idle, true);
+        let mut unparkable = waits.wait(Duration::from_secs(1), Kind::Idle, false);
+        waits.sweep();
+        assert!(poll(&mut w).is_pending(), "not before a sweep has passed");
+        tokio::time::advance(SWEEP).await;
+        assert_eq!(waits.sweep(), 0);
+        assert_eq!(poll(&mut w), Poll::Ready(End::Park));
+        assert!(poll(&mut unparkable).is_pending());
+        let (key, fd) = park(w);
+        assert!(waits.is_parked(key, fd));
+        assert!(
+            !waits.is_parked(key, fd + 1),
+            "an event for another fd is stale"
+        );
+        for _ in 0..3 {
+            tokio::time::advance(SWEEP).await;
+            assert_eq!(waits.sweep(), 0);
+        }
+        tokio::time::advance(SWEEP).await;
+        assert_eq!(waits.sweep(), 1, "the parked connection timed out");
+        assert!(!waits.is_parked(key, fd));
+        assert_eq!(poll(&mut unparkable), Poll::Ready(End::Over));
+        drop(unparkable);
+        // Both slots are free again.
+        let _a = waits.wait(Duration::from_secs(1), Kind::Fresh, true);
+        let _b = waits.wait(Duration::from_secs(1), Kind::Fresh, true);
+        assert_eq!(waits.slots.borrow().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn parked_connections_are_reclaimed_in_order_and_woken() {
+        let waits = IdleWaits::new();
+        let limit = Duration::from_secs(60);
+        let a = waits.wait(limit, Kind::Idle, true);
+        let mut b = waits.wait(limit, Kind::Idle, true);
+        tokio::time::advance(SWEEP).await;
+        waits.sweep();
+        let c = waits.wait(limit, Kind::Idle, true);
+        let (ka, fa) = park(a);
+        tokio::time::advance(SWEEP).await;
+        waits.sweep();
+        let (kc, fc) = park(c);
+        // `b` asked to park but its task has not run yet: it keeps its
+        // place between the two parked ones.
+        assert_eq!(waits.reclaim(1, Duration::ZERO), (1, 1));
+        assert!(!waits.is_parked(ka, fa));
+        assert_eq!(waits.reclaim(1, Duration::ZERO), (1, 0));
+        assert_eq!(poll(&mut b), Poll::Ready(End::Over));
+        // Woken by its bytes: out of the table, so never reclaimed.
+        let woken = waits.unpark(kc).expect("parked");
+        assert_eq!(woken.fd.as_raw_fd(), fc);
+        assert!(waits.unpark(kc).is_none());
+        assert!(!waits.can_reclaim(Duration::ZERO));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_closes_parked_keepalive_connections_after_the_grace() {
+        let waits = IdleWaits::new();
+        let idle = waits.wait(Duration::from_secs(60), Kind::Idle, true);
+        let fresh = waits.wait(Duration::from_secs(60), Kind::Fresh, true);
+        tokio::time::advance(SWEEP).await;
+        waits.sweep();
+        let (ki, fi) = park(idle);
+        let (kf, ff) = park(fresh);
+        waits.shutdown();
+        assert_eq!(waits.sweep(), 0);
+        tokio::time::advance(DRAIN_GRACE + SWEEP).await;
+        assert_eq!(waits.sweep(), 1);
+        assert!(!waits.is_parked(ki, fi));
+        assert!(
+            waits.is_parked(kf, ff),
+            "a new connection keeps its HeaderTimeout"
+        );
     }
 }

@@ -12,6 +12,7 @@ mod idle;
 pub(crate) mod master;
 pub(crate) mod master_log;
 mod metrics;
+mod park;
 mod pid_file;
 pub(crate) mod privileges;
 pub(crate) mod response;

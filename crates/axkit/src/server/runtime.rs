@@ -24,6 +24,7 @@ use crate::plugin::{called_hooks, Catalog, Hook, Level, Plugin, PluginInit, Requ
 use crate::server::conn_io::{ConnIo, ReadBuffers};
 use crate::server::hooks;
 use crate::server::idle::IdleWaits;
+use crate::server::park::Parking;
 
 /// A plugin in a chain, with the name it was loaded under (for logs) and
 /// its index in `Config::plugins` (for the metrics: which plugin answered).
@@ -233,6 +234,9 @@ pub(crate) struct WorkerRt {
     pub shutdown: Notify,
     /// Connections waiting for their next request.
     pub idle: IdleWaits,
+    /// The epoll that watches parked idle connections (none if the kernel
+    /// would not give one: connections then stay live).
+    pub parking: Option<Parking>,
     /// Connections accepted and not yet closed.
     pub active: Cell<usize>,
     /// `MaxConnections`: no accepting while `active` is there.
@@ -342,6 +346,7 @@ impl WorkerRt {
             shutting_down: Cell::new(false),
             shutdown: Notify::new(),
             idle: IdleWaits::new(),
+            parking: Parking::new().ok(),
             active: Cell::new(0),
             max_connections,
             room: Notify::new(),

@@ -27,10 +27,13 @@
 //! connection) and file bodies must go out with sendfile. While idle, a
 //! connection owns only its socket: the read buffer is released and the
 //! per-request state lives in a boxed future that exists only while a
-//! request is in flight.
+//! request is in flight; after a sweep of the idle table it parks
+//! ([`requests`] ends, `park.rs` holds the socket) and [`resume`] rebuilds
+//! it when its next request arrives.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
@@ -42,9 +45,9 @@ use crate::config::core;
 use crate::plugin::{
     escape_log_bytes, Body, ConnInfo, Context, Document, Headers, Hook, Level, Outcome, Request,
 };
-use crate::server::conn_io::{self, BodyState, ConnIo, OutFraming};
+use crate::server::conn_io::{self, BodyState, ConnIo, OutFraming, Waited};
 use crate::server::hooks::{run_body_data, run_conn_hook, run_hook};
-use crate::server::idle::Kind;
+use crate::server::idle::{IdleWait, Kind, Parked};
 use crate::server::metrics::ConnTrack;
 use crate::server::response;
 use crate::server::runtime::{RequestRt, WorkerRt};
@@ -100,46 +103,161 @@ pub(crate) async fn serve(
     let mut io = Box::new(ConnIo::new(stream));
     io.buf = early;
     io.track = ConnTrack::open(worker.metrics, conn.id, peer);
-    if run_conn_hook(&worker, &conn_location, Hook::Connect, &conn).await {
-        let mut served: u64 = 0;
-        loop {
-            if !run_conn_hook(&worker, &conn_location, Hook::PreRequest, &conn).await {
-                break;
-            }
-            // Wait for the next request's first bytes (ending at the
-            // timeout, at shutdown, or when the worker needs the room).
-            if io.buf.is_empty() {
-                let Some((limit, kind)) = next_request_wait(&worker, default_server, served) else {
-                    break;
-                };
-                if !io
-                    .wait_for_request(&worker.read_buffers, &worker.idle, limit, kind)
-                    .await
-                {
-                    break;
-                }
-            }
-            let cycle = Box::pin(request_cycle(
-                worker.clone(),
-                io,
-                conn.clone(),
-                listener,
-                served,
-            ))
-            .await;
-            match cycle {
-                Some(back) => io = back,
-                None => break,
-            }
-            // The read buffer is kept while requests keep coming (the next
-            // read reuses its allocation once this request's head is
-            // dropped) and released by `ConnIo::wait_for_request` as soon
-            // as the connection goes idle.
-            served += 1;
-        }
+    if run_conn_hook(&worker, &conn_location, Hook::Connect, &conn).await
+        && requests(&worker, io, &conn, listener, 0, true).await == Ended::Parked
+    {
+        return;
     }
     run_conn_hook(&worker, &conn_location, Hook::Disconnect, &conn).await;
     worker.connection_closed();
+}
+
+/// A parked connection (`park.rs`) got the start of a request, `buf`:
+/// rebuild it and carry on from where its last wait began.
+pub(crate) async fn resume(worker: Rc<WorkerRt>, parked: Parked, buf: BytesMut) {
+    let Parked {
+        fd,
+        id,
+        served,
+        listener,
+        track,
+    } = parked;
+    let listener = usize::from(listener);
+    let stream = match TcpStream::from_std(std::net::TcpStream::from(fd)) {
+        Ok(stream) => stream,
+        Err(e) => {
+            worker.log(Level::Error, &format!("cannot resume a connection: {e}"));
+            worker.connection_closed();
+            return;
+        }
+    };
+    // Addresses asked again rather than kept by every parked connection:
+    // two syscalls for a connection that has waited at least a sweep.
+    let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+        worker.connection_closed();
+        return;
+    };
+    let conn = Rc::new(ConnInfo {
+        id,
+        peer,
+        local,
+        tls: false,
+        proxied: None,
+    });
+    let mut io = Box::new(ConnIo::new(stream));
+    io.buf = buf;
+    io.track = track;
+    // `pre_request` ran before the wait this connection parked in.
+    if requests(&worker, io, &conn, listener, u64::from(served), false).await == Ended::Closed {
+        let conn_location = &worker.servers[worker.listener_servers[listener][0]].locations[0];
+        run_conn_hook(&worker, conn_location, Hook::Disconnect, &conn).await;
+        worker.connection_closed();
+    }
+}
+
+/// How a connection's run of requests ended.
+#[derive(PartialEq, Eq)]
+enum Ended {
+    /// Closed: `disconnect` is next.
+    Closed,
+    /// Parked: the connection lives on in the idle table, without a task.
+    Parked,
+}
+
+/// Serve requests on a connection until it closes or parks, starting with
+/// `pre_request` when `pre_request` says so (it has run already for a
+/// connection that resumes). `served` requests were answered on it before.
+async fn requests(
+    worker: &Rc<WorkerRt>,
+    mut io: Box<ConnIo>,
+    conn: &Rc<ConnInfo>,
+    listener: usize,
+    mut served: u64,
+    mut pre_request: bool,
+) -> Ended {
+    let default_server = worker.listener_servers[listener][0];
+    let conn_location = &worker.servers[default_server].locations[0];
+    // A parked connection has no task to run a `disconnect` hook when it
+    // closes, and no room for a PROXY protocol header: such connections
+    // stay live (they are few: a load balancer's, or a script's).
+    let parkable = worker.parking.is_some()
+        && conn.proxied.is_none()
+        && conn_location.chain(Hook::Disconnect).is_empty();
+    loop {
+        if pre_request && !run_conn_hook(worker, conn_location, Hook::PreRequest, conn).await {
+            return Ended::Closed;
+        }
+        pre_request = true;
+        // Wait for the next request's first bytes (ending at the
+        // timeout, at shutdown, or when the worker needs the room).
+        if io.buf.is_empty() {
+            let Some((limit, kind)) = next_request_wait(worker, default_server, served) else {
+                return Ended::Closed;
+            };
+            match io
+                .wait_for_request(&worker.read_buffers, &worker.idle, limit, kind, parkable)
+                .await
+            {
+                Waited::Request => {}
+                Waited::Gone => return Ended::Closed,
+                Waited::Park(wait) => {
+                    return if park(worker, io, conn.id, listener, served, wait) {
+                        Ended::Parked
+                    } else {
+                        Ended::Closed
+                    };
+                }
+            }
+        }
+        let cycle = Box::pin(request_cycle(
+            worker.clone(),
+            io,
+            conn.clone(),
+            listener,
+            served,
+        ))
+        .await;
+        match cycle {
+            Some(back) => io = back,
+            None => return Ended::Closed,
+        }
+        // The read buffer is kept while requests keep coming (the next
+        // read reuses its allocation once this request's head is
+        // dropped) and released by `ConnIo::wait_for_request` as soon
+        // as the connection goes idle.
+        served += 1;
+    }
+}
+
+/// Park the idle connection `io` in the slot of `wait`: its socket leaves
+/// tokio for the worker's parking epoll, and this task ends. False when it
+/// could not (the socket is then closed).
+fn park(
+    worker: &WorkerRt,
+    io: Box<ConnIo>,
+    id: u64,
+    listener: usize,
+    served: u64,
+    wait: IdleWait<'_>,
+) -> bool {
+    let Some(parking) = &worker.parking else {
+        return false;
+    };
+    let ConnIo { stream, track, .. } = *io;
+    let Ok(fd) = stream.into_std().map(OwnedFd::from) else {
+        return false;
+    };
+    if parking.add(fd.as_raw_fd(), wait.key()).is_err() {
+        return false;
+    }
+    wait.park(Parked {
+        fd,
+        id,
+        served: u32::try_from(served).unwrap_or(u32::MAX),
+        listener: listener as u16,
+        track,
+    });
+    true
 }
 
 /// The PROXY protocol header a `proxy-protocol` listener's connections

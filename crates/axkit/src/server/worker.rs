@@ -1,6 +1,7 @@
 //! One worker process: a single-threaded event loop that accepts on the
 //! inherited listening sockets, hands each connection to the request walk
-//! (`walk.rs`), keeps within `MaxConnections`, sweeps the idle waits, and
+//! (`walk.rs`), keeps within `MaxConnections`, sweeps the idle waits,
+//! wakes parked connections (`park.rs`), and
 //! shuts down when told to (letting requests in flight finish).
 
 use std::future::Future;
@@ -12,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::config::core;
 use crate::plugin::Level;
 use crate::server::idle;
+use crate::server::park;
 use crate::server::runtime::WorkerRt;
 use crate::server::walk;
 
@@ -27,9 +29,17 @@ const RECLAIM_LOG_EVERY: Duration = Duration::from_secs(10);
 impl WorkerRt {
     /// A connection ended.
     pub fn connection_closed(&self) {
+        self.connections_closed(1);
+    }
+
+    /// `n` connections ended (parked ones close without a task).
+    pub fn connections_closed(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
         let was = self.active.get();
-        self.active.set(was - 1);
-        if was == self.max_connections {
+        self.active.set(was - n);
+        if was >= self.max_connections && was - n < self.max_connections {
             self.room.notify_waiters();
         }
     }
@@ -43,10 +53,12 @@ impl WorkerRt {
     /// the accept loop then waits for room.
     fn make_room(&self) {
         let batch = (self.max_connections / 64).clamp(1, 32);
-        let closed = self.idle.reclaim(batch, FRESH_GRACE) as u64;
+        let (closed, parked) = self.idle.reclaim(batch, FRESH_GRACE);
+        self.connections_closed(parked);
         if closed == 0 {
             return;
         }
+        let closed = closed as u64;
         let (count, last) = self.reclaimed.get();
         let count = count + closed;
         let now = std::time::Instant::now();
@@ -96,6 +108,7 @@ pub(crate) async fn serve(
     // may have taken a while to start).
     worker.idle.sweep();
     tokio::task::spawn_local(sweep_idle(worker.clone()));
+    tokio::task::spawn_local(park::wake_parked(worker.clone()));
     // The signal handlers go in before `ready`: from then on the master may
     // forward SIGUSR1, whose default action would kill the worker.
     // A task of its own: `run_until` polls the worker's main future on
@@ -164,7 +177,8 @@ async fn sweep_idle(worker: Rc<WorkerRt>) {
     let mut tick = tokio::time::interval(idle::SWEEP);
     loop {
         tick.tick().await;
-        worker.idle.sweep();
+        let closed = worker.idle.sweep();
+        worker.connections_closed(closed);
     }
 }
 
