@@ -168,9 +168,10 @@ impl RequestHead {
 
     /// The value of the first field named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.fields
+            .iter()
+            .find(|f| f.name.get(&self.head).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| f.value.get(&self.head))
     }
 
     /// Like [`header`](Self::header), but `None` if the value is not UTF-8.

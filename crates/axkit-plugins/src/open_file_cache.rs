@@ -38,6 +38,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -145,8 +146,11 @@ pub(crate) struct Entry {
 }
 
 /// Entries by root path, then by path relative to the root: both levels
-/// are looked up by `&Path`, so a hit allocates nothing.
-type ByRoot = HashMap<PathBuf, HashMap<PathBuf, Entry>>;
+/// are looked up by the path's bytes, so a hit allocates nothing and
+/// hashes each path in one go (a `Path` key is hashed and compared
+/// component by component: most of a hit's cost). Equal bytes are the
+/// same path; the same path spelt two ways is only a second entry.
+type ByRoot = HashMap<OsString, HashMap<OsString, Entry>>;
 
 /// The cache: one [`ByRoot`] per ([`Kind`], [`Rule`]). A path is thus
 /// found only under the root and the rule it was resolved with: two
@@ -178,8 +182,8 @@ thread_local! {
 pub(crate) fn get(kind: Kind, root: &DocRoot, rel: &Path, policy: Policy) -> Option<Entry> {
     CACHE.with_borrow(|cache| {
         cache.slots[slot(kind, root.rule())]
-            .get(root.path())?
-            .get(rel)
+            .get(root.path().as_os_str())?
+            .get(rel.as_os_str())
             .filter(|e| e.opened.elapsed() <= policy.ttl)
             .cloned()
     })
@@ -207,16 +211,15 @@ pub(crate) fn put(
             cache.len = 0;
         }
         let by_root = &mut cache.slots[slot(kind, root.rule())];
-        if !by_root.contains_key(root.path()) {
-            by_root.insert(root.path().to_path_buf(), HashMap::new());
-        }
-        let by_rel = by_root.get_mut(root.path()).expect("just inserted");
+        let by_rel = by_root
+            .entry(root.path().as_os_str().to_owned())
+            .or_default();
         let entry = Entry {
             filename,
             open,
             opened: Instant::now(),
         };
-        if by_rel.insert(rel.to_path_buf(), entry).is_none() {
+        if by_rel.insert(rel.as_os_str().to_owned(), entry).is_none() {
             cache.len += 1;
         }
     });

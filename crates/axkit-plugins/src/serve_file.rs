@@ -376,7 +376,8 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
         .is_some_and(|s| s >= 400);
     let last_modified = open.last_modified();
     let modified = last_modified.map(|(time, _)| time);
-    let etag = (!error_page && *ctx.config().get(&FILE_ETAG)).then(|| open.etag());
+    let shared_etag = (!error_page && *ctx.config().get(&FILE_ETAG)).then(|| open.etag());
+    let etag = shared_etag.map(|t| &**t);
     let precondition = if error_page {
         Precondition::Proceed
     } else {
@@ -385,10 +386,10 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
         let headers = &mut ctx.response.headers;
         // Formatted once per open file, not per request.
         if let Some((_, text)) = last_modified {
-            headers.set("Last-Modified", text.to_string());
+            headers.set("Last-Modified", text);
         }
-        if let Some(tag) = etag {
-            headers.set("ETag", tag.to_string());
+        if let Some(tag) = shared_etag {
+            headers.set("ETag", tag);
         }
         headers.set("Accept-Ranges", "bytes");
         caching_headers(ctx, modified);

@@ -351,7 +351,7 @@ fn cached(
     let entry = open_file_cache::get(Kind::Uri, root, rel, policy)?;
     // A directory's entry names its index; without the slash the request
     // must be redirected instead.
-    let is_path = root.relative(&entry.filename) == Some(rel);
+    let is_path = root.relative(&entry.filename).map(Path::as_os_str) == Some(rel.as_os_str());
     if !is_path && !trailing_slash {
         return None;
     }

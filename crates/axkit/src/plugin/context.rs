@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use axkit_http::{RequestHead, Version};
@@ -268,18 +269,73 @@ fn check_request_header(name: &str, value: &str) -> Result<(), String> {
 /// written (a plugin cannot split the response).
 #[derive(Debug, Default)]
 pub struct Headers {
-    list: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    list: Vec<(Cow<'static, str>, HeaderValue)>,
+}
+
+/// A response header's value: a literal, a string of its own, or a string
+/// shared with whatever made it once for many responses (an open file's
+/// validators, a configured value), which costs a reference count where a
+/// copy would cost an allocation and a free on every response.
+#[derive(Debug, Clone)]
+pub enum HeaderValue {
+    Static(&'static str),
+    Owned(String),
+    Shared(Arc<str>),
+}
+
+impl std::ops::Deref for HeaderValue {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            HeaderValue::Static(s) => s,
+            HeaderValue::Owned(s) => s,
+            HeaderValue::Shared(s) => s,
+        }
+    }
+}
+
+impl From<&'static str> for HeaderValue {
+    fn from(s: &'static str) -> Self {
+        HeaderValue::Static(s)
+    }
+}
+
+impl From<String> for HeaderValue {
+    fn from(s: String) -> Self {
+        HeaderValue::Owned(s)
+    }
+}
+
+impl From<Cow<'static, str>> for HeaderValue {
+    fn from(s: Cow<'static, str>) -> Self {
+        match s {
+            Cow::Borrowed(s) => HeaderValue::Static(s),
+            Cow::Owned(s) => HeaderValue::Owned(s),
+        }
+    }
+}
+
+impl From<Arc<str>> for HeaderValue {
+    fn from(s: Arc<str>) -> Self {
+        HeaderValue::Shared(s)
+    }
+}
+
+impl From<&Arc<str>> for HeaderValue {
+    fn from(s: &Arc<str>) -> Self {
+        HeaderValue::Shared(s.clone())
+    }
 }
 
 impl Headers {
     /// Replace every header of this name with one value.
-    pub fn set(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) {
+    pub fn set(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<HeaderValue>) {
         let name = name.into();
         self.remove(&name);
         self.list.push((name, value.into()));
     }
     /// Add a header, keeping others of the same name (Set-Cookie).
-    pub fn add(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) {
+    pub fn add(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<HeaderValue>) {
         self.list.push((name.into(), value.into()));
     }
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -309,16 +365,17 @@ pub struct OpenFile {
     pub metadata: std::fs::Metadata,
     /// The whole file, read when it was opened (see [`OpenFile::load`]).
     contents: Option<Bytes>,
-    etag: String,
+    etag: Arc<str>,
     /// Whole seconds, and the same as an HTTP-date.
-    last_modified: Option<(SystemTime, String)>,
+    last_modified: Option<(SystemTime, Arc<str>)>,
 }
 
 impl OpenFile {
     /// Wrap a file and the metadata of that open descriptor.
     pub fn new(file: std::fs::File, metadata: std::fs::Metadata) -> OpenFile {
-        let etag = etag(&metadata);
-        let last_modified = last_modified(&metadata).map(|t| (t, axkit_http::fmt_http_date(t)));
+        let etag = etag(&metadata).into();
+        let last_modified =
+            last_modified(&metadata).map(|t| (t, axkit_http::fmt_http_date(t).into()));
         OpenFile {
             file,
             metadata,
@@ -414,14 +471,14 @@ impl OpenFile {
     /// A strong entity tag from inode, size and modification time (what
     /// Apache's `FileETag INode MTime Size` gives): any change to the
     /// file, or a different file put in its place, changes it.
-    pub fn etag(&self) -> &str {
+    pub fn etag(&self) -> &Arc<str> {
         &self.etag
     }
 
     /// The modification time truncated to whole seconds, as HTTP dates
     /// carry it, and formatted as one.
-    pub fn last_modified(&self) -> Option<(SystemTime, &str)> {
-        self.last_modified.as_ref().map(|(t, s)| (*t, s.as_str()))
+    pub fn last_modified(&self) -> Option<(SystemTime, &Arc<str>)> {
+        self.last_modified.as_ref().map(|(t, s)| (*t, s))
     }
 }
 

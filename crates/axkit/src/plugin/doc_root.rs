@@ -21,7 +21,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -99,8 +99,11 @@ struct RootDir {
 thread_local! {
     /// This thread's roots (a worker's, since plugins run on its one
     /// thread), by path: each opened once. Only configured roots and `/`
-    /// (or the working directory) get here, so it stays small.
-    static ROOTS: RefCell<HashMap<PathBuf, Arc<RootDir>>> = RefCell::default();
+    /// (or the working directory) get here, so it stays small. Keyed by
+    /// the path's bytes: a `Path` key hashes and compares component by
+    /// component, which cost more than the rest of a cached request's
+    /// file lookup.
+    static ROOTS: RefCell<HashMap<OsString, Arc<RootDir>>> = RefCell::default();
 }
 
 impl fmt::Debug for DocRoot {
@@ -118,14 +121,14 @@ impl DocRoot {
     /// and stays open for the life of the worker: make roots from the
     /// configuration, never from request data.
     pub fn new(path: &Path, rule: Rule) -> DocRoot {
-        let dir = ROOTS.with_borrow_mut(|roots| match roots.get(path) {
+        let dir = ROOTS.with_borrow_mut(|roots| match roots.get(path.as_os_str()) {
             Some(dir) => dir.clone(),
             None => {
                 let dir = Arc::new(RootDir {
                     path: path.to_path_buf(),
                     fd: OnceLock::new(),
                 });
-                roots.insert(path.to_path_buf(), dir.clone());
+                roots.insert(path.as_os_str().to_owned(), dir.clone());
                 dir
             }
         });
@@ -185,6 +188,20 @@ impl DocRoot {
     /// `path` (a full path, as `ctx.filename`) relative to the root;
     /// `None` when it does not lie under it.
     pub fn relative<'a>(&self, path: &'a Path) -> Option<&'a Path> {
+        // The usual case by bytes: `Path::strip_prefix` walks both paths
+        // component by component, several hundred instructions a call on
+        // every cached file request. The rest is opened beneath the root
+        // either way, so a `.` the bytes keep is harmless.
+        let (root, full) = (
+            self.dir.path.as_os_str().as_bytes(),
+            path.as_os_str().as_bytes(),
+        );
+        if let Some(rest) = full.strip_prefix(root).filter(|_| !root.is_empty()) {
+            if rest.is_empty() || root.ends_with(b"/") || rest[0] == b'/' {
+                let start = rest.iter().position(|&b| b != b'/').unwrap_or(rest.len());
+                return Some(Path::new(OsStr::from_bytes(&rest[start..])));
+            }
+        }
         let rel = path.strip_prefix(&self.dir.path).ok()?;
         // The root `""` (the working directory) prefixes any path.
         (!rel.is_absolute()).then_some(rel)
@@ -365,5 +382,28 @@ mod tests {
             None
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `relative` by bytes agrees with `Path::strip_prefix` on what lies
+    /// under a root: a sibling whose name only starts like the root does
+    /// not, a root spelt with a trailing slash or followed by doubled
+    /// slashes does.
+    #[test]
+    fn relative_paths() {
+        let rel = |root: &str, path: &str| {
+            DocRoot::new(Path::new(root), Rule::Beneath)
+                .relative(Path::new(path))
+                .map(|p| p.to_str().unwrap().to_string())
+        };
+        assert_eq!(rel("/srv/www", "/srv/www/a/b"), Some("a/b".into()));
+        assert_eq!(rel("/srv/www", "/srv/www"), Some("".into()));
+        assert_eq!(rel("/srv/www", "/srv/www//a"), Some("a".into()));
+        assert_eq!(rel("/srv/www/", "/srv/www/a"), Some("a".into()));
+        assert_eq!(rel("/srv/www", "/srv/www2/a"), None);
+        assert_eq!(rel("/srv/www", "/srv/ww"), None);
+        assert_eq!(rel("/", "/etc/passwd"), Some("etc/passwd".into()));
+        assert_eq!(rel("www", "www/a"), Some("a".into()));
+        assert_eq!(rel("", "/abs"), None);
+        assert_eq!(rel("", "rel/a"), Some("rel/a".into()));
     }
 }

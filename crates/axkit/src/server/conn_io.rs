@@ -237,6 +237,7 @@ impl ConnIo {
     /// `buf`: `Request` when they came, `Gone` when the wait ended first
     /// (after `limit`, or when `idle` ends it) or the peer went, `Park`
     /// when it has lasted a sweep and `parkable` lets the connection park.
+    /// `going_idle` runs when nothing is there yet, before the wait.
     ///
     /// Bytes are only ever taken by a read here, never left to
     /// `read_head`: a `readable()` wait can end on stale readiness, and
@@ -249,12 +250,14 @@ impl ConnIo {
         limit: Duration,
         kind: Kind,
         parkable: bool,
+        going_idle: impl FnOnce(),
     ) -> Waited<'w> {
         // On a busy connection the next request is often there already:
         // the idle wait is only set up to wait.
         if let Some(more) = self.try_read(buffers).await {
             return Waited::read(more);
         }
+        going_idle();
         let mut wait = idle.wait(limit, kind, parkable);
         loop {
             // Readiness polled directly rather than through `readable()`:

@@ -183,6 +183,11 @@ async fn requests(
     let parkable = worker.parking.is_some()
         && conn.proxied.is_none()
         && conn_location.chain(Hook::Disconnect).is_empty();
+    // One request's state, boxed (see `request_cycle`). The allocation is
+    // reused while requests keep coming, which saves a large malloc and
+    // free per request, and released as soon as the connection has to
+    // wait for its next one, so an idle connection never holds it.
+    let mut cycle = None;
     loop {
         if pre_request && !run_conn_hook(worker, conn_location, Hook::PreRequest, conn).await {
             return Ended::Closed;
@@ -194,8 +199,16 @@ async fn requests(
             let Some((limit, kind)) = next_request_wait(worker, default_server, served) else {
                 return Ended::Closed;
             };
+            let release = || cycle = None;
             match io
-                .wait_for_request(&worker.read_buffers, &worker.idle, limit, kind, parkable)
+                .wait_for_request(
+                    &worker.read_buffers,
+                    &worker.idle,
+                    limit,
+                    kind,
+                    parkable,
+                    release,
+                )
                 .await
             {
                 Waited::Request => {}
@@ -209,15 +222,8 @@ async fn requests(
                 }
             }
         }
-        let cycle = Box::pin(request_cycle(
-            worker.clone(),
-            io,
-            conn.clone(),
-            listener,
-            served,
-        ))
-        .await;
-        match cycle {
+        let next = request_cycle(worker.clone(), io, conn.clone(), listener, served);
+        match reuse_box(&mut cycle, next).await {
             Some(back) => io = back,
             None => return Ended::Closed,
         }
@@ -226,6 +232,21 @@ async fn requests(
         // dropped) and released by `ConnIo::wait_for_request` as soon
         // as the connection goes idle.
         served += 1;
+    }
+}
+
+/// `next` in the allocation `slot` holds (the finished future of the
+/// same kind it replaces), or in a new one.
+fn reuse_box<F: std::future::Future>(
+    slot: &mut Option<std::pin::Pin<Box<F>>>,
+    next: F,
+) -> std::pin::Pin<&mut F> {
+    match slot {
+        Some(state) => {
+            state.set(next);
+            state.as_mut()
+        }
+        None => slot.insert(Box::pin(next)).as_mut(),
     }
 }
 
