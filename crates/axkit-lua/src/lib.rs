@@ -50,6 +50,7 @@ mod sse;
 mod template;
 mod timer;
 mod watchdog;
+mod xml;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
