@@ -504,7 +504,9 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     )?;
     m.sync("notes", |_, _, c, ()| Ok(c.notes.clone()))?;
     m.sync("document", |lua, _, c, ()| crate::xml::request_text(lua, c))?;
-    m.sync("dom", |lua, slot, c, ()| crate::xml::request_dom(lua, slot, c))?;
+    m.sync("dom", |lua, slot, c, ()| {
+        crate::xml::request_dom(lua, slot, c)
+    })?;
     m.sync("set_document", |_, _, c, doc: Value| {
         crate::xml::set_document(c, doc)
     })?;

@@ -85,14 +85,11 @@ impl UserData for LuaDom {
                 node,
             }))
         });
-        m.add_method(
-            "find",
-            |lua, d, (expr, ns): (String, Option<Table>)| {
-                let ns = namespaces(ns)?;
-                let found = with(&d.0, "dom:find", |dom| dom.find(None, &expr, &ns))?;
-                nodes(lua, &d.0, found)
-            },
-        );
+        m.add_method("find", |lua, d, (expr, ns): (String, Option<Table>)| {
+            let ns = namespaces(ns)?;
+            let found = with(&d.0, "dom:find", |dom| dom.find(None, &expr, &ns))?;
+            nodes(lua, &d.0, found)
+        });
         m.add_method("to_string", |lua, d, ()| {
             let text = with(&d.0, "dom:to_string", |dom| Ok(dom.document().to_xml()))?;
             lua.create_string(text)
@@ -126,35 +123,27 @@ impl UserData for LuaNode {
             let list = with(&n.dom, "node:children", |dom| dom.children(n.node))?;
             nodes(lua, &n.dom, list)
         });
-        m.add_method(
-            "append",
-            |_, n, (name, text): (String, Option<String>)| {
-                let node = with(&n.dom, "node:append", |dom| {
-                    dom.append(n.node, &name, text.as_deref())
-                })?;
-                Ok(LuaNode {
-                    dom: n.dom.clone(),
-                    node,
-                })
-            },
-        );
+        m.add_method("append", |_, n, (name, text): (String, Option<String>)| {
+            let node = with(&n.dom, "node:append", |dom| {
+                dom.append(n.node, &name, text.as_deref())
+            })?;
+            Ok(LuaNode {
+                dom: n.dom.clone(),
+                node,
+            })
+        });
         m.add_method("remove", |_, n, ()| {
             with(&n.dom, "node:remove", |dom| dom.remove(n.node))
         });
-        m.add_method(
-            "find",
-            |lua, n, (expr, ns): (String, Option<Table>)| {
-                let ns = namespaces(ns)?;
-                let found = with(&n.dom, "node:find", |dom| {
-                    dom.find(Some(n.node), &expr, &ns)
-                })?;
-                nodes(lua, &n.dom, found)
-            },
-        );
+        m.add_method("find", |lua, n, (expr, ns): (String, Option<Table>)| {
+            let ns = namespaces(ns)?;
+            let found = with(&n.dom, "node:find", |dom| {
+                dom.find(Some(n.node), &expr, &ns)
+            })?;
+            nodes(lua, &n.dom, found)
+        });
         m.add_meta_method(MetaMethod::Eq, |_, n, other: AnyUserData| {
-            Ok(other
-                .borrow::<LuaNode>()
-                .is_ok_and(|o| o.node == n.node))
+            Ok(other.borrow::<LuaNode>().is_ok_and(|o| o.node == n.node))
         });
     }
 }
@@ -215,10 +204,10 @@ pub(crate) fn request_dom(lua: &Lua, slot: &Slot, c: &mut Context) -> mlua::Resu
     match c.document.take() {
         None => Ok(Value::Nil),
         Some(Document::Text(text)) => {
-            let url = c
-                .filename
-                .as_ref()
-                .map_or_else(|| c.request.decoded_path().to_string(), |p| p.display().to_string());
+            let url = c.filename.as_ref().map_or_else(
+                || c.request.decoded_path().to_string(),
+                |p| p.display().to_string(),
+            );
             let parsed = parse(&text, &url);
             c.document = Some(Document::Text(text));
             let dom = parsed.map_err(|e| mlua::Error::runtime(format!("r:dom: {e}")))?;
