@@ -3,9 +3,9 @@
 //! `xsltproc` makes of the same document), processors after `xslt` that
 //! add and remove elements with `r:dom()` and hand the tree on to each
 //! other, hostile request text escaped, malformed XML from `xml.parse`
-//! (500, the error in the log, the worker alive), and handles used after
+//! (500, the error in the log, the worker alive), handles used after
 //! their node was removed or their document handed on (a Lua error, not
-//! a crash).
+//! a crash), and a tree grown past its bound.
 
 mod common;
 #[path = "common/services.rs"]
@@ -143,10 +143,17 @@ function hook_xmlresponse(r)
   r:set_document(doc)
   local _, gone = pcall(root.append, root, "c")
   local _, again = pcall(r.set_document, r, doc)
+  -- A tree may not grow without bound (libxml2's memory, not Lua's).
+  local big = xml.new("big")
+  local chunk = string.rep("x", 1 << 20)
+  local _, grown = pcall(function()
+    for _ = 1, 100 do big:root():append("p", chunk) end
+  end)
   local out = xml.new("errors")
   out:root():append("removed", tostring(removed))
   out:root():append("gone", tostring(gone))
   out:root():append("again", tostring(again))
+  out:root():append("grown", tostring(grown))
   r:set_document(out:to_string())
   return OK
 end
@@ -179,6 +186,10 @@ end
     );
     assert!(
         text.contains("r:set_document: that DOM was already handed on"),
+        "{text}"
+    );
+    assert!(
+        text.contains("node:append: more than 64 MiB added to one document"),
         "{text}"
     );
 }

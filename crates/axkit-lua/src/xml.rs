@@ -5,7 +5,7 @@
 //! `r:set_document(dom)` as a parsed tree, never serialised in between.
 //!
 //! Ownership: a DOM object and its node objects share one
-//! `Rc<RefCell<Option<Dom>>>`. Handing the document on
+//! `Rc` of a `RefCell<Option<Dom>>`. Handing the document on
 //! (`r:set_document(dom)`, or the end of the hook for a tree `r:dom()`
 //! took from the chain) moves the `Dom` out and leaves `None`, so any later
 //! use of the old objects is a Lua error, and the tree (which may go on
@@ -15,7 +15,7 @@
 //! which frees no element while it lives). Lua values never leave the
 //! worker's thread.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -27,10 +27,23 @@ use mlua::{AnyUserData, Lua, MetaMethod, Table, UserData, UserDataMethods, Value
 
 use crate::request::Slot;
 
-/// The most a parsed document may be, and its entities expand to.
+/// The most a parsed document may be, and its entities expand to; also
+/// the most a script may add to one document (libxml2's memory, which
+/// `LuaMemoryLimit` does not see).
 const MAX_DOCUMENT: usize = 64 << 20;
 
-type Shared = Rc<RefCell<Option<Dom>>>;
+/// What one element, text or attribute added costs besides its bytes
+/// (libxml2's node structures, roughly).
+const NODE_COST: usize = 128;
+
+/// A DOM and its nodes' shared document (`None` once handed on).
+struct Held {
+    dom: RefCell<Option<Dom>>,
+    /// What the script added so far (see `grow`).
+    added: Cell<usize>,
+}
+
+type Shared = Rc<Held>;
 
 /// A document (what `xml.parse`, `xml.new` and `r:dom()` return).
 pub(crate) struct LuaDom(Shared);
@@ -50,6 +63,7 @@ fn with<R>(
 ) -> mlua::Result<R> {
     // Nothing here calls back into Lua while the borrow is held.
     let mut cell = dom
+        .dom
         .try_borrow_mut()
         .map_err(|_| mlua::Error::runtime(format!("{method}: the document is in use")))?;
     let dom = cell.as_mut().ok_or_else(|| {
@@ -59,6 +73,20 @@ fn with<R>(
         ))
     })?;
     f(dom).map_err(|e| mlua::Error::runtime(format!("{method}: {e}")))
+}
+
+/// Count `bytes` more added to the document by the script: an error past
+/// `MAX_DOCUMENT`, so a loop cannot grow a tree without bound.
+fn grow(dom: &Shared, method: &str, bytes: usize) -> mlua::Result<()> {
+    let added = dom.added.get().saturating_add(NODE_COST + bytes);
+    if added > MAX_DOCUMENT {
+        return Err(mlua::Error::runtime(format!(
+            "{method}: more than {} MiB added to one document",
+            MAX_DOCUMENT >> 20
+        )));
+    }
+    dom.added.set(added);
+    Ok(())
 }
 
 fn nodes(lua: &Lua, dom: &Shared, list: Vec<Node>) -> mlua::Result<Table> {
@@ -108,6 +136,8 @@ impl UserData for LuaNode {
         m.add_method(
             "set_attr",
             |_, n, (name, value): (String, Option<String>)| {
+                let len = name.len() + value.as_ref().map_or(0, String::len);
+                grow(&n.dom, "node:set_attr", len)?;
                 with(&n.dom, "node:set_attr", |dom| {
                     dom.set_attr(n.node, &name, value.as_deref())
                 })
@@ -117,6 +147,7 @@ impl UserData for LuaNode {
             with(&n.dom, "node:text", |dom| dom.text(n.node))
         });
         m.add_method("set_text", |_, n, text: String| {
+            grow(&n.dom, "node:set_text", text.len())?;
             with(&n.dom, "node:set_text", |dom| dom.set_text(n.node, &text))
         });
         m.add_method("children", |lua, n, ()| {
@@ -124,6 +155,8 @@ impl UserData for LuaNode {
             nodes(lua, &n.dom, list)
         });
         m.add_method("append", |_, n, (name, text): (String, Option<String>)| {
+            let len = name.len() + text.as_ref().map_or(0, String::len);
+            grow(&n.dom, "node:append", len)?;
             let node = with(&n.dom, "node:append", |dom| {
                 dom.append(n.node, &name, text.as_deref())
             })?;
@@ -149,7 +182,10 @@ impl UserData for LuaNode {
 }
 
 fn new_dom(lua: &Lua, dom: Dom) -> mlua::Result<AnyUserData> {
-    lua.create_userdata(LuaDom(Rc::new(RefCell::new(Some(dom)))))
+    lua.create_userdata(LuaDom(Rc::new(Held {
+        dom: RefCell::new(Some(dom)),
+        added: Cell::new(0),
+    })))
 }
 
 /// Parse `bytes` as the pipeline does (no network, no external
@@ -195,7 +231,7 @@ pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<()> {
 pub(crate) fn request_dom(lua: &Lua, slot: &Slot, c: &mut Context) -> mlua::Result<Value> {
     if c.document.is_none() {
         if let Some(lent) = slot.dom.borrow().as_ref() {
-            let held = lent.borrow::<LuaDom>()?.0.borrow().is_some();
+            let held = lent.borrow::<LuaDom>()?.0.dom.borrow().is_some();
             if held {
                 return Ok(Value::UserData(lent.clone()));
             }
@@ -252,6 +288,7 @@ pub(crate) fn set_document(c: &mut Context, value: Value) -> mlua::Result<()> {
             let dom = ud.borrow::<LuaDom>()?;
             let taken = dom
                 .0
+                .dom
                 .try_borrow_mut()
                 .map_err(|_| mlua::Error::runtime("r:set_document: the document is in use"))?
                 .take()
@@ -282,7 +319,7 @@ pub(crate) fn give_back(slot: &Slot, c: &mut Context) {
     let Ok(dom) = lent.borrow::<LuaDom>() else {
         return;
     };
-    let taken = dom.0.try_borrow_mut().ok().and_then(|mut d| d.take());
+    let taken = dom.0.dom.try_borrow_mut().ok().and_then(|mut d| d.take());
     if let Some(dom) = taken {
         c.document = Some(Document::Tree(Box::new(dom.into_document())));
     }

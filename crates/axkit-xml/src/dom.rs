@@ -47,6 +47,16 @@ struct XPathObject {
 }
 
 const XML_DOCUMENT_NODE: c_int = 9;
+/// A transform's result with `method="html"` is this kind of document.
+const XML_HTML_DOCUMENT_NODE: c_int = 13;
+
+/// Whether `node` is a document node (what a root element's parent is).
+unsafe fn is_document(node: *mut XmlNode) -> bool {
+    matches!(
+        unsafe { sys::axkit_xml_node_type(node) },
+        XML_DOCUMENT_NODE | XML_HTML_DOCUMENT_NODE
+    )
+}
 
 unsafe extern "C" {
     fn xmlNewDoc(version: *const u8) -> *mut XmlDoc;
@@ -182,7 +192,7 @@ impl Dom {
             if parent.is_null() {
                 return Err(XmlError::new("the node was removed from its document"));
             }
-            if unsafe { sys::axkit_xml_node_type(parent) } == XML_DOCUMENT_NODE {
+            if unsafe { is_document(parent) } {
                 return Ok(node.ptr.as_ptr());
             }
             cur = parent;
@@ -305,7 +315,7 @@ impl Dom {
     /// element stays: replace the document instead.
     pub fn remove(&mut self, node: Node) -> Result<(), XmlError> {
         let p = self.check(node)?;
-        if unsafe { sys::axkit_xml_node_type(axkit_dom_parent(p)) } == XML_DOCUMENT_NODE {
+        if unsafe { is_document(axkit_dom_parent(p)) } {
             return Err(XmlError::new("the root element cannot be removed"));
         }
         unsafe { xmlUnlinkNode(p) };
