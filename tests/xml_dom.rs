@@ -193,3 +193,25 @@ end
         "{text}"
     );
 }
+
+/// The demo's page built in Lua (`plugins/xml_hello.lua`, as the built-in
+/// config serves it) goes through `demo/xml`'s chain like its articles
+/// (`xslt` here is the Server's, after the Location's script).
+#[test]
+fn the_demo_page_built_in_lua_renders_with_the_site_chain() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/demo");
+    let body = format!(
+        "    DocumentRoot {demo}\n    <Location /xml/hello>\n        Plugin xml_hello\n\
+         \x20       XSLTStyle xml/style/article.xsl\n\
+         \x20       XSLTStyle xml/style/page.xsl\n    </Location>"
+    );
+    let plugin = include_str!("../plugins/xml_hello.lua");
+    let srv = start(&conf("", &body), &[("plugins/xml_hello.lua", plugin)]);
+    let r = srv.get("/xml/hello?name=%3Cscript%3E");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=UTF-8"));
+    let page = r.text();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(page.contains("Hello, &lt;script&gt;</h1>"), "{page}");
+    assert!(page.contains("<code>/xml/hello</code>"), "{page}");
+}
