@@ -18,7 +18,8 @@
 //!
 //! XPath runs on a context made for the document alone
 //! (`xmlXPathNewContext`): the core functions of XPath 1.0, no
-//! `document()`, no variables, nothing loaded.
+//! `document()`, no variables, nothing loaded, and a bound on the
+//! operations of one evaluation.
 //!
 //! The libxml2 functions used here are declared in this module, apart
 //! from the engine's others in `sys.rs`.
@@ -93,7 +94,14 @@ unsafe extern "C" {
     fn axkit_dom_parent(node: *mut XmlNode) -> *mut XmlNode;
     fn axkit_dom_ns(node: *mut XmlNode) -> *mut XmlNs;
     fn axkit_dom_nodes(obj: *mut XPathObject, count: *mut c_int) -> *mut *mut XmlNode;
+    fn axkit_dom_xpath_limit(ctxt: *mut XPathContext, limit: std::ffi::c_ulong);
 }
+
+/// The most operations one XPath evaluation may take (libxml2 counts
+/// nodes visited and steps): far more than any query of a page needs,
+/// and an end to `//*[count(//*[count(//*) > 0]) > 0]` on a large one,
+/// which would otherwise run in C where no time limit reaches it.
+const XPATH_MAX_OPS: std::ffi::c_ulong = 50_000_000;
 
 /// Ids of `Dom`s, never reused in a process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -351,6 +359,7 @@ impl Dom {
             }
         }
         let ctxt = Ctxt(ctxt);
+        unsafe { axkit_dom_xpath_limit(ctxt.0, XPATH_MAX_OPS) };
         for (prefix, uri) in ns {
             let prefix = nc_name(prefix)?;
             let uri = c_string(uri)?;
@@ -509,6 +518,16 @@ mod tests {
         assert!(e.message.contains("//i["), "{e}");
         assert!(dom.find(None, "count(//i)", &[]).is_err());
         assert!(dom.find(None, "document('/etc/passwd')", &[]).is_err());
+        // Runaway expressions stop.
+        let mut big = Dom::new("r").unwrap();
+        let root = big.root().unwrap();
+        for _ in 0..1000 {
+            big.append(root, "i", None).unwrap();
+        }
+        let e = big
+            .find(None, "//*[count(//*[count(//*) > 0]) > 0]", &[])
+            .unwrap_err();
+        assert!(e.message.contains("limit"), "{e}");
         // A node of another document is refused.
         assert!(dom.name(other.root().unwrap()).is_err());
     }

@@ -304,6 +304,13 @@ xmlNsPtr axkit_dom_ns(xmlNodePtr node) {
     return node->ns;
 }
 
+/* Bound the work of one evaluation: past `limit` operations it stops with
+ * an error (XPATH_OP_LIMIT_EXCEEDED) instead of running on. */
+void axkit_dom_xpath_limit(xmlXPathContextPtr ctxt, unsigned long limit) {
+    ctxt->opLimit = limit;
+    ctxt->opCount = 0;
+}
+
 /* The nodes of a node-set result and their number in *count (0 for an
  * empty set), or NULL and -1 when the result is not a node-set. */
 xmlNodePtr *axkit_dom_nodes(xmlXPathObjectPtr obj, int *count) {
