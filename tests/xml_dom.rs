@@ -15,7 +15,6 @@ mod xml;
 
 use std::time::Duration;
 
-use common::*;
 use xml::*;
 
 fn site() -> Vec<(&'static str, &'static str)> {
