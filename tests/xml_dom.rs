@@ -5,7 +5,8 @@
 //! other, hostile request text escaped, malformed XML from `xml.parse`
 //! (500, the error in the log, the worker alive), handles used after
 //! their node was removed or their document handed on (a Lua error, not
-//! a crash), and a tree grown past its bound.
+//! a crash), an external entity refused, and a tree grown past its
+//! bound.
 
 mod common;
 #[path = "common/services.rs"]
@@ -136,11 +137,15 @@ function hook_xmlresponse(r)
   local _, grown = pcall(function()
     for _ = 1, 100 do big:root():append("p", chunk) end
   end)
+  -- Parsed as the pipeline parses: no external entities.
+  local _, xxe = pcall(xml.parse,
+    '<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><a>&x;</a>')
   local out = xml.new("errors")
   out:root():append("removed", tostring(removed))
   out:root():append("gone", tostring(gone))
   out:root():append("again", tostring(again))
   out:root():append("grown", tostring(grown))
+  out:root():append("xxe", tostring(xxe))
   r:set_document(out:to_string())
   return OK
 end
@@ -179,6 +184,11 @@ end
         text.contains("node:append: more than 64 MiB added to one document"),
         "{text}"
     );
+    assert!(
+        text.contains("xml.parse: xml.parse:1: external entity 'x'"),
+        "{text}"
+    );
+    assert!(!text.contains("root:"), "{text}");
 }
 
 /// The demo's page built in Lua (`plugins/xml_hello.lua`, as the built-in
