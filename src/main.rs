@@ -34,7 +34,8 @@ fn main() -> std::process::ExitCode {
 }
 
 /// The config `axkit` runs without `-c` (`cargo run`): `demo/` as static
-/// files, the XML site of `demo/xml/` through its stylesheets, and the wiki (`plugins/wiki.lua`, its templates in
+/// files, the XML site of `demo/xml/` through its stylesheets (with a
+/// page built in Lua, `plugins/xml_hello.lua`, at /xml/hello), and the wiki (`plugins/wiki.lua`, its templates in
 /// `demo/templates`) on 127.0.0.1:8000. The wiki's data lives in `var/`:
 /// an SQLite database, made when the wiki is first used, and the key that
 /// signs the session cookies, made here the first time. Sessions are kept
@@ -79,6 +80,12 @@ fn demo_config() -> String {
          \x20       <Style rss>\n\
          \x20           XSLTStyle xml/style/rss.xsl\n\
          \x20       </Style>\n\
+         \x20   </Location>\n\
+         \x20   <Location /xml/hello>\n\
+         \x20       Plugin xml_hello\n\
+         \x20       Plugin xslt\n\
+         \x20       XSLTStyle xml/style/article.xsl\n\
+         \x20       XSLTStyle xml/style/page.xsl\n\
          \x20   </Location>\n\
          </Server>\n",
         plugins = path("plugins"),

@@ -19,15 +19,8 @@ use common::*;
 use lua::check_with;
 use xml::*;
 
-const CHAIN: &str = "    XSLTStyle page.xsl\n    XSLTStyle html.xsl";
-
 fn site() -> Vec<(&'static str, &'static str)> {
-    vec![
-        ("site/a.xml", ARTICLE),
-        ("site/page.xsl", TO_PAGE),
-        ("site/html.xsl", TO_HTML),
-        ("secret.xml", "<secret>s3cr3t</secret>"),
-    ]
+    site_with(&[("secret.xml", "<secret>s3cr3t</secret>")])
 }
 
 /// `path` answers 500, its content nowhere in the body, and the log has a

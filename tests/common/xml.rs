@@ -34,6 +34,20 @@ pub fn write_files(d: &TempDir, files: &[(&str, &str)]) {
     }
 }
 
+/// The default chain of the tests: article -> page -> HTML.
+pub const CHAIN: &str = "    XSLTStyle page.xsl\n    XSLTStyle html.xsl";
+
+/// The files `CHAIN` needs and an article for it, plus `more`.
+pub fn site_with(more: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut files = vec![
+        ("site/a.xml", ARTICLE),
+        ("site/page.xsl", TO_PAGE),
+        ("site/html.xsl", TO_HTML),
+    ];
+    files.extend_from_slice(more);
+    files
+}
+
 /// An article.
 pub const ARTICLE: &str = r#"<?xml version="1.0"?>
 <article><title>On &amp; off</title><para>One</para><para>Two &lt;b&gt;</para></article>
@@ -88,4 +102,13 @@ pub fn xsltproc(dir: &Path, args: &[&str]) -> Option<Vec<u8>> {
             None
         }
     }
+}
+
+/// What `xsltproc` makes of `doc` (under `dir`) through `CHAIN`
+/// (page.xsl, then html.xsl); `None` as for [`xsltproc`].
+pub fn xsltproc_chain(dir: &Path, doc: &str) -> Option<Vec<u8>> {
+    let page = xsltproc(dir, &["page.xsl", doc])?;
+    let between = format!("{doc}.page");
+    std::fs::write(dir.join(&between), page).unwrap();
+    xsltproc(dir, &["html.xsl", &between])
 }

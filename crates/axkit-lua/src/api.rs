@@ -123,6 +123,7 @@ pub(crate) fn install(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<Table> {
     crate::shared::install(lua, &base)?;
     crate::db::install(lua, &base)?;
     crate::session::install(lua, &base)?;
+    crate::xml::install(lua, &base)?;
     Ok(base)
 }
 

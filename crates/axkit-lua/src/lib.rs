@@ -24,6 +24,8 @@
 //! `session` and `crypto` are `axkit-session`'s (`session.rs`).
 //! Live pages (`r:sse`, `r:long_poll`, `shared.subscribe`) are built on
 //! `axkit-sse` and `axkit-shared`'s broadcast (`sse.rs`, `shared.rs`).
+//! `xml` and `r:dom()` are a small DOM over `axkit-xml`, for processors of
+//! the `xmlresponse` chain (`xml.rs`).
 //!
 //! Scripts, and the modules they `require`, are read through the config's
 //! `FileReader`: the master records them in the snapshot it hands its
@@ -50,6 +52,7 @@ mod sse;
 mod template;
 mod timer;
 mod watchdog;
+mod xml;
 
 use std::cell::RefCell;
 use std::path::PathBuf;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use axkit::plugin::{Body, BodyError, DocRoot, Document, FormError, Io, Uploads, READ_FLAGS};
+use axkit::plugin::{Body, BodyError, DocRoot, FormError, Io, Uploads, READ_FLAGS};
 use axkit::{Context, Level};
 use axkit_shared::Subscription;
 use axkit_sse::Ended;
@@ -91,6 +91,8 @@ pub(crate) struct Slot {
     pub sse: RefCell<Option<axkit_sse::EventStream>>,
     /// The subscriptions made during the request, ended with it.
     pub subscriptions: crate::shared::Owned,
+    /// The DOM `r:dom()` took the chain's tree into, until the hook ends.
+    pub dom: RefCell<Option<mlua::AnyUserData>>,
 }
 
 thread_local! {
@@ -501,16 +503,12 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
         },
     )?;
     m.sync("notes", |_, _, c, ()| Ok(c.notes.clone()))?;
-    m.sync("document", |lua, _, c, ()| match &c.document {
-        None => Ok(mlua::Value::Nil),
-        Some(Document::Text(text)) => Ok(mlua::Value::String(lua.create_string(text)?)),
-        Some(Document::Tree(_)) => Err(mlua::Error::runtime(
-            "r:document: the document is a parsed tree, which a script cannot read",
-        )),
+    m.sync("document", |lua, _, c, ()| crate::xml::request_text(lua, c))?;
+    m.sync("dom", |lua, slot, c, ()| {
+        crate::xml::request_dom(lua, slot, c)
     })?;
-    m.sync("set_document", |_, _, c, text: mlua::LuaString| {
-        c.document = Some(Document::Text(Bytes::copy_from_slice(&text.as_bytes())));
-        Ok(())
+    m.sync("set_document", |_, _, c, doc: Value| {
+        crate::xml::set_document(c, doc)
     })?;
     m.sync("filename", |_, _, c, ()| {
         Ok(c.filename.as_ref().map(|p| p.display().to_string()))

@@ -168,6 +168,7 @@ impl ScriptPlugin {
     /// as the whole body, or (the head having gone) the rest of the stream,
     /// still to be written.
     fn end(&self, hook: Hook, ctx: &mut Context, slot: &Slot, limit: Duration, end: End) -> Ended {
+        crate::xml::give_back(slot, ctx);
         let (first, second) = match end {
             End::Finished(Ok(values)) => values,
             End::Finished(Err(e)) => {

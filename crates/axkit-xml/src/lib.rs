@@ -7,6 +7,9 @@
 //! - [`Stylesheet`]: compile (with xsl:include/import), apply with string
 //!   parameters (as `xsltproc --stringparam`), serialise by `xsl:output`
 //!   byte for byte as xsltproc does. EXSLT is registered.
+//! - [`Dom`]: read and edit a document's elements (attributes, text,
+//!   children, append, remove, XPath), for processors that build or
+//!   change XML.
 //! - [`Policy`]: every file any of that loads (XInclude, `document()`,
 //!   xsl:include/import) is read through `Policy::load`, which the caller
 //!   backs with a beneath-the-root opener; URLs of any other scheme than
@@ -39,6 +42,7 @@
 mod alloc;
 mod call;
 mod document;
+mod dom;
 mod stylesheet;
 mod sys;
 
@@ -47,6 +51,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use document::{Document, StylesheetPi};
+pub use dom::{Dom, Node};
 pub use stylesheet::{Output, Stylesheet};
 
 /// What [`Policy::load`] is: an absolute path in, the file's bytes out.

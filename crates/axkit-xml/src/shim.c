@@ -287,3 +287,41 @@ const xmlChar *axkit_xslt_output(xsltStylesheetPtr style, int which) {
     }
     return res;
 }
+
+/* ---- The DOM of dom.rs: tree links and XPath results ------------------- */
+
+#include <libxml/xpath.h>
+
+xmlNodePtr axkit_dom_children(xmlNodePtr node) {
+    return node->children;
+}
+
+xmlNodePtr axkit_dom_parent(xmlNodePtr node) {
+    return node->parent;
+}
+
+xmlNsPtr axkit_dom_ns(xmlNodePtr node) {
+    return node->ns;
+}
+
+/* Bound the work of one evaluation: past `limit` operations it stops with
+ * an error (XPATH_OP_LIMIT_EXCEEDED) instead of running on. */
+void axkit_dom_xpath_limit(xmlXPathContextPtr ctxt, unsigned long limit) {
+    ctxt->opLimit = limit;
+    ctxt->opCount = 0;
+}
+
+/* The nodes of a node-set result and their number in *count (0 for an
+ * empty set), or NULL and -1 when the result is not a node-set. */
+xmlNodePtr *axkit_dom_nodes(xmlXPathObjectPtr obj, int *count) {
+    if (obj->type != XPATH_NODESET) {
+        *count = -1;
+        return NULL;
+    }
+    if (obj->nodesetval == NULL) {
+        *count = 0;
+        return NULL;
+    }
+    *count = obj->nodesetval->nodeNr;
+    return obj->nodesetval->nodeTab;
+}
