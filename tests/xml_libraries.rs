@@ -33,7 +33,8 @@ fn answering_worker(srv: &Axkit, path: &str) -> i32 {
     s.write_all(keep_alive_get(path).as_bytes()).unwrap();
     let r = read_one_response(&mut s).unwrap().expect("a response");
     assert_eq!(r.status, 200, "{path}: {}", r.text());
-    srv.worker_serving(&s).expect("the worker serving the connection")
+    srv.worker_serving(&s)
+        .expect("the worker serving the connection")
 }
 
 #[test]
@@ -48,7 +49,10 @@ fn a_static_file_server_maps_no_xml_library() {
 
 #[test]
 fn a_worker_with_the_xslt_plugin_maps_them() {
-    let conf = xml::conf("Workers 1", "    XSLTStyle page.xsl\n    XSLTStyle html.xsl");
+    let conf = xml::conf(
+        "Workers 1",
+        "    XSLTStyle page.xsl\n    XSLTStyle html.xsl",
+    );
     let srv = Axkit::start_with(&conf, &[], |d| {
         xml::write_files(
             d,

@@ -79,9 +79,7 @@ pub(crate) fn init() -> Result<(), XmlError> {
         sys::load()?;
         let missing = sys::axkit_xml_shim_load(dl::resolve);
         if let Some(name) = c_str(missing) {
-            return Err(format!(
-                "{name} not found in the loaded libxml2/libxslt/libexslt"
-            ));
+            return Err(dl::missing(&name));
         }
         crate::alloc::install();
         sys::axkit_xml_init(

@@ -111,12 +111,15 @@ pub(crate) extern "C" fn resolve(name: *const c_char) -> *mut c_void {
 pub(crate) fn symbol(name: &CStr) -> Result<*mut c_void, String> {
     let p = resolve(name.as_ptr());
     if p.is_null() {
-        return Err(format!(
-            "{} not found in the loaded libxml2/libxslt/libexslt",
-            name.to_string_lossy()
-        ));
+        return Err(missing(&name.to_string_lossy()));
     }
     Ok(p)
+}
+
+/// The error for a function or variable the loaded libraries lack (an
+/// older libxml2 than the engine was written against).
+pub(crate) fn missing(name: &str) -> String {
+    format!("{name} not found in the loaded libxml2/libxslt/libexslt")
 }
 
 /// Declare library functions the Rust side calls, once each, written as
