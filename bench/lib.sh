@@ -51,6 +51,10 @@
 #                        µs of CPU per request of the last run_wrk: PID's
 #                        and its workers' ticks since TICKS_BEFORE (from
 #                        cpu_ticks) over the requests it counted.
+#   idle_static_setup WORKERS
+#                        scale.sh's setup: $TMP/www/1k.bin, AX_PORT and
+#                        NG_PORT, $TMP/axkit.conf and $TMP/nginx/nginx.conf
+#                        (WORKERS workers, 120 s keep-alive, no access log).
 #   axkit_static_server PORT
 #                        the opening of an axkit <Server> serving files
 #                        from $TMP/www on 127.0.0.1:PORT (uri_to_file,
@@ -268,6 +272,46 @@ axkit_static_server() {
     Plugin uri_to_file
     Plugin fast_mime_map
     Plugin serve_file
+EOF
+}
+
+# The idle many-connections setup of scale.sh and base_rss.sh: $TMP/www
+# with the 1 KiB file, AX_PORT and NG_PORT, $TMP/axkit.conf and
+# $TMP/nginx/nginx.conf serving it with WORKERS workers each (120 s
+# keep-alive, no access log, 19,500 / 20,000 connections a worker).
+idle_static_setup() {
+    mkdir -p "$TMP/www" "$TMP/nginx"
+    python3 -c 'import sys; sys.stdout.write(("0123456789abcdef" * 64)[:1024])' >"$TMP/www/1k.bin"
+    pick_ports AX_PORT NG_PORT
+
+    cat >"$TMP/axkit.conf" <<EOF
+Workers $1
+OpenFileCache 10000 1s
+KeepAliveTimeout 120s
+HeaderTimeout 120s
+MaxKeepAliveRequests 0
+MaxConnections 19500
+$(axkit_static_server "$AX_PORT")
+</Server>
+EOF
+
+    cat >"$TMP/nginx/nginx.conf" <<EOF
+$(nginx_main "$1" 20000 20000)
+http {
+    access_log off;
+    open_file_cache max=10000 inactive=60s; open_file_cache_valid 1s;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    client_header_timeout 120s;
+    types { application/octet-stream bin; }
+    client_body_temp_path $TMP/nginx/client_body;
+    server {
+        listen 127.0.0.1:$NG_PORT;
+        root $TMP/www;
+    }
+}
 EOF
 }
 

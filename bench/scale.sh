@@ -62,39 +62,7 @@ else
 fi
 
 make_tmp axkit-scale
-mkdir -p "$TMP/www" "$TMP/nginx"
-python3 -c 'import sys; sys.stdout.write(("0123456789abcdef" * 64)[:1024])' >"$TMP/www/1k.bin"
-pick_ports AX_PORT NG_PORT
-
-cat >"$TMP/axkit.conf" <<EOF
-Workers $WORKERS
-OpenFileCache 10000 1s
-KeepAliveTimeout 120s
-HeaderTimeout 120s
-MaxKeepAliveRequests 0
-MaxConnections 19500
-$(axkit_static_server "$AX_PORT")
-</Server>
-EOF
-
-cat >"$TMP/nginx/nginx.conf" <<EOF
-$(nginx_main "$WORKERS" 20000 20000)
-http {
-    access_log off;
-    open_file_cache max=10000 inactive=60s; open_file_cache_valid 1s;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    keepalive_timeout 120s;
-    client_header_timeout 120s;
-    types { application/octet-stream bin; }
-    client_body_temp_path $TMP/nginx/client_body;
-    server {
-        listen 127.0.0.1:$NG_PORT;
-        root $TMP/www;
-    }
-}
-EOF
+idle_static_setup "$WORKERS"
 
 start_axkit_nginx /1k.bin
 note_load

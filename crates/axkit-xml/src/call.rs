@@ -16,9 +16,9 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::Once;
+use std::sync::OnceLock;
 
-use crate::sys;
+use crate::{dl, sys};
 use crate::{Policy, XmlError};
 
 /// Options of every parse: no network, entities replaced (only internal
@@ -67,11 +67,20 @@ thread_local! {
     static CALL: RefCell<Option<Call>> = const { RefCell::new(None) };
 }
 
-static INIT: Once = Once::new();
+/// How loading and initialising went, once per process.
+static INIT: OnceLock<Result<(), String>> = OnceLock::new();
 
-/// Initialise the libraries once per process (idempotent).
-pub(crate) fn init() {
-    INIT.call_once(|| unsafe {
+/// Load the libraries and initialise them, once per process (later calls
+/// give the first one's outcome). The error names the library missing
+/// and the Debian package that has it.
+pub(crate) fn init() -> Result<(), XmlError> {
+    INIT.get_or_init(|| unsafe {
+        dl::open_all()?;
+        sys::load()?;
+        let missing = sys::axkit_xml_shim_load(dl::resolve);
+        if let Some(name) = c_str(missing) {
+            return Err(dl::missing(&name));
+        }
         crate::alloc::install();
         sys::axkit_xml_init(
             on_text,
@@ -80,7 +89,10 @@ pub(crate) fn init() {
             entity_loader,
             doc_loader,
         );
-    });
+        Ok(())
+    })
+    .clone()
+    .map_err(XmlError::new)
 }
 
 /// The calling thread's call, for its duration. A scope opened inside
@@ -91,8 +103,9 @@ pub(crate) struct Scope {
 }
 
 impl Scope {
-    pub(crate) fn enter(policy: Option<&Policy>) -> Scope {
-        init();
+    /// Fails only when the libraries could not be loaded.
+    pub(crate) fn enter(policy: Option<&Policy>) -> Result<Scope, XmlError> {
+        init()?;
         // Per thread in libxml2: set on every call, since pool threads come
         // and go.
         unsafe { sys::axkit_xml_thread_errors(on_structured) };
@@ -106,7 +119,7 @@ impl Scope {
             refused: None,
         };
         let outer = CALL.with_borrow_mut(|c| c.replace(call));
-        Scope { outer }
+        Ok(Scope { outer })
     }
 
     /// The call's error, `fallback` when nothing was reported.

@@ -65,7 +65,7 @@ impl Document {
                 ),
             });
         }
-        let scope = Scope::enter(Some(policy));
+        let scope = Scope::enter(Some(policy))?;
         match call::parse_raw(bytes, url, ptr::null_mut()).and_then(Document::from_raw) {
             Some(doc) => Ok(doc),
             None => Err(scope.error("not well-formed").or_file(url)),
@@ -75,7 +75,7 @@ impl Document {
     /// Process XInclude elements (loads through the policy, relative to
     /// this document's URL; included documents follow the same rules).
     pub fn xinclude(&mut self, policy: &Policy) -> Result<(), XmlError> {
-        let scope = Scope::enter(Some(policy));
+        let scope = Scope::enter(Some(policy))?;
         let ret = unsafe { sys::xmlXIncludeProcessFlags(self.as_ptr(), call::PARSE_OPTIONS) };
         if ret < 0 || scope.refused() {
             return Err(scope.error("XInclude processing failed"));
@@ -121,7 +121,9 @@ impl Document {
     pub fn to_xml(&self) -> Vec<u8> {
         let mut mem: *mut u8 = ptr::null_mut();
         let mut len: c_int = 0;
-        let _scope = Scope::enter(None);
+        // Cannot fail: a Document exists only once the libraries are
+        // loaded.
+        let _scope = Scope::enter(None).ok();
         unsafe {
             sys::xmlDocDumpMemoryEnc(
                 self.as_ptr(),

@@ -15,6 +15,9 @@
 //!   backs with a beneath-the-root opener; URLs of any other scheme than
 //!   `file:` are refused, and libxslt may write nothing.
 //!
+//! Loading: the libraries are not linked but loaded by [`init`] (`dl.rs`),
+//! so a process that never needs XML never maps them.
+//!
 //! Thread safety: call [`init`] once (every entry point also does); then
 //! documents and stylesheets may be used on any thread. Each call
 //! collects its own errors and uses its own policy (see `call.rs` for how
@@ -41,6 +44,7 @@
 
 mod alloc;
 mod call;
+mod dl;
 mod document;
 mod dom;
 mod stylesheet;
@@ -128,9 +132,18 @@ impl fmt::Display for XmlError {
 
 impl std::error::Error for XmlError {}
 
-/// Initialise libxml2, libxslt and EXSLT once per process. Call it before
-/// starting threads (every entry point calls it too, so forgetting it is
-/// safe on one thread).
-pub fn init() {
-    call::init();
+/// Load libxml2, libxslt and libexslt (`dlopen`: the binary does not
+/// link them) and initialise them, once per process. Call it where the
+/// configuration is read, when constructing whatever needs XML, before
+/// starting threads or forking workers: the workers inherit the loaded
+/// libraries, and a missing one is a configuration error then, not a
+/// failed request later. Every entry point calls it too (and fails with
+/// its error).
+///
+/// The error says which library could not be loaded and why, e.g.
+/// `libxslt.so.1 (Debian package libxslt1.1): libxslt.so.1: cannot open
+/// shared object file: No such file or directory`; the caller says who
+/// needed it ("the xslt plugin needs …").
+pub fn init() -> Result<(), XmlError> {
+    call::init()
 }

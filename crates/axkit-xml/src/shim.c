@@ -5,6 +5,14 @@
  * that no layout is copied by hand. Every decision (what may be loaded,
  * which entity is allowed, how errors are collected) is made in Rust,
  * through the callbacks handed to axkit_xml_init.
+ *
+ * The libraries are loaded at run time (src/dl.rs), so nothing here may
+ * refer to their symbols at link time: the headers give the types, and
+ * every library function or variable used is called through `lib`, a
+ * table filled by axkit_xml_shim_load from the Rust side's resolver. The
+ * shim resolves its own rather than being handed pointers from Rust so
+ * that each one's type comes from the library's header (checked by the
+ * compiler) and adding one is one line in AXKIT_LIBRARY below.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +32,54 @@
 #include <libxslt/documents.h>
 #include <libxslt/imports.h>
 #include <libexslt/exslt.h>
+
+/* Every library function (or variable: xmlFree) the shim uses. */
+#define AXKIT_LIBRARY(X) \
+    X(xmlStopParser) \
+    X(xmlSAX2EntityDecl) \
+    X(xmlSAX2GetEntity) \
+    X(xmlInitParser) \
+    X(xsltInit) \
+    X(exsltRegisterAll) \
+    X(xsltSetGenericErrorFunc) \
+    X(xmlSetExternalEntityLoader) \
+    X(xsltSetLoaderFunc) \
+    X(xsltNewSecurityPrefs) \
+    X(xsltSetSecurityPrefs) \
+    X(xsltSecurityForbid) \
+    X(xsltSetDefaultSecurityPrefs) \
+    X(xmlSetGenericErrorFunc) \
+    X(xmlSetStructuredErrorFunc) \
+    X(xmlNewParserCtxt) \
+    X(xmlDictFree) \
+    X(xmlDictReference) \
+    X(xmlCtxtReadMemory) \
+    X(xmlFreeParserCtxt) \
+    X(xmlParserInputBufferCreateIO) \
+    X(xmlNewIOInputStream) \
+    X(xmlFreeParserInputBuffer) \
+    X(xmlStrdup) \
+    X(xmlFree) \
+    X(xsltNextImport)
+
+/* A pointer to each, of the type its header declares. */
+#define AXKIT_FIELD(name) __typeof__(name) *name;
+static struct {
+    AXKIT_LIBRARY(AXKIT_FIELD)
+} lib;
+
+typedef void *(*axkit_resolve_fn)(const char *name);
+
+/* Fill `lib` (once, before any other call): the name of the first
+ * symbol `resolve` does not find, or NULL. */
+const char *axkit_xml_shim_load(axkit_resolve_fn resolve) {
+#define AXKIT_RESOLVE(name) \
+    if ((lib.name = resolve(#name)) == NULL) \
+        return #name;
+    AXKIT_LIBRARY(AXKIT_RESOLVE)
+#undef AXKIT_RESOLVE
+    return NULL;
+}
 
 /* Formatted error text, appended to the calling thread's collector. */
 typedef void (*axkit_text_fn)(const char *text, size_t len);
@@ -69,7 +125,7 @@ static void axkit_generic_error(void *ctx, const char *msg, ...) {
 /* Ends a parse the policy refused: stopped, and not well-formed, so that
  * whoever called the parser (libxml2's XInclude, libxslt) drops the tree. */
 static void axkit_refuse(xmlParserCtxtPtr ctxt) {
-    xmlStopParser(ctxt);
+    lib.xmlStopParser(ctxt);
     ctxt->wellFormed = 0;
 }
 
@@ -80,12 +136,12 @@ static void axkit_entity_decl(void *ctx, const xmlChar *name, int type, const xm
         axkit_refuse(ctxt);
         return;
     }
-    xmlSAX2EntityDecl(ctx, name, type, public_id, system_id, content);
+    lib.xmlSAX2EntityDecl(ctx, name, type, public_id, system_id, content);
 }
 
 static xmlEntityPtr axkit_get_entity(void *ctx, const xmlChar *name) {
     xmlParserCtxtPtr ctxt = (xmlParserCtxtPtr) ctx;
-    xmlEntityPtr ent = xmlSAX2GetEntity(ctx, name);
+    xmlEntityPtr ent = lib.xmlSAX2GetEntity(ctx, name);
     if ((ent != NULL) && (ctxt->inSubset == 0) &&
         (ent->etype == XML_INTERNAL_GENERAL_ENTITY) &&
         !entity_use_fn(ctxt, name, ent->length)) {
@@ -109,46 +165,46 @@ void axkit_xml_init(axkit_text_fn text, axkit_entity_decl_fn decl, axkit_entity_
     text_fn = text;
     entity_decl_fn = decl;
     entity_use_fn = use;
-    xmlInitParser();
-    xsltInit();
-    exsltRegisterAll();
+    lib.xmlInitParser();
+    lib.xsltInit();
+    lib.exsltRegisterAll();
     /* Process-wide in libxslt: one function for every thread, which hands
      * the text to the calling thread's collector. */
-    xsltSetGenericErrorFunc(NULL, axkit_generic_error);
-    xmlSetExternalEntityLoader(loader);
-    xsltSetLoaderFunc(doc_loader);
+    lib.xsltSetGenericErrorFunc(NULL, axkit_generic_error);
+    lib.xmlSetExternalEntityLoader(loader);
+    lib.xsltSetLoaderFunc(doc_loader);
     /* Reads are checked by the loaders (files through the policy, nothing
      * else); a stylesheet writes nothing anywhere. */
-    sec = xsltNewSecurityPrefs();
-    xsltSetSecurityPrefs(sec, XSLT_SECPREF_WRITE_FILE, xsltSecurityForbid);
-    xsltSetSecurityPrefs(sec, XSLT_SECPREF_CREATE_DIRECTORY, xsltSecurityForbid);
-    xsltSetSecurityPrefs(sec, XSLT_SECPREF_WRITE_NETWORK, xsltSecurityForbid);
-    xsltSetSecurityPrefs(sec, XSLT_SECPREF_READ_NETWORK, xsltSecurityForbid);
-    xsltSetDefaultSecurityPrefs(sec);
+    sec = lib.xsltNewSecurityPrefs();
+    lib.xsltSetSecurityPrefs(sec, XSLT_SECPREF_WRITE_FILE, lib.xsltSecurityForbid);
+    lib.xsltSetSecurityPrefs(sec, XSLT_SECPREF_CREATE_DIRECTORY, lib.xsltSecurityForbid);
+    lib.xsltSetSecurityPrefs(sec, XSLT_SECPREF_WRITE_NETWORK, lib.xsltSecurityForbid);
+    lib.xsltSetSecurityPrefs(sec, XSLT_SECPREF_READ_NETWORK, lib.xsltSecurityForbid);
+    lib.xsltSetDefaultSecurityPrefs(sec);
 }
 
 /* libxml2's error handlers are per thread: set on each call. */
 void axkit_xml_thread_errors(xmlStructuredErrorFunc structured) {
-    xmlSetGenericErrorFunc(NULL, axkit_generic_error);
-    xmlSetStructuredErrorFunc(NULL, structured);
+    lib.xmlSetGenericErrorFunc(NULL, axkit_generic_error);
+    lib.xmlSetStructuredErrorFunc(NULL, structured);
 }
 
 /* Parse `len` bytes named `url` with `options`, sharing `dict` when given
  * (as libxslt's own loader does for stylesheets and documents). */
 xmlDocPtr axkit_xml_parse(const char *buf, int len, const char *url, int options, xmlDictPtr dict) {
     xmlDocPtr doc;
-    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
+    xmlParserCtxtPtr ctxt = lib.xmlNewParserCtxt();
     if (ctxt == NULL)
         return NULL;
     if (dict != NULL) {
         if (ctxt->dict != NULL)
-            xmlDictFree(ctxt->dict);
+            lib.xmlDictFree(ctxt->dict);
         ctxt->dict = dict;
-        xmlDictReference(dict);
+        lib.xmlDictReference(dict);
     }
     axkit_xml_filter(ctxt);
-    doc = xmlCtxtReadMemory(ctxt, buf, len, url, NULL, options);
-    xmlFreeParserCtxt(ctxt);
+    doc = lib.xmlCtxtReadMemory(ctxt, buf, len, url, NULL, options);
+    lib.xmlFreeParserCtxt(ctxt);
     return doc;
 }
 
@@ -215,23 +271,23 @@ xmlParserInputPtr axkit_xml_new_input(xmlParserCtxtPtr ctxt, const char *bytes, 
     memcpy(m->data, bytes, (size_t) len);
     m->len = (size_t) len;
     m->pos = 0;
-    buf = xmlParserInputBufferCreateIO(axkit_mem_read, axkit_mem_close, m, XML_CHAR_ENCODING_NONE);
+    buf = lib.xmlParserInputBufferCreateIO(axkit_mem_read, axkit_mem_close, m, XML_CHAR_ENCODING_NONE);
     if (buf == NULL) {
         axkit_mem_close(m);
         return NULL;
     }
-    input = xmlNewIOInputStream(ctxt, buf, XML_CHAR_ENCODING_NONE);
+    input = lib.xmlNewIOInputStream(ctxt, buf, XML_CHAR_ENCODING_NONE);
     if (input == NULL) {
         /* Closes through axkit_mem_close. */
-        xmlFreeParserInputBuffer(buf);
+        lib.xmlFreeParserInputBuffer(buf);
         return NULL;
     }
-    input->filename = (char *) xmlStrdup((const xmlChar *) url);
+    input->filename = (char *) lib.xmlStrdup((const xmlChar *) url);
     return input;
 }
 
 void axkit_xml_free(void *p) {
-    xmlFree(p);
+    (*lib.xmlFree)(p);
 }
 
 xmlNodePtr axkit_xml_doc_children(xmlDocPtr doc) {
@@ -270,19 +326,31 @@ int axkit_xslt_state(xsltTransformContextPtr ctxt) {
     return ctxt->state;
 }
 
+/* libxslt's XSLT_GET_IMPORT_PTR, through `lib`. */
+#define AXKIT_IMPORT_PTR(res, style, name) \
+    do { \
+        xsltStylesheetPtr st = (style); \
+        for ((res) = NULL; st != NULL; st = lib.xsltNextImport(st)) { \
+            if (st->name != NULL) { \
+                (res) = st->name; \
+                break; \
+            } \
+        } \
+    } while (0)
+
 /* The xsl:output attributes in force (through imports, as the
  * serialiser finds them): 0 method, 1 media-type, 2 encoding. */
 const xmlChar *axkit_xslt_output(xsltStylesheetPtr style, int which) {
     const xmlChar *res = NULL;
     switch (which) {
     case 0:
-        XSLT_GET_IMPORT_PTR(res, style, method)
+        AXKIT_IMPORT_PTR(res, style, method);
         break;
     case 1:
-        XSLT_GET_IMPORT_PTR(res, style, mediaType)
+        AXKIT_IMPORT_PTR(res, style, mediaType);
         break;
     default:
-        XSLT_GET_IMPORT_PTR(res, style, encoding)
+        AXKIT_IMPORT_PTR(res, style, encoding);
         break;
     }
     return res;

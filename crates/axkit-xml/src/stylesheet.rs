@@ -51,7 +51,7 @@ impl Stylesheet {
     /// Compile the file at `path` (absolute), loading it and its
     /// includes/imports through the policy.
     pub fn compile(path: &Path, policy: &Policy) -> Result<Stylesheet, XmlError> {
-        let scope = Scope::enter(Some(policy));
+        let scope = Scope::enter(Some(policy))?;
         let name = path.to_string_lossy().into_owned();
         let (_, bytes) = call::read(policy, path).map_err(|e| {
             let message = e.message();
@@ -91,7 +91,7 @@ impl Stylesheet {
         params: &[(&str, &str)],
         policy: &Policy,
     ) -> Result<Document, XmlError> {
-        let scope = Scope::enter(Some(policy));
+        let scope = Scope::enter(Some(policy))?;
         let mut strings = Vec::with_capacity(params.len() * 2);
         for (name, value) in params {
             for s in [name, value] {
@@ -133,7 +133,7 @@ impl Stylesheet {
     /// Serialise a result of this stylesheet by its xsl:output,
     /// byte-identical to xsltproc's output.
     pub fn output(&self, result: &Document) -> Result<Output, XmlError> {
-        let scope = Scope::enter(None);
+        let scope = Scope::enter(None)?;
         let mut mem: *mut u8 = ptr::null_mut();
         let mut len: c_int = 0;
         let ret = unsafe {

@@ -1,6 +1,7 @@
 //! The hand-written FFI: only the functions of libxml2, libxslt and the C
 //! shim (`shim.c`) that the engine calls, with opaque pointers for every
-//! library type. The one struct read from Rust, `xmlError`, is part of
+//! library type. The libraries' functions are resolved when they are
+//! loaded (`dl.rs`); the shim is linked in. The one struct read from Rust, `xmlError`, is part of
 //! libxml2's stable public API.
 
 use std::ffi::{c_char, c_int, c_void};
@@ -85,12 +86,16 @@ pub type DocLoaderFn = unsafe extern "C" fn(
 ) -> *mut XmlDoc;
 pub type StructuredErrorFn = unsafe extern "C" fn(data: *mut c_void, error: *const XmlErrorRec);
 
+pub type ResolveFn = extern "C" fn(name: *const c_char) -> *mut c_void;
+
 pub type FreeFn = unsafe extern "C" fn(p: *mut c_void);
 pub type MallocFn = unsafe extern "C" fn(size: usize) -> *mut c_void;
 pub type ReallocFn = unsafe extern "C" fn(p: *mut c_void, size: usize) -> *mut c_void;
 pub type StrdupFn = unsafe extern "C" fn(s: *const c_char) -> *mut c_char;
 
-unsafe extern "C" {
+// libxml2, libxslt and libexslt, resolved when they are loaded (`dl.rs`).
+// To add one: declare it here as in an `extern "C"` block.
+crate::dl::library_functions! {
     pub fn xmlMemSetup(
         free: FreeFn,
         malloc: MallocFn,
@@ -106,9 +111,6 @@ unsafe extern "C" {
         encoding: *const c_char,
     );
     pub fn xmlXIncludeProcessFlags(doc: *mut XmlDoc, flags: c_int) -> c_int;
-}
-
-unsafe extern "C" {
     pub fn xsltParseStylesheetDoc(doc: *mut XmlDoc) -> *mut XsltStylesheet;
     pub fn xsltFreeStylesheet(style: *mut XsltStylesheet);
     pub fn xsltNewTransformContext(
@@ -136,8 +138,11 @@ unsafe extern "C" {
     ) -> c_int;
 }
 
-// The shim (src/shim.c, compiled by build.rs, which also links the libraries).
+// The shim (src/shim.c, compiled and linked statically by build.rs).
 unsafe extern "C" {
+    /// Resolve the shim's own library functions through `resolve`: the
+    /// name of the first one missing, or null.
+    pub fn axkit_xml_shim_load(resolve: ResolveFn) -> *const c_char;
     pub fn axkit_xml_init(
         text: TextFn,
         decl: EntityDeclFn,

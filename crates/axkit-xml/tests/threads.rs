@@ -47,7 +47,7 @@ fn policy_of(n: usize) -> Policy {
 
 #[test]
 fn threads_get_their_own_policies_and_errors() {
-    axkit_xml::init();
+    axkit_xml::init().unwrap();
     let style =
         Arc::new(Stylesheet::compile(Path::new("/style/style.xsl"), &policy_of(0)).unwrap());
     let barrier = Arc::new(Barrier::new(THREADS));

@@ -280,7 +280,9 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
-    axkit_xml::init();
+    // Loads libxml2/libxslt now, where the config is read: workers
+    // inherit them, and a missing library fails the config.
+    axkit_xml::init().map_err(|e| format!("the xslt plugin needs {e}"))?;
     let global = &init.config.global;
     let styles = Styles::default();
     // Every stylesheet the config names is compiled now: `--check` reports

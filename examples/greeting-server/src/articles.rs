@@ -34,6 +34,9 @@ pub const ARTICLES: PluginSpec = PluginSpec {
 };
 
 fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    // The XML libraries are loaded when a plugin that needs them is made
+    // (the binary does not link them).
+    axkit_xml::init().map_err(|e| format!("the articles plugin needs {e}"))?;
     Ok(Rc::new(Articles {
         // The tree is made from text this plugin writes: it loads nothing.
         policy: axkit_xml::Policy {
