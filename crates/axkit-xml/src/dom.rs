@@ -24,28 +24,19 @@
 //! The libxml2 functions used here are declared in this module, apart
 //! from the engine's others in `sys.rs`.
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, CStr, CString};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::call::Scope;
 use crate::document::Document;
-use crate::sys::{self, XmlDoc, XmlNode};
+use crate::sys::{
+    self, xmlAddChild, xmlDocSetRootElement, xmlFreeNode, xmlGetNoNsProp, xmlNewDoc, xmlNewDocNode,
+    xmlNewDocText, xmlNodeGetContent, xmlSetProp, xmlUnlinkNode, xmlUnsetProp, xmlValidateNCName,
+    xmlXPathFreeContext, xmlXPathFreeObject, xmlXPathNewContext, xmlXPathNodeEval,
+    xmlXPathRegisterNs, XPathContext, XPathObject, XmlDoc, XmlNode, XmlNs,
+};
 use crate::XmlError;
-
-/// `xmlNs` and `xmlXPathContext`/`xmlXPathObject`: only through pointers.
-#[repr(C)]
-struct XmlNs {
-    _private: [u8; 0],
-}
-#[repr(C)]
-struct XPathContext {
-    _private: [u8; 0],
-}
-#[repr(C)]
-struct XPathObject {
-    _private: [u8; 0],
-}
 
 const XML_DOCUMENT_NODE: c_int = 9;
 /// A transform's result with `method="html"` is this kind of document.
@@ -57,35 +48,6 @@ unsafe fn is_document(node: *mut XmlNode) -> bool {
         unsafe { sys::axkit_xml_node_type(node) },
         XML_DOCUMENT_NODE | XML_HTML_DOCUMENT_NODE
     )
-}
-
-unsafe extern "C" {
-    fn xmlNewDoc(version: *const u8) -> *mut XmlDoc;
-    fn xmlNewDocNode(
-        doc: *mut XmlDoc,
-        ns: *mut XmlNs,
-        name: *const u8,
-        content: *const u8,
-    ) -> *mut XmlNode;
-    fn xmlNewDocText(doc: *const XmlDoc, content: *const u8) -> *mut XmlNode;
-    fn xmlDocSetRootElement(doc: *mut XmlDoc, root: *mut XmlNode) -> *mut XmlNode;
-    fn xmlAddChild(parent: *mut XmlNode, cur: *mut XmlNode) -> *mut XmlNode;
-    fn xmlUnlinkNode(cur: *mut XmlNode);
-    fn xmlFreeNode(cur: *mut XmlNode);
-    fn xmlValidateNCName(value: *const u8, space: c_int) -> c_int;
-    fn xmlGetNoNsProp(node: *const XmlNode, name: *const u8) -> *mut u8;
-    fn xmlSetProp(node: *mut XmlNode, name: *const u8, value: *const u8) -> *mut c_void;
-    fn xmlUnsetProp(node: *mut XmlNode, name: *const u8) -> c_int;
-    fn xmlNodeGetContent(cur: *const XmlNode) -> *mut u8;
-    fn xmlXPathNewContext(doc: *mut XmlDoc) -> *mut XPathContext;
-    fn xmlXPathFreeContext(ctxt: *mut XPathContext);
-    fn xmlXPathRegisterNs(ctxt: *mut XPathContext, prefix: *const u8, uri: *const u8) -> c_int;
-    fn xmlXPathNodeEval(
-        node: *mut XmlNode,
-        expr: *const u8,
-        ctxt: *mut XPathContext,
-    ) -> *mut XPathObject;
-    fn xmlXPathFreeObject(obj: *mut XPathObject);
 }
 
 // The shim's accessors for this module (the end of shim.c).
@@ -141,8 +103,8 @@ impl From<Document> for Dom {
 impl Dom {
     /// A new document with an empty root element `root`.
     pub fn new(root: &str) -> Result<Dom, XmlError> {
+        crate::init()?;
         let name = nc_name(root)?;
-        crate::init();
         let doc = unsafe { xmlNewDoc(c"1.0".as_ptr().cast()) };
         let doc = Document::from_raw(doc).ok_or_else(|| XmlError::new("out of memory"))?;
         let node = unsafe {
@@ -235,7 +197,7 @@ impl Dom {
     ) -> Result<(), XmlError> {
         let p = self.check(node)?;
         let name = nc_name(name)?;
-        let _scope = Scope::enter(None);
+        let _scope = Scope::enter(None)?;
         match value {
             Some(value) => {
                 let value = c_string(value)?;
@@ -262,7 +224,7 @@ impl Dom {
     pub fn set_text(&mut self, node: Node, text: &str) -> Result<(), XmlError> {
         let p = self.check(node)?;
         let text = c_string(text)?;
-        let _scope = Scope::enter(None);
+        let _scope = Scope::enter(None)?;
         let mut child = unsafe { axkit_dom_children(p) };
         while !child.is_null() {
             let next = unsafe { sys::axkit_xml_node_next(child) };
@@ -301,7 +263,7 @@ impl Dom {
         let p = self.check(node)?;
         let name = nc_name(name)?;
         let text = text.map(c_string).transpose()?;
-        let _scope = Scope::enter(None);
+        let _scope = Scope::enter(None)?;
         let doc = self.doc.as_ptr();
         let child =
             unsafe { xmlNewDocNode(doc, axkit_dom_ns(p), name.as_ptr().cast(), ptr::null()) };
@@ -347,7 +309,7 @@ impl Dom {
             None => self.doc.as_ptr().cast(),
         };
         let c_expr = c_string(expr)?;
-        let scope = Scope::enter(None);
+        let scope = Scope::enter(None)?;
         let ctxt = unsafe { xmlXPathNewContext(self.doc.as_ptr()) };
         if ctxt.is_null() {
             return Err(XmlError::new("out of memory"));

@@ -23,7 +23,10 @@ opaque!(
     XmlParserCtxt,
     XmlParserInput,
     XsltStylesheet,
-    XsltTransformContext
+    XsltTransformContext,
+    XmlNs,
+    XPathContext,
+    XPathObject
 );
 
 /// `xmlError` (libxml2's xmlerror.h).
@@ -136,6 +139,33 @@ crate::dl::library_functions! {
         result: *mut XmlDoc,
         style: *mut XsltStylesheet,
     ) -> c_int;
+    // The DOM scripts edit (`dom.rs`).
+    pub fn xmlNewDoc(version: *const u8) -> *mut XmlDoc;
+    pub fn xmlNewDocNode(
+        doc: *mut XmlDoc,
+        ns: *mut XmlNs,
+        name: *const u8,
+        content: *const u8,
+    ) -> *mut XmlNode;
+    pub fn xmlNewDocText(doc: *const XmlDoc, content: *const u8) -> *mut XmlNode;
+    pub fn xmlDocSetRootElement(doc: *mut XmlDoc, root: *mut XmlNode) -> *mut XmlNode;
+    pub fn xmlAddChild(parent: *mut XmlNode, cur: *mut XmlNode) -> *mut XmlNode;
+    pub fn xmlUnlinkNode(cur: *mut XmlNode);
+    pub fn xmlFreeNode(cur: *mut XmlNode);
+    pub fn xmlValidateNCName(value: *const u8, space: c_int) -> c_int;
+    pub fn xmlGetNoNsProp(node: *const XmlNode, name: *const u8) -> *mut u8;
+    pub fn xmlSetProp(node: *mut XmlNode, name: *const u8, value: *const u8) -> *mut c_void;
+    pub fn xmlUnsetProp(node: *mut XmlNode, name: *const u8) -> c_int;
+    pub fn xmlNodeGetContent(cur: *const XmlNode) -> *mut u8;
+    pub fn xmlXPathNewContext(doc: *mut XmlDoc) -> *mut XPathContext;
+    pub fn xmlXPathFreeContext(ctxt: *mut XPathContext);
+    pub fn xmlXPathRegisterNs(ctxt: *mut XPathContext, prefix: *const u8, uri: *const u8) -> c_int;
+    pub fn xmlXPathNodeEval(
+        node: *mut XmlNode,
+        expr: *const u8,
+        ctxt: *mut XPathContext,
+    ) -> *mut XPathObject;
+    pub fn xmlXPathFreeObject(obj: *mut XPathObject);
 }
 
 // The shim (src/shim.c, compiled and linked statically by build.rs).
