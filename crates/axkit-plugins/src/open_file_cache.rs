@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use crate::serve_file::SMALL_FILE_SIZE;
 use axkit::config::{parse, Args, Key, LocationConfig};
 pub(crate) use axkit::plugin::Io;
-use axkit::plugin::{DocRoot, OpenFile, Rule, READ_FLAGS};
+use axkit::plugin::{DocRoot, OpenFile, Rule, TrustedMap, READ_FLAGS};
 
 /// What `OpenFileCache SIZE TTL` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,8 +149,10 @@ pub(crate) struct Entry {
 /// are looked up by the path's bytes, so a hit allocates nothing and
 /// hashes each path in one go (a `Path` key is hashed and compared
 /// component by component: most of a hit's cost). Equal bytes are the
-/// same path; the same path spelt two ways is only a second entry.
-type ByRoot = HashMap<OsString, HashMap<OsString, Entry>>;
+/// same path; the same path spelt two ways is only a second entry. Roots
+/// come from the config (a trusted map); paths from requests keep std's
+/// keyed hash, since an attacker chooses them.
+type ByRoot = TrustedMap<OsString, HashMap<OsString, Entry>>;
 
 /// The cache: one [`ByRoot`] per ([`Kind`], [`Rule`]). A path is thus
 /// found only under the root and the rule it was resolved with: two
@@ -207,7 +209,7 @@ pub(crate) fn put(
                 return;
             }
             // Bounded without bookkeeping per hit: start over when full.
-            cache.slots.iter_mut().for_each(HashMap::clear);
+            cache.slots.iter_mut().for_each(TrustedMap::clear);
             cache.len = 0;
         }
         let by_root = &mut cache.slots[slot(kind, root.rule())];

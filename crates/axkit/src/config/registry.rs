@@ -6,12 +6,11 @@
 //! so it must not allocate: names are normalised into a stack buffer
 //! before hashing.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::core::core_directives;
 use super::directive::Directive;
+use crate::plugin::TrustedMap;
 
 /// Index of a directive in a [`Registry`]; also the index into every
 /// [`crate::config::LocationConfig`] built from that registry.
@@ -49,32 +48,8 @@ pub struct Registry {
     generation: u32,
     entries: Vec<Entry>,
     /// Normalised name -> id.
-    by_name: HashMap<String, DirectiveId, BuildHasherDefault<NameHasher>>,
-}
-
-/// FNV-1a for directive names. Names may be looked up on the request path
-/// and the keys are short, trusted strings from plugin code and config files,
-/// so SipHash's flooding resistance buys nothing here and costs more than
-/// the rest of the lookup.
-#[derive(Default)]
-struct NameHasher(u64);
-
-impl Hasher for NameHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
+    /// Looked up on the request path by scripts' `r:config(NAME)`.
+    by_name: TrustedMap<String, DirectiveId>,
 }
 
 impl Default for Registry {
@@ -90,7 +65,7 @@ impl Registry {
         let mut r = Registry {
             generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             entries: Vec::new(),
-            by_name: HashMap::default(),
+            by_name: TrustedMap::default(),
         };
         for d in core_directives() {
             // The core list is fixed and conflict-free; a failure here would

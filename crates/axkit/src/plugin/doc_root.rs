@@ -20,7 +20,6 @@
 //! blocking pool.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
 use std::fs::File;
@@ -30,6 +29,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use super::TrustedMap;
 use crate::config::{Expect, Key, LocationConfig, Scopes};
 use crate::Context;
 
@@ -102,8 +102,8 @@ thread_local! {
     /// (or the working directory) get here, so it stays small. Keyed by
     /// the path's bytes: a `Path` key hashes and compares component by
     /// component, which cost more than the rest of a cached request's
-    /// file lookup.
-    static ROOTS: RefCell<HashMap<OsString, Arc<RootDir>>> = RefCell::default();
+    /// file lookup. The paths come from the config: a trusted map.
+    static ROOTS: RefCell<TrustedMap<OsString, Arc<RootDir>>> = RefCell::default();
 }
 
 impl fmt::Debug for DocRoot {

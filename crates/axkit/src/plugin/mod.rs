@@ -21,6 +21,7 @@ mod log;
 pub mod metrics;
 mod shared_memory;
 mod source;
+mod trusted_hash;
 mod worker;
 
 pub use client::Client;
@@ -40,6 +41,7 @@ pub(crate) use shared_memory::{install as install_shared_memory, round_to_pages}
 pub use shared_memory::{SharedMemory, SharedMemorySpec};
 pub(crate) use source::RustPlugins;
 pub use source::{Catalog, InUse, PluginSource};
+pub use trusted_hash::{TrustedHasher, TrustedMap};
 pub use worker::Worker;
 
 use std::future::Future;
