@@ -35,7 +35,7 @@ pub enum Precondition {
 /// ours (quoted, strong) if we send one. A date that does not parse is
 /// ignored, as the RFC requires.
 pub fn evaluate(req: &Request, etag: Option<&str>, modified: Option<SystemTime>) -> Precondition {
-    let safe = matches!(req.method(), "GET" | "HEAD");
+    let safe = req.method_is("GET") || req.method_is("HEAD");
     // Step 1 and 2: If-Match, else If-Unmodified-Since.
     if let Some(list) = header_list(req, "If-Match") {
         if !matches_any(&list, etag, true) {

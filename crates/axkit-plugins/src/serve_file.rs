@@ -332,20 +332,18 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
     if !metadata.is_file() {
         return outcome(Outcome::Declined);
     }
-    let get = match ctx.request.method() {
-        "GET" => true,
-        "HEAD" => false,
-        method => {
-            if let Some(file) = &ctx.filename {
-                ctx.log_reason(
-                    405,
-                    format_args!("method {method:?} not allowed for {file:?}; allowed: GET, HEAD"),
-                );
-            }
-            ctx.response.headers.set("Allow", "GET, HEAD");
-            return outcome(Outcome::Status(405));
+    let get = ctx.request.method_is("GET");
+    if !get && !ctx.request.method_is("HEAD") {
+        let method = ctx.request.method();
+        if let Some(file) = &ctx.filename {
+            ctx.log_reason(
+                405,
+                format_args!("method {method:?} not allowed for {file:?}; allowed: GET, HEAD"),
+            );
         }
-    };
+        ctx.response.headers.set("Allow", "GET, HEAD");
+        return outcome(Outcome::Status(405));
+    }
     let Some(mut open) = ctx.file.take() else {
         return outcome(Outcome::Declined);
     };

@@ -141,7 +141,12 @@ impl Request {
         self.head.host()
     }
     pub fn is_head(&self) -> bool {
-        self.head.method() == "HEAD"
+        self.method_is("HEAD")
+    }
+    /// Whether the method is `method` (case-sensitive): cheaper than
+    /// comparing [`method`](Self::method), which makes a `&str` first.
+    pub fn method_is(&self, method: &str) -> bool {
+        self.head.method_is(method)
     }
     /// The query parameters, in order, decoded (`+` and `%XX`; bytes that
     /// are not UTF-8 become U+FFFD). Nothing is allocated for plain pairs.
