@@ -165,3 +165,39 @@ directive { name = "Release", type = "string", doc = "file that ends the wait" }
         200
     );
 }
+
+/// With several workers, one that is nearly full leaves new clients to
+/// the others (as nginx's `ngx_accept_disabled` does): the server holds
+/// what all its workers can hold together, instead of one worker closing
+/// idle connections while another has room. Two workers of 8 each hold 14
+/// idle connections, however the kernel would have spread them.
+#[test]
+fn a_nearly_full_worker_leaves_new_clients_to_the_others() {
+    let text = format!(
+        "MaxConnections 8\nKeepAliveTimeout 60s\nHeaderTimeout 60s\n{}",
+        STATIC_CONF.replace("Workers 1", "Workers 2")
+    );
+    let srv = Axkit::start_with(&text, &[], |d| {
+        d.write("www/hello.txt", "hello\n");
+    });
+    let mut held: Vec<TcpStream> = (0..14).map(|_| idle_connection(&srv)).collect();
+    let per_worker = |held: &[TcpStream]| {
+        let mut count = std::collections::HashMap::new();
+        for s in held {
+            *count.entry(srv.worker_serving(s)).or_insert(0) += 1;
+        }
+        count
+    };
+    let spread = per_worker(&held);
+    // Every one is still open and served by the same worker.
+    for (i, s) in held.iter_mut().enumerate() {
+        s.write_all(keep_alive_get("/hello.txt").as_bytes())
+            .unwrap();
+        let r = read_response(s, Duration::from_secs(10));
+        assert_eq!(r.status, 200, "connection {i} (spread {spread:?})");
+    }
+    assert!(
+        spread.values().all(|&n| n <= 8),
+        "a worker holds more than its MaxConnections: {spread:?}"
+    );
+}

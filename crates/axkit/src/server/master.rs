@@ -217,7 +217,7 @@ async fn unless_stopping<T>(
     }
 }
 
-fn worker_count(config: &Config) -> usize {
+pub(super) fn worker_count(config: &Config) -> usize {
     match *config.global.get(&core::WORKERS) {
         n if n > 0 => n,
         _ => std::thread::available_parallelism()

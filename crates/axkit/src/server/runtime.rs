@@ -241,6 +241,10 @@ pub(crate) struct WorkerRt {
     pub active: Cell<usize>,
     /// `MaxConnections`: no accepting while `active` is there.
     pub(super) max_connections: usize,
+    /// From this many connections on, the worker leaves new clients to
+    /// its siblings for a moment before it accepts (`worker.rs`); never,
+    /// for a lone worker.
+    pub(super) crowded: usize,
     /// Notified when `active` drops below `max_connections`.
     pub(super) room: Notify,
     /// Idle connections closed to make room since the last log line
@@ -331,6 +335,11 @@ impl WorkerRt {
                 .iter()
                 .any(|s| !s.trace_from.is_empty() || s.locations.iter().any(|l| l.trace));
         let max_connections = max_connections(&config);
+        let crowded = if super::master::worker_count(&config) > 1 {
+            max_connections - max_connections / 8
+        } else {
+            usize::MAX
+        };
         Ok(WorkerRt {
             config,
             servers,
@@ -349,6 +358,7 @@ impl WorkerRt {
             parking: Parking::new().ok(),
             active: Cell::new(0),
             max_connections,
+            crowded,
             room: Notify::new(),
             reclaimed: Cell::new((0, None)),
             next_conn_id: Cell::new(1),

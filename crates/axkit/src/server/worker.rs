@@ -22,6 +22,9 @@ use crate::server::walk;
 /// holds a slot than one about to send its request.
 const FRESH_GRACE: Duration = Duration::from_secs(3);
 
+/// How long a nearly full worker waits before it accepts another client.
+const CROWDED_PAUSE: Duration = Duration::from_millis(10);
+
 /// How often a worker at `MaxConnections` says that it closes idle
 /// connections (it may do so for every new client).
 const RECLAIM_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -207,6 +210,19 @@ async fn accept_loop(worker: Rc<WorkerRt>, listener: TcpListener, index: usize) 
                 _ = tokio::time::sleep(idle::SWEEP) => {}
             }
             continue;
+        }
+        if worker.active.get() >= worker.crowded {
+            // Nearly full (under an eighth of MaxConnections free): leave
+            // the next clients to the other workers, which the same
+            // listener wakes, so that the server fills all its workers
+            // before one starts closing idle connections to make room
+            // (nginx's `ngx_accept_disabled`). It still takes one client
+            // per pause, so a server whose workers are all this full
+            // keeps accepting.
+            tokio::select! {
+                _ = &mut notified => return,
+                _ = tokio::time::sleep(CROWDED_PAUSE) => {}
+            }
         }
         tokio::select! {
             biased;
