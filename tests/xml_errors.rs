@@ -171,4 +171,18 @@ fn check_compiles_every_stylesheet_the_config_names() {
     let (ok, text) = run("    XSLTStyle missing.xsl");
     assert!(!ok, "{text}");
     assert!(text.contains("missing.xsl"), "{text}");
+    // A stylesheet named by an absolute path outside the DocumentRoot
+    // reads its includes beneath its own directory, never above it.
+    let climbing = "<xsl:stylesheet version=\"1.0\" xmlns:xsl=\"http://www.w3.org/1999/XSL/Transform\">\n<xsl:include href=\"../secret.xsl\"/>\n</xsl:stylesheet>\n";
+    let (ok, text) = check_with(
+        &conf("", "    XSLTStyle {dir}/styles/climb.xsl"),
+        &[],
+        |d| {
+            write_files(d, &site());
+            d.write("styles/climb.xsl", climbing);
+            d.write("secret.xsl", TO_PAGE);
+        },
+    );
+    assert!(!ok, "{text}");
+    assert!(text.contains("secret.xsl is outside"), "{text}");
 }

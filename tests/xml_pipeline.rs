@@ -469,3 +469,25 @@ fn the_cache_plugin_keeps_pages_apart_by_user_agent() {
     }
     assert!(as_agent(&srv, "/a.xml", "reader").header("Age").is_some());
 }
+
+/// A stylesheet the config names by an absolute path outside the
+/// DocumentRoot is used (the config is trusted), and what it includes is
+/// read beneath its own directory (one that climbs out of it is refused:
+/// `xml_errors.rs`).
+#[test]
+fn an_absolute_stylesheet_path_outside_the_root_is_used() {
+    const INCLUDING: &str = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:include href="common.xsl"/>
+</xsl:stylesheet>
+"#;
+    let body = "    XSLTStyle {dir}/styles/main.xsl\n    XSLTStyle html.xsl";
+    let mut files = site_with(&[
+        ("styles/main.xsl", INCLUDING),
+        ("styles/common.xsl", TO_PAGE),
+    ]);
+    files.retain(|(p, _)| *p != "site/page.xsl");
+    let srv = start(&conf("", body), &files);
+    let r = srv.get("/a.xml");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("<h1>On &amp; off</h1>"), "{}", r.text());
+}
