@@ -51,6 +51,7 @@ mod transform;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -332,7 +333,9 @@ struct Xslt {
     results: MemoryStore,
     /// What each file loaded (XIncludes, `document()`) when it was last
     /// transformed, for its cache key.
-    sources: RefCell<HashMap<PathBuf, (Stamp, Rc<Files>)>>,
+    /// Keyed by the path's bytes (a `Path` key hashes component by
+    /// component); request-chosen, so std's keyed hash.
+    sources: RefCell<HashMap<OsString, (Stamp, Rc<Files>)>>,
     /// Turns on the blocking pool for large transforms.
     pool: Rc<Semaphore>,
 }
@@ -580,13 +583,13 @@ impl Xslt {
         let known = self
             .sources
             .borrow()
-            .get(path)
+            .get(path.as_os_str())
             .filter(|(s, _)| s == stamp)
             .map(|(_, files)| files.clone())?;
         if known.unchanged().await {
             return Some(known);
         }
-        self.sources.borrow_mut().remove(path);
+        self.sources.borrow_mut().remove(path.as_os_str());
         None
     }
 
@@ -612,7 +615,7 @@ impl Xslt {
         if sources.len() >= MAX_SOURCES {
             sources.clear();
         }
-        sources.insert(path.to_path_buf(), (stamp.clone(), files.clone()));
+        sources.insert(path.as_os_str().to_owned(), (stamp.clone(), files.clone()));
         files
     }
 
@@ -743,7 +746,22 @@ fn base_key(
     params: &[(String, String)],
     style: Option<&str>,
 ) -> (String, SystemTime) {
-    let mut key = format!("{}\0{}", path.display(), stamp.key());
+    // Built with pushes into one allocation: `format!` here cost more than
+    // the rest of a result cache hit.
+    let path = path.to_string_lossy();
+    let stamp_key = stamp.key();
+    let len = path.len()
+        + 1
+        + stamp_key.len()
+        + sheets.iter().map(|s| s.files.key.len() + 1).sum::<usize>()
+        + params.iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>()
+        + style.map_or(0, |s| s.len() + 7)
+        // Room for what `full_key` appends.
+        + 256;
+    let mut key = String::with_capacity(len);
+    key.push_str(&path);
+    key.push('\0');
+    key.push_str(&stamp_key);
     let mut modified = stamp.modified;
     for sheet in sheets {
         key.push('\0');
@@ -751,10 +769,14 @@ fn base_key(
         modified = modified.max(sheet.files.modified);
     }
     for (name, value) in params {
-        key.push_str(&format!("\0{name}={value}"));
+        key.push('\0');
+        key.push_str(name);
+        key.push('=');
+        key.push_str(value);
     }
     if let Some(name) = style {
-        key.push_str(&format!("\0style={name}"));
+        key.push_str("\0style=");
+        key.push_str(name);
     }
     (key, modified)
 }
@@ -767,7 +789,10 @@ struct Validators {
 
 /// The whole key, with what the file loaded, and its validators.
 fn full_key((base, modified): &(String, SystemTime), deps: &Files) -> (String, Validators) {
-    let key = format!("{base}\0{}", deps.key);
+    let mut key = String::with_capacity(base.len() + 1 + deps.key.len());
+    key.push_str(base);
+    key.push('\0');
+    key.push_str(&deps.key);
     let modified = (*modified).max(deps.modified);
     // To the second, as Last-Modified says it.
     let secs = modified

@@ -6,7 +6,7 @@
 //! result cache tracks what a document loaded the same way.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use axkit::plugin::{DocRoot, Rule};
+use axkit::plugin::{DocRoot, Rule, TrustedMap};
 use axkit_xml::Stylesheet;
 
 use crate::transform;
@@ -124,7 +124,10 @@ pub(crate) struct Compiled {
 
 #[derive(Default)]
 pub(crate) struct Styles {
-    map: RefCell<HashMap<PathBuf, Rc<Compiled>>>,
+    /// By the path's bytes: a `Path` key hashes component by component,
+    /// a good part of a result cache hit. The paths come from the config
+    /// or from the site's own `xml-stylesheet` PIs, never from a URL.
+    map: RefCell<TrustedMap<OsString, Rc<Compiled>>>,
 }
 
 impl Styles {
@@ -134,7 +137,7 @@ impl Styles {
         let compiled = compile(path, root_for(path, doc_root))?;
         self.map
             .borrow_mut()
-            .insert(path.to_path_buf(), Rc::new(compiled));
+            .insert(path.as_os_str().to_owned(), Rc::new(compiled));
         Ok(())
     }
 
@@ -145,7 +148,7 @@ impl Styles {
         path: &Path,
         doc_root: Option<&Path>,
     ) -> Result<Rc<Compiled>, String> {
-        let current = self.map.borrow().get(path).cloned();
+        let current = self.map.borrow().get(path.as_os_str()).cloned();
         if let Some(c) = current {
             if c.files.unchanged().await {
                 return Ok(c);
@@ -159,7 +162,7 @@ impl Styles {
         let compiled = Rc::new(compiled);
         self.map
             .borrow_mut()
-            .insert(path.to_path_buf(), compiled.clone());
+            .insert(path.as_os_str().to_owned(), compiled.clone());
         Ok(compiled)
     }
 }
