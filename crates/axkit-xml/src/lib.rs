@@ -135,9 +135,10 @@ impl std::error::Error for XmlError {}
 /// Load libxml2, libxslt and libexslt (`dlopen`: the binary does not
 /// link them) and initialise them, once per process. Call it where the
 /// configuration is read, when constructing whatever needs XML, before
-/// starting threads or forking workers: the workers inherit the loaded
-/// libraries, and a missing one is a configuration error then, not a
-/// failed request later. Every entry point calls it too (and fails with
+/// starting threads (`--check`, and each worker as it builds its plugins:
+/// the master builds none, so only processes that use XML load them): a
+/// missing library is then a configuration error, not a failed request
+/// later. Every entry point calls it too (and fails with
 /// its error).
 ///
 /// The error says which library could not be loaded and why, e.g.

@@ -281,8 +281,8 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
-    // Loads libxml2/libxslt now, where the config is read: workers
-    // inherit them, and a missing library fails the config.
+    // Loads libxml2/libxslt now, as the plugin is built (by `--check` and
+    // by each worker): a missing library fails the config, not a request.
     axkit_xml::init().map_err(|e| format!("the xslt plugin needs {e}"))?;
     let global = &init.config.global;
     let styles = Styles::default();
@@ -754,10 +754,11 @@ fn base_key(
         + 1
         + stamp_key.len()
         + sheets.iter().map(|s| s.files.key.len() + 1).sum::<usize>()
-        + params.iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>()
-        + style.map_or(0, |s| s.len() + 7)
-        // Room for what `full_key` appends.
-        + 256;
+        + params
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 2)
+            .sum::<usize>()
+        + style.map_or(0, |s| s.len() + 7);
     let mut key = String::with_capacity(len);
     key.push_str(&path);
     key.push('\0');
