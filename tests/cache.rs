@@ -2,7 +2,8 @@
 //! origin that counts its own calls in a shared zone (so the count covers
 //! every worker): a miss then a hit, what is never stored (no-store,
 //! private, Authorization), Vary, expiry and revalidation with a 304 from
-//! the origin, stale-if-error, request collapsing (per worker, and across
+//! the origin, stale-if-error, stale-while-revalidate (the refresh in the
+//! background, one per entry), request collapsing (per worker, and across
 //! workers with the shared tier), PURGE (reaching every worker's memory
 //! tier), HEAD from a GET entry and a HEAD miss storing nothing, unsafe
 //! methods invalidating (RFC 9111 §4.4), and the exact `Cache-Status`
@@ -146,6 +147,78 @@ fn stale_if_error_serves_the_stale_entry() {
     // stale entry for), the error goes through.
     let r = get(&srv, "/flaky2?cc=max-age=0", "");
     assert_eq!((r.status, status_field(&r)), (503, "axkit; fwd=uri-miss"));
+}
+
+#[test]
+fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    for (workers, global, server) in [
+        (1, "", ""),
+        (2, "SharedZone cache 8M", "    CacheStore shared"),
+    ] {
+        let srv = start(
+            workers,
+            global,
+            &format!("{server}\n    Plugin request_log\n    RequestLog {{dir}}/access.log"),
+        );
+        let path = "/gated";
+        // Every request for it the test makes, to compare with the log.
+        let asked = std::cell::Cell::new(0);
+        let get = |srv: &Axkit, path: &str, headers: &str| {
+            if path == "/gated" {
+                asked.set(asked.get() + 1);
+            }
+            get(srv, path, headers)
+        };
+        let first = get(&srv, path, "");
+        assert_eq!(first.text(), "call 1");
+        assert_eq!(status_field(&first), "axkit; fwd=uri-miss; stored");
+        // Once stale, the client gets the stale entry at once, while a
+        // background request asks the origin (which holds its answer
+        // until /open).
+        let mut seen = None;
+        assert!(wait_until(Duration::from_secs(5), || {
+            let r = get(&srv, path, "");
+            let stale = status_field(&r) != "axkit; hit";
+            seen = Some(r);
+            stale
+        }));
+        let r = seen.unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "call 1"));
+        assert_eq!(
+            status_field(&r),
+            "axkit; hit; detail=stale-while-revalidate"
+        );
+        assert!(wait_until(Duration::from_secs(5), || calls(&srv, path) == "2"));
+        // While the refresh is out, clients keep getting the stale entry
+        // and start no other refresh.
+        for _ in 0..5 {
+            let r = get(&srv, path, "");
+            assert_eq!(
+                (r.text().as_str(), status_field(&r)),
+                ("call 1", "axkit; hit; detail=stale-while-revalidate")
+            );
+        }
+        assert_eq!(get(&srv, "/open", "").status, 200);
+        assert!(wait_until(Duration::from_secs(5), || {
+            get(&srv, path, "").text() == "call 2"
+        }));
+        let r = get(&srv, path, "");
+        assert_eq!(
+            (r.text().as_str(), status_field(&r)),
+            ("call 2", "axkit; hit")
+        );
+        assert_eq!(calls(&srv, path), "2", "{workers} workers");
+        // The refresh is no client's request: the access log has only
+        // theirs.
+        let logged = || {
+            std::fs::read_to_string(srv.dir.path().join("access.log"))
+                .unwrap_or_default()
+                .matches("\"GET /gated ")
+                .count()
+        };
+        assert!(wait_until(Duration::from_secs(5), || logged() >= asked.get()));
+        assert_eq!(logged(), asked.get());
+    }
 }
 
 #[test]

@@ -14,7 +14,10 @@ use crate::lua;
 /// path counts itself and answers `call N`, with `Cache-Control` from
 /// `?cc=`, and: `/vary…` varies by Accept-Language; `/etag…` has an ETag
 /// and answers 304 to it; `/flaky…` answers 503 once `/break` was called;
-/// `/slow…` takes half a second (or `?s=`); `?loc=` sets `Location`;
+/// `/slow…` takes half a second (or `?s=`); `/gated…` is fresh for a
+/// second at its first call (then stale-while-revalidate for a minute),
+/// and holds every later answer until `/open` was called (at most 10 s);
+/// `?loc=` sets `Location`;
 /// `?pad=N` adds N bytes to the body; `/auth…` and `/cookie…` as named.
 pub const ORIGIN: &str = r#"
 function hook_response(r)
@@ -27,6 +30,10 @@ function hook_response(r)
     shared.set("broken", true)
     return OK
   end
+  if p == "/open" then
+    shared.set("open", true)
+    return OK
+  end
   if p:sub(1, 6) == "/flaky" and shared.get("broken") then
     return 503
   end
@@ -36,6 +43,18 @@ function hook_response(r)
   if p:sub(1, 7) == "/cookie" then r:set_header("Set-Cookie", "a=b") end
   if r:param("loc") then r:set_header("Location", r:param("loc")) end
   if p:sub(1, 5) == "/slow" then sleep(tonumber(r:param("s") or "0.5")) end
+  if p:sub(1, 6) == "/gated" then
+    if n == 1 then
+      r:set_header("Cache-Control", "max-age=1, stale-while-revalidate=60")
+    else
+      r:set_header("Cache-Control", "max-age=60")
+      local waited = 0
+      while not shared.get("open") and waited < 400 do
+        sleep(0.025)
+        waited = waited + 1
+      end
+    end
+  end
   if p:sub(1, 5) == "/etag" then
     r:set_header("ETag", '"v1"')
     if r:header("If-None-Match") == '"v1"' then

@@ -41,8 +41,10 @@
 //! the entry and the client is answered from it. Concurrent misses on one
 //! key wait for the first (in a worker; across workers and servers too
 //! with the shared, disk, Redis and memcached tiers, through the tier's
-//! fill lock). `stale-while-revalidate` lets the others have the stale
-//! entry meanwhile; `stale-if-error` answers a 5xx with the stale entry.
+//! fill lock). `stale-while-revalidate` answers with the stale entry at
+//! once and refreshes it with a background request (the client's GET run
+//! by the worker itself, `Context::background_request`), one at a time per
+//! entry; `stale-if-error` answers a 5xx with the stale entry.
 //! A PURGE, or a POST, PUT, DELETE or PATCH answered with a 2xx or 3xx
 //! (RFC 9111 §4.4: its URI, and its `Location` and `Content-Location` on
 //! the same host), removes the entry; from the memory tier of every
@@ -58,7 +60,7 @@ mod redis_store;
 mod storage;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -216,6 +218,7 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
         timeout: *init.config.global.get(&BACKEND_TIMEOUT),
         warned: Cell::new(None),
         fills: Rc::new(RefCell::new(HashMap::new())),
+        refreshing: Rc::new(RefCell::new(HashSet::new())),
         seq: Cell::new(0),
     }))
 }
@@ -233,6 +236,11 @@ struct Cache {
     warned: Cell<Option<Instant>>,
     /// The keys this worker is filling, each with the requests waiting.
     fills: Fills,
+    /// The keys of stale entries this worker has a background request
+    /// refreshing: from when it is started until it ends, so that the
+    /// requests meanwhile start no other (its own fill registers only
+    /// once it reaches this plugin).
+    refreshing: Rc<RefCell<HashSet<Vec<u8>>>>,
     seq: Cell<u64>,
 }
 
@@ -521,10 +529,18 @@ impl Cache {
                     }
                     Lookup::Stale(entry, key) => {
                         let over = entry.staleness(SystemTime::now()).unwrap_or_default();
-                        let busy = self.fills.borrow().contains_key(&key)
-                            || matches!(store.locked(&key).await, Ok(true));
-                        if busy && !entry.must_revalidate && over.as_millis() as u64 <= entry.swr_ms
+                        // A background request is the refresh itself: it
+                        // goes to the origin.
+                        if !ctx.conn.background
+                            && !entry.must_revalidate
+                            && over.as_millis() as u64 <= entry.swr_ms
                         {
+                            let busy = self.fills.borrow().contains_key(&key)
+                                || self.refreshing.borrow().contains(&key)
+                                || matches!(store.locked(&key).await, Ok(true));
+                            if !busy {
+                                self.refresh(ctx, key);
+                            }
                             answer(
                                 ctx,
                                 &entry,
@@ -591,6 +607,47 @@ impl Cache {
         put_fill(ctx, fill);
         ctx.before_head(|ctx| Box::pin(on_head(ctx)));
         Outcome::Declined
+    }
+
+    /// Refresh the stale entry under `key` with a background request made
+    /// as this one was by the client (RFC 5861 §3), which the cache sees
+    /// as a request that must go to the origin.
+    fn refresh(&self, ctx: &Context, key: Vec<u8>) {
+        let sent = ctx.original_request();
+        let mut target = sent.path().to_string();
+        if let Some(query) = sent.query() {
+            target.push('?');
+            target.push_str(query);
+        }
+        // The client's conditionals and range were for its own copy.
+        let headers = sent.headers().filter(|(name, _)| {
+            !(name.len() > 3 && name[..3].eq_ignore_ascii_case("if-")
+                || name.eq_ignore_ascii_case("range"))
+        });
+        let shown = axkit::plugin::escape_log_bytes(target.as_bytes()).into_owned();
+        let run = match ctx.background_request(&target, headers) {
+            Ok(run) => run,
+            Err(e) => {
+                ctx.log(
+                    Level::Warn,
+                    &format!("cache: cannot refresh \"{shown}\": {e}"),
+                );
+                return;
+            }
+        };
+        let worker = ctx.worker();
+        let refreshing = self.refreshing.clone();
+        refreshing.borrow_mut().insert(key.clone());
+        tokio::task::spawn_local(async move {
+            let result = run.await;
+            refreshing.borrow_mut().remove(&key);
+            if let Err(e) = result {
+                worker.log(
+                    Level::Info,
+                    &format!("cache: the background refresh of \"{shown}\" did not run: {e}"),
+                );
+            }
+        });
     }
 
     fn token(&self) -> String {

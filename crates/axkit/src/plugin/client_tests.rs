@@ -19,6 +19,8 @@ fn conn(peer: &str) -> ConnInfo {
         local: "10.0.0.1:8080".parse().unwrap(),
         tls: false,
         proxied: None,
+        background: false,
+        listener: 0,
     }
 }
 

@@ -45,6 +45,12 @@ pub struct ConnInfo {
     /// What the PROXY protocol header said, on a listener with
     /// `proxy-protocol`.
     pub proxied: Option<axkit_http::ProxyHeader>,
+    /// The worker made this connection itself, for a
+    /// [`Context::background_request`]: no client waits on its response.
+    pub background: bool,
+    /// Which of the config's listeners accepted it (a background request
+    /// is taken as if by its parent's), to pick the `<Server>` by Host.
+    pub(crate) listener: u16,
 }
 
 impl ConnInfo {
@@ -817,6 +823,29 @@ impl Context {
         let replaced = std::mem::replace(&mut self.request, request);
         self.rt.original.get_or_insert(Box::new(replaced));
         Ok(())
+    }
+
+    /// Run `GET target` (a local path with an optional query) through this
+    /// `<Server>`'s walk in the background, detached from this request: the
+    /// worker serves it on a connection of its own, made as this one's
+    /// (same client address, listener, TLS and PROXY facts) and marked
+    /// [`ConnInfo::background`], with `headers` as its request fields (the
+    /// core writes `Host`, this request's, and the framing; it drops
+    /// hop-by-hop fields). It runs every request hook, but no connection
+    /// hook and no `response_sent` (no access log line: no client asked for
+    /// it). Its response is read and dropped; the future ends with its
+    /// status, or Err when it could not run (the worker is stopping or at
+    /// `MaxConnections`). It borrows nothing: spawn it
+    /// (`tokio::task::spawn_local`); until it is polled nothing happens.
+    /// Err at once for a target that is not a local path or an invalid
+    /// header field. What it is for: refreshing a cache
+    /// (`stale-while-revalidate`), warming one.
+    pub fn background_request<'h>(
+        &self,
+        target: &str,
+        headers: impl Iterator<Item = (&'h str, &'h [u8])>,
+    ) -> Result<impl Future<Output = std::io::Result<u16>> + 'static, String> {
+        crate::server::background::start(self, target, headers)
     }
 
     /// The request as the client sent it: `request` itself, or after an

@@ -5,6 +5,7 @@
 //! `response.rs`. [`Server`] is the entry point a binary uses: the stock
 //! `axkit` command and any custom binary with extra Rust plugins alike.
 
+pub(crate) mod background;
 mod conn_io;
 pub(crate) mod explain;
 mod hooks;

@@ -97,6 +97,8 @@ pub(crate) async fn serve(
         local,
         tls: false,
         proxied,
+        background: false,
+        listener: listener as u16,
     });
     // Boxed: it lives as long as the connection and moves into and out
     // of every request's Context, which then moves a pointer.
@@ -109,6 +111,22 @@ pub(crate) async fn serve(
         return;
     }
     run_conn_hook(&worker, &conn_location, Hook::Disconnect, &conn).await;
+    worker.connection_closed();
+}
+
+/// Serve a background request (`background.rs`): `head`, already read,
+/// on the worker's own connection `stream`, without the connection hooks
+/// (no client connected) and without `pre_request`.
+pub(crate) async fn serve_background(
+    worker: Rc<WorkerRt>,
+    stream: TcpStream,
+    conn: Rc<ConnInfo>,
+    head: BytesMut,
+) {
+    let mut io = Box::new(ConnIo::new(stream));
+    io.buf = head;
+    let listener = usize::from(conn.listener);
+    requests(&worker, io, &conn, listener, 0, false).await;
     worker.connection_closed();
 }
 
@@ -143,6 +161,8 @@ pub(crate) async fn resume(worker: Rc<WorkerRt>, parked: Parked, buf: BytesMut) 
         local,
         tls: false,
         proxied: None,
+        background: false,
+        listener: listener as u16,
     });
     let mut io = Box::new(ConnIo::new(stream));
     io.buf = buf;
@@ -182,6 +202,7 @@ async fn requests(
     // stay live (they are few: a load balancer's, or a script's).
     let parkable = worker.parking.is_some()
         && conn.proxied.is_none()
+        && !conn.background
         && conn_location.chain(Hook::Disconnect).is_empty();
     // One request's state, boxed (see `request_cycle`). The allocation is
     // reused while requests keep coming, which saves a large malloc and
@@ -430,8 +451,11 @@ async fn request_cycle(
     }
 
     // The response is out: `response_sent` (request logs), and the
-    // metrics, under the Location the client asked for.
+    // metrics, under the Location the client asked for. A background
+    // request has no client to log (nginx leaves its subrequests out of
+    // the access log too).
     if !ctx.rt.location.chain(Hook::ResponseSent).is_empty()
+        && !ctx.conn.background
         && run_hook(&mut ctx, Hook::ResponseSent).await == Outcome::Done
     {
         ctx.rt.io.close = true;
