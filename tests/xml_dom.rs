@@ -2,7 +2,7 @@
 //! `xml.new`/`append` handed to `xslt` as a tree (byte for byte what
 //! `xsltproc` makes of the same document), processors after `xslt` that
 //! add and remove elements with `r:dom()` and hand the tree on to each
-//! other, hostile request text escaped, malformed XML from `xml.parse`
+//! other (the last one's tree sent as XML), hostile request text escaped, malformed XML from `xml.parse`
 //! (500, the error in the log, the worker alive), handles used after
 //! their node was removed or their document handed on (a Lua error, not
 //! a crash), an external entity refused, and a tree grown past its
@@ -113,6 +113,30 @@ end
          <para>One</para><para>Two &lt;b&gt;</para><footer>added</footer></page>\n"
     );
     assert_eq!(r.header("X-Root"), Some("page 5"));
+}
+
+/// A DOM the last processor hands on is serialised by the core.
+#[test]
+fn a_tree_left_at_the_end_of_the_chain_is_sent_as_xml() {
+    let add = r#"
+function hook_xmlresponse(r)
+  local dom = r:dom()
+  dom:root():append("footer", "last")
+  r:set_document(dom)
+  return OK
+end
+"#;
+    let mut files = site_with(&[]);
+    files.push(("plugins/add.lua", add));
+    let srv = start(&conf("", "    XSLTStyle page.xsl\n    Plugin add"), &files);
+    let r = srv.get("/a.xml");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert!(
+        text.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<page><title>"),
+        "{text}"
+    );
+    assert!(text.ends_with("<footer>last</footer></page>\n"), "{text}");
 }
 
 #[test]

@@ -136,6 +136,14 @@ impl Document {
     }
 }
 
+/// A document left at the end of the server's `xmlresponse` chain goes
+/// out as XML.
+impl axkit::plugin::Tree for Document {
+    fn to_text(&self) -> Result<Vec<u8>, String> {
+        Ok(self.to_xml())
+    }
+}
+
 /// Copy and free a buffer libxml2 allocated.
 pub(crate) unsafe fn take_bytes(mem: *mut u8, len: c_int) -> Vec<u8> {
     if mem.is_null() {

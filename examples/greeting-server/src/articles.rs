@@ -7,9 +7,10 @@
 //! No directives. Hook `xmlresponse`, for `/articles/NAME`:
 //! - `?title=T` (default: NAME) gives `<article><title>T</title>
 //!   <para>NAME</para></article>`, the text escaped;
-//! - NAME `foreign` hands a tree of another type (a `String`), which the
-//!   `xslt` plugin leaves alone; nothing serialises it, so the request is
-//!   a 500.
+//! - NAME `foreign` hands a tree of another kind, which the `xslt`
+//!   plugin leaves alone: the core sends its own serialisation at the end
+//!   of the chain; NAME `unwritable`, one whose serialisation fails (a
+//!   500).
 //!
 //! ```text
 //! <Location /articles>
@@ -24,7 +25,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use axkit::config::Directive;
-use axkit::plugin::{html_escape, Document};
+use axkit::plugin::{html_escape, Document, Tree};
 use axkit::{Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
 
 pub const ARTICLES: PluginSpec = PluginSpec {
@@ -56,8 +57,9 @@ impl Plugin for Articles {
         let Some(name) = ctx.request.path().strip_prefix("/articles/") else {
             return Outcome::Declined.into();
         };
-        if name == "foreign" {
-            ctx.document = Some(Document::Tree(Box::new(String::from("<article/>"))));
+        if name == "foreign" || name == "unwritable" {
+            let text = (name == "foreign").then(|| "<foreign>left alone</foreign>".to_string());
+            ctx.document = Some(Document::Tree(Box::new(Foreign(text))));
             return Outcome::Ok.into();
         }
         let title = ctx
@@ -76,5 +78,17 @@ impl Plugin for Articles {
             }
             Err(e) => Outcome::Error(e.to_string()).into(),
         }
+    }
+}
+
+/// A tree of a kind only this plugin knows: its text, or none.
+struct Foreign(Option<String>);
+
+impl Tree for Foreign {
+    fn to_text(&self) -> Result<Vec<u8>, String> {
+        self.0
+            .clone()
+            .map(String::into_bytes)
+            .ok_or_else(|| "this tree has no text".to_string())
     }
 }

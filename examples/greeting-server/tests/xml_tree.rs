@@ -3,8 +3,9 @@
 //! `articles` plugin of the custom binary makes it, the `xslt` plugin
 //! after it in the `xmlresponse` chain runs the chain on it (on the
 //! blocking pool: a tree counts as large), with the request's parameters,
-//! `?style=`, and no result cache; a tree of another type is left alone,
-//! and nothing serialising it is a 500, never a crash.
+//! `?style=`, and no result cache; a tree of another kind is left alone
+//! and sent as its own serialisation, and one that cannot be serialised
+//! is a 500, never a crash.
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
@@ -71,12 +72,22 @@ fn a_tree_from_a_rust_plugin_goes_through_the_chain() {
     let log = srv.sync_stderr();
     assert!(!log.contains("from the result cache"), "{log}");
 
-    // A tree of a type the pipeline does not know: left alone, and the
-    // request fails since nothing serialised it; the worker carries on.
+    // A tree of a kind the xslt plugin does not know: left alone, and
+    // sent as its own serialisation at the end of the chain.
     let r = request(&srv, "GET", "/articles/foreign", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/xml; charset=utf-8")
+    );
+    assert_eq!(r.text(), "<foreign>left alone</foreign>");
+    // One that cannot be serialised is a 500 that says why; the worker
+    // carries on.
+    let r = request(&srv, "GET", "/articles/unwritable", "");
     assert_eq!(r.status, 500);
     srv.wait_stderr(
-        "a parsed document was left with no processor",
+        "the document left at the end of the chain cannot be serialised: \
+         this tree has no text",
         Duration::from_secs(5),
     );
     assert_eq!(srv.get("/articles/after").status, 200);

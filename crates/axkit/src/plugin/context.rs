@@ -629,10 +629,37 @@ pub enum Document {
     /// the end of the chain, it is sent with `Content-Type:
     /// application/xml; charset=utf-8` unless one is set.
     Text(Bytes),
-    /// A parsed tree of a type the processors agree on (a DOM, say). Left
-    /// at the end of the chain it is an error (500): the last processor
-    /// must serialise it.
-    Tree(Box<dyn Any>),
+    /// A parsed tree (a DOM, say), which processors of its kind take as
+    /// it is, without serialising and parsing again. Left at the end of
+    /// the chain it is serialised ([`Tree::to_text`]) and sent as text.
+    Tree(Box<dyn Tree>),
+}
+
+/// A parsed document in the `xmlresponse` chain ([`Document::Tree`]):
+/// `axkit_xml::Document` is one. A processor takes the kind it knows with
+/// [`downcast`](<dyn Tree>::downcast) and leaves others alone.
+pub trait Tree: Any {
+    /// The document as text, for when the chain ends with it (sent as
+    /// `application/xml; charset=utf-8` unless a type is set); Err: why it
+    /// cannot be, which makes the response a 500.
+    fn to_text(&self) -> Result<Vec<u8>, String>;
+}
+
+impl dyn Tree {
+    /// The tree as a `T`, or itself back when it is another kind.
+    pub fn downcast<T: Tree>(self: Box<Self>) -> Result<Box<T>, Box<dyn Tree>> {
+        if (&*self as &dyn Any).is::<T>() {
+            let any: Box<dyn Any> = self;
+            Ok(any.downcast().expect("checked just before"))
+        } else {
+            Err(self)
+        }
+    }
+
+    /// The tree as a `T`, if it is one.
+    pub fn downcast_ref<T: Tree>(&self) -> Option<&T> {
+        (self as &dyn Any).downcast_ref()
+    }
 }
 
 impl std::fmt::Debug for Document {

@@ -28,7 +28,7 @@ pub use client::Client;
 pub(crate) use client::Trust;
 pub use context::{
     BeforeHead, Body, BodyChunk, BodyError, ConnInfo, Context, Document, Failure, HeaderValue,
-    Headers, Logger, OpenFile, Request, Response, Upgraded, UPSTREAM_NOTE,
+    Headers, Logger, OpenFile, Request, Response, Tree, Upgraded, UPSTREAM_NOTE,
 };
 pub use doc_root::{is_escape, DocRoot, Io, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS};
 pub use form::{Field, Form, FormError, Upload, Uploads};
@@ -341,7 +341,8 @@ pub trait Plugin: __private::WrittenHooks + 'static {
     /// `ctx.document`, each after it transforms it; Done ends the chain
     /// with the response as it is. If any returned Ok, or a document is
     /// left, the pipeline answers: a [`Document::Text`] left at the end is
-    /// the body; otherwise the walk goes on to `response`.
+    /// the body (a [`Document::Tree`], serialised); otherwise the walk goes
+    /// on to `response`.
     fn xmlresponse<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         Outcome::Declined.into()
     }

@@ -566,28 +566,33 @@ fn not_found_reason(ctx: &Context) {
     }
 }
 
-/// The `xmlresponse` chain answered: the document it left, as text, is the
-/// body (unless a processor wrote one); a tree nobody serialised is an
-/// error.
+/// The `xmlresponse` chain answered: the document it left, as text (a
+/// tree serialised), is the body, unless a processor wrote one.
 async fn finish_document(ctx: &mut Context) {
-    match ctx.document.take() {
-        Some(Document::Text(text)) if ctx.response.body.is_empty() && !ctx.rt.io.head_sent => {
-            if ctx.response.headers.get("Content-Type").is_none() {
-                ctx.response
-                    .headers
-                    .set("Content-Type", "application/xml; charset=utf-8");
+    let text = match ctx.document.take() {
+        Some(_) if !ctx.response.body.is_empty() || ctx.rt.io.head_sent => None,
+        Some(Document::Text(text)) => Some(text),
+        Some(Document::Tree(tree)) => match tree.to_text() {
+            Ok(text) => Some(Bytes::from(text)),
+            Err(why) => {
+                let msg = format!(
+                    "{}: xmlresponse: the document left at the end of the chain cannot be \
+                     serialised: {why}",
+                    ctx.request.request_line()
+                );
+                ctx.log(Level::Error, &msg);
+                return error_response(ctx, 500).await;
             }
-            ctx.response.body = Body::Bytes(text);
+        },
+        None => None,
+    };
+    if let Some(text) = text {
+        if ctx.response.headers.get("Content-Type").is_none() {
+            ctx.response
+                .headers
+                .set("Content-Type", "application/xml; charset=utf-8");
         }
-        Some(Document::Tree(_)) => {
-            let msg = format!(
-                "{}: xmlresponse: a parsed document was left with no processor to serialise it",
-                ctx.request.request_line()
-            );
-            ctx.log(Level::Error, &msg);
-            return error_response(ctx, 500).await;
-        }
-        _ => {}
+        ctx.response.body = Body::Bytes(text);
     }
     finish(ctx).await
 }
