@@ -313,6 +313,12 @@ impl Request {
         self.headers.add(name, value.as_bytes());
     }
 
+    /// [`add_header`](Self::add_header) with a value as bytes (a field
+    /// passed on as received, which need not be UTF-8); checked the same.
+    pub fn add_header_bytes(&mut self, name: &str, value: &[u8]) {
+        self.headers.add(name, value);
+    }
+
     /// The body: bytes (sent with a `Content-Length`) or
     /// [`Body::from_fn`] (sent chunked).
     pub fn body(mut self, body: impl Into<Body>) -> Request {
@@ -410,6 +416,17 @@ impl Response {
     /// UTF-8 are converted lossily).
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.headers.iter()
+    }
+
+    /// Whether the head has a `Connection` field (whose options name
+    /// more fields that are the connection's own).
+    pub fn has_connection_field(&self) -> bool {
+        self.headers.has(wire::CONNECTION)
+    }
+
+    /// Whether the head has a `Transfer-Encoding` field.
+    pub fn has_transfer_encoding(&self) -> bool {
+        self.headers.has(wire::TRANSFER_ENCODING)
     }
 
     /// Whether the whole body has been read off the connection (what is

@@ -168,9 +168,9 @@ impl Head {
 
 /// The fields [`body_framing`] looks at, flagged as a head is parsed so
 /// that a head without them is not searched for them.
-const CONNECTION: u8 = 1;
+pub(crate) const CONNECTION: u8 = 1;
 const CONTENT_LENGTH: u8 = 2;
-const TRANSFER_ENCODING: u8 = 4;
+pub(crate) const TRANSFER_ENCODING: u8 = 4;
 
 /// A response's header fields in one string (the head as received, or,
 /// when a value is not UTF-8, the fields copied with such values converted
@@ -195,7 +195,7 @@ impl Fields {
         })
     }
 
-    fn has(&self, field: u8) -> bool {
+    pub(crate) fn has(&self, field: u8) -> bool {
         self.framing & field != 0
     }
 

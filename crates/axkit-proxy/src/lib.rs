@@ -466,11 +466,29 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
     let mut via = None;
     let mut host = None;
     let all = |old: &mut Option<String>, v: &str| *old = Some(join(old.take(), v));
-    for (name, value) in incoming.headers() {
-        let Ok(value) = std::str::from_utf8(value) else {
+    for (name, bytes) in incoming.headers() {
+        let is = |h: &str| name.eq_ignore_ascii_case(h);
+        // Most fields go on as received; those whose values are read
+        // here must be text.
+        let passed = !(is("x-forwarded-for")
+            || is("x-forwarded-port")
+            || is("forwarded")
+            || is("via")
+            || is("host"));
+        if passed {
+            if !(is("expect")
+                || is("x-forwarded-proto")
+                || is("x-forwarded-host")
+                || hop_by_hop(name)
+                || named.iter().any(|t| t.eq_ignore_ascii_case(name)))
+            {
+                request.add_header_bytes(name, bytes);
+            }
+            continue;
+        }
+        let Ok(value) = std::str::from_utf8(bytes) else {
             continue;
         };
-        let is = |h: &str| name.eq_ignore_ascii_case(h);
         if is("x-forwarded-for") || is("x-forwarded-port") {
             if trusted && !family_forwarded {
                 all(
@@ -488,20 +506,12 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
             }
         } else if is("via") {
             all(&mut via, value);
-        } else if is("host") {
-            // The first, as `header("host")` would give it.
+        } else {
+            // Host: the first, as `header("host")` would give it.
             host = host.or(Some(value));
             if preserve_host {
                 request.add_header(name, value);
             }
-        } else if is("expect")
-            || is("x-forwarded-proto")
-            || is("x-forwarded-host")
-            || hop_by_hop(name)
-            || named.iter().any(|t| t.eq_ignore_ascii_case(name))
-        {
-        } else {
-            request.add_header(name, value);
         }
     }
     let version = match incoming.version() {
@@ -636,18 +646,27 @@ async fn pump(ctx: &mut Context, tx: mpsc::Sender<io::Result<Bytes>>) -> Option<
 
 /// The upstream's status and headers into the client's response, less
 /// the hop-by-hop ones and its `Date` and `Server` (the core writes its
-/// own), with `Via` appended and `ProxyPassReverse` applied.
-fn pass_headers(ctx: &mut Context, response: &Response, groups: &HashMap<String, Rc<Group>>) {
+/// own), with `Via` appended and `ProxyPassReverse` applied. Its
+/// `Content-Length` is passed on only when `length_needed`: a body sent
+/// whole gets the core's own.
+fn pass_headers(
+    ctx: &mut Context,
+    response: &Response,
+    groups: &HashMap<String, Rc<Group>>,
+    length_needed: bool,
+) {
     ctx.response.status = response.status;
+    // The head was flagged as it was parsed: most have neither field,
+    // and are walked once.
     let mut named = Vec::new();
-    let mut chunked = false;
-    for (name, value) in response.headers() {
-        if name.eq_ignore_ascii_case("connection") {
-            named.extend(connection_tokens(value));
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = true;
+    if response.has_connection_field() {
+        for (name, value) in response.headers() {
+            if name.eq_ignore_ascii_case("connection") {
+                named.extend(connection_tokens(value));
+            }
         }
     }
+    let chunked = response.has_transfer_encoding();
     let mut via: Option<String> = None;
     for (name, value) in response.headers() {
         let is = |h: &str| name.eq_ignore_ascii_case(h);
@@ -656,7 +675,7 @@ fn pass_headers(ctx: &mut Context, response: &Response, groups: &HashMap<String,
         } else if is("date") || is("server") {
         } else if is("content-length") {
             // The client checked that every Content-Length agrees.
-            if !chunked {
+            if length_needed && !chunked {
                 let n = value.split_once(',').map_or(value, |(n, _)| n).trim();
                 ctx.response.headers.set("Content-Length", n.to_string());
             }
@@ -833,15 +852,16 @@ impl Proxy {
         };
         if response.status == 101 {
             let protocol = response.header("upgrade").unwrap_or("").to_string();
-            pass_headers(ctx, &response, &self.groups);
+            pass_headers(ctx, &response, &self.groups, true);
             // Boxed, as the streamed body's exchange is.
             return Box::pin(self.tunnel(ctx, &url(), response, &protocol, limits.read)).await;
         }
-        pass_headers(ctx, &response, &self.groups);
         // A body already read off the connection (a small one, usually)
         // goes out with the head in one write, as a response made here
         // would; a response to HEAD keeps the upstream's Content-Length.
-        if response.body_done() && ctx.request.method() != "HEAD" {
+        let whole = response.body_done() && !ctx.request.is_head();
+        pass_headers(ctx, &response, &self.groups, !whole);
+        if whole {
             let mut body = Bytes::new();
             loop {
                 match response.chunk().await {
