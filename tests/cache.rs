@@ -20,6 +20,19 @@ use std::time::Duration;
 use cache::*;
 use common::*;
 
+/// Ask with `get` until the answer is no longer a fresh hit (an entry
+/// fresh for a second has gone stale), at most 5 s: that answer.
+fn first_not_a_hit(mut get: impl FnMut() -> Response) -> Response {
+    let mut seen = None;
+    assert!(wait_until(Duration::from_secs(5), || {
+        let r = get();
+        let stale = status_field(&r) != "axkit; hit";
+        seen = Some(r);
+        stale
+    }));
+    seen.unwrap()
+}
+
 #[test]
 fn miss_then_hit_and_head_from_the_get_entry() {
     let srv = start(1, "", "");
@@ -107,14 +120,7 @@ fn expiry_then_revalidation_with_304() {
     assert_eq!((cond.status, status_field(&cond)), (304, "axkit; hit"));
     // Once stale, the origin is asked with the entry's ETag; its 304
     // refreshes the entry and the client gets the stored body.
-    let mut seen = None;
-    assert!(wait_until(Duration::from_secs(5), || {
-        let r = get(&srv, "/etag?cc=max-age=1", "");
-        let stale = status_field(&r) != "axkit; hit";
-        seen = Some(r);
-        stale
-    }));
-    let r = seen.unwrap();
+    let r = first_not_a_hit(|| get(&srv, "/etag?cc=max-age=1", ""));
     assert_eq!((r.status, r.text().as_str()), (200, "call 1"));
     assert_eq!(status_field(&r), "axkit; fwd=stale; fwd-status=304");
     assert_eq!(r.header("ETag"), Some("\"v1\""));
@@ -133,14 +139,7 @@ fn stale_if_error_serves_the_stale_entry() {
     assert_eq!(get(&srv, path, "").text(), "call 1");
     assert_eq!(get(&srv, "/flaky2?cc=max-age=0", "").text(), "call 1");
     assert_eq!(get(&srv, "/break", "").status, 200);
-    let mut seen = None;
-    assert!(wait_until(Duration::from_secs(5), || {
-        let r = get(&srv, path, "");
-        let stale = status_field(&r) != "axkit; hit";
-        seen = Some(r);
-        stale
-    }));
-    let r = seen.unwrap();
+    let r = first_not_a_hit(|| get(&srv, path, ""));
     assert_eq!((r.status, r.text().as_str()), (200, "call 1"));
     assert_eq!(status_field(&r), "axkit; fwd=stale; fwd-status=503");
     // Without stale-if-error (and without validators, nothing to keep a
@@ -175,14 +174,7 @@ fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
         // Once stale, the client gets the stale entry at once, while a
         // background request asks the origin (which holds its answer
         // until /open).
-        let mut seen = None;
-        assert!(wait_until(Duration::from_secs(5), || {
-            let r = get(&srv, path, "");
-            let stale = status_field(&r) != "axkit; hit";
-            seen = Some(r);
-            stale
-        }));
-        let r = seen.unwrap();
+        let r = first_not_a_hit(|| get(&srv, path, ""));
         assert_eq!((r.status, r.text().as_str()), (200, "call 1"));
         assert_eq!(
             status_field(&r),
