@@ -4,7 +4,8 @@
 //! log, the error log, CGI and Lua; forwarding headers from a peer that is
 //! not trusted must never reach any of them; a PROXY header that is
 //! missing, malformed, truncated, late or too long closes the connection,
-//! with a log line whose bytes are escaped.
+//! with a log line whose bytes are escaped, as does a connection from a
+//! peer `ProxyProtocolFrom` does not list.
 
 #[path = "common/cgi.rs"]
 mod cgi;
@@ -308,6 +309,31 @@ fn bad_proxy_protocol_headers_close_the_connection_and_are_logged_escaped() {
     // Nothing of the refused bytes reached the terminal unescaped.
     let stderr = srv.stop();
     assert!(!stderr.contains('\x1b'), "{stderr}");
+}
+
+#[test]
+fn proxy_protocol_from_other_peers_is_refused() {
+    let mut v1 = b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 80\r\n".to_vec();
+    v1.extend_from_slice(GET);
+    // Only 10.0.0.0/8 may: this test's 127.0.0.1 is closed on before its
+    // header is read.
+    let mut srv = start(
+        "127.0.0.1:0 proxy-protocol",
+        "    ProxyProtocolFrom 10.0.0.0/8 192.0.2.1",
+    );
+    let (got, ended) = send(&srv, &v1);
+    assert!(got.is_empty(), "answered {:?}", lossy(&got));
+    assert!(!matches!(ended, Ended::TimedOut), "not closed");
+    srv.wait_stderr_line(
+        &["127.0.0.1:", "refused: not in ProxyProtocolFrom"],
+        Duration::from_secs(10),
+    );
+    // Listed, it is served with the header's client.
+    let srv = start(
+        "127.0.0.1:0 proxy-protocol",
+        "    ProxyProtocolFrom 10.0.0.0/8\n    ProxyProtocolFrom 127.0.0.1",
+    );
+    assert!(body_of(&send(&srv, &v1).0).starts_with("peer=198.51.100.7 port=40000 "));
 }
 
 #[test]

@@ -219,6 +219,15 @@ pub static TRACE_FROM: List<Vec<Cidr>> = List::new("TraceFrom").scopes(GLOBAL_SE
      under `Trace On`; the header from any other client is ignored",
 );
 
+/// Who may connect to a `proxy-protocol` listener; every line adds to the
+/// list.
+pub static PROXY_PROTOCOL_FROM: List<Vec<Cidr>> =
+    List::new("ProxyProtocolFrom").scopes(GLOBAL_SERVER).doc(
+        "Peers (ADDR or ADDR/BITS) that may connect to a `proxy-protocol` listener (the settings \
+         of the first <Server> on it); a connection from any other is closed before its header \
+         is read, and logged. Not written: any peer, so listen where only the proxy reaches",
+    );
+
 /// Which forwarding headers a trusted proxy's word is read from.
 pub static TRUSTED_PROXY_HEADER: Key<String> = Key::new("TrustedProxyHeader")
     .one_of(&["X-Forwarded-For", "Forwarded"])
@@ -287,6 +296,7 @@ pub fn core_directives() -> Vec<Directive> {
         TRUSTED_PROXY.declare(),
         TRUSTED_PROXY_HEADER.declare(),
         TRACE_FROM.declare(),
+        PROXY_PROTOCOL_FROM.declare(),
         // Logging and error pages.
         LOG_LEVEL.declare(),
         TRACE.declare(),

@@ -141,6 +141,9 @@ pub(crate) struct ServerRt {
     pub trust: Option<Trust>,
     /// `TraceFrom`: the clients whose `X-AxKit-Trace: 1` is honoured.
     pub trace_from: Vec<crate::config::Cidr>,
+    /// `ProxyProtocolFrom`: the peers a `proxy-protocol` listener whose
+    /// first Server this is takes connections from; empty: any.
+    pub proxy_protocol_from: Vec<crate::config::Cidr>,
 }
 
 impl ServerRt {
@@ -197,6 +200,12 @@ impl ServerRt {
             trust,
             trace_from: root
                 .list(&core::TRACE_FROM)
+                .iter()
+                .flatten()
+                .copied()
+                .collect(),
+            proxy_protocol_from: root
+                .list(&core::PROXY_PROTOCOL_FROM)
                 .iter()
                 .flatten()
                 .copied()

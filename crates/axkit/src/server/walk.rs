@@ -78,7 +78,23 @@ pub(crate) async fn serve(
     let mut proxied = None;
     let mut early = BytesMut::new();
     if worker.listener_proxy[listener] {
-        let timeout = worker.servers[default_server].header_timeout;
+        let srv = &worker.servers[default_server];
+        // Its header is a claim about the client: only the proxies the
+        // config names may make it, when it names them.
+        if !srv.proxy_protocol_from.is_empty()
+            && !srv
+                .proxy_protocol_from
+                .iter()
+                .any(|c| c.contains(peer.ip()))
+        {
+            worker.log(
+                Level::Info,
+                &format!("{peer}: refused: not in ProxyProtocolFrom"),
+            );
+            worker.connection_closed();
+            return;
+        }
+        let timeout = srv.header_timeout;
         match read_proxy_header(&mut stream, timeout).await {
             Ok((header, rest)) => {
                 proxied = Some(header);
