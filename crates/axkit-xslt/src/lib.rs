@@ -53,6 +53,7 @@ mod transform;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -310,6 +311,7 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
         styles,
         results: Results::new(usize::try_from(*global.get(&CACHE_SIZE)).unwrap_or(usize::MAX)),
         sources: RefCell::default(),
+        key: RefCell::default(),
         pool: Rc::new(Semaphore::new((*global.get(&POOL)).max(1))),
     }))
 }
@@ -334,6 +336,9 @@ struct Xslt {
     /// Keyed by the path's bytes (a `Path` key hashes component by
     /// component); request-chosen, so std's keyed hash.
     sources: RefCell<HashMap<OsString, (Stamp, Rc<Files>)>>,
+    /// Where each request's result cache key is built: a hit allocates
+    /// none.
+    key: RefCell<Vec<u8>>,
     /// Turns on the blocking pool for large transforms.
     pool: Rc<Semaphore>,
 }
@@ -403,17 +408,19 @@ impl Xslt {
         // is; otherwise `run` checks that first.
         let hit_key = match (&stamp, &ctx.filename) {
             (Some(stamp), Some(path)) if use_cache => {
-                let key =
-                    results::request_key(config, path, stamp, &choice, request_params.as_deref());
+                let mut key = self.key.borrow_mut();
+                let params = request_params.as_deref();
+                results::request_key(&mut key, config, path, stamp, &choice, params);
                 if let Some(hit) = self.results.get(&key) {
                     if hit.fresh(Instant::now()) {
+                        drop(key);
                         if choice.by_agent {
                             ctx.response.headers.add("Vary", "User-Agent");
                         }
                         return Err(answer(ctx, &hit));
                     }
                 }
-                Some(key)
+                Some(key.clone())
             }
             _ => None,
         };
@@ -707,9 +714,11 @@ fn xml_file(ctx: &Context, matches: &[Match]) -> Option<Stamp> {
     if !matches!(ctx.request.method(), "GET" | "HEAD") || !ctx.path_info.is_empty() {
         return None;
     }
-    let path = ctx.filename.as_ref()?;
+    let path = ctx.filename.as_ref()?.as_os_str().as_bytes();
     let md = ctx.metadata.as_ref().filter(|m| m.is_file())?;
-    let name = path.file_name()?.to_str()?;
+    // The last component by its bytes (`Path::file_name` parses them all).
+    let name = path.rsplit(|&b| b == b'/').next()?;
+    let name = std::str::from_utf8(name).ok()?;
     let mut exts = matches.iter().filter_map(|m| match m {
         Match::Extensions(e) => Some(e),
         _ => None,

@@ -127,33 +127,35 @@ impl Cached {
 /// `XSLTParam`s, choosers and roots are all in it), the file's path and
 /// stamp, the style and medium the choosers picked, and the parameters
 /// when they come from the request. Each field is length-prefixed, so
-/// two different requests never write the same bytes.
+/// two different requests never write the same bytes. Written into `key`
+/// (cleared first), which the worker reuses.
 pub(crate) fn request_key(
+    key: &mut Vec<u8>,
     config: &LocationConfig,
     path: &Path,
     stamp: &Stamp,
     choice: &Choice,
     params: Option<&[(String, String)]>,
-) -> Vec<u8> {
+) {
     let path = path.as_os_str().as_bytes();
     let style = choice.style.as_deref().unwrap_or("");
     let params_len = params.map_or(0, |p| {
         p.iter().map(|(n, v)| n.len() + v.len() + 8).sum::<usize>()
     });
-    let mut key = Vec::with_capacity(
+    key.clear();
+    key.reserve(
         8 + Stamp::KEY_BYTES + path.len() + style.len() + choice.media.len() + 13 + params_len,
     );
     key.extend_from_slice(&(std::ptr::from_ref(config) as usize).to_ne_bytes());
-    stamp.push_bytes(&mut key);
-    field(&mut key, path);
+    stamp.push_bytes(key);
+    field(key, path);
     key.push(u8::from(choice.style.is_some()));
-    field(&mut key, style.as_bytes());
-    field(&mut key, choice.media.as_bytes());
+    field(key, style.as_bytes());
+    field(key, choice.media.as_bytes());
     for (name, value) in params.unwrap_or_default() {
-        field(&mut key, name.as_bytes());
-        field(&mut key, value.as_bytes());
+        field(key, name.as_bytes());
+        field(key, value.as_bytes());
     }
-    key
 }
 
 fn field(key: &mut Vec<u8>, bytes: &[u8]) {
