@@ -75,15 +75,9 @@ fn query_parameters_and_notes_are_part_of_what_a_result_is_found_by() {
 <xsl:template match="/">who=<xsl:value-of select="$who"/> user=<xsl:value-of select="$note.user"/> method=<xsl:value-of select="$request.method"/></xsl:template>
 </xsl:stylesheet>
 "#;
-    let who = r#"
-function hook_fixup(r)
-  r:note("user", r:header("X-User") or "nobody")
-  return DECLINED
-end
-"#;
     let mut files = site_with(&[]);
     files.push(("site/show.xsl", show));
-    files.push(("plugins/who.lua", who));
+    files.push(("plugins/who.lua", WHO));
     let body = "    Plugin who\n    XSLTStyle show.xsl\n    XSLTParamsFromRequest On";
     let mut srv = start(&conf(DEBUG, body), &files);
     for _ in 0..2 {
