@@ -53,6 +53,7 @@ mod transform;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -348,8 +349,8 @@ impl Plugin for Xslt {
     fn xmlresponse<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         // A hit answers without a future of its own.
         let front = match self.front(ctx) {
-            Ok(front) => front,
-            Err(outcome) => return outcome.into(),
+            ControlFlow::Continue(front) => front,
+            ControlFlow::Break(outcome) => return outcome.into(),
         };
         hook(async move {
             match self.run(ctx, front).await {
@@ -382,15 +383,15 @@ struct Front {
 impl Xslt {
     /// The front of the pipeline, which never waits: whether it takes the
     /// request at all, what the choosers pick, and a result cache hit
-    /// (`Err` with the outcome when it answers or declines).
-    fn front(&self, ctx: &mut Context) -> Result<Front, Outcome> {
+    /// (`Break` with the outcome when it answers or declines).
+    fn front(&self, ctx: &mut Context) -> ControlFlow<Outcome, Front> {
         let config = ctx.config();
         let matches = config.list(&XML_MATCH);
         let stamp = match &ctx.document {
             Some(_) => None,
             None => match xml_file(ctx, matches) {
                 Some(stamp) => Some(stamp),
-                None => return Err(Outcome::Declined),
+                None => return ControlFlow::Break(Outcome::Declined),
             },
         };
         let choice = choose::choose(
@@ -417,14 +418,14 @@ impl Xslt {
                         if choice.by_agent {
                             ctx.response.headers.add("Vary", "User-Agent");
                         }
-                        return Err(answer(ctx, &hit));
+                        return ControlFlow::Break(answer(ctx, &hit));
                     }
                 }
                 Some(key.clone())
             }
             _ => None,
         };
-        Ok(Front {
+        ControlFlow::Continue(Front {
             stamp,
             choice,
             request_params,
