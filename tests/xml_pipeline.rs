@@ -92,16 +92,10 @@ fn parameters_come_from_the_config_and_the_request() {
 <xsl:template match="/">site=<xsl:value-of select="$site"/> who=<xsl:value-of select="$who"/> path=<xsl:value-of select="$request.path"/> user=<xsl:value-of select="$note.user"/></xsl:template>
 </xsl:stylesheet>
 "#;
-    // A note an earlier plugin set is `note.NAME`.
-    let who = r#"
-function hook_fixup(r)
-  r:note("user", r:header("X-User") or "nobody")
-  return DECLINED
-end
-"#;
     let mut files = site();
     files.push(("site/show.xsl", show));
-    files.push(("plugins/who.lua", who));
+    // A note an earlier plugin set is `note.NAME`.
+    files.push(("plugins/who.lua", WHO));
     let body = "    Plugin who\n    XSLTStyle show.xsl\n    XSLTParam site \"my site\"\n\
                 \x20   XSLTParamsFromRequest On";
     let srv = start(&conf("", body), &files);

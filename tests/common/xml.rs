@@ -81,6 +81,16 @@ pub const TO_RSS: &str = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.
 </xsl:stylesheet>
 "#;
 
+/// A Lua plugin (`Plugin who`, as `plugins/who.lua`) that sets the note
+/// `user` from the request's `X-User` header (else `nobody`), for the
+/// `note.user` parameter.
+pub const WHO: &str = r#"
+function hook_fixup(r)
+  r:note("user", r:header("X-User") or "nobody")
+  return DECLINED
+end
+"#;
+
 /// `xsltproc` with `args`, its stdout; `None` (the test skipped, or
 /// failed under AXKIT_REQUIRE_SERVICES=1) when it is not installed.
 pub fn xsltproc(dir: &Path, args: &[&str]) -> Option<Vec<u8>> {

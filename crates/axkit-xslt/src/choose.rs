@@ -32,7 +32,8 @@ pub(crate) fn choose(
             Chooser::QueryString => false,
         }),
     };
-    let agent = ctx.request.header("User-Agent").unwrap_or("");
+    // Looked up only by the choosers that read it.
+    let agent = || ctx.request.header("User-Agent").unwrap_or("");
     for chooser in choosers {
         match chooser {
             Chooser::QueryString if choice.style.is_none() => {
@@ -45,10 +46,10 @@ pub(crate) fn choose(
             Chooser::UserAgent if choice.style.is_none() => {
                 choice.style = user_agents
                     .iter()
-                    .find(|(re, _)| re.is_match(agent))
+                    .find(|(re, _)| re.is_match(agent()))
                     .map(|(_, name)| name.clone());
             }
-            Chooser::Media => choice.media = media_of(agent),
+            Chooser::Media => choice.media = media_of(agent()),
             _ => {}
         }
     }

@@ -46,24 +46,28 @@
 //! stylesheet the config names and reports XSLT errors with file:line.
 
 mod choose;
+mod results;
 mod styles;
 mod transform;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::ops::ControlFlow;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axkit::config::{ArgType, Args, Directive, FromConfig, Key, List, Scopes, Value};
 use axkit::plugin::{Body, DocRoot, Document, Rule, DOCUMENT_ROOT};
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
-use axkit_cache::{Entry, MemoryStore, Object, Storage};
 use axkit_plugins::file_http::{self, Precondition};
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
+use crate::results::{Cached, Results, Validators};
 use crate::styles::{Compiled, Files, Stamp, Styles};
 use crate::transform::Job;
 
@@ -167,10 +171,6 @@ const MAX_DOCUMENT: usize = 256 * 1024 * 1024;
 
 /// Files whose loads are remembered, at most (then forgotten at once).
 const MAX_SOURCES: usize = 10_000;
-
-/// A result is kept this long at most; its key changes with every file
-/// it depends on, so this only bounds how long an unused one lingers.
-const KEEP: Duration = Duration::from_secs(24 * 3600);
 
 /// One `XMLMatch` line.
 #[derive(Clone, Debug)]
@@ -310,8 +310,9 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     }
     Ok(Rc::new(Xslt {
         styles,
-        results: MemoryStore::new(usize::try_from(*global.get(&CACHE_SIZE)).unwrap_or(usize::MAX)),
+        results: Results::new(usize::try_from(*global.get(&CACHE_SIZE)).unwrap_or(usize::MAX)),
         sources: RefCell::default(),
+        key: RefCell::default(),
         pool: Rc::new(Semaphore::new((*global.get(&POOL)).max(1))),
     }))
 }
@@ -330,12 +331,15 @@ struct Xslt {
     /// Compiled stylesheets of this worker.
     styles: Styles,
     /// Transformed files of this worker.
-    results: MemoryStore,
+    results: Results,
     /// What each file loaded (XIncludes, `document()`) when it was last
     /// transformed, for its cache key.
     /// Keyed by the path's bytes (a `Path` key hashes component by
     /// component); request-chosen, so std's keyed hash.
     sources: RefCell<HashMap<OsString, (Stamp, Rc<Files>)>>,
+    /// Where each request's result cache key is built: a hit allocates
+    /// none.
+    key: RefCell<Vec<u8>>,
     /// Turns on the blocking pool for large transforms.
     pool: Rc<Semaphore>,
 }
@@ -343,8 +347,13 @@ struct Xslt {
 #[axkit::plugin]
 impl Plugin for Xslt {
     fn xmlresponse<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        // A hit answers without a future of its own.
+        let front = match self.front(ctx) {
+            ControlFlow::Continue(front) => front,
+            ControlFlow::Break(outcome) => return outcome.into(),
+        };
         hook(async move {
-            match self.run(ctx).await {
+            match self.run(ctx, front).await {
                 Ok(outcome) => outcome,
                 Err(e) => Outcome::Error(e),
             }
@@ -360,19 +369,82 @@ enum Input {
     Tree(axkit_xml::Document),
 }
 
+/// What the front of the pipeline found for a request it did not answer.
+struct Front {
+    /// The stamp of the file the request maps to, when it takes that file.
+    stamp: Option<Stamp>,
+    choice: choose::Choice,
+    /// The parameters, when they come from the request too.
+    request_params: Option<Vec<(String, String)>>,
+    /// The result cache's key, for a file it may keep.
+    hit_key: Option<Vec<u8>>,
+}
+
 impl Xslt {
-    async fn run(&self, ctx: &mut Context) -> Result<Outcome, String> {
+    /// The front of the pipeline, which never waits: whether it takes the
+    /// request at all, what the choosers pick, and a result cache hit
+    /// (`Break` with the outcome when it answers or declines).
+    fn front(&self, ctx: &mut Context) -> ControlFlow<Outcome, Front> {
         let config = ctx.config();
         let matches = config.list(&XML_MATCH);
-        let file = match &ctx.document {
+        let stamp = match &ctx.document {
             Some(_) => None,
             None => match xml_file(ctx, matches) {
-                Some(file) => Some(file),
-                None => return Ok(Outcome::Declined),
+                Some(stamp) => Some(stamp),
+                None => return ControlFlow::Break(Outcome::Declined),
             },
         };
+        let choice = choose::choose(
+            ctx,
+            config.get(&CHOOSER).as_slice(),
+            config.list(&USER_AGENT),
+        );
+        let use_cache = *config.get(&CACHE);
+        // With XSLTParamsFromRequest, the parameters are part of what the
+        // request names; otherwise they are all the config's.
+        let request_params = (*config.get(&PARAMS_FROM_REQUEST)).then(|| params(ctx));
+
+        // A file's result, found by what the request names. While all it
+        // was made from was checked within the second, it is sent as it
+        // is; otherwise `run` checks that first.
+        let hit_key = match (&stamp, &ctx.filename) {
+            (Some(stamp), Some(path)) if use_cache => {
+                let mut key = self.key.borrow_mut();
+                let params = request_params.as_deref();
+                results::request_key(&mut key, config, path, stamp, &choice, params);
+                if let Some(hit) = self.results.get(&key) {
+                    if hit.fresh(Instant::now()) {
+                        drop(key);
+                        if choice.by_agent {
+                            ctx.response.headers.add("Vary", "User-Agent");
+                        }
+                        return ControlFlow::Break(answer(ctx, &hit));
+                    }
+                }
+                Some(key.clone())
+            }
+            _ => None,
+        };
+        ControlFlow::Continue(Front {
+            stamp,
+            choice,
+            request_params,
+            hit_key,
+        })
+    }
+
+    async fn run(&self, ctx: &mut Context, front: Front) -> Result<Outcome, String> {
+        let Front {
+            stamp,
+            choice,
+            request_params,
+            hit_key,
+        } = front;
         // What the config says for this request, read before the request
         // is changed.
+        let config = ctx.config();
+        let matches = config.list(&XML_MATCH);
+        let file = stamp.zip(ctx.filename.clone()).map(|(s, p)| (p, s));
         let root_dir = config.get(&DOCUMENT_ROOT).clone();
         let doc_root = match (&ctx.doc_root, &root_dir) {
             (Some(r), _) => Some(r.clone()),
@@ -384,11 +456,6 @@ impl Xslt {
             .filter(|m| matches!(m, Match::Root(_) | Match::Namespace(_)))
             .cloned()
             .collect();
-        let choice = choose::choose(
-            ctx,
-            config.get(&CHOOSER).as_slice(),
-            config.list(&USER_AGENT),
-        );
         let named = choice
             .style
             .as_deref()
@@ -401,9 +468,7 @@ impl Xslt {
         .map(|s| resolve(root_dir.as_deref(), &s.path))
         .collect();
         let named = named.is_some();
-        let use_cache = *config.get(&CACHE);
-        let params = params(ctx);
-
+        let params = request_params.unwrap_or_else(|| params(ctx));
         // A document an earlier plugin left, else the mapped file.
         let mut input = match ctx.document.take() {
             Some(Document::Text(text)) => Input::Text(text),
@@ -491,29 +556,28 @@ impl Xslt {
             Some((path, stamp)) => self.known_deps(path, stamp).await,
             None => None,
         };
-        // The key once what the file loads is known (validators set).
-        let mut known_key = None;
+        // The key and validators, when what the file loads is known.
+        let mut checked = None;
         if let (Some(base), Some(deps)) = (&base, &known) {
-            let (key, validators) = full_key(base, deps);
+            let (full_key, validators) = full_key(base, deps);
             if let Some(outcome) = conditional(ctx, &validators) {
                 return Ok(outcome);
             }
-            if use_cache {
-                if let Ok(Some(object)) = self.results.get(key.as_bytes()).await {
-                    if let Object::Response(entry) = &*object {
-                        if ctx.worker().log_level() >= Level::Debug {
-                            let msg = format!("xslt: {} from the result cache", url.display());
-                            ctx.log(Level::Debug, &msg);
-                        }
-                        if let Some(ct) = entry.header("Content-Type") {
-                            ctx.response.headers.set("Content-Type", ct.to_string());
-                        }
-                        ctx.document = Some(Document::Text(entry.body.clone()));
-                        return Ok(Outcome::Ok);
-                    }
+            let found = hit_key.as_ref().and_then(|key| {
+                let hit = self.results.get(key)?;
+                (*hit.full_key == *full_key).then_some((key, hit))
+            });
+            if let Some((key, hit)) = found {
+                // Nothing it depends on changed: the hits that follow
+                // within the second need no checks, once the entry
+                // holds what was just checked.
+                if !hit.made_from(&sheets, deps) {
+                    self.results
+                        .put(key.clone(), hit.renewed(&sheets, deps.clone()));
                 }
+                return Ok(answer(ctx, &hit));
             }
-            known_key = Some(key);
+            checked = Some((full_key, validators));
         }
 
         // Transform, on the pool when the document is large.
@@ -536,40 +600,30 @@ impl Xslt {
         }
         .map_err(|e| e.to_string())?;
         let body = Bytes::from(out.body);
-        let content_type = out.content_type;
+        let content_type: Arc<str> = out.content_type.into();
         if let (Some((path, stamp)), Some(base)) = (&file, &base) {
-            let key = match known_key {
-                Some(key) => key,
-                None => {
+            let (deps, full_key, validators) = match (known, checked) {
+                (Some(deps), Some((key, validators))) => (deps, key, validators),
+                _ => {
                     // First seen (or changed): what it loaded is known now.
                     let deps = self.record_deps(path, stamp, doc_root, &loaded).await;
                     let (key, validators) = full_key(base, &deps);
                     if let Some(outcome) = conditional(ctx, &validators) {
                         return Ok(outcome);
                     }
-                    key
+                    (deps, key, validators)
                 }
             };
-            if use_cache {
-                let entry = Entry {
-                    status: 200,
-                    headers: vec![("Content-Type".into(), content_type.clone())],
-                    body: body.clone(),
-                    stored_ms: 0,
-                    initial_age_ms: 0,
-                    fresh_ms: 0,
-                    swr_ms: 0,
-                    sie_ms: 0,
-                    must_revalidate: true,
-                };
-                let _ = self
-                    .results
-                    .put(
-                        key.as_bytes(),
-                        Rc::new(Object::Response(Rc::new(entry))),
-                        KEEP,
-                    )
-                    .await;
+            if let Some(key) = hit_key {
+                let entry = Cached::new(
+                    body.clone(),
+                    content_type.clone(),
+                    validators,
+                    full_key.into_boxed_str(),
+                    &sheets,
+                    deps,
+                );
+                self.results.put(key, entry);
             }
         }
         ctx.response.headers.set("Content-Type", content_type);
@@ -654,15 +708,18 @@ impl Xslt {
     }
 }
 
-/// The file the request maps to, when it is one `XMLMatch` takes as XML
-/// (by extension; `.xml` without an extension line).
-fn xml_file(ctx: &Context, matches: &[Match]) -> Option<(PathBuf, Stamp)> {
+/// The stamp of the file the request maps to (`ctx.filename`), when it is
+/// one `XMLMatch` takes as XML (by extension; `.xml` without an extension
+/// line).
+fn xml_file(ctx: &Context, matches: &[Match]) -> Option<Stamp> {
     if !matches!(ctx.request.method(), "GET" | "HEAD") || !ctx.path_info.is_empty() {
         return None;
     }
-    let path = ctx.filename.as_ref()?;
+    let path = ctx.filename.as_ref()?.as_os_str().as_bytes();
     let md = ctx.metadata.as_ref().filter(|m| m.is_file())?;
-    let name = path.file_name()?.to_str()?;
+    // The last component by its bytes (`Path::file_name` parses them all).
+    let name = path.rsplit(|&b| b == b'/').next()?;
+    let name = std::str::from_utf8(name).ok()?;
     let mut exts = matches.iter().filter_map(|m| match m {
         Match::Extensions(e) => Some(e),
         _ => None,
@@ -674,7 +731,7 @@ fn xml_file(ctx: &Context, matches: &[Match]) -> Option<(PathBuf, Stamp)> {
             .flatten()
             .any(|e| name.ends_with(e.as_str())),
     };
-    taken.then(|| (path.clone(), Stamp::of(md)))
+    taken.then(|| Stamp::of(md))
 }
 
 /// The mapped file's bytes: from the open file `uri_to_file` left (read
@@ -782,12 +839,6 @@ fn base_key(
     (key, modified)
 }
 
-/// The validators of a transformed file.
-struct Validators {
-    etag: String,
-    modified: SystemTime,
-}
-
 /// The whole key, with what the file loaded, and its validators.
 fn full_key((base, modified): &(String, SystemTime), deps: &Files) -> (String, Validators) {
     let mut key = String::with_capacity(base.len() + 1 + deps.key.len());
@@ -799,9 +850,11 @@ fn full_key((base, modified): &(String, SystemTime), deps: &Files) -> (String, V
     let secs = modified
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let modified = UNIX_EPOCH + Duration::from_secs(secs);
     let validators = Validators {
-        etag: format!("\"x{:016x}\"", hash(&key)),
-        modified: UNIX_EPOCH + Duration::from_secs(secs),
+        etag: format!("\"x{:016x}\"", hash(&key)).into(),
+        modified,
+        last_modified: axkit_http::fmt_http_date(modified).into(),
     };
     (key, validators)
 }
@@ -809,13 +862,13 @@ fn full_key((base, modified): &(String, SystemTime), deps: &Files) -> (String, V
 /// Put the validators on the response and answer a conditional request
 /// they satisfy (304) or fail (412); `None` to answer in full.
 fn conditional(ctx: &mut Context, v: &Validators) -> Option<Outcome> {
-    let precondition = file_http::evaluate(&ctx.request, Some(&v.etag), Some(v.modified));
+    let precondition = file_http::evaluate(&ctx.request, Some(&*v.etag), Some(v.modified));
     if precondition == Precondition::Failed {
         return Some(Outcome::Status(412));
     }
     let headers = &mut ctx.response.headers;
-    headers.set("ETag", v.etag.clone());
-    headers.set("Last-Modified", axkit_http::fmt_http_date(v.modified));
+    headers.set("ETag", &v.etag);
+    headers.set("Last-Modified", &v.last_modified);
     if precondition == Precondition::NotModified {
         headers.remove("Content-Type");
         ctx.response.status = 304;
@@ -823,6 +876,23 @@ fn conditional(ctx: &mut Context, v: &Validators) -> Option<Outcome> {
         return Some(Outcome::Done);
     }
     None
+}
+
+/// Answer from a cached result: a 304 or 412 when its validators say so,
+/// else its body, left as the document.
+fn answer(ctx: &mut Context, hit: &Cached) -> Outcome {
+    if let Some(outcome) = conditional(ctx, &hit.validators) {
+        return outcome;
+    }
+    if ctx.worker().log_level() >= Level::Debug {
+        if let Some(path) = &ctx.filename {
+            let msg = format!("xslt: {} from the result cache", path.display());
+            ctx.log(Level::Debug, &msg);
+        }
+    }
+    ctx.response.headers.set("Content-Type", &hit.content_type);
+    ctx.document = Some(Document::Text(hit.body.clone()));
+    Outcome::Ok
 }
 
 fn hash(text: &str) -> u64 {

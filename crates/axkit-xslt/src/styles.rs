@@ -46,6 +46,16 @@ impl Stamp {
     pub(crate) fn key(&self) -> String {
         format!("{}-{}-{}", self.ino, self.len, self.mtime_ns)
     }
+
+    /// How many bytes [`Stamp::push_bytes`] writes.
+    pub(crate) const KEY_BYTES: usize = 8 + 8 + 16;
+
+    /// The stamp as bytes, for a key made per request (no formatting).
+    pub(crate) fn push_bytes(&self, key: &mut Vec<u8>) {
+        key.extend_from_slice(&self.ino.to_ne_bytes());
+        key.extend_from_slice(&self.len.to_ne_bytes());
+        key.extend_from_slice(&self.mtime_ns.to_ne_bytes());
+    }
 }
 
 /// Files something was made from, with their stamps as they were then.
@@ -83,10 +93,16 @@ impl Files {
         }
     }
 
+    /// Whether they count as unchanged without a look: checked less than
+    /// a second before `now`, or nothing to check.
+    pub(crate) fn fresh(&self, now: Instant) -> bool {
+        self.list.is_empty() || now.saturating_duration_since(self.checked.get()) < CHECK_EVERY
+    }
+
     /// Whether none of them changed since they were stamped (looked at on
     /// the blocking pool, at most once a second).
     pub(crate) async fn unchanged(&self) -> bool {
-        if self.checked.get().elapsed() < CHECK_EVERY || self.list.is_empty() {
+        if self.fresh(Instant::now()) {
             return true;
         }
         let (list, root) = (self.list.clone(), self.root.clone());
