@@ -637,7 +637,7 @@ pub enum Document {
 
 /// A parsed document in the `xmlresponse` chain ([`Document::Tree`]):
 /// `axkit_xml::Document` is one. A processor takes the kind it knows with
-/// [`downcast`](<dyn Tree>::downcast) and leaves others alone.
+/// `tree.downcast::<T>()` and leaves others alone.
 pub trait Tree: Any {
     /// The document as text, for when the chain ends with it (sent as
     /// `application/xml; charset=utf-8` unless a type is set); Err: why it
