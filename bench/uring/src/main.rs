@@ -235,9 +235,13 @@ fn epoll_loop(listener: &TcpListener, resp: &[u8]) -> io::Result<()> {
                 continue;
             }
             let fd = data as RawFd;
-            let Some(c) = conns[fd as usize].as_mut() else { continue };
+            let Some(c) = conns[fd as usize].as_mut() else {
+                continue;
+            };
             let mut ok = true;
-            if flags & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
+            if flags & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLERR | libc::EPOLLHUP) as u32
+                != 0
+            {
                 ok = epoll_read(fd, c, &mut scratch);
             }
             ok = ok && epoll_flush(fd, c, resp);
@@ -329,9 +333,16 @@ impl BufRing {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let mut br = BufRing { ring: p.cast(), mem: vec![0; BUFS as usize * BUF_SIZE], tail: 0 };
+        let mut br = BufRing {
+            ring: p.cast(),
+            mem: vec![0; BUFS as usize * BUF_SIZE],
+            tail: 0,
+        };
         // SAFETY: the mapping lives as long as the ring (process lifetime).
-        unsafe { ring.submitter().register_buf_ring_with_flags(p as u64, BUFS, BGID, 0)? };
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(p as u64, BUFS, BGID, 0)?
+        };
         for bid in 0..BUFS {
             br.give(bid);
         }
@@ -383,7 +394,11 @@ fn uring_loop(listener: &TcpListener, resp: &[u8], o: Uring) -> io::Result<()> {
     if o.fixed {
         ring.submitter().register_files_sparse(MAX_CONNS)?;
     }
-    let mut bufs = if o.multishot { Some(BufRing::new(&ring)?) } else { None };
+    let mut bufs = if o.multishot {
+        Some(BufRing::new(&ring)?)
+    } else {
+        None
+    };
     // Plain recv: each connection reads into its own buffer (by index).
     let mut rbufs: Vec<Box<[u8]>> = Vec::new();
     let mut conns: Vec<Option<Conn>> = Vec::new();
@@ -418,7 +433,9 @@ fn uring_loop(listener: &TcpListener, resp: &[u8], o: Uring) -> io::Result<()> {
         } else {
             opcode::Send::new(types::Fd(i as RawFd), p.as_ptr(), p.len() as u32)
         };
-        e.flags(libc::MSG_NOSIGNAL).build().user_data(OP_SEND | i as u64)
+        e.flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(OP_SEND | i as u64)
     };
     Sq { ring: &mut ring }.push(accept())?;
     println!("ready");
@@ -430,7 +447,10 @@ fn uring_loop(listener: &TcpListener, resp: &[u8], o: Uring) -> io::Result<()> {
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             Err(e) => return Err(e),
         }
-        cqes.extend(ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+        cqes.extend(
+            ring.completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
         let mut sq = Sq { ring: &mut ring };
         for (ud, res, flags) in cqes.drain(..) {
             let i = (ud & !OP_MASK) as usize;
@@ -449,7 +469,10 @@ fn uring_loop(listener: &TcpListener, resp: &[u8], o: Uring) -> io::Result<()> {
                     if !o.fixed {
                         set_nodelay(res);
                     }
-                    *slot(&mut conns, i) = Some(Conn { receiving: true, ..Conn::default() });
+                    *slot(&mut conns, i) = Some(Conn {
+                        receiving: true,
+                        ..Conn::default()
+                    });
                     sq.push(recv(i, &mut rbufs))?;
                 }
                 OP_RECV => {
@@ -516,7 +539,11 @@ fn close_conn(sq: &mut Sq, conns: &mut [Option<Conn>], i: usize, o: Uring) -> io
     }
     conns[i] = None;
     if o.fixed {
-        sq.push(opcode::Close::new(types::Fixed(i as u32)).build().user_data(OP_CLOSE | i as u64))?;
+        sq.push(
+            opcode::Close::new(types::Fixed(i as u32))
+                .build()
+                .user_data(OP_CLOSE | i as u64),
+        )?;
     } else {
         // SAFETY: the descriptor is this connection's and no operation uses it.
         unsafe { libc::close(i as RawFd) };
