@@ -270,8 +270,12 @@ fn check_request_header(name: &str, value: &str) -> Result<(), String> {
 }
 
 /// Response headers, in the order they will be sent. Names compare
-/// case-insensitively. Values are checked for CR/LF/NUL when the head is
-/// written (a plugin cannot split the response).
+/// case-insensitively. A name that is not a token, or a value with CR, LF,
+/// NUL or another control character but HTAB, is refused when it is set
+/// or added (the header is left out, so a plugin cannot split the
+/// response); the head is then written without looking at them again.
+/// A `&'static str` name or value is the plugin's own literal and is taken
+/// as it is.
 #[derive(Debug, Default)]
 pub struct Headers {
     list: Vec<(Cow<'static, str>, HeaderValue)>,
@@ -332,25 +336,49 @@ impl From<&Arc<str>> for HeaderValue {
     }
 }
 
+/// Whether a header may go on the wire as `name: value` (see [`Headers`]).
+fn sendable(name: &Cow<'static, str>, value: &HeaderValue) -> bool {
+    let name_ok = matches!(name, Cow::Borrowed(_)) || axkit_http::valid_header_name(name);
+    let value_ok = matches!(value, HeaderValue::Static(_))
+        || axkit_http::valid_header_value(value.as_bytes());
+    name_ok && value_ok
+}
+
+/// Header names compare case-insensitively; most are written the same way
+/// each time, so equal bytes answer first.
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (a == b || a.eq_ignore_ascii_case(b))
+}
+
 impl Headers {
-    /// Replace every header of this name with one value.
+    /// Replace every header of this name with one value (with none, if
+    /// the name or value is refused).
     pub fn set(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<HeaderValue>) {
         let name = name.into();
-        self.remove(&name);
-        self.list.push((name, value.into()));
+        let value = value.into();
+        if self.list.iter().any(|(n, _)| same_name(n, &name)) {
+            self.remove(&name);
+        }
+        if sendable(&name, &value) {
+            self.list.push((name, value));
+        }
     }
-    /// Add a header, keeping others of the same name (Set-Cookie).
+    /// Add a header, keeping others of the same name (Set-Cookie); a
+    /// refused name or value adds nothing.
     pub fn add(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<HeaderValue>) {
-        self.list.push((name.into(), value.into()));
+        let (name, value) = (name.into(), value.into());
+        if sendable(&name, &value) {
+            self.list.push((name, value));
+        }
     }
     pub fn get(&self, name: &str) -> Option<&str> {
         self.list
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| same_name(n, name))
             .map(|(_, v)| v.as_ref())
     }
     pub fn remove(&mut self, name: &str) {
-        self.list.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.list.retain(|(n, _)| !same_name(n, name));
     }
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.list.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
