@@ -191,32 +191,36 @@ pub(crate) fn is_field_value_byte(b: u8) -> bool {
 
 /// Every byte of `v` passes [`is_field_value_byte`]. This runs over every
 /// request header and every response header a plugin sets, so it looks at
-/// eight bytes at a time: a word with no byte below 0x20 and none equal to
-/// 0x7f is all good (bytes from 0x80 up are obs-text, allowed). Only a
-/// word that may hold one (an HTAB, which is allowed, or a bad byte) is
-/// looked at byte by byte.
+/// eight bytes at a time (the last word overlapping the one before): a
+/// word with no byte below 0x20 and none equal to 0x7f is all good (bytes
+/// from 0x80 up are obs-text, allowed). Only a value with a word that may
+/// hold one (an HTAB, which is allowed, or a bad byte) is looked at byte
+/// by byte, as is one shorter than a word.
 pub(crate) fn is_field_value(v: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    let mut words = v.chunks_exact(8);
-    let mut suspect = 0;
-    for word in &mut words {
-        let Ok(bytes) = <[u8; 8]>::try_from(word) else {
-            return false;
+    // Non-zero exactly when some byte is below 0x20 ("hasless" in Bit
+    // Twiddling Hacks, exact for a bound up to 0x80), or some byte is
+    // zero after xor with 0x7f.
+    let suspect = |at: usize| {
+        let Some(Ok(bytes)) = v.get(at..at + 8).map(<[u8; 8]>::try_from) else {
+            return HIGH;
         };
         let w = u64::from_ne_bytes(bytes);
-        // Non-zero exactly when some byte is below 0x20 ("hasless" in
-        // Bit Twiddling Hacks; exact for a bound up to 0x80), then when
-        // some byte is zero after xor with 0x7f.
         let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
         let del = w ^ (ONES * 0x7f);
-        let is_del = del.wrapping_sub(ONES) & !del & HIGH;
-        suspect |= below_space | is_del;
-    }
-    if suspect != 0 {
+        below_space | (del.wrapping_sub(ONES) & !del & HIGH)
+    };
+    let Some(last) = v.len().checked_sub(8) else {
         return v.iter().all(|&b| is_field_value_byte(b));
+    };
+    let mut found = suspect(last);
+    let mut at = 0;
+    while at < last {
+        found |= suspect(at);
+        at += 8;
     }
-    words.remainder().iter().all(|&b| is_field_value_byte(b))
+    found == 0 || v.iter().all(|&b| is_field_value_byte(b))
 }
 
 /// Strip optional whitespace (SP / HTAB) from both ends.

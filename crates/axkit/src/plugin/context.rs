@@ -1196,6 +1196,34 @@ mod tests {
         Request::new(head, SystemTime::UNIX_EPOCH).unwrap()
     }
 
+    /// Response headers that could split the response are refused as
+    /// they are set or added, whatever kind of value carries them; a
+    /// refused `set` still removes the old value.
+    #[test]
+    fn response_headers_refuse_names_and_values_that_could_split_a_response() {
+        let mut h = Headers::default();
+        h.set("X-Kept", String::from("a\tb \u{e9}, and more"));
+        h.set("X-Gone", "ok");
+        h.set("X-Gone", String::from("a\r\nInjected: 1"));
+        h.add("X-Shared", Arc::<str>::from("x\ny"));
+        h.add("X-Nul", String::from("a\0b"));
+        h.add("X-Del", String::from("abcdefgh\x7f"));
+        h.add(String::from("Bad Name"), "v");
+        h.add(String::from("Bad:Name"), "v");
+        h.add(String::from("x-owned-name"), Arc::<str>::from("fine, long enough"));
+        let all: Vec<_> = h.iter().collect();
+        assert_eq!(
+            all,
+            [
+                ("X-Kept", "a\tb \u{e9}, and more"),
+                ("x-owned-name", "fine, long enough")
+            ]
+        );
+        assert_eq!(h.get("x-kept"), Some("a\tb \u{e9}, and more"));
+        assert_eq!(h.get("X-OWNED-NAME"), Some("fine, long enough"));
+        assert_eq!(h.get("X-Gone"), None);
+    }
+
     #[test]
     fn header_edits_keep_the_rest_and_refuse_what_would_mislead() {
         let mut r = request(

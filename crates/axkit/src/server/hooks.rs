@@ -104,6 +104,7 @@ fn guarded<'a>(start: impl FnOnce() -> HookFuture<'a>) -> CatchUnwind<HookFuture
 }
 
 /// Record why a request is leaving the normal path.
+#[inline]
 fn note_failure(ctx: &mut Context, plugin: &str, hook: Hook, outcome: &Outcome) {
     let message = match outcome {
         Outcome::Error(m) => m.clone(),
@@ -151,7 +152,14 @@ async fn run_chain<const TRACED: bool>(ctx: &mut Context, hook: Hook) -> Outcome
     let mut result = Outcome::Declined;
     for (name, plugin, index) in location.chain(hook) {
         let start = started::<TRACED>();
-        let outcome = guarded(|| call(&**plugin, hook, ctx)).await;
+        // A hook that finished as it was called has nothing to poll.
+        let outcome = {
+            let mut running = guarded(|| call(&**plugin, hook, ctx));
+            match running.0.take_ready() {
+                Some(outcome) => outcome,
+                None => running.await,
+            }
+        };
         traced::<TRACED>(ctx, hook, name, &outcome, start);
         note_failure(ctx, name, hook, &outcome);
         match (mode, outcome) {
