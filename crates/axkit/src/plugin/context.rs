@@ -337,10 +337,13 @@ impl From<&Arc<str>> for HeaderValue {
 }
 
 /// Whether a header may go on the wire as `name: value` (see [`Headers`]).
-fn sendable(name: &Cow<'static, str>, value: &HeaderValue) -> bool {
-    let name_ok = matches!(name, Cow::Borrowed(_)) || axkit_http::valid_header_name(name);
-    let value_ok = matches!(value, HeaderValue::Static(_))
-        || axkit_http::valid_header_value(value.as_bytes());
+fn sendable((name, value): &(Cow<'static, str>, HeaderValue)) -> bool {
+    let name_ok = match name {
+        Cow::Borrowed(_) => true,
+        Cow::Owned(name) => axkit_http::valid_header_name(name),
+    };
+    let value_ok =
+        matches!(value, HeaderValue::Static(_)) || axkit_http::valid_header_value(value.as_bytes());
     name_ok && value_ok
 }
 
@@ -355,20 +358,20 @@ impl Headers {
     /// the name or value is refused).
     pub fn set(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<HeaderValue>) {
         let name = name.into();
-        let value = value.into();
         if self.list.iter().any(|(n, _)| same_name(n, &name)) {
             self.remove(&name);
         }
-        if sendable(&name, &value) {
-            self.list.push((name, value));
+        let header = (name, value.into());
+        if sendable(&header) {
+            self.list.push(header);
         }
     }
     /// Add a header, keeping others of the same name (Set-Cookie); a
     /// refused name or value adds nothing.
     pub fn add(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<HeaderValue>) {
-        let (name, value) = (name.into(), value.into());
-        if sendable(&name, &value) {
-            self.list.push((name, value));
+        let header = (name.into(), value.into());
+        if sendable(&header) {
+            self.list.push(header);
         }
     }
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -1210,7 +1213,10 @@ mod tests {
         h.add("X-Del", String::from("abcdefgh\x7f"));
         h.add(String::from("Bad Name"), "v");
         h.add(String::from("Bad:Name"), "v");
-        h.add(String::from("x-owned-name"), Arc::<str>::from("fine, long enough"));
+        h.add(
+            String::from("x-owned-name"),
+            Arc::<str>::from("fine, long enough"),
+        );
         let all: Vec<_> = h.iter().collect();
         assert_eq!(
             all,

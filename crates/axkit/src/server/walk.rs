@@ -260,9 +260,8 @@ type Spares<F> = Vec<Pin<Box<F>>>;
 /// same kind it replaces), or in a spare one, or in a new one.
 fn reuse_box<F: Future + 'static>(slot: &mut Option<Pin<Box<F>>>, next: F) -> Pin<&mut F> {
     if slot.is_none() {
-        *slot = SPARE_BOXES.with_borrow_mut(|spares| {
-            spares.as_mut()?.downcast_mut::<Spares<F>>()?.pop()
-        });
+        *slot = SPARE_BOXES
+            .with_borrow_mut(|spares| spares.as_mut()?.downcast_mut::<Spares<F>>()?.pop());
     }
     match slot {
         Some(state) => {
