@@ -150,6 +150,15 @@ function hook_response(r)
     return OK
   end
   if p == "/badheader" then r:set_header("X-Bad", {}) return OK end
+  if p == "/splitheader" then
+    r:set_header("X-Good", "1")
+    r:set_header("X-Split", "a\r\nX-Injected: 1")
+    r:add_header("X-Nul", "a\0b")
+    r:add_header("X-Bad Name", "v")
+    r:set_header("X-Good", "2\n")
+    r:write("split")
+    return OK
+  end
   if p == "/upload" then r:write(r:form{ uploads = true }.up.path) return OK end
   local names = r:config("Names")
   names[#names + 1] = "z" -- a table from r:config is this call's own
@@ -189,6 +198,14 @@ end
         Duration::from_secs(10),
     );
     assert_eq!(srv.get("/x").text(), "Hello a,b 200");
+    // Header values that would split the response are refused as they are
+    // set: none of them reaches the wire, and a refused set still takes
+    // out the value it replaces.
+    let r = srv.get("/splitheader");
+    assert_eq!((r.status, r.text().as_str()), (200, "split"));
+    for name in ["X-Good", "X-Split", "X-Injected", "X-Nul", "X-Bad Name"] {
+        assert_eq!(r.header(name), None, "{name}");
+    }
     // With a single hook the request's state is not kept in the context:
     // uploads still go when the request is over.
     let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"up\"; filename=\"a.txt\"\r\n\r\n\

@@ -747,6 +747,11 @@ fn authority_host_len(a: &[u8]) -> Option<usize> {
 
 /// reg-name = *( unreserved / pct-encoded / sub-delims ); IPv4 is a subset.
 fn valid_reg_name(h: &[u8]) -> bool {
+    // Every Host header comes here: most have no `%`, and are one table
+    // lookup per byte.
+    if h.iter().all(|&b| is_unreserved_or_sub_delim(b)) {
+        return true;
+    }
     let mut i = 0;
     while let Some(&b) = h.get(i) {
         if b == b'%' {

@@ -76,6 +76,9 @@ pub fn evaluate(req: &Request, etag: Option<&str>, modified: Option<SystemTime>)
 /// Every field line of a list-valued header joined with commas (a client may
 /// split `If-None-Match` over several lines).
 fn header_list(req: &Request, name: &str) -> Option<String> {
+    // Most requests have none: looked for by bytes first, without making
+    // a `&str` of every header name.
+    req.header_bytes(name)?;
     let mut out: Option<String> = None;
     for (n, v) in req.headers() {
         if n.eq_ignore_ascii_case(name) {

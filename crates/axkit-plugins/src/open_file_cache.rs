@@ -142,6 +142,9 @@ pub(crate) struct Entry {
     /// None: nothing there (a cached miss, as nginx's
     /// `open_file_cache_errors`), so a flood of 404s costs no syscalls.
     pub open: Option<Rc<OpenFile>>,
+    /// Whether `filename` is the path looked up itself, not a directory's
+    /// index file: worked out once here rather than on every hit.
+    pub is_path: bool,
     opened: Instant,
 }
 
@@ -216,9 +219,11 @@ pub(crate) fn put(
         let by_rel = by_root
             .entry(root.path().as_os_str().to_owned())
             .or_default();
+        let is_path = root.relative(&filename).map(Path::as_os_str) == Some(rel.as_os_str());
         let entry = Entry {
             filename,
             open,
+            is_path,
             opened: Instant::now(),
         };
         if by_rel.insert(rel.as_os_str().to_owned(), entry).is_none() {

@@ -227,7 +227,8 @@ impl UriToFile {
         if path == "*" {
             return Err(Outcome::Declined);
         }
-        if path.contains("%2F") {
+        // A `%` is rare in a decoded path: looked for first by one byte.
+        if path.as_bytes().contains(&b'%') && path.contains("%2F") {
             ctx.log_reason(404, format_args!("an encoded slash (%2F) in the path"));
             return Err(Outcome::Status(404));
         }
@@ -351,11 +352,11 @@ fn cached(
     let entry = open_file_cache::get(Kind::Uri, root, rel, policy)?;
     // A directory's entry names its index; without the slash the request
     // must be redirected instead.
-    let is_path = root.relative(&entry.filename).map(Path::as_os_str) == Some(rel.as_os_str());
-    if !is_path && !trailing_slash {
+    if !entry.is_path && !trailing_slash {
         return None;
     }
-    Some((entry, is_path && trailing_slash))
+    let slash_info = entry.is_path && trailing_slash;
+    Some((entry, slash_info))
 }
 
 /// Answer from a cache entry that [`cached`] found.

@@ -427,6 +427,7 @@ impl LocationConfig {
     /// If no loaded plugin declared `key` (it is missing from its
     /// `directives`): a hook that panics answers 500 and the log names the
     /// directive.
+    #[inline]
     pub fn get<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> &T {
         self.try_get(key).unwrap_or_else(|| undeclared(key.name()))
     }
@@ -434,6 +435,7 @@ impl LocationConfig {
     /// As [`get`](Self::get), or `None` if no loaded plugin declared `key`
     /// (for a plugin that reads another plugin's directive, which may not
     /// be loaded).
+    #[inline]
     pub fn try_get<T: Send + Sync + 'static>(&self, key: &'static Key<T>) -> Option<&T> {
         let index = self.index(
             key.name(),

@@ -276,8 +276,12 @@ fn check_request_header(name: &str, value: &str) -> Result<(), String> {
 }
 
 /// Response headers, in the order they will be sent. Names compare
-/// case-insensitively. Values are checked for CR/LF/NUL when the head is
-/// written (a plugin cannot split the response).
+/// case-insensitively. A name that is not a token, or a value with CR, LF,
+/// NUL or another control character but HTAB, is refused when it is set
+/// or added (the header is left out, so a plugin cannot split the
+/// response); the head is then written without looking at them again.
+/// A `&'static str` name or value is the plugin's own literal and is taken
+/// as it is.
 #[derive(Debug, Default)]
 pub struct Headers {
     list: Vec<(Cow<'static, str>, HeaderValue)>,
@@ -338,25 +342,52 @@ impl From<&Arc<str>> for HeaderValue {
     }
 }
 
+/// Whether a header may go on the wire as `name: value` (see [`Headers`]).
+fn sendable((name, value): &(Cow<'static, str>, HeaderValue)) -> bool {
+    let name_ok = match name {
+        Cow::Borrowed(_) => true,
+        Cow::Owned(name) => axkit_http::valid_header_name(name),
+    };
+    let value_ok =
+        matches!(value, HeaderValue::Static(_)) || axkit_http::valid_header_value(value.as_bytes());
+    name_ok && value_ok
+}
+
+/// Header names compare case-insensitively; most are written the same way
+/// each time, so equal bytes answer first.
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (a == b || a.eq_ignore_ascii_case(b))
+}
+
 impl Headers {
-    /// Replace every header of this name with one value.
+    /// Replace every header of this name with one value (with none, if
+    /// the name or value is refused).
     pub fn set(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<HeaderValue>) {
         let name = name.into();
-        self.remove(&name);
-        self.list.push((name, value.into()));
+        if self.list.iter().any(|(n, _)| same_name(n, &name)) {
+            self.remove(&name);
+        }
+        let header = (name, value.into());
+        if sendable(&header) {
+            self.list.push(header);
+        }
     }
-    /// Add a header, keeping others of the same name (Set-Cookie).
+    /// Add a header, keeping others of the same name (Set-Cookie); a
+    /// refused name or value adds nothing.
     pub fn add(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<HeaderValue>) {
-        self.list.push((name.into(), value.into()));
+        let header = (name.into(), value.into());
+        if sendable(&header) {
+            self.list.push(header);
+        }
     }
     pub fn get(&self, name: &str) -> Option<&str> {
         self.list
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| same_name(n, name))
             .map(|(_, v)| v.as_ref())
     }
     pub fn remove(&mut self, name: &str) {
-        self.list.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.list.retain(|(n, _)| !same_name(n, name));
     }
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.list.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
@@ -1222,6 +1253,37 @@ mod tests {
             .unwrap()
             .unwrap();
         Request::new(head, SystemTime::UNIX_EPOCH).unwrap()
+    }
+
+    /// Response headers that could split the response are refused as
+    /// they are set or added, whatever kind of value carries them; a
+    /// refused `set` still removes the old value.
+    #[test]
+    fn response_headers_refuse_names_and_values_that_could_split_a_response() {
+        let mut h = Headers::default();
+        h.set("X-Kept", String::from("a\tb \u{e9}, and more"));
+        h.set("X-Gone", "ok");
+        h.set("X-Gone", String::from("a\r\nInjected: 1"));
+        h.add("X-Shared", Arc::<str>::from("x\ny"));
+        h.add("X-Nul", String::from("a\0b"));
+        h.add("X-Del", String::from("abcdefgh\x7f"));
+        h.add(String::from("Bad Name"), "v");
+        h.add(String::from("Bad:Name"), "v");
+        h.add(
+            String::from("x-owned-name"),
+            Arc::<str>::from("fine, long enough"),
+        );
+        let all: Vec<_> = h.iter().collect();
+        assert_eq!(
+            all,
+            [
+                ("X-Kept", "a\tb \u{e9}, and more"),
+                ("x-owned-name", "fine, long enough")
+            ]
+        );
+        assert_eq!(h.get("x-kept"), Some("a\tb \u{e9}, and more"));
+        assert_eq!(h.get("X-OWNED-NAME"), Some("fine, long enough"));
+        assert_eq!(h.get("X-Gone"), None);
     }
 
     #[test]

@@ -104,6 +104,9 @@ thread_local! {
     /// component, which cost more than the rest of a cached request's
     /// file lookup. The paths come from the config: a trusted map.
     static ROOTS: RefCell<TrustedMap<OsString, Arc<RootDir>>> = RefCell::default();
+    /// The root asked for last: most requests of a worker ask for the
+    /// same one, which is then found by one comparison of its path.
+    static LAST_ROOT: RefCell<Option<Arc<RootDir>>> = const { RefCell::new(None) };
 }
 
 impl fmt::Debug for DocRoot {
@@ -121,6 +124,14 @@ impl DocRoot {
     /// and stays open for the life of the worker: make roots from the
     /// configuration, never from request data.
     pub fn new(path: &Path, rule: Rule) -> DocRoot {
+        let last = LAST_ROOT.with_borrow(|last| {
+            last.as_ref()
+                .filter(|dir| dir.path.as_os_str() == path.as_os_str())
+                .cloned()
+        });
+        if let Some(dir) = last {
+            return DocRoot { dir, rule };
+        }
         let dir = ROOTS.with_borrow_mut(|roots| match roots.get(path.as_os_str()) {
             Some(dir) => dir.clone(),
             None => {
@@ -132,6 +143,7 @@ impl DocRoot {
                 dir
             }
         });
+        LAST_ROOT.set(Some(dir.clone()));
         DocRoot { dir, rule }
     }
 

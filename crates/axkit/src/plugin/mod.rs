@@ -97,6 +97,17 @@ pub fn hook<'a>(f: impl Future<Output = Outcome> + 'a) -> HookFuture<'a> {
     HookFuture(HookState::Pending(Box::pin(f)))
 }
 
+impl HookFuture<'_> {
+    /// The outcome of a hook that finished without waiting (most do),
+    /// taken without polling.
+    pub(crate) fn take_ready(&mut self) -> Option<Outcome> {
+        match &mut self.0 {
+            HookState::Ready(outcome) => outcome.take(),
+            HookState::Pending(_) => None,
+        }
+    }
+}
+
 impl Future for HookFuture<'_> {
     type Output = Outcome;
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Outcome> {

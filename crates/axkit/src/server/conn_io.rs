@@ -711,13 +711,9 @@ impl ConnIo {
         out.extend_from_slice(b"Date: ");
         out.extend_from_slice(&axkit_http::http_date(coarse_now_secs()));
         out.extend_from_slice(b"\r\n");
+        // `Headers` refused bad names and values as they were set.
         for (name, value) in headers.iter() {
-            if is_framing_header(name) {
-                continue;
-            }
-            if axkit_http::valid_header_name(name)
-                && axkit_http::valid_header_value(value.as_bytes())
-            {
+            if !is_framing_header(name) {
                 axkit_http::write_header(&mut out, name, value.as_bytes());
             }
         }

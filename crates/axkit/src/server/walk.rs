@@ -31,9 +31,13 @@
 //! ([`requests`] ends, `park.rs` holds the socket) and [`resume`] rebuilds
 //! it when its next request arrives.
 
+use std::any::Any;
+use std::cell::RefCell;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
@@ -222,8 +226,9 @@ async fn requests(
         && conn_location.chain(Hook::Disconnect).is_empty();
     // One request's state, boxed (see `request_cycle`). The allocation is
     // reused while requests keep coming, which saves a large malloc and
-    // free per request, and released as soon as the connection has to
-    // wait for its next one, so an idle connection never holds it.
+    // free per request, and given back to the worker's spares as soon as
+    // the connection has to wait for its next one, so an idle connection
+    // never holds it (`reuse_box`).
     let mut cycle = None;
     loop {
         if pre_request && !run_conn_hook(worker, conn_location, Hook::PreRequest, conn).await {
@@ -236,7 +241,7 @@ async fn requests(
             let Some((limit, kind)) = next_request_wait(worker, default_server, served) else {
                 return Ended::Closed;
             };
-            let release = || cycle = None;
+            let release = || give_back_box(&mut cycle);
             match io
                 .wait_for_request(
                     &worker.read_buffers,
@@ -272,12 +277,29 @@ async fn requests(
     }
 }
 
+thread_local! {
+    /// Boxes of finished request futures that connections gave back when
+    /// they went idle (`give_back_box`), for the next request of any
+    /// connection: on a busy worker one connection goes idle as another
+    /// wakes, and taking a box here costs far less than a malloc and a
+    /// free of a few KiB. Type-erased, since the future's type cannot be
+    /// named; there is only ever one.
+    static SPARE_BOXES: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+/// The most boxes kept in `SPARE_BOXES`: a box goes back as another is
+/// taken, so a few cover any number of connections.
+const SPARE_BOXES_KEPT: usize = 16;
+
+type Spares<F> = Vec<Pin<Box<F>>>;
+
 /// `next` in the allocation `slot` holds (the finished future of the
-/// same kind it replaces), or in a new one.
-fn reuse_box<F: std::future::Future>(
-    slot: &mut Option<std::pin::Pin<Box<F>>>,
-    next: F,
-) -> std::pin::Pin<&mut F> {
+/// same kind it replaces), or in a spare one, or in a new one.
+fn reuse_box<F: Future + 'static>(slot: &mut Option<Pin<Box<F>>>, next: F) -> Pin<&mut F> {
+    if slot.is_none() {
+        *slot = SPARE_BOXES
+            .with_borrow_mut(|spares| spares.as_mut()?.downcast_mut::<Spares<F>>()?.pop());
+    }
     match slot {
         Some(state) => {
             state.set(next);
@@ -285,6 +307,22 @@ fn reuse_box<F: std::future::Future>(
         }
         None => slot.insert(Box::pin(next)).as_mut(),
     }
+}
+
+/// Give the box `slot` holds (a finished future) to the worker's spares,
+/// or free it when there are enough.
+fn give_back_box<F: Future + 'static>(slot: &mut Option<Pin<Box<F>>>) {
+    let Some(state) = slot.take() else {
+        return;
+    };
+    SPARE_BOXES.with_borrow_mut(|spares| {
+        let spares = spares.get_or_insert_with(|| Box::new(Spares::<F>::new()));
+        if let Some(spares) = spares.downcast_mut::<Spares<F>>() {
+            if spares.len() < SPARE_BOXES_KEPT {
+                spares.push(state);
+            }
+        }
+    });
 }
 
 /// Park the idle connection `io` in the slot of `wait`: its socket leaves
