@@ -107,6 +107,23 @@ pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Whether a field is never passed on from one connection to another:
+/// hop-by-hop (RFC 9110 §7.6.1, `Proxy-*` included), or the framing, which
+/// each sender writes itself.
+pub fn hop_by_hop(name: &str) -> bool {
+    const HOP: &[&str] = &[
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    ];
+    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || name.len() > 6 && name.as_bytes()[..6].eq_ignore_ascii_case(b"proxy-")
+}
+
 /// Whether `name` is a valid field name (a non-empty token).
 pub fn valid_header_name(name: &str) -> bool {
     is_token(name.as_bytes())

@@ -362,22 +362,6 @@ fn under(path: &str, prefix: &str) -> bool {
     }
 }
 
-/// Headers never passed on: hop-by-hop (RFC 9110 §7.6.1), or the
-/// framing, which the sender writes itself.
-fn hop_by_hop(name: &str) -> bool {
-    const HOP: &[&str] = &[
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-    ];
-    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || name.len() > 6 && name[..6].eq_ignore_ascii_case("proxy-")
-}
-
 /// The header names a `Connection` header's value lists, lower-cased.
 fn connection_tokens(value: &str) -> impl Iterator<Item = String> + '_ {
     value
@@ -479,7 +463,7 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
             if !(is("expect")
                 || is("x-forwarded-proto")
                 || is("x-forwarded-host")
-                || hop_by_hop(name)
+                || axkit_http::hop_by_hop(name)
                 || named.iter().any(|t| t.eq_ignore_ascii_case(name)))
             {
                 request.add_header_bytes(name, bytes);
@@ -679,7 +663,8 @@ fn pass_headers(
                 let n = value.split_once(',').map_or(value, |(n, _)| n).trim();
                 ctx.response.headers.set("Content-Length", n.to_string());
             }
-        } else if hop_by_hop(name) || named.iter().any(|t| t.eq_ignore_ascii_case(name)) {
+        } else if axkit_http::hop_by_hop(name) || named.iter().any(|t| t.eq_ignore_ascii_case(name))
+        {
         } else {
             ctx.response
                 .headers

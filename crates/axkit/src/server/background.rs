@@ -24,22 +24,10 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::plugin::{ConnInfo, Context};
 use crate::server::walk;
 
-/// Request fields a background request never copies from its caller: the
-/// core writes its own framing, `Host` and `Connection`, and the request
-/// has no body to expect or upgrade.
-const NOT_COPIED: [&str; 11] = [
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "content-length",
-    "expect",
-    "upgrade",
-    "http2-settings",
-];
+/// Request fields a background request never copies from its caller,
+/// besides the hop-by-hop ones: the core writes its own `Host`, and the
+/// request has no body to expect.
+const NOT_COPIED: [&str; 3] = ["host", "expect", "http2-settings"];
 
 /// How long making the loopback connection may take: it is local, so this
 /// only bounds a wait that should never happen.
@@ -64,7 +52,7 @@ pub(crate) fn start<'h>(
     }
     head.extend_from_slice(b"\r\n");
     for (name, value) in headers {
-        if NOT_COPIED.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        if axkit_http::hop_by_hop(name) || NOT_COPIED.iter().any(|n| n.eq_ignore_ascii_case(name)) {
             continue;
         }
         if !axkit_http::valid_header_name(name) || !axkit_http::valid_header_value(value) {
