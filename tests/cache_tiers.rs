@@ -26,6 +26,11 @@ use cache::*;
 use common::*;
 use services::{Memcached, Redis};
 
+/// The disk tests are about sharing and eviction, not timeouts: a loaded
+/// machine's blocking pool can take longer than the default 100 ms, and
+/// the cache would then (rightly) answer without itself.
+const DISK_TIMEOUT: &str = "CacheBackendTimeout 5s";
+
 /// Requests on fresh connections (so both workers get some): each is a
 /// hit of the body the first origin call made.
 fn all_hits(srv: &Axkit, path: &str, n: usize) {
@@ -43,14 +48,14 @@ fn all_hits(srv: &Axkit, path: &str, n: usize) {
 fn disk_tier_is_shared_by_workers_and_outlives_a_restart() {
     let store = TempDir::new("cachedisk");
     let tier = format!("    CacheStore disk {}/c", store.path().display());
-    let srv = start(2, "", &tier);
+    let srv = start(2, DISK_TIMEOUT, &tier);
     let first = get(&srv, "/a?cc=max-age=60", "");
     assert_eq!(status_field(&first), "axkit; fwd=uri-miss; stored");
     all_hits(&srv, "/a?cc=max-age=60", 20);
     assert_eq!(calls(&srv, "/a"), "1");
     drop(srv);
     // A new server (its own origin count starts again) finds the entry.
-    let srv = start(2, "", &tier);
+    let srv = start(2, DISK_TIMEOUT, &tier);
     all_hits(&srv, "/a?cc=max-age=60", 4);
     assert_eq!(calls(&srv, "/a"), "0");
     // One entry, named by its hash, and no temporary file left behind
@@ -74,7 +79,7 @@ fn disk_tier_evicts_the_oldest_over_its_bound() {
     let store = TempDir::new("cachedisk");
     let dir = store.path().join("c");
     let tier = format!("    CacheStore disk {} 64K", dir.display());
-    let srv = start(1, "", &tier);
+    let srv = start(1, DISK_TIMEOUT, &tier);
     // 12 entries of 10 KiB: twice the bound.
     for i in 0..12 {
         let r = get(&srv, &format!("/e{i}?cc=max-age=60&pad=10000"), "");
