@@ -10,8 +10,8 @@
 #
 # Each answers GET /?name=Ada with "Hello, Ada\n" (text/plain). wrk runs
 # against the three alternately for ROUNDS rounds; the script prints each
-# round, the medians, and the ratios lua/nginx and rust/nginx, both in
-# requests/s and in server CPU time per request (user+system time of the
+# round, the medians, and the ratios lua/nginx, rust/nginx and lua/rust,
+# both in requests/s and in server CPU time per request (user+system time of the
 # server's processes divided by requests served: steadier than requests/s
 # when other work shares the cores).
 #
@@ -165,6 +165,11 @@ print(f"us CPU/request     {m(ul):12.2f}   {m(ur):12.2f}   {m(un):10.2f}")
 print()
 print(f"lua/nginx   req/s {m(rl)/m(rn):.2f}   CPU efficiency {m(un)/m(ul):.2f}   (target >= 1.0)")
 print(f"rust/nginx  req/s {m(rr)/m(rn):.2f}   CPU efficiency {m(un)/m(ur):.2f}   (target >= 1.2)")
+# Lua against the same handler in Rust; per round too (the servers take
+# turns, so a round's two figures saw the same load).
+rounds = [r / l for l, r in zip(ul, ur)]
+print(f"lua/rust    req/s {m(rl)/m(rr):.2f}   CPU efficiency {m(ur)/m(ul):.2f}   "
+      f"per round {' '.join(f'{x:.2f}' for x in rounds)}, median {m(rounds):.2f}   (target >= 0.95)")
 EOF
 
 stop_pid "$LUA_PID"; stop_pid "$RUST_PID"; stop_pid "$NG_PID"

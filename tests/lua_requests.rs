@@ -150,6 +150,13 @@ function hook_response(r)
     return OK
   end
   if p == "/badheader" then r:set_header("X-Bad", {}) return OK end
+  if p == "/value" then
+    r:set_header("X-Value", r:param("v"))
+    r:add_header("X-Twice", r:param("v"))
+    r:add_header("X-Twice", 7)
+    r:write("value")
+    return OK
+  end
   if p == "/splitheader" then
     r:set_header("X-Good", "1")
     r:set_header("X-Split", "a\r\nX-Injected: 1")
@@ -187,6 +194,20 @@ end
         assert_eq!(srv.get("/b/x").text(), "B c 200");
     }
     assert_eq!(srv.get("/write").text(), "1 1.5 true nil T");
+    // Header values are shared with later responses setting the same one
+    // (a few, recent, short ones): each response still carries its own.
+    let long = "L".repeat(100);
+    for i in 0..30 {
+        let value = match i % 3 {
+            0 => format!("value {}", i % 12),
+            1 => "text/plain".to_string(),
+            _ => format!("{long}{i}"),
+        };
+        let r = srv.get(&format!("/value?v={}", value.replace(' ', "+")));
+        assert_eq!(r.text(), "value");
+        assert_eq!(r.header("X-Value"), Some(value.as_str()), "{i}");
+        assert_eq!(r.header_all("X-Twice"), [value.as_str(), "7"], "{i}");
+    }
     assert_eq!(srv.get("/keep").text(), "kept");
     let r = srv.get("/stale");
     assert_eq!(r.status, 500);

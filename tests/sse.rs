@@ -25,7 +25,8 @@ use common::*;
 /// waits for a message on `go` between subscribing and starting the
 /// stream); `/frames` sends fixed events and returns; `/poll?t=` is a
 /// long poll on `ch`; `/send?m=[&c=]` broadcasts (answering the sender's
-/// worker); `/state` answers this worker's waiters and the streams ended.
+/// worker); `/state` answers this worker's waiters and the streams ended;
+/// `/keep` keeps a subscription in a global, `/kept` waits on it.
 const LIVE: &str = r#"
 function hook_response(r)
   local p = r:path()
@@ -56,6 +57,11 @@ function hook_response(r)
     r:write((r:worker()))
   elseif p == "/state" then
     r:write(shared.waiting(), " ", shared.get("ended") or 0)
+  elseif p == "/keep" then
+    kept = shared.subscribe("kept")
+  elseif p == "/kept" then
+    local m, why = kept:next(0)
+    r:write(tostring(m), " ", why)
   else
     return 404
   end
@@ -270,6 +276,17 @@ fn last_event_id_reaches_the_script_and_a_subscription_keeps_what_came_before_th
     assert_eq!(s.event(), "data: early\n\n");
     text(&srv, "/send?m=later");
     assert_eq!(s.event(), "data: later\n\n");
+}
+
+/// A subscription ends with the request that made it, also one that
+/// never waited (the request's state is then reused by the next one).
+#[test]
+fn a_subscription_kept_past_its_request_is_closed() {
+    let srv = start_single();
+    for _ in 0..2 {
+        text(&srv, "/keep");
+        assert_eq!(text(&srv, "/kept"), "nil closed");
+    }
 }
 
 #[test]

@@ -24,16 +24,17 @@
 //! error, so that the string is still freed).
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use axkit::Context;
 use mlua::ffi::{self, lua_State};
 use mlua::{Function, Lua, Table, Value};
 
 use crate::directives;
-use crate::request::{polled_slot, with_polled, Slot, FLUSH_AT, OUTSIDE};
+use crate::request::{polled_slot, with_polled, with_polled_slot, Slot, FLUSH_AT, OUTSIDE};
 
 /// What a method's body decided.
 enum Done {
@@ -51,8 +52,20 @@ enum Done {
 
 type Outcome = Result<Done, Cow<'static, str>>;
 
-/// The stack of one call of a method.
-struct Call(*mut lua_State);
+/// The stack of one call of a method, with its string arguments 2 and 3
+/// as [`run`] read them (when it was asked to).
+struct Call(*mut lua_State, [Arg; 2]);
+
+/// A string argument as [`run`] read it.
+#[derive(Clone, Copy)]
+enum Arg {
+    /// Not read (not one of the method's string arguments).
+    Unread,
+    /// Neither a string nor a number.
+    NotString,
+    /// The bytes of a string on the call's stack (a number converted).
+    Str(*const u8, usize),
+}
 
 impl Call {
     /// Argument `i` as bytes: a string, or a number converted as Lua does.
@@ -64,16 +77,25 @@ impl Call {
     /// Argument `i` as bytes, or `None` if it is not a string (or a number
     /// that [`run`] converted).
     fn opt_str(&self, i: c_int) -> Option<&[u8]> {
+        let read = usize::try_from(i - 2)
+            .ok()
+            .and_then(|k| self.1.get(k).copied());
         // SAFETY: the value is a string (reading it allocates nothing) and
         // stays on this call's stack, and with it its bytes, until the
         // method returns.
         unsafe {
-            if ffi::lua_type(self.0, i) != ffi::LUA_TSTRING {
-                return None;
+            match read.unwrap_or(Arg::Unread) {
+                Arg::Str(p, len) => Some(std::slice::from_raw_parts(p, len)),
+                Arg::NotString => None,
+                Arg::Unread => {
+                    if ffi::lua_type(self.0, i) != ffi::LUA_TSTRING {
+                        return None;
+                    }
+                    let mut len = 0;
+                    let p = ffi::lua_tolstring(self.0, i, &mut len);
+                    Some(std::slice::from_raw_parts(p.cast(), len))
+                }
             }
-            let mut len = 0;
-            let p = ffi::lua_tolstring(self.0, i, &mut len);
-            Some(std::slice::from_raw_parts(p.cast(), len))
         }
     }
 
@@ -82,11 +104,16 @@ impl Call {
         utf8(self.str(i, what)?, i, what)
     }
 
+    /// The number `r` (argument 1) holds; 0 or an address, which no
+    /// request's number is, for anything else (see `Host::next_request`).
+    fn object(&self) -> usize {
+        // SAFETY: reading a value on this call's stack.
+        unsafe { ffi::lua_touserdata(self.0, 1) as usize }
+    }
+
     /// With the request, if argument 1 is the `r` of the running hook.
     fn request<R>(&self, f: impl FnOnce(&Slot, &mut Context) -> R) -> Result<R, Cow<'static, str>> {
-        // SAFETY: reading the address of a value on this call's stack.
-        let object = unsafe { ffi::lua_topointer(self.0, 1) } as usize;
-        with_polled(object, f).ok_or(Cow::Borrowed(OUTSIDE))
+        with_polled(self.object(), f).ok_or(Cow::Borrowed(OUTSIDE))
     }
 }
 
@@ -96,8 +123,9 @@ fn request_str(s: Option<&str>) -> Done {
 }
 
 /// Run a method's body and turn its outcome into what Lua expects; see the
-/// module doc for why only this pushes and raises. Arguments `strings`,
-/// if numbers, are converted to strings first.
+/// module doc for why only this pushes and raises. Arguments `strings`
+/// (2 or 3), if numbers, are converted to strings first, and read once
+/// for the body.
 ///
 /// # Safety
 /// `l` is the state of a running C function; `body` owns nothing to drop
@@ -116,13 +144,18 @@ unsafe fn run(
         Raise,
     }
     let nargs = ffi::lua_gettop(l);
+    let mut args = [Arg::Unread; 2];
     for &i in strings {
-        if ffi::lua_type(l, i) == ffi::LUA_TNUMBER {
-            // In place, as luaL_checklstring does.
-            ffi::lua_tolstring(l, i, std::ptr::null_mut());
-        }
+        let mut len = 0;
+        // A number is converted in place, as luaL_checklstring does.
+        let p = ffi::lua_tolstring(l, i, &mut len);
+        args[(i - 2) as usize] = if p.is_null() {
+            Arg::NotString
+        } else {
+            Arg::Str(p.cast(), len)
+        };
     }
-    let next = match catch_unwind(AssertUnwindSafe(|| body(&Call(l)))) {
+    let next = match catch_unwind(AssertUnwindSafe(|| body(&Call(l, args)))) {
         Ok(Ok(Done::Results(n))) => Next::Return(n),
         Ok(Ok(Done::Request(s))) => Next::Push(s),
         Ok(Ok(Done::Owned(s))) => {
@@ -223,19 +256,33 @@ methods! {
     };
     // Upvalue 2 caches the values as Lua values per Location config (keyed
     // by its address: a worker's Location configs live as long as the
-    // worker): `cache[config][name]`. Anything not cached yet, or not
-    // cacheable (tables, nil, errors), goes to upvalue 1.
+    // worker): `cache[config][name]`; upvalues 3 and 4 are the last
+    // config's key and its table, which the next call most likely wants.
+    // Anything not cached yet, or not cacheable (tables, nil, errors),
+    // goes to upvalue 1.
     config() => |c: &Call| {
         let config = c.request(|_, ctx| config_key(ctx))?;
-        // SAFETY: at most three pushes; `rawget` on tables raises no error.
+        // SAFETY: at most four pushes; `rawget` on tables raises no error,
+        // and neither do pushing a light userdata and copying values into
+        // upvalues (no allocation).
         unsafe {
-            if ffi::lua_type(c.0, 2) == ffi::LUA_TSTRING
-                && ffi::lua_rawgetp(c.0, ffi::lua_upvalueindex(2), config) == ffi::LUA_TTABLE
-            {
-                ffi::lua_pushvalue(c.0, 2);
-                if ffi::lua_rawget(c.0, -2) != ffi::LUA_TNIL {
-                    return Ok(Done::Results(1));
-                }
+            if ffi::lua_type(c.0, 2) != ffi::LUA_TSTRING {
+                return Ok(Done::Fallback);
+            }
+            let values = if ffi::lua_touserdata(c.0, ffi::lua_upvalueindex(3)).cast_const() == config {
+                ffi::lua_upvalueindex(4)
+            } else if ffi::lua_rawgetp(c.0, ffi::lua_upvalueindex(2), config) == ffi::LUA_TTABLE {
+                ffi::lua_pushvalue(c.0, -1);
+                ffi::lua_replace(c.0, ffi::lua_upvalueindex(4));
+                ffi::lua_pushlightuserdata(c.0, config.cast_mut());
+                ffi::lua_replace(c.0, ffi::lua_upvalueindex(3));
+                ffi::lua_absindex(c.0, -1)
+            } else {
+                return Ok(Done::Fallback);
+            };
+            ffi::lua_pushvalue(c.0, 2);
+            if ffi::lua_rawget(c.0, values) != ffi::LUA_TNIL {
+                return Ok(Done::Results(1));
             }
         }
         Ok(Done::Fallback)
@@ -278,7 +325,9 @@ methods! {
 /// 1, an mlua async function) is called to send it, with a continuation
 /// so that it may suspend the hook. The conversion may run a `__tostring`
 /// metamethod and allocates, either of which may raise an error, so it is
-/// done before any Rust state exists.
+/// done before any Rust state exists; it also notes where the bytes of
+/// the first [`PARTS`] arguments are (strings on this call's stack, which
+/// neither move nor go away before it returns).
 unsafe extern "C-unwind" fn write(l: *mut lua_State) -> c_int {
     /// What runs when the flush returns, also after suspending.
     unsafe extern "C-unwind" fn flushed(
@@ -292,32 +341,46 @@ unsafe extern "C-unwind" fn write(l: *mut lua_State) -> c_int {
     // value, which `lua_replace` pops.
     unsafe {
         let top = ffi::lua_gettop(l);
+        let mut parts = [(std::ptr::null::<u8>(), 0); PARTS];
         let mut len = 0;
         for i in 2..=top {
-            if ffi::lua_type(l, i) != ffi::LUA_TSTRING {
+            let mut n = 0;
+            // A string as it is, a number converted in place (as print
+            // converts it); anything else through its __tostring.
+            let mut p = ffi::lua_tolstring(l, i, &mut n);
+            if p.is_null() {
                 ffi::luaL_tolstring(l, i, std::ptr::null_mut());
                 ffi::lua_replace(l, i);
+                p = ffi::lua_tolstring(l, i, &mut n);
             }
-            len += ffi::lua_rawlen(l, i);
+            if let Some(part) = parts.get_mut((i - 2) as usize) {
+                *part = (p.cast(), n);
+            }
+            len += n;
         }
-        let full = Cell::new(false);
-        run(l, "write", &[], |c| {
-            c.request(|slot, _| {
-                let mut out = slot.out.borrow_mut();
-                // One allocation for the usual single write.
-                out.reserve(len);
-                for i in 2..=top {
-                    let mut n = 0;
-                    // A string on this call's stack (see above).
-                    let p = ffi::lua_tolstring(l, i, &mut n);
-                    out.extend_from_slice(std::slice::from_raw_parts(p.cast(), n));
-                }
-                full.set(out.len() >= FLUSH_AT);
-            })?;
-            Ok(Done::Results(0))
+        // Nothing here can fail or unwind (but an allocation, which
+        // aborts), so no `run` around it unless `r` is not the request's.
+        let object = ffi::lua_touserdata(l, 1) as usize;
+        let full = with_polled_slot(object, |slot| {
+            let mut out = slot.out.borrow_mut();
+            // One allocation for the usual single write.
+            out.reserve(len);
+            for i in 2..=top {
+                let (p, n) = match parts.get((i - 2) as usize) {
+                    Some(&part) => part,
+                    None => {
+                        let mut n = 0;
+                        (ffi::lua_tolstring(l, i, &mut n).cast(), n)
+                    }
+                };
+                out.extend_from_slice(std::slice::from_raw_parts(p, n));
+            }
+            out.len() >= FLUSH_AT
         });
-        if !full.get() {
-            return 0;
+        match full {
+            Some(false) => return 0,
+            Some(true) => {}
+            None => return run(l, "write", &[], |_| Err(OUTSIDE.into())),
         }
         ffi::lua_settop(l, 1);
         ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
@@ -326,6 +389,9 @@ unsafe extern "C-unwind" fn write(l: *mut lua_State) -> c_int {
         flushed(l, ffi::LUA_OK, 0)
     }
 }
+
+/// How many arguments of `r:write` are read once (the rest twice).
+const PARTS: usize = 8;
 
 /// The common header names, so that setting them allocates no name.
 const HEADER_NAMES: &[&str] = &[
@@ -341,19 +407,67 @@ const HEADER_NAMES: &[&str] = &[
 
 /// Argument `i` (`bytes`) as UTF-8 text.
 fn utf8<'a>(bytes: &'a [u8], i: c_int, what: &str) -> Result<&'a str, Cow<'static, str>> {
+    // Names and values are short and nearly always ASCII, which this loop
+    // checks faster than the general validation starts up.
+    if bytes.iter().all(u8::is_ascii) {
+        // SAFETY: ASCII is UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
     std::str::from_utf8(bytes)
         .map_err(|_| format!("bad argument #{} ({what}): not UTF-8", i - 1).into())
 }
 
+/// How many header values [`shared_value`] keeps, and the longest.
+const SHARED_VALUES: usize = 8;
+const SHARED_VALUE_MAX: usize = 64;
+
+/// Header values scripts set lately, round-robin.
+struct SharedValues {
+    values: Vec<Arc<str>>,
+    next: usize,
+}
+
+thread_local! {
+    static SHARED: RefCell<SharedValues> = const {
+        RefCell::new(SharedValues { values: Vec::new(), next: 0 })
+    };
+}
+
+/// A header value as the response keeps it: a script sets the same few
+/// values on every request (`Content-Type: text/html`), so a short one
+/// is shared with those set lately, which costs a reference count where
+/// a `String` cost an allocation, a copy, a UTF-8 check and a free. Kept
+/// per thread (a worker's one Lua state), by content.
+fn shared_value(bytes: &[u8]) -> Result<Arc<str>, Cow<'static, str>> {
+    if bytes.len() > SHARED_VALUE_MAX {
+        return Ok(utf8(bytes, 3, "value")?.into());
+    }
+    SHARED.with(|shared| {
+        let mut shared = shared.borrow_mut();
+        if let Some(v) = shared.values.iter().find(|v| v.as_bytes() == bytes) {
+            return Ok(v.clone());
+        }
+        let v: Arc<str> = utf8(bytes, 3, "value")?.into();
+        let next = shared.next;
+        if next < shared.values.len() {
+            shared.values[next] = v.clone();
+        } else {
+            shared.values.push(v.clone());
+        }
+        shared.next = (next + 1) % SHARED_VALUES;
+        Ok(v)
+    })
+}
+
 /// `(name, value)` of `r:set_header`/`r:add_header`; the value may be a
 /// number.
-fn header_args(c: &Call) -> Result<(Cow<'static, str>, String), Cow<'static, str>> {
+fn header_args(c: &Call) -> Result<(Cow<'static, str>, Arc<str>), Cow<'static, str>> {
     let name = c.str(2, "name")?;
     let name = match HEADER_NAMES.iter().find(|n| n.as_bytes() == name) {
         Some(n) => Cow::Borrowed(*n),
         None => Cow::Owned(utf8(name, 2, "name")?.to_string()),
     };
-    let value = c.text(3, "value")?.to_string();
+    let value = shared_value(c.str(3, "value")?)?;
     Ok((name, value))
 }
 
@@ -388,7 +502,7 @@ pub(crate) fn install(lua: &Lua, methods: &Table) -> mlua::Result<()> {
             _ => Ok(None),
         }
     })?;
-    methods.raw_set("param", closure(lua, param, form_param, Value::Nil)?)?;
+    methods.raw_set("param", closure(lua, param, form_param)?)?;
     let cache = lua.create_table()?;
     let config_slow = {
         let cache = cache.clone();
@@ -416,27 +530,26 @@ pub(crate) fn install(lua: &Lua, methods: &Table) -> mlua::Result<()> {
             Ok(value)
         })?
     };
-    methods.raw_set(
-        "config",
-        closure(lua, config, config_slow, Value::Table(cache))?,
-    )?;
+    // Upvalues 3 and 4 (the last config's key and table) start as nil.
+    let config = closure(lua, config, (config_slow, cache, Value::Nil, Value::Nil))?;
+    methods.raw_set("config", config)?;
     let flush = methods.raw_get::<Function>("flush")?;
-    let write = closure(lua, write, flush, Value::Nil)?;
+    let write = closure(lua, write, flush)?;
     methods.raw_set("write", write)
 }
 
-/// A C closure of `f` with upvalues `fallback` and `extra`.
+/// A C closure of `f` with `upvalues` (the fallback function first).
 fn closure(
     lua: &Lua,
     f: ffi::lua_CFunction,
-    fallback: Function,
-    extra: Value,
+    upvalues: impl mlua::IntoLuaMulti,
 ) -> mlua::Result<Function> {
-    // SAFETY: pushes a closure over the two values exec_raw put on the
-    // stack.
+    let upvalues = upvalues.into_lua_multi(lua)?;
+    let n = upvalues.len() as c_int;
+    // SAFETY: pushes a closure over the values exec_raw put on the stack.
     unsafe {
-        lua.exec_raw((fallback, extra), |l| {
-            ffi::lua_pushcclosure(l, f, 2);
+        lua.exec_raw(upvalues, |l| {
+            ffi::lua_pushcclosure(l, f, n);
         })
     }
 }

@@ -170,6 +170,9 @@ pub(crate) struct Host {
     /// Request objects made so far (see [`Host::next_request`]).
     requests: Cell<u64>,
     pub coroutines: Rc<Coroutines>,
+    /// The slot of a request whose only hook finished, emptied for the
+    /// next request (see `ScriptPlugin::request_object`).
+    pub spare_slot: Cell<Option<Rc<crate::request::Slot>>>,
     /// How many hook calls with `r` a request may see from this worker's
     /// script plugins, roughly: each hook function counts 1, one that may
     /// run several times per request (`hook_body_data`…) 2. See
@@ -217,6 +220,7 @@ impl Host {
             lua,
             requests: Cell::new(0),
             coroutines,
+            spare_slot: Cell::new(None),
             request_hooks: Cell::new(0),
             clock,
             base,
@@ -247,7 +251,10 @@ impl Host {
                 // `Coroutines::put`): empty its stack and push the next function.
                 unsafe {
                     let ts = thread.state();
-                    ffi::lua_settop(ts, 0);
+                    // Hooks leave it empty already (timers may not).
+                    if ffi::lua_gettop(ts) != 0 {
+                        ffi::lua_settop(ts, 0);
+                    }
                     ffi::lua_rawgeti(ts, ffi::LUA_REGISTRYINDEX, id.into());
                 }
                 Ok(thread)

@@ -123,6 +123,18 @@ pub(crate) fn with_polled<R>(object: usize, f: impl FnOnce(&Slot, &mut Context) 
     slot.with_ctx(|c| f(slot, c)).ok()
 }
 
+/// As [`with_polled`] for a method that needs the request's slot but not
+/// its context (`r:write` appends to the slot's output).
+pub(crate) fn with_polled_slot<R>(object: usize, f: impl FnOnce(&Slot) -> R) -> Option<R> {
+    let slot = POLLED.with(Cell::get);
+    // SAFETY: as in `with_polled`.
+    let slot = unsafe { slot.as_ref() }?;
+    if object == 0 || slot.object.get() != object || slot.busy.get() || slot.ctx.get().is_none() {
+        return None;
+    }
+    Some(f(slot))
+}
+
 /// Run `f` with the context of the request whose hook is running, for
 /// globals that act on the current request (`template.render`); `None`
 /// when no request hook is running.
@@ -144,6 +156,30 @@ impl Slot {
     /// The `Rc` this slot lives in.
     fn rc(&self) -> Option<Rc<Slot>> {
         self.me.upgrade()
+    }
+
+    /// This slot emptied for another request, if nothing but the caller
+    /// holds it: no `Rc` or weak reference of it is left anywhere (a
+    /// method's future, a subscription), so nothing of the request that
+    /// used it can reach the next one. Its `r` number is cleared: the
+    /// next request's `r` gets a new one (see `Host::next_request`), and
+    /// an `r` kept from this request never matches again.
+    pub fn recycle(self: Rc<Slot>) -> Option<Rc<Slot>> {
+        if Rc::strong_count(&self) != 1 || Rc::weak_count(&self) != 1 {
+            return None;
+        }
+        self.ctx.set(None);
+        self.busy.set(false);
+        self.object.set(0);
+        self.op.borrow_mut().take();
+        self.result.borrow_mut().take();
+        self.out.borrow_mut().clear();
+        self.abort.set(None);
+        self.form.borrow_mut().take();
+        self.sse.borrow_mut().take();
+        self.subscriptions.close_all();
+        self.dom.borrow_mut().take();
+        Some(self)
     }
 
     /// Let `r` reach `ctx` until the guard drops (one poll of the hook).

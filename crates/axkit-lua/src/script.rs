@@ -12,7 +12,7 @@ use std::time::Duration;
 use axkit::plugin::{Body, BodyChunk, ConnInfo, LogRecord, Worker};
 use axkit::{hook, Context, Hook, HookFuture, Hooks, Level, Outcome, Plugin};
 use bytes::Bytes;
-use mlua::{ffi, IntoLuaMulti, LightUserData, Lua, LuaString, Thread, Value};
+use mlua::{ffi, IntoLuaMulti, LightUserData, Lua, LuaString, MultiValue, Thread, Value};
 
 use crate::host::{Host, Script};
 use crate::request::{run_op, RequestState, Slot};
@@ -92,14 +92,21 @@ impl ScriptPlugin {
         ctx: &mut Context,
         extra: impl IntoLuaMulti,
     ) -> (Outcome, Value) {
-        let begun = self.begin(hook, ctx, extra);
+        let extra = match extra.into_lua_multi(&self.host.lua) {
+            Ok(extra) => extra,
+            Err(e) => {
+                let message = format!("{}: {e}", self.describe(hook));
+                return (Outcome::Error(message), Value::Nil);
+            }
+        };
+        let begun = self.begin(hook, ctx, Some(extra));
         self.carry_on(hook, ctx, begun).await
     }
 
     /// As much of a request hook as runs without awaiting: all of it for a
     /// hook that neither waits nor streams (most do), which so needs no
     /// future of its own (see `request_hooks!`).
-    fn begin(&self, hook: Hook, ctx: &mut Context, extra: impl IntoLuaMulti) -> Begun {
+    fn begin(&self, hook: Hook, ctx: &mut Context, extra: Option<MultiValue>) -> Begun {
         let script = self.script(|e| ctx.log(Level::Error, e));
         let Some(id) = script.function_id(hook) else {
             return Begun::Ended(Ended::Done(Outcome::Declined, Value::Nil));
@@ -129,7 +136,12 @@ impl ScriptPlugin {
                 if matches!(end, End::Finished(Ok(_))) {
                     self.host.coroutines.put(thread);
                 }
-                Begun::Ended(self.end(hook, ctx, &slot, limit, end))
+                let ended = self.end(hook, ctx, &slot, limit, end);
+                // Unless the context keeps it for the request's next hooks.
+                if let Some(spare) = slot.recycle() {
+                    self.host.spare_slot.set(Some(spare));
+                }
+                Begun::Ended(ended)
             }
             None => Begun::Suspended {
                 slot,
@@ -205,7 +217,8 @@ impl ScriptPlugin {
         }
     }
 
-    /// Start `thread` (reset to a hook function) with `r` and `extra`:
+    /// Start `thread` (reset to a hook function) with `r` and `extra` (none
+    /// for most hooks, which spares making and dropping an empty list):
     /// what the function returned or raised, or `None` if it suspended or
     /// yielded (its stack then emptied, ready for `into_async`).
     ///
@@ -218,23 +231,21 @@ impl ScriptPlugin {
         &self,
         thread: &Thread,
         object: LightUserData,
-        extra: impl IntoLuaMulti,
+        extra: Option<MultiValue>,
     ) -> Option<mlua::Result<Returned>> {
         let lua = &self.host.lua;
         let ts = thread.state();
-        let extra = match extra.into_lua_multi(lua) {
-            Ok(extra) => extra,
-            Err(e) => return Some(Err(e)),
-        };
-        let nextra = extra.len() as c_int;
+        let nextra = extra.as_ref().map_or(0, |e| e.len() as c_int);
         // SAFETY: `ts` is a coroutine of this state, holding the function
         // to run (Thread::reset): push its arguments and resume it.
         unsafe {
-            if ffi::lua_checkstack(ts, nextra + 1) == 0 {
+            // A coroutine's stack has room for `r` (LUA_MINSTACK slots at
+            // least), not always for more.
+            if nextra > 0 && ffi::lua_checkstack(ts, nextra + 1) == 0 {
                 return Some(Err(mlua::Error::StackError));
             }
             ffi::lua_pushlightuserdata(ts, object.0);
-            if nextra > 0 {
+            if let Some(extra) = extra.filter(|_| nextra > 0) {
                 if let Err(e) = lua.exec_raw::<()>(extra, |l| ffi::lua_xmove(l, ts, nextra)) {
                     return Some(Err(e));
                 }
@@ -306,7 +317,12 @@ impl ScriptPlugin {
                 }
             }
         }
-        let slot = Slot::new();
+        // Not `Rc::default()`, which would leave the slot without its own
+        // `Rc` (`Slot::new` sets it).
+        let slot = match self.host.spare_slot.take() {
+            Some(slot) => slot,
+            None => Slot::new(),
+        };
         let object = self.host.next_request();
         slot.object.set(object.0 as usize);
         let limit = *ctx.config().get(&crate::LUA_TIME_LIMIT);
@@ -491,7 +507,7 @@ impl ScriptPlugin {
     /// script's function neither waits nor streams (no boxed future).
     #[inline]
     fn on_request<'a>(&'a self, which: Hook, ctx: &'a mut Context) -> HookFuture<'a> {
-        match self.begin(which, ctx, ()) {
+        match self.begin(which, ctx, None) {
             Begun::Ended(Ended::Done(outcome, _)) => outcome.into(),
             begun => hook(async move { self.carry_on(which, ctx, begun).await.0 }),
         }

@@ -420,13 +420,21 @@ impl Sub {
 #[derive(Default)]
 pub(crate) struct Owned(RefCell<Vec<std::rc::Weak<SubCell>>>);
 
-impl Drop for Owned {
-    fn drop(&mut self) {
-        for sub in self.0.get_mut().drain(..) {
+impl Owned {
+    /// Close them all (the request is over).
+    pub fn close_all(&self) {
+        let subs = std::mem::take(&mut *self.0.borrow_mut());
+        for sub in subs {
             if let Some(sub) = sub.upgrade() {
                 sub.close();
             }
         }
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.close_all();
     }
 }
 
