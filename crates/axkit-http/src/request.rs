@@ -149,6 +149,19 @@ impl RequestHead {
         }
     }
 
+    /// [`path`](Self::path) without making a `&str` of it. Always ASCII:
+    /// every head is made by the parser, which admits only visible ASCII
+    /// in the request-target, or by [`unparsed`](Self::unparsed), which
+    /// shows any other byte as `?`; the path is a part of the target (or
+    /// `/`). The `axkit` crate relies on this to skip a UTF-8 check per
+    /// access.
+    pub fn path_bytes(&self) -> &[u8] {
+        match self.path {
+            Some(s) => s.get(&self.head),
+            None => b"/",
+        }
+    }
+
     /// Everything after the first `?` of the target, raw.
     pub fn query(&self) -> Option<&str> {
         self.query.map(|s| as_str(s.get(&self.head)))

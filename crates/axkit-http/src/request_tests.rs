@@ -806,7 +806,11 @@ fn unparsed_heads_stand_in_for_logging() {
     );
     let h = RequestHead::unparsed(b"\x00\xff  bad\tx HTTP/9.9\n");
     assert_eq!((h.method(), h.target()), ("??", "bad?x"));
+    // The `axkit` crate takes the path as ASCII without checking it.
+    assert_eq!(h.path_bytes(), b"bad?x");
     assert_eq!(h.request_line(), b"\x00\xff  bad\tx HTTP/9.9");
+    let h = RequestHead::unparsed("GET /\u{e9}\u{7f} HTTP/1.1\r\n".as_bytes());
+    assert_eq!(h.path_bytes(), b"/???");
     let long = vec![b'a'; 10_000];
     let h = RequestHead::unparsed(&long);
     assert_eq!(h.method().len(), 256);

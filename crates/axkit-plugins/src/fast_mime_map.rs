@@ -56,30 +56,31 @@ struct FastMimeMap {
     /// the hot path neither searches the table nor allocates. Only
     /// extensions the table knows are kept: at most one entry per known
     /// extension, each interned once per worker: a trusted map, since a
-    /// request can only look up, never add, a key the table lacks.
-    builtin: RefCell<TrustedMap<String, &'static str>>,
+    /// request can only look up, never add, a key the table lacks. Keyed
+    /// by bytes, so a hit makes no `&str` of the file name.
+    builtin: RefCell<TrustedMap<Box<[u8]>, &'static str>>,
 }
 
 impl FastMimeMap {
-    fn builtin_type(&self, ext: &str) -> Option<&'static str> {
+    fn builtin_type(&self, ext: &[u8]) -> Option<&'static str> {
         if let Some(t) = self.builtin.borrow().get(ext) {
             return Some(t);
         }
-        let t = mime_guess::from_ext(ext).first_raw()?;
+        let t = mime_guess::from_ext(std::str::from_utf8(ext).ok()?).first_raw()?;
         let t: &'static str = if t.starts_with("text/") || t == "application/javascript" {
             Box::leak(format!("{t}; charset=utf-8").into_boxed_str())
         } else {
             t
         };
-        self.builtin.borrow_mut().insert(ext.to_string(), t);
+        self.builtin.borrow_mut().insert(ext.into(), t);
         Some(t)
     }
 }
 
-/// What `Path::extension` gives, as UTF-8, found from the end of the
-/// path's bytes rather than by splitting it into components: the part of
-/// the last name after its last dot, unless that dot starts the name.
-fn extension(path: &Path) -> Option<&str> {
+/// What `Path::extension` gives, found from the end of the path's bytes
+/// rather than by splitting it into components: the part of the last name
+/// after its last dot, unless that dot starts the name.
+fn extension(path: &Path) -> Option<&[u8]> {
     let bytes = path.as_os_str().as_bytes();
     let end = bytes.iter().rposition(|&b| b != b'/')? + 1;
     let bytes = &bytes[..end];
@@ -88,7 +89,7 @@ fn extension(path: &Path) -> Option<&str> {
         return None;
     }
     let dot = name.iter().rposition(|&b| b == b'.').filter(|&i| i > 0)?;
-    std::str::from_utf8(&name[dot + 1..]).ok()
+    Some(&name[dot + 1..])
 }
 
 #[axkit::plugin]
@@ -97,7 +98,7 @@ impl Plugin for FastMimeMap {
         let Some(ext) = ctx.filename.as_deref().and_then(extension) else {
             return Outcome::Declined.into();
         };
-        let ext: Cow<str> = if ext.bytes().any(|b| b.is_ascii_uppercase()) {
+        let ext: Cow<[u8]> = if ext.iter().any(u8::is_ascii_uppercase) {
             Cow::Owned(ext.to_ascii_lowercase())
         } else {
             Cow::Borrowed(ext)
@@ -108,7 +109,7 @@ impl Plugin for FastMimeMap {
             .list(&MIME_TYPE)
             .iter()
             .rev()
-            .find(|(e, _)| *e == ext)
+            .find(|(e, _)| e.as_bytes() == &*ext)
             .map(|(_, t)| t.clone());
         let content_type: Cow<'static, str> = match configured {
             Some(t) => Cow::Owned(t),
@@ -150,7 +151,7 @@ mod tests {
             let path = Path::new(p);
             assert_eq!(
                 extension(path),
-                path.extension().and_then(|e| e.to_str()),
+                path.extension().map(|e| e.as_bytes()),
                 "{p:?}"
             );
         }

@@ -8,7 +8,9 @@
 //! `OpenFileCache SIZE TTL` (declared by `uri_to_file`, default
 //! `1000 1s`) keeps up to SIZE open files per worker, each with its
 //! metadata, validators and (small files) contents, and also misses,
-//! trusted for TTL. A hit costs no syscall at all. An entry is keyed by
+//! trusted for TTL, counted from the start of the request that made an
+//! entry to the start of the one it answers (both read the clock anyway,
+//! so a hit reads none). A hit costs no syscall at all. An entry is keyed by
 //! the root it was resolved beneath and the rule it was resolved under as
 //! well as by its path (see `Cache`), so it is never handed to a request
 //! that would have resolved the same path differently.
@@ -43,7 +45,7 @@ use std::fs::{File, Metadata};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use crate::serve_file::SMALL_FILE_SIZE;
 use axkit::config::{parse, Args, Key, LocationConfig};
@@ -145,7 +147,17 @@ pub(crate) struct Entry {
     /// Whether `filename` is the path looked up itself, not a directory's
     /// index file: worked out once here rather than on every hit.
     pub is_path: bool,
-    opened: Instant,
+    /// The start of the request that looked it up (see [`fresh`]).
+    opened: SystemTime,
+}
+
+/// Whether an entry made at `opened` may still answer a request that
+/// started at `now`: at most `ttl` old, counted between the two requests'
+/// starts, which every request has read the clock for anyway, so a hit
+/// reads no clock. A clock that went back makes every entry stale, never
+/// fresh for longer.
+fn fresh(opened: SystemTime, now: SystemTime, ttl: Duration) -> bool {
+    now.duration_since(opened).is_ok_and(|age| age <= ttl)
 }
 
 /// Entries by root path, then by path relative to the root: both levels
@@ -153,9 +165,10 @@ pub(crate) struct Entry {
 /// hashes each path in one go (a `Path` key is hashed and compared
 /// component by component: most of a hit's cost). Equal bytes are the
 /// same path; the same path spelt two ways is only a second entry. Roots
-/// come from the config (a trusted map); paths from requests keep std's
-/// keyed hash, since an attacker chooses them.
-type ByRoot = TrustedMap<OsString, HashMap<OsString, Entry>>;
+/// come from the config (a trusted map); paths from requests, which an
+/// attacker chooses, are hashed with a random key (foldhash, seeded per
+/// map), at a fraction of SipHash's cost for a short path.
+type ByRoot = TrustedMap<OsString, HashMap<OsString, Entry, foldhash::fast::RandomState>>;
 
 /// The cache: one [`ByRoot`] per ([`Kind`], [`Rule`]). A path is thus
 /// found only under the root and the rule it was resolved with: two
@@ -183,19 +196,26 @@ thread_local! {
 }
 
 /// The fresh entry for `rel` looked up beneath `root` (under its rule),
-/// if any.
-pub(crate) fn get(kind: Kind, root: &DocRoot, rel: &Path, policy: Policy) -> Option<Entry> {
+/// if any, for a request that started at `now`.
+pub(crate) fn get(
+    kind: Kind,
+    root: &DocRoot,
+    rel: &Path,
+    policy: Policy,
+    now: SystemTime,
+) -> Option<Entry> {
     CACHE.with_borrow(|cache| {
         cache.slots[slot(kind, root.rule())]
             .get(root.path().as_os_str())?
             .get(rel.as_os_str())
-            .filter(|e| e.opened.elapsed() <= policy.ttl)
+            .filter(|e| fresh(e.opened, now, policy.ttl))
             .cloned()
     })
 }
 
 /// Remember what `rel` beneath `root` resolved to: `open` (a regular
-/// file, served as `filename`) or nothing.
+/// file, served as `filename`) or nothing, for a request that started at
+/// `now` (before the lookup, so the entry's age is never understated).
 pub(crate) fn put(
     kind: Kind,
     root: &DocRoot,
@@ -203,6 +223,7 @@ pub(crate) fn put(
     filename: PathBuf,
     open: Option<Rc<OpenFile>>,
     policy: Policy,
+    now: SystemTime,
 ) {
     CACHE.with_borrow_mut(|cache| {
         if cache.len >= policy.size {
@@ -224,7 +245,7 @@ pub(crate) fn put(
             filename,
             open,
             is_path,
-            opened: Instant::now(),
+            opened: now,
         };
         if by_rel.insert(rel.as_os_str().to_owned(), entry).is_none() {
             cache.len += 1;
@@ -235,12 +256,14 @@ pub(crate) fn put(
 /// The first of `candidates` (full paths under `root`) that is a regular
 /// file, found without waiting: from the open-file cache, else opened in
 /// [`Io::Cached`] mode (and remembered). `None` when that would wait: look
-/// with [`first_sibling`] on the blocking pool.
+/// with [`first_sibling`] on the blocking pool. `now`: the request's
+/// start.
 pub(crate) fn sibling_now(
     root: &DocRoot,
     candidates: &[PathBuf],
     policy: Option<Policy>,
     small: u64,
+    now: SystemTime,
 ) -> Option<Option<(usize, Rc<OpenFile>)>> {
     if let Some(policy) = policy {
         let mut known = Some(None);
@@ -249,7 +272,7 @@ pub(crate) fn sibling_now(
             let Some(rel) = root.relative(path) else {
                 continue;
             };
-            match get(Kind::Sibling, root, rel, policy) {
+            match get(Kind::Sibling, root, rel, policy, now) {
                 Some(Entry {
                     open: Some(open), ..
                 }) => {
@@ -268,7 +291,7 @@ pub(crate) fn sibling_now(
         }
     }
     let tried = try_siblings(root, candidates, Io::Cached, small).ok()?;
-    Some(remember_siblings(root, candidates, tried, policy))
+    Some(remember_siblings(root, candidates, tried, policy, now))
 }
 
 /// What [`sibling_now`] could not find without waiting, on the blocking
@@ -278,6 +301,7 @@ pub(crate) async fn first_sibling(
     candidates: Vec<PathBuf>,
     policy: Option<Policy>,
     small: u64,
+    now: SystemTime,
 ) -> Option<(usize, Rc<OpenFile>)> {
     let (root, candidates, tried) = tokio::task::spawn_blocking(move || {
         let tried = try_siblings(&root, &candidates, Io::Blocking, small).unwrap_or_default();
@@ -285,7 +309,7 @@ pub(crate) async fn first_sibling(
     })
     .await
     .ok()?;
-    remember_siblings(&root, &candidates, tried, policy)
+    remember_siblings(&root, &candidates, tried, policy, now)
 }
 
 /// Open candidates in order up to the first regular file; one result per
@@ -318,6 +342,7 @@ fn remember_siblings(
     candidates: &[PathBuf],
     tried: Vec<Option<OpenFile>>,
     policy: Option<Policy>,
+    now: SystemTime,
 ) -> Option<(usize, Rc<OpenFile>)> {
     let mut first = None;
     for (i, (path, found)) in candidates.iter().zip(tried).enumerate() {
@@ -326,7 +351,7 @@ fn remember_siblings(
             first = Some((i, open.clone()));
         }
         if let (Some(policy), Some(rel)) = (policy, root.relative(path)) {
-            put(Kind::Sibling, root, rel, path.clone(), open, policy);
+            put(Kind::Sibling, root, rel, path.clone(), open, policy, now);
         }
     }
     first
@@ -347,19 +372,28 @@ mod tests {
             size: 10,
             ttl: Duration::from_secs(3600),
         };
+        let now = SystemTime::now();
         let outer = DocRoot::new(&dir.join("a"), Rule::Beneath);
         let inner = DocRoot::new(&dir.join("a/b"), Rule::Beneath);
         let file = File::open(dir.join("a/b/x.txt")).unwrap();
         let md = file.metadata().unwrap();
         let open = Some(Rc::new(OpenFile::new(file, md)));
         let x = Path::new("b/x.txt");
-        put(Kind::Uri, &outer, x, dir.join("a/b/x.txt"), open, policy);
-        assert!(get(Kind::Uri, &outer, x, policy).is_some_and(|e| e.open.is_some()));
-        assert!(get(Kind::Uri, &inner, Path::new("x.txt"), policy).is_none());
-        assert!(get(Kind::Sibling, &outer, x, policy).is_none());
+        put(
+            Kind::Uri,
+            &outer,
+            x,
+            dir.join("a/b/x.txt"),
+            open,
+            policy,
+            now,
+        );
+        assert!(get(Kind::Uri, &outer, x, policy, now).is_some_and(|e| e.open.is_some()));
+        assert!(get(Kind::Uri, &inner, Path::new("x.txt"), policy, now).is_none());
+        assert!(get(Kind::Sibling, &outer, x, policy, now).is_none());
         for rule in [Rule::Follow, Rule::NoSymlinks] {
             let other = DocRoot::new(&dir.join("a"), rule);
-            assert!(get(Kind::Uri, &other, x, policy).is_none(), "{rule:?}");
+            assert!(get(Kind::Uri, &other, x, policy, now).is_none(), "{rule:?}");
         }
         // A miss under the inner root is no miss under the outer one.
         put(
@@ -369,9 +403,10 @@ mod tests {
             dir.join("a/b/y"),
             None,
             policy,
+            now,
         );
-        assert!(get(Kind::Uri, &inner, Path::new("y"), policy).is_some());
-        assert!(get(Kind::Uri, &outer, Path::new("b/y"), policy).is_none());
+        assert!(get(Kind::Uri, &inner, Path::new("y"), policy, now).is_some());
+        assert!(get(Kind::Uri, &outer, Path::new("b/y"), policy, now).is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -383,10 +418,19 @@ mod tests {
             size: 2,
             ttl: Duration::from_secs(3600),
         };
+        let now = SystemTime::now();
         let tmp = std::env::temp_dir();
         let a = DocRoot::new(&tmp, Rule::Beneath);
         let b = DocRoot::new(&tmp, Rule::Follow);
-        put(Kind::Uri, &a, Path::new("m1"), tmp.join("m1"), None, policy);
+        put(
+            Kind::Uri,
+            &a,
+            Path::new("m1"),
+            tmp.join("m1"),
+            None,
+            policy,
+            now,
+        );
         put(
             Kind::Sibling,
             &b,
@@ -394,16 +438,69 @@ mod tests {
             tmp.join("m2"),
             None,
             policy,
+            now,
         );
-        put(Kind::Uri, &b, Path::new("m3"), tmp.join("m3"), None, policy);
-        assert!(get(Kind::Uri, &b, Path::new("m3"), policy).is_none());
-        assert!(get(Kind::Uri, &a, Path::new("m1"), policy).is_some());
+        put(
+            Kind::Uri,
+            &b,
+            Path::new("m3"),
+            tmp.join("m3"),
+            None,
+            policy,
+            now,
+        );
+        assert!(get(Kind::Uri, &b, Path::new("m3"), policy, now).is_none());
+        assert!(get(Kind::Uri, &a, Path::new("m1"), policy, now).is_some());
         let file = File::open(&tmp).unwrap();
         let md = file.metadata().unwrap();
         let open = Some(Rc::new(OpenFile::new(file, md)));
-        put(Kind::Uri, &b, Path::new("f"), tmp.clone(), open, policy);
-        assert!(get(Kind::Uri, &b, Path::new("f"), policy).is_some());
-        assert!(get(Kind::Uri, &a, Path::new("m1"), policy).is_none());
+        put(
+            Kind::Uri,
+            &b,
+            Path::new("f"),
+            tmp.clone(),
+            open,
+            policy,
+            now,
+        );
+        assert!(get(Kind::Uri, &b, Path::new("f"), policy, now).is_some());
+        assert!(get(Kind::Uri, &a, Path::new("m1"), policy, now).is_none());
+    }
+
+    /// An entry answers requests that started at most TTL after the one
+    /// that made it, and none that started before it (a clock set back).
+    #[test]
+    fn entries_age_by_request_start() {
+        let policy = Policy {
+            size: 10,
+            ttl: Duration::from_secs(1),
+        };
+        let root = DocRoot::new(&std::env::temp_dir(), Rule::NoSymlinks);
+        let made = SystemTime::now();
+        let rel = Path::new("axkit-ofc-ttl");
+        put(
+            Kind::Uri,
+            &root,
+            rel,
+            root.path().join(rel),
+            None,
+            policy,
+            made,
+        );
+        let at = |secs: f64| {
+            get(
+                Kind::Uri,
+                &root,
+                rel,
+                policy,
+                made + Duration::from_secs_f64(secs),
+            )
+        };
+        assert!(at(0.0).is_some());
+        assert!(at(1.0).is_some());
+        assert!(at(1.001).is_none());
+        let before = made - Duration::from_millis(1);
+        assert!(get(Kind::Uri, &root, rel, policy, before).is_none());
     }
 
     #[test]

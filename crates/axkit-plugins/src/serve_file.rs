@@ -207,6 +207,7 @@ impl Plugin for ServeFile {
         };
         let policy = open_file_cache::policy(ctx.config());
         let small = open_file_cache::small_file_size(ctx.config());
+        let now = ctx.request.start_time();
         // Open it now if the kernel's caches can answer, else on the pool.
         if let Some(path) = &unopened {
             match open_file(&root, path, small, Io::Cached) {
@@ -220,7 +221,9 @@ impl Plugin for ServeFile {
             }
         }
         if unopened.is_none() {
-            if let Some(found) = open_file_cache::sibling_now(&root, &candidates, policy, small) {
+            if let Some(found) =
+                open_file_cache::sibling_now(&root, &candidates, policy, small, now)
+            {
                 // Nothing had to wait: no thread hop, no boxed future.
                 return respond(ctx, found.map(|(i, open)| (open, codings[i])));
             }
@@ -242,9 +245,9 @@ impl Plugin for ServeFile {
                     Err(e) => return Outcome::Error(format!("file open failed: {e}")),
                 }
             }
-            let found = match open_file_cache::sibling_now(&root, &candidates, policy, small) {
+            let found = match open_file_cache::sibling_now(&root, &candidates, policy, small, now) {
                 Some(found) => found,
-                None => open_file_cache::first_sibling(root, candidates, policy, small).await,
+                None => open_file_cache::first_sibling(root, candidates, policy, small, now).await,
             };
             respond(ctx, found.map(|(i, open)| (open, codings[i]))).await
         })

@@ -95,12 +95,13 @@ impl Plugin for TypelessUri {
         let root = DocRoot::for_file(ctx, &missing);
         let policy = open_file_cache::policy(ctx.config());
         let small = open_file_cache::small_file_size(ctx.config());
-        if let Some(found) = open_file_cache::sibling_now(&root, &candidates, policy, small) {
+        let now = ctx.request.start_time();
+        if let Some(found) = open_file_cache::sibling_now(&root, &candidates, policy, small, now) {
             return use_found(ctx, candidates, found).into();
         }
         hook(async move {
             let tried = candidates.clone();
-            let found = open_file_cache::first_sibling(root, tried, policy, small).await;
+            let found = open_file_cache::first_sibling(root, tried, policy, small, now).await;
             use_found(ctx, candidates, found)
         })
     }

@@ -56,6 +56,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::file_http::KnownMissing;
 use crate::open_file_cache::{self, Entry, Io, Kind, Policy, WouldBlock, OPEN_FILE_CACHE};
@@ -245,7 +246,9 @@ impl UriToFile {
         // beneath this root under this rule.
         ctx.doc_root = Some(root.clone());
         let policy = open_file_cache::policy(ctx.config());
-        if let Some(hit) = policy.and_then(|p| cached(&root, Path::new(rel), trailing_slash, p)) {
+        let now = ctx.request.start_time();
+        let hit = policy.and_then(|p| cached(&root, Path::new(rel), trailing_slash, p, now));
+        if let Some(hit) = hit {
             use_cached(ctx, hit.0, hit.1);
             return Err(Outcome::Ok);
         }
@@ -291,6 +294,7 @@ impl UriToFile {
                         filename.clone(),
                         Some(open),
                         policy,
+                        ctx.request.start_time(),
                     );
                 }
                 ctx.filename = Some(filename);
@@ -305,7 +309,8 @@ impl UriToFile {
             Found::Missing { filename } => {
                 if let Some(policy) = lookup.policy {
                     let (root, rel) = (&lookup.root, &lookup.rel_path);
-                    open_file_cache::put(Kind::Uri, root, rel, filename.clone(), None, policy);
+                    let now = ctx.request.start_time();
+                    open_file_cache::put(Kind::Uri, root, rel, filename.clone(), None, policy, now);
                 }
                 ctx.filename = Some(filename);
                 ctx.metadata = None;
@@ -348,8 +353,9 @@ fn cached(
     rel: &Path,
     trailing_slash: bool,
     policy: Policy,
+    now: SystemTime,
 ) -> Option<(Entry, bool)> {
-    let entry = open_file_cache::get(Kind::Uri, root, rel, policy)?;
+    let entry = open_file_cache::get(Kind::Uri, root, rel, policy, now)?;
     // A directory's entry names its index; without the slash the request
     // must be redirected instead.
     if !entry.is_path && !trailing_slash {

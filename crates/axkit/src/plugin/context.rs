@@ -8,7 +8,7 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -75,12 +75,24 @@ pub struct Request {
     pub(crate) started: SystemTime,
 }
 
+/// `head`'s path as a `&str`, without checking its bytes again: the path
+/// is read several times per request (the Location, the file, logs), and a
+/// UTF-8 check costs more than the rest of such an access.
+fn ascii_path(head: &RequestHead) -> &str {
+    let path = head.path_bytes();
+    debug_assert!(path.is_ascii());
+    // SAFETY: `RequestHead::path_bytes` is always ASCII (see its doc: the
+    // parser admits only visible ASCII in a request-target, `unparsed`
+    // replaces every other byte), and ASCII is UTF-8.
+    unsafe { std::str::from_utf8_unchecked(path) }
+}
+
 impl Request {
     /// The request for `head`, or the head back (boxed: the rare path) if
     /// its path cannot be normalised (see
     /// [`normalize_path`](axkit_http::normalize_path)).
     pub(crate) fn new(head: RequestHead, started: SystemTime) -> Result<Request, Box<RequestHead>> {
-        let decoded_path = match axkit_http::normalize_path(head.path()) {
+        let decoded_path = match axkit_http::normalize_path(ascii_path(&head)) {
             Some(Cow::Borrowed(_)) => None,
             Some(Cow::Owned(p)) => Some(p),
             None => return Err(Box::new(head)),
@@ -110,7 +122,7 @@ impl Request {
     }
     /// The path, still percent-encoded, without the query.
     pub fn path(&self) -> &str {
-        self.head.path()
+        ascii_path(&self.head)
     }
     pub fn query(&self) -> Option<&str> {
         self.head.query()
@@ -121,7 +133,7 @@ impl Request {
     pub fn decoded_path(&self) -> &str {
         self.decoded_path
             .as_deref()
-            .unwrap_or_else(|| self.head.path())
+            .unwrap_or_else(|| ascii_path(&self.head))
     }
     /// When the request head was complete.
     pub fn start_time(&self) -> SystemTime {
@@ -284,7 +296,7 @@ fn check_request_header(name: &str, value: &str) -> Result<(), String> {
 /// as it is.
 #[derive(Debug, Default)]
 pub struct Headers {
-    list: Vec<(Cow<'static, str>, HeaderValue)>,
+    list: HeaderList,
 }
 
 /// A response header's value: a literal, a string of its own, or a string
@@ -359,7 +371,49 @@ fn same_name(a: &str, b: &str) -> bool {
     a.len() == b.len() && (a == b || a.eq_ignore_ascii_case(b))
 }
 
+/// A response's list of headers.
+type HeaderList = Vec<(Cow<'static, str>, HeaderValue)>;
+
+/// Room for a typical response's headers (Content-Type, validators,
+/// Accept-Ranges, caching…) in one allocation.
+const LIST_ROOM: usize = 8;
+/// Lists kept spare per worker (a list that grew past twice the room is
+/// freed instead).
+const SPARE_LISTS: usize = 64;
+
+thread_local! {
+    /// Emptied lists of finished responses, for the next ones: a worker is
+    /// one thread, and taking one here costs far less than a malloc and a
+    /// free per response.
+    static SPARE: RefCell<Vec<HeaderList>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Drop for Headers {
+    fn drop(&mut self) {
+        let capacity = self.list.capacity();
+        if capacity == 0 || capacity > 2 * LIST_ROOM {
+            return;
+        }
+        let mut list = std::mem::take(&mut self.list);
+        list.clear();
+        let _ = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARE_LISTS {
+                spare.push(list);
+            }
+        });
+    }
+}
+
 impl Headers {
+    /// An empty list with [`LIST_ROOM`], a spare one if there is one.
+    fn with_room() -> Headers {
+        let spare = SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten();
+        Headers {
+            list: spare.unwrap_or_else(|| Vec::with_capacity(LIST_ROOM)),
+        }
+    }
+
     /// Replace every header of this name with one value (with none, if
     /// the name or value is refused).
     pub fn set(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<HeaderValue>) {
@@ -624,11 +678,7 @@ impl Default for Response {
     fn default() -> Self {
         Response {
             status: 200,
-            // Room for a typical response's headers (Content-Type,
-            // validators, Accept-Ranges, caching…) in one allocation.
-            headers: Headers {
-                list: Vec::with_capacity(8),
-            },
+            headers: Headers::with_room(),
             body: Body::Empty,
         }
     }

@@ -224,6 +224,9 @@ async fn requests(
         && conn.proxied.is_none()
         && !conn.background
         && conn_location.chain(Hook::Disconnect).is_empty();
+    // Most configs have no `pre_request` plugin: then no hook future is
+    // made per request to find that out.
+    let has_pre_request = !conn_location.chain(Hook::PreRequest).is_empty();
     // One request's state, boxed (see `request_cycle`). The allocation is
     // reused while requests keep coming, which saves a large malloc and
     // free per request, and given back to the worker's spares as soon as
@@ -231,7 +234,10 @@ async fn requests(
     // never holds it (`reuse_box`).
     let mut cycle = None;
     loop {
-        if pre_request && !run_conn_hook(worker, conn_location, Hook::PreRequest, conn).await {
+        if pre_request
+            && has_pre_request
+            && !run_conn_hook(worker, conn_location, Hook::PreRequest, conn).await
+        {
             return Ended::Closed;
         }
         pre_request = true;
