@@ -153,8 +153,8 @@ impl RequestHead {
     /// every head is made by the parser, which admits only visible ASCII
     /// in the request-target, or by [`unparsed`](Self::unparsed), which
     /// shows any other byte as `?`; the path is a part of the target (or
-    /// `/`). The `axkit` crate relies on this to skip a UTF-8 check per
-    /// access.
+    /// `/`). The `axkit` crate makes its `&str` of it after an ASCII
+    /// check, which costs less than a UTF-8 check on every access.
     pub fn path_bytes(&self) -> &[u8] {
         match self.path {
             Some(s) => s.get(&self.head),

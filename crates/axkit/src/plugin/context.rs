@@ -80,11 +80,16 @@ pub struct Request {
 /// UTF-8 check costs more than the rest of such an access.
 fn ascii_path(head: &RequestHead) -> &str {
     let path = head.path_bytes();
-    debug_assert!(path.is_ascii());
-    // SAFETY: `RequestHead::path_bytes` is always ASCII (see its doc: the
-    // parser admits only visible ASCII in a request-target, `unparsed`
-    // replaces every other byte), and ASCII is UTF-8.
-    unsafe { std::str::from_utf8_unchecked(path) }
+    // Always true (the parser admits only visible ASCII in a
+    // request-target, `unparsed` replaces every other byte), but checked
+    // here so that safety does not hang on another crate's parser; an
+    // ASCII check of a short path is a few word compares.
+    if path.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        unsafe { std::str::from_utf8_unchecked(path) }
+    } else {
+        head.path()
+    }
 }
 
 impl Request {
