@@ -82,7 +82,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use axkit::config::{Args, Directive, Key, List, Scopes, ValueType};
-use axkit::plugin::{BodyError, Worker, UPSTREAM_NOTE};
+use axkit::plugin::{BodyError, HeaderValue, Worker, UPSTREAM_NOTE};
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
 use axkit_client::{Body, Client, Error as ClientError, ErrorKind, Origin, Request, Response};
 use bytes::Bytes;
@@ -666,9 +666,9 @@ fn pass_headers(
         } else if axkit_http::hop_by_hop(name) || named.iter().any(|t| t.eq_ignore_ascii_case(name))
         {
         } else {
-            ctx.response
-                .headers
-                .add(header_name(name), value.to_string());
+            // A slice of the upstream's head: no copy.
+            let value = HeaderValue::Bytes(response.shared_value(value));
+            ctx.response.headers.add(header_name(name), value);
         }
     }
     let via = match via {
@@ -848,17 +848,26 @@ impl Proxy {
         pass_headers(ctx, &response, &self.groups, !whole);
         if whole {
             let mut body = Bytes::new();
+            // Read already: taken without a future of its own, which
+            // would make the hook's (allocated per request) larger.
             loop {
-                match response.chunk().await {
-                    Ok(Some(piece)) if body.is_empty() => body = piece,
-                    Ok(Some(piece)) => body = [body, piece].concat().into(),
-                    Ok(None) => break,
-                    Err(e) => return self.failed(ctx, &url(), &e.to_string(), 502),
+                match response.try_chunk() {
+                    Some(Ok(Some(piece))) if body.is_empty() => body = piece,
+                    Some(Ok(Some(piece))) => body = [body, piece].concat().into(),
+                    Some(Ok(None)) => break,
+                    Some(Err(e)) => return self.failed(ctx, &url(), &e.to_string(), 502),
+                    None => return self.failed(ctx, &url(), "the body was not read", 502),
                 }
             }
             ctx.response.body = axkit::plugin::Body::Bytes(body);
             return Outcome::Done;
         }
+        // Boxed, as the streamed request body's exchange is.
+        Box::pin(self.stream(ctx, &url(), response)).await
+    }
+
+    /// Send the response's head, then its body as it comes.
+    async fn stream(&self, ctx: &mut Context, url: &str, mut response: Response) -> Outcome {
         // Commits the head even when no body follows (a HEAD's length).
         if ctx.write(Bytes::new()).await.is_err() {
             return Outcome::Done;
@@ -873,7 +882,7 @@ impl Proxy {
                 Ok(None) => return Outcome::Done,
                 Err(e) => {
                     // The head has gone: the client's connection closes.
-                    return self.failed(ctx, &url(), &e.to_string(), 502);
+                    return self.failed(ctx, url, &e.to_string(), 502);
                 }
             }
         }
