@@ -53,6 +53,7 @@ use conn::{Conn, Pool};
 use wire::{BodyFraming, Fields, Framing, HeaderLines};
 
 pub use url::Origin;
+pub use wire::same_field;
 use url::Url;
 
 /// The default limit on a response body: 16 MiB.
@@ -321,6 +322,14 @@ impl Request {
     /// of a builder method moves it.
     pub fn add_header(&mut self, name: &str, value: &str) {
         self.headers.add(name, value.as_bytes());
+    }
+
+    /// [`add_header`](Self::add_header) for a name that is the caller's own
+    /// literal (a proxy's `Via`): taken as it is, where another name is
+    /// checked (a token, none of the client's own fields); the value is
+    /// checked as ever.
+    pub fn add_header_literal(&mut self, name: &'static str, value: &str) {
+        self.headers.add_literal(name, value.as_bytes());
     }
 
     /// [`add_header`](Self::add_header) with a value as bytes (a field
@@ -902,7 +911,8 @@ impl Client {
             // connection can be used again (a large one is not worth it).
             let mut response = response;
             response.body.left = Some(64 * 1024);
-            let _ = response.bytes().await;
+            // Boxed: every request's future would be as large otherwise.
+            let _ = Box::pin(response.bytes()).await;
             let to_get = (status == 303 && request.method != "HEAD")
                 || (matches!(status, 301 | 302) && request.method == "POST");
             if to_get {

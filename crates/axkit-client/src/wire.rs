@@ -2,6 +2,8 @@
 //! response head it parses (with `httparse`), and how the response body is
 //! framed (RFC 9112 §6.3), decoded with `axkit-http`'s chunked decoder.
 
+use std::cell::RefCell;
+
 use axkit_http::{parse_content_length, valid_header_name, valid_header_value, ChunkedDecoder};
 use bytes::BytesMut;
 use bytestring::ByteString;
@@ -46,22 +48,56 @@ pub(crate) struct HeaderLines {
     invalid: Option<Error>,
 }
 
+thread_local! {
+    /// The buffers of requests dropped, for the next ones: as many as the
+    /// thread has had requests in flight at once, up to [`SPARE_BUFFERS`].
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The most buffers [`SPARE`] keeps, and the largest it keeps.
+const SPARE_BUFFERS: usize = 64;
+const SPARE_SIZE: usize = 4096;
+
 impl HeaderLines {
     pub fn add(&mut self, name: &str, value: &[u8]) {
         if self.invalid.is_some() {
             return;
         }
-        let invalid = |what: String| Some(Error::new(ErrorKind::InvalidRequest, what));
-        if !valid_header_name(name) || !valid_header_value(value) {
-            self.invalid = invalid(format!("invalid header {name:?}"));
+        if !valid_header_name(name) {
+            self.invalid = Some(invalid_header(name));
             return;
         }
         if MANAGED.iter().any(|m| name.eq_ignore_ascii_case(m)) {
-            self.invalid = invalid(format!("{name} is the client's to set"));
+            self.invalid = Some(Error::new(
+                ErrorKind::InvalidRequest,
+                format!("{name} is the client's to set"),
+            ));
+            return;
+        }
+        self.add_named(name, value);
+    }
+
+    /// [`add`](Self::add) for a name that is the caller's own literal,
+    /// taken as it is; the value is checked as ever.
+    pub fn add_literal(&mut self, name: &'static str, value: &[u8]) {
+        debug_assert!(
+            valid_header_name(name) && !MANAGED.iter().any(|m| name.eq_ignore_ascii_case(m)),
+            "{name}"
+        );
+        if self.invalid.is_none() {
+            self.add_named(name, value);
+        }
+    }
+
+    fn add_named(&mut self, name: &str, value: &[u8]) {
+        if !valid_header_value(value) {
+            self.invalid = Some(invalid_header(name));
             return;
         }
         if self.bytes.capacity() == 0 {
-            // Room for a few forwarding headers at once, not a realloc each.
+            // A spare buffer, or room for a few forwarding headers at
+            // once, not a realloc each.
+            self.bytes = SPARE.with_borrow_mut(Vec::pop).unwrap_or_default();
             self.bytes.reserve(512);
         }
         self.host |= name.eq_ignore_ascii_case("host");
@@ -88,6 +124,30 @@ impl HeaderLines {
         }
         self.bytes = kept;
     }
+}
+
+impl Drop for HeaderLines {
+    fn drop(&mut self) {
+        if (1..=SPARE_SIZE).contains(&self.bytes.capacity()) {
+            let mut bytes = std::mem::take(&mut self.bytes);
+            bytes.clear();
+            SPARE.with_borrow_mut(|spare| {
+                if spare.len() < SPARE_BUFFERS {
+                    spare.push(bytes);
+                }
+            });
+        }
+    }
+}
+
+fn invalid_header(name: &str) -> Error {
+    Error::new(ErrorKind::InvalidRequest, format!("invalid header {name:?}"))
+}
+
+/// Whether `name` is the field `canonical` (written as most peers write
+/// it, which is compared first), in any case.
+pub fn same_field(name: &str, canonical: &str) -> bool {
+    name.len() == canonical.len() && (name == canonical || name.eq_ignore_ascii_case(canonical))
 }
 
 /// The head of a request: request line, `Host`, `User-Agent` (unless
@@ -266,16 +326,12 @@ pub(crate) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
             value,
             value + h.value.len() as u32,
         ]);
-        for (field, flag) in [
-            ("connection", CONNECTION),
-            ("content-length", CONTENT_LENGTH),
-            ("transfer-encoding", TRANSFER_ENCODING),
-        ] {
-            if h.name.eq_ignore_ascii_case(field) {
-                framing |= flag;
-            }
-        }
-        if h.name.eq_ignore_ascii_case("content-length") {
+        if same_field(h.name, "Connection") {
+            framing |= CONNECTION;
+        } else if same_field(h.name, "Transfer-Encoding") {
+            framing |= TRANSFER_ENCODING;
+        } else if same_field(h.name, "Content-Length") {
+            framing |= CONTENT_LENGTH;
             for length in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 match first {
                     None => first = Some(length),

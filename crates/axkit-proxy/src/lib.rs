@@ -84,7 +84,9 @@ use std::fmt::Write as _;
 use axkit::config::{Args, Directive, Key, List, Scopes, ValueType};
 use axkit::plugin::{BodyError, HeaderValue, Worker, UPSTREAM_NOTE};
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
-use axkit_client::{Body, Client, Error as ClientError, ErrorKind, Origin, Request, Response};
+use axkit_client::{
+    same_field, Body, Client, Error as ClientError, ErrorKind, Origin, Request, Response,
+};
 use bytes::Bytes;
 use tokio::sync::{mpsc, Mutex};
 
@@ -379,13 +381,13 @@ fn join(old: Option<String>, new: &str) -> String {
 
 /// `old, new` into `out` (emptied first), or `new` alone when there is no
 /// `old` or it is blank.
-fn join_into(out: &mut String, old: Option<&str>, new: std::fmt::Arguments<'_>) {
+fn join_into(out: &mut String, old: Option<&str>, new: &str) {
     out.clear();
     if let Some(old) = old.filter(|o| !o.trim().is_empty()) {
         out.push_str(old);
         out.push_str(", ");
     }
-    let _ = out.write_fmt(new);
+    out.push_str(new);
 }
 
 /// `ip` onto `out` as `Display` writes it; an IPv4 address by hand, as
@@ -395,18 +397,25 @@ fn push_ip(out: &mut String, ip: IpAddr) {
         let _ = write!(out, "{ip}");
         return;
     };
+    // Made in bytes, added at once: a `char` pushed at a time costs more.
+    let (mut text, mut len) = ([0u8; 15], 0);
     for (i, octet) in v4.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            text[len] = b'.';
+            len += 1;
         }
         if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
+            text[len] = b'0' + octet / 100;
+            len += 1;
         }
         if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
+            text[len] = b'0' + octet / 10 % 10;
+            len += 1;
         }
-        out.push(char::from(b'0' + octet % 10));
+        text[len] = b'0' + octet % 10;
+        len += 1;
     }
+    out.push_str(std::str::from_utf8(&text[..len]).unwrap_or_default());
 }
 
 /// A `Forwarded` node or host onto `out`: a token, or else a quoted
@@ -441,7 +450,8 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
         .iter()
         .flatten()
         .any(|net| net.contains(peer));
-    let family_forwarded = config.get(&TRUSTED_PROXY_HEADER) == "Forwarded";
+    // Which family a trusted peer's headers are (read only for one).
+    let family_forwarded = trusted && config.get(&TRUSTED_PROXY_HEADER) == "Forwarded";
     let preserve_host = *config.get(&PRESERVE_HOST);
     // Values of the forwarding headers appended to, when trusted.
     let mut xff = None;
@@ -498,24 +508,24 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
             }
         }
     }
-    let version = match incoming.version() {
-        axkit_http::Version::Http10 => "1.0",
-        _ => "1.1",
+    let via_self = match incoming.version() {
+        axkit_http::Version::Http10 => "1.0 axkit",
+        _ => "1.1 axkit",
     };
-    join_into(scratch, xff.as_deref(), format_args!(""));
+    join_into(scratch, xff.as_deref(), "");
     push_ip(scratch, peer);
-    request.add_header("X-Forwarded-For", scratch);
+    request.add_header_literal("X-Forwarded-For", scratch);
     if let Some(port) = &xfport {
-        request.add_header("X-Forwarded-Port", port);
+        request.add_header_literal("X-Forwarded-Port", port);
     }
     let client = ctx.client();
-    request.add_header("X-Forwarded-Proto", client.scheme());
+    request.add_header_literal("X-Forwarded-Proto", client.scheme());
     if let Some(authority) = ctx.authority() {
-        request.add_header("X-Forwarded-Host", authority);
+        request.add_header_literal("X-Forwarded-Host", authority);
     }
     // for=NODE;host=HOST;proto=PROTO, a node's IPv6 address bracketed
     // (and so quoted).
-    join_into(scratch, forwarded.as_deref(), format_args!("for="));
+    join_into(scratch, forwarded.as_deref(), "for=");
     match peer {
         IpAddr::V4(_) => push_ip(scratch, peer),
         IpAddr::V6(v6) => {
@@ -531,9 +541,9 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
     } else {
         ";proto=http"
     });
-    request.add_header("Forwarded", scratch);
-    join_into(scratch, via.as_deref(), format_args!("{version} axkit"));
-    request.add_header("Via", scratch);
+    request.add_header_literal("Forwarded", scratch);
+    join_into(scratch, via.as_deref(), via_self);
+    request.add_header_literal("Via", scratch);
 }
 
 /// The protocol a request asks to switch to, when it may be tunnelled:
@@ -653,11 +663,11 @@ fn pass_headers(
     let chunked = response.has_transfer_encoding();
     let mut via: Option<String> = None;
     for (name, value) in response.headers() {
-        let is = |h: &str| name.eq_ignore_ascii_case(h);
-        if is("via") {
+        let is = |h: &str| same_field(name, h);
+        if is("Via") {
             via = Some(join(via, value));
-        } else if is("date") || is("server") {
-        } else if is("content-length") {
+        } else if is("Date") || is("Server") {
+        } else if is("Content-Length") {
             // The client checked that every Content-Length agrees.
             if length_needed && !chunked {
                 let n = value.split_once(',').map_or(value, |(n, _)| n).trim();
@@ -769,21 +779,26 @@ impl Proxy {
                 }
                 (None, _) => unreachable!("a target without a group is an origin"),
             };
-            let (result, body_error) =
-                match self.request(ctx, &incoming, &origin, &target.path, &limits) {
-                    Ok(mut request) => {
-                        if let Some(protocol) = &upgrade {
-                            request = request.upgrade(protocol.as_str());
-                        }
-                        match framing {
-                            Framing::None => (self.client.send(request).await, None),
-                            // Boxed: this future is large, and the hook's
-                            // whole future would be as large for every request.
-                            _ => Box::pin(self.exchange(ctx, request, framing)).await,
-                        }
-                    }
-                    Err(e) => (Err(e), None),
+            let (result, body_error) = 'sent: {
+                // Bound before the sending: a `match` on the result around
+                // it would keep the result in the hook's future (allocated
+                // per request) beside the sending's.
+                let request = match self.request(ctx, &incoming, &origin, &target.path, &limits)
+                {
+                    Ok(request) => request,
+                    Err(e) => break 'sent (Err(e), None),
                 };
+                let request = match &upgrade {
+                    Some(protocol) => request.upgrade(protocol.as_str()),
+                    None => request,
+                };
+                match framing {
+                    Framing::None => (self.client.send(request).await, None),
+                    // Boxed: this future is large, and the hook's whole
+                    // future would be as large for every request.
+                    _ => Box::pin(self.exchange(ctx, request, framing)).await,
+                }
+            };
             if let Some((group, index)) = server {
                 match &result {
                     Ok(_) => group.answered(index),
@@ -1040,9 +1055,9 @@ mod tests {
             assert_eq!(out, ip);
         }
         let mut out = String::from("stale");
-        join_into(&mut out, Some(" "), format_args!("b"));
+        join_into(&mut out, Some(" "), "b");
         assert_eq!(out, "b");
-        join_into(&mut out, Some("a"), format_args!("b"));
+        join_into(&mut out, Some("a"), "b");
         assert_eq!(out, "a, b");
     }
 }
