@@ -53,8 +53,8 @@ use conn::{Conn, Pool};
 use wire::{BodyFraming, Fields, Framing, HeaderLines};
 
 pub use url::Origin;
-pub use wire::same_field;
 use url::Url;
+pub use wire::same_field;
 
 /// The default limit on a response body: 16 MiB.
 pub const DEFAULT_MAX_SIZE: u64 = 16 << 20;

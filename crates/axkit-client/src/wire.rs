@@ -97,7 +97,11 @@ impl HeaderLines {
         if self.bytes.capacity() == 0 {
             // A spare buffer, or room for a few forwarding headers at
             // once, not a realloc each.
-            self.bytes = SPARE.with_borrow_mut(Vec::pop).unwrap_or_default();
+            self.bytes = SPARE
+                .try_with(|spare| spare.borrow_mut().pop())
+                .ok()
+                .flatten()
+                .unwrap_or_default();
             self.bytes.reserve(512);
         }
         self.host |= name.eq_ignore_ascii_case("host");
@@ -131,7 +135,10 @@ impl Drop for HeaderLines {
         if (1..=SPARE_SIZE).contains(&self.bytes.capacity()) {
             let mut bytes = std::mem::take(&mut self.bytes);
             bytes.clear();
-            SPARE.with_borrow_mut(|spare| {
+            // Not once the thread's own are gone (a request dropped as
+            // the thread ends).
+            let _ = SPARE.try_with(|spare| {
+                let mut spare = spare.borrow_mut();
                 if spare.len() < SPARE_BUFFERS {
                     spare.push(bytes);
                 }
@@ -141,7 +148,10 @@ impl Drop for HeaderLines {
 }
 
 fn invalid_header(name: &str) -> Error {
-    Error::new(ErrorKind::InvalidRequest, format!("invalid header {name:?}"))
+    Error::new(
+        ErrorKind::InvalidRequest,
+        format!("invalid header {name:?}"),
+    )
 }
 
 /// Whether `name` is the field `canonical` (written as most peers write
@@ -649,9 +659,7 @@ mod tests {
     #[test]
     fn heads_need_all_their_bytes_and_a_limit() {
         let parse = |bytes: &[u8]| parse_head(&mut BytesMut::from(bytes));
-        assert!(parse(b"HTTP/1.1 200 OK\r\nA: b\r\n")
-            .unwrap()
-            .is_none());
+        assert!(parse(b"HTTP/1.1 200 OK\r\nA: b\r\n").unwrap().is_none());
         assert!(parse(b"HTTP/1.1 2000 OK\r\n\r\n").is_err());
         let long = format!("HTTP/1.1 200 OK\r\nA: {}", "x".repeat(MAX_HEAD));
         assert!(parse(long.as_bytes()).is_err());
