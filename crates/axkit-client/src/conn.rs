@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tokio_rustls::client::TlsStream;
 
 use crate::url::{Origin, OriginHasher};
@@ -93,6 +94,8 @@ pub(crate) struct Conn {
     /// requests).
     pub out: Vec<u8>,
     pub origin: Origin,
+    /// Times each wait of the connection (see `Deadline::within`).
+    pub timer: Pin<Box<Sleep>>,
     idle_since: Instant,
 }
 
@@ -121,8 +124,11 @@ pub(crate) async fn connect(
 ) -> Result<Conn, Error> {
     let connect = deadline.connect_limit();
     let target = || format!("{}:{}", origin.host(), origin.port());
+    // Made here (unarmed), and kept for the connection's every wait.
+    let mut timer = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
     let tcp = deadline
         .within(
+            timer.as_mut(),
             connect,
             ErrorKind::Connect,
             "connect",
@@ -141,7 +147,13 @@ pub(crate) async fn connect(
             })?;
             let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
             let tls = deadline
-                .within(connect, ErrorKind::Tls, "TLS handshake", handshake)
+                .within(
+                    timer.as_mut(),
+                    connect,
+                    ErrorKind::Tls,
+                    "TLS handshake",
+                    handshake,
+                )
                 .await
                 .map_err(|e| e.context(&target()))?;
             Stream::Tls(Box::new(tls))
@@ -152,6 +164,7 @@ pub(crate) async fn connect(
         buf: BytesMut::new(),
         out: Vec::new(),
         origin: origin.clone(),
+        timer,
         idle_since: Instant::now(),
     })
 }

@@ -54,6 +54,7 @@ use wire::{BodyFraming, Fields, Framing, HeaderLines};
 
 pub use url::Origin;
 use url::Url;
+pub use wire::same_field;
 
 /// The default limit on a response body: 16 MiB.
 pub const DEFAULT_MAX_SIZE: u64 = 16 << 20;
@@ -137,37 +138,47 @@ impl Deadline {
         self.connect
     }
 
-    /// Run `fut` for at most `limit`, and not past the total deadline.
+    /// Run `fut` for at most `limit`, and not past the total deadline,
+    /// timed by `timer` (its connection's: one timer reused by every wait
+    /// of the connection).
     pub(crate) async fn within<T>(
         &self,
+        mut timer: Pin<&mut tokio::time::Sleep>,
         limit: Duration,
         kind: ErrorKind,
         what: &str,
         fut: impl Future<Output = std::io::Result<T>>,
     ) -> Result<T, Error> {
-        let (limit, total) = match self.end {
-            Some(end) => {
-                let left = end.saturating_duration_since(Instant::now());
-                (limit.min(left), left <= limit)
-            }
-            None => (limit, false),
-        };
         // Most writes, and reads whose bytes are there, are done at the
-        // first poll: no timer for them.
+        // first poll: the timer is armed only for a wait that is pending.
+        // Moving a timer that is armed to a later deadline only updates
+        // it, where a new timer per wait was registered and cancelled on
+        // the runtime's timer wheel each time.
         let mut fut = std::pin::pin!(fut);
-        let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
-        let done = match first {
-            Poll::Ready(result) => Ok(result),
-            Poll::Pending => tokio::time::timeout(limit, fut).await,
-        };
+        let (mut armed, mut total) = (false, false);
+        let done = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            if !armed {
+                armed = true;
+                let mut at = Instant::now() + limit;
+                if let Some(end) = self.end.filter(|end| *end <= at) {
+                    (at, total) = (end, true);
+                }
+                timer.as_mut().reset(at.into());
+            }
+            timer.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
         match done {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Error::new(kind, format!("{what}: {e}"))),
-            Err(_) if total => Err(Error::new(
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(Error::new(kind, format!("{what}: {e}"))),
+            None if total => Err(Error::new(
                 ErrorKind::Timeout,
                 format!("{what}: the request's timeout ran out"),
             )),
-            Err(_) => Err(Error::new(
+            None => Err(Error::new(
                 ErrorKind::Timeout,
                 format!("{what}: timed out after {limit:?}"),
             )),
@@ -313,6 +324,14 @@ impl Request {
         self.headers.add(name, value.as_bytes());
     }
 
+    /// [`add_header`](Self::add_header) for a name that is the caller's own
+    /// literal (a proxy's `Via`): taken as it is, where another name is
+    /// checked (a token, none of the client's own fields); the value is
+    /// checked as ever.
+    pub fn add_header_literal(&mut self, name: &'static str, value: &str) {
+        self.headers.add_literal(name, value.as_bytes());
+    }
+
     /// [`add_header`](Self::add_header) with a value as bytes (a field
     /// passed on as received, which need not be UTF-8); checked the same.
     pub fn add_header_bytes(&mut self, name: &str, value: &[u8]) {
@@ -418,6 +437,13 @@ impl Response {
         self.headers.iter()
     }
 
+    /// `value`, one that [`headers`](Self::headers) gave, sharing the
+    /// head's bytes: a reference count rather than a copy, for a value
+    /// passed on (any other string is copied).
+    pub fn shared_value(&self, value: &str) -> bytestring::ByteString {
+        self.headers.shared(value)
+    }
+
     /// Whether the head has a `Connection` field (whose options name
     /// more fields that are the connection's own).
     pub fn has_connection_field(&self) -> bool {
@@ -454,6 +480,13 @@ impl Response {
     /// The next piece of the body, as it arrives; `None` at its end.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
         self.body.chunk().await
+    }
+
+    /// [`chunk`](Self::chunk) without waiting: `None` when the next piece
+    /// has not been read off the connection yet (never once
+    /// [`body_done`](Self::body_done) says the body has been read).
+    pub fn try_chunk(&mut self) -> Option<Result<Option<Bytes>, Error>> {
+        self.body.try_chunk()
     }
 
     /// The whole body (what is left of it).
@@ -554,6 +587,18 @@ impl BodyReader {
 
     async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
         let result = self.next().await;
+        self.account(result)
+    }
+
+    /// [`chunk`](Self::chunk) when it needs no read: `None` when it does.
+    fn try_chunk(&mut self) -> Option<Result<Option<Bytes>, Error>> {
+        let result = self.buffered().transpose()?;
+        Some(self.account(result))
+    }
+
+    /// Count a piece against the limit; at the end, give the connection
+    /// back; on an error, drop it.
+    fn account(&mut self, result: Result<Option<Bytes>, Error>) -> Result<Option<Bytes>, Error> {
         match &result {
             Ok(Some(chunk)) => {
                 if let Some(left) = &mut self.left {
@@ -586,32 +631,43 @@ impl BodyReader {
     }
 
     async fn next(&mut self) -> Result<Option<Bytes>, Error> {
+        loop {
+            if let Some(piece) = self.buffered()? {
+                return Ok(piece);
+            }
+            let Some(conn) = self.conn.as_mut() else {
+                return Ok(None);
+            };
+            if fill_body(conn, &self.deadline, &mut self.read_size).await? == 0 {
+                return match self.framing {
+                    // The server's close ends such a body.
+                    BodyFraming::Close => Ok(None),
+                    _ => Err(early_end()),
+                };
+            }
+        }
+    }
+
+    /// The next piece of the body from what has been read already
+    /// (`Some(None)` at its end), or `None` when that takes another read.
+    fn buffered(&mut self) -> Result<Option<Option<Bytes>>, Error> {
         let Some(conn) = self.conn.as_mut() else {
-            return Ok(None);
+            return Ok(Some(None));
         };
-        let size = &mut self.read_size;
         loop {
             match &mut self.framing {
-                BodyFraming::Empty => return Ok(None),
-                BodyFraming::Length(0) => return Ok(None),
+                BodyFraming::Empty | BodyFraming::Length(0) => return Ok(Some(None)),
+                BodyFraming::Chunked(decoder) if decoder.is_done() => return Ok(Some(None)),
+                _ if conn.buf.is_empty() => return Ok(None),
                 BodyFraming::Length(n) => {
-                    if conn.buf.is_empty() && fill_body(conn, &self.deadline, size).await? == 0 {
-                        return Err(early_end());
-                    }
                     let take = conn
                         .buf
                         .len()
                         .min(usize::try_from(*n).unwrap_or(usize::MAX));
                     *n -= take as u64;
-                    return Ok(Some(conn.buf.split_to(take).freeze()));
+                    return Ok(Some(Some(conn.buf.split_to(take).freeze())));
                 }
                 BodyFraming::Chunked(decoder) => {
-                    if decoder.is_done() {
-                        return Ok(None);
-                    }
-                    if conn.buf.is_empty() && fill_body(conn, &self.deadline, size).await? == 0 {
-                        return Err(early_end());
-                    }
                     let step = decoder.decode(&conn.buf).map_err(|e| {
                         Error::new(
                             ErrorKind::Protocol,
@@ -626,22 +682,14 @@ impl BodyReader {
                         conn.buf.advance(start);
                         let data = conn.buf.split_to(len).freeze();
                         conn.buf.advance(consumed - start - len);
-                        return Ok(Some(data));
+                        return Ok(Some(Some(data)));
                     }
                     conn.buf.advance(consumed);
-                    if consumed == 0
-                        && !decoder.is_done()
-                        && fill_body(conn, &self.deadline, size).await? == 0
-                    {
-                        return Err(early_end());
-                    }
-                }
-                BodyFraming::Close => {
-                    if conn.buf.is_empty() && fill_body(conn, &self.deadline, size).await? == 0 {
+                    if consumed == 0 && !decoder.is_done() {
                         return Ok(None);
                     }
-                    return Ok(Some(conn.buf.split().freeze()));
                 }
+                BodyFraming::Close => return Ok(Some(Some(conn.buf.split().freeze()))),
             }
         }
     }
@@ -668,9 +716,12 @@ async fn fill_body(conn: &mut Conn, deadline: &Deadline, size: &mut usize) -> Re
 /// how many came (0: the server closed it).
 async fn fill(conn: &mut Conn, deadline: &Deadline, want: usize) -> Result<usize, Error> {
     conn.buf.reserve(want);
-    let Conn { stream, buf, .. } = conn;
+    let Conn {
+        stream, buf, timer, ..
+    } = conn;
     deadline
         .within(
+            timer.as_mut(),
             deadline.read,
             ErrorKind::Io,
             "reading the response",
@@ -860,7 +911,8 @@ impl Client {
             // connection can be used again (a large one is not worth it).
             let mut response = response;
             response.body.left = Some(64 * 1024);
-            let _ = response.bytes().await;
+            // Boxed: every request's future would be as large otherwise.
+            let _ = Box::pin(response.bytes()).await;
             let to_get = (status == 303 && request.method != "HEAD")
                 || (matches!(status, 301 | 302) && request.method == "POST");
             if to_get {
@@ -1004,16 +1056,26 @@ impl Client {
         // TLS holds bytes back until flushed; TCP has written them.
         if conn.stream.buffered() {
             deadline
-                .within(deadline.send, ErrorKind::Io, writing, conn.stream.flush())
+                .within(
+                    conn.timer.as_mut(),
+                    deadline.send,
+                    ErrorKind::Io,
+                    writing,
+                    conn.stream.flush(),
+                )
                 .await
                 .map_err(fail)?;
         }
         conn.out = out;
         // The head, past any interim (1xx) responses.
         let head = loop {
-            match wire::parse_head(&conn.buf).map_err(|e| (e, true))? {
-                Some((head, len)) => {
-                    conn.buf.advance(len);
+            // A pooled connection's buffer is empty: nothing to parse yet.
+            let parsed = match conn.buf.is_empty() {
+                true => None,
+                false => wire::parse_head(&mut conn.buf).map_err(|e| (e, true))?,
+            };
+            match parsed {
+                Some(head) => {
                     if head.status == 101 && request.upgrade.is_some() {
                         return Ok(Response {
                             status: 101,
@@ -1133,6 +1195,7 @@ async fn send_all(conn: &mut Conn, parts: [&[u8]; 3], deadline: &Deadline) -> Re
         let slices = &slices[..count];
         let n = deadline
             .within(
+                conn.timer.as_mut(),
                 deadline.send,
                 ErrorKind::Io,
                 "write",
@@ -1150,6 +1213,7 @@ async fn send_all(conn: &mut Conn, parts: [&[u8]; 3], deadline: &Deadline) -> Re
 async fn send(conn: &mut Conn, data: &[u8], deadline: &Deadline) -> Result<(), Error> {
     deadline
         .within(
+            conn.timer.as_mut(),
             deadline.send,
             ErrorKind::Io,
             "write",

@@ -2,7 +2,11 @@
 //! response head it parses (with `httparse`), and how the response body is
 //! framed (RFC 9112 §6.3), decoded with `axkit-http`'s chunked decoder.
 
+use std::cell::RefCell;
+
 use axkit_http::{parse_content_length, valid_header_name, valid_header_value, ChunkedDecoder};
+use bytes::BytesMut;
+use bytestring::ByteString;
 
 use crate::url::Url;
 use crate::{Error, ErrorKind};
@@ -44,22 +48,60 @@ pub(crate) struct HeaderLines {
     invalid: Option<Error>,
 }
 
+thread_local! {
+    /// The buffers of requests dropped, for the next ones: as many as the
+    /// thread has had requests in flight at once, up to [`SPARE_BUFFERS`].
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The most buffers [`SPARE`] keeps, and the largest it keeps.
+const SPARE_BUFFERS: usize = 64;
+const SPARE_SIZE: usize = 4096;
+
 impl HeaderLines {
     pub fn add(&mut self, name: &str, value: &[u8]) {
         if self.invalid.is_some() {
             return;
         }
-        let invalid = |what: String| Some(Error::new(ErrorKind::InvalidRequest, what));
-        if !valid_header_name(name) || !valid_header_value(value) {
-            self.invalid = invalid(format!("invalid header {name:?}"));
+        if !valid_header_name(name) {
+            self.invalid = Some(invalid_header(name));
             return;
         }
         if MANAGED.iter().any(|m| name.eq_ignore_ascii_case(m)) {
-            self.invalid = invalid(format!("{name} is the client's to set"));
+            self.invalid = Some(Error::new(
+                ErrorKind::InvalidRequest,
+                format!("{name} is the client's to set"),
+            ));
+            return;
+        }
+        self.add_named(name, value);
+    }
+
+    /// [`add`](Self::add) for a name that is the caller's own literal,
+    /// taken as it is; the value is checked as ever.
+    pub fn add_literal(&mut self, name: &'static str, value: &[u8]) {
+        debug_assert!(
+            valid_header_name(name) && !MANAGED.iter().any(|m| name.eq_ignore_ascii_case(m)),
+            "{name}"
+        );
+        if self.invalid.is_none() {
+            self.add_named(name, value);
+        }
+    }
+
+    fn add_named(&mut self, name: &str, value: &[u8]) {
+        if !valid_header_value(value) {
+            self.invalid = Some(invalid_header(name));
             return;
         }
         if self.bytes.capacity() == 0 {
-            // Room for a few forwarding headers at once, not a realloc each.
+            // A spare buffer, or room for a few forwarding headers at
+            // once, not a realloc each.
+            self.bytes = SPARE
+                .try_with(|spare| spare.borrow_mut().pop())
+                .ok()
+                .flatten()
+                .unwrap_or_default();
             self.bytes.reserve(512);
         }
         self.host |= name.eq_ignore_ascii_case("host");
@@ -86,6 +128,36 @@ impl HeaderLines {
         }
         self.bytes = kept;
     }
+}
+
+impl Drop for HeaderLines {
+    fn drop(&mut self) {
+        if (1..=SPARE_SIZE).contains(&self.bytes.capacity()) {
+            let mut bytes = std::mem::take(&mut self.bytes);
+            bytes.clear();
+            // Not once the thread's own are gone (a request dropped as
+            // the thread ends).
+            let _ = SPARE.try_with(|spare| {
+                let mut spare = spare.borrow_mut();
+                if spare.len() < SPARE_BUFFERS {
+                    spare.push(bytes);
+                }
+            });
+        }
+    }
+}
+
+fn invalid_header(name: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidRequest,
+        format!("invalid header {name:?}"),
+    )
+}
+
+/// Whether `name` is the field `canonical` (written as most peers write
+/// it, which is compared first), in any case.
+pub fn same_field(name: &str, canonical: &str) -> bool {
+    name.len() == canonical.len() && (name == canonical || name.eq_ignore_ascii_case(canonical))
 }
 
 /// The head of a request: request line, `Host`, `User-Agent` (unless
@@ -172,18 +244,23 @@ pub(crate) const CONNECTION: u8 = 1;
 const CONTENT_LENGTH: u8 = 2;
 pub(crate) const TRANSFER_ENCODING: u8 = 4;
 
-/// A response's header fields in one string (the head as received, or,
-/// when a value is not UTF-8, the fields copied with such values converted
-/// lossily) and where each lies in it: two allocations per response rather
-/// than two per field.
+/// A response's header fields in one string (the head as received, shared
+/// with the connection's buffer, or, when a value is not UTF-8, the fields
+/// copied with such values converted lossily) and where each lies in it:
+/// no allocation per field, and a value passed on costs a reference count.
 #[derive(Default)]
 pub(crate) struct Fields {
-    text: String,
+    text: ByteString,
     /// Name start and end, value start and end, in `text`.
     spans: Vec<[u32; 4]>,
     /// Which of [`CONNECTION`], [`CONTENT_LENGTH`] and
     /// [`TRANSFER_ENCODING`] are present.
     framing: u8,
+    /// What the `Content-Length` fields say, found as the head is parsed:
+    /// the length, or `None` when they are not one valid length that every
+    /// field and list element repeats (`None` too without any: see
+    /// [`CONTENT_LENGTH`]).
+    length: Option<u64>,
 }
 
 impl Fields {
@@ -205,11 +282,21 @@ impl Fields {
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
     }
+
+    /// `value` (a value [`iter`](Self::iter) gave) sharing the head's
+    /// bytes; any other string is copied.
+    pub fn shared(&self, value: &str) -> ByteString {
+        let (text, at) = (self.text.as_ptr() as usize, value.as_ptr() as usize);
+        match at >= text && at + value.len() <= text + self.text.len() {
+            true => self.text.slice_ref(value),
+            false => ByteString::from(value),
+        }
+    }
 }
 
-/// Parse a response head from the start of `buf`: Ok(None) if more bytes
-/// are needed, else the head and its length.
-pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Error> {
+/// Parse a response head from the start of `buf` and split it off: Ok(None)
+/// if more bytes are needed.
+pub(crate) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
     // Left uninitialised: zeroing room for 128 fields cost more than
     // parsing a short head.
     let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
@@ -231,65 +318,69 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Error> {
         Err(e) => return Err(protocol(format!("malformed response head: {e}"))),
     };
     let status = response.code.unwrap_or(0);
-    let mut headers = Fields {
-        text: String::new(),
-        spans: Vec::with_capacity(response.headers.len()),
-        framing: 0,
+    let http11 = response.version == Some(1);
+    let mut framing = 0;
+    // The first length given, and whether every other one repeats it.
+    let (mut first, mut agree): (Option<&[u8]>, bool) = (None, true);
+    // The head is at most MAX_HEAD bytes, so offsets fit in a u32.
+    let at = |s: &[u8]| match s.is_empty() {
+        true => 0,
+        false => (s.as_ptr() as usize - buf.as_ptr() as usize) as u32,
     };
+    let mut spans = Vec::with_capacity(response.headers.len());
     for h in response.headers.iter() {
-        for (name, flag) in [
-            ("connection", CONNECTION),
-            ("content-length", CONTENT_LENGTH),
-            ("transfer-encoding", TRANSFER_ENCODING),
-        ] {
-            if h.name.eq_ignore_ascii_case(name) {
-                headers.framing |= flag;
+        let (name, value) = (at(h.name.as_bytes()), at(h.value));
+        spans.push([
+            name,
+            name + h.name.len() as u32,
+            value,
+            value + h.value.len() as u32,
+        ]);
+        if same_field(h.name, "Connection") {
+            framing |= CONNECTION;
+        } else if same_field(h.name, "Transfer-Encoding") {
+            framing |= TRANSFER_ENCODING;
+        } else if same_field(h.name, "Content-Length") {
+            framing |= CONTENT_LENGTH;
+            for length in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                match first {
+                    None => first = Some(length),
+                    Some(f) => agree &= f == length,
+                }
             }
         }
     }
-    // The head is at most MAX_HEAD bytes, so offsets fit in a u32 (a
-    // lossy copy of it at most triples).
-    match std::str::from_utf8(&buf[..len]) {
-        // As received, checked once: the fields are where httparse found
-        // them in it.
-        Ok(text) => {
-            let at = |s: &[u8]| match s.is_empty() {
-                true => 0,
-                false => (s.as_ptr() as usize - buf.as_ptr() as usize) as u32,
-            };
-            for h in response.headers.iter() {
-                let (name, value) = (at(h.name.as_bytes()), at(h.value));
-                headers.spans.push([
-                    name,
-                    name + h.name.len() as u32,
-                    value,
-                    value + h.value.len() as u32,
-                ]);
-            }
-            headers.text = text.to_string();
-        }
-        // A value that is not UTF-8: each field copied, lossily.
+    let length = first.filter(|_| agree).and_then(parse_content_length);
+    let head = buf.split_to(len).freeze();
+    // As received, checked once: the fields are where httparse found them
+    // in it.
+    let text = match ByteString::try_from(head.clone()) {
+        Ok(text) => text,
+        // A value that is not UTF-8: each field copied, lossily (a lossy
+        // copy of the head at most triples it: offsets still fit).
         Err(_) => {
-            headers.text.reserve(len);
-            for h in response.headers.iter() {
-                let name = headers.text.len() as u32;
-                headers.text.push_str(h.name);
-                let value = headers.text.len() as u32;
-                headers.text.push_str(&String::from_utf8_lossy(h.value));
-                headers
-                    .spans
-                    .push([name, value, value, headers.text.len() as u32]);
+            let mut text = String::with_capacity(len);
+            for span in &mut spans {
+                let [name, name_end, value, end] = span.map(|i| i as usize);
+                let start = text.len() as u32;
+                text.push_str(&String::from_utf8_lossy(&head[name..name_end]));
+                let value_start = text.len() as u32;
+                text.push_str(&String::from_utf8_lossy(&head[value..end]));
+                *span = [start, value_start, value_start, text.len() as u32];
             }
+            ByteString::from(text)
         }
-    }
-    Ok(Some((
-        Head {
-            status,
-            http11: response.version == Some(1),
-            headers,
+    };
+    Ok(Some(Head {
+        status,
+        http11,
+        headers: Fields {
+            text,
+            spans,
+            framing,
+            length,
         },
-        len,
-    )))
+    }))
 }
 
 /// How a response body is delimited.
@@ -336,27 +427,16 @@ pub(crate) fn body_framing(head: &Head, to_head: bool) -> Result<(BodyFraming, b
             reusable,
         ));
     }
-    // Every length given, in one pass: they must all be the first.
-    let (mut first, mut agree) = (None, true);
-    if head.headers.has(CONTENT_LENGTH) {
-        for length in lengths() {
-            match first {
-                None => first = Some(length),
-                Some(f) => agree &= f == length,
-            }
-        }
-    }
-    let Some(first) = first else {
+    // Every length given, checked as the head was parsed.
+    if !head.headers.has(CONTENT_LENGTH) {
         return Ok((BodyFraming::Close, false));
-    };
-    let n = parse_content_length(first.as_bytes())
-        .filter(|_| agree)
-        .ok_or_else(|| {
-            protocol(format!(
-                "invalid Content-Length {:?}",
-                lengths().collect::<Vec<_>>().join(", ")
-            ))
-        })?;
+    }
+    let n = head.headers.length.ok_or_else(|| {
+        protocol(format!(
+            "invalid Content-Length {:?}",
+            lengths().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
     Ok(if n == 0 {
         (BodyFraming::Empty, reusable)
     } else {
@@ -373,7 +453,7 @@ mod tests {
     use super::*;
 
     fn head(text: &str) -> Head {
-        parse_head(text.as_bytes()).unwrap().unwrap().0
+        parse_head(&mut BytesMut::from(text)).unwrap().unwrap()
     }
 
     #[test]
@@ -547,7 +627,7 @@ mod tests {
     #[test]
     fn fields_as_received_or_lossy() {
         let fields = |bytes: &[u8]| {
-            let (head, _) = parse_head(bytes).unwrap().unwrap();
+            let head = parse_head(&mut BytesMut::from(bytes)).unwrap().unwrap();
             let all: Vec<(String, String)> = head
                 .headers
                 .iter()
@@ -578,11 +658,10 @@ mod tests {
 
     #[test]
     fn heads_need_all_their_bytes_and_a_limit() {
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\nA: b\r\n")
-            .unwrap()
-            .is_none());
-        assert!(parse_head(b"HTTP/1.1 2000 OK\r\n\r\n").is_err());
+        let parse = |bytes: &[u8]| parse_head(&mut BytesMut::from(bytes));
+        assert!(parse(b"HTTP/1.1 200 OK\r\nA: b\r\n").unwrap().is_none());
+        assert!(parse(b"HTTP/1.1 2000 OK\r\n\r\n").is_err());
         let long = format!("HTTP/1.1 200 OK\r\nA: {}", "x".repeat(MAX_HEAD));
-        assert!(parse_head(long.as_bytes()).is_err());
+        assert!(parse(long.as_bytes()).is_err());
     }
 }

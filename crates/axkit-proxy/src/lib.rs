@@ -82,9 +82,11 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use axkit::config::{Args, Directive, Key, List, Scopes, ValueType};
-use axkit::plugin::{BodyError, Worker, UPSTREAM_NOTE};
+use axkit::plugin::{BodyError, HeaderValue, Worker, UPSTREAM_NOTE};
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
-use axkit_client::{Body, Client, Error as ClientError, ErrorKind, Origin, Request, Response};
+use axkit_client::{
+    same_field, Body, Client, Error as ClientError, ErrorKind, Origin, Request, Response,
+};
 use bytes::Bytes;
 use tokio::sync::{mpsc, Mutex};
 
@@ -379,13 +381,13 @@ fn join(old: Option<String>, new: &str) -> String {
 
 /// `old, new` into `out` (emptied first), or `new` alone when there is no
 /// `old` or it is blank.
-fn join_into(out: &mut String, old: Option<&str>, new: std::fmt::Arguments<'_>) {
+fn join_into(out: &mut String, old: Option<&str>, new: &str) {
     out.clear();
     if let Some(old) = old.filter(|o| !o.trim().is_empty()) {
         out.push_str(old);
         out.push_str(", ");
     }
-    let _ = out.write_fmt(new);
+    out.push_str(new);
 }
 
 /// `ip` onto `out` as `Display` writes it; an IPv4 address by hand, as
@@ -441,7 +443,8 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
         .iter()
         .flatten()
         .any(|net| net.contains(peer));
-    let family_forwarded = config.get(&TRUSTED_PROXY_HEADER) == "Forwarded";
+    // Which family a trusted peer's headers are (read only for one).
+    let family_forwarded = trusted && config.get(&TRUSTED_PROXY_HEADER) == "Forwarded";
     let preserve_host = *config.get(&PRESERVE_HOST);
     // Values of the forwarding headers appended to, when trusted.
     let mut xff = None;
@@ -498,24 +501,24 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
             }
         }
     }
-    let version = match incoming.version() {
-        axkit_http::Version::Http10 => "1.0",
-        _ => "1.1",
+    let via_self = match incoming.version() {
+        axkit_http::Version::Http10 => "1.0 axkit",
+        _ => "1.1 axkit",
     };
-    join_into(scratch, xff.as_deref(), format_args!(""));
+    join_into(scratch, xff.as_deref(), "");
     push_ip(scratch, peer);
-    request.add_header("X-Forwarded-For", scratch);
+    request.add_header_literal("X-Forwarded-For", scratch);
     if let Some(port) = &xfport {
-        request.add_header("X-Forwarded-Port", port);
+        request.add_header_literal("X-Forwarded-Port", port);
     }
     let client = ctx.client();
-    request.add_header("X-Forwarded-Proto", client.scheme());
+    request.add_header_literal("X-Forwarded-Proto", client.scheme());
     if let Some(authority) = ctx.authority() {
-        request.add_header("X-Forwarded-Host", authority);
+        request.add_header_literal("X-Forwarded-Host", authority);
     }
     // for=NODE;host=HOST;proto=PROTO, a node's IPv6 address bracketed
     // (and so quoted).
-    join_into(scratch, forwarded.as_deref(), format_args!("for="));
+    join_into(scratch, forwarded.as_deref(), "for=");
     match peer {
         IpAddr::V4(_) => push_ip(scratch, peer),
         IpAddr::V6(v6) => {
@@ -531,9 +534,9 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
     } else {
         ";proto=http"
     });
-    request.add_header("Forwarded", scratch);
-    join_into(scratch, via.as_deref(), format_args!("{version} axkit"));
-    request.add_header("Via", scratch);
+    request.add_header_literal("Forwarded", scratch);
+    join_into(scratch, via.as_deref(), via_self);
+    request.add_header_literal("Via", scratch);
 }
 
 /// The protocol a request asks to switch to, when it may be tunnelled:
@@ -653,11 +656,11 @@ fn pass_headers(
     let chunked = response.has_transfer_encoding();
     let mut via: Option<String> = None;
     for (name, value) in response.headers() {
-        let is = |h: &str| name.eq_ignore_ascii_case(h);
-        if is("via") {
+        let is = |h: &str| same_field(name, h);
+        if is("Via") {
             via = Some(join(via, value));
-        } else if is("date") || is("server") {
-        } else if is("content-length") {
+        } else if is("Date") || is("Server") {
+        } else if is("Content-Length") {
             // The client checked that every Content-Length agrees.
             if length_needed && !chunked {
                 let n = value.split_once(',').map_or(value, |(n, _)| n).trim();
@@ -666,9 +669,9 @@ fn pass_headers(
         } else if axkit_http::hop_by_hop(name) || named.iter().any(|t| t.eq_ignore_ascii_case(name))
         {
         } else {
-            ctx.response
-                .headers
-                .add(header_name(name), value.to_string());
+            // A slice of the upstream's head: no copy.
+            let value = HeaderValue::Bytes(response.shared_value(value));
+            ctx.response.headers.add(header_name(name), value);
         }
     }
     let via = match via {
@@ -769,21 +772,25 @@ impl Proxy {
                 }
                 (None, _) => unreachable!("a target without a group is an origin"),
             };
-            let (result, body_error) =
-                match self.request(ctx, &incoming, &origin, &target.path, &limits) {
-                    Ok(mut request) => {
-                        if let Some(protocol) = &upgrade {
-                            request = request.upgrade(protocol.as_str());
-                        }
-                        match framing {
-                            Framing::None => (self.client.send(request).await, None),
-                            // Boxed: this future is large, and the hook's
-                            // whole future would be as large for every request.
-                            _ => Box::pin(self.exchange(ctx, request, framing)).await,
-                        }
-                    }
-                    Err(e) => (Err(e), None),
+            let (result, body_error) = 'sent: {
+                // Bound before the sending: a `match` on the result around
+                // it would keep the result in the hook's future (allocated
+                // per request) beside the sending's.
+                let request = match self.request(ctx, &incoming, &origin, &target.path, &limits) {
+                    Ok(request) => request,
+                    Err(e) => break 'sent (Err(e), None),
                 };
+                let request = match &upgrade {
+                    Some(protocol) => request.upgrade(protocol.as_str()),
+                    None => request,
+                };
+                match framing {
+                    Framing::None => (self.client.send(request).await, None),
+                    // Boxed: this future is large, and the hook's whole
+                    // future would be as large for every request.
+                    _ => Box::pin(self.exchange(ctx, request, framing)).await,
+                }
+            };
             if let Some((group, index)) = server {
                 match &result {
                     Ok(_) => group.answered(index),
@@ -848,17 +855,26 @@ impl Proxy {
         pass_headers(ctx, &response, &self.groups, !whole);
         if whole {
             let mut body = Bytes::new();
+            // Read already: taken without a future of its own, which
+            // would make the hook's (allocated per request) larger.
             loop {
-                match response.chunk().await {
-                    Ok(Some(piece)) if body.is_empty() => body = piece,
-                    Ok(Some(piece)) => body = [body, piece].concat().into(),
-                    Ok(None) => break,
-                    Err(e) => return self.failed(ctx, &url(), &e.to_string(), 502),
+                match response.try_chunk() {
+                    Some(Ok(Some(piece))) if body.is_empty() => body = piece,
+                    Some(Ok(Some(piece))) => body = [body, piece].concat().into(),
+                    Some(Ok(None)) => break,
+                    Some(Err(e)) => return self.failed(ctx, &url(), &e.to_string(), 502),
+                    None => return self.failed(ctx, &url(), "the body was not read", 502),
                 }
             }
             ctx.response.body = axkit::plugin::Body::Bytes(body);
             return Outcome::Done;
         }
+        // Boxed, as the streamed request body's exchange is.
+        Box::pin(self.stream(ctx, &url(), response)).await
+    }
+
+    /// Send the response's head, then its body as it comes.
+    async fn stream(&self, ctx: &mut Context, url: &str, mut response: Response) -> Outcome {
         // Commits the head even when no body follows (a HEAD's length).
         if ctx.write(Bytes::new()).await.is_err() {
             return Outcome::Done;
@@ -873,7 +889,7 @@ impl Proxy {
                 Ok(None) => return Outcome::Done,
                 Err(e) => {
                     // The head has gone: the client's connection closes.
-                    return self.failed(ctx, &url(), &e.to_string(), 502);
+                    return self.failed(ctx, url, &e.to_string(), 502);
                 }
             }
         }
@@ -1031,9 +1047,9 @@ mod tests {
             assert_eq!(out, ip);
         }
         let mut out = String::from("stale");
-        join_into(&mut out, Some(" "), format_args!("b"));
+        join_into(&mut out, Some(" "), "b");
         assert_eq!(out, "b");
-        join_into(&mut out, Some("a"), format_args!("b"));
+        join_into(&mut out, Some("a"), "b");
         assert_eq!(out, "a, b");
     }
 }

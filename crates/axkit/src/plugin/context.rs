@@ -304,15 +304,17 @@ pub struct Headers {
     list: HeaderList,
 }
 
-/// A response header's value: a literal, a string of its own, or a string
+/// A response header's value: a literal, a string of its own, a string
 /// shared with whatever made it once for many responses (an open file's
-/// validators, a configured value), which costs a reference count where a
-/// copy would cost an allocation and a free on every response.
+/// validators, a configured value), or a slice of bytes read for this
+/// response (an upstream's head, passed on), which cost a reference count
+/// where a copy would cost an allocation and a free on every response.
 #[derive(Debug, Clone)]
 pub enum HeaderValue {
     Static(&'static str),
     Owned(String),
     Shared(Arc<str>),
+    Bytes(bytestring::ByteString),
 }
 
 impl std::ops::Deref for HeaderValue {
@@ -322,6 +324,7 @@ impl std::ops::Deref for HeaderValue {
             HeaderValue::Static(s) => s,
             HeaderValue::Owned(s) => s,
             HeaderValue::Shared(s) => s,
+            HeaderValue::Bytes(s) => s,
         }
     }
 }
