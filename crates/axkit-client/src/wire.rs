@@ -2,8 +2,7 @@
 //! response head it parses (with `httparse`), and how the response body is
 //! framed (RFC 9112 §6.3), decoded with `axkit-http`'s chunked decoder.
 
-use std::cell::RefCell;
-
+use axkit::plugin::SpareVecs;
 use axkit_http::{parse_content_length, valid_header_name, valid_header_value, ChunkedDecoder};
 use bytes::BytesMut;
 use bytestring::ByteString;
@@ -50,13 +49,9 @@ pub(crate) struct HeaderLines {
 
 thread_local! {
     /// The buffers of requests dropped, for the next ones: as many as the
-    /// thread has had requests in flight at once, up to [`SPARE_BUFFERS`].
-    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// thread has had requests in flight at once, up to 64 of 4 KiB.
+    static SPARE: SpareVecs<u8> = const { SpareVecs::new(64, 4096) };
 }
-
-/// The most buffers [`SPARE`] keeps, and the largest it keeps.
-const SPARE_BUFFERS: usize = 64;
-const SPARE_SIZE: usize = 4096;
 
 impl HeaderLines {
     pub fn add(&mut self, name: &str, value: &[u8]) {
@@ -97,12 +92,7 @@ impl HeaderLines {
         if self.bytes.capacity() == 0 {
             // A spare buffer, or room for a few forwarding headers at
             // once, not a realloc each.
-            self.bytes = SPARE
-                .try_with(|spare| spare.borrow_mut().pop())
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            self.bytes.reserve(512);
+            self.bytes = SpareVecs::take(&SPARE, 512);
         }
         self.host |= name.eq_ignore_ascii_case("host");
         self.user_agent |= name.eq_ignore_ascii_case("user-agent");
@@ -132,18 +122,7 @@ impl HeaderLines {
 
 impl Drop for HeaderLines {
     fn drop(&mut self) {
-        if (1..=SPARE_SIZE).contains(&self.bytes.capacity()) {
-            let mut bytes = std::mem::take(&mut self.bytes);
-            bytes.clear();
-            // Not once the thread's own are gone (a request dropped as
-            // the thread ends).
-            let _ = SPARE.try_with(|spare| {
-                let mut spare = spare.borrow_mut();
-                if spare.len() < SPARE_BUFFERS {
-                    spare.push(bytes);
-                }
-            });
-        }
+        SpareVecs::give(&SPARE, std::mem::take(&mut self.bytes));
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::cell::{OnceCell, RefCell};
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,6 +30,7 @@ use super::client::Client;
 use super::doc_root::DocRoot;
 use super::form::{Form, FormError};
 use super::log::Level;
+use super::spare::SpareVecs;
 use super::worker::Worker;
 
 /// Facts about the connection a request came on. Behind a proxy these are
@@ -301,7 +302,7 @@ fn check_request_header(name: &str, value: &str) -> Result<(), String> {
 /// as it is.
 #[derive(Debug, Default)]
 pub struct Headers {
-    list: HeaderList,
+    list: Vec<(Cow<'static, str>, HeaderValue)>,
 }
 
 /// A response header's value: a literal, a string of its own, a string
@@ -379,46 +380,28 @@ fn same_name(a: &str, b: &str) -> bool {
     a.len() == b.len() && (a == b || a.eq_ignore_ascii_case(b))
 }
 
-/// A response's list of headers.
-type HeaderList = Vec<(Cow<'static, str>, HeaderValue)>;
-
 /// Room for a typical response's headers (Content-Type, validators,
 /// Accept-Ranges, caching…) in one allocation.
 const LIST_ROOM: usize = 8;
-/// Lists kept spare per worker (a list that grew past twice the room is
-/// freed instead).
-const SPARE_LISTS: usize = 64;
 
 thread_local! {
-    /// Emptied lists of finished responses, for the next ones: a worker is
-    /// one thread, and taking one here costs far less than a malloc and a
-    /// free per response.
-    static SPARE: RefCell<Vec<HeaderList>> = const { RefCell::new(Vec::new()) };
+    /// Emptied lists of finished responses, for the next ones (64 at
+    /// most; a list that grew past twice the room is freed instead).
+    static SPARE: SpareVecs<(Cow<'static, str>, HeaderValue)> =
+        const { SpareVecs::new(64, 2 * LIST_ROOM) };
 }
 
 impl Drop for Headers {
     fn drop(&mut self) {
-        let capacity = self.list.capacity();
-        if capacity == 0 || capacity > 2 * LIST_ROOM {
-            return;
-        }
-        let mut list = std::mem::take(&mut self.list);
-        list.clear();
-        let _ = SPARE.try_with(|spare| {
-            let mut spare = spare.borrow_mut();
-            if spare.len() < SPARE_LISTS {
-                spare.push(list);
-            }
-        });
+        SpareVecs::give(&SPARE, std::mem::take(&mut self.list));
     }
 }
 
 impl Headers {
     /// An empty list with [`LIST_ROOM`], a spare one if there is one.
     fn with_room() -> Headers {
-        let spare = SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten();
         Headers {
-            list: spare.unwrap_or_else(|| Vec::with_capacity(LIST_ROOM)),
+            list: SpareVecs::take(&SPARE, LIST_ROOM),
         }
     }
 

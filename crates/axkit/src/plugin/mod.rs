@@ -21,6 +21,7 @@ mod log;
 pub mod metrics;
 mod shared_memory;
 mod source;
+mod spare;
 mod trusted_hash;
 mod worker;
 
@@ -41,6 +42,7 @@ pub(crate) use shared_memory::{install as install_shared_memory, round_to_pages}
 pub use shared_memory::{SharedMemory, SharedMemorySpec};
 pub(crate) use source::RustPlugins;
 pub use source::{Catalog, InUse, PluginSource};
+pub use spare::SpareVecs;
 pub use trusted_hash::{TrustedHasher, TrustedMap};
 pub use worker::Worker;
 

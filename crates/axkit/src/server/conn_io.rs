@@ -21,7 +21,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::plugin::BodyError;
+use crate::plugin::{BodyError, SpareVecs};
 use crate::server::idle::{End, IdleWait, IdleWaits, Kind};
 use crate::server::metrics::ConnTrack;
 use crate::server::runtime::LocationRt;
@@ -807,36 +807,21 @@ pub(super) struct HeadBuf(Vec<u8>);
 /// Room for a file's head with validators (about 250 bytes) and a few
 /// more headers without growing.
 const HEAD_CAPACITY: usize = 512;
-/// Buffers kept spare per worker; a bigger one (a head with huge
-/// cookies, say) is not kept.
-const SPARE_HEADS: usize = 64;
-const MAX_SPARE_HEAD: usize = 4096;
-
 thread_local! {
-    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Buffers kept spare per worker (64); a bigger one (a head with huge
+    /// cookies, say) is not kept.
+    static SPARE: SpareVecs<u8> = const { SpareVecs::new(64, 4096) };
 }
 
 impl HeadBuf {
     fn take() -> HeadBuf {
-        let spare = SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten();
-        HeadBuf(spare.unwrap_or_else(|| Vec::with_capacity(HEAD_CAPACITY)))
+        HeadBuf(SpareVecs::take(&SPARE, HEAD_CAPACITY))
     }
 }
 
 impl Drop for HeadBuf {
     fn drop(&mut self) {
-        let capacity = self.0.capacity();
-        if capacity == 0 || capacity > MAX_SPARE_HEAD {
-            return;
-        }
-        let mut buf = std::mem::take(&mut self.0);
-        buf.clear();
-        let _ = SPARE.try_with(|s| {
-            let mut spare = s.borrow_mut();
-            if spare.len() < SPARE_HEADS {
-                spare.push(buf);
-            }
-        });
+        SpareVecs::give(&SPARE, std::mem::take(&mut self.0));
     }
 }
 
