@@ -54,7 +54,6 @@ use wire::{BodyFraming, Fields, Framing, HeaderLines};
 
 pub use url::Origin;
 use url::Url;
-pub use wire::same_field;
 
 /// The default limit on a response body: 16 MiB.
 pub const DEFAULT_MAX_SIZE: u64 = 16 << 20;

@@ -3,7 +3,9 @@
 //! framed (RFC 9112 §6.3), decoded with `axkit-http`'s chunked decoder.
 
 use axkit::plugin::SpareVecs;
-use axkit_http::{parse_content_length, valid_header_name, valid_header_value, ChunkedDecoder};
+use axkit_http::{
+    parse_content_length, same_field, valid_header_name, valid_header_value, ChunkedDecoder,
+};
 use bytes::BytesMut;
 use bytestring::ByteString;
 
@@ -131,12 +133,6 @@ fn invalid_header(name: &str) -> Error {
         ErrorKind::InvalidRequest,
         format!("invalid header {name:?}"),
     )
-}
-
-/// Whether `name` is the field `canonical` (written as most peers write
-/// it, which is compared first), in any case.
-pub fn same_field(name: &str, canonical: &str) -> bool {
-    name.len() == canonical.len() && (name == canonical || name.eq_ignore_ascii_case(canonical))
 }
 
 /// The head of a request: request line, `Host`, `User-Agent` (unless

@@ -124,6 +124,13 @@ pub fn hop_by_hop(name: &str) -> bool {
         || name.len() > 6 && name.as_bytes()[..6].eq_ignore_ascii_case(b"proxy-")
 }
 
+/// Whether field name `name` is `canonical`: names compare in any case,
+/// but most peers and plugins write them as `canonical` does, so equal
+/// bytes answer first.
+pub fn same_field(name: &str, canonical: &str) -> bool {
+    name.len() == canonical.len() && (name == canonical || name.eq_ignore_ascii_case(canonical))
+}
+
 /// Whether `name` is a valid field name (a non-empty token).
 pub fn valid_header_name(name: &str) -> bool {
     is_token(name.as_bytes())

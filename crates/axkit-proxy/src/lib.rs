@@ -84,9 +84,8 @@ use std::fmt::Write as _;
 use axkit::config::{Args, Directive, Key, List, Scopes, ValueType};
 use axkit::plugin::{BodyError, HeaderValue, Worker, UPSTREAM_NOTE};
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
-use axkit_client::{
-    same_field, Body, Client, Error as ClientError, ErrorKind, Origin, Request, Response,
-};
+use axkit_client::{Body, Client, Error as ClientError, ErrorKind, Origin, Request, Response};
+use axkit_http::same_field;
 use bytes::Bytes;
 use tokio::sync::{mpsc, Mutex};
 

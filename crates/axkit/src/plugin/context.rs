@@ -18,7 +18,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axkit_http::{RequestHead, Version};
+use axkit_http::{same_field, RequestHead, Version};
 use bytes::{Bytes, BytesMut};
 
 use super::Outcome;
@@ -374,12 +374,6 @@ fn sendable((name, value): &(Cow<'static, str>, HeaderValue)) -> bool {
     name_ok && value_ok
 }
 
-/// Header names compare case-insensitively; most are written the same way
-/// each time, so equal bytes answer first.
-fn same_name(a: &str, b: &str) -> bool {
-    a.len() == b.len() && (a == b || a.eq_ignore_ascii_case(b))
-}
-
 /// Room for a typical response's headers (Content-Type, validators,
 /// Accept-Ranges, caching…) in one allocation.
 const LIST_ROOM: usize = 8;
@@ -409,7 +403,7 @@ impl Headers {
     /// the name or value is refused).
     pub fn set(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<HeaderValue>) {
         let name = name.into();
-        if self.list.iter().any(|(n, _)| same_name(n, &name)) {
+        if self.list.iter().any(|(n, _)| same_field(n, &name)) {
             self.remove(&name);
         }
         let header = (name, value.into());
@@ -428,11 +422,11 @@ impl Headers {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.list
             .iter()
-            .find(|(n, _)| same_name(n, name))
+            .find(|(n, _)| same_field(n, name))
             .map(|(_, v)| v.as_ref())
     }
     pub fn remove(&mut self, name: &str) {
-        self.list.retain(|(n, _)| !same_name(n, name));
+        self.list.retain(|(n, _)| !same_field(n, name));
     }
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.list.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
