@@ -174,6 +174,53 @@ fn if_match_and_if_unmodified_since_give_412() {
     );
 }
 
+/// The fields are found whatever the case of their names, a list split
+/// over several lines is read whole, and look-alike names of the same
+/// lengths are not taken for them.
+#[test]
+fn conditional_field_names_in_any_case_and_split_lists() {
+    let srv = files_server("");
+    let etag = get(&srv, "/d.txt", "").header("ETag").unwrap().to_string();
+    let d_status = |headers: &str| get(&srv, "/d.txt", headers).status;
+    assert_eq!(d_status(&format!("if-none-match: {etag}\r\n")), 304);
+    assert_eq!(d_status(&format!("IF-NONE-MATCH: {etag}\r\n")), 304);
+    assert_eq!(d_status("iF-mAtCh: \"other\"\r\n"), 412);
+    assert_eq!(
+        d_status("if-unmodified-since: Sat, 05 Nov 1994 08:49:37 GMT\r\n"),
+        412
+    );
+    assert_eq!(
+        d_status(&format!("IF-MODIFIED-SINCE: {LAST_MODIFIED}\r\n")),
+        304
+    );
+    // One tag per line: the second line matches.
+    assert_eq!(
+        d_status(&format!(
+            "If-None-Match: \"nope\"\r\nX-Other: 1\r\nIf-None-Match: {etag}\r\n"
+        )),
+        304
+    );
+    // Names of the same lengths that are none of them.
+    assert_eq!(
+        d_status(&format!(
+            "If-Natch: \"other\"\r\nIf-Mone-Match: {etag}\r\nrangE: bytes=0-1\r\n"
+        )),
+        206
+    );
+    let r = get(
+        &srv,
+        "/d.txt",
+        "RANGE: bytes=0-1\r\nif-range: \"stale\"\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let r = get(
+        &srv,
+        "/d.txt",
+        &format!("range: bytes=2-3\r\nIF-RANGE: {etag}\r\n"),
+    );
+    assert_eq!((r.status, r.text()), (206, "23".to_string()));
+}
+
 #[test]
 fn if_range_with_current_and_stale_validators() {
     let srv = files_server("");

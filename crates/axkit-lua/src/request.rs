@@ -557,7 +557,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
             let full = PathBuf::from(&path);
             request_file(lua, c, &full)
                 .map_err(|e| mlua::Error::runtime(format!("r:set_filename {path}: {e}")))?;
-            c.filename = Some(full);
+            c.filename = Some(full.into());
             c.metadata = None;
             c.file = None;
             if let Some(info) = info {

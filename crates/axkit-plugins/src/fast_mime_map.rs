@@ -4,6 +4,7 @@
 //! Directives:
 //! - `MimeType EXT TYPE` (repeatable, any scope): map an extension (without
 //!   the dot, case-insensitive) to a type; overrides the built-in table.
+//!   A type with control characters is a config error.
 //!
 //! ```text
 //! Plugin fast_mime_map
@@ -13,20 +14,24 @@
 //! The built-in table is `mime_guess`'s; text types get `charset=utf-8`
 //! the way browsers expect for modern files.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use axkit::config::{Args, Directive, List};
-use axkit::plugin::{Context, HookFuture, Outcome, Plugin, PluginInit, PluginSpec, TrustedMap};
+use axkit::config::{Args, Directive, List, LocationConfig};
+use axkit::plugin::{
+    Context, HeaderValue, HookFuture, Outcome, Plugin, PluginInit, PluginSpec, TrustedMap,
+};
 
-/// `MimeType EXT TYPE`: the extension lower-cased and without its dot.
-static MIME_TYPE: List<(String, String)> = List::parsed("MimeType", |args| match args {
+/// `MimeType EXT TYPE`: the extension lower-cased and without its dot,
+/// and the type checked once as a header value, shared by the responses.
+static MIME_TYPE: List<(String, HeaderValue)> = List::parsed("MimeType", |args| match args {
     [ext, ty] => Ok((
         ext.trim_start_matches('.').to_ascii_lowercase(),
-        ty.to_string(),
+        HeaderValue::checked(*ty)
+            .ok_or_else(|| format!("not a header value (control characters): {ty:?}"))?,
     )),
     _ => Err("expected MimeType EXT TYPE".into()),
 })
@@ -48,6 +53,7 @@ fn directives() -> Vec<Directive> {
 fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     Ok(Rc::new(FastMimeMap {
         builtin: RefCell::default(),
+        last: RefCell::default(),
     }))
 }
 
@@ -59,6 +65,12 @@ struct FastMimeMap {
     /// request can only look up, never add, a key the table lacks. Keyed
     /// by bytes, so a hit makes no `&str` of the file name.
     builtin: RefCell<TrustedMap<Box<[u8]>, &'static str>>,
+    /// The file name typed last, the Location's config it was typed in
+    /// (by address) and its type (None: declined). A hot file's requests
+    /// share one name, the open-file cache entry's, so a request for the
+    /// file typed last is answered by comparing two addresses. Holding
+    /// the name keeps its address from being reused for another.
+    last: RefCell<Option<(Arc<Path>, usize, Option<HeaderValue>)>>,
 }
 
 impl FastMimeMap {
@@ -74,6 +86,28 @@ impl FastMimeMap {
         };
         self.builtin.borrow_mut().insert(ext.into(), t);
         Some(t)
+    }
+
+    /// The type of `path` in `config`, if any.
+    fn type_of(&self, path: &Path, config: &LocationConfig) -> Option<HeaderValue> {
+        let ext = extension(path)?;
+        let lower;
+        let ext = if ext.iter().any(u8::is_ascii_uppercase) {
+            lower = ext.to_ascii_lowercase();
+            &lower[..]
+        } else {
+            ext
+        };
+        // The innermost mapping of the extension wins.
+        let configured = config
+            .list(&MIME_TYPE)
+            .iter()
+            .rev()
+            .find(|(e, _)| e.as_bytes() == ext);
+        match configured {
+            Some((_, t)) => Some(t.clone()),
+            None => self.builtin_type(ext).map(HeaderValue::Static),
+        }
     }
 }
 
@@ -95,31 +129,28 @@ fn extension(path: &Path) -> Option<&[u8]> {
 #[axkit::plugin]
 impl Plugin for FastMimeMap {
     fn mime_map<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-        let Some(ext) = ctx.filename.as_deref().and_then(extension) else {
+        let Some(filename) = &ctx.filename else {
             return Outcome::Declined.into();
         };
-        let ext: Cow<[u8]> = if ext.iter().any(u8::is_ascii_uppercase) {
-            Cow::Owned(ext.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(ext)
+        let config = ctx.config() as *const LocationConfig as usize;
+        let known = self.last.borrow().as_ref().and_then(|(name, at, found)| {
+            (Arc::ptr_eq(name, filename) && *at == config).then(|| found.clone())
+        });
+        let found = match known {
+            Some(found) => found,
+            None => {
+                let found = self.type_of(filename, ctx.config());
+                *self.last.borrow_mut() = Some((filename.clone(), config, found.clone()));
+                found
+            }
         };
-        // The innermost mapping of the extension wins.
-        let configured = ctx
-            .config()
-            .list(&MIME_TYPE)
-            .iter()
-            .rev()
-            .find(|(e, _)| e.as_bytes() == &*ext)
-            .map(|(_, t)| t.clone());
-        let content_type: Cow<'static, str> = match configured {
-            Some(t) => Cow::Owned(t),
-            None => match self.builtin_type(&ext) {
-                Some(t) => Cow::Borrowed(t),
-                None => return Outcome::Declined.into(),
-            },
-        };
-        ctx.response.headers.set("Content-Type", content_type);
-        Outcome::Ok.into()
+        match found {
+            Some(content_type) => {
+                ctx.response.headers.set("Content-Type", content_type);
+                Outcome::Ok.into()
+            }
+            None => Outcome::Declined.into(),
+        }
     }
 }
 

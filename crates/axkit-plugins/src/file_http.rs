@@ -30,20 +30,82 @@ pub enum Precondition {
     Failed,
 }
 
+/// Which of the request fields that a stored file's answer depends on
+/// (the preconditions, `Range`, `If-Range`) a request carries, found in
+/// one pass over its field names: most requests carry none of them, and
+/// looking each up by name would pass over every field once per name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fields(u8);
+
+impl Fields {
+    pub(crate) const IF_MATCH: u8 = 1;
+    pub(crate) const IF_NONE_MATCH: u8 = 2;
+    pub(crate) const IF_MODIFIED_SINCE: u8 = 4;
+    pub(crate) const IF_UNMODIFIED_SINCE: u8 = 8;
+    pub(crate) const IF_RANGE: u8 = 16;
+    pub(crate) const RANGE: u8 = 32;
+    const PRECONDITIONS: u8 =
+        Self::IF_MATCH | Self::IF_NONE_MATCH | Self::IF_MODIFIED_SINCE | Self::IF_UNMODIFIED_SINCE;
+
+    pub(crate) fn of(req: &Request) -> Fields {
+        let mut found = 0;
+        for (name, _) in req.headers() {
+            // By length first: the common fields (Host, Accept, User-Agent…)
+            // have none of these lengths or fail on the first bytes.
+            let (bit, canonical) = match name.len() {
+                5 => (Self::RANGE, "range"),
+                8 if name.as_bytes()[3].eq_ignore_ascii_case(&b'm') => (Self::IF_MATCH, "if-match"),
+                8 => (Self::IF_RANGE, "if-range"),
+                13 => (Self::IF_NONE_MATCH, "if-none-match"),
+                17 => (Self::IF_MODIFIED_SINCE, "if-modified-since"),
+                19 => (Self::IF_UNMODIFIED_SINCE, "if-unmodified-since"),
+                _ => continue,
+            };
+            if name.eq_ignore_ascii_case(canonical) {
+                found |= bit;
+            }
+        }
+        Fields(found)
+    }
+
+    /// Whether the request has the field(s) of `bit`.
+    pub(crate) fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+}
+
 /// Evaluate If-Match, If-Unmodified-Since, If-None-Match and
 /// If-Modified-Since in the order RFC 9110 §13.2.2 prescribes. `etag` is
 /// ours (quoted, strong) if we send one. A date that does not parse is
 /// ignored, as the RFC requires.
 pub fn evaluate(req: &Request, etag: Option<&str>, modified: Option<SystemTime>) -> Precondition {
+    evaluate_fields(req, Fields::of(req), etag, modified)
+}
+
+/// [`evaluate`], for a request whose fields were already looked at.
+pub(crate) fn evaluate_fields(
+    req: &Request,
+    fields: Fields,
+    etag: Option<&str>,
+    modified: Option<SystemTime>,
+) -> Precondition {
+    if !fields.has(Fields::PRECONDITIONS) {
+        return Precondition::Proceed;
+    }
+    let date = |bit, name| {
+        fields
+            .has(bit)
+            .then(|| req.header(name).and_then(axkit_http::parse_http_date))
+            .flatten()
+    };
     let safe = req.method_is("GET") || req.method_is("HEAD");
     // Step 1 and 2: If-Match, else If-Unmodified-Since.
-    if let Some(list) = header_list(req, "If-Match") {
+    if let Some(list) = header_list(req, fields, Fields::IF_MATCH, "If-Match") {
         if !matches_any(&list, etag, true) {
             return Precondition::Failed;
         }
     } else if let (Some(since), Some(modified)) = (
-        req.header("If-Unmodified-Since")
-            .and_then(axkit_http::parse_http_date),
+        date(Fields::IF_UNMODIFIED_SINCE, "If-Unmodified-Since"),
         modified,
     ) {
         if modified > since {
@@ -51,7 +113,7 @@ pub fn evaluate(req: &Request, etag: Option<&str>, modified: Option<SystemTime>)
         }
     }
     // Step 3 and 4: If-None-Match, else If-Modified-Since (GET/HEAD only).
-    if let Some(list) = header_list(req, "If-None-Match") {
+    if let Some(list) = header_list(req, fields, Fields::IF_NONE_MATCH, "If-None-Match") {
         if matches_any(&list, etag, false) {
             return if safe {
                 Precondition::NotModified
@@ -61,8 +123,7 @@ pub fn evaluate(req: &Request, etag: Option<&str>, modified: Option<SystemTime>)
         }
     } else if safe {
         if let (Some(since), Some(modified)) = (
-            req.header("If-Modified-Since")
-                .and_then(axkit_http::parse_http_date),
+            date(Fields::IF_MODIFIED_SINCE, "If-Modified-Since"),
             modified,
         ) {
             if modified <= since {
@@ -74,11 +135,11 @@ pub fn evaluate(req: &Request, etag: Option<&str>, modified: Option<SystemTime>)
 }
 
 /// Every field line of a list-valued header joined with commas (a client may
-/// split `If-None-Match` over several lines).
-fn header_list(req: &Request, name: &str) -> Option<String> {
-    // Most requests have none: looked for by bytes first, without making
-    // a `&str` of every header name.
-    req.header_bytes(name)?;
+/// split `If-None-Match` over several lines), if `fields` has it (`bit`).
+fn header_list(req: &Request, fields: Fields, bit: u8, name: &str) -> Option<String> {
+    if !fields.has(bit) {
+        return None;
+    }
     let mut out: Option<String> = None;
     for (n, v) in req.headers() {
         if n.eq_ignore_ascii_case(name) {

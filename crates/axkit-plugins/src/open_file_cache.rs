@@ -45,6 +45,7 @@ use std::fs::{File, Metadata};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::serve_file::SMALL_FILE_SIZE;
@@ -139,8 +140,9 @@ pub(crate) enum Kind {
 /// One cached lookup.
 #[derive(Clone)]
 pub(crate) struct Entry {
-    /// The file served: the path itself, or a directory's index file.
-    pub filename: PathBuf,
+    /// The file served: the path itself, or a directory's index file
+    /// (shared with the requests it answers, as `ctx.filename`).
+    pub filename: Arc<Path>,
     /// None: nothing there (a cached miss, as nginx's
     /// `open_file_cache_errors`), so a flood of 404s costs no syscalls.
     pub open: Option<Rc<OpenFile>>,
@@ -220,7 +222,7 @@ pub(crate) fn put(
     kind: Kind,
     root: &DocRoot,
     rel: &Path,
-    filename: PathBuf,
+    filename: Arc<Path>,
     open: Option<Rc<OpenFile>>,
     policy: Policy,
     now: SystemTime,
@@ -351,7 +353,15 @@ fn remember_siblings(
             first = Some((i, open.clone()));
         }
         if let (Some(policy), Some(rel)) = (policy, root.relative(path)) {
-            put(Kind::Sibling, root, rel, path.clone(), open, policy, now);
+            put(
+                Kind::Sibling,
+                root,
+                rel,
+                path.as_path().into(),
+                open,
+                policy,
+                now,
+            );
         }
     }
     first
@@ -383,7 +393,7 @@ mod tests {
             Kind::Uri,
             &outer,
             x,
-            dir.join("a/b/x.txt"),
+            dir.join("a/b/x.txt").into(),
             open,
             policy,
             now,
@@ -400,7 +410,7 @@ mod tests {
             Kind::Uri,
             &inner,
             Path::new("y"),
-            dir.join("a/b/y"),
+            dir.join("a/b/y").into(),
             None,
             policy,
             now,
@@ -426,7 +436,7 @@ mod tests {
             Kind::Uri,
             &a,
             Path::new("m1"),
-            tmp.join("m1"),
+            tmp.join("m1").into(),
             None,
             policy,
             now,
@@ -435,7 +445,7 @@ mod tests {
             Kind::Sibling,
             &b,
             Path::new("m2"),
-            tmp.join("m2"),
+            tmp.join("m2").into(),
             None,
             policy,
             now,
@@ -444,7 +454,7 @@ mod tests {
             Kind::Uri,
             &b,
             Path::new("m3"),
-            tmp.join("m3"),
+            tmp.join("m3").into(),
             None,
             policy,
             now,
@@ -458,7 +468,7 @@ mod tests {
             Kind::Uri,
             &b,
             Path::new("f"),
-            tmp.clone(),
+            tmp.as_path().into(),
             open,
             policy,
             now,
@@ -482,7 +492,7 @@ mod tests {
             Kind::Uri,
             &root,
             rel,
-            root.path().join(rel),
+            root.path().join(rel).into(),
             None,
             policy,
             made,

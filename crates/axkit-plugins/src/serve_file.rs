@@ -68,12 +68,12 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
-use crate::file_http::{self, Precondition, Ranges};
+use crate::file_http::{self, Fields, Precondition, Ranges};
 use crate::open_file_cache::{self, Io};
 use axkit::config::{parse, Args, Directive, Key, Scopes};
 use axkit::plugin::{
-    hook, Body, Context, DocRoot, HookFuture, Level, OpenFile, Outcome, Plugin, PluginInit,
-    PluginSpec, READ_FLAGS,
+    hook, Body, Context, DocRoot, HeaderValue, HookFuture, Level, OpenFile, Outcome, Plugin,
+    PluginInit, PluginSpec, READ_FLAGS,
 };
 
 const HERE: Scopes = Scopes::SERVER.or(Scopes::LOCATION);
@@ -83,7 +83,10 @@ static FILE_ETAG: Key<bool> = Key::new("FileETag")
     .default("on")
     .doc("Send an ETag made of the file's inode, size and modification time");
 
-static CACHE_CONTROL: Key<Option<String>> = Key::new("CacheControl")
+/// Checked once as a header value when the config loads, and shared by
+/// every response.
+static CACHE_CONTROL: Key<Option<HeaderValue>> = Key::parsed("CacheControl", parse_header_value)
+    .optional()
     .scopes(HERE)
     .doc("Cache-Control header for files served here, e.g. \"public, max-age=3600\"");
 
@@ -148,6 +151,15 @@ impl Coding {
             Coding::Br => ("br", ".br"),
         }
     }
+}
+
+fn parse_header_value(args: &[&str]) -> Result<Option<HeaderValue>, String> {
+    let [value] = args else {
+        return Err("expected one argument".into());
+    };
+    HeaderValue::checked(*value)
+        .map(Some)
+        .ok_or_else(|| format!("not a header value (control characters): {value:?}"))
 }
 
 fn parse_codings(args: &[&str]) -> Result<Vec<Coding>, String> {
@@ -375,26 +387,28 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
         .get("redirect.status")
         .and_then(|s| s.parse::<u16>().ok())
         .is_some_and(|s| s >= 400);
-    let last_modified = open.last_modified();
-    let modified = last_modified.map(|(time, _)| time);
-    let shared_etag = (!error_page && *ctx.config().get(&FILE_ETAG)).then(|| open.etag());
-    let etag = shared_etag.map(|t| &**t);
+    let modified = open.last_modified().map(|(time, _)| time);
+    let send_etag = !error_page && *ctx.config().get(&FILE_ETAG);
+    let etag = send_etag.then(|| &**open.etag());
+    // Which of the fields the answer depends on the request carries,
+    // found in one pass over its fields.
+    let fields = Fields::of(&ctx.request);
     let precondition = if error_page {
         Precondition::Proceed
     } else {
         // Validators and caching headers go on every answer below (200,
         // 206, 304, 412, 416) so that a cache can update what it keeps.
         let headers = &mut ctx.response.headers;
-        // Formatted once per open file, not per request.
-        if let Some((_, text)) = last_modified {
-            headers.set("Last-Modified", text);
+        // Formatted and checked once per open file, not per request.
+        if let Some(date) = open.last_modified_header() {
+            headers.set("Last-Modified", date);
         }
-        if let Some(tag) = shared_etag {
-            headers.set("ETag", tag);
+        if send_etag {
+            headers.set("ETag", open.etag_header());
         }
         headers.set("Accept-Ranges", "bytes");
         caching_headers(ctx, modified);
-        file_http::evaluate(&ctx.request, etag, modified)
+        file_http::evaluate_fields(&ctx.request, fields, etag, modified)
     };
     match precondition {
         Precondition::Proceed => {}
@@ -410,21 +424,24 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
         Precondition::Failed => return outcome(Outcome::Status(412)),
     }
 
-    let max_ranges = *ctx.config().get(&MAX_RANGES);
-    let ranges = match ctx.request.header("Range") {
-        // Ranges are defined for GET only (RFC 9110 §14.2).
-        Some(range) if get && !error_page => {
-            let current = ctx
-                .request
-                .header("If-Range")
-                .is_none_or(|v| file_http::if_range_matches(v, etag, modified));
+    // Ranges are defined for GET only (RFC 9110 §14.2).
+    let range = (fields.has(Fields::RANGE) && get && !error_page)
+        .then(|| ctx.request.header("Range"))
+        .flatten();
+    let ranges = match range {
+        Some(range) => {
+            let current = !fields.has(Fields::IF_RANGE)
+                || ctx
+                    .request
+                    .header("If-Range")
+                    .is_none_or(|v| file_http::if_range_matches(v, etag, modified));
             if current {
-                file_http::parse_ranges(range, len, max_ranges)
+                file_http::parse_ranges(range, len, *ctx.config().get(&MAX_RANGES))
             } else {
                 Ranges::Whole
             }
         }
-        _ => Ranges::Whole,
+        None => Ranges::Whole,
     };
     let (status, (start, end)) = match ranges {
         Ranges::Whole => (200, (0, len)),
@@ -485,8 +502,11 @@ fn sibling_candidates(ctx: &mut Context) -> (Vec<PathBuf>, Vec<&'static str>) {
     let Some(filename) = &ctx.filename else {
         return (paths, codings);
     };
-    let accept = ctx.request.header("Accept-Encoding");
     let listed = ctx.config().get(&PRECOMPRESSED);
+    if listed.is_empty() {
+        return (paths, codings);
+    }
+    let accept = ctx.request.header("Accept-Encoding");
     for (coding, suffix) in listed.iter().map(|c| c.token_and_suffix()) {
         if accept.is_some_and(|a| axkit_http::coding_quality(a, coding).is_some_and(|q| q > 0)) {
             let mut path = filename.as_os_str().to_owned();
@@ -575,5 +595,20 @@ mod tests {
         assert!(parse_expires(&["later+1h"]).is_err());
         assert!(parse_expires(&["access+soon"]).is_err());
         assert!(parse_expires(&["1h"]).is_err());
+    }
+
+    /// `CacheControl` is checked as a header value once, when the config
+    /// loads: a value a response would refuse is a config error.
+    #[test]
+    fn cache_control_values() {
+        let value = parse_header_value(&["public, max-age=60"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(&*value, "public, max-age=60");
+        assert!(matches!(value, HeaderValue::Checked(_)));
+        for bad in ["a\r\nSet-Cookie: x=1", "a\nb", "a\0b", "a\x01b"] {
+            assert!(parse_header_value(&[bad]).is_err(), "{bad:?}");
+        }
+        assert!(parse_header_value(&["a\tb"]).is_ok());
     }
 }

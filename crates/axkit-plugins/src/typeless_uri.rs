@@ -117,7 +117,7 @@ fn use_found(
     if let Some((i, open)) = found {
         ctx.metadata = Some(open.metadata.clone());
         ctx.file = Some(open);
-        ctx.filename = Some(candidates.swap_remove(i));
+        ctx.filename = Some(candidates.swap_remove(i).into());
     }
     Outcome::Declined
 }

@@ -50,7 +50,6 @@
 //! the kernel in the same syscall that opens the file.
 
 use axkit_http::encode_path;
-use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -63,7 +62,7 @@ use crate::open_file_cache::{self, Entry, Io, Kind, Policy, WouldBlock, OPEN_FIL
 use axkit::config::{Args, Config, Directive, Key};
 use axkit::plugin::{
     hook, is_escape, Context, DocRoot, HookFuture, Level, OpenFile, Outcome, Plugin, PluginInit,
-    PluginSpec, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS,
+    PluginSpec, Rule, TrustedMap, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS,
 };
 
 /// `DirectoryIndex NAME…`: plain file names, checked when the config loads.
@@ -110,8 +109,8 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
 /// DocumentRoot: that of the outermost scope that set the DocumentRoot in
 /// effect there. Scopes that use the Server's root map the full path and
 /// have no entry. Worked out once here, not per request.
-fn alias_prefixes(config: &Config) -> HashMap<usize, String> {
-    let mut out = HashMap::new();
+fn alias_prefixes(config: &Config) -> TrustedMap<usize, String> {
+    let mut out = TrustedMap::default();
     for server in &config.servers {
         for node in &server.locations {
             let Some(mine) = node.config.settings_of(&DOCUMENT_ROOT).last() else {
@@ -137,8 +136,9 @@ fn alias_prefixes(config: &Config) -> HashMap<usize, String> {
 }
 
 struct UriToFile {
-    /// See [`alias_prefixes`].
-    alias_prefix: HashMap<usize, String>,
+    /// See [`alias_prefixes`]: keyed by addresses of the config, a
+    /// trusted map.
+    alias_prefix: TrustedMap<usize, String>,
 }
 
 /// Everything a lookup needs, owned, so that it can run on the blocking
@@ -282,6 +282,7 @@ impl UriToFile {
                 cacheable,
             } => {
                 let open = Rc::new(open);
+                let filename: Arc<Path> = filename.into();
                 ctx.metadata = Some(open.metadata.clone());
                 ctx.file = Some(open.clone());
                 ctx.path_info = path_info;
@@ -303,10 +304,11 @@ impl UriToFile {
             Found::DirWithoutSlash => redirect_to_slash(ctx),
             Found::Dir { dir, md } => {
                 ctx.metadata = Some(md);
-                ctx.filename = Some(dir);
+                ctx.filename = Some(dir.into());
                 Outcome::Ok
             }
             Found::Missing { filename } => {
+                let filename: Arc<Path> = filename.into();
                 if let Some(policy) = lookup.policy {
                     let (root, rel) = (&lookup.root, &lookup.rel_path);
                     let now = ctx.request.start_time();
@@ -346,8 +348,7 @@ impl UriToFile {
 }
 
 /// The open-file cache's fresh entry for `rel` beneath `root`, if it
-/// answers this request (no syscall, no allocation but the filename's),
-/// and whether the slash after the path is path info.
+/// answers this request (no syscall, no allocation), and whether the slash after the path is path info.
 fn cached(
     root: &DocRoot,
     rel: &Path,

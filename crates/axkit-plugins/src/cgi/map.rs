@@ -126,7 +126,7 @@ pub(super) fn cgi_match(ctx: &Context) -> Option<Script> {
     }
     let path = ctx.request.decoded_path();
     Some(Script {
-        path: filename.clone(),
+        path: filename.to_path_buf(),
         root: Some(DocRoot::for_file(ctx, filename)),
         script_name: matched_script_name(path, &ctx.path_info, filename),
         path_info: ctx.path_info.clone(),

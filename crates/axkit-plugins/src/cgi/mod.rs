@@ -326,7 +326,7 @@ impl Plugin for ServeCgi {
             Some(Err(status)) => Outcome::Status(status),
             Some(Ok((script, metadata))) => {
                 ctx.metadata = Some(metadata);
-                ctx.filename = Some(script.path.clone());
+                ctx.filename = Some(script.path.as_path().into());
                 ctx.path_info = script.path_info.clone();
                 let uri = ctx.request.uri().to_string();
                 ctx.set_state(Mapped { uri, script });

@@ -12,7 +12,7 @@ use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -310,12 +310,34 @@ pub struct Headers {
 /// validators, a configured value), or a slice of bytes read for this
 /// response (an upstream's head, passed on), which cost a reference count
 /// where a copy would cost an allocation and a free on every response.
+/// A shared string that was checked when it was made
+/// ([`HeaderValue::checked`]) is not checked again as it is set.
 #[derive(Debug, Clone)]
 pub enum HeaderValue {
     Static(&'static str),
     Owned(String),
     Shared(Arc<str>),
     Bytes(bytestring::ByteString),
+    /// Made by [`HeaderValue::checked`].
+    Checked(CheckedValue),
+}
+
+/// A shared value found sendable once, when it was made (see
+/// [`HeaderValue::checked`]); only this module makes one.
+#[derive(Debug, Clone)]
+pub struct CheckedValue(Arc<str>);
+
+impl HeaderValue {
+    /// `value` checked now (no CR, LF, NUL or other control character but
+    /// HTAB), for a value made once and set on many responses (a
+    /// configured value, an open file's validators): setting it then costs
+    /// a reference count and no second look at its bytes. `None` if it
+    /// would be refused.
+    pub fn checked(value: impl Into<Arc<str>>) -> Option<HeaderValue> {
+        let value = value.into();
+        axkit_http::valid_header_value(value.as_bytes())
+            .then_some(HeaderValue::Checked(CheckedValue(value)))
+    }
 }
 
 impl std::ops::Deref for HeaderValue {
@@ -326,6 +348,7 @@ impl std::ops::Deref for HeaderValue {
             HeaderValue::Owned(s) => s,
             HeaderValue::Shared(s) => s,
             HeaderValue::Bytes(s) => s,
+            HeaderValue::Checked(CheckedValue(s)) => s,
         }
     }
 }
@@ -369,8 +392,8 @@ fn sendable((name, value): &(Cow<'static, str>, HeaderValue)) -> bool {
         Cow::Borrowed(_) => true,
         Cow::Owned(name) => axkit_http::valid_header_name(name),
     };
-    let value_ok =
-        matches!(value, HeaderValue::Static(_)) || axkit_http::valid_header_value(value.as_bytes());
+    let value_ok = matches!(value, HeaderValue::Static(_) | HeaderValue::Checked(_))
+        || axkit_http::valid_header_value(value.as_bytes());
     name_ok && value_ok
 }
 
@@ -446,17 +469,19 @@ pub struct OpenFile {
     pub metadata: std::fs::Metadata,
     /// The whole file, read when it was opened (see [`OpenFile::load`]).
     contents: Option<Bytes>,
-    etag: Arc<str>,
+    /// Made here of digits, dashes and quotes, and HTTP-dates: sendable
+    /// by construction, so set on responses without a check.
+    etag: CheckedValue,
     /// Whole seconds, and the same as an HTTP-date.
-    last_modified: Option<(SystemTime, Arc<str>)>,
+    last_modified: Option<(SystemTime, CheckedValue)>,
 }
 
 impl OpenFile {
     /// Wrap a file and the metadata of that open descriptor.
     pub fn new(file: std::fs::File, metadata: std::fs::Metadata) -> OpenFile {
-        let etag = etag(&metadata).into();
-        let last_modified =
-            last_modified(&metadata).map(|t| (t, axkit_http::fmt_http_date(t).into()));
+        let etag = CheckedValue(etag(&metadata).into());
+        let last_modified = last_modified(&metadata)
+            .map(|t| (t, CheckedValue(axkit_http::fmt_http_date(t).into())));
         OpenFile {
             file,
             metadata,
@@ -553,13 +578,26 @@ impl OpenFile {
     /// Apache's `FileETag INode MTime Size` gives): any change to the
     /// file, or a different file put in its place, changes it.
     pub fn etag(&self) -> &Arc<str> {
-        &self.etag
+        &self.etag.0
     }
 
     /// The modification time truncated to whole seconds, as HTTP dates
     /// carry it, and formatted as one.
     pub fn last_modified(&self) -> Option<(SystemTime, &Arc<str>)> {
-        self.last_modified.as_ref().map(|(t, s)| (*t, s))
+        self.last_modified.as_ref().map(|(t, s)| (*t, &s.0))
+    }
+
+    /// [`etag`](Self::etag) as a header value that is set without being
+    /// checked again (see [`HeaderValue::checked`]).
+    pub fn etag_header(&self) -> HeaderValue {
+        HeaderValue::Checked(self.etag.clone())
+    }
+
+    /// [`last_modified`](Self::last_modified)'s date as a header value
+    /// that is set without being checked again.
+    pub fn last_modified_header(&self) -> Option<HeaderValue> {
+        let (_, date) = self.last_modified.as_ref()?;
+        Some(HeaderValue::Checked(date.clone()))
     }
 }
 
@@ -798,8 +836,9 @@ pub struct Context {
     pub conn: Rc<ConnInfo>,
     /// Resolved on first use (see [`Context::client`]).
     client: OnceCell<Client>,
-    /// Set by `uri_translation`: the file the URI maps to…
-    pub filename: Option<PathBuf>,
+    /// Set by `uri_translation`: the file the URI maps to (shared, not
+    /// copied, with an open-file cache entry that found it)…
+    pub filename: Option<Arc<Path>>,
     /// …and what is left of the path after it (decoded), as CGI's PATH_INFO.
     pub path_info: String,
     /// The file's metadata, when the translating plugin already looked.
