@@ -26,6 +26,7 @@ mod logging_file;
 mod logging_warn;
 mod magic_mime_map;
 mod open_file_cache;
+mod per_location;
 mod request_log;
 mod rewrite;
 mod serve_dir;

@@ -43,7 +43,6 @@
 //! starting with `//` (another host). Rules are compiled when the config
 //! loads: a bad regex is an `axkit --check` error with its file and line.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -53,6 +52,8 @@ use axkit::plugin::{Context, HookFuture, Level, Outcome, Plugin, PluginInit, Plu
 use regex::{Captures, Regex, RegexBuilder};
 
 use axkit_http::encode_path;
+
+use crate::per_location::PerLocation;
 
 /// A redirect's status, from a number or mod_alias's words.
 fn parse_status(word: &str) -> Option<u16> {
@@ -330,7 +331,7 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     blocks.check_conditions()?;
     Ok(Rc::new(Rewrite {
         blocks,
-        rules: RefCell::new(HashMap::new()),
+        rules: PerLocation::default(),
     }))
 }
 
@@ -408,20 +409,14 @@ struct Guarded {
 struct Rewrite {
     blocks: Blocks,
     /// The rules of each `<Location>`'s merged config, conditions paired
-    /// with their rule once (by the address of the config, frozen for the
-    /// worker's life).
-    rules: RefCell<HashMap<usize, Rc<[Guarded]>>>,
+    /// with their rule once.
+    rules: PerLocation<Rc<[Guarded]>>,
 }
 
 impl Rewrite {
     fn rules_of(&self, config: &LocationConfig) -> Rc<[Guarded]> {
-        let key = config as *const LocationConfig as usize;
-        if let Some(rules) = self.rules.borrow().get(&key) {
-            return rules.clone();
-        }
-        let rules: Rc<[Guarded]> = pair(config, &self.blocks).into();
-        self.rules.borrow_mut().insert(key, rules.clone());
-        rules
+        self.rules
+            .get(config, |config| pair(config, &self.blocks).into())
     }
 }
 

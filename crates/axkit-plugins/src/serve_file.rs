@@ -70,7 +70,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::file_http::{self, Fields, Precondition, Ranges};
 use crate::open_file_cache::{self, Io};
-use axkit::config::{parse, Args, Directive, Key, Scopes};
+use crate::per_location::PerLocation;
+use axkit::config::{parse, Args, Directive, Key, LocationConfig, Scopes};
 use axkit::plugin::{
     hook, Body, Context, DocRoot, HeaderValue, HookFuture, Level, OpenFile, Outcome, Plugin,
     PluginInit, PluginSpec, READ_FLAGS,
@@ -133,7 +134,9 @@ fn directives() -> Vec<Directive> {
 }
 
 fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
-    Ok(Rc::new(ServeFile))
+    Ok(Rc::new(ServeFile {
+        settings: PerLocation::default(),
+    }))
 }
 
 /// A precompressed sibling's coding.
@@ -197,12 +200,36 @@ fn parse_expires(args: &[&str]) -> Result<Option<(ExpiresBase, Duration)>, Strin
     Ok(Some((base, parse::duration(duration.trim())?)))
 }
 
-struct ServeFile;
+struct ServeFile {
+    settings: PerLocation<Rc<Settings>>,
+}
+
+/// What this plugin's directives say for one Location, read once.
+struct Settings {
+    file_etag: bool,
+    cache_control: Option<HeaderValue>,
+    expires: Option<(ExpiresBase, Duration)>,
+    max_ranges: usize,
+    precompressed: Vec<Coding>,
+}
+
+impl Settings {
+    fn read(config: &LocationConfig) -> Rc<Settings> {
+        Rc::new(Settings {
+            file_etag: *config.get(&FILE_ETAG),
+            cache_control: config.get(&CACHE_CONTROL).clone(),
+            expires: *config.get(&EXPIRES),
+            max_ranges: *config.get(&MAX_RANGES),
+            precompressed: config.get(&PRECOMPRESSED).clone(),
+        })
+    }
+}
 
 #[axkit::plugin]
 impl Plugin for ServeFile {
     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-        let (candidates, codings) = sibling_candidates(ctx);
+        let settings = self.settings.get(ctx.config(), Settings::read);
+        let (candidates, codings) = sibling_candidates(ctx, &settings);
         // A file named by a translating plugin that did not open it.
         let unopened = ctx.file.is_none()
             && ctx.state::<file_http::KnownMissing>().is_none()
@@ -210,12 +237,12 @@ impl Plugin for ServeFile {
         let mut unopened = unopened.then(|| ctx.filename.clone()).flatten();
         if unopened.is_none() && candidates.is_empty() {
             // The usual case: the file came open from uri_to_file.
-            return respond(ctx, None);
+            return respond(ctx, settings, None);
         }
         // The file and its siblings, beneath the request's root.
         let root = match &ctx.filename {
             Some(filename) => DocRoot::for_file(ctx, filename),
-            None => return respond(ctx, None),
+            None => return respond(ctx, settings, None),
         };
         let policy = open_file_cache::policy(ctx.config());
         let small = open_file_cache::small_file_size(ctx.config());
@@ -237,7 +264,7 @@ impl Plugin for ServeFile {
                 open_file_cache::sibling_now(&root, &candidates, policy, small, now)
             {
                 // Nothing had to wait: no thread hop, no boxed future.
-                return respond(ctx, found.map(|(i, open)| (open, codings[i])));
+                return respond(ctx, settings, found.map(|(i, open)| (open, codings[i])));
             }
         }
         hook(async move {
@@ -261,7 +288,7 @@ impl Plugin for ServeFile {
                 Some(found) => found,
                 None => open_file_cache::first_sibling(root, candidates, policy, small, now).await,
             };
-            respond(ctx, found.map(|(i, open)| (open, codings[i]))).await
+            respond(ctx, settings, found.map(|(i, open)| (open, codings[i]))).await
         })
     }
 }
@@ -296,9 +323,10 @@ fn open_failed(ctx: &Context, path: &Path, e: &std::io::Error) -> Outcome {
 /// [`prepare`], then a multipart body streamed if that is what it made.
 fn respond<'a>(
     ctx: &'a mut Context,
+    settings: Rc<Settings>,
     sibling: Option<(Rc<OpenFile>, &'static str)>,
 ) -> HookFuture<'a> {
-    match prepare(ctx, sibling) {
+    match prepare(ctx, &settings, sibling) {
         Prepared::Done(outcome) => outcome.into(),
         Prepared::Multipart(parts) => hook(send_multipart(ctx, parts)),
     }
@@ -321,7 +349,11 @@ struct Multipart {
 
 /// Everything but the body transfer; `sibling` is the precompressed file
 /// to send instead (and its coding), if one fits.
-fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> Prepared {
+fn prepare(
+    ctx: &mut Context,
+    settings: &Settings,
+    sibling: Option<(Rc<OpenFile>, &'static str)>,
+) -> Prepared {
     let outcome = Prepared::Done;
     // What cannot be served here is declined, for a later plugin or the
     // core's 404: no file (or a missing one), a file followed by path
@@ -365,7 +397,7 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
     ctx.metadata = None;
     // The answer depends on Accept-Encoding whether or not a sibling is
     // sent this time.
-    if !ctx.config().get(&PRECOMPRESSED).is_empty() {
+    if !settings.precompressed.is_empty() {
         ctx.response.headers.set("Vary", "Accept-Encoding");
     }
     if ctx.response.headers.get("Content-Type").is_none() {
@@ -388,7 +420,7 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
         .and_then(|s| s.parse::<u16>().ok())
         .is_some_and(|s| s >= 400);
     let modified = open.last_modified().map(|(time, _)| time);
-    let send_etag = !error_page && *ctx.config().get(&FILE_ETAG);
+    let send_etag = !error_page && settings.file_etag;
     let etag = send_etag.then(|| &**open.etag());
     // Which of the fields the answer depends on the request carries,
     // found in one pass over its fields.
@@ -407,7 +439,7 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
             headers.set("ETag", open.etag_header());
         }
         headers.set("Accept-Ranges", "bytes");
-        caching_headers(ctx, modified);
+        caching_headers(ctx, settings, modified);
         file_http::evaluate_fields(&ctx.request, fields, etag, modified)
     };
     match precondition {
@@ -436,7 +468,7 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
                     .header("If-Range")
                     .is_none_or(|v| file_http::if_range_matches(v, etag, modified));
             if current {
-                file_http::parse_ranges(range, len, *ctx.config().get(&MAX_RANGES))
+                file_http::parse_ranges(range, len, settings.max_ranges)
             } else {
                 Ranges::Whole
             }
@@ -497,12 +529,12 @@ fn prepare(ctx: &mut Context, sibling: Option<(Rc<OpenFile>, &'static str)>) -> 
 
 /// With `Precompressed`, the `.gz`/`.br` siblings the client accepts and
 /// their codings, in the configured order.
-fn sibling_candidates(ctx: &mut Context) -> (Vec<PathBuf>, Vec<&'static str>) {
+fn sibling_candidates(ctx: &Context, settings: &Settings) -> (Vec<PathBuf>, Vec<&'static str>) {
     let (mut paths, mut codings) = (Vec::new(), Vec::new());
     let Some(filename) = &ctx.filename else {
         return (paths, codings);
     };
-    let listed = ctx.config().get(&PRECOMPRESSED);
+    let listed = &settings.precompressed;
     if listed.is_empty() {
         return (paths, codings);
     }
@@ -519,12 +551,11 @@ fn sibling_candidates(ctx: &mut Context) -> (Vec<PathBuf>, Vec<&'static str>) {
 }
 
 /// `Cache-Control` and `Expires` from the Location's directives.
-fn caching_headers(ctx: &mut Context, modified: Option<SystemTime>) {
-    if let Some(value) = ctx.config().get(&CACHE_CONTROL) {
-        let value = value.clone();
-        ctx.response.headers.set("Cache-Control", value);
+fn caching_headers(ctx: &mut Context, settings: &Settings, modified: Option<SystemTime>) {
+    if let Some(value) = &settings.cache_control {
+        ctx.response.headers.set("Cache-Control", value.clone());
     }
-    if let Some((base, after)) = *ctx.config().get(&EXPIRES) {
+    if let Some((base, after)) = settings.expires {
         let from = match base {
             ExpiresBase::Access => Some(SystemTime::now()),
             ExpiresBase::Modification => modified,

@@ -59,7 +59,8 @@ use std::time::SystemTime;
 
 use crate::file_http::KnownMissing;
 use crate::open_file_cache::{self, Entry, Io, Kind, Policy, WouldBlock, OPEN_FILE_CACHE};
-use axkit::config::{Args, Config, Directive, Key};
+use crate::per_location::PerLocation;
+use axkit::config::{Args, Config, Directive, Key, LocationConfig};
 use axkit::plugin::{
     hook, is_escape, Context, DocRoot, HookFuture, Level, OpenFile, Outcome, Plugin, PluginInit,
     PluginSpec, Rule, TrustedMap, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS,
@@ -101,6 +102,7 @@ fn directives() -> Vec<Directive> {
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     Ok(Rc::new(UriToFile {
         alias_prefix: alias_prefixes(init.config),
+        settings: PerLocation::default(),
     }))
 }
 
@@ -139,6 +141,16 @@ struct UriToFile {
     /// See [`alias_prefixes`]: keyed by addresses of the config, a
     /// trusted map.
     alias_prefix: TrustedMap<usize, String>,
+    settings: PerLocation<Rc<Settings>>,
+}
+
+/// What a Location's directives say, read once: its root (DocumentRoot
+/// under FollowSymlinks' rule; None: no DocumentRoot), the prefix to
+/// strip, and the open-file cache's policy.
+struct Settings {
+    root: Option<DocRoot>,
+    alias_prefix: Option<String>,
+    policy: Option<Policy>,
 }
 
 /// Everything a lookup needs, owned, so that it can run on the blocking
@@ -221,7 +233,16 @@ impl UriToFile {
     /// cache hit, or what the lookup on the blocking pool needs. `Err` is
     /// the outcome.
     fn prepare(&self, ctx: &mut Context) -> Result<Lookup, Outcome> {
-        let Some(root) = ctx.config().get(&DOCUMENT_ROOT) else {
+        let settings = self.settings.get(ctx.config(), |config| {
+            let key = config as *const LocationConfig as usize;
+            Rc::new(Settings {
+                root: (config.get(&DOCUMENT_ROOT).as_deref())
+                    .map(|root| DocRoot::new(root, Rule::of(config))),
+                alias_prefix: self.alias_prefix.get(&key).cloned(),
+                policy: open_file_cache::policy(config),
+            })
+        });
+        let Some(root) = &settings.root else {
             return Err(Outcome::Declined);
         };
         let path = ctx.request.decoded_path();
@@ -234,20 +255,19 @@ impl UriToFile {
             return Err(Outcome::Status(404));
         }
         let trailing_slash = path.ends_with('/');
-        let rel = match self.alias_prefix.get(&(ctx.config() as *const _ as usize)) {
+        let rel = match &settings.alias_prefix {
             Some(prefix) => &path[prefix.len()..],
             None => path,
         };
         // The path is normalised (no `.`, `..` or `//`), so its segments
         // joined are the path without its outer slashes.
         let rel = rel.trim_matches('/');
-        let root = DocRoot::new(root, Rule::of(ctx.config()));
         // Whatever the outcome, the request's other files are opened
         // beneath this root under this rule.
         ctx.doc_root = Some(root.clone());
-        let policy = open_file_cache::policy(ctx.config());
+        let policy = settings.policy;
         let now = ctx.request.start_time();
-        let hit = policy.and_then(|p| cached(&root, Path::new(rel), trailing_slash, p, now));
+        let hit = policy.and_then(|p| cached(root, Path::new(rel), trailing_slash, p, now));
         if let Some(hit) = hit {
             use_cached(ctx, hit.0, hit.1);
             return Err(Outcome::Ok);
@@ -261,7 +281,7 @@ impl UriToFile {
         let rel_path: PathBuf = segments.iter().collect();
         let index_names = ctx.config().get(&DIRECTORY_INDEX).clone();
         Ok(Lookup {
-            root,
+            root: root.clone(),
             rel_path,
             full,
             segments,
