@@ -65,12 +65,19 @@ struct FastMimeMap {
     /// request can only look up, never add, a key the table lacks. Keyed
     /// by bytes, so a hit makes no `&str` of the file name.
     builtin: RefCell<TrustedMap<Box<[u8]>, &'static str>>,
-    /// The file name typed last, the Location's config it was typed in
-    /// (by address) and its type (None: declined). A hot file's requests
-    /// share one name, the open-file cache entry's, so a request for the
-    /// file typed last is answered by comparing two addresses. Holding
-    /// the name keeps its address from being reused for another.
-    last: RefCell<Option<(Arc<Path>, usize, Option<HeaderValue>)>>,
+    /// The file typed last. A hot file's requests share one name, the
+    /// open-file cache entry's, so a request for the file typed last is
+    /// answered by comparing two addresses.
+    last: RefCell<Option<Typed>>,
+}
+
+/// A file name, the Location's config it was typed in (by address) and
+/// its type (None: declined). Holding the name keeps its address from
+/// being reused for another.
+struct Typed {
+    name: Arc<Path>,
+    config: usize,
+    content_type: Option<HeaderValue>,
 }
 
 impl FastMimeMap {
@@ -133,14 +140,19 @@ impl Plugin for FastMimeMap {
             return Outcome::Declined.into();
         };
         let config = ctx.config() as *const LocationConfig as usize;
-        let known = self.last.borrow().as_ref().and_then(|(name, at, found)| {
-            (Arc::ptr_eq(name, filename) && *at == config).then(|| found.clone())
+        let known = self.last.borrow().as_ref().and_then(|last| {
+            (Arc::ptr_eq(&last.name, filename) && last.config == config)
+                .then(|| last.content_type.clone())
         });
         let found = match known {
             Some(found) => found,
             None => {
                 let found = self.type_of(filename, ctx.config());
-                *self.last.borrow_mut() = Some((filename.clone(), config, found.clone()));
+                *self.last.borrow_mut() = Some(Typed {
+                    name: filename.clone(),
+                    config,
+                    content_type: found.clone(),
+                });
                 found
             }
         };

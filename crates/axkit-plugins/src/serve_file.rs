@@ -7,7 +7,8 @@
 //! - `FileETag on|off` (default on): send an `ETag` made of inode, size and
 //!   modification time.
 //! - `CacheControl VALUE`: the `Cache-Control` header for files served here
-//!   (e.g. `"public, max-age=3600"`).
+//!   (e.g. `"public, max-age=3600"`); a value with control characters is a
+//!   config error.
 //! - `Expires access+DURATION | modification+DURATION | off`: an `Expires`
 //!   date that long after the request (or the file's mtime), as Apache's
 //!   mod_expires `A`/`M` forms.
