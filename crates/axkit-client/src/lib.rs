@@ -552,7 +552,7 @@ impl tokio::io::AsyncWrite for Upgraded {
 
 /// Reads a response body off its connection.
 struct BodyReader {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     framing: BodyFraming,
     /// The connection may take another request once the body is read.
     reusable: bool,
@@ -974,7 +974,7 @@ impl Client {
     /// whether any of a response had come.
     async fn exchange(
         &self,
-        mut conn: Conn,
+        mut conn: Box<Conn>,
         request: &mut Request,
         deadline: &Deadline,
     ) -> Result<Response, (Error, bool)> {
