@@ -175,6 +175,9 @@ pub(crate) async fn connect(
 
 /// Idle keep-alive connections by what they are to, most recent last.
 pub(crate) struct Pool {
+    /// Boxed as connections are everywhere (see `Conn`): a connection
+    /// goes in and out of the pool per request, as one pointer.
+    #[allow(clippy::vec_box)]
     idle: HashMap<Origin, Vec<Box<Conn>>, BuildHasherDefault<OriginHasher>>,
     /// When connections idle too long were last looked for.
     swept: Instant,
