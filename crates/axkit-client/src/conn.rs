@@ -86,7 +86,11 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// A connection and the bytes read from it but not used yet.
+/// A connection and the bytes read from it but not used yet. Kept boxed
+/// (made once per connection, whatever the requests it carries): a
+/// response holds its connection until its body is read, and a response
+/// moves several times on its way to the caller, each move a `memcpy` of
+/// what it holds inline.
 pub(crate) struct Conn {
     pub stream: Stream,
     pub buf: BytesMut,
@@ -121,7 +125,7 @@ pub(crate) async fn connect(
     origin: &Origin,
     tls: Option<Arc<rustls::ClientConfig>>,
     deadline: &Deadline,
-) -> Result<Conn, Error> {
+) -> Result<Box<Conn>, Error> {
     let connect = deadline.connect_limit();
     let target = || format!("{}:{}", origin.host(), origin.port());
     // Made here (unarmed), and kept for the connection's every wait.
@@ -159,19 +163,22 @@ pub(crate) async fn connect(
             Stream::Tls(Box::new(tls))
         }
     };
-    Ok(Conn {
+    Ok(Box::new(Conn {
         stream,
         buf: BytesMut::new(),
         out: Vec::new(),
         origin: origin.clone(),
         timer,
         idle_since: Instant::now(),
-    })
+    }))
 }
 
 /// Idle keep-alive connections by what they are to, most recent last.
 pub(crate) struct Pool {
-    idle: HashMap<Origin, Vec<Conn>, BuildHasherDefault<OriginHasher>>,
+    /// Boxed as connections are everywhere (see `Conn`): a connection
+    /// goes in and out of the pool per request, as one pointer.
+    #[allow(clippy::vec_box)]
+    idle: HashMap<Origin, Vec<Box<Conn>>, BuildHasherDefault<OriginHasher>>,
     /// When connections idle too long were last looked for.
     swept: Instant,
     /// At most this many idle connections per (scheme, host, port).
@@ -197,7 +204,7 @@ impl Pool {
     /// one. Connections idle for too long, anywhere in the pool, are
     /// closed on the way (at most once a second: the pool has no timer of
     /// its own).
-    pub fn take(&mut self, origin: &Origin) -> Option<Conn> {
+    pub fn take(&mut self, origin: &Origin) -> Option<Box<Conn>> {
         let now = Instant::now();
         let timeout = self.idle_timeout;
         if now.duration_since(self.swept) >= SWEEP_EVERY {
@@ -217,7 +224,7 @@ impl Pool {
     }
 
     /// Keep `conn` for the next request to its server.
-    pub fn put(&mut self, mut conn: Conn) {
+    pub fn put(&mut self, mut conn: Box<Conn>) {
         if self.max_idle == 0 {
             return;
         }

@@ -775,14 +775,16 @@ impl Proxy {
                 // Bound before the sending: a `match` on the result around
                 // it would keep the result in the hook's future (allocated
                 // per request) beside the sending's.
-                let request = match self.request(ctx, &incoming, &origin, &target.path, &limits) {
+                let mut request = match self.request(ctx, &incoming, &origin, &target.path, &limits)
+                {
                     Ok(request) => request,
                     Err(e) => break 'sent (Err(e), None),
                 };
-                let request = match &upgrade {
-                    Some(protocol) => request.upgrade(protocol.as_str()),
-                    None => request,
-                };
+                // Moved only when it asks for an upgrade (a few hundred
+                // bytes each time).
+                if let Some(protocol) = &upgrade {
+                    request = request.upgrade(protocol.as_str());
+                }
                 match framing {
                     Framing::None => (self.client.send(request).await, None),
                     // Boxed: this future is large, and the hook's whole

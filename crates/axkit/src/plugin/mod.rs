@@ -16,6 +16,7 @@ mod client;
 mod context;
 mod doc_root;
 pub mod form;
+mod hook_box;
 mod html;
 mod log;
 pub mod metrics;
@@ -85,6 +86,8 @@ enum HookState<'a> {
     /// `None` only once the outcome has been taken by `poll`.
     Ready(Option<Outcome>),
     Pending(Pin<Box<dyn Future<Output = Outcome> + 'a>>),
+    /// A large future, in one of the worker's spare blocks.
+    Pooled(hook_box::HookBox<'a>),
 }
 
 impl From<Outcome> for HookFuture<'_> {
@@ -94,9 +97,14 @@ impl From<Outcome> for HookFuture<'_> {
 }
 
 /// Wrap an `async` block as a hook's result:
-/// `hook(async move { …; Outcome::Ok })`.
-pub fn hook<'a>(f: impl Future<Output = Outcome> + 'a) -> HookFuture<'a> {
-    HookFuture(HookState::Pending(Box::pin(f)))
+/// `hook(async move { …; Outcome::Ok })`. The future is boxed; one too
+/// large for malloc's fast cache (a proxied request's) goes into one of
+/// the worker's spare blocks instead (`hook_box`).
+pub fn hook<'a, F: Future<Output = Outcome> + 'a>(f: F) -> HookFuture<'a> {
+    match hook_box::pooled::<F>() {
+        true => HookFuture(HookState::Pooled(hook_box::HookBox::new(f))),
+        false => HookFuture(HookState::Pending(Box::pin(f))),
+    }
 }
 
 impl HookFuture<'_> {
@@ -105,7 +113,7 @@ impl HookFuture<'_> {
     pub(crate) fn take_ready(&mut self) -> Option<Outcome> {
         match &mut self.0 {
             HookState::Ready(outcome) => outcome.take(),
-            HookState::Pending(_) => None,
+            HookState::Pending(_) | HookState::Pooled(_) => None,
         }
     }
 }
@@ -118,6 +126,7 @@ impl Future for HookFuture<'_> {
                 Poll::Ready(outcome.take().expect("HookFuture polled after completion"))
             }
             HookState::Pending(f) => f.as_mut().poll(cx),
+            HookState::Pooled(f) => Pin::new(f).poll(cx),
         }
     }
 }

@@ -270,7 +270,7 @@ async fn requests(
                 }
             }
         }
-        let next = request_cycle(worker.clone(), io, conn.clone(), listener, served);
+        let next = || request_cycle(worker.clone(), io, conn.clone(), listener, served);
         match reuse_box(&mut cycle, next).await {
             Some(back) => io = back,
             None => return Ended::Closed,
@@ -299,19 +299,26 @@ const SPARE_BOXES_KEPT: usize = 16;
 
 type Spares<F> = Vec<Pin<Box<F>>>;
 
-/// `next` in the allocation `slot` holds (the finished future of the
-/// same kind it replaces), or in a spare one, or in a new one.
-fn reuse_box<F: Future + 'static>(slot: &mut Option<Pin<Box<F>>>, next: F) -> Pin<&mut F> {
+/// The future `next` makes, in the allocation `slot` holds (the
+/// finished future of the same kind it replaces), or in a spare one, or
+/// in a new one. Made where it is stored (inlined, with `next` called
+/// there): a future that has not started holds only its arguments, and
+/// moving it would copy all of its few KiB.
+#[inline(always)]
+fn reuse_box<F: Future + 'static>(
+    slot: &mut Option<Pin<Box<F>>>,
+    next: impl FnOnce() -> F,
+) -> Pin<&mut F> {
     if slot.is_none() {
         *slot = SPARE_BOXES
             .with_borrow_mut(|spares| spares.as_mut()?.downcast_mut::<Spares<F>>()?.pop());
     }
     match slot {
         Some(state) => {
-            state.set(next);
+            state.set(next());
             state.as_mut()
         }
-        None => slot.insert(Box::pin(next)).as_mut(),
+        None => slot.insert(Box::pin(next())).as_mut(),
     }
 }
 
@@ -549,10 +556,14 @@ async fn request_cycle(
 
 /// The hooks in their order, from post_read_request to the response.
 async fn walk(ctx: &mut Context) {
-    match run_hook(ctx, Hook::PostReadRequest).await {
-        Outcome::Ok | Outcome::Declined => {}
-        Outcome::Done => return finish(ctx).await,
-        other => return fail(ctx, other).await,
+    // Each hook's walk only when some plugin has it (most configs have
+    // no `post_read_request`).
+    if !ctx.rt.location.chain(Hook::PostReadRequest).is_empty() {
+        match run_hook(ctx, Hook::PostReadRequest).await {
+            Outcome::Ok | Outcome::Declined => {}
+            Outcome::Done => return finish(ctx).await,
+            other => return fail(ctx, other).await,
+        }
     }
     // A body_data hook in the chain: the body is read before
     // uri_translation, as AxKit2 did.
