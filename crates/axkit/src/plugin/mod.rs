@@ -29,8 +29,8 @@ mod worker;
 pub use client::Client;
 pub(crate) use client::Trust;
 pub use context::{
-    BeforeHead, Body, BodyChunk, BodyError, ConnInfo, Context, Document, Failure, HeaderValue,
-    Headers, Logger, OpenFile, Request, Response, Tree, Upgraded, UPSTREAM_NOTE,
+    BeforeHead, Body, BodyChunk, BodyError, CheckedValue, ConnInfo, Context, Document, Failure,
+    HeaderValue, Headers, Logger, OpenFile, Request, Response, Tree, Upgraded, UPSTREAM_NOTE,
 };
 pub use doc_root::{is_escape, DocRoot, Io, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS};
 pub use form::{Field, Form, FormError, Upload, Uploads};
