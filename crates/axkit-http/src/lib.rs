@@ -16,6 +16,7 @@
 mod chunked;
 mod coding;
 mod date;
+mod fields;
 mod forwarded;
 mod path;
 mod proxy;
@@ -41,6 +42,7 @@ pub use bytes;
 pub use chunked::{ChunkStep, ChunkedDecoder};
 pub use coding::coding_quality;
 pub use date::{fmt_http_date, http_date, parse_http_date};
+pub use fields::{line_end, scan_field_lines, FieldError};
 pub use forwarded::{
     forwarded_for_entries, parse_forwarded, parse_node, scheme, strip_port, valid_host,
     ForwardedElement, Node,

@@ -11,9 +11,10 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::fields::{line_end, scan_field_lines, FieldError};
 use crate::{
-    alnum_and, ctl_or_del, is_field_value_byte, is_tchar, is_token, parse_content_length, trim_ows,
-    BodyFraming, HttpError, Limits, Version,
+    alnum_and, is_tchar, is_token, parse_content_length, trim_ows, BodyFraming, HttpError, Limits,
+    Version,
 };
 
 /// RFC 9112 §2.2 lets a server skip empty lines before the request line
@@ -334,36 +335,47 @@ fn parse_head(
     let (line_end, line) = match quick_request_line(rest, limits.max_request_line) {
         Some(quick) => quick,
         None => {
-            let Some(line_end) = find_line(
-                rest,
-                0,
-                limits.max_request_line.saturating_add(2),
-                E_LINE_TOO_LONG,
-            )?
-            else {
-                return Ok(None);
+            let max_line = limits.max_request_line.saturating_add(2);
+            let line_end = match line_end(rest, 0, max_line) {
+                Ok(Some(end)) => end,
+                Ok(None) => return Ok(None),
+                Err(FieldError::TooLarge) => return Err(E_LINE_TOO_LONG),
+                Err(e) => return Err(request_error(e)),
             };
             (line_end, parse_request_line(&rest[..line_end - 2])?)
         }
     };
 
-    let Some(fields) = scan_fields(rest, line_end, limits)? else {
-        return Ok(None);
+    let mut fields = FieldLines {
+        fields: Vec::new(),
+        host_count: 0,
+        host: None,
+        content_length: None,
+        content_length_dup: false,
+        has_te: false,
+        conn_close: false,
+        conn_keep_alive: false,
+        expect_continue: false,
     };
-    let len = fields.end;
-    if u32::try_from(len).is_err() || skip.checked_add(len).is_none() {
-        return Err(E_HEADERS_TOO_LARGE);
-    }
-    if let Some(e) = fields.bad {
-        return Err(e);
-    }
+    let scanned = scan_field_lines(
+        rest,
+        line_end,
+        limits.max_header_bytes,
+        limits.max_headers,
+        |field| fields.note(rest, field),
+    );
+    let len = match scanned {
+        Ok(Some(len)) => len,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(request_error(e)),
+    };
     let head = semantics(&rest[..len], line, fields)?;
     Ok(Some((skip, len, head)))
 }
 
 /// The usual request line, `tchars SP target-bytes SP HTTP/1.x CRLF` no
 /// longer than `max_line`, in one pass: the index just past its LF and what
-/// it says. `None` for anything else, which [`find_line`] and
+/// it says. `None` for anything else, which the line search and
 /// [`parse_request_line`] then judge, so that every refusal comes out as
 /// it always did; on a line this accepts they agree.
 fn quick_request_line(rest: &[u8], max_line: usize) -> Option<(usize, RequestLine)> {
@@ -414,6 +426,20 @@ fn is_target_byte(b: u8) -> bool {
     TARGET_BYTE[usize::from(b)]
 }
 
+/// The request's error for a refusal of its field lines (or of its
+/// request line's line structure).
+fn request_error(e: FieldError) -> HttpError {
+    match e {
+        FieldError::BareCr => E_BARE_CR,
+        FieldError::BareLf => E_BARE_LF,
+        FieldError::ObsFold => E_OBS_FOLD,
+        FieldError::TooLarge => E_HEADERS_TOO_LARGE,
+        FieldError::TooMany => E_TOO_MANY_HEADERS,
+        FieldError::Name => E_FIELD_NAME,
+        FieldError::Value => E_FIELD_VALUE,
+    }
+}
+
 /// The request line, checked.
 struct RequestLine {
     method: Span,
@@ -421,16 +447,9 @@ struct RequestLine {
     version: Version,
 }
 
-/// What the pass over the field lines learnt about a complete head.
+/// What the field lines say, noted as they are scanned.
 struct FieldLines {
-    /// End of the head (just past the final LF), from the request line's
-    /// start.
-    end: usize,
     fields: Vec<Field>,
-    /// The first field line whose name or value is invalid. Reported only
-    /// once the whole head is in and its line structure is sound; from that
-    /// line on, lines are only checked for structure.
-    bad: Option<HttpError>,
     host_count: usize,
     /// The value of the last Host field.
     host: Option<Span>,
@@ -446,110 +465,21 @@ struct FieldLines {
 /// field, so that most requests allocate once.
 const USUAL_FIELDS: usize = 16;
 
-/// The field lines after the request line, each looked at once, left to
-/// right: the line structure and limits (as [`find_line`] checks them),
-/// the name (`tchar`s up to the colon), the value (field-vchar, SP, HTAB;
-/// its leading and trailing whitespace not part of it) and, for the few
-/// fields that decide framing and the connection, what they say.
-///
-/// Written by hand rather than with a general parser: the head is on every
-/// request's path, and one pass with our own strictness replaces a
-/// structure check, a general parser and a re-check of its result over the
-/// same bytes.
-fn scan_fields(
-    rest: &[u8],
-    line_end: usize,
-    limits: &Limits,
-) -> Result<Option<FieldLines>, HttpError> {
-    let mut out = FieldLines {
-        end: 0,
-        fields: Vec::new(),
-        bad: None,
-        host_count: 0,
-        host: None,
-        content_length: None,
-        content_length_dup: false,
-        has_te: false,
-        conn_close: false,
-        conn_keep_alive: false,
-        expect_continue: false,
-    };
-    let mut pos = line_end;
-    let mut count = 0usize;
-    loop {
-        // The budget covers every field line and the final empty line.
-        let budget = limits.max_header_bytes.saturating_sub(pos - line_end);
-        let window = &rest[..pos + (rest.len() - pos).min(budget)];
-        // Wait for the first byte of a line before judging it, even if the
-        // budget is already spent: which error we give must not depend on
-        // where the input happened to be split.
-        match rest.get(pos) {
-            None => return Ok(None),
-            Some(b' ' | b'\t') => return Err(E_OBS_FOLD),
-            Some(b'\r' | b'\n') => {
-                let Some(end) = line_break(window, pos, pos, budget)? else {
-                    return Ok(None);
-                };
-                out.end = end;
-                return Ok(Some(out));
-            }
-            Some(_) => {
-                count += 1;
-                if count > limits.max_headers {
-                    return Err(E_TOO_MANY_HEADERS);
-                }
-            }
-        }
-        if out.bad.is_some() {
-            let Some(end) = line_break(window, pos, pos, budget)? else {
-                return Ok(None);
-            };
-            pos = end;
-            continue;
-        }
-        let mut colon = pos;
-        while window.get(colon).is_some_and(|&b| is_tchar(b)) {
-            colon += 1;
-        }
-        if colon == pos || window.get(colon) != Some(&b':') {
-            out.bad = Some(E_FIELD_NAME);
-            let Some(end) = line_break(window, pos, colon, budget)? else {
-                return Ok(None);
-            };
-            pos = end;
-            continue;
-        }
-        let mut start = colon + 1;
-        while let Some(b' ' | b'\t') = window.get(start) {
-            start += 1;
-        }
-        let stop = first_ctl(window, start);
-        let Some(end) = line_break(window, pos, stop, budget)? else {
-            return Ok(None);
-        };
-        if end != stop + 2 {
-            // The value stopped at a CTL or DEL before the CRLF.
-            out.bad = Some(E_FIELD_VALUE);
-            pos = end;
-            continue;
-        }
-        let mut value_end = stop;
-        while value_end > start && matches!(window[value_end - 1], b' ' | b'\t') {
-            value_end -= 1;
-        }
-        let field = Field {
-            name: Span::new(pos, colon).ok_or(E_HEADERS_TOO_LARGE)?,
-            value: Span::new(start, value_end).ok_or(E_HEADERS_TOO_LARGE)?,
-        };
-        out.note(rest, field);
-        pos = end;
-    }
-}
-
 impl FieldLines {
-    /// Keep a field, and note what it says if it is one of those that
-    /// decide framing, the host or the connection.
-    fn note(&mut self, head: &[u8], field: Field) {
+    /// Keep a field (`[name start, name end, value start, value end]`),
+    /// and note what it says if it is one of those that decide framing,
+    /// the host or the connection.
+    fn note(&mut self, head: &[u8], [name, name_end, value, value_end]: [u32; 4]) {
+        let field = Field {
+            name: Span {
+                start: name,
+                end: name_end,
+            },
+            value: Span {
+                start: value,
+                end: value_end,
+            },
+        };
         if self.fields.capacity() == 0 {
             self.fields.reserve_exact(USUAL_FIELDS);
         }
@@ -585,64 +515,6 @@ impl FieldLines {
             }
             _ => {}
         }
-    }
-}
-
-/// Index of the first byte from `from` on that is a CTL other than HTAB
-/// (CR and LF among them) or DEL, or `s.len()`: where a field value ends,
-/// well or badly. Eight bytes at a time (see [`ctl_or_del`]); HTAB, allowed
-/// in values but a CTL, is stepped over.
-fn first_ctl(s: &[u8], from: usize) -> usize {
-    let mut i = from;
-    while let Some(Ok(word)) = s.get(i..i + 8).map(<[u8; 8]>::try_from) {
-        let found = ctl_or_del(word);
-        if found == 0 {
-            i += 8;
-            continue;
-        }
-        // The lowest flagged byte is exact (no borrow reaches it).
-        i += (found.trailing_zeros() / 8) as usize;
-        if s.get(i) != Some(&b'\t') {
-            return i;
-        }
-        i += 1;
-    }
-    while let Some(&b) = s.get(i) {
-        if !is_field_value_byte(b) {
-            return i;
-        }
-        i += 1;
-    }
-    i
-}
-
-/// The end of the line that starts at `start` in `window` (which the line
-/// must fit in, CRLF included: `window` ends at `start + budget` or at the
-/// end of the input), given that `start..from` holds no CR or LF: the index
-/// just past its LF, `Ok(None)` if it is incomplete but may still fit, or an
-/// error for a bare CR, a bare LF or a line that cannot fit. The same
-/// answers as [`find_line`], which this continues from `from`.
-fn line_break(
-    window: &[u8],
-    start: usize,
-    from: usize,
-    budget: usize,
-) -> Result<Option<usize>, HttpError> {
-    let tail = window.get(from..).unwrap_or(&[]);
-    // Where a value ends well, `from` is its CR: no search needed.
-    if let [b'\r', b'\n', ..] = tail {
-        return Ok(Some(from + 2));
-    }
-    match memchr::memchr2(b'\r', b'\n', tail) {
-        Some(i) if tail[i] == b'\n' => Err(E_BARE_LF),
-        Some(cr) => match tail.get(cr + 1) {
-            Some(b'\n') => Ok(Some(from + cr + 2)),
-            Some(_) => Err(E_BARE_CR),
-            None if window.len() - start >= budget => Err(E_HEADERS_TOO_LARGE),
-            None => Ok(None),
-        },
-        None if window.len() - start >= budget => Err(E_HEADERS_TOO_LARGE),
-        None => Ok(None),
     }
 }
 
@@ -720,34 +592,6 @@ fn semantics(head: &[u8], line: RequestLine, f: FieldLines) -> Result<RequestHea
         keep_alive,
         expects_continue: f.expect_continue && version == Version::Http11,
     })
-}
-
-/// Find the line starting at `start`, which may be at most `max_total` bytes
-/// including its CRLF. Returns the index just past the LF, `Ok(None)` if the
-/// line is incomplete but may still fit, or an error for a bare CR, a bare LF
-/// or a line that cannot fit (`too_long`). Only bytes inside the window are
-/// looked at, so the answer never changes as more input arrives.
-fn find_line(
-    data: &[u8],
-    start: usize,
-    max_total: usize,
-    too_long: HttpError,
-) -> Result<Option<usize>, HttpError> {
-    let avail = data.get(start..).unwrap_or(&[]);
-    let window = &avail[..avail.len().min(max_total)];
-    // One pass: the first CR or LF must be the CR of a CRLF.
-    match memchr::memchr2(b'\r', b'\n', window) {
-        Some(i) if window[i] == b'\n' => Err(E_BARE_LF),
-        Some(cr) => match window.get(cr + 1) {
-            Some(b'\n') => Ok(Some(start + cr + 2)),
-            Some(_) => Err(E_BARE_CR),
-            // A CR as the last byte seen so far: its LF may still come.
-            None if window.len() >= max_total => Err(too_long),
-            None => Ok(None),
-        },
-        None if window.len() >= max_total => Err(too_long),
-        None => Ok(None),
-    }
 }
 
 /// `method SP request-target SP HTTP-version`, single spaces (RFC 9112 §3).
