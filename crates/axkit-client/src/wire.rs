@@ -4,7 +4,7 @@
 
 use axkit::plugin::SpareVecs;
 use axkit_http::{
-    parse_content_length, same_field, valid_header_name, valid_header_value, ChunkedDecoder,
+    parse_content_length, same_field_bytes, valid_header_name, valid_header_value, ChunkedDecoder,
 };
 use bytes::BytesMut;
 use bytestring::ByteString;
@@ -291,13 +291,11 @@ pub(crate) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
                 spans.reserve_exact(USUAL_FIELDS);
             }
             spans.push(span);
-            // Names are `tchar`s: ASCII.
-            let name = std::str::from_utf8(name).unwrap_or("");
-            if same_field(name, "Connection") {
+            if same_field_bytes(name, "Connection") {
                 framing |= CONNECTION;
-            } else if same_field(name, "Transfer-Encoding") {
+            } else if same_field_bytes(name, "Transfer-Encoding") {
                 framing |= TRANSFER_ENCODING;
-            } else if same_field(name, "Content-Length") {
+            } else if same_field_bytes(name, "Content-Length") {
                 framing |= CONTENT_LENGTH;
                 for length in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                     match first {

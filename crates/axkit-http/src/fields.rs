@@ -106,10 +106,12 @@ pub fn scan_field_lines(
             pos = end;
             continue;
         }
-        let mut colon = pos;
-        while window.get(colon).is_some_and(|&b| is_tchar(b)) {
-            colon += 1;
-        }
+        let line = window.get(pos..).unwrap_or(&[]);
+        let colon = pos
+            + line
+                .iter()
+                .position(|&b| !is_tchar(b))
+                .unwrap_or(line.len());
         if colon == pos || window.get(colon) != Some(&b':') {
             bad = Some(FieldError::Name);
             let Some(end) = line_break(window, pos, colon, budget)? else {
@@ -118,10 +120,13 @@ pub fn scan_field_lines(
             pos = end;
             continue;
         }
-        let mut start = colon + 1;
-        while let Some(b' ' | b'\t') = window.get(start) {
-            start += 1;
-        }
+        let after = window.get(colon + 1..).unwrap_or(&[]);
+        let start = colon
+            + 1
+            + after
+                .iter()
+                .take_while(|&&b| b == b' ' || b == b'\t')
+                .count();
         let stop = first_ctl(window, start);
         let Some(end) = line_break(window, pos, stop, budget)? else {
             return Ok(None);
@@ -132,10 +137,9 @@ pub fn scan_field_lines(
             pos = end;
             continue;
         }
-        let mut value_end = stop;
-        while value_end > start && matches!(window.get(value_end - 1), Some(b' ' | b'\t')) {
-            value_end -= 1;
-        }
+        // The value holds no CTL but HTAB: only SP and HTAB are trimmed.
+        let value = window.get(start..stop).unwrap_or(&[]);
+        let value_end = start + value.trim_ascii_end().len();
         each([
             offset(pos)?,
             offset(colon)?,
