@@ -1,12 +1,12 @@
-//! The field lines of an HTTP/1.1 head, a request's or a response's, in one
-//! pass: the line structure and the size limits, each field's name and
-//! value, every byte looked at once.
+//! The field lines of an HTTP/1.1 head in one pass: the line structure and
+//! the size limits, each field's name and value, every byte looked at once.
+//! The request parser's; public for the fuzz targets and for any other
+//! head that must be read as strictly.
 //!
 //! Written by hand rather than with a general parser: a head is on the path
-//! of every request (and of every proxied response), and one pass with our
-//! own strictness replaces a structure check, a general parser and a
-//! re-check of its result over the same bytes. Strict as the request parser
-//! must be: lines end in CRLF only (a bare CR or LF is refused, not taken
+//! of every request, and one pass with our own strictness replaces a
+//! structure check, a general parser and a re-check of its result over the
+//! same bytes. Strict as the request parser must be: lines end in CRLF only (a bare CR or LF is refused, not taken
 //! as a line end a peer may see differently), no obs-fold, names are
 //! `tchar`s up to the colon (no space before it), values are field-vchar,
 //! SP and HTAB, without their leading and trailing whitespace.

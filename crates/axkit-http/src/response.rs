@@ -128,12 +128,6 @@ pub fn hop_by_hop(name: &str) -> bool {
 /// but most peers and plugins write them as `canonical` does, so equal
 /// bytes answer first.
 pub fn same_field(name: &str, canonical: &str) -> bool {
-    same_field_bytes(name.as_bytes(), canonical)
-}
-
-/// [`same_field`] for a name as bytes, as a head's scan finds them.
-pub fn same_field_bytes(name: &[u8], canonical: &str) -> bool {
-    let canonical = canonical.as_bytes();
     name.len() == canonical.len() && (name == canonical || name.eq_ignore_ascii_case(canonical))
 }
 
