@@ -4,6 +4,11 @@
 //! the input in two reads (split at a fuzzer-chosen point) gives the same
 //! answer as feeding it whole.
 //!
+//! The parser is our own, one pass over the head; httparse, a general parser
+//! held to the same grammar, is the second opinion: it must read every head
+//! we accept into the same method, target and fields, and refuse every head
+//! we refuse for a bad field name or value.
+//!
 //! Input layout: byte 0 picks the limits (high bit: tiny limits, so the limit
 //! paths are reachable) and the split point; the rest is the request.
 
@@ -76,6 +81,36 @@ fn exercise(h: &RequestHead) {
     }
 }
 
+/// httparse's reading of a complete head (from the request line on).
+fn httparse_agrees(h: &RequestHead) {
+    let mut fields = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut fields);
+    let head = h.head_bytes();
+    assert_eq!(req.parse(head), Ok(httparse::Status::Complete(head.len())));
+    assert_eq!(req.method, Some(h.method()));
+    assert_eq!(req.path, Some(h.target()));
+    let theirs: Vec<(&str, &[u8])> = req.headers.iter().map(|f| (f.name, f.value)).collect();
+    let ours: Vec<(&str, &[u8])> = h.headers().collect();
+    assert_eq!(theirs, ours);
+}
+
+/// httparse also refuses a head we refuse for a bad field name or value
+/// (`head` starts at the request line; any empty lines before are skipped).
+fn httparse_refuses(input: &[u8], e: &HttpError) {
+    let expected = match e.reason {
+        "invalid header field name" => httparse::Error::HeaderName,
+        "invalid byte in header field value" => httparse::Error::HeaderValue,
+        _ => return,
+    };
+    let mut head = input;
+    while let Some(rest) = head.strip_prefix(b"\r\n") {
+        head = rest;
+    }
+    let mut fields = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut fields);
+    assert_eq!(req.parse(head), Err(expected));
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&ctl, input)) = data.split_first() else {
         return;
@@ -95,6 +130,7 @@ fuzz_target!(|data: &[u8]| {
     let expected = outcome(&whole_buf, &whole);
     if let Ok(Some(h)) = &whole {
         exercise(h);
+        httparse_agrees(h);
         assert!(h.head_bytes().len() + whole_buf.len() <= input.len());
         // Whatever follows is parsed as a pipelined request.
         if let Ok(Some(next)) = parse_request_head(&mut whole_buf, &limits) {
@@ -103,6 +139,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Err(e) = &whole {
         assert!(matches!(e.status, 400 | 414 | 431 | 501 | 505), "{e:?}");
+        httparse_refuses(input, e);
         assert_eq!(whole_buf.len(), input.len(), "errors leave the buffer alone");
         // What the server logs for a refused request.
         let stand_in = RequestHead::unparsed(&whole_buf);

@@ -16,6 +16,7 @@
 mod chunked;
 mod coding;
 mod date;
+mod fields;
 mod forwarded;
 mod path;
 mod proxy;
@@ -41,6 +42,7 @@ pub use bytes;
 pub use chunked::{ChunkStep, ChunkedDecoder};
 pub use coding::coding_quality;
 pub use date::{fmt_http_date, http_date, parse_http_date};
+pub use fields::{line_end, scan_field_lines, FieldError};
 pub use forwarded::{
     forwarded_for_entries, parse_forwarded, parse_node, scheme, strip_port, valid_host,
     ForwardedElement, Node,
@@ -190,26 +192,14 @@ pub(crate) fn is_field_value_byte(b: u8) -> bool {
 }
 
 /// Every byte of `v` passes [`is_field_value_byte`]. This runs over every
-/// request header and every response header a plugin sets, so it looks at
-/// eight bytes at a time (the last word overlapping the one before): a
-/// word with no byte below 0x20 and none equal to 0x7f is all good (bytes
-/// from 0x80 up are obs-text, allowed). Only a value with a word that may
-/// hold one (an HTAB, which is allowed, or a bad byte) is looked at byte
-/// by byte, as is one shorter than a word.
+/// response header a plugin sets, so it looks at eight bytes at a time
+/// (the last word overlapping the one before) with [`ctl_or_del`]. Only a
+/// value with a word that may hold a bad byte (or an HTAB, which is
+/// allowed) is looked at byte by byte, as is one shorter than a word.
 pub(crate) fn is_field_value(v: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Non-zero exactly when some byte is below 0x20 ("hasless" in Bit
-    // Twiddling Hacks, exact for a bound up to 0x80), or some byte is
-    // zero after xor with 0x7f.
-    let suspect = |at: usize| {
-        let Some(Ok(bytes)) = v.get(at..at + 8).map(<[u8; 8]>::try_from) else {
-            return HIGH;
-        };
-        let w = u64::from_ne_bytes(bytes);
-        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-        let del = w ^ (ONES * 0x7f);
-        below_space | (del.wrapping_sub(ONES) & !del & HIGH)
+    let suspect = |at: usize| match v.get(at..at + 8).map(<[u8; 8]>::try_from) {
+        Some(Ok(word)) => ctl_or_del(word),
+        _ => 1,
     };
     let Some(last) = v.len().checked_sub(8) else {
         return v.iter().all(|&b| is_field_value_byte(b));
@@ -221,6 +211,22 @@ pub(crate) fn is_field_value(v: &[u8]) -> bool {
         at += 8;
     }
     found == 0 || v.iter().all(|&b| is_field_value_byte(b))
+}
+
+/// The bytes of `word` below 0x20 (CTLs, HTAB among them) or equal to 0x7f
+/// (DEL): zero if there is none; bytes from 0x80 up are obs-text, allowed.
+/// Otherwise the lowest set bit is the high bit of the first such byte
+/// (little-endian: in memory order), which is exact, as no borrow reaches
+/// it from a lower byte; bits above it may be false alarms.
+pub(crate) fn ctl_or_del(word: [u8; 8]) -> u64 {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let w = u64::from_le_bytes(word);
+    // "hasless" in Bit Twiddling Hacks, exact for a bound up to 0x80, and
+    // a zero byte after xor with 0x7f.
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    let del = w ^ (ONES * 0x7f);
+    below_space | (del.wrapping_sub(ONES) & !del & HIGH)
 }
 
 /// Strip optional whitespace (SP / HTAB) from both ends.

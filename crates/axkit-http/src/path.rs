@@ -104,7 +104,7 @@ fn decode_and_resolve(raw: &str) -> Option<String> {
 /// True when `raw` (starting with `/`) is already what `normalize_path`
 /// would make of it: no `%` escapes, no empty, `.` or `..` segments (a
 /// single trailing `/` is fine), and nothing but printable ASCII, which
-/// httparse has already enforced for the request target.
+/// the request parser has already enforced for the request target.
 fn is_canonical(raw: &str) -> bool {
     let b = raw.as_bytes();
     let mut seg_start = 0;

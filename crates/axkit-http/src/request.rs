@@ -1,7 +1,7 @@
 //! Request-head parsing: framing of the head (line structure and limits),
-//! request-line validation, field parsing with httparse, and the RFC 9112
-//! semantic checks (Host, Content-Length, Transfer-Encoding) that decide how
-//! the body is delimited.
+//! request-line validation, field parsing in one pass over the field lines,
+//! and the RFC 9112 semantic checks (Host, Content-Length,
+//! Transfer-Encoding) that decide how the body is delimited.
 //!
 //! Parsing happens in a fixed left-to-right order and each check only looks at
 //! bytes before the point it is made, so feeding a head in pieces gives the same
@@ -9,22 +9,18 @@
 //! error the whole input yields. The size limits are enforced on incomplete
 //! input, so a client trickling an endless header is cut off at the limit.
 
-use std::mem::MaybeUninit;
-
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::fields::{line_end, scan_field_lines, FieldError};
 use crate::{
-    alnum_and, is_field_value, is_token, parse_content_length, trim_ows, BodyFraming, HttpError,
-    Limits, Version,
+    alnum_and, is_tchar, is_token, parse_content_length, trim_ows, BodyFraming, HttpError, Limits,
+    Version,
 };
 
 /// RFC 9112 §2.2 lets a server skip empty lines before the request line
 /// (some clients send a stray CRLF after a POST body). A few are plenty; more
 /// is a client feeding us nothing to hold the connection.
 const MAX_EMPTY_LINES: usize = 8;
-
-/// Heads whose fields fit here are parsed with a header array on the stack.
-const STACK_HEADERS: usize = 32;
 
 const E_BARE_CR: HttpError = HttpError::new(400, "bare CR in request head");
 // RFC 9112 §2.2 allows a recipient to accept a bare LF as a line terminator.
@@ -74,16 +70,6 @@ impl Span {
 
     fn get(self, b: &[u8]) -> &[u8] {
         b.get(self.start as usize..self.end as usize).unwrap_or(&[])
-    }
-
-    /// The span of `inner`, which must be a sub-slice of `outer`.
-    fn of(outer: &[u8], inner: &[u8]) -> Option<Span> {
-        let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
-        let end = start.checked_add(inner.len())?;
-        if end > outer.len() {
-            return None;
-        }
-        Span::new(start, end)
     }
 
     /// A sub-span of `self` given offsets relative to its start.
@@ -306,40 +292,27 @@ pub fn parse_request_head(
     buf: &mut BytesMut,
     limits: &Limits,
 ) -> Result<Option<RequestHead>, HttpError> {
-    let Some(scan) = scan_head(buf, limits)? else {
+    let Some((skip, len, parsed)) = parse_head(buf, limits)? else {
         return Ok(None);
     };
-    let data: &[u8] = buf;
-    let head = data.get(scan.skip..scan.end).ok_or(E_INTERNAL)?;
-    // httparse fills the slots it uses: no need to initialise all of them.
-    let parsed = if scan.fields <= STACK_HEADERS {
-        let mut headers = [const { MaybeUninit::uninit() }; STACK_HEADERS];
-        analyse(head, &scan, &mut headers)?
-    } else {
-        let mut headers = vec![MaybeUninit::uninit(); scan.fields];
-        analyse(head, &scan, &mut headers)?
-    };
-    buf.advance(scan.skip);
-    let head = buf.split_to(scan.end - scan.skip).freeze();
+    buf.advance(skip);
+    let head = buf.split_to(len).freeze();
     Ok(Some(RequestHead { head, ..parsed }))
 }
 
-/// What the byte-level scan learnt about a complete head.
-struct Scan {
-    /// Bytes of empty lines before the request line.
-    skip: usize,
-    /// End of the head (just past the final LF), from the start of the buffer.
-    end: usize,
-    /// Number of header field lines.
-    fields: usize,
-    method: Span,
-    target: Span,
-    version: Version,
-}
-
-/// Find the end of the head, enforcing line structure and limits on whatever
-/// is available. `Ok(None)` if more input is needed.
-fn scan_head(data: &[u8], limits: &Limits) -> Result<Option<Scan>, HttpError> {
+/// The whole parse on borrowed bytes: how many bytes of empty lines come
+/// first, how long the head is, and the head with empty bytes.
+///
+/// The errors come in a fixed order of precedence, which is what makes a
+/// prefix of the input answer either `Ok(None)` or the whole input's error:
+/// first the line structure up to the end of the request line, then the
+/// request line itself, then the line structure and limits of the field
+/// lines, and only once the head is complete the first bad field name or
+/// value and the semantic checks of [`semantics`].
+fn parse_head(
+    data: &[u8],
+    limits: &Limits,
+) -> Result<Option<(usize, usize, RequestHead)>, HttpError> {
     let mut skip = 0;
     let mut empty_lines = 0;
     loop {
@@ -359,91 +332,270 @@ fn scan_head(data: &[u8], limits: &Limits) -> Result<Option<Scan>, HttpError> {
     }
     let rest = &data[skip..];
 
-    let Some(line_end) = find_line(
-        rest,
-        0,
-        limits.max_request_line.saturating_add(2),
-        E_LINE_TOO_LONG,
-    )?
-    else {
-        return Ok(None);
+    let (line_end, line) = match quick_request_line(rest, limits.max_request_line) {
+        Some(quick) => quick,
+        None => {
+            let max_line = limits.max_request_line.saturating_add(2);
+            let line_end = match line_end(rest, 0, max_line) {
+                Ok(Some(end)) => end,
+                Ok(None) => return Ok(None),
+                Err(FieldError::TooLarge) => return Err(E_LINE_TOO_LONG),
+                Err(e) => return Err(request_error(e)),
+            };
+            (line_end, parse_request_line(&rest[..line_end - 2])?)
+        }
     };
-    let line_len = line_end - 2;
-    let (method, target, version) = parse_request_line(&rest[..line_len])?;
 
-    let mut pos = line_end;
-    let mut fields = 0usize;
-    loop {
-        // The budget covers every field line and the final empty line.
-        let used = pos - line_end;
-        let budget = limits.max_header_bytes.saturating_sub(used);
-        // Wait for the first byte of a line before judging it, even if the
-        // budget is already spent: which error we give must not depend on
-        // where the input happened to be split.
-        match rest.get(pos) {
-            None => return Ok(None),
-            Some(b' ' | b'\t') => return Err(E_OBS_FOLD),
-            Some(b'\r' | b'\n') => {}
-            Some(_) => {
-                fields += 1;
-                if fields > limits.max_headers {
-                    return Err(E_TOO_MANY_HEADERS);
-                }
-            }
-        }
-        let Some(end) = find_line(rest, pos, budget, E_HEADERS_TOO_LARGE)? else {
-            return Ok(None);
-        };
-        let empty = end - pos == 2;
-        pos = end;
-        if empty {
-            break;
-        }
-    }
-    let end = skip.checked_add(pos).ok_or(E_HEADERS_TOO_LARGE)?;
-    if u32::try_from(pos).is_err() {
-        return Err(E_HEADERS_TOO_LARGE);
-    }
-    Ok(Some(Scan {
-        skip,
-        end,
-        fields,
-        method,
-        target,
-        version,
-    }))
+    let mut fields = FieldLines {
+        fields: Vec::new(),
+        host_count: 0,
+        host: None,
+        content_length: None,
+        content_length_dup: false,
+        has_te: false,
+        conn_close: false,
+        conn_keep_alive: false,
+        expect_continue: false,
+    };
+    let scanned = scan_field_lines(
+        rest,
+        line_end,
+        limits.max_header_bytes,
+        limits.max_headers,
+        |field| fields.note(rest, field),
+    );
+    let len = match scanned {
+        Ok(Some(len)) => len,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(request_error(e)),
+    };
+    let head = semantics(&rest[..len], line, fields)?;
+    Ok(Some((skip, len, head)))
 }
 
-/// Find the line starting at `start`, which may be at most `max_total` bytes
-/// including its CRLF. Returns the index just past the LF, `Ok(None)` if the
-/// line is incomplete but may still fit, or an error for a bare CR, a bare LF
-/// or a line that cannot fit (`too_long`). Only bytes inside the window are
-/// looked at, so the answer never changes as more input arrives.
-fn find_line(
-    data: &[u8],
-    start: usize,
-    max_total: usize,
-    too_long: HttpError,
-) -> Result<Option<usize>, HttpError> {
-    let avail = data.get(start..).unwrap_or(&[]);
-    let window = &avail[..avail.len().min(max_total)];
-    // One pass: the first CR or LF must be the CR of a CRLF.
-    match memchr::memchr2(b'\r', b'\n', window) {
-        Some(i) if window[i] == b'\n' => Err(E_BARE_LF),
-        Some(cr) => match window.get(cr + 1) {
-            Some(b'\n') => Ok(Some(start + cr + 2)),
-            Some(_) => Err(E_BARE_CR),
-            // A CR as the last byte seen so far: its LF may still come.
-            None if window.len() >= max_total => Err(too_long),
-            None => Ok(None),
-        },
-        None if window.len() >= max_total => Err(too_long),
-        None => Ok(None),
+/// The usual request line, `tchars SP target-bytes SP HTTP/1.x CRLF` no
+/// longer than `max_line`, in one pass: the index just past its LF and what
+/// it says. `None` for anything else, which the line search and
+/// [`parse_request_line`] then judge, so that every refusal comes out as
+/// it always did; on a line this accepts they agree.
+fn quick_request_line(rest: &[u8], max_line: usize) -> Option<(usize, RequestLine)> {
+    let mut sp1 = 0;
+    while rest.get(sp1).is_some_and(|&b| is_tchar(b)) {
+        sp1 += 1;
     }
+    if sp1 == 0 || rest.get(sp1) != Some(&b' ') {
+        return None;
+    }
+    let mut sp2 = sp1 + 1;
+    while rest.get(sp2).is_some_and(|&b| is_target_byte(b)) {
+        sp2 += 1;
+    }
+    if sp2 == sp1 + 1 || rest.get(sp2) != Some(&b' ') {
+        return None;
+    }
+    let version = match rest.get(sp2 + 1..sp2 + 11)? {
+        b"HTTP/1.1\r\n" => Version::Http11,
+        b"HTTP/1.0\r\n" => Version::Http10,
+        _ => return None,
+    };
+    let line_len = sp2 + 9;
+    if line_len > max_line {
+        return None;
+    }
+    let line = RequestLine {
+        method: Span::new(0, sp1)?,
+        target: Span::new(sp1 + 1, sp2)?,
+        version,
+    };
+    Some((line_len + 2, line))
+}
+
+/// VCHAR: the URI grammar has no room for CTLs or non-ASCII, and `#` (a
+/// fragment) is never part of a request-target.
+const TARGET_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = b'!';
+    while b <= b'~' {
+        t[b as usize] = b != b'#';
+        b += 1;
+    }
+    t
+};
+
+fn is_target_byte(b: u8) -> bool {
+    TARGET_BYTE[usize::from(b)]
+}
+
+/// The request's error for a refusal of its field lines (or of its
+/// request line's line structure).
+fn request_error(e: FieldError) -> HttpError {
+    match e {
+        FieldError::BareCr => E_BARE_CR,
+        FieldError::BareLf => E_BARE_LF,
+        FieldError::ObsFold => E_OBS_FOLD,
+        FieldError::TooLarge => E_HEADERS_TOO_LARGE,
+        FieldError::TooMany => E_TOO_MANY_HEADERS,
+        FieldError::Name => E_FIELD_NAME,
+        FieldError::Value => E_FIELD_VALUE,
+    }
+}
+
+/// The request line, checked.
+struct RequestLine {
+    method: Span,
+    target: Span,
+    version: Version,
+}
+
+/// What the field lines say, noted as they are scanned.
+struct FieldLines {
+    fields: Vec<Field>,
+    host_count: usize,
+    /// The value of the last Host field.
+    host: Option<Span>,
+    content_length: Option<Span>,
+    content_length_dup: bool,
+    has_te: bool,
+    conn_close: bool,
+    conn_keep_alive: bool,
+    expect_continue: bool,
+}
+
+/// Fields a head usually fits in: the vector is made this big at the first
+/// field, so that most requests allocate once.
+const USUAL_FIELDS: usize = 16;
+
+impl FieldLines {
+    /// Keep a field (`[name start, name end, value start, value end]`),
+    /// and note what it says if it is one of those that decide framing,
+    /// the host or the connection.
+    fn note(&mut self, head: &[u8], [name, name_end, value, value_end]: [u32; 4]) {
+        let field = Field {
+            name: Span {
+                start: name,
+                end: name_end,
+            },
+            value: Span {
+                start: value,
+                end: value_end,
+            },
+        };
+        if self.fields.capacity() == 0 {
+            self.fields.reserve_exact(USUAL_FIELDS);
+        }
+        self.fields.push(field);
+        let name = field.name.get(head);
+        let value = field.value.get(head);
+        // The length first: most fields are none of these and cost one
+        // comparison.
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                self.host_count += 1;
+                self.host = Some(field.value);
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                // Even two equal values are refused: RFC 9112 §6.3 allows
+                // merging them, but a peer that takes the first of two
+                // different ones disagrees with one that takes the last.
+                self.content_length_dup |= self.content_length.is_some();
+                self.content_length = Some(field.value);
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => self.has_te = true,
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for tok in value.split(|&b| b == b',').map(trim_ows) {
+                    if tok.eq_ignore_ascii_case(b"close") {
+                        self.conn_close = true;
+                    } else if tok.eq_ignore_ascii_case(b"keep-alive") {
+                        self.conn_keep_alive = true;
+                    }
+                }
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                self.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The checks on a complete head whose lines are sound: Host, the form of
+/// the request-target, the body framing, the connection. `head` starts at
+/// the request line and ends after the final CRLF.
+fn semantics(head: &[u8], line: RequestLine, f: FieldLines) -> Result<RequestHead, HttpError> {
+    if f.content_length_dup {
+        return Err(E_CL_DUP);
+    }
+    let version = line.version;
+
+    // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, for any request
+    // with more than one, or with an invalid value.
+    if f.host_count > 1 {
+        return Err(E_HOST_DUP);
+    }
+    let mut host = None;
+    match f.host {
+        None if version == Version::Http11 => return Err(E_HOST_MISSING),
+        None => {}
+        Some(span) if span.start == span.end => {}
+        Some(span) => {
+            let host_len = authority_host_len(span.get(head)).ok_or(E_HOST_INVALID)?;
+            host = Some(span.sub(0, host_len).ok_or(E_INTERNAL)?);
+        }
+    }
+
+    let (path, query, target_host) = classify_target(head, &line)?;
+    if target_host.is_some() {
+        host = target_host;
+    }
+
+    let framing = if f.has_te {
+        if f.content_length.is_some() {
+            return Err(E_CL_AND_TE);
+        }
+        // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
+        // framing, whatever else it says.
+        if version == Version::Http10 {
+            return Err(E_TE_HTTP10);
+        }
+        check_transfer_encoding(
+            f.fields
+                .iter()
+                .filter(|h| h.name.get(head).eq_ignore_ascii_case(b"transfer-encoding"))
+                .map(|h| h.value.get(head)),
+        )?;
+        BodyFraming::Chunked
+    } else if let Some(v) = f.content_length {
+        // A list such as "5, 5" fails here too: only digits are accepted.
+        match parse_content_length(v.get(head)).ok_or(E_CL_INVALID)? {
+            0 => BodyFraming::None,
+            n => BodyFraming::Length(n),
+        }
+    } else {
+        BodyFraming::None
+    };
+
+    let keep_alive = match version {
+        Version::Http11 => !f.conn_close,
+        Version::Http10 => f.conn_keep_alive && !f.conn_close,
+    };
+
+    Ok(RequestHead {
+        head: Bytes::new(),
+        method: line.method,
+        target: line.target,
+        path,
+        query,
+        host,
+        version,
+        fields: f.fields,
+        framing,
+        keep_alive,
+        expects_continue: f.expect_continue && version == Version::Http11,
+    })
 }
 
 /// `method SP request-target SP HTTP-version`, single spaces (RFC 9112 §3).
-fn parse_request_line(line: &[u8]) -> Result<(Span, Span, Version), HttpError> {
+fn parse_request_line(line: &[u8]) -> Result<RequestLine, HttpError> {
     let sp1 = memchr::memchr(b' ', line).ok_or(E_REQUEST_LINE)?;
     let method = &line[..sp1];
     if !is_token(method) {
@@ -454,18 +606,17 @@ fn parse_request_line(line: &[u8]) -> Result<(Span, Span, Version), HttpError> {
     let sp2 = memchr::memchr(b' ', after).ok_or(E_REQUEST_LINE)?;
     let target = &after[..sp2];
     let version = parse_version(&after[sp2 + 1..])?;
-    // VCHAR only: the URI grammar has no room for CTLs or non-ASCII, and '#'
-    // (a fragment) is never part of a request-target.
-    let bad = target.iter().fold(false, |bad, &b| {
-        bad | !(b'!'..=b'~').contains(&b) | (b == b'#')
-    });
-    if target.is_empty() || bad {
+    if target.is_empty() || !target.iter().all(|&b| is_target_byte(b)) {
         return Err(E_TARGET);
     }
     let method = Span::new(0, sp1).ok_or(E_INTERNAL)?;
     let t_start = sp1 + 1;
     let target = Span::new(t_start, t_start + sp2).ok_or(E_INTERNAL)?;
-    Ok((method, target, version))
+    Ok(RequestLine {
+        method,
+        target,
+        version,
+    })
 }
 
 /// Only HTTP/1.0 and HTTP/1.1 are accepted. A well-formed `HTTP/x.y` with a
@@ -485,155 +636,13 @@ fn parse_version(v: &[u8]) -> Result<Version, HttpError> {
     }
 }
 
-/// Field parsing and the semantic checks on a complete head. `head` starts at
-/// the request line and ends after the final CRLF.
-fn analyse<'h>(
-    head: &'h [u8],
-    scan: &Scan,
-    headers: &mut [MaybeUninit<httparse::Header<'h>>],
-) -> Result<RequestHead, HttpError> {
-    let mut req = httparse::Request::new(&mut []);
-    match req.parse_with_uninit_headers(head, headers) {
-        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
-        Ok(_) => return Err(E_INTERNAL),
-        Err(httparse::Error::TooManyHeaders) => return Err(E_TOO_MANY_HEADERS),
-        Err(httparse::Error::HeaderName) => return Err(E_FIELD_NAME),
-        Err(httparse::Error::HeaderValue) => return Err(E_FIELD_VALUE),
-        Err(_) => return Err(E_REQUEST_LINE),
-    }
-    // httparse parsed the same request line we validated; make sure it agrees
-    // rather than trusting either blindly.
-    if req.method.map(str::as_bytes) != Some(scan.method.get(head))
-        || req.path.map(str::as_bytes) != Some(scan.target.get(head))
-    {
-        return Err(E_INTERNAL);
-    }
-    let mut fields = Vec::with_capacity(req.headers.len());
-    let mut host_field: Option<&[u8]> = None;
-    let mut host_count = 0usize;
-    let mut content_length: Option<&[u8]> = None;
-    let mut has_te = false;
-    let mut conn_close = false;
-    let mut conn_keep_alive = false;
-    let mut expect_continue = false;
-    for h in req.headers.iter() {
-        let name = h.name.as_bytes();
-        // httparse already enforces both; re-checking costs little and keeps
-        // our guarantees independent of its version.
-        if !is_token(name) {
-            return Err(E_FIELD_NAME);
-        }
-        if !is_field_value(h.value) {
-            return Err(E_FIELD_VALUE);
-        }
-        fields.push(Field {
-            name: Span::of(head, name).ok_or(E_INTERNAL)?,
-            value: Span::of(head, h.value).ok_or(E_INTERNAL)?,
-        });
-        if name.eq_ignore_ascii_case(b"host") {
-            host_count += 1;
-            host_field = Some(h.value);
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            // Even two equal values are refused: RFC 9112 §6.3 allows merging
-            // them, but a peer that takes the first of two different ones
-            // disagrees with one that takes the last.
-            if content_length.is_some() {
-                return Err(E_CL_DUP);
-            }
-            content_length = Some(h.value);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            has_te = true;
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for tok in h.value.split(|&b| b == b',').map(trim_ows) {
-                if tok.eq_ignore_ascii_case(b"close") {
-                    conn_close = true;
-                } else if tok.eq_ignore_ascii_case(b"keep-alive") {
-                    conn_keep_alive = true;
-                }
-            }
-        } else if name.eq_ignore_ascii_case(b"expect")
-            && h.value.eq_ignore_ascii_case(b"100-continue")
-        {
-            expect_continue = true;
-        }
-    }
-    let version = scan.version;
-
-    // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, for any request
-    // with more than one, or with an invalid value.
-    if host_count > 1 {
-        return Err(E_HOST_DUP);
-    }
-    let mut host = None;
-    match host_field {
-        None if version == Version::Http11 => return Err(E_HOST_MISSING),
-        None => {}
-        Some([]) => {}
-        Some(v) => {
-            let host_len = authority_host_len(v).ok_or(E_HOST_INVALID)?;
-            let span = Span::of(head, v).ok_or(E_INTERNAL)?;
-            host = Some(span.sub(0, host_len).ok_or(E_INTERNAL)?);
-        }
-    }
-
-    let (path, query, target_host) = classify_target(head, scan)?;
-    if target_host.is_some() {
-        host = target_host;
-    }
-
-    let framing = if has_te {
-        if content_length.is_some() {
-            return Err(E_CL_AND_TE);
-        }
-        // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
-        // framing, whatever else it says.
-        if version == Version::Http10 {
-            return Err(E_TE_HTTP10);
-        }
-        check_transfer_encoding(
-            req.headers
-                .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
-                .map(|h| h.value),
-        )?;
-        BodyFraming::Chunked
-    } else if let Some(v) = content_length {
-        // A list such as "5, 5" fails here too: only digits are accepted.
-        match parse_content_length(v).ok_or(E_CL_INVALID)? {
-            0 => BodyFraming::None,
-            n => BodyFraming::Length(n),
-        }
-    } else {
-        BodyFraming::None
-    };
-
-    let keep_alive = match version {
-        Version::Http11 => !conn_close,
-        Version::Http10 => conn_keep_alive && !conn_close,
-    };
-
-    Ok(RequestHead {
-        head: Bytes::new(),
-        method: scan.method,
-        target: scan.target,
-        path,
-        query,
-        host,
-        version,
-        fields,
-        framing,
-        keep_alive,
-        expects_continue: expect_continue && version == Version::Http11,
-    })
-}
-
 type TargetParts = (Option<Span>, Option<Span>, Option<Span>);
 
 /// Check the request-target form against the method (RFC 9112 §3.2) and split
 /// it into path, query and (for absolute-form) host.
-fn classify_target(head: &[u8], scan: &Scan) -> Result<TargetParts, HttpError> {
-    let method = scan.method.get(head);
-    let span = scan.target;
+fn classify_target(head: &[u8], line: &RequestLine) -> Result<TargetParts, HttpError> {
+    let method = line.method.get(head);
+    let span = line.target;
     let target = span.get(head);
     let is_connect = method == b"CONNECT";
 
