@@ -30,8 +30,7 @@ use axkit::plugin::{
 static MIME_TYPE: List<(String, HeaderValue)> = List::parsed("MimeType", |args| match args {
     [ext, ty] => Ok((
         ext.trim_start_matches('.').to_ascii_lowercase(),
-        HeaderValue::checked(*ty)
-            .ok_or_else(|| format!("not a header value (control characters): {ty:?}"))?,
+        HeaderValue::checked(*ty)?,
     )),
     _ => Err("expected MimeType EXT TYPE".into()),
 })

@@ -331,12 +331,16 @@ impl HeaderValue {
     /// `value` checked now (no CR, LF, NUL or other control character but
     /// HTAB), for a value made once and set on many responses (a
     /// configured value, an open file's validators): setting it then costs
-    /// a reference count and no second look at its bytes. `None` if it
-    /// would be refused.
-    pub fn checked(value: impl Into<Arc<str>>) -> Option<HeaderValue> {
+    /// a reference count and no second look at its bytes. An error (to
+    /// report, say, as a config error) if it would be refused.
+    pub fn checked(value: impl Into<Arc<str>>) -> Result<HeaderValue, String> {
         let value = value.into();
-        axkit_http::valid_header_value(value.as_bytes())
-            .then_some(HeaderValue::Checked(CheckedValue(value)))
+        match axkit_http::valid_header_value(value.as_bytes()) {
+            true => Ok(HeaderValue::Checked(CheckedValue(value))),
+            false => Err(format!(
+                "not a header value (control characters): {value:?}"
+            )),
+        }
     }
 }
 
