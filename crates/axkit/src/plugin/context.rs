@@ -424,7 +424,22 @@ impl From<&Arc<str>> for HeaderValue {
 }
 
 /// Whether a header may go on the wire as `name: value` (see [`Headers`]).
-fn sendable((name, value): &(Cow<'static, str>, HeaderValue)) -> bool {
+/// A plugin's literal name with a literal or checked value (what a file's
+/// answer sets) is answered here, inline, without the call for the rest.
+#[inline(always)]
+fn sendable(header: &(Cow<'static, str>, HeaderValue)) -> bool {
+    matches!(
+        header,
+        (
+            Cow::Borrowed(_),
+            HeaderValue::Static(_) | HeaderValue::Checked(_)
+        )
+    ) || checked_sendable(header)
+}
+
+/// [`sendable`] for the rest: the bytes of a name or value made at run
+/// time are checked.
+fn checked_sendable((name, value): &(Cow<'static, str>, HeaderValue)) -> bool {
     let name_ok = match name {
         Cow::Borrowed(_) => true,
         Cow::Owned(name) => axkit_http::valid_header_name(name),
