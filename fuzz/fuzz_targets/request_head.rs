@@ -2,7 +2,8 @@
 //! never panics, that every accessor of a parsed head works (and of the
 //! stand-in `RequestHead::unparsed` makes of refused bytes), and that feeding
 //! the input in two reads (split at a fuzzer-chosen point) gives the same
-//! answer as feeding it whole.
+//! answer as feeding it whole, as does parsing it into the field list of
+//! a head parsed before (what a worker does, `parse_request_head_reusing`).
 //!
 //! The parser is our own, one pass over the head; httparse, a general parser
 //! held to the same grammar, is the second opinion: it must read every head
@@ -15,7 +16,10 @@
 #![no_main]
 
 use axkit_http::bytes::BytesMut;
-use axkit_http::{parse_request_head, BodyFraming, HttpError, Limits, RequestHead};
+use axkit_http::{
+    parse_request_head, parse_request_head_reusing, BodyFraming, FieldSpan, HttpError, Limits,
+    RequestHead,
+};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -79,6 +83,15 @@ fn exercise(h: &RequestHead) {
             assert!(!path.contains('\0'), "{path:?}");
         }
     }
+}
+
+/// The field list of a finished head, as a worker hands it to the next parse.
+fn stale_field_list() -> Vec<FieldSpan> {
+    let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nX-Stale: 1\r\n\r\n"[..]);
+    let mut h = parse_request_head(&mut buf, &Limits::default())
+        .unwrap()
+        .unwrap();
+    h.take_field_spans()
 }
 
 /// httparse's reading of a complete head (from the request line on).
@@ -150,6 +163,16 @@ fuzz_target!(|data: &[u8]| {
         assert!(stand_in.request_line().len() <= 8192);
         assert!(!stand_in.request_line().contains(&b'\n'));
         assert!(whole_buf.starts_with(stand_in.request_line()));
+    }
+
+    // Into a list left by another head: the same answer and fields.
+    let mut reused_buf = BytesMut::from(input);
+    let mut spare = stale_field_list();
+    let reused = parse_request_head_reusing(&mut reused_buf, &limits, &mut spare);
+    assert_eq!(outcome(&reused_buf, &reused), expected);
+    if let (Ok(Some(a)), Ok(Some(b))) = (&whole, &reused) {
+        assert!(a.headers().eq(b.headers()));
+        assert!(b.fields().eq(b.headers().map(|(n, v)| (n.as_bytes(), v))));
     }
 
     // Two reads, split at a point chosen by the fuzzer.

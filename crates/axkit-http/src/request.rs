@@ -79,8 +79,12 @@ impl Span {
     }
 }
 
+/// Where one field's name and value lie in its head. Opaque: a caller
+/// only keeps the list of a finished head ([`RequestHead::take_field_spans`])
+/// to hand it to the next parse ([`parse_request_head_reusing`]), so that
+/// a worker's heads do not each allocate one.
 #[derive(Clone, Copy, Debug)]
-struct Field {
+pub struct FieldSpan {
     name: Span,
     value: Span,
 }
@@ -97,7 +101,7 @@ pub struct RequestHead {
     query: Option<Span>,
     host: Option<Span>,
     version: Version,
-    fields: Vec<Field>,
+    fields: Vec<FieldSpan>,
     framing: BodyFraming,
     keep_alive: bool,
     expects_continue: bool,
@@ -163,6 +167,16 @@ impl RequestHead {
         self.fields
             .iter()
             .map(move |f| (as_str(f.name.get(&self.head)), f.value.get(&self.head)))
+    }
+
+    /// The header fields in order, names as sent, both as bytes: what
+    /// [`headers`](Self::headers) gives without making a `&str` of each
+    /// name (a UTF-8 check per name). The parser admits only `tchar`
+    /// (ASCII) names.
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields
+            .iter()
+            .map(move |f| (f.name.get(&self.head), f.value.get(&self.head)))
     }
 
     /// The value of the first field named `name` (case-insensitive).
@@ -276,6 +290,13 @@ impl RequestHead {
         }
     }
 
+    /// The head's list of field positions, taken for reuse by the next
+    /// parse ([`parse_request_head_reusing`]): the head has no fields
+    /// after this, so it is for when the request is done with.
+    pub fn take_field_spans(&mut self) -> Vec<FieldSpan> {
+        std::mem::take(&mut self.fields)
+    }
+
     /// The raw head, from the request line through the final CRLFCRLF.
     pub fn head_bytes(&self) -> &[u8] {
         &self.head
@@ -292,7 +313,20 @@ pub fn parse_request_head(
     buf: &mut BytesMut,
     limits: &Limits,
 ) -> Result<Option<RequestHead>, HttpError> {
-    let Some((skip, len, parsed)) = parse_head(buf, limits)? else {
+    parse_request_head_reusing(buf, limits, &mut Vec::new())
+}
+
+/// [`parse_request_head`] keeping the head's field positions in `spare`
+/// (cleared first) when it has room: the list of an earlier head
+/// ([`RequestHead::take_field_spans`]), so that the parse allocates
+/// nothing. A head parsed takes it; otherwise it is left there.
+pub fn parse_request_head_reusing(
+    buf: &mut BytesMut,
+    limits: &Limits,
+    spare: &mut Vec<FieldSpan>,
+) -> Result<Option<RequestHead>, HttpError> {
+    spare.clear();
+    let Some((skip, len, parsed)) = parse_head(buf, limits, spare)? else {
         return Ok(None);
     };
     buf.advance(skip);
@@ -312,6 +346,7 @@ pub fn parse_request_head(
 fn parse_head(
     data: &[u8],
     limits: &Limits,
+    spare: &mut Vec<FieldSpan>,
 ) -> Result<Option<(usize, usize, RequestHead)>, HttpError> {
     let mut skip = 0;
     let mut empty_lines = 0;
@@ -347,7 +382,7 @@ fn parse_head(
     };
 
     let mut fields = FieldLines {
-        fields: Vec::new(),
+        fields: spare,
         host_count: 0,
         host: None,
         content_length: None,
@@ -448,8 +483,9 @@ struct RequestLine {
 }
 
 /// What the field lines say, noted as they are scanned.
-struct FieldLines {
-    fields: Vec<Field>,
+struct FieldLines<'a> {
+    /// Empty at the start; taken by the head when it is complete and sound.
+    fields: &'a mut Vec<FieldSpan>,
     host_count: usize,
     /// The value of the last Host field.
     host: Option<Span>,
@@ -465,12 +501,12 @@ struct FieldLines {
 /// field, so that most requests allocate once.
 const USUAL_FIELDS: usize = 16;
 
-impl FieldLines {
+impl FieldLines<'_> {
     /// Keep a field (`[name start, name end, value start, value end]`),
     /// and note what it says if it is one of those that decide framing,
     /// the host or the connection.
     fn note(&mut self, head: &[u8], [name, name_end, value, value_end]: [u32; 4]) {
-        let field = Field {
+        let field = FieldSpan {
             name: Span {
                 start: name,
                 end: name_end,
@@ -587,7 +623,7 @@ fn semantics(head: &[u8], line: RequestLine, f: FieldLines) -> Result<RequestHea
         query,
         host,
         version,
-        fields: f.fields,
+        fields: std::mem::take(f.fields),
         framing,
         keep_alive,
         expects_continue: f.expect_continue && version == Version::Http11,
@@ -701,12 +737,23 @@ fn classify_target(head: &[u8], line: &RequestLine) -> Result<TargetParts, HttpE
 
 fn split_query(span: Span, target: &[u8], from: usize) -> Result<(Span, Option<Span>), HttpError> {
     let tail = target.get(from..).ok_or(E_INTERNAL)?;
-    match memchr::memchr(b'?', tail) {
+    match find_byte(b'?', tail) {
         Some(q) => Ok((
             span.sub(from, from + q).ok_or(E_INTERNAL)?,
             Some(span.sub(from + q + 1, target.len()).ok_or(E_INTERNAL)?),
         )),
         None => Ok((span.sub(from, target.len()).ok_or(E_INTERNAL)?, None)),
+    }
+}
+
+/// The first `byte` in `hay`. A usual head's path and Host are a few
+/// bytes, where a plain loop ends before `memchr` has set up its search;
+/// `memchr` for the long ones.
+fn find_byte(byte: u8, hay: &[u8]) -> Option<usize> {
+    if hay.len() < 32 {
+        hay.iter().position(|&b| b == byte)
+    } else {
+        memchr::memchr(byte, hay)
     }
 }
 
@@ -745,7 +792,7 @@ fn authority_host_len(a: &[u8]) -> Option<usize> {
             _ => return None,
         }
     } else {
-        let colon = memchr::memchr(b':', a);
+        let colon = find_byte(b':', a);
         let host = &a[..colon.unwrap_or(a.len())];
         if !valid_reg_name(host) {
             return None;

@@ -834,3 +834,44 @@ fn the_request_line_is_kept_as_sent() {
         .unwrap();
     assert_eq!(h.request_line(), b"GET /x%20y?q=1 HTTP/1.1");
 }
+
+/// A field list handed back from one head is reused by the next parse:
+/// emptied first, taken only by a head that parses, and left in place by
+/// an incomplete or refused one. `fields` gives what `headers` gives.
+#[test]
+fn a_spare_field_list_is_emptied_and_taken_only_by_a_parsed_head() {
+    let limits = Limits::default();
+    let mut first = parse_request_head(
+        &mut BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nX-1: 1\r\nX-2: 2\r\n\r\n"[..]),
+        &limits,
+    )
+    .unwrap()
+    .unwrap();
+    let mut spare = first.take_field_spans();
+    assert_eq!(first.headers().count(), 0);
+    assert_eq!(spare.len(), 3);
+
+    let mut partial = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: b\r\n"[..]);
+    assert!(
+        parse_request_head_reusing(&mut partial, &limits, &mut spare)
+            .unwrap()
+            .is_none()
+    );
+    let mut refused = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: b\r\nHost: c\r\n\r\n"[..]);
+    assert_eq!(
+        parse_request_head_reusing(&mut refused, &limits, &mut spare).unwrap_err(),
+        HttpError::new(400, "more than one Host header")
+    );
+    assert!(spare.capacity() > 0, "kept for the next head");
+
+    let mut buf = BytesMut::from(&b"GET /x HTTP/1.1\r\nHost: b\r\nAccept: */*\r\n\r\nrest"[..]);
+    let h = parse_request_head_reusing(&mut buf, &limits, &mut spare)
+        .unwrap()
+        .unwrap();
+    assert_eq!(spare.capacity(), 0, "taken by the head");
+    assert_eq!(&buf[..], b"rest");
+    let by_name: Vec<_> = h.headers().map(|(n, v)| (n.as_bytes(), v)).collect();
+    let fields: Vec<_> = h.fields().collect();
+    assert_eq!(fields, by_name);
+    assert_eq!(fields, [(&b"Host"[..], &b"b"[..]), (b"Accept", b"*/*")]);
+}

@@ -49,16 +49,16 @@ impl Fields {
 
     pub(crate) fn of(req: &Request) -> Fields {
         let mut found = 0;
-        for (name, _) in req.headers() {
+        for (name, _) in req.fields() {
             // By length first: the common fields (Host, Accept, User-Agent…)
             // have none of these lengths or fail on the first bytes.
-            let (bit, canonical) = match name.len() {
-                5 => (Self::RANGE, "range"),
-                8 if name.as_bytes()[3].eq_ignore_ascii_case(&b'm') => (Self::IF_MATCH, "if-match"),
-                8 => (Self::IF_RANGE, "if-range"),
-                13 => (Self::IF_NONE_MATCH, "if-none-match"),
-                17 => (Self::IF_MODIFIED_SINCE, "if-modified-since"),
-                19 => (Self::IF_UNMODIFIED_SINCE, "if-unmodified-since"),
+            let (bit, canonical): (u8, &[u8]) = match name.len() {
+                5 => (Self::RANGE, b"range"),
+                8 if name[3].eq_ignore_ascii_case(&b'm') => (Self::IF_MATCH, b"if-match"),
+                8 => (Self::IF_RANGE, b"if-range"),
+                13 => (Self::IF_NONE_MATCH, b"if-none-match"),
+                17 => (Self::IF_MODIFIED_SINCE, b"if-modified-since"),
+                19 => (Self::IF_UNMODIFIED_SINCE, b"if-unmodified-since"),
                 _ => continue,
             };
             if name.eq_ignore_ascii_case(canonical) {

@@ -21,7 +21,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::plugin::{BodyError, SpareVecs};
+use crate::plugin::{BodyError, Request, SpareVecs};
 use crate::server::idle::{End, IdleWait, IdleWaits, Kind};
 use crate::server::metrics::ConnTrack;
 use crate::server::runtime::LocationRt;
@@ -294,7 +294,7 @@ impl ConnIo {
         let mut deadline = None;
         loop {
             if !self.buf.is_empty() {
-                if let Some(head) = axkit_http::parse_request_head(&mut self.buf, limits)? {
+                if let Some(head) = Request::parse_head(&mut self.buf, limits)? {
                     return Ok(Some(head));
                 }
             }
@@ -705,12 +705,11 @@ impl ConnIo {
         headers: &crate::plugin::Headers,
         framing: OutFraming,
     ) -> HeadBuf {
+        // Made with room for a usual head (`HEAD_CAPACITY`): every line
+        // checks for room as it is copied anyway, so a head bigger than
+        // that grows the buffer rather than every head paying a pass over
+        // its fields to size it first.
         let mut out = HeadBuf::take();
-        // Room for the whole head at once, so that no line below grows
-        // the buffer: the first lines, each field with ": " and CRLF, and
-        // the framing lines (at most 45 bytes) with the final CRLF.
-        let fields: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
-        out.reserve(fields + 64);
         write_first_lines(&mut out, status, &self.server_header);
         // `Headers` refused bad names and values as they were set.
         for (name, value) in headers.iter() {
