@@ -144,6 +144,7 @@ pub fn out_of_line<F: Future>(f: F) -> OutOfLine<F> {
 }
 
 /// The future [`out_of_line`] makes.
+#[must_use = "futures do nothing unless awaited"]
 pub struct OutOfLine<F>(Pin<Box<F>>);
 
 impl<F: Future> Future for OutOfLine<F> {
