@@ -41,7 +41,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axkit::config::{Config, ConfigError, Directive, FileReader, List, Scopes};
-use axkit::plugin::InUse;
+use axkit::plugin::{out_of_line, InUse};
 use axkit::{Plugin, PluginInit, PluginSource};
 use axkit_http::{write_chunk_header, LAST_CHUNK};
 use bytes::{Buf, Bytes, BytesMut};
@@ -154,34 +154,62 @@ impl Deadline {
         // it, where a new timer per wait was registered and cancelled on
         // the runtime's timer wheel each time.
         let mut fut = std::pin::pin!(fut);
-        let (mut armed, mut total) = (false, false);
+        // Whether the timer is armed, and then for the total deadline.
+        let mut armed: Option<bool> = None;
         let done = std::future::poll_fn(|cx| {
             if let Poll::Ready(result) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Some(result));
             }
-            if !armed {
-                armed = true;
-                let mut at = Instant::now() + limit;
-                if let Some(end) = self.end.filter(|end| *end <= at) {
-                    (at, total) = (end, true);
-                }
-                timer.as_mut().reset(at.into());
+            if armed.is_none() {
+                armed = Some(self.arm(timer.as_mut(), limit));
             }
             timer.as_mut().poll(cx).map(|()| None)
         })
         .await;
         match done {
             Some(Ok(v)) => Ok(v),
-            Some(Err(e)) => Err(Error::new(kind, format!("{what}: {e}"))),
-            None if total => Err(Error::new(
-                ErrorKind::Timeout,
-                format!("{what}: the request's timeout ran out"),
-            )),
-            None => Err(Error::new(
-                ErrorKind::Timeout,
-                format!("{what}: timed out after {limit:?}"),
-            )),
+            Some(Err(e)) => Err(failed(kind, what, e)),
+            None => Err(timed_out(what, limit, armed == Some(true))),
         }
+    }
+
+    /// Arm `timer` for a wait of at most `limit` that is pending: whether
+    /// the total deadline is the nearer one. Not generic, so that every
+    /// kind of wait (connect, write, read) shares this code rather than
+    /// each having a copy inlined.
+    #[inline(never)]
+    fn arm(&self, timer: Pin<&mut tokio::time::Sleep>, limit: Duration) -> bool {
+        let mut at = Instant::now() + limit;
+        let mut total = false;
+        if let Some(end) = self.end.filter(|end| *end <= at) {
+            (at, total) = (end, true);
+        }
+        timer.reset(at.into());
+        total
+    }
+}
+
+/// A wait that failed: out of line, as every error path of the client's
+/// waits, so that the code the usual request runs stays compact.
+#[cold]
+#[inline(never)]
+fn failed(kind: ErrorKind, what: &str, e: std::io::Error) -> Error {
+    Error::new(kind, format!("{what}: {e}"))
+}
+
+/// A wait that timed out: its own limit, or the request's total one.
+#[cold]
+#[inline(never)]
+fn timed_out(what: &str, limit: Duration, total: bool) -> Error {
+    match total {
+        true => Error::new(
+            ErrorKind::Timeout,
+            format!("{what}: the request's timeout ran out"),
+        ),
+        false => Error::new(
+            ErrorKind::Timeout,
+            format!("{what}: timed out after {limit:?}"),
+        ),
     }
 }
 
@@ -916,8 +944,9 @@ impl Client {
             // connection can be used again (a large one is not worth it).
             let mut response = response;
             response.body.left = Some(64 * 1024);
-            // Boxed: every request's future would be as large otherwise.
-            let _ = Box::pin(response.bytes()).await;
+            // Out of line: every request's future (and its code) would
+            // be as large otherwise.
+            let _ = out_of_line(response.bytes()).await;
             let to_get = (status == 303 && request.method != "HEAD")
                 || (matches!(status, 301 | 302) && request.method == "POST");
             if to_get {
@@ -957,13 +986,14 @@ impl Client {
             }
         }
         // Connecting (a name to resolve, a TLS handshake) takes a large
-        // future: boxed, so that every request's future is not as large
-        // when it finds a pooled connection.
+        // future and much code: out of line, so that every request's
+        // future and code are not as large when it finds a pooled
+        // connection.
         let tls = match request.url.origin.tls() {
-            true => Some(Box::pin(self.tls_config()).await?),
+            true => Some(out_of_line(self.tls_config()).await?),
             false => None,
         };
-        let conn = Box::pin(conn::connect(&request.url.origin, tls, &deadline)).await?;
+        let conn = out_of_line(conn::connect(&request.url.origin, tls, &deadline)).await?;
         self.inner.pool.borrow_mut().opened += 1;
         self.exchange(conn, request, &deadline)
             .await
@@ -1004,56 +1034,10 @@ impl Client {
             BodyKind::Empty => {}
             // One write for a small body; no copy of a large one.
             BodyKind::Bytes(b) if b.len() <= 16 * 1024 => out.extend_from_slice(b),
-            BodyKind::Bytes(b) => {
-                send(&mut conn, &out, deadline).await.map_err(write)?;
-                out.clear();
-                send(&mut conn, b, deadline).await.map_err(write)?;
-            }
-            BodyKind::Chunks(next) => {
-                send(&mut conn, &out, deadline).await.map_err(write)?;
-                out.clear();
-                loop {
-                    let piece = next().await.map_err(|e| {
-                        fail(Error::new(
-                            ErrorKind::Body,
-                            format!("the request body: {e}"),
-                        ))
-                    })?;
-                    let Some(piece) = piece else { break };
-                    if piece.is_empty() {
-                        continue;
-                    }
-                    out.clear();
-                    write_chunk_header(&mut out, piece.len());
-                    send_all(&mut conn, [&out, &piece, b"\r\n"], deadline)
-                        .await
-                        .map_err(write)?;
-                }
-                out.clear();
-                out.extend_from_slice(LAST_CHUNK);
-            }
-            BodyKind::Sized(len, next) => {
-                send(&mut conn, &out, deadline).await.map_err(write)?;
-                out.clear();
-                let mut left = *len;
-                let body_error = |message: &str| {
-                    fail(Error::new(
-                        ErrorKind::Body,
-                        format!("the request body: {message}"),
-                    ))
-                };
-                loop {
-                    let piece = next().await.map_err(|e| body_error(&e.to_string()))?;
-                    let Some(piece) = piece else { break };
-                    left = left
-                        .checked_sub(piece.len() as u64)
-                        .ok_or_else(|| body_error("longer than its Content-Length"))?;
-                    send(&mut conn, &piece, deadline).await.map_err(write)?;
-                }
-                if left > 0 {
-                    return Err(body_error("shorter than its Content-Length"));
-                }
-            }
+            // Out of line: most requests (a proxy's GETs) have no body to
+            // stream, and wait with a future and run code that do not
+            // hold the streaming's.
+            body => out_of_line(send_body(&mut conn, &mut out, body, deadline)).await?,
         }
         if !out.is_empty() {
             send(&mut conn, &out, deadline).await.map_err(write)?;
@@ -1175,6 +1159,67 @@ impl Client {
             .await
             .cloned()
     }
+}
+
+/// Write the head in `out`, then a body that is large or produced as it
+/// is sent ([`Client::exchange`]); what is left in `out` (a chunked
+/// body's last chunk) goes with the exchange's last write.
+async fn send_body(
+    conn: &mut Conn,
+    out: &mut Vec<u8>,
+    body: &mut BodyKind,
+    deadline: &Deadline,
+) -> Result<(), (Error, bool)> {
+    let fail = |e: Error| (e, false);
+    let write = |e: Error| fail(e.context("writing the request"));
+    send(conn, out, deadline).await.map_err(write)?;
+    out.clear();
+    match body {
+        BodyKind::Empty => {}
+        BodyKind::Bytes(b) => send(conn, b, deadline).await.map_err(write)?,
+        BodyKind::Chunks(next) => {
+            loop {
+                let piece = next().await.map_err(|e| {
+                    fail(Error::new(
+                        ErrorKind::Body,
+                        format!("the request body: {e}"),
+                    ))
+                })?;
+                let Some(piece) = piece else { break };
+                if piece.is_empty() {
+                    continue;
+                }
+                out.clear();
+                write_chunk_header(out, piece.len());
+                send_all(conn, [out.as_slice(), &piece, b"\r\n"], deadline)
+                    .await
+                    .map_err(write)?;
+            }
+            out.clear();
+            out.extend_from_slice(LAST_CHUNK);
+        }
+        BodyKind::Sized(len, next) => {
+            let mut left = *len;
+            let body_error = |message: &str| {
+                fail(Error::new(
+                    ErrorKind::Body,
+                    format!("the request body: {message}"),
+                ))
+            };
+            loop {
+                let piece = next().await.map_err(|e| body_error(&e.to_string()))?;
+                let Some(piece) = piece else { break };
+                left = left
+                    .checked_sub(piece.len() as u64)
+                    .ok_or_else(|| body_error("longer than its Content-Length"))?;
+                send(conn, &piece, deadline).await.map_err(write)?;
+            }
+            if left > 0 {
+                return Err(body_error("shorter than its Content-Length"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Write all of `parts`, in order, with as few writes as the connection

@@ -82,7 +82,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use axkit::config::{Args, Directive, Key, List, Scopes, ValueType};
-use axkit::plugin::{BodyError, HeaderValue, Worker, UPSTREAM_NOTE};
+use axkit::plugin::{out_of_line, BodyError, HeaderValue, Worker, UPSTREAM_NOTE};
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
 use axkit_client::{Body, Client, Error as ClientError, ErrorKind, Origin, Request, Response};
 use axkit_http::same_field;
@@ -263,7 +263,11 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
         // pool of its own.
         client: trust::client(init.config, idle, IDLE_TIMEOUT)?,
         groups,
-        scratch: RefCell::new(String::with_capacity(128)),
+        scratch: RefCell::new(Scratch {
+            value: String::with_capacity(128),
+            peer: None,
+            peer_text: String::new(),
+        }),
     }))
 }
 
@@ -274,7 +278,19 @@ struct Proxy {
     groups: HashMap<String, Rc<Group>>,
     /// Where the forwarding headers' values are made, one request at a
     /// time (no await while it is borrowed).
-    scratch: RefCell<String>,
+    scratch: RefCell<Scratch>,
+}
+
+/// The worker's room for the forwarding headers' values.
+struct Scratch {
+    /// The value being made.
+    value: String,
+    /// The last client address forwarded, and `peer_text` its text: made
+    /// again only for another address (behind a load balancer, or on a
+    /// keep-alive connection, a request's client is mostly the previous
+    /// one's).
+    peer: Option<IpAddr>,
+    peer_text: String,
 }
 
 #[axkit::plugin]
@@ -433,7 +449,7 @@ fn forwarded_value(out: &mut String, text: &str) {
 /// only when preserved; then the forwarding headers, their values made in
 /// `scratch` (the worker's, reused). Each goes straight into the request's
 /// one buffer.
-fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scratch: &mut String) {
+fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scratch: &mut Scratch) {
     let incoming = &ctx.request;
     let peer = ctx.conn.client().ip();
     let config = ctx.config();
@@ -504,8 +520,17 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
         axkit_http::Version::Http10 => "1.0 axkit",
         _ => "1.1 axkit",
     };
-    join_into(scratch, xff.as_deref(), "");
-    push_ip(scratch, peer);
+    if scratch.peer != Some(peer) {
+        scratch.peer_text.clear();
+        push_ip(&mut scratch.peer_text, peer);
+        scratch.peer = Some(peer);
+    }
+    let Scratch {
+        value: scratch,
+        peer_text,
+        ..
+    } = scratch;
+    join_into(scratch, xff.as_deref(), peer_text);
     request.add_header_literal("X-Forwarded-For", scratch);
     if let Some(port) = &xfport {
         request.add_header_literal("X-Forwarded-Port", port);
@@ -519,7 +544,7 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
     // (and so quoted).
     join_into(scratch, forwarded.as_deref(), "for=");
     match peer {
-        IpAddr::V4(_) => push_ip(scratch, peer),
+        IpAddr::V4(_) => scratch.push_str(peer_text),
         IpAddr::V6(v6) => {
             let _ = write!(scratch, "\"[{v6}]\"");
         }
@@ -554,6 +579,31 @@ struct Limits {
     connect: Duration,
     read: Duration,
     send: Duration,
+}
+
+/// Log that a group's server is now marked down after `e`.
+#[cold]
+#[inline(never)]
+fn marked_down(ctx: &Context, group: &Group, index: usize, e: &ClientError) {
+    let line = ctx.request.request_line();
+    ctx.log(
+        Level::Warn,
+        &format!(
+            "proxy: {line}: upstream {}: {} marked down: {e}",
+            group.name, group.servers[index].authority
+        ),
+    );
+}
+
+/// Log that a request to `url` failed with `e` and is sent again.
+#[cold]
+#[inline(never)]
+fn trying_again(ctx: &Context, url: &str, e: &ClientError, attempt: usize, tries: usize) {
+    let line = ctx.request.request_line();
+    ctx.log(
+        Level::Warn,
+        &format!("proxy: {line}: upstream {url}: {e}: trying again ({attempt} of {tries} failed)"),
+    );
 }
 
 /// Whether a method may be repeated without harm (RFC 9110 §9.2.2).
@@ -737,18 +787,12 @@ impl Proxy {
             false => 1,
         };
         let group = match &target.to {
-            To::Invalid(note) => {
-                let why = "not an http:// or https:// URL nor a group name";
-                return self.failed(ctx, &format!("{note:?} (note {UPSTREAM_NOTE})"), why, 502);
-            }
+            To::Origin(_) => None,
             To::Group(name) => match self.groups.get(name) {
                 Some(group) => Some(group.clone()),
-                None => {
-                    let url = url_of(&format_args!("upstream://{name}"), &target.path);
-                    return self.failed(ctx, &url, "no such upstream group", 502);
-                }
+                None => return self.unroutable(ctx, &target),
             },
-            To::Origin(_) => None,
+            To::Invalid(_) => return self.unroutable(ctx, &target),
         };
         let upgrade = wants_upgrade(ctx, &incoming);
         let mut attempt = 1;
@@ -756,7 +800,10 @@ impl Proxy {
         let mut origin;
         // Held until the response is over: least-conn counts it.
         let mut _in_flight = None;
-        let (result, body_error) = loop {
+        // The response is moved as little as it can be (each move a
+        // `memcpy` of a few hundred bytes): no tuple with the body error,
+        // and out of the loop at once.
+        let mut response = loop {
             let server = match (&group, &target.to) {
                 (Some(group), _) => {
                     let (index, in_flight) = group.pick(ctx, &tried);
@@ -771,14 +818,15 @@ impl Proxy {
                 }
                 (None, _) => unreachable!("a target without a group is an origin"),
             };
-            let (result, body_error) = 'sent: {
+            let mut body_error = None;
+            let result = 'sent: {
                 // Bound before the sending: a `match` on the result around
                 // it would keep the result in the hook's future (allocated
                 // per request) beside the sending's.
                 let mut request = match self.request(ctx, &incoming, &origin, &target.path, &limits)
                 {
                     Ok(request) => request,
-                    Err(e) => break 'sent (Err(e), None),
+                    Err(e) => break 'sent Err(e),
                 };
                 // Moved only when it asks for an upgrade (a few hundred
                 // bytes each time).
@@ -786,10 +834,16 @@ impl Proxy {
                     request = request.upgrade(protocol.as_str());
                 }
                 match framing {
-                    Framing::None => (self.client.send(request).await, None),
-                    // Boxed: this future is large, and the hook's whole
-                    // future would be as large for every request.
-                    _ => Box::pin(self.exchange(ctx, request, framing)).await,
+                    Framing::None => self.client.send(request).await,
+                    // Out of line: this future is large, and the hook's
+                    // whole future (and its code) would be as large for
+                    // every request.
+                    _ => {
+                        let (result, error) =
+                            out_of_line(self.exchange(ctx, request, framing)).await;
+                        body_error = error;
+                        result
+                    }
                 }
             };
             if let Some((group, index)) = server {
@@ -799,55 +853,34 @@ impl Proxy {
                     Err(_) if body_error.is_some() => {}
                     Err(e) => {
                         if group.failed(index) {
-                            let line = ctx.request.request_line();
-                            ctx.log(
-                                Level::Warn,
-                                &format!(
-                                    "proxy: {line}: upstream {}: {} marked down: {e}",
-                                    group.name, group.servers[index].authority
-                                ),
-                            );
+                            marked_down(ctx, group, index, e);
                         }
                     }
                 }
             }
             match result {
+                Ok(response) => break response,
                 // A group's servers are each tried once.
                 Err(e)
                     if attempt < tries
                         && e.kind() != ErrorKind::InvalidRequest
                         && group.as_ref().is_none_or(|g| tried.len() < g.servers.len()) =>
                 {
-                    let line = ctx.request.request_line();
-                    let url = url_of(&origin, &target.path);
-                    ctx.log(
-                        Level::Warn,
-                        &format!("proxy: {line}: upstream {url}: {e}: trying again ({attempt} of {tries} failed)"),
-                    );
+                    trying_again(ctx, &url_of(&origin, &target.path), &e, attempt, tries);
                     attempt += 1;
                 }
-                result => break (result, body_error),
+                Err(e) => {
+                    let url = url_of(&origin, &target.path);
+                    return self.exchange_failed(ctx, &url, e, body_error);
+                }
             }
         };
         let url = || url_of(&origin, &target.path);
-        let mut response = match result {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(body) = body_error {
-                    return body.into();
-                }
-                let status = match e.kind() {
-                    ErrorKind::Timeout => 504,
-                    _ => 502,
-                };
-                return self.failed(ctx, &url(), &e.to_string(), status);
-            }
-        };
         if response.status == 101 {
             let protocol = response.header("upgrade").unwrap_or("").to_string();
             pass_headers(ctx, &response, &self.groups, true);
-            // Boxed, as the streamed body's exchange is.
-            return Box::pin(self.tunnel(ctx, &url(), response, &protocol, limits.read)).await;
+            // Out of line, as the streamed body's exchange is.
+            return out_of_line(self.tunnel(ctx, &url(), response, &protocol, limits.read)).await;
         }
         // A body already read off the connection (a small one, usually)
         // goes out with the head in one write, as a response made here
@@ -870,8 +903,8 @@ impl Proxy {
             ctx.response.body = axkit::plugin::Body::Bytes(body);
             return Outcome::Done;
         }
-        // Boxed, as the streamed request body's exchange is.
-        Box::pin(self.stream(ctx, &url(), response)).await
+        // Out of line, as the streamed request body's exchange is.
+        out_of_line(self.stream(ctx, &url(), response)).await
     }
 
     /// Send the response's head, then its body as it comes.
@@ -989,8 +1022,53 @@ impl Proxy {
         Outcome::Done
     }
 
+    /// A target that names no upstream: a group that does not exist, or a
+    /// note that is neither a URL nor a group (502, logged).
+    #[cold]
+    #[inline(never)]
+    fn unroutable(&self, ctx: &Context, target: &Target) -> Outcome {
+        let (url, why) = match &target.to {
+            To::Invalid(note) => (
+                format!("{note:?} (note {UPSTREAM_NOTE})"),
+                "not an http:// or https:// URL nor a group name",
+            ),
+            To::Group(name) => (
+                url_of(&format_args!("upstream://{name}"), &target.path),
+                "no such upstream group",
+            ),
+            To::Origin(_) => unreachable!("an origin is always routable"),
+        };
+        self.failed(ctx, &url, why, 502)
+    }
+
+    /// The exchange failed: the client's body error when that is why (the
+    /// core answers it), else 504 for a timeout and 502 for the rest,
+    /// logged.
+    #[cold]
+    #[inline(never)]
+    fn exchange_failed(
+        &self,
+        ctx: &Context,
+        url: &str,
+        e: ClientError,
+        body_error: Option<BodyError>,
+    ) -> Outcome {
+        if let Some(body) = body_error {
+            return body.into();
+        }
+        let status = match e.kind() {
+            ErrorKind::Timeout => 504,
+            _ => 502,
+        };
+        self.failed(ctx, url, &e.to_string(), status)
+    }
+
     /// Log why the upstream failed and answer `status` (too late once the
-    /// head has gone: the core then closes the connection).
+    /// head has gone: the core then closes the connection). Out of line,
+    /// as the other failures' paths, so that the usual request's code
+    /// stays compact.
+    #[cold]
+    #[inline(never)]
     fn failed(&self, ctx: &Context, url: &str, why: &str, status: u16) -> Outcome {
         let line = ctx.request.request_line();
         ctx.log(

@@ -79,10 +79,16 @@ const HEADERS: [&str; 3] = ["Location", "Content-Location", "URI"];
 /// Rewrite the response's `Location`, `Content-Location` and `URI` by the
 /// `ProxyPassReverse` lines of the request's Location.
 pub(crate) fn rewrite(ctx: &mut Context, groups: &HashMap<String, Rc<Group>>) {
-    let lines = ctx.config().list(&REVERSE);
-    if lines.is_empty() {
-        return;
+    if !ctx.config().list(&REVERSE).is_empty() {
+        rewrite_listed(ctx, groups);
     }
+}
+
+/// [`rewrite`] with the `ProxyPassReverse` lines there are: out of line,
+/// so that a proxy without any runs only the test above.
+#[inline(never)]
+fn rewrite_listed(ctx: &mut Context, groups: &HashMap<String, Rc<Group>>) {
+    let lines = ctx.config().list(&REVERSE);
     let location = ctx.location_prefix();
     // Each line's URL (each server's, for a group) and its prefix.
     let mut pairs: Vec<(String, String)> = Vec::new();

@@ -131,6 +131,30 @@ impl Future for HookFuture<'_> {
     }
 }
 
+/// A future awaited on a rare path inside a hot one (an error page, a
+/// streamed body, a tunnel, a new connection's handshake): boxed, so that
+/// its state does not enlarge the hot future, and polled by a function of
+/// its own that is never inlined, so that its code does not enlarge the
+/// hot future's either. `Box::pin` alone keeps the state out, but the
+/// compiler still inlines the boxed future's poll into its caller, and the
+/// request's code then spreads over more of the instruction cache than
+/// the usual request runs.
+pub fn out_of_line<F: Future>(f: F) -> OutOfLine<F> {
+    OutOfLine(Box::pin(f))
+}
+
+/// The future [`out_of_line`] makes.
+#[must_use = "futures do nothing unless awaited"]
+pub struct OutOfLine<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for OutOfLine<F> {
+    type Output = F::Output;
+    #[inline(never)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
 /// The hooks, in the order a request meets them (docs/plugins.md has the
 /// table of what each is for and how its plugins are walked).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
