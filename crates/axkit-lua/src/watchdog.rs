@@ -160,6 +160,12 @@ pub(crate) fn leave(entered: &Entered) {
         r.clock.set(entered.clock);
         compiler_fence(Ordering::SeqCst);
         r.state.set(entered.state);
+        compiler_fence(Ordering::SeqCst);
+        // A tick handled while no slice was published may have stopped the
+        // timer under the interrupted slice, which runs on.
+        if !entered.state.is_null() && !r.ticking.get() {
+            start_ticking(r, TICK.as_millis() as u64);
+        }
     });
     // A signal handled from here on leaves this coroutine alone; one
     // handled before may have set the hook, which comes off now.
