@@ -123,6 +123,13 @@ fn cpu_loops_are_stopped_by_lua_time_limit() {
     // A longer limit in a Location.
     assert_eq!(srv.get("/long/spin").status, 500);
     srv.wait_stderr("LuaTimeLimit (1s) exceeded", Duration::from_secs(10));
+    // No thread keeps the limit: the worker that ran and stopped all this
+    // is still one thread (a second one costs every request glibc's
+    // multi-threaded paths).
+    let threads = std::fs::read_dir(format!("/proc/{}/task", srv.pid()))
+        .unwrap()
+        .count();
+    assert_eq!(threads, 1);
 }
 
 /// The Lua host's directives need only a `PluginDir` (where Lua plugins

@@ -28,7 +28,7 @@ use crate::directives;
 use crate::files::Files;
 use crate::modules::{Modules, Owner};
 use crate::timer::Timers;
-use crate::watchdog::{Entered, Watchdog};
+use crate::watchdog::{self, Entered};
 
 /// Finished hook coroutines kept for the next hook calls (by the host's
 /// [`Coroutines`] for hooks and timers, by mlua for `call_async`). Without a pool every hook call
@@ -42,8 +42,8 @@ const THREAD_POOL: usize = 64;
 pub(crate) const LOAD_LIMIT: Duration = Duration::from_secs(5);
 
 /// The CPU slice of the Lua code running now: since when, for how long it
-/// may run before it is stopped, and where it was stopped. The watchdog
-/// (`watchdog.rs`) stops the slice's own coroutine; `start` is for the
+/// may run before it is stopped, and where it was stopped. The timer of
+/// `watchdog.rs` stops the slice's own coroutine; `start` is for the
 /// coroutines scripts create, whose count hook reads the clock at its
 /// first check rather than when the slice starts, which spares a clock
 /// read per resumption.
@@ -53,7 +53,6 @@ pub(crate) struct Clock {
     start: Cell<Option<Instant>>,
     limit: Cell<Duration>,
     killed: RefCell<Option<String>>,
-    watchdog: Watchdog,
 }
 
 /// Restores the previous slice when a nested run (a log hook called from a
@@ -78,7 +77,7 @@ impl Clock {
             start: self.start.replace(None),
             limit: self.limit.replace(limit),
             killed: self.killed.take(),
-            entered: self.watchdog.enter(state, self, limit),
+            entered: watchdog::enter(state, self, limit),
         }
     }
 
@@ -114,7 +113,7 @@ impl Clock {
 
 impl Drop for Slice<'_> {
     fn drop(&mut self) {
-        self.clock.watchdog.leave(&self.entered);
+        watchdog::leave(&self.entered);
         self.clock.armed.set(self.armed);
         self.clock.start.set(self.start);
         self.clock.limit.set(self.limit);

@@ -1,70 +1,84 @@
-//! `LuaTimeLimit` without a per-instruction cost.
+//! `LuaTimeLimit` without a per-instruction cost, and without a thread.
 //!
 //! A Lua state with a count hook set runs every instruction through the
 //! hook's bookkeeping (Lua 5.4 traps each instruction while any hook is on),
 //! which cost a hello-world handler about a tenth of its instructions. So
 //! the coroutines that run hooks carry no hook at all. Each slice of Lua
 //! execution (one resumption of such a coroutine, or a script's top level)
-//! publishes its deadline; a watchdog thread per Lua state sleeps until the
-//! deadline of the slice it sees running and, when that slice is still the
-//! one running past it, signals the worker thread. The signal handler, on
-//! the worker thread and so between two of its instructions, sets a count
+//! publishes its deadline in a thread-local, and a POSIX timer of the
+//! thread (`timer_create`, its signal sent to that thread alone) looks at
+//! it: the signal handler, on the worker thread and so between two of its
+//! instructions, finds the slice running past its deadline and sets a count
 //! hook of one instruction on the slice's coroutine (the way the standalone
 //! `lua` interpreter stops a script on Ctrl-C: `lua_sethook` is meant to be
 //! called from a signal handler), and that hook stops the slice: it yields
 //! when it can (the hook runner then finds the slice killed), else it
 //! raises an error, again at every instruction until the code is out.
 //!
+//! Not a watchdog thread: a second thread would make the worker a
+//! multi-threaded process, for which glibc takes locked paths in `malloc`
+//! and `free` and wraps blocking system calls in cancellation bookkeeping,
+//! on every request. Nor a timer set per slice: that would be a system call
+//! per request. The timer ticks instead, every [`TICK`] at most, while
+//! slices keep starting; a tick that finds a slice running sets the next one
+//! at that slice's deadline when it comes sooner, and a tick that finds no
+//! slice run since the one before stops the timer (the next slice starts it
+//! again: one system call after an idle spell). A worker serving Lua
+//! requests so takes about twenty signals a second, and an idle one none.
+//! A slice is stopped within a few milliseconds of its limit (the coarse
+//! clock's resolution), or up to [`TICK`] after it when the limit is
+//! shorter than a tick and the slice began just after one.
+//!
+//! The signal interrupts whatever the worker thread is doing: it is
+//! installed with `SA_RESTART`, so socket and pipe calls carry on, and the
+//! event loop takes the `EINTR` of `epoll_wait` as a wake-up with nothing to
+//! do. It goes to the thread that runs Lua alone, never to the runtime's
+//! blocking threads; children neither inherit the timer (a timer does not
+//! survive `fork`) nor the handler (`exec` resets it).
+//!
 //! Coroutines that scripts create themselves (`coroutine.create`, `wrap`)
 //! run inside a slice's resumption, on their own Lua thread, which a hook
 //! set on the slice's coroutine would not reach; they are created with the
 //! old instruction-count hook (see [`inherit_count_hook`]), a cost only
 //! code that uses them pays.
-//!
-//! Published state is a sequence number per slice (odd while one runs) and
-//! its deadline, written by the worker thread with plain atomic stores, and
-//! the coroutine in a thread-local the signal handler reads: a slice costs
-//! two clock-free stores at each end and one read of the coarse monotonic
-//! clock. The signal carries the sequence number it is about, so a slice
-//! that ended just before it arrived is never stopped in its successor's
-//! place. A slice is stopped within a few milliseconds of its limit (the
-//! coarse clock's resolution, the watchdog's wake-up); one that started
-//! while the watchdog slept its idle tick is first seen up to [`IDLE_TICK`]
-//! later, and stopped no later than its deadline plus that.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::ffi::{c_int, CStr};
 use std::ptr;
-use std::sync::atomic::{compiler_fence, AtomicU64, Ordering};
-use std::sync::{Arc, Once, Weak};
+use std::sync::atomic::{compiler_fence, Ordering};
+use std::sync::Once;
 use std::time::Duration;
 
 use mlua::ffi;
 
 use crate::host::Clock;
 
-/// How long the watchdog sleeps when no slice is running, and how often it
-/// signals again while one is past its deadline (in case a signal came
-/// while the hook could not be kept, see [`hooked_create`]).
-const IDLE_TICK: Duration = Duration::from_millis(50);
+/// The longest wait between two looks at the running slice while slices
+/// keep starting (and between two tries at stopping one past its limit, in
+/// case a signal came while the hook could not be kept, see
+/// [`inherit_count_hook`]).
+const TICK: Duration = Duration::from_millis(50);
 
 /// Instructions between two looks at the clock in the hook of coroutines
 /// scripts create.
 const CHECK_EVERY: c_int = 10_000;
 
-/// Bumped in every child after `fork`: a Lua state copied into a worker
-/// finds its watchdog thread missing (threads do not survive `fork`) and
-/// starts another.
-static FORKS: AtomicU64 = AtomicU64::new(0);
-
-/// What the signal handler needs of the slice running on this thread.
+/// The running slice of this thread and its timer: everything the signal
+/// handler reads or writes.
 struct Running {
-    /// The slice's sequence number (odd), 0 when none runs.
-    seq: Cell<u64>,
-    /// The coroutine the slice resumes (or runs on).
+    /// The coroutine the slice resumes (or runs on), null when none runs.
     state: Cell<*mut ffi::lua_State>,
+    /// The slice's deadline, coarse monotonic milliseconds.
+    deadline: Cell<u64>,
     /// The clock the stopping hook records where it stopped in.
     clock: Cell<*const Clock>,
+    /// Slices started on this thread, and as many as the last tick saw.
+    started: Cell<u64>,
+    seen: Cell<u64>,
+    /// This thread's timer (none before the first slice, and none in a
+    /// child after `fork`: timers do not survive it), and whether it is set.
+    timer: Cell<Option<libc::timer_t>>,
+    ticking: Cell<bool>,
 }
 
 thread_local! {
@@ -72,98 +86,95 @@ thread_local! {
     // handler is a plain thread-local load.
     static RUNNING: Running = const {
         Running {
-            seq: Cell::new(0),
             state: Cell::new(ptr::null_mut()),
+            deadline: Cell::new(0),
             clock: Cell::new(ptr::null()),
+            started: Cell::new(0),
+            seen: Cell::new(0),
+            timer: Cell::new(None),
+            ticking: Cell::new(false),
         }
     };
+    // Deletes the thread's timer when the thread ends (a thread other than
+    // a worker's, such as one checking the configuration, may run Lua).
+    static TIMER_OWNER: TimerOwner = const { TimerOwner };
 }
 
-/// Shared between the worker thread and its watchdog.
-struct Published {
-    seq: AtomicU64,
-    /// Coarse monotonic milliseconds.
-    deadline: AtomicU64,
-    /// The `pthread_t` of the thread running the slice.
-    thread: AtomicU64,
+struct TimerOwner;
+
+impl Drop for TimerOwner {
+    fn drop(&mut self) {
+        RUNNING.with(|r| {
+            if let Some(timer) = r.timer.take() {
+                // SAFETY: a timer this thread created in this process.
+                unsafe { libc::timer_delete(timer) };
+            }
+        });
+    }
 }
 
-/// One Lua state's watchdog: its published state, with a thread reading
-/// it in this process.
-#[derive(Default)]
-pub(crate) struct Watchdog {
-    published: RefCell<Option<Arc<Published>>>,
-    /// [`FORKS`] when the thread was started.
-    forks: Cell<u64>,
-    last: Cell<u64>,
-}
-
-/// The slice [`Watchdog::enter`] interrupted (a hook called from inside
-/// another's, such as a logging hook), restored when the new one ends.
+/// The slice [`enter`] interrupted (a hook called from inside another's,
+/// such as a logging hook), restored when the new one ends.
 pub(crate) struct Entered {
-    seq: u64,
     deadline: u64,
     state: *mut ffi::lua_State,
     clock: *const Clock,
     mine: *mut ffi::lua_State,
 }
 
-impl Watchdog {
-    /// A slice of at most `limit` starts on `state`, timed by `clock`.
-    pub fn enter(&self, state: *mut ffi::lua_State, clock: &Clock, limit: Duration) -> Entered {
-        let mut published = self.published.borrow_mut();
-        let forks = FORKS.load(Ordering::Relaxed);
-        if published.is_none() || self.forks.get() != forks {
-            self.forks.set(forks);
-            *published = Some(start());
-        }
-        let Some(published) = published.as_ref() else {
-            unreachable!("set above")
-        };
-        let seq = (self.last.get() + 2) | 1;
-        self.last.set(seq);
-        let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
-        let deadline = coarse_ms().saturating_add(limit);
-        let before = RUNNING.with(|r| Entered {
-            seq: r.seq.replace(seq),
-            deadline: published.deadline.load(Ordering::Relaxed),
-            state: r.state.replace(state),
+/// A slice of at most `limit` starts on `state`, timed by `clock`.
+pub(crate) fn enter(state: *mut ffi::lua_State, clock: &Clock, limit: Duration) -> Entered {
+    let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+    let deadline = coarse_ms().saturating_add(limit);
+    RUNNING.with(|r| {
+        // No slice while the deadline changes, so that a signal handled
+        // meanwhile never pairs one slice's coroutine with another's
+        // deadline.
+        let before = r.state.replace(ptr::null_mut());
+        compiler_fence(Ordering::SeqCst);
+        let entered = Entered {
+            deadline: r.deadline.replace(deadline),
+            state: before,
             clock: r.clock.replace(clock),
             mine: state,
-        });
-        // SAFETY: pthread_self has no preconditions.
-        let me = unsafe { libc::pthread_self() } as u64;
-        published.thread.store(me, Ordering::Relaxed);
-        published.deadline.store(deadline, Ordering::Relaxed);
-        published.seq.store(seq, Ordering::Release);
-        before
-    }
-
-    /// The slice `entered` began ends: the one it interrupted, if any, is
-    /// the running one again, and the stopping hook, if the watchdog had it
-    /// set, comes off the coroutine (a pooled one runs other requests).
-    pub fn leave(&self, entered: &Entered) {
-        if let Some(published) = self.published.borrow().as_ref() {
-            published
-                .deadline
-                .store(entered.deadline, Ordering::Relaxed);
-            published.seq.store(entered.seq, Ordering::Release);
-        }
-        RUNNING.with(|r| {
-            r.seq.set(entered.seq);
-            r.state.set(entered.state);
-            r.clock.set(entered.clock);
-        });
-        // A signal handled from here on finds another sequence number and
-        // leaves the coroutine alone; one handled before has set the hook,
-        // which comes off now.
+        };
+        r.started.set(r.started.get().wrapping_add(1));
         compiler_fence(Ordering::SeqCst);
-        // SAFETY: `mine` is the coroutine this slice ran on, alive while
-        // the caller holds it.
-        unsafe {
-            if is(ffi::lua_gethook(entered.mine), stop_hook) {
-                ffi::lua_sethook(entered.mine, None, 0, 0);
-            }
+        r.state.set(state);
+        compiler_fence(Ordering::SeqCst);
+        if !r.ticking.get() {
+            start_ticking(r, limit);
+        }
+        entered
+    })
+}
+
+/// The slice `entered` began ends: the one it interrupted, if any, is the
+/// running one again, and the stopping hook, if the handler set it, comes
+/// off the coroutine (a pooled one runs other requests).
+pub(crate) fn leave(entered: &Entered) {
+    RUNNING.with(|r| {
+        r.state.set(ptr::null_mut());
+        compiler_fence(Ordering::SeqCst);
+        r.deadline.set(entered.deadline);
+        r.clock.set(entered.clock);
+        compiler_fence(Ordering::SeqCst);
+        r.state.set(entered.state);
+        compiler_fence(Ordering::SeqCst);
+        // A tick handled while no slice was published may have stopped the
+        // timer under the interrupted slice, which runs on.
+        if !entered.state.is_null() && !r.ticking.get() {
+            start_ticking(r, TICK.as_millis() as u64);
+        }
+    });
+    // A signal handled from here on leaves this coroutine alone; one
+    // handled before may have set the hook, which comes off now.
+    compiler_fence(Ordering::SeqCst);
+    // SAFETY: `mine` is the coroutine this slice ran on, alive while the
+    // caller holds it.
+    unsafe {
+        if is(ffi::lua_gethook(entered.mine), stop_hook) {
+            ffi::lua_sethook(entered.mine, None, 0, 0);
         }
     }
 }
@@ -173,62 +184,69 @@ fn is(hook: Option<ffi::lua_Hook>, f: ffi::lua_Hook) -> bool {
     hook.map(|h| h as usize) == Some(f as usize)
 }
 
-/// Start a watchdog thread for a new published state.
-fn start() -> Arc<Published> {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(install);
-    let published = Arc::new(Published {
-        seq: AtomicU64::new(0),
-        deadline: AtomicU64::new(0),
-        thread: AtomicU64::new(0),
-    });
-    let weak = Arc::downgrade(&published);
-    let spawned = std::thread::Builder::new()
-        .name("lua-watchdog".into())
-        .spawn(move || watch(weak));
-    if let Err(e) = spawned {
-        // Without it, no slice is ever stopped: say so rather than fail the
-        // hook that needed it.
-        axkit::plugin::log_to_stderr(
-            axkit::Level::Error,
-            &format!("LuaTimeLimit: cannot start the watchdog thread: {e}"),
-        );
-    }
-    published
+/// Set the thread's timer (creating it first in a new thread or process)
+/// to tick after `limit_ms`, or [`TICK`] when that is sooner.
+fn start_ticking(r: &Running, limit_ms: u64) {
+    let timer = match r.timer.get() {
+        Some(timer) => timer,
+        None => match create_timer() {
+            Ok(timer) => {
+                r.timer.set(Some(timer));
+                TIMER_OWNER.with(|_| ());
+                timer
+            }
+            Err(e) => {
+                // Without it, no slice is ever stopped: say so (once per
+                // thread and process) rather than fail the hook that
+                // needed it.
+                r.ticking.set(true);
+                axkit::plugin::log_to_stderr(
+                    axkit::Level::Error,
+                    &format!("LuaTimeLimit: cannot create the timer: {e}"),
+                );
+                return;
+            }
+        },
+    };
+    r.ticking.set(true);
+    set_timer(timer, limit_ms.max(1));
 }
 
-/// The watchdog: until the Lua state is gone, sleep until the running
-/// slice's deadline (or the idle tick) and signal a slice past it.
-fn watch(published: Weak<Published>) {
-    loop {
-        let Some(p) = published.upgrade() else {
-            return;
-        };
-        let seq = p.seq.load(Ordering::Acquire);
-        let mut sleep = IDLE_TICK;
-        if seq & 1 == 1 {
-            let deadline = p.deadline.load(Ordering::Relaxed);
-            let thread = p.thread.load(Ordering::Relaxed);
-            let now = coarse_ms();
-            if p.seq.load(Ordering::Acquire) != seq {
-                sleep = Duration::ZERO;
-            } else if now >= deadline {
-                let value = libc::sigval {
-                    sival_ptr: seq as usize as *mut libc::c_void,
-                };
-                // SAFETY: `thread` ran the slice whose sequence number is
-                // still published; the Lua state (which `p` keeps alive)
-                // lives on that thread.
-                unsafe {
-                    libc::pthread_sigqueue(thread as libc::pthread_t, signal(), value);
-                }
-            } else {
-                sleep = sleep.min(Duration::from_millis(deadline - now));
-            }
+/// A timer signalling this thread alone.
+fn create_timer() -> std::io::Result<libc::timer_t> {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(install);
+    // SAFETY: a zeroed sigevent is a valid one to fill in; `timer` is a
+    // valid out-pointer.
+    unsafe {
+        let mut event: libc::sigevent = std::mem::zeroed();
+        event.sigev_notify = libc::SIGEV_THREAD_ID;
+        event.sigev_signo = signal();
+        event.sigev_notify_thread_id = libc::gettid();
+        let mut timer: libc::timer_t = ptr::null_mut();
+        if libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) != 0 {
+            return Err(std::io::Error::last_os_error());
         }
-        drop(p);
-        std::thread::sleep(sleep.max(Duration::from_millis(1)));
+        Ok(timer)
     }
+}
+
+/// Set `timer` to fire once in `ms` milliseconds (at most [`TICK`]), or
+/// stop it when `ms` is 0. Async-signal-safe.
+fn set_timer(timer: libc::timer_t, ms: u64) {
+    let ms = ms.min(TICK.as_millis() as u64);
+    let value = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: (ms / 1000) as libc::time_t,
+            tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+        },
+    };
+    // SAFETY: a timer of this process and a valid itimerspec.
+    unsafe { libc::timer_settime(timer, 0, &value, ptr::null_mut()) };
 }
 
 /// The signal: one of the real-time signals, which nothing else in the
@@ -240,8 +258,9 @@ fn signal() -> c_int {
 
 /// The signal handler (process-wide, installed once) and the fork hook.
 fn install() {
-    // SAFETY: a handler that only reads thread-locals and calls
-    // lua_sethook, which is async-signal-safe by Lua's design; SA_RESTART so
+    // SAFETY: a handler that only reads and writes a constant thread-local,
+    // reads the clock and calls timer_settime (async-signal-safe) and
+    // lua_sethook (made to be called from a signal handler); SA_RESTART so
     // that an interrupted system call carries on.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
@@ -253,23 +272,50 @@ fn install() {
     }
 }
 
+/// In a child after `fork` (a worker), on its one thread: the parent's
+/// timer is not there, so the first slice creates one.
 extern "C" fn forked() {
-    FORKS.fetch_add(1, Ordering::Relaxed);
-}
-
-extern "C" fn on_signal(_: c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-    let seq = unsafe { (*info).si_value().sival_ptr } as usize as u64;
     RUNNING.with(|r| {
-        let state = r.state.get();
-        if r.seq.get() == seq && !state.is_null() {
-            // SAFETY: the slice that published `seq` still runs on `state`.
-            unsafe { ffi::lua_sethook(state, Some(stop_hook), ffi::LUA_MASKCOUNT, 1) };
-        }
+        r.timer.set(None);
+        r.ticking.set(false);
     });
 }
 
-/// The hook the watchdog sets on a slice past its limit: stop it.
+/// A tick: stop the running slice if it is past its deadline, and set the
+/// next tick, or none when no slice ran since the last one.
+extern "C" fn on_signal(_: c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // Errno is the interrupted code's: keep it.
+    // SAFETY: __errno_location gives this thread's errno.
+    let errno = unsafe { *libc::__errno_location() };
+    RUNNING.with(|r| {
+        let Some(timer) = r.timer.get() else {
+            return;
+        };
+        let state = r.state.get();
+        let next = if !state.is_null() {
+            let now = coarse_ms();
+            let deadline = r.deadline.get();
+            if now >= deadline {
+                // SAFETY: the slice publishing `state` still runs on it.
+                unsafe { ffi::lua_sethook(state, Some(stop_hook), ffi::LUA_MASKCOUNT, 1) };
+                TICK.as_millis() as u64
+            } else {
+                deadline - now
+            }
+        } else if r.seen.get() != r.started.get() {
+            r.seen.set(r.started.get());
+            TICK.as_millis() as u64
+        } else {
+            r.ticking.set(false);
+            0
+        };
+        set_timer(timer, next);
+    });
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// The hook the signal handler sets on a slice past its limit: stop it.
 unsafe extern "C-unwind" fn stop_hook(state: *mut ffi::lua_State, ar: *mut ffi::lua_Debug) {
     let clock = RUNNING.with(|r| r.clock.get());
     if clock.is_null() {
@@ -327,7 +373,7 @@ pub(crate) unsafe extern "C-unwind" fn inherit_count_hook(state: *mut ffi::lua_S
     );
     ffi::lua_sethook(state, Some(count_hook), ffi::LUA_MASKCOUNT, CHECK_EVERY);
     ffi::lua_call(state, 1, 1);
-    // Keep the stopping hook if the watchdog set it meanwhile.
+    // Keep the stopping hook if the signal handler set it meanwhile.
     if is(ffi::lua_gethook(state), count_hook) {
         ffi::lua_sethook(state, hook, mask, count);
     }
