@@ -137,8 +137,15 @@ build_release() {
     (cd "$ROOT" && cargo build --release -q "$@")
 }
 # The stock axkit binary in $PROFILE (release, or debug for a smoke run of
-# a script: its figures mean nothing): sets AXKIT to its path.
+# a script: its figures mean nothing): sets AXKIT to its path. With
+# AXKIT_BIN=PATH, that binary instead, built elsewhere (the "before" of an
+# A/B), named by AXKIT_REV if set.
 build_axkit() {
+    if [ -n "${AXKIT_BIN:-}" ]; then
+        AXKIT=$AXKIT_BIN
+        AXKIT_REV=${AXKIT_REV:-$AXKIT_BIN}
+        return
+    fi
     case "${PROFILE:-release}" in
         release) build_release axkit -p axkit-cli ;;
         debug)

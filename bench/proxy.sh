@@ -23,6 +23,7 @@
 # to apt-get install them):
 #     bench/proxy.sh                                          # release build, the figures
 #     PROFILE=debug DURATION=2 ROUNDS=1 BIG_ROUNDS=1 bench/proxy.sh   # a smoke run
+#     AXKIT_BIN=/path/to/axkit bench/proxy.sh                  # a binary built elsewhere (proxy and origin)
 #
 # Safety: only processes this script starts are stopped (by PID, trap on
 # EXIT); no sysctl change; loopback traffic only; every wait is bounded;

@@ -54,12 +54,7 @@ command -v python3 >/dev/null || die "python3 is required"
 command -v curl >/dev/null || die "curl is required"
 [ $(( N / HOLDERS )) -le 19000 ] || die "$HOLDERS holders cannot hold $N connections (20,000 fds each)"
 
-if [ -n "${AXKIT_BIN:-}" ]; then   # a binary built elsewhere: the "before" of an A/B
-    AXKIT=$AXKIT_BIN
-    AXKIT_REV=${AXKIT_REV:-$AXKIT_BIN}
-else
-    build_axkit
-fi
+build_axkit   # or AXKIT_BIN, a binary built elsewhere: the "before" of an A/B
 
 make_tmp axkit-scale
 idle_static_setup "$WORKERS"

@@ -50,7 +50,6 @@ FILE_CACHE=${FILE_CACHE:-1}   # 1: open-file cache on both (axkit OpenFileCache,
 
 SCRIPT_TAG=static.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-AXKIT=$ROOT/target/release/axkit
 
 # ---- tools ------------------------------------------------------------------
 
@@ -65,12 +64,7 @@ command -v curl >/dev/null || die "curl is required"
 # What exactly is measured: the tree moves while others work in it.
 # AXKIT_BIN=PATH measures a binary built elsewhere instead (the "before" of
 # an A/B), named by AXKIT_REV if set.
-if [ -n "${AXKIT_BIN:-}" ]; then
-    AXKIT=$AXKIT_BIN
-    AXKIT_REV=${AXKIT_REV:-$AXKIT_BIN}
-else
-    build_release axkit -p axkit-cli
-fi
+build_axkit
 
 # ---- cleanup ----------------------------------------------------------------
 

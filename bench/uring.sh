@@ -53,12 +53,7 @@ log "building bench/uring (release, its own target dir)"
 (cd "$BENCH_DIR/uring" && CARGO_INCREMENTAL=0 cargo build --release -q) || die "bench/uring did not build"
 UB=$BENCH_DIR/uring/target/release/uring-bench
 if [ "$AXKIT_REF" = 1 ]; then
-    if [ -n "${AXKIT_BIN:-}" ]; then
-        AXKIT=$AXKIT_BIN
-        AXKIT_REV=${AXKIT_REV:-$AXKIT_BIN}
-    else
-        build_axkit
-    fi
+    build_axkit
 fi
 
 make_tmp axkit-uring   # cleanup on EXIT: stop STARTED_PIDS by PID, remove TMP
