@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&ctl, input)) = data.split_first() else {
         return;
     };
-    let (max_bytes, max_fields) = if ctl & 0x80 != 0 { (64, 3) } else { (16384, 100) };
+    let (max_bytes, max_fields) = if ctl & 0x80 != 0 {
+        (64, 3)
+    } else {
+        (16384, 100)
+    };
     let (whole, fields) = scan(input, max_bytes, max_fields);
     if let Ok(Some(end)) = whole {
         assert!(end <= input.len() && end <= max_bytes);

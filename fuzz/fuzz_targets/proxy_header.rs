@@ -17,12 +17,20 @@ fuzz_target!(|data: &[u8]| {
             assert!(n <= data.len());
             assert_eq!(parse_proxy_header(&data[..n]), Ok(Some((header, n))));
             for cut in 0..n {
-                assert_eq!(parse_proxy_header(&data[..cut]), Ok(None), "prefix of {cut}");
+                assert_eq!(
+                    parse_proxy_header(&data[..cut]),
+                    Ok(None),
+                    "prefix of {cut}"
+                );
             }
         }
         Ok(None) => {
             for cut in 0..data.len() {
-                assert_eq!(parse_proxy_header(&data[..cut]), Ok(None), "prefix of {cut}");
+                assert_eq!(
+                    parse_proxy_header(&data[..cut]),
+                    Ok(None),
+                    "prefix of {cut}"
+                );
             }
         }
         Err(_) => {}

@@ -153,7 +153,11 @@ fuzz_target!(|data: &[u8]| {
     if let Err(e) = &whole {
         assert!(matches!(e.status, 400 | 414 | 431 | 501 | 505), "{e:?}");
         httparse_refuses(input, e);
-        assert_eq!(whole_buf.len(), input.len(), "errors leave the buffer alone");
+        assert_eq!(
+            whole_buf.len(),
+            input.len(),
+            "errors leave the buffer alone"
+        );
         // What the server logs for a refused request.
         let stand_in = RequestHead::unparsed(&whole_buf);
         assert!(!stand_in.method().is_empty() && stand_in.method().len() <= 256);
