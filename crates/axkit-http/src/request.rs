@@ -164,9 +164,7 @@ impl RequestHead {
 
     /// The header fields in order, names as sent.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.fields
-            .iter()
-            .map(move |f| (as_str(f.name.get(&self.head)), f.value.get(&self.head)))
+        self.fields().map(|(name, value)| (as_str(name), value))
     }
 
     /// The header fields in order, names as sent, both as bytes: what
@@ -181,10 +179,9 @@ impl RequestHead {
 
     /// The value of the first field named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .find(|f| f.name.get(&self.head).eq_ignore_ascii_case(name.as_bytes()))
-            .map(|f| f.value.get(&self.head))
+        self.fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| value)
     }
 
     /// Like [`header`](Self::header), but `None` if the value is not UTF-8.

@@ -368,7 +368,8 @@ impl UriToFile {
 }
 
 /// The open-file cache's fresh entry for `rel` beneath `root`, if it
-/// answers this request (no syscall, no allocation), and whether the slash after the path is path info.
+/// answers this request (no syscall, no allocation), and whether the
+/// slash after the path is path info.
 fn cached(
     root: &DocRoot,
     rel: &Path,
