@@ -221,11 +221,15 @@ end
     assert_eq!(srv.get("/x").text(), "Hello a,b 200");
     // Header values that would split the response are refused as they are
     // set: none of them reaches the wire, and a refused set still takes
-    // out the value it replaces.
-    let r = srv.get("/splitheader");
-    assert_eq!((r.status, r.text().as_str()), (200, "split"));
-    for name in ["X-Good", "X-Split", "X-Injected", "X-Nul", "X-Bad Name"] {
-        assert_eq!(r.header(name), None, "{name}");
+    // out the value it replaces. The second time, the worker takes the
+    // values from its cache of those set lately (the refused ones kept
+    // unchecked): still refused.
+    for _ in 0..2 {
+        let r = srv.get("/splitheader");
+        assert_eq!((r.status, r.text().as_str()), (200, "split"));
+        for name in ["X-Good", "X-Split", "X-Injected", "X-Nul", "X-Bad Name"] {
+            assert_eq!(r.header(name), None, "{name}");
+        }
     }
     // With a single hook the request's state is not kept in the context:
     // uploads still go when the request is over.

@@ -29,6 +29,7 @@ use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use axkit::plugin::HeaderValue;
 use axkit::Context;
 use mlua::ffi::{self, lua_State};
 use mlua::{Function, Lua, Table, Value};
@@ -423,7 +424,7 @@ const SHARED_VALUE_MAX: usize = 64;
 
 /// Header values scripts set lately, round-robin.
 struct SharedValues {
-    values: Vec<Arc<str>>,
+    values: Vec<HeaderValue>,
     next: usize,
 }
 
@@ -437,10 +438,13 @@ thread_local! {
 /// values on every request (`Content-Type: text/html`), so a short one
 /// is shared with those set lately, which costs a reference count where
 /// a `String` cost an allocation, a copy, a UTF-8 check and a free. Kept
-/// per thread (a worker's one Lua state), by content.
-fn shared_value(bytes: &[u8]) -> Result<Arc<str>, Cow<'static, str>> {
+/// per thread (a worker's one Lua state), by content, and checked for the
+/// wire once, as it is kept ([`HeaderValue::checked`]): the response then
+/// takes it without looking at its bytes again. A value the response
+/// refuses is kept unchecked, and refused as it is set, as before.
+fn shared_value(bytes: &[u8]) -> Result<HeaderValue, Cow<'static, str>> {
     if bytes.len() > SHARED_VALUE_MAX {
-        return Ok(utf8(bytes, 3, "value")?.into());
+        return Ok(HeaderValue::Shared(utf8(bytes, 3, "value")?.into()));
     }
     SHARED.with(|shared| {
         let mut shared = shared.borrow_mut();
@@ -448,6 +452,7 @@ fn shared_value(bytes: &[u8]) -> Result<Arc<str>, Cow<'static, str>> {
             return Ok(v.clone());
         }
         let v: Arc<str> = utf8(bytes, 3, "value")?.into();
+        let v = HeaderValue::checked(v.clone()).unwrap_or(HeaderValue::Shared(v));
         let next = shared.next;
         if next < shared.values.len() {
             shared.values[next] = v.clone();
@@ -461,7 +466,7 @@ fn shared_value(bytes: &[u8]) -> Result<Arc<str>, Cow<'static, str>> {
 
 /// `(name, value)` of `r:set_header`/`r:add_header`; the value may be a
 /// number.
-fn header_args(c: &Call) -> Result<(Cow<'static, str>, Arc<str>), Cow<'static, str>> {
+fn header_args(c: &Call) -> Result<(Cow<'static, str>, HeaderValue), Cow<'static, str>> {
     let name = c.str(2, "name")?;
     let name = match HEADER_NAMES.iter().find(|n| n.as_bytes() == name) {
         Some(n) => Cow::Borrowed(*n),
