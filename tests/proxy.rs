@@ -297,6 +297,16 @@ fn answer(path: &str, request: &Seen, counted: u64, sum: u64, out: &mut TcpStrea
         out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate")
     } else if p.ends_with("/bad") {
         out.write_all(b"not http at all\r\n\r\n")
+    } else if p.ends_with("/value") {
+        // An `X-Value` field whose bytes the query gives in hex.
+        let hex = path.split_once('?').map_or("", |(_, q)| q).as_bytes();
+        let mut head = b"HTTP/1.1 200 OK\r\nX-Value: ".to_vec();
+        head.extend(
+            hex.chunks(2)
+                .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap()),
+        );
+        head.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+        out.write_all(&head)
     } else if p.ends_with("/redirect") {
         // The URL the request asked for, in each header that may carry one.
         let to = request.header("X-Location").unwrap_or("");
@@ -547,6 +557,47 @@ fn upstream_failures_are_502_and_504_and_logged() {
         &["GET /up/slow", "timed out", "(504)"],
         Duration::from_secs(10),
     );
+}
+
+/// The upstream's values are passed on without a second check of their
+/// bytes (`HeaderValue::parsed`): a value its parser takes must be one the
+/// core would send, and one with a control byte, or folded, a 502.
+#[test]
+fn upstream_values_with_control_bytes_are_refused_and_the_rest_passed_on() {
+    let origin = Origin::start();
+    let mut srv = proxy(&origin, "");
+    let hex = |v: &[u8]| v.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    for bad in [
+        &b"a\0b"[..],
+        b"a\x01b",
+        b"a\x7fb",
+        b"a\rb",
+        b"a\r\n b",
+        b"a\r\n\tb",
+        b"a\x1bb",
+    ] {
+        let path = format!("/app/value?{}", hex(bad));
+        let r = srv.get(&path);
+        assert_eq!(r.status, 502, "{bad:?}");
+        assert_eq!(r.header("X-Value"), None, "{bad:?}");
+        srv.wait_stderr_line(
+            &[&format!("GET {path} "), "malformed response head", "(502)"],
+            Duration::from_secs(10),
+        );
+    }
+    // HTAB, obs-text (not UTF-8: passed on lossily) and the rest of
+    // the printable bytes go through.
+    let printable: Vec<u8> = (b' '..=b'~').collect();
+    for (good, sent) in [
+        (&b"a\tb"[..], "a\tb".to_string()),
+        (b"caf\xe9", "caf\u{fffd}".to_string()),
+        (b"caf\xc3\xa9", "caf\u{e9}".to_string()),
+        (&printable, String::from_utf8(printable.clone()).unwrap()),
+    ] {
+        let r = srv.get(&format!("/app/value?{}", hex(good)));
+        assert_eq!(r.status, 200, "{good:?}");
+        assert_eq!(r.header("X-Value"), Some(sent.trim()), "{good:?}");
+    }
 }
 
 #[test]

@@ -41,7 +41,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axkit::config::{Config, ConfigError, Directive, FileReader, List, Scopes};
-use axkit::plugin::{out_of_line, InUse};
+use axkit::plugin::{out_of_line, HeaderValue, InUse};
 use axkit::{Plugin, PluginInit, PluginSource};
 use axkit_http::{write_chunk_header, LAST_CHUNK};
 use bytes::{Buf, Bytes, BytesMut};
@@ -464,11 +464,18 @@ impl Response {
         self.headers.iter()
     }
 
-    /// `value`, one that [`headers`](Self::headers) gave, sharing the
-    /// head's bytes: a reference count rather than a copy, for a value
-    /// passed on (any other string is copied).
-    pub fn shared_value(&self, value: &str) -> bytestring::ByteString {
-        self.headers.shared(value)
+    /// `value`, one that [`headers`](Self::headers) gave, as a response
+    /// header's value to pass on: a slice of the head (a reference count
+    /// rather than a copy) that is not checked again as it is set, since
+    /// httparse refused the head unless each value held only HTAB, SP to
+    /// `~` and obs-text (no CR, LF, NUL: the default config refuses
+    /// obs-fold), and a lossy copy of a value that is not UTF-8 adds only
+    /// U+FFFD. Any other string is copied, and checked as it is set.
+    pub fn header_value(&self, value: &str) -> HeaderValue {
+        match self.headers.shared(value) {
+            Some(slice) => HeaderValue::parsed(slice),
+            None => HeaderValue::Bytes(value.into()),
+        }
     }
 
     /// Whether the head has a `Connection` field (whose options name

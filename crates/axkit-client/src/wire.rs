@@ -259,13 +259,13 @@ impl Fields {
     }
 
     /// `value` (a value [`iter`](Self::iter) gave) sharing the head's
-    /// bytes; any other string is copied.
-    pub fn shared(&self, value: &str) -> ByteString {
+    /// bytes; `None` for any other string. Only names and values are
+    /// handed out as slices of the head, so a slice of it is (part of)
+    /// one or the other.
+    pub fn shared(&self, value: &str) -> Option<ByteString> {
         let (text, at) = (self.text.as_ptr() as usize, value.as_ptr() as usize);
-        match at >= text && at + value.len() <= text + self.text.len() {
-            true => self.text.slice_ref(value),
-            false => ByteString::from(value),
-        }
+        (at >= text && at + value.len() <= text + self.text.len())
+            .then(|| self.text.slice_ref(value))
     }
 }
 

@@ -82,7 +82,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use axkit::config::{Args, Directive, Key, List, Scopes, ValueType};
-use axkit::plugin::{out_of_line, BodyError, HeaderValue, Worker, UPSTREAM_NOTE};
+use axkit::plugin::{out_of_line, BodyError, Worker, UPSTREAM_NOTE};
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
 use axkit_client::{Body, Client, Error as ClientError, ErrorKind, Origin, Request, Response};
 use axkit_http::same_field;
@@ -718,9 +718,11 @@ fn pass_headers(
         } else if axkit_http::hop_by_hop(name) || named.iter().any(|t| t.eq_ignore_ascii_case(name))
         {
         } else {
-            // A slice of the upstream's head: no copy.
-            let value = HeaderValue::Bytes(response.shared_value(value));
-            ctx.response.headers.add(header_name(name), value);
+            // A slice of the upstream's head: no copy, and no second
+            // look at bytes its parser checked.
+            ctx.response
+                .headers
+                .add(header_name(name), response.header_value(value));
         }
     }
     let via = match via {

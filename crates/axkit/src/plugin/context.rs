@@ -332,7 +332,8 @@ fn check_request_header(name: &str, value: &str) -> Result<(), String> {
 /// or added (the header is left out, so a plugin cannot split the
 /// response); the head is then written without looking at them again.
 /// A `&'static str` name or value is the plugin's own literal and is taken
-/// as it is.
+/// as it is, as is a value checked when it was made or parsed from a head
+/// ([`HeaderValue::checked`], [`HeaderValue::parsed`]).
 #[derive(Debug, Default)]
 pub struct Headers {
     list: Vec<(Cow<'static, str>, HeaderValue)>,
@@ -344,7 +345,8 @@ pub struct Headers {
 /// response (an upstream's head, passed on), which cost a reference count
 /// where a copy would cost an allocation and a free on every response.
 /// A shared string that was checked when it was made
-/// ([`HeaderValue::checked`]) is not checked again as it is set.
+/// ([`HeaderValue::checked`]), or a value a parser took from a head it
+/// accepted ([`HeaderValue::parsed`]), is not checked again as it is set.
 #[derive(Debug, Clone)]
 pub enum HeaderValue {
     Static(&'static str),
@@ -353,12 +355,19 @@ pub enum HeaderValue {
     Bytes(bytestring::ByteString),
     /// Made by [`HeaderValue::checked`].
     Checked(CheckedValue),
+    /// Made by [`HeaderValue::parsed`].
+    Parsed(ParsedValue),
 }
 
 /// A shared value found sendable once, when it was made (see
 /// [`HeaderValue::checked`]); only this module makes one.
 #[derive(Debug, Clone)]
 pub struct CheckedValue(Arc<str>);
+
+/// A value of a head that its parser accepted (see
+/// [`HeaderValue::parsed`]); only this module makes one.
+#[derive(Debug, Clone)]
+pub struct ParsedValue(bytestring::ByteString);
 
 impl HeaderValue {
     /// `value` checked now (no CR, LF, NUL or other control character but
@@ -375,6 +384,23 @@ impl HeaderValue {
             )),
         }
     }
+
+    /// `value` as a parser of HTTP heads gave it, sent without a second
+    /// look at its bytes: for a value passed on from a head that a parser
+    /// refused unless every value held only HTAB, SP to `~` and obs-text
+    /// (what `checked` asks), as httparse does without obs-fold (the
+    /// proxy passes an upstream's values on so, through
+    /// `axkit_client::Response::header_value`). A value from anywhere
+    /// else is a `Bytes`, checked as it is set. Debug builds check it
+    /// here all the same, so that a test catches a caller that breaks
+    /// the promise.
+    pub fn parsed(value: bytestring::ByteString) -> HeaderValue {
+        debug_assert!(
+            axkit_http::valid_header_value(value.as_bytes()),
+            "HeaderValue::parsed given a value no parser accepts: {value:?}"
+        );
+        HeaderValue::Parsed(ParsedValue(value))
+    }
 }
 
 impl std::ops::Deref for HeaderValue {
@@ -386,6 +412,7 @@ impl std::ops::Deref for HeaderValue {
             HeaderValue::Shared(s) => s,
             HeaderValue::Bytes(s) => s,
             HeaderValue::Checked(CheckedValue(s)) => s,
+            HeaderValue::Parsed(ParsedValue(s)) => s,
         }
     }
 }
@@ -424,15 +451,16 @@ impl From<&Arc<str>> for HeaderValue {
 }
 
 /// Whether a header may go on the wire as `name: value` (see [`Headers`]).
-/// A plugin's literal name with a literal or checked value (what a file's
-/// answer sets) is answered here, inline, without the call for the rest.
+/// A plugin's literal name with a literal, checked or parsed value (what
+/// a file's answer sets, an upstream's usual fields) is answered here,
+/// inline, without the call for the rest.
 #[inline(always)]
 fn sendable(header: &(Cow<'static, str>, HeaderValue)) -> bool {
     matches!(
         header,
         (
             Cow::Borrowed(_),
-            HeaderValue::Static(_) | HeaderValue::Checked(_)
+            HeaderValue::Static(_) | HeaderValue::Checked(_) | HeaderValue::Parsed(_)
         )
     ) || checked_sendable(header)
 }
@@ -444,8 +472,10 @@ fn checked_sendable((name, value): &(Cow<'static, str>, HeaderValue)) -> bool {
         Cow::Borrowed(_) => true,
         Cow::Owned(name) => axkit_http::valid_header_name(name),
     };
-    let value_ok = matches!(value, HeaderValue::Static(_) | HeaderValue::Checked(_))
-        || axkit_http::valid_header_value(value.as_bytes());
+    let value_ok = matches!(
+        value,
+        HeaderValue::Static(_) | HeaderValue::Checked(_) | HeaderValue::Parsed(_)
+    ) || axkit_http::valid_header_value(value.as_bytes());
     name_ok && value_ok
 }
 

@@ -30,7 +30,8 @@ pub use client::Client;
 pub(crate) use client::Trust;
 pub use context::{
     BeforeHead, Body, BodyChunk, BodyError, CheckedValue, ConnInfo, Context, Document, Failure,
-    HeaderValue, Headers, Logger, OpenFile, Request, Response, Tree, Upgraded, UPSTREAM_NOTE,
+    HeaderValue, Headers, Logger, OpenFile, ParsedValue, Request, Response, Tree, Upgraded,
+    UPSTREAM_NOTE,
 };
 pub use doc_root::{is_escape, DocRoot, Io, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS};
 pub use form::{Field, Form, FormError, Upload, Uploads};
