@@ -100,6 +100,8 @@ struct Wait {
     deadline: Instant,
     /// When the wait began (the sweep clock).
     since: Instant,
+    /// How many sweeps had run when it began (`IdleWaits::sweeps`).
+    born: u32,
     /// Neighbours in its kind's list (older, newer).
     prev: u32,
     next: u32,
@@ -137,6 +139,9 @@ pub(crate) struct IdleWaits {
     lists: Cell<[List; 2]>,
     /// The clock as of the last sweep.
     now: Cell<Instant>,
+    /// Sweeps run so far (wrapping): a wait that has seen two of them
+    /// began before the first and has lasted the time between them.
+    sweeps: Cell<u32>,
     shutting_down: Cell<bool>,
 }
 
@@ -147,6 +152,7 @@ impl IdleWaits {
             free: Cell::new(NONE),
             lists: Cell::new([EMPTY; 2]),
             now: Cell::new(Instant::now()),
+            sweeps: Cell::new(0),
             shutting_down: Cell::new(false),
         }
     }
@@ -164,6 +170,7 @@ impl IdleWaits {
         let wait = Wait {
             deadline: now + limit + SWEEP,
             since: now,
+            born: self.sweeps.get(),
             prev: NONE,
             next: NONE,
             kind,
@@ -197,6 +204,8 @@ impl IdleWaits {
     pub fn sweep(&self) -> usize {
         let now = Instant::now();
         self.now.set(now);
+        let sweeps = self.sweeps.get().wrapping_add(1);
+        self.sweeps.set(sweeps);
         let mut closed = 0;
         let mut slots = self.slots.borrow_mut();
         for key in 0..slots.len() as u32 {
@@ -214,7 +223,12 @@ impl IdleWaits {
                 closed += usize::from(self.end(&mut slots, key));
                 continue;
             }
-            if w.since + SWEEP > now {
+            // By `since` (the clock of the sweep before it began) every
+            // wait a sweep finds would look a sweep old, however young:
+            // under load that parked connections between two requests a
+            // millisecond apart. One seen by two sweeps has lasted the
+            // interval between them.
+            if sweeps.wrapping_sub(w.born) < 2 {
                 continue;
             }
             if let State::Live {
@@ -582,6 +596,20 @@ mod tests {
         let (key, fd) = (w.key(), conn.fd.as_raw_fd());
         w.park(conn);
         (key, fd)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_that_began_since_the_last_sweep_is_not_parked() {
+        let waits = IdleWaits::new();
+        waits.sweep();
+        tokio::time::advance(SWEEP - Duration::from_millis(1)).await;
+        let mut w = waits.wait(Duration::from_secs(60), Kind::Idle, true);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        waits.sweep();
+        assert!(poll(&mut w).is_pending(), "it began a millisecond ago");
+        tokio::time::advance(SWEEP).await;
+        waits.sweep();
+        assert_eq!(poll(&mut w), Poll::Ready(End::Park));
     }
 
     #[tokio::test(start_paused = true)]
