@@ -870,18 +870,29 @@ fn write_first_lines(out: &mut Vec<u8>, status: u16, server: &Rc<[u8]>) {
             && first.secs == secs
             && first.server.as_ref().is_some_and(|s| Rc::ptr_eq(s, server));
         if !same {
-            let bytes = &mut first.bytes;
-            bytes.clear();
-            axkit_http::write_status_line(bytes, status);
-            bytes.extend_from_slice(server);
-            bytes.extend_from_slice(b"Date: ");
-            bytes.extend_from_slice(&axkit_http::http_date(secs));
-            bytes.extend_from_slice(b"\r\n");
-            (first.status, first.secs) = (status, secs);
-            first.server = Some(server.clone());
+            first.refresh(status, secs, server);
         }
         out.extend_from_slice(&first.bytes);
     });
+}
+
+impl FirstLines {
+    /// Write the lines again for another status, second or server: at
+    /// most once a second on a busy worker serving one kind of answer, so
+    /// kept apart from the code every head runs.
+    #[cold]
+    #[inline(never)]
+    fn refresh(&mut self, status: u16, secs: u64, server: &Rc<[u8]>) {
+        let bytes = &mut self.bytes;
+        bytes.clear();
+        axkit_http::write_status_line(bytes, status);
+        bytes.extend_from_slice(server);
+        bytes.extend_from_slice(b"Date: ");
+        bytes.extend_from_slice(&axkit_http::http_date(secs));
+        bytes.extend_from_slice(b"\r\n");
+        (self.status, self.secs) = (status, secs);
+        self.server = Some(server.clone());
+    }
 }
 
 /// Seconds since the epoch from the kernel's coarse clock: the Date header
