@@ -365,30 +365,14 @@ fn prepare(
         return outcome(Outcome::Declined);
     };
     if metadata.is_dir() {
-        if let Some(dir) = &ctx.filename {
-            ctx.log_reason(
-                403,
-                format_args!(
-                    "directory index of {dir:?} is forbidden (no DirectoryIndex file in it)"
-                ),
-            );
-        }
-        return outcome(Outcome::Status(403));
+        return outcome(directory_forbidden(ctx));
     }
     if !metadata.is_file() {
         return outcome(Outcome::Declined);
     }
     let get = ctx.request.method_is("GET");
     if !get && !ctx.request.method_is("HEAD") {
-        let method = ctx.request.method();
-        if let Some(file) = &ctx.filename {
-            ctx.log_reason(
-                405,
-                format_args!("method {method:?} not allowed for {file:?}; allowed: GET, HEAD"),
-            );
-        }
-        ctx.response.headers.set("Allow", "GET, HEAD");
-        return outcome(Outcome::Status(405));
+        return outcome(method_not_allowed(ctx));
     }
     let Some(mut open) = ctx.file.take() else {
         return outcome(Outcome::Declined);
@@ -443,67 +427,23 @@ fn prepare(
     };
     match precondition {
         Precondition::Proceed => {}
-        Precondition::NotModified => {
-            // RFC 9110 §15.4.5: validators and caching fields, no
-            // representation metadata beyond them.
-            ctx.response.headers.remove("Content-Type");
-            ctx.response.headers.remove("Content-Encoding");
-            ctx.response.status = 304;
-            ctx.response.body = Body::Empty;
-            return outcome(Outcome::Ok);
-        }
+        Precondition::NotModified => return outcome(not_modified(ctx)),
         Precondition::Failed => return outcome(Outcome::Status(412)),
     }
 
     // Ranges are defined for GET only (RFC 9110 §14.2).
-    let range = (fields.has(Fields::RANGE) && get && !error_page)
-        .then(|| ctx.request.header("Range"))
-        .flatten();
-    let ranges = match range {
-        Some(range) => {
-            let current = !fields.has(Fields::IF_RANGE)
-                || ctx
-                    .request
-                    .header("If-Range")
-                    .is_none_or(|v| file_http::if_range_matches(v, etag, modified));
-            if current {
-                file_http::parse_ranges(range, len, settings.max_ranges)
-            } else {
-                Ranges::Whole
-            }
+    let one_range = if fields.has(Fields::RANGE) && get && !error_page {
+        match ranged(ctx, settings, fields, etag, modified, &open, len) {
+            Ok(range) => range,
+            Err(prepared) => return prepared,
         }
-        None => Ranges::Whole,
+    } else {
+        None
     };
-    let (status, (start, end)) = match ranges {
-        Ranges::Whole => (200, (0, len)),
-        Ranges::Unsatisfiable => {
-            ctx.response
-                .headers
-                .set("Content-Range", format!("bytes */{len}"));
-            return outcome(Outcome::Status(416));
-        }
-        Ranges::Some(list) if list.len() == 1 => (206, list[0]),
-        Ranges::Some(list) => {
-            let content_type = ctx
-                .response
-                .headers
-                .get("Content-Type")
-                .unwrap_or("application/octet-stream")
-                .to_string();
-            return Prepared::Multipart(Multipart {
-                open,
-                boundary: file_http::boundary(),
-                content_type,
-                ranges: list,
-                len,
-            });
-        }
+    let (status, (start, end)) = match one_range {
+        Some(range) => (206, range),
+        None => (200, (0, len)),
     };
-    if status == 206 {
-        ctx.response
-            .headers
-            .set("Content-Range", file_http::content_range(start, end, len));
-    }
     // Small files were read when opened (SmallFileSize): from memory, with
     // the head in one write; others with sendfile.
     let body = match open.contents() {
@@ -514,16 +454,124 @@ fn prepare(
                 offset: start,
                 len: end - start,
             },
-            Err(e) => {
-                let name = ctx.filename.as_deref().unwrap_or(std::path::Path::new(""));
-                ctx.log(Level::Error, &format!("{}: {e}", name.display()));
-                return outcome(Outcome::Status(500));
-            }
+            Err(e) => return outcome(clone_failed(ctx, &e)),
         },
     };
     ctx.response.status = status;
     ctx.response.body = body;
     outcome(Outcome::Ok)
+}
+
+// The answers below are [`prepare`]'s rare ones, each a function of its
+// own never inlined and marked cold: the compiler then lays the usual
+// answer's code out without them in between.
+
+/// 403 for a directory that no index file answered for.
+#[cold]
+#[inline(never)]
+fn directory_forbidden(ctx: &Context) -> Outcome {
+    if let Some(dir) = &ctx.filename {
+        ctx.log_reason(
+            403,
+            format_args!("directory index of {dir:?} is forbidden (no DirectoryIndex file in it)"),
+        );
+    }
+    Outcome::Status(403)
+}
+
+/// 405 with `Allow` for a method other than GET and HEAD.
+#[cold]
+#[inline(never)]
+fn method_not_allowed(ctx: &mut Context) -> Outcome {
+    let method = ctx.request.method();
+    if let Some(file) = &ctx.filename {
+        ctx.log_reason(
+            405,
+            format_args!("method {method:?} not allowed for {file:?}; allowed: GET, HEAD"),
+        );
+    }
+    ctx.response.headers.set("Allow", "GET, HEAD");
+    Outcome::Status(405)
+}
+
+/// 304: RFC 9110 §15.4.5, validators and caching fields, no
+/// representation metadata beyond them.
+#[cold]
+#[inline(never)]
+fn not_modified(ctx: &mut Context) -> Outcome {
+    ctx.response.headers.remove("Content-Type");
+    ctx.response.headers.remove("Content-Encoding");
+    ctx.response.status = 304;
+    ctx.response.body = Body::Empty;
+    Outcome::Ok
+}
+
+/// The one range of `open` (`len` bytes) a GET with a `Range` asks for,
+/// its `Content-Range` set; None for the whole file, when the range is
+/// ignored (an `If-Range` no longer current, or too many or overlapping
+/// ranges). Err: the answer, a 416 or a multipart body.
+#[cold]
+#[inline(never)]
+fn ranged(
+    ctx: &mut Context,
+    settings: &Settings,
+    fields: Fields,
+    etag: Option<&str>,
+    modified: Option<SystemTime>,
+    open: &Rc<OpenFile>,
+    len: u64,
+) -> Result<Option<(u64, u64)>, Prepared> {
+    let Some(range) = ctx.request.header("Range") else {
+        return Ok(None);
+    };
+    let current = !fields.has(Fields::IF_RANGE)
+        || ctx
+            .request
+            .header("If-Range")
+            .is_none_or(|v| file_http::if_range_matches(v, etag, modified));
+    if !current {
+        return Ok(None);
+    }
+    match file_http::parse_ranges(range, len, settings.max_ranges) {
+        Ranges::Whole => Ok(None),
+        Ranges::Unsatisfiable => {
+            ctx.response
+                .headers
+                .set("Content-Range", format!("bytes */{len}"));
+            Err(Prepared::Done(Outcome::Status(416)))
+        }
+        Ranges::Some(list) if list.len() == 1 => {
+            let (start, end) = list[0];
+            ctx.response
+                .headers
+                .set("Content-Range", file_http::content_range(start, end, len));
+            Ok(Some((start, end)))
+        }
+        Ranges::Some(list) => {
+            let content_type = ctx
+                .response
+                .headers
+                .get("Content-Type")
+                .unwrap_or("application/octet-stream")
+                .to_string();
+            Err(Prepared::Multipart(Multipart {
+                open: open.clone(),
+                boundary: file_http::boundary(),
+                content_type,
+                ranges: list,
+                len,
+            }))
+        }
+    }
+}
+
+/// 500 when a large file's descriptor cannot be duplicated for sendfile.
+#[cold]
+#[inline(never)]
+fn clone_failed(ctx: &Context, e: &std::io::Error) -> Outcome {
+    let name = ctx.filename.as_deref().unwrap_or(std::path::Path::new(""));
+    ctx.log(Level::Error, &format!("{}: {e}", name.display()));
+    Outcome::Status(500)
 }
 
 /// With `Precompressed`, the `.gz`/`.br` siblings the client accepts and
