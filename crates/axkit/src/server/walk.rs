@@ -441,8 +441,8 @@ fn next_request_wait(worker: &WorkerRt, server: usize, served: u64) -> Option<(D
 /// Read one request head and answer it. Returns the connection's I/O state
 /// if the connection stays open.
 ///
-/// The rare paths (rejects, 413, internal redirects) are awaited out of
-/// line (`out_of_line`): inline, their futures would make this one,
+/// The rare paths (rejects, 413, internal redirects, draining a body
+/// nobody read, closing) are awaited out of line (`out_of_line`): inline, their futures would make this one,
 /// allocated for every request, several times bigger, and their code
 /// would spread the usual request's over more of the instruction cache.
 async fn request_cycle(
@@ -460,10 +460,7 @@ async fn request_cycle(
         Ok(Some(head)) => head,
         Ok(None) => return None,
         Err(e) => {
-            worker.log(
-                Level::Info,
-                &format!("{}: bad request: {}", conn.client(), e.reason),
-            );
+            log_bad_request(&worker, &conn, format_args!("{}", e.reason));
             let head = RequestHead::unparsed(&io.buf);
             out_of_line(reject(&worker, io, conn, default_server, e.status, head)).await;
             return None;
@@ -476,13 +473,10 @@ async fn request_cycle(
     let request = match Request::new(head, SystemTime::now()) {
         Ok(request) => request,
         Err(head) => {
-            worker.log(
-                Level::Info,
-                &format!(
-                    "{}: bad request: malformed path {:?}",
-                    conn.client(),
-                    head.path()
-                ),
+            log_bad_request(
+                &worker,
+                &conn,
+                format_args!("malformed path {:?}", head.path()),
             );
             out_of_line(reject(&worker, io, conn, server_index, 400, *head)).await;
             return None;
@@ -547,13 +541,24 @@ async fn request_cycle(
         io.close = true;
     }
     if io.body_pending() && !io.close {
-        io.drain_body().await;
+        out_of_line(io.drain_body()).await;
     }
     if io.close {
-        conn_io::close(io).await;
+        out_of_line(conn_io::close(io)).await;
         return None;
     }
     Some(io)
+}
+
+/// Log a request refused before the walk, `why`: out of line and cold, so
+/// that the usual request's code does not carry the formatting.
+#[cold]
+#[inline(never)]
+fn log_bad_request(worker: &WorkerRt, conn: &ConnInfo, why: std::fmt::Arguments) {
+    worker.log(
+        Level::Info,
+        &format!("{}: bad request: {why}", conn.client()),
+    );
 }
 
 /// The hooks in their order, from post_read_request to the response.
