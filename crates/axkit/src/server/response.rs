@@ -9,7 +9,7 @@ use std::io::{self, IoSlice};
 use axkit_http::Version;
 use bytes::Bytes;
 
-use crate::plugin::{Body, BodyChunk, BodyError, Context, Outcome};
+use crate::plugin::{out_of_line, Body, BodyChunk, BodyError, Context, Outcome};
 use crate::server::conn_io::{bodiless, BodyState, OutFraming};
 use crate::server::hooks::run_write_body_data;
 
@@ -412,6 +412,17 @@ pub(super) async fn send(ctx: &mut Context) -> io::Result<()> {
         return ctx.rt.io.write_all(&mut [IoSlice::new(&head)]).await;
     }
     match body {
+        Body::Bytes(bytes) if !filtered => send_bytes(ctx, status, bytes).await,
+        Body::Empty if !filtered => send_bytes(ctx, status, Bytes::new()).await,
+        body => out_of_line(send_other(ctx, status, filtered, body)).await,
+    }
+}
+
+/// [`send`] for a body that is a file, or that the filters must see:
+/// awaited out of line, so that the usual answer from memory is laid out
+/// without its code (a file's answer pays a box, next to its sendfile).
+async fn send_other(ctx: &mut Context, status: u16, filtered: bool, body: Body) -> io::Result<()> {
+    match body {
         Body::File { file, offset, len } if filtered => {
             // Filters see bytes: write_file streams it through memory.
             write_file(ctx, &file, offset, len).await?;
@@ -438,19 +449,19 @@ pub(super) async fn send(ctx: &mut Context) -> io::Result<()> {
             ctx.rt.io.body_bytes_sent = len;
             result
         }
-        body @ (Body::Bytes(_) | Body::Empty) if filtered => {
+        body => {
             let data = match body {
                 Body::Bytes(bytes) => bytes,
                 _ => Bytes::new(),
             };
             let mut chunk = BodyChunk { data, last: true };
-            filter(ctx, &mut chunk).await?;
+            if filtered {
+                filter(ctx, &mut chunk).await?;
+            }
             // A filter may have changed the status, as the headers.
             let status = ctx.response.status;
             send_bytes(ctx, status, chunk.data).await
         }
-        Body::Bytes(bytes) => send_bytes(ctx, status, bytes).await,
-        Body::Empty => send_bytes(ctx, status, Bytes::new()).await,
     }
 }
 

@@ -692,15 +692,24 @@ async fn finish(ctx: &mut Context) {
         response::send(ctx).await
     };
     if let Err(e) = result {
-        ctx.rt.io.close = true;
-        if e.kind() != io::ErrorKind::BrokenPipe && e.kind() != io::ErrorKind::ConnectionReset {
-            let msg = format!(
-                "{}: sending response to {} failed: {e}",
-                ctx.request.request_line(),
-                ctx.client().addr_text()
-            );
-            ctx.log(Level::Info, &msg);
-        }
+        send_failed(ctx, &e);
+    }
+}
+
+/// The response could not be sent: the connection closes, and the
+/// reason is logged unless the client simply went away. Cold, so that
+/// `finish` is laid out without it.
+#[cold]
+#[inline(never)]
+fn send_failed(ctx: &mut Context, e: &io::Error) {
+    ctx.rt.io.close = true;
+    if e.kind() != io::ErrorKind::BrokenPipe && e.kind() != io::ErrorKind::ConnectionReset {
+        let msg = format!(
+            "{}: sending response to {} failed: {e}",
+            ctx.request.request_line(),
+            ctx.client().addr_text()
+        );
+        ctx.log(Level::Info, &msg);
     }
 }
 
