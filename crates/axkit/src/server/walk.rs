@@ -442,9 +442,10 @@ fn next_request_wait(worker: &WorkerRt, server: usize, served: u64) -> Option<(D
 /// if the connection stays open.
 ///
 /// The rare paths (rejects, 413, internal redirects, draining a body
-/// nobody read, closing) are awaited out of line (`out_of_line`): inline, their futures would make this one,
-/// allocated for every request, several times bigger, and their code
-/// would spread the usual request's over more of the instruction cache.
+/// nobody read, closing) are awaited out of line (`out_of_line`): inline,
+/// their futures would make this one, allocated for every request,
+/// several times bigger, and their code would spread the usual request's
+/// over more of the instruction cache.
 async fn request_cycle(
     worker: Rc<WorkerRt>,
     mut io: Box<ConnIo>,
