@@ -456,13 +456,7 @@ impl From<&Arc<str>> for HeaderValue {
 /// inline, without the call for the rest.
 #[inline(always)]
 fn sendable(header: &(Cow<'static, str>, HeaderValue)) -> bool {
-    matches!(
-        header,
-        (
-            Cow::Borrowed(_),
-            HeaderValue::Static(_) | HeaderValue::Checked(_) | HeaderValue::Parsed(_)
-        )
-    ) || checked_sendable(header)
+    (matches!(header.0, Cow::Borrowed(_)) && header.1.vouched_for()) || checked_sendable(header)
 }
 
 /// [`sendable`] for the rest: the bytes of a name or value made at run
@@ -472,11 +466,20 @@ fn checked_sendable((name, value): &(Cow<'static, str>, HeaderValue)) -> bool {
         Cow::Borrowed(_) => true,
         Cow::Owned(name) => axkit_http::valid_header_name(name),
     };
-    let value_ok = matches!(
-        value,
-        HeaderValue::Static(_) | HeaderValue::Checked(_) | HeaderValue::Parsed(_)
-    ) || axkit_http::valid_header_value(value.as_bytes());
+    let value_ok = value.vouched_for() || axkit_http::valid_header_value(value.as_bytes());
     name_ok && value_ok
+}
+
+impl HeaderValue {
+    /// Whether the value is sent without a look at its bytes: a plugin's
+    /// literal, or one checked or parsed when it was made.
+    #[inline(always)]
+    fn vouched_for(&self) -> bool {
+        matches!(
+            self,
+            HeaderValue::Static(_) | HeaderValue::Checked(_) | HeaderValue::Parsed(_)
+        )
+    }
 }
 
 /// Room for a typical response's headers (Content-Type, validators,

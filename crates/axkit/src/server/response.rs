@@ -454,10 +454,9 @@ async fn send_other(ctx: &mut Context, status: u16, filtered: bool, body: Body) 
                 Body::Bytes(bytes) => bytes,
                 _ => Bytes::new(),
             };
+            // Only a filtered one comes here: `send` answers the others.
             let mut chunk = BodyChunk { data, last: true };
-            if filtered {
-                filter(ctx, &mut chunk).await?;
-            }
+            filter(ctx, &mut chunk).await?;
             // A filter may have changed the status, as the headers.
             let status = ctx.response.status;
             send_bytes(ctx, status, chunk.data).await
