@@ -32,6 +32,16 @@
 //! head, found without a scan however many connections the worker holds.
 //! A connection with a request in flight (streaming, long-polling,
 //! tunnelling) is never in the table, so it can never be reclaimed.
+//!
+//! The same order spares the sweep a walk over every wait, which at tens
+//! of thousands of idle connections a worker would cost a millisecond
+//! and the cache's contents four times a second for nothing: the waits
+//! to park are the ones begun two sweeps ago, found from the newest end;
+//! and while every wait of a kind has the same limit (one
+//! `KeepAliveTimeout`, one `HeaderTimeout`: the usual case) their
+//! deadlines are in the same order, so the ones that timed out are found
+//! from the oldest end. Only when servers with different limits have
+//! mixed the order does the sweep walk the whole list.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -124,11 +134,16 @@ enum State {
 struct List {
     head: u32,
     tail: u32,
+    /// No wait in it has an earlier deadline than one before it. Taking
+    /// waits out keeps that true; so does shutdown's cap on deadlines (a
+    /// `min` with one instant), and an empty list is ordered again.
+    ordered: bool,
 }
 
 const EMPTY: List = List {
     head: NONE,
     tail: NONE,
+    ordered: true,
 };
 
 pub(crate) struct IdleWaits {
@@ -206,30 +221,47 @@ impl IdleWaits {
         self.now.set(now);
         let sweeps = self.sweeps.get().wrapping_add(1);
         self.sweeps.set(sweeps);
-        let mut closed = 0;
         let mut slots = self.slots.borrow_mut();
-        for key in 0..slots.len() as u32 {
-            let Slot::Waiting(w) = &mut slots[key as usize] else {
-                continue;
-            };
-            let live_end = match &w.state {
-                State::Live { end, .. } => Some(*end),
-                State::Parked(_) => None,
-            };
-            if live_end == Some(Some(End::Over)) {
-                continue;
-            }
+        let mut closed = 0;
+        for kind in [Kind::Fresh, Kind::Idle] {
+            closed += self.end_expired(&mut slots, kind, now);
+            self.ask_to_park(&mut slots, kind, sweeps);
+        }
+        closed
+    }
+
+    /// End the waits of `kind` whose deadline has passed: from the oldest
+    /// until one has not, if the list is in deadline order; else all of
+    /// it. Returns how many parked connections were closed.
+    fn end_expired(&self, slots: &mut [Slot], kind: Kind, now: Instant) -> usize {
+        let list = self.lists.get()[kind as usize];
+        let mut closed = 0;
+        let mut key = list.head;
+        while let Some(Slot::Waiting(w)) = slots.get(key as usize) {
+            let next = w.next;
             if w.deadline <= now {
-                closed += usize::from(self.end(&mut slots, key));
-                continue;
+                closed += usize::from(self.end(slots, key));
+            } else if list.ordered {
+                break;
             }
-            // By `since` (the clock of the sweep before it began) every
-            // wait a sweep finds would look a sweep old, however young:
-            // under load that parked connections between two requests a
-            // millisecond apart. One seen by two sweeps has lasted the
-            // interval between them.
-            if sweeps.wrapping_sub(w.born) < 2 {
-                continue;
+            key = next;
+        }
+        closed
+    }
+
+    /// Ask the parkable live waits of `kind` that two sweeps have seen
+    /// to park. By `since` (the clock of the sweep before it began) every
+    /// wait a sweep finds would look a sweep old, however young: under
+    /// load that parked connections between two requests a millisecond
+    /// apart. One seen by two sweeps has lasted the interval between
+    /// them; an older one was asked by the sweep before, so the walk from
+    /// the newest stops there.
+    fn ask_to_park(&self, slots: &mut [Slot], kind: Kind, sweeps: u32) {
+        let mut key = self.lists.get()[kind as usize].tail;
+        while let Some(Slot::Waiting(w)) = slots.get_mut(key as usize) {
+            let seen = sweeps.wrapping_sub(w.born);
+            if seen > 2 {
+                break;
             }
             if let State::Live {
                 waker,
@@ -237,17 +269,19 @@ impl IdleWaits {
                 end: end @ None,
             } = &mut w.state
             {
-                *end = Some(End::Park);
-                if let Some(waker) = waker.take() {
-                    waker.wake();
+                if seen == 2 {
+                    *end = Some(End::Park);
+                    if let Some(waker) = waker.take() {
+                        waker.wake();
+                    }
                 }
             }
+            key = w.prev;
         }
-        closed
     }
 
     /// End every keep-alive wait within [`DRAIN_GRACE`], now and from now
-    /// on.
+    /// on. (A `min` with one instant keeps the lists' deadline order.)
     pub fn shutdown(&self) {
         self.shutting_down.set(true);
         let cap = Instant::now() + DRAIN_GRACE;
@@ -371,15 +405,18 @@ impl IdleWaits {
     fn link(&self, slots: &mut [Slot], key: u32, kind: Kind) {
         let mut lists = self.lists.get();
         let list = &mut lists[kind as usize];
-        if let Slot::Waiting(w) = &mut slots[key as usize] {
-            w.prev = list.tail;
-            w.next = NONE;
-        }
+        let Slot::Waiting(w) = &mut slots[key as usize] else {
+            return;
+        };
+        w.prev = list.tail;
+        w.next = NONE;
+        let deadline = w.deadline;
         match list.tail {
             NONE => list.head = key,
             tail => {
                 if let Slot::Waiting(t) = &mut slots[tail as usize] {
                     t.next = key;
+                    list.ordered &= t.deadline <= deadline;
                 }
             }
         }
@@ -410,6 +447,9 @@ impl IdleWaits {
                     n.prev = prev;
                 }
             }
+        }
+        if list.head == NONE {
+            list.ordered = true;
         }
         self.lists.set(lists);
     }
@@ -517,6 +557,38 @@ mod tests {
         assert!(poll(&mut idle).is_ready());
         assert!(poll(&mut later).is_ready());
         assert!(poll(&mut first).is_pending());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_with_different_limits_each_end_on_time() {
+        let waits = IdleWaits::new();
+        let ordered = |w: &IdleWaits| w.lists.get()[Kind::Idle as usize].ordered;
+        let mut long = waits.wait(Duration::from_secs(60), Kind::Idle, false);
+        let mut short = waits.wait(Duration::from_secs(1), Kind::Idle, false);
+        assert!(!ordered(&waits));
+        tokio::time::advance(Duration::from_secs(1) + SWEEP).await;
+        waits.sweep();
+        assert_eq!(poll(&mut short), Poll::Ready(End::Over));
+        assert!(
+            poll(&mut long).is_pending(),
+            "older, but with a later deadline"
+        );
+        drop((long, short));
+        assert!(ordered(&waits), "an empty list is in order again");
+        // In order, the sweep stops at the first wait that has not timed
+        // out, and still ends every one that has.
+        let mut a = waits.wait(Duration::from_secs(1), Kind::Idle, false);
+        tokio::time::advance(SWEEP).await;
+        waits.sweep();
+        let mut b = waits.wait(Duration::from_secs(1), Kind::Idle, false);
+        assert!(ordered(&waits));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        waits.sweep();
+        assert_eq!(poll(&mut a), Poll::Ready(End::Over));
+        assert!(poll(&mut b).is_pending());
+        tokio::time::advance(SWEEP).await;
+        waits.sweep();
+        assert_eq!(poll(&mut b), Poll::Ready(End::Over));
     }
 
     #[tokio::test(start_paused = true)]
