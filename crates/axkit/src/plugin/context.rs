@@ -401,6 +401,16 @@ impl HeaderValue {
         );
         HeaderValue::Parsed(ParsedValue(value))
     }
+
+    /// Whether the value is sent without a look at its bytes: a plugin's
+    /// literal, or one checked or parsed when it was made.
+    #[inline(always)]
+    fn vouched_for(&self) -> bool {
+        matches!(
+            self,
+            HeaderValue::Static(_) | HeaderValue::Checked(_) | HeaderValue::Parsed(_)
+        )
+    }
 }
 
 impl std::ops::Deref for HeaderValue {
@@ -468,18 +478,6 @@ fn checked_sendable((name, value): &(Cow<'static, str>, HeaderValue)) -> bool {
     };
     let value_ok = value.vouched_for() || axkit_http::valid_header_value(value.as_bytes());
     name_ok && value_ok
-}
-
-impl HeaderValue {
-    /// Whether the value is sent without a look at its bytes: a plugin's
-    /// literal, or one checked or parsed when it was made.
-    #[inline(always)]
-    fn vouched_for(&self) -> bool {
-        matches!(
-            self,
-            HeaderValue::Static(_) | HeaderValue::Checked(_) | HeaderValue::Parsed(_)
-        )
-    }
 }
 
 /// Room for a typical response's headers (Content-Type, validators,

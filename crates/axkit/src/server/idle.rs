@@ -263,17 +263,18 @@ impl IdleWaits {
             if seen > 2 {
                 break;
             }
-            if let State::Live {
-                waker,
-                parkable: true,
-                end: end @ None,
-            } = &mut w.state
+            if let (
+                2,
+                State::Live {
+                    waker,
+                    parkable: true,
+                    end: end @ None,
+                },
+            ) = (seen, &mut w.state)
             {
-                if seen == 2 {
-                    *end = Some(End::Park);
-                    if let Some(waker) = waker.take() {
-                        waker.wake();
-                    }
+                *end = Some(End::Park);
+                if let Some(waker) = waker.take() {
+                    waker.wake();
                 }
             }
             key = w.prev;
