@@ -68,14 +68,18 @@ pub fn scan_field_lines(
     max_fields: usize,
     mut each: impl FnMut([u32; 4]),
 ) -> Result<Option<usize>, FieldError> {
+    // The same for every line, so worked out once: the bytes the field
+    // lines may take (up to the budget, or what has come), and whether
+    // the budget cut them short (a line reaching the end of `window` then
+    // can never fit).
+    let window = head
+        .get(..from.saturating_add(max_bytes).min(head.len()))
+        .unwrap_or(&[]);
+    let cut = head.len().saturating_sub(from) >= max_bytes;
     let mut pos = from;
     let mut count = 0usize;
     let mut bad = None;
-    let offset = |i: usize| u32::try_from(i).map_err(|_| FieldError::TooLarge);
     loop {
-        let budget = max_bytes.saturating_sub(pos - from);
-        let window = head.get(..pos + head.len().saturating_sub(pos).min(budget));
-        let window = window.unwrap_or(&[]);
         // Wait for the first byte of a line before judging it, even if the
         // budget is already spent: which error we give must not depend on
         // where the input happened to be split.
@@ -83,7 +87,7 @@ pub fn scan_field_lines(
             None => return Ok(None),
             Some(b' ' | b'\t') => return Err(FieldError::ObsFold),
             Some(b'\r' | b'\n') => {
-                let Some(end) = line_break(window, pos, pos, budget)? else {
+                let Some(end) = line_break(window, pos, cut)? else {
                     return Ok(None);
                 };
                 offset(end)?;
@@ -100,54 +104,58 @@ pub fn scan_field_lines(
             }
         }
         if bad.is_some() {
-            let Some(end) = line_break(window, pos, pos, budget)? else {
+            let Some(end) = line_break(window, pos, cut)? else {
                 return Ok(None);
             };
             pos = end;
             continue;
         }
         let line = window.get(pos..).unwrap_or(&[]);
-        let colon = pos
-            + line
-                .iter()
-                .position(|&b| !is_tchar(b))
-                .unwrap_or(line.len());
+        let colon = pos + tchars(line);
         if colon == pos || window.get(colon) != Some(&b':') {
             bad = Some(FieldError::Name);
-            let Some(end) = line_break(window, pos, colon, budget)? else {
+            let Some(end) = line_break(window, colon, cut)? else {
                 return Ok(None);
             };
             pos = end;
             continue;
         }
-        let after = window.get(colon + 1..).unwrap_or(&[]);
-        let start = colon
-            + 1
-            + after
-                .iter()
-                .take_while(|&&b| b == b' ' || b == b'\t')
-                .count();
+        let mut start = colon + 1;
+        while let Some(b' ' | b'\t') = window.get(start) {
+            start += 1;
+        }
         let stop = first_ctl(window, start);
-        let Some(end) = line_break(window, pos, stop, budget)? else {
-            return Ok(None);
-        };
-        if end != stop + 2 {
+        // A value that ends well ends at its CR: no search needed.
+        let end = if window.get(stop..stop + 2) == Some(b"\r\n") {
+            stop + 2
+        } else {
+            let Some(end) = line_break(window, stop, cut)? else {
+                return Ok(None);
+            };
             // The value stopped at a CTL or DEL before the CRLF.
             bad = Some(FieldError::Value);
             pos = end;
             continue;
-        }
+        };
+        // The line's end is its largest offset: if that fits, all do.
+        offset(end)?;
         // The value holds no CTL but HTAB: only SP and HTAB are trimmed.
         let value = window.get(start..stop).unwrap_or(&[]);
         let value_end = start + value.trim_ascii_end().len();
-        each([
-            offset(pos)?,
-            offset(colon)?,
-            offset(start)?,
-            offset(value_end)?,
-        ]);
+        each([pos, colon, start, value_end].map(|i| i as u32));
         pos = end;
     }
+}
+
+/// An offset into the head as the field positions hold it; heads over
+/// 4 GiB are too large.
+fn offset(i: usize) -> Result<u32, FieldError> {
+    u32::try_from(i).map_err(|_| FieldError::TooLarge)
+}
+
+/// How many bytes `s` starts with that are `tchar`s: a field name's.
+fn tchars(s: &[u8]) -> usize {
+    s.iter().position(|&b| !is_tchar(b)).unwrap_or(s.len())
 }
 
 /// The end of the line that starts at `start` in `head`, which may be at
@@ -158,7 +166,8 @@ pub fn scan_field_lines(
 /// changes as more input arrives.
 pub fn line_end(head: &[u8], start: usize, max_bytes: usize) -> Result<Option<usize>, FieldError> {
     let window = head.get(..start.saturating_add(max_bytes).min(head.len()));
-    line_break(window.unwrap_or(&[]), start, start, max_bytes)
+    let cut = head.len().saturating_sub(start) >= max_bytes;
+    line_break(window.unwrap_or(&[]), start, cut)
 }
 
 /// Index of the first byte from `from` on that is a CTL other than HTAB
@@ -189,30 +198,25 @@ fn first_ctl(s: &[u8], from: usize) -> usize {
     i
 }
 
-/// [`line_end`] of the line that starts at `start` in `window`, which the
-/// line must fit in (`window` ends at `start + budget` or at the end of
-/// the input), given that `start..from` holds no CR or LF.
-fn line_break(
-    window: &[u8],
-    start: usize,
-    from: usize,
-    budget: usize,
-) -> Result<Option<usize>, FieldError> {
+/// [`line_end`] of a line in `window`, given that its bytes before `from`
+/// hold no CR or LF; `cut` says that `window` ends where the line's budget
+/// does (rather than where the input does), so that a line reaching its
+/// end cannot fit.
+fn line_break(window: &[u8], from: usize, cut: bool) -> Result<Option<usize>, FieldError> {
     let tail = window.get(from..).unwrap_or(&[]);
     // Where a value ends well, `from` is its CR: no search needed.
     if let [b'\r', b'\n', ..] = tail {
         return Ok(Some(from + 2));
     }
-    let too_long = window.len().saturating_sub(start) >= budget;
     match memchr::memchr2(b'\r', b'\n', tail) {
         Some(i) if tail.get(i) == Some(&b'\n') => Err(FieldError::BareLf),
         Some(cr) => match tail.get(cr + 1) {
             Some(b'\n') => Ok(Some(from + cr + 2)),
             Some(_) => Err(FieldError::BareCr),
-            None if too_long => Err(FieldError::TooLarge),
+            None if cut => Err(FieldError::TooLarge),
             None => Ok(None),
         },
-        None if too_long => Err(FieldError::TooLarge),
+        None if cut => Err(FieldError::TooLarge),
         None => Ok(None),
     }
 }

@@ -789,9 +789,20 @@ fn authority_host_len(a: &[u8]) -> Option<usize> {
             _ => return None,
         }
     } else {
-        let colon = find_byte(b':', a);
+        // The usual host (no `%`) in one pass: its bytes up to the first
+        // that cannot be in one, which must be the port's colon (not in
+        // the table), the end, or else is looked at again below.
+        let plain = a
+            .iter()
+            .position(|&b| !is_unreserved_or_sub_delim(b))
+            .unwrap_or(a.len());
+        let colon = match a.get(plain) {
+            None => None,
+            Some(b':') => Some(plain),
+            Some(_) => find_byte(b':', a),
+        };
         let host = &a[..colon.unwrap_or(a.len())];
-        if !valid_reg_name(host) {
+        if host.len() > plain && !valid_reg_name(host) {
             return None;
         }
         (host.len(), colon.map(|c| &a[c + 1..]))
@@ -813,11 +824,6 @@ fn authority_host_len(a: &[u8]) -> Option<usize> {
 
 /// reg-name = *( unreserved / pct-encoded / sub-delims ); IPv4 is a subset.
 fn valid_reg_name(h: &[u8]) -> bool {
-    // Every Host header comes here: most have no `%`, and are one table
-    // lookup per byte.
-    if h.iter().all(|&b| is_unreserved_or_sub_delim(b)) {
-        return true;
-    }
     let mut i = 0;
     while let Some(&b) = h.get(i) {
         if b == b'%' {
