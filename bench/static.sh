@@ -28,6 +28,7 @@
 #     bench/static.sh
 #     WORKERS=2 DURATION=10 ROUNDS=3 CONNS=50 IDLE_CONNS=10000 bench/static.sh
 #     IDLE_CONNS=0 WORKERS=1 DURATION=4 bench/static.sh   # throughput and CPU/request only
+#     BROWSER=1 IDLE_CONNS=0 WORKERS=1 bench/static.sh      # requests with a browser's header fields
 #
 # The load generator shares the cores with the servers and other work on the
 # machine, so absolute numbers are noisy: quote the ratios.
@@ -46,6 +47,7 @@ THREADS=${THREADS:-1}         # wrk threads
 IDLE_CONNS=${IDLE_CONNS:-10000}
 HOLDERS=${HOLDERS:-4}         # client processes for the idle test (fd limit 20,000 each)
 H2O=${H2O:-1}
+BROWSER=${BROWSER:-0}         # 1: each request carries a browser's header fields (about 560 bytes)
 FILE_CACHE=${FILE_CACHE:-1}   # 1: open-file cache on both (axkit OpenFileCache, nginx open_file_cache); 0: off on both (axkit OpenFileCache Off)
 
 SCRIPT_TAG=static.sh
@@ -148,8 +150,27 @@ bench_wrk() {
     case $1 in axkit) pid=$AX_PID ;; nginx) pid=$NG_PID ;; *) pid=$H2O_PID ;; esac
     kill -0 "$pid" 2>/dev/null \
         || die "$1 master died before a wrk run"
-    run_wrk "$1" "$2" "$3" /1k.bin --latency
+    run_wrk "$1" "$2" "$3" /1k.bin --latency "${BROWSER_HEADERS[@]}"
 }
+
+# BROWSER=1: the header fields a browser sends for a stylesheet (none that
+# makes the answer conditional or compressed), so that the head's parse
+# weighs as it does in real traffic rather than wrk's bare Host line.
+BROWSER_HEADERS=()
+if [ "$BROWSER" = 1 ]; then
+    BROWSER_HEADERS=(
+        -H "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+        -H "Accept: text/css,*/*;q=0.1"
+        -H "Accept-Language: en-GB,en;q=0.5"
+        -H "Accept-Encoding: gzip, deflate, br, zstd"
+        -H "Referer: https://www.example.com/articles/2026/12/some-long-article-name"
+        -H "Cookie: session=0123456789abcdef0123456789abcdef; theme=dark; _ga=GA1.2.1234567890.1234567890"
+        -H "Sec-Fetch-Dest: style"
+        -H "Sec-Fetch-Mode: no-cors"
+        -H "Sec-Fetch-Site: same-origin"
+        -H "Priority: u=2"
+    )
+fi
 
 note_load
 log "warm-up (3 s each)"
@@ -233,7 +254,7 @@ cat <<EOF
 
 ---- summary (paste into docs/benchmarks.md) ----
 Date: $(date -u +%Y-%m-%d) · $(nproc) cores · $(uname -r) · $("$NGINX" -v 2>&1 | sed 's/.*: //') · $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}')
-axkit: $AXKIT_REV (the working tree as built; "-dirty" = uncommitted changes) · Workers $WORKERS each · open-file cache: $([ "$FILE_CACHE" = 1 ] && echo "on for both" || echo "off for both") · wrk -t$THREADS -c$CONNS -d${DURATION}s · $ROUNDS rounds alternating, median · load avg before: $LOAD_BEFORE · other busy processes at start: ${BUSY:-none}
+axkit: $AXKIT_REV (the working tree as built; "-dirty" = uncommitted changes) · Workers $WORKERS each · open-file cache: $([ "$FILE_CACHE" = 1 ] && echo "on for both" || echo "off for both") · requests: $([ "$BROWSER" = 1 ] && echo "a browser's header fields" || echo "wrk's bare Host line") · wrk -t$THREADS -c$CONNS -d${DURATION}s · $ROUNDS rounds alternating, median · load avg before: $LOAD_BEFORE · other busy processes at start: ${BUSY:-none}
 
 | 1 KiB GET, keep-alive | axkit | nginx | axkit/nginx |
 |---|---|---|---|
