@@ -11,7 +11,9 @@
 //!
 //! **Slots.** The region holds one slot per worker process. A worker claims
 //! a free slot when it starts (an atomic compare-and-swap on the slot's
-//! owner, its pid; a slot whose owner has exited is free) and is the only
+//! owner: its pid and its start time, so that a pid the kernel has given
+//! to another process since is not taken for the worker; a slot whose
+//! owner has exited is free) and is the only
 //! writer of that slot for its life, so every counter is a plain relaxed
 //! load and store: no lock, no atomic read-modify-write, no shared cache
 //! line between workers. The reader sums the slots. The counts of a worker
@@ -103,6 +105,8 @@ const E_LINE: usize = 9;
 const _: () = assert!(E_LINE + LINE_WORDS == CONN_WORDS);
 
 /// Slot header words.
+/// The owner: [`Owner`] as one word, so that a claim is one
+/// compare-and-swap.
 const S_OWNER: usize = 0;
 const S_GENERATION: usize = 1;
 const S_PLACE: usize = 2;
@@ -291,10 +295,10 @@ impl Region {
         Some(i)
     }
 
-    /// Whether the worker that owns `slot` runs.
+    /// The pid of the worker that owns `slot`, if it runs.
     fn owner_alive(&self, slot: usize) -> Option<u32> {
-        let pid = u32::try_from(self.slot_word(slot, S_OWNER).load(Ordering::Acquire)).ok()?;
-        (pid != 0 && process_alive(pid)).then_some(pid)
+        let owner = Owner::from_word(self.slot_word(slot, S_OWNER).load(Ordering::Acquire))?;
+        owner.alive().then_some(owner.pid)
     }
 }
 
@@ -310,13 +314,74 @@ fn cut(text: &[u8], max: usize) -> &[u8] {
     &text[..end]
 }
 
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+/// A slot's owner: a process named by its pid and its start time, which
+/// together are never reused (a pid alone is, once its process is gone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Owner {
+    pid: u32,
+    /// Clock ticks after boot (`/proc/PID/stat`'s `starttime`); 0 if it
+    /// could not be read.
+    start: u64,
+}
+
+/// Pids stay below 2^22 (the kernel's `PID_MAX_LIMIT`), which leaves the
+/// owner word 42 bits of start time: 1,394 years of 100 Hz ticks.
+const PID_BITS: u32 = 22;
+
+impl Owner {
+    /// This process.
+    fn me() -> Owner {
+        let pid = std::process::id();
+        Owner {
+            pid,
+            start: process_start(pid).unwrap_or(0),
+        }
+    }
+
+    fn word(self) -> u64 {
+        u64::from(self.pid) | self.start << PID_BITS
+    }
+
+    /// None for a slot never claimed.
+    fn from_word(word: u64) -> Option<Owner> {
+        let pid = (word & ((1 << PID_BITS) - 1)) as u32;
+        (pid != 0).then_some(Owner {
+            pid,
+            start: word >> PID_BITS,
+        })
+    }
+
+    /// Whether the owner still runs: a process with its pid that started
+    /// when it did. Where the start cannot be read (a `/proc` that hides
+    /// other users' processes), whether any process has the pid.
+    fn alive(self) -> bool {
+        match process_start(self.pid) {
+            Some(start) => self.start == 0 || start == self.start,
+            None => {
+                let Ok(pid) = i32::try_from(self.pid) else {
+                    return false;
+                };
+                // SAFETY: kill with signal 0 only checks that the process exists.
+                let r = unsafe { libc::kill(pid, 0) };
+                r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+            }
+        }
+    }
+}
+
+/// When process `pid` started, in clock ticks after boot: field 22 of
+/// `/proc/PID/stat`. The command name before it (field 2, in parentheses)
+/// may hold spaces and parentheses, so the fields are counted from the
+/// last `)`.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.iter().rposition(|&b| b == b')')? + 1;
+    std::str::from_utf8(&stat[after_name..])
+        .ok()?
+        .split_ascii_whitespace()
+        .nth(22 - 3)?
+        .parse()
+        .ok()
 }
 
 /// Add `n` to a counter only this process writes.
@@ -365,7 +430,7 @@ impl Slot {
         respawned: bool,
     ) -> Option<&'static Slot> {
         let region = Region::get()?;
-        let pid = u64::from(std::process::id());
+        let me = Owner::me().word();
         let owner = |s| region.slot_word(s, S_OWNER);
         let free = |s| region.owner_alive(s).is_none();
         // The slot of the worker this one replaces, else any free one.
@@ -379,10 +444,10 @@ impl Slot {
         let mut index = None;
         for s in candidates {
             let was = owner(s).load(Ordering::Acquire);
-            if was == pid
+            if was == me
                 || (region.owner_alive(s).is_none()
                     && owner(s)
-                        .compare_exchange(was, pid, Ordering::AcqRel, Ordering::Relaxed)
+                        .compare_exchange(was, me, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok())
             {
                 index = Some(s);
@@ -714,10 +779,10 @@ pub fn snapshot() -> Option<Snapshot> {
     for slot in 0..region.slots {
         let word = |w| region.slot_word(slot, w).load(Ordering::Relaxed);
         let owner = region.slot_word(slot, S_OWNER).load(Ordering::Acquire);
-        if owner == 0 {
+        let Some(owner) = Owner::from_word(owner) else {
             continue;
-        }
-        let alive = region.owner_alive(slot).is_some();
+        };
+        let alive = owner.alive();
         let mut requests = 0;
         for &(i, kind, a, b) in &labels {
             let c = |n| region.counter(slot, i, n).load(Ordering::Relaxed);
@@ -778,7 +843,7 @@ pub fn snapshot() -> Option<Snapshot> {
         out.restarts += word(S_RESTARTS);
         out.generation = out.generation.max(word(S_GENERATION));
         out.workers.push(WorkerLoad {
-            pid: owner as u32,
+            pid: owner.pid,
             generation: word(S_GENERATION),
             index: word(S_PLACE) as usize,
             started: word(S_STARTED),
@@ -873,6 +938,54 @@ mod tests {
         let mut region = vec![0u8; size.next_multiple_of(4096)];
         init(&mut region);
         assert_eq!(u64::from_ne_bytes(region[8..16].try_into().unwrap()), 64);
+    }
+
+    #[test]
+    fn an_owner_is_its_pid_and_start_time() {
+        let me = Owner::me();
+        assert!(me.start > 0, "no start time read for this process");
+        assert_eq!(Owner::from_word(me.word()), Some(me));
+        assert_eq!(Owner::from_word(0), None);
+        assert!(me.alive());
+        // The same pid with another start time: the pid reused by another
+        // process since the owner exited.
+        assert!(!Owner {
+            start: me.start + 1,
+            ..me
+        }
+        .alive());
+        // A process that has exited and been reaped.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = Owner {
+            pid: child.id(),
+            start: process_start(child.id()).unwrap_or(1),
+        };
+        child.wait().unwrap();
+        assert!(!gone.alive());
+    }
+
+    #[test]
+    fn a_start_time_is_read_past_any_command_name() {
+        // A command name with the characters that would throw a reader
+        // splitting /proc/PID/stat at its first `)` onto other fields.
+        let dir = std::env::temp_dir().join(format!("axkit-metrics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let link = dir.join(") R 1 2 3 4 (");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("/bin/sleep", &link).unwrap();
+        let mut child = std::process::Command::new(&link).arg("30").spawn().unwrap();
+        let theirs = process_start(child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let mine = Owner::me().start;
+        let theirs = theirs.expect("no start time read for the child");
+        // The child started after this process, and within the hour (in
+        // clock ticks of at most 1000 Hz).
+        assert!(
+            theirs >= mine && theirs - mine < 3_600_000,
+            "{mine} {theirs}"
+        );
     }
 
     #[test]
