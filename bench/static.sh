@@ -181,7 +181,10 @@ bench_wrk nginx "$NG_PORT" 3 >/dev/null
 
 # Server CPU time per request (user + system of master and workers over a
 # round / requests in it): steadier than req/s when the load generator
-# shares the cores (cpu_us_per_req, lib.sh).
+# shares the cores (cpu_us_per_req, lib.sh). The summary gives the ratio
+# of the medians and each round's ratio with their median: the servers of
+# one round run back to back and see the same load, while the medians
+# may come from rounds minutes apart.
 AX_RPS=(); NG_RPS=(); AX_CPU=(); NG_CPU=(); H2_RPS=(); H2_CPU=()
 for r in $(seq "$ROUNDS"); do
     t=$(cpu_ticks "$AX_PID" $(workers_of "$AX_PID"))
@@ -260,13 +263,13 @@ axkit: $AXKIT_REV (the working tree as built; "-dirty" = uncommitted changes) ·
 |---|---|---|---|
 | requests/s (median) | $AX_MED | $NG_MED | $RPS_RATIO |
 | requests/s (each round) | ${AX_RPS[*]} | ${NG_RPS[*]} | $PAIRS |
-| server CPU µs/request (median; rounds) | $AX_CPU_MED (${AX_CPU[*]}) | $NG_CPU_MED (${NG_CPU[*]}) | $(ratio "$AX_CPU_MED" "$NG_CPU_MED") |
+| server CPU µs/request (median; rounds) | $AX_CPU_MED (${AX_CPU[*]}) | $NG_CPU_MED (${NG_CPU[*]}) | $(ratio "$AX_CPU_MED" "$NG_CPU_MED") ($(pair_ratios "${AX_CPU[*]}" "${NG_CPU[*]}")) |
 | idle keep-alive, Pss(anon) per conn | $AX_IDLE_PSS B ($(kib "$AX_IDLE_PSS")) | $NG_IDLE_PSS B ($(kib "$NG_IDLE_PSS")) | $MEM_RATIO |
 | idle keep-alive, RSS per conn | $AX_IDLE_RSS B | $NG_IDLE_RSS B | |
 $([ "$H2O" = 1 ] && cat <<H2
 | against h2o $(h2o --version | head -1 | awk '{print $3}') | axkit | h2o | axkit/h2o |
 | requests/s (median; each round) | $AX_MED | $(median "${H2_RPS[@]}") (${H2_RPS[*]}) | $(ratio "$AX_MED" "$(median "${H2_RPS[@]}")") ($(pair_ratios "${AX_RPS[*]}" "${H2_RPS[*]}")) |
-| server CPU µs/request (median; rounds) | $AX_CPU_MED | $(median "${H2_CPU[@]}") (${H2_CPU[*]}) | $(ratio "$AX_CPU_MED" "$(median "${H2_CPU[@]}")") |
+| server CPU µs/request (median; rounds) | $AX_CPU_MED | $(median "${H2_CPU[@]}") (${H2_CPU[*]}) | $(ratio "$AX_CPU_MED" "$(median "${H2_CPU[@]}")") ($(pair_ratios "${AX_CPU[*]}" "${H2_CPU[*]}")) |
 H2
 )
 
