@@ -68,14 +68,8 @@ pub fn scan_field_lines(
     max_fields: usize,
     mut each: impl FnMut([u32; 4]),
 ) -> Result<Option<usize>, FieldError> {
-    // The same for every line, so worked out once: the bytes the field
-    // lines may take (up to the budget, or what has come), and whether
-    // the budget cut them short (a line reaching the end of `window` then
-    // can never fit).
-    let window = head
-        .get(..from.saturating_add(max_bytes).min(head.len()))
-        .unwrap_or(&[]);
-    let cut = head.len().saturating_sub(from) >= max_bytes;
+    // The same for every line, so worked out once.
+    let (window, cut) = budget(head, from, max_bytes);
     let mut pos = from;
     let mut count = 0usize;
     let mut bad = None;
@@ -165,9 +159,18 @@ fn tchars(s: &[u8]) -> usize {
 /// line; only bytes inside the limit are looked at, so the answer never
 /// changes as more input arrives.
 pub fn line_end(head: &[u8], start: usize, max_bytes: usize) -> Result<Option<usize>, FieldError> {
-    let window = head.get(..start.saturating_add(max_bytes).min(head.len()));
-    let cut = head.len().saturating_sub(start) >= max_bytes;
-    line_break(window.unwrap_or(&[]), start, cut)
+    let (window, cut) = budget(head, start, max_bytes);
+    line_break(window, start, cut)
+}
+
+/// The part of `head` that `max_bytes` from `start` may take (up to the
+/// budget, or what has come), and whether the budget cut it short: a line
+/// that reaches the end of the part then can never fit.
+fn budget(head: &[u8], start: usize, max_bytes: usize) -> (&[u8], bool) {
+    let window = head
+        .get(..start.saturating_add(max_bytes).min(head.len()))
+        .unwrap_or(&[]);
+    (window, head.len().saturating_sub(start) >= max_bytes)
 }
 
 /// Index of the first byte from `from` on that is a CTL other than HTAB
