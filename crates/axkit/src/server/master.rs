@@ -817,6 +817,7 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             None => String::new(),
         };
         master.notify(&format!("{main_pid}READY=1\nSTATUS={}", master.status()));
+        super::startup_pages::release();
         loop {
             tokio::select! {
                 _ = hup.recv() => {
@@ -826,6 +827,8 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
                     ));
                     master.reload().await;
                     master.notify(&format!("READY=1\nSTATUS={}", master.status()));
+                    // The config language ran again.
+                    super::startup_pages::release();
                 }
                 _ = usr1.recv() => {
                     master_log::reopen();

@@ -2,7 +2,8 @@
 //! worker processes (`master.rs`), each worker's event loop (`worker.rs`)
 //! and runtime tables (`runtime.rs`), and the request walk (`walk.rs`),
 //! which runs hooks (`hooks.rs`) and does its I/O through `conn_io.rs` and
-//! `response.rs`. [`Server`] is the entry point a binary uses: the stock
+//! `response.rs`; once started, a process lets go of the pages only
+//! starting needed (`startup_pages.rs`). [`Server`] is the entry point a binary uses: the stock
 //! `axkit` command and any custom binary with extra Rust plugins alike.
 
 pub(crate) mod background;
@@ -19,6 +20,7 @@ pub(crate) mod privileges;
 pub(crate) mod response;
 mod runtime;
 pub(crate) mod shared_memory;
+mod startup_pages;
 mod systemd;
 mod trace;
 pub(crate) mod walk;

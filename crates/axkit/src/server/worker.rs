@@ -118,6 +118,7 @@ pub(crate) async fn serve(
     // every turn of the event loop, and the signal streams need not be
     // asked each time.
     let stop = tokio::task::spawn_local(wait_for_stop(worker.clone()));
+    super::startup_pages::release();
     ready();
     let _ = stop.await;
     worker.shutting_down.set(true);
