@@ -118,6 +118,9 @@ pub(crate) async fn serve(
     // every turn of the event loop, and the signal streams need not be
     // asked each time.
     let stop = tokio::task::spawn_local(wait_for_stop(worker.clone()));
+    // The tasks just spawned make their first turn (their setup code is
+    // mapped by then), and then the pages only starting needed go.
+    tokio::task::yield_now().await;
     super::startup_pages::release();
     ready();
     let _ = stop.await;
