@@ -466,11 +466,8 @@ impl Response {
 
     /// `value`, one that [`headers`](Self::headers) gave, as a response
     /// header's value to pass on: a slice of the head (a reference count
-    /// rather than a copy) that is not checked again as it is set, since
-    /// httparse refused the head unless each value held only HTAB, SP to
-    /// `~` and obs-text (no CR, LF, NUL: the default config refuses
-    /// obs-fold), and a lossy copy of a value that is not UTF-8 adds only
-    /// U+FFFD. Any other string is copied, and checked as it is set.
+    /// rather than a copy; `HeaderValue::parsed` checks its bytes once).
+    /// Any other string is copied, and checked as it is set.
     pub fn header_value(&self, value: &str) -> HeaderValue {
         match self.headers.shared(value) {
             Some(slice) => HeaderValue::parsed(slice),

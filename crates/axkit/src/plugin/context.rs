@@ -345,8 +345,8 @@ pub struct Headers {
 /// response (an upstream's head, passed on), which cost a reference count
 /// where a copy would cost an allocation and a free on every response.
 /// A shared string that was checked when it was made
-/// ([`HeaderValue::checked`]), or a value a parser took from a head it
-/// accepted ([`HeaderValue::parsed`]), is not checked again as it is set.
+/// ([`HeaderValue::checked`]), or a slice of a head checked when it was
+/// taken ([`HeaderValue::parsed`]), is not checked again as it is set.
 #[derive(Debug, Clone)]
 pub enum HeaderValue {
     Static(&'static str),
@@ -364,7 +364,7 @@ pub enum HeaderValue {
 #[derive(Debug, Clone)]
 pub struct CheckedValue(Arc<str>);
 
-/// A value of a head that its parser accepted (see
+/// A value of a head, found sendable when it was made (see
 /// [`HeaderValue::parsed`]); only this module makes one.
 #[derive(Debug, Clone)]
 pub struct ParsedValue(bytestring::ByteString);
@@ -385,21 +385,21 @@ impl HeaderValue {
         }
     }
 
-    /// `value` as a parser of HTTP heads gave it, sent without a second
-    /// look at its bytes: for a value passed on from a head that a parser
-    /// refused unless every value held only HTAB, SP to `~` and obs-text
-    /// (what `checked` asks), as httparse does without obs-fold (the
-    /// proxy passes an upstream's values on so, through
-    /// `axkit_client::Response::header_value`). A value from anywhere
-    /// else is a `Bytes`, checked as it is set. Debug builds check it
-    /// here all the same, so that a test catches a caller that breaks
-    /// the promise.
+    /// `value` as a parser of HTTP heads gave it: a slice of the head,
+    /// passed on for a reference count instead of a copy (the proxy passes
+    /// an upstream's values on so, through
+    /// `axkit_client::Response::header_value`). Its bytes are checked here,
+    /// once, eight at a time, so that setting it needs no second look. A
+    /// value with a byte no parser should have accepted (CR, LF, NUL or
+    /// another control character but HTAB) comes back as a `Bytes`, which
+    /// setting refuses like any other such value: the name says where a
+    /// value should come from, but a caller passing anything else cannot
+    /// split a response with it.
     pub fn parsed(value: bytestring::ByteString) -> HeaderValue {
-        debug_assert!(
-            axkit_http::valid_header_value(value.as_bytes()),
-            "HeaderValue::parsed given a value no parser accepts: {value:?}"
-        );
-        HeaderValue::Parsed(ParsedValue(value))
+        match axkit_http::valid_header_value(value.as_bytes()) {
+            true => HeaderValue::Parsed(ParsedValue(value)),
+            false => HeaderValue::Bytes(value),
+        }
     }
 
     /// Whether the value is sent without a look at its bytes: a plugin's
@@ -1430,12 +1430,19 @@ mod tests {
             String::from("x-owned-name"),
             Arc::<str>::from("fine, long enough"),
         );
+        // A "parsed" value is checked as it is made, whoever made it.
+        h.add(
+            "X-Parsed-Bad",
+            HeaderValue::parsed("a\r\nInjected: 1".into()),
+        );
+        h.add("X-Parsed", HeaderValue::parsed("from a head, fine".into()));
         let all: Vec<_> = h.iter().collect();
         assert_eq!(
             all,
             [
                 ("X-Kept", "a\tb \u{e9}, and more"),
-                ("x-owned-name", "fine, long enough")
+                ("x-owned-name", "fine, long enough"),
+                ("X-Parsed", "from a head, fine")
             ]
         );
         assert_eq!(h.get("x-kept"), Some("a\tb \u{e9}, and more"));
