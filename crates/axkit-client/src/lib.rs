@@ -54,6 +54,7 @@ use wire::{BodyFraming, Fields, Framing, HeaderLines};
 
 pub use url::Origin;
 use url::Url;
+pub use wire::LiteralName;
 
 /// The default limit on a response body: 16 MiB.
 pub const DEFAULT_MAX_SIZE: u64 = 16 << 20;
@@ -352,10 +353,10 @@ impl Request {
     }
 
     /// [`add_header`](Self::add_header) for a name that is the caller's own
-    /// literal (a proxy's `Via`): taken as it is, where another name is
-    /// checked (a token, none of the client's own fields); the value is
-    /// checked as ever.
-    pub fn add_header_literal(&mut self, name: &'static str, value: &str) {
+    /// literal (a proxy's `Via`), checked when it was made (in a `const`,
+    /// at compile time) rather than per request; the value is checked as
+    /// ever.
+    pub fn add_header_literal(&mut self, name: LiteralName, value: &str) {
         self.headers.add_literal(name, value.as_bytes());
     }
 

@@ -28,6 +28,46 @@ const MANAGED: &[&str] = &[
     "upgrade",
 ];
 
+/// Whether `name` is one of [`MANAGED`], in any case (`const`: see
+/// [`LiteralName`]).
+const fn managed(name: &str) -> bool {
+    let mut m = 0;
+    while m < MANAGED.len() {
+        let (a, b) = (name.as_bytes(), MANAGED[m].as_bytes());
+        let mut i = 0;
+        while i < a.len() && a.len() == b.len() && a[i].to_ascii_lowercase() == b[i] {
+            i += 1;
+        }
+        if i == a.len() && a.len() == b.len() {
+            return true;
+        }
+        m += 1;
+    }
+    false
+}
+
+/// A field name that is a program's own literal (a proxy's `Via`), for
+/// `Request::add_header_literal`: checked as it is made, a token and none
+/// of the client's own framing fields. Made in a `const`, the check runs
+/// at compile time (a bad name does not build) and costs nothing per
+/// request.
+#[derive(Clone, Copy, Debug)]
+pub struct LiteralName(&'static str);
+
+impl LiteralName {
+    /// `name`, which must be a token and none of the fields the client
+    /// writes itself (`Content-Length`, `Transfer-Encoding`,
+    /// `Connection`, `TE`, `Upgrade`): otherwise this panics, at compile
+    /// time in a `const`.
+    pub const fn new(name: &'static str) -> LiteralName {
+        assert!(
+            valid_header_name(name) && !managed(name),
+            "not a field name a request may add"
+        );
+        LiteralName(name)
+    }
+}
+
 /// How the request body goes out.
 pub(crate) enum Framing {
     /// No body, and none expected by the method.
@@ -64,7 +104,7 @@ impl HeaderLines {
             self.invalid = Some(invalid_header(name));
             return;
         }
-        if MANAGED.iter().any(|m| name.eq_ignore_ascii_case(m)) {
+        if managed(name) {
             self.invalid = Some(Error::new(
                 ErrorKind::InvalidRequest,
                 format!("{name} is the client's to set"),
@@ -74,15 +114,11 @@ impl HeaderLines {
         self.add_named(name, value);
     }
 
-    /// [`add`](Self::add) for a name that is the caller's own literal,
-    /// taken as it is; the value is checked as ever.
-    pub fn add_literal(&mut self, name: &'static str, value: &[u8]) {
-        debug_assert!(
-            valid_header_name(name) && !MANAGED.iter().any(|m| name.eq_ignore_ascii_case(m)),
-            "{name}"
-        );
+    /// [`add`](Self::add) for a name checked when it was made (a
+    /// [`LiteralName`]); the value is checked as ever.
+    pub fn add_literal(&mut self, name: LiteralName, value: &[u8]) {
         if self.invalid.is_none() {
-            self.add_named(name, value);
+            self.add_named(name.0, value);
         }
     }
 
@@ -426,6 +462,39 @@ fn protocol(message: String) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A literal name is checked as it is made: in a `const` a bad one
+    /// would not build; made at run time, it panics, whatever its case.
+    #[test]
+    fn literal_names_are_tokens_the_client_does_not_write() {
+        const VIA: LiteralName = LiteralName::new("Via");
+        let mut lines = HeaderLines::default();
+        lines.add_literal(VIA, b"1.1 axkit");
+        assert!(lines.invalid.is_none());
+        for bad in [
+            "",
+            "Bad Name",
+            "X\r\nInjected",
+            "content-length",
+            "Transfer-Encoding",
+            "CONNECTION",
+            "te",
+            "Upgrade",
+        ] {
+            let made = std::panic::catch_unwind(|| LiteralName::new(bad));
+            assert!(made.is_err(), "{bad:?} was taken");
+        }
+        // Names that merely begin like a managed one are fine.
+        for fine in [
+            "Content-Length-X",
+            "T",
+            "Tea",
+            "Upgraded",
+            "X-Forwarded-For",
+        ] {
+            LiteralName::new(fine);
+        }
+    }
 
     fn head(text: &str) -> Head {
         parse_head(&mut BytesMut::from(text)).unwrap().unwrap()

@@ -177,12 +177,21 @@ pub(crate) const fn alnum_and(extra: &[u8]) -> [bool; 256] {
     t
 }
 
-pub(crate) fn is_tchar(b: u8) -> bool {
-    TCHAR[usize::from(b)]
+pub(crate) const fn is_tchar(b: u8) -> bool {
+    TCHAR[b as usize]
 }
 
-pub(crate) fn is_token(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+/// `const` so that a name can be checked at compile time (a client's
+/// literal field names).
+pub(crate) const fn is_token(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if !is_tchar(s[i]) {
+            return false;
+        }
+        i += 1;
+    }
+    !s.is_empty()
 }
 
 /// `field-vchar` or the whitespace allowed between them: HTAB, SP, VCHAR,

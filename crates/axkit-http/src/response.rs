@@ -132,7 +132,7 @@ pub fn same_field(name: &str, canonical: &str) -> bool {
 }
 
 /// Whether `name` is a valid field name (a non-empty token).
-pub fn valid_header_name(name: &str) -> bool {
+pub const fn valid_header_name(name: &str) -> bool {
     is_token(name.as_bytes())
 }
 

@@ -84,7 +84,9 @@ use std::fmt::Write as _;
 use axkit::config::{Args, Directive, Key, List, Scopes, ValueType};
 use axkit::plugin::{out_of_line, BodyError, Worker, UPSTREAM_NOTE};
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
-use axkit_client::{Body, Client, Error as ClientError, ErrorKind, Origin, Request, Response};
+use axkit_client::{
+    Body, Client, Error as ClientError, ErrorKind, LiteralName, Origin, Request, Response,
+};
 use axkit_http::same_field;
 use bytes::Bytes;
 use tokio::sync::{mpsc, Mutex};
@@ -444,6 +446,15 @@ fn forwarded_value(out: &mut String, text: &str) {
     out.push('"');
 }
 
+/// The fields the proxy adds to an upstream request, names checked at
+/// compile time.
+const X_FORWARDED_FOR: LiteralName = LiteralName::new("X-Forwarded-For");
+const X_FORWARDED_PORT: LiteralName = LiteralName::new("X-Forwarded-Port");
+const X_FORWARDED_PROTO: LiteralName = LiteralName::new("X-Forwarded-Proto");
+const X_FORWARDED_HOST: LiteralName = LiteralName::new("X-Forwarded-Host");
+const FORWARDED: LiteralName = LiteralName::new("Forwarded");
+const VIA: LiteralName = LiteralName::new("Via");
+
 /// Add the headers sent upstream to `request`: the client's less the
 /// hop-by-hop ones and those its `Connection` lists (`named`), its `Host`
 /// only when preserved; then the forwarding headers, their values made in
@@ -531,14 +542,14 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
         ..
     } = scratch;
     join_into(scratch, xff.as_deref(), peer_text);
-    request.add_header_literal("X-Forwarded-For", scratch);
+    request.add_header_literal(X_FORWARDED_FOR, scratch);
     if let Some(port) = &xfport {
-        request.add_header_literal("X-Forwarded-Port", port);
+        request.add_header_literal(X_FORWARDED_PORT, port);
     }
     let client = ctx.client();
-    request.add_header_literal("X-Forwarded-Proto", client.scheme());
+    request.add_header_literal(X_FORWARDED_PROTO, client.scheme());
     if let Some(authority) = ctx.authority() {
-        request.add_header_literal("X-Forwarded-Host", authority);
+        request.add_header_literal(X_FORWARDED_HOST, authority);
     }
     // for=NODE;host=HOST;proto=PROTO, a node's IPv6 address bracketed
     // (and so quoted).
@@ -558,9 +569,9 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
     } else {
         ";proto=http"
     });
-    request.add_header_literal("Forwarded", scratch);
+    request.add_header_literal(FORWARDED, scratch);
     join_into(scratch, via.as_deref(), via_self);
-    request.add_header_literal("Via", scratch);
+    request.add_header_literal(VIA, scratch);
 }
 
 /// The protocol a request asks to switch to, when it may be tunnelled:
