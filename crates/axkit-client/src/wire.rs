@@ -4,7 +4,8 @@
 
 use axkit::plugin::SpareVecs;
 use axkit_http::{
-    parse_content_length, same_field, valid_header_name, valid_header_value, ChunkedDecoder,
+    parse_content_length, same_field, valid_header_name, valid_header_name_const,
+    valid_header_value, ChunkedDecoder,
 };
 use bytes::BytesMut;
 use bytestring::ByteString;
@@ -61,7 +62,7 @@ impl LiteralName {
     /// time in a `const`.
     pub const fn new(name: &'static str) -> LiteralName {
         assert!(
-            valid_header_name(name) && !managed(name),
+            valid_header_name_const(name) && !managed(name),
             "not a field name a request may add"
         );
         LiteralName(name)

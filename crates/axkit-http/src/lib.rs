@@ -51,8 +51,8 @@ pub use path::{encode_path, normalize_path};
 pub use proxy::{parse_proxy_header, ProxyHeader, MAX_PROXY_HEADER, PROXY_V2_SIGNATURE};
 pub use request::{parse_request_head, parse_request_head_reusing, FieldSpan, RequestHead};
 pub use response::{
-    hop_by_hop, reason_phrase, same_field, valid_header_name, valid_header_value,
-    write_chunk_header, write_header, write_status_line, LAST_CHUNK,
+    hop_by_hop, reason_phrase, same_field, valid_header_name, valid_header_name_const,
+    valid_header_value, write_chunk_header, write_header, write_status_line, LAST_CHUNK,
 };
 
 /// The protocol version of a request.
@@ -181,17 +181,8 @@ pub(crate) const fn is_tchar(b: u8) -> bool {
     TCHAR[b as usize]
 }
 
-/// `const` so that a name can be checked at compile time (a client's
-/// literal field names).
-pub(crate) const fn is_token(s: &[u8]) -> bool {
-    let mut i = 0;
-    while i < s.len() {
-        if !is_tchar(s[i]) {
-            return false;
-        }
-        i += 1;
-    }
-    !s.is_empty()
+pub(crate) fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
 }
 
 /// `field-vchar` or the whitespace allowed between them: HTAB, SP, VCHAR,
