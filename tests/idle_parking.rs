@@ -212,3 +212,40 @@ fn a_reload_closes_the_old_workers_parked_connections() {
     );
     assert_eq!(srv.get("/hello.txt").status, 200);
 }
+
+/// A spike of clients that leaves gives its memory back: 2,000
+/// connections served at once and held take the worker's heap up; once
+/// they close, a sweep trims the heap, and its anonymous memory falls
+/// most of the way back (glibc alone would keep what they freed below
+/// the heap's top).
+#[test]
+fn memory_taken_by_a_spike_of_connections_is_given_back() {
+    let srv = start("KeepAliveTimeout 60s\nHeaderTimeout 60s");
+    assert_eq!(srv.get("/hello.txt").status, 200);
+    let pid = srv.pid();
+    let base = status_kib(pid, "RssAnon");
+    let mut held: Vec<TcpStream> = (0..2000).map(|_| srv.connect()).collect();
+    for s in &mut held {
+        s.write_all(keep_alive_get("/hello.txt").as_bytes())
+            .unwrap();
+    }
+    for s in &mut held {
+        assert_eq!(response(s).status, 200);
+    }
+    let holding = status_kib(pid, "RssAnon");
+    assert!(
+        holding > base + 2048,
+        "2,000 connections took only {base} -> {holding} kB"
+    );
+    drop(held);
+    let back = base + (holding - base) / 2;
+    let mut now = holding;
+    assert!(
+        wait_until(LIMIT, || {
+            now = status_kib(pid, "RssAnon");
+            now < back
+        }),
+        "anonymous memory {base} kB before the spike, {holding} kB with it, still {now} kB after"
+    );
+    assert_eq!(srv.get("/hello.txt").status, 200);
+}

@@ -174,9 +174,7 @@ pub fn children_of_task(pid: i32, tid: i32) -> Vec<i32> {
 }
 
 pub fn vm_rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    status_kib(pid, "VmRSS")
 }
 
 /// Bytes process `pid` has written so far (`wchar` in `/proc/PID/io`).

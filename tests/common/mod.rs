@@ -47,6 +47,19 @@ pub fn signal(pid: i32, sig: i32) {
     }
 }
 
+/// A field of `/proc/PID/status` given in kB (`VmRSS`, `RssAnon`, …).
+pub fn status_kib(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| {
+            l.strip_prefix(field)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 /// Poll `cond` every 20 ms until it holds or `limit` passes (then once
 /// more); whether it held.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {

@@ -85,7 +85,7 @@ pub(crate) fn start<'h>(
         });
         // Counted like an accepted connection: a draining worker waits for
         // it, and `serve_background` uncounts it when it ends.
-        worker.active.set(worker.active.get() + 1);
+        worker.connection_opened();
         tokio::task::spawn_local(walk::serve_background(worker, theirs, conn, head));
         read_status(&mut ours).await
     })

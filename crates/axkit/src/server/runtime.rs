@@ -259,6 +259,9 @@ pub(crate) struct WorkerRt {
     /// Idle connections closed to make room since the last log line
     /// about it, and when that line was written.
     pub(super) reclaimed: Cell<(u64, Option<std::time::Instant>)>,
+    /// The most connections open at once since the heap was last
+    /// trimmed (`WorkerRt::trim_after_a_fall`).
+    pub(super) conn_peak: Cell<usize>,
     next_conn_id: Cell<u64>,
     /// Read buffers of connections that went idle.
     pub read_buffers: ReadBuffers,
@@ -370,6 +373,7 @@ impl WorkerRt {
             crowded,
             room: Notify::new(),
             reclaimed: Cell::new((0, None)),
+            conn_peak: Cell::new(0),
             next_conn_id: Cell::new(1),
             read_buffers: ReadBuffers::default(),
         })

