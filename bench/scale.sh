@@ -12,7 +12,8 @@
 #      20,000 per process: one holder per 12,500 connections by default);
 #      after a 3 s settle, the memory of master + workers: anonymous Pss
 #      (Pss_Anon + Pss_Shmem) and RSS, before and after, per connection,
-#      and the total RSS while holding;
+#      and the total RSS while holding (and once the hold is over, after
+#      the rounds that follow it: what a spike leaves behind);
 #   3. ROUNDS wrk rounds while the N connections are held, "during";
 #   4. how many of the N are still open (client side, and `ss` server side),
 #      then they are released and, once the server has closed them, ROUNDS
@@ -95,7 +96,7 @@ take_medians() {
 
 # scale_test NAME PID PORT -> one summary row's figures in S_* variables
 scale_test() {
-    local name=$1 pid=$2 port=$3 b_pss b_rss a_pss a_rss est
+    local name=$1 pid=$2 port=$3 b_pss b_rss a_pss a_rss r_pss r_rss est
     local base_rps=() base_cpu=() i
     run_wrk "$name" "$port" 2 /1k.bin >/dev/null   # warm-up
     wrk_rounds "$name" "$pid" "$port" before
@@ -121,6 +122,7 @@ scale_test() {
         sleep 0.1
     done
     wrk_rounds "$name" "$pid" "$port" after
+    read -r r_pss r_rss < <(mem_of "$pid")
     base_rps+=("${W_RPS[@]}"); base_cpu+=("${W_CPU[@]}")
     take_medians S_AFTER S_AFTER_CPU
     W_RPS=("${base_rps[@]}"); W_CPU=("${base_cpu[@]}")
@@ -129,20 +131,21 @@ scale_test() {
     S_PSS=$(( HOLD_OK > 0 ? (a_pss - b_pss) / HOLD_OK : 0 ))
     S_RSS=$(( HOLD_OK > 0 ? (a_rss - b_rss) / HOLD_OK : 0 ))
     S_TOTAL_MIB=$(awk -v b="$a_rss" 'BEGIN {printf "%.1f", b / 1048576}')
+    S_AFTER_MIB=$(awk -v b="$r_rss" 'BEGIN {printf "%.1f", b / 1048576}')
     S_KEPT=$(ratio "$S_HOLD" "$S_BASE")
     S_CPU_KEPT=$(ratio "$S_BASE_CPU" "$S_HOLD_CPU")
     S_NOTE="held $HOLD_OK/$N (failed $HOLD_FAILED) in ${S_RAMP}s; server-side established during wrk $est; still open at the end $HOLD_OPEN, closed $HOLD_CLOSED"
-    log "$name: $S_NOTE; Pss $b_pss -> $a_pss, RSS $b_rss -> $a_rss; req/s before $S_BEFORE, during $S_HOLD, after $S_AFTER"
+    log "$name: $S_NOTE; Pss $b_pss -> $a_pss -> $r_pss, RSS $b_rss -> $a_rss -> $r_rss (before, holding, after); req/s before $S_BEFORE, during $S_HOLD, after $S_AFTER"
 }
 
 scale_test axkit "$AX_PID" "$AX_PORT"
 AX=("$S_PSS" "$S_RSS" "$S_TOTAL_MIB" "$S_BASE" "$S_HOLD" "$S_KEPT" "$S_BASE_CPU" "$S_HOLD_CPU"
-    "$S_BEFORE" "$S_AFTER" "$S_BEFORE_CPU" "$S_AFTER_CPU" "$S_CPU_KEPT")
+    "$S_BEFORE" "$S_AFTER" "$S_BEFORE_CPU" "$S_AFTER_CPU" "$S_CPU_KEPT" "$S_AFTER_MIB")
 AX_NOTE=$S_NOTE
 sleep 2
 scale_test nginx "$NG_PID" "$NG_PORT"
 NG=("$S_PSS" "$S_RSS" "$S_TOTAL_MIB" "$S_BASE" "$S_HOLD" "$S_KEPT" "$S_BASE_CPU" "$S_HOLD_CPU"
-    "$S_BEFORE" "$S_AFTER" "$S_BEFORE_CPU" "$S_AFTER_CPU" "$S_CPU_KEPT")
+    "$S_BEFORE" "$S_AFTER" "$S_BEFORE_CPU" "$S_AFTER_CPU" "$S_CPU_KEPT" "$S_AFTER_MIB")
 NG_NOTE=$S_NOTE
 
 ax_log_lines=$(grep -c . "$TMP/axkit.log" || true)
@@ -157,6 +160,7 @@ axkit: $AXKIT_REV · Workers $WORKERS each · $N idle keep-alive connections fro
 | user-space memory per connection (Pss anon) | ${AX[0]} B | ${NG[0]} B | $(ratio "${AX[0]}" "${NG[0]}") |
 | RSS per connection | ${AX[1]} B | ${NG[1]} B | $(ratio "${AX[1]}" "${NG[1]}") |
 | total RSS, master + workers, while holding | ${AX[2]} MiB | ${NG[2]} MiB | $(ratio "${AX[2]}" "${NG[2]}") |
+| total RSS once the hold is over (after the rounds after it) | ${AX[13]} MiB | ${NG[13]} MiB | $(ratio "${AX[13]}" "${NG[13]}") |
 | requests/s without the hold (before and after) | ${AX[3]} | ${NG[3]} | $(ratio "${AX[3]}" "${NG[3]}") |
 | requests/s before / after the hold | ${AX[8]} / ${AX[9]} | ${NG[8]} / ${NG[9]} | |
 | requests/s during the hold | ${AX[4]} | ${NG[4]} | $(ratio "${AX[4]}" "${NG[4]}") |
