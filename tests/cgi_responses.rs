@@ -364,7 +364,7 @@ fn large_output_to_a_slow_client_keeps_memory_flat() {
     let pid = srv.pid();
     // Warm up the worker's allocator with a first request.
     let _ = get(&srv, "/cgi-bin/missing", "");
-    let before = vm_rss_kib(pid);
+    let before = status_kib(pid, "VmRSS");
     let mut s = srv.connect();
     s.write_all(b"GET /cgi-bin/gig HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -378,7 +378,7 @@ fn large_output_to_a_slow_client_keeps_memory_flat() {
     // tested, not a wait). The script could write hundreds of MiB in that
     // time; held back, it cannot get far past what was read.
     std::thread::sleep(Duration::from_millis(1500));
-    let during = vm_rss_kib(pid);
+    let during = status_kib(pid, "VmRSS");
     assert!(
         during < before + 16 * 1024,
         "server grew from {before} KiB to {during} KiB"

@@ -173,10 +173,6 @@ pub fn children_of_task(pid: i32, tid: i32) -> Vec<i32> {
         .collect()
 }
 
-pub fn vm_rss_kib(pid: i32) -> u64 {
-    status_kib(pid, "VmRSS")
-}
-
 /// Bytes process `pid` has written so far (`wchar` in `/proc/PID/io`).
 pub fn bytes_written(pid: i32) -> u64 {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();

@@ -32,17 +32,22 @@ const MANAGED: &[&str] = &[
 /// Whether `name` is one of [`MANAGED`], in any case (`const`: see
 /// [`LiteralName`]).
 const fn managed(name: &str) -> bool {
+    let name = name.as_bytes();
     let mut m = 0;
-    while m < MANAGED.len() {
-        let (a, b) = (name.as_bytes(), MANAGED[m].as_bytes());
+    'managed: while m < MANAGED.len() {
+        let field = MANAGED[m].as_bytes();
+        m += 1;
+        if field.len() != name.len() {
+            continue;
+        }
         let mut i = 0;
-        while i < a.len() && a.len() == b.len() && a[i].to_ascii_lowercase() == b[i] {
+        while i < name.len() {
+            if name[i].to_ascii_lowercase() != field[i] {
+                continue 'managed;
+            }
             i += 1;
         }
-        if i == a.len() && a.len() == b.len() {
-            return true;
-        }
-        m += 1;
+        return true;
     }
     false
 }
