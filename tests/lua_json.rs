@@ -84,6 +84,8 @@ fn documents_round_trip_exactly() {
         r#"{"a":[],"b":{},"c":null,"d":[1,null,3],"e":[[],[{}]]}"#,
         r#"[9223372036854775807,-9223372036854775808,9007199254740993,0,-1]"#,
         r#"[1.5,3.0,-0.0,1e+300,0.1,2.5e-8]"#,
+        // A float the default parser reads one unit off in the last place.
+        r#"[1.8446744073706981e+19]"#,
         r#"{"":"","k\"ey":"line\nbreak\u0000nul","é":"ü😀"}"#,
         r#"[true,false,null,"x",{"z":1,"a":2}]"#,
         r#"{}"#,

@@ -48,7 +48,7 @@ pub struct DiskStore {
     seen: Cell<u64>,
 }
 
-struct Dir {
+pub(crate) struct Dir {
     path: PathBuf,
     root: DocRoot,
     max: u64,
@@ -121,7 +121,7 @@ impl Dir {
     }
 
     /// A record's payload while it is not expired.
-    fn live(data: &[u8]) -> Option<&[u8]> {
+    pub(crate) fn live(data: &[u8]) -> Option<&[u8]> {
         let rest = data.strip_prefix(MAGIC)?;
         let (until, payload) = rest.split_at_checked(8)?;
         let until = u64::from_le_bytes(until.try_into().ok()?);
@@ -249,7 +249,7 @@ impl Dir {
     }
 }
 
-fn record(until_ms: u64, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn record(until_ms: u64, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(12 + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&until_ms.to_le_bytes());

@@ -63,7 +63,8 @@ impl Entry {
     /// `current_age` at `now`.
     pub fn age(&self, now: SystemTime) -> Duration {
         let resident = epoch_ms(now).saturating_sub(self.stored_ms);
-        Duration::from_millis(self.initial_age_ms + resident)
+        // Saturating: the times may come from a shared tier's bytes.
+        Duration::from_millis(self.initial_age_ms.saturating_add(resident))
     }
 
     /// How far past its freshness it is at `now` (zero while fresh).
@@ -84,7 +85,9 @@ impl Entry {
         let extra = self.swr_ms.max(self.sie_ms);
         let revalidate = if self.has_validators() { 3_600_000 } else { 0 };
         Duration::from_millis(
-            self.fresh_ms.saturating_sub(self.initial_age_ms) + extra.max(revalidate),
+            self.fresh_ms
+                .saturating_sub(self.initial_age_ms)
+                .saturating_add(extra.max(revalidate)),
         )
     }
 
@@ -165,7 +168,11 @@ impl Object {
                 for v in &mut n {
                     *v = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
                 }
-                let must_revalidate = r.take(1)?[0] != 0;
+                let must_revalidate = match r.take(1)?[0] {
+                    0 => false,
+                    1 => true,
+                    _ => return None,
+                };
                 let count = r.u32()?;
                 let mut headers = Vec::new();
                 for _ in 0..count {
@@ -248,6 +255,37 @@ mod tests {
             assert_eq!(Object::decode(&bytes[..cut]), None);
         }
         assert_eq!(Object::decode(b"hello"), None);
+    }
+
+    /// Seen writing the `cache_entry` fuzz target (its seeds hold such
+    /// bytes): bytes that `encode` never writes (a `must-revalidate` flag
+    /// other than 0 or 1) were taken, and times near `u64::MAX` from a
+    /// shared tier overflowed `age` and `keep_for`.
+    #[test]
+    fn only_what_encode_writes_and_no_overflow() {
+        let e = Entry {
+            status: 200,
+            headers: vec![("ETag".into(), "\"1\"".into())],
+            body: Bytes::new(),
+            stored_ms: 0,
+            initial_age_ms: u64::MAX,
+            fresh_ms: u64::MAX,
+            swr_ms: u64::MAX,
+            sie_ms: 0,
+            must_revalidate: true,
+        };
+        let mut bytes = Object::Response(Rc::new(e.clone())).encode();
+        // The flag follows the magic, the kind, the status and five times.
+        assert_eq!(bytes[4 + 1 + 2 + 40], 1);
+        bytes[4 + 1 + 2 + 40] = 2;
+        assert_eq!(Object::decode(&bytes), None);
+        assert_eq!(e.age(SystemTime::now()), Duration::from_millis(u64::MAX));
+        assert_eq!(e.staleness(SystemTime::now()), None);
+        let e = Entry {
+            initial_age_ms: 0,
+            ..e
+        };
+        assert_eq!(e.keep_for(), Duration::from_millis(u64::MAX));
     }
 
     #[test]

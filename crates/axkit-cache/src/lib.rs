@@ -916,7 +916,7 @@ async fn decide(ctx: &mut Context, fill: &mut Fill) {
         Storable::Yes(fresh) if !fill.is_head && !too_big && status != 304 => {
             let age = headers
                 .get("Age")
-                .and_then(|a| a.trim().parse::<u64>().ok())
+                .and_then(|a| policy::delta_seconds(a.trim()))
                 .unwrap_or(0)
                 * 1000;
             let apparent = date
@@ -1118,4 +1118,38 @@ fn secondary_key(primary: &[u8], values: &[(String, String)]) -> Vec<u8> {
 
 fn allowed(lists: &[Vec<Cidr>], ip: IpAddr) -> bool {
     lists.iter().flatten().any(|c| c.contains(ip))
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (the `fuzzing` feature):
+/// what reads the bytes a shared tier gives back (the disk tier's record,
+/// memcached's reply line; `Object::decode` is public) and RFC 9111's
+/// rules on a response's fields. Not part of the API.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::policy::{
+        delta_seconds, etag_matches, not_modified, storable, ResponseFacts, Storable,
+        MAX_DELTA_SECONDS,
+    };
+
+    /// The disk tier's file for `payload`, worth keeping until `until_ms`
+    /// (ms since the epoch).
+    pub fn disk_record(until_ms: u64, payload: &[u8]) -> Vec<u8> {
+        crate::disk::record(until_ms, payload)
+    }
+
+    /// A disk tier file's payload while it is not expired.
+    pub fn disk_live(data: &[u8]) -> Option<&[u8]> {
+        crate::disk::Dir::live(data)
+    }
+
+    /// A memcached reply line as read (CRLF included): its words and, if
+    /// it has one, the size of the value that follows it; or the error.
+    pub fn memcached_reply(line: &[u8]) -> Result<(Vec<String>, Option<usize>), String> {
+        let reply = crate::memcached::Reply::parse(line)?;
+        let size = reply.value_size().ok();
+        Ok((reply.0, size))
+    }
+
+    /// The largest value a memcached reply may announce.
+    pub const MEMCACHED_MAX_VALUE: usize = crate::memcached::MAX_VALUE;
 }

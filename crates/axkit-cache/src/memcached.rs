@@ -33,6 +33,10 @@ use crate::storage::{Storage, StoreFuture, StoreResult};
 /// and the item's own header.
 pub const MAX_ITEM: usize = 1024 * 1024 - 512;
 
+/// The largest value a reply may announce: twice [`MAX_ITEM`], so that a
+/// bad reply cannot make a worker allocate more.
+pub(crate) const MAX_VALUE: usize = 2 * MAX_ITEM;
+
 /// Connections each worker may open to the server.
 const POOL: usize = 16;
 
@@ -52,11 +56,35 @@ pub struct MemcachedStore {
 }
 
 /// A reply's first line, split into its words.
-struct Reply(Vec<String>);
+pub(crate) struct Reply(pub(crate) Vec<String>);
 
 impl Reply {
+    /// The reply line read (a closed connection's is empty): its words,
+    /// or the error it is.
+    pub(crate) fn parse(line: &[u8]) -> StoreResult<Reply> {
+        let Some(line) = line.strip_suffix(b"\r\n") else {
+            return Err("memcached: connection closed or reply line too long".into());
+        };
+        let text = String::from_utf8_lossy(line).into_owned();
+        let reply = Reply(text.split(' ').map(str::to_string).collect());
+        if reply.code().ends_with("ERROR") {
+            return Err(format!("memcached: {}", axkit::plugin::escape_log(&text)));
+        }
+        Ok(reply)
+    }
+
     fn code(&self) -> &str {
         self.0.first().map_or("", String::as_str)
+    }
+
+    /// The size of the value after a `VA <size> …` line, at most
+    /// [`MAX_VALUE`].
+    pub(crate) fn value_size(&self) -> StoreResult<usize> {
+        self.0
+            .get(1)
+            .and_then(|s| s.parse().ok())
+            .filter(|&n| n <= MAX_VALUE)
+            .ok_or_else(|| "memcached: a value of no or an unlikely size".into())
     }
 }
 
@@ -115,31 +143,17 @@ async fn send(conn: &mut Conn, head: &str, data: Option<&[u8]>) -> StoreResult<R
     let io = |e: std::io::Error| format!("memcached: {e}");
     conn.get_mut().write_all(&out).await.map_err(io)?;
     let mut line = Vec::new();
-    let n = (&mut *conn)
+    (&mut *conn)
         .take(MAX_LINE as u64)
         .read_until(b'\n', &mut line)
         .await
         .map_err(io)?;
-    if n == 0 || !line.ends_with(b"\r\n") {
-        return Err("memcached: connection closed or reply line too long".into());
-    }
-    let text = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
-    let words: Vec<String> = text.split(' ').map(str::to_string).collect();
-    let reply = Reply(words);
-    if reply.code().ends_with("ERROR") {
-        return Err(format!("memcached: {}", axkit::plugin::escape_log(&text)));
-    }
-    Ok(reply)
+    Reply::parse(&line)
 }
 
 /// The value after a `VA <size> …` line.
 async fn value(conn: &mut Conn, reply: &Reply) -> StoreResult<Vec<u8>> {
-    let size: usize = reply
-        .0
-        .get(1)
-        .and_then(|s| s.parse().ok())
-        .filter(|&n| n <= 2 * MAX_ITEM)
-        .ok_or("memcached: a value of no or an unlikely size")?;
+    let size = reply.value_size()?;
     let mut data = vec![0; size + 2];
     conn.read_exact(&mut data)
         .await

@@ -32,7 +32,7 @@ impl CacheControl {
                     Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
                     None => (item.trim(), None),
                 };
-                let secs = || arg.and_then(|a| a.parse::<u64>().ok());
+                let secs = || arg.and_then(delta_seconds);
                 match name.to_ascii_lowercase().as_str() {
                     "no-store" => cc.no_store = true,
                     // `no-cache="field"` and `private="field"` name fields
@@ -52,6 +52,22 @@ impl CacheControl {
         }
         cc
     }
+}
+
+/// The most seconds a `delta-seconds` value counts for: 2^31, as RFC 9111
+/// §1.2.2 says a larger one, or one that overflows, is to be taken. Times
+/// are kept in milliseconds in a `u64`, which then cannot overflow either.
+pub const MAX_DELTA_SECONDS: u64 = 1 << 31;
+
+/// A `delta-seconds` value (`Cache-Control` arguments, `Age`): digits
+/// only, at most [`MAX_DELTA_SECONDS`].
+pub fn delta_seconds(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.bytes().fold(0, |n: u64, b| {
+        (n * 10 + u64::from(b - b'0')).min(MAX_DELTA_SECONDS)
+    }))
 }
 
 /// The statuses stored (RFC 9111 §4.2.2's heuristically cacheable ones
@@ -191,6 +207,28 @@ mod tests {
             Some(0)
         );
         assert!(CacheControl::parse(["No-Store"].into_iter()).no_store);
+    }
+
+    /// Seen writing the `cache_policy` fuzz target: a large argument
+    /// overflowed the milliseconds the cache keeps (`* 1000` on a `u64`),
+    /// and one past `u64::MAX` made `max-age` 0 instead of 2^31 s (RFC
+    /// 9111 §1.2.2).
+    #[test]
+    fn large_arguments_are_two_to_the_31() {
+        let cc = CacheControl::parse(
+            [
+                "max-age=18446744073709551615, stale-while-revalidate=99999999999999999999999",
+                "s-maxage=2147483649, stale-if-error=\"2147483648\"",
+            ]
+            .into_iter(),
+        );
+        assert_eq!(cc.max_age, Some(MAX_DELTA_SECONDS));
+        assert_eq!(cc.s_maxage, Some(MAX_DELTA_SECONDS));
+        assert_eq!(cc.stale_while_revalidate, Some(MAX_DELTA_SECONDS));
+        assert_eq!(cc.stale_if_error, Some(MAX_DELTA_SECONDS));
+        assert_eq!(delta_seconds("2147483647"), Some(2147483647));
+        assert_eq!(delta_seconds("+5"), None);
+        assert_eq!(delta_seconds(""), None);
     }
 
     #[test]

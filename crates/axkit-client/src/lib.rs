@@ -683,46 +683,53 @@ impl BodyReader {
     /// The next piece of the body from what has been read already
     /// (`Some(None)` at its end), or `None` when that takes another read.
     fn buffered(&mut self) -> Result<Option<Option<Bytes>>, Error> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Ok(Some(None));
-        };
-        loop {
-            match &mut self.framing {
-                BodyFraming::Empty | BodyFraming::Length(0) => return Ok(Some(None)),
-                BodyFraming::Chunked(decoder) if decoder.is_done() => return Ok(Some(None)),
-                _ if conn.buf.is_empty() => return Ok(None),
-                BodyFraming::Length(n) => {
-                    let take = conn
-                        .buf
-                        .len()
-                        .min(usize::try_from(*n).unwrap_or(usize::MAX));
-                    *n -= take as u64;
-                    return Ok(Some(Some(conn.buf.split_to(take).freeze())));
-                }
-                BodyFraming::Chunked(decoder) => {
-                    let step = decoder.decode(&conn.buf).map_err(|e| {
-                        Error::new(
-                            ErrorKind::Protocol,
-                            format!("malformed chunked body: {}", e.reason),
-                        )
-                    })?;
-                    let (len, consumed) = (step.data.len(), step.consumed);
-                    if len > 0 {
-                        // The data is a slice of the buffer: hand it out
-                        // without a copy.
-                        let start = step.data.as_ptr() as usize - conn.buf.as_ptr() as usize;
-                        conn.buf.advance(start);
-                        let data = conn.buf.split_to(len).freeze();
-                        conn.buf.advance(consumed - start - len);
-                        return Ok(Some(Some(data)));
-                    }
-                    conn.buf.advance(consumed);
-                    if consumed == 0 && !decoder.is_done() {
-                        return Ok(None);
-                    }
-                }
-                BodyFraming::Close => return Ok(Some(Some(conn.buf.split().freeze()))),
+        match self.conn.as_mut() {
+            Some(conn) => next_piece(&mut self.framing, &mut conn.buf),
+            None => Ok(Some(None)),
+        }
+    }
+}
+
+/// The next piece of a body framed so from the bytes in `buf` (taken off
+/// it), as [`BodyReader::buffered`] answers. Apart from the reader so that
+/// the fuzz targets feed it bytes without a connection.
+fn next_piece(
+    framing: &mut BodyFraming,
+    buf: &mut BytesMut,
+) -> Result<Option<Option<Bytes>>, Error> {
+    loop {
+        match framing {
+            BodyFraming::Empty | BodyFraming::Length(0) => return Ok(Some(None)),
+            BodyFraming::Chunked(decoder) if decoder.is_done() => return Ok(Some(None)),
+            _ if buf.is_empty() => return Ok(None),
+            BodyFraming::Length(n) => {
+                let take = buf.len().min(usize::try_from(*n).unwrap_or(usize::MAX));
+                *n -= take as u64;
+                return Ok(Some(Some(buf.split_to(take).freeze())));
             }
+            BodyFraming::Chunked(decoder) => {
+                let step = decoder.decode(buf).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Protocol,
+                        format!("malformed chunked body: {}", e.reason),
+                    )
+                })?;
+                let (len, consumed) = (step.data.len(), step.consumed);
+                if len > 0 {
+                    // The data is a slice of the buffer: hand it out
+                    // without a copy.
+                    let start = step.data.as_ptr() as usize - buf.as_ptr() as usize;
+                    buf.advance(start);
+                    let data = buf.split_to(len).freeze();
+                    buf.advance(consumed - start - len);
+                    return Ok(Some(Some(data)));
+                }
+                buf.advance(consumed);
+                if consumed == 0 && !decoder.is_done() {
+                    return Ok(None);
+                }
+            }
+            BodyFraming::Close => return Ok(Some(Some(buf.split().freeze()))),
         }
     }
 }
@@ -1348,5 +1355,114 @@ impl PluginSource for ClientSource {
 
     fn create(&self, _: &str, _: &PluginInit) -> Result<Option<Rc<dyn Plugin>>, String> {
         Ok(None)
+    }
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (the `fuzzing` feature):
+/// the response head's parse and framing and the body's reading, on bytes
+/// given rather than read off a connection, and URLs (a redirect's
+/// `Location` comes from the server). Not part of the API.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use bytes::{Bytes, BytesMut};
+
+    use crate::wire::{self, BodyFraming};
+    use crate::Error;
+
+    /// The most bytes of trailer fields after a chunked body.
+    pub const MAX_TRAILERS: usize = wire::MAX_TRAILERS;
+
+    /// A parsed response head.
+    pub struct Head(wire::Head);
+
+    /// How a response body is delimited.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Framing {
+        Empty,
+        Length(u64),
+        Chunked,
+        Close,
+    }
+
+    /// A response body being read.
+    pub struct Body(BodyFraming);
+
+    /// A URL as a request takes it.
+    pub struct Url(crate::url::Url);
+
+    impl Url {
+        /// An absolute `http://` or `https://` URL (`Request::new`).
+        pub fn parse(text: &str) -> Result<Url, Error> {
+            crate::url::Url::parse(text).map(Url)
+        }
+
+        pub fn origin(&self) -> &crate::Origin {
+            &self.0.origin
+        }
+
+        /// The request-target: `/path?query`.
+        pub fn target(&self) -> &str {
+            &self.0.target
+        }
+
+        /// `location`, a `Location` field, resolved against it as a
+        /// redirect is.
+        pub fn join(&self, location: &str) -> Result<Url, Error> {
+            self.0.join(location).map(Url)
+        }
+    }
+
+    /// Parse a response head from the start of `buf` and split it off:
+    /// `Ok(None)` if more bytes are needed.
+    pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
+        Ok(wire::parse_head(buf)?.map(Head))
+    }
+
+    impl Head {
+        pub fn status(&self) -> u16 {
+            self.0.status
+        }
+
+        pub fn http11(&self) -> bool {
+            self.0.http11
+        }
+
+        pub fn keeps_alive(&self) -> bool {
+            self.0.keeps_alive()
+        }
+
+        /// Every field, in the order received.
+        pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+            self.0.headers.iter()
+        }
+
+        /// A field value shared with the head (`Response::header_value`).
+        pub fn shared(&self, value: &str) -> Option<bytestring::ByteString> {
+            self.0.headers.shared(value)
+        }
+
+        /// The body's framing, for a response to a `HEAD` request or not,
+        /// and whether the connection may be used again after it.
+        pub fn body(&self, to_head: bool) -> Result<(Body, bool), Error> {
+            let (framing, reusable) = wire::body_framing(&self.0, to_head)?;
+            Ok((Body(framing), reusable))
+        }
+    }
+
+    impl Body {
+        pub fn framing(&self) -> Framing {
+            match &self.0 {
+                BodyFraming::Empty => Framing::Empty,
+                BodyFraming::Length(n) => Framing::Length(*n),
+                BodyFraming::Chunked(_) => Framing::Chunked,
+                BodyFraming::Close => Framing::Close,
+            }
+        }
+
+        /// The next piece of the body from `buf` (taken off it):
+        /// `Some(None)` at its end, `None` when it takes more bytes.
+        pub fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Option<Bytes>>, Error> {
+            crate::next_piece(&mut self.0, buf)
+        }
     }
 }

@@ -239,7 +239,17 @@ impl Url {
     /// Resolve `location` (a `Location` header: absolute, `//host/…`,
     /// `/path` or a relative path) against this URL.
     pub(crate) fn join(&self, location: &str) -> Result<Url, Error> {
-        if location.contains("://") {
+        // Absolute when what comes before `://` is a scheme (RFC 3986
+        // §3.1): not a path whose query holds a URL.
+        let scheme = |s: &str| {
+            s.starts_with(|c: char| c.is_ascii_alphabetic())
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        };
+        if location
+            .split_once("://")
+            .is_some_and(|(before, _)| scheme(before))
+        {
             return Url::parse(location);
         }
         let scheme = self.origin.scheme();
@@ -348,5 +358,23 @@ mod tests {
         assert_eq!(join("https://c.test/"), "https://c.test/");
         assert!(!base.same_origin(&base.join("//b.test/").unwrap()));
         assert!(base.same_origin(&base.join("/other").unwrap()));
+    }
+
+    /// Seen writing the `client_url` fuzz target: a path whose query held
+    /// a URL was taken for an absolute URL, and refused.
+    #[test]
+    fn a_url_in_a_query_is_not_the_location() {
+        let base = Url::parse("http://a.test:81/x/y").unwrap();
+        for (location, target) in [
+            ("/login?next=http://b.test/", "/login?next=http://b.test/"),
+            ("z?u=https://b.test", "/x/z?u=https://b.test"),
+            ("a/b://c", "/x/a/b://c"),
+        ] {
+            let u = base.join(location).unwrap();
+            assert!(base.same_origin(&u), "{location}");
+            assert_eq!(u.target, target);
+        }
+        assert!(!base.same_origin(&base.join("HTTP://b.test/").unwrap()));
+        assert!(base.join("ftp://b.test/").is_err());
     }
 }

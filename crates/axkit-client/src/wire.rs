@@ -422,13 +422,20 @@ pub(crate) fn body_framing(head: &Head, to_head: bool) -> Result<(BodyFraming, b
             .flat_map(|v| v.split(','))
             .map(str::trim)
     };
+    // List elements are separated by optional whitespace, spaces and tabs
+    // only (RFC 9110 §5.6.1): `str::trim` would take a coding ending in,
+    // say, a no-break space for `chunked`.
     let codings = || {
         head.headers
             .values("transfer-encoding")
             .flat_map(|v| v.split(','))
-            .map(str::trim)
+            .map(|c| c.trim_matches([' ', '\t']))
             .filter(|c| !c.is_empty())
     };
+    // Both framings (a `Transfer-Encoding` without a coding too): the
+    // connection is not trusted with another request (RFC 9112 §6.3).
+    let both = head.headers.has(TRANSFER_ENCODING) && head.headers.has(CONTENT_LENGTH);
+    let reusable = reusable && !both;
     if head.headers.has(TRANSFER_ENCODING) && codings().next().is_some() {
         if codings().count() > 1 || !codings().all(|c| c.eq_ignore_ascii_case("chunked")) {
             return Err(protocol(format!(
@@ -436,9 +443,7 @@ pub(crate) fn body_framing(head: &Head, to_head: bool) -> Result<(BodyFraming, b
                 codings().collect::<Vec<_>>().join(", ")
             )));
         }
-        // Both framings: the length is ignored, and the connection is not
-        // trusted with another request (RFC 9112 §6.3).
-        let reusable = reusable && lengths().next().is_none();
+        // The length, if any, is ignored.
         return Ok((
             BodyFraming::Chunked(Box::new(ChunkedDecoder::new(MAX_TRAILERS))),
             reusable,
@@ -672,6 +677,28 @@ mod tests {
             f("HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n", false).unwrap(),
             ("length 2".into(), true)
         );
+    }
+
+    /// Seen writing the `response_head` fuzz target (its seeds hold these
+    /// heads): a `Transfer-Encoding` without a coding beside a
+    /// `Content-Length` left the connection reusable, and a coding that
+    /// only Unicode's whitespace made `chunked` was taken for it.
+    #[test]
+    fn framing_fields_are_not_read_loosely() {
+        let f = |text: &str| {
+            body_framing(&head(text), false)
+                .map(|(f, reuse)| (matches!(f, BodyFraming::Length(3)), reuse))
+        };
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\n").unwrap(),
+            (true, false)
+        );
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: ,\r\n\r\n").unwrap(),
+            (true, false)
+        );
+        assert!(f("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\u{a0}\r\n\r\n").is_err());
+        assert!(f("HTTP/1.1 200 OK\r\nTransfer-Encoding: \u{85}chunked\r\n\r\n").is_err());
     }
 
     #[test]

@@ -39,7 +39,9 @@ pub fn encode_path(path: &str) -> impl Iterator<Item = &str> + Display {
 /// `.` and `..`, collapse empty segments. `None` for anything that cannot
 /// name a resource safely: a bad `%` escape, an encoded NUL, bytes that are
 /// not UTF-8 after decoding (this also rejects overlong UTF-8 forms), or
-/// `..` above the root. An encoded `/` is kept as `%2F` so it can never
+/// `..` above the root, or a control character written as it is (the
+/// request parser refuses those in a target; a path made by a plugin is
+/// held to the same rule). An encoded `/` is kept as `%2F` so it can never
 /// split a segment; plugins that map to files refuse it.
 pub fn normalize_path(raw: &str) -> Option<Cow<'_, str>> {
     if raw == "*" {
@@ -71,6 +73,8 @@ fn decode_and_resolve(raw: &str) -> Option<String> {
                 _ => decoded.push(v),
             }
             i += 3;
+        } else if b < 0x20 || b == 0x7f {
+            return None;
         } else {
             decoded.push(b);
             i += 1;
@@ -196,6 +200,10 @@ mod tests {
         assert_eq!(n("/a/../.."), None);
         assert_eq!(n("/%2e%2e/etc"), None);
         assert_eq!(n("/%00"), None);
+        assert_eq!(n("/a\0b"), None);
+        assert_eq!(n("/a\tb"), None);
+        assert_eq!(n("/a\x7fb"), None);
+        assert_eq!(n("/a%09b").as_deref(), Some("/a\tb"));
         assert_eq!(n("/%zz"), None);
         assert_eq!(n("/%4"), None);
         assert_eq!(n("/%c0%af"), None, "overlong UTF-8 for '/'");

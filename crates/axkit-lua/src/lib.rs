@@ -54,6 +54,43 @@ mod timer;
 mod watchdog;
 mod xml;
 
+/// Entry points for the fuzz targets in fuzz/ (the `fuzzing` feature);
+/// not part of the API.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use mlua::{Function, Lua, Table, Value};
+
+    /// The scripts' `json` global, alone in a Lua state of its own.
+    pub struct Json {
+        lua: Lua,
+        encode: Function,
+        decode: Function,
+    }
+
+    impl Json {
+        pub fn new() -> mlua::Result<Json> {
+            let lua = Lua::new();
+            let base = lua.create_table()?;
+            crate::json::install(&lua, &base)?;
+            let json: Table = base.raw_get("json")?;
+            Ok(Json {
+                encode: json.raw_get("encode")?,
+                decode: json.raw_get("decode")?,
+                lua,
+            })
+        }
+
+        /// `json.encode(json.decode(text))`: None when `decode` refuses
+        /// the text, Err with `encode`'s message when `encode` refuses
+        /// what `decode` made.
+        pub fn round_trip(&self, text: &[u8]) -> Option<Result<String, String>> {
+            let text = self.lua.create_string(text).ok()?;
+            let value: Value = self.decode.call(text).ok()?;
+            Some(self.encode.call(value).map_err(|e| e.to_string()))
+        }
+    }
+}
+
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;

@@ -391,7 +391,7 @@ fn challenge(ctx: &mut Context) -> Outcome {
 
 /// The user and password of a `Basic` Authorization value; None when it is
 /// some other scheme, Err when it is Basic but malformed.
-fn credentials(value: &[u8]) -> Option<Result<(String, String), &'static str>> {
+pub(crate) fn credentials(value: &[u8]) -> Option<Result<(String, String), &'static str>> {
     let value = std::str::from_utf8(value).ok()?.trim();
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("basic") {

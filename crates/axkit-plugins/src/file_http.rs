@@ -160,7 +160,7 @@ fn header_list(req: &Request, fields: Fields, bit: u8, name: &str) -> Option<Str
 /// any existing representation; otherwise strong (If-Match) or weak
 /// (If-None-Match) comparison against each listed tag. A malformed list
 /// matches nothing from the point where it goes wrong.
-fn matches_any(list: &str, etag: Option<&str>, strong: bool) -> bool {
+pub(crate) fn matches_any(list: &str, etag: Option<&str>, strong: bool) -> bool {
     if list.trim() == "*" {
         return true;
     }
@@ -189,7 +189,7 @@ fn matches_any(list: &str, etag: Option<&str>, strong: bool) -> bool {
 }
 
 /// `(weak, opaque)` of one entity tag, or None if it is not one.
-fn parse_etag(tag: &str) -> Option<(bool, &str)> {
+pub(crate) fn parse_etag(tag: &str) -> Option<(bool, &str)> {
     let tag = tag.trim();
     let (weak, body) = match tag.strip_prefix("W/") {
         Some(b) => (true, b),

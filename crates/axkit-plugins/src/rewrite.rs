@@ -452,7 +452,7 @@ fn pair(config: &LocationConfig, blocks: &Blocks) -> Vec<Guarded> {
 /// `template` with `$0`…`$9`, `${name}` and `$$` expanded from `caps`,
 /// each capture percent-encoded (it is decoded text going into a URL: a
 /// space, `?` or `#` in it stays part of the path).
-fn expand(template: &str, caps: &Captures<'_>) -> String {
+pub(crate) fn expand(template: &str, caps: &Captures<'_>) -> String {
     let put = |out: &mut String, text: Option<regex::Match<'_>>| {
         out.extend(encode_path(text.map_or("", |m| m.as_str())));
     };
@@ -487,7 +487,7 @@ fn expand(template: &str, caps: &Captures<'_>) -> String {
 
 /// A local `path?query` made by a rule, normalised and encoded again;
 /// None if its path cannot be normalised (it climbs above the root).
-fn local_target(target: &str) -> Option<String> {
+pub(crate) fn local_target(target: &str) -> Option<String> {
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),

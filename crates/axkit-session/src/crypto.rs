@@ -142,6 +142,13 @@ pub fn from_base64url(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok()
 }
 
+/// The bytes of base64url text exactly as [`base64url`] writes it (no
+/// padding, no stray bits), None for anything else: for what must have
+/// one spelling only, a signed cookie value.
+pub(crate) fn from_base64url_exact(text: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(text).ok()
+}
+
 /// The argon2id parameters new hashes get: 19 MiB, 2 passes, 1 lane.
 fn argon2() -> Argon2<'static> {
     let params = Params::new(

@@ -72,6 +72,57 @@ pub use crate::session::{
     CSRF_HEADER,
 };
 
+/// Entry points for the fuzz targets in `fuzz/` (the `fuzzing` feature):
+/// sessions under fixed keys, and the decoders of what comes back from a
+/// client (the cookie) or a store (the record), unchanged.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use axkit_shared::Value;
+
+    use crate::session::{self, fixed_settings};
+    use crate::store::ID_LEN;
+    use crate::{Error, Session, Store};
+
+    /// A new session with a cookie named `sid`, an hour's idle timeout
+    /// and a day's maximum age, in `store`, encrypted or only signed,
+    /// under keys named `keys` (the first writes), each with its name's
+    /// first byte 32 times as its secret.
+    pub fn session(store: Store, encrypt: bool, keys: &[&str]) -> Session {
+        Session::fresh(fixed_settings(store, encrypt, keys), true)
+    }
+
+    /// The value of the session's cookie.
+    pub fn cookie_value(s: &Session) -> Result<String, Error> {
+        s.cookie_value()
+    }
+
+    /// Read a cookie's value at `now` (milliseconds since 1970): a
+    /// cookie session is taken (no longer [`Session::is_new`]); for a
+    /// session on the server, the id to fetch.
+    pub fn read_cookie(s: &mut Session, value: &str, now: u64) -> Option<[u8; ID_LEN]> {
+        s.read_cookie(value, now)
+    }
+
+    /// A session's record: when it began and was last used (milliseconds
+    /// since 1970), its id and its data.
+    pub type Record = (u64, u64, [u8; ID_LEN], Vec<(String, Value)>);
+
+    /// A record read back from a store.
+    pub fn parse_record(bytes: &[u8]) -> Option<Record> {
+        session::parse_record(bytes).map(|r| (r.created, r.touched, r.id, r.data))
+    }
+
+    /// The record of a session, as it is stored.
+    pub fn encode_record(
+        created: u64,
+        touched: u64,
+        id: &[u8; ID_LEN],
+        data: &[(String, Value)],
+    ) -> Result<Vec<u8>, Error> {
+        session::encode_record(created, touched, id, data)
+    }
+}
+
 /// `docs/sessions.md`: its Rust examples are compiled as doctests of this
 /// crate.
 #[cfg(doctest)]

@@ -35,7 +35,9 @@ use crate::config::{CookieSpec, Secure, SessionKey, Store};
 use crate::config::{SESSION_COOKIE, SESSION_ENCRYPT, SESSION_KEY, SESSION_MAX_AGE};
 use crate::config::{SESSION_STORE, SESSION_TIMEOUT};
 use crate::cookie::SetCookie;
-use crate::crypto::{base64url, equal, fill_random, from_base64url, hmac_sha256};
+use crate::crypto::{
+    base64url, equal, fill_random, from_base64url, from_base64url_exact, hmac_sha256,
+};
 use crate::store::{Backend, Id, ID_LEN};
 use crate::Error;
 
@@ -65,7 +67,7 @@ fn ms(d: Duration) -> u64 {
 }
 
 /// What a session takes from the config of the request's Location.
-struct Settings {
+pub(crate) struct Settings {
     keys: Vec<SessionKey>,
     store: Store,
     cookie: CookieSpec,
@@ -164,7 +166,7 @@ fn new_id() -> Id {
 }
 
 impl Session {
-    fn fresh(settings: Settings, had_cookie: bool) -> Session {
+    pub(crate) fn fresh(settings: Settings, had_cookie: bool) -> Session {
         let now = now_ms();
         Session {
             settings,
@@ -274,21 +276,7 @@ impl Session {
     }
 
     fn record(&self) -> Result<Vec<u8>, Error> {
-        let pairs = self
-            .data
-            .iter()
-            .map(|(k, v)| (Value::from(k.as_str()), v.clone()))
-            .collect();
-        let data = Value::Table(pairs)
-            .to_bytes()
-            .map_err(|e| Error::Value(e.to_string()))?;
-        let mut out = Vec::with_capacity(RECORD_HEAD + data.len());
-        out.push(RECORD_VERSION);
-        out.extend_from_slice(&self.created.to_be_bytes());
-        out.extend_from_slice(&self.touched.to_be_bytes());
-        out.extend_from_slice(&self.id);
-        out.extend_from_slice(&data);
-        Ok(out)
+        encode_record(self.created, self.touched, &self.id, &self.data)
     }
 
     /// Take the record `bytes` if it is one, has the expected id (for a
@@ -333,8 +321,9 @@ impl Session {
     /// Read the cookie's value. For a session on the server, the id it
     /// names (the record is still to be fetched); for a cookie session,
     /// the record, taken. Anything but a valid value leaves the session
-    /// fresh.
-    fn read_cookie(&mut self, value: &str, now: u64) -> Option<Id> {
+    /// fresh: a value is valid only as it was written, its parts in
+    /// base64url without padding, not another spelling of the same bytes.
+    pub(crate) fn read_cookie(&mut self, value: &str, now: u64) -> Option<Id> {
         let mut parts = value.split('.');
         let (kind, key_name) = (parts.next()?, parts.next()?);
         let (index, key) = self.settings.key(key_name)?;
@@ -343,7 +332,7 @@ impl Session {
         let head_len = kind.len() + 1 + key_name.len();
         let found = match (kind, parts.as_slice(), self.settings.store.is_server_side()) {
             ("e", [sealed], false) => {
-                let sealed = from_base64url(sealed)?;
+                let sealed = from_base64url_exact(sealed)?;
                 if sealed.len() < NONCE_LEN {
                     return None;
                 }
@@ -368,10 +357,10 @@ impl Session {
             }
             ("s" | "i", [body, mac], server_side) if (kind == "i") == server_side => {
                 let signed = &value[..value.len() - mac.len() - 1];
-                if !equal(&from_base64url(mac)?, &self.mac(&key, signed)) {
+                if !equal(&from_base64url_exact(mac)?, &self.mac(&key, signed)) {
                     return None;
                 }
-                let body = from_base64url(body)?;
+                let body = from_base64url_exact(body)?;
                 if server_side {
                     Some(Id::try_from(body.as_slice()).ok()?)
                 } else {
@@ -392,7 +381,7 @@ impl Session {
     }
 
     /// The cookie's value for this session.
-    fn cookie_value(&self) -> Result<String, Error> {
+    pub(crate) fn cookie_value(&self) -> Result<String, Error> {
         let key = &self.settings.keys[0];
         let value = if self.settings.store.is_server_side() {
             let text = format!("i.{}.{}", key.name(), base64url(&self.id));
@@ -446,14 +435,38 @@ impl Session {
     }
 }
 
-struct Record {
+/// A session's record (see the module documentation).
+pub(crate) fn encode_record(
     created: u64,
     touched: u64,
-    id: Id,
-    data: Vec<(String, Value)>,
+    id: &Id,
+    data: &[(String, Value)],
+) -> Result<Vec<u8>, Error> {
+    let pairs = data
+        .iter()
+        .map(|(k, v)| (Value::from(k.as_str()), v.clone()))
+        .collect();
+    let data = Value::Table(pairs)
+        .to_bytes()
+        .map_err(|e| Error::Value(e.to_string()))?;
+    let mut out = Vec::with_capacity(RECORD_HEAD + data.len());
+    out.push(RECORD_VERSION);
+    out.extend_from_slice(&created.to_be_bytes());
+    out.extend_from_slice(&touched.to_be_bytes());
+    out.extend_from_slice(id);
+    out.extend_from_slice(&data);
+    Ok(out)
 }
 
-fn parse_record(bytes: &[u8]) -> Option<Record> {
+/// A session's record, read back ([`parse_record`]).
+pub(crate) struct Record {
+    pub(crate) created: u64,
+    pub(crate) touched: u64,
+    pub(crate) id: Id,
+    pub(crate) data: Vec<(String, Value)>,
+}
+
+pub(crate) fn parse_record(bytes: &[u8]) -> Option<Record> {
     if bytes.len() < RECORD_HEAD || bytes[0] != RECORD_VERSION {
         return None;
     }
@@ -695,41 +708,45 @@ pub fn csrf_failure(ctx: &mut Context, missing: bool) -> Outcome {
     Outcome::Status(403)
 }
 
+/// Settings for the unit tests and the fuzz targets: a cookie named
+/// `sid`, an hour's idle timeout, a day's maximum age, `store`, and keys
+/// named `keys`, each with its name's first byte 32 times as its secret.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fixed_settings(store: Store, encrypt: bool, keys: &[&str]) -> Settings {
+    use crate::config::SameSite;
+    Settings {
+        keys: keys
+            .iter()
+            .map(|k| SessionKey::new(k, &[k.as_bytes()[0]; 32]).unwrap())
+            .collect(),
+        store,
+        cookie: CookieSpec {
+            name: "sid".into(),
+            path: "/".into(),
+            domain: None,
+            same_site: SameSite::Lax,
+            secure: Secure::Auto,
+            http_only: true,
+            persistent: false,
+        },
+        timeout: Duration::from_secs(3600),
+        max_age: Duration::from_secs(86400),
+        encrypt,
+        secure: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SameSite;
-
-    fn settings(store: Store, encrypt: bool, keys: &[&str]) -> Settings {
-        Settings {
-            keys: keys
-                .iter()
-                .map(|k| SessionKey::new(k, &[k.as_bytes()[0]; 32]).unwrap())
-                .collect(),
-            store,
-            cookie: CookieSpec {
-                name: "sid".into(),
-                path: "/".into(),
-                domain: None,
-                same_site: SameSite::Lax,
-                secure: Secure::Auto,
-                http_only: true,
-                persistent: false,
-            },
-            timeout: Duration::from_secs(3600),
-            max_age: Duration::from_secs(86400),
-            encrypt,
-            secure: false,
-        }
-    }
 
     fn round_trip(encrypt: bool) {
-        let mut s = Session::fresh(settings(Store::Cookie, encrypt, &["a"]), false);
+        let mut s = Session::fresh(fixed_settings(Store::Cookie, encrypt, &["a"]), false);
         s.set("user", "ada");
         s.set("n", 3);
         let value = s.cookie_value().unwrap();
         assert!(!value.contains("ada"));
-        let mut back = Session::fresh(settings(Store::Cookie, encrypt, &["a"]), true);
+        let mut back = Session::fresh(fixed_settings(Store::Cookie, encrypt, &["a"]), true);
         assert_eq!(back.read_cookie(&value, now_ms()), None);
         assert!(back.loaded);
         assert!(!back.dirty);
@@ -741,7 +758,7 @@ mod tests {
             let mut bytes = value.clone().into_bytes();
             bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
             let forged = String::from_utf8(bytes).unwrap();
-            let mut s = Session::fresh(settings(Store::Cookie, encrypt, &["a"]), true);
+            let mut s = Session::fresh(fixed_settings(Store::Cookie, encrypt, &["a"]), true);
             s.read_cookie(&forged, now_ms());
             assert!(!s.loaded, "{forged}");
         }
@@ -754,51 +771,69 @@ mod tests {
     }
 
     #[test]
+    fn cookie_values_have_one_spelling() {
+        for (store, encrypt) in [
+            (Store::Cookie, true),
+            (Store::Cookie, false),
+            (Store::Shared("default".into()), true),
+        ] {
+            let mut s = Session::fresh(fixed_settings(store.clone(), encrypt, &["a"]), false);
+            s.set("k", "v");
+            let value = s.cookie_value().unwrap();
+            for padded in [format!("{value}="), format!("{value}==")] {
+                let mut back = Session::fresh(fixed_settings(store.clone(), encrypt, &["a"]), true);
+                assert_eq!(back.read_cookie(&padded, now_ms()), None, "{padded}");
+                assert!(!back.loaded, "{padded}");
+            }
+        }
+    }
+
+    #[test]
     fn older_keys_are_read_and_newer_written() {
-        let mut s = Session::fresh(settings(Store::Cookie, true, &["old"]), false);
+        let mut s = Session::fresh(fixed_settings(Store::Cookie, true, &["old"]), false);
         s.set("k", "v");
         let value = s.cookie_value().unwrap();
-        let mut back = Session::fresh(settings(Store::Cookie, true, &["new", "old"]), true);
+        let mut back = Session::fresh(fixed_settings(Store::Cookie, true, &["new", "old"]), true);
         back.read_cookie(&value, now_ms());
         assert!(back.loaded && back.dirty);
         assert!(back.cookie_value().unwrap().starts_with("e.new."));
-        let mut gone = Session::fresh(settings(Store::Cookie, true, &["new"]), true);
+        let mut gone = Session::fresh(fixed_settings(Store::Cookie, true, &["new"]), true);
         gone.read_cookie(&value, now_ms());
         assert!(!gone.loaded);
     }
 
     #[test]
     fn expiry_is_in_the_record() {
-        let mut s = Session::fresh(settings(Store::Cookie, false, &["a"]), false);
+        let mut s = Session::fresh(fixed_settings(Store::Cookie, false, &["a"]), false);
         s.set("k", "v");
         let value = s.cookie_value().unwrap();
         let later = now_ms() + 3601 * 1000;
-        let mut back = Session::fresh(settings(Store::Cookie, false, &["a"]), true);
+        let mut back = Session::fresh(fixed_settings(Store::Cookie, false, &["a"]), true);
         back.read_cookie(&value, later);
         assert!(!back.loaded);
     }
 
     #[test]
     fn server_side_cookies_name_a_signed_id() {
-        let shared = || settings(Store::Shared("default".into()), true, &["a"]);
+        let shared = || fixed_settings(Store::Shared("default".into()), true, &["a"]);
         let s = Session::fresh(shared(), false);
         let value = s.cookie_value().unwrap();
         assert!(value.starts_with("i.a."));
         let mut back = Session::fresh(shared(), true);
         assert_eq!(back.read_cookie(&value, now_ms()), Some(s.id));
         // A cookie session's value is not an id, nor the reverse.
-        let mut cookie = Session::fresh(settings(Store::Cookie, false, &["a"]), true);
+        let mut cookie = Session::fresh(fixed_settings(Store::Cookie, false, &["a"]), true);
         assert_eq!(cookie.read_cookie(&value, now_ms()), None);
         assert!(!cookie.loaded);
     }
 
     #[test]
     fn csrf_tokens_are_bound_to_the_session() {
-        let mut s = Session::fresh(settings(Store::Cookie, true, &["a", "b"]), false);
+        let mut s = Session::fresh(fixed_settings(Store::Cookie, true, &["a", "b"]), false);
         let token = s.csrf_token();
         assert!(s.csrf_valid(&token));
         assert!(!s.csrf_valid("x"));
-        let other = Session::fresh(settings(Store::Cookie, true, &["a"]), false);
+        let other = Session::fresh(fixed_settings(Store::Cookie, true, &["a"]), false);
         assert!(!other.csrf_valid(&token));
         s.regenerate();
         assert!(!s.csrf_valid(&token));

@@ -114,7 +114,7 @@
 
 mod env;
 mod map;
-mod output;
+pub(crate) mod output;
 mod process;
 mod run;
 

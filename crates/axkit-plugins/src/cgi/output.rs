@@ -9,7 +9,7 @@
 use axkit::plugin::Context;
 
 /// Where the header block ends (just past its empty line), if it does.
-pub(super) fn header_end(buf: &[u8]) -> Option<usize> {
+pub(crate) fn header_end(buf: &[u8]) -> Option<usize> {
     if buf.starts_with(b"\n") {
         return Some(1);
     }
@@ -28,17 +28,17 @@ pub(super) fn header_end(buf: &[u8]) -> Option<usize> {
 
 /// A script's parsed header block.
 #[derive(Debug, Default)]
-pub(super) struct CgiHead {
-    pub(super) status: Option<u16>,
-    pub(super) location: Option<String>,
-    pub(super) content_type: bool,
-    pub(super) content_length: bool,
-    pub(super) headers: Vec<(String, String)>,
+pub(crate) struct CgiHead {
+    pub(crate) status: Option<u16>,
+    pub(crate) location: Option<String>,
+    pub(crate) content_type: bool,
+    pub(crate) content_length: bool,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 /// Parse the header block (RFC 3875 §6.3): `Name: value` lines ending in
 /// LF or CRLF. Anything that could split or smuggle a response is refused.
-pub(super) fn parse_head(block: &[u8]) -> Result<CgiHead, String> {
+pub(crate) fn parse_head(block: &[u8]) -> Result<CgiHead, String> {
     let mut head = CgiHead::default();
     for raw in block.split(|&b| b == b'\n') {
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -71,7 +71,8 @@ pub(super) fn parse_head(block: &[u8]) -> Result<CgiHead, String> {
         };
         if name.eq_ignore_ascii_case("status") {
             let code = value.get(..3).and_then(|c| c.parse::<u16>().ok());
-            let tail_ok = value.len() == 3 || value.as_bytes()[3] == b' ';
+            // A value shorter than a code has no code (and no tail).
+            let tail_ok = matches!(value.as_bytes().get(3), None | Some(b' '));
             if head.status.is_some() {
                 return Err(format!("duplicate Status header {}", shown()));
             }
@@ -111,7 +112,7 @@ pub(super) fn parse_head(block: &[u8]) -> Result<CgiHead, String> {
     Ok(head)
 }
 
-pub(super) fn trim_ows(mut v: &[u8]) -> &[u8] {
+pub(crate) fn trim_ows(mut v: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = v {
         v = rest;
     }
@@ -190,6 +191,9 @@ mod tests {
             b"no colon\n\n",
             b"Content-Type: a\n folded\n\n",
             b"Status: abc\n\n",
+            b"Status: 20\n\n",
+            b"Status:\nContent-Type: a\n\n",
+            b"Status: 2004\nContent-Type: a\n\n",
             b"Status: 100\n\n",
             b"Content-Type: a\nContent-Length: +5\n\n",
             b"X-Only: a\n\n",
