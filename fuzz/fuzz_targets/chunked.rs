@@ -9,6 +9,7 @@
 
 #![no_main]
 
+use axkit_fuzz::pieces;
 use axkit_http::testing::decode_chunked;
 use libfuzzer_sys::fuzz_target;
 
@@ -22,18 +23,5 @@ fuzz_target!(|data: &[u8]| {
         assert!(matches!(e.status, 400 | 431), "{e:?}");
     }
 
-    // Piece sizes from a small xorshift seeded by the fuzzer.
-    let mut state = u32::from(*seed) | 0x100;
-    let mut pieces = Vec::new();
-    let mut rest = input;
-    while !rest.is_empty() {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        let n = (state as usize % 9 + 1).min(rest.len());
-        let (a, b) = rest.split_at(n);
-        pieces.push(a);
-        rest = b;
-    }
-    assert_eq!(decode_chunked(&pieces, max_trailer), whole);
+    assert_eq!(decode_chunked(&pieces(input, *seed), max_trailer), whole);
 });

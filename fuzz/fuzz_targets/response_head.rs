@@ -27,6 +27,7 @@
 #![no_main]
 
 use axkit_client::fuzzing::{parse_head, Body, Framing, Head, MAX_TRAILERS};
+use axkit_fuzz::pieces;
 use axkit_http::bytes::BytesMut;
 use axkit_http::testing::decode_chunked;
 use libfuzzer_sys::fuzz_target;
@@ -257,21 +258,10 @@ fuzz_target!(|data: &[u8]| {
         ),
     };
 
-    // The body: whole, and in pieces sized by a small xorshift.
+    // The body: whole, and in pieces.
     let framing = body.framing();
     let all = read(body, &[&rest]);
-    let mut state = u32::from(*seed) | 0x100;
-    let mut pieces = Vec::new();
-    let mut left = &rest[..];
-    while !left.is_empty() {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        let n = (state as usize % 9 + 1).min(left.len());
-        let (a, b) = left.split_at(n);
-        pieces.push(a);
-        left = b;
-    }
+    let pieces = pieces(&rest, *seed);
     let (again, _) = head.body(to_head).unwrap();
     let read_in_pieces = read(again, &pieces);
     assert_eq!(read_in_pieces.data, all.data);

@@ -252,6 +252,22 @@ pub struct CookieSpec {
     pub persistent: bool,
 }
 
+impl CookieSpec {
+    /// A cookie called `name` with the defaults: `Path=/`, `HttpOnly`,
+    /// `SameSite=Lax`, `Secure` over TLS, gone with the browser's session.
+    pub(crate) fn named(name: &str) -> CookieSpec {
+        CookieSpec {
+            name: name.to_string(),
+            path: "/".into(),
+            domain: None,
+            same_site: SameSite::Lax,
+            secure: Secure::Auto,
+            http_only: true,
+            persistent: false,
+        }
+    }
+}
+
 fn parse_cookie(args: &[&str]) -> Result<CookieSpec, String> {
     let [name, attributes @ ..] = args else {
         return Err("expected SessionCookie NAME [ATTRIBUTE=VALUE…]".into());
@@ -261,15 +277,7 @@ fn parse_cookie(args: &[&str]) -> Result<CookieSpec, String> {
             "{name:?} is not a cookie name (letters, digits and !#$&'*+-.^_`|~)"
         ));
     }
-    let mut spec = CookieSpec {
-        name: name.to_string(),
-        path: "/".into(),
-        domain: None,
-        same_site: SameSite::Lax,
-        secure: Secure::Auto,
-        http_only: true,
-        persistent: false,
-    };
+    let mut spec = CookieSpec::named(name);
     for attribute in attributes {
         let Some((key, value)) = attribute.split_once('=') else {
             return Err(format!("{attribute:?}: expected ATTRIBUTE=VALUE"));

@@ -713,22 +713,13 @@ pub fn csrf_failure(ctx: &mut Context, missing: bool) -> Outcome {
 /// named `keys`, each with its name's first byte 32 times as its secret.
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn fixed_settings(store: Store, encrypt: bool, keys: &[&str]) -> Settings {
-    use crate::config::SameSite;
     Settings {
         keys: keys
             .iter()
             .map(|k| SessionKey::new(k, &[k.as_bytes()[0]; 32]).unwrap())
             .collect(),
         store,
-        cookie: CookieSpec {
-            name: "sid".into(),
-            path: "/".into(),
-            domain: None,
-            same_site: SameSite::Lax,
-            secure: Secure::Auto,
-            http_only: true,
-            persistent: false,
-        },
+        cookie: CookieSpec::named("sid"),
         timeout: Duration::from_secs(3600),
         max_age: Duration::from_secs(86400),
         encrypt,
