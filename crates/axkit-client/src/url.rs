@@ -237,31 +237,48 @@ impl Url {
     }
 
     /// Resolve `location` (a `Location` header: absolute, `//host/…`,
-    /// `/path` or a relative path) against this URL.
+    /// `/path`, a relative path, `?query` or empty) against this URL, as
+    /// RFC 3986 §5.2 does; its fragment is dropped (a request never sends
+    /// one).
     pub(crate) fn join(&self, location: &str) -> Result<Url, Error> {
-        // Absolute when what comes before `://` is a scheme (RFC 3986
-        // §3.1): not a path whose query holds a URL.
-        let scheme = |s: &str| {
+        let location = location.split_once('#').map_or(location, |(r, _)| r);
+        // Absolute when it starts with a scheme and a colon (§3.1, §4.3; a
+        // relative path's first segment holds no colon): `Url::parse`
+        // takes it, or refuses it when the scheme is not HTTP's.
+        let has_scheme = location.split_once(':').is_some_and(|(s, _)| {
             s.starts_with(|c: char| c.is_ascii_alphabetic())
                 && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-        };
-        if location
-            .split_once("://")
-            .is_some_and(|(before, _)| scheme(before))
-        {
+        });
+        if has_scheme {
             return Url::parse(location);
         }
         let scheme = self.origin.scheme();
         if let Some(rest) = location.strip_prefix("//") {
             return Url::parse(&format!("{scheme}://{rest}"));
         }
-        let target = if location.starts_with('/') {
-            location.to_string()
+        let (base_path, _) = self.target.split_once('?').unwrap_or((&self.target, ""));
+        let (path, query) = match location.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (location, None),
+        };
+        let target = if path.is_empty() {
+            // §5.2.2: the base's path, and its query unless one is given.
+            match query {
+                Some(q) => format!("{base_path}?{q}"),
+                None => self.target.clone(),
+            }
         } else {
-            let path = self.target.split('?').next().unwrap_or("/");
-            let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-            format!("{dir}{location}")
+            let path = if path.starts_with('/') {
+                remove_dot_segments(path)
+            } else {
+                let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
+                remove_dot_segments(&format!("{dir}{path}"))
+            };
+            match query {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            }
         };
         Url::parse(&format!("{scheme}://{}{target}", self.origin.authority()))
     }
@@ -270,6 +287,29 @@ impl Url {
     pub(crate) fn same_origin(&self, other: &Url) -> bool {
         self.origin == other.origin
     }
+}
+
+/// RFC 3986 §5.2.4 on a path starting with `/`: `.` segments go, a `..`
+/// takes the segment before it with it (never above the root), and a path
+/// that ended in either ends in `/`.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let mut segments = path.strip_prefix('/').unwrap_or(path).split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        match segment {
+            "." | ".." => {
+                if segment == ".." {
+                    out.pop();
+                }
+                if last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    format!("/{}", out.join("/"))
 }
 
 /// A URL's path and query as a request-target.
@@ -354,6 +394,17 @@ mod tests {
         };
         assert_eq!(join("/z"), "http://a.test:81/z");
         assert_eq!(join("z?w"), "http://a.test:81/x/z?w");
+        // RFC 3986 §5.4's cases that a Location can be, against this base.
+        assert_eq!(join("?p=2"), "http://a.test:81/x/y?p=2");
+        assert_eq!(join(""), "http://a.test:81/x/y?q=1");
+        assert_eq!(join("#f"), "http://a.test:81/x/y?q=1");
+        assert_eq!(join("."), "http://a.test:81/x/");
+        assert_eq!(join("./z/."), "http://a.test:81/x/z/");
+        assert_eq!(join("../z"), "http://a.test:81/z");
+        assert_eq!(join("../../../z"), "http://a.test:81/z");
+        assert_eq!(join("/a/b/../c/./d"), "http://a.test:81/a/c/d");
+        assert_eq!(join("/a/b/.."), "http://a.test:81/a/");
+        assert_eq!(join("z/#f"), "http://a.test:81/x/z/");
         assert_eq!(join("//b.test/p"), "http://b.test/p");
         assert_eq!(join("https://c.test/"), "https://c.test/");
         assert!(!base.same_origin(&base.join("//b.test/").unwrap()));
@@ -361,7 +412,8 @@ mod tests {
     }
 
     /// Seen writing the `client_url` fuzz target: a path whose query held
-    /// a URL was taken for an absolute URL, and refused.
+    /// a URL was taken for an absolute URL, and refused; and in its review:
+    /// a Location with a scheme but no `//` was taken for a path.
     #[test]
     fn a_url_in_a_query_is_not_the_location() {
         let base = Url::parse("http://a.test:81/x/y").unwrap();
@@ -376,5 +428,9 @@ mod tests {
         }
         assert!(!base.same_origin(&base.join("HTTP://b.test/").unwrap()));
         assert!(base.join("ftp://b.test/").is_err());
+        // Any scheme makes it absolute, not a path on this origin.
+        for other in ["mailto:u@b.test", "javascript:alert(1)", "a:b", "urn:x"] {
+            assert!(base.join(other).is_err(), "{other}");
+        }
     }
 }

@@ -31,7 +31,7 @@ pub(crate) fn explain(
     let path = target.split('?').next().unwrap_or(target);
     let Some(path) = axkit_http::normalize_path(path) else {
         return Err(vec![format!(
-            "{url:?}: the path cannot be normalised (a bad %-escape, or `..` above the root): the server answers 400"
+            "{url:?}: the path cannot be normalised (a bad %-escape, a control character, or `..` above the root): the server answers 400"
         )]);
     };
     let config = Arc::new(config);
