@@ -184,7 +184,11 @@ pub(crate) fn matches_any(list: &str, etag: Option<&str>, strong: bool) -> bool 
         if inner[..end] == *ours && !(strong && weak) {
             return true;
         }
-        rest = &inner[end + 1..];
+        // Tags are separated by commas: `"a""b"` is not two of them.
+        rest = inner[end + 1..].trim_start_matches([' ', '\t']);
+        if !rest.is_empty() && !rest.starts_with(',') {
+            return false;
+        }
     }
 }
 
@@ -390,6 +394,11 @@ mod tests {
         assert!(!matches_any("\"abcd\"", ours, false));
         assert!(!matches_any("abc", ours, false));
         assert!(matches_any("\"a,b\", \"abc\"", ours, false));
+        // Found by the `preconditions` fuzz target: tags run together
+        // without a comma are a malformed list, not two tags.
+        assert!(!matches_any("\"x\"\"abc\"", ours, true));
+        assert!(!matches_any("\"0tW/\"\"\")", Some("\"\""), true));
+        assert!(matches_any("\"x\" ,\t\"abc\"", ours, true));
         assert!(if_range_matches("\"abc\"", ours, None));
         assert!(!if_range_matches("W/\"abc\"", ours, None));
         assert!(!if_range_matches("garbage", ours, None));
