@@ -2,8 +2,9 @@
 //! axkit process is the upstream (a script that counts the connections it
 //! accepts), another calls it. Keep-alive reuse (counted by the server),
 //! chunked responses, timeouts, the size limit, streaming both ways,
-//! redirects; and HTTPS against `openssl s_server` with a test CA, trusted
-//! through `HttpClientCAFile`, refused without it.
+//! redirects and how their `Location` is resolved; and HTTPS against
+//! `openssl s_server` with a test CA, trusted through `HttpClientCAFile`,
+//! refused without it.
 
 mod common;
 #[path = "common/lua.rs"]
@@ -42,6 +43,13 @@ function hook_response(r)
     r:write(r:header("Transfer-Encoding") or "length ", r:header("Content-Length") or "", ":", r:body())
   elseif p == "/redirect" then
     return r:redirect("/hello", 302)
+  elseif p == "/d/to" then
+    -- Redirects to its `l`, exactly as given; without one, says so.
+    local l = r:param("l")
+    if l then return r:redirect(l, 302) end
+    r:write("to")
+  elseif p == "/d/x" then
+    r:write("x ", r:param("a") or "", r:param("next") or "")
   else
     return 404
   end
@@ -99,6 +107,10 @@ function hook_response(r)
     local off = http.request{ url = url(r, "/redirect") }
     local on = http.request{ url = url(r, "/redirect"), redirects = 1 }
     r:write(off.status, " ", off.headers["location"], " | ", on.status, " ", on.body)
+  elseif p == "/follow" then
+    local to = url(r, "/d/to?l=" .. url_encode(r:param("l")))
+    local ok, res = pcall(http.request, { url = to, redirects = 1 })
+    if ok then r:write(res.status, " ", res.body) else r:write("error ", res) end
   elseif p == "/https" then
     local ok, res = pcall(http.request, { url = "https://localhost:" .. r:param("port") .. "/" })
     if ok then r:write(res.status, " ", res.body:match("s_server") or "?") else r:write("error ", res) end
@@ -184,6 +196,35 @@ fn request_bodies_stream_and_redirects_are_followed_on_request() {
         "chunked:one two three | length 5:whole"
     );
     assert_eq!(call(&client, "/redirect", port), "302 /hello | 200 hello ");
+}
+
+/// A redirect's `Location` is resolved against the URL that was asked for
+/// as RFC 3986 §5.2 says: relative references and dot segments, a query
+/// alone keeping the path, a `://` inside a query not making it absolute,
+/// and any other scheme (`mailto:`, `javascript:`) refused.
+#[test]
+fn redirect_locations_are_resolved_against_the_request_url() {
+    let (up, client) = start_pair();
+    let port = up.addr.port();
+    let follow = |location: &str| {
+        let l: String = location.bytes().map(|b| format!("%{b:02X}")).collect();
+        call(&client, &format!("/follow?l={l}"), port)
+    };
+    assert_eq!(follow("x?a=1"), "200 x 1");
+    assert_eq!(follow("../d/./y/../x?a=2"), "200 x 2");
+    assert_eq!(follow("/d/x?next=http://b/"), "200 x http://b/");
+    assert_eq!(follow("?q"), "200 to");
+    assert_eq!(
+        follow(&format!("http://127.0.0.1:{port}/d/x?a=3")),
+        "200 x 3"
+    );
+    for refused in ["mailto:a@b.example", "javascript:alert(1)", "ftp://h/x"] {
+        let t = follow(refused);
+        assert!(
+            t.starts_with("error ") && t.contains("only http:// and https://"),
+            "{refused}: {t}"
+        );
+    }
 }
 
 #[test]

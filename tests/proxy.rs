@@ -5,8 +5,8 @@
 //! accepted. GET and POST through, hop-by-hop headers removed and the
 //! forwarding headers set (exact lists), a chunked upload, 20 MB each way
 //! with the worker's memory bounded, ambiguous framing stopped before the
-//! origin, 502 and 504 with their log lines, the upstream's keep-alive
-//! reused, an HTTPS upstream trusted through `HttpClientCAFile`, retries
+//! origin, 502 and 504 with their log lines, an upstream's ambiguous
+//! framing refused, the upstream's keep-alive reused, an HTTPS upstream trusted through `HttpClientCAFile`, retries
 //! (never a POST), upstream groups with a server killed
 //! and restored, a WebSocket tunnelled, a Lua script routing, and
 //! `ProxyPassReverse` rewriting the upstream's redirects.
@@ -265,6 +265,18 @@ fn checksum(bytes: &[u8]) -> u64 {
         .fold(0u64, |s, &b| s.wrapping_mul(31).wrapping_add(b as u64))
 }
 
+/// The bytes a path's query gives in hex.
+fn query_bytes(path: &str) -> Vec<u8> {
+    let hex = path.split_once('?').map_or("", |(_, q)| q).as_bytes();
+    hex.chunks(2)
+        .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap())
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Answer one request; false to close the connection.
 fn answer(path: &str, request: &Seen, counted: u64, sum: u64, out: &mut TcpStream) -> bool {
     let p = path.split('?').next().unwrap();
@@ -299,14 +311,21 @@ fn answer(path: &str, request: &Seen, counted: u64, sum: u64, out: &mut TcpStrea
         out.write_all(b"not http at all\r\n\r\n")
     } else if p.ends_with("/value") {
         // An `X-Value` field whose bytes the query gives in hex.
-        let hex = path.split_once('?').map_or("", |(_, q)| q).as_bytes();
         let mut head = b"HTTP/1.1 200 OK\r\nX-Value: ".to_vec();
-        head.extend(
-            hex.chunks(2)
-                .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap()),
-        );
+        head.extend(query_bytes(path));
         head.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
         out.write_all(&head)
+    } else if p.ends_with("/raw") {
+        // The whole response, as the query gives it in hex.
+        out.write_all(&query_bytes(path))
+    } else if p.ends_with("/huge-head") {
+        // A head of 65 KiB, written at once.
+        let field = format!("X-Big: {}\r\n", "b".repeat(1000));
+        let head = format!(
+            "HTTP/1.1 200 OK\r\n{}Content-Length: 2\r\n\r\nok",
+            field.repeat(65)
+        );
+        out.write_all(head.as_bytes())
     } else if p.ends_with("/redirect") {
         // The URL the request asked for, in each header that may carry one.
         let to = request.header("X-Location").unwrap_or("");
@@ -566,7 +585,6 @@ fn upstream_failures_are_502_and_504_and_logged() {
 fn upstream_values_with_control_bytes_are_refused_and_the_rest_passed_on() {
     let origin = Origin::start();
     let mut srv = proxy(&origin, "");
-    let hex = |v: &[u8]| v.iter().map(|b| format!("{b:02x}")).collect::<String>();
     for bad in [
         &b"a\0b"[..],
         b"a\x01b",
@@ -598,6 +616,99 @@ fn upstream_values_with_control_bytes_are_refused_and_the_rest_passed_on() {
         assert_eq!(r.status, 200, "{good:?}");
         assert_eq!(r.header("X-Value"), Some(sent.trim()), "{good:?}");
     }
+}
+
+/// An upstream response whose framing could be read two ways is a 502,
+/// never read by its `Content-Length` (RFC 9112 §6.3; nginx does the
+/// same), and the connection it came on is not used again; one with both
+/// `chunked` and a length is read as chunked and its connection closed
+/// after it. A head over 64 KiB is a 502 however it arrives.
+#[test]
+fn ambiguous_upstream_framing_is_refused_and_its_connection_dropped() {
+    let origin = Origin::start();
+    let mut srv = proxy(&origin, "");
+    let mut client = srv.connect();
+    let mut get = |path: &str| {
+        client
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
+            .unwrap();
+        read_one_response(&mut client).unwrap().expect("a response")
+    };
+    let plain = format!(
+        "/app/raw?{}",
+        hex(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    );
+    // One upstream connection, kept for the next request.
+    assert_eq!(get(&plain).text(), "ok");
+    assert_eq!(get(&plain).text(), "ok");
+    let mut connections = origin.connections.load(Ordering::SeqCst);
+    assert_eq!(connections, 1);
+    for (fields, logged) in [
+        (
+            "Transfer-Encoding: \r\nContent-Length: 2",
+            "unsupported transfer coding",
+        ),
+        (
+            "Transfer-Encoding: ,\r\nContent-Length: 2",
+            "unsupported transfer coding",
+        ),
+        (
+            "Transfer-Encoding: gzip\r\nContent-Length: 2",
+            "unsupported transfer coding",
+        ),
+        ("Transfer-Encoding: gzip", "unsupported transfer coding"),
+        (
+            "Transfer-Encoding: chunked, chunked",
+            "unsupported transfer coding",
+        ),
+        (
+            "Transfer-Encoding: chunked\u{a0}",
+            "unsupported transfer coding",
+        ),
+        (
+            "Content-Length: 2\r\nContent-Length: 3",
+            "invalid Content-Length",
+        ),
+        ("Content-Length: 2, 3", "invalid Content-Length"),
+        ("Content-Length: +2", "invalid Content-Length"),
+    ] {
+        let response = format!("HTTP/1.1 200 OK\r\n{fields}\r\n\r\nok");
+        let path = format!("/app/raw?{}", hex(response.as_bytes()));
+        assert_eq!(get(&path).status, 502, "{fields:?}");
+        srv.wait_stderr_line(
+            &[&format!("GET {path} "), logged, "(502)"],
+            Duration::from_secs(10),
+        );
+        // The next request needs a new upstream connection.
+        assert_eq!(get(&plain).text(), "ok", "{fields:?}");
+        connections += 1;
+        assert_eq!(
+            origin.connections.load(Ordering::SeqCst),
+            connections,
+            "{fields:?}"
+        );
+    }
+    // Both framings, chunked first or last: the chunks are the body.
+    for fields in [
+        "Transfer-Encoding: chunked\r\nContent-Length: 9",
+        "Content-Length: 9\r\nTransfer-Encoding: chunked",
+    ] {
+        let response = format!("HTTP/1.1 200 OK\r\n{fields}\r\n\r\n2\r\nok\r\n0\r\n\r\n");
+        let r = get(&format!("/app/raw?{}", hex(response.as_bytes())));
+        assert_eq!((r.status, r.text()), (200, "ok".to_string()), "{fields:?}");
+        assert_eq!(get(&plain).text(), "ok", "{fields:?}");
+        connections += 1;
+        assert_eq!(
+            origin.connections.load(Ordering::SeqCst),
+            connections,
+            "{fields:?}"
+        );
+    }
+    assert_eq!(get("/app/huge-head").status, 502);
+    srv.wait_stderr_line(
+        &["GET /app/huge-head ", "response head over 64 KiB", "(502)"],
+        Duration::from_secs(10),
+    );
 }
 
 #[test]

@@ -163,7 +163,12 @@ impl Url {
         if text.bytes().any(|b| b.is_ascii_control() || b == b' ') {
             return Err(bad("control characters or spaces"));
         }
-        let (scheme, rest) = text.split_once("://").ok_or_else(|| bad("not absolute"))?;
+        let (scheme, rest) = match text.split_once("://") {
+            Some(parts) => parts,
+            // `mailto:`, `javascript:`, …
+            None if has_scheme(text) => return Err(bad("only http:// and https://")),
+            None => return Err(bad("not absolute")),
+        };
         let tls = match scheme.to_ascii_lowercase().as_str() {
             "http" => false,
             "https" => true,
@@ -245,12 +250,7 @@ impl Url {
         // Absolute when it starts with a scheme and a colon (§3.1, §4.3; a
         // relative path's first segment holds no colon): `Url::parse`
         // takes it, or refuses it when the scheme is not HTTP's.
-        let has_scheme = location.split_once(':').is_some_and(|(s, _)| {
-            s.starts_with(|c: char| c.is_ascii_alphabetic())
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-        });
-        if has_scheme {
+        if has_scheme(location) {
             return Url::parse(location);
         }
         let scheme = self.origin.scheme();
@@ -319,6 +319,15 @@ fn target_of(rest: &str) -> String {
         t if t.starts_with('?') => format!("/{t}"),
         t => t.to_string(),
     }
+}
+
+/// Whether `text` starts with a scheme and a colon (RFC 3986 §3.1).
+fn has_scheme(text: &str) -> bool {
+    text.split_once(':').is_some_and(|(s, _)| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    })
 }
 
 #[cfg(test)]

@@ -311,6 +311,10 @@ impl Fields {
     }
 }
 
+fn over_limit() -> Error {
+    protocol(format!("response head over {} KiB", MAX_HEAD >> 10))
+}
+
 /// Parse a response head from the start of `buf` and split it off: Ok(None)
 /// if more bytes are needed.
 pub(crate) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
@@ -323,14 +327,12 @@ pub(crate) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
         buf,
         &mut fields,
     );
+    // A head over the limit is refused whether it came in pieces or in
+    // one read: the limit would otherwise depend on how the bytes arrived.
     let len = match parsed {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
-            return Err(protocol(format!(
-                "response head over {} KiB",
-                MAX_HEAD >> 10
-            )))
-        }
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+        Ok(httparse::Status::Complete(_)) => return Err(over_limit()),
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(over_limit()),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(protocol(format!("malformed response head: {e}"))),
     };
@@ -739,5 +741,10 @@ mod tests {
         assert!(parse(b"HTTP/1.1 2000 OK\r\n\r\n").is_err());
         let long = format!("HTTP/1.1 200 OK\r\nA: {}", "x".repeat(MAX_HEAD));
         assert!(parse(long.as_bytes()).is_err());
+        // The same whole in one read, and the largest head allowed.
+        assert!(parse(format!("{long}\r\n\r\n").as_bytes()).is_err());
+        let fits = MAX_HEAD - "HTTP/1.1 200 OK\r\nA: \r\n\r\n".len();
+        let fits = format!("HTTP/1.1 200 OK\r\nA: {}\r\n\r\n", "x".repeat(fits));
+        assert!(parse(fits.as_bytes()).unwrap().is_some());
     }
 }
