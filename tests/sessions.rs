@@ -75,6 +75,13 @@ function hook_response(r)
   elseif p == "/readcookie" then
     r:write(r:cookie("odd"))
     return OK
+  elseif p == "/flag" then
+    r:write(tostring(shared.get(r:param("k"))))
+    return OK
+  elseif p == "/go" then
+    shared.set("go", true)
+    r:write("go")
+    return OK
   end
   local s = session.get(r)
   r:write(me(), " ")
@@ -95,6 +102,17 @@ function hook_response(r)
   elseif p == "/destroy" then
     s:destroy()
     r:write("destroyed")
+  elseif p == "/slow" then
+    -- Read, then wait for `/go` (at most 10 s), then set `v` if given.
+    shared.set("reading", true)
+    for _ = 1, 1000 do
+      if shared.get("go") then break end
+      sleep(0.01)
+    end
+    shared.delete("go")
+    shared.delete("reading")
+    if r:param("v") then s.late = r:param("v") end
+    r:write("slow ", tostring(s.user), " ", tostring(s.count))
   elseif p == "/stream" then
     s.user = "streamer"
     r:flush()
@@ -350,6 +368,75 @@ fn sessions_expire_idle_and_by_age() {
     assert!(ended && seen == 1, "the session outlived SessionMaxAge");
 }
 
+/// `/slow` with `cookie` on a thread, once it has read the session.
+fn slow_request(srv: &Axkit, query: &str, cookie: &str) -> std::thread::JoinHandle<Response> {
+    let (addr, path, cookie) = (srv.addr, format!("/slow{query}"), cookie.to_string());
+    let slow = std::thread::spawn(move || {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: t\r\nCookie: axkit_session={cookie}\r\nConnection: close\r\n\r\n"
+        );
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
+        read_one_response(&mut s).unwrap().expect("a response")
+    });
+    assert!(
+        wait_until(Duration::from_secs(10), || srv
+            .get("/flag?k=reading")
+            .text()
+            == "true"),
+        "/slow never read its session"
+    );
+    slow
+}
+
+/// Requests that overlap: one that read a session before another ended it
+/// (destroy, regenerate) never brings it back when it saves, and one that
+/// only read it never undoes another's change when it pushes the idle
+/// timeout back. `SessionTimeout 4s` (the push-back is due after 0.5 s).
+fn server_store_overlaps(srv: &Axkit) {
+    for end in ["/destroy", "/regenerate"] {
+        let cookie = set_session(&srv.get("/set?v=ada")).unwrap();
+        let slow = slow_request(srv, "?v=late", &cookie);
+        let ended = with_cookie(srv, end, &cookie);
+        assert_eq!(ended.status, 200);
+        assert_eq!(srv.get("/go").text(), "go");
+        let slow = slow.join().unwrap();
+        assert_eq!(
+            (slow.status, text(&slow)),
+            (200, "slow ada nil".into()),
+            "{end}"
+        );
+        // Nothing written, and the browser's cookie left as `end` set it.
+        assert_eq!(set_session(&slow), None, "{end}");
+        assert_eq!(
+            text(&with_cookie(srv, "/get", &cookie)),
+            "nil nil nil true",
+            "{end}: the old id came back"
+        );
+        if end == "/regenerate" {
+            let renewed = set_session(&ended).unwrap();
+            assert_eq!(text(&with_cookie(srv, "/get", &renewed)), "ada 42 1y false");
+        }
+    }
+
+    let cookie = set_session(&srv.get("/add")).unwrap();
+    let due = std::time::Instant::now() + Duration::from_millis(600);
+    assert!(wait_until(
+        Duration::from_secs(2),
+        || std::time::Instant::now() >= due
+    ));
+    let slow = slow_request(srv, "", &cookie);
+    assert_eq!(text(&with_cookie(srv, "/add", &cookie)), "2");
+    srv.get("/go");
+    let slow = slow.join().unwrap();
+    assert_eq!((slow.status, text(&slow)), (200, "slow nil 1".into()));
+    assert_eq!(
+        text(&with_cookie(srv, "/add", &cookie)),
+        "3",
+        "the read-only request undid the change made meanwhile"
+    );
+}
+
 /// Set, read, regenerate (the old id gone from the store), destroy (the
 /// cookie removed, the id gone) against a server-side store.
 fn server_store_lifecycle(srv: &Axkit) {
@@ -382,7 +469,7 @@ fn shared_zone_sessions_are_seen_by_every_worker() {
     let conf = conf(
         &global(
             &[("k1", "")],
-            "SharedZone sessions 1M\nSessionStore shared:sessions",
+            "SharedZone sessions 1M\nSessionStore shared:sessions\nSessionTimeout 4s",
         ),
         "Plugin app",
     );
@@ -402,6 +489,7 @@ fn shared_zone_sessions_are_seen_by_every_worker() {
     }
     assert_eq!(workers.len(), 2, "one worker served every request");
     server_store_lifecycle(&srv);
+    server_store_overlaps(&srv);
 }
 
 #[test]
@@ -410,11 +498,12 @@ fn redis_sessions_and_a_store_that_is_down() {
         return;
     };
     let more = format!(
-        "Database kv {} timeout=2s\nSessionStore redis:kv",
+        "Database kv {} timeout=2s\nSessionStore redis:kv\nSessionTimeout 4s",
         redis.url()
     );
     let mut srv = server(&[("k1", KEY1)], &more);
     server_store_lifecycle(&srv);
+    server_store_overlaps(&srv);
 
     let cookie = set_session(&srv.get("/set?v=ada")).unwrap();
     redis.stop();
@@ -442,9 +531,10 @@ fn redis_sessions_and_a_store_that_is_down() {
 fn sqlite_sessions() {
     let srv = server(
         &[("k1", KEY1)],
-        "Database local sqlite:{dir}/sessions.db\nSessionStore sqlite:local",
+        "Database local sqlite:{dir}/sessions.db\nSessionStore sqlite:local\nSessionTimeout 4s",
     );
     server_store_lifecycle(&srv);
+    server_store_overlaps(&srv);
 }
 
 /// POST a form to `/post` with the session cookie and `headers`.

@@ -25,6 +25,10 @@ pub enum Error {
     Shared(axkit_shared::Error),
     /// A CSRF check could not read the request's form.
     Form(axkit::plugin::FormError),
+    /// The session kept on the server ended while the request ran
+    /// (destroyed, regenerated or expired by another request): its
+    /// changes are not written, so that the end stands. Only logged.
+    Ended,
 }
 
 impl Error {
@@ -72,6 +76,10 @@ impl fmt::Display for Error {
             Error::Database(e) => write!(f, "{e}"),
             Error::Shared(e) => write!(f, "shared zone: {e}"),
             Error::Form(e) => write!(f, "reading the form: {e}"),
+            Error::Ended => f.write_str(
+                "the session ended while this request ran (destroyed, regenerated or expired by \
+                 another request): its changes were not saved",
+            ),
         }
     }
 }

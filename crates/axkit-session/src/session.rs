@@ -38,7 +38,7 @@ use crate::cookie::SetCookie;
 use crate::crypto::{
     base64url, equal, fill_random, from_base64url, from_base64url_exact, hmac_sha256,
 };
-use crate::store::{Backend, Id, ID_LEN};
+use crate::store::{Backend, Id, Put, Stored, ID_LEN};
 use crate::Error;
 
 /// The form field [`check_csrf`] reads the token from.
@@ -157,6 +157,12 @@ pub struct Session {
     pinned: bool,
     /// Ids to delete from the store (regenerated or destroyed).
     stale: Vec<Id>,
+    /// Its data changed in this request (not only its idle time).
+    changed: bool,
+    /// The server store's record as this request read (or last wrote)
+    /// it, and its id: a later write finds it there or does not write
+    /// (see [`Put`]).
+    read: Option<(Id, Vec<u8>)>,
 }
 
 fn new_id() -> Id {
@@ -179,6 +185,8 @@ impl Session {
             dirty: false,
             pinned: false,
             stale: Vec::new(),
+            changed: false,
+            read: None,
         }
     }
 
@@ -192,6 +200,7 @@ impl Session {
         let key = key.into();
         let value = value.into();
         self.dirty = true;
+        self.changed = true;
         match self.data.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => *v = value,
             None => self.data.push((key, value)),
@@ -202,6 +211,7 @@ impl Session {
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let at = self.data.iter().position(|(k, _)| k == key)?;
         self.dirty = true;
+        self.changed = true;
         Some(self.data.remove(at).1)
     }
 
@@ -537,7 +547,9 @@ impl Loading {
         let mut warning = None;
         if let Some((backend, id)) = fetch {
             match backend.get(&id).await {
-                Ok(Some(record)) if session.take_record(&record, Some(&id), now_ms()) => {}
+                Ok(Some(record)) if session.take_record(&record, Some(&id), now_ms()) => {
+                    session.read = Some((id, record));
+                }
                 Ok(_) => session.dirty = false,
                 Err(e) => {
                     session.dirty = false;
@@ -600,6 +612,10 @@ pub async fn save(ctx: &mut Context) -> Result<(), Error> {
     let put_back = match result {
         Ok(Some(cookie)) => cookie.add_to(&mut ctx.response).map_err(Error::Value),
         Ok(None) => Ok(()),
+        Err(Error::Ended) => {
+            ctx.log_request(Level::Info, format_args!("{}", Error::Ended));
+            Ok(())
+        }
         Err(e) => Err(e),
     };
     ctx.set_state(Slot(Some(s)));
@@ -634,7 +650,27 @@ async fn write(s: &mut Session) -> Result<Option<SetCookie>, Error> {
     s.touched = now;
     let life = s.settings.life_left(s.created, now);
     if let Some(backend) = &backend {
-        backend.put(&s.id, s.record()?, life).await?;
+        let how = match &s.read {
+            Some((id, _)) if *id != s.id => Put::Create,
+            None => Put::Create,
+            Some(_) if s.changed => Put::Update,
+            Some((_, read)) => Put::Touch(read),
+        };
+        let record = s.record()?;
+        match backend.put(&s.id, record.clone(), life, how).await? {
+            Stored::Yes => s.read = Some((s.id, record)),
+            // Another request wrote it, and pushed the timeout back.
+            Stored::Changed => {}
+            Stored::Gone => {
+                // Ended meanwhile: the end stands, and the browser's
+                // cookie is left as that request set it.
+                s.loaded = false;
+                s.read = None;
+                s.changed = false;
+                return Err(Error::Ended);
+            }
+        }
+        s.changed = false;
     }
     let value = s.cookie_value()?;
     s.loaded = true;

@@ -30,6 +30,48 @@ pub(crate) const ID_LEN: usize = 24;
 
 pub(crate) type Id = [u8; ID_LEN];
 
+/// How a record is written.
+#[derive(Clone, Copy)]
+pub(crate) enum Put<'a> {
+    /// A new id: there must be no record under it.
+    Create,
+    /// A session read from the store and changed: only over a record still
+    /// there, so that a session ended meanwhile (logged out, regenerated
+    /// or expired) is not brought back. Between two requests that both
+    /// change it, the last to write wins.
+    Update,
+    /// A session only read, written to push its idle timeout back: only
+    /// over the very record it read (these bytes), so that it never undoes
+    /// another request's change.
+    Touch(&'a [u8]),
+}
+
+/// What a [`Backend::put`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stored {
+    Yes,
+    /// No record under the id any more: the session ended meanwhile.
+    Gone,
+    /// A touch found the record changed by another request (which pushed
+    /// the timeout back itself).
+    Changed,
+}
+
+/// A touch in Redis: `SET` only over the record read (ARGV[1]); 1 written,
+/// 2 changed, 0 gone. ARGV[3] is the life in ms, 0 for none.
+const TOUCH_SCRIPT: &str = "local cur = redis.call('GET', KEYS[1]) \
+    if not cur then return 0 end \
+    if cur ~= ARGV[1] then return 2 end \
+    if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2]) \
+    else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end \
+    return 1";
+
+/// A new id that is somebody's already: 192 random bits make it one
+/// chance in 2^96 even after 2^48 sessions, so something is wrong.
+fn id_taken() -> Error {
+    Error::Value("a new session id is taken already (is the random source broken?)".into())
+}
+
 /// The key a session is kept under in a zone or in Redis.
 fn key(id: &Id) -> String {
     format!("axkit_session:{}", crate::crypto::base64url(id))
@@ -107,24 +149,73 @@ impl Backend {
         }
     }
 
-    /// Keep `record` for `id`, for `ttl` (None: until deleted).
-    pub async fn put(&self, id: &Id, record: Vec<u8>, ttl: Option<Duration>) -> Result<(), Error> {
+    /// Keep `record` for `id`, for `ttl` (None: until deleted), as `how`
+    /// says; whether it was.
+    pub async fn put(
+        &self,
+        id: &Id,
+        record: Vec<u8>,
+        ttl: Option<Duration>,
+        how: Put<'_>,
+    ) -> Result<Stored, Error> {
         match self {
             Backend::Shared(zone) => {
                 let options = Options {
                     ttl,
                     ..Options::default()
                 };
-                Ok(zone.set_with(key(id), Value::Bytes(record), options)?)
+                let value = Value::Bytes(record);
+                let done = match how {
+                    Put::Create => zone.add(key(id), value, options),
+                    Put::Update => zone.replace(key(id), value, options),
+                    Put::Touch(read) => {
+                        zone.cas(key(id), &Value::Bytes(read.to_vec()), value, options)
+                    }
+                };
+                match done {
+                    Ok(()) => Ok(Stored::Yes),
+                    Err(axkit_shared::Error::NotFound) => Ok(Stored::Gone),
+                    Err(axkit_shared::Error::Changed) => Ok(Stored::Changed),
+                    Err(e) => Err(e.into()),
+                }
             }
             Backend::Redis(db) => {
-                let mut set = cmd("SET");
-                set.arg(key(id)).arg(record);
-                if let Some(ttl) = ttl {
-                    set.arg("PX").arg(ttl.as_millis().max(1) as u64);
-                }
-                db.cmd(&set).await?;
-                Ok(())
+                let ttl = ttl.map_or(0, |t| t.as_millis().max(1) as u64);
+                let reply = match how {
+                    Put::Touch(read) => {
+                        let mut eval = cmd("EVAL");
+                        eval.arg(TOUCH_SCRIPT)
+                            .arg(1)
+                            .arg(key(id))
+                            .arg(read)
+                            .arg(record)
+                            .arg(ttl);
+                        return match db.cmd(&eval).await? {
+                            RedisValue::Int(1) => Ok(Stored::Yes),
+                            RedisValue::Int(2) => Ok(Stored::Changed),
+                            _ => Ok(Stored::Gone),
+                        };
+                    }
+                    Put::Create | Put::Update => {
+                        let mut set = cmd("SET");
+                        set.arg(key(id)).arg(record);
+                        if ttl > 0 {
+                            set.arg("PX").arg(ttl);
+                        }
+                        set.arg(if matches!(how, Put::Create) {
+                            "NX"
+                        } else {
+                            "XX"
+                        });
+                        db.cmd(&set).await?
+                    }
+                };
+                // `OK`, or nil when the condition did not hold.
+                Ok(match (reply, how) {
+                    (RedisValue::Nil, Put::Create) => return Err(id_taken()),
+                    (RedisValue::Nil, _) => Stored::Gone,
+                    _ => Stored::Yes,
+                })
             }
             Backend::Sqlite(db) => {
                 let id = crate::crypto::base64url(id);
@@ -136,24 +227,60 @@ impl Backend {
                 if purge {
                     PURGED.set(Some(Instant::now()));
                 }
+                let read = match how {
+                    Put::Touch(read) => Some(read.to_vec()),
+                    _ => None,
+                };
+                let create = matches!(how, Put::Create);
                 ensure_table(db).await?;
-                db.call(move |conn| {
-                    conn.prepare_cached(
-                        "INSERT INTO axkit_sessions (id, data, expires) VALUES (?1, ?2, ?3) \
-                         ON CONFLICT (id) DO UPDATE SET data = excluded.data, \
-                         expires = excluded.expires",
-                    )?
-                    .execute(axkit_db::rusqlite::params![id, record, expires])?;
-                    if purge {
-                        conn.prepare_cached(
-                            "DELETE FROM axkit_sessions WHERE expires IS NOT NULL AND expires <= ?1",
-                        )?
-                        .execute([now as i64])?;
-                    }
-                    Ok(())
-                })
-                .await?;
-                Ok(())
+                let stored = db
+                    .call(move |conn| {
+                        use axkit_db::rusqlite::{params, OptionalExtension};
+                        let now = now as i64;
+                        let stored = if create {
+                            conn.prepare_cached(
+                                "INSERT INTO axkit_sessions (id, data, expires) VALUES (?1, ?2, ?3)",
+                            )?
+                            .execute(params![id, record, expires])?;
+                            Stored::Yes
+                        } else {
+                            // Only a record still there (and, for a touch,
+                            // still as it was read).
+                            let changed = conn
+                                .prepare_cached(
+                                    "UPDATE axkit_sessions SET data = ?2, expires = ?3 \
+                                     WHERE id = ?1 AND (expires IS NULL OR expires > ?4) \
+                                     AND (?5 IS NULL OR data = ?5)",
+                                )?
+                                .execute(params![id, record, expires, now, read])?;
+                            match (changed, &read) {
+                                (1.., _) => Stored::Yes,
+                                (0, None) => Stored::Gone,
+                                (0, Some(_)) => {
+                                    let there: Option<i64> = conn
+                                        .prepare_cached(
+                                            "SELECT 1 FROM axkit_sessions WHERE id = ?1 \
+                                             AND (expires IS NULL OR expires > ?2)",
+                                        )?
+                                        .query_row(params![id, now], |row| row.get(0))
+                                        .optional()?;
+                                    match there {
+                                        Some(_) => Stored::Changed,
+                                        None => Stored::Gone,
+                                    }
+                                }
+                            }
+                        };
+                        if purge {
+                            conn.prepare_cached(
+                                "DELETE FROM axkit_sessions WHERE expires IS NOT NULL AND expires <= ?1",
+                            )?
+                            .execute([now])?;
+                        }
+                        Ok(stored)
+                    })
+                    .await?;
+                Ok(stored)
             }
         }
     }
