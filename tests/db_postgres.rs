@@ -130,6 +130,24 @@ function hook_response(r)
     local ok, err = pcall(function() return postgres.get("down"):query("SELECT 1") end)
     r:write(tostring(ok), " ", tostring(err):match("^[^\n]*"))
     return OK
+  elseif p == "/plain" then
+    -- Each statement of `sql` (split on `|`) through a plain call.
+    local out = {}
+    for sql in r:param("sql"):gmatch("[^|]+") do
+      local ok, err = pcall(db.exec, db, sql)
+      out[#out + 1] = tostring(ok) .. " " .. tostring(err):match("[^\n]*")
+    end
+    r:write(table.concat(out, "\n"))
+    return OK
+  elseif p == "/session-in-tx" then
+    local tx = db:begin()
+    tx:exec("SET search_path TO nowhere")
+    local ok, err = pcall(tx.exec, tx, "COMMIT")
+    tx:commit()
+    db:batch("SET search_path TO elsewhere")
+    r:write(tostring(ok), " ", tostring(err):match("[^\n]*"), "\n",
+            db:query_one("SHOW search_path").search_path)
+    return OK
   elseif p == "/unknown" then
     postgres.get("nope")
     return OK
@@ -233,6 +251,51 @@ fn transactions_commit_roll_back_and_roll_back_when_left_open() {
     assert_eq!(count("tx-forget"), "0");
     assert_eq!(count("tx-error"), "0");
     assert_eq!(srv.get("/tx-close").text(), "0");
+}
+
+/// Statements that would outlive their call on a pooled connection:
+/// transaction control through plain calls and session settings are
+/// refused before they are sent; a transaction that changed its session,
+/// and a batch, close their connection rather than give it back.
+#[test]
+fn statements_that_would_change_a_pooled_connection_are_refused() {
+    let Some(pg) = Postgres::start() else { return };
+    let srv = server(&pg);
+    let plain = srv.get(&format!(
+        "/plain?sql={}",
+        url_encode("BEGIN| /* a */ -- b\n  start transaction|set search_path to x|LISTEN ch|CREATE TEMP TABLE t (a int)|SET LOCAL work_mem = '1MB'|(SELECT 1)")
+    ));
+    let text = plain.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 7, "{text}");
+    for (line, word) in lines[..2].iter().zip(["BEGIN", "START"]) {
+        assert!(
+            line.starts_with("false ") && line.contains(&format!("{word} through a plain call")),
+            "{text}"
+        );
+    }
+    for (line, word) in lines[2..5].iter().zip(["SET", "LISTEN", "CREATE"]) {
+        assert!(
+            line.starts_with("false ")
+                && line.contains(&format!("{word} would change the pooled connection")),
+            "{text}"
+        );
+    }
+    assert!(lines[5].starts_with("true"), "{text}");
+    assert!(lines[6].starts_with("true"), "{text}");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"),
+        "0"
+    );
+
+    let res = srv.get("/session-in-tx");
+    assert_eq!(
+        res.text(),
+        "false postgres database \"main\": COMMIT inside a transaction: end it with commit() or \
+         rollback()\n\"$user\", public",
+        "{}",
+        res.text()
+    );
 }
 
 #[test]

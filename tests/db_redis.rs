@@ -76,6 +76,19 @@ function hook_response(req)
     local reply = r:cmd("PUBSUB", "NUMSUB", "news")
     req:write(reply[2])
     return OK
+  elseif p == "/state" then
+    -- Commands that would change the pooled connection: refused.
+    local out = {}
+    for _, c in ipairs({ "MULTI", "select", "CLIENT", "WATCH" }) do
+      local ok, err = pcall(r.cmd, r, c, c == "CLIENT" and "REPLY" or "1", "OFF")
+      out[#out + 1] = tostring(ok) .. " " .. tostring(err):match("[^\n]*")
+    end
+    local ok, err = pcall(function() return r:pipeline():cmd("GET", "k"):cmd("MULTI"):exec() end)
+    out[#out + 1] = tostring(ok) .. " " .. tostring(err):match("[^\n]*")
+    r:cmd("SET", "after", "fine")
+    out[#out + 1] = r:cmd("GET", "after")
+    req:write(table.concat(out, "\n"))
+    return OK
   elseif p == "/ping" then
     req:write(r:cmd("PING"))
     return OK
@@ -104,6 +117,30 @@ fn commands_with_bound_arguments_and_their_replies() {
         res.text(),
         "[string:OK,number:2,string:2] [number:3,number:4]"
     );
+}
+
+/// Commands that change the state of the connection they run on (which
+/// goes back to the pool) are refused before they are sent, and the
+/// connection goes on answering plainly.
+#[test]
+fn commands_that_change_the_connection_are_refused() {
+    let Some(redis) = Redis::start() else { return };
+    let srv = server(&redis);
+    let res = srv.get("/state");
+    let text = res.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    for (line, name) in lines
+        .iter()
+        .zip(["MULTI", "SELECT", "CLIENT", "WATCH", "MULTI"])
+    {
+        assert!(
+            line.starts_with("false ")
+                && line.contains(&format!("{name} would change the pooled connection")),
+            "{text}"
+        );
+    }
+    assert_eq!(lines[5], "fine");
 }
 
 #[test]

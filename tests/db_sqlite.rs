@@ -73,6 +73,13 @@ function hook_response(r)
                                SELECT count(*) AS n FROM c]], tonumber(r:param("n")))
     r:write("slow ", row.n)
     return OK
+  elseif p == "/leave-open" then
+    -- A transaction begun through plain calls: refused, and undone.
+    local ok, err = pcall(db.exec, db, "BEGIN")
+    local ok2, err2 = pcall(db.batch, db, "BEGIN; INSERT INTO people (name) VALUES ('in-batch')")
+    r:write(tostring(ok), " ", tostring(err):match("[^\n]*"), "\n", tostring(ok2), " ",
+            tostring(err2):match("[^\n]*"))
+    return OK
   elseif p == "/fast" then
     r:write("fast ", db:query_one("SELECT 1 AS one").one)
     return OK
@@ -151,6 +158,45 @@ fn transactions_and_constraints() {
     srv.wait_stderr_line(
         &["sqlite database \"main\"", "FOREIGN KEY constraint failed"],
         Duration::from_secs(10),
+    );
+}
+
+/// A `BEGIN` through a plain call is refused and rolled back, so the
+/// connection goes back to the pool committing each statement as it
+/// should: another process sees the next insert and can write.
+#[test]
+fn a_transaction_begun_by_a_plain_call_is_refused_and_rolled_back() {
+    let srv = server();
+    srv.get("/setup");
+    let refused = srv.get("/leave-open").text();
+    let lines: Vec<&str> = refused.lines().collect();
+    assert_eq!(lines.len(), 2, "{refused}");
+    for line in lines {
+        assert!(
+            line.starts_with("false ") && line.contains("make transactions with begin()"),
+            "{refused}"
+        );
+    }
+    assert_eq!(srv.get("/insert?name=after").text(), "1 1");
+    // Another process: the row is committed, and the database not locked.
+    let db = srv.dir.path().join("app.db");
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1], timeout=0.5)\n\
+             n = c.execute(\"SELECT count(*) FROM people WHERE name IN ('after', 'in-batch')\").fetchone()[0]\n\
+             c.execute(\"INSERT INTO marks VALUES ('outside')\"); c.commit()\n\
+             print(n)",
+        )
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

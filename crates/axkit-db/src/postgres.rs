@@ -236,6 +236,118 @@ async fn batch_on(c: &mut Pooled<PgConnector>, sql: &str) -> Result<(), Error> {
     result.map_err(|e| failed(c.spec(), &e, closed))
 }
 
+/// What a statement leaves behind on its connection, beyond its own
+/// effect, judged by its first words (as PostgreSQL's own grammar starts
+/// them; a prepared statement is one statement). Not seen: functions with
+/// such effects (`set_config(…, false)`, session advisory locks).
+#[derive(Debug, PartialEq, Eq)]
+enum Lasting {
+    No,
+    /// Starts or ends a transaction block (`BEGIN`, `COMMIT`…).
+    Ends(String),
+    /// Works inside a transaction block only (`SAVEPOINT`, `ROLLBACK TO`).
+    Transaction(String),
+    /// Changes the session for the statements after it (`SET`, `LISTEN`,
+    /// `PREPARE`, a temporary table…).
+    Session(String),
+}
+
+fn lasting(sql: &str) -> Lasting {
+    let words = leading_words(sql, 5);
+    let word = |i: usize| words.get(i).map_or("", String::as_str);
+    let first = word(0).to_string();
+    match word(0) {
+        "ROLLBACK" if word(1) == "TO" => Lasting::Transaction(first),
+        "SAVEPOINT" | "RELEASE" => Lasting::Transaction(first),
+        "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" => Lasting::Ends(first),
+        "PREPARE" if word(1) == "TRANSACTION" => Lasting::Ends(first),
+        "SET" if matches!(word(1), "LOCAL" | "TRANSACTION" | "CONSTRAINTS") => Lasting::No,
+        "SET" | "RESET" | "DISCARD" | "LISTEN" | "UNLISTEN" | "DECLARE" | "PREPARE"
+        | "DEALLOCATE" | "LOAD" => Lasting::Session(first),
+        // CREATE [OR REPLACE] [GLOBAL | LOCAL] TEMP[ORARY] …
+        "CREATE"
+            if words[1..]
+                .iter()
+                .find(|w| !matches!(w.as_str(), "OR" | "REPLACE" | "GLOBAL" | "LOCAL"))
+                .is_some_and(|w| w == "TEMP" || w == "TEMPORARY") =>
+        {
+            Lasting::Session(first)
+        }
+        _ => Lasting::No,
+    }
+}
+
+/// Up to `n` words `sql` starts with, upper-cased, past spaces, comments
+/// (`--`, nested `/* */`) and opening parentheses; up to the first thing
+/// that is none of these.
+fn leading_words(sql: &str, n: usize) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut rest = sql;
+    while words.len() < n {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, r)| r);
+        } else if rest.starts_with("/*") {
+            let mut depth = 0usize;
+            let mut end = rest.len();
+            let bytes = rest.as_bytes();
+            let mut i = 0;
+            while i + 1 < bytes.len() {
+                match &bytes[i..i + 2] {
+                    b"/*" => (depth, i) = (depth + 1, i + 2),
+                    b"*/" => {
+                        (depth, i) = (depth - 1, i + 2);
+                        if depth == 0 {
+                            end = i;
+                            break;
+                        }
+                    }
+                    _ => i += 1,
+                }
+            }
+            rest = &rest[end..];
+        } else {
+            let len = rest
+                .find(|c: char| !c.is_ascii_alphabetic() && c != '_')
+                .unwrap_or(rest.len());
+            if len == 0 {
+                break;
+            }
+            words.push(rest[..len].to_ascii_uppercase());
+            rest = &rest[len..];
+        }
+    }
+    words
+}
+
+/// Refuse, before it is sent, a statement that cannot work on a pooled
+/// connection outside a transaction: one that starts or ends a transaction
+/// block (the next call may run on another connection), or changes the
+/// session for whoever borrows the connection next.
+fn plain_statement(spec: &Spec, sql: &str) -> Result<(), Error> {
+    match lasting(sql) {
+        Lasting::No => Ok(()),
+        Lasting::Ends(word) | Lasting::Transaction(word) => Err(refused(
+            spec,
+            format!(
+                "{word} through a plain call: each call may run on another connection of the \
+                 pool, so make transactions with begin()"
+            ),
+        )),
+        Lasting::Session(word) => Err(refused(
+            spec,
+            format!(
+                "{word} would change the pooled connection for the calls that borrow it next: \
+                 do it inside a transaction (begin(), then SET LOCAL …)"
+            ),
+        )),
+    }
+}
+
+fn refused(spec: &Spec, message: String) -> Error {
+    Error::new(&spec.name, Kind::Postgres, ErrorKind::Usage, message)
+}
+
 fn one(spec: &Spec, mut rows: Vec<Row>) -> Result<Row, Error> {
     match rows.len() {
         1 => Ok(rows.swap_remove(0)),
@@ -301,6 +413,7 @@ impl Postgres {
         I: IntoIterator<Item = P>,
         I::IntoIter: ExactSizeIterator,
     {
+        plain_statement(&self.pool.spec, sql)?;
         self.pool
             .within(async {
                 let mut c = self.pool.get().await?;
@@ -335,6 +448,7 @@ impl Postgres {
         I: IntoIterator<Item = P>,
         I::IntoIter: ExactSizeIterator,
     {
+        plain_statement(&self.pool.spec, sql)?;
         self.pool
             .within(async {
                 let mut c = self.pool.get().await?;
@@ -344,12 +458,16 @@ impl Postgres {
     }
 
     /// Run several statements without parameters (`CREATE TABLE …;
-    /// CREATE INDEX …`), for setting up a schema.
+    /// CREATE INDEX …`), for setting up a schema. The connection is closed
+    /// after them rather than given back: nothing they set (`SET`, a
+    /// `BEGIN`, a temporary table) outlives the call.
     pub async fn batch(&self, sql: &str) -> Result<(), Error> {
         self.pool
             .within(async {
                 let mut c = self.pool.get().await?;
-                batch_on(&mut c, sql).await
+                let result = batch_on(&mut c, sql).await;
+                c.discard();
+                result
             })
             .await
     }
@@ -363,7 +481,10 @@ impl Postgres {
             .within(async {
                 let mut c = self.pool.get().await?;
                 batch_on(&mut c, "BEGIN").await?;
-                Ok(PgTransaction { conn: Some(c) })
+                Ok(PgTransaction {
+                    conn: Some(c),
+                    changed_session: false,
+                })
             })
             .await
     }
@@ -374,6 +495,9 @@ impl Postgres {
 pub struct PgTransaction {
     /// None once committed or rolled back.
     conn: Option<Pooled<PgConnector>>,
+    /// A statement changed the session (`SET` without `LOCAL`…): the
+    /// connection is closed at the end rather than given back.
+    changed_session: bool,
 }
 
 impl PgTransaction {
@@ -414,6 +538,7 @@ impl PgTransaction {
         I: IntoIterator<Item = P>,
         I::IntoIter: ExactSizeIterator,
     {
+        self.statement(sql)?;
         let pool = self.pool();
         pool.within(async { query_on(self.conn()?, sql, params).await })
             .await
@@ -451,6 +576,7 @@ impl PgTransaction {
         I: IntoIterator<Item = P>,
         I::IntoIter: ExactSizeIterator,
     {
+        self.statement(sql)?;
         let pool = self.pool();
         pool.within(async { execute_on(self.conn()?, sql, params).await })
             .await
@@ -467,14 +593,34 @@ impl PgTransaction {
         self.end("ROLLBACK").await
     }
 
+    /// Refuse what would end the transaction behind its back; note what
+    /// changes the session.
+    fn statement(&mut self, sql: &str) -> Result<(), Error> {
+        match lasting(sql) {
+            Lasting::Ends(word) => Err(refused(
+                &self.pool().spec,
+                format!("{word} inside a transaction: end it with commit() or rollback()"),
+            )),
+            Lasting::Session(_) => {
+                self.changed_session = true;
+                Ok(())
+            }
+            Lasting::Transaction(_) | Lasting::No => Ok(()),
+        }
+    }
+
     async fn end(&mut self, sql: &str) -> Result<(), Error> {
         let pool = self.pool();
         let result = pool
             .within(async { batch_on(self.conn()?, sql).await })
             .await;
         // Over, whatever the server said (a failed COMMIT rolls back): the
-        // connection goes back to the pool, unless the call was given up.
-        if self.conn.as_ref().is_some_and(|c| !c.is_busy()) {
+        // connection goes back to the pool, unless the call was given up
+        // or the session changed.
+        if let Some(c) = self.conn.as_mut().filter(|c| !c.is_busy()) {
+            if self.changed_session {
+                c.discard();
+            }
             self.conn = None;
         }
         result
@@ -488,6 +634,51 @@ impl Drop for PgTransaction {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take().as_mut().and_then(Pooled::take) {
             PgConnector::abandon(conn);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_told_by_their_first_words() {
+        let ends = |w: &str| Lasting::Ends(w.to_string());
+        let session = |w: &str| Lasting::Session(w.to_string());
+        for (sql, expected) in [
+            ("begin", ends("BEGIN")),
+            (
+                "  /* a /* nested */ comment */ -- line\n Commit",
+                ends("COMMIT"),
+            ),
+            ("ROLLBACK", ends("ROLLBACK")),
+            (
+                "rollback to savepoint s",
+                Lasting::Transaction("ROLLBACK".into()),
+            ),
+            ("SAVEPOINT s", Lasting::Transaction("SAVEPOINT".into())),
+            ("PREPARE TRANSACTION 'x'", ends("PREPARE")),
+            ("PREPARE q AS SELECT 1", session("PREPARE")),
+            ("SET search_path TO x", session("SET")),
+            (
+                "set session characteristics as transaction read only",
+                session("SET"),
+            ),
+            ("SET LOCAL work_mem = '1MB'", Lasting::No),
+            ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", Lasting::No),
+            (
+                "create or replace temp view v as select 1",
+                session("CREATE"),
+            ),
+            ("CREATE TABLE temps (temp int)", Lasting::No),
+            ("(SELECT 1)", Lasting::No),
+            ("SELECT 'BEGIN'", Lasting::No),
+            ("/* never closed BEGIN", Lasting::No),
+            ("", Lasting::No),
+            ("-- only a comment", Lasting::No),
+        ] {
+            assert_eq!(lasting(sql), expected, "{sql:?}");
         }
     }
 }

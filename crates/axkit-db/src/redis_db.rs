@@ -127,6 +127,38 @@ impl Redis {
             .await
     }
 
+    /// Refuse a command that would change the state of the connection it
+    /// runs on, which goes back to the pool for whoever borrows it next
+    /// (a `MULTI` left open would queue their commands, a `SELECT` point
+    /// them at another database, `CLIENT REPLY OFF` shift every reply).
+    fn kept_as_it_is(&self, cmd: &Cmd) -> Result<(), Error> {
+        let Some(redis::Arg::Simple(name)) = cmd.args_iter().next() else {
+            return Ok(());
+        };
+        let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+        let instead = match name.as_str() {
+            "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH" => {
+                "use an atomic pipeline (MULTI/EXEC around it) or a script (EVAL)"
+            }
+            "SELECT" => "give the database number in the Database URL (redis://host/2)",
+            "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE"
+            | "SUNSUBSCRIBE" | "MONITOR" => "subscribe through the subscription calls",
+            "AUTH" | "HELLO" | "CLIENT" | "RESET" | "QUIT" | "READONLY" | "READWRITE" => {
+                "set what the connection needs in the Database URL"
+            }
+            _ => return Ok(()),
+        };
+        Err(Error::new(
+            &self.pool.spec.name,
+            Kind::Redis,
+            ErrorKind::Usage,
+            format!(
+                "{name} would change the pooled connection for the calls that borrow it next: \
+                 {instead}"
+            ),
+        ))
+    }
+
     /// One command, its reply as the server gave it (an error reply is an
     /// [`ErrorKind::Query`] error).
     ///
@@ -142,6 +174,7 @@ impl Redis {
 
     /// One command, its reply converted to `T`.
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+        self.kept_as_it_is(cmd)?;
         self.with(async |conn: &mut MultiplexedConnection| cmd.query_async(conn).await)
             .await
     }
@@ -150,6 +183,9 @@ impl Redis {
     /// MULTI/EXEC): their replies in order. An error reply from any of
     /// them fails the call (the others have run).
     pub async fn pipeline(&self, pipe: &Pipeline) -> Result<Vec<Value>, Error> {
+        for cmd in pipe.cmd_iter() {
+            self.kept_as_it_is(cmd)?;
+        }
         self.with(async |conn: &mut MultiplexedConnection| pipe.query_async(conn).await)
             .await
     }

@@ -184,8 +184,14 @@ impl Drop for Interrupt {
     }
 }
 
-/// Run `f` with a lent connection on a blocking thread.
-async fn call_on<T, F>(c: &mut Pooled<SqliteConnector>, f: F) -> Result<T, Error>
+/// Run `f` with a lent connection on a blocking thread: inside a
+/// transaction of [`SqliteTransaction`]'s (`in_transaction`), or not, and
+/// then it must not leave one open.
+async fn call_on<T, F>(
+    c: &mut Pooled<SqliteConnector>,
+    in_transaction: bool,
+    f: F,
+) -> Result<T, Error>
 where
     F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     T: Send + 'static,
@@ -202,11 +208,27 @@ where
     let mut interrupt = Interrupt(Some(conn.get_interrupt_handle()));
     let job = tokio::task::spawn_blocking(move || {
         let result = f(&mut conn);
-        (conn, result)
+        // A `BEGIN` through a plain call would hold the write lock, and
+        // keep every later statement of whoever borrows the connection
+        // uncommitted: undone here, and refused.
+        let left_open = !in_transaction && !conn.is_autocommit();
+        if left_open {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        (conn, result, left_open)
     });
-    let (conn, result) = job.await.map_err(|e| panicked(&spec, &e))?;
+    let (conn, result, left_open) = job.await.map_err(|e| panicked(&spec, &e))?;
     interrupt.0 = None;
     c.put(conn);
+    if left_open {
+        return Err(Error::new(
+            &spec.name,
+            Kind::Sqlite,
+            ErrorKind::Usage,
+            "the statement left a transaction open, rolled back: each call may run on another \
+             connection of the pool, so make transactions with begin()",
+        ));
+    }
     result.map_err(|e| failed(&spec, &e))
 }
 
@@ -244,7 +266,7 @@ impl Sqlite {
         self.pool
             .within(async {
                 let mut c = self.pool.get().await?;
-                call_on(&mut c, f).await
+                call_on(&mut c, false, f).await
             })
             .await
     }
@@ -278,7 +300,7 @@ impl Sqlite {
         self.pool
             .within(async {
                 let mut c = self.pool.get().await?;
-                call_on(&mut c, |conn| conn.execute_batch("BEGIN IMMEDIATE")).await?;
+                call_on(&mut c, true, |conn| conn.execute_batch("BEGIN IMMEDIATE")).await?;
                 Ok(SqliteTransaction { conn: Some(c) })
             })
             .await
@@ -300,7 +322,7 @@ impl SqliteTransaction {
     {
         let c = self.conn.as_mut().expect("a transaction in use is open");
         let pool = c.pool().clone();
-        pool.within(call_on(c, f)).await
+        pool.within(call_on(c, true, f)).await
     }
 
     pub async fn query(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<Rows, Error> {
