@@ -433,6 +433,11 @@ impl Zone {
     fn store(&self, mode: Mode, key: &[u8], value: &Value, options: Options) -> Result<(), Error> {
         check_key(key)?;
         let stored = value.stored().map_err(|TooDeep| Error::TooDeep)?;
+        // An entry records its value's length in 32 bits; a zone may be
+        // larger than that.
+        if u32::try_from(stored.len()).is_err() {
+            return Err(Error::TooBig);
+        }
         let expected = match mode {
             Mode::Cas(v) => Some(v.stored().map_err(|TooDeep| Error::TooDeep)?),
             _ => None,

@@ -13,6 +13,8 @@
 //! - `/stream-panic`: streams a chunk with `ctx.write`, then panics: the
 //!   head is already out, so the client gets a truncated response and the
 //!   connection closes;
+//! - `/head-panic`: answers a body whose before-head work panics;
+//!   `/head-panic-stream`: the same, then streams (both: a bare 500);
 //! - `/body`: reads the whole request body and answers its length;
 //! - `/redirect?URI`: internal redirect to URI (`/redirect?/redirect?/x`
 //!   chains); `/redirect-404?URI`: the same, keeping status 404, as an
@@ -96,6 +98,17 @@ impl Plugin for Faults {
                 }
                 panic!("deliberate panic after the head was sent");
             }),
+            "/head-panic" | "/head-panic-stream" => {
+                ctx.response.headers.set("X-Unsent", "yes");
+                ctx.before_head(|_| Box::pin(async { panic!("deliberate panic before the head") }));
+                if path == "/head-panic" {
+                    return text(ctx, "never sent\n".to_string()).into();
+                }
+                hook(async move {
+                    let _ = ctx.write("never sent").await;
+                    Outcome::Done
+                })
+            }
             "/body" => hook(async move {
                 match ctx.read_body_all().await {
                     Ok(body) => text(ctx, format!("{}", body.len())),

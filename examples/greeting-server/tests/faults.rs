@@ -293,6 +293,45 @@ fn panic_after_the_head_truncates_and_closes() {
     assert_eq!(get(&srv, "/status/403").status, 403);
 }
 
+/// Work registered for just before the head (`Context::before_head`) that
+/// panics costs its response, as a hook's panic does: the half-made
+/// response is replaced by a bare 500 (whether it was whole or about to
+/// stream: nothing had gone out) and the connection closes. The worker
+/// keeps serving and keeps its count of connections right: a connection
+/// counted open for ever would hold a graceful stop up for the whole
+/// ShutdownTimeout (30 s).
+#[test]
+fn panic_before_the_head() {
+    let mut srv = start("");
+    for _ in 0..2 {
+        for path in ["/head-panic", "/head-panic-stream"] {
+            let mut s = srv.connect();
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .unwrap();
+            let (bytes, closed) = read_until_close(&mut s, Duration::from_secs(10));
+            assert!(closed, "{path}: the connection was left open");
+            let r = parse(&bytes).expect("a complete response");
+            assert_eq!(r.status, 500, "{path}: {r:?}");
+            assert_eq!(r.body, b"500 Internal Server Error\n", "{path}: {r:?}");
+            assert!(!r.head.contains("X-Unsent"), "{path}: {r:?}");
+            wait_log(
+                &mut srv,
+                &[
+                    &format!("GET {path} "),
+                    "work before the response head panicked: deliberate panic before the head",
+                ],
+            );
+        }
+    }
+    assert_eq!(get(&srv, "/status/403").status, 403);
+    let stopping = Instant::now();
+    srv.stop();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "a graceful stop waited for connections that had ended"
+    );
+}
+
 #[test]
 fn sleeping_request_does_not_block_others() {
     let srv = start("");

@@ -1189,12 +1189,45 @@ impl Context {
     }
 
     /// Run what [`before_head`](Self::before_head) registered (the core,
-    /// as it commits the head).
-    pub(crate) async fn run_before_head(&mut self) {
+    /// as it commits the head). A panic in it, as in a hook, costs the
+    /// response and never the worker: the response half made by it is
+    /// replaced by a bare 500 that no filter sees (the work may have been
+    /// a filter's own), the rest of the work is dropped, and the panic's
+    /// message is the error.
+    pub(crate) async fn run_before_head(&mut self) -> Result<(), String> {
+        use std::panic::{catch_unwind, AssertUnwindSafe};
+        use std::task::Poll;
         while !self.before_head.is_empty() {
             let f = self.before_head.remove(0);
-            f(self).await;
+            let caught = match catch_unwind(AssertUnwindSafe(|| f(self))) {
+                Ok(mut work) => {
+                    std::future::poll_fn(|cx| {
+                        match catch_unwind(AssertUnwindSafe(|| work.as_mut().poll(cx))) {
+                            Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
+                            Ok(Poll::Pending) => Poll::Pending,
+                            Err(panic) => Poll::Ready(Err(panic)),
+                        }
+                    })
+                    .await
+                }
+                Err(panic) => Err(panic),
+            };
+            if let Err(panic) = caught {
+                self.before_head.clear();
+                self.skipped_filters = u64::MAX;
+                self.response = Response {
+                    status: 500,
+                    ..Response::default()
+                };
+                self.response
+                    .headers
+                    .set("Content-Type", "text/plain; charset=utf-8");
+                self.response.body =
+                    Body::Bytes(Bytes::from_static(b"500 Internal Server Error\n"));
+                return Err(crate::server::panic_message(&panic));
+            }
         }
+        Ok(())
     }
 
     /// Who sent this request and how they addressed it: behind front

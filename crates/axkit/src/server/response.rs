@@ -9,7 +9,7 @@ use std::io::{self, IoSlice};
 use axkit_http::Version;
 use bytes::Bytes;
 
-use crate::plugin::{out_of_line, Body, BodyChunk, BodyError, Context, Outcome};
+use crate::plugin::{escape_log, out_of_line, Body, BodyChunk, BodyError, Context, Level, Outcome};
 use crate::server::conn_io::{bodiless, BodyState, OutFraming};
 use crate::server::hooks::run_write_body_data;
 
@@ -66,7 +66,7 @@ pub(crate) async fn read_body(ctx: &mut Context) -> Result<Option<Bytes>, BodyEr
 /// head.
 pub(crate) async fn write(ctx: &mut Context, data: Bytes) -> io::Result<()> {
     not_filtering(ctx)?;
-    before_head(ctx).await;
+    before_head(ctx).await?;
     let mut chunk = BodyChunk { data, last: false };
     filter(ctx, &mut chunk).await?;
     if !ctx.rt.io.head_sent {
@@ -76,11 +76,24 @@ pub(crate) async fn write(ctx: &mut Context, data: Bytes) -> io::Result<()> {
 }
 
 /// The work plugins asked to do before the head ([`Context::before_head`]),
-/// while it has not gone out.
-async fn before_head(ctx: &mut Context) {
+/// while it has not gone out. A panic in it is logged, and an error: the
+/// response it was preparing is not sent (a bare 500 is, if anything),
+/// and the connection closes.
+async fn before_head(ctx: &mut Context) -> io::Result<()> {
     if ctx.before_head_pending() && !ctx.rt.io.head_sent {
-        ctx.run_before_head().await;
+        if let Err(panic) = ctx.run_before_head().await {
+            ctx.rt.io.close = true;
+            ctx.log_request(
+                Level::Error,
+                format_args!(
+                    "work before the response head panicked: {}",
+                    escape_log(&panic)
+                ),
+            );
+            return Err(io::Error::other("work before the response head panicked"));
+        }
     }
+    Ok(())
 }
 
 /// Run the `write_body_data` filters over `chunk`, if the chain has any.
@@ -111,7 +124,7 @@ pub(crate) async fn write_file(
     len: u64,
 ) -> io::Result<()> {
     not_filtering(ctx)?;
-    before_head(ctx).await;
+    before_head(ctx).await?;
     if ctx.body_filtered() {
         // Through `write`, which runs the filters before the head.
         use std::os::unix::fs::FileExt;
@@ -200,7 +213,7 @@ pub(crate) async fn upgrade<'a>(ctx: &'a mut Context, protocol: &str) -> io::Res
     if !asked || ctx.request.version() != Version::Http11 {
         return refuse("the request did not ask for it (HTTP/1.1, Connection: upgrade, Upgrade)");
     }
-    before_head(ctx).await;
+    before_head(ctx).await?;
     if !axkit_http::valid_header_value(protocol.as_bytes()) || protocol.is_empty() {
         return refuse("invalid protocol name");
     }
@@ -367,7 +380,7 @@ async fn write_body(ctx: &mut Context, data: &[u8]) -> io::Result<()> {
 
 /// Finish a streamed response: flush filters, send the last chunk.
 pub(super) async fn finish_stream(ctx: &mut Context) -> io::Result<()> {
-    before_head(ctx).await;
+    before_head(ctx).await?;
     let mut chunk = BodyChunk {
         data: Bytes::new(),
         last: true,
@@ -399,7 +412,8 @@ pub(super) async fn finish_stream(ctx: &mut Context) -> io::Result<()> {
 
 /// Send `ctx.response` in full (the usual, non-streamed case).
 pub(super) async fn send(ctx: &mut Context) -> io::Result<()> {
-    before_head(ctx).await;
+    // A failure is logged, and leaves the 500 to send.
+    let _ = before_head(ctx).await;
     let status = ctx.response.status;
     let filtered = ctx.body_filtered();
     let body = std::mem::take(&mut ctx.response.body);

@@ -71,6 +71,7 @@ pub(crate) async fn serve(
     listener: usize,
     bound: Option<SocketAddr>,
 ) {
+    let counted = Counted(Some(&worker));
     let _ = stream.set_nodelay(true);
     let local = match bound {
         Some(addr) => addr,
@@ -96,7 +97,6 @@ pub(crate) async fn serve(
                 Level::Info,
                 &format!("{peer}: refused: not in ProxyProtocolFrom"),
             );
-            worker.connection_closed();
             return;
         }
         let timeout = srv.header_timeout;
@@ -107,7 +107,6 @@ pub(crate) async fn serve(
             }
             Err(why) => {
                 worker.log(Level::Info, &format!("{peer}: refused: {why}"));
-                worker.connection_closed();
                 return;
             }
         }
@@ -129,10 +128,30 @@ pub(crate) async fn serve(
     if run_conn_hook(&worker, &conn_location, Hook::Connect, &conn).await
         && requests(&worker, io, &conn, listener, 0, true).await == Ended::Parked
     {
+        counted.parked();
         return;
     }
     run_conn_hook(&worker, &conn_location, Hook::Disconnect, &conn).await;
-    worker.connection_closed();
+}
+
+/// A connection counted open in its worker: counted closed when this is
+/// dropped, however the connection's task ends (a panic that escaped
+/// every guard included: the runtime then drops the task), unless it
+/// parked, which keeps it counted.
+struct Counted<'a>(Option<&'a WorkerRt>);
+
+impl Counted<'_> {
+    fn parked(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if let Some(worker) = self.0 {
+            worker.connection_closed();
+        }
+    }
 }
 
 /// Serve a background request (`background.rs`): `head`, already read,
@@ -144,11 +163,11 @@ pub(crate) async fn serve_background(
     conn: Rc<ConnInfo>,
     head: BytesMut,
 ) {
+    let _counted = Counted(Some(&worker));
     let mut io = Box::new(ConnIo::new(stream));
     io.buf = head;
     let listener = usize::from(conn.listener);
     requests(&worker, io, &conn, listener, 0, false).await;
-    worker.connection_closed();
 }
 
 /// A parked connection (`park.rs`) got the start of a request, `buf`:
@@ -161,19 +180,18 @@ pub(crate) async fn resume(worker: Rc<WorkerRt>, parked: Parked, buf: BytesMut) 
         listener,
         track,
     } = parked;
+    let counted = Counted(Some(&worker));
     let listener = usize::from(listener);
     let stream = match TcpStream::from_std(std::net::TcpStream::from(fd)) {
         Ok(stream) => stream,
         Err(e) => {
             worker.log(Level::Error, &format!("cannot resume a connection: {e}"));
-            worker.connection_closed();
             return;
         }
     };
     // Addresses asked again rather than kept by every parked connection:
     // two syscalls for a connection that has waited at least a sweep.
     let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
-        worker.connection_closed();
         return;
     };
     let conn = Rc::new(ConnInfo {
@@ -189,11 +207,12 @@ pub(crate) async fn resume(worker: Rc<WorkerRt>, parked: Parked, buf: BytesMut) 
     io.buf = buf;
     io.track = track;
     // `pre_request` ran before the wait this connection parked in.
-    if requests(&worker, io, &conn, listener, u64::from(served), false).await == Ended::Closed {
-        let conn_location = &worker.servers[worker.listener_servers[listener][0]].locations[0];
-        run_conn_hook(&worker, conn_location, Hook::Disconnect, &conn).await;
-        worker.connection_closed();
+    if requests(&worker, io, &conn, listener, u64::from(served), false).await == Ended::Parked {
+        counted.parked();
+        return;
     }
+    let conn_location = &worker.servers[worker.listener_servers[listener][0]].locations[0];
+    run_conn_hook(&worker, conn_location, Hook::Disconnect, &conn).await;
 }
 
 /// How a connection's run of requests ended.
