@@ -2,9 +2,10 @@
 //! decoded back to the file, `Accept-Encoding` weights, what is never
 //! compressed (ranges, encoded bodies, small bodies, other types, `Compress
 //! off`), `Vary` merged, weak `ETag`s that still revalidate to 304, `HEAD`,
-//! a CGI stream compressed while the script still runs, and an image that
+//! a CGI stream compressed while the script still runs, an image that
 //! steps around the filter (the trace shows it never called) and keeps
-//! sendfile.
+//! sendfile, and the cache storing each coding with its own headers in
+//! either plugin order.
 
 #[path = "common/cgi.rs"]
 mod cgi;
@@ -252,6 +253,68 @@ fn weak_etag_still_revalidates() {
     let r = get(&srv, "/big.html", &format!("If-None-Match: {strong}\r\n"));
     assert_eq!(r.status, 304);
     assert_eq!(r.header("ETag"), Some(strong.as_str()));
+}
+
+/// With the cache, in either order (compress global and so ahead of the
+/// cache, as docs/compress.md shows it, or listed after it), each client
+/// gets the variant its `Accept-Encoding` selects, stored and served with
+/// the headers that describe its bytes: a br fill first, then identity,
+/// gzip and br again, and every one a hit the second time round.
+#[test]
+fn the_cache_keeps_each_coding_with_its_headers() {
+    let cache = "    Plugin cache\n    Cache On\n    CacheControl \"public, max-age=300\"\n";
+    for (global, extra) in [
+        ("Plugin compress".to_string(), cache.to_string()),
+        (String::new(), format!("{cache}    Plugin compress\n")),
+    ] {
+        let srv = start(&conf(&global, &extra), |d| {
+            d.write("www/big.html", page(100 * 1024));
+        });
+        let original = file(&srv, "big.html");
+        let mut strong = None;
+        for round in 0..2 {
+            for coding in ["br", "identity", "gzip"] {
+                let ae = match coding {
+                    "identity" => String::new(),
+                    c => format!("Accept-Encoding: {c}\r\n"),
+                };
+                let r = get(&srv, "/big.html", &ae);
+                let what = format!("{global:?} round {round} {coding}: {:?}", r.headers);
+                assert_eq!(r.status, 200, "{what}");
+                assert_eq!(r.header("Vary"), Some("Accept-Encoding"), "{what}");
+                if let Some(len) = r.header("Content-Length") {
+                    assert_eq!(len, r.body.len().to_string(), "{what}");
+                }
+                let tag = r.header("ETag").unwrap().to_string();
+                if coding == "identity" {
+                    assert_eq!(
+                        r.header_all("Content-Encoding"),
+                        Vec::<&str>::new(),
+                        "{what}"
+                    );
+                    assert!(r.body == original, "{what}: the body differs");
+                    assert!(tag.starts_with('"'), "{what}");
+                    strong = Some(tag);
+                } else {
+                    assert_eq!(r.header_all("Content-Encoding"), [coding], "{what}");
+                    assert!(
+                        decode(coding, &r.body) == original,
+                        "{what}: the body differs"
+                    );
+                    assert!(tag.starts_with("W/\""), "{what}");
+                    if let Some(strong) = &strong {
+                        assert_eq!(tag, format!("W/{strong}"), "{what}");
+                    }
+                }
+                let status = r.header("Cache-Status").unwrap_or("");
+                if round == 1 {
+                    assert_eq!(status, "axkit; hit", "{what}");
+                } else if coding == "br" {
+                    assert_eq!(status, "axkit; fwd=uri-miss; stored", "{what}");
+                }
+            }
+        }
+    }
 }
 
 /// HEAD has the headers GET would: a body seen whole is compressed for

@@ -35,7 +35,9 @@
 //! freshness: `s-maxage`, `max-age`, `Expires`; never `no-store`,
 //! `private`, `Set-Cookie`, nor an answer to `Authorization` unless
 //! `public`/`s-maxage`), and the `write_body_data` filter captures the
-//! body, storing it when it is complete and not over `CacheMaxEntrySize`.
+//! body, with the head as it stands at the body's first chunk (after the
+//! filters ahead of it, compress say, have set theirs), storing it when it
+//! is complete and not over `CacheMaxEntrySize`.
 //! A stale entry with validators is revalidated by running the walk with
 //! `If-None-Match`/`If-Modified-Since` put in the request: a 304 refreshes
 //! the entry and the client is answered from it. Concurrent misses on one
@@ -307,8 +309,10 @@ fn put_fill(ctx: &mut Context, fill: Fill) {
 }
 
 struct Capture {
+    /// Its headers are empty until `take_head`.
     entry: Entry,
     vary: Vec<String>,
+    head_taken: bool,
     body: BytesMut,
 }
 
@@ -768,6 +772,17 @@ impl Plugin for Cache {
         ctx: &'a mut Context,
         chunk: &'a mut BodyChunk,
     ) -> HookFuture<'a> {
+        let first = ctx
+            .state::<Slot>()
+            .and_then(|s| s.0.as_ref())
+            .and_then(|f| f.capture.as_ref())
+            .is_some_and(|c| !c.head_taken);
+        if first {
+            if let Some(mut fill) = take_fill(ctx) {
+                take_head(ctx, &mut fill);
+                put_fill(ctx, fill);
+            }
+        }
         let Some(fill) = ctx.state_mut::<Slot>().and_then(|s| s.0.as_mut()) else {
             return Outcome::Declined.into();
         };
@@ -791,6 +806,39 @@ impl Plugin for Cache {
             Outcome::Declined
         })
     }
+}
+
+/// Take down the head that describes the captured body: its headers, and
+/// the request values its `Vary` names for the entry's key.
+///
+/// Called with the first chunk this filter sees (or at `before_head` for
+/// a status without a body), not when the cache decides to store: a
+/// filter ahead of this one in the chain changes the head as it changes
+/// the bytes (compress's `Content-Encoding`, `Vary` and weak `ETag`, all
+/// set with its first chunk), and whatever those filters did is what the
+/// bytes captured here are. Filters after this one have not run yet, so
+/// their headers stay out, as their bytes do. The `before_head` work
+/// cannot tell the two apart: it runs in the order it was registered,
+/// not in the chain's.
+fn take_head(ctx: &Context, fill: &mut Fill) {
+    if let Some(capture) = &mut fill.capture {
+        let headers = &ctx.response.headers;
+        capture.entry.headers = stored_headers(headers);
+        capture.vary = vary_names(headers);
+        capture.head_taken = true;
+        fill.request_headers = request_values(ctx, &capture.vary);
+    }
+}
+
+/// The lowercase header names a response's `Vary` lines list.
+fn vary_names(headers: &axkit::plugin::Headers) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("vary"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 /// Store what was captured, and let the waiting requests look again.
@@ -885,13 +933,7 @@ async fn decide(ctx: &mut Context, fill: &mut Fill) {
             .filter(|(n, _)| n.eq_ignore_ascii_case("cache-control"))
             .map(|(_, v)| v),
     );
-    let vary: Vec<String> = headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("vary"))
-        .flat_map(|(_, v)| v.split(','))
-        .map(|v| v.trim().to_ascii_lowercase())
-        .filter(|v| !v.is_empty())
-        .collect();
+    let vary = vary_names(headers);
     let date = headers.get("Date").and_then(axkit_http::parse_http_date);
     let facts = ResponseFacts {
         status,
@@ -924,7 +966,7 @@ async fn decide(ctx: &mut Context, fill: &mut Fill) {
                 .map_or(0, |d| d.as_millis() as u64);
             let entry = Entry {
                 status,
-                headers: stored_headers(headers),
+                headers: Vec::new(),
                 body: Bytes::new(),
                 stored_ms: entry::epoch_ms(now),
                 initial_age_ms: age.max(apparent),
@@ -933,16 +975,17 @@ async fn decide(ctx: &mut Context, fill: &mut Fill) {
                 sie_ms: cc.stale_if_error.unwrap_or(0) * 1000,
                 must_revalidate: cc.must_revalidate,
             };
-            fill.request_headers = request_values(ctx, &vary);
             fill.capture = Some(Capture {
                 entry,
-                vary,
+                vary: Vec::new(),
+                head_taken: false,
                 body: BytesMut::new(),
             });
             ctx.response
                 .headers
                 .set("Cache-Status", format!("{fwd}; stored"));
             if bodiless(status) {
+                take_head(ctx, fill);
                 finish_fill(fill).await;
             }
         }

@@ -406,6 +406,12 @@ fn declared_length(headers: &Headers) -> Option<u64> {
 
 /// On the response's first chunk, while the head can change: whether and
 /// how to compress it, with the headers that go with the answer.
+///
+/// The headers are set here, as the bytes start to change, and not in
+/// `before_head`: a filter after this one in the chain (the cache)
+/// takes the head together with the bytes it sees, so the coding's
+/// headers must be there once this filter has compressed a chunk, and
+/// not yet for a filter ahead of it, which still sees identity bytes.
 fn decide(ctx: &mut Context, chunk: &BodyChunk) -> State {
     let whole = chunk.last.then_some(chunk.data.len() as u64);
     if untouched(ctx, whole) {
