@@ -4,8 +4,9 @@
 //! off`), `Vary` merged, weak `ETag`s that still revalidate to 304, `HEAD`,
 //! a CGI stream compressed while the script still runs, an image that
 //! steps around the filter (the trace shows it never called) and keeps
-//! sendfile, and the cache storing each coding with its own headers in
-//! either plugin order.
+//! sendfile, the cache storing each coding with its own headers in either
+//! plugin order, a non-ASCII type, and zstd after a filter that changed
+//! the body's length.
 
 #[path = "common/cgi.rs"]
 mod cgi;
@@ -171,6 +172,9 @@ fn what_is_never_compressed() {
             "printf 'Content-Type: text/event-stream\\n\\n'; head -c 2000 /dev/zero",
         );
         sh(d, "keep", "printf 'Content-Type: text/html\\nCache-Control: no-transform\\n\\n'; head -c 2000 /dev/zero");
+        // The field's second line counts as much as its first.
+        sh(d, "keep-second", "printf 'Content-Type: text/html\\nCache-Control: public\\nCache-Control: no-transform\\n\\n'; head -c 2000 /dev/zero");
+        sh(d, "encoded-second", "printf 'Content-Type: text/html\\nContent-Encoding: identity\\nContent-Encoding: x-custom\\n\\n'; head -c 2000 /dev/zero");
     });
     let ae = "Accept-Encoding: gzip, br, zstd\r\n";
     // A range: 206 of the identity bytes.
@@ -206,7 +210,10 @@ fn what_is_never_compressed() {
     let r = get(&srv, "/cgi-bin/encoded", ae);
     assert_eq!(r.header("Content-Encoding"), Some("x-custom"));
     assert_eq!(r.body, vec![0u8; 2000]);
-    for script in ["events", "keep"] {
+    let r = get(&srv, "/cgi-bin/encoded-second", ae);
+    assert_eq!(r.header_all("Content-Encoding"), ["identity", "x-custom"]);
+    assert_eq!(r.body, vec![0u8; 2000]);
+    for script in ["events", "keep", "keep-second"] {
         let r = get(&srv, &format!("/cgi-bin/{script}"), ae);
         assert_eq!(r.header("Content-Encoding"), None, "{script}");
         assert_eq!(r.body, vec![0u8; 2000], "{script}");
@@ -250,9 +257,20 @@ fn weak_etag_still_revalidates() {
     assert_eq!(r.status, 304);
     assert_eq!(r.header("ETag"), Some(weak.as_str()));
     assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    // The identity copy's strong tag: the 304 still has the Vary its 200
+    // had (RFC 9110 §15.4.5).
     let r = get(&srv, "/big.html", &format!("If-None-Match: {strong}\r\n"));
     assert_eq!(r.status, 304);
     assert_eq!(r.header("ETag"), Some(strong.as_str()));
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    // A type never compressed has no Vary on its 304, as on its 200.
+    let png = get(&srv, "/logo.png", "")
+        .header("ETag")
+        .unwrap()
+        .to_string();
+    let r = get(&srv, "/logo.png", &format!("If-None-Match: {png}\r\n"));
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("Vary"), None);
 }
 
 /// With the cache, in either order (compress global and so ahead of the
@@ -477,4 +495,50 @@ fn an_image_steps_around_the_filter_and_keeps_sendfile() {
         !photo_lines.iter().any(|l| l.contains("write_body_data")),
         "the filter saw the image: {photo_lines:#?}"
     );
+}
+
+/// A `type/*` entry against a producer's type with a multibyte character
+/// where the prefix ends: the response is served, not a panic's 500.
+#[test]
+fn a_non_ascii_type_is_served() {
+    let extra = "    Plugin compress\n    CompressTypes text/*\n";
+    let srv = start(&conf("", extra), |d| {
+        sh(
+            d,
+            "accented",
+            "printf 'Content-Type: text\\303\\251abc\\n\\n'; head -c 2000 /dev/zero",
+        );
+    });
+    let r = get(&srv, "/cgi-bin/accented", "Accept-Encoding: gzip\r\n");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Content-Type"), Some("text\u{e9}abc"));
+    assert_eq!(r.header("Content-Encoding"), None);
+    assert_eq!(r.body, vec![0u8; 2000]);
+}
+
+/// A filter ahead of compress that lengthens the body makes the CGI's
+/// `Content-Length` wrong: zstd must not be promised that length, or the
+/// stream breaks off.
+#[test]
+fn zstd_is_not_promised_a_length_another_filter_changed() {
+    let global = "PluginDir {dir}/plugins\nPlugin grow\nPlugin compress";
+    let srv = start(&conf(global, ""), |d| {
+        d.write(
+            "plugins/grow.lua",
+            "function hook_write_body_data(r, data, last)\n  \
+             if last then return OK, data .. \"<!-- footer -->\" end\n  \
+             return OK, data\nend\n",
+        );
+        sh(
+            d,
+            "sized",
+            "printf 'Content-Type: text/html\\nContent-Length: 3000\\n\\n'; head -c 3000 /dev/zero | tr '\\0' a",
+        );
+    });
+    let r = get(&srv, "/cgi-bin/sized", "Accept-Encoding: zstd\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Encoding"), Some("zstd"));
+    let mut expect = vec![b'a'; 3000];
+    expect.extend_from_slice(b"<!-- footer -->");
+    assert_eq!(decode("zstd", &r.body), expect);
 }

@@ -31,7 +31,8 @@
 //! What is never compressed: a response with a `Content-Encoding` (a
 //! precompressed sibling from `serve_file`'s `Precompressed`, a CGI that
 //! encoded its output, a proxied encoded body), a `206` or anything with a
-//! `Content-Range`, `1xx`/`204`/`304`, `Cache-Control: no-transform`.
+//! `Content-Range`, `1xx`/`204`/`304`, `Cache-Control: no-transform` (on
+//! any line of either field).
 //! Such a response (and one of a type not listed, or known to be short)
 //! takes the filter out of its way before the body starts
 //! (`Context::skip_body_filter`), so that a file keeps sendfile.
@@ -45,6 +46,7 @@
 //! nginx does: the weak tag still matches the file's strong one under
 //! `If-None-Match`'s weak comparison, so revalidation still gives `304`,
 //! and that `304` carries the weak tag back when the client's copy had it.
+//! A `304` carries `Vary: Accept-Encoding` whenever its `200` would.
 //!
 //! `HEAD` answers with the headers a `GET` would have (RFC 9110 §9.3.2):
 //! a body the filter sees whole is compressed for its `Content-Length`; a
@@ -189,7 +191,10 @@ struct MediaRange(String);
 impl MediaRange {
     fn matches(&self, essence: &str) -> bool {
         if self.0.ends_with('/') {
-            essence.len() > self.0.len() && essence[..self.0.len()].eq_ignore_ascii_case(&self.0)
+            // Bytes, not a `str` slice: a producer's type may hold a
+            // multibyte character where the prefix ends.
+            let (range, essence) = (self.0.as_bytes(), essence.as_bytes());
+            essence.len() > range.len() && essence[..range.len()].eq_ignore_ascii_case(range)
         } else {
             essence.eq_ignore_ascii_case(&self.0)
         }
@@ -295,22 +300,25 @@ struct Compress;
 #[axkit::plugin]
 impl Plugin for Compress {
     /// Just before the head goes out, with the response built: a `304`
-    /// (which has no body, so the filter never sees it) for a client
-    /// revalidating with a weak tag gets its answer fixed; and a response
-    /// this filter will not touch (an image, a range, a body already
-    /// encoded, too short) takes the filter out of its way
-    /// (`Context::skip_body_filter`), so that a file keeps sendfile.
+    /// (which has no body, so the filter never sees it) gets the `Vary`
+    /// and tag its `200` would have had; and a response this filter will
+    /// not touch (an image, a range, a body already encoded, too short)
+    /// takes the filter out of its way (`Context::skip_body_filter`), so
+    /// that a file keeps sendfile.
     fn fixup<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         if !*ctx.config().get(&ENABLED) {
             return Outcome::Declined.into();
         }
-        let weak_validator = ctx.request.headers().any(|(n, v)| {
-            n.eq_ignore_ascii_case("if-none-match") && v.windows(2).any(|w| w == b"W/")
+        // The type is judged now, while the mime map's Content-Type is
+        // there: a 304 goes out without one (serve_file drops it).
+        let conditional = ctx.request.headers().any(|(n, _)| {
+            n.eq_ignore_ascii_case("if-none-match") || n.eq_ignore_ascii_case("if-modified-since")
         });
+        let listed = conditional && listed_type(ctx);
         ctx.before_head(move |ctx| {
             Box::pin(async move {
-                if weak_validator && ctx.response.status == 304 {
-                    answer_not_modified(ctx);
+                if ctx.response.status == 304 {
+                    answer_not_modified(ctx, listed);
                 }
                 if untouched(ctx, None) {
                     ctx.skip_body_filter(COMPRESS.name);
@@ -368,23 +376,10 @@ fn untouched(ctx: &Context, known: Option<u64>) -> bool {
     if status < 200 || status == 204 || status == 206 || status == 304 {
         return true;
     }
-    if headers.get("Content-Range").is_some()
-        || headers
-            .get("Content-Encoding")
-            .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"))
-        || headers.get("Cache-Control").is_some_and(|c| {
-            c.split(',')
-                .any(|d| d.trim().eq_ignore_ascii_case("no-transform"))
-        })
-    {
+    if headers.get("Content-Range").is_some() || transform_ruled_out(headers) {
         return true;
     }
-    let essence = headers
-        .get("Content-Type")
-        .and_then(|t| t.split(';').next())
-        .map(str::trim)
-        .unwrap_or("");
-    if !config.get(&TYPES).iter().any(|r| r.matches(essence)) {
+    if !listed_type(ctx) {
         return true;
     }
     let known = known.or_else(|| {
@@ -395,6 +390,34 @@ fn untouched(ctx: &Context, known: Option<u64>) -> bool {
         })
     });
     known.is_some_and(|n| n < *config.get(&MIN_LENGTH))
+}
+
+/// Whether the headers forbid compressing: a coding already applied, or
+/// `no-transform`. Every field line counts: a second line is as much a
+/// part of the field as the first (RFC 9110 §5.3).
+fn transform_ruled_out(headers: &Headers) -> bool {
+    let tokens = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    };
+    tokens("Content-Encoding").any(|e| !e.eq_ignore_ascii_case("identity"))
+        || tokens("Cache-Control").any(|d| d.eq_ignore_ascii_case("no-transform"))
+}
+
+/// Whether the response's `Content-Type` is one `CompressTypes` lists.
+fn listed_type(ctx: &Context) -> bool {
+    let essence = ctx
+        .response
+        .headers
+        .get("Content-Type")
+        .and_then(|t| t.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    ctx.config().get(&TYPES).iter().any(|r| r.matches(essence))
 }
 
 /// The body's length as its `Content-Length` says.
@@ -418,7 +441,6 @@ fn decide(ctx: &mut Context, chunk: &BodyChunk) -> State {
         return State::Pass;
     }
     let config = ctx.config();
-    let known_length = whole.or_else(|| declared_length(&ctx.response.headers));
     // From here the answer depends on Accept-Encoding, whichever it is.
     let prefer = config.get(&PREFER).clone();
     let levels = *config.get(&LEVELS);
@@ -434,7 +456,10 @@ fn decide(ctx: &mut Context, chunk: &BodyChunk) -> State {
     if ctx.request.method() == "HEAD" && !chunk.last {
         return State::HeadOnly;
     }
-    match Encoder::new(coding, levels, known_length) {
+    // zstd is promised the length only of a body seen whole: a
+    // Content-Length may be stale, as a filter ahead of this one may have
+    // changed the body, and a broken promise fails the stream.
+    match Encoder::new(coding, levels, whole) {
         Ok(encoder) => State::Encoding(Box::new(encoder)),
         Err(e) => {
             // Nothing is sent yet: undo, and send it as it is.
@@ -449,30 +474,40 @@ fn decide(ctx: &mut Context, chunk: &BodyChunk) -> State {
     }
 }
 
-/// A `304` for a client whose copy is the compressed one (it revalidates
-/// with the weak tag a compressed answer carried) gets that tag back, so
-/// that its cache recognises the copy it refreshes.
-fn answer_not_modified(ctx: &mut Context) {
-    let Some(tag) = ctx
+/// A `304` carries the `Vary` its `200` would (RFC 9110 §15.4.5), so a
+/// shared cache updating its copy keeps keying it by `Accept-Encoding`:
+/// whenever the representation is of a listed type (the 304's own
+/// `Content-Type`, else `listed_at_fixup`) that nothing keeps from being
+/// compressed. A client whose copy is the compressed one (it revalidates
+/// with the weak tag a compressed answer carried) also gets that tag
+/// back, so that its cache recognises the copy it refreshes.
+fn answer_not_modified(ctx: &mut Context, listed_at_fixup: bool) {
+    let weak = ctx
         .response
         .headers
         .get("ETag")
         .filter(|t| t.starts_with('"'))
-    else {
-        return;
+        .map(|tag| format!("W/{tag}"));
+    let held = weak.as_ref().is_some_and(|weak| {
+        ctx.request
+            .headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("if-none-match"))
+            .any(|(_, v)| {
+                String::from_utf8_lossy(v)
+                    .split(',')
+                    .any(|t| t.trim() == weak)
+            })
+    });
+    let listed = if ctx.response.headers.get("Content-Type").is_some() {
+        listed_type(ctx)
+    } else {
+        listed_at_fixup
     };
-    let weak = format!("W/{tag}");
-    let held = ctx
-        .request
-        .headers()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("if-none-match"))
-        .any(|(_, v)| {
-            String::from_utf8_lossy(v)
-                .split(',')
-                .any(|t| t.trim() == weak)
-        });
-    if held {
+    let compressible = listed && !transform_ruled_out(&ctx.response.headers);
+    if let Some(weak) = weak.filter(|_| held) {
         ctx.response.headers.set("ETag", weak);
+    }
+    if held || compressible {
         vary_accept_encoding(&mut ctx.response.headers);
     }
 }
