@@ -1,8 +1,10 @@
 //! The `headers` plugin over real sockets: `Header` lines applied to the
 //! response head as it is committed (exact raw responses), Server and
 //! Location lines in order, `onsuccess`/`always`/`status=` on error pages,
-//! `RequestHeader` seen by a later plugin (a Lua script), and what
-//! `axkit --check` says about a bad line.
+//! `RequestHeader` seen by a later plugin (a Lua script), each rule once
+//! per client request (an ErrorDocument, a rewrite) with the final
+//! Location's lines, whichever plugin answers (a redirect, a cache hit),
+//! and what `axkit --check` says about a bad line.
 
 mod common;
 
@@ -127,6 +129,81 @@ fn request_headers_reach_later_plugins() {
     assert_eq!(r.text(), "a=server b=more c=mine proxy=nil\n");
     let r = get(&srv, "/inner/", "");
     assert_eq!(r.text(), "a=inner b=more c=default, second proxy=nil\n");
+}
+
+/// A Server with `plugins` listed before `echo` and `lines` in it.
+fn start_with_plugins(plugins: &[&str], lines: &str) -> Axkit {
+    let plugins: String = plugins
+        .iter()
+        .map(|p| format!("    Plugin {p}\n"))
+        .collect();
+    let conf = format!(
+        "Workers 1\nPluginDir {{dir}}/plugins\n<Server>\n    Listen 127.0.0.1:0\n\
+         {plugins}    Plugin echo\n{lines}</Server>\n"
+    );
+    Axkit::start_single_with(&conf, |d| {
+        d.write("plugins/echo.lua", ECHO);
+    })
+}
+
+#[test]
+fn rules_apply_once_with_the_final_locations_lines() {
+    let srv = start_with_plugins(
+        &["rewrite", "error_doc", "headers"],
+        "    Header always add X-Added one\n    Header always append X-App two\n    \
+         RequestHeader add X-C second\n    ErrorDocument 404 /oops/page\n    \
+         Rewrite ^/r/(.*)$ /app/$1\n    \
+         <Location /oops>\n        Header always set X-Where oops\n    </Location>\n    \
+         <Location /app>\n        Header always set X-Where app\n    </Location>\n",
+    );
+    // The ErrorDocument is an internal redirect: one more walk, the same
+    // client request, so each rule once; the error page's Location's
+    // lines apply, and its request headers are those the first walk left.
+    let r = get(&srv, "/missing", "");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header_all("X-Added"), ["one"]);
+    assert_eq!(r.header_all("X-App"), ["two"]);
+    assert_eq!(r.header_all("X-Where"), ["oops"]);
+    assert_eq!(r.text(), "a=nil b=nil c=second proxy=nil\n");
+    // A rewrite into another Location: that Location's lines.
+    let r = get(&srv, "/r/x", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header_all("X-Added"), ["one"]);
+    assert_eq!(r.header_all("X-Where"), ["app"]);
+}
+
+#[test]
+fn rules_apply_whichever_plugin_answers_first() {
+    // `rewrite` listed first, as docs/rewrite.md says: its redirect
+    // answers in `post_read_request`, before `headers` is reached there.
+    let srv = start_with_plugins(
+        &["rewrite", "headers"],
+        "    Header always set Strict-Transport-Security max-age=60\n    \
+         Header add X-Added one\n    Redirect 301 /old https://new.example\n",
+    );
+    let r = get(&srv, "/old/x", "");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("Location"), Some("https://new.example/x"));
+    assert_eq!(r.header_all("Strict-Transport-Security"), ["max-age=60"]);
+    assert_eq!(r.header_all("X-Added"), ["one"]);
+}
+
+#[test]
+fn a_cache_listed_first_sees_the_rules_and_its_hits_carry_them_once() {
+    let srv = start_with_plugins(
+        &["cache", "headers"],
+        "    Cache On\n    Header set Cache-Control \"public, max-age=60\"\n    \
+         Header add X-Added one\n",
+    );
+    let first = get(&srv, "/", "");
+    assert_eq!(
+        first.header("Cache-Status"),
+        Some("axkit; fwd=uri-miss; stored")
+    );
+    let hit = get(&srv, "/", "");
+    assert_eq!(hit.header("Cache-Status"), Some("axkit; hit"));
+    assert_eq!(hit.header_all("Cache-Control"), ["public, max-age=60"]);
+    assert_eq!(hit.header_all("X-Added"), ["one"]);
 }
 
 /// `axkit --check` on a config with `lines` in its Server: (success, stderr).

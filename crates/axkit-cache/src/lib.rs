@@ -1104,6 +1104,8 @@ fn answer(
             entry.header("ETag"),
             entry.header("Last-Modified"),
         );
+    ctx.notes
+        .insert(axkit::plugin::STORED_RESPONSE_NOTE.into(), NAME.into());
     let response = &mut ctx.response;
     response.headers.clear();
     for (n, v) in &entry.headers {

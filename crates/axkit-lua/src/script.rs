@@ -560,6 +560,10 @@ impl Plugin for ScriptPlugin {
         self.on_request(Hook::Response, ctx)
     }
 
+    fn before_head<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        self.on_request(Hook::BeforeHead, ctx)
+    }
+
     fn response_sent<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         self.on_request(Hook::ResponseSent, ctx)
     }

@@ -12,7 +12,7 @@ use syn::{parse_macro_input, Error, ImplItem, ItemImpl};
 
 /// The hook methods of `axkit::Plugin` and their `axkit::plugin::Hook`
 /// variants.
-const HOOKS: [(&str, &str); 17] = [
+const HOOKS: [(&str, &str); 18] = [
     ("logging", "Logging"),
     ("connect", "Connect"),
     ("pre_request", "PreRequest"),
@@ -26,6 +26,7 @@ const HOOKS: [(&str, &str); 17] = [
     ("fixup", "Fixup"),
     ("xmlresponse", "XmlResponse"),
     ("response", "Response"),
+    ("before_head", "BeforeHead"),
     ("write_body_data", "WriteBodyData"),
     ("response_sent", "ResponseSent"),
     ("disconnect", "Disconnect"),

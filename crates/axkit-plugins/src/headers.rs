@@ -6,16 +6,24 @@
 //! Server and the Locations around it, outer lines first, each in config
 //! order, so an inner `unset` undoes an outer `set`):
 //! - `Header [onsuccess|always] ACTION NAME [VALUE] [status=CODE,…]`:
-//!   a response header, applied just before the head is committed
-//!   (`Context::before_head`), whichever plugin answered, error pages
-//!   included. `onsuccess` (the default) applies to responses below 400,
-//!   `always` to every response, and `status=404,410` to exactly those
-//!   statuses (whatever the condition word says).
+//!   a response header, applied once per response in the `before_head`
+//!   hook, just before the head is committed, whichever plugin answered
+//!   and wherever `Plugin headers` is listed (a redirect from `rewrite`,
+//!   an error page), with the lines of the Location that answers (after
+//!   a rewrite or an internal redirect, the final one, as Apache applies
+//!   the final request's), and before a cache or a compressor looks at
+//!   the head. A response a cache stored got them when it was made, and
+//!   gets them no second time when served again. `onsuccess` (the
+//!   default) applies to responses below 400, `always` to every response,
+//!   and `status=404,410` to exactly those statuses (whatever the
+//!   condition word says).
 //! - `RequestHeader ACTION NAME [VALUE]`: a request header, applied in
 //!   `post_read_request`, so every later hook, CGI and Lua see it (list
 //!   `Plugin headers` before a plugin whose `post_read_request` must see
-//!   it too). `Content-Length` and `Transfer-Encoding` are refused: the
-//!   body is framed by what the client sent.
+//!   it too, after `rewrite` for the rules of a rewritten Location), once
+//!   per client request: an internal redirect keeps the headers as they
+//!   were changed. `Content-Length` and `Transfer-Encoding` are refused:
+//!   the body is framed by what the client sent.
 //!
 //! ACTION is one of `set` (replace every field of the name with one),
 //! `add` (one more field, keeping the others), `append` (join VALUE to the
@@ -45,7 +53,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use axkit::config::{Args, Directive, List, Scopes};
-use axkit::plugin::{Context, Headers, HookFuture, Outcome, Plugin, PluginInit, PluginSpec};
+use axkit::plugin::{
+    Context, Headers, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec,
+    STORED_RESPONSE_NOTE,
+};
 
 /// What a line does to the fields of its name.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -207,17 +218,18 @@ fn directives() -> Vec<Directive> {
 }
 
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    let any =
+        |list: &'static List<Arc<Rule>>| init.config.scopes().any(|c| !c.list(list).is_empty());
     Ok(Rc::new(HeadersPlugin {
-        responses: init
-            .config
-            .scopes()
-            .any(|config| !config.list(&HEADER).is_empty()),
+        requests: any(&REQUEST_HEADER),
+        responses: any(&HEADER),
     }))
 }
 
+/// Which kinds of lines some scope has: a hook with nothing to do is not
+/// called at all.
 struct HeadersPlugin {
-    /// Some scope has `Header` lines: only then is there work to leave
-    /// for the end of a request.
+    requests: bool,
     responses: bool,
 }
 
@@ -280,33 +292,44 @@ fn apply_request(ctx: &mut Context, rule: &Rule) -> Result<(), String> {
 
 #[axkit::plugin]
 impl Plugin for HeadersPlugin {
+    fn enabled_hooks(&self, written: Hooks) -> Hooks {
+        let mut hooks = Hooks::NONE;
+        if self.requests {
+            hooks = hooks.with(Hook::PostReadRequest);
+        }
+        if self.responses {
+            hooks = hooks.with(Hook::BeforeHead);
+        }
+        hooks.and(written)
+    }
+
     fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-        if !ctx.config().list(&REQUEST_HEADER).is_empty() {
-            // Copied: applying a rule changes the request the list is in.
-            let rules = ctx.config().list(&REQUEST_HEADER).to_vec();
-            for rule in &rules {
-                if let Err(e) = apply_request(ctx, rule) {
-                    return Outcome::Error(format!("RequestHeader {}: {e}", rule.name)).into();
-                }
+        // An internal redirect keeps the request headers as the client's
+        // walk changed them: applied again, an `add` would add twice.
+        if ctx.config().list(&REQUEST_HEADER).is_empty() || ctx.notes.contains_key("redirect.uri") {
+            return Outcome::Declined.into();
+        }
+        // Copied: applying a rule changes the request the list is in.
+        let rules = ctx.config().list(&REQUEST_HEADER).to_vec();
+        for rule in &rules {
+            if let Err(e) = apply_request(ctx, rule) {
+                return Outcome::Error(format!("RequestHeader {}: {e}", rule.name)).into();
             }
         }
-        if !self.responses {
-            return Outcome::Ok.into();
+        Outcome::Ok.into()
+    }
+
+    fn before_head<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        let rules = ctx.config().list(&HEADER);
+        // A stored response (a cache hit) got the rules when it was made.
+        if rules.is_empty() || ctx.notes.contains_key(STORED_RESPONSE_NOTE) {
+            return Outcome::Declined.into();
         }
-        // The Location that answers (after a rewrite, an internal
-        // redirect) decides, and the status is known only at the end.
-        ctx.before_head(|ctx| {
-            let rules = ctx.config().list(&HEADER);
-            if rules.is_empty() {
-                return Box::pin(async {});
-            }
-            let rules = rules.to_vec();
-            let status = ctx.response.status;
-            for rule in rules.iter().filter(|r| r.when.covers(status)) {
-                apply_response(&mut ctx.response.headers, rule);
-            }
-            Box::pin(async {})
-        });
+        let rules = rules.to_vec();
+        let status = ctx.response.status;
+        for rule in rules.iter().filter(|r| r.when.covers(status)) {
+            apply_response(&mut ctx.response.headers, rule);
+        }
         Outcome::Ok.into()
     }
 }

@@ -806,6 +806,14 @@ pub struct BodyChunk {
 /// Lua plugins route alike.
 pub const UPSTREAM_NOTE: &str = "upstream";
 
+/// The note a plugin sets when it answers with a response it stored
+/// earlier (a cache hit): that head went through the `before_head` hooks
+/// when it was first made, and a plugin whose work there is not
+/// idempotent (the `headers` plugin's `add`) leaves it alone, as Apache's
+/// mod_headers does not run again on what mod_cache's quick handler
+/// serves.
+pub const STORED_RESPONSE_NOTE: &str = "response.stored";
+
 /// A document on its way through the `xmlresponse` chain (AxKit's
 /// pipeline): the plugin that produces it puts it in `ctx.document`, each
 /// processor after it in the chain transforms it in place, and what is
@@ -938,8 +946,8 @@ pub struct Context {
     pub auth_type: Option<String>,
     /// Strings shared between plugins (and scripts) for this request. Some
     /// names have a meaning every plugin agrees on: `redirect.uri` and
-    /// `redirect.status` (set by the core on an internal redirect), and
-    /// [`UPSTREAM_NOTE`].
+    /// `redirect.status` (set by the core on an internal redirect),
+    /// [`UPSTREAM_NOTE`] and [`STORED_RESPONSE_NOTE`].
     pub notes: HashMap<String, String>,
     /// Set when the error path runs.
     pub failure: Option<Failure>,
@@ -999,6 +1007,7 @@ impl Context {
         self.state.clear();
         self.kept = None;
         self.skipped_filters = 0;
+        self.rt.head_hook_ran = false;
     }
 
     /// Serve `uri` (a local path, with an optional query) instead of this
@@ -1117,7 +1126,9 @@ impl Context {
     /// written once whatever the plugins did to the session), and may
     /// wait (on a store, say) and change `ctx.response`'s status and
     /// headers. The functions run once each, in the order registered,
-    /// before the `write_body_data` filters see the first chunk; one
+    /// after the plugins' `before_head` hook (see
+    /// [`Plugin::before_head`](crate::Plugin::before_head)) and before
+    /// the `write_body_data` filters see the first chunk; one
     /// registered while they run runs too. They survive an internal
     /// redirect (the work was asked for by the same client request), and
     /// do not run for [`write_raw`](Self::write_raw), which sends no head
@@ -1188,12 +1199,25 @@ impl Context {
         !self.before_head.is_empty()
     }
 
+    /// The head could not be made (work on it failed): instead of the
+    /// half-made response, a bare 500 that no filter sees (the work may
+    /// have been a filter's own).
+    pub(crate) fn fail_head(&mut self) {
+        self.skipped_filters = u64::MAX;
+        self.response = Response {
+            status: 500,
+            ..Response::default()
+        };
+        self.response
+            .headers
+            .set("Content-Type", "text/plain; charset=utf-8");
+        self.response.body = Body::Bytes(Bytes::from_static(b"500 Internal Server Error\n"));
+    }
+
     /// Run what [`before_head`](Self::before_head) registered (the core,
     /// as it commits the head). A panic in it, as in a hook, costs the
-    /// response and never the worker: the response half made by it is
-    /// replaced by a bare 500 that no filter sees (the work may have been
-    /// a filter's own), the rest of the work is dropped, and the panic's
-    /// message is the error.
+    /// response and never the worker: the rest of the work is dropped, and
+    /// the panic's message is the error.
     pub(crate) async fn run_before_head(&mut self) -> Result<(), String> {
         use std::panic::{catch_unwind, AssertUnwindSafe};
         use std::task::Poll;
@@ -1214,16 +1238,6 @@ impl Context {
             };
             if let Err(panic) = caught {
                 self.before_head.clear();
-                self.skipped_filters = u64::MAX;
-                self.response = Response {
-                    status: 500,
-                    ..Response::default()
-                };
-                self.response
-                    .headers
-                    .set("Content-Type", "text/plain; charset=utf-8");
-                self.response.body =
-                    Body::Bytes(Bytes::from_static(b"500 Internal Server Error\n"));
                 return Err(crate::server::panic_message(&panic));
             }
         }

@@ -31,7 +31,7 @@ pub(crate) use client::Trust;
 pub use context::{
     BeforeHead, Body, BodyChunk, BodyError, CheckedValue, ConnInfo, Context, Document, Failure,
     HeaderValue, Headers, Logger, OpenFile, ParsedValue, Request, Response, Tree, Upgraded,
-    UPSTREAM_NOTE,
+    STORED_RESPONSE_NOTE, UPSTREAM_NOTE,
 };
 pub use doc_root::{is_escape, DocRoot, Io, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS};
 pub use form::{Field, Form, FormError, Upload, Uploads};
@@ -174,6 +174,7 @@ pub enum Hook {
     Fixup,
     XmlResponse,
     Response,
+    BeforeHead,
     WriteBodyData,
     ResponseSent,
     Disconnect,
@@ -181,7 +182,7 @@ pub enum Hook {
 }
 
 impl Hook {
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
     pub const ALL: [Hook; Hook::COUNT] = [
         Hook::Logging,
         Hook::Connect,
@@ -196,6 +197,7 @@ impl Hook {
         Hook::Fixup,
         Hook::XmlResponse,
         Hook::Response,
+        Hook::BeforeHead,
         Hook::WriteBodyData,
         Hook::ResponseSent,
         Hook::Disconnect,
@@ -218,6 +220,7 @@ impl Hook {
             Hook::Fixup => "fixup",
             Hook::XmlResponse => "xmlresponse",
             Hook::Response => "response",
+            Hook::BeforeHead => "before_head",
             Hook::WriteBodyData => "write_body_data",
             Hook::ResponseSent => "response_sent",
             Hook::Disconnect => "disconnect",
@@ -396,6 +399,19 @@ pub trait Plugin: __private::WrittenHooks + 'static {
     /// Produce the response: fill `ctx.response` and return Ok, or stream it
     /// with `ctx.write(…).await`. If every plugin declines: 404.
     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        Outcome::Declined.into()
+    }
+    /// The response head is about to be committed: change
+    /// `ctx.response`'s status and headers. Runs once per response that
+    /// has a head of the server's, in the chain of the Location that
+    /// answers (after rewrites and internal redirects), whichever plugin
+    /// answered and however (a redirect from `post_read_request`, a cache
+    /// hit, an error page), before the work registered with
+    /// [`Context::before_head`] and the `write_body_data` filters, so
+    /// those see what it did. Every plugin runs while they return Ok or
+    /// Declined; anything else ends the chain and is logged (too late to
+    /// answer otherwise: the response goes out as it is).
+    fn before_head<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         Outcome::Declined.into()
     }
     /// Each outgoing body chunk, to rewrite in place (`chunk.data`): every

@@ -53,6 +53,7 @@ fn call<'a>(plugin: &'a dyn Plugin, hook: Hook, ctx: &'a mut Context) -> HookFut
         Hook::Fixup => plugin.fixup(ctx),
         Hook::XmlResponse => plugin.xmlresponse(ctx),
         Hook::Response => plugin.response(ctx),
+        Hook::BeforeHead => plugin.before_head(ctx),
         Hook::ResponseSent => plugin.response_sent(ctx),
         Hook::Error => plugin.error(ctx),
         // Hooks with other arguments have their own runners.

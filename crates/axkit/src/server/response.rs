@@ -9,9 +9,11 @@ use std::io::{self, IoSlice};
 use axkit_http::Version;
 use bytes::Bytes;
 
-use crate::plugin::{escape_log, out_of_line, Body, BodyChunk, BodyError, Context, Level, Outcome};
+use crate::plugin::{
+    escape_log, out_of_line, Body, BodyChunk, BodyError, Context, Hook, Level, Outcome,
+};
 use crate::server::conn_io::{bodiless, BodyState, OutFraming};
-use crate::server::hooks::run_write_body_data;
+use crate::server::hooks::{run_hook, run_write_body_data};
 
 /// A write_body_data filter rewrites `chunk.data`; writing from it would
 /// run the filters again, without end.
@@ -75,25 +77,58 @@ pub(crate) async fn write(ctx: &mut Context, data: Bytes) -> io::Result<()> {
     write_body(ctx, &chunk.data).await
 }
 
-/// The work plugins asked to do before the head ([`Context::before_head`]),
-/// while it has not gone out. A panic in it is logged, and an error: the
-/// response it was preparing is not sent (a bare 500 is, if anything),
-/// and the connection closes.
+/// While the head has not gone out: the `before_head` hook of the
+/// Location that answers, once per response, then the work plugins asked
+/// for ([`Context::before_head`]), which so sees what the hook did. A
+/// failure of either (an error or a panic: work on the head left undone,
+/// a security header say) is logged, and an error: the half-made
+/// response is not sent (a bare 500 is, if anything), and the connection
+/// closes.
 async fn before_head(ctx: &mut Context) -> io::Result<()> {
-    if ctx.before_head_pending() && !ctx.rt.io.head_sent {
+    if ctx.rt.io.head_sent {
+        return Ok(());
+    }
+    if !ctx.rt.head_hook_ran && !ctx.rt.location.chain(Hook::BeforeHead).is_empty() {
+        ctx.rt.head_hook_ran = true;
+        match run_hook(ctx, Hook::BeforeHead).await {
+            Outcome::Ok | Outcome::Declined => {}
+            other => return Err(head_hook_failed(ctx, &other)),
+        }
+    }
+    if ctx.before_head_pending() {
         if let Err(panic) = ctx.run_before_head().await {
-            ctx.rt.io.close = true;
-            ctx.log_request(
-                Level::Error,
-                format_args!(
-                    "work before the response head panicked: {}",
-                    escape_log(&panic)
-                ),
+            let why = format!(
+                "work before the response head panicked: {}",
+                escape_log(&panic)
             );
-            return Err(io::Error::other("work before the response head panicked"));
+            return Err(head_failed(ctx, why));
         }
     }
     Ok(())
+}
+
+/// A `before_head` hook said something other than Ok or Declined.
+#[cold]
+#[inline(never)]
+fn head_hook_failed(ctx: &mut Context, outcome: &Outcome) -> io::Error {
+    // An Error or a Status was just noted in `ctx.failure` by the runner.
+    let why = match (outcome, &ctx.failure) {
+        (Outcome::Error(_) | Outcome::Status(_), Some(f)) => {
+            format!("plugin {}: {}", f.plugin, f.message)
+        }
+        _ => "a plugin returned Done, which it cannot here".to_string(),
+    };
+    head_failed(ctx, format!("hook before_head: {why}"))
+}
+
+/// The head could not be made: logged, the response replaced by a bare
+/// 500, the connection to close.
+#[cold]
+fn head_failed(ctx: &mut Context, why: String) -> io::Error {
+    ctx.fail_head();
+    ctx.rt.io.close = true;
+    ctx.log_request(Level::Error, format_args!("{why}"));
+    io::Error::other(why)
 }
 
 /// Run the `write_body_data` filters over `chunk`, if the chain has any.

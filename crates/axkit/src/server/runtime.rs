@@ -615,6 +615,9 @@ pub(crate) struct RequestRt {
     /// The level of this request's trace lines, when it is traced (see
     /// `trace.rs`).
     pub trace: Option<Level>,
+    /// The `before_head` hook has run for this response (it runs once,
+    /// whichever way the head goes out first).
+    pub head_hook_ran: bool,
 }
 
 impl RequestRt {
@@ -635,6 +638,7 @@ impl RequestRt {
             answered: 0,
             original: None,
             trace: None,
+            head_hook_ran: false,
         }
     }
 
