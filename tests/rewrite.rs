@@ -1,8 +1,11 @@
 //! The `rewrite` plugin over real sockets: `Redirect` and `RedirectMatch`
 //! (exact raw responses, query kept), `Rewrite` internal (the method,
 //! body and headers kept, the Location picked again, CGI's REQUEST_URI the
-//! original) and external, each flag, captures, `RewriteCond`, the loop
-//! limit, a path that climbs above the root, and a bad regex at `--check`.
+//! original) and external, each flag, captures (one value each in a
+//! query), `RewriteCond`, rounds (rules shared with the Location left run
+//! once) and the loop limit, a path that climbs above the root, and what
+//! `--check` refuses (a bad regex, an unknown `${name}`, a `Redirect`
+//! that could change the host).
 
 mod common;
 
@@ -221,13 +224,69 @@ fn loop_limit_and_escapes() {
 }
 
 #[test]
+fn rules_shared_with_the_location_left_run_once() {
+    let srv = start(
+        "    Rewrite ^/(.*)$ /cgi-bin/env/$1 last\n    <Location /cgi-bin>\n    </Location>\n    \
+         <Location /app>\n        Rewrite ^/app/(.*)$ /app/index/$1\n        \
+             <Location /app/index>\n        </Location>\n    </Location>\n",
+    );
+    // The Server's rule took the request into /cgi-bin: the next round
+    // runs that Location's own rules, not the Server's again (nginx runs
+    // a server's rewrites once; `last` is [L]).
+    assert_eq!(
+        get(&srv, "/hello", "").text(),
+        "/hello /cgi-bin/env /hello\n"
+    );
+}
+
+#[test]
+fn enclosing_location_rules_run_once() {
+    let srv = start(
+        "    <Location /app>\n        Rewrite ^/app/(.*)$ /app/index/$1\n        \
+             <Location /app/index>\n        </Location>\n    </Location>\n",
+    );
+    assert_eq!(
+        get(&srv, "/app/x", "").text(),
+        "GET /app/index/x in /app/index\n"
+    );
+}
+
+#[test]
+fn a_capture_in_the_query_is_one_value() {
+    let srv = start(
+        "    Rewrite ^/q/(.*)$ /r?name=$1\n    \
+         RedirectMatch ^/s/(.*)$ https://search.example/?q=$1&x=1\n    \
+         Redirect /find https://find.example/?path=\n",
+    );
+    assert_eq!(
+        get(&srv, "/q/bob%26admin=1", "").text(),
+        "GET /r?name=bob%26admin%3D1 in /\n"
+    );
+    assert_eq!(
+        get(&srv, "/q/a+b;c%23d%20e", "").text(),
+        "GET /r?name=a%2Bb%3Bc%23d%20e in /\n"
+    );
+    assert_eq!(
+        raw_get(&srv, "/s/a&b=c", ""),
+        redirect_head("302 Found", "https://search.example/?q=a%26b%3Dc&x=1")
+    );
+    assert_eq!(
+        raw_get(&srv, "/find/a&b?k=1", ""),
+        redirect_head("302 Found", "https://find.example/?path=%2Fa%26b&k=1")
+    );
+}
+
+#[test]
 fn bad_rules_are_refused_at_check() {
     let dir = TempDir::new("rewrite-check");
     let conf = dir.write(
         "t.conf",
         "<Server>\n    Listen 127.0.0.1:0\n    Plugin rewrite\n    Rewrite ^/(a /b\n    \
          Rewrite ^/a /b frob\n    RewriteCond cookie x\n    Redirect 200 /a /b\n    \
-         Rewrite ^/a relative\n</Server>\n",
+         Rewrite ^/a relative\n    Redirect /old/ https://new.example\n    \
+         Rewrite ^/(?P<id>[0-9]+)$ /u/${idd}\n    RedirectMatch ^/(?P<n>.*)$ /v/${m}\n    \
+         Redirect /fine/ https://new.example/\n    Rewrite ^/(?P<id>[0-9]+)$ /u/${id}$$\n\
+         </Server>\n",
     );
     let out = Command::new(BIN)
         .args(["--check", "-c"])
@@ -242,8 +301,16 @@ fn bad_rules_are_refused_at_check() {
         "t.conf:6: RewriteCond (plugin rewrite): unknown subject \"cookie\"",
         "t.conf:7: Redirect (plugin rewrite): \"200\" is not a redirect status",
         "t.conf:8: Rewrite (plugin rewrite): \"relative\": the replacement is a path",
+        "t.conf:9: Redirect (plugin rewrite): \"https://new.example\" has no path, and \
+         \"/old/\" ends in /",
+        "t.conf:10: Rewrite (plugin rewrite): \"/u/${idd}\": ${idd} names no group of \
+         \"^/(?P<id>[0-9]+)$\"",
+        "t.conf:11: RedirectMatch (plugin rewrite): \"/v/${m}\": ${m} names no group",
     ] {
         assert!(err.contains(want), "{want:?} not in {err}");
+    }
+    for fine in ["t.conf:12", "t.conf:13"] {
+        assert!(!err.contains(fine), "{fine} refused: {err}");
     }
 
     // A condition whose block ends before any rule: refused, not given to

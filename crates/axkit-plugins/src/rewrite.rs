@@ -8,7 +8,9 @@
 //! - `Redirect [STATUS] /PREFIX URL`: a request for `/PREFIX` or beneath
 //!   it is sent to URL with the rest of its path appended and its query
 //!   kept. STATUS: 301, 302 (the default), 303, 307, 308, or `permanent`,
-//!   `temp`, `seeother`.
+//!   `temp`, `seeother`. A PREFIX ending in `/` needs a URL with a path
+//!   (refused at load otherwise: the rest appended to a bare host could
+//!   name another one).
 //! - `RedirectMatch [STATUS] REGEX URL`: the path matches REGEX; URL may
 //!   use its captures (`$1`…`$9`, `${name}`).
 //! - `RewriteCond host|method|path|header:NAME [!]REGEX [nocase] [not]`:
@@ -32,12 +34,15 @@
 //! the first that matches answers. Then the `Rewrite` lines in order, each
 //! seeing the path as the lines before it left it. When a round changed
 //! the path into another `<Location>`, a new round runs with that
-//! Location's lines (unless `end`): a loop between Locations ends at
-//! `RewriteMaxLoops`.
+//! Location's lines (unless `end`) but for those it shares with the
+//! Location left (the Server's run once, as nginx runs them): a loop
+//! between Locations ends at `RewriteMaxLoops`.
 //!
 //! Paths are matched decoded and normalised (`Request::decoded_path`, what
 //! `<Location>` matching sees). A capture put back into a path is
-//! percent-encoded again, and every local result is normalised (`..`
+//! percent-encoded again (in the query, all but unreserved characters, so
+//! it stays one value, as mod_rewrite's `[B]`), a `${name}` naming no
+//! group is refused at load, and every local result is normalised (`..`
 //! cannot climb above the root: such a request is answered 400, logged),
 //! so that no rule can make a path the core would refuse or a `Location`
 //! starting with `//` (another host). Rules are compiled when the config
@@ -52,6 +57,7 @@ use axkit::plugin::{Context, HookFuture, Level, Outcome, Plugin, PluginInit, Plu
 use regex::{Captures, Regex, RegexBuilder};
 
 use axkit_http::encode_path;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::per_location::PerLocation;
 
@@ -88,6 +94,14 @@ fn check_target(target: &str) -> Result<(), String> {
     ))
 }
 
+/// Whether a URL has a path after its authority (`https://h/…`), not
+/// just a host (`https://h`, `https://h?q`).
+fn has_path(url: &str) -> bool {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let end = after_scheme.find(['/', '?', '#']);
+    end.is_some_and(|i| after_scheme.as_bytes()[i] == b'/')
+}
+
 fn is_url(text: &str) -> bool {
     let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
     lower.starts_with("http://") || lower.starts_with("https://")
@@ -120,6 +134,14 @@ fn parse_redirect(args: &[&str]) -> Result<Redirect, String> {
         return Err(format!("{prefix:?}: the prefix is a path, starting with /"));
     }
     check_target(target)?;
+    // The rest of the path is appended as it is: after a host with no
+    // path, `/old/.evil.com` or `/old/@evil.com` would change the host.
+    if prefix.ends_with('/') && is_url(target) && !has_path(target) {
+        return Err(format!(
+            "{target:?} has no path, and {prefix:?} ends in /: what follows it would be \
+             appended to the host name (write {target:?} with a / after the host)"
+        ));
+    }
     Ok(Redirect {
         status,
         prefix: prefix.to_string(),
@@ -138,11 +160,36 @@ struct RedirectMatch {
 fn parse_redirect_match(args: &[&str]) -> Result<RedirectMatch, String> {
     let (status, rest) = status_and_rest(args, "expected RedirectMatch [STATUS] REGEX URL")?;
     check_target(rest[1])?;
+    let regex = compile(rest[0], false)?;
+    check_names(rest[1], &regex)?;
     Ok(RedirectMatch {
         status,
-        regex: compile(rest[0], false)?,
+        regex,
         target: rest[1].to_string(),
     })
+}
+
+/// Every `${name}` of `template` names a group of `regex`: one that does
+/// not would expand to nothing, a typo found only by the requests it
+/// sends astray.
+fn check_names(template: &str, regex: &Regex) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(i) = rest.find('$') {
+        rest = &rest[i + 1..];
+        if let Some(after) = rest.strip_prefix('$') {
+            rest = after;
+        } else if let Some((name, after)) = rest.strip_prefix('{').and_then(|r| r.split_once('}')) {
+            if !regex.capture_names().flatten().any(|n| n == name) {
+                return Err(format!(
+                    "{template:?}: ${{{name}}} names no group of {:?} (a group is named with \
+                     (?P<{name}>…))",
+                    regex.as_str()
+                ));
+            }
+            rest = after;
+        }
+    }
+    Ok(())
 }
 
 /// What a `RewriteCond` tests.
@@ -279,6 +326,7 @@ fn parse_rewrite(args: &[&str]) -> Result<Rule, String> {
         }
     }
     rule.regex = compile(pattern, nocase)?;
+    check_names(replacement, &rule.regex)?;
     Ok(rule)
 }
 
@@ -404,6 +452,9 @@ fn key(setting: &Setting) -> usize {
 struct Guarded {
     rule: Rule,
     conds: Vec<Cond>,
+    /// The line, the same in every Location's config that holds it (see
+    /// [`key`]): a later round tells by it the rules it already ran.
+    line: usize,
 }
 
 struct Rewrite {
@@ -444,17 +495,40 @@ fn pair(config: &LocationConfig, blocks: &Blocks) -> Vec<Guarded> {
         out.push(Guarded {
             rule: rule.clone(),
             conds,
+            line: key(at),
         });
     }
     out
 }
 
+/// What a value put into a query is escaped of: everything but the
+/// unreserved characters (RFC 3986), so that it stays one value (`&`,
+/// `=`, `+`, `;` and `#` included), as mod_rewrite's `[B]` flag does.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `text` (decoded) percent-encoded for where it goes: the path (a space,
+/// `?` or `#` in it stays part of the path) or, after a `?`, the query,
+/// where it is a single value.
+fn encode_into(out: &mut String, text: &str, in_query: bool) {
+    if in_query {
+        out.extend(utf8_percent_encode(text, QUERY_VALUE));
+    } else {
+        out.extend(encode_path(text));
+    }
+}
+
 /// `template` with `$0`…`$9`, `${name}` and `$$` expanded from `caps`,
-/// each capture percent-encoded (it is decoded text going into a URL: a
-/// space, `?` or `#` in it stays part of the path).
+/// each capture percent-encoded for the part of the URL it lands in
+/// ([`encode_into`]): it is decoded text, and may not end the path or
+/// add a parameter to the query.
 pub(crate) fn expand(template: &str, caps: &Captures<'_>) -> String {
     let put = |out: &mut String, text: Option<regex::Match<'_>>| {
-        out.extend(encode_path(text.map_or("", |m| m.as_str())));
+        let in_query = out.contains('?');
+        encode_into(out, text.map_or("", |m| m.as_str()), in_query);
     };
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
@@ -549,11 +623,15 @@ enum Round {
     Answered(Outcome),
 }
 
-fn run_round(ctx: &mut Context, rules: &[Guarded]) -> Round {
+/// A round over `rules`, leaving out the lines in `ran`.
+fn run_round(ctx: &mut Context, rules: &[Guarded], ran: &[Guarded]) -> Round {
     let mut path = ctx.request.decoded_path().to_string();
     let mut query = ctx.request.query().map(str::to_string);
     let mut changed = false;
-    for Guarded { rule, conds } in rules {
+    let fresh = rules
+        .iter()
+        .filter(|g| !ran.iter().any(|r| r.line == g.line));
+    for Guarded { rule, conds, .. } in fresh {
         let Some(caps) = rule.regex.captures(&path) else {
             continue;
         };
@@ -625,7 +703,9 @@ fn redirects(ctx: &mut Context) -> Option<Outcome> {
         if !(rest.is_empty() || rest.starts_with('/') || r.prefix.ends_with('/')) {
             return None;
         }
-        let target = format!("{}{}", r.target, encode_path(rest));
+        let mut target = r.target.clone();
+        let in_query = target.contains('?');
+        encode_into(&mut target, rest, in_query);
         Some((r.status, with_query(target, ctx.request.query())))
     });
     let found = found.or_else(|| {
@@ -646,12 +726,16 @@ impl Plugin for Rewrite {
         }
         let max = *ctx.config().get(&MAX_LOOPS);
         let mut rounds = 0;
+        // The rules of the Location the request left: those it shares
+        // with the next (the Server's, an enclosing Location's) ran
+        // already, and run once, as nginx runs a server's rewrites once.
+        let mut left: Rc<[Guarded]> = Rc::new([]);
         loop {
             let rules = self.rules_of(ctx.config());
             if rules.is_empty() {
                 return Outcome::Declined.into();
             }
-            let (target, end) = match run_round(ctx, &rules) {
+            let (target, end) = match run_round(ctx, &rules, &left) {
                 Round::Same => return Outcome::Declined.into(),
                 Round::Answered(outcome) => return outcome.into(),
                 Round::Rewritten { target, end } => (target, end),
@@ -672,6 +756,7 @@ impl Plugin for Rewrite {
             if end || ctx.location_prefix() == before {
                 return Outcome::Ok.into();
             }
+            left = rules;
         }
     }
 }
