@@ -24,6 +24,8 @@
 //!
 //! Hook `post_read_request`: panics when the request has `X-Panic-Early: 1`.
 //!
+//! Hook `before_head`: panics when the request has `X-Panic-Head: 1`.
+//!
 //! Hook `fixup`: sets `X-Fixup: called` on the response when the request
 //! has `X-Fixup: 1` (nothing but the hook written in the impl makes the
 //! server call it: `#[axkit::plugin]` derives the list).
@@ -59,6 +61,13 @@ impl Plugin for Faults {
     fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         if ctx.request.header("X-Panic-Early") == Some("1") {
             panic!("deliberate panic in post_read_request");
+        }
+        Outcome::Declined.into()
+    }
+
+    fn before_head<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        if ctx.request.header("X-Panic-Head") == Some("1") {
+            panic!("deliberate panic in before_head");
         }
         Outcome::Declined.into()
     }

@@ -293,9 +293,10 @@ fn panic_after_the_head_truncates_and_closes() {
     assert_eq!(get(&srv, "/status/403").status, 403);
 }
 
-/// Work registered for just before the head (`Context::before_head`) that
-/// panics costs its response, as a hook's panic does: the half-made
-/// response is replaced by a bare 500 (whether it was whole or about to
+/// Work registered for just before the head (`Context::before_head`), or
+/// a `before_head` hook, that panics costs its response, as a hook's
+/// panic does: the half-made response (maybe without a header that
+/// matters) is replaced by a bare 500 (whether it was whole or about to
 /// stream: nothing had gone out) and the connection closes. The worker
 /// keeps serving and keeps its count of connections right: a connection
 /// counted open for ever would hold a graceful stop up for the whole
@@ -323,6 +324,23 @@ fn panic_before_the_head() {
             );
         }
     }
+    let mut s = srv.connect();
+    s.write_all(b"GET /status/403 HTTP/1.1\r\nHost: x\r\nX-Panic-Head: 1\r\n\r\n")
+        .unwrap();
+    let (bytes, closed) = read_until_close(&mut s, Duration::from_secs(10));
+    assert!(closed, "the connection was left open");
+    let r = parse(&bytes).expect("a complete response");
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (500, &b"500 Internal Server Error\n"[..])
+    );
+    wait_log(
+        &mut srv,
+        &[
+            "GET /status/403 ",
+            "hook before_head: plugin faults: panicked: deliberate panic in before_head",
+        ],
+    );
     assert_eq!(get(&srv, "/status/403").status, 403);
     let stopping = Instant::now();
     srv.stop();
