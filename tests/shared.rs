@@ -295,7 +295,7 @@ fn a_worker_killed_in_the_middle_of_a_zone_operation_wedges_nobody() {
     // good part of the time) and is killed; the other worker and the
     // replacement must still get through the zone. Until a kill has
     // caught a worker holding the lock.
-    for round in 0..40 {
+    for round in 0..100 {
         let spinner = lua::begin(&srv, "/spin");
         let mut busy = None;
         assert!(
@@ -324,7 +324,7 @@ fn a_worker_killed_in_the_middle_of_a_zone_operation_wedges_nobody() {
             return;
         }
     }
-    panic!("no kill caught a worker holding the lock in 40 rounds");
+    panic!("no kill caught a worker holding the lock in 100 rounds");
 }
 
 #[test]
