@@ -641,8 +641,18 @@ fn ambiguous_upstream_framing_is_refused_and_its_connection_dropped() {
     // One upstream connection, kept for the next request.
     assert_eq!(get(&plain).text(), "ok");
     assert_eq!(get(&plain).text(), "ok");
-    let mut connections = origin.connections.load(Ordering::SeqCst);
-    assert_eq!(connections, 1);
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
+    // After each case, a plain request needs a new upstream connection.
+    let mut connections = 1;
+    let mut plain_on_a_new_connection = |get: &mut dyn FnMut(&str) -> Response, case: &str| {
+        assert_eq!(get(&plain).text(), "ok", "{case:?}");
+        connections += 1;
+        assert_eq!(
+            origin.connections.load(Ordering::SeqCst),
+            connections,
+            "{case:?}"
+        );
+    };
     for (fields, logged) in [
         (
             "Transfer-Encoding: \r\nContent-Length: 2",
@@ -679,14 +689,7 @@ fn ambiguous_upstream_framing_is_refused_and_its_connection_dropped() {
             &[&format!("GET {path} "), logged, "(502)"],
             Duration::from_secs(10),
         );
-        // The next request needs a new upstream connection.
-        assert_eq!(get(&plain).text(), "ok", "{fields:?}");
-        connections += 1;
-        assert_eq!(
-            origin.connections.load(Ordering::SeqCst),
-            connections,
-            "{fields:?}"
-        );
+        plain_on_a_new_connection(&mut get, fields);
     }
     // Both framings, chunked first or last: the chunks are the body.
     for fields in [
@@ -696,13 +699,7 @@ fn ambiguous_upstream_framing_is_refused_and_its_connection_dropped() {
         let response = format!("HTTP/1.1 200 OK\r\n{fields}\r\n\r\n2\r\nok\r\n0\r\n\r\n");
         let r = get(&format!("/app/raw?{}", hex(response.as_bytes())));
         assert_eq!((r.status, r.text()), (200, "ok".to_string()), "{fields:?}");
-        assert_eq!(get(&plain).text(), "ok", "{fields:?}");
-        connections += 1;
-        assert_eq!(
-            origin.connections.load(Ordering::SeqCst),
-            connections,
-            "{fields:?}"
-        );
+        plain_on_a_new_connection(&mut get, fields);
     }
     assert_eq!(get("/app/huge-head").status, 502);
     srv.wait_stderr_line(
