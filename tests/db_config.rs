@@ -64,7 +64,7 @@ fn check_reports_bad_urls_and_options_without_quoting_them() {
          timeout: expected a duration",
         "axkit.conf:5: Database (plugin databases): invalid value (not shown: the directive is secret): \
          not a PostgreSQL URL the client understands: unknown option `bogus`",
-        "axkit.conf:6: Database (plugin databases): expected 2 to 4 arguments, got 1",
+        "axkit.conf:6: Database (plugin databases): expected 2 to 5 arguments, got 1",
         "/missing.url: no such file",
         "axkit.conf:11: Database (plugin databases): not allowed in <Location>",
     ] {

@@ -130,6 +130,14 @@ function hook_response(r)
     local ok, err = pcall(function() return postgres.get("down"):query("SELECT 1") end)
     r:write(tostring(ok), " ", tostring(err):match("^[^\n]*"))
     return OK
+  elseif p == "/big" then
+    -- 100 rows of 100 bytes: over `tiny`'s max_result=1k, not main's.
+    local sql = "SELECT repeat('x', 100) AS pad FROM generate_series(1, 100)"
+    local tiny = postgres.get("tiny")
+    local ok, err = pcall(tiny.query, tiny, sql)
+    r:write(tostring(ok), " ", tostring(err):match("[^\n]*"), "\n", #db:query(sql), " ",
+            tiny:query_one("SELECT 7 AS seven").seven)
+    return OK
   elseif p == "/plain" then
     -- Each statement of `sql` (split on `|`) through a plain call.
     local out = {}
@@ -160,6 +168,7 @@ fn server(pg: &Postgres) -> Axkit {
     let down = free_port();
     let global = format!(
         "Database main {url}\nDatabase one {url} pool=1\nDatabase short {url} timeout=300ms\n\
+         Database tiny {url} pool=1 max_result=1k\n\
          Database down postgres://postgres@127.0.0.1:{down}/postgres timeout=5s",
         url = pg.url()
     );
@@ -251,6 +260,22 @@ fn transactions_commit_roll_back_and_roll_back_when_left_open() {
     assert_eq!(count("tx-forget"), "0");
     assert_eq!(count("tx-error"), "0");
     assert_eq!(srv.get("/tx-close").text(), "0");
+}
+
+/// A result larger than the database's `max_result=` is an error naming
+/// the limit (the rest of it not read: the connection is closed), not a
+/// worker grown without bound; the pool goes on.
+#[test]
+fn a_result_over_max_result_is_refused() {
+    let Some(pg) = Postgres::start() else { return };
+    let srv = server(&pg);
+    let text = srv.get("/big").text();
+    let (first, rest) = text.split_once('\n').unwrap();
+    assert!(
+        first.starts_with("false ") && first.contains("over max_result=1024 bytes"),
+        "{text}"
+    );
+    assert_eq!(rest, "100 7");
 }
 
 /// Statements that would outlive their call on a pooled connection:

@@ -73,6 +73,14 @@ function hook_response(r)
                                SELECT count(*) AS n FROM c]], tonumber(r:param("n")))
     r:write("slow ", row.n)
     return OK
+  elseif p == "/big" then
+    -- 1,000 rows of 100 bytes: over `small`'s max_result=8k, not main's.
+    local sql = [[WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000)
+                  SELECT x, printf('%0100d', x) AS pad FROM c]]
+    local ok, err = pcall(sqlite.get("small").query, sqlite.get("small"), sql)
+    r:write(tostring(ok), " ", tostring(err):match("[^\n]*"), "\n", #db:query(sql), " ",
+            sqlite.get("small"):query_one("SELECT 7 AS seven").seven)
+    return OK
   elseif p == "/leave-open" then
     -- A transaction begun through plain calls: refused, and undone.
     local ok, err = pcall(db.exec, db, "BEGIN")
@@ -99,6 +107,7 @@ end
 fn server() -> Axkit {
     let global =
         "Database main sqlite:{dir}/app.db\nDatabase broken sqlite:{dir}/no/such/dir/x.db\n\
+         Database small sqlite:{dir}/app.db max_result=8k\n\
                   DatabaseFile secret {dir}/secret.url";
     Axkit::start_single_with(&conf(global, "Plugin app"), |d| {
         d.write("plugins/app.lua", APP);
@@ -198,6 +207,20 @@ fn a_transaction_begun_by_a_plain_call_is_refused_and_rolled_back() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A result larger than the database's `max_result=` is an error naming
+/// the limit, not a worker grown without bound; the pool goes on.
+#[test]
+fn a_result_over_max_result_is_refused() {
+    let srv = server();
+    let text = srv.get("/big").text();
+    let (first, rest) = text.split_once('\n').unwrap();
+    assert!(
+        first.starts_with("false ") && first.contains("over max_result=8192 bytes"),
+        "{text}"
+    );
+    assert_eq!(rest, "1000 7");
 }
 
 #[test]

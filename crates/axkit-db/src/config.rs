@@ -1,5 +1,6 @@
-//! The directives: `Database NAME URL [pool=N] [timeout=D]` and
-//! `DatabaseFile NAME FILE [pool=N] [timeout=D]` (the URL read from FILE),
+//! The directives: `Database NAME URL [pool=N] [timeout=D] [max_result=SIZE]`
+//! and `DatabaseFile NAME FILE [pool=N] [timeout=D] [max_result=SIZE]` (the
+//! URL read from FILE),
 //! both global. The URL's scheme picks the server: `postgres://` or
 //! `postgresql://` PostgreSQL, `redis://` or `redis+unix://` Redis,
 //! `sqlite:PATH` SQLite. A relative PATH, like a relative FILE, is taken
@@ -23,25 +24,31 @@ pub const DEFAULT_POOL: usize = 4;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most connections `pool=` may ask for, per database and worker.
 const MAX_POOL: usize = 1024;
+/// The most a query's rows may hold when `max_result=` is not written
+/// (as the HTTP client's body limit): a result is held whole in the
+/// worker before a script sees it, outside `LuaMemoryLimit`.
+pub const DEFAULT_MAX_RESULT: usize = 16 << 20;
 
-/// `Database NAME URL [pool=N] [timeout=D]`, any number of times.
+/// `Database NAME URL [pool=N] [timeout=D] [max_result=SIZE]`, any number
+/// of times.
 pub static DATABASE: List<Spec> = List::parsed_with_files("Database", parse_database)
-    .args(Args::Range(2, 4))
+    .args(Args::Range(2, 5))
     .scopes(Scopes::GLOBAL)
     .secret()
     .doc(
         "A database: NAME, then a URL whose scheme picks the server (postgres://, redis://, \
-         sqlite:PATH), then pool=N connections per worker (4) and timeout=D per call (10s)",
+         sqlite:PATH), then pool=N connections per worker (4), timeout=D per call (10s) and \
+         max_result=SIZE, the most a query's rows may hold (16M; 0: no limit)",
     );
 
-/// `DatabaseFile NAME FILE [pool=N] [timeout=D]`: the URL is FILE's first
+/// `DatabaseFile NAME FILE [options]`: the URL is FILE's first
 /// line, read with the config (and kept in the snapshot the workers get).
 pub static DATABASE_FILE: List<Spec> = List::parsed_with_files("DatabaseFile", parse_file)
-    .args(Args::Range(2, 4))
+    .args(Args::Range(2, 5))
     .scopes(Scopes::GLOBAL)
     .doc(
         "A database whose URL (a secret) is the first line of FILE; \
-         otherwise as Database NAME URL [pool=N] [timeout=D]",
+         otherwise as Database NAME URL [pool=N] [timeout=D] [max_result=SIZE]",
     );
 
 /// Which server a database is.
@@ -78,6 +85,9 @@ pub struct Spec {
     pub(crate) kind: Kind,
     pub(crate) pool: usize,
     pub(crate) timeout: Duration,
+    /// The most a query's rows may hold, in bytes of their values (0: no
+    /// limit).
+    pub(crate) max_result: usize,
     pub(crate) target: Target,
 }
 
@@ -118,6 +128,7 @@ impl Spec {
             kind,
             pool: pool.clamp(1, MAX_POOL),
             timeout,
+            max_result: DEFAULT_MAX_RESULT,
             target,
         })
     }
@@ -136,14 +147,16 @@ impl std::fmt::Debug for Spec {
 
 fn parse_database(args: &[&str], files: &mut FileReader<'_>) -> Result<Spec, String> {
     let [name, url, options @ ..] = args else {
-        return Err("expected Database NAME URL [pool=N] [timeout=D]".into());
+        return Err("expected Database NAME URL [pool=N] [timeout=D] [max_result=SIZE]".into());
     };
     spec(name, url, options, files)
 }
 
 fn parse_file(args: &[&str], files: &mut FileReader<'_>) -> Result<Spec, String> {
     let [name, path, options @ ..] = args else {
-        return Err("expected DatabaseFile NAME FILE [pool=N] [timeout=D]".into());
+        return Err(
+            "expected DatabaseFile NAME FILE [pool=N] [timeout=D] [max_result=SIZE]".into(),
+        );
     };
     let (path, bytes) = files.required_file(path)?;
     let shown = path.display();
@@ -160,6 +173,7 @@ fn spec(name: &str, url: &str, options: &[&str], files: &FileReader<'_>) -> Resu
     let (kind, target) = target(url, files)?;
     let mut pool = DEFAULT_POOL;
     let mut timeout = DEFAULT_TIMEOUT;
+    let mut max_result = DEFAULT_MAX_RESULT;
     for option in options {
         match option.split_once('=') {
             Some(("pool", n)) => {
@@ -175,7 +189,15 @@ fn spec(name: &str, url: &str, options: &[&str], files: &FileReader<'_>) -> Resu
                     .filter(|d| !d.is_zero())
                     .ok_or("timeout: expected a duration like 500ms, 10s or 1m")?;
             }
-            _ => return Err("unknown option; expected pool=N or timeout=D".into()),
+            Some(("max_result", size)) => {
+                max_result = parse::size(size)
+                    .ok()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or("max_result: expected a size like 512k or 16M (0: no limit)")?;
+            }
+            _ => {
+                return Err("unknown option; expected pool=N, timeout=D or max_result=SIZE".into())
+            }
         }
     }
     Ok(Spec {
@@ -183,6 +205,7 @@ fn spec(name: &str, url: &str, options: &[&str], files: &FileReader<'_>) -> Resu
         kind,
         pool,
         timeout,
+        max_result,
         target,
     })
 }

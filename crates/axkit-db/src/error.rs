@@ -29,6 +29,15 @@ pub enum ErrorKind {
     Usage,
 }
 
+/// What a query whose rows went over `max_result=` fails with, after
+/// `rows` rows.
+pub(crate) fn over_max_result(max: usize, rows: usize) -> String {
+    format!(
+        "the result is over max_result={max} bytes (at row {rows}): ask for less (LIMIT, fewer \
+         columns), or raise max_result= on the Database line"
+    )
+}
+
 /// A failed database call. Its message names the database (never its
 /// URL).
 #[derive(Clone, Debug)]

@@ -13,11 +13,11 @@ use std::rc::Rc;
 
 use futures_util::TryStreamExt;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{BorrowToSql, ToSql};
+use tokio_postgres::types::{BorrowToSql, FromSql, ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use crate::config::{Kind, Spec, Target};
-use crate::error::{Error, ErrorKind};
+use crate::error::{over_max_result, Error, ErrorKind};
 use crate::pool::{Connector, Pool, Pooled};
 
 /// Prepared statements kept per connection; past this the cache starts
@@ -198,14 +198,61 @@ where
     I: IntoIterator<Item = P>,
     I::IntoIter: ExactSizeIterator,
 {
-    run(c, sql, async |client: &Client, statement| {
-        client
-            .query_raw(&statement, params)
-            .await?
-            .try_collect()
-            .await
+    let max = c.spec().max_result;
+    // Past `max`, the rows read so far and how many: the rest is not read.
+    let mut over = None;
+    let rows = run(c, sql, async |client: &Client, statement| {
+        let stream = client.query_raw(&statement, params).await?;
+        futures_util::pin_mut!(stream);
+        let (mut rows, mut size) = (Vec::new(), 0usize);
+        while let Some(row) = stream.try_next().await? {
+            size += row_size(&row);
+            rows.push(row);
+            if max != 0 && size > max {
+                over = Some(rows.len());
+                break;
+            }
+        }
+        Ok(rows)
     })
-    .await
+    .await?;
+    let Some(count) = over else {
+        return Ok(rows);
+    };
+    // The server may still be sending the rest: the connection is closed
+    // rather than drained.
+    c.discard();
+    Err(Error::new(
+        &c.spec().name,
+        Kind::Postgres,
+        ErrorKind::Query,
+        over_max_result(max, count),
+    ))
+}
+
+/// What a row costs to hold: its values' bytes as the server sent them,
+/// and a little per value.
+fn row_size(row: &Row) -> usize {
+    (0..row.len())
+        .map(|i| row.try_get::<_, Sent>(i).map_or(0, |s| s.0) + 16)
+        .sum()
+}
+
+/// The length of a value as sent, whatever its type.
+struct Sent(usize);
+
+impl<'a> FromSql<'a> for Sent {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Sent, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Sent(raw.len()))
+    }
+
+    fn from_sql_null(_: &Type) -> Result<Sent, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Sent(0))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
 }
 
 async fn execute_on<P, I>(c: &mut Pooled<PgConnector>, sql: &str, params: I) -> Result<u64, Error>

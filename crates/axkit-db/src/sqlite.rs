@@ -20,7 +20,7 @@ use rusqlite::{Connection, InterruptHandle};
 pub use rusqlite::types::Value as SqlValue;
 
 use crate::config::{Kind, Spec, Target};
-use crate::error::{Error, ErrorKind};
+use crate::error::{over_max_result, Error, ErrorKind};
 use crate::pool::{Connector, Pool, Pooled};
 
 /// Prepared statements kept per connection.
@@ -141,7 +141,14 @@ pub struct Executed {
     pub last_insert_rowid: i64,
 }
 
-fn query_rows(conn: &Connection, sql: &str, params: &[SqlValue]) -> rusqlite::Result<Rows> {
+/// The rows of `sql`, whose values may hold at most `max` bytes (0: no
+/// limit): past it, an error rather than a worker grown without bound.
+fn query_rows(
+    conn: &Connection,
+    sql: &str,
+    params: &[SqlValue],
+    max: usize,
+) -> rusqlite::Result<Rows> {
     let mut statement = conn.prepare_cached(sql)?;
     let columns: Vec<String> = statement
         .column_names()
@@ -154,11 +161,25 @@ fn query_rows(conn: &Connection, sql: &str, params: &[SqlValue]) -> rusqlite::Re
         columns,
         ..Rows::default()
     };
+    let mut size = 0usize;
     while let Some(row) = rows.next()? {
         for i in 0..n {
-            out.values.push(row.get(i)?);
+            let value: SqlValue = row.get(i)?;
+            size += std::mem::size_of::<SqlValue>()
+                + match &value {
+                    SqlValue::Text(t) => t.len(),
+                    SqlValue::Blob(b) => b.len(),
+                    _ => 0,
+                };
+            out.values.push(value);
         }
         out.count += 1;
+        if max != 0 && size > max {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_TOOBIG),
+                Some(over_max_result(max, out.count)),
+            ));
+        }
     }
     Ok(out)
 }
@@ -274,7 +295,9 @@ impl Sqlite {
     /// The rows `sql` returns, `params` bound to `?1`, `?2`… (or `?`).
     pub async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<Rows, Error> {
         let sql = sql.to_string();
-        self.call(move |conn| query_rows(conn, &sql, &params)).await
+        let max = self.pool.spec.max_result;
+        self.call(move |conn| query_rows(conn, &sql, &params, max))
+            .await
     }
 
     /// Run `sql` (an `INSERT`, `UPDATE`…): what it changed.
@@ -327,7 +350,14 @@ impl SqliteTransaction {
 
     pub async fn query(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<Rows, Error> {
         let sql = sql.to_string();
-        self.call(move |conn| query_rows(conn, &sql, &params)).await
+        let max = self
+            .conn
+            .as_ref()
+            .expect("a transaction in use is open")
+            .spec()
+            .max_result;
+        self.call(move |conn| query_rows(conn, &sql, &params, max))
+            .await
     }
 
     pub async fn execute(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<Executed, Error> {
