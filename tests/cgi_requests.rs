@@ -354,18 +354,41 @@ for fd in sorted(int(f) for f in os.listdir("/proc/self/fd")):
     }
 }
 
+/// `serve_file` may not answer before `serve_cgi` anywhere, in the order
+/// `response` tries them (innermost scope first), or scripts would be
+/// served as their source: after it in one scope, or in a Location inside
+/// the Server that runs CGI, is refused at start. In an outer scope (a
+/// global `serve_file`) it comes after, and is fine.
 #[test]
 fn serve_file_before_serve_cgi_is_refused_at_start() {
     let dir = TempDir::new("cgi-order");
-    let conf = dir.write(
-        "axkit.conf",
-        "<Server>\n Listen 127.0.0.1:0\n Plugin uri_to_file\n Plugin serve_file\n Plugin serve_cgi\n</Server>\n",
+    for (n, server) in [
+        " Plugin uri_to_file\n Plugin serve_file\n Plugin serve_cgi\n",
+        " Plugin serve_cgi\n Plugin uri_to_file\n <Location /app>\n  Plugin serve_file\n </Location>\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let conf = dir.write(
+            &format!("refused{n}.conf"),
+            format!("<Server>\n Listen 127.0.0.1:0\n{server}</Server>\n"),
+        );
+        // `--check` builds the plugins too, and exits either way.
+        let out = Command::new(BIN)
+            .args(["--check", "-c"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("must come before `Plugin serve_file`"),
+            "{server}: {err}"
+        );
+    }
+    let srv = Axkit::start_single(
+        "Plugin serve_file\n<Server>\n Listen 127.0.0.1:0\n Plugin serve_cgi\n Plugin uri_to_file\n</Server>\n",
     );
-    let err = refused_at_start(&conf);
-    assert!(
-        err.contains("must come before `Plugin serve_file`"),
-        "{err}"
-    );
+    assert_eq!(srv.get("/none.cgi").status, 404);
 }
 
 /// Run git with a clean, local configuration.

@@ -245,10 +245,12 @@ fn directives() -> Vec<Directive> {
 
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     // A CGI must never be served as its source: serve_file (which would
-    // send it) may not answer before us in any chain.
+    // send it) may not answer before us in any chain, in the order the
+    // `response` hook tries them (innermost scope first).
     for server in &init.config.servers {
         for node in &server.locations {
-            let position = |name: &str| node.plugins.iter().position(|p| p == name);
+            let order = node.content_order();
+            let position = |name: &str| order.iter().position(|p| *p == name);
             if let (Some(file), Some(cgi)) = (position("serve_file"), position(init.name)) {
                 if file < cgi {
                     return Err(format!(

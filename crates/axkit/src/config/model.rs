@@ -228,6 +228,30 @@ pub struct LocationNode {
     pub scope_starts: Vec<usize>,
 }
 
+impl LocationNode {
+    /// `plugins` in the order the content hooks (`xmlresponse`,
+    /// `response`) try them: the innermost scope's first, each scope's in
+    /// config order. The first that does not decline answers, so this is
+    /// the order that decides which plugin answers a request here.
+    pub fn content_order(&self) -> Vec<&str> {
+        let scope_of = |at: usize| {
+            self.scope_starts
+                .iter()
+                .rposition(|&s| s <= at)
+                .unwrap_or(0)
+        };
+        let mut ordered: Vec<(usize, &str)> = self
+            .plugins
+            .iter()
+            .enumerate()
+            .map(|(at, name)| (scope_of(at), name.as_str()))
+            .collect();
+        // Stable: config order within a scope.
+        ordered.sort_by_key(|&(scope, _)| std::cmp::Reverse(scope));
+        ordered.into_iter().map(|(_, name)| name).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use axkit_http::Limits;
 use tokio::sync::Notify;
 
-use crate::config::{core, Config, LocationConfig, ServerConfig};
+use crate::config::{core, Config, LocationConfig, LocationNode, ServerConfig};
 use crate::plugin::metrics::Slot;
 use crate::plugin::{called_hooks, Catalog, Hook, Level, Plugin, PluginInit, Request, Trust};
 use crate::server::conn_io::{ConnIo, ReadBuffers};
@@ -63,15 +63,11 @@ pub(crate) struct LocationRt {
 pub(crate) const CONTENT_HOOKS: [Hook; 2] = [Hook::XmlResponse, Hook::Response];
 
 impl LocationRt {
-    /// `plugins` is the scope's chain and `scope_starts` where each
-    /// scope's group begins in it (see `LocationNode`).
-    fn new(
-        config: Arc<LocationConfig>,
-        (prefix, file, line): (String, Arc<str>, u32),
-        (plugins, scope_starts): (&[String], &[usize]),
-        all: &Built,
-        series: u32,
-    ) -> LocationRt {
+    /// `node` is the scope's config (its plugin chain in scope order).
+    fn new(node: &LocationNode, all: &Built, series: u32) -> LocationRt {
+        let config = node.config.clone();
+        let (prefix, file, line) = (node.prefix.clone(), node.file.clone(), node.line);
+        let plugins = &node.plugins;
         let mut chains = vec![Vec::new(); Hook::COUNT];
         let entries = plugins.iter().filter_map(|name| {
             let (plugin, index) = all.get(name)?;
@@ -85,8 +81,9 @@ impl LocationRt {
                 }
             }
         }
+        let order = node.content_order();
         for hook in CONTENT_HOOKS {
-            chains[hook as usize] = innermost_first(&chains[hook as usize], plugins, scope_starts);
+            chains[hook as usize] = innermost_first(&chains[hook as usize], &order);
         }
         LocationRt {
             max_body: *config.get(&core::MAX_REQUEST_BODY),
@@ -108,21 +105,13 @@ impl LocationRt {
     }
 }
 
-/// `chain` (in scope order) with the scopes' groups reversed: the
-/// innermost scope's plugins first, each group still in config order.
-fn innermost_first(chain: &[Entry], plugins: &[String], scope_starts: &[usize]) -> Vec<Entry> {
-    // The scope of each plugin: the last group that begins at or before it.
-    let scope_of = |name: &str| {
-        let at = plugins.iter().position(|p| p == name).unwrap_or(0);
-        scope_starts.iter().rposition(|&s| s <= at).unwrap_or(0)
-    };
-    let mut ordered: Vec<(usize, Entry)> = chain
+/// `chain` in the node's content order ([`LocationNode::content_order`]):
+/// the innermost scope's plugins first, each group still in config order.
+fn innermost_first(chain: &[Entry], order: &[&str]) -> Vec<Entry> {
+    order
         .iter()
-        .map(|entry| (scope_of(&entry.0), entry.clone()))
-        .collect();
-    // Stable: config order within a scope.
-    ordered.sort_by_key(|(scope, _)| std::cmp::Reverse(*scope));
-    ordered.into_iter().map(|(_, entry)| entry).collect()
+        .filter_map(|name| chain.iter().find(|entry| &*entry.0 == *name).cloned())
+        .collect()
 }
 
 /// Per-`<Server>` runtime: its locations and the connection-level settings
@@ -160,9 +149,7 @@ impl ServerRt {
             .iter()
             .map(|node| {
                 Rc::new(LocationRt::new(
-                    node.config.clone(),
-                    (node.prefix.clone(), node.file.clone(), node.line),
-                    (&node.plugins, &node.scope_starts),
+                    node,
                     all,
                     metrics.map_or(0, |m| m.series(&name, &node.prefix)),
                 ))
@@ -331,13 +318,17 @@ impl WorkerRt {
         if let Some(pos) = listener_servers.iter().position(|s| s.is_empty()) {
             return Err(vec![format!("no <Server> listens on {}", listeners[pos])]);
         }
-        let global = Rc::new(LocationRt::new(
-            config.global.clone(),
-            (String::new(), Arc::from(""), 0),
-            (&config.global_plugins, &[0]),
-            &all,
-            0,
-        ));
+        // The global scope as a node of its own, for what runs before a
+        // Server is known.
+        let global_node = LocationNode {
+            prefix: String::new(),
+            file: Arc::from(""),
+            line: 0,
+            config: config.global.clone(),
+            plugins: config.global_plugins.clone(),
+            scope_starts: vec![0],
+        };
+        let global = Rc::new(LocationRt::new(&global_node, &all, 0));
         let log_level = *config.global.get(&core::LOG_LEVEL);
         // The console may turn LogLevel to debug at run time (through
         // the metrics region), which traces every request.
