@@ -90,6 +90,22 @@ function hook_response(r)
   elseif p == "/blocked" then
     r:write(type(io), type(os.execute), type(dofile), type(require), type(os.time))
     return OK
+  elseif p == "/load" then
+    -- Loaded text gets the environment given, else the caller's: never
+    -- one with the state's os, dofile or load; bytecode is refused.
+    local out = {}
+    for _, code in ipairs({ "return os and os.execute", "return dofile", "return load and load('return os.execute')()",
+                            "return collectgarbage" }) do
+      out[#out + 1] = tostring(load(code, "=x", "t", {})())
+      out[#out + 1] = tostring(load(code)())
+    end
+    load("loaded_global = 42")()
+    out[#out + 1] = tostring(loaded_global)
+    out[#out + 1] = tostring(load("return os.time ~= nil")())
+    local ok, err = pcall(load, string.dump(function() return 1 end), "=b", "b")
+    out[#out + 1] = tostring(ok) .. " " .. tostring(err):match("only text chunks")
+    r:write(table.concat(out, " "))
+    return OK
   end
 end
 "#;
@@ -141,6 +157,10 @@ end
         "written by lua|nil|true|true|a.txt"
     );
     assert_eq!(srv.get("/blocked").text(), "nilnilnilfunctionfunction");
+    assert_eq!(
+        srv.get("/load").text(),
+        "nil nil nil nil nil nil nil nil 42 true false only text chunks"
+    );
 }
 
 /// A failed file.write leaves no temporary file; a new file gets the

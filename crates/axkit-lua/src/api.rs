@@ -82,13 +82,41 @@ pub(crate) fn install(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<Table> {
             globals.raw_get::<Value>("error")?,
         ))?;
     base.raw_set("setmetatable", guarded)?;
-    // `load` for text chunks only: compiling bytecode can crash the VM.
+    // `load` for text chunks only (compiling bytecode can crash the VM),
+    // in the environment given, else the caller's own, as standard Lua
+    // gives a chunk its global environment: never the state's real
+    // globals, which hold what scripts must not reach (`os.execute`,
+    // `dofile`…).
     let std_load: mlua::Function = globals.raw_get("load")?;
+    let fallback = base.clone();
     base.raw_set(
         "load",
-        lua.create_function(move |_, (chunk, name): (mlua::LuaString, Option<String>)| {
-            std_load.call::<mlua::MultiValue>((chunk, name, "t"))
-        })?,
+        lua.create_function(
+            move |lua,
+                  (chunk, name, mode, env): (
+                mlua::LuaString,
+                Option<String>,
+                Option<String>,
+                Option<Table>,
+            )| {
+                if mode.as_deref().is_some_and(|m| m != "t") {
+                    return Err(mlua::Error::runtime(
+                        "load: only text chunks (mode \"t\"): bytecode is refused",
+                    ));
+                }
+                let env = match env.or_else(|| caller_env(lua)) {
+                    Some(env) => env,
+                    None => {
+                        let env = lua.create_table()?;
+                        let meta = lua.create_table()?;
+                        meta.raw_set("__index", fallback.clone())?;
+                        env.set_metatable(Some(meta))?;
+                        env
+                    }
+                };
+                std_load.call::<mlua::MultiValue>((chunk, name, "t", env))
+            },
+        )?,
     )?;
     install_control(lua, &base, clock)?;
     base.raw_set("OK", OK)?;
@@ -125,6 +153,13 @@ pub(crate) fn install(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<Table> {
     crate::session::install(lua, &base)?;
     crate::xml::install(lua, &base)?;
     Ok(base)
+}
+
+/// The global environment of the Lua function calling the host function
+/// being run, unless it is the state's own globals (host code).
+fn caller_env(lua: &Lua) -> Option<Table> {
+    let env = lua.inspect_stack(1, |d| d.function())?.environment()?;
+    (env != lua.globals()).then_some(env)
 }
 
 /// Control flow that must cooperate with the server, written in Lua:

@@ -211,6 +211,12 @@ impl Host {
             coroutines.clone(),
             modules.clone(),
         )?;
+        // What the base took what it needed from, and scripts must never
+        // reach (a chunk given the state's globals would): gone from them.
+        let globals = lua.globals();
+        for name in ["os", "dofile", "loadfile", "load", "collectgarbage"] {
+            globals.raw_set(name, mlua::Value::Nil)?;
+        }
         Ok(Host {
             modules,
             files,
