@@ -5,7 +5,8 @@
 //! (`/etc/shadow`, `..`, a link to `/etc` or out of the root) refused for
 //! every call; the roots checked at start-up; and the files a request hook
 //! names (`r:send_file`, `r:set_filename`) held to the DocumentRoot or a
-//! LuaFileRoot; and many writes of one file at once, none torn.
+//! LuaFileRoot, and served from where they were checked; and many writes
+//! of one file at once, none torn.
 //!
 //! Each test starts its own server (`--no-master`) with real scripts
 //! written to its scratch directory.
@@ -368,6 +369,57 @@ end
     assert!(!r.text().contains("root:"));
     srv.wait_stderr(
         "r:set_filename /etc/shadow: not beneath the DocumentRoot or a LuaFileRoot",
+        Duration::from_secs(5),
+    );
+}
+
+/// The file `r:set_filename` names is served from where it was checked:
+/// a relative path from ServerRoot, not from the working directory the
+/// server was started in (it never changes it); and beneath its
+/// LuaFileRoot under the `file` API's rule, so a link out of the root is
+/// refused there even under `FollowSymlinks on`.
+#[test]
+fn set_filename_serves_the_file_it_checked() {
+    let script = r#"
+function hook_uri_translation(r)
+  r:set_filename(r:param("name"))
+  return OK
+end
+"#;
+    let dir = TempDir::new("srv");
+    let cwd = dir.path().join("cwd");
+    dir.write("srv/data/a.txt", "beneath the server root");
+    dir.write("cwd/data/a.txt", "beneath the working directory");
+    dir.write("outside.txt", "outside the file root");
+    symlink(
+        dir.path().join("outside.txt"),
+        dir.path().join("srv/data/link.txt"),
+    )
+    .unwrap();
+    dir.write("plugins/req.lua", script);
+    let body =
+        "    Plugin req\n    Plugin uri_to_file\n    Plugin serve_file\n    FollowSymlinks on";
+    let text = conf("ServerRoot {dir}/srv\nLuaFileRoot data", body);
+    let conf = dir.write("axkit.conf", config_text(&dir, &text));
+    let mut command = std::process::Command::new(BIN);
+    command
+        .args(["--no-master", "-c"])
+        .arg(&conf)
+        .current_dir(&cwd);
+    let mut srv = Axkit::launch(command, dir, conf);
+
+    let r = srv.get("/?name=data/a.txt");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "beneath the server root")
+    );
+    // `file.read` refuses the link; so does serving the file it names.
+    let link = srv.dir.path().join("srv/data/link.txt");
+    let r = srv.get(&format!("/?name={}", link.display()));
+    assert_eq!(r.status, 403);
+    assert!(!r.text().contains("outside"), "{}", r.text());
+    srv.wait_stderr(
+        &format!("{}: refused: leads outside its root", link.display()),
         Duration::from_secs(5),
     );
 }

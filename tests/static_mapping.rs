@@ -230,8 +230,9 @@ fn magic_mime_map_sniffs_files_without_a_useful_extension() {
 /// hook) is opened by `serve_file` itself: found, missing, a directory.
 /// It is opened beneath a root like any other: the Location's
 /// DocumentRoot when the file lies under it (links inside it followed,
-/// links out refused unless `FollowSymlinks on`), else with no symlink
-/// anywhere in its path.
+/// links out refused unless `FollowSymlinks on`), else the LuaFileRoot it
+/// lies under, as the `file` API opens files (links inside it followed,
+/// links out refused).
 #[test]
 fn serve_file_opens_a_file_another_plugin_named() {
     let mapper_conf = |extra: &str| {
@@ -273,8 +274,8 @@ Workers 1
     assert_eq!(get(&srv, "/big.bin", "").body, big_content());
     assert_eq!(get(&srv, "/nothing.txt", "").status, 404);
     assert_eq!(get(&srv, "/sub", "").status, 403);
-    // No DocumentRoot: no symlink anywhere in the path.
-    assert_eq!(get(&srv, "/link.txt", "").status, 403);
+    // No DocumentRoot: beneath the LuaFileRoot.
+    assert_eq!(get(&srv, "/link.txt", "").text(), "from lua");
     assert_eq!(get(&srv, "/out/secret.txt", "").status, 403);
 
     // Under the Location's DocumentRoot: its rule.

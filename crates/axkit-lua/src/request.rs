@@ -549,15 +549,20 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     m.sync("filename", |_, _, c, ()| {
         Ok(c.filename.as_ref().map(|p| p.display().to_string()))
     })?;
-    // Only a file a script may open itself (see `Files::for_request`): the
-    // plugin that serves it opens it under the request-file rule.
+    // Only a file a script may open itself (see `Files::for_request`). The
+    // plugin that serves it opens it beneath `ctx.doc_root`, so the root
+    // it was checked against goes there, and the filename is that root's
+    // path joined: a relative path is taken from ServerRoot (the server
+    // never changes its working directory), and a file beneath a
+    // LuaFileRoot is opened under the `file` API's rule, not from `/`
+    // under `FollowSymlinks`.
     m.sync(
         "set_filename",
         |lua, _, c, (path, info): (String, Option<String>)| {
-            let full = PathBuf::from(&path);
-            request_file(lua, c, &full)
+            let (root, rel) = request_file(lua, c, Path::new(&path))
                 .map_err(|e| mlua::Error::runtime(format!("r:set_filename {path}: {e}")))?;
-            c.filename = Some(full.into());
+            c.filename = Some(root.path().join(rel).into());
+            c.doc_root = Some(root);
             c.metadata = None;
             c.file = None;
             if let Some(info) = info {

@@ -41,11 +41,13 @@
 //!
 //! Where files are opened: the file usually comes open from `uri_to_file`.
 //! The siblings, and a file that another translating plugin named without
-//! opening it (a Lua `r:set_filename`), are opened beneath a root under
-//! its `FollowSymlinks` rule, never by full path (`DocRoot::for_file`):
-//! the root `uri_to_file` resolved the request under when the file lies
-//! beneath it, else the Location's DocumentRoot when it lies beneath that,
-//! else `/` with no symlink anywhere in the path (`FollowSymlinks on`
+//! opening it (a Lua `r:set_filename`), are opened beneath a root, never
+//! by full path (`DocRoot::for_file`): the request's root when the file
+//! lies beneath it (the one `uri_to_file` resolved the request under, with
+//! its `FollowSymlinks` rule, or the LuaFileRoot `r:set_filename` checked
+//! the file against, as the Lua `file` API opens files), else the
+//! Location's DocumentRoot with its rule when it lies beneath that, else
+//! `/` with no symlink anywhere in the path (`FollowSymlinks on`
 //! follows them). A file refused that way answers 403 and is logged.
 //!
 //! Nothing here waits for a disk on the event loop: the file comes open

@@ -938,7 +938,8 @@ pub struct Context {
     /// possibly shared with other requests through an open-file cache.
     pub file: Option<Rc<OpenFile>>,
     /// The root `filename` was resolved beneath, and how (set by
-    /// `uri_to_file`): every other file opened for this request goes
+    /// `uri_to_file`, or by the plugin that named `filename`, as a Lua
+    /// `r:set_filename`): every other file opened for this request goes
     /// through it (see [`DocRoot::for_file`]).
     pub doc_root: Option<DocRoot>,
     /// Set by `authentication`.
