@@ -5,8 +5,8 @@
 //! (`/etc/shadow`, `..`, a link to `/etc` or out of the root) refused for
 //! every call; the roots checked at start-up; and the files a request hook
 //! names (`r:send_file`, `r:set_filename`) held to the DocumentRoot or a
-//! LuaFileRoot, and served from where they were checked; and many writes
-//! of one file at once, none torn.
+//! LuaFileRoot, and served from where they were checked; `file.read`
+//! bounded at 16 MiB; and many writes of one file at once, none torn.
 //!
 //! Each test starts its own server (`--no-master`) with real scripts
 //! written to its scratch directory.
@@ -422,6 +422,37 @@ end
         &format!("{}: refused: leads outside its root", link.display()),
         Duration::from_secs(5),
     );
+}
+
+/// `file.read` holds a file in the worker before it becomes a Lua string,
+/// outside LuaMemoryLimit: a file over 16 MiB is refused, not read.
+#[test]
+fn file_read_refuses_a_file_over_16_mib() {
+    const CAP: u64 = 16 << 20;
+    let srv = start_with(
+        &conf("LuaFileRoot {dir}/data", "    Plugin f"),
+        &[("f", CALLER)],
+        |d| {
+            // Sparse: no disk is written for the size.
+            let big = d.write("data/big.bin", "");
+            std::fs::File::options()
+                .write(true)
+                .open(big)
+                .unwrap()
+                .set_len(CAP + 1)
+                .unwrap();
+            d.write("data/small.txt", "small");
+        },
+    );
+    let dir = srv.dir.path().display().to_string();
+    let big = format!("{dir}/data/big.bin");
+    // Not the contents in a failure message.
+    let got = call(&srv, "read", &big, "");
+    let shown: String = got.chars().take(200).collect();
+    assert_eq!(got.len(), shown.len(), "{shown}…");
+    assert_eq!(got, format!("nil|{big}: larger than 16 MiB"));
+    let small = format!("{dir}/data/small.txt");
+    assert_eq!(call(&srv, "read", &small, ""), "small|nil");
 }
 
 /// `POST /?to=PATH` writes the body to PATH with `file.write`.

@@ -261,3 +261,69 @@ end
     let srv = start(&conf("", "    Plugin runner"), &[("runner", script)]);
     assert_eq!(srv.get("/").text(), "false|LuaProcess off");
 }
+
+/// What `socket:receive` reads is held in the worker before it becomes a
+/// Lua string, outside LuaMemoryLimit: a line or the rest of the stream
+/// is bounded at 16 MiB, as a byte count is. LuaSocket's `"*l"` and `"*a"`
+/// name `"line"` and `"all"`; any other pattern is an error, not taken
+/// for a line.
+#[test]
+fn socket_receive_is_bounded_and_knows_its_patterns() {
+    const CAP: usize = 16 << 20;
+    let script = r#"
+function hook_response(r)
+  local s = tcp.connect("127.0.0.1", tonumber(r:param("port")))
+  s:send(r:param("n") .. "\n")
+  local ok, v = pcall(s.receive, s, r:param("pattern"))
+  s:close()
+  r:write(ok and "ok " .. #v or "error " .. tostring(v))
+  return OK
+end
+"#;
+    let srv = start(&conf("", "    Plugin sock"), &[("sock", script)]);
+    // Each connection: N times `x`, a newline and `tail`, then close.
+    let cases: &[(&str, usize, &str)] = &[
+        ("*l", 2, "ok 2"),
+        ("*a", 2, "ok 7"),
+        ("line", CAP, &format!("ok {CAP}")),
+        ("line", CAP + 1, "more than 16 MiB without a newline"),
+        ("all", CAP, "more than 16 MiB before the peer closed"),
+        (
+            "*x",
+            2,
+            r#"socket:receive: "*x": not "line", "all" or a byte count"#,
+        ),
+    ];
+    let peer = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = peer.local_addr().unwrap().port();
+    let connections = cases.len();
+    let peer = std::thread::spawn(move || {
+        for _ in 0..connections {
+            let (s, _) = peer.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(s.try_clone().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            let mut data = vec![b'x'; line.trim().parse().unwrap()];
+            data.extend_from_slice(b"\ntail");
+            // The server may stop reading, and close, before the end.
+            let _ = (&s).write_all(&data);
+        }
+    });
+    for (pattern, n, expected) in cases {
+        let t = srv
+            .get(&format!(
+                "/?port={port}&n={n}&pattern={}",
+                pattern.replace('*', "%2A")
+            ))
+            .text();
+        match expected.starts_with("ok") {
+            true => assert_eq!(&t, expected, "{pattern} {n}"),
+            false => assert!(
+                t.starts_with("error ") && t.contains(expected),
+                "{pattern} {n}: {t}"
+            ),
+        }
+    }
+    peer.join().unwrap();
+}

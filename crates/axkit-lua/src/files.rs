@@ -43,6 +43,10 @@ pub(crate) static LUA_FILE_ROOT: List<PathBuf> =
          the file API is off",
     );
 
+/// The largest file `file.read` reads: the contents are held in Rust
+/// memory, outside LuaMemoryLimit, before they become a Lua string.
+const MAX_READ: usize = 16 << 20;
+
 const NO_ROOTS: &str = "file access is off (no LuaFileRoot is configured)";
 const NOT_BENEATH: &str = "not beneath a LuaFileRoot";
 
@@ -174,14 +178,25 @@ fn parent_of<'a>(root: &DocRoot, rel: &'a Path) -> Result<(File, &'a OsStr), Str
 fn read(root: &DocRoot, rel: &Path) -> Result<Vec<u8>, String> {
     // O_NONBLOCK (READ_FLAGS): a FIFO must not hold a blocking thread
     // until some writer comes; then only a regular file is read.
-    let mut file = root
+    let file = root
         .open_rel(rel, READ_FLAGS, Io::Blocking)
         .map_err(resolving)?;
-    if !file.metadata().map_err(|e| reason(&e))?.is_file() {
+    let metadata = file.metadata().map_err(|e| reason(&e))?;
+    if !metadata.is_file() {
         return Err("not a regular file".into());
     }
-    let mut data = Vec::new();
-    file.read_to_end(&mut data).map_err(|e| reason(&e))?;
+    // Checked before and while reading: a file may grow in between.
+    let too_big = || format!("larger than {} MiB", MAX_READ >> 20);
+    if metadata.len() > MAX_READ as u64 {
+        return Err(too_big());
+    }
+    let mut data = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_READ as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| reason(&e))?;
+    if data.len() > MAX_READ {
+        return Err(too_big());
+    }
     Ok(data)
 }
 

@@ -13,7 +13,7 @@ use mlua::{Lua, Table, UserData, UserDataMethods};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-/// The most `socket:receive(n)` reads in one call.
+/// The most one `socket:receive` reads: `n` bytes, a line, or all.
 const MAX_RECEIVE: usize = 16 << 20;
 
 /// The most a subprocess may write to its standard output, and to its
@@ -176,6 +176,52 @@ async fn read_output(pipe: impl AsyncRead + Unpin, which: &str) -> std::io::Resu
     Ok(out)
 }
 
+/// What `socket:receive` reads.
+enum Pattern {
+    /// Up to this many bytes.
+    Bytes(usize),
+    /// A line.
+    Line,
+    /// Everything until the peer closes.
+    All,
+}
+
+impl Pattern {
+    /// The pattern a script gave (a line without one, as LuaSocket); a
+    /// name it does not know is an error rather than taken for a line.
+    fn of(what: &mlua::Value) -> mlua::Result<Pattern> {
+        let wrong = |what: String| {
+            err(
+                "socket:receive",
+                format!("{what}: not \"line\", \"all\" or a byte count (0 to {MAX_RECEIVE})"),
+            )
+        };
+        match what {
+            mlua::Value::Nil => Ok(Pattern::Line),
+            mlua::Value::Integer(n) => usize::try_from(*n)
+                .ok()
+                .filter(|n| *n <= MAX_RECEIVE)
+                .map(Pattern::Bytes)
+                .ok_or_else(|| wrong(n.to_string())),
+            // A float with an integer value (`2^10`) counts as that integer.
+            mlua::Value::Number(f) if f.fract() == 0.0 => {
+                Pattern::of(&mlua::Value::Integer(*f as i64)).map_err(|_| wrong(f.to_string()))
+            }
+            mlua::Value::String(s) => match &*s.as_bytes() {
+                b"line" | b"*l" => Ok(Pattern::Line),
+                b"all" | b"*a" => Ok(Pattern::All),
+                other => Err(wrong(format!("{:?}", String::from_utf8_lossy(other)))),
+            },
+            other => Err(wrong(format!("a {}", other.type_name()))),
+        }
+    }
+}
+
+/// More than [`MAX_RECEIVE`] bytes arrived `how`.
+fn too_much(how: &str) -> std::io::Error {
+    std::io::Error::other(format!("more than {} MiB {how}", MAX_RECEIVE >> 20))
+}
+
 /// A connected TCP socket. Taken out of its cell while an operation waits,
 /// so that two coroutines cannot use it at once.
 struct Socket(Rc<RefCell<Option<BufReader<TcpStream>>>>);
@@ -207,19 +253,19 @@ impl UserData for Socket {
             },
         );
         // `receive("line")` (without the newline), `receive(n)` bytes, or
-        // `receive("all")` until the peer closes. Nil at end of stream.
+        // `receive("all")` until the peer closes; LuaSocket's `"*l"` and
+        // `"*a"` name the same. Nil at end of stream. What is read is held
+        // in Rust memory, outside LuaMemoryLimit, until it becomes a Lua
+        // string: a line or the rest of the stream is bounded as `n` is.
         m.add_async_method(
             "receive",
             |lua, s, (what, timeout): (mlua::Value, Option<f64>)| async move {
+                let pattern = Pattern::of(&what)?;
                 let mut stream = s.take()?;
                 let limit = seconds(timeout)?;
                 let r = within(limit, "socket:receive", async {
-                    match &what {
-                        mlua::Value::Integer(n) => {
-                            let want = usize::try_from(*n)
-                                .ok()
-                                .filter(|n| *n <= MAX_RECEIVE)
-                                .ok_or_else(|| std::io::Error::other("bad byte count"))?;
+                    match pattern {
+                        Pattern::Bytes(want) => {
                             let mut buf = vec![0; want];
                             let mut filled = 0;
                             while filled < want {
@@ -233,16 +279,27 @@ impl UserData for Socket {
                             // At end of stream before any byte: nil.
                             Ok((filled > 0 || want == 0).then_some(buf))
                         }
-                        mlua::Value::String(s) if s.as_bytes().as_ref() == b"all" => {
+                        Pattern::All => {
                             let mut buf = Vec::new();
-                            stream.read_to_end(&mut buf).await?;
+                            (&mut stream)
+                                .take(MAX_RECEIVE as u64 + 1)
+                                .read_to_end(&mut buf)
+                                .await?;
+                            if buf.len() > MAX_RECEIVE {
+                                return Err(too_much("before the peer closed"));
+                            }
                             Ok(Some(buf))
                         }
-                        _ => {
+                        Pattern::Line => {
                             let mut buf = Vec::new();
-                            let n = stream.read_until(b'\n', &mut buf).await?;
+                            // A line of up to MAX_RECEIVE bytes, and its newline.
+                            let most = MAX_RECEIVE as u64 + 1;
+                            let n = (&mut stream).take(most).read_until(b'\n', &mut buf).await?;
                             if n == 0 {
                                 return Ok(None);
+                            }
+                            if n as u64 == most && buf.last() != Some(&b'\n') {
+                                return Err(too_much("without a newline"));
                             }
                             while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                                 buf.pop();
