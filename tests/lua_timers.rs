@@ -5,7 +5,8 @@
 //! script's file:line and the timer carries on; timers run in every worker
 //! but `timer.once_per_server` in one (worker 0, taken over by the worker
 //! that replaces it), never in the master; after SIGHUP the new workers
-//! run their own and the old ones stop.
+//! run their own and the old ones stop; a delay too long for the clock is
+//! refused.
 //!
 //! Each test starts its own server with real scripts written to its
 //! scratch directory, and watches the log lines the timers write (each
@@ -274,4 +275,38 @@ fn reloading_a_script_or_module_replaces_its_timers() {
         script1 - script0 <= module1 - module0 + 2,
         "script {script0}..{script1}, module {module0}..{module1}"
     );
+}
+
+/// A delay or interval too long for the clock to add (`1e19` seconds
+/// overflowed it, a panic) is an error to the script that asks for it;
+/// anything up to 100 years is taken.
+#[test]
+fn a_delay_longer_than_100_years_is_refused() {
+    let script = r#"
+function hook_response(r)
+  local at_ok, at_err = pcall(timer.at, 1e19, print)
+  local every_ok, every_err = pcall(timer.every, 1e10, print)
+  local far = timer.at(3e9, print)
+  r:write(tostring(at_ok), "|", tostring(at_err), "|", tostring(every_ok), "|",
+          tostring(every_err), "|", tostring(far:cancel()))
+  return OK
+end
+"#;
+    let srv = start(&conf("", "    Plugin t"), &[("t", script)]);
+    let t = srv.get("/").text();
+    let parts: Vec<&str> = t.split('|').collect();
+    assert_eq!(parts.len(), 5, "{t}");
+    assert_eq!(parts[0], "false", "{t}");
+    assert!(
+        parts[1].contains("timer.at: 10000000000000000000 seconds: more than 100 years"),
+        "{t}"
+    );
+    assert_eq!(parts[2], "false", "{t}");
+    assert!(
+        parts[3].contains("timer.every: 10000000000 seconds: more than 100 years"),
+        "{t}"
+    );
+    assert_eq!(parts[4], "true", "{t}");
+    // The worker lives on.
+    assert_eq!(srv.get("/").text(), t);
 }
