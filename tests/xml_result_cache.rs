@@ -172,6 +172,62 @@ fn the_document_edited_between_two_hits_is_a_miss() {
     assert!(r.text().contains("Edited at last"), "{}", r.text());
 }
 
+/// What a result loaded is its own, not its file's: another style of the
+/// same file loads other files (`document()`), and an edit to one of those
+/// is a miss for that style. And a file a result tried to load and could
+/// not (an XInclude that fell back) counts: its appearing is a miss.
+#[test]
+fn what_each_result_loaded_and_what_it_could_not_are_its_own() {
+    let page = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:template match="/">menu=<xsl:value-of select="document('menu.xml')/m"/></xsl:template>
+</xsl:stylesheet>
+"#;
+    let rss = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:template match="/">feed=<xsl:value-of select="document('feed.xml')/f"/></xsl:template>
+</xsl:stylesheet>
+"#;
+    let copy = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:template match="/">b=<xsl:value-of select="/b"/></xsl:template>
+</xsl:stylesheet>
+"#;
+    let body =
+        "    XSLTStyle page.xsl\n    <Style rss>\n        XSLTStyle rss.xsl\n    </Style>\n    \
+                <Style copy>\n        XSLTStyle copy.xsl\n    </Style>";
+    let files = [
+        ("site/a.xml", "<doc/>"),
+        ("site/menu.xml", "<m>menu1</m>"),
+        ("site/feed.xml", "<f>feed1</f>"),
+        ("site/page.xsl", page),
+        ("site/rss.xsl", rss),
+        ("site/copy.xsl", copy),
+        (
+            "site/b.xml",
+            r#"<b xmlns:xi="http://www.w3.org/2001/XInclude"><xi:include href="extra.txt" parse="text"><xi:fallback>fallback</xi:fallback></xi:include></b>"#,
+        ),
+    ];
+    let srv = start(&conf(DEBUG, body), &files);
+    assert_eq!(srv.get("/a.xml").text(), "menu=menu1");
+    assert_eq!(srv.get("/a.xml?style=rss").text(), "feed=feed1");
+    srv.dir.write("site/feed.xml", "<f>feed2</f>");
+    let changed = wait_until(Duration::from_secs(10), || {
+        srv.get("/a.xml?style=rss").text() == "feed=feed2"
+    });
+    assert!(changed, "a style's result outlived a file only it loaded");
+
+    assert_eq!(srv.get("/b.xml?style=copy").text(), "b=fallback");
+    srv.dir.write("site/extra.txt", "included");
+    let changed = wait_until(Duration::from_secs(10), || {
+        srv.get("/b.xml?style=copy").text() == "b=included"
+    });
+    assert!(
+        changed,
+        "a result outlived a file it could not load, now there"
+    );
+}
+
 /// A hit chosen by the User-Agent says `Vary: User-Agent`, on a 200 and on
 /// a 304, and each agent keeps its own result.
 #[test]

@@ -52,7 +52,6 @@ mod transform;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -332,11 +331,12 @@ struct Xslt {
     styles: Styles,
     /// Transformed files of this worker.
     results: Results,
-    /// What each file loaded (XIncludes, `document()`) when it was last
-    /// transformed, for its cache key.
-    /// Keyed by the path's bytes (a `Path` key hashes component by
-    /// component); request-chosen, so std's keyed hash.
-    sources: RefCell<HashMap<OsString, (Stamp, Rc<Files>)>>,
+    /// What each result loaded (XIncludes, `document()`) when it was last
+    /// made, for its cache key. Keyed by the result's base key (the file,
+    /// its stamp, the stylesheets, the parameters, the style), not the
+    /// file alone: another style or parameters may load other files.
+    /// Request-chosen, so std's keyed hash.
+    sources: RefCell<HashMap<String, Rc<Files>>>,
     /// Where each request's result cache key is built: a hit allocates
     /// none.
     key: RefCell<Vec<u8>>,
@@ -553,7 +553,10 @@ impl Xslt {
             .as_ref()
             .map(|(path, stamp)| base_key(path, stamp, &sheets, &params, choice.style.as_deref()));
         let known = match &file {
-            Some((path, stamp)) => self.known_deps(path, stamp).await,
+            Some(_) => match &base {
+                Some((base, _)) => self.known_deps(base).await,
+                None => None,
+            },
             None => None,
         };
         // The key and validators, when what the file loads is known.
@@ -601,12 +604,12 @@ impl Xslt {
         .map_err(|e| e.to_string())?;
         let body = Bytes::from(out.body);
         let content_type: Arc<str> = out.content_type.into();
-        if let (Some((path, stamp)), Some(base)) = (&file, &base) {
+        if let (Some(_), Some(base)) = (&file, &base) {
             let (deps, full_key, validators) = match (known, checked) {
                 (Some(deps), Some((key, validators))) => (deps, key, validators),
                 _ => {
                     // First seen (or changed): what it loaded is known now.
-                    let deps = self.record_deps(path, stamp, doc_root, &loaded).await;
+                    let deps = self.record_deps(&base.0, doc_root, &loaded).await;
                     let (key, validators) = full_key(base, &deps);
                     if let Some(outcome) = conditional(ctx, &validators) {
                         return Ok(outcome);
@@ -633,25 +636,19 @@ impl Xslt {
 
     /// What `path` (at `stamp`) loaded when it was last transformed, if
     /// none of it changed since.
-    async fn known_deps(&self, path: &Path, stamp: &Stamp) -> Option<Rc<Files>> {
-        let known = self
-            .sources
-            .borrow()
-            .get(path.as_os_str())
-            .filter(|(s, _)| s == stamp)
-            .map(|(_, files)| files.clone())?;
+    async fn known_deps(&self, base: &str) -> Option<Rc<Files>> {
+        let known = self.sources.borrow().get(base).cloned()?;
         if known.unchanged().await {
             return Some(known);
         }
-        self.sources.borrow_mut().remove(path.as_os_str());
+        self.sources.borrow_mut().remove(base);
         None
     }
 
-    /// Stamp and remember what `path` loaded.
+    /// Stamp and remember what the result of `base` loaded.
     async fn record_deps(
         &self,
-        path: &Path,
-        stamp: &Stamp,
+        base: &str,
         root: Option<DocRoot>,
         loaded: &transform::Loaded,
     ) -> Rc<Files> {
@@ -669,7 +666,7 @@ impl Xslt {
         if sources.len() >= MAX_SOURCES {
             sources.clear();
         }
-        sources.insert(path.as_os_str().to_owned(), (stamp.clone(), files.clone()));
+        sources.insert(base.to_owned(), files.clone());
         files
     }
 

@@ -58,10 +58,12 @@ impl Stamp {
     }
 }
 
-/// Files something was made from, with their stamps as they were then.
+/// Files something was made from, with their stamps as they were then;
+/// `None` for one it tried to load and could not (a missing `document()`,
+/// an XInclude that fell back): its appearing is a change too.
 pub(crate) struct Files {
     root: Option<DocRoot>,
-    list: Arc<Vec<(PathBuf, Stamp)>>,
+    list: Arc<Vec<(PathBuf, Option<Stamp>)>>,
     checked: Cell<Instant>,
     /// Their paths and stamps, for a cache key.
     pub key: String,
@@ -76,12 +78,17 @@ impl Files {
         let mut key = String::new();
         let mut modified = SystemTime::UNIX_EPOCH;
         for path in paths {
-            let Some(Ok(md)) = root.as_ref().map(|r| r.metadata(&relative(r, path))) else {
+            let Some(found) = root.as_ref().map(|r| r.metadata(&relative(r, path))) else {
                 continue;
             };
-            let stamp = Stamp::of(&md);
-            key.push_str(&format!("{}@{};", path.display(), stamp.key()));
-            modified = modified.max(stamp.modified);
+            let stamp = found.ok().map(|md| Stamp::of(&md));
+            match &stamp {
+                Some(stamp) => {
+                    key.push_str(&format!("{}@{};", path.display(), stamp.key()));
+                    modified = modified.max(stamp.modified);
+                }
+                None => key.push_str(&format!("{}@none;", path.display())),
+            }
             list.push((path.clone(), stamp));
         }
         Files {
@@ -109,8 +116,7 @@ impl Files {
         let same = tokio::task::spawn_blocking(move || {
             list.iter().all(|(p, stamp)| {
                 root.as_ref().is_some_and(|r| {
-                    r.metadata(&relative(r, p))
-                        .is_ok_and(|md| Stamp::of(&md) == *stamp)
+                    r.metadata(&relative(r, p)).ok().map(|md| Stamp::of(&md)) == *stamp
                 })
             })
         })
