@@ -79,6 +79,13 @@ function hook_response(r)
                              stdin = "in\n" }
     r:write(out.status, "|", out.stdout, "|", out.stderr)
     return OK
+  elseif p == "/proc-env" then
+    -- Only PATH (and TZ) of the worker's environment, and what `env` gives.
+    local out = process.run{ "sh", "-c", "echo ${HOME:-none} ${GREETING:-none}",
+                             env = { GREETING = "hi" } }
+    local ok, e = pcall(process.run, { "true", env = { ["A=B"] = "x" } })
+    r:write(out.stdout, tostring(ok), " ", tostring(e):match("not a variable") or e)
+    return OK
   elseif p == "/files" then
     local dir = r:param("dir")
     file.write(dir .. "/a.txt", "written by lua")
@@ -149,6 +156,7 @@ end
     );
 
     assert_eq!(srv.get("/proc").text(), "3|out:in\n|err\n");
+    assert_eq!(srv.get("/proc-env").text(), "none hi\nfalse not a variable");
 
     let files = srv.dir.path().join("files");
     std::fs::create_dir_all(&files).unwrap();

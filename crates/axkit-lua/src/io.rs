@@ -93,9 +93,11 @@ pub(crate) static LUA_PROCESS: Key<bool> = Key::new("LuaProcess")
 #[derive(Default)]
 pub(crate) struct ProcessPolicy(pub std::cell::Cell<bool>);
 
-/// `process.run{ "cmd", "arg", …, stdin = "…", timeout = 30 }` →
-/// `{ status =, stdout =, stderr = }`. The program runs without a shell;
-/// it is killed if it outlives the timeout.
+/// `process.run{ "cmd", "arg", …, stdin = "…", timeout = 30, env = {…} }`
+/// → `{ status =, stdout =, stderr = }`. The program runs without a
+/// shell, with only `PATH`, `TZ` and the `env` given in its environment
+/// (as nginx clears its children's: the worker's may hold secrets); it is
+/// killed if it outlives the timeout.
 async fn process_run(lua: Lua, spec: Table) -> mlua::Result<Table> {
     // A program runs with the server's rights, beyond any LuaFileRoot:
     // off unless the config says so.
@@ -115,6 +117,24 @@ async fn process_run(lua: Lua, spec: Table) -> mlua::Result<Table> {
     let input: Option<mlua::LuaString> = spec.get("stdin")?;
     let limit = seconds(spec.get("timeout")?)?;
     let mut command = tokio::process::Command::new(program);
+    command.env_clear();
+    for name in ["PATH", "TZ"] {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    if let Some(env) = spec.get::<Option<Table>>("env")? {
+        for pair in env.pairs::<String, String>() {
+            let (name, value) = pair?;
+            if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
+                return Err(err(
+                    "process.run",
+                    format!("env: {name:?} is not a variable name and value"),
+                ));
+            }
+            command.env(name, value);
+        }
+    }
     command
         .args(args)
         .stdin(std::process::Stdio::piped())
