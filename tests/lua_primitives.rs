@@ -79,6 +79,12 @@ function hook_response(r)
                              stdin = "in\n" }
     r:write(out.status, "|", out.stdout, "|", out.stderr)
     return OK
+  elseif p == "/proc-group" then
+    -- A program whose own child outlives the timeout: both are killed.
+    local ok, e = pcall(process.run, { "sh", "-c", "sleep 60 & echo $! > " .. r:param("pidfile") .. "; wait",
+                                       timeout = 0.5 })
+    r:write(tostring(ok), " ", tostring(e):match("timed out") or e)
+    return OK
   elseif p == "/proc-env" then
     -- Only PATH (and TZ) of the worker's environment, and what `env` gives.
     local out = process.run{ "sh", "-c", "echo ${HOME:-none} ${GREETING:-none}",
@@ -156,6 +162,14 @@ end
     );
 
     assert_eq!(srv.get("/proc").text(), "3|out:in\n|err\n");
+    let pidfile = srv.dir.path().join("grandchild.pid");
+    let r = srv.get(&format!("/proc-group?pidfile={}", pidfile.display()));
+    assert_eq!(r.text(), "false timed out");
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let gone = wait_until(std::time::Duration::from_secs(10), || {
+        !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
+    });
+    assert!(gone, "the program's own child outlived the timeout");
     assert_eq!(srv.get("/proc-env").text(), "none hi\nfalse not a variable");
 
     let files = srv.dir.path().join("files");

@@ -137,6 +137,7 @@ async fn process_run(lua: Lua, spec: Table) -> mlua::Result<Table> {
     }
     command
         .args(args)
+        .process_group(0)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -148,6 +149,11 @@ async fn process_run(lua: Lua, spec: Table) -> mlua::Result<Table> {
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(err("process.run", "no output pipes"));
     };
+    // Given up (the timeout, an error), the program's whole process group
+    // goes with it: its own children (`sh -c 'x &'`) would run on, holding
+    // its pipes. Killed before the runtime has reaped the program, so the
+    // group's id is still its own.
+    let mut group = KillGroup(child.id().and_then(|pid| i32::try_from(pid).ok()));
     let data = input.map(|s| s.as_bytes().to_vec()).unwrap_or_default();
     // The input is fed while the output is read: a program that writes
     // before it has read all its input (`cat`) would otherwise fill its
@@ -174,11 +180,27 @@ async fn process_run(lua: Lua, spec: Table) -> mlua::Result<Table> {
         })
     })
     .await?;
+    group.0 = None;
     let t = lua.create_table()?;
     t.set("status", output.status.code())?;
     t.set("stdout", lua.create_string(output.stdout)?)?;
     t.set("stderr", lua.create_string(output.stderr)?)?;
     Ok(t)
+}
+
+/// A program's process group, killed when this is dropped (see
+/// `process_run`).
+struct KillGroup(Option<i32>);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: kill has no memory preconditions.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// Everything a child writes to one pipe, up to [`MAX_OUTPUT`].
