@@ -552,11 +552,8 @@ impl Xslt {
         let base = file
             .as_ref()
             .map(|(path, stamp)| base_key(path, stamp, &sheets, &params, choice.style.as_deref()));
-        let known = match &file {
-            Some(_) => match &base {
-                Some((base, _)) => self.known_deps(base).await,
-                None => None,
-            },
+        let known = match &base {
+            Some((base, _)) => self.known_deps(base).await,
             None => None,
         };
         // The key and validators, when what the file loads is known.
@@ -604,7 +601,7 @@ impl Xslt {
         .map_err(|e| e.to_string())?;
         let body = Bytes::from(out.body);
         let content_type: Arc<str> = out.content_type.into();
-        if let (Some(_), Some(base)) = (&file, &base) {
+        if let Some(base) = &base {
             let (deps, full_key, validators) = match (known, checked) {
                 (Some(deps), Some((key, validators))) => (deps, key, validators),
                 _ => {

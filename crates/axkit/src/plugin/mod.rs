@@ -409,8 +409,9 @@ pub trait Plugin: __private::WrittenHooks + 'static {
     /// hit, an error page), before the work registered with
     /// [`Context::before_head`] and the `write_body_data` filters, so
     /// those see what it did. Every plugin runs while they return Ok or
-    /// Declined; anything else ends the chain and is logged (too late to
-    /// answer otherwise: the response goes out as it is).
+    /// Declined; anything else (an error, a panic) ends the chain, is
+    /// logged, and the response becomes a bare 500 on a connection that
+    /// then closes: a head is never sent half made.
     fn before_head<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         Outcome::Declined.into()
     }
