@@ -14,7 +14,7 @@
 //!   head is already out, so the client gets a truncated response and the
 //!   connection closes;
 //! - `/head-panic`: answers a body whose before-head work panics;
-//!   `/head-panic-stream`: the same, then streams (both: a bare 500);
+//!   `/head-panic-stream`: the same, then streams (both: the built-in 500 page);
 //! - `/body`: reads the whole request body and answers its length;
 //! - `/redirect?URI`: internal redirect to URI (`/redirect?/redirect?/x`
 //!   chains); `/redirect-404?URI`: the same, keeping status 404, as an

@@ -1201,8 +1201,8 @@ impl Context {
     }
 
     /// The head could not be made (work on it failed): instead of the
-    /// half-made response, a bare 500 that no filter sees (the work may
-    /// have been a filter's own).
+    /// half-made response, the built-in 500 page, which no filter sees
+    /// (the work may have been a filter's own).
     pub(crate) fn fail_head(&mut self) {
         self.skipped_filters = u64::MAX;
         self.response = Response {
@@ -1211,8 +1211,8 @@ impl Context {
         };
         self.response
             .headers
-            .set("Content-Type", "text/plain; charset=utf-8");
-        self.response.body = Body::Bytes(Bytes::from_static(b"500 Internal Server Error\n"));
+            .set("Content-Type", "text/html; charset=utf-8");
+        self.response.body = Body::Bytes(super::default_error_page(500, None).into());
     }
 
     /// Run what [`before_head`](Self::before_head) registered (the core,
@@ -1220,26 +1220,15 @@ impl Context {
     /// response and never the worker: the rest of the work is dropped, and
     /// the panic's message is the error.
     pub(crate) async fn run_before_head(&mut self) -> Result<(), String> {
-        use std::panic::{catch_unwind, AssertUnwindSafe};
-        use std::task::Poll;
         while !self.before_head.is_empty() {
             let f = self.before_head.remove(0);
-            let caught = match catch_unwind(AssertUnwindSafe(|| f(self))) {
-                Ok(mut work) => {
-                    std::future::poll_fn(|cx| {
-                        match catch_unwind(AssertUnwindSafe(|| work.as_mut().poll(cx))) {
-                            Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
-                            Ok(Poll::Pending) => Poll::Pending,
-                            Err(panic) => Poll::Ready(Err(panic)),
-                        }
-                    })
-                    .await
-                }
-                Err(panic) => Err(panic),
+            let done = match crate::server::catching(|| f(self)) {
+                Ok(work) => work.await,
+                Err(message) => Err(message),
             };
-            if let Err(panic) = caught {
+            if done.is_err() {
                 self.before_head.clear();
-                return Err(crate::server::panic_message(&panic));
+                return done;
             }
         }
         Ok(())

@@ -410,7 +410,7 @@ pub trait Plugin: __private::WrittenHooks + 'static {
     /// [`Context::before_head`] and the `write_body_data` filters, so
     /// those see what it did. Every plugin runs while they return Ok or
     /// Declined; anything else (an error, a panic) ends the chain, is
-    /// logged, and the response becomes a bare 500 on a connection that
+    /// logged, and the response becomes the built-in 500 page (no filter sees it) on a connection that
     /// then closes: a head is never sent half made.
     fn before_head<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         Outcome::Declined.into()

@@ -66,25 +66,23 @@ fn call<'a>(plugin: &'a dyn Plugin, hook: Hook, ctx: &'a mut Context) -> HookFut
     }
 }
 
-/// Turns a panic inside a hook into `Outcome::Error`, so that it costs the
-/// one request and never the worker.
-struct CatchUnwind<F>(F);
+/// Polls a future with a panic inside it turned into `Err(message)`, so
+/// that it costs the one request and never the worker: a hook's, or the
+/// work a plugin left for the head (`Context::run_before_head`).
+pub(crate) struct CatchUnwind<F>(F);
 
-impl<F: Future<Output = Outcome> + Unpin> Future for CatchUnwind<F> {
-    type Output = Outcome;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Outcome> {
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let inner = &mut self.0;
         match catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
-            Ok(poll) => poll,
-            Err(panic) => Poll::Ready(Outcome::Error(format!(
-                "panicked: {}",
-                panic_message(&panic)
-            ))),
+            Ok(poll) => poll.map(Ok),
+            Err(panic) => Poll::Ready(Err(panic_message(&panic))),
         }
     }
 }
 
-pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         s.to_string()
     } else if let Some(s) = panic.downcast_ref::<String>() {
@@ -94,13 +92,26 @@ pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Start a hook, catching a panic in its synchronous part too.
+/// Start work, catching a panic in its synchronous part too.
+pub(crate) fn catching<F: Future + Unpin>(
+    start: impl FnOnce() -> F,
+) -> Result<CatchUnwind<F>, String> {
+    catch_unwind(AssertUnwindSafe(start))
+        .map(CatchUnwind)
+        .map_err(|panic| panic_message(&panic))
+}
+
+/// Start a hook under [`catching`]: a panic as it starts is a hook that
+/// finished with the panic as its outcome.
 fn guarded<'a>(start: impl FnOnce() -> HookFuture<'a>) -> CatchUnwind<HookFuture<'a>> {
-    match catch_unwind(AssertUnwindSafe(start)) {
-        Ok(fut) => CatchUnwind(fut),
-        Err(panic) => {
-            CatchUnwind(Outcome::Error(format!("panicked: {}", panic_message(&panic))).into())
-        }
+    catching(start).unwrap_or_else(|message| CatchUnwind(panicked(Err(message)).into()))
+}
+
+/// A hook's outcome from its guarded run: a panic's message as an error.
+fn panicked(run: Result<Outcome, String>) -> Outcome {
+    match run {
+        Ok(outcome) => outcome,
+        Err(message) => Outcome::Error(format!("panicked: {message}")),
     }
 }
 
@@ -166,7 +177,7 @@ pub(crate) async fn run_hook(ctx: &mut Context, hook: Hook) -> Outcome {
             let mut running = guarded(|| call(&**plugin, hook, ctx));
             match running.0.take_ready() {
                 Some(outcome) => outcome,
-                None => running.await,
+                None => panicked(running.await),
             }
         };
         if let Some(start) = start {
@@ -208,7 +219,7 @@ async fn body_data_chain<const TRACED: bool>(ctx: &mut Context, chunk: &[u8]) ->
     let mut result = Outcome::Declined;
     for (name, plugin, _) in location.chain(Hook::BodyData) {
         let start = started::<TRACED>();
-        let outcome = guarded(|| plugin.body_data(ctx, chunk)).await;
+        let outcome = panicked(guarded(|| plugin.body_data(ctx, chunk)).await);
         traced::<TRACED>(ctx, Hook::BodyData, name, &outcome, start);
         note_failure(ctx, name, Hook::BodyData, &outcome);
         match outcome {
@@ -237,7 +248,7 @@ async fn filter_chain<const TRACED: bool>(ctx: &mut Context, chunk: &mut BodyChu
             continue;
         }
         let start = started::<TRACED>();
-        let outcome = guarded(|| plugin.write_body_data(ctx, chunk)).await;
+        let outcome = panicked(guarded(|| plugin.write_body_data(ctx, chunk)).await);
         traced::<TRACED>(ctx, Hook::WriteBodyData, name, &outcome, start);
         note_failure(ctx, name, Hook::WriteBodyData, &outcome);
         match outcome {
@@ -261,12 +272,14 @@ pub(crate) async fn run_conn_hook(
     conn: &ConnInfo,
 ) -> bool {
     for (name, plugin, _) in location.chain(hook) {
-        let outcome = guarded(|| match hook {
-            Hook::Connect => plugin.connect(conn),
-            Hook::PreRequest => plugin.pre_request(conn),
-            _ => plugin.disconnect(conn),
-        })
-        .await;
+        let outcome = panicked(
+            guarded(|| match hook {
+                Hook::Connect => plugin.connect(conn),
+                Hook::PreRequest => plugin.pre_request(conn),
+                _ => plugin.disconnect(conn),
+            })
+            .await,
+        );
         match outcome {
             Outcome::Declined | Outcome::Ok => {}
             _ if hook == Hook::Disconnect => {}
@@ -350,7 +363,7 @@ mod tests {
             assert_eq!(Pin::new(&mut running).poll(&mut cx), Poll::Pending);
             assert_eq!(
                 Pin::new(&mut running).poll(&mut cx),
-                Poll::Ready(Outcome::Error("panicked: after the wait".into()))
+                Poll::Ready(Err("after the wait".into()))
             );
         }
     }

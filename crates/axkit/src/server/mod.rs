@@ -28,7 +28,7 @@ mod worker;
 
 // The seam to the plugin API: a Context holds the server's side of its
 // request, and its I/O methods call `response`.
-pub(crate) use hooks::panic_message;
+pub(crate) use hooks::catching;
 pub(crate) use runtime::{LogRoute, RequestRt};
 // What a plugin's `Worker` holds.
 pub(crate) use runtime::WorkerRt as WorkerHandle;

@@ -82,7 +82,7 @@ pub(crate) async fn write(ctx: &mut Context, data: Bytes) -> io::Result<()> {
 /// for ([`Context::before_head`]), which so sees what the hook did. A
 /// failure of either (an error or a panic: work on the head left undone,
 /// a security header say) is logged, and an error: the half-made
-/// response is not sent (a bare 500 is, if anything), and the connection
+/// response is not sent (the built-in 500 page is, if anything), and the connection
 /// closes.
 async fn before_head(ctx: &mut Context) -> io::Result<()> {
     if ctx.rt.io.head_sent {
