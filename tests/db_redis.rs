@@ -92,12 +92,33 @@ function hook_response(req)
   elseif p == "/ping" then
     req:write(r:cmd("PING"))
     return OK
+  elseif p == "/big" then
+    -- 2,000 bytes: over `tiny`'s max_result=1k, not main's; then a reply,
+    -- a pipeline and a message on a subscription over it.
+    local tiny = redis.get("tiny")
+    r:cmd("SET", "big", string.rep("x", 2000))
+    local out = {}
+    local function try(f)
+      local ok, err = pcall(f)
+      out[#out + 1] = tostring(ok) .. " " .. tostring(err):match("[^\n]*")
+    end
+    try(function() return tiny:cmd("GET", "big") end)
+    try(function() return tiny:pipeline():cmd("GET", "big"):cmd("PING"):exec() end)
+    out[#out + 1] = #r:cmd("GET", "big") .. " " .. tiny:cmd("PING")
+    local sub = tiny:subscribe("wide")
+    req:note("subscribed", "yes")
+    try(function() return sub:next(10) end)
+    req:write(table.concat(out, "\n"))
+    return OK
   end
 end
 "#;
 
 fn server(redis: &Redis) -> Axkit {
-    let global = format!("Database main {}", redis.url());
+    let global = format!(
+        "Database main {url}\nDatabase tiny {url} pool=1 max_result=1k",
+        url = redis.url()
+    );
     start(&conf(&global, "Plugin app"), &[("app", APP)])
 }
 
@@ -179,6 +200,30 @@ fn a_subscriber_waits_for_a_publisher_and_unsubscribes_when_its_request_ends() {
         .text()
         == "1"));
     assert_eq!(finish(waiting).text(), "hi news ne* false");
+}
+
+/// A reply (or a published message) larger than the database's
+/// `max_result=` is an error naming the limit, not a worker grown without
+/// bound (the crate would read it whole); the pool goes on.
+#[test]
+fn a_reply_over_max_result_is_refused() {
+    let Some(redis) = Redis::start() else { return };
+    let srv = server(&redis);
+    let waiting = begin(&srv, "/big");
+    assert!(wait_until(Duration::from_secs(10), || srv
+        .get(&format!("/publish?ch=wide&msg={}", "y".repeat(1500)))
+        .text()
+        == "1"));
+    let text = finish(waiting).text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    for i in [0, 1, 3] {
+        assert!(
+            lines[i].starts_with("false ") && lines[i].contains("over max_result=1024 bytes"),
+            "{text}"
+        );
+    }
+    assert_eq!(lines[2], "2000 PONG", "{text}");
 }
 
 #[test]

@@ -38,7 +38,10 @@ impl RedisStore {
     /// The store for `url` (checked when the config loaded), keys starting
     /// with `prefix`, each call bounded by `timeout`.
     pub fn open(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, String> {
-        let spec = axkit_db::Spec::redis("cache", url, POOL, timeout)?;
+        // What the cache reads back is what it wrote, each entry bounded by
+        // CacheMaxEntrySize where it was written (which may be any
+        // Location's): no second limit here.
+        let spec = axkit_db::Spec::redis("cache", url, POOL, timeout)?.with_max_result(0);
         Ok(RedisStore {
             redis: Redis::open(spec)?,
             prefix: prefix.as_bytes().to_vec(),

@@ -38,7 +38,7 @@ pub static DATABASE: List<Spec> = List::parsed_with_files("Database", parse_data
     .doc(
         "A database: NAME, then a URL whose scheme picks the server (postgres://, redis://, \
          sqlite:PATH), then pool=N connections per worker (4), timeout=D per call (10s) and \
-         max_result=SIZE, the most a query's rows may hold (16M; 0: no limit)",
+         max_result=SIZE, the most a query's rows or a Redis reply may hold (16M; 0: no limit)",
     );
 
 /// `DatabaseFile NAME FILE [options]`: the URL is FILE's first
@@ -116,7 +116,8 @@ impl Spec {
     /// A Redis database that no `Database` line declares: a plugin's own
     /// (the cache's `CacheStore redis URL`), its URL checked as a
     /// `Database` line's is (an error never quotes it), with `pool`
-    /// connections per worker and `timeout` per call.
+    /// connections per worker and `timeout` per call, and a `Database`
+    /// line's default `max_result=` (see [`with_max_result`](Self::with_max_result)).
     pub fn redis(name: &str, url: &str, pool: usize, timeout: Duration) -> Result<Spec, String> {
         check_name(name)?;
         if !url.to_ascii_lowercase().starts_with("redis") && !url.starts_with("unix:") {
@@ -131,6 +132,13 @@ impl Spec {
             max_result: DEFAULT_MAX_RESULT,
             target,
         })
+    }
+
+    /// The same, with the most one result or reply may hold set to `max`
+    /// bytes (0: no limit), as `max_result=` on a `Database` line.
+    pub fn with_max_result(mut self, max: usize) -> Spec {
+        self.max_result = max;
+        self
     }
 }
 

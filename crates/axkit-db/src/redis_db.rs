@@ -1,19 +1,30 @@
 //! Redis through the `redis` crate: a [`Redis`] handle on a worker's pool
 //! of connections, commands with their arguments sent as separate bulk
 //! strings (never a command line built from text), pipelines, and
-//! publish/subscribe on a connection of the subscription's own.
+//! publish/subscribe on a connection of the subscription's own. Every
+//! connection counts what the server sends for each call, so that a reply
+//! over `max_result=` fails the call (and closes its connection) before
+//! the crate has read it whole.
 //!
 //! A connection is not known to be dead until a command fails on it: the
 //! first command after the server restarted fails (as unavailable), and
 //! the pool then drops every idle connection it kept, so that the next
 //! command opens a new one.
 
+use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 
 use futures_util::StreamExt;
-use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Msg, Pipeline, RedisError, Value};
+use redis::aio::{MultiplexedConnection, PubSub, PubSubSink, PubSubStream};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionAddr, FromRedisValue, Msg, Pipeline, RedisError, Value,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::task::AbortHandle;
 
 use crate::config::{Kind, Spec, Target};
 use crate::error::{Error, ErrorKind};
@@ -30,22 +41,160 @@ pub struct Redis {
 
 pub(crate) struct RedisConnector;
 
-impl Connector for RedisConnector {
-    type Conn = MultiplexedConnection;
+/// A pooled connection: the crate's, the count of what its socket has
+/// read for the current call, and the task that drives it (the crate's
+/// own connect would spawn it too, but over a socket we cannot count).
+pub(crate) struct RedisConn {
+    conn: MultiplexedConnection,
+    meter: Arc<Meter>,
+    driver: AbortHandle,
+}
 
-    async fn connect(&self, spec: &Spec) -> Result<MultiplexedConnection, Error> {
+impl Drop for RedisConn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl Connector for RedisConnector {
+    type Conn = RedisConn;
+
+    async fn connect(&self, spec: &Spec) -> Result<RedisConn, Error> {
+        let (socket, meter) = open(spec).await?;
         // The pool's own timeout bounds every call: none of the client's.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(None)
             .set_response_timeout(None);
-        client(spec)
-            .get_multiplexed_async_connection_with_config(&config)
+        let info = client(spec).get_connection_info().redis_settings();
+        let (conn, driver) = MultiplexedConnection::new_with_config(info, socket, config)
             .await
-            .map_err(|e| failed(spec, &e))
+            .map_err(|e| failed(spec, &e))?;
+        let driver = tokio::spawn(driver).abort_handle();
+        Ok(RedisConn {
+            conn,
+            meter,
+            driver,
+        })
     }
 
-    fn alive(_: &MultiplexedConnection) -> bool {
+    fn alive(_: &RedisConn) -> bool {
         true
+    }
+}
+
+/// How much the server has sent on one connection since the count was
+/// last reset (a pooled connection: its call; a subscription: its last
+/// message), and whether that went over `max_result=`.
+struct Meter {
+    max: usize,
+    read: AtomicUsize,
+    over: AtomicBool,
+}
+
+impl Meter {
+    fn reset(&self) {
+        self.read.store(0, Ordering::Relaxed);
+    }
+
+    /// The error for a call whose reply went over the limit, if it did.
+    fn over(&self, spec: &Spec) -> Option<Error> {
+        self.over.load(Ordering::Relaxed).then(|| {
+            Error::new(
+                &spec.name,
+                Kind::Redis,
+                ErrorKind::Query,
+                over_max_result(self.max),
+            )
+        })
+    }
+}
+
+/// What a Redis reply over `max_result=` fails with.
+fn over_max_result(max: usize) -> String {
+    format!(
+        "the reply is over max_result={max} bytes: ask for less (GETRANGE, LRANGE or HSCAN in \
+         parts), or raise max_result= on the Database line"
+    )
+}
+
+/// The socket under a connection, counting what it reads.
+struct Metered {
+    io: Pin<Box<dyn Socket>>,
+    meter: Arc<Meter>,
+}
+
+trait Socket: AsyncRead + AsyncWrite + Send + Sync {}
+impl<S: AsyncRead + AsyncWrite + Send + Sync> Socket for S {}
+
+/// Connect to `spec`'s server as the crate would (TCP with Nagle off, or
+/// a Unix socket), the socket metered.
+async fn open(spec: &Spec) -> Result<(Metered, Arc<Meter>), Error> {
+    let io: io::Result<Pin<Box<dyn Socket>>> = match client(spec).get_connection_info().addr() {
+        ConnectionAddr::Tcp(host, port) => tokio::net::TcpStream::connect((host.as_str(), *port))
+            .await
+            .and_then(|s| s.set_nodelay(true).map(|()| s))
+            .map(|s| Box::pin(s) as _),
+        ConnectionAddr::Unix(path) => tokio::net::UnixStream::connect(path)
+            .await
+            .map(|s| Box::pin(s) as _),
+        // The config refuses rediss:// URLs.
+        other => Err(io::Error::other(format!("unsupported address {other}"))),
+    };
+    let io = io.map_err(|e| {
+        Error::new(
+            &spec.name,
+            Kind::Redis,
+            ErrorKind::Unavailable,
+            format!("could not connect: {e}"),
+        )
+    })?;
+    let meter = Arc::new(Meter {
+        max: spec.max_result,
+        read: AtomicUsize::new(0),
+        over: AtomicBool::new(false),
+    });
+    let socket = Metered {
+        io,
+        meter: meter.clone(),
+    };
+    Ok((socket, meter))
+}
+
+impl AsyncRead for Metered {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = self.io.as_mut().poll_read(cx, buf);
+        let meter = &self.meter;
+        let read = meter.read.load(Ordering::Relaxed) + (buf.filled().len() - before);
+        meter.read.store(read, Ordering::Relaxed);
+        if meter.max != 0 && read > meter.max {
+            // The crate then fails the call and gives the connection up.
+            meter.over.store(true, Ordering::Relaxed);
+            return Poll::Ready(Err(io::Error::other(over_max_result(meter.max))));
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Metered {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.io.as_mut().poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        self.io.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        self.io.as_mut().poll_shutdown(cx)
     }
 }
 
@@ -109,10 +258,17 @@ impl Redis {
         &self,
         op: impl AsyncFnOnce(&mut MultiplexedConnection) -> Result<T, RedisError>,
     ) -> Result<T, Error> {
+        let spec = &self.pool.spec;
         self.pool
             .within(async {
                 let mut c: Pooled<RedisConnector> = self.pool.get().await?;
-                let result = op(c.start()).await;
+                let lent = c.start();
+                lent.meter.reset();
+                let result = op(&mut lent.conn).await;
+                if let Some(over) = lent.meter.over(spec) {
+                    c.discard();
+                    return Err(over);
+                }
                 match &result {
                     Err(e) if lost(e) => {
                         c.discard();
@@ -122,7 +278,7 @@ impl Redis {
                     }
                     _ => c.done(),
                 }
-                result.map_err(|e| failed(&self.pool.spec, &e))
+                result.map_err(|e| failed(spec, &e))
             })
             .await
     }
@@ -211,8 +367,9 @@ impl Redis {
         let spec = &self.pool.spec;
         self.pool
             .within(async {
-                let pubsub = client(spec)
-                    .get_async_pubsub()
+                let (socket, meter) = open(spec).await?;
+                let info = client(spec).get_connection_info().redis_settings();
+                let pubsub = PubSub::new(info, socket)
                     .await
                     .map_err(|e| failed(spec, &e))?;
                 let (mut sink, stream) = pubsub.split();
@@ -225,10 +382,12 @@ impl Redis {
                     };
                     done.map_err(|e| failed(spec, &e))?;
                 }
+                meter.reset();
                 Ok(Subscription {
                     _sink: sink,
                     stream,
-                    database: spec.name.clone(),
+                    meter,
+                    spec: spec.clone(),
                 })
             })
             .await
@@ -241,16 +400,23 @@ pub struct Subscription {
     /// forgets the subscription.
     _sink: PubSubSink,
     stream: PubSubStream,
-    database: Arc<str>,
+    meter: Arc<Meter>,
+    spec: Spec,
 }
 
 impl Subscription {
     /// The next message; an [`ErrorKind::Unavailable`] error when the
-    /// connection was lost.
+    /// connection was lost, an [`ErrorKind::Query`] one when a message was
+    /// over `max_result=` (the subscription is over then too).
     pub async fn next(&mut self) -> Result<Msg, Error> {
-        self.stream.next().await.ok_or_else(|| {
+        let next = self.stream.next().await;
+        if let Some(over) = self.meter.over(&self.spec) {
+            return Err(over);
+        }
+        self.meter.reset();
+        next.ok_or_else(|| {
             Error::new(
-                &self.database,
+                &self.spec.name,
                 Kind::Redis,
                 ErrorKind::Unavailable,
                 "the subscription's connection was lost",
