@@ -249,6 +249,9 @@ pub(crate) struct WorkerRt {
     /// The most connections open at once since the heap was last
     /// trimmed (`WorkerRt::trim_after_a_fall`).
     pub(super) conn_peak: Cell<usize>,
+    /// The connections open at the previous sweep: a fall still going on
+    /// is trimmed after it, not half way through.
+    pub(super) conn_swept: Cell<usize>,
     next_conn_id: Cell<u64>,
     /// Read buffers of connections that went idle.
     pub read_buffers: ReadBuffers,
@@ -365,6 +368,7 @@ impl WorkerRt {
             room: Notify::new(),
             reclaimed: Cell::new((0, None)),
             conn_peak: Cell::new(0),
+            conn_swept: Cell::new(0),
             next_conn_id: Cell::new(1),
             read_buffers: ReadBuffers::default(),
         })

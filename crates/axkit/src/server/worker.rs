@@ -67,11 +67,14 @@ impl WorkerRt {
     /// held and released left a worker 12.3 MB more anonymous memory than
     /// before them; `malloc_trim` brought that to 1.6 MB. Called at each
     /// sweep; the trim (a walk over the heap's free chunks) runs only
-    /// after such a fall.
+    /// after such a fall, once it has stopped: a trim half way through a
+    /// fall would leave what the rest of it freed resident (the peak is
+    /// then the count the trim saw).
     fn trim_after_a_fall(&self) {
         let active = self.active.get();
         let peak = self.conn_peak.get();
-        if peak - active >= TRIM_AFTER_FALL && active <= peak / 2 {
+        let falling = active < self.conn_swept.replace(active);
+        if !falling && peak - active >= TRIM_AFTER_FALL && active <= peak / 2 {
             #[cfg(target_env = "gnu")]
             // SAFETY: malloc_trim has no preconditions.
             unsafe {
