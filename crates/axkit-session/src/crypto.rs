@@ -202,6 +202,10 @@ pub async fn password_hash(password: impl Into<Vec<u8>>) -> String {
     .await
 }
 
+/// The most an argon2 hash may ask of [`password_verify`]: memory in KiB
+/// (2 GiB, RFC 9106's first recommendation), passes and lanes.
+const MAX_VERIFY: (u32, u32, u32) = (2 * 1024 * 1024, 64, 64);
+
 /// Whether `password` is the one `hash` (a PHC string from
 /// [`password_hash`], or any argon2 hash) was made from; an error when
 /// `hash` is not an argon2 hash. Runs on the blocking pool.
@@ -219,6 +223,25 @@ pub async fn password_verify(password: impl Into<Vec<u8>>, hash: &str) -> Result
         return Err(format!(
             "not an argon2 hash ({}), which is all this verifies",
             parsed.algorithm
+        ));
+    }
+    // The hash says what verifying it costs: one from outside (an import,
+    // a row an attacker could write) could ask for terabytes or years.
+    let params =
+        Params::try_from(&parsed).map_err(|e| format!("cannot verify with this hash: {e}"))?;
+    if params.m_cost() > MAX_VERIFY.0
+        || params.t_cost() > MAX_VERIFY.1
+        || params.p_cost() > MAX_VERIFY.2
+    {
+        return Err(format!(
+            "the hash asks for more work than this server verifies (m={}, t={}, p={}; at most \
+             m={}, t={}, p={})",
+            params.m_cost(),
+            params.t_cost(),
+            params.p_cost(),
+            MAX_VERIFY.0,
+            MAX_VERIFY.1,
+            MAX_VERIFY.2
         ));
     }
     let password = password.into();
@@ -276,6 +299,14 @@ mod tests {
         assert_eq!(password_verify("secret", &h).await, Ok(true));
         assert_eq!(password_verify("Secret", &h).await, Ok(false));
         assert!(password_verify("secret", "plain text").await.is_err());
+        // A hash that asks for 4 TiB, or 4 billion passes, is refused
+        // before anything is allocated or run.
+        for costs in ["m=4294967295,t=2,p=1", "m=19456,t=4294967295,p=1"] {
+            let e = password_verify("secret", &h.replace("m=19456,t=2,p=1", costs))
+                .await
+                .unwrap_err();
+            assert!(e.contains("more work than this server verifies"), "{e}");
+        }
         assert!(password_verify("x", "$pbkdf2$i=1$c2FsdA$aGFzaA")
             .await
             .is_err());
