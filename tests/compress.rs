@@ -335,6 +335,52 @@ fn the_cache_keeps_each_coding_with_its_headers() {
     }
 }
 
+/// A stored coding that the origin revalidates keeps its weak tag: the
+/// origin's 304 carries the file's strong one (it knows nothing of the
+/// coding), which must not become the gzip bytes' strong validator, the
+/// identity bytes' own (an `If-Range` would then splice the two).
+#[test]
+fn a_revalidated_coding_keeps_its_weak_tag() {
+    let cache = "    Plugin cache\n    Cache On\n    CacheControl \"public, max-age=1\"\n";
+    for (global, extra) in [
+        ("Plugin compress".to_string(), cache.to_string()),
+        (String::new(), format!("{cache}    Plugin compress\n")),
+    ] {
+        let srv = start(&conf(&global, &extra), |d| {
+            d.write("www/big.html", page(100 * 1024));
+        });
+        let ae = "Accept-Encoding: gzip\r\n";
+        let weak = get(&srv, "/big.html", ae)
+            .header("ETag")
+            .unwrap()
+            .to_string();
+        assert!(weak.starts_with("W/\""), "{global:?}: {weak}");
+        let mut last = None;
+        let revalidated = wait_until(Duration::from_secs(10), || {
+            let r = get(&srv, "/big.html", ae);
+            let done = r
+                .header("Cache-Status")
+                .unwrap_or("")
+                .contains("fwd-status=304");
+            last = Some(r);
+            done
+        });
+        let last = last.unwrap();
+        assert!(
+            revalidated,
+            "{global:?}: never revalidated: {:?}",
+            last.headers
+        );
+        for r in [last, get(&srv, "/big.html", ae)] {
+            let what = format!("{global:?}: {:?}", r.headers);
+            assert_eq!(r.header("Content-Encoding"), Some("gzip"), "{what}");
+            assert_eq!(r.header("ETag"), Some(weak.as_str()), "{what}");
+        }
+        let identity = get(&srv, "/big.html", "");
+        assert_eq!(identity.header("ETag"), Some(&weak[2..]), "{global:?}");
+    }
+}
+
 /// HEAD has the headers GET would: a body seen whole is compressed for
 /// its length; a streamed one only gets the headers.
 #[test]

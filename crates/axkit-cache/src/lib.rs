@@ -1020,10 +1020,17 @@ fn bodiless(status: u16) -> bool {
 }
 
 /// RFC 9111 §4.3.4: the stored headers, updated from a 304, and the
-/// entry's clock restarted.
+/// entry's clock restarted. A stored weak tag the 304's strong one
+/// matches stays weak: the origin validated the representation it knows,
+/// and what is stored may be a transform of it (a compressed coding,
+/// whose bytes the strong tag does not name).
 fn refresh(stale: &Entry, update: &axkit::plugin::Headers, now: SystemTime) -> Entry {
     let mut entry = stale.clone();
+    let weak = stale.header("ETag").and_then(|t| t.strip_prefix("W/"));
     for (name, value) in stored_headers(update) {
+        if name.eq_ignore_ascii_case("etag") && weak == Some(value.as_str()) {
+            continue;
+        }
         entry
             .headers
             .retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
