@@ -4,8 +4,9 @@
 //! too), a PluginDir that does not exist (a warning), an unknown plugin
 //! with the paths looked at and the nearest script name, reported once
 //! (its directives are not reported again as unknown), a ScriptAlias
-//! target that is not there, and relative paths taken from `ServerRoot`,
-//! in every directive that names one, whatever the working directory.
+//! target that is not there, relative paths taken from `ServerRoot`, in
+//! every directive that names one, whatever the working directory, and an
+//! access rule written where its plugin does not run.
 //! Exact messages, as `config_cli.rs` checks them.
 
 mod common;
@@ -320,4 +321,53 @@ fn relative_paths_of_every_directive_are_taken_from_server_root() {
     assert_eq!(answer, "OK bye\n");
     let left: Vec<_> = std::fs::read_dir(elsewhere.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// An access rule (`Deny`, `Allow`, `Require`) written in a scope whose
+/// chain lacks its plugin would guard nothing there while the config reads
+/// as guarded: `Deny from all` at Server level with `Plugin access` only in
+/// `<Location /x>` left `/y` open. Refused, naming the line; the same rule
+/// inside the Location that loads the plugin is fine.
+#[test]
+fn an_access_rule_where_its_plugin_does_not_run_is_refused() {
+    let (_dir, f) = conf(
+        "<Server>\n    Listen 127.0.0.1:0\n    Deny from all\n    Require valid-user\n    \
+         <Location /x>\n        Plugin access\n        Plugin auth_basic\n        Allow from 127.0.0.1\n    \
+         </Location>\n    <Location /z>\n        Deny from 10.0.0.0/8\n    </Location>\n</Server>\n",
+    );
+    let (code, _, err) = axkit(&["--check", "-c", &f]);
+    assert_eq!(code, Some(1), "{err:?}");
+    let why = |plugin: &str, scope: &str| {
+        format!(
+            "plugin `{plugin}` does not run {scope}, so this line would guard nothing there: add \
+             `Plugin {plugin}` to this scope (or one around it), or move the line into the \
+             <Location> that loads it"
+        )
+    };
+    let outside = "in this <Server> (outside the <Location>s that load it)";
+    assert_eq!(
+        err,
+        [
+            format!(
+                "axkit: {f}:3: Deny (plugin access): {}",
+                why("access", outside)
+            ),
+            format!(
+                "axkit: {f}:4: Require (plugin auth_basic): {}",
+                why("auth_basic", outside)
+            ),
+            format!(
+                "axkit: {f}:11: Deny (plugin access): {}",
+                why("access", "in <Location /z>")
+            ),
+            format!("axkit: configuration {f} has 3 error(s)"),
+        ]
+    );
+
+    let (_dir, f) = conf(
+        "<Server>\n    Listen 127.0.0.1:0\n    Plugin access\n    Deny from all\n    \
+         <Location /x>\n        Allow from 127.0.0.1\n    </Location>\n</Server>\n",
+    );
+    let (code, _, err) = axkit(&["--check", "-c", &f]);
+    assert_eq!(code, Some(0), "{err:?}");
 }

@@ -100,11 +100,13 @@ impl fmt::Display for Ranges {
 
 static ALLOW: List<Ranges> = List::parsed("Allow", Ranges::parse)
     .args(Args::Many)
+    .guard()
     .scopes(Scopes::SERVER.or(Scopes::LOCATION))
     .doc("Allow from RANGE…|all: the client must be in one of these ranges (every Allow line must match)");
 
 static DENY: List<Ranges> = List::parsed("Deny", Ranges::parse)
     .args(Args::Many)
+    .guard()
     .scopes(Scopes::SERVER.or(Scopes::LOCATION))
     .doc(
         "Deny from RANGE…|all: refuse (403) a client in any of these ranges; Deny wins over Allow",

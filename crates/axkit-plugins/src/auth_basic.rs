@@ -78,6 +78,7 @@ const MAX_TRACKED: usize = 10_000;
 static REQUIRE: Key<Option<Require>> = Key::parsed("Require", parse_require)
     .args(Args::Many)
     .optional()
+    .guard()
     .scopes(HERE)
     .doc("Who may pass Basic authentication: valid-user, user NAME…, or group NAME…");
 

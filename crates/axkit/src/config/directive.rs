@@ -176,6 +176,10 @@ pub struct Directive {
     /// The value is never quoted back in messages or shown with the
     /// configuration (a password in a URL, a key).
     pub secret: bool,
+    /// The directive refuses requests (an access rule): written in a scope
+    /// whose plugin chain lacks its plugin, it would guard nothing there
+    /// while the config reads as guarded, so the loader refuses that.
+    pub guard: bool,
     /// What must be at the path each argument names (a path-typed
     /// directive), for `axkit --check` to look at.
     pub expect: Option<Expect>,
@@ -195,6 +199,7 @@ impl Directive {
             doc: Cow::Borrowed(""),
             merge: Merge::Replace,
             secret: false,
+            guard: false,
             expect: None,
             key: None,
         }
@@ -229,6 +234,12 @@ impl Directive {
     /// The value is a secret (see [`Directive::secret`]).
     pub fn secret(mut self) -> Directive {
         self.secret = true;
+        self
+    }
+
+    /// The directive refuses requests (see [`Directive::guard`]).
+    pub fn guard(mut self) -> Directive {
+        self.guard = true;
         self
     }
 

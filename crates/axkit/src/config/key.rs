@@ -235,6 +235,7 @@ struct Spec {
     default: Option<&'static str>,
     doc: &'static str,
     secret: bool,
+    guard: bool,
     expect: Option<Expect>,
 }
 
@@ -248,6 +249,7 @@ impl Spec {
             default: None,
             doc: "",
             secret: false,
+            guard: false,
             expect: None,
         }
     }
@@ -265,6 +267,9 @@ impl Spec {
         }
         if self.secret {
             d = d.secret();
+        }
+        if self.guard {
+            d = d.guard();
         }
         if let Some(what) = self.expect {
             d = d.expect(what);
@@ -362,6 +367,14 @@ macro_rules! builders {
             /// configuration.
             pub const fn secret(mut self) -> Self {
                 self.spec.secret = true;
+                self
+            }
+
+            /// The directive refuses requests (an access rule): written
+            /// where its plugin does not run, it is a config error rather
+            /// than a guard that guards nothing (see [`Directive::guard`]).
+            pub const fn guard(mut self) -> Self {
+                self.spec.guard = true;
                 self
             }
 

@@ -314,6 +314,11 @@ impl<'a> Validator<'a> {
         let merged = self.merge(global, &own.table);
         let mut chain: Vec<ChainEntry> = global_chain.to_vec();
         chain.extend(own.plugins.iter().cloned());
+        self.check_guards(
+            &own.table,
+            &chain,
+            "in this <Server> (outside the <Location>s that load it)",
+        );
         let starts = vec![0, global_chain.len()];
         let mut locations = vec![LocationNode {
             prefix: "/".to_string(),
@@ -367,6 +372,7 @@ impl<'a> Validator<'a> {
         let merged = self.merge(parent, &own.table);
         let mut chain = parent_chain.to_vec();
         chain.extend(own.plugins.iter().cloned());
+        self.check_guards(&own.table, &chain, &format!("in <Location {prefix}>"));
         let mut starts = parent_starts.to_vec();
         starts.push(parent_chain.len());
         out.push(LocationNode {
@@ -390,6 +396,37 @@ impl<'a> Validator<'a> {
                 continue;
             }
             self.location(child, child_prefix, &merged, (&chain, &starts), out, seen);
+        }
+    }
+
+    /// Refuse every line of `table` (one scope's own) of a directive that
+    /// refuses requests ([`Directive::guard`](super::Directive::guard))
+    /// whose plugin is not in the scope's `chain`: `Deny from all` at
+    /// Server level with `Plugin access` only inside a `<Location>` would
+    /// leave the rest of the server open while reading as closed.
+    fn check_guards(&mut self, table: &Table, chain: &[ChainEntry], scope: &str) {
+        for (i, settings) in table.iter().enumerate() {
+            let id = DirectiveId(i as u32);
+            if settings.is_empty() || !self.reg.directive(id).guard {
+                continue;
+            }
+            let owner = self.reg.owner(id);
+            if chain.iter().any(|c| c.name == owner) || self.skip.contains(owner) {
+                continue;
+            }
+            for s in settings {
+                self.errors.push(ConfigError {
+                    file: s.file.to_string(),
+                    line: s.line,
+                    directive: Some(self.reg.directive(id).name.to_string()),
+                    plugin: Some(owner.to_string()),
+                    message: format!(
+                        "plugin `{owner}` does not run {scope}, so this line would guard \
+                         nothing there: add `Plugin {owner}` to this scope (or one around \
+                         it), or move the line into the <Location> that loads it"
+                    ),
+                });
+            }
         }
     }
 
