@@ -201,3 +201,70 @@ fn a_nearly_full_worker_leaves_new_clients_to_the_others() {
         "a worker holds more than its MaxConnections: {spread:?}"
     );
 }
+
+/// Out of descriptors below MaxConnections (here set far above the
+/// open-file limit of 64), the worker makes room as at MaxConnections:
+/// the keep-alive connections idle longest are closed, and new clients
+/// keep being served instead of failing in accept for ever, and the
+/// worker keeps below the count it ran out at from then on, so that a
+/// client finds a descriptor for its file too (only the one that took
+/// the very last descriptor may get a 500). The config is warned about:
+/// such a MaxConnections leaves the open-file cache nothing.
+#[test]
+fn out_of_descriptors_idle_connections_make_room() {
+    let text = conf("MaxConnections 1000\nLogLevel LOGINFO").replace("MaxConnections 2\n", "");
+    let warning = "OpenFileCache 1000 keeps at most 0 files open per worker: MaxConnections 1000";
+    let mut srv = Axkit::start_single_with_open_files(&text, 64, |d| {
+        d.write("www/hello.txt", "hello\n");
+    });
+    srv.wait_stderr(warning, Duration::from_secs(10));
+    // More keep-alive clients than the worker has descriptors: each is
+    // answered, and stays open until it is closed to make room.
+    let mut held = Vec::new();
+    let mut failed = 0;
+    for _ in 0..80 {
+        let mut s = srv.connect();
+        s.write_all(keep_alive_get("/hello.txt").as_bytes())
+            .unwrap();
+        match read_response(&mut s, Duration::from_secs(10)).status {
+            200 => held.push(s),
+            500 => failed += 1,
+            other => panic!("status {other}"),
+        }
+    }
+    assert!(failed <= 1, "{failed} clients got a 500");
+    srv.wait_stderr_line(
+        &["out of file descriptors at ", "below MaxConnections (1000)"],
+        Duration::from_secs(5),
+    );
+    srv.wait_stderr_line(
+        &[
+            "out of file descriptors (MaxConnections now ",
+            "(accept: Too many open files (os error 24)): closed",
+        ],
+        Duration::from_secs(5),
+    );
+    assert_closed(
+        &mut held[0],
+        Duration::from_secs(5),
+        "first idle connection",
+    );
+    let mut last = held.pop().unwrap();
+    last.write_all(keep_alive_get("/hello.txt").as_bytes())
+        .unwrap();
+    assert_eq!(
+        read_response(&mut last, Duration::from_secs(10)).status,
+        200
+    );
+    // `--check` says the same.
+    let mut check = std::process::Command::new(BIN);
+    check.args(["--check", "-c"]).arg(&srv.conf);
+    limit_open_files(&mut check, 64);
+    let out = check.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("axkit: warning: plugin `uri_to_file`: {warning}")),
+        "{err}"
+    );
+}

@@ -1,7 +1,8 @@
 //! Static files and caching, through the stock `axkit` binary: caching
 //! headers per Location (`Expires`), precompressed siblings, the open-file
 //! cache (on by default; misses and hits kept for their validity, its
-//! directive's syntax), and files that change or shrink while cached or
+//! directive's syntax, its share of the descriptors, entries closed once
+//! expired), and files that change or shrink while cached or
 //! being sent.
 //!
 //! Every server runs as one process (`--no-master`); each test starts its
@@ -301,6 +302,69 @@ fn open_file_cache_is_on_by_default_and_changes_show_after_its_ttl() {
         assert_eq!(big.body, bigger);
         assert_ne!(big.header("ETag"), Some(big_etag.as_str()));
     }
+}
+
+/// The descriptors of `pid` that are files beneath `dir`.
+fn files_open_under(pid: i32, dir: &std::path::Path) -> usize {
+    let dir = dir.to_str().unwrap();
+    fd_targets(pid)
+        .iter()
+        .filter(|t| t.starts_with(dir))
+        .count()
+}
+
+/// The cache's files are part of the worker's descriptors: with an
+/// open-file limit of 256 and the default MaxConnections (224), it keeps
+/// at most 16 files open, whatever its SIZE, so that a worker that served
+/// 200 files and holds 210 silent connections still accepts the next
+/// client at once instead of failing with EMFILE below MaxConnections
+/// (where nothing made room).
+#[test]
+fn the_open_file_cache_keeps_within_the_descriptors_connections_leave() {
+    let conf =
+        files_conf("OpenFileCache 1000 60s").replace("Workers 1", "Workers 1\nLogLevel LOGINFO");
+    let mut srv = Axkit::start_single_with_open_files(&conf, 256, |d| {
+        d.write("www/d.txt", digits100());
+        for i in 0..200 {
+            d.write(&format!("www/many/f{i}"), "x");
+        }
+    });
+    let many = srv.dir.path().join("www/many");
+    for i in 0..200 {
+        assert_eq!(get(&srv, &format!("/many/f{i}"), "").status, 200, "f{i}");
+    }
+    let held = files_open_under(srv.pid(), &many);
+    assert!(held <= 16, "{held} files held open");
+    let silent: Vec<_> = (0..210).map(|_| srv.connect()).collect();
+    let probe = get(&srv, "/d.txt", "");
+    assert_eq!(probe.status, 200);
+    assert_eq!(probe.text(), digits100());
+    let log = srv.sync_stderr();
+    assert!(!log.contains("out of file descriptors"), "{log}");
+    assert!(!log.contains("Too many open files"), "{log}");
+    drop(silent);
+}
+
+/// An entry past its TTL is closed even if nothing looks the path up
+/// again: a big file served once and then deleted does not stay open
+/// (holding its disk space) in the worker.
+#[test]
+fn an_expired_entry_closes_its_file() {
+    let srv = files_server("OpenFileCache 100 1s");
+    let big = srv.dir.path().join("www/big.bin");
+    assert_eq!(get(&srv, "/big.bin", "").body, big_content());
+    let holds = || {
+        fd_targets(srv.pid())
+            .iter()
+            .any(|t| t.starts_with(big.to_str().unwrap()))
+    };
+    assert!(holds(), "the cache keeps the file open");
+    std::fs::remove_file(&big).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || !holds()),
+        "still open: {:?}",
+        fd_targets(srv.pid())
+    );
 }
 
 #[test]

@@ -30,10 +30,37 @@ pub const BIN: &str = match option_env!("CARGO_BIN_EXE_axkit") {
     None => "",
 };
 
-// kill(2), declared here rather than taken from the `libc` crate so that
-// packages without that dependency can include this file.
+// kill(2) and setrlimit(2), declared here rather than taken from the
+// `libc` crate so that packages without that dependency can include this
+// file.
 extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
+    fn setrlimit(resource: i32, limit: *const RLimit) -> i32;
+}
+
+#[repr(C)]
+struct RLimit {
+    cur: u64,
+    max: u64,
+}
+
+const RLIMIT_NOFILE: i32 = 7;
+
+/// Run `command` with an open-file limit (soft and hard) of `n`.
+pub fn limit_open_files(command: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    let limit = RLimit { cur: n, max: n };
+    // SAFETY: the hook runs in the child between fork and exec, and calls
+    // only setrlimit, which is async-signal-safe, on memory it owns.
+    unsafe {
+        command.pre_exec(move || {
+            if setrlimit(RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
 }
 
 const SIGKILL: i32 = 9;
@@ -154,11 +181,35 @@ impl Axkit {
         args: &[&str],
         prepare: impl FnOnce(&TempDir),
     ) -> Axkit {
+        Axkit::start_command(bin, config, args, prepare, |_| {})
+    }
+
+    /// A single process (`--no-master`) whose open-file limit is `n`,
+    /// after `prepare` has filled the scratch directory.
+    pub fn start_single_with_open_files(
+        config: &str,
+        n: u64,
+        prepare: impl FnOnce(&TempDir),
+    ) -> Axkit {
+        Axkit::start_command(BIN, config, &["--no-master"], prepare, |c| {
+            limit_open_files(c, n)
+        })
+    }
+
+    /// Run `bin` as `start_bin` does, its command set up by `setup` too.
+    fn start_command(
+        bin: &str,
+        config: &str,
+        args: &[&str],
+        prepare: impl FnOnce(&TempDir),
+        setup: impl FnOnce(&mut Command),
+    ) -> Axkit {
         let dir = TempDir::new("srv");
         prepare(&dir);
         let conf = dir.write("axkit.conf", config_text(&dir, config));
         let mut command = Command::new(bin);
         command.args(args).arg("-c").arg(&conf);
+        setup(&mut command);
         Axkit::launch(command, dir, conf)
     }
 

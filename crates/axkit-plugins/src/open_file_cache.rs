@@ -33,10 +33,23 @@
 //!
 //! The worker is one thread, so the cache is a thread-local: no locks, and
 //! every plugin instance of the worker sees the same entries. What it
-//! costs: up to SIZE descriptors per worker (the limit here is 20,000 per
-//! process), and the contents of the small files among them (at most
-//! SIZE × `SmallFileSize`, 32 MiB with the defaults if every entry is a
-//! 32 KiB file).
+//! costs: up to SIZE descriptors per worker, and the contents of the small
+//! files among them (at most SIZE × `SmallFileSize`, 32 MiB with the
+//! defaults if every entry is a 32 KiB file).
+//!
+//! Those descriptors are part of the worker's budget: every connection
+//! takes one, and a worker whose cache had taken the rest would fail to
+//! accept long before `MaxConnections`, where idle connections make room
+//! (the cache's fill plus a crowd of idle clients locked new ones out).
+//! So the cache keeps at most half of what `MaxConnections` leaves of the
+//! open-file limit open (`PluginInit::descriptors`: 64 files with the
+//! default `MaxConnections` and a limit of 1024), whatever SIZE says; the
+//! misses, which hold none, still count against SIZE only. An explicit
+//! `MaxConnections` that leaves less than SIZE is warned about (`--check`,
+//! and the first worker's log). And an entry past its TTL is closed within
+//! a second ([`SWEEP`]), used or not, as nginx's `open_file_cache`
+//! closes what was not used for `inactive`: an expired entry is never
+//! served again, and must not keep a file someone deleted on the disk.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -51,7 +64,10 @@ use std::time::{Duration, SystemTime};
 use crate::serve_file::SMALL_FILE_SIZE;
 use axkit::config::{parse, Args, Key, LocationConfig};
 pub(crate) use axkit::plugin::Io;
-use axkit::plugin::{DocRoot, OpenFile, Rule, TrustedMap, READ_FLAGS};
+use axkit::plugin::{DocRoot, OpenFile, PluginInit, Rule, TrustedMap, Worker, READ_FLAGS};
+
+/// How often the entries past their TTL are closed.
+const SWEEP: Duration = Duration::from_secs(1);
 
 /// What `OpenFileCache SIZE TTL` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +83,10 @@ pub(crate) struct Policy {
 pub(crate) static OPEN_FILE_CACHE: Key<Option<Policy>> = Key::parsed("OpenFileCache", parse)
     .args(Args::Range(1, 2))
     .default("1000 1s")
-    .doc("SIZE TTL: open files and misses kept per worker, trusted for TTL; or Off");
+    .doc(
+        "SIZE TTL: open files and misses kept per worker, trusted for TTL and closed after it; \
+         or Off. Open files: at most half of the descriptors MaxConnections leaves",
+    );
 
 /// `SIZE TTL` or `Off`, when the config is loaded.
 fn parse(args: &[&str]) -> Result<Option<Policy>, String> {
@@ -151,6 +170,8 @@ pub(crate) struct Entry {
     pub is_path: bool,
     /// The start of the request that looked it up (see [`fresh`]).
     opened: SystemTime,
+    /// The TTL it was made under, for the sweep.
+    ttl: Duration,
 }
 
 /// Whether an entry made at `opened` may still answer a request that
@@ -177,11 +198,50 @@ type ByRoot = TrustedMap<OsString, HashMap<OsString, Entry, foldhash::fast::Rand
 /// Locations whose roots nest (`/a`, `/a/b`) or whose `FollowSymlinks`
 /// differ never share an entry, since one may refuse what the other
 /// allows (`/a/b/x -> ../y` is beneath `/a`, not beneath `/a/b`).
-#[derive(Default)]
 struct Cache {
     slots: [ByRoot; 6],
     /// Entries in all slots together, for the bound.
     len: usize,
+    /// Those of them that hold an open file.
+    files: usize,
+    /// The most entries that may hold an open file: the worker's share of
+    /// descriptors (see the module's doc).
+    max_files: usize,
+    /// Whether this worker's sweep runs.
+    sweeping: bool,
+}
+
+impl Default for Cache {
+    fn default() -> Cache {
+        Cache {
+            slots: Default::default(),
+            len: 0,
+            files: 0,
+            // Until a plugin's constructor says what the worker has.
+            max_files: usize::MAX,
+            sweeping: false,
+        }
+    }
+}
+
+impl Cache {
+    /// Close every entry (start over).
+    fn clear(&mut self) {
+        self.slots.iter_mut().for_each(TrustedMap::clear);
+        self.len = 0;
+        self.files = 0;
+    }
+
+    /// Close the entries past their TTL at `now`.
+    fn sweep(&mut self, now: SystemTime) {
+        let (mut len, mut files) = (0, 0);
+        for by_rel in self.slots.iter_mut().flat_map(|s| s.values_mut()) {
+            by_rel.retain(|_, e| fresh(e.opened, now, e.ttl));
+            len += by_rel.len();
+            files += by_rel.values().filter(|e| e.open.is_some()).count();
+        }
+        (self.len, self.files) = (len, files);
+    }
 }
 
 fn slot(kind: Kind, rule: Rule) -> usize {
@@ -195,6 +255,57 @@ fn slot(kind: Kind, rule: Rule) -> usize {
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::default();
+}
+
+/// Bound the files the cache keeps open by what this worker's descriptors
+/// leave (see the module's doc), from the constructor of each plugin that
+/// uses it. Returns that bound.
+pub(crate) fn fit_descriptors(init: &PluginInit) -> usize {
+    let max = init.descriptors().spare() / 2;
+    CACHE.with_borrow_mut(|cache| cache.max_files = max);
+    max
+}
+
+/// [`fit_descriptors`], and a warning when an explicit `MaxConnections`
+/// leaves the cache fewer files than a SIZE in the config asks for (from
+/// `uri_to_file`, which declares the directive).
+pub(crate) fn check_descriptors(init: &PluginInit) {
+    let max = fit_descriptors(init);
+    let descriptors = init.descriptors();
+    let size = init
+        .config
+        .scopes()
+        .filter_map(|c| policy(c))
+        .map(|p| p.size)
+        .max();
+    if let Some(size) = size.filter(|&size| size > max && descriptors.max_connections_set) {
+        init.warn(format!(
+            "OpenFileCache {size} keeps at most {max} files open per worker: MaxConnections {} \
+             leaves {} of the open-file limit ({}), half of which may go to the cache; raise the \
+             limit (ulimit -n, systemd's LimitNOFILE) or lower MaxConnections",
+            descriptors.max_connections,
+            descriptors.spare(),
+            descriptors.limit
+        ));
+    }
+}
+
+/// Start this worker's sweep of expired entries (once, however many
+/// plugins ask), until the worker drains.
+pub(crate) fn start_sweep(worker: &Worker) {
+    if CACHE.with_borrow_mut(|cache| std::mem::replace(&mut cache.sweeping, true)) {
+        return;
+    }
+    let worker = worker.clone();
+    tokio::task::spawn_local(async move {
+        let mut tick = tokio::time::interval(SWEEP);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => CACHE.with_borrow_mut(|cache| cache.sweep(SystemTime::now())),
+                _ = worker.stopping() => return,
+            }
+        }
+    });
 }
 
 /// The fresh entry for `rel` looked up beneath `root` (under its rule),
@@ -228,15 +339,18 @@ pub(crate) fn put(
     now: SystemTime,
 ) {
     CACHE.with_borrow_mut(|cache| {
-        if cache.len >= policy.size {
+        let file = open.is_some();
+        if file && cache.max_files == 0 {
+            return;
+        }
+        if cache.len >= policy.size || (file && cache.files >= cache.max_files) {
             // A miss never empties the cache: a flood of random 404s must
             // not keep evicting the hot files.
-            if open.is_none() {
+            if !file {
                 return;
             }
             // Bounded without bookkeeping per hit: start over when full.
-            cache.slots.iter_mut().for_each(TrustedMap::clear);
-            cache.len = 0;
+            cache.clear();
         }
         let by_root = &mut cache.slots[slot(kind, root.rule())];
         let by_rel = by_root
@@ -248,10 +362,13 @@ pub(crate) fn put(
             open,
             is_path,
             opened: now,
+            ttl: policy.ttl,
         };
-        if by_rel.insert(rel.as_os_str().to_owned(), entry).is_none() {
-            cache.len += 1;
+        match by_rel.insert(rel.as_os_str().to_owned(), entry) {
+            Some(old) => cache.files -= usize::from(old.open.is_some()),
+            None => cache.len += 1,
         }
+        cache.files += usize::from(file);
     });
 }
 

@@ -77,7 +77,7 @@ use crate::per_location::PerLocation;
 use axkit::config::{parse, Args, Directive, Key, LocationConfig, Scopes};
 use axkit::plugin::{
     hook, Body, Context, DocRoot, HeaderValue, HookFuture, Level, OpenFile, Outcome, Plugin,
-    PluginInit, PluginSpec, READ_FLAGS,
+    PluginInit, PluginSpec, Worker, READ_FLAGS,
 };
 
 const HERE: Scopes = Scopes::SERVER.or(Scopes::LOCATION);
@@ -136,7 +136,8 @@ fn directives() -> Vec<Directive> {
     ]
 }
 
-fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    open_file_cache::fit_descriptors(init);
     Ok(Rc::new(ServeFile {
         settings: PerLocation::default(),
     }))
@@ -228,6 +229,11 @@ impl Settings {
 
 #[axkit::plugin]
 impl Plugin for ServeFile {
+    /// The open-file cache's sweep (see `open_file_cache`).
+    fn worker_start(&self, worker: &Worker) {
+        open_file_cache::start_sweep(worker);
+    }
+
     fn response<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         let settings = self.settings.get(ctx.config(), Settings::read);
         let (candidates, codings) = sibling_candidates(ctx, &settings);

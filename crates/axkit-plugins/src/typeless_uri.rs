@@ -31,7 +31,7 @@ use std::rc::Rc;
 use crate::open_file_cache;
 use axkit::config::{Args, Directive, Key};
 use axkit::plugin::{
-    hook, Context, DocRoot, HookFuture, OpenFile, Outcome, Plugin, PluginInit, PluginSpec,
+    hook, Context, DocRoot, HookFuture, OpenFile, Outcome, Plugin, PluginInit, PluginSpec, Worker,
 };
 
 /// Extensions without their dot, checked when the config loads.
@@ -60,7 +60,8 @@ fn directives() -> Vec<Directive> {
     vec![TYPELESS_EXTENSIONS.declare()]
 }
 
-fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    open_file_cache::fit_descriptors(init);
     Ok(Rc::new(TypelessUri))
 }
 
@@ -68,6 +69,11 @@ struct TypelessUri;
 
 #[axkit::plugin]
 impl Plugin for TypelessUri {
+    /// The open-file cache's sweep (see `open_file_cache`).
+    fn worker_start(&self, worker: &Worker) {
+        open_file_cache::start_sweep(worker);
+    }
+
     fn mime_map<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         // Only a path that names nothing: no open file, no metadata, and
         // not a directory URL.

@@ -63,7 +63,7 @@ use crate::per_location::PerLocation;
 use axkit::config::{Args, Config, Directive, Key, LocationConfig};
 use axkit::plugin::{
     hook, is_escape, Context, DocRoot, HookFuture, Level, OpenFile, Outcome, Plugin, PluginInit,
-    PluginSpec, Rule, TrustedMap, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS,
+    PluginSpec, Rule, TrustedMap, Worker, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS,
 };
 
 /// `DirectoryIndex NAME…`: plain file names, checked when the config loads.
@@ -100,6 +100,7 @@ fn directives() -> Vec<Directive> {
 }
 
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
+    open_file_cache::check_descriptors(init);
     Ok(Rc::new(UriToFile {
         alias_prefix: alias_prefixes(init.config),
         settings: PerLocation::default(),
@@ -200,6 +201,11 @@ enum Found {
 
 #[axkit::plugin]
 impl Plugin for UriToFile {
+    /// The open-file cache's sweep (see `open_file_cache`).
+    fn worker_start(&self, worker: &Worker) {
+        open_file_cache::start_sweep(worker);
+    }
+
     fn uri_translation<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         let lookup = match self.prepare(ctx) {
             Ok(lookup) => lookup,

@@ -469,6 +469,72 @@ pub struct PluginInit<'a> {
     pub config: &'a Config,
     /// The plugin's name as written in `Plugin NAME`.
     pub name: &'a str,
+    /// What [`warn`](Self::warn) collected, for the server.
+    pub(crate) warnings: &'a std::cell::RefCell<Vec<String>>,
+}
+
+impl PluginInit<'_> {
+    /// A worker's file descriptors, for a plugin that keeps some open
+    /// between requests (a cache of open files): it should keep within a
+    /// share of [`Descriptors::spare`], so that a worker full of
+    /// connections still has descriptors for its requests.
+    pub fn descriptors(&self) -> Descriptors {
+        Descriptors::of(self.config)
+    }
+
+    /// A warning about the config that only the plugin can see (a value
+    /// it cannot honour as set): `axkit --check` prints it, and the first
+    /// worker logs it when it starts.
+    pub fn warn(&self, message: impl Into<String>) {
+        self.warnings
+            .borrow_mut()
+            .push(format!("plugin `{}`: {}", self.name, message.into()));
+    }
+}
+
+/// A worker's budget of file descriptors: its open-file limit, of which
+/// every connection takes one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Descriptors {
+    /// The open-file limit (the soft `RLIMIT_NOFILE`).
+    pub limit: usize,
+    /// `MaxConnections`: as set, or by default 7/8 of `limit`.
+    pub max_connections: usize,
+    /// Whether the config sets `MaxConnections` (else the default).
+    pub max_connections_set: bool,
+}
+
+impl Descriptors {
+    /// The budget of a worker running `config`.
+    pub(crate) fn of(config: &Config) -> Descriptors {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct it is given.
+        let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+        let limit = if ok {
+            usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+        } else {
+            1024
+        };
+        // By default a worker out of descriptors could not open the files
+        // its requests ask for either: an eighth is kept for files, pipes
+        // and logs.
+        let set = *config.global.get(&crate::config::core::MAX_CONNECTIONS);
+        Descriptors {
+            limit,
+            max_connections: if set > 0 { set } else { (limit / 8 * 7).max(1) },
+            max_connections_set: set > 0,
+        }
+    }
+
+    /// The descriptors left beside the connections (none when
+    /// `MaxConnections` is at or above the limit): for listening sockets,
+    /// logs, the files and pipes of requests, and what plugins keep open.
+    pub fn spare(&self) -> usize {
+        self.limit.saturating_sub(self.max_connections)
+    }
 }
 
 /// How a plugin is made known to the server: its name (as used in

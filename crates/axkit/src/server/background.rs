@@ -73,7 +73,7 @@ pub(crate) fn start<'h>(
         }
         // A full worker serves its clients first; the caller may try
         // again later.
-        if worker.active.get() >= worker.max_connections {
+        if worker.active.get() >= worker.max_connections.get() {
             return Err(io::Error::other("the worker is at MaxConnections"));
         }
         let (mut ours, theirs) = tokio::time::timeout(CONNECT_LIMIT, loopback_pair())

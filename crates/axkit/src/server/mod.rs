@@ -314,8 +314,13 @@ pub(crate) fn event_loop() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// Build every plugin of `config` once, as a worker would, and drop them:
-/// what `--check` does after the config itself loaded. Ok: warnings about
-/// plugins that can never be called where they are loaded.
+/// what `--check` does after the config itself loaded. Ok: the plugins'
+/// own warnings, and those about plugins that can never be called where
+/// they are loaded.
 pub(crate) fn build_plugins(config: Config, catalog: &Catalog) -> Result<Vec<String>, Vec<String>> {
-    runtime::WorkerRt::new(Arc::new(config), catalog, &[]).map(|w| w.unreachable_plugins())
+    runtime::WorkerRt::new(Arc::new(config), catalog, &[]).map(|mut w| {
+        let mut out = std::mem::take(&mut w.plugin_warnings);
+        out.extend(w.unreachable_plugins());
+        out
+    })
 }

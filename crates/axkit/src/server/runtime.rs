@@ -8,7 +8,7 @@
 //! Everything here is per worker and lives on one thread, hence `Rc` and
 //! `Cell`: no locks on the hot path.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -20,7 +20,9 @@ use tokio::sync::Notify;
 
 use crate::config::{core, Config, LocationConfig, LocationNode, ServerConfig};
 use crate::plugin::metrics::Slot;
-use crate::plugin::{called_hooks, Catalog, Hook, Level, Plugin, PluginInit, Request, Trust};
+use crate::plugin::{
+    called_hooks, Catalog, Descriptors, Hook, Level, Plugin, PluginInit, Request, Trust,
+};
 use crate::server::conn_io::{ConnIo, ReadBuffers};
 use crate::server::hooks;
 use crate::server::idle::IdleWaits;
@@ -235,12 +237,13 @@ pub(crate) struct WorkerRt {
     pub parking: Option<Parking>,
     /// Connections accepted and not yet closed.
     pub active: Cell<usize>,
-    /// `MaxConnections`: no accepting while `active` is there.
-    pub(super) max_connections: usize,
+    /// `MaxConnections`: no accepting while `active` is there. Lowered
+    /// when the worker runs out of descriptors below it (`worker.rs`).
+    pub(super) max_connections: Cell<usize>,
     /// From this many connections on, the worker leaves new clients to
     /// its siblings for a moment before it accepts (`worker.rs`); never,
     /// for a lone worker.
-    pub(super) crowded: usize,
+    pub(super) crowded: Cell<usize>,
     /// Notified when `active` drops below `max_connections`.
     pub(super) room: Notify,
     /// Idle connections closed to make room since the last log line
@@ -255,6 +258,8 @@ pub(crate) struct WorkerRt {
     next_conn_id: Cell<u64>,
     /// Read buffers of connections that went idle.
     pub read_buffers: ReadBuffers,
+    /// What the plugins' constructors warned about (`PluginInit::warn`).
+    pub plugin_warnings: Vec<String>,
 }
 
 impl WorkerRt {
@@ -276,10 +281,12 @@ impl WorkerRt {
         // Every plugin is built, so that all their errors are reported at
         // once, as the loader reports the config's.
         let mut errors = Vec::new();
+        let warnings = RefCell::new(Vec::new());
         for (index, name) in config.plugins.iter().enumerate() {
             let init = PluginInit {
                 config: &config,
                 name,
+                warnings: &warnings,
             };
             match catalog.create(name, &init) {
                 Ok(plugin) => {
@@ -340,7 +347,7 @@ impl WorkerRt {
             || servers
                 .iter()
                 .any(|s| !s.trace_from.is_empty() || s.locations.iter().any(|l| l.trace));
-        let max_connections = max_connections(&config);
+        let max_connections = Descriptors::of(&config).max_connections;
         let crowded = if super::master::worker_count(&config) > 1 {
             max_connections - max_connections / 8
         } else {
@@ -363,14 +370,15 @@ impl WorkerRt {
             idle: IdleWaits::new(),
             parking: Parking::new().ok(),
             active: Cell::new(0),
-            max_connections,
-            crowded,
+            max_connections: Cell::new(max_connections),
+            crowded: Cell::new(crowded),
             room: Notify::new(),
             reclaimed: Cell::new((0, None)),
             conn_peak: Cell::new(0),
             conn_swept: Cell::new(0),
             next_conn_id: Cell::new(1),
             read_buffers: ReadBuffers::default(),
+            plugin_warnings: warnings.into_inner(),
         })
     }
 
@@ -563,25 +571,6 @@ impl WorkerRt {
             }
         }
         out
-    }
-}
-
-/// The worker's `MaxConnections`, or by default 7/8 of its open-file limit
-/// (a worker out of descriptors could not open the files its requests ask
-/// for either).
-fn max_connections(config: &Config) -> usize {
-    match *config.global.get(&core::MAX_CONNECTIONS) {
-        n if n > 0 => n,
-        _ => {
-            let mut limit = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            // SAFETY: getrlimit only writes the struct it is given.
-            let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-            let files = if ok { limit.rlim_cur } else { 1024 };
-            usize::try_from(files / 8 * 7).unwrap_or(usize::MAX).max(1)
-        }
     }
 }
 

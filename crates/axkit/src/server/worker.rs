@@ -55,7 +55,8 @@ impl WorkerRt {
         }
         let was = self.active.get();
         self.active.set(was - n);
-        if was >= self.max_connections && was - n < self.max_connections {
+        let max = self.max_connections.get();
+        if was >= max && was - n < max {
             self.room.notify_waiters();
         }
     }
@@ -84,27 +85,31 @@ impl WorkerRt {
         }
     }
 
-    /// A new client arrived while the worker is at `MaxConnections`:
-    /// close the connections that have waited longest for a request (see
+    /// A new client arrived while the worker is at `MaxConnections`, or
+    /// could not be accepted for want of descriptors (`why`): close the
+    /// connections that have waited longest for a request (see
     /// `IdleWaits::reclaim`), a few at a time so that a burst of clients
     /// finds room too. Said in the log at most every
-    /// [`RECLAIM_LOG_EVERY`]. When nothing could be closed (it all became
-    /// busy meanwhile), the new connection is served one over the limit;
-    /// the accept loop then waits for room.
-    fn make_room(&self) {
-        let batch = (self.max_connections / 64).clamp(1, 32);
+    /// [`RECLAIM_LOG_EVERY`]. Returns how many were closed. When nothing
+    /// could be closed (it all became busy meanwhile), a connection
+    /// accepted at the limit is served one over it; the accept loop then
+    /// waits for room. `at_least`: close that many if it can, more than
+    /// one batch.
+    fn make_room(&self, at_least: usize, why: impl FnOnce() -> String) -> usize {
+        let batch = (self.max_connections.get() / 64).clamp(1, 32).max(at_least);
         let (closed, parked) = self.idle.reclaim(batch, FRESH_GRACE);
         self.connections_closed(parked);
         if closed == 0 {
-            return;
+            return 0;
         }
+        let reclaimed = closed;
         let closed = closed as u64;
         let (count, last) = self.reclaimed.get();
         let count = count + closed;
         let now = std::time::Instant::now();
         if last.is_some_and(|t| now < t + RECLAIM_LOG_EVERY) {
             self.reclaimed.set((count, last));
-            return;
+            return reclaimed;
         }
         self.reclaimed.set((0, Some(now)));
         let since = match last {
@@ -114,10 +119,40 @@ impl WorkerRt {
         self.log(
             Level::Warn,
             &format!(
-                "MaxConnections ({}) reached: closed {count} idle connection(s){since} to make room for new clients",
-                self.max_connections
+                "{}: closed {count} idle connection(s){since} to make room for new clients",
+                why()
             ),
         );
+        reclaimed
+    }
+
+    /// Accept found no descriptor left below `MaxConnections`: from now
+    /// on this worker serves at most seven eighths of the connections it
+    /// holds (the rest of what they held is kept for the files and pipes
+    /// of their requests, as the default MaxConnections keeps an eighth),
+    /// and closes idle ones down to that, so that a new client finds a
+    /// descriptor for its connection and one for its file. Else every
+    /// client that took the last descriptor would get a 500. Returns how
+    /// many connections to close now.
+    fn out_of_descriptors(&self) -> usize {
+        let active = self.active.get();
+        let ceiling = (active - active / 8).max(1);
+        let max = self.max_connections.get();
+        if ceiling < max {
+            self.max_connections.set(ceiling);
+            if self.crowded.get() != usize::MAX {
+                self.crowded.set(ceiling - ceiling / 8);
+            }
+            self.log(
+                Level::Warn,
+                &format!(
+                    "out of file descriptors at {active} connections, below MaxConnections ({max}): \
+                     this worker now serves at most {ceiling} at once; raise the open-file limit \
+                     or lower MaxConnections"
+                ),
+            );
+        }
+        active.saturating_sub(self.max_connections.get()) + 1
     }
 }
 
@@ -131,6 +166,12 @@ pub(crate) async fn serve(
     ready: impl FnOnce(),
 ) {
     worker.worker_start(&worker.view());
+    // One worker says what the plugins' constructors saw, not each.
+    if worker.view().index() == 0 {
+        for w in &worker.plugin_warnings {
+            worker.log(Level::Warn, w);
+        }
+    }
     for (index, listener) in listeners.into_iter().enumerate() {
         let listener = match listener
             .set_nonblocking(true)
@@ -227,6 +268,12 @@ async fn sweep_idle(worker: Rc<WorkerRt>) {
     }
 }
 
+/// Whether `e` says the process (EMFILE) or the system (ENFILE) has no
+/// descriptor left.
+fn no_descriptor_left(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 async fn accept_loop(worker: Rc<WorkerRt>, listener: TcpListener, index: usize) {
     let bound = listener
         .local_addr()
@@ -240,7 +287,8 @@ async fn accept_loop(worker: Rc<WorkerRt>, listener: TcpListener, index: usize) 
         if worker.shutting_down.get() {
             return;
         }
-        if worker.active.get() >= worker.max_connections && !worker.idle.can_reclaim(FRESH_GRACE) {
+        let max = worker.max_connections.get();
+        if worker.active.get() >= max && !worker.idle.can_reclaim(FRESH_GRACE) {
             // Full, and every connection is busy (or has only just
             // connected): the kernel queues new clients for the other
             // workers, or for us once one of ours closes or goes idle.
@@ -253,7 +301,7 @@ async fn accept_loop(worker: Rc<WorkerRt>, listener: TcpListener, index: usize) 
             }
             continue;
         }
-        if worker.active.get() >= worker.crowded {
+        if worker.active.get() >= worker.crowded.get() {
             // Nearly full (under an eighth of MaxConnections free): leave
             // the next clients to the other workers, which the same
             // listener wakes, so that the server fills all its workers
@@ -271,8 +319,8 @@ async fn accept_loop(worker: Rc<WorkerRt>, listener: TcpListener, index: usize) 
             _ = &mut notified => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if worker.active.get() >= worker.max_connections {
-                        worker.make_room();
+                    if worker.active.get() >= max {
+                        worker.make_room(1, || format!("MaxConnections ({max}) reached"));
                     }
                     // Counted here, not when the task first runs: this
                     // loop may accept several before that.
@@ -280,7 +328,25 @@ async fn accept_loop(worker: Rc<WorkerRt>, listener: TcpListener, index: usize) 
                     tokio::task::spawn_local(walk::serve(worker.clone(), stream, peer, index, bound));
                 }
                 Err(e) => {
-                    // Out of descriptors or memory: back off rather than spin.
+                    // Out of descriptors below MaxConnections (set above
+                    // what the open-file limit leaves, or the descriptors
+                    // went to files and pipes): idle connections make
+                    // room, as at MaxConnections, else no new client would
+                    // ever be served again. A live one closes when its
+                    // task runs: let it, then accept again.
+                    if no_descriptor_left(&e) {
+                        let excess = worker.out_of_descriptors();
+                        let why = || {
+                            let max = worker.max_connections.get();
+                            format!("out of file descriptors (MaxConnections now {max}) (accept: {e})")
+                        };
+                        if worker.make_room(excess, why) > 0 {
+                            tokio::task::yield_now().await;
+                            continue;
+                        }
+                    }
+                    // Nothing to close, or out of memory: back off rather
+                    // than spin.
                     worker.log(Level::Error, &format!("accept: {e}"));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
