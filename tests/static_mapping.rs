@@ -226,6 +226,58 @@ fn magic_mime_map_sniffs_files_without_a_useful_extension() {
     );
 }
 
+/// Sniffing never yields a type a browser would run: an upload that
+/// starts like HTML or XML (here with a script) is served as
+/// application/octet-stream, not text/html or text/xml (stored XSS); a
+/// PDF likewise. An image next to them is still recognised.
+#[test]
+fn magic_mime_map_never_sniffs_markup_or_pdf() {
+    let png: &[u8] = &[
+        0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, b'I', b'H', b'D', b'R',
+    ];
+    let srv = Axkit::start_single_with(
+        "Workers 1
+<Server>
+    Listen 127.0.0.1:0
+    DocumentRoot {dir}/www
+    Plugin uri_to_file
+    Plugin fast_mime_map
+    Plugin magic_mime_map
+    Plugin serve_file
+</Server>
+",
+        |d| {
+            d.write(
+                "www/up/page",
+                "<!DOCTYPE html><html><script>alert(document.cookie)</script>",
+            );
+            d.write("www/up/lower", "<html><body onload=alert(1)>");
+            d.write(
+                "www/up/svg",
+                "<?xml version=\"1.0\"?><svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>",
+            );
+            d.write(
+                "www/up/doc",
+                "%PDF-1.7\n1 0 obj << /OpenAction << /JS (app.alert(1)) >> >>",
+            );
+            d.write("www/up/avatar", png);
+        },
+    );
+    for name in ["page", "lower", "svg", "doc"] {
+        let r = get(&srv, &format!("/up/{name}"), "");
+        assert_eq!(r.status, 200, "{name}");
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("application/octet-stream"),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        get(&srv, "/up/avatar", "").header("Content-Type"),
+        Some("image/png")
+    );
+}
+
 /// A file named by another translating plugin (a Lua `uri_translation`
 /// hook) is opened by `serve_file` itself: found, missing, a directory.
 /// It is opened beneath a root like any other: the Location's
