@@ -107,6 +107,53 @@ fn serve_dir_lists_sorted_escaped_with_sizes_and_dates() {
     assert!(!get(&srv, "/", "").text().contains("href=\"../\""));
 }
 
+/// A listing shows at most `DirListMax` entries, the first by name, and
+/// says that it was cut; the page is streamed, and a HEAD reads nothing of
+/// the directory (no length: no page was built).
+#[test]
+fn serve_dir_lists_at_most_dir_list_max_entries() {
+    let conf = LISTING_CONF.replace(
+        "    <Location /hidden>",
+        "    <Location /many>\n        DirListMax 5\n    </Location>\n    <Location /hidden>",
+    );
+    let srv = Axkit::start_single_with(&conf, |d| {
+        for i in 0..12 {
+            d.write(&format!("www/many/f{i:02}"), "x");
+        }
+        std::fs::create_dir_all(d.path().join("www/many/a-dir")).unwrap();
+        std::fs::create_dir_all(d.path().join("www/many/zz-dir")).unwrap();
+        d.write("www/list/a.txt", "x");
+    });
+    let r = get(&srv, "/many/", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
+    let html = r.text();
+    for shown in [">a-dir/<", ">f00<", ">f01<", ">f02<", ">f03<"] {
+        assert!(html.contains(shown), "{shown} in {html}");
+    }
+    for cut in [">f04<", ">f11<", "zz-dir"] {
+        assert!(!html.contains(cut), "{cut} in {html}");
+    }
+    assert!(
+        html.contains("Listing cut: the first 5 of 14 entries by name are shown."),
+        "{html}"
+    );
+    assert!(html.ends_with("</body></html>\n"), "{html}");
+    // Under the limit, nothing is said.
+    let html = get(&srv, "/list/", "").text();
+    assert!(
+        html.contains(">a.txt<") && !html.contains("Listing cut"),
+        "{html}"
+    );
+    let head = request(&srv, "HEAD", "/many/", "");
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(head.header("Content-Length"), None);
+}
+
 /// A symlink in a listing is shown as what it would serve under the
 /// root's rule: a link to a directory inside the root as a directory, a
 /// link out of the root without the size or date of what it points to.

@@ -6,6 +6,8 @@
 //! Directives:
 //! - `DirListHidden on|off` (default off): also list names starting with
 //!   a dot.
+//! - `DirListMax N` (default 10000): list at most N entries, the first N
+//!   by name; the page then says how many there are in all.
 //!
 //! ```text
 //! Plugin uri_to_file
@@ -20,6 +22,14 @@
 //! happens on the blocking pool: a huge or slow directory never stalls the
 //! worker's other connections.
 //!
+//! What a listing costs is bounded by `DirListMax`, not by the directory:
+//! every name is read, but only the first N by name are kept and looked
+//! at (a directory of a million files must not cost a worker hundreds of
+//! megabytes per request, nor a million `fstatat`s), and the page is
+//! streamed as it is written, a few dozen KiB at a time, chunked. A HEAD
+//! request only opens the directory (for the status a GET would get) and
+//! reads none of it.
+//!
 //! The directory is opened beneath the root `uri_to_file` resolved the
 //! request under, under its `FollowSymlinks` rule (`DocRoot::for_file`),
 //! and read through that descriptor, never by its full path: swapping a
@@ -28,6 +38,7 @@
 //! shown as what it would serve (opened beneath the root under the same
 //! rule), or without size and date when that is refused or dangling.
 
+use std::collections::BinaryHeap;
 use std::ffi::{CStr, OsStr, OsString};
 use std::fs::File;
 use std::io;
@@ -37,19 +48,29 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use axkit::config::{Directive, Key, Scopes};
 use axkit::plugin::html_escape;
 use axkit::plugin::{
-    hook, Body, Context, DocRoot, HookFuture, Io, Level, Outcome, Plugin, PluginInit, PluginSpec,
+    hook, Context, DocRoot, HookFuture, Io, Level, Outcome, Plugin, PluginInit, PluginSpec,
 };
 
 static DIR_LIST_HIDDEN: Key<bool> = Key::new("DirListHidden")
     .scopes(Scopes::SERVER.or(Scopes::LOCATION))
     .default("off")
     .doc("List names starting with a dot in directory listings");
+
+static DIR_LIST_MAX: Key<usize> = Key::new("DirListMax")
+    .scopes(Scopes::SERVER.or(Scopes::LOCATION))
+    .default("10000")
+    .doc(
+        "Most entries a directory listing shows (the first by name); the page says how many \
+         there are in all",
+    );
+
+/// The page goes out in pieces of about this size.
+const PIECE: usize = 32 * 1024;
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -60,7 +81,7 @@ pub fn spec() -> PluginSpec {
 }
 
 fn directives() -> Vec<Directive> {
-    vec![DIR_LIST_HIDDEN.declare()]
+    vec![DIR_LIST_HIDDEN.declare(), DIR_LIST_MAX.declare()]
 }
 
 fn create(_: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
@@ -94,11 +115,17 @@ impl Plugin for ServeDir {
             return Outcome::Status(405).into();
         }
         let hidden = *ctx.config().get(&DIR_LIST_HIDDEN);
+        // A HEAD's answer has no body: the directory is opened, not read.
+        let max = match ctx.request.method() {
+            "HEAD" => None,
+            _ => Some(*ctx.config().get(&DIR_LIST_MAX)),
+        };
         let root = DocRoot::for_file(ctx, &dir);
         hook(async move {
-            let listed = tokio::task::spawn_blocking(move || read_entries(&root, &dir, hidden));
-            let entries = match listed.await {
-                Ok(Ok(entries)) => entries,
+            let listed =
+                tokio::task::spawn_blocking(move || read_entries(&root, &dir, hidden, max));
+            let listing = match listed.await {
+                Ok(Ok(listing)) => listing,
                 Ok(Err(e))
                     if e.kind() == io::ErrorKind::PermissionDenied
                         || axkit::plugin::is_escape(&e) =>
@@ -113,15 +140,31 @@ impl Plugin for ServeDir {
                 }
                 Err(e) => return Outcome::Error(format!("listing task failed: {e}")),
             };
-            let page = render(ctx.request.decoded_path(), &entries);
             ctx.response
                 .headers
                 .set("Content-Type", "text/html; charset=utf-8");
             ctx.response.status = 200;
-            ctx.response.body = Body::Bytes(Bytes::from(page));
-            Outcome::Ok
+            // Written as it is rendered: the page is never whole in memory.
+            let mut out = page_head(ctx.request.decoded_path());
+            for entry in &listing.entries {
+                row(entry, &mut out);
+                if out.len() >= PIECE && ctx.write(std::mem::take(&mut out)).await.is_err() {
+                    return Outcome::Done;
+                }
+            }
+            page_end(&listing, &mut out);
+            let _ = ctx.write(out).await;
+            Outcome::Done
         })
     }
+}
+
+/// What a listing shows: some of the directory's entries, and how many
+/// it holds in all.
+#[derive(Default)]
+struct Listing {
+    entries: Vec<Entry>,
+    total: usize,
 }
 
 /// One directory entry as listed.
@@ -132,18 +175,43 @@ struct Entry {
     modified: Option<SystemTime>,
 }
 
-/// The entries of `dir` (a full path beneath `root`), directories first,
-/// then by name. Names that are not UTF-8 are shown lossily (their links
+/// The first `max` entries of `dir` (a full path beneath `root`) by name,
+/// shown directories first, then by name; with no `max`, the directory is
+/// only opened. Names that are not UTF-8 are shown lossily (their links
 /// would not resolve anyway: the core only serves UTF-8 paths).
-fn read_entries(root: &DocRoot, dir: &Path, hidden: bool) -> io::Result<Vec<Entry>> {
+fn read_entries(
+    root: &DocRoot,
+    dir: &Path,
+    hidden: bool,
+    max: Option<usize>,
+) -> io::Result<Listing> {
     let rel = root.relative(dir).ok_or(io::ErrorKind::NotFound)?;
     let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
     let handle = root.open_rel(rel, flags, Io::Blocking)?;
-    let mut entries = Vec::new();
-    for name in names(&handle)? {
+    let Some(max) = max else {
+        return Ok(Listing::default());
+    };
+    // The `max` smallest names so far; the largest of them on top, to be
+    // pushed out by a smaller one.
+    let mut kept = BinaryHeap::with_capacity(max.min(1024) + 1);
+    let mut total = 0;
+    for_each_name(&handle, |name| {
         if !hidden && name.as_bytes().starts_with(b".") {
-            continue;
+            return;
         }
+        total += 1;
+        if kept.len() < max {
+            kept.push(name.to_os_string());
+        } else if kept
+            .peek()
+            .is_some_and(|top: &OsString| name < top.as_os_str())
+        {
+            kept.pop();
+            kept.push(name.to_os_string());
+        }
+    })?;
+    let mut entries = Vec::with_capacity(kept.len());
+    for name in kept.into_vec() {
         let mut entry = Entry {
             name: name.to_string_lossy().into_owned(),
             is_dir: false,
@@ -176,12 +244,12 @@ fn read_entries(root: &DocRoot, dir: &Path, hidden: bool) -> io::Result<Vec<Entr
         entries.push(entry);
     }
     entries.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
-    Ok(entries)
+    Ok(Listing { entries, total })
 }
 
-/// The names in the open directory `dir` (but `.` and `..`), read through
-/// its descriptor.
-fn names(dir: &File) -> io::Result<Vec<OsString>> {
+/// Call `each` with every name in the open directory `dir` (but `.` and
+/// `..`), read through its descriptor.
+fn for_each_name(dir: &File, mut each: impl FnMut(&OsStr)) -> io::Result<()> {
     // fdopendir takes the descriptor over (closedir closes it): give it a
     // duplicate, so `dir` stays usable for fstatat.
     let fd = dir.try_clone()?.into_raw_fd();
@@ -193,7 +261,6 @@ fn names(dir: &File) -> io::Result<Vec<OsString>> {
         unsafe { libc::close(fd) };
         return Err(e);
     }
-    let mut names = Vec::new();
     let result = loop {
         // readdir reports an error only through errno.
         // SAFETY: errno is thread-local.
@@ -212,12 +279,12 @@ fn names(dir: &File) -> io::Result<Vec<OsString>> {
         // valid until the next readdir on this stream.
         let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) }.to_bytes();
         if name != b"." && name != b".." {
-            names.push(OsStr::from_bytes(name).to_os_string());
+            each(OsStr::from_bytes(name));
         }
     };
     // SAFETY: the stream is open; this closes it and its descriptor.
     unsafe { libc::closedir(stream) };
-    result.map(|()| names)
+    result
 }
 
 /// The entry `name` of the open directory `dir`, not following a symlink.
@@ -244,7 +311,8 @@ const LINK: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-fn render(path: &str, entries: &[Entry]) -> String {
+/// The page up to its first entry.
+fn page_head(path: &str) -> String {
     let title = html_escape(path);
     let mut out = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of {title}</title></head>\n\
@@ -254,23 +322,37 @@ fn render(path: &str, entries: &[Entry]) -> String {
     if path != "/" {
         out.push_str("<tr><td><a href=\"../\">../</a></td><td>-</td><td></td></tr>\n");
     }
-    for e in entries {
-        let slash = if e.is_dir { "/" } else { "" };
-        let size = if e.is_dir {
-            "-".to_string()
-        } else {
-            e.size.to_string()
-        };
-        let date = e
-            .modified
-            .map(axkit_http::fmt_http_date)
-            .unwrap_or_default();
+    out
+}
+
+/// One entry's row, added to `out`.
+fn row(e: &Entry, out: &mut String) {
+    let slash = if e.is_dir { "/" } else { "" };
+    let size = if e.is_dir {
+        "-".to_string()
+    } else {
+        e.size.to_string()
+    };
+    let date = e
+        .modified
+        .map(axkit_http::fmt_http_date)
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "<tr><td><a href=\"./{}{slash}\">{}{slash}</a></td><td>{size}</td><td>{date}</td></tr>\n",
+        utf8_percent_encode(&e.name, LINK),
+        html_escape(&e.name),
+    ));
+}
+
+/// The end of the page, saying so when entries were left out.
+fn page_end(listing: &Listing, out: &mut String) {
+    out.push_str("</table>\n");
+    let shown = listing.entries.len();
+    if listing.total > shown {
         out.push_str(&format!(
-            "<tr><td><a href=\"./{}{slash}\">{}{slash}</a></td><td>{size}</td><td>{date}</td></tr>\n",
-            utf8_percent_encode(&e.name, LINK),
-            html_escape(&e.name),
+            "<p>Listing cut: the first {shown} of {} entries by name are shown.</p>\n",
+            listing.total
         ));
     }
-    out.push_str("</table>\n</body></html>\n");
-    out
+    out.push_str("</body></html>\n");
 }
