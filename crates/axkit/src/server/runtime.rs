@@ -238,8 +238,14 @@ pub(crate) struct WorkerRt {
     /// Connections accepted and not yet closed.
     pub active: Cell<usize>,
     /// `MaxConnections`: no accepting while `active` is there. Lowered
-    /// when the worker runs out of descriptors below it (`worker.rs`).
+    /// for a while when the worker runs out of descriptors below it
+    /// (`worker.rs`).
     pub(super) max_connections: Cell<usize>,
+    /// `max_connections` and `crowded` as configured, which they return
+    /// to once descriptors have not run short for a while, and when they
+    /// last did.
+    pub(super) configured: (usize, usize),
+    pub(super) short_of_fds: Cell<Option<std::time::Instant>>,
     /// From this many connections on, the worker leaves new clients to
     /// its siblings for a moment before it accepts (`worker.rs`); never,
     /// for a lone worker.
@@ -372,6 +378,8 @@ impl WorkerRt {
             active: Cell::new(0),
             max_connections: Cell::new(max_connections),
             crowded: Cell::new(crowded),
+            configured: (max_connections, crowded),
+            short_of_fds: Cell::new(None),
             room: Notify::new(),
             reclaimed: Cell::new((0, None)),
             conn_peak: Cell::new(0),

@@ -33,6 +33,10 @@ const RECLAIM_LOG_EVERY: Duration = Duration::from_secs(10);
 /// least half of them) before it gives the freed memory back.
 const TRIM_AFTER_FALL: usize = 1024;
 
+/// How long a `MaxConnections` lowered by a shortage of descriptors stays
+/// lowered after the last one.
+const FDS_SHORT_FOR: Duration = Duration::from_secs(30);
+
 impl WorkerRt {
     /// A connection began (accepted, or a background request's loopback).
     pub fn connection_opened(&self) {
@@ -126,15 +130,16 @@ impl WorkerRt {
         reclaimed
     }
 
-    /// Accept found no descriptor left below `MaxConnections`: from now
-    /// on this worker serves at most seven eighths of the connections it
-    /// holds (the rest of what they held is kept for the files and pipes
+    /// Accept found no descriptor left below `MaxConnections`: for the
+    /// next [`FDS_SHORT_FOR`] (from the last shortage) this worker serves
+    /// at most seven eighths of the connections it holds (the rest of what they held is kept for the files and pipes
     /// of their requests, as the default MaxConnections keeps an eighth),
     /// and closes idle ones down to that, so that a new client finds a
     /// descriptor for its connection and one for its file. Else every
     /// client that took the last descriptor would get a 500. Returns how
     /// many connections to close now.
     fn out_of_descriptors(&self) -> usize {
+        self.short_of_fds.set(Some(std::time::Instant::now()));
         let active = self.active.get();
         let ceiling = (active - active / 8).max(1);
         let max = self.max_connections.get();
@@ -153,6 +158,28 @@ impl WorkerRt {
             );
         }
         active.saturating_sub(self.max_connections.get()) + 1
+    }
+
+    /// Back to the configured `MaxConnections` once descriptors have not
+    /// run short for [`FDS_SHORT_FOR`]: a shortage may have been a
+    /// moment's (a burst of CGI pipes), and a ceiling lowered for good
+    /// would ratchet down with each one. Called at each sweep.
+    fn restore_after_shortage(&self) {
+        let Some(at) = self.short_of_fds.get() else {
+            return;
+        };
+        if at.elapsed() < FDS_SHORT_FOR {
+            return;
+        }
+        self.short_of_fds.set(None);
+        let (max, crowded) = self.configured;
+        self.max_connections.set(max);
+        self.crowded.set(crowded);
+        self.room.notify_waiters();
+        self.log(
+            Level::Info,
+            &format!("descriptors have not run short for a while: MaxConnections back to {max}"),
+        );
     }
 }
 
@@ -265,6 +292,7 @@ async fn sweep_idle(worker: Rc<WorkerRt>) {
         let closed = worker.idle.sweep();
         worker.connections_closed(closed);
         worker.trim_after_a_fall();
+        worker.restore_after_shortage();
     }
 }
 
