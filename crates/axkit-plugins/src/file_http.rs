@@ -77,7 +77,8 @@ impl Fields {
 /// Evaluate If-Match, If-Unmodified-Since, If-None-Match and
 /// If-Modified-Since in the order RFC 9110 §13.2.2 prescribes. `etag` is
 /// ours (quoted, strong) if we send one. A date that does not parse is
-/// ignored, as the RFC requires.
+/// ignored, as the RFC requires, and so is an If-Modified-Since later
+/// than the request's start (§13.1.3).
 pub fn evaluate(req: &Request, etag: Option<&str>, modified: Option<SystemTime>) -> Precondition {
     evaluate_fields(req, Fields::of(req), etag, modified)
 }
@@ -122,10 +123,12 @@ pub(crate) fn evaluate_fields(
             };
         }
     } else if safe {
-        if let (Some(since), Some(modified)) = (
-            date(Fields::IF_MODIFIED_SINCE, "If-Modified-Since"),
-            modified,
-        ) {
+        // A date later than the request's start is not one the client
+        // can have had from us (RFC 9110 §13.1.3): ignored, as nginx and
+        // Apache do, rather than a 304 for every later change.
+        let since = date(Fields::IF_MODIFIED_SINCE, "If-Modified-Since")
+            .filter(|since| *since <= req.start_time());
+        if let (Some(since), Some(modified)) = (since, modified) {
             if modified <= since {
                 return Precondition::NotModified;
             }

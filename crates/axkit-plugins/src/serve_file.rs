@@ -57,13 +57,14 @@
 //! sendfile, several ranges too.
 //!
 //! Status codes: 200, 206 (one range, or `multipart/byteranges` for
-//! several), 304 / 412 (RFC 9110 §13 preconditions), 416 with
-//! `Content-Range: bytes */LEN`, 403 for directories without an index and
-//! files it may not read, 405 with `Allow` for other methods. What it
-//! cannot serve it declines, as AxKit2's serve_file did: a file that does
-//! not exist, one followed by path info, anything that is neither a file
-//! nor a directory. A later plugin may answer those, and the core answers
-//! 404 when none does. So the plugin may be listed anywhere; an
+//! several), 304 / 412 (RFC 9110 §13 preconditions; an
+//! `If-Modified-Since` later than the request is ignored, §13.1.3), 416
+//! with `Content-Range: bytes */LEN`, 403 for directories without an
+//! index and files it may not read, 405 with `Allow` for other methods.
+//! What it cannot serve it declines, as AxKit2's serve_file did: a file
+//! that does not exist, one followed by path info, anything that is
+//! neither a file nor a directory. A later plugin may answer those, and
+//! the core answers 404 when none does.
 //! application in a `<Location>` comes first for its requests anyway (see
 //! docs/architecture.md, "Which plugin answers").
 
