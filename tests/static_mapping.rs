@@ -388,3 +388,81 @@ Workers 1
     let srv = Axkit::start_single_with(&mapper_conf(&follow), prepare);
     assert_eq!(get(&srv, "/out/secret.txt", "").text(), "SECRET");
 }
+
+/// What is neither a file nor a directory is never served nor kept open:
+/// a FIFO (the worker would hold its read end), a socket (an open that
+/// fails with ENXIO, once a 500 and an error line per request), a device
+/// reached through a symlink: each answers 404 with its reason logged at
+/// info, and none is taken for a typeless name, a directory's index or a
+/// precompressed sibling.
+#[test]
+fn fifos_sockets_and_devices_are_not_found() {
+    let conf = "Workers 1
+LogLevel info
+<Server>
+    Listen 127.0.0.1:0
+    DocumentRoot {dir}/www
+    DirectoryIndex index.html
+    FollowSymlinks on
+    Precompressed gzip
+    Plugin uri_to_file
+    Plugin typeless_uri
+    Plugin fast_mime_map
+    Plugin serve_file
+</Server>
+";
+    // Kept open so that the socket stays one while the server runs.
+    let mut _listener = None;
+    let mut srv = Axkit::start_single_with(conf, |d| {
+        let www = d.path().join("www");
+        std::fs::create_dir_all(www.join("dir")).unwrap();
+        for fifo in ["fifo", "typeless.html", "dir/index.html", "p.txt.gz"] {
+            let path = std::ffi::CString::new(www.join(fifo).into_os_string().into_encoded_bytes());
+            // SAFETY: a valid C string.
+            assert_eq!(unsafe { libc::mkfifo(path.unwrap().as_ptr(), 0o644) }, 0);
+        }
+        d.write("www/p.txt", "plain");
+        _listener = Some(std::os::unix::net::UnixListener::bind(www.join("sock")).unwrap());
+        std::os::unix::fs::symlink("/dev/zero", www.join("zero")).unwrap();
+    });
+    let pid = srv.pid();
+    let zeros = || fd_targets(pid).iter().filter(|t| *t == "/dev/zero").count();
+    let zeros_before = zeros();
+    for path in ["/fifo", "/sock", "/zero", "/typeless"] {
+        assert_eq!(get(&srv, path, "").status, 404, "{path}");
+    }
+    // A FIFO is no index: a directory without one.
+    assert_eq!(get(&srv, "/dir/", "").status, 403);
+    // A FIFO beside a file is no precompressed copy of it.
+    let r = get(&srv, "/p.txt", "Accept-Encoding: gzip\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "plain"));
+    for why in [
+        "/fifo\" is a FIFO, not a regular file or a directory",
+        "/sock\" is a socket or a device without its driver, not a regular file or a directory",
+        "/zero\" is a character device, not a regular file or a directory",
+    ] {
+        srv.wait_stderr_line(
+            &["[info]", "404: ", why],
+            std::time::Duration::from_secs(10),
+        );
+    }
+    // Nothing of them is kept open by the worker.
+    let www = srv.dir.path().join("www");
+    let open = fd_targets(pid);
+    for name in [
+        "fifo",
+        "typeless.html",
+        "dir/index.html",
+        "p.txt.gz",
+        "sock",
+    ] {
+        let target = www.join(name).display().to_string();
+        assert!(
+            !open.iter().any(|t| t.contains(&target)),
+            "{target} open: {open:?}"
+        );
+    }
+    assert_eq!(zeros(), zeros_before, "{open:?}");
+    let stderr = srv.stop();
+    assert!(!stderr.contains("[error]"), "{stderr}");
+}

@@ -13,7 +13,8 @@
 //! so a hit reads none). A hit costs no syscall at all. An entry is keyed by
 //! the root it was resolved beneath and the rule it was resolved under as
 //! well as by its path (see `Cache`), so it is never handed to a request
-//! that would have resolved the same path differently.
+//! that would have resolved the same path differently. Only regular files
+//! and directories are opened to be kept ([`open_servable`]).
 //!
 //! Everything else — a cold open, a miss, a revalidation after TTL, and
 //! every open with `OpenFileCache Off` — is first tried on the event loop
@@ -56,6 +57,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::io;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -137,12 +139,68 @@ pub(crate) fn load(file: File, md: Metadata, small: u64, io: Io) -> Result<OpenF
 /// regular file only.
 fn open_sibling(root: &DocRoot, path: &Path, io: Io) -> io::Result<(File, Metadata)> {
     let rel = root.relative(path).ok_or(io::ErrorKind::NotFound)?;
-    let file = root.open_rel(rel, READ_FLAGS, io)?;
-    let md = file.metadata()?;
+    let (file, md) = open_servable(root, rel, io)?;
     if !md.is_file() {
         return Err(io::ErrorKind::NotFound.into());
     }
     Ok((file, md))
+}
+
+/// Open `rel` beneath `root` to serve it, as a regular file or a
+/// directory. The open cannot wait (`O_NONBLOCK`: a FIFO without a
+/// writer does not hang it) and its type is looked at before anything
+/// reads it: a FIFO (whose reader the worker would stay), a device (a
+/// read may act) or a socket is closed at once and never cached, an
+/// error that [`not_servable`] tells apart, as is the open the kernel
+/// refuses for what the path is (ENXIO: a socket, a device without its
+/// driver; ENODEV).
+pub(crate) fn open_servable(root: &DocRoot, rel: &Path, io: Io) -> io::Result<(File, Metadata)> {
+    let file = match root.open_rel(rel, READ_FLAGS, io) {
+        Ok(file) => file,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO | libc::ENODEV)) => {
+            return Err(NotServable("a socket or a device without its driver").into());
+        }
+        Err(e) => return Err(e),
+    };
+    let md = file.metadata()?;
+    let kind = md.file_type();
+    if kind.is_file() || kind.is_dir() {
+        return Ok((file, md));
+    }
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else {
+        "a block device"
+    };
+    Err(NotServable(what).into())
+}
+
+/// What [`open_servable`] found instead of a file or a directory.
+#[derive(Debug)]
+struct NotServable(&'static str);
+
+impl std::fmt::Display for NotServable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, not a regular file or a directory", self.0)
+    }
+}
+
+impl std::error::Error for NotServable {}
+
+impl From<NotServable> for io::Error {
+    fn from(e: NotServable) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, e)
+    }
+}
+
+/// Whether `e` is [`open_servable`] finding something that is neither a
+/// file nor a directory: served as nothing there (404).
+pub(crate) fn not_servable(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NotServable>())
 }
 
 /// What a cached path was looked up for: the same path looked up for

@@ -60,11 +60,12 @@
 //! several), 304 / 412 (RFC 9110 §13 preconditions; an
 //! `If-Modified-Since` later than the request is ignored, §13.1.3), 416
 //! with `Content-Range: bytes */LEN`, 403 for directories without an
-//! index and files it may not read, 405 with `Allow` for other methods.
-//! What it cannot serve it declines, as AxKit2's serve_file did: a file
-//! that does not exist, one followed by path info, anything that is
-//! neither a file nor a directory. A later plugin may answer those, and
-//! the core answers 404 when none does.
+//! index and files it may not read, 404 for a FIFO, device or socket it
+//! was asked to open, 405 with `Allow` for other methods. What it cannot
+//! serve it declines, as AxKit2's serve_file did: a file that does not
+//! exist, one followed by path info, anything that is neither a file nor
+//! a directory. A later plugin may answer those, and the core answers 404
+//! when none does. So the plugin may be listed anywhere; an
 //! application in a `<Location>` comes first for its requests anyway (see
 //! docs/architecture.md, "Which plugin answers").
 
@@ -78,7 +79,7 @@ use crate::per_location::PerLocation;
 use axkit::config::{parse, Args, Directive, Key, LocationConfig, Scopes};
 use axkit::plugin::{
     hook, Body, Context, DocRoot, HeaderValue, HookFuture, Level, OpenFile, Outcome, Plugin,
-    PluginInit, PluginSpec, Worker, READ_FLAGS,
+    PluginInit, PluginSpec, Worker,
 };
 
 const HERE: Scopes = Scopes::SERVER.or(Scopes::LOCATION);
@@ -306,15 +307,19 @@ impl Plugin for ServeFile {
 /// pool".
 fn open_file(root: &DocRoot, path: &Path, small: u64, io: Io) -> std::io::Result<OpenFile> {
     let rel = root.relative(path).ok_or(std::io::ErrorKind::NotFound)?;
-    let file = root.open_rel(rel, READ_FLAGS, io)?;
-    let md = file.metadata()?;
+    let (file, md) = open_file_cache::open_servable(root, rel, io)?;
     open_file_cache::load(file, md, small, io)
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EAGAIN))
 }
 
-/// 403 when the file may not be read or its path leaves its root (logged,
-/// as `uri_to_file` does); otherwise it cannot be served: declined.
+/// 403 when the file may not be read or its path leaves its root, 404
+/// when it is neither a file nor a directory (logged, as `uri_to_file`
+/// does); otherwise it cannot be served: declined.
 fn open_failed(ctx: &Context, path: &Path, e: &std::io::Error) -> Outcome {
+    if open_file_cache::not_servable(e) {
+        ctx.log_reason(404, format_args!("{path:?} is {e}"));
+        return Outcome::Status(404);
+    }
     if axkit::plugin::is_escape(e) {
         let message = format!("{}: refused: leads outside its root ({e})", path.display());
         ctx.log(Level::Warn, &message);

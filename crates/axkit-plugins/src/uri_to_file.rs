@@ -42,7 +42,10 @@
 //! The path it maps is the core's decoded, normalised path (no `..`, no
 //! NUL, valid UTF-8); an encoded `/` (`%2F`) answers 404 as Apache does.
 //! A directory without its trailing slash answers 301 to the slash form.
-//! Whatever follows an existing file becomes PATH_INFO (`/cgi/app.pl/x/y`
+//! Anything but a regular file or a directory (a FIFO, a device, a
+//! socket) answers 404, logged at info, and is closed as soon as it is
+//! seen (`open_file_cache::open_servable`). Whatever follows an existing
+//! file becomes PATH_INFO (`/cgi/app.pl/x/y`
 //! maps to `app.pl` with path info `/x/y`; such lookups end in ENOTDIR,
 //! which the kernel's caches do not answer, so they take the blocking
 //! pool). Opening goes through `openat2(RESOLVE_BENEATH)` relative to the
@@ -190,6 +193,9 @@ enum Found {
     Missing {
         filename: PathBuf,
     },
+    /// Something that is neither a file nor a directory (a FIFO, a
+    /// device, a socket): served as nothing there, never read.
+    NotServable(io::Error),
     /// The path leads outside the root through a symlink.
     Escape(io::Error),
     /// The path (or the file's metadata) may not be read.
@@ -345,6 +351,11 @@ impl UriToFile {
                 ctx.set_state(KnownMissing);
                 Outcome::Ok
             }
+            Found::NotServable(e) => {
+                let path = &lookup.full;
+                ctx.log_reason(404, format_args!("{path:?} is {e}"));
+                Outcome::Status(404)
+            }
             Found::Escape(e) => {
                 ctx.log(
                     Level::Warn,
@@ -419,12 +430,8 @@ fn resolve(l: &Lookup, io: Io) -> Result<Found, WouldBlock> {
         Err(e) if io.would_block(&e) => return Err(WouldBlock),
         Err(e) => return Ok(Found::NoRoot(e)),
     }
-    let found = match open(&l.root, &l.rel_path, io) {
-        Ok(file) => {
-            let md = match file.metadata() {
-                Ok(md) => md,
-                Err(e) => return Ok(Found::Denied(e)),
-            };
+    let found = match open_file_cache::open_servable(&l.root, &l.rel_path, io) {
+        Ok((file, md)) => {
             if !md.is_dir() {
                 // `/a.html/`: the slash is path info, as in `/a.html/x`.
                 let path_info = if l.trailing_slash { "/" } else { "" };
@@ -461,6 +468,7 @@ fn resolve(l: &Lookup, io: Io) -> Result<Found, WouldBlock> {
             }
         }
         Err(e) if io.would_block(&e) => return Err(WouldBlock),
+        Err(e) if open_file_cache::not_servable(&e) => Found::NotServable(e),
         Err(e) if is_missing(&e) => split_path_info(l, io)?,
         Err(e) if is_escape(&e) => Found::Escape(e),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Found::Denied(e),
