@@ -445,3 +445,26 @@ fn a_cached_file_that_shrank_is_never_sent_past_its_end() {
         "the worker still serves"
     );
 }
+
+/// A directory mapped by two Locations with different `DirectoryIndex`
+/// names: each gets its own index, whichever filled the open-file cache
+/// first (a directory's entry is kept with the names it was picked among).
+#[test]
+fn open_file_cache_keeps_each_locations_directory_index() {
+    let srv = Axkit::start_single_with(
+        &files_conf(
+            "    <Location /mirror>
+        DocumentRoot {dir}/www
+        DirectoryIndex default.txt
+    </Location>",
+        ),
+        |d| {
+            d.write("www/m/index.html", "INDEX");
+            d.write("www/m/default.txt", "DEFAULT");
+        },
+    );
+    for _ in 0..2 {
+        assert_eq!(get(&srv, "/m/", "").text(), "INDEX");
+        assert_eq!(get(&srv, "/mirror/m/", "").text(), "DEFAULT");
+    }
+}

@@ -12,9 +12,11 @@
 //! entry to the start of the one it answers (both read the clock anyway,
 //! so a hit reads none). A hit costs no syscall at all. An entry is keyed by
 //! the root it was resolved beneath and the rule it was resolved under as
-//! well as by its path (see `Cache`), so it is never handed to a request
-//! that would have resolved the same path differently. Only regular files
-//! and directories are opened to be kept ([`open_servable`]).
+//! well as by its path (see `Cache`), and a directory's entry holds the
+//! `DirectoryIndex` names its index was picked among, so it is never
+//! handed to a request that would have resolved the same path
+//! differently. Only regular files and directories are opened to be kept
+//! ([`open_servable`]).
 //!
 //! Everything else — a cold open, a miss, a revalidation after TTL, and
 //! every open with `OpenFileCache Off` — is first tried on the event loop
@@ -226,6 +228,10 @@ pub(crate) struct Entry {
     /// Whether `filename` is the path looked up itself, not a directory's
     /// index file: worked out once here rather than on every hit.
     pub is_path: bool,
+    /// A directory's entry: the `DirectoryIndex` names its index was
+    /// picked among, which another Location's may not be (the same
+    /// directory mapped twice with different names).
+    pub index_names: Option<Arc<[String]>>,
     /// The start of the request that looked it up (see [`fresh`]).
     opened: SystemTime,
     /// The TTL it was made under, for the sweep.
@@ -385,14 +391,17 @@ pub(crate) fn get(
 }
 
 /// Remember what `rel` beneath `root` resolved to: `open` (a regular
-/// file, served as `filename`) or nothing, for a request that started at
-/// `now` (before the lookup, so the entry's age is never understated).
+/// file, served as `filename`, a directory's index picked among
+/// `index_names`) or nothing, for a request that started at `now`
+/// (before the lookup, so the entry's age is never understated).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn put(
     kind: Kind,
     root: &DocRoot,
     rel: &Path,
     filename: Arc<Path>,
     open: Option<Rc<OpenFile>>,
+    index_names: Option<&Arc<[String]>>,
     policy: Policy,
     now: SystemTime,
 ) {
@@ -419,6 +428,7 @@ pub(crate) fn put(
             filename,
             open,
             is_path,
+            index_names: index_names.filter(|_| !is_path).cloned(),
             opened: now,
             ttl: policy.ttl,
         };
@@ -534,6 +544,7 @@ fn remember_siblings(
                 rel,
                 path.as_path().into(),
                 open,
+                None,
                 policy,
                 now,
             );
@@ -570,6 +581,7 @@ mod tests {
             x,
             dir.join("a/b/x.txt").into(),
             open,
+            None,
             policy,
             now,
         );
@@ -586,6 +598,7 @@ mod tests {
             &inner,
             Path::new("y"),
             dir.join("a/b/y").into(),
+            None,
             None,
             policy,
             now,
@@ -613,6 +626,7 @@ mod tests {
             Path::new("m1"),
             tmp.join("m1").into(),
             None,
+            None,
             policy,
             now,
         );
@@ -622,6 +636,7 @@ mod tests {
             Path::new("m2"),
             tmp.join("m2").into(),
             None,
+            None,
             policy,
             now,
         );
@@ -630,6 +645,7 @@ mod tests {
             &b,
             Path::new("m3"),
             tmp.join("m3").into(),
+            None,
             None,
             policy,
             now,
@@ -645,6 +661,7 @@ mod tests {
             Path::new("f"),
             tmp.as_path().into(),
             open,
+            None,
             policy,
             now,
         );
@@ -668,6 +685,7 @@ mod tests {
             &root,
             rel,
             root.path().join(rel).into(),
+            None,
             None,
             policy,
             made,

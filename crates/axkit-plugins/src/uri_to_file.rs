@@ -69,13 +69,15 @@ use axkit::plugin::{
     PluginSpec, Rule, TrustedMap, Worker, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS,
 };
 
-/// `DirectoryIndex NAME…`: plain file names, checked when the config loads.
-static DIRECTORY_INDEX: Key<Vec<String>> = Key::parsed("DirectoryIndex", index_names)
+/// `DirectoryIndex NAME…`: plain file names, checked when the config
+/// loads. Shared: an open-file cache entry of a directory keeps the names
+/// its index was picked among.
+static DIRECTORY_INDEX: Key<Arc<[String]>> = Key::parsed("DirectoryIndex", index_names)
     .args(Args::Many)
-    .unset(Vec::new)
+    .unset(|| Arc::from(Vec::new()))
     .doc("Files to serve for a directory URL; the first that exists wins");
 
-fn index_names(args: &[&str]) -> Result<Vec<String>, String> {
+fn index_names(args: &[&str]) -> Result<Arc<[String]>, String> {
     args.iter()
         .map(|name| match *name {
             "" | "." | ".." => Err(format!("expected a file name, got {name:?}")),
@@ -166,7 +168,7 @@ struct Lookup {
     full: PathBuf,
     segments: Vec<String>,
     trailing_slash: bool,
-    index_names: Vec<String>,
+    index_names: Arc<[String]>,
     /// Files up to this size are read as they are opened.
     small: u64,
     policy: Option<Policy>,
@@ -279,7 +281,10 @@ impl UriToFile {
         ctx.doc_root = Some(root.clone());
         let policy = settings.policy;
         let now = ctx.request.start_time();
-        let hit = policy.and_then(|p| cached(root, Path::new(rel), trailing_slash, p, now));
+        let hit = policy.and_then(|p| {
+            let config = ctx.config();
+            cached(root, Path::new(rel), trailing_slash, p, now, config)
+        });
         if let Some(hit) = hit {
             use_cached(ctx, hit.0, hit.1);
             return Err(Outcome::Ok);
@@ -326,6 +331,7 @@ impl UriToFile {
                         rel,
                         filename.clone(),
                         Some(open),
+                        Some(&lookup.index_names),
                         policy,
                         ctx.request.start_time(),
                     );
@@ -344,7 +350,8 @@ impl UriToFile {
                 if let Some(policy) = lookup.policy {
                     let (root, rel) = (&lookup.root, &lookup.rel_path);
                     let now = ctx.request.start_time();
-                    open_file_cache::put(Kind::Uri, root, rel, filename.clone(), None, policy, now);
+                    let name = filename.clone();
+                    open_file_cache::put(Kind::Uri, root, rel, name, None, None, policy, now);
                 }
                 ctx.filename = Some(filename);
                 ctx.metadata = None;
@@ -385,20 +392,29 @@ impl UriToFile {
 }
 
 /// The open-file cache's fresh entry for `rel` beneath `root`, if it
-/// answers this request (no syscall, no allocation), and whether the
-/// slash after the path is path info.
+/// answers this request, made under `config` (no syscall, no
+/// allocation), and whether the slash after the path is path info.
 fn cached(
     root: &DocRoot,
     rel: &Path,
     trailing_slash: bool,
     policy: Policy,
     now: SystemTime,
+    config: &LocationConfig,
 ) -> Option<(Entry, bool)> {
     let entry = open_file_cache::get(Kind::Uri, root, rel, policy, now)?;
-    // A directory's entry names its index; without the slash the request
-    // must be redirected instead.
-    if !entry.is_path && !trailing_slash {
-        return None;
+    if !entry.is_path {
+        // A directory's entry names its index; without the slash the
+        // request must be redirected instead, and a Location with other
+        // index names may pick another file in the same directory.
+        let names = config.get(&DIRECTORY_INDEX);
+        let same_names = entry
+            .index_names
+            .as_ref()
+            .is_some_and(|n| Arc::ptr_eq(n, names) || n[..] == names[..]);
+        if !trailing_slash || !same_names {
+            return None;
+        }
     }
     let slash_info = entry.is_path && trailing_slash;
     Some((entry, slash_info))
@@ -445,7 +461,7 @@ fn resolve(l: &Lookup, io: Io) -> Result<Found, WouldBlock> {
             if !l.trailing_slash {
                 return Ok(Found::DirWithoutSlash);
             }
-            for name in &l.index_names {
+            for name in l.index_names.iter() {
                 let index = match open(&l.root, &l.rel_path.join(name), io) {
                     Ok(index) => index,
                     Err(e) if io.would_block(&e) => return Err(WouldBlock),
@@ -573,7 +589,7 @@ mod tests {
                 .map(String::from)
                 .collect(),
             trailing_slash,
-            index_names: vec!["index.html".to_string()],
+            index_names: Arc::from(vec!["index.html".to_string()]),
             small: 1024,
             policy: None,
         };
