@@ -203,3 +203,60 @@ fn bad_request_log_format_is_a_config_error() {
         "{err}"
     );
 }
+
+/// An ErrorDocument page keeps the fields of the error that still hold
+/// for it (Apache's `err_headers_out`): a 401 still asks for credentials
+/// (else a browser never shows its login), a 405 says what is allowed, a
+/// 416 the size; a page whose own walk redirects (a directory named
+/// without its slash) falls back to the built-in page with the original
+/// status and without that redirect's `Location`.
+#[test]
+fn error_document_keeps_the_fields_of_the_error() {
+    let conf = "Workers 1
+<Server>
+    Listen 127.0.0.1:0
+    DocumentRoot {dir}/www
+    Plugin uri_to_file
+    Plugin fast_mime_map
+    Plugin serve_file
+    Plugin error_doc
+    Plugin auth_basic
+    AuthUserFile {dir}/htpasswd
+    ErrorDocument 401 /errors/e.html
+    ErrorDocument 405 /errors/e.html
+    ErrorDocument 416 /errors/e.html
+    ErrorDocument 404 /errors/dir
+    <Location /adm>
+        Require valid-user
+    </Location>
+</Server>
+";
+    let srv = Axkit::start_single_with(conf, |d| {
+        d.write(
+            "htpasswd",
+            "ada:$2b$04$LHGutq5Cfg.TnP.3SjDabexndGgjKcWdYKFXaaUmMTeUvxMEF31HG\n",
+        );
+        d.write("www/errors/e.html", "custom");
+        d.write("www/errors/dir/x.txt", "x");
+        d.write("www/adm/x.html", "adm");
+        d.write("www/d.txt", digits100());
+    });
+    let r = get(&srv, "/adm/x.html", "");
+    assert_eq!((r.status, r.text().as_str()), (401, "custom"));
+    assert_eq!(
+        r.header("WWW-Authenticate"),
+        Some(r#"Basic realm="Restricted", charset="UTF-8""#)
+    );
+    let r = request(&srv, "DELETE", "/d.txt", "");
+    assert_eq!((r.status, r.text().as_str()), (405, "custom"));
+    assert_eq!(r.header("Allow"), Some("GET, HEAD"));
+    let r = get(&srv, "/d.txt", "Range: bytes=500-\r\n");
+    assert_eq!((r.status, r.text().as_str()), (416, "custom"));
+    assert_eq!(r.header("Content-Range"), Some("bytes */100"));
+    // Only those: the file's validators are not the page's.
+    assert_eq!(r.header("ETag"), None);
+    let r = get(&srv, "/nope", "");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("Location"), None);
+    assert!(r.text().contains("404"), "{}", r.text());
+}

@@ -18,7 +18,10 @@
 //!
 //! Statuses without an ErrorDocument get the built-in page. If the error
 //! page itself fails, the built-in page for the original status is sent
-//! rather than looping.
+//! rather than looping, without what the page's walk set (a redirect's
+//! `Location`). Either way the page keeps the fields of the error that
+//! hold for it (`WWW-Authenticate`, `Allow`, a 416's `Content-Range`,
+//! `Retry-After`, `Set-Cookie`…): a 401 page still asks for credentials.
 //! The failing request's details never reach the page: with `StackTrace On`
 //! only the built-in 500 page shows them.
 
@@ -94,6 +97,11 @@ impl Plugin for ErrorDoc {
             };
             let page = axkit::plugin::default_error_page(original, None);
             ctx.response.status = original;
+            // What the page's walk set (the `Location` of a directory
+            // named without its slash, a challenge of its own) is about
+            // the page, not the error; the error's own fields that hold
+            // go out with it all the same (`internal_redirect_with_status`).
+            ctx.response.headers.clear();
             ctx.response
                 .headers
                 .set("Content-Type", "text/html; charset=utf-8");

@@ -540,6 +540,17 @@ impl Headers {
     pub fn clear(&mut self) {
         self.list.clear();
     }
+
+    /// Keep only the fields named in `names`.
+    pub(crate) fn retain_named(&mut self, names: &[&str]) {
+        self.list
+            .retain(|(n, _)| names.iter().any(|name| same_field(n, name)));
+    }
+
+    /// Add every field of `other` after these.
+    pub(crate) fn append(&mut self, mut other: Headers) {
+        self.list.append(&mut other.list);
+    }
 }
 
 /// A file opened by the plugin that translated the URI. It may live in an
@@ -1022,7 +1033,11 @@ impl Context {
     }
 
     /// Like [`Context::internal_redirect`], but the final response carries
-    /// `status` (an error page served with the original error's status).
+    /// `status` (an error page served with the original error's status),
+    /// and the fields of the error response that still hold for the page
+    /// go out with it: `WWW-Authenticate`, `Proxy-Authenticate`, `Allow`,
+    /// `Content-Range`, `Retry-After` and `Set-Cookie` (what Apache keeps
+    /// in `err_headers_out`), whatever the page's own walk does.
     pub fn internal_redirect_with_status(&mut self, uri: &str, status: u16) {
         self.rt.redirect_to(uri, Some(status));
     }

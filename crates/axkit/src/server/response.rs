@@ -334,10 +334,16 @@ pub(crate) async fn client_closed(ctx: &Context) {
 /// Last chance to decide that the connection closes after this
 /// response, so that the head can say so.
 pub(super) fn decide_close(ctx: &mut Context) {
-    // An ErrorDocument page is served with the original error status.
-    if let Some(status) = ctx.rt.status_override {
-        if !ctx.rt.io.head_sent && ctx.response.status == 200 {
+    // An ErrorDocument page is served with the original error status,
+    // and then with the error's fields that hold for it.
+    if let (Some(status), false) = (ctx.rt.status_override, ctx.rt.io.head_sent) {
+        if ctx.response.status == 200 {
             ctx.response.status = status;
+        }
+        if ctx.response.status == status {
+            if let Some(kept) = ctx.rt.error_headers.take() {
+                ctx.response.headers.append(kept);
+            }
         }
     }
     // Draining: let clients move to a worker that stays.

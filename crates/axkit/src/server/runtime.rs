@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use crate::config::{core, Config, LocationConfig, LocationNode, ServerConfig};
 use crate::plugin::metrics::Slot;
 use crate::plugin::{
-    called_hooks, Catalog, Descriptors, Hook, Level, Plugin, PluginInit, Request, Trust,
+    called_hooks, Catalog, Descriptors, Headers, Hook, Level, Plugin, PluginInit, Request, Trust,
 };
 use crate::server::conn_io::{ConnIo, ReadBuffers};
 use crate::server::hooks;
@@ -597,6 +597,12 @@ pub(crate) struct RequestRt {
     pub redirect: Option<(String, Option<u16>)>,
     /// The status an internal redirect imposed on this response.
     pub status_override: Option<u16>,
+    /// The fields of the error response that an ErrorDocument's page
+    /// replaced which still hold for it (a challenge, `Allow`…; see
+    /// `walk::ERROR_HEADERS`), added to the page's when it goes out with
+    /// that status (Apache's `err_headers_out`). None for every other
+    /// response.
+    pub error_headers: Option<Headers>,
     /// The plugin that answered, for the metrics: its index in
     /// `Config::plugins` plus one; 0 for none (the core answered).
     pub answered: u16,
@@ -627,6 +633,7 @@ impl RequestRt {
             server,
             redirect: None,
             status_override: None,
+            error_headers: None,
             answered: 0,
             original: None,
             trace: None,

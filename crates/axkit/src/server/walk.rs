@@ -802,6 +802,20 @@ async fn error_response(ctx: &mut Context, status: u16) {
     finish(ctx).await
 }
 
+/// The fields of an error response that still hold when an
+/// ErrorDocument's page answers for it: a challenge, the methods allowed,
+/// the size a 416 could not satisfy, when to come back, and cookies the
+/// request set (what Apache modules put in `err_headers_out` to survive
+/// its ErrorDocument). The rest describe a body the page replaces.
+const ERROR_HEADERS: [&str; 6] = [
+    "WWW-Authenticate",
+    "Proxy-Authenticate",
+    "Allow",
+    "Content-Range",
+    "Retry-After",
+    "Set-Cookie",
+];
+
 /// Internal redirects chained by hooks (`ctx.internal_redirect`): each is
 /// a fresh GET walk of the new URI, at most `MAX_REDIRECTS` deep.
 async fn follow_redirects(ctx: &mut Context) {
@@ -823,6 +837,7 @@ async fn follow_redirects(ctx: &mut Context) {
                 ctx.log(Level::Error, &msg);
                 ctx.rt.redirect = None;
                 ctx.rt.status_override = None;
+                ctx.rt.error_headers = None;
                 ctx.response.headers.clear();
                 // A loop can only end here: no more hops from error hooks.
                 hops = MAX_REDIRECTS;
@@ -835,6 +850,11 @@ async fn follow_redirects(ctx: &mut Context) {
             .insert("redirect.uri".into(), ctx.request.uri().to_string());
         ctx.notes
             .insert("redirect.status".into(), from_status.to_string());
+        if status.is_some() {
+            let mut kept = std::mem::take(&mut ctx.response.headers);
+            kept.retain_named(&ERROR_HEADERS);
+            ctx.rt.error_headers = Some(kept);
+        }
         ctx.rt.location = ctx.rt.worker.pick_location(ctx.rt.server, &request);
         ctx.rt.answered = 0;
         let replaced = std::mem::replace(&mut ctx.request, request);
