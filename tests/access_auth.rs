@@ -309,3 +309,65 @@ fn a_reload_rereads_the_user_file() {
     );
     assert_eq!(status(&srv, "/private/", None, GRACE), 200);
 }
+
+/// `<Location>` rules hold for the URI that names the file served: a
+/// directory's index and the file a typeless name finds are served under
+/// their own URI's Location (as nginx's index module redirects), so its
+/// `Deny` and `Require` apply however the file is asked for, the open-file
+/// cache remembering it or not; a file of the request's own Location is
+/// served as before.
+#[test]
+fn location_rules_hold_for_the_index_and_typeless_file_served() {
+    let conf = "Workers 1
+<Server>
+    Listen 127.0.0.1:0
+    DocumentRoot {dir}/www
+    DirectoryIndex index.html
+    Plugin uri_to_file
+    Plugin typeless_uri
+    Plugin fast_mime_map
+    Plugin serve_file
+    Plugin access
+    Plugin auth_basic
+    AuthUserFile {dir}/htpasswd
+    <Location /closed/index.html>
+        Deny from all
+    </Location>
+    <Location /private.html>
+        Deny from all
+    </Location>
+    <Location /staff/index.html>
+        Require valid-user
+    </Location>
+</Server>
+";
+    let srv = Axkit::start_single_with(conf, |d| {
+        d.write("htpasswd", HTPASSWD);
+        d.write("www/closed/index.html", "closed");
+        d.write("www/private.html", "private");
+        d.write("www/staff/index.html", "staff");
+        d.write("www/open/index.html", "open");
+        d.write("www/page.html", "page");
+    });
+    for round in 0..2 {
+        for path in [
+            "/closed/index.html",
+            "/closed/",
+            "/closed/?x=1",
+            "/closed/index",
+            "/private.html",
+            "/private",
+            "/private?x=1",
+        ] {
+            assert_eq!(get(&srv, path, "").status, 403, "{path}, round {round}");
+        }
+        for path in ["/staff/", "/staff/index", "/staff/index.html"] {
+            let r = get(&srv, path, "");
+            assert_eq!(r.status, 401, "{path}");
+            assert!(r.header("WWW-Authenticate").is_some(), "{path}");
+            assert_eq!(get(&srv, path, ADA).text(), "staff", "{path}");
+        }
+        assert_eq!(get(&srv, "/open/", "").text(), "open");
+        assert_eq!(get(&srv, "/page", "").text(), "page");
+    }
+}

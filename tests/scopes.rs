@@ -261,3 +261,41 @@ fn check_warns_about_a_plugin_that_is_never_called() {
     assert!(ok, "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
 }
+
+/// A directory's index in a `<Location>` of its own gets the request
+/// itself: the method, the query and the body reach that Location's
+/// application, under the index's URI (the client's stays the original,
+/// as `REQUEST_URI`), and the index's Location, once reached, serves it
+/// without going round again.
+#[test]
+fn an_index_in_another_location_gets_the_same_request() {
+    const ECHO: &str = "function hook_response(r)\n\
+        \x20 r:write(r:method(), \" \", r:path(), \" \", tostring(r:query()), \" \",\n\
+        \x20   r:body(), \" \", r:filename():match(\"[^/]*$\"), \" \", r:location())\n\
+        \x20 return OK\n\
+        end\n";
+    let conf = static_server(
+        "    DirectoryIndex index.html\n\
+         \x20   <Location /app/index.html>\n\
+         \x20       Plugin echo\n\
+         \x20   </Location>",
+    );
+    let srv = start(
+        &conf,
+        &[("plugins/echo.lua", ECHO), ("www/app/index.html", "index")],
+    );
+    let (bytes, _) = srv.raw(
+        b"POST /app/?a=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\
+          Connection: close\r\n\r\nhello",
+    );
+    let r = parse_response(&bytes).unwrap();
+    assert_eq!(r.status, 200, "{}", lossy(&bytes));
+    assert_eq!(
+        r.text(),
+        "POST /app/index.html a=1 hello index.html /app/index.html"
+    );
+    assert_eq!(
+        get(&srv, "/app/index.html", "").text(),
+        "GET /app/index.html nil  index.html /app/index.html"
+    );
+}

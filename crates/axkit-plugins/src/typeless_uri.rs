@@ -14,6 +14,11 @@
 //! Plugin serve_file
 //! ```
 //!
+//! The file found is served under its own URI's `<Location>` (`/about` +
+//! `.html`): when that is another Location than the request's, the
+//! request goes on as that URI (method, body and query kept) so that its
+//! access rules apply (`Context::internal_redirect_same_request`).
+//!
 //! It runs in `mime_map` because that is the first phase after
 //! `uri_to_file` has found that the path does not exist: it swaps in the
 //! file it found and declines, so the next `mime_map` plugin types the
@@ -29,6 +34,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use crate::open_file_cache;
+use crate::uri_to_file::uri_elsewhere;
 use axkit::config::{Args, Directive, Key};
 use axkit::plugin::{
     hook, Context, DocRoot, HookFuture, OpenFile, Outcome, Plugin, PluginInit, PluginSpec, Worker,
@@ -114,13 +120,19 @@ impl Plugin for TypelessUri {
 }
 
 /// Swap in the file found, and decline so the next `mime_map` plugin
-/// types it.
+/// types it; or, when the name found is a URI of another `<Location>`,
+/// go on as that URI so that its rules apply.
 fn use_found(
     ctx: &mut Context,
     mut candidates: Vec<PathBuf>,
     found: Option<(usize, Rc<OpenFile>)>,
 ) -> Outcome {
     if let Some((i, open)) = found {
+        let ext = &ctx.config().get(&TYPELESS_EXTENSIONS)[i];
+        if let Some(uri) = uri_elsewhere(ctx, [".", ext]) {
+            ctx.internal_redirect_same_request(&uri);
+            return Outcome::Done;
+        }
         ctx.metadata = Some(open.metadata.clone());
         ctx.file = Some(open);
         ctx.filename = Some(candidates.swap_remove(i).into());

@@ -8,7 +8,11 @@
 //!   `<Location /icons> DocumentRoot demo/icons` serves `/icons/a.png` from
 //!   `demo/icons/a.png`.
 //! - `DirectoryIndex NAME…`: for a directory URL, the first of these files
-//!   that exists is served.
+//!   that exists is served. It is served under its own URI's `<Location>`
+//!   (`/dir/` + `index.html`): when that is another Location than the
+//!   request's, the request goes on as that URI (method, body and query
+//!   kept), so that its access rules apply, as nginx's index module
+//!   does; in the same Location it is served at once.
 //! - `FollowSymlinks on|off` (default off): off refuses files whose path
 //!   leads outside DocumentRoot through a symlink (links inside it are
 //!   fine). The rule holds for every file opened for the request, not only
@@ -75,7 +79,7 @@ use axkit::plugin::{
 static DIRECTORY_INDEX: Key<Arc<[String]>> = Key::parsed("DirectoryIndex", index_names)
     .args(Args::Many)
     .unset(|| Arc::from(Vec::new()))
-    .doc("Files to serve for a directory URL; the first that exists wins");
+    .doc("Files to serve for a directory URL; the first that exists wins, under its own URI's Location");
 
 fn index_names(args: &[&str]) -> Result<Arc<[String]>, String> {
     args.iter()
@@ -286,8 +290,7 @@ impl UriToFile {
             cached(root, Path::new(rel), trailing_slash, p, now, config)
         });
         if let Some(hit) = hit {
-            use_cached(ctx, hit.0, hit.1);
-            return Err(Outcome::Ok);
+            return Err(use_cached(ctx, hit.0, hit.1));
         }
         let full = root.path().join(rel);
         let segments: Vec<String> = rel
@@ -320,9 +323,9 @@ impl UriToFile {
             } => {
                 let open = Rc::new(open);
                 let filename: Arc<Path> = filename.into();
-                ctx.metadata = Some(open.metadata.clone());
-                ctx.file = Some(open.clone());
-                ctx.path_info = path_info;
+                // `/dir/` found its index: with a trailing slash, only an
+                // index comes without path info.
+                let index = lookup.trailing_slash && path_info.is_empty();
                 if let (true, Some(policy)) = (cacheable, lookup.policy) {
                     let (root, rel) = (&lookup.root, &lookup.rel_path);
                     open_file_cache::put(
@@ -330,12 +333,20 @@ impl UriToFile {
                         root,
                         rel,
                         filename.clone(),
-                        Some(open),
+                        Some(open.clone()),
                         Some(&lookup.index_names),
                         policy,
                         ctx.request.start_time(),
                     );
                 }
+                if index {
+                    if let Some(elsewhere) = index_elsewhere(ctx, &filename) {
+                        return elsewhere;
+                    }
+                }
+                ctx.metadata = Some(open.metadata.clone());
+                ctx.file = Some(open);
+                ctx.path_info = path_info;
                 ctx.filename = Some(filename);
                 Outcome::Ok
             }
@@ -421,20 +432,61 @@ fn cached(
 }
 
 /// Answer from a cache entry that [`cached`] found.
-fn use_cached(ctx: &mut Context, entry: Entry, slash_info: bool) {
+fn use_cached(ctx: &mut Context, entry: Entry, slash_info: bool) -> Outcome {
     let Some(open) = entry.open else {
         // A cached miss.
         ctx.filename = Some(entry.filename);
         ctx.metadata = None;
         ctx.set_state(KnownMissing);
-        return;
+        return Outcome::Ok;
     };
+    if !entry.is_path {
+        if let Some(elsewhere) = index_elsewhere(ctx, &entry.filename) {
+            return elsewhere;
+        }
+    }
     if slash_info {
         ctx.path_info = "/".to_string();
     }
     ctx.filename = Some(entry.filename);
     ctx.metadata = Some(open.metadata.clone());
     ctx.file = Some(open);
+    Outcome::Ok
+}
+
+/// `filename` is the index of the directory the request names: its own
+/// URI is the request's path and its name. When that URI falls in another
+/// `<Location>`, the rules of that Location (its access control and
+/// authentication) are the file's, so the request goes on as that URI
+/// (nginx's index module redirects so), and this is the hook's outcome;
+/// `None` when it is the same Location, served here.
+fn index_elsewhere(ctx: &mut Context, filename: &Path) -> Option<Outcome> {
+    let name = filename.file_name()?.to_str()?;
+    let uri = uri_elsewhere(ctx, ["", name])?;
+    ctx.internal_redirect_same_request(&uri);
+    Some(Outcome::Done)
+}
+
+/// The file served is named by the request's path followed by `tail` (a
+/// directory's index, a typeless name's extension): when that URI falls
+/// in another `<Location>` than the request's, the URI to go on as
+/// (`Context::internal_redirect_same_request`), %-encoded, with the
+/// request's query; `None`, without an allocation, when it is the same
+/// Location.
+pub(crate) fn uri_elsewhere(ctx: &Context, tail: [&str; 2]) -> Option<String> {
+    let path = ctx.request.decoded_path();
+    if ctx.in_same_location(&[path, tail[0], tail[1]]) {
+        return None;
+    }
+    let mut uri = String::with_capacity(path.len() + tail[0].len() + tail[1].len() + 1);
+    for part in [path, tail[0], tail[1]] {
+        uri.extend(encode_path(part));
+    }
+    if let Some(query) = ctx.request.query() {
+        uri.push('?');
+        uri.push_str(query);
+    }
+    Some(uri)
 }
 
 /// The filesystem part of a lookup: open the path beneath the root, and

@@ -170,10 +170,18 @@ impl ServerConfig {
     /// `locations` is never empty); only if a caller emptied `locations` by
     /// hand.
     pub fn location_for(&self, path: &str) -> &LocationNode {
+        self.location_for_parts(&[path])
+    }
+
+    /// [`location_for`](Self::location_for) the path that `parts` make
+    /// joined, without joining them: what a plugin asks about a path it
+    /// has in pieces (a directory's path and its index's name) on every
+    /// request, where a joined copy would be an allocation.
+    pub fn location_for_parts(&self, parts: &[&str]) -> &LocationNode {
         self.order
             .iter()
             .filter_map(|&i| self.locations.get(i))
-            .find(|l| prefix_matches(&l.prefix, path))
+            .find(|l| prefix_matches_parts(&l.prefix, parts))
             .unwrap_or(&self.locations[0])
     }
 
@@ -198,13 +206,35 @@ impl ServerConfig {
 
 /// The segment-aware prefix test behind [`ServerConfig::location_for`].
 pub(super) fn prefix_matches(prefix: &str, path: &str) -> bool {
+    prefix_matches_parts(prefix, &[path])
+}
+
+/// [`prefix_matches`] for the path that `parts` make joined: the prefix
+/// is compared piece by piece, and the byte after it is the next one of
+/// whichever part holds it.
+fn prefix_matches_parts(prefix: &str, parts: &[&str]) -> bool {
+    let mut rest = prefix.as_bytes();
+    let mut parts = parts.iter().map(|p| p.as_bytes());
+    let mut after: &[u8] = &[];
+    for part in parts.by_ref() {
+        let n = rest.len().min(part.len());
+        if part[..n] != rest[..n] {
+            return false;
+        }
+        rest = &rest[n..];
+        if rest.is_empty() {
+            after = &part[n..];
+            break;
+        }
+    }
+    if !rest.is_empty() {
+        return false;
+    }
     if prefix.ends_with('/') {
-        return path.starts_with(prefix);
+        return true;
     }
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
-    }
+    let next = after.first().or_else(|| parts.find_map(<[u8]>::first));
+    matches!(next, None | Some(b'/'))
 }
 
 /// The server root or one `<Location>`.
@@ -304,6 +334,24 @@ mod tests {
         assert_eq!(at("/a/b"), "/");
         assert_eq!(at(""), "/");
         assert_eq!(at("*"), "/");
+        // In pieces, every way of cutting a path, the same Location.
+        for path in [
+            "/icons",
+            "/icons/a.png",
+            "/iconsx",
+            "/docs/",
+            "/docs",
+            "/a/b/c/d",
+            "/a/b/",
+        ] {
+            for cut in 0..=path.len() {
+                for cut2 in cut..=path.len() {
+                    let parts = [&path[..cut], &path[cut..cut2], "", &path[cut2..]];
+                    let joined = s.location_for_parts(&parts).prefix.as_str();
+                    assert_eq!(joined, at(path), "{parts:?}");
+                }
+            }
+        }
         // An explicit <Location /> beats the server root.
         let cfg = load_text(&with_server(
             "<Location />\nGreeting x\nPlugin hello\n</Location>",

@@ -1006,8 +1006,11 @@ impl Context {
 
     /// Forget what the walk so far produced, before an internal redirect
     /// walks the new URI: only the request headers, notes and connection
-    /// carry over.
-    pub(crate) fn reset_for_redirect(&mut self) {
+    /// carry over; for the same request going on under another URI
+    /// ([`internal_redirect_same_request`](Self::internal_redirect_same_request)),
+    /// the body a hook read too, and who the user is is left to the new
+    /// Location's authentication.
+    pub(crate) fn reset_for_redirect(&mut self, same_request: bool) {
         self.response = Response::default();
         self.document = None;
         self.filename = None;
@@ -1017,7 +1020,12 @@ impl Context {
         self.doc_root = None;
         self.failure = None;
         self.state.clear();
-        self.kept = None;
+        if same_request {
+            self.user = None;
+            self.auth_type = None;
+        } else {
+            self.kept = None;
+        }
         self.skipped_filters = 0;
         self.rt.head_hook_ran = false;
     }
@@ -1029,7 +1037,7 @@ impl Context {
     /// request body. Notes `redirect.uri` and `redirect.status` tell the
     /// new walk where it came from. At most 10 hops, then 500.
     pub fn internal_redirect(&mut self, uri: &str) {
-        self.rt.redirect_to(uri, None);
+        self.rt.redirect_to(uri, None, false);
     }
 
     /// Like [`Context::internal_redirect`], but the final response carries
@@ -1039,7 +1047,42 @@ impl Context {
     /// `Content-Range`, `Retry-After` and `Set-Cookie` (what Apache keeps
     /// in `err_headers_out`), whatever the page's own walk does.
     pub fn internal_redirect_with_status(&mut self, uri: &str, status: u16) {
-        self.rt.redirect_to(uri, Some(status));
+        self.rt.redirect_to(uri, Some(status), false);
+    }
+
+    /// Go on with this very request as a request for `uri` (a local path,
+    /// %-encoded, with its query), once the current hook returns
+    /// `Outcome::Done`: the method, headers and body stay, and so do the
+    /// notes and whatever an earlier internal redirect set (an error
+    /// page's status); the `<Location>` is picked again for the new path
+    /// and the walk starts over from `uri_translation` in it
+    /// (`post_read_request` ran once for the request and does not run
+    /// again), with no user until its authentication says who. It is what
+    /// a plugin does when the file it found has a URI of its own in
+    /// another Location ([`in_same_location`](Self::in_same_location)): a
+    /// directory's index, a typeless name, whose Location's rules must
+    /// apply (nginx's index module redirects so). It counts toward the
+    /// 10 internal redirects a request may make.
+    pub fn internal_redirect_same_request(&mut self, uri: &str) {
+        self.rt.redirect_to(uri, None, true);
+    }
+
+    /// Whether the path that `parts` make joined (decoded and normalised,
+    /// as [`Request::decoded_path`] is) falls in this request's
+    /// `<Location>`, as Location matching would pick it for a request of
+    /// that path. A plugin that serves a file under another URI than the
+    /// request's (`/dir/` + `index.html`) asks this, and when it does not,
+    /// hands the request over to that URI with
+    /// [`internal_redirect_same_request`](Self::internal_redirect_same_request).
+    /// It allocates nothing, and with no `<Location>` in the Server it
+    /// looks at nothing.
+    pub fn in_same_location(&self, parts: &[&str]) -> bool {
+        let server = self.server();
+        if server.locations.len() == 1 {
+            return true;
+        }
+        let node = server.location_for_parts(parts);
+        Arc::ptr_eq(&node.config, &self.rt.location.config)
     }
 
     /// Go on with `uri` (a local path with an optional query) as the

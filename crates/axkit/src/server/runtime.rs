@@ -582,6 +582,17 @@ impl WorkerRt {
     }
 }
 
+/// An internal redirect a hook asked for (`walk::follow_redirects`).
+pub(crate) struct Redirect {
+    /// The local URI to walk, with its query.
+    pub target: String,
+    /// The status the final response must carry (ErrorDocument), if any.
+    pub status: Option<u16>,
+    /// The request goes on as it is, with another URI (its method, body
+    /// and notes), rather than as a fresh GET.
+    pub same_request: bool,
+}
+
 /// The server's side of one request: what the walk and the I/O behind
 /// `Context`'s methods need. A [`Context`](crate::plugin::Context) holds
 /// one, and plugins cannot reach into it.
@@ -592,9 +603,8 @@ pub(crate) struct RequestRt {
     pub worker: Rc<WorkerRt>,
     /// Index of the `<Server>` that took the request.
     pub server: usize,
-    /// An internal redirect asked for by a hook: the URI, and the status
-    /// the final response must carry (ErrorDocument), if any.
-    pub redirect: Option<(String, Option<u16>)>,
+    /// An internal redirect asked for by a hook.
+    pub redirect: Option<Redirect>,
     /// The status an internal redirect imposed on this response.
     pub status_override: Option<u16>,
     /// The fields of the error response that an ErrorDocument's page
@@ -652,8 +662,12 @@ impl RequestRt {
     }
 
     /// Serve `uri` instead, once the current hook returns.
-    pub fn redirect_to(&mut self, uri: &str, status: Option<u16>) {
-        self.redirect = Some((uri.to_string(), status));
+    pub fn redirect_to(&mut self, uri: &str, status: Option<u16>, same_request: bool) {
+        self.redirect = Some(Redirect {
+            target: uri.to_string(),
+            status,
+            same_request,
+        });
     }
 
     /// The request the client sent, when an internal redirect replaced it.

@@ -527,7 +527,7 @@ async fn request_cycle(
         ctx.rt.io.expect_continue = false;
         out_of_line(error_response(&mut ctx, 413)).await;
     } else {
-        walk(&mut ctx).await;
+        walk(&mut ctx, true).await;
     }
     if ctx.rt.redirect.is_some() {
         out_of_line(follow_redirects(&mut ctx)).await;
@@ -581,11 +581,13 @@ fn log_bad_request(worker: &WorkerRt, conn: &ConnInfo, why: std::fmt::Arguments)
     );
 }
 
-/// The hooks in their order, from post_read_request to the response.
-async fn walk(ctx: &mut Context) {
+/// The hooks in their order, from post_read_request (unless
+/// `post_read` is false: the request was read before, and goes on under
+/// another URI) to the response.
+async fn walk(ctx: &mut Context, post_read: bool) {
     // Each hook's walk only when some plugin has it (most configs have
     // no `post_read_request`).
-    if !ctx.rt.location.chain(Hook::PostReadRequest).is_empty() {
+    if post_read && !ctx.rt.location.chain(Hook::PostReadRequest).is_empty() {
         match run_hook(ctx, Hook::PostReadRequest).await {
             Outcome::Ok | Outcome::Declined => {}
             Outcome::Done => return finish(ctx).await,
@@ -816,16 +818,19 @@ const ERROR_HEADERS: [&str; 6] = [
     "Set-Cookie",
 ];
 
-/// Internal redirects chained by hooks (`ctx.internal_redirect`): each is
-/// a fresh GET walk of the new URI, at most `MAX_REDIRECTS` deep.
+/// Internal redirects chained by hooks: each a fresh GET walk of the new
+/// URI (`ctx.internal_redirect`), or the same request walked again from
+/// `uri_translation` under another URI
+/// (`ctx.internal_redirect_same_request`), at most `MAX_REDIRECTS` deep.
 async fn follow_redirects(ctx: &mut Context) {
     let mut hops = 0;
-    while let Some((target, status)) = ctx.rt.redirect.take() {
+    while let Some(redirect) = ctx.rt.redirect.take() {
         if ctx.rt.io.head_sent {
             break;
         }
         hops += 1;
-        let request = match redirected_request(&ctx.request, &target) {
+        let (target, status, same) = (&redirect.target, redirect.status, redirect.same_request);
+        let request = match redirected_request(&ctx.request, target, same) {
             Some(r) if hops <= MAX_REDIRECTS => r,
             other => {
                 let why = if other.is_some() {
@@ -845,11 +850,13 @@ async fn follow_redirects(ctx: &mut Context) {
                 continue;
             }
         };
-        let from_status = status.unwrap_or(ctx.response.status);
-        ctx.notes
-            .insert("redirect.uri".into(), ctx.request.uri().to_string());
-        ctx.notes
-            .insert("redirect.status".into(), from_status.to_string());
+        if !same {
+            let from_status = status.unwrap_or(ctx.response.status);
+            ctx.notes
+                .insert("redirect.uri".into(), ctx.request.uri().to_string());
+            ctx.notes
+                .insert("redirect.status".into(), from_status.to_string());
+        }
         if status.is_some() {
             let mut kept = std::mem::take(&mut ctx.response.headers);
             kept.retain_named(&ERROR_HEADERS);
@@ -859,25 +866,35 @@ async fn follow_redirects(ctx: &mut Context) {
         ctx.rt.answered = 0;
         let replaced = std::mem::replace(&mut ctx.request, request);
         ctx.rt.original.get_or_insert(Box::new(replaced));
-        ctx.reset_for_redirect();
+        ctx.reset_for_redirect(same);
         if ctx.rt.worker.tracing {
             trace::begin(ctx);
+        }
+        if same {
+            // The same request: its body, read or not, is still its own,
+            // and an error page's status still holds.
+            walk(ctx, false).await;
+            continue;
         }
         ctx.rt.status_override = status;
         // The redirected walk reads no body (and so never says 100
         // Continue); the original body is still there to drain, or the
         // connection closes if it was never asked for.
         ctx.rt.io.body_detached = true;
-        walk(ctx).await;
+        walk(ctx, true).await;
     }
 }
 
-/// The request an internal redirect to `target` makes: a GET of `target`
-/// with the original headers (minus body framing), parsed and normalised
-/// like a request from the wire.
-fn redirected_request(old: &Request, target: &str) -> Option<Request> {
+/// The request an internal redirect to `target` makes: the same request
+/// under another URI (`same`), or a GET of `target` with the original
+/// headers (minus body framing); parsed and normalised like a request
+/// from the wire.
+fn redirected_request(old: &Request, target: &str, same: bool) -> Option<Request> {
     if !target.starts_with('/') {
         return None;
+    }
+    if same {
+        return old.rebuilt(old.method(), target, old.headers());
     }
     let headers = old.headers().filter(|(name, _)| {
         !name.eq_ignore_ascii_case("content-length")
