@@ -163,10 +163,13 @@ pub fn not_modified(
     if let Some(list) = if_none_match {
         return etag.is_some_and(|e| etag_matches(list, e));
     }
-    match (
-        if_modified_since.and_then(axkit_http::parse_http_date),
-        last_modified.and_then(axkit_http::parse_http_date),
-    ) {
+    // A date later than now is not one the client can have had from us
+    // (RFC 9110 §13.1.3): ignored, as nginx and Apache do, rather than a
+    // 304 for every later change.
+    let since = if_modified_since
+        .and_then(axkit_http::parse_http_date)
+        .filter(|since| *since <= SystemTime::now());
+    match (since, last_modified.and_then(axkit_http::parse_http_date)) {
         (Some(since), Some(modified)) => modified <= since,
         _ => false,
     }
@@ -294,5 +297,7 @@ mod tests {
             Some(lm)
         ));
         assert!(!not_modified(None, None, Some("\"y\""), Some(lm)));
+        let future = "Fri, 01 Jan 2100 00:00:00 GMT";
+        assert!(!not_modified(None, Some(future), None, Some(lm)));
     }
 }
