@@ -371,3 +371,55 @@ fn location_rules_hold_for_the_index_and_typeless_file_served() {
         assert_eq!(get(&srv, "/page", "").text(), "page");
     }
 }
+
+/// A cached page goes through the Location's `Allow`/`Deny` and `Require`
+/// again for every client: one permitted client filling the entry (the
+/// origin's answer says `public, max-age`, even to an authenticated
+/// request) must not open it to a denied address or an anonymous client.
+#[test]
+fn a_cached_page_is_served_only_past_the_access_rules() {
+    const CACHED: &str = r#"
+function hook_response(r)
+  r:set_header("Cache-Control", "public, max-age=300")
+  r:write("secret for " .. tostring(r:user()) .. "\n")
+  return OK
+end
+"#;
+    let srv = start(
+        "Plugin cache",
+        "    Cache On\n    AuthUserFile {dir}/htpasswd\n    \
+         <Location /internal>\n        Allow from 10.0.0.0/8\n    </Location>\n    \
+         <Location /priv>\n        Require valid-user\n    </Location>\n",
+        |d| {
+            d.write("plugins/hello.lua", CACHED);
+        },
+    );
+    let from = |a: &str| format!("X-Forwarded-For: {a}\r\n");
+    assert_eq!(get(&srv, "/internal/x", &from("192.0.2.1")).status, 403);
+    let filled = get(&srv, "/internal/x", &from("10.1.2.3"));
+    assert_eq!(filled.status, 200);
+    assert_eq!(
+        filled.header("Cache-Status"),
+        Some("axkit; fwd=uri-miss; stored")
+    );
+    let denied = get(&srv, "/internal/x", &from("192.0.2.1"));
+    assert_eq!((denied.status, denied.header("Cache-Status")), (403, None));
+    // The entry is still there for those the rules let in.
+    let hit = get(&srv, "/internal/x", &from("10.9.9.9"));
+    assert_eq!(
+        (hit.status, hit.header("Cache-Status")),
+        (200, Some("axkit; hit"))
+    );
+
+    assert_eq!(get(&srv, "/priv/x", "").status, 401);
+    let ada = get(&srv, "/priv/x", ADA);
+    assert_eq!(ada.text(), "secret for ada\n");
+    assert_eq!(
+        ada.header("Cache-Status"),
+        Some("axkit; fwd=request; stored")
+    );
+    let anonymous = get(&srv, "/priv/x", "");
+    assert_eq!(anonymous.status, 401);
+    assert_ne!(anonymous.text(), "secret for ada\n");
+    assert_eq!(get(&srv, "/priv/x", ADA_WRONG).status, 401);
+}

@@ -24,8 +24,9 @@
 //!   on one key wait for the request that fills it.
 //! - `CachePurgeFrom CIDR…` (repeatable): who may `PURGE` a URL.
 //!
-//! How: in `post_read_request` (before any content plugin) a GET or HEAD
-//! is looked up under its key (scheme, host and URI; HEAD shares GET's
+//! How: in `fixup` (after the access phases, so that a stored answer goes
+//! only to a client the Location's `Allow`/`Deny` and `Require` let in;
+//! before any content plugin) a GET or HEAD is looked up under its key (scheme, host and URI; HEAD shares GET's
 //! entries; a response with `Vary` is stored under a secondary key made of
 //! the request headers it names). A fresh entry answers at once (with
 //! `Age`, `Cache-Status: axkit; hit`, and 304 when the client's
@@ -475,7 +476,7 @@ impl Cache {
         }
     }
 
-    async fn post_read(&self, ctx: &mut Context) -> Outcome {
+    async fn handle(&self, ctx: &mut Context) -> Outcome {
         if !*ctx.config().get(&ENABLED) {
             return Outcome::Declined;
         }
@@ -760,11 +761,18 @@ impl Plugin for Cache {
         }
     }
 
-    fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+    /// Everything the cache does to a request starts here, after
+    /// `access_control`, `authentication` and `authorization`: a hit, a
+    /// PURGE or a stale answer is a response like any other and goes only
+    /// where the Location's rules let the client through (as nginx runs
+    /// its access phase before `proxy_cache`). Answering earlier, in
+    /// `post_read_request`, gave a page stored for one client to any
+    /// other, denied or anonymous.
+    fn fixup<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         if !*ctx.config().get(&ENABLED) {
             return Outcome::Declined.into();
         }
-        hook(self.post_read(ctx))
+        hook(self.handle(ctx))
     }
 
     fn write_body_data<'a>(
