@@ -423,3 +423,37 @@ end
     assert_ne!(anonymous.text(), "secret for ada\n");
     assert_eq!(get(&srv, "/priv/x", ADA_WRONG).status, 401);
 }
+
+/// Behind a proxy that appends to `Forwarded` (nginx's
+/// `"$http_forwarded, for=$remote_addr"`), whatever the client wrote
+/// comes first: a malformed element of its own must not void the
+/// proxy's `for=` and make the client the proxy itself.
+#[test]
+fn a_malformed_forwarded_element_does_not_make_the_client_the_proxy() {
+    let srv = start(
+        "",
+        "    TrustedProxyHeader Forwarded\n    \
+         <Location /lan>\n        Allow from 127.0.0.0/8\n    </Location>\n    \
+         <Location /blk>\n        Deny from 192.0.2.0/24\n    </Location>\n",
+        |_| {},
+    );
+    for sent in [
+        "Forwarded: for=192.0.2.1\r\n",
+        "Forwarded: for=\"x, for=192.0.2.1\r\n",
+        "Forwarded: garbage\r\nForwarded: for=192.0.2.1\r\n",
+        "Forwarded: for=@, for=192.0.2.1\r\n",
+        "Forwarded: for=\"[::1]\";by=\"x, for=192.0.2.1\r\n",
+    ] {
+        assert_eq!(get(&srv, "/lan/", sent).status, 403, "{sent}");
+        assert_eq!(get(&srv, "/blk/", sent).status, 403, "{sent}");
+    }
+    // The proxy's own word still counts.
+    assert_eq!(
+        get(&srv, "/lan/", "Forwarded: for=127.0.0.9\r\n").status,
+        200
+    );
+    assert_eq!(
+        get(&srv, "/blk/", "Forwarded: for=198.51.100.1\r\n").status,
+        200
+    );
+}

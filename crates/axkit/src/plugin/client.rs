@@ -13,7 +13,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axkit_http::{ForwardedElement, Node, ProxyHeader};
+use axkit_http::{Node, ProxyHeader};
 
 use super::context::{ConnInfo, Request};
 use crate::config::Cidr;
@@ -138,35 +138,52 @@ pub(crate) fn resolve(conn: &ConnInfo, request: &Request, trust: Option<&Trust>)
 
 /// `Forwarded`, every field in order as one list, read from the right:
 /// each element was written by a trusted proxy (the peer, or the hop
-/// before it), and its `for=` names who connected to that proxy. A
-/// malformed header is ignored whole.
+/// before it), and its `for=` names who connected to that proxy.
+///
+/// Elements are cut at every comma and parsed one by one, from the
+/// right, as the `X-Forwarded-For` walk reads its entries: what a proxy
+/// appends is the text after the last comma whatever came before it, so
+/// a client's malformed text on the left (an unterminated quote that
+/// would swallow the proxy's element, a bad pair) can only end the walk
+/// where it stands, never void the proxy's own `for=`. An element that
+/// cannot be parsed, or whose `for=` is `unknown`, obfuscated or missing,
+/// ends the walk: the client is the last hop known (nginx's realip and
+/// Apache's mod_remoteip stop at an unparsable entry the same way).
 fn from_forwarded(request: &Request, trust: &Trust) -> Said {
-    let mut elements: Vec<ForwardedElement> = Vec::new();
-    for (name, value) in request.headers() {
-        if name.eq_ignore_ascii_case("forwarded")
-            && axkit_http::parse_forwarded(value, &mut elements).is_err()
-        {
-            return Said::default();
-        }
-    }
     let mut said = Said::default();
-    for element in elements.into_iter().rev() {
-        // Written by a trusted proxy: how its client reached it.
-        if element.proto.is_some() {
-            said.proto = element.proto;
-        }
-        if element.host.is_some() {
-            said.host = element.host;
-        }
-        match element.for_node {
-            Some(Node::Addr(addr)) => {
-                said.addr = Some(addr);
-                if !trust.trusts(addr.ip()) {
-                    break;
-                }
+    let fields = request
+        .headers()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("forwarded"))
+        .map(|(_, value)| value)
+        .collect::<Vec<_>>();
+    let mut element = Vec::with_capacity(1);
+    'walk: for value in fields.into_iter().rev() {
+        for text in axkit_http::forwarded_for_entries(value).rev() {
+            element.clear();
+            if axkit_http::parse_forwarded(text, &mut element).is_err() {
+                break 'walk;
             }
-            // `unknown`, obfuscated or missing: nothing further is known.
-            Some(Node::Hidden) | None => break,
+            // An empty list element (`a, , b`) says nothing.
+            let Some(element) = element.pop() else {
+                continue;
+            };
+            // Written by a trusted proxy: how its client reached it.
+            if element.proto.is_some() {
+                said.proto = element.proto;
+            }
+            if element.host.is_some() {
+                said.host = element.host;
+            }
+            match element.for_node {
+                Some(Node::Addr(addr)) => {
+                    said.addr = Some(addr);
+                    if !trust.trusts(addr.ip()) {
+                        break 'walk;
+                    }
+                }
+                // `unknown`, obfuscated or missing: nothing further is known.
+                Some(Node::Hidden) | None => break 'walk,
+            }
         }
     }
     said

@@ -144,10 +144,26 @@ fn forwarded_elements_are_walked_from_the_right() {
     let req = request("Forwarded: for=unknown;proto=https\r\n");
     let got = resolve(&conn("127.0.0.1:40000"), &req, Some(&t));
     assert_eq!((got.addr, got.https), (addr("127.0.0.1:40000"), true));
-    // Malformed: ignored whole.
+    // Malformed where the proxy wrote it: nothing is believed.
     let req = request("Forwarded: for=198.51.100.7;;for=\r\n");
     let got = resolve(&conn("127.0.0.1:40000"), &req, Some(&t));
     assert_eq!(got, client("127.0.0.1:40000", false, None, 8080, false));
+    // Malformed to the left of what the proxies appended (what a client
+    // sent): the walk ends there, and the proxies' elements stand.
+    for sent in [
+        "Forwarded: for=\"x, for=192.0.2.1\r\n",
+        "Forwarded: for=@, for=192.0.2.1\r\n",
+        "Forwarded: garbage\r\nForwarded: for=192.0.2.1\r\n",
+        "Forwarded: for=\"x, for=192.0.2.1;proto=https, for=10.0.0.2\r\n",
+        "Forwarded: for=192.0.2.1, ,for=10.0.0.2\r\n",
+    ] {
+        let got = resolve(&conn("127.0.0.1:40000"), &request(sent), Some(&t));
+        assert_eq!(got.addr, addr("192.0.2.1:0"), "{sent}");
+    }
+    // Past a trusted hop, the last hop known, as for X-Forwarded-For.
+    let req = request("Forwarded: for=\"x, for=10.0.0.2\r\n");
+    let got = resolve(&conn("127.0.0.1:40000"), &req, Some(&t));
+    assert_eq!(got.addr, addr("10.0.0.2:0"));
     // X-Forwarded-For is not what these proxies set: ignored.
     let req = request("X-Forwarded-For: 6.6.6.6\r\n");
     let got = resolve(&conn("127.0.0.1:40000"), &req, Some(&t));
