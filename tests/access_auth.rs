@@ -457,3 +457,123 @@ fn a_malformed_forwarded_element_does_not_make_the_client_the_proxy() {
         200
     );
 }
+
+/// Argon2 with 64 MiB and three passes: what a memory-hard hash costs
+/// (the hash itself is a well-formed fake; only its cost matters).
+const HEAVY: &str = "$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHRzYWx0c2FsdA$ERERERERERERERERERERERERERERERERERERERERERE";
+
+/// Guesses from many addresses at once (behind a CDN, or a whole IPv6
+/// range) against a memory-hard hash: at most as many checks run at once
+/// as there are cores, so the worker's memory never holds more than that
+/// many hashes; a bounded number wait, and the rest get 503 at once.
+#[test]
+fn a_flood_of_password_checks_is_bounded() {
+    let srv = start(
+        "",
+        "    <Location /heavy>\n        AuthUserFile {dir}/heavy\n        \
+         Require valid-user\n    </Location>\n",
+        |d| {
+            d.write("heavy", format!("ada:{HEAVY}\n"));
+        },
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // More than run and may wait (16 a core) together.
+    let n = cores * 17 + 16;
+    let before = status_kib(srv.child.id() as i32, "VmRSS");
+    let mut conns = Vec::new();
+    for i in 0..n {
+        let mut s = srv.connect();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let req = format!(
+            "GET /heavy/ HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.{}.{}.1\r\n{ADA_WRONG}\
+             Connection: close\r\n\r\n",
+            i / 256,
+            i % 256
+        );
+        std::io::Write::write_all(&mut s, req.as_bytes()).unwrap();
+        conns.push(s);
+    }
+    let (mut refused, mut checked) = (0, 0);
+    for mut s in conns {
+        let (bytes, _) = read_until_close(&mut s, Duration::from_secs(60));
+        let r = parse_response(&bytes).expect("a response");
+        match r.status {
+            401 => checked += 1,
+            503 => {
+                assert_eq!(r.header("Retry-After"), Some("1"));
+                refused += 1;
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    // 64 MiB per check running: at most `cores` of them at a time (and
+    // some slack for the allocator and the rest of the worker).
+    let peak = status_kib(srv.child.id() as i32, "VmHWM");
+    let bound = before + (cores as u64 + 2) * 64 * 1024;
+    assert!(peak < bound, "peak {peak} KiB, bound {bound} KiB");
+    assert!(
+        refused > 0 && checked >= cores,
+        "{refused} refused, {checked} checked"
+    );
+}
+
+/// An IPv6 client's failures count for its whole /64, and a good password
+/// (another account of the guesser's own) does not clear the failures
+/// counted before it.
+#[test]
+fn failures_count_per_64_and_a_login_does_not_clear_them() {
+    let srv = start("", &format!("{AUTH}    AuthFailureLimit 3 1h\n"), |_| {});
+    for i in 1..=3 {
+        let from = format!("2001:db8:0:7::{i}");
+        assert_eq!(status(&srv, "/private/", Some(&from), ADA_WRONG), 401);
+    }
+    assert_eq!(
+        status(&srv, "/private/", Some("2001:db8:0:7:ffff::1"), ADA),
+        429
+    );
+    assert_eq!(status(&srv, "/private/", Some("2001:db8:0:8::1"), ADA), 200);
+
+    // Guess at ada, log in as grace, guess again: the guesses add up.
+    let from = Some("10.5.5.5");
+    assert_eq!(status(&srv, "/private/", from, ADA_WRONG), 401);
+    assert_eq!(status(&srv, "/private/", from, GRACE), 200);
+    assert_eq!(status(&srv, "/private/", from, ADA_WRONG), 401);
+    assert_eq!(status(&srv, "/private/", from, GRACE), 200);
+    assert_eq!(status(&srv, "/private/", from, ADA_WRONG), 401);
+    assert_eq!(status(&srv, "/private/", from, GRACE), 429);
+    // Good passwords alone never add up.
+    for _ in 0..5 {
+        assert_eq!(status(&srv, "/private/", Some("10.5.5.6"), GRACE), 200);
+    }
+}
+
+/// An unknown name is checked against the file's slowest hash, not the
+/// first line's: it takes as long as the costly user does.
+#[test]
+fn an_unknown_user_takes_as_long_as_the_slowest_hash() {
+    let srv = start(
+        "",
+        "    <Location /mixed>\n        AuthUserFile {dir}/mixed\n        \
+         Require valid-user\n    </Location>\n",
+        |d| {
+            let first = HTPASSWD.lines().nth(1).unwrap(); // ada, bcrypt cost 4
+            d.write("mixed", format!("{first}\nadmin:{HEAVY}\n"));
+        },
+    );
+    let timed = |who: &str| {
+        let started = std::time::Instant::now();
+        assert_eq!(status(&srv, "/mixed/", None, who), 401);
+        started.elapsed()
+    };
+    let admin = "Authorization: Basic YWRtaW46Z3Vlc3M=\r\n"; // admin:guess
+                                                             // Alternately, the least of three each: the other tests share the CPU.
+    let (mut costly, mut unknown) = (Duration::MAX, Duration::MAX);
+    for _ in 0..3 {
+        costly = costly.min(timed(admin));
+        unknown = unknown.min(timed(MALLORY));
+    }
+    assert!(
+        unknown * 2 > costly,
+        "unknown user {unknown:?}, costly user {costly:?}"
+    );
+}

@@ -18,8 +18,10 @@
 //!   A relative FILE (either directive's) is taken from `ServerRoot`.
 //! - `AuthFailureLimit COUNT PERIOD` (default `10 1m`): after COUNT
 //!   attempts with credentials that fail within PERIOD, a client address
-//!   gets 429 (with `Retry-After`) for the rest of the period, without its
-//!   passwords being checked.
+//!   (an IPv6 client's whole /64) gets 429 (with `Retry-After`) for the
+//!   rest of the period, without its passwords being checked. A good
+//!   password does not clear the failures before it: they last their
+//!   period.
 //!
 //! The files are read when the config loads (through the config's file
 //! reader: `--check` reports their errors with file and line, a worker gets
@@ -35,14 +37,21 @@
 //! the one the core resolves (`TrustedProxy`).
 //!
 //! Safety: a password is verified on the blocking pool (bcrypt and Argon2
-//! take tens of milliseconds by design), never on the event loop; the hash
-//! crates compare in constant time; an unknown user's password is still
-//! verified, against another user's hash, so that timing does not tell
-//! which names exist; the `Authorization` header and passwords are never
-//! logged by this plugin (a `RequestLogFormat` with `%{Authorization}i`
-//! would: do not write one). Failures are counted per client address in
-//! each worker (at most 10,000 addresses, the oldest forgotten first), so
-//! with `Workers N` a client gets up to N × COUNT attempts per period.
+//! take tens of milliseconds by design), never on the event loop, at most
+//! as many at once as there are cores (`axkit::plugin::hashing`, shared
+//! with the session crypto), so that a flood of guesses cannot hold a
+//! memory-hard hash's memory many times over; up to 16 checks per core
+//! wait for a turn, and a request past that gets 503 with
+//! `Retry-After: 1` at once. The hash crates compare in constant time; an
+//! unknown user's password is still verified, against the file's slowest
+//! hash, so that an unknown name never answers faster than a known one
+//! (a user whose hash is cheaper than the others' still answers faster:
+//! keep one cost per file). The `Authorization` header and passwords are
+//! never logged by this plugin (a `RequestLogFormat` with
+//! `%{Authorization}i` would: do not write one). Failures are counted per
+//! client address in each worker (at most 10,000 addresses, the oldest
+//! forgotten first), so with `Workers N` a client gets up to N × COUNT
+//! attempts per period.
 //!
 //! With `access` (addresses) both must pass, Apache's `Satisfy All`: a
 //! refused address gets its 403 before any password is asked.
@@ -67,13 +76,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axkit::config::{parse, Args, Directive, FileReader, Key, Scopes};
-use axkit::plugin::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
+use axkit::plugin::{
+    hashing, hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec,
+};
 use base64::Engine;
 
 const HERE: Scopes = Scopes::SERVER.or(Scopes::LOCATION);
 
 /// Client addresses whose failures one worker remembers.
 const MAX_TRACKED: usize = 10_000;
+
+/// Password checks that may wait for a turn on the hashing pool, per core
+/// (`axkit::plugin::hashing`: as many run at once as there are cores);
+/// past that a request gets 503 at once. With a 250 ms hash, the last in
+/// the queue waits about 4 s.
+const WAITING_PER_CORE: usize = 16;
 
 static REQUIRE: Key<Option<Require>> = Key::parsed("Require", parse_require)
     .args(Args::Many)
@@ -112,7 +129,9 @@ static AUTH_FAILURE_LIMIT: Key<FailureLimit> = Key::parsed("AuthFailureLimit", |
 .args(Args::Range(2, 2))
 .default("10 1m")
 .scopes(HERE)
-.doc("Failed attempts a client address may make per PERIOD before it gets 429");
+.doc(
+    "Failed attempts a client address (an IPv6 client's /64) may make per PERIOD before it gets 429",
+);
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -206,6 +225,31 @@ impl Hash {
         refused("a plain-text password or crypt(3) hash")
     }
 
+    /// Roughly how long verifying takes, in microseconds: bcrypt by its
+    /// cost (2^cost rounds), SHA-crypt by its rounds (5,000 when the hash
+    /// does not say), Argon2 by memory × passes. Only good enough to pick
+    /// the slowest hash of a file, across kinds.
+    fn cost(&self) -> u64 {
+        match self {
+            Hash::Bcrypt(h) => h
+                .get(4..6)
+                .and_then(|c| c.parse::<u32>().ok())
+                .map_or(0, |c| 60 << c.min(31)),
+            Hash::ShaCrypt(h) => h
+                .split('$')
+                .nth(2)
+                .and_then(|p| p.strip_prefix("rounds="))
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(5_000),
+            Hash::Argon2(h) => argon2::password_hash::phc::PasswordHash::new(h)
+                .ok()
+                .and_then(|p| argon2::Params::try_from(&p).ok())
+                .map_or(0, |p| {
+                    u64::from(p.m_cost()) * u64::from(p.t_cost()) * 13 / 10
+                }),
+        }
+    }
+
     /// Whether `password` matches. Blocks for as long as the hash was
     /// made to take: call it on the blocking pool.
     fn verify(&self, password: &[u8]) -> bool {
@@ -228,8 +272,10 @@ impl Hash {
 #[derive(Debug)]
 struct Users {
     hashes: HashMap<String, Hash>,
-    /// Verified for a user who does not exist, so that answering takes as
-    /// long as for one who does.
+    /// Verified for a user who does not exist: the slowest hash of the
+    /// file, so that an unknown name never answers faster than a known
+    /// one (with the first user's hash, a cheap first line made the
+    /// costly users stand out).
     decoy: Hash,
 }
 
@@ -263,7 +309,9 @@ fn read_user_file(args: &[&str], files: &mut FileReader<'_>) -> Result<Option<Ar
         };
         // Never quote the hash: the file is a secret.
         let hash = Hash::parse(hash).map_err(|e| format!("{path}:{n}: user {user:?}: {e}"))?;
-        decoy.get_or_insert_with(|| hash.clone());
+        if decoy.as_ref().is_none_or(|d: &Hash| hash.cost() > d.cost()) {
+            decoy = Some(hash.clone());
+        }
         if hashes.insert(user.to_string(), hash).is_some() {
             return Err(format!("{path}:{n}: user {user:?} is listed twice"));
         }
@@ -323,7 +371,7 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     }))
 }
 
-/// A client address's recent failures.
+/// A client's recent attempts: failures, and checks still running.
 #[derive(Clone, Copy)]
 struct Failures {
     since: Instant,
@@ -331,24 +379,36 @@ struct Failures {
 }
 
 struct AuthBasic {
+    /// By [`client_key`].
     failures: RefCell<HashMap<IpAddr, Failures>>,
 }
 
+/// Who failures are counted against: an IPv4 address, or an IPv6
+/// address's /64. One subscriber usually gets a whole /64 and can pick
+/// any address in it, so counting each /128 apart would give it 2^64
+/// times `AuthFailureLimit`.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !(u64::MAX as u128)).into()),
+    }
+}
+
 impl AuthBasic {
-    /// How long `ip` must still wait, if it has used up its attempts.
-    fn blocked_for(&self, ip: IpAddr, limit: &FailureLimit) -> Option<Duration> {
+    /// How long `key` must still wait, if it has used up its attempts.
+    fn blocked_for(&self, key: IpAddr, limit: &FailureLimit) -> Option<Duration> {
         let failures = self.failures.borrow();
-        let f = failures.get(&ip)?;
+        let f = failures.get(&key)?;
         let left = limit.period.checked_sub(f.since.elapsed())?;
         (f.count >= limit.count).then_some(left)
     }
 
-    /// Count an attempt by `ip` (before it is checked, so that attempts
+    /// Count an attempt by `key` (before it is checked, so that attempts
     /// made in parallel count too).
-    fn attempt(&self, ip: IpAddr, limit: &FailureLimit) {
+    fn attempt(&self, key: IpAddr, limit: &FailureLimit) {
         let mut failures = self.failures.borrow_mut();
         let now = Instant::now();
-        if failures.len() >= MAX_TRACKED && !failures.contains_key(&ip) {
+        if failures.len() >= MAX_TRACKED && !failures.contains_key(&key) {
             failures.retain(|_, f| now.duration_since(f.since) < limit.period);
             if failures.len() >= MAX_TRACKED {
                 let oldest = failures
@@ -360,7 +420,7 @@ impl AuthBasic {
                 }
             }
         }
-        let f = failures.entry(ip).or_insert(Failures {
+        let f = failures.entry(key).or_insert(Failures {
             since: now,
             count: 0,
         });
@@ -373,9 +433,21 @@ impl AuthBasic {
         f.count += 1;
     }
 
-    /// A good password: its attempts are forgotten.
-    fn succeeded(&self, ip: IpAddr) {
-        self.failures.borrow_mut().remove(&ip);
+    /// A good password, or a check that never ran: that attempt is taken
+    /// back, and only that one. The failures before it stay until their
+    /// period ends (as fail2ban's do): were a success to clear them, one
+    /// account of one's own would buy unlimited guesses at everyone
+    /// else's, and a user's own success to clear only that user's
+    /// failures would let a guesser behind the same address go on for as
+    /// long as the real user's browser keeps sending good credentials.
+    fn take_back(&self, key: IpAddr) {
+        let mut failures = self.failures.borrow_mut();
+        if let Some(f) = failures.get_mut(&key) {
+            f.count = f.count.saturating_sub(1);
+            if f.count == 0 {
+                failures.remove(&key);
+            }
+        }
     }
 }
 
@@ -425,7 +497,8 @@ impl Plugin for AuthBasic {
         };
         let limit = config.get(&AUTH_FAILURE_LIMIT);
         let ip = ctx.client().addr.ip();
-        if let Some(wait) = self.blocked_for(ip, limit) {
+        let key = client_key(ip);
+        if let Some(wait) = self.blocked_for(key, limit) {
             let msg = format!(
                 "auth_basic: {ip} {}: too many failed attempts, 429 for {}s more",
                 ctx.request.request_line(),
@@ -444,7 +517,7 @@ impl Plugin for AuthBasic {
         let (user, password) = match given {
             None => return challenge(ctx).into(),
             Some(Err(why)) => {
-                self.attempt(ip, limit);
+                self.attempt(key, limit);
                 let msg = format!(
                     "auth_basic: {ip} {}: malformed Authorization: {why}",
                     ctx.request.request_line()
@@ -454,7 +527,7 @@ impl Plugin for AuthBasic {
             }
             Some(Ok(pair)) => pair,
         };
-        self.attempt(ip, limit);
+        self.attempt(key, limit);
         hook(async move {
             let known = users.hashes.contains_key(&user);
             let check = {
@@ -465,9 +538,19 @@ impl Plugin for AuthBasic {
                     hash.verify(password.as_bytes())
                 }
             };
-            let matched = tokio::task::spawn_blocking(check).await.unwrap_or(false);
+            let max_waiting = hashing::slots() * WAITING_PER_CORE;
+            let Ok(matched) = hashing::run_or_refuse(max_waiting, check).await else {
+                self.take_back(key);
+                let msg = format!(
+                    "auth_basic: {ip} {}: {max_waiting} password checks already waiting, 503",
+                    ctx.request.request_line()
+                );
+                ctx.log(Level::Info, &msg);
+                ctx.response.headers.set("Retry-After", "1");
+                return Outcome::Status(503);
+            };
             if known && matched {
-                self.succeeded(ip);
+                self.take_back(key);
                 ctx.user = Some(user);
                 ctx.auth_type = Some("Basic".into());
                 return Outcome::Ok;

@@ -8,7 +8,8 @@
 //! 19 MiB of memory, with the parameters below), so it never runs on the
 //! worker's event loop: [`password_hash`] and [`password_verify`] run on
 //! tokio's blocking pool, at most as many at once as the machine has
-//! cores (per worker; the rest wait their turn without blocking
+//! cores (per worker, in turn with `auth_basic`'s checks:
+//! `axkit::plugin::hashing`; the rest wait their turn without blocking
 //! anything), so that a burst of logins can neither stall the worker nor
 //! take the server's memory. Other requests go on meanwhile.
 //!
@@ -18,17 +19,15 @@
 //! its own parameters, so a hash made with other ones (stronger ones in a
 //! later version, or another program's) still verifies.
 
-use std::sync::OnceLock;
-
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
+use axkit::plugin::hashing;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Sha256, Sha384, Sha512};
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
 
 /// Fill `buf` with bytes from the kernel's random source.
 ///
@@ -161,27 +160,6 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// Hashes running at once in this process, at most (see the module
-/// documentation).
-fn hashing() -> &'static Semaphore {
-    static HASHING: OnceLock<Semaphore> = OnceLock::new();
-    HASHING.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Semaphore::new(cores)
-    })
-}
-
-/// Run `f` on the blocking pool, in turn with the other hashes.
-async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let _turn = hashing()
-        .acquire()
-        .await
-        .expect("the semaphore is never closed");
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("a password hash does not panic")
-}
-
 /// Hash `password` for storing (argon2id, a new random salt): a PHC
 /// string. Runs on the blocking pool (see the module documentation).
 ///
@@ -193,7 +171,7 @@ async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T
 /// ```
 pub async fn password_hash(password: impl Into<Vec<u8>>) -> String {
     let password = password.into();
-    on_pool(move || {
+    hashing::run(move || {
         argon2()
             .hash_password(&password)
             .expect("argon2id hashes any password with valid parameters")
@@ -245,7 +223,7 @@ pub async fn password_verify(password: impl Into<Vec<u8>>, hash: &str) -> Result
         ));
     }
     let password = password.into();
-    on_pool(move || match argon2().verify_password(&password, &parsed) {
+    hashing::run(move || match argon2().verify_password(&password, &parsed) {
         Ok(()) => Ok(true),
         Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
         Err(e) => Err(format!("cannot verify with this hash: {e}")),

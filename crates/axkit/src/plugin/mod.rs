@@ -16,6 +16,7 @@ mod client;
 mod context;
 mod doc_root;
 pub mod form;
+pub mod hashing;
 mod hook_box;
 mod html;
 mod log;
