@@ -546,3 +546,45 @@ end
     assert_eq!(srv.get("/doc/none").text(), "plain response");
     assert_eq!(srv.get("/elsewhere").text(), "plain response");
 }
+
+/// A script that ends its request with a 1xx status (interim by
+/// definition) gets the built-in 500 instead, and the connection closes:
+/// a bare `101` or `100` head would make the client, or a front proxy,
+/// take the next response for this request's answer (or switch to a
+/// tunnel) while the server went on reading requests.
+#[test]
+fn an_interim_status_cannot_end_a_request() {
+    let mut srv = start(
+        &conf("", "    Plugin interim"),
+        &[(
+            "interim",
+            r#"
+function hook_response(r)
+  r:status(tonumber(r:param("s")))
+  r:write("body")
+  return OK
+end
+"#,
+        )],
+    );
+    for code in [100, 101, 103] {
+        let request = format!(
+            "GET /x?s={code} HTTP/1.1\r\nHost: a\r\n\r\nGET /x?s=200 HTTP/1.1\r\nHost: a\r\n\r\n"
+        );
+        let (bytes, ended) = srv.exchange(request.as_bytes());
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        assert!(
+            text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+            "{code}: {text}"
+        );
+        // The connection ends with that answer: nothing more is read on it.
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{code}: {text}");
+        assert!(matches!(ended, Ended::Closed), "{code}: {ended:?}");
+        srv.wait_stderr_line(
+            &[&format!(
+                "a response cannot end with the interim status {code}"
+            )],
+            Duration::from_secs(10),
+        );
+    }
+}

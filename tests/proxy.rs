@@ -197,7 +197,7 @@ fn serve(
             return;
         }
         seen.lock().unwrap().push(request.clone());
-        if request.header("upgrade") == Some("websocket") {
+        if request.header("upgrade") == Some("websocket") && !path.contains("/raw") {
             websocket(&request, input, out);
             websockets_ended.fetch_add(1, Ordering::SeqCst);
             return;
@@ -1212,5 +1212,39 @@ fn proxy_pass_reverse_rewrites_the_upstreams_urls_to_the_clients_prefix() {
         ),
     ] {
         assert_eq!(redirect(path, &to), expected, "{path} {to}");
+    }
+}
+
+/// A 101 from the upstream that does not switch to a protocol the client
+/// offered (no `Upgrade` at all, or another one) is a 502: never a bare
+/// 101 on a connection that then goes on as HTTP, where a front proxy
+/// would have switched to a tunnel and the next request would pass
+/// unseen.
+#[test]
+fn a_101_without_the_offered_upgrade_is_a_502() {
+    let origin = Origin::start();
+    let mut srv = proxy(&origin, "");
+    for (switch, why) in [
+        ("Connection: Upgrade\r\n", "no Upgrade"),
+        (
+            "Connection: Upgrade\r\nUpgrade: h2c\r\n",
+            "another protocol",
+        ),
+    ] {
+        let answer = format!("HTTP/1.1 101 Switching Protocols\r\n{switch}\r\n");
+        let request = format!(
+            "GET /app/raw?{} HTTP/1.1\r\nHost: front\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\n\r\nGET /app/next HTTP/1.1\r\nHost: front\r\n\
+             Connection: close\r\n\r\n",
+            hex(answer.as_bytes())
+        );
+        let (bytes, _) = srv.exchange(request.as_bytes());
+        let text = lossy(&bytes);
+        assert!(text.starts_with("HTTP/1.1 502 "), "{why}: {text}");
+        assert!(!text.contains(" 101 "), "{why}: {text}");
+        srv.wait_stderr_line(
+            &["101 without an Upgrade the client asked for (502)"],
+            Duration::from_secs(10),
+        );
     }
 }

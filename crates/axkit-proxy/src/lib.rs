@@ -61,7 +61,8 @@
 //! its `Upgrade`; when the upstream answers 101, the client's connection
 //! switches too (`Context::upgrade`) and bytes are copied both ways until
 //! either side closes, nothing moves either way for `ProxyReadTimeout`, or
-//! the worker drains.
+//! the worker drains; a 101 that does not switch to a protocol the client
+//! offered is a 502.
 //! What comes back: the status and headers less the hop-by-hop ones and
 //! the upstream's `Date` and `Server` (the core writes its own), `Via`
 //! appended, and the body as it arrives. An upstream that cannot be
@@ -585,6 +586,16 @@ fn wants_upgrade(ctx: &Context, incoming: &Incoming) -> Option<String> {
         .flatten()
 }
 
+/// Whether the protocol a 101 switches to (its `Upgrade`, one protocol)
+/// is one of those the client's `Upgrade` listed (RFC 9110 §7.8).
+fn offered(asked: &str, switched: &str) -> bool {
+    let switched = switched.trim();
+    !switched.is_empty()
+        && asked
+            .split(',')
+            .any(|p| p.trim().eq_ignore_ascii_case(switched))
+}
+
 /// The timeouts of one exchange.
 struct Limits {
     connect: Duration,
@@ -891,6 +902,13 @@ impl Proxy {
         let url = || url_of(&origin, &target.path);
         if response.status == 101 {
             let protocol = response.header("upgrade").unwrap_or("").to_string();
+            if !upgrade
+                .as_deref()
+                .is_some_and(|asked| offered(asked, &protocol))
+            {
+                let why = "101 without an Upgrade the client asked for";
+                return self.failed(ctx, &url(), why, 502);
+            }
             pass_headers(ctx, &response, &self.groups, true);
             // Out of line, as the streamed body's exchange is.
             return out_of_line(self.tunnel(ctx, &url(), response, &protocol, limits.read)).await;
@@ -1023,7 +1041,9 @@ impl Proxy {
                     Level::Error,
                     &format!("proxy: {line}: upstream {url}: switching protocols: {e}"),
                 );
-                return Outcome::Done;
+                // The 101 has not gone (or the connection closes): never
+                // a bare 101 on a connection that stays HTTP.
+                return Outcome::Status(502);
             }
         };
         if let tunnel::End::Idle = tunnel::join(&mut client, &mut upstream, idle, &worker).await {

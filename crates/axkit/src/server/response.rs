@@ -83,8 +83,33 @@ pub(crate) async fn write(ctx: &mut Context, data: Bytes) -> io::Result<()> {
 /// failure of either (an error or a panic: work on the head left undone,
 /// a security header say) is logged, and an error: the half-made
 /// response is not sent (the built-in 500 page is, if anything), and the connection
-/// closes.
+/// closes. A final status below 200 left by then is such a failure too
+/// (see [`interim_status`]).
 async fn before_head(ctx: &mut Context) -> io::Result<()> {
+    head_work(ctx).await?;
+    if ctx.response.status < 200 && !ctx.rt.io.head_sent {
+        return Err(interim_status(ctx));
+    }
+    Ok(())
+}
+
+/// A plugin left a 1xx as the response's status: that head would go out
+/// as an interim response, the client (or a front proxy) would take the
+/// next one for this request's answer, or switch to a tunnel that this
+/// side never opened, while this connection goes on parsing requests. A
+/// 101 goes out only through [`upgrade`].
+#[cold]
+#[inline(never)]
+fn interim_status(ctx: &mut Context) -> io::Error {
+    let why = format!(
+        "a response cannot end with the interim status {}: answered 500",
+        ctx.response.status
+    );
+    head_failed(ctx, why)
+}
+
+/// [`before_head`]'s hooks and work, for every head (a 101 too).
+async fn head_work(ctx: &mut Context) -> io::Result<()> {
     if ctx.rt.io.head_sent {
         return Ok(());
     }
@@ -248,7 +273,7 @@ pub(crate) async fn upgrade<'a>(ctx: &'a mut Context, protocol: &str) -> io::Res
     if !asked || ctx.request.version() != Version::Http11 {
         return refuse("the request did not ask for it (HTTP/1.1, Connection: upgrade, Upgrade)");
     }
-    before_head(ctx).await?;
+    head_work(ctx).await?;
     if !axkit_http::valid_header_value(protocol.as_bytes()) || protocol.is_empty() {
         return refuse("invalid protocol name");
     }
