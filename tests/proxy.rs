@@ -1248,3 +1248,80 @@ fn a_101_without_the_offered_upgrade_is_a_502() {
         );
     }
 }
+
+/// Only `websocket` is tunnelled unless `ProxyUpgrade` lists more: an
+/// `h2c` upgrade (with its `HTTP2-Settings`) goes upstream as a plain
+/// HTTP/1.1 request, so that an h2c-capable backend never opens a tunnel
+/// whose later streams would pass every Location's rules unseen; `h2c`
+/// cannot be listed at all.
+#[test]
+fn only_the_listed_upgrades_are_tunnelled_and_h2c_never() {
+    let origin = Origin::start();
+    let srv = Axkit::start_single(&format!(
+        "Plugin logging/warn\n<Server>\n    Listen 127.0.0.1:0\n    Plugin proxy\n    \
+         <Location /app>\n        ProxyPass {app}\n    </Location>\n    \
+         <Location /other>\n        ProxyPass {app}\n        ProxyUpgrade websocket foo\n    \
+         </Location>\n</Server>\n",
+        app = origin.url("/base/"),
+    ));
+    let r = send(
+        &srv,
+        b"GET /app/x HTTP/1.1\r\nHost: front\r\nConnection: Upgrade, HTTP2-Settings, close\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    );
+    assert_eq!(r.status, 201);
+    let seen = origin.last();
+    assert_eq!(seen.line, "GET /base/x HTTP/1.1");
+    for name in ["Upgrade", "HTTP2-Settings"] {
+        assert_eq!(seen.header(name), None, "{name}");
+    }
+    assert_ne!(seen.header("Connection"), Some("Upgrade"));
+    // Nor an HTTP2-Settings that the Connection header did not name.
+    send(
+        &srv,
+        b"GET /app/y HTTP/1.1\r\nHost: front\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\
+          Connection: close\r\n\r\n",
+    );
+    assert_eq!(origin.last().header("HTTP2-Settings"), None);
+
+    // Another protocol: plain HTTP by default, tunnelled where listed.
+    let switch =
+        hex(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n");
+    let ask = |path: &str| {
+        let mut s = srv.connect();
+        s.write_all(
+            format!(
+                "GET {path}/raw?{switch} HTTP/1.1\r\nHost: front\r\nConnection: Upgrade\r\n\
+                 Upgrade: h2c, foo\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let head = read_head(&mut s);
+        (status_of(&head), origin.last())
+    };
+    let (status, seen) = ask("/other");
+    assert_eq!(status, 101);
+    assert_eq!(seen.header("Upgrade"), Some("foo"));
+    // Not listed here: the upstream's 101 is not what was asked for.
+    let (status, seen) = ask("/app");
+    assert_eq!(status, 502);
+    assert_eq!(seen.header("Upgrade"), None);
+
+    let dir = TempDir::new("proxy-upgrade");
+    let conf = dir.write(
+        "axkit.conf",
+        "<Server>\n Listen 127.0.0.1:0\n Plugin proxy\n ProxyUpgrade websocket h2c\n</Server>\n",
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["--check", "-c"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        lossy(&out.stderr).contains("ProxyUpgrade (plugin proxy): h2c is not tunnelled"),
+        "{}",
+        lossy(&out.stderr)
+    );
+}

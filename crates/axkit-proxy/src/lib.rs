@@ -37,6 +37,9 @@
 //!   (refused, reset, timed out, malformed): only requests of an
 //!   idempotent method (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) without a
 //!   body, so a POST is never sent twice.
+//! - `ProxyUpgrade PROTOCOL…` (default `websocket`; `none`): the
+//!   protocols a request may switch to; `h2c` is refused (its tunnel
+//!   would carry HTTP/2 streams past every Location's rules).
 //! - `ProxyKeepAlive COUNT` (global, default 32): idle connections each
 //!   worker keeps per upstream (0: none).
 //!
@@ -57,8 +60,9 @@
 //! `TrustedProxy` whose header family (`TrustedProxyHeader`) they are,
 //! else replaced; `X-Forwarded-Proto` and `X-Forwarded-Host` say what the
 //! client asked (`Context::client`); `Via: 1.x axkit` is appended.
-//! A request that asks to switch protocols (a WebSocket) is passed on with
-//! its `Upgrade`; when the upstream answers 101, the client's connection
+//! A request that asks to switch protocols to one `ProxyUpgrade` lists
+//! (default `websocket`; never `h2c`) is passed on with its `Upgrade`
+//! (any other goes on as plain HTTP/1.1); when the upstream answers 101, the client's connection
 //! switches too (`Context::upgrade`) and bytes are copied both ways until
 //! either side closes, nothing moves either way for `ProxyReadTimeout`, or
 //! the worker drains; a 101 that does not switch to a protocol the client
@@ -157,6 +161,34 @@ static TRIES: Key<usize> = Key::new("ProxyNextUpstreamTries")
     .default("1")
     .doc("How many times a request may be sent upstream when it fails before a response: only idempotent methods without a body (never a POST); 1: no retry");
 
+static UPGRADE: Key<Vec<String>> = Key::parsed("ProxyUpgrade", parse_upgrade)
+    .args(Args::Many)
+    .default("websocket")
+    .doc("The protocols a request may switch to through the proxy (Upgrade), tunnelled once the upstream answers 101; other Upgrade requests go on as plain HTTP/1.1 (`none`: no tunnels; h2c is refused)");
+
+/// `ProxyUpgrade PROTOCOL…`, lower-cased; `none` alone for no tunnel.
+fn parse_upgrade(args: &[&str]) -> Result<Vec<String>, String> {
+    if let [none] = args {
+        if none.eq_ignore_ascii_case("none") {
+            return Ok(Vec::new());
+        }
+    }
+    args.iter()
+        .map(|p| {
+            if p.eq_ignore_ascii_case("h2c") {
+                // RFC 9113 deprecates it, and the tunnel would carry every
+                // later stream past this proxy's per-request rules.
+                return Err("h2c is not tunnelled: HTTP/2 streams inside it would pass every                             Location's rules unseen (RFC 9113 deprecates the h2c upgrade)"
+                    .to_string());
+            }
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+                return Err(format!("expected a protocol name (a token), got {p:?}"));
+            }
+            Ok(p.to_ascii_lowercase())
+        })
+        .collect()
+}
+
 static KEEP_ALIVE: Key<usize> = Key::new("ProxyKeepAlive")
     .scopes(Scopes::GLOBAL)
     .default("32")
@@ -186,6 +218,7 @@ fn directives() -> Vec<Directive> {
         READ_TIMEOUT.declare(),
         SEND_TIMEOUT.declare(),
         TRIES.declare(),
+        UPGRADE.declare(),
         KEEP_ALIVE.declare(),
     ]
 }
@@ -490,9 +523,14 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
             || is("via")
             || is("host"));
         if passed {
+            // `HTTP2-Settings` belongs to an h2c upgrade of the client's
+            // own connection (RFC 9113 §3.1 deprecates it), never
+            // tunnelled: it is connection-specific whether or not the
+            // client named it in `Connection`.
             if !(is("expect")
                 || is("x-forwarded-proto")
                 || is("x-forwarded-host")
+                || is("http2-settings")
                 || axkit_http::hop_by_hop(name)
                 || named.iter().any(|t| t.eq_ignore_ascii_case(name)))
             {
@@ -575,15 +613,31 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
     request.add_header_literal(VIA, scratch);
 }
 
-/// The protocol a request asks to switch to, when it may be tunnelled:
-/// HTTP/1.1, `Connection: upgrade`, `Upgrade`, no body.
+/// The protocols a request asks to switch to that may be tunnelled
+/// (`ProxyUpgrade`, in the client's order), when it may switch at all:
+/// HTTP/1.1, `Connection: upgrade`, `Upgrade`, no body. None: the request
+/// goes on as plain HTTP/1.1, its `Upgrade` dropped as a hop-by-hop field
+/// (an `h2c` one, say, as Apache's mod_proxy_http does with whatever is
+/// not `upgrade=websocket`).
 fn wants_upgrade(ctx: &Context, incoming: &Incoming) -> Option<String> {
     let request = &ctx.request;
     let ok = incoming.named.iter().any(|t| t == "upgrade")
         && matches!(incoming.framing, Framing::None)
         && request.version() == axkit_http::Version::Http11;
-    ok.then(|| request.header("upgrade").map(str::to_string))
-        .flatten()
+    if !ok {
+        return None;
+    }
+    let allowed = ctx.config().get(&UPGRADE);
+    let asked = request.header("upgrade")?;
+    let kept = asked
+        .split(',')
+        .map(str::trim)
+        .filter(|p| {
+            let name = p.split('/').next().unwrap_or("");
+            allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+        })
+        .collect::<Vec<_>>();
+    (!kept.is_empty()).then(|| kept.join(", "))
 }
 
 /// Whether the protocol a 101 switches to (its `Upgrade`, one protocol)
