@@ -577,3 +577,24 @@ fn an_unknown_user_takes_as_long_as_the_slowest_hash() {
         "unknown user {unknown:?}, costly user {costly:?}"
     );
 }
+
+/// A range written IPv4-mapped (`::ffff:a.b.c.d`) means those IPv4
+/// clients, which is how every client address is compared: it used to
+/// pass `--check` and match nobody, so a `Deny` failed open.
+#[test]
+fn ipv4_mapped_ranges_match_ipv4_clients() {
+    let srv = start(
+        "",
+        "    <Location /deny>\n        Deny from ::ffff:127.0.0.1\n    </Location>\n    \
+         <Location /deny-all>\n        Deny from ::ffff:0.0.0.0/96\n    </Location>\n    \
+         <Location /allow>\n        Allow from ::ffff:10.0.0.0/104\n    </Location>\n",
+        |_| {},
+    );
+    assert_eq!(status(&srv, "/deny/", None, ""), 403);
+    assert_eq!(status(&srv, "/deny/", Some("::ffff:127.0.0.1"), ""), 403);
+    assert_eq!(status(&srv, "/deny/", Some("192.0.2.1"), ""), 200);
+    assert_eq!(status(&srv, "/deny-all/", Some("192.0.2.1"), ""), 403);
+    assert_eq!(status(&srv, "/deny-all/", Some("2001:db8::1"), ""), 200);
+    assert_eq!(status(&srv, "/allow/", Some("10.1.2.3"), ""), 200);
+    assert_eq!(status(&srv, "/allow/", Some("192.0.2.1"), ""), 403);
+}

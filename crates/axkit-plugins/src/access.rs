@@ -27,6 +27,11 @@
 //! - `Deny from all`: no one (an Allow cannot reopen it); `Allow from all`
 //!   is a condition everyone meets.
 //!
+//! An IPv4 client is always compared in its IPv4 form: a range written
+//! IPv4-mapped (`::ffff:10.0.0.0/104`) is the IPv4 range it maps
+//! (`10.0.0.0/8`), and an IPv6 range (`::/0` too) never matches an IPv4
+//! client.
+//!
 //! A refused request is answered 403 and the reason logged at info.
 //!
 //! ```text

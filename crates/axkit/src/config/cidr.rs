@@ -12,7 +12,10 @@ use super::value::Value;
 /// An IPv4 or IPv6 network: `192.0.2.0/24`, `2001:db8::/32`, or one
 /// address (`10.0.0.1`, a /32 or /128). An IPv4 range also matches the
 /// same addresses IPv4-mapped in IPv6 (`::ffff:10.0.0.1`), as a socket
-/// bound to `[::]` reports IPv4 clients.
+/// bound to `[::]` reports IPv4 clients; a range written IPv4-mapped
+/// (`::ffff:10.0.0.0/104`) is that IPv4 range. An IPv6 range never
+/// matches an IPv4 client: `::/0` is every IPv6 address, not every
+/// address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
     net: IpAddr,
@@ -51,6 +54,17 @@ impl Cidr {
                     bits
                 }
             ));
+        }
+        // An IPv4-mapped range (`::ffff:10.0.0.0/104`) is the IPv4 range it
+        // maps: `contains` sees every client address in its IPv4 form, so
+        // kept as IPv6 it would match nothing (a `Deny` failing open).
+        if let (IpAddr::V6(v6), 96..) = (net, bits) {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return Ok(Cidr {
+                    net: IpAddr::V4(v4),
+                    bits: bits - 96,
+                });
+            }
         }
         Ok(cidr)
     }
@@ -118,6 +132,18 @@ mod tests {
         assert!(v6.contains(ip("2001:db8:ffff::1")) && !v6.contains(ip("2001:db9::1")));
         assert!(Cidr::parse("::/0").unwrap().contains(ip("::1")));
         assert_eq!(v6.to_string(), "2001:db8::/32");
+        // Written IPv4-mapped: the IPv4 range, which is how clients are seen.
+        for (text, same) in [
+            ("::ffff:127.0.0.1", "127.0.0.1/32"),
+            ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
+            ("::ffff:0.0.0.0/96", "0.0.0.0/0"),
+        ] {
+            let mapped = Cidr::parse(text).unwrap();
+            assert_eq!(mapped, Cidr::parse(same).unwrap(), "{text}");
+        }
+        assert!(Cidr::parse("::ffff:127.0.0.1")
+            .unwrap()
+            .contains(ip("::ffff:127.0.0.1")));
     }
 
     #[test]
