@@ -1325,3 +1325,25 @@ fn only_the_listed_upgrades_are_tunnelled_and_h2c_never() {
         lossy(&out.stderr)
     );
 }
+
+/// An upstream `Location` whose host holds a non-ASCII character where
+/// the `ProxyPassReverse` URL's authority ends is compared as bytes: it is
+/// not that URL, and goes to the client as sent (it made the worker panic
+/// slicing inside the character: a 500).
+#[test]
+fn proxy_pass_reverse_leaves_a_non_ascii_location_alone() {
+    let origin = Origin::start();
+    let base = origin.url("/base/");
+    let srv = Axkit::start_single(&format!(
+        "Plugin logging/warn\n<Server>\n    Listen 127.0.0.1:0\n    Plugin proxy\n    \
+         <Location /app>\n        ProxyPass {base}\n        ProxyPassReverse {base}\n    \
+         </Location>\n</Server>\n"
+    ));
+    // The port's last digit becomes a two-byte character, so the
+    // authority's end falls inside it.
+    let authority = format!("http://{}", origin.addr);
+    let to = format!("{}\u{e9}/base/x", &authority[..authority.len() - 1]);
+    let r = get(&srv, "/app/redirect", &format!("X-Location: {to}\r\n"));
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("Location"), Some(to.as_str()));
+}

@@ -126,8 +126,11 @@ fn mapped(value: &str, url: &str, prefix: &str) -> Option<String> {
     let authority_end = url
         .find("://")
         .map(|i| i + 3 + url[i + 3..].find('/').unwrap_or(url.len() - i - 3))?;
-    if !head[..authority_end].eq_ignore_ascii_case(&url[..authority_end])
-        || head[authority_end..] != url[authority_end..]
+    // Bytes: the URL's authority may end inside a character of `value`
+    // (an upstream's `Location` with non-ASCII bytes in its host).
+    let (head, url_bytes) = (head.as_bytes(), url.as_bytes());
+    if !head[..authority_end].eq_ignore_ascii_case(&url_bytes[..authority_end])
+        || head[authority_end..] != url_bytes[authority_end..]
     {
         return None;
     }
