@@ -1347,3 +1347,52 @@ fn proxy_pass_reverse_leaves_a_non_ascii_location_alone() {
     assert_eq!(r.status, 302);
     assert_eq!(r.header("Location"), Some(to.as_str()));
 }
+
+/// A client that sends a request and leaves while the upstream has not
+/// answered: the proxy notices (as nginx does) and drops the upstream's
+/// connection at once, rather than holding both descriptors (and a
+/// backend worker) until `ProxyReadTimeout`.
+#[test]
+fn a_client_that_leaves_frees_the_upstream_at_once() {
+    let origin = Origin::start();
+    let mut srv = proxy(&origin, "ProxyReadTimeout 30s");
+    let pid = srv.child.id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    // What the worker holds once it has served (its pools, an idle
+    // upstream connection).
+    let warm = b"GET /app/x HTTP/1.1\r\nHost: front\r\nConnection: close\r\n\r\n";
+    assert_eq!(send(&srv, warm).status, 201);
+    let before = fds();
+    for _ in 0..5 {
+        let mut s = srv.connect();
+        s.write_all(b"GET /app/slow HTTP/1.1\r\nHost: front\r\n\r\n")
+            .unwrap();
+        // The request has reached the origin before the client leaves.
+        let n = origin.count();
+        assert!(wait_until(Duration::from_secs(5), || origin.count() > n));
+        drop(s);
+        // Well before the origin's 5 s answer, let alone the timeout.
+        srv.wait_stderr_line(
+            &[
+                "GET /app/slow",
+                "the client went away before the answer (499)",
+            ],
+            Duration::from_secs(3),
+        );
+    }
+    let links = || {
+        let mut l: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        l.sort();
+        l
+    };
+    let ok = wait_until(Duration::from_secs(3), || fds() <= before);
+    assert!(ok, "{before} before, now {:?}", links());
+}

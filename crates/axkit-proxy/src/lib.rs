@@ -671,6 +671,20 @@ fn marked_down(ctx: &Context, group: &Group, index: usize, e: &ClientError) {
     );
 }
 
+/// The client closed its connection while the upstream had not answered:
+/// the upstream's connection is dropped with the request, and the
+/// answer is nginx's 499 for the access log (no one reads it).
+#[cold]
+#[inline(never)]
+fn client_left(ctx: &Context, url: &str) -> Outcome {
+    let line = ctx.request.request_line();
+    ctx.log(
+        Level::Info,
+        &format!("proxy: {line}: upstream {url}: the client went away before the answer (499)"),
+    );
+    Outcome::Status(499)
+}
+
 /// Log that a request to `url` failed with `e` and is sent again.
 #[cold]
 #[inline(never)]
@@ -912,7 +926,17 @@ impl Proxy {
                     request = request.upgrade(protocol.as_str());
                 }
                 match framing {
-                    Framing::None => self.client.send(request).await,
+                    // Without a body to send, the client's close is seen
+                    // while the upstream thinks (nginx's
+                    // `proxy_ignore_client_abort off`): waiting on would
+                    // hold both connections and a backend worker for up
+                    // to ProxyReadTimeout for no one.
+                    Framing::None => tokio::select! {
+                        result = self.client.send(request) => result,
+                        () = ctx.client_closed() => {
+                            return client_left(ctx, &url_of(&origin, &target.path));
+                        }
+                    },
                     // Out of line: this future is large, and the hook's
                     // whole future (and its code) would be as large for
                     // every request.
