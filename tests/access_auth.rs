@@ -565,8 +565,9 @@ fn an_unknown_user_takes_as_long_as_the_slowest_hash() {
         assert_eq!(status(&srv, "/mixed/", None, who), 401);
         started.elapsed()
     };
-    let admin = "Authorization: Basic YWRtaW46Z3Vlc3M=\r\n"; // admin:guess
-                                                             // Alternately, the least of three each: the other tests share the CPU.
+    // admin:guess
+    let admin = "Authorization: Basic YWRtaW46Z3Vlc3M=\r\n";
+    // Alternately, the least of three each: the other tests share the CPU.
     let (mut costly, mut unknown) = (Duration::MAX, Duration::MAX);
     for _ in 0..3 {
         costly = costly.min(timed(admin));
