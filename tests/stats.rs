@@ -285,3 +285,54 @@ fn only_allowed_clients_see_the_pages() {
     let srv = start("");
     assert_eq!(get_from(&srv, "127.0.0.2", "/metrics"), 200);
 }
+
+/// The `<Location>` rules around the pages apply on top of `StatsAllow`:
+/// the plugin answers after access control and authentication.
+#[test]
+fn location_access_rules_protect_the_pages() {
+    let conf = "Workers 1\n\
+Plugin logging/warn\n\
+Plugin stats\n\
+StatsPath /status\n\
+MetricsPath /metrics\n\
+<Server>\n\
+    Listen 127.0.0.1:0\n\
+    DocumentRoot {dir}/www\n\
+    Plugin access\n\
+    Plugin auth_basic\n\
+    Plugin uri_to_file\n\
+    Plugin serve_file\n\
+    AuthUserFile {dir}/htpasswd\n\
+    <Location /status>\n\
+        AuthName ops\n\
+        Require valid-user\n\
+    </Location>\n\
+    <Location /metrics>\n\
+        Deny from all\n\
+    </Location>\n\
+</Server>\n";
+    let srv = Axkit::start_with(conf, &[], |d| {
+        d.write("www/a.txt", "hello\n");
+        // ada:open sesame
+        d.write(
+            "htpasswd",
+            "ada:$2b$04$LHGutq5Cfg.TnP.3SjDabexndGgjKcWdYKFXaaUmMTeUvxMEF31HG\n",
+        );
+    });
+    let ada = "Authorization: Basic YWRhOm9wZW4gc2VzYW1l\r\n";
+    let wrong = "Authorization: Basic YWRhOndyb25n\r\n"; // ada:wrong
+    let (bytes, _) = srv.raw(b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let r = parse_response(&bytes).unwrap();
+    assert_eq!(r.status, 401, "{}", lossy(&bytes));
+    assert_eq!(
+        r.header("WWW-Authenticate"),
+        Some("Basic realm=\"ops\", charset=\"UTF-8\"")
+    );
+    assert_eq!(get(&srv, "/status?format=json", wrong).status, 401);
+    let r = get(&srv, "/status?format=json", ada);
+    assert_eq!(r.status, 200, "{}", r.text());
+    serde_json::from_slice::<serde_json::Value>(&r.body).unwrap();
+    assert_eq!(srv.get("/metrics").status, 403);
+    assert_eq!(get(&srv, "/metrics", ada).status, 403);
+    assert_eq!(srv.get("/a.txt").status, 200);
+}

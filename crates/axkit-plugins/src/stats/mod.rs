@@ -20,8 +20,11 @@
 //! StatsAllow 127.0.0.1 10.1.2.0/24
 //! ```
 //!
-//! The plugin answers in `post_read_request`, before any other plugin's
-//! content hooks, so that an application loaded for `/` cannot shadow it.
+//! The plugin answers in `fixup`: after the access, authentication and
+//! authorization hooks, so that a `<Location>` covering either path
+//! (`Require valid-user`, `Deny from all`) protects it on top of
+//! `StatsAllow`, and before the content hooks (`xmlresponse`,
+//! `response`), so that an application loaded for `/` cannot shadow it.
 //!
 //! [`StatsSource`] is where `stats` and `console` come from: a plugin
 //! source (registered by the stock `axkit`) whose plugins need the metrics
@@ -135,7 +138,7 @@ impl Stats {
 
 #[axkit::plugin]
 impl Plugin for Stats {
-    fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+    fn fixup<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         let Some(page) = Stats::page(ctx) else {
             return Outcome::Declined.into();
         };
