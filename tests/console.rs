@@ -1,8 +1,9 @@
 //! The `console` plugin over a real socket: its commands (help, workers,
 //! config, connections listing a connection the test holds open), a
 //! `loglevel` change seen in the log of every worker, a `reload` seen as a
-//! new generation, the unix socket's mode, a loopback TCP console, and the
-//! addresses `--check` refuses.
+//! new generation, the unix socket's mode, a loopback TCP console, an HTTP
+//! request that ends its session before its body runs, and the addresses
+//! `--check` refuses.
 
 mod common;
 
@@ -256,6 +257,68 @@ fn a_tcp_console_on_loopback() {
         reader: BufReader::new(s),
     };
     assert_eq!(c.ask("workers").last().unwrap(), "OK 2 worker(s)");
+}
+
+/// A browser's POST to the console's port (a web page may send one
+/// without asking): the session ends at its request line, so the lines of
+/// its body never run.
+#[test]
+fn an_http_request_ends_the_session_before_its_body_runs() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut srv = Axkit::start_with(&conf(&format!("127.0.0.1:{port}")), &[], |d| {
+        d.write("www/a.txt", "hello\n");
+    });
+    srv.wait_stderr(
+        &format!("console: listening on 127.0.0.1:{port}"),
+        Duration::from_secs(20),
+    );
+    let body = "loglevel info\nreload\n";
+    for head in [
+        format!("POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"),
+        // No request line of the usual form: the Host field still ends it.
+        format!("workers\nHost: 127.0.0.1:{port}\r\n"),
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let request = format!(
+            "{head}Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(request.as_bytes()).unwrap();
+        let (bytes, ended) = read_to_end_within(&mut s, Duration::from_secs(10));
+        // Closed, or reset: the server leaves the rest unread.
+        assert!(!matches!(ended, Ended::TimedOut));
+        let answer = lossy(&bytes);
+        assert!(!answer.contains("reload"), "{answer}");
+    }
+    srv.wait_stderr_line(
+        &[
+            "console: closed a session that sent an HTTP request",
+            "\"POST / HTTP/1.1\"",
+        ],
+        Duration::from_secs(10),
+    );
+    srv.wait_stderr_line(
+        &[
+            "console: closed a session that sent an HTTP request",
+            "\"Host: 127.0.0.1",
+        ],
+        Duration::from_secs(10),
+    );
+    // A session after them: LogLevel is the config's, and nothing reloaded.
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = Console {
+        reader: BufReader::new(s),
+    };
+    assert_eq!(c.ask("loglevel"), vec!["loglevel notice", "OK"]);
+    assert_eq!(c.ask("config")[0], "generation 1 (newest running: 1)");
+    let log = srv.stderr();
+    assert!(!log.contains("reload requested"), "{log}");
 }
 
 #[test]

@@ -27,6 +27,11 @@
 //! quit                end the session
 //! ```
 //!
+//! A line that belongs to an HTTP request (a request line, a `Host:`
+//! field) ends the session at once, unanswered and logged: a web page may
+//! make a browser on this machine POST to a loopback port, and the lines
+//! of its body must not run as commands.
+//!
 //! **Where it runs.** In worker 0 of the current generation: the master
 //! runs no plugin code, and what the console shows is in the core's
 //! metrics in shared memory, which any worker reads (every worker's
@@ -249,6 +254,14 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(_) => {}
         }
         let text = String::from_utf8_lossy(&line);
+        if looks_like_http(text.trim()) {
+            let msg = format!(
+                "console: closed a session that sent an HTTP request (a web page's?): \"{}\"",
+                escape_log(text.trim())
+            );
+            worker.log(Level::Warn, &msg);
+            break;
+        }
         let (answer, quit) = command(text.trim(), worker);
         if stream.write_all(answer.as_bytes()).await.is_err() || quit {
             break;
@@ -257,6 +270,24 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let _ = stream.flush().await;
     sessions.set(sessions.get() - 1);
+}
+
+/// Whether `line` is part of an HTTP request rather than a command: a
+/// request line (`METHOD TARGET HTTP/x`, or one starting with `GET` or
+/// `POST`) or a `Host:` field. A browser on this machine may send a
+/// `text/plain` POST to a loopback port without asking first; its body's
+/// lines would run as commands if the session went on past its head (the
+/// cross-protocol request Redis closes the same way).
+fn looks_like_http(line: &str) -> bool {
+    let mut words = line.split(' ');
+    let first = words.next().unwrap_or("");
+    let request_line = words.nth(1).is_some_and(|v| v.starts_with("HTTP/"));
+    request_line
+        || first.eq_ignore_ascii_case("GET")
+        || first.eq_ignore_ascii_case("POST")
+        || line
+            .get(..5)
+            .is_some_and(|h| h.eq_ignore_ascii_case("host:"))
 }
 
 const HELP: &str = "\
@@ -370,6 +401,29 @@ mod tests {
 
     fn parse(text: &str) -> Result<Option<Endpoint>, String> {
         parse_endpoint(&[text], &mut FileReader::new(None))
+    }
+
+    #[test]
+    fn http_request_lines_and_host_fields_are_not_commands() {
+        for http in [
+            "POST / HTTP/1.1",
+            "PUT /x?y HTTP/1.0",
+            "GET /",
+            "post",
+            "Host: 127.0.0.1:9000",
+            "HOST:x",
+        ] {
+            assert!(looks_like_http(http), "{http}");
+        }
+        for command in [
+            "help",
+            "loglevel debug",
+            "reload",
+            "connections",
+            "hostname",
+        ] {
+            assert!(!looks_like_http(command), "{command}");
+        }
     }
 
     #[test]
