@@ -2,8 +2,9 @@
 //! responses and exits 0 while new connections are refused, SIGINT does
 //! the same, `ShutdownTimeout` bounds the drain, a worker still starting
 //! does not hold the master up, idle keep-alive connections hold up
-//! neither a reload nor a shutdown, and a connection accepted just before
-//! shutdown is still answered.
+//! neither a reload nor a shutdown, a connection accepted just before
+//! shutdown is still answered, and a stdout nobody reads holds up neither
+//! the master's SIGTERM nor the workers' memory.
 //!
 //! Every wait polls observable state (`/proc`, the log, responses) with a
 //! generous deadline: these tests share a small, busy machine and assert
@@ -236,4 +237,108 @@ fn accepted_connection_is_answered_during_shutdown() {
         .wait_exit(Duration::from_secs(20))
         .expect("master did not exit");
     assert!(status.success(), "{status:?}");
+}
+
+/// The master's stdout (where `RequestLog -` goes) is a FIFO nobody reads:
+/// the master drops what it cannot write instead of blocking, so SIGTERM
+/// still stops it, and the worker's log queue stays bounded in bytes
+/// although each line quotes 45 KB of escaped headers.
+#[test]
+fn a_stdout_nobody_reads_holds_up_neither_the_master_nor_memory() {
+    let dir = TempDir::new("stdout-fifo");
+    www(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.write(
+        "axkit.conf",
+        config_text(
+            &dir,
+            &format!(
+                "Workers 1\nMaxKeepAliveRequests 0\nPlugin logging/warn\nPlugin request_log\nRequestLog -\n\
+                 RequestLogFormat \"%h \\\"%r\\\" %>s \\\"%{{X-A}}i\\\" \\\"%{{X-B}}i\\\" \\\"%{{X-C}}i\\\"\"\n\
+                 <Server>\n    Listen 127.0.0.1:{port}\n    DocumentRoot {{dir}}/www\n    \
+                 Plugin uri_to_file\n    Plugin serve_file\n</Server>\n"
+            ),
+        ),
+    );
+    let fifo = dir.path().join("out.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // Opened for reading and writing so that the open does not wait for a
+    // reader: the pipe has one (this test), which never reads.
+    let stdout = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let errors = std::fs::File::create(dir.path().join("err.log")).unwrap();
+    let master = std::process::Command::new(BIN)
+        .arg("-c")
+        .arg(&conf)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(errors)
+        .spawn()
+        .unwrap();
+    let pid = master.id() as i32;
+    let mut master = KilledOnDrop(master);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    assert!(wait_until(Duration::from_secs(30), || try_get(
+        addr, "/a.txt"
+    )
+    .is_ok()));
+    let worker = children_of(pid)[0];
+    let rss_before = status_kib(worker, "VmRSS");
+
+    // 2,000 requests, each logged as a line of about 45 KB (15,000 bytes
+    // of \xff headers, each byte quoted as \xNN): 90 MB of log, of which
+    // the worker may queue 16 MiB.
+    let header = "\u{ff}".repeat(2500); // 5,000 bytes
+    let head = format!(
+        "GET /a.txt HTTP/1.1\r\nHost: x\r\nX-A: {header}\r\nX-B: {header}\r\nX-C: {header}\r\n\r\n"
+    );
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for _ in 0..2000 {
+        s.write_all(head.as_bytes()).unwrap();
+        let r = read_one_response(&mut s).unwrap().expect("a response");
+        assert_eq!(r.status, 200);
+    }
+    drop(s);
+    let rss_after = status_kib(worker, "VmRSS");
+    assert!(
+        rss_after < rss_before + 48 * 1024,
+        "worker VmRSS {rss_before} kB -> {rss_after} kB"
+    );
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(dir.path().join("err.log"))
+            .unwrap()
+            .contains("stdout is not being read")
+    }));
+
+    signal(pid, libc::SIGTERM);
+    assert!(
+        wait_until(Duration::from_secs(30), || master
+            .0
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "the master did not stop on SIGTERM: {}",
+        process_state(pid)
+    );
+}
+
+/// A child process killed when the test ends, whether or not it passed
+/// (its workers follow: their stdin closes).
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -5,7 +5,8 @@
 //! A sink opened with [`Sink::open_background`] hands its lines to a
 //! writer thread over a bounded queue, so a slow or stalled disk never
 //! blocks the event loop (the access log writes once per request); when
-//! the queue is full, lines are dropped and counted rather than waited
+//! the queue is full, in lines or in bytes (a line quoting big headers
+//! may be tens of KiB), lines are dropped and counted rather than waited
 //! for. The thread writes whatever has queued up in one `write`, and the
 //! sink flushes the queue and joins the thread when dropped.
 
@@ -13,11 +14,16 @@ use std::cell::{Cell, RefCell};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Lines a background sink may hold before it starts dropping them.
 const QUEUE: usize = 16 * 1024;
+/// Bytes of lines a background sink may hold before it starts dropping
+/// them.
+const QUEUE_BYTES: usize = 16 << 20;
 /// Most bytes the writer thread gathers into one write.
 const BATCH: usize = 64 * 1024;
 
@@ -31,6 +37,8 @@ struct Background {
     tx: Option<SyncSender<Message>>,
     thread: Option<JoinHandle<()>>,
     dropped: Cell<u64>,
+    /// Bytes of the lines queued and not yet taken by the thread.
+    queued: Arc<AtomicUsize>,
 }
 
 enum Message {
@@ -69,9 +77,11 @@ impl Sink {
         };
         let (tx, rx) = sync_channel(QUEUE);
         let owned = path.to_path_buf();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let taken = queued.clone();
         let thread = std::thread::Builder::new()
             .name("axkit-log".into())
-            .spawn(move || write_loop(&owned, file, rx))?;
+            .spawn(move || write_loop(&owned, file, rx, &taken))?;
         Ok(Sink {
             path: path.to_path_buf(),
             file: RefCell::new(None),
@@ -79,6 +89,7 @@ impl Sink {
                 tx: Some(tx),
                 thread: Some(thread),
                 dropped: Cell::new(0),
+                queued,
             }),
         })
     }
@@ -113,19 +124,33 @@ impl Sink {
 impl Background {
     fn send(&self, message: Message) {
         let Some(tx) = &self.tx else { return };
-        if let Err(TrySendError::Full(_)) = tx.try_send(message) {
-            let n = self.dropped.get() + 1;
-            self.dropped.set(n);
-            // Say so now and then, on stderr: the log itself is what is stuck.
-            if n.is_power_of_two() {
-                eprintln!(
-                    "{}",
-                    axkit::plugin::log_line(
-                        axkit::plugin::Level::Error,
-                        &format!("log writer behind: {n} lines dropped")
-                    )
-                );
+        let len = match &message {
+            Message::Line(line) => line.len(),
+            Message::Reopen => 0,
+        };
+        if self.queued.load(Ordering::Relaxed) + len <= QUEUE_BYTES {
+            self.queued.fetch_add(len, Ordering::Relaxed);
+            match tx.try_send(message) {
+                Ok(()) => return,
+                Err(e) => {
+                    self.queued.fetch_sub(len, Ordering::Relaxed);
+                    if let TrySendError::Disconnected(_) = e {
+                        return;
+                    }
+                }
             }
+        }
+        let n = self.dropped.get() + 1;
+        self.dropped.set(n);
+        // Say so now and then, on stderr: the log itself is what is stuck.
+        if n.is_power_of_two() {
+            eprintln!(
+                "{}",
+                axkit::plugin::log_line(
+                    axkit::plugin::Level::Error,
+                    &format!("log writer behind: {n} lines dropped")
+                )
+            );
         }
     }
 }
@@ -143,13 +168,16 @@ impl Drop for Sink {
 }
 
 /// The writer thread: gather what is queued, write it in one go.
-fn write_loop(path: &Path, mut file: Option<File>, rx: Receiver<Message>) {
+fn write_loop(path: &Path, mut file: Option<File>, rx: Receiver<Message>, queued: &AtomicUsize) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                Message::Line(line) => batch.extend_from_slice(&line),
+                Message::Line(line) => {
+                    batch.extend_from_slice(&line);
+                    queued.fetch_sub(line.len(), Ordering::Relaxed);
+                }
                 Message::Reopen => {
                     flush(&mut file, &mut batch);
                     if !is_stdout(path) {

@@ -33,6 +33,7 @@ use crate::server::master_log::{self, log};
 use crate::server::pid_file::{self, PidFile};
 use crate::server::privileges;
 use crate::server::shared_memory::{Regions, SHARED_MEMORY_ENV};
+use crate::server::stdout;
 use crate::server::systemd::{self, SYSTEMD_ENV};
 use crate::server::{
     load_config, log_warnings, ASK_RELOAD, CONTROL_ENV, GENERATION_ENV, LISTEN_ENV, RESPAWN_ENV,
@@ -302,13 +303,20 @@ impl Master<'_> {
                 // A worker's stdout (`RequestLog -`) goes on to ours.
                 // Bytes as they come, not lines: a line that is not UTF-8
                 // must not end the forwarding (the worker's writes would
-                // then fail), and a closed stdout must not panic the master.
+                // then fail). Never blocking this loop (`stdout.rs`).
                 tokio::task::spawn_local(async move {
                     let mut out = lines.into_inner();
                     let mut line = Vec::new();
                     while matches!(out.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
-                        use std::io::Write;
-                        let _ = std::io::stdout().lock().write_all(&line);
+                        if let Some(n) = stdout::forward(&line).filter(|n| n.is_power_of_two()) {
+                            log(
+                                Level::Error,
+                                &format!(
+                                    "stdout is not being read: {n} line(s) of the workers' \
+                                     output dropped so far"
+                                ),
+                            );
+                        }
                         line.clear();
                     }
                 });

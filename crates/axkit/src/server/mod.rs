@@ -21,6 +21,7 @@ pub(crate) mod response;
 mod runtime;
 pub(crate) mod shared_memory;
 mod startup_pages;
+mod stdout;
 mod systemd;
 mod trace;
 pub(crate) mod walk;
