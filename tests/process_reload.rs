@@ -3,7 +3,8 @@
 //! old one keeps serving, as it does when the new workers cannot start),
 //! no request fails while reloading under load (clients retry as RFC 9112
 //! allows; a keep-alive POST, which no client retries, is answered too),
-//! and SIGUSR1 makes every worker reopen its logs.
+//! and SIGUSR1 makes every worker reopen its logs, never through a symlink
+//! put at a log's path (refused at start too).
 //!
 //! Every wait polls observable state (`/proc`, the log, responses) with a
 //! generous deadline: these tests share a small, busy machine and assert
@@ -405,6 +406,87 @@ fn sigusr1_reopens_logs() {
     // The master is still there with its two workers.
     let mut srv = srv;
     assert_eq!(srv.workers().len(), 2, "{}", srv.stderr());
+}
+
+/// A log replaced by a symlink (to a file of root's, say, by a worker's
+/// `User` that may write in the log directory) is never followed: at
+/// start it is a config error, and on SIGUSR1 the old file is kept.
+#[test]
+fn a_symlink_at_a_log_path_is_never_followed() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let dir = TempDir::new("log-symlink");
+    let victim = dir.write("victim", "root's own\n");
+    symlink(&victim, dir.path().join("link.log")).unwrap();
+    for global in [
+        "Plugin logging/file\nLogFile {dir}/link.log",
+        "Plugin request_log\nRequestLog {dir}/link.log",
+    ] {
+        let conf = dir.write("axkit.conf", config_text(&dir, &conf(global, "")));
+        // Bounded: a server that followed the link would run on.
+        let mut child = std::process::Command::new(BIN)
+            .args(["--no-master", "-c"])
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("err.txt")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut status = None;
+        wait_until(Duration::from_secs(20), || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let err = std::fs::read_to_string(dir.path().join("err.txt")).unwrap();
+        assert!(status.is_some_and(|s| !s.success()), "{status:?}: {err}");
+        assert!(
+            err.contains("link.log: is a symbolic link, which a log file is not opened through"),
+            "{err}"
+        );
+    }
+
+    let global = "Plugin logging/warn\nPlugin logging/file\nLogFile {dir}/error.log\n\
+                  Plugin request_log\nRequestLog {dir}/access.log\nLogLevel LOGINFO";
+    let mut srv = Axkit::start_with(&conf(global, ""), &[], www);
+    let dir = srv.dir.path().to_path_buf();
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "root's own\n").unwrap();
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    // Made by the server, not for every account to read.
+    let mode = std::fs::metadata(dir.join("access.log"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    for log in ["error.log", "access.log"] {
+        std::fs::rename(dir.join(log), dir.join(format!("{log}.1"))).unwrap();
+        symlink(&victim, dir.join(log)).unwrap();
+    }
+    srv.signal(libc::SIGUSR1);
+    // The master and both workers refuse the error log, both workers the
+    // access log, and say so.
+    let refused = |srv: &mut Axkit, log: &str| {
+        let needle = format!("{log}: is a symbolic link");
+        srv.stderr().lines().filter(|l| l.contains(&needle)).count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || refused(&mut srv, "error.log")
+            >= 3
+            && refused(&mut srv, "access.log") >= 2),
+        "{}",
+        srv.stderr()
+    );
+    for i in 0..10 {
+        assert_eq!(srv.get(&format!("/a.txt?after{i}")).status, 200);
+    }
+    // Into the files they had open.
+    assert!(wait_until(Duration::from_secs(10), || (0..10).all(|i| {
+        read(&dir.join("access.log.1")).contains(&format!("GET /a.txt?after{i} "))
+    })));
+    assert_eq!(read(&victim), "root's own\n");
+    assert!(read(&dir.join("error.log.1")).contains("is a symbolic link"));
 }
 
 /// One keep-alive POST client of `reloads_lose_no_keepalive_post`: sends

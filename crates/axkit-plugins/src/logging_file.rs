@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use crate::sink::Sink;
 use axkit::config::Directive;
-use axkit::plugin::{log_line, LOG_FILE};
+use axkit::plugin::{log_dir_warning, log_line, log_to_stderr, LOG_FILE};
 use axkit::plugin::{HookFuture, Level, LogRecord, Outcome, Plugin, PluginInit, PluginSpec};
 
 pub fn spec() -> PluginSpec {
@@ -39,6 +39,9 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
         .as_deref()
         .ok_or("LogFile is not set")?;
     let sink = Sink::open(path).map_err(|e| format!("LogFile {}: {e}", path.display()))?;
+    if let Some(warning) = log_dir_warning(path, init.config) {
+        log_to_stderr(Level::Warn, &format!("LogFile {warning}"));
+    }
     Ok(Rc::new(LoggingFile { sink }))
 }
 
@@ -59,7 +62,10 @@ impl Plugin for LoggingFile {
         if let Err(e) = self.sink.reopen() {
             eprintln!(
                 "{}",
-                log_line(Level::Error, &format!("reopening LogFile: {e}"))
+                log_line(
+                    Level::Error,
+                    &format!("reopening LogFile {}: {e}", self.sink.path().display())
+                )
             );
         }
     }

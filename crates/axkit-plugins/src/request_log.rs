@@ -36,7 +36,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::sink::Sink;
 use axkit::config::{Directive, Key};
 use axkit::plugin::{
-    escape_log_field, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec,
+    escape_log_field, log_dir_warning, log_to_stderr, Context, HookFuture, Level, Outcome, Plugin,
+    PluginInit, PluginSpec,
 };
 
 const COMBINED: &str = "%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\"";
@@ -92,6 +93,12 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
                 setting.line,
                 shown.display()
             ));
+        }
+        if let Some(warning) = Some(path)
+            .filter(|p| p.as_os_str() != "-")
+            .and_then(|p| log_dir_warning(p, init.config))
+        {
+            log_to_stderr(Level::Warn, &format!("RequestLog {warning}"));
         }
     }
     Ok(Rc::new(log))

@@ -11,13 +11,15 @@
 //! sink flushes the queue and joins the thread when dropped.
 
 use std::cell::{Cell, RefCell};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+
+use axkit::plugin::open_log_file;
 
 /// Lines a background sink may hold before it starts dropping them.
 const QUEUE: usize = 16 * 1024;
@@ -46,10 +48,6 @@ enum Message {
     Reopen,
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
-}
-
 fn is_stdout(path: &Path) -> bool {
     path.as_os_str() == "-"
 }
@@ -73,7 +71,7 @@ impl Sink {
         let file = if is_stdout(path) {
             None
         } else {
-            Some(open_append(path)?)
+            Some(open_log_file(path)?)
         };
         let (tx, rx) = sync_channel(QUEUE);
         let owned = path.to_path_buf();
@@ -94,7 +92,13 @@ impl Sink {
         })
     }
 
-    /// Reopen the file (logrotate moved it away).
+    /// The path it was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reopen the file (logrotate moved it away); on an error the file
+    /// open until now is kept.
     pub fn reopen(&self) -> io::Result<()> {
         if let Some(bg) = &self.background {
             bg.send(Message::Reopen);
@@ -103,7 +107,7 @@ impl Sink {
         if is_stdout(&self.path) {
             return Ok(());
         }
-        *self.file.borrow_mut() = Some(open_append(&self.path)?);
+        *self.file.borrow_mut() = Some(open_log_file(&self.path)?);
         Ok(())
     }
 
@@ -181,7 +185,7 @@ fn write_loop(path: &Path, mut file: Option<File>, rx: Receiver<Message>, queued
                 Message::Reopen => {
                     flush(&mut file, &mut batch);
                     if !is_stdout(path) {
-                        match open_append(path) {
+                        match open_log_file(path) {
                             Ok(f) => file = Some(f),
                             Err(e) => eprintln!(
                                 "{}",

@@ -4,9 +4,12 @@
 
 use std::borrow::Cow;
 use std::fmt::{self, Write};
-use std::path::PathBuf;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
-use crate::config::{Key, Scopes};
+use crate::config::{core, Config, Key, Scopes};
 
 /// `LogFile PATH` (global): the file `logging/file` appends log lines to.
 /// Declared by that plugin; here because the master writes its own lines
@@ -193,6 +196,65 @@ pub fn log_to_stderr(level: Level, message: &str) {
     let mut line = log_line(level, message);
     line.push('\n');
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Open the log file `path` for appending, creating it mode 0640 (a log
+/// quotes request lines, query strings included: not for every local
+/// account to read). The master and the plugins' constructors open their
+/// logs as root; where the workers' `User` may write in the log's
+/// directory, it could put a symlink to any file there, so a symlink at
+/// `path` is refused (`O_NOFOLLOW`) rather than followed.
+pub fn open_log_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::new(
+                e.kind(),
+                "is a symbolic link, which a log file is not opened through",
+            ),
+            _ => e,
+        })
+}
+
+/// A warning when this process runs as root, `config` has the workers
+/// run as `User`, and that user may write in `path`'s directory (as its
+/// owner, through its primary group, or as anyone): it could replace the
+/// log by a symlink, which root would follow when it next opens the log
+/// if the log were not opened with `O_NOFOLLOW` (nginx's CVE-2016-1247),
+/// or fill the directory. Said once per process and path.
+pub fn log_dir_warning(path: &Path, config: &Config) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    static WARNED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    // SAFETY: geteuid has no memory effects.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let user = config.global.get(&core::USER).as_ref()?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let md = std::fs::metadata(dir).ok()?;
+    let writable = (md.uid() == user.uid && md.mode() & 0o200 != 0)
+        || (md.gid() == user.gid && md.mode() & 0o020 != 0)
+        || md.mode() & 0o002 != 0;
+    let mut warned = WARNED.lock().unwrap_or_else(PoisonError::into_inner);
+    if !writable || warned.iter().any(|p| p == path) {
+        return None;
+    }
+    warned.push(path.to_path_buf());
+    Some(format!(
+        "{}: its directory {} may be written by User {}, who could replace the log; \
+         make it root's (the log is opened as root)",
+        path.display(),
+        dir.display(),
+        user.name
+    ))
 }
 
 #[cfg(test)]

@@ -38,8 +38,8 @@ pub use doc_root::{is_escape, DocRoot, Io, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS,
 pub use form::{Field, Form, FormError, Upload, Uploads};
 pub use html::{default_error_page, html_escape};
 pub use log::{
-    escape_log, escape_log_bytes, escape_log_field, log_line, log_to_stderr, Level, LogRecord,
-    LOG_FILE,
+    escape_log, escape_log_bytes, escape_log_field, log_dir_warning, log_line, log_to_stderr,
+    open_log_file, Level, LogRecord, LOG_FILE,
 };
 pub(crate) use shared_memory::{install as install_shared_memory, round_to_pages};
 pub use shared_memory::{SharedMemory, SharedMemorySpec};

@@ -6,13 +6,13 @@
 //! `SIGUSR1` reopens it and a reload that names another file switches to
 //! it.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
 use crate::config::{core, Config, ConfigError};
-use crate::plugin::{log_line, log_to_stderr, Level, LOG_FILE};
+use crate::plugin::{log_dir_warning, log_line, log_to_stderr, open_log_file, Level, LOG_FILE};
 
 struct Target {
     path: PathBuf,
@@ -22,10 +22,6 @@ struct Target {
 
 /// The master is one thread; a lock keeps this simple and sound.
 static TARGET: Mutex<Option<Target>> = Mutex::new(None);
-
-fn open(path: &PathBuf) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
-}
 
 /// Follow `config`'s `LogFile` and `LogLevel` (at start and after each
 /// reload); an error if the file cannot be opened (the old one is kept).
@@ -39,7 +35,11 @@ pub(crate) fn configure(config: &Config) -> Result<(), String> {
     match target.as_mut() {
         Some(t) if t.path == *path => t.level = level,
         _ => {
-            let file = open(path).map_err(|e| format!("LogFile {}: {e}", path.display()))?;
+            let file =
+                open_log_file(path).map_err(|e| format!("LogFile {}: {e}", path.display()))?;
+            if let Some(warning) = log_dir_warning(path, config) {
+                log_to_stderr(Level::Warn, &format!("LogFile {warning}"));
+            }
             *target = Some(Target {
                 path: path.clone(),
                 file,
@@ -54,7 +54,7 @@ pub(crate) fn configure(config: &Config) -> Result<(), String> {
 pub(crate) fn reopen() {
     let mut target = TARGET.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(t) = target.as_mut() {
-        match open(&t.path) {
+        match open_log_file(&t.path) {
             Ok(file) => t.file = file,
             Err(e) => {
                 let message = format!("reopening LogFile {}: {e}", t.path.display());
