@@ -1,9 +1,10 @@
 //! The `console` plugin over a real socket: its commands (help, workers,
 //! config, connections listing a connection the test holds open), a
 //! `loglevel` change seen in the log of every worker, a `reload` seen as a
-//! new generation, the unix socket's mode, a loopback TCP console, an HTTP
-//! request that ends its session before its body runs, and the addresses
-//! `--check` refuses.
+//! new generation, the unix socket's mode, a loopback TCP console (no
+//! process may listen beside it; a reload hands it on), an HTTP request
+//! that ends its session before its body runs, the workers' `User`
+//! refused on the unix socket, and the addresses `--check` refuses.
 
 mod common;
 
@@ -256,6 +257,86 @@ fn a_tcp_console_on_loopback() {
     let mut c = Console {
         reader: BufReader::new(s),
     };
+    assert_eq!(c.ask("workers").last().unwrap(), "OK 2 worker(s)");
+    // No process may listen beside it (SO_REUSEPORT would let one of the
+    // same user, the workers' `User`, take sessions).
+    {
+        use socket2::{Domain, Socket, Type};
+        let impostor = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        impostor.set_reuse_address(true).unwrap();
+        impostor.set_reuse_port(true).unwrap();
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let bound = impostor.bind(&addr.into());
+        assert!(bound.is_err(), "an impostor could bind the console's port");
+    }
+    // After a reload the new worker 0 takes the address over once the
+    // old one lets go of it.
+    srv.signal(libc::SIGHUP);
+    srv.wait_stderr("configuration reloaded", Duration::from_secs(30));
+    let mut generation = String::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                return false;
+            };
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut c = Console {
+                reader: BufReader::new(s),
+            };
+            generation = c.ask("config")[0].clone();
+            generation.starts_with("generation 2")
+        }),
+        "{generation}\n{}",
+        srv.stderr()
+    );
+}
+
+/// With `User nobody`, the unix socket is nobody's, but a process running
+/// as nobody (a CGI script) is refused: only root and the user who
+/// started the server may use the console.
+#[test]
+fn the_workers_user_may_not_use_the_unix_console() {
+    // SAFETY: geteuid has no memory effects.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("not root: the peer-credential check is not tested");
+        return;
+    }
+    let config =
+        conf("unix:{dir}/run/console.sock").replace("Workers 2\n", "Workers 2\nUser nobody\n");
+    let mut srv = Axkit::start_with(&config, &[], |d| {
+        d.write("www/a.txt", "hello\n");
+        std::fs::create_dir(d.path().join("run")).unwrap();
+        std::fs::set_permissions(d.path().join("run"), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    });
+    srv.wait_stderr("console: listening on unix:", Duration::from_secs(20));
+    let sock = srv.dir.path().join("run/console.sock");
+    // A thread of this test takes nobody's ids (for itself alone: the raw
+    // system call, not glibc's, which would change every thread's) and
+    // connects: the socket's mode lets it in, the console must not.
+    let from_nobody = sock.clone();
+    let answer = std::thread::spawn(move || {
+        // SAFETY: setresuid for the calling thread only; it ends after.
+        let r = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+        assert_eq!(r, 0);
+        let mut s = UnixStream::connect(&from_nobody).expect("the socket is nobody's");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(b"connections\n");
+        // What came before a reset stays in `bytes`.
+        let mut bytes = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut s, &mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(answer, "ERR not allowed\n");
+    srv.wait_stderr_line(
+        &["console: refused a session from uid 65534"],
+        Duration::from_secs(10),
+    );
+    // Root is let in.
+    let mut c = console(&sock);
     assert_eq!(c.ask("workers").last().unwrap(), "OK 2 worker(s)");
 }
 

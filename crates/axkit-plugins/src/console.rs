@@ -7,7 +7,9 @@
 //!   (`127.0.0.1:9000`, `[::1]:9000`) or a unix socket, made mode 0600
 //!   (owner only: the workers' `User`, whose directory it must be in); a
 //!   relative PATH is taken from `ServerRoot`. No other address is accepted: the console has no authentication, so who
-//!   may use it is who may reach it.
+//!   may use it is who may reach it. On the unix socket, only root and
+//!   the user the server was started as are let in (`SO_PEERCRED`), not
+//!   the workers' `User` (a CGI script runs as that user).
 //!
 //! ```text
 //! Plugin        console
@@ -38,10 +40,11 @@
 //! connection table and counters, the control word that sets `LogLevel`
 //! for all of them). A reload asks the master through the workers'
 //! control pipe (`Worker::request_reload`), which works whatever `User`
-//! the workers run as. Across a reload the new worker 0 listens on the
-//! same address while the old one drains (`SO_REUSEPORT`; a unix socket is
-//! made afresh), so the console stays reachable; a session with the old
-//! worker ends with it.
+//! the workers run as. Across a reload the new worker 0 takes the address
+//! once the old one lets go of it as it starts to drain (a TCP address is
+//! bound without `SO_REUSEPORT`, which would let any process of the same
+//! user listen beside it; a unix socket is made afresh); a session with
+//! the old worker ends with it.
 
 use std::cell::Cell;
 use std::fmt;
@@ -101,6 +104,9 @@ static CONSOLE_LISTEN: Key<Option<Endpoint>> =
 const MAX_SESSIONS: usize = 16;
 /// A command line, at most.
 const MAX_LINE: u64 = 1024;
+/// How long a new worker 0 waits quietly for the console's address to be
+/// free (the previous generation's worker 0 draining) before it says so.
+const ADDR_IN_USE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(crate) fn directives() -> Vec<Directive> {
     vec![CONSOLE_LISTEN.declare()]
@@ -113,18 +119,31 @@ pub(crate) fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
         .get(&CONSOLE_LISTEN)
         .clone()
         .ok_or("`console` needs `ConsoleListen ADDR:PORT` or `ConsoleListen unix:/PATH`")?;
-    Ok(Rc::new(Console { endpoint }))
+    // The constructor runs before a worker switches to `User`: this is
+    // the user the server was started as.
+    // SAFETY: getuid has no memory effects.
+    let allowed_uid = unsafe { libc::getuid() };
+    Ok(Rc::new(Console {
+        endpoint,
+        allowed_uid,
+    }))
 }
 
 struct Console {
     endpoint: Endpoint,
+    /// Besides root, who may use a unix-socket console.
+    allowed_uid: u32,
 }
 
 #[axkit::plugin]
 impl Plugin for Console {
     fn worker_start(&self, worker: &Worker) {
         if worker.index() == 0 {
-            tokio::task::spawn_local(listen(self.endpoint.clone(), worker.clone()));
+            tokio::task::spawn_local(listen(
+                self.endpoint.clone(),
+                worker.clone(),
+                self.allowed_uid,
+            ));
         }
     }
 }
@@ -139,9 +158,10 @@ fn bind(endpoint: &Endpoint) -> std::io::Result<Listener> {
         Endpoint::Tcp(addr) => {
             use socket2::{Domain, Socket, Type};
             let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
+            // Not SO_REUSEPORT: any process of the same user (the
+            // workers' `User`: a CGI script) could then listen on the
+            // address too and take operators' sessions.
             socket.set_reuse_address(true)?;
-            // The next generation's worker 0 listens while this one drains.
-            socket.set_reuse_port(true)?;
             socket.set_nonblocking(true)?;
             socket.set_cloexec(true)?;
             socket.bind(&(*addr).into())?;
@@ -177,12 +197,31 @@ fn bind(endpoint: &Endpoint) -> std::io::Result<Listener> {
 }
 
 /// Serve the console until the worker drains.
-async fn listen(endpoint: Endpoint, worker: Worker) {
-    let listener = match bind(&endpoint) {
-        Ok(l) => l,
-        Err(e) => {
-            let msg = format!("console: cannot listen on {endpoint}: {e}");
-            return worker.log(Level::Error, &msg);
+async fn listen(endpoint: Endpoint, worker: Worker, allowed_uid: u32) {
+    let since = std::time::Instant::now();
+    let mut said = false;
+    let listener = loop {
+        match bind(&endpoint) {
+            Ok(l) => break l,
+            // After a reload, the previous generation's worker 0 holds the
+            // address until it starts to drain, once this generation is
+            // ready: try again until it has let go.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if !said && since.elapsed() > ADDR_IN_USE_PATIENCE {
+                    said = true;
+                    let msg =
+                        format!("console: cannot listen on {endpoint} yet: {e}; still trying");
+                    worker.log(Level::Error, &msg);
+                }
+                tokio::select! {
+                    _ = worker.stopping() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+                }
+            }
+            Err(e) => {
+                let msg = format!("console: cannot listen on {endpoint}: {e}");
+                return worker.log(Level::Error, &msg);
+            }
         }
     };
     worker.log(
@@ -209,7 +248,13 @@ async fn listen(endpoint: Endpoint, worker: Worker) {
                 tokio::task::spawn_local(async move {
                     match stream {
                         Session::Tcp(s) => session(s, &worker, &sessions).await,
-                        Session::Unix(s) => session(s, &worker, &sessions).await,
+                        Session::Unix(mut s) => {
+                            if peer_allowed(&s, allowed_uid, &worker) {
+                                session(s, &worker, &sessions).await;
+                            } else {
+                                let _ = s.write_all(b"ERR not allowed\n").await;
+                            }
+                        }
                     }
                 });
             }
@@ -224,6 +269,31 @@ async fn listen(endpoint: Endpoint, worker: Worker) {
 enum Session {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
+}
+
+/// Whether the process at the other end of a unix socket may use the
+/// console: root, or the user the server was started as (`allowed_uid`),
+/// never the workers' `User` when that is another. The socket file is
+/// that `User`'s (the worker makes it after switching to it), so its mode
+/// alone would let in whatever runs as `User`: a CGI script could list
+/// every client's request line, or reload.
+fn peer_allowed(stream: &tokio::net::UnixStream, allowed_uid: u32, worker: &Worker) -> bool {
+    let uid = match stream.peer_cred() {
+        Ok(cred) => cred.uid(),
+        Err(e) => {
+            worker.log(Level::Error, &format!("console: SO_PEERCRED: {e}"));
+            return false;
+        }
+    };
+    if uid == 0 || uid == allowed_uid {
+        return true;
+    }
+    let msg = format!(
+        "console: refused a session from uid {uid} (only root and uid {allowed_uid}, who \
+         started the server, may use it)"
+    );
+    worker.log(Level::Warn, &msg);
+    false
 }
 
 /// One operator's session: a command per line, until `quit` or EOF.
