@@ -4,7 +4,8 @@
 //! new generation, the unix socket's mode, a loopback TCP console (no
 //! process may listen beside it; a reload hands it on), an HTTP request
 //! that ends its session before its body runs, the workers' `User`
-//! refused on the unix socket, and the addresses `--check` refuses.
+//! refused on the unix socket, idle sessions closed after `ConsoleTimeout`,
+//! and the addresses `--check` refuses.
 
 mod common;
 
@@ -336,6 +337,39 @@ fn the_workers_user_may_not_use_the_unix_console() {
         Duration::from_secs(10),
     );
     // Root is let in.
+    let mut c = console(&sock);
+    assert_eq!(c.ask("workers").last().unwrap(), "OK 2 worker(s)");
+}
+
+/// Idle sessions end after `ConsoleTimeout`: sixteen left open keep the
+/// operator out only until then.
+#[test]
+fn idle_sessions_time_out_and_let_the_operator_in() {
+    let config = conf("unix:{dir}/console.sock")
+        .replace("ConsoleListen", "ConsoleTimeout 3s\nConsoleListen");
+    let mut srv = Axkit::start_with(&config, &[], |d| {
+        d.write("www/a.txt", "hello\n");
+    });
+    srv.wait_stderr("console: listening on unix:", Duration::from_secs(20));
+    let sock = srv.dir.path().join("console.sock");
+    // Sixteen sessions, each answered once (so counted), then silent.
+    let mut held: Vec<Console<UnixStream>> = (0..16)
+        .map(|_| {
+            let mut c = console(&sock);
+            assert_eq!(c.ask("loglevel"), vec!["loglevel notice", "OK"]);
+            c
+        })
+        .collect();
+    let mut locked_out = console(&sock);
+    let mut answer = String::new();
+    locked_out.reader.read_line(&mut answer).unwrap();
+    assert_eq!(answer, "ERR too many console sessions\n");
+    // Each silent session is told why and closed.
+    for c in &mut held {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut c.reader, &mut rest);
+        assert_eq!(rest, "ERR idle for 3s (ConsoleTimeout); closing\n");
+    }
     let mut c = console(&sock);
     assert_eq!(c.ask("workers").last().unwrap(), "OK 2 worker(s)");
 }

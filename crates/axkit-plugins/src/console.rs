@@ -2,7 +2,11 @@
 //! machine: list the connections and their state, the workers' load, the
 //! configuration generation; change `LogLevel` in every worker; reload.
 //!
-//! Directive (global):
+//! Directives (global):
+//! - `ConsoleTimeout DURATION` (default `5m`): a session waiting that long
+//!   for a command line, or for its client to take an answer, is closed,
+//!   so that forgotten or hostile idle sessions do not hold the 16 there
+//!   may be at once.
 //! - `ConsoleListen ADDR:PORT | unix:/PATH`: a loopback address
 //!   (`127.0.0.1:9000`, `[::1]:9000`) or a unix socket, made mode 0600
 //!   (owner only: the workers' `User`, whose directory it must be in); a
@@ -51,7 +55,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axkit::config::{Directive, FileReader, Key, Scopes};
 use axkit::plugin::{escape_log, escape_log_field, metrics, Level, Plugin, PluginInit, Worker};
@@ -100,16 +104,24 @@ static CONSOLE_LISTEN: Key<Option<Endpoint>> =
         .scopes(Scopes::GLOBAL)
         .doc("Where the console listens: a loopback ADDR:PORT or unix:/PATH (mode 0600)");
 
+static CONSOLE_TIMEOUT: Key<Duration> = Key::new("ConsoleTimeout")
+    .scopes(Scopes::GLOBAL)
+    .default("5m")
+    .doc(
+        "How long a console session may wait for a command line, or for its client to take an \
+         answer, before it is closed",
+    );
+
 /// Console sessions open at once, at most.
 const MAX_SESSIONS: usize = 16;
 /// A command line, at most.
 const MAX_LINE: u64 = 1024;
 /// How long a new worker 0 waits quietly for the console's address to be
 /// free (the previous generation's worker 0 draining) before it says so.
-const ADDR_IN_USE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+const ADDR_IN_USE_PATIENCE: Duration = Duration::from_secs(10);
 
 pub(crate) fn directives() -> Vec<Directive> {
-    vec![CONSOLE_LISTEN.declare()]
+    vec![CONSOLE_LISTEN.declare(), CONSOLE_TIMEOUT.declare()]
 }
 
 pub(crate) fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
@@ -126,24 +138,24 @@ pub(crate) fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     Ok(Rc::new(Console {
         endpoint,
         allowed_uid,
+        idle: *init.config.global.get(&CONSOLE_TIMEOUT),
     }))
 }
 
+#[derive(Clone)]
 struct Console {
     endpoint: Endpoint,
     /// Besides root, who may use a unix-socket console.
     allowed_uid: u32,
+    /// `ConsoleTimeout`.
+    idle: Duration,
 }
 
 #[axkit::plugin]
 impl Plugin for Console {
     fn worker_start(&self, worker: &Worker) {
         if worker.index() == 0 {
-            tokio::task::spawn_local(listen(
-                self.endpoint.clone(),
-                worker.clone(),
-                self.allowed_uid,
-            ));
+            tokio::task::spawn_local(listen(self.clone(), worker.clone()));
         }
     }
 }
@@ -197,11 +209,12 @@ fn bind(endpoint: &Endpoint) -> std::io::Result<Listener> {
 }
 
 /// Serve the console until the worker drains.
-async fn listen(endpoint: Endpoint, worker: Worker, allowed_uid: u32) {
+async fn listen(console: Console, worker: Worker) {
+    let endpoint = &console.endpoint;
     let since = std::time::Instant::now();
     let mut said = false;
     let listener = loop {
-        match bind(&endpoint) {
+        match bind(endpoint) {
             Ok(l) => break l,
             // After a reload, the previous generation's worker 0 holds the
             // address until it starts to drain, once this generation is
@@ -215,7 +228,7 @@ async fn listen(endpoint: Endpoint, worker: Worker, allowed_uid: u32) {
                 }
                 tokio::select! {
                     _ = worker.stopping() => return,
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
             }
             Err(e) => {
@@ -245,12 +258,13 @@ async fn listen(endpoint: Endpoint, worker: Worker, allowed_uid: u32) {
         match accepted {
             Ok(stream) => {
                 let (worker, sessions) = (worker.clone(), sessions.clone());
+                let (allowed_uid, idle) = (console.allowed_uid, console.idle);
                 tokio::task::spawn_local(async move {
                     match stream {
-                        Session::Tcp(s) => session(s, &worker, &sessions).await,
+                        Session::Tcp(s) => session(s, &worker, &sessions, idle).await,
                         Session::Unix(mut s) => {
                             if peer_allowed(&s, allowed_uid, &worker) {
-                                session(s, &worker, &sessions).await;
+                                session(s, &worker, &sessions, idle).await;
                             } else {
                                 let _ = s.write_all(b"ERR not allowed\n").await;
                             }
@@ -260,7 +274,7 @@ async fn listen(endpoint: Endpoint, worker: Worker, allowed_uid: u32) {
             }
             Err(e) => {
                 worker.log(Level::Error, &format!("console: accept: {e}"));
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
@@ -296,32 +310,38 @@ fn peer_allowed(stream: &tokio::net::UnixStream, allowed_uid: u32, worker: &Work
     false
 }
 
-/// One operator's session: a command per line, until `quit` or EOF.
+/// One operator's session: a command per line, until `quit`, EOF, or
+/// `idle` spent waiting for a line or for the client to take an answer (a
+/// session forgotten, or opened and left to keep the operator out: at
+/// most `MAX_SESSIONS` run at once).
 async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     worker: &Worker,
     sessions: &Cell<usize>,
+    idle: Duration,
 ) {
     let mut stream = BufReader::new(stream);
     if sessions.get() >= MAX_SESSIONS {
-        let _ = stream.write_all(b"ERR too many console sessions\n").await;
+        send(&mut stream, b"ERR too many console sessions\n", idle).await;
         return;
     }
     sessions.set(sessions.get() + 1);
     let mut line = Vec::new();
     loop {
         line.clear();
-        match (&mut stream)
-            .take(MAX_LINE)
-            .read_until(b'\n', &mut line)
-            .await
-        {
-            Ok(0) | Err(_) => break,
-            Ok(_) if !line.ends_with(b"\n") && line.len() as u64 >= MAX_LINE => {
-                let _ = stream.write_all(b"ERR line too long\n").await;
+        let mut limited = (&mut stream).take(MAX_LINE);
+        match tokio::time::timeout(idle, limited.read_until(b'\n', &mut line)).await {
+            Err(_) => {
+                let farewell = format!("ERR idle for {idle:?} (ConsoleTimeout); closing\n");
+                send(&mut stream, farewell.as_bytes(), idle).await;
                 break;
             }
-            Ok(_) => {}
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(_)) if !line.ends_with(b"\n") && line.len() as u64 >= MAX_LINE => {
+                send(&mut stream, b"ERR line too long\n", idle).await;
+                break;
+            }
+            Ok(Ok(_)) => {}
         }
         let text = String::from_utf8_lossy(&line);
         if looks_like_http(text.trim()) {
@@ -333,13 +353,21 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             break;
         }
         let (answer, quit) = command(text.trim(), worker);
-        if stream.write_all(answer.as_bytes()).await.is_err() || quit {
+        if !send(&mut stream, answer.as_bytes(), idle).await || quit {
             break;
         }
-        let _ = stream.flush().await;
     }
-    let _ = stream.flush().await;
     sessions.set(sessions.get() - 1);
+}
+
+/// Write `bytes` to a session's client; whether it took them within
+/// `idle` (one that reads nothing must not hold its session for ever).
+async fn send<W: AsyncWrite + Unpin>(client: &mut W, bytes: &[u8], idle: Duration) -> bool {
+    let write = async {
+        client.write_all(bytes).await?;
+        client.flush().await
+    };
+    matches!(tokio::time::timeout(idle, write).await, Ok(Ok(())))
 }
 
 /// Whether `line` is part of an HTTP request rather than a command: a
