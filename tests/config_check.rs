@@ -4,7 +4,8 @@
 //! too), a PluginDir that does not exist (a warning), an unknown plugin
 //! with the paths looked at and the nearest script name, reported once
 //! (its directives are not reported again as unknown), a ScriptAlias
-//! target that is not there, relative paths taken from `ServerRoot`, in
+//! target that is not there, a PidFile whose directory is missing (the
+//! master refuses to start too), relative paths taken from `ServerRoot`, in
 //! every directive that names one, whatever the working directory, and an
 //! access rule written where its plugin does not run.
 //! Exact messages, as `config_cli.rs` checks them.
@@ -122,6 +123,40 @@ fn request_log_in_a_missing_directory_refuses_to_start() {
     let (code, _, err) = axkit(&["--check", "-c", &f]);
     assert_eq!(code, Some(0), "{err:?}");
     assert!(dir.path().join("logs/access_log").is_file());
+}
+
+/// A PidFile in a missing directory: `--check` says so, with the line and
+/// the path; a master refuses to start before it starts any worker (it
+/// used to find out only once they served, and stop them).
+#[test]
+fn pid_file_in_a_missing_directory_is_refused() {
+    let (dir, f) = conf(
+        "ServerRoot {dir}\nWorkers 1\nPidFile run/axkit.pid\n<Server>\n    Listen 127.0.0.1:0\n</Server>\n",
+    );
+    let d = dir.path().display();
+    let (code, _, err) = axkit(&["--check", "-c", &f]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        [
+            format!(
+                "axkit: {f}:3: PidFile (plugin core): {d}/run/axkit.pid: its directory {d}/run: No such file or directory (os error 2)"
+            ),
+            format!("axkit: configuration {f} has 1 error(s)")
+        ]
+    );
+    let (code, out, err) = axkit(&["-c", &f]);
+    assert_eq!(code, Some(1), "{err:?}");
+    assert!(!out.contains("listening"), "{out}");
+    assert!(
+        err.iter().any(|l| l.ends_with(&format!(
+            "PidFile {d}/run/axkit.pid: its directory {d}/run: No such file or directory (os error 2)"
+        ))),
+        "{err:?}"
+    );
+    std::fs::create_dir(dir.path().join("run")).unwrap();
+    let (code, _, err) = axkit(&["--check", "-c", &f]);
+    assert_eq!(code, Some(0), "{err:?}");
 }
 
 /// An unknown plugin: the paths looked at, the nearest script name, and

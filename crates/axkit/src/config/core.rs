@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::cidr::Cidr;
 use super::directive::{Args, Directive, Scopes, ValueType};
 use super::key::{Key, List};
+use super::snapshot::Expect;
 use crate::plugin::Level;
 
 const GLOBAL: Scopes = Scopes::GLOBAL;
@@ -59,10 +60,13 @@ pub static GROUP: Key<Option<Group>> = Key::parsed("Group", |args| match args {
 .doc("The workers' group (default: User's primary group); needs User");
 
 /// `PidFile FILE`: where the master writes its process id.
-pub static PID_FILE: Key<Option<PathBuf>> = Key::new("PidFile").scopes(GLOBAL).doc(
-    "File the master writes its process id to once its workers serve (removed at exit; \
+pub static PID_FILE: Key<Option<PathBuf>> = Key::new("PidFile")
+    .scopes(GLOBAL)
+    .expect(Expect::InDirectory)
+    .doc(
+        "File the master writes its process id to once its workers serve (removed at exit; \
      read at start only); a master refuses to start while another live one holds it",
-);
+    );
 
 /// A user account, looked up when the config is loaded.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -315,16 +315,27 @@ pub enum Expect {
     /// A directory or a regular file (a `ScriptAlias` target: a directory
     /// of scripts, or one program).
     DirectoryOrFile,
+    /// A file the server makes in an existing directory (a `PidFile`).
+    InDirectory,
 }
 
 impl Expect {
     /// Why `path` does not hold what is expected; None if it does.
     pub(crate) fn unmet(self, path: &Path) -> Option<String> {
+        if self == Expect::InDirectory {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            return Expect::Directory
+                .unmet(dir)
+                .map(|why| format!("its directory {}: {why}", dir.display()));
+        }
         match (std::fs::metadata(path), self) {
             (Err(e), _) => Some(e.to_string()),
             (Ok(md), _) if md.is_dir() => None,
             (Ok(md), Expect::DirectoryOrFile) if md.is_file() => None,
-            (Ok(_), Expect::Directory) => Some("not a directory".to_string()),
+            (Ok(_), Expect::Directory | Expect::InDirectory) => Some("not a directory".to_string()),
             (Ok(_), Expect::DirectoryOrFile) => {
                 Some("neither a directory nor a regular file".to_string())
             }

@@ -17,6 +17,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::config::Expect;
+
 pub(crate) struct PidFile {
     path: PathBuf,
     /// Open and locked for our life.
@@ -29,8 +31,13 @@ fn try_lock(file: &File) -> bool {
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
-/// Fail if a live master holds the pid file at `path`.
+/// Fail if the pid file at `path` cannot be written (its directory is
+/// missing: found before the workers start, not once they serve), or a
+/// live master holds it.
 pub(crate) fn check_free(path: &Path) -> Result<(), String> {
+    if let Some(why) = Expect::InDirectory.unmet(path) {
+        return Err(format!("PidFile {}: {why}", path.display()));
+    }
     let Ok(file) = File::open(path) else {
         return Ok(());
     };
