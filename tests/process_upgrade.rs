@@ -3,7 +3,8 @@
 //! listening sockets (the PidFile moves to `FILE.oldbin` and the new
 //! master writes its own), SIGQUIT drains the old one, and no client sees
 //! a refused connection or an error, a keep-alive client included (it is
-//! told `Connection: close`, never closed under).
+//! told `Connection: close`, never closed under). A second SIGUSR2, to the
+//! new master while the old one runs, is refused.
 
 mod common;
 #[path = "common/process.rs"]
@@ -184,6 +185,43 @@ fn is_zombie(pid: i32) -> bool {
             .next()
             .is_some_and(|r| r.trim_start().starts_with('Z'))
     })
+}
+
+/// A SIGUSR2 to the new master while the old one still runs is refused:
+/// it would move the new master's PidFile over the old one's `.oldbin`,
+/// and the old master would be in no file.
+#[test]
+fn a_second_upgrade_waits_for_the_old_master_to_go() {
+    let mut srv = Axkit::start_with(&conf("PidFile {dir}/axkit.pid", ""), &[], www);
+    let pid_file = srv.dir.path().join("axkit.pid");
+    let oldbin = srv.dir.path().join("axkit.pid.oldbin");
+    let old = srv.pid();
+    srv.signal(libc::SIGUSR2);
+    let mut new = 0;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            new = read_pid(&pid_file).unwrap_or(0);
+            new != 0 && new != old
+        }),
+        "no new master:\n{}",
+        srv.stderr()
+    );
+    let _reap = Reap(new);
+    signal(new, libc::SIGUSR2);
+    // The new master writes to the same stderr.
+    srv.wait_stderr_line(
+        &[
+            &format!("axkit[{new}]"),
+            &format!("SIGUSR2 ignored: a binary upgrade is in progress (the old master {old}"),
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(read_pid(&pid_file), Some(new));
+    assert_eq!(read_pid(&oldbin), Some(old));
+    assert_eq!(children_of(new).len(), 2, "only its workers");
+    assert_eq!(srv.get("/a.txt").text(), "aaa\n");
+    srv.signal(libc::SIGQUIT);
+    assert!(srv.wait_exit(Duration::from_secs(20)).is_some());
 }
 
 #[test]

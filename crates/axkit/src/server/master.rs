@@ -187,6 +187,8 @@ struct Master<'a> {
     /// The new master a binary upgrade started, while it runs: it is the
     /// service's main process now, so we tell systemd nothing more.
     successor: Option<u32>,
+    /// The master whose binary upgrade started this one (our parent then).
+    predecessor: Option<u32>,
     /// The write end of the control pipe every worker inherits, to ask
     /// for a reload (see `server::ask_master`).
     control: OwnedFd,
@@ -526,6 +528,19 @@ impl Master<'_> {
     /// until this master is told to stop (SIGQUIT or SIGTERM) and drains.
     /// If the new master exits first, this one carries on as before.
     fn upgrade(&mut self) {
+        // While the master we replace runs, its PidFile is at FILE.oldbin:
+        // an upgrade of ours would move our own file there over it, and
+        // leave a master in no file (nginx refuses this too). It runs for
+        // as long as it is our parent: once it has exited we are another's.
+        // SAFETY: getppid has no memory effects.
+        let parent = unsafe { libc::getppid() } as u32;
+        if let Some(old) = self.predecessor.filter(|&old| old == parent) {
+            let message = format!(
+                "SIGUSR2 ignored: a binary upgrade is in progress (the old master {old} still \
+                 runs); stop one of the two masters first"
+            );
+            return log(Level::Warn, &message);
+        }
         if let Some(pid) = self.successor {
             let message = format!("SIGUSR2 ignored: the new master {pid} is still running");
             return log(Level::Warn, &message);
@@ -768,6 +783,8 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             stopping: stopping.clone(),
             pid_file: None,
             successor: None,
+            // SAFETY: getppid has no memory effects.
+            predecessor: std::env::var_os(UPGRADE_ENV).map(|_| unsafe { libc::getppid() } as u32),
             control,
         };
         let signals = (
