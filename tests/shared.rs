@@ -263,6 +263,59 @@ end
     assert_eq!(lines, expect, "{}", r.text());
 }
 
+/// A table that holds one subtable twice at each of 20 levels is a few
+/// hundred bytes in Lua and a million leaves copied out; a table of 200
+/// references to one 1 MiB string, 200 MiB of JSON. Both are refused once
+/// their copy outgrows the zone (or LuaMemoryLimit), before they cost the
+/// worker that much memory (without the bound: +160 MB and +300 MB).
+#[test]
+fn a_value_repeating_a_subtable_is_refused_before_it_outgrows_the_zone() {
+    let script = r#"
+function hook_response(r)
+  if r:path() == "/dag" then
+    local t = {1}
+    for i = 1, 20 do t = {t, t} end
+    local ok, err = shared.zone("small"):set("dag", t)
+    local ok2, err2 = shared.zone("small"):cas("dag", t, 1)
+    r:write(tostring(ok), " ", tostring(err), "|", tostring(ok2), " ", tostring(err2))
+  else
+    local s, t = string.rep("x", 1 << 20), {}
+    for i = 1, 200 do t[i] = s end
+    local ok, err = pcall(json.encode, t)
+    r:write(tostring(ok), " ", tostring(err))
+  end
+  return OK
+end
+"#;
+    let mut srv = lua::start(
+        &lua::conf("SharedZone small 64K\nLuaMemoryLimit 16M", "    Plugin dag"),
+        &[("dag", script)],
+    );
+    let pid = srv.pid();
+    let peak = || status_kib(pid, "VmHWM");
+    assert_eq!(get(&srv, "/", "").status, 200, "{}", srv.stderr());
+    let before = peak();
+    let r = get(&srv, "/dag", "");
+    assert_eq!(
+        r.text(),
+        "false value too big for the zone|false value too big for the zone",
+        "{}",
+        srv.stderr()
+    );
+    let dag = peak() - before;
+    let r = get(&srv, "/json", "");
+    assert!(
+        r.text().starts_with(
+            "false runtime error: json.encode: the text would be more than 16777216 bytes at $["
+        ),
+        "{}",
+        r.text()
+    );
+    let json = peak() - before;
+    assert!(dag < 16 * 1024, "the DAG's copy took {dag} KiB");
+    assert!(json < 64 * 1024, "the JSON text took {json} KiB");
+}
+
 #[test]
 fn a_small_zone_evicts_and_counts() {
     let script = r#"

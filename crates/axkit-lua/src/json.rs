@@ -20,11 +20,16 @@
 //!   as itself; other numbers are floats (as Lua's own numerals are).
 //! - Object keys are written in byte order, so equal tables encode to
 //!   equal text.
+//! - The text is bounded by `LuaMemoryLimit` as it is written (`bounds.rs`):
+//!   a table that holds one subtable many times is written out as often,
+//!   in Rust memory, and could not become a Lua string past the limit.
 
 use std::fmt;
 
 use mlua::{Lua, LuaString, Table, Value};
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+
+use crate::bounds::{Budget, OverBudget};
 
 /// Deeper than this is refused (serde_json stops decoding at 128 too):
 /// the encoder recurses, and a table can contain itself.
@@ -39,10 +44,11 @@ pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<()> {
     let mt = array_mt.clone();
     json.raw_set(
         "encode",
-        lua.create_function(move |_, value: Value| {
+        lua.create_function(move |lua, value: Value| {
             let mut out = Vec::new();
             let mut seen = Vec::new();
-            encode(&mut out, &value, &mt, &mut seen)
+            let mut budget = Budget::of_lua(lua);
+            encode(&mut out, &value, &mt, &mut seen, &mut budget)
                 .map_err(|e| mlua::Error::runtime(format!("json.encode: {e}")))?;
             // The encoder writes only UTF-8 (strings are checked).
             String::from_utf8(out).map_err(mlua::Error::external)
@@ -124,14 +130,25 @@ fn lua_err(e: mlua::Error) -> EncodeError {
     }
 }
 
+/// The text has grown past its budget: a table that holds one subtable or
+/// string many times is written out as often.
+fn too_big(over: OverBudget) -> EncodeError {
+    EncodeError {
+        path: Vec::new(),
+        message: format!("the text would be {over}"),
+    }
+}
+
 /// Write `value` as JSON. `seen` holds the tables being written (the path
-/// from the top), to refuse a cycle.
+/// from the top), to refuse a cycle; `budget` bounds the text.
 fn encode(
     out: &mut Vec<u8>,
     value: &Value,
     array_mt: &Table,
     seen: &mut Vec<*const std::ffi::c_void>,
+    budget: &mut Budget,
 ) -> Result<(), EncodeError> {
+    budget.reach(out.len()).map_err(too_big)?;
     match value {
         Value::Nil => out.extend_from_slice(b"null"),
         Value::LightUserData(p) if p.0.is_null() => out.extend_from_slice(b"null"),
@@ -154,13 +171,13 @@ fn encode(
                 return fail("a table that contains itself");
             }
             seen.push(id);
-            let r = encode_table(out, t, array_mt, seen);
+            let r = encode_table(out, t, array_mt, seen, budget);
             seen.pop();
             r?
         }
         other => return fail(format!("a {} cannot be encoded", other.type_name())),
     }
-    Ok(())
+    budget.reach(out.len()).map_err(too_big)
 }
 
 fn write_string(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), EncodeError> {
@@ -178,6 +195,7 @@ fn encode_table(
     t: &Table,
     array_mt: &Table,
     seen: &mut Vec<*const std::ffi::c_void>,
+    budget: &mut Budget,
 ) -> Result<(), EncodeError> {
     let marked = t.metatable().is_some_and(|m| &m == array_mt);
     let mut ints: Vec<(i64, Value)> = Vec::new();
@@ -229,7 +247,10 @@ fn encode_table(
             if pos > 0 {
                 out.push(b',');
             }
-            at(|| format!("[{}]", pos + 1), encode(out, v, array_mt, seen))?;
+            at(
+                || format!("[{}]", pos + 1),
+                encode(out, v, array_mt, seen, budget),
+            )?;
         }
         out.push(b']');
         return Ok(());
@@ -243,7 +264,7 @@ fn encode_table(
         let step = || format!(".{}", String::from_utf8_lossy(k));
         at(step, write_string(out, k))?;
         out.push(b':');
-        at(step, encode(out, v, array_mt, seen))?;
+        at(step, encode(out, v, array_mt, seen, budget))?;
     }
     out.push(b'}');
     Ok(())

@@ -34,6 +34,7 @@
 //! worker does (`Plugin::worker_start`) and stop when it drains.
 
 mod api;
+mod bounds;
 mod db;
 mod directives;
 mod fast;
@@ -194,6 +195,9 @@ impl PluginSource for LuaSource {
         host.lua
             .set_memory_limit(usize::try_from(memory).unwrap_or(usize::MAX))
             .map_err(|e| format!("LuaMemoryLimit: {e}"))?;
+        host.lua.set_app_data(bounds::MemoryLimit(
+            usize::try_from(memory).unwrap_or(usize::MAX),
+        ));
         let calls: u32 = Hook::ALL
             .into_iter()
             .filter(|&h| script.hooks.contains(h))

@@ -68,10 +68,14 @@ fn get(lua: &Lua, s: &LuaSession, key: &str) -> mlua::Result<Value> {
     })
 }
 
-fn set(s: &LuaSession, key: String, value: Value) -> mlua::Result<()> {
+fn set(lua: &Lua, s: &LuaSession, key: String, value: Value) -> mlua::Result<()> {
     let value = match value {
         Value::Nil => None,
-        v => Some(crate::shared::to_value(&v, 0)?),
+        v => {
+            let mut budget = crate::bounds::Budget::of_lua(lua);
+            let copied = crate::shared::to_value(&v, &mut budget)?;
+            Some(copied.map_err(|over| raise(format!("session: the value of `{key}` is {over}")))?)
+        }
     };
     s.change(|s| match value {
         Some(v) => s.set(key, v),
@@ -84,8 +88,8 @@ fn set(s: &LuaSession, key: String, value: Value) -> mlua::Result<()> {
 impl UserData for LuaSession {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         m.add_method("get", |lua, s, key: String| get(lua, s, &key));
-        m.add_method("set", |_, s, (key, value): (String, Value)| {
-            set(s, key, value)
+        m.add_method("set", |lua, s, (key, value): (String, Value)| {
+            set(lua, s, key, value)
         });
         m.add_method("regenerate", |_, s, ()| s.change(Session::regenerate));
         m.add_method("destroy", |_, s, ()| s.change(Session::destroy));
@@ -94,7 +98,7 @@ impl UserData for LuaSession {
         m.add_meta_method(MetaMethod::Index, |lua, s, key: String| get(lua, s, &key));
         m.add_meta_method(
             MetaMethod::NewIndex,
-            |_, s, (key, value): (String, Value)| set(s, key, value),
+            |lua, s, (key, value): (String, Value)| set(lua, s, key, value),
         );
     }
 }

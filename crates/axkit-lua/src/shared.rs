@@ -8,10 +8,13 @@
 //! level also runs in the master (which maps no zone) and in `--check`.
 //! Lua integers are stored as integers and floats as floats; a table is
 //! stored as a copy (no functions, no userdata, nested at most 64 deep) and
-//! read back as a new table. What can be expected to happen (the key is
-//! missing, the zone is full, the value changed) is returned as `nil` or
-//! `false` and a message; a mistake in the call (a bad key, a value that
-//! cannot be stored, an undeclared zone) raises an error.
+//! read back as a new table. A value is copied out of Lua against a budget
+//! of the zone's room (`bounds.rs`): a table that holds one subtable many
+//! times is `value too big for the zone` before its copy outgrows the
+//! zone. What can be expected to happen (the key is missing, the zone is
+//! full, the value changed) is returned as `nil` or `false` and a message;
+//! a mistake in the call (a bad key, a value that cannot be stored, an
+//! undeclared zone) raises an error.
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
@@ -25,6 +28,8 @@ use mlua::{
     FromLuaMulti, IntoLuaMulti, Lua, LuaString, MetaMethod, MultiValue, Table, UserData,
     UserDataMethods, Value as LuaValue,
 };
+
+use crate::bounds::{Budget, OverBudget};
 
 fn raise(e: impl std::fmt::Display) -> mlua::Error {
     mlua::Error::runtime(format!("shared: {e}"))
@@ -70,19 +75,71 @@ fn options(ttl: Option<f64>, flags: Option<u32>) -> mlua::Result<Options> {
     })
 }
 
-/// A Lua value as a zone stores it.
-pub(crate) fn to_value(v: &LuaValue, depth: usize) -> mlua::Result<Value> {
+/// Why a Lua value was not copied: too big for its budget, or not a value
+/// that can be stored (raised).
+enum Refused {
+    TooBig(OverBudget),
+    Lua(mlua::Error),
+}
+
+impl From<mlua::Error> for Refused {
+    fn from(e: mlua::Error) -> Refused {
+        Refused::Lua(e)
+    }
+}
+
+impl From<OverBudget> for Refused {
+    fn from(e: OverBudget) -> Refused {
+        Refused::TooBig(e)
+    }
+}
+
+/// A Lua value as a zone stores it, if its stored form fits `budget`
+/// (which each part's encoded size is taken from before it is copied);
+/// an error for what cannot be stored at all.
+pub(crate) fn to_value(
+    v: &LuaValue,
+    budget: &mut Budget,
+) -> mlua::Result<Result<Value, OverBudget>> {
+    match convert(v, 0, budget) {
+        Ok(v) => Ok(Ok(v)),
+        Err(Refused::TooBig(over)) => Ok(Err(over)),
+        Err(Refused::Lua(e)) => Err(e),
+    }
+}
+
+/// The bytes `n` takes as a length in the stored form (value.rs).
+fn len_bytes(n: usize) -> usize {
+    (usize::BITS - n.leading_zeros()).div_ceil(7).max(1) as usize
+}
+
+fn convert(v: &LuaValue, depth: usize, budget: &mut Budget) -> Result<Value, Refused> {
     Ok(match v {
-        LuaValue::Boolean(b) => Value::Bool(*b),
-        LuaValue::Integer(i) => Value::Int(*i),
-        LuaValue::Number(n) => Value::Float(*n),
-        LuaValue::String(s) => Value::Bytes(s.as_bytes().to_vec()),
+        LuaValue::Boolean(b) => {
+            budget.spend(1)?;
+            Value::Bool(*b)
+        }
+        LuaValue::Integer(i) => {
+            budget.spend(9)?;
+            Value::Int(*i)
+        }
+        LuaValue::Number(n) => {
+            budget.spend(9)?;
+            Value::Float(*n)
+        }
+        LuaValue::String(s) => {
+            let bytes = s.as_bytes();
+            budget.spend(1 + len_bytes(bytes.len()) + bytes.len())?;
+            Value::Bytes(bytes.to_vec())
+        }
         LuaValue::Table(t) => {
             if depth >= MAX_DEPTH {
                 return Err(raise(format!(
                     "table nested deeper than {MAX_DEPTH} (or containing itself)"
-                )));
+                ))
+                .into());
             }
+            budget.spend(2)?;
             let mut pairs = Vec::new();
             for pair in t.pairs::<LuaValue, LuaValue>() {
                 let (k, v) = pair?;
@@ -96,9 +153,13 @@ pub(crate) fn to_value(v: &LuaValue, depth: usize) -> mlua::Result<Value> {
                     return Err(raise(format!(
                         "a table key must be a string, number or boolean, not {}",
                         k.type_name()
-                    )));
+                    ))
+                    .into());
                 }
-                pairs.push((to_value(&k, depth + 1)?, to_value(&v, depth + 1)?));
+                pairs.push((
+                    convert(&k, depth + 1, budget)?,
+                    convert(&v, depth + 1, budget)?,
+                ));
             }
             Value::Table(pairs)
         }
@@ -106,9 +167,17 @@ pub(crate) fn to_value(v: &LuaValue, depth: usize) -> mlua::Result<Value> {
             return Err(raise(format!(
                 "cannot store a {} in a shared zone",
                 other.type_name()
-            )))
+            ))
+            .into())
         }
     })
+}
+
+/// `v` as `zone` would store it, or `TooBig` when it cannot fit there
+/// (found before more than the zone's room is copied).
+fn storable(lua: &Lua, zone: &Zone, v: &LuaValue) -> mlua::Result<Result<Value, Error>> {
+    let mut budget = Budget::of_lua(lua).at_most(zone.max_value());
+    Ok(to_value(v, &mut budget)?.map_err(|_| Error::TooBig))
 }
 
 pub(crate) fn to_lua(lua: &Lua, v: &Value) -> mlua::Result<LuaValue> {
@@ -207,11 +276,10 @@ fn zone_functions(lua: &Lua, t: &Table, zone: Rc<ZoneRef>) -> mlua::Result<()> {
                     zone.delete(key.as_bytes()).map_err(raise)?;
                     return true.into_lua_multi(lua);
                 }
-                let value = to_value(&value, 0)?;
-                outcome(
-                    lua,
-                    store(&zone, &key.as_bytes(), value, options(ttl, flags)?),
-                )
+                let options = options(ttl, flags)?;
+                let r = storable(lua, &zone, &value)?
+                    .and_then(|v| store(&zone, &key.as_bytes(), v, options));
+                outcome(lua, r)
             })?,
         )?;
     }
@@ -226,10 +294,10 @@ fn zone_functions(lua: &Lua, t: &Table, zone: Rc<ZoneRef>) -> mlua::Result<()> {
                 Option<f64>,
                 Option<u32>,
             ) = args(lua, a)?;
-            let (old, new) = (to_value(&old, 0)?, to_value(&new, 0)?);
-            let r = z
-                .get()?
-                .cas(key.as_bytes(), &old, new, options(ttl, flags)?);
+            let zone = z.get()?;
+            let (old, new) = (storable(lua, &zone, &old)?, storable(lua, &zone, &new)?);
+            let options = options(ttl, flags)?;
+            let r = old.and_then(|old| zone.cas(key.as_bytes(), &old, new?, options));
             outcome(lua, r)
         })?,
     )?;
@@ -244,10 +312,10 @@ fn zone_functions(lua: &Lua, t: &Table, zone: Rc<ZoneRef>) -> mlua::Result<()> {
                 Option<f64>,
                 Option<u32>,
             ) = args(lua, a)?;
-            let new = to_value(&new, 0)?;
-            let r = z
-                .get()?
-                .cas_version(key.as_bytes(), version, new, options(ttl, flags)?);
+            let zone = z.get()?;
+            let options = options(ttl, flags)?;
+            let r = storable(lua, &zone, &new)?
+                .and_then(|new| zone.cas_version(key.as_bytes(), version, new, options));
             outcome(lua, r)
         })?,
     )?;

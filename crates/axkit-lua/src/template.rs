@@ -5,7 +5,9 @@
 //! in between: strings, numbers, booleans; nil and `json.null` are none;
 //! a table whose keys are 1..n is a list, any other a map (string and
 //! integer keys; other keys, and functions, coroutines and userdata
-//! values, are left out). Tables are read raw: no metamethod runs.
+//! values, are left out). Tables are read raw: no metamethod runs. The
+//! copy is bounded by `LuaMemoryLimit` (`bounds.rs`): a table that holds
+//! one subtable or string many times is copied as often.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use axkit::config::LocationConfig;
 use axkit_template::Value;
 use mlua::{Lua, Table};
 
+use crate::bounds::{Budget, OverBudget};
 use crate::request::{with_current, with_polled, OUTSIDE};
 
 /// How deep tables may nest: deeper is a table that contains itself.
@@ -28,7 +31,7 @@ pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<()> {
     template.raw_set(
         "render",
         lua.create_function(|lua, (name, data): (String, mlua::Value)| {
-            let data = value(lua, &data, 0)?;
+            let data = value(lua, &data, 0, &mut Budget::of_lua(lua))?;
             let rendered = match with_current(|c| {
                 axkit_template::render_value(c.config(), &name, data.clone())
             }) {
@@ -54,7 +57,7 @@ pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<()> {
 pub(crate) fn install_methods(lua: &Lua, methods: &Table) -> mlua::Result<()> {
     let render =
         lua.create_function(|lua, (r, name, data): (mlua::Value, String, mlua::Value)| {
-            let data = value(lua, &data, 0)?;
+            let data = value(lua, &data, 0, &mut Budget::of_lua(lua))?;
             let rendered = with_polled(r.to_pointer() as usize, |_, c| {
                 if c.response.headers.get("Content-Type").is_none() {
                     c.response
@@ -83,8 +86,20 @@ pub(crate) fn install_methods(lua: &Lua, methods: &Table) -> mlua::Result<()> {
     methods.raw_set("render", method)
 }
 
-/// A Lua value as a template value (see the module's doc).
-fn value(lua: &Lua, v: &mlua::Value, depth: usize) -> mlua::Result<Value> {
+/// Template data past its budget.
+fn too_big(over: OverBudget) -> mlua::Error {
+    mlua::Error::runtime(format!("template data of {over}"))
+}
+
+/// A Lua value as a template value (see the module's doc), its copy
+/// bounded by `budget`.
+fn value(lua: &Lua, v: &mlua::Value, depth: usize, budget: &mut Budget) -> mlua::Result<Value> {
+    let size = match v {
+        mlua::Value::String(s) => s.as_bytes().len(),
+        mlua::Value::Table(_) => 1,
+        _ => 8,
+    };
+    budget.spend(size).map_err(too_big)?;
     Ok(match v {
         mlua::Value::Nil => Value::from(()),
         mlua::Value::Boolean(b) => Value::from(*b),
@@ -94,14 +109,14 @@ fn value(lua: &Lua, v: &mlua::Value, depth: usize) -> mlua::Result<Value> {
             Ok(s) => Value::from(&*s),
             Err(_) => Value::from(s.to_string_lossy()),
         },
-        mlua::Value::Table(t) => table(lua, t, depth + 1)?,
+        mlua::Value::Table(t) => table(lua, t, depth + 1, budget)?,
         // `json.null` (a NULL light userdata) and whatever else has no
         // meaning in a template.
         _ => Value::from(()),
     })
 }
 
-fn table(lua: &Lua, t: &Table, depth: usize) -> mlua::Result<Value> {
+fn table(lua: &Lua, t: &Table, depth: usize, budget: &mut Budget) -> mlua::Result<Value> {
     if depth > MAX_DEPTH {
         return Err(mlua::Error::runtime(format!(
             "template data nested deeper than {MAX_DEPTH} tables (a table that contains itself?)"
@@ -122,7 +137,7 @@ fn table(lua: &Lua, t: &Table, depth: usize) -> mlua::Result<Value> {
         if list && keys == len {
             let mut items = Vec::with_capacity(len);
             for i in 1..=len {
-                items.push(value(lua, &t.raw_get::<mlua::Value>(i)?, depth)?);
+                items.push(value(lua, &t.raw_get::<mlua::Value>(i)?, depth, budget)?);
             }
             return Ok(Value::from(items));
         }
@@ -135,7 +150,10 @@ fn table(lua: &Lua, t: &Table, depth: usize) -> mlua::Result<Value> {
             mlua::Value::Function(_) | mlua::Value::Thread(_) | mlua::Value::UserData(_)
         );
         if !skipped && matches!(k, mlua::Value::String(_) | mlua::Value::Integer(_)) {
-            map.insert(value(lua, &k, depth)?, value(lua, &v, depth)?);
+            map.insert(
+                value(lua, &k, depth, budget)?,
+                value(lua, &v, depth, budget)?,
+            );
         }
     }
     Ok(Value::from(map))

@@ -582,6 +582,13 @@ impl Zone {
         })
     }
 
+    /// The most bytes a value (encoded as it is stored, a table's as
+    /// [`Value::to_bytes`] makes it) and its key can take together in this
+    /// zone: a bigger one is [`Error::TooBig`] however empty the zone is.
+    pub fn max_value(&self) -> usize {
+        (self.arena.1 - self.arena.0) as usize * UNIT - E_DATA
+    }
+
     /// The zone's counters.
     pub fn stats(&self) -> Result<Stats, Error> {
         self.locked(|d| {

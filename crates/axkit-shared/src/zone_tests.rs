@@ -136,6 +136,15 @@ fn values_keep_their_types_flags_and_versions() {
 }
 
 #[test]
+fn max_value_is_the_largest_value_with_its_key_that_fits() {
+    let z = zone(MIN_SIZE);
+    let room = z.max_value() - "big".len();
+    assert_eq!(z.set("big", vec![0u8; room + 1]), Err(Error::TooBig));
+    z.set("big", vec![0u8; room]).unwrap();
+    check(&z);
+}
+
+#[test]
 fn add_replace_and_compare_and_swap() {
     let z = zone(MIN_SIZE);
     assert_eq!(z.replace("k", 1, Options::default()), Err(Error::NotFound));
