@@ -49,8 +49,10 @@ function hook_response(r)
   elseif p == "/wait" then
     local who = me()
     shared.incr("waiting" .. r:param("n"), 1, 0)
-    local m, err = shared.wait("ch", 20)
+    local m, err = shared.wait("ch", tonumber(r:param("t") or "20"))
     r:write(who, " ", m or err)
+  elseif p == "/waiting" then
+    r:write(me(), " ", shared.waiting())
   elseif p == "/send" then
     r:write(me(), " ", tostring(shared.broadcast("ch", r:param("m"))))
   elseif p == "/spin" then
@@ -427,6 +429,42 @@ fn a_broadcast_wakes_waiters_in_every_worker() {
         }
     }
     panic!("no waiter ever landed on another worker than the sender");
+}
+
+/// A `shared.wait` ends as `r:long_poll` does: at once for a timeout of
+/// 0, when its client leaves (its waiter goes: no socket left in
+/// CLOSE-WAIT until a message comes, if ever) and when the worker drains
+/// (a reload is not held up for ShutdownTimeout).
+#[test]
+fn a_shared_wait_ends_when_its_client_leaves_or_the_worker_drains() {
+    let limit = Duration::from_secs(20);
+    let mut srv = start(1, "ShutdownTimeout 300s");
+    let asked = std::time::Instant::now();
+    assert_eq!(answer(&srv, "/wait?n=now&t=0"), "timeout");
+    assert!(asked.elapsed() < Duration::from_secs(5));
+
+    let leaving: Vec<_> = (0..3)
+        .map(|_| lua::begin(&srv, "/wait?n=gone&t=300"))
+        .collect();
+    let staying = lua::begin(&srv, "/wait?n=gone&t=300");
+    assert!(wait_until(limit, || answer(&srv, "/waiting") == "4"));
+    drop(leaving);
+    assert!(
+        wait_until(limit, || answer(&srv, "/waiting") == "1"),
+        "the waits of the clients that left: {}",
+        answer(&srv, "/waiting")
+    );
+
+    let old = srv.workers();
+    assert_eq!(old.len(), 1);
+    srv.signal(libc::SIGHUP);
+    let r = lua::finish(staying);
+    assert_eq!(r.text().split_once(' ').unwrap().1, "stopping");
+    assert!(
+        wait_until(limit, || old.iter().all(|&p| !alive(p))),
+        "the old worker drained well within ShutdownTimeout"
+    );
+    srv.wait_stderr("configuration reloaded", limit);
 }
 
 /// Read until the server closes or the read times out; the response once

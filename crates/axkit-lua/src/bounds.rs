@@ -8,8 +8,13 @@
 //! over, so `t = {t, t}` repeated twenty times, a few hundred bytes in
 //! Lua, would otherwise be a million leaves copied in C and Rust, and a
 //! thousand references to one big string a thousand copies of it.
+//!
+//! A span of time a script gives (a timer's delay, a wait's timeout, a
+//! heartbeat) is at most [`MAX_SPAN`] ([`seconds`]): the clock cannot add
+//! any span to now (an `Instant` plus about 292 billion years panics).
 
 use std::fmt;
+use std::time::Duration;
 
 use mlua::Lua;
 
@@ -69,6 +74,25 @@ impl Budget {
     }
 }
 
+/// The longest span of time, in years: longer than any server runs, and
+/// far enough below what the clock can add that a deadline, or a
+/// repeating timer's next one, always fits.
+pub(crate) const MAX_SPAN_YEARS: u64 = 100;
+pub(crate) const MAX_SPAN: Duration = Duration::from_secs(MAX_SPAN_YEARS * 365 * 24 * 3600);
+
+/// `seconds` as a span the clock can add: not negative, NaN or more than
+/// [`MAX_SPAN`] (an error naming `what`, the call).
+pub(crate) fn seconds(what: &str, seconds: f64) -> mlua::Result<Duration> {
+    let span = Duration::try_from_secs_f64(seconds)
+        .map_err(|e| mlua::Error::runtime(format!("{what}: {seconds} seconds: {e}")))?;
+    if span > MAX_SPAN {
+        return Err(mlua::Error::runtime(format!(
+            "{what}: {seconds} seconds: more than {MAX_SPAN_YEARS} years"
+        )));
+    }
+    Ok(span)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +107,9 @@ mod tests {
         assert_eq!(b.spend(11).unwrap_err().to_string(), "more than 100 bytes");
         let mut none = Budget::of_lua(&Lua::new());
         assert!(none.spend(usize::MAX).is_ok());
-        assert!(none.spend(usize::MAX).is_ok(), "saturates rather than wraps");
+        assert!(
+            none.spend(usize::MAX).is_ok(),
+            "saturates rather than wraps"
+        );
     }
 }

@@ -51,6 +51,9 @@ pub(crate) enum Op {
     Next(Subscription, Option<Duration>),
     /// A long poll (`r:long_poll`).
     LongPoll(crate::sse::Waiting, Duration),
+    /// Wait for the next message of a channel (`shared.wait`) as
+    /// [`Op::Next`] waits, making no response.
+    Wait(axkit_shared::Wait, Option<Duration>),
 }
 
 pub(crate) enum OpResult {
@@ -65,6 +68,8 @@ pub(crate) enum OpResult {
     Next(Subscription, Result<Bytes, Ended>),
     /// The subscription (if the poll was on one) and what came.
     LongPolled(Option<Subscription>, Result<Bytes, Ended>),
+    /// What came of a `shared.wait`.
+    Waited(Result<Bytes, Ended>),
 }
 
 /// Per-request state shared by `r` and the hook runner.
@@ -328,6 +333,19 @@ impl Slot {
         }
     }
 
+    /// The next message of a channel, waited for as [`next`](Self::next)
+    /// waits (see [`Op::Wait`]).
+    pub async fn wait(
+        &self,
+        wait: axkit_shared::Wait,
+        timeout: Option<Duration>,
+    ) -> mlua::Result<Result<Bytes, Ended>> {
+        match self.perform(Op::Wait(wait, timeout)).await {
+            OpResult::Waited(got) => Ok(got),
+            _ => Err(mlua::Error::runtime(STRAY)),
+        }
+    }
+
     /// Send what `r:write` buffered.
     pub async fn flush(&self) -> mlua::Result<()> {
         let data = {
@@ -406,16 +424,11 @@ pub(crate) async fn run_op(ctx: &mut Context, slot: &Slot, op: Op) -> OpResult {
             OpResult::Written(sent)
         }
         Op::Next(mut sub, timeout) => {
-            let stream = slot.sse.borrow_mut().take();
-            let got = match stream {
-                Some(mut stream) => {
-                    let got = stream.wait(ctx, sub.recv(), timeout).await;
-                    *slot.sse.borrow_mut() = Some(stream);
-                    got
-                }
-                None => axkit_sse::wait_for(ctx, sub.recv(), timeout).await,
-            };
+            let got = wait_in_request(ctx, slot, sub.recv(), timeout).await;
             OpResult::Next(sub, got)
+        }
+        Op::Wait(wait, timeout) => {
+            OpResult::Waited(wait_in_request(ctx, slot, wait, timeout).await)
         }
         Op::LongPoll(waiting, timeout) => match waiting {
             crate::sse::Waiting::Channel(wait) => {
@@ -426,6 +439,26 @@ pub(crate) async fn run_op(ctx: &mut Context, slot: &Slot, op: Op) -> OpResult {
                 OpResult::LongPolled(Some(sub), got)
             }
         },
+    }
+}
+
+/// Wait for `until` while the client is there and the worker is not
+/// draining, on the request's event stream if it has one (its heartbeats
+/// go out meanwhile).
+async fn wait_in_request<F: std::future::Future>(
+    ctx: &mut Context,
+    slot: &Slot,
+    until: F,
+    timeout: Option<Duration>,
+) -> Result<F::Output, Ended> {
+    let stream = slot.sse.borrow_mut().take();
+    match stream {
+        Some(mut stream) => {
+            let got = stream.wait(ctx, until, timeout).await;
+            *slot.sse.borrow_mut() = Some(stream);
+            got
+        }
+        None => axkit_sse::wait_for(ctx, until, timeout).await,
     }
 }
 
@@ -715,8 +748,8 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
 
 /// The answer to a body read or write was that of another call (posted
 /// from where the script could not wait for it).
-const STRAY: &str = "r:read, r:body, r:flush, r:sse, r:long_poll, an event stream's calls and a \
-                     subscription's waits cannot be used where the script cannot yield \
+const STRAY: &str = "r:read, r:body, r:flush, r:sse, r:long_poll, shared.wait, an event stream's \
+                     calls and a subscription's waits cannot be used where the script cannot yield \
                      (a metamethod, a table.sort comparator, a gsub callback)";
 
 /// The error of a method called with anything but the `r` of the running

@@ -426,17 +426,29 @@ pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<()> {
     )?;
     shared.raw_set(
         "wait",
-        lua.create_async_function(|lua, a: MultiValue| async move {
-            let (channel, timeout): (LuaString, Option<f64>) = args(&lua, a)?;
-            let wait = axkit_shared::wait(channel.as_bytes()).map_err(raise)?;
-            let message = match seconds(timeout)? {
-                None => wait.await,
-                Some(limit) => match tokio::time::timeout(limit, wait).await {
-                    Ok(m) => m,
-                    Err(_) => return (LuaValue::Nil, "timeout").into_lua_multi(&lua),
-                },
-            };
-            lua.create_string(&message)?.into_lua_multi(&lua)
+        lua.create_async_function(|lua, a: MultiValue| {
+            let slot = crate::request::current_slot();
+            async move {
+                let (channel, timeout): (LuaString, Option<f64>) = args(&lua, a)?;
+                let timeout = timeout
+                    .map(|s| crate::bounds::seconds("shared.wait", s))
+                    .transpose()?;
+                let wait = axkit_shared::wait(channel.as_bytes()).map_err(raise)?;
+                // In a request, as `sub:next` waits: the wait ends when the
+                // client leaves or the worker drains. Elsewhere (a timer),
+                // only with a message or the timeout.
+                let got = match (slot, timeout) {
+                    (Some(slot), _) => slot.wait(wait, timeout).await?,
+                    (None, Some(limit)) => tokio::time::timeout(limit, wait)
+                        .await
+                        .map_err(|_| Ended::Timeout),
+                    (None, None) => Ok(wait.await),
+                };
+                match got {
+                    Ok(m) => lua.create_string(&m)?.into_lua_multi(&lua),
+                    Err(why) => (LuaValue::Nil, why.to_string()).into_lua_multi(&lua),
+                }
+            }
         })?,
     )?;
     shared.raw_set(

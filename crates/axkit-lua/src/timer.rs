@@ -32,13 +32,6 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::host::{Clock, Coroutines};
 use crate::modules::{Modules, Owner};
 
-/// The longest delay or interval, in years: longer than any server runs,
-/// and far enough below what the clock can add (an `Instant` plus a
-/// `Duration` past about 292 billion years panics) that a deadline, or a
-/// repeating timer's next one, always fits.
-const MAX_DELAY_YEARS: u64 = 100;
-const MAX_DELAY: Duration = Duration::from_secs(MAX_DELAY_YEARS * 365 * 24 * 3600);
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     /// Once, after a delay.
@@ -173,13 +166,9 @@ impl Timers {
             Kind::Every => "timer.every",
             Kind::OncePerServer => "timer.once_per_server",
         };
-        let delay = Duration::try_from_secs_f64(seconds)
-            .map_err(|e| mlua::Error::runtime(format!("{name}: {seconds} seconds: {e}")))?;
-        if delay > MAX_DELAY {
-            return Err(mlua::Error::runtime(format!(
-                "{name}: {seconds} seconds: more than {MAX_DELAY_YEARS} years"
-            )));
-        }
+        // Bounded, so that a deadline, or a repeating timer's next one,
+        // always fits the clock.
+        let delay = crate::bounds::seconds(name, seconds)?;
         if kind != Kind::At && delay.is_zero() {
             return Err(mlua::Error::runtime(format!(
                 "{name}: the interval must be more than 0 seconds"
