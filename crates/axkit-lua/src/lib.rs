@@ -138,6 +138,15 @@ static LUA_MEMORY_LIMIT: Key<u64> = Key::new("LuaMemoryLimit")
          is a Lua error (500) rather than the worker being killed. 0: no limit",
     );
 
+/// Timers live in Rust memory, outside LuaMemoryLimit: a bound of their own.
+static LUA_MAX_TIMERS: Key<usize> = Key::new("LuaMaxTimers")
+    .scopes(Scopes::GLOBAL)
+    .default("10000")
+    .doc(
+        "Timers (timer.at, timer.every, timer.once_per_server) one worker keeps \
+         pending at most; past it they return nil and an error",
+    );
+
 static LUA_RELOAD: Key<bool> = Key::new("LuaReload")
     .scopes(Scopes::GLOBAL)
     .default("off")
@@ -154,6 +163,7 @@ impl PluginSource for LuaSource {
         vec![
             LUA_TIME_LIMIT.declare(),
             LUA_MEMORY_LIMIT.declare(),
+            LUA_MAX_TIMERS.declare(),
             LUA_RELOAD.declare(),
             files::LUA_FILE_ROOT.declare(),
             io::LUA_PROCESS.declare(),
@@ -221,6 +231,7 @@ impl PluginSource for LuaSource {
                 *global.get(&io::LUA_PROCESS),
             )));
         host.timers.set_limit(*global.get(&LUA_TIME_LIMIT));
+        host.timers.set_max(*global.get(&LUA_MAX_TIMERS));
         Ok(Some(Rc::new(ScriptPlugin {
             host,
             script,

@@ -18,14 +18,23 @@
 //! workers start their own. With `LuaReload On`, the
 //! timers a script's (or module's) top level created are cancelled when
 //! it is loaded again, which creates them anew.
+//!
+//! Their memory is Rust's, outside `LuaMemoryLimit` (about a kilobyte
+//! each, with the task), so a worker keeps at most `LuaMaxTimers` pending
+//! (every repeating timer counts): past it `timer.at`… return nil and an
+//! error. They are kept by id, so that one ends in O(1) however many
+//! there are.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use axkit::plugin::Worker;
 use axkit::Level;
-use mlua::{Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value, WeakLua};
+use mlua::{
+    Function, IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataMethods, Value, WeakLua,
+};
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -44,6 +53,8 @@ enum Kind {
 
 /// One timer.
 pub(crate) struct Entry {
+    /// Its key among the timers, in the order they were made.
+    id: u64,
     kind: Kind,
     delay: Duration,
     func: Function,
@@ -70,8 +81,12 @@ pub(crate) struct Timers {
     worker: RefCell<Option<Worker>>,
     /// The worker drains: nothing runs any more.
     stopped: Cell<bool>,
-    /// Timers not done yet.
-    entries: RefCell<Vec<Rc<Entry>>>,
+    /// Timers not done yet, by id (creation order: those made while the
+    /// scripts loaded start in that order).
+    entries: RefCell<BTreeMap<u64, Rc<Entry>>>,
+    next_id: Cell<u64>,
+    /// `LuaMaxTimers`: at most this many entries.
+    max: Cell<usize>,
 }
 
 /// Whether this worker runs the `once_per_server` timers: worker 0 of its
@@ -88,6 +103,10 @@ impl Timers {
         self.limit.set(limit);
     }
 
+    pub fn set_max(&self, max: usize) {
+        self.max.set(max);
+    }
+
     /// The worker starts serving: start the timers created so far, and
     /// stop them all when it begins to drain. Only the first call counts
     /// (each script plugin of the worker passes it on): whether this was it.
@@ -96,7 +115,7 @@ impl Timers {
             return false;
         }
         *self.worker.borrow_mut() = Some(worker.clone());
-        let pending: Vec<Rc<Entry>> = self.entries.borrow().clone();
+        let pending: Vec<Rc<Entry>> = self.entries.borrow().values().cloned().collect();
         for entry in pending {
             self.spawn(entry);
         }
@@ -114,8 +133,9 @@ impl Timers {
     /// No more runs; a run in progress finishes, or ends with the worker.
     fn stop(&self) {
         self.stopped.set(true);
-        for entry in self.entries.borrow().clone() {
-            self.cancel_one(&entry);
+        let all = std::mem::take(&mut *self.entries.borrow_mut());
+        for entry in all.values() {
+            self.cancel_one(entry);
         }
     }
 
@@ -123,7 +143,7 @@ impl Timers {
     pub fn owned_by(&self, owner: &Owner) -> Vec<Rc<Entry>> {
         self.entries
             .borrow()
-            .iter()
+            .values()
             .filter(|e| e.owner.as_ref() == Some(owner))
             .cloned()
             .collect()
@@ -152,15 +172,17 @@ impl Timers {
         true
     }
 
-    fn forget(&self, entry: &Rc<Entry>) {
-        self.entries.borrow_mut().retain(|e| !Rc::ptr_eq(e, entry));
+    fn forget(&self, entry: &Entry) {
+        self.entries.borrow_mut().remove(&entry.id);
     }
 
+    /// A new timer's handle; `Err` with the message `timer.at`… return
+    /// beside nil when the worker has `LuaMaxTimers` pending already.
     fn create(
         self: &Rc<Self>,
         kind: Kind,
         (seconds, func, args): (f64, Function, MultiValue),
-    ) -> mlua::Result<Handle> {
+    ) -> mlua::Result<Result<Handle, String>> {
         let name = match kind {
             Kind::At => "timer.at",
             Kind::Every => "timer.every",
@@ -182,7 +204,16 @@ impl Timers {
             None => info.short_src.unwrap_or_else(|| "?".into()),
         };
         let place = format!("{file}:{}", info.line_defined.unwrap_or(0));
+        if self.entries.borrow().len() >= self.max.get() {
+            return Ok(Err(format!(
+                "{name}: too many pending timers (LuaMaxTimers {})",
+                self.max.get()
+            )));
+        }
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
         let entry = Rc::new(Entry {
+            id,
             kind,
             delay,
             func,
@@ -194,15 +225,15 @@ impl Timers {
             task: RefCell::new(None),
         });
         if !self.stopped.get() {
-            self.entries.borrow_mut().push(entry.clone());
+            self.entries.borrow_mut().insert(id, entry.clone());
             if self.worker.borrow().is_some() {
                 self.spawn(entry.clone());
             }
         }
-        Ok(Handle {
+        Ok(Ok(Handle {
             entry,
             timers: Rc::downgrade(self),
-        })
+        }))
     }
 
     fn spawn(self: &Rc<Self>, entry: Rc<Entry>) {
@@ -302,7 +333,11 @@ pub(crate) fn install(
         limit: Cell::new(Duration::from_secs(5)),
         worker: RefCell::new(None),
         stopped: Cell::new(false),
-        entries: RefCell::new(Vec::new()),
+        entries: RefCell::new(BTreeMap::new()),
+        next_id: Cell::new(0),
+        // Until the worker's config is read: the scripts' top levels,
+        // which run once as they load, are not held to it.
+        max: Cell::new(usize::MAX),
     });
     let timer = lua.create_table()?;
     for (name, kind) in [
@@ -313,11 +348,14 @@ pub(crate) fn install(
         let weak = Rc::downgrade(&timers);
         timer.raw_set(
             name,
-            lua.create_function(move |_, args: (f64, Function, MultiValue)| {
+            lua.create_function(move |lua, args: (f64, Function, MultiValue)| {
                 let timers = weak
                     .upgrade()
                     .ok_or_else(|| mlua::Error::runtime("timer: the Lua host is gone"))?;
-                timers.create(kind, args)
+                match timers.create(kind, args)? {
+                    Ok(handle) => handle.into_lua_multi(lua),
+                    Err(why) => (Value::Nil, why).into_lua_multi(lua),
+                }
             })?,
         )?;
     }
