@@ -25,9 +25,15 @@
 //! first message sent on its channel after `wait` was called (each message
 //! carries a sequence number, and a waiter records the next one when it
 //! starts). The ring keeps the most recent messages that fit; a worker so
-//! slow to read that the ring went round loses the oldest it had not read
-//! (it says so in its log). Messages sent while a worker is starting or
-//! restarting are not delivered to it: it has no waiters yet.
+//! slow to read that the ring went round loses the oldest it had not read.
+//! The hand-off to an event loop holds at most a ring's worth of bytes too
+//! (an event loop busy in a script does not take them meanwhile): past it
+//! the thread drops messages for that loop rather than queue them without
+//! bound. Either loss is counted in the `dropped()` of every subscription
+//! of the worker (the worker cannot tell on which channels the lost
+//! messages were) and said in its log, at most every 10 s with the count.
+//! Messages sent while a worker is starting or restarting are not
+//! delivered to it: it has no waiters yet.
 //!
 //! A loop of waits misses what is sent between one wait's end and the
 //! next one's start (while the waiter writes out the message it got, say).
@@ -44,9 +50,10 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use axkit::plugin::{SharedMemory, SharedMemorySpec};
 use bytes::Bytes;
@@ -123,11 +130,12 @@ pub(crate) struct Ring {
 }
 
 /// A message as it travels to the event loops.
-#[derive(Clone)]
 struct Message {
     seq: u64,
     channel: Bytes,
     data: Bytes,
+    /// Messages this event loop missed just before this one.
+    missed: u64,
 }
 
 impl Ring {
@@ -242,28 +250,34 @@ impl Ring {
         Ok(())
     }
 
-    /// Where the next message will be written (a new reader's start).
-    fn write_pos(&self) -> Result<u64, Error> {
-        self.locked(|| self.mem.r64(H_WRITE_POS))
+    /// Where the next message will be written and its sequence number (a
+    /// new reader's start).
+    fn write_pos(&self) -> Result<(u64, u64), Error> {
+        self.locked(|| (self.mem.r64(H_WRITE_POS), self.next_seq()))
+    }
+
+    /// The sequence number the next message will get, if a reader at
+    /// `pos` has read every message (else None: one came meanwhile).
+    fn caught_up(&self, pos: u64) -> Result<Option<u64>, Error> {
+        self.locked(|| (self.mem.r64(H_WRITE_POS) == pos).then(|| self.next_seq()))
     }
 
     /// Copy the message at `*pos` (if any) into `channel` and `data`
-    /// (which have room for the largest) and move past it. Ok(None): no
-    /// new message. `lost` counts messages the ring dropped before this
-    /// reader got to them.
+    /// (which have room for the largest) and move past it: its sequence
+    /// number, whose gap from the last one read counts the messages the
+    /// ring dropped before this reader got to them. Ok(None): no new
+    /// message.
     fn read(
         &self,
         pos: &mut u64,
         channel: &mut Vec<u8>,
         data: &mut Vec<u8>,
-        lost: &mut u64,
     ) -> Result<Option<u64>, Error> {
         let m = self.mem;
         self.locked(|| {
             let oldest = m.r64(H_OLDEST_POS);
             let write = m.r64(H_WRITE_POS);
             if *pos < oldest {
-                *lost += 1;
                 *pos = oldest;
             }
             while *pos < write {
@@ -300,16 +314,45 @@ pub fn broadcast(channel: impl AsRef<[u8]>, message: impl AsRef<[u8]>) -> Result
 /// thread that sleeps on the bell (started with the first waiter).
 static LISTENERS: Mutex<Option<Listeners>> = Mutex::new(None);
 
-type Listeners = Arc<Mutex<Vec<mpsc::UnboundedSender<Message>>>>;
+type Listeners = Arc<Mutex<Vec<Listener>>>;
+
+/// The bell thread's end of the hand-off to one event loop.
+struct Listener {
+    tx: mpsc::UnboundedSender<Message>,
+    /// Bytes handed off and not yet taken by the event loop.
+    queued: Arc<AtomicUsize>,
+    missed: Arc<Missed>,
+}
+
+/// Messages dropped for an event loop, told apart from the hand-off: the
+/// loop may find nothing more in it (the drops were the last messages).
+#[derive(Default)]
+struct Missed {
+    count: AtomicU64,
+    /// The latest sequence number dropped: a subscription that began
+    /// after it missed none.
+    through: AtomicU64,
+    wake: tokio::sync::Notify,
+}
+
+/// The event loop's end.
+struct Feed {
+    rx: mpsc::UnboundedReceiver<Message>,
+    queued: Arc<AtomicUsize>,
+    missed: Arc<Missed>,
+}
+
+/// How often at most the bell thread says that the worker missed messages.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A receiver of every message sent from now on, starting the bell thread
 /// if this is the first.
-fn listen(ring: Ring) -> Result<mpsc::UnboundedReceiver<Message>, Error> {
+fn listen(ring: Ring) -> Result<Feed, Error> {
     let mut started = LISTENERS.lock().unwrap_or_else(|e| e.into_inner());
     let listeners = match &*started {
         Some(l) => l.clone(),
         None => {
-            let listeners: Arc<Mutex<Vec<_>>> = Arc::default();
+            let listeners: Listeners = Arc::default();
             let start = ring.write_pos()?;
             let feed = listeners.clone();
             std::thread::Builder::new()
@@ -321,44 +364,115 @@ fn listen(ring: Ring) -> Result<mpsc::UnboundedReceiver<Message>, Error> {
         }
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    listeners.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
-    Ok(rx)
+    let (queued, missed) = (Arc::<AtomicUsize>::default(), Arc::<Missed>::default());
+    listeners
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Listener {
+            tx,
+            queued: queued.clone(),
+            missed: missed.clone(),
+        });
+    Ok(Feed { rx, queued, missed })
 }
 
-/// The bell thread: sleep on the bell, read what came, pass it on.
-fn watch(ring: Ring, mut pos: u64, listeners: &Mutex<Vec<mpsc::UnboundedSender<Message>>>) {
+impl Listener {
+    /// `n` messages, up to sequence number `through`, will never reach
+    /// the loop: tell it.
+    fn miss(&self, n: u64, through: u64) {
+        self.missed.through.fetch_max(through, Ordering::AcqRel);
+        self.missed.count.fetch_add(n, Ordering::AcqRel);
+        self.missed.wake.notify_one();
+    }
+
+    /// Hand the message (and the `lost` before it) over unless the loop
+    /// already has `limit` bytes waiting: then it is counted as missed
+    /// (and in `dropped`). False once the loop is gone.
+    fn pass(
+        &self,
+        (seq, channel, data): (u64, &Bytes, &Bytes),
+        lost: u64,
+        limit: usize,
+        dropped: &mut u64,
+    ) -> bool {
+        if self.tx.is_closed() {
+            return false;
+        }
+        let size = channel.len() + data.len();
+        if self.queued.load(Ordering::Acquire) + size > limit {
+            self.miss(lost + 1, seq);
+            *dropped += 1;
+            return true;
+        }
+        self.queued.fetch_add(size, Ordering::AcqRel);
+        let message = Message {
+            seq,
+            channel: channel.clone(),
+            data: data.clone(),
+            missed: lost,
+        };
+        self.tx.send(message).is_ok()
+    }
+}
+
+/// The bell thread: sleep on the bell, read what came, pass it on, from
+/// `pos` in the ring, where the message numbered `next` will be.
+fn watch(ring: Ring, (mut pos, mut next): (u64, u64), listeners: &Mutex<Vec<Listener>>) {
     let mut channel = Vec::with_capacity(MAX_CHANNEL);
     let mut data = Vec::with_capacity(ring.max_message());
-    let mut lost = 0;
+    // Each event loop may have a ring's worth of messages waiting.
+    let limit = ring.size as usize;
+    let (mut unreported, mut warned): (u64, Option<Instant>) = (0, None);
     loop {
         let bell = ring.bell().load(Ordering::Acquire);
         loop {
             channel.clear();
             data.clear();
-            let seq = match ring.read(&mut pos, &mut channel, &mut data, &mut lost) {
+            let seq = match ring.read(&mut pos, &mut channel, &mut data) {
                 Ok(Some(seq)) => seq,
-                Ok(None) => break,
+                Ok(None) => {
+                    // The last messages may have been lost (overwritten,
+                    // or a reader out of step skipped them): with no next
+                    // one to show the gap, the sequence numbers do.
+                    if let Ok(Some(now)) = ring.caught_up(pos) {
+                        if now > next {
+                            let tail = now - next;
+                            for l in listeners.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                                l.miss(tail, now - 1);
+                            }
+                            unreported += tail;
+                            next = now;
+                        }
+                    }
+                    break;
+                }
                 Err(e) => {
                     axkit::plugin::log_to_stderr(axkit::Level::Crit, &format!("broadcast: {e}"));
                     return;
                 }
             };
-            if lost > 0 {
-                axkit::plugin::log_to_stderr(
-                    axkit::Level::Warn,
-                    "broadcast: this worker fell behind and missed messages (BroadcastBuffer too small?)",
-                );
-                lost = 0;
-            }
-            let message = Message {
-                seq,
-                channel: Bytes::copy_from_slice(&channel),
-                data: Bytes::copy_from_slice(&data),
-            };
+            let lost = seq.saturating_sub(next);
+            next = seq + 1;
+            let (channel, data) = (
+                Bytes::copy_from_slice(&channel),
+                Bytes::copy_from_slice(&data),
+            );
+            let mut dropped = 0;
             listeners
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .retain(|l| l.send(message.clone()).is_ok());
+                .retain(|l| l.pass((seq, &channel, &data), lost, limit, &mut dropped));
+            unreported += lost + dropped;
+            if unreported > 0 && warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                axkit::plugin::log_to_stderr(
+                    axkit::Level::Warn,
+                    &format!(
+                        "broadcast: this worker fell behind and missed {unreported} messages \
+                         (BroadcastBuffer too small, or an event loop busy?)"
+                    ),
+                );
+                (unreported, warned) = (0, Some(Instant::now()));
+            }
         }
         // SAFETY: FUTEX_WAIT on a word of the shared mapping: returns at
         // once if the bell rang since we read it.
@@ -437,7 +551,21 @@ struct Waiters {
 }
 
 impl Waiters {
+    /// `n` messages up to sequence number `through` never reached this
+    /// event loop. Their channels are unknown: every subscription that was
+    /// there by then may have missed them.
+    fn missed(&self, n: u64, through: u64) {
+        for slot in self.by_channel.borrow().values().flat_map(HashMap::values) {
+            if let (Mailbox::Queue { dropped, .. }, true) = (&slot.mailbox, slot.start <= through) {
+                dropped.set(dropped.get() + n);
+            }
+        }
+    }
+
     fn deliver(&self, message: Message) {
+        if message.missed > 0 {
+            self.missed(message.missed, message.seq.saturating_sub(1));
+        }
         let mut map = self.by_channel.borrow_mut();
         let Some(slots) = map.get_mut(&message.channel) else {
             return;
@@ -492,12 +620,24 @@ fn hub(ring: Ring) -> Result<Rc<Waiters>, Error> {
                 return Ok(waiters.clone());
             }
         }
-        let mut rx = listen(ring)?;
+        let mut feed = listen(ring)?;
         let waiters = Rc::new(Waiters::default());
-        let feed = waiters.clone();
+        let to = waiters.clone();
         let task = tokio::task::spawn_local(async move {
-            while let Some(message) = rx.recv().await {
-                feed.deliver(message);
+            loop {
+                tokio::select! {
+                    message = feed.rx.recv() => {
+                        let Some(message) = message else { break };
+                        let size = message.channel.len() + message.data.len();
+                        feed.queued.fetch_sub(size, Ordering::AcqRel);
+                        to.deliver(message);
+                    }
+                    () = feed.missed.wake.notified() => {}
+                }
+                let n = feed.missed.count.swap(0, Ordering::AcqRel);
+                if n > 0 {
+                    to.missed(n, feed.missed.through.load(Ordering::Acquire));
+                }
             }
         });
         *hub = Some((waiters.clone(), task));
@@ -586,7 +726,8 @@ pub const DEFAULT_QUEUE: usize = 64;
 /// between two waits, a subscription misses nothing while it keeps up.
 /// At most `capacity` messages wait in its queue (at least 1); when
 /// another comes, the oldest is dropped and counted
-/// ([`Subscription::dropped`]). Must run on a tokio `LocalSet`; dropping
+/// ([`Subscription::dropped`], which also counts what the worker missed
+/// when it fell behind). Must run on a tokio `LocalSet`; dropping
 /// it unsubscribes.
 ///
 /// ```no_run
@@ -646,7 +787,9 @@ impl Subscription {
         }
     }
 
-    /// How many messages were dropped because the queue was full.
+    /// How many messages it missed: dropped because the queue was full,
+    /// or missed by the whole worker, which fell behind (counted for every
+    /// subscription: the worker cannot tell on which channels they were).
     pub fn dropped(&self) -> u64 {
         match &self.slot.mailbox {
             Mailbox::Queue { dropped, .. } => dropped.get(),
