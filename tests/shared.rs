@@ -4,8 +4,9 @@
 //! `add`/`replace`/`cas` and typed values from Lua; a small zone evicts
 //! and counts; a worker killed while it hammers a zone (so, most likely,
 //! holding its lock) does not wedge the worker after it; a broadcast from
-//! one worker wakes the requests waiting in the others; the directives are
-//! checked (`--check`).
+//! one worker wakes the requests waiting in the others; what a script
+//! passes (spans of time, tiny ttls, made-up zone names) is taken within
+//! bounds; the directives are checked (`--check`).
 //!
 //! The zones' own structures (allocator, hash table, journal, lock
 //! recovery at every step of a mutation) are unit-tested in
@@ -316,6 +317,69 @@ end
     let json = peak() - before;
     assert!(dag < 16 * 1024, "the DAG's copy took {dag} KiB");
     assert!(json < 64 * 1024, "the JSON text took {json} KiB");
+}
+
+/// What a script passes that the Rust side could not take as it was:
+/// spans of time too long for the clock (`r:long_poll`, `sub:next`, an
+/// event stream's heartbeat at `1e19` seconds panicked adding them to
+/// now: a 500 a client could cause through a script passing its number
+/// on) are an error naming the call (a Rust plugin's: no deadline, a
+/// heartbeat of at most a day); a
+/// ttl too small for the zone's clock (`1e-12`) expires rather than
+/// meaning "never"; and zone names from request data that name no zone
+/// are not kept (each name kept a table for the worker's life: 100,000 of
+/// them ran a 16M `LuaMemoryLimit` out).
+#[test]
+fn what_a_script_passes_is_taken_within_bounds() {
+    let script = r#"
+function hook_response(r)
+  local p = r:path()
+  if p == "/spans" then
+    local out = {}
+    for _, f in ipairs({
+      function() return r:long_poll("ch", 1e19) end,
+      function() return shared.subscribe("ch"):next(1e19) end,
+    }) do
+      local ok, err = pcall(f)
+      out[#out + 1] = tostring(ok) .. " " .. tostring(err):match("[^\n]*")
+    end
+    r:write(table.concat(out, "\n"))
+  elseif p == "/beat" then
+    local ok, err = pcall(r.sse, r, { heartbeat = 1e19 })
+    r:write(tostring(ok), " ", tostring(err):match("[^\n]*"))
+  elseif p == "/ttl" then
+    shared.set("k", "v", 1e-12)
+    local t = shared.subscribe("never"):next(0.01)
+    r:write(tostring(shared.get("k")))
+  elseif p == "/names" then
+    for i = 1, 100000 do shared.zone("made-up-" .. i) end
+    local ok, err = pcall(function() return shared.zone("made-up-1"):get("k") end)
+    r:write(tostring(ok), " ", tostring(err):match("[^\n]*"))
+  end
+  return OK
+end
+"#;
+    let mut srv = lua::start(
+        &lua::conf("LuaMemoryLimit 16M", "    Plugin bounds"),
+        &[("bounds", script)],
+    );
+    let spans = get(&srv, "/spans", "");
+    assert_eq!(
+        spans.text(),
+        "false runtime error: r:long_poll: 10000000000000000000 seconds: more than 100 years\n\
+         false runtime error: sub:next: 10000000000000000000 seconds: more than 100 years",
+        "{}",
+        srv.stderr()
+    );
+    assert_eq!(
+        get(&srv, "/beat", "").text(),
+        "false runtime error: r:sse heartbeat: 10000000000000000000 seconds: more than 100 years"
+    );
+    assert_eq!(get(&srv, "/ttl", "").text(), "nil");
+    let names = get(&srv, "/names", "");
+    assert_eq!(names.status, 200, "{}", srv.stderr());
+    assert!(names.text().starts_with("false "), "{}", names.text());
+    assert!(!srv.stderr().contains("panicked"), "{}", srv.stderr());
 }
 
 #[test]

@@ -59,11 +59,13 @@ fn args<T: FromLuaMulti>(lua: &Lua, mut args: MultiValue) -> mlua::Result<T> {
     T::from_lua_multi(args, lua)
 }
 
+/// A ttl in seconds: none or 0, no expiry; any other at least the zone's
+/// smallest unit (a `1e-12` would otherwise round to 0, no expiry).
 fn seconds(ttl: Option<f64>) -> mlua::Result<Option<Duration>> {
     match ttl {
         None | Some(0.0) => Ok(None),
         Some(s) => Duration::try_from_secs_f64(s)
-            .map(Some)
+            .map(|d| Some(d.max(Duration::from_nanos(1))))
             .map_err(|_| raise(format!("bad ttl {s}"))),
     }
 }
@@ -408,8 +410,15 @@ pub(crate) fn install(lua: &Lua, base: &Table) -> mlua::Result<()> {
                 name: name.clone(),
                 zone: OnceCell::new(),
             });
+            // Only a zone that opens is remembered: a name from request
+            // data would otherwise keep a table per name for the worker's
+            // life. Another's calls say what is wrong (the name may also
+            // come before the zones are there, at a script's top level).
+            let known = zone.get().is_ok();
             zone_functions(lua, &t, zone)?;
-            zones.borrow_mut().insert(name, t.clone());
+            if known {
+                zones.borrow_mut().insert(name, t.clone());
+            }
             Ok(t)
         })?,
     )?;
@@ -618,7 +627,10 @@ impl UserData for Sub {
         m.add_async_method("next", |lua, sub, timeout: Option<f64>| {
             let (cell, slot) = (sub.cell(), crate::request::current_slot());
             async move {
-                match cell.next(slot, seconds(timeout)?).await? {
+                let timeout = timeout
+                    .map(|s| crate::bounds::seconds("sub:next", s))
+                    .transpose()?;
+                match cell.next(slot, timeout).await? {
                     Ok(m) => lua.create_string(&m)?.into_lua_multi(&lua),
                     Err(why) => (LuaValue::Nil, why.to_string()).into_lua_multi(&lua),
                 }

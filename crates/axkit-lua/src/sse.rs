@@ -19,6 +19,7 @@ use axkit_shared::{Subscription, Wait};
 use axkit_sse::{Event, EventStream, Options};
 use mlua::{IntoLuaMulti, Lua, LuaString, MultiValue, Table, UserData, UserDataMethods, Value};
 
+use crate::bounds::seconds;
 use crate::request::{current_slot, polled_slot, Slot};
 use crate::shared::{Sub, SubCell};
 
@@ -27,10 +28,6 @@ const DEFAULT_POLL: f64 = 30.0;
 
 fn error(e: impl std::fmt::Display) -> mlua::Error {
     mlua::Error::runtime(e.to_string())
-}
-
-fn seconds(what: &str, s: f64) -> mlua::Result<Duration> {
-    Duration::try_from_secs_f64(s).map_err(|_| error(format!("{what}: bad number of seconds {s}")))
 }
 
 /// What `s:send` and `s:comment` hand the runner.

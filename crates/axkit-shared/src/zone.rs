@@ -195,6 +195,14 @@ fn now() -> u64 {
         .saturating_add(ts.tv_nsec as u64)
 }
 
+/// Whether `i` and `f` are the same number, exactly, as Lua compares
+/// them: through a float, 2^53 + 1 would equal 2^53.
+fn int_equals_float(i: i64, f: f64) -> bool {
+    // -2^63 ..= 2^63 exclusive at the top: the floats an i64 can be.
+    const TOP: f64 = 9_223_372_036_854_775_808.0;
+    f.fract() == 0.0 && (-TOP..TOP).contains(&f) && f as i64 == i
+}
+
 fn expires_at(now: u64, ttl: Option<Duration>) -> u64 {
     match ttl {
         Some(d) if !d.is_zero() => now
@@ -822,7 +830,9 @@ impl Dict<'_> {
                 };
                 match (number(kind, mine), number(*k, *bits)) {
                     (Some(Number::Int(a)), Some(Number::Int(b))) => a == b,
-                    (Some(a), Some(b)) => a.as_f64() == b.as_f64(),
+                    (Some(Number::Float(a)), Some(Number::Float(b))) => a == b,
+                    (Some(Number::Int(i)), Some(Number::Float(f)))
+                    | (Some(Number::Float(f)), Some(Number::Int(i))) => int_equals_float(i, f),
                     _ => kind == *k && mine == *bits,
                 }
             }

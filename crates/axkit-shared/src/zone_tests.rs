@@ -168,6 +168,30 @@ fn add_replace_and_compare_and_swap() {
     z.cas("n", &Value::Float(1.0), 2, Options::default())
         .unwrap();
     assert_eq!(value(&z, "n"), Some(Value::Int(2)));
+    // Exactly, as Lua compares them: 2^53 + 1 is not the float 2^53,
+    // though it is through a float.
+    z.set("big", 9_007_199_254_740_993_i64).unwrap();
+    assert_eq!(
+        z.cas(
+            "big",
+            &Value::Float(9_007_199_254_740_992.0),
+            0,
+            Options::default()
+        ),
+        Err(Error::Changed)
+    );
+    assert_eq!(
+        z.cas("n", &Value::Float(2.5), 0, Options::default()),
+        Err(Error::Changed)
+    );
+    z.set("f", 9_007_199_254_740_992.0).unwrap();
+    z.cas(
+        "f",
+        &Value::Int(9_007_199_254_740_992),
+        1,
+        Options::default(),
+    )
+    .unwrap();
 
     let version = z.get("k").unwrap().unwrap().version;
     z.cas_version("k", version, "four", Options::default())

@@ -28,10 +28,16 @@ thread_local! {
     static CLOCKS: RefCell<HashMap<Duration, Weak<Clock>>> = RefCell::default();
 }
 
-/// This worker's clock for `every` (at least a millisecond), started if
-/// no stream uses one. Runs on the worker's `LocalSet`.
+/// The longest heartbeat period: a day between comments keeps no proxy's
+/// idle timer from firing anyway, and a longer one could not be added to
+/// the clock (`1e19` seconds from a script).
+const LONGEST: Duration = Duration::from_secs(24 * 3600);
+
+/// This worker's clock for `every` (at least a millisecond, at most
+/// [`LONGEST`]), started if no stream uses one. Runs on the worker's
+/// `LocalSet`.
 pub(crate) fn clock(every: Duration) -> Rc<Clock> {
-    let every = every.max(Duration::from_millis(1));
+    let every = every.clamp(Duration::from_millis(1), LONGEST);
     CLOCKS.with(|clocks| {
         let mut clocks = clocks.borrow_mut();
         if let Some(clock) = clocks.get(&every).and_then(Weak::upgrade) {

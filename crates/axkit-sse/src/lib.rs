@@ -239,7 +239,7 @@ impl EventStream {
         timeout: Option<Duration>,
     ) -> Result<F::Output, Ended> {
         let mut until = pin!(until);
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let deadline = deadline(timeout);
         loop {
             if self.closed {
                 return Err(Ended::Closed);
@@ -321,6 +321,12 @@ async fn watch<F: Future>(
     }
 }
 
+/// When a wait of at most `timeout` ends: none for a span too long for
+/// the clock to add (a script's `1e19` seconds), which no server outlives.
+fn deadline(timeout: Option<Duration>) -> Option<tokio::time::Instant> {
+    timeout.and_then(|t| tokio::time::Instant::now().checked_add(t))
+}
+
 /// Wait for `until`, at most `timeout`, while the client is there and the
 /// worker is not draining: [`EventStream::wait`] for a handler that has
 /// no stream (it answers once it has what it waited for).
@@ -329,7 +335,7 @@ pub async fn wait_for<F: Future>(
     until: F,
     timeout: Option<Duration>,
 ) -> Result<F::Output, Ended> {
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let deadline = deadline(timeout);
     match watch(ctx, &ctx.worker(), pin!(until), deadline, None).await {
         Watched::Done(out) => Ok(out),
         Watched::Ended(why) => Err(why),
