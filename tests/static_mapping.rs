@@ -232,12 +232,15 @@ fn typeless_checks(extra: &str) {
     assert_eq!(get(&srv, "/about.txt", "").text(), "about text");
 }
 
-#[test]
-fn magic_mime_map_sniffs_files_without_a_useful_extension() {
-    let png: &[u8] = &[
-        0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, b'I', b'H', b'D', b'R',
-    ];
-    let srv = Axkit::start_single_with(
+/// The first bytes of a PNG image.
+const PNG: &[u8] = &[
+    0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, b'I', b'H', b'D', b'R',
+];
+
+/// A server that sniffs types with `magic_mime_map`, after
+/// `fast_mime_map`, over the files `prepare` writes under `www/`.
+fn magic_server(prepare: impl FnOnce(&TempDir)) -> Axkit {
+    Axkit::start_single_with(
         "Workers 1
 <Server>
     Listen 127.0.0.1:0
@@ -248,29 +251,30 @@ fn magic_mime_map_sniffs_files_without_a_useful_extension() {
     Plugin serve_file
 </Server>
 ",
-        |d| {
-            d.write("www/picture", png);
-            d.write("www/archive.dat1", b"PK\x03\x04rest of a zip file");
-            d.write("www/page.html", "<p>named</p>");
-            d.write("www/unknown", "just text");
-        },
-    );
-    assert_eq!(
-        get(&srv, "/picture", "").header("Content-Type"),
-        Some("image/png")
-    );
-    assert_eq!(
-        get(&srv, "/archive.dat1", "").header("Content-Type"),
-        Some("application/zip")
-    );
-    assert_eq!(
-        get(&srv, "/page.html", "").header("Content-Type"),
-        Some("text/html; charset=utf-8")
-    );
-    assert_eq!(
-        get(&srv, "/unknown", "").header("Content-Type"),
-        Some("application/octet-stream")
-    );
+        prepare,
+    )
+}
+
+#[test]
+fn magic_mime_map_sniffs_files_without_a_useful_extension() {
+    let srv = magic_server(|d| {
+        d.write("www/picture", PNG);
+        d.write("www/archive.dat1", b"PK\x03\x04rest of a zip file");
+        d.write("www/page.html", "<p>named</p>");
+        d.write("www/unknown", "just text");
+    });
+    for (path, ty) in [
+        ("/picture", "image/png"),
+        ("/archive.dat1", "application/zip"),
+        ("/page.html", "text/html; charset=utf-8"),
+        ("/unknown", "application/octet-stream"),
+    ] {
+        assert_eq!(
+            get(&srv, path, "").header("Content-Type"),
+            Some(ty),
+            "{path}"
+        );
+    }
 }
 
 /// Sniffing never yields a type a browser would run: an upload that
@@ -279,37 +283,22 @@ fn magic_mime_map_sniffs_files_without_a_useful_extension() {
 /// PDF likewise. An image next to them is still recognised.
 #[test]
 fn magic_mime_map_never_sniffs_markup_or_pdf() {
-    let png: &[u8] = &[
-        0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, b'I', b'H', b'D', b'R',
-    ];
-    let srv = Axkit::start_single_with(
-        "Workers 1
-<Server>
-    Listen 127.0.0.1:0
-    DocumentRoot {dir}/www
-    Plugin uri_to_file
-    Plugin fast_mime_map
-    Plugin magic_mime_map
-    Plugin serve_file
-</Server>
-",
-        |d| {
-            d.write(
-                "www/up/page",
-                "<!DOCTYPE html><html><script>alert(document.cookie)</script>",
-            );
-            d.write("www/up/lower", "<html><body onload=alert(1)>");
-            d.write(
-                "www/up/svg",
-                "<?xml version=\"1.0\"?><svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>",
-            );
-            d.write(
-                "www/up/doc",
-                "%PDF-1.7\n1 0 obj << /OpenAction << /JS (app.alert(1)) >> >>",
-            );
-            d.write("www/up/avatar", png);
-        },
-    );
+    let srv = magic_server(|d| {
+        d.write(
+            "www/up/page",
+            "<!DOCTYPE html><html><script>alert(document.cookie)</script>",
+        );
+        d.write("www/up/lower", "<html><body onload=alert(1)>");
+        d.write(
+            "www/up/svg",
+            "<?xml version=\"1.0\"?><svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>",
+        );
+        d.write(
+            "www/up/doc",
+            "%PDF-1.7\n1 0 obj << /OpenAction << /JS (app.alert(1)) >> >>",
+        );
+        d.write("www/up/avatar", PNG);
+    });
     for name in ["page", "lower", "svg", "doc"] {
         let r = get(&srv, &format!("/up/{name}"), "");
         assert_eq!(r.status, 200, "{name}");
