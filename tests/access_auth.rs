@@ -372,6 +372,51 @@ fn location_rules_hold_for_the_index_and_typeless_file_served() {
     }
 }
 
+/// ...and the rules of the Location the URL asked for still hold too, as
+/// nginx's index module redirects only after the access phase: a
+/// directory whose `<Location>` denies it is denied even though its index
+/// lies in a Location that does not, and so is a typeless name whose file
+/// lies in another Location.
+#[test]
+fn the_rules_of_the_url_asked_for_hold_when_the_file_is_in_another_location() {
+    let conf = "Workers 1
+<Server>
+    Listen 127.0.0.1:0
+    DocumentRoot {dir}/www
+    DirectoryIndex index.html
+    Plugin uri_to_file
+    Plugin typeless_uri
+    Plugin fast_mime_map
+    Plugin serve_file
+    Plugin access
+    <Location /admin/>
+        Deny from all
+    </Location>
+    <Location /admin/index.html>
+        Allow from all
+    </Location>
+    <Location /secret>
+        Deny from all
+    </Location>
+    <Location /secret.html>
+        Allow from all
+    </Location>
+</Server>
+";
+    let srv = Axkit::start_single_with(conf, |d| {
+        d.write("www/admin/index.html", "admin");
+        d.write("www/secret.html", "secret");
+    });
+    for round in 0..2 {
+        for path in ["/admin/", "/admin/?x=1", "/secret", "/secret?x=1"] {
+            assert_eq!(get(&srv, path, "").status, 403, "{path}, round {round}");
+        }
+        // Asked for by their own names, their own Locations decide.
+        assert_eq!(get(&srv, "/admin/index.html", "").text(), "admin");
+        assert_eq!(get(&srv, "/secret.html", "").text(), "secret");
+    }
+}
+
 /// A cached page goes through the Location's `Allow`/`Deny` and `Require`
 /// again for every client: one permitted client filling the entry (the
 /// origin's answer says `public, max-age`, even to an authenticated

@@ -610,15 +610,36 @@ async fn walk(ctx: &mut Context, post_read: bool) {
         }
     }
     // uri_translation through fixup, in their declared order.
+    let mut handing_off = false;
     for &hook in &Hook::ALL[Hook::UriTranslation as usize..=Hook::Fixup as usize] {
-        if ctx.rt.location.chain(hook).is_empty() {
+        let access =
+            (Hook::AccessControl as u8..=Hook::Authorization as u8).contains(&(hook as u8));
+        if (handing_off && !access) || ctx.rt.location.chain(hook).is_empty() {
             continue;
         }
         match run_hook(ctx, hook).await {
             Outcome::Ok | Outcome::Declined => {}
-            Outcome::Done => return finish(ctx).await,
-            other => return fail(ctx, other).await,
+            // The file this URL names lies in another Location, where the
+            // request goes on (`internal_redirect_same_request`): this
+            // Location's access phases still decide who may ask for the
+            // URL, as nginx's index module redirects only after them.
+            Outcome::Done if (hook as u8) < Hook::AccessControl as u8 && hands_off(ctx) => {
+                handing_off = true;
+            }
+            outcome => {
+                if handing_off {
+                    // Refused, or answered, here: the hand-off is off.
+                    ctx.rt.redirect = None;
+                }
+                return match outcome {
+                    Outcome::Done => finish(ctx).await,
+                    other => fail(ctx, other).await,
+                };
+            }
         }
+    }
+    if handing_off {
+        return finish(ctx).await;
     }
     // The pipeline: Ok from it, or a document left in it, answers.
     if !ctx.rt.location.chain(Hook::XmlResponse).is_empty() {
@@ -643,6 +664,12 @@ async fn walk(ctx: &mut Context, post_read: bool) {
     // Every plugin declined to produce a response.
     not_found_reason(ctx);
     error_response(ctx, 404).await
+}
+
+/// Whether the request is to go on under another URI in another
+/// Location (`Context::internal_redirect_same_request`).
+fn hands_off(ctx: &Context) -> bool {
+    ctx.rt.redirect.as_ref().is_some_and(|r| r.same_request)
 }
 
 /// Why the core answers 404: what the request was mapped to, if anything.
