@@ -239,12 +239,19 @@ fn accepted_connection_is_answered_during_shutdown() {
     assert!(status.success(), "{status:?}");
 }
 
-/// The master's stdout (where `RequestLog -` goes) is a FIFO nobody reads:
-/// the master drops what it cannot write instead of blocking, so SIGTERM
-/// still stops it, and the worker's log queue stays bounded in bytes
-/// although each line quotes 45 KB of escaped headers.
-#[test]
-fn a_stdout_nobody_reads_holds_up_neither_the_master_nor_memory() {
+/// A master whose stdout (where `RequestLog -` goes, each line in
+/// `format`) is a FIFO, one worker: (its dir, the master, its pid, its
+/// address, the FIFO, opened for reading and writing so that the open did
+/// not wait, and that nothing it holds ends).
+fn master_with_stdout_on_a_fifo(
+    format: &str,
+) -> (
+    TempDir,
+    KilledOnDrop,
+    i32,
+    std::net::SocketAddr,
+    std::fs::File,
+) {
     let dir = TempDir::new("stdout-fifo");
     www(&dir);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -258,7 +265,7 @@ fn a_stdout_nobody_reads_holds_up_neither_the_master_nor_memory() {
             &dir,
             &format!(
                 "Workers 1\nMaxKeepAliveRequests 0\nPlugin logging/warn\nPlugin request_log\nRequestLog -\n\
-                 RequestLogFormat \"%h \\\"%r\\\" %>s \\\"%{{X-A}}i\\\" \\\"%{{X-B}}i\\\" \\\"%{{X-C}}i\\\"\"\n\
+                 RequestLogFormat \"{format}\"\n\
                  <Server>\n    Listen 127.0.0.1:{port}\n    DocumentRoot {{dir}}/www\n    \
                  Plugin uri_to_file\n    Plugin serve_file\n</Server>\n"
             ),
@@ -268,8 +275,6 @@ fn a_stdout_nobody_reads_holds_up_neither_the_master_nor_memory() {
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo with a valid C string.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    // Opened for reading and writing so that the open does not wait for a
-    // reader: the pipe has one (this test), which never reads.
     let stdout = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -280,17 +285,29 @@ fn a_stdout_nobody_reads_holds_up_neither_the_master_nor_memory() {
         .arg("-c")
         .arg(&conf)
         .stdin(std::process::Stdio::null())
-        .stdout(stdout)
+        .stdout(stdout.try_clone().unwrap())
         .stderr(errors)
         .spawn()
         .unwrap();
     let pid = master.id() as i32;
-    let mut master = KilledOnDrop(master);
+    let master = KilledOnDrop(master);
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     assert!(wait_until(Duration::from_secs(30), || try_get(
         addr, "/a.txt"
     )
     .is_ok()));
+    (dir, master, pid, addr, stdout)
+}
+
+/// The master's stdout (where `RequestLog -` goes) is a FIFO nobody reads:
+/// the master drops what it cannot write instead of blocking, so SIGTERM
+/// still stops it, and the worker's log queue stays bounded in bytes
+/// although each line quotes 45 KB of escaped headers.
+#[test]
+fn a_stdout_nobody_reads_holds_up_neither_the_master_nor_memory() {
+    let (dir, mut master, pid, addr, _fifo) = master_with_stdout_on_a_fifo(
+        "%h \\\"%r\\\" %>s \\\"%{X-A}i\\\" \\\"%{X-B}i\\\" \\\"%{X-C}i\\\"",
+    );
     let worker = children_of(pid)[0];
     let rss_before = status_kib(worker, "VmRSS");
 
@@ -330,6 +347,72 @@ fn a_stdout_nobody_reads_holds_up_neither_the_master_nor_memory() {
         "the master did not stop on SIGTERM: {}",
         process_state(pid)
     );
+}
+
+/// A master that stops passes its workers' last output on before it
+/// exits: 1,000 access-log lines waiting in its buffer for a stdout read
+/// only once the worker has stopped all arrive (they were lost with the
+/// master).
+#[test]
+fn a_stopping_master_writes_its_workers_last_output() {
+    let (_dir, mut master, pid, addr, mut fifo) = master_with_stdout_on_a_fifo("%r %>s");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!("GET /a.txt?{} HTTP/1.1\r\nHost: x\r\n\r\n", "q".repeat(200));
+    for _ in 0..1000 {
+        s.write_all(head.as_bytes()).unwrap();
+        assert_eq!(
+            read_one_response(&mut s)
+                .unwrap()
+                .expect("a response")
+                .status,
+            200
+        );
+    }
+    drop(s);
+    let worker = children_of(pid)[0];
+    signal(pid, libc::SIGTERM);
+    // Read only once the worker is gone and the master has nothing left
+    // to do but write what it holds (its thread waiting on the writer's),
+    // or has exited: what it had not written by then is what a master
+    // that does not wait loses.
+    let waiting = || {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/wchan"))
+            .is_ok_and(|w| w.contains("futex"))
+    };
+    assert!(wait_until(Duration::from_secs(30), || !alive(worker)
+        && (waiting() || master.0.try_wait().unwrap().is_some())));
+    let mut reader = fifo.try_clone().unwrap();
+    let read = std::thread::spawn(move || {
+        let (mut got, mut buf) = (Vec::new(), [0u8; 65536]);
+        // The test holds a write end too: no EOF; the lines are counted
+        // as they come, up to the 1,000 (and the one of the warm-up).
+        while got.iter().filter(|&&b| b == b'\n').count() < 1001 {
+            match reader.read(&mut buf) {
+                Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        got
+    });
+    assert!(
+        wait_until(Duration::from_secs(30), || master
+            .0
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "the master did not stop on SIGTERM: {}",
+        process_state(pid)
+    );
+    // Whatever the master wrote before it exited is in the pipe: empty
+    // lines of our own end the reader's wait if some are missing.
+    fifo.write_all(&b"\n".repeat(1001)).unwrap();
+    let got = read.join().unwrap();
+    let lines = got
+        .split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"GET /a.txt?q"))
+        .count();
+    assert_eq!(lines, 1000, "access-log lines that reached stdout");
 }
 
 /// A child process killed when the test ends, whether or not it passed

@@ -164,6 +164,8 @@ struct WorkerProc {
     started: Instant,
     /// Held open: dropping it tells the worker we are gone.
     _stdin: ChildStdin,
+    /// The task passing its stdout on to ours, which ends at its EOF.
+    forwarder: tokio::task::JoinHandle<()>,
 }
 
 struct Master<'a> {
@@ -306,7 +308,7 @@ impl Master<'_> {
                 // Bytes as they come, not lines: a line that is not UTF-8
                 // must not end the forwarding (the worker's writes would
                 // then fail). Never blocking this loop (`stdout.rs`).
-                tokio::task::spawn_local(async move {
+                let forwarder = tokio::task::spawn_local(async move {
                     let mut out = lines.into_inner();
                     let mut line = Vec::new();
                     while matches!(out.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
@@ -328,6 +330,7 @@ impl Master<'_> {
                     slot,
                     started: Instant::now(),
                     _stdin: stdin,
+                    forwarder,
                 })
             }
             None => {
@@ -635,10 +638,11 @@ impl Master<'_> {
         self.listeners.clear();
         let limit = *self.config.global.get(&core::SHUTDOWN_TIMEOUT);
         let deadline = Instant::now() + limit + Duration::from_secs(2);
+        let mut forwarders = Vec::new();
         while !self.workers.is_empty() {
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Ok(Some(Event::Exited(pid, _))) => {
-                    self.workers.remove(&pid);
+                    forwarders.extend(self.workers.remove(&pid).map(|w| w.forwarder));
                 }
                 Ok(Some(Event::Respawn | Event::SuccessorExited(..))) => {}
                 _ => break,
@@ -647,8 +651,28 @@ impl Master<'_> {
         for w in self.workers.values() {
             signal_pid(w.pid, libc::SIGKILL);
         }
+        // What the workers wrote last (their final access-log lines) is
+        // passed on and written before we exit, within a bound: a stdout
+        // nobody reads must not hold the stop up.
+        let drained = tokio::time::timeout(FLUSH_LIMIT, async {
+            for f in forwarders {
+                let _ = f.await;
+            }
+        })
+        .await
+        .is_ok();
+        if !(drained && stdout::flush(FLUSH_LIMIT)) {
+            log(
+                Level::Error,
+                "stdout is not being read: the workers' last output may be lost",
+            );
+        }
     }
 }
+
+/// How long a stopping master waits for its workers' last output to be
+/// read and written, each.
+const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 fn signal_pid(pid: u32, sig: i32) {
     if pid > 0 {
