@@ -410,7 +410,10 @@ fn sigusr1_reopens_logs() {
 
 /// A log replaced by a symlink (to a file of root's, say, by a worker's
 /// `User` that may write in the log directory) is never followed: at
-/// start it is a config error, and on SIGUSR1 the old file is kept.
+/// start it is a config error, and on SIGUSR1 the old file is kept. A
+/// link to a device (`/dev/stdout`, `/dev/null`) is followed, and a FIFO
+/// nobody reads put at a log's path is refused rather than waited for
+/// (the master would wait in its open, deaf to SIGTERM).
 #[test]
 fn a_symlink_at_a_log_path_is_never_followed() {
     use std::os::unix::fs::{symlink, PermissionsExt};
@@ -442,10 +445,28 @@ fn a_symlink_at_a_log_path_is_never_followed() {
         let err = std::fs::read_to_string(dir.path().join("err.txt")).unwrap();
         assert!(status.is_some_and(|s| !s.success()), "{status:?}: {err}");
         assert!(
-            err.contains("link.log: is a symbolic link, which a log file is not opened through"),
+            err.contains(
+                "link.log: is a symbolic link to a file, which a log file is not opened through"
+            ),
             "{err}"
         );
     }
+    // A link to a device is what `/dev/stdout` is: followed.
+    symlink("/dev/null", dir.path().join("null.log")).unwrap();
+    www(&dir);
+    let global = "Plugin request_log\nRequestLog {dir}/null.log";
+    let checked = dir.write("null.conf", config_text(&dir, &conf(global, "")));
+    let out = std::process::Command::new(BIN)
+        .args(["--check", "-c"])
+        .arg(&checked)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.contains("is OK"), "{said}");
 
     let global = "Plugin logging/warn\nPlugin logging/file\nLogFile {dir}/error.log\n\
                   Plugin request_log\nRequestLog {dir}/access.log\nLogLevel LOGINFO";
@@ -487,6 +508,25 @@ fn a_symlink_at_a_log_path_is_never_followed() {
     })));
     assert_eq!(read(&victim), "root's own\n");
     assert!(read(&dir.join("error.log.1")).contains("is a symbolic link"));
+
+    std::fs::remove_file(dir.join("error.log")).unwrap();
+    let fifo = std::ffi::CString::new(dir.join("error.log").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    srv.signal(libc::SIGUSR1);
+    assert!(
+        wait_until(Duration::from_secs(15), || srv
+            .stderr()
+            .contains("error.log: is a FIFO nobody reads")),
+        "{}",
+        srv.stderr()
+    );
+    assert_eq!(srv.get("/a.txt").status, 200);
+    srv.signal(libc::SIGTERM);
+    assert!(
+        srv.wait_exit(Duration::from_secs(20)).is_some(),
+        "the master did not stop"
+    );
 }
 
 /// One keep-alive POST client of `reloads_lose_no_keepalive_post`: sends

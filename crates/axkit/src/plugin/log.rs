@@ -203,22 +203,61 @@ pub fn log_to_stderr(level: Level, message: &str) {
 /// account to read). The master and the plugins' constructors open their
 /// logs as root; where the workers' `User` may write in the log's
 /// directory, it could put a symlink to any file there, so a symlink at
-/// `path` is refused (`O_NOFOLLOW`) rather than followed.
+/// `path` that leads to a file is refused rather than followed (one to a
+/// device, `/dev/stdout` say, is followed). The open never waits (a FIFO
+/// with no reader is an error).
 pub fn open_log_file(path: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
+    // Never waiting in the open: a FIFO nobody reads put at the path would
+    // hold the master there, deaf to its signals.
+    let opened = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o640)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => io::Error::new(
-                e.kind(),
-                "is a symbolic link, which a log file is not opened through",
-            ),
-            _ => e,
-        })
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let (file, linked) = match opened {
+        Ok(file) => (file, false),
+        // A symlink is followed only to what is not a regular file
+        // (`/dev/stdout`, `/dev/null`, a terminal or a pipe), where no one
+        // can point it at a file of root's to append to; what it led to is
+        // looked at once open, so a link swapped meanwhile changes nothing.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => (
+            OpenOptions::new()
+                .append(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)
+                .map_err(named)?,
+            true,
+        ),
+        Err(e) => return Err(named(e)),
+    };
+    if linked && file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a symbolic link to a file, which a log file is not opened through \
+             (a link to a device such as /dev/stdout is)",
+        ));
+    }
+    // Writes wait as they always did (each log has a thread of its own).
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this function owns.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(file)
+}
+
+/// An open's error, said for a log.
+fn named(e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::ENXIO) => io::Error::new(e.kind(), "is a FIFO nobody reads"),
+        _ => e,
+    }
 }
 
 /// A warning when this process runs as root, `config` has the workers
