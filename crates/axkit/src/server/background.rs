@@ -46,7 +46,9 @@ pub(crate) fn start<'h>(
     head.extend_from_slice(b"GET ");
     head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    match ctx.request.host() {
+    // The Host as the caller's client sent it, port and all: what the
+    // request is keyed and routed by (a cache's entry) must be the same.
+    match ctx.request.header("Host").filter(|h| !h.is_empty()) {
         Some(host) => head.extend_from_slice(host.as_bytes()),
         None => head.extend_from_slice(ctx.conn.local.to_string().as_bytes()),
     }
