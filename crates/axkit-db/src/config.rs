@@ -260,6 +260,23 @@ fn target(url: &str, files: &FileReader<'_>) -> Result<(Kind, Target), String> {
                             connect over loopback or a Unix socket"
                     .into());
             }
+            // The client ignores what it does not know (`password=` for
+            // `pass=`): a URL that says more than it reads is refused.
+            let query = url
+                .split_once('?')
+                .map_or("", |(_, q)| q.split('#').next().unwrap_or(""));
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+                if !["db", "user", "pass", "protocol"].contains(&name) {
+                    // The name is not quoted: it could be a password
+                    // written where a name goes.
+                    return Err(
+                        "the Redis URL's query has a field the client does not read \
+                                (it reads db=, user=, pass= (the password) and protocol=)"
+                            .into(),
+                    );
+                }
+            }
             let client = redis::Client::open(url)
                 .map_err(|e| format!("not a Redis URL the client understands: {e}"))?;
             Ok((Kind::Redis, Target::Redis(client)))
@@ -341,6 +358,13 @@ mod tests {
             err(&["main", "ftp://u:hunter2@h/"]),
             "unknown scheme \"ftp\"; expected postgres://, postgresql://, redis://, redis+unix:// or sqlite:"
         );
+        let ignored = err(&["main", "redis+unix:///run/r.sock?db=1&password=hunter2"]);
+        assert!(
+            ignored.contains("a field the client does not read"),
+            "{ignored}"
+        );
+        assert!(!ignored.contains(secret), "{ignored}");
+        assert!(err(&["main", "redis+unix:///run/r.sock?db=1&hunter2"]).contains("a field"));
         let bogus = err(&["main", "postgres://u:p@h/db?bogus=1"]);
         assert!(bogus.contains("unknown option `bogus`"), "{bogus}");
         assert!(err(&["main", "postgres://h/db", "pool=0"]).starts_with("pool:"));
