@@ -60,12 +60,10 @@ impl Plugin for LoggingFile {
 
     fn reopen_logs(&self) {
         if let Err(e) = self.sink.reopen() {
-            eprintln!(
-                "{}",
-                log_line(
-                    Level::Error,
-                    &format!("reopening LogFile {}: {e}", self.sink.path().display())
-                )
+            // One write, line and newline: the workers share stderr.
+            axkit::plugin::log_to_stderr(
+                Level::Error,
+                &format!("reopening LogFile {}: {e}", self.sink.path().display()),
             );
         }
     }

@@ -148,12 +148,9 @@ impl Background {
         self.dropped.set(n);
         // Say so now and then, on stderr: the log itself is what is stuck.
         if n.is_power_of_two() {
-            eprintln!(
-                "{}",
-                axkit::plugin::log_line(
-                    axkit::plugin::Level::Error,
-                    &format!("log writer behind: {n} lines dropped")
-                )
+            axkit::plugin::log_to_stderr(
+                axkit::plugin::Level::Error,
+                &format!("log writer behind: {n} lines dropped"),
             );
         }
     }
@@ -187,12 +184,9 @@ fn write_loop(path: &Path, mut file: Option<File>, rx: Receiver<Message>, queued
                     if !is_stdout(path) {
                         match open_log_file(path) {
                             Ok(f) => file = Some(f),
-                            Err(e) => eprintln!(
-                                "{}",
-                                axkit::plugin::log_line(
-                                    axkit::plugin::Level::Error,
-                                    &format!("reopening {}: {e}", path.display())
-                                )
+                            Err(e) => axkit::plugin::log_to_stderr(
+                                axkit::plugin::Level::Error,
+                                &format!("reopening {}: {e}", path.display()),
                             ),
                         }
                     }
