@@ -79,6 +79,33 @@ impl<S: std::io::Read + Write> Console<S> {
     }
 }
 
+/// After a reload, wait (20 s at most) until the console, reached
+/// through `connect`, answers from generation 2: the new worker 0 has it.
+/// The old worker 0 may take a connection and close it as it stops: a
+/// try, not a failure. The last answer, or why there was none, if not.
+fn new_generation_answers<S: std::io::Read + Write>(
+    connect: impl Fn() -> std::io::Result<S>,
+) -> Result<(), String> {
+    let mut last = String::new();
+    let answered = wait_until(Duration::from_secs(20), || {
+        last = match connect().and_then(|s| {
+            Console {
+                reader: BufReader::new(s),
+            }
+            .try_ask("config")
+        }) {
+            Ok(lines) => lines[0].clone(),
+            Err(e) => e.to_string(),
+        };
+        last.starts_with("generation 2")
+    });
+    if answered {
+        Ok(())
+    } else {
+        Err(last)
+    }
+}
+
 fn console(sock: &Path) -> Console<UnixStream> {
     let s = UnixStream::connect(sock).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -227,26 +254,12 @@ fn reload_starts_a_new_generation() {
     assert!(answer[0].starts_with("OK reload requested"), "{answer:?}");
     srv.wait_stderr("configuration reloaded", Duration::from_secs(30));
     // The new worker 0 has the console now (the old one drains): ask it.
-    let mut generation = String::new();
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            let Ok(s) = UnixStream::connect(&sock) else {
-                return false;
-            };
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut c = Console {
-                reader: BufReader::new(s),
-            };
-            // The old worker 0 may take the connection and close it as
-            // it stops: a try, not a failure.
-            match c.try_ask("config") {
-                Ok(lines) => generation = lines[0].clone(),
-                Err(e) => generation = e.to_string(),
-            }
-            generation.starts_with("generation 2")
-        }),
-        "{generation}"
-    );
+    let generation = new_generation_answers(|| {
+        let s = UnixStream::connect(&sock)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(s)
+    });
+    assert!(generation.is_ok(), "{generation:?}");
     assert!(wait_until(Duration::from_secs(20), || {
         srv.workers().iter().all(|w| !old.contains(w))
     }));
@@ -287,27 +300,12 @@ fn a_tcp_console_on_loopback() {
     // old one lets go of it.
     srv.signal(libc::SIGHUP);
     srv.wait_stderr("configuration reloaded", Duration::from_secs(30));
-    let mut generation = String::new();
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-                return false;
-            };
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut c = Console {
-                reader: BufReader::new(s),
-            };
-            // The old worker 0 may take the connection and close it as
-            // it stops: a try, not a failure.
-            match c.try_ask("config") {
-                Ok(lines) => generation = lines[0].clone(),
-                Err(e) => generation = e.to_string(),
-            }
-            generation.starts_with("generation 2")
-        }),
-        "{generation}\n{}",
-        srv.stderr()
-    );
+    let generation = new_generation_answers(|| {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(s)
+    });
+    assert!(generation.is_ok(), "{generation:?}\n{}", srv.stderr());
 }
 
 /// With `User nobody`, the unix socket is nobody's, but a process running

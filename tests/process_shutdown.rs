@@ -338,15 +338,7 @@ fn a_stdout_nobody_reads_holds_up_neither_the_master_nor_memory() {
     }));
 
     signal(pid, libc::SIGTERM);
-    assert!(
-        wait_until(Duration::from_secs(30), || master
-            .0
-            .try_wait()
-            .unwrap()
-            .is_some()),
-        "the master did not stop on SIGTERM: {}",
-        process_state(pid)
-    );
+    master.stops(pid);
 }
 
 /// A master that stops passes its workers' last output on before it
@@ -395,15 +387,7 @@ fn a_stopping_master_writes_its_workers_last_output() {
         }
         got
     });
-    assert!(
-        wait_until(Duration::from_secs(30), || master
-            .0
-            .try_wait()
-            .unwrap()
-            .is_some()),
-        "the master did not stop on SIGTERM: {}",
-        process_state(pid)
-    );
+    master.stops(pid);
     // Whatever the master wrote before it exited is in the pipe: empty
     // lines of our own end the reader's wait if some are missing.
     fifo.write_all(&b"\n".repeat(1001)).unwrap();
@@ -418,6 +402,21 @@ fn a_stopping_master_writes_its_workers_last_output() {
 /// A child process killed when the test ends, whether or not it passed
 /// (its workers follow: their stdin closes).
 struct KilledOnDrop(std::process::Child);
+
+impl KilledOnDrop {
+    /// Wait for the master (`pid`) to exit, as SIGTERM asked, 30 s at most.
+    fn stops(&mut self, pid: i32) {
+        assert!(
+            wait_until(Duration::from_secs(30), || self
+                .0
+                .try_wait()
+                .unwrap()
+                .is_some()),
+            "the master did not stop on SIGTERM: {}",
+            process_state(pid)
+        );
+    }
+}
 
 impl Drop for KilledOnDrop {
     fn drop(&mut self) {
