@@ -1,7 +1,7 @@
 //! Which file a URL gets and as what, through the stock `axkit` binary:
 //! directories (the slash redirect, DirectoryIndex, serve_dir listings),
-//! typeless URIs, content sniffing, and serve_file opening a file another
-//! plugin named.
+//! typeless URIs, content sniffing, serve_file opening a file another
+//! plugin named, and the same rules where `openat2` cannot be called.
 //!
 //! Every server runs as one process (`--no-master`); each test starts its
 //! own so that they can run in parallel.
@@ -454,4 +454,58 @@ LogLevel info
     assert_eq!(zeros(), zeros_before, "{open:?}");
     let stderr = srv.stop();
     assert!(!stderr.contains("[error]"), "{stderr}");
+}
+
+/// Where the kernel refuses `openat2` (before Linux 5.6, or a seccomp
+/// profile that does not know it), files are still opened beneath their
+/// root under its rule, by the walk that stands in for it: in the workers
+/// a master starts too, which inherit the filter. Before the walk, every
+/// file was a 500 ("Function not implemented").
+#[test]
+fn files_keep_their_rules_where_openat2_is_refused() {
+    let conf = |extra: &str| {
+        format!(
+            "Workers 1
+<Server>
+    Listen 127.0.0.1:0
+    DocumentRoot {{dir}}/www
+    DirectoryIndex index.html
+{extra}
+    Plugin uri_to_file
+    Plugin fast_mime_map
+    Plugin serve_file
+</Server>
+"
+        )
+    };
+    let prepare = |d: &TempDir| {
+        let www = d.path().join("www");
+        d.write("www/a.txt", "inside");
+        d.write("www/sub/index.html", "index");
+        d.write("outside/secret.txt", "SECRET");
+        std::os::unix::fs::symlink("a.txt", www.join("link.txt")).unwrap();
+        std::os::unix::fs::symlink("../a.txt", www.join("sub/up.txt")).unwrap();
+        std::os::unix::fs::symlink("../outside", www.join("out")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("outside/secret.txt"), www.join("abs.txt"))
+            .unwrap();
+    };
+    let mut srv = Axkit::start_without_openat2(&conf(""), prepare);
+    for _ in 0..2 {
+        // Twice: the second time through the open-file cache.
+        assert_eq!(get(&srv, "/a.txt", "").text(), "inside");
+        assert_eq!(get(&srv, "/link.txt", "").text(), "inside");
+        assert_eq!(get(&srv, "/sub/up.txt", "").text(), "inside");
+        assert_eq!(get(&srv, "/sub/", "").text(), "index");
+        assert_eq!(get(&srv, "/sub", "").status, 301);
+        assert_eq!(get(&srv, "/missing", "").status, 404);
+        for out in ["/out/secret.txt", "/abs.txt"] {
+            let r = get(&srv, out, "");
+            assert_eq!(r.status, 403, "{out}");
+            assert!(!r.text().contains("SECRET"));
+        }
+    }
+    assert!(!srv.stop().contains("not implemented"));
+    let srv = Axkit::start_without_openat2(&conf("    FollowSymlinks on"), prepare);
+    assert_eq!(get(&srv, "/out/secret.txt", "").text(), "SECRET");
+    assert_eq!(get(&srv, "/abs.txt", "").text(), "SECRET");
 }

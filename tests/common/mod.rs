@@ -36,6 +36,7 @@ pub const BIN: &str = match option_env!("CARGO_BIN_EXE_axkit") {
 extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
     fn setrlimit(resource: i32, limit: *const RLimit) -> i32;
+    fn prctl(option: i32, ...) -> i32;
 }
 
 #[repr(C)]
@@ -59,6 +60,66 @@ pub fn limit_open_files(command: &mut Command, n: u64) {
             } else {
                 Err(std::io::Error::last_os_error())
             }
+        });
+    }
+}
+
+/// One instruction of a classic BPF program (`struct sock_filter`).
+#[repr(C)]
+struct SockFilter {
+    code: u16,
+    jt: u8,
+    jf: u8,
+    k: u32,
+}
+
+/// `struct sock_fprog`.
+#[repr(C)]
+struct SockFprog {
+    len: u16,
+    filter: *const SockFilter,
+}
+
+/// Run `command`, and every process it starts, where the `openat2` system
+/// call fails with ENOSYS, as under a kernel before 5.6 or a seccomp
+/// profile that does not know the call: a filter that answers ENOSYS to
+/// that one call number and lets every other through.
+pub fn without_openat2(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    const SYS_OPENAT2: u32 = 437;
+    const ENOSYS: u32 = 38;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const PR_SET_NO_NEW_PRIVS: i32 = 38;
+    const PR_SET_SECCOMP: i32 = 22;
+    const SECCOMP_MODE_FILTER: u64 = 2;
+    let insn = |code, jt, jf, k| SockFilter { code, jt, jf, k };
+    let program = [
+        // The call number (offset 0 of `struct seccomp_data`).
+        insn(0x20, 0, 0, 0),
+        // openat2: the next instruction; anything else: the one after.
+        insn(0x15, 0, 1, SYS_OPENAT2),
+        insn(0x06, 0, 0, SECCOMP_RET_ERRNO | ENOSYS),
+        insn(0x06, 0, 0, SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: the hook runs in the child between fork and exec and makes
+    // two prctl calls (async-signal-safe) on memory the closure owns.
+    unsafe {
+        command.pre_exec(move || {
+            let prog = SockFprog {
+                len: program.len() as u16,
+                filter: program.as_ptr(),
+            };
+            if prctl(PR_SET_NO_NEW_PRIVS, 1u64, 0u64, 0u64, 0u64) != 0
+                || prctl(
+                    PR_SET_SECCOMP,
+                    SECCOMP_MODE_FILTER,
+                    &prog as *const SockFprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
         });
     }
 }
@@ -194,6 +255,12 @@ impl Axkit {
         Axkit::start_command(BIN, config, &["--no-master"], prepare, |c| {
             limit_open_files(c, n)
         })
+    }
+
+    /// Start with a master, as `start_with` does, where `openat2` cannot be
+    /// called (`without_openat2`).
+    pub fn start_without_openat2(config: &str, prepare: impl FnOnce(&TempDir)) -> Axkit {
+        Axkit::start_command(BIN, config, &[], prepare, without_openat2)
     }
 
     /// Run `bin` as `start_bin` does, its command set up by `setup` too.

@@ -18,9 +18,21 @@
 //! opens with [`DocRoot::open`]. Roots stay open for the life of the
 //! worker, one descriptor per root shared by every request and by the
 //! blocking pool.
+//!
+//! Where `openat2` cannot be called (a kernel before 5.6, such as RHEL 8's
+//! 4.18; a seccomp profile that refuses it, as older container runtimes'
+//! do; valgrind), the same rules are kept by walking the path one
+//! component at a time with `openat(O_NOFOLLOW)` from the root's
+//! descriptor, reading each symlink met and resolving it by hand
+//! ([`open_walking`]): `..` pops a directory this walk holds open, so a
+//! rename meanwhile cannot lead it out of the root. What the fallback
+//! gives up: nothing is opened on the event loop ([`Io::Cached`] always
+//! says "would block", so every lookup goes to the blocking pool), and
+//! under `FollowSymlinks on` a link into `/proc` (a "magic link") is
+//! followed.
 
 use std::cell::RefCell;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -324,17 +336,44 @@ const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 const RESOLVE_BENEATH: u64 = 0x08;
 const RESOLVE_CACHED: u64 = 0x20;
 
-/// openat2(2): `path` relative to `dir` (or to the working directory with
-/// AT_FDCWD), with `flags` and `resolve` restrictions (magic links are
-/// never followed); in [`Io::Cached`] mode from the dentry cache only.
+/// `path` relative to `dir` (or to the working directory with AT_FDCWD),
+/// with `flags` and `resolve` restrictions (magic links are never
+/// followed), in [`Io::Cached`] mode from the dentry cache only: by
+/// openat2(2), or where it cannot be called by [`open_walking`].
 fn openat2(dir: RawFd, path: &Path, flags: libc::c_int, resolve: u64, io: Io) -> io::Result<File> {
     let c =
         CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("NUL in path"))?;
+    if !have_openat2() {
+        return match io {
+            Io::Cached => Err(io::Error::from_raw_os_error(libc::EAGAIN)),
+            Io::Blocking if resolve == 0 => openat(dir, &c, flags),
+            Io::Blocking => open_walking(dir, path, flags, resolve),
+        };
+    }
     let cached = if io == Io::Cached { RESOLVE_CACHED } else { 0 };
+    openat2_call(dir, &c, flags, resolve | cached)
+}
+
+/// Whether openat2 can be called here, asked once of the kernel: ENOSYS
+/// from a kernel before 5.6 (or valgrind), EPERM from a seccomp filter
+/// that does not know it.
+fn have_openat2() -> bool {
+    static HAVE: OnceLock<bool> = OnceLock::new();
+    *HAVE.get_or_init(|| {
+        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        match openat2_call(libc::AT_FDCWD, c"/", flags, 0) {
+            Ok(_) => true,
+            Err(e) => !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)),
+        }
+    })
+}
+
+/// openat2(2) itself.
+fn openat2_call(dir: RawFd, c: &CStr, flags: libc::c_int, resolve: u64) -> io::Result<File> {
     let how = OpenHow {
         flags: flags as u64,
         mode: 0,
-        resolve: resolve | RESOLVE_NO_MAGICLINKS | cached,
+        resolve: resolve | RESOLVE_NO_MAGICLINKS,
     };
     // SAFETY: openat2 with a valid dirfd (or AT_FDCWD), a C string and an
     // open_how of the size we pass; the result is checked.
@@ -347,11 +386,102 @@ fn openat2(dir: RawFd, path: &Path, flags: libc::c_int, resolve: u64, io: Io) ->
             std::mem::size_of::<OpenHow>(),
         )
     };
+    fresh(fd as libc::c_int)
+}
+
+/// openat(2).
+fn openat(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<File> {
+    // SAFETY: a valid dirfd (or AT_FDCWD) and a C string; the result is
+    // checked.
+    fresh(unsafe { libc::openat(dir, name.as_ptr(), flags) })
+}
+
+/// The descriptor an open call returned, or its error.
+fn fresh(fd: libc::c_int) -> io::Result<File> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: a fresh descriptor that nothing else owns.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Links followed in one walk, at most (the kernel's limit, ELOOP past it).
+const MAX_LINKS: usize = 40;
+
+/// `RESOLVE_BENEATH` (and `RESOLVE_NO_SYMLINKS`, if in `resolve`) without
+/// openat2: `path` from `root` one component at a time, each looked at
+/// with `O_PATH | O_NOFOLLOW` before it is entered or opened, so that a
+/// symlink is never followed by the kernel. A link is read and its target
+/// walked in its place, from the directory that holds it: an absolute
+/// target, or `..` above the root, is EXDEV (as openat2 says it); any
+/// link under `RESOLVE_NO_SYMLINKS` is ELOOP. The directories entered are
+/// held open, and `..` goes back to the one before rather than asking the
+/// kernel, so a directory renamed meanwhile cannot take the walk out of
+/// the root. The final open adds `O_NOFOLLOW`: a name swapped for a link
+/// since it was looked at fails (ELOOP) rather than being followed.
+fn open_walking(root: RawFd, path: &Path, flags: libc::c_int, resolve: u64) -> io::Result<File> {
+    let error = io::Error::from_raw_os_error;
+    let names = |p: &Path| -> io::Result<Vec<OsString>> {
+        p.components()
+            .rev()
+            .map(|c| match c {
+                Component::Normal(n) => Ok(n.to_os_string()),
+                Component::CurDir => Ok(".".into()),
+                Component::ParentDir => Ok("..".into()),
+                Component::RootDir | Component::Prefix(_) => Err(error(libc::EXDEV)),
+            })
+            .collect()
+    };
+    // The names still to walk, the next one last.
+    let mut todo = names(path)?;
+    // The directories entered below the root.
+    let mut dirs: Vec<File> = Vec::new();
+    let mut links = 0;
+    loop {
+        let at = dirs.last().map_or(root, |d| d.as_raw_fd());
+        let Some(name) = todo.pop() else {
+            // The path ended at a directory (`.`, `..`, a link to one).
+            return openat(at, c".", flags | libc::O_NOFOLLOW);
+        };
+        match name.as_bytes() {
+            b"." => continue,
+            b".." => {
+                dirs.pop().ok_or_else(|| error(libc::EXDEV))?;
+                continue;
+            }
+            _ => {}
+        }
+        let c = CString::new(name.as_bytes()).map_err(|_| io::Error::other("NUL in path"))?;
+        let probe = openat(at, &c, libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)?;
+        let kind = probe.metadata()?.file_type();
+        if kind.is_symlink() {
+            links += 1;
+            if resolve & RESOLVE_NO_SYMLINKS != 0 || links > MAX_LINKS {
+                return Err(error(libc::ELOOP));
+            }
+            let mut target = vec![0u8; libc::PATH_MAX as usize];
+            // SAFETY: readlinkat into a buffer of the length passed; the
+            // result is checked.
+            let n = unsafe {
+                libc::readlinkat(at, c.as_ptr(), target.as_mut_ptr().cast(), target.len())
+            };
+            let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+            target.truncate(n);
+            todo.extend(names(Path::new(OsStr::from_bytes(&target)))?);
+        } else if !todo.is_empty() {
+            if !kind.is_dir() {
+                return Err(error(libc::ENOTDIR));
+            }
+            dirs.push(probe);
+        } else if flags & libc::O_PATH != 0 {
+            if flags & libc::O_DIRECTORY != 0 && !kind.is_dir() {
+                return Err(error(libc::ENOTDIR));
+            }
+            return Ok(probe);
+        } else {
+            return openat(at, &c, flags | libc::O_NOFOLLOW);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -393,6 +523,90 @@ mod tests {
             DocRoot::new(Path::new(""), Rule::Beneath).relative(&www),
             None
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The walk that stands in for openat2 keeps its rules: links
+    /// followed while they stay beneath the root (through `..` too),
+    /// refused when they leave it or when no link is allowed, loops cut,
+    /// and the root itself and directories reached through links opened.
+    #[test]
+    fn walking_keeps_the_rules() {
+        let dir = std::env::temp_dir().join(format!("axkit-walk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("www/sub/deep")).unwrap();
+        std::fs::write(dir.join("www/sub/in.txt"), "in").unwrap();
+        std::fs::write(dir.join("out.txt"), "out").unwrap();
+        let link = |target: &str, name: &str| {
+            std::os::unix::fs::symlink(target, dir.join("www").join(name)).unwrap()
+        };
+        link("sub/in.txt", "link-in");
+        link("../out.txt", "link-out");
+        link("../in.txt", "sub/deep/up");
+        link("../../../out.txt", "sub/deep/escape");
+        link("/etc/passwd", "absolute");
+        link("loop-b", "loop-a");
+        link("loop-a", "loop-b");
+        link("sub", "to-sub");
+        link("link-in", "chain");
+        let root = File::open(dir.join("www")).unwrap();
+        let read = |resolve, rel: &str| {
+            open_walking(root.as_raw_fd(), Path::new(rel), READ_FLAGS, resolve)
+                .map(|f| std::io::read_to_string(f).unwrap())
+                .map_err(|e| e.raw_os_error())
+        };
+        let beneath = Rule::Beneath.resolve();
+        let none = Rule::NoSymlinks.resolve();
+        assert_eq!(read(beneath, "sub/in.txt"), Ok("in".into()));
+        assert_eq!(read(beneath, "link-in"), Ok("in".into()));
+        assert_eq!(read(beneath, "chain"), Ok("in".into()));
+        assert_eq!(read(beneath, "sub/deep/up"), Ok("in".into()));
+        assert_eq!(read(beneath, "to-sub/in.txt"), Ok("in".into()));
+        assert_eq!(read(beneath, "link-out"), Err(Some(libc::EXDEV)));
+        assert_eq!(read(beneath, "sub/deep/escape"), Err(Some(libc::EXDEV)));
+        assert_eq!(read(beneath, "absolute"), Err(Some(libc::EXDEV)));
+        assert_eq!(read(beneath, "loop-a"), Err(Some(libc::ELOOP)));
+        assert_eq!(read(beneath, "sub/in.txt/x"), Err(Some(libc::ENOTDIR)));
+        assert_eq!(read(beneath, "missing"), Err(Some(libc::ENOENT)));
+        assert_eq!(read(none, "sub/in.txt"), Ok("in".into()));
+        assert_eq!(read(none, "link-in"), Err(Some(libc::ELOOP)));
+        assert_eq!(read(none, "to-sub/in.txt"), Err(Some(libc::ELOOP)));
+        let open_dir = |rel: &str| {
+            let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+            open_walking(root.as_raw_fd(), Path::new(rel), flags, beneath)
+                .map(|f| f.metadata().unwrap().is_dir())
+                .map_err(|e| e.raw_os_error())
+        };
+        assert_eq!(open_dir("."), Ok(true));
+        assert_eq!(open_dir("to-sub"), Ok(true));
+        assert_eq!(open_dir("sub/deep/.."), Ok(true));
+        assert_eq!(open_dir("link-in"), Err(Some(libc::ENOTDIR)));
+        // Where the kernel has openat2, the two agree on every name.
+        if have_openat2() {
+            let names = [
+                "sub/in.txt",
+                "link-in",
+                "chain",
+                "sub/deep/up",
+                "to-sub/in.txt",
+            ];
+            let refused = [
+                "link-out",
+                "sub/deep/escape",
+                "absolute",
+                "loop-a",
+                "missing",
+            ];
+            for rel in names.into_iter().chain(refused).chain(["sub/in.txt/x"]) {
+                for resolve in [beneath, none] {
+                    let c = CString::new(rel).unwrap();
+                    let kernel = openat2_call(root.as_raw_fd(), &c, READ_FLAGS, resolve)
+                        .map(|f| std::io::read_to_string(f).unwrap())
+                        .map_err(|e| e.raw_os_error());
+                    assert_eq!(read(resolve, rel), kernel, "{rel} {resolve:#x}");
+                }
+            }
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
