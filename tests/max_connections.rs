@@ -2,7 +2,8 @@
 //! keep-alive connections that have been idle longest, and connections that
 //! have sent nothing for a few seconds, to make room (as nginx reuses idle
 //! keep-alive connections); a connection with a request in flight is never
-//! closed for it. Each test holds a worker at a tiny limit with deadlines far
+//! closed for it, unless the request is one its client resumes by itself
+//! (an event stream, a long poll: `tests/sse.rs`). Each test holds a worker at a tiny limit with deadlines far
 //! beyond the test's own bounds, so that only reclaiming can let the probe in.
 
 mod common;
@@ -115,9 +116,10 @@ fn connections_that_send_nothing_make_room_after_a_grace() {
     assert_closed(&mut silent[0], Duration::from_secs(5), "silent connection");
 }
 
-/// A request in flight (here a long poll that a Lua handler holds until the
-/// test releases it) is never cut to make room: the new client waits until
-/// one of them has finished.
+/// A request in flight that is not marked reclaimable (here a wait that a
+/// Lua handler holds until the test releases it, which could be a
+/// download) is never cut to make room: the new client waits until one
+/// of them has finished.
 #[test]
 fn connections_with_a_request_in_flight_are_never_reclaimed() {
     let script = r#"

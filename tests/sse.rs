@@ -5,7 +5,8 @@
 //! the script; a subscription keeps what comes between subscribing and
 //! waiting; a long poll wakes with a message or times out with 204;
 //! streams end at once on SIGHUP and SIGTERM rather than holding the
-//! drain up; a client that leaves frees its waiter.
+//! drain up, and the oldest ends for a new client when they fill a
+//! worker; a client that leaves frees its waiter.
 //!
 //! Event framing and the subscription queue are unit-tested in
 //! `crates/axkit-sse` and `crates/axkit-shared`.
@@ -24,7 +25,8 @@ use common::*;
 /// `Last-Event-ID`, then every message on channel `ch`; with `?hold`, it
 /// waits for a message on `go` between subscribing and starting the
 /// stream); `/frames` sends fixed events and returns; `/poll?t=` is a
-/// long poll on `ch`; `/send?m=[&c=]` broadcasts (answering the sender's
+/// long poll on `ch`, `/wait` one made by hand (`shared.wait`) and marked
+/// reclaimable; `/send?m=[&c=]` broadcasts (answering the sender's
 /// worker); `/state` answers this worker's waiters and the streams ended;
 /// `/keep` keeps a subscription in a global, `/kept` waits on it.
 const LIVE: &str = r#"
@@ -52,6 +54,11 @@ function hook_response(r)
   elseif p == "/poll" then
     local m, why = r:long_poll("ch", tonumber(r:param("t")))
     r:set_header("X-Why", why or "message")
+  elseif p == "/wait" then
+    r:set_reclaimable()
+    local m, why = shared.wait("ch", 300)
+    r:set_header("X-Why", why or "message")
+    r:write(m or "")
   elseif p == "/send" then
     shared.broadcast(r:param("c") or "ch", r:param("m"))
     r:write((r:worker()))
@@ -335,6 +342,87 @@ fn streams_end_at_once_on_sighup_and_sigterm() {
     srv.signal(libc::SIGTERM);
     assert!(s.ends_within(LIMIT), "ended with its last chunk");
     assert!(srv.wait_exit(LIMIT).is_some(), "the server exited");
+}
+
+/// Streams never time out (and with heartbeats never look idle), so a
+/// worker full of them and long polls would serve no new client for as
+/// long as they last. Both are reclaimable: when no idle connection can
+/// make room, the oldest is ended as its client expects one to end
+/// (a long poll answers 204, as on its timeout; a stream ends with its
+/// last chunk) and its connection closes, and the new client is served.
+#[test]
+fn a_worker_full_of_streams_ends_the_oldest_for_a_new_client() {
+    let mut srv = start(
+        1,
+        "MaxConnections 4\nKeepAliveTimeout 60s\nHeaderTimeout 60s\nLogLevel LOGINFO",
+    );
+    let mut poll = TcpStream::connect(srv.addr).unwrap();
+    poll.write_all(b"GET /poll?t=300 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(wait_until(LIMIT, || text(&srv, "/state") == "1 0"));
+    let mut streams: Vec<_> = (0..3)
+        .map(|_| {
+            let mut s = Stream::open(&srv, "/events", "");
+            s.event();
+            s
+        })
+        .collect();
+    // Full: the long poll, the oldest, answers as on its timeout, with
+    // `Connection: close`, and closes; the new client is served.
+    assert_eq!(get(&srv, "/state", "").status, 200);
+    let (bytes, ended) = read_to_end_within(&mut poll, LIMIT);
+    let r = parse_response(&bytes).unwrap_or_else(|| panic!("{}", lossy(&bytes)));
+    assert_eq!(
+        (r.status, r.header("X-Why"), r.header("Connection")),
+        (204, Some("stopping"), Some("close"))
+    );
+    assert!(matches!(ended, common::Ended::Closed), "{ended:?}");
+    // Full of streams again: the oldest ends with its last chunk, then
+    // the connection closes; the new client is served.
+    streams.push(Stream::open(&srv, "/events", ""));
+    streams[3].event();
+    assert_eq!(get(&srv, "/state", "").status, 200);
+    let oldest = &mut streams[0];
+    let (rest, ended) = read_to_end_within(&mut oldest.s, LIMIT);
+    oldest.raw.extend_from_slice(&rest);
+    assert!(oldest.dechunk(), "no last chunk: {}", lossy(&oldest.raw));
+    assert!(matches!(ended, common::Ended::Closed), "{ended:?}");
+    srv.wait_stderr("stream ended: stopping", LIMIT);
+    // The others go on.
+    text(&srv, "/send?m=still");
+    for s in &mut streams[1..] {
+        assert_eq!(s.event(), "data: still\n\n");
+    }
+    srv.wait_stderr(
+        "MaxConnections (4) reached: closed 0 idle connection(s) and ended 1 reclaimable response(s)",
+        LIMIT,
+    );
+}
+
+/// A long poll a script makes by hand is reclaimable once it says so
+/// (`r:set_reclaimable`): its wait ends with `stopping`, and what it
+/// answers closes the connection.
+#[test]
+fn a_hand_made_long_poll_marked_reclaimable_makes_room() {
+    let srv = start(
+        1,
+        "MaxConnections 2\nKeepAliveTimeout 60s\nHeaderTimeout 60s",
+    );
+    let mut waiting = TcpStream::connect(srv.addr).unwrap();
+    waiting
+        .write_all(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(wait_until(LIMIT, || text(&srv, "/state") == "1 0"));
+    let mut stream = Stream::open(&srv, "/events", "");
+    stream.event();
+    assert_eq!(get(&srv, "/state", "").status, 200);
+    let (bytes, ended) = read_to_end_within(&mut waiting, LIMIT);
+    let r = parse_response(&bytes).unwrap_or_else(|| panic!("{}", lossy(&bytes)));
+    assert_eq!(
+        (r.status, r.header("X-Why"), r.header("Connection")),
+        (200, Some("stopping"), Some("close"))
+    );
+    assert!(matches!(ended, common::Ended::Closed), "{ended:?}");
 }
 
 #[test]

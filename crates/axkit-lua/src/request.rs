@@ -543,6 +543,13 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
         let worker = c.worker();
         Ok((worker.index(), worker.count()))
     })?;
+    // A long poll made by hand (`shared.wait`, `sub:next`) that the
+    // client sends again: a full worker may end it for a new client, as
+    // it ends `r:sse` and `r:long_poll`, which mark themselves.
+    m.sync("set_reclaimable", |_, _, c, ()| {
+        c.set_reclaimable();
+        Ok(())
+    })?;
     m.sync("params", |lua, _, c, ()| {
         let t = lua.create_table()?;
         for (k, v) in c.request.query_params() {

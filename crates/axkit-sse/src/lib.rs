@@ -11,10 +11,17 @@
 //!   stream open, and [`EventStream::wait`], which waits for the next
 //!   thing to send and tells the handler when to stop: the client went
 //!   away, or the worker began to drain (a reload or a shutdown is then not
-//!   held up by idle streams; the browser reconnects to a new worker).
+//!   held up by idle streams; the browser reconnects to a new worker), or
+//!   the worker, full, needs the connection for a new client.
 //! - [`long_poll`]: wait for one message with a timeout, answering 200
-//!   with it or 204 (on timeout, drain or a client gone).
+//!   with it or 204 (on timeout, drain, a client gone, or a full worker).
 //! - [`wait_for`]: the same waiting, for any future, without a response.
+//!
+//! Streams and long polls are marked reclaimable
+//! (`Context::set_reclaimable`): their client resumes them by itself, so
+//! a worker at `MaxConnections` with no idle connection to close ends the
+//! oldest of them to serve a new client, instead of serving nobody new
+//! for as long as they last.
 //! - [`last_event_id`]: where a reconnecting client left off.
 //!
 //! **Costs.** A waiting stream is a suspended task: no timer of its own
@@ -94,7 +101,7 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use axkit::plugin::{Body, Request, Worker};
+use axkit::plugin::{Body, Reclaim, Request, Worker};
 use axkit::Context;
 use axkit_shared::Subscription;
 use bytes::Bytes;
@@ -133,8 +140,10 @@ pub enum Ended {
     /// The client closed the connection (or a write to it failed, or it
     /// asked for the head only): nothing more can reach it.
     Closed,
-    /// The worker is draining (SIGHUP, SIGTERM): end the response, the
-    /// client reconnects to a worker that stays.
+    /// The worker is draining (SIGHUP, SIGTERM), or it is full and asked
+    /// this reclaimable request to end to make room for a new client
+    /// (`Context::set_reclaimable`): end the response, the client
+    /// reconnects (to a worker that stays, or with room).
     Stopping,
     /// The timeout passed.
     Timeout,
@@ -164,6 +173,7 @@ pub fn last_event_id(request: &Request) -> Option<&str> {
 /// response.
 pub struct EventStream {
     worker: Worker,
+    reclaim: Reclaim,
     heartbeat: Option<Rc<heartbeat::Clock>>,
     closed: bool,
 }
@@ -190,12 +200,14 @@ impl EventStream {
         r.headers.set("Cache-Control", "no-cache");
         r.headers.set("X-Accel-Buffering", "no");
         ctx.set_waiting();
+        let reclaim = ctx.set_reclaimable();
         let first = match options.retry {
             Some(retry) => format!("retry: {}\n\n", retry.as_millis()).into_bytes(),
             None => event::comment(b""),
         };
         let mut stream = EventStream {
             worker: ctx.worker(),
+            reclaim,
             heartbeat: options
                 .heartbeat
                 .filter(|d| !d.is_zero())
@@ -231,7 +243,8 @@ impl EventStream {
     /// Wait for `until` (the next message to send, say), at most
     /// `timeout`, writing heartbeats meanwhile. `Err` when the stream
     /// should end instead: the client is gone ([`Ended::Closed`]), the
-    /// worker is draining ([`Ended::Stopping`]), or the timeout passed.
+    /// worker is draining or needs the connection ([`Ended::Stopping`]),
+    /// or the timeout passed.
     pub async fn wait<F: Future>(
         &mut self,
         ctx: &mut Context,
@@ -269,12 +282,13 @@ impl EventStream {
     }
 
     /// Whether the stream is over, and why: the client is known to be
-    /// gone ([`Ended::Closed`]) or the worker is draining
-    /// ([`Ended::Stopping`]). A loop that sends without waiting checks it.
+    /// gone ([`Ended::Closed`]), or the worker is draining or asked the
+    /// stream to end ([`Ended::Stopping`]). A loop that sends without
+    /// waiting checks it.
     pub fn ended(&self) -> Option<Ended> {
         if self.closed {
             Some(Ended::Closed)
-        } else if self.worker.is_stopping() {
+        } else if self.worker.is_stopping() || self.reclaim.is_asked() {
             Some(Ended::Stopping)
         } else {
             None
@@ -296,9 +310,16 @@ async fn watch<F: Future>(
     deadline: Option<tokio::time::Instant>,
     clock: Option<&heartbeat::Clock>,
 ) -> Watched<F::Output> {
-    if worker.is_stopping() {
+    let reclaim = ctx.reclaim();
+    if worker.is_stopping() || reclaim.is_some_and(Reclaim::is_asked) {
         return Watched::Ended(Ended::Stopping);
     }
+    let reclaimed = async {
+        match reclaim {
+            Some(reclaim) => reclaim.asked().await,
+            None => std::future::pending().await,
+        }
+    };
     let timer = async {
         match deadline {
             Some(at) => tokio::time::sleep_until(at).await,
@@ -316,6 +337,7 @@ async fn watch<F: Future>(
         out = until => Watched::Done(out),
         _ = ctx.client_closed() => Watched::Ended(Ended::Closed),
         _ = worker.stopping() => Watched::Ended(Ended::Stopping),
+        _ = reclaimed => Watched::Ended(Ended::Stopping),
         _ = timer => Watched::Ended(Ended::Timeout),
         _ = beat => Watched::Beat,
     }
@@ -329,7 +351,9 @@ fn deadline(timeout: Option<Duration>) -> Option<tokio::time::Instant> {
 
 /// Wait for `until`, at most `timeout`, while the client is there and the
 /// worker is not draining: [`EventStream::wait`] for a handler that has
-/// no stream (it answers once it has what it waited for).
+/// no stream (it answers once it has what it waited for). A request
+/// marked reclaimable (`Context::set_reclaimable`) also stops waiting
+/// when the worker asks it to end ([`Ended::Stopping`]).
 pub async fn wait_for<F: Future>(
     ctx: &Context,
     until: F,
@@ -346,7 +370,9 @@ pub async fn wait_for<F: Future>(
 /// A long poll: wait for `message` (an `axkit_shared::wait`, or a
 /// subscription's `recv()`) at most `timeout`, and make the response: 200
 /// with the message as the body, or 204 when the wait ended without one
-/// (timeout, drain, client gone: the client asks again). Either has
+/// (timeout, drain, client gone, or the worker full and needing the
+/// connection: the client asks again; the request is marked
+/// reclaimable, and its connection then closes). Either has
 /// `Cache-Control: no-cache`; the handler sets the rest (`Content-Type`)
 /// and returns `Outcome::Ok`.
 pub async fn long_poll<F: Future<Output = Bytes>>(
@@ -355,6 +381,7 @@ pub async fn long_poll<F: Future<Output = Bytes>>(
     timeout: Duration,
 ) -> Result<Bytes, Ended> {
     ctx.set_waiting();
+    ctx.set_reclaimable();
     let got = wait_for(ctx, message, Some(timeout)).await;
     let r = &mut ctx.response;
     r.headers.set("Cache-Control", "no-cache");

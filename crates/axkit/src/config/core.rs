@@ -27,7 +27,8 @@ pub static MAX_CONNECTIONS: Key<usize> =
     Key::new("MaxConnections").scopes(GLOBAL).default("0").doc(
         "Connections one worker serves at once (nginx's worker_connections); at the \
          limit a new client takes the place of the longest-idle keep-alive connection \
-         (or of one silent for 3s), else waits for the other workers or for room. 0: \
+         (or of one silent for 3s, else of the oldest event stream or long poll), else \
+         waits for the other workers or for room. 0: \
          seven eighths of the open-file limit, the rest kept for files, pipes and logs",
     );
 

@@ -30,6 +30,7 @@ use super::client::Client;
 use super::doc_root::DocRoot;
 use super::form::{Form, FormError};
 use super::log::Level;
+use super::reclaim::{Listed, Reclaim};
 use super::spare::SpareVecs;
 use super::worker::Worker;
 
@@ -1325,6 +1326,45 @@ impl Context {
     /// ends.
     pub fn set_waiting(&mut self) {
         self.rt.io.track.set(super::metrics::ConnState::Waiting);
+    }
+
+    /// Say that this request's response is a long-lived wait or stream
+    /// that its client resumes by itself once it ends: an event stream
+    /// (`EventSource` reconnects, sending `Last-Event-ID`), a long poll
+    /// (the client polls again). A worker at `MaxConnections` that finds
+    /// no idle connection to close asks the oldest such request to end,
+    /// to make room for a new client: the returned [`Reclaim`] says so,
+    /// and the handler then ends its response as it would on a drain (an
+    /// event stream ends; a long poll answers as on its timeout). The
+    /// connection closes after that response. Never for a response that
+    /// loses data when cut short (a download, a tunnel). Marking costs a
+    /// place in the worker's list until the request ends; calling it again
+    /// returns the same mark. `axkit-sse` marks its streams and long polls.
+    pub fn set_reclaimable(&mut self) -> Reclaim {
+        if let Some(listed) = self.state::<Listed>() {
+            return listed.reclaim.clone();
+        }
+        let listed = Listed::new(&self.rt.worker);
+        let reclaim = listed.reclaim.clone();
+        self.set_state(listed);
+        // An answer made after the request was asked to end (a long
+        // poll's) says that the connection closes; `finish_stream` sees
+        // to a stream whose head went out before.
+        let asked = reclaim.clone();
+        self.before_head(move |ctx| {
+            Box::pin(async move {
+                if asked.is_asked() {
+                    ctx.rt.io.close = true;
+                }
+            })
+        });
+        reclaim
+    }
+
+    /// The mark [`set_reclaimable`](Self::set_reclaimable) put on this
+    /// request, if any: what a wait on its behalf watches.
+    pub fn reclaim(&self) -> Option<&Reclaim> {
+        self.state::<Listed>().map(|listed| &listed.reclaim)
     }
 
     /// Log through the `logging` hooks of this request's chain.

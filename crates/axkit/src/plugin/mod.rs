@@ -21,6 +21,7 @@ mod hook_box;
 mod html;
 mod log;
 pub mod metrics;
+mod reclaim;
 mod shared_memory;
 mod source;
 mod spare;
@@ -41,6 +42,8 @@ pub use log::{
     escape_log, escape_log_bytes, escape_log_field, log_dir_warning, log_line, log_to_stderr,
     open_log_file, Level, LogRecord, LOG_FILE,
 };
+pub use reclaim::Reclaim;
+pub(crate) use reclaim::Reclaimable;
 pub(crate) use shared_memory::{install as install_shared_memory, round_to_pages};
 pub use shared_memory::{SharedMemory, SharedMemorySpec};
 pub(crate) use source::RustPlugins;

@@ -31,7 +31,9 @@
 //! (links through the slots, so no allocation): the longest wait is the
 //! head, found without a scan however many connections the worker holds.
 //! A connection with a request in flight (streaming, long-polling,
-//! tunnelling) is never in the table, so it can never be reclaimed.
+//! tunnelling) is never in the table, so it is never reclaimed here: only
+//! a request its plugin marked reclaimable can be ended for a new client,
+//! and that is `plugin/reclaim.rs`'s list.
 //!
 //! The same order spares the sweep a walk over every wait, which at tens
 //! of thousands of idle connections a worker would cost a millisecond

@@ -10,7 +10,7 @@ use axkit_http::Version;
 use bytes::Bytes;
 
 use crate::plugin::{
-    escape_log, out_of_line, Body, BodyChunk, BodyError, Context, Hook, Level, Outcome,
+    escape_log, out_of_line, Body, BodyChunk, BodyError, Context, Hook, Level, Outcome, Reclaim,
 };
 use crate::server::conn_io::{bodiless, BodyState, OutFraming};
 use crate::server::hooks::{run_hook, run_write_body_data};
@@ -447,6 +447,11 @@ async fn write_body(ctx: &mut Context, data: &[u8]) -> io::Result<()> {
 /// Finish a streamed response: flush filters, send the last chunk.
 pub(super) async fn finish_stream(ctx: &mut Context) -> io::Result<()> {
     before_head(ctx).await?;
+    // A stream the worker ended to make room (`Context::set_reclaimable`)
+    // gives its connection up.
+    if ctx.reclaim().is_some_and(Reclaim::is_asked) {
+        ctx.rt.io.close = true;
+    }
     let mut chunk = BodyChunk {
         data: Bytes::new(),
         last: true,

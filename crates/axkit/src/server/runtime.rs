@@ -21,7 +21,8 @@ use tokio::sync::Notify;
 use crate::config::{core, Config, LocationConfig, LocationNode, ServerConfig};
 use crate::plugin::metrics::Slot;
 use crate::plugin::{
-    called_hooks, Catalog, Descriptors, Headers, Hook, Level, Plugin, PluginInit, Request, Trust,
+    called_hooks, Catalog, Descriptors, Headers, Hook, Level, Plugin, PluginInit, Reclaimable,
+    Request, Trust,
 };
 use crate::server::conn_io::{ConnIo, ReadBuffers};
 use crate::server::hooks;
@@ -252,9 +253,13 @@ pub(crate) struct WorkerRt {
     pub(super) crowded: Cell<usize>,
     /// Notified when `active` drops below `max_connections`.
     pub(super) room: Notify,
-    /// Idle connections closed to make room since the last log line
-    /// about it, and when that line was written.
-    pub(super) reclaimed: Cell<(u64, Option<std::time::Instant>)>,
+    /// Requests in flight that may be asked to end when idle connections
+    /// cannot make room (`Context::set_reclaimable`).
+    pub(crate) reclaimable: Reclaimable,
+    /// Idle connections closed and reclaimable requests ended to make
+    /// room since the last log line about it, and when that line was
+    /// written.
+    pub(super) reclaimed: Cell<(u64, u64, Option<std::time::Instant>)>,
     /// The most connections open at once since the heap was last
     /// trimmed (`WorkerRt::trim_after_a_fall`).
     pub(super) conn_peak: Cell<usize>,
@@ -381,7 +386,8 @@ impl WorkerRt {
             configured: (max_connections, crowded),
             short_of_fds: Cell::new(None),
             room: Notify::new(),
-            reclaimed: Cell::new((0, None)),
+            reclaimable: Reclaimable::default(),
+            reclaimed: Cell::new((0, 0, None)),
             conn_peak: Cell::new(0),
             conn_swept: Cell::new(0),
             next_conn_id: Cell::new(1),

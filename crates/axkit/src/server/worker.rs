@@ -93,41 +93,49 @@ impl WorkerRt {
     /// could not be accepted for want of descriptors (`why`): close the
     /// connections that have waited longest for a request (see
     /// `IdleWaits::reclaim`), a few at a time so that a burst of clients
-    /// finds room too. Said in the log at most every
-    /// [`RECLAIM_LOG_EVERY`]. Returns how many were closed. When nothing
-    /// could be closed (it all became busy meanwhile), a connection
-    /// accepted at the limit is served one over it; the accept loop then
-    /// waits for room. `at_least`: close that many if it can, more than
-    /// one batch.
+    /// finds room too; when there are none, ask the oldest reclaimable
+    /// requests (event streams, long polls: `Context::set_reclaimable`)
+    /// to end, `at_least` of them, whose connections then close. Said in
+    /// the log at most every [`RECLAIM_LOG_EVERY`]. Returns how many were
+    /// closed or asked to end. When nothing could be (it all became busy
+    /// meanwhile), a connection accepted at the limit is served one over
+    /// it; the accept loop then waits for room. `at_least`: close that
+    /// many if it can, more than one batch.
     fn make_room(&self, at_least: usize, why: impl FnOnce() -> String) -> usize {
         let batch = (self.max_connections.get() / 64).clamp(1, 32).max(at_least);
         let (closed, parked) = self.idle.reclaim(batch, FRESH_GRACE);
         self.connections_closed(parked);
-        if closed == 0 {
+        let ended = match closed {
+            0 => self.reclaimable.ask_oldest(at_least),
+            _ => 0,
+        };
+        if closed + ended == 0 {
             return 0;
         }
-        let reclaimed = closed;
-        let closed = closed as u64;
-        let (count, last) = self.reclaimed.get();
-        let count = count + closed;
+        let (idle, streams, last) = self.reclaimed.get();
+        let (idle, streams) = (idle + closed as u64, streams + ended as u64);
         let now = std::time::Instant::now();
         if last.is_some_and(|t| now < t + RECLAIM_LOG_EVERY) {
-            self.reclaimed.set((count, last));
-            return reclaimed;
+            self.reclaimed.set((idle, streams, last));
+            return closed + ended;
         }
-        self.reclaimed.set((0, Some(now)));
+        self.reclaimed.set((0, 0, Some(now)));
         let since = match last {
             Some(t) => format!(" in the last {}s", now.duration_since(t).as_secs()),
             None => String::new(),
         };
+        let streams = match streams {
+            0 => String::new(),
+            n => format!(" and ended {n} reclaimable response(s) (event streams, long polls)"),
+        };
         self.log(
             Level::Warn,
             &format!(
-                "{}: closed {count} idle connection(s){since} to make room for new clients",
+                "{}: closed {idle} idle connection(s){streams}{since} to make room for new clients",
                 why()
             ),
         );
-        reclaimed
+        closed + ended
     }
 
     /// Accept found no descriptor left below `MaxConnections`: for the
@@ -316,10 +324,14 @@ async fn accept_loop(worker: Rc<WorkerRt>, listener: TcpListener, index: usize) 
             return;
         }
         let max = worker.max_connections.get();
-        if worker.active.get() >= max && !worker.idle.can_reclaim(FRESH_GRACE) {
+        if worker.active.get() >= max
+            && !worker.idle.can_reclaim(FRESH_GRACE)
+            && worker.reclaimable.is_empty()
+        {
             // Full, and every connection is busy (or has only just
-            // connected): the kernel queues new clients for the other
-            // workers, or for us once one of ours closes or goes idle.
+            // connected) with a request that may not be cut short: the
+            // kernel queues new clients for the other workers, or for us
+            // once one of ours closes or goes idle.
             // The sweep interval bounds how late an idle one is noticed.
             let room = worker.room.notified();
             tokio::select! {
