@@ -3,7 +3,8 @@
 //! resolves it, so that one test host can be many clients), Basic
 //! authentication with bcrypt, SHA-crypt and Argon2 hashes (and one made by
 //! `htpasswd -B` when apache2-utils is installed), `Require` in each form,
-//! the exact statuses and challenge, failures rate-limited per client, and
+//! the exact statuses and challenge, failures rate-limited per client, the
+//! password checks one client may have in flight bounded, and
 //! what `--check` says about a bad user file.
 
 mod common;
@@ -560,6 +561,72 @@ fn a_flood_of_password_checks_is_bounded() {
         refused > 0 && checked >= cores,
         "{refused} refused, {checked} checked"
     );
+}
+
+/// A connection to `srv` from the local address `from` (any of
+/// 127.0.0.0/8 reaches the server on 127.0.0.1): another client.
+fn connect_from(srv: &Axkit, from: [u8; 4]) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let local: std::net::SocketAddr = (from, 0).into();
+    s.bind(&local.into()).unwrap();
+    s.connect(&srv.addr.into()).unwrap();
+    let s: std::net::TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s
+}
+
+/// One client sending many guesses at once keeps at most 6 checks in
+/// flight; the rest get 429 at once, and the queue is left to the others:
+/// a login from another address gets in. It used to fill the queue, and
+/// everyone else got 503 until it drained.
+#[test]
+fn one_client_cannot_fill_the_password_queue() {
+    let srv = start(
+        "",
+        "    <Location /heavy>\n        AuthUserFile {dir}/heavy\n        \
+         AuthFailureLimit 100000 1h\n        Require valid-user\n    </Location>\n",
+        |d| {
+            // An unknown user is checked against the slowest hash.
+            let ada = HTPASSWD.lines().nth(1).unwrap(); // bcrypt cost 4
+            d.write("heavy", format!("{ada}\nadmin:{HEAVY}\n"));
+        },
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // More than run and may wait (16 a core) together.
+    let n = cores * 17 + 16;
+    let request =
+        |who: &str| format!("GET /heavy/ HTTP/1.1\r\nHost: a\r\n{who}Connection: close\r\n\r\n");
+    let answer = |mut s: std::net::TcpStream| {
+        let (bytes, _) = read_until_close(&mut s, Duration::from_secs(60));
+        parse_response(&bytes).expect("a response")
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..n {
+            let mut s = connect_from(&srv, [127, 0, 0, 2]);
+            std::io::Write::write_all(&mut s, request(MALLORY).as_bytes()).unwrap();
+            let tx = tx.clone();
+            scope.spawn(move || tx.send(answer(s)));
+        }
+        drop(tx);
+        // The first guess refused: the flood has taken what it may.
+        let mut flood: Vec<Response> = Vec::new();
+        while flood.last().is_none_or(|r| r.status == 401) {
+            flood.push(rx.recv().expect("a refusal"));
+        }
+        let mut s = connect_from(&srv, [127, 0, 0, 3]);
+        std::io::Write::write_all(&mut s, request(ADA).as_bytes()).unwrap();
+        let login = answer(s);
+        assert_eq!(login.status, 200, "a login from another address");
+        flood.extend(rx);
+        let checked = flood.iter().filter(|r| r.status == 401).count();
+        assert_eq!(checked, 6, "guesses checked");
+        for r in flood.iter().filter(|r| r.status != 401) {
+            assert_eq!(r.status, 429);
+            assert_eq!(r.header("Retry-After"), Some("1"));
+        }
+    });
 }
 
 /// An IPv6 client's failures count for its whole /64, and a good password

@@ -42,7 +42,18 @@
 //! with the session crypto), so that a flood of guesses cannot hold a
 //! memory-hard hash's memory many times over; up to 16 checks per core
 //! wait for a turn, and a request past that gets 503 with
-//! `Retry-After: 1` at once. The hash crates compare in constant time; an
+//! `Retry-After: 1` at once. One client address (an IPv6 client's /64)
+//! may have at most 6 checks running or waiting at once in a worker; its
+//! next request gets 429 with `Retry-After: 1` at once, without a hash,
+//! and counts as no failure. Without that bound, one client sending a
+//! hundred guesses at once filled the queue, and everyone else's logins
+//! got 503 until it drained (`AuthFailureLimit`, which counts attempts
+//! as they start, bounded it only at its COUNT, and a COUNT raised for an
+//! address many users share bounded nothing). Six is what a browser sends
+//! at once: it opens up to six connections to a host and sends the
+//! credentials on each, so a page's own parallel requests never meet the
+//! bound, while one address holds at most 6 of the 16 places per core.
+//! The hash crates compare in constant time; an
 //! unknown user's password is still verified, against the file's slowest
 //! hash, so that an unknown name never answers faster than a known one
 //! (a user whose hash is cheaper than the others' still answers faster:
@@ -85,6 +96,11 @@ const HERE: Scopes = Scopes::SERVER.or(Scopes::LOCATION);
 
 /// Client addresses whose failures one worker remembers.
 const MAX_TRACKED: usize = 10_000;
+
+/// Password checks one client (by [`client_key`]) may have running or
+/// waiting at once, per worker: the six connections a browser opens to a
+/// host, each sending the credentials (see the module documentation).
+const CHECKS_PER_CLIENT: usize = 6;
 
 /// Password checks that may wait for a turn on the hashing pool, per core
 /// (`axkit::plugin::hashing`: as many run at once as there are cores);
@@ -368,6 +384,7 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     }
     Ok(Rc::new(AuthBasic {
         failures: RefCell::new(HashMap::new()),
+        checking: RefCell::new(HashMap::new()),
     }))
 }
 
@@ -381,6 +398,29 @@ struct Failures {
 struct AuthBasic {
     /// By [`client_key`].
     failures: RefCell<HashMap<IpAddr, Failures>>,
+    /// Password checks running or waiting, by [`client_key`]: only
+    /// clients with one in flight, so bounded by the connections.
+    checking: RefCell<HashMap<IpAddr, usize>>,
+}
+
+/// One password check of a client, counted in [`AuthBasic::checking`]
+/// for as long as this lives: a request dropped while it waits (its
+/// client went away) stops counting.
+struct Checking<'a> {
+    plugin: &'a AuthBasic,
+    key: IpAddr,
+}
+
+impl Drop for Checking<'_> {
+    fn drop(&mut self) {
+        let mut checking = self.plugin.checking.borrow_mut();
+        if let Some(n) = checking.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                checking.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// Who failures are counted against: an IPv4 address, or an IPv6
@@ -395,6 +435,17 @@ fn client_key(ip: IpAddr) -> IpAddr {
 }
 
 impl AuthBasic {
+    /// A check for `key`, unless it has [`CHECKS_PER_CLIENT`] in flight.
+    fn begin_check(&self, key: IpAddr) -> Option<Checking<'_>> {
+        let mut checking = self.checking.borrow_mut();
+        let n = checking.entry(key).or_insert(0);
+        if *n >= CHECKS_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(Checking { plugin: self, key })
+    }
+
     /// How long `key` must still wait, if it has used up its attempts.
     fn blocked_for(&self, key: IpAddr, limit: &FailureLimit) -> Option<Duration> {
         let failures = self.failures.borrow();
@@ -527,8 +578,19 @@ impl Plugin for AuthBasic {
             }
             Some(Ok(pair)) => pair,
         };
+        let Some(checking) = self.begin_check(key) else {
+            let msg = format!(
+                "auth_basic: {ip} {}: {CHECKS_PER_CLIENT} password checks of this client \
+                 already in flight, 429",
+                ctx.request.request_line()
+            );
+            ctx.log(Level::Info, &msg);
+            ctx.response.headers.set("Retry-After", "1");
+            return Outcome::Status(429).into();
+        };
         self.attempt(key, limit);
         hook(async move {
+            let _checking = checking;
             let known = users.hashes.contains_key(&user);
             let check = {
                 let users = users.clone();
