@@ -6,8 +6,8 @@
 //! background, one per entry), request collapsing (per worker, and across
 //! workers with the shared tier), PURGE (reaching every worker's memory
 //! tier), HEAD from a GET entry and a HEAD miss storing nothing, unsafe
-//! methods invalidating (RFC 9111 §4.4), and the exact `Cache-Status`
-//! values.
+//! methods invalidating (RFC 9111 §4.4), an ErrorDocument page's walk
+//! neither answered from nor stored, and the exact `Cache-Status` values.
 
 #[path = "common/cache.rs"]
 mod cache;
@@ -356,4 +356,59 @@ fn unsafe_methods_invalidate_the_uri_and_its_location() {
         "axkit; fwd=uri-miss; stored"
     );
     assert_eq!(status_field(&get(&srv, other, "")), "axkit; hit");
+}
+
+/// An ErrorDocument page in front of the cache: its walk is the page's,
+/// not the URL's. It used to be answered from the page's own entry (a
+/// 200), with the page's `ETag` and `Last-Modified` on the 404 and a 304
+/// to `If-None-Match: *` for a URL that does not exist; and a 404 made
+/// storable was stored as the page's own URL's entry.
+#[test]
+fn an_error_page_is_neither_answered_from_nor_stored_as_its_own_entry() {
+    let conf = "\
+Workers 1
+<Server>
+    Listen 127.0.0.1:0
+    DocumentRoot {dir}/www
+    Plugin cache
+    Plugin uri_to_file
+    Plugin fast_mime_map
+    Plugin headers
+    Plugin serve_file
+    Plugin error_doc
+    Cache On
+    CachePurgeFrom 127.0.0.1
+    CacheControl \"public, max-age=300\"
+    Header always set Cache-Control \"public, max-age=300\" status=404
+    ErrorDocument 404 /errors/404.html
+</Server>
+";
+    let srv = Axkit::start_single_with(conf, |d| {
+        d.write("www/errors/404.html", "<h1>not here</h1>");
+    });
+    let page = "/errors/404.html";
+    let first = get(&srv, page, "");
+    assert_eq!(status_field(&first), "axkit; fwd=uri-miss; stored");
+    let etag = first.header("ETag").expect("the page's ETag").to_string();
+    for conditional in [
+        String::new(),
+        "If-None-Match: *\r\n".to_string(),
+        format!("If-None-Match: {etag}\r\n"),
+        "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n".to_string(),
+        "If-Match: \"other\"\r\n".to_string(),
+    ] {
+        let r = get(&srv, "/nope", &conditional);
+        assert_eq!(r.status, 404, "{conditional}");
+        assert_eq!(r.text(), "<h1>not here</h1>", "{conditional}");
+        assert_eq!(r.header("ETag"), None, "{conditional}");
+        assert_eq!(r.header("Last-Modified"), None, "{conditional}");
+    }
+    // Without the page's entry, the 404 (storable here) is not stored as it.
+    assert_eq!(request(&srv, "PURGE", page, "").status, 200);
+    assert_eq!(get(&srv, "/nope", "").status, 404);
+    let again = get(&srv, page, "");
+    assert_eq!(
+        (again.status, again.text().as_str()),
+        (200, "<h1>not here</h1>")
+    );
 }

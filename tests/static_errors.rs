@@ -53,6 +53,13 @@ fn error_document_served_with_the_original_status() {
     );
     assert_eq!(r.status, 404);
     assert_eq!(r.text(), "<h1>custom not found</h1>");
+    // Nor into a 304 or a 412 by a tag (RFC 9110 §13.2.1: only a 2xx
+    // answers a precondition).
+    for conditional in ["If-None-Match: *\r\n", "If-Match: \"other\"\r\n"] {
+        let r = get(&srv, "/nope.html", conditional);
+        assert_eq!(r.status, 404, "{conditional}");
+        assert_eq!(r.header("ETag"), None, "{conditional}");
+    }
     // A Location's own ErrorDocument wins.
     let r = get(&srv, "/api/x", "");
     assert_eq!(r.status, 404);

@@ -24,6 +24,10 @@
 //!   on one key wait for the request that fills it.
 //! - `CachePurgeFrom CIDR…` (repeatable): who may `PURGE` a URL.
 //!
+//! An ErrorDocument page's walk (`Context::imposed_status`) is neither
+//! answered from the cache nor stored: the page's entry describes the
+//! page, not the URL that failed.
+//!
 //! How: in `fixup` (after the access phases, so that a stored answer goes
 //! only to a client the Location's `Allow`/`Deny` and `Require` let in;
 //! before any content plugin) a GET or HEAD is looked up under its key (scheme, host and URI; HEAD shares GET's
@@ -478,6 +482,15 @@ impl Cache {
 
     async fn handle(&self, ctx: &mut Context) -> Outcome {
         if !*ctx.config().get(&ENABLED) {
+            return Outcome::Declined;
+        }
+        // An error page's walk (ErrorDocument) serves the page, not the
+        // URL asked for. Answered from the page's own entry, a 200, the
+        // page's validators and freshness went out with the error status,
+        // and a client's `If-None-Match: *` got 304 for a URL that does not
+        // exist; looked up and filled, the error was stored as the page's
+        // own URL's entry.
+        if ctx.imposed_status().is_some() {
             return Outcome::Declined;
         }
         let method = ctx.request.method();

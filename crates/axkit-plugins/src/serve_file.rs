@@ -411,11 +411,7 @@ fn prepare(
     // An error document (ErrorDocument's internal redirect) is sent whole
     // and without validators or caching headers: they describe the page,
     // not the missing resource, and a 404 must not turn into a 304 or 206.
-    let error_page = ctx
-        .notes
-        .get("redirect.status")
-        .and_then(|s| s.parse::<u16>().ok())
-        .is_some_and(|s| s >= 400);
+    let error_page = ctx.imposed_status().is_some();
     let modified = open.last_modified().map(|(time, _)| time);
     let send_etag = !error_page && settings.file_etag;
     let etag = send_etag.then(|| &**open.etag());

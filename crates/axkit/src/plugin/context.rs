@@ -1139,6 +1139,17 @@ impl Context {
         self.rt.original().unwrap_or(&self.request)
     }
 
+    /// The status this walk's response goes out with whatever it sets,
+    /// when an internal redirect imposed one
+    /// ([`Context::internal_redirect_with_status`]: an ErrorDocument's
+    /// page, served with the error's status). Such a page is not the
+    /// resource the client asked for: its validators and caching fields
+    /// are not the resource's, and the request's conditionals and ranges
+    /// are not for it (RFC 9110 §13.2.1: they apply only to a 2xx).
+    pub fn imposed_status(&self) -> Option<u16> {
+        self.rt.status_override
+    }
+
     /// The merged configuration of the matched `<Location>` (or Server).
     pub fn config(&self) -> &LocationConfig {
         self.rt.config()
