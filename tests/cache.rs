@@ -5,7 +5,8 @@
 //! the origin, stale-if-error, stale-while-revalidate (the refresh in the
 //! background, one per entry), request collapsing (per worker, and across
 //! workers with the shared tier), PURGE (reaching every worker's memory
-//! tier), HEAD from a GET entry and a HEAD miss storing nothing, unsafe
+//! tier; of a directory named without its slash too), HEAD from a GET
+//! entry and a HEAD miss storing nothing, unsafe
 //! methods invalidating (RFC 9111 §4.4), an ErrorDocument page's walk
 //! neither answered from nor stored, and the exact `Cache-Status` values.
 
@@ -411,4 +412,64 @@ Workers 1
         (again.status, again.text().as_str()),
         (200, "<h1>not here</h1>")
     );
+}
+
+/// `PURGE /d` for a directory `d` of the files a Location serves: the
+/// slash redirect comes after the access phases, so the cache's PURGE
+/// (answered in `fixup`, after them too) is reached. It used to be
+/// answered 301 by the translation, before any access phase.
+#[test]
+fn purge_of_a_directory_without_its_slash_purges() {
+    let conf = |purge_from: &str| {
+        format!(
+            "\
+Workers 1
+<Server>
+    Listen 127.0.0.1:0
+    DocumentRoot {{dir}}/www
+    Plugin cache
+    Plugin access
+    Plugin uri_to_file
+    Plugin fast_mime_map
+    Plugin headers
+    Plugin serve_dir
+    Plugin serve_file
+    Cache On
+    CachePurgeFrom {purge_from}
+    Header set Cache-Control \"public, max-age=300\"
+    <Location /locked>
+        Deny from all
+    </Location>
+</Server>
+"
+        )
+    };
+    let dirs = |d: &TempDir| {
+        d.write("www/d/a.txt", "a");
+        d.write("www/locked/a.txt", "a");
+    };
+    let srv = Axkit::start_single_with(&conf("127.0.0.1"), dirs);
+    let redirect = get(&srv, "/d", "");
+    assert_eq!(
+        (redirect.status, redirect.header("Location")),
+        (301, Some("/d/"))
+    );
+    assert_eq!(status_field(&redirect), "axkit; fwd=uri-miss; stored");
+    assert_eq!(get(&srv, "/d/", "").status, 200);
+    assert_eq!(request(&srv, "PURGE", "/d", "").status, 200);
+    assert_eq!(request(&srv, "PURGE", "/d", "").status, 404);
+    // Exactly that key: the listing's entry stays.
+    assert_eq!(status_field(&get(&srv, "/d/", "")), "axkit; hit");
+    assert_eq!(
+        status_field(&get(&srv, "/d", "")),
+        "axkit; fwd=uri-miss; stored"
+    );
+    // The Location's rules hold for a PURGE (and a GET) all the same.
+    assert_eq!(request(&srv, "PURGE", "/locked", "").status, 403);
+    assert_eq!(get(&srv, "/locked", "").status, 403);
+
+    let elsewhere = Axkit::start_single_with(&conf("10.0.0.0/8"), dirs);
+    assert_eq!(get(&elsewhere, "/d", "").status, 301);
+    assert_eq!(request(&elsewhere, "PURGE", "/d", "").status, 403);
+    assert_eq!(status_field(&get(&elsewhere, "/d", "")), "axkit; hit");
 }

@@ -1,5 +1,6 @@
 //! `uri_to_file`: maps the request path to a file under `DocumentRoot`
-//! (hook `uri_translation`), the way Apache does, and opens it.
+//! (hook `uri_translation`; `fixup` for a directory's slash redirect), the
+//! way Apache does, and opens it.
 //!
 //! Directives:
 //! - `DocumentRoot PATH` (Server, Location): the directory the URL space
@@ -45,7 +46,11 @@
 //!
 //! The path it maps is the core's decoded, normalised path (no `..`, no
 //! NUL, valid UTF-8); an encoded `/` (`%2F`) answers 404 as Apache does.
-//! A directory without its trailing slash answers 301 to the slash form.
+//! A directory without its trailing slash answers 301 to the slash form,
+//! in `fixup`, after the access phases, as Apache's mod_dir does: a client
+//! the Location refuses learns nothing of its directories, and a plugin
+//! listed before this one that answers in `fixup` (the cache's `PURGE`
+//! of `/dir`, say) answers instead.
 //! Anything but a regular file or a directory (a FIFO, a device, a
 //! socket) answers 404, logged at info, and is closed as soon as it is
 //! seen (`open_file_cache::open_servable`). Whatever follows an existing
@@ -178,6 +183,10 @@ struct Lookup {
     policy: Option<Policy>,
 }
 
+/// The request names a directory without its trailing slash: `fixup`
+/// redirects it, once the access phases have let the client through.
+struct SlashMissing;
+
 /// What a lookup found.
 enum Found {
     /// A regular file; `cacheable` unless it was found by splitting off
@@ -216,6 +225,15 @@ impl Plugin for UriToFile {
     /// The open-file cache's sweep (see `open_file_cache`).
     fn worker_start(&self, worker: &Worker) {
         open_file_cache::start_sweep(worker);
+    }
+
+    /// The redirect [`Found::DirWithoutSlash`] left for after the access
+    /// phases.
+    fn fixup<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        match ctx.state::<SlashMissing>() {
+            Some(_) => redirect_to_slash(ctx).into(),
+            None => Outcome::Declined.into(),
+        }
     }
 
     fn uri_translation<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
@@ -350,7 +368,10 @@ impl UriToFile {
                 ctx.filename = Some(filename);
                 Outcome::Ok
             }
-            Found::DirWithoutSlash => redirect_to_slash(ctx),
+            Found::DirWithoutSlash => {
+                ctx.set_state(SlashMissing);
+                Outcome::Ok
+            }
             Found::Dir { dir, md } => {
                 ctx.metadata = Some(md);
                 ctx.filename = Some(dir.into());
