@@ -168,3 +168,20 @@ pub fn listening_inode(addr: SocketAddr) -> String {
 pub fn holds_socket(pid: i32, inode: &str) -> bool {
     socket_fds(pid).iter().any(|s| s == inode)
 }
+
+/// The parent of process `pid` (`PPid` in `/proc/PID/status`), if it is
+/// still there.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether process `pid` is gone, reaped: not even a zombie is left.
+pub fn reaped(pid: i32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}

@@ -31,7 +31,13 @@
 //!   holds the script's stdout or stderr is waited for, within the
 //!   timeouts, as before). Either way a script the server ends (a
 //!   timeout, the client gone, bad output) has its whole group ended, and
-//!   a child that left the group (`setsid`, `setpgid`) escapes both.
+//!   a child that left the group (`setsid`, `setpgid`) escapes both. Not
+//!   for ever: a CGI process has no business outliving its worker. Under a
+//!   master, which adopts whatever loses its parent beneath it, a child
+//!   kept by `CGIKillGroup off` or one that left its group is adopted when
+//!   its script exits and ended when a worker exits (a reload's old
+//!   generation too) or the master stops, as are the scripts of a worker
+//!   that dies (docs/architecture.md, "What a dead worker leaves").
 //! - `CGIMaxProcesses N` (global, default 64): scripts running at once per
 //!   worker; `CGIMaxQueue N` (global, default 256) requests may wait for a
 //!   slot, each at most `CGIQueueTimeout DURATION` (global, default 30s);

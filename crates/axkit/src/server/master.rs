@@ -13,12 +13,17 @@
 //! snapshot of the files the master loaded (written to its stdin: a worker
 //! restarted later must not pick up edits made since), and says `ready` on
 //! its stdout; the EOF of its stdin then tells it the master is gone.
+//!
+//! The master is also the reaper of whatever its workers start: what a
+//! worker that dies leaves running is ended (`orphans.rs`).
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::{ExitCode, Stdio};
+use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -30,6 +35,7 @@ use tokio::time::Instant;
 use crate::config::{core, Config, Source};
 use crate::plugin::{Catalog, Level};
 use crate::server::master_log::{self, log};
+use crate::server::orphans;
 use crate::server::pid_file::{self, PidFile};
 use crate::server::privileges;
 use crate::server::shared_memory::{Regions, SHARED_MEMORY_ENV};
@@ -46,6 +52,21 @@ const UPGRADE_ENV: &str = "AXKIT_UPGRADE_FDS";
 
 /// How long a new worker may take to say `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A worker that exits sooner than this after saying `ready` crashed at
+/// start: its replacement waits (see `Master::pause`).
+const CRASHED_AT_START: Duration = Duration::from_secs(1);
+
+/// A worker that ran this long before it exited ends a run of crashes:
+/// the pause before a restart starts again from a second.
+const RAN_WELL: Duration = Duration::from_secs(10);
+
+/// The longest pause before a restart, however many crashes in a row.
+const MAX_PAUSE: Duration = Duration::from_secs(30);
+
+/// How long the master spends ending what a dead worker left, each time;
+/// what is left after that is ended when the next of its children exits.
+const ORPHANS_LIMIT: Duration = Duration::from_secs(5);
 
 /// What workers run: the master's own binary, even once the file it was
 /// started from has been replaced (by a build, a package upgrade). Workers
@@ -194,6 +215,15 @@ struct Master<'a> {
     /// The write end of the control pipe every worker inherits, to ask
     /// for a reload (see `server::ask_master`).
     control: OwnedFd,
+    /// The processes we started (workers, starting or not, and a new
+    /// master), until their tokio `Child` has reaped them: our other
+    /// children are adopted (`orphans.rs`).
+    own: Rc<RefCell<HashSet<u32>>>,
+    /// A worker exited since what the workers left was last all ended.
+    orphans_due: bool,
+    /// Workers in a row that crashed at start or could not start: the
+    /// next start waits 1 s doubled as many times, up to MAX_PAUSE.
+    crashes: u32,
 }
 
 /// What the master's loop hears from its helper tasks.
@@ -284,6 +314,7 @@ impl Master<'_> {
         let _ = inherit(false);
         let mut child: Child = spawned?;
         let pid = child.id().unwrap_or(0);
+        self.own.borrow_mut().insert(pid);
         let mut stdin = child.stdin.take().ok_or("worker has no stdin pipe")?;
         let stdout = child.stdout.take().ok_or("worker has no stdout pipe")?;
         let mut lines = BufReader::new(stdout).lines();
@@ -294,12 +325,13 @@ impl Master<'_> {
             tokio::time::timeout(READY_TIMEOUT, lines.next_line()).await
         })
         .await;
-        let events = self.events.clone();
+        let (events, own) = (self.events.clone(), self.own.clone());
         tokio::task::spawn_local(async move {
             let status = match child.wait().await {
                 Ok(s) => s.to_string(),
                 Err(e) => e.to_string(),
             };
+            own.borrow_mut().remove(&pid);
             let _ = events.send(Event::Exited(pid, status));
         });
         match ready {
@@ -437,24 +469,67 @@ impl Master<'_> {
     }
 
     async fn worker_exited(&mut self, pid: u32, status: String) {
+        // Whatever the worker started is ours now (a worker that drained
+        // should have left nothing).
+        self.orphans_due = true;
+        self.end_orphans().await;
         let Some(w) = self.workers.remove(&pid) else {
             return;
         };
         if w.generation != self.generation {
             return;
         }
+        let ran = w.started.elapsed();
+        if ran >= RAN_WELL {
+            self.crashes = 0;
+        }
+        if ran >= CRASHED_AT_START {
+            log(
+                Level::Error,
+                &format!("worker {pid} exited ({status}); starting a new one"),
+            );
+            return self.respawn().await;
+        }
+        // Crashing at start: don't spin, and back off while it goes on.
+        let pause = self.pause();
         log(
             Level::Error,
-            &format!("worker {pid} exited ({status}); starting a new one"),
+            &format!(
+                "worker {pid} exited ({status}); starting a new one in {}s ({} crash(es) \
+                 at start in a row)",
+                pause.as_secs(),
+                self.crashes
+            ),
         );
-        if w.started.elapsed() < Duration::from_secs(1) {
-            // Crashing at start: don't spin.
-            let pause = tokio::time::sleep(Duration::from_secs(1));
-            if unless_stopping(&self.stopping, pause).await.is_none() {
-                return;
-            }
+        self.respawn_after(pause);
+    }
+
+    /// The pause before the next start after a crash at start or a
+    /// failed start, counting it: 1 s, doubling with each one in a row.
+    fn pause(&mut self) -> Duration {
+        let pause = Duration::from_secs(1u64 << self.crashes.min(5)).min(MAX_PAUSE);
+        self.crashes += 1;
+        pause
+    }
+
+    /// Bring the generation up to strength once `pause` has passed,
+    /// without holding up the loop (a reload, a stop) meanwhile.
+    fn respawn_after(&self, pause: Duration) {
+        let events = self.events.clone();
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(pause).await;
+            let _ = events.send(Event::Respawn);
+        });
+    }
+
+    /// End what the workers that exited left, if any of them did; or else
+    /// reap the adopted processes that exited on their own.
+    async fn end_orphans(&mut self) {
+        if !self.orphans_due {
+            return orphans::reap_exited(&self.own.borrow());
         }
-        self.respawn().await;
+        let own = self.own.clone();
+        self.orphans_due = !orphans::end_all(|| own.borrow().clone(), ORPHANS_LIMIT).await;
     }
 
     /// Start workers until the current generation is at full strength.
@@ -488,13 +563,12 @@ impl Master<'_> {
                 }
                 Err(_) if *self.stopping.borrow() => return,
                 Err(e) => {
-                    log(Level::Crit, &format!("{e}; retrying in a second"));
-                    let events = self.events.clone();
-                    tokio::task::spawn_local(async move {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        let _ = events.send(Event::Respawn);
-                    });
-                    return;
+                    let pause = self.pause();
+                    log(
+                        Level::Crit,
+                        &format!("{e}; retrying in {}s", pause.as_secs()),
+                    );
+                    return self.respawn_after(pause);
                 }
             }
         }
@@ -589,12 +663,14 @@ impl Master<'_> {
             }
         };
         let pid = child.id().unwrap_or(0);
-        let events = self.events.clone();
+        self.own.borrow_mut().insert(pid);
+        let (events, own) = (self.events.clone(), self.own.clone());
         tokio::task::spawn_local(async move {
             let status = match child.wait().await {
                 Ok(s) => s.to_string(),
                 Err(e) => e.to_string(),
             };
+            own.borrow_mut().remove(&pid);
             let _ = events.send(Event::SuccessorExited(pid, status));
         });
         self.successor = Some(pid);
@@ -627,6 +703,25 @@ impl Master<'_> {
         );
     }
 
+    /// Wait until every worker has exited, or `deadline`, keeping the
+    /// tasks forwarding their output.
+    async fn await_workers(
+        &mut self,
+        events: &mut mpsc::UnboundedReceiver<Event>,
+        deadline: Instant,
+        forwarders: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) {
+        while !self.workers.is_empty() {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(Event::Exited(pid, _))) => {
+                    forwarders.extend(self.workers.remove(&pid).map(|w| w.forwarder));
+                }
+                Ok(Some(Event::Respawn | Event::SuccessorExited(..))) => {}
+                _ => break,
+            }
+        }
+    }
+
     async fn stop(&mut self, mut events: mpsc::UnboundedReceiver<Event>) {
         log(Level::Notice, "shutting down: finishing in-flight requests");
         for w in self.workers.values() {
@@ -637,20 +732,20 @@ impl Master<'_> {
         // the backlog until we exit.
         self.listeners.clear();
         let limit = *self.config.global.get(&core::SHUTDOWN_TIMEOUT);
-        let deadline = Instant::now() + limit + Duration::from_secs(2);
         let mut forwarders = Vec::new();
-        while !self.workers.is_empty() {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Some(Event::Exited(pid, _))) => {
-                    forwarders.extend(self.workers.remove(&pid).map(|w| w.forwarder));
-                }
-                Ok(Some(Event::Respawn | Event::SuccessorExited(..))) => {}
-                _ => break,
-            }
-        }
+        let deadline = Instant::now() + limit + Duration::from_secs(2);
+        self.await_workers(&mut events, deadline, &mut forwarders)
+            .await;
         for w in self.workers.values() {
             signal_pid(w.pid, libc::SIGKILL);
         }
+        // Only once a worker is gone are its children ours: wait for
+        // those just killed, which die at once.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        self.await_workers(&mut events, deadline, &mut forwarders)
+            .await;
+        self.orphans_due = true;
+        self.end_orphans().await;
         // What the workers wrote last (their final access-log lines) is
         // passed on and written before we exit, within a bound: a stdout
         // nobody reads must not hold the stop up.
@@ -787,6 +882,13 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
         Ok(pipe) => pipe,
         Err(e) => return fail(&format!("cannot make the control pipe: {e}")),
     };
+    // Before any worker starts, so that all they start is beneath us.
+    if let Err(e) = orphans::become_subreaper() {
+        log(
+            Level::Warn,
+            &format!("{e}: what a worker that dies leaves running is not ended"),
+        );
+    }
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         tokio::task::spawn_local(hear_workers(control_read));
@@ -810,6 +912,9 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             // SAFETY: getppid has no memory effects.
             predecessor: std::env::var_os(UPGRADE_ENV).map(|_| unsafe { libc::getppid() } as u32),
             control,
+            own: Rc::default(),
+            orphans_due: false,
+            crashes: 0,
         };
         let signals = (
             signal(SignalKind::terminate()),
@@ -818,9 +923,17 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             signal(SignalKind::hangup()),
             signal(SignalKind::user_defined1()),
             signal(SignalKind::user_defined2()),
+            signal(SignalKind::child()),
         );
-        let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut hup), Ok(mut usr1), Ok(mut usr2)) =
-            signals
+        let (
+            Ok(mut term),
+            Ok(mut int),
+            Ok(mut quit),
+            Ok(mut hup),
+            Ok(mut usr1),
+            Ok(mut usr2),
+            Ok(mut child),
+        ) = signals
         else {
             return fail("cannot install signal handlers");
         };
@@ -886,6 +999,8 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
                     }
                 }
                 _ = usr2.recv() => master.upgrade(),
+                // An adopted process exited, or one being ended did.
+                _ = child.recv() => master.end_orphans().await,
                 Some(event) = events.recv() => match event {
                     Event::Exited(pid, status) => master.worker_exited(pid, status).await,
                     Event::SuccessorExited(pid, status) => master.successor_exited(pid, &status),

@@ -14,6 +14,7 @@ mod idle;
 pub(crate) mod master;
 pub(crate) mod master_log;
 mod metrics;
+mod orphans;
 mod park;
 mod pid_file;
 pub(crate) mod privileges;
