@@ -84,7 +84,6 @@ fn trace_on_logs_every_plugin_call_of_its_location() {
             format!("GET /t/a.txt HTTP/1.1: <Server> {conf}:2, <Location /t> {conf}:8"),
             "uri_translation uri_to_file: OK (Nµs)".to_string(),
             "mime_map fast_mime_map: OK (Nµs)".to_string(),
-            "fixup uri_to_file: DECLINED (Nµs)".to_string(),
             "response serve_file: OK (Nµs)".to_string(),
             "sent 200 (7 body bytes) Nµs after the request began".to_string(),
         ],
@@ -96,7 +95,6 @@ fn trace_on_logs_every_plugin_call_of_its_location() {
             format!("GET /t/nope HTTP/1.1: <Server> {conf}:2, <Location /t> {conf}:8"),
             "uri_translation uri_to_file: OK (Nµs)".to_string(),
             "mime_map fast_mime_map: DECLINED (Nµs)".to_string(),
-            "fixup uri_to_file: DECLINED (Nµs)".to_string(),
             "response serve_file: DECLINED (Nµs)".to_string(),
             "sent 404 (108 body bytes) Nµs after the request began".to_string(),
         ],
@@ -123,11 +121,10 @@ fn log_level_debug_traces_every_request_at_debug() {
     assert!(line.contains("[debug]"), "{line}");
     let all = srv.stderr();
     assert_eq!(
-        trace_lines(&all, &plain)[1..5],
+        trace_lines(&all, &plain)[1..4],
         [
             "uri_translation uri_to_file: OK (Nµs)",
             "mime_map fast_mime_map: OK (Nµs)",
-            "fixup uri_to_file: DECLINED (Nµs)",
             "response serve_file: OK (Nµs)",
         ],
         "{all}"
@@ -155,7 +152,7 @@ fn trace_header_is_honoured_only_from_trace_from() {
     assert_eq!(status, 200);
     srv.wait_stderr_line(&[&format!("trace {asked}: sent 200")], LIMIT);
     let all = srv.stderr();
-    assert_eq!(trace_lines(&all, &asked).len(), 6, "{all}");
+    assert_eq!(trace_lines(&all, &asked).len(), 5, "{all}");
     assert!(trace_lines(&all, &plain).is_empty(), "{all}");
     assert!(trace_lines(&all, &zero).is_empty(), "{all}");
 

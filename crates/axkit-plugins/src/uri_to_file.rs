@@ -1,6 +1,5 @@
 //! `uri_to_file`: maps the request path to a file under `DocumentRoot`
-//! (hook `uri_translation`; `fixup` for a directory's slash redirect), the
-//! way Apache does, and opens it.
+//! (hook `uri_translation`), the way Apache does, and opens it.
 //!
 //! Directives:
 //! - `DocumentRoot PATH` (Server, Location): the directory the URL space
@@ -47,10 +46,10 @@
 //! The path it maps is the core's decoded, normalised path (no `..`, no
 //! NUL, valid UTF-8); an encoded `/` (`%2F`) answers 404 as Apache does.
 //! A directory without its trailing slash answers 301 to the slash form,
-//! in `fixup`, after the access phases, as Apache's mod_dir does: a client
-//! the Location refuses learns nothing of its directories, and a plugin
-//! listed before this one that answers in `fixup` (the cache's `PURGE`
-//! of `/dir`, say) answers instead.
+//! after the access phases and `fixup` (`Context::answer_after_fixup`), as
+//! Apache's mod_dir answers it in fixups: a client the Location refuses
+//! learns nothing of its directories, and a plugin that answers in
+//! `fixup` (the cache's `PURGE` of `/dir`, a hit) answers instead.
 //! Anything but a regular file or a directory (a FIFO, a device, a
 //! socket) answers 404, logged at info, and is closed as soon as it is
 //! seen (`open_file_cache::open_servable`). Whatever follows an existing
@@ -183,10 +182,6 @@ struct Lookup {
     policy: Option<Policy>,
 }
 
-/// The request names a directory without its trailing slash: `fixup`
-/// redirects it, once the access phases have let the client through.
-struct SlashMissing;
-
 /// What a lookup found.
 enum Found {
     /// A regular file; `cacheable` unless it was found by splitting off
@@ -225,15 +220,6 @@ impl Plugin for UriToFile {
     /// The open-file cache's sweep (see `open_file_cache`).
     fn worker_start(&self, worker: &Worker) {
         open_file_cache::start_sweep(worker);
-    }
-
-    /// The redirect [`Found::DirWithoutSlash`] left for after the access
-    /// phases.
-    fn fixup<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-        match ctx.state::<SlashMissing>() {
-            Some(_) => redirect_to_slash(ctx).into(),
-            None => Outcome::Declined.into(),
-        }
     }
 
     fn uri_translation<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
@@ -369,7 +355,9 @@ impl UriToFile {
                 Outcome::Ok
             }
             Found::DirWithoutSlash => {
-                ctx.set_state(SlashMissing);
+                // Not a hook of ours in fixup: that would be a call on
+                // every request of the Location for this rare one.
+                ctx.answer_after_fixup(redirect_to_slash);
                 Outcome::Ok
             }
             Found::Dir { dir, md } => {

@@ -1029,6 +1029,20 @@ impl Context {
         }
         self.skipped_filters = 0;
         self.rt.head_hook_ran = false;
+        self.rt.after_fixup = None;
+    }
+
+    /// Answer with `answer` once the access phases and `fixup` have run,
+    /// unless a hook answers or refuses first (the later call wins): for
+    /// an answer a hook before the access phases knows, that says
+    /// something only a client the Location lets in may learn (a
+    /// directory's slash redirect says the directory exists), and that a
+    /// plugin answering in `fixup` (the cache's `PURGE`, a hit) overrides.
+    /// The hook that calls it returns `Outcome::Ok` or `Declined` and the
+    /// walk goes on. A plain function, not a closure: it costs a request
+    /// that never calls it one test, and what `answer` needs is in `ctx`.
+    pub fn answer_after_fixup(&mut self, answer: fn(&mut Context) -> Outcome) {
+        self.rt.after_fixup = Some(answer);
     }
 
     /// Serve `uri` (a local path, with an optional query) instead of this

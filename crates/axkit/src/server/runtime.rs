@@ -21,8 +21,8 @@ use tokio::sync::Notify;
 use crate::config::{core, Config, LocationConfig, LocationNode, ServerConfig};
 use crate::plugin::metrics::Slot;
 use crate::plugin::{
-    called_hooks, Catalog, Descriptors, Headers, Hook, Level, Plugin, PluginInit, Reclaimable,
-    Request, Trust,
+    called_hooks, Catalog, Context, Descriptors, Headers, Hook, Level, Outcome, Plugin, PluginInit,
+    Reclaimable, Request, Trust,
 };
 use crate::server::conn_io::{ConnIo, ReadBuffers};
 use crate::server::hooks;
@@ -632,6 +632,9 @@ pub(crate) struct RequestRt {
     /// The `before_head` hook has run for this response (it runs once,
     /// whichever way the head goes out first).
     pub head_hook_ran: bool,
+    /// The answer a hook left for after `fixup`
+    /// (`Context::answer_after_fixup`).
+    pub after_fixup: Option<fn(&mut Context) -> Outcome>,
 }
 
 impl RequestRt {
@@ -654,6 +657,7 @@ impl RequestRt {
             original: None,
             trace: None,
             head_hook_ran: false,
+            after_fixup: None,
         }
     }
 

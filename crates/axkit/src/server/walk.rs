@@ -641,6 +641,12 @@ async fn walk(ctx: &mut Context, post_read: bool) {
     if handing_off {
         return finish(ctx).await;
     }
+    if let Some(answer) = ctx.rt.after_fixup.take() {
+        return match answer(ctx) {
+            Outcome::Ok | Outcome::Done => finish(ctx).await,
+            other => fail(ctx, other).await,
+        };
+    }
     // The pipeline: Ok from it, or a document left in it, answers.
     if !ctx.rt.location.chain(Hook::XmlResponse).is_empty() {
         match run_hook(ctx, Hook::XmlResponse).await {
