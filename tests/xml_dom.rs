@@ -5,8 +5,9 @@
 //! other (the last one's tree sent as XML), hostile request text escaped, malformed XML from `xml.parse`
 //! (500, the error in the log, the worker alive), handles used after
 //! their node was removed or their document handed on (a Lua error, not
-//! a crash), an external entity refused, and a tree grown past its
-//! bound.
+//! a crash), an external entity refused, a tree grown past its
+//! bound, and one nested past the parser's depth (a Lua error, where
+//! libxslt's recursion through it overflowed the worker's stack).
 
 mod common;
 #[path = "common/services.rs"]
@@ -235,4 +236,45 @@ fn the_demo_page_built_in_lua_renders_with_the_site_chain() {
     assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
     assert!(page.contains("Hello, &lt;script&gt;</h1>"), "{page}");
     assert!(page.contains("<code>/xml/hello</code>"), "{page}");
+}
+
+/// A tree nested deeper than a parsed one may be is refused as it is
+/// built: libxslt's built-in templates recurse through it uncounted,
+/// and 20,000 levels overflowed the transform thread's stack (the
+/// worker died of SIGABRT).
+#[test]
+fn a_tree_is_built_no_deeper_than_a_parsed_one() {
+    let deep = r#"
+function hook_xmlresponse(r)
+  local doc = xml.new("a")
+  local n = doc:root()
+  local depth = 1
+  local _, err = pcall(function()
+    for _ = 1, 20000 do
+      n = n:append("a")
+      depth = depth + 1
+    end
+  end)
+  local why = tostring(err):match("node:append: [^\n]*") or "no error"
+  r:set_header("X-Depth", depth .. " " .. why)
+  r:set_document(doc)
+  return OK
+end
+"#;
+    let ident = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:template match="/"><xsl:apply-templates/></xsl:template>
+</xsl:stylesheet>
+"#;
+    let mut files = site_with(&[("site/ident.xsl", ident)]);
+    files.push(("plugins/deep.lua", deep));
+    let body =
+        "    <Location /deep>\n        Plugin deep\n        XSLTStyle ident.xsl\n    </Location>";
+    let srv = start(&conf("", body), &files);
+    let r = srv.get("/deep");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("X-Depth"),
+        Some("256 node:append: elements nested deeper than 256")
+    );
 }

@@ -1,6 +1,9 @@
 //! What the XML pipeline refuses, and how it fails: external entities
-//! (XXE), entity expansion (billion laughs), `document()`, XInclude and PIs outside
-//! the DocumentRoot or through a link out of it, broken documents and
+//! (XXE), entity expansion (billion laughs, and attributes a DTD defaults
+//! onto many elements), `document()`, XInclude and PIs outside
+//! the DocumentRoot or through a link out of it, XIncludes in a document
+//! a script made of the request (left as they are), transforms that
+//! run past `XSLTTimeLimit` (stopped on the event loop: 500), broken documents and
 //! stylesheets (500, file:line in the log, the error on the page only
 //! with `StackTrace On`, the worker alive), and `--check` compiling every
 //! stylesheet the config names.
@@ -13,7 +16,7 @@ mod services;
 #[path = "common/xml.rs"]
 mod xml;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use lua::check_with;
@@ -64,6 +67,172 @@ fn external_entities_and_entity_bombs_are_refused() {
     });
     refused(&mut srv, "/xxe.xml", "xxe.xml:");
     refused(&mut srv, "/laughs.xml", "laughs.xml:");
+}
+
+/// `POST path` with `body`, on a new connection.
+fn post(srv: &Axkit, path: &str, body: &str) -> Response {
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let started = Instant::now();
+    let (bytes, ended) = srv.exchange(req.as_bytes());
+    parse_response(&bytes)
+        .unwrap_or_else(|| srv.no_response(&format!("POST {path}"), &bytes, &ended, started))
+}
+
+/// An ATTLIST default is copied onto every element that lacks it: a
+/// large one on many small elements is bounded as entity expansion is
+/// (a script's `xml.parse` allows 64 MiB), and so are the references
+/// default values expand inside the DTD.
+#[test]
+fn attributes_a_dtd_defaults_are_bounded_like_entities() {
+    let parse = r#"
+function hook_response(r)
+  local ok, err = pcall(xml.parse, r:body())
+  r:write(ok and "parsed" or tostring(err):match("xml.parse: [^\n]*"))
+  return OK
+end
+"#;
+    let mut files = site();
+    files.push(("plugins/parse.lua", parse));
+    let body = "    <Location /parse>\n        Plugin parse\n    </Location>";
+    let srv = start(&conf("", body), &files);
+    // 60 KB copied onto 2,000 elements: 120 MB from 70 KB.
+    let defaults = format!(
+        "<!DOCTYPE r [<!ATTLIST e a CDATA \"{}\">]><r>{}</r>",
+        "x".repeat(60_000),
+        "<e/>".repeat(2_000)
+    );
+    let r = post(&srv, "/parse", &defaults);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().contains(
+            "element 'e': attributes defaulted by the DTD and expanded entities exceed the size \
+             limit of 67108864 bytes"
+        ),
+        "{}",
+        r.text()
+    );
+    // 30 KB expanded 300 times into each of 10 default values (libxml2
+    // allows 10 MB in one), on no element: 90 MB from 40 KB.
+    let attlists: String = (0..10)
+        .map(|i| format!("<!ATTLIST e a{i} CDATA \"{}\">", "&x;".repeat(300)))
+        .collect();
+    let in_dtd = format!(
+        "<!DOCTYPE r [<!ENTITY x \"{}\">{attlists}]><r/>",
+        "x".repeat(30_000)
+    );
+    let r = post(&srv, "/parse", &in_dtd);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("entity 'x': expanded entities exceed the size limit"),
+        "{}",
+        r.text()
+    );
+    // A few defaults are what a DTD is for.
+    let few = "<!DOCTYPE r [<!ATTLIST e a CDATA \"on\">]><r><e/><e a=\"off\"/></r>";
+    assert_eq!(post(&srv, "/parse", few).text(), "parsed");
+}
+
+/// A document a script makes of the request is not XIncluded: an
+/// include would read what the Location's access rules protect.
+#[test]
+fn a_document_made_of_the_request_is_not_xincluded() {
+    let echo = r#"
+function hook_xmlresponse(r)
+  r:set_document(r:body())
+  return OK
+end
+"#;
+    let copy = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:template match="@*|node()"><xsl:copy><xsl:apply-templates select="@*|node()"/></xsl:copy></xsl:template>
+</xsl:stylesheet>
+"#;
+    let mut files = site();
+    files.push(("plugins/echo.lua", echo));
+    files.push(("site/copy.xsl", copy));
+    files.push(("site/private/secret.txt", "s3cr3t"));
+    let body = "    Plugin access\n    <Location /private>\n        Deny from all\n    </Location>\n\
+                \x20   <Location /echo>\n        Plugin echo\n        XSLTStyle copy.xsl\n    </Location>";
+    let srv = start(&conf("", body), &files);
+    assert_eq!(srv.get("/private/secret.txt").status, 403);
+    let include = r#"<r xmlns:xi="http://www.w3.org/2001/XInclude"><xi:include href="../private/secret.txt" parse="text"/></r>"#;
+    let r = post(&srv, "/echo/x", include);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!r.text().contains("s3cr3t"), "included: {}", r.text());
+    assert!(
+        r.text()
+            .contains("<xi:include href=\"../private/secret.txt\" parse=\"text\"/>"),
+        "{}",
+        r.text()
+    );
+}
+
+/// A transform that would run for ages is stopped at `XSLTTimeLimit`,
+/// though it runs on the event loop (a small document): recursion
+/// through named templates, through template rules that evaluate no
+/// XPath at all, and one XPath expression that runs cubic.
+#[test]
+fn transforms_past_the_time_limit_are_stopped() {
+    let sheet = |body: &str| {
+        format!(
+            r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+{body}
+</xsl:stylesheet>
+"#
+        )
+    };
+    // 2^60 calls.
+    let calls = sheet(
+        r#"<xsl:param name="n" select="60"/>
+<xsl:template match="/"><xsl:call-template name="f"><xsl:with-param name="n" select="$n"/></xsl:call-template></xsl:template>
+<xsl:template name="f"><xsl:param name="n"/><xsl:if test="$n &gt; 0">
+<xsl:call-template name="f"><xsl:with-param name="n" select="$n - 1"/></xsl:call-template>
+<xsl:call-template name="f"><xsl:with-param name="n" select="$n - 1"/></xsl:call-template>
+</xsl:if></xsl:template>"#,
+    );
+    // 2^60 visits of 60 nested elements.
+    let rules = sheet(
+        r#"<xsl:template match="a"><xsl:apply-templates/><xsl:apply-templates/></xsl:template>"#,
+    );
+    let xpath = sheet(
+        r#"<xsl:template match="/"><xsl:value-of select="count(//*[count(//*[count(//*) &gt; 0]) &gt; 0])"/></xsl:template>"#,
+    );
+    let nested = format!("{}{}", "<a>".repeat(60), "</a>".repeat(60));
+    let wide = format!("<r>{}</r>", "<i/>".repeat(3000));
+    let body = "    XSLTTimeLimit 1s\n\
+                \x20   <Location /calls>\n        XSLTStyle calls.xsl\n    </Location>\n\
+                \x20   <Location /rules>\n        XSLTStyle rules.xsl\n    </Location>\n\
+                \x20   <Location /xpath>\n        XSLTStyle xpath.xsl\n    </Location>";
+    let mut srv = Axkit::start_single_with(&conf("", body), |d| {
+        write_files(d, &site());
+        d.write("site/calls.xsl", &calls);
+        d.write("site/rules.xsl", &rules);
+        d.write("site/xpath.xsl", &xpath);
+        d.write("site/calls/a.xml", ARTICLE);
+        d.write("site/rules/a.xml", &nested);
+        d.write("site/xpath/a.xml", &wide);
+    });
+    for path in ["/calls/a.xml", "/rules/a.xml", "/xpath/a.xml"] {
+        let started = Instant::now();
+        let r = srv.get(path);
+        assert_eq!(r.status, 500, "{path}: {}", r.text());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{path}: stopped after {:?}",
+            started.elapsed()
+        );
+        let line = srv.wait_stderr(
+            &format!("{path}: the transform ran past its deadline"),
+            Duration::from_secs(5),
+        );
+        assert!(line.contains("(XSLTTimeLimit 1s)"), "{line}");
+        assert_eq!(srv.get("/a.xml").status, 200, "after {path}");
+    }
 }
 
 #[test]

@@ -110,6 +110,30 @@ fn parameters_come_from_the_config_and_the_request() {
     assert_eq!(r.text(), "site=my site who=x path=/a.xml user=ada'\"");
 }
 
+/// A query parameter never stands in for a parameter the server sets
+/// (a note, `request.*`), whether or not it was set on this request.
+#[test]
+fn query_parameters_cannot_take_the_names_the_server_sets() {
+    let show = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:param name="request.path"/><xsl:param name="note.user"/><xsl:param name="note.role" select="'none'"/>
+<xsl:template match="/">path=<xsl:value-of select="$request.path"/> user=<xsl:value-of select="$note.user"/> role=<xsl:value-of select="$note.role"/></xsl:template>
+</xsl:stylesheet>
+"#;
+    let mut files = site();
+    files.push(("site/show.xsl", show));
+    files.push(("plugins/who.lua", WHO));
+    let body = "    Plugin who\n    XSLTStyle show.xsl\n    XSLTParamsFromRequest On";
+    let srv = start(&conf("", body), &files);
+    let r = get(
+        &srv,
+        "/a.xml?note.user=admin&note.role=root&request.path=/admin",
+        "X-User: bob\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "path=/a.xml user=bob role=none");
+}
+
 #[test]
 fn validators_give_304_and_results_are_cached() {
     // The stylesheet reads a side file with document(): the result

@@ -65,6 +65,13 @@ unsafe extern "C" {
 /// which would otherwise run in C where no time limit reaches it.
 const XPATH_MAX_OPS: std::ffi::c_ulong = 50_000_000;
 
+/// The deepest an element may be nested, the root being 1: the parser's
+/// own bound (libxml2's `xmlParserMaxDepth`), for trees a program
+/// builds. libxslt walks a tree by recursion (its built-in templates are
+/// not counted against its template depth), and 20,000 levels overflow a
+/// thread's stack.
+const MAX_DEPTH: usize = 256;
+
 /// Ids of `Dom`s, never reused in a process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -152,20 +159,28 @@ impl Dom {
 
     /// The node's address, if it is this Dom's and still in its tree.
     fn check(&self, node: Node) -> Result<*mut XmlNode, XmlError> {
+        self.locate(node).map(|(p, _)| p)
+    }
+
+    /// The node's address and its depth (the root element's is 1), if it
+    /// is this Dom's and still in its tree.
+    fn locate(&self, node: Node) -> Result<(*mut XmlNode, usize), XmlError> {
         if node.dom != self.id {
             return Err(XmlError::new("the node belongs to another document"));
         }
         // Attached when its ancestors lead to the document node.
         let mut cur = node.ptr.as_ptr();
+        let mut depth = 1;
         loop {
             let parent = unsafe { axkit_dom_parent(cur) };
             if parent.is_null() {
                 return Err(XmlError::new("the node was removed from its document"));
             }
             if unsafe { is_document(parent) } {
-                return Ok(node.ptr.as_ptr());
+                return Ok((node.ptr.as_ptr(), depth));
             }
             cur = parent;
+            depth += 1;
         }
     }
 
@@ -259,8 +274,14 @@ impl Dom {
 
     /// Append a new element `name` (in the parent's namespace) with the
     /// text `text`, as the last child of `node`.
+    /// Refused deeper than the parser allows (256 levels).
     pub fn append(&mut self, node: Node, name: &str, text: Option<&str>) -> Result<Node, XmlError> {
-        let p = self.check(node)?;
+        let (p, depth) = self.locate(node)?;
+        if depth >= MAX_DEPTH {
+            return Err(XmlError::new(format!(
+                "elements nested deeper than {MAX_DEPTH}"
+            )));
+        }
         let name = nc_name(name)?;
         let text = text.map(c_string).transpose()?;
         let _scope = Scope::enter(None)?;
@@ -492,5 +513,16 @@ mod tests {
         assert!(e.message.contains("limit"), "{e}");
         // A node of another document is refused.
         assert!(dom.name(other.root().unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_built_tree_is_no_deeper_than_a_parsed_one() {
+        let mut dom = Dom::new("a").unwrap();
+        let mut node = dom.root().unwrap();
+        for _ in 1..MAX_DEPTH {
+            node = dom.append(node, "a", None).unwrap();
+        }
+        let e = dom.append(node, "a", None).unwrap_err();
+        assert!(e.message.contains("nested deeper than 256"), "{e}");
     }
 }

@@ -44,6 +44,7 @@
 
 mod alloc;
 mod call;
+mod deadline;
 mod dl;
 mod document;
 mod dom;

@@ -38,6 +38,7 @@
     X(xmlStopParser) \
     X(xmlSAX2EntityDecl) \
     X(xmlSAX2GetEntity) \
+    X(xmlSAX2StartElementNs) \
     X(xmlInitParser) \
     X(xsltInit) \
     X(exsltRegisterAll) \
@@ -88,10 +89,15 @@ typedef int (*axkit_entity_decl_fn)(xmlParserCtxtPtr ctxt, const xmlChar *name, 
                                     const xmlChar *system_id, const xmlChar *content);
 /* Whether expanding `len` more bytes of entity text stays in bounds. */
 typedef int (*axkit_entity_use_fn)(xmlParserCtxtPtr ctxt, const xmlChar *name, int len);
+/* Whether `count` attributes of `bytes` in all, which the DTD adds to an
+ * element `name`, stay in bounds. */
+typedef int (*axkit_default_attrs_fn)(xmlParserCtxtPtr ctxt, const xmlChar *name, int count,
+                                      size_t bytes);
 
 static axkit_text_fn text_fn;
 static axkit_entity_decl_fn entity_decl_fn;
 static axkit_entity_use_fn entity_use_fn;
+static axkit_default_attrs_fn default_attrs_fn;
 
 /* The generic error channel of both libraries: format, hand to Rust. */
 static void axkit_generic_error(void *ctx, const char *msg, ...) {
@@ -139,11 +145,12 @@ static void axkit_entity_decl(void *ctx, const xmlChar *name, int type, const xm
     lib.xmlSAX2EntityDecl(ctx, name, type, public_id, system_id, content);
 }
 
+/* Uses inside the internal subset count too: an ATTLIST default value
+ * expands its references there, once, and each element then copies it. */
 static xmlEntityPtr axkit_get_entity(void *ctx, const xmlChar *name) {
     xmlParserCtxtPtr ctxt = (xmlParserCtxtPtr) ctx;
     xmlEntityPtr ent = lib.xmlSAX2GetEntity(ctx, name);
-    if ((ent != NULL) && (ctxt->inSubset == 0) &&
-        (ent->etype == XML_INTERNAL_GENERAL_ENTITY) &&
+    if ((ent != NULL) && (ent->etype == XML_INTERNAL_GENERAL_ENTITY) &&
         !entity_use_fn(ctxt, name, ent->length)) {
         axkit_refuse(ctxt);
         return NULL;
@@ -151,20 +158,46 @@ static xmlEntityPtr axkit_get_entity(void *ctx, const xmlChar *name) {
     return ent;
 }
 
+/* The attributes the DTD defaults (the last nb_defaulted, when the parse
+ * completes attributes) are copied onto every element that lacks them: a
+ * large default on many small elements is entity expansion by another
+ * name, and is counted against the same bound. */
+static void axkit_start_element(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+                                const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
+                                int nb_attributes, int nb_defaulted, const xmlChar **attributes) {
+    xmlParserCtxtPtr ctxt = (xmlParserCtxtPtr) ctx;
+    if ((nb_defaulted > 0) && (ctxt->loadsubset & XML_COMPLETE_ATTRS)) {
+        size_t bytes = 0;
+        int i;
+        /* Five pointers each: local name, prefix, URI, value, value end. */
+        for (i = nb_attributes - nb_defaulted; i < nb_attributes; i++)
+            bytes += (size_t) (attributes[i * 5 + 4] - attributes[i * 5 + 3]);
+        if (!default_attrs_fn(ctxt, localname, nb_defaulted, bytes)) {
+            axkit_refuse(ctxt);
+            return;
+        }
+    }
+    lib.xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces,
+                              nb_attributes, nb_defaulted, attributes);
+}
+
 /* Every parser the engine runs (its own, XInclude's) declares and expands
- * entities through these two checks. */
+ * entities, and defaults attributes, through these checks. */
 void axkit_xml_filter(xmlParserCtxtPtr ctxt) {
     ctxt->sax->entityDecl = axkit_entity_decl;
     ctxt->sax->getEntity = axkit_get_entity;
+    ctxt->sax->startElementNs = axkit_start_element;
 }
 
 void axkit_xml_init(axkit_text_fn text, axkit_entity_decl_fn decl, axkit_entity_use_fn use,
-                    xmlExternalEntityLoader loader, xsltDocLoaderFunc doc_loader) {
+                    axkit_default_attrs_fn attrs, xmlExternalEntityLoader loader,
+                    xsltDocLoaderFunc doc_loader) {
     xsltSecurityPrefsPtr sec;
 
     text_fn = text;
     entity_decl_fn = decl;
     entity_use_fn = use;
+    default_attrs_fn = attrs;
     lib.xmlInitParser();
     lib.xsltInit();
     lib.exsltRegisterAll();
@@ -324,6 +357,17 @@ int axkit_xslt_errors(xsltStylesheetPtr style) {
 
 int axkit_xslt_state(xsltTransformContextPtr ctxt) {
     return ctxt->state;
+}
+
+/* Stop a transform running on another thread (deadline.rs): libxslt
+ * leaves each sequence of instructions it is in once the state says
+ * stopped, and libxml2 ends the XPath evaluation under way at its next
+ * step once past the operation limit, 1 here (0 is none). Stored
+ * atomically; the transform reads each at its next check. */
+void axkit_xslt_stop(xsltTransformContextPtr ctxt) {
+    __atomic_store_n(&ctxt->state, XSLT_STATE_STOPPED, __ATOMIC_SEQ_CST);
+    if (ctxt->xpathCtxt != NULL)
+        __atomic_store_n(&ctxt->xpathCtxt->opLimit, 1UL, __ATOMIC_SEQ_CST);
 }
 
 /* libxslt's XSLT_GET_IMPORT_PTR, through `lib`. */

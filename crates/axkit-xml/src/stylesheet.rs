@@ -6,8 +6,10 @@
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::path::Path;
 use std::ptr::{self, NonNull};
+use std::time::Instant;
 
 use crate::call::{self, Scope};
+use crate::deadline::Watched;
 use crate::document::{take_bytes, Document};
 use crate::sys;
 use crate::{Policy, XmlError};
@@ -91,6 +93,29 @@ impl Stylesheet {
         params: &[(&str, &str)],
         policy: &Policy,
     ) -> Result<Document, XmlError> {
+        self.transform(doc, params, policy, None)
+    }
+
+    /// [`apply`](Self::apply), stopped when it runs past `deadline` (an
+    /// `Err` saying so): from another thread, so a transform running on
+    /// the caller's own event loop is stopped too.
+    pub fn apply_until(
+        &self,
+        doc: &Document,
+        params: &[(&str, &str)],
+        policy: &Policy,
+        deadline: Instant,
+    ) -> Result<Document, XmlError> {
+        self.transform(doc, params, policy, Some(deadline))
+    }
+
+    fn transform(
+        &self,
+        doc: &Document,
+        params: &[(&str, &str)],
+        policy: &Policy,
+        deadline: Option<Instant>,
+    ) -> Result<Document, XmlError> {
         let scope = Scope::enter(Some(policy))?;
         let mut strings = Vec::with_capacity(params.len() * 2);
         for (name, value) in params {
@@ -106,11 +131,18 @@ impl Stylesheet {
         if ctxt.is_null() {
             return Err(scope.error("could not start the transform"));
         }
-        let (result, state) = unsafe {
-            if sys::xsltQuoteUserParams(ctxt, pointers.as_ptr()) < 0 {
-                sys::xsltFreeTransformContext(ctxt);
-                return Err(scope.error("bad stylesheet parameters"));
+        if unsafe { sys::xsltQuoteUserParams(ctxt, pointers.as_ptr()) } < 0 {
+            unsafe { sys::xsltFreeTransformContext(ctxt) };
+            return Err(scope.error("bad stylesheet parameters"));
+        }
+        let watched = match deadline.map(|at| Watched::start(ctxt, at)).transpose() {
+            Ok(watched) => watched,
+            Err(e) => {
+                unsafe { sys::xsltFreeTransformContext(ctxt) };
+                return Err(e);
             }
+        };
+        let (result, state, stopped) = unsafe {
             let result = sys::xsltApplyStylesheetUser(
                 self.ptr.as_ptr(),
                 doc.as_ptr(),
@@ -119,11 +151,16 @@ impl Stylesheet {
                 ptr::null_mut(),
                 ctxt,
             );
+            // Unwatched before the context is freed.
+            let stopped = watched.is_some_and(Watched::finish);
             let state = sys::axkit_xslt_state(ctxt);
             sys::xsltFreeTransformContext(ctxt);
-            (Document::from_raw(result), state)
+            (Document::from_raw(result), state, stopped)
         };
         match result {
+            _ if stopped => Err(XmlError::new(
+                "the transform ran past its deadline and was stopped",
+            )),
             Some(result) if state == sys::XSLT_STATE_OK && !scope.refused() => Ok(result),
             // A partial result is dropped (freed) here.
             _ => Err(scope.error("the transform failed")),

@@ -75,6 +75,12 @@ pub type EntityDeclFn = unsafe extern "C" fn(
 ) -> c_int;
 pub type EntityUseFn =
     unsafe extern "C" fn(ctxt: *mut XmlParserCtxt, name: *const u8, len: c_int) -> c_int;
+pub type DefaultAttrsFn = unsafe extern "C" fn(
+    ctxt: *mut XmlParserCtxt,
+    name: *const u8,
+    count: c_int,
+    bytes: usize,
+) -> c_int;
 pub type EntityLoaderFn = unsafe extern "C" fn(
     url: *const c_char,
     id: *const c_char,
@@ -177,6 +183,7 @@ unsafe extern "C" {
         text: TextFn,
         decl: EntityDeclFn,
         entity_use: EntityUseFn,
+        default_attrs: DefaultAttrsFn,
         loader: EntityLoaderFn,
         doc_loader: DocLoaderFn,
     );
@@ -208,5 +215,6 @@ unsafe extern "C" {
     pub fn axkit_xml_node_ns_href(node: *mut XmlNode) -> *const u8;
     pub fn axkit_xslt_errors(style: *mut XsltStylesheet) -> c_int;
     pub fn axkit_xslt_state(ctxt: *mut XsltTransformContext) -> c_int;
+    pub fn axkit_xslt_stop(ctxt: *mut XsltTransformContext);
     pub fn axkit_xslt_output(style: *mut XsltStylesheet, which: c_int) -> *const u8;
 }

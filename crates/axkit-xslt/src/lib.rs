@@ -31,7 +31,12 @@
 //!   `xsltproc --stringparam`.
 //! - `XSLTParamsFromRequest On|Off` (default Off): also pass the query
 //!   parameters (by their own name), `request.path`, `request.method` and
-//!   the notes (`note.NAME`), all strings; `XSLTParam` wins.
+//!   the notes (`note.NAME`), all strings; `XSLTParam` wins, and query
+//!   names beginning `request.` or `note.` are dropped.
+//! - `XSLTTimeLimit DURATION` (default 5s): how long a request's
+//!   transforms may take in all; past it they are stopped from another
+//!   thread (even one running on the event loop) and the request is a
+//!   500.
 //! - `XSLTCache On|Off` (default On): keep transformed files in the
 //!   worker's result cache.
 //! - `XSLTCacheSize SIZE` (global, default 16M): that cache's bound.
@@ -128,6 +133,11 @@ static PARAMS_FROM_REQUEST: Key<bool> = Key::new("XSLTParamsFromRequest")
     .scopes(HERE)
     .doc("Pass query parameters, request.path, request.method and note.NAME as string parameters");
 
+static TIME_LIMIT: Key<Duration> = Key::new("XSLTTimeLimit")
+    .scopes(HERE)
+    .default("5s")
+    .doc("How long a request's transforms may take in all before they are stopped (500)");
+
 static CACHE: Key<bool> = Key::new("XSLTCache")
     .scopes(HERE)
     .default("on")
@@ -153,6 +163,7 @@ fn directives() -> Vec<Directive> {
         STYLESHEET_PI.declare(),
         PARAM.declare(),
         PARAMS_FROM_REQUEST.declare(),
+        TIME_LIMIT.declare(),
         CACHE.declare(),
         CACHE_SIZE.declare(),
         POOL.declare(),
@@ -469,6 +480,7 @@ impl Xslt {
         .collect();
         let named = named.is_some();
         let params = request_params.unwrap_or_else(|| params(ctx));
+        let limit = *config.get(&TIME_LIMIT);
         // A document an earlier plugin left, else the mapped file.
         let mut input = match ctx.document.take() {
             Some(Document::Text(text)) => Input::Text(text),
@@ -499,11 +511,14 @@ impl Xslt {
         if wants_root || use_pis {
             let (doc, text) = match input {
                 Input::Tree(doc) => (doc, None),
-                Input::Text(text) => (self.parse(text.clone(), &url, &policy).await?, Some(text)),
-                Input::File => (
-                    self.parse(read_file(ctx).await?, &url, &policy).await?,
-                    None,
-                ),
+                Input::Text(text) => {
+                    let doc = transform::Input::Text(text.clone());
+                    (self.parse(doc, &url, &policy).await?, Some(text))
+                }
+                Input::File => {
+                    let doc = transform::Input::File(read_file(ctx).await?);
+                    (self.parse(doc, &url, &policy).await?, None)
+                }
             };
             if wants_root && !root_matches(&doc, &roots) {
                 // Not for this pipeline: a file goes on to be served as it
@@ -584,7 +599,7 @@ impl Xslt {
         let input = match input {
             Input::Tree(doc) => transform::Input::Tree(doc),
             Input::Text(text) => transform::Input::Text(text),
-            Input::File => transform::Input::Text(read_file(ctx).await?),
+            Input::File => transform::Input::File(read_file(ctx).await?),
         };
         let job = Job {
             input,
@@ -592,6 +607,7 @@ impl Xslt {
             sheets: sheets.iter().map(|s| s.sheet.clone()).collect(),
             params,
             policy,
+            limit,
         };
         let out = if job.input.size() <= INLINE_MAX {
             job.run()
@@ -667,17 +683,18 @@ impl Xslt {
         files
     }
 
-    /// Parse `bytes` (on the pool when large), XIncludes processed.
+    /// Parse `input` (on the pool when large; a file's XIncludes
+    /// processed).
     async fn parse(
         &self,
-        bytes: Bytes,
+        input: transform::Input,
         url: &Path,
         policy: &axkit_xml::Policy,
     ) -> Result<axkit_xml::Document, String> {
         let url = url.display().to_string();
         let policy = policy.clone();
-        let large = bytes.len() > INLINE_MAX;
-        let work = move || transform::parse(&bytes, &url, &policy);
+        let large = input.size() > INLINE_MAX;
+        let work = move || input.parse(&url, &policy);
         let parsed = if large {
             self.on_pool(work).await?
         } else {
@@ -760,7 +777,11 @@ fn root_matches(doc: &axkit_xml::Document, matches: &[Match]) -> bool {
 }
 
 /// The string parameters: `XSLTParam`s, then (with
-/// `XSLTParamsFromRequest On`) the request's, for names not taken.
+/// `XSLTParamsFromRequest On`) the ones the server sets (`request.*`,
+/// `note.*`), then the query's, each for a name not taken. A query name
+/// in the server's namespaces is dropped even when the name is free: a
+/// stylesheet trusts `note.user` to be what a plugin said, whether or
+/// not that plugin set it on this request.
 fn params(ctx: &Context) -> Vec<(String, String)> {
     let config = ctx.config();
     let mut params: Vec<(String, String)> = config.list(&PARAM).to_vec();
@@ -775,17 +796,23 @@ fn params(ctx: &Context) -> Vec<(String, String)> {
             ctx.request.decoded_path().to_string(),
         );
         add("request.method".into(), ctx.request.method().to_string());
-        for (name, value) in ctx.request.query_params() {
-            add(name.into_owned(), value.into_owned());
-        }
         let mut notes: Vec<_> = ctx.notes.iter().collect();
         notes.sort();
         for (name, value) in notes {
             add(format!("note.{name}"), value.clone());
         }
+        for (name, value) in ctx.request.query_params() {
+            if !SERVER_SET.iter().any(|p| name.starts_with(p)) {
+                add(name.into_owned(), value.into_owned());
+            }
+        }
     }
     params
 }
+
+/// The prefixes of the parameter names the server sets, which a query
+/// parameter may not take.
+const SERVER_SET: [&str; 2] = ["request.", "note."];
 
 /// The result cache's key of a file before what it loads: its path and
 /// stamp, its stylesheets' files, the parameters and the style; and the

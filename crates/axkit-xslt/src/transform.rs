@@ -1,11 +1,13 @@
 //! The work of one request's pipeline that may run on a thread of the
-//! blocking pool: parsing (XIncludes included) and running the chain. It
+//! blocking pool: parsing (a file's XIncludes included) and running the
+//! chain. It
 //! holds only `Send` things (the parsed document, the shared compiled
 //! stylesheets, the load policy), never the request.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use axkit::plugin::{is_escape, DocRoot};
 use axkit_xml::{Document, Policy, Stylesheet, XmlError};
@@ -107,17 +109,13 @@ pub(crate) fn absolute(path: &Path) -> PathBuf {
     }
 }
 
-/// Parse `bytes` named `url`, and process its XIncludes if it has any.
-pub(crate) fn parse(bytes: &[u8], url: &str, policy: &Policy) -> Result<Document, XmlError> {
-    let mut doc = Document::parse(bytes, url, policy)?;
-    if memchr::memmem::find(bytes, XINCLUDE_NS).is_some() {
-        doc.xinclude(policy)?;
-    }
-    Ok(doc)
-}
-
 /// The document a job starts from.
 pub(crate) enum Input {
+    /// The file the request maps to: its XIncludes are processed.
+    File(Bytes),
+    /// Text a plugin handed over, which may be made of the request: it
+    /// is parsed as it is, never XIncluded (an include would read what
+    /// the Location's access rules protect, as often as it is named).
     Text(Bytes),
     Tree(Document),
 }
@@ -127,8 +125,23 @@ impl Input {
     /// plugin counts as large).
     pub(crate) fn size(&self) -> usize {
         match self {
-            Input::Text(t) => t.len(),
+            Input::File(t) | Input::Text(t) => t.len(),
             Input::Tree(_) => usize::MAX,
+        }
+    }
+
+    /// The document, parsed if it is text, named `url`.
+    pub(crate) fn parse(self, url: &str, policy: &Policy) -> Result<Document, XmlError> {
+        match self {
+            Input::File(bytes) => {
+                let mut doc = Document::parse(&bytes, url, policy)?;
+                if memchr::memmem::find(&bytes, XINCLUDE_NS).is_some() {
+                    doc.xinclude(policy)?;
+                }
+                Ok(doc)
+            }
+            Input::Text(bytes) => Document::parse(&bytes, url, policy),
+            Input::Tree(doc) => Ok(doc),
         }
     }
 }
@@ -140,6 +153,8 @@ pub(crate) struct Job {
     pub sheets: Vec<Arc<Stylesheet>>,
     pub params: Vec<(String, String)>,
     pub policy: Policy,
+    /// How long the chain's transforms may take in all (`XSLTTimeLimit`).
+    pub limit: Duration,
 }
 
 /// What a chain produced.
@@ -150,10 +165,7 @@ pub(crate) struct Output {
 
 impl Job {
     pub(crate) fn run(self) -> Result<Output, XmlError> {
-        let mut doc = match self.input {
-            Input::Text(text) => parse(&text, &self.url, &self.policy)?,
-            Input::Tree(doc) => doc,
-        };
+        let mut doc = self.input.parse(&self.url, &self.policy)?;
         let params: Vec<(&str, &str)> = self
             .params
             .iter()
@@ -166,10 +178,27 @@ impl Job {
                 content_type: "application/xml; charset=utf-8".into(),
             });
         };
+        let started = Instant::now();
+        // A limit too large to add is no limit: a century is as good.
+        let deadline = started
+            .checked_add(self.limit)
+            .unwrap_or_else(|| started + Duration::from_secs(100 * 365 * 86_400));
+        let apply = |sheet: &Stylesheet, doc: &Document| {
+            sheet
+                .apply_until(doc, &params, &self.policy, deadline)
+                .map_err(|e| match Instant::now() >= deadline {
+                    true => XmlError {
+                        file: Some(self.url.clone()),
+                        line: 0,
+                        message: format!("{} (XSLTTimeLimit {:?})", e.message, self.limit),
+                    },
+                    false => e,
+                })
+        };
         for sheet in before {
-            doc = sheet.apply(&doc, &params, &self.policy)?;
+            doc = apply(sheet, &doc)?;
         }
-        let result = last.apply(&doc, &params, &self.policy)?;
+        let result = apply(last, &doc)?;
         let out = last.output(&result)?;
         let content_type = if out.encoding.is_empty() {
             out.media_type
