@@ -27,19 +27,33 @@ struct Running {
 }
 
 struct Watch {
-    /// The last id given, and the transforms watched.
-    running: Mutex<(u64, Vec<Running>)>,
+    running: Mutex<Watching>,
     wake: Condvar,
 }
 
+struct Watching {
+    /// The last id given.
+    last_id: u64,
+    transforms: Vec<Running>,
+    /// When the watcher wakes next by itself (None: not until woken). A
+    /// transform whose deadline is no earlier needs no wake-up: most end
+    /// long before their deadline, and a futex wake and a thread's turn for
+    /// each would cost more than the watch.
+    wakes_at: Option<Instant>,
+}
+
 impl Watch {
-    fn lock(&self) -> MutexGuard<'_, (u64, Vec<Running>)> {
+    fn lock(&self) -> MutexGuard<'_, Watching> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 static WATCH: Watch = Watch {
-    running: Mutex::new((0, Vec::new())),
+    running: Mutex::new(Watching {
+        last_id: 0,
+        transforms: Vec::new(),
+        wakes_at: None,
+    }),
     wake: Condvar::new(),
 };
 
@@ -50,7 +64,7 @@ fn watcher() {
     let mut running = WATCH.lock();
     loop {
         let now = Instant::now();
-        for r in running.1.iter_mut() {
+        for r in running.transforms.iter_mut() {
             if !r.stopped && r.deadline <= now {
                 // SAFETY: watched, so not yet freed (see the module doc).
                 unsafe { sys::axkit_xslt_stop(r.ctxt as *mut XsltTransformContext) };
@@ -58,11 +72,12 @@ fn watcher() {
             }
         }
         let next = running
-            .1
+            .transforms
             .iter()
             .filter(|r| !r.stopped)
             .map(|r| r.deadline)
             .min();
+        running.wakes_at = next;
         running = match next {
             Some(at) => {
                 let wait = at.saturating_duration_since(now);
@@ -103,16 +118,22 @@ impl Watched {
             .clone()
             .map_err(XmlError::new)?;
         let mut running = WATCH.lock();
-        running.0 += 1;
-        let id = running.0;
-        running.1.push(Running {
+        running.last_id += 1;
+        let id = running.last_id;
+        running.transforms.push(Running {
             id,
             ctxt: ctxt as usize,
             deadline,
             stopped: false,
         });
+        let earlier = running.wakes_at.is_none_or(|at| deadline < at);
+        if earlier {
+            running.wakes_at = Some(deadline);
+        }
         drop(running);
-        WATCH.wake.notify_one();
+        if earlier {
+            WATCH.wake.notify_one();
+        }
         Ok(Watched { id })
     }
 
@@ -123,8 +144,8 @@ impl Watched {
 
     fn unwatch(&self) -> bool {
         let mut running = WATCH.lock();
-        let at = running.1.iter().position(|r| r.id == self.id);
-        at.is_some_and(|at| running.1.swap_remove(at).stopped)
+        let at = running.transforms.iter().position(|r| r.id == self.id);
+        at.is_some_and(|at| running.transforms.swap_remove(at).stopped)
     }
 }
 
