@@ -5,7 +5,7 @@
 //! query), `RewriteCond`, rounds (rules shared with the Location left run
 //! once) and the loop limit, a path that climbs above the root, and what
 //! `--check` refuses (a bad regex, an unknown `${name}`, a `Redirect`
-//! that could change the host).
+//! that could change the host, a capture in a URL's host part).
 
 mod common;
 
@@ -330,5 +330,50 @@ fn bad_rules_are_refused_at_check() {
     assert!(
         err.contains("u.conf:5: RewriteCond with no Rewrite line after it in its block"),
         "{err}"
+    );
+}
+
+#[test]
+fn captures_into_the_host_part_are_refused() {
+    // `https://new.example$1`, Apache's idiom, sends `/go@evil.com` to
+    // `https://new.example@evil.com`: refused at load, by --check and at
+    // start; the host written with a / after it is fine.
+    let dir = TempDir::new("rewrite-host");
+    let conf = dir.write(
+        "t.conf",
+        "<Server>\n    Listen 127.0.0.1:0\n    Plugin rewrite\n    \
+         RedirectMatch ^/go(.*)$ https://new.example$1\n    \
+         Rewrite ^/r(.*)$ https://new.example${0}\n    \
+         RedirectMatch 301 ^/to/(.*)$ https://$1\n    \
+         Rewrite ^/p(.*)$ http://h:$1/ redirect\n    \
+         RedirectMatch ^/ok(.*)$ https://new.example/$1\n    \
+         Rewrite ^/q(.*)$ https://new.example?to=$1\n</Server>\n",
+    );
+    let out = Command::new(BIN)
+        .args(["--check", "-c"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let err = lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    for want in [
+        "t.conf:4: RedirectMatch (plugin rewrite): \"https://new.example$1\" takes a capture \
+         into the host part",
+        "t.conf:5: Rewrite (plugin rewrite): \"https://new.example${0}\" takes a capture",
+        "t.conf:6: RedirectMatch (plugin rewrite): \"https://$1\" takes a capture",
+        "t.conf:7: Rewrite (plugin rewrite): \"http://h:$1/\" takes a capture",
+        "write the host yourself with a / after it",
+    ] {
+        assert!(err.contains(want), "{want:?} not in {err}");
+    }
+    for fine in ["t.conf:8", "t.conf:9"] {
+        assert!(!err.contains(fine), "{fine} refused: {err}");
+    }
+    assert!(refused_at_start(&conf).contains("t.conf:4: RedirectMatch"));
+
+    let srv = start("    RedirectMatch ^/go(.*)$ https://new.example/$1\n");
+    assert_eq!(
+        raw_get(&srv, "/go@evil.com", ""),
+        redirect_head("302 Found", "https://new.example/@evil.com")
     );
 }

@@ -5,6 +5,9 @@
 //! file:line, render errors with file:line, the master's snapshot (a
 //! restarted worker renders what the master loaded; SIGHUP picks up
 //! edits) and `LuaReload On` (edits picked up on the next render).
+//! Includes escape at least as their page, JSON is HTML-safe, a
+//! symbolic link out of the `TemplateDir` is a config error, and
+//! `TemplateFuel` bounds a runaway render.
 
 mod common;
 #[path = "common/lua.rs"]
@@ -15,7 +18,7 @@ mod process;
 use std::time::Duration;
 
 use common::*;
-use lua::{check, conf};
+use lua::{check, check_with, conf};
 
 const BASE: &str = "<title>{{ title }}</title>\n{% block body %}{% endblock %}\n";
 const PAGE: &str = r#"{% extends "layouts/base.html" %}{% block body %}
@@ -205,4 +208,121 @@ fn lua_reload_picks_up_edited_templates() {
         &["keeping the previous templates", "templates/t.html:1:"],
         Duration::from_secs(5),
     );
+}
+
+#[test]
+fn includes_escape_at_least_as_their_page() {
+    // The template named by the path, with a value that would be markup.
+    let script = r#"
+function hook_response(r)
+  r:render(r:path():sub(2), { user = "<b>'x'</b>" })
+  return OK
+end
+"#;
+    let srv = Axkit::start_single_with(&conf("TemplateDir {dir}/templates", "    Plugin t"), |d| {
+        d.write("plugins/t.lua", script);
+        d.write(
+            "templates/page.html",
+            "<p>{{ user }}</p>{% include \"partial.txt\" %}\
+                 <script>var d = {% include \"data.json\" %};</script>\
+                 {% autoescape false %}{{ user }}{% endautoescape %}",
+        );
+        d.write("templates/partial.txt", "partial: {{ user }}");
+        d.write("templates/data.json", "{\"u\": {{ user }}}");
+        d.write(
+            "templates/mail.txt",
+            "{{ user }} {% include \"data.json\" %}",
+        );
+    });
+    let json = r#"{"u": "\u003cb\u003e\u0027x\u0027\u003c/b\u003e"}"#;
+    let r = srv.get("/page.html");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.text(),
+        format!(
+            "<p>&lt;b&gt;&#x27;x&#x27;&lt;&#x2f;b&gt;</p>\
+             partial: &lt;b&gt;&#x27;x&#x27;&lt;&#x2f;b&gt;\
+             <script>var d = {json};</script><b>'x'</b>"
+        )
+    );
+    let r = srv.get("/data.json");
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert_eq!(r.text(), json);
+    // A text page stays text; what it includes escapes as its own says.
+    let r = srv.get("/mail.txt");
+    assert_eq!(r.text(), format!("<b>'x'</b> {json}"));
+}
+
+#[test]
+fn symlinks_out_of_the_template_dir_are_config_errors() {
+    let config = conf("TemplateDir {dir}/templates", "    Plugin t");
+    let script = "function hook_response(r) r:render(r:path():sub(2), { v = 1 }) return OK end";
+    for target in ["../secret", "/etc/passwd"] {
+        let (ok, out) = check_with(&config, &[("t", script)], |d| {
+            linked_templates(d);
+            std::os::unix::fs::symlink(target, d.path().join("templates/leak.txt")).unwrap();
+        });
+        assert!(!ok, "{out}");
+        assert!(
+            out.contains("TemplateDir (plugin template): cannot read ")
+                && out.contains("leak.txt is a symbolic link that leads outside the directory"),
+            "{out}"
+        );
+    }
+
+    // Links that stay beneath it are templates like any other.
+    let srv = Axkit::start_single_with(&config, |d| {
+        d.write("plugins/t.lua", script);
+        linked_templates(d);
+    });
+    assert_eq!(srv.get("/alias.html").text(), "page 1");
+    assert_eq!(srv.get("/sub/up.html").text(), "page 1");
+    assert_eq!(srv.get("/dangling.html").status, 500);
+}
+
+/// A template, links to it that stay in the directory, a dangling link,
+/// and a secret beside the directory.
+fn linked_templates(d: &TempDir) {
+    d.write("secret", "root only");
+    d.write("templates/page.html", "page {{ v }}");
+    std::fs::create_dir_all(d.path().join("templates/sub")).unwrap();
+    for (target, name) in [
+        ("page.html", "alias.html"),
+        ("../page.html", "sub/up.html"),
+        ("missing.html", "dangling.html"),
+    ] {
+        std::os::unix::fs::symlink(target, d.path().join("templates").join(name)).unwrap();
+    }
+}
+
+#[test]
+fn a_runaway_render_is_stopped_by_template_fuel() {
+    // 10^10 steps, hours unbounded: `LuaTimeLimit` cannot stop the Rust
+    // render the script called; the default `TemplateFuel` does, within
+    // `get`'s bound of seconds, and the worker serves on.
+    let script = "function hook_response(r) r:render(r:path():sub(2), { v = 1 }) return OK end";
+    let mut srv = Axkit::start_single_with(
+        &conf(
+            "LuaTimeLimit 1s\nTemplateDir {dir}/templates",
+            "    Plugin t",
+        ),
+        |d| {
+            d.write("plugins/t.lua", script);
+            d.write(
+                "templates/spin.html",
+                "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            );
+            d.write("templates/ok.html", "ok {{ v }}");
+        },
+    );
+    assert_eq!(srv.get("/spin.html").status, 500);
+    srv.wait_stderr_line(
+        &[
+            "templates/spin.html:1: engine ran out of fuel",
+            "more than TemplateFuel 10485760 steps",
+        ],
+        Duration::from_secs(5),
+    );
+    let r = srv.get("/ok.html");
+    assert_eq!((r.status, r.text().as_str()), (200, "ok 1"));
 }

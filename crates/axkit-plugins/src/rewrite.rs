@@ -12,7 +12,8 @@
 //!   (refused at load otherwise: the rest appended to a bare host could
 //!   name another one).
 //! - `RedirectMatch [STATUS] REGEX URL`: the path matches REGEX; URL may
-//!   use its captures (`$1`…`$9`, `${name}`).
+//!   use its captures (`$1`…`$9`, `${name}`), but not in its host part
+//!   (refused at load: an open redirect), in `Rewrite` as well.
 //! - `RewriteCond host|method|path|header:NAME [!]REGEX [nocase] [not]`:
 //!   a condition of the next `Rewrite` line of its block (every one must
 //!   hold; `not` or `!` negates); one with no `Rewrite` after it in its
@@ -94,12 +95,46 @@ fn check_target(target: &str) -> Result<(), String> {
     ))
 }
 
+/// A URL's authority (after `://`, up to the path, query or fragment) and
+/// what follows it.
+fn split_authority(url: &str) -> (&str, &str) {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let end = after_scheme
+        .find(['/', '?', '#'])
+        .unwrap_or(after_scheme.len());
+    after_scheme.split_at(end)
+}
+
 /// Whether a URL has a path after its authority (`https://h/…`), not
 /// just a host (`https://h`, `https://h?q`).
 fn has_path(url: &str) -> bool {
-    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let end = after_scheme.find(['/', '?', '#']);
-    end.is_some_and(|i| after_scheme.as_bytes()[i] == b'/')
+    split_authority(url).1.starts_with('/')
+}
+
+/// A rule's URL target must not take a capture into its authority: the
+/// capture is the client's path, and `https://new.example$1` sends
+/// `/go@evil.com` to `https://new.example@evil.com` (`@` and `.` are
+/// path characters, left as they are).
+fn check_fixed_host(target: &str) -> Result<(), String> {
+    if !is_url(target) {
+        return Ok(());
+    }
+    let mut rest = split_authority(target).0;
+    while let Some(i) = rest.find('$') {
+        rest = &rest[i + 1..];
+        match rest.as_bytes().first() {
+            Some(b'$') => rest = &rest[1..],
+            Some(b'0'..=b'9' | b'{') => {
+                return Err(format!(
+                    "{target:?} takes a capture into the host part (before the first / after \
+                     ://), so a request could send its client to any host: write the host \
+                     yourself with a / after it (https://new.example/$1)"
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn is_url(text: &str) -> bool {
@@ -160,6 +195,7 @@ struct RedirectMatch {
 fn parse_redirect_match(args: &[&str]) -> Result<RedirectMatch, String> {
     let (status, rest) = status_and_rest(args, "expected RedirectMatch [STATUS] REGEX URL")?;
     check_target(rest[1])?;
+    check_fixed_host(rest[1])?;
     let regex = compile(rest[0], false)?;
     check_names(rest[1], &regex)?;
     Ok(RedirectMatch {
@@ -296,6 +332,7 @@ fn parse_rewrite(args: &[&str]) -> Result<Rule, String> {
             "{replacement:?} holds a space or a control character"
         ));
     }
+    check_fixed_host(replacement)?;
     let mut rule = Rule {
         regex: compile("", false)?,
         replacement: replacement.to_string(),
@@ -784,6 +821,26 @@ mod tests {
         );
         assert_eq!(local_target("/a/../b?q=1").as_deref(), Some("/b?q=1"));
         assert_eq!(local_target("/../etc/passwd"), None);
+    }
+
+    #[test]
+    fn captures_stay_out_of_the_host() {
+        for bad in [
+            "https://new.example$1",
+            "https://$1",
+            "http://a.${h}/x",
+            "https://h:$1/",
+        ] {
+            assert!(check_fixed_host(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "https://new.example/$1",
+            "https://h?x=$1",
+            "https://h$$/",
+            "/p$1",
+        ] {
+            assert!(check_fixed_host(good).is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -6,9 +6,15 @@
 //! `axkit` command does. `docs/templates.md` documents the language, the
 //! calls and the directive.
 //!
-//! Directive (any scope; the source is always in use, no `Plugin` line):
-//! `TemplateDir DIR`, the directory whose files are the templates, named
-//! by their path beneath it (`page.html`, `layouts/base.html`).
+//! Directives (any scope; the source is always in use, no `Plugin` line):
+//! - `TemplateDir DIR`, the directory whose files are the templates, named
+//!   by their path beneath it (`page.html`, `layouts/base.html`).
+//! - `TemplateFuel N` (default 10M, 0 for none): the most steps (minijinja's
+//!   fuel: an instruction, or 64 bytes of data made) one render may take.
+//!   A render runs on the worker's one thread and cannot be interrupted
+//!   (`LuaTimeLimit` stops Lua, not the Rust render it called), so a
+//!   runaway loop would stall every connection of the worker; past the
+//!   bound the render fails, naming the template.
 //!
 //! The templates are read when the config loads, through the config's
 //! `FileReader`: the master records them in the snapshot it hands its
@@ -30,6 +36,12 @@
 //! `.jinja2` suffix): none for `.txt`, JSON for `.json`, and HTML for
 //! every other one (`.html`, `.htm`, `.xml`…), so that a value is escaped
 //! unless a template says otherwise (`{% autoescape false %}`, `|safe`).
+//! An included (or imported) template escapes at least as the page being
+//! rendered does ([`format`]): minijinja gives each template its own
+//! escaping, so a `.txt` partial in an HTML page would print its values
+//! raw. JSON is written HTML-safe (`<`, `>`, `&`, `'` as `\u003c`…, as the
+//! `tojson` filter writes it), so that a `.json` template included in a
+//! `<script>` cannot close it.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -41,7 +53,8 @@ use axkit::config::{
 };
 use axkit::plugin::{InUse, Level};
 use axkit::{Plugin, PluginInit, PluginSource};
-use minijinja::{AutoEscape, Environment};
+use minijinja::value::Kwargs;
+use minijinja::{AutoEscape, Environment, HtmlEscape, Output, State};
 
 pub use minijinja;
 pub use minijinja::Value;
@@ -50,6 +63,12 @@ pub use minijinja::Value;
 pub static TEMPLATE_DIR: Key<Option<PathBuf>> = Key::new("TemplateDir").doc(
     "Directory of templates (minijinja): its files, read when the config loads, \
      are what template.render names",
+);
+
+/// `TemplateFuel N`: the steps one render may take, 0 for no bound. 10M
+/// is about a third of a second of a release build's loops.
+pub static TEMPLATE_FUEL: Key<u64> = Key::new("TemplateFuel").default("10M").doc(
+    "Most steps (instructions, 64-byte pieces of data) one template render may take; 0: no bound",
 );
 
 /// The source of the `TemplateDir` directive: it reads and compiles the
@@ -66,7 +85,7 @@ impl PluginSource for TemplateSource {
     }
 
     fn directives(&self) -> Vec<Directive> {
-        vec![TEMPLATE_DIR.declare()]
+        vec![TEMPLATE_DIR.declare(), TEMPLATE_FUEL.declare()]
     }
 
     /// Every distinct `TemplateDir` of the config, compiled for this
@@ -78,13 +97,17 @@ impl PluginSource for TemplateSource {
     ) -> Result<(), Vec<ConfigError>> {
         let mut sets: Vec<Rc<Templates>> = Vec::new();
         let mut errors = Vec::new();
+        // Each directory once, whether it loaded or not: a scope inherits
+        // its enclosing scope's, and its errors would be reported again.
+        let mut seen: Vec<&PathBuf> = Vec::new();
         for scope in config.scopes() {
             let Some(dir) = scope.get(&TEMPLATE_DIR) else {
                 continue;
             };
-            if sets.iter().any(|s| &s.dir == dir) {
+            if seen.contains(&dir) {
                 continue;
             }
+            seen.push(dir);
             let written = scope.settings_of(&TEMPLATE_DIR).last();
             let at = |message: String| ConfigError {
                 file: written.map_or(String::new(), |s| s.file.to_string()),
@@ -139,6 +162,9 @@ thread_local! {
         sets: Vec::new(),
         reload: false,
     }));
+    /// The escaping of the page being rendered (the template a render
+    /// names), which its includes escape at least as: see [`format`].
+    static PAGE: RefCell<AutoEscape> = const { RefCell::new(AutoEscape::None) };
 }
 
 struct Loaded {
@@ -226,9 +252,38 @@ pub fn render_value(
     if loaded.reload {
         set.reload_if_changed();
     }
-    let env = set.env.borrow();
-    let template = env.get_template(name).map_err(|e| set.error(&e))?;
-    template.render(data).map_err(|e| set.error(&e))
+    let fuel = *config.get(&TEMPLATE_FUEL);
+    set.env.borrow_mut().set_fuel((fuel > 0).then_some(fuel));
+    let rendered = render_page(&set.env.borrow(), name, data.into());
+    rendered.map_err(|e| {
+        let error = set.error(&e);
+        if out_of_fuel(&e) {
+            Error(format!(
+                "{error}: the render took more than TemplateFuel {fuel} steps"
+            ))
+        } else {
+            error
+        }
+    })
+}
+
+/// Render template `name` of `env` as the page: what it includes escapes
+/// at least as it does ([`format`]).
+fn render_page(env: &Environment<'_>, name: &str, data: Value) -> Result<String, minijinja::Error> {
+    let template = env.get_template(name)?;
+    let outer = PAGE.replace(escape_for(name));
+    let rendered = template.render(data);
+    PAGE.set(outer);
+    rendered
+}
+
+/// Whether `e` (or what caused it: an included template's error is
+/// wrapped) is the render running out of fuel.
+fn out_of_fuel(e: &minijinja::Error) -> bool {
+    std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source()).any(|e| {
+        e.downcast_ref::<minijinja::Error>()
+            .is_some_and(|e| e.kind() == minijinja::ErrorKind::OutOfFuel)
+    })
 }
 
 /// The `Content-Type` of what template `name` produces, by its extension
@@ -262,6 +317,35 @@ fn escape_for(name: &str) -> AutoEscape {
     }
 }
 
+/// The formatter of every template: `value` escaped as the template it is
+/// written in says, except that a template with no escaping of its own
+/// (`.txt`) takes the page's: minijinja escapes an included template by
+/// its own name, and a `.txt` partial would print raw into an HTML page. A
+/// block that says `{% autoescape false %}` in an escaping template is
+/// honoured. JSON is written HTML-safe.
+fn format(out: &mut Output, state: &mut State, value: &Value) -> Result<(), minijinja::Error> {
+    let own = state.auto_escape();
+    let mode = match own {
+        AutoEscape::None if escape_for(state.name()) == AutoEscape::None => {
+            PAGE.with_borrow(Clone::clone)
+        }
+        _ => own.clone(),
+    };
+    if value.is_safe() || (mode == *own && mode != AutoEscape::Json) {
+        return minijinja::escape_formatter(out, state, value);
+    }
+    match mode {
+        AutoEscape::Json => {
+            // The filter's output is marked safe, and HTML-safe.
+            let no_args = Kwargs::from_iter(std::iter::empty::<(&str, Value)>());
+            let json = minijinja::filters::tojson(value, None, no_args)?;
+            minijinja::escape_formatter(out, state, &json)
+        }
+        // HTML: a `.txt` template's value in an HTML page.
+        _ => write!(out, "{}", HtmlEscape(&value.to_string())).map_err(Into::into),
+    }
+}
+
 /// A file beneath a template directory that is not a template: anything
 /// hidden (`.page.html.swp`, `.git/…`).
 fn hidden(name: &str) -> bool {
@@ -277,7 +361,7 @@ fn read(dir: &Path, files: &mut FileReader<'_>) -> Result<Vec<(String, String)>,
     for name in names.into_iter().filter(|n| !hidden(n)) {
         let path = dir.join(&name);
         let file = files
-            .plugin_file(&path)
+            .file_beneath(dir, &name)
             .map_err(|e| format!("{}: {e}", path.display()))?
             .ok_or_else(|| format!("{}: gone while it was read", path.display()))?;
         let text = String::from_utf8(file.bytes)
@@ -295,6 +379,7 @@ fn compile(
 ) -> Result<Environment<'static>, Vec<(String, u32, String)>> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(escape_for);
+    env.set_formatter(format);
     let mut errors = Vec::new();
     for (name, text) in sources {
         if let Err(e) = env.add_template_owned(name.clone(), text) {
@@ -406,6 +491,39 @@ mod tests {
         assert_eq!(escape_for("dir.txt/page"), AutoEscape::Html);
         assert_eq!(content_type("a.txt.jinja"), "text/plain; charset=utf-8");
         assert_eq!(content_type("a.html"), "text/html; charset=utf-8");
+    }
+
+    #[test]
+    fn includes_escape_at_least_as_their_page() {
+        let env = compile(
+            Path::new("t"),
+            vec![
+                ("p.txt".into(), "{{ v }}".into()),
+                ("d.json".into(), "{{ m }}".into()),
+                (
+                    "m.txt".into(),
+                    "{% macro show(x) %}[{{ x }}]{% endmacro %}".into(),
+                ),
+                (
+                    "page.html".into(),
+                    "{% include 'p.txt' %} {% include 'd.json' %} \
+                     {% from 'm.txt' import show %}{{ show(v) }} \
+                     {% autoescape false %}{{ v }}{% endautoescape %}"
+                        .into(),
+                ),
+                ("page.json".into(), "{% include 'p.txt' %}".into()),
+                ("page.txt".into(), "{% include 'p.txt' %} {{ v|e }}".into()),
+            ],
+        )
+        .unwrap();
+        let data = minijinja::context! { v => "<a&'>", m => minijinja::context! { k => [1, 2] } };
+        let page = |name: &str| render_page(&env, name, data.clone()).unwrap();
+        assert_eq!(
+            page("page.html"),
+            "&lt;a&amp;&#x27;&gt; {\"k\": [1, 2]} [&lt;a&amp;&#x27;&gt;] <a&'>"
+        );
+        assert_eq!(page("page.json"), "\"\\u003ca\\u0026\\u0027\\u003e\"");
+        assert_eq!(page("page.txt"), "<a&'> &lt;a&amp;&#x27;&gt;");
     }
 
     #[test]

@@ -11,10 +11,13 @@
 //! different configuration (or script) from its siblings, or fail to start
 //! at all.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+use crate::plugin::{DocRoot, Io, Rule, READ_FLAGS};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -480,12 +483,24 @@ impl<'a> FileReader<'a> {
             }
             Err(e) => return Err(e),
         };
-        let Some(meta) = meta else {
+        if meta.is_none() {
             self.recorded.record_plugin_file(path, None)?;
             return Ok(None);
-        };
+        }
+        self.read_opened(path, File::open(path)?)
+    }
+
+    /// Read `file`, opened for `path`, if it is a regular file (a FIFO
+    /// would hang, `/dev/zero` exhaust memory), and record it as `path`.
+    fn read_opened(&mut self, path: &Path, mut file: File) -> io::Result<Option<PluginFile>> {
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            self.recorded.record_plugin_file(path, None)?;
+            return Ok(None);
+        }
         self.check_room(&meta)?;
-        let bytes = std::fs::read(path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
         self.recorded.record_plugin_file(path, Some(&bytes))?;
         Ok(Some(PluginFile {
             bytes,
@@ -495,20 +510,54 @@ impl<'a> FileReader<'a> {
 
     /// The regular files beneath `dir`, at any depth, as paths relative to
     /// it (`/`-separated, sorted): what a source that reads a whole
-    /// directory (a `TemplateDir`) reads with [`plugin_file`](Self::plugin_file)
-    /// next. Symbolic links to files count; directories behind symbolic
-    /// links are not entered (no loops), and neither are names that are not
-    /// UTF-8. At most 10,000 files, 16 levels deep: a directory named by
-    /// mistake (`/`) is an error, not a long walk.
+    /// directory (a `TemplateDir`) reads with
+    /// [`file_beneath`](Self::file_beneath) next. A symbolic link to a
+    /// file counts while it stays beneath `dir` (resolved as
+    /// `RESOLVE_BENEATH` resolves it: a relative target, never above
+    /// `dir`); one that leads out is an error naming it, since the master
+    /// reads these files as root. Directories behind symbolic links are not
+    /// entered (no loops; one outside is no error), and neither are names
+    /// that are not UTF-8. At
+    /// most 10,000 files, 16 levels deep: a directory named by mistake
+    /// (`/`) is an error, not a long walk.
     pub fn files_beneath(&mut self, dir: &Path) -> io::Result<Vec<String>> {
         if let Some(replay) = self.replay {
             return replay.tree(dir);
         }
+        let root = DocRoot::open_now(dir, Rule::Beneath)?;
         let mut files = Vec::new();
-        walk(dir, "", 0, &mut files)?;
+        walk(&root, dir, "", 0, &mut files)?;
         files.sort();
         self.recorded.record_tree(dir, &files)?;
         Ok(files)
+    }
+
+    /// The file `name` (as [`files_beneath`](Self::files_beneath) lists
+    /// it) beneath `dir`, read as [`plugin_file`](Self::plugin_file) reads
+    /// `dir/name` and recorded under that path, but opened beneath `dir`:
+    /// a link swapped in since the listing cannot lead the read out of it.
+    pub fn file_beneath(&mut self, dir: &Path, name: &str) -> io::Result<Option<PluginFile>> {
+        let path = dir.join(name);
+        if self.replay.is_some() {
+            return self.plugin_file(&path);
+        }
+        let opened = DocRoot::open_now(dir, Rule::Beneath)
+            .and_then(|root| root.open_rel(Path::new(name), READ_FLAGS, Io::Blocking));
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Err(leads_out(name)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                self.recorded.record_plugin_file(&path, None)?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        self.read_opened(&path, file)
     }
 
     /// Refuse a file that would take the snapshot past its limit before
@@ -527,9 +576,15 @@ const MAX_TREE_FILES: usize = 10_000;
 /// The most levels of directories [`FileReader::files_beneath`] enters.
 const MAX_TREE_DEPTH: usize = 16;
 
-/// Add the regular files of `dir` (at `prefix` beneath the walk's root) to
-/// `files`, and those of its subdirectories.
-fn walk(dir: &Path, prefix: &str, depth: usize, files: &mut Vec<String>) -> io::Result<()> {
+/// Add the regular files of `dir` (at `prefix` beneath the walk's `root`)
+/// to `files`, and those of its subdirectories.
+fn walk(
+    root: &DocRoot,
+    dir: &Path,
+    prefix: &str,
+    depth: usize,
+    files: &mut Vec<String>,
+) -> io::Result<()> {
     if depth > MAX_TREE_DEPTH {
         return Err(io::Error::other(format!(
             "more than {MAX_TREE_DEPTH} levels of directories"
@@ -543,8 +598,9 @@ fn walk(dir: &Path, prefix: &str, depth: usize, files: &mut Vec<String>) -> io::
         let rel = format!("{prefix}{name}");
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            walk(&entry.path(), &format!("{rel}/"), depth + 1, files)?;
-        } else if kind.is_file() || (kind.is_symlink() && entry.path().is_file()) {
+            walk(root, &entry.path(), &format!("{rel}/"), depth + 1, files)?;
+        } else if kind.is_file() || (kind.is_symlink() && links_to_file(root, &rel, &entry.path())?)
+        {
             if files.len() == MAX_TREE_FILES {
                 return Err(io::Error::other(format!(
                     "more than {MAX_TREE_FILES} files"
@@ -554,6 +610,26 @@ fn walk(dir: &Path, prefix: &str, depth: usize, files: &mut Vec<String>) -> io::
         }
     }
     Ok(())
+}
+
+/// Whether the symbolic link `rel` (at `path`) beneath `root` leads to a
+/// regular file beneath it; an error if it leads out, unless to a
+/// directory, which is not entered anyway. A dangling link or a loop is
+/// no file.
+fn links_to_file(root: &DocRoot, rel: &str, path: &Path) -> io::Result<bool> {
+    let flags = libc::O_PATH | libc::O_CLOEXEC;
+    match root.open_rel(Path::new(rel), flags, Io::Blocking) {
+        Ok(file) => Ok(file.metadata()?.is_file()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) && !path.is_dir() => Err(leads_out(rel)),
+        Err(_) => Ok(false),
+    }
+}
+
+fn leads_out(name: &str) -> io::Error {
+    io::Error::other(format!(
+        "{name} is a symbolic link that leads outside the directory (only links that stay \
+         beneath it, with a relative target, are followed)"
+    ))
 }
 
 fn too_large() -> io::Error {
@@ -663,16 +739,54 @@ mod tests {
         std::fs::write(root.join("top.html"), "").unwrap();
         std::fs::write(root.join("a/b/deep.txt"), "").unwrap();
         std::fs::write(root.join(".hidden"), "").unwrap();
-        std::os::unix::fs::symlink(root.join("top.html"), root.join("link.html")).unwrap();
-        // A loop, which must not be followed.
+        std::os::unix::fs::symlink("top.html", root.join("link.html")).unwrap();
+        std::os::unix::fs::symlink("../../top.html", root.join("a/b/up.html")).unwrap();
+        // A loop, which must not be followed, and a link to a directory
+        // outside, which is not entered.
         std::os::unix::fs::symlink(root, root.join("a/loop")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("a/slash")).unwrap();
         let mut files = FileReader::new(None);
         let found = files.files_beneath(root).unwrap();
-        assert_eq!(found, [".hidden", "a/b/deep.txt", "link.html", "top.html"]);
+        let names = [
+            ".hidden",
+            "a/b/deep.txt",
+            "a/b/up.html",
+            "link.html",
+            "top.html",
+        ];
+        assert_eq!(found, names);
+        assert_eq!(
+            files
+                .file_beneath(root, "a/b/up.html")
+                .unwrap()
+                .unwrap()
+                .bytes,
+            b""
+        );
         let snapshot = files.into_snapshot();
         let mut replay = FileReader::new(Some(&snapshot));
         assert_eq!(replay.files_beneath(root).unwrap(), found);
         assert!(replay.files_beneath(&root.join("a")).is_err());
+        assert!(replay.file_beneath(root, "a/b/up.html").unwrap().is_some());
+
+        // A link to a file outside, absolute or climbing out: an error
+        // naming it, listed or read.
+        for target in [Path::new("/etc/passwd"), Path::new("../../../etc/passwd")] {
+            let link = root.join("a/b/out.txt");
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(target, &link).unwrap();
+            let mut files = FileReader::new(None);
+            let e = files.files_beneath(root).unwrap_err().to_string();
+            assert!(
+                e.starts_with("a/b/out.txt is a symbolic link that leads outside"),
+                "{e}"
+            );
+            let e = files
+                .file_beneath(root, "a/b/out.txt")
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("a/b/out.txt is a symbolic link"), "{e}");
+        }
     }
 
     #[test]

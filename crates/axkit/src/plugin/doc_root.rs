@@ -159,6 +159,20 @@ impl DocRoot {
         DocRoot { dir, rule }
     }
 
+    /// The root at `path` under `rule`, opened now and shared with no
+    /// other: for a config load, which must see the directory as it is
+    /// now, not the one a root of this thread opened before (a directory
+    /// since replaced by another of its name, then a reload).
+    pub fn open_now(path: &Path, rule: Rule) -> io::Result<DocRoot> {
+        let dir = Arc::new(RootDir {
+            path: path.to_path_buf(),
+            fd: OnceLock::new(),
+        });
+        let root = DocRoot { dir, rule };
+        root.fd(Io::Blocking)?;
+        Ok(root)
+    }
+
     /// The root a file this request names is opened beneath: the request's
     /// [`Context::doc_root`](crate::Context::doc_root) when `path` lies
     /// under it (what `uri_to_file` resolved); else the `<Location>`'s
