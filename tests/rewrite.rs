@@ -288,13 +288,7 @@ fn bad_rules_are_refused_at_check() {
          Redirect /fine/ https://new.example/\n    Rewrite ^/(?P<id>[0-9]+)$ /u/${id}$$\n\
          </Server>\n",
     );
-    let out = Command::new(BIN)
-        .args(["--check", "-c"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    let err = lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = check_fails(&conf);
     for want in [
         "t.conf:4: Rewrite (plugin rewrite): bad regex \"^/(a\"",
         "t.conf:5: Rewrite (plugin rewrite): unknown flag \"frob\"",
@@ -320,13 +314,7 @@ fn bad_rules_are_refused_at_check() {
         "<Server>\n    Listen 127.0.0.1:0\n    Plugin rewrite\n    <Location /a>\n        \
          RewriteCond method ^POST$\n    </Location>\n    Rewrite ^/a/(.*)$ /b/$1\n</Server>\n",
     );
-    let out = Command::new(BIN)
-        .args(["--check", "-c"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    let err = lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = check_fails(&conf);
     assert!(
         err.contains("u.conf:5: RewriteCond with no Rewrite line after it in its block"),
         "{err}"
@@ -349,13 +337,7 @@ fn captures_into_the_host_part_are_refused() {
          RedirectMatch ^/ok(.*)$ https://new.example/$1\n    \
          Rewrite ^/q(.*)$ https://new.example?to=$1\n</Server>\n",
     );
-    let out = Command::new(BIN)
-        .args(["--check", "-c"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    let err = lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = check_fails(&conf);
     for want in [
         "t.conf:4: RedirectMatch (plugin rewrite): \"https://new.example$1\" takes a capture \
          into the host part",
@@ -376,4 +358,16 @@ fn captures_into_the_host_part_are_refused() {
         raw_get(&srv, "/go@evil.com", ""),
         redirect_head("302 Found", "https://new.example/@evil.com")
     );
+}
+
+/// `axkit --check` of `conf`, which must fail: what it said.
+fn check_fails(conf: &std::path::Path) -> String {
+    let out = Command::new(BIN)
+        .args(["--check", "-c"])
+        .arg(conf)
+        .output()
+        .unwrap();
+    let err = lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    err
 }

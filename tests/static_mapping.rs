@@ -463,21 +463,6 @@ LogLevel info
 /// file was a 500 ("Function not implemented").
 #[test]
 fn files_keep_their_rules_where_openat2_is_refused() {
-    let conf = |extra: &str| {
-        format!(
-            "Workers 1
-<Server>
-    Listen 127.0.0.1:0
-    DocumentRoot {{dir}}/www
-    DirectoryIndex index.html
-{extra}
-    Plugin uri_to_file
-    Plugin fast_mime_map
-    Plugin serve_file
-</Server>
-"
-        )
-    };
     let prepare = |d: &TempDir| {
         let www = d.path().join("www");
         d.write("www/a.txt", "inside");
@@ -489,7 +474,7 @@ fn files_keep_their_rules_where_openat2_is_refused() {
         std::os::unix::fs::symlink(d.path().join("outside/secret.txt"), www.join("abs.txt"))
             .unwrap();
     };
-    let mut srv = Axkit::start_without_openat2(&conf(""), prepare);
+    let mut srv = Axkit::start_without_openat2(&files_conf(""), prepare);
     for _ in 0..2 {
         // Twice: the second time through the open-file cache.
         assert_eq!(get(&srv, "/a.txt", "").text(), "inside");
@@ -505,7 +490,7 @@ fn files_keep_their_rules_where_openat2_is_refused() {
         }
     }
     assert!(!srv.stop().contains("not implemented"));
-    let srv = Axkit::start_without_openat2(&conf("    FollowSymlinks on"), prepare);
+    let srv = Axkit::start_without_openat2(&files_conf("    FollowSymlinks on"), prepare);
     assert_eq!(get(&srv, "/out/secret.txt", "").text(), "SECRET");
     assert_eq!(get(&srv, "/abs.txt", "").text(), "SECRET");
 }

@@ -332,10 +332,12 @@ fn parse_context(rest: &str) -> (Option<String>, u32) {
 
 // ---- entities -----------------------------------------------------------
 
-unsafe fn ctxt_place(ctxt: *mut sys::XmlParserCtxt) -> (Option<String>, u32) {
+/// Refuse the call with `why`, at the place `ctxt` (the parser context
+/// libxml2 passed to the callback) is parsing.
+unsafe fn refuse_at(ctxt: *mut sys::XmlParserCtxt, why: String) {
     let file = unsafe { c_str(sys::axkit_xml_ctxt_file(ctxt)) };
     let line = unsafe { sys::axkit_xml_ctxt_line(ctxt) };
-    (file, u32::try_from(line).unwrap_or(0))
+    refuse(file, u32::try_from(line).unwrap_or(0), why);
 }
 
 /// An entity declaration may stand only if it is internal, general, and
@@ -362,8 +364,7 @@ unsafe extern "C" fn on_entity_decl(
             return 1;
         }
     };
-    let (file, line) = unsafe { ctxt_place(ctxt) };
-    refuse(file, line, why);
+    unsafe { refuse_at(ctxt, why) };
     0
 }
 
@@ -390,12 +391,8 @@ unsafe extern "C" fn on_entity_use(
         return 1;
     };
     let name = unsafe { c_str(name as *const c_char) }.unwrap_or_default();
-    let (file, line) = unsafe { ctxt_place(ctxt) };
-    refuse(
-        file,
-        line,
-        format!("entity '{name}': expanded entities exceed the size limit of {max} bytes"),
-    );
+    let why = format!("entity '{name}': expanded entities exceed the size limit of {max} bytes");
+    unsafe { refuse_at(ctxt, why) };
     0
 }
 
@@ -418,15 +415,11 @@ unsafe extern "C" fn on_default_attrs(
         return 1;
     };
     let name = unsafe { c_str(name as *const c_char) }.unwrap_or_default();
-    let (file, line) = unsafe { ctxt_place(ctxt) };
-    refuse(
-        file,
-        line,
-        format!(
-            "element '{name}': attributes defaulted by the DTD and expanded entities \
-             exceed the size limit of {max} bytes"
-        ),
+    let why = format!(
+        "element '{name}': attributes defaulted by the DTD and expanded entities exceed the \
+         size limit of {max} bytes"
     );
+    unsafe { refuse_at(ctxt, why) };
     0
 }
 
