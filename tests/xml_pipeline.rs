@@ -134,6 +134,44 @@ fn query_parameters_cannot_take_the_names_the_server_sets() {
     assert_eq!(r.text(), "path=/a.xml user=bob role=none");
 }
 
+/// A result made with notes among its parameters depends on who asks,
+/// which no file's time tells: it has no `Last-Modified`, so a copy made
+/// for one user is not kept, by `If-Modified-Since`, for another; its tag
+/// (of which the notes are part) still answers 304 to the same user.
+#[test]
+fn a_result_made_with_notes_goes_out_with_its_tag_alone() {
+    let show = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:param name="note.user"/>
+<xsl:template match="/">user=<xsl:value-of select="$note.user"/></xsl:template>
+</xsl:stylesheet>
+"#;
+    let mut files = site();
+    files.push(("site/show.xsl", show));
+    files.push(("plugins/who.lua", WHO));
+    let body = "    Plugin who\n    XSLTStyle show.xsl\n    XSLTParamsFromRequest On";
+    let srv = start(&conf("", body), &files);
+    let alice = get(&srv, "/a.xml", "X-User: alice\r\n");
+    assert_eq!(alice.text(), "user=alice");
+    assert_eq!(alice.header("Last-Modified"), None);
+    let etag = alice.header("ETag").unwrap().to_string();
+    let since = "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n";
+    let bob = get(&srv, "/a.xml", &format!("X-User: bob\r\n{since}"));
+    assert_eq!((bob.status, bob.text().as_str()), (200, "user=bob"));
+    let again = get(
+        &srv,
+        "/a.xml",
+        &format!("X-User: alice\r\nIf-None-Match: {etag}\r\n"),
+    );
+    assert_eq!(again.status, 304);
+    let bob = get(
+        &srv,
+        "/a.xml",
+        &format!("X-User: bob\r\nIf-None-Match: {etag}\r\n"),
+    );
+    assert_eq!(bob.status, 200);
+}
+
 #[test]
 fn validators_give_304_and_results_are_cached() {
     // The stylesheet reads a side file with document(): the result

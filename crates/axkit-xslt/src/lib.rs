@@ -882,14 +882,24 @@ fn full_key((base, modified): &(String, SystemTime), deps: &Files) -> (String, V
 
 /// Put the validators on the response and answer a conditional request
 /// they satisfy (304) or fail (412); `None` to answer in full.
+///
+/// A result made with notes among its parameters (`XSLTParamsFromRequest
+/// On`) depends on what plugins said of this request (who is logged in),
+/// which no file's time tells: it goes out with its tag alone, which the
+/// notes are part of, so that a copy made before a login is not kept by
+/// an `If-Modified-Since` after it.
 fn conditional(ctx: &mut Context, v: &Validators) -> Option<Outcome> {
-    let precondition = file_http::evaluate(&ctx.request, Some(&*v.etag), Some(v.modified));
+    let dated = ctx.notes.is_empty() || !*ctx.config().get(&PARAMS_FROM_REQUEST);
+    let modified = dated.then_some(v.modified);
+    let precondition = file_http::evaluate(&ctx.request, Some(&*v.etag), modified);
     if precondition == Precondition::Failed {
         return Some(Outcome::Status(412));
     }
     let headers = &mut ctx.response.headers;
     headers.set("ETag", &v.etag);
-    headers.set("Last-Modified", &v.last_modified);
+    if dated {
+        headers.set("Last-Modified", &v.last_modified);
+    }
     if precondition == Precondition::NotModified {
         headers.remove("Content-Type");
         ctx.response.status = 304;
