@@ -8,13 +8,19 @@
 //! tier; of a directory named without its slash too), HEAD from a GET
 //! entry and a HEAD miss storing nothing, unsafe
 //! methods invalidating (RFC 9111 §4.4), an ErrorDocument page's walk
-//! neither answered from nor stored, and the exact `Cache-Status` values.
+//! neither answered from nor stored, and the exact `Cache-Status` values;
+//! and what a review found: a session's cookie and a 304's cookie kept out
+//! of entries, Vary values that are not UTF-8, stale-if-error over a
+//! streamed error, one `<Server>`'s entries kept from another, and PURGE
+//! reaching every variant.
 
 #[path = "common/cache.rs"]
 mod cache;
 mod common;
 #[path = "common/lua.rs"]
 mod lua;
+#[path = "common/services.rs"]
+mod services;
 
 use std::time::Duration;
 
@@ -472,4 +478,185 @@ Workers 1
     assert_eq!(get(&elsewhere, "/d", "").status, 301);
     assert_eq!(request(&elsewhere, "PURGE", "/d", "").status, 403);
     assert_eq!(status_field(&get(&elsewhere, "/d", "")), "axkit; hit");
+}
+
+/// A session's cookie is added by work on the head registered after the
+/// cache's decision to store: the page used to be stored with it, and
+/// every later client got a hit carrying the first one's session.
+#[test]
+fn a_cookie_added_as_the_head_goes_out_is_not_stored() {
+    const PAGE: &str = r#"
+function hook_response(r)
+  local s = session.get(r)
+  s.visits = (s.visits or 0) + 1
+  r:set_header("Content-Type", "text/plain")
+  r:set_header("Cache-Control", "max-age=60")
+  r:write("visits ", s.visits)
+  return OK
+end
+"#;
+    let conf = lua::conf(
+        "SessionKey k1 {dir}/k1.key",
+        "    Plugin cache\n    Cache On\n    Plugin sess",
+    );
+    let srv = lua::start_with(&conf, &[("sess", PAGE)], |d| {
+        d.write("k1.key", "first-key-0123456789abcdefghijklmnopqrstuvwxyz\n");
+    });
+    let mut cookies = Vec::new();
+    for _ in 0..2 {
+        let r = get(&srv, "/s", "");
+        assert_eq!(
+            (r.status, r.text().as_str(), status_field(&r)),
+            (200, "visits 1", "axkit; fwd=uri-miss")
+        );
+        let cookie = r.header("Set-Cookie").expect("the client's own session");
+        assert!(cookie.starts_with("axkit_session="), "{cookie}");
+        cookies.push(cookie.to_string());
+    }
+    assert_ne!(cookies[0], cookies[1]);
+}
+
+/// A 304 from the origin that sets a cookie refreshes the entry without
+/// it: the cookie goes to the client the 304 answered, and no further.
+#[test]
+fn a_cookie_on_a_304_goes_to_its_client_only() {
+    let srv = start(1, "", "");
+    let path = "/etag?cc=max-age=1&sc=sid%3DSECRET";
+    let first = get(&srv, path, "");
+    assert_eq!(status_field(&first), "axkit; fwd=uri-miss; stored");
+    let r = first_not_a_hit(|| get(&srv, path, ""));
+    assert_eq!(
+        (r.status, status_field(&r), r.header("Set-Cookie")),
+        (200, "axkit; fwd=stale; fwd-status=304", Some("sid=SECRET"))
+    );
+    let hit = get(&srv, path, "");
+    assert_eq!(
+        (
+            hit.text().as_str(),
+            status_field(&hit),
+            hit.header("Set-Cookie")
+        ),
+        ("call 1", "axkit; hit", None)
+    );
+}
+
+/// An `Accept-Encoding` with a byte that is not UTF-8 was keyed as an
+/// absent one: its gzip variant was then the answer to a client that
+/// accepts no coding at all.
+#[test]
+fn a_vary_value_that_is_not_utf8_is_a_variant_of_its_own() {
+    let srv = start(1, "Plugin compress", "");
+    let path = "/ae?cc=max-age=60&pad=400";
+    let mut req =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip, ").into_bytes();
+    req.extend_from_slice(b"\xff\r\nConnection: close\r\n\r\n");
+    let gzip = parse_response(&srv.exchange(&req).0).expect("a response");
+    assert_eq!(
+        (
+            gzip.status,
+            gzip.header("Content-Encoding"),
+            status_field(&gzip)
+        ),
+        (200, Some("gzip"), "axkit; fwd=uri-miss; stored")
+    );
+    let plain = get(&srv, path, "");
+    assert_eq!(
+        (plain.header("Content-Encoding"), status_field(&plain)),
+        (None, "axkit; fwd=vary-miss; stored")
+    );
+    assert!(plain.text().starts_with("call 2"), "{}", plain.text());
+}
+
+/// stale-if-error over an error its producer streams (a proxied 5xx, a
+/// script that flushed): the stale head used to go out with the error's
+/// body.
+#[test]
+fn stale_if_error_replaces_a_streamed_error_body() {
+    let srv = start(1, "", "");
+    let path = "/flaky?cc=max-age=1,stale-if-error=60&stream=300000";
+    assert_eq!(get(&srv, path, "").text(), "call 1");
+    assert_eq!(get(&srv, "/break", "").status, 200);
+    let r = first_not_a_hit(|| get(&srv, path, ""));
+    assert_eq!(
+        (r.status, status_field(&r)),
+        (200, "axkit; fwd=stale; fwd-status=503")
+    );
+    let body = r.text();
+    assert!(body == "call 1", "{} bytes of the error's body", body.len());
+}
+
+/// Two `<Server>`s share the worker's tier: a request to the first with
+/// the second's name in its Host used to fill the entry the second then
+/// answered its own clients from.
+#[test]
+fn one_server_does_not_answer_from_anothers_entries() {
+    const OTHER: &str = r#"
+function hook_response(r)
+  r:set_header("Cache-Control", "max-age=60")
+  r:write("server b")
+  return OK
+end
+"#;
+    let b = std::net::SocketAddr::from(([127, 0, 0, 1], services::free_port()));
+    let conf = format!(
+        "PluginDir {{dir}}/plugins\nPlugin logging/warn\nWorkers 1\n\
+         <Server>\n    Listen 127.0.0.1:0\n    Plugin cache\n    Cache On\n    Plugin origin\n</Server>\n\
+         <Server>\n    Listen {b}\n    ServerName www.example.com\n    Plugin cache\n    Cache On\n    \
+         Plugin other\n</Server>\n"
+    );
+    let srv = Axkit::start_with(&conf, &[], |d| {
+        d.write("plugins/origin.lua", ORIGIN);
+        d.write("plugins/other.lua", OTHER);
+    });
+    let ask = |addr| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        std::io::Write::write_all(
+            &mut s,
+            b"GET /z?cc=max-age=60 HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        parse_response(&read_until_close(&mut s, Duration::from_secs(10)).0).expect("a response")
+    };
+    let a = ask(srv.addr);
+    assert_eq!(
+        (a.text().as_str(), status_field(&a)),
+        ("call 1", "axkit; fwd=uri-miss; stored")
+    );
+    let r = ask(b);
+    assert_eq!(
+        (r.text().as_str(), status_field(&r)),
+        ("server b", "axkit; fwd=uri-miss; stored")
+    );
+    assert_eq!(status_field(&ask(srv.addr)), "axkit; hit");
+}
+
+/// PURGE and an unsafe method remove every variant of the URL: only the
+/// list of varied headers used to go, and the next fill wrote it back,
+/// making the other variants' old entries reachable again.
+#[test]
+fn purge_and_invalidation_reach_every_variant() {
+    let srv = start(1, "", "    CachePurgeFrom 127.0.0.0/8");
+    let path = "/vary?cc=max-age=60";
+    let ask = |lang: &str| {
+        let r = get(&srv, path, &format!("Accept-Language: {lang}\r\n"));
+        (r.text(), status_field(&r).to_string())
+    };
+    let fresh = |n: u32, lang: &str, why: &str| {
+        (
+            format!("call {n} {lang}"),
+            format!("axkit; fwd={why}; stored"),
+        )
+    };
+    assert_eq!(ask("en"), fresh(1, "en", "uri-miss"));
+    assert_eq!(ask("fr"), fresh(2, "fr", "vary-miss"));
+    assert_eq!(request(&srv, "PURGE", path, "").status, 200);
+    assert_eq!(ask("en"), fresh(3, "en", "uri-miss"));
+    assert_eq!(ask("fr"), fresh(4, "fr", "vary-miss"));
+    assert_eq!(request(&srv, "POST", path, "").status, 200);
+    assert_eq!(ask("fr"), fresh(6, "fr", "uri-miss"));
+    assert_eq!(ask("en"), fresh(7, "en", "vary-miss"));
+    assert_eq!(
+        ask("en"),
+        ("call 7 en".to_string(), "axkit; hit".to_string())
+    );
 }

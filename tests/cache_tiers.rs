@@ -7,7 +7,8 @@
 //! once; restarted, hits again), and 1,000 concurrent misses on one key
 //! making one origin request with the shared, Redis, memcached and disk
 //! tiers; a bad `CacheStore` refused when the config loads, its secret
-//! never quoted.
+//! never quoted; an entry memcached refuses to store (over its `-I`) not
+//! taken for a failing tier.
 //! Redis and memcached are started by each test on a free loopback port
 //! (`tests/common/services.rs`); without them the tests skip, unless
 //! `AXKIT_REQUIRE_SERVICES=1`.
@@ -204,6 +205,37 @@ fn memcached_tier_survives_memcached_dying() {
         || mc.borrow_mut().stop(),
         || mc.borrow_mut().restart(),
     );
+}
+
+/// memcached answers `SERVER_ERROR object too large for cache` to an
+/// entry over its `-I`: that entry is not stored, and the tier goes on.
+/// It used to be taken for a failure, and every call of the next second
+/// failed: the next request was served without the cache.
+#[test]
+fn memcached_refusing_an_entry_is_not_a_failure() {
+    let Some(mc) = Memcached::start_with_item_size("512k") else {
+        return;
+    };
+    let mut srv = server_on(&format!("memcached {}", mc.addr()), 1, "2s");
+    let big = get(&srv, "/big?cc=max-age=60&pad=600000", "");
+    assert_eq!(status_field(&big), "axkit; fwd=uri-miss; stored");
+    // The refusal came before the response's end (the entry is stored as
+    // the last chunk goes through the cache): the tier is asked at once.
+    let small = get(&srv, "/small?cc=max-age=60", "");
+    assert_eq!(status_field(&small), "axkit; fwd=uri-miss; stored");
+    assert_eq!(
+        status_field(&get(&srv, "/small?cc=max-age=60", "")),
+        "axkit; hit"
+    );
+    let big = get(&srv, "/big?cc=max-age=60&pad=600000", "");
+    assert_eq!(status_field(&big), "axkit; fwd=uri-miss; stored");
+    srv.wait_stderr(
+        "memcached did not store an entry (said once): SERVER_ERROR",
+        Duration::from_secs(10),
+    );
+    let log = srv.sync_stderr();
+    assert!(!log.contains("cache: the tier failed"), "{log}");
+    assert_eq!(log.matches("memcached did not store").count(), 1, "{log}");
 }
 
 /// 1,000 concurrent misses on one key, across two workers: one origin

@@ -13,7 +13,9 @@ use crate::lua;
 /// The origin: `/calls?p=PATH` says how often PATH was served; every other
 /// path counts itself and answers `call N`, with `Cache-Control` from
 /// `?cc=`, and: `/vary…` varies by Accept-Language; `/etag…` has an ETag
-/// and answers 304 to it; `/flaky…` answers 503 once `/break` was called;
+/// and answers 304 to it (with `Set-Cookie: ?sc=` on the 304); `/flaky…`
+/// answers 503 once `/break` was called (with `?stream=N`, a body of N
+/// bytes flushed before its end);
 /// `/slow…` takes half a second (or `?s=`); `/gated…` is fresh for a
 /// second at its first call (then stale-while-revalidate for a minute),
 /// and holds every later answer until `/open` was called (at most 10 s);
@@ -35,7 +37,13 @@ function hook_response(r)
     return OK
   end
   if p:sub(1, 6) == "/flaky" and shared.get("broken") then
-    return 503
+    if not r:param("stream") then return 503 end
+    r:status(503)
+    r:set_header("Content-Type", "text/plain")
+    r:write(string.rep("e", tonumber(r:param("stream"))))
+    r:flush()
+    r:write("error end")
+    return OK
   end
   local n = shared.incr("calls:" .. p, 1, 0)
   r:set_header("Content-Type", "text/plain")
@@ -58,6 +66,7 @@ function hook_response(r)
   if p:sub(1, 5) == "/etag" then
     r:set_header("ETag", '"v1"')
     if r:header("If-None-Match") == '"v1"' then
+      if r:param("sc") then r:set_header("Set-Cookie", r:param("sc")) end
       r:status(304)
       return OK
     end

@@ -369,18 +369,26 @@ impl Drop for Redis {
 /// A memcached server of the test's own on `127.0.0.1:port`.
 pub struct Memcached {
     pub port: u16,
+    /// The largest item it stores (`-I`).
+    item_size: &'static str,
     child: Option<Child>,
 }
 
 impl Memcached {
     /// Start one, or None (the test skips) when memcached is missing.
     pub fn start() -> Option<Memcached> {
+        Memcached::start_with_item_size("1m")
+    }
+
+    /// Start one that stores items of at most `size` (`-I`, as `512k`).
+    pub fn start_with_item_size(size: &'static str) -> Option<Memcached> {
         if Command::new("memcached").arg("-V").output().is_err() {
             service_missing("memcached", "memcached");
             return None;
         }
         let mut memcached = Memcached {
             port: free_port(),
+            item_size: size,
             child: None,
         };
         memcached.run();
@@ -390,7 +398,7 @@ impl Memcached {
     fn run(&mut self) {
         let mut cmd = Command::new("memcached");
         cmd.args(["-l", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "0", "-m", "64"])
+            .args(["-U", "0", "-m", "64", "-I", self.item_size])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -17,8 +17,12 @@ pub enum Object {
     /// the headers written into the response.
     Response(Rc<Entry>),
     /// The response at this URL varies by these request headers
-    /// (lowercase); each variant is stored under a secondary key.
-    Variants(Vec<String>),
+    /// (lowercase); each variant is stored under a secondary key that
+    /// holds `generation`. A PURGE removes this object, and the next fill
+    /// writes it back with a new generation: the variants stored before
+    /// are then out of reach (left for their tier to expire), so no purged
+    /// variant is served again.
+    Variants { generation: u64, names: Vec<String> },
 }
 
 /// A stored response.
@@ -109,7 +113,9 @@ impl Object {
     pub fn size(&self) -> usize {
         match self {
             Object::Response(e) => e.size(),
-            Object::Variants(names) => names.iter().map(|n| n.len() + 24).sum::<usize>() + 64,
+            Object::Variants { names, .. } => {
+                names.iter().map(|n| n.len() + 24).sum::<usize>() + 72
+            }
         }
     }
 
@@ -118,8 +124,9 @@ impl Object {
         let mut out = Vec::with_capacity(self.size());
         out.extend_from_slice(MAGIC);
         match self {
-            Object::Variants(names) => {
+            Object::Variants { generation, names } => {
                 out.push(b'V');
+                out.extend_from_slice(&generation.to_le_bytes());
                 put_u32(&mut out, names.len() as u32);
                 for n in names {
                     put_bytes(&mut out, n.as_bytes());
@@ -155,12 +162,14 @@ impl Object {
         let mut r = Reader(bytes.strip_prefix(MAGIC)?);
         match r.take(1)?[0] {
             b'V' => {
+                let generation = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
                 let n = r.u32()?;
                 let mut names = Vec::new();
                 for _ in 0..n {
                     names.push(r.string()?);
                 }
-                r.0.is_empty().then_some(Object::Variants(names))
+                r.0.is_empty()
+                    .then_some(Object::Variants { generation, names })
             }
             b'R' => {
                 let status = u16::from_le_bytes(r.take(2)?.try_into().ok()?);
@@ -248,7 +257,10 @@ mod tests {
             must_revalidate: true,
         }));
         assert_eq!(Object::decode(&e.encode()), Some(e.clone()));
-        let v = Object::Variants(vec!["accept-language".into()]);
+        let v = Object::Variants {
+            generation: 7,
+            names: vec!["accept-language".into()],
+        };
         assert_eq!(Object::decode(&v.encode()), Some(v));
         let bytes = e.encode();
         for cut in 0..bytes.len() {

@@ -30,9 +30,11 @@
 //!
 //! How: in `fixup` (after the access phases, so that a stored answer goes
 //! only to a client the Location's `Allow`/`Deny` and `Require` let in;
-//! before any content plugin) a GET or HEAD is looked up under its key (scheme, host and URI; HEAD shares GET's
-//! entries; a response with `Vary` is stored under a secondary key made of
-//! the request headers it names). A fresh entry answers at once (with
+//! before any content plugin) a GET or HEAD is looked up under its key
+//! (the `<Server>` as configured, scheme, host and URI: see `key_for`;
+//! HEAD shares GET's entries; a response with `Vary` is stored under a
+//! secondary key made of the bytes of the request headers it names and
+//! the generation of the URL's variants). A fresh entry answers at once (with
 //! `Age`, `Cache-Status: axkit; hit`, and 304 when the client's
 //! conditional says it has it). Otherwise the request goes on through the
 //! walk and the cache watches its response: in `before_head` it decides
@@ -42,7 +44,9 @@
 //! `public`/`s-maxage`), and the `write_body_data` filter captures the
 //! body, with the head as it stands at the body's first chunk (after the
 //! filters ahead of it, compress say, have set theirs), storing it when it
-//! is complete and not over `CacheMaxEntrySize`.
+//! is complete and not over `CacheMaxEntrySize`. That head is judged again
+//! (`Set-Cookie`, `private`, `no-store`: a session's cookie comes after the
+//! decision), and a `Set-Cookie` is never kept in an entry.
 //! A stale entry with validators is revalidated by running the walk with
 //! `If-None-Match`/`If-Modified-Since` put in the request: a 304 refreshes
 //! the entry and the client is answered from it. Concurrent misses on one
@@ -51,11 +55,13 @@
 //! fill lock). `stale-while-revalidate` answers with the stale entry at
 //! once and refreshes it with a background request (the client's GET run
 //! by the worker itself, `Context::background_request`), one at a time per
-//! entry; `stale-if-error` answers a 5xx with the stale entry.
+//! entry; `stale-if-error` answers a 5xx with the stale entry, its body
+//! sent in place of the error's even when that error streams.
 //! A PURGE, or a POST, PUT, DELETE or PATCH answered with a 2xx or 3xx
 //! (RFC 9111 §4.4: its URI, and its `Location` and `Content-Location` on
-//! the same host), removes the entry; from the memory tier of every
-//! worker, through a broadcast. A tier that fails makes the cache
+//! the same host), removes the entry, and with it every variant (whose
+//! keys hold the generation of the list it removes); from the memory tier
+//! of every worker, through a broadcast. A tier that fails makes the cache
 //! step aside: the request is served as if there were no cache, and the
 //! worker says so in its log at most every 10 s.
 
@@ -77,6 +83,7 @@ use axkit::config::{Args, Cidr, Directive, Key, List, Scopes};
 use axkit::plugin::{Body, BodyChunk, Worker};
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
 use bytes::{Bytes, BytesMut};
+use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 pub use disk::DiskStore;
@@ -288,17 +295,34 @@ struct Fill {
     guard: Option<FillGuard>,
     /// Why it went forward (RFC 9211 `fwd`).
     reason: &'static str,
-    stale: Option<Rc<Entry>>,
+    /// The stale entry found, and the key it was found under.
+    stale: Option<(Rc<Entry>, Vec<u8>)>,
     /// The request's validators were replaced by the stale entry's; the
     /// client's own, to answer it from the refreshed entry.
     revalidating: Option<(Option<String>, Option<String>)>,
     authorized: bool,
     request_no_store: bool,
     is_head: bool,
-    /// Secondary-key values of the request, by lowercase header name.
-    request_headers: Vec<(String, String)>,
+    /// Secondary-key values of the request, by lowercase header name,
+    /// as sent (bytes: a value that is not UTF-8 is a value all the same).
+    request_headers: Vec<(String, Vec<u8>)>,
+    /// The generation of the URL's variants, should this fill be the one
+    /// to write their list (see [`Object::Variants`]).
+    generation: u64,
     max: usize,
     capture: Option<Capture>,
+    /// The response was answered from an entry ([`answer`]).
+    replacing: Option<Replacement>,
+}
+
+/// The body of a response answered from an entry once its producer had
+/// been run: that producer may be streaming already (a proxy or a script
+/// that flushed its error page before the head went out), and its bytes
+/// are not the entry's. The filter sends the entry's body with the first
+/// chunk it sees and drops every chunk after it.
+enum Replacement {
+    Pending(Bytes),
+    Sent,
 }
 
 /// The request state: the fill, taken out while a hook works on it
@@ -338,20 +362,20 @@ impl Cache {
         }
         let mut tiers = self.tiers.borrow_mut();
         let opened = tiers.entry(tier.clone()).or_insert_with(|| {
-            self.open(tier)
+            self.open(tier, ctx.worker())
                 .map_err(|e| ctx.log(Level::Error, &format!("cache: {e}: not caching")))
                 .ok()
         });
         opened.clone()
     }
 
-    fn open(&self, tier: &Tier) -> Result<Rc<dyn Storage>, String> {
+    fn open(&self, tier: &Tier, worker: Worker) -> Result<Rc<dyn Storage>, String> {
         let outside: Box<dyn Storage> = match tier {
             Tier::Memory => return Ok(self.memory.clone()),
             Tier::Shared(zone) => return Ok(Rc::new(SharedStore::open(zone)?)),
             Tier::Disk(dir, max) => Box::new(DiskStore::new(dir, *max)),
             Tier::Redis(url) => Box::new(RedisStore::open(url, &self.prefix, self.timeout)?),
-            Tier::Memcached(addr) => Box::new(MemcachedStore::new(addr, &self.prefix)),
+            Tier::Memcached(addr) => Box::new(MemcachedStore::new(addr, &self.prefix, worker)),
         };
         Ok(Rc::new(Guarded::new(outside, self.timeout)))
     }
@@ -383,11 +407,11 @@ impl Cache {
     ) -> Result<Lookup, String> {
         let now = SystemTime::now();
         let (object, key, miss) = match store.get(primary).await? {
-            Some(o) if matches!(*o, Object::Variants(_)) => {
-                let Object::Variants(names) = &*o else {
+            Some(o) if matches!(*o, Object::Variants { .. }) => {
+                let Object::Variants { generation, names } = &*o else {
                     unreachable!()
                 };
-                let key = secondary_key(primary, &request_values(ctx, names));
+                let key = secondary_key(primary, *generation, &request_values(ctx, names));
                 (store.get(&key).await?, key, "vary-miss")
             }
             found => (found, primary.to_vec(), "uri-miss"),
@@ -528,8 +552,10 @@ impl Cache {
             request_no_store: request_cc.no_store,
             is_head: ctx.request.is_head(),
             request_headers: Vec::new(),
+            generation: self.generation(),
             max: *ctx.config().get(&MAX_ENTRY) as usize,
             capture: None,
+            replacing: None,
         };
         if !(authorized || no_cache || request_cc.no_store) {
             for attempt in 0..3 {
@@ -568,7 +594,7 @@ impl Cache {
                             return Outcome::Done;
                         }
                         fill.reason = "stale";
-                        fill.stale = Some(entry);
+                        fill.stale = Some((entry, key.clone()));
                         key
                     }
                     Lookup::Miss(key, why) => {
@@ -602,7 +628,7 @@ impl Cache {
                 break;
             }
         }
-        if let Some(stale) = fill.stale.clone() {
+        if let Some((stale, _)) = fill.stale.clone() {
             if stale.has_validators() {
                 // Ask the origin whether the stale entry is still good.
                 let client = (
@@ -672,6 +698,18 @@ impl Cache {
         self.seq.set(self.seq.get() + 1);
         format!("{}:{}", std::process::id(), self.seq.get())
     }
+
+    /// A generation for a URL's variants that no other fill picks, in
+    /// this worker or in another process or machine sharing the tier: the
+    /// worker's token and the time, hashed.
+    fn generation(&self) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let digest = Sha256::digest(format!("{} {now}", self.token()));
+        u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
+    }
 }
 
 /// The broadcast channel on which a worker tells every worker to drop a
@@ -728,7 +766,6 @@ async fn invalidate(ctx: &mut Context) {
 /// The primary key of a `Location`-style reference (a path, or an
 /// absolute URL on the request's own host); None for another host's.
 fn same_host_key(ctx: &Context, reference: &str) -> Option<Vec<u8>> {
-    let scheme = ctx.client().scheme();
     let host = ctx.authority().unwrap_or("").to_ascii_lowercase();
     let path = if reference.starts_with('/') && !reference.starts_with("//") {
         reference
@@ -744,7 +781,7 @@ fn same_host_key(ctx: &Context, reference: &str) -> Option<Vec<u8>> {
             path
         }
     };
-    Some(format!("{scheme}://{host}{path}").into_bytes())
+    Some(key_for(ctx, path))
 }
 
 #[axkit::plugin]
@@ -793,6 +830,17 @@ impl Plugin for Cache {
         ctx: &'a mut Context,
         chunk: &'a mut BodyChunk,
     ) -> HookFuture<'a> {
+        if let Some(replacing) = ctx
+            .state_mut::<Slot>()
+            .and_then(|s| s.0.as_mut())
+            .and_then(|f| f.replacing.as_mut())
+        {
+            chunk.data = match std::mem::replace(replacing, Replacement::Sent) {
+                Replacement::Pending(body) => body,
+                Replacement::Sent => Bytes::new(),
+            };
+            return Outcome::Ok.into();
+        }
         let first = ctx
             .state::<Slot>()
             .and_then(|s| s.0.as_ref())
@@ -841,14 +889,42 @@ impl Plugin for Cache {
 /// their headers stay out, as their bytes do. The `before_head` work
 /// cannot tell the two apart: it runs in the order it was registered,
 /// not in the chain's.
-fn take_head(ctx: &Context, fill: &mut Fill) {
-    if let Some(capture) = &mut fill.capture {
-        let headers = &ctx.response.headers;
-        capture.entry.headers = stored_headers(headers);
-        capture.vary = vary_names(headers);
-        capture.head_taken = true;
-        fill.request_headers = request_values(ctx, &capture.vary);
+///
+/// The decision to store is made again on these headers: work on the head
+/// registered after the cache's (a session's cookie, added as the head
+/// goes out) or a filter ahead of it may have added a `Set-Cookie`, a
+/// `private` or a `no-store` since, and such a response is somebody's.
+fn take_head(ctx: &mut Context, fill: &mut Fill) {
+    let Some(capture) = &mut fill.capture else {
+        return;
+    };
+    let headers = &ctx.response.headers;
+    let cc = response_cache_control(headers);
+    if headers.get("Set-Cookie").is_some() || cc.no_store || cc.private {
+        fill.capture = None;
+        fill.guard = None;
+        let said = headers
+            .get("Cache-Status")
+            .and_then(|v| v.strip_suffix("; stored"));
+        if let Some(said) = said.map(str::to_string) {
+            ctx.response.headers.set("Cache-Status", said);
+        }
+        return;
     }
+    capture.entry.headers = stored_headers(headers);
+    capture.vary = vary_names(headers);
+    capture.head_taken = true;
+    fill.request_headers = request_values(ctx, &capture.vary);
+}
+
+/// A response's `Cache-Control`, every line of it.
+fn response_cache_control(headers: &axkit::plugin::Headers) -> CacheControl {
+    CacheControl::parse(
+        headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cache-control"))
+            .map(|(_, v)| v),
+    )
 }
 
 /// The lowercase header names a response's `Vary` lines list.
@@ -882,10 +958,27 @@ async fn finish_fill(fill: &mut Fill) {
                     (n.clone(), v.unwrap_or_default())
                 })
                 .collect::<Vec<_>>();
-            let variants = Rc::new(Object::Variants(capture.vary.clone()));
+            // The variants stored since the list was last written (and not
+            // purged since) keep their generation; a new list, after a
+            // PURGE or with other names, starts a new one.
+            let generation = match fill.store.get(&fill.primary).await {
+                Ok(Some(o)) => match &*o {
+                    Object::Variants { generation, names } if *names == capture.vary => *generation,
+                    _ => fill.generation,
+                },
+                Ok(None) => fill.generation,
+                Err(_) => {
+                    fill.guard = None;
+                    return;
+                }
+            };
+            let variants = Rc::new(Object::Variants {
+                generation,
+                names: capture.vary.clone(),
+            });
             let keep = entry.keep_for().max(Duration::from_secs(3600));
             let _ = fill.store.put(&fill.primary, variants, keep).await;
-            secondary_key(&fill.primary, &values)
+            secondary_key(&fill.primary, generation, &values)
         };
         let keep = entry.keep_for();
         let _ = fill
@@ -909,36 +1002,51 @@ async fn decide(ctx: &mut Context, fill: &mut Fill) {
     let now = SystemTime::now();
     let stale = fill.stale.clone();
     if status == 304 {
-        if let (Some(client), Some(stale)) = (fill.revalidating.take(), stale.as_ref()) {
-            let refreshed = refresh(stale, &ctx.response.headers, now);
-            let store = fill.store.clone();
-            let primary = fill.primary.clone();
+        if let (Some(client), Some((stale, key))) = (fill.revalidating.take(), stale.as_ref()) {
+            let (refreshed, keep_it) = refresh(stale, &ctx.response.headers, now);
             fill.guard = None;
-            let key = revalidated_key(ctx, &primary, stale);
-            let keep = refreshed.keep_for();
             let refreshed = Rc::new(refreshed);
-            let _ = store
-                .put(&key, Rc::new(Object::Response(refreshed.clone())), keep)
-                .await;
-            answer(
+            let _ = if keep_it {
+                let keep = refreshed.keep_for();
+                fill.store
+                    .put(key, Rc::new(Object::Response(refreshed.clone())), keep)
+                    .await
+            } else {
+                fill.store.remove(key).await.map(|_| ())
+            };
+            // The origin's cookies were made for this request: they go to
+            // this client, never into the entry.
+            let cookies: Vec<String> = ctx
+                .response
+                .headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+                .map(|(_, v)| v.to_string())
+                .collect();
+            answer_fill(
                 ctx,
+                fill,
                 &refreshed,
                 format!("{NAME}; fwd=stale; fwd-status=304"),
                 Some(client),
             );
+            for cookie in cookies {
+                ctx.response.headers.add("Set-Cookie", cookie);
+            }
             return;
         }
     }
     if status >= 500 {
-        if let Some(stale) = stale.filter(|s| {
+        if let Some((stale, _)) = stale.filter(|(s, _)| {
             !s.must_revalidate
                 && s.staleness(now)
                     .is_some_and(|over| over.as_millis() as u64 <= s.sie_ms)
         }) {
             let client = fill.revalidating.take();
             fill.guard = None;
-            answer(
+            answer_fill(
                 ctx,
+                fill,
                 &stale,
                 format!("{NAME}; fwd=stale; fwd-status={status}"),
                 client,
@@ -948,12 +1056,7 @@ async fn decide(ctx: &mut Context, fill: &mut Fill) {
     }
     let reason = fill.reason;
     let headers = &ctx.response.headers;
-    let cc = CacheControl::parse(
-        headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("cache-control"))
-            .map(|(_, v)| v),
-    );
+    let cc = response_cache_control(headers);
     let vary = vary_names(headers);
     let date = headers.get("Date").and_then(axkit_http::parse_http_date);
     let facts = ResponseFacts {
@@ -1006,33 +1109,23 @@ async fn decide(ctx: &mut Context, fill: &mut Fill) {
                 .headers
                 .set("Cache-Status", format!("{fwd}; stored"));
             if bodiless(status) {
-                take_head(ctx, fill);
-                finish_fill(fill).await;
+                // No body, so no filter call to take the head with: it is
+                // taken once the rest of the work on the head is done.
+                ctx.before_head(|ctx| {
+                    Box::pin(async move {
+                        if let Some(mut fill) = take_fill(ctx) {
+                            take_head(ctx, &mut fill);
+                            finish_fill(&mut fill).await;
+                            put_fill(ctx, fill);
+                        }
+                    })
+                });
             }
         }
         _ => {
             fill.guard = None;
             ctx.response.headers.set("Cache-Status", fwd);
         }
-    }
-}
-
-/// The key a refreshed entry goes back under: the secondary key when the
-/// URL's responses vary.
-fn revalidated_key(ctx: &Context, primary: &[u8], stale: &Entry) -> Vec<u8> {
-    let names: Vec<String> = stale
-        .header("Vary")
-        .map(|v| {
-            v.split(',')
-                .map(|n| n.trim().to_ascii_lowercase())
-                .filter(|n| !n.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    if names.is_empty() {
-        primary.to_vec()
-    } else {
-        secondary_key(primary, &request_values(ctx, &names))
     }
 }
 
@@ -1045,11 +1138,20 @@ fn bodiless(status: u16) -> bool {
 /// matches stays weak: the origin validated the representation it knows,
 /// and what is stored may be a transform of it (a compressed coding,
 /// whose bytes the strong tag does not name).
-fn refresh(stale: &Entry, update: &axkit::plugin::Headers, now: SystemTime) -> Entry {
+///
+/// What is never stored is not taken from the 304 either (a `Set-Cookie`
+/// is for the one client the 304 answers), nor the fields that describe
+/// the stored bytes, which the 304 did not send. Whether the entry may
+/// still be kept: not once the 304 says `no-store` or `private`.
+fn refresh(stale: &Entry, update: &axkit::plugin::Headers, now: SystemTime) -> (Entry, bool) {
+    const OF_THE_BYTES: &[&str] = &["content-encoding", "content-range", "content-type"];
     let mut entry = stale.clone();
     let weak = stale.header("ETag").and_then(|t| t.strip_prefix("W/"));
     for (name, value) in stored_headers(update) {
         if name.eq_ignore_ascii_case("etag") && weak == Some(value.as_str()) {
+            continue;
+        }
+        if OF_THE_BYTES.iter().any(|n| name.eq_ignore_ascii_case(n)) {
             continue;
         }
         entry
@@ -1064,6 +1166,7 @@ fn refresh(stale: &Entry, update: &axkit::plugin::Headers, now: SystemTime) -> E
             .filter(|(n, _)| n.eq_ignore_ascii_case("cache-control"))
             .map(|(_, v)| v.as_str()),
     );
+    let keep = !(cc.no_store || cc.private);
     let facts = ResponseFacts {
         status: entry.status,
         cc: &cc,
@@ -1083,11 +1186,13 @@ fn refresh(stale: &Entry, update: &axkit::plugin::Headers, now: SystemTime) -> E
     entry.must_revalidate = cc.must_revalidate;
     entry.stored_ms = entry::epoch_ms(now);
     entry.initial_age_ms = 0;
-    entry
+    (entry, keep)
 }
 
 /// The response headers worth keeping: not those the server writes for
-/// each response, nor hop-by-hop ones, nor this cache's own.
+/// each response, nor hop-by-hop ones, nor this cache's own, nor a
+/// `Set-Cookie`. A response with one is not stored at all; this is the
+/// last line of that rule, should a cookie reach an entry another way.
 fn stored_headers(headers: &axkit::plugin::Headers) -> Vec<(String, String)> {
     const SKIP: &[&str] = &[
         "date",
@@ -1102,6 +1207,7 @@ fn stored_headers(headers: &axkit::plugin::Headers) -> Vec<(String, String)> {
         "proxy-connection",
         "age",
         "cache-status",
+        "set-cookie",
     ];
     headers
         .iter()
@@ -1152,11 +1258,48 @@ fn answer(
     }
 }
 
-/// The primary key: scheme, host and request-target (GET and HEAD share).
+/// [`answer`], for a request whose producer has run: its bytes, if it
+/// streams any, give way to the entry's (see [`Replacement`]).
+fn answer_fill(
+    ctx: &mut Context,
+    fill: &mut Fill,
+    entry: &Entry,
+    status_field: String,
+    client: Option<(Option<String>, Option<String>)>,
+) {
+    answer(ctx, entry, status_field, client);
+    let body = match &ctx.response.body {
+        Body::Bytes(b) => b.clone(),
+        _ => Bytes::new(),
+    };
+    fill.replacing = Some(Replacement::Pending(body));
+}
+
+/// The primary key (GET and HEAD share it): the `<Server>` (see
+/// [`key_for`]), then the scheme, host and request-target.
 fn cache_key(ctx: &Context) -> Vec<u8> {
+    key_for(ctx, ctx.request.uri())
+}
+
+/// The primary key of `target` on the request's host. It starts with the
+/// `<Server>` that answers, as its config names it (its first listen
+/// address as written, `0.0.0.0:80` for `Listen 80`, and its
+/// `ServerName`): the tiers are shared by every Server of a worker (and
+/// the outside ones by every server using them), and one Server's answer
+/// for a Host is not another's. Written as configured rather than as
+/// bound, so that every worker, every restart and every machine running
+/// the same config on one Redis or memcached agree on it.
+fn key_for(ctx: &Context, target: &str) -> Vec<u8> {
+    let server = ctx.server();
+    let listen = server.listen.first().map(ToString::to_string);
+    let name = server.names.first().map_or("", String::as_str);
     let scheme = ctx.client().scheme();
     let host = ctx.authority().unwrap_or("").to_ascii_lowercase();
-    format!("{scheme}://{host}{}", ctx.request.uri()).into_bytes()
+    format!(
+        "{} {name} {scheme}://{host}{target}",
+        listen.unwrap_or_default()
+    )
+    .into_bytes()
 }
 
 fn header_values<'a>(ctx: &'a Context, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -1166,25 +1309,43 @@ fn header_values<'a>(ctx: &'a Context, name: &'a str) -> impl Iterator<Item = &'
         .filter_map(|(_, v)| std::str::from_utf8(v).ok())
 }
 
-fn request_values(ctx: &Context, names: &[String]) -> Vec<(String, String)> {
+/// The values of the request headers `names`, each field's lines joined
+/// by commas, as bytes: a value that is not UTF-8 keys a variant of its
+/// own, never the one for an absent field.
+fn request_values(ctx: &Context, names: &[String]) -> Vec<(String, Vec<u8>)> {
     names
         .iter()
         .map(|n| {
-            let v = header_values(ctx, n).collect::<Vec<_>>().join(",");
-            (n.clone(), v.trim().to_string())
+            let mut value = Vec::new();
+            let lines = ctx
+                .request
+                .headers()
+                .filter(|(h, _)| h.eq_ignore_ascii_case(n));
+            for (i, (_, v)) in lines.enumerate() {
+                if i > 0 {
+                    value.push(b',');
+                }
+                value.extend_from_slice(v);
+            }
+            (n.clone(), value.trim_ascii().to_vec())
         })
         .collect()
 }
 
-/// A variant's key: the primary key and the values of the request headers
-/// the response varies by.
-fn secondary_key(primary: &[u8], values: &[(String, String)]) -> Vec<u8> {
+/// A variant's key: the primary key, the generation of the URL's variants
+/// and the values of the request headers the response varies by, each
+/// name and value preceded by its length, so that no two lists of values
+/// make one key.
+fn secondary_key(primary: &[u8], generation: u64, values: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut key = primary.to_vec();
+    key.extend_from_slice(format!("\0{generation:016x}").as_bytes());
     for (name, value) in values {
         key.push(0);
-        key.extend_from_slice(name.as_bytes());
-        key.push(b'=');
-        key.extend_from_slice(value.as_bytes());
+        for part in [name.as_bytes(), value] {
+            key.extend_from_slice(part.len().to_string().as_bytes());
+            key.push(b':');
+            key.extend_from_slice(part);
+        }
     }
     key
 }

@@ -15,9 +15,13 @@
 //! Keys are a hash of the cache key (memcached's keys are at most 250
 //! bytes without spaces), after `CacheKeyPrefix`. An item is at most
 //! memcached's 1 MiB: a larger entry is not stored (the response is
-//! served and passed on, as one over `CacheMaxEntrySize` is).
+//! served and passed on, as one over `CacheMaxEntrySize` is). A server
+//! that refuses to store an item (`SERVER_ERROR object too large for
+//! cache` under a smaller `-I`, or out of memory) has not failed: the
+//! entry is not stored, which the worker says once in its log at info,
+//! and the tier goes on serving.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -25,6 +29,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+
+use axkit::plugin::{escape_log_bytes, Worker};
+use axkit::Level;
 
 use crate::entry::Object;
 use crate::storage::{Storage, StoreFuture, StoreResult};
@@ -53,6 +60,9 @@ pub struct MemcachedStore {
     prefix: String,
     idle: RefCell<Vec<Conn>>,
     slots: Rc<Semaphore>,
+    worker: Worker,
+    /// The worker said that the server refused to store an entry.
+    said_not_stored: Cell<bool>,
 }
 
 /// A reply's first line, split into its words.
@@ -89,12 +99,26 @@ impl Reply {
 }
 
 impl MemcachedStore {
-    pub fn new(addr: &str, prefix: &str) -> MemcachedStore {
+    /// The store of `worker`, whose log says when the server refuses an
+    /// entry.
+    pub fn new(addr: &str, prefix: &str, worker: Worker) -> MemcachedStore {
         MemcachedStore {
             addr: addr.to_string(),
             prefix: prefix.to_string(),
             idle: RefCell::new(Vec::new()),
             slots: Rc::new(Semaphore::new(POOL)),
+            worker,
+            said_not_stored: Cell::new(false),
+        }
+    }
+
+    fn not_stored(&self, line: &[u8]) {
+        if !self.said_not_stored.replace(true) {
+            let why = escape_log_bytes(line.trim_ascii_end());
+            self.worker.log(
+                Level::Info,
+                &format!("cache: memcached did not store an entry (said once): {why}"),
+            );
         }
     }
 
@@ -133,6 +157,11 @@ impl MemcachedStore {
 }
 
 async fn send(conn: &mut Conn, head: &str, data: Option<&[u8]>) -> StoreResult<Reply> {
+    Reply::parse(&exchange(conn, head, data).await?)
+}
+
+/// Send a command and read its reply line, as it came.
+async fn exchange(conn: &mut Conn, head: &str, data: Option<&[u8]>) -> StoreResult<Vec<u8>> {
     let mut out = Vec::with_capacity(head.len() + 4 + data.map_or(0, |d| d.len() + 2));
     out.extend_from_slice(head.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -148,7 +177,7 @@ async fn send(conn: &mut Conn, head: &str, data: Option<&[u8]>) -> StoreResult<R
         .read_until(b'\n', &mut line)
         .await
         .map_err(io)?;
-    Reply::parse(&line)
+    Ok(line)
 }
 
 /// The value after a `VA <size> …` line.
@@ -197,7 +226,14 @@ impl Storage for MemcachedStore {
             }
             self.with(async move |c: &mut Conn| {
                 let head = format!("ms {k} {} T{}", data.len(), ttl(keep));
-                let reply = send(c, &head, Some(&data)).await?;
+                let line = exchange(c, &head, Some(&data)).await?;
+                // memcached read the value all the same: the connection
+                // is in step.
+                if line.starts_with(b"SERVER_ERROR ") && line.ends_with(b"\r\n") {
+                    self.not_stored(&line);
+                    return Ok(());
+                }
+                let reply = Reply::parse(&line)?;
                 match reply.code() {
                     "HD" | "NS" => Ok(()),
                     _ => unexpected(&reply),

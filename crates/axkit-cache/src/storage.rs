@@ -312,7 +312,12 @@ mod tests {
     #[test]
     fn memory_store_evicts_least_recently_used() {
         let store = MemoryStore::new(1000);
-        let obj = || Rc::new(Object::Variants(vec!["x".repeat(200)]));
+        let obj = || {
+            Rc::new(Object::Variants {
+                generation: 0,
+                names: vec!["x".repeat(200)],
+            })
+        };
         let keep = Duration::from_secs(60);
         store.put_now(b"a", obj(), keep);
         store.put_now(b"b", obj(), keep);
@@ -324,7 +329,10 @@ mod tests {
         assert!(store.get_now(b"d").is_some());
         store.put_now(
             b"e",
-            Rc::new(Object::Variants(vec!["x".repeat(2000)])),
+            Rc::new(Object::Variants {
+                generation: 0,
+                names: vec!["x".repeat(2000)],
+            }),
             keep,
         );
         assert!(store.get_now(b"e").is_none(), "larger than the whole tier");
