@@ -306,9 +306,6 @@ struct Fill {
     /// Secondary-key values of the request, by lowercase header name,
     /// as sent (bytes: a value that is not UTF-8 is a value all the same).
     request_headers: Vec<(String, Vec<u8>)>,
-    /// The generation of the URL's variants, should this fill be the one
-    /// to write their list (see [`Object::Variants`]).
-    generation: u64,
     max: usize,
     capture: Option<Capture>,
     /// The response was answered from an entry ([`answer`]).
@@ -552,7 +549,6 @@ impl Cache {
             request_no_store: request_cc.no_store,
             is_head: ctx.request.is_head(),
             request_headers: Vec::new(),
-            generation: self.generation(),
             max: *ctx.config().get(&MAX_ENTRY) as usize,
             capture: None,
             replacing: None,
@@ -697,18 +693,6 @@ impl Cache {
     fn token(&self) -> String {
         self.seq.set(self.seq.get() + 1);
         format!("{}:{}", std::process::id(), self.seq.get())
-    }
-
-    /// A generation for a URL's variants that no other fill picks, in
-    /// this worker or in another process or machine sharing the tier: the
-    /// worker's token and the time, hashed.
-    fn generation(&self) -> u64 {
-        let now = SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let digest = Sha256::digest(format!("{} {now}", self.token()));
-        u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
     }
 }
 
@@ -964,9 +948,9 @@ async fn finish_fill(fill: &mut Fill) {
             let generation = match fill.store.get(&fill.primary).await {
                 Ok(Some(o)) => match &*o {
                     Object::Variants { generation, names } if *names == capture.vary => *generation,
-                    _ => fill.generation,
+                    _ => new_generation(),
                 },
-                Ok(None) => fill.generation,
+                Ok(None) => new_generation(),
                 Err(_) => {
                     fill.guard = None;
                     return;
@@ -1290,16 +1274,18 @@ fn cache_key(ctx: &Context) -> Vec<u8> {
 /// bound, so that every worker, every restart and every machine running
 /// the same config on one Redis or memcached agree on it.
 fn key_for(ctx: &Context, target: &str) -> Vec<u8> {
+    use std::fmt::Write;
     let server = ctx.server();
-    let listen = server.listen.first().map(ToString::to_string);
     let name = server.names.first().map_or("", String::as_str);
     let scheme = ctx.client().scheme();
     let host = ctx.authority().unwrap_or("").to_ascii_lowercase();
-    format!(
-        "{} {name} {scheme}://{host}{target}",
-        listen.unwrap_or_default()
-    )
-    .into_bytes()
+    let mut key = String::with_capacity(64 + host.len() + target.len());
+    // Written into the key, not made a String of its own first.
+    if let Some(listen) = server.listen.first() {
+        let _ = write!(key, "{listen}");
+    }
+    let _ = write!(key, " {name} {scheme}://{host}{target}");
+    key.into_bytes()
 }
 
 fn header_values<'a>(ctx: &'a Context, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -1330,6 +1316,26 @@ fn request_values(ctx: &Context, names: &[String]) -> Vec<(String, Vec<u8>)> {
             (n.clone(), value.trim_ascii().to_vec())
         })
         .collect()
+}
+
+/// A generation for a URL's variants that no other fill picks, in this
+/// worker or in another process or machine sharing the tier: the process,
+/// a count and the time, hashed. Made only when a fill writes a new list
+/// of variants, never on a hit.
+fn new_generation() -> u64 {
+    thread_local! {
+        static MADE: Cell<u64> = const { Cell::new(0) };
+    }
+    let made = MADE.with(|m| {
+        m.set(m.get() + 1);
+        m.get()
+    });
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let digest = Sha256::digest(format!("{} {made} {now}", std::process::id()));
+    u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
 }
 
 /// A variant's key: the primary key, the generation of the URL's variants
