@@ -156,6 +156,43 @@ function hook_response(r)
     r:write(tostring(ok), " ", tostring(err):match("[^\n]*"), "\n",
             db:query_one("SHOW search_path").search_path)
     return OK
+  elseif p == "/locked" then
+    r:write(postgres.get("wait"):query_one("SELECT count(*) AS n FROM people").n)
+    return OK
+  elseif p == "/tx-lost" then
+    -- Each later call on a transaction whose connection was lost (the
+    -- server ended it; a result over max_result= left unread) says so.
+    local out = {}
+    local function try(f, ...)
+      local ok, err = pcall(f, ...)
+      out[#out + 1] = tostring(ok) .. " " .. tostring(err):match("[^\n]*")
+    end
+    local tx = db:begin()
+    local pid = tx:query_one("SELECT pg_backend_pid() AS pid").pid
+    db:query("SELECT pg_terminate_backend($1)", pid)
+    try(tx.exec, tx, "SELECT 1")
+    try(tx.query, tx, "SELECT 1")
+    try(tx.commit, tx)
+    local tiny = postgres.get("tiny")
+    local big = tiny:begin()
+    try(big.query, big, "SELECT repeat('x', 100) AS pad FROM generate_series(1, 100)")
+    try(big.exec, big, "SELECT 1")
+    try(big.rollback, big)
+    r:write(table.concat(out, "\n"))
+    return OK
+  elseif p == "/tx-aborted" then
+    local tx = db:begin()
+    tx:exec("INSERT INTO people (name) VALUES ('aborted')")
+    local failed = pcall(tx.exec, tx, "SELECT 1 / 0")
+    local ok, err = pcall(tx.commit, tx)
+    r:write(tostring(failed), " ", tostring(ok), " ", tostring(err):match("[^\n]*"), "\n",
+            db:query_one("SELECT count(*) AS n FROM people WHERE name = 'aborted'").n)
+    return OK
+  elseif p == "/int8" then
+    local ok, err = pcall(db.query_one, db, "SELECT $1::int8 AS n", 9.25e18)
+    r:write(tostring(ok), " ", tostring(err):match("[^\n]*"), "\n",
+            db:query_one("SELECT $1::int8 AS n", -2.0 ^ 63).n)
+    return OK
   elseif p == "/unknown" then
     postgres.get("nope")
     return OK
@@ -168,7 +205,7 @@ fn server(pg: &Postgres) -> Axkit {
     let down = free_port();
     let global = format!(
         "Database main {url}\nDatabase one {url} pool=1\nDatabase short {url} timeout=300ms\n\
-         Database tiny {url} pool=1 max_result=1k\n\
+         Database tiny {url} pool=1 max_result=1k\nDatabase wait {url} pool=1 timeout=1s\n\
          Database down postgres://postgres@127.0.0.1:{down}/postgres timeout=5s",
         url = pg.url()
     );
@@ -323,6 +360,43 @@ fn statements_that_would_change_a_pooled_connection_are_refused() {
     );
 }
 
+/// Empty statements before one (`;BEGIN`: the server skips them) and a
+/// `SELECT … INTO TEMP` are refused as the statements they are; a call
+/// that leaves its connection in a state the client does not know (`COPY
+/// … FROM STDIN` waits for data) closes it, and the next call is served.
+#[test]
+fn refused_statements_are_told_past_empty_ones_and_a_broken_connection_is_closed() {
+    let Some(pg) = Postgres::start() else { return };
+    let srv = server(&pg);
+    let plain = srv.get(&format!(
+        "/plain?sql={}",
+        url_encode(
+            ";BEGIN| ; ;START TRANSACTION|;SET search_path TO evil|SELECT 42 AS secret INTO TEMP tt|\
+             COPY people FROM STDIN|SELECT 1"
+        )
+    ));
+    let text = plain.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    for (line, what) in lines[..4].iter().zip([
+        "BEGIN through a plain call",
+        "START through a plain call",
+        "SET would change the pooled connection",
+        "SELECT would change the pooled connection",
+    ]) {
+        assert!(line.starts_with("false ") && line.contains(what), "{text}");
+    }
+    assert!(
+        lines[4].starts_with("false ") && lines[4].contains("unexpected message"),
+        "{text}"
+    );
+    assert_eq!(lines[5], "true 1", "{text}");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"),
+        "0"
+    );
+}
+
 #[test]
 fn the_pool_reuses_its_connections_and_their_prepared_statements() {
     let Some(pg) = Postgres::start() else { return };
@@ -404,6 +478,103 @@ fn a_call_past_its_timeout_answers_503_and_the_statement_is_cancelled() {
             "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(5)%'"
         ) == "0"),
         "the statement was not cancelled"
+    );
+}
+
+/// A statement that waits for a lock while it is prepared (the server
+/// takes the table's locks to parse it): each call past its timeout
+/// cancels it, rather than leave a backend waiting behind every 503 (a
+/// pool of 1 with ever more connections).
+#[test]
+fn a_call_that_times_out_while_prepared_is_cancelled() {
+    let Some(pg) = Postgres::start() else { return };
+    let srv = server(&pg);
+    let lock = pg.session("BEGIN; LOCK TABLE people IN ACCESS EXCLUSIVE MODE;");
+    assert!(wait_until(Duration::from_secs(10), || pg.psql(
+        "SELECT count(*) FROM pg_locks WHERE relation = 'people'::regclass \
+         AND mode = 'AccessExclusiveLock' AND granted"
+    ) == "1"));
+    for _ in 0..3 {
+        assert_eq!(srv.get("/locked").status, 503);
+    }
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'";
+    let mut last = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            last = pg.psql(waiting);
+            last == "0"
+        }),
+        "{last} backends still wait for the lock"
+    );
+    drop(lock);
+    let res = srv.get("/locked");
+    assert_eq!((res.status, res.text()), (200, "0".to_string()));
+}
+
+/// Calls on a transaction whose connection was lost fail, saying so (no
+/// panic on a connection that is not there); rolling it back succeeds
+/// (the server did).
+#[test]
+fn a_transaction_whose_connection_was_lost_says_it_is_over() {
+    let Some(pg) = Postgres::start() else { return };
+    let srv = server(&pg);
+    let res = srv.get("/tx-lost");
+    let text = res.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!((res.status, lines.len()), (200, 6), "{text}");
+    assert!(
+        lines[0].starts_with("false postgres database \"main\": unavailable: "),
+        "{text}"
+    );
+    assert!(lines[3].contains("over max_result=1024 bytes"), "{text}");
+    let over = "unavailable: the transaction is over: its connection was lost";
+    for (i, db) in [(1, "main"), (2, "main"), (4, "tiny")] {
+        assert_eq!(
+            lines[i],
+            format!("false postgres database \"{db}\": {over}"),
+            "{text}"
+        );
+    }
+    assert_eq!(lines[5], "true nil", "{text}");
+}
+
+/// COMMIT after a statement of the transaction failed rolls back, and
+/// says so.
+#[test]
+fn a_commit_that_rolled_back_fails() {
+    let Some(pg) = Postgres::start() else { return };
+    let srv = server(&pg);
+    let res = srv.get("/tx-aborted");
+    assert_eq!(
+        (res.status, res.text()),
+        (
+            200,
+            "false false postgres database \"main\": the transaction was rolled back: an \
+             earlier statement failed\n0"
+                .to_string()
+        )
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"),
+        "0"
+    );
+}
+
+/// A float bound to an int8 past i64's range is refused, not saturated;
+/// -2^63 is in it.
+#[test]
+fn a_float_out_of_int8_range_is_refused() {
+    let Some(pg) = Postgres::start() else { return };
+    let srv = server(&pg);
+    let res = srv.get("/int8");
+    assert_eq!(
+        (res.status, res.text()),
+        (
+            200,
+            "false postgres database \"main\": error serializing parameter 0: \
+             9250000000000000000 is not an integer, which int8 takes\n-9223372036854775808"
+                .to_string()
+        )
     );
 }
 

@@ -92,6 +92,37 @@ function hook_response(req)
   elseif p == "/ping" then
     req:write(r:cmd("PING"))
     return OK
+  elseif p == "/slow-sub" then
+    -- Three messages published for each one read: the unread ones pile
+    -- up, while fewer than max_result= bytes come between two reads.
+    local tiny = redis.get("tiny")
+    local sub = tiny:subscribe("flood")
+    local got, failure = 0, nil
+    for _ = 1, 10 do
+      for _ = 1, 3 do r:cmd("PUBLISH", "flood", string.rep("x", 100)) end
+      local ok, err = pcall(sub.next, sub, 5)
+      if not ok then failure = err break end
+      got = got + 1
+    end
+    while not failure do
+      local ok, msg = pcall(sub.next, sub, 2)
+      if not ok then failure = msg elseif not msg then break else got = got + 1 end
+    end
+    local after = pcall(sub.next, sub, 0.05)
+    req:write(got, " ", tostring(failure):match("[^\n]*"), "\n", tostring(after))
+    return OK
+  elseif p == "/bad-timeout" then
+    local sub = r:subscribe("news")
+    local out = {}
+    for _, t in ipairs({ -1, 0 / 0, math.huge }) do
+      local ok, err = pcall(sub.next, sub, t)
+      out[#out + 1] = tostring(ok) .. " " .. tostring(err):match("[^\n]*")
+    end
+    -- The subscription carries on: nothing comes within 50 ms.
+    local ok, msg = pcall(sub.next, sub, 0.05)
+    out[#out + 1] = tostring(ok) .. " " .. tostring(msg)
+    req:write(table.concat(out, "\n"))
+    return OK
   elseif p == "/big" then
     -- 2,000 bytes: over `tiny`'s max_result=1k, not main's; then a reply,
     -- a pipeline and a message on a subscription over it.
@@ -224,6 +255,44 @@ fn a_reply_over_max_result_is_refused() {
         );
     }
     assert_eq!(lines[2], "2000 PONG", "{text}");
+}
+
+/// A subscriber slower than its publishers: the messages read and not yet
+/// delivered are bounded by `max_result=` (the crate reads every message
+/// as it comes), past which the subscription ends, saying why.
+#[test]
+fn a_subscriber_too_slow_for_its_publishers_is_ended() {
+    let Some(redis) = Redis::start() else { return };
+    let srv = server(&redis);
+    let res = srv.get("/slow-sub");
+    let text = res.text();
+    let (first, after) = text.split_once('\n').unwrap();
+    let (got, failure) = first.split_once(' ').unwrap();
+    assert!(got.parse::<u32>().unwrap() < 30, "{text}");
+    assert_eq!(
+        failure,
+        "redis database \"tiny\": the subscription's unread messages are over max_result=1024 \
+         bytes: the subscriber is too slow (or a message too big), and the subscription is over",
+        "{text}"
+    );
+    assert_eq!(after, "false", "{text}");
+}
+
+/// A bad timeout is the call's error; the subscription goes on.
+#[test]
+fn a_bad_timeout_leaves_the_subscription_as_it_was() {
+    let Some(redis) = Redis::start() else { return };
+    let srv = server(&redis);
+    let text = srv.get("/bad-timeout").text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    for line in &lines[..3] {
+        assert!(
+            line.starts_with("false ") && line.contains("sub:next: bad timeout"),
+            "{text}"
+        );
+    }
+    assert_eq!(lines[3], "true nil", "{text}");
 }
 
 #[test]

@@ -251,6 +251,23 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// A psql session that has run `sql` and stays connected (in the
+    /// transaction `sql` left open, say) until the [`Session`] is dropped.
+    pub fn session(&self, sql: &str) -> Session {
+        let mut child = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", "postgres", "-X", "-q"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run psql");
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{sql}").unwrap();
+        stdin.flush().unwrap();
+        Session(Some(child))
+    }
+
     /// Stop the server (fast shutdown: its connections are closed).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -279,6 +296,15 @@ impl Drop for Postgres {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+/// A psql session of [`Postgres::session`]: ended when dropped.
+pub struct Session(Option<Child>);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        kill(&mut self.0);
     }
 }
 

@@ -38,7 +38,8 @@ pub static DATABASE: List<Spec> = List::parsed_with_files("Database", parse_data
     .doc(
         "A database: NAME, then a URL whose scheme picks the server (postgres://, redis://, \
          sqlite:PATH), then pool=N connections per worker (4), timeout=D per call (10s) and \
-         max_result=SIZE, the most a query's rows or a Redis reply may hold (16M; 0: no limit)",
+         max_result=SIZE, the most a query's rows, a Redis reply or a subscription's unread \
+         messages may hold (16M; 0: no limit)",
     );
 
 /// `DatabaseFile NAME FILE [options]`: the URL is FILE's first

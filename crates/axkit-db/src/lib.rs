@@ -15,8 +15,9 @@
 //!   scheme picks the server. `pool=` is how many connections each worker
 //!   may open to it (default 4), `timeout=` how long one call may take,
 //!   waiting for a free connection included (default 10s), `max_result=`
-//!   the most a PostgreSQL or SQLite query's rows, or a Redis reply or
-//!   published message, may hold (default 16M).
+//!   the most a PostgreSQL or SQLite query's rows, a Redis reply, or the
+//!   messages a subscription has read and not yet delivered, may hold
+//!   (default 16M).
 //!   The URL is a secret: it is never quoted in an error or a log line.
 //! - `DatabaseFile NAME FILE [options]`: the same, the URL being
 //!   FILE's first line. The file is read with the config (the master's

@@ -92,8 +92,13 @@ impl ToSql for Param<'_> {
             Param::Float(f) if oid == FLOAT8 => out.put_f64(f),
             Param::Float(f) if integer_type(oid) => {
                 // 3.0 is an integer to Lua 5.3+ only when made as one.
-                if f.fract() != 0.0 || !(-9.3e18..9.3e18).contains(&f) {
-                    return Err(format!("{f} is not an integer, which {ty} takes").into());
+                // i64's range exactly: both ends are powers of two, which
+                // a float holds as they are.
+                if f.fract() != 0.0 || !(-9223372036854775808.0..9223372036854775808.0).contains(&f)
+                {
+                    return Err(
+                        Unbindable(format!("{f} is not an integer, which {ty} takes")).into(),
+                    );
                 }
                 put_int(f as i64, oid, ty, out)?;
             }
@@ -134,9 +139,22 @@ impl ToSql for Param<'_> {
     to_sql_checked!();
 }
 
+/// Why a parameter could not be bound: found before the statement is
+/// sent, so its connection is as it was.
+#[derive(Debug)]
+pub(crate) struct Unbindable(String);
+
+impl std::fmt::Display for Unbindable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for Unbindable {}
+
 /// `i` in the binary format of integer type `oid`, if it fits.
 fn put_int(i: i64, oid: u32, ty: &Type, out: &mut BytesMut) -> Result<(), BoxError> {
-    let too_big = || -> BoxError { format!("{i} is out of range for {ty}").into() };
+    let too_big = || -> BoxError { Unbindable(format!("{i} is out of range for {ty}")).into() };
     match oid {
         INT2 => out.put_i16(i16::try_from(i).map_err(|_| too_big())?),
         INT4 => out.put_i32(i32::try_from(i).map_err(|_| too_big())?),
@@ -479,6 +497,15 @@ mod tests {
             ("Binary".into(), Ok(vec![0, 2]))
         );
         assert!(encode(Param::Float(2.5), &Type::INT2).1.is_err());
+        // Past i64::MAX (2^63 - 1): refused, not saturated.
+        assert!(encode(Param::Float(9.25e18), &Type::INT8).1.is_err());
+        assert!(encode(Param::Float(9223372036854775808.0), &Type::INT8)
+            .1
+            .is_err());
+        assert_eq!(
+            encode(Param::Float(-9223372036854775808.0), &Type::INT8).1,
+            Ok(i64::MIN.to_be_bytes().to_vec())
+        );
         assert!(encode(Param::Int(1 << 40), &Type::INT4).1.is_err());
         assert_eq!(
             encode(Param::Float(f64::INFINITY), &Type::NUMERIC).1,

@@ -145,6 +145,12 @@ impl<C: Connector> Pooled<C> {
             .expect("a lent connection is there until taken")
     }
 
+    /// The connection was closed by [`discard`](Self::discard) (or is
+    /// taken out).
+    pub fn is_discarded(&self) -> bool {
+        self.conn.is_none()
+    }
+
     /// The call ended with the connection in a known state.
     pub fn done(&mut self) {
         self.busy = false;

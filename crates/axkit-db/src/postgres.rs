@@ -12,12 +12,13 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures_util::TryStreamExt;
-use tokio_postgres::error::SqlState;
+use tokio_postgres::error::{Severity, SqlState};
 use tokio_postgres::types::{BorrowToSql, FromSql, ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use crate::config::{Kind, Spec, Target};
 use crate::error::{over_max_result, Error, ErrorKind};
+use crate::pg_value::Unbindable;
 use crate::pool::{Connector, Pool, Pooled};
 
 /// Prepared statements kept per connection; past this the cache starts
@@ -162,15 +163,14 @@ where
     F: AsyncFnOnce(&Client, Statement) -> Result<T, tokio_postgres::Error>,
 {
     let conn = c.start();
+    // Preparing waits for the locks the statement takes as long as running
+    // it would: a call given up then cancels it too.
+    conn.running = true;
     let result = match conn.statement(sql).await {
-        Ok(statement) => {
-            conn.running = true;
-            let result = op(&conn.client, statement).await;
-            conn.running = false;
-            result
-        }
+        Ok(statement) => op(&conn.client, statement).await,
         Err(e) => Err(e),
     };
+    conn.running = false;
     if let Err(e) = &result {
         // The schema changed under a kept statement so that its result
         // has other columns ("cached plan must not change result type"):
@@ -180,7 +180,28 @@ where
         }
     }
     let closed = conn.client.is_closed();
-    if closed {
+    settle(c, closed, result)
+}
+
+/// End a call: give the connection back, or close it when it closed, is
+/// closing (the server's error was FATAL: it was terminated, say), or
+/// when the call's error leaves its state unknown (anything but the
+/// server's own refusal or a parameter that could not be bound, which is
+/// found before anything is sent: `COPY … FROM STDIN` answered with a
+/// message the client did not expect, say).
+fn settle<T>(
+    c: &mut Pooled<PgConnector>,
+    closed: bool,
+    result: Result<T, tokio_postgres::Error>,
+) -> Result<T, Error> {
+    let unusable = |e: &tokio_postgres::Error| match e.as_db_error() {
+        Some(db) => matches!(
+            db.parsed_severity(),
+            Some(Severity::Fatal | Severity::Panic)
+        ),
+        None => !std::error::Error::source(e).is_some_and(|cause| cause.is::<Unbindable>()),
+    };
+    if closed || result.as_ref().is_err_and(unusable) {
         c.discard();
     } else {
         c.done();
@@ -275,18 +296,16 @@ async fn batch_on(c: &mut Pooled<PgConnector>, sql: &str) -> Result<(), Error> {
     let result = conn.client.batch_execute(sql).await;
     conn.running = false;
     let closed = conn.client.is_closed();
-    if closed {
-        c.discard();
-    } else {
-        c.done();
-    }
-    result.map_err(|e| failed(c.spec(), &e, closed))
+    settle(c, closed, result)
 }
 
 /// What a statement leaves behind on its connection, beyond its own
 /// effect, judged by its first words (as PostgreSQL's own grammar starts
-/// them; a prepared statement is one statement). Not seen: functions with
-/// such effects (`set_config(…, false)`, session advisory locks).
+/// them; a prepared statement is one statement: the server refuses a
+/// second one, and skips empty ones before it) and by the clauses that
+/// make a temporary table. Not seen: functions with such effects
+/// (`set_config(…, false)`, session advisory locks, `CREATE TEMP` inside
+/// a `DO` block).
 #[derive(Debug, PartialEq, Eq)]
 enum Lasting {
     No,
@@ -300,8 +319,9 @@ enum Lasting {
 }
 
 fn lasting(sql: &str) -> Lasting {
-    let words = leading_words(sql, 5);
-    let word = |i: usize| words.get(i).map_or("", String::as_str);
+    let tokens = tokens(sql);
+    let words = leading_words(&tokens, 5);
+    let word = |i: usize| words.get(i).copied().unwrap_or("");
     let first = word(0).to_string();
     match word(0) {
         "ROLLBACK" if word(1) == "TO" => Lasting::Transaction(first),
@@ -311,60 +331,165 @@ fn lasting(sql: &str) -> Lasting {
         "SET" if matches!(word(1), "LOCAL" | "TRANSACTION" | "CONSTRAINTS") => Lasting::No,
         "SET" | "RESET" | "DISCARD" | "LISTEN" | "UNLISTEN" | "DECLARE" | "PREPARE"
         | "DEALLOCATE" | "LOAD" => Lasting::Session(first),
-        // CREATE [OR REPLACE] [GLOBAL | LOCAL] TEMP[ORARY] …
-        "CREATE"
-            if words[1..]
-                .iter()
-                .find(|w| !matches!(w.as_str(), "OR" | "REPLACE" | "GLOBAL" | "LOCAL"))
-                .is_some_and(|w| w == "TEMP" || w == "TEMPORARY") =>
-        {
-            Lasting::Session(first)
-        }
+        _ if makes_temporary_table(&tokens) => Lasting::Session(first),
         _ => Lasting::No,
     }
 }
 
-/// Up to `n` words `sql` starts with, upper-cased, past spaces, comments
-/// (`--`, nested `/* */`) and opening parentheses; up to the first thing
-/// that is none of these.
-fn leading_words(sql: &str, n: usize) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut rest = sql;
-    while words.len() < n {
-        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
-        if let Some(after) = rest.strip_prefix("--") {
-            rest = after.split_once('\n').map_or("", |(_, r)| r);
-        } else if rest.starts_with("/*") {
+/// A token of SQL, as far as [`lasting`] needs to tell them apart.
+#[derive(Debug, PartialEq, Eq)]
+enum Token {
+    /// A keyword or a bare name, upper-cased.
+    Word(String),
+    /// Anything else, by its first character: `(`, `;`, an operator, a
+    /// literal (`'`, a dollar-quoted one too), a quoted name (`"`), a
+    /// number (`0`), a parameter (`$`).
+    Other(char),
+}
+
+/// The tokens of `sql`, past spaces and comments (`--`, nested `/* */`);
+/// literals, quoted names and dollar-quoted bodies are one token each, so
+/// that no word inside them is taken for a keyword.
+fn tokens(sql: &str) -> Vec<Token> {
+    let b = sql.as_bytes();
+    let name_byte = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if b[i..].starts_with(b"--") {
+            i = b[i..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(b.len(), |n| i + n);
+        } else if b[i..].starts_with(b"/*") {
             let mut depth = 0usize;
-            let mut end = rest.len();
-            let bytes = rest.as_bytes();
-            let mut i = 0;
-            while i + 1 < bytes.len() {
-                match &bytes[i..i + 2] {
-                    b"/*" => (depth, i) = (depth + 1, i + 2),
-                    b"*/" => {
+            while i < b.len() {
+                match b.get(i..i + 2) {
+                    Some(b"/*") => (depth, i) = (depth + 1, i + 2),
+                    Some(b"*/") => {
                         (depth, i) = (depth - 1, i + 2);
                         if depth == 0 {
-                            end = i;
                             break;
                         }
                     }
                     _ => i += 1,
                 }
             }
-            rest = &rest[end..];
-        } else {
-            let len = rest
-                .find(|c: char| !c.is_ascii_alphabetic() && c != '_')
-                .unwrap_or(rest.len());
-            if len == 0 {
-                break;
+        } else if c == b'\'' || c == b'"' {
+            i = quoted_end(b, i, false);
+            out.push(Token::Other(c as char));
+        } else if c == b'$' && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
             }
-            words.push(rest[..len].to_ascii_uppercase());
-            rest = &rest[len..];
+            out.push(Token::Other('$'));
+        } else if c == b'$' {
+            // `$tag$ … $tag$`, the tag maybe empty.
+            let tag_len = b[i + 1..]
+                .iter()
+                .take_while(|&&c| name_byte(c) && c != b'$')
+                .count();
+            if b.get(i + 1 + tag_len) == Some(&b'$') {
+                let tag = &b[i..i + tag_len + 2];
+                let body = i + tag.len();
+                i = b[body..]
+                    .windows(tag.len())
+                    .position(|w| w == tag)
+                    .map_or(b.len(), |n| body + n + tag.len());
+                out.push(Token::Other('\''));
+            } else {
+                i += 1;
+                out.push(Token::Other('$'));
+            }
+        } else if c.is_ascii_digit() {
+            while b
+                .get(i)
+                .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_')
+            {
+                i += 1;
+            }
+            out.push(Token::Other('0'));
+        } else if name_byte(c) {
+            let start = i;
+            while b.get(i).is_some_and(|&c| name_byte(c)) {
+                i += 1;
+            }
+            let word = &sql[start..i];
+            if word.eq_ignore_ascii_case("E") && b.get(i) == Some(&b'\'') {
+                // E'…': backslashes escape, `\'` included.
+                i = quoted_end(b, i, true);
+                out.push(Token::Other('\''));
+            } else {
+                out.push(Token::Word(word.to_ascii_uppercase()));
+            }
+        } else {
+            i += 1;
+            out.push(Token::Other(c as char));
         }
     }
-    words
+    out
+}
+
+/// Where the literal or quoted name opening at `start` ends (its quote
+/// doubled is one of it; a backslash escapes too when `backslash`).
+fn quoted_end(b: &[u8], start: usize, backslash: bool) -> usize {
+    let quote = b[start];
+    let mut i = start + 1;
+    while i < b.len() {
+        if (backslash && b[i] == b'\\') || (b[i] == quote && b.get(i + 1) == Some(&quote)) {
+            i += 2;
+        } else if b[i] == quote {
+            return i + 1;
+        } else {
+            i += 1;
+        }
+    }
+    b.len()
+}
+
+/// Up to `n` words a statement starts with, past opening parentheses and
+/// the empty statements before it (`;BEGIN` is a `BEGIN`: the server
+/// skips them); up to the first token that is none of these.
+fn leading_words(tokens: &[Token], n: usize) -> Vec<&str> {
+    tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Other('(' | ';')))
+        .map_while(|t| match t {
+            Token::Word(w) => Some(w.as_str()),
+            Token::Other(_) => None,
+        })
+        .take(n)
+        .collect()
+}
+
+/// Whether a statement makes a temporary table, wherever it says so:
+/// `CREATE [OR REPLACE] [GLOBAL | LOCAL] TEMP[ORARY] …` (after an
+/// `EXPLAIN ANALYZE` too), `SELECT … INTO [GLOBAL | LOCAL] TEMP[ORARY] …`
+/// (after a `WITH` too).
+fn makes_temporary_table(tokens: &[Token]) -> bool {
+    let word = |i: usize| match tokens.get(i) {
+        Some(Token::Word(w)) => w.as_str(),
+        _ => "",
+    };
+    (0..tokens.len()).any(|i| {
+        let before: &[&str] = match word(i) {
+            "CREATE" => &["OR", "REPLACE", "GLOBAL", "LOCAL"],
+            // Not `INSERT INTO temp …`: a table may be named temp.
+            "INTO" if !matches!(i.checked_sub(1).map_or("", word), "INSERT" | "MERGE") => {
+                &["GLOBAL", "LOCAL"]
+            }
+            _ => return false,
+        };
+        let mut j = i + 1;
+        while before.contains(&word(j)) {
+            j += 1;
+        }
+        matches!(word(j), "TEMP" | "TEMPORARY")
+    })
 }
 
 /// Refuse, before it is sent, a statement that cannot work on a pooled
@@ -549,18 +674,24 @@ pub struct PgTransaction {
 
 impl PgTransaction {
     /// The connection, unless a call timed out on it (its state is then
-    /// unknown: the transaction can only be dropped).
+    /// unknown: the transaction can only be dropped) or it was closed (it
+    /// broke, or a result over `max_result=` was left unread): the server
+    /// has rolled the transaction back then.
     fn conn(&mut self) -> Result<&mut Pooled<PgConnector>, Error> {
         let conn = self.conn.as_mut().expect("a transaction in use is open");
-        if conn.is_busy() {
-            return Err(Error::new(
-                &conn.spec().name,
-                Kind::Postgres,
-                ErrorKind::Unavailable,
-                "the transaction was broken off by an earlier timeout",
-            ));
-        }
-        Ok(conn)
+        let why = if conn.is_busy() {
+            "the transaction was broken off by an earlier timeout"
+        } else if conn.is_discarded() {
+            "the transaction is over: its connection was lost"
+        } else {
+            return Ok(conn);
+        };
+        Err(Error::new(
+            &conn.spec().name,
+            Kind::Postgres,
+            ErrorKind::Unavailable,
+            why,
+        ))
     }
 
     fn pool(&self) -> Rc<Pool<PgConnector>> {
@@ -630,13 +761,35 @@ impl PgTransaction {
     }
 
     /// Make the transaction's changes permanent. If the server refuses
-    /// (a deferred constraint), it has rolled the transaction back.
+    /// (a deferred constraint), or an earlier statement failed, it has
+    /// rolled the transaction back.
     pub async fn commit(mut self) -> Result<(), Error> {
-        self.end("COMMIT").await
+        // The server answers COMMIT of a transaction that a failed
+        // statement aborted by rolling it back, which the client does not
+        // show (the command's tag): a statement first fails then, in the
+        // same round trip.
+        let pool = self.pool();
+        self.end("SELECT 1; COMMIT").await.map_err(|e| {
+            if e.code() == Some(SqlState::IN_FAILED_SQL_TRANSACTION.code()) {
+                Error::new(
+                    &pool.spec.name,
+                    Kind::Postgres,
+                    ErrorKind::Query,
+                    "the transaction was rolled back: an earlier statement failed",
+                )
+                .with_code(SqlState::IN_FAILED_SQL_TRANSACTION.code())
+            } else {
+                e
+            }
+        })
     }
 
-    /// Undo the transaction's changes.
+    /// Undo the transaction's changes. One whose connection was lost is
+    /// undone already (the server rolled it back): that succeeds too.
     pub async fn rollback(mut self) -> Result<(), Error> {
+        if self.conn.as_ref().is_some_and(Pooled::is_discarded) {
+            return Ok(());
+        }
         self.end("ROLLBACK").await
     }
 
@@ -661,11 +814,12 @@ impl PgTransaction {
         let result = pool
             .within(async { batch_on(self.conn()?, sql).await })
             .await;
-        // Over, whatever the server said (a failed COMMIT rolls back): the
-        // connection goes back to the pool, unless the call was given up
-        // or the session changed.
+        // Over, whatever the server said: the connection goes back to the
+        // pool, unless the call was given up, the session changed, or the
+        // call failed (a failed COMMIT rolls back, but one refused before
+        // it leaves the transaction open).
         if let Some(c) = self.conn.as_mut().filter(|c| !c.is_busy()) {
-            if self.changed_session {
+            if self.changed_session || result.is_err() {
                 c.discard();
             }
             self.conn = None;
@@ -722,6 +876,37 @@ mod tests {
             ("(SELECT 1)", Lasting::No),
             ("SELECT 'BEGIN'", Lasting::No),
             ("/* never closed BEGIN", Lasting::No),
+            // The server skips empty statements: these are what follows.
+            (";BEGIN", ends("BEGIN")),
+            (" ;\n; /* c */ ; start transaction", ends("START")),
+            ("(;begin", ends("BEGIN")),
+            (";SET search_path TO evil", session("SET")),
+            ("SELECT 42 AS secret INTO TEMP tt", session("SELECT")),
+            (
+                "select 1 into local temporary table tt from x",
+                session("SELECT"),
+            ),
+            (
+                "WITH x AS (SELECT 1) SELECT * INTO Temp t FROM x",
+                session("WITH"),
+            ),
+            (
+                "EXPLAIN ANALYZE CREATE TEMP TABLE t AS SELECT 1",
+                session("EXPLAIN"),
+            ),
+            ("SELECT 1 INTO UNLOGGED u", Lasting::No),
+            ("INSERT INTO temp VALUES (1)", Lasting::No),
+            (
+                "MERGE INTO temp USING s ON true WHEN MATCHED THEN DO NOTHING",
+                Lasting::No,
+            ),
+            // Literals and quoted names are not words.
+            (
+                "SELECT 'x INTO TEMP y', $$ CREATE TEMP $$, $f$ ; BEGIN $f$, \"into\" temp",
+                Lasting::No,
+            ),
+            ("SELECT E'\\' INTO TEMP t', 'it''s' INTO x", Lasting::No),
+            ("SELECT $1 INTO t", Lasting::No),
             ("", Lasting::No),
             ("-- only a comment", Lasting::No),
         ] {

@@ -4,7 +4,9 @@
 //! publish/subscribe on a connection of the subscription's own. Every
 //! connection counts what the server sends for each call, so that a reply
 //! over `max_result=` fails the call (and closes its connection) before
-//! the crate has read it whole.
+//! the crate has read it whole; a subscription's, what it has read and not
+//! yet delivered (the crate reads every message as it comes), so that a
+//! subscriber slower than its publishers ends rather than grow the worker.
 //!
 //! A connection is not known to be dead until a command fails on it: the
 //! first command after the server restarted fails (as unavailable), and
@@ -82,9 +84,10 @@ impl Connector for RedisConnector {
     }
 }
 
-/// How much the server has sent on one connection since the count was
-/// last reset (a pooled connection: its call; a subscription: its last
-/// message), and whether that went over `max_result=`.
+/// How much the server has sent on one connection and is still held (a
+/// pooled connection: since its call started; a subscription: read and
+/// not yet delivered, as the crate reads every message as it comes), and
+/// whether that went over `max_result=`.
 struct Meter {
     max: usize,
     read: AtomicUsize,
@@ -96,9 +99,34 @@ impl Meter {
         self.read.store(0, Ordering::Relaxed);
     }
 
+    /// `n` bytes were read; past the limit, the read fails (the crate
+    /// then fails the call, or ends the subscription, and gives the
+    /// connection up).
+    fn add(&self, n: usize) -> io::Result<()> {
+        let read = self.read.fetch_add(n, Ordering::Relaxed) + n;
+        if self.max != 0 && read > self.max {
+            self.over.store(true, Ordering::Relaxed);
+            return Err(io::Error::other(over_max_result(self.max)));
+        }
+        Ok(())
+    }
+
+    /// `n` bytes read earlier were delivered.
+    fn delivered(&self, n: usize) {
+        let _ = self
+            .read
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |read| {
+                Some(read.saturating_sub(n))
+            });
+    }
+
+    fn went_over(&self) -> bool {
+        self.over.load(Ordering::Relaxed)
+    }
+
     /// The error for a call whose reply went over the limit, if it did.
     fn over(&self, spec: &Spec) -> Option<Error> {
-        self.over.load(Ordering::Relaxed).then(|| {
+        self.went_over().then(|| {
             Error::new(
                 &spec.name,
                 Kind::Redis,
@@ -168,13 +196,8 @@ impl AsyncRead for Metered {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = self.io.as_mut().poll_read(cx, buf);
-        let meter = &self.meter;
-        let read = meter.read.load(Ordering::Relaxed) + (buf.filled().len() - before);
-        meter.read.store(read, Ordering::Relaxed);
-        if meter.max != 0 && read > meter.max {
-            // The crate then fails the call and gives the connection up.
-            meter.over.store(true, Ordering::Relaxed);
-            return Poll::Ready(Err(io::Error::other(over_max_result(meter.max))));
+        if let Err(e) = self.meter.add(buf.filled().len() - before) {
+            return Poll::Ready(Err(e));
         }
         polled
     }
@@ -406,21 +429,56 @@ pub struct Subscription {
 
 impl Subscription {
     /// The next message; an [`ErrorKind::Unavailable`] error when the
-    /// connection was lost, an [`ErrorKind::Query`] one when a message was
-    /// over `max_result=` (the subscription is over then too).
+    /// connection was lost, an [`ErrorKind::Query`] one when the messages
+    /// read and not yet delivered went over `max_result=` (one too big, or
+    /// a subscriber slower than its publishers, as Redis's own
+    /// `client-output-buffer-limit` would have it): the subscription is
+    /// over then, and every later call says so.
     pub async fn next(&mut self) -> Result<Msg, Error> {
-        let next = self.stream.next().await;
-        if let Some(over) = self.meter.over(&self.spec) {
-            return Err(over);
+        if !self.meter.went_over() {
+            let next = self.stream.next().await;
+            if !self.meter.went_over() {
+                let msg = next.ok_or_else(|| {
+                    Error::new(
+                        &self.spec.name,
+                        Kind::Redis,
+                        ErrorKind::Unavailable,
+                        "the subscription's connection was lost",
+                    )
+                })?;
+                self.meter.delivered(sent_size(&msg));
+                return Ok(msg);
+            }
         }
-        self.meter.reset();
-        next.ok_or_else(|| {
-            Error::new(
-                &self.spec.name,
-                Kind::Redis,
-                ErrorKind::Unavailable,
-                "the subscription's connection was lost",
-            )
-        })
+        Err(Error::new(
+            &self.spec.name,
+            Kind::Redis,
+            ErrorKind::Query,
+            format!(
+                "the subscription's unread messages are over max_result={} bytes: the \
+                 subscriber is too slow (or a message too big), and the subscription is over",
+                self.meter.max
+            ),
+        ))
     }
+}
+
+/// The bytes the server sent for `msg`: `*3` (`*4` from a pattern), then
+/// `message` (`pmessage`), the pattern, the channel and the payload as
+/// bulk strings (RESP3's `>` is as long as `*`).
+fn sent_size(msg: &Msg) -> usize {
+    let digits = |n: usize| n.checked_ilog10().map_or(1, |d| d as usize + 1);
+    let bulk = |len: usize| 1 + digits(len) + 2 + len + 2;
+    let pattern = msg.get_pattern::<Option<Vec<u8>>>().ok().flatten();
+    let (count, kind) = match &pattern {
+        Some(_) => (4, "pmessage"),
+        None => (3, "message"),
+    };
+    let channel = msg.get_channel::<Vec<u8>>().map_or(0, |c| c.len());
+    1 + digits(count)
+        + 2
+        + bulk(kind.len())
+        + pattern.map_or(0, |p| bulk(p.len()))
+        + bulk(channel)
+        + bulk(msg.get_payload_bytes().len())
 }

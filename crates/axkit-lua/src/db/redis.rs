@@ -204,11 +204,13 @@ impl UserData for Sub {
         methods.add_async_method(
             "next",
             |lua, this: UserDataRef<Self>, timeout: Option<f64>| async move {
-                let mut sub = take(&this.0, "subscription")?;
+                // Checked first: a bad argument leaves the subscription as
+                // it was.
                 let limit = timeout
                     .map(Duration::try_from_secs_f64)
                     .transpose()
                     .map_err(|e| mlua::Error::runtime(format!("sub:next: bad timeout: {e}")))?;
+                let mut sub = take(&this.0, "subscription")?;
                 let next = match limit {
                     Some(limit) => tokio::time::timeout(limit, sub.next()).await.ok(),
                     None => Some(sub.next().await),
