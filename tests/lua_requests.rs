@@ -588,3 +588,25 @@ end
         );
     }
 }
+
+/// A large body already all in the socket when the handler reads it:
+/// every read succeeds, and after tokio's budget of operations for one
+/// turn its reads say "not now" without a syscall while the socket stays
+/// readable. Waiting on `readable()` then (which takes no budget) ended at
+/// once, and the worker spun in that loop for ever: no timeout ran, no
+/// other connection was served. Several such bodies, then a plain request
+/// on the same worker.
+#[test]
+fn a_large_body_all_there_at_once_never_stalls_the_worker() {
+    let script = "function hook_response(r)\n  r:write(#r:body())\n  return OK\nend\n";
+    let srv = start(
+        &conf("", "    MaxRequestBody 8M\n    Plugin big"),
+        &[("big", script)],
+    );
+    let body = vec![b'x'; 4 << 20];
+    for _ in 0..5 {
+        let r = send(&srv, "POST", "/", "", &body);
+        assert_eq!((r.status, r.text()), (200, (4 << 20).to_string()));
+    }
+    assert_eq!(srv.get("/").status, 200);
+}

@@ -542,7 +542,15 @@ impl ConnIo {
                 Some(Ok(n)) => return Ok(n),
                 None => {
                     let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + limit);
-                    match tokio::time::timeout_at(at, self.stream.readable()).await {
+                    // `poll_read_ready`, not `readable()`: `read_now` also
+                    // says None when the task has spent tokio's budget for
+                    // this turn (the read is refused without a syscall,
+                    // the socket still readable), and `readable()`, which
+                    // takes no budget, would end at once, again and again:
+                    // a body all there at once spun the worker for ever.
+                    // This wait yields the turn instead.
+                    let ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx));
+                    match tokio::time::timeout_at(at, ready).await {
                         Ok(r) => r?,
                         Err(_) => {
                             return Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout"))
