@@ -147,6 +147,13 @@ end
 local function account(r, db, signup)
   local base = r:location()
   local form = r:method() == "POST" and r:form() or {}
+  -- The fields read here are text: a file sent as one (a multipart form's
+  -- upload is a table) is a bad request.
+  for _, field in ipairs({ "next", "name", "password" }) do
+    if form[field] ~= nil and type(form[field]) ~= "string" then
+      return 400
+    end
+  end
   -- Where to go afterwards: a page of the wiki, nothing else (no open
   -- redirect through `next`).
   local next = form.next or r:param("next") or ""

@@ -3,7 +3,8 @@
 //! which record every request exactly as it came off the wire (head and
 //! decoded body, how it was framed) and count the connections they
 //! accepted. GET and POST through, hop-by-hop headers removed and the
-//! forwarding headers set (exact lists), a chunked upload, 20 MB each way
+//! forwarding headers set (exact lists; behind a PROXY protocol header
+//! too), a chunked upload, 20 MB each way
 //! with the worker's memory bounded, ambiguous framing stopped before the
 //! origin, 502 and 504 with their log lines, an upstream's ambiguous
 //! framing refused, the upstream's keep-alive reused, an HTTPS upstream trusted through `HttpClientCAFile`, retries
@@ -470,6 +471,31 @@ fn trusted_forwarding_headers_are_appended_to_and_the_host_preserved() {
         Some("for=127.0.0.1;host=front.test;proto=http")
     );
     assert_eq!(seen.header("Via"), Some("1.0 edge, 1.1 axkit"));
+}
+
+/// On a `proxy-protocol` listener, this hop's `Forwarded` element names
+/// the PROXY header's client and the scheme it says that client used.
+#[test]
+fn forwarded_says_the_scheme_a_proxy_protocol_header_gives() {
+    let origin = Origin::start();
+    let srv = Axkit::start_single(&format!(
+        "<Server>\n    Listen 127.0.0.1:0 proxy-protocol\n    Plugin proxy\n    \
+         ProxyPass /app {app}\n</Server>\n",
+        app = origin.url("/base/"),
+    ));
+    // v2, TCP4 from 192.0.2.9:5555, with PP2_TYPE_SSL: the client used TLS.
+    let mut request = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x14".to_vec();
+    request.extend_from_slice(&[192, 0, 2, 9, 127, 0, 0, 1, 0x15, 0xb3, 0x01, 0xbb]);
+    request.extend_from_slice(&[0x20, 0, 5, 0x01, 0, 0, 0, 0]);
+    request
+        .extend_from_slice(b"GET /app/ HTTP/1.1\r\nHost: front.test\r\nConnection: close\r\n\r\n");
+    assert_eq!(send(&srv, &request).status, 201);
+    let seen = origin.last();
+    assert_eq!(seen.header("X-Forwarded-Proto"), Some("https"));
+    assert_eq!(
+        seen.header("Forwarded"),
+        Some("for=192.0.2.9;host=front.test;proto=https")
+    );
 }
 
 #[test]

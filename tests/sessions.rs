@@ -6,7 +6,9 @@
 //! written with the new key); the idle timeout and maximum age; sessions
 //! on the server in a shared zone (seen by both workers), Redis (a store
 //! that is down: a fresh session on read, 503 on write) and SQLite;
-//! regenerate and destroy; CSRF accepted and refused (403, logged);
+//! regenerate and destroy; CSRF accepted and refused (403, logged), its
+//! token good for a session without data that no store keeps (a flood of
+//! them evicts no one); `Secure` behind a trusted proxy that says https;
 //! argon2id hashes that verify, computed off the event loop (another
 //! request is answered while one runs); cookie values that need encoding;
 //! `--check` and `--directives`.
@@ -33,9 +35,10 @@ const KEY2: &str = "second-key-0123456789abcdefghijklmnopqrstuvwxyz\n";
 
 /// `/set?v=` keeps `user`, a number and a table; `/get` shows them and
 /// whether the session is new; `/add` counts; `/regenerate`, `/destroy`;
-/// `/token` and `/post` (CSRF); `/hash`, `/verify`, `/slowhash`, `/ping`
-/// (crypto); `/setcookie?v=` and `/readcookie` (cookie encoding). Each
-/// answer starts with the number this worker drew (`me`).
+/// `/token`, `/post` and `/login` (CSRF; a new id and a `user`);
+/// `/hash`, `/verify`, `/slowhash`, `/ping` (crypto); `/setcookie?v=` and
+/// `/readcookie` (cookie encoding); `/entries?zone=` (a zone's entries).
+/// Each answer starts with the number this worker drew (`me`).
 const APP: &str = r#"
 local id
 local function me()
@@ -82,6 +85,9 @@ function hook_response(r)
     shared.set("go", true)
     r:write("go")
     return OK
+  elseif p == "/entries" then
+    r:write(shared.zone(r:param("zone")):stats().entries)
+    return OK
   end
   local s = session.get(r)
   r:write(me(), " ")
@@ -125,6 +131,13 @@ function hook_response(r)
       return 403
     end
     r:write("accepted ", r:form().msg)
+  elseif p == "/login" then
+    if not session.check_csrf(r) then
+      return 403
+    end
+    s:regenerate()
+    s.user = r:form().user
+    r:write("welcome")
   end
   return OK
 end
@@ -224,6 +237,23 @@ fn cookie_sessions_round_trip_encrypted_with_secure_attributes() {
         assert_eq!(text(&res), n.to_string());
         cookie = set_session(&res).unwrap();
     }
+}
+
+#[test]
+fn secure_auto_follows_the_scheme_a_trusted_proxy_says() {
+    let srv = server(&[("k1", KEY1)], "TrustedProxy 127.0.0.1");
+    // TLS ends at the front proxy: its X-Forwarded-Proto says https.
+    let res = get(&srv, "/set?v=ada", "X-Forwarded-Proto: https\r\n");
+    let header = set_cookie_header(&res);
+    assert!(header.contains("; Secure"), "{header}");
+    let res = get(&srv, "/set?v=ada", "X-Forwarded-Proto: http\r\n");
+    let header = set_cookie_header(&res);
+    assert!(!header.contains("Secure"), "{header}");
+    // Only a trusted proxy's word counts.
+    let srv = server(&[("k1", KEY1)], "TrustedProxy 192.0.2.1");
+    let res = get(&srv, "/set?v=ada", "X-Forwarded-Proto: https\r\n");
+    let header = set_cookie_header(&res);
+    assert!(!header.contains("Secure"), "{header}");
 }
 
 #[test]
@@ -464,6 +494,67 @@ fn server_store_lifecycle(srv: &Axkit) {
     );
 }
 
+/// A session without data is kept by its cookie alone, on a server store
+/// too: its token verifies on the POST that follows (a log-in form's
+/// first use), the cookie is not sent again, and logging in gives a new
+/// id that the old token does not match.
+fn server_store_tokens(srv: &Axkit) {
+    let res = srv.get("/token");
+    let visitor = set_session(&res).expect("a cookie for the token");
+    assert!(visitor.starts_with("i.k1."), "{visitor}");
+    let token = text(&res);
+    let res = with_cookie(srv, "/token", &visitor);
+    assert_eq!(text(&res), token);
+    assert_eq!(set_session(&res), None);
+    let res = post(srv, &visitor, "", &format!("msg=hi&csrf_token={token}"));
+    assert_eq!((res.status, text(&res)), (200, "accepted hi".into()));
+    let res = send(
+        srv,
+        "POST",
+        "/login",
+        &format!(
+            "Cookie: axkit_session={visitor}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n"
+        ),
+        format!("user=ada&csrf_token={token}").as_bytes(),
+    );
+    assert_eq!((res.status, text(&res)), (200, "welcome".into()));
+    let user = set_session(&res).unwrap();
+    assert_ne!(user, visitor, "the id a visitor was given logs in");
+    assert_eq!(text(&with_cookie(srv, "/get", &user)), "ada nil nil false");
+    assert_eq!(
+        text(&with_cookie(srv, "/get", &visitor)),
+        "nil nil nil true"
+    );
+    assert_eq!(
+        post(srv, &user, "", &format!("csrf_token={token}")).status,
+        403
+    );
+}
+
+/// Anonymous visitors who are handed a CSRF token take no room in the
+/// store: a flood of them in a small zone leaves its one record, and the
+/// user logged in stays so (each once pinned a record for an hour, and
+/// the zone evicted the oldest: the users').
+#[test]
+fn empty_sessions_are_not_stored() {
+    let srv = server(
+        &[("k1", KEY1)],
+        "SharedZone sessions 64K\nSessionStore shared:sessions",
+    );
+    let entries = || text(&srv.get("/entries?zone=sessions"));
+    server_store_tokens(&srv);
+    assert_eq!(entries(), "1");
+    let cookie = set_session(&srv.get("/set?v=ada")).unwrap();
+    for _ in 0..1500 {
+        let res = srv.get("/token");
+        assert_eq!(res.status, 200);
+        assert!(set_session(&res).is_some());
+    }
+    assert_eq!(entries(), "2");
+    assert_eq!(text(&with_cookie(&srv, "/get", &cookie)), "ada 42 1y false");
+}
+
 #[test]
 fn shared_zone_sessions_are_seen_by_every_worker() {
     let conf = conf(
@@ -489,6 +580,7 @@ fn shared_zone_sessions_are_seen_by_every_worker() {
     }
     assert_eq!(workers.len(), 2, "one worker served every request");
     server_store_lifecycle(&srv);
+    server_store_tokens(&srv);
     server_store_overlaps(&srv);
 }
 
@@ -503,6 +595,7 @@ fn redis_sessions_and_a_store_that_is_down() {
     );
     let mut srv = server(&[("k1", KEY1)], &more);
     server_store_lifecycle(&srv);
+    server_store_tokens(&srv);
     server_store_overlaps(&srv);
 
     let cookie = set_session(&srv.get("/set?v=ada")).unwrap();
@@ -534,6 +627,7 @@ fn sqlite_sessions() {
         "Database local sqlite:{dir}/sessions.db\nSessionStore sqlite:local\nSessionTimeout 4s",
     );
     server_store_lifecycle(&srv);
+    server_store_tokens(&srv);
     server_store_overlaps(&srv);
 }
 

@@ -603,7 +603,10 @@ fn upstream_headers(ctx: &Context, named: &[String], request: &mut Request, scra
         scratch.push_str(";host=");
         forwarded_value(scratch, host);
     }
-    scratch.push_str(if ctx.conn.tls {
+    // This hop's element: the scheme of the connection `for=` names (a
+    // PROXY header's word included), as `X-Forwarded-Proto` gives the
+    // client's.
+    scratch.push_str(if ctx.conn.https() {
         ";proto=https"
     } else {
         ";proto=http"

@@ -232,7 +232,8 @@ impl SameSite {
 /// When the cookie gets `Secure`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Secure {
-    /// When the request came over TLS.
+    /// When the client used HTTPS ([`axkit::Context::client`]: behind a
+    /// `TrustedProxy`, the scheme it says).
     Auto,
     Always,
     Never,
@@ -254,7 +255,7 @@ pub struct CookieSpec {
 
 impl CookieSpec {
     /// A cookie called `name` with the defaults: `Path=/`, `HttpOnly`,
-    /// `SameSite=Lax`, `Secure` over TLS, gone with the browser's session.
+    /// `SameSite=Lax`, `Secure` over HTTPS, gone with the browser's session.
     pub(crate) fn named(name: &str) -> CookieSpec {
         CookieSpec {
             name: name.to_string(),

@@ -6,6 +6,7 @@
 //!   Redis or SQLite with only a signed random id in the cookie. Expiry
 //!   (idle timeout and maximum age) travels inside what is signed; the id
 //!   is regenerated on login ([`Session::regenerate`]) against fixation.
+//!   A store keeps only sessions that hold data.
 //!   A cookie that is forged, garbled, expired, signed with a key no
 //!   longer configured, or whose store cannot be read, gives a fresh empty
 //!   session, never an error. Changes are saved once, just before the

@@ -74,7 +74,7 @@ pub(crate) struct Settings {
     timeout: Duration,
     max_age: Duration,
     encrypt: bool,
-    /// `Secure` on the cookie (the attribute, or `auto` and TLS).
+    /// `Secure` on the cookie (the attribute, or `auto` and HTTPS).
     secure: bool,
 }
 
@@ -96,7 +96,9 @@ impl Settings {
         }
         let cookie = config.get(&SESSION_COOKIE).clone();
         let secure = match cookie.secure {
-            Secure::Auto => ctx.conn.tls,
+            // The scheme the client used: TLS ends at a front proxy, whose
+            // word (`TrustedProxy`) `client()` takes.
+            Secure::Auto => ctx.client().https,
             Secure::Always => true,
             Secure::Never => false,
         };
@@ -130,10 +132,12 @@ impl Settings {
         let whole = (!self.max_age.is_zero()).then(|| {
             Duration::from_millis(ms(self.max_age).saturating_sub(now.saturating_sub(created)))
         });
-        match (idle, whole) {
+        // At least a millisecond: a store reads a TTL of 0 as none.
+        let left = match (idle, whole) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }
+        };
+        left.map(|d| d.max(Duration::from_millis(1)))
     }
 }
 
@@ -155,6 +159,10 @@ pub struct Session {
     /// A CSRF token was handed out: keep the session (its id) even when
     /// it holds nothing.
     pinned: bool,
+    /// The request's cookie names this id, of which a server store held
+    /// no record: a session without data, kept by its cookie alone (see
+    /// [`write`]).
+    named: bool,
     /// Ids to delete from the store (regenerated or destroyed).
     stale: Vec<Id>,
     /// Its data changed in this request (not only its idle time).
@@ -184,6 +192,7 @@ impl Session {
             had_cookie,
             dirty: false,
             pinned: false,
+            named: false,
             stale: Vec::new(),
             changed: false,
             read: None,
@@ -239,6 +248,7 @@ impl Session {
             self.stale.push(self.id);
         }
         self.id = new_id();
+        self.named = false;
         self.dirty = true;
     }
 
@@ -258,9 +268,10 @@ impl Session {
     /// [`CSRF_HEADER`]): the HMAC of the session's id, so it stays the
     /// same for the session's life and changes with
     /// [`regenerate`](Self::regenerate). A new session is kept for it,
-    /// even if nothing else is set.
+    /// even if nothing else is set: by its cookie, which carries the id
+    /// (a server store holds no record of a session without data).
     pub fn csrf_token(&mut self) -> String {
-        if !self.pinned && !self.loaded {
+        if !self.pinned && !self.loaded && !self.named {
             self.dirty = true;
         }
         self.pinned = true;
@@ -550,7 +561,15 @@ impl Loading {
                 Ok(Some(record)) if session.take_record(&record, Some(&id), now_ms()) => {
                     session.read = Some((id, record));
                 }
-                Ok(_) => session.dirty = false,
+                // A session without data has no record, only its signed
+                // id in the cookie: it goes on under that id, so that the
+                // CSRF token handed out with it still verifies.
+                Ok(None) => {
+                    session.id = id;
+                    session.named = true;
+                    session.dirty = false;
+                }
+                Ok(Some(_)) => session.dirty = false,
                 Err(e) => {
                     session.dirty = false;
                     warning = Some(format!("{e}; the request goes on with a new session"));
@@ -636,49 +655,72 @@ async fn write(s: &mut Session) -> Result<Option<SetCookie>, Error> {
         return Ok(None);
     }
     s.dirty = false;
-    if s.data.is_empty() && !s.pinned {
-        // Nothing to keep: the browser forgets its cookie, if it has one.
+    let now = now_ms();
+    s.touched = now;
+    let life = s.settings.life_left(s.created, now);
+    if s.data.is_empty() && (!s.pinned || backend.is_some()) {
+        // Nothing for a store to keep: a session without data is never
+        // written there (a flood of visitors to a form would fill it and
+        // evict the sessions that matter), and one emptied loses its
+        // record.
         if let Some(backend) = &backend {
             if s.loaded {
                 backend.delete(&s.id).await?;
             }
         }
         s.loaded = false;
-        return Ok(s.had_cookie.then(|| s.set_cookie("", Some(0))));
-    }
-    let now = now_ms();
-    s.touched = now;
-    let life = s.settings.life_left(s.created, now);
-    if let Some(backend) = &backend {
-        let how = match &s.read {
-            Some((id, _)) if *id != s.id => Put::Create,
-            None => Put::Create,
-            Some(_) if s.changed => Put::Update,
-            Some((_, read)) => Put::Touch(read),
-        };
-        let record = s.record()?;
-        match backend.put(&s.id, record.clone(), life, how).await? {
-            Stored::Yes => s.read = Some((s.id, record)),
-            // Another request wrote it, and pushed the timeout back.
-            Stored::Changed => {}
-            Stored::Gone => {
-                // Ended meanwhile: the end stands, and the browser's
-                // cookie is left as that request set it.
-                s.loaded = false;
-                s.read = None;
-                s.changed = false;
-                return Err(Error::Ended);
-            }
+        s.read = None;
+        if !s.pinned {
+            // The browser forgets its cookie, if it has one.
+            return Ok(s.had_cookie.then(|| s.set_cookie("", Some(0))));
         }
-        s.changed = false;
+        // Its CSRF token needs only the id, which the signed cookie
+        // keeps: sent once.
+        if s.named {
+            return Ok(None);
+        }
+        s.named = true;
+    } else {
+        if let Some(backend) = &backend {
+            put(backend, s, life).await?;
+        }
+        s.loaded = true;
     }
     let value = s.cookie_value()?;
-    s.loaded = true;
     s.had_cookie = true;
     let max_age = life
         .filter(|_| s.settings.cookie.persistent)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     Ok(Some(s.set_cookie(&value, max_age)))
+}
+
+/// Write the record of `s`, which holds data, to `backend`.
+async fn put(backend: &Backend, s: &mut Session, life: Option<Duration>) -> Result<(), Error> {
+    let how = match &s.read {
+        // The cookie named this id, with no record then: another request
+        // of the browser may have written one since (the last wins).
+        None if s.named => Put::Set,
+        Some((id, _)) if *id != s.id => Put::Create,
+        None => Put::Create,
+        Some(_) if s.changed => Put::Update,
+        Some((_, read)) => Put::Touch(read),
+    };
+    let record = s.record()?;
+    match backend.put(&s.id, record.clone(), life, how).await? {
+        Stored::Yes => s.read = Some((s.id, record)),
+        // Another request wrote it, and pushed the timeout back.
+        Stored::Changed => {}
+        Stored::Gone => {
+            // Ended meanwhile: the end stands, and the browser's cookie is
+            // left as that request set it.
+            s.loaded = false;
+            s.read = None;
+            s.changed = false;
+            return Err(Error::Ended);
+        }
+    }
+    s.changed = false;
+    Ok(())
 }
 
 /// [`save`] before the head: a store that cannot take the write answers
@@ -864,5 +906,17 @@ mod tests {
         assert!(!other.csrf_valid(&token));
         s.regenerate();
         assert!(!s.csrf_valid(&token));
+    }
+
+    #[test]
+    fn a_session_at_its_maximum_age_has_a_ttl_that_ends() {
+        // A store reads a TTL of 0 as none: the session would never end.
+        let settings = fixed_settings(Store::Shared("default".into()), true, &["a"]);
+        let created = now_ms();
+        let at_max_age = created + 86_400_000;
+        assert_eq!(
+            settings.life_left(created, at_max_age),
+            Some(Duration::from_millis(1))
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Where server-side sessions live: a shared zone, a Redis database or an
 //! SQLite database, each holding a session's record under its id, with
-//! the session's remaining life as the entry's expiry.
+//! the session's remaining life as the entry's expiry. Only sessions that
+//! hold data have a record: an empty one is its cookie's signed id alone.
 //!
 //! - Shared zone: key `axkit_session:ID` (ID in base64url), the record as
 //!   a string value, the zone's TTL. A full zone evicts its least recently
@@ -35,6 +36,11 @@ pub(crate) type Id = [u8; ID_LEN];
 pub(crate) enum Put<'a> {
     /// A new id: there must be no record under it.
     Create,
+    /// The id a cookie named when the store held no record of it (a
+    /// session without data is kept by its cookie alone): over whatever
+    /// is there, the record another request of the same browser wrote
+    /// meanwhile (the last to write wins) or an expired one.
+    Set,
     /// A session read from the store and changed: only over a record still
     /// there, so that a session ended meanwhile (logged out, regenerated
     /// or expired) is not brought back. Between two requests that both
@@ -167,6 +173,7 @@ impl Backend {
                 let value = Value::Bytes(record);
                 let done = match how {
                     Put::Create => zone.add(key(id), value, options),
+                    Put::Set => zone.set_with(key(id), value, options),
                     Put::Update => zone.replace(key(id), value, options),
                     Put::Touch(read) => {
                         zone.cas(key(id), &Value::Bytes(read.to_vec()), value, options)
@@ -196,17 +203,20 @@ impl Backend {
                             _ => Ok(Stored::Gone),
                         };
                     }
-                    Put::Create | Put::Update => {
+                    Put::Create | Put::Update | Put::Set => {
                         let mut set = cmd("SET");
                         set.arg(key(id)).arg(record);
                         if ttl > 0 {
                             set.arg("PX").arg(ttl);
                         }
-                        set.arg(if matches!(how, Put::Create) {
-                            "NX"
-                        } else {
-                            "XX"
-                        });
+                        let only = match how {
+                            Put::Create => Some("NX"),
+                            Put::Update => Some("XX"),
+                            _ => None,
+                        };
+                        if let Some(only) = only {
+                            set.arg(only);
+                        }
                         db.cmd(&set).await?
                     }
                 };
@@ -231,16 +241,21 @@ impl Backend {
                     Put::Touch(read) => Some(read.to_vec()),
                     _ => None,
                 };
-                let create = matches!(how, Put::Create);
+                let create = matches!(how, Put::Create | Put::Set);
+                // An expired row may still be there under a named id.
+                let over = matches!(how, Put::Set);
                 ensure_table(db).await?;
                 let stored = db
                     .call(move |conn| {
                         use axkit_db::rusqlite::{params, OptionalExtension};
                         let now = now as i64;
                         let stored = if create {
-                            conn.prepare_cached(
-                                "INSERT INTO axkit_sessions (id, data, expires) VALUES (?1, ?2, ?3)",
-                            )?
+                            conn.prepare_cached(if over {
+                                "INSERT OR REPLACE INTO axkit_sessions (id, data, expires) \
+                                 VALUES (?1, ?2, ?3)"
+                            } else {
+                                "INSERT INTO axkit_sessions (id, data, expires) VALUES (?1, ?2, ?3)"
+                            })?
                             .execute(params![id, record, expires])?;
                             Stored::Yes
                         } else {

@@ -43,6 +43,8 @@ pub struct ConnInfo {
     /// The socket's peer (a front proxy, when there is one).
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// Whether the socket speaks TLS: never, as the core leaves TLS to a
+    /// front proxy (see [`https`](Self::https)).
     pub tls: bool,
     /// What the PROXY protocol header said, on a listener with
     /// `proxy-protocol`.
@@ -63,6 +65,16 @@ impl ConnInfo {
         match self.proxied {
             Some(axkit_http::ProxyHeader::Tcp { source, .. }) => source,
             _ => self.peer,
+        }
+    }
+
+    /// Whether the connection's client used TLS: what a PROXY protocol
+    /// header said (its SSL TLV), else whether the socket does. (A
+    /// request's client may be further away: see [`Context::client`].)
+    pub fn https(&self) -> bool {
+        match self.proxied {
+            Some(axkit_http::ProxyHeader::Tcp { tls, .. }) => tls,
+            _ => self.tls,
         }
     }
 }

@@ -18,8 +18,11 @@
 //!
 //! A multipart body is refused with 400 when it is malformed (or its
 //! boundary is over RFC 2046's 70 characters, or a part's head over
-//! [`MAX_PART_HEAD`]) and with 413 past [`MAX_PARTS`] parts; its total size
-//! is bounded by `MaxRequestBody`, since it is read whole first.
+//! [`MAX_PART_HEAD`]); a form of either kind with 413 past [`MAX_PARTS`]
+//! fields, before they are made (each costs a name and a value of its
+//! own: without a limit, a megabyte of `a&a&…` was half a million of them
+//! and about 90 MB). Its total size is bounded by `MaxRequestBody`, since
+//! it is read whole first.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -31,7 +34,8 @@ use memchr::memmem;
 use percent_encoding::percent_decode;
 use tempfile::{TempDir, TempPath};
 
-/// The most parts a multipart body may have (413 beyond).
+/// The most fields a form body may have, parts of a multipart one or
+/// pairs of an urlencoded one (413 beyond).
 pub const MAX_PARTS: usize = 1000;
 
 /// The most bytes of header lines one part of a multipart body may have
@@ -228,16 +232,13 @@ pub struct Form {
 impl Form {
     /// Parse `body` as a form of `content_type`: `multipart/form-data`, or
     /// else `application/x-www-form-urlencoded`. The fields and uploads are
-    /// slices of `body`, not copies. Nothing is logged.
+    /// slices of `body`, not copies (but for urlencoded values that had to
+    /// be decoded). Nothing is logged.
     pub fn parse(content_type: Option<&str>, body: Bytes) -> Result<Form, FormError> {
         let ct = content_type.unwrap_or("");
         let media_type = ct.split(';').next().unwrap_or("").trim();
         if !media_type.eq_ignore_ascii_case("multipart/form-data") {
-            let text = String::from_utf8_lossy(&body);
-            let fields = query_pairs(&text)
-                .map(|(k, v)| (k.into_owned(), Field::Text(Bytes::from(v.into_owned()))))
-                .collect();
-            return Ok(Form { fields });
+            return urlencoded(&body);
         }
         let boundary = params(ct)
             .into_iter()
@@ -348,6 +349,26 @@ impl Form {
         }
         Ok(())
     }
+}
+
+/// The fields of an urlencoded body, at most [`MAX_PARTS`].
+fn urlencoded(body: &Bytes) -> Result<Form, FormError> {
+    let text = String::from_utf8_lossy(body);
+    let mut fields = Vec::new();
+    for (name, value) in query_pairs(&text) {
+        if fields.len() == MAX_PARTS {
+            return Err(FormError {
+                status: 413,
+                reason: format!("urlencoded form body of more than {MAX_PARTS} fields"),
+            });
+        }
+        let value = match (&text, value) {
+            (Cow::Borrowed(_), Cow::Borrowed(value)) => body.slice_ref(value.as_bytes()),
+            (_, value) => Bytes::from(value.into_owned()),
+        };
+        fields.push((name.into_owned(), Field::Text(value)));
+    }
+    Ok(Form { fields })
 }
 
 /// The worker's private directory for uploads, made on first use and
@@ -644,5 +665,22 @@ Content-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\nContent-Type: 
         assert_eq!(form.get_bytes("t"), Some(&b"\xfe"[..]));
         let err = Form::parse(Some("multipart/form-data"), Bytes::new()).unwrap_err();
         assert_eq!(err.status, 400);
+    }
+
+    #[test]
+    fn urlencoded_forms_have_at_most_max_parts_fields() {
+        let enough = Bytes::from("a&".repeat(MAX_PARTS) + "&&");
+        let form = Form::parse(None, enough.clone()).unwrap();
+        assert_eq!(form.fields().count(), MAX_PARTS);
+        // Plain values are the body's bytes, decoded ones copies.
+        let body = Bytes::from_static(b"a=plain&b=x+y");
+        let form = Form::parse(None, body.clone()).unwrap();
+        let Some(Field::Text(plain)) = form.field("a") else {
+            panic!("no field a");
+        };
+        assert_eq!(plain.as_ptr(), body[2..].as_ptr());
+        assert_eq!(form.get("b"), Some("x y"));
+        let more = Bytes::from("a&".repeat(MAX_PARTS + 1));
+        assert_eq!(Form::parse(None, more).unwrap_err().status, 413);
     }
 }
