@@ -706,8 +706,13 @@ const PURGE_CHANNEL: &str = "axkit-cache:purge";
 async fn remove_key(store: &Rc<dyn Storage>, everywhere: bool, key: &[u8]) -> StoreResult<bool> {
     if everywhere {
         // Without the broadcast ring (a binary without axkit-shared) the
-        // other workers keep theirs until they expire.
-        let _ = axkit_shared::broadcast(PURGE_CHANNEL, key);
+        // other workers keep theirs until they expire. The message starts
+        // with this process's id: the broadcast reaches this worker too,
+        // later, and would remove an entry stored since.
+        let mut message = Vec::with_capacity(4 + key.len());
+        message.extend_from_slice(&std::process::id().to_le_bytes());
+        message.extend_from_slice(key);
+        let _ = axkit_shared::broadcast(PURGE_CHANNEL, &message);
     }
     store.remove(key).await
 }
@@ -777,11 +782,17 @@ impl Plugin for Cache {
         let worker = worker.clone();
         match axkit_shared::subscribe(PURGE_CHANNEL, 1024) {
             Ok(mut purges) => {
+                let me = std::process::id().to_le_bytes();
                 tokio::task::spawn_local(async move {
                     loop {
                         tokio::select! {
-                            key = purges.recv() => {
-                                memory.remove_now(&key);
+                            message = purges.recv() => {
+                                // Another worker's only (see `remove_key`).
+                                if let Some((from, key)) = message.split_at_checked(4) {
+                                    if from != me {
+                                        memory.remove_now(key);
+                                    }
+                                }
                             }
                             () = worker.stopping() => break,
                         }
