@@ -442,9 +442,35 @@ pub(crate) fn mtime(path: &Path) -> Option<SystemTime> {
 /// Finished coroutines kept for the next run (see [`THREAD_POOL`]),
 /// shared by request hooks, connection and log hooks, and timers.
 #[derive(Default)]
-pub(crate) struct Coroutines(RefCell<Vec<Thread>>);
+pub(crate) struct Coroutines(RefCell<Vec<Thread>>, std::cell::OnceCell<Function>);
+
+/// What [`run_limited`] runs a function through: a table raised as an
+/// error leaves the coroutine as a description of it, so that mlua, which
+/// makes a message of any other value with `__tostring` outside the
+/// slice and its time limit, never runs a script's (one that loops hung
+/// the worker). Strings, numbers and the host's own errors pass as they
+/// are.
+const GUARD: &str = r#"
+local pcall, type, error = pcall, type, error
+local function pass(ok, ...)
+  if ok then return ... end
+  local e = ...
+  if type(e) == "table" then e = "(error object is a table value)" end
+  error(e, 0)
+end
+return function(f, ...) return pass(pcall(f, ...)) end
+"#;
 
 impl Coroutines {
+    /// The function [`GUARD`] makes, once per Lua state.
+    fn guard(&self, lua: &Lua) -> mlua::Result<Function> {
+        if let Some(guard) = self.1.get() {
+            return Ok(guard.clone());
+        }
+        let guard: Function = lua.load(GUARD).set_name("=axkit").call(())?;
+        Ok(self.1.get_or_init(|| guard).clone())
+    }
+
     pub fn take(&self) -> Option<Thread> {
         self.0.borrow_mut().pop()
     }
@@ -469,9 +495,18 @@ pub(crate) async fn run_limited<R: FromLuaMulti>(
     func: &Function,
     args: impl IntoLuaMulti,
 ) -> Result<mlua::Result<R>, String> {
+    let guarded = coroutines.guard(lua).and_then(|guard| {
+        let mut args = args.into_lua_multi(lua)?;
+        args.push_front(mlua::Value::Function(func.clone()));
+        Ok((guard, args))
+    });
+    let (guard, args) = match guarded {
+        Ok(guarded) => guarded,
+        Err(e) => return Ok(Err(e)),
+    };
     let thread = match coroutines.take() {
-        Some(thread) => thread.reset(func.clone()).map(|()| thread),
-        None => lua.create_thread(func.clone()),
+        Some(thread) => thread.reset(guard).map(|()| thread),
+        None => lua.create_thread(guard),
     };
     let thread = match thread {
         Ok(thread) => thread,

@@ -455,8 +455,12 @@ unsafe fn raised(lua: &Lua, ts: *mut ffi::lua_State, status: c_int) -> mlua::Err
         ffi::luaL_traceback(l, ts, message, 0);
         ffi::lua_replace(l, -2);
     });
+    // Never a table's `__tostring`: it would run here, outside the slice
+    // and its time limit (one that loops hung the worker), as `outcome`
+    // never runs one for a returned value.
     let shown = || match &error {
         Value::String(s) => s.to_string_lossy(),
+        Value::Table(_) => "(error object is a table value)".to_string(),
         other => other
             .to_string()
             .unwrap_or_else(|_| other.type_name().to_string()),
