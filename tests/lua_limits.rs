@@ -446,3 +446,52 @@ end
     srv.wait_stderr("(error object is a table value)", Duration::from_secs(10));
     assert_eq!(srv.get("/").text(), "fine");
 }
+
+/// A response written in small pieces to a client that reads as fast as
+/// they come never makes a write wait, and a script looping on ops that
+/// finish at once (a flush with nothing to send) never suspends: neither
+/// may keep the worker from its other connections. A request made while
+/// such a stream runs is answered before the stream ends.
+#[test]
+fn a_stream_of_small_writes_to_a_fast_reader_shares_the_worker() {
+    use std::io::{Read, Write};
+    let script = r#"
+function hook_response(r)
+  if r:path() == "/stream" then
+    local piece = string.rep("x", 100)
+    for i = 1, 100000 do r:write(piece); r:flush() end
+    for i = 1, 300000 do r:flush() end
+    r:write("end")
+    return OK
+  end
+  r:write("fine")
+  return OK
+end
+"#;
+    let srv = start(
+        &conf("LuaTimeLimit 30s", "    Plugin stream"),
+        &[("stream", script)],
+    );
+    let mut stream = srv.connect();
+    stream.set_read_timeout(None).unwrap();
+    stream
+        .write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 1];
+    stream.read_exact(&mut first).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).unwrap();
+        (std::time::Instant::now(), all.ends_with(b"end\r\n0\r\n\r\n"))
+    });
+    let asked = std::time::Instant::now();
+    assert_eq!(srv.get("/other").text(), "fine");
+    let answered = std::time::Instant::now();
+    let (stream_done, whole) = reader.join().unwrap();
+    assert!(whole, "the stream ended early");
+    assert!(
+        answered < stream_done,
+        "the other request ({:?} after it was sent) waited for the stream to end",
+        answered - asked
+    );
+}

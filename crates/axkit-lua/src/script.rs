@@ -278,6 +278,10 @@ impl ScriptPlugin {
         loop {
             if let Some(op) = op.take() {
                 slot.complete(run_op(ctx, slot, op).await);
+                // An op that finishes at once (a flush with nothing to
+                // send) takes none of tokio's budget: a script looping on
+                // such ops would keep the worker for itself.
+                tokio::task::coop::consume_budget().await;
             }
             let step = poll_fn(|cx| {
                 let _slice = self.host.clock.arm(limit, state);
