@@ -482,7 +482,10 @@ end
     let reader = std::thread::spawn(move || {
         let mut all = Vec::new();
         stream.read_to_end(&mut all).unwrap();
-        (std::time::Instant::now(), all.ends_with(b"end\r\n0\r\n\r\n"))
+        (
+            std::time::Instant::now(),
+            all.ends_with(b"end\r\n0\r\n\r\n"),
+        )
     });
     let asked = std::time::Instant::now();
     assert_eq!(srv.get("/other").text(), "fine");

@@ -392,6 +392,44 @@ fn nothing_after_a_bad_chunked_body_is_answered() {
     assert_alive(&mut srv);
 }
 
+/// Leading zeros of a chunk size and whitespace before its extensions
+/// count toward the body's total of framing that carries nothing, as
+/// extensions do: 4 KiB of zeros before each one-byte chunk kept the
+/// server parsing megabytes of framing for a body under any size limit.
+/// Past 16 KiB the body is broken, and what follows is not served.
+#[test]
+fn chunk_size_padding_counts_toward_the_framing_total() {
+    let mut srv = start_main();
+    let h = "Host: localhost\r\n";
+    let padded = format!("{}1\r\na\r\n", "0".repeat(4000));
+    for body in [
+        format!("{}0\r\n\r\n", padded.repeat(5)),
+        format!(
+            "{}0\r\n\r\n",
+            format!("1{};x\r\na\r\n", " ".repeat(4000)).repeat(5)
+        ),
+    ] {
+        let req = format!(
+            "POST /1k.txt HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\n{body}{}",
+            keep_alive_get("/index.html")
+        );
+        expect_closed(&srv, "padded chunk sizes", req.as_bytes(), 405);
+    }
+    // Some padding is fine.
+    let body = format!("{}0\r\n\r\n", padded.repeat(2));
+    let req = format!(
+        "POST /1k.txt HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\n{body}{}",
+        keep_alive_get("/index.html")
+    );
+    let mut s = srv.connect();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    assert_eq!(read_one(&mut s, false, &mut pending).status, 405);
+    assert_eq!(read_one(&mut s, false, &mut pending).status, 200);
+    drop(s);
+    assert_alive(&mut srv);
+}
+
 /// A chunked body over MaxRequestBody (64K) cannot get a 413 here: 413 is
 /// decided by whoever reads the body, and nobody does. It is drained (up to
 /// the drain budget) like any other unread body.

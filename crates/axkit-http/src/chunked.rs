@@ -9,9 +9,10 @@ use crate::{is_field_value_byte, is_tchar, HttpError};
 
 /// Longest chunk-size line (size, whitespace and extensions, without CRLF).
 const MAX_SIZE_LINE: usize = 4096;
-/// Extension bytes allowed over the whole body. Without a total bound a client
-/// can send one data byte per 4 KiB of extension and keep us busy parsing
-/// framing while staying under any body-size limit.
+/// Extension bytes allowed over the whole body, with the size lines' padding
+/// (leading zeros, whitespace before `;`). Without a total bound a client
+/// can send one data byte per 4 KiB of extension or padding and keep us busy
+/// parsing framing while staying under any body-size limit.
 const MAX_EXTENSIONS_TOTAL: usize = 16 * 1024;
 /// Significant hex digits of a chunk size: 16 fill a u64.
 const MAX_SIZE_DIGITS: u32 = 16;
@@ -20,7 +21,7 @@ const E_SIZE: HttpError = HttpError::new(400, "invalid chunk size");
 const E_SIZE_EMPTY: HttpError = HttpError::new(400, "empty chunk size");
 const E_SIZE_OVERFLOW: HttpError = HttpError::new(400, "chunk size too large");
 const E_SIZE_LINE: HttpError = HttpError::new(400, "chunk size line too long");
-const E_EXT_TOTAL: HttpError = HttpError::new(400, "too many chunk extension bytes");
+const E_EXT_TOTAL: HttpError = HttpError::new(400, "too many chunk extension or padding bytes");
 const E_EXT: HttpError = HttpError::new(400, "invalid byte in chunk extension");
 const E_BARE_CR: HttpError = HttpError::new(400, "bare CR in chunked framing");
 const E_BARE_LF: HttpError = HttpError::new(400, "bare LF in chunked framing");
@@ -230,6 +231,16 @@ impl ChunkedDecoder {
         Ok(())
     }
 
+    /// A size-line byte that carries nothing (an extension's, a leading
+    /// zero past the first, whitespace): it counts toward the body's total.
+    fn overhead_byte(&mut self) -> Result<(), HttpError> {
+        self.ext_total += 1;
+        if self.ext_total > MAX_EXTENSIONS_TOTAL {
+            return Err(E_EXT_TOTAL);
+        }
+        Ok(())
+    }
+
     fn trailer_byte(&mut self) -> Result<(), HttpError> {
         self.trailer_bytes += 1;
         if self.trailer_bytes > self.max_trailer_bytes {
@@ -245,6 +256,9 @@ impl ChunkedDecoder {
                 if let Some(d) = hex_value(b) {
                     self.size_line_byte()?;
                     let digits = if value == 0 && d == 0 {
+                        if any {
+                            self.overhead_byte()?;
+                        }
                         digits
                     } else {
                         digits + 1
@@ -279,6 +293,7 @@ impl ChunkedDecoder {
                         }
                         b' ' | b'\t' => {
                             self.size_line_byte()?;
+                            self.overhead_byte()?;
                             State::SizeWs { value }
                         }
                         b'\n' => return Err(E_BARE_LF),
@@ -289,7 +304,10 @@ impl ChunkedDecoder {
             State::SizeWs { value } => {
                 self.size_line_byte()?;
                 match b {
-                    b' ' | b'\t' => State::SizeWs { value },
+                    b' ' | b'\t' => {
+                        self.overhead_byte()?;
+                        State::SizeWs { value }
+                    }
                     b';' => State::Ext {
                         value,
                         at: ExtAt::NameStart,
@@ -302,10 +320,7 @@ impl ChunkedDecoder {
                 b'\n' => return Err(E_BARE_LF),
                 _ => {
                     self.size_line_byte()?;
-                    self.ext_total += 1;
-                    if self.ext_total > MAX_EXTENSIONS_TOTAL {
-                        return Err(E_EXT_TOTAL);
-                    }
+                    self.overhead_byte()?;
                     State::Ext {
                         value,
                         at: at.next(b).ok_or(E_EXT)?,
