@@ -187,6 +187,42 @@ fn a_stalled_unread_body_is_given_up() {
     assert_alive(&mut srv);
 }
 
+/// A body that keeps trickling in, a byte within each BodyTimeout: the
+/// drain has a bound in all (three BodyTimeouts here), or the connection
+/// would stay busy, out of the idle table's reach, for as long as the
+/// client cares to send.
+#[test]
+fn a_trickled_unread_body_is_given_up() {
+    let mut srv = deadline_server();
+    let h = "Host: localhost\r\n";
+    let mut s = srv.connect();
+    s.write_all(
+        format!("POST /1k.txt HTTP/1.1\r\n{h}Content-Length: 100000\r\n\r\nabc").as_bytes(),
+    )
+    .unwrap();
+    let mut writer = s.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for _ in 0..60 {
+            std::thread::sleep(Duration::from_millis(300));
+            if writer.write_all(b"x").is_err() {
+                return;
+            }
+        }
+    });
+    let started = Instant::now();
+    let (bytes, closed) = read_until_close(&mut s, Duration::from_secs(15));
+    assert_eq!(status_of(&bytes), 405, "{}", lossy(&bytes));
+    assert!(closed, "trickled body: connection kept open");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(s);
+    trickle.join().unwrap();
+    assert_alive(&mut srv);
+}
+
 /// 200 garbage inputs, four connections at a time. Most are half-closed
 /// after sending, so "waiting for more" ends in EOF at once; every tenth
 /// is left open to go through the header/body timeouts.

@@ -34,6 +34,9 @@ const YIELD_EVERY: u64 = 1 << 20;
 /// How much unread request body we read and discard to keep a connection
 /// alive, rather than closing it.
 const MAX_DRAIN: u64 = 256 * 1024;
+/// How long reading and discarding an unread body may take in all
+/// (nginx's `lingering_time`); less when three `BodyTimeout`s are less.
+const MAX_DRAIN_TIME: Duration = Duration::from_secs(30);
 /// Spare read buffers a worker keeps at most (64 × 4 KiB).
 const SPARE_READ_BUFFERS: usize = 64;
 
@@ -689,8 +692,16 @@ impl ConnIo {
     /// connection can serve the next request; close if there is too much.
     pub(super) async fn drain_body(&mut self) {
         let timeout = self.body_timeout.min(Duration::from_secs(5));
+        let until = Instant::now() + MAX_DRAIN_TIME.min(self.body_timeout.saturating_mul(3));
         let mut drained = 0u64;
         loop {
+            // A byte every few seconds would keep the connection, busy,
+            // out of the idle table's reach for as long as the body lasts.
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                self.close = true;
+                return;
+            }
             // A known length past the budget is not worth waiting for.
             if let BodyState::Length(remaining) = self.body {
                 if remaining > MAX_DRAIN - drained.min(MAX_DRAIN) {
@@ -698,7 +709,7 @@ impl ConnIo {
                     return;
                 }
             }
-            match self.next_body(timeout).await {
+            match self.next_body(timeout.min(left)).await {
                 Ok(None) => return,
                 Ok(Some(chunk)) => {
                     drained += chunk.len() as u64;
