@@ -349,3 +349,48 @@ end
     }
     peer.join().unwrap();
 }
+
+/// A descriptor the server inherited from whatever started it (here fd 7,
+/// open on a file, not close-on-exec) never reaches a program a script
+/// runs: every worker marks what it inherited close-on-exec as it starts,
+/// whichever plugins it loads (only `serve_cgi` did, so a worker without it
+/// passed them to `process.run`).
+#[test]
+fn inherited_descriptors_never_reach_programs_scripts_run() {
+    use std::os::unix::process::CommandExt;
+    let script = r#"
+function hook_response(r)
+  local out = process.run{ "sh", "-c", "ls /proc/self/fd" }
+  r:write(out.stdout)
+  return OK
+end
+"#;
+    let dir = TempDir::new("fds");
+    dir.write("plugins/fds.lua", script);
+    let secret = dir.write("secret", "s");
+    let text = conf("LuaProcess on", "    Plugin fds");
+    let conf_path = dir.write("axkit.conf", config_text(&dir, &text));
+    let mut command = std::process::Command::new(BIN);
+    command.args(["--no-master", "-c"]).arg(&conf_path);
+    let file = std::fs::File::open(&secret).unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&file);
+    // SAFETY: between fork and exec, dup2 (async-signal-safe) on a
+    // descriptor the closure's file keeps open.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(raw, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let srv = Axkit::launch(command, dir, conf_path);
+    drop(file);
+    let fds = srv.get("/").text();
+    let listed: Vec<&str> = fds.split_whitespace().collect();
+    assert!(
+        !listed.contains(&"7"),
+        "fd 7 reached the program: {listed:?}"
+    );
+    assert!(listed.contains(&"1"), "{listed:?}");
+}

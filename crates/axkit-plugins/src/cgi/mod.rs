@@ -93,7 +93,7 @@
 //!   does the same once a script ends on its own). Neither the response
 //!   nor the next request on the connection waits for that. Every
 //!   descriptor of the worker is close-on-exec (those it inherited too:
-//!   see `process::close_inherited_on_exec`), so a script gets only its
+//!   the core marks them as the worker starts), so a script gets only its
 //!   stdio.
 //! - Malformed output (a bad header line, CR/LF/NUL in a field, a header
 //!   block over 64 KiB, exit before a complete header) answers 502 and logs
@@ -138,7 +138,7 @@ use axkit::plugin::{hook, Context, HookFuture, Outcome, Plugin, PluginInit, Plug
 use regex::Regex;
 
 use map::{cgi_match, script_alias, Script};
-use process::{close_inherited_on_exec, Spawner};
+use process::Spawner;
 
 const HERE: Scopes = Scopes::SERVER.or(Scopes::LOCATION);
 
@@ -268,7 +268,6 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
             }
         }
     }
-    close_inherited_on_exec();
     let global = &init.config.global;
     Ok(Rc::new(ServeCgi {
         slots: Arc::new(Semaphore::new((*global.get(&CGI_MAX_PROCESSES)).max(1))),

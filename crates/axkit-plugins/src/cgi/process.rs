@@ -82,31 +82,6 @@ impl Spawner {
     }
 }
 
-/// Mark every descriptor above stderr close-on-exec. The server's own are
-/// already; this catches any the process inherited from whatever started
-/// it (a make jobserver's pipes, a supervisor's sockets), which scripts
-/// would otherwise inherit in turn.
-pub(super) fn close_inherited_on_exec() {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let fds: Vec<i32> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd > 2)
-        .collect();
-    for fd in fds {
-        // SAFETY: F_GETFD/F_SETFD change no state but the flag; a
-        // descriptor closed meanwhile (the directory's own) just fails.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
-    }
-}
-
 /// End a script's whole process group: SIGTERM, the grace period, then
 /// SIGKILL. The leader is reaped only at the end, so that its pid (the
 /// group's id) cannot be reused by an unrelated process while we signal

@@ -250,6 +250,7 @@ pub(crate) fn run_worker(
     std::panic::set_hook(Box::new(|info| {
         log_to_stderr(Level::Error, &format!("panic: {info}"));
     }));
+    close_inherited_on_exec();
     let addrs: Vec<SocketAddr> = listeners.iter().map(|(a, _)| *a).collect();
     let config = Arc::new(config);
     let worker = match runtime::WorkerRt::new(config.clone(), catalog, &addrs) {
@@ -325,4 +326,31 @@ pub(crate) fn build_plugins(config: Config, catalog: &Catalog) -> Result<Vec<Str
         out.extend(w.unreachable_plugins());
         out
     })
+}
+
+/// Mark every descriptor above stderr close-on-exec. The server's own are
+/// already; this catches any the worker inherited (a make jobserver's
+/// pipes, a supervisor's sockets; under a master, its sockets and regions,
+/// which the worker has opened as its own by now), which the programs it
+/// starts (CGI scripts, Lua's `process.run`) would otherwise inherit in
+/// turn, whichever plugin starts them.
+fn close_inherited_on_exec() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_GETFD/F_SETFD change no state but the flag; a
+        // descriptor closed meanwhile (the directory's own) just fails.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
 }
