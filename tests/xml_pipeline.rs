@@ -110,6 +110,16 @@ fn parameters_come_from_the_config_and_the_request() {
     assert_eq!(r.text(), "site=my site who=x path=/a.xml user=ada'\"");
 }
 
+/// A server whose `who` plugin leaves the `user` note (from `X-User`) and
+/// whose pipeline runs `show` with the request's parameters.
+fn start_with_notes(show: &str) -> Axkit {
+    let mut files = site();
+    files.push(("site/show.xsl", show));
+    files.push(("plugins/who.lua", WHO));
+    let body = "    Plugin who\n    XSLTStyle show.xsl\n    XSLTParamsFromRequest On";
+    start(&conf("", body), &files)
+}
+
 /// A query parameter never stands in for a parameter the server sets
 /// (a note, `request.*`), whether or not it was set on this request.
 #[test]
@@ -120,11 +130,7 @@ fn query_parameters_cannot_take_the_names_the_server_sets() {
 <xsl:template match="/">path=<xsl:value-of select="$request.path"/> user=<xsl:value-of select="$note.user"/> role=<xsl:value-of select="$note.role"/></xsl:template>
 </xsl:stylesheet>
 "#;
-    let mut files = site();
-    files.push(("site/show.xsl", show));
-    files.push(("plugins/who.lua", WHO));
-    let body = "    Plugin who\n    XSLTStyle show.xsl\n    XSLTParamsFromRequest On";
-    let srv = start(&conf("", body), &files);
+    let srv = start_with_notes(show);
     let r = get(
         &srv,
         "/a.xml?note.user=admin&note.role=root&request.path=/admin",
@@ -146,11 +152,7 @@ fn a_result_made_with_notes_goes_out_with_its_tag_alone() {
 <xsl:template match="/">user=<xsl:value-of select="$note.user"/></xsl:template>
 </xsl:stylesheet>
 "#;
-    let mut files = site();
-    files.push(("site/show.xsl", show));
-    files.push(("plugins/who.lua", WHO));
-    let body = "    Plugin who\n    XSLTStyle show.xsl\n    XSLTParamsFromRequest On";
-    let srv = start(&conf("", body), &files);
+    let srv = start_with_notes(show);
     let alice = get(&srv, "/a.xml", "X-User: alice\r\n");
     assert_eq!(alice.text(), "user=alice");
     assert_eq!(alice.header("Last-Modified"), None);
