@@ -100,6 +100,45 @@ fn a_silent_connection_is_closed() {
     assert_alive(&mut srv);
 }
 
+/// A new connection's HeaderTimeout runs from its accept, over the wait
+/// for its first byte and the rest of its head (as nginx's
+/// `client_header_timeout`): a first byte sent late does not start a new
+/// one. On the first server the wait outlasts a sweep and the connection
+/// parks; on the second a `disconnect` hook keeps it from parking.
+#[test]
+fn a_new_connections_head_is_due_header_timeout_after_it_opened() {
+    let parks = start_with("HeaderTimeout 3s");
+    let stays = Axkit::start_single_with(
+        &format!(
+            "LogLevel LOGINFO\nHeaderTimeout 3s\nPluginDir {{dir}}/plugins\nPlugin watch\n{STATIC_CONF}"
+        ),
+        |d| {
+            d.write("www/1k.txt", one_k());
+            d.write("plugins/watch.lua", "function hook_disconnect(c) return OK end\n");
+        },
+    );
+    let mut clients: Vec<TcpStream> = [&parks, &stays].iter().map(|srv| srv.connect()).collect();
+    let started = Instant::now();
+    // The client's pace is what is tested: most of the timeout, silent.
+    std::thread::sleep(Duration::from_millis(2500));
+    for s in &mut clients {
+        s.write_all(b"GET /1k.txt HTTP/1.1\r\n").unwrap();
+    }
+    for (s, which) in clients.iter_mut().zip(["parked", "live"]) {
+        let (bytes, closed) = read_until_close(s, Duration::from_secs(8));
+        let took = started.elapsed();
+        assert_eq!(status_of(&bytes), 408, "{which}: {}", lossy(&bytes));
+        assert!(closed, "{which}: {}", lossy(&bytes));
+        // Due at 3 s (and a sweep); a new timeout from the first byte
+        // would end it at 5.5 s.
+        assert!(took < Duration::from_millis(4500), "{which}: took {took:?}");
+    }
+
+    for mut srv in [parks, stays] {
+        assert_alive(&mut srv);
+    }
+}
+
 /// An idle keep-alive connection is closed after about KeepAliveTimeout.
 #[test]
 fn an_idle_keep_alive_connection_is_closed() {

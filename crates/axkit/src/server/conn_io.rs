@@ -183,6 +183,12 @@ pub(crate) struct ConnIo {
     pub(super) upgraded: bool,
     /// The connection's state and entry in the metrics.
     pub(crate) track: ConnTrack,
+    /// When a new connection's first head is due, if it waited for its
+    /// first bytes: `HeaderTimeout` runs from the accept, over the wait and
+    /// the head, as nginx's `client_header_timeout` does (a fresh timeout
+    /// for the head after the first byte let a slow client hold the
+    /// connection twice as long).
+    pub(super) head_by: Option<Instant>,
 }
 
 impl ConnIo {
@@ -209,6 +215,7 @@ impl ConnIo {
             server_header: Rc::from(&b""[..]),
             upgraded: false,
             track: ConnTrack::none(),
+            head_by: None,
         }
     }
 
@@ -280,6 +287,9 @@ impl ConnIo {
                 Err(End::Park) => return Waited::Park(wait),
             }
             if let Some(more) = self.try_read(buffers).await {
+                if kind == Kind::Fresh {
+                    self.head_by = Some(wait.deadline().into_std());
+                }
                 return Waited::read(more);
             }
         }
@@ -294,7 +304,7 @@ impl ConnIo {
         timeout: Duration,
     ) -> Result<Option<RequestHead>, HttpError> {
         // The clock is read only when the head is not all there yet.
-        let mut deadline = None;
+        let mut deadline = self.head_by.take();
         loop {
             if !self.buf.is_empty() {
                 if let Some(head) = Request::parse_head(&mut self.buf, limits)? {

@@ -343,8 +343,9 @@ impl IdleWaits {
         )
     }
 
-    /// Take the parked connection out of slot `key` (its wait is over).
-    pub fn unpark(&self, key: u32) -> Option<Parked> {
+    /// Take the parked connection out of slot `key` (its wait is over),
+    /// with the deadline its wait had.
+    pub fn unpark(&self, key: u32) -> Option<(Parked, Instant)> {
         let mut slots = self.slots.borrow_mut();
         if !matches!(
             slots.get(key as usize),
@@ -359,8 +360,9 @@ impl IdleWaits {
         match self.release(&mut slots, key) {
             Slot::Waiting(Wait {
                 state: State::Parked(conn),
+                deadline,
                 ..
-            }) => Some(conn),
+            }) => Some((conn, deadline)),
             _ => None,
         }
     }
@@ -469,6 +471,14 @@ impl IdleWait<'_> {
     /// The slot's number (what the parking epoll's events carry).
     pub fn key(&self) -> u32 {
         self.key
+    }
+
+    /// When the wait ends unless bytes come first.
+    pub fn deadline(&self) -> Instant {
+        match &self.waits.slots.borrow()[self.key as usize] {
+            Slot::Waiting(w) => w.deadline,
+            Slot::Free { .. } => self.waits.now.get(),
+        }
     }
 
     /// Turn this wait, which asked to park, into the parked connection
@@ -739,7 +749,7 @@ mod tests {
         assert_eq!(waits.reclaim(1, Duration::ZERO), (1, 0));
         assert_eq!(poll(&mut b), Poll::Ready(End::Over));
         // Woken by its bytes: out of the table, so never reclaimed.
-        let woken = waits.unpark(kc).expect("parked");
+        let (woken, _) = waits.unpark(kc).expect("parked");
         assert_eq!(woken.fd.as_raw_fd(), fc);
         assert!(waits.unpark(kc).is_none());
         assert!(!waits.can_reclaim(Duration::ZERO));

@@ -143,13 +143,13 @@ fn wake(worker: &Rc<WorkerRt>, parking: &Parking, token: u64) {
             worker.connections_closed(1);
         }
         FirstRead::Bytes(buf) => {
-            let Some(conn) = worker.idle.unpark(key) else {
+            let Some((conn, deadline)) = worker.idle.unpark(key) else {
                 return;
             };
             // Out of this epoll before it joins the reactor's: parked
             // again later, it is added anew.
             let _ = parking.ctl(libc::EPOLL_CTL_DEL, fd, key);
-            tokio::task::spawn_local(walk::resume(worker.clone(), conn, buf));
+            tokio::task::spawn_local(walk::resume(worker.clone(), conn, buf, deadline));
         }
     }
 }

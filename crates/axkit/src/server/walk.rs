@@ -171,8 +171,15 @@ pub(crate) async fn serve_background(
 }
 
 /// A parked connection (`park.rs`) got the start of a request, `buf`:
-/// rebuild it and carry on from where its last wait began.
-pub(crate) async fn resume(worker: Rc<WorkerRt>, parked: Parked, buf: BytesMut) {
+/// rebuild it and carry on from where its last wait began. `deadline` is
+/// when that wait would have ended: a new connection's head is due by
+/// then (`ConnIo::head_by`).
+pub(crate) async fn resume(
+    worker: Rc<WorkerRt>,
+    parked: Parked,
+    buf: BytesMut,
+    deadline: tokio::time::Instant,
+) {
     let Parked {
         fd,
         id,
@@ -206,6 +213,9 @@ pub(crate) async fn resume(worker: Rc<WorkerRt>, parked: Parked, buf: BytesMut) 
     let mut io = Box::new(ConnIo::new(stream));
     io.buf = buf;
     io.track = track;
+    if served == 0 {
+        io.head_by = Some(deadline.into_std());
+    }
     // `pre_request` ran before the wait this connection parked in.
     if requests(&worker, io, &conn, listener, u64::from(served), false).await == Ended::Parked {
         counted.parked();
