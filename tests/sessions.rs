@@ -6,7 +6,7 @@
 //! written with the new key); the idle timeout and maximum age; sessions
 //! on the server in a shared zone (seen by both workers), Redis (a store
 //! that is down: a fresh session on read, 503 on write) and SQLite;
-//! regenerate and destroy; CSRF accepted and refused (403, logged), its
+//! regenerate and destroy (an id ended never taken up again); CSRF accepted and refused (403, logged), its
 //! token good for a session without data that no store keeps (a flood of
 //! them evicts no one); `Secure` behind a trusted proxy that says https;
 //! argon2id hashes that verify, computed off the event loop (another
@@ -481,6 +481,8 @@ fn server_store_lifecycle(srv: &Axkit) {
     assert_ne!(renewed, cookie);
     assert_eq!(text(&with_cookie(srv, "/get", &renewed)), "ada 42 1y false");
     assert_eq!(text(&with_cookie(srv, "/get", &cookie)), "nil nil nil true");
+    let reused = set_session(&with_cookie(srv, "/set?v=eve", &cookie)).unwrap();
+    assert_ne!(reused, cookie, "an id regenerated away was taken up again");
 
     let res = with_cookie(srv, "/destroy", &renewed);
     let header = set_cookie_header(&res);
@@ -492,17 +494,29 @@ fn server_store_lifecycle(srv: &Axkit) {
         text(&with_cookie(srv, "/get", &renewed)),
         "nil nil nil true"
     );
+    // Logged out: whoever kept the cookie gets a new id, not the old one
+    // for the session that follows (fixation).
+    let res = with_cookie(srv, "/set?v=eve", &renewed);
+    let reused = set_session(&res).unwrap();
+    assert_ne!(reused, renewed, "a destroyed id was taken up again");
+    assert_eq!(text(&with_cookie(srv, "/get", &reused)), "eve 42 1y false");
 }
 
 /// A session without data is kept by its cookie alone, on a server store
-/// too: its token verifies on the POST that follows (a log-in form's
-/// first use), the cookie is not sent again, and logging in gives a new
-/// id that the old token does not match.
+/// too (an `n` cookie: no record): its token verifies on the POST that
+/// follows (a log-in form's first use), it is not new when its cookie
+/// comes back, the cookie is not sent again, and logging in gives a new id
+/// that the old token does not match.
 fn server_store_tokens(srv: &Axkit) {
     let res = srv.get("/token");
     let visitor = set_session(&res).expect("a cookie for the token");
-    assert!(visitor.starts_with("i.k1."), "{visitor}");
+    assert!(visitor.starts_with("n.k1."), "{visitor}");
     let token = text(&res);
+    assert_eq!(
+        text(&with_cookie(srv, "/get", &visitor)),
+        "nil nil nil false",
+        "a session that handed out a token is new when its cookie comes back"
+    );
     let res = with_cookie(srv, "/token", &visitor);
     assert_eq!(text(&res), token);
     assert_eq!(set_session(&res), None);
@@ -521,10 +535,13 @@ fn server_store_tokens(srv: &Axkit) {
     assert_eq!((res.status, text(&res)), (200, "welcome".into()));
     let user = set_session(&res).unwrap();
     assert_ne!(user, visitor, "the id a visitor was given logs in");
+    assert!(user.starts_with("i.k1."), "{user}");
     assert_eq!(text(&with_cookie(srv, "/get", &user)), "ada nil nil false");
+    // The visitor's cookie still names an empty session (it never had a
+    // record), not the user's.
     assert_eq!(
         text(&with_cookie(srv, "/get", &visitor)),
-        "nil nil nil true"
+        "nil nil nil false"
     );
     assert_eq!(
         post(srv, &user, "", &format!("csrf_token={token}")).status,

@@ -101,7 +101,7 @@ pub mod fuzzing {
     /// cookie session is taken (no longer [`Session::is_new`]); for a
     /// session on the server, the id to fetch.
     pub fn read_cookie(s: &mut Session, value: &str, now: u64) -> Option<[u8; ID_LEN]> {
-        s.read_cookie(value, now)
+        s.read_cookie(value, now).map(|(id, _)| id)
     }
 
     /// A session's record: when it began and was last used (milliseconds

@@ -12,7 +12,11 @@
 //!   of the record under KEY's encryption key, the cookie's name and
 //!   `e.KEY` as associated data;
 //! - cookie, signed: `s.KEY.RECORD.MAC`;
-//! - on the server: `i.KEY.ID.MAC`, the record kept under ID.
+//! - on the server: `i.KEY.ID.MAC`, the record kept under ID; or
+//!   `n.KEY.ID.MAC` for a session without data, of which the store keeps
+//!   no record (it lives in its cookie alone). An `i` cookie whose record
+//!   is gone names a session that ended (destroyed, regenerated away,
+//!   expired): it is never taken up again under that id.
 //!
 //! (each part in base64url; MAC is the HMAC-SHA256, under KEY's signing
 //! key, of the cookie's name, `=` and everything before `.MAC`, so that a
@@ -151,6 +155,9 @@ pub struct Session {
     data: Vec<(String, Value)>,
     /// It came from the request's cookie (and the store).
     loaded: bool,
+    /// The request's cookie named this session, live: what
+    /// [`is_new`](Self::is_new) answers (false again once destroyed).
+    carried: bool,
     /// The request carried the session cookie, valid or not.
     had_cookie: bool,
     /// It must be written: changed, regenerated, read with an older key
@@ -189,6 +196,7 @@ impl Session {
             touched: now,
             data: Vec::new(),
             loaded: false,
+            carried: false,
             had_cookie,
             dirty: false,
             pinned: false,
@@ -233,9 +241,14 @@ impl Session {
         self.data.is_empty()
     }
 
-    /// Whether it is new in this request (no valid session came with it).
+    /// Whether the session began in this request: the request carried no
+    /// valid cookie of a live session (none, or one forged, expired, or
+    /// naming a session that ended), or it was [`destroy`](Self::destroy)ed.
+    /// A session kept by its cookie alone (one that only handed out a CSRF
+    /// token) is not new on the requests that carry its cookie, though a
+    /// server store holds no record of it.
     pub fn is_new(&self) -> bool {
-        !self.loaded
+        !self.carried
     }
 
     /// Give the session a new id, keeping its data: call it when the user
@@ -259,6 +272,7 @@ impl Session {
         self.regenerate();
         self.data.clear();
         self.loaded = false;
+        self.carried = false;
         self.pinned = false;
         self.created = now_ms();
     }
@@ -316,6 +330,7 @@ impl Session {
         self.touched = record.touched;
         self.data = record.data;
         self.loaded = true;
+        self.carried = true;
         // Push the idle timeout back once an eighth of it has passed,
         // not on every request.
         let timeout = ms(self.settings.timeout);
@@ -340,11 +355,12 @@ impl Session {
     }
 
     /// Read the cookie's value. For a session on the server, the id it
-    /// names (the record is still to be fetched); for a cookie session,
-    /// the record, taken. Anything but a valid value leaves the session
-    /// fresh: a value is valid only as it was written, its parts in
-    /// base64url without padding, not another spelling of the same bytes.
-    pub(crate) fn read_cookie(&mut self, value: &str, now: u64) -> Option<Id> {
+    /// names (the record is still to be fetched) and whether the cookie
+    /// says there is one (`i`, not `n`); for a cookie session, the record,
+    /// taken. Anything but a valid value leaves the session fresh: a value
+    /// is valid only as it was written, its parts in base64url without
+    /// padding, not another spelling of the same bytes.
+    pub(crate) fn read_cookie(&mut self, value: &str, now: u64) -> Option<(Id, bool)> {
         let mut parts = value.split('.');
         let (kind, key_name) = (parts.next()?, parts.next()?);
         let (index, key) = self.settings.key(key_name)?;
@@ -376,14 +392,14 @@ impl Session {
                 self.dirty |= !self.settings.encrypt;
                 None
             }
-            ("s" | "i", [body, mac], server_side) if (kind == "i") == server_side => {
+            ("s" | "i" | "n", [body, mac], server_side) if (kind != "s") == server_side => {
                 let signed = &value[..value.len() - mac.len() - 1];
                 if !equal(&from_base64url_exact(mac)?, &self.mac(&key, signed)) {
                     return None;
                 }
                 let body = from_base64url_exact(body)?;
                 if server_side {
-                    Some(Id::try_from(body.as_slice()).ok()?)
+                    Some((Id::try_from(body.as_slice()).ok()?, kind == "i"))
                 } else {
                     if !self.take_record(&body, None, now) {
                         return None;
@@ -401,11 +417,13 @@ impl Session {
         found
     }
 
-    /// The cookie's value for this session.
+    /// The cookie's value for this session (on a server store, whose
+    /// record is written when it holds data and only then).
     pub(crate) fn cookie_value(&self) -> Result<String, Error> {
         let key = &self.settings.keys[0];
         let value = if self.settings.store.is_server_side() {
-            let text = format!("i.{}.{}", key.name(), base64url(&self.id));
+            let kind = if self.data.is_empty() { "n" } else { "i" };
+            let text = format!("{kind}.{}.{}", key.name(), base64url(&self.id));
             let mac = base64url(&self.mac(key, &text));
             format!("{text}.{mac}")
         } else if self.settings.encrypt {
@@ -517,8 +535,9 @@ struct Slot(Option<Session>);
 /// A session being read (see [`start`]): nothing of the context is held.
 pub struct Loading {
     session: Session,
-    /// The id of a session on the server, still to be fetched.
-    fetch: Option<(Backend, Id)>,
+    /// The id of a session on the server, still to be fetched, and
+    /// whether its cookie says the store holds its record.
+    fetch: Option<(Backend, (Id, bool))>,
 }
 
 /// A session read (see [`start`]), to put in its request's context.
@@ -556,7 +575,7 @@ impl Loading {
     pub async fn finish(self) -> Loaded {
         let Loading { mut session, fetch } = self;
         let mut warning = None;
-        if let Some((backend, id)) = fetch {
+        if let Some((backend, (id, recorded))) = fetch {
             match backend.get(&id).await {
                 Ok(Some(record)) if session.take_record(&record, Some(&id), now_ms()) => {
                     session.read = Some((id, record));
@@ -564,11 +583,17 @@ impl Loading {
                 // A session without data has no record, only its signed
                 // id in the cookie: it goes on under that id, so that the
                 // CSRF token handed out with it still verifies.
-                Ok(None) => {
+                Ok(None) if !recorded => {
                     session.id = id;
                     session.named = true;
+                    session.carried = true;
                     session.dirty = false;
                 }
+                // A record that was there is gone: the session ended
+                // (logged out, regenerated away, expired, evicted). Its id
+                // is not taken up again: whoever knows it (planted or
+                // seen) would share the session that follows.
+                Ok(None) => session.dirty = false,
                 Ok(Some(_)) => session.dirty = false,
                 Err(e) => {
                     session.dirty = false;
@@ -885,11 +910,23 @@ mod tests {
     #[test]
     fn server_side_cookies_name_a_signed_id() {
         let shared = || fixed_settings(Store::Shared("default".into()), true, &["a"]);
-        let s = Session::fresh(shared(), false);
+        let mut s = Session::fresh(shared(), false);
+        // Without data: no record, and the cookie says so.
+        let bare = s.cookie_value().unwrap();
+        assert!(bare.starts_with("n.a."));
+        let mut back = Session::fresh(shared(), true);
+        assert_eq!(back.read_cookie(&bare, now_ms()), Some((s.id, false)));
+        s.set("k", "v");
         let value = s.cookie_value().unwrap();
         assert!(value.starts_with("i.a."));
         let mut back = Session::fresh(shared(), true);
-        assert_eq!(back.read_cookie(&value, now_ms()), Some(s.id));
+        assert_eq!(back.read_cookie(&value, now_ms()), Some((s.id, true)));
+        // The kind is signed: an `i` cookie cannot be passed off as `n`.
+        let mut back = Session::fresh(shared(), true);
+        assert_eq!(
+            back.read_cookie(&format!("n{}", &value[1..]), now_ms()),
+            None
+        );
         // A cookie session's value is not an id, nor the reverse.
         let mut cookie = Session::fresh(fixed_settings(Store::Cookie, false, &["a"]), true);
         assert_eq!(cookie.read_cookie(&value, now_ms()), None);
