@@ -5,7 +5,8 @@
 //! process may listen beside it; a reload hands it on), an HTTP request
 //! that ends its session before its body runs, the workers' `User`
 //! refused on the unix socket, idle sessions closed after `ConsoleTimeout`,
-//! and the addresses `--check` refuses.
+//! busy ones after `ConsoleLifetime`, a 17th session ending the oldest
+//! rather than refused, and the addresses `--check` refuses.
 
 mod common;
 
@@ -357,10 +358,10 @@ fn the_workers_user_may_not_use_the_unix_console() {
     assert_eq!(c.ask("workers").last().unwrap(), "OK 2 worker(s)");
 }
 
-/// Idle sessions end after `ConsoleTimeout`: sixteen left open keep the
-/// operator out only until then.
+/// Idle sessions end after `ConsoleTimeout`: each of sixteen left open is
+/// told why and closed.
 #[test]
-fn idle_sessions_time_out_and_let_the_operator_in() {
+fn idle_sessions_time_out() {
     let config = conf("unix:{dir}/console.sock")
         .replace("ConsoleListen", "ConsoleTimeout 3s\nConsoleListen");
     let mut srv = Axkit::start_with(&config, &[], |d| {
@@ -376,10 +377,6 @@ fn idle_sessions_time_out_and_let_the_operator_in() {
             c
         })
         .collect();
-    let mut locked_out = console(&sock);
-    let mut answer = String::new();
-    locked_out.reader.read_line(&mut answer).unwrap();
-    assert_eq!(answer, "ERR too many console sessions\n");
     // Each silent session is told why and closed.
     for c in &mut held {
         let mut rest = String::new();
@@ -388,6 +385,59 @@ fn idle_sessions_time_out_and_let_the_operator_in() {
     }
     let mut c = console(&sock);
     assert_eq!(c.ask("workers").last().unwrap(), "OK 2 worker(s)");
+}
+
+/// Sixteen sessions kept busy (a client sending `help` for ever) do not
+/// keep the operator out: a newcomer ends the oldest; and a session ends
+/// after `ConsoleLifetime`, however busy.
+#[test]
+fn busy_sessions_neither_lock_the_operator_out_nor_last() {
+    let config = conf("unix:{dir}/console.sock")
+        .replace("ConsoleListen", "ConsoleLifetime 3s\nConsoleListen");
+    let mut srv = Axkit::start_with(&config, &[], |d| {
+        d.write("www/a.txt", "hello\n");
+    });
+    srv.wait_stderr("console: listening on unix:", Duration::from_secs(20));
+    let sock = srv.dir.path().join("console.sock");
+    let mut held: Vec<Console<UnixStream>> = (0..16)
+        .map(|_| {
+            let mut c = console(&sock);
+            assert_eq!(c.ask("loglevel"), vec!["loglevel notice", "OK"]);
+            c
+        })
+        .collect();
+    let mut operator = console(&sock);
+    assert_eq!(
+        operator.ask("workers").last().unwrap(),
+        "OK 2 worker(s)",
+        "the 17th session was refused"
+    );
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut held[0].reader, &mut rest);
+    assert_eq!(
+        rest,
+        "ERR a new session needed the room (16 at most): this one, the oldest, is closed\n"
+    );
+    // The others go on.
+    assert_eq!(held[1].ask("loglevel"), vec!["loglevel notice", "OK"]);
+    drop(held);
+
+    let mut busy = console(&sock);
+    let mut last = Vec::new();
+    let ended = wait_until(Duration::from_secs(20), || {
+        last = busy.try_ask("help").unwrap_or_else(|_| {
+            // Closed before the command went: its farewell came first.
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut busy.reader, &mut rest);
+            rest.lines().map(str::to_string).collect()
+        });
+        last.last().is_some_and(|l| l.starts_with("ERR"))
+    });
+    assert!(ended, "a busy session lasted: {last:?}");
+    assert_eq!(
+        last.last().unwrap(),
+        "ERR open for 3s (ConsoleLifetime); closing"
+    );
 }
 
 /// A browser's POST to the console's port (a web page may send one

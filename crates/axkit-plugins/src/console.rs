@@ -7,6 +7,12 @@
 //!   for a command line, or for its client to take an answer, is closed,
 //!   so that forgotten or hostile idle sessions do not hold the 16 there
 //!   may be at once.
+//! - `ConsoleLifetime DURATION` (default `1h`): a session open that long is
+//!   closed, however busy: a client sending `help` for ever keeps no slot.
+//!
+//! At most 16 sessions run at once; a 17th ends the oldest rather than
+//! being refused, so that whoever holds the 16 (busy or not) cannot keep
+//! the operator out.
 //! - `ConsoleListen ADDR:PORT | unix:/PATH`: a loopback address
 //!   (`127.0.0.1:9000`, `[::1]:9000`) or a unix socket, made mode 0600
 //!   (owner only: the workers' `User`, whose directory it must be in); a
@@ -50,7 +56,8 @@
 //! user listen beside it; a unix socket is made afresh); a session with
 //! the old worker ends with it.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,6 +67,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axkit::config::{Directive, FileReader, Key, Scopes};
 use axkit::plugin::{escape_log, escape_log_field, metrics, Level, Plugin, PluginInit, Worker};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::Notify;
 
 /// Where the console listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,7 +120,13 @@ static CONSOLE_TIMEOUT: Key<Duration> = Key::new("ConsoleTimeout")
          answer, before it is closed",
     );
 
-/// Console sessions open at once, at most.
+static CONSOLE_LIFETIME: Key<Duration> = Key::new("ConsoleLifetime")
+    .scopes(Scopes::GLOBAL)
+    .default("1h")
+    .doc("How long a console session may stay open, however busy, before it is closed");
+
+/// Console sessions open at once, at most: a newcomer beyond them ends
+/// the oldest.
 const MAX_SESSIONS: usize = 16;
 /// A command line, at most.
 const MAX_LINE: u64 = 1024;
@@ -121,7 +135,11 @@ const MAX_LINE: u64 = 1024;
 const ADDR_IN_USE_PATIENCE: Duration = Duration::from_secs(10);
 
 pub(crate) fn directives() -> Vec<Directive> {
-    vec![CONSOLE_LISTEN.declare(), CONSOLE_TIMEOUT.declare()]
+    vec![
+        CONSOLE_LISTEN.declare(),
+        CONSOLE_TIMEOUT.declare(),
+        CONSOLE_LIFETIME.declare(),
+    ]
 }
 
 pub(crate) fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
@@ -139,6 +157,7 @@ pub(crate) fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
         endpoint,
         allowed_uid,
         idle: *init.config.global.get(&CONSOLE_TIMEOUT),
+        lifetime: *init.config.global.get(&CONSOLE_LIFETIME),
     }))
 }
 
@@ -149,6 +168,8 @@ struct Console {
     allowed_uid: u32,
     /// `ConsoleTimeout`.
     idle: Duration,
+    /// `ConsoleLifetime`.
+    lifetime: Duration,
 }
 
 #[axkit::plugin]
@@ -244,7 +265,7 @@ async fn listen(console: Console, worker: Worker) {
             worker.generation()
         ),
     );
-    let sessions = Rc::new(Cell::new(0usize));
+    let sessions = Rc::new(Open::default());
     loop {
         let accepted = tokio::select! {
             _ = worker.stopping() => return,
@@ -258,13 +279,13 @@ async fn listen(console: Console, worker: Worker) {
         match accepted {
             Ok(stream) => {
                 let (worker, sessions) = (worker.clone(), sessions.clone());
-                let (allowed_uid, idle) = (console.allowed_uid, console.idle);
+                let console = console.clone();
                 tokio::task::spawn_local(async move {
                     match stream {
-                        Session::Tcp(s) => session(s, &worker, &sessions, idle).await,
+                        Session::Tcp(s) => session(s, &worker, &sessions, &console).await,
                         Session::Unix(mut s) => {
-                            if peer_allowed(&s, allowed_uid, &worker) {
-                                session(s, &worker, &sessions, idle).await;
+                            if peer_allowed(&s, console.allowed_uid, &worker) {
+                                session(s, &worker, &sessions, &console).await;
                             } else {
                                 let _ = s.write_all(b"ERR not allowed\n").await;
                             }
@@ -310,29 +331,87 @@ fn peer_allowed(stream: &tokio::net::UnixStream, allowed_uid: u32, worker: &Work
     false
 }
 
-/// One operator's session: a command per line, until `quit`, EOF, or
-/// `idle` spent waiting for a line or for the client to take an answer (a
-/// session forgotten, or opened and left to keep the operator out: at
-/// most `MAX_SESSIONS` run at once).
+/// The sessions open, oldest first: each with the signal that ends it to
+/// make room for a newcomer.
+#[derive(Default)]
+struct Open {
+    next: Cell<u64>,
+    sessions: RefCell<VecDeque<(u64, Rc<Notify>)>>,
+}
+
+impl Open {
+    /// Count a new session in, ending the oldest if `MAX_SESSIONS` run
+    /// already: its number, and what ends it.
+    fn enter(&self) -> (u64, Rc<Notify>) {
+        let id = self.next.get();
+        self.next.set(id + 1);
+        let end = Rc::new(Notify::new());
+        let mut sessions = self.sessions.borrow_mut();
+        if sessions.len() >= MAX_SESSIONS {
+            if let Some((_, oldest)) = sessions.pop_front() {
+                // A permit: it ends even if not waiting at this moment.
+                oldest.notify_one();
+            }
+        }
+        sessions.push_back((id, end.clone()));
+        (id, end)
+    }
+
+    /// Whether session `id` is still counted in (not ended for a newcomer).
+    fn holds(&self, id: u64) -> bool {
+        self.sessions.borrow().iter().any(|(i, _)| *i == id)
+    }
+
+    fn leave(&self, id: u64) {
+        self.sessions.borrow_mut().retain(|(i, _)| *i != id);
+    }
+}
+
+/// One operator's session: a command per line, until `quit`, EOF,
+/// `ConsoleTimeout` spent waiting for a line or for the client to take an
+/// answer (a session forgotten, or opened and left to keep the operator
+/// out), `ConsoleLifetime` since it began (one kept busy for that), or a
+/// newcomer that needs its room (`MAX_SESSIONS` run at once, and it is the
+/// oldest).
 async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     worker: &Worker,
-    sessions: &Cell<usize>,
-    idle: Duration,
+    sessions: &Open,
+    console: &Console,
 ) {
     let mut stream = BufReader::new(stream);
-    if sessions.get() >= MAX_SESSIONS {
-        send(&mut stream, b"ERR too many console sessions\n", idle).await;
-        return;
-    }
-    sessions.set(sessions.get() + 1);
+    let (id, ended) = sessions.enter();
+    let (idle, lifetime) = (console.idle, console.lifetime);
+    let over = tokio::time::Instant::now() + lifetime;
     let mut line = Vec::new();
     loop {
         line.clear();
         let mut limited = (&mut stream).take(MAX_LINE);
-        match tokio::time::timeout(idle, limited.read_until(b'\n', &mut line)).await {
-            Err(_) => {
-                let farewell = format!("ERR idle for {idle:?} (ConsoleTimeout); closing\n");
+        let evicted = || {
+            format!(
+                "ERR a new session needed the room ({MAX_SESSIONS} at most): this one, the \
+                 oldest, is closed\n"
+            )
+        };
+        let lived = || format!("ERR open for {lifetime:?} (ConsoleLifetime); closing\n");
+        // A line that came is taken first, and answered with the farewell
+        // if the session is over: closed with it unread, the socket would
+        // be reset, and the farewell lost.
+        let read = tokio::select! {
+            biased;
+            read = tokio::time::timeout(idle, limited.read_until(b'\n', &mut line)) => {
+                read.map_err(|_| format!("ERR idle for {idle:?} (ConsoleTimeout); closing\n"))
+            }
+            _ = tokio::time::sleep_until(over) => Err(lived()),
+            _ = ended.notified() => Err(evicted()),
+        };
+        let read = match read {
+            Ok(_) if !sessions.holds(id) => Err(evicted()),
+            Ok(_) if tokio::time::Instant::now() >= over => Err(lived()),
+            read => read,
+        };
+        match read {
+            Err(farewell) => {
                 send(&mut stream, farewell.as_bytes(), idle).await;
                 break;
             }
@@ -357,7 +436,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             break;
         }
     }
-    sessions.set(sessions.get() - 1);
+    sessions.leave(id);
 }
 
 /// Write `bytes` to a session's client; whether it took them within
