@@ -1,6 +1,8 @@
 //! The cache's tiers beyond a worker's memory, end to end with the real
 //! binary and real servers: the on-disk tier (shared by workers, kept
-//! across a restart, bounded with the oldest out first), Redis and
+//! across a restart, bounded with the oldest out first from the files'
+//! metadata, never reading an entry, and rid of what crashed writers
+//! left), Redis and
 //! memcached (shared by workers and by two axkit servers, PURGE on one
 //! server reaching the other; killed by PID
 //! mid-run, the responses still come from the origin and the log says so
@@ -8,7 +10,8 @@
 //! making one origin request with the shared, Redis, memcached and disk
 //! tiers; a bad `CacheStore` refused when the config loads, its secret
 //! never quoted; an entry memcached refuses to store (over its `-I`) not
-//! taken for a failing tier.
+//! taken for a failing tier; a value over the largest entry under an
+//! entry's key in Redis or memcached a miss, not read.
 //! Redis and memcached are started by each test on a free loopback port
 //! (`tests/common/services.rs`); without them the tests skip, unless
 //! `AXKIT_REQUIRE_SERVICES=1`.
@@ -21,7 +24,7 @@ mod lua;
 #[path = "common/services.rs"]
 mod services;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cache::*;
 use common::*;
@@ -73,6 +76,95 @@ fn disk_tier_is_shared_by_workers_and_outlives_a_restart() {
             .all(|n| (n.starts_with("e-") || n.starts_with("l-")) && n.len() == 66),
         "{names:?}"
     );
+}
+
+/// What process `pid` has read with read(2) and its kin, files included
+/// (`rchar` of `/proc/PID/io`; sockets' recv(2) is not counted).
+fn bytes_read(pid: i32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    let line = io.lines().find_map(|l| l.strip_prefix("rchar: ")).unwrap();
+    line.parse().unwrap()
+}
+
+/// A file of the disk tier with `payload` under its header saying it is
+/// worth keeping until `until_ms`, and `mtime` as its mtime.
+fn plant(dir: &std::path::Path, name: &str, until_ms: u64, payload: &[u8], mtime: SystemTime) {
+    let mut data = b"AXD1".to_vec();
+    data.extend_from_slice(&until_ms.to_le_bytes());
+    data.extend_from_slice(payload);
+    let path = dir.join(name);
+    std::fs::write(&path, data).unwrap();
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    file.set_modified(mtime).unwrap();
+}
+
+/// A look at the directory goes by each file's metadata: an entry's mtime
+/// is until when it is worth keeping, so one whose mtime is past goes,
+/// whatever its header says, without being read. It used to read every
+/// entry whole to learn its header's time: on a big directory, I/O in
+/// proportion to the cache and past `CacheBackendTimeout`.
+#[test]
+fn disk_tier_eviction_reads_no_entry() {
+    let store = TempDir::new("cachedisk");
+    let dir = store.path().join("c");
+    std::fs::create_dir(&dir).unwrap();
+    let hour = Duration::from_secs(3600);
+    let now = SystemTime::now();
+    let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    // 16 MiB of entries whose headers say they are live; then, written
+    // after them, one whose header says it has expired: a walk that reads
+    // the files in the order they were written has read the rest by the
+    // time it removes that one.
+    let mib = vec![b'x'; 1 << 20];
+    for i in 0..16 {
+        let name = format!("e-{i:064x}");
+        plant(&dir, &name, ms(now + hour), &mib, now - 2 * hour);
+    }
+    let last = format!("e-{:064x}", 99);
+    plant(&dir, &last, 1, b"", now - hour);
+    let tier = format!("    CacheStore disk {}", dir.display());
+    let srv = start(1, DISK_TIMEOUT, &tier);
+    let worker = srv.workers()[0];
+    let before = bytes_read(worker);
+    // A worker looks at the directory at its first write, and every 64.
+    for i in 0..64 {
+        let r = get(&srv, &format!("/r{i}?cc=max-age=60"), "");
+        assert_eq!(status_field(&r), "axkit; fwd=uri-miss; stored");
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || !dir.join(&last).exists()),
+        "the expired entry was not removed"
+    );
+    let read = bytes_read(worker) - before;
+    assert!(read < 4 << 20, "the worker read {read} bytes");
+    let planted = (0..16).filter(|i| dir.join(format!("e-{i:064x}")).exists());
+    assert_eq!(planted.count(), 0, "entries whose mtime is past are gone");
+}
+
+/// A temporary file that a writer which died left in the directory (its
+/// mtime and ctime old) is removed when a worker looks at it, one that a
+/// writer may be writing (recent) is not. They used to pile up.
+#[test]
+fn disk_tier_removes_what_crashed_writers_left() {
+    let store = TempDir::new("cachedisk");
+    let dir = store.path().join("c");
+    std::fs::create_dir(&dir).unwrap();
+    let crashed = dir.join(".tmp-crashed");
+    std::fs::write(&crashed, b"half an entry").unwrap();
+    let file = std::fs::File::options().write(true).open(&crashed).unwrap();
+    file.set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    let writing = dir.join(".tmp-writing");
+    std::fs::write(&writing, b"half an entry").unwrap();
+    let tier = format!("    CacheStore disk {}", dir.display());
+    let srv = start(1, DISK_TIMEOUT, &tier);
+    let r = get(&srv, "/t?cc=max-age=60", "");
+    assert_eq!(status_field(&r), "axkit; fwd=uri-miss; stored");
+    assert!(
+        wait_until(Duration::from_secs(10), || !crashed.exists()),
+        "a crashed writer's temporary file is still there"
+    );
+    assert!(writing.exists(), "a recent temporary file was removed");
 }
 
 #[test]
@@ -236,6 +328,94 @@ fn memcached_refusing_an_entry_is_not_a_failure() {
     let log = srv.sync_stderr();
     assert!(!log.contains("cache: the tier failed"), "{log}");
     assert_eq!(log.matches("memcached did not store").count(), 1, "{log}");
+}
+
+/// A server on `tier` storing bodies of at most 64 KiB, with time enough
+/// for a worker to read a large value whole (as it used to).
+fn small_entries_on(tier: &str) -> Axkit {
+    start(
+        1,
+        "CacheBackendTimeout 10s",
+        &format!("    CacheStore {tier}\n    CacheMaxEntrySize 64K"),
+    )
+}
+
+/// `/o` stored, then `value` put under its key by someone else: the
+/// next request is a miss served by the origin (and stored over it), the
+/// worker's log says so once, escaped, and the tier is not taken for a
+/// failing one; what the worker holds at its peak grows by less than
+/// `grows_less_than_kib`.
+fn oversize_value_is_a_miss(
+    srv: &mut Axkit,
+    overwrite: impl FnOnce(),
+    said: &str,
+    grows_less_than_kib: u64,
+) {
+    let first = get(srv, "/o?cc=max-age=60", "");
+    assert_eq!(status_field(&first), "axkit; fwd=uri-miss; stored");
+    overwrite();
+    let worker = srv.workers()[0];
+    let before = status_kib(worker, "VmHWM");
+    let r = get(srv, "/o?cc=max-age=60", "");
+    assert_eq!(
+        (r.status, r.text().as_str(), status_field(&r)),
+        (200, "call 2", "axkit; fwd=uri-miss; stored")
+    );
+    let grown = status_kib(worker, "VmHWM") - before;
+    assert!(
+        grown < grows_less_than_kib,
+        "the worker grew by {grown} KiB"
+    );
+    let again = get(srv, "/o?cc=max-age=60", "");
+    assert_eq!(status_field(&again), "axkit; hit");
+    srv.wait_stderr(said, Duration::from_secs(10));
+    let log = srv.sync_stderr();
+    assert!(!log.contains("cache: the tier failed"), "{log}");
+}
+
+/// 64 MiB under an entry's key in Redis: read with a bound (the largest
+/// entry and a byte), a miss. It used to be read whole, for a miss.
+#[test]
+fn redis_value_over_the_largest_entry_is_not_read() {
+    let Some(redis) = Redis::start() else { return };
+    let mut srv = small_entries_on(&format!("redis {}", redis.url()));
+    let overwrite = || {
+        let keys = redis.cli(&[b"keys", b"axkit:cache:e:*"], b"");
+        let key = keys.strip_suffix(b"\n").unwrap();
+        redis.cli(&[b"-x", b"set", key], &vec![b'x'; 64 << 20]);
+    };
+    oversize_value_is_a_miss(
+        &mut srv,
+        overwrite,
+        "cache: redis holds more than 131072 bytes (the largest entry the cache stores) under \
+         axkit:cache:e:",
+        16 << 10,
+    );
+}
+
+/// 3 MiB under an entry's key in memcached (one with a larger `-I`): not
+/// read, a miss. It used to fail the tier (over the 2 MiB the client
+/// accepted), and one under that was read whole, for a miss.
+#[test]
+fn memcached_value_over_the_largest_entry_is_not_read() {
+    let Some(mc) = Memcached::start_with_item_size("4m") else {
+        return;
+    };
+    let mut srv = small_entries_on(&format!("memcached {}", mc.addr()));
+    let overwrite = || {
+        let keys = mc.keys();
+        let entries: Vec<&String> = keys.iter().filter(|k| k.contains(":e:")).collect();
+        let [key] = entries[..] else {
+            panic!("{keys:?}")
+        };
+        mc.set(key, &vec![b'x'; 3 << 20]);
+    };
+    oversize_value_is_a_miss(
+        &mut srv,
+        overwrite,
+        "cache: memcached holds 3145728 bytes under axkit:cache:e:",
+        2 << 10,
+    );
 }
 
 /// 1,000 concurrent misses on one key, across two workers: one origin

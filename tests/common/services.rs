@@ -376,6 +376,23 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// `redis-cli --raw ARGS…` on this server, `input` its standard
+    /// input (its last argument with `-x`): what it printed.
+    pub fn cli(&self, args: &[&[u8]], input: &[u8]) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut child = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--raw"])
+            .args(args.iter().map(|a| std::ffi::OsStr::from_bytes(a)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run redis-cli");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "redis-cli {args:?}");
+        out.stdout
+    }
+
     pub fn stop(&mut self) {
         terminate(&mut self.child, "redis-server");
     }
@@ -443,6 +460,41 @@ impl Memcached {
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The keys it holds (`lru_crawler metadump all`, which URL-encodes
+    /// them: the `:` of the cache's keys decoded, which is all they need).
+    pub fn keys(&self) -> Vec<String> {
+        let mut conn = std::net::TcpStream::connect(self.addr()).unwrap();
+        conn.write_all(b"lru_crawler metadump all\r\n").unwrap();
+        let mut dump = String::new();
+        let mut reader = std::io::BufReader::new(conn);
+        while !dump.ends_with("END\r\n") {
+            let n = std::io::BufRead::read_line(&mut reader, &mut dump).unwrap();
+            assert!(n > 0, "memcached closed the metadump: {dump}");
+        }
+        dump.lines()
+            .filter_map(|l| {
+                Some(
+                    l.strip_prefix("key=")?
+                        .split(' ')
+                        .next()?
+                        .replace("%3A", ":"),
+                )
+            })
+            .collect()
+    }
+
+    /// Store `value` under `key` (`ms`) for a minute.
+    pub fn set(&self, key: &str, value: &[u8]) {
+        let mut conn = std::net::TcpStream::connect(self.addr()).unwrap();
+        let mut command = format!("ms {key} {} T60\r\n", value.len()).into_bytes();
+        command.extend_from_slice(value);
+        command.extend_from_slice(b"\r\n");
+        conn.write_all(&command).unwrap();
+        let mut reply = [0; 4];
+        std::io::Read::read_exact(&mut conn, &mut reply).unwrap();
+        assert_eq!(&reply, b"HD\r\n", "ms {key}");
     }
 
     pub fn stop(&mut self) {

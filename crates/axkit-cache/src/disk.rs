@@ -5,20 +5,29 @@
 //! Each entry is the file `DIR/e-HASH` (a SHA-256 of the cache key): a
 //! header with the time until which it is worth keeping, then the encoded
 //! entry. It is written to a new file created exclusively under a random
-//! name in DIR and renamed over the name, so a reader sees the old entry
-//! or the new one, never part of either. Files are read through the
-//! core's beneath-the-root opener with no symbolic link followed, so a
+//! name in DIR (`.tmp-…`) and renamed over the name, so a reader sees the
+//! old entry or the new one, never part of either. Files are read through
+//! the core's beneath-the-root opener with no symbolic link followed, so a
 //! link planted in DIR is never read through; every file operation runs on
 //! the blocking pool. A fill lock is the file `DIR/l-HASH`, created
 //! exclusively (a link to a temporary file already holding its token and
 //! when it times out, so it is never seen half-written); a lock left by a
 //! worker that died is taken over once it has timed out.
 //!
-//! The bound: each worker counts what it wrote since it last looked; when
-//! its count says DIR may be over MAX (or every 64 writes), it lists DIR,
-//! removes what has expired, and then the oldest entries until DIR is
-//! below MAX. With several workers DIR can run over by what the others
-//! wrote since their last look.
+//! A file's metadata says all the bound needs, so that looking at DIR
+//! costs a stat per file, whatever the entries hold: its mtime is set to
+//! the time in its header (until when it is worth keeping), its ctime
+//! (which nothing can set) is when it was written, its size is what it
+//! counts for.
+//!
+//! The bound: each worker looks at DIR at its first write, and then when
+//! its count of what it wrote since says DIR may be over MAX (or every 64
+//! writes): it lists DIR, removes what has expired (entries and timed-out
+//! locks), the temporary files of writers that died (over 10 minutes old:
+//! a writer renames its own within one blocking call), and then the
+//! entries written longest ago until the entries' sizes add up to MAX at
+//! most. With several workers DIR can run over by what the others wrote
+//! since their last look.
 
 use std::cell::Cell;
 use std::io::{Read, Write};
@@ -30,6 +39,7 @@ use std::time::{Duration, SystemTime};
 
 use axkit::plugin::{DocRoot, Io, Rule, READ_FLAGS};
 use sha2::{Digest, Sha256};
+use tempfile::NamedTempFile;
 
 use crate::entry::{epoch_ms, Object};
 use crate::storage::{Storage, StoreFuture, StoreResult};
@@ -39,13 +49,18 @@ const MAGIC: &[u8; 4] = b"AXD1";
 /// Writes between two looks at DIR's size, at most.
 const SCAN_EVERY: u32 = 64;
 
+/// How old a temporary file is when its writer is taken for dead. A
+/// writer creates, fills and renames its own in one blocking call; a
+/// worker killed between those leaves it behind.
+const STALE_TMP: Duration = Duration::from_secs(600);
+
 pub struct DiskStore {
     inner: Arc<Dir>,
     /// Bytes written since the last look, and how many writes.
     written: Cell<u64>,
     writes: Cell<u32>,
-    /// What DIR held at the last look.
-    seen: Cell<u64>,
+    /// What DIR held at the last look; None before this worker's first.
+    seen: Cell<Option<u64>>,
 }
 
 pub(crate) struct Dir {
@@ -83,7 +98,7 @@ impl DiskStore {
             }),
             written: Cell::new(0),
             writes: Cell::new(0),
-            seen: Cell::new(0),
+            seen: Cell::new(None),
         }
     }
 }
@@ -128,16 +143,27 @@ impl Dir {
         (epoch_ms(SystemTime::now()) < until).then_some(payload)
     }
 
-    /// Replace `name` with `data`: a new file created exclusively under a
-    /// random name beside it, then renamed over it (a link there is
-    /// replaced, not followed).
-    fn write(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+    /// A new file, created exclusively under a random name in DIR, holding
+    /// `record(until, payload)` and with `until` as its mtime.
+    fn temporary(&self, until: SystemTime, payload: &[u8]) -> StoreResult<NamedTempFile> {
         self.ensure()?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(&self.path)
             .map_err(|e| failed("temporary file", e))?;
-        tmp.write_all(data).map_err(|e| failed("write", e))?;
+        tmp.write_all(&record(epoch_ms(until), payload))
+            .map_err(|e| failed("write", e))?;
+        tmp.as_file()
+            .set_modified(until)
+            .map_err(|e| failed("set the expiry as mtime", e))?;
+        Ok(tmp)
+    }
+
+    /// Replace `name` with `payload`, worth keeping until `until`: a new
+    /// file beside it, renamed over it (a link there is replaced, not
+    /// followed).
+    fn write(&self, name: &str, until: SystemTime, payload: &[u8]) -> StoreResult<()> {
+        let tmp = self.temporary(until, payload)?;
         tmp.persist(self.path.join(name))
             .map_err(|e| failed("rename", e.error))?;
         Ok(())
@@ -157,14 +183,7 @@ impl Dir {
     /// `O_EXCL` would, a link there included). An expired lock (its holder
     /// died) is removed and taken.
     fn lock(&self, name: &str, token: &str, ttl: Duration) -> StoreResult<bool> {
-        self.ensure()?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&self.path)
-            .map_err(|e| failed("temporary file", e))?;
-        let until = epoch_ms(SystemTime::now() + ttl);
-        tmp.write_all(&record(until, token.as_bytes()))
-            .map_err(|e| failed("write lock", e))?;
+        let tmp = self.temporary(SystemTime::now() + ttl, token.as_bytes())?;
         for _ in 0..2 {
             match std::fs::hard_link(tmp.path(), self.path.join(name)) {
                 Ok(()) => return Ok(true),
@@ -188,57 +207,54 @@ impl Dir {
             .and_then(|data| Dir::live(&data).map(<[u8]>::to_vec)))
     }
 
-    /// DIR's entries: remove the expired ones (and timed-out locks), then
-    /// the oldest until the rest fit in `max`; what is left, in bytes.
+    /// Look at DIR, from each file's metadata alone (none is read):
+    /// remove the expired entries, the timed-out locks and the temporary
+    /// files of writers that died, then the entries written longest ago
+    /// until the rest add up to `max` at most; what they add up to.
     fn evict(&self) -> StoreResult<u64> {
         let list = match std::fs::read_dir(&self.path) {
             Ok(l) => l,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(failed("list", e)),
         };
+        let now = SystemTime::now();
+        // In seconds since the epoch, as a stat's times are.
+        let stale = (epoch_ms(now) / 1000).saturating_sub(STALE_TMP.as_secs()) as i64;
         let mut files = Vec::new();
         for item in list.flatten() {
             let name = item.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with("l-") {
-                // A lock its holder never released (it died): gone once
-                // it has timed out.
-                if self.held(name).is_ok_and(|h| h.is_none()) {
-                    self.unlink(name)?;
-                }
-                continue;
-            }
-            if !name.starts_with("e-") {
-                continue;
-            }
-            // The entry's own metadata, a link's not its target's.
+            // The file's own metadata, a link's not its target's.
             let Ok(meta) = item.metadata() else { continue };
             if !meta.is_file() {
                 continue;
             }
-            files.push((
-                meta.mtime(),
-                meta.mtime_nsec(),
-                meta.len(),
-                name.to_string(),
-            ));
-        }
-        let mut total: u64 = files.iter().map(|f| f.2).sum();
-        files.sort();
-        let mut kept = Vec::with_capacity(files.len());
-        for f in files {
-            let expired = match self.read(&f.3) {
-                Ok(Some(data)) => Dir::live(&data).is_none(),
-                _ => false,
-            };
-            if expired {
-                self.unlink(&f.3)?;
-                total -= f.2;
-            } else {
-                kept.push(f);
+            if name.starts_with(".tmp-") {
+                // Its mtime is its creation or its expiry, its ctime its
+                // last write: a live writer's are both recent.
+                if meta.mtime().min(meta.ctime()) < stale {
+                    self.unlink(name)?;
+                }
+                continue;
+            }
+            let lock = name.starts_with("l-");
+            if !lock && !name.starts_with("e-") {
+                continue;
+            }
+            // The mtime is until when it is worth keeping; a lock left by
+            // a holder that died is gone once it has timed out.
+            if meta.modified().is_ok_and(|until| until <= now) {
+                self.unlink(name)?;
+                continue;
+            }
+            if !lock {
+                let written = (meta.ctime(), meta.ctime_nsec());
+                files.push((written, meta.len(), name.to_string()));
             }
         }
-        for (_, _, len, name) in kept {
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        files.sort();
+        for (_, len, name) in files {
             if total <= self.max {
                 break;
             }
@@ -249,8 +265,11 @@ impl Dir {
     }
 }
 
+/// The bytes of a record before its payload: [`MAGIC`] and the time.
+const HEADER: usize = 12;
+
 pub(crate) fn record(until_ms: u64, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(12 + payload.len());
+    let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&until_ms.to_le_bytes());
     out.extend_from_slice(payload);
@@ -273,12 +292,14 @@ impl Storage for DiskStore {
     fn put<'a>(&'a self, key: &'a [u8], object: Rc<Object>, keep: Duration) -> StoreFuture<'a, ()> {
         let dir = self.inner.clone();
         let name = name("e", key);
-        let data = record(epoch_ms(SystemTime::now() + keep), &object.encode());
-        let size = data.len() as u64;
+        let until = SystemTime::now() + keep;
+        let payload = object.encode();
+        let size = (HEADER + payload.len()) as u64;
         self.written.set(self.written.get() + size);
         self.writes.set(self.writes.get() + 1);
-        let scan =
-            self.seen.get() + self.written.get() > dir.max || self.writes.get() >= SCAN_EVERY;
+        let scan = self.seen.get().is_none_or(|seen| {
+            seen + self.written.get() > dir.max || self.writes.get() >= SCAN_EVERY
+        });
         if scan {
             self.written.set(0);
             self.writes.set(0);
@@ -288,7 +309,7 @@ impl Storage for DiskStore {
                 return Ok(());
             }
             let left = blocking(move || {
-                dir.write(&name, &data)?;
+                dir.write(&name, until, &payload)?;
                 if scan {
                     dir.evict().map(Some)
                 } else {
@@ -296,7 +317,7 @@ impl Storage for DiskStore {
                 }
             })
             .await?;
-            if let Some(left) = left {
+            if left.is_some() {
                 self.seen.set(left);
             }
             Ok(())
@@ -344,8 +365,9 @@ mod tests {
             root: DocRoot::new(tmp.path(), Rule::NoSymlinks),
             max: 1 << 20,
         };
-        let rec = record(u64::MAX, b"payload");
-        dir.write("e-x", &rec).unwrap();
+        let until = SystemTime::now() + Duration::from_secs(3600);
+        let rec = record(epoch_ms(until), b"payload");
+        dir.write("e-x", until, b"payload").unwrap();
         assert_eq!(dir.read("e-x").unwrap().as_deref(), Some(&rec[..]));
         assert_eq!(Dir::live(&rec), Some(&b"payload"[..]));
         assert_eq!(Dir::live(&record(1, b"old")), None, "expired");
@@ -355,7 +377,7 @@ mod tests {
         std::fs::write(&target, &rec).unwrap();
         std::os::unix::fs::symlink(&target, tmp.path().join("e-y")).unwrap();
         assert_eq!(dir.read("e-y").unwrap(), None);
-        dir.write("e-y", b"new").unwrap();
+        dir.write("e-y", until, b"new").unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), rec);
         // A lock is exclusive until it times out.
         let minute = Duration::from_secs(60);

@@ -20,6 +20,9 @@
 //!   call to the disk, Redis or memcached tier may take.
 //! - `CacheSize SIZE` (default 64M; global): the per-worker tier's bound.
 //! - `CacheMaxEntrySize SIZE` (default 1M): a larger body is not stored.
+//!   The Redis and memcached tiers store, and read back, no entry larger
+//!   than the largest of the scopes with `Cache On` and 64 KiB for its
+//!   head: a larger value under an entry's key is a miss, not read.
 //! - `CacheLockTimeout DURATION` (default 5s): how long concurrent misses
 //!   on one key wait for the request that fills it.
 //! - `CachePurgeFrom CIDR…` (repeatable): who may `PURGE` a URL.
@@ -202,6 +205,11 @@ static MAX_ENTRY: Key<u64> = Key::new("CacheMaxEntrySize")
     .default("1M")
     .doc("A response body larger than this is not stored");
 
+/// Room for an entry's head and times beside its body: the Redis and
+/// memcached tiers store (and read back) no entry larger than the largest
+/// `CacheMaxEntrySize` and this.
+const HEAD_ROOM: usize = 64 * 1024;
+
 static LOCK_TIMEOUT: Key<Duration> = Key::new("CacheLockTimeout")
     .default("5s")
     .doc("How long concurrent misses on one key wait for the request filling it");
@@ -225,8 +233,15 @@ fn directives() -> Vec<Directive> {
 
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     let size = *init.config.global.get(&SIZE) as usize;
+    let largest = init
+        .config
+        .scopes()
+        .filter(|c| *c.get(&ENABLED))
+        .map(|c| *c.get(&MAX_ENTRY))
+        .max();
     Ok(Rc::new(Cache {
         memory: Rc::new(MemoryStore::new(size)),
+        entry_limit: (largest.unwrap_or(0) as usize).saturating_add(HEAD_ROOM),
         tiers: RefCell::new(HashMap::new()),
         prefix: init.config.global.get(&KEY_PREFIX).clone(),
         timeout: *init.config.global.get(&BACKEND_TIMEOUT),
@@ -246,6 +261,8 @@ struct Cache {
     tiers: RefCell<HashMap<Tier, Option<Rc<dyn Storage>>>>,
     prefix: String,
     timeout: Duration,
+    /// The largest entry, encoded, that any scope with `Cache On` stores.
+    entry_limit: usize,
     /// When this worker last said that a tier failed.
     warned: Cell<Option<Instant>>,
     /// The keys this worker is filling, each with the requests waiting.
@@ -371,8 +388,19 @@ impl Cache {
             Tier::Memory => return Ok(self.memory.clone()),
             Tier::Shared(zone) => return Ok(Rc::new(SharedStore::open(zone)?)),
             Tier::Disk(dir, max) => Box::new(DiskStore::new(dir, *max)),
-            Tier::Redis(url) => Box::new(RedisStore::open(url, &self.prefix, self.timeout)?),
-            Tier::Memcached(addr) => Box::new(MemcachedStore::new(addr, &self.prefix, worker)),
+            Tier::Redis(url) => Box::new(RedisStore::open(
+                url,
+                &self.prefix,
+                self.timeout,
+                self.entry_limit,
+                worker,
+            )?),
+            Tier::Memcached(addr) => Box::new(MemcachedStore::new(
+                addr,
+                &self.prefix,
+                self.entry_limit,
+                worker,
+            )),
         };
         Ok(Rc::new(Guarded::new(outside, self.timeout)))
     }

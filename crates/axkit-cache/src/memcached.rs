@@ -14,14 +14,20 @@
 //!
 //! Keys are a hash of the cache key (memcached's keys are at most 250
 //! bytes without spaces), after `CacheKeyPrefix`. An item is at most
-//! memcached's 1 MiB: a larger entry is not stored (the response is
-//! served and passed on, as one over `CacheMaxEntrySize` is). A server
-//! that refuses to store an item (`SERVER_ERROR object too large for
-//! cache` under a smaller `-I`, or out of memory) has not failed: the
-//! entry is not stored, which the worker says once in its log at info,
-//! and the tier goes on serving.
+//! memcached's 1 MiB, and at most the largest entry the cache stores
+//! (`CacheMaxEntrySize` and room for the head): a larger entry is not
+//! stored (the response is served and passed on, as one over
+//! `CacheMaxEntrySize` is). A server that refuses to store an item
+//! (`SERVER_ERROR object too large for cache` under a smaller `-I`, or
+//! out of memory) has not failed: the entry is not stored, which the
+//! worker says once in its log at info, and the tier goes on serving.
+//!
+//! A value over that bound under an entry's key (another application's,
+//! or a server's under a larger `-I`) is not read: the cache wrote no such
+//! item, so it is a miss, which the worker says once in its log at warn;
+//! its connection is closed, the value unread.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -30,11 +36,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use axkit::plugin::{escape_log_bytes, Worker};
+use axkit::plugin::{escape_log, escape_log_bytes, Worker};
 use axkit::Level;
 
 use crate::entry::Object;
-use crate::storage::{Storage, StoreFuture, StoreResult};
+use crate::storage::{Notice, Storage, StoreFuture, StoreResult};
 
 /// memcached's default item size limit (`-I 1m`), less room for the key
 /// and the item's own header.
@@ -53,16 +59,25 @@ const MAX_TTL_SECS: u64 = 30 * 24 * 3600;
 /// The longest reply line read (a header line is a few dozen bytes).
 const MAX_LINE: usize = 1024;
 
-type Conn = BufReader<TcpStream>;
+/// A connection of the pool.
+struct Conn {
+    io: BufReader<TcpStream>,
+    /// A value was left unread: the connection is out of step with its
+    /// replies, and is closed rather than used again.
+    unread: bool,
+}
 
 pub struct MemcachedStore {
     addr: String,
     prefix: String,
+    /// The largest item stored, and read.
+    limit: usize,
     idle: RefCell<Vec<Conn>>,
     slots: Rc<Semaphore>,
-    worker: Worker,
-    /// The worker said that the server refused to store an entry.
-    said_not_stored: Cell<bool>,
+    /// The server refused to store an entry.
+    not_stored: Notice,
+    /// A value over `limit` was under an entry's key.
+    oversize: Notice,
 }
 
 /// A reply's first line, split into its words.
@@ -87,12 +102,15 @@ impl Reply {
         self.0.first().map_or("", String::as_str)
     }
 
+    /// The size a `VA <size> …` line announces, whatever it is.
+    fn announced(&self) -> Option<usize> {
+        self.0.get(1).and_then(|s| s.parse().ok())
+    }
+
     /// The size of the value after a `VA <size> …` line, at most
     /// [`MAX_VALUE`].
     pub(crate) fn value_size(&self) -> StoreResult<usize> {
-        self.0
-            .get(1)
-            .and_then(|s| s.parse().ok())
+        self.announced()
             .filter(|&n| n <= MAX_VALUE)
             .ok_or_else(|| "memcached: a value of no or an unlikely size".into())
     }
@@ -100,26 +118,25 @@ impl Reply {
 
 impl MemcachedStore {
     /// The store of `worker`, whose log says when the server refuses an
-    /// entry.
-    pub fn new(addr: &str, prefix: &str, worker: Worker) -> MemcachedStore {
+    /// entry or holds one too large; entries of at most `limit` bytes
+    /// encoded (and [`MAX_ITEM`]).
+    pub fn new(addr: &str, prefix: &str, limit: usize, worker: Worker) -> MemcachedStore {
         MemcachedStore {
             addr: addr.to_string(),
             prefix: prefix.to_string(),
+            limit: limit.min(MAX_ITEM),
             idle: RefCell::new(Vec::new()),
             slots: Rc::new(Semaphore::new(POOL)),
-            worker,
-            said_not_stored: Cell::new(false),
+            not_stored: Notice::new(worker.clone()),
+            oversize: Notice::new(worker),
         }
     }
 
     fn not_stored(&self, line: &[u8]) {
-        if !self.said_not_stored.replace(true) {
+        self.not_stored.say(Level::Info, || {
             let why = escape_log_bytes(line.trim_ascii_end());
-            self.worker.log(
-                Level::Info,
-                &format!("cache: memcached did not store an entry (said once): {why}"),
-            );
-        }
+            format!("cache: memcached did not store an entry (said once): {why}")
+        });
     }
 
     fn key(&self, tag: &str, key: &[u8]) -> String {
@@ -145,11 +162,14 @@ impl MemcachedStore {
                     .await
                     .map_err(|e| format!("memcached {}: {e}", self.addr))?;
                 let _ = s.set_nodelay(true);
-                BufReader::new(s)
+                Conn {
+                    io: BufReader::new(s),
+                    unread: false,
+                }
             }
         };
         let result = op(&mut conn).await;
-        if result.is_ok() {
+        if result.is_ok() && !conn.unread {
             self.idle.borrow_mut().push(conn);
         }
         result
@@ -170,9 +190,9 @@ async fn exchange(conn: &mut Conn, head: &str, data: Option<&[u8]>) -> StoreResu
         out.extend_from_slice(b"\r\n");
     }
     let io = |e: std::io::Error| format!("memcached: {e}");
-    conn.get_mut().write_all(&out).await.map_err(io)?;
+    conn.io.get_mut().write_all(&out).await.map_err(io)?;
     let mut line = Vec::new();
-    (&mut *conn)
+    (&mut conn.io)
         .take(MAX_LINE as u64)
         .read_until(b'\n', &mut line)
         .await
@@ -180,11 +200,11 @@ async fn exchange(conn: &mut Conn, head: &str, data: Option<&[u8]>) -> StoreResu
     Ok(line)
 }
 
-/// The value after a `VA <size> …` line.
-async fn value(conn: &mut Conn, reply: &Reply) -> StoreResult<Vec<u8>> {
-    let size = reply.value_size()?;
+/// The value of `size` bytes after a `VA <size> …` line.
+async fn value(conn: &mut Conn, size: usize) -> StoreResult<Vec<u8>> {
     let mut data = vec![0; size + 2];
-    conn.read_exact(&mut data)
+    conn.io
+        .read_exact(&mut data)
         .await
         .map_err(|e| format!("memcached: {e}"))?;
     if !data.ends_with(b"\r\n") {
@@ -211,7 +231,22 @@ impl Storage for MemcachedStore {
         Box::pin(self.with(async move |c: &mut Conn| {
             let reply = send(c, &format!("mg {k} v"), None).await?;
             match reply.code() {
-                "VA" => Ok(Object::decode(&value(c, &reply).await?).map(Rc::new)),
+                "VA" => {
+                    if let Some(size) = reply.announced().filter(|&n| n > self.limit) {
+                        c.unread = true;
+                        self.oversize.say(Level::Warn, || {
+                            format!(
+                                "cache: memcached holds {size} bytes under {}, over the largest \
+                                 entry the cache stores ({} bytes): not read, a miss (said once)",
+                                escape_log(&k),
+                                self.limit
+                            )
+                        });
+                        return Ok(None);
+                    }
+                    let value = value(c, reply.value_size()?).await?;
+                    Ok(Object::decode(&value).map(Rc::new))
+                }
                 "EN" => Ok(None),
                 _ => unexpected(&reply),
             }
@@ -221,7 +256,7 @@ impl Storage for MemcachedStore {
         let k = self.key("e:", key);
         Box::pin(async move {
             let data = object.encode();
-            if data.len() > MAX_ITEM {
+            if data.len() > self.limit {
                 return Ok(());
             }
             self.with(async move |c: &mut Conn| {
@@ -285,7 +320,7 @@ impl Storage for MemcachedStore {
                 "VA" => {}
                 _ => return unexpected(&reply),
             }
-            let held = value(c, &reply).await?;
+            let held = value(c, reply.value_size()?).await?;
             let cas = reply.0.iter().find_map(|w| w.strip_prefix('c'));
             if held != token.as_bytes() {
                 return Ok(());

@@ -4,8 +4,9 @@
 //! by the zone's size, with its TTL and LRU eviction, and a fill lock that
 //! collapses the misses of every worker), and [`Guarded`], which bounds
 //! every call of a tier outside the worker (disk, Redis, memcached) in time
-//! and steps around one that failed. The tiers over the network and on
-//! disk are in their own modules; the calls return futures for them.
+//! and steps around one that failed, and the [`Notice`] such a tier gives
+//! its worker's log once. The tiers over the network and on disk are in
+//! their own modules; the calls return futures for them.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -14,6 +15,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use axkit::plugin::Worker;
+use axkit::Level;
 use axkit_shared::{Options, Zone};
 
 use crate::entry::Object;
@@ -40,6 +43,30 @@ pub trait Storage {
     fn locked<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, bool>;
     /// Release the fill lock of `key` if `token` holds it.
     fn unlock<'a>(&'a self, key: &'a [u8], token: &'a str) -> StoreFuture<'a, ()>;
+}
+
+/// What a tier says in its worker's log once: something for the operator
+/// to see to (a server refusing entries, a value too large under a key),
+/// which would otherwise be a line per request.
+pub(crate) struct Notice {
+    worker: Worker,
+    said: Cell<bool>,
+}
+
+impl Notice {
+    pub(crate) fn new(worker: Worker) -> Notice {
+        Notice {
+            worker,
+            said: Cell::new(false),
+        }
+    }
+
+    /// `text()` at `level`, unless this notice was given already.
+    pub(crate) fn say(&self, level: Level, text: impl FnOnce() -> String) {
+        if !self.said.replace(true) {
+            self.worker.log(level, &text());
+        }
+    }
 }
 
 /// The per-worker tier: a map bounded by bytes, least recently used out
