@@ -3,9 +3,11 @@
 //! body and headers kept, the Location picked again, CGI's REQUEST_URI the
 //! original) and external, each flag, captures (one value each in a
 //! query), `RewriteCond`, rounds (rules shared with the Location left run
-//! once) and the loop limit, a path that climbs above the root, and what
-//! `--check` refuses (a bad regex, an unknown `${name}`, a `Redirect`
-//! that could change the host, a capture in a URL's host part).
+//! once, the redirects of the Location entered) and the loop limit, a
+//! path that climbs above the root, a newline in the path (matched as one
+//! line), `OPTIONS *` (no rule applies), and what `--check` refuses (a bad
+//! regex, an unknown `${name}`, a `Redirect` that could change the host,
+//! a capture in a URL's host part, a `RewriteMaxLoops` out of range).
 
 mod common;
 
@@ -45,8 +47,14 @@ fn start(server: &str) -> Axkit {
 
 /// The raw response to `GET target` with `headers`, `Date` masked.
 fn raw_get(srv: &Axkit, target: &str, headers: &str) -> String {
-    let req =
-        format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
+    raw_request(srv, "GET", target, headers)
+}
+
+/// The raw response to `method target` with `headers`, `Date` masked.
+fn raw_request(srv: &Axkit, method: &str, target: &str, headers: &str) -> String {
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
+    );
     let (bytes, _) = srv.raw(req.as_bytes());
     lossy(&bytes)
         .split_inclusive("\r\n")
@@ -370,4 +378,96 @@ fn check_fails(conf: &std::path::Path) -> String {
     let err = lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     err
+}
+
+#[test]
+fn a_newline_in_the_path_does_not_sidestep_a_rule() {
+    // The path is matched decoded: `%0a` puts a newline in it. Matched as
+    // one line, `.` takes the newline and `$` is the end of the path.
+    let srv = start(
+        "    Rewrite ^/private/(.*)$ /denied\n    \
+         RedirectMatch ^/old/(.*)$ /new/$1\n    \
+         RewriteCond path ^/cond/.+$\n    Rewrite ^/cond/ /cond-ok\n    \
+         Rewrite ^/exact$ /exact-ok\n",
+    );
+    assert_eq!(
+        get(&srv, "/private/%0afoo", "").text(),
+        "GET /denied in /\n"
+    );
+    assert_eq!(
+        raw_get(&srv, "/old/%0ax", ""),
+        redirect_head("302 Found", "/new/%0Ax")
+    );
+    assert_eq!(get(&srv, "/cond/%0ax", "").text(), "GET /cond-ok in /\n");
+    assert_eq!(get(&srv, "/exact", "").text(), "GET /exact-ok in /\n");
+    assert_eq!(get(&srv, "/exact%0a", "").text(), "GET /exact%0a in /\n");
+}
+
+#[test]
+fn a_rewrite_into_a_location_meets_its_redirects() {
+    let srv = start(
+        "    Rewrite ^/go/(.*)$ /loc/$1\n    \
+         Redirect /loc/old https://server.example/old\n    \
+         <Location /loc>\n        Redirect 301 /loc/r https://x.example/r\n        \
+             RedirectMatch ^/loc/m/(.*)$ /m/$1\n    </Location>\n",
+    );
+    assert_eq!(
+        raw_get(&srv, "/go/r/x?q=1", ""),
+        redirect_head("301 Moved Permanently", "https://x.example/r/x?q=1")
+    );
+    assert_eq!(
+        raw_get(&srv, "/go/m/y", ""),
+        redirect_head("302 Found", "/m/y")
+    );
+    assert_eq!(
+        get(&srv, "/go/other", "").text(),
+        "GET /loc/other in /loc\n"
+    );
+    // The Server's lines ran on the path the client sent, once, as its
+    // Rewrite lines do.
+    assert_eq!(
+        get(&srv, "/go/old/z", "").text(),
+        "GET /loc/old/z in /loc\n"
+    );
+}
+
+#[test]
+fn options_asterisk_is_not_a_path_to_rewrite() {
+    let ok = "HTTP/1.1 200 OK\r\nServer: AxKit\r\nDate: DATE\r\nContent-Type: text/plain\r\n\
+              Content-Length: 15\r\nConnection: close\r\n\r\nOPTIONS * in /\n";
+    let srv = start("    Rewrite .* /all\n");
+    assert_eq!(get(&srv, "/x", "").text(), "GET /all in /\n");
+    assert_eq!(raw_request(&srv, "OPTIONS", "*", ""), ok);
+    // A site moved with a rule that takes every path.
+    let srv = start("    RedirectMatch 301 .* https://new.example/\n");
+    assert_eq!(
+        raw_get(&srv, "/x", ""),
+        redirect_head("301 Moved Permanently", "https://new.example/")
+    );
+    assert_eq!(raw_request(&srv, "OPTIONS", "*", ""), ok);
+}
+
+#[test]
+fn rewrite_max_loops_out_of_range_is_refused() {
+    let dir = TempDir::new("rewrite-loops");
+    let conf = dir.write(
+        "t.conf",
+        "<Server>\n    Listen 127.0.0.1:0\n    Plugin rewrite\n    RewriteMaxLoops 0\n    \
+         <Location /a>\n        RewriteMaxLoops 101\n    </Location>\n    \
+         <Location /b>\n        RewriteMaxLoops 100\n    </Location>\n    \
+         <Location /c>\n        RewriteMaxLoops 1\n    </Location>\n</Server>\n",
+    );
+    let err = check_fails(&conf);
+    for want in [
+        "t.conf:4: RewriteMaxLoops (plugin rewrite): expected a number of rounds from 1 to 100, \
+         got \"0\"",
+        "t.conf:6: RewriteMaxLoops (plugin rewrite): expected a number of rounds from 1 to 100, \
+         got \"101\"",
+    ] {
+        assert!(err.contains(want), "{want:?} not in {err}");
+    }
+    for fine in ["t.conf:9", "t.conf:12"] {
+        assert!(!err.contains(fine), "{fine} refused: {err}");
+    }
+    assert!(refused_at_start(&conf).contains("t.conf:4: RewriteMaxLoops"));
 }

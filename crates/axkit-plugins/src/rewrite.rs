@@ -28,32 +28,37 @@
 //!   replaces it, unless `qsappend`. Flags: `last` (no more rules this
 //!   round), `end` (no more rules at all), `redirect[=STATUS]`,
 //!   `qsappend`, `nocase`; or mod_rewrite's `[L,END,R=301,QSA,NC]`.
-//! - `RewriteMaxLoops N` (default 10): rounds of rules one request may
-//!   take before it is answered 500 (logged).
+//! - `RewriteMaxLoops N` (1 to 100, default 10): rounds of rules one
+//!   request may take before it is answered 500 (logged).
 //!
 //! Order: the `Redirect` lines, then `RedirectMatch`, each outer first;
 //! the first that matches answers. Then the `Rewrite` lines in order, each
 //! seeing the path as the lines before it left it. When a round changed
 //! the path into another `<Location>`, a new round runs with that
-//! Location's lines (unless `end`) but for those it shares with the
-//! Location left (the Server's run once, as nginx runs them): a loop
-//! between Locations ends at `RewriteMaxLoops`.
+//! Location's lines, its `Redirect` and `RedirectMatch` lines first
+//! (unless `end`), but for those it shares with the Location left (the
+//! Server's run once, as nginx runs them): a loop between Locations ends
+//! at `RewriteMaxLoops`. `OPTIONS *` is left alone: `*` is no path.
 //!
 //! Paths are matched decoded and normalised (`Request::decoded_path`, what
-//! `<Location>` matching sees). A capture put back into a path is
-//! percent-encoded again (in the query, all but unreserved characters, so
-//! it stays one value, as mod_rewrite's `[B]`), a `${name}` naming no
-//! group is refused at load, and every local result is normalised (`..`
-//! cannot climb above the root: such a request is answered 400, logged),
-//! so that no rule can make a path the core would refuse or a `Location`
-//! starting with `//` (another host). Rules are compiled when the config
-//! loads: a bad regex is an `axkit --check` error with its file and line.
+//! `<Location>` matching sees), as one line: `.` matches a newline (a
+//! decoded `%0a`) and `^`/`$` anchor at the ends of the path, so that
+//! `/private/%0afoo` cannot sidestep `^/private/(.*)$` (as Apache 2.4.41
+//! compiles them; docs/rewrite.md compares). A capture put back into a
+//! path is percent-encoded again (in the query, all but unreserved
+//! characters, so it stays one value, as mod_rewrite's `[B]`), a
+//! `${name}` naming no group is refused at load, and every local result
+//! is normalised (`..` cannot climb above the root: such a request is
+//! answered 400, logged), so that no rule can make a path the core would
+//! refuse or a `Location` starting with `//` (another host). Rules are
+//! compiled when the config loads: a bad regex is an `axkit --check`
+//! error with its file and line.
 
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use axkit::config::{Args, Config, Directive, Key, List, LocationConfig, Scopes, Setting};
+use axkit::config::{parse, Args, Config, Directive, Key, List, LocationConfig, Scopes, Setting};
 use axkit::plugin::{Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
 use regex::{Captures, Regex, RegexBuilder};
 
@@ -75,9 +80,14 @@ fn parse_status(word: &str) -> Option<u16> {
     }
 }
 
+/// A rule's regex. The path is matched as one line: `.` matches a
+/// newline too (`(?s)`) and `^`/`$` anchor at the ends of the whole text
+/// (the `regex` crate's default), or `/private/%0afoo`, decoded to a path
+/// with a newline in it, would sidestep `^/private/(.*)$`.
 fn compile(pattern: &str, nocase: bool) -> Result<Regex, String> {
     RegexBuilder::new(pattern)
         .case_insensitive(nocase)
+        .dot_matches_new_line(true)
         .build()
         .map_err(|e| format!("bad regex {pattern:?}: {e}"))
 }
@@ -389,9 +399,24 @@ static REWRITE: List<Rule> = List::parsed("Rewrite", parse_rewrite)
     .scopes(Scopes::SERVER.or(Scopes::LOCATION))
     .doc("Rewrite REGEX REPLACEMENT [last|end|redirect[=STATUS]|qsappend|nocase]: rewrite or redirect a matching path");
 
-static MAX_LOOPS: Key<usize> = Key::new("RewriteMaxLoops")
-    .default("10")
-    .doc("How many rounds of Rewrite rules one request may take before it is answered 500");
+/// The most `RewriteMaxLoops` may allow: a request that loops between
+/// Locations runs every round before it is refused.
+const MAX_LOOPS_LIMIT: usize = 100;
+
+static MAX_LOOPS: Key<usize> = Key::parsed("RewriteMaxLoops", |args| {
+    let [n] = args else {
+        return Err("expected RewriteMaxLoops N".into());
+    };
+    parse::integer(n)
+        .ok()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| (1..=MAX_LOOPS_LIMIT).contains(n))
+        .ok_or_else(|| {
+            format!("expected a number of rounds from 1 to {MAX_LOOPS_LIMIT}, got {n:?}")
+        })
+})
+.default("10")
+.doc("How many rounds of Rewrite rules one request may take before it is answered 500");
 
 pub fn spec() -> PluginSpec {
     PluginSpec {
@@ -416,7 +441,7 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     blocks.check_conditions()?;
     Ok(Rc::new(Rewrite {
         blocks,
-        rules: PerLocation::default(),
+        lines: PerLocation::default(),
     }))
 }
 
@@ -489,28 +514,74 @@ fn key(setting: &Setting) -> usize {
 struct Guarded {
     rule: Rule,
     conds: Vec<Cond>,
-    /// The line, the same in every Location's config that holds it (see
-    /// [`key`]): a later round tells by it the rules it already ran.
-    line: usize,
+}
+
+/// A line of a Location's merged config, with its [`key`]: the same in
+/// every Location's config that holds it, so a later round tells by it
+/// the lines it already ran.
+struct Keyed<T> {
+    key: usize,
+    value: T,
+}
+
+/// `lines` but those in `ran`.
+fn fresh<'a, T>(lines: &'a [Keyed<T>], ran: &'a [Keyed<T>]) -> impl Iterator<Item = &'a T> {
+    lines
+        .iter()
+        .filter(|l| !ran.iter().any(|r| r.key == l.key))
+        .map(|l| &l.value)
+}
+
+/// Every line of the plugin in one `<Location>`'s merged config.
+#[derive(Default)]
+struct Lines {
+    redirects: Vec<Keyed<Redirect>>,
+    matches: Vec<Keyed<RedirectMatch>>,
+    rules: Vec<Keyed<Guarded>>,
+}
+
+impl Lines {
+    fn of(config: &LocationConfig, blocks: &Blocks) -> Lines {
+        Lines {
+            redirects: keyed(config.list(&REDIRECT), config.settings("Redirect")),
+            matches: keyed(
+                config.list(&REDIRECT_MATCH),
+                config.settings("RedirectMatch"),
+            ),
+            rules: pair(config, blocks),
+        }
+    }
+}
+
+/// A list's values with the keys of the lines they come from.
+fn keyed<T: Clone>(values: &[T], settings: &[Arc<Setting>]) -> Vec<Keyed<T>> {
+    values
+        .iter()
+        .zip(settings)
+        .map(|(value, at)| Keyed {
+            key: key(at),
+            value: value.clone(),
+        })
+        .collect()
 }
 
 struct Rewrite {
     blocks: Blocks,
-    /// The rules of each `<Location>`'s merged config, conditions paired
+    /// The lines of each `<Location>`'s merged config, conditions paired
     /// with their rule once.
-    rules: PerLocation<Rc<[Guarded]>>,
+    lines: PerLocation<Rc<Lines>>,
 }
 
 impl Rewrite {
-    fn rules_of(&self, config: &LocationConfig) -> Rc<[Guarded]> {
-        self.rules
-            .get(config, |config| pair(config, &self.blocks).into())
+    fn lines_of(&self, config: &LocationConfig) -> Rc<Lines> {
+        self.lines
+            .get(config, |config| Rc::new(Lines::of(config, &self.blocks)))
     }
 }
 
 /// Each `Rewrite` line with the `RewriteCond` lines right above it in its
 /// block (after the `Rewrite` line before it), as mod_rewrite reads them.
-fn pair(config: &LocationConfig, blocks: &Blocks) -> Vec<Guarded> {
+fn pair(config: &LocationConfig, blocks: &Blocks) -> Vec<Keyed<Guarded>> {
     let rules = config.list(&REWRITE);
     let rule_at = config.settings("Rewrite");
     let conds = config.list(&REWRITE_COND);
@@ -529,10 +600,12 @@ fn pair(config: &LocationConfig, blocks: &Blocks) -> Vec<Guarded> {
             .filter(|(_, c)| c.line > previous && c.line < at.line && blocks.same_block(c, at))
             .map(|(c, _)| c.clone())
             .collect();
-        out.push(Guarded {
-            rule: rule.clone(),
-            conds,
-            line: key(at),
+        out.push(Keyed {
+            key: key(at),
+            value: Guarded {
+                rule: rule.clone(),
+                conds,
+            },
         });
     }
     out
@@ -661,14 +734,11 @@ enum Round {
 }
 
 /// A round over `rules`, leaving out the lines in `ran`.
-fn run_round(ctx: &mut Context, rules: &[Guarded], ran: &[Guarded]) -> Round {
+fn run_round(ctx: &mut Context, rules: &[Keyed<Guarded>], ran: &[Keyed<Guarded>]) -> Round {
     let mut path = ctx.request.decoded_path().to_string();
     let mut query = ctx.request.query().map(str::to_string);
     let mut changed = false;
-    let fresh = rules
-        .iter()
-        .filter(|g| !ran.iter().any(|r| r.line == g.line));
-    for Guarded { rule, conds, .. } in fresh {
+    for Guarded { rule, conds } in fresh(rules, ran) {
         let Some(caps) = rule.regex.captures(&path) else {
             continue;
         };
@@ -729,11 +799,11 @@ fn with_path(path: &str, query: Option<&str>) -> String {
     out
 }
 
-/// The `Redirect` and `RedirectMatch` lines: the first that matches.
-fn redirects(ctx: &mut Context) -> Option<Outcome> {
-    let config = ctx.config();
+/// The `Redirect` and `RedirectMatch` lines of `lines` but those in
+/// `ran`: the first that matches.
+fn redirects(ctx: &mut Context, lines: &Lines, ran: &Lines) -> Option<Outcome> {
     let path = ctx.request.decoded_path();
-    let found = config.list(&REDIRECT).iter().find_map(|r| {
+    let found = fresh(&lines.redirects, &ran.redirects).find_map(|r| {
         // As mod_alias: `/old` takes `/old` and `/old/…`, `/old/` only
         // `/old/…`.
         let rest = path.strip_prefix(r.prefix.as_str())?;
@@ -746,7 +816,7 @@ fn redirects(ctx: &mut Context) -> Option<Outcome> {
         Some((r.status, with_query(target, ctx.request.query())))
     });
     let found = found.or_else(|| {
-        config.list(&REDIRECT_MATCH).iter().find_map(|r| {
+        fresh(&lines.matches, &ran.matches).find_map(|r| {
             let caps = r.regex.captures(path)?;
             Some((r.status, expand(&r.target, &caps)))
         })
@@ -758,21 +828,26 @@ fn redirects(ctx: &mut Context) -> Option<Outcome> {
 #[axkit::plugin]
 impl Plugin for Rewrite {
     fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-        if let Some(answered) = redirects(ctx) {
-            return answered.into();
+        // `OPTIONS *` asks about the server: `*` is no path, and a rule
+        // written for paths must not turn it into one.
+        if ctx.request.decoded_path() == "*" {
+            return Outcome::Declined.into();
         }
         let max = *ctx.config().get(&MAX_LOOPS);
         let mut rounds = 0;
-        // The rules of the Location the request left: those it shares
+        // The lines of the Location the request left: those it shares
         // with the next (the Server's, an enclosing Location's) ran
         // already, and run once, as nginx runs a server's rewrites once.
-        let mut left: Rc<[Guarded]> = Rc::new([]);
+        let mut left = Rc::new(Lines::default());
         loop {
-            let rules = self.rules_of(ctx.config());
-            if rules.is_empty() {
+            let lines = self.lines_of(ctx.config());
+            if let Some(answered) = redirects(ctx, &lines, &left) {
+                return answered.into();
+            }
+            if lines.rules.is_empty() {
                 return Outcome::Declined.into();
             }
-            let (target, end) = match run_round(ctx, &rules, &left) {
+            let (target, end) = match run_round(ctx, &lines.rules, &left.rules) {
                 Round::Same => return Outcome::Declined.into(),
                 Round::Answered(outcome) => return outcome.into(),
                 Round::Rewritten { target, end } => (target, end),
@@ -793,7 +868,7 @@ impl Plugin for Rewrite {
             if end || ctx.location_prefix() == before {
                 return Outcome::Ok.into();
             }
-            left = rules;
+            left = lines;
         }
     }
 }
