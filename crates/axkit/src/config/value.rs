@@ -301,8 +301,12 @@ pub fn parse_bool(text: &str) -> Result<bool, String> {
     }
 }
 
+/// A config regex matches a path or a name as one line: `.` matches a
+/// newline too, or a decoded `%0a` would sidestep `^/private/.*$` (Apache
+/// compiles with DOTALL for the same reason; `$` is end-only already).
 fn parse_regex(text: &str) -> Result<Regex, String> {
     regex::RegexBuilder::new(text)
+        .dot_matches_new_line(true)
         .size_limit(REGEX_LIMIT)
         .dfa_size_limit(REGEX_LIMIT)
         .build()
@@ -705,6 +709,11 @@ mod tests {
     fn regexes() {
         let re = parse_value(&ValueType::Regex, r"\.(cgi|pl)$").unwrap();
         assert!(re.as_regex().unwrap().is_match("/a.cgi"));
+        // One line: `.` takes a newline, `$` is the very end.
+        let re = parse_value(&ValueType::Regex, "^/private/.*$").unwrap();
+        assert!(re.as_regex().unwrap().is_match("/private/\nx"));
+        let re = parse_value(&ValueType::Regex, "^/exact$").unwrap();
+        assert!(!re.as_regex().unwrap().is_match("/exact\n"));
         assert_eq!(
             err(ValueType::Regex, "(a"),
             "invalid regular expression \"(a\": unclosed group"
