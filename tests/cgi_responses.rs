@@ -1,8 +1,9 @@
 //! What becomes of a CGI script's output, through the stock `axkit` binary:
 //! headers, Status, local and client redirects, `nph-` scripts, streamed
 //! and HEAD responses, keep-alive across CGI responses, malformed or
-//! ambiguous output heads (502 with a log line naming the script), stderr
-//! logged and escaped, and large output to a slow client in flat memory.
+//! ambiguous output heads (502 with a log line naming the script), a body
+//! longer or shorter than its Content-Length, stderr logged and escaped,
+//! and large output to a slow client in flat memory.
 //!
 //! Every server runs as one process (`--no-master`), so the axkit process
 //! is the worker whose children and descriptors the tests inspect.
@@ -85,6 +86,28 @@ fn headers_and_status_from_the_script() {
     );
 }
 
+/// A sh script body that prints `first` (its head and the start of its
+/// body), waits (at most 20 s) for the file `gate` beside the docroot,
+/// then prints `rest`: its output is streamed, the test deciding when it
+/// goes on.
+fn gated(first: &str, gate: &str, rest: &str) -> String {
+    format!(
+        "printf '{first}'\n\
+         i=0; while [ ! -e \"$DOCUMENT_ROOT/../{gate}\" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n\
+         printf '{rest}'"
+    )
+}
+
+/// Read from `s` into `got` until it holds `needle`.
+fn read_until(s: &mut std::net::TcpStream, got: &mut Vec<u8>, needle: &str) {
+    let mut buf = [0u8; 4096];
+    while !lossy(got).contains(needle) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before {needle:?}: {}", lossy(got));
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// Output still coming after the head (the script goes on only once the
 /// client has had the first part) is streamed, chunked.
 #[test]
@@ -93,21 +116,14 @@ fn output_after_the_head_is_streamed_chunked() {
         sh(
             d,
             "later",
-            "printf 'Content-Type: text/plain\\n\\nearly '\n\
-             i=0; while [ ! -e \"$DOCUMENT_ROOT/../go-on\" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n\
-             printf late",
+            &gated("Content-Type: text/plain\\n\\nearly ", "go-on", "late"),
         );
     });
     let mut s = srv.connect();
     s.write_all(b"GET /cgi-bin/later HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !lossy(&got).contains("early ") {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "closed early: {}", lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut s, &mut got, "early ");
     std::fs::write(srv.dir.path().join("go-on"), "").unwrap();
     let (rest, closed) = read_until_close(&mut s, Duration::from_secs(30));
     got.extend_from_slice(&rest);
@@ -396,4 +412,163 @@ fn large_output_to_a_slow_client_keeps_memory_flat() {
             .is_empty()),
         "script outlived its client"
     );
+}
+
+/// A body longer than the Content-Length the script printed is cut there
+/// (nginx does the same with an upstream's), whether the script had
+/// finished by the time its head was read or was still writing: the
+/// client gets exactly the length announced and nothing after it, so the
+/// next response on the connection is read as itself; the script is named
+/// in one error line per request.
+#[test]
+fn a_body_longer_than_its_content_length_is_cut_and_logged() {
+    let mut srv = start(&conf("", ""), |d| {
+        sh(
+            d,
+            "over",
+            "printf 'Content-Type: text/plain\\nContent-Length: 5\\n\\nABCDEFGHIJ'",
+        );
+        sh(
+            d,
+            "over-later",
+            &gated(
+                "Content-Type: text/plain\\nContent-Length: 5\\n\\nABC",
+                "go-on",
+                "DEFGHIJ",
+            ),
+        );
+        sh(
+            d,
+            "ok",
+            "printf 'Content-Type: text/plain\\nContent-Length: 2\\n\\nok'",
+        );
+    });
+    for name in ["over", "over-later"] {
+        let mut s = srv.connect();
+        let req = format!(
+            "GET /cgi-bin/{name} HTTP/1.1\r\nHost: x\r\n\r\n\
+             GET /cgi-bin/ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        if name == "over-later" {
+            read_until(&mut s, &mut got, "ABC");
+            std::fs::write(srv.dir.path().join("go-on"), "").unwrap();
+        }
+        let (rest, closed) = read_until_close(&mut s, Duration::from_secs(30));
+        got.extend_from_slice(&rest);
+        assert!(closed, "{name}: {}", lossy(&got));
+        let all = parse_all(&got);
+        assert_eq!(all.len(), 2, "{name}: {}", lossy(&got));
+        assert_eq!(
+            (
+                all[0].status,
+                all[0].header("Content-Length"),
+                all[0].text().as_str()
+            ),
+            (200, Some("5"), "ABCDE"),
+            "{name}"
+        );
+        assert_eq!(
+            (all[1].status, all[1].text().as_str()),
+            (200, "ok"),
+            "{name}"
+        );
+        assert_eq!(
+            all[0].len + all[1].len,
+            got.len(),
+            "{name}: {}",
+            lossy(&got)
+        );
+    }
+    let log = srv.stop();
+    for name in ["over", "over-later"] {
+        let line = format!(
+            "{}/cgi-bin/{name}: sent more than the 5 bytes its Content-Length announced",
+            srv.dir.path().display()
+        );
+        assert_eq!(log.matches(&line).count(), 1, "{name}: {log}");
+    }
+}
+
+/// A body that ends short of the Content-Length the script printed goes
+/// out as far as it came, then the connection closes at once (the only
+/// way to tell the client that the response is truncated; it must not
+/// wait for the rest until a timeout, nor read a next response into it);
+/// with no body at all the answer is a 502. Either way the script is
+/// named in one error line per request.
+#[test]
+fn a_body_shorter_than_its_content_length_closes_and_is_logged() {
+    let mut srv = start(&conf("", "    CGITimeout 5m"), |d| {
+        sh(
+            d,
+            "short",
+            "printf 'Content-Type: text/plain\\nContent-Length: 10\\n\\nABCDE'",
+        );
+        sh(
+            d,
+            "short-later",
+            &gated(
+                "Content-Type: text/plain\\nContent-Length: 10\\n\\nABC",
+                "go-on",
+                "DE",
+            ),
+        );
+        sh(
+            d,
+            "empty",
+            "printf 'Content-Type: text/plain\\nContent-Length: 10\\n\\n'",
+        );
+        sh(
+            d,
+            "ok",
+            "printf 'Content-Type: text/plain\\nContent-Length: 2\\n\\nok'",
+        );
+    });
+    let two = |name: &str| {
+        format!(
+            "GET /cgi-bin/{name} HTTP/1.1\r\nHost: x\r\n\r\n\
+             GET /cgi-bin/ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+    };
+    for name in ["short", "short-later"] {
+        let mut s = srv.connect();
+        s.write_all(two(name).as_bytes()).unwrap();
+        let mut got = Vec::new();
+        if name == "short-later" {
+            read_until(&mut s, &mut got, "ABC");
+            std::fs::write(srv.dir.path().join("go-on"), "").unwrap();
+        }
+        let (rest, closed) = read_until_close(&mut s, Duration::from_secs(30));
+        got.extend_from_slice(&rest);
+        assert!(closed, "{name}: still open: {}", lossy(&got));
+        let text = lossy(&got);
+        assert_eq!(status_of(&got), 200, "{name}: {text}");
+        assert!(
+            text.contains("\r\nContent-Length: 10\r\n"),
+            "{name}: {text}"
+        );
+        assert!(text.ends_with("\r\n\r\nABCDE"), "{name}: {text}");
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{name}: {text}");
+    }
+    // Nothing of the body came: the head has not gone, a 502 can answer,
+    // and the connection carries on.
+    let mut s = srv.connect();
+    s.write_all(two("empty").as_bytes()).unwrap();
+    let (got, closed) = read_until_close(&mut s, Duration::from_secs(30));
+    assert!(closed, "{}", lossy(&got));
+    let all = parse_all(&got);
+    assert_eq!(all.len(), 2, "{}", lossy(&got));
+    assert_eq!(all[0].status, 502);
+    assert_eq!((all[1].status, all[1].text().as_str()), (200, "ok"));
+
+    let log = srv.stop();
+    for (name, sent) in [("short", 5), ("short-later", 5), ("empty", 0)] {
+        let line = format!(
+            "{}/cgi-bin/{name}: its output ended after {sent} of the 10 bytes its Content-Length \
+             announced",
+            srv.dir.path().display()
+        );
+        assert_eq!(log.matches(&line).count(), 1, "{name}: {log}");
+    }
 }

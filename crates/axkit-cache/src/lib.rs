@@ -1131,7 +1131,7 @@ async fn decide(ctx: &mut Context, fill: &mut Fill) {
             ctx.response
                 .headers
                 .set("Cache-Status", format!("{fwd}; stored"));
-            if bodiless(status) {
+            if axkit_http::bodiless(status) {
                 // No body, so no filter call to take the head with: it is
                 // taken once the rest of the work on the head is done.
                 ctx.before_head(|ctx| {
@@ -1150,10 +1150,6 @@ async fn decide(ctx: &mut Context, fill: &mut Fill) {
             ctx.response.headers.set("Cache-Status", fwd);
         }
     }
-}
-
-fn bodiless(status: u16) -> bool {
-    status == 204 || status == 304 || status < 200
 }
 
 /// RFC 9111 §4.3.4: the stored headers, updated from a 304, and the

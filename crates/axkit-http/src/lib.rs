@@ -51,7 +51,7 @@ pub use path::{encode_path, normalize_path};
 pub use proxy::{parse_proxy_header, ProxyHeader, MAX_PROXY_HEADER, PROXY_V2_SIGNATURE};
 pub use request::{parse_request_head, parse_request_head_reusing, FieldSpan, RequestHead};
 pub use response::{
-    hop_by_hop, reason_phrase, same_field, valid_header_name, valid_header_name_const,
+    bodiless, hop_by_hop, reason_phrase, same_field, valid_header_name, valid_header_name_const,
     valid_header_value, write_chunk_header, write_header, write_status_line, LAST_CHUNK,
 };
 

@@ -7,6 +7,12 @@ use crate::{is_field_value, is_tchar, is_token};
 /// The last chunk and the empty trailer section that end a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
+/// Statuses whose responses never carry a body (RFC 9110 §6.4.1): 1xx,
+/// 204 and 304, whatever length their fields announce.
+pub fn bodiless(status: u16) -> bool {
+    (100..200).contains(&status) || status == 204 || status == 304
+}
+
 /// The reason phrase for `status`: the RFC 9110 codes plus the other
 /// IANA-registered ones a server may send (RFC 6585, 7725, 8297, WebDAV);
 /// `"Unknown"` otherwise.

@@ -84,6 +84,14 @@
 //!   streamed (chunked unless the script sent a Content-Length), waiting
 //!   for a slow client before reading more, so memory stays flat. A HEAD
 //!   response carries the Content-Length the script sent, if it sent one.
+//! - A body that disagrees with the script's Content-Length is logged
+//!   (error, naming the script) once per request. One longer is cut at
+//!   that length and the script ended (nginx does the same with an
+//!   upstream's): the client gets exactly the bytes announced and nothing
+//!   after them, so the connection stays in step for its next request.
+//!   One shorter goes out as far as it came, then the connection closes
+//!   at once, which is how the client learns the response is truncated;
+//!   with no body at all yet, the answer is a 502.
 //! - Scripts start through std's posix_spawn path (no `pre_exec`, so the
 //!   worker's memory is never copied), called from a few spawner threads
 //!   so that the event loop never waits for an exec (see

@@ -32,7 +32,7 @@ pub(crate) struct CgiHead {
     pub(crate) status: Option<u16>,
     pub(crate) location: Option<String>,
     pub(crate) content_type: bool,
-    pub(crate) content_length: bool,
+    pub(crate) content_length: Option<u64>,
     pub(crate) headers: Vec<(String, String)>,
 }
 
@@ -95,13 +95,13 @@ pub(crate) fn parse_head(block: &[u8]) -> Result<CgiHead, String> {
                 head.content_type = true;
             }
             if name.eq_ignore_ascii_case("content-length") {
-                if axkit_http::parse_content_length(value.as_bytes()).is_none() {
+                let Some(length) = axkit_http::parse_content_length(value.as_bytes()) else {
                     return Err(format!("invalid Content-Length {}", shown()));
-                }
-                if head.content_length {
+                };
+                if head.content_length.is_some() {
                     return Err(format!("duplicate Content-Length header {}", shown()));
                 }
-                head.content_length = true;
+                head.content_length = Some(length);
             }
             head.headers.push((name.to_string(), value.to_string()));
         }

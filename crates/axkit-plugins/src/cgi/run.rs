@@ -64,6 +64,12 @@ struct Running {
     /// We gave up on the script (timeout, bad output, client gone): end it
     /// rather than wait for it.
     doomed: bool,
+    /// The body length the script's Content-Length announced, for a
+    /// response that carries a body: the body is cut there, and one that
+    /// ends short of it is a truncated response.
+    length: Option<u64>,
+    /// Body bytes relayed to the client so far.
+    sent: u64,
 }
 
 impl ServeCgi {
@@ -145,6 +151,8 @@ impl ServeCgi {
             grace: *config.get(&CGI_KILL_GRACE),
             kill_group: *config.get(&CGI_KILL_GROUP),
             doomed: false,
+            length: None,
+            sent: 0,
         };
         let nph = script
             .path
@@ -365,12 +373,15 @@ impl Running {
         // A HEAD response announces the length a GET would get: the one
         // the script declared, not that of what it sent (usually nothing),
         // so such output is not collected into a body of its own.
-        let collect = !(head.content_length && ctx.request.is_head());
+        let collect = !(head.content_length.is_some() && ctx.request.is_head());
+        let length = head.content_length;
         match head.apply(ctx) {
             Applied::Redirected => return Outcome::Done,
             Applied::Invalid(what) => return self.gateway_failure(ctx, script, 502, &what),
             Applied::Ready => {}
         }
+        self.length =
+            length.filter(|_| !ctx.request.is_head() && !axkit_http::bodiless(ctx.response.status));
         // Most scripts are done by now: with the whole output in hand it
         // goes out with a Content-Length in one write, rather than as a
         // chunked stream. Only what is already there is taken: a script
@@ -383,6 +394,16 @@ impl Running {
             match timeout(Duration::ZERO, stdout.read_buf(&mut out)).await {
                 Ok(Ok(0)) => {
                     self.stdout = None;
+                    match self.length {
+                        // Short of its length: streamed, so that the
+                        // connection closes after it (see `stream`).
+                        Some(n) if n > out.len() as u64 => break,
+                        Some(n) if n < out.len() as u64 => {
+                            self.overran(ctx, script, n);
+                            out.truncate(n as usize);
+                        }
+                        _ => {}
+                    }
                     ctx.response.body = Body::Bytes(out.freeze());
                     return Outcome::Ok;
                 }
@@ -391,11 +412,52 @@ impl Running {
                 Ok(Err(_)) | Err(_) => break,
             }
         }
-        if (!out.is_empty() || !collect) && ctx.write(out.split().freeze()).await.is_err() {
-            self.doomed = true;
-            return Outcome::Done;
+        if !out.is_empty() || !collect {
+            if let Err(outcome) = self.relay(ctx, script, out.split().freeze()).await {
+                return outcome;
+            }
         }
         self.stream(ctx, script, false).await
+    }
+
+    /// Stream a piece of the body, cut where the script's Content-Length
+    /// says the body ends. What the script sends beyond is dropped, once
+    /// logged, and the script ended (nginx: "upstream sent more data than
+    /// specified in Content-Length"): the client gets exactly the length
+    /// announced, nothing past it reaches the connection, so the next
+    /// response on it is read as itself. `Err`: the request is over.
+    async fn relay(
+        &mut self,
+        ctx: &mut Context,
+        script: &Script,
+        mut chunk: Bytes,
+    ) -> Result<(), Outcome> {
+        let over = self.length.filter(|&n| self.sent + chunk.len() as u64 > n);
+        if let Some(n) = over {
+            chunk.truncate((n - self.sent) as usize);
+        }
+        self.sent += chunk.len() as u64;
+        if ctx.write(chunk).await.is_err() {
+            // The client went away or stalled: the core closes.
+            self.doomed = true;
+            return Err(Outcome::Done);
+        }
+        if let Some(n) = over {
+            self.overran(ctx, script, n);
+            self.doomed = true;
+            return Err(Outcome::Done);
+        }
+        Ok(())
+    }
+
+    /// Log output past the `n` bytes the script's Content-Length announced.
+    fn overran(&self, ctx: &Context, script: &Script, n: u64) {
+        let msg = format!(
+            "serve_cgi: {}: sent more than the {n} bytes its Content-Length announced; \
+             the response was cut there",
+            script.path.display()
+        );
+        ctx.log(Level::Error, &msg);
     }
 
     /// An `nph-` script: relay its output untouched.
@@ -403,37 +465,29 @@ impl Running {
         self.stream(ctx, script, true).await
     }
 
-    /// Copy the script's stdout to the client until EOF.
+    /// Copy the script's stdout to the client until EOF; a body that ends
+    /// short of the script's Content-Length then fails the request.
     async fn stream(&mut self, ctx: &mut Context, script: &Script, raw: bool) -> Outcome {
         let mut out = BytesMut::new();
-        loop {
+        while self.stdout.is_some() {
             if out.capacity() < READ_CHUNK / 2 {
                 out = BytesMut::with_capacity(READ_CHUNK);
             }
             match self.next(ctx, &mut out).await {
                 Event::Stdout(Ok(n)) if n > 0 => {
                     let chunk = out.split().freeze();
-                    let sent = if raw {
-                        ctx.write_raw(&chunk).await
-                    } else {
-                        ctx.write(chunk).await
-                    };
-                    if sent.is_err() {
-                        // The client went away or stalled: the core closes.
-                        self.doomed = true;
-                        return Outcome::Done;
+                    if raw {
+                        if ctx.write_raw(&chunk).await.is_err() {
+                            // The client went away or stalled: the core closes.
+                            self.doomed = true;
+                            return Outcome::Done;
+                        }
+                    } else if let Err(outcome) = self.relay(ctx, script, chunk).await {
+                        return outcome;
                     }
                     self.progress();
                 }
-                Event::Stdout(Ok(_)) => {
-                    self.stdout = None;
-                    if raw && !ctx.head_sent() {
-                        let status = self.exit_status().await;
-                        let what = format!("{status} without any output");
-                        return self.gateway_failure(ctx, script, 502, &what);
-                    }
-                    return Outcome::Done;
-                }
+                Event::Stdout(Ok(_)) => self.stdout = None,
                 Event::Stdout(Err(e)) => {
                     self.stdout = None;
                     let what = format!("reading its output: {e}");
@@ -445,6 +499,23 @@ impl Running {
                     }
                 }
             }
+        }
+        if raw && !ctx.head_sent() {
+            let status = self.exit_status().await;
+            let what = format!("{status} without any output");
+            return self.gateway_failure(ctx, script, 502, &what);
+        }
+        match self.length {
+            // Short of its length: a truncated response, which only closing
+            // the connection tells the client (or a 502 if nothing went).
+            Some(n) if self.sent < n => {
+                let what = format!(
+                    "its output ended after {} of the {n} bytes its Content-Length announced",
+                    self.sent
+                );
+                self.gateway_failure(ctx, script, 502, &what)
+            }
+            _ => Outcome::Done,
         }
     }
 

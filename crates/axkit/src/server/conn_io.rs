@@ -997,8 +997,3 @@ pub(super) enum OutFraming {
     /// HTTP/1.0 client, unknown length: the body ends when we close.
     UntilClose,
 }
-
-/// Statuses whose responses never carry a body.
-pub(super) fn bodiless(status: u16) -> bool {
-    (100..200).contains(&status) || status == 204 || status == 304
-}

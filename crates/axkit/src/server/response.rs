@@ -6,13 +6,13 @@
 
 use std::io::{self, IoSlice};
 
-use axkit_http::Version;
+use axkit_http::{bodiless, Version};
 use bytes::Bytes;
 
 use crate::plugin::{
     escape_log, out_of_line, Body, BodyChunk, BodyError, Context, Hook, Level, Outcome, Reclaim,
 };
-use crate::server::conn_io::{bodiless, BodyState, OutFraming};
+use crate::server::conn_io::{BodyState, OutFraming};
 use crate::server::hooks::{run_hook, run_write_body_data};
 
 /// A write_body_data filter rewrites `chunk.data`; writing from it would
