@@ -85,6 +85,18 @@ function hook_response(r)
                                        timeout = 0.5 })
     r:write(tostring(ok), " ", tostring(e):match("timed out") or e)
     return OK
+  elseif p == "/proc-left" then
+    -- The program exits at once, leaving a child that holds its output:
+    -- the call waits for the timeout, then the child is killed too.
+    local ok, e = pcall(process.run, { "sh", "-c", "sleep 60 & echo $! > " .. r:param("pidfile"),
+                                       timeout = 0.5 })
+    r:write(tostring(ok), " ", tostring(e):match("process.run: timed out") or e)
+    return OK
+  elseif p == "/proc-detached" then
+    -- A child that closed its output is not waited for, nor killed.
+    local out = process.run{ "sh", "-c", "sleep 60 >/dev/null 2>&1 </dev/null & echo $!" }
+    r:write(out.status, " ", out.stdout)
+    return OK
   elseif p == "/proc-env" then
     -- Only PATH (and TZ) of the worker's environment, and what `env` gives.
     local out = process.run{ "sh", "-c", "echo ${HOME:-none} ${GREETING:-none}",
@@ -170,6 +182,26 @@ end
         !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
     });
     assert!(gone, "the program's own child outlived the timeout");
+    let pidfile = srv.dir.path().join("left.pid");
+    let r = srv.get(&format!("/proc-left?pidfile={}", pidfile.display()));
+    assert_eq!(r.text(), "false process.run: timed out");
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let gone = wait_until(std::time::Duration::from_secs(10), || {
+        !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
+    });
+    assert!(
+        gone,
+        "the child left holding the program's output outlived the timeout"
+    );
+    let r = srv.get("/proc-detached").text();
+    let pid: i32 = r.strip_prefix("0 ").unwrap().trim().parse().unwrap();
+    let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+    // SAFETY: kill(2); the pid is the child this test had started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(
+        alive,
+        "a child that closed its output was killed with the call"
+    );
     assert_eq!(srv.get("/proc-env").text(), "none hi\nfalse not a variable");
 
     let files = srv.dir.path().join("files");

@@ -96,8 +96,9 @@ pub(crate) struct ProcessPolicy(pub std::cell::Cell<bool>);
 /// `process.run{ "cmd", "arg", …, stdin = "…", timeout = 30, env = {…} }`
 /// → `{ status =, stdout =, stderr = }`. The program runs without a
 /// shell, with only `PATH`, `TZ` and the `env` given in its environment
-/// (as nginx clears its children's: the worker's may hold secrets); it is
-/// killed if it outlives the timeout.
+/// (as nginx clears its children's: the worker's may hold secrets). Past
+/// the timeout, or past [`MAX_OUTPUT`] of output, its process group is
+/// killed and the call is an error.
 async fn process_run(lua: Lua, spec: Table) -> mlua::Result<Table> {
     // A program runs with the server's rights, beyond any LuaFileRoot:
     // off unless the config says so.
@@ -151,8 +152,8 @@ async fn process_run(lua: Lua, spec: Table) -> mlua::Result<Table> {
     };
     // Given up (the timeout, an error), the program's whole process group
     // goes with it: its own children (`sh -c 'x &'`) would run on, holding
-    // its pipes. Killed before the runtime has reaped the program, so the
-    // group's id is still its own.
+    // its pipes. Killed while the program is unreaped (see below), so
+    // the group's id is still its own.
     let mut group = KillGroup(child.id().and_then(|pid| i32::try_from(pid).ok()));
     let data = input.map(|s| s.as_bytes().to_vec()).unwrap_or_default();
     // The input is fed while the output is read: a program that writes
@@ -167,12 +168,15 @@ async fn process_run(lua: Lua, spec: Table) -> mlua::Result<Table> {
             }
             Ok(())
         };
-        let (_, stdout, stderr, status) = tokio::try_join!(
+        let (_, stdout, stderr) = tokio::try_join!(
             feed,
             read_output(stdout, "standard output"),
             read_output(stderr, "standard error"),
-            child.wait()
         )?;
+        // Not before: while its outputs are held open (by a child of its
+        // own, once it has exited), the program's unreaped pid keeps its
+        // group's id from being reused before the group is killed.
+        let status = child.wait().await?;
         Ok(std::process::Output {
             status,
             stdout,
