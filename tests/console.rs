@@ -2,11 +2,13 @@
 //! config, connections listing a connection the test holds open), a
 //! `loglevel` change seen in the log of every worker, a `reload` seen as a
 //! new generation, the unix socket's mode, a loopback TCP console (no
-//! process may listen beside it; a reload hands it on), an HTTP request
-//! that ends its session before its body runs, the workers' `User`
-//! refused on the unix socket, idle sessions closed after `ConsoleTimeout`,
-//! busy ones after `ConsoleLifetime`, a 17th session ending the oldest
-//! rather than refused, and the addresses `--check` refuses.
+//! process may listen beside it; a reload hands it on without its port
+//! ever being free), an HTTP request that ends its session before its body
+//! runs, the unix socket bound by the master as root and closed to the
+//! workers' `User`, idle sessions closed after `ConsoleTimeout`, busy ones
+//! after `ConsoleLifetime`, a 17th session ending the oldest rather than
+//! refused, and the addresses `--check` refuses (beyond loopback, a unix
+//! socket in a directory the workers' `User` may write).
 
 mod common;
 
@@ -297,26 +299,59 @@ fn a_tcp_console_on_loopback() {
         let bound = impostor.bind(&addr.into());
         assert!(bound.is_err(), "an impostor could bind the console's port");
     }
-    // After a reload the new worker 0 takes the address over once the
-    // old one lets go of it.
+    // Across a reload the port is never free: another local process
+    // trying to take it all along never does, and the new worker 0 answers
+    // on it once the old one has gone.
+    let old = srv.workers();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let taker = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut took = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                took += usize::from(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+            }
+            took
+        })
+    };
     srv.signal(libc::SIGHUP);
     srv.wait_stderr("configuration reloaded", Duration::from_secs(30));
+    assert!(wait_until(Duration::from_secs(20), || {
+        srv.workers().iter().all(|w| !old.contains(w))
+    }));
     let generation = new_generation_answers(|| {
         let s = std::net::TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         Ok(s)
     });
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let took = taker.join().unwrap();
+    assert_eq!(
+        took, 0,
+        "another process took the console's port during the reload"
+    );
     assert!(generation.is_ok(), "{generation:?}\n{}", srv.stderr());
 }
 
-/// With `User nobody`, the unix socket is nobody's, but a process running
-/// as nobody (a CGI script) is refused: only root and the user who
-/// started the server may use the console.
+/// The inode of the unix socket bound at `path`, from /proc/net/unix.
+fn unix_socket_inode(path: &Path) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap();
+    let path = path.to_str().unwrap();
+    table.lines().find_map(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        (fields.len() == 8 && fields[7] == path).then(|| fields[6].to_string())
+    })
+}
+
+/// With `User nobody`, the unix socket is bound by the master, as root,
+/// before any worker runs as nobody: root's, mode 0600, in a directory
+/// nobody may not write. A process running as nobody (a CGI script) cannot
+/// connect; root can.
 #[test]
-fn the_workers_user_may_not_use_the_unix_console() {
+fn the_unix_console_is_the_masters_and_closed_to_the_workers_user() {
     // SAFETY: geteuid has no memory effects.
     if unsafe { libc::geteuid() } != 0 {
-        println!("not root: the peer-credential check is not tested");
+        println!("not root: `User` is not tested");
         return;
     }
     let config =
@@ -324,38 +359,113 @@ fn the_workers_user_may_not_use_the_unix_console() {
     let mut srv = Axkit::start_with(&config, &[], |d| {
         d.write("www/a.txt", "hello\n");
         std::fs::create_dir(d.path().join("run")).unwrap();
-        std::fs::set_permissions(d.path().join("run"), std::fs::Permissions::from_mode(0o777))
-            .unwrap();
-        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for dir in [d.path().to_path_buf(), d.path().join("run")] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
     });
     srv.wait_stderr("console: listening on unix:", Duration::from_secs(20));
     let sock = srv.dir.path().join("run/console.sock");
+    let meta = std::fs::symlink_metadata(&sock).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o777),
+        (0, 0o600),
+        "the socket is root's alone"
+    );
+    // The master holds it: it was bound there, not by a worker.
+    let inode = unix_socket_inode(&sock).expect("the socket is listed in /proc/net/unix");
+    assert!(
+        fd_targets(srv.pid()).contains(&format!("socket:[{inode}]")),
+        "the master does not hold the console's socket"
+    );
     // A thread of this test takes nobody's ids (for itself alone: the raw
     // system call, not glibc's, which would change every thread's) and
-    // connects: the socket's mode lets it in, the console must not.
+    // connects: the socket's mode keeps it out.
     let from_nobody = sock.clone();
-    let answer = std::thread::spawn(move || {
+    let refused = std::thread::spawn(move || {
         // SAFETY: setresuid for the calling thread only; it ends after.
         let r = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
         assert_eq!(r, 0);
-        let mut s = UnixStream::connect(&from_nobody).expect("the socket is nobody's");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let _ = s.write_all(b"connections\n");
-        // What came before a reset stays in `bytes`.
-        let mut bytes = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut s, &mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
+        UnixStream::connect(&from_nobody)
+            .map(|_| ())
+            .map_err(|e| e.kind())
     })
     .join()
     .unwrap();
-    assert_eq!(answer, "ERR not allowed\n");
-    srv.wait_stderr_line(
-        &["console: refused a session from uid 65534"],
-        Duration::from_secs(10),
-    );
+    assert_eq!(refused, Err(std::io::ErrorKind::PermissionDenied));
     // Root is let in.
     let mut c = console(&sock);
     assert_eq!(c.ask("workers").last().unwrap(), "OK 2 worker(s)");
+}
+
+/// A unix console in a directory the workers' `User` may write (world-
+/// writable, nobody's own, or beneath one of those) is refused by
+/// `--check`: a worker or a CGI script could put its own socket at the
+/// path. A sticky directory, whose entries only their owners replace, is
+/// accepted.
+#[test]
+fn check_refuses_a_unix_console_the_workers_user_could_replace() {
+    // SAFETY: geteuid has no memory effects.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("not root: `User` is not tested");
+        return;
+    }
+    let dir = TempDir::new("console-dir");
+    let made = |rel: &str, mode: u32, owner: Option<u32>| {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        if let Some(uid) = owner {
+            std::os::unix::fs::chown(&path, Some(uid), None).unwrap();
+        }
+        path
+    };
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let open = made("open", 0o777, None);
+    let nobodys = made("nobodys", 0o755, Some(65534));
+    made("open/inner", 0o755, None);
+    let sticky = made("sticky", 0o1777, None);
+    made("www", 0o755, None);
+    let check = |sock: &Path| {
+        let text = conf(&format!("unix:{}", sock.display()))
+            .replace("Workers 2\n", "Workers 2\nUser nobody\n");
+        let path = dir.write("axkit.conf", config_text(&dir, &text));
+        let out = Command::new(BIN)
+            .arg("--check")
+            .arg("-c")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (sock, culprit, how) in [
+        (
+            open.join("console.sock"),
+            &open,
+            "is writable by every user",
+        ),
+        (nobodys.join("console.sock"), &nobodys, "is owned by"),
+        (
+            open.join("inner/console.sock"),
+            &open,
+            "is writable by every user",
+        ),
+    ] {
+        let (ok, err) = check(&sock);
+        assert!(!ok, "{}: {err}", sock.display());
+        assert!(
+            err.contains(&format!("`console` listens on unix:{}", sock.display()))
+                && err.contains(&format!("{} {how}", culprit.display()))
+                && err.contains("the workers' `User nobody`"),
+            "{}: {err}",
+            sock.display()
+        );
+    }
+    let (ok, err) = check(&sticky.join("console.sock"));
+    assert!(ok, "{err}");
 }
 
 /// Idle sessions end after `ConsoleTimeout`: each of sixteen left open is

@@ -14,12 +14,17 @@
 //! being refused, so that whoever holds the 16 (busy or not) cannot keep
 //! the operator out.
 //! - `ConsoleListen ADDR:PORT | unix:/PATH`: a loopback address
-//!   (`127.0.0.1:9000`, `[::1]:9000`) or a unix socket, made mode 0600
-//!   (owner only: the workers' `User`, whose directory it must be in); a
-//!   relative PATH is taken from `ServerRoot`. No other address is accepted: the console has no authentication, so who
-//!   may use it is who may reach it. On the unix socket, only root and
-//!   the user the server was started as are let in (`SO_PEERCRED`), not
-//!   the workers' `User` (a CGI script runs as that user).
+//!   (`127.0.0.1:9000`, `[::1]:9000`) or a unix socket; a relative PATH
+//!   is taken from `ServerRoot`. No other address is accepted: the
+//!   console has no authentication, so who may use it is who may reach
+//!   it. The master binds it, as root, before any worker runs: a unix
+//!   socket is made mode 0600, owned by the user who started the server,
+//!   and a PATH in a directory the workers' `User` may write (theirs, or
+//!   group- or world-writable without the sticky bit, there or above) is
+//!   refused when the config loads, since a worker or a CGI script could
+//!   put its own socket there. On the unix socket, only root and the user
+//!   the server was started as are let in (`SO_PEERCRED`), not the
+//!   workers' `User` (a CGI script runs as that user).
 //!
 //! ```text
 //! Plugin        console
@@ -50,42 +55,29 @@
 //! connection table and counters, the control word that sets `LogLevel`
 //! for all of them). A reload asks the master through the workers'
 //! control pipe (`Worker::request_reload`), which works whatever `User`
-//! the workers run as. Across a reload the new worker 0 takes the address
-//! once the old one lets go of it as it starts to drain (a TCP address is
+//! the workers run as. The socket is the master's
+//! ([`ListenSpec`]: `StatsSource` asks for it), handed to each worker 0
+//! and kept across reloads while `ConsoleListen` is unchanged, so that its
+//! address is never free for another process to take (a TCP address is
 //! bound without `SO_REUSEPORT`, which would let any process of the same
-//! user listen beside it; a unix socket is made afresh); a session with
-//! the old worker ends with it.
+//! user listen beside it). A session with the old generation's worker 0
+//! ends with it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axkit::config::{Directive, FileReader, Key, Scopes};
-use axkit::plugin::{escape_log, escape_log_field, metrics, Level, Plugin, PluginInit, Worker};
+use axkit::config::{Config, Directive, FileReader, Key, Scopes};
+use axkit::plugin::{
+    escape_log, escape_log_field, metrics, Level, ListenAddr, ListenSpec, Listener, Plugin,
+    PluginInit, Worker,
+};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::Notify;
 
-/// Where the console listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Endpoint {
-    Tcp(SocketAddr),
-    Unix(PathBuf),
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Endpoint::Tcp(addr) => write!(f, "{addr}"),
-            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
-        }
-    }
-}
-
-fn parse_endpoint(args: &[&str], files: &mut FileReader<'_>) -> Result<Option<Endpoint>, String> {
+fn parse_endpoint(args: &[&str], files: &mut FileReader<'_>) -> Result<Option<ListenAddr>, String> {
     let [text] = args else {
         return Err("expected ADDR:PORT or unix:/PATH".into());
     };
@@ -93,7 +85,7 @@ fn parse_endpoint(args: &[&str], files: &mut FileReader<'_>) -> Result<Option<En
         if path.is_empty() {
             return Err("expected a path after unix:".into());
         }
-        return Ok(Some(Endpoint::Unix(files.path(path))));
+        return Ok(Some(ListenAddr::Unix(files.path(path))));
     }
     let addr: SocketAddr = text
         .parse()
@@ -103,10 +95,10 @@ fn parse_endpoint(args: &[&str], files: &mut FileReader<'_>) -> Result<Option<En
             "{addr} is not a loopback address: the console listens on loopback or a unix socket only"
         ));
     }
-    Ok(Some(Endpoint::Tcp(addr)))
+    Ok(Some(ListenAddr::Tcp(addr)))
 }
 
-static CONSOLE_LISTEN: Key<Option<Endpoint>> =
+static CONSOLE_LISTEN: Key<Option<ListenAddr>> =
     Key::parsed_with_files("ConsoleListen", parse_endpoint)
         .optional()
         .scopes(Scopes::GLOBAL)
@@ -130,9 +122,8 @@ static CONSOLE_LIFETIME: Key<Duration> = Key::new("ConsoleLifetime")
 const MAX_SESSIONS: usize = 16;
 /// A command line, at most.
 const MAX_LINE: u64 = 1024;
-/// How long a new worker 0 waits quietly for the console's address to be
-/// free (the previous generation's worker 0 draining) before it says so.
-const ADDR_IN_USE_PATIENCE: Duration = Duration::from_secs(10);
+/// The console's socket, as the master hands it over.
+const SOCKET: &str = "console";
 
 pub(crate) fn directives() -> Vec<Directive> {
     vec![
@@ -140,6 +131,22 @@ pub(crate) fn directives() -> Vec<Directive> {
         CONSOLE_TIMEOUT.declare(),
         CONSOLE_LIFETIME.declare(),
     ]
+}
+
+/// The socket the console needs in `config`, if it is loaded: worker 0's
+/// alone (only it serves the console).
+pub(crate) fn listeners(config: &Config) -> Vec<ListenSpec> {
+    if !config.plugins.iter().any(|p| p == "console") {
+        return Vec::new();
+    }
+    let addr = config.global.get(&CONSOLE_LISTEN).clone();
+    addr.map(|addr| ListenSpec {
+        name: SOCKET.into(),
+        addr,
+        worker: Some(0),
+    })
+    .into_iter()
+    .collect()
 }
 
 pub(crate) fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
@@ -155,6 +162,7 @@ pub(crate) fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     let allowed_uid = unsafe { libc::getuid() };
     Ok(Rc::new(Console {
         endpoint,
+        listener: Rc::new(RefCell::new(init.listener(SOCKET))),
         allowed_uid,
         idle: *init.config.global.get(&CONSOLE_TIMEOUT),
         lifetime: *init.config.global.get(&CONSOLE_LIFETIME),
@@ -163,7 +171,9 @@ pub(crate) fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
 
 #[derive(Clone)]
 struct Console {
-    endpoint: Endpoint,
+    endpoint: ListenAddr,
+    /// The socket the master bound, in worker 0 until it starts serving.
+    listener: Rc<RefCell<Option<Listener>>>,
     /// Besides root, who may use a unix-socket console.
     allowed_uid: u32,
     /// `ConsoleTimeout`.
@@ -181,81 +191,31 @@ impl Plugin for Console {
     }
 }
 
-enum Listener {
+/// The console's socket, on the worker's event loop.
+enum Accepting {
     Tcp(tokio::net::TcpListener),
     Unix(tokio::net::UnixListener),
 }
 
-fn bind(endpoint: &Endpoint) -> std::io::Result<Listener> {
-    match endpoint {
-        Endpoint::Tcp(addr) => {
-            use socket2::{Domain, Socket, Type};
-            let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
-            // Not SO_REUSEPORT: any process of the same user (the
-            // workers' `User`: a CGI script) could then listen on the
-            // address too and take operators' sessions.
-            socket.set_reuse_address(true)?;
-            socket.set_nonblocking(true)?;
-            socket.set_cloexec(true)?;
-            socket.bind(&(*addr).into())?;
-            socket.listen(16)?;
-            Ok(Listener::Tcp(tokio::net::TcpListener::from_std(
-                socket.into(),
-            )?))
-        }
-        Endpoint::Unix(path) => {
-            // A socket left by an earlier worker is replaced; anything else
-            // at that path is not ours to remove.
-            use std::os::unix::fs::FileTypeExt;
-            match std::fs::symlink_metadata(path) {
-                Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
-                Ok(_) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::AlreadyExists,
-                        "exists and is not a socket",
-                    ))
-                }
-                Err(_) => {}
-            }
-            // Mode 0600 from the start: the umask applies at bind (a chmod
-            // after it would leave a window). The worker is one thread.
-            // SAFETY: umask only changes this process's file creation mask.
-            let old = unsafe { libc::umask(0o177) };
-            let bound = tokio::net::UnixListener::bind(path);
-            // SAFETY: as above, restoring it.
-            unsafe { libc::umask(old) };
-            Ok(Listener::Unix(bound?))
-        }
-    }
+fn accepting(listener: Listener) -> std::io::Result<Accepting> {
+    Ok(match listener {
+        Listener::Tcp(l) => Accepting::Tcp(tokio::net::TcpListener::from_std(l)?),
+        Listener::Unix(l) => Accepting::Unix(tokio::net::UnixListener::from_std(l)?),
+    })
 }
 
 /// Serve the console until the worker drains.
 async fn listen(console: Console, worker: Worker) {
     let endpoint = &console.endpoint;
-    let since = std::time::Instant::now();
-    let mut said = false;
-    let listener = loop {
-        match bind(endpoint) {
-            Ok(l) => break l,
-            // After a reload, the previous generation's worker 0 holds the
-            // address until it starts to drain, once this generation is
-            // ready: try again until it has let go.
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                if !said && since.elapsed() > ADDR_IN_USE_PATIENCE {
-                    said = true;
-                    let msg =
-                        format!("console: cannot listen on {endpoint} yet: {e}; still trying");
-                    worker.log(Level::Error, &msg);
-                }
-                tokio::select! {
-                    _ = worker.stopping() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-            }
-            Err(e) => {
-                let msg = format!("console: cannot listen on {endpoint}: {e}");
-                return worker.log(Level::Error, &msg);
-            }
+    let Some(listener) = console.listener.borrow_mut().take() else {
+        let msg = format!("console: the master handed over no socket for {endpoint}");
+        return worker.log(Level::Error, &msg);
+    };
+    let listener = match accepting(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            let msg = format!("console: cannot listen on {endpoint}: {e}");
+            return worker.log(Level::Error, &msg);
         }
     };
     worker.log(
@@ -271,8 +231,8 @@ async fn listen(console: Console, worker: Worker) {
             _ = worker.stopping() => return,
             accepted = async {
                 match &listener {
-                    Listener::Tcp(l) => l.accept().await.map(|(s, _)| Session::Tcp(s)),
-                    Listener::Unix(l) => l.accept().await.map(|(s, _)| Session::Unix(s)),
+                    Accepting::Tcp(l) => l.accept().await.map(|(s, _)| Session::Tcp(s)),
+                    Accepting::Unix(l) => l.accept().await.map(|(s, _)| Session::Unix(s)),
                 }
             } => accepted,
         };
@@ -308,10 +268,11 @@ enum Session {
 
 /// Whether the process at the other end of a unix socket may use the
 /// console: root, or the user the server was started as (`allowed_uid`),
-/// never the workers' `User` when that is another. The socket file is
-/// that `User`'s (the worker makes it after switching to it), so its mode
-/// alone would let in whatever runs as `User`: a CGI script could list
-/// every client's request line, or reload.
+/// never the workers' `User` when that is another. The socket file is the
+/// starting user's, mode 0600, so this holds already where the socket's
+/// path is reached; the check keeps it for a client that got there
+/// otherwise (a descriptor passed to it), since whatever runs as `User`,
+/// a CGI script, could list every client's request line, or reload.
 fn peer_allowed(stream: &tokio::net::UnixStream, allowed_uid: u32, worker: &Worker) -> bool {
     let uid = match stream.peer_cred() {
         Ok(cred) => cred.uid(),
@@ -576,7 +537,7 @@ fn workers() -> Result<String, String> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Option<Endpoint>, String> {
+    fn parse(text: &str) -> Result<Option<ListenAddr>, String> {
         parse_endpoint(&[text], &mut FileReader::new(None))
     }
 
@@ -607,17 +568,17 @@ mod tests {
     fn the_console_listens_on_loopback_or_a_unix_socket_only() {
         assert_eq!(
             parse("127.0.0.1:9000"),
-            Ok(Some(Endpoint::Tcp("127.0.0.1:9000".parse().unwrap())))
+            Ok(Some(ListenAddr::Tcp("127.0.0.1:9000".parse().unwrap())))
         );
         assert!(parse("[::1]:9000").is_ok());
         assert_eq!(
             parse("unix:/run/a.sock"),
-            Ok(Some(Endpoint::Unix("/run/a.sock".into())))
+            Ok(Some(ListenAddr::Unix("/run/a.sock".into())))
         );
         // Without a ServerRoot, from the working directory.
         assert_eq!(
             parse("unix:run/a.sock"),
-            Ok(Some(Endpoint::Unix("run/a.sock".into())))
+            Ok(Some(ListenAddr::Unix("run/a.sock".into())))
         );
         for bad in ["0.0.0.0:9000", "10.0.0.1:9000", "unix:", "nonsense"] {
             assert!(parse(bad).is_err(), "{bad}");

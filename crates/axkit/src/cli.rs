@@ -13,6 +13,7 @@ use clap::Parser;
 use crate::config::Source;
 use crate::plugin::log_to_stderr;
 use crate::plugin::Catalog;
+use crate::server::plugin_listeners::{self, PluginListeners};
 use crate::server::shared_memory::{self, Regions};
 use crate::server::{load_config, log_warnings, master, report_errors, run_worker};
 
@@ -121,6 +122,13 @@ pub(crate) fn main(catalog: Catalog, builtin_config: fn() -> String) -> ExitCode
         if let Err(e) = map_regions_here(&config, &catalog) {
             eprintln!("axkit: {e}");
             return ExitCode::FAILURE;
+        }
+        match PluginListeners::create(&config, &catalog, &PluginListeners::default()) {
+            Ok(bound) => bound.install_here(),
+            Err(e) => {
+                eprintln!("axkit: {e}");
+                return ExitCode::FAILURE;
+            }
         }
         master::announce(&listeners, 1);
         return run_worker(config, &catalog, listeners, || {});
@@ -289,7 +297,8 @@ fn worker_main(catalog: &Catalog, source: &Source) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = shared_memory::map_inherited() {
+    if let Err(e) = shared_memory::map_inherited().and_then(|()| plugin_listeners::take_inherited())
+    {
         log_to_stderr(crate::plugin::Level::Crit, &e);
         return ExitCode::FAILURE;
     }

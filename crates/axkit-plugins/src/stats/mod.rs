@@ -28,7 +28,8 @@
 //!
 //! [`StatsSource`] is where `stats` and `console` come from: a plugin
 //! source (registered by the stock `axkit`) whose plugins need the metrics
-//! region, which it asks the master for when the config loads either.
+//! region, which it asks the master for when the config loads either, and
+//! the console its socket.
 
 mod render;
 
@@ -36,7 +37,8 @@ use std::rc::Rc;
 
 use axkit::config::{Cidr, Config, Directive, Key, List, Scopes};
 use axkit::plugin::{
-    metrics, Body, Context, HookFuture, Outcome, Plugin, PluginInit, PluginSource, SharedMemorySpec,
+    metrics, Body, Context, HookFuture, ListenSpec, Outcome, Plugin, PluginInit, PluginSource,
+    SharedMemorySpec,
 };
 
 static STATS_PATH: Key<Option<String>> = Key::new("StatsPath")
@@ -54,7 +56,8 @@ static STATS_ALLOW: List<Vec<Cidr>> = List::new("StatsAllow")
     );
 
 /// The source of the `stats` and `console` plugins: both read the core's
-/// metrics, so the source asks for its region when a config loads either.
+/// metrics, so the source asks for its region when a config loads either;
+/// and the master binds the console's socket.
 pub struct StatsSource;
 
 impl PluginSource for StatsSource {
@@ -79,6 +82,10 @@ impl PluginSource for StatsSource {
         } else {
             Vec::new()
         }
+    }
+
+    fn listeners(&self, config: &Config) -> Vec<ListenSpec> {
+        crate::console::listeners(config)
     }
 
     fn create(&self, name: &str, init: &PluginInit) -> Result<Option<Rc<dyn Plugin>>, String> {

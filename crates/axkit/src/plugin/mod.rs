@@ -19,6 +19,7 @@ pub mod form;
 pub mod hashing;
 mod hook_box;
 mod html;
+mod listen;
 mod log;
 pub mod metrics;
 mod reclaim;
@@ -38,6 +39,8 @@ pub use context::{
 pub use doc_root::{is_escape, DocRoot, Io, Rule, DOCUMENT_ROOT, FOLLOW_SYMLINKS, READ_FLAGS};
 pub use form::{Field, Form, FormError, Upload, Uploads};
 pub use html::{default_error_page, html_escape};
+pub(crate) use listen::install as install_listeners;
+pub use listen::{ListenAddr, ListenSpec, Listener};
 pub use log::{
     escape_log, escape_log_bytes, escape_log_field, log_dir_warning, log_line, log_to_stderr,
     open_log_file, Level, LogRecord, LOG_FILE,
@@ -493,6 +496,14 @@ impl PluginInit<'_> {
         self.warnings
             .borrow_mut()
             .push(format!("plugin `{}`: {}", self.name, message.into()));
+    }
+
+    /// The listening socket named `name` that the plugin's source asked
+    /// the master for ([`PluginSource::listeners`]), bound before the
+    /// worker gave up root: None in a worker it is not meant for, under
+    /// `--check` (which binds nothing), and once taken.
+    pub fn listener(&self, name: &str) -> Option<Listener> {
+        listen::take(name)
     }
 }
 

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use super::{Plugin, PluginInit, PluginSpec, SharedMemorySpec};
+use super::{ListenSpec, Plugin, PluginInit, PluginSpec, SharedMemorySpec};
 use crate::config::{Config, ConfigError, Directive, FileReader};
 
 /// A source of plugins: the one trait through which the config loader
@@ -116,6 +116,20 @@ pub trait PluginSource {
     /// (the master at start-up and on SIGHUP, `--no-master`, `--check`).
     /// None by default.
     fn shared_memory(&self, config: &Config) -> Vec<SharedMemorySpec> {
+        let _ = config;
+        Vec::new()
+    }
+
+    /// The listening sockets this source's plugins need for `config` (see
+    /// [`ListenSpec`]): the master binds them as root before it starts
+    /// the workers, keeps those whose name and address a reload leaves
+    /// unchanged, and hands each to the workers it names, whose plugins
+    /// take it with [`PluginInit::listener`]. Called wherever a config is
+    /// loaded (the master at start-up and on SIGHUP, `--no-master`, which
+    /// binds them itself, and `--check`, which binds nothing but refuses a
+    /// unix socket in a directory the workers' `User` may write). None by
+    /// default.
+    fn listeners(&self, config: &Config) -> Vec<ListenSpec> {
         let _ = config;
         Vec::new()
     }

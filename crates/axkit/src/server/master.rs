@@ -37,6 +37,7 @@ use crate::plugin::{Catalog, Level};
 use crate::server::master_log::{self, log};
 use crate::server::orphans;
 use crate::server::pid_file::{self, PidFile};
+use crate::server::plugin_listeners::{PluginListeners, PLUGIN_LISTEN_ENV, UPGRADE_PLUGIN_ENV};
 use crate::server::privileges;
 use crate::server::shared_memory::{Regions, SHARED_MEMORY_ENV};
 use crate::server::stdout;
@@ -200,6 +201,8 @@ struct Master<'a> {
     listeners: Vec<(SocketAddr, TcpListener)>,
     /// The current configuration's shared memory.
     regions: Regions,
+    /// The current configuration's plugin sockets (a console's).
+    plugin_listeners: PluginListeners,
     workers: HashMap<u32, WorkerProc>,
     generation: u64,
     events: mpsc::UnboundedSender<Event>,
@@ -236,6 +239,14 @@ enum Event {
     Respawn,
 }
 
+/// What a worker is handed besides its config: the listening sockets,
+/// the regions of shared memory and the plugins' own sockets.
+type Handed<'a> = (
+    &'a [(SocketAddr, TcpListener)],
+    &'a Regions,
+    &'a PluginListeners,
+);
+
 /// Ends once the master is told to stop.
 async fn stopped(stopping: &watch::Receiver<bool>) {
     let _ = stopping.clone().wait_for(|stop| *stop).await;
@@ -263,13 +274,14 @@ pub(super) fn worker_count(config: &Config) -> usize {
 
 impl Master<'_> {
     /// Start worker `slot` of `count` of `generation` (`respawn`: in place
-    /// of one that died) on `listeners` with `regions`, hand it the
-    /// configuration (`snapshot`, encoded), and wait for `ready`.
+    /// of one that died) on `listeners` with `regions` and the plugins'
+    /// sockets meant for it, hand it the configuration (`snapshot`,
+    /// encoded), and wait for `ready`.
     async fn spawn(
         &self,
         (generation, respawn): (u64, bool),
         (slot, count): (usize, usize),
-        (listeners, regions): (&[(SocketAddr, TcpListener)], &Regions),
+        (listeners, regions, plugin): Handed<'_>,
         snapshot: &[u8],
     ) -> Result<WorkerProc, String> {
         let fds = listeners
@@ -284,13 +296,17 @@ impl Master<'_> {
                 .iter()
                 .map(|(_, l)| l.as_raw_fd())
                 .chain(regions.fds())
+                .chain(plugin.fds(slot))
                 .chain([self.control.as_raw_fd()])
                 .try_for_each(|fd| set_inheritable(fd, on))
                 .map_err(|e| format!("cannot pass descriptors to a worker: {e}"))
         };
         let spawned = inherit(true).and_then(|()| {
             let mut command = Command::new(SELF_EXE);
-            for var in SYSTEMD_ENV.iter().chain([&UPGRADE_ENV]) {
+            for var in SYSTEMD_ENV
+                .iter()
+                .chain([&UPGRADE_ENV, &UPGRADE_PLUGIN_ENV])
+            {
                 command.env_remove(var);
             }
             if respawn {
@@ -302,6 +318,7 @@ impl Master<'_> {
                 .args(&self.worker_args)
                 .env(LISTEN_ENV, fds)
                 .env(SHARED_MEMORY_ENV, regions.env())
+                .env(PLUGIN_LISTEN_ENV, plugin.env(slot))
                 .env(WORKER_ENV, format!("{slot}/{count}"))
                 .env(GENERATION_ENV, generation.to_string())
                 .env(CONTROL_ENV, self.control.as_raw_fd().to_string())
@@ -381,7 +398,7 @@ impl Master<'_> {
     async fn spawn_generation(
         &self,
         generation: u64,
-        with: (&[(SocketAddr, TcpListener)], &Regions),
+        with: Handed<'_>,
         config: &Config,
     ) -> Result<Vec<WorkerProc>, String> {
         // Encoded once for the whole generation.
@@ -439,9 +456,24 @@ impl Master<'_> {
                 return;
             }
         };
+        let plugin_listeners =
+            match PluginListeners::create(&config, self.catalog, &self.plugin_listeners) {
+                Ok(l) => l,
+                Err(e) => {
+                    log(
+                        Level::Error,
+                        &format!("reload failed: {e}; keeping the old configuration"),
+                    );
+                    return;
+                }
+            };
         let generation = self.generation + 1;
         match self
-            .spawn_generation(generation, (&listeners, &regions), &config)
+            .spawn_generation(
+                generation,
+                (&listeners, &regions, &plugin_listeners),
+                &config,
+            )
             .await
         {
             Ok(started) => self.workers.extend(started.into_iter().map(|w| (w.pid, w))),
@@ -462,6 +494,8 @@ impl Master<'_> {
         // The old generation mapped what it uses: a region dropped here
         // lives on in its workers until they exit.
         self.regions = regions;
+        // So is a socket dropped here, in the old worker that served it.
+        self.plugin_listeners = plugin_listeners;
         if let Err(e) = master_log::configure(&self.config) {
             log(Level::Error, &e);
         }
@@ -553,7 +587,7 @@ impl Master<'_> {
                 .spawn(
                     (self.generation, true),
                     (slot, want),
-                    (&listeners, &self.regions),
+                    (&listeners, &self.regions, &self.plugin_listeners),
                     &snapshot,
                 )
                 .await
@@ -634,7 +668,9 @@ impl Master<'_> {
         let inherit = |on: bool| {
             self.listeners
                 .iter()
-                .try_for_each(|(_, l)| set_inheritable(l.as_raw_fd(), on))
+                .map(|(_, l)| l.as_raw_fd())
+                .chain(self.plugin_listeners.all_fds())
+                .try_for_each(|fd| set_inheritable(fd, on))
         };
         let spawned = inherit(true).and_then(|()| {
             let mut command = Command::new(&self.exe);
@@ -646,6 +682,7 @@ impl Master<'_> {
             command
                 .args(std::env::args_os().skip(1))
                 .env(UPGRADE_ENV, fds)
+                .env(UPGRADE_PLUGIN_ENV, self.plugin_listeners.upgrade_env())
                 .spawn()
         });
         let _ = inherit(false);
@@ -731,6 +768,7 @@ impl Master<'_> {
         // too, new connections are refused rather than left unanswered in
         // the backlog until we exit.
         self.listeners.clear();
+        self.plugin_listeners = PluginListeners::default();
         let limit = *self.config.global.get(&core::SHUTDOWN_TIMEOUT);
         let mut forwarders = Vec::new();
         let deadline = Instant::now() + limit + Duration::from_secs(2);
@@ -874,6 +912,12 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
+    let plugin_listeners = match PluginListeners::from_upgrade()
+        .and_then(|got| PluginListeners::create(&config, catalog, &got))
+    {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
     let runtime = match crate::server::event_loop() {
         Ok(rt) => rt,
         Err(e) => return fail(&e),
@@ -903,6 +947,7 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             config,
             listeners: Vec::new(),
             regions,
+            plugin_listeners,
             workers: HashMap::new(),
             generation: 1,
             events: tx,
@@ -948,7 +993,11 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             let _ = stop_tx.send(true);
         });
         match master
-            .spawn_generation(1, (&listeners, &master.regions), &master.config)
+            .spawn_generation(
+                1,
+                (&listeners, &master.regions, &master.plugin_listeners),
+                &master.config,
+            )
             .await
         {
             Ok(started) => master

@@ -17,6 +17,7 @@ mod metrics;
 mod orphans;
 mod park;
 mod pid_file;
+pub(crate) mod plugin_listeners;
 pub(crate) mod privileges;
 pub(crate) mod response;
 mod runtime;
@@ -192,7 +193,8 @@ impl Server {
 /// Load and validate a config.
 pub(crate) fn load_config(source: &Source, catalog: &Catalog) -> Result<Config, Vec<ConfigError>> {
     let config = config::load(source, catalog)?;
-    let errors = privileges::check(&config);
+    let mut errors = privileges::check(&config);
+    errors.extend(plugin_listeners::check(&config, catalog));
     if errors.is_empty() {
         Ok(config)
     } else {

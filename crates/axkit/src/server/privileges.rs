@@ -14,6 +14,8 @@
 //! file it creates (uploads, SQLite databases) is the user's.
 
 use std::ffi::{CStr, CString};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 use crate::config::core::{self, Account, Group};
 use crate::config::{Config, ConfigError};
@@ -153,6 +155,45 @@ pub(crate) fn warning(config: &Config) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// Why the workers' `User` could put something of its own at `path`,
+/// if it could: the directory `path` is in, or one above it, is that
+/// user's, or writable by it (by group or by everyone) and not sticky (a
+/// sticky directory's entries are their owners' to replace). None without
+/// `User`, for `User root`, or when the directory does not exist (what
+/// then uses `path` says so).
+pub(crate) fn user_may_replace(config: &Config, path: &Path) -> Option<String> {
+    let t = target(config).filter(|t| t.user.uid != 0)?;
+    let groups = CString::new(t.user.name.as_str())
+        .ok()
+        .and_then(|name| supplementary_groups(&name, t.gid).ok())
+        .unwrap_or_else(|| vec![t.gid]);
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = std::fs::canonicalize(parent).ok()?;
+    dir.ancestors().find_map(|d| {
+        let m = std::fs::metadata(d).ok()?;
+        let open = m.mode() & 0o1000 == 0;
+        let how = if m.uid() == t.user.uid {
+            "is owned by"
+        } else if open && m.mode() & 0o020 != 0 && groups.contains(&m.gid()) {
+            "is writable by a group of"
+        } else if open && m.mode() & 0o002 != 0 {
+            "is writable by every user, as"
+        } else {
+            return None;
+        };
+        Some(format!(
+            "{} {how} the workers' `User {}`, which could then put its own socket at {}: \
+             use a directory only root (or whoever starts the server) may write",
+            d.display(),
+            t.user.name,
+            path.display()
+        ))
+    })
 }
 
 fn last_error(what: &str) -> String {
