@@ -13,6 +13,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -297,5 +298,130 @@ fn an_index_in_another_location_gets_the_same_request() {
     assert_eq!(
         get(&srv, "/app/index.html", "").text(),
         "GET /app/index.html nil  index.html /app/index.html"
+    );
+}
+
+/// A Lua plugin whose `post_read_request` appends `mark` to the note
+/// `prr`, so that which of them ran, and how often, shows.
+fn post_read(mark: &str) -> String {
+    format!(
+        "function hook_post_read_request(r)\n\
+         \x20 r:note(\"prr\", (r:note(\"prr\") or \"\") .. \"{mark}\")\n\
+         end\n"
+    )
+}
+
+/// An application that shows what reached it: the path, the body it
+/// reads, and the notes `bytes` (a `body_data` counter's) and `prr`.
+const SHOW: &str = "function hook_response(r)\n\
+    \x20 r:write(r:path(), \" body=\", r:body(), \" bytes=\", tostring(r:note(\"bytes\")),\n\
+    \x20   \" prr=\", tostring(r:note(\"prr\")))\n\
+    \x20 return OK\n\
+    end\n";
+
+/// A `body_data` hook that counts the body's bytes in the note `bytes`.
+const COUNTER: &str = "function hook_body_data(r, chunk)\n\
+    \x20 r:note(\"bytes\", tostring(tonumber(r:note(\"bytes\") or \"0\") + #chunk))\n\
+    \x20 return OK\n\
+    end\n";
+
+/// POST `path` with the body `hello`; the raw response, parsed.
+fn post_hello(srv: &Axkit, path: &str) -> Response {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+    );
+    let (bytes, _) = srv.raw(request.as_bytes());
+    parse_response(&bytes).unwrap_or_else(|| panic!("no response: {}", lossy(&bytes)))
+}
+
+/// The Location a request is handed over to (its directory's index lives
+/// there) runs its `post_read_request` hooks for it, as a request for
+/// that URI would, once each: a plugin of the Server, or of both
+/// Locations, has already run for the request and does not run again.
+#[test]
+fn a_request_handed_over_runs_the_new_locations_post_read_request_hooks_once() {
+    let conf = static_server(
+        "    Plugin shared\n\
+         \x20   DirectoryIndex index.html\n\
+         \x20   <Location /app/>\n\
+         \x20       Plugin both\n\
+         \x20   </Location>\n\
+         \x20   <Location /app/index.html>\n\
+         \x20       Plugin both\n\
+         \x20       Plugin own\n\
+         \x20       Plugin show\n\
+         \x20   </Location>",
+    );
+    let srv = start(
+        &conf,
+        &[
+            ("plugins/shared.lua", &post_read("s")),
+            ("plugins/both.lua", &post_read("b")),
+            ("plugins/own.lua", &post_read("i")),
+            ("plugins/show.lua", SHOW),
+            ("www/app/index.html", "index"),
+        ],
+    );
+    for path in ["/app/", "/app/index.html"] {
+        let r = get(&srv, path, "");
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "/app/index.html body= bytes=nil prr=sbi"),
+            "{path}"
+        );
+    }
+}
+
+/// A body that the `body_data` hooks of the Location asked for have read
+/// is not there for the handler of the Location the request would be
+/// handed to: the hand-off is refused (500, logged) rather than the body
+/// lost. When that Location runs the same hooks (a request for its URI
+/// would not have left the body to its handler either) the hand-off goes
+/// on, and they do not see the body twice.
+#[test]
+fn a_body_read_by_body_data_hooks_is_never_lost_in_a_hand_off() {
+    let files = [
+        ("plugins/counter.lua", COUNTER),
+        ("plugins/show.lua", SHOW),
+        ("www/app/index.html", "index"),
+        ("www/both/index.html", "index"),
+    ];
+    let conf = static_server(
+        "    DirectoryIndex index.html\n\
+         \x20   <Location /app/>\n\
+         \x20       Plugin counter\n\
+         \x20   </Location>\n\
+         \x20   <Location /app/index.html>\n\
+         \x20       Plugin show\n\
+         \x20   </Location>\n\
+         \x20   <Location /both/>\n\
+         \x20       Plugin counter\n\
+         \x20   </Location>\n\
+         \x20   <Location /both/index.html>\n\
+         \x20       Plugin counter\n\
+         \x20       Plugin show\n\
+         \x20   </Location>",
+    );
+    let mut srv = start(&conf, &files);
+    // Asked for directly, the index's application reads the body.
+    let r = post_hello(&srv, "/app/index.html");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "/app/index.html body=hello bytes=nil prr=nil")
+    );
+    let r = post_hello(&srv, "/app/");
+    assert_eq!(r.status, 500, "{}", r.text());
+    srv.wait_stderr_line(
+        &[
+            "POST /app/ HTTP/1.1",
+            "body_data",
+            "<Location /app/index.html>",
+        ],
+        Duration::from_secs(10),
+    );
+    let r = post_hello(&srv, "/both/");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "/both/index.html body= bytes=5 prr=nil")
     );
 }

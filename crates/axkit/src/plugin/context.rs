@@ -1038,6 +1038,7 @@ impl Context {
             self.auth_type = None;
         } else {
             self.kept = None;
+            self.rt.body_read_in = None;
         }
         self.skipped_filters = 0;
         self.rt.head_hook_ran = false;
@@ -1082,14 +1083,18 @@ impl Context {
     /// `Outcome::Done`: the method, headers and body stay, and so do the
     /// notes and whatever an earlier internal redirect set (an error
     /// page's status); the `<Location>` is picked again for the new path
-    /// and the walk starts over from `uri_translation` in it
-    /// (`post_read_request` ran once for the request and does not run
-    /// again), with no user until its authentication says who. It is what
-    /// a plugin does when the file it found has a URI of its own in
-    /// another Location ([`in_same_location`](Self::in_same_location)): a
-    /// directory's index, a typeless name, whose Location's rules must
-    /// apply (nginx's index module redirects so). It counts toward the
-    /// 10 internal redirects a request may make.
+    /// and the walk starts over from `post_read_request` in it (a plugin
+    /// whose `post_read_request` or `body_data` already ran for the
+    /// request does not run again), with no user until its
+    /// authentication says who. A body that `body_data` hooks read is
+    /// not kept: when the new Location runs no `body_data` hook, or one
+    /// that has not seen it, the hand-off is refused (500, logged)
+    /// rather than the body lost. It is what a plugin does when the file
+    /// it found has a URI of its own in another Location
+    /// ([`in_same_location`](Self::in_same_location)): a directory's
+    /// index, a typeless name, whose Location's rules must apply (nginx's
+    /// index module redirects so). It counts toward the 10 internal
+    /// redirects a request may make.
     pub fn internal_redirect_same_request(&mut self, uri: &str) {
         self.rt.redirect_to(uri, None, true);
     }

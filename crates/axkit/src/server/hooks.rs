@@ -165,12 +165,27 @@ fn traced<const TRACED: bool>(
 /// future for traced and untraced requests alike, with a test per plugin
 /// called: a walk's future nested inside this one (one per kind) cost
 /// more, on every hook of every request, than the test.
-pub(crate) async fn run_hook(ctx: &mut Context, hook: Hook) -> Outcome {
+pub(crate) fn run_hook(ctx: &mut Context, hook: Hook) -> impl Future<Output = Outcome> + '_ {
+    // The closure is inlined away: the usual walk pays nothing for it.
+    run_hook_skipping(ctx, hook, |_| false)
+}
+
+/// [`run_hook`] without the plugins, by their index in `Config::plugins`,
+/// for which `skip` is true: those that already ran this hook for the
+/// request in a Location it was handed over from.
+pub(crate) async fn run_hook_skipping(
+    ctx: &mut Context,
+    hook: Hook,
+    skip: impl Fn(u16) -> bool,
+) -> Outcome {
     let traced = ctx.rt.trace.is_some();
     let location = ctx.rt.location.clone();
     let mode = mode(hook);
     let mut result = Outcome::Declined;
     for (name, plugin, index) in location.chain(hook) {
+        if skip(*index) {
+            continue;
+        }
         let start = traced.then(Instant::now);
         // A hook that finished as it was called has nothing to poll.
         let outcome = {

@@ -635,6 +635,9 @@ pub(crate) struct RequestRt {
     /// The answer a hook left for after `fixup`
     /// (`Context::answer_after_fixup`).
     pub after_fixup: Option<fn(&mut Context) -> Outcome>,
+    /// The Location whose `body_data` hooks read the request body, which
+    /// a hand-off to another Location must not lose (`walk::body_lost`).
+    pub body_read_in: Option<Rc<LocationRt>>,
 }
 
 impl RequestRt {
@@ -658,6 +661,7 @@ impl RequestRt {
             trace: None,
             head_hook_ran: false,
             after_fixup: None,
+            body_read_in: None,
         }
     }
 

@@ -51,11 +51,11 @@ use crate::plugin::{
     Outcome, Request,
 };
 use crate::server::conn_io::{self, BodyState, ConnIo, OutFraming, Waited};
-use crate::server::hooks::{run_body_data, run_conn_hook, run_hook};
+use crate::server::hooks::{run_body_data, run_conn_hook, run_hook, run_hook_skipping};
 use crate::server::idle::{IdleWait, Kind, Parked};
 use crate::server::metrics::ConnTrack;
 use crate::server::response;
-use crate::server::runtime::{RequestRt, WorkerRt};
+use crate::server::runtime::{LocationRt, RequestRt, WorkerRt};
 use crate::server::trace;
 
 /// How many internal redirects one request may chain.
@@ -537,7 +537,7 @@ async fn request_cycle(
         ctx.rt.io.expect_continue = false;
         out_of_line(error_response(&mut ctx, 413)).await;
     } else {
-        walk(&mut ctx, true).await;
+        walk(&mut ctx, None).await;
     }
     if ctx.rt.redirect.is_some() {
         out_of_line(follow_redirects(&mut ctx)).await;
@@ -591,22 +591,43 @@ fn log_bad_request(worker: &WorkerRt, conn: &ConnInfo, why: std::fmt::Arguments)
     );
 }
 
-/// The hooks in their order, from post_read_request (unless
-/// `post_read` is false: the request was read before, and goes on under
-/// another URI) to the response.
-async fn walk(ctx: &mut Context, post_read: bool) {
+/// The hooks in their order, from post_read_request to the response.
+/// `handed_from`: None for a request walked from its start; for the same
+/// request handed over to this Location
+/// (`Context::internal_redirect_same_request`), the Locations whose
+/// `post_read_request` hooks already ran for it, which do not run again.
+async fn walk(ctx: &mut Context, handed_from: Option<&[Rc<LocationRt>]>) {
     // Each hook's walk only when some plugin has it (most configs have
     // no `post_read_request`).
-    if post_read && !ctx.rt.location.chain(Hook::PostReadRequest).is_empty() {
-        match run_hook(ctx, Hook::PostReadRequest).await {
+    if !ctx.rt.location.chain(Hook::PostReadRequest).is_empty() {
+        let outcome = match handed_from {
+            None => run_hook(ctx, Hook::PostReadRequest).await,
+            Some(ran) => {
+                let ran_in = |index| {
+                    ran.iter().any(|location| {
+                        let chain = location.chain(Hook::PostReadRequest);
+                        chain.iter().any(|entry| entry.2 == index)
+                    })
+                };
+                run_hook_skipping(ctx, Hook::PostReadRequest, ran_in).await
+            }
+        };
+        match outcome {
             Outcome::Ok | Outcome::Declined => {}
             Outcome::Done => return finish(ctx).await,
             other => return fail(ctx, other).await,
         }
     }
     // A body_data hook in the chain: the body is read before
-    // uri_translation, as AxKit2 did.
-    if ctx.rt.io.body_pending() && !ctx.rt.location.chain(Hook::BodyData).is_empty() {
+    // uri_translation, as AxKit2 did; once for a request handed over,
+    // whose body the hooks of the Location it left have read
+    // (`body_lost`), and never for an internal redirect's GET.
+    if ctx.rt.io.body_pending()
+        && !ctx.rt.location.chain(Hook::BodyData).is_empty()
+        && !ctx.rt.io.body_detached
+        && ctx.rt.body_read_in.is_none()
+    {
+        ctx.rt.body_read_in = Some(ctx.rt.location.clone());
         loop {
             match ctx.read_body().await {
                 Ok(Some(chunk)) => match run_body_data(ctx, &chunk).await {
@@ -862,25 +883,37 @@ const ERROR_HEADERS: [&str; 6] = [
 ];
 
 /// Internal redirects chained by hooks: each a fresh GET walk of the new
-/// URI (`ctx.internal_redirect`), or the same request walked again from
-/// `uri_translation` under another URI
-/// (`ctx.internal_redirect_same_request`), at most `MAX_REDIRECTS` deep.
+/// URI (`ctx.internal_redirect`), or the same request walked again under
+/// another URI (`ctx.internal_redirect_same_request`), at most
+/// `MAX_REDIRECTS` deep.
 async fn follow_redirects(ctx: &mut Context) {
     let mut hops = 0;
+    // The Locations whose `post_read_request` hooks ran for the request
+    // as it now stands: the one its last walk from the start began in
+    // (`began`, or for the client's request the one its URL picked),
+    // then each it was handed over to.
+    let mut began = None;
+    let mut ran: Vec<Rc<LocationRt>> = Vec::new();
     while let Some(redirect) = ctx.rt.redirect.take() {
         if ctx.rt.io.head_sent {
             break;
         }
         hops += 1;
         let (target, status, same) = (&redirect.target, redirect.status, redirect.same_request);
-        let request = match redirected_request(&ctx.request, target, same) {
-            Some(r) if hops <= MAX_REDIRECTS => r,
-            other => {
-                let why = if other.is_some() {
-                    "more than 10 internal redirects"
-                } else {
-                    "internal redirect to an invalid URI"
-                };
+        let next = match redirected_request(&ctx.request, target, same) {
+            Some(request) if hops <= MAX_REDIRECTS => {
+                let location = ctx.rt.worker.pick_location(ctx.rt.server, &request);
+                match same.then(|| body_lost(ctx, &location)).flatten() {
+                    Some(why) => Err(why),
+                    None => Ok((request, location)),
+                }
+            }
+            Some(_) => Err("more than 10 internal redirects".to_string()),
+            None => Err("internal redirect to an invalid URI".to_string()),
+        };
+        let (request, location) = match next {
+            Ok(next) => next,
+            Err(why) => {
                 let msg = format!("{}: {why}: {target:?}", ctx.request.request_line());
                 ctx.log(Level::Error, &msg);
                 ctx.rt.redirect = None;
@@ -905,7 +938,14 @@ async fn follow_redirects(ctx: &mut Context) {
             kept.retain_named(&ERROR_HEADERS);
             ctx.rt.error_headers = Some(kept);
         }
-        ctx.rt.location = ctx.rt.worker.pick_location(ctx.rt.server, &request);
+        if same && ran.is_empty() {
+            let first = began.take().unwrap_or_else(|| {
+                let client = ctx.original_request();
+                ctx.rt.worker.pick_location(ctx.rt.server, client)
+            });
+            ran.push(first);
+        }
+        ctx.rt.location = location.clone();
         ctx.rt.answered = 0;
         let replaced = std::mem::replace(&mut ctx.request, request);
         ctx.rt.original.get_or_insert(Box::new(replaced));
@@ -915,17 +955,42 @@ async fn follow_redirects(ctx: &mut Context) {
         }
         if same {
             // The same request: its body, read or not, is still its own,
-            // and an error page's status still holds.
-            walk(ctx, false).await;
+            // and an error page's status still holds. It goes on from the
+            // `post_read_request` hooks of its new Location that have not
+            // run for it.
+            walk(ctx, Some(&ran)).await;
+            ran.push(location);
             continue;
         }
+        ran.clear();
+        began = Some(location);
         ctx.rt.status_override = status;
         // The redirected walk reads no body (and so never says 100
         // Continue); the original body is still there to drain, or the
         // connection closes if it was never asked for.
         ctx.rt.io.body_detached = true;
-        walk(ctx, true).await;
+        walk(ctx, None).await;
     }
+}
+
+/// Why handing the request over to the Location `to` would lose its
+/// body, if it would: `body_data` hooks read it, and `to` would have left
+/// it to its handler (it runs no `body_data` hook) or to hooks of its own
+/// that have not seen it. Refused rather than lost: keeping every body
+/// such hooks read, in case the request is handed over after them, would
+/// hold in memory what they are there to stream.
+fn body_lost(ctx: &Context, to: &LocationRt) -> Option<String> {
+    let read_in = ctx.rt.body_read_in.as_deref()?;
+    let seen = read_in.chain(Hook::BodyData);
+    let wanted = to.chain(Hook::BodyData);
+    if !wanted.is_empty() && wanted.iter().all(|w| seen.iter().any(|s| s.2 == w.2)) {
+        return None;
+    }
+    Some(format!(
+        "not handed over to <Location {}>, which does not run the body_data hooks of \
+         <Location {}> that read the request body",
+        to.prefix, read_in.prefix
+    ))
 }
 
 /// The request an internal redirect to `target` makes: the same request
