@@ -1,7 +1,9 @@
 //! What the XML pipeline refuses, and how it fails: external entities
 //! (XXE), entity expansion (billion laughs, and attributes a DTD defaults
 //! onto many elements), `document()`, XInclude and PIs outside
-//! the DocumentRoot or through a link out of it, XIncludes in a document
+//! the DocumentRoot or through a link out of it (but `document('')`, the
+//! stylesheet itself, wherever it lies), XInclude pointers that need
+//! XPath (unbounded in libxml2), XIncludes in a document
 //! a script made of the request (left as they are), transforms that
 //! run past `XSLTTimeLimit` (stopped on the event loop: 500), broken documents and
 //! stylesheets (500, file:line in the log, the error on the page only
@@ -289,6 +291,91 @@ fn document_and_pis_stay_beneath_the_document_root() {
         "/pi/x/pi.xml",
         "outside.xsl\"?> names a stylesheet outside",
     );
+}
+
+/// `document('')` is the stylesheet itself (in a module, that module),
+/// read as its compilation read it, though it lies outside the
+/// DocumentRoot; any other file beside it stays out of reach.
+#[test]
+fn document_of_the_stylesheet_itself_reads_it_wherever_it_lies() {
+    let own = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform" xmlns:m="urn:menu">
+<xsl:include href="inc/module.xsl"/>
+<xsl:output method="text"/>
+<m:item>alpha</m:item>
+<xsl:template match="/">own <xsl:value-of select="document('')/*/m:item"/>, <xsl:call-template name="module"/></xsl:template>
+</xsl:stylesheet>
+"#;
+    let module = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform" xmlns:m="urn:menu">
+<m:item>beta</m:item>
+<xsl:template name="module">module <xsl:value-of select="document('')/*/m:item"/></xsl:template>
+</xsl:stylesheet>
+"#;
+    let peek = r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text"/>
+<xsl:template match="/">got <xsl:value-of select="document('../secret.xml')"/></xsl:template>
+</xsl:stylesheet>
+"#;
+    let body = "    <Location /own>\n        XSLTStyle {dir}/styles/own.xsl\n    </Location>\n\
+                \x20   <Location /peek>\n        XSLTStyle {dir}/styles/peek.xsl\n    </Location>";
+    let mut srv = Axkit::start_single_with(&conf("", body), |d| {
+        write_files(d, &site());
+        d.write("styles/own.xsl", own);
+        d.write("styles/inc/module.xsl", module);
+        d.write("styles/peek.xsl", peek);
+        d.write("site/own/a.xml", ARTICLE);
+        d.write("site/peek/a.xml", ARTICLE);
+    });
+    let r = srv.get("/own/a.xml");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "own alpha, module beta");
+    refused(&mut srv, "/peek/a.xml", "secret.xml is outside");
+}
+
+/// libxml2 resolves an XInclude's XPointer with XPath in a context of
+/// its own, with no bound on its work: a pointer that needs XPath is
+/// refused before it runs (in the document, in an `href` fragment, in a
+/// document an include loads), and an ID or `element()` still works.
+#[test]
+fn xinclude_pointers_that_need_xpath_are_refused_before_they_run() {
+    // Cubic in 3,000 elements: hours of XPath.
+    let cubic = "xpointer(//i[count(//i[count(//i) &gt; 0]) &gt; 0])";
+    let wide = "<i/>".repeat(3000);
+    let xi = r#"xmlns:xi="http://www.w3.org/2001/XInclude""#;
+    let local = format!(r#"<r {xi}><xi:include xpointer="{cubic}"/>{wide}</r>"#);
+    let fragment = format!(r#"<r {xi}><xi:include href="wide.xml#{cubic}"/></r>"#);
+    let nested = format!(r#"<r {xi}><xi:include href="nested.xml"/></r>"#);
+    let inner = format!(r#"<n {xi}><xi:include xpointer="{cubic}"/>{wide}</n>"#);
+    let by_id = format!(
+        r#"<r {xi}><xi:include href="parts.xml" xpointer="two"/><xi:include href="parts.xml" xpointer="element(/1/1)"/></r>"#
+    );
+    let parts = r#"<parts><p>One</p><p xml:id="two">Two</p></parts>"#;
+    let mut srv = Axkit::start_single_with(&conf("", ""), |d| {
+        write_files(d, &site());
+        d.write("site/xp/local.xml", &local);
+        d.write("site/xp/fragment.xml", &fragment);
+        d.write("site/xp/wide.xml", format!("<w>{wide}</w>"));
+        d.write("site/xp/nested.xml", &inner);
+        d.write("site/xp/outer.xml", &nested);
+        d.write("site/xp/by-id.xml", &by_id);
+        d.write("site/xp/parts.xml", parts);
+    });
+    for path in ["/xp/local.xml", "/xp/fragment.xml", "/xp/outer.xml"] {
+        let started = Instant::now();
+        refused(
+            &mut srv,
+            path,
+            "refused: only an ID or element() is followed",
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{path}: answered after {:?}",
+            started.elapsed()
+        );
+    }
+    let r = srv.get("/xp/by-id.xml");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (two, one) = (r.text().find(">Two</p>"), r.text().find(">One</p>"));
+    assert!(two.zip(one).is_some_and(|(t, o)| t < o), "{}", r.text());
 }
 
 #[test]

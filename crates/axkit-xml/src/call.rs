@@ -16,7 +16,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::{dl, sys};
 use crate::{Policy, XmlError};
@@ -45,7 +45,7 @@ struct Diag {
     message: String,
 }
 
-struct Call {
+pub(crate) struct Call {
     /// `None` for a call that loads nothing (serialising).
     policy: Option<Policy>,
     /// Errors (warnings are dropped), in the order reported.
@@ -62,6 +62,23 @@ struct Call {
     /// A refusal by the policy or the entity rules: the call fails with
     /// it whatever the libraries made of the stopped parse.
     refused: Option<XmlError>,
+    /// Whether XIncludes are being processed: their pointers are then
+    /// checked (see [`plain_pointer`]).
+    pub(crate) xinclude: bool,
+    /// A compiling call: every file it read, in order.
+    pub(crate) modules: Option<Vec<PathBuf>>,
+    /// A transform's stylesheet: its own files, read through the policy
+    /// it was compiled with (`document('')`).
+    pub(crate) own: Option<Arc<Own>>,
+}
+
+/// The files a stylesheet was compiled from and the policy they were
+/// read through. `document('')` names the stylesheet itself (a module's,
+/// that module): it reads them as the compilation did, beneath the
+/// stylesheet's own root, wherever the transform's policy may read.
+pub(crate) struct Own {
+    pub policy: Policy,
+    pub files: Vec<PathBuf>,
 }
 
 thread_local! {
@@ -88,6 +105,7 @@ pub(crate) fn init() -> Result<(), XmlError> {
             on_entity_decl,
             on_entity_use,
             on_default_attrs,
+            on_pointer,
             entity_loader,
             doc_loader,
         );
@@ -119,6 +137,9 @@ impl Scope {
             awaiting: false,
             expanded: 0,
             refused: None,
+            xinclude: false,
+            modules: None,
+            own: None,
         };
         let outer = CALL.with_borrow_mut(|c| c.replace(call));
         Ok(Scope { outer })
@@ -156,6 +177,12 @@ impl Scope {
             }
         })
         .unwrap_or_else(|| XmlError::new(fallback))
+    }
+
+    /// Set up the call's state (whether it processes XIncludes, records
+    /// what it reads, or runs a stylesheet that may read its own files).
+    pub(crate) fn with(&self, f: impl FnOnce(&mut Call)) {
+        with_call(f);
     }
 
     /// Whether the policy or the entity rules refused something.
@@ -433,6 +460,94 @@ fn spend(len: usize) -> Option<usize> {
     .flatten()
 }
 
+// ---- XInclude pointers --------------------------------------------------
+
+/// libxml2 resolves an XInclude's XPointer in an XPath context of its
+/// own, with no operation limit and out of reach of the deadline's
+/// watcher: a `xpointer(…)` expression cubic in the document would run
+/// for hours. Only pointers resolved without XPath are followed (see
+/// [`plain_pointer`]); the others refuse the call. `kind` 0 is an
+/// `xpointer` attribute, 1 an `href`, whose fragment is a pointer in the
+/// 2001 namespace.
+unsafe extern "C" fn on_pointer(
+    file: *const c_char,
+    line: c_int,
+    kind: c_int,
+    value: *const u8,
+    len: c_int,
+) -> c_int {
+    if !with_call(|call| call.xinclude).unwrap_or(false) {
+        return 1;
+    }
+    let value = (!value.is_null()).then(|| {
+        let bytes = unsafe { std::slice::from_raw_parts(value, usize::try_from(len).unwrap_or(0)) };
+        String::from_utf8_lossy(bytes).into_owned()
+    });
+    let pointer = match (kind, &value) {
+        (1, Some(href)) => match href.split_once('#') {
+            Some((_, fragment)) => {
+                Some(String::from_utf8_lossy(&percent_decode(fragment.as_bytes())).into_owned())
+            }
+            None => return 1,
+        },
+        _ => value,
+    };
+    if pointer.as_deref().is_some_and(plain_pointer) {
+        return 1;
+    }
+    let shown = pointer.unwrap_or_default();
+    refuse(
+        unsafe { c_str(file) },
+        u32::try_from(line).unwrap_or(0),
+        format!(
+            "XInclude pointer '{}' refused: only an ID or element() is followed, never an \
+             XPath expression",
+            shown.escape_default()
+        ),
+    );
+    0
+}
+
+/// Whether an XPointer is resolved without XPath: a shorthand (an ID,
+/// or a child sequence such as `intro/2`), or parts of the `element()`
+/// and `xmlns()` schemes only (their data within balanced parentheses,
+/// `^` escaping the next character, as libxml2 reads them).
+fn plain_pointer(pointer: &str) -> bool {
+    let mut rest = pointer.trim();
+    if !rest.contains('(') {
+        return true;
+    }
+    while !rest.is_empty() {
+        let Some(open) = rest.find('(') else {
+            return false;
+        };
+        if !matches!(&rest[..open], "element" | "xmlns") {
+            return false;
+        }
+        let (mut depth, mut escaped, mut end) = (0usize, false, None);
+        for (i, c) in rest[open..].char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '^' => escaped = true,
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(open + i);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(end) = end else {
+            return false;
+        };
+        rest = rest[end + 1..].trim_start();
+    }
+    true
+}
+
 // ---- loading ------------------------------------------------------------
 
 /// The file a URL the libraries resolved names: `file:` URLs and absolute
@@ -503,10 +618,19 @@ impl LoadError {
 /// Read `url` through the calling thread's policy.
 fn load(url: &str) -> Result<(PathBuf, Vec<u8>), LoadError> {
     let path = url_to_path(url).map_err(LoadError::Refused)?;
-    let policy = with_call(|call| call.policy.clone())
-        .flatten()
-        .ok_or_else(|| LoadError::Refused(format!("{url}: nothing may be loaded here")))?;
-    read(&policy, &path)
+    let policy = with_call(|call| match &call.own {
+        Some(own) if own.files.contains(&path) => Some(own.policy.clone()),
+        _ => call.policy.clone(),
+    })
+    .flatten()
+    .ok_or_else(|| LoadError::Refused(format!("{url}: nothing may be loaded here")))?;
+    let read = read(&policy, &path)?;
+    with_call(|call| {
+        if let Some(modules) = &mut call.modules {
+            modules.push(path);
+        }
+    });
+    Ok(read)
 }
 
 /// Note a failed load: a refusal fails the call, a missing file is only
@@ -649,6 +773,28 @@ mod tests {
         assert!(refers_to_entities("&lol;&lol;"));
         assert!(refers_to_entities("&ampx;"));
         assert!(refers_to_entities("trailing &"));
+    }
+
+    #[test]
+    fn pointers_without_xpath() {
+        for plain in [
+            "intro",
+            "intro/2",
+            " element(/1/2) ",
+            "element(intro/1)",
+            "xmlns(a=http://e/^(x^)) element(/1)",
+        ] {
+            assert!(plain_pointer(plain), "{plain}");
+        }
+        for xpath in [
+            "xpointer(//p)",
+            "element(/1) xpointer(//p)",
+            "xpath1(//p)",
+            "element(/1",
+            "element (/1)",
+        ] {
+            assert!(!plain_pointer(xpath), "{xpath}");
+        }
     }
 
     #[test]

@@ -74,8 +74,16 @@ impl Document {
 
     /// Process XInclude elements (loads through the policy, relative to
     /// this document's URL; included documents follow the same rules).
+    /// Only pointers that need no XPath are followed (an ID, `element()`):
+    /// libxml2 evaluates an XPath one with no bound on its work.
     pub fn xinclude(&mut self, policy: &Policy) -> Result<(), XmlError> {
         let scope = Scope::enter(Some(policy))?;
+        // This document's own includes are checked here, those of the
+        // documents they load as those are parsed.
+        scope.with(|call| call.xinclude = true);
+        if unsafe { sys::axkit_xml_xinclude_pointers(self.as_ptr()) } == 0 {
+            return Err(scope.error("XInclude processing failed"));
+        }
         let ret = unsafe { sys::xmlXIncludeProcessFlags(self.as_ptr(), call::PARSE_OPTIONS) };
         if ret < 0 || scope.refused() {
             return Err(scope.error("XInclude processing failed"));

@@ -25,6 +25,7 @@
 #include <libxml/xmlIO.h>
 #include <libxml/xmlerror.h>
 #include <libxml/entities.h>
+#include <libxml/xinclude.h>
 #include <libxslt/xslt.h>
 #include <libxslt/xsltInternals.h>
 #include <libxslt/xsltutils.h>
@@ -93,11 +94,17 @@ typedef int (*axkit_entity_use_fn)(xmlParserCtxtPtr ctxt, const xmlChar *name, i
  * element `name`, stay in bounds. */
 typedef int (*axkit_default_attrs_fn)(xmlParserCtxtPtr ctxt, const xmlChar *name, int count,
                                       size_t bytes);
+/* Whether an XInclude element's pointer (`len` bytes of its `xpointer`
+ * attribute, or of its `href`, kind 0 or 1) may be resolved; `file` and
+ * `line` say where the element is. */
+typedef int (*axkit_pointer_fn)(const char *file, int line, int kind, const xmlChar *value,
+                                int len);
 
 static axkit_text_fn text_fn;
 static axkit_entity_decl_fn entity_decl_fn;
 static axkit_entity_use_fn entity_use_fn;
 static axkit_default_attrs_fn default_attrs_fn;
+static axkit_pointer_fn pointer_fn;
 
 /* The generic error channel of both libraries: format, hand to Rust. */
 static void axkit_generic_error(void *ctx, const char *msg, ...) {
@@ -158,6 +165,23 @@ static xmlEntityPtr axkit_get_entity(void *ctx, const xmlChar *name) {
     return ent;
 }
 
+/* An XInclude element, in either namespace libxml2 processes. */
+static int axkit_is_xinclude(const xmlChar *localname, const xmlChar *uri) {
+    return (uri != NULL) && (strcmp((const char *) localname, (const char *) XINCLUDE_NODE) == 0) &&
+           ((strcmp((const char *) uri, (const char *) XINCLUDE_NS) == 0) ||
+            (strcmp((const char *) uri, (const char *) XINCLUDE_OLD_NS) == 0));
+}
+
+/* Which pointer-bearing attribute `name` (no namespace) is: 0 xpointer,
+ * 1 href (its fragment is the pointer in the 2001 namespace), -1 neither. */
+static int axkit_pointer_kind(const xmlChar *name) {
+    if (strcmp((const char *) name, (const char *) XINCLUDE_PARSE_XPOINTER) == 0)
+        return 0;
+    if (strcmp((const char *) name, (const char *) XINCLUDE_HREF) == 0)
+        return 1;
+    return -1;
+}
+
 /* The attributes the DTD defaults (the last nb_defaulted, when the parse
  * completes attributes) are copied onto every element that lacks them: a
  * large default on many small elements is entity expansion by another
@@ -166,9 +190,25 @@ static void axkit_start_element(void *ctx, const xmlChar *localname, const xmlCh
                                 const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
                                 int nb_attributes, int nb_defaulted, const xmlChar **attributes) {
     xmlParserCtxtPtr ctxt = (xmlParserCtxtPtr) ctx;
+    int i;
+    /* A document XInclude loads is only in the tree once this returns:
+     * its pointers are checked as it is parsed (Rust decides whether an
+     * XInclude is under way). */
+    if (axkit_is_xinclude(localname, uri)) {
+        for (i = 0; i < nb_attributes; i++) {
+            int kind = attributes[i * 5 + 2] == NULL ? axkit_pointer_kind(attributes[i * 5]) : -1;
+            if ((kind >= 0) &&
+                !pointer_fn(ctxt->input == NULL ? NULL : ctxt->input->filename,
+                            ctxt->input == NULL ? 0 : ctxt->input->line, kind,
+                            attributes[i * 5 + 3],
+                            (int) (attributes[i * 5 + 4] - attributes[i * 5 + 3]))) {
+                axkit_refuse(ctxt);
+                return;
+            }
+        }
+    }
     if ((nb_defaulted > 0) && (ctxt->loadsubset & XML_COMPLETE_ATTRS)) {
         size_t bytes = 0;
-        int i;
         /* Five pointers each: local name, prefix, URI, value, value end. */
         for (i = nb_attributes - nb_defaulted; i < nb_attributes; i++)
             bytes += (size_t) (attributes[i * 5 + 4] - attributes[i * 5 + 3]);
@@ -190,14 +230,15 @@ void axkit_xml_filter(xmlParserCtxtPtr ctxt) {
 }
 
 void axkit_xml_init(axkit_text_fn text, axkit_entity_decl_fn decl, axkit_entity_use_fn use,
-                    axkit_default_attrs_fn attrs, xmlExternalEntityLoader loader,
-                    xsltDocLoaderFunc doc_loader) {
+                    axkit_default_attrs_fn attrs, axkit_pointer_fn pointer,
+                    xmlExternalEntityLoader loader, xsltDocLoaderFunc doc_loader) {
     xsltSecurityPrefsPtr sec;
 
     text_fn = text;
     entity_decl_fn = decl;
     entity_use_fn = use;
     default_attrs_fn = attrs;
+    pointer_fn = pointer;
     lib.xmlInitParser();
     lib.xsltInit();
     lib.exsltRegisterAll();
@@ -239,6 +280,44 @@ xmlDocPtr axkit_xml_parse(const char *buf, int len, const char *url, int options
     doc = lib.xmlCtxtReadMemory(ctxt, buf, len, url, NULL, options);
     lib.xmlFreeParserCtxt(ctxt);
     return doc;
+}
+
+/* Whether every XInclude element of an already parsed `doc` has pointers
+ * `pointer_fn` allows (1), else 0, the refusal recorded by it. */
+int axkit_xml_xinclude_pointers(xmlDocPtr doc) {
+    xmlNodePtr node = doc->children;
+    while (node != NULL) {
+        if ((node->type == XML_ELEMENT_NODE) &&
+            axkit_is_xinclude(node->name, node->ns == NULL ? NULL : node->ns->href)) {
+            xmlAttrPtr attr;
+            for (attr = node->properties; attr != NULL; attr = attr->next) {
+                int kind = attr->ns == NULL ? axkit_pointer_kind(attr->name) : -1;
+                /* A parsed attribute's value is one text node, or none
+                 * when empty; anything else goes as NULL (refused). */
+                xmlNodePtr text = attr->children;
+                const xmlChar *value = (const xmlChar *) "";
+                if (kind < 0)
+                    continue;
+                if ((text != NULL) && ((text->type != XML_TEXT_NODE) || (text->next != NULL)))
+                    value = NULL;
+                else if (text != NULL)
+                    value = text->content;
+                if (!pointer_fn((const char *) doc->URL, node->line, kind, value,
+                                value == NULL ? 0 : (int) strlen((const char *) value)))
+                    return 0;
+            }
+        }
+        /* Depth first, without recursion (a document may nest deep). */
+        if ((node->type == XML_ELEMENT_NODE) && (node->children != NULL)) {
+            node = node->children;
+            continue;
+        }
+        while ((node != NULL) && (node->next == NULL))
+            node = node->parent == (xmlNodePtr) doc ? NULL : node->parent;
+        if (node != NULL)
+            node = node->next;
+    }
+    return 1;
 }
 
 /* How many inputs the parser has open: 0 when a load starts a document

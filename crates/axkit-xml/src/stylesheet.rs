@@ -6,9 +6,10 @@
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::path::Path;
 use std::ptr::{self, NonNull};
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::call::{self, Scope};
+use crate::call::{self, Own, Scope};
 use crate::deadline::Watched;
 use crate::document::{take_bytes, Document};
 use crate::sys;
@@ -19,6 +20,8 @@ use crate::{Policy, XmlError};
 /// threads at once.
 pub struct Stylesheet {
     ptr: NonNull<sys::XsltStylesheet>,
+    /// What it was compiled from, which its transforms may read again.
+    own: Arc<Own>,
 }
 
 // SAFETY: a compiled stylesheet is read-only to libxslt's transforms (each
@@ -51,9 +54,12 @@ const ENCODING: c_int = 2;
 
 impl Stylesheet {
     /// Compile the file at `path` (absolute), loading it and its
-    /// includes/imports through the policy.
+    /// includes/imports through the policy. Its transforms may read those
+    /// files again through the same policy, wherever theirs may read
+    /// (`document('')`: the stylesheet itself).
     pub fn compile(path: &Path, policy: &Policy) -> Result<Stylesheet, XmlError> {
         let scope = Scope::enter(Some(policy))?;
+        scope.with(|call| call.modules = Some(vec![path.to_path_buf()]));
         let name = path.to_string_lossy().into_owned();
         let (_, bytes) = call::read(policy, path).map_err(|e| {
             let message = e.message();
@@ -75,8 +81,16 @@ impl Stylesheet {
             unsafe { sys::xmlFreeDoc(doc) };
             return Err(scope.error("not a stylesheet").or_file(&name));
         };
+        let mut files = Vec::new();
+        scope.with(|call| files = call.modules.take().unwrap_or_default());
         // From here the stylesheet owns the document.
-        let style = Stylesheet { ptr: style };
+        let style = Stylesheet {
+            ptr: style,
+            own: Arc::new(Own {
+                policy: policy.clone(),
+                files,
+            }),
+        };
         if unsafe { sys::axkit_xslt_errors(style.ptr.as_ptr()) } > 0 || scope.refused() {
             return Err(scope.error("stylesheet compilation failed").or_file(&name));
         }
@@ -117,6 +131,7 @@ impl Stylesheet {
         deadline: Option<Instant>,
     ) -> Result<Document, XmlError> {
         let scope = Scope::enter(Some(policy))?;
+        scope.with(|call| call.own = Some(self.own.clone()));
         let mut strings = Vec::with_capacity(params.len() * 2);
         for (name, value) in params {
             for s in [name, value] {

@@ -81,6 +81,13 @@ pub type DefaultAttrsFn = unsafe extern "C" fn(
     count: c_int,
     bytes: usize,
 ) -> c_int;
+pub type PointerFn = unsafe extern "C" fn(
+    file: *const c_char,
+    line: c_int,
+    kind: c_int,
+    value: *const u8,
+    len: c_int,
+) -> c_int;
 pub type EntityLoaderFn = unsafe extern "C" fn(
     url: *const c_char,
     id: *const c_char,
@@ -184,11 +191,13 @@ unsafe extern "C" {
         decl: EntityDeclFn,
         entity_use: EntityUseFn,
         default_attrs: DefaultAttrsFn,
+        pointer: PointerFn,
         loader: EntityLoaderFn,
         doc_loader: DocLoaderFn,
     );
     pub fn axkit_xml_thread_errors(structured: StructuredErrorFn);
     pub fn axkit_xml_filter(ctxt: *mut XmlParserCtxt);
+    pub fn axkit_xml_xinclude_pointers(doc: *mut XmlDoc) -> c_int;
     pub fn axkit_xml_parse(
         buf: *const c_char,
         len: c_int,

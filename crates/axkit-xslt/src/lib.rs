@@ -34,8 +34,9 @@
 //!   the notes (`note.NAME`), all strings; `XSLTParam` wins, and query
 //!   names beginning `request.` or `note.` are dropped.
 //! - `XSLTTimeLimit DURATION` (default 5s): how long a request's
-//!   transforms may take in all; past it they are stopped from another
-//!   thread (even one running on the event loop) and the request is a
+//!   parsing, XIncludes and transforms may take in all; past it a
+//!   transform is stopped from another thread (even one running on the
+//!   event loop), and a parse that ended past it fails: the request is a
 //!   500.
 //! - `XSLTCache On|Off` (default On): keep transformed files in the
 //!   worker's result cache.
@@ -46,8 +47,10 @@
 //! Paths are relative to the Location's DocumentRoot unless absolute.
 //! Every file the libraries load for a request (XInclude, `document()`,
 //! a PI's stylesheet) is read beneath the DocumentRoot through the core's
-//! opener; a stylesheet's own includes are read beneath its directory (or
-//! the DocumentRoot it lies under). `axkit --check` compiles every
+//! opener; a stylesheet's own includes, and `document('')` (the
+//! stylesheet itself), are read beneath its directory (or the
+//! DocumentRoot it lies under). XInclude pointers that need XPath are
+//! refused (libxml2 puts no bound on their work). `axkit --check` compiles every
 //! stylesheet the config names and reports XSLT errors with file:line.
 
 mod choose;
@@ -73,7 +76,7 @@ use tokio::sync::Semaphore;
 
 use crate::results::{Cached, Results, Validators};
 use crate::styles::{Compiled, Files, Stamp, Styles};
-use crate::transform::Job;
+use crate::transform::{Job, Limit};
 
 pub const XSLT: PluginSpec = PluginSpec {
     name: "xslt",
@@ -136,7 +139,7 @@ static PARAMS_FROM_REQUEST: Key<bool> = Key::new("XSLTParamsFromRequest")
 static TIME_LIMIT: Key<Duration> = Key::new("XSLTTimeLimit")
     .scopes(HERE)
     .default("5s")
-    .doc("How long a request's transforms may take in all before they are stopped (500)");
+    .doc("How long a request's parsing, XIncludes and transforms may take in all (500 past it)");
 
 static CACHE: Key<bool> = Key::new("XSLTCache")
     .scopes(HERE)
@@ -480,7 +483,8 @@ impl Xslt {
         .collect();
         let named = named.is_some();
         let params = request_params.unwrap_or_else(|| params(ctx));
-        let limit = *config.get(&TIME_LIMIT);
+        // Counted from here: parsing is part of the request's XML work.
+        let limit = Limit::start(*config.get(&TIME_LIMIT));
         // A document an earlier plugin left, else the mapped file.
         let mut input = match ctx.document.take() {
             Some(Document::Text(text)) => Input::Text(text),
@@ -513,11 +517,11 @@ impl Xslt {
                 Input::Tree(doc) => (doc, None),
                 Input::Text(text) => {
                     let doc = transform::Input::Text(text.clone());
-                    (self.parse(doc, &url, &policy).await?, Some(text))
+                    (self.parse(doc, &url, &policy, &limit).await?, Some(text))
                 }
                 Input::File => {
                     let doc = transform::Input::File(read_file(ctx).await?);
-                    (self.parse(doc, &url, &policy).await?, None)
+                    (self.parse(doc, &url, &policy, &limit).await?, None)
                 }
             };
             if wants_root && !root_matches(&doc, &roots) {
@@ -690,11 +694,13 @@ impl Xslt {
         input: transform::Input,
         url: &Path,
         policy: &axkit_xml::Policy,
+        limit: &Limit,
     ) -> Result<axkit_xml::Document, String> {
         let url = url.display().to_string();
         let policy = policy.clone();
+        let limit = *limit;
         let large = input.size() > INLINE_MAX;
-        let work = move || input.parse(&url, &policy);
+        let work = move || input.parse(&url, &policy, &limit);
         let parsed = if large {
             self.on_pool(work).await?
         } else {

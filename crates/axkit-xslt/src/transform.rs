@@ -130,8 +130,22 @@ impl Input {
         }
     }
 
-    /// The document, parsed if it is text, named `url`.
-    pub(crate) fn parse(self, url: &str, policy: &Policy) -> Result<Document, XmlError> {
+    /// The document, parsed if it is text, named `url`; past the time
+    /// limit's deadline, an error.
+    pub(crate) fn parse(
+        self,
+        url: &str,
+        policy: &Policy,
+        limit: &Limit,
+    ) -> Result<Document, XmlError> {
+        let doc = self.parse_now(url, policy)?;
+        match Instant::now() >= limit.deadline {
+            true => Err(limit.passed(url, "parsing and XIncludes ran past their deadline")),
+            false => Ok(doc),
+        }
+    }
+
+    fn parse_now(self, url: &str, policy: &Policy) -> Result<Document, XmlError> {
         match self {
             Input::File(bytes) => {
                 let mut doc = Document::parse(&bytes, url, policy)?;
@@ -146,6 +160,37 @@ impl Input {
     }
 }
 
+/// A request's `XSLTTimeLimit`: parsing, XIncludes and the transforms
+/// all count in it. A transform is stopped at the deadline; a parse is
+/// bounded by the engine's limits (size, entities, pointers without
+/// XPath) and is an error once done if it passed the deadline.
+#[derive(Clone, Copy)]
+pub(crate) struct Limit {
+    pub limit: Duration,
+    pub deadline: Instant,
+}
+
+impl Limit {
+    /// `limit` from now.
+    pub(crate) fn start(limit: Duration) -> Limit {
+        let now = Instant::now();
+        // A limit too large to add is no limit: a century is as good.
+        let deadline = now
+            .checked_add(limit)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
+        Limit { limit, deadline }
+    }
+
+    /// The error of `url`'s work past the deadline.
+    fn passed(&self, url: &str, what: &str) -> XmlError {
+        XmlError {
+            file: Some(url.to_string()),
+            line: 0,
+            message: format!("{what} (XSLTTimeLimit {:?})", self.limit),
+        }
+    }
+}
+
 /// One run of a chain.
 pub(crate) struct Job {
     pub input: Input,
@@ -153,8 +198,8 @@ pub(crate) struct Job {
     pub sheets: Vec<Arc<Stylesheet>>,
     pub params: Vec<(String, String)>,
     pub policy: Policy,
-    /// How long the chain's transforms may take in all (`XSLTTimeLimit`).
-    pub limit: Duration,
+    /// How long parsing and the chain's transforms may take in all.
+    pub limit: Limit,
 }
 
 /// What a chain produced.
@@ -165,7 +210,7 @@ pub(crate) struct Output {
 
 impl Job {
     pub(crate) fn run(self) -> Result<Output, XmlError> {
-        let mut doc = self.input.parse(&self.url, &self.policy)?;
+        let mut doc = self.input.parse(&self.url, &self.policy, &self.limit)?;
         let params: Vec<(&str, &str)> = self
             .params
             .iter()
@@ -178,20 +223,12 @@ impl Job {
                 content_type: "application/xml; charset=utf-8".into(),
             });
         };
-        let started = Instant::now();
-        // A limit too large to add is no limit: a century is as good.
-        let deadline = started
-            .checked_add(self.limit)
-            .unwrap_or_else(|| started + Duration::from_secs(100 * 365 * 86_400));
+        let deadline = self.limit.deadline;
         let apply = |sheet: &Stylesheet, doc: &Document| {
             sheet
                 .apply_until(doc, &params, &self.policy, deadline)
                 .map_err(|e| match Instant::now() >= deadline {
-                    true => XmlError {
-                        file: Some(self.url.clone()),
-                        line: 0,
-                        message: format!("{} (XSLTTimeLimit {:?})", e.message, self.limit),
-                    },
+                    true => self.limit.passed(&self.url, &e.message),
                     false => e,
                 })
         };
