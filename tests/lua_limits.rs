@@ -424,14 +424,16 @@ end
 /// A table raised as an error whose `__tostring` loops: the message was
 /// made of it outside the slice and its time limit, and the worker hung
 /// for good (from a hook's first run, from a timer). It is now described,
-/// never converted. (Not yet for a hook that raises it after a suspension:
-/// mlua makes that message, on the main state.)
+/// never converted; raised after the hook suspended (mlua makes the
+/// message, calling `__tostring`, in the state that resumes the hook), the
+/// slice stops the conversion at LuaTimeLimit.
 #[test]
 fn an_error_object_whose_tostring_loops_cannot_hang_the_worker() {
     let script = r#"
 local obj = setmetatable({}, {__tostring = function() while true do end end})
 function hook_response(r)
   if r:path() == "/now" then error(obj) end
+  if r:path() == "/later" then sleep(0.01) error(obj) end
   if r:path() == "/timer" then timer.at(0, function() error(obj) end) end
   r:write("fine")
   return OK
@@ -444,6 +446,8 @@ end
     assert_eq!(srv.get("/now").status, 500);
     assert_eq!(srv.get("/timer").text(), "fine");
     srv.wait_stderr("(error object is a table value)", Duration::from_secs(10));
+    assert_eq!(srv.get("/later").status, 500);
+    srv.wait_stderr("LuaTimeLimit (1s) exceeded", Duration::from_secs(10));
     assert_eq!(srv.get("/").text(), "fine");
 }
 

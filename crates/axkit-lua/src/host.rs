@@ -71,13 +71,25 @@ impl Clock {
     /// the coroutine `state` (the one resumed, or the one a top level runs
     /// on).
     pub fn arm(&self, limit: Duration, state: *mut ffi::lua_State) -> Slice<'_> {
+        self.arm_resumed(limit, state, std::ptr::null_mut())
+    }
+
+    /// [`arm`](Self::arm) for a coroutine mlua resumes from `resumer`,
+    /// where it makes the message of an error the coroutine ends in (see
+    /// `watchdog::enter`).
+    pub fn arm_resumed(
+        &self,
+        limit: Duration,
+        state: *mut ffi::lua_State,
+        resumer: *mut ffi::lua_State,
+    ) -> Slice<'_> {
         Slice {
             clock: self,
             armed: self.armed.replace(true),
             start: self.start.replace(None),
             limit: self.limit.replace(limit),
             killed: self.killed.take(),
-            entered: watchdog::enter(state, self, limit),
+            entered: watchdog::enter(state, resumer, self, limit),
         }
     }
 

@@ -270,6 +270,9 @@ impl ScriptPlugin {
     /// performing the ops its `r` posts, until it finishes or is stopped.
     async fn drive(&self, thread: Thread, ctx: &mut Context, slot: &Slot, limit: Duration) -> End {
         let state = thread.state();
+        // The state mlua resumes the coroutine from, where it makes the
+        // message of an error object the hook ends in: the slice covers it.
+        let resumer = self.host.lua.exec_raw_lua(|raw| raw.state());
         let mut fut = match thread.into_async::<Returned>(()) {
             Ok(fut) => fut,
             Err(e) => return End::Finished(Err(e)),
@@ -284,7 +287,7 @@ impl ScriptPlugin {
                 tokio::task::coop::consume_budget().await;
             }
             let step = poll_fn(|cx| {
-                let _slice = self.host.clock.arm(limit, state);
+                let _slice = self.host.clock.arm_resumed(limit, state, resumer);
                 let _entered = slot.enter(ctx);
                 let poll = Pin::new(&mut fut).poll(cx);
                 if let Some(at) = self.host.clock.killed() {

@@ -68,6 +68,10 @@ const CHECK_EVERY: c_int = 10_000;
 struct Running {
     /// The coroutine the slice resumes (or runs on), null when none runs.
     state: Cell<*mut ffi::lua_State>,
+    /// The state that resumes it through mlua, or null: mlua makes the
+    /// message of an error object there, with its `__tostring`, as part of
+    /// the resumption (see [`enter`]).
+    resumer: Cell<*mut ffi::lua_State>,
     /// The slice's deadline, coarse monotonic milliseconds.
     deadline: Cell<u64>,
     /// The clock the stopping hook records where it stopped in.
@@ -87,6 +91,7 @@ thread_local! {
     static RUNNING: Running = const {
         Running {
             state: Cell::new(ptr::null_mut()),
+            resumer: Cell::new(ptr::null_mut()),
             deadline: Cell::new(0),
             clock: Cell::new(ptr::null()),
             started: Cell::new(0),
@@ -118,12 +123,23 @@ impl Drop for TimerOwner {
 pub(crate) struct Entered {
     deadline: u64,
     state: *mut ffi::lua_State,
+    resumer: *mut ffi::lua_State,
     clock: *const Clock,
     mine: *mut ffi::lua_State,
+    my_resumer: *mut ffi::lua_State,
 }
 
 /// A slice of at most `limit` starts on `state`, timed by `clock`.
-pub(crate) fn enter(state: *mut ffi::lua_State, clock: &Clock, limit: Duration) -> Entered {
+/// `resumer`, when not null, is the state mlua resumes `state` from: a
+/// coroutine that ends in an error leaves mlua to make its message there,
+/// calling a table's `__tostring` within the resumption, so the slice
+/// stops that state too (one that looped hung the worker for good).
+pub(crate) fn enter(
+    state: *mut ffi::lua_State,
+    resumer: *mut ffi::lua_State,
+    clock: &Clock,
+    limit: Duration,
+) -> Entered {
     let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
     let deadline = coarse_ms().saturating_add(limit);
     RUNNING.with(|r| {
@@ -135,8 +151,10 @@ pub(crate) fn enter(state: *mut ffi::lua_State, clock: &Clock, limit: Duration) 
         let entered = Entered {
             deadline: r.deadline.replace(deadline),
             state: before,
+            resumer: r.resumer.replace(resumer),
             clock: r.clock.replace(clock),
             mine: state,
+            my_resumer: resumer,
         };
         r.started.set(r.started.get().wrapping_add(1));
         compiler_fence(Ordering::SeqCst);
@@ -157,6 +175,7 @@ pub(crate) fn leave(entered: &Entered) {
         r.state.set(ptr::null_mut());
         compiler_fence(Ordering::SeqCst);
         r.deadline.set(entered.deadline);
+        r.resumer.set(entered.resumer);
         r.clock.set(entered.clock);
         compiler_fence(Ordering::SeqCst);
         r.state.set(entered.state);
@@ -171,10 +190,12 @@ pub(crate) fn leave(entered: &Entered) {
     // handled before may have set the hook, which comes off now.
     compiler_fence(Ordering::SeqCst);
     // SAFETY: `mine` is the coroutine this slice ran on, alive while the
-    // caller holds it.
+    // caller holds it, and `my_resumer` null or the state resuming it.
     unsafe {
-        if is(ffi::lua_gethook(entered.mine), stop_hook) {
-            ffi::lua_sethook(entered.mine, None, 0, 0);
+        for state in [entered.mine, entered.my_resumer] {
+            if !state.is_null() && is(ffi::lua_gethook(state), stop_hook) {
+                ffi::lua_sethook(state, None, 0, 0);
+            }
         }
     }
 }
@@ -296,8 +317,14 @@ extern "C" fn on_signal(_: c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void)
             let now = coarse_ms();
             let deadline = r.deadline.get();
             if now >= deadline {
-                // SAFETY: the slice publishing `state` still runs on it.
+                // SAFETY: the slice publishing `state` still runs on it,
+                // resumed from `resumer` if that is not null.
                 unsafe { ffi::lua_sethook(state, Some(stop_hook), ffi::LUA_MASKCOUNT, 1) };
+                let resumer = r.resumer.get();
+                if !resumer.is_null() {
+                    // SAFETY: as above.
+                    unsafe { ffi::lua_sethook(resumer, Some(stop_hook), ffi::LUA_MASKCOUNT, 1) };
+                }
                 TICK.as_millis() as u64
             } else {
                 deadline - now
