@@ -119,7 +119,7 @@ impl Reply {
 impl MemcachedStore {
     /// The store of `worker`, whose log says when the server refuses an
     /// entry or holds one too large; entries of at most `limit` bytes
-    /// encoded (and [`MAX_ITEM`]).
+    /// encoded (and memcached's own 1 MiB item limit, `MAX_ITEM`).
     pub fn new(addr: &str, prefix: &str, limit: usize, worker: Worker) -> MemcachedStore {
         MemcachedStore {
             addr: addr.to_string(),
