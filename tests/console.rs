@@ -429,17 +429,7 @@ fn check_refuses_a_unix_console_the_workers_user_could_replace() {
     let check = |sock: &Path| {
         let text = conf(&format!("unix:{}", sock.display()))
             .replace("Workers 2\n", "Workers 2\nUser nobody\n");
-        let path = dir.write("axkit.conf", config_text(&dir, &text));
-        let out = Command::new(BIN)
-            .arg("--check")
-            .arg("-c")
-            .arg(&path)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        check_file(&dir.write("axkit.conf", config_text(&dir, &text)))
     };
     for (sock, culprit, how) in [
         (
@@ -468,6 +458,18 @@ fn check_refuses_a_unix_console_the_workers_user_could_replace() {
     assert!(ok, "{err}");
 }
 
+/// Sixteen console sessions on `sock`, the most there may be, each
+/// answered once (so counted).
+fn sixteen_sessions(sock: &Path) -> Vec<Console<UnixStream>> {
+    (0..16)
+        .map(|_| {
+            let mut c = console(sock);
+            assert_eq!(c.ask("loglevel"), vec!["loglevel notice", "OK"]);
+            c
+        })
+        .collect()
+}
+
 /// Idle sessions end after `ConsoleTimeout`: each of sixteen left open is
 /// told why and closed.
 #[test]
@@ -480,13 +482,7 @@ fn idle_sessions_time_out() {
     srv.wait_stderr("console: listening on unix:", Duration::from_secs(20));
     let sock = srv.dir.path().join("console.sock");
     // Sixteen sessions, each answered once (so counted), then silent.
-    let mut held: Vec<Console<UnixStream>> = (0..16)
-        .map(|_| {
-            let mut c = console(&sock);
-            assert_eq!(c.ask("loglevel"), vec!["loglevel notice", "OK"]);
-            c
-        })
-        .collect();
+    let mut held = sixteen_sessions(&sock);
     // Each silent session is told why and closed.
     for c in &mut held {
         let mut rest = String::new();
@@ -509,13 +505,7 @@ fn busy_sessions_neither_lock_the_operator_out_nor_last() {
     });
     srv.wait_stderr("console: listening on unix:", Duration::from_secs(20));
     let sock = srv.dir.path().join("console.sock");
-    let mut held: Vec<Console<UnixStream>> = (0..16)
-        .map(|_| {
-            let mut c = console(&sock);
-            assert_eq!(c.ask("loglevel"), vec!["loglevel notice", "OK"]);
-            c
-        })
-        .collect();
+    let mut held = sixteen_sessions(&sock);
     let mut operator = console(&sock);
     assert_eq!(
         operator.ask("workers").last().unwrap(),

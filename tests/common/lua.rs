@@ -7,7 +7,6 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -70,17 +69,7 @@ pub fn check_with(
     for (name, src) in scripts {
         dir.write(&format!("plugins/{name}.lua"), src);
     }
-    let path = dir.write("axkit.conf", config_text(&dir, conf_text));
-    let out = Command::new(BIN)
-        .arg("--check")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        lossy(&out.stderr) + &lossy(&out.stdout),
-    )
+    check_file(&dir.write("axkit.conf", config_text(&dir, conf_text)))
 }
 
 pub const API: &str = r#"

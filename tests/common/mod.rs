@@ -930,6 +930,21 @@ pub fn keep_alive_get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
 }
 
+/// `axkit --check -c conf`: whether the config passed, and what it
+/// printed (stderr, then stdout).
+pub fn check_file(conf: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .arg("--check")
+        .arg("-c")
+        .arg(conf)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        lossy(&out.stderr) + &lossy(&out.stdout),
+    )
+}
+
 /// Run `axkit --no-master -c conf`, which must fail to start; returns its
 /// stderr.
 pub fn refused_at_start(conf: &Path) -> String {

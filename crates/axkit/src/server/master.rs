@@ -436,36 +436,24 @@ impl Master<'_> {
             }
         };
         log_warnings(&config);
+        let failed = |e: &dyn std::fmt::Display| {
+            log(
+                Level::Error,
+                &format!("reload failed: {e}; keeping the old configuration"),
+            );
+        };
         let listeners = match bind_all(&config, &self.listeners) {
             Ok(l) => l,
-            Err(e) => {
-                log(
-                    Level::Error,
-                    &format!("reload failed: {e}; keeping the old configuration"),
-                );
-                return;
-            }
+            Err(e) => return failed(&e),
         };
         let regions = match Regions::create(&config, self.catalog, &self.regions) {
             Ok(r) => r,
-            Err(e) => {
-                log(
-                    Level::Error,
-                    &format!("reload failed: {e}; keeping the old configuration"),
-                );
-                return;
-            }
+            Err(e) => return failed(&e),
         };
         let plugin_listeners =
             match PluginListeners::create(&config, self.catalog, &self.plugin_listeners) {
                 Ok(l) => l,
-                Err(e) => {
-                    log(
-                        Level::Error,
-                        &format!("reload failed: {e}; keeping the old configuration"),
-                    );
-                    return;
-                }
+                Err(e) => return failed(&e),
             };
         let generation = self.generation + 1;
         match self
