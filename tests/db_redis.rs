@@ -111,6 +111,15 @@ function hook_response(req)
     local after = pcall(sub.next, sub, 0.05)
     req:write(got, " ", tostring(failure):match("[^\n]*"), "\n", tostring(after))
     return OK
+  elseif p == "/flood" then
+    -- A subscriber on a database with no byte limit that reads nothing
+    -- until told to on another channel.
+    local sub = redis.get("unbounded"):subscribe("flood")
+    local go = r:subscribe("go")
+    go:next(60)
+    local ok, err = pcall(sub.next, sub, 5)
+    req:write(tostring(ok), " ", tostring(err):match("[^\n]*"))
+    return OK
   elseif p == "/bad-timeout" then
     local sub = r:subscribe("news")
     local out = {}
@@ -147,7 +156,8 @@ end
 
 fn server(redis: &Redis) -> Axkit {
     let global = format!(
-        "Database main {url}\nDatabase tiny {url} pool=1 max_result=1k",
+        "Database main {url}\nDatabase tiny {url} pool=1 max_result=1k\n\
+         Database unbounded {url} max_result=0",
         url = redis.url()
     );
     start(&conf(&global, "Plugin app"), &[("app", APP)])
@@ -276,6 +286,42 @@ fn a_subscriber_too_slow_for_its_publishers_is_ended() {
         "{text}"
     );
     assert_eq!(after, "false", "{text}");
+}
+
+/// With `max_result=0` (no limit on a message's size), the messages a
+/// subscriber has not read are still bounded, by their number: a
+/// publisher faster than the subscriber ends the subscription (its
+/// connection closed at once), and the subscriber is told why. They used
+/// to pile up in the worker without bound.
+#[test]
+fn a_subscriber_without_a_byte_limit_still_holds_a_bounded_queue() {
+    let Some(redis) = Redis::start() else { return };
+    let srv = server(&redis);
+    let waiting = begin(&srv, "/flood");
+    let numsub = || redis.cli(&[b"PUBSUB", b"NUMSUB", b"flood", b"go"], b"");
+    assert!(
+        wait_until(Duration::from_secs(10), || numsub() == b"flood\n1\ngo\n1\n"),
+        "not subscribed"
+    );
+    // 65,536 unread messages at most: a few more, sent at once.
+    let publish = b"*3\r\n$7\r\nPUBLISH\r\n$5\r\nflood\r\n$4\r\nbyte\r\n".repeat(65_600);
+    let out = redis.cli(&[b"--pipe"], &publish);
+    assert!(
+        lossy(&out).contains("errors: 0, replies: 65600"),
+        "{}",
+        lossy(&out)
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || numsub() == b"flood\n0\ngo\n1\n"),
+        "the subscriber is still subscribed: {}",
+        lossy(&numsub())
+    );
+    redis.cli(&[b"PUBLISH", b"go", b"now"], b"");
+    assert_eq!(
+        finish(waiting).text(),
+        "false redis database \"unbounded\": the subscription's unread messages are over \
+         65536: the subscriber is too slow, and the subscription is over"
+    );
 }
 
 /// A bad timeout is the call's error; the subscription goes on.

@@ -17,7 +17,8 @@
 //!   waiting for a free connection included (default 10s), `max_result=`
 //!   the most a PostgreSQL or SQLite query's rows, a Redis reply, or the
 //!   messages a subscription has read and not yet delivered, may hold
-//!   (default 16M).
+//!   (default 16M; `0`: no limit, but a subscription still holds at most
+//!   [`SUBSCRIPTION_QUEUE`] messages).
 //!   The URL is a secret: it is never quoted in an error or a log line.
 //! - `DatabaseFile NAME FILE [options]`: the same, the URL being
 //!   FILE's first line. The file is read with the config (the master's
@@ -89,7 +90,7 @@ use axkit::{Plugin, PluginInit, PluginSource};
 pub use crate::config::{Kind, Spec, DATABASE, DATABASE_FILE, DEFAULT_POOL, DEFAULT_TIMEOUT};
 pub use crate::error::{log_unavailable, Error, ErrorKind};
 pub use crate::postgres::{PgTransaction, Postgres};
-pub use crate::redis_db::{Redis, Subscription};
+pub use crate::redis_db::{Redis, Subscription, SUBSCRIPTION_QUEUE};
 pub use crate::registry::Databases;
 pub use crate::sqlite::{Executed, Rows, SqlValue, Sqlite, SqliteTransaction};
 

@@ -4,9 +4,11 @@
 //! publish/subscribe on a connection of the subscription's own. Every
 //! connection counts what the server sends for each call, so that a reply
 //! over `max_result=` fails the call (and closes its connection) before
-//! the crate has read it whole; a subscription's, what it has read and not
-//! yet delivered (the crate reads every message as it comes), so that a
-//! subscriber slower than its publishers ends rather than grow the worker.
+//! the crate has read it whole; a subscription's, the bytes and the
+//! messages it has read and not yet delivered (the crate reads every
+//! message as it comes, into a queue without bound), so that a subscriber
+//! slower than its publishers ends rather than grow the worker, even with
+//! `max_result=0`.
 //!
 //! A connection is not known to be dead until a command fails on it: the
 //! first command after the server restarted fails (as unavailable), and
@@ -84,40 +86,56 @@ impl Connector for RedisConnector {
     }
 }
 
+/// The most messages a subscription holds read and not yet delivered,
+/// whatever `max_result=` (with `0`, one message may be of any size, but
+/// a publisher of small ones must not fill the worker either).
+pub const SUBSCRIPTION_QUEUE: usize = 65_536;
+
 /// How much the server has sent on one connection and is still held (a
 /// pooled connection: since its call started; a subscription: read and
 /// not yet delivered, as the crate reads every message as it comes), and
-/// whether that went over `max_result=`.
+/// whether that went over `max_result=` (or [`SUBSCRIPTION_QUEUE`]).
 struct Meter {
     max: usize,
     read: AtomicUsize,
+    /// A subscription's messages read and not yet delivered.
+    queued: AtomicUsize,
     over: AtomicBool,
 }
 
 impl Meter {
     fn reset(&self) {
         self.read.store(0, Ordering::Relaxed);
+        self.queued.store(0, Ordering::Relaxed);
     }
 
-    /// `n` bytes were read; past the limit, the read fails (the crate
-    /// then fails the call, or ends the subscription, and gives the
-    /// connection up).
-    fn add(&self, n: usize) -> io::Result<()> {
+    /// `n` bytes were read, ending `messages` replies (counted for a
+    /// subscription only); past a limit, the read fails (the crate then
+    /// fails the call, or ends the subscription, and gives the connection
+    /// up).
+    fn add(&self, n: usize, messages: usize) -> io::Result<()> {
         let read = self.read.fetch_add(n, Ordering::Relaxed) + n;
-        if self.max != 0 && read > self.max {
-            self.over.store(true, Ordering::Relaxed);
-            return Err(io::Error::other(over_max_result(self.max)));
-        }
-        Ok(())
+        let queued = self.queued.fetch_add(messages, Ordering::Relaxed) + messages;
+        let over = if self.max != 0 && read > self.max {
+            over_max_result(self.max)
+        } else if queued > SUBSCRIPTION_QUEUE {
+            over_queue()
+        } else {
+            return Ok(());
+        };
+        self.over.store(true, Ordering::Relaxed);
+        Err(io::Error::other(over))
     }
 
-    /// `n` bytes read earlier were delivered.
+    /// A message of `n` bytes read earlier was delivered.
     fn delivered(&self, n: usize) {
+        let less = |by: usize| move |held: usize| Some(held.saturating_sub(by));
         let _ = self
             .read
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |read| {
-                Some(read.saturating_sub(n))
-            });
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(n));
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(1));
     }
 
     fn went_over(&self) -> bool {
@@ -145,10 +163,125 @@ fn over_max_result(max: usize) -> String {
     )
 }
 
-/// The socket under a connection, counting what it reads.
+/// What ends a subscription whose unread messages are too many.
+fn over_queue() -> String {
+    format!(
+        "the subscription's unread messages are over {SUBSCRIPTION_QUEUE}: the subscriber is \
+         too slow, and the subscription is over"
+    )
+}
+
+/// The socket under a connection, counting what it reads (and, for a
+/// subscription, the replies that ends).
 struct Metered {
     io: Pin<Box<dyn Socket>>,
     meter: Arc<Meter>,
+    replies: Option<Replies>,
+}
+
+/// Counts the replies (RESP2 or RESP3 values) in what a connection reads,
+/// as the last byte of each comes, keeping none of it: the messages the
+/// crate has read for a subscription.
+#[derive(Default)]
+struct Replies {
+    /// The elements still to come in each aggregate under way, innermost
+    /// last.
+    open: Vec<u64>,
+    at: At,
+}
+
+#[derive(Default)]
+enum At {
+    /// A value's type byte is next.
+    #[default]
+    Start,
+    /// In the line after a type byte: the number on it so far.
+    Line { kind: u8, n: u64, negative: bool },
+    /// In a string's bytes: how many are left, its CRLF included.
+    Bulk(u64),
+}
+
+impl Replies {
+    /// `bytes` were read: how many replies they end.
+    fn count(&mut self, mut bytes: &[u8]) -> usize {
+        let mut ended = 0;
+        while let Some((&b, rest)) = bytes.split_first() {
+            match &mut self.at {
+                At::Start => {
+                    self.at = At::Line {
+                        kind: b,
+                        n: 0,
+                        negative: false,
+                    };
+                    bytes = rest;
+                }
+                At::Bulk(left) => {
+                    let skip = bytes
+                        .len()
+                        .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= skip as u64;
+                    bytes = &bytes[skip..];
+                    if *left == 0 {
+                        self.at = At::Start;
+                        ended += self.value_ended();
+                    }
+                }
+                At::Line { kind, n, negative } => {
+                    bytes = rest;
+                    match b {
+                        b'0'..=b'9' => {
+                            *n = n.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+                        }
+                        b'-' => *negative = true,
+                        b'\n' => {
+                            let (kind, n) = (*kind, (!*negative).then_some(*n));
+                            self.at = At::Start;
+                            ended += self.line_ended(kind, n);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        ended
+    }
+
+    /// The line of a value of type `kind` ended, with the length `n` on
+    /// it (None: a null): 1 if that ends a reply.
+    fn line_ended(&mut self, kind: u8, n: Option<u64>) -> usize {
+        match (kind, n) {
+            (b'$' | b'=' | b'!', Some(len)) => {
+                self.at = At::Bulk(len.saturating_add(2));
+                0
+            }
+            (b'*' | b'>' | b'~', Some(len)) if len > 0 => {
+                self.open.push(len);
+                0
+            }
+            (b'%', Some(len)) if len > 0 => {
+                self.open.push(len.saturating_mul(2));
+                0
+            }
+            // An attribute: its pairs, then the value they are about.
+            (b'|', Some(len)) => {
+                self.open.push(len.saturating_mul(2).saturating_add(1));
+                0
+            }
+            _ => self.value_ended(),
+        }
+    }
+
+    /// A value ended: 1 if that ends a reply.
+    fn value_ended(&mut self) -> usize {
+        while let Some(left) = self.open.last_mut() {
+            *left -= 1;
+            if *left > 0 {
+                return 0;
+            }
+            self.open.pop();
+        }
+        1
+    }
 }
 
 trait Socket: AsyncRead + AsyncWrite + Send + Sync {}
@@ -179,11 +312,13 @@ async fn open(spec: &Spec) -> Result<(Metered, Arc<Meter>), Error> {
     let meter = Arc::new(Meter {
         max: spec.max_result,
         read: AtomicUsize::new(0),
+        queued: AtomicUsize::new(0),
         over: AtomicBool::new(false),
     });
     let socket = Metered {
         io,
         meter: meter.clone(),
+        replies: None,
     };
     Ok((socket, meter))
 }
@@ -196,7 +331,10 @@ impl AsyncRead for Metered {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = self.io.as_mut().poll_read(cx, buf);
-        if let Err(e) = self.meter.add(buf.filled().len() - before) {
+        let read = &buf.filled()[before..];
+        let this = &mut *self;
+        let replies = this.replies.as_mut().map_or(0, |r| r.count(read));
+        if let Err(e) = this.meter.add(read.len(), replies) {
             return Poll::Ready(Err(e));
         }
         polled
@@ -390,7 +528,8 @@ impl Redis {
         let spec = &self.pool.spec;
         self.pool
             .within(async {
-                let (socket, meter) = open(spec).await?;
+                let (mut socket, meter) = open(spec).await?;
+                socket.replies = Some(Replies::default());
                 let info = client(spec).get_connection_info().redis_settings();
                 let pubsub = PubSub::new(info, socket)
                     .await
@@ -430,10 +569,11 @@ pub struct Subscription {
 impl Subscription {
     /// The next message; an [`ErrorKind::Unavailable`] error when the
     /// connection was lost, an [`ErrorKind::Query`] one when the messages
-    /// read and not yet delivered went over `max_result=` (one too big, or
-    /// a subscriber slower than its publishers, as Redis's own
-    /// `client-output-buffer-limit` would have it): the subscription is
-    /// over then, and every later call says so.
+    /// read and not yet delivered went over `max_result=` bytes or
+    /// [`SUBSCRIPTION_QUEUE`] messages (one too big, or a subscriber slower
+    /// than its publishers, as Redis's own `client-output-buffer-limit`
+    /// would have it): the subscription is over then, and every later call
+    /// says so.
     pub async fn next(&mut self) -> Result<Msg, Error> {
         if !self.meter.went_over() {
             let next = self.stream.next().await;
@@ -450,15 +590,20 @@ impl Subscription {
                 return Ok(msg);
             }
         }
-        Err(Error::new(
-            &self.spec.name,
-            Kind::Redis,
-            ErrorKind::Query,
+        let why = if self.meter.queued.load(Ordering::Relaxed) > SUBSCRIPTION_QUEUE {
+            over_queue()
+        } else {
             format!(
                 "the subscription's unread messages are over max_result={} bytes: the \
                  subscriber is too slow (or a message too big), and the subscription is over",
                 self.meter.max
-            ),
+            )
+        };
+        Err(Error::new(
+            &self.spec.name,
+            Kind::Redis,
+            ErrorKind::Query,
+            why,
         ))
     }
 }
@@ -481,4 +626,39 @@ fn sent_size(msg: &Msg) -> usize {
         + pattern.map_or(0, |p| bulk(p.len()))
         + bulk(channel)
         + bulk(msg.get_payload_bytes().len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replies are counted as their last byte comes, however the reads
+    /// split them.
+    #[test]
+    fn replies_are_counted_as_they_end() {
+        let stream: &[u8] = b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n\
+            *3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$0\r\n\r\n\
+            >4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$-1\r\n\
+            +OK\r\n-ERR no: $5\r\n:-3\r\n*-1\r\n*0\r\n\
+            %2\r\n+a\r\n*1\r\n:1\r\n+b\r\n_\r\n\
+            |1\r\n+ttl\r\n:3\r\n$2\r\n\r\n\r\n\
+            *2\r\n$12\r\nbig\r\nmessage\r\n*1\r\n#t\r\n";
+        let ends: Vec<usize> = {
+            let mut r = Replies::default();
+            (0..stream.len())
+                .filter(|&i| r.count(&stream[i..=i]) == 1)
+                .map(|i| i + 1)
+                .collect()
+        };
+        assert_eq!(ends.len(), 11, "{ends:?}");
+        assert_eq!(ends[0], 33);
+        for (i, &end) in ends.iter().enumerate() {
+            assert_eq!(&stream[end - 2..end], b"\r\n", "reply {i} ends at {end}");
+        }
+        for split in 0..stream.len() {
+            let mut r = Replies::default();
+            let n = r.count(&stream[..split]) + r.count(&stream[split..]);
+            assert_eq!(n, 11, "split at {split}");
+        }
+    }
 }

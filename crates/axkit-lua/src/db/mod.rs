@@ -10,17 +10,19 @@
 //! other (a statement the database refused, a value that cannot be bound)
 //! is a script error like any other, a 500. `pcall` catches both.
 //!
-//! A transaction or a subscription lasts until the script ends it, or at
-//! the latest until its request ends (a transaction not committed by then
-//! is rolled back), so that neither can hold a connection past the
-//! request that opened it.
+//! A transaction or a subscription lasts until the script ends it (or lets
+//! go of it, and the collector takes it), or at the latest until its
+//! request ends (a transaction not committed by then is rolled back), so
+//! that neither can hold a connection past the request that opened it.
+//! The request keeps track only of those still open: one that lives long
+//! (a stream) and opens thousands in turn grows by none of them.
 
 mod postgres;
 mod redis;
 mod sqlite;
 
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use axkit::config::Config;
 use axkit_db::Databases;
@@ -116,45 +118,90 @@ impl<T> Held for RefCell<Option<T>> {
 }
 
 /// Kept in the context's state: what the request's scripts hold open,
-/// released when the request ends.
+/// released when the request ends. Only what is still open: a request that
+/// lives long (a stream, a long poll) may open and end thousands in turn.
+/// Weak, so that one the script let go of ends when the collector takes it
+/// (its connection given back then, not at the end of the request); one
+/// the script ended leaves at once ([`finish`]).
 #[derive(Default)]
-struct RequestHeld(Vec<Rc<dyn Held>>);
+struct RequestHeld(Vec<Weak<dyn Held>>);
 
 impl Drop for RequestHeld {
     fn drop(&mut self) {
-        for held in &self.0 {
+        for held in self.0.iter().filter_map(Weak::upgrade) {
             held.release();
         }
     }
-}
-
-/// Release `held` when the request whose hook runs now ends (nothing
-/// outside a request: a script's top level keeps what it opens until it
-/// ends it or the collector takes it).
-fn hold_for_request(held: Rc<dyn Held>) {
-    crate::request::with_current(|ctx| match ctx.state_mut::<RequestHeld>() {
-        Some(kept) => kept.0.push(held),
-        None => ctx.set_state(RequestHeld(vec![held])),
-    });
 }
 
 /// `Option<T>` in a `RefCell`, shared with the request's [`RequestHeld`]:
 /// the state of a transaction or subscription object.
 type Shared<T> = Rc<RefCell<Option<T>>>;
 
+/// The state of a transaction or subscription `t`, released when the
+/// request whose hook runs now ends (nothing outside a request: a script's
+/// top level keeps what it opens until it ends it or the collector takes
+/// it).
+fn shared<T: 'static>(t: T) -> Shared<T> {
+    let shared = Rc::new(RefCell::new(Some(t)));
+    let held: Weak<dyn Held> = Rc::downgrade(&shared) as Weak<_>;
+    crate::request::with_current(|ctx| match ctx.state_mut::<RequestHeld>() {
+        Some(kept) => {
+            // The entries of what the collector took go before the list
+            // grows, which then holds at most twice the most ever open at
+            // once, at no cost per entry.
+            if kept.0.len() == kept.0.capacity() {
+                kept.0.retain(|h| h.strong_count() > 0);
+            }
+            kept.0.push(held);
+        }
+        None => ctx.set_state(RequestHeld(vec![held])),
+    });
+    shared
+}
+
 /// Take `T` out for a call (so that a call abandoned half-way drops it,
 /// which ends it), or say why there is none.
 fn take<T>(shared: &Shared<T>, what: &str) -> mlua::Result<T> {
-    shared
-        .try_borrow_mut()
-        .ok()
-        .and_then(|mut t| t.take())
-        .ok_or_else(|| {
-            mlua::Error::runtime(format!("the {what} is over (or in use by another call)"))
-        })
+    out(shared).ok_or_else(|| {
+        mlua::Error::runtime(format!("the {what} is over (or in use by another call)"))
+    })
+}
+
+/// `T`, unless it is over or a call has it.
+fn out<T>(shared: &Shared<T>) -> Option<T> {
+    shared.try_borrow_mut().ok().and_then(|mut t| t.take())
 }
 
 /// Give `T` back after a call.
 fn put<T>(shared: &Shared<T>, t: T) {
     *shared.borrow_mut() = Some(t);
+}
+
+/// Take `T` out for good, to commit or roll it back.
+fn finish<T: 'static>(shared: &Shared<T>, what: &str) -> mlua::Result<T> {
+    let t = take(shared, what)?;
+    forget(shared);
+    Ok(t)
+}
+
+/// End `shared` now (`close`, a `<close>` variable going out of scope);
+/// nothing when it is over already, or while a call has it.
+fn close<T: 'static>(shared: &Shared<T>) {
+    if let Some(t) = out(shared) {
+        forget(shared);
+        drop(t);
+    }
+}
+
+/// `shared` is over: the current request has nothing to release. (One
+/// ended in another request than the one that opened it stays in that
+/// one's list until the collector takes it.)
+fn forget<T: 'static>(shared: &Shared<T>) {
+    crate::request::with_current(|ctx| {
+        if let Some(kept) = ctx.state_mut::<RequestHeld>() {
+            let ended = Rc::as_ptr(shared);
+            kept.0.retain(|h| !std::ptr::addr_eq(h.as_ptr(), ended));
+        }
+    });
 }

@@ -6,9 +6,6 @@
 //! (`axkit_db::pg::Param`); columns to Lua values by type
 //! (`axkit_db::pg::cell`): NULL is a missing key.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
 use axkit_db::pg::{cell, Cell, Param};
 use axkit_db::tokio_postgres::Row;
 use axkit_db::{Databases, PgTransaction, Postgres};
@@ -17,7 +14,7 @@ use mlua::{
     UserDataRef, Value,
 };
 
-use super::{hold_for_request, put, raise, take, Held, Lazy, Shared};
+use super::{close, finish, put, raise, shared, take, Lazy, Shared};
 
 pub(super) fn global(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
@@ -156,9 +153,7 @@ impl UserData for Handle {
         );
         methods.add_async_method("begin", |lua, this: UserDataRef<Self>, ()| async move {
             let tx = this.db(&lua)?.begin().await.map_err(raise)?;
-            let shared: Shared<PgTransaction> = Rc::new(RefCell::new(Some(tx)));
-            hold_for_request(shared.clone());
-            Ok(Transaction(shared))
+            Ok(Transaction(shared(tx)))
         });
     }
 }
@@ -211,15 +206,15 @@ impl UserData for Transaction {
             },
         );
         methods.add_async_method("commit", |_, this: UserDataRef<Self>, ()| async move {
-            take(&this.0, TX)?.commit().await.map_err(raise)
+            finish(&this.0, TX)?.commit().await.map_err(raise)
         });
         methods.add_async_method("rollback", |_, this: UserDataRef<Self>, ()| async move {
-            take(&this.0, TX)?.rollback().await.map_err(raise)
+            finish(&this.0, TX)?.rollback().await.map_err(raise)
         });
         // `local tx <close> = db:begin()`: leaving the block without a
         // commit rolls back.
         methods.add_meta_method(MetaMethod::Close, |_, this, _: MultiValue| {
-            this.0.release();
+            close(&this.0);
             Ok(())
         });
     }

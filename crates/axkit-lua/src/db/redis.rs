@@ -11,7 +11,6 @@
 //! length. An error reply raises an error.
 
 use std::cell::RefCell;
-use std::rc::Rc;
 use std::time::Duration;
 
 use axkit_db::redis::{self as client, Cmd, Pipeline};
@@ -21,7 +20,7 @@ use mlua::{
     UserDataRef, Value,
 };
 
-use super::{hold_for_request, put, raise, take, Held, Lazy, Shared};
+use super::{close, put, raise, shared, take, Lazy, Shared};
 
 pub(super) fn global(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
@@ -120,9 +119,7 @@ fn names(args: &MultiValue) -> mlua::Result<Vec<Vec<u8>>> {
 
 /// A subscription object, released when the request ends.
 fn subscription(sub: Subscription) -> Sub {
-    let shared: Shared<Subscription> = Rc::new(RefCell::new(Some(sub)));
-    hold_for_request(shared.clone());
-    Sub(shared)
+    Sub(shared(sub))
 }
 
 impl UserData for Handle {
@@ -233,11 +230,11 @@ impl UserData for Sub {
             },
         );
         methods.add_method("close", |_, this, ()| {
-            this.0.release();
+            close(&this.0);
             Ok(())
         });
         methods.add_meta_method(MetaMethod::Close, |_, this, _: MultiValue| {
-            this.0.release();
+            close(&this.0);
             Ok(())
         });
     }

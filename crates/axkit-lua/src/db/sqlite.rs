@@ -6,15 +6,12 @@
 //! otherwise; columns come back as integers, numbers and strings, NULL as
 //! a missing key.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
 use axkit_db::{Databases, Rows, SqlValue, Sqlite, SqliteTransaction};
 use mlua::{
     Lua, LuaString, MetaMethod, MultiValue, Table, UserData, UserDataMethods, UserDataRef, Value,
 };
 
-use super::{hold_for_request, put, raise, take, Held, Lazy, Shared};
+use super::{close, finish, put, raise, shared, take, Lazy, Shared};
 
 pub(super) fn global(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
@@ -139,9 +136,7 @@ impl UserData for Handle {
         );
         methods.add_async_method("begin", |lua, this: UserDataRef<Self>, ()| async move {
             let tx = this.db(&lua)?.begin().await.map_err(raise)?;
-            let shared: Shared<SqliteTransaction> = Rc::new(RefCell::new(Some(tx)));
-            hold_for_request(shared.clone());
-            Ok(Transaction(shared))
+            Ok(Transaction(shared(tx)))
         });
     }
 }
@@ -191,13 +186,13 @@ impl UserData for Transaction {
             },
         );
         methods.add_async_method("commit", |_, this: UserDataRef<Self>, ()| async move {
-            take(&this.0, TX)?.commit().await.map_err(raise)
+            finish(&this.0, TX)?.commit().await.map_err(raise)
         });
         methods.add_async_method("rollback", |_, this: UserDataRef<Self>, ()| async move {
-            take(&this.0, TX)?.rollback().await.map_err(raise)
+            finish(&this.0, TX)?.rollback().await.map_err(raise)
         });
         methods.add_meta_method(MetaMethod::Close, |_, this, _: MultiValue| {
-            this.0.release();
+            close(&this.0);
             Ok(())
         });
     }
