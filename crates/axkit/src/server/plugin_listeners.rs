@@ -12,10 +12,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 
 use crate::config::{Config, ConfigError};
-use crate::plugin::{
-    install_listeners, Catalog, ListenAddr, ListenSpec, Listener, SharedMemorySpec,
-};
-use crate::server::{master, privileges};
+use crate::plugin::{install_listeners, Catalog, ListenAddr, ListenSpec, Listener};
+use crate::server::{master, privileges, shared_memory};
 
 /// The plugins' sockets a worker inherits: `FD=KIND:NAME,…`, KIND being
 /// `tcp` or `unix`.
@@ -43,26 +41,12 @@ impl Bound {
 /// What every source of `catalog` asks for, for `config`, checked: valid,
 /// distinct names.
 fn specs(config: &Config, catalog: &Catalog) -> Result<Vec<ListenSpec>, String> {
-    let mut out: Vec<ListenSpec> = Vec::new();
-    for source in catalog.sources() {
-        for spec in source.listeners(config) {
-            if !SharedMemorySpec::valid_name(&spec.name) {
-                return Err(format!(
-                    "listening socket {:?} (asked for by `{}`): not a valid name",
-                    spec.name,
-                    source.name()
-                ));
-            }
-            if out.iter().any(|s| s.name == spec.name) {
-                return Err(format!(
-                    "listening socket `{}` is asked for twice",
-                    spec.name
-                ));
-            }
-            out.push(spec);
-        }
-    }
-    Ok(out)
+    shared_memory::named_specs(
+        catalog,
+        "listening socket",
+        |source| source.listeners(config),
+        |spec| &spec.name,
+    )
 }
 
 /// What is wrong with where `config`'s plugins would listen, beyond what

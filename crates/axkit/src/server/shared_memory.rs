@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::config::Config;
 use crate::plugin::{
-    install_shared_memory, round_to_pages, Catalog, SharedMemory, SharedMemorySpec,
+    install_shared_memory, round_to_pages, Catalog, PluginSource, SharedMemory, SharedMemorySpec,
 };
 
 /// The regions a worker inherits: `FD=NAME,FD=NAME`.
@@ -30,21 +30,34 @@ struct Region {
 /// What every source of `catalog` asks for, for `config`, checked: valid,
 /// distinct names.
 fn specs(config: &Config, catalog: &Catalog) -> Result<Vec<SharedMemorySpec>, String> {
-    let mut out: Vec<SharedMemorySpec> = Vec::new();
+    named_specs(
+        catalog,
+        "shared memory region",
+        |source| source.shared_memory(config),
+        |spec| &spec.name,
+    )
+}
+
+/// What `ask` gets from every source of `catalog` (each a `what` named by
+/// `name`), checked: valid names (as a region's), each asked for once.
+pub(crate) fn named_specs<S>(
+    catalog: &Catalog,
+    what: &str,
+    ask: impl Fn(&dyn PluginSource) -> Vec<S>,
+    name: impl Fn(&S) -> &str,
+) -> Result<Vec<S>, String> {
+    let mut out: Vec<S> = Vec::new();
     for source in catalog.sources() {
-        for spec in source.shared_memory(config) {
-            if !SharedMemorySpec::valid_name(&spec.name) {
+        for spec in ask(source) {
+            if !SharedMemorySpec::valid_name(name(&spec)) {
                 return Err(format!(
-                    "shared memory region {:?} (asked for by `{}`): not a valid name",
-                    spec.name,
+                    "{what} {:?} (asked for by `{}`): not a valid name",
+                    name(&spec),
                     source.name()
                 ));
             }
-            if out.iter().any(|s| s.name == spec.name) {
-                return Err(format!(
-                    "shared memory region `{}` is asked for twice",
-                    spec.name
-                ));
+            if out.iter().any(|s| name(s) == name(&spec)) {
+                return Err(format!("{what} `{}` is asked for twice", name(&spec)));
             }
             out.push(spec);
         }
