@@ -6,8 +6,9 @@
 //! (its directives are not reported again as unknown), a ScriptAlias
 //! target that is not there, a PidFile whose directory is missing (the
 //! master refuses to start too), relative paths taken from `ServerRoot`, in
-//! every directive that names one, whatever the working directory, and an
-//! access rule written where its plugin does not run.
+//! every directive that names one, whatever the working directory, an
+//! access rule written where its plugin does not run, and durations no
+//! deadline can be made of (`0` for a timeout, more than a century).
 //! Exact messages, as `config_cli.rs` checks them.
 
 mod common;
@@ -405,4 +406,46 @@ fn an_access_rule_where_its_plugin_does_not_run_is_refused() {
     );
     let (code, _, err) = axkit(&["--check", "-c", &f]);
     assert_eq!(code, Some(0), "{err:?}");
+}
+
+/// A timeout of `0` would fail every request (or close every console
+/// session) at once, and a duration past a century would overflow the
+/// deadline made of it (a panic when the server stops, for
+/// `ShutdownTimeout`): both are refused, naming the directive and the
+/// range. A time limit's `0` is no limit, and `KeepAliveTimeout 0` turns
+/// keep-alive off: those load.
+#[test]
+fn durations_without_a_deadline_are_refused() {
+    let (_dir, f) = conf(
+        "Plugin proxy\nPlugin serve_cgi\nPlugin console\nPlugin cache\nPlugin xslt\n\
+         ShutdownTimeout 18446744073709551615\nConsoleTimeout 0\nCacheBackendTimeout 0ms\n\
+         <Server>\n    Listen 127.0.0.1:0\n    HeaderTimeout 0\n    KeepAliveTimeout 0\n    \
+         BodyTimeout 0s\n    SendTimeout 36501d\n    ProxyTimeout 0\n    ProxyReadTimeout 0\n    \
+         CGITimeout 0\n    CGIMaxTime 0\n    XSLTTimeLimit 0\n    CacheLockTimeout 0\n</Server>\n",
+    );
+    let (code, _, err) = axkit(&["--check", "-c", &f]);
+    let zero = "0 would expire at once: expected a duration from 1ms to 36500d";
+    let huge = |d: &str| format!("duration \"{d}\" is too large (at most 36500d)");
+    assert_eq!(code, Some(1), "{err:?}");
+    assert_eq!(
+        err,
+        [
+            format!(
+                "axkit: {f}:6: ShutdownTimeout (plugin core): {}",
+                huge("18446744073709551615")
+            ),
+            format!("axkit: {f}:7: ConsoleTimeout (plugin console): {zero}"),
+            format!("axkit: {f}:8: CacheBackendTimeout (plugin cache): {zero}"),
+            format!("axkit: {f}:11: HeaderTimeout (plugin core): {zero}"),
+            format!("axkit: {f}:13: BodyTimeout (plugin core): {zero}"),
+            format!(
+                "axkit: {f}:14: SendTimeout (plugin core): {}",
+                huge("36501d")
+            ),
+            format!("axkit: {f}:15: ProxyTimeout (plugin proxy): {zero}"),
+            format!("axkit: {f}:16: ProxyReadTimeout (plugin proxy): {zero}"),
+            format!("axkit: {f}:17: CGITimeout (plugin serve_cgi): {zero}"),
+            format!("axkit: configuration {f} has 9 error(s)"),
+        ]
+    );
 }

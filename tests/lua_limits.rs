@@ -1,6 +1,6 @@
 //! What a Lua script cannot do to its worker, through the stock `axkit`
 //! binary: block it (sleeping requests are suspended, CPU loops stopped by
-//! `LuaTimeLimit`), hang, crash or rewire it, or get past `LuaMemoryLimit`
+//! `LuaTimeLimit`, where `0` is no limit), hang, crash or rewire it, or get past `LuaMemoryLimit`
 //! (memory errors inside methods and tracebacks are safe).
 //!
 //! Each test starts its own server (`--no-master` unless it tests the
@@ -134,6 +134,33 @@ fn cpu_loops_are_stopped_by_lua_time_limit() {
 
 /// The Lua host's directives need only a `PluginDir` (where Lua plugins
 /// are found), not a `Plugin lua` line.
+/// `LuaTimeLimit 0` is no limit (as PHP's `max_execution_time 0`), not a
+/// deadline already past: a hook that counts for a while runs to its end,
+/// where a Location's 1ms stops the same count.
+#[test]
+fn a_zero_lua_time_limit_is_no_limit() {
+    const COUNT: &str = r#"
+function hook_response(r)
+  local n = 0
+  for i = 1, 30000000 do n = n + 1 end
+  r:write("counted " .. n)
+  return OK
+end
+"#;
+    let mut srv = start(
+        &conf(
+            "LuaTimeLimit 0",
+            "    Plugin count\n    <Location /limited>\n        LuaTimeLimit 1ms\n    </Location>",
+        ),
+        &[("count", COUNT)],
+    );
+    let r = srv.get("/free");
+    assert_eq!(r.status, 200, "{}", srv.stderr());
+    assert_eq!(r.text(), "counted 30000000");
+    assert_eq!(srv.get("/limited").status, 500);
+    srv.wait_stderr("LuaTimeLimit (1ms) exceeded", Duration::from_secs(10));
+}
+
 #[test]
 fn lua_directives_apply_wherever_a_plugin_dir_is_set() {
     let text = conf("LuaTimeLimit 1s", "    Plugin slow");

@@ -1,6 +1,7 @@
 //! The real `axkit` binary against slow, silent, abusive and broken
 //! clients, in raw bytes: the header, body and keep-alive deadlines,
-//! MaxKeepAliveRequests, 200 garbage inputs that must never break framing,
+//! `KeepAliveTimeout 0` (no keep-alive), MaxKeepAliveRequests, 200
+//! garbage inputs that must never break framing,
 //! and clients that reset mid-response.
 //!
 //! Timing assertions are deliberately loose (the deadlines are 1 s, the
@@ -162,6 +163,24 @@ fn an_idle_keep_alive_connection_is_closed() {
         took >= Duration::from_millis(500) && took < Duration::from_secs(5),
         "took {took:?}"
     );
+
+    assert_alive(&mut srv);
+}
+
+/// `KeepAliveTimeout 0` is no keep-alive, as in nginx and Apache: the
+/// response says close, and the connection closes after it, rather than
+/// promising keep-alive and closing under the client's next request.
+#[test]
+fn a_zero_keep_alive_timeout_is_no_keep_alive() {
+    let mut srv = start_with("KeepAliveTimeout 0");
+    let (bytes, closed) = exchange(&srv, keep_alive_get("/1k.txt").as_bytes());
+    let all = parse_all(&bytes);
+    let answers: Vec<_> = all
+        .iter()
+        .map(|r| (r.status, r.header("Connection")))
+        .collect();
+    assert_eq!(answers, [(200, Some("close"))], "{}", lossy(&bytes));
+    assert!(closed, "{}", lossy(&bytes));
 
     assert_alive(&mut srv);
 }

@@ -5,7 +5,8 @@
 //! stylesheet itself, wherever it lies), XInclude pointers that need
 //! XPath (unbounded in libxml2), XIncludes in a document
 //! a script made of the request (left as they are), transforms that
-//! run past `XSLTTimeLimit` (stopped on the event loop: 500), broken documents and
+//! run past `XSLTTimeLimit` (stopped on the event loop: 500; `0` is no
+//! limit, not a deadline already past), broken documents and
 //! stylesheets (500, file:line in the log, the error on the page only
 //! with `StackTrace On`, the worker alive), and `--check` compiling every
 //! stylesheet the config names.
@@ -235,6 +236,18 @@ fn transforms_past_the_time_limit_are_stopped() {
         assert!(line.contains("(XSLTTimeLimit 1s)"), "{line}");
         assert_eq!(srv.get("/a.xml").status, 200, "after {path}");
     }
+}
+
+/// `XSLTTimeLimit 0` is no limit (as PHP's `max_execution_time 0`):
+/// every transform is served, where a deadline already past would make
+/// each a 500.
+#[test]
+fn a_zero_time_limit_is_no_limit() {
+    let body = format!("    XSLTTimeLimit 0\n{CHAIN}");
+    let mut srv = start(&conf("", &body), &site());
+    let r = srv.get("/a.xml");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), srv.stderr());
+    assert!(r.text().contains("<h1>On &amp; off</h1>"), "{}", r.text());
 }
 
 #[test]

@@ -191,7 +191,8 @@ static KEY_PREFIX: Key<String> = Key::parsed("CacheKeyPrefix", |args| match args
 static BACKEND_TIMEOUT: Key<Duration> = Key::new("CacheBackendTimeout")
     .scopes(Scopes::GLOBAL)
     .default("100ms")
-    .doc("How long one call to the disk, Redis or memcached tier may take");
+    .nonzero()
+    .doc("How long one call to the disk, Redis or memcached tier may take (above 0)");
 
 /// How often a worker says that a tier is failing.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -210,9 +211,10 @@ static MAX_ENTRY: Key<u64> = Key::new("CacheMaxEntrySize")
 /// `CacheMaxEntrySize` and this.
 const HEAD_ROOM: usize = 64 * 1024;
 
-static LOCK_TIMEOUT: Key<Duration> = Key::new("CacheLockTimeout")
-    .default("5s")
-    .doc("How long concurrent misses on one key wait for the request filling it");
+static LOCK_TIMEOUT: Key<Duration> = Key::new("CacheLockTimeout").default("5s").doc(
+    "How long concurrent misses on one key wait for the request filling it (0: they do not \
+     wait, each goes to the backend)",
+);
 
 static PURGE_FROM: List<Vec<Cidr>> = List::new("CachePurgeFrom")
     .scopes(HERE.or(Scopes::GLOBAL))

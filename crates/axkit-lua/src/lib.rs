@@ -128,7 +128,8 @@ impl LuaSource {
 /// How long a hook may run without suspending (per Location).
 pub(crate) static LUA_TIME_LIMIT: Key<Duration> = Key::new("LuaTimeLimit")
     .default("5s")
-    .doc("How long a Lua hook may run without suspending before it is stopped (500)");
+    .zero_is_no_limit()
+    .doc("How long a Lua hook may run without suspending before it is stopped (500); 0: no limit");
 
 static LUA_MEMORY_LIMIT: Key<u64> = Key::new("LuaMemoryLimit")
     .scopes(Scopes::GLOBAL)

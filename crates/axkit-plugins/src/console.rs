@@ -107,15 +107,17 @@ static CONSOLE_LISTEN: Key<Option<ListenAddr>> =
 static CONSOLE_TIMEOUT: Key<Duration> = Key::new("ConsoleTimeout")
     .scopes(Scopes::GLOBAL)
     .default("5m")
+    .nonzero()
     .doc(
         "How long a console session may wait for a command line, or for its client to take an \
-         answer, before it is closed",
+         answer, before it is closed (above 0)",
     );
 
 static CONSOLE_LIFETIME: Key<Duration> = Key::new("ConsoleLifetime")
     .scopes(Scopes::GLOBAL)
     .default("1h")
-    .doc("How long a console session may stay open, however busy, before it is closed");
+    .nonzero()
+    .doc("How long a console session may stay open, however busy, before it is closed (above 0)");
 
 /// Console sessions open at once, at most: a newcomer beyond them ends
 /// the oldest.

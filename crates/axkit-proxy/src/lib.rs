@@ -144,17 +144,19 @@ static PRESERVE_HOST: Key<bool> = Key::new("ProxyPreserveHost")
     .doc("Send the client's Host header upstream rather than the ProxyPass URL's host");
 
 static TIMEOUT: Key<Option<Duration>> = Key::new("ProxyTimeout")
-    .doc("The connect, read and send timeouts of ProxyConnectTimeout, ProxyReadTimeout and ProxySendTimeout at once");
+    .nonzero()
+    .doc("The connect, read and send timeouts of ProxyConnectTimeout, ProxyReadTimeout and ProxySendTimeout at once (above 0)");
 
 static CONNECT_TIMEOUT: Key<Option<Duration>> = Key::new("ProxyConnectTimeout")
-    .doc("How long connecting to an upstream may take (default 10s, or ProxyTimeout)");
+    .nonzero()
+    .doc("How long connecting to an upstream may take (above 0; default 10s, or ProxyTimeout)");
 
-static READ_TIMEOUT: Key<Option<Duration>> = Key::new("ProxyReadTimeout").doc(
-    "How long each wait for the upstream's response head or body may take (default 60s, or ProxyTimeout)",
+static READ_TIMEOUT: Key<Option<Duration>> = Key::new("ProxyReadTimeout").nonzero().doc(
+    "How long each wait for the upstream's response head or body may take (above 0; default 60s, or ProxyTimeout)",
 );
 
-static SEND_TIMEOUT: Key<Option<Duration>> = Key::new("ProxySendTimeout").doc(
-    "How long each write of the request to the upstream may wait (default 60s, or ProxyTimeout)",
+static SEND_TIMEOUT: Key<Option<Duration>> = Key::new("ProxySendTimeout").nonzero().doc(
+    "How long each write of the request to the upstream may wait (above 0; default 60s, or ProxyTimeout)",
 );
 
 static TRIES: Key<usize> = Key::new("ProxyNextUpstreamTries")

@@ -139,7 +139,11 @@ static PARAMS_FROM_REQUEST: Key<bool> = Key::new("XSLTParamsFromRequest")
 static TIME_LIMIT: Key<Duration> = Key::new("XSLTTimeLimit")
     .scopes(HERE)
     .default("5s")
-    .doc("How long a request's parsing, XIncludes and transforms may take in all (500 past it)");
+    .zero_is_no_limit()
+    .doc(
+        "How long a request's parsing, XIncludes and transforms may take in all (500 past it); \
+         0: no limit",
+    );
 
 static CACHE: Key<bool> = Key::new("XSLTCache")
     .scopes(HERE)

@@ -200,7 +200,8 @@ static PASS_ENV: List<Vec<String>> = List::new("PassEnv")
 static CGI_TIMEOUT: Key<Duration> = Key::new("CGITimeout")
     .scopes(HERE)
     .default("60s")
-    .doc("End a CGI script that makes no progress (output or input) for this long");
+    .nonzero()
+    .doc("End a CGI script that makes no progress (output or input) for this long (above 0)");
 
 static CGI_MAX_TIME: Key<Duration> = Key::new("CGIMaxTime")
     .scopes(HERE)
@@ -210,7 +211,7 @@ static CGI_MAX_TIME: Key<Duration> = Key::new("CGIMaxTime")
 static CGI_KILL_GRACE: Key<Duration> = Key::new("CGIKillGrace")
     .scopes(HERE)
     .default("2s")
-    .doc("Time between SIGTERM and SIGKILL when a CGI script is ended");
+    .doc("Time between SIGTERM and SIGKILL when a CGI script is ended (0: SIGKILL at once)");
 
 static CGI_KILL_GROUP: Key<bool> = Key::new("CGIKillGroup")
     .scopes(HERE)
@@ -230,7 +231,7 @@ static CGI_MAX_QUEUE: Key<usize> = Key::new("CGIMaxQueue")
 static CGI_QUEUE_TIMEOUT: Key<Duration> = Key::new("CGIQueueTimeout")
     .scopes(Scopes::GLOBAL)
     .default("30s")
-    .doc("How long a request waits for a CGI slot before 503");
+    .doc("How long a request waits for a CGI slot before 503 (0: 503 at once if none is free)");
 
 pub fn spec() -> PluginSpec {
     PluginSpec {

@@ -35,7 +35,7 @@ pub static MAX_CONNECTIONS: Key<usize> =
 pub static SHUTDOWN_TIMEOUT: Key<Duration> = Key::new("ShutdownTimeout")
     .scopes(GLOBAL)
     .default("30s")
-    .doc("How long a graceful shutdown waits for requests in flight");
+    .doc("How long a graceful shutdown waits for requests in flight (0: it closes them at once)");
 
 /// `User NAME`: the account the workers (and so CGI scripts and every
 /// process they start) run as; see `server/privileges.rs`.
@@ -180,12 +180,15 @@ pub static MAX_HEADERS: Key<usize> = Key::new("MaxHeaders")
 pub static HEADER_TIMEOUT: Key<Duration> = Key::new("HeaderTimeout")
     .scopes(GLOBAL_SERVER)
     .default("30s")
-    .doc("Time allowed to receive the request line and headers");
+    .nonzero()
+    .doc("Time allowed to receive the request line and headers (above 0)");
 
 pub static KEEPALIVE_TIMEOUT: Key<Duration> = Key::new("KeepAliveTimeout")
     .scopes(GLOBAL_SERVER)
     .default("60s")
-    .doc("How long an idle keep-alive connection is kept open");
+    .doc(
+        "How long an idle keep-alive connection is kept open (0: no keep-alive, as KeepAlive off)",
+    );
 
 pub static KEEPALIVE: Key<bool> = Key::new("KeepAlive")
     .scopes(GLOBAL_SERVER)
@@ -203,11 +206,13 @@ pub static MAX_REQUEST_BODY: Key<u64> = Key::new("MaxRequestBody")
 
 pub static BODY_TIMEOUT: Key<Duration> = Key::new("BodyTimeout")
     .default("60s")
-    .doc("Time allowed between two reads of the request body");
+    .nonzero()
+    .doc("Time allowed between two reads of the request body (above 0)");
 
 pub static SEND_TIMEOUT: Key<Duration> = Key::new("SendTimeout")
     .default("60s")
-    .doc("Time allowed for the client to accept each write of the response");
+    .nonzero()
+    .doc("Time allowed for the client to accept each write of the response (above 0)");
 
 /// The front proxies whose word about the client is taken (see
 /// `Context::client`); every line adds to the list.

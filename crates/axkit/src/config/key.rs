@@ -23,9 +23,10 @@
 //!
 //! The Rust type says how the directive is written ([`FromConfig`]):
 //! `String`, `PathBuf`, `i64`, `usize` (a non-negative integer), `u64` (a
-//! byte size: `10K`, `1M`), `Duration` (`30s`, `500ms`), `bool` (on/off),
-//! `Regex`, `Option<_>` of those (unset without a default) and `Vec<_>`
-//! (several arguments). Anything else is a custom type with its own parse
+//! byte size: `10K`, `1M`), `Duration` (`30s`, `500ms`, at most a century;
+//! `0` is "at once" unless the key says otherwise: [`DurationType`]), `bool`
+//! (on/off), `Regex`, `Option<_>` of those (unset without a default) and
+//! `Vec<_>` (several arguments). Anything else is a custom type with its own parse
 //! function ([`Key::parsed`]), which may also name paths and read files
 //! through the config's [`FileReader`] ([`Key::parsed_with_files`]).
 
@@ -40,7 +41,7 @@ use regex::Regex;
 
 use super::directive::{Args, Directive, Merge, Scopes, ValueType, Words};
 use super::snapshot::{Expect, FileReader};
-use super::value::{Setting, Value};
+use super::value::{Setting, Value, MAX_DURATION, MAX_DURATION_TEXT};
 
 /// A converted value, as the loader keeps it for any key type.
 pub(crate) type Typed = Arc<dyn Any + Send + Sync>;
@@ -447,6 +448,62 @@ impl<T: Send + Sync + 'static> Key<T> {
             _type: PhantomData,
         }
     }
+}
+
+/// The type of a duration key: `Duration`, or `Option<Duration>` (`None`
+/// when unset).
+///
+/// What `0` means for such a key: as written, "at once", which for a
+/// timeout fails every request. A key says when it means something else
+/// ([`Key::nonzero`], [`Key::zero_is_no_limit`]), and its doc string
+/// says what.
+pub trait DurationType: FromConfig {
+    /// [`FromConfig::from_args`], refusing `0`.
+    const NONZERO: fn(&[Value]) -> Result<Self, String>;
+}
+
+impl DurationType for Duration {
+    const NONZERO: fn(&[Value]) -> Result<Self, String> = nonzero;
+}
+
+impl DurationType for Option<Duration> {
+    const NONZERO: fn(&[Value]) -> Result<Self, String> = some_nonzero;
+}
+
+impl<T: DurationType> Key<T> {
+    /// `0` is refused when the config is loaded (a timeout that would
+    /// expire at once).
+    pub const fn nonzero(mut self) -> Self {
+        self.convert = Convert::Typed(T::NONZERO);
+        self
+    }
+}
+
+impl Key<Duration> {
+    /// `0` means no limit (as PHP's `max_execution_time 0`): the value is
+    /// [`MAX_DURATION`], which whatever reads the key already handles, as
+    /// it may be written.
+    pub const fn zero_is_no_limit(mut self) -> Self {
+        self.convert = Convert::Typed(zero_is_no_limit);
+        self
+    }
+}
+
+fn nonzero(args: &[Value]) -> Result<Duration, String> {
+    match Duration::from_args(args)? {
+        d if d.is_zero() => Err(format!(
+            "0 would expire at once: expected a duration from 1ms to {MAX_DURATION_TEXT}"
+        )),
+        d => Ok(d),
+    }
+}
+
+fn some_nonzero(args: &[Value]) -> Result<Option<Duration>, String> {
+    nonzero(args).map(Some)
+}
+
+fn zero_is_no_limit(args: &[Value]) -> Result<Duration, String> {
+    Duration::from_args(args).map(|d| if d.is_zero() { MAX_DURATION } else { d })
 }
 
 impl<T: Send + Sync + 'static> Key<T> {

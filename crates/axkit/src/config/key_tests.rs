@@ -1,7 +1,7 @@
 //! Typed keys through the real loader: values converted once with their
 //! defaults, custom types' errors reported with file:line, lists across
-//! scopes, secrets not quoted, and reads by key that survive a second
-//! registry.
+//! scopes, secrets not quoted, reads by key that survive a second
+//! registry, and what `0` means for a duration key that says.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,6 +17,9 @@ static ROOT: Key<Option<PathBuf>> = Key::new("Root").scopes(Scopes::SERVER.or(Sc
 static MAX_THINGS: Key<usize> = Key::new("MaxThings").default("10");
 static LIMIT: Key<u64> = Key::new("Limit").default("1M");
 static WAIT: Key<Duration> = Key::new("Wait").default("30s");
+static PATIENCE: Key<Duration> = Key::new("Patience").default("5s").nonzero();
+static PROXY_WAIT: Key<Option<Duration>> = Key::new("ProxyWait").nonzero();
+static BUDGET: Key<Duration> = Key::new("Budget").default("0").zero_is_no_limit();
 static LOUD: Key<bool> = Key::new("Loud").default("off");
 static QUIET: Key<bool> = Key::new("Quiet").flag();
 static INDEX: Key<Vec<String>> = Key::new("Index").default("index.html index.htm");
@@ -64,6 +67,9 @@ impl PluginSource for Things {
                 MAX_THINGS.declare(),
                 LIMIT.declare(),
                 WAIT.declare(),
+                PATIENCE.declare(),
+                PROXY_WAIT.declare(),
+                BUDGET.declare(),
                 LOUD.declare(),
                 QUIET.declare(),
                 INDEX.declare(),
@@ -329,4 +335,41 @@ fn a_key_without_a_value_for_unwritten_needs_a_default() {
     let mut registry = crate::config::Registry::new();
     let err = registry.add("p", BARE.declare()).unwrap_err();
     assert!(err.contains("needs a default"), "{err}");
+}
+
+#[test]
+fn zero_durations_are_refused_or_no_limit_as_the_key_says() {
+    let config = load_text(
+        "Wait 0\n<Server>\nListen 127.0.0.1:0\n<Location /x>\nPatience 1ms\nProxyWait 2s\n\
+         Budget 3s\n</Location>\n</Server>\n",
+    )
+    .unwrap();
+    let top = &config.servers[0].locations[0].config;
+    let x = &config.servers[0].location_for("/x/y").config;
+    // Unmarked, 0 is taken as written.
+    assert_eq!(*top.get(&WAIT), Duration::ZERO);
+    assert_eq!(
+        (
+            *top.get(&PATIENCE),
+            *top.get(&PROXY_WAIT),
+            *top.get(&BUDGET)
+        ),
+        (Duration::from_secs(5), None, crate::config::MAX_DURATION)
+    );
+    assert_eq!(
+        (*x.get(&PATIENCE), *x.get(&PROXY_WAIT), *x.get(&BUDGET)),
+        (
+            Duration::from_millis(1),
+            Some(Duration::from_secs(2)),
+            Duration::from_secs(3)
+        )
+    );
+    assert_eq!(
+        errors("Patience 0\nProxyWait 0ms\nBudget 36501d\n<Server>\nListen 127.0.0.1:0\n</Server>\n"),
+        [
+            "t.conf:2: Patience (plugin things): 0 would expire at once: expected a duration from 1ms to 36500d",
+            "t.conf:3: ProxyWait (plugin things): 0 would expire at once: expected a duration from 1ms to 36500d",
+            "t.conf:4: Budget (plugin things): duration \"36501d\" is too large (at most 36500d)",
+        ]
+    );
 }

@@ -244,7 +244,16 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {} is too large", quote(text)))
 }
 
-/// A duration: `30` (seconds), `30s`, `500ms`, `5m`, `1h`, `1m30s`.
+/// The longest duration accepted: a century, beyond any sensible timeout
+/// or lifetime, and short enough that a deadline this far from now
+/// (`Instant::now() + d`, an expiry date) never overflows and panics.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// [`MAX_DURATION`] as it is written.
+pub(crate) const MAX_DURATION_TEXT: &str = "36500d";
+
+/// A duration: `30` (seconds), `30s`, `500ms`, `5m`, `1h`, `1m30s`; at most
+/// [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || {
         format!(
@@ -252,13 +261,25 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             quote(text)
         )
     };
-    let too_large = || format!("duration {} is too large", quote(text));
+    let too_large = || {
+        format!(
+            "duration {} is too large (at most {MAX_DURATION_TEXT})",
+            quote(text)
+        )
+    };
+    let at_most = |d: Duration| {
+        if d > MAX_DURATION {
+            Err(too_large())
+        } else {
+            Ok(d)
+        }
+    };
     if text.is_empty() {
         return Err(bad());
     }
     // A bare number is seconds; otherwise a sequence of NUMBER UNIT pairs.
     if let Some(secs) = parse_digits(text) {
-        return Ok(Duration::from_secs(secs));
+        return at_most(Duration::from_secs(secs));
     }
     let mut millis: u64 = 0;
     let mut rest = text;
@@ -285,7 +306,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .and_then(|v| v.checked_add(millis))
             .ok_or_else(too_large)?;
     }
-    Ok(Duration::from_millis(millis))
+    at_most(Duration::from_millis(millis))
 }
 
 /// On/Off (also yes/no, true/false, 1/0), ignoring case.
@@ -658,9 +679,24 @@ mod tests {
         }
         assert_eq!(
             err(ValueType::Duration, "999999999999999999d"),
-            "duration \"999999999999999999d\" is too large"
+            "duration \"999999999999999999d\" is too large (at most 36500d)"
         );
         assert!(parse_value(&ValueType::Duration, "99999999999999999999").is_err());
+        // A century at most, however written: a deadline that far off
+        // cannot overflow.
+        assert_eq!(dur("36500d"), MAX_DURATION);
+        assert_eq!(dur("3153600000"), MAX_DURATION);
+        for huge in [
+            "36500d1ms",
+            "3153600001",
+            "1000000000000s",
+            "18446744073709551615",
+        ] {
+            assert_eq!(
+                err(ValueType::Duration, huge),
+                format!("duration \"{huge}\" is too large (at most 36500d)")
+            );
+        }
     }
 
     #[test]

@@ -184,7 +184,9 @@ impl ServerRt {
             },
             header_timeout: *root.get(&core::HEADER_TIMEOUT),
             keepalive_timeout: *root.get(&core::KEEPALIVE_TIMEOUT),
-            keepalive: *root.get(&core::KEEPALIVE),
+            // nginx's and Apache's reading of a zero keep-alive timeout:
+            // no keep-alive, rather than advertising it and then closing.
+            keepalive: *root.get(&core::KEEPALIVE) && !root.get(&core::KEEPALIVE_TIMEOUT).is_zero(),
             max_keepalive_requests: *root.get(&core::MAX_KEEPALIVE_REQUESTS) as u64,
             server_header: Rc::from(server_header),
             trust,
