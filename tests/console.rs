@@ -5,21 +5,29 @@
 //! process may listen beside it; a reload hands it on without its port
 //! ever being free), an HTTP request that ends its session before its body
 //! runs, the unix socket bound by the master as root and closed to the
-//! workers' `User`, idle sessions closed after `ConsoleTimeout`, busy ones
-//! after `ConsoleLifetime`, a 17th session ending the oldest rather than
-//! refused, and the addresses `--check` refuses (beyond loopback, a unix
-//! socket in a directory the workers' `User` may write).
+//! workers' `User` (by its mode, and by the peer's credentials), its file
+//! removed when a reload moves it or the server stops (but not another
+//! file put at its path), handed on by a binary upgrade, idle sessions
+//! closed after `ConsoleTimeout`, busy ones after `ConsoleLifetime`, a
+//! 17th session ending the oldest rather than refused, a user connecting
+//! in a loop ending only its own sessions, and the addresses `--check`
+//! refuses (beyond loopback, a unix socket in a directory the workers'
+//! `User` may write).
 
 mod common;
+#[path = "common/process.rs"]
+mod process;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use process::{upgrade, worker_ready};
 
 fn conf(listen: &str) -> String {
     format!(
@@ -37,8 +45,11 @@ fn conf(listen: &str) -> String {
     )
 }
 
-fn start() -> (Axkit, PathBuf) {
-    let mut srv = Axkit::start_with(&conf("unix:{dir}/console.sock"), &[], |d| {
+/// A server whose console is at `{dir}/console.sock`, with the global
+/// directives `extra` too; and the socket's path.
+fn start(extra: &str) -> (Axkit, PathBuf) {
+    let config = format!("{extra}\n{}", conf("unix:{dir}/console.sock"));
+    let mut srv = Axkit::start_with(&config, &[], |d| {
         d.write("www/a.txt", "hello\n");
     });
     srv.wait_stderr("console: listening on unix:", Duration::from_secs(20));
@@ -83,10 +94,11 @@ impl<S: std::io::Read + Write> Console<S> {
 }
 
 /// After a reload, wait (20 s at most) until the console, reached
-/// through `connect`, answers from generation 2: the new worker 0 has it.
+/// through `connect`, answers from `generation`: the new worker 0 has it.
 /// The old worker 0 may take a connection and close it as it stops: a
 /// try, not a failure. The last answer, or why there was none, if not.
 fn new_generation_answers<S: std::io::Read + Write>(
+    generation: u64,
     connect: impl Fn() -> std::io::Result<S>,
 ) -> Result<(), String> {
     let mut last = String::new();
@@ -100,7 +112,7 @@ fn new_generation_answers<S: std::io::Read + Write>(
             Ok(lines) => lines[0].clone(),
             Err(e) => e.to_string(),
         };
-        last.starts_with("generation 2")
+        last.starts_with(&format!("generation {generation} "))
     });
     if answered {
         Ok(())
@@ -109,17 +121,47 @@ fn new_generation_answers<S: std::io::Read + Write>(
     }
 }
 
+/// Run `f` in a thread of this test that has taken nobody's ids (for
+/// itself alone: the raw system call, not glibc's, which would change
+/// every thread's): what it connects to sees nobody at the other end.
+fn as_nobody<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        // SAFETY: setresuid for the calling thread only; it ends after.
+        let r = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+        assert_eq!(r, 0);
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Whether this test runs as root, as in CI; if not, it says what is
+/// left untested.
+fn root(untested: &str) -> bool {
+    // SAFETY: geteuid has no memory effects.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        println!("not root: {untested}");
+    }
+    root
+}
+
+/// A connection to the console at `sock`, whose reads wait 10 s at most.
+fn connect(sock: &Path) -> std::io::Result<UnixStream> {
+    let s = UnixStream::connect(sock)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(s)
+}
+
 fn console(sock: &Path) -> Console<UnixStream> {
-    let s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     Console {
-        reader: BufReader::new(s),
+        reader: BufReader::new(connect(sock).unwrap()),
     }
 }
 
 #[test]
 fn commands_list_workers_config_and_connections() {
-    let (srv, sock) = start();
+    let (srv, sock) = start("");
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
     assert_eq!(
         mode & 0o777,
@@ -217,7 +259,7 @@ fn bad_request(srv: &Axkit) -> String {
 
 #[test]
 fn loglevel_changes_what_every_worker_logs() {
-    let (mut srv, sock) = start();
+    let (mut srv, sock) = start("");
     let mut c = console(&sock);
     assert_eq!(c.ask("loglevel"), vec!["loglevel notice", "OK"]);
     // At notice, a bad request is not logged (the line would have been
@@ -250,18 +292,14 @@ fn loglevel_changes_what_every_worker_logs() {
 
 #[test]
 fn reload_starts_a_new_generation() {
-    let (mut srv, sock) = start();
+    let (mut srv, sock) = start("");
     let mut c = console(&sock);
     let old = srv.workers();
     let answer = c.ask("reload");
     assert!(answer[0].starts_with("OK reload requested"), "{answer:?}");
     srv.wait_stderr("configuration reloaded", Duration::from_secs(30));
     // The new worker 0 has the console now (the old one drains): ask it.
-    let generation = new_generation_answers(|| {
-        let s = UnixStream::connect(&sock)?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        Ok(s)
-    });
+    let generation = new_generation_answers(2, || connect(&sock));
     assert!(generation.is_ok(), "{generation:?}");
     assert!(wait_until(Duration::from_secs(20), || {
         srv.workers().iter().all(|w| !old.contains(w))
@@ -319,7 +357,7 @@ fn a_tcp_console_on_loopback() {
     assert!(wait_until(Duration::from_secs(20), || {
         srv.workers().iter().all(|w| !old.contains(w))
     }));
-    let generation = new_generation_answers(|| {
+    let generation = new_generation_answers(2, || {
         let s = std::net::TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         Ok(s)
@@ -349,9 +387,7 @@ fn unix_socket_inode(path: &Path) -> Option<String> {
 /// connect; root can.
 #[test]
 fn the_unix_console_is_the_masters_and_closed_to_the_workers_user() {
-    // SAFETY: geteuid has no memory effects.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("not root: `User` is not tested");
+    if !root("`User` is not tested") {
         return;
     }
     let config =
@@ -378,24 +414,108 @@ fn the_unix_console_is_the_masters_and_closed_to_the_workers_user() {
         fd_targets(srv.pid()).contains(&format!("socket:[{inode}]")),
         "the master does not hold the console's socket"
     );
-    // A thread of this test takes nobody's ids (for itself alone: the raw
-    // system call, not glibc's, which would change every thread's) and
-    // connects: the socket's mode keeps it out.
+    // Nobody connecting: the socket's mode keeps it out.
     let from_nobody = sock.clone();
-    let refused = std::thread::spawn(move || {
-        // SAFETY: setresuid for the calling thread only; it ends after.
-        let r = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
-        assert_eq!(r, 0);
+    let refused = as_nobody(move || {
         UnixStream::connect(&from_nobody)
             .map(|_| ())
             .map_err(|e| e.kind())
-    })
-    .join()
-    .unwrap();
+    });
     assert_eq!(refused, Err(std::io::ErrorKind::PermissionDenied));
+    // With the mode loosened (a descriptor passed on would do as much),
+    // the peer's credentials keep it out: told so, and closed.
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let from_nobody = sock.clone();
+    let answer = as_nobody(move || {
+        let s = UnixStream::connect(&from_nobody).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = String::new();
+        let _ = BufReader::new(s).read_line(&mut answer);
+        answer
+    });
+    assert_eq!(answer, "ERR not allowed\n");
+    srv.wait_stderr(
+        "console: refused a session from uid 65534",
+        Duration::from_secs(10),
+    );
     // Root is let in.
     let mut c = console(&sock);
     assert_eq!(c.ask("workers").last().unwrap(), "OK 2 worker(s)");
+}
+
+/// The unix console's file goes with its socket: a reload that moves it
+/// elsewhere removes the file the master made, but not one put at that
+/// path since (it is not the server's to remove); a stop removes the one
+/// in use.
+#[test]
+fn a_unix_console_moved_or_stopped_leaves_no_socket_file() {
+    let (mut srv, sock) = start("");
+    let moved = srv.dir.path().join("moved.sock");
+    let mut reloads = 0;
+    let mut listen_on = |srv: &mut Axkit, from: &Path, to: &Path| {
+        let text = std::fs::read_to_string(&srv.conf).unwrap();
+        let text = text.replace(from.to_str().unwrap(), to.to_str().unwrap());
+        std::fs::write(&srv.conf, text).unwrap();
+        srv.signal(libc::SIGHUP);
+        reloads += 1;
+        assert!(
+            wait_until(Duration::from_secs(30), || srv
+                .stderr()
+                .matches("configuration reloaded")
+                .count()
+                == reloads),
+            "{}",
+            srv.stderr()
+        );
+        let answered = new_generation_answers(reloads as u64 + 1, || connect(to));
+        assert!(answered.is_ok(), "{answered:?}");
+    };
+    listen_on(&mut srv, &sock, &moved);
+    assert!(!sock.exists(), "the old socket file was left");
+    // Another socket at the moved console's path: not the server's.
+    std::fs::remove_file(&moved).unwrap();
+    let other = UnixListener::bind(&moved).unwrap();
+    listen_on(&mut srv, &moved, &sock);
+    assert!(moved.exists(), "another's socket file was removed");
+    srv.stop();
+    assert!(!sock.exists(), "the socket file was left at stop");
+    assert!(moved.exists());
+    drop(other);
+}
+
+/// A binary upgrade hands the console's socket to the new master: once
+/// the old one has drained and gone, the new master's worker 0 answers on
+/// the same path, whose file the old master left in place; the new
+/// master, alone then, removes it when it stops.
+#[test]
+fn a_binary_upgrade_hands_the_console_on() {
+    let (mut srv, sock) = start("PidFile {dir}/axkit.pid");
+    let pid_file = srv.dir.path().join("axkit.pid");
+    let old_workers = srv.workers();
+    let new = upgrade(&mut srv, &pid_file);
+    assert!(wait_until(Duration::from_secs(20), || {
+        let workers = children_of(new.0);
+        workers.len() == 2 && workers.iter().all(|&w| worker_ready(w))
+    }));
+    srv.signal(libc::SIGQUIT);
+    assert!(srv.wait_exit(Duration::from_secs(20)).is_some());
+    assert!(wait_until(Duration::from_secs(20), || old_workers
+        .iter()
+        .all(|&w| !alive(w))));
+    assert!(sock.exists(), "the old master removed the new one's socket");
+    let workers = console(&sock).ask("workers");
+    assert_eq!(workers.last().unwrap(), "OK 2 worker(s)", "{workers:?}");
+    let listed: Vec<i32> = workers[1..3]
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    let running = children_of(new.0);
+    assert!(listed.iter().all(|w| running.contains(w)), "{workers:?}");
+    signal(new.0, libc::SIGTERM);
+    assert!(
+        wait_until(Duration::from_secs(20), || !sock.exists()),
+        "the new master left the socket file at stop"
+    );
 }
 
 /// A unix console in a directory the workers' `User` may write (world-
@@ -405,9 +525,7 @@ fn the_unix_console_is_the_masters_and_closed_to_the_workers_user() {
 /// accepted.
 #[test]
 fn check_refuses_a_unix_console_the_workers_user_could_replace() {
-    // SAFETY: geteuid has no memory effects.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("not root: `User` is not tested");
+    if !root("`User` is not tested") {
         return;
     }
     let dir = TempDir::new("console-dir");
@@ -470,24 +588,26 @@ fn sixteen_sessions(sock: &Path) -> Vec<Console<UnixStream>> {
         .collect()
 }
 
+/// What a session ended by the server is told: all it reads to the end.
+fn farewell(c: &mut Console<UnixStream>) -> String {
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut c.reader, &mut rest);
+    rest
+}
+
+/// What a session ended for a newcomer is told.
+const EVICTED: &str = "ERR a new session needed the room (16 at most); closing\n";
+
 /// Idle sessions end after `ConsoleTimeout`: each of sixteen left open is
 /// told why and closed.
 #[test]
 fn idle_sessions_time_out() {
-    let config = conf("unix:{dir}/console.sock")
-        .replace("ConsoleListen", "ConsoleTimeout 3s\nConsoleListen");
-    let mut srv = Axkit::start_with(&config, &[], |d| {
-        d.write("www/a.txt", "hello\n");
-    });
-    srv.wait_stderr("console: listening on unix:", Duration::from_secs(20));
-    let sock = srv.dir.path().join("console.sock");
+    let (_srv, sock) = start("ConsoleTimeout 3s");
     // Sixteen sessions, each answered once (so counted), then silent.
     let mut held = sixteen_sessions(&sock);
     // Each silent session is told why and closed.
     for c in &mut held {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut c.reader, &mut rest);
-        assert_eq!(rest, "ERR idle for 3s (ConsoleTimeout); closing\n");
+        assert_eq!(farewell(c), "ERR idle for 3s (ConsoleTimeout); closing\n");
     }
     let mut c = console(&sock);
     assert_eq!(c.ask("workers").last().unwrap(), "OK 2 worker(s)");
@@ -498,13 +618,7 @@ fn idle_sessions_time_out() {
 /// after `ConsoleLifetime`, however busy.
 #[test]
 fn busy_sessions_neither_lock_the_operator_out_nor_last() {
-    let config = conf("unix:{dir}/console.sock")
-        .replace("ConsoleListen", "ConsoleLifetime 3s\nConsoleListen");
-    let mut srv = Axkit::start_with(&config, &[], |d| {
-        d.write("www/a.txt", "hello\n");
-    });
-    srv.wait_stderr("console: listening on unix:", Duration::from_secs(20));
-    let sock = srv.dir.path().join("console.sock");
+    let (_srv, sock) = start("ConsoleLifetime 3s");
     let mut held = sixteen_sessions(&sock);
     let mut operator = console(&sock);
     assert_eq!(
@@ -512,12 +626,7 @@ fn busy_sessions_neither_lock_the_operator_out_nor_last() {
         "OK 2 worker(s)",
         "the 17th session was refused"
     );
-    let mut rest = String::new();
-    let _ = std::io::Read::read_to_string(&mut held[0].reader, &mut rest);
-    assert_eq!(
-        rest,
-        "ERR a new session needed the room (16 at most): this one, the oldest, is closed\n"
-    );
+    assert_eq!(farewell(&mut held[0]), EVICTED);
     // The others go on.
     assert_eq!(held[1].ask("loglevel"), vec!["loglevel notice", "OK"]);
     drop(held);
@@ -527,9 +636,7 @@ fn busy_sessions_neither_lock_the_operator_out_nor_last() {
     let ended = wait_until(Duration::from_secs(20), || {
         last = busy.try_ask("help").unwrap_or_else(|_| {
             // Closed before the command went: its farewell came first.
-            let mut rest = String::new();
-            let _ = std::io::Read::read_to_string(&mut busy.reader, &mut rest);
-            rest.lines().map(str::to_string).collect()
+            farewell(&mut busy).lines().map(str::to_string).collect()
         });
         last.last().is_some_and(|l| l.starts_with("ERR"))
     });
@@ -538,6 +645,46 @@ fn busy_sessions_neither_lock_the_operator_out_nor_last() {
         last.last().unwrap(),
         "ERR open for 3s (ConsoleLifetime); closing"
     );
+}
+
+/// The server started as nobody, so that two users may use its console:
+/// root (an operator) and nobody (say, an application of the server's user,
+/// compromised). Nobody connecting in a loop ends only its own sessions:
+/// the operator's, older than all of them, goes on.
+#[test]
+fn a_user_connecting_in_a_loop_ends_only_its_own_sessions() {
+    if !root("a server started as another user is not tested") {
+        return;
+    }
+    let dir = TempDir::new("console-users");
+    dir.write("www/a.txt", "hello\n");
+    // Where nobody may make the socket.
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    let path = dir.write(
+        "axkit.conf",
+        config_text(&dir, &conf("unix:{dir}/console.sock")),
+    );
+    let mut command = Command::new(BIN);
+    command.arg("-c").arg(&path).uid(65534).gid(65534);
+    let mut srv = Axkit::launch(command, dir, path);
+    srv.wait_stderr("console: listening on unix:", Duration::from_secs(20));
+    let sock = srv.dir.path().join("console.sock");
+    let mut operator = console(&sock);
+    assert_eq!(operator.ask("loglevel"), vec!["loglevel notice", "OK"]);
+    let from_nobody = sock.clone();
+    let mut looping = as_nobody(move || {
+        let mut held = sixteen_sessions(&from_nobody);
+        held.extend(sixteen_sessions(&from_nobody));
+        held
+    });
+    assert_eq!(
+        operator.ask("workers").last().unwrap(),
+        "OK 2 worker(s)",
+        "nobody's sessions ended the operator's"
+    );
+    assert_eq!(farewell(&mut looping[0]), EVICTED);
+    // Nobody's newest fifteen go on.
+    assert_eq!(looping[31].ask("loglevel"), vec!["loglevel notice", "OK"]);
 }
 
 /// A browser's POST to the console's port (a web page may send one

@@ -19,19 +19,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use process::*;
 
-/// Kills the new master and its workers when the test ends, however.
-struct Reap(i32);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let workers = children_of(self.0);
-        signal(self.0, libc::SIGKILL);
-        for w in workers {
-            signal(w, libc::SIGKILL);
-        }
-    }
-}
-
 /// GETs on one keep-alive connection (a new one only after `Connection:
 /// close`), or on a new connection each, until `stop`; nothing retried.
 fn client(
@@ -91,10 +78,6 @@ fn client(
     failures
 }
 
-fn read_pid(path: &std::path::Path) -> Option<i32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
 fn alive(pid: i32) -> bool {
     std::fs::metadata(format!("/proc/{pid}")).is_ok()
 }
@@ -121,19 +104,10 @@ fn sigusr2_upgrades_the_binary_without_losing_a_request() {
         .load(Ordering::Relaxed)
         > 50));
 
-    srv.signal(libc::SIGUSR2);
     // The new master serves once its PidFile is written; the old one's
     // has moved aside.
-    let mut new = 0;
-    assert!(
-        wait_until(Duration::from_secs(30), || {
-            new = read_pid(&pid_file).unwrap_or(0);
-            new != 0 && new != old
-        }),
-        "no new master:\n{}",
-        srv.stderr()
-    );
-    let _reap = Reap(new);
+    let reap = upgrade(&mut srv, &pid_file);
+    let new = reap.0;
     let oldbin = srv.dir.path().join("axkit.pid.oldbin");
     assert_eq!(read_pid(&oldbin), Some(old));
     let new_workers = children_of(new);
@@ -196,17 +170,8 @@ fn a_second_upgrade_waits_for_the_old_master_to_go() {
     let pid_file = srv.dir.path().join("axkit.pid");
     let oldbin = srv.dir.path().join("axkit.pid.oldbin");
     let old = srv.pid();
-    srv.signal(libc::SIGUSR2);
-    let mut new = 0;
-    assert!(
-        wait_until(Duration::from_secs(30), || {
-            new = read_pid(&pid_file).unwrap_or(0);
-            new != 0 && new != old
-        }),
-        "no new master:\n{}",
-        srv.stderr()
-    );
-    let _reap = Reap(new);
+    let reap = upgrade(&mut srv, &pid_file);
+    let new = reap.0;
     signal(new, libc::SIGUSR2);
     // The new master writes to the same stderr.
     srv.wait_stderr_line(

@@ -1,7 +1,8 @@
-//! Helpers for the process-model tests (`process_*.rs`): a two-worker
-//! static-file config, worker readiness from `/proc`, clients that fail
-//! with an `Err` rather than a panic, slow downloads, and the listening
-//! socket's inode.
+//! Helpers for the process-model tests (`process_*.rs`, and the console's
+//! binary upgrade): a two-worker static-file config, worker readiness from
+//! `/proc`, clients that fail with an `Err` rather than a panic, slow
+//! downloads, the listening socket's inode, the PidFile, and the new
+//! master of a binary upgrade killed when a test ends.
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};
@@ -184,4 +185,41 @@ pub fn parent_of(pid: i32) -> Option<i32> {
 /// Whether process `pid` is gone, reaped: not even a zombie is left.
 pub fn reaped(pid: i32) -> bool {
     !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The pid in the PidFile at `path`, if there is one.
+pub fn read_pid(path: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// SIGUSR2 to `srv`, a binary upgrade, and wait (30 s at most) for the
+/// new master to write its pid to the PidFile at `pid_file`: it serves
+/// then. The new master, killed with its workers when the test ends.
+pub fn upgrade(srv: &mut Axkit, pid_file: &std::path::Path) -> Reap {
+    let old = srv.pid();
+    srv.signal(libc::SIGUSR2);
+    let mut new = 0;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            new = read_pid(pid_file).unwrap_or(0);
+            new != 0 && new != old
+        }),
+        "no new master:\n{}",
+        srv.stderr()
+    );
+    Reap(new)
+}
+
+/// Kills the new master of a binary upgrade and its workers when the test
+/// ends, however.
+pub struct Reap(pub i32);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let workers = children_of(self.0);
+        signal(self.0, libc::SIGKILL);
+        for w in workers {
+            signal(w, libc::SIGKILL);
+        }
+    }
 }

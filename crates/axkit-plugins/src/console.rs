@@ -9,10 +9,6 @@
 //!   may be at once.
 //! - `ConsoleLifetime DURATION` (default `1h`): a session open that long is
 //!   closed, however busy: a client sending `help` for ever keeps no slot.
-//!
-//! At most 16 sessions run at once; a 17th ends the oldest rather than
-//! being refused, so that whoever holds the 16 (busy or not) cannot keep
-//! the operator out.
 //! - `ConsoleListen ADDR:PORT | unix:/PATH`: a loopback address
 //!   (`127.0.0.1:9000`, `[::1]:9000`) or a unix socket; a relative PATH
 //!   is taken from `ServerRoot`. No other address is accepted: the
@@ -25,6 +21,15 @@
 //!   put its own socket there. On the unix socket, only root and the user
 //!   the server was started as are let in (`SO_PEERCRED`), not the
 //!   workers' `User` (a CGI script runs as that user).
+//!
+//! At most 16 sessions run at once. A 17th is let in, never refused, so
+//! that whoever holds the 16 (busy or not) cannot keep the operator out;
+//! to make room it ends the oldest session of the user (the client's uid,
+//! on the unix socket) holding the most, its own user's when that one
+//! holds as many. A process that reconnects in a loop (an application
+//! compromised, running as the user who started the server) so ends only
+//! its own sessions, never those of another user (root) holding no more
+//! than half. On a TCP console every client looks alike: the oldest ends.
 //!
 //! ```text
 //! Plugin        console
@@ -61,7 +66,8 @@
 //! address is never free for another process to take (a TCP address is
 //! bound without `SO_REUSEPORT`, which would let any process of the same
 //! user listen beside it). A session with the old generation's worker 0
-//! ends with it.
+//! ends with it. A unix socket's file is removed by the master once the
+//! console moves elsewhere or the server stops.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -120,7 +126,7 @@ static CONSOLE_LIFETIME: Key<Duration> = Key::new("ConsoleLifetime")
     .doc("How long a console session may stay open, however busy, before it is closed (above 0)");
 
 /// Console sessions open at once, at most: a newcomer beyond them ends
-/// the oldest.
+/// one (see [`Open::enter`]).
 const MAX_SESSIONS: usize = 16;
 /// A command line, at most.
 const MAX_LINE: u64 = 1024;
@@ -244,12 +250,15 @@ async fn listen(console: Console, worker: Worker) {
                 let console = console.clone();
                 tokio::task::spawn_local(async move {
                     match stream {
-                        Session::Tcp(s) => session(s, &worker, &sessions, &console).await,
+                        Session::Tcp(s) => session(s, None, &worker, &sessions, &console).await,
                         Session::Unix(mut s) => {
-                            if peer_allowed(&s, console.allowed_uid, &worker) {
-                                session(s, &worker, &sessions, &console).await;
-                            } else {
-                                let _ = s.write_all(b"ERR not allowed\n").await;
+                            match allowed_peer(&s, console.allowed_uid, &worker) {
+                                Some(uid) => {
+                                    session(s, Some(uid), &worker, &sessions, &console).await
+                                }
+                                None => {
+                                    let _ = s.write_all(b"ERR not allowed\n").await;
+                                }
                             }
                         }
                     }
@@ -268,65 +277,80 @@ enum Session {
     Unix(tokio::net::UnixStream),
 }
 
-/// Whether the process at the other end of a unix socket may use the
-/// console: root, or the user the server was started as (`allowed_uid`),
+/// The uid of the process at the other end of a unix socket if it may use
+/// the console: root, or the user the server was started as (`allowed_uid`),
 /// never the workers' `User` when that is another. The socket file is the
 /// starting user's, mode 0600, so this holds already where the socket's
 /// path is reached; the check keeps it for a client that got there
 /// otherwise (a descriptor passed to it), since whatever runs as `User`,
 /// a CGI script, could list every client's request line, or reload.
-fn peer_allowed(stream: &tokio::net::UnixStream, allowed_uid: u32, worker: &Worker) -> bool {
+fn allowed_peer(stream: &tokio::net::UnixStream, allowed_uid: u32, worker: &Worker) -> Option<u32> {
     let uid = match stream.peer_cred() {
         Ok(cred) => cred.uid(),
         Err(e) => {
             worker.log(Level::Error, &format!("console: SO_PEERCRED: {e}"));
-            return false;
+            return None;
         }
     };
     if uid == 0 || uid == allowed_uid {
-        return true;
+        return Some(uid);
     }
     let msg = format!(
         "console: refused a session from uid {uid} (only root and uid {allowed_uid}, who \
          started the server, may use it)"
     );
     worker.log(Level::Warn, &msg);
-    false
+    None
 }
 
-/// The sessions open, oldest first: each with the signal that ends it to
-/// make room for a newcomer.
+/// The sessions open, oldest first.
 #[derive(Default)]
-struct Open {
-    next: Cell<u64>,
-    sessions: RefCell<VecDeque<(u64, Rc<Notify>)>>,
+struct Open(RefCell<VecDeque<Rc<Slot>>>);
+
+/// One session's place among those open.
+struct Slot {
+    /// Its client's uid on the unix socket; none on TCP, where every local
+    /// account looks alike.
+    peer: Option<u32>,
+    /// Set when a newcomer took its room: it ends at its next line, or at
+    /// once through `wake` if waiting.
+    evicted: Cell<bool>,
+    wake: Notify,
 }
 
 impl Open {
-    /// Count a new session in, ending the oldest if `MAX_SESSIONS` run
-    /// already: its number, and what ends it.
-    fn enter(&self) -> (u64, Rc<Notify>) {
-        let id = self.next.get();
-        self.next.set(id + 1);
-        let end = Rc::new(Notify::new());
-        let mut sessions = self.sessions.borrow_mut();
-        if sessions.len() >= MAX_SESSIONS {
-            if let Some((_, oldest)) = sessions.pop_front() {
+    /// Count in a new session of `peer`, ending one if `MAX_SESSIONS` run
+    /// already: the oldest of the peer holding the most, the newcomer's
+    /// own if it holds as many, so that a peer connecting in a loop ends
+    /// its own sessions and never those of one holding no more than half.
+    fn enter(&self, peer: Option<u32>) -> Rc<Slot> {
+        let mut open = self.0.borrow_mut();
+        if open.len() >= MAX_SESSIONS {
+            let held = |p: Option<u32>| open.iter().filter(|s| s.peer == p).count();
+            let most = open.iter().map(|s| held(s.peer)).max().unwrap_or(0);
+            let own = held(peer) == most;
+            let loser = open.iter().position(|s| match own {
+                true => s.peer == peer,
+                false => held(s.peer) == most,
+            });
+            if let Some(i) = loser {
+                let ended = open.remove(i).expect("a valid position");
+                ended.evicted.set(true);
                 // A permit: it ends even if not waiting at this moment.
-                oldest.notify_one();
+                ended.wake.notify_one();
             }
         }
-        sessions.push_back((id, end.clone()));
-        (id, end)
+        let slot = Rc::new(Slot {
+            peer,
+            evicted: Cell::new(false),
+            wake: Notify::new(),
+        });
+        open.push_back(slot.clone());
+        slot
     }
 
-    /// Whether session `id` is still counted in (not ended for a newcomer).
-    fn holds(&self, id: u64) -> bool {
-        self.sessions.borrow().iter().any(|(i, _)| *i == id)
-    }
-
-    fn leave(&self, id: u64) {
-        self.sessions.borrow_mut().retain(|(i, _)| *i != id);
+    fn leave(&self, slot: &Rc<Slot>) {
+        self.0.borrow_mut().retain(|s| !Rc::ptr_eq(s, slot));
     }
 }
 
@@ -334,28 +358,25 @@ impl Open {
 /// `ConsoleTimeout` spent waiting for a line or for the client to take an
 /// answer (a session forgotten, or opened and left to keep the operator
 /// out), `ConsoleLifetime` since it began (one kept busy for that), or a
-/// newcomer that needs its room (`MAX_SESSIONS` run at once, and it is the
-/// oldest).
+/// newcomer that needs its room ([`Open::enter`]). `peer`: the client's
+/// uid, on the unix socket.
 async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
+    peer: Option<u32>,
     worker: &Worker,
     sessions: &Open,
     console: &Console,
 ) {
     let mut stream = BufReader::new(stream);
-    let (id, ended) = sessions.enter();
+    let slot = sessions.enter(peer);
     let (idle, lifetime) = (console.idle, console.lifetime);
     let over = tokio::time::Instant::now() + lifetime;
     let mut line = Vec::new();
     loop {
         line.clear();
         let mut limited = (&mut stream).take(MAX_LINE);
-        let evicted = || {
-            format!(
-                "ERR a new session needed the room ({MAX_SESSIONS} at most): this one, the \
-                 oldest, is closed\n"
-            )
-        };
+        let evicted =
+            || format!("ERR a new session needed the room ({MAX_SESSIONS} at most); closing\n");
         let lived = || format!("ERR open for {lifetime:?} (ConsoleLifetime); closing\n");
         // A line that came is taken first, and answered with the farewell
         // if the session is over: closed with it unread, the socket would
@@ -366,10 +387,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 read.map_err(|_| format!("ERR idle for {idle:?} (ConsoleTimeout); closing\n"))
             }
             _ = tokio::time::sleep_until(over) => Err(lived()),
-            _ = ended.notified() => Err(evicted()),
+            _ = slot.wake.notified() => Err(evicted()),
         };
         let read = match read {
-            Ok(_) if !sessions.holds(id) => Err(evicted()),
+            Ok(_) if slot.evicted.get() => Err(evicted()),
             Ok(_) if tokio::time::Instant::now() >= over => Err(lived()),
             read => read,
         };
@@ -399,7 +420,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             break;
         }
     }
-    sessions.leave(id);
+    sessions.leave(&slot);
 }
 
 /// Write `bytes` to a session's client; whether it took them within

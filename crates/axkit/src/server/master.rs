@@ -466,6 +466,7 @@ impl Master<'_> {
         {
             Ok(started) => self.workers.extend(started.into_iter().map(|w| (w.pid, w))),
             Err(e) => {
+                self.remove_socket_files(&plugin_listeners, &self.plugin_listeners);
                 log(
                     Level::Error,
                     &format!("reload failed: {e}; keeping the old configuration"),
@@ -482,7 +483,10 @@ impl Master<'_> {
         // The old generation mapped what it uses: a region dropped here
         // lives on in its workers until they exit.
         self.regions = regions;
-        // So is a socket dropped here, in the old worker that served it.
+        // So is a socket dropped here, in the old worker that served it;
+        // its file, if a unix one's, goes now: new clients are the new
+        // generation's.
+        self.remove_socket_files(&self.plugin_listeners, &plugin_listeners);
         self.plugin_listeners = plugin_listeners;
         if let Err(e) = master_log::configure(&self.config) {
             log(Level::Error, &e);
@@ -619,6 +623,29 @@ impl Master<'_> {
         )
     }
 
+    /// The master whose binary upgrade started this one, while it runs:
+    /// for as long as it is our parent (once it has exited we are
+    /// another's).
+    fn running_predecessor(&self) -> Option<u32> {
+        // SAFETY: getppid has no memory effects.
+        let parent = unsafe { libc::getppid() } as u32;
+        self.predecessor.filter(|&old| old == parent)
+    }
+
+    /// Remove the files of the unix sockets of `dropped` that `kept` does
+    /// not hold, unless another master may be using them: the new one of a
+    /// binary upgrade, or the old one that started this, while it runs
+    /// (nginx's rule for its unix listeners). The other removes them when
+    /// it is the only one left.
+    fn remove_socket_files(&self, dropped: &PluginListeners, kept: &PluginListeners) {
+        if self.successor.is_some() || self.running_predecessor().is_some() {
+            return;
+        }
+        for e in dropped.remove_files(kept) {
+            log(Level::Warn, &e);
+        }
+    }
+
     /// SIGUSR2, a binary upgrade (nginx's way): start a new master from
     /// the binary now at our path, with our command line, handing it our
     /// listening sockets (named in [`UPGRADE_ENV`]). It loads the config,
@@ -629,11 +656,8 @@ impl Master<'_> {
     fn upgrade(&mut self) {
         // While the master we replace runs, its PidFile is at FILE.oldbin:
         // an upgrade of ours would move our own file there over it, and
-        // leave a master in no file (nginx refuses this too). It runs for
-        // as long as it is our parent: once it has exited we are another's.
-        // SAFETY: getppid has no memory effects.
-        let parent = unsafe { libc::getppid() } as u32;
-        if let Some(old) = self.predecessor.filter(|&old| old == parent) {
+        // leave a master in no file (nginx refuses this too).
+        if let Some(old) = self.running_predecessor() {
             let message = format!(
                 "SIGUSR2 ignored: a binary upgrade is in progress (the old master {old} still \
                  runs); stop one of the two masters first"
@@ -756,6 +780,7 @@ impl Master<'_> {
         // too, new connections are refused rather than left unanswered in
         // the backlog until we exit.
         self.listeners.clear();
+        self.remove_socket_files(&self.plugin_listeners, &PluginListeners::default());
         self.plugin_listeners = PluginListeners::default();
         let limit = *self.config.global.get(&core::SHUTDOWN_TIMEOUT);
         let mut forwarders = Vec::new();
@@ -995,7 +1020,10 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
                 master.stop(events).await;
                 return ExitCode::SUCCESS;
             }
-            Err(e) => return fail(&e),
+            Err(e) => {
+                master.remove_socket_files(&master.plugin_listeners, &PluginListeners::default());
+                return fail(&e);
+            }
         }
         master.listeners = listeners;
         if let Some(path) = &pid_path {

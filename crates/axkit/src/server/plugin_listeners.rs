@@ -1,15 +1,19 @@
 //! Plugins' own listening sockets across the process model (see
 //! `plugin/listen.rs` for what a plugin asks): the master binds those a
 //! config's sources ask for, as root and before it starts the workers,
-//! keeps them across a reload while their name and address are unchanged
-//! (and across a binary upgrade, [`UPGRADE_PLUGIN_ENV`]), and passes each
-//! to the workers it is for, named in [`PLUGIN_LISTEN_ENV`] as the HTTP
-//! listeners are in `AXKIT_LISTEN_FDS`. A process that serves by itself
-//! (`--no-master`) binds them itself; `--check` binds nothing but checks
-//! where the unix ones would be.
+//! keeps them across a reload while their name and address are
+//! unchanged (and across a binary upgrade, [`UPGRADE_PLUGIN_ENV`]), and
+//! passes each to the workers it is for, named in [`PLUGIN_LISTEN_ENV`]
+//! as the HTTP listeners are in `AXKIT_LISTEN_FDS`. The file of a unix
+//! socket no longer used (a reload that moved it, a stop) is removed by
+//! the master if it is still the one made there
+//! ([`PluginListeners::remove_files`]). A process that serves by itself
+//! (`--no-master`) binds them itself; `--check` binds nothing but
+//! checks where the unix ones would be.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
 
 use crate::config::{Config, ConfigError};
 use crate::plugin::{install_listeners, Catalog, ListenAddr, ListenSpec, Listener};
@@ -30,6 +34,21 @@ pub(crate) struct PluginListeners(Vec<Bound>);
 struct Bound {
     spec: ListenSpec,
     fd: OwnedFd,
+    /// A unix socket's file, as made at its path: what may be removed
+    /// once the socket is no longer used, and only while still there (not
+    /// another file put at the path since).
+    file: Option<FileId>,
+}
+
+/// A file's device and inode.
+type FileId = (u64, u64);
+
+/// The socket file at `path`, if a socket is there.
+fn socket_file(path: &Path) -> Option<FileId> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.file_type().is_socket())
+        .map(|m| (m.dev(), m.ino()))
 }
 
 impl Bound {
@@ -76,10 +95,11 @@ pub(crate) fn check(config: &Config, catalog: &Catalog) -> Vec<ConfigError> {
 }
 
 /// Bind `addr` for a plugin: TCP as the `Listen` addresses are; a unix
-/// socket mode 0600 from the start, replacing a socket left at its path.
-fn bind(addr: &ListenAddr) -> std::io::Result<OwnedFd> {
+/// socket mode 0600 from the start, replacing a socket left at its path;
+/// with the file it made, for a unix socket.
+fn bind(addr: &ListenAddr) -> std::io::Result<(OwnedFd, Option<FileId>)> {
     let path = match addr {
-        ListenAddr::Tcp(addr) => return master::bind(*addr).map(OwnedFd::from),
+        ListenAddr::Tcp(addr) => return Ok((master::bind(*addr)?.into(), None)),
         ListenAddr::Unix(path) => path,
     };
     // Anything but a socket at that path is not ours to remove.
@@ -102,7 +122,7 @@ fn bind(addr: &ListenAddr) -> std::io::Result<OwnedFd> {
     unsafe { libc::umask(old) };
     let listener = bound?;
     listener.set_nonblocking(true)?;
-    Ok(listener.into())
+    Ok((listener.into(), socket_file(path)))
 }
 
 impl PluginListeners {
@@ -119,21 +139,42 @@ impl PluginListeners {
             let kept = keep.0.iter().find(|b| {
                 b.spec.name == spec.name
                     && b.spec.addr == spec.addr
-                    // A unix socket's path removed meanwhile is made again.
+                    // A unix socket whose file was removed or replaced
+                    // meanwhile is made again.
                     && match &spec.addr {
-                        ListenAddr::Unix(path) => std::fs::symlink_metadata(path)
-                            .is_ok_and(|m| m.file_type().is_socket()),
+                        ListenAddr::Unix(path) => b.file.is_some() && socket_file(path) == b.file,
                         ListenAddr::Tcp(_) => true,
                     }
             });
-            let fd = match kept {
-                Some(b) => b.fd.try_clone(),
+            let (fd, file) = match kept {
+                Some(b) => b.fd.try_clone().map(|fd| (fd, b.file)),
                 None => bind(&spec.addr),
             }
             .map_err(|e| format!("cannot listen on {} for `{}`: {e}", spec.addr, spec.name))?;
-            out.push(Bound { spec, fd });
+            out.push(Bound { spec, fd, file });
         }
         Ok(PluginListeners(out))
+    }
+
+    /// Remove the files of our unix sockets that `kept` does not hold
+    /// (the next configuration's, or none when stopping), each only if it
+    /// is still the file made at its path: what failed, to be logged.
+    /// The caller makes sure no other master uses them.
+    pub fn remove_files(&self, kept: &PluginListeners) -> Vec<String> {
+        let held = |file| kept.0.iter().any(|k| k.file == Some(file));
+        let mut failed = Vec::new();
+        for b in &self.0 {
+            let (ListenAddr::Unix(path), Some(file)) = (&b.spec.addr, b.file) else {
+                continue;
+            };
+            if held(file) || socket_file(path) != Some(file) {
+                continue;
+            }
+            if let Err(e) = std::fs::remove_file(path) {
+                failed.push(format!("cannot remove the socket {}: {e}", b.spec.addr));
+            }
+        }
+        failed
     }
 
     /// Those meant for worker `slot`.
@@ -181,7 +222,9 @@ impl PluginListeners {
 
     /// The sockets the master this one replaces passed (binary upgrade),
     /// each under the address it is bound to, so that [`create`] keeps
-    /// those the config still asks for.
+    /// those the config still asks for; a unix socket's file is the one at
+    /// its path now (the old master's, in a directory only root or the
+    /// user who started the server may write).
     ///
     /// [`create`]: PluginListeners::create
     pub fn from_upgrade() -> Result<PluginListeners, String> {
@@ -191,6 +234,10 @@ impl PluginListeners {
             let addr = listener
                 .addr()
                 .map_err(|e| format!("{UPGRADE_PLUGIN_ENV}: socket `{name}`: {e}"))?;
+            let file = match &addr {
+                ListenAddr::Unix(path) => socket_file(path),
+                ListenAddr::Tcp(_) => None,
+            };
             let spec = ListenSpec {
                 name,
                 addr,
@@ -199,6 +246,7 @@ impl PluginListeners {
             out.push(Bound {
                 spec,
                 fd: listener.into(),
+                file,
             });
         }
         Ok(PluginListeners(out))
