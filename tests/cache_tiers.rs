@@ -11,7 +11,9 @@
 //! tiers; a bad `CacheStore` refused when the config loads, its secret
 //! never quoted; an entry memcached refuses to store (over its `-I`) not
 //! taken for a failing tier; a value over the largest entry under an
-//! entry's key in Redis or memcached a miss, not read.
+//! entry's key in Redis or memcached a miss, not read; on disk, a file
+//! over the largest entry or a FIFO under an entry's name a logged miss,
+//! and a timed-out fill lock taken over by one worker of two.
 //! Redis and memcached are started by each test on a free loopback port
 //! (`tests/common/services.rs`); without them the tests skip, unless
 //! `AXKIT_REQUIRE_SERVICES=1`.
@@ -416,6 +418,100 @@ fn memcached_value_over_the_largest_entry_is_not_read() {
         "cache: memcached holds 3145728 bytes under axkit:cache:e:",
         2 << 10,
     );
+}
+
+/// The one entry file in the disk tier's `dir`.
+fn entry_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("e-"))
+        .collect();
+    let [entry] = &entries[..] else {
+        panic!("{entries:?}")
+    };
+    entry.clone()
+}
+
+/// 64 MiB in place of an entry's file (planted, or grown by another
+/// process): read with a bound (the largest entry and a byte), a miss,
+/// removed. It used to be read whole, for a miss.
+#[test]
+fn disk_file_over_the_largest_entry_is_not_read() {
+    let store = TempDir::new("cachedisk");
+    let dir = store.path().join("c");
+    let mut srv = small_entries_on(&format!("disk {}", dir.display()));
+    let overwrite = || {
+        let entry = entry_file(&dir);
+        let mut data = std::fs::read(&entry).unwrap();
+        data.resize(64 << 20, b'x');
+        std::fs::write(&entry, data).unwrap();
+    };
+    oversize_value_is_a_miss(
+        &mut srv,
+        overwrite,
+        " is over 131072 bytes (the largest entry the cache stores), not an entry the cache \
+         wrote: a miss, removed (said once)",
+        16 << 10,
+    );
+}
+
+/// A FIFO in place of an entry's file is neither waited on nor read: a
+/// miss, said once in the log, and the fill replaces it. It used to be a
+/// silent miss on every lookup.
+#[test]
+fn disk_fifo_in_place_of_an_entry_is_a_miss() {
+    let store = TempDir::new("cachedisk");
+    let dir = store.path().join("c");
+    let mut srv = small_entries_on(&format!("disk {}", dir.display()));
+    let first = get(&srv, "/f?cc=max-age=60", "");
+    assert_eq!(status_field(&first), "axkit; fwd=uri-miss; stored");
+    let entry = entry_file(&dir);
+    std::fs::remove_file(&entry).unwrap();
+    let c = std::ffi::CString::new(entry.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let r = get(&srv, "/f?cc=max-age=60", "");
+    assert_eq!(
+        (r.status, r.text().as_str(), status_field(&r)),
+        (200, "call 2", "axkit; fwd=uri-miss; stored")
+    );
+    srv.wait_stderr(
+        " is not a regular file, not an entry the cache wrote: a miss (said once)",
+        Duration::from_secs(10),
+    );
+    assert!(entry.metadata().unwrap().is_file(), "the fill replaced it");
+    let again = get(&srv, "/f?cc=max-age=60", "");
+    assert_eq!(status_field(&again), "axkit; hit");
+}
+
+/// 1,000 misses across two workers on a key whose fill lock timed out
+/// (its holder died), the lock's file large enough that reading it takes
+/// a while: one worker takes the lock over, one origin request. Each
+/// worker used to read the old lock whole, then remove the lock by its
+/// name: the later one removed the lock the other had just taken, and
+/// both filled.
+#[test]
+fn disk_lock_taken_over_by_one_worker() {
+    let store = TempDir::new("cachedisk");
+    let dir = store.path().join("c");
+    let srv = server_on(&format!("disk {}", dir.display()), 2, "10s");
+    let path = "/slow?cc=max-age=60&s=1";
+    let r = get(&srv, path, "");
+    assert_eq!(status_field(&r), "axkit; fwd=uri-miss; stored");
+    let entry = entry_file(&dir);
+    let hash = &entry.file_name().unwrap().to_str().unwrap()[2..];
+    std::fs::remove_file(&entry).unwrap();
+    // A lock record that timed out, grown to 256 MiB (sparse).
+    let lock = dir.join(format!("l-{hash}"));
+    let mut data = b"AXD1".to_vec();
+    data.extend_from_slice(&1u64.to_le_bytes());
+    data.extend_from_slice(b"dead");
+    std::fs::write(&lock, data).unwrap();
+    let file = std::fs::File::options().write(true).open(&lock).unwrap();
+    file.set_len(256 << 20).unwrap();
+    stampede(srv.addr, path, 1000);
+    assert_eq!(calls(&srv, "/slow"), "2", "one fill before, one now");
 }
 
 /// 1,000 concurrent misses on one key, across two workers: one origin

@@ -7,12 +7,25 @@
 //! entry. It is written to a new file created exclusively under a random
 //! name in DIR (`.tmp-…`) and renamed over the name, so a reader sees the
 //! old entry or the new one, never part of either. Files are read through
-//! the core's beneath-the-root opener with no symbolic link followed, so a
-//! link planted in DIR is never read through; every file operation runs on
-//! the blocking pool. A fill lock is the file `DIR/l-HASH`, created
-//! exclusively (a link to a temporary file already holding its token and
-//! when it times out, so it is never seen half-written); a lock left by a
-//! worker that died is taken over once it has timed out.
+//! the core's beneath-the-root opener with no symbolic link followed and
+//! `O_NONBLOCK`, so a link planted in DIR is never read through and a FIFO
+//! never waited on; every file operation runs on the blocking pool.
+//!
+//! A lookup reads at most the largest entry the cache stores (the largest
+//! `CacheMaxEntrySize` and room for the head, as the Redis and memcached
+//! tiers): what the cache never writes under an entry's name (a larger
+//! file, one that is not a record, a link, a FIFO, a device) is a miss,
+//! said once in the worker's log at warn; a regular file among those is
+//! removed, the next fill writing the entry again.
+//!
+//! A fill lock is the file `DIR/l-HASH`, created exclusively (a link to a
+//! temporary file already holding its token and when it times out, so it
+//! is never seen half-written); a lock left by a worker that died is taken
+//! over once it has timed out. Whoever removes a lock (its holder, a
+//! worker taking it over, a look at DIR) holds `flock(2)` on the file it
+//! judged and checks that the name still leads to that file: a lock taken
+//! over meanwhile (a new file under the name) is never removed by one who
+//! judged the old one, so two workers never both hold it.
 //!
 //! A file's metadata says all the bound needs, so that looking at DIR
 //! costs a stat per file, whatever the entries hold: its mtime is set to
@@ -30,6 +43,7 @@
 //! since their last look.
 
 use std::cell::Cell;
+use std::fs::{File, Metadata, TryLockError};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -37,12 +51,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axkit::plugin::{DocRoot, Io, Rule, READ_FLAGS};
+use axkit::plugin::{escape_log, DocRoot, Io, Rule, Worker, READ_FLAGS};
+use axkit::Level;
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
 use crate::entry::{epoch_ms, Object};
-use crate::storage::{Storage, StoreFuture, StoreResult};
+use crate::storage::{Notice, Storage, StoreFuture, StoreResult};
 
 const MAGIC: &[u8; 4] = b"AXD1";
 
@@ -61,12 +76,29 @@ pub struct DiskStore {
     writes: Cell<u32>,
     /// What DIR held at the last look; None before this worker's first.
     seen: Cell<Option<u64>>,
+    /// Something the cache never writes was under an entry's name.
+    foreign: Notice,
 }
 
 pub(crate) struct Dir {
     path: PathBuf,
     root: DocRoot,
     max: u64,
+    /// The largest entry written, and read.
+    limit: u64,
+}
+
+/// A file's device and inode: which file a name led to.
+type FileId = (u64, u64);
+
+/// What is under a name in DIR.
+enum Found {
+    Missing,
+    /// A regular file's bytes (at most the largest entry).
+    File(Vec<u8>, FileId),
+    /// What the cache never writes there, unread: what it is, and the
+    /// regular file to remove.
+    Foreign(String, Option<FileId>),
 }
 
 fn name(tag: &str, key: &[u8]) -> String {
@@ -89,17 +121,35 @@ fn failed(what: &str, e: std::io::Error) -> String {
 }
 
 impl DiskStore {
-    pub fn new(path: &Path, max: u64) -> DiskStore {
+    /// The store in `path`, bounded by `max` bytes, with entries of at
+    /// most `limit` bytes encoded; `worker`'s log says when something
+    /// else is under an entry's name.
+    pub fn new(path: &Path, max: u64, limit: usize, worker: Worker) -> DiskStore {
         DiskStore {
             inner: Arc::new(Dir {
                 path: path.to_path_buf(),
                 root: DocRoot::new(path, Rule::NoSymlinks),
                 max,
+                limit: limit as u64,
             }),
             written: Cell::new(0),
             writes: Cell::new(0),
             seen: Cell::new(None),
+            foreign: Notice::new(worker),
         }
+    }
+
+    /// Say once that the entry file `name` is `what` (it is a miss).
+    fn foreign(&self, name: &str, what: &str, removed: bool) {
+        self.foreign.say(Level::Warn, || {
+            let path = self.inner.path.join(name);
+            format!(
+                "cache: the disk tier's {} is {what}, not an entry the cache wrote: a miss{} \
+                 (said once)",
+                escape_log(&path.to_string_lossy()),
+                if removed { ", removed" } else { "" }
+            )
+        });
     }
 }
 
@@ -116,30 +166,69 @@ impl Dir {
             .map_err(|e| failed("making the directory", e))
     }
 
-    /// The file `name`'s bytes, or None when there is none; never through
-    /// a symbolic link, never anything but a regular file.
-    fn read(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+    /// The regular file `name`, opened through no symbolic link and
+    /// without waiting (on a FIFO), with its metadata; or what is there
+    /// instead.
+    fn open(&self, name: &str) -> StoreResult<Result<(File, Metadata), Found>> {
         let flags = READ_FLAGS | libc::O_NOFOLLOW;
-        let mut file = match self.root.open_rel(Path::new(name), flags, Io::Blocking) {
+        let file = match self.root.open_rel(Path::new(name), flags, Io::Blocking) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if axkit::plugin::is_escape(&e) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Err(Found::Missing)),
+            Err(e) if axkit::plugin::is_escape(&e) => {
+                return Ok(Err(Found::Foreign("a symbolic link".into(), None)))
+            }
             Err(e) => return Err(failed("open", e)),
         };
         let meta = file.metadata().map_err(|e| failed("stat", e))?;
         if !meta.is_file() {
+            return Ok(Err(Found::Foreign("not a regular file".into(), None)));
+        }
+        Ok(Ok((file, meta)))
+    }
+
+    /// What `file` holds, or None when that is more than the largest
+    /// entry (a byte past it is read, should it have grown since `meta`).
+    fn contents(&self, file: &File, meta: &Metadata) -> StoreResult<Option<Vec<u8>>> {
+        if meta.len() > self.limit {
             return Ok(None);
         }
         let mut data = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut data).map_err(|e| failed("read", e))?;
-        Ok(Some(data))
+        file.take(self.limit + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| failed("read", e))?;
+        Ok((data.len() as u64 <= self.limit).then_some(data))
+    }
+
+    /// What is under `name`: a regular file's bytes while they are at
+    /// most the largest entry.
+    fn read(&self, name: &str) -> StoreResult<Found> {
+        let (file, meta) = match self.open(name)? {
+            Ok(opened) => opened,
+            Err(found) => return Ok(found),
+        };
+        let id = (meta.dev(), meta.ino());
+        Ok(match self.contents(&file, &meta)? {
+            Some(data) => Found::File(data, id),
+            None => Found::Foreign(
+                format!(
+                    "over {} bytes (the largest entry the cache stores)",
+                    self.limit
+                ),
+                Some(id),
+            ),
+        })
+    }
+
+    /// A record's time (ms since the epoch) and payload.
+    fn parse(data: &[u8]) -> Option<(u64, &[u8])> {
+        let rest = data.strip_prefix(MAGIC)?;
+        let (until, payload) = rest.split_at_checked(8)?;
+        Some((u64::from_le_bytes(until.try_into().ok()?), payload))
     }
 
     /// A record's payload while it is not expired.
     pub(crate) fn live(data: &[u8]) -> Option<&[u8]> {
-        let rest = data.strip_prefix(MAGIC)?;
-        let (until, payload) = rest.split_at_checked(8)?;
-        let until = u64::from_le_bytes(until.try_into().ok()?);
+        let (until, payload) = Dir::parse(data)?;
         (epoch_ms(SystemTime::now()) < until).then_some(payload)
     }
 
@@ -177,6 +266,47 @@ impl Dir {
         }
     }
 
+    /// Remove `name` while it still leads to the file `id`: one renamed or
+    /// linked there since is left alone.
+    fn remove_same(&self, name: &str, id: FileId) -> StoreResult<bool> {
+        match std::fs::symlink_metadata(self.path.join(name)) {
+            Ok(m) if (m.dev(), m.ino()) == id => self.unlink(name),
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(failed("stat", e)),
+        }
+    }
+
+    /// Remove the lock file `name` if `judge` says so of its record (None
+    /// when it holds more than the largest entry), and only the file judged:
+    /// under `flock(2)` on it, while the name still leads to it. A
+    /// remover that finds the flock taken leaves the file to the one
+    /// holding it. Whether it was removed.
+    fn remove_lock(
+        &self,
+        name: &str,
+        judge: impl FnOnce(Option<&[u8]>) -> bool,
+    ) -> StoreResult<bool> {
+        let Ok((file, meta)) = self.open(name)? else {
+            return Ok(false);
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Ok(false),
+            Err(TryLockError::Error(e)) => return Err(failed("flock", e)),
+        }
+        if !judge(self.contents(&file, &meta)?.as_deref()) {
+            return Ok(false);
+        }
+        self.remove_same(name, (meta.dev(), meta.ino()))
+    }
+
+    /// Remove the lock file `name` if it has timed out (its holder died),
+    /// or is not one at all.
+    fn remove_expired_lock(&self, name: &str) -> StoreResult<bool> {
+        self.remove_lock(name, |data| data.and_then(Dir::live).is_none())
+    }
+
     /// Take the lock file `name` with `token` until `ttl` from now: the
     /// record is written whole to a temporary file first, then linked
     /// under the lock's name, which fails when the name exists (as
@@ -188,11 +318,10 @@ impl Dir {
             match std::fs::hard_link(tmp.path(), self.path.join(name)) {
                 Ok(()) => return Ok(true),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if self.held(name)?.is_some() {
+                    // Another worker may win the race to take it over.
+                    if !self.remove_expired_lock(name)? {
                         return Ok(false);
                     }
-                    // Another worker may win the race to take it over.
-                    self.unlink(name)?;
                 }
                 Err(e) => return Err(failed("lock", e)),
             }
@@ -202,12 +331,13 @@ impl Dir {
 
     /// The token of the lock `name` while it has not timed out.
     fn held(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self
-            .read(name)?
-            .and_then(|data| Dir::live(&data).map(<[u8]>::to_vec)))
+        Ok(match self.read(name)? {
+            Found::File(data, _) => Dir::live(&data).map(<[u8]>::to_vec),
+            Found::Missing | Found::Foreign(..) => None,
+        })
     }
 
-    /// Look at DIR, from each file's metadata alone (none is read):
+    /// Look at DIR, from each file's metadata alone (no entry is read):
     /// remove the expired entries, the timed-out locks and the temporary
     /// files of writers that died, then the entries written longest ago
     /// until the rest add up to `max` at most; what they add up to.
@@ -242,9 +372,14 @@ impl Dir {
                 continue;
             }
             // The mtime is until when it is worth keeping; a lock left by
-            // a holder that died is gone once it has timed out.
+            // a holder that died is gone once it has timed out (as its
+            // record says: the mtime told which to look at).
             if meta.modified().is_ok_and(|until| until <= now) {
-                self.unlink(name)?;
+                if lock {
+                    self.remove_expired_lock(name)?;
+                } else {
+                    self.unlink(name)?;
+                }
                 continue;
             }
             if !lock {
@@ -281,12 +416,30 @@ impl Storage for DiskStore {
         let dir = self.inner.clone();
         let name = name("e", key);
         Box::pin(async move {
-            let data = blocking(move || dir.read(&name)).await?;
-            Ok(data
-                .as_deref()
-                .and_then(Dir::live)
-                .and_then(Object::decode)
-                .map(Rc::new))
+            let found = {
+                let (dir, name) = (dir.clone(), name.clone());
+                blocking(move || dir.read(&name)).await?
+            };
+            let (what, id) = match found {
+                Found::Missing => return Ok(None),
+                Found::File(data, id) => match Dir::parse(&data) {
+                    Some((until, _)) if until <= epoch_ms(SystemTime::now()) => return Ok(None),
+                    Some((_, payload)) => match Object::decode(payload) {
+                        Some(object) => return Ok(Some(Rc::new(object))),
+                        None => ("not a record".to_string(), id),
+                    },
+                    None => ("not a record".to_string(), id),
+                },
+                Found::Foreign(what, Some(id)) => (what, id),
+                // Replaced, not removed, by the next fill.
+                Found::Foreign(what, None) => {
+                    self.foreign(&name, &what, false);
+                    return Ok(None);
+                }
+            };
+            self.foreign(&name, &what, true);
+            blocking(move || dir.remove_same(&name, id)).await?;
+            Ok(None)
         })
     }
     fn put<'a>(&'a self, key: &'a [u8], object: Rc<Object>, keep: Duration) -> StoreFuture<'a, ()> {
@@ -305,7 +458,7 @@ impl Storage for DiskStore {
             self.writes.set(0);
         }
         Box::pin(async move {
-            if size > dir.max {
+            if size > dir.max || size > dir.limit {
                 return Ok(());
             }
             let left = blocking(move || {
@@ -345,10 +498,11 @@ impl Storage for DiskStore {
         let token = token.to_string();
         Box::pin(blocking(move || {
             // Only our own lock: one that timed out may be another's now.
-            if dir.held(&name)?.as_deref() == Some(token.as_bytes()) {
-                dir.unlink(&name)?;
-            }
-            Ok(())
+            let ours = |data: Option<&[u8]>| {
+                data.and_then(Dir::parse)
+                    .is_some_and(|(_, held)| held == token.as_bytes())
+            };
+            dir.remove_lock(&name, ours).map(drop)
         }))
     }
 }
@@ -364,11 +518,12 @@ mod tests {
             path: tmp.path().to_path_buf(),
             root: DocRoot::new(tmp.path(), Rule::NoSymlinks),
             max: 1 << 20,
+            limit: 1 << 16,
         };
         let until = SystemTime::now() + Duration::from_secs(3600);
         let rec = record(epoch_ms(until), b"payload");
         dir.write("e-x", until, b"payload").unwrap();
-        assert_eq!(dir.read("e-x").unwrap().as_deref(), Some(&rec[..]));
+        assert!(matches!(dir.read("e-x").unwrap(), Found::File(d, _) if d == rec));
         assert_eq!(Dir::live(&rec), Some(&b"payload"[..]));
         assert_eq!(Dir::live(&record(1, b"old")), None, "expired");
         // A link planted in DIR is not read through, and a write replaces
@@ -376,7 +531,7 @@ mod tests {
         let target = tmp.path().join("target");
         std::fs::write(&target, &rec).unwrap();
         std::os::unix::fs::symlink(&target, tmp.path().join("e-y")).unwrap();
-        assert_eq!(dir.read("e-y").unwrap(), None);
+        assert!(matches!(dir.read("e-y").unwrap(), Found::Foreign(_, None)));
         dir.write("e-y", until, b"new").unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), rec);
         // A lock is exclusive until it times out.
@@ -386,5 +541,40 @@ mod tests {
         assert_eq!(dir.held("l-a").unwrap().as_deref(), Some(&b"t1"[..]));
         assert!(dir.lock("l-b", "t1", Duration::ZERO).unwrap());
         assert!(dir.lock("l-b", "t2", minute).unwrap(), "taken over");
+    }
+
+    /// Workers taking over one timed-out lock at once: one gets it. Each
+    /// used to remove the lock by its name after judging the old one, so
+    /// a late one removed the lock an early one had just taken, and took
+    /// it too.
+    #[test]
+    fn one_taker_of_a_timed_out_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Arc::new(Dir {
+            path: tmp.path().to_path_buf(),
+            root: DocRoot::new(tmp.path(), Rule::NoSymlinks),
+            max: 1 << 20,
+            limit: 1 << 16,
+        });
+        for round in 0..200 {
+            let name = format!("l-{round}");
+            assert!(dir.lock(&name, "dead", Duration::ZERO).unwrap());
+            let start = Arc::new(std::sync::Barrier::new(8));
+            let takers: Vec<_> = (0..8)
+                .map(|i| {
+                    let (dir, name, start) = (dir.clone(), name.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        dir.lock(&name, &format!("t{i}"), Duration::from_secs(60))
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let won = takers
+                .into_iter()
+                .filter_map(|t| t.join().unwrap().then_some(()))
+                .count();
+            assert!(won <= 1, "round {round}: {won} workers hold the lock");
+        }
     }
 }

@@ -20,9 +20,9 @@
 //!   call to the disk, Redis or memcached tier may take.
 //! - `CacheSize SIZE` (default 64M; global): the per-worker tier's bound.
 //! - `CacheMaxEntrySize SIZE` (default 1M): a larger body is not stored.
-//!   The Redis and memcached tiers store, and read back, no entry larger
-//!   than the largest of the scopes with `Cache On` and 64 KiB for its
-//!   head: a larger value under an entry's key is a miss, not read.
+//!   The disk, Redis and memcached tiers store, and read back, no entry
+//!   larger than the largest of the scopes with `Cache On` and 64 KiB for
+//!   its head: a larger value under an entry's key is a miss, not read.
 //! - `CacheLockTimeout DURATION` (default 5s): how long concurrent misses
 //!   on one key wait for the request that fills it.
 //! - `CachePurgeFrom CIDR…` (repeatable): who may `PURGE` a URL.
@@ -206,9 +206,9 @@ static MAX_ENTRY: Key<u64> = Key::new("CacheMaxEntrySize")
     .default("1M")
     .doc("A response body larger than this is not stored");
 
-/// Room for an entry's head and times beside its body: the Redis and
-/// memcached tiers store (and read back) no entry larger than the largest
-/// `CacheMaxEntrySize` and this.
+/// Room for an entry's head and times beside its body: the disk, Redis
+/// and memcached tiers store (and read back) no entry larger than the
+/// largest `CacheMaxEntrySize` and this.
 const HEAD_ROOM: usize = 64 * 1024;
 
 static LOCK_TIMEOUT: Key<Duration> = Key::new("CacheLockTimeout").default("5s").doc(
@@ -389,7 +389,7 @@ impl Cache {
         let outside: Box<dyn Storage> = match tier {
             Tier::Memory => return Ok(self.memory.clone()),
             Tier::Shared(zone) => return Ok(Rc::new(SharedStore::open(zone)?)),
-            Tier::Disk(dir, max) => Box::new(DiskStore::new(dir, *max)),
+            Tier::Disk(dir, max) => Box::new(DiskStore::new(dir, *max, self.entry_limit, worker)),
             Tier::Redis(url) => Box::new(RedisStore::open(
                 url,
                 &self.prefix,
