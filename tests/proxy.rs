@@ -7,8 +7,9 @@
 //! too), a chunked upload, 20 MB each way
 //! with the worker's memory bounded, ambiguous framing stopped before the
 //! origin, 502 and 504 with their log lines, an upstream's ambiguous
-//! framing refused, the upstream's keep-alive reused, an HTTPS upstream trusted through `HttpClientCAFile`, retries
-//! (never a POST), upstream groups with a server killed
+//! framing refused, its interim (1xx) responses bounded, the upstream's
+//! keep-alive reused, an HTTPS upstream trusted through
+//! `HttpClientCAFile`, retries (never a POST), upstream groups with a server killed
 //! and restored, a WebSocket tunnelled, a Lua script routing, and
 //! `ProxyPassReverse` rewriting the upstream's redirects.
 
@@ -327,6 +328,12 @@ fn answer(path: &str, request: &Seen, counted: u64, sum: u64, out: &mut TcpStrea
             field.repeat(65)
         );
         out.write_all(head.as_bytes())
+    } else if p.ends_with("/continue") {
+        // As many `100 Continue` as the query says, then the response.
+        let n: usize = path.split_once('?').unwrap().1.parse().unwrap();
+        let mut all = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(n);
+        all.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        out.write_all(&all)
     } else if p.ends_with("/redirect") {
         // The URL the request asked for, in each header that may carry one.
         let to = request.header("X-Location").unwrap_or("");
@@ -730,6 +737,30 @@ fn ambiguous_upstream_framing_is_refused_and_its_connection_dropped() {
     assert_eq!(get("/app/huge-head").status, 502);
     srv.wait_stderr_line(
         &["GET /app/huge-head ", "response head over 64 KiB", "(502)"],
+        Duration::from_secs(10),
+    );
+}
+
+/// Interim (1xx) responses are read past up to 64 KiB of them, as a head
+/// is bounded: 1,000 `100 Continue` before the response go through, 40,000
+/// (a megabyte) are a 502. They used to be read for as long as the
+/// upstream sent them, each read within `ProxyReadTimeout`: an upstream
+/// sending them without end held the request, and kept the worker parsing
+/// (3.2 s of CPU in 8 s), past every timeout.
+#[test]
+fn interim_responses_are_bounded() {
+    let origin = Origin::start();
+    let mut srv = proxy(&origin, "");
+    let r = srv.get("/app/continue?1000");
+    assert_eq!((r.status, r.text()), (200, "ok".to_string()));
+    let r = srv.get("/app/continue?40000");
+    assert_eq!(r.status, 502);
+    srv.wait_stderr_line(
+        &[
+            "GET /app/continue?40000 ",
+            "interim (1xx) responses over 64 KiB",
+            "(502)",
+        ],
         Duration::from_secs(10),
     );
 }

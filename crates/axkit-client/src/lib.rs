@@ -1068,7 +1068,11 @@ impl Client {
                 .map_err(fail)?;
         }
         conn.out = out;
-        // The head, past any interim (1xx) responses.
+        // The head, past any interim (1xx) responses: their bytes are
+        // bounded as one head's are, or a server sending them without end
+        // (each read within the read timeout) would hold the request, and
+        // the thread parsing them, for as long as it liked.
+        let mut interim = 0;
         let head = loop {
             // A pooled connection's buffer is empty: nothing to parse yet.
             let parsed = match conn.buf.is_empty() {
@@ -1103,6 +1107,12 @@ impl Client {
                     }
                     if head.status >= 200 {
                         break head;
+                    }
+                    interim += head.size();
+                    if interim > wire::MAX_HEAD {
+                        let e =
+                            format!("interim (1xx) responses over {} KiB", wire::MAX_HEAD >> 10);
+                        return Err((Error::new(ErrorKind::Protocol, e), true));
                     }
                 }
                 None => {

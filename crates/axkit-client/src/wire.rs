@@ -243,6 +243,12 @@ pub(crate) struct Head {
 }
 
 impl Head {
+    /// Its bytes as kept (as received, or more where a value not UTF-8 was
+    /// converted).
+    pub fn size(&self) -> usize {
+        self.headers.text.len()
+    }
+
     /// Whether the server keeps the connection open after this response.
     pub fn keeps_alive(&self) -> bool {
         self.http11
