@@ -416,9 +416,9 @@ impl Storage for DiskStore {
         let dir = self.inner.clone();
         let name = name("e", key);
         Box::pin(async move {
-            let found = {
-                let (dir, name) = (dir.clone(), name.clone());
-                blocking(move || dir.read(&name)).await?
+            let (found, name) = {
+                let dir = dir.clone();
+                blocking(move || Ok((dir.read(&name)?, name))).await?
             };
             let (what, id) = match found {
                 Found::Missing => return Ok(None),
