@@ -5,7 +5,9 @@
 //! order (global, Server, enclosing Locations, this one). File-serving
 //! plugins decline what they cannot serve, so the core's 404 comes last.
 //! `axkit --check` warns about a plugin that can never be called where it
-//! is loaded.
+//! is loaded. A request handed over to another Location (its directory's
+//! index) or rewritten into one runs that Location's `post_read_request`
+//! hooks once each, and meets its `rewrite` lines.
 //!
 //! Each test starts the real binary with Lua plugins written to its
 //! scratch directory and talks to it over TCP.
@@ -325,6 +327,14 @@ const COUNTER: &str = "function hook_body_data(r, chunk)\n\
     \x20 return OK\n\
     end\n";
 
+/// GET each of `paths`: each answered 200 with `shown` (what SHOW says).
+fn shows(srv: &Axkit, paths: &[&str], shown: &str) {
+    for path in paths {
+        let r = get(srv, path, "");
+        assert_eq!((r.status, r.text().as_str()), (200, shown), "{path}");
+    }
+}
+
 /// POST `path` with the body `hello`; the raw response, parsed.
 fn post_hello(srv: &Axkit, path: &str) -> Response {
     let request = format!(
@@ -362,14 +372,11 @@ fn a_request_handed_over_runs_the_new_locations_post_read_request_hooks_once() {
             ("www/app/index.html", "index"),
         ],
     );
-    for path in ["/app/", "/app/index.html"] {
-        let r = get(&srv, path, "");
-        assert_eq!(
-            (r.status, r.text().as_str()),
-            (200, "/app/index.html body= bytes=nil prr=sbi"),
-            "{path}"
-        );
-    }
+    shows(
+        &srv,
+        &["/app/", "/app/index.html"],
+        "/app/index.html body= bytes=nil prr=sbi",
+    );
 }
 
 /// A body that the `body_data` hooks of the Location asked for have read
@@ -424,4 +431,81 @@ fn a_body_read_by_body_data_hooks_is_never_lost_in_a_hand_off() {
         (r.status, r.text().as_str()),
         (200, "/both/index.html body= bytes=5 prr=nil")
     );
+}
+
+/// A request handed over to the Location its directory's index lies in
+/// meets that Location's `Rewrite` and `Redirect` lines, with `rewrite`
+/// loaded for the whole Server (Apache applies the rules of the index's
+/// directory to its subrequest, nginx a location's rewrites after an
+/// internal redirect into it); the Server's lines, which ran for the URL
+/// the client sent, do not run again (the Server rule here would take
+/// `/app/index.html` to `server.html`).
+#[test]
+fn a_request_handed_over_meets_the_rewrite_lines_of_its_new_location() {
+    let conf = static_server(
+        "    Plugin rewrite\n\
+         \x20   DirectoryIndex index.html\n\
+         \x20   Rewrite ^/(.*)/index\\.html$ /$1/server.html\n\
+         \x20   <Location /app/index.html>\n\
+         \x20       Rewrite ^/app/index\\.html$ /app/other.html\n\
+         \x20   </Location>\n\
+         \x20   <Location /moved/index.html>\n\
+         \x20       Redirect 301 /moved/index.html https://new.example/\n\
+         \x20   </Location>",
+    );
+    let srv = start(
+        &conf,
+        &[
+            ("www/app/index.html", "index"),
+            ("www/app/other.html", "other"),
+            ("www/app/server.html", "server"),
+            ("www/moved/index.html", "moved"),
+        ],
+    );
+    let r = get(&srv, "/app/", "");
+    assert_eq!((r.status, r.text().as_str()), (200, "other"));
+    let r = get(&srv, "/moved/", "");
+    assert_eq!(
+        (r.status, r.header("Location")),
+        (301, Some("https://new.example/"))
+    );
+}
+
+/// A rewrite into another Location runs that Location's own
+/// `post_read_request` hooks, once each, as a request for the new path
+/// would: those of the Server have run and do not run again, nor do they
+/// when the rewritten request is then handed over to its index.
+#[test]
+fn a_rewrite_into_another_location_runs_its_post_read_request_hooks_once() {
+    let conf = static_server(
+        "    Plugin shared\n\
+         \x20   Plugin rewrite\n\
+         \x20   DirectoryIndex index.html\n\
+         \x20   Rewrite ^/go/(.*)$ /loc/$1\n\
+         \x20   <Location /loc/>\n\
+         \x20       Plugin own\n\
+         \x20       Plugin show\n\
+         \x20   </Location>\n\
+         \x20   <Location /loc/index.html>\n\
+         \x20       Plugin own\n\
+         \x20       Plugin index\n\
+         \x20       Plugin show\n\
+         \x20   </Location>",
+    );
+    let srv = start(
+        &conf,
+        &[
+            ("plugins/shared.lua", &post_read("s")),
+            ("plugins/own.lua", &post_read("o")),
+            ("plugins/index.lua", &post_read("i")),
+            ("plugins/show.lua", SHOW),
+            ("www/loc/index.html", "index"),
+        ],
+    );
+    shows(
+        &srv,
+        &["/go/page", "/loc/page"],
+        "/loc/page body= bytes=nil prr=so",
+    );
+    shows(&srv, &["/go/"], "/loc/index.html body= bytes=nil prr=soi");
 }

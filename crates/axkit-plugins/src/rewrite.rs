@@ -38,7 +38,10 @@
 //! Location's lines, its `Redirect` and `RedirectMatch` lines first
 //! (unless `end`), but for those it shares with the Location left (the
 //! Server's run once, as nginx runs them): a loop between Locations ends
-//! at `RewriteMaxLoops`. `OPTIONS *` is left alone: `*` is no path.
+//! at `RewriteMaxLoops`. A request handed over to another Location (a
+//! directory's index in a `<Location>` of its own) meets that
+//! Location's lines the same way: those it does not share with the
+//! Location handed over from. `OPTIONS *` is left alone: `*` is no path.
 //!
 //! Paths are matched decoded and normalised (`Request::decoded_path`, what
 //! `<Location>` matching sees), as one line: `.` matches a newline (a
@@ -825,31 +828,30 @@ fn redirects(ctx: &mut Context, lines: &Lines, ran: &Lines) -> Option<Outcome> {
     Some(redirect(ctx, status, target))
 }
 
-#[axkit::plugin]
-impl Plugin for Rewrite {
-    fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+impl Rewrite {
+    /// Rounds of rules from the request's Location, each with the lines
+    /// of the Location the request is in but those it shares with the one
+    /// it left (`left`, the lines that ran already), until a round leaves
+    /// the request in its Location.
+    fn rounds(&self, ctx: &mut Context, mut left: Rc<Lines>) -> Outcome {
         // `OPTIONS *` asks about the server: `*` is no path, and a rule
         // written for paths must not turn it into one.
         if ctx.request.decoded_path() == "*" {
-            return Outcome::Declined.into();
+            return Outcome::Declined;
         }
         let max = *ctx.config().get(&MAX_LOOPS);
         let mut rounds = 0;
-        // The lines of the Location the request left: those it shares
-        // with the next (the Server's, an enclosing Location's) ran
-        // already, and run once, as nginx runs a server's rewrites once.
-        let mut left = Rc::new(Lines::default());
         loop {
             let lines = self.lines_of(ctx.config());
             if let Some(answered) = redirects(ctx, &lines, &left) {
-                return answered.into();
+                return answered;
             }
             if lines.rules.is_empty() {
-                return Outcome::Declined.into();
+                return Outcome::Declined;
             }
             let (target, end) = match run_round(ctx, &lines.rules, &left.rules) {
-                Round::Same => return Outcome::Declined.into(),
-                Round::Answered(outcome) => return outcome.into(),
+                Round::Same => return Outcome::Declined,
+                Round::Answered(outcome) => return outcome,
                 Round::Rewritten { target, end } => (target, end),
             };
             rounds += 1;
@@ -859,17 +861,40 @@ impl Plugin for Rewrite {
                     ctx.original_request().request_line()
                 );
                 ctx.log(Level::Error, &msg);
-                return Outcome::Status(500).into();
+                return Outcome::Status(500);
             }
             let before = ctx.location_prefix().to_string();
             if let Err(e) = ctx.rewrite_uri(&target) {
-                return refuse(ctx, &e).into();
+                return refuse(ctx, &e);
             }
             if end || ctx.location_prefix() == before {
-                return Outcome::Ok.into();
+                return Outcome::Ok;
             }
             left = lines;
         }
+    }
+}
+
+#[axkit::plugin]
+impl Plugin for Rewrite {
+    fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        // No line has run for the request yet.
+        self.rounds(ctx, Rc::new(Lines::default())).into()
+    }
+
+    /// The request is handed over to the Location of its directory's
+    /// index: its lines apply as in a round after a rewrite into it (those
+    /// `left` shares ran already), as Apache applies the index
+    /// directory's rules to its subrequest and nginx a location's
+    /// rewrites after an internal redirect into it; `end` does not stop
+    /// them, as nginx's `break` does not.
+    fn post_read_request_handed_over<'a>(
+        &'a self,
+        ctx: &'a mut Context,
+        left: &'a LocationConfig,
+    ) -> HookFuture<'a> {
+        let left = self.lines_of(left);
+        self.rounds(ctx, left).into()
     }
 }
 

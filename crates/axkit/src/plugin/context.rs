@@ -1039,6 +1039,7 @@ impl Context {
         } else {
             self.kept = None;
             self.rt.body_read_in = None;
+            self.rt.post_read_in.clear();
         }
         self.skipped_filters = 0;
         self.rt.head_hook_ran = false;
@@ -1085,8 +1086,10 @@ impl Context {
     /// page's status); the `<Location>` is picked again for the new path
     /// and the walk starts over from `post_read_request` in it (a plugin
     /// whose `post_read_request` or `body_data` already ran for the
-    /// request does not run again), with no user until its
-    /// authentication says who. A body that `body_data` hooks read is
+    /// request does not run again; one whose lines differ by Location
+    /// takes up the new Location's in
+    /// [`Plugin::post_read_request_handed_over`](crate::plugin::Plugin::post_read_request_handed_over)),
+    /// with no user until its authentication says who. A body that `body_data` hooks read is
     /// not kept: when the new Location runs no `body_data` hook, or one
     /// that has not seen it, the hand-off is refused (500, logged)
     /// rather than the body lost. It is what a plugin does when the file
@@ -1120,8 +1123,12 @@ impl Context {
     /// Go on with `uri` (a local path with an optional query) as the
     /// request's target, from `post_read_request` (a rewrite rule): the
     /// method, headers and body stay, the `<Location>` is picked again for
-    /// the new path, and every later hook runs in it (the rest of this
-    /// `post_read_request` chain runs in the first one).
+    /// the new path, and every later hook runs in it. The rest of this
+    /// `post_read_request` chain runs in the first one, then the
+    /// `post_read_request` hooks of the new Location's chain that have not
+    /// run for the request (a plugin of both runs once: the one that
+    /// rewrote sees to the new Location's lines itself, as `rewrite`'s
+    /// rounds do).
     /// [`original_request`](Self::original_request) keeps what the client
     /// sent, as CGI's `REQUEST_URI` does in Apache. Refused, with why, for
     /// a target that is not a path or whose path cannot be normalised
@@ -1134,6 +1141,11 @@ impl Context {
             .request
             .rebuilt(self.request.method(), uri, self.request.headers())
             .ok_or_else(|| format!("{uri:?} is not a valid request target"))?;
+        if self.rt.post_read_in.is_empty() {
+            // The first Location the request leaves: its chain is the one
+            // running (later ones are noted by the walk as it runs them).
+            self.rt.post_read_in.push(self.rt.location.clone());
+        }
         self.rt.location = self.rt.worker.pick_location(self.rt.server, &request);
         let replaced = std::mem::replace(&mut self.request, request);
         self.rt.original.get_or_insert(Box::new(replaced));

@@ -60,7 +60,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll};
 
-use crate::config::{Config, Directive};
+use crate::config::{Config, Directive, LocationConfig};
 
 /// What a hook decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,6 +360,23 @@ pub trait Plugin: __private::WrittenHooks + 'static {
     }
     /// The head has been parsed and the Server and Location chosen.
     fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
+        Outcome::Declined.into()
+    }
+    /// Called in place of `post_read_request`, which runs once per
+    /// request, when the request it ran for is handed over to another
+    /// Location whose chain runs this plugin too
+    /// ([`Context::internal_redirect_same_request`]: a directory's index
+    /// in a `<Location>` of its own); `left` is the merged config of the
+    /// Location it was handed over from. For a plugin whose directives
+    /// differ by Location and that can tell which lines it has applied:
+    /// `rewrite` runs the new Location's lines that `left` does not share
+    /// (the Server's ran once). Its outcome counts as `post_read_request`'s.
+    /// Never called for a plugin that does not write `post_read_request`.
+    fn post_read_request_handed_over<'a>(
+        &'a self,
+        ctx: &'a mut Context,
+        left: &'a LocationConfig,
+    ) -> HookFuture<'a> {
         Outcome::Declined.into()
     }
     /// A chunk of the request body. A plugin in the chain that implements

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::time::Instant;
 
+use crate::config::LocationConfig;
 use crate::plugin::{
     escape_log, BodyChunk, ConnInfo, Context, Failure, Hook, HookFuture, Level, LogRecord, Outcome,
     Plugin,
@@ -167,29 +168,46 @@ fn traced<const TRACED: bool>(
 /// more, on every hook of every request, than the test.
 pub(crate) fn run_hook(ctx: &mut Context, hook: Hook) -> impl Future<Output = Outcome> + '_ {
     // The closure is inlined away: the usual walk pays nothing for it.
-    run_hook_skipping(ctx, hook, |_| false)
+    run_hook_as(ctx, hook, |_| Call::Hook)
 }
 
-/// [`run_hook`] without the plugins, by their index in `Config::plugins`,
-/// for which `skip` is true: those that already ran this hook for the
-/// request in a Location it was handed over from.
-pub(crate) async fn run_hook_skipping(
+/// How [`run_hook_as`] treats a plugin of the chain.
+pub(crate) enum Call<'a> {
+    /// Its method for the hook.
+    Hook,
+    /// Not at all: it ran the hook for the request in a Location the
+    /// request has left.
+    Skip,
+    /// `post_read_request` ran for the request, which has been handed
+    /// over from the Location of this config:
+    /// `Plugin::post_read_request_handed_over` in its place.
+    HandedOver(&'a LocationConfig),
+}
+
+/// [`run_hook`] with each plugin treated as `how` says, by its index in
+/// `Config::plugins`.
+pub(crate) async fn run_hook_as<'a>(
     ctx: &mut Context,
     hook: Hook,
-    skip: impl Fn(u16) -> bool,
+    how: impl Fn(u16) -> Call<'a>,
 ) -> Outcome {
     let traced = ctx.rt.trace.is_some();
     let location = ctx.rt.location.clone();
     let mode = mode(hook);
     let mut result = Outcome::Declined;
     for (name, plugin, index) in location.chain(hook) {
-        if skip(*index) {
-            continue;
-        }
+        let left = match how(*index) {
+            Call::Hook => None,
+            Call::Skip => continue,
+            Call::HandedOver(left) => Some(left),
+        };
         let start = traced.then(Instant::now);
         // A hook that finished as it was called has nothing to poll.
         let outcome = {
-            let mut running = guarded(|| call(&**plugin, hook, ctx));
+            let mut running = guarded(|| match left {
+                None => call(&**plugin, hook, ctx),
+                Some(left) => plugin.post_read_request_handed_over(ctx, left),
+            });
             match running.0.take_ready() {
                 Some(outcome) => outcome,
                 None => panicked(running.await),

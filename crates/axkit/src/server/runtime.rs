@@ -640,6 +640,12 @@ pub(crate) struct RequestRt {
     /// The Location whose `body_data` hooks read the request body, which
     /// a hand-off to another Location must not lose (`walk::body_lost`).
     pub body_read_in: Option<Rc<LocationRt>>,
+    /// The Locations whose `post_read_request` chains ran for the request
+    /// since its walk from the start, in order, once it has entered more
+    /// than one (by `Context::rewrite_uri` or a hand-off); empty until
+    /// then. A plugin in one of those chains has run `post_read_request`
+    /// (`walk::post_read_elsewhere`).
+    pub post_read_in: Vec<Rc<LocationRt>>,
 }
 
 impl RequestRt {
@@ -664,6 +670,16 @@ impl RequestRt {
             head_hook_ran: false,
             after_fixup: None,
             body_read_in: None,
+            post_read_in: Vec::new(),
+        }
+    }
+
+    /// Note in `post_read_in` that the `post_read_request` chain of
+    /// `location` ran, unless it was the last noted.
+    pub fn note_post_read_in(&mut self, location: Rc<LocationRt>) {
+        let last = self.post_read_in.last();
+        if !last.is_some_and(|last| Rc::ptr_eq(last, &location)) {
+            self.post_read_in.push(location);
         }
     }
 

@@ -51,7 +51,7 @@ use crate::plugin::{
     Outcome, Request,
 };
 use crate::server::conn_io::{self, BodyState, ConnIo, OutFraming, Waited};
-use crate::server::hooks::{run_body_data, run_conn_hook, run_hook, run_hook_skipping};
+use crate::server::hooks::{run_body_data, run_conn_hook, run_hook, run_hook_as, Call};
 use crate::server::idle::{IdleWait, Kind, Parked};
 use crate::server::metrics::ConnTrack;
 use crate::server::response;
@@ -537,7 +537,7 @@ async fn request_cycle(
         ctx.rt.io.expect_continue = false;
         out_of_line(error_response(&mut ctx, 413)).await;
     } else {
-        walk(&mut ctx, None).await;
+        walk(&mut ctx).await;
     }
     if ctx.rt.redirect.is_some() {
         out_of_line(follow_redirects(&mut ctx)).await;
@@ -591,26 +591,24 @@ fn log_bad_request(worker: &WorkerRt, conn: &ConnInfo, why: std::fmt::Arguments)
     );
 }
 
-/// The hooks in their order, from post_read_request to the response.
-/// `handed_from`: None for a request walked from its start; for the same
-/// request handed over to this Location
-/// (`Context::internal_redirect_same_request`), the Locations whose
-/// `post_read_request` hooks already ran for it, which do not run again.
-async fn walk(ctx: &mut Context, handed_from: Option<&[Rc<LocationRt>]>) {
+/// The hooks in their order, from post_read_request to the response: of
+/// the request from its start, or of the same request handed over to
+/// this Location (`Context::internal_redirect_same_request`).
+async fn walk(ctx: &mut Context) {
     // Each hook's walk only when some plugin has it (most configs have
     // no `post_read_request`).
     if !ctx.rt.location.chain(Hook::PostReadRequest).is_empty() {
-        let outcome = match handed_from {
-            None => run_hook(ctx, Hook::PostReadRequest).await,
-            Some(ran) => {
-                let ran_in = |index| {
-                    ran.iter().any(|location| {
-                        let chain = location.chain(Hook::PostReadRequest);
-                        chain.iter().any(|entry| entry.2 == index)
-                    })
-                };
-                run_hook_skipping(ctx, Hook::PostReadRequest, ran_in).await
+        // Only a request that has been in another Location (handed over
+        // from it, or moved by `rewrite_uri` now) notes which plugins ran.
+        let outcome = if ctx.rt.post_read_in.is_empty() {
+            match run_hook(ctx, Hook::PostReadRequest).await {
+                Outcome::Ok | Outcome::Declined if !ctx.rt.post_read_in.is_empty() => {
+                    out_of_line(post_read_elsewhere(ctx, false)).await
+                }
+                outcome => outcome,
             }
+        } else {
+            out_of_line(post_read_elsewhere(ctx, true)).await
         };
         match outcome {
             Outcome::Ok | Outcome::Declined => {}
@@ -882,18 +880,53 @@ const ERROR_HEADERS: [&str; 6] = [
     "Set-Cookie",
 ];
 
+/// `post_read_request` for a request that has been in another Location
+/// (`RequestRt::post_read_in` holds those whose chains ran): handed over
+/// to this one (`handed_over`: its chain has not run), or moved from the
+/// one its chain ran in by `Context::rewrite_uri`. Each Location it is
+/// in after a chain runs the plugins of its own chain that have not run
+/// `post_read_request` for the request, as a request for its path would
+/// have, until one leaves it where it is. On a hand-off, those that have
+/// run are called `post_read_request_handed_over` with the Location left
+/// (`rewrite` takes up the new Location's lines); after a rewrite, they
+/// are not (the plugin that rewrote took them up).
+async fn post_read_elsewhere(ctx: &mut Context, mut handed_over: bool) -> Outcome {
+    let mut outcome = Outcome::Declined;
+    loop {
+        let here = ctx.rt.location.clone();
+        let ran = ctx.rt.post_read_in.clone();
+        let Some(left) = ran.last() else {
+            return outcome;
+        };
+        if !handed_over && Rc::ptr_eq(left, &here) {
+            return outcome;
+        }
+        let how = |index| {
+            let has_run = ran.iter().any(|location| {
+                let chain = location.chain(Hook::PostReadRequest);
+                chain.iter().any(|entry| entry.2 == index)
+            });
+            match (has_run, handed_over) {
+                (false, _) => Call::Hook,
+                (true, false) => Call::Skip,
+                (true, true) => Call::HandedOver(&left.config),
+            }
+        };
+        outcome = run_hook_as(ctx, Hook::PostReadRequest, how).await;
+        if !matches!(outcome, Outcome::Ok | Outcome::Declined) {
+            return outcome;
+        }
+        ctx.rt.note_post_read_in(here);
+        handed_over = false;
+    }
+}
+
 /// Internal redirects chained by hooks: each a fresh GET walk of the new
 /// URI (`ctx.internal_redirect`), or the same request walked again under
 /// another URI (`ctx.internal_redirect_same_request`), at most
 /// `MAX_REDIRECTS` deep.
 async fn follow_redirects(ctx: &mut Context) {
     let mut hops = 0;
-    // The Locations whose `post_read_request` hooks ran for the request
-    // as it now stands: the one its last walk from the start began in
-    // (`began`, or for the client's request the one its URL picked),
-    // then each it was handed over to.
-    let mut began = None;
-    let mut ran: Vec<Rc<LocationRt>> = Vec::new();
     while let Some(redirect) = ctx.rt.redirect.take() {
         if ctx.rt.io.head_sent {
             break;
@@ -938,14 +971,14 @@ async fn follow_redirects(ctx: &mut Context) {
             kept.retain_named(&ERROR_HEADERS);
             ctx.rt.error_headers = Some(kept);
         }
-        if same && ran.is_empty() {
-            let first = began.take().unwrap_or_else(|| {
-                let client = ctx.original_request();
-                ctx.rt.worker.pick_location(ctx.rt.server, client)
-            });
-            ran.push(first);
+        if same {
+            // The Location handed over from: its `post_read_request`
+            // chain ran for the request (`post_read_elsewhere`).
+            let left = std::mem::replace(&mut ctx.rt.location, location);
+            ctx.rt.note_post_read_in(left);
+        } else {
+            ctx.rt.location = location;
         }
-        ctx.rt.location = location.clone();
         ctx.rt.answered = 0;
         let replaced = std::mem::replace(&mut ctx.request, request);
         ctx.rt.original.get_or_insert(Box::new(replaced));
@@ -958,18 +991,15 @@ async fn follow_redirects(ctx: &mut Context) {
             // and an error page's status still holds. It goes on from the
             // `post_read_request` hooks of its new Location that have not
             // run for it.
-            walk(ctx, Some(&ran)).await;
-            ran.push(location);
+            walk(ctx).await;
             continue;
         }
-        ran.clear();
-        began = Some(location);
         ctx.rt.status_override = status;
         // The redirected walk reads no body (and so never says 100
         // Continue); the original body is still there to drain, or the
         // connection closes if it was never asked for.
         ctx.rt.io.body_detached = true;
-        walk(ctx, None).await;
+        walk(ctx).await;
     }
 }
 
