@@ -5,6 +5,9 @@
 //! closed for it, unless the request is one its client resumes by itself
 //! (an event stream, a long poll: `tests/sse.rs`). Each test holds a worker at a tiny limit with deadlines far
 //! beyond the test's own bounds, so that only reclaiming can let the probe in.
+//! The same holds when the limit is the open-file limit (EMFILE at accept,
+//! some tests lowering a running worker's with `prlimit`): idle connections
+//! make room, and a worker with nothing to close waits without spinning.
 
 mod common;
 
@@ -27,6 +30,44 @@ fn start() -> Axkit {
     })
 }
 
+/// A Lua handler that holds each request (a download, say: never
+/// reclaimable) until the file named by `Release` exists, or until the
+/// Unix time `?until=` (a release that needs no descriptor: looking for
+/// the file does), or not at all for `?now=1`.
+const HOLD_SCRIPT: &str = r#"
+function hook_response(r)
+  local release, deadline = r:config("Release"), tonumber(r:param("until"))
+  local function released()
+    return r:param("now") or (deadline and os.time() >= deadline) or file.exists(release)
+  end
+  while not released() do sleep(0.02) end
+  r:set_header("Content-Type", "text/plain")
+  r:write("released\n")
+  return OK
+end
+directive { name = "Release", type = "string", doc = "file that ends the wait" }
+"#;
+
+/// A server whose only handler is `HOLD_SCRIPT` (the `hold` plugin that
+/// `hold_plugin` writes), released by `{dir}/release`; `global`: extra
+/// lines.
+fn hold_conf(global: &str) -> String {
+    format!(
+        "{global}\nLogLevel LOGINFO\nKeepAliveTimeout 60s\nHeaderTimeout 60s\n\
+         PluginDir {{dir}}/plugins\nRelease {{dir}}/release\nLuaFileRoot {{dir}}\n\
+         <Server>\n    Listen 127.0.0.1:0\n    Plugin hold\n</Server>\n"
+    )
+}
+
+fn hold_plugin(d: &TempDir) {
+    d.write("plugins/hold.lua", HOLD_SCRIPT);
+}
+
+/// A single process serving `hold_conf(global)`.
+fn start_holding(global: &str) -> Axkit {
+    Axkit::start_single_with(&hold_conf(global), hold_plugin)
+}
+
 /// Read one response (known to be small) from a connection that stays open.
 fn read_response(s: &mut TcpStream, limit: Duration) -> Response {
     s.set_read_timeout(Some(limit)).unwrap();
@@ -42,6 +83,18 @@ fn read_response(s: &mut TcpStream, limit: Duration) -> Response {
             Err(e) => panic!("no response within {limit:?}: {e} (got {:?})", lossy(&got)),
         }
     }
+}
+
+/// Nothing comes on `s` for two seconds (a client that must wait while
+/// every connection has a request in flight).
+fn assert_unanswered_for_2s(s: &mut TcpStream, srv: &mut Axkit) {
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let early = s.read(&mut [0u8; 1]);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "served while every connection had a request in flight: {early:?}\n{}",
+        srv.stderr()
+    );
 }
 
 /// A keep-alive connection that has been answered once and is now idle.
@@ -60,14 +113,7 @@ fn the_longest_idle_keepalive_connection_makes_room() {
     let mut second = idle_connection(&srv);
     // The worker is full of idle connections; a new client is served at
     // once instead of waiting a minute for one of them to time out.
-    let mut probe = srv.connect();
-    probe
-        .write_all(keep_alive_get("/hello.txt").as_bytes())
-        .unwrap();
-    assert_eq!(
-        read_response(&mut probe, Duration::from_secs(10)).status,
-        200
-    );
+    let _probe = idle_connection(&srv);
     // The one idle longest made way; the other still works.
     assert_closed(&mut first, Duration::from_secs(5), "first idle connection");
     second
@@ -122,22 +168,7 @@ fn connections_that_send_nothing_make_room_after_a_grace() {
 /// of them has finished.
 #[test]
 fn connections_with_a_request_in_flight_are_never_reclaimed() {
-    let script = r#"
-function hook_response(r)
-  local release = r:config("Release")
-  while not (r:param("now") or file.exists(release)) do sleep(0.02) end
-  r:set_header("Content-Type", "text/plain")
-  r:write("released\n")
-  return OK
-end
-directive { name = "Release", type = "string", doc = "file that ends the wait" }
-"#;
-    let text = "MaxConnections 2\nKeepAliveTimeout 60s\nHeaderTimeout 60s\n\
-                PluginDir {dir}/plugins\nRelease {dir}/release\nLuaFileRoot {dir}\n\
-                <Server>\n    Listen 127.0.0.1:0\n    Plugin hold\n</Server>\n";
-    let mut srv = Axkit::start_single_with(text, |d| {
-        d.write("plugins/hold.lua", script);
-    });
+    let mut srv = start_holding("MaxConnections 2");
     let mut held = [srv.connect(), srv.connect()];
     for s in &mut held {
         s.write_all(keep_alive_get("/hold").as_bytes()).unwrap();
@@ -146,16 +177,7 @@ directive { name = "Release", type = "string", doc = "file that ends the wait" }
     probe
         .write_all(keep_alive_get("/?now=1").as_bytes())
         .unwrap();
-    probe
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    let mut byte = [0u8; 1];
-    let early = probe.read(&mut byte);
-    assert!(
-        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
-        "served while both connections had a request in flight: {early:?}\n{}",
-        srv.stderr()
-    );
+    assert_unanswered_for_2s(&mut probe, &mut srv);
     srv.dir.write("release", "");
     for (i, s) in held.iter_mut().enumerate() {
         let r = read_response(s, Duration::from_secs(10));
@@ -204,6 +226,27 @@ fn a_nearly_full_worker_leaves_new_clients_to_the_others() {
     );
 }
 
+/// `n` keep-alive clients, more than the worker has descriptors: each is
+/// answered, and stays open until it is closed to make room; only the
+/// client that took the very last descriptor may find none for its file
+/// (a 500). The answered ones, oldest first.
+fn more_clients_than_descriptors(srv: &Axkit, n: usize) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    let mut failed = 0;
+    for _ in 0..n {
+        let mut s = srv.connect();
+        s.write_all(keep_alive_get("/hello.txt").as_bytes())
+            .unwrap();
+        match read_response(&mut s, Duration::from_secs(10)).status {
+            200 => held.push(s),
+            500 => failed += 1,
+            other => panic!("status {other}"),
+        }
+    }
+    assert!(failed <= 1, "{failed} clients got a 500");
+    held
+}
+
 /// Out of descriptors below MaxConnections (here set far above the
 /// open-file limit of 64), the worker makes room as at MaxConnections:
 /// the keep-alive connections idle longest are closed, and new clients
@@ -220,21 +263,8 @@ fn out_of_descriptors_idle_connections_make_room() {
         d.write("www/hello.txt", "hello\n");
     });
     srv.wait_stderr(warning, Duration::from_secs(10));
-    // More keep-alive clients than the worker has descriptors: each is
-    // answered, and stays open until it is closed to make room.
-    let mut held = Vec::new();
-    let mut failed = 0;
-    for _ in 0..80 {
-        let mut s = srv.connect();
-        s.write_all(keep_alive_get("/hello.txt").as_bytes())
-            .unwrap();
-        match read_response(&mut s, Duration::from_secs(10)).status {
-            200 => held.push(s),
-            500 => failed += 1,
-            other => panic!("status {other}"),
-        }
-    }
-    assert!(failed <= 1, "{failed} clients got a 500");
+    // More keep-alive clients than the worker has descriptors.
+    let mut held = more_clients_than_descriptors(&srv, 80);
     srv.wait_stderr_line(
         &["out of file descriptors at ", "below MaxConnections (1000)"],
         Duration::from_secs(5),
@@ -269,4 +299,147 @@ fn out_of_descriptors_idle_connections_make_room() {
         err.contains(&format!("axkit: warning: plugin `uri_to_file`: {warning}")),
         "{err}"
     );
+}
+
+/// Set the open-file limit of the running process `pid` (`soft`, `hard`),
+/// as an operator's `prlimit` would: a worker then runs out of descriptors
+/// far below the `MaxConnections` it took from the limit it started with.
+fn set_open_files(pid: i32, soft: u64, hard: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: prlimit reads `limit`, alive across the call, and writes
+    // nothing (no old limit asked for).
+    let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// The one worker of a server started with a master, its open-file limit
+/// lowered to 64 while it runs.
+fn worker_limited_to_64(srv: &Axkit) -> i32 {
+    let workers = srv.workers();
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    set_open_files(workers[0], 64, 64);
+    workers[0]
+}
+
+/// At most half the wall clock since `since` (ticks, `started`) as CPU
+/// time of `pid`: it waited, it did not spin on a listener that stays
+/// readable while accept fails.
+fn assert_not_spinning(pid: i32, since: u64, started: Instant) {
+    let used = cpu_ticks(pid) - since;
+    let wall = started.elapsed().as_millis() as u64 / 10;
+    assert!(
+        used * 2 <= wall,
+        "worker {pid} used {used} ticks of CPU in {wall} ticks"
+    );
+}
+
+/// A worker whose open-file limit is lowered under it (to 64, far below
+/// its `MaxConnections`) and then filled with idle keep-alive clients
+/// keeps serving new ones: accept fails with EMFILE, and the connections
+/// idle longest make room, as at `MaxConnections`. It neither spins nor
+/// dies meanwhile, and says so once, not once per client.
+#[test]
+fn a_worker_out_of_descriptors_closes_idle_connections_for_new_clients() {
+    let text = conf("LogLevel LOGINFO").replace("MaxConnections 2\n", "");
+    let mut srv = Axkit::start_with(&text, &[], |d| {
+        d.write("www/hello.txt", "hello\n");
+    });
+    let worker = worker_limited_to_64(&srv);
+    let (ticks, started) = (cpu_ticks(worker), Instant::now());
+    let mut held = more_clients_than_descriptors(&srv, 120);
+    assert_closed(&mut held[0], Duration::from_secs(5), "oldest idle one");
+    let _probe = idle_connection(&srv);
+    assert_not_spinning(worker, ticks, started);
+    let log = srv.sync_stderr();
+    assert_eq!(srv.workers(), [worker], "{log}");
+    let said = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(said("this worker now serves at most"), 1, "{log}");
+    assert_eq!(
+        said("out of file descriptors (MaxConnections now "),
+        1,
+        "{log}"
+    );
+}
+
+/// A worker whose every descriptor is held by a request in flight (here a
+/// Lua handler's wait, which may not be cut short) has nothing to close:
+/// new clients wait in the listen queue, the worker waits for one of its
+/// connections to end instead of spinning on a listener that stays
+/// readable while accept fails (nor logs each failure), and once the
+/// requests end every waiting client is served.
+#[test]
+fn a_worker_out_of_descriptors_with_every_request_busy_waits_then_recovers() {
+    let mut srv = Axkit::start_with(&hold_conf("Workers 1"), &[], hold_plugin);
+    let worker = worker_limited_to_64(&srv);
+    // More requests than descriptors: those the worker could not take
+    // wait in the listen queue. They end by themselves some seconds on,
+    // well after the window below: with every descriptor taken, a handler
+    // could not even look for a file.
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let hold = keep_alive_get(&format!("/hold?until={}", unix + 8));
+    let mut clients: Vec<TcpStream> = (0..80)
+        .map(|_| {
+            let mut s = srv.connect();
+            s.write_all(hold.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    srv.wait_stderr("out of file descriptors at ", Duration::from_secs(20));
+    let waiting = clients.last_mut().unwrap();
+    assert_eq!(srv.worker_serving(waiting), None);
+    // Full: a window of two seconds in which the last client gets
+    // nothing, and the worker must not burn the CPU meanwhile.
+    let (ticks, started) = (cpu_ticks(worker), Instant::now());
+    assert_unanswered_for_2s(waiting, &mut srv);
+    assert_not_spinning(worker, ticks, started);
+    for (i, s) in clients.iter_mut().enumerate() {
+        let r = read_response(s, Duration::from_secs(20));
+        assert_eq!(
+            (r.status, r.text()),
+            (200, "released\n".into()),
+            "client {i}"
+        );
+    }
+    let log = srv.sync_stderr();
+    assert_eq!(srv.workers(), [worker], "{log}");
+    let failures = log.matches("accept: Too many open files").count();
+    assert!(failures <= 2, "{failures} accept failures logged:\n{log}");
+}
+
+/// A worker that cannot get a descriptor for even one connection (they
+/// all went to something else: here its soft limit is lowered below the
+/// descriptors it holds) has no connection to close: the client waits,
+/// the worker retries now and then without spinning and says so in its
+/// log now and then, not at every retry; once descriptors are free again
+/// (the limit raised back) the client is served.
+#[test]
+fn a_worker_with_no_descriptor_for_any_connection_retries_quietly() {
+    let text = conf("LogLevel LOGINFO").replace("MaxConnections 2\n", "");
+    let mut srv = Axkit::start_with(&text, &[], |d| {
+        d.write("www/hello.txt", "hello\n");
+    });
+    let worker = srv.workers()[0];
+    set_open_files(worker, 3, 64);
+    let mut client = srv.connect();
+    client
+        .write_all(keep_alive_get("/hello.txt").as_bytes())
+        .unwrap();
+    srv.wait_stderr("accept: Too many open files", Duration::from_secs(10));
+    let (ticks, started) = (cpu_ticks(worker), Instant::now());
+    assert_unanswered_for_2s(&mut client, &mut srv);
+    assert_not_spinning(worker, ticks, started);
+    set_open_files(worker, 64, 64);
+    assert_eq!(
+        read_response(&mut client, Duration::from_secs(10)).status,
+        200
+    );
+    let log = srv.sync_stderr();
+    let failures = log.matches("accept: Too many open files").count();
+    assert!(failures <= 2, "{failures} accept failures logged:\n{log}");
 }

@@ -192,6 +192,82 @@ fn worker_exits_are_restarted_without_crash_looping() {
     assert_eq!(srv.get("/").status, 200);
 }
 
+/// The next worker of `srv` to be ready that is not in `seen` (which it
+/// joins), and when it was seen ready; at most `limit` from now.
+fn next_ready_worker(srv: &Axkit, seen: &mut Vec<i32>, limit: Duration) -> (i32, Instant) {
+    let mut found = None;
+    let ready = wait_until(limit, || {
+        found = srv
+            .workers()
+            .into_iter()
+            .find(|p| !seen.contains(p) && worker_ready(*p));
+        found.is_some()
+    });
+    assert!(ready, "no new worker within {limit:?} (seen {seen:?})");
+    let pid = found.unwrap();
+    seen.push(pid);
+    (pid, Instant::now())
+}
+
+/// The pause the master logged before replacing worker `pid`, which died
+/// at start (`starting a new one in 4s`, `failed to start; retrying in
+/// 4s`).
+fn logged_pause(srv: &mut Axkit, pid: i32) -> Duration {
+    let line = srv.wait_stderr_line(&[&format!("worker {pid} ")], Duration::from_secs(10));
+    let secs = line
+        .split_once(" in ")
+        .and_then(|(_, rest)| rest.split('s').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("not taken for a crash at start: {line}"));
+    Duration::from_secs(secs)
+}
+
+/// A worker that dies as soon as it is ready (here killed by the test, as
+/// a bug in its start would kill it) is replaced after a pause that
+/// doubles with each such death in a row, measured from the outside, not
+/// only logged; the master still hears signals meanwhile: a SIGHUP in the
+/// middle of a pause starts the new configuration's workers at once, and
+/// starts the count again (the next death at start waits a second), and
+/// a SIGTERM stops it.
+#[test]
+fn workers_crashing_at_start_are_restarted_ever_later_and_the_master_stays_responsive() {
+    let text = conf("LogLevel LOGINFO", "").replace("Workers 2", "Workers 1");
+    let mut srv = Axkit::start_with(&text, &[], www);
+    let mut seen = srv.workers();
+    // The first worker may have run a while: whether its death counts is
+    // not asked.
+    signal(seen[0], libc::SIGKILL);
+    let (mut victim, _) = next_ready_worker(&srv, &mut seen, Duration::from_secs(20));
+    let mut pauses = Vec::new();
+    for _ in 0..3 {
+        let killed = Instant::now();
+        signal(victim, libc::SIGKILL);
+        let pause = logged_pause(&mut srv, victim);
+        let (next, ready) = next_ready_worker(&srv, &mut seen, pause + Duration::from_secs(20));
+        let gap = ready - killed;
+        assert!(gap >= pause, "replaced after {gap:?}, {pause:?} logged");
+        pauses.push(pause);
+        victim = next;
+    }
+    assert!(pauses[0] <= Duration::from_secs(2), "{pauses:?}");
+    assert!(pauses.windows(2).all(|w| w[1] == w[0] * 2), "{pauses:?}");
+    // A fixed configuration, mid-pause: served at once, not after it.
+    signal(victim, libc::SIGKILL);
+    let pause = logged_pause(&mut srv, victim);
+    let asked = Instant::now();
+    let fixed = text.replace("DirectoryIndex index.html", "DirectoryIndex a.txt");
+    std::fs::write(&srv.conf, config_text(&srv.dir, &fixed)).unwrap();
+    srv.signal(libc::SIGHUP);
+    let (healthy, _) = next_ready_worker(&srv, &mut seen, Duration::from_secs(20));
+    assert!(asked.elapsed() < pause, "{:?}", asked.elapsed());
+    // The reload started the count again.
+    signal(healthy, libc::SIGKILL);
+    assert_eq!(logged_pause(&mut srv, healthy), Duration::from_secs(1));
+    next_ready_worker(&srv, &mut seen, Duration::from_secs(20));
+    assert_eq!(srv.get("/").text(), "aaa\n");
+    srv.wait_stderr("configuration reloaded", Duration::from_secs(10));
+    terminate_within_15s(&mut srv);
+}
+
 #[test]
 fn restarted_workers_keep_the_configuration_the_master_loaded() {
     // The Server block comes from an included file.

@@ -225,7 +225,9 @@ struct Master<'a> {
     /// A worker exited since what the workers left was last all ended.
     orphans_due: bool,
     /// Workers in a row that crashed at start or could not start: the
-    /// next start waits 1 s doubled as many times, up to MAX_PAUSE.
+    /// next start waits 1 s doubled as many times, up to MAX_PAUSE. Zero
+    /// again once a worker has run well, and at a reload that started its
+    /// workers.
     crashes: u32,
 }
 
@@ -477,6 +479,11 @@ impl Master<'_> {
         for w in self.workers.values().filter(|w| w.generation < generation) {
             signal_pid(w.pid, libc::SIGTERM);
         }
+        // Its workers started: the crashes were the old configuration's
+        // (or were fixed meanwhile), and a crash of the new one at start
+        // is its first, not one more of a run that may have reached
+        // MAX_PAUSE.
+        self.crashes = 0;
         self.generation = generation;
         self.config = config;
         self.listeners = listeners;

@@ -262,6 +262,9 @@ pub(crate) struct WorkerRt {
     /// room since the last log line about it, and when that line was
     /// written.
     pub(super) reclaimed: Cell<(u64, u64, Option<std::time::Instant>)>,
+    /// Failed accepts left out of the log since the last line about one,
+    /// and when that line was written.
+    pub(super) accept_failures: Cell<(u64, Option<std::time::Instant>)>,
     /// The most connections open at once since the heap was last
     /// trimmed (`WorkerRt::trim_after_a_fall`).
     pub(super) conn_peak: Cell<usize>,
@@ -390,6 +393,7 @@ impl WorkerRt {
             room: Notify::new(),
             reclaimable: Reclaimable::default(),
             reclaimed: Cell::new((0, 0, None)),
+            accept_failures: Cell::new((0, None)),
             conn_peak: Cell::new(0),
             conn_swept: Cell::new(0),
             next_conn_id: Cell::new(1),

@@ -29,6 +29,10 @@ const CROWDED_PAUSE: Duration = Duration::from_millis(10);
 /// connections (it may do so for every new client).
 const RECLAIM_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// How often a worker whose accepts fail (out of descriptors with none
+/// to close) says so: it retries every 50 ms.
+const ACCEPT_FAILED_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// How many connections a worker must have lost since its peak (and at
 /// least half of them) before it gives the freed memory back.
 const TRIM_AFTER_FALL: usize = 1024;
@@ -166,6 +170,29 @@ impl WorkerRt {
             );
         }
         active.saturating_sub(self.max_connections.get()) + 1
+    }
+
+    /// Accept failed with `e`, and nothing could be closed to make room:
+    /// said in the log at most every [`ACCEPT_FAILED_LOG_EVERY`], with
+    /// how many failed meanwhile, since the accept loop retries every
+    /// 50 ms for as long as it lasts (descriptors held by files and
+    /// pipes, or by requests that may not be cut short).
+    fn accept_failed(&self, e: &std::io::Error) {
+        let (unsaid, last) = self.accept_failures.get();
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now < t + ACCEPT_FAILED_LOG_EVERY) {
+            self.accept_failures.set((unsaid + 1, last));
+            return;
+        }
+        self.accept_failures.set((0, Some(now)));
+        let more = match (unsaid, last) {
+            (1.., Some(t)) => format!(
+                " (and {unsaid} more time(s) in the last {}s)",
+                now.duration_since(t).as_secs()
+            ),
+            _ => String::new(),
+        };
+        self.log(Level::Error, &format!("accept: {e}{more}"));
     }
 
     /// Back to the configured `MaxConnections` once descriptors have not
@@ -387,7 +414,7 @@ async fn accept_loop(worker: Rc<WorkerRt>, listener: TcpListener, index: usize) 
                     }
                     // Nothing to close, or out of memory: back off rather
                     // than spin.
-                    worker.log(Level::Error, &format!("accept: {e}"));
+                    worker.accept_failed(&e);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
