@@ -229,6 +229,11 @@ struct Master<'a> {
     /// again once a worker has run well, and at a reload that started its
     /// workers.
     crashes: u32,
+    /// When the restart after a crash at start or a failed start is due:
+    /// one for all the workers that die before it, so that they wait out
+    /// one pause, the one logged (a timer each would start them all at
+    /// the first one's end, and again at each other's).
+    respawn_due: Option<Instant>,
 }
 
 /// What the master's loop hears from its helper tasks.
@@ -237,8 +242,9 @@ enum Event {
     Exited(u32, String),
     /// The new master of a binary upgrade ended, with its status.
     SuccessorExited(u32, String),
-    /// Try again to bring the current generation up to strength.
-    Respawn,
+    /// Try again to bring the current generation up to strength: the
+    /// restart due then, which a later one may have replaced.
+    Respawn(Instant),
 }
 
 /// What a worker is handed besides its config: the listening sockets,
@@ -482,8 +488,9 @@ impl Master<'_> {
         // Its workers started: the crashes were the old configuration's
         // (or were fixed meanwhile), and a crash of the new one at start
         // is its first, not one more of a run that may have reached
-        // MAX_PAUSE.
+        // MAX_PAUSE, nor one to wait for the old one's restart.
         self.crashes = 0;
+        self.respawn_due = None;
         self.generation = generation;
         self.config = config;
         self.listeners = listeners;
@@ -524,35 +531,47 @@ impl Master<'_> {
             return self.respawn().await;
         }
         // Crashing at start: don't spin, and back off while it goes on.
-        let pause = self.pause();
+        let pause = self.respawn_later();
         log(
             Level::Error,
             &format!(
                 "worker {pid} exited ({status}); starting a new one in {}s ({} crash(es) \
                  at start in a row)",
-                pause.as_secs(),
+                whole_seconds(pause),
                 self.crashes
             ),
         );
-        self.respawn_after(pause);
     }
 
-    /// The pause before the next start after a crash at start or a
-    /// failed start, counting it: 1 s, doubling with each one in a row.
-    fn pause(&mut self) -> Duration {
+    /// After a crash at start or a failed start: bring the generation up
+    /// to strength once a pause has passed, without holding up the loop (a
+    /// reload, a stop) meanwhile, and return the pause. It is 1 s, doubled
+    /// for each earlier one in a row, up to MAX_PAUSE; a worker that dies
+    /// while a restart is due waits for that one, without counting again:
+    /// workers that die together are one crash, however many they are.
+    fn respawn_later(&mut self) -> Duration {
+        let now = Instant::now();
+        if let Some(due) = self.respawn_due {
+            return due.saturating_duration_since(now);
+        }
         let pause = Duration::from_secs(1u64 << self.crashes.min(5)).min(MAX_PAUSE);
         self.crashes += 1;
+        let due = now + pause;
+        self.respawn_due = Some(due);
+        let events = self.events.clone();
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep_until(due).await;
+            let _ = events.send(Event::Respawn(due));
+        });
         pause
     }
 
-    /// Bring the generation up to strength once `pause` has passed,
-    /// without holding up the loop (a reload, a stop) meanwhile.
-    fn respawn_after(&self, pause: Duration) {
-        let events = self.events.clone();
-        tokio::task::spawn_local(async move {
-            tokio::time::sleep(pause).await;
-            let _ = events.send(Event::Respawn);
-        });
+    /// The restart due at `due` is now, unless another has replaced it.
+    async fn respawn_if_due(&mut self, due: Instant) {
+        if self.respawn_due == Some(due) {
+            self.respawn_due = None;
+            self.respawn().await;
+        }
     }
 
     /// End what the workers that exited left, if any of them did; or else
@@ -596,12 +615,9 @@ impl Master<'_> {
                 }
                 Err(_) if *self.stopping.borrow() => return,
                 Err(e) => {
-                    let pause = self.pause();
-                    log(
-                        Level::Crit,
-                        &format!("{e}; retrying in {}s", pause.as_secs()),
-                    );
-                    return self.respawn_after(pause);
+                    let pause = self.respawn_later();
+                    let message = format!("{e}; retrying in {}s", whole_seconds(pause));
+                    return log(Level::Crit, &message);
                 }
             }
         }
@@ -772,7 +788,7 @@ impl Master<'_> {
                 Ok(Some(Event::Exited(pid, _))) => {
                     forwarders.extend(self.workers.remove(&pid).map(|w| w.forwarder));
                 }
-                Ok(Some(Event::Respawn | Event::SuccessorExited(..))) => {}
+                Ok(Some(Event::Respawn(_) | Event::SuccessorExited(..))) => {}
                 _ => break,
             }
         }
@@ -821,6 +837,12 @@ impl Master<'_> {
             );
         }
     }
+}
+
+/// `pause` in whole seconds for the log, rounded up: what is left of a
+/// pause under way is no whole number.
+fn whole_seconds(pause: Duration) -> u128 {
+    pause.as_millis().div_ceil(1000)
 }
 
 /// How long a stopping master waits for its workers' last output to be
@@ -980,6 +1002,7 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
             own: Rc::default(),
             orphans_due: false,
             crashes: 0,
+            respawn_due: None,
         };
         let signals = (
             signal(SignalKind::terminate()),
@@ -1076,7 +1099,7 @@ pub(crate) fn run(catalog: &Catalog, source: Source, worker_args: Vec<OsString>)
                 Some(event) = events.recv() => match event {
                     Event::Exited(pid, status) => master.worker_exited(pid, status).await,
                     Event::SuccessorExited(pid, status) => master.successor_exited(pid, &status),
-                    Event::Respawn => master.respawn().await,
+                    Event::Respawn(due) => master.respawn_if_due(due).await,
                 },
                 _ = stopped(&stopping) => break,
             }
