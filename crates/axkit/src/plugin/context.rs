@@ -1038,8 +1038,7 @@ impl Context {
             self.auth_type = None;
         } else {
             self.kept = None;
-            self.rt.body_read_in = None;
-            self.rt.post_read_in.clear();
+            self.rt.moved = None;
         }
         self.skipped_filters = 0;
         self.rt.head_hook_ran = false;
@@ -1141,10 +1140,11 @@ impl Context {
             .request
             .rebuilt(self.request.method(), uri, self.request.headers())
             .ok_or_else(|| format!("{uri:?} is not a valid request target"))?;
-        if self.rt.post_read_in.is_empty() {
+        if self.rt.post_read_in().is_empty() {
             // The first Location the request leaves: its chain is the one
             // running (later ones are noted by the walk as it runs them).
-            self.rt.post_read_in.push(self.rt.location.clone());
+            let here = self.rt.location.clone();
+            self.rt.moved_mut().post_read_in.push(here);
         }
         self.rt.location = self.rt.worker.pick_location(self.rt.server, &request);
         let replaced = std::mem::replace(&mut self.request, request);

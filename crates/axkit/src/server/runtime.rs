@@ -641,6 +641,15 @@ pub(crate) struct RequestRt {
     /// The answer a hook left for after `fixup`
     /// (`Context::answer_after_fixup`).
     pub after_fixup: Option<fn(&mut Context) -> Outcome>,
+    /// Where the request has been, once it has moved between Locations
+    /// or hooks have read its body; None until then (boxed: rare, and a
+    /// `RequestRt` is built and moved for every request).
+    pub moved: Option<Box<Moved>>,
+}
+
+/// Where a request has been ([`RequestRt::moved`]).
+#[derive(Default)]
+pub(crate) struct Moved {
     /// The Location whose `body_data` hooks read the request body, which
     /// a hand-off to another Location must not lose (`walk::body_lost`).
     pub body_read_in: Option<Rc<LocationRt>>,
@@ -673,18 +682,33 @@ impl RequestRt {
             trace: None,
             head_hook_ran: false,
             after_fixup: None,
-            body_read_in: None,
-            post_read_in: Vec::new(),
+            moved: None,
         }
     }
 
-    /// Note in `post_read_in` that the `post_read_request` chain of
-    /// `location` ran, unless it was the last noted.
+    /// Note in `Moved::post_read_in` that the `post_read_request` chain
+    /// of `location` ran, unless it was the last noted.
     pub fn note_post_read_in(&mut self, location: Rc<LocationRt>) {
-        let last = self.post_read_in.last();
+        let last = self.post_read_in().last();
         if !last.is_some_and(|last| Rc::ptr_eq(last, &location)) {
-            self.post_read_in.push(location);
+            self.moved_mut().post_read_in.push(location);
         }
+    }
+
+    /// `Moved::post_read_in`: empty for a request that never left its
+    /// first Location.
+    pub fn post_read_in(&self) -> &[Rc<LocationRt>] {
+        self.moved.as_ref().map_or(&[], |m| &m.post_read_in)
+    }
+
+    /// `Moved::body_read_in`.
+    pub fn body_read_in(&self) -> Option<&LocationRt> {
+        self.moved.as_ref()?.body_read_in.as_deref()
+    }
+
+    /// The record of where the request has been, made on first use.
+    pub fn moved_mut(&mut self) -> &mut Moved {
+        self.moved.get_or_insert_with(Default::default)
     }
 
     /// The merged config of the request's Location.

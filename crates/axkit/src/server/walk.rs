@@ -600,9 +600,9 @@ async fn walk(ctx: &mut Context) {
     if !ctx.rt.location.chain(Hook::PostReadRequest).is_empty() {
         // Only a request that has been in another Location (handed over
         // from it, or moved by `rewrite_uri` now) notes which plugins ran.
-        let outcome = if ctx.rt.post_read_in.is_empty() {
+        let outcome = if ctx.rt.post_read_in().is_empty() {
             match run_hook(ctx, Hook::PostReadRequest).await {
-                Outcome::Ok | Outcome::Declined if !ctx.rt.post_read_in.is_empty() => {
+                Outcome::Ok | Outcome::Declined if !ctx.rt.post_read_in().is_empty() => {
                     out_of_line(post_read_elsewhere(ctx, false)).await
                 }
                 outcome => outcome,
@@ -623,9 +623,9 @@ async fn walk(ctx: &mut Context) {
     if ctx.rt.io.body_pending()
         && !ctx.rt.location.chain(Hook::BodyData).is_empty()
         && !ctx.rt.io.body_detached
-        && ctx.rt.body_read_in.is_none()
+        && ctx.rt.body_read_in().is_none()
     {
-        ctx.rt.body_read_in = Some(ctx.rt.location.clone());
+        ctx.rt.moved_mut().body_read_in = Some(ctx.rt.location.clone());
         loop {
             match ctx.read_body().await {
                 Ok(Some(chunk)) => match run_body_data(ctx, &chunk).await {
@@ -894,7 +894,7 @@ async fn post_read_elsewhere(ctx: &mut Context, mut handed_over: bool) -> Outcom
     let mut outcome = Outcome::Declined;
     loop {
         let here = ctx.rt.location.clone();
-        let ran = ctx.rt.post_read_in.clone();
+        let ran = ctx.rt.post_read_in().to_vec();
         let Some(left) = ran.last() else {
             return outcome;
         };
@@ -1010,7 +1010,7 @@ async fn follow_redirects(ctx: &mut Context) {
 /// such hooks read, in case the request is handed over after them, would
 /// hold in memory what they are there to stream.
 fn body_lost(ctx: &Context, to: &LocationRt) -> Option<String> {
-    let read_in = ctx.rt.body_read_in.as_deref()?;
+    let read_in = ctx.rt.body_read_in()?;
     let seen = read_in.chain(Hook::BodyData);
     let wanted = to.chain(Hook::BodyData);
     if !wanted.is_empty() && wanted.iter().all(|w| seen.iter().any(|s| s.2 == w.2)) {
