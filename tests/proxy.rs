@@ -10,8 +10,9 @@
 //! framing refused, its interim (1xx) responses bounded, the upstream's
 //! keep-alive reused, an HTTPS upstream trusted through
 //! `HttpClientCAFile`, retries (never a POST), upstream groups with a server killed
-//! and restored, a WebSocket tunnelled, a Lua script routing, and
-//! `ProxyPassReverse` rewriting the upstream's redirects.
+//! and restored, a WebSocket tunnelled, a Lua script routing,
+//! `ProxyPassReverse` rewriting the upstream's redirects, a head passed on
+//! before a slow body, and a HEAD's lengths that disagree refused.
 
 mod common;
 #[path = "common/services.rs"]
@@ -737,6 +738,111 @@ fn ambiguous_upstream_framing_is_refused_and_its_connection_dropped() {
     assert_eq!(get("/app/huge-head").status, 502);
     srv.wait_stderr_line(
         &["GET /app/huge-head ", "response head over 64 KiB", "(502)"],
+        Duration::from_secs(10),
+    );
+}
+
+/// A response to HEAD whose `Content-Length`s disagree is a 502, logged,
+/// as it is after a GET: no body is read after it, but its length is
+/// passed on (the last one given, it was).
+#[test]
+fn a_head_response_with_lengths_that_disagree_is_a_502() {
+    let origin = Origin::start();
+    let mut srv = proxy(&origin, "");
+    for (fields, status) in [
+        ("Content-Length: 5\r\nContent-Length: 7", 502),
+        ("Content-Length: 5, 7", 502),
+        ("Content-Length: 5\r\nContent-Length: 5", 200),
+    ] {
+        let response = format!("HTTP/1.1 200 OK\r\n{fields}\r\n\r\n");
+        let path = format!("/app/raw?{}", hex(response.as_bytes()));
+        let (bytes, _) = srv.exchange(
+            format!("HEAD {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        let r = parse_head_response(&bytes)
+            .unwrap_or_else(|| panic!("{fields:?}: no response: {:?}", lossy(&bytes)));
+        assert_eq!(r.status, status, "{fields:?}");
+        if status == 502 {
+            srv.wait_stderr_line(
+                &[&format!("HEAD {path} "), "invalid Content-Length", "(502)"],
+                Duration::from_secs(10),
+            );
+        } else {
+            assert_eq!(r.header("Content-Length"), Some("5"), "{fields:?}");
+        }
+    }
+}
+
+/// The upstream's head reaches the client as soon as the proxy has read
+/// it when no body came with it, as nginx sends it: an origin that sends
+/// its head and then thinks (an event stream before its first event) used
+/// to leave the client without one until the first piece of body. The
+/// origin here releases its body only once the client holds the head.
+/// A chunked body that then fails (a chunk size that overflows) closes
+/// the connection after the head, without the last chunk, so that it
+/// never looks complete; one that fails in the read that brought the
+/// head is a 502, logged.
+#[test]
+fn the_head_goes_out_before_a_slow_body() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    // No upstream connection kept: each exchange is accepted here.
+    let mut srv = Axkit::start_single(&format!(
+        "Plugin logging/warn\nLogLevel LOGINFO\nProxyKeepAlive 0\n<Server>\n    \
+         Listen 127.0.0.1:0\n    Plugin proxy\n    ProxyPass /app http://{}/\n</Server>\n",
+        upstream.local_addr().unwrap()
+    ));
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Origin: yes\r\n\
+                Transfer-Encoding: chunked\r\n\r\n";
+    let overflow = "ffffffffffffffffffff\r\n";
+    let exchange = |path: &str| {
+        let mut client = srv.connect();
+        client
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .unwrap();
+        let (mut origin, _) = upstream.accept().unwrap();
+        read_head(&mut origin);
+        (client, origin)
+    };
+    for (path, body, rest) in [
+        (
+            "/app/events",
+            "d\r\ndata: first\n\n\r\n0\r\n\r\n",
+            "d\r\ndata: first\n\n\r\n0\r\n\r\n",
+        ),
+        ("/app/cut", overflow, ""),
+    ] {
+        let (mut client, mut origin) = exchange(path);
+        origin.write_all(head.as_bytes()).unwrap();
+        // Within the client's read timeout, with no body sent yet.
+        let got = lossy(&read_head(&mut client));
+        assert!(got.starts_with("HTTP/1.1 200 "), "{path}: {got}");
+        assert!(
+            got.contains("Content-Type: text/event-stream\r\n"),
+            "{path}: {got}"
+        );
+        origin.write_all(body.as_bytes()).unwrap();
+        let (bytes, ended) = read_to_end_within(&mut client, Duration::from_secs(10));
+        assert_eq!(lossy(&bytes), rest, "{path}");
+        assert!(matches!(ended, Ended::Closed), "{path}: {ended:?}");
+    }
+    // The head and the bad chunk size in one write: nothing has gone.
+    let (mut client, mut origin) = exchange("/app/at-once");
+    origin
+        .write_all(format!("{head}{overflow}").as_bytes())
+        .unwrap();
+    let (bytes, _) = read_to_end_within(&mut client, Duration::from_secs(10));
+    let r = parse_response(&bytes).unwrap_or_else(|| panic!("no response: {:?}", lossy(&bytes)));
+    assert_eq!(r.status, 502);
+    // The upstream's headers described the response that failed.
+    assert_eq!(r.header("X-Origin"), None);
+    srv.wait_stderr_line(
+        &["GET /app/cut ", "malformed chunked body", "(502)"],
+        Duration::from_secs(10),
+    );
+    srv.wait_stderr_line(
+        &["GET /app/at-once ", "malformed chunked body", "(502)"],
         Duration::from_secs(10),
     );
 }

@@ -421,15 +421,28 @@ pub(crate) enum BodyFraming {
 /// not, and whether the connection may be used again after it.
 pub(crate) fn body_framing(head: &Head, to_head: bool) -> Result<(BodyFraming, bool), Error> {
     let reusable = head.keeps_alive();
+    // Every length given, checked as the head was parsed.
+    let length = || {
+        head.headers.length.ok_or_else(|| {
+            let lengths = head
+                .headers
+                .values("content-length")
+                .flat_map(|v| v.split(','))
+                .map(str::trim);
+            protocol(format!(
+                "invalid Content-Length {:?}",
+                lengths.collect::<Vec<_>>().join(", ")
+            ))
+        })
+    };
     if to_head || head.status == 204 || head.status == 304 || head.status < 200 {
+        // No body follows, but lengths that disagree are the same error
+        // as after a GET: the head is passed on, its length with it.
+        if head.headers.has(CONTENT_LENGTH) && !head.headers.has(TRANSFER_ENCODING) {
+            length()?;
+        }
         return Ok((BodyFraming::Empty, reusable));
     }
-    let lengths = || {
-        head.headers
-            .values("content-length")
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-    };
     // List elements are separated by optional whitespace, spaces and tabs
     // only (RFC 9110 §5.6.1): `str::trim` would take a coding ending in,
     // say, a no-break space for `chunked`.
@@ -459,16 +472,10 @@ pub(crate) fn body_framing(head: &Head, to_head: bool) -> Result<(BodyFraming, b
             reusable,
         ));
     }
-    // Every length given, checked as the head was parsed.
     if !head.headers.has(CONTENT_LENGTH) {
         return Ok((BodyFraming::Close, false));
     }
-    let n = head.headers.length.ok_or_else(|| {
-        protocol(format!(
-            "invalid Content-Length {:?}",
-            lengths().collect::<Vec<_>>().join(", ")
-        ))
-    })?;
+    let n = length()?;
     Ok(if n == 0 {
         (BodyFraming::Empty, reusable)
     } else {
@@ -678,6 +685,18 @@ mod tests {
         )
         .is_err());
         assert!(f("HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n", false).is_err());
+        // No body to read after a HEAD or a 304, but its lengths are
+        // passed on: they must agree as after a GET.
+        assert!(f(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n",
+            true
+        )
+        .is_err());
+        assert!(f("HTTP/1.1 304 No\r\nContent-Length: 5, 7\r\n\r\n", false).is_err());
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n", true).unwrap(),
+            ("empty".into(), true)
+        );
         assert!(f(
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             false

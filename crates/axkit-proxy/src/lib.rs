@@ -69,9 +69,12 @@
 //! offered is a 502.
 //! What comes back: the status and headers less the hop-by-hop ones and
 //! the upstream's `Date` and `Server` (the core writes its own), `Via`
-//! appended, and the body as it arrives. An upstream that cannot be
+//! appended, and the body as it arrives: the head with the body, or its
+//! first piece, when they came in one read, else at once (an upstream
+//! that thinks before its body). An upstream that cannot be
 //! reached or answers what is not HTTP is a 502, one that times out a 504,
-//! each logged at level error with the reason; a failure once the head
+//! each logged at level error with the reason (a body that fails before
+//! the head went included); a failure once the head
 //! has gone closes the client's connection, so that a cut body never
 //! looks complete.
 
@@ -295,12 +298,13 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
             }
         }
     }
-    reverse::check(init.config, &groups)?;
+    let reversed = reverse::resolve(init.config, &groups)?;
     Ok(Rc::new(Proxy {
         // The worker's trust (`HttpClientCAFile`) and the proxy's own, a
         // pool of its own.
         client: trust::client(init.config, idle, IDLE_TIMEOUT)?,
         groups,
+        reversed,
         scratch: RefCell::new(Scratch {
             value: String::with_capacity(128),
             peer: None,
@@ -314,6 +318,8 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
 struct Proxy {
     client: Client,
     groups: HashMap<String, Rc<Group>>,
+    /// Every Location's `ProxyPassReverse` lines, resolved.
+    reversed: reverse::Reversed,
     /// Where the forwarding headers' values are made, one request at a
     /// time (no await while it is borrowed).
     scratch: RefCell<Scratch>,
@@ -783,7 +789,7 @@ async fn pump(ctx: &mut Context, tx: mpsc::Sender<io::Result<Bytes>>) -> Option<
 fn pass_headers(
     ctx: &mut Context,
     response: &Response,
-    groups: &HashMap<String, Rc<Group>>,
+    reversed: &reverse::Reversed,
     length_needed: bool,
 ) {
     ctx.response.status = response.status;
@@ -825,7 +831,7 @@ fn pass_headers(
         None => Cow::Borrowed("1.1 axkit"),
     };
     ctx.response.headers.set("Via", via);
-    reverse::rewrite(ctx, groups);
+    reverse::rewrite(ctx, reversed);
 }
 
 /// A response header's name as the core keeps it: the usual ones as sent
@@ -992,7 +998,7 @@ impl Proxy {
                 let why = "101 without an Upgrade the client asked for";
                 return self.failed(ctx, &url(), why, 502);
             }
-            pass_headers(ctx, &response, &self.groups, true);
+            pass_headers(ctx, &response, &self.reversed, true);
             // Out of line, as the streamed body's exchange is.
             return out_of_line(self.tunnel(ctx, &url(), response, &protocol, limits.read)).await;
         }
@@ -1000,7 +1006,7 @@ impl Proxy {
         // goes out with the head in one write, as a response made here
         // would; a response to HEAD keeps the upstream's Content-Length.
         let whole = response.body_done() && !ctx.request.is_head();
-        pass_headers(ctx, &response, &self.groups, !whole);
+        pass_headers(ctx, &response, &self.reversed, !whole);
         if whole {
             let mut body = Bytes::new();
             // Read already: taken without a future of its own, which
@@ -1010,8 +1016,8 @@ impl Proxy {
                     Some(Ok(Some(piece))) if body.is_empty() => body = piece,
                     Some(Ok(Some(piece))) => body = [body, piece].concat().into(),
                     Some(Ok(None)) => break,
-                    Some(Err(e)) => return self.failed(ctx, &url(), &e.to_string(), 502),
-                    None => return self.failed(ctx, &url(), "the body was not read", 502),
+                    Some(Err(e)) => return self.body_failed(ctx, &url(), &e.to_string()),
+                    None => return self.body_failed(ctx, &url(), "the body was not read"),
                 }
             }
             ctx.response.body = axkit::plugin::Body::Bytes(body);
@@ -1023,8 +1029,26 @@ impl Proxy {
 
     /// Send the response's head, then its body as it comes.
     async fn stream(&self, ctx: &mut Context, url: &str, mut response: Response) -> Outcome {
-        // Commits the head even when no body follows (a HEAD's length).
-        if ctx.write(Bytes::new()).await.is_err() {
+        // A piece read with the head leaves in one write with it; with
+        // none at hand the head goes at once, as nginx sends it: an
+        // upstream that thinks before its body (an event stream) must not
+        // leave the client without a head meanwhile.
+        let committed = match response.try_chunk() {
+            // Commits the head even when no body follows (a HEAD's
+            // length).
+            Some(Ok(piece)) => {
+                let last = piece.is_none();
+                match ctx.write(piece.unwrap_or_default()).await {
+                    Ok(()) if last => return Outcome::Done,
+                    committed => committed,
+                }
+            }
+            None => ctx.flush().await,
+            // The head has not gone: the client gets a 502 rather than a
+            // connection that closes without an answer.
+            Some(Err(e)) => return self.body_failed(ctx, url, &e.to_string()),
+        };
+        if committed.is_err() {
             return Outcome::Done;
         }
         loop {
@@ -1177,6 +1201,16 @@ impl Proxy {
             _ => 502,
         };
         self.failed(ctx, url, &e.to_string(), status)
+    }
+
+    /// The upstream's body failed before the head went: a 502, without
+    /// the upstream's headers, which describe a response the client never
+    /// gets.
+    #[cold]
+    #[inline(never)]
+    fn body_failed(&self, ctx: &mut Context, url: &str, why: &str) -> Outcome {
+        ctx.response.headers.clear();
+        self.failed(ctx, url, why, 502)
     }
 
     /// Log why the upstream failed and answer `status` (too late once the

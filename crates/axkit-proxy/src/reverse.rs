@@ -20,8 +20,10 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use axkit::config::{Args, Config, List, Scopes};
+use axkit::config::{Args, Config, List, LocationConfig, Scopes};
+use axkit::plugin::TrustedMap;
 use axkit::Context;
 
 use crate::upstream::Group;
@@ -31,9 +33,16 @@ use crate::upstream::Group;
 pub(crate) struct Reverse {
     /// `None`: the Location's own prefix.
     prefix: Option<String>,
-    /// The upstream URL as written: `http://host:port/path` or
-    /// `upstream://NAME/path`.
-    url: String,
+    to: Upstream,
+}
+
+/// The upstream a `ProxyPassReverse` line names.
+#[derive(Clone, Debug)]
+enum Upstream {
+    /// `http://host:port/path` or `https://…`, as written.
+    Url(String),
+    /// `upstream://NAME/path`: every server of the group, with that path.
+    Group { name: String, path: String },
 }
 
 pub(crate) static REVERSE: List<Reverse> = List::parsed("ProxyPassReverse", parse_reverse)
@@ -44,33 +53,56 @@ pub(crate) static REVERSE: List<Reverse> = List::parsed("ProxyPassReverse", pars
 fn parse_reverse(args: &[&str]) -> Result<Reverse, String> {
     let (prefix, url) = crate::prefix_and_url(args, "ProxyPassReverse")?;
     // Checked as ProxyPass checks its URL.
-    crate::split_url(url)?;
-    Ok(Reverse {
-        prefix,
-        url: url.to_string(),
-    })
+    let to = match crate::split_url(url)? {
+        (crate::To::Group(name), path) => Upstream::Group { name, path },
+        _ => Upstream::Url(url.to_string()),
+    };
+    Ok(Reverse { prefix, to })
 }
 
-/// Every `ProxyPassReverse upstream://NAME` names a group of the config.
-pub(crate) fn check(config: &Config, groups: &HashMap<String, Rc<Group>>) -> Result<(), String> {
+/// Every Location's `ProxyPassReverse` lines as a request compares them:
+/// each URL (each server's, for a group) with the prefix it maps to, the
+/// longest URL first. Worked out when the plugin is made, so that a
+/// response only compares; keyed by the address of the Location's frozen
+/// config, which the configuration gives, not a request (a trusted map).
+pub(crate) struct Reversed(TrustedMap<usize, Box<[(String, String)]>>);
+
+/// The `ProxyPassReverse` lines of every Location, resolved; an error
+/// for an `upstream://NAME` that names no group of the config.
+pub(crate) fn resolve(
+    config: &Config,
+    groups: &HashMap<String, Rc<Group>>,
+) -> Result<Reversed, String> {
+    let mut out = TrustedMap::default();
     for server in &config.servers {
         for location in &server.locations {
             let lines = location.config.list(&REVERSE);
+            if lines.is_empty() {
+                continue;
+            }
+            let mut pairs = Vec::new();
             for (line, setting) in lines.iter().zip(location.config.settings(REVERSE.name())) {
-                let name = line
-                    .url
-                    .strip_prefix("upstream://")
-                    .map(|r| r.split('/').next().unwrap_or(""));
-                if let Some(name) = name.filter(|n| !groups.contains_key(*n)) {
-                    return Err(format!(
-                        "{}:{}: ProxyPassReverse: no <Upstream {name}> in the config",
-                        setting.file, setting.line
-                    ));
+                let prefix = line.prefix.as_deref().unwrap_or(&location.prefix);
+                match &line.to {
+                    Upstream::Url(url) => pairs.push((url.clone(), prefix.to_string())),
+                    Upstream::Group { name, path } => {
+                        let Some(group) = groups.get(name) else {
+                            return Err(format!(
+                                "{}:{}: ProxyPassReverse: no <Upstream {name}> in the config",
+                                setting.file, setting.line
+                            ));
+                        };
+                        for server in &group.servers {
+                            pairs.push((format!("{}{path}", server.origin), prefix.to_string()));
+                        }
+                    }
                 }
             }
+            pairs.sort_by_key(|(url, _)| std::cmp::Reverse(url.len()));
+            out.insert(Arc::as_ptr(&location.config) as usize, pairs.into());
         }
     }
-    Ok(())
+    Ok(Reversed(out))
 }
 
 /// The response headers that may carry an upstream URL.
@@ -78,34 +110,20 @@ const HEADERS: [&str; 3] = ["Location", "Content-Location", "URI"];
 
 /// Rewrite the response's `Location`, `Content-Location` and `URI` by the
 /// `ProxyPassReverse` lines of the request's Location.
-pub(crate) fn rewrite(ctx: &mut Context, groups: &HashMap<String, Rc<Group>>) {
+pub(crate) fn rewrite(ctx: &mut Context, reversed: &Reversed) {
     if !ctx.config().list(&REVERSE).is_empty() {
-        rewrite_listed(ctx, groups);
+        rewrite_listed(ctx, reversed);
     }
 }
 
 /// [`rewrite`] with the `ProxyPassReverse` lines there are: out of line,
 /// so that a proxy without any runs only the test above.
 #[inline(never)]
-fn rewrite_listed(ctx: &mut Context, groups: &HashMap<String, Rc<Group>>) {
-    let lines = ctx.config().list(&REVERSE);
-    let location = ctx.location_prefix();
-    // Each line's URL (each server's, for a group) and its prefix.
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for line in lines {
-        let prefix = line.prefix.as_deref().unwrap_or(location);
-        match line.url.strip_prefix("upstream://") {
-            Some(rest) => {
-                let (name, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                let path = if path.is_empty() { "/" } else { path };
-                for server in groups.get(name).iter().flat_map(|g| &g.servers) {
-                    pairs.push((format!("{}{path}", server.origin), prefix.to_string()));
-                }
-            }
-            None => pairs.push((line.url.clone(), prefix.to_string())),
-        }
-    }
-    pairs.sort_by_key(|(url, _)| std::cmp::Reverse(url.len()));
+fn rewrite_listed(ctx: &mut Context, reversed: &Reversed) {
+    let location = ctx.config() as *const LocationConfig as usize;
+    let Some(pairs) = reversed.0.get(&location) else {
+        return;
+    };
     for name in HEADERS {
         let Some(value) = ctx.response.headers.get(name) else {
             continue;

@@ -1539,6 +1539,15 @@ impl Context {
         response::write(self, data.into()).await
     }
 
+    /// Send the head now, where [`write`](Self::write) holds it back to
+    /// leave in one write with the first piece of body: for a response
+    /// whose body is slow to come (an upstream that has sent its head and
+    /// thinks, an event stream), so that the client sees the head at once.
+    /// The first call to `write` or `flush` commits to the head.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        response::flush(self).await
+    }
+
     /// Stream `len` bytes of `file` from `offset` as the next piece of the
     /// response body, like [`Context::write`] (the first call sends the
     /// head). Without body filters the bytes go out with sendfile, capped

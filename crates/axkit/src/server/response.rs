@@ -77,6 +77,13 @@ pub(crate) async fn write(ctx: &mut Context, data: Bytes) -> io::Result<()> {
     write_body(ctx, &chunk.data).await
 }
 
+/// [`Context::flush`]: commit to the head as [`write`] does, and send it
+/// without waiting for a piece of body.
+pub(crate) async fn flush(ctx: &mut Context) -> io::Result<()> {
+    write(ctx, Bytes::new()).await?;
+    ctx.rt.io.write_all(&mut []).await
+}
+
 /// While the head has not gone out: the `before_head` hook of the
 /// Location that answers, once per response, then the work plugins asked
 /// for ([`Context::before_head`]), which so sees what the hook did. A
