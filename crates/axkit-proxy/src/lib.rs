@@ -81,6 +81,7 @@
 use std::io;
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axkit::config::core::{TRUSTED_PROXY, TRUSTED_PROXY_HEADER};
@@ -90,7 +91,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use axkit::config::{Args, Directive, Key, List, Scopes, ValueType};
-use axkit::plugin::{out_of_line, BodyError, Worker, UPSTREAM_NOTE};
+use axkit::plugin::{out_of_line, BodyError, TrustedMap, Worker, UPSTREAM_NOTE};
 use axkit::{hook, Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
 use axkit_client::{
     Body, Client, Error as ClientError, ErrorKind, LiteralName, Origin, Request, Response,
@@ -131,8 +132,9 @@ struct Pass {
 enum To {
     /// `http://host:port` or `https://…`.
     Origin(Origin),
-    /// `upstream://NAME`: a server of that group.
-    Group(String),
+    /// `upstream://NAME`: a server of that group. Shared, so that each
+    /// `ProxyPass` line's name keeps one address ([`line_key`]).
+    Group(Arc<str>),
     /// What an `UPSTREAM_NOTE` said, naming nothing usable.
     Invalid(String),
 }
@@ -259,7 +261,7 @@ fn split_url(url: &str) -> Result<(To, String), String> {
             return Err(format!("expected upstream://NAME/PATH, got {url:?}"));
         }
         let path = if path.is_empty() { "/" } else { path };
-        return Ok((To::Group(name.to_string()), path.to_string()));
+        return Ok((To::Group(name.into()), path.to_string()));
     }
     Request::get(url).map_err(|e| e.to_string())?;
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -279,6 +281,7 @@ fn split_url(url: &str) -> Result<(To, String), String> {
 fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     let idle = *init.config.global.get(&KEEP_ALIVE);
     let groups = upstream::groups(init.config)?;
+    let mut by_line = TrustedMap::default();
     for server in &init.config.servers {
         for location in &server.locations {
             for (pass, setting) in location
@@ -288,12 +291,13 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
                 .zip(location.config.settings(PASS.name()))
             {
                 if let To::Group(name) = &pass.to {
-                    if !groups.contains_key(name) {
+                    let Some(group) = groups.get(&**name) else {
                         return Err(format!(
                             "{}:{}: ProxyPass: no <Upstream {name}> in the config",
                             setting.file, setting.line
                         ));
-                    }
+                    };
+                    by_line.insert(line_key(name), group.clone());
                 }
             }
         }
@@ -304,6 +308,7 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
         // pool of its own.
         client: trust::client(init.config, idle, IDLE_TIMEOUT)?,
         groups,
+        by_line,
         reversed,
         scratch: RefCell::new(Scratch {
             value: String::with_capacity(128),
@@ -318,6 +323,9 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
 struct Proxy {
     client: Client,
     groups: HashMap<String, Rc<Group>>,
+    /// The group of each `ProxyPass upstream://NAME` line ([`line_key`]):
+    /// a request only looks a name up when a plugin routed it by one.
+    by_line: TrustedMap<usize, Rc<Group>>,
     /// Every Location's `ProxyPassReverse` lines, resolved.
     reversed: reverse::Reversed,
     /// Where the forwarding headers' values are made, one request at a
@@ -401,7 +409,14 @@ fn routed(note: &str) -> (To, Cow<'static, str>) {
             Err(_) => (To::Invalid(note.to_string()), Cow::Borrowed("/")),
         };
     }
-    (To::Group(note.to_string()), Cow::Borrowed("/"))
+    (To::Group(note.into()), Cow::Borrowed("/"))
+}
+
+/// A `ProxyPass` line's key among the groups: the address of its name in
+/// the frozen config, which its requests' targets share (a name a plugin
+/// routed by is another allocation, and found by name).
+fn line_key(name: &Arc<str>) -> usize {
+    Arc::as_ptr(name) as *const u8 as usize
 }
 
 /// Where a request goes, and the path and query sent there.
@@ -891,7 +906,11 @@ impl Proxy {
         };
         let group = match &target.to {
             To::Origin(_) => None,
-            To::Group(name) => match self.groups.get(name) {
+            To::Group(name) => match self
+                .by_line
+                .get(&line_key(name))
+                .or_else(|| self.groups.get(&**name))
+            {
                 Some(group) => Some(group.clone()),
                 None => return self.unroutable(ctx, &target),
             },

@@ -54,7 +54,10 @@ fn parse_reverse(args: &[&str]) -> Result<Reverse, String> {
     let (prefix, url) = crate::prefix_and_url(args, "ProxyPassReverse")?;
     // Checked as ProxyPass checks its URL.
     let to = match crate::split_url(url)? {
-        (crate::To::Group(name), path) => Upstream::Group { name, path },
+        (crate::To::Group(name), path) => Upstream::Group {
+            name: name.to_string(),
+            path,
+        },
         _ => Upstream::Url(url.to_string()),
     };
     Ok(Reverse { prefix, to })
