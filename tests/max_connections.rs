@@ -316,22 +316,25 @@ fn set_open_files(pid: i32, soft: u64, hard: u64) {
 }
 
 /// The one worker of a server started with a master, its open-file limit
-/// lowered to 64 while it runs.
+/// lowered to 64 while it runs (the hard limit to 256, to which the soft
+/// one may be raised back).
 fn worker_limited_to_64(srv: &Axkit) -> i32 {
     let workers = srv.workers();
     assert_eq!(workers.len(), 1, "{workers:?}");
-    set_open_files(workers[0], 64, 64);
+    set_open_files(workers[0], 64, 256);
     workers[0]
 }
 
 /// At most half the wall clock since `since` (ticks, `started`) as CPU
 /// time of `pid`: it waited, it did not spin on a listener that stays
-/// readable while accept fails.
+/// readable while accept fails. Give or take five ticks (50 ms): a window
+/// of a few ticks, in which the worker served a burst of clients, says
+/// nothing of spinning, and it would fail there one run in three.
 fn assert_not_spinning(pid: i32, since: u64, started: Instant) {
     let used = cpu_ticks(pid) - since;
     let wall = started.elapsed().as_millis() as u64 / 10;
     assert!(
-        used * 2 <= wall,
+        used * 2 <= wall + 5,
         "worker {pid} used {used} ticks of CPU in {wall} ticks"
     );
 }
@@ -340,7 +343,9 @@ fn assert_not_spinning(pid: i32, since: u64, started: Instant) {
 /// its `MaxConnections`) and then filled with idle keep-alive clients
 /// keeps serving new ones: accept fails with EMFILE, and the connections
 /// idle longest make room, as at `MaxConnections`. It neither spins nor
-/// dies meanwhile, and says so once, not once per client.
+/// dies meanwhile, and says so once, not once per client. Once the limit
+/// is raised, the worker takes as many connections as before at once,
+/// rather than keep below the count it ran out at for a while.
 #[test]
 fn a_worker_out_of_descriptors_closes_idle_connections_for_new_clients() {
     let text = conf("LogLevel LOGINFO").replace("MaxConnections 2\n", "");
@@ -362,6 +367,21 @@ fn a_worker_out_of_descriptors_closes_idle_connections_for_new_clients() {
         1,
         "{log}"
     );
+    set_open_files(worker, 256, 256);
+    srv.wait_stderr(
+        "the open-file limit was raised: MaxConnections back to",
+        Duration::from_secs(5),
+    );
+    // Twice as many clients as the lowered limit let it hold: none of
+    // them closes one of those it held.
+    let _more: Vec<TcpStream> = (0..128).map(|_| idle_connection(&srv)).collect();
+    let newest = held.len() - 8;
+    for (i, s) in held[newest..].iter_mut().enumerate() {
+        s.write_all(keep_alive_get("/hello.txt").as_bytes())
+            .unwrap();
+        let r = read_response(s, Duration::from_secs(10));
+        assert_eq!(r.status, 200, "held connection {}", newest + i);
+    }
 }
 
 /// A worker whose every descriptor is held by a request in flight (here a
@@ -417,7 +437,9 @@ fn a_worker_out_of_descriptors_with_every_request_busy_waits_then_recovers() {
 /// descriptors it holds) has no connection to close: the client waits,
 /// the worker retries now and then without spinning and says so in its
 /// log now and then, not at every retry; once descriptors are free again
-/// (the limit raised back) the client is served.
+/// (the limit raised back) the client is served, and so are others beside
+/// it: a shortage at no connection says nothing about how many the worker
+/// may hold, and leaves its limit as it was.
 #[test]
 fn a_worker_with_no_descriptor_for_any_connection_retries_quietly() {
     let text = conf("LogLevel LOGINFO").replace("MaxConnections 2\n", "");
@@ -439,7 +461,19 @@ fn a_worker_with_no_descriptor_for_any_connection_retries_quietly() {
         read_response(&mut client, Duration::from_secs(10)).status,
         200
     );
+    let mut clients = vec![client];
+    clients.extend((0..3).map(|_| idle_connection(&srv)));
+    for (i, s) in clients.iter_mut().enumerate() {
+        s.write_all(keep_alive_get("/hello.txt").as_bytes())
+            .unwrap();
+        assert_eq!(
+            read_response(s, Duration::from_secs(5)).status,
+            200,
+            "client {i}"
+        );
+    }
     let log = srv.sync_stderr();
     let failures = log.matches("accept: Too many open files").count();
     assert!(failures <= 2, "{failures} accept failures logged:\n{log}");
+    assert!(!log.contains("serves at most"), "{log}");
 }

@@ -539,17 +539,7 @@ pub struct Descriptors {
 impl Descriptors {
     /// The budget of a worker running `config`.
     pub(crate) fn of(config: &Config) -> Descriptors {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit only writes the struct it is given.
-        let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-        let limit = if ok {
-            usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
-        } else {
-            1024
-        };
+        let limit = Self::open_file_limit();
         // By default a worker out of descriptors could not open the files
         // its requests ask for either: an eighth is kept for files, pipes
         // and logs.
@@ -558,6 +548,21 @@ impl Descriptors {
             limit,
             max_connections: if set > 0 { set } else { (limit / 8 * 7).max(1) },
             max_connections_set: set > 0,
+        }
+    }
+
+    /// The process's open-file limit now (the soft `RLIMIT_NOFILE`, which
+    /// an operator's `prlimit` may change under a running worker); 1024
+    /// if it cannot be read.
+    pub(crate) fn open_file_limit() -> usize {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct it is given.
+        match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+            0 => usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX),
+            _ => 1024,
         }
     }
 

@@ -245,10 +245,10 @@ pub(crate) struct WorkerRt {
     /// (`worker.rs`).
     pub(super) max_connections: Cell<usize>,
     /// `max_connections` and `crowded` as configured, which they return
-    /// to once descriptors have not run short for a while, and when they
-    /// last did.
+    /// to once descriptors have not run short for a while, and while
+    /// lowered, when they last did and under which open-file limit.
     pub(super) configured: (usize, usize),
-    pub(super) short_of_fds: Cell<Option<std::time::Instant>>,
+    pub(super) short_of_fds: Cell<Option<(std::time::Instant, usize)>>,
     /// From this many connections on, the worker leaves new clients to
     /// its siblings for a moment before it accepts (`worker.rs`); never,
     /// for a lone worker.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::core;
-use crate::plugin::Level;
+use crate::plugin::{Descriptors, Level};
 use crate::server::idle;
 use crate::server::park;
 use crate::server::runtime::WorkerRt;
@@ -38,7 +38,9 @@ const ACCEPT_FAILED_LOG_EVERY: Duration = Duration::from_secs(10);
 const TRIM_AFTER_FALL: usize = 1024;
 
 /// How long a `MaxConnections` lowered by a shortage of descriptors stays
-/// lowered after the last one.
+/// lowered after the last one, unless the open-file limit is raised
+/// meanwhile: the worker's own connections ran it out, and were it to take
+/// as many again, the client that took the last descriptor would get a 500.
 const FDS_SHORT_FOR: Duration = Duration::from_secs(30);
 
 impl WorkerRt {
@@ -142,17 +144,30 @@ impl WorkerRt {
         closed + ended
     }
 
-    /// Accept found no descriptor left below `MaxConnections`: for the
-    /// next [`FDS_SHORT_FOR`] (from the last shortage) this worker serves
-    /// at most seven eighths of the connections it holds (the rest of what they held is kept for the files and pipes
-    /// of their requests, as the default MaxConnections keeps an eighth),
-    /// and closes idle ones down to that, so that a new client finds a
-    /// descriptor for its connection and one for its file. Else every
-    /// client that took the last descriptor would get a 500. Returns how
-    /// many connections to close now.
+    /// Accept found no descriptor left below `MaxConnections`. When the
+    /// worker's connections hold at least half of its open-file limit,
+    /// they ran it out: for the next [`FDS_SHORT_FOR`] (from the last
+    /// shortage) this worker serves at most seven eighths of the
+    /// connections it holds (the rest of what they held is kept for the
+    /// files and pipes of their requests, as the default MaxConnections
+    /// keeps an eighth), and closes idle ones down to that, so that a new
+    /// client finds a descriptor for its connection and one for its file.
+    /// Else every client that took the last descriptor would get a 500.
+    /// With fewer connections the descriptors went elsewhere (files and
+    /// pipes, a limit lowered under the worker, the system's table full):
+    /// a cap would free next to none of them, and once they are back it
+    /// would have the worker serve a handful of clients at a time (one,
+    /// after a shortage at no connection). Then `MaxConnections` stays as
+    /// it is and only this client is made room for, as nginx only stops
+    /// accepting for a moment. Returns how many connections to close now.
     fn out_of_descriptors(&self) -> usize {
-        self.short_of_fds.set(Some(std::time::Instant::now()));
         let active = self.active.get();
+        let limit = Descriptors::open_file_limit();
+        if active < limit / 2 {
+            return 1;
+        }
+        self.short_of_fds
+            .set(Some((std::time::Instant::now(), limit)));
         let ceiling = (active - active / 8).max(1);
         let max = self.max_connections.get();
         if ceiling < max {
@@ -196,14 +211,17 @@ impl WorkerRt {
     }
 
     /// Back to the configured `MaxConnections` once descriptors have not
-    /// run short for [`FDS_SHORT_FOR`]: a shortage may have been a
-    /// moment's (a burst of CGI pipes), and a ceiling lowered for good
-    /// would ratchet down with each one. Called at each sweep.
+    /// run short for [`FDS_SHORT_FOR`], or at once when the open-file
+    /// limit is above the one they ran short under (an operator raised
+    /// it): a shortage may have been a moment's (a burst of CGI pipes),
+    /// and a ceiling lowered for good would ratchet down with each one.
+    /// Called at each sweep; the limit is read only while lowered.
     fn restore_after_shortage(&self) {
-        let Some(at) = self.short_of_fds.get() else {
+        let Some((at, limit)) = self.short_of_fds.get() else {
             return;
         };
-        if at.elapsed() < FDS_SHORT_FOR {
+        let raised = Descriptors::open_file_limit() > limit;
+        if !raised && at.elapsed() < FDS_SHORT_FOR {
             return;
         }
         self.short_of_fds.set(None);
@@ -213,7 +231,12 @@ impl WorkerRt {
         self.room.notify_waiters();
         self.log(
             Level::Info,
-            &format!("descriptors have not run short for a while: MaxConnections back to {max}"),
+            &match raised {
+                true => format!("the open-file limit was raised: MaxConnections back to {max}"),
+                false => format!(
+                    "descriptors have not run short for a while: MaxConnections back to {max}"
+                ),
+            },
         );
     }
 }
