@@ -193,8 +193,12 @@ fn connections_with_a_request_in_flight_are_never_reclaimed() {
 /// With several workers, one that is nearly full leaves new clients to
 /// the others (as nginx's `ngx_accept_disabled` does): the server holds
 /// what all its workers can hold together, instead of one worker closing
-/// idle connections while another has room. Two workers of 8 each hold 14
-/// idle connections, however the kernel would have spread them.
+/// idle connections while another has room. Two workers of 8 each hold 12
+/// idle connections, however the kernel would have spread them (without
+/// the pause one takes nearly all). Not 14: a crowded worker leaves each
+/// client to the others for a 10 ms pause only, and on a loaded machine
+/// (CI's tests in parallel on two cores) the other may not run within it
+/// (14 failed so once); 12 leaves room for two such misses.
 #[test]
 fn a_nearly_full_worker_leaves_new_clients_to_the_others() {
     let text = format!(
@@ -204,7 +208,7 @@ fn a_nearly_full_worker_leaves_new_clients_to_the_others() {
     let srv = Axkit::start_with(&text, &[], |d| {
         d.write("www/hello.txt", "hello\n");
     });
-    let mut held: Vec<TcpStream> = (0..14).map(|_| idle_connection(&srv)).collect();
+    let mut held: Vec<TcpStream> = (0..12).map(|_| idle_connection(&srv)).collect();
     let per_worker = |held: &[TcpStream]| {
         let mut count = std::collections::HashMap::new();
         for s in held {
