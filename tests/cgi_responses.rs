@@ -572,3 +572,39 @@ fn a_body_shorter_than_its_content_length_closes_and_is_logged() {
         assert_eq!(log.matches(&line).count(), 1, "{name}: {log}");
     }
 }
+
+/// A script that sent the head of the answer it meant to give (a cookie,
+/// an encoding, validators, caching) and then failed before any of its
+/// body: the 502 that answers instead keeps none of those fields, which
+/// describe a response that never came (the cookie of a failed request;
+/// a `Content-Encoding` that would garble the error page; validators and
+/// caching a cache would keep the page under), and keeps `Retry-After`,
+/// which still holds for it.
+#[test]
+fn a_502_after_the_scripts_head_drops_its_fields() {
+    let srv = start(&conf("", ""), |d| {
+        sh(
+            d,
+            "failed",
+            "printf 'Content-Type: text/plain\\nContent-Length: 10\\nSet-Cookie: sid=1\\n\
+             ETag: \"v1\"\\nLast-Modified: Sun, 06 Dec 2026 00:00:00 GMT\\n\
+             Content-Encoding: gzip\\nCache-Control: max-age=3600\\nX-App: 1\\n\
+             Retry-After: 7\\n\\n'",
+        );
+    });
+    let r = get(&srv, "/cgi-bin/failed", "");
+    assert_eq!(r.status, 502);
+    for name in [
+        "Set-Cookie",
+        "ETag",
+        "Last-Modified",
+        "Content-Encoding",
+        "Cache-Control",
+        "X-App",
+    ] {
+        assert_eq!(r.header(name), None, "{name} kept: {:?}", r.headers);
+    }
+    assert_eq!(r.header("Retry-After"), Some("7"));
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
+    assert!(r.text().contains("<h1>502 "), "{}", r.text());
+}

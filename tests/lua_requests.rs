@@ -610,3 +610,76 @@ fn a_large_body_all_there_at_once_never_stalls_the_worker() {
     }
     assert_eq!(srv.get("/").status, 200);
 }
+
+/// A handler that set the fields of the answer it meant to give (a
+/// cookie, an encoding, validators, caching) and then ends in an error:
+/// the error page keeps only the fields that hold for it (the challenge
+/// of a 401, the `Retry-After` of a 503, a cookie below 500), never the
+/// `Content-Encoding` that would garble the page or the validators and
+/// caching fields a cache would keep the page under. A 2xx it returns is
+/// its own answer, with every field it set.
+#[test]
+fn an_error_keeps_only_the_fields_that_hold_for_its_page() {
+    let srv = start(
+        &conf("", "    Plugin failing"),
+        &[(
+            "failing",
+            r#"
+function hook_response(r)
+  r:set_cookie("sid", "s1")
+  r:set_header("Content-Encoding", "gzip")
+  r:set_header("ETag", '"v1"')
+  r:set_header("Last-Modified", "Sun, 06 Dec 2026 00:00:00 GMT")
+  r:set_header("Cache-Control", "public, max-age=3600")
+  r:set_header("X-App", "1")
+  r:set_header("Retry-After", "5")
+  r:set_header("WWW-Authenticate", 'Basic realm="x"')
+  if r:param("s") == "error" then error("boom") end
+  return tonumber(r:param("s"))
+end
+"#,
+        )],
+    );
+    let dropped = [
+        "Content-Encoding",
+        "ETag",
+        "Last-Modified",
+        "Cache-Control",
+        "X-App",
+    ];
+    for (asked, status, kept) in [
+        ("503", 503, &["Retry-After", "WWW-Authenticate"][..]),
+        ("500", 500, &["Retry-After", "WWW-Authenticate"][..]),
+        ("error", 500, &["Retry-After", "WWW-Authenticate"][..]),
+        (
+            "401",
+            401,
+            &["Retry-After", "WWW-Authenticate", "Set-Cookie"][..],
+        ),
+    ] {
+        let r = send(&srv, "GET", &format!("/x?s={asked}"), "", b"");
+        assert_eq!(r.status, status, "{asked}");
+        for name in kept {
+            assert!(r.header(name).is_some(), "{asked}: {name} dropped");
+        }
+        let gone = dropped.iter().chain(if status >= 500 {
+            &["Set-Cookie"][..]
+        } else {
+            &[]
+        });
+        for name in gone {
+            assert_eq!(r.header(name), None, "{asked}: {name} kept");
+        }
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("text/html; charset=utf-8"),
+            "{asked}"
+        );
+        assert!(r.text().contains(&format!("<h1>{status} ")), "{asked}");
+    }
+    let r = send(&srv, "GET", "/x?s=204", "", b"");
+    assert_eq!(r.status, 204);
+    for name in dropped.iter().chain(&["Set-Cookie", "Retry-After"]) {
+        assert!(r.header(name).is_some(), "204: {name} dropped");
+    }
+}

@@ -421,8 +421,10 @@ fn prepare(
     let precondition = if error_page {
         Precondition::Proceed
     } else {
-        // Validators and caching headers go on every answer below (200,
-        // 206, 304, 412, 416) so that a cache can update what it keeps.
+        // Validators and caching headers go on the answers below that
+        // describe the file (200, 206, 304) so that a cache can update
+        // what it keeps; the core drops them from a 412 or 416, whose
+        // page is not the file.
         let headers = &mut ctx.response.headers;
         // Formatted and checked once per open file, not per request.
         if let Some(date) = open.last_modified_header() {

@@ -621,7 +621,7 @@ pub(crate) struct RequestRt {
     pub status_override: Option<u16>,
     /// The fields of the error response that an ErrorDocument's page
     /// replaced which still hold for it (a challenge, `Allow`…; see
-    /// `walk::ERROR_HEADERS`), added to the page's when it goes out with
+    /// `walk::ERROR_FIELDS`), added to the page's when it goes out with
     /// that status (Apache's `err_headers_out`). None for every other
     /// response.
     pub error_headers: Option<Headers>,

@@ -839,6 +839,11 @@ async fn error_response(ctx: &mut Context, status: u16) {
     }
     ctx.response.status = status;
     ctx.response.body = Body::Empty;
+    // A 2xx or 3xx a hook chose (a 204 to a preflight, a 304, a 301 to
+    // the directory) is its answer, with the fields it set for it.
+    if status >= 400 {
+        ctx.response.headers.retain_named(error_fields(status));
+    }
     let mut handled = false;
     if !ctx.rt.location.chain(Hook::Error).is_empty() {
         match run_hook(ctx, Hook::Error).await {
@@ -866,12 +871,18 @@ async fn error_response(ctx: &mut Context, status: u16) {
     finish(ctx).await
 }
 
-/// The fields of an error response that still hold when an
-/// ErrorDocument's page answers for it: a challenge, the methods allowed,
-/// the size a 416 could not satisfy, when to come back, and cookies the
-/// request set (what Apache modules put in `err_headers_out` to survive
-/// its ErrorDocument). The rest describe a body the page replaces.
-const ERROR_HEADERS: [&str; 6] = [
+/// The fields the hooks set that an error response (4xx, 5xx) keeps,
+/// whether the core's page answers or an ErrorDocument's (Apache's
+/// `err_headers_out`): a challenge, the methods allowed, the size a 416
+/// could not satisfy, when to come back, and cookies the request set.
+/// The rest described a response that did not happen (an upstream's, a
+/// handler's that failed), and would now describe the error page: its
+/// validators and caching fields would have a cache keep the page for the
+/// resource, its `Content-Encoding` would garble it. `Set-Cookie` comes
+/// last, dropped at 5xx, where the server failed whatever the request was
+/// doing (an upstream's cookie on a 502). A session's cookie is set by
+/// `before_head` work, which runs after, and is kept whatever the status.
+const ERROR_FIELDS: [&str; 6] = [
     "WWW-Authenticate",
     "Proxy-Authenticate",
     "Allow",
@@ -879,6 +890,15 @@ const ERROR_HEADERS: [&str; 6] = [
     "Retry-After",
     "Set-Cookie",
 ];
+
+/// Which of [`ERROR_FIELDS`] an error response with `status` keeps.
+fn error_fields(status: u16) -> &'static [&'static str] {
+    if status >= 500 {
+        &ERROR_FIELDS[..5]
+    } else {
+        &ERROR_FIELDS
+    }
+}
 
 /// `post_read_request` for a request that has been in another Location
 /// (`RequestRt::post_read_in` holds those whose chains ran): handed over
@@ -966,9 +986,9 @@ async fn follow_redirects(ctx: &mut Context) {
             ctx.notes
                 .insert("redirect.status".into(), from_status.to_string());
         }
-        if status.is_some() {
+        if let Some(status) = status {
             let mut kept = std::mem::take(&mut ctx.response.headers);
-            kept.retain_named(&ERROR_HEADERS);
+            kept.retain_named(error_fields(status));
             ctx.rt.error_headers = Some(kept);
         }
         if same {
