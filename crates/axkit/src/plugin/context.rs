@@ -1072,8 +1072,9 @@ impl Context {
     /// `status` (an error page served with the original error's status),
     /// and the fields of the error response that still hold for the page
     /// go out with it: `WWW-Authenticate`, `Proxy-Authenticate`, `Allow`,
-    /// `Content-Range`, `Retry-After` and `Set-Cookie` (what Apache keeps
-    /// in `err_headers_out`), whatever the page's own walk does.
+    /// `Content-Range`, `Retry-After`, and `Set-Cookie` below 500 (what
+    /// Apache keeps in `err_headers_out`), whatever the page's own walk
+    /// does.
     pub fn internal_redirect_with_status(&mut self, uri: &str, status: u16) {
         self.rt.redirect_to(uri, Some(status), false);
     }
