@@ -3,7 +3,8 @@
 //! Location lines in order, `onsuccess`/`always`/`status=` on error pages,
 //! `RequestHeader` seen by a later plugin (a Lua script), each rule once
 //! per client request (an ErrorDocument, a rewrite) with the final
-//! Location's lines, whichever plugin answers (a redirect, a cache hit),
+//! Location's lines, a hand-off to an index's Location taking up its
+//! `RequestHeader` lines, whichever plugin answers (a redirect, a cache hit),
 //! and what `axkit --check` says about a bad line.
 
 mod common;
@@ -170,6 +171,30 @@ fn rules_apply_once_with_the_final_locations_lines() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header_all("X-Added"), ["one"]);
     assert_eq!(r.header_all("X-Where"), ["app"]);
+}
+
+/// A request handed over to the Location of its directory's index gets
+/// that Location's `RequestHeader` lines, as Apache's in the index
+/// directory's context apply to its subrequest; the Server's, applied for
+/// the URL the client sent, are not applied again (`add` would add twice).
+#[test]
+fn a_request_handed_over_gets_the_request_lines_of_its_new_location() {
+    let conf = "Workers 1\nPluginDir {dir}/plugins\n<Server>\n    Listen 127.0.0.1:0\n    \
+         DocumentRoot {dir}/www\n    Plugin headers\n    Plugin uri_to_file\n    \
+         DirectoryIndex index.html\n    RequestHeader add X-C server\n    \
+         <Location /app/index.html>\n        Plugin echo\n        \
+         RequestHeader set X-A index\n        RequestHeader add X-C index\n    \
+         </Location>\n</Server>\n";
+    let srv = Axkit::start_single_with(conf, |d| {
+        d.write("plugins/echo.lua", ECHO);
+        d.write("www/app/index.html", "index");
+    });
+    let r = get(&srv, "/app/", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "a=index b=nil c=server, index proxy=nil\n");
+    // Asked for by its own URL, the index has each line once as well.
+    let r = get(&srv, "/app/index.html", "");
+    assert_eq!(r.text(), "a=index b=nil c=server, index proxy=nil\n");
 }
 
 #[test]

@@ -22,7 +22,11 @@
 //!   `Plugin headers` before a plugin whose `post_read_request` must see
 //!   it too, after `rewrite` for the rules of a rewritten Location), once
 //!   per client request: an internal redirect keeps the headers as they
-//!   were changed. `Content-Length` and `Transfer-Encoding` are refused:
+//!   were changed. A request handed over to another Location (a
+//!   directory's index in a `<Location>` of its own) gets that Location's
+//!   lines but those it shares with the Location left, so that each line
+//!   applies once (as Apache applies the index directory's to its
+//!   subrequest). `Content-Length` and `Transfer-Encoding` are refused:
 //!   the body is framed by what the client sent.
 //!
 //! ACTION is one of `set` (replace every field of the name with one),
@@ -52,7 +56,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use axkit::config::{Args, Directive, List, Scopes};
+use axkit::config::{Args, Directive, List, LocationConfig, Scopes};
 use axkit::plugin::{
     Context, Headers, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec,
     STORED_RESPONSE_NOTE,
@@ -290,6 +294,16 @@ fn apply_request(ctx: &mut Context, rule: &Rule) -> Result<(), String> {
     }
 }
 
+/// Apply `rules` to the request, in order.
+fn apply_requests(ctx: &mut Context, rules: &[Arc<Rule>]) -> Outcome {
+    for rule in rules {
+        if let Err(e) = apply_request(ctx, rule) {
+            return Outcome::Error(format!("RequestHeader {}: {e}", rule.name));
+        }
+    }
+    Outcome::Ok
+}
+
 #[axkit::plugin]
 impl Plugin for HeadersPlugin {
     fn enabled_hooks(&self, written: Hooks) -> Hooks {
@@ -311,12 +325,36 @@ impl Plugin for HeadersPlugin {
         }
         // Copied: applying a rule changes the request the list is in.
         let rules = ctx.config().list(&REQUEST_HEADER).to_vec();
-        for rule in &rules {
-            if let Err(e) = apply_request(ctx, rule) {
-                return Outcome::Error(format!("RequestHeader {}: {e}", rule.name)).into();
-            }
+        apply_requests(ctx, &rules).into()
+    }
+
+    /// The request is handed over to another Location (a directory's
+    /// index in a `<Location>` of its own): that Location's lines apply
+    /// to it, as Apache's `RequestHeader` in the index directory's context
+    /// applies to its subrequest and nginx's a location's after an internal
+    /// redirect into it, but for those it shares with `left`, which ran
+    /// already (the Server's: an `add` would add twice).
+    fn post_read_request_handed_over<'a>(
+        &'a self,
+        ctx: &'a mut Context,
+        left: &'a LocationConfig,
+    ) -> HookFuture<'a> {
+        if ctx.notes.contains_key("redirect.uri") {
+            return Outcome::Declined.into();
         }
-        Outcome::Ok.into()
+        let ran = left.list(&REQUEST_HEADER);
+        let rules: Vec<Arc<Rule>> = ctx
+            .config()
+            .list(&REQUEST_HEADER)
+            .iter()
+            // Each line is parsed once: every Location holding it shares it.
+            .filter(|rule| !ran.iter().any(|r| Arc::ptr_eq(r, rule)))
+            .cloned()
+            .collect();
+        if rules.is_empty() {
+            return Outcome::Declined.into();
+        }
+        apply_requests(ctx, &rules).into()
     }
 
     fn before_head<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {

@@ -370,7 +370,8 @@ pub trait Plugin: __private::WrittenHooks + 'static {
     /// Location it was handed over from. For a plugin whose directives
     /// differ by Location and that can tell which lines it has applied:
     /// `rewrite` runs the new Location's lines that `left` does not share
-    /// (the Server's ran once). Its outcome counts as `post_read_request`'s.
+    /// (the Server's ran once), `headers` applies its `RequestHeader` lines
+    /// the same way. Its outcome counts as `post_read_request`'s.
     /// Never called for a plugin that does not write `post_read_request`.
     fn post_read_request_handed_over<'a>(
         &'a self,
