@@ -444,6 +444,7 @@ fn create(init: &PluginInit) -> Result<Rc<dyn Plugin>, String> {
     blocks.check_conditions()?;
     Ok(Rc::new(Rewrite {
         blocks,
+        none: Rc::default(),
         lines: PerLocation::default(),
     }))
 }
@@ -570,6 +571,9 @@ fn keyed<T: Clone>(values: &[T], settings: &[Arc<Setting>]) -> Vec<Keyed<T>> {
 
 struct Rewrite {
     blocks: Blocks,
+    /// No lines: those that ran before a request's first round, made
+    /// once so that a request pays no allocation for them.
+    none: Rc<Lines>,
     /// The lines of each `<Location>`'s merged config, conditions paired
     /// with their rule once.
     lines: PerLocation<Rc<Lines>>,
@@ -738,25 +742,29 @@ enum Round {
 
 /// A round over `rules`, leaving out the lines in `ran`.
 fn run_round(ctx: &mut Context, rules: &[Keyed<Guarded>], ran: &[Keyed<Guarded>]) -> Round {
-    let mut path = ctx.request.decoded_path().to_string();
-    let mut query = ctx.request.query().map(str::to_string);
-    let mut changed = false;
+    // The path and query as the rules left them, once one did: until then
+    // the request's own, not copied, as most rounds change nothing.
+    let mut rewritten: Option<(String, Option<String>)> = None;
     for Guarded { rule, conds } in fresh(rules, ran) {
-        let Some(caps) = rule.regex.captures(&path) else {
+        let (path, query) = match &rewritten {
+            Some((path, query)) => (path.as_str(), query.as_deref()),
+            None => (ctx.request.decoded_path(), ctx.request.query()),
+        };
+        let Some(caps) = rule.regex.captures(path) else {
             continue;
         };
-        if !conds.iter().all(|c| c.holds(ctx, &path)) {
+        if !conds.iter().all(|c| c.holds(ctx, path)) {
             continue;
         }
         let url = is_url(&rule.replacement);
         let expanded = expand(&rule.replacement, &caps);
         let (new_path, new_query) = match expanded.split_once('?') {
-            Some((p, q)) if rule.qsappend => match query.as_deref().filter(|o| !o.is_empty()) {
+            Some((p, q)) if rule.qsappend => match query.filter(|o| !o.is_empty()) {
                 Some(old) => (p.to_string(), Some(format!("{q}&{old}"))),
                 None => (p.to_string(), Some(q.to_string())),
             },
             Some((p, q)) => (p.to_string(), Some(q.to_string())),
-            None => (expanded.clone(), query.clone()),
+            None => (expanded.clone(), query.map(str::to_string)),
         };
         let target = match &new_query {
             Some(q) if !q.is_empty() => format!("{new_path}?{q}"),
@@ -769,12 +777,10 @@ fn run_round(ctx: &mut Context, rules: &[Keyed<Guarded>], ran: &[Keyed<Guarded>]
         let Some(normal) = axkit_http::normalize_path(&new_path) else {
             return Round::Answered(refuse(ctx, &target));
         };
-        path = normal.into_owned();
-        query = new_query;
-        changed = true;
+        let (path, query) = rewritten.insert((normal.into_owned(), new_query));
         if rule.end {
             return Round::Rewritten {
-                target: with_path(&path, query.as_deref()),
+                target: with_path(path, query.as_deref()),
                 end: true,
             };
         }
@@ -782,13 +788,12 @@ fn run_round(ctx: &mut Context, rules: &[Keyed<Guarded>], ran: &[Keyed<Guarded>]
             break;
         }
     }
-    if changed {
-        Round::Rewritten {
+    match rewritten {
+        Some((path, query)) => Round::Rewritten {
             target: with_path(&path, query.as_deref()),
             end: false,
-        }
-    } else {
-        Round::Same
+        },
+        None => Round::Same,
     }
 }
 
@@ -879,7 +884,7 @@ impl Rewrite {
 impl Plugin for Rewrite {
     fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
         // No line has run for the request yet.
-        self.rounds(ctx, Rc::new(Lines::default())).into()
+        self.rounds(ctx, self.none.clone()).into()
     }
 
     /// The request is handed over to the Location of its directory's
