@@ -874,7 +874,9 @@ async fn error_response(ctx: &mut Context, status: u16) {
 /// The fields the hooks set that an error response (4xx, 5xx) keeps,
 /// whether the core's page answers or an ErrorDocument's (Apache's
 /// `err_headers_out`): a challenge, the methods allowed, the size a 416
-/// could not satisfy, when to come back, and cookies the request set.
+/// could not satisfy, when to come back, the protocols a 426 requires and
+/// the codings a 415 accepts (each a MUST or SHOULD of RFC 9110), and
+/// cookies the request set.
 /// The rest described a response that did not happen (an upstream's, a
 /// handler's that failed), and would now describe the error page: its
 /// validators and caching fields would have a cache keep the page for the
@@ -882,19 +884,21 @@ async fn error_response(ctx: &mut Context, status: u16) {
 /// last, dropped at 5xx, where the server failed whatever the request was
 /// doing (an upstream's cookie on a 502). A session's cookie is set by
 /// `before_head` work, which runs after, and is kept whatever the status.
-const ERROR_FIELDS: [&str; 6] = [
+const ERROR_FIELDS: [&str; 8] = [
     "WWW-Authenticate",
     "Proxy-Authenticate",
     "Allow",
     "Content-Range",
     "Retry-After",
+    "Upgrade",
+    "Accept-Encoding",
     "Set-Cookie",
 ];
 
 /// Which of [`ERROR_FIELDS`] an error response with `status` keeps.
 fn error_fields(status: u16) -> &'static [&'static str] {
     if status >= 500 {
-        &ERROR_FIELDS[..5]
+        &ERROR_FIELDS[..ERROR_FIELDS.len() - 1]
     } else {
         &ERROR_FIELDS
     }
