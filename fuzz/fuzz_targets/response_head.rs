@@ -95,10 +95,15 @@ fn expected(
         .iter()
         .any(|t| t.eq_ignore_ascii_case(b"close"));
     let keep = http11 && !close;
+    let has = |name: &str| fields.iter().any(|h| h.name.eq_ignore_ascii_case(name));
     if to_head || status == 204 || status == 304 || status < 200 {
+        // No body follows; lengths given without a transfer coding are
+        // still checked, as nginx checks them (they are passed on).
+        if has("content-length") && !has("transfer-encoding") {
+            length(fields)?;
+        }
         return Some((Framing::Empty, keep));
     }
-    let has = |name: &str| fields.iter().any(|h| h.name.eq_ignore_ascii_case(name));
     let reusable = keep && !(has("transfer-encoding") && has("content-length"));
     let codings: Vec<&[u8]> = elements(fields, "transfer-encoding")
         .into_iter()
@@ -113,6 +118,20 @@ fn expected(
     if !has("content-length") {
         return Some((Framing::Close, false));
     }
+    let n = length(fields)?;
+    Some((
+        if n == 0 {
+            Framing::Empty
+        } else {
+            Framing::Length(n)
+        },
+        reusable,
+    ))
+}
+
+/// The length the `Content-Length` fields give: one value, however often
+/// repeated, all digits, within u64.
+fn length(fields: &[httparse::Header<'_>]) -> Option<u64> {
     let lengths = elements(fields, "content-length");
     if lengths.iter().any(|l| *l != lengths[0]) || lengths[0].is_empty() {
         return None;
@@ -124,14 +143,7 @@ fn expected(
         }
         n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
     }
-    Some((
-        if n == 0 {
-            Framing::Empty
-        } else {
-            Framing::Length(n)
-        },
-        reusable,
-    ))
+    Some(n)
 }
 
 /// A body read from `pieces` given one after the other.
