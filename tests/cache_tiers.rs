@@ -26,6 +26,7 @@ mod lua;
 #[path = "common/services.rs"]
 mod services;
 
+use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cache::*;
@@ -507,9 +508,15 @@ fn disk_lock_taken_over_by_one_worker() {
     let mut data = b"AXD1".to_vec();
     data.extend_from_slice(&1u64.to_le_bytes());
     data.extend_from_slice(b"dead");
-    std::fs::write(&lock, data).unwrap();
-    let file = std::fs::File::options().write(true).open(&lock).unwrap();
+    let mut file = std::fs::File::create(&lock).unwrap();
+    file.write_all(&data).unwrap();
     file.set_len(256 << 20).unwrap();
+    // The mtime a live holder gives its lock (until when it holds), so
+    // that a worker's look at DIR, which its first write starts and may
+    // run now, leaves it: only the record inside says it timed out, and
+    // only a lookup reads that.
+    file.set_modified(SystemTime::now() + Duration::from_secs(3600))
+        .unwrap();
     stampede(srv.addr, path, 1000);
     assert_eq!(calls(&srv, "/slow"), "2", "one fill before, one now");
 }
