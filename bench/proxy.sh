@@ -10,6 +10,12 @@
 #      machine whose cores the load generator and the origin share. Both
 #      proxies keep upstream connections alive (axkit: its pools,
 #      ProxyKeepAlive 64; nginx: `keepalive 64` with HTTP/1.1 upstream).
+#      With HAPROXY=1 (the default), HAProxy takes turns too, twice: in
+#      HTTP mode (`http-reuse always`, its threads = WORKERS), another HTTP
+#      proxy for scale, and in TCP mode, a relay that pairs each client
+#      connection with an origin connection and copies bytes without
+#      reading HTTP: the floor of what any proxy's CPU per request can be
+#      here (the same four loopback messages, none of the HTTP work).
 #   2. A 100 MiB download through each proxy: MiB/s over BIG_ROUNDS curl
 #      runs each (median), and the proxy's anonymous memory (PSS) after
 #      them, which should stay flat: neither buffers a whole body (nginx
@@ -38,6 +44,7 @@ ROUNDS=${ROUNDS:-3}           # wrk rounds per proxy, alternating
 BIG_ROUNDS=${BIG_ROUNDS:-3}   # 100 MiB downloads per proxy, alternating
 CONNS=${CONNS:-50}
 THREADS=${THREADS:-1}
+HAPROXY=${HAPROXY:-1}         # 0: no HAProxy peers
 PROFILE=${PROFILE:-release}   # debug: a smoke run of the script itself
 
 SCRIPT_TAG=proxy.sh
@@ -45,6 +52,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need_cmd wrk wrk
 need_cmd nginx nginx-light
+[ "$HAPROXY" = 0 ] || need_cmd haproxy haproxy
 install_needed
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 command -v python3 >/dev/null || die "python3 is required"
@@ -57,7 +65,7 @@ mkdir -p "$TMP/www" "$TMP/nginx" "$TMP/origin"
 python3 -c 'import sys; sys.stdout.write(("0123456789abcdef" * 64)[:1024])' >"$TMP/www/1k.bin"
 head -c $(( 100 << 20 )) /dev/urandom >"$TMP/www/100m.bin"
 BIG_SUM=$(sha256sum <"$TMP/www/100m.bin" | cut -d' ' -f1)
-pick_ports OR_PORT AX_PORT NG_PORT
+pick_ports OR_PORT AX_PORT NG_PORT HH_PORT HT_PORT
 
 # ---- the origin ---------------------------------------------------------------
 
@@ -112,19 +120,54 @@ EOF
 
 start_axkit_nginx /1k.bin
 log "origin PID $OR_PID port $OR_PORT; axkit proxy PID $AX_PID port $AX_PORT; nginx PID $NG_PID port $NG_PORT"
+PEERS=(axkit nginx)
+if [ "$HAPROXY" != 0 ]; then
+    mkdir -p "$TMP/haproxy"
+    haproxy_conf() {   # haproxy_conf MODE PORT: WORKERS threads, no logs; maxconn under the 20,000 fd limit
+        cat <<EOF
+global
+    nbthread $WORKERS
+    maxconn 9000
+defaults
+    mode $1
+    timeout connect 10s
+    timeout client 120s
+    timeout server 120s
+$([ "$1" = http ] && echo "    http-reuse always")
+frontend in
+    bind 127.0.0.1:$2
+    default_backend origin
+backend origin
+    server o1 127.0.0.1:$OR_PORT
+EOF
+    }
+    haproxy_conf http "$HH_PORT" >"$TMP/haproxy/http.cfg"
+    haproxy_conf tcp "$HT_PORT" >"$TMP/haproxy/tcp.cfg"
+    for m in http tcp; do must_pass "haproxy rejected its $m config" haproxy -c -q -f "$TMP/haproxy/$m.cfg"; done
+    start_bg HH_PID "$TMP/haproxy/http.log" haproxy -db -f "$TMP/haproxy/http.cfg"
+    start_bg HT_PID "$TMP/haproxy/tcp.log" haproxy -db -f "$TMP/haproxy/tcp.cfg"
+    STARTUP_LOGS+=("$TMP/haproxy/http.log" "$TMP/haproxy/tcp.log")
+    wait_up haproxy-http "$HH_PID" "$HH_PORT" /1k.bin
+    wait_up haproxy-tcp "$HT_PID" "$HT_PORT" /1k.bin
+    PEERS+=(haproxy-http haproxy-tcp)
+    log "haproxy HTTP mode PID $HH_PID port $HH_PORT; TCP mode PID $HT_PID port $HT_PORT"
+fi
 
-# Same bytes through both?
-for s in "axkit $AX_PORT" "nginx $NG_PORT"; do
-    set -- $s
-    curl -fsS "http://127.0.0.1:$2/1k.bin" | cmp -s - "$TMP/www/1k.bin" || die "$1: 1k.bin differs"
-    sum=$(curl -fsS "http://127.0.0.1:$2/100m.bin" | sha256sum | cut -d' ' -f1)
-    [ "$sum" = "$BIG_SUM" ] || die "$1: 100m.bin differs"
+pid_of() { case $1 in axkit) echo "$AX_PID" ;; nginx) echo "$NG_PID" ;; haproxy-http) echo "$HH_PID" ;; *) echo "$HT_PID" ;; esac; }
+port_of() { case $1 in axkit) echo "$AX_PORT" ;; nginx) echo "$NG_PORT" ;; haproxy-http) echo "$HH_PORT" ;; *) echo "$HT_PORT" ;; esac; }
+
+# Same bytes through each?
+for p in "${PEERS[@]}"; do
+    curl -fsS "http://127.0.0.1:$(port_of "$p")/1k.bin" | cmp -s - "$TMP/www/1k.bin" || die "$p: 1k.bin differs"
+done
+for p in axkit nginx; do
+    sum=$(curl -fsS "http://127.0.0.1:$(port_of "$p")/100m.bin" | sha256sum | cut -d' ' -f1)
+    [ "$sum" = "$BIG_SUM" ] || die "$p: 100m.bin differs"
 done
 
 # ---- 1 KiB pass-through ----------------------------------------------------------
 
 TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
-pid_of() { if [ "$1" = axkit ]; then echo "$AX_PID"; else echo "$NG_PID"; fi; }
 cpu_us_per_req() {   # cpu_us_per_req TICKS_BEFORE PID -> µs per request of the last wrk run
     awk -v t=$(( $(cpu_ticks "$2" $(workers_of "$2")) - $1 )) -v u="$TICK_US" -v n="$(cat "$TMP/last-count")" \
         'BEGIN {if (n > 0) printf "%.1f", t * u / n; else print 0}'
@@ -137,18 +180,25 @@ bench_wrk() {   # bench_wrk NAME PORT SECONDS -> req/s
 
 note_load
 log "warm-up (2 s each)"
-bench_wrk axkit "$AX_PORT" 2 >/dev/null
-bench_wrk nginx "$NG_PORT" 2 >/dev/null
-: >"$TMP/anomalies-axkit.txt"; : >"$TMP/anomalies-nginx.txt"
-
-AX_RPS=(); NG_RPS=(); AX_CPU=(); NG_CPU=()
-for r in $(seq "$ROUNDS"); do
-    t=$(cpu_ticks "$AX_PID" $(workers_of "$AX_PID"))
-    a=$(bench_wrk axkit "$AX_PORT" "$DURATION"); AX_RPS+=("$a"); AX_CPU+=("$(cpu_us_per_req "$t" "$AX_PID")")
-    t=$(cpu_ticks "$NG_PID" $(workers_of "$NG_PID"))
-    n=$(bench_wrk nginx "$NG_PORT" "$DURATION"); NG_RPS+=("$n"); NG_CPU+=("$(cpu_us_per_req "$t" "$NG_PID")")
-    log "round $r: axkit $a req/s (${AX_CPU[-1]} µs CPU/req), nginx $n req/s (${NG_CPU[-1]} µs CPU/req)"
+declare -A RPS CPU
+for p in "${PEERS[@]}"; do
+    bench_wrk "$p" "$(port_of "$p")" 2 >/dev/null
+    : >"$TMP/anomalies-$p.txt"
+    RPS[$p]=""; CPU[$p]=""
 done
+
+for r in $(seq "$ROUNDS"); do
+    line="round $r:"
+    for p in "${PEERS[@]}"; do
+        t=$(cpu_ticks "$(pid_of "$p")" $(workers_of "$(pid_of "$p")"))
+        a=$(bench_wrk "$p" "$(port_of "$p")" "$DURATION")
+        c=$(cpu_us_per_req "$t" "$(pid_of "$p")")
+        RPS[$p]+="$a "; CPU[$p]+="$c "
+        line+=" $p $a req/s ($c µs CPU/req),"
+    done
+    log "${line%,}"
+done
+AX_RPS=(${RPS[axkit]}); NG_RPS=(${RPS[nginx]}); AX_CPU=(${CPU[axkit]}); NG_CPU=(${CPU[nginx]})
 AX_MED=$(median "${AX_RPS[@]}"); NG_MED=$(median "${NG_RPS[@]}")
 AX_CPU_MED=$(median "${AX_CPU[@]}"); NG_CPU_MED=$(median "${NG_CPU[@]}")
 
@@ -171,6 +221,13 @@ read -r NG_PSS NG_RSS < <(mem_kib "$NG_PID" $(workers_of "$NG_PID"))
 
 # ---- summary -----------------------------------------------------------------------
 
+# HAProxy's rows, each ending in a newline (none without HAProxy).
+HAPROXY_ROWS=""
+for p in "${PEERS[@]:2}"; do
+    HAPROXY_ROWS+="| $p: 1 KiB requests/s (median; to nginx: of the medians; per round) | $(median ${RPS[$p]}) | | $(ratio "$(median ${RPS[$p]})" "$NG_MED"); $(pair_ratios "${RPS[$p]}" "${NG_RPS[*]}") |"$'\n'
+    HAPROXY_ROWS+="| $p: CPU µs/request (median) | $(median ${CPU[$p]}) | | $(ratio "$(median ${CPU[$p]})" "$NG_CPU_MED") |"$'\n'
+done
+
 cat <<EOF
 
 ---- summary ----
@@ -182,7 +239,7 @@ axkit: $AXKIT_REV ($PROFILE) · proxies: Workers $WORKERS each · origin: axkit,
 | 1 KiB requests/s (median) | $AX_MED | $NG_MED | $(ratio "$AX_MED" "$NG_MED") |
 | 1 KiB requests/s (each round) | ${AX_RPS[*]} | ${NG_RPS[*]} | $(pair_ratios "${AX_RPS[*]}" "${NG_RPS[*]}") |
 | proxy CPU µs/request (median) | $AX_CPU_MED | $NG_CPU_MED | $(ratio "$AX_CPU_MED" "$NG_CPU_MED") |
-| 100 MiB MiB/s (median; rounds) | $(median "${AX_BIG[@]}") (${AX_BIG[*]}) | $(median "${NG_BIG[@]}") (${NG_BIG[*]}) | $(ratio "$(median "${AX_BIG[@]}")" "$(median "${NG_BIG[@]}")") |
+${HAPROXY_ROWS}| 100 MiB MiB/s (median; rounds) | $(median "${AX_BIG[@]}") (${AX_BIG[*]}) | $(median "${NG_BIG[@]}") (${NG_BIG[*]}) | $(ratio "$(median "${AX_BIG[@]}")" "$(median "${NG_BIG[@]}")") |
 | proxy memory after, PSS(anon) / RSS KiB | $AX_PSS / $AX_RSS | $NG_PSS / $NG_RSS | |
 
 Targets: 1 KiB req/s >= 1.1x nginx; 100 MiB >= 1.0x nginx.
