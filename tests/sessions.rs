@@ -6,7 +6,8 @@
 //! written with the new key); the idle timeout and maximum age; sessions
 //! on the server in a shared zone (seen by both workers), Redis (a store
 //! that is down: a fresh session on read, 503 on write) and SQLite;
-//! regenerate and destroy (an id ended never taken up again); CSRF accepted and refused (403, logged), its
+//! regenerate and destroy (an id ended never taken up again); a planted visitor's cookie that never
+//! shares the login that follows, even without `regenerate` (fixation); CSRF accepted and refused (403, logged), its
 //! token good for a session without data that no store keeps (a flood of
 //! them evicts no one); `Secure` behind a trusted proxy that says https;
 //! argon2id hashes that verify, computed off the event loop (another
@@ -35,7 +36,8 @@ const KEY2: &str = "second-key-0123456789abcdefghijklmnopqrstuvwxyz\n";
 
 /// `/set?v=` keeps `user`, a number and a table; `/get` shows them and
 /// whether the session is new; `/add` counts; `/regenerate`, `/destroy`;
-/// `/token`, `/post` and `/login` (CSRF; a new id and a `user`);
+/// `/token`, `/post`, `/login` (CSRF; a new id and a `user`) and
+/// `/signin` (CSRF and a `user`: a log-in without `regenerate`);
 /// `/hash`, `/verify`, `/slowhash`, `/ping` (crypto); `/setcookie?v=` and
 /// `/readcookie` (cookie encoding); `/entries?zone=` (a zone's entries).
 /// Each answer starts with the number this worker drew (`me`).
@@ -136,6 +138,13 @@ function hook_response(r)
       return 403
     end
     s:regenerate()
+    s.user = r:form().user
+    r:write("welcome")
+  elseif p == "/signin" then
+    -- A log-in that forgets `regenerate`.
+    if not session.check_csrf(r) then
+      return 403
+    end
     s.user = r:form().user
     r:write("welcome")
   end
@@ -549,6 +558,53 @@ fn server_store_tokens(srv: &Axkit) {
     );
 }
 
+/// Session fixation against an app that logs in without `regenerate`:
+/// an attacker takes a visitor's cookie (with the CSRF token of its log-in
+/// form) and plants it in the victim's browser; the victim logs in with it.
+/// The session's first data gets a new id, so the planted cookie still
+/// names an empty session, not the victim's, and the attacker's token does
+/// not pass for the victim's (which a cookie store's copy would otherwise
+/// give away: the same id, so the same token).
+fn planted_visitor_cookies_do_not_log_in(srv: &Axkit) {
+    let res = srv.get("/token");
+    let planted = set_session(&res).expect("a cookie for the token");
+    let token = text(&res);
+    let res = send(
+        srv,
+        "POST",
+        "/signin",
+        &format!(
+            "Cookie: axkit_session={planted}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n"
+        ),
+        format!("user=victim&csrf_token={token}").as_bytes(),
+    );
+    assert_eq!((res.status, text(&res)), (200, "welcome".into()));
+    let victim = set_session(&res).expect("the logged-in session's cookie");
+    assert_eq!(
+        text(&with_cookie(srv, "/get", &victim)),
+        "victim nil nil false"
+    );
+    assert_eq!(
+        text(&with_cookie(srv, "/get", &planted)),
+        "nil nil nil false",
+        "the planted cookie carries the victim's login"
+    );
+    assert_eq!(
+        post(srv, &victim, "", &format!("msg=forged&csrf_token={token}")).status,
+        403,
+        "the planted session's token passes for the victim's"
+    );
+}
+
+#[test]
+fn cookie_sessions_resist_fixation() {
+    for more in ["", "SessionEncrypt Off"] {
+        let srv = server(&[("k1", KEY1)], more);
+        planted_visitor_cookies_do_not_log_in(&srv);
+    }
+}
+
 /// Anonymous visitors who are handed a CSRF token take no room in the
 /// store: a flood of them in a small zone leaves its one record, and the
 /// user logged in stays so (each once pinned a record for an hour, and
@@ -598,6 +654,7 @@ fn shared_zone_sessions_are_seen_by_every_worker() {
     assert_eq!(workers.len(), 2, "one worker served every request");
     server_store_lifecycle(&srv);
     server_store_tokens(&srv);
+    planted_visitor_cookies_do_not_log_in(&srv);
     server_store_overlaps(&srv);
 }
 
@@ -613,6 +670,7 @@ fn redis_sessions_and_a_store_that_is_down() {
     let mut srv = server(&[("k1", KEY1)], &more);
     server_store_lifecycle(&srv);
     server_store_tokens(&srv);
+    planted_visitor_cookies_do_not_log_in(&srv);
     server_store_overlaps(&srv);
 
     let cookie = set_session(&srv.get("/set?v=ada")).unwrap();
@@ -645,6 +703,7 @@ fn sqlite_sessions() {
     );
     server_store_lifecycle(&srv);
     server_store_tokens(&srv);
+    planted_visitor_cookies_do_not_log_in(&srv);
     server_store_overlaps(&srv);
 }
 

@@ -5,7 +5,9 @@
 //!   (and by default encrypted) cookie, or on the server in a shared zone,
 //!   Redis or SQLite with only a signed random id in the cookie. Expiry
 //!   (idle timeout and maximum age) travels inside what is signed; the id
-//!   is regenerated on login ([`Session::regenerate`]) against fixation.
+//!   is regenerated on login ([`Session::regenerate`]) against fixation,
+//!   and changes by itself with the first data of a session that its
+//!   cookie brought empty.
 //!   A store keeps only sessions that hold data.
 //!   A cookie that is forged, garbled, expired, signed with a key no
 //!   longer configured, or whose store cannot be read, gives a fresh empty

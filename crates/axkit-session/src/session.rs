@@ -14,9 +14,18 @@
 //! - cookie, signed: `s.KEY.RECORD.MAC`;
 //! - on the server: `i.KEY.ID.MAC`, the record kept under ID; or
 //!   `n.KEY.ID.MAC` for a session without data, of which the store keeps
-//!   no record (it lives in its cookie alone). An `i` cookie whose record
-//!   is gone names a session that ended (destroyed, regenerated away,
-//!   expired): it is never taken up again under that id.
+//!   no record (it lives in its cookie alone, and the store is not asked
+//!   for one). An `i` cookie whose record is gone names a session that
+//!   ended (destroyed, regenerated away, expired): it is never taken up
+//!   again under that id.
+//!
+//! An id that a cookie brought, of a session without data (an `n` cookie,
+//! or a cookie session that only handed out a CSRF token), is never the id
+//! of the session's first data: [`Session::set`] gives it a new one. Such
+//! a cookie is what any visitor gets with a log-in form: an attacker who
+//! plants one in a victim's browser (session fixation) would otherwise
+//! share the session the victim logs in to, and know its CSRF token, when
+//! the app forgets [`Session::regenerate`].
 //!
 //! (each part in base64url; MAC is the HMAC-SHA256, under KEY's signing
 //! key, of the cookie's name, `=` and everything before `.MAC`, so that a
@@ -170,6 +179,9 @@ pub struct Session {
     /// no record: a session without data, kept by its cookie alone (see
     /// [`write`]).
     named: bool,
+    /// The id came with the request's cookie, of a session without data:
+    /// its first data gets a new one (see [`set`](Self::set)).
+    bare: bool,
     /// Ids to delete from the store (regenerated or destroyed).
     stale: Vec<Id>,
     /// Its data changed in this request (not only its idle time).
@@ -201,6 +213,7 @@ impl Session {
             dirty: false,
             pinned: false,
             named: false,
+            bare: false,
             stale: Vec::new(),
             changed: false,
             read: None,
@@ -212,8 +225,15 @@ impl Session {
         self.data.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    /// Set `key` (saved with the response).
+    /// Set `key` (saved with the response). The first data of a session
+    /// that the request's cookie brought empty gets a new id, as with
+    /// [`regenerate`](Self::regenerate): an id that went out without data
+    /// (with a log-in form's CSRF token, to anyone who asked) is never the
+    /// id of a session that holds something, such as a login.
     pub fn set(&mut self, key: impl Into<String>, value: impl Into<Value>) {
+        if self.bare {
+            self.regenerate();
+        }
         let key = key.into();
         let value = value.into();
         self.dirty = true;
@@ -255,13 +275,16 @@ impl Session {
     /// logs in (or their rights change), so that an id planted or seen
     /// before that point is worthless (session fixation). The old id is
     /// deleted from the store; CSRF tokens handed out before no longer
-    /// match.
+    /// match. Only a session without data gets a new id by itself, with
+    /// its first data ([`set`](Self::set)): one that held something
+    /// before the login (a cart) keeps its id unless this is called.
     pub fn regenerate(&mut self) {
         if self.loaded {
             self.stale.push(self.id);
         }
         self.id = new_id();
         self.named = false;
+        self.bare = false;
         self.dirty = true;
     }
 
@@ -331,6 +354,7 @@ impl Session {
         self.data = record.data;
         self.loaded = true;
         self.carried = true;
+        self.bare = self.data.is_empty();
         // Push the idle timeout back once an eighth of it has passed,
         // not on every request.
         let timeout = ms(self.settings.timeout);
@@ -535,9 +559,9 @@ struct Slot(Option<Session>);
 /// A session being read (see [`start`]): nothing of the context is held.
 pub struct Loading {
     session: Session,
-    /// The id of a session on the server, still to be fetched, and
-    /// whether its cookie says the store holds its record.
-    fetch: Option<(Backend, (Id, bool))>,
+    /// The id of a session on the server whose cookie says the store
+    /// holds its record, still to be fetched.
+    fetch: Option<(Backend, Id)>,
 }
 
 /// A session read (see [`start`]), to put in its request's context.
@@ -563,11 +587,22 @@ pub fn start(ctx: &mut Context) -> Result<Option<Loading>, Error> {
         .map(str::to_string);
     let mut session = Session::fresh(settings, cookie.is_some());
     let now = session.created;
-    let id = cookie.and_then(|value| session.read_cookie(&value, now));
-    Ok(Some(Loading {
-        session,
-        fetch: backend.zip(id),
-    }))
+    let fetch = match cookie.and_then(|value| session.read_cookie(&value, now)) {
+        Some((id, true)) => backend.map(|backend| (backend, id)),
+        // A session without data has no record, only its signed id in the
+        // cookie: it goes on under that id, so that the CSRF token handed
+        // out with it still verifies (and its first data gets a new one).
+        Some((id, false)) => {
+            session.id = id;
+            session.named = true;
+            session.carried = true;
+            session.bare = true;
+            session.dirty = false;
+            None
+        }
+        None => None,
+    };
+    Ok(Some(Loading { session, fetch }))
 }
 
 impl Loading {
@@ -575,26 +610,16 @@ impl Loading {
     pub async fn finish(self) -> Loaded {
         let Loading { mut session, fetch } = self;
         let mut warning = None;
-        if let Some((backend, (id, recorded))) = fetch {
+        if let Some((backend, id)) = fetch {
             match backend.get(&id).await {
                 Ok(Some(record)) if session.take_record(&record, Some(&id), now_ms()) => {
                     session.read = Some((id, record));
-                }
-                // A session without data has no record, only its signed
-                // id in the cookie: it goes on under that id, so that the
-                // CSRF token handed out with it still verifies.
-                Ok(None) if !recorded => {
-                    session.id = id;
-                    session.named = true;
-                    session.carried = true;
-                    session.dirty = false;
                 }
                 // A record that was there is gone: the session ended
                 // (logged out, regenerated away, expired, evicted). Its id
                 // is not taken up again: whoever knows it (planted or
                 // seen) would share the session that follows.
-                Ok(None) => session.dirty = false,
-                Ok(Some(_)) => session.dirty = false,
+                Ok(_) => session.dirty = false,
                 Err(e) => {
                     session.dirty = false;
                     warning = Some(format!("{e}; the request goes on with a new session"));
@@ -722,9 +747,6 @@ async fn write(s: &mut Session) -> Result<Option<SetCookie>, Error> {
 /// Write the record of `s`, which holds data, to `backend`.
 async fn put(backend: &Backend, s: &mut Session, life: Option<Duration>) -> Result<(), Error> {
     let how = match &s.read {
-        // The cookie named this id, with no record then: another request
-        // of the browser may have written one since (the last wins).
-        None if s.named => Put::Set,
         Some((id, _)) if *id != s.id => Put::Create,
         None => Put::Create,
         Some(_) if s.changed => Put::Update,
@@ -931,6 +953,23 @@ mod tests {
         let mut cookie = Session::fresh(fixed_settings(Store::Cookie, false, &["a"]), true);
         assert_eq!(cookie.read_cookie(&value, now_ms()), None);
         assert!(!cookie.loaded);
+    }
+
+    #[test]
+    fn the_first_data_of_a_session_a_cookie_brought_empty_gets_a_new_id() {
+        let mut s = Session::fresh(fixed_settings(Store::Cookie, true, &["a"]), false);
+        let token = s.csrf_token();
+        let value = s.cookie_value().unwrap();
+        let mut back = Session::fresh(fixed_settings(Store::Cookie, true, &["a"]), true);
+        back.read_cookie(&value, now_ms());
+        assert!(back.csrf_valid(&token));
+        back.set("user", "ada");
+        assert_ne!(back.id, s.id);
+        assert!(!back.csrf_valid(&token));
+        // Once: later data keeps the new id.
+        let id = back.id;
+        back.set("n", 1);
+        assert_eq!(back.id, id);
     }
 
     #[test]

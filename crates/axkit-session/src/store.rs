@@ -34,13 +34,11 @@ pub(crate) type Id = [u8; ID_LEN];
 /// How a record is written.
 #[derive(Clone, Copy)]
 pub(crate) enum Put<'a> {
-    /// A new id: there must be no record under it.
+    /// A new id: there must be no record under it. A session's first
+    /// record always has one, even when a cookie named the session before
+    /// (one without data gets a new id with its first data), so no record
+    /// is ever written under an id that went out without one.
     Create,
-    /// The id a cookie named when the store held no record of it (a
-    /// session without data is kept by its cookie alone): over whatever
-    /// is there, the record another request of the same browser wrote
-    /// meanwhile (the last to write wins) or an expired one.
-    Set,
     /// A session read from the store and changed: only over a record still
     /// there, so that a session ended meanwhile (logged out, regenerated
     /// or expired) is not brought back. Between two requests that both
@@ -173,7 +171,6 @@ impl Backend {
                 let value = Value::Bytes(record);
                 let done = match how {
                     Put::Create => zone.add(key(id), value, options),
-                    Put::Set => zone.set_with(key(id), value, options),
                     Put::Update => zone.replace(key(id), value, options),
                     Put::Touch(read) => {
                         zone.cas(key(id), &Value::Bytes(read.to_vec()), value, options)
@@ -203,20 +200,17 @@ impl Backend {
                             _ => Ok(Stored::Gone),
                         };
                     }
-                    Put::Create | Put::Update | Put::Set => {
+                    Put::Create | Put::Update => {
                         let mut set = cmd("SET");
                         set.arg(key(id)).arg(record);
                         if ttl > 0 {
                             set.arg("PX").arg(ttl);
                         }
-                        let only = match how {
-                            Put::Create => Some("NX"),
-                            Put::Update => Some("XX"),
-                            _ => None,
-                        };
-                        if let Some(only) = only {
-                            set.arg(only);
-                        }
+                        set.arg(if matches!(how, Put::Create) {
+                            "NX"
+                        } else {
+                            "XX"
+                        });
                         db.cmd(&set).await?
                     }
                 };
@@ -241,21 +235,16 @@ impl Backend {
                     Put::Touch(read) => Some(read.to_vec()),
                     _ => None,
                 };
-                let create = matches!(how, Put::Create | Put::Set);
-                // An expired row may still be there under a named id.
-                let over = matches!(how, Put::Set);
+                let create = matches!(how, Put::Create);
                 ensure_table(db).await?;
                 let stored = db
                     .call(move |conn| {
                         use axkit_db::rusqlite::{params, OptionalExtension};
                         let now = now as i64;
                         let stored = if create {
-                            conn.prepare_cached(if over {
-                                "INSERT OR REPLACE INTO axkit_sessions (id, data, expires) \
-                                 VALUES (?1, ?2, ?3)"
-                            } else {
-                                "INSERT INTO axkit_sessions (id, data, expires) VALUES (?1, ?2, ?3)"
-                            })?
+                            conn.prepare_cached(
+                                "INSERT INTO axkit_sessions (id, data, expires) VALUES (?1, ?2, ?3)",
+                            )?
                             .execute(params![id, record, expires])?;
                             Stored::Yes
                         } else {
