@@ -3,7 +3,8 @@
 //! cookie does not show its data; signed only: it does, and still cannot
 //! be changed); a cookie changed, garbled or signed by an unknown key is a
 //! fresh session, never an error; key rotation (an old cookie read, then
-//! written with the new key); the idle timeout and maximum age; sessions
+//! written with the new key); the idle timeout and maximum age (a server
+//! store's visitor without a record too); sessions
 //! on the server in a shared zone (seen by both workers), Redis (a store
 //! that is down: a fresh session on read, 503 on write) and SQLite;
 //! regenerate and destroy (an id ended never taken up again); a planted visitor's cookie that never
@@ -405,6 +406,31 @@ fn sessions_expire_idle_and_by_age() {
         restarted
     });
     assert!(ended && seen == 1, "the session outlived SessionMaxAge");
+
+    // A visitor's session without data on a server store (an `n` cookie:
+    // no record, so when it began is in the cookie) ends as well, and its
+    // CSRF token with it.
+    let srv = server(
+        &[("k1", KEY1)],
+        "SharedZone sessions 1M\nSessionStore shared:sessions\nSessionTimeout 0\nSessionMaxAge 1s",
+    );
+    let res = srv.get("/token");
+    let visitor = set_session(&res).unwrap();
+    let token = text(&res);
+    assert_eq!(
+        text(&with_cookie(&srv, "/get", &visitor)),
+        "nil nil nil false"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || text(&with_cookie(
+            &srv, "/get", &visitor
+        )) == "nil nil nil true"),
+        "a session without data outlived SessionMaxAge"
+    );
+    assert_eq!(
+        post(&srv, &visitor, "", &format!("csrf_token={token}")).status,
+        403
+    );
 }
 
 /// `/slow` with `cookie` on a thread, once it has read the session.
@@ -511,6 +537,23 @@ fn server_store_lifecycle(srv: &Axkit) {
     assert_eq!(text(&with_cookie(srv, "/get", &reused)), "eve 42 1y false");
 }
 
+/// Log `user` in with the form at `path` (`/login` or `/signin`), the
+/// session `cookie` and its CSRF `token`: the cookie the response sets.
+fn log_in(srv: &Axkit, path: &str, cookie: &str, user: &str, token: &str) -> String {
+    let res = send(
+        srv,
+        "POST",
+        path,
+        &format!(
+            "Cookie: axkit_session={cookie}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n"
+        ),
+        format!("user={user}&csrf_token={token}").as_bytes(),
+    );
+    assert_eq!((res.status, text(&res)), (200, "welcome".into()), "{path}");
+    set_session(&res).expect("the logged-in session's cookie")
+}
+
 /// A session without data is kept by its cookie alone, on a server store
 /// too (an `n` cookie: no record): its token verifies on the POST that
 /// follows (a log-in form's first use), it is not new when its cookie
@@ -531,18 +574,7 @@ fn server_store_tokens(srv: &Axkit) {
     assert_eq!(set_session(&res), None);
     let res = post(srv, &visitor, "", &format!("msg=hi&csrf_token={token}"));
     assert_eq!((res.status, text(&res)), (200, "accepted hi".into()));
-    let res = send(
-        srv,
-        "POST",
-        "/login",
-        &format!(
-            "Cookie: axkit_session={visitor}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\n"
-        ),
-        format!("user=ada&csrf_token={token}").as_bytes(),
-    );
-    assert_eq!((res.status, text(&res)), (200, "welcome".into()));
-    let user = set_session(&res).unwrap();
+    let user = log_in(srv, "/login", &visitor, "ada", &token);
     assert_ne!(user, visitor, "the id a visitor was given logs in");
     assert!(user.starts_with("i.k1."), "{user}");
     assert_eq!(text(&with_cookie(srv, "/get", &user)), "ada nil nil false");
@@ -569,18 +601,7 @@ fn planted_visitor_cookies_do_not_log_in(srv: &Axkit) {
     let res = srv.get("/token");
     let planted = set_session(&res).expect("a cookie for the token");
     let token = text(&res);
-    let res = send(
-        srv,
-        "POST",
-        "/signin",
-        &format!(
-            "Cookie: axkit_session={planted}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\n"
-        ),
-        format!("user=victim&csrf_token={token}").as_bytes(),
-    );
-    assert_eq!((res.status, text(&res)), (200, "welcome".into()));
-    let victim = set_session(&res).expect("the logged-in session's cookie");
+    let victim = log_in(srv, "/signin", &planted, "victim", &token);
     assert_eq!(
         text(&with_cookie(srv, "/get", &victim)),
         "victim nil nil false"

@@ -13,9 +13,10 @@
 //!   `e.KEY` as associated data;
 //! - cookie, signed: `s.KEY.RECORD.MAC`;
 //! - on the server: `i.KEY.ID.MAC`, the record kept under ID; or
-//!   `n.KEY.ID.MAC` for a session without data, of which the store keeps
-//!   no record (it lives in its cookie alone, and the store is not asked
-//!   for one). An `i` cookie whose record is gone names a session that
+//!   `n.KEY.ID_AND_BEGAN.MAC` for a session without data, of which the
+//!   store keeps no record (it lives in its cookie alone, and the store is
+//!   not asked for one): its id, then when it began (milliseconds since
+//!   1970, big-endian, for its maximum age). An `i` cookie whose record is gone names a session that
 //!   ended (destroyed, regenerated away, expired): it is never taken up
 //!   again under that id.
 //!
@@ -282,6 +283,11 @@ impl Session {
         if self.loaded {
             self.stale.push(self.id);
         }
+        // A session without data had only an id (and its CSRF token): its
+        // life begins with the new one, not when a log-in form was shown.
+        if self.data.is_empty() {
+            self.created = now_ms();
+        }
         self.id = new_id();
         self.named = false;
         self.bare = false;
@@ -423,7 +429,24 @@ impl Session {
                 }
                 let body = from_base64url_exact(body)?;
                 if server_side {
-                    Some((Id::try_from(body.as_slice()).ok()?, kind == "i"))
+                    let (id, began) = body.split_at_checked(ID_LEN)?;
+                    let id = Id::try_from(id).ok()?;
+                    match (kind, <[u8; 8]>::try_from(began)) {
+                        ("i", _) if began.is_empty() => Some((id, true)),
+                        // No record: its maximum age is checked against
+                        // the time in its cookie. (Not its idle timeout:
+                        // the cookie is sent once, so nothing pushes it
+                        // back.)
+                        ("n", Ok(began)) => {
+                            let created = u64::from_be_bytes(began);
+                            if self.settings.expired(created, now, now) {
+                                return None;
+                            }
+                            self.created = created;
+                            Some((id, false))
+                        }
+                        _ => return None,
+                    }
                 } else {
                     if !self.take_record(&body, None, now) {
                         return None;
@@ -446,8 +469,13 @@ impl Session {
     pub(crate) fn cookie_value(&self) -> Result<String, Error> {
         let key = &self.settings.keys[0];
         let value = if self.settings.store.is_server_side() {
-            let kind = if self.data.is_empty() { "n" } else { "i" };
-            let text = format!("{kind}.{}.{}", key.name(), base64url(&self.id));
+            let text = if self.data.is_empty() {
+                let mut body = self.id.to_vec();
+                body.extend_from_slice(&self.created.to_be_bytes());
+                format!("n.{}.{}", key.name(), base64url(&body))
+            } else {
+                format!("i.{}.{}", key.name(), base64url(&self.id))
+            };
             let mac = base64url(&self.mac(key, &text));
             format!("{text}.{mac}")
         } else if self.settings.encrypt {
@@ -938,6 +966,9 @@ mod tests {
         assert!(bare.starts_with("n.a."));
         let mut back = Session::fresh(shared(), true);
         assert_eq!(back.read_cookie(&bare, now_ms()), Some((s.id, false)));
+        // Its maximum age is in the cookie: no record keeps it.
+        let mut back = Session::fresh(shared(), true);
+        assert_eq!(back.read_cookie(&bare, now_ms() + 86_401_000), None);
         s.set("k", "v");
         let value = s.cookie_value().unwrap();
         assert!(value.starts_with("i.a."));
