@@ -16,9 +16,9 @@
 //!   `n.KEY.ID_AND_BEGAN.MAC` for a session without data, of which the
 //!   store keeps no record (it lives in its cookie alone, and the store is
 //!   not asked for one): its id, then when it began (milliseconds since
-//!   1970, big-endian, for its maximum age). An `i` cookie whose record is gone names a session that
-//!   ended (destroyed, regenerated away, expired): it is never taken up
-//!   again under that id.
+//!   1970, big-endian, for its maximum age). An `i` cookie whose record is
+//!   gone names a session that ended (destroyed, regenerated away,
+//!   expired): it is never taken up again under that id.
 //!
 //! An id that a cookie brought, of a session without data (an `n` cookie,
 //! or a cookie session that only handed out a CSRF token), is never the id
