@@ -44,16 +44,7 @@ fn raw_get(srv: &Axkit, path: &str, headers: &str) -> String {
     let req =
         format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
     let (bytes, _) = srv.raw(req.as_bytes());
-    let text = lossy(&bytes);
-    let mut out = String::new();
-    for line in text.split_inclusive("\r\n") {
-        if line.to_ascii_lowercase().starts_with("date: ") {
-            out.push_str("Date: DATE\r\n");
-        } else {
-            out.push_str(line);
-        }
-    }
-    out
+    lossy_undated(&bytes)
 }
 
 const RESPONSE_RULES: &str = "    Header set X-Frame-Options DENY\n    \

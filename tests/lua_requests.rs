@@ -683,3 +683,117 @@ end
         assert!(r.header(name).is_some(), "204: {name} dropped");
     }
 }
+
+/// A hook that ends its request with a 2xx or 3xx gives its own answer,
+/// as nginx answers a module's status (OpenResty's `ngx.exit`): the fields
+/// it set, its `Content-Type` included, an empty body (what it wrote is
+/// not sent), and no `error` hook. The core's page (HTML, labelled with a
+/// `Content-Type` of its own over the hook's, or under the hook's
+/// `Content-Encoding: gzip`) went out with a 200, and an error hook ran.
+/// Only a redirect whose hook set no `Content-Type` gets the built-in page,
+/// without the encoding that would garble it; a 204 and a 304 have no body
+/// at all, nor a `Content-Type` the hook did not set.
+#[test]
+fn a_status_below_400_is_the_hooks_answer_not_an_error_page() {
+    let srv = start(
+        &conf("", "    Plugin errors\n    Plugin answer"),
+        &[
+            (
+                "errors",
+                "function hook_error(r)\n  r:set_header(\"X-Error-Hook\", \"ran\")\nend\n",
+            ),
+            (
+                "answer",
+                r#"
+function hook_response(r)
+  local s = tonumber(r:param("s"))
+  if r:param("type") then r:set_header("Content-Type", r:param("type")) end
+  if r:param("gzip") then r:set_header("Content-Encoding", "gzip") end
+  if s >= 300 and s ~= 304 then r:set_header("Location", "/there") end
+  if s == 304 then r:set_header("ETag", '"v1"') end
+  r:set_header("X-App", "1")
+  r:write("not sent")
+  return s
+end
+"#,
+            ),
+        ],
+    );
+    let get = |query: &str| {
+        let req =
+            format!("GET /x?{query} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        lossy_undated(&srv.raw(req.as_bytes()).0)
+    };
+    let head = |status: &str, fields: &str| {
+        format!(
+            "HTTP/1.1 {status}\r\nServer: AxKit\r\nDate: DATE\r\n{fields}Connection: close\r\n\r\n"
+        )
+    };
+    let page = |status: &str| {
+        format!(
+            "<!DOCTYPE html>\n<html><head><title>{status}</title></head>\n<body><h1>{status}</h1>\n</body></html>\n"
+        )
+    };
+    assert_eq!(
+        get("s=200"),
+        head("200 OK", "X-App: 1\r\nContent-Length: 0\r\n")
+    );
+    assert_eq!(
+        get("s=201&type=application/json"),
+        head(
+            "201 Created",
+            "Content-Type: application/json\r\nX-App: 1\r\nContent-Length: 0\r\n"
+        )
+    );
+    assert_eq!(
+        get("s=200&gzip=1"),
+        head(
+            "200 OK",
+            "Content-Encoding: gzip\r\nX-App: 1\r\nContent-Length: 0\r\n"
+        )
+    );
+    assert_eq!(
+        get("s=204&type=application/json"),
+        head(
+            "204 No Content",
+            "Content-Type: application/json\r\nX-App: 1\r\n"
+        )
+    );
+    assert_eq!(
+        get("s=304"),
+        head("304 Not Modified", "ETag: \"v1\"\r\nX-App: 1\r\n")
+    );
+    assert_eq!(
+        get("s=302&type=text/plain"),
+        head(
+            "302 Found",
+            "Content-Type: text/plain\r\nLocation: /there\r\nX-App: 1\r\nContent-Length: 0\r\n"
+        )
+    );
+    let moved = page("301 Moved Permanently");
+    assert_eq!(
+        get("s=301&gzip=1"),
+        head(
+            "301 Moved Permanently",
+            &format!(
+                "Location: /there\r\nX-App: 1\r\nContent-Type: text/html; charset=utf-8\r\n\
+                 Content-Length: {}\r\n",
+                moved.len()
+            )
+        ) + &moved
+    );
+    // A status that has no page of nginx's gets none either.
+    assert_eq!(
+        get("s=300"),
+        head(
+            "300 Multiple Choices",
+            "Location: /there\r\nX-App: 1\r\nContent-Length: 0\r\n"
+        )
+    );
+    // An error is still one: the error hook runs, the core's page answers.
+    let r = send(&srv, "GET", "/x?s=404&type=application/json", "", b"");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("X-Error-Hook"), Some("ran"));
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
+    assert_eq!(r.text(), page("404 Not Found"));
+}

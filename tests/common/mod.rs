@@ -983,6 +983,21 @@ pub fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `b` (a whole response) as text, invalid UTF-8 replaced, with its `Date`
+/// value replaced by `DATE`, to be compared byte for byte.
+pub fn lossy_undated(b: &[u8]) -> String {
+    lossy(b)
+        .split_inclusive("\r\n")
+        .map(|l| {
+            if l.to_ascii_lowercase().starts_with("date: ") {
+                "Date: DATE\r\n"
+            } else {
+                l
+            }
+        })
+        .collect()
+}
+
 /// The status of the first response in `bytes`.
 pub fn status_of(bytes: &[u8]) -> u16 {
     let text = String::from_utf8_lossy(bytes);

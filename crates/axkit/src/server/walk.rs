@@ -827,7 +827,9 @@ async fn fail(ctx: &mut Context, outcome: Outcome) {
     error_response(ctx, status).await
 }
 
-/// The error path: let `error` hooks produce the page, else the built-in one.
+/// The error path: let `error` hooks produce the page, else the built-in
+/// one. A status below 400 a hook returned is no error but its answer
+/// ([`hook_answer`]), outside an error page's walk.
 async fn error_response(ctx: &mut Context, status: u16) {
     if ctx.rt.io.head_sent {
         // Too late for an error page: the client sees a truncated response.
@@ -839,11 +841,13 @@ async fn error_response(ctx: &mut Context, status: u16) {
     }
     ctx.response.status = status;
     ctx.response.body = Body::Empty;
-    // A 2xx or 3xx a hook chose (a 204 to a preflight, a 304, a 301 to
-    // the directory) is its answer, with the fields it set for it.
-    if status >= 400 {
-        ctx.response.headers.retain_named(error_fields(status));
+    // In the walk of an error's page (an ErrorDocument's), any status is
+    // the page failing: the `error` hooks answer for the original error.
+    if status < 400 && ctx.rt.status_override.is_none() {
+        hook_answer(ctx, status);
+        return finish(ctx).await;
     }
+    ctx.response.headers.retain_named(error_fields(status));
     let mut handled = false;
     if !ctx.rt.location.chain(Hook::Error).is_empty() {
         match run_hook(ctx, Hook::Error).await {
@@ -869,6 +873,29 @@ async fn error_response(ctx: &mut Context, status: u16) {
         ctx.response.body = Body::Bytes(Bytes::from(page));
     }
     finish(ctx).await
+}
+
+/// A 2xx or 3xx a hook ended the request with (a 204 to a preflight, a
+/// 304 with its validators, a 301 to the directory) is its answer, with
+/// every field it set, its `Content-Type` included; no `error` hook runs
+/// for it. As nginx answers a module's status (and OpenResty's
+/// `ngx.exit`): the body is empty (`Content-Length: 0`, none at all for a
+/// 204 or 304), except that a redirect (301, 302, 303, 307, 308) whose
+/// hook set no `Content-Type` gets the built-in page, for a client that
+/// does not follow it. That page goes out without a `Content-Encoding` or
+/// `Content-Range` the hook set, which would describe it falsely.
+fn hook_answer(ctx: &mut Context, status: u16) {
+    let redirect = matches!(status, 301 | 302 | 303 | 307 | 308);
+    if !redirect || ctx.response.headers.get("Content-Type").is_some() {
+        return;
+    }
+    ctx.response.headers.remove("Content-Encoding");
+    ctx.response.headers.remove("Content-Range");
+    let page = crate::plugin::default_error_page(status, None);
+    ctx.response
+        .headers
+        .set("Content-Type", "text/html; charset=utf-8");
+    ctx.response.body = Body::Bytes(Bytes::from(page));
 }
 
 /// The fields the hooks set that an error response (4xx, 5xx) keeps,
