@@ -449,3 +449,62 @@ fn durations_without_a_deadline_are_refused() {
         ]
     );
 }
+
+/// A `0` that would silently turn a protection off, or keep what can never
+/// be used, is refused with what to write instead: `AuthFailureLimit`'s
+/// PERIOD (each failure forgotten at once: no limit) as its COUNT,
+/// `OpenFileCache`'s TTL (no entry ever fresh: `Off` is no caching),
+/// `FailTimeout 0` (a server marked down back at once; a group's lines are
+/// read when the proxy starts, after the directives). `MaxFails 0` means
+/// what it means to nginx (never mark a server down), and loads.
+#[test]
+fn zeros_that_would_disable_a_limit_are_refused() {
+    let (_dir, f) = conf(
+        "Plugin auth_basic\nPlugin uri_to_file\n<Server>\n    Listen 127.0.0.1:0\n    \
+         AuthFailureLimit 10 0\n    OpenFileCache 100 0\n    <Location /a>\n        \
+         AuthFailureLimit 0 1m\n    </Location>\n</Server>\n",
+    );
+    let (code, _, err) = axkit(&["--check", "-c", &f]);
+    assert_eq!(code, Some(1), "{err:?}");
+    assert_eq!(
+        err,
+        [
+            format!(
+                "axkit: {f}:5: AuthFailureLimit (plugin auth_basic): a PERIOD of 0 would forget \
+                 each failure at once, which is no limit: expected a duration above 0"
+            ),
+            format!(
+                "axkit: {f}:6: OpenFileCache (plugin uri_to_file): a TTL of 0 would never serve \
+                 an entry: expected a TTL above 0 (for no caching: OpenFileCache Off)"
+            ),
+            format!(
+                "axkit: {f}:8: AuthFailureLimit (plugin auth_basic): expected a count of at \
+                 least 1, got \"0\""
+            ),
+            format!("axkit: configuration {f} has 3 error(s)"),
+        ]
+    );
+    let upstream = |lines: &str| {
+        conf(&format!(
+            "Plugin proxy\n<Upstream u>\n    Server 127.0.0.1:1\n{lines}</Upstream>\n\
+             <Server>\n    Listen 127.0.0.1:0\n</Server>\n"
+        ))
+    };
+    let (_dir, f) = upstream("    MaxFails 0\n    FailTimeout 0\n");
+    let (code, _, err) = axkit(&["--check", "-c", &f]);
+    assert_eq!(code, Some(1), "{err:?}");
+    assert_eq!(
+        err,
+        [
+            format!(
+                "axkit: plugin `proxy`: {f}:5: Upstream u: FailTimeout: 0 would bring a server \
+                 marked down back at once: expected a duration above 0 (MaxFails 0 never marks \
+                 one down)"
+            ),
+            format!("axkit: configuration {f} has errors"),
+        ]
+    );
+    let (_dir, f) = upstream("    MaxFails 0\n");
+    let (code, _, err) = axkit(&["--check", "-c", &f]);
+    assert_eq!(code, Some(0), "{err:?}");
+}

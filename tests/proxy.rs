@@ -1015,6 +1015,28 @@ fn a_failed_server_is_marked_down_and_the_next_one_tried() {
     assert_eq!(b.served("GET /base/x"), 6);
 }
 
+/// `MaxFails 0` is nginx's `max_fails=0`: failures never mark a server
+/// down, so the failing one keeps its turns (each request then goes on to
+/// the other). It used to be refused at load.
+#[test]
+fn max_fails_0_never_marks_a_server_down() {
+    let (a, b) = (Origin::start(), Origin::start());
+    a.set_down(true);
+    let srv = Axkit::start_single(&format!(
+        "Plugin logging/warn\nLogLevel LOGINFO\nProxyNextUpstreamTries 2\n<Upstream pool>\n    \
+         Server {a} weight=3\n    Server {b}\n    MaxFails 0\n</Upstream>\n<Server>\n    \
+         Listen 127.0.0.1:0\n    Plugin proxy\n    ProxyPass /g upstream://pool/base\n</Server>\n",
+        a = a.addr,
+        b = b.addr,
+    ));
+    for _ in 0..8 {
+        assert_eq!(srv.get("/g/x").status, 201);
+    }
+    // Marked down, it would have been tried once (see above).
+    assert!(a.connections.load(Ordering::SeqCst) > 1);
+    assert_eq!(b.served("GET /base/x"), 8);
+}
+
 #[test]
 fn upstream_groups_are_checked_when_the_config_loads() {
     let dir = TempDir::new("proxy-check");

@@ -21,7 +21,8 @@
 //!   (an IPv6 client's whole /64) gets 429 (with `Retry-After`) for the
 //!   rest of the period, without its passwords being checked. A good
 //!   password does not clear the failures before it: they last their
-//!   period.
+//!   period. A COUNT or PERIOD of 0 is refused (a PERIOD of 0 would
+//!   forget each failure at once: no limit at all).
 //!
 //! The files are read when the config loads (through the config's file
 //! reader: `--check` reports their errors with file and line, a worker gets
@@ -138,7 +139,10 @@ static AUTH_FAILURE_LIMIT: Key<FailureLimit> = Key::parsed("AuthFailureLimit", |
             .ok()
             .filter(|&n| n > 0)
             .ok_or_else(|| format!("expected a count of at least 1, got {count:?}"))?,
-        period: parse::duration(period)?,
+        period: Some(parse::duration(period)?)
+            .filter(|p| !p.is_zero())
+            .ok_or("a PERIOD of 0 would forget each failure at once, which is no limit: \
+                    expected a duration above 0")?,
     }),
     _ => Err("expected AuthFailureLimit COUNT PERIOD".into()),
 })

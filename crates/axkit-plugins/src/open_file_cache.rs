@@ -6,7 +6,8 @@
 //! `FollowSymlinks` rule: see `plugin/doc_root.rs`).
 //!
 //! `OpenFileCache SIZE TTL` (declared by `uri_to_file`, default
-//! `1000 1s`) keeps up to SIZE open files per worker, each with its
+//! `1000 1s`; a TTL of 0, which no entry would outlive, is refused: `Off`
+//! is no caching) keeps up to SIZE open files per worker, each with its
 //! metadata, validators and (small files) contents, and also misses,
 //! trusted for TTL, counted from the start of the request that made an
 //! entry to the start of the one it answers (both read the clock anyway,
@@ -88,7 +89,7 @@ pub(crate) static OPEN_FILE_CACHE: Key<Option<Policy>> = Key::parsed("OpenFileCa
     .args(Args::Range(1, 2))
     .default("1000 1s")
     .doc(
-        "SIZE TTL: open files and misses kept per worker, trusted for TTL and closed after it; \
+        "SIZE TTL: open files and misses kept per worker, trusted for TTL (above 0) and closed after it; \
          or Off. Open files: at most half of the descriptors MaxConnections leaves",
     );
 
@@ -106,6 +107,15 @@ fn parse(args: &[&str]) -> Result<Option<Policy>, String> {
             let size = size.parse::<usize>().ok().filter(|&n| n > 0);
             let size = size.ok_or_else(|| format!("{}: SIZE must be a positive number", bad()))?;
             let ttl = parse::duration(ttl).map_err(|e| format!("{}: TTL: {e}", bad()))?;
+            if ttl.is_zero() {
+                // Each entry would be stale before any request could use
+                // it: descriptors held for nothing.
+                return Err(
+                    "a TTL of 0 would never serve an entry: expected a TTL above 0 \
+                            (for no caching: OpenFileCache Off)"
+                        .into(),
+                );
+            }
             Ok(Some(Policy { size, ttl }))
         }
         _ => Err(bad()),

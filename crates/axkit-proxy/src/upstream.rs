@@ -9,8 +9,8 @@
 //!     Server 127.0.0.1:9001 weight=2
 //!     Server https://10.0.0.3:9443 # TLS to this one
 //!     Balance least-conn            # round-robin (default) | least-conn | hash KEY
-//!     MaxFails 1                    # failed exchanges in a row that mark a server down
-//!     FailTimeout 10s               # for how long
+//!     MaxFails 1                    # failed exchanges in a row that mark a server down (0: never)
+//!     FailTimeout 10s               # for how long (above 0)
 //!     HealthCheck /health 2s        # GET it every 2s: 2xx/3xx up, else down
 //! </Upstream>
 //! ```
@@ -193,8 +193,12 @@ impl Group {
     }
 
     /// An exchange with server `index` failed before its response: after
-    /// `MaxFails` in a row it is down for `FailTimeout`.
+    /// `MaxFails` in a row it is down for `FailTimeout`; never with `MaxFails 0`.
     pub fn failed(&self, index: usize) -> bool {
+        // `MaxFails 0`: no server is ever marked down (nginx's `max_fails=0`).
+        if self.max_fails == 0 {
+            return false;
+        }
         let s = &self.servers[index];
         s.fails.set(s.fails.get() + 1);
         if s.fails.get() >= self.max_fails {
@@ -403,10 +407,20 @@ fn parse_line(group: &mut Group, line: &BlockLine) -> Result<(), String> {
             group.max_fails = parse::integer(n)
                 .ok()
                 .and_then(|n| u32::try_from(n).ok())
-                .filter(|&n| n > 0)
-                .ok_or_else(|| format!("MaxFails: expected a count above 0, got {n:?}"))?;
+                .ok_or_else(|| {
+                    format!("MaxFails: expected a count (0: never mark a server down), got {n:?}")
+                })?;
         }
-        ("failtimeout", [d]) => group.fail_timeout = parse::duration(d)?,
+        ("failtimeout", [d]) => {
+            group.fail_timeout = parse::duration(d)?;
+            if group.fail_timeout.is_zero() {
+                return Err(
+                    "FailTimeout: 0 would bring a server marked down back at once: \
+                     expected a duration above 0 (MaxFails 0 never marks one down)"
+                        .into(),
+                );
+            }
+        }
         ("healthcheck", [path, interval]) if path.starts_with('/') => {
             let interval = parse::duration(interval)?;
             if interval.is_zero() {
@@ -494,7 +508,8 @@ mod tests {
         for text in [
             "Server a:1/x",
             "Balance random",
-            "MaxFails 0",
+            "MaxFails -1",
+            "FailTimeout 0",
             "HealthCheck health 1s",
         ] {
             assert!(parse_line(&mut g, &line(text)).is_err(), "{text}");
