@@ -58,8 +58,8 @@ use std::sync::Arc;
 
 use axkit::config::{Args, Directive, List, LocationConfig, Scopes};
 use axkit::plugin::{
-    Context, Headers, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit, PluginSpec,
-    STORED_RESPONSE_NOTE,
+    Context, HeaderValue, Headers, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit,
+    PluginSpec, Request, STORED_RESPONSE_NOTE,
 };
 
 /// What a line does to the fields of its name.
@@ -110,7 +110,8 @@ struct Rule {
     when: When,
     action: Action,
     name: String,
-    value: String,
+    /// Checked when loaded: set on a response for a reference count.
+    value: HeaderValue,
 }
 
 const HEADER_USAGE: &str =
@@ -121,7 +122,7 @@ const REQUEST_USAGE: &str = "expected RequestHeader set|add|append|setifempty|un
 fn action_name_value<'a>(
     args: &'a [&'a str],
     usage: &str,
-) -> Result<(Action, String, String, &'a [&'a str]), String> {
+) -> Result<(Action, String, HeaderValue, &'a [&'a str]), String> {
     let [action, name, rest @ ..] = args else {
         return Err(usage.into());
     };
@@ -135,11 +136,8 @@ fn action_name_value<'a>(
         (_, [value, rest @ ..]) => (value.to_string(), rest),
         (_, []) => return Err(format!("{name}: a value is needed; {usage}")),
     };
-    if !axkit_http::valid_header_value(value.as_bytes()) {
-        return Err(format!(
-            "the value for {name} holds a control character (CR, LF, NUL…)"
-        ));
-    }
+    let value = HeaderValue::checked(value)
+        .map_err(|_| format!("the value for {name} holds a control character (CR, LF, NUL…)"))?;
     Ok((action, name.to_string(), value, rest))
 }
 
@@ -272,8 +270,7 @@ fn joined<'a>(existing: impl Iterator<Item = &'a [u8]>, value: &str) -> String {
 }
 
 /// Apply `rule` to the request.
-fn apply_request(ctx: &mut Context, rule: &Rule) -> Result<(), String> {
-    let request = &mut ctx.request;
+fn apply_request(request: &mut Request, rule: &Rule) -> Result<(), String> {
     match rule.action {
         Action::Set => request.set_header(&rule.name, &rule.value),
         Action::Add => request.add_header(&rule.name, &rule.value),
@@ -294,14 +291,19 @@ fn apply_request(ctx: &mut Context, rule: &Rule) -> Result<(), String> {
     }
 }
 
-/// Apply `rules` to the request, in order.
-fn apply_requests(ctx: &mut Context, rules: &[Arc<Rule>]) -> Outcome {
+/// Apply `rules` to the request, in order: Declined if there are none.
+fn apply_requests<'r>(
+    request: &mut Request,
+    rules: impl Iterator<Item = &'r Arc<Rule>>,
+) -> Outcome {
+    let mut outcome = Outcome::Declined;
     for rule in rules {
-        if let Err(e) = apply_request(ctx, rule) {
+        if let Err(e) = apply_request(request, rule) {
             return Outcome::Error(format!("RequestHeader {}: {e}", rule.name));
         }
+        outcome = Outcome::Ok;
     }
-    Outcome::Ok
+    outcome
 }
 
 #[axkit::plugin]
@@ -323,9 +325,8 @@ impl Plugin for HeadersPlugin {
         if ctx.config().list(&REQUEST_HEADER).is_empty() || ctx.notes.contains_key("redirect.uri") {
             return Outcome::Declined.into();
         }
-        // Copied: applying a rule changes the request the list is in.
-        let rules = ctx.config().list(&REQUEST_HEADER).to_vec();
-        apply_requests(ctx, &rules).into()
+        let (config, request, _) = ctx.config_and_messages();
+        apply_requests(request, config.list(&REQUEST_HEADER).iter()).into()
     }
 
     /// The request is handed over to another Location (a directory's
@@ -343,30 +344,28 @@ impl Plugin for HeadersPlugin {
             return Outcome::Declined.into();
         }
         let ran = left.list(&REQUEST_HEADER);
-        let rules: Vec<Arc<Rule>> = ctx
-            .config()
+        let (config, request, _) = ctx.config_and_messages();
+        let rules = config
             .list(&REQUEST_HEADER)
             .iter()
             // Each line is parsed once: every Location holding it shares it.
-            .filter(|rule| !ran.iter().any(|r| Arc::ptr_eq(r, rule)))
-            .cloned()
-            .collect();
-        if rules.is_empty() {
-            return Outcome::Declined.into();
-        }
-        apply_requests(ctx, &rules).into()
+            .filter(|rule| !ran.iter().any(|r| Arc::ptr_eq(r, rule)));
+        apply_requests(request, rules).into()
     }
 
     fn before_head<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-        let rules = ctx.config().list(&HEADER);
         // A stored response (a cache hit) got the rules when it was made.
-        if rules.is_empty() || ctx.notes.contains_key(STORED_RESPONSE_NOTE) {
+        if ctx.config().list(&HEADER).is_empty() || ctx.notes.contains_key(STORED_RESPONSE_NOTE) {
             return Outcome::Declined.into();
         }
-        let rules = rules.to_vec();
-        let status = ctx.response.status;
-        for rule in rules.iter().filter(|r| r.when.covers(status)) {
-            apply_response(&mut ctx.response.headers, rule);
+        let (config, _, response) = ctx.config_and_messages();
+        let status = response.status;
+        for rule in config
+            .list(&HEADER)
+            .iter()
+            .filter(|r| r.when.covers(status))
+        {
+            apply_response(&mut response.headers, rule);
         }
         Outcome::Ok.into()
     }

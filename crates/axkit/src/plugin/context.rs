@@ -1199,6 +1199,13 @@ impl Context {
         self.rt.config()
     }
 
+    /// [`config`](Self::config) with the request and the response,
+    /// borrowed apart: a hook that applies configured lines to them reads
+    /// the lines where they are instead of copying them out first.
+    pub fn config_and_messages(&mut self) -> (&LocationConfig, &mut Request, &mut Response) {
+        (self.rt.config(), &mut self.request, &mut self.response)
+    }
+
     /// The prefix of the matched `<Location>` (`/` for the Server itself).
     pub fn location_prefix(&self) -> &str {
         self.rt.prefix()
