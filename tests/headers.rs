@@ -188,6 +188,37 @@ fn a_request_handed_over_gets_the_request_lines_of_its_new_location() {
     assert_eq!(r.text(), "a=index b=nil c=server, index proxy=nil\n");
 }
 
+/// A request rewritten out of a Location and handed back into it (the
+/// index of the directory it was rewritten to lies there) meets each of
+/// that Location's lines once in all: whichever of `headers` and
+/// `rewrite` is listed first, so whether `headers` took up the lines of
+/// the Location the request was rewritten from or of the one it was
+/// rewritten to.
+#[test]
+fn a_request_back_in_a_location_it_left_gets_each_line_once() {
+    for plugins in ["headers\n    Plugin rewrite", "rewrite\n    Plugin headers"] {
+        let conf = format!(
+            "Workers 1\nPluginDir {{dir}}/plugins\n<Server>\n    Listen 127.0.0.1:0\n    \
+             DocumentRoot {{dir}}/www\n    Plugin {plugins}\n    Plugin uri_to_file\n    \
+             DirectoryIndex index.html\n    RequestHeader add X-C server\n    \
+             <Location /app/index.html>\n        Plugin echo\n        \
+             RequestHeader add X-C index\n        Rewrite ^/app/index\\.html/.+$ /app/\n    \
+             </Location>\n</Server>\n"
+        );
+        let srv = Axkit::start_single_with(&conf, |d| {
+            d.write("plugins/echo.lua", ECHO);
+            d.write("www/app/index.html", "index");
+        });
+        let r = get(&srv, "/app/index.html/x", "");
+        assert_eq!(r.status, 200, "{plugins}");
+        assert_eq!(
+            r.text(),
+            "a=nil b=nil c=server, index proxy=nil\n",
+            "{plugins}"
+        );
+    }
+}
+
 #[test]
 fn rules_apply_whichever_plugin_answers_first() {
     // `rewrite` listed first, as docs/rewrite.md says: its redirect

@@ -24,9 +24,10 @@
 //!   per client request: an internal redirect keeps the headers as they
 //!   were changed. A request handed over to another Location (a
 //!   directory's index in a `<Location>` of its own) gets that Location's
-//!   lines but those it shares with the Location left, so that each line
-//!   applies once (as Apache applies the index directory's to its
-//!   subrequest). `Content-Length` and `Transfer-Encoding` are refused:
+//!   lines but those it shares with a Location whose lines were applied
+//!   already, so that each line applies once (as Apache applies the index
+//!   directory's to its subrequest), also to a request rewritten out of a
+//!   Location and handed back into it. `Content-Length` and `Transfer-Encoding` are refused:
 //!   the body is framed by what the client sent.
 //!
 //! ACTION is one of `set` (replace every field of the name with one),
@@ -56,9 +57,9 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use axkit::config::{Args, Directive, List, LocationConfig, Scopes};
+use axkit::config::{Args, Directive, List, Scopes};
 use axkit::plugin::{
-    Context, HeaderValue, Headers, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit,
+    Context, HandOff, HeaderValue, Headers, Hook, HookFuture, Hooks, Outcome, Plugin, PluginInit,
     PluginSpec, Request, STORED_RESPONSE_NOTE,
 };
 
@@ -333,23 +334,27 @@ impl Plugin for HeadersPlugin {
     /// index in a `<Location>` of its own): that Location's lines apply
     /// to it, as Apache's `RequestHeader` in the index directory's context
     /// applies to its subrequest and nginx's a location's after an internal
-    /// redirect into it, but for those it shares with `left`, which ran
-    /// already (the Server's: an `add` would add twice).
+    /// redirect into it, but for those it shares with a Location whose
+    /// lines were applied already (the Server's; a Location's own, when
+    /// the request was rewritten out of it and is handed back): an `add`
+    /// would add twice.
     fn post_read_request_handed_over<'a>(
         &'a self,
         ctx: &'a mut Context,
-        left: &'a LocationConfig,
+        from: HandOff<'a>,
     ) -> HookFuture<'a> {
         if ctx.notes.contains_key("redirect.uri") {
             return Outcome::Declined.into();
         }
-        let ran = left.list(&REQUEST_HEADER);
         let (config, request, _) = ctx.config_and_messages();
-        let rules = config
-            .list(&REQUEST_HEADER)
-            .iter()
+        let rules = config.list(&REQUEST_HEADER).iter().filter(|rule| {
             // Each line is parsed once: every Location holding it shares it.
-            .filter(|rule| !ran.iter().any(|r| Arc::ptr_eq(r, rule)));
+            !from.taken_up().any(|ran| {
+                ran.list(&REQUEST_HEADER)
+                    .iter()
+                    .any(|r| Arc::ptr_eq(r, rule))
+            })
+        });
         apply_requests(request, rules).into()
     }
 

@@ -41,7 +41,9 @@
 //! at `RewriteMaxLoops`. A request handed over to another Location (a
 //! directory's index in a `<Location>` of its own) meets that
 //! Location's lines the same way: those it does not share with the
-//! Location handed over from. `OPTIONS *` is left alone: `*` is no path.
+//! Location handed over from (so a Location the request was rewritten
+//! out of runs its lines again when the request is handed back into it,
+//! as in a loop of rounds). `OPTIONS *` is left alone: `*` is no path.
 //!
 //! Paths are matched decoded and normalised (`Request::decoded_path`, what
 //! `<Location>` matching sees), as one line: `.` matches a newline (a
@@ -62,7 +64,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use axkit::config::{parse, Args, Config, Directive, Key, List, LocationConfig, Scopes, Setting};
-use axkit::plugin::{Context, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
+use axkit::plugin::{Context, HandOff, HookFuture, Level, Outcome, Plugin, PluginInit, PluginSpec};
 use regex::{Captures, Regex, RegexBuilder};
 
 use axkit_http::encode_path;
@@ -896,9 +898,9 @@ impl Plugin for Rewrite {
     fn post_read_request_handed_over<'a>(
         &'a self,
         ctx: &'a mut Context,
-        left: &'a LocationConfig,
+        from: HandOff<'a>,
     ) -> HookFuture<'a> {
-        let left = self.lines_of(left);
+        let left = self.lines_of(from.left());
         self.rounds(ctx, left).into()
     }
 }

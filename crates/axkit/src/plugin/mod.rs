@@ -61,6 +61,7 @@ use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll};
 
 use crate::config::{Config, Directive, LocationConfig};
+use crate::server::runtime::LocationRt;
 
 /// What a hook decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,6 +237,39 @@ impl Hook {
     }
 }
 
+/// Where a request handed over to another Location has been, for
+/// [`Plugin::post_read_request_handed_over`].
+#[derive(Clone, Copy)]
+pub struct HandOff<'a> {
+    pub(crate) left: &'a LocationConfig,
+    /// Every plugin's earlier calls (`Moved::post_read_calls`).
+    pub(crate) calls: &'a [(u16, Rc<LocationRt>)],
+    /// The index of the plugin called.
+    pub(crate) plugin: u16,
+}
+
+impl<'a> HandOff<'a> {
+    /// The merged config of the Location the request was handed over
+    /// from.
+    pub fn left(&self) -> &'a LocationConfig {
+        self.left
+    }
+
+    /// The merged configs of the Locations the request was in at each of
+    /// this plugin's earlier `post_read_request` and
+    /// `post_read_request_handed_over` calls for it: where it took up its
+    /// lines. A plugin listed after one that rewrote the request
+    /// ([`Context::rewrite_uri`]) ran in the Location rewritten to, not
+    /// in the one whose chain it ran in.
+    pub fn taken_up(&self) -> impl Iterator<Item = &'a LocationConfig> + 'a {
+        let plugin = self.plugin;
+        self.calls
+            .iter()
+            .filter(move |(index, _)| *index == plugin)
+            .map(|(_, location)| &*location.config)
+    }
+}
+
 /// A set of hooks: those a plugin's impl writes (derived by
 /// [`#[axkit::plugin]`](macro@crate::plugin)), and of those the ones it
 /// enables ([`Plugin::enabled_hooks`]). The server only calls the hooks in
@@ -366,17 +400,18 @@ pub trait Plugin: __private::WrittenHooks + 'static {
     /// request, when the request it ran for is handed over to another
     /// Location whose chain runs this plugin too
     /// ([`Context::internal_redirect_same_request`]: a directory's index
-    /// in a `<Location>` of its own); `left` is the merged config of the
-    /// Location it was handed over from. For a plugin whose directives
-    /// differ by Location and that can tell which lines it has applied:
-    /// `rewrite` runs the new Location's lines that `left` does not share
-    /// (the Server's ran once), `headers` applies its `RequestHeader` lines
-    /// the same way. Its outcome counts as `post_read_request`'s.
-    /// Never called for a plugin that does not write `post_read_request`.
+    /// in a `<Location>` of its own); `from` says where the request has
+    /// been. For a plugin whose directives differ by Location and that
+    /// can tell which lines it has applied: `rewrite` runs the new
+    /// Location's lines that the Location left does not share (the
+    /// Server's ran once), `headers` applies its `RequestHeader` lines but
+    /// those of the Locations it took them up in before. Its outcome counts
+    /// as `post_read_request`'s. Never called for a plugin that does not
+    /// write `post_read_request`.
     fn post_read_request_handed_over<'a>(
         &'a self,
         ctx: &'a mut Context,
-        left: &'a LocationConfig,
+        from: HandOff<'a>,
     ) -> HookFuture<'a> {
         Outcome::Declined.into()
     }

@@ -15,10 +15,9 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::time::Instant;
 
-use crate::config::LocationConfig;
 use crate::plugin::{
-    escape_log, BodyChunk, ConnInfo, Context, Failure, Hook, HookFuture, Level, LogRecord, Outcome,
-    Plugin,
+    escape_log, BodyChunk, ConnInfo, Context, Failure, HandOff, Hook, HookFuture, Level, LogRecord,
+    Outcome, Plugin,
 };
 use crate::server::runtime::{Entry, LocationRt, WorkerRt};
 use crate::server::trace;
@@ -168,7 +167,7 @@ fn traced<const TRACED: bool>(
 /// more, on every hook of every request, than the test.
 pub(crate) fn run_hook(ctx: &mut Context, hook: Hook) -> impl Future<Output = Outcome> + '_ {
     // The closure is inlined away: the usual walk pays nothing for it.
-    run_hook_as(ctx, hook, |_| Call::Hook)
+    run_hook_as(ctx, hook, |_, _| Call::Hook)
 }
 
 /// How [`run_hook_as`] treats a plugin of the chain.
@@ -179,24 +178,23 @@ pub(crate) enum Call<'a> {
     /// request has left.
     Skip,
     /// `post_read_request` ran for the request, which has been handed
-    /// over from the Location of this config:
-    /// `Plugin::post_read_request_handed_over` in its place.
-    HandedOver(&'a LocationConfig),
+    /// over: `Plugin::post_read_request_handed_over` in its place.
+    HandedOver(HandOff<'a>),
 }
 
 /// [`run_hook`] with each plugin treated as `how` says, by its index in
-/// `Config::plugins`.
+/// `Config::plugins`, as the request is just before the call.
 pub(crate) async fn run_hook_as<'a>(
     ctx: &mut Context,
     hook: Hook,
-    how: impl Fn(u16) -> Call<'a>,
+    how: impl Fn(&Context, u16) -> Call<'a>,
 ) -> Outcome {
     let traced = ctx.rt.trace.is_some();
     let location = ctx.rt.location.clone();
     let mode = mode(hook);
     let mut result = Outcome::Declined;
     for (name, plugin, index) in location.chain(hook) {
-        let left = match how(*index) {
+        let left = match how(ctx, *index) {
             Call::Hook => None,
             Call::Skip => continue,
             Call::HandedOver(left) => Some(left),

@@ -20,7 +20,7 @@ mod pid_file;
 pub(crate) mod plugin_listeners;
 pub(crate) mod privileges;
 pub(crate) mod response;
-mod runtime;
+pub(crate) mod runtime;
 pub(crate) mod shared_memory;
 mod startup_pages;
 mod stdout;

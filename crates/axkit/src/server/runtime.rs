@@ -659,6 +659,13 @@ pub(crate) struct Moved {
     /// then. A plugin in one of those chains has run `post_read_request`
     /// (`walk::post_read_elsewhere`).
     pub post_read_in: Vec<Rc<LocationRt>>,
+    /// Each `post_read_request` or `post_read_request_handed_over` call
+    /// of a plugin (by its index in `Config::plugins`) with the Location
+    /// the request was in as it was called, whose lines the plugin took
+    /// up then, in order: those of the first chain, before the request
+    /// moved, filled in as it moves (`RequestRt::note_first_calls`). For
+    /// `HandOff::taken_up`.
+    pub post_read_calls: Vec<(u16, Rc<LocationRt>)>,
 }
 
 impl RequestRt {
@@ -695,10 +702,31 @@ impl RequestRt {
         }
     }
 
+    /// Note in `Moved::post_read_calls` the calls of the
+    /// `post_read_request` chain of `first`, the Location the request
+    /// started in, made before it first moved: up to the plugin of index
+    /// `last`, the one that moved it, or the whole chain (a hand-off).
+    pub fn note_first_calls(&mut self, first: &Rc<LocationRt>, last: Option<u16>) {
+        let chain = first.chain(Hook::PostReadRequest);
+        let upto = last.map_or(chain.len(), |last| {
+            chain
+                .iter()
+                .position(|entry| entry.2 == last)
+                .map_or(0, |at| at + 1)
+        });
+        let calls = chain[..upto].iter().map(|entry| (entry.2, first.clone()));
+        self.moved_mut().post_read_calls.extend(calls);
+    }
+
     /// `Moved::post_read_in`: empty for a request that never left its
     /// first Location.
     pub fn post_read_in(&self) -> &[Rc<LocationRt>] {
         self.moved.as_ref().map_or(&[], |m| &m.post_read_in)
+    }
+
+    /// `Moved::post_read_calls`.
+    pub fn post_read_calls(&self) -> &[(u16, Rc<LocationRt>)] {
+        self.moved.as_ref().map_or(&[], |m| &m.post_read_calls)
     }
 
     /// `Moved::body_read_in`.

@@ -32,7 +32,7 @@
 //! it when its next request arrives.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -47,8 +47,8 @@ use tokio::net::TcpStream;
 
 use crate::config::core;
 use crate::plugin::{
-    escape_log_bytes, out_of_line, Body, ConnInfo, Context, Document, Headers, Hook, Level,
-    Outcome, Request,
+    escape_log_bytes, out_of_line, Body, ConnInfo, Context, Document, HandOff, Headers, Hook,
+    Level, Outcome, Request,
 };
 use crate::server::conn_io::{self, BodyState, ConnIo, OutFraming, Waited};
 use crate::server::hooks::{run_body_data, run_conn_hook, run_hook, run_hook_as, Call};
@@ -601,7 +601,7 @@ async fn walk(ctx: &mut Context) {
         // Only a request that has been in another Location (handed over
         // from it, or moved by `rewrite_uri` now) notes which plugins ran.
         let outcome = if ctx.rt.post_read_in().is_empty() {
-            match run_hook(ctx, Hook::PostReadRequest).await {
+            match first_post_read(ctx).await {
                 Outcome::Ok | Outcome::Declined if !ctx.rt.post_read_in().is_empty() => {
                     out_of_line(post_read_elsewhere(ctx, false)).await
                 }
@@ -699,6 +699,31 @@ async fn walk(ctx: &mut Context) {
     // Every plugin declined to produce a response.
     not_found_reason(ctx);
     error_response(ctx, 404).await
+}
+
+/// The `post_read_request` chain of the Location the request starts in.
+/// Should a plugin move the request (`Context::rewrite_uri`), every call
+/// is noted in `Moved::post_read_calls` with the Location it was made in:
+/// those before the move, and the mover's, in the first one; those after
+/// it, in the Location moved to.
+async fn first_post_read(ctx: &mut Context) -> Outcome {
+    let unmoved = Cell::new(None);
+    let moved = RefCell::new(Vec::new());
+    let outcome = run_hook_as(ctx, Hook::PostReadRequest, |ctx, index| {
+        if ctx.rt.post_read_in().is_empty() {
+            unmoved.set(Some(index));
+        } else {
+            moved.borrow_mut().push((index, ctx.rt.location.clone()));
+        }
+        Call::Hook
+    })
+    .await;
+    if let (Some(first), Some(last)) = (ctx.rt.post_read_in().first().cloned(), unmoved.get()) {
+        ctx.rt.note_first_calls(&first, Some(last));
+        let calls = &mut ctx.rt.moved_mut().post_read_calls;
+        calls.extend(moved.into_inner());
+    }
+    outcome
 }
 
 /// Whether the request is to go on under another URI in another
@@ -952,18 +977,27 @@ async fn post_read_elsewhere(ctx: &mut Context, mut handed_over: bool) -> Outcom
         if !handed_over && Rc::ptr_eq(left, &here) {
             return outcome;
         }
-        let how = |index| {
+        let calls = ctx.rt.post_read_calls().to_vec();
+        let made = RefCell::new(Vec::new());
+        let how = |ctx: &Context, index| {
             let has_run = ran.iter().any(|location| {
                 let chain = location.chain(Hook::PostReadRequest);
                 chain.iter().any(|entry| entry.2 == index)
             });
-            match (has_run, handed_over) {
+            let call = match (has_run, handed_over) {
                 (false, _) => Call::Hook,
-                (true, false) => Call::Skip,
-                (true, true) => Call::HandedOver(&left.config),
-            }
+                (true, false) => return Call::Skip,
+                (true, true) => Call::HandedOver(HandOff {
+                    left: &left.config,
+                    calls: &calls,
+                    plugin: index,
+                }),
+            };
+            made.borrow_mut().push((index, ctx.rt.location.clone()));
+            call
         };
         outcome = run_hook_as(ctx, Hook::PostReadRequest, how).await;
+        ctx.rt.moved_mut().post_read_calls.extend(made.into_inner());
         if !matches!(outcome, Outcome::Ok | Outcome::Declined) {
             return outcome;
         }
@@ -1026,6 +1060,9 @@ async fn follow_redirects(ctx: &mut Context) {
             // The Location handed over from: its `post_read_request`
             // chain ran for the request (`post_read_elsewhere`).
             let left = std::mem::replace(&mut ctx.rt.location, location);
+            if ctx.rt.post_read_in().is_empty() {
+                ctx.rt.note_first_calls(&left, None);
+            }
             ctx.rt.note_post_read_in(left);
         } else {
             ctx.rt.location = location;
