@@ -280,12 +280,11 @@ fn apply_request(request: &mut Request, rule: &Rule) -> Result<(), String> {
         }
         Action::SetIfEmpty => Ok(()),
         Action::Append => {
-            let existing: Vec<Vec<u8>> = request
+            let existing = request
                 .headers()
                 .filter(|(n, _)| n.eq_ignore_ascii_case(&rule.name))
-                .map(|(_, v)| v.to_vec())
-                .collect();
-            let value = joined(existing.iter().map(|v| &v[..]), &rule.value);
+                .map(|(_, v)| v);
+            let value = joined(existing, &rule.value);
             request.set_header(&rule.name, &value)
         }
         Action::Unset => request.remove_header(&rule.name),

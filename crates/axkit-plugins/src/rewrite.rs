@@ -870,11 +870,11 @@ impl Rewrite {
                 ctx.log(Level::Error, &msg);
                 return Outcome::Status(500);
             }
-            let before = ctx.location_prefix().to_string();
+            let before: *const LocationConfig = ctx.config();
             if let Err(e) = ctx.rewrite_uri(&target) {
                 return refuse(ctx, &e);
             }
-            if end || ctx.location_prefix() == before {
+            if end || std::ptr::eq(ctx.config(), before) {
                 return Outcome::Ok;
             }
             left = lines;
