@@ -3,7 +3,8 @@
 //! onto many elements), `document()`, XInclude and PIs outside
 //! the DocumentRoot or through a link out of it (but `document('')`, the
 //! stylesheet itself, wherever it lies), XInclude pointers that need
-//! XPath (unbounded in libxml2), XIncludes in a document
+//! XPath (unbounded in libxml2), XIncludes nested in XIncludes that
+//! multiply (refused before libxml2 copies them), XIncludes in a document
 //! a script made of the request (left as they are), transforms that
 //! run past `XSLTTimeLimit` (stopped on the event loop: 500; `0` is no
 //! limit, not a deadline already past), broken documents and
@@ -19,6 +20,7 @@ mod services;
 #[path = "common/xml.rs"]
 mod xml;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -389,6 +391,73 @@ fn xinclude_pointers_that_need_xpath_are_refused_before_they_run() {
     assert_eq!(r.status, 200, "{}", r.text());
     let (two, one) = (r.text().find(">Two</p>"), r.text().find(">One</p>"));
     assert!(two.zip(one).is_some_and(|(t, o)| t < o), "{}", r.text());
+}
+
+/// libxml2 copies what an XInclude names already expanded, and cannot be
+/// stopped half-way: a page that includes a file 10 times, which includes
+/// the next 10 times, 9 deep, is 10^8 copies from small files, gigabytes
+/// in the worker before `XSLTTimeLimit` could act. It is refused before
+/// a copy is made (500, the log naming the file and the limit) with the
+/// worker's memory flat, and a page of 200 includes still works.
+#[test]
+fn xincludes_that_multiply_are_refused_before_they_expand() {
+    let xi = r#"xmlns:xi="http://www.w3.org/2001/XInclude""#;
+    let mut srv = Axkit::start_single_with(&conf("", ""), |d| {
+        write_files(d, &site());
+        for level in 1..=9 {
+            let body = if level == 9 {
+                "<leaf>some text</leaf>".to_string()
+            } else {
+                format!(r#"<xi:include href="n{}.xml"/>"#, level + 1).repeat(10)
+            };
+            d.write(
+                &format!("site/xi/n{level}.xml"),
+                format!("<n {xi}>{body}</n>"),
+            );
+        }
+        d.write(
+            "site/xi/top.xml",
+            format!(r#"<r {xi}><xi:include href="n1.xml"/></r>"#),
+        );
+        d.write("site/xi/part.xml", "<part>para</part>");
+        d.write(
+            "site/xi/many.xml",
+            format!(
+                "<r {xi}>{}</r>",
+                r#"<xi:include href="part.xml"/>"#.repeat(200)
+            ),
+        );
+    });
+    let pid = srv.pid();
+    let before = status_kib(pid, "VmRSS");
+    let limit = before + 128 * 1024;
+    let mut s = srv.connect();
+    s.write_all(b"GET /xi/top.xml HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    s.set_nonblocking(true).unwrap();
+    let mut rss = before;
+    let answered = wait_until(Duration::from_secs(10), || {
+        rss = rss.max(status_kib(pid, "VmRSS"));
+        rss > limit || s.peek(&mut [0u8]).is_ok()
+    });
+    assert!(rss <= limit, "the worker grew from {before} to {rss} KiB");
+    assert!(answered, "no answer within 10 s");
+    s.set_nonblocking(false).unwrap();
+    let (bytes, _) = read_to_end_within(&mut s, Duration::from_secs(10));
+    let r = parse_response(&bytes).expect("a response");
+    assert_eq!(r.status, 500, "{}", r.text());
+    srv.wait_stderr_line(
+        &[
+            "/xi/top.xml:1: XInclude of '",
+            "/xi/n1.xml': XIncludes expand past the size limit of 268435456 bytes",
+        ],
+        Duration::from_secs(5),
+    );
+    assert!(status_kib(pid, "VmHWM") <= limit, "the worker's peak grew");
+
+    let r = srv.get("/xi/many.xml");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text().matches("<part>para</part>").count(), 200);
 }
 
 #[test]

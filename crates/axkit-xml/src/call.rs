@@ -221,7 +221,7 @@ fn truncate(s: &mut String, max: usize) {
 }
 
 /// Record a refusal (the first one wins: it is the cause).
-fn refuse(file: Option<String>, line: u32, message: String) {
+pub(crate) fn refuse(file: Option<String>, line: u32, message: String) {
     with_call(|call| {
         if call.refused.is_none() {
             call.refused = Some(XmlError {

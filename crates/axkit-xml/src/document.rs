@@ -6,6 +6,7 @@ use std::ffi::{c_char, c_int, CStr};
 use std::ptr::{self, NonNull};
 
 use crate::call::{self, Scope};
+use crate::expansion;
 use crate::sys;
 use crate::{Policy, XmlError};
 
@@ -75,13 +76,20 @@ impl Document {
     /// Process XInclude elements (loads through the policy, relative to
     /// this document's URL; included documents follow the same rules).
     /// Only pointers that need no XPath are followed (an ID, `element()`):
-    /// libxml2 evaluates an XPath one with no bound on its work.
+    /// libxml2 evaluates an XPath one with no bound on its work. What the
+    /// includes expand to, nested ones multiplied, may be at most
+    /// `policy.max_size` bytes, measured before anything is copied.
     pub fn xinclude(&mut self, policy: &Policy) -> Result<(), XmlError> {
         let scope = Scope::enter(Some(policy))?;
         // This document's own includes are checked here, those of the
         // documents they load as those are parsed.
         scope.with(|call| call.xinclude = true);
         if unsafe { sys::axkit_xml_xinclude_pointers(self.as_ptr()) } == 0 {
+            return Err(scope.error("XInclude processing failed"));
+        }
+        let url = unsafe { text(sys::axkit_xml_doc_url(self.as_ptr())) }.unwrap_or_default();
+        expansion::check(self.as_ptr(), &url, policy);
+        if scope.refused() {
             return Err(scope.error("XInclude processing failed"));
         }
         let ret = unsafe { sys::xmlXIncludeProcessFlags(self.as_ptr(), call::PARSE_OPTIONS) };
@@ -163,7 +171,8 @@ pub(crate) unsafe fn take_bytes(mem: *mut u8, len: c_int) -> Vec<u8> {
     out
 }
 
-unsafe fn text(p: *const u8) -> Option<String> {
+/// A C string the libraries own, copied (`None` for null).
+pub(crate) unsafe fn text(p: *const u8) -> Option<String> {
     (!p.is_null()).then(|| {
         unsafe { CStr::from_ptr(p as *const c_char) }
             .to_string_lossy()

@@ -48,6 +48,7 @@ mod deadline;
 mod dl;
 mod document;
 mod dom;
+mod expansion;
 mod stylesheet;
 mod sys;
 

@@ -26,6 +26,8 @@
 #include <libxml/xmlerror.h>
 #include <libxml/entities.h>
 #include <libxml/xinclude.h>
+#include <libxml/xpointer.h>
+#include <libxml/uri.h>
 #include <libxslt/xslt.h>
 #include <libxslt/xsltInternals.h>
 #include <libxslt/xsltutils.h>
@@ -62,6 +64,14 @@
     X(xmlFreeParserInputBuffer) \
     X(xmlStrdup) \
     X(xmlFree) \
+    X(xmlGetNoNsProp) \
+    X(xmlGetNsProp) \
+    X(xmlNodeGetBase) \
+    X(xmlBuildURI) \
+    X(xmlXPtrNewContext) \
+    X(xmlXPtrEval) \
+    X(xmlXPathFreeObject) \
+    X(xmlXPathFreeContext) \
     X(xsltNextImport)
 
 /* A pointer to each, of the type its header declares. */
@@ -320,6 +330,139 @@ int axkit_xml_xinclude_pointers(xmlDocPtr doc) {
     return 1;
 }
 
+/* What one XInclude element adds to its document once processed
+ * (axkit_xml_xinclude_cost): `url` is its href resolved against its base
+ * (NULL for the document itself, or when it cannot be resolved),
+ * `pointer` its xpointer attribute (NULL when none), `text` whether
+ * parse="text". The answer is a cost, -1 to stop (past the budget), or -2
+ * when what it names is not there (its fallback is counted instead). */
+typedef long long (*axkit_include_fn)(void *data, xmlDocPtr doc, xmlNodePtr node,
+                                      const xmlChar *url, const xmlChar *pointer, int text,
+                                      long long budget);
+
+/* What a node costs in a tree, about what libxml2 allocates for it: a
+ * node, and its name or text. */
+#define AXKIT_NODE_COST 100
+
+static long long axkit_own_cost(xmlNodePtr node) {
+    long long cost = AXKIT_NODE_COST;
+    xmlAttrPtr attr;
+    if (node->type != XML_ELEMENT_NODE)
+        return cost + (node->content == NULL ? 0 : (long long) strlen((const char *) node->content));
+    cost += (long long) strlen((const char *) node->name);
+    for (attr = node->properties; attr != NULL; attr = attr->next) {
+        xmlNodePtr text;
+        cost += AXKIT_NODE_COST;
+        for (text = attr->children; text != NULL; text = text->next)
+            cost += axkit_own_cost(text);
+    }
+    return cost;
+}
+
+/* An attribute of an XInclude element as libxml2 reads it: in either
+ * XInclude namespace first, else in none. */
+static xmlChar *axkit_xinclude_prop(xmlNodePtr node, const xmlChar *name) {
+    xmlChar *value = lib.xmlGetNsProp(node, name, XINCLUDE_NS);
+    if (value == NULL)
+        value = lib.xmlGetNsProp(node, name, XINCLUDE_OLD_NS);
+    if (value == NULL)
+        value = lib.xmlGetNoNsProp(node, name);
+    return value;
+}
+
+static long long axkit_include_cost(xmlDocPtr doc, xmlNodePtr node, long long budget,
+                                    axkit_include_fn include, void *data) {
+    xmlChar *href = axkit_xinclude_prop(node, XINCLUDE_HREF);
+    xmlChar *parse = axkit_xinclude_prop(node, XINCLUDE_PARSE);
+    xmlChar *pointer = axkit_xinclude_prop(node, XINCLUDE_PARSE_XPOINTER);
+    xmlChar *base = lib.xmlNodeGetBase(doc, node);
+    /* A reference to the document itself (libxml2's test): no URL. */
+    int local = (href == NULL) || (href[0] == 0) || (href[0] == '#');
+    xmlChar *url = local ? NULL : lib.xmlBuildURI(href, base == NULL ? doc->URL : base);
+    int text = (parse != NULL) && (strcmp((const char *) parse, "text") == 0);
+    long long cost = include(data, doc, node, url, pointer, text, budget);
+    (*lib.xmlFree)(href);
+    (*lib.xmlFree)(parse);
+    (*lib.xmlFree)(pointer);
+    (*lib.xmlFree)(base);
+    (*lib.xmlFree)(url);
+    return cost;
+}
+
+/* The size of the subtree at `top` (with its following siblings when
+ * `siblings`) once its XIncludes are processed, each include costing what
+ * `include` says: libxml2 copies what an include names, already
+ * expanded, so nested includes multiply (10 of a file that includes 10 of
+ * another...). Its own nodes count when `own` (not those of a document
+ * already parsed, only what its includes add). -1 once past `budget`, or
+ * when `include` says stop. */
+long long axkit_xml_xinclude_cost(xmlDocPtr doc, xmlNodePtr top, int siblings, int own,
+                                  long long budget, axkit_include_fn include, void *data) {
+    long long cost = 0;
+    xmlNodePtr node = top;
+    while (node != NULL) {
+        int descend = (node->type == XML_ELEMENT_NODE) && (node->children != NULL);
+        if ((node->type == XML_ELEMENT_NODE) &&
+            axkit_is_xinclude(node->name, node->ns == NULL ? NULL : node->ns->href)) {
+            long long inc = axkit_include_cost(doc, node, budget - cost, include, data);
+            if (inc == -1)
+                return -1;
+            /* Not there: the fallback, inside the element, is what stays. */
+            if (inc >= 0) {
+                cost += inc;
+                descend = 0;
+            }
+        } else if (own && (node->type != XML_DTD_NODE)) {
+            cost += axkit_own_cost(node);
+        }
+        if (cost > budget)
+            return -1;
+        /* Depth first, without recursion (a document may nest deep). */
+        if (descend) {
+            node = node->children;
+            continue;
+        }
+        while ((node != top) && (node->next == NULL))
+            node = node->parent;
+        if (node != top)
+            node = node->next;
+        else if (siblings)
+            top = node = node->next;
+        else
+            break;
+    }
+    return cost;
+}
+
+/* The cost of what a plain `pointer` (an ID, element(): checked before)
+ * selects in `doc`, as axkit_xml_xinclude_cost counts it; -2 when it
+ * selects nothing. */
+long long axkit_xml_xinclude_target(xmlDocPtr doc, const xmlChar *pointer, long long budget,
+                                    axkit_include_fn include, void *data) {
+    long long cost = -2;
+    xmlXPathContextPtr ctxt = lib.xmlXPtrNewContext(doc, NULL, NULL);
+    xmlXPathObjectPtr obj;
+    int i;
+    if (ctxt == NULL)
+        return -2;
+    obj = lib.xmlXPtrEval(pointer, ctxt);
+    if ((obj != NULL) && (obj->type == XPATH_NODESET) && (obj->nodesetval != NULL)) {
+        for (i = 0; i < obj->nodesetval->nodeNr; i++) {
+            long long one = axkit_xml_xinclude_cost(doc, obj->nodesetval->nodeTab[i], 0, 1,
+                                                    budget - (cost < 0 ? 0 : cost), include, data);
+            if (one == -1) {
+                cost = -1;
+                break;
+            }
+            cost = (cost < 0 ? 0 : cost) + one;
+        }
+    }
+    if (obj != NULL)
+        lib.xmlXPathFreeObject(obj);
+    lib.xmlXPathFreeContext(ctxt);
+    return cost;
+}
+
 /* How many inputs the parser has open: 0 when a load starts a document
  * (XInclude), more when it is an entity or DTD inside one. */
 int axkit_xml_ctxt_depth(xmlParserCtxtPtr ctxt) {
@@ -406,12 +549,20 @@ xmlNodePtr axkit_xml_doc_children(xmlDocPtr doc) {
     return doc->children;
 }
 
+const xmlChar *axkit_xml_doc_url(xmlDocPtr doc) {
+    return doc->URL;
+}
+
 int axkit_xml_doc_is_html(xmlDocPtr doc) {
     return doc->type == XML_HTML_DOCUMENT_NODE;
 }
 
 int axkit_xml_node_type(xmlNodePtr node) {
     return node->type;
+}
+
+int axkit_xml_node_line(xmlNodePtr node) {
+    return node->line;
 }
 
 xmlNodePtr axkit_xml_node_next(xmlNodePtr node) {

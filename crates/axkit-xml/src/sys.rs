@@ -100,6 +100,16 @@ pub type DocLoaderFn = unsafe extern "C" fn(
     ctxt: *mut c_void,
     kind: c_int,
 ) -> *mut XmlDoc;
+/// What one XInclude element adds (shim.c `axkit_include_fn`).
+pub type IncludeFn = unsafe extern "C" fn(
+    data: *mut c_void,
+    doc: *mut XmlDoc,
+    node: *mut XmlNode,
+    url: *const u8,
+    pointer: *const u8,
+    text: c_int,
+    budget: i64,
+) -> i64;
 pub type StructuredErrorFn = unsafe extern "C" fn(data: *mut c_void, error: *const XmlErrorRec);
 
 pub type ResolveFn = extern "C" fn(name: *const c_char) -> *mut c_void;
@@ -198,6 +208,22 @@ unsafe extern "C" {
     pub fn axkit_xml_thread_errors(structured: StructuredErrorFn);
     pub fn axkit_xml_filter(ctxt: *mut XmlParserCtxt);
     pub fn axkit_xml_xinclude_pointers(doc: *mut XmlDoc) -> c_int;
+    pub fn axkit_xml_xinclude_cost(
+        doc: *mut XmlDoc,
+        top: *mut XmlNode,
+        siblings: c_int,
+        own: c_int,
+        budget: i64,
+        include: IncludeFn,
+        data: *mut c_void,
+    ) -> i64;
+    pub fn axkit_xml_xinclude_target(
+        doc: *mut XmlDoc,
+        pointer: *const u8,
+        budget: i64,
+        include: IncludeFn,
+        data: *mut c_void,
+    ) -> i64;
     pub fn axkit_xml_parse(
         buf: *const c_char,
         len: c_int,
@@ -216,8 +242,10 @@ unsafe extern "C" {
     ) -> *mut XmlParserInput;
     pub fn axkit_xml_free(p: *mut c_void);
     pub fn axkit_xml_doc_children(doc: *mut XmlDoc) -> *mut XmlNode;
+    pub fn axkit_xml_doc_url(doc: *mut XmlDoc) -> *const u8;
     pub fn axkit_xml_doc_is_html(doc: *mut XmlDoc) -> c_int;
     pub fn axkit_xml_node_type(node: *mut XmlNode) -> c_int;
+    pub fn axkit_xml_node_line(node: *mut XmlNode) -> c_int;
     pub fn axkit_xml_node_next(node: *mut XmlNode) -> *mut XmlNode;
     pub fn axkit_xml_node_name(node: *mut XmlNode) -> *const u8;
     pub fn axkit_xml_node_content(node: *mut XmlNode) -> *const u8;

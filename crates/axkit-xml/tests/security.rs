@@ -1,9 +1,9 @@
 //! What an attacker's document or stylesheet may not do through the
 //! engine: external entities (file and network), entity expansion (billion
-//! laughs, quadratic blowup), `document()`/xsl:include/XInclude outside the
-//! root, through a symlink or over the network, oversized inputs, writing
-//! files; and that every refusal or error is an `XmlError` naming the file
-//! and line.
+//! laughs, quadratic blowup), XIncludes nested in XIncludes that multiply,
+//! `document()`/xsl:include/XInclude outside the root, through a symlink or
+//! over the network, oversized inputs, writing files; and that every
+//! refusal or error is an `XmlError` naming the file and line.
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
@@ -359,4 +359,108 @@ fn a_failing_call_leaves_the_next_one_clean() {
         !e.message.contains("Premature end"),
         "errors of an earlier call leaked: {e}"
     );
+}
+
+/// libxml2 copies what an include names already expanded: a file that
+/// includes the next 10 times, 6 deep, is 10^5 copies from 6 small files
+/// (so is an element by its ID that includes the next file's by its ID 10
+/// times, a text file under nested includes, and includes whose `href` is
+/// written `xi:href`, which libxml2 reads too). Each is refused before a
+/// copy is made, naming the file and the limit. Elements of the document
+/// itself that include each other are counted expanded too: libxml2 2.9
+/// copies them unexpanded, later versions expand them. A page of 200
+/// includes still expands.
+#[test]
+fn xincludes_that_multiply_are_refused_before_they_expand() {
+    let (dir, policy) = site();
+    let xi = r#"xmlns:xi="http://www.w3.org/2001/XInclude""#;
+    let ten = |include: &str| include.repeat(10);
+    // Files NAME1..NAME6, each but the last 10 `include`s of the next
+    // (`{}` its number) inside `<x xml:id="x">`.
+    let chain = |name: &str, include: &str| {
+        for level in 1..=6 {
+            let body = match level {
+                6 => "<leaf>some text</leaf>".to_string(),
+                _ => ten(&include.replace("{}", &(level + 1).to_string())),
+            };
+            dir.write(
+                &format!("www/{name}{level}.xml"),
+                format!(r#"<p {xi}><x xml:id="x">{body}</x><junk/></p>"#),
+            );
+        }
+    };
+    chain("n", r#"<xi:include href="n{}.xml"/>"#);
+    // libxml2 reads `xi:href` as `href`.
+    chain("q", r#"<xi:include xi:href="q{}.xml"/>"#);
+    chain("p", r#"<xi:include href="p{}.xml" xpointer="x"/>"#);
+    let mut local = format!(r#"<r {xi}><e xml:id="e0">some text</e>"#);
+    for level in 1..=5 {
+        let includes = ten(&format!(r#"<xi:include xpointer="e{}"/>"#, level - 1));
+        local.push_str(&format!(r#"<e xml:id="e{level}">{includes}</e>"#));
+    }
+    local.push_str(r#"<xi:include xpointer="e5"/></r>"#);
+    dir.write("www/local.xml", &local);
+    dir.write("www/big.txt", "x".repeat(4096));
+    dir.write(
+        "www/t2.xml",
+        format!(
+            "<t {xi}>{}</t>",
+            ten(r#"<xi:include href="big.txt" parse="text"/>"#)
+        ),
+    );
+    dir.write(
+        "www/t1.xml",
+        format!("<t {xi}>{}</t>", ten(r#"<xi:include href="t2.xml"/>"#)),
+    );
+    for (name, text) in [
+        (
+            "nested.xml",
+            format!(r#"<r {xi}><xi:include href="n1.xml"/></r>"#),
+        ),
+        (
+            "pointers.xml",
+            format!(r#"<r {xi}><xi:include href="p1.xml" xpointer="x"/></r>"#),
+        ),
+        (
+            "prefixed.xml",
+            format!(r#"<r {xi}><xi:include xi:href="q1.xml"/></r>"#),
+        ),
+        ("local.xml", local.clone()),
+        (
+            "text.xml",
+            format!("<r {xi}>{}</r>", ten(r#"<xi:include href="t1.xml"/>"#)),
+        ),
+    ] {
+        let url = www(&dir, name);
+        let mut doc = parse(&text, &url, &policy).unwrap();
+        let started = std::time::Instant::now();
+        let e = expect_err(doc.xinclude(&policy), name);
+        assert!(
+            e.message
+                .contains("XIncludes expand past the size limit of 1048576 bytes"),
+            "{name}: {e}"
+        );
+        assert_eq!(e.file.as_deref(), Some(url.as_str()), "{name}: {e}");
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "{name}: {:?}",
+            started.elapsed()
+        );
+    }
+
+    // 200 includes of one file, and 200 of an element by its ID.
+    dir.write(
+        "www/part.xml",
+        r#"<part><p xml:id="p">para</p><q>other</q></part>"#,
+    );
+    let many = format!(
+        "<r {xi}>{}{}</r>",
+        r#"<xi:include href="part.xml"/>"#.repeat(200),
+        r#"<xi:include href="part.xml" xpointer="p"/>"#.repeat(200)
+    );
+    let mut doc = parse(&many, &www(&dir, "many.xml"), &policy).unwrap();
+    doc.xinclude(&policy).unwrap();
+    let out = String::from_utf8(doc.to_xml()).unwrap();
+    assert_eq!(out.matches("<q>other</q>").count(), 200, "{out}");
+    assert_eq!(out.matches(">para</p>").count(), 400, "{out}");
 }
