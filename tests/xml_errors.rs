@@ -348,8 +348,9 @@ fn document_of_the_stylesheet_itself_reads_it_wherever_it_lies() {
 
 /// libxml2 resolves an XInclude's XPointer with XPath in a context of
 /// its own, with no bound on its work: a pointer that needs XPath is
-/// refused before it runs (in the document, in an `href` fragment, in a
-/// document an include loads), and an ID or `element()` still works.
+/// refused before it runs (in the document, as `xi:xpointer`, in an
+/// `href` fragment, in a document an include loads), and an ID or
+/// `element()` still works.
 #[test]
 fn xinclude_pointers_that_need_xpath_are_refused_before_they_run() {
     // Cubic in 3,000 elements: hours of XPath.
@@ -357,6 +358,8 @@ fn xinclude_pointers_that_need_xpath_are_refused_before_they_run() {
     let wide = "<i/>".repeat(3000);
     let xi = r#"xmlns:xi="http://www.w3.org/2001/XInclude""#;
     let local = format!(r#"<r {xi}><xi:include xpointer="{cubic}"/>{wide}</r>"#);
+    // libxml2 reads `xi:xpointer` as `xpointer`.
+    let prefixed = format!(r#"<r {xi}><xi:include xi:xpointer="{cubic}"/>{wide}</r>"#);
     let fragment = format!(r#"<r {xi}><xi:include href="wide.xml#{cubic}"/></r>"#);
     let nested = format!(r#"<r {xi}><xi:include href="nested.xml"/></r>"#);
     let inner = format!(r#"<n {xi}><xi:include xpointer="{cubic}"/>{wide}</n>"#);
@@ -367,6 +370,7 @@ fn xinclude_pointers_that_need_xpath_are_refused_before_they_run() {
     let mut srv = Axkit::start_single_with(&conf("", ""), |d| {
         write_files(d, &site());
         d.write("site/xp/local.xml", &local);
+        d.write("site/xp/prefixed.xml", &prefixed);
         d.write("site/xp/fragment.xml", &fragment);
         d.write("site/xp/wide.xml", format!("<w>{wide}</w>"));
         d.write("site/xp/nested.xml", &inner);
@@ -374,7 +378,12 @@ fn xinclude_pointers_that_need_xpath_are_refused_before_they_run() {
         d.write("site/xp/by-id.xml", &by_id);
         d.write("site/xp/parts.xml", parts);
     });
-    for path in ["/xp/local.xml", "/xp/fragment.xml", "/xp/outer.xml"] {
+    for path in [
+        "/xp/local.xml",
+        "/xp/prefixed.xml",
+        "/xp/fragment.xml",
+        "/xp/outer.xml",
+    ] {
         let started = Instant::now();
         refused(
             &mut srv,

@@ -175,16 +175,25 @@ static xmlEntityPtr axkit_get_entity(void *ctx, const xmlChar *name) {
     return ent;
 }
 
-/* An XInclude element, in either namespace libxml2 processes. */
-static int axkit_is_xinclude(const xmlChar *localname, const xmlChar *uri) {
-    return (uri != NULL) && (strcmp((const char *) localname, (const char *) XINCLUDE_NODE) == 0) &&
-           ((strcmp((const char *) uri, (const char *) XINCLUDE_NS) == 0) ||
-            (strcmp((const char *) uri, (const char *) XINCLUDE_OLD_NS) == 0));
+/* Either namespace libxml2 processes XInclude in. */
+static int axkit_xinclude_ns(const xmlChar *uri) {
+    return (uri != NULL) && ((strcmp((const char *) uri, (const char *) XINCLUDE_NS) == 0) ||
+                             (strcmp((const char *) uri, (const char *) XINCLUDE_OLD_NS) == 0));
 }
 
-/* Which pointer-bearing attribute `name` (no namespace) is: 0 xpointer,
- * 1 href (its fragment is the pointer in the 2001 namespace), -1 neither. */
-static int axkit_pointer_kind(const xmlChar *name) {
+/* An XInclude element. */
+static int axkit_is_xinclude(const xmlChar *localname, const xmlChar *uri) {
+    return axkit_xinclude_ns(uri) &&
+           (strcmp((const char *) localname, (const char *) XINCLUDE_NODE) == 0);
+}
+
+/* Which pointer-bearing attribute `name` in namespace `uri` is: 0
+ * xpointer, 1 href (its fragment is the pointer in the 2001 namespace), -1
+ * neither. libxml2 reads them in no namespace and in the XInclude ones
+ * (`xi:xpointer`). */
+static int axkit_pointer_kind(const xmlChar *name, const xmlChar *uri) {
+    if ((uri != NULL) && !axkit_xinclude_ns(uri))
+        return -1;
     if (strcmp((const char *) name, (const char *) XINCLUDE_PARSE_XPOINTER) == 0)
         return 0;
     if (strcmp((const char *) name, (const char *) XINCLUDE_HREF) == 0)
@@ -206,7 +215,7 @@ static void axkit_start_element(void *ctx, const xmlChar *localname, const xmlCh
      * XInclude is under way). */
     if (axkit_is_xinclude(localname, uri)) {
         for (i = 0; i < nb_attributes; i++) {
-            int kind = attributes[i * 5 + 2] == NULL ? axkit_pointer_kind(attributes[i * 5]) : -1;
+            int kind = axkit_pointer_kind(attributes[i * 5], attributes[i * 5 + 2]);
             if ((kind >= 0) &&
                 !pointer_fn(ctxt->input == NULL ? NULL : ctxt->input->filename,
                             ctxt->input == NULL ? 0 : ctxt->input->line, kind,
@@ -301,7 +310,7 @@ int axkit_xml_xinclude_pointers(xmlDocPtr doc) {
             axkit_is_xinclude(node->name, node->ns == NULL ? NULL : node->ns->href)) {
             xmlAttrPtr attr;
             for (attr = node->properties; attr != NULL; attr = attr->next) {
-                int kind = attr->ns == NULL ? axkit_pointer_kind(attr->name) : -1;
+                int kind = axkit_pointer_kind(attr->name, attr->ns == NULL ? NULL : attr->ns->href);
                 /* A parsed attribute's value is one text node, or none
                  * when empty; anything else goes as NULL (refused). */
                 xmlNodePtr text = attr->children;
