@@ -68,6 +68,7 @@
     X(xmlGetNsProp) \
     X(xmlNodeGetBase) \
     X(xmlBuildURI) \
+    X(xmlURIEscape) \
     X(xmlXPtrNewContext) \
     X(xmlXPtrEval) \
     X(xmlXPathFreeObject) \
@@ -379,6 +380,20 @@ static xmlChar *axkit_xinclude_prop(xmlNodePtr node, const xmlChar *name) {
     return value;
 }
 
+/* `href` resolved against `base` (else the document's URL), escaping
+ * both when they are no URIs as they are, as libxml2 does. */
+static xmlChar *axkit_include_url(xmlDocPtr doc, const xmlChar *href, const xmlChar *base) {
+    xmlChar *url = lib.xmlBuildURI(href, base == NULL ? doc->URL : base);
+    if (url == NULL) {
+        xmlChar *escaped_base = lib.xmlURIEscape(base);
+        xmlChar *escaped_href = lib.xmlURIEscape(href);
+        url = lib.xmlBuildURI(escaped_href, escaped_base);
+        (*lib.xmlFree)(escaped_base);
+        (*lib.xmlFree)(escaped_href);
+    }
+    return url;
+}
+
 static long long axkit_include_cost(xmlDocPtr doc, xmlNodePtr node, long long budget,
                                     axkit_include_fn include, void *data) {
     xmlChar *href = axkit_xinclude_prop(node, XINCLUDE_HREF);
@@ -387,7 +402,7 @@ static long long axkit_include_cost(xmlDocPtr doc, xmlNodePtr node, long long bu
     xmlChar *base = lib.xmlNodeGetBase(doc, node);
     /* A reference to the document itself (libxml2's test): no URL. */
     int local = (href == NULL) || (href[0] == 0) || (href[0] == '#');
-    xmlChar *url = local ? NULL : lib.xmlBuildURI(href, base == NULL ? doc->URL : base);
+    xmlChar *url = local ? NULL : axkit_include_url(doc, href, base);
     int text = (parse != NULL) && (strcmp((const char *) parse, "text") == 0);
     long long cost = include(data, doc, node, url, pointer, text, budget);
     (*lib.xmlFree)(href);
