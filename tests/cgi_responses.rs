@@ -1,7 +1,8 @@
 //! What becomes of a CGI script's output, through the stock `axkit` binary:
 //! headers, Status, local and client redirects, `nph-` scripts, streamed
 //! and HEAD responses, keep-alive across CGI responses, malformed or
-//! ambiguous output heads (502 with a log line naming the script), a body
+//! ambiguous output heads (502 with a log line naming the script), a head
+//! whose end is cut between two reads, a body
 //! longer or shorter than its Content-Length, stderr logged and escaped,
 //! and large output to a slow client in flat memory.
 //!
@@ -131,6 +132,33 @@ fn output_after_the_head_is_streamed_chunked() {
     let r = parse_response(&got).unwrap_or_else(|| panic!("{}", lossy(&got)));
     assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
     assert_eq!(r.text(), "early late");
+}
+
+/// A head whose empty line is cut between two reads (its CR in one, its
+/// LF in the next) ends there: each read's search goes on from just before
+/// the bytes it brought, not from them. The script writes the second part
+/// once it has been seen waiting, the first part read by then.
+#[test]
+fn a_head_that_ends_across_two_reads_ends_there() {
+    let srv = start(&conf("", ""), |d| {
+        let first = "Content-Type: text/plain\\r\\nX-A: 1\\r\\n\\r";
+        sh(d, "split", &gated(first, "go-on", "\\nok"));
+    });
+    let mut s = srv.connect();
+    s.write_all(b"GET /cgi-bin/split HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // Waiting: its `sleep` is running.
+    let waiting = wait_until(Duration::from_secs(20), || {
+        let script = all_children(srv.child.id() as i32);
+        script.iter().any(|&p| !children_of(p).is_empty())
+    });
+    assert!(waiting, "the script never waited");
+    std::fs::write(srv.dir.path().join("go-on"), "").unwrap();
+    let (got, closed) = read_until_close(&mut s, Duration::from_secs(30));
+    assert!(closed);
+    let r = parse_response(&got).unwrap_or_else(|| panic!("{}", lossy(&got)));
+    assert_eq!((r.status, r.header("X-A")), (200, Some("1")));
+    assert_eq!(r.text(), "ok");
 }
 
 #[test]

@@ -8,7 +8,9 @@
 //! not split or smuggle a response), no Transfer-Encoding, at most one
 //! Content-Length, all digits, and one of Status, Location or
 //! Content-Type; that such a head, written out again, parses the same;
-//! and that `trim_ows` takes only spaces and tabs, from both ends.
+//! that a search in two reads, the second going on where the first
+//! stopped, finds the same end; and that `trim_ows` takes only spaces and
+//! tabs, from both ends.
 //!
 //! Input layout: the program's output; the head parsed is the block
 //! `header_end` finds, or the whole input when it finds none.
@@ -20,8 +22,8 @@ use axkit_plugins::fuzzing::{cgi_header_end, cgi_parse_head, trim_ows};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let block = match cgi_header_end(data) {
-        Some(end) => {
+    let block = match cgi_header_end(data, 0) {
+        Ok(end) => {
             assert!(end >= 1 && end <= data.len(), "{end} of {}", data.len());
             let block = &data[..end];
             assert!(
@@ -31,17 +33,22 @@ fuzz_target!(|data: &[u8]| {
                     || block.ends_with(b"\n\r\n"),
                 "{block:?}"
             );
-            assert_eq!(cgi_header_end(block), Some(end));
-            assert_eq!(cgi_header_end(&block[..end - 1]), None);
+            assert_eq!(cgi_header_end(block, 0), Ok(end));
+            assert!(cgi_header_end(&block[..end - 1], 0).is_err());
             block
         }
-        None => {
+        Err(_) => {
             assert!(!data.starts_with(b"\n") && !data.starts_with(b"\r\n"));
             assert!(!data.windows(2).any(|w| w == b"\n\n"));
             assert!(!data.windows(3).any(|w| w == b"\n\r\n"));
             data
         }
     };
+    // In two reads, the second search going on where the first stopped:
+    // the same end.
+    let cut = data.len() / 2;
+    let twice = cgi_header_end(&data[..cut], 0).or_else(|from| cgi_header_end(data, from));
+    assert_eq!(twice.ok(), cgi_header_end(data, 0).ok(), "cut at {cut}");
 
     if let Ok(head) = cgi_parse_head(block) {
         let (status, location, fields) = &head;
@@ -81,7 +88,7 @@ fuzz_target!(|data: &[u8]| {
             again.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
         }
         again.extend_from_slice(b"\r\n");
-        assert_eq!(cgi_header_end(&again), Some(again.len()));
+        assert_eq!(cgi_header_end(&again, 0), Ok(again.len()));
         assert_eq!(cgi_parse_head(&again), Ok(head));
     }
 

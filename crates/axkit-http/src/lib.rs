@@ -18,6 +18,7 @@ mod coding;
 mod date;
 mod fields;
 mod forwarded;
+mod head_end;
 mod path;
 mod proxy;
 mod request;
@@ -47,6 +48,7 @@ pub use forwarded::{
     forwarded_for_entries, parse_forwarded, parse_node, scheme, strip_port, valid_host,
     ForwardedElement, Node,
 };
+pub use head_end::blank_line_end;
 pub use path::{encode_path, normalize_path};
 pub use proxy::{parse_proxy_header, ProxyHeader, MAX_PROXY_HEADER, PROXY_V2_SIGNATURE};
 pub use request::{parse_request_head, parse_request_head_reusing, FieldSpan, RequestHead};

@@ -81,9 +81,10 @@ pub mod fuzzing {
         file_http::if_range_matches(value, etag, modified)
     }
 
-    /// Where a CGI program's header block ends.
-    pub fn cgi_header_end(buf: &[u8]) -> Option<usize> {
-        crate::cgi::output::header_end(buf)
+    /// Where a CGI program's header block ends: `Ok` with that, or `Err`
+    /// with where the search goes on once more output has come.
+    pub fn cgi_header_end(buf: &[u8], from: usize) -> Result<usize, usize> {
+        crate::cgi::output::header_end(buf, from)
     }
 
     /// A CGI program's header block: its `Status`, its `Location` and

@@ -8,22 +8,18 @@
 
 use axkit::plugin::Context;
 
-/// Where the header block ends (just past its empty line), if it does.
-pub(crate) fn header_end(buf: &[u8]) -> Option<usize> {
+/// Where the header block ends (just past its empty line), if it does:
+/// `Ok` with that, or `Err` with the `from` for the search once more
+/// output has come (see [`axkit_http::blank_line_end`]; `from` is 0 for
+/// the first search).
+pub(crate) fn header_end(buf: &[u8], from: usize) -> Result<usize, usize> {
     if buf.starts_with(b"\n") {
-        return Some(1);
+        return Ok(1);
     }
     if buf.starts_with(b"\r\n") {
-        return Some(2);
+        return Ok(2);
     }
-    for i in memchr::memchr_iter(b'\n', buf) {
-        match &buf[i + 1..] {
-            [b'\n', ..] => return Some(i + 2),
-            [b'\r', b'\n', ..] => return Some(i + 3),
-            _ => {}
-        }
-    }
-    None
+    axkit_http::blank_line_end(buf, from)
 }
 
 /// A script's parsed header block.
@@ -170,11 +166,13 @@ mod tests {
 
     #[test]
     fn header_block_end() {
-        assert_eq!(header_end(b"A: b\n\nbody"), Some(6));
-        assert_eq!(header_end(b"A: b\r\n\r\nbody"), Some(8));
-        assert_eq!(header_end(b"A: b\r\n\nbody"), Some(7));
-        assert_eq!(header_end(b"\nbody"), Some(1));
-        assert_eq!(header_end(b"A: b\r\nB: c"), None);
+        // An empty block, whole or in two pieces; the rest is
+        // `blank_line_end`'s (tested in axkit-http).
+        assert_eq!(header_end(b"\nbody", 0), Ok(1));
+        assert_eq!(header_end(b"\r\nbody", 0), Ok(2));
+        assert_eq!(header_end(b"\r", 0), Err(0));
+        assert_eq!(header_end(b"\r\n", 0), Ok(2));
+        assert_eq!(header_end(b"A: b\r\n\r\nbody", 4), Ok(8));
     }
 
     #[test]

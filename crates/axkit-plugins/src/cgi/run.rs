@@ -330,13 +330,22 @@ impl Running {
     /// it, then stream its body.
     async fn respond(&mut self, ctx: &mut Context, script: &Script) -> Outcome {
         let mut out = BytesMut::with_capacity(4096);
+        // Where the search for the block's end goes on: each read's bytes
+        // are searched once, however finely the script cut its output.
+        let mut from = 0;
         let head = loop {
             let event = self.next(ctx, &mut out).await;
             match event {
                 Event::Stdout(Ok(n)) if n > 0 => {
                     self.progress();
                     // The limit holds however the output was cut into reads.
-                    let end = header_end(&out);
+                    let end = match header_end(&out, from) {
+                        Ok(end) => Some(end),
+                        Err(next) => {
+                            from = next;
+                            None
+                        }
+                    };
                     if let Some(end) = end.filter(|&end| end <= MAX_HEADER_BLOCK) {
                         let block = out.split_to(end);
                         break parse_head(&block);
