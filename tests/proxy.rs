@@ -12,7 +12,8 @@
 //! `HttpClientCAFile`, retries (never a POST), upstream groups with a server killed
 //! and restored, a WebSocket tunnelled, a Lua script routing,
 //! `ProxyPassReverse` rewriting the upstream's redirects, a head passed on
-//! before a slow body, and a HEAD's lengths that disagree refused.
+//! before a slow body, a head sent a byte at a time read whole, and a
+//! HEAD's lengths that disagree refused.
 
 mod common;
 #[path = "common/services.rs"]
@@ -321,6 +322,11 @@ fn answer(path: &str, request: &Seen, counted: u64, sum: u64, out: &mut TcpStrea
     } else if p.ends_with("/raw") {
         // The whole response, as the query gives it in hex.
         out.write_all(&query_bytes(path))
+    } else if p.ends_with("/drip") {
+        // As `/raw`, a byte per segment.
+        let bytes = query_bytes(path);
+        out.set_nodelay(true)
+            .and_then(|_| bytes.iter().try_for_each(|b| out.write_all(&[*b])))
     } else if p.ends_with("/huge-head") {
         // A head of 65 KiB, written at once.
         let field = format!("X-Big: {}\r\n", "b".repeat(1000));
@@ -771,6 +777,27 @@ fn a_head_response_with_lengths_that_disagree_is_a_502() {
             assert_eq!(r.header("Content-Length"), Some("5"), "{fields:?}");
         }
     }
+}
+
+/// A head sent a byte per segment, after an interim response sent so,
+/// comes through whole: the proxy parses it only when the bytes that came
+/// may end it (a head's last byte; lines ending in LF too), and once a
+/// head is parsed the next is looked for afresh.
+#[test]
+fn a_head_sent_a_byte_at_a_time_comes_through_whole() {
+    let origin = Origin::start();
+    let srv = proxy(&origin, "");
+    let value: String = (0..3000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let response = format!(
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nX-Drip: {value}\r\nX-Lf: a\n\
+         Content-Length: 2\n\r\nok"
+    );
+    let r = srv.get(&format!("/app/drip?{}", hex(response.as_bytes())));
+    assert_eq!((r.status, r.text()), (200, "ok".to_string()));
+    assert_eq!(r.header("X-Drip"), Some(value.as_str()));
+    assert_eq!(r.header("X-Lf"), Some("a"));
 }
 
 /// The upstream's head reaches the client as soon as the proxy has read

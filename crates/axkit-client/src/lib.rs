@@ -1073,11 +1073,12 @@ impl Client {
         // (each read within the read timeout) would hold the request, and
         // the thread parsing them, for as long as it liked.
         let mut interim = 0;
+        let mut scan = wire::HeadScan::default();
         let head = loop {
             // A pooled connection's buffer is empty: nothing to parse yet.
             let parsed = match conn.buf.is_empty() {
                 true => None,
-                false => wire::parse_head(&mut conn.buf).map_err(|e| (e, true))?,
+                false => scan.parse(&mut conn.buf).map_err(|e| (e, true))?,
             };
             match parsed {
                 Some(head) => {
@@ -1118,7 +1119,12 @@ impl Client {
                 None => {
                     let had = !conn.buf.is_empty();
                     match fill(&mut conn, deadline, HEAD_READ).await {
-                        Ok(0) => return Err((early_end(), had)),
+                        // What came may be refused as it is, not only as
+                        // cut short: the parser has not always run on it.
+                        Ok(0) => {
+                            let refused = wire::parse_head(&mut conn.buf).err();
+                            return Err((refused.unwrap_or_else(early_end), had));
+                        }
                         Ok(_) => {}
                         Err(e) => return Err((e, had)),
                     }
@@ -1426,6 +1432,19 @@ pub mod fuzzing {
     /// `Ok(None)` if more bytes are needed.
     pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
         Ok(wire::parse_head(buf)?.map(Head))
+    }
+
+    /// A response head read in pieces, as the client reads one: the
+    /// parser runs only when the bytes that came may have ended it.
+    #[derive(Default)]
+    pub struct HeadScan(wire::HeadScan);
+
+    impl HeadScan {
+        /// `parse_head` on `buf`, grown since the last call; `Ok(None)`
+        /// without parsing when the bytes that came cannot end the head.
+        pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Head>, Error> {
+            Ok(self.0.parse(buf)?.map(Head))
+        }
     }
 
     impl Head {

@@ -408,6 +408,76 @@ pub(crate) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
     }))
 }
 
+/// Where the reading of a response head that comes in pieces stands. The
+/// parser starts over from the head's first byte each time it runs, so
+/// running it after every read would make a head sent a byte at a time
+/// cost time quadratic in its size, on the thread that serves every other
+/// request of the worker. Instead each read's bytes are searched once for
+/// the head's end and the parser runs only when it may have come: on the
+/// head's first bytes whatever they are (a head that comes in one read,
+/// the usual case, is not searched at all), on bytes that may end it and
+/// at the size limit. What is accepted and refused stays the parser's
+/// alone; a head that never ends is refused (or not) when the connection
+/// closes, by the parser run once more.
+#[derive(Default)]
+pub(crate) struct HeadScan {
+    /// Where the search for the head's end goes on.
+    from: usize,
+    /// Whether the parser has had the head's first bytes.
+    tried: bool,
+    /// Whether the status line has begun: the parser skips any empty
+    /// lines before it, so an empty line among them ends nothing.
+    begun: bool,
+}
+
+impl HeadScan {
+    /// [`parse_head`] on `buf`, grown since the last call; `Ok(None)`
+    /// without running the parser when the bytes that came cannot have
+    /// ended the head.
+    pub(crate) fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Head>, Error> {
+        if !self.ready(buf) {
+            return Ok(None);
+        }
+        let head = parse_head(buf)?;
+        if head.is_some() {
+            // An interim response's: the next head is searched afresh.
+            *self = HeadScan::default();
+        }
+        Ok(head)
+    }
+
+    /// Whether the parser may find more in `buf` than the last time it
+    /// ran: a head, a refusal or the limit.
+    fn ready(&mut self, buf: &[u8]) -> bool {
+        if !self.tried || buf.len() >= MAX_HEAD {
+            self.tried = true;
+            return true;
+        }
+        if !self.begun {
+            let rest = buf.get(self.from..).unwrap_or_default();
+            match rest.iter().position(|b| !matches!(b, b'\r' | b'\n')) {
+                Some(at) => (self.from, self.begun) = (self.from + at, true),
+                None => {
+                    self.from = buf.len();
+                    return false;
+                }
+            }
+        }
+        match axkit_http::blank_line_end(buf, self.from) {
+            Ok(end) => {
+                // Past its first LF: should the parser want more after
+                // all, the next search does not stop here again.
+                self.from = end - 1;
+                true
+            }
+            Err(from) => {
+                self.from = from;
+                false
+            }
+        }
+    }
+}
+
 /// How a response body is delimited.
 pub(crate) enum BodyFraming {
     Empty,
@@ -771,5 +841,96 @@ mod tests {
         let fits = MAX_HEAD - "HTTP/1.1 200 OK\r\nA: \r\n\r\n".len();
         let fits = format!("HTTP/1.1 200 OK\r\nA: {}\r\n\r\n", "x".repeat(fits));
         assert!(parse(fits.as_bytes()).unwrap().is_some());
+    }
+
+    /// Heads as an upstream may send them, some refused: a long value,
+    /// many lines, bare LFs, empty lines before the status line, interim
+    /// responses, bytes after the head, one that never ends.
+    fn sent_heads() -> Vec<Vec<u8>> {
+        let lines: String = (0..100).map(|i| format!("X-{i}: {i}\r\n")).collect();
+        [
+            format!(
+                "HTTP/1.1 200 OK\r\nX-Long: {}\r\n\r\nbody",
+                "a".repeat(3000)
+            ),
+            format!("HTTP/1.1 200 OK\r\n{lines}\r\n"),
+            "\r\n\n\r\nHTTP/1.1 204 No\nA: b\n\nrest".to_string(),
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 E\nA: b\n\nHTTP/1.1 200 OK\n\n".into(),
+            "HTTP/1.1 200 OK\r\nA: b\n\r\n".into(),
+            "HTTP/1.1 200 OK\r\nBad Name: b\r\n\r\n".into(),
+            "HTTP/1.1 200 OK\r\nA: b\rc\r\n".into(),
+            "\r\rHTTP/1.1 200 OK\r\n\r\n".into(),
+            "HTTP/1.1 200 OK\r\nA: b\r\n".into(),
+            "HTTP/1.1 200".into(),
+        ]
+        .into_iter()
+        .map(String::into_bytes)
+        .collect()
+    }
+
+    /// What the client makes of `sent` in pieces of `size` bytes: the
+    /// status of every head (interim ones too) and the bytes after the
+    /// last, or the refusal, the parser run once more at the close as the
+    /// client runs it.
+    fn read_in_pieces(sent: &[u8], size: usize) -> (Vec<u16>, Result<Vec<u8>, String>) {
+        let (mut scan, mut buf, mut statuses) = (HeadScan::default(), BytesMut::new(), vec![]);
+        for (at, piece) in sent.chunks(size).enumerate() {
+            buf.extend_from_slice(piece);
+            loop {
+                match scan.parse(&mut buf) {
+                    Ok(Some(head)) if head.status < 200 => statuses.push(head.status),
+                    Ok(Some(head)) => {
+                        statuses.push(head.status);
+                        buf.extend_from_slice(&sent[((at + 1) * size).min(sent.len())..]);
+                        return (statuses, Ok(buf.to_vec()));
+                    }
+                    Ok(None) => break,
+                    Err(e) => return (statuses, Err(e.to_string())),
+                }
+            }
+        }
+        let closed = parse_head(&mut buf).map(|head| assert!(head.is_none()));
+        (
+            statuses,
+            closed.map(|()| buf.to_vec()).map_err(|e| e.to_string()),
+        )
+    }
+
+    /// However a head is cut into reads, it is read as in one: the same
+    /// heads, the same bytes after them, the same refusal.
+    #[test]
+    fn a_head_in_pieces_is_read_as_a_whole() {
+        for sent in sent_heads() {
+            let whole = read_in_pieces(&sent, sent.len());
+            for size in [1, 2, 3, 7, 100] {
+                let shown = String::from_utf8_lossy(&sent[..sent.len().min(40)]);
+                assert_eq!(read_in_pieces(&sent, size), whole, "{shown:?} by {size}");
+            }
+        }
+    }
+
+    /// A head sent a byte at a time is parsed on its first byte and on the
+    /// one that ends it, and no other: not once per byte, from its first,
+    /// which made a 60 KB head cost seconds of the worker's time.
+    #[test]
+    fn a_head_a_byte_at_a_time_is_parsed_twice() {
+        let long = format!("HTTP/1.1 200 OK\r\nX-Long: {}\r\n\r\n", "a".repeat(60_000));
+        let lines: String = (0..120)
+            .map(|i| format!("X-{i}: {}\r\n", "b".repeat(400)))
+            .collect();
+        let many = format!("{}HTTP/1.1 200 OK\n{lines}\n", "\r\n".repeat(5000));
+        for sent in [long, many] {
+            let sent = sent.as_bytes();
+            let (mut scan, mut runs) = (HeadScan::default(), 0);
+            let ended = (1..=sent.len()).find(|&len| {
+                let ready = scan.ready(&sent[..len]);
+                runs += usize::from(ready);
+                ready
+                    && parse_head(&mut BytesMut::from(&sent[..len]))
+                        .unwrap()
+                        .is_some()
+            });
+            assert_eq!((ended, runs), (Some(sent.len()), 2));
+        }
     }
 }
