@@ -782,11 +782,13 @@ fn a_head_response_with_lengths_that_disagree_is_a_502() {
 /// A head sent a byte per segment, after an interim response sent so,
 /// comes through whole: the proxy parses it only when the bytes that came
 /// may end it (a head's last byte; lines ending in LF too), and once a
-/// head is parsed the next is looked for afresh.
+/// head is parsed the next is looked for afresh. A malformed head sent so
+/// that never ends (the origin then waits) is a 502 as a malformed head,
+/// when the read times out: the parser has its say on what came.
 #[test]
 fn a_head_sent_a_byte_at_a_time_comes_through_whole() {
     let origin = Origin::start();
-    let srv = proxy(&origin, "");
+    let mut srv = proxy(&origin, "ProxyReadTimeout 300ms");
     let value: String = (0..3000)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
@@ -798,6 +800,13 @@ fn a_head_sent_a_byte_at_a_time_comes_through_whole() {
     assert_eq!((r.status, r.text()), (200, "ok".to_string()));
     assert_eq!(r.header("X-Drip"), Some(value.as_str()));
     assert_eq!(r.header("X-Lf"), Some("a"));
+
+    let path = format!("/app/drip?{}", hex(b"HTTP/1.1 200 OK\r\nBad Name: x\r\n"));
+    assert_eq!(srv.get(&path).status, 502);
+    srv.wait_stderr_line(
+        &[&format!("GET {path} "), "malformed response head", "(502)"],
+        Duration::from_secs(10),
+    );
 }
 
 /// The upstream's head reaches the client as soon as the proxy has read

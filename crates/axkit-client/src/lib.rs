@@ -1118,15 +1118,15 @@ impl Client {
                 }
                 None => {
                     let had = !conn.buf.is_empty();
-                    match fill(&mut conn, deadline, HEAD_READ).await {
-                        // What came may be refused as it is, not only as
-                        // cut short: the parser has not always run on it.
-                        Ok(0) => {
-                            let refused = wire::parse_head(&mut conn.buf).err();
-                            return Err((refused.unwrap_or_else(early_end), had));
-                        }
-                        Ok(_) => {}
-                        Err(e) => return Err((e, had)),
+                    let read = fill(&mut conn, deadline, HEAD_READ).await;
+                    if !matches!(read, Ok(n) if n > 0) {
+                        // What came is refused as it is if the parser
+                        // refuses it (it has not always run on it), as it
+                        // was when it ran after every read; else as cut
+                        // short (a close, a timeout).
+                        let ended = read.err().unwrap_or_else(early_end);
+                        let refused = wire::parse_head(&mut conn.buf).err();
+                        return Err((refused.unwrap_or(ended), had));
                     }
                 }
             }
