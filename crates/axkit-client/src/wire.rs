@@ -417,8 +417,8 @@ pub(crate) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
 /// head's first bytes whatever they are (a head that comes in one read,
 /// the usual case, is not searched at all), on bytes that may end it and
 /// at the size limit. What is accepted and refused stays the parser's
-/// alone; a head that never ends is refused (or not) when the connection
-/// closes, by the parser run once more.
+/// alone; a head that never ends is refused (or not) when the reading
+/// stops (a close, a timeout), by the parser run once more.
 #[derive(Default)]
 pub(crate) struct HeadScan {
     /// Where the search for the head's end goes on.
