@@ -13,7 +13,8 @@
 //! taken for a failing tier; a value over the largest entry under an
 //! entry's key in Redis or memcached a miss, not read; on disk, a file
 //! over the largest entry or a FIFO under an entry's name a logged miss,
-//! and a timed-out fill lock taken over by one worker of two.
+//! a timed-out fill lock taken over by one worker of two, and a FIFO at
+//! a lock's name removed (one origin request for a stampede).
 //! Redis and memcached are started by each test on a free loopback port
 //! (`tests/common/services.rs`); without them the tests skip, unless
 //! `AXKIT_REQUIRE_SERVICES=1`.
@@ -486,6 +487,27 @@ fn disk_fifo_in_place_of_an_entry_is_a_miss() {
     assert_eq!(status_field(&again), "axkit; hit");
 }
 
+/// A key whose origin takes a second to answer.
+const SLOW: &str = "/slow?cc=max-age=60&s=1";
+
+/// Two workers on the disk tier in `dir`, which filled [`SLOW`] once and
+/// lost the entry since; and the path of that key's fill lock, which the
+/// fill has released.
+fn filled_then_lost(dir: &std::path::Path) -> (Axkit, std::path::PathBuf) {
+    let srv = server_on(&format!("disk {}", dir.display()), 2, "10s");
+    let r = get(&srv, SLOW, "");
+    assert_eq!(status_field(&r), "axkit; fwd=uri-miss; stored");
+    let entry = entry_file(dir);
+    let hash = &entry.file_name().unwrap().to_str().unwrap()[2..];
+    std::fs::remove_file(&entry).unwrap();
+    let lock = dir.join(format!("l-{hash}"));
+    // Released after the fill answered.
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::symlink_metadata(&lock).is_err()
+    }));
+    (srv, lock)
+}
+
 /// 1,000 misses across two workers on a key whose fill lock timed out
 /// (its holder died), the lock's file large enough that reading it takes
 /// a while: one worker takes the lock over, one origin request. Each
@@ -495,16 +517,8 @@ fn disk_fifo_in_place_of_an_entry_is_a_miss() {
 #[test]
 fn disk_lock_taken_over_by_one_worker() {
     let store = TempDir::new("cachedisk");
-    let dir = store.path().join("c");
-    let srv = server_on(&format!("disk {}", dir.display()), 2, "10s");
-    let path = "/slow?cc=max-age=60&s=1";
-    let r = get(&srv, path, "");
-    assert_eq!(status_field(&r), "axkit; fwd=uri-miss; stored");
-    let entry = entry_file(&dir);
-    let hash = &entry.file_name().unwrap().to_str().unwrap()[2..];
-    std::fs::remove_file(&entry).unwrap();
+    let (srv, lock) = filled_then_lost(&store.path().join("c"));
     // A lock record that timed out, grown to 256 MiB (sparse).
-    let lock = dir.join(format!("l-{hash}"));
     let mut data = b"AXD1".to_vec();
     data.extend_from_slice(&1u64.to_le_bytes());
     data.extend_from_slice(b"dead");
@@ -517,8 +531,28 @@ fn disk_lock_taken_over_by_one_worker() {
     // only a lookup reads that.
     file.set_modified(SystemTime::now() + Duration::from_secs(3600))
         .unwrap();
-    stampede(srv.addr, path, 1000);
+    stampede(srv.addr, SLOW, 1000);
     assert_eq!(calls(&srv, "/slow"), "2", "one fill before, one now");
+}
+
+/// A FIFO planted at a key's fill lock name: 1,000 misses across two
+/// workers make one origin request, the FIFO removed (said once in the
+/// log) and the lock taken in its place. It used to stay there, never
+/// waited on but never a lock either: every worker filled the key.
+#[test]
+fn disk_fifo_at_a_lock_name_is_removed() {
+    let store = TempDir::new("cachedisk");
+    let (mut srv, lock) = filled_then_lost(&store.path().join("c"));
+    let c = std::ffi::CString::new(lock.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    stampede(srv.addr, SLOW, 1000);
+    assert_eq!(calls(&srv, "/slow"), "2", "one fill before, one now");
+    srv.wait_stderr(
+        " is not a regular file, not a fill lock: removed (said once)",
+        Duration::from_secs(10),
+    );
+    assert!(!lock.exists(), "the lock was released");
 }
 
 /// 1,000 concurrent misses on one key, across two workers: one origin

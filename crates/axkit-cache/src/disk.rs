@@ -25,7 +25,10 @@
 //! worker taking it over, a look at DIR) holds `flock(2)` on the file it
 //! judged and checks that the name still leads to that file: a lock taken
 //! over meanwhile (a new file under the name) is never removed by one who
-//! judged the old one, so two workers never both hold it.
+//! judged the old one, so two workers never both hold it. What is no
+//! regular file at a lock's name (a link, a FIFO, a socket, an empty
+//! directory) is removed by a worker wanting the lock, said once at warn:
+//! no lock could ever be made under the name while it is there.
 //!
 //! A file's metadata says all the bound needs, so that looking at DIR
 //! costs a stat per file, whatever the entries hold: its mtime is set to
@@ -39,7 +42,10 @@
 //! locks), the temporary files of writers that died (over 10 minutes old:
 //! a writer renames its own within one blocking call), and then the
 //! entries written longest ago until the entries' sizes add up to MAX at
-//! most. With several workers DIR can run over by what the others wrote
+//! most. Each file judged is removed only while its name still leads to
+//! it (its device and inode, from a fresh `lstat` just before the unlink):
+//! an entry another worker renamed over the name since the listing is
+//! kept. With several workers DIR can run over by what the others wrote
 //! since their last look.
 
 use std::cell::Cell;
@@ -78,6 +84,8 @@ pub struct DiskStore {
     seen: Cell<Option<u64>>,
     /// Something the cache never writes was under an entry's name.
     foreign: Notice,
+    /// Something that is no lock was under a lock's name.
+    planted: Notice,
 }
 
 pub(crate) struct Dir {
@@ -99,6 +107,30 @@ enum Found {
     /// What the cache never writes there, unread: what it is, and the
     /// regular file to remove.
     Foreign(String, Option<FileId>),
+}
+
+/// What a look at a lock's name did.
+enum Cleared {
+    /// The lock judged was removed.
+    Removed,
+    /// Nothing was: no lock there, one not judged so, or one that another
+    /// remover holds.
+    Kept,
+    /// What the cache never makes was there: what it is, and whether it
+    /// is gone (a directory holding files is not).
+    Planted(String, bool),
+}
+
+/// What a look at DIR judged from the files' metadata.
+struct Judged {
+    /// The files to remove (expired entries, the oldest over the bound,
+    /// temporary files of writers that died): each name with the file
+    /// judged, so that one renamed over the name since is left.
+    files: Vec<(String, FileId)>,
+    /// The locks whose mtime says they timed out: their records say.
+    locks: Vec<String>,
+    /// What the entries left add up to.
+    total: u64,
 }
 
 fn name(tag: &str, key: &[u8]) -> String {
@@ -135,19 +167,46 @@ impl DiskStore {
             written: Cell::new(0),
             writes: Cell::new(0),
             seen: Cell::new(None),
-            foreign: Notice::new(worker),
+            foreign: Notice::new(worker.clone()),
+            planted: Notice::new(worker),
         }
     }
 
     /// Say once that the entry file `name` is `what` (it is a miss).
     fn foreign(&self, name: &str, what: &str, removed: bool) {
-        self.foreign.say(Level::Warn, || {
+        let then = if removed { ", removed" } else { "" };
+        self.say(
+            &self.foreign,
+            name,
+            what,
+            &format_args!("an entry the cache wrote: a miss{then}"),
+        );
+    }
+
+    /// Say once that what was at the lock name `name` was no lock, if so.
+    fn planted(&self, name: &str, cleared: Option<Cleared>) {
+        if let Some(Cleared::Planted(what, removed)) = cleared {
+            let then = if removed {
+                "removed"
+            } else {
+                "left (a directory holding files)"
+            };
+            self.say(
+                &self.planted,
+                name,
+                &what,
+                &format_args!("a fill lock: {then}"),
+            );
+        }
+    }
+
+    /// `notice` that the file `name` in DIR is `what`, not `wanted`.
+    fn say(&self, notice: &Notice, name: &str, what: &str, wanted: &std::fmt::Arguments) {
+        notice.say(Level::Warn, || {
             let path = self.inner.path.join(name);
             format!(
-                "cache: the disk tier's {} is {what}, not an entry the cache wrote: a miss{} \
-                 (said once)",
+                "cache: the disk tier's {} is {what}, not {wanted} (said once)",
                 escape_log(&path.to_string_lossy()),
-                if removed { ", removed" } else { "" }
             )
         });
     }
@@ -176,6 +235,10 @@ impl Dir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Err(Found::Missing)),
             Err(e) if axkit::plugin::is_escape(&e) => {
                 return Ok(Err(Found::Foreign("a symbolic link".into(), None)))
+            }
+            // A socket, or a device without its driver.
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                return Ok(Err(Found::Foreign("not a regular file".into(), None)))
             }
             Err(e) => return Err(failed("open", e)),
         };
@@ -267,43 +330,76 @@ impl Dir {
     }
 
     /// Remove `name` while it still leads to the file `id`: one renamed or
-    /// linked there since is left alone.
+    /// linked there since is left alone. A directory is removed while it is
+    /// empty.
     fn remove_same(&self, name: &str, id: FileId) -> StoreResult<bool> {
-        match std::fs::symlink_metadata(self.path.join(name)) {
-            Ok(m) if (m.dev(), m.ino()) == id => self.unlink(name),
-            Ok(_) => Ok(false),
+        let path = self.path.join(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if (m.dev(), m.ino()) != id => Ok(false),
+            Ok(m) if m.is_dir() => match std::fs::remove_dir(&path) {
+                Ok(()) => Ok(true),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::ENOENT)) => {
+                    Ok(false)
+                }
+                Err(e) => Err(failed("remove", e)),
+            },
+            Ok(_) => self.unlink(name),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(failed("stat", e)),
         }
+    }
+
+    /// Remove what the cache never makes from the lock name `name` (a
+    /// link, a FIFO, a socket, a device, an empty directory: `what`, as
+    /// [`Dir::open`] found it): while it is there no lock is ever made
+    /// under the name, and every fill of that key would go without one.
+    /// Only the thing looked at is removed, not a lock linked there since.
+    fn remove_planted(&self, name: &str, what: String) -> StoreResult<Cleared> {
+        let meta = match std::fs::symlink_metadata(self.path.join(name)) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Cleared::Kept),
+            Err(e) => return Err(failed("stat", e)),
+        };
+        if meta.is_file() {
+            return Ok(Cleared::Kept);
+        }
+        let removed = self.remove_same(name, (meta.dev(), meta.ino()))?;
+        Ok(Cleared::Planted(what, removed))
     }
 
     /// Remove the lock file `name` if `judge` says so of its record (None
     /// when it holds more than the largest entry), and only the file judged:
     /// under `flock(2)` on it, while the name still leads to it. A
     /// remover that finds the flock taken leaves the file to the one
-    /// holding it. Whether it was removed.
+    /// holding it. What is not a regular file is removed
+    /// ([`Dir::remove_planted`]).
     fn remove_lock(
         &self,
         name: &str,
         judge: impl FnOnce(Option<&[u8]>) -> bool,
-    ) -> StoreResult<bool> {
-        let Ok((file, meta)) = self.open(name)? else {
-            return Ok(false);
+    ) -> StoreResult<Cleared> {
+        let (file, meta) = match self.open(name)? {
+            Ok(opened) => opened,
+            Err(Found::Foreign(what, _)) => return self.remove_planted(name, what),
+            Err(_) => return Ok(Cleared::Kept),
         };
         match file.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Ok(false),
+            Err(TryLockError::WouldBlock) => return Ok(Cleared::Kept),
             Err(TryLockError::Error(e)) => return Err(failed("flock", e)),
         }
         if !judge(self.contents(&file, &meta)?.as_deref()) {
-            return Ok(false);
+            return Ok(Cleared::Kept);
         }
-        self.remove_same(name, (meta.dev(), meta.ino()))
+        Ok(match self.remove_same(name, (meta.dev(), meta.ino()))? {
+            true => Cleared::Removed,
+            false => Cleared::Kept,
+        })
     }
 
     /// Remove the lock file `name` if it has timed out (its holder died),
     /// or is not one at all.
-    fn remove_expired_lock(&self, name: &str) -> StoreResult<bool> {
+    fn remove_expired_lock(&self, name: &str) -> StoreResult<Cleared> {
         self.remove_lock(name, |data| data.and_then(Dir::live).is_none())
     }
 
@@ -311,22 +407,27 @@ impl Dir {
     /// record is written whole to a temporary file first, then linked
     /// under the lock's name, which fails when the name exists (as
     /// `O_EXCL` would, a link there included). An expired lock (its holder
-    /// died) is removed and taken.
-    fn lock(&self, name: &str, token: &str, ttl: Duration) -> StoreResult<bool> {
+    /// died), or what is no lock at all, is removed and the lock taken.
+    /// Whether it was taken, and what was planted there instead of a lock.
+    fn lock(&self, name: &str, token: &str, ttl: Duration) -> StoreResult<(bool, Option<Cleared>)> {
         let tmp = self.temporary(SystemTime::now() + ttl, token.as_bytes())?;
+        let mut planted = None;
         for _ in 0..2 {
             match std::fs::hard_link(tmp.path(), self.path.join(name)) {
-                Ok(()) => return Ok(true),
+                Ok(()) => return Ok((true, planted)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     // Another worker may win the race to take it over.
-                    if !self.remove_expired_lock(name)? {
-                        return Ok(false);
+                    match self.remove_expired_lock(name)? {
+                        Cleared::Removed => {}
+                        Cleared::Kept => return Ok((false, planted)),
+                        found @ Cleared::Planted(_, true) => planted = Some(found),
+                        found @ Cleared::Planted(_, false) => return Ok((false, Some(found))),
                     }
                 }
                 Err(e) => return Err(failed("lock", e)),
             }
         }
-        Ok(false)
+        Ok((false, planted))
     }
 
     /// The token of the lock `name` while it has not timed out.
@@ -342,15 +443,27 @@ impl Dir {
     /// files of writers that died, then the entries written longest ago
     /// until the rest add up to `max` at most; what they add up to.
     fn evict(&self) -> StoreResult<u64> {
+        let judged = self.judge()?;
+        self.remove_judged(&judged)?;
+        Ok(judged.total)
+    }
+
+    /// What [`Dir::evict`] removes, judged from a listing of DIR.
+    fn judge(&self) -> StoreResult<Judged> {
+        let mut judged = Judged {
+            files: Vec::new(),
+            locks: Vec::new(),
+            total: 0,
+        };
         let list = match std::fs::read_dir(&self.path) {
             Ok(l) => l,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(judged),
             Err(e) => return Err(failed("list", e)),
         };
         let now = SystemTime::now();
         // In seconds since the epoch, as a stat's times are.
         let stale = (epoch_ms(now) / 1000).saturating_sub(STALE_TMP.as_secs()) as i64;
-        let mut files = Vec::new();
+        let mut entries = Vec::new();
         for item in list.flatten() {
             let name = item.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -359,11 +472,12 @@ impl Dir {
             if !meta.is_file() {
                 continue;
             }
+            let id = (meta.dev(), meta.ino());
             if name.starts_with(".tmp-") {
                 // Its mtime is its creation or its expiry, its ctime its
                 // last write: a live writer's are both recent.
                 if meta.mtime().min(meta.ctime()) < stale {
-                    self.unlink(name)?;
+                    judged.files.push((name.to_string(), id));
                 }
                 continue;
             }
@@ -376,27 +490,41 @@ impl Dir {
             // record says: the mtime told which to look at).
             if meta.modified().is_ok_and(|until| until <= now) {
                 if lock {
-                    self.remove_expired_lock(name)?;
+                    judged.locks.push(name.to_string());
                 } else {
-                    self.unlink(name)?;
+                    judged.files.push((name.to_string(), id));
                 }
                 continue;
             }
             if !lock {
                 let written = (meta.ctime(), meta.ctime_nsec());
-                files.push((written, meta.len(), name.to_string()));
+                entries.push((written, meta.len(), name.to_string(), id));
             }
         }
-        let mut total: u64 = files.iter().map(|f| f.1).sum();
-        files.sort();
-        for (_, len, name) in files {
-            if total <= self.max {
+        judged.total = entries.iter().map(|f| f.1).sum();
+        entries.sort();
+        for (_, len, name, id) in entries {
+            if judged.total <= self.max {
                 break;
             }
-            self.unlink(&name)?;
-            total -= len;
+            judged.files.push((name, id));
+            judged.total -= len;
         }
-        Ok(total)
+        Ok(judged)
+    }
+
+    /// Remove what [`Dir::judge`] judged: each file only while its name
+    /// still leads to it. Another worker may have renamed a fresh entry
+    /// over the name since the listing (a whole scan and a sort ago),
+    /// which is not the entry judged.
+    fn remove_judged(&self, judged: &Judged) -> StoreResult<()> {
+        for (name, id) in &judged.files {
+            self.remove_same(name, *id)?;
+        }
+        for name in &judged.locks {
+            self.remove_expired_lock(name)?;
+        }
+        Ok(())
     }
 }
 
@@ -485,7 +613,12 @@ impl Storage for DiskStore {
         let dir = self.inner.clone();
         let name = name("l", key);
         let token = token.to_string();
-        Box::pin(blocking(move || dir.lock(&name, &token, ttl)))
+        Box::pin(async move {
+            let ((taken, planted), name) =
+                blocking(move || Ok((dir.lock(&name, &token, ttl)?, name))).await?;
+            self.planted(&name, planted);
+            Ok(taken)
+        })
     }
     fn locked<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, bool> {
         let dir = self.inner.clone();
@@ -496,14 +629,19 @@ impl Storage for DiskStore {
         let dir = self.inner.clone();
         let name = name("l", key);
         let token = token.to_string();
-        Box::pin(blocking(move || {
-            // Only our own lock: one that timed out may be another's now.
-            let ours = |data: Option<&[u8]>| {
-                data.and_then(Dir::parse)
-                    .is_some_and(|(_, held)| held == token.as_bytes())
-            };
-            dir.remove_lock(&name, ours).map(drop)
-        }))
+        Box::pin(async move {
+            let (cleared, name) = blocking(move || {
+                // Only our own lock: one that timed out may be another's now.
+                let ours = |data: Option<&[u8]>| {
+                    data.and_then(Dir::parse)
+                        .is_some_and(|(_, held)| held == token.as_bytes())
+                };
+                Ok((dir.remove_lock(&name, ours)?, name))
+            })
+            .await?;
+            self.planted(&name, Some(cleared));
+            Ok(())
+        })
     }
 }
 
@@ -511,15 +649,20 @@ impl Storage for DiskStore {
 mod tests {
     use super::*;
 
+    /// The tier in `path`, bounded by `max` bytes.
+    fn dir_in(path: &Path, max: u64) -> Dir {
+        Dir {
+            path: path.to_path_buf(),
+            root: DocRoot::new(path, Rule::NoSymlinks),
+            max,
+            limit: 1 << 16,
+        }
+    }
+
     #[test]
     fn links_are_never_followed_and_locks_time_out() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = Dir {
-            path: tmp.path().to_path_buf(),
-            root: DocRoot::new(tmp.path(), Rule::NoSymlinks),
-            max: 1 << 20,
-            limit: 1 << 16,
-        };
+        let dir = dir_in(tmp.path(), 1 << 20);
         let until = SystemTime::now() + Duration::from_secs(3600);
         let rec = record(epoch_ms(until), b"payload");
         dir.write("e-x", until, b"payload").unwrap();
@@ -536,11 +679,27 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), rec);
         // A lock is exclusive until it times out.
         let minute = Duration::from_secs(60);
-        assert!(dir.lock("l-a", "t1", minute).unwrap());
-        assert!(!dir.lock("l-a", "t2", minute).unwrap());
+        assert!(dir.lock("l-a", "t1", minute).unwrap().0);
+        assert!(!dir.lock("l-a", "t2", minute).unwrap().0);
         assert_eq!(dir.held("l-a").unwrap().as_deref(), Some(&b"t1"[..]));
-        assert!(dir.lock("l-b", "t1", Duration::ZERO).unwrap());
-        assert!(dir.lock("l-b", "t2", minute).unwrap(), "taken over");
+        assert!(dir.lock("l-b", "t1", Duration::ZERO).unwrap().0);
+        assert!(dir.lock("l-b", "t2", minute).unwrap().0, "taken over");
+        // A socket at an entry's name is no entry (opening one fails with
+        // ENXIO: it used to be a failure of the tier), and one at a lock's
+        // name is removed for the lock, as an empty directory is; one
+        // holding files is left.
+        let _socket = std::os::unix::net::UnixListener::bind(tmp.path().join("e-s")).unwrap();
+        assert!(matches!(dir.read("e-s").unwrap(), Found::Foreign(_, None)));
+        std::fs::hard_link(tmp.path().join("e-s"), tmp.path().join("l-s")).unwrap();
+        std::fs::create_dir(tmp.path().join("l-d")).unwrap();
+        for name in ["l-s", "l-d"] {
+            let taken = dir.lock(name, "t1", minute).unwrap();
+            assert!(matches!(taken, (true, Some(Cleared::Planted(_, true)))));
+            assert_eq!(dir.held(name).unwrap().as_deref(), Some(&b"t1"[..]));
+        }
+        std::fs::create_dir_all(tmp.path().join("l-f/x")).unwrap();
+        let taken = dir.lock("l-f", "t1", minute).unwrap();
+        assert!(matches!(taken, (false, Some(Cleared::Planted(_, false)))));
     }
 
     /// Workers taking over one timed-out lock at once: one gets it. Each
@@ -550,15 +709,10 @@ mod tests {
     #[test]
     fn one_taker_of_a_timed_out_lock() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = Arc::new(Dir {
-            path: tmp.path().to_path_buf(),
-            root: DocRoot::new(tmp.path(), Rule::NoSymlinks),
-            max: 1 << 20,
-            limit: 1 << 16,
-        });
+        let dir = Arc::new(dir_in(tmp.path(), 1 << 20));
         for round in 0..200 {
             let name = format!("l-{round}");
-            assert!(dir.lock(&name, "dead", Duration::ZERO).unwrap());
+            assert!(dir.lock(&name, "dead", Duration::ZERO).unwrap().0);
             let start = Arc::new(std::sync::Barrier::new(8));
             let takers: Vec<_> = (0..8)
                 .map(|i| {
@@ -567,6 +721,7 @@ mod tests {
                         start.wait();
                         dir.lock(&name, &format!("t{i}"), Duration::from_secs(60))
                             .unwrap()
+                            .0
                     })
                 })
                 .collect();
@@ -576,5 +731,28 @@ mod tests {
                 .count();
             assert!(won <= 1, "round {round}: {won} workers hold the lock");
         }
+    }
+
+    /// An entry another worker rewrote (renamed a fresh file over its
+    /// name) between a look at DIR judging it the oldest and its removal
+    /// is kept. It used to be removed by its name, the fresh entry with
+    /// it.
+    #[test]
+    fn eviction_keeps_an_entry_rewritten_since_it_was_judged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = dir_in(tmp.path(), 100);
+        let until = SystemTime::now() + Duration::from_secs(3600);
+        dir.write("e-old", until, &[0; 80]).unwrap();
+        dir.write("e-new", until, &[0; 80]).unwrap();
+        let judged = dir.judge().unwrap();
+        assert_eq!(judged.files.len(), 1);
+        assert_eq!(judged.files[0].0, "e-old");
+        dir.write("e-old", until, b"fresh").unwrap();
+        dir.remove_judged(&judged).unwrap();
+        let kept = Dir::live(&std::fs::read(tmp.path().join("e-old")).unwrap()).map(<[u8]>::to_vec);
+        assert_eq!(kept.as_deref(), Some(&b"fresh"[..]));
+        // The other is the oldest now.
+        assert_eq!(dir.evict().unwrap(), (HEADER + 5) as u64);
+        assert!(!tmp.path().join("e-new").exists());
     }
 }
