@@ -6,13 +6,13 @@
 //! ever being free), an HTTP request that ends its session before its body
 //! runs, the unix socket bound by the master as root and closed to the
 //! workers' `User` (by its mode, and by the peer's credentials), its file
-//! removed when a reload moves it or the server stops (but not another
-//! file put at its path), handed on by a binary upgrade, idle sessions
-//! closed after `ConsoleTimeout`, busy ones after `ConsoleLifetime`, a
-//! 17th session ending the oldest rather than refused, a user connecting
-//! in a loop ending only its own sessions, and the addresses `--check`
-//! refuses (beyond loopback, a unix socket in a directory the workers'
-//! `User` may write).
+//! removed when a reload moves it or the server stops, with or without a
+//! master (but not another file put at its path), handed on by a binary
+//! upgrade, idle sessions closed after `ConsoleTimeout`, busy ones after
+//! `ConsoleLifetime`, a 17th session ending the oldest rather than
+//! refused, a user connecting in a loop ending only its own sessions,
+//! and the addresses `--check` refuses (beyond loopback, a unix socket in
+//! a directory the workers' `User` may write).
 
 mod common;
 #[path = "common/process.rs"]
@@ -48,8 +48,13 @@ fn conf(listen: &str) -> String {
 /// A server whose console is at `{dir}/console.sock`, with the global
 /// directives `extra` too; and the socket's path.
 fn start(extra: &str) -> (Axkit, PathBuf) {
+    start_with_args(extra, &[])
+}
+
+/// [`start`], the server started with `args`.
+fn start_with_args(extra: &str, args: &[&str]) -> (Axkit, PathBuf) {
     let config = format!("{extra}\n{}", conf("unix:{dir}/console.sock"));
-    let mut srv = Axkit::start_with(&config, &[], |d| {
+    let mut srv = Axkit::start_with(&config, args, |d| {
         d.write("www/a.txt", "hello\n");
     });
     srv.wait_stderr("console: listening on unix:", Duration::from_secs(20));
@@ -480,6 +485,26 @@ fn a_unix_console_moved_or_stopped_leaves_no_socket_file() {
     srv.stop();
     assert!(!sock.exists(), "the socket file was left at stop");
     assert!(moved.exists());
+    drop(other);
+}
+
+/// Under `--no-master` the one process binds the console itself, and
+/// removes the socket file it made as it exits, but not another file put
+/// at that path since. It used to leave its file behind.
+#[test]
+fn a_unix_console_without_master_leaves_no_socket_file() {
+    let (mut srv, sock) = start_with_args("", &["--no-master"]);
+    let mut c = console(&sock);
+    assert!(c.ask("help").last().unwrap().starts_with("OK"));
+    drop(c);
+    srv.stop();
+    assert!(!sock.exists(), "the socket file was left at exit");
+    // Another socket at the console's path: not the server's.
+    let (mut srv, sock) = start_with_args("", &["--no-master"]);
+    std::fs::remove_file(&sock).unwrap();
+    let other = UnixListener::bind(&sock).unwrap();
+    srv.stop();
+    assert!(sock.exists(), "another's socket file was removed");
     drop(other);
 }
 

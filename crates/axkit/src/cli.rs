@@ -123,15 +123,19 @@ pub(crate) fn main(catalog: Catalog, builtin_config: fn() -> String) -> ExitCode
             eprintln!("axkit: {e}");
             return ExitCode::FAILURE;
         }
-        match PluginListeners::create(&config, &catalog, &PluginListeners::default()) {
+        let files = match PluginListeners::create(&config, &catalog, &PluginListeners::default()) {
             Ok(bound) => bound.install_here(),
             Err(e) => {
                 eprintln!("axkit: {e}");
                 return ExitCode::FAILURE;
             }
-        }
+        };
         master::announce(&listeners, 1);
-        return run_worker(config, &catalog, listeners, || {});
+        let code = run_worker(config, &catalog, listeners, || {});
+        for e in files.remove() {
+            log_to_stderr(crate::plugin::Level::Warn, &e);
+        }
+        return code;
     }
     let worker_args: Vec<OsString> = match &cli.config {
         Some(path) => vec!["-c".into(), path.clone().into_os_string()],

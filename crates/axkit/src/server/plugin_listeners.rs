@@ -8,8 +8,9 @@
 //! socket no longer used (a reload that moved it, a stop) is removed by
 //! the master if it is still the one made there
 //! ([`PluginListeners::remove_files`]). A process that serves by itself
-//! (`--no-master`) binds them itself; `--check` binds nothing but
-//! checks where the unix ones would be.
+//! (`--no-master`) binds them itself, and removes their files as it exits
+//! ([`SocketFiles`]); `--check` binds nothing but checks where the unix
+//! ones would be.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -162,19 +163,13 @@ impl PluginListeners {
     /// The caller makes sure no other master uses them.
     pub fn remove_files(&self, kept: &PluginListeners) -> Vec<String> {
         let held = |file| kept.0.iter().any(|k| k.file == Some(file));
-        let mut failed = Vec::new();
-        for b in &self.0 {
-            let (ListenAddr::Unix(path), Some(file)) = (&b.spec.addr, b.file) else {
-                continue;
-            };
-            if held(file) || socket_file(path) != Some(file) {
-                continue;
-            }
-            if let Err(e) = std::fs::remove_file(path) {
-                failed.push(format!("cannot remove the socket {}: {e}", b.spec.addr));
-            }
-        }
-        failed
+        self.0
+            .iter()
+            .filter_map(|b| {
+                let file = b.file.filter(|&file| !held(file))?;
+                remove_file(&b.spec.addr, file)
+            })
+            .collect()
     }
 
     /// Those meant for worker `slot`.
@@ -205,8 +200,14 @@ impl PluginListeners {
     }
 
     /// Hand worker 0's sockets to this process's plugins, for a process
-    /// that runs them itself (`--no-master`).
-    pub fn install_here(self) {
+    /// that runs them itself (`--no-master`): the files of the unix ones,
+    /// which it removes when it exits.
+    pub fn install_here(self) -> SocketFiles {
+        let files = self
+            .0
+            .iter()
+            .filter_map(|b| Some((b.spec.addr.clone(), b.file?)))
+            .collect();
         let here = self
             .0
             .into_iter()
@@ -218,6 +219,7 @@ impl PluginListeners {
             })
             .collect(),
         );
+        SocketFiles(files)
     }
 
     /// The sockets the master this one replaces passed (binary upgrade),
@@ -251,6 +253,35 @@ impl PluginListeners {
         }
         Ok(PluginListeners(out))
     }
+}
+
+/// The files of the unix sockets a process serving by itself
+/// (`--no-master`) made, each as made at its path.
+pub(crate) struct SocketFiles(Vec<(ListenAddr, FileId)>);
+
+impl SocketFiles {
+    /// Remove each while it is still the file made at its path, as the
+    /// master removes its own at stop: what failed, to be logged.
+    pub fn remove(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter_map(|(addr, file)| remove_file(addr, *file))
+            .collect()
+    }
+}
+
+/// Remove the unix socket file of `addr` if it is still `file` (not
+/// another put at the path since): why it could not be, if so.
+fn remove_file(addr: &ListenAddr, file: FileId) -> Option<String> {
+    let ListenAddr::Unix(path) = addr else {
+        return None;
+    };
+    if socket_file(path) != Some(file) {
+        return None;
+    }
+    std::fs::remove_file(path)
+        .err()
+        .map(|e| format!("cannot remove the socket {addr}: {e}"))
 }
 
 fn encode<'a>(bound: impl Iterator<Item = &'a Bound>) -> String {
