@@ -1541,8 +1541,10 @@ impl Context {
     }
 
     /// Stream a piece of the response body. The first call sends the head
-    /// (from `ctx.response`): with the Content-Length the plugin set, or
-    /// chunked. Waits while the client is slow (backpressure).
+    /// (from `ctx.response`) with its piece, in one write: with the
+    /// Content-Length the plugin set, or chunked ([`flush`](Self::flush)
+    /// sends the head alone, before any piece). Waits while the client is
+    /// slow (backpressure).
     pub async fn write(&mut self, data: impl Into<Bytes>) -> std::io::Result<()> {
         response::write(self, data.into()).await
     }
