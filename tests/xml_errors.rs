@@ -4,7 +4,8 @@
 //! the DocumentRoot or through a link out of it (but `document('')`, the
 //! stylesheet itself, wherever it lies), XInclude pointers that need
 //! XPath (unbounded in libxml2), XIncludes nested in XIncludes that
-//! multiply (refused before libxml2 copies them), XIncludes in a document
+//! multiply (refused before libxml2 copies them), XInclude loops,
+//! XIncludes in a document
 //! a script made of the request (left as they are), transforms that
 //! run past `XSLTTimeLimit` (stopped on the event loop: 500; `0` is no
 //! limit, not a deadline already past), broken documents and
@@ -467,6 +468,32 @@ fn xincludes_that_multiply_are_refused_before_they_expand() {
     let r = srv.get("/xi/many.xml");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text().matches("<part>para</part>").count(), 200);
+}
+
+/// An XInclude loop (a file that includes the page including it) is a
+/// fatal error of XInclude's, refused before libxml2 copies anything: it
+/// was served, and the expansion measure, counting the way back as
+/// nothing, kept that count for the file's every other use, which
+/// libxml2 expands in full (so a chain of them multiplied unmeasured).
+#[test]
+fn xinclude_loops_are_refused() {
+    let xi = r#"xmlns:xi="http://www.w3.org/2001/XInclude""#;
+    let mut srv = Axkit::start_single_with(&conf("", ""), |d| {
+        write_files(d, &site());
+        d.write(
+            "site/xi/a.xml",
+            format!(r#"<a {xi}><xi:include href="b.xml"/></a>"#),
+        );
+        d.write(
+            "site/xi/b.xml",
+            format!(r#"<b {xi}><xi:include href="a.xml"/></b>"#),
+        );
+        d.write(
+            "site/xi/loop.xml",
+            format!(r#"<r {xi}><xi:include href="a.xml"/><xi:include href="b.xml"/></r>"#),
+        );
+    });
+    refused(&mut srv, "/xi/loop.xml", "/xi/a.xml' includes itself");
 }
 
 #[test]

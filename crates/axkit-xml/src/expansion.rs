@@ -28,7 +28,7 @@ use crate::{sys, Policy};
 const NODE_COST: i64 = 100;
 
 /// libxml2's own bound on nested includes (`XINCLUDE_MAX_DEPTH`): past it
-/// the processing fails on its own.
+/// the processing fails on its own, and so does the measure.
 const MAX_DEPTH: usize = 40;
 
 /// Refuse the calling thread's call (an `Err` from its scope) when the
@@ -47,6 +47,7 @@ pub(crate) fn check(doc: *mut sys::XmlDoc, url: &str, policy: &Policy) {
         sizes: HashMap::new(),
         active: Vec::new(),
         at: None,
+        stop: None,
     };
     let data = &mut measure as *mut Measure as *mut c_void;
     let children = unsafe { sys::axkit_xml_doc_children(doc) };
@@ -56,14 +57,16 @@ pub(crate) fn check(doc: *mut sys::XmlDoc, url: &str, policy: &Policy) {
         return;
     }
     let (line, what) = measure.at.take().unwrap_or_default();
+    let why = measure.stop.take().unwrap_or_else(|| {
+        format!(
+            "XIncludes expand past the size limit of {} bytes",
+            policy.max_size
+        )
+    });
     call::refuse(
         Some(url.to_string()),
         line,
-        format!(
-            "XInclude of '{}': XIncludes expand past the size limit of {} bytes",
-            what.escape_default(),
-            policy.max_size
-        ),
+        format!("XInclude of '{}': {why}", what.escape_default()),
     );
 }
 
@@ -85,12 +88,21 @@ struct Measure {
     docs: HashMap<PathBuf, Option<*mut sys::XmlDoc>>,
     /// What each target expands to (-2: not there).
     sizes: HashMap<Target, i64>,
-    /// The targets being measured (one inside another): a cycle, which
-    /// libxml2 refuses, counts nothing here.
+    /// The targets being measured (one inside another). A target met
+    /// again among them (a loop) stops the measure, as nesting past
+    /// `MAX_DEPTH` does: what libxml2 cuts there depends on where the
+    /// outermost one is included from, so a size measured under the cut
+    /// would be counted, once stored in `sizes`, for uses that libxml2
+    /// expands in full (a file that includes the page including it,
+    /// measured there, then included a thousand times elsewhere).
+    /// XInclude makes a loop a fatal error.
     active: Vec<Target>,
     /// The line of the requested document's include being measured, and
     /// what it names: where the limit was passed.
     at: Option<(u32, String)>,
+    /// Why the measure stopped short of the limit: the includes loop, or
+    /// nest past `MAX_DEPTH`.
+    stop: Option<String>,
 }
 
 impl Drop for Measure {
@@ -136,17 +148,21 @@ unsafe extern "C" fn on_include(
         let measure = unsafe { &mut *this };
         if measure.active.is_empty() {
             let line = unsafe { sys::axkit_xml_node_line(node) };
-            let what = match &target {
-                Target::File(path, _, _) => path.display().to_string(),
-                Target::Local(_, pointer) => format!("#{pointer}"),
-            };
-            measure.at = Some((u32::try_from(line).unwrap_or(0), what));
+            measure.at = Some((u32::try_from(line).unwrap_or(0), describe(&target)));
         }
         if let Some(&size) = measure.sizes.get(&target) {
             return if size > budget { -1 } else { size };
         }
-        if measure.active.contains(&target) || measure.active.len() >= MAX_DEPTH {
-            return 0;
+        if measure.active.contains(&target) {
+            measure.stop = Some(format!(
+                "'{}' includes itself",
+                describe(&target).escape_default()
+            ));
+            return -1;
+        }
+        if measure.active.len() >= MAX_DEPTH {
+            measure.stop = Some(format!("XIncludes nest more than {MAX_DEPTH} deep"));
+            return -1;
         }
         measure.active.push(target.clone());
     }
@@ -157,6 +173,14 @@ unsafe extern "C" fn on_include(
         measure.sizes.insert(target, size);
     }
     size
+}
+
+/// A target as an error message names it.
+fn describe(target: &Target) -> String {
+    match target {
+        Target::File(path, _, _) => path.display().to_string(),
+        Target::Local(_, pointer) => format!("#{pointer}"),
+    }
 }
 
 /// The size of `target` (named in `doc`), -1 past `budget` or the load

@@ -472,3 +472,64 @@ fn xincludes_that_multiply_are_refused_before_they_expand() {
     assert_eq!(out.matches("<q>other</q>").count(), 200, "{out}");
     assert_eq!(out.matches(">para</p>").count(), 400, "{out}");
 }
+
+/// An XInclude loop is a fatal error (XInclude 1.0 §4.2.7), refused
+/// before a copy is made. The measure once counted the loop's way back as
+/// nothing and stored what it measured so: a file that includes the page
+/// including it (`b` in `a`, which includes `b`) counted small at every
+/// later use, which libxml2 expands in full (`b`, then `a` and its 200
+/// KB) — 1,000 of them behind a chain of 10 × 10 × 10 were 200 MB past a
+/// 1 MiB limit. So is nesting deeper than libxml2 follows.
+#[test]
+fn xinclude_loops_and_nesting_past_its_depth_are_refused() {
+    let (dir, policy) = site();
+    let xi = r#"xmlns:xi="http://www.w3.org/2001/XInclude""#;
+    let include = |href: &str| format!(r#"<xi:include href="{href}"/>"#);
+    dir.write("www/leaf.xml", format!("<l>{}</l>", "y".repeat(20_000)));
+    dir.write(
+        "www/c.xml",
+        format!("<c {xi}>{}</c>", include("leaf.xml").repeat(10)),
+    );
+    dir.write(
+        "www/a.xml",
+        format!("<a {xi}>{}{}</a>", include("b.xml"), include("c.xml")),
+    );
+    dir.write("www/b.xml", format!("<b {xi}>{}</b>", include("a.xml")));
+    dir.write(
+        "www/d2.xml",
+        format!("<d {xi}>{}</d>", include("b.xml").repeat(10)),
+    );
+    dir.write(
+        "www/d1.xml",
+        format!("<d {xi}>{}</d>", include("d2.xml").repeat(10)),
+    );
+    for level in 1..=45 {
+        dir.write(
+            &format!("www/deep{level}.xml"),
+            format!("<d {xi}>{}</d>", include(&format!("deep{}.xml", level + 1))),
+        );
+    }
+    dir.write("www/deep46.xml", "<leaf/>");
+    for (name, text, why) in [
+        (
+            "loop.xml",
+            format!(
+                "<r {xi}>{}{}</r>",
+                include("a.xml"),
+                include("d1.xml").repeat(10)
+            ),
+            "/www/a.xml': '",
+        ),
+        (
+            "deep.xml",
+            format!("<r {xi}>{}</r>", include("deep1.xml")),
+            "nest more than 40 deep",
+        ),
+    ] {
+        let url = www(&dir, name);
+        let mut doc = parse(&text, &url, &policy).unwrap();
+        let e = expect_err(doc.xinclude(&policy), name);
+        assert!(e.message.contains(why), "{name}: {e}");
+        assert_eq!(e.file.as_deref(), Some(url.as_str()), "{name}: {e}");
+    }
+}
