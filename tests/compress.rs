@@ -220,6 +220,37 @@ fn what_is_never_compressed() {
     }
 }
 
+/// A 205 has no content (RFC 9110 §15.3.6), whatever `CompressMinLength`
+/// says: its empty body was compressed into 20 bytes of gzip under
+/// `CompressMinLength 0`, a 205 with content (a hook's 205 answer is
+/// such an empty body with its `Content-Type`). The next request on the
+/// connection is answered as it should be.
+#[test]
+fn a_205_stays_without_content() {
+    let srv = start(
+        &conf("", "    Plugin compress\n    CompressMinLength 0"),
+        |d| {
+            sh(
+                d,
+                "reset",
+                "printf 'Status: 205 Reset Content\\nContent-Type: text/html\\n\\n'",
+            );
+            d.write("www/tiny.html", "<p>tiny</p>\n");
+        },
+    );
+    let (bytes, _) = srv.raw(
+        b"GET /cgi-bin/reset HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n\
+          GET /tiny.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&bytes);
+    let (reset, next) = text.split_once("\r\n\r\n").expect("a head");
+    assert!(reset.starts_with("HTTP/1.1 205 "), "{text}");
+    assert!(reset.contains("\r\nContent-Length: 0"), "{text}");
+    assert!(!reset.contains("Content-Encoding"), "{text}");
+    assert!(next.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(next.ends_with("\r\n\r\n<p>tiny</p>\n"), "{text}");
+}
+
 #[test]
 fn vary_is_merged() {
     let srv = server(|d| {

@@ -31,8 +31,9 @@
 //! What is never compressed: a response with a `Content-Encoding` (a
 //! precompressed sibling from `serve_file`'s `Precompressed`, a CGI that
 //! encoded its output, a proxied encoded body), a `206` or anything with a
-//! `Content-Range`, `1xx`/`204`/`304`, `Cache-Control: no-transform` (on
-//! any line of either field).
+//! `Content-Range`, `1xx`/`204`/`205`/`304` (a `205` has no content, RFC
+//! 9110 §15.3.6: compressing its empty body would give it some),
+//! `Cache-Control: no-transform` (on any line of either field).
 //! Such a response (and one of a type not listed, or known to be short)
 //! takes the filter out of its way before the body starts
 //! (`Context::skip_body_filter`), so that a file keeps sendfile.
@@ -373,7 +374,7 @@ fn untouched(ctx: &Context, known: Option<u64>) -> bool {
     }
     let status = ctx.response.status;
     let headers = &ctx.response.headers;
-    if status < 200 || status == 204 || status == 206 || status == 304 {
+    if status < 200 || matches!(status, 204 | 205 | 206 | 304) {
         return true;
     }
     if headers.get("Content-Range").is_some() || transform_ruled_out(headers) {
