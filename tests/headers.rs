@@ -219,6 +219,29 @@ fn a_request_back_in_a_location_it_left_gets_each_line_once() {
     }
 }
 
+/// A security line (`RequestHeader unset`, stripping a client-sent
+/// identity field before an app sees it) in the Location a request is
+/// rewritten into applies whichever of `headers` and `rewrite` is listed
+/// first.
+#[test]
+fn an_unset_in_the_location_rewritten_to_always_applies() {
+    for plugins in [["headers", "rewrite"], ["rewrite", "headers"]] {
+        let srv = start_with_plugins(
+            &plugins,
+            "    Rewrite ^/public/(.*)$ /app/$1\n    RequestHeader add X-C server\n    \
+             <Location /app>\n        RequestHeader unset Proxy\n        \
+             RequestHeader add X-C app\n    </Location>\n",
+        );
+        // Each line once: the Server's in the Location rewritten from,
+        // the rest of the Location rewritten to's after.
+        let r = get(&srv, "/public/x", "Proxy: evil\r\n");
+        let once = "a=nil b=nil c=server, app proxy=nil\n";
+        assert_eq!(r.text(), once, "{plugins:?}");
+        let r = get(&srv, "/app/x", "Proxy: evil\r\n");
+        assert_eq!(r.text(), once, "{plugins:?}");
+    }
+}
+
 #[test]
 fn rules_apply_whichever_plugin_answers_first() {
     // `rewrite` listed first, as docs/rewrite.md says: its redirect

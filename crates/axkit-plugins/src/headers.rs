@@ -20,7 +20,8 @@
 //! - `RequestHeader ACTION NAME [VALUE]`: a request header, applied in
 //!   `post_read_request`, so every later hook, CGI and Lua see it (list
 //!   `Plugin headers` before a plugin whose `post_read_request` must see
-//!   it too, after `rewrite` for the rules of a rewritten Location), once
+//!   it too; listed before `rewrite` it takes up the rules of the Location
+//!   rewritten to as of a hand-off, after it as of that Location), once
 //!   per client request: an internal redirect keeps the headers as they
 //!   were changed. A request handed over to another Location (a
 //!   directory's index in a `<Location>` of its own) gets that Location's

@@ -1128,7 +1128,9 @@ impl Context {
     /// `post_read_request` hooks of the new Location's chain that have not
     /// run for the request (a plugin of both runs once: the one that
     /// rewrote sees to the new Location's lines itself, as `rewrite`'s
-    /// rounds do).
+    /// rounds do; one called before it is called
+    /// [`post_read_request_handed_over`](crate::plugin::Plugin::post_read_request_handed_over)
+    /// there).
     /// [`original_request`](Self::original_request) keeps what the client
     /// sent, as CGI's `REQUEST_URI` does in Apache. Refused, with why, for
     /// a target that is not a path or whose path cannot be normalised

@@ -400,8 +400,9 @@ pub trait Plugin: __private::WrittenHooks + 'static {
     /// request, when the request it ran for is handed over to another
     /// Location whose chain runs this plugin too
     /// ([`Context::internal_redirect_same_request`]: a directory's index
-    /// in a `<Location>` of its own); `from` says where the request has
-    /// been. For a plugin whose directives differ by Location and that
+    /// in a `<Location>` of its own), or moved to one by a plugin listed
+    /// after it ([`Context::rewrite_uri`]); `from` says where the request
+    /// has been. For a plugin whose directives differ by Location and that
     /// can tell which lines it has applied: `rewrite` runs the new
     /// Location's lines that the Location left does not share (the
     /// Server's ran once), `headers` applies its `RequestHeader` lines but

@@ -964,8 +964,9 @@ fn error_fields(status: u16) -> &'static [&'static str] {
 /// `post_read_request` for the request, as a request for its path would
 /// have, until one leaves it where it is. On a hand-off, those that have
 /// run are called `post_read_request_handed_over` with the Location left
-/// (`rewrite` takes up the new Location's lines); after a rewrite, they
-/// are not (the plugin that rewrote took them up).
+/// (`rewrite` takes up the new Location's lines); after a rewrite, only
+/// those called before the plugin that rewrote (which took them up, as
+/// did those called after it, in the Location rewritten to).
 async fn post_read_elsewhere(ctx: &mut Context, mut handed_over: bool) -> Outcome {
     let mut outcome = Outcome::Declined;
     loop {
@@ -978,13 +979,30 @@ async fn post_read_elsewhere(ctx: &mut Context, mut handed_over: bool) -> Outcom
             return outcome;
         }
         let calls = ctx.rt.post_read_calls().to_vec();
+        // Moved by a rewrite: the plugin that moved the request is the
+        // last one called in the Location it left.
+        let mover = match handed_over {
+            true => None,
+            false => calls.iter().rev().find(|(_, at)| Rc::ptr_eq(at, left)),
+        }
+        .map(|(index, _)| *index);
         let made = RefCell::new(Vec::new());
         let how = |ctx: &Context, index| {
             let has_run = ran.iter().any(|location| {
                 let chain = location.chain(Hook::PostReadRequest);
                 chain.iter().any(|entry| entry.2 == index)
             });
-            let call = match (has_run, handed_over) {
+            // After a rewrite the plugin that moved the request took up
+            // this Location's lines, as did one called after it; one
+            // called before it took up only the Location left's, and is
+            // handed this one's as on a hand-off (a `RequestHeader unset`
+            // here applies whether `headers` is listed before `rewrite`
+            // or after).
+            let took_up_here = mover == Some(index)
+                || calls
+                    .iter()
+                    .any(|(i, at)| *i == index && Rc::ptr_eq(at, &here));
+            let call = match (has_run, handed_over || !took_up_here) {
                 (false, _) => Call::Hook,
                 (true, false) => return Call::Skip,
                 (true, true) => Call::HandedOver(HandOff {
