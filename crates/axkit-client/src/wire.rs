@@ -868,20 +868,26 @@ mod tests {
         .collect()
     }
 
-    /// What the client makes of `sent` in pieces of `size` bytes: the
-    /// status of every head (interim ones too) and the bytes after the
-    /// last, or the refusal, the parser run once more at the close as the
-    /// client runs it.
-    fn read_in_pieces(sent: &[u8], size: usize) -> (Vec<u16>, Result<Vec<u8>, String>) {
+    /// What the client makes of `sent` read up to each of `cuts` (in
+    /// order) in turn, then to its end: the status of every head (interim
+    /// ones too) and the bytes after the last, or the refusal, the parser
+    /// run once more at the close as the client runs it.
+    fn read_in_pieces(sent: &[u8], cuts: &[usize]) -> (Vec<u16>, Result<Vec<u8>, String>) {
         let (mut scan, mut buf, mut statuses) = (HeadScan::default(), BytesMut::new(), vec![]);
-        for (at, piece) in sent.chunks(size).enumerate() {
-            buf.extend_from_slice(piece);
+        let mut start = 0;
+        for end in cuts.iter().copied().chain([sent.len()]) {
+            // A read brings at least a byte: no byte is a close.
+            if end <= start {
+                continue;
+            }
+            buf.extend_from_slice(&sent[start..end]);
+            start = end;
             loop {
                 match scan.parse(&mut buf) {
                     Ok(Some(head)) if head.status < 200 => statuses.push(head.status),
                     Ok(Some(head)) => {
                         statuses.push(head.status);
-                        buf.extend_from_slice(&sent[((at + 1) * size).min(sent.len())..]);
+                        buf.extend_from_slice(&sent[start..]);
                         return (statuses, Ok(buf.to_vec()));
                     }
                     Ok(None) => break,
@@ -901,10 +907,79 @@ mod tests {
     #[test]
     fn a_head_in_pieces_is_read_as_a_whole() {
         for sent in sent_heads() {
-            let whole = read_in_pieces(&sent, sent.len());
+            let whole = read_in_pieces(&sent, &[]);
             for size in [1, 2, 3, 7, 100] {
                 let shown = String::from_utf8_lossy(&sent[..sent.len().min(40)]);
-                assert_eq!(read_in_pieces(&sent, size), whole, "{shown:?} by {size}");
+                let cuts: Vec<usize> = (size..sent.len()).step_by(size).collect();
+                assert_eq!(read_in_pieces(&sent, &cuts), whole, "{shown:?} by {size}");
+            }
+        }
+    }
+
+    /// Short heads made of the bytes that end, begin and break lines (a
+    /// bare CR, CR CR LF, LF CR LF, empty lines mixed with spaces before
+    /// the status line, interim heads followed by the final one), cut
+    /// into reads at every point and every pair of points and a byte at a
+    /// time, are read as in one; heads around the 64 KiB limit too, cut
+    /// near their end.
+    #[test]
+    fn every_cut_of_a_head_reads_as_the_whole() {
+        let atoms: [&[u8]; 11] = [
+            b"\r",
+            b"\n",
+            b"\r\n",
+            b" ",
+            b"x",
+            b"A: b",
+            b"HTTP/1.1 200 OK",
+            b"HTTP/1.1 100 C",
+            b"HTTP/1.1 103 E",
+            b"HTTP/1.0 204 N",
+            b"\t",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as usize
+        };
+        let mut sent_all: Vec<Vec<u8>> = (0..1000)
+            .map(|_| {
+                (0..next() % 10 + 1)
+                    .flat_map(|_| atoms[next() % atoms.len()])
+                    .copied()
+                    .collect()
+            })
+            .collect();
+        sent_all.extend(sent_heads().into_iter().filter(|sent| sent.len() < 200));
+        for sent in &sent_all {
+            let whole = read_in_pieces(sent, &[]);
+            let shown = String::from_utf8_lossy(sent);
+            let drip: Vec<usize> = (1..sent.len()).collect();
+            assert_eq!(
+                read_in_pieces(sent, &drip),
+                whole,
+                "{shown:?} a byte at a time"
+            );
+            for i in 1..sent.len() {
+                for j in i..sent.len() {
+                    assert_eq!(
+                        read_in_pieces(sent, &[i, j]),
+                        whole,
+                        "{shown:?} at {i}, {j}"
+                    );
+                }
+            }
+        }
+        for len in MAX_HEAD - 2..=MAX_HEAD + 2 {
+            let mut sent = b"HTTP/1.1 200 OK\r\nA: \r\n\r\nbody".to_vec();
+            sent.splice(20..20, std::iter::repeat_n(b'a', len - sent.len() + 4));
+            let whole = read_in_pieces(&sent, &[]);
+            assert_eq!(whole.1.is_ok(), len <= MAX_HEAD, "{len}");
+            for cut in len - 5..sent.len() {
+                assert_eq!(read_in_pieces(&sent, &[cut]), whole, "{len} at {cut}");
+                assert_eq!(read_in_pieces(&sent, &[1, cut]), whole, "{len} at 1, {cut}");
             }
         }
     }
