@@ -242,6 +242,46 @@ fn an_unset_in_the_location_rewritten_to_always_applies() {
     }
 }
 
+/// An ErrorDocument's page, a walk of its own for the same client
+/// request, gets the `RequestHeader` lines of its Location that did not
+/// apply to the request before: an `unset` there strips a client-sent
+/// field from what the page's app sees, an `add` applied before adds no
+/// second field. When a plugin listed before `headers` refused the request
+/// before it was called, every line applies to the page.
+#[test]
+fn an_error_documents_page_gets_the_lines_it_has_not_had() {
+    for plugins in [
+        ["headers", "rewrite", "error_doc"],
+        ["rewrite", "error_doc", "headers"],
+    ] {
+        let srv = start_with_plugins(
+            &plugins,
+            "    RequestHeader add X-C server\n    ErrorDocument 404 /app/page\n    \
+             <Location /app>\n        RequestHeader unset Proxy\n        \
+             RequestHeader add X-C app\n    </Location>\n",
+        );
+        let r = get(&srv, "/missing", "Proxy: evil\r\n");
+        assert_eq!(r.status, 404, "{plugins:?}");
+        let once = "a=nil b=nil c=server, app proxy=nil\n";
+        assert_eq!(r.text(), once, "{plugins:?}");
+    }
+    let conf = "Workers 1\nPluginDir {dir}/plugins\n<Server>\n    Listen 127.0.0.1:0\n    \
+         Plugin deny\n    Plugin error_doc\n    Plugin headers\n    Plugin echo\n    \
+         RequestHeader unset Proxy\n    RequestHeader add X-C server\n    \
+         ErrorDocument 403 /page\n</Server>\n";
+    let srv = Axkit::start_single_with(conf, |d| {
+        d.write("plugins/echo.lua", ECHO);
+        d.write(
+            "plugins/deny.lua",
+            "function hook_post_read_request(r)\n  \
+             if r:path() == \"/deny\" then return 403 end\n  return DECLINED\nend\n",
+        );
+    });
+    let r = get(&srv, "/deny", "Proxy: evil\r\n");
+    assert_eq!(r.status, 403);
+    assert_eq!(r.text(), "a=nil b=nil c=server proxy=nil\n");
+}
+
 #[test]
 fn rules_apply_whichever_plugin_answers_first() {
     // `rewrite` listed first, as docs/rewrite.md says: its redirect

@@ -22,8 +22,11 @@
 //!   `Plugin headers` before a plugin whose `post_read_request` must see
 //!   it too; listed before `rewrite` it takes up the rules of the Location
 //!   rewritten to as of a hand-off, after it as of that Location), once
-//!   per client request: an internal redirect keeps the headers as they
-//!   were changed. A request handed over to another Location (a
+//!   per client request: an internal redirect (an ErrorDocument's page)
+//!   keeps the headers as they were changed and gets the lines of its
+//!   Location that did not apply before (an `unset` there strips a field
+//!   the client sent from what the page sees; every line, when a plugin
+//!   listed before `headers` refused the request first). A request handed over to another Location (a
 //!   directory's index in a `<Location>` of its own) gets that Location's
 //!   lines but those it shares with a Location whose lines were applied
 //!   already, so that each line applies once (as Apache applies the index
@@ -320,10 +323,11 @@ impl Plugin for HeadersPlugin {
         hooks.and(written)
     }
 
+    /// Every line: the first call for the client request (after an
+    /// internal redirect too, when the walks before it ended before this
+    /// plugin was called: a refusal by a plugin listed before it).
     fn post_read_request<'a>(&'a self, ctx: &'a mut Context) -> HookFuture<'a> {
-        // An internal redirect keeps the request headers as the client's
-        // walk changed them: applied again, an `add` would add twice.
-        if ctx.config().list(&REQUEST_HEADER).is_empty() || ctx.notes.contains_key("redirect.uri") {
+        if ctx.config().list(&REQUEST_HEADER).is_empty() {
             return Outcome::Declined.into();
         }
         let (config, request, _) = ctx.config_and_messages();
@@ -336,16 +340,15 @@ impl Plugin for HeadersPlugin {
     /// applies to its subrequest and nginx's a location's after an internal
     /// redirect into it, but for those it shares with a Location whose
     /// lines were applied already (the Server's; a Location's own, when
-    /// the request was rewritten out of it and is handed back): an `add`
-    /// would add twice.
+    /// the request was rewritten out of it and is handed back; on an
+    /// internal redirect's walk, an ErrorDocument's page, the Locations of
+    /// the walks before it): an `add` would add twice, while an `unset`
+    /// of the page's Location applies to the page.
     fn post_read_request_handed_over<'a>(
         &'a self,
         ctx: &'a mut Context,
         from: HandOff<'a>,
     ) -> HookFuture<'a> {
-        if ctx.notes.contains_key("redirect.uri") {
-            return Outcome::Declined.into();
-        }
         let (config, request, _) = ctx.config_and_messages();
         let rules = config.list(&REQUEST_HEADER).iter().filter(|rule| {
             // Each line is parsed once: every Location holding it shares it.

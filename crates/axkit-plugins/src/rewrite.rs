@@ -900,7 +900,11 @@ impl Plugin for Rewrite {
         ctx: &'a mut Context,
         from: HandOff<'a>,
     ) -> HookFuture<'a> {
-        let left = self.lines_of(from.left());
+        // An internal redirect's walk is a fresh one: every line.
+        let Some(left) = from.left() else {
+            return self.post_read_request(ctx);
+        };
+        let left = self.lines_of(left);
         self.rounds(ctx, left).into()
     }
 }

@@ -1037,8 +1037,9 @@ impl Context {
             self.user = None;
             self.auth_type = None;
         } else {
+            // `rt.moved` keeps only where the plugins took up their
+            // `post_read_request` lines (`RequestRt::calls_so_far`).
             self.kept = None;
-            self.rt.moved = None;
         }
         self.skipped_filters = 0;
         self.rt.head_hook_ran = false;

@@ -241,7 +241,8 @@ impl Hook {
 /// [`Plugin::post_read_request_handed_over`].
 #[derive(Clone, Copy)]
 pub struct HandOff<'a> {
-    pub(crate) left: &'a LocationConfig,
+    /// None on the walk an internal redirect began.
+    pub(crate) left: Option<&'a LocationConfig>,
     /// Every plugin's earlier calls (`Moved::post_read_calls`).
     pub(crate) calls: &'a [(u16, Rc<LocationRt>)],
     /// The index of the plugin called.
@@ -250,8 +251,10 @@ pub struct HandOff<'a> {
 
 impl<'a> HandOff<'a> {
     /// The merged config of the Location the request was handed over
-    /// from.
-    pub fn left(&self) -> &'a LocationConfig {
+    /// from; None on the walk of an internal redirect
+    /// ([`Context::internal_redirect`]: an ErrorDocument's page), a fresh
+    /// walk of the client request.
+    pub fn left(&self) -> Option<&'a LocationConfig> {
         self.left
     }
 
@@ -401,20 +404,27 @@ pub trait Plugin: __private::WrittenHooks + 'static {
     /// Location whose chain runs this plugin too
     /// ([`Context::internal_redirect_same_request`]: a directory's index
     /// in a `<Location>` of its own), or moved to one by a plugin listed
-    /// after it ([`Context::rewrite_uri`]); `from` says where the request
-    /// has been. For a plugin whose directives differ by Location and that
-    /// can tell which lines it has applied: `rewrite` runs the new
-    /// Location's lines that the Location left does not share (the
-    /// Server's ran once), `headers` applies its `RequestHeader` lines but
-    /// those of the Locations it took them up in before. Its outcome counts
-    /// as `post_read_request`'s. Never called for a plugin that does not
-    /// write `post_read_request`.
+    /// after it ([`Context::rewrite_uri`]), and on the walk an internal
+    /// redirect begins ([`Context::internal_redirect`]: an ErrorDocument's
+    /// page) for a plugin called in an earlier walk ([`HandOff::left`] is
+    /// None); `from` says where the request has been. For a plugin whose
+    /// directives differ by Location and that can tell which lines it has
+    /// applied: `rewrite` runs the new Location's lines that the Location
+    /// left does not share (the Server's ran once), `headers` applies its
+    /// `RequestHeader` lines but those of the Locations it took them up in
+    /// before. Its outcome counts as `post_read_request`'s. Unless written,
+    /// it declines, but on an internal redirect's walk, where it calls
+    /// `post_read_request` (a fresh walk runs it, as it always has). Never
+    /// called for a plugin that does not write `post_read_request`.
     fn post_read_request_handed_over<'a>(
         &'a self,
         ctx: &'a mut Context,
         from: HandOff<'a>,
     ) -> HookFuture<'a> {
-        Outcome::Declined.into()
+        match from.left() {
+            None => self.post_read_request(ctx),
+            Some(_) => Outcome::Declined.into(),
+        }
     }
     /// A chunk of the request body. A plugin in the chain that implements
     /// this makes the server read the whole body before `uri_translation`,

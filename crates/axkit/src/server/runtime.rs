@@ -645,6 +645,11 @@ pub(crate) struct RequestRt {
     /// or hooks have read its body; None until then (boxed: rare, and a
     /// `RequestRt` is built and moved for every request).
     pub moved: Option<Box<Moved>>,
+    /// The index of the last plugin this walk's first `post_read_request`
+    /// chain called before the request moved, if it called any
+    /// (`walk::first_post_read`): an internal redirect notes the calls of
+    /// an unmoved walk from it.
+    pub post_read_upto: Option<u16>,
 }
 
 /// Where a request has been ([`RequestRt::moved`]).
@@ -663,8 +668,9 @@ pub(crate) struct Moved {
     /// of a plugin (by its index in `Config::plugins`) with the Location
     /// the request was in as it was called, whose lines the plugin took
     /// up then, in order: those of the first chain, before the request
-    /// moved, filled in as it moves (`RequestRt::note_first_calls`). For
-    /// `HandOff::taken_up`.
+    /// moved, filled in as it moves (`RequestRt::note_first_calls`), and
+    /// those of the walks before an internal redirect
+    /// (`RequestRt::calls_so_far`). For `HandOff::taken_up`.
     pub post_read_calls: Vec<(u16, Rc<LocationRt>)>,
 }
 
@@ -690,6 +696,7 @@ impl RequestRt {
             head_hook_ran: false,
             after_fixup: None,
             moved: None,
+            post_read_upto: None,
         }
     }
 
@@ -716,6 +723,21 @@ impl RequestRt {
         });
         let calls = chain[..upto].iter().map(|entry| (entry.2, first.clone()));
         self.moved_mut().post_read_calls.extend(calls);
+    }
+
+    /// Every `post_read_request` call made for the client request so far,
+    /// this walk's included, as `Moved::post_read_calls` holds them, for
+    /// the walk an internal redirect begins.
+    pub fn calls_so_far(&mut self) -> Vec<(u16, Rc<LocationRt>)> {
+        if let (true, Some(last)) = (self.post_read_in().is_empty(), self.post_read_upto) {
+            let here = self.location.clone();
+            self.note_first_calls(&here, Some(last));
+        }
+        self.post_read_upto = None;
+        self.moved
+            .take()
+            .map(|moved| moved.post_read_calls)
+            .unwrap_or_default()
     }
 
     /// `Moved::post_read_in`: empty for a request that never left its

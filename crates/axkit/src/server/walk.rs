@@ -705,19 +705,33 @@ async fn walk(ctx: &mut Context) {
 /// Should a plugin move the request (`Context::rewrite_uri`), every call
 /// is noted in `Moved::post_read_calls` with the Location it was made in:
 /// those before the move, and the mover's, in the first one; those after
-/// it, in the Location moved to.
+/// it, in the Location moved to. On the walk an internal redirect began
+/// (an ErrorDocument's page), a plugin called in an earlier walk of the
+/// client request is called `post_read_request_handed_over` with where
+/// it took up its lines (`headers` applies those of the page's Location
+/// it has not applied, a `RequestHeader unset` there included).
 async fn first_post_read(ctx: &mut Context) -> Outcome {
     let unmoved = Cell::new(None);
     let moved = RefCell::new(Vec::new());
+    // Empty (and unallocated) but after an internal redirect.
+    let earlier = ctx.rt.post_read_calls().to_vec();
     let outcome = run_hook_as(ctx, Hook::PostReadRequest, |ctx, index| {
         if ctx.rt.post_read_in().is_empty() {
             unmoved.set(Some(index));
         } else {
             moved.borrow_mut().push((index, ctx.rt.location.clone()));
         }
-        Call::Hook
+        match earlier.iter().any(|(called, _)| *called == index) {
+            false => Call::Hook,
+            true => Call::HandedOver(HandOff {
+                left: None,
+                calls: &earlier,
+                plugin: index,
+            }),
+        }
     })
     .await;
+    ctx.rt.post_read_upto = unmoved.get();
     if let (Some(first), Some(last)) = (ctx.rt.post_read_in().first().cloned(), unmoved.get()) {
         ctx.rt.note_first_calls(&first, Some(last));
         let calls = &mut ctx.rt.moved_mut().post_read_calls;
@@ -988,10 +1002,11 @@ async fn post_read_elsewhere(ctx: &mut Context, mut handed_over: bool) -> Outcom
         .map(|(index, _)| *index);
         let made = RefCell::new(Vec::new());
         let how = |ctx: &Context, index| {
+            // In this walk, or in one before an internal redirect.
             let has_run = ran.iter().any(|location| {
                 let chain = location.chain(Hook::PostReadRequest);
                 chain.iter().any(|entry| entry.2 == index)
-            });
+            }) || calls.iter().any(|(called, _)| *called == index);
             // After a rewrite the plugin that moved the request took up
             // this Location's lines, as did one called after it; one
             // called before it took up only the Location left's, and is
@@ -1006,7 +1021,7 @@ async fn post_read_elsewhere(ctx: &mut Context, mut handed_over: bool) -> Outcom
                 (false, _) => Call::Hook,
                 (true, false) => return Call::Skip,
                 (true, true) => Call::HandedOver(HandOff {
-                    left: &left.config,
+                    left: Some(&left.config),
                     calls: &calls,
                     plugin: index,
                 }),
@@ -1083,7 +1098,13 @@ async fn follow_redirects(ctx: &mut Context) {
             }
             ctx.rt.note_post_read_in(left);
         } else {
+            // A fresh walk, but the same client request: each plugin
+            // takes up the lines it has not yet (`first_post_read`).
+            let calls = ctx.rt.calls_so_far();
             ctx.rt.location = location;
+            if !calls.is_empty() {
+                ctx.rt.moved_mut().post_read_calls = calls;
+            }
         }
         ctx.rt.answered = 0;
         let replaced = std::mem::replace(&mut ctx.request, request);
