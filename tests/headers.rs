@@ -250,20 +250,28 @@ fn an_unset_in_the_location_rewritten_to_always_applies() {
 /// before it was called, every line applies to the page.
 #[test]
 fn an_error_documents_page_gets_the_lines_it_has_not_had() {
-    for plugins in [
+    let orders = [
         ["headers", "rewrite", "error_doc"],
         ["rewrite", "error_doc", "headers"],
-    ] {
+    ];
+    // The page in the Location, or rewritten into it.
+    for (plugins, page) in orders
+        .iter()
+        .flat_map(|p| [(p, "/app/page"), (p, "/p/page")])
+    {
         let srv = start_with_plugins(
-            &plugins,
-            "    RequestHeader add X-C server\n    ErrorDocument 404 /app/page\n    \
-             <Location /app>\n        RequestHeader unset Proxy\n        \
-             RequestHeader add X-C app\n    </Location>\n",
+            plugins,
+            &format!(
+                "    RequestHeader add X-C server\n    ErrorDocument 404 {page}\n    \
+                 Rewrite ^/p/(.*)$ /app/$1\n    <Location /app>\n        \
+                 RequestHeader unset Proxy\n        RequestHeader add X-C app\n    \
+                 </Location>\n"
+            ),
         );
         let r = get(&srv, "/missing", "Proxy: evil\r\n");
-        assert_eq!(r.status, 404, "{plugins:?}");
+        assert_eq!(r.status, 404, "{plugins:?} {page}");
         let once = "a=nil b=nil c=server, app proxy=nil\n";
-        assert_eq!(r.text(), once, "{plugins:?}");
+        assert_eq!(r.text(), once, "{plugins:?} {page}");
     }
     let conf = "Workers 1\nPluginDir {dir}/plugins\n<Server>\n    Listen 127.0.0.1:0\n    \
          Plugin deny\n    Plugin error_doc\n    Plugin headers\n    Plugin echo\n    \

@@ -1002,11 +1002,10 @@ async fn post_read_elsewhere(ctx: &mut Context, mut handed_over: bool) -> Outcom
         .map(|(index, _)| *index);
         let made = RefCell::new(Vec::new());
         let how = |ctx: &Context, index| {
-            // In this walk, or in one before an internal redirect.
             let has_run = ran.iter().any(|location| {
                 let chain = location.chain(Hook::PostReadRequest);
                 chain.iter().any(|entry| entry.2 == index)
-            }) || calls.iter().any(|(called, _)| *called == index);
+            });
             // After a rewrite the plugin that moved the request took up
             // this Location's lines, as did one called after it; one
             // called before it took up only the Location left's, and is
@@ -1018,6 +1017,15 @@ async fn post_read_elsewhere(ctx: &mut Context, mut handed_over: bool) -> Outcom
                     .iter()
                     .any(|(i, at)| *i == index && Rc::ptr_eq(at, &here));
             let call = match (has_run, handed_over || !took_up_here) {
+                // Called in a walk before an internal redirect only: as
+                // in `first_post_read`.
+                (false, _) if calls.iter().any(|(called, _)| *called == index) => {
+                    Call::HandedOver(HandOff {
+                        left: None,
+                        calls: &calls,
+                        plugin: index,
+                    })
+                }
                 (false, _) => Call::Hook,
                 (true, false) => return Call::Skip,
                 (true, true) => Call::HandedOver(HandOff {
